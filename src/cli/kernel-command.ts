@@ -1,0 +1,93 @@
+import { parseArgs } from 'node:util';
+import { defaultLimits, type KernelLimits } from '../kernel/limits.js';
+import { KernelRunningError, startKernel } from '../kernel/server.js';
+import { UsageError } from './usage-error.js';
+
+export const kernelHelp = `Usage: postbox kernel [options]
+
+Starts the kernel: the daemon that owns processes and mailboxes. It listens on a Unix
+socket (private to this user) and, with --listen, on TCP for processes on other machines.
+
+Options:
+  --socket PATH              Unix socket path (default: $POSTBOX_SOCKET, else
+                             $XDG_RUNTIME_DIR/postbox/kernel.sock, else <tmp>/postbox-<user>/kernel.sock)
+  --listen tcp://HOST:PORT   also accept TCP processes (repeatable); they must present the token
+                             ($POSTBOX_TOKEN, else a new one written to a file the kernel prints)
+  --max-message-size BYTES   largest message (default ${defaultLimits.maxMessageSize})
+  --max-mailbox-bytes BYTES  default byte limit of a mailbox (default ${defaultLimits.maxMailboxBytes})
+  --max-total-bytes BYTES    bytes queued in all mailboxes together (default ${defaultLimits.maxTotalBytes})
+  --max-mailboxes N          mailboxes at once (default ${defaultLimits.maxMailboxes})
+  --max-processes N          connected processes at once (default ${defaultLimits.maxProcesses})
+  --heartbeat-ms MS          TCP heartbeat interval; silent for 3 intervals = terminated (default ${defaultLimits.heartbeatMs})
+  --quiet                    print only where it listens
+  -h, --help                 this help
+
+Examples:
+  postbox kernel
+  postbox kernel --socket /tmp/pb.sock --listen tcp://0.0.0.0:7420
+`;
+
+const limitFlags: Record<string, keyof KernelLimits> = {
+  'max-message-size': 'maxMessageSize',
+  'max-mailbox-bytes': 'maxMailboxBytes',
+  'max-total-bytes': 'maxTotalBytes',
+  'max-mailboxes': 'maxMailboxes',
+  'max-processes': 'maxProcesses',
+  'heartbeat-ms': 'heartbeatMs',
+};
+
+/** Runs the kernel until SIGINT/SIGTERM. */
+export async function kernelCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      socket: { type: 'string' },
+      listen: { type: 'string', multiple: true },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      ...Object.fromEntries(Object.keys(limitFlags).map((k) => [k, { type: 'string' as const }])),
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(kernelHelp);
+    return 0;
+  }
+  const limits: Partial<KernelLimits> = {};
+  for (const [flag, key] of Object.entries(limitFlags)) {
+    const v = (values as Record<string, unknown>)[flag];
+    if (v === undefined) continue;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`--${flag} must be a positive whole number, not '${String(v)}'`);
+    limits[key] = n;
+  }
+  const quiet = values.quiet === true;
+  const log = quiet ? undefined : (line: string) => process.stderr.write(`postbox kernel: ${line}\n`);
+  let running: Awaited<ReturnType<typeof startKernel>>;
+  try {
+    running = await startKernel({
+      ...(values.socket !== undefined ? { socket: values.socket } : {}),
+      ...(values.listen !== undefined ? { listen: values.listen } : {}),
+      limits,
+      ...(log !== undefined ? { log } : {}),
+    });
+  } catch (err) {
+    if (err instanceof KernelRunningError) {
+      process.stderr.write(`postbox kernel: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  process.stdout.write(`postbox kernel ${process.pid} listening on unix:${running.socketPath}\n`);
+  for (const t of running.tcp) process.stdout.write(`postbox kernel listening on tcp://${t.host}:${t.port}\n`);
+  if (running.tokenFile !== null) process.stdout.write(`postbox kernel: TCP token written to ${running.tokenFile} (readable only by you)\n`);
+  else if (running.token !== null) process.stdout.write('postbox kernel: TCP token taken from POSTBOX_TOKEN\n');
+  return new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      process.stdout.write(`postbox kernel: ${signal}, shutting down\n`);
+      void running.close().then(() => resolve(0));
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+}

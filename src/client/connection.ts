@@ -1,0 +1,629 @@
+import { hostname } from 'node:os';
+import { connect as netConnect, type Socket } from 'node:net';
+import { encodeBody, type CodecName } from '../protocol/codec.js';
+import { FrameDecoder, FrameError } from '../protocol/decoder.js';
+import {
+  AbortedError,
+  ClosedError,
+  ConnectionLostError,
+  ConnectionRefusedError,
+  errorFromWire,
+  InvalidArgumentError,
+  MessageSizeError,
+  type PostboxError,
+  ProtocolError,
+} from '../protocol/errors.js';
+import {
+  decodeJsonPayload,
+  encodeJsonFrame,
+  HEAD_BYTES,
+  MESSAGE_HEAD_BYTES,
+  Off,
+  OnFull,
+  type OnFullCode,
+  Op,
+  Outcome,
+  PROTOCOL_VERSION,
+  RECEIVE_FRAME_BYTES,
+  readInt64,
+  TAKE_FRAME_BYTES,
+  writeHead,
+  writeInt64,
+} from '../protocol/frame.js';
+import { defaultSocketPath, parseTcpUrl } from '../transport/address.js';
+import { FrameWriter } from '../transport/frame-writer.js';
+import { Message } from './message.js';
+
+/** What became of a send. */
+export interface SendResult {
+  /**
+   * `queued`: the message is in the mailbox. `received`: a receiver took it (with `receipt`,
+   * or at capacity 0). `replaced`: it is queued and the oldest queued message was dropped to
+   * make room. `dropped`: the mailbox was full and this message was dropped (onFull 'drop').
+   */
+  outcome: 'queued' | 'received' | 'replaced' | 'dropped';
+  /** The process that took it, when `received`. */
+  receiver?: number;
+  /** Its sequence number in the mailbox, when known. */
+  seq?: number;
+}
+
+const QUEUED: SendResult = Object.freeze({ outcome: 'queued' });
+const outcomeNames = ['queued', 'queued', 'replaced', 'dropped', 'received'] as const;
+
+/** Options shared by sends, as on the command line. */
+export interface SendOptions {
+  /** Message type, a positive integer (default 1). */
+  type?: number;
+  /** Priority 0…32767 (default 0); orders delivery in priority mailboxes. */
+  priority?: number;
+  /** Fail at once with EAGAIN if the mailbox is full, queueing nothing. Same as onFull 'fail'. */
+  nowait?: boolean;
+  /** Give up after this many ms (ETIMEDOUT); the message is then never delivered. */
+  timeout?: number;
+  /** Give up when aborted (ECANCELED); the message is then never delivered. */
+  signal?: AbortSignal;
+  /** Complete only when a receiver has taken the message; the result names it. */
+  receipt?: boolean;
+  /** What to do when the mailbox is full: wait (default), fail (EAGAIN), replace the oldest, or drop this one. */
+  onFull?: 'wait' | 'fail' | 'replace-oldest' | 'drop';
+  /** Body codec; default by the body's kind (bytes, string, else msgpack). */
+  codec?: CodecName;
+  /** User headers, string to string. */
+  headers?: Record<string, string>;
+}
+
+/** Options of a receive. */
+export interface ReceiveOptions {
+  /** System V msgrcv selection: 0 any, > 0 that type, < 0 the lowest type ≤ |type|. */
+  type?: number;
+  /** With a positive type: the first message not of that type (MSG_EXCEPT). */
+  except?: boolean;
+  /** Return null at once if nothing matches. */
+  nowait?: boolean;
+  /** Give up after this many ms (ETIMEDOUT). */
+  timeout?: number;
+  /** Give up when aborted (ECANCELED). */
+  signal?: AbortSignal;
+  /** Largest body accepted; a larger message is E2BIG and stays queued unless `truncate`. */
+  maxSize?: number;
+  /** Cut a larger body to maxSize and consume it (MSG_NOERROR). */
+  truncate?: boolean;
+}
+
+const onFullCodes: Record<NonNullable<SendOptions['onFull']>, OnFullCode> = {
+  wait: OnFull.WAIT,
+  fail: OnFull.FAIL,
+  'replace-oldest': OnFull.REPLACE_OLDEST,
+  drop: OnFull.DROP_NEW,
+};
+
+/** Receives the deliveries of a prefetching receive. */
+export interface StreamSink {
+  deliver(message: Message): void;
+  fail(err: PostboxError): void;
+}
+
+type Resolve = (value: never) => void;
+type Reject = (err: PostboxError) => void;
+
+interface Pending {
+  kind: 'send' | 'receive' | 'call' | 'stream';
+  resolve: Resolve;
+  reject: Reject;
+  sink?: StreamSink;
+  /** Error to report instead of ECANCELED when the kernel confirms a cancel we asked for. */
+  cancelAs?: PostboxError;
+}
+
+/** Where and how to reach the kernel. */
+export interface ConnectOptions {
+  /** Unique process name (EEXIST if taken). */
+  name?: string;
+  /** Unix socket path of the kernel; default by the documented rule (POSTBOX_SOCKET, …). */
+  socket?: string;
+  /** `tcp://HOST:PORT` for a kernel on another machine (or `unix:PATH`). Default POSTBOX_URL. */
+  url?: string;
+  /** Token for TCP; default POSTBOX_TOKEN. */
+  token?: string;
+  /** Capacity of this process's inbox (default unbounded). */
+  inboxCapacity?: number;
+}
+
+/** The kernel's WELCOME. */
+export interface Welcome {
+  process: { id: number; name: string | null };
+  inbox: number;
+  kernel: { pid: number; version: string };
+  limits: { maxMessageSize: number; maxCredit: number; heartbeatMs: number; [key: string]: number };
+}
+
+/**
+ * One connection to the kernel: framing, pipelining and matching replies to requests. Sends
+ * that complete at once are answered by a cumulative ACK, so a burst of sends costs no round
+ * trip per message; every error still reaches the send it belongs to.
+ */
+export class Connection {
+  readonly socket: Socket;
+  private readonly decoder: FrameDecoder;
+  private readonly writer: FrameWriter;
+  private nextRequest = 1;
+  // Sends awaiting the cumulative ACK, in request order: parallel arrays, no object per send.
+  private fifoIds: number[] = [];
+  private fifoRes: (((r: SendResult) => void) | null)[] = [];
+  private fifoRej: (Reject | null)[] = [];
+  private fifoHead = 0;
+  private readonly pending = new Map<number, Pending>();
+  private readonly monitors = new Map<number, (event: Record<string, unknown>) => void>();
+  private flushScheduled = false;
+  private closedError: PostboxError | null = null;
+  private welcome: Welcome | null = null;
+  private onWelcome: ((w: Welcome) => void) | null = null;
+  private onHelloError: ((e: PostboxError) => void) | null = null;
+  private heartbeat: NodeJS.Timeout | null = null;
+  /** Calls to make when the connection ends, for handles to settle. */
+  readonly onClose = new Set<(err: PostboxError) => void>();
+  readonly transport: 'unix' | 'tcp';
+  readonly address: string;
+
+  private constructor(socket: Socket, transport: 'unix' | 'tcp', address: string) {
+    this.socket = socket;
+    this.transport = transport;
+    this.address = address;
+    // Deliveries are bounded by the kernel's max message size plus the head.
+    this.decoder = new FrameDecoder(256 * 1024 * 1024, (buf, s, e) => this.onFrame(buf, s, e));
+    this.writer = new FrameWriter(socket, () => this.scheduleFlush());
+    socket.setNoDelay?.(true);
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.decoder.push(chunk);
+      } catch (err) {
+        this.fail(new ProtocolError(err instanceof FrameError ? `bad frame from the kernel: ${err.message}` : String(err)));
+        socket.destroy();
+      }
+    });
+    socket.on('close', () => this.fail(new ConnectionLostError(`the connection to the kernel at ${address} was lost`)));
+    socket.on('error', () => {});
+  }
+
+  /** Opens a connection and does the handshake. */
+  static async open(options: ConnectOptions): Promise<Connection> {
+    const url = options.url ?? process.env.POSTBOX_URL;
+    let socket: Socket;
+    let transport: 'unix' | 'tcp';
+    let address: string;
+    if (url !== undefined && url.startsWith('tcp://')) {
+      const { host, port } = parseTcpUrl(url);
+      socket = netConnect(port, host);
+      transport = 'tcp';
+      address = url;
+    } else {
+      address = url?.startsWith('unix:') ? url.slice(5) : (options.socket ?? defaultSocketPath());
+      socket = netConnect(address);
+      transport = 'unix';
+    }
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', (err: NodeJS.ErrnoException) => {
+        const hint = transport === 'unix' ? ' Start one with `npm start` or `npx postbox kernel`.' : '';
+        reject(new ConnectionRefusedError(`no kernel is answering at ${address} (${err.code ?? err.message}).${hint}`));
+      });
+    });
+    const conn = new Connection(socket, transport, address);
+    const token = options.token ?? process.env.POSTBOX_TOKEN;
+    const hello: Record<string, unknown> = { pid: process.pid, host: hostname() };
+    if (options.name !== undefined) hello.name = options.name;
+    if (token !== undefined && transport === 'tcp') hello.token = token;
+    if (options.inboxCapacity !== undefined) hello.inboxCapacity = options.inboxCapacity;
+    const welcome = await new Promise<Welcome>((resolve, reject) => {
+      conn.onWelcome = resolve;
+      conn.onHelloError = reject;
+      conn.writer.append(encodeJsonFrame(Op.HELLO, 0, PROTOCOL_VERSION, 0, hello));
+      conn.flush();
+    });
+    conn.welcome = welcome;
+    if (transport === 'tcp') {
+      conn.heartbeat = setInterval(() => conn.ping(), welcome.limits.heartbeatMs);
+      conn.heartbeat.unref();
+    }
+    return conn;
+  }
+
+  get info(): Welcome {
+    return this.welcome!;
+  }
+
+  get closed(): boolean {
+    return this.closedError !== null;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(flushConnection, this);
+  }
+
+  /** Writes what has gathered now. */
+  flush(): void {
+    this.flushScheduled = false;
+    this.writer.flush();
+  }
+
+  private ping(): void {
+    if (this.closed) return;
+    const o = this.writer.reserve(HEAD_BYTES);
+    writeHead(this.writer.buf, o, HEAD_BYTES, Op.PING, 0, 0, 0);
+    this.writer.commit(HEAD_BYTES);
+  }
+
+  // ── requests ────────────────────────────────────────────────────────────────────────────────
+
+  /** Sends a message frame to a mailbox id, or to a process id with `toProcess`. */
+  send(target: number, toProcess: boolean, body: unknown, options: SendOptions | undefined): Promise<SendResult> {
+    if (this.closedError !== null) return Promise.reject(this.closedError);
+    const o = options ?? EMPTY_OPTIONS;
+    const signal = o.signal;
+    if (signal?.aborted) return Promise.reject(new AbortedError('send aborted before it started'));
+    let encoded: ReturnType<typeof encodeBody>;
+    let headers: string | null = null;
+    try {
+      encoded = encodeBody(body, o.codec);
+      if (o.headers !== undefined) headers = JSON.stringify(o.headers);
+    } catch (err) {
+      return Promise.reject(new InvalidArgumentError(`cannot encode the body: ${(err as Error).message}`));
+    }
+    const type = o.type ?? 1;
+    const priority = o.priority ?? 0;
+    if (!Number.isSafeInteger(type) || type < 1) return Promise.reject(new InvalidArgumentError(`type must be a positive integer, not ${type}`));
+    if (!Number.isInteger(priority) || priority < 0 || priority > 32767) {
+      return Promise.reject(new InvalidArgumentError(`priority must be an integer from 0 to 32767, not ${priority}`));
+    }
+    const timeout = o.timeout ?? 0;
+    if (!Number.isInteger(timeout) || timeout < 0 || timeout > 0xffffffff) {
+      return Promise.reject(new InvalidArgumentError(`timeout must be a whole number of ms, not ${timeout}`));
+    }
+    let onFull: OnFullCode = o.nowait === true ? OnFull.FAIL : OnFull.WAIT;
+    if (o.onFull !== undefined) {
+      const code = onFullCodes[o.onFull];
+      if (code === undefined) return Promise.reject(new InvalidArgumentError(`onFull must be wait, fail, replace-oldest or drop, not '${o.onFull}'`));
+      onFull = code;
+    }
+    const bytes = encoded.bytes;
+    const bodyLen = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.length;
+    const headLen = headers === null ? 0 : Buffer.byteLength(headers);
+    const limit = this.welcome!.limits.maxMessageSize;
+    if (bodyLen + headLen > limit) {
+      return Promise.reject(new MessageSizeError(`a ${bodyLen + headLen}-byte message is over the kernel's ${limit}-byte limit`));
+    }
+    if (headLen > 65535) return Promise.reject(new InvalidArgumentError('user headers are over 65535 bytes'));
+    const size = MESSAGE_HEAD_BYTES + headLen + bodyLen;
+    const w = this.writer;
+    const off = w.reserve(size);
+    const b = w.buf;
+    const id = this.nextRequest++;
+    b.writeUInt32LE(size - 4, off);
+    b[off + Off.OPCODE] = Op.SEND;
+    b[off + Off.FLAGS] = (o.receipt === true ? 1 : 0) | (toProcess ? 2 : 0);
+    b[off + Off.CODEC] = encoded.code;
+    b[off + Off.ON_FULL] = onFull;
+    b.writeUInt32LE(id, off + Off.REQUEST);
+    b.writeUInt32LE(target, off + Off.TARGET);
+    b.writeUInt32LE(0, off + Off.SENDER);
+    b.writeUInt32LE(timeout, off + Off.TIMEOUT);
+    b.writeUInt16LE(priority, off + Off.PRIORITY);
+    b.writeUInt16LE(headLen, off + Off.HEADERS_LENGTH);
+    b.writeUInt32LE(0, off + Off.RESERVED);
+    writeInt64(b, type, off + Off.TYPE);
+    b.fill(0, off + Off.SEQ, off + Off.BODY);
+    let p = off + MESSAGE_HEAD_BYTES;
+    if (headers !== null) p += b.write(headers, p, 'utf8');
+    if (typeof bytes === 'string') b.write(bytes, p, 'utf8');
+    else bytes.copy(b, p);
+    w.commit(size);
+    if (w.length >= 256 * 1024) this.flush();
+
+    return new Promise<SendResult>((resolve, reject) => {
+      let res: (r: SendResult) => void = resolve;
+      let rej: Reject = reject;
+      if (signal !== undefined) {
+        const onAbort = (): void => this.cancel(id);
+        signal.addEventListener('abort', onAbort, { once: true });
+        res = (r) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(r);
+        };
+        rej = (e) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        };
+      }
+      if (o.receipt === true) {
+        this.pending.set(id, { kind: 'send', resolve: res as Resolve, reject: rej });
+      } else {
+        this.fifoIds.push(id);
+        this.fifoRes.push(res);
+        this.fifoRej.push(rej);
+      }
+    });
+  }
+
+  /** A single receive: resolves with the message, or null (nowait and nothing there). */
+  receive(target: number, inbox: boolean, from: number, options: ReceiveOptions | undefined, owner?: Set<number>): Promise<Message | null> {
+    if (this.closedError !== null) return Promise.reject(this.closedError);
+    const o = options ?? EMPTY_OPTIONS;
+    const signal = o.signal;
+    if (signal?.aborted) return Promise.reject(new AbortedError('receive aborted before it started'));
+    const bad = checkReceiveOptions(o);
+    if (bad !== null) return Promise.reject(bad);
+    const id = this.writeReceive(target, inbox, from, o, 1, false);
+    return new Promise<Message | null>((resolve, reject) => {
+      const entry: Pending = { kind: 'receive', resolve: resolve as Resolve, reject };
+      if (signal !== undefined || owner !== undefined) {
+        const onAbort = (): void => this.cancel(id);
+        signal?.addEventListener('abort', onAbort, { once: true });
+        owner?.add(id);
+        entry.resolve = ((m: Message | null) => {
+          signal?.removeEventListener('abort', onAbort);
+          owner?.delete(id);
+          resolve(m);
+        }) as Resolve;
+        entry.reject = (e) => {
+          signal?.removeEventListener('abort', onAbort);
+          owner?.delete(id);
+          reject(e);
+        };
+      }
+      this.pending.set(id, entry);
+    });
+  }
+
+  /** Opens a prefetching receive; returns its request id. Deliveries go to the sink. */
+  openStream(target: number, inbox: boolean, from: number, options: ReceiveOptions, credit: number, sink: StreamSink): number {
+    const id = this.writeReceive(target, inbox, from, options, credit, true);
+    this.pending.set(id, { kind: 'stream', resolve: noop as Resolve, reject: (e) => sink.fail(e), sink });
+    return id;
+  }
+
+  /** Tells the kernel the application took n messages of a receive, and grants more credit. */
+  take(request: number, taken: number, credit: number): void {
+    if (this.closed) return;
+    const w = this.writer;
+    const o = w.reserve(TAKE_FRAME_BYTES);
+    writeHead(w.buf, o, TAKE_FRAME_BYTES, Op.TAKE, 0, 0, request);
+    w.buf.writeUInt32LE(taken, o + Off.T_TAKEN);
+    w.buf.writeUInt32LE(credit, o + Off.T_CREDIT);
+    w.commit(TAKE_FRAME_BYTES);
+  }
+
+  /** Asks the kernel to cancel a request; its answer (done, or ECANCELED) settles it. */
+  cancel(request: number, as?: PostboxError): void {
+    if (this.closed) return;
+    const entry = this.pending.get(request);
+    if (entry !== undefined && as !== undefined) entry.cancelAs = as;
+    const w = this.writer;
+    const o = w.reserve(HEAD_BYTES);
+    writeHead(w.buf, o, HEAD_BYTES, Op.CANCEL, 0, 0, request);
+    w.commit(HEAD_BYTES);
+  }
+
+  /** A control-plane call. */
+  call<T>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+    if (this.closedError !== null) return Promise.reject(this.closedError);
+    const id = this.nextRequest++;
+    this.writer.append(encodeJsonFrame(Op.CALL, 0, 0, id, { op, ...args }));
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { kind: 'call', resolve: resolve as Resolve, reject });
+    });
+  }
+
+  /** Registers a monitor's event handler. */
+  onMonitor(monitor: number, handler: (event: Record<string, unknown>) => void): void {
+    this.monitors.set(monitor, handler);
+  }
+
+  /** Closes the connection; pending operations fail with ENOTCONN. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.call('bye');
+    } catch {
+      // Closing anyway.
+    }
+    this.fail(new ClosedError('the process closed its connection to the kernel'));
+    await new Promise<void>((resolve) => {
+      if (this.socket.destroyed) return resolve();
+      this.socket.once('close', () => resolve());
+      this.socket.end();
+    });
+  }
+
+  private writeReceive(target: number, inbox: boolean, from: number, o: ReceiveOptions, credit: number, stream: boolean): number {
+    const id = this.nextRequest++;
+    const w = this.writer;
+    const off = w.reserve(RECEIVE_FRAME_BYTES);
+    const b = w.buf;
+    const flags = (o.nowait === true ? 1 : 0) | (o.except === true ? 2 : 0) | (o.truncate === true ? 4 : 0) | (stream ? 8 : 0) | (inbox ? 16 : 0);
+    writeHead(b, off, RECEIVE_FRAME_BYTES, Op.RECEIVE, flags, 0, id);
+    b.writeUInt32LE(target, off + Off.R_TARGET);
+    b.writeUInt32LE(from, off + Off.R_FROM);
+    b.writeUInt32LE(o.timeout ?? 0, off + Off.R_TIMEOUT);
+    b.writeUInt32LE(o.maxSize ?? 0, off + Off.R_MAX_SIZE);
+    b.writeUInt32LE(credit, off + Off.R_CREDIT);
+    b.writeUInt32LE(0, off + Off.R_RESERVED);
+    writeInt64(b, o.type ?? 0, off + Off.R_TYPE);
+    w.commit(RECEIVE_FRAME_BYTES);
+    return id;
+  }
+
+  // ── replies ─────────────────────────────────────────────────────────────────────────────────
+
+  private onFrame(buf: Buffer, start: number, end: number): void {
+    const op = buf[start + Off.OPCODE]!;
+    const request = buf.readUInt32LE(start + Off.REQUEST);
+    switch (op) {
+      case Op.DELIVER: {
+        const entry = this.pending.get(request);
+        if (entry === undefined) return;
+        const message = new Message(buf, start, end);
+        if (entry.kind === 'stream') {
+          entry.sink!.deliver(message);
+        } else {
+          this.pending.delete(request);
+          this.take(request, 1, 0);
+          (entry.resolve as (m: Message) => void)(message);
+        }
+        return;
+      }
+      case Op.ACK:
+        return this.ackThrough(request);
+      case Op.SENT: {
+        const outcome = buf.readUInt16LE(start + Off.AUX);
+        const result: SendResult = { outcome: outcomeNames[outcome] ?? 'queued', seq: readInt64(buf, start + Off.S_SEQ) };
+        if (outcome === Outcome.RECEIVED) result.receiver = buf.readUInt32LE(start + Off.S_RECEIVER);
+        return this.settle(request, result, null);
+      }
+      case Op.BLOCKED: {
+        const i = this.findFifo(request);
+        if (i < 0) return;
+        this.pending.set(request, { kind: 'send', resolve: this.fifoRes[i]! as Resolve, reject: this.fifoRej[i]! });
+        this.fifoRes[i] = null;
+        this.fifoRej[i] = null;
+        return;
+      }
+      case Op.EMPTY:
+        return this.settle(request, null, null);
+      case Op.RESULT:
+        return this.settle(request, decodeJsonPayload(buf, start, end), null);
+      case Op.ERROR: {
+        const code = buf.readUInt16LE(start + Off.AUX);
+        const info = (decodeJsonPayload(buf, start, end) ?? {}) as { message?: string; mailbox?: string; process?: string };
+        const subject: { mailbox?: string; process?: string } = {};
+        if (info.mailbox !== undefined) subject.mailbox = info.mailbox;
+        if (info.process !== undefined) subject.process = info.process;
+        const err = errorFromWire(code, info.message ?? 'error', subject);
+        if (request === 0) {
+          if (this.onHelloError !== null) {
+            this.onHelloError(err);
+            this.onHelloError = null;
+          }
+          this.fail(err);
+          return;
+        }
+        return this.settle(request, undefined, err);
+      }
+      case Op.WELCOME:
+        this.onHelloError = null;
+        this.onWelcome?.(decodeJsonPayload(buf, start, end) as Welcome);
+        this.onWelcome = null;
+        return;
+      case Op.EVENT: {
+        const handler = this.monitors.get(request);
+        if (handler !== undefined) {
+          this.monitors.delete(request);
+          handler(decodeJsonPayload(buf, start, end) as Record<string, unknown>);
+        }
+        return;
+      }
+      case Op.PONG:
+        return;
+      default:
+        this.fail(new ProtocolError(`unknown opcode 0x${op.toString(16)} from the kernel`));
+        this.socket.destroy();
+    }
+  }
+
+  private ackThrough(through: number): void {
+    const ids = this.fifoIds;
+    let i = this.fifoHead;
+    while (i < ids.length && ids[i]! <= through) {
+      const res = this.fifoRes[i];
+      if (res !== null && res !== undefined) res(QUEUED);
+      i++;
+    }
+    this.fifoHead = i;
+    if (i === ids.length) {
+      this.fifoIds = [];
+      this.fifoRes = [];
+      this.fifoRej = [];
+      this.fifoHead = 0;
+    } else if (i > 4096) {
+      this.fifoIds = ids.slice(i);
+      this.fifoRes = this.fifoRes.slice(i);
+      this.fifoRej = this.fifoRej.slice(i);
+      this.fifoHead = 0;
+    }
+  }
+
+  private findFifo(id: number): number {
+    const ids = this.fifoIds;
+    let lo = this.fifoHead;
+    let hi = ids.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const v = ids[mid]!;
+      if (v === id) return this.fifoRes[mid] === null ? -1 : mid;
+      if (v < id) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  private settle(request: number, value: unknown, err: PostboxError | null): void {
+    const entry = this.pending.get(request);
+    if (entry !== undefined) {
+      this.pending.delete(request);
+      if (err === null) (entry.resolve as (v: unknown) => void)(value);
+      else entry.reject(err.code === 'ECANCELED' && entry.cancelAs !== undefined ? entry.cancelAs : err);
+      return;
+    }
+    const i = this.findFifo(request);
+    if (i < 0) return;
+    const res = this.fifoRes[i]!;
+    const rej = this.fifoRej[i]!;
+    this.fifoRes[i] = null;
+    this.fifoRej[i] = null;
+    if (err === null) res(value as SendResult);
+    else rej(err);
+  }
+
+  /** Ends the connection: every pending operation fails with err. */
+  private fail(err: PostboxError): void {
+    if (this.closedError !== null) return;
+    this.closedError = err;
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    this.onHelloError?.(err);
+    this.onHelloError = null;
+    for (let i = this.fifoHead; i < this.fifoIds.length; i++) this.fifoRej[i]?.(err);
+    this.fifoIds = [];
+    this.fifoRes = [];
+    this.fifoRej = [];
+    this.fifoHead = 0;
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const entry of pending) entry.reject(err);
+    for (const fn of this.onClose) fn(err);
+    this.onClose.clear();
+    if (!this.socket.destroyed) this.socket.end();
+  }
+}
+
+const EMPTY_OPTIONS: SendOptions & ReceiveOptions = Object.freeze({});
+
+function noop(): void {}
+
+function flushConnection(conn: Connection): void {
+  conn.flush();
+}
+
+function checkReceiveOptions(o: ReceiveOptions): PostboxError | null {
+  if (o.type !== undefined && !Number.isSafeInteger(o.type)) return new InvalidArgumentError(`type must be an integer, not ${o.type}`);
+  if (o.timeout !== undefined && (!Number.isInteger(o.timeout) || o.timeout < 0 || o.timeout > 0xffffffff)) {
+    return new InvalidArgumentError(`timeout must be a whole number of ms, not ${o.timeout}`);
+  }
+  if (o.maxSize !== undefined && (!Number.isInteger(o.maxSize) || o.maxSize < 1 || o.maxSize > 0xffffffff)) {
+    return new InvalidArgumentError(`maxSize must be a positive whole number, not ${o.maxSize}`);
+  }
+  return null;
+}
+
+export { checkReceiveOptions };

@@ -1,0 +1,303 @@
+import { ClosedError, type PostboxError } from '../protocol/errors.js';
+import type { Connection, ReceiveOptions, SendOptions, SendResult, StreamSink } from './connection.js';
+import type { Message } from './message.js';
+
+/** A mailbox as the kernel describes it. */
+export interface MailboxInfo {
+  id: number;
+  name: string | null;
+  /** Messages it holds at most; null is unbounded, 0 is a rendezvous. */
+  capacity: number | null;
+  maxMessageSize: number;
+  maxBytes: number;
+  order: 'fifo' | 'priority';
+  policy: 'first' | 'round-robin' | 'exclusive' | 'pair';
+  /** Three octal digits owner/group/others; 4 receive, 2 send. */
+  mode: number;
+  /** Owner's process id; null once a system-owned mailbox's owner has terminated. */
+  owner: number | null;
+  /** Lives until deleted (true), or removed with its owner (false). */
+  system: boolean;
+  /** Processes the owner granted rights to. */
+  group: number[];
+}
+
+/** A mailbox's state, like System V's msqid_ds. */
+export interface MailboxStat extends MailboxInfo {
+  /** Messages held (queued plus delivered and not yet taken). */
+  count: number;
+  /** Bytes held. */
+  bytes: number;
+  queued: number;
+  inflight: number;
+  /** Ids of processes blocked sending, in order. */
+  waitingSenders: number[];
+  /** Ids of processes blocked receiving, in order. */
+  waitingReceivers: number[];
+  holders: number[];
+  sent: number;
+  received: number;
+  replaced: number;
+  dropped: number;
+  lastSendTime: number;
+  lastSendProcess: number;
+  lastReceiveTime: number;
+  lastReceiveProcess: number;
+  changeTime: number;
+  createTime: number;
+}
+
+/** Options of a receiving iterator. */
+export interface IterateOptions extends Omit<ReceiveOptions, 'nowait' | 'timeout' | 'signal'> {
+  /**
+   * How many messages the kernel may push ahead (default 256). Pushed messages stay the
+   * mailbox's until taken, and go back if the iterator ends first. Priority mailboxes never
+   * push ahead: each message is asked for when the loop wants it.
+   */
+  prefetch?: number;
+  /** Only messages from this process id (direct links). */
+  from?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * An async iterator over a mailbox, fed by the kernel within a credit, so a loop pays no round
+ * trip per message. Ending the loop (break, return, abort) gives untaken messages back.
+ */
+export class MessageStream<T = unknown> implements AsyncIterableIterator<Message<T>>, StreamSink {
+  private readonly conn: Connection;
+  private readonly request: number;
+  private queue: Message[] = [];
+  private head = 0;
+  private waiter: { resolve: (r: IteratorResult<Message<T>>) => void; reject: (e: PostboxError) => void } | null = null;
+  private error: PostboxError | null = null;
+  private ended = false;
+  private taken = 0;
+  private readonly batch: number;
+  private readonly onEnd: (s: MessageStream<T>) => void;
+
+  /** @internal */
+  constructor(conn: Connection, target: number, inbox: boolean, options: IterateOptions, onEnd: (s: MessageStream<T>) => void) {
+    this.conn = conn;
+    this.onEnd = onEnd;
+    const credit = options.prefetch ?? 256;
+    this.batch = Math.max(1, credit >> 2);
+    this.request = conn.openStream(target, inbox, options.from ?? 0, options, credit, this);
+    options.signal?.addEventListener('abort', () => void this.return(), { once: true });
+  }
+
+  /** @internal */
+  deliver(message: Message): void {
+    if (this.ended) return;
+    if (this.waiter !== null) {
+      const w = this.waiter;
+      this.waiter = null;
+      this.markTaken();
+      w.resolve({ value: message as Message<T>, done: false });
+      return;
+    }
+    this.queue.push(message);
+  }
+
+  /** @internal */
+  fail(err: PostboxError): void {
+    if (this.ended) return;
+    this.error = err;
+    this.finish();
+    if (this.waiter !== null) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.reject(err);
+    }
+  }
+
+  next(): Promise<IteratorResult<Message<T>>> {
+    if (this.head < this.queue.length) {
+      const m = this.queue[this.head++]!;
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
+      }
+      this.markTaken();
+      return Promise.resolve({ value: m as Message<T>, done: false });
+    }
+    if (this.error !== null) return Promise.reject(this.error);
+    if (this.ended) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  /** Ends the iteration; untaken messages go back to the mailbox. */
+  return(): Promise<IteratorResult<Message<T>>> {
+    if (!this.ended) {
+      this.flushTaken();
+      this.conn.cancel(this.request);
+      this.finish();
+      this.queue = [];
+      this.head = 0;
+      if (this.waiter !== null) {
+        this.waiter.resolve({ value: undefined, done: true });
+        this.waiter = null;
+      }
+    }
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  private finish(): void {
+    this.ended = true;
+    this.onEnd(this);
+  }
+
+  private markTaken(): void {
+    // Takes are acknowledged in batches, each returning the credit it used; a batch is written
+    // at once so the kernel refills the window before this side runs dry.
+    if (++this.taken >= this.batch) {
+      this.flushTaken();
+      this.conn.flush();
+    } else if (this.taken === 1) {
+      setImmediate(flushStreamTaken, this);
+    }
+  }
+
+  /** @internal */
+  flushTaken(): void {
+    if (this.taken === 0 || this.ended) return;
+    this.conn.take(this.request, this.taken, this.taken);
+    this.taken = 0;
+  }
+}
+
+function flushStreamTaken(s: { flushTaken(): void }): void {
+  s.flushTaken();
+}
+
+/**
+ * A handle on a mailbox: send to it, receive from it, iterate it, inspect and manage it.
+ * Handles come from {@link PostboxProcess.createMailbox} and {@link PostboxProcess.openMailbox}.
+ *
+ * @example
+ * ```ts
+ * const jobs = await proc.createMailbox('jobs', { capacity: 100 });
+ * await jobs.send({ task: 'resize', id: 7 });
+ * for await (const m of jobs) handle(m.body);
+ * ```
+ */
+export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
+  readonly id: number;
+  readonly name: string | null;
+  /** What the kernel said of it when the handle was made; {@link stat} is current. */
+  readonly info: MailboxInfo;
+  private readonly conn: Connection;
+  private readonly receives = new Set<number>();
+  private readonly streams = new Set<MessageStream<T>>();
+  private closed = false;
+
+  /** @internal */
+  constructor(conn: Connection, info: MailboxInfo) {
+    this.conn = conn;
+    this.info = info;
+    this.id = info.id;
+    this.name = info.name;
+  }
+
+  /**
+   * Sends a message. By default waits while the mailbox is full (bounded) or until a receiver
+   * takes it (capacity 0); see {@link SendOptions} for nowait, timeout, signal, receipt, onFull.
+   * Many sends may be in flight at once: they are pipelined, and each settles on its own.
+   */
+  send(body: T | Uint8Array | string, options?: SendOptions): Promise<SendResult> {
+    if (this.closed) return Promise.reject(this.closedError());
+    return this.conn.send(this.id, false, body, options);
+  }
+
+  /** Receives one message: waits for one unless `nowait` (then null if none). */
+  receive(options?: ReceiveOptions & { from?: number }): Promise<Message<T> | null> {
+    if (this.closed) return Promise.reject(this.closedError());
+    return this.conn.receive(this.id, false, options?.from ?? 0, options, this.receives) as Promise<Message<T> | null>;
+  }
+
+  /** Iterates messages as they come, with the kernel pushing ahead within `prefetch`. */
+  messages(options: IterateOptions = {}): AsyncIterableIterator<Message<T>> {
+    if (this.closed) throw this.closedError();
+    if (this.info.order === 'priority' || options.prefetch === 0) return this.oneAtATime(options);
+    const stream = new MessageStream<T>(this.conn, this.id, false, options, (s) => this.streams.delete(s));
+    this.streams.add(stream);
+    return stream;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Message<T>> {
+    return this.messages();
+  }
+
+  /** Counts, limits, times and waiters, like System V's IPC_STAT. */
+  stat(): Promise<MailboxStat> {
+    return this.conn.call<MailboxStat>('stat', { id: this.id });
+  }
+
+  /** Removes the mailbox (owner only): waiters fail with EIDRM. */
+  async delete(): Promise<void> {
+    await this.conn.call('delete', { id: this.id });
+  }
+
+  /** Changes the mode (owner only), e.g. 0o660. */
+  chmod(mode: number): Promise<MailboxInfo> {
+    return this.conn.call<MailboxInfo>('chmod', { id: this.id, mode });
+  }
+
+  /** Adds a process to the mailbox's group (owner only): it gets the group's rights. */
+  grant(process: number | string): Promise<MailboxInfo> {
+    return this.conn.call<MailboxInfo>('grant', { id: this.id, process });
+  }
+
+  /** Removes a process from the group (owner only). */
+  revoke(process: number | string): Promise<MailboxInfo> {
+    return this.conn.call<MailboxInfo>('revoke', { id: this.id, process });
+  }
+
+  /** Passes ownership to another process (owner only). */
+  transfer(process: number | string): Promise<MailboxInfo> {
+    return this.conn.call<MailboxInfo>('transfer', { id: this.id, process });
+  }
+
+  /** Gives up an exclusive receive right (or a place in a pair). */
+  async release(): Promise<void> {
+    await this.conn.call('release', { id: this.id });
+  }
+
+  /** Changes capacity or byte limit (owner only), like IPC_SET of msg_qbytes. */
+  setLimits(limits: { capacity?: number | 'unbounded'; maxBytes?: number }): Promise<MailboxInfo> {
+    return this.conn.call<MailboxInfo>('set', { id: this.id, ...limits });
+  }
+
+  /**
+   * Closes this handle: its waiting receives fail with ENOTCONN (or, if the kernel delivered
+   * first, resolve with their message) and its iterators end. The mailbox itself stays.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const err = this.closedError();
+    for (const id of this.receives) this.conn.cancel(id, err);
+    for (const s of [...this.streams]) void s.return();
+  }
+
+  private closedError(): ClosedError {
+    return new ClosedError(`the handle on ${this.name === null ? `mailbox #${this.id}` : `mailbox '${this.name}'`} is closed`, {
+      mailbox: this.name ?? `#${this.id}`,
+    });
+  }
+
+  private async *oneAtATime(options: IterateOptions): AsyncGenerator<Message<T>> {
+    const { prefetch: _prefetch, ...rest } = options;
+    for (;;) {
+      const m = await this.receive(rest);
+      if (m === null) return;
+      yield m;
+    }
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * Postbox client: join the kernel as a process, and pass messages directly or through mailboxes.
+ *
+ * @example
+ * ```ts
+ * import { connect } from 'postbox';
+ * const p = await connect({ name: 'producer' });
+ * const jobs = await p.openMailbox('jobs', { create: { capacity: 10 } });
+ * await jobs.send('hello');
+ * ```
+ */
+export { type CodecName } from '../protocol/codec.js';
+export * from '../protocol/errors.js';
+export type { ConnectOptions, ReceiveOptions, SendOptions, SendResult } from './connection.js';
+export { type IterateOptions, Mailbox, type MailboxInfo, type MailboxStat, MessageStream } from './mailbox.js';
+export { Message } from './message.js';
+export { connect, type DownEvent, type MailboxOptions, PostboxProcess, type ProcessInfo, type ProcessRef } from './process.js';

@@ -1,0 +1,192 @@
+import { InvalidArgumentError, NoProcessError } from '../protocol/errors.js';
+import { Connection, type ConnectOptions, type ReceiveOptions, type SendOptions, type SendResult } from './connection.js';
+import { type IterateOptions, Mailbox, type MailboxInfo, type MailboxStat, MessageStream } from './mailbox.js';
+import type { Message } from './message.js';
+
+/** A process: a name or an id. */
+export type ProcessRef = string | number;
+
+/** Attributes of a new mailbox. Unset ones take the kernel's defaults (docs/api.md). */
+export interface MailboxOptions {
+  /** Messages it holds: 0 (rendezvous), n, or 'unbounded' (default). */
+  capacity?: number | 'unbounded';
+  /** Largest message body plus user headers, bytes. */
+  maxMessageSize?: number;
+  /** Bytes it holds at most (System V msg_qbytes). */
+  maxBytes?: number;
+  /** Delivery order: 'fifo' (default) or 'priority' (highest first, fifo within). */
+  order?: 'fifo' | 'priority';
+  /** How receivers share it: 'first' (default), 'round-robin', 'exclusive' or 'pair'. */
+  policy?: 'first' | 'round-robin' | 'exclusive' | 'pair';
+  /** Three octal digits owner/group/others (4 receive, 2 send); default 0o662 (0o666 if system). */
+  mode?: number;
+  /** Lives until deleted instead of with this process. */
+  system?: boolean;
+}
+
+/** Another process as the kernel knows it. */
+export interface ProcessInfo {
+  id: number;
+  name: string | null;
+  pid: number;
+  host: string;
+  inbox: number;
+}
+
+/** Why a watched process ended. */
+export interface DownEvent {
+  process: number;
+  name: string | null;
+  reason: 'exit' | 'crash' | 'timeout' | 'shutdown' | 'protocol' | 'noproc';
+}
+
+/**
+ * This program's process in Postbox: its identity, its inbox for direct messages, and the door
+ * to mailboxes. Get one with {@link connect}.
+ *
+ * @example
+ * ```ts
+ * const alice = await connect({ name: 'alice' });
+ * await alice.send('bob', 'hello');                 // direct: to bob's inbox
+ * const reply = await alice.receive({ from: 'bob' }); // symmetric: only from bob
+ * await alice.close();
+ * ```
+ */
+export class PostboxProcess {
+  /** Unique id the kernel gave this process (never reused while the kernel runs). */
+  readonly id: number;
+  readonly name: string | null;
+  /** Mailbox id of this process's inbox. */
+  readonly inbox: number;
+  /** @internal */
+  readonly conn: Connection;
+  private readonly ids = new Map<string, number>();
+
+  /** @internal */
+  constructor(conn: Connection) {
+    this.conn = conn;
+    this.id = conn.info.process.id;
+    this.name = conn.info.process.name;
+    this.inbox = conn.info.inbox;
+  }
+
+  /** The kernel's limits, as it announced them. */
+  get limits(): Connection['info']['limits'] {
+    return this.conn.info.limits;
+  }
+
+  /** Sends a message to a process's inbox (direct naming). */
+  async send(to: ProcessRef, body: unknown, options?: SendOptions): Promise<SendResult> {
+    const id = await this.resolve(to);
+    return this.conn.send(id, true, body, options);
+  }
+
+  /**
+   * Receives from this process's inbox: the first message from anyone (asymmetric; the message
+   * says who sent it), or with `from` the first from that process (symmetric).
+   */
+  async receive(options: ReceiveOptions & { from?: ProcessRef } = {}): Promise<Message | null> {
+    const from = options.from === undefined ? 0 : await this.resolve(options.from);
+    return this.conn.receive(0, true, from, options);
+  }
+
+  /** Iterates the inbox, with the kernel pushing ahead (see {@link Mailbox.messages}). */
+  messages(options: Omit<IterateOptions, 'from'> & { from?: number } = {}): AsyncIterableIterator<Message> {
+    return new MessageStream(this.conn, 0, true, options, () => {});
+  }
+
+  /**
+   * Creates a mailbox owned by this process (removed when it terminates, unless `system`).
+   * EEXIST if the name is taken.
+   */
+  async createMailbox<T = unknown>(name: string | null = null, options: MailboxOptions = {}): Promise<Mailbox<T>> {
+    const info = await this.conn.call<MailboxInfo>('create', { name, ...options });
+    return new Mailbox<T>(this.conn, info);
+  }
+
+  /** Opens an existing mailbox by name or id (ENOENT if none), or creates it with `create`. */
+  async openMailbox<T = unknown>(ref: string | number, options: { create?: MailboxOptions | boolean } = {}): Promise<Mailbox<T>> {
+    let info: MailboxInfo;
+    if (options.create !== undefined && options.create !== false) {
+      if (typeof ref !== 'string') throw new InvalidArgumentError('create needs a mailbox name');
+      const attrs = options.create === true ? {} : options.create;
+      info = await this.conn.call<MailboxInfo>('create', { name: ref, ifExists: 'open', ...attrs });
+    } else {
+      info = await this.conn.call<MailboxInfo>('open', typeof ref === 'number' ? { id: ref } : { name: ref });
+    }
+    return new Mailbox<T>(this.conn, info);
+  }
+
+  /** Every mailbox's state (inboxes aside), as `postbox ls` shows. */
+  mailboxes(): Promise<MailboxStat[]> {
+    return this.conn.call<MailboxStat[]>('list');
+  }
+
+  /** Every connected process, as `postbox ps` shows. */
+  processes(): Promise<(ProcessInfo & { transport: string; owns: string[]; blockedOn: string[] })[]> {
+    return this.conn.call('processes');
+  }
+
+  /** Looks a process up by name or id (ESRCH if none). */
+  lookup(process: ProcessRef): Promise<ProcessInfo> {
+    return this.conn.call<ProcessInfo>('lookup', { process });
+  }
+
+  /**
+   * Watches a process: resolves when it terminates, with the reason. If it is already gone the
+   * reason is 'noproc'.
+   */
+  async monitor(process: ProcessRef): Promise<DownEvent> {
+    const r = await this.conn.call<{ monitor: number; down?: boolean; reason?: DownEvent['reason']; process?: number }>('monitor', { process });
+    if (r.down === true) return { process: typeof process === 'number' ? process : 0, name: typeof process === 'string' ? process : null, reason: 'noproc' };
+    return new Promise<DownEvent>((resolve, reject) => {
+      const onClose = (err: Error): void => reject(err);
+      this.conn.onClose.add(onClose);
+      this.conn.onMonitor(r.monitor, (event) => {
+        this.conn.onClose.delete(onClose);
+        resolve({ process: event.process as number, name: (event.name as string | null) ?? null, reason: event.reason as DownEvent['reason'] });
+      });
+    });
+  }
+
+  /** Terminates this process cleanly: pending operations fail with ENOTCONN, owned mailboxes go. */
+  close(): Promise<void> {
+    return this.conn.close();
+  }
+
+  private async resolve(ref: ProcessRef): Promise<number> {
+    if (typeof ref === 'number') {
+      if (!Number.isSafeInteger(ref) || ref < 1) throw new InvalidArgumentError(`a process id is a positive integer, not ${ref}`);
+      return ref;
+    }
+    if (typeof ref !== 'string' || ref.length === 0) throw new InvalidArgumentError('name a process by its name or id');
+    const known = this.ids.get(ref);
+    if (known !== undefined) return known;
+    try {
+      const info = await this.lookup(ref);
+      this.ids.set(ref, info.id);
+      return info.id;
+    } catch (err) {
+      if (err instanceof NoProcessError) throw err;
+      throw err;
+    }
+  }
+}
+
+/**
+ * Joins the kernel as a new process.
+ *
+ * @example
+ * ```ts
+ * import { connect } from 'postbox';
+ * const me = await connect({ name: 'worker-1' });
+ * ```
+ */
+export async function connect(options: ConnectOptions = {}): Promise<PostboxProcess> {
+  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('connect() takes an options object');
+  if (options.name !== undefined && (typeof options.name !== 'string' || options.name.length === 0)) {
+    throw new InvalidArgumentError('options.name must be a non-empty string');
+  }
+  const conn = await Connection.open(options);
+  return new PostboxProcess(conn);
+}

@@ -1,0 +1,282 @@
+import type { ErrorCode } from '../protocol/errors.js';
+import type { Kernel } from './kernel.js';
+import { type MailboxAttributes, PROCESS_OWNED_MODE, SYSTEM_OWNED_MODE } from './limits.js';
+import { Mailbox } from './mailbox.js';
+import type { KernelProcess } from './process.js';
+
+/**
+ * The control plane: CALL frames carry a JSON object `{ op, ... }` and get a RESULT or an ERROR.
+ * None of this is on the message path, so it favours clear validation over speed.
+ */
+
+class CallError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly mailbox?: Mailbox,
+  ) {
+    super(message);
+  }
+}
+
+type Args = Record<string, unknown>;
+type Handler = (k: Kernel, p: KernelProcess, a: Args) => unknown;
+
+const handlers: Record<string, Handler> = {
+  create: (k, p, a) => {
+    const name = optName(a.name);
+    const ifExists = a.ifExists ?? 'fail';
+    if (ifExists !== 'fail' && ifExists !== 'open') throw new CallError('EINVAL', "ifExists must be 'fail' or 'open'");
+    if (name !== null) {
+      const existing = k.mailboxByName.get(name);
+      if (existing !== undefined) {
+        if (ifExists === 'fail') throw new CallError('EEXIST', `mailbox '${name}' exists (#${existing.id})`, existing);
+        return describe(k, existing);
+      }
+    }
+    if (k.mailboxes.size >= k.limits.maxMailboxes) {
+      throw new CallError('ENOMEM', `the kernel's limit of ${k.limits.maxMailboxes} mailboxes is reached`);
+    }
+    const system = a.system === true;
+    const attrs = parseAttributes(k, a, system);
+    const mb = new Mailbox(k, k.nextMailboxId++, name, attrs, p, system);
+    k.mailboxes.set(mb.id, mb);
+    if (name !== null) k.mailboxByName.set(name, mb);
+    p.owned.add(mb);
+    return describe(k, mb);
+  },
+  open: (k, _p, a) => describe(k, find(k, a)),
+  delete: (k, p, a) => {
+    const mb = find(k, a);
+    ownerOnly(p, mb, 'delete');
+    k.removeMailbox(mb, `deleted by ${p.label}`);
+    return {};
+  },
+  stat: (k, _p, a) => stat(k, find(k, a)),
+  list: (k) => [...k.mailboxes.values()].filter((mb) => mb.inboxOf === 0).map((mb) => stat(k, mb)),
+  processes: (k) =>
+    [...k.processes.values()].map((q) => ({
+      id: q.id,
+      name: q.name,
+      pid: q.osPid,
+      host: q.host,
+      transport: q.transport,
+      inbox: q.inbox?.id ?? 0,
+      owns: [...q.owned].map((mb) => mb.name ?? `#${mb.id}`),
+      blockedOn: q.blockedOn(),
+      connectedAt: q.connectedAt,
+    })),
+  lookup: (k, _p, a) => {
+    const q = findProcess(k, a.process);
+    return { id: q.id, name: q.name, pid: q.osPid, host: q.host, inbox: q.inbox?.id ?? 0 };
+  },
+  monitor: (k, p, a) => {
+    const id = k.nextMonitorId++;
+    const target = a.process;
+    const q = typeof target === 'number' ? k.processes.get(target) : typeof target === 'string' ? k.processByName.get(target) : undefined;
+    if (q === undefined) {
+      if (typeof target !== 'number' && typeof target !== 'string') throw new CallError('EINVAL', 'process must be a name or an id');
+      return { monitor: id, down: true, reason: 'noproc' };
+    }
+    q.watchers.set(id, p);
+    p.watching.set(id, q);
+    return { monitor: id, process: q.id };
+  },
+  demonitor: (_k, p, a) => {
+    const id = a.monitor;
+    if (typeof id !== 'number') throw new CallError('EINVAL', 'monitor must be a monitor id');
+    const q = p.watching.get(id);
+    if (q !== undefined) {
+      q.watchers.delete(id);
+      p.watching.delete(id);
+    }
+    return {};
+  },
+  bye: (_k, p) => {
+    p.saidBye = true;
+    return {};
+  },
+  chmod: (k, p, a) => {
+    const mb = find(k, a);
+    ownerOnly(p, mb, 'change the mode of');
+    mb.mode = parseMode(a.mode);
+    mb.times.changeTime = k.now;
+    return describe(k, mb);
+  },
+  grant: (k, p, a) => {
+    const mb = find(k, a);
+    ownerOnly(p, mb, 'grant rights on');
+    mb.group.add(findProcess(k, a.process).id);
+    mb.times.changeTime = k.now;
+    return describe(k, mb);
+  },
+  revoke: (k, p, a) => {
+    const mb = find(k, a);
+    ownerOnly(p, mb, 'revoke rights on');
+    mb.group.delete(findProcess(k, a.process).id);
+    mb.times.changeTime = k.now;
+    return describe(k, mb);
+  },
+  transfer: (k, p, a) => {
+    const mb = find(k, a);
+    ownerOnly(p, mb, 'transfer');
+    const q = findProcess(k, a.process);
+    mb.owner?.owned.delete(mb);
+    mb.owner = q;
+    q.owned.add(mb);
+    mb.times.changeTime = k.now;
+    return describe(k, mb);
+  },
+  release: (k, p, a) => {
+    const mb = find(k, a);
+    const i = mb.holders.indexOf(p.id);
+    if (i >= 0) {
+      mb.holders.splice(i, 1);
+      p.holding.delete(mb);
+      mb.pump();
+    }
+    return {};
+  },
+  set: (k, p, a) => {
+    const mb = find(k, a);
+    ownerOnly(p, mb, 'change the limits of');
+    if (a.maxBytes !== undefined) mb.maxBytes = positiveInt(a.maxBytes, 'maxBytes', true);
+    if (a.capacity !== undefined) mb.capacity = parseCapacity(a.capacity);
+    mb.times.changeTime = k.now;
+    mb.admitBlocked();
+    return describe(k, mb);
+  },
+};
+
+/** Runs one CALL and answers it. */
+export function handleCall(k: Kernel, p: KernelProcess, request: number, payload: unknown): void {
+  if (typeof payload !== 'object' || payload === null || typeof (payload as Args).op !== 'string') {
+    k.replyError(p, request, 'EINVAL', "CALL payload must be a JSON object with a string 'op'");
+    return;
+  }
+  const args = payload as Args;
+  const handler = Object.hasOwn(handlers, args.op as string) ? handlers[args.op as string] : undefined;
+  if (handler === undefined) {
+    k.replyError(p, request, 'EINVAL', `unknown operation '${String(args.op)}'; known: ${Object.keys(handlers).join(', ')}`);
+    return;
+  }
+  try {
+    k.reply(p, request, handler(k, p, args));
+  } catch (err) {
+    if (err instanceof CallError) k.replyError(p, request, err.code, err.message, err.mailbox);
+    else k.replyError(p, request, 'EINVAL', (err as Error).message);
+  }
+}
+
+function describe(k: Kernel, mb: Mailbox): Args {
+  return {
+    id: mb.id,
+    name: mb.name,
+    capacity: Number.isFinite(mb.capacity) ? mb.capacity : null,
+    maxMessageSize: mb.maxMessageSize,
+    maxBytes: mb.maxBytes,
+    order: mb.order,
+    policy: mb.policy,
+    mode: mb.mode,
+    owner: mb.owner?.id ?? null,
+    system: mb.systemOwned,
+    group: [...mb.group],
+    kernelMaxCredit: k.limits.maxCredit,
+  };
+}
+
+function stat(k: Kernel, mb: Mailbox): Args {
+  return {
+    ...describe(k, mb),
+    count: mb.count,
+    bytes: mb.bytes,
+    queued: mb.store.count,
+    inflight: mb.inflight,
+    waitingSenders: mb.blocked.map((sw) => sw.peer.id),
+    waitingReceivers: mb.receivers.map((w) => w.peer.id),
+    holders: [...mb.holders],
+    sent: mb.sent,
+    received: mb.received,
+    replaced: mb.replaced,
+    dropped: mb.dropped,
+    ...mb.times,
+  };
+}
+
+function find(k: Kernel, a: Args): Mailbox {
+  if (typeof a.id === 'number') {
+    const mb = k.mailboxes.get(a.id);
+    if (mb === undefined) throw new CallError('ENOENT', k.goneMessage(a.id));
+    return mb;
+  }
+  if (typeof a.name === 'string') {
+    const mb = k.mailboxByName.get(a.name);
+    if (mb === undefined) throw new CallError('ENOENT', `no mailbox '${a.name}'`);
+    return mb;
+  }
+  throw new CallError('EINVAL', 'name a mailbox by id (number) or name (string)');
+}
+
+function findProcess(k: Kernel, target: unknown): KernelProcess {
+  if (typeof target === 'number') {
+    const q = k.processes.get(target);
+    if (q === undefined) throw new CallError('ESRCH', target < k.nextProcessId && target > 0 ? `process ${target} has terminated` : `no process ${target}`);
+    return q;
+  }
+  if (typeof target === 'string') {
+    const q = k.processByName.get(target);
+    if (q === undefined) throw new CallError('ESRCH', `no process named '${target}'`);
+    return q;
+  }
+  throw new CallError('EINVAL', 'process must be a name or an id');
+}
+
+function ownerOnly(p: KernelProcess, mb: Mailbox, what: string): void {
+  // An unowned (system) mailbox has no one else to ask: anyone may act as its owner.
+  if (mb.owner === null || mb.owner === p) return;
+  throw new CallError('EACCES', `${p.label} may not ${what} ${mb.label}: only its owner, ${mb.owner.label}, may`, mb);
+}
+
+function optName(v: unknown): string | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string' || v.length === 0 || v.length > 255) throw new CallError('EINVAL', 'name must be a string of 1 to 255 characters');
+  return v;
+}
+
+function parseCapacity(v: unknown): number {
+  if (v === null || v === 'unbounded' || v === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY;
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
+  throw new CallError('EINVAL', `capacity must be 0, a positive whole number or 'unbounded', not ${JSON.stringify(v)}`);
+}
+
+function positiveInt(v: unknown, name: string, allowZero = false): number {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && (v > 0 || (allowZero && v === 0))) return v;
+  throw new CallError('EINVAL', `${name} must be a positive whole number, not ${JSON.stringify(v)}`);
+}
+
+function parseMode(v: unknown): number {
+  const n = typeof v === 'string' && /^0?[0-7]{3}$/.test(v) ? Number.parseInt(v, 8) : v;
+  if (typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0o777) return n;
+  throw new CallError('EINVAL', `mode must be three octal digits such as '0662', not ${JSON.stringify(v)}`);
+}
+
+function parseAttributes(k: Kernel, a: Args, system: boolean): MailboxAttributes {
+  const order = a.order ?? 'fifo';
+  if (order !== 'fifo' && order !== 'priority') throw new CallError('EINVAL', "order must be 'fifo' or 'priority'");
+  const policy = a.policy ?? 'first';
+  if (policy !== 'first' && policy !== 'round-robin' && policy !== 'exclusive' && policy !== 'pair') {
+    throw new CallError('EINVAL', "policy must be 'first', 'round-robin', 'exclusive' or 'pair'");
+  }
+  const maxMessageSize = a.maxMessageSize === undefined ? k.limits.maxMessageSize : positiveInt(a.maxMessageSize, 'maxMessageSize');
+  if (maxMessageSize > k.limits.maxMessageSize) {
+    throw new CallError('EINVAL', `maxMessageSize ${maxMessageSize} is over the kernel's limit of ${k.limits.maxMessageSize}`);
+  }
+  return {
+    capacity: a.capacity === undefined ? Number.POSITIVE_INFINITY : parseCapacity(a.capacity),
+    maxMessageSize,
+    maxBytes: a.maxBytes === undefined ? k.limits.maxMailboxBytes : positiveInt(a.maxBytes, 'maxBytes', true),
+    order,
+    policy,
+    mode: a.mode === undefined ? (system ? SYSTEM_OWNED_MODE : PROCESS_OWNED_MODE) : parseMode(a.mode),
+  };
+}

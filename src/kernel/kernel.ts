@@ -1,0 +1,577 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { FrameError } from '../protocol/decoder.js';
+import { type ErrorCode, WireErrorCode } from '../protocol/errors.js';
+import {
+  decodeJsonPayload,
+  encodeJsonFrame,
+  HEAD_BYTES,
+  MESSAGE_HEAD_BYTES,
+  Off,
+  OnFull,
+  Op,
+  PROTOCOL_VERSION,
+  RECEIVE_FRAME_BYTES,
+  ReceiveFlag,
+  readInt64,
+  SENT_FRAME_BYTES,
+  SendFlag,
+  TAKE_FRAME_BYTES,
+  writeHead,
+  writeInt64,
+} from '../protocol/frame.js';
+import { defaultLimits, INBOX_MODE, type KernelLimits, MAX_PRIORITY } from './limits.js';
+import { Mailbox, type MailboxHost, type Peer, ReceiveWaiter } from './mailbox.js';
+import { handleCall } from './control.js';
+import { KernelProcess, type TerminationReason, type Transport } from './process.js';
+import { Slab } from './slab.js';
+
+/** Options of the kernel core. */
+export interface KernelOptions {
+  limits?: Partial<KernelLimits>;
+  /** Token TCP processes must present. */
+  token?: string;
+  /** Where diagnostics go (one line each). */
+  log?: (line: string) => void;
+}
+
+/** The kernel's own description, sent in WELCOME. */
+export const KERNEL_VERSION = '0.1.0';
+
+/**
+ * The kernel: the single source of truth for processes, mailboxes, queues and waiters. It knows
+ * sockets only as byte streams; {@link startKernel} gives it listeners, and tests or a single
+ * program can run it in their own process the same way.
+ */
+export class Kernel implements MailboxHost {
+  readonly limits: KernelLimits;
+  readonly slab = new Slab();
+  now = Date.now();
+  totalBytes = 0;
+  readonly processes = new Map<number, KernelProcess>();
+  readonly processByName = new Map<string, KernelProcess>();
+  readonly mailboxes = new Map<number, Mailbox>();
+  readonly mailboxByName = new Map<string, Mailbox>();
+  /** Every connection, with or without a HELLO yet. */
+  readonly connections = new Set<KernelProcess>();
+  nextProcessId = 1;
+  nextMailboxId = 1;
+  nextMonitorId = 1;
+  shuttingDown = false;
+  private readonly token: Buffer | null;
+  private readonly log: (line: string) => void;
+  private dirty: KernelProcess[] = [];
+  private flushScheduled = false;
+  private heartbeat: NodeJS.Timeout | null = null;
+
+  constructor(options: KernelOptions = {}) {
+    this.limits = { ...defaultLimits, ...options.limits };
+    this.token = options.token === undefined ? null : Buffer.from(options.token);
+    this.log = options.log ?? (() => {});
+    this.heartbeat = setInterval(() => this.checkHeartbeats(), this.limits.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
+  /** Takes a new connection; it becomes a process once its HELLO is accepted. */
+  attach(socket: Socket, transport: Transport): KernelProcess {
+    const maxFrame = MESSAGE_HEAD_BYTES + 65535 + this.limits.maxMessageSize;
+    const p = new KernelProcess(socket, transport, maxFrame, onFrame, (q) => this.markDirty(q));
+    (p as KernelProcessWithKernel)[kKernel] = this;
+    this.connections.add(p);
+    socket.setNoDelay?.(true);
+    socket.on('data', (chunk: Buffer) => {
+      this.now = Date.now();
+      p.lastHeard = this.now;
+      try {
+        p.decoder.push(chunk);
+      } catch (err) {
+        if (err instanceof FrameError) this.fatal(p, 'EPROTO', err.message);
+        else this.fatal(p, 'EPROTO', `internal error handling a frame: ${(err as Error).message}`);
+        return;
+      }
+      if (p.ackPending) this.markDirty(p);
+    });
+    socket.on('drain', () => {
+      if (!p.congested) return;
+      p.congested = false;
+      socket.resume();
+      for (const w of p.receives.values()) if (w.waiting) w.mailbox.pump();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => this.terminate(p, p.saidBye ? 'exit' : 'crash'));
+    return p;
+  }
+
+  markDirty(p: Peer): void {
+    const kp = p as KernelProcess;
+    if (kp.dirtyQueued) return;
+    kp.dirtyQueued = true;
+    this.dirty.push(kp);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(flushAll, this);
+    }
+  }
+
+  /** Writes every process's gathered output: one write per process per turn. */
+  flush(): void {
+    this.flushScheduled = false;
+    const dirty = this.dirty;
+    this.dirty = [];
+    for (const p of dirty) {
+      p.dirtyQueued = false;
+      if (p.terminated && p.socket.destroyed) continue;
+      if (p.ackPending) {
+        p.ackPending = false;
+        const o = p.writer.reserve(HEAD_BYTES);
+        writeHead(p.writer.buf, o, HEAD_BYTES, Op.ACK, 0, 0, p.ackThrough);
+        p.writer.commit(HEAD_BYTES);
+      }
+      p.writer.flush();
+      if (!p.congested && p.socket.writableLength > this.limits.outputHighWater) {
+        // The process is not reading: stop delivering to it and stop reading its requests,
+        // so the kernel's memory for it stays bounded, until its socket drains.
+        p.congested = true;
+        p.socket.pause();
+      }
+    }
+  }
+
+  // ── replies ─────────────────────────────────────────────────────────────────────────────────
+
+  replyError(p: Peer, request: number, code: ErrorCode, message: string, mailbox?: Mailbox): void {
+    const kp = p as KernelProcess;
+    if (kp.terminated) return;
+    const subject: Record<string, string> = { message };
+    if (mailbox !== undefined) subject.mailbox = mailbox.name ?? `#${mailbox.id}`;
+    kp.writer.append(encodeJsonFrame(Op.ERROR, 0, WireErrorCode[code], request, subject));
+    this.markDirty(kp);
+  }
+
+  replySent(p: Peer, request: number, outcome: number, receiver: number, seq: number): void {
+    const w = (p as KernelProcess).writer;
+    const o = w.reserve(SENT_FRAME_BYTES);
+    const b = w.buf;
+    writeHead(b, o, SENT_FRAME_BYTES, Op.SENT, 0, outcome, request);
+    b.writeUInt32LE(receiver, o + Off.S_RECEIVER);
+    b.writeUInt32LE(0, o + Off.S_RESERVED);
+    writeInt64(b, seq, o + Off.S_SEQ);
+    w.commit(SENT_FRAME_BYTES);
+    this.markDirty(p);
+  }
+
+  replyBlocked(p: Peer, request: number): void {
+    const w = (p as KernelProcess).writer;
+    const o = w.reserve(HEAD_BYTES);
+    writeHead(w.buf, o, HEAD_BYTES, Op.BLOCKED, 0, 0, request);
+    w.commit(HEAD_BYTES);
+    this.markDirty(p);
+  }
+
+  reply(p: KernelProcess, request: number, result: unknown): void {
+    p.writer.append(encodeJsonFrame(Op.RESULT, 0, 0, request, result ?? {}));
+    this.markDirty(p);
+  }
+
+  /** Sends an error on the connection itself and closes it; the kernel carries on. */
+  fatal(p: KernelProcess, code: ErrorCode, message: string): void {
+    if (p.socket.destroyed) return;
+    this.log(`closing connection${p.id ? ` of ${p.label}` : ''}: ${message}`);
+    p.writer.append(encodeJsonFrame(Op.ERROR, 0, WireErrorCode[code], 0, { message }));
+    p.writer.flush();
+    p.socket.end();
+    p.socket.destroySoon?.();
+    setTimeout(() => p.socket.destroy(), 1000).unref();
+    p.socket.pause();
+    this.terminate(p, code === 'EPROTO' ? 'protocol' : 'crash');
+  }
+
+  // ── frames ──────────────────────────────────────────────────────────────────────────────────
+
+  handleFrame(p: KernelProcess, buf: Buffer, start: number, end: number): void {
+    if (p.terminated) return;
+    const op = buf[start + Off.OPCODE]!;
+    if (p.id === 0) {
+      if (op !== Op.HELLO) return this.fatal(p, 'EPROTO', `the first frame must be HELLO (0x01), got opcode 0x${op.toString(16)}`);
+      return this.hello(p, buf, start, end);
+    }
+    switch (op) {
+      case Op.SEND:
+        return this.handleSend(p, buf, start, end);
+      case Op.TAKE:
+        return this.handleTake(p, buf, start, end);
+      case Op.RECEIVE:
+        return this.handleReceive(p, buf, start, end);
+      case Op.CANCEL:
+        return this.handleCancel(p, buf.readUInt32LE(start + Off.REQUEST));
+      case Op.CALL:
+        return this.handleCallFrame(p, buf, start, end);
+      case Op.PING: {
+        const o = p.writer.reserve(HEAD_BYTES);
+        writeHead(p.writer.buf, o, HEAD_BYTES, Op.PONG, 0, 0, buf.readUInt32LE(start + Off.REQUEST));
+        p.writer.commit(HEAD_BYTES);
+        this.markDirty(p);
+        return;
+      }
+      case Op.HELLO:
+        return this.replyError(p, buf.readUInt32LE(start + Off.REQUEST), 'EPROTO', 'HELLO was already accepted on this connection');
+      default:
+        return this.fatal(p, 'EPROTO', `unknown opcode 0x${op.toString(16)}`);
+    }
+  }
+
+  private hello(p: KernelProcess, buf: Buffer, start: number, end: number): void {
+    const version = buf.readUInt16LE(start + Off.AUX);
+    if (version !== PROTOCOL_VERSION) {
+      return this.fatal(p, 'EPROTO', `protocol version ${version} is not supported; this kernel speaks version ${PROTOCOL_VERSION}`);
+    }
+    let hello: HelloPayload;
+    try {
+      hello = parseHello(decodeJsonPayload(buf, start, end));
+    } catch (err) {
+      return this.fatal(p, 'EPROTO', `bad HELLO: ${(err as Error).message}`);
+    }
+    if (p.transport === 'tcp' && this.token !== null) {
+      const given = Buffer.from(hello.token ?? '');
+      if (given.length !== this.token.length || !timingSafeEqual(given, this.token)) {
+        return this.fatal(p, 'ECONNREFUSED', hello.token === undefined ? 'a token is required over TCP (connect({ token }) or POSTBOX_TOKEN)' : 'wrong token');
+      }
+    }
+    if (this.shuttingDown) return this.fatal(p, 'ESHUTDOWN', 'the kernel is shutting down');
+    if (hello.name !== undefined && this.processByName.has(hello.name)) {
+      return this.fatal(p, 'EEXIST', `the process name '${hello.name}' is taken by process ${this.processByName.get(hello.name)!.id}`);
+    }
+    if (this.processes.size >= this.limits.maxProcesses) {
+      return this.fatal(p, 'ENOMEM', `the kernel's limit of ${this.limits.maxProcesses} processes is reached`);
+    }
+    p.id = this.nextProcessId++;
+    p.name = hello.name ?? null;
+    p.osPid = hello.pid ?? 0;
+    p.host = hello.host ?? '';
+    this.processes.set(p.id, p);
+    if (p.name !== null) this.processByName.set(p.name, p);
+    const inbox = new Mailbox(
+      this,
+      this.nextMailboxId++,
+      null,
+      {
+        capacity: hello.inboxCapacity ?? Number.POSITIVE_INFINITY,
+        maxMessageSize: this.limits.maxMessageSize,
+        maxBytes: this.limits.maxMailboxBytes,
+        order: 'fifo',
+        policy: 'first',
+        mode: INBOX_MODE,
+      },
+      p,
+      false,
+      p.id,
+    );
+    this.mailboxes.set(inbox.id, inbox);
+    p.inbox = inbox;
+    p.writer.append(
+      encodeJsonFrame(Op.WELCOME, 0, PROTOCOL_VERSION, 0, {
+        process: { id: p.id, name: p.name },
+        inbox: inbox.id,
+        kernel: { pid: process.pid, version: KERNEL_VERSION },
+        limits: this.limits,
+      }),
+    );
+    this.markDirty(p);
+    this.log(`${p.label} connected over ${p.transport}${p.osPid ? ` (pid ${p.osPid})` : ''}`);
+  }
+
+  private handleSend(p: KernelProcess, buf: Buffer, start: number, end: number): void {
+    const request = buf.readUInt32LE(start + Off.REQUEST);
+    const size = end - start;
+    if (size < MESSAGE_HEAD_BYTES) return this.fatal(p, 'EPROTO', `SEND frame of ${size} bytes is shorter than its 56-byte head`);
+    const flags = buf[start + Off.FLAGS]!;
+    const onFull = buf[start + Off.ON_FULL]!;
+    const headers = buf.readUInt16LE(start + Off.HEADERS_LENGTH);
+    const type = readInt64(buf, start + Off.TYPE);
+    const priority = buf.readUInt16LE(start + Off.PRIORITY);
+    const target = buf.readUInt32LE(start + Off.TARGET);
+    if (buf[start + Off.CODEC]! > 3) return this.replyError(p, request, 'EINVAL', `unknown codec ${buf[start + Off.CODEC]}`);
+    if (onFull > OnFull.DROP_NEW) return this.replyError(p, request, 'EINVAL', `unknown on-full rule ${onFull}`);
+    if (!(type >= 1 && type <= Number.MAX_SAFE_INTEGER)) return this.replyError(p, request, 'EINVAL', `message type ${type} is not a positive integer`);
+    if (priority > MAX_PRIORITY) return this.replyError(p, request, 'EINVAL', `priority ${priority} is over ${MAX_PRIORITY}`);
+    if (MESSAGE_HEAD_BYTES + headers > size) return this.replyError(p, request, 'EINVAL', `headers length ${headers} runs past the frame`);
+    let mb: Mailbox | undefined;
+    if ((flags & SendFlag.TO_PROCESS) !== 0) {
+      const to = this.processes.get(target);
+      if (to === undefined) {
+        return this.replyError(p, request, 'ESRCH', target < this.nextProcessId && target > 0 ? `process ${target} has terminated` : `no process ${target}`);
+      }
+      mb = to.inbox!;
+    } else {
+      mb = this.mailboxes.get(target);
+      if (mb === undefined) return this.replyError(p, request, 'ENOENT', this.goneMessage(target));
+    }
+    const body = size - MESSAGE_HEAD_BYTES;
+    if (body > mb.maxMessageSize) {
+      return this.replyError(p, request, 'EMSGSIZE', `a ${body}-byte message is over the ${mb.maxMessageSize}-byte limit of ${mb.label}`, mb);
+    }
+    const denied = this.checkRight(p, mb, 2);
+    if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb);
+    if (this.totalBytes + body > this.limits.maxTotalBytes && onFull !== OnFull.DROP_NEW) {
+      return this.replyError(p, request, 'ENOMEM', `the kernel's memory limit of ${this.limits.maxTotalBytes} queued bytes is reached`, mb);
+    }
+    const timeout = buf.readUInt32LE(start + Off.TIMEOUT);
+    const result = mb.send(p, buf, start, end, request, (flags & SendFlag.RECEIPT) !== 0, onFull, timeout);
+    if (result === 'done') {
+      p.ackThrough = request;
+      p.ackPending = true;
+    }
+  }
+
+  private handleReceive(p: KernelProcess, buf: Buffer, start: number, end: number): void {
+    const request = buf.readUInt32LE(start + Off.REQUEST);
+    if (end - start !== RECEIVE_FRAME_BYTES) return this.fatal(p, 'EPROTO', `RECEIVE frame must be ${RECEIVE_FRAME_BYTES} bytes, got ${end - start}`);
+    if (p.receives.has(request)) return this.replyError(p, request, 'EPROTO', `request id ${request} is already in use`);
+    const flags = buf[start + Off.FLAGS]!;
+    let mb: Mailbox | undefined;
+    if ((flags & ReceiveFlag.INBOX) !== 0) mb = p.inbox!;
+    else {
+      const target = buf.readUInt32LE(start + Off.R_TARGET);
+      mb = this.mailboxes.get(target);
+      if (mb === undefined) return this.replyError(p, request, 'ENOENT', this.goneMessage(target));
+    }
+    const denied = this.checkRight(p, mb, 4);
+    if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb);
+    const type = readInt64(buf, start + Off.R_TYPE);
+    if (!Number.isSafeInteger(type)) return this.replyError(p, request, 'EINVAL', `message type ${type} is out of range`, mb);
+    const except = (flags & ReceiveFlag.EXCEPT) !== 0;
+    const maxSize = buf.readUInt32LE(start + Off.R_MAX_SIZE);
+    const stream = (flags & ReceiveFlag.STREAM) !== 0;
+    let credit = 1;
+    if (stream) {
+      credit = Math.min(Math.max(buf.readUInt32LE(start + Off.R_CREDIT), 1), this.limits.maxCredit);
+      // Pushing ahead in a priority mailbox could hand out a message before a higher one that
+      // arrives later; there, an iterator gets one message at a time.
+      if (mb.order === 'priority') credit = 1;
+    }
+    const w = new ReceiveWaiter(
+      p,
+      request,
+      mb,
+      { type, except: except && type > 0, from: buf.readUInt32LE(start + Off.R_FROM) },
+      flags,
+      maxSize === 0 ? Number.POSITIVE_INFINITY : maxSize,
+      credit,
+    );
+    p.receives.set(request, w);
+    mb.receive(w, buf.readUInt32LE(start + Off.R_TIMEOUT));
+  }
+
+  private handleTake(p: KernelProcess, buf: Buffer, start: number, end: number): void {
+    if (end - start !== TAKE_FRAME_BYTES) return this.fatal(p, 'EPROTO', `TAKE frame must be ${TAKE_FRAME_BYTES} bytes, got ${end - start}`);
+    const request = buf.readUInt32LE(start + Off.REQUEST);
+    const w = p.receives.get(request);
+    // A receive that ended (its mailbox removed) may still see TAKEs that crossed the error.
+    if (w === undefined) return;
+    const taken = buf.readUInt32LE(start + Off.T_TAKEN);
+    const more = buf.readUInt32LE(start + Off.T_CREDIT);
+    const mb = w.mailbox;
+    if (!mb.take(w, taken)) {
+      return this.replyError(p, request, 'EPROTO', `TAKE of ${taken} messages on request ${request}, more than were delivered`);
+    }
+    if (more > 0 && w.stream) w.credit = Math.min(w.credit + more, this.limits.maxCredit);
+    if (!w.stream && w.inflight === 0 && !w.waiting) p.receives.delete(request);
+    mb.admitBlocked();
+    mb.pump();
+  }
+
+  private handleCancel(p: KernelProcess, request: number): void {
+    const w = p.receives.get(request);
+    if (w !== undefined) {
+      // A single receive already answered is past cancelling: the DELIVER the process is about
+      // to read is the kernel's final answer.
+      if (!w.waiting && !w.stream) return;
+      const mb = w.mailbox;
+      mb.stopWaiting(w);
+      mb.giveBack(w);
+      p.receives.delete(request);
+      this.replyError(p, request, 'ECANCELED', `receive from ${mb.label} was cancelled`, mb);
+      mb.pump();
+      return;
+    }
+    const sw = p.sends.get(request);
+    if (sw !== undefined) sw.mailbox.withdrawSend(sw, 'ECANCELED', `send to ${sw.mailbox.label} was aborted`);
+  }
+
+  private handleCallFrame(p: KernelProcess, buf: Buffer, start: number, end: number): void {
+    const request = buf.readUInt32LE(start + Off.REQUEST);
+    let payload: unknown;
+    try {
+      payload = decodeJsonPayload(buf, start, end);
+    } catch {
+      return this.replyError(p, request, 'EINVAL', 'CALL payload is not valid JSON');
+    }
+    handleCall(this, p, request, payload);
+  }
+
+  // ── rights ──────────────────────────────────────────────────────────────────────────────────
+
+  /** Checks a right (4 receive, 2 send) for p on mb; null if granted, else the refusal. */
+  checkRight(p: KernelProcess, mb: Mailbox, right: 2 | 4): { code: ErrorCode; message: string } | null {
+    let bits: number;
+    if (mb.owner === p) bits = (mb.mode >> 6) & 7;
+    else if (mb.group.has(p.id)) bits = (mb.mode >> 3) & 7;
+    else bits = mb.mode & 7;
+    const what = right === 4 ? 'receive' : 'send';
+    if ((bits & right) === 0) {
+      return {
+        code: 'EACCES',
+        message: `${p.label} may not ${what} ${right === 4 ? 'from' : 'to'} ${mb.label} (mode 0${mb.mode.toString(8)}): it lacks the ${what} right`,
+      };
+    }
+    if (mb.policy === 'pair' && !mb.holders.includes(p.id)) {
+      if (mb.holders.length >= 2) return { code: 'EBUSY', message: `${mb.label} is a pair already linking processes ${mb.holders.join(' and ')}` };
+      mb.holders.push(p.id);
+      p.holding.add(mb);
+    } else if (right === 4 && mb.policy === 'exclusive' && mb.holders[0] !== p.id) {
+      if (mb.holders.length > 0) return { code: 'EBUSY', message: `process ${mb.holders[0]} holds the receive right of ${mb.label}` };
+      mb.holders.push(p.id);
+      p.holding.add(mb);
+    }
+    return null;
+  }
+
+  goneMessage(id: number): string {
+    return id > 0 && id < this.nextMailboxId ? `mailbox #${id} was removed` : `no mailbox #${id}`;
+  }
+
+  // ── lifetime ────────────────────────────────────────────────────────────────────────────────
+
+  /** Removes a mailbox now; every waiter on it fails with EIDRM. */
+  removeMailbox(mb: Mailbox, why: string, code: ErrorCode = 'EIDRM'): void {
+    mb.remove(why, code);
+    this.mailboxes.delete(mb.id);
+    if (mb.name !== null && this.mailboxByName.get(mb.name) === mb) this.mailboxByName.delete(mb.name);
+    mb.owner?.owned.delete(mb);
+    for (const id of mb.holders) this.processes.get(id)?.holding.delete(mb);
+  }
+
+  /** A process is gone: give back, withdraw, remove and tell, in that order. */
+  terminate(p: KernelProcess, reason: TerminationReason): void {
+    this.connections.delete(p);
+    if (p.terminated) return;
+    p.terminated = true;
+    if (p.id === 0) return;
+    this.processes.delete(p.id);
+    if (p.name !== null && this.processByName.get(p.name) === p) this.processByName.delete(p.name);
+    const touched = new Set<Mailbox>();
+    for (const w of p.receives.values()) {
+      w.mailbox.stopWaiting(w);
+      w.mailbox.giveBack(w);
+      touched.add(w.mailbox);
+    }
+    p.receives.clear();
+    for (const sw of [...p.sends.values()]) {
+      if (sw.state === 'blocked') sw.mailbox.withdrawSend(sw, 'ECANCELED', 'sender terminated');
+      touched.add(sw.mailbox);
+    }
+    p.sends.clear();
+    for (const mb of p.holding) {
+      const i = mb.holders.indexOf(p.id);
+      if (i >= 0) mb.holders.splice(i, 1);
+      touched.add(mb);
+    }
+    p.holding.clear();
+    for (const mb of [...p.owned]) {
+      if (mb.systemOwned) {
+        mb.owner = null;
+        p.owned.delete(mb);
+      } else {
+        this.removeMailbox(mb, `its owner ${p.label} terminated`);
+      }
+    }
+    if (p.inbox !== null) this.removeMailbox(p.inbox, `${p.label} terminated`);
+    for (const mb of touched) {
+      if (mb.removed) continue;
+      mb.admitBlocked();
+      mb.pump();
+    }
+    for (const [monitor, watcher] of p.watchers) {
+      watcher.watching.delete(monitor);
+      if (watcher.terminated) continue;
+      watcher.writer.append(encodeJsonFrame(Op.EVENT, 0, 0, monitor, { event: 'down', process: p.id, name: p.name, reason }));
+      this.markDirty(watcher);
+    }
+    p.watchers.clear();
+    for (const [monitor, watched] of p.watching) watched.watchers.delete(monitor);
+    p.watching.clear();
+    this.log(`${p.label} terminated (${reason})`);
+  }
+
+  private checkHeartbeats(): void {
+    const now = Date.now();
+    const limit = this.limits.heartbeatMs * 3;
+    for (const p of this.processes.values()) {
+      if (p.transport === 'tcp' && now - p.lastHeard > limit) {
+        this.log(`${p.label} went silent for over ${limit} ms`);
+        p.socket.destroy();
+        this.terminate(p, 'timeout');
+      }
+    }
+  }
+
+  /**
+   * Shuts down: every waiting sender and receiver gets ESHUTDOWN, output is flushed, and every
+   * connection is closed.
+   */
+  shutdown(): void {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    for (const mb of [...this.mailboxes.values()]) this.removeMailbox(mb, 'the kernel is shutting down', 'ESHUTDOWN');
+    for (const p of this.connections) {
+      p.writer.append(encodeJsonFrame(Op.ERROR, 0, WireErrorCode.ESHUTDOWN, 0, { message: 'the kernel is shutting down' }));
+    }
+    this.flush();
+    for (const p of [...this.connections]) {
+      p.socket.end();
+      this.terminate(p, 'shutdown');
+    }
+  }
+}
+
+const kKernel = Symbol('kernel');
+type KernelProcessWithKernel = KernelProcess & { [kKernel]: Kernel };
+
+function onFrame(p: KernelProcess, buf: Buffer, start: number, end: number): void {
+  (p as KernelProcessWithKernel)[kKernel].handleFrame(p, buf, start, end);
+}
+
+function flushAll(kernel: Kernel): void {
+  kernel.flush();
+}
+
+interface HelloPayload {
+  name?: string;
+  pid?: number;
+  host?: string;
+  token?: string;
+  inboxCapacity?: number;
+}
+
+function parseHello(v: unknown): HelloPayload {
+  if (typeof v !== 'object' || v === null) throw new Error('payload must be a JSON object');
+  const o = v as Record<string, unknown>;
+  const out: HelloPayload = {};
+  if (o.name !== undefined && o.name !== null) {
+    if (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 255) throw new Error('name must be a string of 1 to 255 characters');
+    if (/^\d+$/.test(o.name)) throw new Error('name must not be all digits (it would read as a process id)');
+    out.name = o.name;
+  }
+  if (o.pid !== undefined) {
+    if (!Number.isSafeInteger(o.pid)) throw new Error('pid must be an integer');
+    out.pid = o.pid as number;
+  }
+  if (o.host !== undefined) out.host = String(o.host);
+  if (o.token !== undefined) out.token = String(o.token);
+  if (o.inboxCapacity !== undefined && o.inboxCapacity !== null) {
+    if (!Number.isSafeInteger(o.inboxCapacity) || (o.inboxCapacity as number) < 0) throw new Error('inboxCapacity must be a whole number');
+    out.inboxCapacity = o.inboxCapacity as number;
+  }
+  return out;
+}

@@ -1,0 +1,63 @@
+/**
+ * The one table of defaults and kernel-wide limits. Each limit is a `postbox kernel` flag;
+ * docs/api.md prints this table.
+ */
+
+/** Kernel-wide limits, fixed at start. */
+export interface KernelLimits {
+  /** Largest message body (plus user headers) any mailbox accepts. `--max-message-size`. */
+  maxMessageSize: number;
+  /** Default byte limit of a mailbox (System V msg_qbytes). `--max-mailbox-bytes`. */
+  maxMailboxBytes: number;
+  /** Bytes queued in all mailboxes together; beyond it sends fail with ENOMEM. `--max-total-bytes`. */
+  maxTotalBytes: number;
+  /** Mailboxes at once (inboxes included). `--max-mailboxes`. */
+  maxMailboxes: number;
+  /** Connected processes at once. `--max-processes`. */
+  maxProcesses: number;
+  /** Largest credit a prefetching receiver may hold. */
+  maxCredit: number;
+  /** Bytes waiting to be written to one process before the kernel stops delivering to it. */
+  outputHighWater: number;
+  /** Heartbeat interval for TCP processes, ms; a process silent for 3 intervals is terminated. */
+  heartbeatMs: number;
+}
+
+export const defaultLimits: Readonly<KernelLimits> = Object.freeze({
+  maxMessageSize: 1024 * 1024,
+  maxMailboxBytes: 64 * 1024 * 1024,
+  maxTotalBytes: 4 * 1024 * 1024 * 1024,
+  maxMailboxes: 1_000_000,
+  maxProcesses: 100_000,
+  maxCredit: 4096,
+  outputHighWater: 1024 * 1024,
+  heartbeatMs: 5000,
+});
+
+/** How a mailbox is shared between receivers. */
+export type ReceiverPolicy = 'first' | 'round-robin' | 'exclusive' | 'pair';
+/** In which order a mailbox delivers. */
+export type MailboxOrder = 'fifo' | 'priority';
+
+/** Attributes of a mailbox, as given at creation. */
+export interface MailboxAttributes {
+  /** Messages it holds: 0 (rendezvous), n, or Infinity (unbounded). Default unbounded. */
+  capacity: number;
+  /** Largest message (body plus user headers), bytes. Default the kernel's maxMessageSize. */
+  maxMessageSize: number;
+  /** Bytes it holds at most, like System V msg_qbytes. Default the kernel's maxMailboxBytes. */
+  maxBytes: number;
+  order: MailboxOrder;
+  policy: ReceiverPolicy;
+  /** Three octal digits owner/group/others; 4 receive, 2 send. */
+  mode: number;
+}
+
+/** Default mode of a process-owned mailbox: owner and granted processes send and receive, others send. */
+export const PROCESS_OWNED_MODE = 0o662;
+/** Default mode of a system-owned mailbox: everyone connected sends and receives. */
+export const SYSTEM_OWNED_MODE = 0o666;
+/** Mode of a process's inbox: only its process receives, anyone sends. */
+export const INBOX_MODE = 0o622;
+/** Highest priority a message may carry (POSIX MQ_PRIO_MAX − 1 on Linux). */
+export const MAX_PRIORITY = 32767;

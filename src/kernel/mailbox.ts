@@ -1,0 +1,710 @@
+import type { ErrorCode } from '../protocol/errors.js';
+import { MESSAGE_HEAD_BYTES, Off, OnFull, Op, Outcome, ReceiveFlag, writeInt64 } from '../protocol/frame.js';
+import type { MailboxAttributes, MailboxOrder, ReceiverPolicy } from './limits.js';
+import { MessageStore, type Selection, selects } from './message-store.js';
+import type { Slab } from './slab.js';
+
+/**
+ * What a mailbox needs from the kernel around it: the processes' output, the clock, memory
+ * accounting. Kept narrow so the mailbox's rules can be read on their own.
+ */
+export interface MailboxHost {
+  readonly slab: Slab;
+  /** The kernel's clock for this turn (ms since epoch). */
+  readonly now: number;
+  /** Bytes queued in all mailboxes; the global memory limit applies to it. */
+  totalBytes: number;
+  /** Called when a process has output to flush. */
+  markDirty(proc: Peer): void;
+  /** Sends an error reply. */
+  replyError(proc: Peer, request: number, code: ErrorCode, message: string, mailbox?: Mailbox): void;
+  /** Sends a SENT reply. */
+  replySent(proc: Peer, request: number, outcome: number, receiver: number, seq: number): void;
+  /** Sends a BLOCKED notice. */
+  replyBlocked(proc: Peer, request: number): void;
+}
+
+/** The kernel's view of a connected process, as far as a mailbox cares. */
+export interface Peer {
+  readonly id: number;
+  readonly name: string | null;
+  readonly writer: { buf: Buffer; copyIn(src: Buffer, start: number, end: number): number };
+  /** Output is backed up: deliver nothing more until it drains. */
+  congested: boolean;
+  terminated: boolean;
+  readonly receives: Map<number, ReceiveWaiter>;
+  readonly sends: Map<number, SendWaiter>;
+  /** Mailboxes it owns. */
+  readonly owned: Set<Mailbox>;
+  readonly label: string;
+}
+
+/** A send that has not completed: blocked on a full mailbox, or waiting for its receipt. */
+export class SendWaiter {
+  /** The whole frame, copied out of the input so it pins nothing. */
+  frame: Buffer | null;
+  /** Where the message is: waiting to enter, queued (store slot), in flight to a receiver, or settled. */
+  state: 'blocked' | 'queued' | 'inflight' | 'settled' = 'blocked';
+  slot = -1;
+  /** The send gave up (timeout) while its message was in flight; drop it if it comes back. */
+  expired = false;
+  timer: NodeJS.Timeout | null = null;
+  constructor(
+    readonly peer: Peer,
+    readonly request: number,
+    readonly mailbox: Mailbox,
+    frame: Buffer,
+    readonly bodyBytes: number,
+    /** Completes only when taken: a receipt was asked for, or the mailbox is a rendezvous. */
+    readonly untilTaken: boolean,
+    readonly onFull: number,
+  ) {
+    this.frame = frame;
+  }
+}
+
+/**
+ * A receive that is waiting, or whose delivered messages are not yet taken. A single receive
+ * has a credit of one; a prefetching iterator has more. Messages pushed ahead stay the
+ * mailbox's (they count toward its capacity) until the receiver's TAKE says the application
+ * has them; until then they go back if the receiver cancels or dies.
+ */
+export class ReceiveWaiter {
+  credit: number;
+  /** In the mailbox's list of waiting receivers. */
+  waiting = false;
+  timer: NodeJS.Timeout | null = null;
+  // Delivered, not yet taken, in delivery order: parallel arrays, no object per message.
+  private readonly rBuf: Buffer[] = [];
+  private readonly rOff: number[] = [];
+  private readonly rLen: number[] = [];
+  private readonly rReceipt: (SendWaiter | null)[] = [];
+  private rHead = 0;
+
+  constructor(
+    readonly peer: Peer,
+    readonly request: number,
+    readonly mailbox: Mailbox,
+    readonly sel: Selection,
+    readonly flags: number,
+    readonly maxSize: number,
+    credit: number,
+  ) {
+    this.credit = credit;
+  }
+
+  get stream(): boolean {
+    return (this.flags & ReceiveFlag.STREAM) !== 0;
+  }
+  get inflight(): number {
+    return this.rBuf.length - this.rHead;
+  }
+
+  pushInflight(buf: Buffer, off: number, len: number, receipt: SendWaiter | null): void {
+    this.rBuf.push(buf);
+    this.rOff.push(off);
+    this.rLen.push(len);
+    this.rReceipt.push(receipt);
+  }
+
+  /** Takes the oldest in-flight message; calls fn with it. Returns false if none. */
+  shiftInflight(fn: (buf: Buffer, off: number, len: number, receipt: SendWaiter | null) => void): boolean {
+    const i = this.rHead;
+    if (i >= this.rBuf.length) return false;
+    const buf = this.rBuf[i]!;
+    const receipt = this.rReceipt[i]!;
+    fn(buf, this.rOff[i]!, this.rLen[i]!, receipt);
+    // Drop references so taken frames can be collected; compact now and then.
+    (this.rBuf as (Buffer | undefined)[])[i] = undefined;
+    this.rReceipt[i] = null;
+    this.rHead++;
+    if (this.rHead === this.rBuf.length) {
+      this.rBuf.length = this.rOff.length = this.rLen.length = this.rReceipt.length = 0;
+      this.rHead = 0;
+    } else if (this.rHead >= 1024) {
+      this.rBuf.splice(0, this.rHead);
+      this.rOff.splice(0, this.rHead);
+      this.rLen.splice(0, this.rHead);
+      this.rReceipt.splice(0, this.rHead);
+      this.rHead = 0;
+    }
+    return true;
+  }
+}
+
+/** Counters like System V's msqid_ds, plus what Postbox adds. */
+export interface MailboxTimes {
+  lastSendTime: number;
+  lastSendProcess: number;
+  lastReceiveTime: number;
+  lastReceiveProcess: number;
+  changeTime: number;
+  createTime: number;
+}
+
+/**
+ * A mailbox: its attributes, its queue, and who waits on it. Every rule of the contract about
+ * capacity, blocking, rendezvous, receipts, overflow and sharing is applied here.
+ */
+export class Mailbox {
+  readonly store: MessageStore;
+  capacity: number;
+  maxMessageSize: number;
+  maxBytes: number;
+  readonly order: MailboxOrder;
+  readonly policy: ReceiverPolicy;
+  mode: number;
+  owner: Peer | null;
+  readonly systemOwned: boolean;
+  /** Processes the owner granted rights to: the mode's "group". */
+  readonly group = new Set<number>();
+  /** The process holding the receive right of an exclusive mailbox, or the two ends of a pair. */
+  readonly holders: number[] = [];
+  /** Messages delivered to receivers and not yet taken: they still count toward capacity. */
+  inflight = 0;
+  inflightBytes = 0;
+  /** Senders waiting for room (or, at capacity 0, for a receiver), in arrival order. */
+  readonly blocked: SendWaiter[] = [];
+  /** Receivers waiting, in arrival order. */
+  readonly receivers: ReceiveWaiter[] = [];
+  /** Messages queued with a receipt pending, by store slot. */
+  private readonly receiptBySlot = new Map<number, SendWaiter>();
+  private rr = 0;
+  private seq = 0;
+  removed = false;
+  readonly times: MailboxTimes;
+  replaced = 0;
+  dropped = 0;
+  sent = 0;
+  received = 0;
+
+  constructor(
+    private readonly host: MailboxHost,
+    readonly id: number,
+    public name: string | null,
+    attrs: MailboxAttributes,
+    owner: Peer | null,
+    systemOwned: boolean,
+    readonly inboxOf: number = 0,
+  ) {
+    this.store = new MessageStore(attrs.order === 'priority');
+    this.capacity = attrs.capacity;
+    this.maxMessageSize = attrs.maxMessageSize;
+    this.maxBytes = attrs.maxBytes;
+    this.order = attrs.order;
+    this.policy = attrs.policy;
+    this.mode = attrs.mode;
+    this.owner = owner;
+    this.systemOwned = systemOwned;
+    const now = host.now;
+    this.times = {
+      lastSendTime: 0,
+      lastSendProcess: 0,
+      lastReceiveTime: 0,
+      lastReceiveProcess: 0,
+      changeTime: now,
+      createTime: now,
+    };
+  }
+
+  /** How the mailbox names itself in error messages. */
+  get label(): string {
+    if (this.inboxOf !== 0) return `inbox of process ${this.inboxOf}`;
+    return this.name === null ? `mailbox #${this.id}` : `mailbox '${this.name}'`;
+  }
+
+  /** Messages held: queued plus delivered-not-taken. */
+  get count(): number {
+    return this.store.count + this.inflight;
+  }
+  get bytes(): number {
+    return this.store.bytes + this.inflightBytes;
+  }
+
+  private hasRoom(bodyBytes: number): boolean {
+    return this.count < this.capacity && this.bytes + bodyBytes <= this.maxBytes;
+  }
+
+  // ── send ────────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * A SEND frame at buf[start, end) from `peer`, already validated. Returns 'done' when the send
+   * completed at once and is covered by the cumulative ACK; anything else has been answered or
+   * will be answered individually.
+   */
+  send(peer: Peer, buf: Buffer, start: number, end: number, request: number, receipt: boolean, onFull: number, timeoutMs: number): 'done' | 'individual' {
+    const host = this.host;
+    const bodyBytes = end - start - MESSAGE_HEAD_BYTES;
+    const untilTaken = receipt || this.capacity === 0;
+    buf.writeUInt32LE(peer.id, start + Off.SENDER);
+
+    if (this.capacity === 0) {
+      // Rendezvous: the message passes only to a receiver waiting now.
+      const w = this.findReceiver(buf, start, bodyBytes);
+      if (w === null) {
+        if (onFull !== OnFull.WAIT) {
+          host.replyError(peer, request, 'EAGAIN', `${this.label} has capacity 0 and no receiver is waiting`, this);
+          return 'individual';
+        }
+        this.block(peer, buf, start, end, request, bodyBytes, true, onFull, timeoutMs);
+        return 'individual';
+      }
+      const sw = new SendWaiter(peer, request, this, Buffer.from(buf.subarray(start, end)), bodyBytes, true, onFull);
+      this.accept(sw.frame!, 0, sw.frame!.length);
+      sw.state = 'inflight';
+      peer.sends.set(request, sw);
+      this.armTimeout(sw, timeoutMs);
+      this.deliver(w, sw.frame!, 0, sw.frame!.length, sw);
+      if (!receipt) host.replyBlocked(peer, request);
+      return 'individual';
+    }
+
+    if (!this.hasRoom(bodyBytes) || this.blocked.length > 0) {
+      switch (onFull) {
+        case OnFull.FAIL:
+          host.replyError(peer, request, 'EAGAIN', `${this.label} is full (${this.count} messages, ${this.bytes} bytes)`, this);
+          return 'individual';
+        case OnFull.DROP_NEW:
+          this.dropped++;
+          host.replySent(peer, request, Outcome.DROPPED, 0, 0);
+          return 'individual';
+        case OnFull.REPLACE_OLDEST: {
+          if (this.replaceOldest(bodyBytes)) break;
+          host.replyError(peer, request, 'EAGAIN', `${this.label} is full and has no queued message to replace`, this);
+          return 'individual';
+        }
+        default:
+          this.block(peer, buf, start, end, request, bodyBytes, untilTaken, onFull, timeoutMs);
+          if (!receipt) host.replyBlocked(peer, request);
+          return 'individual';
+      }
+      return this.admit(peer, buf, start, end, request, bodyBytes, receipt, timeoutMs, Outcome.REPLACED_OLDEST);
+    }
+    return this.admit(peer, buf, start, end, request, bodyBytes, receipt, timeoutMs, Outcome.QUEUED);
+  }
+
+  private admit(peer: Peer, buf: Buffer, start: number, end: number, request: number, bodyBytes: number, receipt: boolean, timeoutMs: number, outcome: number): 'done' | 'individual' {
+    this.accept(buf, start, end);
+    if (receipt) {
+      const sw = new SendWaiter(peer, request, this, Buffer.from(buf.subarray(start, end)), bodyBytes, true, OnFull.WAIT);
+      peer.sends.set(request, sw);
+      this.armTimeout(sw, timeoutMs);
+      this.place(sw.frame!, 0, sw.frame!.length, bodyBytes, sw);
+      return 'individual';
+    }
+    this.place(buf, start, end, bodyBytes, null);
+    if (outcome === Outcome.QUEUED) return 'done';
+    this.host.replySent(peer, request, outcome, 0, readSeq(buf, start));
+    return 'individual';
+  }
+
+  /** Stamps sequence number and time: the message is now the mailbox's. */
+  private accept(buf: Buffer, start: number, _end: number): void {
+    this.seq++;
+    writeInt64(buf, this.seq, start + Off.SEQ);
+    buf.writeDoubleLE(this.host.now, start + Off.TIME);
+    this.sent++;
+    this.times.lastSendTime = this.host.now;
+    this.times.lastSendProcess = buf.readUInt32LE(start + Off.SENDER);
+  }
+
+  /** Gives an accepted message to a waiting receiver, or queues it. */
+  private place(buf: Buffer, start: number, end: number, bodyBytes: number, sw: SendWaiter | null): void {
+    const w = this.findReceiver(buf, start, bodyBytes);
+    if (w !== null) {
+      if (sw !== null) sw.state = 'inflight';
+      this.deliver(w, buf, start, end - start, sw);
+      return;
+    }
+    this.enqueue(buf, start, end, bodyBytes, sw);
+  }
+
+  private enqueue(buf: Buffer, start: number, end: number, bodyBytes: number, sw: SendWaiter | null): void {
+    const slab = this.host.slab;
+    const off = slab.copy(buf, start, end);
+    const slot = this.store.insert(slab.lastBuffer, off, end - start, bodyBytes);
+    this.host.totalBytes += bodyBytes;
+    if (sw !== null) {
+      sw.state = 'queued';
+      sw.slot = slot;
+      this.receiptBySlot.set(slot, sw);
+    }
+  }
+
+  private block(peer: Peer, buf: Buffer, start: number, end: number, request: number, bodyBytes: number, untilTaken: boolean, onFull: number, timeoutMs: number): void {
+    const sw = new SendWaiter(peer, request, this, Buffer.from(buf.subarray(start, end)), bodyBytes, untilTaken, onFull);
+    this.blocked.push(sw);
+    peer.sends.set(request, sw);
+    this.armTimeout(sw, timeoutMs);
+  }
+
+  private armTimeout(sw: SendWaiter, timeoutMs: number): void {
+    if (timeoutMs > 0) sw.timer = setTimeout(sendTimedOut, timeoutMs, sw);
+  }
+
+  private replaceOldest(bodyBytes: number): boolean {
+    // Drop queued messages, oldest first, until the new one fits; in-flight ones are the
+    // receivers' already and are not touched.
+    while (!this.hasRoom(bodyBytes)) {
+      const slot = this.store.oldest();
+      if (slot === -1) return false;
+      this.discardSlot(slot, 'EAGAIN');
+      this.replaced++;
+    }
+    return true;
+  }
+
+  private discardSlot(slot: number, code: ErrorCode): void {
+    const body = this.store.length(slot) - MESSAGE_HEAD_BYTES;
+    const sw = this.receiptBySlot.get(slot);
+    if (sw !== undefined) {
+      this.receiptBySlot.delete(slot);
+      this.settleSender(sw, code, `the message was replaced in ${this.label} before anyone received it`);
+    }
+    this.store.remove(slot, body);
+    this.host.totalBytes -= body;
+  }
+
+  /** Admits blocked senders while there is room, in arrival order. */
+  admitBlocked(): void {
+    while (this.blocked.length > 0) {
+      const sw = this.blocked[0]!;
+      if (this.capacity === 0) {
+        const w = this.findReceiver(sw.frame!, 0, sw.bodyBytes);
+        if (w === null) return;
+        this.blocked.shift();
+        this.accept(sw.frame!, 0, sw.frame!.length);
+        sw.state = 'inflight';
+        this.deliver(w, sw.frame!, 0, sw.frame!.length, sw);
+        continue;
+      }
+      if (!this.hasRoom(sw.bodyBytes)) return;
+      this.blocked.shift();
+      const frame = sw.frame!;
+      this.accept(frame, 0, frame.length);
+      if (sw.untilTaken) {
+        this.place(frame, 0, frame.length, sw.bodyBytes, sw);
+      } else {
+        this.place(frame, 0, frame.length, sw.bodyBytes, null);
+        this.completeSend(sw, Outcome.QUEUED, 0, readSeq(frame, 0));
+      }
+    }
+  }
+
+  // ── receive ─────────────────────────────────────────────────────────────────────────────────
+
+  /**
+   * A new receive. Delivers what it can now; returns true if the receiver now waits (or, for a
+   * stream, stays open).
+   */
+  receive(w: ReceiveWaiter, timeoutMs: number): void {
+    const host = this.host;
+    const got = this.fill(w);
+    if (got === 'error') return;
+    if (got > 0 && !w.stream) return;
+    if (got === 0 && (w.flags & ReceiveFlag.NOWAIT) !== 0) {
+      w.peer.receives.delete(w.request);
+      const b = w.peer.writer;
+      const o = b.copyIn(EMPTY_TEMPLATE, 0, EMPTY_TEMPLATE.length);
+      b.buf.writeUInt32LE(w.request, o + Off.REQUEST);
+      host.markDirty(w.peer);
+      return;
+    }
+    w.waiting = true;
+    this.receivers.push(w);
+    if (timeoutMs > 0 && !w.stream) w.timer = setTimeout(receiveTimedOut, timeoutMs, w);
+    if (this.capacity === 0) this.admitBlocked();
+  }
+
+  /** Delivers queued messages to w within its credit. Returns how many, or 'error' if it ended. */
+  private fill(w: ReceiveWaiter): number | 'error' {
+    let n = 0;
+    while (w.credit > 0 && !w.peer.congested) {
+      const slot = this.store.first(w.sel);
+      if (slot === -1) break;
+      const len = this.store.length(slot);
+      if (len - MESSAGE_HEAD_BYTES > w.maxSize && (w.flags & ReceiveFlag.TRUNCATE) === 0) {
+        if (n > 0 && w.stream) break;
+        this.endReceive(w, 'E2BIG', `the first matching message in ${this.label} is ${len - MESSAGE_HEAD_BYTES} bytes, over the receiver's ${w.maxSize}`);
+        return 'error';
+      }
+      const buf = this.store.buffer(slot);
+      const off = this.store.offset(slot);
+      const sw = this.receiptBySlot.get(slot) ?? null;
+      if (sw !== null) {
+        this.receiptBySlot.delete(slot);
+        sw.state = 'inflight';
+        sw.slot = -1;
+      }
+      const body = len - MESSAGE_HEAD_BYTES;
+      this.store.remove(slot, body);
+      this.host.totalBytes -= body;
+      this.deliver(w, buf, off, len, sw);
+      n++;
+    }
+    return n;
+  }
+
+  /** Pushes queued messages to every waiting receiver with credit, taking turns by policy. */
+  pump(): void {
+    if (this.receivers.length === 0) return;
+    let progress = true;
+    while (progress && this.store.count > 0) {
+      progress = false;
+      const n = this.receivers.length;
+      for (let k = 0; k < n && this.store.count > 0; k++) {
+        const i = this.policy === 'round-robin' ? (this.rr + k) % n : k;
+        const w = this.receivers[i];
+        if (w === undefined || w.credit === 0 || w.peer.congested) continue;
+        const slot = this.store.first(w.sel);
+        if (slot === -1) continue;
+        const len = this.store.length(slot);
+        if (len - MESSAGE_HEAD_BYTES > w.maxSize && (w.flags & ReceiveFlag.TRUNCATE) === 0) {
+          this.endReceive(w, 'E2BIG', `the first matching message in ${this.label} is ${len - MESSAGE_HEAD_BYTES} bytes, over the receiver's ${w.maxSize}`);
+          progress = true;
+          break;
+        }
+        const buf = this.store.buffer(slot);
+        const off = this.store.offset(slot);
+        const sw = this.receiptBySlot.get(slot) ?? null;
+        if (sw !== null) {
+          this.receiptBySlot.delete(slot);
+          sw.state = 'inflight';
+          sw.slot = -1;
+        }
+        const body = len - MESSAGE_HEAD_BYTES;
+        this.store.remove(slot, body);
+        this.host.totalBytes -= body;
+        if (this.policy === 'round-robin') this.rr = (i + 1) % n;
+        this.deliver(w, buf, off, len, sw);
+        progress = true;
+        if (this.policy === 'round-robin') break;
+      }
+    }
+    if (this.capacity === 0) this.admitBlocked();
+  }
+
+  /** The receiver that should get a message arriving now, by policy, or null. */
+  private findReceiver(buf: Buffer, start: number, bodyBytes: number): ReceiveWaiter | null {
+    const receivers = this.receivers;
+    const n = receivers.length;
+    if (n === 0) return null;
+    let type = -1;
+    let sender = -1;
+    for (let k = 0; k < n; k++) {
+      const i = this.policy === 'round-robin' ? (this.rr + k) % n : k;
+      const w = receivers[i]!;
+      if (w.credit === 0 || w.peer.congested) continue;
+      const sel = w.sel;
+      if (sel.type !== 0 || sel.from !== 0) {
+        if (type === -1) {
+          type = buf.readInt32LE(start + Off.TYPE + 4) * 2 ** 32 + buf.readUInt32LE(start + Off.TYPE);
+          sender = buf.readUInt32LE(start + Off.SENDER);
+        }
+        if (!selects(sel, type, sender)) continue;
+      }
+      if (bodyBytes > w.maxSize && (w.flags & ReceiveFlag.TRUNCATE) === 0) {
+        // As Linux does for a pipelined send: the too-small receiver fails, the next is tried.
+        this.endReceive(w, 'E2BIG', `a ${bodyBytes}-byte message arrived in ${this.label}, over the receiver's ${w.maxSize}`);
+        return this.findReceiver(buf, start, bodyBytes);
+      }
+      if (this.policy === 'round-robin') this.rr = (i + 1) % n;
+      return w;
+    }
+    return null;
+  }
+
+  /** Writes a DELIVER frame for buf[off, off+len) to w's process and records it in flight. */
+  private deliver(w: ReceiveWaiter, buf: Buffer, off: number, len: number, sw: SendWaiter | null): void {
+    const writer = w.peer.writer;
+    let body = len - MESSAGE_HEAD_BYTES;
+    let outLen = len;
+    if (body > w.maxSize) {
+      // Only reached with TRUNCATE (MSG_NOERROR): the rest of the body is dropped.
+      const headers = buf.readUInt16LE(off + Off.HEADERS_LENGTH);
+      outLen = Math.max(MESSAGE_HEAD_BYTES + headers, MESSAGE_HEAD_BYTES + w.maxSize);
+      body = outLen - MESSAGE_HEAD_BYTES;
+    }
+    const o = writer.copyIn(buf, off, off + outLen);
+    const out = writer.buf;
+    if (outLen !== len) out.writeUInt32LE(outLen - 4, o);
+    out[o + Off.OPCODE] = Op.DELIVER;
+    out[o + Off.FLAGS] = 0;
+    out[o + Off.ON_FULL] = 0;
+    out.writeUInt32LE(w.request, o + Off.REQUEST);
+    out.writeUInt32LE(this.id, o + Off.TARGET);
+    out.writeUInt32LE(0, o + Off.TIMEOUT);
+    this.host.markDirty(w.peer);
+    w.pushInflight(buf, off, len, sw);
+    this.inflight++;
+    this.inflightBytes += len - MESSAGE_HEAD_BYTES;
+    w.credit--;
+    if (w.credit === 0 && w.waiting && !w.stream) this.stopWaiting(w);
+  }
+
+  /** The receiver's application has taken n messages: they leave the mailbox. */
+  take(w: ReceiveWaiter, n: number): boolean {
+    const host = this.host;
+    const pid = w.peer.id;
+    for (let i = 0; i < n; i++) {
+      const ok = w.shiftInflight((buf, off, len, sw) => {
+        this.inflight--;
+        this.inflightBytes -= len - MESSAGE_HEAD_BYTES;
+        this.received++;
+        if (sw !== null) this.completeSend(sw, Outcome.RECEIVED, pid, readSeq(buf, off));
+      });
+      if (!ok) return false;
+    }
+    this.times.lastReceiveTime = host.now;
+    this.times.lastReceiveProcess = pid;
+    return true;
+  }
+
+  /** Gives back what w holds untaken (receiver cancelled or died), in order. */
+  giveBack(w: ReceiveWaiter): void {
+    while (
+      w.shiftInflight((buf, off, len, sw) => {
+        const body = len - MESSAGE_HEAD_BYTES;
+        this.inflight--;
+        this.inflightBytes -= body;
+        if (this.removed) {
+          if (sw !== null) this.settleSender(sw, 'EIDRM', `${this.label} was removed before anyone received the message`);
+          return;
+        }
+        if (sw !== null && sw.expired) {
+          this.settleSender(sw, 'ETIMEDOUT', `send to ${this.label} timed out before anyone received the message`);
+          return;
+        }
+        if (this.capacity === 0 && sw !== null) {
+          // A rendezvous message goes back to its still-waiting sender, first in line.
+          sw.state = 'blocked';
+          this.blocked.unshift(sw);
+          return;
+        }
+        this.enqueue(buf, off, off + len, body, sw);
+      })
+    );
+  }
+
+  stopWaiting(w: ReceiveWaiter): void {
+    if (!w.waiting) return;
+    w.waiting = false;
+    const i = this.receivers.indexOf(w);
+    if (i >= 0) {
+      this.receivers.splice(i, 1);
+      if (this.rr > i) this.rr--;
+      if (this.rr >= this.receivers.length) this.rr = 0;
+    }
+    if (w.timer !== null) {
+      clearTimeout(w.timer);
+      w.timer = null;
+    }
+  }
+
+  timeOutReceive(w: ReceiveWaiter): void {
+    this.stopWaiting(w);
+    if (w.inflight > 0) return; // a message reached it first: the receive happened
+    w.peer.receives.delete(w.request);
+    if (!w.peer.terminated) this.host.replyError(w.peer, w.request, 'ETIMEDOUT', `receive from ${this.label} timed out`, this);
+  }
+
+  /** Ends a receive with an error: it stops waiting and gives back what it holds. */
+  endReceive(w: ReceiveWaiter, code: ErrorCode, message: string): void {
+    this.stopWaiting(w);
+    this.giveBack(w);
+    w.peer.receives.delete(w.request);
+    if (!w.peer.terminated) this.host.replyError(w.peer, w.request, code, message, this);
+  }
+
+  // ── completion and cancellation of sends ─────────────────────────────────────────────────────
+
+  completeSend(sw: SendWaiter, outcome: number, receiver: number, seq: number): void {
+    if (sw.state === 'settled') return;
+    sw.state = 'settled';
+    sw.frame = null;
+    if (sw.timer !== null) clearTimeout(sw.timer);
+    sw.peer.sends.delete(sw.request);
+    if (!sw.peer.terminated) this.host.replySent(sw.peer, sw.request, outcome, receiver, seq);
+  }
+
+  settleSender(sw: SendWaiter, code: ErrorCode, message: string): void {
+    if (sw.state === 'settled') return;
+    sw.state = 'settled';
+    sw.frame = null;
+    if (sw.timer !== null) clearTimeout(sw.timer);
+    sw.peer.sends.delete(sw.request);
+    if (!sw.peer.terminated) this.host.replyError(sw.peer, sw.request, code, message, this);
+  }
+
+  /**
+   * Withdraws a send (timeout, abort, or its process died). The kernel's answer is final: a
+   * send withdrawn here was never delivered and never will be. One already in a receiver's hands
+   * cannot be withdrawn; it completes when taken, or is dropped if it comes back.
+   */
+  withdrawSend(sw: SendWaiter, code: ErrorCode, message: string): void {
+    switch (sw.state) {
+      case 'blocked': {
+        const i = this.blocked.indexOf(sw);
+        if (i >= 0) this.blocked.splice(i, 1);
+        this.settleSender(sw, code, message);
+        // Removing a blocked sender may unblock those behind it (a big message ahead of small ones).
+        this.admitBlocked();
+        return;
+      }
+      case 'queued': {
+        this.receiptBySlot.delete(sw.slot);
+        const body = this.store.length(sw.slot) - MESSAGE_HEAD_BYTES;
+        this.store.remove(sw.slot, body);
+        this.host.totalBytes -= body;
+        this.settleSender(sw, code, message);
+        this.admitBlocked();
+        return;
+      }
+      case 'inflight':
+        if (code === 'ETIMEDOUT') sw.expired = true;
+        return;
+      default:
+        return;
+    }
+  }
+
+  // ── removal ───────────────────────────────────────────────────────────────────────────────────
+
+  /** Removes the mailbox now: every waiter fails with EIDRM (System V IPC_RMID). */
+  remove(why: string, code: ErrorCode = 'EIDRM'): void {
+    if (this.removed) return;
+    this.removed = true;
+    const message = `${this.label} was removed (${why})`;
+    for (const w of this.receivers.splice(0)) {
+      w.waiting = false;
+      if (w.timer !== null) clearTimeout(w.timer);
+      w.peer.receives.delete(w.request);
+      if (!w.peer.terminated) this.host.replyError(w.peer, w.request, code, message, this);
+    }
+    for (const sw of this.blocked.splice(0)) this.settleSender(sw, code, message);
+    for (const sw of this.receiptBySlot.values()) this.settleSender(sw, code, message);
+    this.receiptBySlot.clear();
+    this.host.totalBytes -= this.store.bytes;
+  }
+}
+
+const EMPTY_TEMPLATE = (() => {
+  const b = Buffer.alloc(12);
+  b.writeUInt32LE(8, 0);
+  b[4] = Op.EMPTY;
+  return b;
+})();
+
+function readSeq(buf: Buffer, start: number): number {
+  return buf.readInt32LE(start + Off.SEQ + 4) * 2 ** 32 + buf.readUInt32LE(start + Off.SEQ);
+}
+
+function sendTimedOut(sw: SendWaiter): void {
+  sw.timer = null;
+  sw.mailbox.withdrawSend(sw, 'ETIMEDOUT', `send to ${sw.mailbox.label} timed out`);
+}
+
+function receiveTimedOut(w: ReceiveWaiter): void {
+  w.timer = null;
+  w.mailbox.timeOutReceive(w);
+}

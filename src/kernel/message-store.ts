@@ -1,0 +1,358 @@
+import { Off, readInt64 } from '../protocol/frame.js';
+
+/**
+ * The queue of one mailbox: the messages it holds, indexed so that no receive scans the queue.
+ *
+ * A message is its whole frame (header and body) kept in a slab buffer; the store keeps only
+ * where it lies and its links, in typed arrays indexed by slot number, so a million queued
+ * messages are a million slots, not a million objects.
+ *
+ * ```
+ *  buckets (priority desc; one bucket in a fifo mailbox)
+ *   └─ bucket ── order list:  s3 ⇄ s7 ⇄ s1 ⇄ …        (delivery order within the priority)
+ *                type lists:  t=1: s3 ⇄ s1   t=2: s7  (same order, one list per type)
+ *                sender lists: p=4: s3 ⇄ s7  p=9: s1
+ * ```
+ *
+ * Within a bucket every list is in sequence order, so "the first message of type t" is the head
+ * of one list, and System V's negative types take the lowest key of a sorted array of the types
+ * present.
+ */
+
+const NIL = -1;
+
+interface List {
+  head: number;
+  tail: number;
+  count: number;
+}
+
+interface Bucket {
+  priority: number;
+  head: number;
+  tail: number;
+  count: number;
+  types: Map<number, List>;
+  /** Types with at least one message, ascending; for negative-type selection. */
+  typeKeys: number[];
+  senders: Map<number, List>;
+}
+
+/** How a receiver selects: System V msgrcv type rules plus the sender, for direct links. */
+export interface Selection {
+  /** 0 any; > 0 that type (or, with except, any other); < 0 the lowest type ≤ |type|. */
+  type: number;
+  except: boolean;
+  /** Sender process id, 0 for anyone. */
+  from: number;
+}
+
+export const ANY: Readonly<Selection> = Object.freeze({ type: 0, except: false, from: 0 });
+
+/** Whether a message of this type and sender is one the selection takes. */
+export function selects(sel: Selection, type: number, sender: number): boolean {
+  if (sel.from !== 0 && sel.from !== sender) return false;
+  const t = sel.type;
+  if (t === 0) return true;
+  if (t > 0) return sel.except ? type !== t : type === t;
+  return type <= -t;
+}
+
+export class MessageStore {
+  private next: Int32Array;
+  private prev: Int32Array;
+  private tnext: Int32Array;
+  private tprev: Int32Array;
+  private snext: Int32Array;
+  private sprev: Int32Array;
+  private typeOf: Float64Array;
+  private seqOf: Float64Array;
+  private offOf: Int32Array;
+  private lenOf: Int32Array;
+  private bufOf: (Buffer | undefined)[];
+  private free = NIL;
+  private used = 0;
+  /** Buckets by priority, highest first. */
+  private readonly buckets: Bucket[] = [];
+  private readonly byPriority: boolean;
+  /** Messages held. */
+  count = 0;
+  /** Bytes of bodies and user headers held (not the fixed frame heads). */
+  bytes = 0;
+
+  constructor(byPriority: boolean, initialSlots = 8) {
+    this.byPriority = byPriority;
+    this.next = new Int32Array(initialSlots);
+    this.prev = new Int32Array(initialSlots);
+    this.tnext = new Int32Array(initialSlots);
+    this.tprev = new Int32Array(initialSlots);
+    this.snext = new Int32Array(initialSlots);
+    this.sprev = new Int32Array(initialSlots);
+    this.typeOf = new Float64Array(initialSlots);
+    this.seqOf = new Float64Array(initialSlots);
+    this.offOf = new Int32Array(initialSlots);
+    this.lenOf = new Int32Array(initialSlots);
+    this.bufOf = new Array<Buffer | undefined>(initialSlots);
+  }
+
+  /** The frame of a slot: its buffer; see {@link offset} and {@link length}. */
+  buffer(slot: number): Buffer {
+    return this.bufOf[slot]!;
+  }
+  offset(slot: number): number {
+    return this.offOf[slot]!;
+  }
+  length(slot: number): number {
+    return this.lenOf[slot]!;
+  }
+  type(slot: number): number {
+    return this.typeOf[slot]!;
+  }
+  seq(slot: number): number {
+    return this.seqOf[slot]!;
+  }
+
+  /**
+   * Adds a message whose complete frame lies at buf[off, off+len). The frame's sender, sequence
+   * number and priority fields must be filled in. A message older than the newest (one given
+   * back by a receiver) goes back to its place by sequence number.
+   */
+  insert(buf: Buffer, off: number, len: number, bodyBytes: number): number {
+    const slot = this.allocate();
+    const type = readInt64(buf, off + Off.TYPE);
+    const sender = buf.readUInt32LE(off + Off.SENDER);
+    const seq = readInt64(buf, off + Off.SEQ);
+    this.bufOf[slot] = buf;
+    this.offOf[slot] = off;
+    this.lenOf[slot] = len;
+    this.typeOf[slot] = type;
+    this.seqOf[slot] = seq;
+    const bucket = this.bucketFor(this.byPriority ? buf.readUInt16LE(off + Off.PRIORITY) : 0);
+    let tlist = bucket.types.get(type);
+    if (tlist === undefined) {
+      tlist = { head: NIL, tail: NIL, count: 0 };
+      bucket.types.set(type, tlist);
+    }
+    if (tlist.count === 0) insertSorted(bucket.typeKeys, type);
+    let slist = bucket.senders.get(sender);
+    if (slist === undefined) {
+      slist = { head: NIL, tail: NIL, count: 0 };
+      bucket.senders.set(sender, slist);
+    }
+    this.link(this.next, this.prev, bucket, slot, seq);
+    this.link(this.tnext, this.tprev, tlist, slot, seq);
+    this.link(this.snext, this.sprev, slist, slot, seq);
+    this.count++;
+    this.bytes += bodyBytes;
+    return slot;
+  }
+
+  /** Removes a message; its frame stays readable until the buffer is dropped. */
+  remove(slot: number, bodyBytes: number): void {
+    const buf = this.bufOf[slot]!;
+    const off = this.offOf[slot]!;
+    const type = this.typeOf[slot]!;
+    const sender = buf.readUInt32LE(off + Off.SENDER);
+    const bucket = this.bucketFor(this.byPriority ? buf.readUInt16LE(off + Off.PRIORITY) : 0);
+    const tlist = bucket.types.get(type)!;
+    const slist = bucket.senders.get(sender)!;
+    this.unlink(this.next, this.prev, bucket, slot);
+    this.unlink(this.tnext, this.tprev, tlist, slot);
+    this.unlink(this.snext, this.sprev, slist, slot);
+    if (tlist.count === 0) {
+      bucket.types.delete(type);
+      removeSorted(bucket.typeKeys, type);
+    }
+    if (slist.count === 0) bucket.senders.delete(sender);
+    if (bucket.count === 0 && this.byPriority) this.buckets.splice(this.buckets.indexOf(bucket), 1);
+    this.bufOf[slot] = undefined;
+    this.next[slot] = this.free;
+    this.free = slot;
+    this.count--;
+    this.bytes -= bodyBytes;
+  }
+
+  /** The first message a receiver with this selection would take, or -1. Never scans the queue
+   * except when a sender and a type are combined, where it walks the shorter of the two lists. */
+  first(sel: Selection): number {
+    if (this.count === 0) return NIL;
+    const t = sel.type;
+    if (t < 0) return this.firstAtMost(-t, sel.from);
+    for (const bucket of this.buckets) {
+      let slot: number;
+      if (t === 0) {
+        slot = sel.from === 0 ? bucket.head : (bucket.senders.get(sel.from)?.head ?? NIL);
+      } else if (!sel.except) {
+        const tlist = bucket.types.get(t);
+        if (tlist === undefined) continue;
+        slot = sel.from === 0 ? tlist.head : this.firstOfBoth(bucket, tlist, sel.from, t);
+      } else {
+        slot = this.firstExcept(bucket, t, sel.from);
+      }
+      if (slot !== NIL) return slot;
+    }
+    return NIL;
+  }
+
+  /** The message that has waited longest (lowest sequence number), or -1. */
+  oldest(): number {
+    let best = NIL;
+    for (const bucket of this.buckets) {
+      if (bucket.head !== NIL && (best === NIL || this.seqOf[bucket.head]! < this.seqOf[best]!)) best = bucket.head;
+    }
+    return best;
+  }
+
+  /** Calls fn for every message in delivery order (for draining a removed mailbox). */
+  forEach(fn: (slot: number) => void): void {
+    for (const bucket of this.buckets) {
+      for (let s = bucket.head; s !== NIL; s = this.next[s]!) fn(s);
+    }
+  }
+
+  /** Number of distinct slots ever allocated (for memory accounting). */
+  get slots(): number {
+    return this.used;
+  }
+
+  private firstAtMost(limit: number, from: number): number {
+    // Lowest type present ≤ limit, across buckets; then its first message in delivery order.
+    let lowest = Number.POSITIVE_INFINITY;
+    for (const bucket of this.buckets) {
+      for (const key of bucket.typeKeys) {
+        if (key > limit || key >= lowest) break;
+        if (from === 0 || this.firstOfBoth(bucket, bucket.types.get(key)!, from, key) !== NIL) {
+          lowest = key;
+          break;
+        }
+      }
+    }
+    if (lowest === Number.POSITIVE_INFINITY) return NIL;
+    for (const bucket of this.buckets) {
+      const tlist = bucket.types.get(lowest);
+      if (tlist === undefined) continue;
+      const slot = from === 0 ? tlist.head : this.firstOfBoth(bucket, tlist, from, lowest);
+      if (slot !== NIL) return slot;
+    }
+    return NIL;
+  }
+
+  private firstOfBoth(bucket: Bucket, tlist: List, from: number, type: number): number {
+    const slist = bucket.senders.get(from);
+    if (slist === undefined) return NIL;
+    if (slist.count <= tlist.count) {
+      for (let s = slist.head; s !== NIL; s = this.snext[s]!) if (this.typeOf[s] === type) return s;
+    } else {
+      for (let s = tlist.head; s !== NIL; s = this.tnext[s]!) if (this.senderOf(s) === from) return s;
+    }
+    return NIL;
+  }
+
+  private firstExcept(bucket: Bucket, type: number, from: number): number {
+    if (from !== 0) {
+      const slist = bucket.senders.get(from);
+      if (slist === undefined) return NIL;
+      for (let s = slist.head; s !== NIL; s = this.snext[s]!) if (this.typeOf[s] !== type) return s;
+      return NIL;
+    }
+    // The earliest head among the other types' lists: one look per distinct type.
+    let best = NIL;
+    for (const [key, tlist] of bucket.types) {
+      if (key === type) continue;
+      if (best === NIL || this.seqOf[tlist.head]! < this.seqOf[best]!) best = tlist.head;
+    }
+    return best;
+  }
+
+  private senderOf(slot: number): number {
+    return this.bufOf[slot]!.readUInt32LE(this.offOf[slot]! + Off.SENDER);
+  }
+
+  private bucketFor(priority: number): Bucket {
+    const buckets = this.buckets;
+    let i = 0;
+    while (i < buckets.length && buckets[i]!.priority > priority) i++;
+    if (i < buckets.length && buckets[i]!.priority === priority) return buckets[i]!;
+    const bucket: Bucket = {
+      priority,
+      head: NIL,
+      tail: NIL,
+      count: 0,
+      types: new Map(),
+      typeKeys: [],
+      senders: new Map(),
+    };
+    buckets.splice(i, 0, bucket);
+    return bucket;
+  }
+
+  private link(next: Int32Array, prev: Int32Array, list: List, slot: number, seq: number): void {
+    // Append, unless the message is older than the tail (given back): then walk back to its place.
+    let after = list.tail;
+    while (after !== NIL && this.seqOf[after]! > seq) after = prev[after]!;
+    const before = after === NIL ? list.head : next[after]!;
+    prev[slot] = after;
+    next[slot] = before;
+    if (after === NIL) list.head = slot;
+    else next[after] = slot;
+    if (before === NIL) list.tail = slot;
+    else prev[before] = slot;
+    list.count++;
+  }
+
+  private unlink(next: Int32Array, prev: Int32Array, list: List, slot: number): void {
+    const p = prev[slot]!;
+    const n = next[slot]!;
+    if (p === NIL) list.head = n;
+    else next[p] = n;
+    if (n === NIL) list.tail = p;
+    else prev[n] = p;
+    list.count--;
+  }
+
+  private allocate(): number {
+    if (this.free !== NIL) {
+      const slot = this.free;
+      this.free = this.next[slot]!;
+      return slot;
+    }
+    if (this.used === this.next.length) this.grow();
+    return this.used++;
+  }
+
+  private grow(): void {
+    const size = this.next.length * 2;
+    const grown = <T extends Int32Array | Float64Array>(a: T): T => {
+      const b = new (a.constructor as new (n: number) => T)(size);
+      b.set(a);
+      return b;
+    };
+    this.next = grown(this.next);
+    this.prev = grown(this.prev);
+    this.tnext = grown(this.tnext);
+    this.tprev = grown(this.tprev);
+    this.snext = grown(this.snext);
+    this.sprev = grown(this.sprev);
+    this.typeOf = grown(this.typeOf);
+    this.seqOf = grown(this.seqOf);
+    this.offOf = grown(this.offOf);
+    this.lenOf = grown(this.lenOf);
+    this.bufOf.length = size;
+  }
+}
+
+function insertSorted(keys: number[], key: number): void {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid]! < key) lo = mid + 1;
+    else hi = mid;
+  }
+  keys.splice(lo, 0, key);
+}
+
+function removeSorted(keys: number[], key: number): void {
+  const i = keys.indexOf(key);
+  if (i >= 0) keys.splice(i, 1);
+}

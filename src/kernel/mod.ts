@@ -1,0 +1,7 @@
+/**
+ * The kernel, for running it in a program of your own (tests, a single-program setup) or as
+ * the `postbox kernel` daemon.
+ */
+export { Kernel, type KernelOptions } from './kernel.js';
+export { defaultLimits, type KernelLimits, type MailboxAttributes, type MailboxOrder, type ReceiverPolicy } from './limits.js';
+export { KernelRunningError, type RunningKernel, type StartKernelOptions, startKernel } from './server.js';

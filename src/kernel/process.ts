@@ -1,0 +1,66 @@
+import type { Socket } from 'node:net';
+import { FrameDecoder } from '../protocol/decoder.js';
+import { FrameWriter } from '../transport/frame-writer.js';
+import type { Mailbox, Peer, ReceiveWaiter, SendWaiter } from './mailbox.js';
+
+/** How a process reached the kernel. */
+export type Transport = 'unix' | 'tcp';
+
+/** Why a process terminated, as monitors are told. */
+export type TerminationReason = 'exit' | 'crash' | 'timeout' | 'shutdown' | 'protocol';
+
+/**
+ * A connected process as the kernel sees it: its socket, its pending operations, what it owns.
+ * Created on connect; it becomes a process (gets an id) when its HELLO is accepted.
+ */
+export class KernelProcess implements Peer {
+  id = 0;
+  name: string | null = null;
+  osPid = 0;
+  host = '';
+  readonly transport: Transport;
+  readonly socket: Socket;
+  readonly decoder: FrameDecoder;
+  readonly writer: FrameWriter;
+  inbox: Mailbox | null = null;
+  readonly receives = new Map<number, ReceiveWaiter>();
+  readonly sends = new Map<number, SendWaiter>();
+  /** Mailboxes it owns. */
+  readonly owned = new Set<Mailbox>();
+  /** Mailboxes where it holds an exclusive or pair right. */
+  readonly holding = new Set<Mailbox>();
+  /** Who watches this process: monitor id → watcher. */
+  readonly watchers = new Map<number, KernelProcess>();
+  /** Monitors this process set on others: monitor id → watched. */
+  readonly watching = new Map<number, KernelProcess>();
+  congested = false;
+  terminated = false;
+  /** It said goodbye before closing: a clean exit. */
+  saidBye = false;
+  /** Highest request id of a send answered by the cumulative ACK, not yet acknowledged. */
+  ackThrough = 0;
+  ackPending = false;
+  dirtyQueued = false;
+  lastHeard = Date.now();
+  readonly connectedAt = Date.now();
+
+  constructor(socket: Socket, transport: Transport, maxFrameBytes: number, onFrame: (p: KernelProcess, buf: Buffer, start: number, end: number) => void, onDirty: (p: KernelProcess) => void) {
+    this.socket = socket;
+    this.transport = transport;
+    this.decoder = new FrameDecoder(maxFrameBytes, (buf, start, end) => onFrame(this, buf, start, end));
+    this.writer = new FrameWriter(socket, () => onDirty(this));
+  }
+
+  /** How error messages name it. */
+  get label(): string {
+    return this.name === null ? `process ${this.id}` : `process ${this.id} ('${this.name}')`;
+  }
+
+  /** What it is blocked on, for `postbox ps` and stat. */
+  blockedOn(): string[] {
+    const out: string[] = [];
+    for (const w of this.receives.values()) if (w.waiting) out.push(`receive ${w.mailbox.label}`);
+    for (const sw of this.sends.values()) out.push(`${sw.state === 'blocked' ? 'send' : 'receipt'} ${sw.mailbox.label}`);
+    return out;
+  }
+}

@@ -1,0 +1,76 @@
+import { HEAD_BYTES, LENGTH_BYTES } from './frame.js';
+
+/** Receives each whole frame as a range of a buffer, so no view is allocated per frame. */
+export type FrameHandler = (buf: Buffer, start: number, end: number) => void;
+
+/**
+ * Splits a byte stream into frames. Pure: it never touches a socket, so the kernel and the client
+ * share it. A frame lying inside one chunk is handed over in place (no copy); only a frame that
+ * spans chunks is assembled into a buffer of its own.
+ */
+export class FrameDecoder {
+  // A frame split across chunks is gathered here and joined once, when it is complete, so a
+  // peer trickling bytes costs linear, not quadratic, work.
+  private parts: Buffer[] = [];
+  private partBytes = 0;
+  private readonly maxFrameBytes: number;
+  private readonly onFrame: FrameHandler;
+
+  /**
+   * @param maxFrameBytes largest whole frame accepted (length field included); a larger length
+   *   is a protocol error, thrown from {@link push} before any of it is buffered.
+   */
+  constructor(maxFrameBytes: number, onFrame: FrameHandler) {
+    this.maxFrameBytes = maxFrameBytes;
+    this.onFrame = onFrame;
+  }
+
+  /** Bytes held waiting for the rest of a frame. */
+  get buffered(): number {
+    return this.partBytes;
+  }
+
+  /** Feeds a chunk; calls the handler for every complete frame. Throws {@link FrameError}. */
+  push(chunk: Buffer): void {
+    let buf = chunk;
+    if (this.partBytes > 0) {
+      this.parts.push(chunk);
+      this.partBytes += chunk.length;
+      if (this.partBytes < LENGTH_BYTES) return;
+      const first = this.parts[0]!;
+      const need = this.frameSize(first.length >= LENGTH_BYTES ? first : Buffer.concat(this.parts), 0);
+      if (this.partBytes < need) return;
+      buf = Buffer.concat(this.parts, this.partBytes);
+      this.parts = [];
+      this.partBytes = 0;
+    }
+    const total = buf.length;
+    let pos = 0;
+    while (total - pos >= LENGTH_BYTES) {
+      const size = this.frameSize(buf, pos);
+      if (total - pos < size) break;
+      this.onFrame(buf, pos, pos + size);
+      pos += size;
+    }
+    if (pos < total) {
+      // Copy the tail so a small remainder does not pin a large chunk.
+      const tail = Buffer.from(buf.subarray(pos));
+      this.parts.push(tail);
+      this.partBytes = tail.length;
+    }
+  }
+
+  private frameSize(buf: Buffer, pos: number): number {
+    const size = buf.readUInt32LE(pos) + LENGTH_BYTES;
+    if (size < HEAD_BYTES) throw new FrameError(`frame length ${size - LENGTH_BYTES} is below the minimum of 8`);
+    if (size > this.maxFrameBytes) {
+      throw new FrameError(`frame of ${size} bytes is over the limit of ${this.maxFrameBytes}`);
+    }
+    return size;
+  }
+}
+
+/** The byte stream cannot be framed; the connection must be closed. */
+export class FrameError extends Error {
+  readonly code = 'EPROTO';
+}

@@ -1,0 +1,253 @@
+/**
+ * Postbox errors: one class per stable code, the same on both sides of the wire.
+ *
+ * The kernel sends a numeric code (see {@link WireErrorCode}); the client turns it back into the
+ * class with {@link errorFromWire}. Applications match on `err.code`, never on messages.
+ *
+ * @example
+ * ```ts
+ * try { await mailbox.send('x', { nowait: true }); }
+ * catch (err) { if (err instanceof PostboxError && err.code === 'EAGAIN') retryLater(); }
+ * ```
+ */
+
+/** The stable string codes, named after their POSIX errno where one fits. */
+export type ErrorCode =
+  | 'EPROTO'
+  | 'ENOENT'
+  | 'EEXIST'
+  | 'EAGAIN'
+  | 'EMSGSIZE'
+  | 'EACCES'
+  | 'EIDRM'
+  | 'ETIMEDOUT'
+  | 'ECANCELED'
+  | 'EINVAL'
+  | 'EBUSY'
+  | 'E2BIG'
+  | 'ENOMEM'
+  | 'ESHUTDOWN'
+  | 'ECONNREFUSED'
+  | 'ECONNRESET'
+  | 'ENOTCONN'
+  | 'ENOMSG'
+  | 'ESRCH'
+  | 'EPIPE';
+
+/** Wire numbers for each code: stable forever, documented in docs/protocol.md. */
+export const WireErrorCode = {
+  EPROTO: 1,
+  ENOENT: 2,
+  EEXIST: 3,
+  EAGAIN: 4,
+  EMSGSIZE: 5,
+  EACCES: 6,
+  EIDRM: 7,
+  ETIMEDOUT: 8,
+  ECANCELED: 9,
+  EINVAL: 10,
+  EBUSY: 11,
+  E2BIG: 12,
+  ENOMEM: 13,
+  ESHUTDOWN: 14,
+  ECONNREFUSED: 15,
+  ECONNRESET: 16,
+  ENOTCONN: 17,
+  ENOMSG: 18,
+  ESRCH: 19,
+  EPIPE: 20,
+} as const satisfies Record<ErrorCode, number>;
+
+const codeByWire: ErrorCode[] = [];
+for (const [name, num] of Object.entries(WireErrorCode)) codeByWire[num] = name as ErrorCode;
+
+/** What an error is about, so messages and handlers can name it. */
+export interface ErrorSubject {
+  /** Mailbox name or `#id` concerned, if any. */
+  mailbox?: string;
+  /** Process name or id concerned, if any. */
+  process?: string;
+}
+
+const brand = Symbol.for('postbox.error');
+
+/** Base class of every error Postbox raises. `code` is stable; `message` is for people. */
+export class PostboxError extends Error {
+  readonly code: ErrorCode;
+  readonly mailbox: string | undefined;
+  readonly process: string | undefined;
+
+  constructor(code: ErrorCode, message: string, subject: ErrorSubject = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.mailbox = subject.mailbox;
+    this.process = subject.process;
+    (this as unknown as Record<symbol, boolean>)[brand] = true;
+  }
+
+  override get name(): string {
+    return this.constructor.name;
+  }
+
+  /** Recognises errors from another copy of this library too. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== PostboxError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
+  }
+}
+
+/** The peer broke the protocol (bad frame, unknown opcode, bad handshake). */
+export class ProtocolError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('EPROTO', message, subject);
+  }
+}
+/** No such mailbox or process (or it has terminated). */
+export class NotFoundError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('ENOENT', message, subject);
+  }
+}
+/** A name is taken. */
+export class ExistsError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('EEXIST', message, subject);
+  }
+}
+/** A non-blocking operation would have had to wait. Nothing was queued. */
+export class WouldBlockError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('EAGAIN', message, subject);
+  }
+}
+/** A message is larger than the mailbox or kernel allows. */
+export class MessageSizeError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('EMSGSIZE', message, subject);
+  }
+}
+/** The process lacks a right on the mailbox. */
+export class PermissionError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('EACCES', message, subject);
+  }
+}
+/** The mailbox was removed while the operation waited, or before it. */
+export class RemovedError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('EIDRM', message, subject);
+  }
+}
+/** The operation's timeout passed; the kernel guarantees it did not and will not happen. */
+export class TimeoutError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('ETIMEDOUT', message, subject);
+  }
+}
+/** The operation was aborted; the kernel guarantees it did not and will not happen. */
+export class AbortedError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('ECANCELED', message, subject);
+  }
+}
+/** An argument is invalid. */
+export class InvalidArgumentError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('EINVAL', message, subject);
+  }
+}
+/** Another process holds the receive right. */
+export class BusyError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('EBUSY', message, subject);
+  }
+}
+/** The selected message is larger than the receiver's maximum size. */
+export class TooBigError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('E2BIG', message, subject);
+  }
+}
+/** The kernel's global memory limit is reached. */
+export class OutOfMemoryError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('ENOMEM', message, subject);
+  }
+}
+/** The kernel is shutting down. */
+export class ShutdownError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('ESHUTDOWN', message, subject);
+  }
+}
+/** The kernel could not be reached, or refused the connection (e.g. a bad token). */
+export class ConnectionRefusedError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('ECONNREFUSED', message, subject);
+  }
+}
+/** The connection to the kernel was lost. */
+export class ConnectionLostError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('ECONNRESET', message, subject);
+  }
+}
+/** The handle was closed. */
+export class ClosedError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('ENOTCONN', message, subject);
+  }
+}
+/** No message of the requested kind (System V's ENOMSG). */
+export class NoMessageError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('ENOMSG', message, subject);
+  }
+}
+/** The named process has terminated or never existed. */
+export class NoProcessError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('ESRCH', message, subject);
+  }
+}
+/** Nobody will ever read: the read end is gone. */
+export class BrokenPipeError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('EPIPE', message, subject);
+  }
+}
+
+const classByCode: Record<ErrorCode, new (message: string, subject?: ErrorSubject) => PostboxError> = {
+  EPROTO: ProtocolError,
+  ENOENT: NotFoundError,
+  EEXIST: ExistsError,
+  EAGAIN: WouldBlockError,
+  EMSGSIZE: MessageSizeError,
+  EACCES: PermissionError,
+  EIDRM: RemovedError,
+  ETIMEDOUT: TimeoutError,
+  ECANCELED: AbortedError,
+  EINVAL: InvalidArgumentError,
+  EBUSY: BusyError,
+  E2BIG: TooBigError,
+  ENOMEM: OutOfMemoryError,
+  ESHUTDOWN: ShutdownError,
+  ECONNREFUSED: ConnectionRefusedError,
+  ECONNRESET: ConnectionLostError,
+  ENOTCONN: ClosedError,
+  ENOMSG: NoMessageError,
+  ESRCH: NoProcessError,
+  EPIPE: BrokenPipeError,
+};
+
+/** Builds the error class for a code. */
+export function makeError(code: ErrorCode, message: string, subject?: ErrorSubject): PostboxError {
+  return new classByCode[code](message, subject);
+}
+
+/** Turns a wire error (number, message, subject) back into its class; unknown numbers are EPROTO. */
+export function errorFromWire(num: number, message: string, subject?: ErrorSubject): PostboxError {
+  const code = codeByWire[num];
+  if (code === undefined) return new ProtocolError(`unknown error code ${num} from the kernel: ${message}`);
+  return makeError(code, message, subject);
+}

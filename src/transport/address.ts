@@ -1,0 +1,44 @@
+import { mkdirSync, statSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { dirname, join } from 'node:path';
+
+/**
+ * Where the kernel listens and clients look, by one rule for both: `--socket` / `socket` option,
+ * else `POSTBOX_SOCKET`, else `$XDG_RUNTIME_DIR/postbox/kernel.sock`, else
+ * `<tmpdir>/postbox-<user>/kernel.sock`. The folder is created with mode 0700 so other users
+ * cannot reach the socket.
+ */
+export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.POSTBOX_SOCKET) return env.POSTBOX_SOCKET;
+  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'postbox', 'kernel.sock');
+  let user: string;
+  try {
+    user = userInfo().username;
+  } catch {
+    user = String(process.getuid?.() ?? 'user');
+  }
+  return join(tmpdir(), `postbox-${user}`, 'kernel.sock');
+}
+
+/** Creates the socket's folder, private to this user, if missing. */
+export function ensureSocketDir(socketPath: string): void {
+  const dir = dirname(socketPath);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = statSync(dir);
+  if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
+}
+
+/** A parsed `tcp://HOST:PORT` address. */
+export interface TcpAddress {
+  host: string;
+  port: number;
+}
+
+/** Parses `tcp://HOST:PORT` (port 0 picks a free port). */
+export function parseTcpUrl(url: string): TcpAddress {
+  const m = /^tcp:\/\/(\[[^\]]+\]|[^:/]+):(\d+)\/?$/.exec(url);
+  if (m === null) throw new TypeError(`'${url}' is not a tcp://HOST:PORT address`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new TypeError(`port ${port} in '${url}' is out of range`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
