@@ -58,7 +58,8 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     const v = (values as Record<string, unknown>)[flag];
     if (v === undefined) continue;
     const n = Number(v);
-    if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`--${flag} must be a positive whole number, not '${String(v)}'`);
+    if (!Number.isSafeInteger(n) || n <= 0)
+      throw new UsageError(`--${flag} must be a positive whole number, not '${String(v)}'`);
     limits[key] = n;
   }
   const quiet = values.quiet === true;
@@ -79,9 +80,14 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     throw err;
   }
   process.stdout.write(`postbox kernel ${process.pid} listening on unix:${running.socketPath}\n`);
-  for (const t of running.tcp) process.stdout.write(`postbox kernel listening on tcp://${t.host}:${t.port}\n`);
-  if (running.tokenFile !== null) process.stdout.write(`postbox kernel: TCP token written to ${running.tokenFile} (readable only by you)\n`);
-  else if (running.token !== null) process.stdout.write('postbox kernel: TCP token taken from POSTBOX_TOKEN\n');
+  for (const t of running.tcp)
+    process.stdout.write(`postbox kernel listening on tcp://${t.host}:${t.port}\n`);
+  if (running.tokenFile !== null)
+    process.stdout.write(
+      `postbox kernel: TCP token written to ${running.tokenFile} (readable only by you)\n`,
+    );
+  else if (running.token !== null)
+    process.stdout.write('postbox kernel: TCP token taken from POSTBOX_TOKEN\n');
   return new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
       process.stdout.write(`postbox kernel: ${signal}, shutting down\n`);

@@ -178,11 +178,17 @@ export class Connection {
       try {
         this.decoder.push(chunk);
       } catch (err) {
-        this.fail(new ProtocolError(err instanceof FrameError ? `bad frame from the kernel: ${err.message}` : String(err)));
+        this.fail(
+          new ProtocolError(
+            err instanceof FrameError ? `bad frame from the kernel: ${err.message}` : String(err),
+          ),
+        );
         socket.destroy();
       }
     });
-    socket.on('close', () => this.fail(new ConnectionLostError(`the connection to the kernel at ${address} was lost`)));
+    socket.on('close', () =>
+      this.fail(new ConnectionLostError(`the connection to the kernel at ${address} was lost`)),
+    );
     socket.on('error', () => {});
   }
 
@@ -192,7 +198,7 @@ export class Connection {
     let socket: Socket;
     let transport: 'unix' | 'tcp';
     let address: string;
-    if (url !== undefined && url.startsWith('tcp://')) {
+    if (url?.startsWith('tcp://')) {
       const { host, port } = parseTcpUrl(url);
       socket = netConnect(port, host);
       transport = 'tcp';
@@ -206,7 +212,11 @@ export class Connection {
       socket.once('connect', resolve);
       socket.once('error', (err: NodeJS.ErrnoException) => {
         const hint = transport === 'unix' ? ' Start one with `npm start` or `npx postbox kernel`.' : '';
-        reject(new ConnectionRefusedError(`no kernel is answering at ${address} (${err.code ?? err.message}).${hint}`));
+        reject(
+          new ConnectionRefusedError(
+            `no kernel is answering at ${address} (${err.code ?? err.message}).${hint}`,
+          ),
+        );
       });
     });
     const conn = new Connection(socket, transport, address);
@@ -259,7 +269,12 @@ export class Connection {
   // ── requests ────────────────────────────────────────────────────────────────────────────────
 
   /** Sends a message frame to a mailbox id, or to a process id with `toProcess`. */
-  send(target: number, toProcess: boolean, body: unknown, options: SendOptions | undefined): Promise<SendResult> {
+  send(
+    target: number,
+    toProcess: boolean,
+    body: unknown,
+    options: SendOptions | undefined,
+  ): Promise<SendResult> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
     const o = options ?? EMPTY_OPTIONS;
     const signal = o.signal;
@@ -274,9 +289,12 @@ export class Connection {
     }
     const type = o.type ?? 1;
     const priority = o.priority ?? 0;
-    if (!Number.isSafeInteger(type) || type < 1) return Promise.reject(new InvalidArgumentError(`type must be a positive integer, not ${type}`));
+    if (!Number.isSafeInteger(type) || type < 1)
+      return Promise.reject(new InvalidArgumentError(`type must be a positive integer, not ${type}`));
     if (!Number.isInteger(priority) || priority < 0 || priority > 32767) {
-      return Promise.reject(new InvalidArgumentError(`priority must be an integer from 0 to 32767, not ${priority}`));
+      return Promise.reject(
+        new InvalidArgumentError(`priority must be an integer from 0 to 32767, not ${priority}`),
+      );
     }
     const timeout = o.timeout ?? 0;
     if (!Number.isInteger(timeout) || timeout < 0 || timeout > 0xffffffff) {
@@ -285,7 +303,10 @@ export class Connection {
     let onFull: OnFullCode = o.nowait === true ? OnFull.FAIL : OnFull.WAIT;
     if (o.onFull !== undefined) {
       const code = onFullCodes[o.onFull];
-      if (code === undefined) return Promise.reject(new InvalidArgumentError(`onFull must be wait, fail, replace-oldest or drop, not '${o.onFull}'`));
+      if (code === undefined)
+        return Promise.reject(
+          new InvalidArgumentError(`onFull must be wait, fail, replace-oldest or drop, not '${o.onFull}'`),
+        );
       onFull = code;
     }
     const bytes = encoded.bytes;
@@ -293,7 +314,9 @@ export class Connection {
     const headLen = headers === null ? 0 : Buffer.byteLength(headers);
     const limit = this.welcome!.limits.maxMessageSize;
     if (bodyLen + headLen > limit) {
-      return Promise.reject(new MessageSizeError(`a ${bodyLen + headLen}-byte message is over the kernel's ${limit}-byte limit`));
+      return Promise.reject(
+        new MessageSizeError(`a ${bodyLen + headLen}-byte message is over the kernel's ${limit}-byte limit`),
+      );
     }
     if (headLen > 65535) return Promise.reject(new InvalidArgumentError('user headers are over 65535 bytes'));
     const size = MESSAGE_HEAD_BYTES + headLen + bodyLen;
@@ -348,7 +371,13 @@ export class Connection {
   }
 
   /** A single receive: resolves with the message, or null (nowait and nothing there). */
-  receive(target: number, inbox: boolean, from: number, options: ReceiveOptions | undefined, owner?: Set<number>): Promise<Message | null> {
+  receive(
+    target: number,
+    inbox: boolean,
+    from: number,
+    options: ReceiveOptions | undefined,
+    owner?: Set<number>,
+  ): Promise<Message | null> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
     const o = options ?? EMPTY_OPTIONS;
     const signal = o.signal;
@@ -378,7 +407,14 @@ export class Connection {
   }
 
   /** Opens a prefetching receive; returns its request id. Deliveries go to the sink. */
-  openStream(target: number, inbox: boolean, from: number, options: ReceiveOptions, credit: number, sink: StreamSink): number {
+  openStream(
+    target: number,
+    inbox: boolean,
+    from: number,
+    options: ReceiveOptions,
+    credit: number,
+    sink: StreamSink,
+  ): number {
     const id = this.writeReceive(target, inbox, from, options, credit, true);
     this.pending.set(id, { kind: 'stream', resolve: noop as Resolve, reject: (e) => sink.fail(e), sink });
     return id;
@@ -437,12 +473,24 @@ export class Connection {
     });
   }
 
-  private writeReceive(target: number, inbox: boolean, from: number, o: ReceiveOptions, credit: number, stream: boolean): number {
+  private writeReceive(
+    target: number,
+    inbox: boolean,
+    from: number,
+    o: ReceiveOptions,
+    credit: number,
+    stream: boolean,
+  ): number {
     const id = this.nextRequest++;
     const w = this.writer;
     const off = w.reserve(RECEIVE_FRAME_BYTES);
     const b = w.buf;
-    const flags = (o.nowait === true ? 1 : 0) | (o.except === true ? 2 : 0) | (o.truncate === true ? 4 : 0) | (stream ? 8 : 0) | (inbox ? 16 : 0);
+    const flags =
+      (o.nowait === true ? 1 : 0) |
+      (o.except === true ? 2 : 0) |
+      (o.truncate === true ? 4 : 0) |
+      (stream ? 8 : 0) |
+      (inbox ? 16 : 0);
     writeHead(b, off, RECEIVE_FRAME_BYTES, Op.RECEIVE, flags, 0, id);
     b.writeUInt32LE(target, off + Off.R_TARGET);
     b.writeUInt32LE(from, off + Off.R_FROM);
@@ -478,14 +526,21 @@ export class Connection {
         return this.ackThrough(request);
       case Op.SENT: {
         const outcome = buf.readUInt16LE(start + Off.AUX);
-        const result: SendResult = { outcome: outcomeNames[outcome] ?? 'queued', seq: readInt64(buf, start + Off.S_SEQ) };
+        const result: SendResult = {
+          outcome: outcomeNames[outcome] ?? 'queued',
+          seq: readInt64(buf, start + Off.S_SEQ),
+        };
         if (outcome === Outcome.RECEIVED) result.receiver = buf.readUInt32LE(start + Off.S_RECEIVER);
         return this.settle(request, result, null);
       }
       case Op.BLOCKED: {
         const i = this.findFifo(request);
         if (i < 0) return;
-        this.pending.set(request, { kind: 'send', resolve: this.fifoRes[i]! as Resolve, reject: this.fifoRej[i]! });
+        this.pending.set(request, {
+          kind: 'send',
+          resolve: this.fifoRes[i]! as Resolve,
+          reject: this.fifoRej[i]!,
+        });
         this.fifoRes[i] = null;
         this.fifoRej[i] = null;
         return;
@@ -496,7 +551,11 @@ export class Connection {
         return this.settle(request, decodeJsonPayload(buf, start, end), null);
       case Op.ERROR: {
         const code = buf.readUInt16LE(start + Off.AUX);
-        const info = (decodeJsonPayload(buf, start, end) ?? {}) as { message?: string; mailbox?: string; process?: string };
+        const info = (decodeJsonPayload(buf, start, end) ?? {}) as {
+          message?: string;
+          mailbox?: string;
+          process?: string;
+        };
         const subject: { mailbox?: string; process?: string } = {};
         if (info.mailbox !== undefined) subject.mailbox = info.mailbox;
         if (info.process !== undefined) subject.process = info.process;
@@ -616,7 +675,8 @@ function flushConnection(conn: Connection): void {
 }
 
 function checkReceiveOptions(o: ReceiveOptions): PostboxError | null {
-  if (o.type !== undefined && !Number.isSafeInteger(o.type)) return new InvalidArgumentError(`type must be an integer, not ${o.type}`);
+  if (o.type !== undefined && !Number.isSafeInteger(o.type))
+    return new InvalidArgumentError(`type must be an integer, not ${o.type}`);
   if (o.timeout !== undefined && (!Number.isInteger(o.timeout) || o.timeout < 0 || o.timeout > 0xffffffff)) {
     return new InvalidArgumentError(`timeout must be a whole number of ms, not ${o.timeout}`);
   }

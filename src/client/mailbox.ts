@@ -69,7 +69,10 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
   private readonly request: number;
   private queue: Message[] = [];
   private head = 0;
-  private waiter: { resolve: (r: IteratorResult<Message<T>>) => void; reject: (e: PostboxError) => void } | null = null;
+  private waiter: {
+    resolve: (r: IteratorResult<Message<T>>) => void;
+    reject: (e: PostboxError) => void;
+  } | null = null;
   private error: PostboxError | null = null;
   private ended = false;
   private taken = 0;
@@ -77,7 +80,13 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
   private readonly onEnd: (s: MessageStream<T>) => void;
 
   /** @internal */
-  constructor(conn: Connection, target: number, inbox: boolean, options: IterateOptions, onEnd: (s: MessageStream<T>) => void) {
+  constructor(
+    conn: Connection,
+    target: number,
+    inbox: boolean,
+    options: IterateOptions,
+    onEnd: (s: MessageStream<T>) => void,
+  ) {
     this.conn = conn;
     this.onEnd = onEnd;
     const credit = options.prefetch ?? 256;
@@ -218,7 +227,13 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   /** Receives one message: waits for one unless `nowait` (then null if none). */
   receive(options?: ReceiveOptions & { from?: number }): Promise<Message<T> | null> {
     if (this.closed) return Promise.reject(this.closedError());
-    return this.conn.receive(this.id, false, options?.from ?? 0, options, this.receives) as Promise<Message<T> | null>;
+    return this.conn.receive(
+      this.id,
+      false,
+      options?.from ?? 0,
+      options,
+      this.receives,
+    ) as Promise<Message<T> | null>;
   }
 
   /** Iterates messages as they come, with the kernel pushing ahead within `prefetch`. */
@@ -287,9 +302,12 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   }
 
   private closedError(): ClosedError {
-    return new ClosedError(`the handle on ${this.name === null ? `mailbox #${this.id}` : `mailbox '${this.name}'`} is closed`, {
-      mailbox: this.name ?? `#${this.id}`,
-    });
+    return new ClosedError(
+      `the handle on ${this.name === null ? `mailbox #${this.id}` : `mailbox '${this.name}'`} is closed`,
+      {
+        mailbox: this.name ?? `#${this.id}`,
+      },
+    );
   }
 
   private async *oneAtATime(options: IterateOptions): AsyncGenerator<Message<T>> {

@@ -9,9 +9,22 @@
  * await jobs.send('hello');
  * ```
  */
-export { type CodecName } from '../protocol/codec.js';
+export type { CodecName } from '../protocol/codec.js';
 export * from '../protocol/errors.js';
 export type { ConnectOptions, ReceiveOptions, SendOptions, SendResult } from './connection.js';
-export { type IterateOptions, Mailbox, type MailboxInfo, type MailboxStat, MessageStream } from './mailbox.js';
+export {
+  type IterateOptions,
+  Mailbox,
+  type MailboxInfo,
+  type MailboxStat,
+  MessageStream,
+} from './mailbox.js';
 export { Message } from './message.js';
-export { connect, type DownEvent, type MailboxOptions, PostboxProcess, type ProcessInfo, type ProcessRef } from './process.js';
+export {
+  connect,
+  type DownEvent,
+  type MailboxOptions,
+  PostboxProcess,
+  type ProcessInfo,
+  type ProcessRef,
+} from './process.js';

@@ -1,6 +1,18 @@
 import { InvalidArgumentError, NoProcessError } from '../protocol/errors.js';
-import { Connection, type ConnectOptions, type ReceiveOptions, type SendOptions, type SendResult } from './connection.js';
-import { type IterateOptions, Mailbox, type MailboxInfo, type MailboxStat, MessageStream } from './mailbox.js';
+import {
+  Connection,
+  type ConnectOptions,
+  type ReceiveOptions,
+  type SendOptions,
+  type SendResult,
+} from './connection.js';
+import {
+  type IterateOptions,
+  Mailbox,
+  type MailboxInfo,
+  type MailboxStat,
+  MessageStream,
+} from './mailbox.js';
 import type { Message } from './message.js';
 
 /** A process: a name or an id. */
@@ -99,13 +111,19 @@ export class PostboxProcess {
    * Creates a mailbox owned by this process (removed when it terminates, unless `system`).
    * EEXIST if the name is taken.
    */
-  async createMailbox<T = unknown>(name: string | null = null, options: MailboxOptions = {}): Promise<Mailbox<T>> {
+  async createMailbox<T = unknown>(
+    name: string | null = null,
+    options: MailboxOptions = {},
+  ): Promise<Mailbox<T>> {
     const info = await this.conn.call<MailboxInfo>('create', { name, ...options });
     return new Mailbox<T>(this.conn, info);
   }
 
   /** Opens an existing mailbox by name or id (ENOENT if none), or creates it with `create`. */
-  async openMailbox<T = unknown>(ref: string | number, options: { create?: MailboxOptions | boolean } = {}): Promise<Mailbox<T>> {
+  async openMailbox<T = unknown>(
+    ref: string | number,
+    options: { create?: MailboxOptions | boolean } = {},
+  ): Promise<Mailbox<T>> {
     let info: MailboxInfo;
     if (options.create !== undefined && options.create !== false) {
       if (typeof ref !== 'string') throw new InvalidArgumentError('create needs a mailbox name');
@@ -137,14 +155,28 @@ export class PostboxProcess {
    * reason is 'noproc'.
    */
   async monitor(process: ProcessRef): Promise<DownEvent> {
-    const r = await this.conn.call<{ monitor: number; down?: boolean; reason?: DownEvent['reason']; process?: number }>('monitor', { process });
-    if (r.down === true) return { process: typeof process === 'number' ? process : 0, name: typeof process === 'string' ? process : null, reason: 'noproc' };
+    const r = await this.conn.call<{
+      monitor: number;
+      down?: boolean;
+      reason?: DownEvent['reason'];
+      process?: number;
+    }>('monitor', { process });
+    if (r.down === true)
+      return {
+        process: typeof process === 'number' ? process : 0,
+        name: typeof process === 'string' ? process : null,
+        reason: 'noproc',
+      };
     return new Promise<DownEvent>((resolve, reject) => {
       const onClose = (err: Error): void => reject(err);
       this.conn.onClose.add(onClose);
       this.conn.onMonitor(r.monitor, (event) => {
         this.conn.onClose.delete(onClose);
-        resolve({ process: event.process as number, name: (event.name as string | null) ?? null, reason: event.reason as DownEvent['reason'] });
+        resolve({
+          process: event.process as number,
+          name: (event.name as string | null) ?? null,
+          reason: event.reason as DownEvent['reason'],
+        });
       });
     });
   }
@@ -156,10 +188,12 @@ export class PostboxProcess {
 
   private async resolve(ref: ProcessRef): Promise<number> {
     if (typeof ref === 'number') {
-      if (!Number.isSafeInteger(ref) || ref < 1) throw new InvalidArgumentError(`a process id is a positive integer, not ${ref}`);
+      if (!Number.isSafeInteger(ref) || ref < 1)
+        throw new InvalidArgumentError(`a process id is a positive integer, not ${ref}`);
       return ref;
     }
-    if (typeof ref !== 'string' || ref.length === 0) throw new InvalidArgumentError('name a process by its name or id');
+    if (typeof ref !== 'string' || ref.length === 0)
+      throw new InvalidArgumentError('name a process by its name or id');
     const known = this.ids.get(ref);
     if (known !== undefined) return known;
     try {
@@ -183,7 +217,8 @@ export class PostboxProcess {
  * ```
  */
 export async function connect(options: ConnectOptions = {}): Promise<PostboxProcess> {
-  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('connect() takes an options object');
+  if (typeof options !== 'object' || options === null)
+    throw new InvalidArgumentError('connect() takes an options object');
   if (options.name !== undefined && (typeof options.name !== 'string' || options.name.length === 0)) {
     throw new InvalidArgumentError('options.name must be a non-empty string');
   }

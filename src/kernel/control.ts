@@ -26,11 +26,13 @@ const handlers: Record<string, Handler> = {
   create: (k, p, a) => {
     const name = optName(a.name);
     const ifExists = a.ifExists ?? 'fail';
-    if (ifExists !== 'fail' && ifExists !== 'open') throw new CallError('EINVAL', "ifExists must be 'fail' or 'open'");
+    if (ifExists !== 'fail' && ifExists !== 'open')
+      throw new CallError('EINVAL', "ifExists must be 'fail' or 'open'");
     if (name !== null) {
       const existing = k.mailboxByName.get(name);
       if (existing !== undefined) {
-        if (ifExists === 'fail') throw new CallError('EEXIST', `mailbox '${name}' exists (#${existing.id})`, existing);
+        if (ifExists === 'fail')
+          throw new CallError('EEXIST', `mailbox '${name}' exists (#${existing.id})`, existing);
         return describe(k, existing);
       }
     }
@@ -73,9 +75,15 @@ const handlers: Record<string, Handler> = {
   monitor: (k, p, a) => {
     const id = k.nextMonitorId++;
     const target = a.process;
-    const q = typeof target === 'number' ? k.processes.get(target) : typeof target === 'string' ? k.processByName.get(target) : undefined;
+    const q =
+      typeof target === 'number'
+        ? k.processes.get(target)
+        : typeof target === 'string'
+          ? k.processByName.get(target)
+          : undefined;
     if (q === undefined) {
-      if (typeof target !== 'number' && typeof target !== 'string') throw new CallError('EINVAL', 'process must be a name or an id');
+      if (typeof target !== 'number' && typeof target !== 'string')
+        throw new CallError('EINVAL', 'process must be a name or an id');
       return { monitor: id, down: true, reason: 'noproc' };
     }
     q.watchers.set(id, p);
@@ -157,7 +165,12 @@ export function handleCall(k: Kernel, p: KernelProcess, request: number, payload
   const args = payload as Args;
   const handler = Object.hasOwn(handlers, args.op as string) ? handlers[args.op as string] : undefined;
   if (handler === undefined) {
-    k.replyError(p, request, 'EINVAL', `unknown operation '${String(args.op)}'; known: ${Object.keys(handlers).join(', ')}`);
+    k.replyError(
+      p,
+      request,
+      'EINVAL',
+      `unknown operation '${String(args.op)}'; known: ${Object.keys(handlers).join(', ')}`,
+    );
     return;
   }
   try {
@@ -220,7 +233,11 @@ function find(k: Kernel, a: Args): Mailbox {
 function findProcess(k: Kernel, target: unknown): KernelProcess {
   if (typeof target === 'number') {
     const q = k.processes.get(target);
-    if (q === undefined) throw new CallError('ESRCH', target < k.nextProcessId && target > 0 ? `process ${target} has terminated` : `no process ${target}`);
+    if (q === undefined)
+      throw new CallError(
+        'ESRCH',
+        target < k.nextProcessId && target > 0 ? `process ${target} has terminated` : `no process ${target}`,
+      );
     return q;
   }
   if (typeof target === 'string') {
@@ -234,19 +251,27 @@ function findProcess(k: Kernel, target: unknown): KernelProcess {
 function ownerOnly(p: KernelProcess, mb: Mailbox, what: string): void {
   // An unowned (system) mailbox has no one else to ask: anyone may act as its owner.
   if (mb.owner === null || mb.owner === p) return;
-  throw new CallError('EACCES', `${p.label} may not ${what} ${mb.label}: only its owner, ${mb.owner.label}, may`, mb);
+  throw new CallError(
+    'EACCES',
+    `${p.label} may not ${what} ${mb.label}: only its owner, ${mb.owner.label}, may`,
+    mb,
+  );
 }
 
 function optName(v: unknown): string | null {
   if (v === undefined || v === null) return null;
-  if (typeof v !== 'string' || v.length === 0 || v.length > 255) throw new CallError('EINVAL', 'name must be a string of 1 to 255 characters');
+  if (typeof v !== 'string' || v.length === 0 || v.length > 255)
+    throw new CallError('EINVAL', 'name must be a string of 1 to 255 characters');
   return v;
 }
 
 function parseCapacity(v: unknown): number {
   if (v === null || v === 'unbounded' || v === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY;
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
-  throw new CallError('EINVAL', `capacity must be 0, a positive whole number or 'unbounded', not ${JSON.stringify(v)}`);
+  throw new CallError(
+    'EINVAL',
+    `capacity must be 0, a positive whole number or 'unbounded', not ${JSON.stringify(v)}`,
+  );
 }
 
 function positiveInt(v: unknown, name: string, allowZero = false): number {
@@ -262,14 +287,21 @@ function parseMode(v: unknown): number {
 
 function parseAttributes(k: Kernel, a: Args, system: boolean): MailboxAttributes {
   const order = a.order ?? 'fifo';
-  if (order !== 'fifo' && order !== 'priority') throw new CallError('EINVAL', "order must be 'fifo' or 'priority'");
+  if (order !== 'fifo' && order !== 'priority')
+    throw new CallError('EINVAL', "order must be 'fifo' or 'priority'");
   const policy = a.policy ?? 'first';
   if (policy !== 'first' && policy !== 'round-robin' && policy !== 'exclusive' && policy !== 'pair') {
     throw new CallError('EINVAL', "policy must be 'first', 'round-robin', 'exclusive' or 'pair'");
   }
-  const maxMessageSize = a.maxMessageSize === undefined ? k.limits.maxMessageSize : positiveInt(a.maxMessageSize, 'maxMessageSize');
+  const maxMessageSize =
+    a.maxMessageSize === undefined
+      ? k.limits.maxMessageSize
+      : positiveInt(a.maxMessageSize, 'maxMessageSize');
   if (maxMessageSize > k.limits.maxMessageSize) {
-    throw new CallError('EINVAL', `maxMessageSize ${maxMessageSize} is over the kernel's limit of ${k.limits.maxMessageSize}`);
+    throw new CallError(
+      'EINVAL',
+      `maxMessageSize ${maxMessageSize} is over the kernel's limit of ${k.limits.maxMessageSize}`,
+    );
   }
   return {
     capacity: a.capacity === undefined ? Number.POSITIVE_INFINITY : parseCapacity(a.capacity),

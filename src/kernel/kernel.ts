@@ -192,7 +192,12 @@ export class Kernel implements MailboxHost {
     if (p.terminated) return;
     const op = buf[start + Off.OPCODE]!;
     if (p.id === 0) {
-      if (op !== Op.HELLO) return this.fatal(p, 'EPROTO', `the first frame must be HELLO (0x01), got opcode 0x${op.toString(16)}`);
+      if (op !== Op.HELLO)
+        return this.fatal(
+          p,
+          'EPROTO',
+          `the first frame must be HELLO (0x01), got opcode 0x${op.toString(16)}`,
+        );
       return this.hello(p, buf, start, end);
     }
     switch (op) {
@@ -214,7 +219,12 @@ export class Kernel implements MailboxHost {
         return;
       }
       case Op.HELLO:
-        return this.replyError(p, buf.readUInt32LE(start + Off.REQUEST), 'EPROTO', 'HELLO was already accepted on this connection');
+        return this.replyError(
+          p,
+          buf.readUInt32LE(start + Off.REQUEST),
+          'EPROTO',
+          'HELLO was already accepted on this connection',
+        );
       default:
         return this.fatal(p, 'EPROTO', `unknown opcode 0x${op.toString(16)}`);
     }
@@ -223,7 +233,11 @@ export class Kernel implements MailboxHost {
   private hello(p: KernelProcess, buf: Buffer, start: number, end: number): void {
     const version = buf.readUInt16LE(start + Off.AUX);
     if (version !== PROTOCOL_VERSION) {
-      return this.fatal(p, 'EPROTO', `protocol version ${version} is not supported; this kernel speaks version ${PROTOCOL_VERSION}`);
+      return this.fatal(
+        p,
+        'EPROTO',
+        `protocol version ${version} is not supported; this kernel speaks version ${PROTOCOL_VERSION}`,
+      );
     }
     let hello: HelloPayload;
     try {
@@ -234,15 +248,29 @@ export class Kernel implements MailboxHost {
     if (p.transport === 'tcp' && this.token !== null) {
       const given = Buffer.from(hello.token ?? '');
       if (given.length !== this.token.length || !timingSafeEqual(given, this.token)) {
-        return this.fatal(p, 'ECONNREFUSED', hello.token === undefined ? 'a token is required over TCP (connect({ token }) or POSTBOX_TOKEN)' : 'wrong token');
+        return this.fatal(
+          p,
+          'ECONNREFUSED',
+          hello.token === undefined
+            ? 'a token is required over TCP (connect({ token }) or POSTBOX_TOKEN)'
+            : 'wrong token',
+        );
       }
     }
     if (this.shuttingDown) return this.fatal(p, 'ESHUTDOWN', 'the kernel is shutting down');
     if (hello.name !== undefined && this.processByName.has(hello.name)) {
-      return this.fatal(p, 'EEXIST', `the process name '${hello.name}' is taken by process ${this.processByName.get(hello.name)!.id}`);
+      return this.fatal(
+        p,
+        'EEXIST',
+        `the process name '${hello.name}' is taken by process ${this.processByName.get(hello.name)!.id}`,
+      );
     }
     if (this.processes.size >= this.limits.maxProcesses) {
-      return this.fatal(p, 'ENOMEM', `the kernel's limit of ${this.limits.maxProcesses} processes is reached`);
+      return this.fatal(
+        p,
+        'ENOMEM',
+        `the kernel's limit of ${this.limits.maxProcesses} processes is reached`,
+      );
     }
     p.id = this.nextProcessId++;
     p.name = hello.name ?? null;
@@ -283,23 +311,36 @@ export class Kernel implements MailboxHost {
   private handleSend(p: KernelProcess, buf: Buffer, start: number, end: number): void {
     const request = buf.readUInt32LE(start + Off.REQUEST);
     const size = end - start;
-    if (size < MESSAGE_HEAD_BYTES) return this.fatal(p, 'EPROTO', `SEND frame of ${size} bytes is shorter than its 56-byte head`);
+    if (size < MESSAGE_HEAD_BYTES)
+      return this.fatal(p, 'EPROTO', `SEND frame of ${size} bytes is shorter than its 56-byte head`);
     const flags = buf[start + Off.FLAGS]!;
     const onFull = buf[start + Off.ON_FULL]!;
     const headers = buf.readUInt16LE(start + Off.HEADERS_LENGTH);
     const type = readInt64(buf, start + Off.TYPE);
     const priority = buf.readUInt16LE(start + Off.PRIORITY);
     const target = buf.readUInt32LE(start + Off.TARGET);
-    if (buf[start + Off.CODEC]! > 3) return this.replyError(p, request, 'EINVAL', `unknown codec ${buf[start + Off.CODEC]}`);
-    if (onFull > OnFull.DROP_NEW) return this.replyError(p, request, 'EINVAL', `unknown on-full rule ${onFull}`);
-    if (!(type >= 1 && type <= Number.MAX_SAFE_INTEGER)) return this.replyError(p, request, 'EINVAL', `message type ${type} is not a positive integer`);
-    if (priority > MAX_PRIORITY) return this.replyError(p, request, 'EINVAL', `priority ${priority} is over ${MAX_PRIORITY}`);
-    if (MESSAGE_HEAD_BYTES + headers > size) return this.replyError(p, request, 'EINVAL', `headers length ${headers} runs past the frame`);
+    if (buf[start + Off.CODEC]! > 3)
+      return this.replyError(p, request, 'EINVAL', `unknown codec ${buf[start + Off.CODEC]}`);
+    if (onFull > OnFull.DROP_NEW)
+      return this.replyError(p, request, 'EINVAL', `unknown on-full rule ${onFull}`);
+    if (!(type >= 1 && type <= Number.MAX_SAFE_INTEGER))
+      return this.replyError(p, request, 'EINVAL', `message type ${type} is not a positive integer`);
+    if (priority > MAX_PRIORITY)
+      return this.replyError(p, request, 'EINVAL', `priority ${priority} is over ${MAX_PRIORITY}`);
+    if (MESSAGE_HEAD_BYTES + headers > size)
+      return this.replyError(p, request, 'EINVAL', `headers length ${headers} runs past the frame`);
     let mb: Mailbox | undefined;
     if ((flags & SendFlag.TO_PROCESS) !== 0) {
       const to = this.processes.get(target);
       if (to === undefined) {
-        return this.replyError(p, request, 'ESRCH', target < this.nextProcessId && target > 0 ? `process ${target} has terminated` : `no process ${target}`);
+        return this.replyError(
+          p,
+          request,
+          'ESRCH',
+          target < this.nextProcessId && target > 0
+            ? `process ${target} has terminated`
+            : `no process ${target}`,
+        );
       }
       mb = to.inbox!;
     } else {
@@ -308,12 +349,24 @@ export class Kernel implements MailboxHost {
     }
     const body = size - MESSAGE_HEAD_BYTES;
     if (body > mb.maxMessageSize) {
-      return this.replyError(p, request, 'EMSGSIZE', `a ${body}-byte message is over the ${mb.maxMessageSize}-byte limit of ${mb.label}`, mb);
+      return this.replyError(
+        p,
+        request,
+        'EMSGSIZE',
+        `a ${body}-byte message is over the ${mb.maxMessageSize}-byte limit of ${mb.label}`,
+        mb,
+      );
     }
     const denied = this.checkRight(p, mb, 2);
     if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb);
     if (this.totalBytes + body > this.limits.maxTotalBytes && onFull !== OnFull.DROP_NEW) {
-      return this.replyError(p, request, 'ENOMEM', `the kernel's memory limit of ${this.limits.maxTotalBytes} queued bytes is reached`, mb);
+      return this.replyError(
+        p,
+        request,
+        'ENOMEM',
+        `the kernel's memory limit of ${this.limits.maxTotalBytes} queued bytes is reached`,
+        mb,
+      );
     }
     const timeout = buf.readUInt32LE(start + Off.TIMEOUT);
     const result = mb.send(p, buf, start, end, request, (flags & SendFlag.RECEIPT) !== 0, onFull, timeout);
@@ -325,8 +378,14 @@ export class Kernel implements MailboxHost {
 
   private handleReceive(p: KernelProcess, buf: Buffer, start: number, end: number): void {
     const request = buf.readUInt32LE(start + Off.REQUEST);
-    if (end - start !== RECEIVE_FRAME_BYTES) return this.fatal(p, 'EPROTO', `RECEIVE frame must be ${RECEIVE_FRAME_BYTES} bytes, got ${end - start}`);
-    if (p.receives.has(request)) return this.replyError(p, request, 'EPROTO', `request id ${request} is already in use`);
+    if (end - start !== RECEIVE_FRAME_BYTES)
+      return this.fatal(
+        p,
+        'EPROTO',
+        `RECEIVE frame must be ${RECEIVE_FRAME_BYTES} bytes, got ${end - start}`,
+      );
+    if (p.receives.has(request))
+      return this.replyError(p, request, 'EPROTO', `request id ${request} is already in use`);
     const flags = buf[start + Off.FLAGS]!;
     let mb: Mailbox | undefined;
     if ((flags & ReceiveFlag.INBOX) !== 0) mb = p.inbox!;
@@ -338,7 +397,8 @@ export class Kernel implements MailboxHost {
     const denied = this.checkRight(p, mb, 4);
     if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb);
     const type = readInt64(buf, start + Off.R_TYPE);
-    if (!Number.isSafeInteger(type)) return this.replyError(p, request, 'EINVAL', `message type ${type} is out of range`, mb);
+    if (!Number.isSafeInteger(type))
+      return this.replyError(p, request, 'EINVAL', `message type ${type} is out of range`, mb);
     const except = (flags & ReceiveFlag.EXCEPT) !== 0;
     const maxSize = buf.readUInt32LE(start + Off.R_MAX_SIZE);
     const stream = (flags & ReceiveFlag.STREAM) !== 0;
@@ -363,7 +423,8 @@ export class Kernel implements MailboxHost {
   }
 
   private handleTake(p: KernelProcess, buf: Buffer, start: number, end: number): void {
-    if (end - start !== TAKE_FRAME_BYTES) return this.fatal(p, 'EPROTO', `TAKE frame must be ${TAKE_FRAME_BYTES} bytes, got ${end - start}`);
+    if (end - start !== TAKE_FRAME_BYTES)
+      return this.fatal(p, 'EPROTO', `TAKE frame must be ${TAKE_FRAME_BYTES} bytes, got ${end - start}`);
     const request = buf.readUInt32LE(start + Off.REQUEST);
     const w = p.receives.get(request);
     // A receive that ended (its mailbox removed) may still see TAKEs that crossed the error.
@@ -372,12 +433,19 @@ export class Kernel implements MailboxHost {
     const more = buf.readUInt32LE(start + Off.T_CREDIT);
     const mb = w.mailbox;
     if (!mb.take(w, taken)) {
-      return this.replyError(p, request, 'EPROTO', `TAKE of ${taken} messages on request ${request}, more than were delivered`);
+      return this.replyError(
+        p,
+        request,
+        'EPROTO',
+        `TAKE of ${taken} messages on request ${request}, more than were delivered`,
+      );
     }
     if (more > 0 && w.stream) w.credit = Math.min(w.credit + more, this.limits.maxCredit);
     if (!w.stream && w.inflight === 0 && !w.waiting) p.receives.delete(request);
-    mb.admitBlocked();
+    // Queued messages first, then blocked senders: a receiver with credit must never be handed
+    // a new message while an older one it would take is still queued.
     mb.pump();
+    mb.admitBlocked();
   }
 
   private handleCancel(p: KernelProcess, request: number): void {
@@ -425,11 +493,16 @@ export class Kernel implements MailboxHost {
       };
     }
     if (mb.policy === 'pair' && !mb.holders.includes(p.id)) {
-      if (mb.holders.length >= 2) return { code: 'EBUSY', message: `${mb.label} is a pair already linking processes ${mb.holders.join(' and ')}` };
+      if (mb.holders.length >= 2)
+        return {
+          code: 'EBUSY',
+          message: `${mb.label} is a pair already linking processes ${mb.holders.join(' and ')}`,
+        };
       mb.holders.push(p.id);
       p.holding.add(mb);
     } else if (right === 4 && mb.policy === 'exclusive' && mb.holders[0] !== p.id) {
-      if (mb.holders.length > 0) return { code: 'EBUSY', message: `process ${mb.holders[0]} holds the receive right of ${mb.label}` };
+      if (mb.holders.length > 0)
+        return { code: 'EBUSY', message: `process ${mb.holders[0]} holds the receive right of ${mb.label}` };
       mb.holders.push(p.id);
       p.holding.add(mb);
     }
@@ -488,13 +561,15 @@ export class Kernel implements MailboxHost {
     if (p.inbox !== null) this.removeMailbox(p.inbox, `${p.label} terminated`);
     for (const mb of touched) {
       if (mb.removed) continue;
-      mb.admitBlocked();
       mb.pump();
+      mb.admitBlocked();
     }
     for (const [monitor, watcher] of p.watchers) {
       watcher.watching.delete(monitor);
       if (watcher.terminated) continue;
-      watcher.writer.append(encodeJsonFrame(Op.EVENT, 0, 0, monitor, { event: 'down', process: p.id, name: p.name, reason }));
+      watcher.writer.append(
+        encodeJsonFrame(Op.EVENT, 0, 0, monitor, { event: 'down', process: p.id, name: p.name, reason }),
+      );
       this.markDirty(watcher);
     }
     p.watchers.clear();
@@ -523,9 +598,12 @@ export class Kernel implements MailboxHost {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     if (this.heartbeat !== null) clearInterval(this.heartbeat);
-    for (const mb of [...this.mailboxes.values()]) this.removeMailbox(mb, 'the kernel is shutting down', 'ESHUTDOWN');
+    for (const mb of [...this.mailboxes.values()])
+      this.removeMailbox(mb, 'the kernel is shutting down', 'ESHUTDOWN');
     for (const p of this.connections) {
-      p.writer.append(encodeJsonFrame(Op.ERROR, 0, WireErrorCode.ESHUTDOWN, 0, { message: 'the kernel is shutting down' }));
+      p.writer.append(
+        encodeJsonFrame(Op.ERROR, 0, WireErrorCode.ESHUTDOWN, 0, { message: 'the kernel is shutting down' }),
+      );
     }
     this.flush();
     for (const p of [...this.connections]) {
@@ -559,7 +637,8 @@ function parseHello(v: unknown): HelloPayload {
   const o = v as Record<string, unknown>;
   const out: HelloPayload = {};
   if (o.name !== undefined && o.name !== null) {
-    if (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 255) throw new Error('name must be a string of 1 to 255 characters');
+    if (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 255)
+      throw new Error('name must be a string of 1 to 255 characters');
     if (/^\d+$/.test(o.name)) throw new Error('name must not be all digits (it would read as a process id)');
     out.name = o.name;
   }
@@ -570,7 +649,8 @@ function parseHello(v: unknown): HelloPayload {
   if (o.host !== undefined) out.host = String(o.host);
   if (o.token !== undefined) out.token = String(o.token);
   if (o.inboxCapacity !== undefined && o.inboxCapacity !== null) {
-    if (!Number.isSafeInteger(o.inboxCapacity) || (o.inboxCapacity as number) < 0) throw new Error('inboxCapacity must be a whole number');
+    if (!Number.isSafeInteger(o.inboxCapacity) || (o.inboxCapacity as number) < 0)
+      throw new Error('inboxCapacity must be a whole number');
     out.inboxCapacity = o.inboxCapacity as number;
   }
   return out;

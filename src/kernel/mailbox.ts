@@ -171,6 +171,7 @@ export class Mailbox {
   private readonly receiptBySlot = new Map<number, SendWaiter>();
   private rr = 0;
   private seq = 0;
+  private pumping = false;
   removed = false;
   readonly times: MailboxTimes;
   replaced = 0;
@@ -232,7 +233,16 @@ export class Mailbox {
    * completed at once and is covered by the cumulative ACK; anything else has been answered or
    * will be answered individually.
    */
-  send(peer: Peer, buf: Buffer, start: number, end: number, request: number, receipt: boolean, onFull: number, timeoutMs: number): 'done' | 'individual' {
+  send(
+    peer: Peer,
+    buf: Buffer,
+    start: number,
+    end: number,
+    request: number,
+    receipt: boolean,
+    onFull: number,
+    timeoutMs: number,
+  ): 'done' | 'individual' {
     const host = this.host;
     const bodyBytes = end - start - MESSAGE_HEAD_BYTES;
     const untilTaken = receipt || this.capacity === 0;
@@ -243,13 +253,27 @@ export class Mailbox {
       const w = this.findReceiver(buf, start, bodyBytes);
       if (w === null) {
         if (onFull !== OnFull.WAIT) {
-          host.replyError(peer, request, 'EAGAIN', `${this.label} has capacity 0 and no receiver is waiting`, this);
+          host.replyError(
+            peer,
+            request,
+            'EAGAIN',
+            `${this.label} has capacity 0 and no receiver is waiting`,
+            this,
+          );
           return 'individual';
         }
         this.block(peer, buf, start, end, request, bodyBytes, true, onFull, timeoutMs);
         return 'individual';
       }
-      const sw = new SendWaiter(peer, request, this, Buffer.from(buf.subarray(start, end)), bodyBytes, true, onFull);
+      const sw = new SendWaiter(
+        peer,
+        request,
+        this,
+        Buffer.from(buf.subarray(start, end)),
+        bodyBytes,
+        true,
+        onFull,
+      );
       this.accept(sw.frame!, 0, sw.frame!.length);
       sw.state = 'inflight';
       peer.sends.set(request, sw);
@@ -262,7 +286,13 @@ export class Mailbox {
     if (!this.hasRoom(bodyBytes) || this.blocked.length > 0) {
       switch (onFull) {
         case OnFull.FAIL:
-          host.replyError(peer, request, 'EAGAIN', `${this.label} is full (${this.count} messages, ${this.bytes} bytes)`, this);
+          host.replyError(
+            peer,
+            request,
+            'EAGAIN',
+            `${this.label} is full (${this.count} messages, ${this.bytes} bytes)`,
+            this,
+          );
           return 'individual';
         case OnFull.DROP_NEW:
           this.dropped++;
@@ -270,7 +300,13 @@ export class Mailbox {
           return 'individual';
         case OnFull.REPLACE_OLDEST: {
           if (this.replaceOldest(bodyBytes)) break;
-          host.replyError(peer, request, 'EAGAIN', `${this.label} is full and has no queued message to replace`, this);
+          host.replyError(
+            peer,
+            request,
+            'EAGAIN',
+            `${this.label} is full and has no queued message to replace`,
+            this,
+          );
           return 'individual';
         }
         default:
@@ -278,15 +314,43 @@ export class Mailbox {
           if (!receipt) host.replyBlocked(peer, request);
           return 'individual';
       }
-      return this.admit(peer, buf, start, end, request, bodyBytes, receipt, timeoutMs, Outcome.REPLACED_OLDEST);
+      return this.admit(
+        peer,
+        buf,
+        start,
+        end,
+        request,
+        bodyBytes,
+        receipt,
+        timeoutMs,
+        Outcome.REPLACED_OLDEST,
+      );
     }
     return this.admit(peer, buf, start, end, request, bodyBytes, receipt, timeoutMs, Outcome.QUEUED);
   }
 
-  private admit(peer: Peer, buf: Buffer, start: number, end: number, request: number, bodyBytes: number, receipt: boolean, timeoutMs: number, outcome: number): 'done' | 'individual' {
+  private admit(
+    peer: Peer,
+    buf: Buffer,
+    start: number,
+    end: number,
+    request: number,
+    bodyBytes: number,
+    receipt: boolean,
+    timeoutMs: number,
+    outcome: number,
+  ): 'done' | 'individual' {
     this.accept(buf, start, end);
     if (receipt) {
-      const sw = new SendWaiter(peer, request, this, Buffer.from(buf.subarray(start, end)), bodyBytes, true, OnFull.WAIT);
+      const sw = new SendWaiter(
+        peer,
+        request,
+        this,
+        Buffer.from(buf.subarray(start, end)),
+        bodyBytes,
+        true,
+        OnFull.WAIT,
+      );
       peer.sends.set(request, sw);
       this.armTimeout(sw, timeoutMs);
       this.place(sw.frame!, 0, sw.frame!.length, bodyBytes, sw);
@@ -331,8 +395,26 @@ export class Mailbox {
     }
   }
 
-  private block(peer: Peer, buf: Buffer, start: number, end: number, request: number, bodyBytes: number, untilTaken: boolean, onFull: number, timeoutMs: number): void {
-    const sw = new SendWaiter(peer, request, this, Buffer.from(buf.subarray(start, end)), bodyBytes, untilTaken, onFull);
+  private block(
+    peer: Peer,
+    buf: Buffer,
+    start: number,
+    end: number,
+    request: number,
+    bodyBytes: number,
+    untilTaken: boolean,
+    onFull: number,
+    timeoutMs: number,
+  ): void {
+    const sw = new SendWaiter(
+      peer,
+      request,
+      this,
+      Buffer.from(buf.subarray(start, end)),
+      bodyBytes,
+      untilTaken,
+      onFull,
+    );
     this.blocked.push(sw);
     peer.sends.set(request, sw);
     this.armTimeout(sw, timeoutMs);
@@ -425,7 +507,11 @@ export class Mailbox {
       const len = this.store.length(slot);
       if (len - MESSAGE_HEAD_BYTES > w.maxSize && (w.flags & ReceiveFlag.TRUNCATE) === 0) {
         if (n > 0 && w.stream) break;
-        this.endReceive(w, 'E2BIG', `the first matching message in ${this.label} is ${len - MESSAGE_HEAD_BYTES} bytes, over the receiver's ${w.maxSize}`);
+        this.endReceive(
+          w,
+          'E2BIG',
+          `the first matching message in ${this.label} is ${len - MESSAGE_HEAD_BYTES} bytes, over the receiver's ${w.maxSize}`,
+        );
         return 'error';
       }
       const buf = this.store.buffer(slot);
@@ -445,9 +531,22 @@ export class Mailbox {
     return n;
   }
 
-  /** Pushes queued messages to every waiting receiver with credit, taking turns by policy. */
+  /**
+   * Pushes queued messages to every waiting receiver with credit, taking turns by policy.
+   * Afterwards no receiver with credit has a matching message left queued: the invariant that
+   * lets a new message go straight to a waiting receiver without breaking order.
+   */
   pump(): void {
-    if (this.receivers.length === 0) return;
+    if (this.receivers.length === 0 || this.pumping) return;
+    this.pumping = true;
+    try {
+      this.pumpLoop();
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private pumpLoop(): void {
     let progress = true;
     while (progress && this.store.count > 0) {
       progress = false;
@@ -460,7 +559,11 @@ export class Mailbox {
         if (slot === -1) continue;
         const len = this.store.length(slot);
         if (len - MESSAGE_HEAD_BYTES > w.maxSize && (w.flags & ReceiveFlag.TRUNCATE) === 0) {
-          this.endReceive(w, 'E2BIG', `the first matching message in ${this.label} is ${len - MESSAGE_HEAD_BYTES} bytes, over the receiver's ${w.maxSize}`);
+          this.endReceive(
+            w,
+            'E2BIG',
+            `the first matching message in ${this.label} is ${len - MESSAGE_HEAD_BYTES} bytes, over the receiver's ${w.maxSize}`,
+          );
           progress = true;
           break;
         }
@@ -505,7 +608,11 @@ export class Mailbox {
       }
       if (bodyBytes > w.maxSize && (w.flags & ReceiveFlag.TRUNCATE) === 0) {
         // As Linux does for a pipelined send: the too-small receiver fails, the next is tried.
-        this.endReceive(w, 'E2BIG', `a ${bodyBytes}-byte message arrived in ${this.label}, over the receiver's ${w.maxSize}`);
+        this.endReceive(
+          w,
+          'E2BIG',
+          `a ${bodyBytes}-byte message arrived in ${this.label}, over the receiver's ${w.maxSize}`,
+        );
         return this.findReceiver(buf, start, bodyBytes);
       }
       if (this.policy === 'round-robin') this.rr = (i + 1) % n;
@@ -560,19 +667,25 @@ export class Mailbox {
     return true;
   }
 
-  /** Gives back what w holds untaken (receiver cancelled or died), in order. */
+  /** Gives back what w holds untaken (receiver cancelled or died), in order, and passes it on. */
   giveBack(w: ReceiveWaiter): void {
+    if (w.inflight === 0) return;
     while (
       w.shiftInflight((buf, off, len, sw) => {
         const body = len - MESSAGE_HEAD_BYTES;
         this.inflight--;
         this.inflightBytes -= body;
         if (this.removed) {
-          if (sw !== null) this.settleSender(sw, 'EIDRM', `${this.label} was removed before anyone received the message`);
+          if (sw !== null)
+            this.settleSender(sw, 'EIDRM', `${this.label} was removed before anyone received the message`);
           return;
         }
-        if (sw !== null && sw.expired) {
-          this.settleSender(sw, 'ETIMEDOUT', `send to ${this.label} timed out before anyone received the message`);
+        if (sw?.expired) {
+          this.settleSender(
+            sw,
+            'ETIMEDOUT',
+            `send to ${this.label} timed out before anyone received the message`,
+          );
           return;
         }
         if (this.capacity === 0 && sw !== null) {
@@ -584,6 +697,9 @@ export class Mailbox {
         this.enqueue(buf, off, off + len, body, sw);
       })
     );
+    // The receiver giving back is no longer waiting (callers stop it first), so the messages go
+    // to the others, before any newer message could.
+    if (!this.removed) this.pump();
   }
 
   stopWaiting(w: ReceiveWaiter): void {
@@ -605,7 +721,8 @@ export class Mailbox {
     this.stopWaiting(w);
     if (w.inflight > 0) return; // a message reached it first: the receive happened
     w.peer.receives.delete(w.request);
-    if (!w.peer.terminated) this.host.replyError(w.peer, w.request, 'ETIMEDOUT', `receive from ${this.label} timed out`, this);
+    if (!w.peer.terminated)
+      this.host.replyError(w.peer, w.request, 'ETIMEDOUT', `receive from ${this.label} timed out`, this);
   }
 
   /** Ends a receive with an error: it stops waiting and gives back what it holds. */

@@ -198,7 +198,8 @@ export class MessageStore {
   oldest(): number {
     let best = NIL;
     for (const bucket of this.buckets) {
-      if (bucket.head !== NIL && (best === NIL || this.seqOf[bucket.head]! < this.seqOf[best]!)) best = bucket.head;
+      if (bucket.head !== NIL && (best === NIL || this.seqOf[bucket.head]! < this.seqOf[best]!))
+        best = bucket.head;
     }
     return best;
   }

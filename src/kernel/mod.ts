@@ -3,5 +3,11 @@
  * the `postbox kernel` daemon.
  */
 export { Kernel, type KernelOptions } from './kernel.js';
-export { defaultLimits, type KernelLimits, type MailboxAttributes, type MailboxOrder, type ReceiverPolicy } from './limits.js';
+export {
+  defaultLimits,
+  type KernelLimits,
+  type MailboxAttributes,
+  type MailboxOrder,
+  type ReceiverPolicy,
+} from './limits.js';
 export { KernelRunningError, type RunningKernel, type StartKernelOptions, startKernel } from './server.js';

@@ -44,7 +44,13 @@ export class KernelProcess implements Peer {
   lastHeard = Date.now();
   readonly connectedAt = Date.now();
 
-  constructor(socket: Socket, transport: Transport, maxFrameBytes: number, onFrame: (p: KernelProcess, buf: Buffer, start: number, end: number) => void, onDirty: (p: KernelProcess) => void) {
+  constructor(
+    socket: Socket,
+    transport: Transport,
+    maxFrameBytes: number,
+    onFrame: (p: KernelProcess, buf: Buffer, start: number, end: number) => void,
+    onDirty: (p: KernelProcess) => void,
+  ) {
     this.socket = socket;
     this.transport = transport;
     this.decoder = new FrameDecoder(maxFrameBytes, (buf, start, end) => onFrame(this, buf, start, end));
@@ -60,7 +66,8 @@ export class KernelProcess implements Peer {
   blockedOn(): string[] {
     const out: string[] = [];
     for (const w of this.receives.values()) if (w.waiting) out.push(`receive ${w.mailbox.label}`);
-    for (const sw of this.sends.values()) out.push(`${sw.state === 'blocked' ? 'send' : 'receipt'} ${sw.mailbox.label}`);
+    for (const sw of this.sends.values())
+      out.push(`${sw.state === 'blocked' ? 'send' : 'receipt'} ${sw.mailbox.label}`);
     return out;
   }
 }

@@ -133,6 +133,8 @@ async function clearStaleSocket(path: string): Promise<void> {
 export class KernelRunningError extends Error {
   readonly code = 'EADDRINUSE';
   constructor(readonly socketPath: string) {
-    super(`a kernel is already running on ${socketPath}; stop it first, or start this one with --socket PATH`);
+    super(
+      `a kernel is already running on ${socketPath}; stop it first, or start this one with --socket PATH`,
+    );
   }
 }

@@ -40,7 +40,8 @@ export function encodeBody(body: unknown, codec?: CodecName): { code: CodecCode;
   const code = codeByName[codec];
   switch (code) {
     case Codec.BYTES:
-      if (!(body instanceof Uint8Array)) throw new TypeError("codec 'bytes' needs a Buffer or Uint8Array body");
+      if (!(body instanceof Uint8Array))
+        throw new TypeError("codec 'bytes' needs a Buffer or Uint8Array body");
       return { code, bytes: asBuffer(body) };
     case Codec.STRING:
       if (typeof body !== 'string') throw new TypeError("codec 'string' needs a string body");

@@ -62,7 +62,8 @@ export class FrameDecoder {
 
   private frameSize(buf: Buffer, pos: number): number {
     const size = buf.readUInt32LE(pos) + LENGTH_BYTES;
-    if (size < HEAD_BYTES) throw new FrameError(`frame length ${size - LENGTH_BYTES} is below the minimum of 8`);
+    if (size < HEAD_BYTES)
+      throw new FrameError(`frame length ${size - LENGTH_BYTES} is below the minimum of 8`);
     if (size > this.maxFrameBytes) {
       throw new FrameError(`frame of ${size} bytes is over the limit of ${this.maxFrameBytes}`);
     }

@@ -91,6 +91,8 @@ export class PostboxError extends Error {
 
   /** Recognises errors from another copy of this library too. */
   static override [Symbol.hasInstance](value: unknown): boolean {
+    // `this` is the class `instanceof` asks about: subclasses check normally, the base by brand.
+    // biome-ignore lint/complexity/noThisInStatic: the receiver is the subclass being tested
     if (this !== PostboxError) return Function.prototype[Symbol.hasInstance].call(this, value);
     return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[brand] === true;
   }

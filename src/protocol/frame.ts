@@ -156,7 +156,15 @@ export function writeInt64(buf: Buffer, value: number, off: number): void {
 }
 
 /** Writes the common 12-byte head. `length` is the whole frame's size including the length field. */
-export function writeHead(buf: Buffer, off: number, size: number, op: number, flags: number, aux: number, request: number): void {
+export function writeHead(
+  buf: Buffer,
+  off: number,
+  size: number,
+  op: number,
+  flags: number,
+  aux: number,
+  request: number,
+): void {
   buf.writeUInt32LE(size - LENGTH_BYTES, off);
   buf[off + 4] = op;
   buf[off + 5] = flags;
@@ -165,7 +173,13 @@ export function writeHead(buf: Buffer, off: number, size: number, op: number, fl
 }
 
 /** Encodes a frame with a JSON payload (HELLO, CALL, WELCOME, RESULT, ERROR, EVENT). */
-export function encodeJsonFrame(op: number, flags: number, aux: number, request: number, payload: unknown): Buffer {
+export function encodeJsonFrame(
+  op: number,
+  flags: number,
+  aux: number,
+  request: number,
+  payload: unknown,
+): Buffer {
   const json = payload === undefined ? '' : JSON.stringify(payload);
   const len = Buffer.byteLength(json);
   const buf = Buffer.allocUnsafe(HEAD_BYTES + len);

@@ -1,0 +1,452 @@
+/**
+ * The contract (BRIEF.md, "The contract") against a real kernel process and real client
+ * processes, over the Unix socket and over TCP.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { connect, type MailboxStat, type PostboxProcess } from '../src/client/mod.js';
+import { type Agent, type AgentEvent, startAgent } from './helpers/agent.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { until } from './helpers/wait.js';
+
+for (const transport of ['unix', 'tcp'] as const) {
+  describe(`contract over ${transport}`, () => {
+    let kernel: TestKernel;
+    let env: NodeJS.ProcessEnv;
+    let me: PostboxProcess;
+    const agents: Agent[] = [];
+    let boxSeq = 0;
+
+    const agent = async (name?: string): Promise<Agent & { pid: number }> => {
+      const a = await startAgent(env, name === undefined ? {} : { name });
+      agents.push(a);
+      return a;
+    };
+    const box = (): string => `${transport}-box-${++boxSeq}`;
+    const stat = async (name: string): Promise<MailboxStat> => (await me.openMailbox(name)).stat();
+
+    before(async () => {
+      kernel = await startTestKernel({ tcp: transport === 'tcp' });
+      env = transport === 'tcp' ? { ...kernel.env, POSTBOX_URL: kernel.tcpUrl! } : kernel.env;
+      me = await connect(
+        transport === 'tcp' ? { url: kernel.tcpUrl!, token: kernel.token } : { socket: kernel.socket },
+      );
+    });
+    after(async () => {
+      await Promise.all(agents.map((a) => a.stop()));
+      await me.close();
+      assert.equal(await kernel.stop(), 0, 'the kernel exits cleanly on SIGTERM');
+    });
+
+    test('producer/consumer over a bounded mailbox: no loss, no duplicate, order kept, the producer waits at capacity', async () => {
+      const name = box();
+      const producer = await agent();
+      const consumer = await agent();
+      await producer.do({ cmd: 'create', name, opts: { capacity: 5, mode: 0o666 } });
+      await consumer.do({ cmd: 'open', name });
+      const sending = producer.start({ cmd: 'sendMany', mb: name, count: 200, prefix: 'm' });
+      const full = await until(
+        () => stat(name),
+        (s) => s.count === 5 && s.waitingSenders.length > 0,
+        10_000,
+        'mailbox full with a blocked sender',
+      );
+      assert.equal(full.count, 5);
+      assert.deepEqual(
+        [...new Set(full.waitingSenders)],
+        [producer.pid],
+        'every blocked send is the producer',
+      );
+      let sendDone = false;
+      void sending.then(() => {
+        sendDone = true;
+      });
+      assert.equal(sendDone, false, 'the producer is still blocked');
+      const consumed = await consumer.do({ cmd: 'consume', mb: name, count: 200, opts: { prefetch: 3 } });
+      assert.equal(consumed.count, 200);
+      const r = await sending;
+      assert.equal(r.sent, 200);
+      const bodies = consumer.messages().map((m) => m.body);
+      assert.deepEqual(
+        bodies,
+        Array.from({ length: 200 }, (_, i) => `m${i}`),
+      );
+      const seqs = consumer.messages().map((m) => m.seq as number);
+      assert.deepEqual(
+        seqs,
+        seqs.map((_, i) => i + 1),
+      );
+      const end = await stat(name);
+      assert.equal(end.count, 0);
+      assert.ok(end.lastReceiveProcess === consumer.pid && end.lastSendProcess === producer.pid);
+    });
+
+    test('rendezvous: at capacity 0 the send completes only when a receiver takes the message', async () => {
+      const name = box();
+      const sender = await agent();
+      const receiver = await agent();
+      await sender.do({ cmd: 'create', name, opts: { capacity: 0, mode: 0o666 } });
+      await receiver.do({ cmd: 'open', name });
+      let completed = false;
+      const sending = sender.start({ cmd: 'send', mb: name, body: 'meet me' }).then((r) => {
+        completed = true;
+        return r;
+      });
+      await until(
+        () => stat(name),
+        (s) => s.waitingSenders.length === 1,
+        10_000,
+        'sender blocked',
+      );
+      assert.equal(completed, false);
+      assert.equal((await stat(name)).count, 0, 'nothing is buffered at capacity 0');
+      const got = await receiver.do({ cmd: 'receive', mb: name });
+      assert.equal((got.message as { body: string }).body, 'meet me');
+      const r = await sending;
+      assert.equal(r.event, 'ok');
+      assert.deepEqual((r.result as { outcome: string; receiver: number }).outcome, 'received');
+      assert.equal((r.result as { receiver: number }).receiver, receiver.pid);
+      const nowait = await sender.do({ cmd: 'send', mb: name, body: 'x', opts: { nowait: true } });
+      assert.equal(nowait.code, 'EAGAIN', 'no receiver waiting: a non-blocking rendezvous send would block');
+    });
+
+    test('unbounded: sends never wait', async () => {
+      const name = box();
+      const p = await agent();
+      await p.do({ cmd: 'create', name, opts: { mode: 0o666 } });
+      const r = await p.do({ cmd: 'sendMany', mb: name, count: 5000, opts: { nowait: true } });
+      assert.deepEqual(r.failed, []);
+      assert.equal((await stat(name)).count, 5000);
+    });
+
+    test('non-blocking send on a full mailbox fails with EAGAIN and queues nothing; non-blocking receive on empty returns null', async () => {
+      const name = box();
+      const p = await agent();
+      await p.do({ cmd: 'create', name, opts: { capacity: 2, mode: 0o666 } });
+      await p.do({ cmd: 'sendMany', mb: name, count: 2, prefix: 'keep' });
+      const r = await p.do({ cmd: 'send', mb: name, body: 'extra', opts: { nowait: true } });
+      assert.equal(r.event, 'error');
+      assert.equal(r.code, 'EAGAIN');
+      assert.match(r.message as string, new RegExp(`'${name}' is full`));
+      assert.equal((await stat(name)).count, 2);
+      const other = box();
+      await p.do({ cmd: 'create', name: other, opts: { mode: 0o666 } });
+      const empty = await p.do({ cmd: 'receive', mb: other, opts: { nowait: true } });
+      assert.equal(empty.message, null);
+    });
+
+    test('a byte limit counts too: full is whichever limit is reached first', async () => {
+      const name = box();
+      const p = await agent();
+      await p.do({ cmd: 'create', name, opts: { capacity: 100, maxBytes: 10, mode: 0o666 } });
+      assert.equal((await p.do({ cmd: 'send', mb: name, body: '12345678' })).event, 'ok');
+      const r = await p.do({ cmd: 'send', mb: name, body: '123', opts: { nowait: true } });
+      assert.equal(r.code, 'EAGAIN');
+    });
+
+    test('timeouts and aborts give up cleanly, and a send that gave up is never delivered', async () => {
+      const name = box();
+      const p = await agent();
+      const q = await agent();
+      await p.do({ cmd: 'create', name, opts: { capacity: 1, mode: 0o666 } });
+      await q.do({ cmd: 'open', name });
+      const rt = await q.do({ cmd: 'receive', mb: name, opts: { timeout: 50 } });
+      assert.equal(rt.code, 'ETIMEDOUT');
+      assert.match(rt.message as string, /timed out/);
+      const ra = await q.do({ cmd: 'receive', mb: name, abortAfterMs: 30 });
+      assert.equal(ra.code, 'ECANCELED');
+      await p.do({ cmd: 'send', mb: name, body: 'first' });
+      const st = await p.do({ cmd: 'send', mb: name, body: 'timed-out', opts: { timeout: 50 } });
+      assert.equal(st.code, 'ETIMEDOUT');
+      const sa = await p.do({ cmd: 'send', mb: name, body: 'aborted', abortAfterMs: 30 });
+      assert.equal(sa.code, 'ECANCELED');
+      await p.do({ cmd: 'send', mb: name, body: 'x', opts: { nowait: true } }); // still full: EAGAIN
+      const got: unknown[] = [];
+      for (;;) {
+        const r = await q.do({ cmd: 'receive', mb: name, opts: { nowait: true } });
+        if (r.message === null) break;
+        got.push((r.message as { body: unknown }).body);
+      }
+      assert.deepEqual(got, ['first'], 'neither the timed-out nor the aborted message was delivered');
+      const after = await p.do({ cmd: 'send', mb: name, body: 'later' });
+      assert.equal(after.event, 'ok');
+      const r = await q.do({ cmd: 'receive', mb: name });
+      assert.equal((r.message as { body: string }).body, 'later', 'an aborted receive took nothing');
+    });
+
+    test('direct links: symmetric and asymmetric receive, sender reported', async () => {
+      const a = await agent(`${transport}-A`);
+      const b = await agent(`${transport}-B`);
+      const c = await agent(`${transport}-C`);
+      await b.do({ cmd: 'send', to: `${transport}-A`, body: 'b1' });
+      await c.do({ cmd: 'send', to: a.pid, body: 'c1' });
+      await b.do({ cmd: 'send', to: `${transport}-A`, body: 'b2' });
+      const fromC = await a.do({ cmd: 'receive', inbox: true, opts: { from: `${transport}-C` } });
+      assert.deepEqual(
+        [(fromC.message as AgentEvent).body, (fromC.message as AgentEvent).sender],
+        ['c1', c.pid],
+      );
+      const any1 = await a.do({ cmd: 'receive', inbox: true });
+      const any2 = await a.do({ cmd: 'receive', inbox: true });
+      assert.deepEqual(
+        [any1.message, any2.message].map((m) => [(m as AgentEvent).body, (m as AgentEvent).sender]),
+        [
+          ['b1', b.pid],
+          ['b2', b.pid],
+        ],
+      );
+      const none = await a.do({ cmd: 'receive', inbox: true, opts: { nowait: true } });
+      assert.equal(none.message, null);
+      const info = (await b.do({ cmd: 'lookup', process: a.pid })).info as { inbox: number };
+      const opened = await b.do({ cmd: 'open', name: info.inbox, as: 'a-inbox' });
+      assert.equal(opened.event, 'ok', 'an inbox can be opened by its mailbox id');
+      const steal = await b.do({ cmd: 'receive', mb: 'a-inbox', opts: { nowait: true } });
+      assert.equal(steal.code, 'EACCES', 'only its process receives from an inbox');
+      await c.stop();
+      const gone = await b.do({ cmd: 'send', to: c.pid, body: 'hello?' });
+      assert.equal(gone.code, 'ESRCH');
+      assert.match(gone.message as string, /terminated/);
+    });
+
+    test('two receivers share a mailbox: each message goes to exactly one', async () => {
+      const name = box();
+      const p1 = await agent();
+      const p2 = await agent();
+      const p3 = await agent();
+      await p1.do({ cmd: 'create', name, opts: { mode: 0o666 } });
+      await p2.do({ cmd: 'open', name });
+      await p3.do({ cmd: 'open', name });
+      void p2.start({ cmd: 'consume', mb: name, count: 1000, opts: { prefetch: 16 } });
+      void p3.start({ cmd: 'consume', mb: name, count: 1000, opts: { prefetch: 16 } });
+      await until(
+        () => stat(name),
+        (s) => s.waitingReceivers.length === 2,
+        10_000,
+        'both receivers waiting',
+      );
+      await p1.do({ cmd: 'sendMany', mb: name, count: 600, prefix: 's' });
+      await until(
+        async () => p2.messages().length + p3.messages().length,
+        (n) => n >= 600,
+        15_000,
+        'all delivered',
+      );
+      const bodies = [...p2.messages(), ...p3.messages()].map((m) => m.body);
+      assert.equal(bodies.length, 600, 'no duplicate');
+      assert.deepEqual(new Set(bodies), new Set(Array.from({ length: 600 }, (_, i) => `s${i}`)), 'no loss');
+      assert.ok(p2.messages().length > 0 && p3.messages().length > 0, 'both took a share');
+      assert.equal((await stat(name)).count, 0);
+    });
+
+    test('a prefetching receiver killed with SIGKILL gives its untaken messages back, in order', async () => {
+      const name = box();
+      const owner = await agent();
+      const victim = await agent();
+      const heir = await agent();
+      await owner.do({ cmd: 'create', name, opts: { mode: 0o666 } });
+      await victim.do({ cmd: 'open', name });
+      await heir.do({ cmd: 'open', name });
+      await owner.do({ cmd: 'sendMany', mb: name, count: 100, prefix: 'p' });
+      void victim.start({ cmd: 'consume', mb: name, count: 100, opts: { prefetch: 50 }, delayMs: 60_000 });
+      await victim.waitFor((ev) => ev.some((e) => e.event === 'message'));
+      const s = await until(
+        () => stat(name),
+        (x) => x.count === 99,
+        10_000,
+        'the first message taken',
+      );
+      assert.equal(s.inflight, 50, 'the kernel pushed ahead within the credit, refilled by the take');
+      await victim.kill('SIGKILL');
+      await until(
+        () => stat(name),
+        (x) => x.inflight === 0 && x.queued === 99,
+        10_000,
+        'untaken messages given back',
+      );
+      const r = await heir.do({ cmd: 'consume', mb: name, count: 99 });
+      assert.equal(r.count, 99);
+      assert.deepEqual(
+        heir.messages().map((m) => m.body),
+        Array.from({ length: 99 }, (_, i) => `p${i + 1}`),
+      );
+    });
+
+    test('a process killed while blocked takes nothing with it, and the kernel carries on', async () => {
+      const name = box();
+      const owner = await agent();
+      const sender = await agent();
+      const receiver = await agent();
+      await owner.do({ cmd: 'create', name, opts: { capacity: 1, mode: 0o666 } });
+      await sender.do({ cmd: 'open', name });
+      await receiver.do({ cmd: 'open', name });
+      await owner.do({ cmd: 'send', mb: name, body: 'queued' });
+      void sender.start({ cmd: 'send', mb: name, body: 'from-the-dead' });
+      await until(
+        () => stat(name),
+        (s) => s.waitingSenders.length === 1,
+        10_000,
+        'sender blocked',
+      );
+      await sender.kill('SIGKILL');
+      await until(
+        () => stat(name),
+        (s) => s.waitingSenders.length === 0,
+        10_000,
+        'dead sender withdrawn',
+      );
+      const first = await receiver.do({ cmd: 'receive', mb: name });
+      assert.equal((first.message as AgentEvent).body, 'queued');
+      const none = await receiver.do({ cmd: 'receive', mb: name, opts: { nowait: true } });
+      assert.equal(none.message, null, "the dead sender's message was never delivered");
+      // A receiver killed while blocked: the next message goes to a live one.
+      const doomed = await agent();
+      await doomed.do({ cmd: 'open', name });
+      void doomed.start({ cmd: 'receive', mb: name });
+      await until(
+        () => stat(name),
+        (s) => s.waitingReceivers.length === 1,
+        10_000,
+        'receiver blocked',
+      );
+      await doomed.kill('SIGKILL');
+      await until(
+        () => stat(name),
+        (s) => s.waitingReceivers.length === 0,
+        10_000,
+        'dead receiver gone',
+      );
+      await owner.do({ cmd: 'send', mb: name, body: 'for the living' });
+      const r = await receiver.do({ cmd: 'receive', mb: name });
+      assert.equal((r.message as AgentEvent).body, 'for the living');
+    });
+
+    test('receipt: the sender learns which process took its message', async () => {
+      const name = box();
+      const s = await agent();
+      const r = await agent();
+      await s.do({ cmd: 'create', name, opts: { mode: 0o666 } });
+      await r.do({ cmd: 'open', name });
+      const sending = s.start({ cmd: 'send', mb: name, body: 'signed', opts: { receipt: true } });
+      await until(
+        () => stat(name),
+        (x) => x.count === 1,
+        10_000,
+        'queued',
+      );
+      await r.do({ cmd: 'receive', mb: name });
+      const res = (await sending).result as { outcome: string; receiver: number };
+      assert.deepEqual([res.outcome, res.receiver], ['received', r.pid]);
+    });
+
+    test('when full, the header can say: replace the oldest, or drop this one (counted)', async () => {
+      const name = box();
+      const p = await agent();
+      await p.do({ cmd: 'create', name, opts: { capacity: 2, mode: 0o666 } });
+      await p.do({ cmd: 'sendMany', mb: name, count: 2, prefix: 'v' });
+      const rep = await p.do({ cmd: 'send', mb: name, body: 'v2', opts: { onFull: 'replace-oldest' } });
+      assert.equal((rep.result as { outcome: string }).outcome, 'replaced');
+      const drop = await p.do({ cmd: 'send', mb: name, body: 'v3', opts: { onFull: 'drop' } });
+      assert.equal((drop.result as { outcome: string }).outcome, 'dropped');
+      const s = await stat(name);
+      assert.deepEqual([s.count, s.replaced, s.dropped], [2, 1, 1]);
+      const a = await p.do({ cmd: 'receive', mb: name });
+      const b = await p.do({ cmd: 'receive', mb: name });
+      assert.deepEqual([(a.message as AgentEvent).body, (b.message as AgentEvent).body], ['v1', 'v2']);
+    });
+
+    test('messages larger than the mailbox allows are EMSGSIZE, never truncated', async () => {
+      const name = box();
+      const p = await agent();
+      await p.do({ cmd: 'create', name, opts: { maxMessageSize: 10, mode: 0o666 } });
+      const r = await p.do({ cmd: 'send', mb: name, body: '12345678901' });
+      assert.equal(r.code, 'EMSGSIZE');
+      assert.match(r.message as string, new RegExp(name));
+      assert.equal((await p.do({ cmd: 'send', mb: name, body: '1234567890' })).event, 'ok');
+    });
+
+    test('typed bodies and headers arrive as sent', async () => {
+      const name = box();
+      const p = await agent();
+      await p.do({ cmd: 'create', name, opts: { mode: 0o666 } });
+      const value = { n: 1, s: 'two', list: [1, 2, 3], nested: { ok: true }, nil: null };
+      await p.do({
+        cmd: 'send',
+        mb: name,
+        body: value,
+        opts: { type: 7, priority: 3, headers: { trace: 'abc' } },
+      });
+      const r = await p.do({ cmd: 'receive', mb: name });
+      const m = r.message as AgentEvent;
+      assert.deepEqual(m.body, value);
+      assert.deepEqual([m.type, m.priority, m.headers], [7, 3, { trace: 'abc' }]);
+    });
+
+    test("when a mailbox's owner terminates, the mailbox goes: waiters get EIDRM, later senders are told", async () => {
+      const name = box();
+      const owner = await agent();
+      const waiter = await agent();
+      await owner.do({ cmd: 'create', name, opts: { mode: 0o666 } });
+      await waiter.do({ cmd: 'open', name });
+      const receiving = waiter.start({ cmd: 'receive', mb: name });
+      await until(
+        () => stat(name),
+        (s) => s.waitingReceivers.length === 1,
+        10_000,
+        'receiver blocked',
+      );
+      await owner.kill('SIGKILL');
+      const r = await receiving;
+      assert.equal(r.code, 'EIDRM');
+      assert.match(r.message as string, new RegExp(`'${name}' was removed`));
+      const later = await waiter.do({ cmd: 'send', mb: name, body: 'anyone?' });
+      assert.equal(later.code, 'ENOENT');
+      assert.match(later.message as string, /removed/);
+    });
+
+    test('process names are unique; monitors learn how a process ended', async () => {
+      const taken = `${transport}-unique`;
+      await agent(taken);
+      await assert.rejects(
+        connect(
+          transport === 'tcp'
+            ? { url: kernel.tcpUrl!, token: kernel.token, name: taken }
+            : { socket: kernel.socket, name: taken },
+        ),
+        (err: Error & { code?: string }) => err.code === 'EEXIST' && err.message.includes(taken),
+      );
+      const crasher = await agent();
+      const leaver = await agent();
+      const crash = me.monitor(crasher.pid);
+      const exit = me.monitor(leaver.pid);
+      await crasher.do({ cmd: 'crash' });
+      await leaver.stop();
+      assert.equal((await crash).reason, 'crash');
+      assert.equal((await exit).reason, 'exit');
+      assert.equal((await me.monitor(crasher.pid)).reason, 'noproc');
+    });
+  });
+}
+
+test('kernel shutdown: every waiting sender and receiver gets a clear ESHUTDOWN', async () => {
+  const kernel = await startTestKernel();
+  const a = await connect({ socket: kernel.socket });
+  const mb = await a.createMailbox('full', { capacity: 1 });
+  await mb.send('one');
+  const blockedSend = mb.send('two');
+  const blockedReceive = (await a.createMailbox('empty')).receive();
+  const checks = [blockedSend, blockedReceive].map((p) =>
+    assert.rejects(
+      p,
+      (err: Error & { code?: string }) => err.code === 'ESHUTDOWN' && /shutting down/.test(err.message),
+    ),
+  );
+  await until(
+    () => mb.stat(),
+    (s) => s.waitingSenders.length === 1,
+    10_000,
+    'sender blocked',
+  );
+  assert.equal(await kernel.stop(), 0);
+  await Promise.all(checks);
+  await a.close();
+});

@@ -1,0 +1,91 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+/** The compiled command-line entry point. */
+export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+/** A kernel running in its own OS process, for one test file. */
+export interface TestKernel {
+  readonly socket: string;
+  /** `tcp://127.0.0.1:PORT` when started with tcp. */
+  readonly tcpUrl: string | null;
+  readonly token: string;
+  readonly proc: ChildProcess;
+  /** What the kernel wrote to stderr (its log). */
+  readonly log: string[];
+  /** Environment for child processes so they find this kernel. */
+  readonly env: NodeJS.ProcessEnv;
+  /** SIGTERM, wait for exit (SIGKILL after 5 s), remove the temp folder. Returns the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Starts `postbox kernel` as a child process on a private socket (and TCP on a free loopback
+ * port if asked), and resolves once it says where it listens.
+ */
+export async function startTestKernel(options: { tcp?: boolean; args?: string[] } = {}): Promise<TestKernel> {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-'));
+  const socket = join(dir, 'k.sock');
+  const token = 'test-token-0123456789';
+  const args = [
+    CLI,
+    'kernel',
+    '--socket',
+    socket,
+    ...(options.tcp ? ['--listen', 'tcp://127.0.0.1:0'] : []),
+    ...(options.args ?? []),
+  ];
+  const proc = spawn(process.execPath, args, {
+    env: { ...process.env, POSTBOX_TOKEN: token, POSTBOX_SOCKET: socket },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log: string[] = [];
+  createInterface({ input: proc.stderr! }).on('line', (line) => log.push(line));
+  let tcpUrl: string | null = null;
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`kernel did not start in 10 s; log:\n${log.join('\n')}`)),
+      10_000,
+    );
+    const rl = createInterface({ input: proc.stdout! });
+    rl.on('line', (line) => {
+      const tcp = /listening on (tcp:\/\/\S+)/.exec(line);
+      if (tcp !== null) tcpUrl = tcp[1]!;
+      if (line.includes('listening on unix:') && !options.tcp) done();
+      if (tcp !== null && options.tcp) done();
+    });
+    const done = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`kernel exited with ${code} before listening; log:\n${log.join('\n')}`));
+    });
+  });
+  return {
+    socket,
+    tcpUrl,
+    token,
+    proc,
+    log,
+    env: { ...process.env, POSTBOX_SOCKET: socket, POSTBOX_TOKEN: token },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+        const code = await exited;
+        clearTimeout(t);
+        rmSync(dir, { recursive: true, force: true });
+        return code;
+      }
+      rmSync(dir, { recursive: true, force: true });
+      return proc.exitCode;
+    },
+  };
+}
