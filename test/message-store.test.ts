@@ -1,0 +1,126 @@
+/**
+ * The indexed store against a naive model: for random sequences of inserts, removals,
+ * give-backs and selections, the store picks exactly the message a linear scan in delivery
+ * order would pick (System V msgrcv rules, POSIX priority order).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { MessageStore, type Selection, selects } from '../src/kernel/message-store.js';
+import { MESSAGE_HEAD_BYTES, Off, writeInt64 } from '../src/protocol/frame.js';
+
+interface Msg {
+  seq: number;
+  type: number;
+  sender: number;
+  priority: number;
+  slot: number;
+}
+
+function frame(m: Omit<Msg, 'slot'>): Buffer {
+  const b = Buffer.alloc(MESSAGE_HEAD_BYTES + 4);
+  writeInt64(b, m.type, Off.TYPE);
+  b.writeUInt32LE(m.sender, Off.SENDER);
+  writeInt64(b, m.seq, Off.SEQ);
+  b.writeUInt16LE(m.priority, Off.PRIORITY);
+  return b;
+}
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** What a linear scan in delivery order picks. */
+function naiveFirst(model: Msg[], sel: Selection, byPriority: boolean): Msg | undefined {
+  const order = [...model].sort((a, b) => (byPriority ? b.priority - a.priority : 0) || a.seq - b.seq);
+  if (sel.type < 0) {
+    const eligible = order.filter((m) => m.type <= -sel.type && (sel.from === 0 || m.sender === sel.from));
+    if (eligible.length === 0) return undefined;
+    const lowest = Math.min(...eligible.map((m) => m.type));
+    return eligible.find((m) => m.type === lowest);
+  }
+  return order.find((m) => selects(sel, m.type, m.sender));
+}
+
+for (const byPriority of [false, true]) {
+  test(`store selection matches a linear scan (${byPriority ? 'priority' : 'fifo'} order), 300 seeds`, () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      const r = rng(seed);
+      const store = new MessageStore(byPriority, 2);
+      const model: Msg[] = [];
+      const taken: Msg[] = [];
+      let seq = 0;
+      for (let step = 0; step < 120; step++) {
+        const op = r();
+        if (op < 0.5) {
+          const m = {
+            seq: ++seq,
+            type: 1 + Math.floor(r() * 5),
+            sender: 1 + Math.floor(r() * 3),
+            priority: Math.floor(r() * 3),
+          };
+          const b = frame(m);
+          model.push({ ...m, slot: store.insert(b, 0, b.length, 4) });
+        } else if (op < 0.6 && taken.length > 0) {
+          // A receiver gives a message back: it returns to its place by sequence number.
+          const m = taken.splice(Math.floor(r() * taken.length), 1)[0]!;
+          const b = frame(m);
+          model.push({ ...m, slot: store.insert(b, 0, b.length, 4) });
+        } else {
+          const t = Math.floor(r() * 13) - 6;
+          const sel: Selection = {
+            type: t,
+            except: t > 0 && r() < 0.3,
+            from: r() < 0.3 ? 1 + Math.floor(r() * 3) : 0,
+          };
+          const want = naiveFirst(model, sel, byPriority);
+          const got = store.first(sel);
+          assert.equal(
+            got === -1 ? undefined : store.seq(got),
+            want?.seq,
+            `seed ${seed} step ${step} sel ${JSON.stringify(sel)}`,
+          );
+          if (want !== undefined && r() < 0.8) {
+            store.remove(got, 4);
+            model.splice(model.indexOf(want), 1);
+            taken.push(want);
+          }
+        }
+        assert.equal(store.count, model.length);
+        assert.equal(store.bytes, model.length * 4);
+      }
+      const oldest = store.oldest();
+      assert.equal(
+        oldest === -1 ? undefined : store.seq(oldest),
+        model.length ? Math.min(...model.map((m) => m.seq)) : undefined,
+      );
+    }
+  });
+}
+
+test('the lecture example: types 1–6, msgrcv type 2 until empty, then type 0', () => {
+  const crew = ['Kirk', 'Spock', 'McCoy', 'Scott', 'Uhura', 'Sulu', 'Chekov', 'Chapel', 'Rand', 'Riley'];
+  const types = [1, 2, 3, 4, 5, 6, 2, 3, 2, 1];
+  const store = new MessageStore(false);
+  crew.forEach((_, i) => {
+    const b = frame({ seq: i + 1, type: types[i]!, sender: 1, priority: 0 });
+    store.insert(b, 0, b.length, 4);
+  });
+  const drain = (sel: Selection): string[] => {
+    const out: string[] = [];
+    for (let s = store.first(sel); s !== -1; s = store.first(sel)) {
+      out.push(crew[store.seq(s) - 1]!);
+      store.remove(s, 4);
+    }
+    return out;
+  };
+  assert.deepEqual(drain({ type: 2, except: false, from: 0 }), ['Spock', 'Chekov', 'Rand']);
+  assert.deepEqual(drain({ type: -3, except: false, from: 0 }), ['Kirk', 'Riley', 'McCoy', 'Chapel']);
+  assert.deepEqual(drain({ type: 0, except: false, from: 0 }), ['Scott', 'Uhura', 'Sulu']);
+});

@@ -1,0 +1,302 @@
+/**
+ * Selection, order, sharing, ownership and termination (issue: selection/ownership), each rule
+ * against a real kernel process with real client processes.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { connect, type MailboxStat, type PostboxProcess } from '../src/client/mod.js';
+import { type Agent, type AgentEvent, startAgent } from './helpers/agent.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { until } from './helpers/wait.js';
+
+describe('sharing, rights and termination', () => {
+  let kernel: TestKernel;
+  let me: PostboxProcess;
+  const agents: Agent[] = [];
+  let n = 0;
+  const agent = async (): Promise<Agent & { pid: number }> => {
+    const a = await startAgent(kernel.env);
+    agents.push(a);
+    return a;
+  };
+  const box = (): string => `share-${++n}`;
+  const stat = async (name: string): Promise<MailboxStat> => (await me.openMailbox(name)).stat();
+  const body = (e: AgentEvent): unknown => (e.message as AgentEvent | null)?.body;
+
+  before(async () => {
+    kernel = await startTestKernel();
+    me = await connect({ socket: kernel.socket });
+  });
+  after(async () => {
+    await Promise.all(agents.map((a) => a.stop()));
+    await me.close();
+    await kernel.stop();
+  });
+
+  test('round-robin: waiting receivers take turns (P2, P3, P4, P2 …) and each receipt names the taker', async () => {
+    const name = box();
+    const p1 = await agent();
+    const receivers = [await agent(), await agent(), await agent()];
+    await p1.do({ cmd: 'create', name, opts: { policy: 'round-robin', mode: 0o666 } });
+    for (const r of receivers) {
+      await r.do({ cmd: 'open', name });
+      void r.start({ cmd: 'consume', mb: name, count: 100, opts: { prefetch: 1 } });
+      await until(
+        () => stat(name),
+        (s) => s.waitingReceivers.includes(r.pid),
+        10_000,
+        'receiver waiting',
+      );
+    }
+    const takers: number[] = [];
+    for (let i = 0; i < 9; i++) {
+      // Wait until all three are waiting again, so the turn order is the only thing deciding.
+      await until(
+        () => stat(name),
+        (s) => s.count === 0 && s.waitingReceivers.length === 3,
+        10_000,
+        'all waiting',
+      );
+      const r = await p1.do({ cmd: 'send', mb: name, body: `m${i}`, opts: { receipt: true } });
+      takers.push((r.result as { receiver: number }).receiver);
+    }
+    const ids = receivers.map((r) => r.pid);
+    assert.deepEqual(takers, [...ids, ...ids, ...ids]);
+    receivers.forEach((r, k) => {
+      assert.deepEqual(
+        r.messages().map((m) => m.body),
+        [`m${k}`, `m${k + 3}`, `m${k + 6}`],
+      );
+    });
+  });
+
+  test('first: whoever asked first gets the message', async () => {
+    const name = box();
+    const [a, b] = [await agent(), await agent()];
+    await a.do({ cmd: 'create', name, opts: { mode: 0o666 } });
+    await b.do({ cmd: 'open', name });
+    const rb = b.start({ cmd: 'receive', mb: name });
+    await until(
+      () => stat(name),
+      (s) => s.waitingReceivers.length === 1,
+      10_000,
+      'b waiting',
+    );
+    const ra = a.start({ cmd: 'receive', mb: name });
+    await until(
+      () => stat(name),
+      (s) => s.waitingReceivers.length === 2,
+      10_000,
+      'a waiting',
+    );
+    await me.openMailbox(name).then((m) => m.send('one'));
+    assert.equal(body(await rb), 'one');
+    await me.openMailbox(name).then((m) => m.send('two'));
+    assert.equal(body(await ra), 'two');
+  });
+
+  test('exclusive: one process holds the receive right; others get EBUSY until it is released or its holder ends', async () => {
+    const name = box();
+    const [owner, p2, p3] = [await agent(), await agent(), await agent()];
+    await owner.do({ cmd: 'create', name, opts: { policy: 'exclusive', mode: 0o666 } });
+    await p2.do({ cmd: 'open', name });
+    await p3.do({ cmd: 'open', name });
+    await owner.do({ cmd: 'sendMany', mb: name, count: 3, prefix: 'x' });
+    assert.equal(body(await p2.do({ cmd: 'receive', mb: name })), 'x0');
+    const busy = await p3.do({ cmd: 'receive', mb: name });
+    assert.equal(busy.code, 'EBUSY');
+    assert.match(
+      busy.message as string,
+      new RegExp(`process ${p2.pid} holds the receive right of mailbox '${name}'`),
+    );
+    await p2.do({ cmd: 'release', mb: name });
+    assert.equal(body(await p3.do({ cmd: 'receive', mb: name })), 'x1');
+    assert.equal((await p2.do({ cmd: 'receive', mb: name })).code, 'EBUSY');
+    await p3.kill('SIGKILL');
+    await until(
+      () => stat(name),
+      (s) => s.holders.length === 0,
+      10_000,
+      'right released by termination',
+    );
+    assert.equal(body(await p2.do({ cmd: 'receive', mb: name })), 'x2');
+  });
+
+  test('pair: a link between exactly two processes; a third is refused', async () => {
+    const name = box();
+    const [a, b, c] = [await agent(), await agent(), await agent()];
+    await a.do({ cmd: 'create', name, opts: { policy: 'pair', mode: 0o666 } });
+    await b.do({ cmd: 'open', name });
+    await c.do({ cmd: 'open', name });
+    assert.equal((await a.do({ cmd: 'send', mb: name, body: 'hi b' })).event, 'ok');
+    assert.equal(body(await b.do({ cmd: 'receive', mb: name })), 'hi b');
+    const third = await c.do({ cmd: 'send', mb: name, body: 'me too' });
+    assert.equal(third.code, 'EBUSY');
+    assert.match(third.message as string, /pair/);
+  });
+
+  test('rights: by default only the owner receives; grant, revoke, chmod and transfer are the owner’s, refusals are EACCES naming the right', async () => {
+    const name = box();
+    const [owner, p2, p3] = [await agent(), await agent(), await agent()];
+    await owner.do({ cmd: 'create', name });
+    await p2.do({ cmd: 'open', name });
+    await p3.do({ cmd: 'open', name });
+    assert.equal((await stat(name)).mode, 0o662);
+    assert.equal((await p2.do({ cmd: 'send', mb: name, body: 'anyone may send' })).event, 'ok');
+    const refused = await p2.do({ cmd: 'receive', mb: name, opts: { nowait: true } });
+    assert.equal(refused.code, 'EACCES');
+    assert.match(
+      refused.message as string,
+      new RegExp(`may not receive from mailbox '${name}' \\(mode 0662\\): it lacks the receive right`),
+    );
+    assert.equal(
+      (await p2.do({ cmd: 'grant', mb: name, process: p2.pid })).code,
+      'EACCES',
+      'only the owner grants',
+    );
+    await owner.do({ cmd: 'grant', mb: name, process: p2.pid });
+    assert.equal(
+      body(await p2.do({ cmd: 'receive', mb: name })),
+      'anyone may send',
+      'granted: the receiving privilege passed',
+    );
+    await owner.do({ cmd: 'revoke', mb: name, process: p2.pid });
+    assert.equal((await p2.do({ cmd: 'receive', mb: name, opts: { nowait: true } })).code, 'EACCES');
+    await owner.do({ cmd: 'chmod', mb: name, mode: 0o600 });
+    const noSend = await p3.do({ cmd: 'send', mb: name, body: 'x' });
+    assert.equal(noSend.code, 'EACCES');
+    assert.match(noSend.message as string, /lacks the send right/);
+    assert.equal((await p3.do({ cmd: 'chmod', mb: name, mode: 0o666 })).code, 'EACCES');
+    await owner.do({ cmd: 'transfer', mb: name, process: p3.pid });
+    assert.equal(
+      (await owner.do({ cmd: 'chmod', mb: name, mode: 0o666 })).code,
+      'EACCES',
+      'no longer the owner',
+    );
+    assert.equal((await p3.do({ cmd: 'chmod', mb: name, mode: 0o662 })).event, 'ok');
+    await owner.kill('SIGKILL');
+    assert.equal((await stat(name)).owner, p3.pid, 'the mailbox lives with its new owner');
+  });
+
+  test('system-owned: outlives its owner, then anyone may act as owner', async () => {
+    const name = box();
+    const [owner, other] = [await agent(), await agent()];
+    await owner.do({ cmd: 'create', name, opts: { system: true } });
+    await other.do({ cmd: 'open', name });
+    assert.equal((await stat(name)).mode, 0o666);
+    await owner.do({ cmd: 'send', mb: name, body: 'kept' });
+    await owner.kill('SIGKILL');
+    await until(
+      () => stat(name),
+      (s) => s.owner === null,
+      10_000,
+      'unowned',
+    );
+    assert.equal(body(await other.do({ cmd: 'receive', mb: name })), 'kept');
+    assert.equal((await other.do({ cmd: 'delete', mb: name })).event, 'ok');
+  });
+
+  test('a terminated sender’s queued messages are kept', async () => {
+    const name = box();
+    const [owner, sender] = [await agent(), await agent()];
+    await owner.do({ cmd: 'create', name, opts: { mode: 0o666 } });
+    await sender.do({ cmd: 'open', name });
+    await sender.do({ cmd: 'sendMany', mb: name, count: 3, prefix: 'legacy' });
+    await sender.kill('SIGKILL');
+    const r = await owner.do({ cmd: 'consume', mb: name, count: 3 });
+    assert.equal(r.count, 3);
+    assert.deepEqual(
+      owner.messages().map((m) => [m.body, m.sender]),
+      [0, 1, 2].map((i) => [`legacy${i}`, sender.pid]),
+    );
+  });
+
+  test('owner killed with SIGKILL while others are blocked sending and receiving: all get EIDRM naming the mailbox', async () => {
+    const name = box();
+    const [owner, sender, receiver] = [await agent(), await agent(), await agent()];
+    await owner.do({ cmd: 'create', name, opts: { capacity: 1, mode: 0o666 } });
+    await sender.do({ cmd: 'open', name });
+    await receiver.do({ cmd: 'open', name });
+    await owner.do({ cmd: 'send', mb: name, body: 'type one', opts: { type: 1 } });
+    const s = sender.start({ cmd: 'send', mb: name, body: 'blocked', opts: { type: 9 } });
+    const r = receiver.start({ cmd: 'receive', mb: name, opts: { type: 9 } });
+    await until(
+      () => stat(name),
+      (x) => x.waitingSenders.length === 1 && x.waitingReceivers.length === 1,
+      10_000,
+      'both blocked',
+    );
+    await owner.kill('SIGKILL');
+    for (const e of [await s, await r]) {
+      assert.equal(e.code, 'EIDRM');
+      assert.match(
+        e.message as string,
+        new RegExp(`mailbox '${name}' was removed \\(its owner process ${owner.pid} terminated\\)`),
+      );
+    }
+  });
+
+  test('selection by type (System V msgrcv) and by sender; priority order; E2BIG and truncation', async () => {
+    const name = box();
+    const p = await agent();
+    const q = await agent();
+    await p.do({ cmd: 'create', name, opts: { mode: 0o666 } });
+    await q.do({ cmd: 'open', name });
+    for (const [t, text] of [
+      [3, 'c'],
+      [1, 'a'],
+      [2, 'b'],
+      [1, 'a2'],
+    ] as const) {
+      await p.do({ cmd: 'send', mb: name, body: text, opts: { type: t } });
+    }
+    await q.do({ cmd: 'send', mb: name, body: 'from-q', opts: { type: 5 } });
+    assert.equal(body(await q.do({ cmd: 'receive', mb: name, opts: { type: 2 } })), 'b');
+    assert.equal(body(await q.do({ cmd: 'receive', mb: name, opts: { type: 1, except: true } })), 'c');
+    assert.equal(body(await q.do({ cmd: 'receive', mb: name, opts: { type: -5, from: q.pid } })), 'from-q');
+    assert.equal(body(await q.do({ cmd: 'receive', mb: name, opts: { type: -3 } })), 'a');
+    const big = await q.do({ cmd: 'receive', mb: name, opts: { maxSize: 1 } });
+    assert.equal(big.code, 'E2BIG');
+    assert.equal((await stat(name)).count, 1, 'the too-big message stays queued');
+    const cut = await q.do({ cmd: 'receive', mb: name, opts: { maxSize: 1, truncate: true } });
+    assert.equal(body(cut), 'a', 'truncated to maxSize and consumed (MSG_NOERROR)');
+    assert.equal((await stat(name)).count, 0);
+
+    const prio = box();
+    await p.do({ cmd: 'create', name: prio, opts: { order: 'priority', mode: 0o666 } });
+    for (const [pr, text] of [
+      [1, 'low'],
+      [5, 'high-1'],
+      [3, 'mid'],
+      [5, 'high-2'],
+      [0, 'lowest'],
+    ] as const) {
+      await p.do({ cmd: 'send', mb: prio, body: text, opts: { priority: pr } });
+    }
+    await q.do({ cmd: 'open', name: prio });
+    await q.do({ cmd: 'consume', mb: prio, count: 5 });
+    assert.deepEqual(
+      q.messages().map((m) => m.body),
+      ['high-1', 'high-2', 'mid', 'low', 'lowest'],
+    );
+  });
+});
+
+test('a TCP process gone silent is terminated by heartbeat, and monitors are told: timeout', async () => {
+  const kernel = await startTestKernel({ tcp: true, args: ['--heartbeat-ms', '200'] });
+  const watcher = await connect({ socket: kernel.socket });
+  const silent = await startAgent({ ...kernel.env, POSTBOX_URL: kernel.tcpUrl! });
+  try {
+    const down = watcher.monitor(silent.pid);
+    silent.proc.kill('SIGSTOP');
+    const started = Date.now();
+    const event = await down;
+    assert.equal(event.reason, 'timeout');
+    assert.ok(Date.now() - started < 5000, 'noticed within a bounded time (3 heartbeats plus one check)');
+  } finally {
+    silent.proc.kill('SIGCONT');
+    await silent.kill('SIGKILL');
+    await watcher.close();
+    await kernel.stop();
+  }
+});
