@@ -418,6 +418,7 @@ for (const transport of ['unix', 'tcp'] as const) {
       const leaver = await agent();
       const crash = me.monitor(crasher.pid);
       const exit = me.monitor(leaver.pid);
+      await me.lookup(leaver.pid); // requests are answered in order: both monitors are now set
       await crasher.do({ cmd: 'crash' });
       await leaver.stop();
       assert.equal((await crash).reason, 'crash');

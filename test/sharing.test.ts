@@ -62,6 +62,8 @@ describe('sharing, rights and termination', () => {
     }
     const ids = receivers.map((r) => r.pid);
     assert.deepEqual(takers, [...ids, ...ids, ...ids]);
+    // The receipt can overtake the receiver's own report of the message: wait for the reports.
+    for (const r of receivers) await r.waitFor(() => r.messages().length === 3);
     receivers.forEach((r, k) => {
       assert.deepEqual(
         r.messages().map((m) => m.body),
@@ -196,6 +198,34 @@ describe('sharing, rights and termination', () => {
     assert.equal((await other.do({ cmd: 'delete', mb: name })).event, 'ok');
   });
 
+  test('fixed-size mailbox: exactly n bytes or EMSGSIZE; the preallocated ring survives wrap-around and give-backs intact', async () => {
+    const name = box();
+    const [owner, victim, reader] = [await agent(), await agent(), await agent()];
+    await owner.do({ cmd: 'create', name, opts: { capacity: 8, messageSize: 4, mode: 0o666 } });
+    await victim.do({ cmd: 'open', name });
+    await reader.do({ cmd: 'open', name });
+    const wrong = await owner.do({ cmd: 'send', mb: name, body: 'five!' });
+    assert.equal(wrong.code, 'EMSGSIZE');
+    assert.match(wrong.message as string, /exactly 4 bytes/);
+    const bad = await owner.do({ cmd: 'create', name: `${name}-x`, opts: { messageSize: 4 } });
+    assert.equal(bad.code, 'EINVAL', 'a ring needs a bounded capacity');
+    const sending = owner.start({ cmd: 'sendMany', mb: name, count: 40, prefix: 'm', width: 3 });
+    await until(() => stat(name), (s) => s.count === 8, 10_000, 'ring full');
+    // A prefetching receiver takes one, holds the rest of the ring, and dies.
+    void victim.start({ cmd: 'consume', mb: name, count: 40, opts: { prefetch: 8 }, delayMs: 60_000 });
+    await victim.waitFor((ev) => ev.some((e) => e.event === 'message'));
+    await until(() => stat(name), (s) => s.inflight === 8, 10_000, 'ring pushed ahead');
+    await victim.kill('SIGKILL');
+    const r = await reader.do({ cmd: 'consume', mb: name, count: 39, opts: { prefetch: 3 } });
+    assert.equal(r.count, 39);
+    assert.equal((await sending).sent, 40);
+    assert.deepEqual(
+      reader.messages().map((m) => m.body),
+      Array.from({ length: 39 }, (_, i) => `m${String(i + 1).padStart(3, '0')}`),
+    );
+    assert.equal((await stat(name)).messageSize, 4);
+  });
+
   test('a terminated sender’s queued messages are kept', async () => {
     const name = box();
     const [owner, sender] = [await agent(), await agent()];
@@ -288,6 +318,7 @@ test('a TCP process gone silent is terminated by heartbeat, and monitors are tol
   const silent = await startAgent({ ...kernel.env, POSTBOX_URL: kernel.tcpUrl! });
   try {
     const down = watcher.monitor(silent.pid);
+    await watcher.lookup(silent.pid); // the monitor is set before the process goes silent
     silent.proc.kill('SIGSTOP');
     const started = Date.now();
     const event = await down;

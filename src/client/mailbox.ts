@@ -12,6 +12,8 @@ export interface MailboxInfo {
   maxBytes: number;
   order: 'fifo' | 'priority';
   policy: 'first' | 'round-robin' | 'exclusive' | 'pair';
+  /** Fixed message size, or 0 for variable-size messages. */
+  messageSize: number;
   /** Three octal digits owner/group/others; 4 receive, 2 send. */
   mode: number;
   /** Owner's process id; null once a system-owned mailbox's owner has terminated. */

@@ -34,6 +34,11 @@ export interface MailboxOptions {
   mode?: number;
   /** Lives until deleted instead of with this process. */
   system?: boolean;
+  /**
+   * Fixed message size in bytes (body plus headers): every message must be exactly this size,
+   * and the kernel preallocates capacity × size for them (needs a bounded capacity).
+   */
+  messageSize?: number;
 }
 
 /** Another process as the kernel knows it. */

@@ -149,7 +149,10 @@ const handlers: Record<string, Handler> = {
     const mb = find(k, a);
     ownerOnly(p, mb, 'change the limits of');
     if (a.maxBytes !== undefined) mb.maxBytes = positiveInt(a.maxBytes, 'maxBytes', true);
-    if (a.capacity !== undefined) mb.capacity = parseCapacity(a.capacity);
+    if (a.capacity !== undefined) {
+      if (mb.messageSize !== 0) throw new CallError('EINVAL', `${mb.label} has fixed-size messages in a preallocated ring; its capacity cannot change`, mb);
+      mb.capacity = parseCapacity(a.capacity);
+    }
     mb.times.changeTime = k.now;
     mb.admitBlocked();
     return describe(k, mb);
@@ -190,6 +193,7 @@ function describe(k: Kernel, mb: Mailbox): Args {
     maxBytes: mb.maxBytes,
     order: mb.order,
     policy: mb.policy,
+    messageSize: mb.messageSize,
     mode: mb.mode,
     owner: mb.owner?.id ?? null,
     system: mb.systemOwned,
@@ -303,8 +307,21 @@ function parseAttributes(k: Kernel, a: Args, system: boolean): MailboxAttributes
       `maxMessageSize ${maxMessageSize} is over the kernel's limit of ${k.limits.maxMessageSize}`,
     );
   }
+  const capacity = a.capacity === undefined ? Number.POSITIVE_INFINITY : parseCapacity(a.capacity);
+  let messageSize = 0;
+  if (a.messageSize !== undefined && a.messageSize !== 0) {
+    messageSize = positiveInt(a.messageSize, 'messageSize');
+    if (messageSize > maxMessageSize) throw new CallError('EINVAL', `messageSize ${messageSize} is over maxMessageSize ${maxMessageSize}`);
+    if (!Number.isFinite(capacity) || capacity < 1) {
+      throw new CallError('EINVAL', 'a fixed messageSize needs a bounded capacity of at least 1 (the ring is preallocated)');
+    }
+    if (capacity * (messageSize + 56) > Math.min(k.limits.maxTotalBytes, 2 ** 31 - 1)) {
+      throw new CallError('ENOMEM', `a ring of ${capacity} × ${messageSize}-byte messages is over the kernel's memory limit`);
+    }
+  }
   return {
-    capacity: a.capacity === undefined ? Number.POSITIVE_INFINITY : parseCapacity(a.capacity),
+    capacity,
+    messageSize,
     maxMessageSize,
     maxBytes: a.maxBytes === undefined ? k.limits.maxMailboxBytes : positiveInt(a.maxBytes, 'maxBytes', true),
     order,

@@ -289,6 +289,7 @@ export class Kernel implements MailboxHost {
         order: 'fifo',
         policy: 'first',
         mode: INBOX_MODE,
+        messageSize: 0,
       },
       p,
       false,
@@ -356,6 +357,9 @@ export class Kernel implements MailboxHost {
         `a ${body}-byte message is over the ${mb.maxMessageSize}-byte limit of ${mb.label}`,
         mb,
       );
+    }
+    if (mb.messageSize !== 0 && body !== mb.messageSize) {
+      return this.replyError(p, request, 'EMSGSIZE', `${mb.label} takes messages of exactly ${mb.messageSize} bytes; this one is ${body}`, mb);
     }
     const denied = this.checkRight(p, mb, 2);
     if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb);

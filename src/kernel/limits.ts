@@ -51,6 +51,11 @@ export interface MailboxAttributes {
   policy: ReceiverPolicy;
   /** Three octal digits owner/group/others; 4 receive, 2 send. */
   mode: number;
+  /**
+   * Fixed message size in bytes (body plus user headers), or 0 for variable-size messages. A
+   * fixed-size mailbox preallocates capacity × size and allocates nothing per message.
+   */
+  messageSize: number;
 }
 
 /** Default mode of a process-owned mailbox: owner and granted processes send and receive, others send. */

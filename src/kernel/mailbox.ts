@@ -148,6 +148,11 @@ export interface MailboxTimes {
  */
 export class Mailbox {
   readonly store: MessageStore;
+  /** Fixed message size, or 0 (variable). */
+  readonly messageSize: number;
+  /** A fixed-size mailbox's preallocated frames: slot i lies at i × frameBytes. */
+  private readonly ring: Buffer | null = null;
+  private readonly frameBytes: number = 0;
   capacity: number;
   maxMessageSize: number;
   maxBytes: number;
@@ -188,7 +193,15 @@ export class Mailbox {
     systemOwned: boolean,
     readonly inboxOf: number = 0,
   ) {
-    this.store = new MessageStore(attrs.order === 'priority');
+    this.messageSize = attrs.messageSize;
+    if (attrs.messageSize > 0) {
+      // The lecture's fixed-size trade-off: memory known up front, nothing allocated per message.
+      this.frameBytes = (MESSAGE_HEAD_BYTES + attrs.messageSize + 7) & ~7;
+      this.ring = Buffer.allocUnsafeSlow(attrs.capacity * this.frameBytes);
+      this.store = new MessageStore(attrs.order === 'priority', attrs.capacity);
+    } else {
+      this.store = new MessageStore(attrs.order === 'priority');
+    }
     this.capacity = attrs.capacity;
     this.maxMessageSize = attrs.maxMessageSize;
     this.maxBytes = attrs.maxBytes;
@@ -384,9 +397,17 @@ export class Mailbox {
   }
 
   private enqueue(buf: Buffer, start: number, end: number, bodyBytes: number, sw: SendWaiter | null): void {
-    const slab = this.host.slab;
-    const off = slab.copy(buf, start, end);
-    const slot = this.store.insert(slab.lastBuffer, off, end - start, bodyBytes);
+    let slot: number;
+    if (this.ring !== null) {
+      slot = this.store.reserveSlot();
+      const off = slot * this.frameBytes;
+      buf.copy(this.ring, off, start, end);
+      this.store.insertAt(slot, this.ring, off, end - start, bodyBytes);
+    } else {
+      const slab = this.host.slab;
+      const off = slab.copy(buf, start, end);
+      slot = this.store.insert(slab.lastBuffer, off, end - start, bodyBytes);
+    }
     this.host.totalBytes += bodyBytes;
     if (sw !== null) {
       sw.state = 'queued';
@@ -523,7 +544,7 @@ export class Mailbox {
         sw.slot = -1;
       }
       const body = len - MESSAGE_HEAD_BYTES;
-      this.store.remove(slot, body);
+      this.store.remove(slot, body, this.ring !== null);
       this.host.totalBytes -= body;
       this.deliver(w, buf, off, len, sw);
       n++;
@@ -576,7 +597,7 @@ export class Mailbox {
           sw.slot = -1;
         }
         const body = len - MESSAGE_HEAD_BYTES;
-        this.store.remove(slot, body);
+        this.store.remove(slot, body, this.ring !== null);
         this.host.totalBytes -= body;
         if (this.policy === 'round-robin') this.rr = (i + 1) % n;
         this.deliver(w, buf, off, len, sw);
@@ -655,6 +676,7 @@ export class Mailbox {
     const pid = w.peer.id;
     for (let i = 0; i < n; i++) {
       const ok = w.shiftInflight((buf, off, len, sw) => {
+        if (buf === this.ring) this.store.releaseSlot(off / this.frameBytes);
         this.inflight--;
         this.inflightBytes -= len - MESSAGE_HEAD_BYTES;
         this.received++;
@@ -692,6 +714,17 @@ export class Mailbox {
           // A rendezvous message goes back to its still-waiting sender, first in line.
           sw.state = 'blocked';
           this.blocked.unshift(sw);
+          return;
+        }
+        if (buf === this.ring) {
+          // Back into the slot it never gave up: no copy.
+          const slot = this.store.insertAt(off / this.frameBytes, buf, off, len, body);
+          this.host.totalBytes += body;
+          if (sw !== null) {
+            sw.state = 'queued';
+            sw.slot = slot;
+            this.receiptBySlot.set(slot, sw);
+          }
           return;
         }
         this.enqueue(buf, off, off + len, body, sw);

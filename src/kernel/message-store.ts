@@ -118,7 +118,14 @@ export class MessageStore {
    * back by a receiver) goes back to its place by sequence number.
    */
   insert(buf: Buffer, off: number, len: number, bodyBytes: number): number {
-    const slot = this.allocate();
+    return this.insertAt(this.allocate(), buf, off, len, bodyBytes);
+  }
+
+  /**
+   * Links a message into a slot already reserved with {@link reserveSlot} or kept by
+   * `remove(slot, bytes, true)`: how a fixed-size mailbox puts messages in its own ring.
+   */
+  insertAt(slot: number, buf: Buffer, off: number, len: number, bodyBytes: number): number {
     const type = readInt64(buf, off + Off.TYPE);
     const sender = buf.readUInt32LE(off + Off.SENDER);
     const seq = readInt64(buf, off + Off.SEQ);
@@ -147,8 +154,24 @@ export class MessageStore {
     return slot;
   }
 
-  /** Removes a message; its frame stays readable until the buffer is dropped. */
-  remove(slot: number, bodyBytes: number): void {
+  /** Reserves a free slot without linking anything into it. */
+  reserveSlot(): number {
+    return this.allocate();
+  }
+
+  /** Frees a slot kept by `remove(slot, bytes, true)`. */
+  releaseSlot(slot: number): void {
+    this.bufOf[slot] = undefined;
+    this.next[slot] = this.free;
+    this.free = slot;
+  }
+
+  /**
+   * Removes a message; its frame stays readable until the buffer is dropped. With `keep`, the
+   * slot stays reserved (a fixed-size mailbox keeps a delivered message's place in its ring
+   * until the receiver takes it).
+   */
+  remove(slot: number, bodyBytes: number, keep = false): void {
     const buf = this.bufOf[slot]!;
     const off = this.offOf[slot]!;
     const type = this.typeOf[slot]!;
@@ -165,9 +188,7 @@ export class MessageStore {
     }
     if (slist.count === 0) bucket.senders.delete(sender);
     if (bucket.count === 0 && this.byPriority) this.buckets.splice(this.buckets.indexOf(bucket), 1);
-    this.bufOf[slot] = undefined;
-    this.next[slot] = this.free;
-    this.free = slot;
+    if (!keep) this.releaseSlot(slot);
     this.count--;
     this.bytes -= bodyBytes;
   }
