@@ -1,0 +1,170 @@
+/**
+ * The kernel as a daemon: where it listens, what it refuses, how it stops; and the same kernel
+ * code running inside a program.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { test } from 'node:test';
+import { connect } from '../src/client/mod.js';
+import { startKernel } from '../src/kernel/mod.js';
+import { CLI, startTestKernel } from './helpers/kernel.js';
+
+function run(
+  args: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => {
+      stdout += d;
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+    });
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`postbox ${args.join(' ')} did not finish`));
+    }, 15_000);
+    p.once('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+test('the socket is private, a second kernel on it is refused, a stale socket file is replaced', async () => {
+  const k = await startTestKernel();
+  try {
+    assert.equal(statSync(k.socket).mode & 0o777, 0o600);
+    const second = await run(['kernel', '--socket', k.socket]);
+    assert.equal(second.code, 1);
+    assert.match(second.stderr, /a kernel is already running on .*k\.sock/);
+    // The first kernel is unharmed.
+    const p = await connect({ socket: k.socket });
+    await p.close();
+  } finally {
+    k.proc.kill('SIGKILL');
+    await new Promise((r) => k.proc.once('exit', r));
+  }
+  assert.ok(existsSync(k.socket), 'a killed kernel leaves its socket file behind');
+  // A new kernel on the same path replaces the stale file and serves.
+  const again = spawn(process.execPath, [CLI, 'kernel', '--socket', k.socket], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no listening line')), 10_000);
+      createInterface({ input: again.stdout! }).on('line', (line) => {
+        if (line.includes('listening on unix:')) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+    const p = await connect({ socket: k.socket });
+    assert.ok(p.id >= 1);
+    await p.close();
+  } finally {
+    again.kill('SIGINT');
+    const code = await new Promise((r) => again.once('exit', r));
+    assert.equal(code, 0, 'SIGINT shuts down cleanly');
+    await k.stop();
+  }
+});
+
+test('with --listen and no POSTBOX_TOKEN the kernel writes a private token file and prints where', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-tok-'));
+  const env = { ...process.env };
+  delete env.POSTBOX_TOKEN;
+  const p = spawn(
+    process.execPath,
+    [CLI, 'kernel', '--socket', join(dir, 'k.sock'), '--listen', 'tcp://127.0.0.1:0'],
+    { env, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  try {
+    const lines: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`kernel output: ${lines.join('\n')}`)), 10_000);
+      createInterface({ input: p.stdout! }).on('line', (line) => {
+        lines.push(line);
+        if (line.includes('token written to')) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+    const file = join(dir, 'kernel.token');
+    assert.ok(lines.some((l) => l.includes(file)));
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const url = /listening on (tcp:\/\/\S+)/.exec(lines.join('\n'))![1]!;
+    const proc = await connect({ url, token: readFileSync(file, 'utf8').trim() });
+    await proc.close();
+  } finally {
+    p.kill('SIGTERM');
+    await new Promise((r) => p.once('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('command-line mistakes are usage errors (exit 2) without a stack trace', async () => {
+  const r = await run(['kernel', '--max-message-size', 'lots']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--max-message-size must be a positive whole number/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+  const u = await run(['frobnicate']);
+  assert.equal(u.code, 2);
+  assert.match(u.stderr, /unknown command 'frobnicate'/);
+});
+
+test('a client finds no kernel: a clear error that says how to start one', async () => {
+  await assert.rejects(
+    connect({ socket: join(tmpdir(), 'no-such-postbox.sock') }),
+    (err: Error & { code?: string }) => {
+      return (
+        err.code === 'ECONNREFUSED' &&
+        /no kernel is answering/.test(err.message) &&
+        /npm start|postbox kernel/.test(err.message)
+      );
+    },
+  );
+});
+
+test('the same kernel runs inside a program; closing a handle or the connection settles pending operations', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-inproc-'));
+  const k = await startKernel({ socket: join(dir, 'k.sock') });
+  try {
+    const a = await connect({ socket: k.socketPath, name: 'a' });
+    const b = await connect({ socket: k.socketPath, name: 'b' });
+    await a.send('b', 'in-process');
+    assert.equal((await b.receive())!.body, 'in-process');
+    const mb = await a.createMailbox('m', { mode: 0o666 });
+    const pending = mb.receive();
+    const iterating = mb.messages()[Symbol.asyncIterator]().next();
+    mb.close();
+    await assert.rejects(
+      pending,
+      (e: Error & { code?: string }) =>
+        e.code === 'ENOTCONN' && /handle on mailbox 'm' is closed/.test(e.message),
+    );
+    assert.deepEqual(await iterating, { value: undefined, done: true });
+    await assert.rejects(mb.send('x'), (e: Error & { code?: string }) => e.code === 'ENOTCONN');
+    const m2 = await b.openMailbox('m');
+    const waiting = assert.rejects(m2.receive(), (e: Error & { code?: string }) => e.code === 'ENOTCONN');
+    await b.close();
+    await waiting;
+    // Nothing was taken by the closed handles: a message sent now is there for the next receiver.
+    const m1 = await a.openMailbox('m');
+    await m1.send('still here');
+    assert.equal((await m1.receive({ nowait: true }))!.body, 'still here');
+    await a.close();
+  } finally {
+    await k.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
