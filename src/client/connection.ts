@@ -102,6 +102,8 @@ const onFullCodes: Record<NonNullable<SendOptions['onFull']>, OnFullCode> = {
 export interface StreamSink {
   deliver(message: Message): void;
   fail(err: PostboxError): void;
+  /** End of stream: the last writer closed and nothing is left. */
+  end(): void;
 }
 
 type Resolve = (value: never) => void;
@@ -452,8 +454,8 @@ export class Connection {
     });
   }
 
-  /** Registers a monitor's event handler. */
-  onMonitor(monitor: number, handler: (event: Record<string, unknown>) => void): void {
+  /** Registers the handler of a kernel event (a monitor's, a notification's). */
+  onEvent(monitor: number, handler: (event: Record<string, unknown>) => void): void {
     this.monitors.set(monitor, handler);
   }
 
@@ -547,6 +549,15 @@ export class Connection {
       }
       case Op.EMPTY:
         return this.settle(request, null, null);
+      case Op.END: {
+        const entry = this.pending.get(request);
+        if (entry?.kind === 'stream') {
+          this.pending.delete(request);
+          entry.sink!.end();
+          return;
+        }
+        return this.settle(request, null, null);
+      }
       case Op.RESULT:
         return this.settle(request, decodeJsonPayload(buf, start, end), null);
       case Op.ERROR: {

@@ -22,6 +22,14 @@ export interface MailboxInfo {
   system: boolean;
   /** Processes the owner granted rights to. */
   group: number[];
+  /** System V key, 0 if none. */
+  key: number;
+  /** Ends when the last writer closes (pipes, FIFOs). */
+  endOnLastWriter: boolean;
+  /** Its name is gone; it is removed at its last close. */
+  unlinked: boolean;
+  /** This handle's id in the kernel. */
+  handle: number;
 }
 
 /** A mailbox's state, like System V's msqid_ds. */
@@ -37,6 +45,12 @@ export interface MailboxStat extends MailboxInfo {
   /** Ids of processes blocked receiving, in order. */
   waitingReceivers: number[];
   holders: number[];
+  /** Handles open on it, and how many read and write. */
+  opens: number;
+  readers: number;
+  writers: number;
+  lastSendPid: number;
+  lastReceivePid: number;
   sent: number;
   received: number;
   replaced: number;
@@ -77,6 +91,7 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
   } | null = null;
   private error: PostboxError | null = null;
   private ended = false;
+  private endReceived = false;
   private taken = 0;
   private readonly batch: number;
   private readonly onEnd: (s: MessageStream<T>) => void;
@@ -122,6 +137,19 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     }
   }
 
+  /** @internal */
+  end(): void {
+    if (this.ended) return;
+    this.endReceived = true;
+    if (this.head >= this.queue.length && this.waiter !== null) {
+      const w = this.waiter;
+      this.waiter = null;
+      this.flushTaken();
+      this.finish();
+      w.resolve({ value: undefined, done: true });
+    }
+  }
+
   next(): Promise<IteratorResult<Message<T>>> {
     if (this.head < this.queue.length) {
       const m = this.queue[this.head++]!;
@@ -133,6 +161,10 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
       return Promise.resolve({ value: m as Message<T>, done: false });
     }
     if (this.error !== null) return Promise.reject(this.error);
+    if (this.endReceived && !this.ended) {
+      this.flushTaken();
+      this.finish();
+    }
     if (this.ended) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve, reject) => {
       this.waiter = { resolve, reject };
@@ -143,7 +175,7 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
   return(): Promise<IteratorResult<Message<T>>> {
     if (!this.ended) {
       this.flushTaken();
-      this.conn.cancel(this.request);
+      if (!this.endReceived) this.conn.cancel(this.request);
       this.finish();
       this.queue = [];
       this.head = 0;
@@ -177,7 +209,7 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
 
   /** @internal */
   flushTaken(): void {
-    if (this.taken === 0 || this.ended) return;
+    if (this.taken === 0 || (this.ended && !this.endReceived)) return;
     this.conn.take(this.request, this.taken, this.taken);
     this.taken = 0;
   }
@@ -301,6 +333,29 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     const err = this.closedError();
     for (const id of this.receives) this.conn.cancel(id, err);
     for (const s of [...this.streams]) void s.return();
+    // Tell the kernel this handle is gone (a pipe's last writer closing ends its stream).
+    if (!this.conn.closed) this.conn.call('close', { handle: this.info.handle }).catch(() => {});
+  }
+
+  /**
+   * Removes the name now; the mailbox itself goes when its last handle closes (POSIX
+   * `mq_unlink`, unlinking a FIFO). Owner only (anyone if unowned).
+   */
+  async unlink(): Promise<void> {
+    await this.conn.call('unlink', { id: this.id });
+  }
+
+  /**
+   * Registers this process to be told, once, when a message arrives in the empty mailbox while
+   * nobody waits to receive (POSIX `mq_notify`). EBUSY if another process is registered.
+   * Returns a function that unregisters.
+   */
+  async notify(onMessage: () => void): Promise<() => Promise<void>> {
+    const r = await this.conn.call<{ event: number }>('notify', { id: this.id });
+    this.conn.onEvent(r.event, () => onMessage());
+    return async () => {
+      await this.conn.call('notify', { id: this.id, on: false });
+    };
   }
 
   private closedError(): ClosedError {

@@ -39,6 +39,14 @@ export interface MailboxOptions {
    * and the kernel preallocates capacity × size for them (needs a bounded capacity).
    */
   messageSize?: number;
+  /** End of stream when the last writer closes, EPIPE when the last reader has (pipes, FIFOs). */
+  endOnLastWriter?: boolean;
+  /** Removed when its last handle closes (anonymous pipes). */
+  transient?: boolean;
+  /** System V key: the mailbox can be opened by it. */
+  key?: number;
+  /** How this handle uses it; counts for pipes and FIFOs. Default 'both'. */
+  role?: 'read' | 'write' | 'both';
 }
 
 /** Another process as the kernel knows it. */
@@ -175,7 +183,7 @@ export class PostboxProcess {
     return new Promise<DownEvent>((resolve, reject) => {
       const onClose = (err: Error): void => reject(err);
       this.conn.onClose.add(onClose);
-      this.conn.onMonitor(r.monitor, (event) => {
+      this.conn.onEvent(r.monitor, (event) => {
         this.conn.onClose.delete(onClose);
         resolve({
           process: event.process as number,

@@ -25,16 +25,16 @@ type Handler = (k: Kernel, p: KernelProcess, a: Args) => unknown;
 const handlers: Record<string, Handler> = {
   create: (k, p, a) => {
     const name = optName(a.name);
+    const key = a.key === undefined || a.key === null || a.key === 0 ? 0 : safeInt(a.key, 'key');
     const ifExists = a.ifExists ?? 'fail';
     if (ifExists !== 'fail' && ifExists !== 'open')
       throw new CallError('EINVAL', "ifExists must be 'fail' or 'open'");
-    if (name !== null) {
-      const existing = k.mailboxByName.get(name);
-      if (existing !== undefined) {
-        if (ifExists === 'fail')
-          throw new CallError('EEXIST', `mailbox '${name}' exists (#${existing.id})`, existing);
-        return describe(k, existing);
-      }
+    const existing =
+      name !== null ? k.mailboxByName.get(name) : key !== 0 ? k.mailboxByKey.get(key) : undefined;
+    if (existing !== undefined) {
+      const what = name !== null ? `mailbox '${name}'` : `the mailbox with key ${key}`;
+      if (ifExists === 'fail') throw new CallError('EEXIST', `${what} exists (#${existing.id})`, existing);
+      return openHandle(k, p, existing, a);
     }
     if (k.mailboxes.size >= k.limits.maxMailboxes) {
       throw new CallError('ENOMEM', `the kernel's limit of ${k.limits.maxMailboxes} mailboxes is reached`);
@@ -44,10 +44,54 @@ const handlers: Record<string, Handler> = {
     const mb = new Mailbox(k, k.nextMailboxId++, name, attrs, p, system);
     k.mailboxes.set(mb.id, mb);
     if (name !== null) k.mailboxByName.set(name, mb);
+    if (key !== 0) {
+      mb.key = key;
+      k.mailboxByKey.set(key, mb);
+    }
     p.owned.add(mb);
-    return describe(k, mb);
+    return openHandle(k, p, mb, a);
   },
-  open: (k, _p, a) => describe(k, find(k, a)),
+  open: (k, p, a) => openHandle(k, p, find(k, a), a),
+  close: (k, p, a) => {
+    const id = a.handle;
+    if (typeof id !== 'number') throw new CallError('EINVAL', 'handle must be a handle id');
+    const h = p.handles.get(id);
+    if (h === undefined) return {};
+    p.handles.delete(id);
+    const mb = h.mailbox;
+    if (!mb.removed && mb.closeHandle(h.read, h.write)) k.removeMailbox(mb, 'its last handle closed');
+    return {};
+  },
+  unlink: (k, p, a) => {
+    // POSIX mq_unlink / unlinking a FIFO: the name goes now, the mailbox at its last close.
+    const mb = find(k, a);
+    ownerOnly(p, mb, 'unlink');
+    if (mb.name !== null && k.mailboxByName.get(mb.name) === mb) k.mailboxByName.delete(mb.name);
+    mb.unlinked = true;
+    if (mb.opens === 0) k.removeMailbox(mb, `unlinked by ${p.label}`);
+    return {};
+  },
+  notify: (k, p, a) => {
+    const mb = find(k, a);
+    if (a.on === false) {
+      if (mb.notify?.peer === p) {
+        mb.notify = null;
+        p.notifying.delete(mb);
+      }
+      return {};
+    }
+    if (mb.notify !== null && mb.notify.peer !== p) {
+      throw new CallError(
+        'EBUSY',
+        `${mb.notify.peer.label} is already registered for notification on ${mb.label}`,
+        mb,
+      );
+    }
+    const id = k.nextMonitorId++;
+    mb.notify = { peer: p, id };
+    p.notifying.add(mb);
+    return { event: id };
+  },
   delete: (k, p, a) => {
     const mb = find(k, a);
     ownerOnly(p, mb, 'delete');
@@ -150,7 +194,12 @@ const handlers: Record<string, Handler> = {
     ownerOnly(p, mb, 'change the limits of');
     if (a.maxBytes !== undefined) mb.maxBytes = positiveInt(a.maxBytes, 'maxBytes', true);
     if (a.capacity !== undefined) {
-      if (mb.messageSize !== 0) throw new CallError('EINVAL', `${mb.label} has fixed-size messages in a preallocated ring; its capacity cannot change`, mb);
+      if (mb.messageSize !== 0)
+        throw new CallError(
+          'EINVAL',
+          `${mb.label} has fixed-size messages in a preallocated ring; its capacity cannot change`,
+          mb,
+        );
       mb.capacity = parseCapacity(a.capacity);
     }
     mb.times.changeTime = k.now;
@@ -194,6 +243,9 @@ function describe(k: Kernel, mb: Mailbox): Args {
     order: mb.order,
     policy: mb.policy,
     messageSize: mb.messageSize,
+    key: mb.key,
+    endOnLastWriter: mb.endOnLastWriter,
+    unlinked: mb.unlinked,
     mode: mb.mode,
     owner: mb.owner?.id ?? null,
     system: mb.systemOwned,
@@ -212,6 +264,9 @@ function stat(k: Kernel, mb: Mailbox): Args {
     waitingSenders: mb.blocked.map((sw) => sw.peer.id),
     waitingReceivers: mb.receivers.map((w) => w.peer.id),
     holders: [...mb.holders],
+    opens: mb.opens,
+    readers: mb.readers,
+    writers: mb.writers,
     sent: mb.sent,
     received: mb.received,
     replaced: mb.replaced,
@@ -220,7 +275,30 @@ function stat(k: Kernel, mb: Mailbox): Args {
   };
 }
 
+/** Registers a handle for p on mb (its role counts for pipes and FIFOs) and describes mb. */
+function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args): Args {
+  const role = a.role ?? 'both';
+  if (role !== 'read' && role !== 'write' && role !== 'both')
+    throw new CallError('EINVAL', "role must be 'read', 'write' or 'both'");
+  const read = role !== 'write';
+  const write = role !== 'read';
+  const handle = k.nextHandleId++;
+  p.handles.set(handle, { mailbox: mb, read, write });
+  mb.openHandle(read, write);
+  return { ...describe(k, mb), handle };
+}
+
+function safeInt(v: unknown, name: string): number {
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
+  throw new CallError('EINVAL', `${name} must be an integer, not ${JSON.stringify(v)}`);
+}
+
 function find(k: Kernel, a: Args): Mailbox {
+  if (typeof a.key === 'number' && a.key !== 0) {
+    const mb = k.mailboxByKey.get(a.key);
+    if (mb === undefined) throw new CallError('ENOENT', `no mailbox with key ${a.key}`);
+    return mb;
+  }
   if (typeof a.id === 'number') {
     const mb = k.mailboxes.get(a.id);
     if (mb === undefined) throw new CallError('ENOENT', k.goneMessage(a.id));
@@ -311,17 +389,26 @@ function parseAttributes(k: Kernel, a: Args, system: boolean): MailboxAttributes
   let messageSize = 0;
   if (a.messageSize !== undefined && a.messageSize !== 0) {
     messageSize = positiveInt(a.messageSize, 'messageSize');
-    if (messageSize > maxMessageSize) throw new CallError('EINVAL', `messageSize ${messageSize} is over maxMessageSize ${maxMessageSize}`);
+    if (messageSize > maxMessageSize)
+      throw new CallError('EINVAL', `messageSize ${messageSize} is over maxMessageSize ${maxMessageSize}`);
     if (!Number.isFinite(capacity) || capacity < 1) {
-      throw new CallError('EINVAL', 'a fixed messageSize needs a bounded capacity of at least 1 (the ring is preallocated)');
+      throw new CallError(
+        'EINVAL',
+        'a fixed messageSize needs a bounded capacity of at least 1 (the ring is preallocated)',
+      );
     }
     if (capacity * (messageSize + 56) > Math.min(k.limits.maxTotalBytes, 2 ** 31 - 1)) {
-      throw new CallError('ENOMEM', `a ring of ${capacity} × ${messageSize}-byte messages is over the kernel's memory limit`);
+      throw new CallError(
+        'ENOMEM',
+        `a ring of ${capacity} × ${messageSize}-byte messages is over the kernel's memory limit`,
+      );
     }
   }
   return {
     capacity,
     messageSize,
+    endOnLastWriter: a.endOnLastWriter === true,
+    transient: a.transient === true,
     maxMessageSize,
     maxBytes: a.maxBytes === undefined ? k.limits.maxMailboxBytes : positiveInt(a.maxBytes, 'maxBytes', true),
     order,

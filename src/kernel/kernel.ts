@@ -52,6 +52,9 @@ export class Kernel implements MailboxHost {
   readonly processByName = new Map<string, KernelProcess>();
   readonly mailboxes = new Map<number, Mailbox>();
   readonly mailboxByName = new Map<string, Mailbox>();
+  /** System V keys. */
+  readonly mailboxByKey = new Map<number, Mailbox>();
+  nextHandleId = 1;
   /** Every connection, with or without a HELLO yet. */
   readonly connections = new Set<KernelProcess>();
   nextProcessId = 1;
@@ -158,6 +161,21 @@ export class Kernel implements MailboxHost {
     writeInt64(b, seq, o + Off.S_SEQ);
     w.commit(SENT_FRAME_BYTES);
     this.markDirty(p);
+  }
+
+  replyEnd(p: Peer, request: number): void {
+    const w = (p as KernelProcess).writer;
+    const o = w.reserve(HEAD_BYTES);
+    writeHead(w.buf, o, HEAD_BYTES, Op.END, 0, 0, request);
+    w.commit(HEAD_BYTES);
+    this.markDirty(p);
+  }
+
+  event(p: Peer, id: number, payload: Record<string, unknown>): void {
+    const kp = p as KernelProcess;
+    if (kp.terminated) return;
+    kp.writer.append(encodeJsonFrame(Op.EVENT, 0, 0, id, payload));
+    this.markDirty(kp);
   }
 
   replyBlocked(p: Peer, request: number): void {
@@ -290,6 +308,8 @@ export class Kernel implements MailboxHost {
         policy: 'first',
         mode: INBOX_MODE,
         messageSize: 0,
+        endOnLastWriter: false,
+        transient: false,
       },
       p,
       false,
@@ -359,10 +379,24 @@ export class Kernel implements MailboxHost {
       );
     }
     if (mb.messageSize !== 0 && body !== mb.messageSize) {
-      return this.replyError(p, request, 'EMSGSIZE', `${mb.label} takes messages of exactly ${mb.messageSize} bytes; this one is ${body}`, mb);
+      return this.replyError(
+        p,
+        request,
+        'EMSGSIZE',
+        `${mb.label} takes messages of exactly ${mb.messageSize} bytes; this one is ${body}`,
+        mb,
+      );
     }
     const denied = this.checkRight(p, mb, 2);
     if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb);
+    if (mb.brokenPipe())
+      return this.replyError(
+        p,
+        request,
+        'EPIPE',
+        `nobody will read: every read end of ${mb.label} is closed`,
+        mb,
+      );
     if (this.totalBytes + body > this.limits.maxTotalBytes && onFull !== OnFull.DROP_NEW) {
       return this.replyError(
         p,
@@ -445,7 +479,7 @@ export class Kernel implements MailboxHost {
       );
     }
     if (more > 0 && w.stream) w.credit = Math.min(w.credit + more, this.limits.maxCredit);
-    if (!w.stream && w.inflight === 0 && !w.waiting) p.receives.delete(request);
+    if ((!w.stream || w.ended) && w.inflight === 0 && !w.waiting) p.receives.delete(request);
     // Queued messages first, then blocked senders: a receiver with credit must never be handed
     // a new message while an older one it would take is still queued.
     mb.pump();
@@ -524,6 +558,8 @@ export class Kernel implements MailboxHost {
     mb.remove(why, code);
     this.mailboxes.delete(mb.id);
     if (mb.name !== null && this.mailboxByName.get(mb.name) === mb) this.mailboxByName.delete(mb.name);
+    if (mb.key !== 0 && this.mailboxByKey.get(mb.key) === mb) this.mailboxByKey.delete(mb.key);
+    if (mb.notify !== null) mb.notify = null;
     mb.owner?.owned.delete(mb);
     for (const id of mb.holders) this.processes.get(id)?.holding.delete(mb);
   }
@@ -554,6 +590,14 @@ export class Kernel implements MailboxHost {
       touched.add(mb);
     }
     p.holding.clear();
+    for (const h of p.handles.values()) {
+      touched.add(h.mailbox);
+      if (!h.mailbox.removed && h.mailbox.closeHandle(h.read, h.write))
+        this.removeMailbox(h.mailbox, 'its last handle closed');
+    }
+    p.handles.clear();
+    for (const mb of p.notifying) if (mb.notify?.peer === p) mb.notify = null;
+    p.notifying.clear();
     for (const mb of [...p.owned]) {
       if (mb.systemOwned) {
         mb.owner = null;

@@ -56,6 +56,10 @@ export interface MailboxAttributes {
    * fixed-size mailbox preallocates capacity × size and allocates nothing per message.
    */
   messageSize: number;
+  /** End of stream when the last writer closes (pipes, FIFOs); EPIPE once the last reader closes. */
+  endOnLastWriter: boolean;
+  /** Removed when its last handle closes (anonymous pipes). */
+  transient: boolean;
 }
 
 /** Default mode of a process-owned mailbox: owner and granted processes send and receive, others send. */

@@ -22,6 +22,10 @@ export interface MailboxHost {
   replySent(proc: Peer, request: number, outcome: number, receiver: number, seq: number): void;
   /** Sends a BLOCKED notice. */
   replyBlocked(proc: Peer, request: number): void;
+  /** Sends an END (end of stream) answer. */
+  replyEnd(proc: Peer, request: number): void;
+  /** Sends an EVENT to a process. */
+  event(proc: Peer, id: number, payload: Record<string, unknown>): void;
 }
 
 /** The kernel's view of a connected process, as far as a mailbox cares. */
@@ -37,6 +41,7 @@ export interface Peer {
   /** Mailboxes it owns. */
   readonly owned: Set<Mailbox>;
   readonly label: string;
+  readonly osPid: number;
 }
 
 /** A send that has not completed: blocked on a full mailbox, or waiting for its receipt. */
@@ -73,6 +78,8 @@ export class ReceiveWaiter {
   credit: number;
   /** In the mailbox's list of waiting receivers. */
   waiting = false;
+  /** Told END while still holding untaken messages. */
+  ended = false;
   timer: NodeJS.Timeout | null = null;
   // Delivered, not yet taken, in delivery order: parallel arrays, no object per message.
   private readonly rBuf: Buffer[] = [];
@@ -136,8 +143,12 @@ export class ReceiveWaiter {
 export interface MailboxTimes {
   lastSendTime: number;
   lastSendProcess: number;
+  /** OS pid of the last sender (System V msg_lspid). */
+  lastSendPid: number;
   lastReceiveTime: number;
   lastReceiveProcess: number;
+  /** OS pid of the last receiver (System V msg_lrpid). */
+  lastReceivePid: number;
   changeTime: number;
   createTime: number;
 }
@@ -178,6 +189,20 @@ export class Mailbox {
   private seq = 0;
   private pumping = false;
   removed = false;
+  /** System V key (0: none, IPC_PRIVATE). */
+  key = 0;
+  /** Handles open on it, by role: pipes and FIFOs end when the last writer closes. */
+  opens = 0;
+  readers = 0;
+  writers = 0;
+  private hadWriter = false;
+  private hadReader = false;
+  /** End of stream when the last writer closes (pipes, FIFOs). */
+  readonly endOnLastWriter: boolean;
+  /** Removed when its last handle closes: unlinked (POSIX mq_unlink, FIFO rm) or anonymous (pipes). */
+  unlinked: boolean;
+  /** Process registered for a notice when a message arrives in the empty mailbox (mq_notify). */
+  notify: { peer: Peer; id: number } | null = null;
   readonly times: MailboxTimes;
   replaced = 0;
   dropped = 0;
@@ -194,6 +219,8 @@ export class Mailbox {
     readonly inboxOf: number = 0,
   ) {
     this.messageSize = attrs.messageSize;
+    this.endOnLastWriter = attrs.endOnLastWriter;
+    this.unlinked = attrs.transient;
     if (attrs.messageSize > 0) {
       // The lecture's fixed-size trade-off: memory known up front, nothing allocated per message.
       this.frameBytes = (MESSAGE_HEAD_BYTES + attrs.messageSize + 7) & ~7;
@@ -214,8 +241,10 @@ export class Mailbox {
     this.times = {
       lastSendTime: 0,
       lastSendProcess: 0,
+      lastSendPid: 0,
       lastReceiveTime: 0,
       lastReceiveProcess: 0,
+      lastReceivePid: 0,
       changeTime: now,
       createTime: now,
     };
@@ -287,7 +316,7 @@ export class Mailbox {
         true,
         onFull,
       );
-      this.accept(sw.frame!, 0, sw.frame!.length);
+      this.accept(sw.frame!, 0, sw.peer);
       sw.state = 'inflight';
       peer.sends.set(request, sw);
       this.armTimeout(sw, timeoutMs);
@@ -353,7 +382,7 @@ export class Mailbox {
     timeoutMs: number,
     outcome: number,
   ): 'done' | 'individual' {
-    this.accept(buf, start, end);
+    this.accept(buf, start, peer);
     if (receipt) {
       const sw = new SendWaiter(
         peer,
@@ -376,13 +405,14 @@ export class Mailbox {
   }
 
   /** Stamps sequence number and time: the message is now the mailbox's. */
-  private accept(buf: Buffer, start: number, _end: number): void {
+  private accept(buf: Buffer, start: number, from: Peer): void {
     this.seq++;
     writeInt64(buf, this.seq, start + Off.SEQ);
     buf.writeDoubleLE(this.host.now, start + Off.TIME);
     this.sent++;
     this.times.lastSendTime = this.host.now;
-    this.times.lastSendProcess = buf.readUInt32LE(start + Off.SENDER);
+    this.times.lastSendProcess = from.id;
+    this.times.lastSendPid = from.osPid;
   }
 
   /** Gives an accepted message to a waiting receiver, or queues it. */
@@ -397,6 +427,12 @@ export class Mailbox {
   }
 
   private enqueue(buf: Buffer, start: number, end: number, bodyBytes: number, sw: SendWaiter | null): void {
+    if (this.notify !== null && this.store.count === 0) {
+      // mq_notify: a message arrived in the empty queue and nobody was waiting for it. One-shot.
+      const { peer, id } = this.notify;
+      this.notify = null;
+      if (!peer.terminated) this.host.event(peer, id, { event: 'message', mailbox: this.id });
+    }
     let slot: number;
     if (this.ring !== null) {
       slot = this.store.reserveSlot();
@@ -476,7 +512,7 @@ export class Mailbox {
         const w = this.findReceiver(sw.frame!, 0, sw.bodyBytes);
         if (w === null) return;
         this.blocked.shift();
-        this.accept(sw.frame!, 0, sw.frame!.length);
+        this.accept(sw.frame!, 0, sw.peer);
         sw.state = 'inflight';
         this.deliver(w, sw.frame!, 0, sw.frame!.length, sw);
         continue;
@@ -484,7 +520,7 @@ export class Mailbox {
       if (!this.hasRoom(sw.bodyBytes)) return;
       this.blocked.shift();
       const frame = sw.frame!;
-      this.accept(frame, 0, frame.length);
+      this.accept(frame, 0, sw.peer);
       if (sw.untilTaken) {
         this.place(frame, 0, frame.length, sw.bodyBytes, sw);
       } else {
@@ -505,6 +541,11 @@ export class Mailbox {
     const got = this.fill(w);
     if (got === 'error') return;
     if (got > 0 && !w.stream) return;
+    if (got === 0 && this.ended()) {
+      w.peer.receives.delete(w.request);
+      host.replyEnd(w.peer, w.request);
+      return;
+    }
     if (got === 0 && (w.flags & ReceiveFlag.NOWAIT) !== 0) {
       w.peer.receives.delete(w.request);
       const b = w.peer.writer;
@@ -686,6 +727,8 @@ export class Mailbox {
     }
     this.times.lastReceiveTime = host.now;
     this.times.lastReceiveProcess = pid;
+    this.times.lastReceivePid = w.peer.osPid;
+    if (this.endOnLastWriter) this.checkEnd();
     return true;
   }
 
@@ -764,6 +807,62 @@ export class Mailbox {
     this.giveBack(w);
     w.peer.receives.delete(w.request);
     if (!w.peer.terminated) this.host.replyError(w.peer, w.request, code, message, this);
+  }
+
+  // ── handles, end of stream ─────────────────────────────────────────────────────────────────────
+
+  /** A handle opened: reading, writing, or both. */
+  openHandle(read: boolean, write: boolean): void {
+    this.opens++;
+    if (read) {
+      this.readers++;
+      this.hadReader = true;
+    }
+    if (write) {
+      this.writers++;
+      this.hadWriter = true;
+    }
+  }
+
+  /** A handle closed. Returns true when the mailbox should now be removed (unlinked, last close). */
+  closeHandle(read: boolean, write: boolean): boolean {
+    this.opens--;
+    if (read) this.readers--;
+    if (write) {
+      this.writers--;
+      if (this.endOnLastWriter) this.checkEnd();
+    }
+    return this.unlinked && this.opens === 0;
+  }
+
+  /** Nothing left and nobody left to write: the stream has ended. */
+  ended(): boolean {
+    return (
+      this.endOnLastWriter &&
+      this.hadWriter &&
+      this.writers === 0 &&
+      this.store.count === 0 &&
+      this.blocked.length === 0
+    );
+  }
+
+  /** Nobody will ever read: sends fail with EPIPE (a pipe whose read end is closed). */
+  brokenPipe(): boolean {
+    return this.endOnLastWriter && this.hadReader && this.readers === 0;
+  }
+
+  /** At end of stream, every waiting receiver is told so. */
+  private checkEnd(): void {
+    if (!this.ended()) return;
+    for (const w of this.receivers.splice(0)) {
+      w.waiting = false;
+      if (w.timer !== null) clearTimeout(w.timer);
+      if (w.inflight > 0 && !w.stream) continue; // it has its message; it will TAKE it
+      // A stream still holding untaken messages stays known until it takes them.
+      if (w.inflight > 0) w.ended = true;
+      else w.peer.receives.delete(w.request);
+      if (!w.peer.terminated) this.host.replyEnd(w.peer, w.request);
+    }
   }
 
   // ── completion and cancellation of sends ─────────────────────────────────────────────────────

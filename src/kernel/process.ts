@@ -27,6 +27,10 @@ export class KernelProcess implements Peer {
   readonly sends = new Map<number, SendWaiter>();
   /** Mailboxes it owns. */
   readonly owned = new Set<Mailbox>();
+  /** Its open handles: handle id → mailbox and role. */
+  readonly handles = new Map<number, { mailbox: Mailbox; read: boolean; write: boolean }>();
+  /** Mailboxes where it registered for mq_notify. */
+  readonly notifying = new Set<Mailbox>();
   /** Mailboxes where it holds an exclusive or pair right. */
   readonly holding = new Set<Mailbox>();
   /** Who watches this process: monitor id → watcher. */

@@ -53,6 +53,7 @@ export const Op = {
   EMPTY: 0x87,
   PONG: 0x88,
   EVENT: 0x89,
+  END: 0x8a,
 } as const;
 export type Opcode = (typeof Op)[keyof typeof Op];
 
