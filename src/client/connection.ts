@@ -18,6 +18,7 @@ import {
   encodeJsonFrame,
   HEAD_BYTES,
   MESSAGE_HEAD_BYTES,
+  NO_MAX_SIZE,
   Off,
   OnFull,
   type OnFullCode,
@@ -497,7 +498,7 @@ export class Connection {
     b.writeUInt32LE(target, off + Off.R_TARGET);
     b.writeUInt32LE(from, off + Off.R_FROM);
     b.writeUInt32LE(o.timeout ?? 0, off + Off.R_TIMEOUT);
-    b.writeUInt32LE(o.maxSize ?? 0, off + Off.R_MAX_SIZE);
+    b.writeUInt32LE(o.maxSize ?? NO_MAX_SIZE, off + Off.R_MAX_SIZE);
     b.writeUInt32LE(credit, off + Off.R_CREDIT);
     b.writeUInt32LE(0, off + Off.R_RESERVED);
     writeInt64(b, o.type ?? 0, off + Off.R_TYPE);
@@ -691,8 +692,11 @@ function checkReceiveOptions(o: ReceiveOptions): PostboxError | null {
   if (o.timeout !== undefined && (!Number.isInteger(o.timeout) || o.timeout < 0 || o.timeout > 0xffffffff)) {
     return new InvalidArgumentError(`timeout must be a whole number of ms, not ${o.timeout}`);
   }
-  if (o.maxSize !== undefined && (!Number.isInteger(o.maxSize) || o.maxSize < 1 || o.maxSize > 0xffffffff)) {
-    return new InvalidArgumentError(`maxSize must be a positive whole number, not ${o.maxSize}`);
+  if (
+    o.maxSize !== undefined &&
+    (!Number.isInteger(o.maxSize) || o.maxSize < 0 || o.maxSize >= NO_MAX_SIZE)
+  ) {
+    return new InvalidArgumentError(`maxSize must be a whole number of bytes, not ${o.maxSize}`);
   }
   return null;
 }

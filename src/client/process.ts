@@ -134,16 +134,19 @@ export class PostboxProcess {
 
   /** Opens an existing mailbox by name or id (ENOENT if none), or creates it with `create`. */
   async openMailbox<T = unknown>(
-    ref: string | number,
-    options: { create?: MailboxOptions | boolean } = {},
+    ref: string | number | { key: number },
+    options: { create?: MailboxOptions | boolean; role?: 'read' | 'write' | 'both' } = {},
   ): Promise<Mailbox<T>> {
     let info: MailboxInfo;
+    const where =
+      typeof ref === 'number' ? { id: ref } : typeof ref === 'string' ? { name: ref } : { key: ref.key };
+    const role = options.role === undefined ? {} : { role: options.role };
     if (options.create !== undefined && options.create !== false) {
-      if (typeof ref !== 'string') throw new InvalidArgumentError('create needs a mailbox name');
+      if (typeof ref === 'number') throw new InvalidArgumentError('create needs a mailbox name or key');
       const attrs = options.create === true ? {} : options.create;
-      info = await this.conn.call<MailboxInfo>('create', { name: ref, ifExists: 'open', ...attrs });
+      info = await this.conn.call<MailboxInfo>('create', { ...where, ifExists: 'open', ...attrs, ...role });
     } else {
-      info = await this.conn.call<MailboxInfo>('open', typeof ref === 'number' ? { id: ref } : { name: ref });
+      info = await this.conn.call<MailboxInfo>('open', { ...where, ...role });
     }
     return new Mailbox<T>(this.conn, info);
   }

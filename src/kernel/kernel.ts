@@ -7,6 +7,7 @@ import {
   encodeJsonFrame,
   HEAD_BYTES,
   MESSAGE_HEAD_BYTES,
+  NO_MAX_SIZE,
   Off,
   OnFull,
   Op,
@@ -453,7 +454,7 @@ export class Kernel implements MailboxHost {
       mb,
       { type, except: except && type > 0, from: buf.readUInt32LE(start + Off.R_FROM) },
       flags,
-      maxSize === 0 ? Number.POSITIVE_INFINITY : maxSize,
+      maxSize === NO_MAX_SIZE ? Number.POSITIVE_INFINITY : maxSize,
       credit,
     );
     p.receives.set(request, w);

@@ -27,6 +27,8 @@ export const LENGTH_BYTES = 4;
 export const HEAD_BYTES = 12;
 /** Size of the fixed part of a SEND or DELIVER frame. */
 export const MESSAGE_HEAD_BYTES = 56;
+/** RECEIVE max size meaning "no limit" (0 is a real limit: only empty bodies fit, as System V's msgsz 0). */
+export const NO_MAX_SIZE = 0xffffffff;
 /** Size of a RECEIVE frame. */
 export const RECEIVE_FRAME_BYTES = 44;
 /** Size of a SENT frame. */

@@ -1,0 +1,131 @@
+import { type ChildProcess, spawn as spawnChild } from 'node:child_process';
+import { InvalidArgumentError } from '../protocol/errors.js';
+import type { PostboxProcess } from '../client/process.js';
+import { PipeReader, PipeWriter } from './pipe-end.js';
+
+/** Environment variable through which a child that uses Postbox takes its pipe end. */
+export const PIPE_ENV = 'POSTBOX_PIPE';
+
+/** Linux's default pipe capacity: a writer waits when this much is unread. */
+const PIPE_BYTES = 64 * 1024;
+
+/** An anonymous pipe: a one-way link, a write end and a read end. */
+export interface Pipe {
+  /** Mailbox id of the pipe (what a child is handed). */
+  readonly id: number;
+  readonly reader: PipeReader;
+  readonly writer: PipeWriter;
+}
+
+/**
+ * Creates an anonymous pipe: a mailbox with no name that ends (end of file) when its last
+ * writer closes and goes away when its last end closes.
+ *
+ * @example
+ * ```ts
+ * const p = await pipe(proc);
+ * p.writer.end('hello');
+ * for await (const chunk of p.reader) console.log(String(chunk));
+ * ```
+ */
+export async function pipe(proc: PostboxProcess): Promise<Pipe> {
+  const writeEnd = await proc.createMailbox(null, {
+    endOnLastWriter: true,
+    transient: true,
+    system: true,
+    maxBytes: PIPE_BYTES,
+    mode: 0o666,
+    role: 'write',
+  });
+  const readEnd = await proc.openMailbox(writeEnd.id, { role: 'read' });
+  return { id: writeEnd.id, reader: new PipeReader(readEnd), writer: new PipeWriter(writeEnd) };
+}
+
+/** What {@link spawn} gives back: the parent's end of the pipe and the child. */
+export interface SpawnedPipe {
+  /** With mode 'r': the child's output. */
+  readonly reader: PipeReader | null;
+  /** With mode 'w': the child's input. */
+  readonly writer: PipeWriter | null;
+  readonly child: ChildProcess;
+  /** Waits for the child to exit (like pclose/waitpid). */
+  wait(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * popen(3): starts a program with its standard output (`'r'`) or standard input (`'w'`) joined to
+ * a Postbox pipe. Any program works: its bytes pass through the pipe's mailbox. A child that
+ * itself uses Postbox can take its end directly instead (`{ handOver: true }`): it finds the
+ * pipe in `POSTBOX_PIPE` and opens it with {@link pipeFromEnv}.
+ *
+ * @example
+ * ```ts
+ * const ls = await spawn(proc, 'ls', ['-la'], 'r');
+ * ls.reader!.pipe(process.stdout);
+ * console.log(await ls.wait()); // { code: 0, signal: null }
+ * ```
+ */
+export async function spawn(
+  proc: PostboxProcess,
+  command: string,
+  args: readonly string[],
+  mode: 'r' | 'w',
+  options: { handOver?: boolean; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+): Promise<SpawnedPipe> {
+  if (mode !== 'r' && mode !== 'w')
+    throw new InvalidArgumentError(`mode must be 'r' or 'w', not '${String(mode)}'`);
+  const p = await pipe(proc);
+  const env = { ...(options.env ?? process.env) };
+  let child: ChildProcess;
+  if (options.handOver === true) {
+    env[PIPE_ENV] = `${p.id}:${mode === 'r' ? 'w' : 'r'}`;
+    child = spawnChild(command, args, { env, cwd: options.cwd, stdio: 'inherit' });
+  } else {
+    child = spawnChild(command, args, {
+      env,
+      cwd: options.cwd,
+      stdio: mode === 'r' ? ['inherit', 'pipe', 'inherit'] : ['pipe', 'inherit', 'inherit'],
+    });
+  }
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', reject);
+  });
+  let reader: PipeReader | null = null;
+  let writer: PipeWriter | null = null;
+  if (mode === 'r') {
+    reader = p.reader;
+    if (options.handOver === true) {
+      // The child holds the write end: ours closes once the child has opened its own... or exited.
+      const close = (): void => void p.writer.end();
+      child.once('exit', close);
+    } else {
+      child.stdout!.pipe(p.writer);
+    }
+  } else {
+    writer = p.writer;
+    if (options.handOver === true) {
+      child.once('exit', () => p.reader.destroy());
+    } else {
+      p.reader.pipe(child.stdin!);
+      child.stdin!.on('error', () => {});
+    }
+  }
+  return { reader, writer, child, wait: () => exited };
+}
+
+/**
+ * In a child started with `spawn(…, { handOver: true })`: opens the end of the pipe it was
+ * handed, or returns null if it was handed none.
+ */
+export async function pipeFromEnv(
+  proc: PostboxProcess,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<PipeReader | PipeWriter | null> {
+  const value = env[PIPE_ENV];
+  if (value === undefined) return null;
+  const m = /^(\d+):([rw])$/.exec(value);
+  if (m === null) throw new InvalidArgumentError(`${PIPE_ENV}='${value}' is not ID:r or ID:w`);
+  const mb = await proc.openMailbox(Number(m[1]), { role: m[2] === 'r' ? 'read' : 'write' });
+  return m[2] === 'r' ? new PipeReader(mb) : new PipeWriter(mb);
+}
