@@ -2,12 +2,15 @@
 // rows are compared to the raw Unix-socket pump, the best any Node IPC design could hope for here.
 
 import { mkdir, writeFile } from 'node:fs/promises';
-import { arch, cpus, platform, release } from 'node:os';
+import { arch, cpus, loadavg, platform, release } from 'node:os';
+import { type PostboxPumpOptions, type PostboxPumpResult, runPostboxPump } from './postbox.js';
 import { runRawPump } from './pump.js';
 
 interface Series {
   name: string;
   runs: number[]; // msg/s, one per run
+  /** Postbox rows: each run's timings and per-process CPU, for looking into a figure. */
+  details?: Omit<PostboxPumpResult, 'msgsPerSec'>[];
 }
 
 interface Stats {
@@ -36,7 +39,7 @@ function formatTable(series: Series[]): string {
   const ceiling = stats(series[0]?.runs ?? [0]).median;
   const rows = series.map((s) => {
     const { median, min, max } = stats(s.runs);
-    const ratio = ceiling > 0 ? `${((median / ceiling) * 100).toFixed(1)} %` : 'n/a';
+    const ratio = ceiling > 0 ? `${(median / ceiling).toFixed(2)}×` : 'n/a';
     return `| ${s.name} | ${fmt(median)} | ${fmt(min)} – ${fmt(max)} | ${ratio} |`;
   });
   return [
@@ -46,25 +49,70 @@ function formatTable(series: Series[]): string {
   ].join('\n');
 }
 
-async function repeat(name: string, measure: () => Promise<number>): Promise<Series> {
-  const runs: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const r = await measure();
-    process.stderr.write(`  ${name} run ${i + 1}/${RUNS}: ${fmt(r)} msg/s\n`);
-    runs.push(r);
-  }
-  return { name, runs };
+interface Row {
+  name: string;
+  measure: () => Promise<{ msgsPerSec: number; detail?: Omit<PostboxPumpResult, 'msgsPerSec'> }>;
 }
 
-// One function per row; Postbox over Unix socket and over TCP will be added alongside this.
-const rawSocket = () =>
-  repeat(CEILING, async () => (await runRawPump({ messages: MESSAGES, size: SIZE })).msgsPerSec);
+/**
+ * Runs every row RUNS times, interleaved (row 1, row 2, …, row 1, …) so that a slow spell of the
+ * machine spreads over all rows instead of sinking one of them.
+ */
+async function measureAll(rows: Row[]): Promise<Series[]> {
+  const series: Series[] = rows.map((r) => ({ name: r.name, runs: [] }));
+  for (let i = 0; i < RUNS; i++) {
+    for (const [k, row] of rows.entries()) {
+      const r = await row.measure();
+      process.stderr.write(`  ${row.name} run ${i + 1}/${RUNS}: ${fmt(r.msgsPerSec)} msg/s\n`);
+      const s = series[k]!;
+      s.runs.push(r.msgsPerSec);
+      if (r.detail !== undefined) {
+        s.details ??= [];
+        s.details.push(r.detail);
+      }
+    }
+  }
+  return series;
+}
+
+// Each sender keeps at most `window` sends unacknowledged and awaits every 256th (acks are
+// cumulative). Windows were picked by sweeping 512 to 16384 on this machine (bench/explore.ts):
+// a window much larger than the receiver's credit only lets the kernel's queue grow, which costs
+// it a second copy per message; TCP, with its longer round trip, wants a little more.
+const postbox = (name: string, opts: Omit<PostboxPumpOptions, 'messages' | 'size'>): Row => ({
+  name,
+  measure: async () => {
+    const { msgsPerSec, ...detail } = await runPostboxPump({ messages: MESSAGES, size: SIZE, ...opts });
+    return { msgsPerSec, detail };
+  },
+});
+
+const rows: Row[] = [
+  { name: CEILING, measure: () => runRawPump({ messages: MESSAGES, size: SIZE }) },
+  postbox('Postbox (kernel, unix)', { transport: 'unix', window: 1024, every: 256, prefetch: 4096 }),
+  postbox('Postbox (kernel, tcp)', { transport: 'tcp', window: 2048, every: 256, prefetch: 4096 }),
+  // Backpressure at work: the mailbox holds 10,000 at most and the sender may have 4096 sends
+  // unacknowledged, so once the receiver falls behind, sends block in the kernel (BLOCKED, then
+  // SENT when admitted) instead of the queue growing. The receiver samples stat() to show it.
+  postbox('Postbox (kernel, unix, capacity 10,000)', {
+    transport: 'unix',
+    window: 4096,
+    every: 256,
+    prefetch: 4096,
+    capacity: 10_000,
+    watch: true,
+  }),
+];
 
 async function main(): Promise<void> {
+  // Other work on the machine moves these figures a lot (three busy processes per Postbox run);
+  // the load average is recorded with the results so a noisy run can be recognised.
+  const loadBefore = loadavg();
   process.stderr.write(`${MESSAGES.toLocaleString('en-US')} messages of ${SIZE} B, ${RUNS} runs each\n`);
-  const series: Series[] = [await rawSocket()];
+  const series = await measureAll(rows);
 
   console.log(formatTable(series));
+  const ceilingMedian = stats(series[0]!.runs).median;
 
   const cpu = cpus();
   const results = {
@@ -77,8 +125,12 @@ async function main(): Promise<void> {
       platform: `${platform()} ${release()} ${arch()}`,
       cpu: cpu[0]?.model ?? 'unknown',
       cores: cpu.length,
+      loadavg: { before: loadBefore, after: loadavg() },
     },
-    series: series.map((s) => ({ ...s, ...stats(s.runs) })),
+    series: series.map((s) => {
+      const st = stats(s.runs);
+      return { ...s, ...st, vsCeiling: ceilingMedian > 0 ? st.median / ceilingMedian : null };
+    }),
   };
   // Relative to this file (dist/bench/run.js), so the results land in the source tree's bench/.
   const dir = new URL('../../bench/results/', import.meta.url);

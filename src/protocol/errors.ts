@@ -32,7 +32,10 @@ export type ErrorCode =
   | 'ENOTCONN'
   | 'ENOMSG'
   | 'ESRCH'
-  | 'EPIPE';
+  | 'EPIPE'
+  | 'EPERM'
+  | 'EBADF'
+  | 'ENAMETOOLONG';
 
 /** Wire numbers for each code: stable forever, documented in docs/protocol.md. */
 export const WireErrorCode = {
@@ -56,6 +59,9 @@ export const WireErrorCode = {
   ENOMSG: 18,
   ESRCH: 19,
   EPIPE: 20,
+  EPERM: 21,
+  EBADF: 22,
+  ENAMETOOLONG: 23,
 } as const satisfies Record<ErrorCode, number>;
 
 const codeByWire: ErrorCode[] = [];
@@ -219,6 +225,25 @@ export class BrokenPipeError extends PostboxError {
   }
 }
 
+/** The operation is not permitted to this process (System V's owner-only msgctl). */
+export class NotPermittedError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('EPERM', message, subject);
+  }
+}
+/** Not an open descriptor, or not open for this direction (POSIX mq). */
+export class BadDescriptorError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('EBADF', message, subject);
+  }
+}
+/** A name is too long. */
+export class NameTooLongError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('ENAMETOOLONG', message, subject);
+  }
+}
+
 const classByCode: Record<ErrorCode, new (message: string, subject?: ErrorSubject) => PostboxError> = {
   EPROTO: ProtocolError,
   ENOENT: NotFoundError,
@@ -240,6 +265,9 @@ const classByCode: Record<ErrorCode, new (message: string, subject?: ErrorSubjec
   ENOMSG: NoMessageError,
   ESRCH: NoProcessError,
   EPIPE: BrokenPipeError,
+  EPERM: NotPermittedError,
+  EBADF: BadDescriptorError,
+  ENAMETOOLONG: NameTooLongError,
 };
 
 /** Builds the error class for a code. */

@@ -1,0 +1,405 @@
+/**
+ * POSIX message queues (`mq_overview(7)`) over Postbox mailboxes: the same names, flags and
+ * errors as Linux. A queue is a system-owned mailbox ordered by priority, named like `/mq`;
+ * a descriptor is a handle on it with an access mode and O_NONBLOCK.
+ *
+ * @example
+ * ```ts
+ * import { mq_open, mq_send, mq_receive, O_CREAT, O_RDWR } from 'postbox/posix';
+ * const mqd = await mq_open('/mq', O_CREAT | O_RDWR, 0o644, { mq_maxmsg: 10, mq_msgsize: 64 });
+ * await mq_send(mqd, 'Hello!', 1);
+ * const { data, priority } = await mq_receive(mqd, 64);
+ * ```
+ */
+import type { Mailbox, MailboxInfo } from '../client/mailbox.js';
+import { connect, type PostboxProcess } from '../client/process.js';
+import {
+  BadDescriptorError,
+  InvalidArgumentError,
+  MessageSizeError,
+  NameTooLongError,
+  NotFoundError,
+  PermissionError,
+  PostboxError,
+  TimeoutError,
+  WouldBlockError,
+} from '../protocol/errors.js';
+
+export const O_RDONLY = 0;
+export const O_WRONLY = 1;
+export const O_RDWR = 2;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_NONBLOCK = 0o4000;
+/** Priorities are 0 … MQ_PRIO_MAX − 1. */
+export const MQ_PRIO_MAX = 32768;
+/** Linux's defaults and unprivileged ceilings (/proc/sys/fs/mqueue). */
+export const MQ_DEFAULT_MAXMSG = 10;
+export const MQ_DEFAULT_MSGSIZE = 8192;
+export const MQ_MAXMSG_MAX = 10;
+export const MQ_MSGSIZE_MAX = 8192;
+const NAME_MAX = 255;
+
+/** `struct mq_attr`. */
+export interface MqAttr {
+  mq_flags: number;
+  mq_maxmsg: number;
+  mq_msgsize: number;
+  mq_curmsgs: number;
+}
+
+/** An absolute time: a Date, ms since the epoch, or a `struct timespec`. */
+export type AbsTime = Date | number | { tv_sec: number; tv_nsec: number };
+
+interface Descriptor {
+  mailbox: Mailbox;
+  access: number;
+  nonblock: boolean;
+  maxmsg: number;
+  msgsize: number;
+  notifyOff: (() => Promise<void>) | null;
+}
+
+/**
+ * The POSIX queue functions bound to one process (a process's descriptor table).
+ *
+ * @example
+ * ```ts
+ * const mq = posix(await connect());
+ * const d = await mq.mq_open('/jobs', O_CREAT | O_WRONLY);
+ * ```
+ */
+export class PosixQueues {
+  readonly process: PostboxProcess;
+  readonly #fds = new Map<number, Descriptor>();
+  #nextFd = 3;
+
+  constructor(process: PostboxProcess) {
+    this.process = process;
+  }
+
+  /** Opens (or with O_CREAT creates) a queue; returns a descriptor. */
+  async mq_open(name: string, oflag: number, mode = 0o666, attr?: Partial<MqAttr> | null): Promise<number> {
+    checkName(name);
+    const access = oflag & 3;
+    if (access === 3)
+      throw new InvalidArgumentError(`mq_open: bad access mode in oflag 0${oflag.toString(8)}`);
+    let info: MailboxInfo;
+    let mailbox: Mailbox;
+    const role = access === O_RDONLY ? 'read' : access === O_WRONLY ? 'write' : 'both';
+    if ((oflag & O_CREAT) !== 0) {
+      const maxmsg = attr?.mq_maxmsg ?? MQ_DEFAULT_MAXMSG;
+      const msgsize = attr?.mq_msgsize ?? MQ_DEFAULT_MSGSIZE;
+      if (attr != null) {
+        if (!Number.isInteger(maxmsg) || maxmsg <= 0 || maxmsg > MQ_MAXMSG_MAX) {
+          throw new InvalidArgumentError(`mq_open: mq_maxmsg ${maxmsg} is not within 1…${MQ_MAXMSG_MAX}`);
+        }
+        if (!Number.isInteger(msgsize) || msgsize <= 0 || msgsize > MQ_MSGSIZE_MAX) {
+          throw new InvalidArgumentError(`mq_open: mq_msgsize ${msgsize} is not within 1…${MQ_MSGSIZE_MAX}`);
+        }
+      }
+      const create = {
+        capacity: maxmsg,
+        maxMessageSize: msgsize,
+        maxBytes: maxmsg * msgsize,
+        order: 'priority' as const,
+        mode: mode & 0o777,
+        system: true,
+      };
+      if ((oflag & O_EXCL) !== 0) {
+        mailbox = await this.process.createMailbox(name, { ...create, role });
+      } else {
+        mailbox = await this.process.openMailbox(name, { create, role });
+      }
+    } else {
+      try {
+        mailbox = await this.process.openMailbox(name, { role });
+      } catch (err) {
+        if (err instanceof PostboxError && err.code === 'ENOENT')
+          throw new NotFoundError(`mq_open: no queue '${name}'`, { mailbox: name });
+        throw err;
+      }
+    }
+    info = mailbox.info;
+    if (info.order !== 'priority' || info.capacity === null) {
+      mailbox.close();
+      throw new InvalidArgumentError(`mq_open: '${name}' is a mailbox but not a POSIX queue`);
+    }
+    const rights = rightsOf(info, this.process.id);
+    const needs = (access === O_WRONLY ? 2 : access === O_RDONLY ? 4 : 6) & ~rights;
+    if (needs !== 0) {
+      mailbox.close();
+      throw new PermissionError(
+        `mq_open: '${name}' (mode 0${info.mode.toString(8)}) may not be opened for ${access === O_RDONLY ? 'reading' : access === O_WRONLY ? 'writing' : 'reading and writing'}`,
+        {
+          mailbox: name,
+        },
+      );
+    }
+    const fd = this.#nextFd++;
+    this.#fds.set(fd, {
+      mailbox,
+      access,
+      nonblock: (oflag & O_NONBLOCK) !== 0,
+      maxmsg: info.capacity,
+      msgsize: info.maxMessageSize,
+      notifyOff: null,
+    });
+    return fd;
+  }
+
+  /** Sends with a priority; waits while full unless O_NONBLOCK (EAGAIN). */
+  mq_send(mqd: number, msg: Uint8Array | string, prio: number): Promise<void> {
+    return this.#send(mqd, msg, prio, null);
+  }
+
+  /** As mq_send, giving up at an absolute time (ETIMEDOUT). */
+  mq_timedsend(mqd: number, msg: Uint8Array | string, prio: number, absTimeout: AbsTime): Promise<void> {
+    return this.#send(mqd, msg, prio, absTimeout);
+  }
+
+  /** Takes the oldest message of the highest priority; `msgLen` must be at least mq_msgsize. */
+  mq_receive(mqd: number, msgLen: number): Promise<{ data: Buffer; priority: number }> {
+    return this.#receive(mqd, msgLen, null);
+  }
+
+  /** As mq_receive, giving up at an absolute time (ETIMEDOUT). */
+  mq_timedreceive(
+    mqd: number,
+    msgLen: number,
+    absTimeout: AbsTime,
+  ): Promise<{ data: Buffer; priority: number }> {
+    return this.#receive(mqd, msgLen, absTimeout);
+  }
+
+  /** The queue's attributes and this descriptor's flags. */
+  async mq_getattr(mqd: number): Promise<MqAttr> {
+    const d = this.#fd(mqd, 'mq_getattr');
+    const stat = await d.mailbox.stat();
+    return {
+      mq_flags: d.nonblock ? O_NONBLOCK : 0,
+      mq_maxmsg: d.maxmsg,
+      mq_msgsize: d.msgsize,
+      mq_curmsgs: stat.count,
+    };
+  }
+
+  /** Changes O_NONBLOCK (the only flag that can change); returns the old attributes. */
+  async mq_setattr(mqd: number, attr: Pick<MqAttr, 'mq_flags'>): Promise<MqAttr> {
+    const d = this.#fd(mqd, 'mq_setattr');
+    if ((attr.mq_flags & ~O_NONBLOCK) !== 0)
+      throw new InvalidArgumentError('mq_setattr: only O_NONBLOCK may be set in mq_flags');
+    const old = await this.mq_getattr(mqd);
+    d.nonblock = (attr.mq_flags & O_NONBLOCK) !== 0;
+    return old;
+  }
+
+  /** Closes a descriptor. An unlinked queue goes when its last descriptor closes. */
+  async mq_close(mqd: number): Promise<void> {
+    const d = this.#fd(mqd, 'mq_close');
+    this.#fds.delete(mqd);
+    await d.notifyOff?.().catch(() => {});
+    d.mailbox.close();
+  }
+
+  /** Removes the name now; the queue lives until its last descriptor closes. */
+  async mq_unlink(name: string): Promise<void> {
+    checkName(name);
+    let mailbox: Mailbox;
+    try {
+      mailbox = await this.process.openMailbox(name, { role: 'read' });
+    } catch (err) {
+      if (err instanceof PostboxError && err.code === 'ENOENT')
+        throw new NotFoundError(`mq_unlink: no queue '${name}'`, { mailbox: name });
+      throw err;
+    }
+    try {
+      await mailbox.unlink();
+    } finally {
+      mailbox.close();
+    }
+  }
+
+  /**
+   * Registers (or with null, unregisters) this process to be told, once, when a message arrives
+   * in the empty queue while nobody is blocked receiving. EBUSY if another process is registered.
+   */
+  async mq_notify(mqd: number, notification: (() => void) | null): Promise<void> {
+    const d = this.#fd(mqd, 'mq_notify');
+    if (notification === null) {
+      await d.notifyOff?.();
+      d.notifyOff = null;
+      return;
+    }
+    d.notifyOff = await d.mailbox.notify(() => {
+      d.notifyOff = null;
+      notification();
+    });
+  }
+
+  /** Closes every descriptor. */
+  async closeAll(): Promise<void> {
+    for (const fd of [...this.#fds.keys()]) await this.mq_close(fd);
+  }
+
+  #fd(mqd: number, fn: string): Descriptor {
+    const d = this.#fds.get(mqd);
+    if (d === undefined)
+      throw new BadDescriptorError(`${fn}: ${mqd} is not an open message queue descriptor`);
+    return d;
+  }
+
+  async #send(
+    mqd: number,
+    msg: Uint8Array | string,
+    prio: number,
+    absTimeout: AbsTime | null,
+  ): Promise<void> {
+    const d = this.#fd(mqd, 'mq_send');
+    if (d.access === O_RDONLY)
+      throw new BadDescriptorError(`mq_send: descriptor ${mqd} is not open for writing`);
+    const deadline = absTimeout === null ? null : toDeadline(absTimeout);
+    const body = typeof msg === 'string' ? Buffer.from(msg) : msg;
+    if (body.length > d.msgsize)
+      throw new MessageSizeError(`mq_send: a ${body.length}-byte message is over mq_msgsize ${d.msgsize}`);
+    if (!Number.isInteger(prio) || prio < 0 || prio >= MQ_PRIO_MAX)
+      throw new InvalidArgumentError(`mq_send: priority ${prio} is not within 0…${MQ_PRIO_MAX - 1}`);
+    const wait = waitFor(d.nonblock, deadline);
+    try {
+      await d.mailbox.send(body, { priority: prio, codec: 'bytes', ...wait.options });
+    } catch (err) {
+      // A past deadline was run as a non-blocking attempt: its EAGAIN is Linux's ETIMEDOUT.
+      if (wait.pastDeadline && err instanceof PostboxError && err.code === 'EAGAIN') {
+        throw new TimeoutError('mq_timedsend: the time passed with the queue full');
+      }
+      throw err;
+    }
+  }
+
+  async #receive(
+    mqd: number,
+    msgLen: number,
+    absTimeout: AbsTime | null,
+  ): Promise<{ data: Buffer; priority: number }> {
+    const d = this.#fd(mqd, 'mq_receive');
+    if (d.access === O_WRONLY)
+      throw new BadDescriptorError(`mq_receive: descriptor ${mqd} is not open for reading`);
+    const deadline = absTimeout === null ? null : toDeadline(absTimeout);
+    if (msgLen < d.msgsize)
+      throw new MessageSizeError(
+        `mq_receive: a ${msgLen}-byte buffer is smaller than mq_msgsize ${d.msgsize}`,
+      );
+    const wait = waitFor(d.nonblock, deadline);
+    const m = await d.mailbox.receive(wait.options);
+    if (m === null) {
+      if (wait.pastDeadline) throw new TimeoutError('mq_timedreceive: the time passed with the queue empty');
+      throw new WouldBlockError('mq_receive: the queue is empty and the descriptor is O_NONBLOCK');
+    }
+    return { data: Buffer.from(m.data), priority: m.priority };
+  }
+}
+
+/** The POSIX queue functions bound to a process. */
+export function posix(process: PostboxProcess): PosixQueues {
+  return new PosixQueues(process);
+}
+
+function checkName(name: string): void {
+  if (typeof name !== 'string' || !name.startsWith('/') || name.length < 2) {
+    throw new InvalidArgumentError(
+      `'${String(name)}' is not a queue name: it must be '/' then a name, like '/mq'`,
+    );
+  }
+  if (name.length - 1 > NAME_MAX) throw new NameTooLongError(`queue name is over ${NAME_MAX} characters`);
+  if (name.indexOf('/', 1) !== -1)
+    throw new PermissionError(`'${name}': a queue name has no '/' after the first`);
+}
+
+function rightsOf(info: MailboxInfo, self: number): number {
+  if (info.owner === self) return (info.mode >> 6) & 7;
+  if (info.group.includes(self)) return (info.mode >> 3) & 7;
+  return info.mode & 7;
+}
+
+function toDeadline(t: AbsTime): number {
+  if (t instanceof Date) return t.getTime();
+  if (typeof t === 'number') return t;
+  if (!Number.isInteger(t.tv_sec) || !Number.isInteger(t.tv_nsec) || t.tv_nsec < 0 || t.tv_nsec >= 1e9) {
+    throw new InvalidArgumentError(`invalid timespec { tv_sec: ${t.tv_sec}, tv_nsec: ${t.tv_nsec} }`);
+  }
+  return t.tv_sec * 1000 + t.tv_nsec / 1e6;
+}
+
+function waitFor(
+  nonblock: boolean,
+  deadline: number | null,
+): { options: { nowait?: boolean; timeout?: number }; pastDeadline: boolean } {
+  if (nonblock) return { options: { nowait: true }, pastDeadline: false };
+  if (deadline === null) return { options: {}, pastDeadline: false };
+  const left = Math.ceil(deadline - Date.now());
+  // A deadline already past: it may still succeed at once, but must not wait.
+  return left <= 0
+    ? { options: { nowait: true }, pastDeadline: true }
+    : { options: { timeout: left }, pastDeadline: false };
+}
+
+let defaultQueues: Promise<PosixQueues> | null = null;
+
+function queues(): Promise<PosixQueues> {
+  defaultQueues ??= connect().then((p) => new PosixQueues(p));
+  return defaultQueues;
+}
+
+/** Module-level functions use one process, connected on first use; {@link close} ends it. */
+export async function mq_open(
+  name: string,
+  oflag: number,
+  mode?: number,
+  attr?: Partial<MqAttr> | null,
+): Promise<number> {
+  return (await queues()).mq_open(name, oflag, mode, attr);
+}
+export async function mq_send(mqd: number, msg: Uint8Array | string, prio: number): Promise<void> {
+  return (await queues()).mq_send(mqd, msg, prio);
+}
+export async function mq_timedsend(
+  mqd: number,
+  msg: Uint8Array | string,
+  prio: number,
+  absTimeout: AbsTime,
+): Promise<void> {
+  return (await queues()).mq_timedsend(mqd, msg, prio, absTimeout);
+}
+export async function mq_receive(mqd: number, msgLen: number): Promise<{ data: Buffer; priority: number }> {
+  return (await queues()).mq_receive(mqd, msgLen);
+}
+export async function mq_timedreceive(
+  mqd: number,
+  msgLen: number,
+  absTimeout: AbsTime,
+): Promise<{ data: Buffer; priority: number }> {
+  return (await queues()).mq_timedreceive(mqd, msgLen, absTimeout);
+}
+export async function mq_getattr(mqd: number): Promise<MqAttr> {
+  return (await queues()).mq_getattr(mqd);
+}
+export async function mq_setattr(mqd: number, attr: Pick<MqAttr, 'mq_flags'>): Promise<MqAttr> {
+  return (await queues()).mq_setattr(mqd, attr);
+}
+export async function mq_close(mqd: number): Promise<void> {
+  return (await queues()).mq_close(mqd);
+}
+export async function mq_unlink(name: string): Promise<void> {
+  return (await queues()).mq_unlink(name);
+}
+export async function mq_notify(mqd: number, notification: (() => void) | null): Promise<void> {
+  return (await queues()).mq_notify(mqd, notification);
+}
+
+/** Closes the module-level process (its descriptors close with it). */
+export async function close(): Promise<void> {
+  if (defaultQueues === null) return;
+  const q = await defaultQueues;
+  defaultQueues = null;
+  await q.process.close();
+}

@@ -1,0 +1,217 @@
+/** The POSIX message-queue face against a real kernel, with Linux's names, flags and errors. */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { connect, type PostboxProcess } from '../src/client/mod.js';
+import {
+  O_CREAT,
+  O_EXCL,
+  O_NONBLOCK,
+  O_RDONLY,
+  O_RDWR,
+  O_WRONLY,
+  type PosixQueues,
+  posix,
+} from '../src/faces/posix.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+
+const code = (c: string) => (err: Error & { code?: string }) => err.code === c;
+
+describe('POSIX message queues', () => {
+  let kernel: TestKernel;
+  let proc: PostboxProcess;
+  let other: PostboxProcess;
+  let mq: PosixQueues;
+  let mq2: PosixQueues;
+  let n = 0;
+  const qname = (): string => `/q${++n}`;
+
+  before(async () => {
+    kernel = await startTestKernel();
+    proc = await connect({ socket: kernel.socket });
+    other = await connect({ socket: kernel.socket });
+    mq = posix(proc);
+    mq2 = posix(other);
+  });
+  after(async () => {
+    await proc.close();
+    await other.close();
+    await kernel.stop();
+  });
+
+  test("the lecture's hello world: the parent sends 'Hello!' with priority 1, a child process receives it", async () => {
+    const d = await mq.mq_open('/mq', O_CREAT | O_RDWR, 0o644, { mq_maxmsg: 10, mq_msgsize: 64 });
+    await mq.mq_send(d, 'Hello!', 1);
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('./fixtures/posix-child.js', import.meta.url)), '/mq'],
+      {
+        env: kernel.env,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => {
+      out += b;
+    });
+    const exit = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(exit, 0);
+    assert.deepEqual(JSON.parse(out), { text: 'Hello!', priority: 1 });
+    await mq.mq_close(d);
+    await mq.mq_unlink('/mq');
+    await assert.rejects(
+      mq.mq_open('mq', O_RDONLY),
+      code('EINVAL'),
+      "Linux refuses the notes' 'mq': a name starts with '/'",
+    );
+  });
+
+  test('priority order, fifo within a priority; sizes; non-blocking paths', async () => {
+    const name = qname();
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR | O_NONBLOCK, 0o600, { mq_maxmsg: 4, mq_msgsize: 8 });
+    for (const [text, prio] of [
+      ['low', 1],
+      ['high-a', 9],
+      ['mid', 5],
+      ['high-b', 9],
+    ] as const) {
+      await mq.mq_send(d, text, prio);
+    }
+    await assert.rejects(mq.mq_send(d, 'full', 0), code('EAGAIN'));
+    await assert.rejects(mq.mq_send(d, '123456789', 0), code('EMSGSIZE'));
+    await assert.rejects(mq.mq_receive(d, 7), code('EMSGSIZE'), 'a buffer smaller than mq_msgsize');
+    await assert.rejects(mq.mq_send(d, 'x', 32768), code('EINVAL'));
+    const got: [string, number][] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await mq.mq_receive(d, 8);
+      got.push([r.data.toString(), r.priority]);
+    }
+    assert.deepEqual(got, [
+      ['high-a', 9],
+      ['high-b', 9],
+      ['mid', 5],
+      ['low', 1],
+    ]);
+    await assert.rejects(mq.mq_receive(d, 8), code('EAGAIN'));
+    assert.deepEqual(await mq.mq_getattr(d), {
+      mq_flags: O_NONBLOCK,
+      mq_maxmsg: 4,
+      mq_msgsize: 8,
+      mq_curmsgs: 0,
+    });
+    const old = await mq.mq_setattr(d, { mq_flags: 0 });
+    assert.equal(old.mq_flags, O_NONBLOCK);
+    assert.equal((await mq.mq_getattr(d)).mq_flags, 0);
+    await assert.rejects(mq.mq_setattr(d, { mq_flags: O_CREAT }), code('EINVAL'));
+    await assert.rejects(mq.mq_timedreceive(d, 8, Date.now() + 30), code('ETIMEDOUT'));
+    await assert.rejects(mq.mq_timedreceive(d, 8, new Date(0)), code('ETIMEDOUT'), 'a deadline already past');
+    await assert.rejects(mq.mq_timedreceive(d, 8, { tv_sec: 0, tv_nsec: 2e9 }), code('EINVAL'));
+    await mq.mq_close(d);
+    await mq.mq_unlink(name);
+  });
+
+  test('open flags and descriptors: EEXIST, ENOENT, EBADF, access modes, attribute limits', async () => {
+    const name = qname();
+    await assert.rejects(mq.mq_open(name, O_RDONLY), code('ENOENT'));
+    await assert.rejects(
+      mq.mq_open(name, O_CREAT | O_RDWR, 0o600, { mq_maxmsg: 11, mq_msgsize: 8 }),
+      code('EINVAL'),
+    );
+    await assert.rejects(
+      mq.mq_open(name, O_CREAT | O_RDWR, 0o600, { mq_maxmsg: 1, mq_msgsize: 0 }),
+      code('EINVAL'),
+    );
+    const w = await mq.mq_open(name, O_CREAT | O_WRONLY, 0o600);
+    await assert.rejects(mq.mq_open(name, O_CREAT | O_EXCL | O_RDWR), code('EEXIST'));
+    assert.deepEqual(await mq.mq_getattr(w), { mq_flags: 0, mq_maxmsg: 10, mq_msgsize: 8192, mq_curmsgs: 0 });
+    await assert.rejects(mq.mq_receive(w, 8192), code('EBADF'), 'not open for reading');
+    const r = await mq.mq_open(name, O_RDONLY);
+    await assert.rejects(mq.mq_send(r, 'x', 0), code('EBADF'), 'not open for writing');
+    await mq.mq_close(r);
+    await assert.rejects(mq.mq_close(r), code('EBADF'));
+    await assert.rejects(
+      mq2.mq_open(name, O_RDONLY),
+      code('EACCES'),
+      'mode 0600: another process may not read',
+    );
+    await assert.rejects(mq.mq_open('/a/b', O_RDONLY), code('EACCES'));
+    await mq.mq_close(w);
+    await mq.mq_unlink(name);
+  });
+
+  test('mq_unlink: the name goes at once; the queue lives until its last close', async () => {
+    const name = qname();
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 2, mq_msgsize: 16 });
+    const d2 = await mq2.mq_open(name, O_RDWR);
+    await mq.mq_send(d, 'before', 0);
+    await mq.mq_unlink(name);
+    await assert.rejects(mq.mq_open(name, O_RDONLY), code('ENOENT'));
+    const again = await mq.mq_open(name, O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 2, mq_msgsize: 16 });
+    assert.equal((await mq.mq_getattr(again)).mq_curmsgs, 0, 'the name now means a new queue');
+    assert.equal(
+      (await mq2.mq_receive(d2, 16)).data.toString(),
+      'before',
+      'open descriptors keep the old queue',
+    );
+    await mq.mq_send(d, 'after', 3);
+    assert.equal((await mq2.mq_receive(d2, 16)).data.toString(), 'after');
+    await mq.mq_close(d);
+    await mq2.mq_close(d2);
+    const remaining = (await proc.mailboxes()).filter((m) => m.name === name);
+    assert.equal(remaining.length, 1, 'only the new queue is left: the unlinked one went at its last close');
+    await mq.mq_close(again);
+    await mq.mq_unlink(name);
+  });
+
+  test('mq_notify: one registered process is told once when a message arrives on an empty queue', async () => {
+    const name = qname();
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 4, mq_msgsize: 16 });
+    const d2 = await mq2.mq_open(name, O_RDWR);
+    let told = 0;
+    const notified = new Promise<void>((resolve) => {
+      void mq.mq_notify(d, () => {
+        told++;
+        resolve();
+      });
+    });
+    await new Promise((r) => setImmediate(r));
+    await proc.lookup(proc.id); // requests are answered in order: the registration is in
+    await assert.rejects(
+      mq2.mq_notify(d2, () => {}),
+      code('EBUSY'),
+    );
+    await mq2.mq_send(d2, 'ping', 0);
+    await notified;
+    await mq2.mq_send(d2, 'again', 0);
+    await mq2.mq_receive(d2, 16);
+    await mq2.mq_receive(d2, 16);
+    await mq2.mq_send(d2, 'third', 0);
+    await mq.mq_receive(d, 16);
+    assert.equal(told, 1, 'the registration is one-shot');
+    await mq2.mq_notify(d2, () => {});
+    await mq2.mq_notify(d2, null);
+    await mq.mq_close(d);
+    await mq2.mq_close(d2);
+    await mq.mq_unlink(name);
+  });
+
+  test('a blocked mq_send waits for room; mq_timedsend gives up at its deadline', async () => {
+    const name = qname();
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 1, mq_msgsize: 16 });
+    const d2 = await mq2.mq_open(name, O_RDWR);
+    await mq.mq_send(d, 'one', 0);
+    await assert.rejects(mq.mq_timedsend(d, 'late', 0, Date.now() + 30), code('ETIMEDOUT'));
+    const blocked = mq.mq_send(d, 'two', 0);
+    assert.equal((await mq2.mq_receive(d2, 16)).data.toString(), 'one');
+    await blocked;
+    assert.equal(
+      (await mq2.mq_receive(d2, 16)).data.toString(),
+      'two',
+      "the timed-out 'late' was never queued",
+    );
+    await mq.mq_close(d);
+    await mq2.mq_close(d2);
+    await mq.mq_unlink(name);
+  });
+});
