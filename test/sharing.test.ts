@@ -210,11 +210,21 @@ describe('sharing, rights and termination', () => {
     const bad = await owner.do({ cmd: 'create', name: `${name}-x`, opts: { messageSize: 4 } });
     assert.equal(bad.code, 'EINVAL', 'a ring needs a bounded capacity');
     const sending = owner.start({ cmd: 'sendMany', mb: name, count: 40, prefix: 'm', width: 3 });
-    await until(() => stat(name), (s) => s.count === 8, 10_000, 'ring full');
+    await until(
+      () => stat(name),
+      (s) => s.count === 8,
+      10_000,
+      'ring full',
+    );
     // A prefetching receiver takes one, holds the rest of the ring, and dies.
     void victim.start({ cmd: 'consume', mb: name, count: 40, opts: { prefetch: 8 }, delayMs: 60_000 });
     await victim.waitFor((ev) => ev.some((e) => e.event === 'message'));
-    await until(() => stat(name), (s) => s.inflight === 8, 10_000, 'ring pushed ahead');
+    await until(
+      () => stat(name),
+      (s) => s.inflight === 8,
+      10_000,
+      'ring pushed ahead',
+    );
     await victim.kill('SIGKILL');
     const r = await reader.do({ cmd: 'consume', mb: name, count: 39, opts: { prefetch: 3 } });
     assert.equal(r.count, 39);

@@ -17,8 +17,11 @@ import {
   decodeJsonPayload,
   encodeJsonFrame,
   HEAD_BYTES,
+  Codec,
+  type CodecCode,
   MESSAGE_HEAD_BYTES,
   NO_MAX_SIZE,
+  putU32,
   Off,
   OnFull,
   type OnFullCode,
@@ -279,6 +282,12 @@ export class Connection {
     options: SendOptions | undefined,
   ): Promise<SendResult> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
+    // The common case — bytes or a string, no options — takes the short road: no option
+    // parsing, no intermediate objects; one frame written in place and one promise.
+    if (options === undefined) {
+      if (body instanceof Uint8Array) return this.sendPlain(target, toProcess, Codec.BYTES, body, null);
+      if (typeof body === 'string') return this.sendPlain(target, toProcess, Codec.STRING, null, body);
+    }
     const o = options ?? EMPTY_OPTIONS;
     const signal = o.signal;
     if (signal?.aborted) return Promise.reject(new AbortedError('send aborted before it started'));
@@ -322,48 +331,33 @@ export class Connection {
       );
     }
     if (headLen > 65535) return Promise.reject(new InvalidArgumentError('user headers are over 65535 bytes'));
-    const size = MESSAGE_HEAD_BYTES + headLen + bodyLen;
-    const w = this.writer;
-    const off = w.reserve(size);
-    const b = w.buf;
-    const id = this.nextRequest++;
-    b.writeUInt32LE(size - 4, off);
-    b[off + Off.OPCODE] = Op.SEND;
-    b[off + Off.FLAGS] = (o.receipt === true ? 1 : 0) | (toProcess ? 2 : 0);
-    b[off + Off.CODEC] = encoded.code;
-    b[off + Off.ON_FULL] = onFull;
-    b.writeUInt32LE(id, off + Off.REQUEST);
-    b.writeUInt32LE(target, off + Off.TARGET);
-    b.writeUInt32LE(0, off + Off.SENDER);
-    b.writeUInt32LE(timeout, off + Off.TIMEOUT);
-    b.writeUInt16LE(priority, off + Off.PRIORITY);
-    b.writeUInt16LE(headLen, off + Off.HEADERS_LENGTH);
-    b.writeUInt32LE(0, off + Off.RESERVED);
-    writeInt64(b, type, off + Off.TYPE);
-    b.fill(0, off + Off.SEQ, off + Off.BODY);
-    let p = off + MESSAGE_HEAD_BYTES;
-    if (headers !== null) p += b.write(headers, p, 'utf8');
-    if (typeof bytes === 'string') b.write(bytes, p, 'utf8');
-    else bytes.copy(b, p);
-    w.commit(size);
-    if (w.length >= 256 * 1024) this.flush();
-
+    const receipt = o.receipt === true;
+    const id = this.writeSend(
+      target,
+      (receipt ? 1 : 0) | (toProcess ? 2 : 0),
+      encoded.code,
+      onFull,
+      timeout,
+      priority,
+      type,
+      headers,
+      headLen,
+      bytes,
+      bodyLen,
+    );
+    if (signal === undefined) return receipt ? this.awaitIndividual(id) : this.awaitAck(id);
     return new Promise<SendResult>((resolve, reject) => {
-      let res: (r: SendResult) => void = resolve;
-      let rej: Reject = reject;
-      if (signal !== undefined) {
-        const onAbort = (): void => this.cancel(id);
-        signal.addEventListener('abort', onAbort, { once: true });
-        res = (r) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(r);
-        };
-        rej = (e) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(e);
-        };
-      }
-      if (o.receipt === true) {
+      const onAbort = (): void => this.cancel(id);
+      signal.addEventListener('abort', onAbort, { once: true });
+      const res = (r: SendResult): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(r);
+      };
+      const rej = (e: PostboxError): void => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      };
+      if (receipt) {
         this.pending.set(id, { kind: 'send', resolve: res as Resolve, reject: rej });
       } else {
         this.fifoIds.push(id);
@@ -371,6 +365,97 @@ export class Connection {
         this.fifoRej.push(rej);
       }
     });
+  }
+
+  private sendPlain(
+    target: number,
+    toProcess: boolean,
+    codec: CodecCode,
+    bytes: Uint8Array | null,
+    text: string | null,
+  ): Promise<SendResult> {
+    const bodyLen = text !== null ? Buffer.byteLength(text) : bytes!.length;
+    const limit = this.welcome!.limits.maxMessageSize;
+    if (bodyLen > limit)
+      return Promise.reject(
+        new MessageSizeError(`a ${bodyLen}-byte message is over the kernel's ${limit}-byte limit`),
+      );
+    const id = this.writeSend(
+      target,
+      toProcess ? 2 : 0,
+      codec,
+      OnFull.WAIT,
+      0,
+      0,
+      1,
+      null,
+      0,
+      text ?? bytes!,
+      bodyLen,
+    );
+    return this.awaitAck(id);
+  }
+
+  /** Writes a SEND frame into the output; returns its request id. */
+  private writeSend(
+    target: number,
+    flags: number,
+    codec: number,
+    onFull: number,
+    timeout: number,
+    priority: number,
+    type: number,
+    headers: string | null,
+    headLen: number,
+    body: Uint8Array | string,
+    bodyLen: number,
+  ): number {
+    const size = MESSAGE_HEAD_BYTES + headLen + bodyLen;
+    const w = this.writer;
+    const off = w.reserve(size);
+    const b = w.buf;
+    const id = this.nextRequest++;
+    putU32(b, off, size - 4);
+    b[off + Off.OPCODE] = Op.SEND;
+    b[off + Off.FLAGS] = flags;
+    b[off + Off.CODEC] = codec;
+    b[off + Off.ON_FULL] = onFull;
+    putU32(b, off + Off.REQUEST, id);
+    putU32(b, off + Off.TARGET, target);
+    putU32(b, off + Off.SENDER, 0);
+    putU32(b, off + Off.TIMEOUT, timeout);
+    b[off + Off.PRIORITY] = priority;
+    b[off + Off.PRIORITY + 1] = priority >>> 8;
+    b[off + Off.HEADERS_LENGTH] = headLen;
+    b[off + Off.HEADERS_LENGTH + 1] = headLen >>> 8;
+    putU32(b, off + Off.RESERVED, 0);
+    writeInt64(b, type, off + Off.TYPE);
+    putU32(b, off + Off.SEQ, 0);
+    putU32(b, off + Off.SEQ + 4, 0);
+    putU32(b, off + Off.TIME, 0);
+    putU32(b, off + Off.TIME + 4, 0);
+    let p = off + MESSAGE_HEAD_BYTES;
+    if (headers !== null) p += b.write(headers, p, 'utf8');
+    if (typeof body === 'string') b.write(body, p, 'utf8');
+    else if (bodyLen > 0) b.set(body, p);
+    w.commit(size);
+    if (w.length >= 256 * 1024) this.flush();
+    return id;
+  }
+
+  /** A promise settled by the cumulative ACK (or by its own SENT, BLOCKED or ERROR). */
+  private awaitAck(id: number): Promise<SendResult> {
+    const p = new Promise<SendResult>(capture);
+    this.fifoIds.push(id);
+    this.fifoRes.push(captured.resolve as (r: SendResult) => void);
+    this.fifoRej.push(captured.reject);
+    return p;
+  }
+
+  private awaitIndividual(id: number): Promise<SendResult> {
+    const p = new Promise<SendResult>(capture);
+    this.pending.set(id, { kind: 'send', resolve: captured.resolve as Resolve, reject: captured.reject });
+    return p;
   }
 
   /** A single receive: resolves with the message, or null (nowait and nothing there). */
@@ -679,6 +764,17 @@ export class Connection {
 }
 
 const EMPTY_OPTIONS: SendOptions & ReceiveOptions = Object.freeze({});
+
+// One executor shared by every send's promise: it hands out the resolvers through `captured`
+// instead of each send allocating a closure of its own.
+const captured: { resolve: (v: never) => void; reject: (e: PostboxError) => void } = {
+  resolve: noop,
+  reject: noop,
+};
+function capture(resolve: (v: never) => void, reject: (e: PostboxError) => void): void {
+  captured.resolve = resolve;
+  captured.reject = reject;
+}
 
 function noop(): void {}
 

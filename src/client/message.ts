@@ -12,48 +12,71 @@ import { MESSAGE_HEAD_BYTES, Off, readInt64 } from '../protocol/frame.js';
  * ```
  */
 export class Message<T = unknown> {
-  /** Sequence number in its mailbox (1, 2, 3, … in order of acceptance). */
-  readonly seq: number;
-  /** Id of the process that sent it. */
-  readonly sender: number;
-  /** Message type, a positive integer (System V's mtype); default 1. */
-  readonly type: number;
-  /** Priority; higher first in priority mailboxes. */
-  readonly priority: number;
-  /** When the kernel accepted it, ms since the epoch. */
-  readonly time: number;
-  /** Id of the mailbox it came from. */
-  readonly mailbox: number;
-  /** Codec tag of the body. */
-  readonly codec: CodecName | 'unknown';
-  /** The body's bytes, undecoded (a view; copy it if you keep it long). */
-  readonly data: Buffer;
-  private readonly rawHeaders: Buffer | null;
+  // The frame it came in, read on demand: a receiver that looks only at the body pays for no
+  // header field it does not use.
+  private readonly buf: Buffer;
+  private readonly start: number;
+  private readonly end: number;
+  private view: Buffer | null = null;
   private decoded: { value: unknown } | null = null;
 
   /** @internal Built by the client from a DELIVER frame at buf[start, end). */
   constructor(buf: Buffer, start: number, end: number) {
-    this.seq = readInt64(buf, start + Off.SEQ);
-    this.sender = buf.readUInt32LE(start + Off.SENDER);
-    this.type = readInt64(buf, start + Off.TYPE);
-    this.priority = buf.readUInt16LE(start + Off.PRIORITY);
-    this.time = buf.readDoubleLE(start + Off.TIME);
-    this.mailbox = buf.readUInt32LE(start + Off.TARGET);
-    this.codec = codecName(buf[start + Off.CODEC]!) ?? 'unknown';
-    const headers = buf.readUInt16LE(start + Off.HEADERS_LENGTH);
-    const bodyStart = start + MESSAGE_HEAD_BYTES + headers;
-    this.rawHeaders = headers === 0 ? null : buf.subarray(start + MESSAGE_HEAD_BYTES, bodyStart);
-    this.data = buf.subarray(bodyStart, end);
+    this.buf = buf;
+    this.start = start;
+    this.end = end;
+  }
+
+  /** Sequence number in its mailbox (1, 2, 3, … in order of acceptance). */
+  get seq(): number {
+    return readInt64(this.buf, this.start + Off.SEQ);
+  }
+  /** Id of the process that sent it. */
+  get sender(): number {
+    return this.buf.readUInt32LE(this.start + Off.SENDER);
+  }
+  /** Message type, a positive integer (System V's mtype); default 1. */
+  get type(): number {
+    return readInt64(this.buf, this.start + Off.TYPE);
+  }
+  /** Priority; higher first in priority mailboxes. */
+  get priority(): number {
+    return this.buf.readUInt16LE(this.start + Off.PRIORITY);
+  }
+  /** When the kernel accepted it, ms since the epoch. */
+  get time(): number {
+    return this.buf.readDoubleLE(this.start + Off.TIME);
+  }
+  /** Id of the mailbox it came from. */
+  get mailbox(): number {
+    return this.buf.readUInt32LE(this.start + Off.TARGET);
+  }
+  /** Codec tag of the body. */
+  get codec(): CodecName | 'unknown' {
+    return codecName(this.buf[this.start + Off.CODEC]!) ?? 'unknown';
+  }
+
+  /** The body's bytes, undecoded (a view; copy it if you keep it long). */
+  get data(): Buffer {
+    if (this.view === null) {
+      const bodyStart =
+        this.start + MESSAGE_HEAD_BYTES + this.buf.readUInt16LE(this.start + Off.HEADERS_LENGTH);
+      this.view = this.buf.subarray(bodyStart, this.end);
+    }
+    return this.view;
   }
 
   /** Body size in bytes. */
   get size(): number {
-    return this.data.length;
+    return (
+      this.end - this.start - MESSAGE_HEAD_BYTES - this.buf.readUInt16LE(this.start + Off.HEADERS_LENGTH)
+    );
   }
 
   /** The body decoded by its codec: a string, a JS value, or bytes. */
   get body(): T {
-    if (this.decoded === null) this.decoded = { value: decodeBody(codecTag(this.codec), this.data) };
+    if (this.decoded === null)
+      this.decoded = { value: decodeBody(this.buf[this.start + Off.CODEC]!, this.data) };
     return this.decoded.value as T;
   }
 
@@ -64,20 +87,23 @@ export class Message<T = unknown> {
 
   /** User headers sent with the message. */
   get headers(): Record<string, string> {
-    if (this.rawHeaders === null) return {};
-    return JSON.parse(this.rawHeaders.toString('utf8')) as Record<string, string>;
+    const n = this.buf.readUInt16LE(this.start + Off.HEADERS_LENGTH);
+    if (n === 0) return {};
+    const at = this.start + MESSAGE_HEAD_BYTES;
+    return JSON.parse(this.buf.toString('utf8', at, at + n)) as Record<string, string>;
   }
-}
 
-function codecTag(name: CodecName | 'unknown'): number {
-  switch (name) {
-    case 'string':
-      return 1;
-    case 'json':
-      return 2;
-    case 'msgpack':
-      return 3;
-    default:
-      return 0;
+  /** A plain object of the header fields, for logging. */
+  toJSON(): Record<string, unknown> {
+    return {
+      seq: this.seq,
+      sender: this.sender,
+      type: this.type,
+      priority: this.priority,
+      time: this.time,
+      mailbox: this.mailbox,
+      codec: this.codec,
+      size: this.size,
+    };
   }
 }

@@ -5,6 +5,7 @@ import { type ErrorCode, WireErrorCode } from '../protocol/errors.js';
 import {
   decodeJsonPayload,
   encodeJsonFrame,
+  getU32,
   HEAD_BYTES,
   MESSAGE_HEAD_BYTES,
   NO_MAX_SIZE,
@@ -35,6 +36,9 @@ export interface KernelOptions {
   /** Where diagnostics go (one line each). */
   log?: (line: string) => void;
 }
+
+/** Largest frame accepted before HELLO. */
+const HELLO_MAX_FRAME = 64 * 1024;
 
 /** The kernel's own description, sent in WELCOME. */
 export const KERNEL_VERSION = '0.1.0';
@@ -67,19 +71,27 @@ export class Kernel implements MailboxHost {
   private dirty: KernelProcess[] = [];
   private flushScheduled = false;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** How long a new connection has to say HELLO: three heartbeats, at most 10 s. */
+  readonly helloTimeoutMs: number;
 
   constructor(options: KernelOptions = {}) {
     this.limits = { ...defaultLimits, ...options.limits };
     this.token = options.token === undefined ? null : Buffer.from(options.token);
     this.log = options.log ?? (() => {});
+    this.helloTimeoutMs = Math.min(3 * this.limits.heartbeatMs, 10_000);
     this.heartbeat = setInterval(() => this.checkHeartbeats(), this.limits.heartbeatMs);
     this.heartbeat.unref();
   }
 
   /** Takes a new connection; it becomes a process once its HELLO is accepted. */
   attach(socket: Socket, transport: Transport): KernelProcess {
-    const maxFrame = MESSAGE_HEAD_BYTES + 65535 + this.limits.maxMessageSize;
-    const p = new KernelProcess(socket, transport, maxFrame, onFrame, (q) => this.markDirty(q));
+    // Until its HELLO is accepted a connection may send only small frames, and must say HELLO
+    // within a bounded time: an unauthenticated peer can hold neither memory nor a socket.
+    const p = new KernelProcess(socket, transport, HELLO_MAX_FRAME, onFrame, (q) => this.markDirty(q));
+    p.helloTimer = setTimeout(() => {
+      if (p.id === 0) this.fatal(p, 'EPROTO', `no HELLO within ${this.helloTimeoutMs} ms`);
+    }, this.helloTimeoutMs);
+    p.helloTimer.unref();
     (p as KernelProcessWithKernel)[kKernel] = this;
     this.connections.add(p);
     socket.setNoDelay?.(true);
@@ -292,6 +304,8 @@ export class Kernel implements MailboxHost {
       );
     }
     p.id = this.nextProcessId++;
+    if (p.helloTimer !== null) clearTimeout(p.helloTimer);
+    p.decoder.maxFrameBytes = MESSAGE_HEAD_BYTES + 65535 + this.limits.maxMessageSize;
     p.name = hello.name ?? null;
     p.osPid = hello.pid ?? 0;
     p.host = hello.host ?? '';
@@ -331,16 +345,16 @@ export class Kernel implements MailboxHost {
   }
 
   private handleSend(p: KernelProcess, buf: Buffer, start: number, end: number): void {
-    const request = buf.readUInt32LE(start + Off.REQUEST);
+    const request = getU32(buf, start + Off.REQUEST);
     const size = end - start;
     if (size < MESSAGE_HEAD_BYTES)
       return this.fatal(p, 'EPROTO', `SEND frame of ${size} bytes is shorter than its 56-byte head`);
     const flags = buf[start + Off.FLAGS]!;
     const onFull = buf[start + Off.ON_FULL]!;
-    const headers = buf.readUInt16LE(start + Off.HEADERS_LENGTH);
+    const headers = buf[start + Off.HEADERS_LENGTH]! | (buf[start + Off.HEADERS_LENGTH + 1]! << 8);
     const type = readInt64(buf, start + Off.TYPE);
-    const priority = buf.readUInt16LE(start + Off.PRIORITY);
-    const target = buf.readUInt32LE(start + Off.TARGET);
+    const priority = buf[start + Off.PRIORITY]! | (buf[start + Off.PRIORITY + 1]! << 8);
+    const target = getU32(buf, start + Off.TARGET);
     if (buf[start + Off.CODEC]! > 3)
       return this.replyError(p, request, 'EINVAL', `unknown codec ${buf[start + Off.CODEC]}`);
     if (onFull > OnFull.DROP_NEW)
@@ -366,8 +380,17 @@ export class Kernel implements MailboxHost {
       }
       mb = to.inbox!;
     } else {
-      mb = this.mailboxes.get(target);
-      if (mb === undefined) return this.replyError(p, request, 'ENOENT', this.goneMessage(target));
+      // Consecutive sends usually go to the same mailbox: remember the last one looked up.
+      const last = p.lastMailbox;
+      if (last !== null && last.id === target && !last.removed) mb = last;
+      else {
+        mb = this.mailboxes.get(target);
+        if (mb === undefined) return this.replyError(p, request, 'ENOENT', this.goneMessage(target));
+        p.lastMailbox = mb;
+      }
+    }
+    if (headers > 0 && !isHeaderObject(buf, start + MESSAGE_HEAD_BYTES, headers)) {
+      return this.replyError(p, request, 'EINVAL', 'user headers must be a JSON object of strings');
     }
     const body = size - MESSAGE_HEAD_BYTES;
     if (body > mb.maxMessageSize) {
@@ -407,7 +430,7 @@ export class Kernel implements MailboxHost {
         mb,
       );
     }
-    const timeout = buf.readUInt32LE(start + Off.TIMEOUT);
+    const timeout = getU32(buf, start + Off.TIMEOUT);
     const result = mb.send(p, buf, start, end, request, (flags & SendFlag.RECEIPT) !== 0, onFull, timeout);
     if (result === 'done') {
       p.ackThrough = request;
@@ -479,7 +502,9 @@ export class Kernel implements MailboxHost {
         `TAKE of ${taken} messages on request ${request}, more than were delivered`,
       );
     }
-    if (more > 0 && w.stream) w.credit = Math.min(w.credit + more, this.limits.maxCredit);
+    // A priority mailbox never pushes ahead: its streams keep a credit of one.
+    if (more > 0 && w.stream && !w.ended)
+      w.credit = mb.order === 'priority' ? 1 : Math.min(w.credit + more, this.limits.maxCredit);
     if ((!w.stream || w.ended) && w.inflight === 0 && !w.waiting) p.receives.delete(request);
     // Queued messages first, then blocked senders: a receiver with credit must never be handed
     // a new message while an older one it would take is still queued.
@@ -568,6 +593,7 @@ export class Kernel implements MailboxHost {
   /** A process is gone: give back, withdraw, remove and tell, in that order. */
   terminate(p: KernelProcess, reason: TerminationReason): void {
     this.connections.delete(p);
+    if (p.helloTimer !== null) clearTimeout(p.helloTimer);
     if (p.terminated) return;
     p.terminated = true;
     if (p.id === 0) return;
@@ -667,6 +693,20 @@ type KernelProcessWithKernel = KernelProcess & { [kKernel]: Kernel };
 
 function onFrame(p: KernelProcess, buf: Buffer, start: number, end: number): void {
   (p as KernelProcessWithKernel)[kKernel].handleFrame(p, buf, start, end);
+}
+
+function isHeaderObject(buf: Buffer, at: number, length: number): boolean {
+  try {
+    const v: unknown = JSON.parse(buf.toString('utf8', at, at + length));
+    return (
+      typeof v === 'object' &&
+      v !== null &&
+      !Array.isArray(v) &&
+      Object.values(v).every((x) => typeof x === 'string')
+    );
+  } catch {
+    return false;
+  }
 }
 
 function flushAll(kernel: Kernel): void {

@@ -1,7 +1,17 @@
 import type { ErrorCode } from '../protocol/errors.js';
-import { MESSAGE_HEAD_BYTES, Off, OnFull, Op, Outcome, ReceiveFlag, writeInt64 } from '../protocol/frame.js';
+import {
+  MESSAGE_HEAD_BYTES,
+  Off,
+  OnFull,
+  Op,
+  Outcome,
+  putU32,
+  ReceiveFlag,
+  writeInt64,
+} from '../protocol/frame.js';
 import type { MailboxAttributes, MailboxOrder, ReceiverPolicy } from './limits.js';
 import { MessageStore, type Selection, selects } from './message-store.js';
+import type { FrameWriter } from '../transport/frame-writer.js';
 import type { Slab } from './slab.js';
 
 /**
@@ -32,7 +42,7 @@ export interface MailboxHost {
 export interface Peer {
   readonly id: number;
   readonly name: string | null;
-  readonly writer: { buf: Buffer; copyIn(src: Buffer, start: number, end: number): number };
+  readonly writer: FrameWriter;
   /** Output is backed up: deliver nothing more until it drains. */
   congested: boolean;
   terminated: boolean;
@@ -114,14 +124,22 @@ export class ReceiveWaiter {
     this.rReceipt.push(receipt);
   }
 
-  /** Takes the oldest in-flight message; calls fn with it. Returns false if none. */
-  shiftInflight(fn: (buf: Buffer, off: number, len: number, receipt: SendWaiter | null) => void): boolean {
+  headBuffer(): Buffer {
+    return this.rBuf[this.rHead]!;
+  }
+  headOffset(): number {
+    return this.rOff[this.rHead]!;
+  }
+  headLength(): number {
+    return this.rLen[this.rHead]!;
+  }
+  headReceipt(): SendWaiter | null {
+    return this.rReceipt[this.rHead]!;
+  }
+
+  /** Forgets the oldest in-flight message (taken). */
+  dropHead(): void {
     const i = this.rHead;
-    if (i >= this.rBuf.length) return false;
-    const buf = this.rBuf[i]!;
-    const receipt = this.rReceipt[i]!;
-    fn(buf, this.rOff[i]!, this.rLen[i]!, receipt);
-    // Drop references so taken frames can be collected; compact now and then.
     (this.rBuf as (Buffer | undefined)[])[i] = undefined;
     this.rReceipt[i] = null;
     this.rHead++;
@@ -135,6 +153,17 @@ export class ReceiveWaiter {
       this.rReceipt.splice(0, this.rHead);
       this.rHead = 0;
     }
+  }
+
+  /** Takes the oldest in-flight message; calls fn with it. Returns false if none. */
+  shiftInflight(fn: (buf: Buffer, off: number, len: number, receipt: SendWaiter | null) => void): boolean {
+    if (this.rHead >= this.rBuf.length) return false;
+    const buf = this.headBuffer();
+    const off = this.headOffset();
+    const len = this.headLength();
+    const receipt = this.headReceipt();
+    this.dropHead();
+    fn(buf, off, len, receipt);
     return true;
   }
 }
@@ -305,6 +334,7 @@ export class Mailbox {
           return 'individual';
         }
         this.block(peer, buf, start, end, request, bodyBytes, true, onFull, timeoutMs);
+        if (!receipt) host.replyBlocked(peer, request);
         return 'individual';
       }
       const sw = new SendWaiter(
@@ -398,7 +428,7 @@ export class Mailbox {
       this.place(sw.frame!, 0, sw.frame!.length, bodyBytes, sw);
       return 'individual';
     }
-    this.place(buf, start, end, bodyBytes, null);
+    this.place(buf, start, end, bodyBytes, null, true);
     if (outcome === Outcome.QUEUED) return 'done';
     this.host.replySent(peer, request, outcome, 0, readSeq(buf, start));
     return 'individual';
@@ -416,11 +446,18 @@ export class Mailbox {
   }
 
   /** Gives an accepted message to a waiting receiver, or queues it. */
-  private place(buf: Buffer, start: number, end: number, bodyBytes: number, sw: SendWaiter | null): void {
+  private place(
+    buf: Buffer,
+    start: number,
+    end: number,
+    bodyBytes: number,
+    sw: SendWaiter | null,
+    direct = false,
+  ): void {
     const w = this.findReceiver(buf, start, bodyBytes);
     if (w !== null) {
       if (sw !== null) sw.state = 'inflight';
-      this.deliver(w, buf, start, end - start, sw);
+      this.deliver(w, buf, start, end - start, sw, direct && sw === null);
       return;
     }
     this.enqueue(buf, start, end, bodyBytes, sw);
@@ -478,7 +515,7 @@ export class Mailbox {
   }
 
   private armTimeout(sw: SendWaiter, timeoutMs: number): void {
-    if (timeoutMs > 0) sw.timer = setTimeout(sendTimedOut, timeoutMs, sw);
+    if (timeoutMs > 0) sw.timer = later(sendTimedOut, timeoutMs, sw);
   }
 
   private replaceOldest(bodyBytes: number): boolean {
@@ -556,7 +593,7 @@ export class Mailbox {
     }
     w.waiting = true;
     this.receivers.push(w);
-    if (timeoutMs > 0 && !w.stream) w.timer = setTimeout(receiveTimedOut, timeoutMs, w);
+    if (timeoutMs > 0 && !w.stream) w.timer = later(receiveTimedOut, timeoutMs, w);
     if (this.capacity === 0) this.admitBlocked();
   }
 
@@ -684,25 +721,47 @@ export class Mailbox {
   }
 
   /** Writes a DELIVER frame for buf[off, off+len) to w's process and records it in flight. */
-  private deliver(w: ReceiveWaiter, buf: Buffer, off: number, len: number, sw: SendWaiter | null): void {
+  /**
+   * Writes a DELIVER frame for buf[off, off+len) to w's process and records it in flight.
+   *
+   * `direct` is for a message going straight from the sender's input to a waiting receiver: its
+   * bytes are relabelled where they lie and written by reference, not copied. That is safe only
+   * for bytes relabelled once: a message given back is re-queued as a copy, never re-sent from
+   * the same bytes. Stored messages are copied into the writer and relabelled there.
+   */
+  private deliver(
+    w: ReceiveWaiter,
+    buf: Buffer,
+    off: number,
+    len: number,
+    sw: SendWaiter | null,
+    direct = false,
+  ): void {
     const writer = w.peer.writer;
-    let body = len - MESSAGE_HEAD_BYTES;
     let outLen = len;
-    if (body > w.maxSize) {
+    if (len - MESSAGE_HEAD_BYTES > w.maxSize) {
       // Only reached with TRUNCATE (MSG_NOERROR): the rest of the body is dropped.
       const headers = buf.readUInt16LE(off + Off.HEADERS_LENGTH);
       outLen = Math.max(MESSAGE_HEAD_BYTES + headers, MESSAGE_HEAD_BYTES + w.maxSize);
-      body = outLen - MESSAGE_HEAD_BYTES;
+      direct = false;
     }
-    const o = writer.copyIn(buf, off, off + outLen);
-    const out = writer.buf;
-    if (outLen !== len) out.writeUInt32LE(outLen - 4, o);
+    let out: Buffer;
+    let o: number;
+    if (direct) {
+      out = buf;
+      o = off;
+    } else {
+      o = writer.copyIn(buf, off, off + outLen);
+      out = writer.buf;
+      if (outLen !== len) putU32(out, o, outLen - 4);
+    }
     out[o + Off.OPCODE] = Op.DELIVER;
     out[o + Off.FLAGS] = 0;
     out[o + Off.ON_FULL] = 0;
-    out.writeUInt32LE(w.request, o + Off.REQUEST);
-    out.writeUInt32LE(this.id, o + Off.TARGET);
-    out.writeUInt32LE(0, o + Off.TIMEOUT);
+    putU32(out, o + Off.REQUEST, w.request);
+    putU32(out, o + Off.TARGET, this.id);
+    putU32(out, o + Off.TIMEOUT, 0);
+    if (direct) writer.appendRef(buf, off, off + len);
     this.host.markDirty(w.peer);
     w.pushInflight(buf, off, len, sw);
     this.inflight++;
@@ -713,19 +772,21 @@ export class Mailbox {
 
   /** The receiver's application has taken n messages: they leave the mailbox. */
   take(w: ReceiveWaiter, n: number): boolean {
-    const host = this.host;
+    if (n > w.inflight) return false;
     const pid = w.peer.id;
     for (let i = 0; i < n; i++) {
-      const ok = w.shiftInflight((buf, off, len, sw) => {
-        if (buf === this.ring) this.store.releaseSlot(off / this.frameBytes);
-        this.inflight--;
-        this.inflightBytes -= len - MESSAGE_HEAD_BYTES;
-        this.received++;
-        if (sw !== null) this.completeSend(sw, Outcome.RECEIVED, pid, readSeq(buf, off));
-      });
-      if (!ok) return false;
+      const len = w.headLength();
+      const buf = w.headBuffer();
+      const off = w.headOffset();
+      const sw = w.headReceipt();
+      w.dropHead();
+      if (buf === this.ring) this.store.releaseSlot(off / this.frameBytes);
+      this.inflightBytes -= len - MESSAGE_HEAD_BYTES;
+      if (sw !== null) this.completeSend(sw, Outcome.RECEIVED, pid, readSeq(buf, off));
     }
-    this.times.lastReceiveTime = host.now;
+    this.inflight -= n;
+    this.received += n;
+    this.times.lastReceiveTime = this.host.now;
     this.times.lastReceiveProcess = pid;
     this.times.lastReceivePid = w.peer.osPid;
     if (this.endOnLastWriter) this.checkEnd();
@@ -927,7 +988,10 @@ export class Mailbox {
     for (const w of this.receivers.splice(0)) {
       w.waiting = false;
       if (w.timer !== null) clearTimeout(w.timer);
-      w.peer.receives.delete(w.request);
+      // One still holding pushed messages stays known: its TAKEs complete their receipts, and
+      // what it gives back settles them with EIDRM.
+      if (w.inflight > 0) w.ended = true;
+      else w.peer.receives.delete(w.request);
       if (!w.peer.terminated) this.host.replyError(w.peer, w.request, code, message, this);
     }
     for (const sw of this.blocked.splice(0)) this.settleSender(sw, code, message);
@@ -946,6 +1010,20 @@ const EMPTY_TEMPLATE = (() => {
 
 function readSeq(buf: Buffer, start: number): number {
   return buf.readInt32LE(start + Off.SEQ + 4) * 2 ** 32 + buf.readUInt32LE(start + Off.SEQ);
+}
+
+/** Node timers hold at most 2^31 − 1 ms; a wire timeout may be up to 2^32 − 1, so longer ones wait twice. */
+const MAX_TIMER = 2 ** 31 - 1;
+
+function later<T extends { timer: NodeJS.Timeout | null }>(
+  fn: (arg: T) => void,
+  ms: number,
+  arg: T,
+): NodeJS.Timeout {
+  if (ms <= MAX_TIMER) return setTimeout(fn, ms, arg);
+  return setTimeout(() => {
+    arg.timer = later(fn, ms - MAX_TIMER, arg);
+  }, MAX_TIMER);
 }
 
 function sendTimedOut(sw: SendWaiter): void {

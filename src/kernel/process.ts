@@ -37,6 +37,8 @@ export class KernelProcess implements Peer {
   readonly watchers = new Map<number, KernelProcess>();
   /** Monitors this process set on others: monitor id → watched. */
   readonly watching = new Map<number, KernelProcess>();
+  /** The mailbox of its last SEND (consecutive sends usually share one). */
+  lastMailbox: Mailbox | null = null;
   congested = false;
   terminated = false;
   /** It said goodbye before closing: a clean exit. */
@@ -46,6 +48,7 @@ export class KernelProcess implements Peer {
   ackPending = false;
   dirtyQueued = false;
   lastHeard = Date.now();
+  helloTimer: NodeJS.Timeout | null = null;
   readonly connectedAt = Date.now();
 
   constructor(

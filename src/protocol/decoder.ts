@@ -13,7 +13,8 @@ export class FrameDecoder {
   // peer trickling bytes costs linear, not quadratic, work.
   private parts: Buffer[] = [];
   private partBytes = 0;
-  private readonly maxFrameBytes: number;
+  /** Largest whole frame accepted; may be raised (the kernel does after HELLO). */
+  maxFrameBytes: number;
   private readonly onFrame: FrameHandler;
 
   /**
@@ -37,8 +38,9 @@ export class FrameDecoder {
       this.parts.push(chunk);
       this.partBytes += chunk.length;
       if (this.partBytes < LENGTH_BYTES) return;
-      const first = this.parts[0]!;
-      const need = this.frameSize(first.length >= LENGTH_BYTES ? first : Buffer.concat(this.parts), 0);
+      // Join the pieces holding the length once, so later pushes read it from the first part.
+      if (this.parts[0]!.length < LENGTH_BYTES) this.parts = [Buffer.concat(this.parts, this.partBytes)];
+      const need = this.frameSize(this.parts[0]!, 0);
       if (this.partBytes < need) return;
       buf = Buffer.concat(this.parts, this.partBytes);
       this.parts = [];

@@ -146,16 +146,39 @@ export type CodecCode = (typeof Codec)[keyof typeof Codec];
 
 const TWO_32 = 2 ** 32;
 
+// The hot paths read and write header fields byte by byte: Buffer's own methods check their
+// arguments on every call, which costs more than the write itself. Callers stay in bounds.
+
+/** Reads an unsigned 32-bit little-endian integer. */
+export function getU32(buf: Buffer, off: number): number {
+  return (buf[off]! | (buf[off + 1]! << 8) | (buf[off + 2]! << 16)) + buf[off + 3]! * 0x1000000;
+}
+
+/** Writes an unsigned 32-bit little-endian integer. */
+export function putU32(buf: Buffer, off: number, v: number): void {
+  buf[off] = v;
+  buf[off + 1] = v >>> 8;
+  buf[off + 2] = v >>> 16;
+  buf[off + 3] = v >>> 24;
+}
+
 /** Reads a signed 64-bit little-endian integer as a JS number (exact within ±2^53). */
 export function readInt64(buf: Buffer, off: number): number {
-  return buf.readInt32LE(off + 4) * TWO_32 + buf.readUInt32LE(off);
+  const lo = getU32(buf, off);
+  const hi = buf[off + 4]! | (buf[off + 5]! << 8) | (buf[off + 6]! << 16) | (buf[off + 7]! << 24);
+  return hi === 0 ? lo : hi * TWO_32 + lo;
 }
 
 /** Writes a JS integer as a signed 64-bit little-endian integer. */
 export function writeInt64(buf: Buffer, value: number, off: number): void {
+  if (value >= 0 && value < TWO_32) {
+    putU32(buf, off, value);
+    putU32(buf, off + 4, 0);
+    return;
+  }
   const hi = Math.floor(value / TWO_32);
-  buf.writeUInt32LE(value - hi * TWO_32, off);
-  buf.writeInt32LE(hi, off + 4);
+  putU32(buf, off, value - hi * TWO_32);
+  putU32(buf, off + 4, hi >>> 0);
 }
 
 /** Writes the common 12-byte head. `length` is the whole frame's size including the length field. */

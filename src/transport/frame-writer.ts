@@ -4,17 +4,32 @@ const MIN_BUFFER = 64 * 1024;
 const SMALL_FLUSH = 4096;
 
 /**
- * Gathers outgoing frames into one buffer and writes them with one syscall when flushed: a
- * burst of messages costs one `write`, not one per message.
+ * Gathers outgoing frames and writes them with one syscall when flushed: a burst of messages
+ * costs one `write` (or one `writev`), not one per message.
  *
- * Callers reserve room, fill it in place, then commit; nothing is copied twice. The owner decides
- * when to flush (the kernel once per turn of the event loop for all its processes, the client
- * once per turn for itself); {@link onFirstWrite} tells it a flush is needed.
+ * Frames are either written into the writer's own buffer (reserve, fill in place, commit) or,
+ * for frames that already lie complete in another buffer (the kernel forwarding a message from
+ * its input), queued by reference and never copied; adjacent references into the same buffer
+ * merge, so a run of forwarded messages is one slice.
+ *
+ * ```
+ *  parts: [ buf[0, sealed) ][ input[a, b) ][ … ]   then   buf[sealed, length)   written in order
+ * ```
+ *
+ * The owner decides when to flush (the kernel once per turn for all its processes, the client
+ * once per turn for itself); `onFirstWrite` tells it a flush is needed.
  */
 export class FrameWriter {
   buf: Buffer;
   /** Bytes written into {@link buf} and not yet flushed. */
   length = 0;
+  /** buf[0, sealed) is already queued in {@link parts}. */
+  private sealed = 0;
+  private parts: Buffer[] = [];
+  private refSrc: Buffer | null = null;
+  private refStart = 0;
+  private refEnd = 0;
+  private pending = false;
   private readonly socket: Socket;
   private readonly onFirstWrite: () => void;
 
@@ -24,10 +39,19 @@ export class FrameWriter {
     this.buf = Buffer.allocUnsafeSlow(MIN_BUFFER);
   }
 
+  /** Bytes gathered and not yet flushed. */
+  get size(): number {
+    let n = this.length - this.sealed + (this.refSrc === null ? 0 : this.refEnd - this.refStart);
+    for (const p of this.parts) n += p.length;
+    return n;
+  }
+
   /** Makes room for n bytes; returns the offset in {@link buf} to write them at. */
   reserve(n: number): number {
-    if (this.length === 0) this.onFirstWrite();
+    if (!this.pending) this.first();
+    if (this.refSrc !== null) this.sealRef();
     if (this.length + n > this.buf.length) {
+      // Sealed parts keep pointing into the old buffer; the copy carries the unsealed tail too.
       const grown = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.length + n));
       this.buf.copy(grown, 0, 0, this.length);
       this.buf = grown;
@@ -48,9 +72,29 @@ export class FrameWriter {
     return off;
   }
 
-  /** Appends a ready-made frame. */
+  /** Appends a ready-made frame (copied). */
   append(frame: Buffer): void {
     this.copyIn(frame, 0, frame.length);
+  }
+
+  /**
+   * Queues src[start, end) to be written as it is, after everything queued so far, without
+   * copying. The caller guarantees those bytes do not change until they are written.
+   */
+  appendRef(src: Buffer, start: number, end: number): void {
+    if (this.refSrc === src && this.refEnd === start) {
+      this.refEnd = end;
+      return;
+    }
+    if (!this.pending) this.first();
+    if (this.refSrc !== null) this.sealRef();
+    if (this.length > this.sealed) {
+      this.parts.push(this.buf.subarray(this.sealed, this.length));
+      this.sealed = this.length;
+    }
+    this.refSrc = src;
+    this.refStart = start;
+    this.refEnd = end;
   }
 
   /**
@@ -58,22 +102,47 @@ export class FrameWriter {
    * mark: the owner should stop adding until 'drain'.
    */
   flush(): boolean {
-    if (this.length === 0) return true;
+    if (!this.pending) return true;
+    this.pending = false;
+    if (this.refSrc !== null) this.sealRef();
     if (this.socket.destroyed) {
-      this.length = 0;
+      this.length = this.sealed = 0;
+      this.parts = [];
       return true;
     }
-    let out: Buffer;
-    if (this.length <= SMALL_FLUSH) {
-      // A small flush (a reply, one message) is copied out so the big buffer is reused.
-      out = Buffer.allocUnsafe(this.length);
-      this.buf.copy(out, 0, 0, this.length);
-    } else {
-      // The socket keeps `out` until the bytes are sent, so the next frames need a fresh buffer.
-      out = this.buf.subarray(0, this.length);
-      this.buf = Buffer.allocUnsafeSlow(Math.max(MIN_BUFFER, this.buf.length));
+    if (this.parts.length === 0) {
+      let out: Buffer;
+      if (this.length <= SMALL_FLUSH) {
+        // A small flush (a reply, one message) is copied out so the big buffer is reused.
+        out = Buffer.allocUnsafe(this.length);
+        this.buf.copy(out, 0, 0, this.length);
+      } else {
+        // The socket keeps `out` until the bytes are sent, so the next frames need a fresh buffer.
+        out = this.buf.subarray(0, this.length);
+        this.buf = Buffer.allocUnsafeSlow(MIN_BUFFER);
+      }
+      this.length = 0;
+      return this.socket.write(out);
     }
-    this.length = 0;
-    return this.socket.write(out);
+    if (this.length > this.sealed) this.parts.push(this.buf.subarray(this.sealed, this.length));
+    if (this.length > 0) this.buf = Buffer.allocUnsafeSlow(MIN_BUFFER);
+    const parts = this.parts;
+    this.parts = [];
+    this.length = this.sealed = 0;
+    if (parts.length === 1) return this.socket.write(parts[0]!);
+    this.socket.cork();
+    for (const p of parts) this.socket.write(p);
+    this.socket.uncork();
+    return this.socket.writableLength < this.socket.writableHighWaterMark;
+  }
+
+  private first(): void {
+    this.pending = true;
+    this.onFirstWrite();
+  }
+
+  private sealRef(): void {
+    this.parts.push(this.refSrc!.subarray(this.refStart, this.refEnd));
+    this.refSrc = null;
   }
 }

@@ -11,6 +11,7 @@ import {
   encodeJsonFrame,
   HEAD_BYTES,
   MESSAGE_HEAD_BYTES,
+  NO_MAX_SIZE,
   Off,
   Op,
   PROTOCOL_VERSION,
@@ -169,6 +170,11 @@ export class RawPeer {
   private until<T>(probe: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
     const now = probe();
     if (now !== undefined) return Promise.resolve(now);
+    if (this.isClosed) {
+      return Promise.reject(
+        new Error(`connection closed while waiting for ${what}; frames: ${this.describe()}`),
+      );
+    }
     return new Promise<T>((resolve, reject) => {
       const check = (): void => {
         const v = probe();
@@ -277,6 +283,7 @@ export interface ReceiveFields {
   flags?: number;
   from?: number;
   timeout?: number;
+  /** Largest message accepted; default none (NO_MAX_SIZE). */
   maxSize?: number;
   credit?: number;
   type?: number;
@@ -288,7 +295,7 @@ export function receiveFrame(f: ReceiveFields): Buffer {
   buf.writeUInt32LE(f.target >>> 0, Off.R_TARGET);
   buf.writeUInt32LE((f.from ?? 0) >>> 0, Off.R_FROM);
   buf.writeUInt32LE((f.timeout ?? 0) >>> 0, Off.R_TIMEOUT);
-  buf.writeUInt32LE((f.maxSize ?? 0) >>> 0, Off.R_MAX_SIZE);
+  buf.writeUInt32LE((f.maxSize ?? NO_MAX_SIZE) >>> 0, Off.R_MAX_SIZE);
   buf.writeUInt32LE((f.credit ?? 1) >>> 0, Off.R_CREDIT);
   writeInt64(buf, f.type ?? 0, Off.R_TYPE);
   return buf;
