@@ -425,7 +425,7 @@ export class Mailbox {
       );
       peer.sends.set(request, sw);
       this.armTimeout(sw, timeoutMs);
-      this.place(sw.frame!, 0, sw.frame!.length, bodyBytes, sw);
+      this.place(sw.frame!, 0, sw.frame!.length, bodyBytes, sw, true);
       return 'individual';
     }
     this.place(buf, start, end, bodyBytes, null, true);
@@ -457,7 +457,7 @@ export class Mailbox {
     const w = this.findReceiver(buf, start, bodyBytes);
     if (w !== null) {
       if (sw !== null) sw.state = 'inflight';
-      this.deliver(w, buf, start, end - start, sw, direct && sw === null);
+      this.deliver(w, buf, start, end - start, sw, direct && this.sendsOnce(buf, sw));
       return;
     }
     this.enqueue(buf, start, end, bodyBytes, sw);
@@ -559,9 +559,9 @@ export class Mailbox {
       const frame = sw.frame!;
       this.accept(frame, 0, sw.peer);
       if (sw.untilTaken) {
-        this.place(frame, 0, frame.length, sw.bodyBytes, sw);
+        this.place(frame, 0, frame.length, sw.bodyBytes, sw, true);
       } else {
-        this.place(frame, 0, frame.length, sw.bodyBytes, null);
+        this.place(frame, 0, frame.length, sw.bodyBytes, null, true);
         this.completeSend(sw, Outcome.QUEUED, 0, readSeq(frame, 0));
       }
     }
@@ -624,7 +624,7 @@ export class Mailbox {
       const body = len - MESSAGE_HEAD_BYTES;
       this.store.remove(slot, body, this.ring !== null);
       this.host.totalBytes -= body;
-      this.deliver(w, buf, off, len, sw);
+      this.deliver(w, buf, off, len, sw, this.sendsOnce(buf, sw));
       n++;
     }
     return n;
@@ -678,7 +678,7 @@ export class Mailbox {
         this.store.remove(slot, body, this.ring !== null);
         this.host.totalBytes -= body;
         if (this.policy === 'round-robin') this.rr = (i + 1) % n;
-        this.deliver(w, buf, off, len, sw);
+        this.deliver(w, buf, off, len, sw, this.sendsOnce(buf, sw));
         progress = true;
         if (this.policy === 'round-robin') break;
       }
@@ -768,6 +768,16 @@ export class Mailbox {
     this.inflightBytes += len - MESSAGE_HEAD_BYTES;
     w.credit--;
     if (w.credit === 0 && w.waiting && !w.stream) this.stopWaiting(w);
+  }
+
+  /**
+   * Whether these bytes will be sent at most once, so they may be relabelled in place and
+   * written by reference. A message given back is re-queued as a copy, except in two places
+   * where the same bytes come back: a fixed-size mailbox's ring slot, and a rendezvous
+   * message returning to its blocked sender.
+   */
+  private sendsOnce(buf: Buffer, sw: SendWaiter | null): boolean {
+    return buf !== this.ring && !(sw !== null && this.capacity === 0);
   }
 
   /** The receiver's application has taken n messages: they leave the mailbox. */

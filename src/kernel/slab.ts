@@ -37,8 +37,9 @@ export class Slab {
     }
     const off = this.used;
     src.copy(this.current, off, start, end);
-    // Keep frames 8-byte aligned so the f64 fields of the header read fast.
-    this.used = (off + len + 7) & ~7;
+    // Back to back, no padding: consecutive queued frames stay adjacent, so a run of them goes
+    // out as one slice.
+    this.used = off + len;
     this.lastBuffer = this.current;
     return off;
   }

@@ -51,10 +51,11 @@ export class FrameWriter {
     if (!this.pending) this.first();
     if (this.refSrc !== null) this.sealRef();
     if (this.length + n > this.buf.length) {
-      // Sealed parts keep pointing into the old buffer; the copy carries the unsealed tail too.
-      const grown = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.length + n));
-      this.buf.copy(grown, 0, 0, this.length);
-      this.buf = grown;
+      // Full: what is written becomes a part of its own and a new buffer starts. Nothing is
+      // copied; the parts go out together in one writev.
+      if (this.length > this.sealed) this.parts.push(this.buf.subarray(this.sealed, this.length));
+      this.buf = Buffer.allocUnsafeSlow(Math.max(MIN_BUFFER, n));
+      this.length = this.sealed = 0;
     }
     return this.length;
   }
