@@ -46,7 +46,7 @@ export interface MailboxOptions {
   /** System V key: the mailbox can be opened by it. */
   key?: number;
   /** How this handle uses it; counts for pipes and FIFOs. Default 'both'. */
-  role?: 'read' | 'write' | 'both';
+  role?: 'read' | 'write' | 'both' | 'none';
 }
 
 /** Another process as the kernel knows it. */
@@ -135,7 +135,7 @@ export class PostboxProcess {
   /** Opens an existing mailbox by name or id (ENOENT if none), or creates it with `create`. */
   async openMailbox<T = unknown>(
     ref: string | number | { key: number },
-    options: { create?: MailboxOptions | boolean; role?: 'read' | 'write' | 'both' } = {},
+    options: { create?: MailboxOptions | boolean; role?: 'read' | 'write' | 'both' | 'none' } = {},
   ): Promise<Mailbox<T>> {
     let info: MailboxInfo;
     const where =

@@ -14,7 +14,7 @@ import { PipeReader, PipeWriter } from './pipe-end.js';
  * ```
  */
 export async function mkfifo(proc: PostboxProcess, name: string, mode = 0o666): Promise<void> {
-  const mb = await proc.createMailbox(name, { endOnLastWriter: true, system: true, mode, role: 'both' });
+  const mb = await proc.createMailbox(name, { endOnLastWriter: true, system: true, mode, role: 'none' });
   mb.close();
 }
 
@@ -32,7 +32,7 @@ export async function openFifo(
 
 /** Removes a FIFO's name; ends already open keep working, and it goes when the last closes. */
 export async function unlinkFifo(proc: PostboxProcess, name: string): Promise<void> {
-  const mb = await proc.openMailbox(name);
+  const mb = await proc.openMailbox(name, { role: 'none' });
   try {
     await mb.unlink();
   } finally {

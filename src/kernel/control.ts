@@ -278,10 +278,12 @@ function stat(k: Kernel, mb: Mailbox): Args {
 /** Registers a handle for p on mb (its role counts for pipes and FIFOs) and describes mb. */
 function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args): Args {
   const role = a.role ?? 'both';
-  if (role !== 'read' && role !== 'write' && role !== 'both')
-    throw new CallError('EINVAL', "role must be 'read', 'write' or 'both'");
-  const read = role !== 'write';
-  const write = role !== 'read';
+  if (role !== 'read' && role !== 'write' && role !== 'both' && role !== 'none') {
+    throw new CallError('EINVAL', "role must be 'read', 'write', 'both' or 'none'");
+  }
+  // 'none': a handle that only manages the mailbox (mkfifo's): it counts as neither end.
+  const read = role === 'read' || role === 'both';
+  const write = role === 'write' || role === 'both';
   const handle = k.nextHandleId++;
   p.handles.set(handle, { mailbox: mb, read, write });
   mb.openHandle(read, write);

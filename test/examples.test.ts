@@ -1,0 +1,105 @@
+/** Every example in examples/ runs with one command against a real kernel and does what it says. */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+
+const examples = fileURLToPath(new URL('../../examples/', import.meta.url));
+let kernel: TestKernel;
+
+before(async () => {
+  kernel = await startTestKernel();
+});
+after(async () => {
+  await kernel.stop();
+});
+
+function run(file: string, args: string[] = []): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [file, ...args], {
+      cwd: examples,
+      env: kernel.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => {
+      out += d;
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      err += d;
+    });
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`${file} did not finish in 30 s; stdout:\n${out}\nstderr:\n${err}`));
+    }, 30_000);
+    p.once('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, out, err });
+    });
+  });
+}
+
+test('producer-consumer: every item produced is consumed, in order', async () => {
+  const r = await run('producer-consumer.mjs');
+  assert.equal(r.code, 0, r.err);
+  const got = r.out.split('\n').filter((l) => l.startsWith('consumer: got'));
+  assert.deepEqual(
+    got,
+    Array.from({ length: 10 }, (_, i) => `consumer: got item ${i + 1}`),
+  );
+});
+
+test('rendezvous: the send returns only after the late receiver took the message', async () => {
+  const r = await run('rendezvous.mjs');
+  assert.equal(r.code, 0, r.err);
+  const ms = Number(/send returned after (\d+) ms, received by process \d+/.exec(r.out)?.[1]);
+  assert.ok(ms >= 250, `the sender waited for the receiver (${ms} ms)\n${r.out}`);
+  assert.match(r.out, /receiver: took 'let us meet'/);
+});
+
+test('shared mailbox: round robin between P2 and P3, and P1 learns who received', async () => {
+  const r = await run('shared-mailbox.mjs');
+  assert.equal(r.code, 0, r.err);
+  const takers = [...r.out.matchAll(/was received by (P\d)/g)].map((m) => m[1]);
+  assert.equal(takers.length, 6);
+  assert.ok(
+    takers.every((t, i) => i === 0 || t !== takers[i - 1]),
+    `turns alternate: ${takers.join(' ')}`,
+  );
+});
+
+test("POSIX hello world: the child receives 'Hello!' with priority 1", async () => {
+  const r = await run('posix-hello.mjs');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /child: received "Hello!" with priority 1/);
+});
+
+test('cat | grep through a pipe finds the line', async () => {
+  const r = await run('cat-grep.mjs');
+  assert.equal(r.code, 0, r.err);
+  assert.deepEqual(r.out.trimEnd().split('\n'), [
+    'long factorial(int n) {',
+    '  return n <= 1 ? 1 : n * factorial(n - 1);',
+    '  printf("%ld\\n", factorial(10));',
+  ]);
+  assert.match(r.err, /cat exited 0, grep exited 0/);
+});
+
+test('a FIFO between unrelated processes: the reader reads to end of file', async () => {
+  const r = await run('fifo.mjs');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /reader: end of file after 3 lines:\nthe first line\nthe second line\nthe last line/);
+});
+
+test('the README quick start: producer and consumer', async () => {
+  const consumer = run('quickstart/consumer.mjs', ['101']);
+  // The consumer creates the mailbox too; either may start first.
+  const producer = await run('quickstart/producer.mjs');
+  assert.equal(producer.code, 0, producer.err);
+  assert.match(producer.out, /taken by process \d+/);
+  const c = await consumer;
+  assert.equal(c.code, 0, c.err);
+  assert.equal(c.out.trim().split('\n').length, 101);
+});
