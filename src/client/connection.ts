@@ -75,6 +75,8 @@ export interface SendOptions {
   codec?: CodecName;
   /** User headers, string to string. */
   headers?: Record<string, string>;
+  /** Queue even when a requireReader mailbox has no reader yet (wait for a server). */
+  withoutReader?: boolean;
 }
 
 /** Options of a receive. */
@@ -334,7 +336,7 @@ export class Connection {
     const receipt = o.receipt === true;
     const id = this.writeSend(
       target,
-      (receipt ? 1 : 0) | (toProcess ? 2 : 0),
+      (receipt ? 1 : 0) | (toProcess ? 2 : 0) | (o.withoutReader === true ? 4 : 0),
       encoded.code,
       onFull,
       timeout,

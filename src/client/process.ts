@@ -43,6 +43,8 @@ export interface MailboxOptions {
   endOnLastWriter?: boolean;
   /** Removed when its last handle closes (anonymous pipes). */
   transient?: boolean;
+  /** Sends fail with EPIPE while no handle has it open for reading (a service with no server). */
+  requireReader?: boolean;
   /** System V key: the mailbox can be opened by it. */
   key?: number;
   /** How this handle uses it; counts for pipes and FIFOs. Default 'both'. */

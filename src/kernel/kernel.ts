@@ -325,6 +325,7 @@ export class Kernel implements MailboxHost {
         messageSize: 0,
         endOnLastWriter: false,
         transient: false,
+        requireReader: false,
       },
       p,
       false,
@@ -413,6 +414,9 @@ export class Kernel implements MailboxHost {
     }
     const denied = this.checkRight(p, mb, 2);
     if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb);
+    if (mb.unread() && (flags & SendFlag.WITHOUT_READER) === 0) {
+      return this.replyError(p, request, 'EPIPE', `nobody is reading ${mb.label}`, mb);
+    }
     if (mb.brokenPipe())
       return this.replyError(
         p,

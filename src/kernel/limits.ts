@@ -60,6 +60,8 @@ export interface MailboxAttributes {
   endOnLastWriter: boolean;
   /** Removed when its last handle closes (anonymous pipes). */
   transient: boolean;
+  /** Sends fail with EPIPE while no handle reads it (a service nobody serves), unless they ask to wait. */
+  requireReader: boolean;
 }
 
 /** Default mode of a process-owned mailbox: owner and granted processes send and receive, others send. */

@@ -228,6 +228,8 @@ export class Mailbox {
   private hadReader = false;
   /** End of stream when the last writer closes (pipes, FIFOs). */
   readonly endOnLastWriter: boolean;
+  /** Sends fail while nobody reads (services). */
+  readonly requireReader: boolean;
   /** Removed when its last handle closes: unlinked (POSIX mq_unlink, FIFO rm) or anonymous (pipes). */
   unlinked: boolean;
   /** Process registered for a notice when a message arrives in the empty mailbox (mq_notify). */
@@ -249,6 +251,7 @@ export class Mailbox {
   ) {
     this.messageSize = attrs.messageSize;
     this.endOnLastWriter = attrs.endOnLastWriter;
+    this.requireReader = attrs.requireReader;
     this.unlinked = attrs.transient;
     if (attrs.messageSize > 0) {
       // The lecture's fixed-size trade-off: memory known up front, nothing allocated per message.
@@ -920,6 +923,11 @@ export class Mailbox {
   /** Nobody will ever read: sends fail with EPIPE (a pipe whose read end is closed). */
   brokenPipe(): boolean {
     return this.endOnLastWriter && this.hadReader && this.readers === 0;
+  }
+
+  /** Nobody reads now, and the mailbox says senders should be told at once. */
+  unread(): boolean {
+    return this.requireReader && this.readers === 0;
   }
 
   /** At end of stream, every waiting receiver is told so. */

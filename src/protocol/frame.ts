@@ -103,6 +103,8 @@ export const SendFlag = {
   RECEIPT: 0x01,
   /** The target is a process id: deliver to that process's inbox. */
   TO_PROCESS: 0x02,
+  /** Queue even if a requireReader mailbox has no reader yet (a call that waits for a server). */
+  WITHOUT_READER: 0x04,
 } as const;
 
 /** RECEIVE flags. */
