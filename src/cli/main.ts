@@ -1,30 +1,91 @@
 #!/usr/bin/env node
 import { PostboxError } from '../protocol/errors.js';
+import { createCommand, createHelp } from './commands/create.js';
+import { fifoCommand, fifoHelp } from './commands/fifo.js';
+import { limitsCommand, limitsHelp } from './commands/limits.js';
+import { lsCommand, lsHelp } from './commands/ls.js';
+import { mkfifoCommand, mkfifoHelp } from './commands/mkfifo.js';
+import { psCommand, psHelp } from './commands/ps.js';
+import { recvCommand, recvHelp } from './commands/recv.js';
+import { rmCommand, rmHelp } from './commands/rm.js';
+import { sendCommand, sendHelp } from './commands/send.js';
+import { statCommand, statHelp } from './commands/stat.js';
+import { watchCommand, watchHelp } from './commands/watch.js';
+import { Exit, exitCodeFor, exitCodesHelp } from './exit-codes.js';
+import { interrupt } from './interrupt.js';
 import { kernelCommand, kernelHelp } from './kernel-command.js';
 import { UsageError } from './usage-error.js';
+
+interface Command {
+  run: (argv: string[]) => Promise<number>;
+  help: string;
+  summary: string;
+}
+
+const commands: Record<string, Command> = {
+  kernel: { run: kernelCommand, help: kernelHelp, summary: 'start the kernel daemon' },
+  ls: { run: lsCommand, help: lsHelp, summary: 'list mailboxes (like ipcs -q)' },
+  stat: { run: statCommand, help: statHelp, summary: "one mailbox's counts, limits and times (msqid_ds)" },
+  limits: {
+    run: limitsCommand,
+    help: limitsHelp,
+    summary: "the kernel's limits and how to change them (ipcs -l)",
+  },
+  ps: { run: psCommand, help: psHelp, summary: 'connected processes and what each is blocked on' },
+  create: { run: createCommand, help: createHelp, summary: 'create a mailbox (system-owned)' },
+  rm: { run: rmCommand, help: rmHelp, summary: 'remove mailboxes; unlink FIFOs (ipcrm)' },
+  send: { run: sendCommand, help: sendHelp, summary: 'send TEXT, or standard input line by line' },
+  recv: { run: recvCommand, help: recvHelp, summary: 'receive messages to standard output' },
+  watch: { run: watchCommand, help: watchHelp, summary: 'live view of mailboxes, processes and who waits' },
+  mkfifo: { run: mkfifoCommand, help: mkfifoHelp, summary: 'make a FIFO (named pipe)' },
+  fifo: {
+    run: fifoCommand,
+    help: fifoHelp,
+    summary: 'read or write a FIFO (fifo read NAME, fifo write NAME)',
+  },
+};
 
 const help = `Usage: postbox <command> [options]
 
 Commands:
-  kernel     start the kernel daemon
+${Object.entries(commands)
+  .map(([name, c]) => `  ${name.padEnd(9)}  ${c.summary}`)
+  .join('\n')}
 
-Run 'postbox <command> --help' for a command's options.
-`;
+Every command but kernel finds the kernel by --socket PATH or --url tcp://HOST:PORT, else
+$POSTBOX_URL, else $POSTBOX_SOCKET, else the per-user default socket; --json gives scripts JSON.
+Run 'postbox <command> --help' for a command's options and examples.
 
-const commands: Record<string, { run: (argv: string[]) => Promise<number>; help: string }> = {
-  kernel: { run: kernelCommand, help: kernelHelp },
-};
+Examples:
+  postbox kernel &
+  postbox create jobs --capacity 10
+  printf 'one\\ntwo\\n' | postbox send jobs
+  postbox recv jobs --all
+
+${exitCodesHelp}`;
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
-    process.stdout.write(help);
-    return name === undefined ? 2 : 0;
+    const topic = name === 'help' && rest[0] !== undefined ? commands[rest[0]] : undefined;
+    process.stdout.write(topic?.help ?? help);
+    return name === undefined ? Exit.USAGE : Exit.OK;
   }
-  const command = commands[name];
+  const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (command === undefined) throw new UsageError(`unknown command '${name}'`);
   return command.run(rest);
 }
+
+// Nobody reads our output any more (`postbox recv --follow | head -1`): stop quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') interrupt('EPIPE');
+});
+
+const commandName = process.argv[2];
+const hint =
+  commandName !== undefined && Object.hasOwn(commands, commandName)
+    ? `postbox ${commandName} --help`
+    : 'postbox --help';
 
 main(process.argv.slice(2)).then(
   (code) => {
@@ -32,14 +93,16 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`postbox: ${(err as Error).message}\nRun 'postbox --help' for usage.\n`);
-      process.exitCode = 2;
+      process.stderr.write(`postbox: ${(err as Error).message}\nRun '${hint}' for usage.\n`);
+      process.exitCode = Exit.USAGE;
     } else if (err instanceof PostboxError) {
-      process.stderr.write(`postbox: ${err.message} (${err.code})\n`);
-      process.exitCode = 1;
+      // The kernel-not-running message already says what to do; others name their code.
+      const code = err.code === 'ECONNREFUSED' && err.message.includes('\n') ? '' : ` (${err.code})`;
+      process.stderr.write(`postbox: ${err.message}${code}\n`);
+      process.exitCode = exitCodeFor(err);
     } else {
       process.stderr.write(`postbox: ${(err as Error).stack ?? String(err)}\n`);
-      process.exitCode = 1;
+      process.exitCode = Exit.ERROR;
     }
   },
 );

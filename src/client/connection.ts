@@ -162,6 +162,8 @@ export class Connection {
   private fifoRej: (Reject | null)[] = [];
   private fifoHead = 0;
   private readonly pending = new Map<number, Pending>();
+  /** Requests waiting on each AbortSignal. */
+  private readonly signals = new WeakMap<AbortSignal, Set<number>>();
   private readonly monitors = new Map<number, (event: Record<string, unknown>) => void>();
   private flushScheduled = false;
   private closedError: PostboxError | null = null;
@@ -202,7 +204,9 @@ export class Connection {
 
   /** Opens a connection and does the handshake. */
   static async open(options: ConnectOptions): Promise<Connection> {
-    const url = options.url ?? process.env.POSTBOX_URL;
+    // An explicit option beats the environment: url, then socket, then POSTBOX_URL, then the
+    // POSTBOX_SOCKET / default rule.
+    const url = options.url ?? (options.socket === undefined ? process.env.POSTBOX_URL : undefined);
     let socket: Socket;
     let transport: 'unix' | 'tcp';
     let address: string;
@@ -349,14 +353,13 @@ export class Connection {
     );
     if (signal === undefined) return receipt ? this.awaitIndividual(id) : this.awaitAck(id);
     return new Promise<SendResult>((resolve, reject) => {
-      const onAbort = (): void => this.cancel(id);
-      signal.addEventListener('abort', onAbort, { once: true });
+      this.watchSignal(signal, id);
       const res = (r: SendResult): void => {
-        signal.removeEventListener('abort', onAbort);
+        this.unwatchSignal(signal, id);
         resolve(r);
       };
       const rej = (e: PostboxError): void => {
-        signal.removeEventListener('abort', onAbort);
+        this.unwatchSignal(signal, id);
         reject(e);
       };
       if (receipt) {
@@ -460,6 +463,32 @@ export class Connection {
     return p;
   }
 
+  /**
+   * One 'abort' listener per signal per connection, however many operations share the signal:
+   * an EventTarget with thousands of listeners makes every add and remove slow.
+   */
+  private watchSignal(signal: AbortSignal, id: number): void {
+    let ids = this.signals.get(signal);
+    if (ids === undefined) {
+      const set = new Set<number>();
+      ids = set;
+      this.signals.set(signal, set);
+      signal.addEventListener(
+        'abort',
+        () => {
+          this.signals.delete(signal);
+          for (const request of set) this.cancel(request);
+        },
+        { once: true },
+      );
+    }
+    ids.add(id);
+  }
+
+  private unwatchSignal(signal: AbortSignal, id: number): void {
+    this.signals.get(signal)?.delete(id);
+  }
+
   /** A single receive: resolves with the message, or null (nowait and nothing there). */
   receive(
     target: number,
@@ -478,16 +507,15 @@ export class Connection {
     return new Promise<Message | null>((resolve, reject) => {
       const entry: Pending = { kind: 'receive', resolve: resolve as Resolve, reject };
       if (signal !== undefined || owner !== undefined) {
-        const onAbort = (): void => this.cancel(id);
-        signal?.addEventListener('abort', onAbort, { once: true });
+        if (signal !== undefined) this.watchSignal(signal, id);
         owner?.add(id);
         entry.resolve = ((m: Message | null) => {
-          signal?.removeEventListener('abort', onAbort);
+          if (signal !== undefined) this.unwatchSignal(signal, id);
           owner?.delete(id);
           resolve(m);
         }) as Resolve;
         entry.reject = (e) => {
-          signal?.removeEventListener('abort', onAbort);
+          if (signal !== undefined) this.unwatchSignal(signal, id);
           owner?.delete(id);
           reject(e);
         };

@@ -45,6 +45,12 @@ export interface MailboxOptions {
   transient?: boolean;
   /** Sends fail with EPIPE while no handle has it open for reading (a service with no server). */
   requireReader?: boolean;
+  /**
+   * How blocked senders enter when room appears: 'in-order' (default; a newcomer waits behind
+   * them; capacity 0 is a rendezvous) or 'fits' (System V: any whose message fits; capacity 0
+   * holds nothing).
+   */
+  admission?: 'in-order' | 'fits';
   /** System V key: the mailbox can be opened by it. */
   key?: number;
   /** How this handle uses it; counts for pipes and FIFOs. Default 'both'. */
@@ -151,6 +157,11 @@ export class PostboxProcess {
       info = await this.conn.call<MailboxInfo>('open', { ...where, ...role });
     }
     return new Mailbox<T>(this.conn, info);
+  }
+
+  /** One mailbox's state by name or id, without opening a handle on it. */
+  stat(ref: string | number): Promise<MailboxStat> {
+    return this.conn.call<MailboxStat>('stat', typeof ref === 'number' ? { id: ref } : { name: ref });
   }
 
   /** Every mailbox's state (inboxes aside), as `postbox ls` shows. */

@@ -246,6 +246,7 @@ function describe(k: Kernel, mb: Mailbox): Args {
     key: mb.key,
     endOnLastWriter: mb.endOnLastWriter,
     requireReader: mb.requireReader,
+    admission: mb.admission,
     unlinked: mb.unlinked,
     mode: mb.mode,
     owner: mb.owner?.id ?? null,
@@ -364,6 +365,12 @@ function positiveInt(v: unknown, name: string, allowZero = false): number {
   throw new CallError('EINVAL', `${name} must be a positive whole number, not ${JSON.stringify(v)}`);
 }
 
+function parseAdmission(v: unknown): 'in-order' | 'fits' {
+  if (v === undefined || v === 'in-order') return 'in-order';
+  if (v === 'fits') return 'fits';
+  throw new CallError('EINVAL', `admission must be 'in-order' or 'fits', not ${JSON.stringify(v)}`);
+}
+
 function parseMode(v: unknown): number {
   const n = typeof v === 'string' && /^0?[0-7]{3}$/.test(v) ? Number.parseInt(v, 8) : v;
   if (typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0o777) return n;
@@ -413,6 +420,7 @@ function parseAttributes(k: Kernel, a: Args, system: boolean): MailboxAttributes
     endOnLastWriter: a.endOnLastWriter === true,
     transient: a.transient === true,
     requireReader: a.requireReader === true,
+    admission: parseAdmission(a.admission),
     maxMessageSize,
     maxBytes: a.maxBytes === undefined ? k.limits.maxMailboxBytes : positiveInt(a.maxBytes, 'maxBytes', true),
     order,

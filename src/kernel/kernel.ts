@@ -326,6 +326,7 @@ export class Kernel implements MailboxHost {
         endOnLastWriter: false,
         transient: false,
         requireReader: false,
+        admission: 'in-order',
       },
       p,
       false,

@@ -62,6 +62,12 @@ export interface MailboxAttributes {
   transient: boolean;
   /** Sends fail with EPIPE while no handle reads it (a service nobody serves), unless they ask to wait. */
   requireReader: boolean;
+  /**
+   * 'in-order' (the contract): blocked senders enter in arrival order and a newcomer waits behind
+   * them; capacity 0 is a rendezvous. 'fits' (System V): any sender whose message fits enters;
+   * capacity 0 holds nothing.
+   */
+  admission: 'in-order' | 'fits';
 }
 
 /** Default mode of a process-owned mailbox: owner and granted processes send and receive, others send. */

@@ -230,6 +230,8 @@ export class Mailbox {
   readonly endOnLastWriter: boolean;
   /** Sends fail while nobody reads (services). */
   readonly requireReader: boolean;
+  /** How blocked senders are admitted: in arrival order, or any that fits (System V). */
+  readonly admission: 'in-order' | 'fits';
   /** Removed when its last handle closes: unlinked (POSIX mq_unlink, FIFO rm) or anonymous (pipes). */
   unlinked: boolean;
   /** Process registered for a notice when a message arrives in the empty mailbox (mq_notify). */
@@ -252,6 +254,7 @@ export class Mailbox {
     this.messageSize = attrs.messageSize;
     this.endOnLastWriter = attrs.endOnLastWriter;
     this.requireReader = attrs.requireReader;
+    this.admission = attrs.admission;
     this.unlinked = attrs.transient;
     if (attrs.messageSize > 0) {
       // The lecture's fixed-size trade-off: memory known up front, nothing allocated per message.
@@ -288,6 +291,14 @@ export class Mailbox {
     return this.name === null ? `mailbox #${this.id}` : `mailbox '${this.name}'`;
   }
 
+  /**
+   * Capacity 0 is a rendezvous: a message passes only to a waiting receiver. Under System V
+   * admission it is a queue that nothing fits in, as a Linux queue whose msg_qbytes is 0.
+   */
+  get rendezvous(): boolean {
+    return this.capacity === 0 && this.admission === 'in-order';
+  }
+
   /** Messages held: queued plus delivered-not-taken. */
   get count(): number {
     return this.store.count + this.inflight;
@@ -319,10 +330,10 @@ export class Mailbox {
   ): 'done' | 'individual' {
     const host = this.host;
     const bodyBytes = end - start - MESSAGE_HEAD_BYTES;
-    const untilTaken = receipt || this.capacity === 0;
+    const untilTaken = receipt || this.rendezvous;
     buf.writeUInt32LE(peer.id, start + Off.SENDER);
 
-    if (this.capacity === 0) {
+    if (this.rendezvous) {
       // Rendezvous: the message passes only to a receiver waiting now.
       const w = this.findReceiver(buf, start, bodyBytes);
       if (w === null) {
@@ -358,7 +369,9 @@ export class Mailbox {
       return 'individual';
     }
 
-    if (!this.hasRoom(bodyBytes) || this.blocked.length > 0) {
+    // In order, a newcomer queues behind blocked senders even if it would fit; by 'fits'
+    // (System V), it goes in if it fits.
+    if (!this.hasRoom(bodyBytes) || (this.blocked.length > 0 && this.admission === 'in-order')) {
       switch (onFull) {
         case OnFull.FAIL:
           host.replyError(
@@ -544,21 +557,30 @@ export class Mailbox {
     this.host.totalBytes -= body;
   }
 
-  /** Admits blocked senders while there is room, in arrival order. */
+  /**
+   * Admits blocked senders while there is room: in arrival order, stopping at the first that
+   * does not fit; or, with admission 'fits' (System V), every one that fits, in arrival order,
+   * passing over those that do not (Linux's ss_wakeup: all wake, each retries).
+   */
   admitBlocked(): void {
-    while (this.blocked.length > 0) {
-      const sw = this.blocked[0]!;
-      if (this.capacity === 0) {
+    const rendezvous = this.rendezvous;
+    for (let i = 0; i < this.blocked.length; ) {
+      const sw = this.blocked[i]!;
+      if (rendezvous) {
         const w = this.findReceiver(sw.frame!, 0, sw.bodyBytes);
         if (w === null) return;
-        this.blocked.shift();
+        this.blocked.splice(i, 1);
         this.accept(sw.frame!, 0, sw.peer);
         sw.state = 'inflight';
         this.deliver(w, sw.frame!, 0, sw.frame!.length, sw);
         continue;
       }
-      if (!this.hasRoom(sw.bodyBytes)) return;
-      this.blocked.shift();
+      if (!this.hasRoom(sw.bodyBytes)) {
+        if (this.admission === 'in-order') return;
+        i++;
+        continue;
+      }
+      this.blocked.splice(i, 1);
       const frame = sw.frame!;
       this.accept(frame, 0, sw.peer);
       if (sw.untilTaken) {
@@ -597,7 +619,7 @@ export class Mailbox {
     w.waiting = true;
     this.receivers.push(w);
     if (timeoutMs > 0 && !w.stream) w.timer = later(receiveTimedOut, timeoutMs, w);
-    if (this.capacity === 0) this.admitBlocked();
+    if (this.rendezvous) this.admitBlocked();
   }
 
   /** Delivers queued messages to w within its credit. Returns how many, or 'error' if it ended. */
@@ -686,7 +708,7 @@ export class Mailbox {
         if (this.policy === 'round-robin') break;
       }
     }
-    if (this.capacity === 0) this.admitBlocked();
+    if (this.rendezvous) this.admitBlocked();
   }
 
   /** The receiver that should get a message arriving now, by policy, or null. */
@@ -780,7 +802,7 @@ export class Mailbox {
    * message returning to its blocked sender.
    */
   private sendsOnce(buf: Buffer, sw: SendWaiter | null): boolean {
-    return buf !== this.ring && !(sw !== null && this.capacity === 0);
+    return buf !== this.ring && !(sw !== null && this.rendezvous);
   }
 
   /** The receiver's application has taken n messages: they leave the mailbox. */
@@ -827,7 +849,7 @@ export class Mailbox {
           );
           return;
         }
-        if (this.capacity === 0 && sw !== null) {
+        if (this.rendezvous && sw !== null) {
           // A rendezvous message goes back to its still-waiting sender, first in line.
           sw.state = 'blocked';
           this.blocked.unshift(sw);
@@ -906,6 +928,10 @@ export class Mailbox {
       this.writers--;
       if (this.endOnLastWriter) this.checkEnd();
     }
+    // With both ends closed and nothing left unread, a FIFO starts afresh, as one reopened on
+    // Linux: the next reader waits for a writer, the next writer is not told the (previous)
+    // readers are gone. Data still queued keeps its end of file for the reader to come.
+    if (this.readers === 0 && this.writers === 0 && this.count === 0) this.hadReader = this.hadWriter = false;
     return this.unlinked && this.opens === 0;
   }
 

@@ -1,0 +1,110 @@
+import { parseArgs } from 'node:util';
+import type { MailboxOptions } from '../../client/process.js';
+import {
+  connectionHelp,
+  connectionOptions,
+  parseBytes,
+  parseCapacity,
+  parseChoice,
+  parseInteger,
+  parseMode,
+  positionals,
+  printJson,
+  withProcess,
+} from '../common.js';
+import { exitCodesHelp } from '../exit-codes.js';
+import { formatMode } from '../table.js';
+import { UsageError } from '../usage-error.js';
+
+export const createHelp = `Usage: postbox create NAME [options]
+
+Creates a mailbox. A mailbox made from the command line is system-owned: it outlives the command
+and lives until \`postbox rm\`; once the command's process has ended it is unowned, so any process
+may act as its owner. Fails (exit 1, EEXIST) if the name is taken.
+
+Options:
+  --capacity N         messages it holds: N, 0 (rendezvous: a send waits for a receiver), or
+                       'unbounded' (default)
+  --max-size BYTES     largest message (default: the kernel's --max-message-size); 64K, 1M work
+  --max-bytes BYTES    bytes it holds at most, System V msg_qbytes (default: --max-mailbox-bytes)
+  --message-size BYTES every message exactly this size, kept in a preallocated ring (needs --capacity)
+  --order ORDER        fifo (default) or priority (highest priority first, fifo within)
+  --policy POLICY      how receivers share it: first (default), round-robin, exclusive, pair
+  --mode MODE          three octal digits owner/group/others, 4 receive, 2 send (default 0666;
+                       0662 lets only the owner and granted processes receive)
+  --key KEY            System V key, decimal or 0x hex, shown by \`postbox ls\`
+  --json               the new mailbox's description as JSON
+${connectionHelp}
+Examples:
+  postbox create jobs --capacity 10
+  postbox create urgent --order priority --max-size 8K
+  postbox create meet --capacity 0 --policy pair
+  postbox create crew --key 0x1234 --mode 0662
+
+${exitCodesHelp}`;
+
+export async function createCommand(argv: string[]): Promise<number> {
+  const { values, positionals: rest } = parseArgs({
+    args: argv,
+    options: {
+      ...connectionOptions,
+      capacity: { type: 'string' },
+      'max-size': { type: 'string' },
+      'max-bytes': { type: 'string' },
+      'message-size': { type: 'string' },
+      order: { type: 'string' },
+      policy: { type: 'string' },
+      mode: { type: 'string' },
+      key: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(createHelp);
+    return 0;
+  }
+  const [name] = positionals(rest, ['NAME'], 'create');
+  if (/^#/.test(name!))
+    throw new UsageError(`a mailbox name cannot start with '#' (that means an id): '${name}'`);
+  if (/^\d+$/.test(name!))
+    throw new UsageError(`a mailbox name cannot be only digits (that reads as an id): '${name}'`);
+  const options: MailboxOptions = { system: true };
+  const capacity = parseCapacity(values.capacity);
+  if (capacity !== undefined) options.capacity = capacity;
+  const maxSize = parseBytes(values['max-size'], 'max-size');
+  if (maxSize !== undefined) options.maxMessageSize = maxSize;
+  const maxBytes = parseBytes(values['max-bytes'], 'max-bytes');
+  if (maxBytes !== undefined) options.maxBytes = maxBytes;
+  const messageSize = parseBytes(values['message-size'], 'message-size');
+  if (messageSize !== undefined) options.messageSize = messageSize;
+  const order = parseChoice(values.order, 'order', ['fifo', 'priority'] as const);
+  if (order !== undefined) options.order = order;
+  const policy = parseChoice(values.policy, 'policy', ['first', 'round-robin', 'exclusive', 'pair'] as const);
+  if (policy !== undefined) options.policy = policy;
+  const mode = parseMode(values.mode);
+  if (mode !== undefined) options.mode = mode;
+  if (values.key !== undefined) {
+    const key = /^0x[0-9a-f]+$/i.test(values.key)
+      ? Number.parseInt(values.key, 16)
+      : parseInteger(values.key, 'key', 1, 0xffffffff);
+    if (key === undefined || key < 1 || key > 0xffffffff)
+      throw new UsageError(`--key must be a number from 1 to 0xffffffff, not '${values.key}'`);
+    options.key = key;
+  }
+  return withProcess(values, async (proc) => {
+    const mb = await proc.createMailbox(name!, options);
+    mb.close();
+    if (values.json) {
+      const { handle: _handle, ...info } = mb.info;
+      printJson(info);
+    } else {
+      const cap = mb.info.capacity === null ? 'unbounded' : `capacity ${mb.info.capacity}`;
+      process.stdout.write(
+        `created mailbox '${mb.name}' (#${mb.id}): ${cap}, ${mb.info.order}, ${mb.info.policy}, mode ${formatMode(mb.info.mode)}\n`,
+      );
+    }
+    return 0;
+  });
+}

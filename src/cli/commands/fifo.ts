@@ -1,0 +1,164 @@
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { finished } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
+import type { PostboxProcess } from '../../client/process.js';
+import { PipeReader, PipeWriter } from '../../faces/pipe-end.js';
+import { PostboxError } from '../../protocol/errors.js';
+import {
+  connectionHelp,
+  connectionOptions,
+  findMailbox,
+  positionals,
+  withProcess,
+  writeOut,
+} from '../common.js';
+import { Exit, exitCodesHelp } from '../exit-codes.js';
+import { interruptExitCode, interruptSignal } from '../interrupt.js';
+import { UsageError } from '../usage-error.js';
+
+export const fifoHelp = `Usage: postbox fifo read NAME [options]
+       postbox fifo write NAME [options]
+
+The two ends of a FIFO made by \`postbox mkfifo NAME\`, like \`cat < fifo\` and \`cat > fifo\`.
+
+  read    writes what it reads to standard output; exits 0 at end of file, when the last writer
+          has closed. Like opening a FIFO for reading, it first waits for a writer (unless data
+          is already there).
+  write   copies standard input into the FIFO, one message per line (or per chunk with
+          --chunks), and closes its end at the end of standard input. Like opening a FIFO for
+          writing, it first waits for a reader. If every reader has gone: exit 1 (EPIPE).
+
+Options:
+  --chunks             (write) send standard input as it comes in chunks, not line by line
+${connectionHelp}
+Examples:
+  postbox mkfifo temp
+  postbox fifo read temp                    # terminal 1
+  postbox fifo write temp                   # terminal 2: type lines; Ctrl-D ends, and the
+                                            # reader exits
+  ls -l | postbox fifo write temp
+
+${exitCodesHelp}`;
+
+/** How often a waiting open looks for the other end. */
+const POLL_MS = 25;
+
+export async function fifoCommand(argv: string[]): Promise<number> {
+  const { values, positionals: rest } = parseArgs({
+    args: argv,
+    options: { ...connectionOptions, chunks: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(fifoHelp);
+    return 0;
+  }
+  const [action, name] = positionals(rest, ['read or write', 'NAME'], 'fifo');
+  if (action !== 'read' && action !== 'write')
+    throw new UsageError(`postbox fifo takes 'read' or 'write', not '${action}'`);
+  if (action === 'read' && values.chunks) throw new UsageError('--chunks is for fifo write');
+  const signal = interruptSignal();
+  return withProcess(values, async (proc) => {
+    const found = await findMailbox(proc, name!);
+    if (!found.endOnLastWriter)
+      throw new UsageError(
+        `mailbox '${name}' is not a FIFO (make one with postbox mkfifo); use postbox send / recv for it`,
+      );
+    try {
+      return action === 'read'
+        ? await readEnd(proc, found.id, signal)
+        : await writeEnd(proc, found.id, values.chunks === true, signal);
+    } catch (err) {
+      if (
+        signal.aborted &&
+        (!(err instanceof PostboxError) || err.code === 'ECANCELED' || err.code === 'ENOTCONN')
+      )
+        return interruptExitCode();
+      throw err;
+    }
+  });
+}
+
+async function readEnd(proc: PostboxProcess, id: number, signal: AbortSignal): Promise<number> {
+  const reader = new PipeReader(await proc.openMailbox(id, { role: 'read' }));
+  const stop = (): void => {
+    reader.destroy();
+  };
+  signal.addEventListener('abort', stop, { once: true });
+  try {
+    // As open(2) of a FIFO for reading: wait until a writer has it open, or data is waiting.
+    if (!(await waitFor(proc, id, (mb) => mb.writers > 0 || mb.count > 0, signal)))
+      return interruptExitCode();
+    for await (const chunk of reader) if (!(await writeOut(chunk as Buffer))) break;
+    return Exit.OK;
+  } catch (err) {
+    if (signal.aborted) return interruptExitCode();
+    throw err;
+  } finally {
+    signal.removeEventListener('abort', stop);
+    reader.destroy();
+  }
+}
+
+async function writeEnd(
+  proc: PostboxProcess,
+  id: number,
+  chunks: boolean,
+  signal: AbortSignal,
+): Promise<number> {
+  const writer = new PipeWriter(await proc.openMailbox(id, { role: 'write' }));
+  let failure: Error | null = null;
+  writer.on('error', (err) => {
+    failure ??= err;
+  });
+  // As open(2) of a FIFO for writing: wait until a reader has it open.
+  if (!(await waitFor(proc, id, (mb) => mb.readers > 0, signal))) {
+    writer.destroy();
+    return interruptExitCode();
+  }
+  const lines = chunks
+    ? null
+    : createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
+  const input: AsyncIterable<string | Buffer> = lines ?? process.stdin;
+  const stop = (): void => {
+    lines?.close();
+    process.stdin.destroy();
+  };
+  signal.addEventListener('abort', stop, { once: true });
+  try {
+    for await (const piece of input) {
+      if (failure !== null || writer.destroyed) break;
+      const data = typeof piece === 'string' ? `${piece}\n` : piece;
+      if (!writer.write(data)) await Promise.race([once(writer, 'drain'), once(writer, 'close')]);
+    }
+  } finally {
+    signal.removeEventListener('abort', stop);
+    process.stdin.destroy();
+  }
+  if (!writer.destroyed) {
+    writer.end();
+    try {
+      await finished(writer);
+    } catch (err) {
+      failure ??= err as Error;
+    }
+  }
+  if (failure !== null) throw failure;
+  return signal.aborted ? interruptExitCode() : Exit.OK;
+}
+
+/** Polls the mailbox's state until ok (true), or until interrupted (false). ENOENT if it goes. */
+async function waitFor(
+  proc: PostboxProcess,
+  id: number,
+  ok: (mb: Awaited<ReturnType<typeof findMailbox>>) => boolean,
+  signal: AbortSignal,
+): Promise<boolean> {
+  while (!signal.aborted) {
+    if (ok(await findMailbox(proc, `#${id}`))) return true;
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  return false;
+}

@@ -1,0 +1,94 @@
+import { parseArgs } from 'node:util';
+import { connectionHelp, connectionOptions, positionals, printJson, withProcess } from '../common.js';
+import { exitCodesHelp } from '../exit-codes.js';
+import { formatCount, formatTable } from '../table.js';
+
+export const limitsHelp = `Usage: postbox limits [options]
+
+Shows the running kernel's limits, like \`ipcs -l\`, what is in use, and the \`postbox kernel\`
+flag that changes each (limits are fixed when the kernel starts: restart it with the flag).
+
+Options:
+  --json               { limits: {...}, inUse: {...}, flags: {...} }
+${connectionHelp}
+Examples:
+  postbox limits
+  postbox limits --json | jq .limits.maxMessageSize
+
+${exitCodesHelp}`;
+
+interface LimitRow {
+  key: string;
+  label: string;
+  unit: string;
+  flag: string | null;
+}
+
+const rows: LimitRow[] = [
+  { key: 'maxMessageSize', label: 'max message size', unit: 'bytes', flag: '--max-message-size BYTES' },
+  {
+    key: 'maxMailboxBytes',
+    label: 'max bytes per mailbox (default)',
+    unit: 'bytes',
+    flag: '--max-mailbox-bytes BYTES',
+  },
+  { key: 'maxTotalBytes', label: 'max bytes queued in all', unit: 'bytes', flag: '--max-total-bytes BYTES' },
+  { key: 'maxMailboxes', label: 'max mailboxes (inboxes too)', unit: '', flag: '--max-mailboxes N' },
+  { key: 'maxProcesses', label: 'max processes', unit: '', flag: '--max-processes N' },
+  { key: 'heartbeatMs', label: 'TCP heartbeat', unit: 'ms', flag: '--heartbeat-ms MS' },
+  { key: 'maxCredit', label: 'prefetch credit per receiver', unit: 'messages', flag: null },
+  { key: 'outputHighWater', label: 'output backlog per process', unit: 'bytes', flag: null },
+];
+
+export async function limitsCommand(argv: string[]): Promise<number> {
+  const { values, positionals: rest } = parseArgs({
+    args: argv,
+    options: { ...connectionOptions, json: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(limitsHelp);
+    return 0;
+  }
+  positionals(rest, [], 'limits');
+  return withProcess(values, async (proc) => {
+    const limits = proc.limits as Record<string, number | undefined>;
+    const [mailboxes, processes] = await Promise.all([proc.mailboxes(), proc.processes()]);
+    // Every process has an inbox, and inboxes count toward the mailbox limit.
+    const inUse: Record<string, number> = {
+      maxMailboxes: mailboxes.length + processes.length,
+      maxProcesses: processes.length,
+    };
+    if (values.json) {
+      printJson({
+        limits,
+        inUse,
+        flags: Object.fromEntries(
+          rows.filter((r) => r.flag !== null).map((r) => [r.key, r.flag!.split(' ')[0]]),
+        ),
+      });
+      return 0;
+    }
+    process.stdout.write(
+      formatTable(
+        [
+          { header: 'LIMIT' },
+          { header: 'VALUE', align: 'right' },
+          { header: 'IN USE', align: 'right' },
+          { header: 'CHANGE WITH' },
+        ],
+        rows.map((r) => {
+          const v = limits[r.key];
+          return [
+            r.label,
+            v === undefined ? '?' : `${formatCount(v)}${r.unit === '' ? '' : ` ${r.unit}`}`,
+            inUse[r.key] === undefined ? '' : formatCount(inUse[r.key]!),
+            r.flag === null ? '(fixed)' : `postbox kernel ${r.flag}`,
+          ];
+        }),
+      ),
+    );
+    return 0;
+  });
+}

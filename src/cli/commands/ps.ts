@@ -1,0 +1,66 @@
+import { parseArgs } from 'node:util';
+import type { PostboxProcess } from '../../client/process.js';
+import { connectionHelp, connectionOptions, positionals, printJson, withProcess } from '../common.js';
+import { exitCodesHelp } from '../exit-codes.js';
+import { formatTable } from '../table.js';
+
+export const psHelp = `Usage: postbox ps [options]
+
+Lists the connected processes: id, name, OS pid, host, transport (unix or tcp), the mailboxes
+each owns, and what each is blocked on (a receive, a send waiting for room, a send waiting for
+its receipt). The command's own short-lived process is left out.
+
+Options:
+  --json               the kernel's process list as a JSON array
+${connectionHelp}
+Examples:
+  postbox ps
+  postbox ps --json | jq -r '.[] | select(.blockedOn | length > 0) | .name'
+
+${exitCodesHelp}`;
+
+export type ProcessRow = Awaited<ReturnType<PostboxProcess['processes']>>[number];
+
+export async function psCommand(argv: string[]): Promise<number> {
+  const { values, positionals: rest } = parseArgs({
+    args: argv,
+    options: { ...connectionOptions, json: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(psHelp);
+    return 0;
+  }
+  positionals(rest, [], 'ps');
+  return withProcess(values, async (proc) => {
+    const list = (await proc.processes()).filter((p) => p.id !== proc.id).sort((a, b) => a.id - b.id);
+    if (values.json) printJson(list);
+    else process.stdout.write(psTable(list));
+    return 0;
+  });
+}
+
+/** The `ps` table. */
+export function psTable(list: ProcessRow[]): string {
+  return formatTable(
+    [
+      { header: 'ID', align: 'right' },
+      { header: 'NAME' },
+      { header: 'PID', align: 'right' },
+      { header: 'HOST' },
+      { header: 'TRANSPORT' },
+      { header: 'OWNS' },
+      { header: 'BLOCKED-ON' },
+    ],
+    list.map((p) => [
+      String(p.id),
+      p.name ?? '-',
+      p.pid === 0 ? '-' : String(p.pid),
+      p.host === '' ? '-' : p.host,
+      p.transport,
+      p.owns.length === 0 ? '-' : p.owns.join(','),
+      p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),
+    ]),
+  );
+}

@@ -1,0 +1,273 @@
+import { inspect, parseArgs } from 'node:util';
+import type { ReceiveOptions } from '../../client/connection.js';
+import type { Mailbox } from '../../client/mailbox.js';
+import type { Message } from '../../client/message.js';
+import type { PostboxProcess } from '../../client/process.js';
+import { PostboxError } from '../../protocol/errors.js';
+import {
+  connectionHelp,
+  connectionOptions,
+  findMailbox,
+  joinNegativeNumbers,
+  parseInteger,
+  positionals,
+  withProcess,
+  writeOut,
+} from '../common.js';
+import { Exit, exitCodesHelp } from '../exit-codes.js';
+import { interruptExitCode, interruptSignal } from '../interrupt.js';
+import { UsageError } from '../usage-error.js';
+
+export const recvHelp = `Usage: postbox recv NAME [options]
+
+Receives messages from a mailbox and writes each body to standard output as text, one per line
+(a newline is added unless the body ends with one). By default it takes one message, waiting
+for it. NAME may also be #ID or an id.
+
+Selection (System V msgrcv):
+  --type T             0 any (default); T > 0 the first of type T; T < 0 the first of the
+                       lowest type <= |T|
+  --except             with T > 0: the first message NOT of type T (MSG_EXCEPT)
+  --from P             only messages sent by process P (a name or an id)
+
+How many:
+  (default)            one message, waiting for it
+  --count N            N messages, waiting for each
+  --all                every message queued now (that matches), then exit 0, even if none
+  --follow             keep receiving as messages come, like tail -f, until Ctrl-C or the end of
+                       a FIFO (the kernel pushes messages ahead: no round trip per message)
+
+Waiting:
+  --nowait             do not wait: exit 3 (EAGAIN) if nothing matches (with --count, if fewer
+                       than N were there; those are printed)
+  --timeout MS         give up waiting after MS ms per message: exit 6 (ETIMEDOUT)
+
+Output:
+  --verbose            put the header before each body: seq=S type=T priority=P sender=ID, a tab
+  --json               one JSON object per line: { seq, sender, type, priority, time, size, codec, body }
+${connectionHelp}
+Examples:
+  postbox recv jobs
+  postbox recv code --all | grep factorial
+  postbox recv crew --type 2 --nowait            # exit 3 once no type-2 message is left
+  postbox recv events --follow --verbose
+  postbox recv replies --from server --timeout 5000
+
+${exitCodesHelp}`;
+
+export async function recvCommand(argv: string[]): Promise<number> {
+  const { values, positionals: rest } = parseArgs({
+    args: joinNegativeNumbers(argv, ['type', 'count', 'timeout']),
+    options: {
+      ...connectionOptions,
+      type: { type: 'string' },
+      except: { type: 'boolean' },
+      from: { type: 'string' },
+      nowait: { type: 'boolean' },
+      timeout: { type: 'string' },
+      count: { type: 'string' },
+      all: { type: 'boolean' },
+      follow: { type: 'boolean', short: 'f' },
+      verbose: { type: 'boolean', short: 'v' },
+      json: { type: 'boolean' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(recvHelp);
+    return 0;
+  }
+  const [ref] = positionals(rest, ['NAME'], 'recv');
+  const type = parseInteger(values.type, 'type');
+  const count = parseInteger(values.count, 'count', 1);
+  const timeout = parseInteger(values.timeout, 'timeout', 0, 0xffffffff);
+  const modes = [count !== undefined, values.all === true, values.follow === true].filter(Boolean).length;
+  if (modes > 1) throw new UsageError('give one of --count, --all and --follow');
+  if (values.except && (type === undefined || type <= 0))
+    throw new UsageError('--except needs --type T with T > 0');
+  if (values.nowait && timeout !== undefined) throw new UsageError('give --nowait or --timeout, not both');
+  if (values.follow && (values.nowait || timeout !== undefined))
+    throw new UsageError('--follow waits for messages as they come; drop --nowait and --timeout');
+  if (values.all && timeout !== undefined)
+    throw new UsageError('--all takes what is queued without waiting; drop --timeout');
+
+  const signal = interruptSignal();
+  const out = new Output(values.verbose === true, values.json === true);
+  return withProcess(values, async (proc) => {
+    const found = await findMailbox(proc, ref!);
+    const from = values.from === undefined ? undefined : await processId(proc, values.from);
+    const mb = await proc.openMailbox(found.id, { role: 'read' });
+    const select: ReceiveOptions & { from?: number } = {};
+    if (type !== undefined) select.type = type;
+    if (values.except) select.except = true;
+    if (from !== undefined) select.from = from;
+    try {
+      if (values.follow) return await follow(mb, select, signal, out);
+      if (values.all) {
+        await takeQueued(mb, select, Number.POSITIVE_INFINITY, out);
+        return Exit.OK;
+      }
+      const n = count ?? 1;
+      if (values.nowait) {
+        const got = await takeQueued(mb, select, n, out);
+        if (got < n && !out.closed) {
+          if (got === 0) process.stderr.write(`postbox recv: no message in ${describe(found, select)}\n`);
+          return Exit.EMPTY;
+        }
+        return Exit.OK;
+      }
+      for (let i = 0; i < n; i++) {
+        const m = await mb.receive({ ...select, signal, ...(timeout !== undefined ? { timeout } : {}) });
+        if (m === null) {
+          // End of a FIFO: its last writer closed and nothing is left.
+          process.stderr.write(`postbox recv: end of ${describe(found, {})}: no writer is left\n`);
+          return Exit.EMPTY;
+        }
+        if (!(await out.write([m]))) break;
+      }
+      return Exit.OK;
+    } catch (err) {
+      if (err instanceof PostboxError && err.code === 'ECANCELED' && signal.aborted)
+        return interruptExitCode();
+      throw err;
+    } finally {
+      mb.close();
+    }
+  });
+}
+
+/** `--follow`: iterate with prefetch until interrupted, the stream ends, or stdout goes away. */
+async function follow(
+  mb: Mailbox,
+  select: ReceiveOptions & { from?: number },
+  signal: AbortSignal,
+  out: Output,
+): Promise<number> {
+  const it = mb.messages({ ...select, signal });
+  try {
+    for await (const m of it) if (!(await out.write([m]))) break;
+  } catch (err) {
+    if (err instanceof PostboxError && err.code === 'ECANCELED' && signal.aborted) return Exit.OK;
+    throw err;
+  }
+  return Exit.OK;
+}
+
+/**
+ * Takes up to max queued messages with non-blocking receives, pipelined in growing batches (the
+ * kernel answers them in order, so the output is in order). Stops at the first empty answer.
+ */
+async function takeQueued(
+  mb: Mailbox,
+  select: ReceiveOptions & { from?: number },
+  max: number,
+  out: Output,
+): Promise<number> {
+  let got = 0;
+  let batch = 1;
+  while (got < max) {
+    const k = Math.min(batch, max - got);
+    const answers = await Promise.all(
+      Array.from({ length: k }, () => mb.receive({ ...select, nowait: true })),
+    );
+    const messages = answers.filter((m): m is Message => m !== null);
+    got += messages.length;
+    if (messages.length > 0 && !(await out.write(messages))) return got;
+    if (messages.length < k) return got;
+    batch = Math.min(batch * 2, 1024);
+  }
+  return got;
+}
+
+async function processId(proc: PostboxProcess, ref: string): Promise<number> {
+  if (/^\d+$/.test(ref)) return Number(ref);
+  return (await proc.lookup(ref)).id;
+}
+
+function describe(
+  mb: { id: number; name: string | null },
+  select: ReceiveOptions & { from?: number },
+): string {
+  const what = mb.name === null ? `mailbox #${mb.id}` : `mailbox '${mb.name}'`;
+  const parts: string[] = [];
+  if (select.type !== undefined && select.type !== 0)
+    parts.push(
+      select.except
+        ? `not of type ${select.type}`
+        : select.type > 0
+          ? `of type ${select.type}`
+          : `of type <= ${-select.type}`,
+    );
+  if (select.from !== undefined) parts.push(`from process ${select.from}`);
+  return parts.length === 0 ? what : `${what} ${parts.join(' ')}`;
+}
+
+/** Writes received messages: text lines, optionally with headers, or JSON lines. */
+class Output {
+  closed = false;
+
+  constructor(
+    private readonly verbose: boolean,
+    private readonly json: boolean,
+  ) {}
+
+  /** Writes messages; false once stdout's reader is gone. */
+  async write(messages: Message[]): Promise<boolean> {
+    if (this.closed) return false;
+    let s = '';
+    for (const m of messages) s += this.json ? jsonLine(m) : this.textLine(m);
+    if (!(await writeOut(s))) this.closed = true;
+    return !this.closed;
+  }
+
+  private textLine(m: Message): string {
+    const text = bodyText(m);
+    const head = this.verbose
+      ? `seq=${m.seq} type=${m.type} priority=${m.priority} sender=${m.sender}\t`
+      : '';
+    return `${head}${text}${text.endsWith('\n') ? '' : '\n'}`;
+  }
+}
+
+function bodyText(m: Message): string {
+  if (m.codec === 'string' || m.codec === 'bytes' || m.codec === 'json' || m.codec === 'unknown')
+    return m.text();
+  const body = m.body;
+  if (typeof body === 'string') return body;
+  try {
+    return JSON.stringify(body) ?? String(body);
+  } catch {
+    return inspect(body, { breakLength: Number.POSITIVE_INFINITY, depth: 8 });
+  }
+}
+
+function jsonLine(m: Message): string {
+  const o: Record<string, unknown> = {
+    seq: m.seq,
+    sender: m.sender,
+    type: m.type,
+    priority: m.priority,
+    time: m.time,
+    size: m.size,
+    codec: m.codec,
+  };
+  if (m.codec === 'json' || m.codec === 'msgpack') {
+    o.body = m.body;
+  } else {
+    const text = m.text();
+    if (Buffer.from(text, 'utf8').equals(m.data)) o.body = text;
+    else {
+      o.body = m.data.toString('base64');
+      o.encoding = 'base64';
+    }
+  }
+  const headers = m.headers;
+  if (Object.keys(headers).length > 0) o.headers = headers;
+  try {
+    return `${JSON.stringify(o)}\n`;
+  } catch {
+    o.body = bodyText(m);
+    return `${JSON.stringify(o)}\n`;
+  }
+}

@@ -1,0 +1,73 @@
+import { parseArgs } from 'node:util';
+import type { PostboxProcess } from '../../client/process.js';
+import { PostboxError } from '../../protocol/errors.js';
+import { connectionHelp, connectionOptions, findMailbox, printJson, withProcess } from '../common.js';
+import { Exit, exitCodeFor, exitCodesHelp } from '../exit-codes.js';
+import { UsageError } from '../usage-error.js';
+
+export const rmHelp = `Usage: postbox rm NAME... [options]
+
+Removes mailboxes, like \`ipcrm -q\`. A mailbox is deleted at once: processes waiting on it fail
+with EIDRM. A FIFO (made by \`postbox mkfifo\`) is unlinked instead, like rm on a named pipe: its
+name goes now, ends already open keep working, and it goes when the last one closes. Only the
+owner may remove a mailbox (anyone, once its owner has terminated). NAME may be #ID or an id.
+With several names, each is tried; the exit code is the first failure's.
+
+Options:
+  --unlink             remove only the name of a mailbox too (POSIX mq_unlink): it goes at its
+                       last close
+  --json               what was done to each, as a JSON array
+${connectionHelp}
+Examples:
+  postbox rm jobs
+  postbox rm temp            # a FIFO: open ends keep working
+  postbox rm '#12' '#13'
+
+${exitCodesHelp}`;
+
+export async function rmCommand(argv: string[]): Promise<number> {
+  const { values, positionals: refs } = parseArgs({
+    args: argv,
+    options: { ...connectionOptions, unlink: { type: 'boolean' }, json: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(rmHelp);
+    return 0;
+  }
+  if (refs.length === 0) throw new UsageError('postbox rm needs NAME');
+  return withProcess(values, async (proc) => {
+    let code: number = Exit.OK;
+    const done: Record<string, unknown>[] = [];
+    for (const ref of refs) {
+      try {
+        const mb = await findMailbox(proc, ref);
+        const unlink = mb.endOnLastWriter || values.unlink === true;
+        await control(proc, unlink ? 'unlink' : 'delete', mb.id);
+        done.push({ ref, id: mb.id, name: mb.name, action: unlink ? 'unlinked' : 'deleted' });
+      } catch (err) {
+        if (!(err instanceof PostboxError)) throw err;
+        process.stderr.write(`postbox rm: ${err.message} (${err.code})\n`);
+        done.push({ ref, error: err.code, message: err.message });
+        if (code === Exit.OK) code = exitCodeFor(err);
+      }
+    }
+    if (values.json) printJson(done);
+    return code;
+  });
+}
+
+/**
+ * Deletes or unlinks a mailbox through a handle of role 'none': it counts as neither a reader
+ * nor a writer, so opening it does not disturb a FIFO's ends.
+ */
+async function control(proc: PostboxProcess, op: 'delete' | 'unlink', id: number): Promise<void> {
+  const mb = await proc.openMailbox(id, { role: 'none' });
+  try {
+    if (op === 'delete') await mb.delete();
+    else await mb.unlink();
+  } finally {
+    mb.close();
+  }
+}

@@ -1,0 +1,238 @@
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import type { SendOptions, SendResult } from '../../client/connection.js';
+import type { Mailbox } from '../../client/mailbox.js';
+import { PostboxError } from '../../protocol/errors.js';
+import {
+  connectionHelp,
+  connectionOptions,
+  findMailbox,
+  joinNegativeNumbers,
+  parseInteger,
+  positionals,
+  withProcess,
+} from '../common.js';
+import { Exit, exitCodeFor, exitCodesHelp } from '../exit-codes.js';
+import { interruptExitCode, interruptedBy, interruptSignal } from '../interrupt.js';
+import { UsageError } from '../usage-error.js';
+
+export const sendHelp = `Usage: postbox send NAME [TEXT] [options]
+
+Sends TEXT to a mailbox as one message; with no TEXT, reads standard input and sends one message
+per line (empty lines too). The sends are pipelined, not awaited one by one; the first that fails
+stops the command, and its error decides the exit code. A send waits while a bounded mailbox is
+full (and, at capacity 0, until a receiver takes it) unless --nowait or --timeout.
+
+Options:
+  --type T             message type, a positive integer (System V mtype; default 1)
+  --typed              read lines of 'TYPE TEXT' from standard input: each line's own type
+  --priority P         0 to 32767 (default 0); priority mailboxes deliver the highest first
+  --nowait             fail at once if the mailbox is full (exit 3, EAGAIN); nothing is queued
+  --timeout MS         give up after MS ms (exit 6, ETIMEDOUT); the message is then never delivered
+  --receipt            complete only when a receiver has taken each message, and say which process
+  --json               one JSON line per message: { line, seq, outcome, receiver }
+${connectionHelp}
+Examples:
+  postbox send jobs 'resize photo.jpg'
+  cat foo.c | postbox send code
+  postbox send crew --typed < msgsnd.txt        # lines like '2 Spock'
+  postbox send urgent 'disk full' --priority 10 --receipt
+
+${exitCodesHelp}`;
+
+/** Sends in flight at once, at most: enough to keep the pipe full, bounded for memory. */
+const WINDOW = 4096;
+
+export async function sendCommand(argv: string[]): Promise<number> {
+  const { values, positionals: rest } = parseArgs({
+    args: joinNegativeNumbers(argv, ['type', 'priority', 'timeout']),
+    options: {
+      ...connectionOptions,
+      type: { type: 'string' },
+      typed: { type: 'boolean' },
+      priority: { type: 'string' },
+      nowait: { type: 'boolean' },
+      timeout: { type: 'string' },
+      receipt: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(sendHelp);
+    return 0;
+  }
+  const [ref, text] = positionals(rest, ['NAME', 'TEXT'], 'send', 1);
+  const type = parseInteger(values.type, 'type', 1);
+  const priority = parseInteger(values.priority, 'priority', 0, 32767);
+  const timeout = parseInteger(values.timeout, 'timeout', 0, 0xffffffff);
+  if (values.typed && text !== undefined)
+    throw new UsageError('--typed reads standard input; give no TEXT with it');
+  if (values.typed && type !== undefined)
+    throw new UsageError('--typed takes each type from its line; drop --type');
+  if (values.nowait && timeout !== undefined) throw new UsageError('give --nowait or --timeout, not both');
+
+  const signal = interruptSignal();
+  // A signal is given to a single send only: an AbortSignal with thousands of listeners is slow
+  // to add to. Pipelined sends are stopped by closing the process instead: the kernel withdraws
+  // a send still waiting when its process ends, as it does an aborted one.
+  const base: SendOptions = text !== undefined ? { signal } : {};
+  if (type !== undefined) base.type = type;
+  if (priority !== undefined) base.priority = priority;
+  if (values.nowait) base.nowait = true;
+  if (timeout !== undefined) base.timeout = timeout;
+  if (values.receipt) base.receipt = true;
+
+  return withProcess(values, async (proc) => {
+    const found = await findMailbox(proc, ref!);
+    const mb = await proc.openMailbox<string>(found.id, { role: 'write' });
+    const sender = new Pipeline(mb, values.json === true, values.receipt === true, text === undefined);
+    if (text !== undefined) {
+      sender.send(text, base);
+    } else {
+      if (process.stdin.isTTY)
+        process.stderr.write(`postbox send: one message per line to ${describe(found)}; end with Ctrl-D\n`);
+      const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
+      const stop = (): void => {
+        rl.close();
+        void proc.close();
+      };
+      signal.addEventListener('abort', stop, { once: true });
+      try {
+        for await (const line of rl) {
+          if (sender.failed) break;
+          if (values.typed) {
+            if (line.trim() === '') continue;
+            const m = /^\s*(\d+)(?:[ \t](.*))?$/.exec(line);
+            const t = m === null ? Number.NaN : Number(m[1]);
+            if (m === null || !Number.isSafeInteger(t) || t < 1) {
+              sender.fail(
+                new UsageError(
+                  `line ${sender.lines + 1}: expected 'TYPE TEXT' with a positive whole TYPE, got '${line}'`,
+                ),
+                Exit.USAGE,
+              );
+              break;
+            }
+            sender.send(m[2] ?? '', { ...base, type: t });
+          } else {
+            sender.send(line, base);
+          }
+          if (sender.inFlight >= WINDOW) await sender.room();
+        }
+      } finally {
+        signal.removeEventListener('abort', stop);
+        rl.close();
+        process.stdin.destroy();
+      }
+    }
+    await sender.settled();
+    if (sender.error !== null) {
+      if (
+        signal.aborted &&
+        sender.error instanceof PostboxError &&
+        (sender.error.code === 'ECANCELED' || sender.error.code === 'ENOTCONN')
+      )
+        return interruptExitCode();
+      const where = sender.errorLine === null ? '' : `line ${sender.errorLine}: `;
+      const code = sender.error instanceof PostboxError ? ` (${sender.error.code})` : '';
+      process.stderr.write(`postbox send: ${where}${sender.error.message}${code}\n`);
+      return sender.exitCode;
+    }
+    if (interruptedBy() !== null) return interruptExitCode();
+    return Exit.OK;
+  });
+}
+
+function describe(mb: { id: number; name: string | null }): string {
+  return mb.name === null ? `mailbox #${mb.id}` : `mailbox '${mb.name}'`;
+}
+
+/** Pipelined sends: many in flight, the earliest failure (by line) kept, results reported. */
+class Pipeline {
+  lines = 0;
+  inFlight = 0;
+  error: Error | null = null;
+  errorLine: number | null = null;
+  private errorAt = Number.POSITIVE_INFINITY;
+  exitCode: number = Exit.OK;
+  private drained: (() => void) | null = null;
+  private roomWaiter: (() => void) | null = null;
+
+  constructor(
+    private readonly mb: Mailbox<string>,
+    private readonly json: boolean,
+    private readonly receipt: boolean,
+    private readonly numbered: boolean,
+  ) {}
+
+  get failed(): boolean {
+    return this.error !== null;
+  }
+
+  send(body: string, options: SendOptions): void {
+    const line = ++this.lines;
+    this.inFlight++;
+    this.mb.send(body, options).then(
+      (r) => this.done(line, r, null),
+      (err: Error) => this.done(line, null, err),
+    );
+  }
+
+  /** Records a failure at input line `line` (the earliest line's failure is the one reported). */
+  fail(err: Error, code: number, line = this.lines + 1): void {
+    if (line >= this.errorAt) return;
+    this.errorAt = line;
+    this.error = err;
+    this.exitCode = code;
+    this.errorLine = this.numbered && err instanceof PostboxError ? line : null;
+  }
+
+  /** Resolves when fewer than the window are in flight. */
+  room(): Promise<void> {
+    if (this.inFlight < WINDOW) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.roomWaiter = resolve;
+    });
+  }
+
+  /** Resolves when every send has settled. */
+  settled(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.drained = resolve;
+    });
+  }
+
+  private done(line: number, r: SendResult | null, err: Error | null): void {
+    this.inFlight--;
+    if (err !== null) {
+      // Keep the earliest line's error: that is where the input stopped being delivered.
+      this.fail(err, exitCodeFor(err), line);
+    } else if (r !== null) {
+      if (this.json) {
+        const out: Record<string, unknown> = { line, outcome: r.outcome };
+        if (r.seq !== undefined) out.seq = r.seq;
+        if (r.receiver !== undefined) out.receiver = r.receiver;
+        process.stdout.write(`${JSON.stringify(out)}\n`);
+      } else if (this.receipt) {
+        const what = this.numbered ? `line ${line}` : 'message';
+        const by = r.receiver !== undefined ? `received by process ${r.receiver}` : r.outcome;
+        process.stdout.write(`${what}${r.seq !== undefined ? ` (seq ${r.seq})` : ''}: ${by}\n`);
+      } else if (r.outcome === 'dropped' || r.outcome === 'replaced') {
+        process.stderr.write(`postbox send: line ${line}: ${r.outcome}\n`);
+      }
+    }
+    if (this.roomWaiter !== null && this.inFlight < WINDOW) {
+      const w = this.roomWaiter;
+      this.roomWaiter = null;
+      w();
+    }
+    if (this.inFlight === 0 && this.drained !== null) {
+      const d = this.drained;
+      this.drained = null;
+      d();
+    }
+  }
+}

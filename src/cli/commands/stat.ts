@@ -1,0 +1,117 @@
+import { parseArgs } from 'node:util';
+import type { MailboxStat } from '../../client/mailbox.js';
+import {
+  connectionHelp,
+  connectionOptions,
+  findMailbox,
+  positionals,
+  printJson,
+  processLabel,
+  withProcess,
+} from '../common.js';
+import { exitCodesHelp } from '../exit-codes.js';
+import { formatCount, formatFields, formatKey, formatMode, formatTime } from '../table.js';
+
+export const statHelp = `Usage: postbox stat NAME [options]
+
+Shows one mailbox's state, like System V's msqid_ds (IPC_STAT): messages and bytes held, limits,
+order and receiver policy, owner and mode, who waits, counters, and the last send and receive
+(time and process), creation and change time. NAME may also be #ID or an id number.
+
+Options:
+  --json               the kernel's stat object (fields: docs/api.md); times are ms since the epoch
+${connectionHelp}
+Examples:
+  postbox stat jobs
+  postbox stat '#12'
+  postbox stat jobs --json | jq .count
+
+${exitCodesHelp}`;
+
+export async function statCommand(argv: string[]): Promise<number> {
+  const { values, positionals: rest } = parseArgs({
+    args: argv,
+    options: { ...connectionOptions, json: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(statHelp);
+    return 0;
+  }
+  const [ref] = positionals(rest, ['NAME'], 'stat');
+  return withProcess(values, async (proc) => {
+    const [mb, processes] = await Promise.all([findMailbox(proc, ref!), proc.processes()]);
+    if (values.json) {
+      printJson(mb);
+      return 0;
+    }
+    const names = new Map(processes.map((p) => [p.id, p.name]));
+    const pids = new Map(processes.map((p) => [p.id, p.pid]));
+    process.stdout.write(statText(mb, names, pids));
+    return 0;
+  });
+}
+
+function statText(mb: MailboxStat, names: Map<number, string | null>, pids: Map<number, number>): string {
+  const who = (ids: number[]): string =>
+    ids.length === 0 ? '-' : ids.map((id) => processLabel(id, names)).join(', ');
+  const last = (time: number, id: number, pid: number): string => {
+    if (time === 0) return 'never';
+    const gone = names.has(id) ? '' : ', since terminated';
+    return `${formatTime(time)} by process ${processLabel(id, names)}${pid !== 0 ? ` (OS pid ${pid}${gone})` : gone}`;
+  };
+  const owner =
+    mb.owner === null
+      ? 'none: its owner terminated; any process may act as owner'
+      : `process ${processLabel(mb.owner, names)}${pids.has(mb.owner) ? ` (OS pid ${pids.get(mb.owner)})` : ''}`;
+  const capacity =
+    mb.capacity === null
+      ? 'unbounded'
+      : mb.capacity === 0
+        ? '0 (rendezvous)'
+        : `${formatCount(mb.capacity)} messages`;
+  const fields: [string, string][] = [
+    ['key', formatKey(mb.key)],
+    ['owner', owner],
+    ['lifetime', mb.system ? 'system-owned: lives until deleted' : 'process-owned: removed with its owner'],
+    ['mode', `${formatMode(mb.mode)} (owner/group/others; 4 receive, 2 send)`],
+    ['group', who(mb.group)],
+    [
+      'messages',
+      `${formatCount(mb.count)} (${formatCount(mb.queued)} queued, ${formatCount(mb.inflight)} delivered not yet taken)`,
+    ],
+    ['bytes', `${formatCount(mb.bytes)} of ${formatCount(mb.maxBytes)} (msg_qbytes)`],
+    ['capacity', capacity],
+    ['max message size', `${formatCount(mb.maxMessageSize)} bytes`],
+  ];
+  if (mb.messageSize !== 0) fields.push(['fixed message size', `${formatCount(mb.messageSize)} bytes`]);
+  fields.push(
+    ['order', mb.order === 'priority' ? 'priority (highest first, fifo within)' : 'fifo'],
+    ['receivers', mb.policy],
+    ['waiting senders', who(mb.waitingSenders)],
+    ['waiting receivers', who(mb.waitingReceivers)],
+  );
+  if (mb.holders.length > 0) fields.push(['holders', who(mb.holders)]);
+  if (mb.endOnLastWriter)
+    fields.push([
+      'ends',
+      `FIFO/pipe: ${mb.readers} reading, ${mb.writers} writing${mb.unlinked ? '; unlinked' : ''}`,
+    ]);
+  else if (mb.unlinked) fields.push(['unlinked', 'yes: removed at its last close']);
+  fields.push(
+    ['open handles', String(mb.opens)],
+    ['sent', formatCount(mb.sent)],
+    ['received', formatCount(mb.received)],
+  );
+  if (mb.replaced !== 0) fields.push(['replaced', formatCount(mb.replaced)]);
+  if (mb.dropped !== 0) fields.push(['dropped', formatCount(mb.dropped)]);
+  fields.push(
+    ['last send', last(mb.lastSendTime, mb.lastSendProcess, mb.lastSendPid)],
+    ['last receive', last(mb.lastReceiveTime, mb.lastReceiveProcess, mb.lastReceivePid)],
+    ['changed', formatTime(mb.changeTime)],
+    ['created', formatTime(mb.createTime)],
+  );
+  const title = mb.name === null ? `mailbox #${mb.id}` : `mailbox '${mb.name}' (#${mb.id})`;
+  return `${title}\n${formatFields(fields)}`;
+}

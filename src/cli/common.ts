@@ -1,0 +1,233 @@
+import { once } from 'node:events';
+import type { MailboxStat } from '../client/mailbox.js';
+import { connect, type PostboxProcess } from '../client/process.js';
+import { ConnectionRefusedError, NotFoundError } from '../protocol/errors.js';
+import { defaultSocketPath } from '../transport/address.js';
+import { UsageError } from './usage-error.js';
+
+/** Options every command takes: where the kernel is, and --help. */
+export const connectionOptions = {
+  socket: { type: 'string' },
+  url: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/** The help lines of {@link connectionOptions}. */
+export const connectionHelp = `  --socket PATH        the kernel's Unix socket (default: $POSTBOX_SOCKET, else
+                       $XDG_RUNTIME_DIR/postbox/kernel.sock, else <tmp>/postbox-<user>/kernel.sock)
+  --url URL            tcp://HOST:PORT of a kernel on another machine (token from $POSTBOX_TOKEN),
+                       or unix:PATH (default: $POSTBOX_URL)
+  -h, --help           this help
+`;
+
+/**
+ * node:util parseArgs takes `--type -2` for a missing value followed by an option; joins such
+ * numeric values to their option (`--type=-2`) so negative numbers read naturally.
+ */
+export function joinNegativeNumbers(argv: string[], options: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    if (a.startsWith('--') && options.includes(a.slice(2)) && next !== undefined && /^-\d+$/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+/** Checks the number of positional arguments. */
+export function positionals(
+  given: string[],
+  names: string[],
+  command: string,
+  optional = 0,
+): (string | undefined)[] {
+  const required = names.length - optional;
+  if (given.length < required)
+    throw new UsageError(`postbox ${command} needs ${names.slice(given.length, required).join(' and ')}`);
+  if (given.length > names.length)
+    throw new UsageError(`postbox ${command}: unexpected argument '${given[names.length]}'`);
+  return names.map((_, i) => given[i]);
+}
+
+/** A whole number option: `--flag N`, within [min, max]. */
+export function parseInteger(
+  value: string | undefined,
+  flag: string,
+  min = Number.MIN_SAFE_INTEGER,
+  max = Number.MAX_SAFE_INTEGER,
+): number | undefined {
+  if (value === undefined) return undefined;
+  const n = /^[-+]?\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    const range =
+      max === Number.MAX_SAFE_INTEGER
+        ? min === 0
+          ? 'a whole number'
+          : min === 1
+            ? 'a positive whole number'
+            : `a whole number from ${min}`
+        : `a whole number from ${min} to ${max}`;
+    throw new UsageError(`--${flag} must be ${range}, not '${value}'`);
+  }
+  return n;
+}
+
+/** Bytes: `4096`, `64K`, `1M`, `2G` (powers of 1024). */
+export function parseBytes(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+)\s*([kmg]?)i?b?$/i.exec(value.trim());
+  const scale = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m?.[2] ?? '').toLowerCase()];
+  const n = m === null || scale === undefined ? Number.NaN : Number(m[1]) * scale;
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new UsageError(`--${flag} must be a positive number of bytes such as 4096 or 64K, not '${value}'`);
+  return n;
+}
+
+/** A mode like ipc_perm: three octal digits, optionally with a leading 0 or 0o (`0662`). */
+export function parseMode(value: string | undefined, flag = 'mode'): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(?:0o?)?([0-7]{3})$/i.exec(value.trim());
+  if (m === null) throw new UsageError(`--${flag} must be three octal digits such as 0662, not '${value}'`);
+  return Number.parseInt(m[1]!, 8);
+}
+
+/** A capacity: a whole number (0 is a rendezvous) or `unbounded`. */
+export function parseCapacity(value: string | undefined): number | 'unbounded' | undefined {
+  if (value === undefined) return undefined;
+  if (/^(unbounded|inf|infinity|∞)$/i.test(value.trim())) return 'unbounded';
+  return parseInteger(value, 'capacity', 0);
+}
+
+/** One of a set of words. */
+export function parseChoice<T extends string>(
+  value: string | undefined,
+  flag: string,
+  choices: readonly T[],
+): T | undefined {
+  if (value === undefined) return undefined;
+  if (!(choices as readonly string[]).includes(value))
+    throw new UsageError(`--${flag} must be ${choices.join(', ')}; not '${value}'`);
+  return value as T;
+}
+
+/** Connects as a new process where the flags or the environment say the kernel is. */
+export async function connectFromFlags(values: { socket?: string; url?: string }): Promise<PostboxProcess> {
+  if (values.socket !== undefined && values.url !== undefined)
+    throw new UsageError('give --socket or --url, not both');
+  if (values.url !== undefined && !/^(tcp:\/\/|unix:)/.test(values.url))
+    throw new UsageError(`--url must be tcp://HOST:PORT or unix:PATH, not '${values.url}'`);
+  try {
+    // --socket must win over $POSTBOX_URL too, which the client would otherwise prefer.
+    const url = values.url ?? (values.socket !== undefined ? `unix:${values.socket}` : undefined);
+    return await connect(url !== undefined ? { url } : {});
+  } catch (err) {
+    if (err instanceof ConnectionRefusedError) throw kernelNotRunning(err, values);
+    if (err instanceof TypeError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+/** The "kernel not running" error, with how to start one. */
+function kernelNotRunning(err: ConnectionRefusedError, values: { socket?: string; url?: string }): Error {
+  const url = values.url ?? process.env.POSTBOX_URL;
+  if (url?.startsWith('tcp://'))
+    return new ConnectionRefusedError(
+      `${err.message.replace(/\s*Start one.*$/, '')}\nIs a kernel listening there (\`postbox kernel --listen ${url}\`), and is $POSTBOX_TOKEN its token?`,
+    );
+  const socket = url?.startsWith('unix:') ? url.slice(5) : (values.socket ?? defaultSocketPath());
+  const isDefault =
+    values.socket === undefined && url === undefined && process.env.POSTBOX_SOCKET === undefined;
+  const start = isDefault ? 'postbox kernel' : `postbox kernel --socket ${socket}`;
+  const why = /\((E[A-Z]+)\)/.exec(err.message)?.[1];
+  return new ConnectionRefusedError(
+    `the kernel is not running: nothing answers at ${socket}${why !== undefined ? ` (${why})` : ''}.\n` +
+      `Start it with \`${start}\` (or \`npm start\` in a Postbox checkout) and try again.`,
+  );
+}
+
+/** Runs fn with a connected process, and closes the process afterwards whatever happens. */
+export async function withProcess<T>(
+  values: { socket?: string; url?: string },
+  fn: (proc: PostboxProcess) => Promise<T>,
+): Promise<T> {
+  const proc = await connectFromFlags(values);
+  try {
+    return await fn(proc);
+  } finally {
+    await proc.close().catch(() => {});
+  }
+}
+
+/** A mailbox named on the command line: `NAME`, `#ID`, or a number (an id, else a name). */
+export function describeRef(ref: string): string {
+  return /^#\d+$/.test(ref) ? `mailbox ${ref}` : `mailbox '${ref}'`;
+}
+
+/**
+ * Finds a mailbox's current state by `NAME`, `#ID` or number id, from the kernel's list (so no
+ * handle is opened: opening a FIFO would count as one of its readers or writers).
+ */
+export async function findMailbox(proc: PostboxProcess, ref: string): Promise<MailboxStat> {
+  if (ref.length === 0) throw new UsageError('a mailbox name cannot be empty');
+  const list = await proc.mailboxes();
+  const hash = /^#(\d+)$/.exec(ref);
+  if (hash !== null) {
+    const id = Number(hash[1]);
+    const mb = list.find((m) => m.id === id);
+    if (mb === undefined) throw new NotFoundError(`no mailbox #${id}`, { mailbox: ref });
+    return mb;
+  }
+  // An unlinked mailbox has lost its name (it lives on until its last handle closes).
+  const named = list.find((m) => m.name === ref && !m.unlinked);
+  if (named !== undefined) return named;
+  if (/^\d+$/.test(ref)) {
+    const byId = list.find((m) => m.id === Number(ref));
+    if (byId !== undefined) return byId;
+  }
+  throw new NotFoundError(`no mailbox '${ref}'`, { mailbox: ref });
+}
+
+/** How tables name a mailbox. */
+export function mailboxLabel(mb: { id: number; name: string | null; unlinked?: boolean }): string {
+  if (mb.name === null) return `#${mb.id}`;
+  return mb.unlinked === true ? `${mb.name} (unlinked)` : mb.name;
+}
+
+/** Process id → name, for labels. */
+export async function processNames(proc: PostboxProcess): Promise<Map<number, string | null>> {
+  const all = await proc.processes();
+  return new Map(all.map((p) => [p.id, p.name]));
+}
+
+/** How tables name a process: `alice(7)`, or `7` if it has no name; `-` for none. */
+export function processLabel(id: number | null | undefined, names: Map<number, string | null>): string {
+  if (id === null || id === undefined || id === 0) return '-';
+  const name = names.get(id);
+  return name === null || name === undefined ? String(id) : `${name}(${id})`;
+}
+
+/**
+ * Writes to stdout, waiting while its buffer is full (so a slow reader slows us down). Returns
+ * false once nobody reads stdout any more (`postbox recv --follow | head -1`).
+ */
+export async function writeOut(text: string | Uint8Array): Promise<boolean> {
+  const out = process.stdout;
+  if (out.destroyed || out.writableEnded) return false;
+  if (out.write(text)) return true;
+  try {
+    await once(out, 'drain');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** JSON for scripts, one value per call. */
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}

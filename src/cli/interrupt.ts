@@ -1,0 +1,44 @@
+/**
+ * Ctrl-C and SIGTERM for commands that wait: the first one aborts what is waiting (the kernel's
+ * answer is final, so an aborted receive took nothing and an aborted send will never be
+ * delivered) and lets the command close its process; a second one exits at once.
+ */
+
+import { setMaxListeners } from 'node:events';
+
+const controller = new AbortController();
+// Every pipelined send and receive listens to it.
+setMaxListeners(0, controller.signal);
+let installed = false;
+let reason: 'SIGINT' | 'SIGTERM' | 'EPIPE' | null = null;
+
+/** An AbortSignal that fires on the first SIGINT or SIGTERM (or when stdout's reader is gone). */
+export function interruptSignal(): AbortSignal {
+  if (!installed) {
+    installed = true;
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      process.on(sig, () => {
+        if (controller.signal.aborted) process.exit(sig === 'SIGINT' ? 130 : 143);
+        interrupt(sig);
+      });
+    }
+  }
+  return controller.signal;
+}
+
+/** Aborts the waiting command, for the given reason. */
+export function interrupt(why: 'SIGINT' | 'SIGTERM' | 'EPIPE'): void {
+  if (controller.signal.aborted) return;
+  reason = why;
+  controller.abort();
+}
+
+/** Why the command was interrupted, or null. */
+export function interruptedBy(): 'SIGINT' | 'SIGTERM' | 'EPIPE' | null {
+  return reason;
+}
+
+/** Exit code of a one-shot command stopped by an interrupt: 130 / 143 like a shell, 0 for EPIPE. */
+export function interruptExitCode(): number {
+  return reason === 'SIGTERM' ? 143 : reason === 'EPIPE' ? 0 : 130;
+}

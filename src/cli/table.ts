@@ -1,0 +1,76 @@
+/** Aligned columns for people; scripts use --json. */
+
+export interface Column {
+  header: string;
+  /** Numbers read best right-aligned. */
+  align?: 'left' | 'right';
+}
+
+/** Formats rows under headers, columns separated by two spaces; the last column is not padded. */
+export function formatTable(columns: Column[], rows: string[][]): string {
+  const widths = columns.map((c, i) => Math.max(width(c.header), ...rows.map((r) => width(r[i] ?? ''))));
+  const line = (cells: string[]): string =>
+    cells
+      .map((cell, i) => {
+        const last = i === cells.length - 1;
+        const pad = ' '.repeat(widths[i]! - width(cell));
+        if (columns[i]?.align === 'right') return pad + cell;
+        return last ? cell : cell + pad;
+      })
+      .join('  ')
+      .trimEnd();
+  return `${[line(columns.map((c) => c.header)), ...rows.map(line)].join('\n')}\n`;
+}
+
+/** Display width: code points (the tables hold no wide characters). */
+function width(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
+/** `key  value` lines with the keys aligned, for stat-like output. */
+export function formatFields(fields: [string, string][], indent = '  '): string {
+  const w = Math.max(...fields.map(([k]) => width(k)));
+  return fields.map(([k, v]) => `${indent}${k}${' '.repeat(w - width(k))}  ${v}\n`).join('');
+}
+
+/** A depth bar like `[#####.....]` of `size` cells for fraction in [0, 1]. */
+export function bar(fraction: number, size: number): string {
+  const f = Number.isFinite(fraction) ? Math.min(Math.max(fraction, 0), 1) : 0;
+  const full = f > 0 ? Math.max(1, Math.round(f * size)) : 0;
+  return `[${'#'.repeat(full)}${'.'.repeat(size - full)}]`;
+}
+
+/** A kernel time (ms since the epoch) as local `YYYY-MM-DD HH:MM:SS`, with how long ago; 0 is never. */
+export function formatTime(ms: number, now = Date.now()): string {
+  if (ms === 0) return 'never';
+  const d = new Date(ms);
+  const p = (n: number): string => String(n).padStart(2, '0');
+  const when = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+  return `${when} (${ago(now - ms)})`;
+}
+
+function ago(ms: number): string {
+  if (ms < 1000) return 'just now';
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return `${s} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+/** A mode as four octal digits, like ipcs: `0662`. */
+export function formatMode(mode: number): string {
+  return `0${mode.toString(8).padStart(3, '0')}`;
+}
+
+/** A System V key as ipcs prints it: `0x0000abcd`. */
+export function formatKey(key: number): string {
+  return `0x${(key >>> 0).toString(16).padStart(8, '0')}`;
+}
+
+/** A whole number with thousands separators: 1,048,576. */
+export function formatCount(n: number): string {
+  return n.toLocaleString('en-US');
+}

@@ -1,0 +1,706 @@
+/**
+ * The `postbox` command line, end to end: a real kernel, and every command run as its own OS
+ * process, the way a shell runs it.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { after, before, test } from 'node:test';
+import { connect, type PostboxProcess } from '../src/client/mod.js';
+import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { until } from './helpers/wait.js';
+
+let k: TestKernel;
+/** A client of our own, to set things up and to watch the kernel's state. */
+let me: PostboxProcess;
+
+before(async () => {
+  k = await startTestKernel({ tcp: true, args: ['--max-message-size', '65536'] });
+  me = await connect({ socket: k.socket, name: 'tester' });
+});
+
+after(async () => {
+  await me?.close().catch(() => {});
+  await k?.stop();
+});
+
+interface Result {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...k.env, ...extra };
+  delete env.POSTBOX_URL;
+  return env;
+}
+
+/** Runs `postbox ARGS` to completion (killed after timeoutMs), feeding it input on stdin. */
+function run(
+  args: string[],
+  options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<Result> {
+  return finish(
+    spawnCli(args, options.env ?? cliEnv(), options.input === undefined ? 'ignore' : 'pipe', options.input),
+    options.timeoutMs ?? 15_000,
+    args.join(' '),
+  );
+}
+
+/** Runs a shell command line (with $NODE and $CLI set) to completion. */
+function sh(script: string, timeoutMs = 15_000): Promise<Result> {
+  const p = spawn('sh', ['-c', script], {
+    env: { ...cliEnv(), NODE: process.execPath, CLI },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return finish(live(p), timeoutMs, script);
+}
+
+/** A running command whose output is gathered as it comes. */
+interface Live {
+  proc: ChildProcess;
+  out: { stdout: string; stderr: string };
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function spawnCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = cliEnv(),
+  stdin: 'ignore' | 'pipe' = 'ignore',
+  input?: string,
+): Live {
+  const p = spawn(process.execPath, [CLI, ...args], { env, stdio: [stdin, 'pipe', 'pipe'] });
+  if (input !== undefined) p.stdin!.end(input);
+  return live(p);
+}
+
+function live(p: ChildProcess): Live {
+  const out = { stdout: '', stderr: '' };
+  p.stdout!.on('data', (d: Buffer) => {
+    out.stdout += d;
+  });
+  p.stderr!.on('data', (d: Buffer) => {
+    out.stderr += d;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    p.once('close', (code, signal) => resolve({ code, signal })),
+  );
+  return { proc: p, out, exited };
+}
+
+async function finish(l: Live, timeoutMs: number, what: string): Promise<Result> {
+  const t = setTimeout(() => l.proc.kill('SIGKILL'), timeoutMs);
+  const { code, signal } = await l.exited;
+  clearTimeout(t);
+  if (signal === 'SIGKILL')
+    throw new Error(`'${what}' did not finish in ${timeoutMs} ms: ${JSON.stringify(l.out)}`);
+  return { code, signal, ...l.out };
+}
+
+/** Waits (bounded) for a running command's output to satisfy ok. */
+function outputOf(
+  l: Live,
+  ok: (stdout: string) => boolean,
+  what: string,
+  timeoutMs = 10_000,
+): Promise<string> {
+  return until(async () => l.out.stdout, ok, timeoutMs, `${what} (stderr: ${l.out.stderr})`);
+}
+
+/** Kills a command if it is still running (cleanup after a failed assertion). */
+function kill(l: Live): void {
+  if (l.proc.exitCode === null && l.proc.signalCode === null) l.proc.kill('SIGKILL');
+}
+
+/**
+ * Waits (bounded) until the mailbox has n waiting receivers, failing at once with the command's
+ * output if the command that should be waiting has exited.
+ */
+async function receiversWaiting(name: string, n: number, l: Live) {
+  const mb = await until(
+    async () => {
+      if (l.proc.exitCode !== null || l.proc.signalCode !== null)
+        throw new Error(
+          `the receiver exited (${l.proc.exitCode ?? l.proc.signalCode}): ${JSON.stringify(l.out)}`,
+        );
+      return mailboxNamed(name);
+    },
+    (m) => (m?.waitingReceivers.length ?? 0) >= n,
+    10_000,
+    `${n} receiver(s) waiting on '${name}' (output so far: ${JSON.stringify(l.out)})`,
+  );
+  return mb!;
+}
+
+async function mailboxNamed(name: string) {
+  return (await me.mailboxes()).find((m) => m.name === name && !m.unlinked);
+}
+
+function noStack(r: Result): void {
+  assert.doesNotMatch(r.stderr, /\n\s+at /, `no stack trace expected:\n${r.stderr}`);
+}
+
+const commands = [
+  'kernel',
+  'ls',
+  'stat',
+  'limits',
+  'ps',
+  'create',
+  'rm',
+  'send',
+  'recv',
+  'watch',
+  'mkfifo',
+  'fifo',
+];
+
+test('--help on every command: usage, examples and exit codes, without a kernel', async () => {
+  const nowhere = cliEnv({ POSTBOX_SOCKET: '/nonexistent/postbox/k.sock' });
+  const results = await Promise.all(commands.map((c) => run([c, '--help'], { env: nowhere })));
+  for (const [i, r] of results.entries()) {
+    const c = commands[i]!;
+    assert.equal(r.code, 0, `${c} --help: ${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`^Usage: postbox ${c}\\b`), c);
+    assert.match(r.stdout, /\nExamples:\n/, c);
+    if (c !== 'kernel') {
+      for (const code of [
+        /\b0 {2}ok/,
+        /\b2 {2}usage/,
+        /\b3 {2}empty/,
+        /\b4 {2}no such/,
+        /\b5 {2}permission/,
+        /\b6 {2}timed out/,
+      ])
+        assert.match(r.stdout.slice(r.stdout.indexOf('Exit codes:')), code, c);
+      assert.match(r.stdout, /--socket PATH[\s\S]*--url URL/, c);
+    }
+  }
+  const top = await run(['--help'], { env: nowhere });
+  assert.equal(top.code, 0);
+  for (const c of commands) assert.match(top.stdout, new RegExp(`\\n  ${c} +\\S`), c);
+  assert.match(top.stdout, /Exit codes:/);
+  const topic = await run(['help', 'recv'], { env: nowhere });
+  assert.match(topic.stdout, /^Usage: postbox recv NAME/);
+  const bare = await run([], { env: nowhere });
+  assert.equal(bare.code, 2);
+  const short = await run(['send', '-h'], { env: nowhere });
+  assert.match(short.stdout, /^Usage: postbox send NAME \[TEXT\]/);
+});
+
+test('usage errors exit 2 with a hint and no stack trace', async () => {
+  const cases: [string[], RegExp][] = [
+    [['nosuchcommand'], /unknown command 'nosuchcommand'/],
+    [['ls', '--bogus'], /Unknown option '--bogus'/],
+    [['create', 'x', '--capacity', 'lots'], /--capacity must be a whole number/],
+    [['create', 'x', '--mode', '0999'], /--mode must be three octal digits/],
+    [['create', 'x', '--order', 'lifo'], /--order must be fifo, priority/],
+    [['create', '42'], /only digits/],
+    [['recv', 'x', '--all', '--follow'], /one of --count, --all and --follow/],
+    [['recv', 'x', '--except'], /--except needs --type/],
+    [['recv', 'x', '--count', '0'], /--count must be a positive whole number/],
+    [['send'], /needs NAME/],
+    [['send', 'x', 'a', 'b'], /unexpected argument 'b'/],
+    [['send', 'x', '--priority', '40000'], /--priority must be a whole number from 0 to 32767/],
+    [['fifo', 'peek', 'x'], /'read' or 'write'/],
+    [['watch', '--interval', 'soon'], /--interval/],
+    [['ls', '--socket', '/a', '--url', 'tcp://127.0.0.1:1'], /--socket or --url, not both/],
+  ];
+  const results = await Promise.all(cases.map(([args]) => run(args)));
+  for (const [i, r] of results.entries()) {
+    const [args, message] = cases[i]!;
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message, args.join(' '));
+    assert.match(r.stderr, /Run 'postbox( \w+)? --help' for usage/, args.join(' '));
+    noStack(r);
+  }
+  // An argument only the kernel can judge is a usage error too (EINVAL).
+  const big = await run(['create', 'toolarge', '--max-size', '1M']);
+  assert.equal(big.code, 2, big.stderr);
+  assert.match(big.stderr, /over the kernel's limit of 65536 \(EINVAL\)/);
+});
+
+test('"kernel not running" says how to start one', async () => {
+  const socket = '/nonexistent/postbox/k.sock';
+  const r = await run(['ls'], { env: cliEnv({ POSTBOX_SOCKET: socket }) });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /the kernel is not running: nothing answers at \/nonexistent\/postbox\/k\.sock/);
+  assert.match(r.stderr, /postbox kernel --socket \/nonexistent\/postbox\/k\.sock/);
+  assert.match(r.stderr, /npm start/);
+  noStack(r);
+  const tcp = await run(['recv', 'x', '--url', 'tcp://127.0.0.1:1']);
+  assert.equal(tcp.code, 1);
+  assert.match(tcp.stderr, /no kernel is answering at tcp:\/\/127\.0\.0\.1:1[\s\S]*postbox kernel --listen/);
+  noStack(tcp);
+});
+
+test('create, ls, stat and rm round trip, with --json', async () => {
+  const made = await run([
+    'create',
+    'jobs',
+    '--capacity',
+    '10',
+    '--order',
+    'priority',
+    '--mode',
+    '0662',
+    '--key',
+    '0x1234',
+    '--max-size',
+    '8K',
+    '--json',
+  ]);
+  assert.equal(made.code, 0, made.stderr);
+  const info = JSON.parse(made.stdout) as Record<string, unknown>;
+  assert.equal(info.name, 'jobs');
+  assert.equal(info.capacity, 10);
+  assert.equal(info.order, 'priority');
+  assert.equal(info.mode, 0o662);
+  assert.equal(info.key, 0x1234);
+  assert.equal(info.maxMessageSize, 8192);
+  assert.equal(info.system, true, 'a mailbox made from the command line is system-owned');
+  const id = info.id as number;
+
+  const again = await run(['create', 'jobs']);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /mailbox 'jobs' exists .*\(EEXIST\)/);
+
+  // It outlived the command that made it; its owner is gone, so it is unowned.
+  const ls = await run(['ls', '--json']);
+  assert.equal(ls.code, 0, ls.stderr);
+  const listed = (
+    JSON.parse(ls.stdout) as { id: number; name: string; owner: number | null; system: boolean }[]
+  ).find((m) => m.name === 'jobs');
+  assert.ok(listed, ls.stdout);
+  assert.equal(listed.id, id);
+  assert.equal(listed.owner, null);
+  assert.equal(listed.system, true);
+
+  const table = await run(['ls']);
+  assert.equal(table.code, 0);
+  const [header, ...lines] = table.stdout.trimEnd().split('\n');
+  assert.match(header!, /^KEY +ID +NAME +OWNER +MODE +USED-BYTES +MESSAGES +SENDERS +RECEIVERS$/);
+  const row = lines.find((l) => / jobs /.test(l));
+  assert.ok(row, table.stdout);
+  assert.match(row, /^0x00001234 +\d+ +jobs +- +0662 +0 +0\/10 +0 +0$/);
+  // Columns are aligned: every row's MODE starts where the header's does.
+  const at = header!.indexOf('MODE');
+  for (const l of lines) assert.match(l.slice(at), /^0[0-7]{3} /, l);
+
+  await run(['send', 'jobs', 'hello', '--priority', '3']);
+  const stat = await run(['stat', 'jobs', '--json']);
+  assert.equal(stat.code, 0, stat.stderr);
+  const s = JSON.parse(stat.stdout) as Record<string, number>;
+  assert.equal(s.count, 1);
+  assert.equal(s.bytes, 5);
+  assert.equal(s.capacity, 10);
+  assert.ok(s.lastSendTime! > 0 && s.lastSendProcess! > 0 && s.createTime! > 0);
+  assert.equal(s.lastReceiveTime, 0);
+  for (const ref of [`#${id}`, String(id)]) {
+    const byId = await run(['stat', ref, '--json']);
+    assert.equal(byId.code, 0, byId.stderr);
+    assert.equal((JSON.parse(byId.stdout) as { id: number }).id, id);
+  }
+  const human = await run(['stat', 'jobs']);
+  assert.equal(human.code, 0);
+  assert.match(human.stdout, new RegExp(`^mailbox 'jobs' \\(#${id}\\)\\n`));
+  for (const field of [
+    /key +0x00001234/,
+    /mode +0662/,
+    /messages +1 \(1 queued/,
+    /capacity +10 messages/,
+    /max message size +8,192 bytes/,
+    /order +priority/,
+    /last send +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d .* by process \d+/,
+    /last receive +never/,
+    /created +\d{4}-/,
+  ])
+    assert.match(human.stdout, field);
+
+  const rm = await run(['rm', 'jobs']);
+  assert.equal(rm.code, 0, rm.stderr);
+  assert.equal(await mailboxNamed('jobs'), undefined);
+  const gone = await run(['stat', 'jobs']);
+  assert.equal(gone.code, 4);
+  assert.match(gone.stderr, /no mailbox 'jobs' \(ENOENT\)/);
+  const twice = await run(['rm', 'jobs', '--json']);
+  assert.equal(twice.code, 4);
+  assert.deepEqual(JSON.parse(twice.stdout), [
+    { ref: 'jobs', error: 'ENOENT', message: "no mailbox 'jobs'" },
+  ]);
+});
+
+test('send reads standard input one message per line; recv --all gives them back in order', async () => {
+  assert.equal((await run(['create', 'lines'])).code, 0);
+  const input = 'first line\nsecond\n\n  indented\tand tabbed\nlast without newline';
+  const sent = await run(['send', 'lines'], { input });
+  assert.equal(sent.code, 0, sent.stderr);
+  assert.equal(sent.stdout, '');
+  assert.equal((await mailboxNamed('lines'))?.count, 5);
+  const got = await run(['recv', 'lines', '--all']);
+  assert.equal(got.code, 0, got.stderr);
+  assert.equal(got.stdout, `${input}\n`);
+  // --all on an empty mailbox: nothing, and still exit 0.
+  const none = await run(['recv', 'lines', '--all']);
+  assert.equal(none.code, 0);
+  assert.equal(none.stdout, '');
+
+  // Many lines: pipelined sends, batched receives, order kept.
+  const many = Array.from({ length: 5000 }, (_, i) => `m${i}`);
+  const bulk = await run(['send', 'lines', '--json'], { input: `${many.join('\n')}\n` });
+  assert.equal(bulk.code, 0, bulk.stderr);
+  const results = bulk.stdout
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { line: number; outcome: string });
+  assert.equal(results.length, 5000);
+  assert.ok(results.every((r) => r.outcome === 'queued'));
+  const two = await run(['recv', 'lines', '--count', '2']);
+  assert.equal(two.stdout, 'm0\nm1\n');
+  const rest = await run(['recv', 'lines', '--all']);
+  assert.deepEqual(rest.stdout.trimEnd().split('\n'), many.slice(2));
+
+  const json = await run(['send', 'lines', 'héllo', '--type', '7']);
+  assert.equal(json.code, 0);
+  const one = await run(['recv', 'lines', '--json']);
+  const m = JSON.parse(one.stdout) as Record<string, unknown>;
+  assert.equal(m.body, 'héllo');
+  assert.equal(m.type, 7);
+  assert.equal(m.size, 6);
+  assert.equal(m.codec, 'string');
+  await run(['rm', 'lines']);
+});
+
+test("--typed input and msgrcv selection: the lecture's crew", async () => {
+  assert.equal((await run(['create', 'crew'])).code, 0);
+  const crew: [number, string][] = [
+    [1, 'Kirk'],
+    [2, 'Spock'],
+    [3, 'McCoy'],
+    [4, 'Scott'],
+    [5, 'Uhura'],
+    [6, 'Sulu'],
+    [2, 'Chekov'],
+    [3, 'Chapel'],
+    [2, 'Rand'],
+    [1, 'Riley'],
+  ];
+  const sent = await run(['send', 'crew', '--typed'], {
+    input: crew.map(([t, n]) => `${t} ${n}\n`).join(''),
+  });
+  assert.equal(sent.code, 0, sent.stderr);
+  // msgrcv(type 2, IPC_NOWAIT) until it fails with ENOMSG/EAGAIN.
+  const twos: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const r = await run(['recv', 'crew', '--type', '2', '--nowait']);
+    if (r.code === 3) {
+      assert.equal(r.stdout, '');
+      assert.match(r.stderr, /no message in mailbox 'crew' of type 2/);
+      break;
+    }
+    assert.equal(r.code, 0, r.stderr);
+    twos.push(r.stdout.trimEnd());
+  }
+  assert.deepEqual(twos, ['Spock', 'Chekov', 'Rand']);
+  // Then type 0: the rest in order of arrival.
+  const rest = await run(['recv', 'crew', '--all', '--verbose']);
+  assert.equal(rest.code, 0);
+  const lines = rest.stdout.trimEnd().split('\n');
+  assert.deepEqual(
+    lines.map((l) => l.split('\t')[1]),
+    ['Kirk', 'McCoy', 'Scott', 'Uhura', 'Sulu', 'Chapel', 'Riley'],
+  );
+  assert.match(lines[0]!, /^seq=1 type=1 priority=0 sender=\d+\tKirk$/);
+  assert.match(lines[1]!, /^seq=3 type=3 /);
+
+  // Negative types and MSG_EXCEPT.
+  await run(['send', 'crew', '--typed'], { input: '3 c\n1 a\n2 b\n\n' });
+  const lowest = await run(['recv', 'crew', '--type', '-2', '--nowait']);
+  assert.equal(lowest.stdout, 'a\n');
+  const except = await run(['recv', 'crew', '--type', '3', '--except', '--nowait']);
+  assert.equal(except.stdout, 'b\n');
+  assert.equal((await run(['recv', 'crew', '--all'])).stdout, 'c\n');
+
+  // A malformed line stops the input: exit 2, naming the line.
+  const bad = await run(['send', 'crew', '--typed'], { input: '1 ok\nnot-a-type here\n1 never\n' });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /line 2: expected 'TYPE TEXT'/);
+  assert.equal((await run(['recv', 'crew', '--all'])).stdout, 'ok\n');
+  await run(['rm', 'crew']);
+});
+
+test('exit codes: 3 empty or full, 4 no such mailbox, 5 permission denied, 6 timeout', async () => {
+  assert.equal((await run(['create', 'full', '--capacity', '1'])).code, 0);
+  assert.equal((await run(['send', 'full', 'a'])).code, 0);
+
+  const wouldBlock = await run(['send', 'full', 'b', '--nowait']);
+  assert.equal(wouldBlock.code, 3, wouldBlock.stderr);
+  assert.match(wouldBlock.stderr, /mailbox 'full' is full .*\(EAGAIN\)/);
+  const timedOutSend = await run(['send', 'full', 'b', '--timeout', '100']);
+  assert.equal(timedOutSend.code, 6, timedOutSend.stderr);
+  assert.match(timedOutSend.stderr, /timed out \(ETIMEDOUT\)/);
+  // The piped form stops at the first failure and reports its line.
+  const piped = await run(['send', 'full', '--nowait'], { input: 'x\ny\n' });
+  assert.equal(piped.code, 3);
+  assert.match(piped.stderr, /^postbox send: line 1: .*\(EAGAIN\)$/m);
+  assert.equal((await run(['recv', 'full'])).stdout, 'a\n');
+
+  const empty = await run(['recv', 'full', '--nowait']);
+  assert.equal(empty.code, 3);
+  const fewer = await run(['recv', 'full', '--nowait', '--count', '2']);
+  assert.equal(fewer.code, 3);
+  const timedOut = await run(['recv', 'full', '--timeout', '100']);
+  assert.equal(timedOut.code, 6);
+  assert.match(timedOut.stderr, /receive from mailbox 'full' timed out \(ETIMEDOUT\)/);
+
+  for (const args of [
+    ['recv', 'nosuch'],
+    ['send', 'nosuch', 'x'],
+    ['stat', '#999999'],
+    ['rm', 'nosuch'],
+  ]) {
+    const r = await run(args);
+    assert.equal(r.code, 4, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /no mailbox/);
+    noStack(r);
+  }
+  const noProcess = await run(['recv', 'full', '--from', 'nobody-by-that-name', '--nowait']);
+  assert.equal(noProcess.code, 4);
+  assert.match(noProcess.stderr, /\(ESRCH\)/);
+
+  // A process-owned mailbox of mode 0662: others may send, not receive, and not remove it.
+  const priv = await me.createMailbox('private', { mode: 0o662 });
+  try {
+    const send = await run(['send', 'private', 'hi']);
+    assert.equal(send.code, 0, send.stderr);
+    const recv = await run(['recv', 'private', '--nowait']);
+    assert.equal(recv.code, 5, recv.stderr);
+    assert.match(recv.stderr, /\(EACCES\)/);
+    const rm = await run(['rm', 'private']);
+    assert.equal(rm.code, 5);
+    assert.match(rm.stderr, /only its owner, process \d+ \('tester'\), may \(EACCES\)/);
+    noStack(rm);
+  } finally {
+    await priv.delete();
+  }
+  await run(['rm', 'full']);
+});
+
+test('cat-style pipes through a real shell: printf | postbox send; postbox recv --all | grep', async () => {
+  assert.equal((await run(['create', 'code'])).code, 0);
+  const r = await sh(
+    `printf 'a\\nfactorial\\nb\\n' | "$NODE" "$CLI" send code && "$NODE" "$CLI" recv code --all | grep factorial`,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'factorial\n');
+  assert.equal((await mailboxNamed('code'))?.count, 0, 'recv --all took everything');
+  // A reader that goes away early (head) stops recv quietly.
+  await sh(`seq 1 2000 | "$NODE" "$CLI" send code`);
+  const head = await sh(`"$NODE" "$CLI" recv code --follow | head -n 2`);
+  assert.equal(head.code, 0, head.stderr);
+  assert.equal(head.stdout, '1\n2\n');
+  await run(['rm', 'code']);
+});
+
+test('watch --once and ps show a mailbox and the receiver blocked on it; --receipt names who took it', async () => {
+  assert.equal((await run(['create', 'inbox-jobs', '--capacity', '4'])).code, 0);
+  const receiver = spawnCli(['recv', 'inbox-jobs']);
+  try {
+    const mb = await receiversWaiting('inbox-jobs', 1, receiver);
+    const receiverId = mb.waitingReceivers[0]!;
+
+    const watch = await run(['watch', '--once']);
+    assert.equal(watch.code, 0, watch.stderr);
+    assert.ok(!watch.stdout.includes('\u001b['), 'no screen clearing when stdout is not a terminal');
+    assert.match(watch.stdout, /^postbox watch /);
+    assert.match(watch.stdout, new RegExp(`\\ninbox-jobs +\\d+ +\\[\\.+\\] +0/4 +0 +- +${receiverId}\\n`));
+    assert.match(
+      watch.stdout,
+      new RegExp(`\\n${receiverId} +${receiver.proc.pid} +\\S+ +unix +- +receive mailbox 'inbox-jobs'\\n`),
+    );
+    assert.match(watch.stdout, /\ntester\(\d+\) /, 'named processes are shown by name');
+
+    const ps = await run(['ps', '--json']);
+    const row = (JSON.parse(ps.stdout) as { id: number; pid: number; blockedOn: string[] }[]).find(
+      (p) => p.id === receiverId,
+    );
+    assert.equal(row?.pid, receiver.proc.pid);
+    assert.deepEqual(row?.blockedOn, ["receive mailbox 'inbox-jobs'"]);
+    const psText = await run(['ps']);
+    assert.match(psText.stdout, /^ *ID +NAME +PID +HOST +TRANSPORT +OWNS +BLOCKED-ON\n/);
+    assert.match(psText.stdout, /\n +\d+ +tester +\d+ +\S+ +unix +- +-\n/);
+
+    const json = await run(['watch', '--once', '--json']);
+    const frame = JSON.parse(json.stdout) as { mailboxes: { name: string }[]; processes: { id: number }[] };
+    assert.ok(frame.mailboxes.some((m) => m.name === 'inbox-jobs'));
+    assert.ok(frame.processes.some((p) => p.id === receiverId));
+
+    const sent = await run(['send', 'inbox-jobs', 'hello', '--receipt']);
+    assert.equal(sent.code, 0, sent.stderr);
+    assert.match(sent.stdout, new RegExp(`^message \\(seq \\d+\\): received by process ${receiverId}\\n$`));
+    const done = await finish(receiver, 10_000, 'recv inbox-jobs');
+    assert.equal(done.code, 0, done.stderr);
+    assert.equal(done.stdout, 'hello\n');
+  } finally {
+    kill(receiver);
+  }
+  await run(['rm', 'inbox-jobs']);
+});
+
+test('recv --follow prints messages as they come and exits 0 on Ctrl-C; an interrupted recv takes nothing', async () => {
+  assert.equal((await run(['create', 'events'])).code, 0);
+  const follower = spawnCli(['recv', 'events', '--follow', '--verbose']);
+  try {
+    await receiversWaiting('events', 1, follower);
+    await run(['send', 'events', 'one']);
+    await run(['send', 'events', 'two', '--type', '5', '--priority', '9']);
+    const out = await outputOf(follower, (s) => s.split('\n').length > 2, 'two messages');
+    assert.match(out, /^seq=1 type=1 priority=0 sender=\d+\tone\nseq=2 type=5 priority=9 sender=\d+\ttwo\n$/);
+    follower.proc.kill('SIGINT');
+    const r = await finish(follower, 10_000, 'recv --follow');
+    assert.equal(r.code, 0, r.stderr);
+  } finally {
+    kill(follower);
+  }
+
+  const waiting = spawnCli(['recv', 'events']);
+  try {
+    await receiversWaiting('events', 1, waiting);
+    waiting.proc.kill('SIGINT');
+    const r = await finish(waiting, 10_000, 'recv');
+    assert.equal(r.code, 130);
+    assert.equal(r.stdout, '');
+  } finally {
+    kill(waiting);
+  }
+  await run(['send', 'events', 'after']);
+  assert.equal((await mailboxNamed('events'))?.count, 1, 'the interrupted receive took nothing');
+  await run(['rm', 'events']);
+});
+
+test('the FIFO demo: fifo read in one process, fifo write in another; rm leaves open ends working', async () => {
+  const made = await run(['mkfifo', 'temp']);
+  assert.equal(made.code, 0, made.stderr);
+  const reader = spawnCli(['fifo', 'read', 'temp']);
+  const writer = spawnCli(['fifo', 'write', 'temp'], cliEnv(), 'pipe');
+  try {
+    const fifo = await until(
+      () => mailboxNamed('temp'),
+      (m) => m?.readers === 1 && m.writers === 1,
+      10_000,
+      'both ends to open',
+    );
+    const id = fifo!.id;
+    writer.proc.stdin!.write('hello\n');
+    await outputOf(reader, (s) => s === 'hello\n', 'the first line');
+
+    // Removing the name does not disturb the open ends.
+    const rm = await run(['rm', 'temp']);
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.equal((await run(['stat', 'temp'])).code, 4, 'the name is gone');
+    const still = (await me.mailboxes()).find((m) => m.id === id);
+    assert.equal(still?.unlinked, true);
+    const ls = await run(['ls']);
+    assert.match(ls.stdout, / temp \(unlinked\) /);
+
+    writer.proc.stdin!.write('world\nthird line\n');
+    await outputOf(reader, (s) => s === 'hello\nworld\nthird line\n', 'the next lines');
+    writer.proc.stdin!.end();
+    const w = await finish(writer, 10_000, 'fifo write');
+    assert.equal(w.code, 0, w.stderr);
+    // End of file once the last writer has closed.
+    const r = await finish(reader, 10_000, 'fifo read');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'hello\nworld\nthird line\n');
+    // The unlinked FIFO went with its last end.
+    await until(
+      async () => (await me.mailboxes()).some((m) => m.id === id),
+      (present) => !present,
+      10_000,
+      'the unlinked FIFO to go',
+    );
+  } finally {
+    kill(reader);
+    kill(writer);
+  }
+});
+
+test('FIFO ends wait for each other, in either order, and can be used again', async () => {
+  assert.equal((await run(['mkfifo', 'pipe2'])).code, 0);
+  for (let round = 0; round < 2; round++) {
+    // Writer first: it waits for a reader before writing anything.
+    const writer = spawnCli(['fifo', 'write', 'pipe2'], cliEnv(), 'pipe', `round ${round}\nsecond\n`);
+    try {
+      await until(
+        () => mailboxNamed('pipe2'),
+        (m) => m?.writers === 1,
+        10_000,
+        'the writer to open',
+      );
+      await new Promise((r) => setTimeout(r, 150));
+      assert.equal(writer.proc.exitCode, null, 'with no reader, the writer waits');
+      const r = await run(['fifo', 'read', 'pipe2']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, `round ${round}\nsecond\n`);
+      assert.equal((await finish(writer, 10_000, 'fifo write')).code, 0);
+    } finally {
+      kill(writer);
+    }
+  }
+  const notFifo = await run(['fifo', 'read', 'tester-not-fifo']);
+  assert.equal(notFifo.code, 4);
+  await run(['create', 'plain']);
+  const plain = await run(['fifo', 'read', 'plain']);
+  assert.equal(plain.code, 2);
+  assert.match(plain.stderr, /not a FIFO/);
+  await run(['rm', 'pipe2', 'plain']);
+});
+
+test("limits shows the running kernel's limits and the flag that changes each", async () => {
+  const json = await run(['limits', '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  const l = JSON.parse(json.stdout) as {
+    limits: Record<string, number>;
+    inUse: Record<string, number>;
+    flags: Record<string, string>;
+  };
+  assert.equal(l.limits.maxMessageSize, 65536, 'the kernel was started with --max-message-size 65536');
+  assert.equal(l.flags.maxMessageSize, '--max-message-size');
+  assert.equal(l.flags.maxMailboxes, '--max-mailboxes');
+  assert.ok(l.inUse.maxProcesses! >= 2, 'the tester and the command itself');
+  const text = await run(['limits']);
+  assert.match(text.stdout, /^LIMIT +VALUE +IN USE +CHANGE WITH\n/);
+  assert.match(text.stdout, /max message size +65,536 bytes +postbox kernel --max-message-size BYTES\n/);
+  assert.match(text.stdout, /max bytes per mailbox.*postbox kernel --max-mailbox-bytes BYTES\n/);
+  assert.match(text.stdout, /max mailboxes.*postbox kernel --max-mailboxes N\n/);
+  assert.match(text.stdout, /max processes +100,000 +\d+ +postbox kernel --max-processes N\n/);
+});
+
+test('--socket and --url tcp:// reach the kernel without $POSTBOX_SOCKET', async () => {
+  const elsewhere = cliEnv({ POSTBOX_SOCKET: '/nonexistent/postbox/k.sock' });
+  await run(['create', 'remote']);
+  const bySocket = await run(['ls', '--json', '--socket', k.socket], { env: elsewhere });
+  assert.equal(bySocket.code, 0, bySocket.stderr);
+  assert.ok((JSON.parse(bySocket.stdout) as { name: string }[]).some((m) => m.name === 'remote'));
+  assert.ok(k.tcpUrl);
+  const sent = await run(['send', 'remote', 'over tcp', '--url', k.tcpUrl], { env: elsewhere });
+  assert.equal(sent.code, 0, sent.stderr);
+  const ps = spawnCli(['recv', 'remote', '--url', k.tcpUrl, '--count', '2'], elsewhere);
+  try {
+    const tcpRow = await until(
+      async () => (await me.processes()).find((p) => p.pid === ps.proc.pid),
+      (p) => p !== undefined && p.blockedOn.length > 0,
+      10_000,
+      'the tcp receiver to wait',
+    );
+    assert.equal(tcpRow?.transport, 'tcp');
+    await run(['send', 'remote', 'second']);
+    const r = await finish(ps, 10_000, 'recv over tcp');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'over tcp\nsecond\n');
+  } finally {
+    kill(ps);
+  }
+  await run(['rm', 'remote']);
+});
