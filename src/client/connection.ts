@@ -1,6 +1,6 @@
-import { hostname } from 'node:os';
 import { connect as netConnect, type Socket } from 'node:net';
-import { encodeBody, type CodecName } from '../protocol/codec.js';
+import { hostname } from 'node:os';
+import { type CodecName, encodeBody } from '../protocol/codec.js';
 import { FrameDecoder, FrameError } from '../protocol/decoder.js';
 import {
   AbortedError,
@@ -14,20 +14,20 @@ import {
   ProtocolError,
 } from '../protocol/errors.js';
 import {
+  Codec,
+  type CodecCode,
   decodeJsonPayload,
   encodeJsonFrame,
   HEAD_BYTES,
-  Codec,
-  type CodecCode,
   MESSAGE_HEAD_BYTES,
   NO_MAX_SIZE,
-  putU32,
   Off,
   OnFull,
   type OnFullCode,
   Op,
   Outcome,
   PROTOCOL_VERSION,
+  putU32,
   RECEIVE_FRAME_BYTES,
   readInt64,
   TAKE_FRAME_BYTES,

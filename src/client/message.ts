@@ -1,4 +1,4 @@
-import { decodeBody, codecName, type CodecName } from '../protocol/codec.js';
+import { type CodecName, codecName, decodeBody } from '../protocol/codec.js';
 import { MESSAGE_HEAD_BYTES, Off, readInt64 } from '../protocol/frame.js';
 
 /**

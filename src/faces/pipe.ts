@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn as spawnChild } from 'node:child_process';
-import { InvalidArgumentError } from '../protocol/errors.js';
 import type { PostboxProcess } from '../client/process.js';
+import { InvalidArgumentError } from '../protocol/errors.js';
 import { PipeReader, PipeWriter } from './pipe-end.js';
 
 /** Environment variable through which a child that uses Postbox takes its pipe end. */

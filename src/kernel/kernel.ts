@@ -22,9 +22,9 @@ import {
   writeHead,
   writeInt64,
 } from '../protocol/frame.js';
+import { handleCall } from './control.js';
 import { defaultLimits, INBOX_MODE, type KernelLimits, MAX_PRIORITY } from './limits.js';
 import { Mailbox, type MailboxHost, type Peer, ReceiveWaiter } from './mailbox.js';
-import { handleCall } from './control.js';
 import { KernelProcess, type TerminationReason, type Transport } from './process.js';
 import { Slab } from './slab.js';
 

@@ -9,9 +9,9 @@ import {
   ReceiveFlag,
   writeInt64,
 } from '../protocol/frame.js';
+import type { FrameWriter } from '../transport/frame-writer.js';
 import type { MailboxAttributes, MailboxOrder, ReceiverPolicy } from './limits.js';
 import { MessageStore, type Selection, selects } from './message-store.js';
-import type { FrameWriter } from '../transport/frame-writer.js';
 import type { Slab } from './slab.js';
 
 /**
