@@ -51,6 +51,8 @@ export interface MailboxOptions {
    * holds nothing).
    */
   admission?: 'in-order' | 'fits';
+  /** Rights checked once when a handle opens, then held by the handle (POSIX queues). */
+  rightsAtOpen?: boolean;
   /** System V key: the mailbox can be opened by it. */
   key?: number;
   /** How this handle uses it; counts for pipes and FIFOs. Default 'both'. */

@@ -15,6 +15,8 @@ import type { Mailbox, MailboxInfo } from '../client/mailbox.js';
 import { connect, type PostboxProcess } from '../client/process.js';
 import {
   BadDescriptorError,
+  BusyError,
+  ExistsError,
   InvalidArgumentError,
   MessageSizeError,
   NameTooLongError,
@@ -57,7 +59,6 @@ interface Descriptor {
   nonblock: boolean;
   maxmsg: number;
   msgsize: number;
-  notifyOff: (() => Promise<void>) | null;
 }
 
 /**
@@ -72,6 +73,8 @@ interface Descriptor {
 export class PosixQueues {
   readonly process: PostboxProcess;
   readonly #fds = new Map<number, Descriptor>();
+  /** This process's mq_notify registrations, by mailbox id: Linux's are per queue, not per descriptor. */
+  readonly #notifying = new Map<number, () => Promise<void>>();
   #nextFd = 3;
 
   constructor(process: PostboxProcess) {
@@ -82,21 +85,20 @@ export class PosixQueues {
   async mq_open(name: string, oflag: number, mode = 0o666, attr?: Partial<MqAttr> | null): Promise<number> {
     checkName(name);
     const access = oflag & 3;
-    if (access === 3)
-      throw new InvalidArgumentError(`mq_open: bad access mode in oflag 0${oflag.toString(8)}`);
-    let info: MailboxInfo;
-    let mailbox: Mailbox;
-    const role = access === O_RDONLY ? 'read' : access === O_WRONLY ? 'write' : 'both';
+    const role: 'read' | 'write' | 'both' | 'none' =
+      access === O_RDONLY ? 'read' : access === O_WRONLY ? 'write' : access === O_RDWR ? 'both' : 'none';
+    let mailbox: Mailbox | undefined;
+    let created = false;
     if ((oflag & O_CREAT) !== 0) {
       const maxmsg = attr?.mq_maxmsg ?? MQ_DEFAULT_MAXMSG;
       const msgsize = attr?.mq_msgsize ?? MQ_DEFAULT_MSGSIZE;
+      // As Linux, the attributes matter (and are checked) only when the queue is created.
+      let bad: string | null = null;
       if (attr != null) {
-        if (!Number.isInteger(maxmsg) || maxmsg <= 0 || maxmsg > MQ_MAXMSG_MAX) {
-          throw new InvalidArgumentError(`mq_open: mq_maxmsg ${maxmsg} is not within 1…${MQ_MAXMSG_MAX}`);
-        }
-        if (!Number.isInteger(msgsize) || msgsize <= 0 || msgsize > MQ_MSGSIZE_MAX) {
-          throw new InvalidArgumentError(`mq_open: mq_msgsize ${msgsize} is not within 1…${MQ_MSGSIZE_MAX}`);
-        }
+        if (!Number.isInteger(maxmsg) || maxmsg <= 0 || maxmsg > MQ_MAXMSG_MAX)
+          bad = `mq_open: mq_maxmsg ${maxmsg} is not within 1…${MQ_MAXMSG_MAX}`;
+        else if (!Number.isInteger(msgsize) || msgsize <= 0 || msgsize > MQ_MSGSIZE_MAX)
+          bad = `mq_open: mq_msgsize ${msgsize} is not within 1…${MQ_MSGSIZE_MAX}`;
       }
       const create = {
         capacity: maxmsg,
@@ -105,12 +107,41 @@ export class PosixQueues {
         order: 'priority' as const,
         mode: mode & 0o777,
         system: true,
+        // As mq_open: the mode is checked when a descriptor opens, and the creator needs none.
+        rightsAtOpen: true,
+        role,
       };
-      if ((oflag & O_EXCL) !== 0) {
-        mailbox = await this.process.createMailbox(name, { ...create, role });
-      } else {
-        mailbox = await this.process.openMailbox(name, { create, role });
+      // Linux's order: an existing queue with O_EXCL is EEXIST, before attributes (which only
+      // matter when creating) and before permissions (checked by the kernel when it opens).
+      for (let attempt = 0; mailbox === undefined && attempt < 3; attempt++) {
+        if (bad === null) {
+          try {
+            mailbox = await this.process.createMailbox(name, create);
+            created = true;
+            break;
+          } catch (err) {
+            if (!(err instanceof PostboxError && err.code === 'EEXIST')) throw err;
+          }
+        } else {
+          // The attributes are invalid: an error only if the queue must be created.
+          try {
+            (await this.process.openMailbox(name, { role: 'none' })).close();
+          } catch (err) {
+            if (err instanceof PostboxError && err.code === 'ENOENT') throw new InvalidArgumentError(bad);
+            throw err;
+          }
+        }
+        if ((oflag & O_EXCL) !== 0)
+          throw new ExistsError(`mq_open: queue '${name}' exists`, { mailbox: name });
+        try {
+          mailbox = await this.process.openMailbox(name, { role });
+        } catch (err) {
+          // Unlinked in between: try creating it again.
+          if (!(err instanceof PostboxError && err.code === 'ENOENT')) throw err;
+        }
       }
+      if (mailbox === undefined)
+        throw new NotFoundError(`mq_open: queue '${name}' keeps vanishing`, { mailbox: name });
     } else {
       try {
         mailbox = await this.process.openMailbox(name, { role });
@@ -120,21 +151,30 @@ export class PosixQueues {
         throw err;
       }
     }
-    info = mailbox.info;
+    const info = mailbox.info;
     if (info.order !== 'priority' || info.capacity === null) {
       mailbox.close();
       throw new InvalidArgumentError(`mq_open: '${name}' is a mailbox but not a POSIX queue`);
     }
-    const rights = rightsOf(info, this.process.id);
-    const needs = (access === O_WRONLY ? 2 : access === O_RDONLY ? 4 : 6) & ~rights;
-    if (needs !== 0) {
-      mailbox.close();
-      throw new PermissionError(
-        `mq_open: '${name}' (mode 0${info.mode.toString(8)}) may not be opened for ${access === O_RDONLY ? 'reading' : access === O_WRONLY ? 'writing' : 'reading and writing'}`,
-        {
-          mailbox: name,
-        },
-      );
+    // Linux checks the access mode and the permissions of a queue that existed, not of one it
+    // has just created (which gives a descriptor even for O_WRONLY|O_RDWR: it can neither send
+    // nor receive).
+    if (!created) {
+      if (access === 3) {
+        mailbox.close();
+        throw new InvalidArgumentError(`mq_open: bad access mode in oflag 0${oflag.toString(8)}`);
+      }
+      const rights = rightsOf(info, this.process.id);
+      const needs = (access === O_WRONLY ? 2 : access === O_RDONLY ? 4 : 6) & ~rights;
+      if (needs !== 0) {
+        mailbox.close();
+        throw new PermissionError(
+          `mq_open: '${name}' (mode 0${info.mode.toString(8)}) may not be opened for ${access === O_RDONLY ? 'reading' : access === O_WRONLY ? 'writing' : 'reading and writing'}`,
+          {
+            mailbox: name,
+          },
+        );
+      }
     }
     const fd = this.#nextFd++;
     this.#fds.set(fd, {
@@ -143,7 +183,6 @@ export class PosixQueues {
       nonblock: (oflag & O_NONBLOCK) !== 0,
       maxmsg: info.capacity,
       msgsize: info.maxMessageSize,
-      notifyOff: null,
     });
     return fd;
   }
@@ -186,9 +225,9 @@ export class PosixQueues {
 
   /** Changes O_NONBLOCK (the only flag that can change); returns the old attributes. */
   async mq_setattr(mqd: number, attr: Pick<MqAttr, 'mq_flags'>): Promise<MqAttr> {
-    const d = this.#fd(mqd, 'mq_setattr');
     if ((attr.mq_flags & ~O_NONBLOCK) !== 0)
       throw new InvalidArgumentError('mq_setattr: only O_NONBLOCK may be set in mq_flags');
+    const d = this.#fd(mqd, 'mq_setattr');
     const old = await this.mq_getattr(mqd);
     d.nonblock = (attr.mq_flags & O_NONBLOCK) !== 0;
     return old;
@@ -198,7 +237,10 @@ export class PosixQueues {
   async mq_close(mqd: number): Promise<void> {
     const d = this.#fd(mqd, 'mq_close');
     this.#fds.delete(mqd);
-    await d.notifyOff?.().catch(() => {});
+    // Linux drops the caller's registration when it closes any descriptor of the queue.
+    const off = this.#notifying.get(d.mailbox.id);
+    this.#notifying.delete(d.mailbox.id);
+    await off?.().catch(() => {});
     d.mailbox.close();
   }
 
@@ -207,7 +249,8 @@ export class PosixQueues {
     checkName(name);
     let mailbox: Mailbox;
     try {
-      mailbox = await this.process.openMailbox(name, { role: 'read' });
+      // A handle that neither reads nor writes: unlinking needs no rights on the queue itself.
+      mailbox = await this.process.openMailbox(name, { role: 'none' });
     } catch (err) {
       if (err instanceof PostboxError && err.code === 'ENOENT')
         throw new NotFoundError(`mq_unlink: no queue '${name}'`, { mailbox: name });
@@ -226,15 +269,21 @@ export class PosixQueues {
    */
   async mq_notify(mqd: number, notification: (() => void) | null): Promise<void> {
     const d = this.#fd(mqd, 'mq_notify');
+    const id = d.mailbox.id;
     if (notification === null) {
-      await d.notifyOff?.();
-      d.notifyOff = null;
+      const off = this.#notifying.get(id);
+      this.#notifying.delete(id);
+      await off?.();
       return;
     }
-    d.notifyOff = await d.mailbox.notify(() => {
-      d.notifyOff = null;
+    // Linux: EBUSY while anyone, the caller included, is registered.
+    if (this.#notifying.has(id))
+      throw new BusyError(`mq_notify: this process is already registered on descriptor ${mqd}'s queue`);
+    const off = await d.mailbox.notify(() => {
+      if (this.#notifying.get(id) === off) this.#notifying.delete(id);
       notification();
     });
+    this.#notifying.set(id, off);
   }
 
   /** Closes every descriptor. */
@@ -255,15 +304,16 @@ export class PosixQueues {
     prio: number,
     absTimeout: AbsTime | null,
   ): Promise<void> {
-    const d = this.#fd(mqd, 'mq_send');
-    if (d.access === O_RDONLY)
-      throw new BadDescriptorError(`mq_send: descriptor ${mqd} is not open for writing`);
+    // Linux's order: the priority, the deadline, the descriptor, its direction, the size.
+    if (!Number.isInteger(prio) || prio < 0 || prio >= MQ_PRIO_MAX)
+      throw new InvalidArgumentError(`mq_send: priority ${prio} is not within 0…${MQ_PRIO_MAX - 1}`);
     const deadline = absTimeout === null ? null : toDeadline(absTimeout);
+    const d = this.#fd(mqd, 'mq_send');
+    if (d.access !== O_WRONLY && d.access !== O_RDWR)
+      throw new BadDescriptorError(`mq_send: descriptor ${mqd} is not open for writing`);
     const body = typeof msg === 'string' ? Buffer.from(msg) : msg;
     if (body.length > d.msgsize)
       throw new MessageSizeError(`mq_send: a ${body.length}-byte message is over mq_msgsize ${d.msgsize}`);
-    if (!Number.isInteger(prio) || prio < 0 || prio >= MQ_PRIO_MAX)
-      throw new InvalidArgumentError(`mq_send: priority ${prio} is not within 0…${MQ_PRIO_MAX - 1}`);
     const wait = waitFor(d.nonblock, deadline);
     try {
       await d.mailbox.send(body, { priority: prio, codec: 'bytes', ...wait.options });
@@ -281,10 +331,11 @@ export class PosixQueues {
     msgLen: number,
     absTimeout: AbsTime | null,
   ): Promise<{ data: Buffer; priority: number }> {
-    const d = this.#fd(mqd, 'mq_receive');
-    if (d.access === O_WRONLY)
-      throw new BadDescriptorError(`mq_receive: descriptor ${mqd} is not open for reading`);
+    // Linux's order: the deadline, the descriptor, its direction, the buffer's size.
     const deadline = absTimeout === null ? null : toDeadline(absTimeout);
+    const d = this.#fd(mqd, 'mq_receive');
+    if (d.access !== O_RDONLY && d.access !== O_RDWR)
+      throw new BadDescriptorError(`mq_receive: descriptor ${mqd} is not open for reading`);
     if (msgLen < d.msgsize)
       throw new MessageSizeError(
         `mq_receive: a ${msgLen}-byte buffer is smaller than mq_msgsize ${d.msgsize}`,
@@ -305,6 +356,8 @@ export function posix(process: PostboxProcess): PosixQueues {
 }
 
 function checkName(name: string): void {
+  // Linux (glibc passes the name after its '/'): an empty name is one no queue has.
+  if (name === '/') throw new NotFoundError("mq: no queue '/'", { mailbox: name });
   if (typeof name !== 'string' || !name.startsWith('/') || name.length < 2) {
     throw new InvalidArgumentError(
       `'${String(name)}' is not a queue name: it must be '/' then a name, like '/mq'`,

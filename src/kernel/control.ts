@@ -49,7 +49,7 @@ const handlers: Record<string, Handler> = {
       k.mailboxByKey.set(key, mb);
     }
     p.owned.add(mb);
-    return openHandle(k, p, mb, a);
+    return openHandle(k, p, mb, a, true);
   },
   open: (k, p, a) => openHandle(k, p, find(k, a), a),
   close: (k, p, a) => {
@@ -59,6 +59,12 @@ const handlers: Record<string, Handler> = {
     if (h === undefined) return {};
     p.handles.delete(id);
     const mb = h.mailbox;
+    const roles = p.roles.get(mb);
+    if (roles !== undefined) {
+      if (h.read) roles.read--;
+      if (h.write) roles.write--;
+      if (roles.read === 0 && roles.write === 0) p.roles.delete(mb);
+    }
     if (!mb.removed && mb.closeHandle(h.read, h.write)) k.removeMailbox(mb, 'its last handle closed');
     return {};
   },
@@ -247,6 +253,7 @@ function describe(k: Kernel, mb: Mailbox): Args {
     endOnLastWriter: mb.endOnLastWriter,
     requireReader: mb.requireReader,
     admission: mb.admission,
+    rightsAtOpen: mb.rightsAtOpen,
     unlinked: mb.unlinked,
     mode: mb.mode,
     owner: mb.owner?.id ?? null,
@@ -278,7 +285,7 @@ function stat(k: Kernel, mb: Mailbox): Args {
 }
 
 /** Registers a handle for p on mb (its role counts for pipes and FIFOs) and describes mb. */
-function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args): Args {
+function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args, created = false): Args {
   const role = a.role ?? 'both';
   if (role !== 'read' && role !== 'write' && role !== 'both' && role !== 'none') {
     throw new CallError('EINVAL', "role must be 'read', 'write', 'both' or 'none'");
@@ -286,8 +293,27 @@ function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args): Args {
   // 'none': a handle that only manages the mailbox (mkfifo's): it counts as neither end.
   const read = role === 'read' || role === 'both';
   const write = role === 'write' || role === 'both';
+  if (mb.rightsAtOpen && !created) {
+    // Rights are checked here, once, as mq_open does; the creator needs none (its mode may
+    // even deny it).
+    const bits = k.modeBits(p, mb);
+    if ((read && (bits & 4) === 0) || (write && (bits & 2) === 0)) {
+      throw new CallError(
+        'EACCES',
+        `${p.label} may not open ${mb.label} (mode 0${mb.mode.toString(8)}) for ${read && write ? 'reading and writing' : read ? 'reading' : 'writing'}`,
+        mb,
+      );
+    }
+  }
   const handle = k.nextHandleId++;
   p.handles.set(handle, { mailbox: mb, read, write });
+  let roles = p.roles.get(mb);
+  if (roles === undefined) {
+    roles = { read: 0, write: 0 };
+    p.roles.set(mb, roles);
+  }
+  if (read) roles.read++;
+  if (write) roles.write++;
   mb.openHandle(read, write);
   return { ...describe(k, mb), handle };
 }
@@ -346,8 +372,8 @@ function ownerOnly(p: KernelProcess, mb: Mailbox, what: string): void {
 
 function optName(v: unknown): string | null {
   if (v === undefined || v === null) return null;
-  if (typeof v !== 'string' || v.length === 0 || v.length > 255)
-    throw new CallError('EINVAL', 'name must be a string of 1 to 255 characters');
+  if (typeof v !== 'string' || v.length === 0 || v.length > 1024)
+    throw new CallError('EINVAL', 'name must be a string of 1 to 1024 characters');
   return v;
 }
 
@@ -421,6 +447,7 @@ function parseAttributes(k: Kernel, a: Args, system: boolean): MailboxAttributes
     transient: a.transient === true,
     requireReader: a.requireReader === true,
     admission: parseAdmission(a.admission),
+    rightsAtOpen: a.rightsAtOpen === true,
     maxMessageSize,
     maxBytes: a.maxBytes === undefined ? k.limits.maxMailboxBytes : positiveInt(a.maxBytes, 'maxBytes', true),
     order,

@@ -327,6 +327,7 @@ export class Kernel implements MailboxHost {
         transient: false,
         requireReader: false,
         admission: 'in-order',
+        rightsAtOpen: false,
       },
       p,
       false,
@@ -550,12 +551,17 @@ export class Kernel implements MailboxHost {
 
   /** Checks a right (4 receive, 2 send) for p on mb; null if granted, else the refusal. */
   checkRight(p: KernelProcess, mb: Mailbox, right: 2 | 4): { code: ErrorCode; message: string } | null {
-    let bits: number;
-    if (mb.owner === p) bits = (mb.mode >> 6) & 7;
-    else if (mb.group.has(p.id)) bits = (mb.mode >> 3) & 7;
-    else bits = mb.mode & 7;
     const what = right === 4 ? 'receive' : 'send';
-    if ((bits & right) === 0) {
+    if (mb.rightsAtOpen) {
+      // POSIX queues: the mode was checked when the handle was opened; the handle is the right.
+      const roles = p.roles.get(mb);
+      if (roles === undefined || (right === 4 ? roles.read : roles.write) === 0) {
+        return {
+          code: 'EACCES',
+          message: `${p.label} has no handle on ${mb.label} open for ${right === 4 ? 'reading' : 'writing'}`,
+        };
+      }
+    } else if ((this.modeBits(p, mb) & right) === 0) {
       return {
         code: 'EACCES',
         message: `${p.label} may not ${what} ${right === 4 ? 'from' : 'to'} ${mb.label} (mode 0${mb.mode.toString(8)}): it lacks the ${what} right`,
@@ -576,6 +582,13 @@ export class Kernel implements MailboxHost {
       p.holding.add(mb);
     }
     return null;
+  }
+
+  /** The mode's bits that apply to p: owner's, group's, or others'. */
+  modeBits(p: KernelProcess, mb: Mailbox): number {
+    if (mb.owner === p) return (mb.mode >> 6) & 7;
+    if (mb.group.has(p.id)) return (mb.mode >> 3) & 7;
+    return mb.mode & 7;
   }
 
   goneMessage(id: number): string {
@@ -622,6 +635,7 @@ export class Kernel implements MailboxHost {
       touched.add(mb);
     }
     p.holding.clear();
+    p.roles.clear();
     for (const h of p.handles.values()) {
       touched.add(h.mailbox);
       if (!h.mailbox.removed && h.mailbox.closeHandle(h.read, h.write))

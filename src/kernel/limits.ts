@@ -68,6 +68,11 @@ export interface MailboxAttributes {
    * capacity 0 holds nothing.
    */
   admission: 'in-order' | 'fits';
+  /**
+   * Rights are checked when a handle is opened, not on each send and receive (POSIX queues):
+   * a process sends through a handle open for writing and receives through one open for reading.
+   */
+  rightsAtOpen: boolean;
 }
 
 /** Default mode of a process-owned mailbox: owner and granted processes send and receive, others send. */

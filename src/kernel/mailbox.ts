@@ -232,6 +232,8 @@ export class Mailbox {
   readonly requireReader: boolean;
   /** How blocked senders are admitted: in arrival order, or any that fits (System V). */
   readonly admission: 'in-order' | 'fits';
+  /** Rights are held by open handles, checked once at open (POSIX queues). */
+  readonly rightsAtOpen: boolean;
   /** Removed when its last handle closes: unlinked (POSIX mq_unlink, FIFO rm) or anonymous (pipes). */
   unlinked: boolean;
   /** Process registered for a notice when a message arrives in the empty mailbox (mq_notify). */
@@ -255,6 +257,7 @@ export class Mailbox {
     this.endOnLastWriter = attrs.endOnLastWriter;
     this.requireReader = attrs.requireReader;
     this.admission = attrs.admission;
+    this.rightsAtOpen = attrs.rightsAtOpen;
     this.unlinked = attrs.transient;
     if (attrs.messageSize > 0) {
       // The lecture's fixed-size trade-off: memory known up front, nothing allocated per message.

@@ -29,6 +29,8 @@ export class KernelProcess implements Peer {
   readonly owned = new Set<Mailbox>();
   /** Its open handles: handle id → mailbox and role. */
   readonly handles = new Map<number, { mailbox: Mailbox; read: boolean; write: boolean }>();
+  /** How many of its handles on each mailbox read and write (rights held by handle). */
+  readonly roles = new Map<Mailbox, { read: number; write: number }>();
   /** Mailboxes where it registered for mq_notify. */
   readonly notifying = new Set<Mailbox>();
   /** Mailboxes where it holds an exclusive or pair right. */

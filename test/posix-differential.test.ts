@@ -1,0 +1,589 @@
+/**
+ * Linux's own POSIX message queues are the reference for the posix face. Seeded random sequences
+ * of mq_open/mq_send/mq_receive/mq_timedsend/mq_timedreceive/mq_getattr/mq_setattr/mq_notify/
+ * mq_close/mq_unlink run on Linux (test/fixtures/posix-ops.c, compiled with gcc, run as an
+ * unprivileged user so that fs.mqueue.msg_max and msgsize_max bind) and on the Postbox face, and
+ * every result line must be the same. Descriptors are named by slot (d0 is the first open of the
+ * script, d1 the second, ...), never by number.
+ *
+ * Nothing may block: the generator keeps a model of the queues (Linux's rules) and sends or
+ * receives without O_NONBLOCK or a past deadline only where the model says the call returns at
+ * once. Should a call wait all the same (a generator bug, or a Postbox queue that holds other
+ * messages than Linux's after an earlier difference), the C side gives up on it after 2 s, the
+ * face after 1 s, and its line says BLOCKED.
+ *
+ * Identity: Postbox's is the process, Linux's the uid; one process per sequence on each side
+ * (the C program, and one PostboxProcess whose queues are all closed between sequences), so the
+ * owner is the caller on both.
+ *
+ * POSIX_SEEDS=n runs n seeds (default 400); POSIX_SEED=s runs only seed s, printing both outputs.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { connect, type PostboxProcess } from '../src/client/mod.js';
+import {
+  type AbsTime,
+  MQ_PRIO_MAX,
+  type MqAttr,
+  O_CREAT,
+  O_EXCL,
+  O_NONBLOCK,
+  O_RDONLY,
+  O_RDWR,
+  O_WRONLY,
+  type PosixQueues,
+  posix,
+} from '../src/faces/posix.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+
+const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
+const NOBODY = 65534;
+const SEEDS =
+  process.env.POSIX_SEED !== undefined
+    ? [Number(process.env.POSIX_SEED)]
+    : Array.from({ length: Number(process.env.POSIX_SEEDS ?? 400) }, (_, i) => i + 1);
+/** A face call that has not returned after this long is taken to be blocked. */
+const BLOCK_MS = 1000;
+/** Queues alive at once (Linux's RLIMIT_MSGQUEUE, 800 KiB, holds 9 of the default 10 × 8192). */
+const MAX_LIVE_QUEUES = 4;
+
+// ── the seeded generator ───────────────────────────────────────────────────────────────────────
+
+/** mulberry32: a small, good, seedable PRNG. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The names one sequence uses: two ordinary ones, one of the longest length, one too long. */
+interface Names {
+  a: string;
+  b: string;
+  long: string;
+  tooLong: string;
+}
+
+function namesFor(tag: string, seed: number): Names {
+  const base = `/pbd${tag}s${seed}`;
+  return {
+    a: `${base}a`,
+    b: `${base}b`,
+    long: `${base}L`.padEnd(256, 'y'), // '/' and 255 characters: NAME_MAX
+    tooLong: `${base}T`.padEnd(257, 'y'),
+  };
+}
+
+/** Names Linux refuses before looking at any queue. */
+const BAD_NAMES = ['noslash', '/', '//', '/a/b', '/x/'];
+
+const COMMON_MODES = [0o600, 0o600, 0o644, 0o666, 0o700];
+const ODD_MODES = [0o400, 0o200, 0o000, 0o100, 0o500, 0o300, 0o060, 0o006];
+const GOOD_MAXMSG = [1, 2, 2, 3, 4, 5, 10];
+const BAD_MAXMSG = [0, -1, 11, 100];
+const GOOD_MSGSIZE = [1, 2, 4, 8, 16, 50, 100, 1024, 8192];
+const BAD_MSGSIZE = [0, -1, 8193, 65536];
+const PRIOS = [0, 0, 1, 1, 2, 3, 5, 7, 10, 31, 100, 1000, 32767, 32767];
+const BAD_PRIOS = [32768, 65535, 4294967295];
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+/** A queue as Linux keeps it, as far as the generator needs to know. */
+interface QueueModel {
+  maxmsg: number;
+  msgsize: number;
+  mode: number;
+  count: number;
+  opens: number;
+  linked: boolean;
+  notify: boolean;
+}
+
+/** A descriptor slot. */
+interface SlotModel {
+  q: QueueModel | null;
+  access: number;
+  nonblock: boolean;
+  open: boolean;
+}
+
+/**
+ * One op script, as test/fixtures/posix-ops.c reads it. The model follows Linux's rules (the
+ * reference): where Postbox differs, its queues may hold other counts, which is what the test
+ * finds; the model only decides which calls may go without O_NONBLOCK or a deadline.
+ */
+function generate(seed: number, names: Names): string[] {
+  const r = prng(seed);
+  const int = (n: number): number => Math.floor(r() * n);
+  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
+  const chance = (p: number): boolean => r() < p;
+  const ops: string[] = [];
+  const byName = new Map<string, QueueModel>();
+  const queues: QueueModel[] = [];
+  const slots: SlotModel[] = [];
+  let usedLong = false;
+
+  const live = (): number => queues.filter((q) => q.linked || q.opens > 0).length;
+  const openSlots = (): number[] => slots.flatMap((s, i) => (s.open ? [i] : []));
+  /** Mostly an open slot (one that can do the call, if `can` says), sometimes any, rarely none. */
+  const pickSlot = (can: (s: SlotModel) => boolean = () => true): number => {
+    const open = openSlots();
+    const able = open.filter((k) => can(slots[k]!));
+    if (able.length > 0 && chance(0.75)) return pick(able);
+    if (open.length > 0 && chance(0.6)) return pick(open);
+    if (slots.length > 0 && chance(0.9)) return int(slots.length);
+    return 999; // a slot never opened
+  };
+  const word = (): string => {
+    let s = '';
+    for (let n = 1 + int(12); n > 0; n--) s += ALPHABET[int(ALPHABET.length)];
+    return s;
+  };
+  const closeSlot = (s: SlotModel): void => {
+    s.open = false;
+    s.q!.opens--;
+    s.q!.notify = false; // Linux drops the caller's registration on any close of the queue
+  };
+
+  const open = (name: string, first = false): void => {
+    const k = slots.length;
+    const access = chance(0.03) ? 3 : pick([O_RDONLY, O_WRONLY, O_RDWR, O_RDWR, O_RDWR]);
+    let create = first || chance(0.65);
+    const excl = create ? chance(0.3) : chance(0.05);
+    const nonblock = chance(0.5);
+    const mode = chance(0.85) ? pick(COMMON_MODES) : pick(ODD_MODES);
+    let attr = '- -';
+    let maxmsg = 10;
+    let msgsize = 8192;
+    if (chance(0.75)) {
+      maxmsg = chance(0.92) ? pick(GOOD_MAXMSG) : pick(BAD_MAXMSG);
+      msgsize = chance(0.92) ? pick(GOOD_MSGSIZE) : pick(BAD_MSGSIZE);
+      attr = `${maxmsg} ${msgsize}`;
+    }
+    const valid = !BAD_NAMES.includes(name) && name !== names.tooLong;
+    const existing = byName.get(name);
+    // Linux counts the bytes of every queue alive against the user's RLIMIT_MSGQUEUE: stay
+    // well within it.
+    if (valid && existing === undefined && create && live() >= MAX_LIVE_QUEUES) create = false;
+    const oflag = access | (create ? O_CREAT : 0) | (excl ? O_EXCL : 0) | (nonblock ? O_NONBLOCK : 0);
+    ops.push(`open d${k} ${name} ${oflag} ${mode} ${attr}`);
+    const slot: SlotModel = { q: null, access, nonblock, open: false };
+    slots.push(slot);
+    if (!valid) return;
+    if (name === names.long) usedLong = true;
+    if (existing === undefined) {
+      if (!create) return;
+      if (maxmsg <= 0 || maxmsg > 10 || msgsize <= 0 || msgsize > 8192) return;
+      const q: QueueModel = { maxmsg, msgsize, mode, count: 0, opens: 0, linked: true, notify: false };
+      queues.push(q);
+      byName.set(name, q);
+      slot.q = q;
+    } else {
+      if (create && excl) return;
+      if (access === 3) return;
+      const need = access === O_RDONLY ? 4 : access === O_WRONLY ? 2 : 6;
+      if (((existing.mode >> 6) & need) !== need) return;
+      slot.q = existing;
+    }
+    slot.open = true;
+    slot.q.opens++;
+  };
+
+  const send = (): void => {
+    const k = pickSlot((s) => s.access === O_WRONLY || s.access === O_RDWR);
+    const s = slots[k];
+    const msgsize = s?.q?.msgsize ?? 8192;
+    const prio = chance(0.95) ? pick(PRIOS) : pick(BAD_PRIOS);
+    const x = r();
+    const size =
+      x < 0.4
+        ? -1
+        : x < 0.48
+          ? 0
+          : x < 0.6
+            ? msgsize
+            : x < 0.68
+              ? msgsize - 1
+              : x < 0.78
+                ? msgsize + 1
+                : x < 0.94
+                  ? int(msgsize + 1)
+                  : pick([8192, 8193]);
+    const text = size < 0 ? word() : size === 0 ? '-' : `#${size}`;
+    const bytes = size < 0 ? text.length : size;
+    let timed = chance(0.3);
+    const deadline = chance(0.06) ? 'badns' : 'past';
+    const goes = s?.open === true && (s.access === O_WRONLY || s.access === O_RDWR);
+    const q = s?.q;
+    const fits = goes && prio < MQ_PRIO_MAX && bytes <= q!.msgsize;
+    if (!timed && fits && !s!.nonblock && q!.count >= q!.maxmsg) timed = true; // would wait
+    ops.push(timed ? `timedsend d${k} ${prio} ${text} ${deadline}` : `send d${k} ${prio} ${text}`);
+    if (fits && (!timed || deadline === 'past') && q!.count < q!.maxmsg) {
+      q!.count++;
+      if (q!.count === 1) q!.notify = false; // the registration fires, and is gone
+    }
+  };
+
+  const receive = (): void => {
+    const k = pickSlot((s) => s.access === O_RDONLY || s.access === O_RDWR);
+    const s = slots[k];
+    const msgsize = s?.q?.msgsize ?? 8192;
+    const len = chance(0.85)
+      ? pick([msgsize, msgsize, msgsize, msgsize + 1, 8192, 65536])
+      : pick([msgsize - 1, 0, 1, msgsize >> 1]);
+    let timed = chance(0.3);
+    const deadline = chance(0.06) ? 'badns' : 'past';
+    const q = s?.q;
+    const takes = s?.open === true && (s.access === O_RDONLY || s.access === O_RDWR) && len >= q!.msgsize;
+    if (!timed && takes && !s!.nonblock && q!.count === 0) timed = true; // would wait
+    ops.push(timed ? `timedrecv d${k} ${len} ${deadline}` : `recv d${k} ${len}`);
+    if (takes && (!timed || deadline === 'past') && q!.count > 0) q!.count--;
+  };
+
+  const someName = (): string => {
+    const x = r();
+    if (x < 0.75) return names.a;
+    if (x < 0.9) return names.b;
+    if (x < 0.94) return names.long;
+    if (x < 0.96) return names.tooLong;
+    return pick(BAD_NAMES);
+  };
+
+  open(chance(0.9) ? names.a : someName(), true);
+  const n = 15 + int(45);
+  for (let i = 0; i < n; i++) {
+    const x = r();
+    if (x < 0.14 || (openSlots().length === 0 && chance(0.5))) open(someName());
+    else if (x < 0.38) send();
+    else if (x < 0.62) receive();
+    else if (x < 0.7) ops.push(`getattr d${pickSlot()}`);
+    else if (x < 0.77) {
+      const k = pickSlot();
+      const valid = chance(0.85);
+      const flags = valid ? pick([0, O_NONBLOCK]) : pick([1, O_NONBLOCK | 1, O_CREAT, O_RDWR, -1]);
+      ops.push(`setattr d${k} ${flags}`);
+      if (valid && slots[k]?.open === true) slots[k]!.nonblock = flags === O_NONBLOCK;
+    } else if (x < 0.84) {
+      const k = pickSlot();
+      ops.push(`close d${k}`);
+      if (slots[k]?.open === true) closeSlot(slots[k]!);
+    } else if (x < 0.9) {
+      const name = someName();
+      ops.push(`unlink ${name}`);
+      const q = byName.get(name);
+      if (q !== undefined) {
+        byName.delete(name);
+        q.linked = false;
+      }
+      if (chance(0.6)) open(name);
+    } else {
+      const k = pickSlot();
+      const on = chance(0.7);
+      ops.push(`notify d${k} ${on ? 'on' : 'off'}`);
+      const q = slots[k]?.open === true ? slots[k]!.q! : null;
+      if (q !== null) q.notify = on;
+    }
+  }
+  if (chance(0.5)) for (const k of openSlots()) ops.push(`getattr d${k}`);
+  ops.push(`unlink ${names.a}`, `unlink ${names.b}`);
+  if (usedLong) ops.push(`unlink ${names.long}`);
+  return ops;
+}
+
+// ── running a script on the face, printing as posix-ops.c does ─────────────────────────────────
+
+function fnv1a(bytes: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (const b of bytes) h = Math.imul(h ^ b, 16777619) >>> 0;
+  return h;
+}
+
+function summary(text: Buffer): string {
+  if (text.length <= 24) return text.toString('latin1');
+  return `${text.toString('latin1', 0, 12)}~${fnv1a(text).toString(16).padStart(8, '0')}`;
+}
+
+function makeText(spec: string): Buffer {
+  if (spec === '-') return Buffer.alloc(0);
+  if (spec.startsWith('#')) {
+    const n = Number(spec.slice(1));
+    const b = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) b[i] = 97 + ((31 * i + n) % 26);
+    return b;
+  }
+  return Buffer.from(spec, 'latin1');
+}
+
+function deadline(kind: string | undefined): AbsTime {
+  const now = Date.now();
+  const tv_sec = Math.floor(now / 1000) - 1;
+  return { tv_sec, tv_nsec: kind === 'badns' ? 1e9 : (now % 1000) * 1e6 };
+}
+
+const attrText = (a: MqAttr): string =>
+  `flags=${a.mq_flags} maxmsg=${a.mq_maxmsg} msgsize=${a.mq_msgsize} curmsgs=${a.mq_curmsgs}`;
+
+const BLOCKED = Symbol('blocked');
+
+/** The call's value, or BLOCKED if it has not settled in BLOCK_MS. */
+async function bounded<T>(call: Promise<T>): Promise<T | typeof BLOCKED> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<typeof BLOCKED>((resolve) => {
+    timer = setTimeout(() => resolve(BLOCKED), BLOCK_MS);
+  });
+  call.catch(() => {}); // if it loses the race, its later failure is nobody's business
+  try {
+    return await Promise.race([call, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function runFace(mq: PosixQueues, script: string[]): Promise<string[]> {
+  const lines: string[] = [];
+  const fds = new Map<string, number>();
+  for (const line of script) {
+    const [op, a1 = '', a2 = '', a3 = '', a4 = '', a5 = '', a6 = ''] = line.split(' ');
+    const fd = fds.get(a1) ?? -1;
+    const head = op === 'unlink' ? 'unlink' : `${op} ${a1}`;
+    const call = async (): Promise<string> => {
+      switch (op) {
+        case 'open': {
+          const attr = a5 === '-' ? null : { mq_maxmsg: Number(a5), mq_msgsize: Number(a6) };
+          fds.set(a1, await mq.mq_open(a2, Number(a3), Number(a4), attr));
+          return 'ok';
+        }
+        case 'send':
+          await mq.mq_send(fd, makeText(a3), Number(a2));
+          return 'ok';
+        case 'timedsend':
+          await mq.mq_timedsend(fd, makeText(a3), Number(a2), deadline(a4));
+          return 'ok';
+        case 'recv':
+        case 'timedrecv': {
+          const m =
+            op === 'recv'
+              ? await mq.mq_receive(fd, Number(a2))
+              : await mq.mq_timedreceive(fd, Number(a2), deadline(a3));
+          return `ok prio=${m.priority} len=${m.data.length} text=${summary(m.data)}`;
+        }
+        case 'getattr':
+          return `ok ${attrText(await mq.mq_getattr(fd))}`;
+        case 'setattr':
+          return `ok old ${attrText(await mq.mq_setattr(fd, { mq_flags: Number(a2) }))}`;
+        case 'notify':
+          await mq.mq_notify(fd, a2 === 'off' ? null : () => {});
+          return 'ok';
+        case 'close':
+          await mq.mq_close(fd);
+          return 'ok';
+        case 'unlink':
+          await mq.mq_unlink(a1);
+          return 'ok';
+        default:
+          return 'unknown-op';
+      }
+    };
+    let result: string;
+    try {
+      const r = await bounded(call());
+      result = r === BLOCKED ? 'BLOCKED' : r;
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      result = typeof code === 'string' ? code : `THROW ${String(err)}`;
+    }
+    lines.push(`${head} ${result}`);
+  }
+  return lines;
+}
+
+// ── running the C side as an unprivileged user ─────────────────────────────────────────────────
+
+interface Run {
+  stdout: string;
+  stderr: string;
+  code: number | null;
+}
+
+function run(argv: string[], input: string, timeoutMs = 20_000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString('latin1');
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString('latin1');
+    });
+    // SIGTERM: the program unlinks every name of its script before it goes.
+    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ stdout, stderr, code });
+    });
+    child.stdin.on('error', () => {});
+    child.stdin.end(input);
+  });
+}
+
+/** Linux's limits (msg_max, msgsize_max, the queue-bytes rlimit) bind everyone but root. */
+function unprivileged(binary: string): string[] {
+  if (process.getuid?.() !== 0) return [binary];
+  return ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', binary];
+}
+
+function compileFixture(dir: string, name: string): string {
+  const out = join(dir, name);
+  try {
+    execFileSync('gcc', ['-O1', '-Wall', '-o', out, join(FIXTURES, `${name}.c`), '-lrt'], { stdio: 'pipe' });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: Buffer };
+    if (e.code === 'ENOENT')
+      throw new Error(
+        `gcc is not installed: this test compiles test/fixtures/${name}.c to run Linux's own queues (apt-get install gcc)`,
+      );
+    throw new Error(`gcc could not compile test/fixtures/${name}.c:\n${e.stderr?.toString() ?? e.message}`);
+  }
+  chmodSync(out, 0o755);
+  return out;
+}
+
+const limitsDiffer = ((): string | false => {
+  if (process.platform !== 'linux') return 'Linux is the reference: this test needs Linux';
+  const read = (name: string): string => {
+    try {
+      return execFileSync('cat', [`/proc/sys/fs/mqueue/${name}`], { encoding: 'utf8' }).trim();
+    } catch {
+      return '?';
+    }
+  };
+  const got = ['msg_max', 'msgsize_max', 'msg_default', 'msgsize_default'].map(read).join('/');
+  if (got !== '10/8192/10/8192')
+    return `this machine's fs.mqueue msg_max/msgsize_max/msg_default/msgsize_default are ${got}, not Linux's defaults 10/8192/10/8192`;
+  return false;
+})();
+
+// ── the tests ──────────────────────────────────────────────────────────────────────────────────
+
+describe('posix face vs Linux', { skip: limitsDiffer }, () => {
+  let kernel: TestKernel;
+  let proc: PostboxProcess;
+  let dir: string;
+  let ops: string;
+  const tag = `${process.pid.toString(36)}${Math.floor(Math.random() * 36 ** 3).toString(36)}`;
+  const used: string[] = [];
+
+  before(async () => {
+    if (process.getuid?.() === 0) {
+      try {
+        execFileSync('setpriv', ['--version'], { stdio: 'pipe' });
+      } catch {
+        throw new Error('setpriv (util-linux) is needed to run the C side as an unprivileged user');
+      }
+    }
+    dir = mkdtempSync(join(tmpdir(), 'pb-posix-diff-'));
+    chmodSync(dir, 0o755); // the unprivileged user runs the program in here
+    ops = compileFixture(dir, 'posix-ops');
+    kernel = await startTestKernel();
+    proc = await connect({ socket: kernel.socket });
+  });
+
+  after(async () => {
+    await proc?.close();
+    await kernel?.stop();
+    // Every queue the C program made, it unlinked; remove (as root, who may) any a killed run
+    // left, and say so.
+    const left: string[] = [];
+    if (ops !== undefined && used.length > 0) {
+      const r = await run([ops], `${used.map((n) => `unlink ${n}`).join('\n')}\n`);
+      const out = r.stdout.split('\n');
+      for (let i = 0; i < used.length; i++) if (out[i] === 'unlink ok') left.push(used[i]!);
+    }
+    if (existsSync('/dev/mqueue')) {
+      for (const f of readdirSync('/dev/mqueue').filter((f) => f.startsWith(`pbd${tag}s`))) {
+        rmSync(join('/dev/mqueue', f), { force: true });
+        left.push(`/${f}`);
+      }
+    }
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    assert.deepEqual(left, [], 'no Linux queue of ours is left behind');
+  });
+
+  const linux = async (script: string[]): Promise<string[]> => {
+    const r = await run(unprivileged(ops), `${script.join('\n')}\n`);
+    if (r.code !== 0) throw new Error(`posix-ops exited with ${r.code}: ${r.stderr}`);
+    return r.stdout.split('\n').filter((l) => l !== '');
+  };
+
+  test("the face's constants are the C headers'", async () => {
+    const [line] = await linux(['consts']);
+    const c = Object.fromEntries(
+      line!
+        .split(' ')
+        .slice(1)
+        .map((kv) => kv.split('=') as [string, string])
+        .map(([k, v]) => [k, Number(v)]),
+    );
+    assert.deepEqual({ O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_NONBLOCK, MQ_PRIO_MAX }, c);
+  });
+
+  test(`${SEEDS.length} seeded sequences give Linux's results, line by line`, async (t) => {
+    const mismatches: string[] = [];
+    let lines = 0;
+    let blocked = 0;
+    for (const seed of SEEDS) {
+      const names = namesFor(tag, seed);
+      used.push(names.a, names.b, names.long);
+      const script = generate(seed, names);
+      const mq = posix(proc);
+      const [want, got] = await Promise.all([linux(script), runFace(mq, script)]);
+      // Leave nothing behind on the Postbox side either, whatever the script did.
+      await mq.closeAll().catch(() => {});
+      for (const n of [names.a, names.b, names.long]) await mq.mq_unlink(n).catch(() => {});
+      lines += want.length;
+      blocked += [...want, ...got].filter((l) => l.includes('BLOCKED')).length;
+      const same = want.length === got.length && want.every((l, i) => l === got[i]);
+      if (!same || process.env.POSIX_SEED !== undefined) {
+        const width = 56;
+        const cut = (s: string): string => (s.length > width ? `${s.slice(0, width - 1)}…` : s);
+        const short = (op: string): string =>
+          op
+            .replaceAll(names.tooLong, 'TOOLONG')
+            .replaceAll(names.long, 'LONG')
+            .replaceAll(names.a, 'A')
+            .replaceAll(names.b, 'B');
+        const rows = script.map((op, i) => {
+          const l = want[i] ?? '(none)';
+          const p = got[i] ?? '(none)';
+          return `${l === p ? ' ' : '≠'} ${String(i + 1).padStart(3)} ${cut(short(op)).padEnd(width)} | ${cut(l).padEnd(width)} | ${cut(p)}`;
+        });
+        const report = `seed ${seed} (rerun: POSIX_SEED=${seed}):\n    # op${' '.repeat(width - 2)} | Linux${' '.repeat(width - 5)} | Postbox\n${rows.join('\n')}`;
+        if (same) t.diagnostic(report);
+        else mismatches.push(report);
+      }
+    }
+    t.diagnostic(
+      `${SEEDS.length} seeds, ${lines} result lines compared, ${mismatches.length} mismatching seeds`,
+    );
+    if (mismatches.length > 0) {
+      assert.fail(
+        `${mismatches.length} of ${SEEDS.length} seeds differ from Linux:\n\n${mismatches.slice(0, 5).join('\n\n')}`,
+      );
+    }
+    assert.equal(blocked, 0, 'an operation blocked: the generator let a call wait that could not return');
+  });
+});
