@@ -575,6 +575,11 @@ export class Connection {
     this.monitors.set(monitor, handler);
   }
 
+  /** Forgets an event handler. */
+  offEvent(id: number): void {
+    this.monitors.delete(id);
+  }
+
   /** Closes the connection; pending operations fail with ENOTCONN. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, NoProcessError } from '../protocol/errors.js';
+import { AbortedError, InvalidArgumentError, NoProcessError } from '../protocol/errors.js';
 import {
   Connection,
   type ConnectOptions,
@@ -185,7 +185,9 @@ export class PostboxProcess {
    * Watches a process: resolves when it terminates, with the reason. If it is already gone the
    * reason is 'noproc'.
    */
-  async monitor(process: ProcessRef): Promise<DownEvent> {
+  async monitor(process: ProcessRef, options: { signal?: AbortSignal } = {}): Promise<DownEvent> {
+    const signal = options.signal;
+    if (signal?.aborted) throw new AbortedError('monitor aborted before it started');
     const r = await this.conn.call<{
       monitor: number;
       down?: boolean;
@@ -200,9 +202,18 @@ export class PostboxProcess {
       };
     return new Promise<DownEvent>((resolve, reject) => {
       const onClose = (err: Error): void => reject(err);
+      const onAbort = (): void => {
+        // Stop watching: the kernel forgets the monitor, and so do we.
+        this.conn.onClose.delete(onClose);
+        this.conn.offEvent(r.monitor);
+        this.conn.call('demonitor', { monitor: r.monitor }).catch(() => {});
+        reject(new AbortedError(`stopped watching process ${String(process)}`));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
       this.conn.onClose.add(onClose);
       this.conn.onEvent(r.monitor, (event) => {
         this.conn.onClose.delete(onClose);
+        signal?.removeEventListener('abort', onAbort);
         resolve({
           process: event.process as number,
           name: (event.name as string | null) ?? null,

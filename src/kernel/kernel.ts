@@ -405,6 +405,17 @@ export class Kernel implements MailboxHost {
         mb,
       );
     }
+    if (body > mb.maxBytes && mb.admission === 'in-order') {
+      // It could never fit, and would hold up every sender behind it. (System V admission
+      // waits, as Linux does: msg_qbytes may be raised.)
+      return this.replyError(
+        p,
+        request,
+        'EMSGSIZE',
+        `a ${body}-byte message is over the ${mb.maxBytes}-byte limit of ${mb.label}`,
+        mb,
+      );
+    }
     if (mb.messageSize !== 0 && body !== mb.messageSize) {
       return this.replyError(
         p,

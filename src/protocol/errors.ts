@@ -194,7 +194,7 @@ export class ConnectionRefusedError extends PostboxError {
     super('ECONNREFUSED', message, subject);
   }
 }
-/** The connection to the kernel was lost. */
+/** A connection was lost: the one to the kernel, or a connection's peer process (it terminated or reset). */
 export class ConnectionLostError extends PostboxError {
   constructor(message: string, subject?: ErrorSubject) {
     super('ECONNRESET', message, subject);

@@ -1,0 +1,498 @@
+import type { Mailbox } from '../../client/mailbox.js';
+import type { Message } from '../../client/message.js';
+import type { PostboxProcess } from '../../client/process.js';
+import {
+  AbortedError,
+  ClosedError,
+  ConnectionLostError,
+  ConnectionRefusedError,
+  ExistsError,
+  InvalidArgumentError,
+  PostboxError,
+  TimeoutError,
+} from '../../protocol/errors.js';
+import { Connection } from './socket.js';
+import { watchProcess } from './watch.js';
+import {
+  anySignal,
+  type ConnectionStyle,
+  isSyn,
+  isSynAck,
+  MAX_PORT_NAME,
+  PORT_PREFIX,
+  processLabel,
+  type Refuse,
+  type Syn,
+  type SynAck,
+  T_REFUSE,
+  T_SYN,
+  T_SYNACK,
+  VERSION,
+} from './wire.js';
+
+/** The size of this side's mailbox: how much the peer may send ahead of this side's reading. */
+export interface WindowOptions {
+  /** Messages this side's mailbox holds (default 64): a stream writer waits past it, a datagram is dropped. */
+  capacity?: number;
+  /** Bytes it holds (default 1 MiB); full is whichever limit is reached first. */
+  maxBytes?: number;
+  /** Whether the writable side stays open after the peer ends (Duplex `allowHalfOpen`, default true). */
+  allowHalfOpen?: boolean;
+}
+
+/** Options of {@link listen}. */
+export interface ListenOptions extends WindowOptions {
+  /** `'stream'` (default) or `'datagram'`: dialers must ask for the same. */
+  style?: ConnectionStyle;
+  /** Dialers that may wait for accept() at once (the port mailbox's capacity, default 128); more wait to get in. */
+  backlog?: number;
+  /** How long accept() waits for a dialer to take its answer before dropping it (default 10 000 ms). */
+  handshakeTimeout?: number;
+}
+
+/** Options of {@link dial}. */
+export interface DialOptions extends WindowOptions {
+  /** `'stream'` (default) or `'datagram'`: the listener's style. */
+  style?: ConnectionStyle;
+  /** Give up after this many ms (ETIMEDOUT), e.g. when nobody calls accept(). */
+  timeout?: number;
+  /** Give up when aborted (ECANCELED). */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link Port.accept}. */
+export interface AcceptOptions {
+  /** Give up after this many ms with no dialer (ETIMEDOUT). */
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+const DEFAULT_CAPACITY = 64;
+const DEFAULT_MAX_BYTES = 1024 * 1024;
+const DEFAULT_BACKLOG = 128;
+const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
+
+/**
+ * A listening port: a mailbox named `port:NAME` owned by the listening process, so it goes with
+ * it — dialing a port whose listener ended or died fails at once with `ECONNREFUSED`. Dialers'
+ * requests wait in it until {@link accept} takes them.
+ *
+ * @example
+ * ```ts
+ * const port = await listen(proc, 'echo');
+ * for await (const conn of port) pipeline(conn, conn, () => {});
+ * ```
+ */
+export class Port implements AsyncIterable<Connection> {
+  /** The port's name (its mailbox is `port:NAME`). */
+  readonly name: string;
+  readonly style: ConnectionStyle;
+  /** Id of the port's mailbox. */
+  readonly mailbox: number;
+  readonly #proc: PostboxProcess;
+  readonly #box: Mailbox;
+  readonly #options: ListenOptions;
+  #closed = false;
+
+  /** @internal Made by {@link listen}. */
+  constructor(
+    proc: PostboxProcess,
+    name: string,
+    style: ConnectionStyle,
+    box: Mailbox,
+    options: ListenOptions,
+  ) {
+    this.#proc = proc;
+    this.name = name;
+    this.style = style;
+    this.#box = box;
+    this.mailbox = box.id;
+    this.#options = options;
+  }
+
+  /**
+   * Waits for a dialer and completes its handshake: resolves with the new connection. Dialers
+   * that gave up or died meanwhile are skipped; one asking for the other style is refused.
+   * `ENOTCONN` once the port is closed.
+   */
+  async accept(options: AcceptOptions = {}): Promise<Connection> {
+    const deadline = options.timeout === undefined ? null : Date.now() + options.timeout;
+    for (;;) {
+      if (this.#closed) throw this.#closedError();
+      const left = deadline === null ? undefined : deadline - Date.now();
+      if (left !== undefined && left <= 0) {
+        throw new TimeoutError(`accept on port '${this.name}' timed out after ${options.timeout} ms`);
+      }
+      let m: Message | null;
+      try {
+        m = await this.#box.receive({ timeout: left, signal: options.signal });
+      } catch (err) {
+        if (this.#closed || (err instanceof PostboxError && err.code === 'EIDRM')) throw this.#closedError();
+        if (err instanceof PostboxError && err.code === 'ETIMEDOUT') {
+          throw new TimeoutError(`accept on port '${this.name}' timed out after ${options.timeout} ms`);
+        }
+        throw err;
+      }
+      if (m === null || m.type !== T_SYN) continue;
+      const conn = await this.#handshake(m);
+      if (conn !== null) return conn;
+    }
+  }
+
+  /** Accepts connections until the port is closed. */
+  async *[Symbol.asyncIterator](): AsyncGenerator<Connection, void, undefined> {
+    for (;;) {
+      let conn: Connection;
+      try {
+        conn = await this.accept();
+      } catch (err) {
+        if (this.#closed) return;
+        throw err;
+      }
+      yield conn;
+    }
+  }
+
+  /**
+   * Stops listening: the port's mailbox is removed, so waiting and later dialers are refused.
+   * Connections already accepted stay.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.#box.delete();
+    } catch {
+      // Gone already.
+    }
+    this.#box.close();
+  }
+
+  /** Answers one dialer: its connection, or null if it is gone (or was refused). */
+  async #handshake(m: Message): Promise<Connection | null> {
+    let syn: unknown;
+    try {
+      syn = m.body;
+    } catch {
+      return null;
+    }
+    if (!isSyn(syn)) return null;
+    const dialer = m.sender;
+    if (syn.v !== VERSION || syn.style !== this.style) {
+      const reason =
+        syn.v !== VERSION
+          ? `it speaks handshake version ${VERSION}, not ${syn.v}`
+          : `it takes ${this.style} connections, not ${syn.style}`;
+      await this.#refuse(syn, reason);
+      return null;
+    }
+    const proc = this.#proc;
+    const [own, peerBox, info] = await Promise.allSettled([
+      createInbound(proc, this.#options, 0o620),
+      proc.openMailbox(syn.mailbox, { role: 'write' }),
+      proc.lookup(dialer),
+    ]);
+    const inbound = own.status === 'fulfilled' ? own.value : null;
+    const outbound = peerBox.status === 'fulfilled' ? peerBox.value : null;
+    try {
+      if (own.status === 'rejected') throw own.reason;
+      if (peerBox.status === 'rejected') throw peerBox.reason;
+      if (info.status === 'rejected') throw info.reason;
+      // The request names a mailbox of the dialer's own, or it is not a dialer's request.
+      if (outbound!.info.owner !== dialer) {
+        await discard(inbound, outbound);
+        return null;
+      }
+      // Only the dialer may send to this side's mailbox, only this process receive from it.
+      await inbound!.grant(dialer);
+      await outbound!.send({ v: VERSION, mailbox: inbound!.id } satisfies SynAck, {
+        type: T_SYNACK,
+        receipt: true,
+        timeout: this.#options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
+      });
+    } catch (err) {
+      await discard(inbound, outbound);
+      // The dialer gave up or died before taking the answer: on to the next one.
+      if (err instanceof PostboxError && DIALER_GONE.has(err.code)) return null;
+      throw err;
+    }
+    return new Connection({
+      proc,
+      style: this.style,
+      port: this.name,
+      inbound: inbound!,
+      outbound: outbound!,
+      peer: { id: dialer, name: info.status === 'fulfilled' ? info.value.name : null },
+      prefetch: prefetchFor(proc, inbound!),
+      allowHalfOpen: this.#options.allowHalfOpen,
+    });
+  }
+
+  async #refuse(syn: Syn, reason: string): Promise<void> {
+    try {
+      const box = await this.#proc.openMailbox(syn.mailbox, { role: 'write' });
+      await box.send({ reason: `port '${this.name}' ${reason}` } satisfies Refuse, {
+        type: T_REFUSE,
+        nowait: true,
+      });
+      box.close();
+    } catch {
+      // The dialer is gone: nobody to tell.
+    }
+  }
+
+  #closedError(): ClosedError {
+    return new ClosedError(`port '${this.name}' is closed`, { mailbox: PORT_PREFIX + this.name });
+  }
+}
+
+/** Errors of a handshake step that mean the dialer is gone or gave up. */
+const DIALER_GONE = new Set(['ENOENT', 'EIDRM', 'ESRCH', 'ETIMEDOUT', 'EACCES', 'EPIPE']);
+
+/**
+ * Listens on a port: creates its mailbox `port:NAME`, owned by this process (it goes when the
+ * process ends or the port closes). `EEXIST` if the port is taken.
+ *
+ * @example
+ * ```ts
+ * const port = await listen(proc, 'time');
+ * for await (const conn of port) conn.end(new Date().toISOString());
+ * ```
+ */
+export async function listen(proc: PostboxProcess, name: string, options: ListenOptions = {}): Promise<Port> {
+  checkPortName(name);
+  const style = checkStyle(options.style);
+  checkWindow(options);
+  const backlog = options.backlog ?? DEFAULT_BACKLOG;
+  if (!Number.isSafeInteger(backlog) || backlog < 1) {
+    throw new InvalidArgumentError(`backlog must be a positive integer, not ${backlog}`);
+  }
+  let box: Mailbox;
+  try {
+    box = await proc.createMailbox(PORT_PREFIX + name, {
+      capacity: backlog,
+      // Others may only send (dial); only the listener receives. Sends fail at once (EPIPE) if
+      // the listener has let go of it.
+      mode: 0o622,
+      requireReader: true,
+      role: 'read',
+    });
+  } catch (err) {
+    if (err instanceof PostboxError && err.code === 'EEXIST') {
+      throw new ExistsError(`port '${name}' is in use: another process listens on it`, {
+        mailbox: PORT_PREFIX + name,
+      });
+    }
+    throw err;
+  }
+  return new Port(proc, name, style, box, options);
+}
+
+/**
+ * Connects to a listening port: resolves with the connection once the listener has accepted.
+ * `ECONNREFUSED` at once if nobody listens (or the listener ends while this waits, or listens
+ * for the other style); `ETIMEDOUT` / `ECANCELED` with `timeout` / `signal`.
+ *
+ * @example
+ * ```ts
+ * const conn = await dial(proc, 'echo', { timeout: 5000 });
+ * ```
+ */
+export async function dial(
+  proc: PostboxProcess,
+  name: string,
+  options: DialOptions = {},
+): Promise<Connection> {
+  checkPortName(name);
+  const style = checkStyle(options.style);
+  checkWindow(options);
+  const { timeout, signal } = options;
+  if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 0)) {
+    throw new InvalidArgumentError(`timeout must be a whole number of ms, not ${timeout}`);
+  }
+  if (signal?.aborted) throw new AbortedError(`dialing port '${name}' was aborted`);
+  const deadline = timeout === undefined ? null : Date.now() + timeout;
+  const left = (): number | undefined => {
+    if (deadline === null) return undefined;
+    const ms = deadline - Date.now();
+    if (ms <= 0) throw timedOut();
+    return ms;
+  };
+  const timedOut = (): TimeoutError =>
+    new TimeoutError(`dialing port '${name}' timed out after ${timeout} ms: no listener accepted`, {
+      mailbox: PORT_PREFIX + name,
+    });
+  const refused = (why: string): ConnectionRefusedError =>
+    new ConnectionRefusedError(`connection to port '${name}' refused: ${why}`, {
+      mailbox: PORT_PREFIX + name,
+    });
+
+  let port: Mailbox;
+  try {
+    port = await proc.openMailbox(PORT_PREFIX + name, { role: 'write' });
+  } catch (err) {
+    if (err instanceof PostboxError && err.code === 'ENOENT') throw refused('nobody is listening on it');
+    throw err;
+  }
+  let inbound: Mailbox | null = null;
+  let outbound: Mailbox | null = null;
+  let unwatch: (() => void) | null = null;
+  try {
+    // Open to every sender until the handshake names the peer; then only to it.
+    inbound = await createInbound(proc, options, 0o622);
+    let acceptor: number;
+    try {
+      const r = await port.send({ v: VERSION, mailbox: inbound.id, style } satisfies Syn, {
+        type: T_SYN,
+        receipt: true,
+        timeout: left(),
+        signal,
+      });
+      acceptor = r.receiver!;
+    } catch (err) {
+      if (err instanceof PostboxError) {
+        if (err.code === 'ENOENT' || err.code === 'EIDRM') throw refused('its listener went away');
+        if (err.code === 'EPIPE') throw refused('nobody is listening on it');
+        if (err.code === 'ETIMEDOUT') throw timedOut();
+      }
+      throw err;
+    } finally {
+      port.close();
+    }
+
+    // The listener took the request: wait for its answer, or its end.
+    const down = new AbortController();
+    unwatch = watchProcess(proc, acceptor, () => down.abort());
+    const both = anySignal([signal, down.signal]);
+    let answer: SynAck;
+    try {
+      for (;;) {
+        const m = (await inbound.receive({ timeout: left(), signal: both.signal }))!;
+        if (m.sender !== acceptor) continue;
+        let body: unknown;
+        try {
+          body = m.body;
+        } catch {
+          continue;
+        }
+        if (m.type === T_REFUSE) {
+          const reason = (body as Refuse | null)?.reason;
+          throw refused(typeof reason === 'string' ? reason : 'the listener refused it');
+        }
+        if (m.type === T_SYNACK && isSynAck(body)) {
+          answer = body;
+          break;
+        }
+      }
+    } catch (err) {
+      if (down.signal.aborted && !(signal?.aborted ?? false)) {
+        throw refused(`its listener, ${processLabel(acceptor, null)}, ended during the handshake`);
+      }
+      if (err instanceof PostboxError && err.code === 'ETIMEDOUT') throw timedOut();
+      if (err instanceof PostboxError && err.code === 'ECANCELED') {
+        throw new AbortedError(`dialing port '${name}' was aborted`, { mailbox: PORT_PREFIX + name });
+      }
+      throw err;
+    } finally {
+      both.dispose();
+    }
+
+    const [peerBox, info, granted, moded] = await Promise.allSettled([
+      proc.openMailbox(answer.mailbox, { role: 'write' }),
+      proc.lookup(acceptor),
+      inbound.grant(acceptor),
+      inbound.chmod(0o620),
+    ]);
+    if (peerBox.status === 'fulfilled') outbound = peerBox.value;
+    if (outbound !== null && outbound.info.owner !== acceptor) {
+      throw new ConnectionLostError(
+        `the connection to port '${name}' was reset during the handshake: ${processLabel(acceptor, null)} answered with a mailbox not its own`,
+        { process: String(acceptor) },
+      );
+    }
+    for (const r of [peerBox, info, granted, moded]) {
+      if (r.status === 'rejected') {
+        const err = r.reason;
+        if (err instanceof PostboxError && DIALER_GONE.has(err.code)) {
+          throw new ConnectionLostError(
+            `the connection to port '${name}' was reset during the handshake: ${processLabel(acceptor, null)} is gone`,
+            { process: String(acceptor) },
+          );
+        }
+        throw err;
+      }
+    }
+    const conn = new Connection({
+      proc,
+      style,
+      port: name,
+      inbound,
+      outbound: outbound!,
+      peer: { id: acceptor, name: info.status === 'fulfilled' ? info.value.name : null },
+      prefetch: prefetchFor(proc, inbound),
+      allowHalfOpen: options.allowHalfOpen,
+    });
+    return conn;
+  } catch (err) {
+    await discard(inbound, outbound);
+    throw err;
+  } finally {
+    port.close();
+    unwatch?.();
+  }
+}
+
+/** This side's mailbox of a new connection: process-owned, bounded, receivable only by it. */
+function createInbound(proc: PostboxProcess, options: WindowOptions, mode: number): Promise<Mailbox> {
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_BYTES;
+  return proc.createMailbox(null, {
+    capacity: options.capacity ?? DEFAULT_CAPACITY,
+    maxBytes,
+    // A message larger than the byte limit could never get in: make that EMSGSIZE at once.
+    maxMessageSize: Math.min(proc.limits.maxMessageSize, maxBytes),
+    mode,
+    role: 'read',
+  });
+}
+
+function prefetchFor(proc: PostboxProcess, inbound: Mailbox): number {
+  const capacity = inbound.info.capacity ?? DEFAULT_CAPACITY;
+  return Math.max(1, Math.min(capacity, proc.limits.maxCredit ?? 4096));
+}
+
+/** Removes a half-made connection's mailbox and handle. */
+async function discard(inbound: Mailbox | null, outbound: Mailbox | null): Promise<void> {
+  outbound?.close();
+  if (inbound === null) return;
+  try {
+    await inbound.delete();
+  } catch {
+    // Gone already.
+  }
+  inbound.close();
+}
+
+function checkPortName(name: unknown): asserts name is string {
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new InvalidArgumentError('a port name is a non-empty string');
+  }
+  if (Buffer.byteLength(name) > MAX_PORT_NAME) {
+    throw new InvalidArgumentError(`port name '${name.slice(0, 32)}…' is over ${MAX_PORT_NAME} bytes`);
+  }
+}
+
+function checkStyle(style: unknown): ConnectionStyle {
+  if (style === undefined) return 'stream';
+  if (style === 'stream' || style === 'datagram') return style;
+  throw new InvalidArgumentError(`style must be 'stream' or 'datagram', not '${String(style)}'`);
+}
+
+function checkWindow(options: WindowOptions): void {
+  const { capacity, maxBytes } = options;
+  if (capacity !== undefined && (!Number.isSafeInteger(capacity) || capacity < 1)) {
+    throw new InvalidArgumentError(`capacity must be a positive integer, not ${capacity}`);
+  }
+  if (maxBytes !== undefined && (!Number.isSafeInteger(maxBytes) || maxBytes < 1)) {
+    throw new InvalidArgumentError(`maxBytes must be a positive integer, not ${maxBytes}`);
+  }
+}

@@ -1,0 +1,668 @@
+/**
+ * Socket-style connections (src/faces/connection.ts) between real processes: test/fixtures/
+ * conn-agent.ts plays servers and clients, driven by JSON commands; the test process itself is
+ * a Postbox process too where it only needs to look (stat) or to pipe a file.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  createReadStream,
+  createWriteStream,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { pipeline } from 'node:stream/promises';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { connect, type MailboxStat, type PostboxError, type PostboxProcess } from '../src/client/mod.js';
+import { dial, listen } from '../src/faces/connection.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { until } from './helpers/wait.js';
+
+const AGENT = fileURLToPath(new URL('./fixtures/conn-agent.js', import.meta.url));
+const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
+const PACKAGE = fileURLToPath(new URL('../../package.json', import.meta.url));
+
+interface Reply {
+  id?: string;
+  event: string;
+  [key: string]: unknown;
+}
+
+/** A conn-agent process: `do()` sends one command and resolves with its answer, bounded in time. */
+class ConnAgent {
+  readonly proc: ChildProcess;
+  readonly events: Reply[] = [];
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  id = 0;
+  private nextId = 1;
+  private readonly waiting = new Map<string, (r: Reply) => void>();
+  private readonly watchers = new Set<() => void>();
+  private stderr = '';
+
+  constructor(env: NodeJS.ProcessEnv) {
+    this.proc = spawn(process.execPath, [AGENT], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.proc.stderr!.on('data', (d: Buffer) => {
+      this.stderr += d;
+    });
+    createInterface({ input: this.proc.stdout! }).on('line', (line) => {
+      let r: Reply;
+      try {
+        r = JSON.parse(line) as Reply;
+      } catch {
+        return;
+      }
+      const w = r.id === undefined ? undefined : this.waiting.get(r.id);
+      if (w !== undefined) {
+        this.waiting.delete(r.id!);
+        w(r);
+      } else this.events.push(r);
+      for (const f of this.watchers) f();
+    });
+    this.exited = new Promise((resolve) =>
+      this.proc.once('exit', (code, signal) => {
+        for (const [id, w] of this.waiting) w({ id, event: 'exited', code, signal });
+        this.waiting.clear();
+        resolve({ code, signal });
+      }),
+    );
+  }
+
+  do(command: Record<string, unknown>, timeoutMs = 20_000): Promise<Reply> {
+    const id = `c${this.nextId++}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(
+          new Error(`no answer to ${JSON.stringify(command)} in ${timeoutMs} ms; stderr: ${this.stderr}`),
+        );
+      }, timeoutMs);
+      this.waiting.set(id, (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      });
+      this.proc.stdin!.write(`${JSON.stringify({ ...command, id })}\n`);
+    });
+  }
+
+  /** Like do(), and the answer must be 'ok'. */
+  async ok(command: Record<string, unknown>, timeoutMs?: number): Promise<Reply> {
+    const r = await this.do(command, timeoutMs);
+    assert.equal(r.event, 'ok', `${JSON.stringify(command)} → ${JSON.stringify(r)}`);
+    return r;
+  }
+
+  waitFor(predicate: (events: Reply[]) => boolean, timeoutMs = 20_000): Promise<void> {
+    if (predicate(this.events)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (!predicate(this.events)) return;
+        this.watchers.delete(check);
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.watchers.delete(check);
+        reject(new Error(`events not seen in ${timeoutMs} ms: ${JSON.stringify(this.events)}`));
+      }, timeoutMs);
+      this.watchers.add(check);
+    });
+  }
+
+  kill(): Promise<unknown> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
+    return this.exited;
+  }
+
+  async stop(): Promise<void> {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    this.proc.stdin!.end(`${JSON.stringify({ cmd: 'exit' })}\n`);
+    const t = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
+    await this.exited;
+    clearTimeout(t);
+  }
+}
+
+let kernel: TestKernel;
+let me: PostboxProcess;
+const agents = new Set<ConnAgent>();
+let portSeq = 0;
+const newPort = (): string => `p${++portSeq}`;
+
+/** Starts an agent connected over the Unix socket (or TCP with tcp: true). */
+async function agent(name: string, tcp = false): Promise<ConnAgent> {
+  const env: NodeJS.ProcessEnv = { ...kernel.env };
+  if (tcp) env.POSTBOX_URL = kernel.tcpUrl!;
+  const a = new ConnAgent(env);
+  agents.add(a);
+  const r = await a.ok({ cmd: 'connect', name });
+  assert.equal(r.transport, tcp ? 'tcp' : 'unix');
+  a.id = r.process as number;
+  return a;
+}
+
+async function stopAll(...list: ConnAgent[]): Promise<void> {
+  await Promise.all(list.map((a) => a.stop()));
+  for (const a of list) agents.delete(a);
+}
+
+async function statOf(mailbox: number): Promise<MailboxStat> {
+  const mb = await me.openMailbox(mailbox, { role: 'none' });
+  try {
+    return await mb.stat();
+  } finally {
+    mb.close();
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+before(async () => {
+  kernel = await startTestKernel({ tcp: true });
+  me = await connect({ socket: kernel.socket, name: 'tester' });
+});
+
+after(async () => {
+  await Promise.all([...agents].map((a) => a.kill()));
+  await me?.close();
+  await kernel?.stop();
+});
+
+test('an echo server answers several clients at once, each its own messages in order', async () => {
+  const server = await agent('echo-server');
+  await server.ok({ cmd: 'serve', port: 'echo' });
+  const clients = await Promise.all([1, 2, 3].map((i) => agent(`client-${i}`)));
+  await Promise.all(clients.map((c) => c.ok({ cmd: 'dial', port: 'echo', as: 'c' })));
+  await server.waitFor((e) => e.filter((x) => x.event === 'accepted').length === 3);
+  const accepted = server.events
+    .filter((x) => x.event === 'accepted')
+    .map((x) => (x.peer as { id: number }).id);
+  assert.deepEqual(accepted.sort(), clients.map((c) => c.id).sort());
+  const results = await Promise.all(
+    clients.map(async (c, i) => {
+      const [, got] = await Promise.all([
+        c.ok({ cmd: 'send', conn: 'c', count: 50, prefix: `c${i}-` }),
+        c.ok({ cmd: 'recv', conn: 'c', count: 50, timeout: 10_000 }),
+      ]);
+      return got.texts as string[];
+    }),
+  );
+  results.forEach((texts, i) => {
+    assert.deepEqual(
+      texts,
+      Array.from({ length: 50 }, (_, n) => `c${i}-${n}`),
+    );
+  });
+  // Ending a client ends its echo (the server's pipeline ends it back) cleanly.
+  await clients[0]!.ok({ cmd: 'end', conn: 'c' });
+  const rest = await clients[0]!.ok({ cmd: 'recv', conn: 'c', timeout: 10_000 });
+  assert.deepEqual(rest, { ...rest, count: 0, end: true, error: null });
+  await server.waitFor((e) => e.some((x) => x.event === 'served' && x.peer === clients[0]!.id));
+  assert.equal(server.events.find((x) => x.event === 'served')!.error, null);
+  await stopAll(server, ...clients);
+});
+
+test('stream: a fast writer waits while the slow reader’s mailbox stays at its capacity', async () => {
+  const port = newPort();
+  const reader = await agent('slow-reader');
+  const writer = await agent('fast-writer');
+  await reader.ok({ cmd: 'listen', port, opts: { capacity: 8 } });
+  const accepted = reader.ok({ cmd: 'accept', port, as: 'c' });
+  const dialed = await writer.ok({ cmd: 'dial', port, as: 'c' });
+  const { local } = (await accepted) as unknown as { local: number };
+  assert.equal(dialed.remote, local);
+
+  let sendDone = false;
+  const sending = writer.ok({ cmd: 'send', conn: 'c', count: 100, prefix: 'm' }, 60_000).then((r) => {
+    sendDone = true;
+    return r;
+  });
+  const full = await until(
+    () => statOf(local),
+    (s) => s.count === 8 && s.waitingSenders.includes(writer.id),
+    10_000,
+    'the reader’s mailbox full with the writer waiting',
+  );
+  assert.equal(full.capacity, 8);
+  // It stays so: the writer is held, nothing gets past the capacity.
+  for (let i = 0; i < 5; i++) {
+    await sleep(40);
+    const s = await statOf(local);
+    assert.equal(s.count, 8);
+    assert.deepEqual(s.waitingSenders, [writer.id]);
+    assert.equal(sendDone, false);
+  }
+  // The slow reader takes everything, in order; then the writer finishes.
+  const got = await reader.ok({ cmd: 'recv', conn: 'c', count: 100, delayMs: 1, timeout: 10_000 }, 60_000);
+  assert.deepEqual(
+    got.texts,
+    Array.from({ length: 100 }, (_, i) => `m${i}`),
+  );
+  const sent = await sending;
+  assert.deepEqual(sent.outcomes, { queued: 100 });
+
+  // The Duplex side too: write() returns false and waits for 'drain' while the mailbox is full.
+  const writing = writer.ok({ cmd: 'write', conn: 'c', count: 200, size: 4096 }, 60_000);
+  await until(
+    () => statOf(local),
+    (s) => s.count === 8 && s.waitingSenders.includes(writer.id),
+    10_000,
+    'the mailbox full under Duplex writes',
+  );
+  const drained = await reader.ok(
+    { cmd: 'recv', conn: 'c', count: 200, quiet: true, timeout: 10_000 },
+    60_000,
+  );
+  assert.equal(drained.count, 200);
+  const w = await writing;
+  assert.ok((w.waits as number) > 0, 'write() returned false at least once');
+  await stopAll(reader, writer);
+});
+
+test('datagram: sends never block; the drops are counted and equal sent − received', async () => {
+  const port = newPort();
+  const rx = await agent('dgram-rx');
+  const tx = await agent('dgram-tx');
+  await rx.ok({ cmd: 'listen', port, opts: { style: 'datagram', capacity: 16 } });
+  const accepted = rx.ok({ cmd: 'accept', port, as: 'c' });
+  await tx.ok({ cmd: 'dial', port, as: 'c', opts: { style: 'datagram' } });
+  await accepted;
+  // The receiver is paused: it reads nothing while 1000 datagrams are sent, all at once.
+  const sent = await tx.ok({ cmd: 'send', conn: 'c', count: 1000, all: true, prefix: 'd' }, 30_000);
+  assert.equal((sent.outcomes as Record<string, number>).queued, 16);
+  assert.equal((sent.outcomes as Record<string, number>).dropped, 984);
+  assert.ok((sent.ms as number) < 5000, `1000 sends to a full mailbox took ${sent.ms} ms`);
+  // One at a time as well: each returns at once with 'dropped'.
+  const more = await tx.ok({ cmd: 'send', conn: 'c', count: 50, prefix: 'e' }, 30_000);
+  assert.deepEqual(more.outcomes, { dropped: 50 });
+
+  await tx.ok({ cmd: 'end', conn: 'c' }); // the end marker waits for room, behind the datagrams
+  const got = await rx.ok({ cmd: 'recv', conn: 'c', timeout: 10_000 });
+  assert.equal(got.end, true);
+  assert.equal(got.error, null);
+  assert.deepEqual(
+    got.texts,
+    Array.from({ length: 16 }, (_, i) => `d${i}`),
+  );
+  const rxCounts = await rx.ok({ cmd: 'dropped', conn: 'c' });
+  const txCounts = await tx.ok({ cmd: 'dropped', conn: 'c' });
+  assert.equal(txCounts.sent, 1050);
+  assert.equal(rxCounts.received, 16);
+  assert.deepEqual(rxCounts.dropped, { incoming: 1050 - 16, outgoing: 0 });
+  assert.deepEqual(txCounts.dropped, { incoming: 0, outgoing: 1050 - 16 });
+  await stopAll(rx, tx);
+});
+
+describe('closing one side ends the other’s reading cleanly, after all the data before it', () => {
+  for (const closer of ['dialer', 'acceptor'] as const) {
+    test(`the ${closer} closes`, async () => {
+      const port = newPort();
+      const server = await agent('server');
+      const client = await agent('client');
+      await server.ok({ cmd: 'listen', port });
+      const accepted = server.ok({ cmd: 'accept', port, as: 'c' });
+      await client.ok({ cmd: 'dial', port, as: 'c' });
+      await accepted;
+      const [from, to] = closer === 'dialer' ? [client, server] : [server, client];
+      await from.ok({ cmd: 'send', conn: 'c', count: 10, prefix: 'x' });
+      await from.ok({ cmd: 'close', conn: 'c' });
+      const got = await to.ok({ cmd: 'recv', conn: 'c', timeout: 10_000 });
+      assert.deepEqual(
+        got.texts,
+        Array.from({ length: 10 }, (_, i) => `x${i}`),
+      );
+      assert.equal(got.end, true);
+      assert.equal(got.error, null);
+      // Still the end, again; and sending to a closed peer is a broken pipe naming it.
+      const again = await to.ok({ cmd: 'recv', conn: 'c', timeout: 2000 });
+      assert.equal(again.end, true);
+      const late = await to.do({ cmd: 'send', conn: 'c', count: 1 });
+      assert.equal(late.event, 'error');
+      assert.equal(late.code, 'EPIPE');
+      assert.match(
+        late.message as string,
+        new RegExp(`process ${from.id} \\('${closer === 'dialer' ? 'client' : 'server'}'\\) closed`),
+      );
+      // And the closer may not send after closing.
+      const closed = await from.do({ cmd: 'send', conn: 'c', count: 1 });
+      assert.equal(closed.code, 'ENOTCONN');
+      await stopAll(server, client);
+    });
+  }
+});
+
+describe('SIGKILL of either side ends the other with ECONNRESET naming the dead process', () => {
+  for (const victim of ['dialer', 'acceptor'] as const) {
+    test(`the ${victim} is killed`, async () => {
+      const port = newPort();
+      const server = await agent('k-server');
+      const client = await agent('k-client');
+      await server.ok({ cmd: 'listen', port });
+      const accepted = server.ok({ cmd: 'accept', port, as: 'c' });
+      await client.ok({ cmd: 'dial', port, as: 'c' });
+      await accepted;
+      const [dead, alive] = victim === 'dialer' ? [client, server] : [server, client];
+      await dead.ok({ cmd: 'send', conn: 'c', count: 5, prefix: 'last-words-' });
+      const started = Date.now();
+      await dead.kill();
+      const got = await alive.ok({ cmd: 'recv', conn: 'c', timeout: 10_000 });
+      // Everything it sent before dying, then the reset.
+      assert.deepEqual(
+        got.texts,
+        Array.from({ length: 5 }, (_, i) => `last-words-${i}`),
+      );
+      assert.equal(got.end, false);
+      const error = got.error as { code: string; message: string; process: string };
+      assert.equal(error.code, 'ECONNRESET');
+      assert.equal(error.process, victim === 'dialer' ? 'k-client' : 'k-server');
+      assert.match(
+        error.message,
+        new RegExp(`process ${dead.id} \\('k-(client|server)'\\) terminated abnormally`),
+      );
+      assert.ok(Date.now() - started < 5000);
+      // Sending to it fails the same way.
+      const send = await alive.do({ cmd: 'send', conn: 'c', count: 1 });
+      assert.equal(send.code, 'ECONNRESET');
+      await stopAll(server, client);
+    });
+  }
+
+  test('reading the Duplex side: the data, then an ECONNRESET error', async () => {
+    const port = newPort();
+    const server = await agent('k-duplex');
+    await server.ok({ cmd: 'listen', port });
+    const accepted = server.ok({ cmd: 'accept', port, as: 'c' });
+    const conn = await dial(me, port, { timeout: 5000 });
+    await accepted;
+    await server.ok({ cmd: 'send', conn: 'c', count: 3, prefix: 'chunk-' });
+    await server.kill();
+    agents.delete(server);
+    let text = '';
+    await assert.rejects(
+      (async () => {
+        for await (const chunk of conn) text += chunk;
+      })(),
+      (err: PostboxError) => {
+        assert.equal(err.code, 'ECONNRESET');
+        assert.equal(err.process, 'k-duplex');
+        return true;
+      },
+    );
+    assert.equal(text, 'chunk-0chunk-1chunk-2');
+    assert.ok(conn.destroyed);
+  });
+
+  test('a writer blocked on the full mailbox of a reader that dies gets ECONNRESET', async () => {
+    const port = newPort();
+    const server = await agent('k-reader');
+    const client = await agent('k-writer');
+    await server.ok({ cmd: 'listen', port, opts: { capacity: 4 } });
+    const accepted = server.ok({ cmd: 'accept', port, as: 'c' });
+    await client.ok({ cmd: 'dial', port, as: 'c' });
+    const { local } = (await accepted) as unknown as { local: number };
+    const sending = client.do({ cmd: 'send', conn: 'c', count: 50 }, 30_000);
+    await until(
+      () => statOf(local),
+      (s) => s.waitingSenders.includes(client.id),
+      10_000,
+      'the writer blocked',
+    );
+    await server.kill();
+    const r = await sending;
+    assert.equal(r.event, 'error');
+    assert.equal(r.code, 'ECONNRESET');
+    assert.match(r.message as string, new RegExp(`process ${server.id} \\('k-reader'\\)`));
+    await stopAll(client);
+  });
+});
+
+test('a connection is a Duplex: a file piped through an echo server comes back the same', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbconn-'));
+  const server = await agent('pipe-echo');
+  try {
+    await server.ok({ cmd: 'serve', port: 'pipe-echo' });
+    await server.ok({ cmd: 'serve', port: 'upper', mode: 'upper' });
+    const file = join(dir, 'in.bin');
+    const out = join(dir, 'out.bin');
+    writeFileSync(file, randomBytes(3 * 1024 * 1024 + 12_345));
+    const conn = await dial(me, 'pipe-echo', { timeout: 10_000 });
+    const signal = AbortSignal.timeout(20_000);
+    await Promise.all([
+      pipeline(createReadStream(file), conn, { signal }),
+      pipeline(conn, createWriteStream(out), { signal }),
+    ]);
+    const hash = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
+    assert.equal(hash(out), hash(file));
+    assert.ok(conn.destroyed, 'both directions ended: the connection closed itself');
+
+    // pipeline(conn, transform, conn) on the server: an upper-casing service.
+    const up = await dial(me, 'upper', { timeout: 10_000 });
+    up.end('hello, connection');
+    const chunks = (await up.toArray({ signal: AbortSignal.timeout(10_000) })) as Buffer[];
+    assert.equal(Buffer.concat(chunks).toString(), 'HELLO, CONNECTION');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    await stopAll(server);
+  }
+});
+
+test('dialing a port with no listener fails at once with ECONNREFUSED', async () => {
+  const t0 = Date.now();
+  await assert.rejects(dial(me, 'nobody-here'), (err: PostboxError) => {
+    assert.equal(err.code, 'ECONNREFUSED');
+    assert.match(err.message, /port 'nobody-here' refused: nobody is listening/);
+    return true;
+  });
+  assert.ok(Date.now() - t0 < 1000);
+
+  // A listener that died takes its port with it.
+  const port = newPort();
+  const server = await agent('short-lived');
+  await server.ok({ cmd: 'listen', port });
+  await server.kill();
+  agents.delete(server);
+  await until(
+    () => me.mailboxes(),
+    (l) => !l.some((m) => m.name === `port:${port}`),
+    5000,
+    'the port gone',
+  );
+  const t1 = Date.now();
+  await assert.rejects(dial(me, port), { code: 'ECONNREFUSED' });
+  assert.ok(Date.now() - t1 < 1000);
+
+  // A closed port likewise; and dialers already waiting on it are refused.
+  const p2 = await listen(me, newPort());
+  const waiting = dial(me, p2.name);
+  await until(
+    () => statOf(p2.mailbox),
+    (s) => s.count === 1,
+    5000,
+    'the request queued',
+  );
+  await p2.close();
+  await assert.rejects(waiting, { code: 'ECONNREFUSED' });
+  await assert.rejects(dial(me, p2.name), { code: 'ECONNREFUSED' });
+});
+
+test('the other style is refused, a taken port is EEXIST, and a dial can time out', async () => {
+  const port = await listen(me, newPort(), { style: 'datagram' });
+  const client = await connect({ socket: kernel.socket });
+  try {
+    await assert.rejects(listen(client, port.name), { code: 'EEXIST' });
+    const accepting = port.accept({ timeout: 1000 });
+    await assert.rejects(dial(client, port.name, { style: 'stream', timeout: 5000 }), (err: PostboxError) => {
+      assert.equal(err.code, 'ECONNREFUSED');
+      assert.match(err.message, /takes datagram connections, not stream/);
+      return true;
+    });
+    await assert.rejects(accepting, { code: 'ETIMEDOUT' });
+
+    // Nobody accepts: the dial gives up, and leaves nothing behind in the port.
+    const t0 = Date.now();
+    await assert.rejects(dial(client, port.name, { style: 'datagram', timeout: 200 }), { code: 'ETIMEDOUT' });
+    assert.ok(Date.now() - t0 < 2000);
+    assert.equal((await statOf(port.mailbox)).count, 0);
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 50);
+    await assert.rejects(dial(client, port.name, { style: 'datagram', signal: ac.signal }), {
+      code: 'ECANCELED',
+    });
+    // The mailboxes of the failed dials are gone too.
+    const owned = (await me.processes()).find((p) => p.id === client.id)!.owns;
+    assert.deepEqual(owned, []);
+  } finally {
+    await port.close();
+    await client.close();
+  }
+});
+
+test('receive timeouts lose nothing; only the peer may send to a connection’s mailbox', async () => {
+  const port = await listen(me, newPort());
+  const other = await connect({ socket: kernel.socket, name: 'intruder' });
+  try {
+    const [server, client] = await Promise.all([
+      port.accept({ timeout: 5000 }),
+      dial(other, port.name, { timeout: 5000 }),
+    ]);
+    await assert.rejects(server.receive({ timeout: 50 }), { code: 'ETIMEDOUT' });
+    await client.send('one');
+    await client.send({ two: 2 }, { type: 7, headers: { h: 'v' } });
+    const one = await server.receive({ timeout: 5000 });
+    assert.equal(one?.text(), 'one');
+    const two = await server.receive({ timeout: 5000 });
+    assert.deepEqual(two?.body, { two: 2 });
+    assert.equal(two?.type, 7);
+    assert.deepEqual(two?.headers, { h: 'v' });
+    assert.equal(two?.sender, other.id);
+    // A third process cannot write into either side's mailbox (mode 0620, the peer granted).
+    const third = await connect({ socket: kernel.socket });
+    for (const id of [server.localMailbox, client.localMailbox]) {
+      const mb = await third.openMailbox(id, { role: 'write' });
+      await assert.rejects(mb.send('spoof'), { code: 'EACCES' });
+      mb.close();
+    }
+    await third.close();
+    await assert.rejects(client.send('x', { type: 0x7fff_ff04 }), { code: 'EINVAL' });
+    await client.close();
+    assert.equal(await server.receive({ timeout: 5000 }), null);
+    await server.close();
+    await assert.rejects(server.receive(), { code: 'ENOTCONN' });
+    // Closing removed both mailboxes.
+    const names = (await me.mailboxes()).map((m) => m.id);
+    assert.ok(!names.includes(server.localMailbox) && !names.includes(client.localMailbox));
+  } finally {
+    await port.close();
+    await other.close();
+  }
+});
+
+test('a process may dial its own port; a reset reaches the peer; closing a port ends its accept loop', async () => {
+  const port = await listen(me, newPort());
+  const loop = port[Symbol.asyncIterator]();
+  const first = loop.next();
+  const a = await dial(me, port.name, { timeout: 5000 });
+  const b = (await first).value!;
+  assert.equal(a.peer.id, me.id);
+  assert.equal(b.peer.name, 'tester');
+  a.write('ping');
+  assert.equal((await b.receive({ timeout: 5000 }))?.text(), 'ping');
+  // Destroying with an error tells the peer why, after the data before it.
+  await b.send('last');
+  b.on('error', () => {});
+  b.destroy(new Error('out of patience'));
+  assert.equal((await a.receive({ timeout: 5000 }))?.text(), 'last');
+  await assert.rejects(a.receive({ timeout: 5000 }), (err: PostboxError) => {
+    assert.equal(err.code, 'ECONNRESET');
+    assert.match(
+      err.message,
+      /process \d+ \('tester'\) reset the connection on port 'p\d+': out of patience/,
+    );
+    return true;
+  });
+  a.on('error', () => {});
+  await a.close();
+  const pending = loop.next();
+  await port.close();
+  assert.deepEqual(await pending, { value: undefined, done: true });
+  await assert.rejects(port.accept(), { code: 'ENOTCONN' });
+});
+
+test('TCP and Unix mixed: a server on TCP, a client on the Unix socket, and the other way round', async () => {
+  for (const serverTcp of [true, false]) {
+    const port = newPort();
+    const server = await agent(serverTcp ? 'tcp-server' : 'unix-server', serverTcp);
+    const client = await agent(serverTcp ? 'unix-client' : 'tcp-client', !serverTcp);
+    await server.ok({ cmd: 'serve', port, mode: 'upper' });
+    await client.ok({ cmd: 'dial', port, as: 'c', opts: { timeout: 10_000 } });
+    const [, got] = await Promise.all([
+      client.ok({ cmd: 'send', conn: 'c', count: 20, prefix: 'hi-' }),
+      client.ok({ cmd: 'recv', conn: 'c', count: 20, timeout: 10_000 }),
+    ]);
+    assert.deepEqual(
+      got.texts,
+      Array.from({ length: 20 }, (_, i) => `HI-${i}`),
+    );
+    // A datagram connection across the two transports as well.
+    const dport = newPort();
+    await client.ok({ cmd: 'listen', port: dport, opts: { style: 'datagram' } });
+    const acc = client.ok({ cmd: 'accept', port: dport, as: 'd' });
+    await server.ok({ cmd: 'dial', port: dport, as: 'd', opts: { style: 'datagram', timeout: 10_000 } });
+    await acc;
+    await server.ok({ cmd: 'send', conn: 'd', count: 3, prefix: 'dg-' });
+    const dg = await client.ok({ cmd: 'recv', conn: 'd', count: 3, timeout: 10_000 });
+    assert.deepEqual(dg.texts, ['dg-0', 'dg-1', 'dg-2']);
+    // The server dies: the client on the other transport hears ECONNRESET.
+    await server.kill();
+    const after = await client.ok({ cmd: 'recv', conn: 'c', timeout: 10_000 });
+    assert.equal((after.error as { code: string }).code, 'ECONNRESET');
+    agents.delete(server);
+    await stopAll(client);
+  }
+});
+
+test('examples/client-server.mjs runs with one command', async () => {
+  const exports = (JSON.parse(readFileSync(PACKAGE, 'utf8')) as { exports: Record<string, unknown> }).exports;
+  const args = [join(EXAMPLES, 'client-server.mjs')];
+  if (exports['./connection'] === undefined) {
+    // Until package.json exports './connection', resolve it to the build for this run.
+    const target = new URL('../src/faces/connection.js', import.meta.url).href;
+    const hook = `export function resolve(s, c, n) { return s === 'postbox/connection' ? { url: ${JSON.stringify(target)}, shortCircuit: true } : n(s, c); }`;
+    const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`)});`;
+    args.unshift('--import', `data:text/javascript,${encodeURIComponent(register)}`);
+  }
+  const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve, reject) => {
+    const p = spawn(process.execPath, args, {
+      cwd: EXAMPLES,
+      env: kernel.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => {
+      out += d;
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      err += d;
+    });
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`client-server.mjs did not finish in 30 s; stdout:\n${out}\nstderr:\n${err}`));
+    }, 30_000);
+    p.once('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, out, err });
+    });
+  });
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /server: listening on port 'upper'/);
+  assert.match(r.out, /client: sent 'hello, server' and got back 'HELLO, SERVER'/);
+  assert.match(r.out, /client: the server ended the connection/);
+  assert.match(r.out, /server: client process \d+ ended; served 3 lines/);
+});
