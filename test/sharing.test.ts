@@ -219,11 +219,12 @@ describe('sharing, rights and termination', () => {
     // A prefetching receiver takes one, holds the rest of the ring, and dies.
     void victim.start({ cmd: 'consume', mb: name, count: 40, opts: { prefetch: 8 }, delayMs: 60_000 });
     await victim.waitFor((ev) => ev.some((e) => e.event === 'message'));
+    // The take of m000 must have reached the kernel (received), not only the push (inflight).
     await until(
       () => stat(name),
-      (s) => s.inflight === 8,
+      (s) => s.received === 1 && s.inflight === 8,
       10_000,
-      'ring pushed ahead',
+      'm000 taken and the ring pushed ahead',
     );
     await victim.kill('SIGKILL');
     const r = await reader.do({ cmd: 'consume', mb: name, count: 39, opts: { prefetch: 3 } });

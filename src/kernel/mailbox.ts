@@ -631,28 +631,12 @@ export class Mailbox {
     while (w.credit > 0 && !w.peer.congested) {
       const slot = this.store.first(w.sel);
       if (slot === -1) break;
-      const len = this.store.length(slot);
-      if (len - MESSAGE_HEAD_BYTES > w.maxSize && (w.flags & ReceiveFlag.TRUNCATE) === 0) {
+      if (this.tooBig(w, slot)) {
         if (n > 0 && w.stream) break;
-        this.endReceive(
-          w,
-          'E2BIG',
-          `the first matching message in ${this.label} is ${len - MESSAGE_HEAD_BYTES} bytes, over the receiver's ${w.maxSize}`,
-        );
+        this.refuseTooBig(w, slot);
         return 'error';
       }
-      const buf = this.store.buffer(slot);
-      const off = this.store.offset(slot);
-      const sw = this.receiptBySlot.get(slot) ?? null;
-      if (sw !== null) {
-        this.receiptBySlot.delete(slot);
-        sw.state = 'inflight';
-        sw.slot = -1;
-      }
-      const body = len - MESSAGE_HEAD_BYTES;
-      this.store.remove(slot, body, this.ring !== null);
-      this.host.totalBytes -= body;
-      this.deliver(w, buf, off, len, sw, this.sendsOnce(buf, sw));
+      this.deliverQueued(w, slot);
       n++;
     }
     return n;
@@ -684,34 +668,51 @@ export class Mailbox {
         if (w === undefined || w.credit === 0 || w.peer.congested) continue;
         const slot = this.store.first(w.sel);
         if (slot === -1) continue;
-        const len = this.store.length(slot);
-        if (len - MESSAGE_HEAD_BYTES > w.maxSize && (w.flags & ReceiveFlag.TRUNCATE) === 0) {
-          this.endReceive(
-            w,
-            'E2BIG',
-            `the first matching message in ${this.label} is ${len - MESSAGE_HEAD_BYTES} bytes, over the receiver's ${w.maxSize}`,
-          );
+        if (this.tooBig(w, slot)) {
+          this.refuseTooBig(w, slot);
           progress = true;
           break;
         }
-        const buf = this.store.buffer(slot);
-        const off = this.store.offset(slot);
-        const sw = this.receiptBySlot.get(slot) ?? null;
-        if (sw !== null) {
-          this.receiptBySlot.delete(slot);
-          sw.state = 'inflight';
-          sw.slot = -1;
-        }
-        const body = len - MESSAGE_HEAD_BYTES;
-        this.store.remove(slot, body, this.ring !== null);
-        this.host.totalBytes -= body;
         if (this.policy === 'round-robin') this.rr = (i + 1) % n;
-        this.deliver(w, buf, off, len, sw, this.sendsOnce(buf, sw));
+        this.deliverQueued(w, slot);
         progress = true;
         if (this.policy === 'round-robin') break;
       }
     }
     if (this.rendezvous) this.admitBlocked();
+  }
+
+  /** The queued message is over w's max size and w did not ask to truncate. */
+  private tooBig(w: ReceiveWaiter, slot: number): boolean {
+    return this.store.length(slot) - MESSAGE_HEAD_BYTES > w.maxSize && (w.flags & ReceiveFlag.TRUNCATE) === 0;
+  }
+
+  /** E2BIG, as msgrcv without MSG_NOERROR: the receive ends and the message stays queued. */
+  private refuseTooBig(w: ReceiveWaiter, slot: number): void {
+    const body = this.store.length(slot) - MESSAGE_HEAD_BYTES;
+    this.endReceive(
+      w,
+      'E2BIG',
+      `the first matching message in ${this.label} is ${body} bytes, over the receiver's ${w.maxSize}`,
+    );
+  }
+
+  /** Moves a queued message to w: out of the queue, in flight until w takes it. */
+  private deliverQueued(w: ReceiveWaiter, slot: number): void {
+    const len = this.store.length(slot);
+    const buf = this.store.buffer(slot);
+    const off = this.store.offset(slot);
+    const sw = this.receiptBySlot.get(slot) ?? null;
+    if (sw !== null) {
+      this.receiptBySlot.delete(slot);
+      sw.state = 'inflight';
+      sw.slot = -1;
+    }
+    const body = len - MESSAGE_HEAD_BYTES;
+    // A fixed-size mailbox keeps the slot (its ring bytes) until the message is taken.
+    this.store.remove(slot, body, this.ring !== null);
+    this.host.totalBytes -= body;
+    this.deliver(w, buf, off, len, sw, this.sendsOnce(buf, sw));
   }
 
   /** The receiver that should get a message arriving now, by policy, or null. */
