@@ -298,10 +298,21 @@ describe('sharing, rights and termination', () => {
     assert.equal(body(await q.do({ cmd: 'receive', mb: name, opts: { type: -3 } })), 'a');
     const big = await q.do({ cmd: 'receive', mb: name, opts: { maxSize: 1 } });
     assert.equal(big.code, 'E2BIG');
-    assert.equal((await stat(name)).count, 1, 'the too-big message stays queued');
+    // Receives resolve on delivery and their TAKEs follow: wait for the kernel to see them.
+    await until(
+      () => stat(name),
+      (x) => x.count === 1 && x.received === 4,
+      10_000,
+      'the too-big message stays queued',
+    );
     const cut = await q.do({ cmd: 'receive', mb: name, opts: { maxSize: 1, truncate: true } });
     assert.equal(body(cut), 'a', 'truncated to maxSize and consumed (MSG_NOERROR)');
-    assert.equal((await stat(name)).count, 0);
+    await until(
+      () => stat(name),
+      (x) => x.count === 0,
+      10_000,
+      'consumed',
+    );
 
     const prio = box();
     await p.do({ cmd: 'create', name: prio, opts: { order: 'priority', mode: 0o666 } });
