@@ -117,6 +117,16 @@ export class PostboxProcess {
   }
 
   /**
+   * Sends to a mailbox by id without opening a handle on it (the mode still decides whether
+   * this process may send): for answering to a mailbox named in a message.
+   */
+  sendTo(mailbox: number, body: unknown, options?: SendOptions): Promise<SendResult> {
+    if (!Number.isSafeInteger(mailbox) || mailbox < 1)
+      return Promise.reject(new InvalidArgumentError(`a mailbox id is a positive integer, not ${mailbox}`));
+    return this.conn.send(mailbox, false, body, options);
+  }
+
+  /**
    * Receives from this process's inbox: the first message from anyone (asymmetric; the message
    * says who sent it), or with `from` the first from that process (symmetric).
    */

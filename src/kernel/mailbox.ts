@@ -61,8 +61,8 @@ export class SendWaiter {
   /** Where the message is: waiting to enter, queued (store slot), in flight to a receiver, or settled. */
   state: 'blocked' | 'queued' | 'inflight' | 'settled' = 'blocked';
   slot = -1;
-  /** The send gave up (timeout) while its message was in flight; drop it if it comes back. */
-  expired = false;
+  /** The send gave up (timeout or abort) while its message was in a receiver's hands: if it comes back, it is dropped and the send fails with this code. */
+  expired: 'ETIMEDOUT' | 'ECANCELED' | null = null;
   timer: NodeJS.Timeout | null = null;
   constructor(
     readonly peer: Peer,
@@ -673,13 +673,28 @@ export class Mailbox {
           progress = true;
           break;
         }
-        if (this.policy === 'round-robin') this.rr = (i + 1) % n;
+        if (this.policy === 'round-robin') this.rr = this.nextTurn(i);
         this.deliverQueued(w, slot);
         progress = true;
         if (this.policy === 'round-robin') break;
       }
     }
     if (this.rendezvous) this.admitBlocked();
+  }
+
+  /**
+   * Round robin takes turns by process: after receiver i, the next waiting receive of another
+   * process, so a process with many receives outstanding does not take a burst in a row.
+   */
+  private nextTurn(i: number): number {
+    const receivers = this.receivers;
+    const n = receivers.length;
+    const peer = receivers[i]!.peer;
+    for (let k = 1; k < n; k++) {
+      const j = (i + k) % n;
+      if (receivers[j]!.peer !== peer) return j;
+    }
+    return (i + 1) % n;
   }
 
   /** The queued message is over w's max size and w did not ask to truncate. */
@@ -743,7 +758,7 @@ export class Mailbox {
         );
         return this.findReceiver(buf, start, bodyBytes);
       }
-      if (this.policy === 'round-robin') this.rr = (i + 1) % n;
+      if (this.policy === 'round-robin') this.rr = this.nextTurn(i);
       return w;
     }
     return null;
@@ -845,12 +860,9 @@ export class Mailbox {
             this.settleSender(sw, 'EIDRM', `${this.label} was removed before anyone received the message`);
           return;
         }
-        if (sw?.expired) {
-          this.settleSender(
-            sw,
-            'ETIMEDOUT',
-            `send to ${this.label} timed out before anyone received the message`,
-          );
+        if (sw?.expired != null) {
+          const why = sw.expired === 'ETIMEDOUT' ? 'timed out' : 'was aborted';
+          this.settleSender(sw, sw.expired, `send to ${this.label} ${why} before anyone took the message`);
           return;
         }
         if (this.rendezvous && sw !== null) {
@@ -1019,7 +1031,9 @@ export class Mailbox {
         return;
       }
       case 'inflight':
-        if (code === 'ETIMEDOUT') sw.expired = true;
+        // In a receiver's hands it cannot be withdrawn: it completes if taken, and is dropped
+        // (and the send fails) if it comes back.
+        if (code === 'ETIMEDOUT' || code === 'ECANCELED') sw.expired = code;
         return;
       default:
         return;

@@ -35,7 +35,8 @@ export type ErrorCode =
   | 'EPIPE'
   | 'EPERM'
   | 'EBADF'
-  | 'ENAMETOOLONG';
+  | 'ENAMETOOLONG'
+  | 'EREMOTE';
 
 /** Wire numbers for each code: stable forever, documented in docs/protocol.md. */
 export const WireErrorCode = {
@@ -62,6 +63,7 @@ export const WireErrorCode = {
   EPERM: 21,
   EBADF: 22,
   ENAMETOOLONG: 23,
+  EREMOTE: 24,
 } as const satisfies Record<ErrorCode, number>;
 
 const codeByWire: ErrorCode[] = [];
@@ -244,6 +246,13 @@ export class NameTooLongError extends PostboxError {
   }
 }
 
+/** A remote procedure failed: the error was raised by the handler in another process. */
+export class RemoteFailureError extends PostboxError {
+  constructor(message: string, subject?: ErrorSubject) {
+    super('EREMOTE', message, subject);
+  }
+}
+
 const classByCode: Record<ErrorCode, new (message: string, subject?: ErrorSubject) => PostboxError> = {
   EPROTO: ProtocolError,
   ENOENT: NotFoundError,
@@ -268,6 +277,7 @@ const classByCode: Record<ErrorCode, new (message: string, subject?: ErrorSubjec
   EPERM: NotPermittedError,
   EBADF: BadDescriptorError,
   ENAMETOOLONG: NameTooLongError,
+  EREMOTE: RemoteFailureError,
 };
 
 /** Builds the error class for a code. */

@@ -1,0 +1,123 @@
+// RPC calls per second: a kernel, one server process and this process as the one client, each
+// its own OS process; small arguments (`add(i, 1)`), with 1 and with 64 calls in flight.
+//   node dist/bench/rpc.js [--calls N]
+// runRpcBench() is what bench/run.ts can call; it always reaps its children.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { connect } from '../src/client/mod.js';
+import { stub } from '../src/faces/rpc.js';
+import type { benchHandlers } from './rpc-server.js';
+
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const SERVER = fileURLToPath(new URL('./rpc-server.js', import.meta.url));
+
+export interface RpcBenchOptions {
+  /** Calls timed with one in flight (default 5,000). */
+  sequentialCalls?: number;
+  /** Calls timed with 64 in flight (default 50,000). */
+  pipelinedCalls?: number;
+  /** Calls made first and not timed (default 2,000). */
+  warmup?: number;
+}
+
+export interface RpcBenchResult {
+  /** Calls per second, one call at a time (each awaited before the next). */
+  inFlight1: number;
+  /** Calls per second with 64 calls outstanding at all times. */
+  inFlight64: number;
+}
+
+/** Starts a child and resolves once a line of its output matches `ready`. */
+function startChild(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  ready: RegExp,
+  stderr: 'inherit' | 'ignore',
+): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', stderr] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${args[0]} did not start in 10 s`)), 10_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (ready.test(line)) {
+        clearTimeout(timer);
+        resolve(child);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${args[0]} exited with ${code} before it was ready`));
+    });
+  });
+}
+
+async function stopChild(child: ChildProcess | null): Promise<void> {
+  if (child === null || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(t);
+}
+
+/** Measures RPC calls per second with 1 and 64 calls in flight. */
+export async function runRpcBench(options: RpcBenchOptions = {}): Promise<RpcBenchResult> {
+  const sequential = options.sequentialCalls ?? 5_000;
+  const pipelined = options.pipelinedCalls ?? 50_000;
+  const warmup = options.warmup ?? 2_000;
+  const dir = mkdtempSync(join(tmpdir(), 'pb-rpc-bench-'));
+  const socket = join(dir, 'k.sock');
+  const env = { ...process.env, POSTBOX_SOCKET: socket };
+  let kernel: ChildProcess | null = null;
+  let server: ChildProcess | null = null;
+  let proc: Awaited<ReturnType<typeof connect>> | null = null;
+  try {
+    kernel = await startChild([CLI, 'kernel', '--socket', socket], env, /listening on unix:/, 'ignore');
+    server = await startChild([SERVER], env, /^ready$/, 'inherit');
+    proc = await connect({ socket });
+    const calc = stub<typeof benchHandlers>(proc, 'bench');
+    for (let i = 0; i < warmup; i++) await calc.add(i, 1);
+
+    let t0 = performance.now();
+    for (let i = 0; i < sequential; i++) {
+      if ((await calc.add(i, 1)) !== i + 1) throw new Error('wrong answer');
+    }
+    const inFlight1 = sequential / ((performance.now() - t0) / 1000);
+
+    t0 = performance.now();
+    let started = 0;
+    await new Promise<void>((resolve, reject) => {
+      let done = 0;
+      const next = (): void => {
+        const i = started++;
+        calc.add(i, 1).then((v) => {
+          if (v !== i + 1) return reject(new Error('wrong answer'));
+          if (++done === pipelined) return resolve();
+          if (started < pipelined) next();
+        }, reject);
+      };
+      for (let k = 0; k < 64 && started < pipelined; k++) next();
+    });
+    const inFlight64 = pipelined / ((performance.now() - t0) / 1000);
+    return { inFlight1, inFlight64 };
+  } finally {
+    await proc?.close().catch(() => {});
+    await stopChild(server);
+    await stopChild(kernel);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const i = process.argv.indexOf('--calls');
+  const n = i > 0 ? Number(process.argv[i + 1]) : undefined;
+  const r = await runRpcBench(n === undefined ? {} : { sequentialCalls: n, pipelinedCalls: n * 10 });
+  const fmt = (x: number): string => Math.round(x).toLocaleString('en-US');
+  console.log(`RPC calls/s, 1 in flight: ${fmt(r.inFlight1)}; 64 in flight: ${fmt(r.inFlight64)}`);
+  console.log(JSON.stringify(r));
+}

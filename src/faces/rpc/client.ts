@@ -1,0 +1,355 @@
+/**
+ * The calling side of the RPC face. Each caller process has one reply mailbox (process-owned,
+ * mode 0622: servers may send, only the caller receives), read by one prefetching iterator and
+ * multiplexed by call id. Requests go to `rpc:<service>` with a receipt, which names the server
+ * process that took each one; the caller watches those servers and fails the calls a dying one
+ * took, and no others.
+ */
+import type { SendOptions, SendResult } from '../../client/connection.js';
+import type { Mailbox } from '../../client/mailbox.js';
+import type { PostboxProcess } from '../../client/process.js';
+import { AbortedError, InvalidArgumentError, PostboxError } from '../../protocol/errors.js';
+import { CallRecord, onTimeout, Peer, RpcCall } from './call.js';
+import { captureSite, NoServerError, rethrownAt } from './errors.js';
+import { unsendableArgs } from './marshal.js';
+import { StreamReader } from './stream.js';
+import type { CallOptions } from './types.js';
+import {
+  ControlType,
+  controlMailbox,
+  type ReplyBody,
+  ReplyType,
+  type RequestBody,
+  serviceMailbox,
+} from './wire.js';
+
+const noop = (): void => {};
+
+/** Attributes every server and waiting caller creates a service mailbox with. */
+export const SERVICE_ATTRIBUTES = {
+  system: true,
+  policy: 'round-robin',
+  requireReader: true,
+  mode: 0o666,
+} as const;
+
+const SEND: SendOptions = Object.freeze({ receipt: true, codec: 'msgpack', type: 1 });
+const SEND_WAITING: SendOptions = Object.freeze({
+  receipt: true,
+  codec: 'msgpack',
+  type: 1,
+  withoutReader: true,
+});
+
+const callers = new WeakMap<PostboxProcess, Caller>();
+
+/** A process's calling side: its reply mailbox, its calls in flight, the servers they went to. */
+export class Caller {
+  readonly proc: PostboxProcess;
+  /** @internal */
+  readonly pending = new Map<number, CallRecord>();
+  private nextId = 0;
+  private replyBox: Mailbox | null = null;
+  private replyOpening: Promise<Mailbox> | null = null;
+  private readonly services = new Map<string, Mailbox>();
+  private readonly opening = new Map<string, Promise<Mailbox>>();
+  private readonly peers = new Map<number, Peer>();
+
+  private constructor(proc: PostboxProcess) {
+    this.proc = proc;
+  }
+
+  static of(proc: PostboxProcess): Caller {
+    let c = callers.get(proc);
+    if (c === undefined) {
+      c = new Caller(proc);
+      callers.set(proc, c);
+    }
+    return c;
+  }
+
+  /** Starts a call; `above` is left out of the captured stack (the stub method). */
+  call(
+    service: string,
+    method: string,
+    args: unknown[],
+    o: CallOptions,
+    above: (...args: never[]) => unknown,
+  ): RpcCall<unknown> {
+    const site = captureSite(above);
+    let resolve: (v: unknown) => void = noop;
+    let reject: (e: unknown) => void = noop;
+    const call = new RpcCall<unknown>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const rec = new CallRecord(this, ++this.nextId, service, method, site);
+    rec.resolve = resolve;
+    rec.reject = reject;
+    call.rec = rec;
+    const bad = checkCall(service, method, args, o);
+    if (bad !== null) {
+      rec.fail(bad);
+      return call;
+    }
+    if (o.signal?.aborted === true) {
+      rec.fail(new AbortedError(`${service}.${method} was aborted before it was sent`));
+      return call;
+    }
+    this.pending.set(rec.id, rec);
+    if (o.timeout !== undefined && o.timeout > 0) {
+      rec.deadline = Date.now() + o.timeout;
+      rec.timer = setTimeout(onTimeout, o.timeout, rec, o.timeout);
+    }
+    if (o.signal !== undefined) {
+      const signal = o.signal;
+      rec.signal = signal;
+      rec.onAbort = () =>
+        rec.giveUp(new AbortedError(`${service}.${method} was aborted`, { mailbox: `rpc:${service}` }));
+      signal.addEventListener('abort', rec.onAbort, { once: true });
+    }
+    if (rec.timer !== null || rec.signal !== undefined) rec.sendAbort = new AbortController();
+    const wait = o.waitForServer === true;
+    if (o.streamCapacity !== undefined) rec.streamCapacity = o.streamCapacity;
+    const box = this.services.get(service);
+    if (box !== undefined && this.replyBox !== null) this.dispatch(rec, args, box, this.replyBox, wait);
+    else {
+      Promise.all([this.ensureReplyBox(), this.serviceBox(service, wait)]).then(
+        ([reply, box]) => {
+          if (rec.state === 'pending') this.dispatch(rec, args, box, reply, wait);
+        },
+        (err: unknown) => {
+          if (err instanceof PostboxError && err.code === 'ENOENT')
+            rec.fail(new NoServerError(service, method));
+          else rec.fail(rethrownAt(err, site, `${service}.${method}`));
+        },
+      );
+    }
+    return call;
+  }
+
+  private dispatch(rec: CallRecord, args: unknown[], box: Mailbox, reply: Mailbox, wait: boolean): void {
+    const body: RequestBody =
+      rec.deadline === undefined
+        ? { id: rec.id, method: rec.method, args, reply: reply.id }
+        : { id: rec.id, method: rec.method, args, reply: reply.id, deadline: rec.deadline };
+    const options =
+      rec.sendAbort === null
+        ? wait
+          ? SEND_WAITING
+          : SEND
+        : { ...(wait ? SEND_WAITING : SEND), signal: rec.sendAbort.signal };
+    box.send(body, options).then(
+      (r) => this.onReceipt(rec, r),
+      (err: unknown) => this.onSendError(rec, err),
+    );
+  }
+
+  private onReceipt(rec: CallRecord, r: SendResult): void {
+    const server = r.receiver;
+    if (server === undefined) return;
+    if (rec.state === 'done') {
+      // Taken after the caller gave up: that server is told to stop.
+      if (rec.gaveUp && rec.server === 0) {
+        rec.server = server;
+        rec.control(ControlType.CANCEL, { id: rec.id });
+      }
+      return;
+    }
+    if (rec.server === 0) rec.server = server;
+    this.track(rec);
+  }
+
+  private onSendError(rec: CallRecord, err: unknown): void {
+    if (rec.state !== 'pending') return; // given up: the withdrawal's answer needs nothing more
+    if (err instanceof PostboxError && (err.code === 'EPIPE' || err.code === 'ENOENT')) {
+      if (err.code === 'ENOENT') this.forgetService(rec.service);
+      rec.fail(new NoServerError(rec.service, rec.method));
+      return;
+    }
+    rec.fail(rethrownAt(err, rec.site, `${rec.service}.${rec.method}`));
+  }
+
+  /** Watches the server that took rec (one monitor per server process). */
+  private track(rec: CallRecord): void {
+    if (rec.peer !== null) return;
+    const peer = this.peer(rec.server);
+    rec.peer = peer;
+    peer.calls.add(rec);
+    if (peer.down !== null) this.fence(peer);
+  }
+
+  private peer(server: number): Peer {
+    let peer = this.peers.get(server);
+    if (peer === undefined) {
+      const p = new Peer(server);
+      peer = p;
+      this.peers.set(server, p);
+      this.proc.monitor(server).then(
+        (down) => {
+          p.down = down;
+          if (p.calls.size > 0) this.fence(p);
+          else this.dropPeer(p);
+        },
+        noop, // this process closed: its calls fail with it
+      );
+    }
+    return peer;
+  }
+
+  private dropPeer(peer: Peer): void {
+    if (this.peers.get(peer.id) === peer) this.peers.delete(peer.id);
+    peer.control?.then((box) => box?.close(), noop);
+  }
+
+  /**
+   * A server terminated with calls of ours. Its answers sent before it ended are already in the
+   * reply mailbox; a fence sent there now arrives after them, and the calls still open when it
+   * does fail (ECONNRESET naming the server). No answer is lost, and no call hangs.
+   */
+  private fence(peer: Peer): void {
+    if (peer.fencing) return;
+    peer.fencing = true;
+    this.replyBox?.send({ fence: peer.id }, { codec: 'msgpack', type: ReplyType.FENCE }).catch(noop);
+  }
+
+  private onFence(server: number): void {
+    const peer = this.peers.get(server);
+    if (peer === undefined || peer.down === null) return;
+    peer.fencing = false;
+    this.dropPeer(peer);
+    for (const rec of [...peer.calls]) rec.serverDown(peer.down);
+  }
+
+  /** Sends a control message (CANCEL, START) to a server process's control mailbox. */
+  control(server: number, type: number, body: { id: number; to?: number }): void {
+    if (server === 0) return;
+    const peer = this.peer(server);
+    peer.control ??= this.proc.openMailbox(controlMailbox(server), { role: 'write' }).catch(() => null);
+    peer.control.then((box) => box?.send(body, { codec: 'msgpack', type }).catch(noop), noop);
+  }
+
+  private ensureReplyBox(): Promise<Mailbox> {
+    if (this.replyBox !== null) return Promise.resolve(this.replyBox);
+    this.replyOpening ??= this.proc.createMailbox(null, { mode: 0o622 }).then(
+      (box) => {
+        this.replyBox = box;
+        this.replyOpening = null;
+        void this.loop(box);
+        return box;
+      },
+      (err: unknown) => {
+        this.replyOpening = null;
+        throw err;
+      },
+    );
+    return this.replyOpening;
+  }
+
+  private serviceBox(service: string, create: boolean): Promise<Mailbox> {
+    const cached = this.services.get(service);
+    if (cached !== undefined) return Promise.resolve(cached);
+    const key = `${create ? '+' : '-'}${service}`;
+    let p = this.opening.get(key);
+    if (p === undefined) {
+      const name = serviceMailbox(service);
+      p = this.proc
+        .openMailbox(name, create ? { create: SERVICE_ATTRIBUTES, role: 'write' } : { role: 'write' })
+        .then(
+          (box) => {
+            this.opening.delete(key);
+            const other = this.services.get(service);
+            if (other !== undefined) {
+              box.close();
+              return other;
+            }
+            this.services.set(service, box);
+            return box;
+          },
+          (err: unknown) => {
+            this.opening.delete(key);
+            throw err;
+          },
+        );
+      this.opening.set(key, p);
+    }
+    return p;
+  }
+
+  private forgetService(service: string): void {
+    const box = this.services.get(service);
+    if (box === undefined) return;
+    this.services.delete(service);
+    box.close();
+  }
+
+  /** Reads the reply mailbox for as long as the process lives. */
+  private async loop(box: Mailbox): Promise<void> {
+    let failure: unknown = null;
+    try {
+      for await (const m of box.messages({ prefetch: 256 })) {
+        let body: unknown;
+        try {
+          body = m.body;
+        } catch {
+          continue;
+        }
+        if (typeof body !== 'object' || body === null) continue;
+        if (m.type === ReplyType.FENCE) {
+          if (m.sender === this.proc.id) this.onFence((body as { fence: number }).fence);
+          continue;
+        }
+        this.onReply(m.sender, body as ReplyBody);
+      }
+    } catch (err) {
+      failure = err;
+    }
+    // The process closed (or lost its kernel): every call still open fails with that.
+    if (this.replyBox === box) this.replyBox = null;
+    for (const rec of [...this.pending.values()]) {
+      rec.fail(
+        rethrownAt(failure ?? new Error('the reply mailbox ended'), rec.site, `${rec.service}.${rec.method}`),
+      );
+    }
+  }
+
+  private onReply(sender: number, body: ReplyBody): void {
+    const rec = this.pending.get(body.id);
+    if (rec === undefined || rec.state !== 'pending') return; // late: timed out, aborted, done
+    if (rec.server !== 0 && rec.server !== sender) return; // not from the server that took it
+    if (rec.server === 0) rec.server = sender; // the answer outran its receipt
+    if ('ok' in body) rec.succeed(body.ok);
+    else if ('error' in body) rec.fail(rec.answerError(body.error));
+    else if ('stream' in body && body.stream === true) {
+      this.track(rec);
+      rec.state = 'streaming';
+      this.pending.delete(rec.id);
+      rec.reader = new StreamReader(rec, rec.streamCapacity);
+      rec.resolve(rec.reader);
+    }
+  }
+}
+
+function checkCall(service: string, method: unknown, args: unknown, o: CallOptions): PostboxError | null {
+  try {
+    serviceMailbox(service);
+  } catch (err) {
+    return err as PostboxError;
+  }
+  if (typeof method !== 'string' || method.length === 0)
+    return new InvalidArgumentError(`a method name is a non-empty string, not ${String(method)}`);
+  if (!Array.isArray(args)) return new InvalidArgumentError(`${service}.${method}: args must be an array`);
+  if (typeof o !== 'object' || o === null)
+    return new InvalidArgumentError(`${service}.${method}: options must be an object`);
+  if (o.timeout !== undefined && (!Number.isInteger(o.timeout) || o.timeout < 0 || o.timeout > 0x7fffffff))
+    return new InvalidArgumentError(
+      `${service}.${method}: timeout must be a whole number of ms, not ${o.timeout}`,
+    );
+  if (o.streamCapacity !== undefined && (!Number.isInteger(o.streamCapacity) || o.streamCapacity < 1))
+    return new InvalidArgumentError(
+      `${service}.${method}: streamCapacity must be a positive integer, not ${o.streamCapacity}`,
+    );
+  const why = unsendableArgs(args);
+  if (why !== null) return new InvalidArgumentError(`${service}.${method}: ${why}`);
+  return null;
+}

@@ -1,0 +1,175 @@
+/**
+ * A server process's control mailbox, `rpc:ctl:<process id>`: callers send it CANCEL (abort a
+ * call this process took) and START (where to send a stream's items). One per process, shared
+ * by every service it serves, read by one prefetching iterator. Process-owned, mode 0622: any
+ * process may send, only this one receives; it goes with the process (and is kept until then, so
+ * a server closed and started again never races the removal of the old one).
+ */
+import type { Mailbox } from '../../client/mailbox.js';
+import type { PostboxProcess } from '../../client/process.js';
+import { AbortedError, TimeoutError } from '../../protocol/errors.js';
+import type { CallContext } from './types.js';
+import { type ControlBody, ControlType, controlMailbox } from './wire.js';
+
+/** A call a server is handling, as control messages find it. */
+export interface Job {
+  /** Set while a streaming handler waits for its caller's START. */
+  onStart: ((to: number) => void) | null;
+  /** Called on CANCEL: the handler's ctx.signal aborts. */
+  cancel(): void;
+}
+
+const channels = new WeakMap<PostboxProcess, ControlChannel>();
+
+/** The control channel of a process, shared by its servers. */
+export class ControlChannel {
+  private readonly proc: PostboxProcess;
+  private ready: Promise<void> | null = null;
+  private readonly jobs = new Map<string, Job>();
+  private readonly watching = new Map<number, Set<() => void>>();
+
+  private constructor(proc: PostboxProcess) {
+    this.proc = proc;
+  }
+
+  /** proc's channel, its mailbox opened on first use. */
+  static async of(proc: PostboxProcess): Promise<ControlChannel> {
+    let ch = channels.get(proc);
+    if (ch === undefined) {
+      ch = new ControlChannel(proc);
+      channels.set(proc, ch);
+    }
+    ch.ready ??= ch.open();
+    try {
+      await ch.ready;
+    } catch (err) {
+      ch.ready = null; // let a later server try again
+      throw err;
+    }
+    return ch;
+  }
+
+  private async open(): Promise<void> {
+    const box = await this.proc.openMailbox(controlMailbox(this.proc.id), {
+      create: { mode: 0o622 },
+      role: 'read',
+    });
+    void this.loop(box);
+  }
+
+  private async loop(box: Mailbox): Promise<void> {
+    try {
+      for await (const m of box.messages({ prefetch: 64 })) {
+        let body: ControlBody;
+        try {
+          body = m.body as ControlBody;
+        } catch {
+          continue;
+        }
+        if (typeof body !== 'object' || body === null || typeof body.id !== 'number') continue;
+        const job = this.jobs.get(jobKey(m.sender, body.id));
+        if (job === undefined) continue; // finished already: nothing to cancel
+        if (m.type === ControlType.CANCEL) job.cancel();
+        else if (m.type === ControlType.START && typeof body.to === 'number') job.onStart?.(body.to);
+      }
+    } catch {
+      // The process closed: nothing more to control.
+    }
+    if (channels.get(this.proc) === this) channels.delete(this.proc);
+  }
+
+  /** Makes a call findable by CANCEL and START from its caller. */
+  add(caller: number, id: number, job: Job): string {
+    const key = jobKey(caller, id);
+    this.jobs.set(key, job);
+    return key;
+  }
+
+  remove(key: string): void {
+    this.jobs.delete(key);
+  }
+
+  /**
+   * Calls onDown when a process terminates (or this one closes); one monitor per process, however
+   * many wait on it. Returns a function that stops waiting.
+   */
+  watch(process: number, onDown: () => void): () => void {
+    let waiting = this.watching.get(process);
+    if (waiting === undefined) {
+      const set = new Set<() => void>();
+      waiting = set;
+      this.watching.set(process, set);
+      const fire = (): void => {
+        this.watching.delete(process);
+        for (const fn of set) fn();
+      };
+      this.proc.monitor(process).then(fire, fire);
+    }
+    waiting.add(onDown);
+    const set = waiting;
+    return () => set.delete(onDown);
+  }
+}
+
+function jobKey(caller: number, id: number): string {
+  return `${caller}:${id}`;
+}
+
+/**
+ * One call being handled: its {@link CallContext} (the handler's last argument) and its entry
+ * for control messages. The AbortController is made only if someone looks at `signal`: most
+ * handlers never do, and a call costs less without it.
+ */
+export class ServerCall implements CallContext, Job {
+  readonly caller: number;
+  readonly service: string;
+  readonly method: string;
+  readonly deadline: number | undefined;
+  onStart: ((to: number) => void) | null = null;
+  /** The caller cancelled, or its deadline passed: it no longer waits, so no answer is sent. */
+  gaveUp = false;
+  private controller: AbortController | null = null;
+  private reason: unknown = undefined;
+  private aborted = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(caller: number, service: string, method: string, deadline: number | undefined) {
+    this.caller = caller;
+    this.service = service;
+    this.method = method;
+    this.deadline = deadline;
+    if (deadline !== undefined)
+      this.timer = setTimeout(deadlinePassed, Math.max(0, deadline - Date.now()), this);
+  }
+
+  get signal(): AbortSignal {
+    if (this.controller === null) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  /** Aborts ctx.signal (once). */
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
+
+  cancel(): void {
+    // The caller times out on its own clock; an answer racing that would only confuse it.
+    this.gaveUp = true;
+    this.abort(new AbortedError(`the caller cancelled ${this.service}.${this.method}`));
+  }
+
+  done(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+  }
+}
+
+function deadlinePassed(call: ServerCall): void {
+  call.gaveUp = true;
+  call.abort(new TimeoutError(`${call.service}.${call.method} passed its deadline`));
+}

@@ -1,0 +1,144 @@
+/**
+ * Errors of the RPC face. Every error a call rejects with carries the caller's own stack: the
+ * stack is captured at the call site before anything is sent, so a timeout, a dead server or a
+ * remote exception points at the line that made the call.
+ */
+import {
+  ConnectionLostError,
+  type ErrorCode,
+  makeError,
+  NotFoundError,
+  PostboxError,
+} from '../../protocol/errors.js';
+import type { WireError } from './wire.js';
+
+/**
+ * The code every {@link RemoteError} has: EREMOTE, the handler in another process failed.
+ * The handler's own error code is `err.remoteCode`.
+ */
+export const REMOTE_ERROR_CODE: ErrorCode = 'EREMOTE';
+
+/** Where a call was made: a stack captured before anything was sent. */
+export interface CallSite {
+  stack?: string;
+}
+
+/** Captures the caller's stack, leaving out `above` and everything it called. */
+export function captureSite(above: (...args: never[]) => unknown): CallSite {
+  const site: CallSite = {};
+  Error.captureStackTrace(site, above);
+  return site;
+}
+
+/** Gives `err` the caller's stack: its own header line, then the call site's frames. */
+export function atSite<E extends Error>(err: E, site: CallSite): E {
+  const stack = site.stack;
+  if (stack !== undefined) {
+    const nl = stack.indexOf('\n');
+    const frames = nl < 0 ? '' : stack.slice(nl);
+    Object.defineProperty(err, 'stack', {
+      value: `${err.name}: ${err.message}${frames}`,
+      writable: true,
+      configurable: true,
+      enumerable: false,
+    });
+  }
+  return err;
+}
+
+/** The same error with the caller's stack (a fresh object of the same class and code). */
+export function rethrownAt(err: unknown, site: CallSite, prefix: string): PostboxError {
+  if (err instanceof PostboxError) {
+    const subject: { mailbox?: string; process?: string } = {};
+    if (err.mailbox !== undefined) subject.mailbox = err.mailbox;
+    if (err.process !== undefined) subject.process = err.process;
+    return atSite(makeError(err.code, `${prefix}: ${err.message}`, subject), site);
+  }
+  return atSite(
+    new PostboxError('EPROTO', `${prefix}: ${err instanceof Error ? err.message : String(err)}`),
+    site,
+  );
+}
+
+/**
+ * A handler threw. Carries the remote error's name, message, code and stack, and the caller's
+ * own stack; `cause` is the remote error rebuilt, so `util.inspect` shows both stacks.
+ *
+ * @example
+ * ```ts
+ * try { await calc.divide(1, 0); }
+ * catch (err) {
+ *   if (err instanceof RemoteError) console.log(err.remoteName, err.remoteCode, err.remoteStack);
+ * }
+ * ```
+ */
+export class RemoteError extends PostboxError {
+  readonly service: string;
+  readonly method: string;
+  /** Process id of the server whose handler threw. */
+  readonly server: number;
+  /** The remote error's class name, e.g. 'RangeError'. */
+  readonly remoteName: string;
+  readonly remoteMessage: string;
+  /** The remote error's own `code`, if it had one (any string). */
+  readonly remoteCode: string | undefined;
+  /** The remote error's stack, as the server printed it. */
+  readonly remoteStack: string | undefined;
+
+  constructor(service: string, method: string, server: number, remote: WireError) {
+    const cause = new Error(remote.message);
+    Object.defineProperty(cause, 'name', { value: remote.name, configurable: true });
+    if (remote.stack !== undefined) cause.stack = remote.stack;
+    if (remote.code !== undefined) (cause as Error & { code?: string }).code = remote.code;
+    super(
+      REMOTE_ERROR_CODE,
+      `${service}.${method} failed in server process ${server}: ${remote.name}: ${remote.message}`,
+      { process: String(server), mailbox: `rpc:${service}` },
+      { cause },
+    );
+    this.service = service;
+    this.method = method;
+    this.server = server;
+    this.remoteName = remote.name;
+    this.remoteMessage = remote.message;
+    this.remoteCode = remote.code;
+    this.remoteStack = remote.stack;
+  }
+}
+
+/**
+ * Nobody serves the service: its mailbox does not exist or no server reads it. Code ENOENT.
+ * Call with `{ waitForServer: true }` to queue the call until a server starts instead.
+ */
+export class NoServerError extends NotFoundError {
+  readonly service: string;
+  constructor(service: string, method: string) {
+    super(
+      `no server for '${service}' (calling ${service}.${method}): nobody serves mailbox 'rpc:${service}'; start a server, or call with { waitForServer: true }`,
+      { mailbox: `rpc:${service}` },
+    );
+    this.service = service;
+  }
+}
+
+/**
+ * The server process that took the call terminated before answering. Code ECONNRESET. The
+ * request was taken, so it is not retried: the handler may or may not have run.
+ */
+export class ServerDownError extends ConnectionLostError {
+  readonly service: string;
+  /** Process id of the server that terminated. */
+  readonly server: number;
+  /** How it ended: 'exit', 'crash', 'timeout', 'shutdown', 'protocol' or 'noproc'. */
+  readonly reason: string;
+  constructor(service: string, method: string, server: number, name: string | null, reason: string) {
+    const who = name === null ? `server process ${server}` : `server process ${server} ('${name}')`;
+    super(`${service}.${method}: ${who} terminated (${reason}) before it answered the call`, {
+      process: name ?? String(server),
+      mailbox: `rpc:${service}`,
+    });
+    this.service = service;
+    this.server = server;
+    this.reason = reason;
+  }
+}

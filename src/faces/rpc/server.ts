@@ -1,0 +1,384 @@
+/**
+ * The serving side of the RPC face. A service is a mailbox, `rpc:<service>`; a server is a
+ * process that reads it with up to `concurrency` single receives outstanding, runs the handler
+ * for each request it takes, and sends the answer to the caller's reply mailbox.
+ */
+import type { Mailbox } from '../../client/mailbox.js';
+import type { Message } from '../../client/message.js';
+import type { PostboxProcess } from '../../client/process.js';
+import { AbortedError, InvalidArgumentError, NotFoundError, PostboxError } from '../../protocol/errors.js';
+import { ControlChannel, ServerCall } from './control.js';
+import { unsendable } from './marshal.js';
+import type { CallContext } from './types.js';
+import {
+  DEFAULT_CONCURRENCY,
+  isAsyncIterable,
+  type ReplyBody,
+  ReplyType,
+  type RequestBody,
+  StreamType,
+  serviceMailbox,
+  toWireError,
+  type WireError,
+} from './wire.js';
+
+/** Options of {@link serve}. */
+export interface ServeOptions {
+  /**
+   * Requests taken, and so handlers run, at once (default 64). The server keeps this many
+   * receives outstanding; a request beyond them stays in the service mailbox for another server.
+   */
+  concurrency?: number;
+}
+
+/** A running server: see {@link serve}. */
+export interface Server {
+  readonly service: string;
+  /** Handlers running now. */
+  readonly running: number;
+  /** Requests taken so far. */
+  readonly handled: number;
+  /**
+   * Stops taking requests and resolves when the running handlers have finished (and their
+   * answers are sent). With `abort`, their ctx.signal aborts first.
+   */
+  close(options?: { abort?: boolean }): Promise<void>;
+  /** Resolves when the server has stopped: null after close(), or the error that stopped it (e.g. EIDRM). */
+  readonly closed: Promise<PostboxError | null>;
+}
+
+/** Handles on callers' reply mailboxes kept open by a server process (least recently used go first). */
+const MAX_REPLY_HANDLES = 1024;
+
+/**
+ * Serves `handlers` as `service`: every method of the object (own or inherited, not Object's)
+ * may be called by name. A handler gets the call's arguments, then a {@link CallContext}; it may
+ * return a value, a promise, or an async iterable (a stream), or throw (the caller gets a
+ * RemoteError). Several servers of one service share the calls round robin.
+ *
+ * @example
+ * ```ts
+ * const handlers = {
+ *   add(a: number, b: number) { return a + b; },
+ *   async *ticks(n: number, ctx?: CallContext) { for (let i = 0; i < n && !ctx?.signal.aborted; i++) yield i; },
+ * };
+ * export type Calc = typeof handlers;
+ * const server = await serve(proc, 'calc', handlers, { concurrency: 16 });
+ * // … later
+ * await server.close();
+ * ```
+ */
+export async function serve<H extends object>(
+  proc: PostboxProcess,
+  service: string,
+  handlers: H,
+  options: ServeOptions = {},
+): Promise<Server> {
+  const name = serviceMailbox(service);
+  if (typeof handlers !== 'object' || handlers === null)
+    throw new InvalidArgumentError('serve() needs an object of handler functions');
+  const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 4096)
+    throw new InvalidArgumentError(`concurrency must be an integer from 1 to 4096, not ${concurrency}`);
+  const control = await ControlChannel.of(proc);
+  const box = await proc.openMailbox(name, {
+    create: { system: true, policy: 'round-robin', requireReader: true, mode: 0o666 },
+    role: 'read',
+  });
+  return new RpcServer(proc, service, handlers, box, control, concurrency);
+}
+
+class RpcServer implements Server {
+  readonly service: string;
+  running = 0;
+  handled = 0;
+  readonly closed: Promise<PostboxError | null>;
+  private readonly proc: PostboxProcess;
+  private readonly handlers: Record<string, unknown>;
+  private readonly box: Mailbox;
+  private readonly control: ControlChannel;
+  private readonly slots: Promise<void>[] = [];
+  private readonly jobs = new Set<ServerCall>();
+  private closing = false;
+  private stopError: PostboxError | null = null;
+  private readonly replyBoxes = new Map<number, Mailbox | Promise<Mailbox | null>>();
+
+  constructor(
+    proc: PostboxProcess,
+    service: string,
+    handlers: object,
+    box: Mailbox,
+    control: ControlChannel,
+    concurrency: number,
+  ) {
+    this.proc = proc;
+    this.service = service;
+    this.handlers = handlers as Record<string, unknown>;
+    this.box = box;
+    this.control = control;
+    for (let i = 0; i < concurrency; i++) this.slots.push(this.slot());
+    this.closed = Promise.all(this.slots).then(() => this.stopError);
+  }
+
+  async close(options: { abort?: boolean } = {}): Promise<void> {
+    if (!this.closing) {
+      this.closing = true;
+      // Outstanding receives are cancelled; one the kernel answered first still brings its
+      // request, which is handled like any other (it was taken: it must be answered).
+      this.box.close();
+    }
+    if (options.abort === true)
+      for (const job of this.jobs) job.abort(new AbortedError(`the server of '${this.service}' is closing`));
+    await this.closed;
+  }
+
+  /** One of `concurrency` loops: take a request, handle it, take the next. */
+  private async slot(): Promise<void> {
+    while (!this.closing) {
+      let m: Message | null;
+      try {
+        m = await this.box.receive();
+      } catch (err) {
+        if (!this.closing) {
+          this.closing = true;
+          this.stopError = err instanceof PostboxError ? err : null;
+          this.box.close();
+        }
+        return;
+      }
+      if (m !== null) await this.handle(m);
+    }
+  }
+
+  private async handle(m: Message): Promise<void> {
+    let req: RequestBody;
+    try {
+      req = m.body as RequestBody;
+    } catch {
+      return; // not a request we can read, and no one to tell
+    }
+    if (typeof req !== 'object' || req === null || !Number.isSafeInteger(req.reply) || req.reply < 1) return;
+    const { id, method, args, deadline } = req;
+    const caller = m.sender;
+    if (
+      !Number.isSafeInteger(id) ||
+      typeof method !== 'string' ||
+      !Array.isArray(args) ||
+      (deadline !== undefined && typeof deadline !== 'number')
+    ) {
+      this.reply(req.reply, caller, {
+        id,
+        error: rpcError('EINVAL', `a malformed request to '${this.service}'`),
+      });
+      return;
+    }
+    if (deadline !== undefined && Date.now() >= deadline) return; // the caller has given up
+    const fn = this.lookup(method);
+    if (fn === null) {
+      this.reply(req.reply, caller, {
+        id,
+        error: rpcError('ENOENT', `service '${this.service}' has no method '${method}'`),
+      });
+      return;
+    }
+    this.handled++;
+    this.running++;
+    const job = new ServerCall(caller, this.service, method, deadline);
+    this.jobs.add(job);
+    const key = this.control.add(caller, id, job);
+    try {
+      const full = args;
+      while (full.length < fn.length - 1) full.push(undefined);
+      full.push(job);
+      const result: unknown = await fn.apply(this.handlers, full);
+      if (isAsyncIterable(result)) {
+        await this.stream(job, caller, id, req.reply, result);
+      } else if (!job.gaveUp) {
+        const bad = unsendable(result, 'the result');
+        if (bad !== null)
+          this.reply(req.reply, caller, {
+            id,
+            error: rpcError('EINVAL', `${this.service}.${method}: ${bad}`),
+          });
+        else this.reply(req.reply, caller, { id, ok: result });
+      }
+    } catch (err) {
+      if (!job.gaveUp) this.reply(req.reply, caller, { id, error: toWireError(err) });
+    } finally {
+      job.done();
+      this.control.remove(key);
+      this.jobs.delete(job);
+      this.running--;
+    }
+  }
+
+  private lookup(method: string): ((...args: unknown[]) => unknown) | null {
+    if (method in Object.prototype || method.startsWith('$')) return null;
+    const fn = this.handlers[method];
+    return typeof fn === 'function' ? (fn as (...args: unknown[]) => unknown) : null;
+  }
+
+  /**
+   * A handler returned an async iterable: offer a stream, wait for the caller's START naming
+   * the mailbox it reads, then send each item there with a blocking send (a slow caller slows
+   * this loop), then END, or ERROR if the iterable throws. If the caller stops (its mailbox goes,
+   * it cancels, it dies) the send fails, ctx.signal aborts and the iterable's return() is called.
+   */
+  private async stream(
+    job: ServerCall,
+    caller: number,
+    id: number,
+    reply: number,
+    iterable: AsyncIterable<unknown>,
+  ): Promise<void> {
+    const ctx = job;
+    const { signal } = ctx;
+    const iterator = iterable[Symbol.asyncIterator]();
+    // Offer the stream; wait for the caller's START (or its cancel, its death, the deadline).
+    let unwatch = (): void => {};
+    let onAbort = (): void => {};
+    const to = await new Promise<number | null>((resolve) => {
+      if (signal.aborted) return resolve(null);
+      job.onStart = resolve;
+      onAbort = () => resolve(null);
+      signal.addEventListener('abort', onAbort, { once: true });
+      unwatch = this.control.watch(caller, onAbort);
+      this.reply(reply, caller, { id, stream: true });
+    });
+    job.onStart = null;
+    unwatch();
+    signal.removeEventListener('abort', onAbort);
+    const stop = async (why: string): Promise<void> => {
+      job.abort(new AbortedError(why));
+      try {
+        await iterator.return?.();
+      } catch {
+        // Its own cleanup failed; the caller is gone anyway.
+      }
+    };
+    const what = `${this.service}.${ctx.method}`;
+    if (to === null) return stop(`the caller of ${what} went away before the stream started`);
+    let sink: Mailbox;
+    try {
+      sink = await this.proc.openMailbox(to, { role: 'write' });
+    } catch {
+      return stop(`the stream mailbox of ${what} is gone`);
+    }
+    if (sink.info.owner !== caller) {
+      sink.close();
+      return stop(`the caller of ${what} named a stream mailbox it does not own`);
+    }
+    // Items wait for room (backpressure) and give up when ctx.signal aborts; the last word (END
+    // or ERROR) is sent whatever the signal says, so the caller learns how the stream ended.
+    const send = async (body: unknown, type: number): Promise<PostboxError | null> => {
+      try {
+        await sink.send(
+          body,
+          type === StreamType.ITEM ? { codec: 'msgpack', type, signal } : { codec: 'msgpack', type },
+        );
+        return null;
+      } catch (err) {
+        return err instanceof PostboxError ? err : new InvalidArgumentError(String(err));
+      }
+    };
+    try {
+      for (;;) {
+        let r: IteratorResult<unknown>;
+        try {
+          r = await iterator.next();
+        } catch (err) {
+          // The iterable threw: that ends it. Tell the caller, unless it is the one who stopped.
+          if (!signal.aborted) await send(toWireError(err), StreamType.ERROR);
+          return;
+        }
+        if (r.done === true) {
+          await send(null, StreamType.END);
+          return;
+        }
+        const bad = unsendable(r.value, 'an item');
+        const failed =
+          bad !== null ? new InvalidArgumentError(`${what}: ${bad}`) : await send(r.value, StreamType.ITEM);
+        if (failed === null) continue;
+        if (failed.code === 'EINVAL' || failed.code === 'EMSGSIZE') {
+          // This item cannot go: the stream ends with that error.
+          await send(toWireError(failed, true), StreamType.ERROR);
+          await stop(`${what} yielded an item that cannot be sent`);
+        } else {
+          // The mailbox was deleted (the consumer stopped), or the call was cancelled.
+          await stop(`the consumer of ${what} stopped reading`);
+        }
+        return;
+      }
+    } finally {
+      sink.close();
+    }
+  }
+
+  /**
+   * Sends an answer to a reply mailbox; a caller that is gone (ENOENT, EIDRM) is dropped. The
+   * mailbox must be the caller's own: a request naming someone else's mailbox is not answered
+   * (a server does not send where a caller could not receive).
+   */
+  private reply(to: number, caller: number, body: ReplyBody): void {
+    const cached = this.replyBoxes.get(to);
+    if (cached !== undefined && !(cached instanceof Promise)) {
+      if (cached.info.owner === caller) this.sendReply(to, cached, body);
+      return;
+    }
+    let p = cached;
+    if (p === undefined) {
+      const opening: Promise<Mailbox | null> = this.proc.openMailbox(to, { role: 'write' }).then(
+        (box) => {
+          if (this.replyBoxes.get(to) === opening) this.replyBoxes.set(to, box);
+          return box;
+        },
+        () => {
+          if (this.replyBoxes.get(to) === opening) this.replyBoxes.delete(to);
+          return null; // the caller is gone: its reply mailbox went with it
+        },
+      );
+      p = opening;
+      this.replyBoxes.set(to, p);
+      if (this.replyBoxes.size > MAX_REPLY_HANDLES) this.evictOldest();
+    }
+    p.then((box) => {
+      if (box !== null && box.info.owner === caller) this.sendReply(to, box, body);
+    });
+  }
+
+  private sendReply(to: number, box: Mailbox, body: ReplyBody): void {
+    box.send(body, { codec: 'msgpack', type: ReplyType.REPLY }).catch((err: unknown) => {
+      if (!(err instanceof PostboxError)) return;
+      if (err.code === 'ENOENT' || err.code === 'EIDRM') {
+        // A caller that terminated: its reply is dropped (its ids are never reused).
+        this.forget(to, box);
+      } else if ((err.code === 'EMSGSIZE' || err.code === 'EINVAL') && 'ok' in body) {
+        const error: WireError = {
+          name: err.name,
+          message: `the answer cannot be sent: ${err.message}`,
+          code: err.code,
+          rpc: true,
+        };
+        this.sendReply(to, box, { id: body.id, error });
+      }
+    });
+  }
+
+  private forget(to: number, box: Mailbox): void {
+    if (this.replyBoxes.get(to) === box) this.replyBoxes.delete(to);
+    box.close();
+  }
+
+  private evictOldest(): void {
+    for (const [to, entry] of this.replyBoxes) {
+      if (entry instanceof Promise) continue;
+      this.forget(to, entry);
+      return;
+    }
+  }
+}
+
+function rpcError(code: 'EINVAL' | 'ENOENT', message: string): WireError {
+  const err = code === 'EINVAL' ? new InvalidArgumentError(message) : new NotFoundError(message);
+  return { name: err.name, message, code, rpc: true };
+}

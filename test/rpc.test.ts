@@ -1,0 +1,566 @@
+/**
+ * The RPC face across real processes: a kernel, server processes (test/fixtures/rpc-server.ts)
+ * and callers. Every wait is bounded; every child is reaped.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { connect, type Mailbox, PostboxError, type PostboxProcess } from '../src/client/mod.js';
+import {
+  call,
+  NoServerError,
+  RemoteError,
+  ServerDownError,
+  STREAM_CAPACITY,
+  type Stub,
+  stub,
+} from '../src/faces/rpc.js';
+import type { Calc } from './fixtures/rpc-server.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { until } from './helpers/wait.js';
+
+const SERVER = fileURLToPath(new URL('./fixtures/rpc-server.js', import.meta.url));
+const CALLER = fileURLToPath(new URL('./fixtures/rpc-caller.js', import.meta.url));
+const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
+
+type Event = Record<string, unknown> & { event: string };
+
+const code = (c: string) => (err: unknown) => err instanceof PostboxError && err.code === c;
+
+/** Rejects if p does not settle within ms: no test waits forever. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not settle in ${ms} ms`)), ms);
+    }),
+  ]);
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('RPC', () => {
+  let kernel: TestKernel;
+  let proc: PostboxProcess;
+  let calc: Stub<Calc>;
+  let eventsBox: Mailbox;
+  const seen: Event[] = [];
+  const children = new Set<ChildProcess>();
+
+  /** Starts a server process for `service`; resolves with it and its Postbox process id. */
+  async function startServer(
+    service: string,
+    concurrency = 64,
+  ): Promise<{ child: ChildProcess; id: number }> {
+    const child = spawn(process.execPath, [SERVER, service, String(concurrency), 'rpc-events'], {
+      env: kernel.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.add(child);
+    child.once('exit', () => children.delete(child));
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => {
+      stderr += d;
+    });
+    const id = await within(
+      new Promise<number>((resolve, reject) => {
+        createInterface({ input: child.stdout! }).on('line', (line) => {
+          const m = /^ready (\d+)$/.exec(line);
+          if (m !== null) resolve(Number(m[1]));
+        });
+        child.once('exit', (c) => reject(new Error(`server exited with ${c}: ${stderr}`)));
+      }),
+      10_000,
+      `server for '${service}'`,
+    );
+    return { child, id };
+  }
+
+  async function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill(signal);
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
+  }
+
+  /** Waits for a side-channel event from a server's handler. */
+  async function event(pred: (e: Event) => boolean, ms = 10_000, what = 'event'): Promise<Event> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const i = seen.findIndex(pred);
+      if (i >= 0) return seen.splice(i, 1)[0]!;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`${what} not seen in ${ms} ms; seen: ${JSON.stringify(seen)}`);
+      try {
+        const m = await eventsBox.receive({ timeout: Math.max(1, Math.min(left, 1000)) });
+        if (m !== null) seen.push(m.body as Event);
+      } catch (err) {
+        if (!(err instanceof PostboxError && err.code === 'ETIMEDOUT')) throw err;
+      }
+    }
+  }
+
+  /** Everything the handlers reported so far. */
+  async function drainEvents(): Promise<Event[]> {
+    for (;;) {
+      const m = await eventsBox.receive({ nowait: true });
+      if (m === null) return seen;
+      seen.push(m.body as Event);
+    }
+  }
+
+  before(async () => {
+    kernel = await startTestKernel();
+    proc = await connect({ socket: kernel.socket });
+    eventsBox = await proc.createMailbox('rpc-events', { system: true, mode: 0o666 });
+    await startServer('calc');
+    calc = stub<Calc>(proc, 'calc');
+  });
+
+  after(async () => {
+    await Promise.all([...children].map((c) => stop(c, 'SIGKILL')));
+    await proc.close();
+    await kernel.stop();
+  });
+
+  test('typed round trips with every structured type, both ways', async () => {
+    assert.equal(await calc.add(2, 3), 5);
+    const value = {
+      date: new Date(Date.UTC(1999, 11, 31, 23, 59, 59)),
+      map: new Map<unknown, unknown>([
+        ['k', { nested: [1, 'two'] }],
+        [7, new Set(['a'])],
+      ]),
+      set: new Set([1, 'b', null]),
+      u8: new Uint8Array([0, 255]),
+      i32: new Int32Array([-5, 5]),
+      f64: new Float64Array([Math.PI]),
+      big64: new BigInt64Array([-(2n ** 63n)]),
+      buf: Buffer.from('héllo'),
+      big: 2n ** 100n,
+      negBig: -42n,
+      undef: undefined,
+      nul: null,
+      arr: [undefined, null, 0, '', false],
+      text: 'ünïcode ✓',
+      nan: Number.NaN,
+      inf: Number.NEGATIVE_INFINITY,
+      re: /a+b/gi,
+    };
+    const back = await calc.echo(value);
+    assert.deepStrictEqual(back, value);
+    const b = back as typeof value;
+    assert.ok(b.buf instanceof Buffer && b.u8 instanceof Uint8Array && !(b.u8 instanceof Buffer));
+    assert.ok('undef' in b && b.undef === undefined && b.nul === null, 'undefined and null stay apart');
+    // A cycle crosses as a cycle.
+    const cyc: { name: string; self?: unknown } = { name: 'loop' };
+    cyc.self = cyc;
+    const c2 = (await calc.echo(cyc)) as typeof cyc;
+    assert.equal(c2.self, c2);
+    // The answer's direction: built on the server.
+    const s = await calc.sample();
+    assert.ok(s.date instanceof Date && s.date.toISOString() === '2024-02-29T12:00:00.000Z');
+    assert.deepStrictEqual(s.map, new Map([['primes', [2, 3, 5]]]));
+    assert.deepStrictEqual(s.set, new Set([1n, 2n ** 64n]));
+    assert.deepStrictEqual(s.bytes, new Uint8Array([1, 2, 3]));
+    assert.ok(Buffer.isBuffer(s.buf) && s.buf.toString() === 'buffer');
+    assert.deepStrictEqual(s.floats, new Float64Array([0.5, -1.25]));
+    assert.equal(s.big, -(2n ** 80n));
+    assert.ok('nothing' in s && s.nothing === undefined && s.empty === null);
+  });
+
+  test('unsupported arguments fail at the caller with EINVAL, naming where, before anything is sent', async () => {
+    const service = await proc.openMailbox('rpc:calc');
+    const sentBefore = (await service.stat()).sent;
+    class Point {
+      constructor(
+        readonly x: number,
+        readonly y: number,
+      ) {}
+    }
+    const untyped = calc as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+    const cases: [unknown[], RegExp][] = [
+      [[() => 1], /args\[0\] is a function/],
+      [[1, Symbol('s')], /args\[1\] is a symbol/],
+      [[{ at: new Point(1, 2) }], /args\[0\]\.at is an instance of Point/],
+      [[new Map([['k', { f: () => {} }]])], /args\[0\]\.get\("k"\)\.f is a function/],
+      [[[1, [2, Promise.resolve(3)]]], /args\[0\]\[1\]\[1\] is a Promise/],
+      [[new WeakMap()], /args\[0\] is an instance of WeakMap/],
+    ];
+    for (const [args, message] of cases) {
+      await assert.rejects(untyped.echo!(...args), (err: unknown) => {
+        assert.ok(err instanceof PostboxError && err.code === 'EINVAL', String(err));
+        assert.match(err.message, /^calc\.echo: /);
+        assert.match(err.message, message);
+        assert.match(err.stack!, /rpc\.test\.js/);
+        return true;
+      });
+    }
+    service.close();
+    assert.equal((await service.stat()).sent, sentBefore, 'no request reached the service mailbox');
+    // A result the server cannot send is refused there, with the same clarity.
+    await assert.rejects(calc.unsendable(), /calc\.unsendable: the result\.callback is a function/);
+    // Over the kernel's message size, either way: EMSGSIZE.
+    const limit = proc.limits.maxMessageSize;
+    await assert.rejects(calc.echo(Buffer.alloc(limit + 1)), (e: unknown) => {
+      assert.ok(e instanceof PostboxError && e.code === 'EMSGSIZE', String(e));
+      assert.match(e.message, /^calc\.echo: /);
+      assert.match(e.stack!, /rpc\.test\.js/);
+      return true;
+    });
+    await assert.rejects(calc.big(limit + 1), (e: unknown) => {
+      assert.ok(e instanceof PostboxError && e.code === 'EMSGSIZE', String(e));
+      assert.match(e.message, /the answer cannot be sent/);
+      return true;
+    });
+    assert.equal((await calc.big(1000)).length, 1000);
+  });
+
+  test('a remote error carries the remote name, message, code and stack, and the caller’s own stack', async () => {
+    const err = await calc.fail('division by zero', 'E_DIV').then(
+      () => assert.fail('should have thrown'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof RemoteError);
+    assert.ok(err instanceof PostboxError);
+    assert.equal(err.remoteName, 'CalcError');
+    assert.equal(err.remoteMessage, 'division by zero');
+    assert.equal(err.remoteCode, 'E_DIV');
+    assert.equal(err.service, 'calc');
+    assert.equal(err.method, 'fail');
+    assert.match(err.message, /calc\.fail failed in server process \d+: CalcError: division by zero/);
+    assert.match(err.remoteStack!, /fixtures\/rpc-server\.js/, 'the remote stack is the server’s');
+    assert.doesNotMatch(err.remoteStack!, /rpc\.test\.js/);
+    assert.match(err.stack!, /^RemoteError: calc\.fail failed/);
+    assert.match(err.stack!, /rpc\.test\.js/, 'the caller’s stack points at the call');
+    assert.equal((err.cause as Error).stack, err.remoteStack);
+    // An unknown method is the RPC layer's error, not a remote exception.
+    const untyped = calc as unknown as Record<string, () => Promise<unknown>>;
+    await assert.rejects(untyped.nope!(), (e: unknown) => {
+      assert.ok(e instanceof PostboxError && !(e instanceof RemoteError));
+      assert.equal(e.code, 'ENOENT');
+      assert.match(e.message, /service 'calc' has no method 'nope'/);
+      return true;
+    });
+  });
+
+  test('many calls in flight over one connection, answers matched by id', async () => {
+    const n = 500;
+    const answers = await within(
+      Promise.all(Array.from({ length: n }, (_, i) => calc.add(i, i * 1000))),
+      20_000,
+      'calls in flight',
+    );
+    assert.deepStrictEqual(
+      answers,
+      Array.from({ length: n }, (_, i) => i * 1001),
+    );
+    // The untyped form reaches the same service.
+    assert.equal(await call(proc, 'calc', 'add', [40, 2]), 42);
+  });
+
+  test('a timeout rejects with ETIMEDOUT from the call site, and the handler’s ctx.signal aborts', async () => {
+    const t0 = Date.now();
+    await assert.rejects(
+      within(calc.$with({ timeout: 150 }).sleep(10_000, 'timeout'), 5000, 'timeout'),
+      (e: unknown) => {
+        assert.ok(e instanceof PostboxError && e.code === 'ETIMEDOUT', String(e));
+        assert.match(e.message, /calc\.sleep timed out after 150 ms/);
+        assert.match(e.stack!, /rpc\.test\.js/);
+        return true;
+      },
+    );
+    assert.ok(Date.now() - t0 < 3000);
+    const aborted = await event((e) => e.event === 'aborted' && e.tag === 'timeout', 10_000, 'handler abort');
+    assert.equal(aborted.aborted, true);
+  });
+
+  test('an abort reaches the running handler: its ctx.signal aborts', async () => {
+    const ac = new AbortController();
+    const p = calc.$with({ signal: ac.signal }).sleep(10_000, 'abort-me');
+    await event((e) => e.event === 'started' && e.tag === 'abort-me', 10_000, 'handler start');
+    ac.abort();
+    await assert.rejects(within(p, 5000, 'aborted call'), code('ECANCELED'));
+    const aborted = await event(
+      (e) => e.event === 'aborted' && e.tag === 'abort-me',
+      10_000,
+      'handler abort',
+    );
+    assert.equal(aborted.aborted, true);
+    assert.match(String(aborted.why), /cancelled calc\.sleep/);
+  });
+
+  test('an abort while the request is queued withdraws it: no server ever runs it', async () => {
+    await startServer('solo', 1);
+    const solo = stub<Calc>(proc, 'solo');
+    const busy = solo.sleep(400, 'solo-busy');
+    await event((e) => e.event === 'started' && e.tag === 'solo-busy', 10_000, 'busy handler');
+    const ac = new AbortController();
+    const queued = solo.$with({ signal: ac.signal }).sleep(1, 'solo-queued');
+    await sleep(50);
+    ac.abort();
+    await assert.rejects(queued, code('ECANCELED'));
+    assert.equal((await within(busy, 10_000, 'busy call')).tag, 'solo-busy');
+    assert.equal((await solo.sleep(1, 'solo-after')).tag, 'solo-after');
+    const events = await drainEvents();
+    assert.ok(!events.some((e) => e.tag === 'solo-queued'), 'the withdrawn request never ran');
+  });
+
+  test('no server: a clear ENOENT at once, whether the service never existed or its servers are gone', async () => {
+    const t0 = Date.now();
+    const nobody = stub<Calc>(proc, 'nobody');
+    await assert.rejects(nobody.add(1, 2), (e: unknown) => {
+      assert.ok(e instanceof NoServerError && e.code === 'ENOENT', String(e));
+      assert.match(e.message, /no server for 'nobody'/);
+      assert.match(e.stack!, /rpc\.test\.js/);
+      return true;
+    });
+    // A service whose only server stopped: its mailbox stays, nobody reads it (EPIPE inside).
+    const { child } = await startServer('brief');
+    const brief = stub<Calc>(proc, 'brief');
+    assert.equal(await brief.add(1, 1), 2);
+    await stop(child);
+    const t1 = Date.now();
+    await assert.rejects(
+      brief.add(1, 2),
+      (e: unknown) => e instanceof NoServerError && /'brief'/.test(e.message),
+    );
+    assert.ok(Date.now() - t1 < 2000 && t1 - t0 < 10_000, 'failed at once');
+  });
+
+  test('waitForServer: the call waits, and completes once a server starts', async () => {
+    const late = stub<Calc>(proc, 'late', { waitForServer: true });
+    const p = late.add(20, 22);
+    let settled = false;
+    p.then(
+      () => {
+        settled = true;
+      },
+      () => {
+        settled = true;
+      },
+    );
+    await sleep(200);
+    assert.equal(settled, false, 'still waiting for a server');
+    await startServer('late');
+    assert.equal(await within(p, 10_000, 'waiting call'), 42);
+  });
+
+  test('three servers behind one service, one killed mid-load: every call completes or names the dead server', async () => {
+    const servers = await Promise.all([
+      startServer('shared', 4),
+      startServer('shared', 4),
+      startServer('shared', 4),
+    ]);
+    const victim = servers[1]!;
+    const shared = stub<Calc>(proc, 'shared');
+    const n = 60;
+    let completed = 0;
+    const calls = Array.from({ length: n }, (_, i) =>
+      shared.sleep(150, `load-${i}`).then((r) => {
+        completed++;
+        return r;
+      }),
+    );
+    // Once the load is spread over all three, kill one while it runs a handler: its 'started'
+    // report comes after the kernel saw it take the request, so that call is surely its own.
+    const deadline = Date.now() + 10_000;
+    while (completed < 15 && Date.now() < deadline) await sleep(5);
+    await drainEvents();
+    for (let i = seen.length - 1; i >= 0; i--) if (seen[i]!.event === 'started') seen.splice(i, 1);
+    await event((e) => e.event === 'started' && e.server === victim.id, 10_000, 'a handler of the victim');
+    victim.child.kill('SIGKILL');
+    const results = await within(Promise.allSettled(calls), 20_000, 'the calls of the load');
+    const ok = results.filter((r) => r.status === 'fulfilled');
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    assert.equal(ok.length + failed.length, n, 'every call settled: none lost, none hanging');
+    for (const f of failed) {
+      const e = f.reason as unknown;
+      assert.ok(e instanceof ServerDownError, `a failure is a dead-server error: ${String(e)}`);
+      assert.equal(e.code, 'ECONNRESET');
+      assert.equal(e.server, victim.id);
+      assert.match(e.message, new RegExp(`server process ${victim.id} terminated \\(crash\\)`));
+      assert.match(e.message, /shared\.sleep/);
+    }
+    assert.ok(failed.length >= 1, 'the killed server held calls when it died');
+    assert.ok(failed.length <= 4, `it held at most its concurrency (${failed.length})`);
+    const servedBy = new Set(ok.map((r) => r.value.server));
+    for (const s of servers) if (s !== victim) assert.ok(servedBy.has(s.id), `survivor ${s.id} served calls`);
+    const tags = new Set(ok.map((r) => r.value.tag));
+    assert.equal(tags.size, ok.length, 'each completed call got its own answer');
+    // The survivors go on serving.
+    assert.equal((await shared.sleep(1, 'after-kill')).tag, 'after-kill');
+  });
+
+  test('answers to a dead caller are dropped; the server survives and the next caller is unaffected', async () => {
+    const { child: server, id: serverId } = await startServer('drop');
+    const caller = spawn(process.execPath, [CALLER, 'drop', '600', 'from-dead'], {
+      env: kernel.env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.add(caller);
+    await event((e) => e.event === 'started' && e.tag === 'from-dead', 10_000, 'the dead caller’s call');
+    const gone = new Promise((resolve) => caller.once('exit', resolve));
+    caller.kill('SIGKILL');
+    await within(gone, 5000, 'caller exit');
+    // A fresh caller: its first call has id 1, as the dead caller's had.
+    const next = await connect({ socket: kernel.socket });
+    try {
+      const drop = stub<Calc>(next, 'drop');
+      const answer = await within(drop.sleep(900, 'from-next'), 10_000, 'the next caller’s call');
+      assert.deepEqual(answer, { tag: 'from-next', server: serverId });
+      await event(
+        (e) => e.event === 'finished' && e.tag === 'from-dead',
+        10_000,
+        'the dead caller’s handler',
+      );
+      assert.equal(server.exitCode, null, 'the server is alive');
+      assert.equal((await next.lookup(serverId)).id, serverId);
+      assert.equal(await drop.add(1, 2), 3);
+    } finally {
+      await next.close();
+    }
+  });
+
+  test('a streaming call: every item in order, then done; an error ends it after the items before', async () => {
+    const items: number[] = [];
+    for await (const i of calc.ticks(40)) items.push(i);
+    assert.deepStrictEqual(
+      items,
+      Array.from({ length: 40 }, (_, i) => i),
+    );
+    // Awaiting a streaming call gives the iterator too.
+    const it = await calc.ticks(3);
+    assert.deepStrictEqual(await it.next(), { value: 0, done: false });
+    assert.equal((await it.return!()).done, true);
+    const got: number[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const i of calc.ticks(10, 4)) got.push(i);
+      })(),
+      (e: unknown) => e instanceof RemoteError && e.remoteCode === 'E_TICK' && /rpc\.test\.js/.test(e.stack!),
+    );
+    assert.deepStrictEqual(got, [0, 1, 2, 3]);
+    // Iterating a call that answers with a value is a clear error.
+    await assert.rejects(
+      (async () => {
+        for await (const _ of calc.add(1, 2) as unknown as AsyncIterable<number>) assert.fail();
+      })(),
+      /calc\.add answered with a value, not a stream/,
+    );
+  });
+
+  test('a streaming call cancelled midway: the server sees it, having run only about capacity ahead', async () => {
+    const consumed: number[] = [];
+    for await (const i of calc.ticks(100_000, undefined, 'cancel-16')) {
+      consumed.push(i);
+      if (consumed.length === 5) {
+        await sleep(200); // let the server fill the stream's mailbox and block
+        break;
+      }
+    }
+    const end = await event((e) => e.event === 'ticks-end' && e.tag === 'cancel-16', 10_000, 'stream end');
+    assert.equal(end.aborted, true, 'the handler’s ctx.signal aborted');
+    const produced = end.produced as number;
+    assert.ok(
+      produced >= 5 + STREAM_CAPACITY && produced <= 5 + STREAM_CAPACITY + 3,
+      `produced ${produced}: the ${consumed.length} consumed, a mailbox of ${STREAM_CAPACITY}, and a few`,
+    );
+    // A smaller capacity holds the server closer.
+    let n = 0;
+    for await (const _ of calc.$with({ streamCapacity: 2 }).ticks(100_000, undefined, 'cancel-2')) {
+      if (++n === 3) {
+        await sleep(200);
+        break;
+      }
+    }
+    const small = await event((e) => e.event === 'ticks-end' && e.tag === 'cancel-2', 10_000, 'stream end');
+    assert.equal(small.aborted, true);
+    assert.ok((small.produced as number) <= 3 + 2 + 3, `produced ${small.produced}`);
+  });
+
+  test('a stream whose server is killed: the items it sent, then an error naming it', async () => {
+    const { child, id } = await startServer('streamer');
+    const streamer = stub<Calc>(proc, 'streamer');
+    const got: number[] = [];
+    const err = await within(
+      (async () => {
+        try {
+          for await (const i of streamer.ticks(1_000_000)) {
+            got.push(i);
+            if (got.length === 3) {
+              await sleep(100);
+              child.kill('SIGKILL');
+              await sleep(200);
+            }
+          }
+        } catch (e) {
+          return e;
+        }
+        return null;
+      })(),
+      10_000,
+      'the broken stream',
+    );
+    assert.ok(err instanceof ServerDownError, String(err));
+    assert.equal(err.server, id);
+    assert.deepStrictEqual(
+      got,
+      Array.from({ length: got.length }, (_, i) => i),
+      'no item lost or repeated',
+    );
+    assert.ok(got.length >= 3 + STREAM_CAPACITY, `the items already sent were read (${got.length})`);
+  });
+
+  test('a server with concurrency 2 never runs 3 handlers at once', async () => {
+    await startServer('gauge', 2);
+    const gauge = stub<Calc>(proc, 'gauge');
+    const box = await proc.openMailbox('rpc:gauge');
+    await gauge.gauge(0);
+    const maxima = Promise.all(Array.from({ length: 8 }, () => gauge.gauge(80)));
+    // What the server has not taken waits in the service mailbox.
+    const st = await until(
+      () => box.stat(),
+      (s) => s.queued >= 2,
+      10_000,
+      'requests queued behind the busy server',
+    );
+    box.close();
+    assert.deepEqual(st.waitingReceivers, [], 'the busy server asks for no more while it runs 2');
+    const seenMax = await within(maxima, 10_000, 'gauge calls');
+    assert.ok(Math.max(...seenMax) === 2, `max running ${Math.max(...seenMax)}`);
+    assert.equal((await gauge.stats()).maxRunning, 2);
+  });
+
+  test('examples/rpc-client.mjs runs against its server', async () => {
+    const child = spawn(process.execPath, ['rpc-client.mjs'], {
+      cwd: EXAMPLES,
+      env: kernel.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.add(child);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d;
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d;
+    });
+    const exit = await within(
+      new Promise<number | null>((resolve) => child.once('exit', resolve)),
+      30_000,
+      'the example',
+    );
+    assert.equal(exit, 0, `stdout:\n${out}\nstderr:\n${err}`);
+    assert.match(out, /add\(2, 3\) = 5/);
+    assert.match(out, /divide\(1, 0\) failed remotely: RangeError: division by zero/);
+    assert.match(out, /countdown: 3 2 1 liftoff/);
+    assert.match(out, /slow\(\) timed out: ETIMEDOUT/);
+  });
+});
