@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { CpuMs, ReceiverResult, SendScheme, SenderResult } from './postbox-pump.js';
+import type { CpuMs, ReceiverResult, SenderResult, SendScheme } from './postbox-pump.js';
 import type { PumpResult } from './pump.js';
 
 export interface PostboxPumpOptions {
