@@ -23,7 +23,9 @@ if (role === undefined) {
 } else {
   const me = await connect({ name: 'receiver' });
   const box = await me.openMailbox('meeting-point');
-  await new Promise((r) => setTimeout(r, 300)); // arrive late on purpose
+  // Arrive late on purpose: only once the sender is seen blocked, waiting for us.
+  while ((await box.stat()).waitingSenders.length === 0) await new Promise((r) => setTimeout(r, 10));
+  console.log('receiver: the sender is blocked; now I receive');
   const m = await box.receive();
   console.log(`receiver: took '${m.body}'`);
   await me.close();
