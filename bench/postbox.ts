@@ -2,14 +2,14 @@
 // `messages` messages of `size` bytes one way through one mailbox. Comparable with runRawPump:
 // same message count and size, and the figure is the receiver's, first message to last.
 
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { removeDir, spawnTracked, tempDir } from './harness.js';
 import type { CpuMs, ReceiverResult, SenderResult, SendScheme } from './postbox-pump.js';
 import type { PumpResult } from './pump.js';
 
@@ -79,7 +79,7 @@ class Child {
     args: string[],
     env: NodeJS.ProcessEnv,
   ) {
-    this.proc = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    this.proc = spawnTracked(process.execPath, args, { env, stdin: 'ignore' });
     this.lines = createInterface({ input: this.proc.stdout! })[Symbol.asyncIterator]();
     this.exited = once(this.proc, 'exit').then(([code]) => code as number | null);
   }
@@ -115,7 +115,8 @@ class Child {
  */
 export async function runPostboxPump(opts: PostboxPumpOptions): Promise<PostboxPumpResult> {
   const timeoutMs = opts.timeoutMs ?? 120_000;
-  const dir = await mkdtemp(join(tmpdir(), 'postbox-bench-'));
+  // Registered with the harness: removed on Ctrl-C too.
+  const dir = tempDir('postbox-bench-');
   const socket = join(dir, 'k.sock');
   const token = randomBytes(16).toString('hex');
   const env = { ...process.env, POSTBOX_TOKEN: token };
@@ -223,6 +224,6 @@ export async function runPostboxPump(opts: PostboxPumpOptions): Promise<PostboxP
     const alive = children.filter((c) => c.alive);
     for (const c of alive) c.proc.kill('SIGKILL');
     await Promise.all(alive.map((c) => c.exited));
-    await rm(dir, { recursive: true, force: true });
+    removeDir(dir);
   }
 }

@@ -1,11 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { removeDir, spawnTracked, tempDir } from './harness.js';
 
 export interface PumpResult {
   msgsPerSec: number;
@@ -22,11 +20,13 @@ const TIMEOUT_MS = 60_000;
  * and kernel never share a heap or an event loop.
  */
 export async function runRawPump(opts: { messages: number; size: number }): Promise<PumpResult> {
-  const socketPath = join(tmpdir(), `postbox-raw-${process.pid}-${randomBytes(4).toString('hex')}.sock`);
+  // In a folder registered with the harness, so that Ctrl-C removes it too.
+  const dir = tempDir('postbox-raw-');
+  const socketPath = join(dir, 'raw.sock');
   const args = (role: string) => [SCRIPT, role, socketPath, String(opts.messages), String(opts.size)];
   const children: ChildProcess[] = [];
   const start = (role: string) => {
-    const child = spawn(process.execPath, args(role), { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawnTracked(process.execPath, args(role), { stdin: 'ignore' });
     children.push(child);
     return child;
   };
@@ -69,6 +69,6 @@ export async function runRawPump(opts: { messages: number; size: number }): Prom
     const alive = children.filter((c) => c.exitCode === null && c.signalCode === null);
     for (const child of alive) child.kill('SIGKILL');
     await Promise.all(alive.map((c) => once(c, 'exit')));
-    await rm(socketPath, { force: true });
+    removeDir(dir);
   }
 }

@@ -1,144 +1,930 @@
-// Entry point for `npm run bench`. Each row is a Series of msg/s figures from repeated runs;
-// rows are compared to the raw Unix-socket pump, the best any Node IPC design could hope for here.
+// Entry point for `npm run bench`: Postbox next to the raw Unix-socket ceiling and its peers — the
+// OS's own message passing (System V, POSIX mq, pipe), NATS, ZeroMQ and Node's child_process IPC —
+// each between separate OS processes, in one run, so every ratio compares figures measured on the
+// same machine minutes apart.
+//
+//   npm run bench [-- --quick] [--only SECTION,…] [--runs N] [--docs] [--save-baseline]
+//                 [--baseline FILE] [--fail-on-regression]
+//
+// Every row is measured `runs` times (at least three), interleaved with the other rows of its
+// section so that a slow spell of the machine spreads over all of them; the table shows the median
+// and min–max, and each median's ratio to the raw ceiling's median. Results go to
+// bench/results/latest.json and are compared with bench/results/baseline.json by those ratios.
+// A full run also writes docs/benchmarks.md and docs/bench-throughput.svg.
 
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { arch, cpus, loadavg, platform, release } from 'node:os';
-import { type PostboxPumpOptions, type PostboxPumpResult, runPostboxPump } from './postbox.js';
-import { runRawPump } from './pump.js';
+import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { installCleanup, runSync, stop, stopAll } from './harness.js';
+import {
+  barChart,
+  type Change,
+  type Column,
+  compare,
+  comparisonTable,
+  formatValue,
+  fullReport,
+  peersTable,
+  type Results,
+  type RowResult,
+  ratio,
+  type SectionResult,
+  sectionTable,
+  stats,
+  type Target,
+  targetsTable,
+} from './report.js';
+import {
+  type Availability,
+  buildOsIpc,
+  ensureNatsServer,
+  ensureNpmPeers,
+  type NatsServer,
+  osLimits,
+  startNatsServer,
+} from './setup.js';
+import { latencyOf, nats, nodeIpc, type OsKind, os, postbox, raw, type Sample, zmq } from './workloads.js';
 
-interface Series {
-  name: string;
-  runs: number[]; // msg/s, one per run
-  /** Postbox rows: each run's timings and per-process CPU, for looking into a figure. */
-  details?: Omit<PostboxPumpResult, 'msgsPerSec'>[];
+const HELP = `Usage: npm run bench [-- options]
+
+  --quick               a short subset (about a minute): one-way 100 B, round trip, 1 → 4,
+                        RPC 64 in flight, 1M queued messages
+  --only A,B            only these sections (ids: ${'oneway-100 oneway-1k oneway-64k rtt fanout fanin rendezvous rpc memory connections'})
+  --runs N              runs per row (default 3, at least 3 for a figure with a target)
+  --docs                write docs/benchmarks.md and the chart (a full run does by default)
+  --no-docs             don't
+  --save-baseline       also write the results to bench/results/baseline.json
+  --baseline FILE       compare with FILE (default bench/results/baseline.json)
+  --fail-on-regression  exit 1 if a ratio fell by more than 20% against the baseline
+  --from FILE           measure nothing: print and write the docs of saved results (latest.json)
+`;
+
+const { values: opt } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    runs: { type: 'string' },
+    docs: { type: 'boolean' },
+    'no-docs': { type: 'boolean', default: false },
+    'save-baseline': { type: 'boolean', default: false },
+    baseline: { type: 'string' },
+    'fail-on-regression': { type: 'boolean', default: false },
+    from: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (opt.help) {
+  process.stdout.write(HELP);
+  process.exit(0);
 }
 
-interface Stats {
-  median: number;
-  min: number;
-  max: number;
-}
-
-const quick = process.argv.includes('--quick');
-const RUNS = 3;
+const quick = opt.quick === true;
+const RUNS = Math.max(1, Number(opt.runs ?? 3));
+const only = opt.only?.split(',').map((s) => s.trim());
 const SIZE = 100;
-const MESSAGES = quick ? 300_000 : 1_000_000;
-const CEILING = 'raw Unix socket (ceiling)';
 
-function stats(runs: number[]): Stats {
-  const sorted = [...runs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-  return { median, min: sorted[0]!, max: sorted[sorted.length - 1]! };
+/** Message counts: every loop is bounded by these and by each measurement's time limit. */
+const N = {
+  oneWay: { 100: quick ? 150_000 : 1_000_000, 1024: 400_000, 65536: 20_000 } as Record<number, number>,
+  /** ZeroMQ (one awaited send per message) and Node IPC are slower: fewer messages, same rate. */
+  slowShare: 0.25,
+  rounds: quick ? 1_500 : 10_000,
+  warmup: quick ? 200 : 1_000,
+  fanOut: quick ? 150_000 : 1_000_000,
+  fanIn: quick ? 200_000 : 500_000,
+  rendezvous1: quick ? 2_000 : 10_000,
+  rendezvous64: quick ? 20_000 : 100_000,
+  rpcRaw: quick ? 30_000 : 200_000,
+  rpc: quick ? 10_000 : 100_000,
+  rpcSequential: quick ? 1_000 : 5_000,
+  queued: 1_000_000,
+  connections: { processes: 5, each: 200, idleMs: quick ? 2_000 : 6_000 },
+};
+const QUICK_SECTIONS = ['oneway-100', 'rtt', 'fanout', 'rpc', 'memory'];
+
+const BENCH = new URL('../../bench/', import.meta.url);
+const RESULTS = new URL('results/', BENCH);
+const DOCS = new URL('../docs/', BENCH);
+
+interface RowDef {
+  id: string;
+  system: string;
+  /** Set when the row cannot run here: the reason. */
+  unavailable?: string;
+  measure: () => Promise<Sample>;
 }
 
-const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+interface SectionDef {
+  id: string;
+  title: string;
+  detail: string;
+  better: 'higher' | 'lower';
+  columns: Column[];
+  ceiling?: string;
+  runs: number;
+  rows: RowDef[];
+}
 
-/** Markdown table; the first series is the ceiling that the ratio column is relative to. */
-function formatTable(series: Series[]): string {
-  const ceiling = stats(series[0]?.runs ?? [0]).median;
-  const rows = series.map((s) => {
-    const { median, min, max } = stats(s.runs);
-    const ratio = ceiling > 0 ? `${(median / ceiling).toFixed(2)}×` : 'n/a';
-    return `| ${s.name} | ${fmt(median)} | ${fmt(min)} – ${fmt(max)} | ${ratio} |`;
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+// ---------------------------------------------------------------- peers
+
+interface Peers {
+  osipc: Availability & { path?: string };
+  nats: Availability;
+  natsServer?: NatsServer;
+  zeromq: Availability;
+  rpc: Availability & { run?: RunRpcBench };
+  limits: ReturnType<typeof osLimits>;
+  table: Results['peers'];
+}
+
+/** bench/rpc.ts (another module, run if present): Postbox RPC calls per second. */
+type RunRpcBench = (o: { sequentialCalls?: number; pipelinedCalls?: number; warmup?: number }) => Promise<{
+  inFlight1: number;
+  inFlight64: number;
+}>;
+
+async function loadRpc(): Promise<Availability & { run?: RunRpcBench }> {
+  const file = new URL('./rpc.js', import.meta.url);
+  if (!existsSync(file)) return { ok: false, detail: 'bench/rpc.ts (runRpcBench) is not in this tree yet' };
+  try {
+    const mod = (await import(file.href)) as { runRpcBench?: RunRpcBench };
+    if (typeof mod.runRpcBench !== 'function')
+      return { ok: false, detail: 'bench/rpc.ts has no runRpcBench()' };
+    return { ok: true, detail: 'bench/rpc.ts runRpcBench()', run: mod.runRpcBench };
+  } catch (err) {
+    return { ok: false, detail: `bench/rpc.ts does not load: ${(err as Error).message}` };
+  }
+}
+
+async function setupPeers(): Promise<Peers> {
+  log('setting up peers (first run installs them)');
+  const npm = ensureNpmPeers();
+  const natsBin = ensureNatsServer();
+  const osipc = buildOsIpc();
+  const rpc = await loadRpc();
+  let natsServer: NatsServer | undefined;
+  let natsOk: Availability = npm.nats.ok ? natsBin : npm.nats;
+  if (natsBin.ok && npm.nats.ok && natsBin.path !== undefined) {
+    try {
+      natsServer = await startNatsServer(natsBin.path);
+      natsOk = { ok: true, detail: `${natsBin.detail} on ${natsServer.url}, ${npm.nats.detail}` };
+    } catch (err) {
+      natsOk = { ok: false, detail: (err as Error).message };
+    }
+  } else if (!natsBin.ok) natsOk = { ok: false, detail: `nats-server: ${natsBin.detail}` };
+  const limits = osLimits();
+  return {
+    osipc,
+    nats: natsOk,
+    ...(natsServer !== undefined ? { natsServer } : {}),
+    zeromq: npm.zeromq,
+    rpc,
+    limits,
+    table: {
+      'raw Unix socket (Node net)': { ok: true, detail: `node ${process.version}` },
+      'System V queue, POSIX mq, pipe': {
+        ok: osipc.ok,
+        detail: osipc.ok
+          ? `${osipc.detail}; limits: kernel.msgmax ${limits.msgmax} B, fs.mqueue.msgsize_max ${limits.mqMsgsizeMax} B, msg_max ${limits.mqMsgMax}`
+          : osipc.detail,
+      },
+      NATS: natsOk,
+      'ZeroMQ (ipc://)': npm.zeromq.ok
+        ? { ok: true, detail: `${npm.zeromq.detail} (libzmq bundled)` }
+        : npm.zeromq,
+      'Node child_process IPC': { ok: true, detail: `node ${process.version}, JSON serialization` },
+      'Postbox RPC': rpc.ok ? { ok: true, detail: rpc.detail } : rpc,
+    },
+  };
+}
+
+// ---------------------------------------------------------------- sections
+
+const perSec = (label = 'msg/s'): Column => ({
+  key: 'value',
+  label,
+  unit: label === 'calls/s' ? 'calls/s' : 'msg/s',
+});
+
+function sections(p: Peers): SectionDef[] {
+  const natsUrl = p.natsServer?.url;
+  const natsNa = p.nats.ok ? undefined : p.nats.detail;
+  const zmqNa = p.zeromq.ok ? undefined : p.zeromq.detail;
+  const osNa = p.osipc.ok ? undefined : p.osipc.detail;
+  const bin = p.osipc.path ?? '';
+  const slow = (n: number) => Math.max(1000, Math.round(n * N.slowShare));
+  const osRow = (kind: OsKind, system: string, size: number, limit: number, limitName: string): RowDef => ({
+    id: kind,
+    system,
+    ...(osNa !== undefined
+      ? { unavailable: osNa }
+      : size > limit
+        ? { unavailable: `${size} B is over the OS limit ${limitName} = ${limit} B` }
+        : {}),
+    measure: () => os.oneWay(bin, kind, N.oneWay[size]!, size),
   });
+
+  const oneWay = (size: number, id: string, label: string): SectionDef => {
+    const n = N.oneWay[size]!;
+    return {
+      id,
+      title: `One-way throughput, ${label}`,
+      detail: `${fmt(n)} messages of ${label} from one process to another (ZeroMQ and Node IPC: ${fmt(slow(n))}); the receiver's rate, first message to last.`,
+      better: 'higher',
+      columns: [perSec()],
+      ceiling: 'raw',
+      runs: RUNS,
+      rows: [
+        { id: 'raw', system: 'raw Unix socket (ceiling)', measure: () => raw.oneWay(n, size) },
+        {
+          id: 'postbox-unix',
+          system: 'Postbox (kernel, unix)',
+          measure: () => postbox.oneWay(n, size, 'unix'),
+        },
+        { id: 'postbox-tcp', system: 'Postbox (kernel, tcp)', measure: () => postbox.oneWay(n, size, 'tcp') },
+        ...(size === SIZE
+          ? [
+              {
+                id: 'postbox-unix-cap',
+                system: 'Postbox (unix, capacity 10,000)',
+                measure: () => postbox.oneWay(n, size, 'unix', 10_000),
+              },
+            ]
+          : []),
+        osRow('sysv', 'System V msgsnd/msgrcv', size, p.limits.msgmax, 'kernel.msgmax'),
+        osRow('posix', 'POSIX mq_send/mq_receive', size, p.limits.mqMsgsizeMax, 'fs.mqueue.msgsize_max'),
+        osRow('pipe', 'pipe write/read', size, Number.POSITIVE_INFINITY, ''),
+        {
+          id: 'nats',
+          system: 'NATS pub/sub',
+          ...(natsNa !== undefined ? { unavailable: natsNa } : {}),
+          measure: () => nats.fan(natsUrl!, n, size, 1, 1),
+        },
+        {
+          id: 'zmq',
+          system: 'ZeroMQ PUSH/PULL',
+          ...(zmqNa !== undefined ? { unavailable: zmqNa } : {}),
+          measure: () => zmq.fan(slow(n), size, 1, 1),
+        },
+        { id: 'node-ipc', system: 'Node child_process IPC', measure: () => nodeIpc.oneWay(slow(n), size) },
+      ],
+    };
+  };
+
+  const latency: Column[] = [
+    { key: 'value', label: 'p50', unit: 'µs' },
+    { key: 'p99', label: 'p99', unit: 'µs' },
+    { key: 'perSec', label: 'round trips/s', unit: 'calls/s' },
+  ];
+  const rt = (r: Promise<import('./peer-common.js').RoundTripResult>) => r.then(latencyOf);
+
   return [
-    `| ${SIZE} B messages | median msg/s | min – max msg/s | vs ceiling |`,
-    '|---|--:|--:|--:|',
-    ...rows,
-  ].join('\n');
+    oneWay(100, 'oneway-100', '100 B'),
+    oneWay(1024, 'oneway-1k', '1 KiB'),
+    oneWay(65536, 'oneway-64k', '64 KiB'),
+    {
+      id: 'rtt',
+      title: 'Round trip, 100 B',
+      detail: `${fmt(N.rounds)} round trips (after ${fmt(N.warmup)} not timed), one at a time: a request to an echoing process and its answer back.`,
+      better: 'lower',
+      columns: latency,
+      ceiling: 'raw',
+      runs: RUNS,
+      rows: [
+        {
+          id: 'raw',
+          system: 'raw Unix socket (ceiling)',
+          measure: () => rt(raw.pingPong(N.rounds, SIZE, N.warmup)),
+        },
+        {
+          id: 'postbox-unix',
+          system: 'Postbox (kernel, unix)',
+          measure: () => postbox.pingPong(N.rounds, SIZE, N.warmup, 'unix'),
+        },
+        {
+          id: 'postbox-tcp',
+          system: 'Postbox (kernel, tcp)',
+          measure: () => postbox.pingPong(N.rounds, SIZE, N.warmup, 'tcp'),
+        },
+        ...(['sysv', 'posix', 'pipe'] as const).map((kind) => ({
+          id: kind,
+          system: {
+            sysv: 'System V msgsnd/msgrcv',
+            posix: 'POSIX mq_send/mq_receive',
+            pipe: 'pipe write/read',
+          }[kind],
+          ...(osNa !== undefined ? { unavailable: osNa } : {}),
+          measure: () => os.pingPong(bin, kind, N.rounds, SIZE),
+        })),
+        {
+          id: 'nats',
+          system: 'NATS request/reply',
+          ...(natsNa !== undefined ? { unavailable: natsNa } : {}),
+          measure: () => rt(nats.request(natsUrl!, N.rounds, SIZE, N.warmup)),
+        },
+        {
+          id: 'zmq',
+          system: 'ZeroMQ REQ/REP',
+          ...(zmqNa !== undefined ? { unavailable: zmqNa } : {}),
+          measure: () => zmq.reqRep(N.rounds, SIZE, N.warmup),
+        },
+        {
+          id: 'node-ipc',
+          system: 'Node child_process IPC',
+          measure: () => nodeIpc.pingPong(N.rounds, SIZE, N.warmup),
+        },
+      ],
+    },
+    {
+      id: 'fanout',
+      title: 'One producer to four consumers, 100 B',
+      detail: `${fmt(N.fanOut)} messages (ZeroMQ: ${fmt(slow(N.fanOut))}) from one process, each taken by exactly one of four consumer processes; all consumers' messages, first to last. Raw: the producer splits its stream over four sockets.`,
+      better: 'higher',
+      columns: [perSec()],
+      ceiling: 'raw',
+      runs: RUNS,
+      rows: [
+        {
+          id: 'raw',
+          system: 'raw Unix socket, 1 → 4 sockets (ceiling)',
+          measure: () => raw.fan(N.fanOut, SIZE, 1, 4),
+        },
+        {
+          id: 'postbox',
+          system: 'Postbox, one shared mailbox',
+          measure: () => postbox.fan(N.fanOut, SIZE, 1, 4, 'shared'),
+        },
+        {
+          id: 'nats',
+          system: 'NATS queue group',
+          ...(natsNa !== undefined ? { unavailable: natsNa } : {}),
+          measure: () => nats.fan(natsUrl!, N.fanOut, SIZE, 1, 4),
+        },
+        {
+          id: 'zmq',
+          system: 'ZeroMQ PUSH → 4 PULL',
+          ...(zmqNa !== undefined ? { unavailable: zmqNa } : {}),
+          measure: () => zmq.fan(slow(N.fanOut), SIZE, 1, 4),
+        },
+      ],
+    },
+    {
+      id: 'fanin',
+      title: 'Ten producers to one consumer, 100 B',
+      detail: `${fmt(N.fanIn)} messages (ZeroMQ: ${fmt(slow(N.fanIn))}) from ten producer processes to one consumer process.`,
+      better: 'higher',
+      columns: [perSec()],
+      ceiling: 'raw',
+      runs: RUNS,
+      rows: [
+        {
+          id: 'raw',
+          system: 'raw Unix socket, 10 → 1 (ceiling)',
+          measure: () => raw.fan(N.fanIn, SIZE, 10, 1),
+        },
+        {
+          id: 'postbox-shared',
+          system: 'Postbox, one mailbox',
+          measure: () => postbox.fan(N.fanIn, SIZE, 10, 1, 'shared'),
+        },
+        {
+          id: 'postbox-ten',
+          system: 'Postbox, ten mailboxes read interleaved',
+          measure: () => postbox.fan(N.fanIn, SIZE, 10, 1, 'one per producer'),
+        },
+        {
+          id: 'nats',
+          system: 'NATS, one subject',
+          ...(natsNa !== undefined ? { unavailable: natsNa } : {}),
+          measure: () => nats.fan(natsUrl!, N.fanIn, SIZE, 10, 1),
+        },
+        {
+          id: 'zmq',
+          system: 'ZeroMQ 10 PUSH → PULL',
+          ...(zmqNa !== undefined ? { unavailable: zmqNa } : {}),
+          measure: () => zmq.fan(slow(N.fanIn), SIZE, 10, 1),
+        },
+      ],
+    },
+    {
+      id: 'rendezvous',
+      title: 'Zero-capacity (rendezvous) sends, 100 B',
+      detail: `Capacity 0: a send completes only when a receiver has taken the message. ${fmt(N.rendezvous1)} sends one at a time, ${fmt(N.rendezvous64)} with 64 outstanding; the sender's rate. Ceiling: raw ping-pong round trips per second.`,
+      better: 'higher',
+      columns: [perSec('sends/s')],
+      ceiling: 'raw',
+      runs: RUNS,
+      rows: [
+        {
+          id: 'raw',
+          system: 'raw Unix socket ping-pong (ceiling)',
+          measure: async () => {
+            const r = await raw.pingPong(N.rendezvous1, SIZE, N.warmup);
+            return { value: (r.rounds / r.ms) * 1000 };
+          },
+        },
+        {
+          id: 'postbox-unix-1',
+          system: 'Postbox (unix), 1 outstanding',
+          measure: () => postbox.rendezvous(N.rendezvous1, SIZE, 1, 'unix'),
+        },
+        {
+          id: 'postbox-tcp-1',
+          system: 'Postbox (tcp), 1 outstanding',
+          measure: () => postbox.rendezvous(N.rendezvous1, SIZE, 1, 'tcp'),
+        },
+        {
+          id: 'postbox-unix-64',
+          system: 'Postbox (unix), 64 outstanding',
+          measure: () => postbox.rendezvous(N.rendezvous64, SIZE, 64, 'unix'),
+        },
+      ],
+    },
+    {
+      id: 'rpc',
+      title: 'RPC, 64 calls in flight',
+      detail: `Calls per second from one client process to one server process with 64 calls outstanding: raw and NATS echo 100 B bodies (raw: ${fmt(N.rpcRaw)} echoes; NATS: ${fmt(N.rpc)} requests); Postbox RPC is bench/rpc.ts calling add(i, 1) (${fmt(N.rpc)} calls, and ${fmt(N.rpcSequential)} one at a time for the 1-in-flight figure).`,
+      better: 'higher',
+      columns: [perSec('calls/s'), { key: 'inFlight1', label: '1 in flight', unit: 'calls/s' }],
+      ceiling: 'raw',
+      runs: RUNS,
+      rows: [
+        {
+          id: 'raw',
+          system: 'raw Unix socket echo (ceiling)',
+          measure: async () => {
+            const r = await raw.pingPong(N.rpcRaw, SIZE, N.warmup, 64);
+            return { value: (r.rounds / r.ms) * 1000 };
+          },
+        },
+        {
+          id: 'nats',
+          system: 'NATS request/reply',
+          ...(natsNa !== undefined ? { unavailable: natsNa } : {}),
+          measure: async () => {
+            const r = await nats.request(natsUrl!, N.rpc, SIZE, N.warmup, 64);
+            return { value: (r.rounds / r.ms) * 1000 };
+          },
+        },
+        {
+          id: 'postbox-rpc',
+          system: 'Postbox RPC (kernel, unix)',
+          ...(p.rpc.ok ? {} : { unavailable: p.rpc.detail }),
+          measure: async () => {
+            const r = await p.rpc.run!({
+              sequentialCalls: N.rpcSequential,
+              pipelinedCalls: N.rpc,
+              warmup: N.warmup,
+            });
+            return { value: r.inFlight64, inFlight1: r.inFlight1 };
+          },
+        },
+      ],
+    },
+    {
+      id: 'memory',
+      title: 'Kernel memory with 1,000,000 queued 100-byte messages',
+      detail: `One process sends ${fmt(N.queued)} messages of 100 B to an unbounded mailbox nobody reads; once all are acknowledged (queued), the kernel's VmRSS from /proc/<pid>/status.`,
+      better: 'lower',
+      columns: [
+        { key: 'value', label: 'kernel RSS', unit: 'bytes' },
+        { key: 'empty', label: 'RSS before', unit: 'bytes' },
+        { key: 'perMessage', label: 'bytes per message', unit: 'count' },
+        { key: 'fillPerSec', label: 'fill rate', unit: 'msg/s' },
+      ],
+      runs: RUNS,
+      rows: [
+        { id: 'postbox', system: 'Postbox kernel', measure: () => postbox.queuedMemory(N.queued, SIZE) },
+      ],
+    },
+    {
+      id: 'connections',
+      title: 'Kernel with 1,000 idle client connections',
+      detail: `${N.connections.processes} OS processes each open ${N.connections.each} connections (connect(), each a Postbox process); then the kernel's VmRSS and its CPU over ${N.connections.idleMs / 1000} s of idleness (/proc/<pid>/stat; TCP clients send heartbeats).`,
+      better: 'lower',
+      columns: [
+        { key: 'value', label: 'kernel RSS', unit: 'bytes' },
+        { key: 'cpuPct', label: 'idle CPU', unit: '%' },
+        { key: 'perConnection', label: 'bytes per connection', unit: 'count' },
+      ],
+      runs: quick ? 1 : RUNS,
+      rows: (['unix', 'tcp'] as const).map((t) => ({
+        id: t,
+        system: `Postbox kernel, ${t}`,
+        measure: () =>
+          postbox.idleConnections(N.connections.processes, N.connections.each, t, N.connections.idleMs),
+      })),
+    },
+  ];
 }
 
-interface Row {
-  name: string;
-  measure: () => Promise<{ msgsPerSec: number; detail?: Omit<PostboxPumpResult, 'msgsPerSec'> }>;
-}
+// ---------------------------------------------------------------- measuring
 
-/**
- * Runs every row RUNS times, interleaved (row 1, row 2, …, row 1, …) so that a slow spell of the
- * machine spreads over all rows instead of sinking one of them.
- */
-async function measureAll(rows: Row[]): Promise<Series[]> {
-  const series: Series[] = rows.map((r) => ({ name: r.name, runs: [] }));
-  for (let i = 0; i < RUNS; i++) {
-    for (const [k, row] of rows.entries()) {
-      const r = await row.measure();
-      process.stderr.write(`  ${row.name} run ${i + 1}/${RUNS}: ${fmt(r.msgsPerSec)} msg/s\n`);
-      const s = series[k]!;
-      s.runs.push(r.msgsPerSec);
-      if (r.detail !== undefined) {
-        s.details ??= [];
-        s.details.push(r.detail);
+async function measure(def: SectionDef): Promise<SectionResult> {
+  log(`\n## ${def.title} (${def.runs} runs)`);
+  const samples = new Map<string, Sample[]>(def.rows.map((r) => [r.id, []]));
+  const errors = new Map<string, string[]>(def.rows.map((r) => [r.id, []]));
+  for (let run = 1; run <= def.runs; run++) {
+    for (const row of def.rows) {
+      if (row.unavailable !== undefined) continue;
+      const t0 = performance.now();
+      try {
+        const s = await row.measure();
+        samples.get(row.id)!.push(s);
+        log(
+          `  ${row.system} run ${run}/${def.runs}: ${formatValue(s.value, def.columns[0]!.unit)} ${def.columns[0]!.label} (${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+        );
+      } catch (err) {
+        const msg = (err as Error).message.split('\n')[0]!;
+        errors.get(row.id)!.push(msg);
+        log(`  ${row.system} run ${run}/${def.runs}: FAILED ${msg}`);
       }
     }
   }
-  return series;
+  const rows: RowResult[] = def.rows.map((row) => {
+    const ss = samples.get(row.id)!;
+    const errs = errors.get(row.id)!;
+    const st: RowResult['stats'] = {};
+    for (const c of def.columns) st[c.key] = stats(ss.map((s) => s[c.key] ?? Number.NaN));
+    const notes: string[] = [];
+    if (row.unavailable !== undefined) notes.push(`not run: ${row.unavailable}`);
+    if (errs.length > 0) notes.push(`${errs.length} of ${def.runs} runs failed: ${errs[0]}`);
+    const lost = Math.max(0, ...ss.map((s) => s.lost ?? 0));
+    if (lost > 0) notes.push(`lost up to ${fmt(lost)} messages in a run`);
+    return {
+      id: row.id,
+      system: row.system,
+      status: row.unavailable !== undefined ? 'unavailable' : ss.length === 0 ? 'failed' : 'ok',
+      ...(notes.length > 0 ? { note: notes.join('; ') } : {}),
+      samples: ss,
+      stats: st,
+    };
+  });
+  const ceiling = rows.find((r) => r.id === def.ceiling);
+  const base = ceiling?.status === 'ok' ? ceiling.stats.value!.median : Number.NaN;
+  for (const r of rows) if (r.status === 'ok' && base > 0) r.vsCeiling = r.stats.value!.median / base;
+  const { rows: _defs, ...rest } = def;
+  return { ...rest, rows };
 }
 
-// Each sender keeps at most `window` sends unacknowledged and awaits every 256th (acks are
-// cumulative). Windows were picked by sweeping 512 to 16384 on this machine (bench/explore.ts):
-// a window much larger than the receiver's credit only lets the kernel's queue grow, which costs
-// it a second copy per message; TCP, with its longer round trip, wants a little more.
-const postbox = (name: string, opts: Omit<PostboxPumpOptions, 'messages' | 'size'>): Row => ({
-  name,
-  measure: async () => {
-    const { msgsPerSec, ...detail } = await runPostboxPump({ messages: MESSAGES, size: SIZE, ...opts });
-    return { msgsPerSec, detail };
-  },
-});
+// ---------------------------------------------------------------- targets
 
-const rows: Row[] = [
-  { name: CEILING, measure: () => runRawPump({ messages: MESSAGES, size: SIZE }) },
-  postbox('Postbox (kernel, unix)', { transport: 'unix', window: 1024, every: 256, prefetch: 4096 }),
-  postbox('Postbox (kernel, tcp)', { transport: 'tcp', window: 2048, every: 256, prefetch: 4096 }),
-  // Backpressure at work: the mailbox holds 10,000 at most and the sender may have 4096 sends
-  // unacknowledged, so once the receiver falls behind, sends block in the kernel (BLOCKED, then
-  // SENT when admitted) instead of the queue growing. The receiver samples stat() to show it.
-  postbox('Postbox (kernel, unix, capacity 10,000)', {
-    transport: 'unix',
-    window: 4096,
-    every: 256,
-    prefetch: 4096,
-    capacity: 10_000,
-    watch: true,
-  }),
-];
+function targets(sections: SectionResult[]): Target[] {
+  const row = (s: string, r: string): RowResult | undefined => {
+    const x = sections.find((y) => y.id === s)?.rows.find((y) => y.id === r);
+    return x?.status === 'ok' ? x : undefined;
+  };
+  const med = (s: string, r: string): number | undefined => row(s, r)?.stats.value?.median;
+  const make = (
+    id: string,
+    text: string,
+    measured: number | undefined,
+    op: '>=' | '<=',
+    goal: number,
+    from: string,
+    unit: Target['unit'] = 'ratio',
+  ): Target => ({
+    id,
+    text,
+    measured: measured === undefined || !Number.isFinite(measured) ? null : measured,
+    goal,
+    op,
+    unit,
+    from,
+    met:
+      measured === undefined || !Number.isFinite(measured)
+        ? null
+        : op === '>='
+          ? measured >= goal
+          : measured <= goal,
+  });
+  const div = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+  return [
+    ...(
+      [
+        ['oneway-100', '100 B'],
+        ['oneway-1k', '1 KiB'],
+        ['oneway-64k', '64 KiB'],
+      ] as const
+    ).map(([s, label]) =>
+      make(
+        `${s}`,
+        `one-way ${label} ≥ 0.4× raw`,
+        row(s, 'postbox-unix')?.vsCeiling,
+        '>=',
+        0.4,
+        'Postbox (unix) / raw Unix socket, medians',
+      ),
+    ),
+    make(
+      'rtt-raw',
+      'round trip p50 ≤ 2.5× raw',
+      row('rtt', 'postbox-unix')?.vsCeiling,
+      '<=',
+      2.5,
+      'Postbox (unix) p50 / raw p50',
+    ),
+    make(
+      'rtt-nats',
+      'round trip p50 ≤ 0.5× NATS request/reply',
+      div(med('rtt', 'postbox-unix'), med('rtt', 'nats')),
+      '<=',
+      0.5,
+      'Postbox (unix) p50 / NATS p50',
+    ),
+    make(
+      'fanout-nats',
+      '1 → 4 consumers ≥ 3× NATS queue group',
+      div(med('fanout', 'postbox'), med('fanout', 'nats')),
+      '>=',
+      3,
+      'Postbox shared mailbox / NATS queue group, msg/s',
+    ),
+    make(
+      'rpc-nats',
+      'RPC 64 in flight ≥ 3× NATS request/reply',
+      div(med('rpc', 'postbox-rpc'), med('rpc', 'nats')),
+      '>=',
+      3,
+      'Postbox RPC / NATS request/reply, 64 in flight, calls/s',
+    ),
+    make(
+      'memory',
+      '1M queued 100 B messages ≤ 300 MB kernel RSS',
+      med('memory', 'postbox'),
+      '<=',
+      300e6,
+      'kernel VmRSS',
+      'bytes',
+    ),
+  ];
+}
 
-async function main(): Promise<void> {
-  // Other work on the machine moves these figures a lot (three busy processes per Postbox run);
-  // the load average is recorded with the results so a noisy run can be recognised.
+// ---------------------------------------------------------------- docs
+
+function cpuModel(): string {
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m !== null) return m[1]!.trim();
+  } catch {}
+  return cpus()[0]?.model ?? 'unknown';
+}
+
+/** One line per workload: the medians of the ceiling, Postbox and each peer. */
+function headline(r: Results): string {
+  const cols = [
+    ['raw', 'raw Unix socket'],
+    ['postbox', 'Postbox (unix)'],
+    ['vs', 'Postbox vs raw'],
+    ['nats', 'NATS'],
+    ['zmq', 'ZeroMQ'],
+    ['sysv', 'System V'],
+    ['posix', 'POSIX mq'],
+    ['pipe', 'pipe'],
+    ['node-ipc', 'Node IPC'],
+  ] as const;
+  const postboxRow: Record<string, string> = {
+    'oneway-100': 'postbox-unix',
+    'oneway-1k': 'postbox-unix',
+    'oneway-64k': 'postbox-unix',
+    rtt: 'postbox-unix',
+    fanout: 'postbox',
+    fanin: 'postbox-shared',
+    rendezvous: 'postbox-unix-1',
+    rpc: 'postbox-rpc',
+  };
+  const lines = [
+    `| workload | ${cols.map((c) => c[1]).join(' | ')} |`,
+    `|---|${cols.map(() => '--:').join('|')}|`,
+  ];
+  for (const s of r.sections) {
+    const pb = postboxRow[s.id];
+    if (pb === undefined) continue;
+    const unit = s.columns[0]!;
+    const cell = (id: string): string => {
+      const row = s.rows.find((x) => x.id === id);
+      if (row === undefined) return '';
+      if (row.status !== 'ok') return 'n/a';
+      return formatValue(row.stats.value!.median, unit.unit);
+    };
+    const cells = cols.map(([k]) =>
+      k === 'vs' ? ratio(s.rows.find((x) => x.id === pb)?.vsCeiling) : k === 'postbox' ? cell(pb) : cell(k),
+    );
+    const what = s.id === 'rtt' ? `${s.title}, p50 µs` : `${s.title}, ${unit.label}`;
+    lines.push(`| ${what} | ${cells.join(' | ')} |`);
+  }
+  const mem = r.sections.find((s) => s.id === 'memory')?.rows[0];
+  if (mem?.status === 'ok')
+    lines.push(
+      `| Kernel RSS, 1M queued 100 B messages | | ${formatValue(mem.stats.value!.median, 'bytes')} | | | | | | | |`,
+    );
+  return lines.join('\n');
+}
+
+function docsPage(r: Results, changes: Change[] | null): string {
+  const env = r.env as { cpu: string; nproc: number; node: string; os: string; memory: string; load: string };
+  const min = (r.durationMs / 60_000).toFixed(1);
+  return `# Benchmarks
+
+Postbox next to the raw Unix-socket ceiling and its peers — the operating system's own message
+passing (System V message queues, POSIX message queues, pipes: small C programs), NATS, ZeroMQ and
+Node's \`child_process\` IPC channel — always between separate OS processes, all measured in one run.
+This page is written by the harness (\`bench/run.ts\`) from the run of ${r.date.slice(0, 10)}.
+
+![One-way throughput, 100 B messages](bench-throughput.svg)
+
+## Headline
+
+Medians of ${r.sections[0]?.runs ?? 3} runs each. Throughput in messages (or calls, or sends) per
+second, higher is better; round trip in microseconds, lower is better. "Postbox vs raw" is the
+ratio of the two medians measured in the same run.
+
+${headline(r)}
+
+## Targets
+
+${targetsTable(r.targets)}
+
+## Machine
+
+- ${env.nproc} CPUs (\`nproc\`), ${env.cpu} (from /proc/cpuinfo), ${env.memory} of memory
+- Node ${env.node}, ${env.os}
+- load average before / after the run: ${env.load}. The machine is shared and other work ran
+  during the run: absolute figures move from run to run; ratios within one run are what to compare.
+
+## Reproduce
+
+\`\`\`sh
+npm install
+npm run bench                 # the full run (${min} min here); -- --quick for a one-minute subset
+npm run bench -- --only rtt   # one section (ids in \`npm run bench -- --help\`)
+\`\`\`
+
+The first run installs what the peers need: the npm packages in \`bench/package.json\` (\`nats\`,
+\`zeromq\`) with \`npm ci --prefix bench\` (never part of the root install), \`nats-server\` from
+Debian's packages when missing (as root; it is started by the harness on 127.0.0.1 with a random
+port, and stopped after), and the C programs in \`bench/native/\` built with gcc into a temp folder.
+A peer that cannot be installed is listed as not available, and its rows say why.
+
+Results go to \`bench/results/latest.json\`. If \`bench/results/baseline.json\` exists, the run is
+compared with it by each row's ratio to the raw ceiling of its own run (not by absolute times), and
+a ratio that fell by more than 20% is flagged as a regression (\`--fail-on-regression\` makes that
+exit 1; \`--save-baseline\` writes a new baseline).
+
+## How each workload is measured
+
+- Every row is its own set of OS processes, started for the measurement and stopped after it; a
+  Postbox row starts its own kernel. Rows of a section are interleaved (row 1, row 2, …, row 1, …),
+  so a slow spell of the machine spreads over all of them.
+- One-way: the receiver's rate from its first message to its last. Postbox senders pipeline sends
+  with a window of unacknowledged sends; NATS publishers flush every 1,024 messages (NATS core has no
+  end-to-end flow control: lost messages would be noted); ZeroMQ v6 allows one awaited send at a
+  time per socket; Node IPC uses the default JSON serialization. The C programs make one system call
+  per send and one per receive, with each queue at the depth the OS gives (System V: msgmnb bytes;
+  POSIX: msg_max messages); System V and POSIX queues cannot carry 64 KiB messages under this
+  machine's default limits, and the harness does not change system settings.
+- The ceiling ("raw") is two Node processes over a Unix socket, length-prefixed frames batched
+  into 64 KiB writes, nothing in between: the most a Node design could hope for. The C programs
+  are not bound by Node, so a pipe can beat it (a ratio above 1×).
+- Round trip: one request at a time to a process that echoes it; p50 and p99 of every round trip.
+- 1 → 4 and 10 → 1: all data messages over all consumers, from the first received to the last.
+- Rendezvous: a mailbox of capacity 0, where a send completes only once a receiver has taken it.
+- Memory and connections: the kernel's VmRSS from \`/proc/<pid>/status\` and CPU time from
+  \`/proc/<pid>/stat\`. The memory target's 300 MB is read as 300 × 10⁶ bytes; MiB are shown too.
+
+## All results
+
+${fullReport(r)}
+${changes === null ? '' : `\n### Compared with the baseline\n\n${changes.length === 0 ? 'Nothing to compare.' : comparisonTable(changes, r.sections)}\n`}`;
+}
+
+// ---------------------------------------------------------------- main
+
+async function measureRun(): Promise<Results> {
+  const started = performance.now();
   const loadBefore = loadavg();
-  process.stderr.write(`${MESSAGES.toLocaleString('en-US')} messages of ${SIZE} B, ${RUNS} runs each\n`);
-  const series = await measureAll(rows);
+  const peers = await setupPeers();
+  let defs = sections(peers);
+  const selected = only ?? (quick ? QUICK_SECTIONS : undefined);
+  if (selected !== undefined) {
+    const unknown = selected.filter((id) => !defs.some((d) => d.id === id));
+    if (unknown.length > 0) throw new Error(`unknown section(s) ${unknown.join(', ')}; see --help`);
+    defs = defs.filter((d) => selected.includes(d.id));
+  }
+  log(`${quick ? 'quick run' : 'full run'}: ${defs.map((d) => d.id).join(', ')}; ${RUNS} runs per row`);
 
-  console.log(formatTable(series));
-  const ceilingMedian = stats(series[0]!.runs).median;
+  const results: SectionResult[] = [];
+  try {
+    for (const d of defs) results.push(await measure(d));
+  } finally {
+    if (peers.natsServer !== undefined) await stop([peers.natsServer.proc]);
+  }
 
-  const cpu = cpus();
-  const results = {
+  return {
     date: new Date().toISOString(),
     quick,
-    messages: MESSAGES,
-    size: SIZE,
+    durationMs: performance.now() - started,
     env: {
       node: process.version,
-      platform: `${platform()} ${release()} ${arch()}`,
-      cpu: cpu[0]?.model ?? 'unknown',
-      cores: cpu.length,
-      loadavg: { before: loadBefore, after: loadavg() },
+      os: `${platform()} ${release()} ${arch()}`,
+      cpu: cpuModel(),
+      nproc: cpus().length,
+      memory: `${Math.round(totalmem() / 2 ** 30)} GiB`,
+      load: `${loadBefore.map((x) => x.toFixed(2)).join(', ')} / ${loadavg()
+        .map((x) => x.toFixed(2))
+        .join(', ')}`,
+      runs: RUNS,
+      only: selected ?? null,
     },
-    series: series.map((s) => {
-      const st = stats(s.runs);
-      return { ...s, ...st, vsCeiling: ceilingMedian > 0 ? st.median / ceilingMedian : null };
-    }),
+    peers: peers.table,
+    sections: results,
+    targets: targets(results),
   };
-  // Relative to this file (dist/bench/run.js), so the results land in the source tree's bench/.
-  const dir = new URL('../../bench/results/', import.meta.url);
-  await mkdir(dir, { recursive: true });
-  await writeFile(new URL('latest.json', dir), `${JSON.stringify(results, null, 2)}\n`);
 }
 
-main().catch((err: unknown) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+async function main(): Promise<void> {
+  installCleanup();
+  const started = performance.now();
+  // --from FILE: no measuring, only the tables, comparison and docs of saved results.
+  const r: Results =
+    opt.from !== undefined ? (JSON.parse(readFileSync(opt.from, 'utf8')) as Results) : await measureRun();
+  const results = r.sections;
+
+  for (const s of results) console.log(`\n### ${s.title}\n\n${s.detail}\n\n${sectionTable(s)}`);
+  console.log(`\n### Targets\n\n${targetsTable(r.targets)}`);
+  console.log(`\n### Peers\n\n${peersTable(r.peers)}`);
+
+  // Baseline: compared by ratios to the ceiling of each run.
+  const baselineFile =
+    opt.baseline !== undefined
+      ? new URL(opt.baseline, `file://${process.cwd()}/`)
+      : new URL('baseline.json', RESULTS);
+  let changes: Change[] | null = null;
+  const sameFile =
+    opt.from !== undefined &&
+    fileURLToPath(baselineFile) === fileURLToPath(new URL(opt.from, `file://${process.cwd()}/`));
+  if (existsSync(baselineFile) && !sameFile) {
+    const base = JSON.parse(readFileSync(baselineFile, 'utf8')) as Results;
+    changes = compare(base, r);
+    const regressions = changes.filter((c) => c.regression);
+    const modes =
+      base.quick === r.quick
+        ? ''
+        : ` — the baseline is a ${base.quick ? 'quick' : 'full'} run and this one is not: message counts differ`;
+    console.log(
+      `\n### Compared with the baseline (${base.date.slice(0, 10)}${base.quick ? ', quick' : ''}${modes})\n\n${changes.length === 0 ? 'Nothing to compare.' : comparisonTable(changes, results)}`,
+    );
+    console.log(
+      regressions.length === 0
+        ? '\nNo regression: no ratio fell by more than 20%.'
+        : `\n${regressions.length} regression(s): ${regressions.map((c) => `${c.section}/${c.row}`).join(', ')}`,
+    );
+    if (regressions.length > 0 && opt['fail-on-regression']) process.exitCode = 1;
+  } else if (!sameFile) {
+    console.log(
+      opt['save-baseline']
+        ? '\n(no baseline to compare with; this run is saved as the baseline)'
+        : `\n(no baseline at ${baselineFile.pathname}: run with --save-baseline to make one)`,
+    );
+  }
+
+  await mkdir(RESULTS, { recursive: true });
+  const json = `${JSON.stringify(r, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2)}\n`;
+  if (opt.from === undefined) await writeFile(new URL('latest.json', RESULTS), json);
+  if (opt['save-baseline']) await writeFile(new URL('baseline.json', RESULTS), json);
+
+  const writeDocs = opt['no-docs'] ? false : (opt.docs ?? (!r.quick && r.env.only === null));
+  if (writeDocs) {
+    await mkdir(DOCS, { recursive: true });
+    const oneWay = results.find((s) => s.id === 'oneway-100');
+    if (oneWay !== undefined) {
+      const env = r.env as { nproc: number; cpu: string; node: string };
+      const sub = [
+        `${oneWay.detail.split(';')[0]}; medians of ${oneWay.runs} runs.`,
+        `${env.nproc} CPUs (${env.cpu}), Node ${env.node}, ${r.date.slice(0, 10)}; a shared machine: compare ratios, not absolute figures.`,
+      ];
+      await writeFile(new URL('bench-throughput.svg', DOCS), barChart(oneWay, sub));
+    }
+    await writeFile(new URL('benchmarks.md', DOCS), docsPage(r, changes));
+    // In the project's Markdown style (biome aligns tables), so that `npm run lint` passes on it.
+    const biome = fileURLToPath(new URL('../node_modules/.bin/biome', BENCH));
+    if (existsSync(biome)) {
+      const f = runSync(biome, ['format', '--write', fileURLToPath(new URL('benchmarks.md', DOCS))], 60_000);
+      if (!f.ok) log(`biome format docs/benchmarks.md failed: ${f.output.trim().split('\n')[0]}`);
+    }
+    log('wrote docs/benchmarks.md and docs/bench-throughput.svg');
+  }
+  log(`\nbench finished in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+}
+
+main()
+  .catch((err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  })
+  .finally(() => stopAll());
