@@ -66,7 +66,6 @@ export class MessageStore {
   private snext: Int32Array;
   private sprev: Int32Array;
   private typeOf: Float64Array;
-  private seqOf: Float64Array;
   private offOf: Int32Array;
   private lenOf: Int32Array;
   private bufOf: (Buffer | undefined)[];
@@ -89,7 +88,6 @@ export class MessageStore {
     this.snext = new Int32Array(initialSlots);
     this.sprev = new Int32Array(initialSlots);
     this.typeOf = new Float64Array(initialSlots);
-    this.seqOf = new Float64Array(initialSlots);
     this.offOf = new Int32Array(initialSlots);
     this.lenOf = new Int32Array(initialSlots);
     this.bufOf = new Array<Buffer | undefined>(initialSlots);
@@ -109,7 +107,8 @@ export class MessageStore {
     return this.typeOf[slot]!;
   }
   seq(slot: number): number {
-    return this.seqOf[slot]!;
+    // Read from the frame itself: an array of its own would cost 8 bytes a message.
+    return readInt64(this.bufOf[slot]!, this.offOf[slot]! + Off.SEQ);
   }
 
   /**
@@ -133,7 +132,6 @@ export class MessageStore {
     this.offOf[slot] = off;
     this.lenOf[slot] = len;
     this.typeOf[slot] = type;
-    this.seqOf[slot] = seq;
     const bucket = this.bucketFor(this.byPriority ? buf.readUInt16LE(off + Off.PRIORITY) : 0);
     let tlist = bucket.types.get(type);
     if (tlist === undefined) {
@@ -219,7 +217,7 @@ export class MessageStore {
   oldest(): number {
     let best = NIL;
     for (const bucket of this.buckets) {
-      if (bucket.head !== NIL && (best === NIL || this.seqOf[bucket.head]! < this.seqOf[best]!))
+      if (bucket.head !== NIL && (best === NIL || this.seq(bucket.head) < this.seq(best)))
         best = bucket.head;
     }
     return best;
@@ -281,7 +279,7 @@ export class MessageStore {
     let best = NIL;
     for (const [key, tlist] of bucket.types) {
       if (key === type) continue;
-      if (best === NIL || this.seqOf[tlist.head]! < this.seqOf[best]!) best = tlist.head;
+      if (best === NIL || this.seq(tlist.head) < this.seq(best)) best = tlist.head;
     }
     return best;
   }
@@ -309,9 +307,14 @@ export class MessageStore {
   }
 
   private link(next: Int32Array, prev: Int32Array, list: List, slot: number, seq: number): void {
-    // Append, unless the message is older than the tail (given back): then walk back to its place.
+    // Append, unless the message is older than the tail (given back). A given-back message is
+    // usually older than everything queued, so check the head first: no walk through a deep
+    // queue; otherwise walk back from the tail to its place.
     let after = list.tail;
-    while (after !== NIL && this.seqOf[after]! > seq) after = prev[after]!;
+    if (after !== NIL && this.seq(after) > seq) {
+      after = this.seq(list.head) > seq ? NIL : prev[after]!;
+      while (after !== NIL && this.seq(after) > seq) after = prev[after]!;
+    }
     const before = after === NIL ? list.head : next[after]!;
     prev[slot] = after;
     next[slot] = before;
@@ -356,7 +359,6 @@ export class MessageStore {
     this.snext = grown(this.snext);
     this.sprev = grown(this.sprev);
     this.typeOf = grown(this.typeOf);
-    this.seqOf = grown(this.seqOf);
     this.offOf = grown(this.offOf);
     this.lenOf = grown(this.lenOf);
     this.bufOf.length = size;
