@@ -1,6 +1,9 @@
 /** Every example in examples/ runs with one command against a real kernel and does what it says. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
@@ -100,6 +103,40 @@ test('a FIFO between unrelated processes: the reader reads to end of file', asyn
   const r = await run('fifo.mjs');
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /reader: end of file after 3 lines:\nthe first line\nthe second line\nthe last line/);
+});
+
+test('System V by type, as in the lecture: ten crew names, type 2 until ENOMSG, then the rest', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-sysv-'));
+  const file = join(dir, 'myshm');
+  try {
+    const snd = await run('sysv-msgsnd.mjs', [file]);
+    assert.equal(snd.code, 0, snd.err);
+    assert.match(snd.out, /number of sent messages = 10, messages in the queue = 10/);
+    const two = await run('sysv-msgrcv.mjs', [file, '2']);
+    assert.equal(two.code, 0, two.err);
+    assert.deepEqual(two.out.trim().split('\n'), [
+      'Selected message type = 2',
+      '2 Spock',
+      '2 Chekov',
+      '2 Rand',
+      'number of received messages = 3',
+      'number of messages remaining = 7',
+    ]);
+    const rest = await run('sysv-msgrcv.mjs', [file]);
+    assert.equal(rest.code, 0, rest.err);
+    assert.deepEqual(rest.out.trim().split('\n').slice(1, 8), [
+      '1 Kirk',
+      '3 McCoy',
+      '4 Scott',
+      '5 Uhura',
+      '6 Sulu',
+      '3 Chapel',
+      '1 Riley',
+    ]);
+    assert.match(rest.out, /number of messages remaining = 0/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('the README quick start: producer and consumer', async () => {

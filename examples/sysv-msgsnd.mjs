@@ -1,0 +1,24 @@
+// The lecture's msgsnd program (alg.9-1): reads "TYPE TEXT" lines from msgsnd.txt and sends each
+// with its type to the System V queue whose key is ftok(PATH, 0x27).
+//   node examples/sysv-msgsnd.mjs /tmp/myshm [msgsnd.txt]
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { close, ftok, IPC_CREAT, IPC_STAT, msgctl, msgget, msgsnd } from 'postbox/sysv';
+
+const path = process.argv[2] ?? '/tmp/myshm';
+const input = process.argv[3] ?? fileURLToPath(new URL('./msgsnd.txt', import.meta.url));
+closeSync(openSync(path, 'a')); // the "shared file object" ftok needs
+const key = await ftok(path, 0x27);
+console.log(`IPC key = 0x${key.toString(16)}`);
+const msqid = await msgget(key, IPC_CREAT | 0o666);
+let sent = 0;
+for (const line of readFileSync(input, 'utf8').split('\n')) {
+  const m = /^(\d+)\s+(.*)$/.exec(line.trim());
+  if (m === null) continue;
+  await msgsnd(msqid, Number(m[1]), m[2], 0); // blocking send
+  console.log(`${m[1]} ${m[2]}`);
+  sent++;
+}
+const ds = await msgctl(msqid, IPC_STAT);
+console.log(`number of sent messages = ${sent}, messages in the queue = ${ds.msg_qnum}`);
+await close();
