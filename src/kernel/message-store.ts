@@ -217,8 +217,7 @@ export class MessageStore {
   oldest(): number {
     let best = NIL;
     for (const bucket of this.buckets) {
-      if (bucket.head !== NIL && (best === NIL || this.seq(bucket.head) < this.seq(best)))
-        best = bucket.head;
+      if (bucket.head !== NIL && (best === NIL || this.seq(bucket.head) < this.seq(best))) best = bucket.head;
     }
     return best;
   }
