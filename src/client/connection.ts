@@ -171,6 +171,8 @@ export class Connection {
   private onWelcome: ((w: Welcome) => void) | null = null;
   private onHelloError: ((e: PostboxError) => void) | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** Open prefetching iterators: closing writes the takes they have not yet reported. */
+  readonly streams = new Set<{ flushTaken(): void }>();
   /** Calls to make when the connection ends, for handles to settle. */
   readonly onClose = new Set<(err: PostboxError) => void>();
   readonly transport: 'unix' | 'tcp';
@@ -583,6 +585,9 @@ export class Connection {
   /** Closes the connection; pending operations fail with ENOTCONN. */
   async close(): Promise<void> {
     if (this.closed) return;
+    // Messages the application took must reach the kernel as taken before we go, or they
+    // would be given back to the mailbox and received again by someone else.
+    for (const stream of this.streams) stream.flushTaken();
     try {
       await this.call('bye');
     } catch {

@@ -109,6 +109,7 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     const credit = options.prefetch ?? 256;
     this.batch = Math.max(1, credit >> 2);
     this.request = conn.openStream(target, inbox, options.from ?? 0, options, credit, this);
+    conn.streams.add(this);
     options.signal?.addEventListener('abort', () => void this.return(), { once: true });
   }
 
@@ -193,6 +194,7 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
 
   private finish(): void {
     this.ended = true;
+    this.conn.streams.delete(this);
     this.onEnd(this);
   }
 
