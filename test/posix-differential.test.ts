@@ -19,12 +19,11 @@
  * POSIX_SEEDS=n runs n seeds (default 400); POSIX_SEED=s runs only seed s, printing both outputs.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
 import {
   type AbsTime,
@@ -40,9 +39,15 @@ import {
   posix,
 } from '../src/faces/posix.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import {
+  compileFixture,
+  prng,
+  requireSetpriv,
+  run,
+  summary,
+  unprivileged,
+} from './helpers/linux-reference.js';
 
-const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
-const NOBODY = 65534;
 const SEEDS =
   process.env.POSIX_SEED !== undefined
     ? [Number(process.env.POSIX_SEED)]
@@ -55,16 +60,6 @@ const MAX_LIVE_QUEUES = 4;
 // ── the seeded generator ───────────────────────────────────────────────────────────────────────
 
 /** mulberry32: a small, good, seedable PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The names one sequence uses: two ordinary ones, one of the longest length, one too long. */
 interface Names {
@@ -301,17 +296,6 @@ function generate(seed: number, names: Names): string[] {
 
 // ── running a script on the face, printing as posix-ops.c does ─────────────────────────────────
 
-function fnv1a(bytes: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (const b of bytes) h = Math.imul(h ^ b, 16777619) >>> 0;
-  return h;
-}
-
-function summary(text: Buffer): string {
-  if (text.length <= 24) return text.toString('latin1');
-  return `${text.toString('latin1', 0, 12)}~${fnv1a(text).toString(16).padStart(8, '0')}`;
-}
-
 function makeText(spec: string): Buffer {
   if (spec === '-') return Buffer.alloc(0);
   if (spec.startsWith('#')) {
@@ -408,59 +392,7 @@ async function runFace(mq: PosixQueues, script: string[]): Promise<string[]> {
 
 // ── running the C side as an unprivileged user ─────────────────────────────────────────────────
 
-interface Run {
-  stdout: string;
-  stderr: string;
-  code: number | null;
-}
-
-function run(argv: string[], input: string, timeoutMs = 20_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString('latin1');
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString('latin1');
-    });
-    // SIGTERM: the program unlinks every name of its script before it goes.
-    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ stdout, stderr, code });
-    });
-    child.stdin.on('error', () => {});
-    child.stdin.end(input);
-  });
-}
-
 /** Linux's limits (msg_max, msgsize_max, the queue-bytes rlimit) bind everyone but root. */
-function unprivileged(binary: string): string[] {
-  if (process.getuid?.() !== 0) return [binary];
-  return ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', binary];
-}
-
-function compileFixture(dir: string, name: string): string {
-  const out = join(dir, name);
-  try {
-    execFileSync('gcc', ['-O1', '-Wall', '-o', out, join(FIXTURES, `${name}.c`), '-lrt'], { stdio: 'pipe' });
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stderr?: Buffer };
-    if (e.code === 'ENOENT')
-      throw new Error(
-        `gcc is not installed: this test compiles test/fixtures/${name}.c to run Linux's own queues (apt-get install gcc)`,
-      );
-    throw new Error(`gcc could not compile test/fixtures/${name}.c:\n${e.stderr?.toString() ?? e.message}`);
-  }
-  chmodSync(out, 0o755);
-  return out;
-}
 
 const limitsDiffer = ((): string | false => {
   if (process.platform !== 'linux') return 'Linux is the reference: this test needs Linux';
@@ -489,15 +421,11 @@ describe('posix face vs Linux', { skip: limitsDiffer }, () => {
 
   before(async () => {
     if (process.getuid?.() === 0) {
-      try {
-        execFileSync('setpriv', ['--version'], { stdio: 'pipe' });
-      } catch {
-        throw new Error('setpriv (util-linux) is needed to run the C side as an unprivileged user');
-      }
+      requireSetpriv();
     }
     dir = mkdtempSync(join(tmpdir(), 'pb-posix-diff-'));
     chmodSync(dir, 0o755); // the unprivileged user runs the program in here
-    ops = compileFixture(dir, 'posix-ops');
+    ops = compileFixture(dir, 'posix-ops', ['-lrt']);
     kernel = await startTestKernel();
     proc = await connect({ socket: kernel.socket });
   });

@@ -9,12 +9,11 @@
  * SYSV_SEEDS=n runs n seeds (default 300); SYSV_SEED=s runs only seed s, printing both outputs.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { connect, type MailboxStat, type PostboxProcess } from '../src/client/mod.js';
 import {
   errno,
@@ -32,10 +31,16 @@ import {
   sysv,
 } from '../src/faces/sysv.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import {
+  compileFixture,
+  prng,
+  requireSetpriv,
+  run,
+  summary,
+  unprivileged,
+} from './helpers/linux-reference.js';
 import { until } from './helpers/wait.js';
 
-const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
-const NOBODY = 65534;
 const SEEDS =
   process.env.SYSV_SEED !== undefined
     ? [Number(process.env.SYSV_SEED)]
@@ -48,16 +53,6 @@ function range(from: number, count: number): number[] {
 // ── the seeded generator ───────────────────────────────────────────────────────────────────────
 
 /** mulberry32: a small, good, seedable PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const COMMON_MODES = [0o600, 0o600, 0o666, 0o644, 0o640];
 const ODD_MODES = [0o400, 0o200, 0o000, 0o700, 0o604, 0o060, 0o460, 0o640];
@@ -137,17 +132,6 @@ function generate(seed: number): string[] {
 
 // ── running a script on the face, printing as sysv-ops.c does ──────────────────────────────────
 
-function fnv1a(bytes: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (const b of bytes) h = Math.imul(h ^ b, 16777619) >>> 0;
-  return h;
-}
-
-function summary(text: Buffer): string {
-  if (text.length <= 24) return text.toString('latin1');
-  return `${text.toString('latin1', 0, 12)}~${fnv1a(text).toString(16).padStart(8, '0')}`;
-}
-
 const hex8 = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
 
 async function runFace(face: Sysv, script: string[]): Promise<{ lines: string[]; ids: number[] }> {
@@ -211,42 +195,7 @@ async function runFace(face: Sysv, script: string[]): Promise<{ lines: string[];
 
 // ── running a program as an unprivileged user ──────────────────────────────────────────────────
 
-interface Run {
-  stdout: string;
-  stderr: string;
-  code: number | null;
-}
-
-function run(argv: string[], input: string, timeoutMs = 15_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString('latin1');
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString('latin1');
-    });
-    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ stdout, stderr, code });
-    });
-    child.stdin.on('error', () => {});
-    child.stdin.end(input);
-  });
-}
-
 /** Linux's checks (permissions, msg_qbytes over MSGMNB) apply to everyone but root. */
-function unprivileged(binary: string, ...args: string[]): string[] {
-  if (process.getuid?.() !== 0) return [binary, ...args];
-  return ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', binary, ...args];
-}
 
 /** The msqids in `ipcs -q`, with their keys. */
 function ipcsQueues(): { key: number; id: number }[] {
@@ -257,22 +206,6 @@ function ipcsQueues(): { key: number; id: number }[] {
     if (m !== null) queues.push({ key: Number.parseInt(m[1]!, 16) | 0, id: Number(m[2]) });
   }
   return queues;
-}
-
-function compileFixture(dir: string, name: string): string {
-  const out = join(dir, name);
-  try {
-    execFileSync('gcc', ['-O2', '-Wall', '-o', out, join(FIXTURES, `${name}.c`)], { stdio: 'pipe' });
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException & { stderr?: Buffer };
-    if (e.code === 'ENOENT')
-      throw new Error(
-        `gcc is not installed: this test compiles test/fixtures/${name}.c to run Linux's own queues (apt-get install gcc)`,
-      );
-    throw new Error(`gcc could not compile test/fixtures/${name}.c:\n${e.stderr?.toString() ?? e.message}`);
-  }
-  chmodSync(out, 0o755);
-  return out;
 }
 
 function readLimit(name: string): number | null {
@@ -306,11 +239,7 @@ describe('sysv face vs Linux', { skip: limitsDiffer }, () => {
 
   before(async () => {
     if (process.getuid?.() === 0) {
-      try {
-        execFileSync('setpriv', ['--version'], { stdio: 'pipe' });
-      } catch {
-        throw new Error('setpriv (util-linux) is needed to run the C side as an unprivileged user');
-      }
+      requireSetpriv();
     }
     dir = mkdtempSync(join(tmpdir(), 'pb-sysv-diff-'));
     chmodSync(dir, 0o755); // the unprivileged user runs the programs and ftoks the file in here
