@@ -4,7 +4,7 @@
  * a Postbox process too where it only needs to look (stat) or to pipe a file.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   createReadStream,
@@ -16,12 +16,12 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, type MailboxStat, type PostboxError, type PostboxProcess } from '../src/client/mod.js';
 import { dial, listen } from '../src/faces/connection.js';
+import { Agent, type AgentEvent } from './helpers/agent.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { until } from './helpers/wait.js';
 
@@ -29,66 +29,14 @@ const AGENT = fileURLToPath(new URL('./fixtures/conn-agent.js', import.meta.url)
 const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
 const PACKAGE = fileURLToPath(new URL('../../package.json', import.meta.url));
 
-interface Reply {
-  id?: string;
-  event: string;
-  [key: string]: unknown;
-}
+type Reply = AgentEvent;
 
-/** A conn-agent process: `do()` sends one command and resolves with its answer, bounded in time. */
-class ConnAgent {
-  readonly proc: ChildProcess;
-  readonly events: Reply[] = [];
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+/** A conn-agent process (the shared test Agent, running test/fixtures/conn-agent.ts). */
+class ConnAgent extends Agent {
   id = 0;
-  private nextId = 1;
-  private readonly waiting = new Map<string, (r: Reply) => void>();
-  private readonly watchers = new Set<() => void>();
-  private stderr = '';
 
   constructor(env: NodeJS.ProcessEnv) {
-    this.proc = spawn(process.execPath, [AGENT], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    this.proc.stderr!.on('data', (d: Buffer) => {
-      this.stderr += d;
-    });
-    createInterface({ input: this.proc.stdout! }).on('line', (line) => {
-      let r: Reply;
-      try {
-        r = JSON.parse(line) as Reply;
-      } catch {
-        return;
-      }
-      const w = r.id === undefined ? undefined : this.waiting.get(r.id);
-      if (w !== undefined) {
-        this.waiting.delete(r.id!);
-        w(r);
-      } else this.events.push(r);
-      for (const f of this.watchers) f();
-    });
-    this.exited = new Promise((resolve) =>
-      this.proc.once('exit', (code, signal) => {
-        for (const [id, w] of this.waiting) w({ id, event: 'exited', code, signal });
-        this.waiting.clear();
-        resolve({ code, signal });
-      }),
-    );
-  }
-
-  do(command: Record<string, unknown>, timeoutMs = 20_000): Promise<Reply> {
-    const id = `c${this.nextId++}`;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.waiting.delete(id);
-        reject(
-          new Error(`no answer to ${JSON.stringify(command)} in ${timeoutMs} ms; stderr: ${this.stderr}`),
-        );
-      }, timeoutMs);
-      this.waiting.set(id, (r) => {
-        clearTimeout(timer);
-        resolve(r);
-      });
-      this.proc.stdin!.write(`${JSON.stringify({ ...command, id })}\n`);
-    });
+    super(env, AGENT);
   }
 
   /** Like do(), and the answer must be 'ok'. */
@@ -96,36 +44,6 @@ class ConnAgent {
     const r = await this.do(command, timeoutMs);
     assert.equal(r.event, 'ok', `${JSON.stringify(command)} → ${JSON.stringify(r)}`);
     return r;
-  }
-
-  waitFor(predicate: (events: Reply[]) => boolean, timeoutMs = 20_000): Promise<void> {
-    if (predicate(this.events)) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const check = (): void => {
-        if (!predicate(this.events)) return;
-        this.watchers.delete(check);
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.watchers.delete(check);
-        reject(new Error(`events not seen in ${timeoutMs} ms: ${JSON.stringify(this.events)}`));
-      }, timeoutMs);
-      this.watchers.add(check);
-    });
-  }
-
-  kill(): Promise<unknown> {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
-    return this.exited;
-  }
-
-  async stop(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    this.proc.stdin!.end(`${JSON.stringify({ cmd: 'exit' })}\n`);
-    const t = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
-    await this.exited;
-    clearTimeout(t);
   }
 }
 

@@ -25,8 +25,9 @@ export class Agent {
   private readonly watchers = new Set<() => void>();
   private stderr = '';
 
-  constructor(env: NodeJS.ProcessEnv) {
-    this.proc = spawn(process.execPath, [AGENT], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  /** @param fixture the compiled agent script to run; default test/fixtures/agent.ts's. */
+  constructor(env: NodeJS.ProcessEnv, fixture: string = AGENT) {
+    this.proc = spawn(process.execPath, [fixture], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     this.proc.stderr!.on('data', (d: Buffer) => {
       this.stderr += d.toString();
     });
