@@ -78,6 +78,10 @@ export class MessageStore {
   count = 0;
   /** Bytes of bodies and user headers held (not the fixed frame heads). */
   bytes = 0;
+  /** Whether the type and sender lists are kept (built on the first selective receive). */
+  private indexed = false;
+  /** Highest sequence number ever inserted. */
+  private newestSeq = -1;
 
   constructor(byPriority: boolean, initialSlots = 8) {
     this.byPriority = byPriority;
@@ -126,30 +130,50 @@ export class MessageStore {
    */
   insertAt(slot: number, buf: Buffer, off: number, len: number, bodyBytes: number): number {
     const type = readInt64(buf, off + Off.TYPE);
-    const sender = buf.readUInt32LE(off + Off.SENDER);
     const seq = readInt64(buf, off + Off.SEQ);
     this.bufOf[slot] = buf;
     this.offOf[slot] = off;
     this.lenOf[slot] = len;
     this.typeOf[slot] = type;
     const bucket = this.bucketFor(this.byPriority ? buf.readUInt16LE(off + Off.PRIORITY) : 0);
+    // Newer than everything held (the usual case): appended to every list without comparing.
+    const newest = seq > this.newestSeq;
+    if (newest) this.newestSeq = seq;
+    this.link(this.next, this.prev, bucket, slot, seq, newest);
+    if (this.indexed) this.index(bucket, slot, type, seq, newest);
+    this.count++;
+    this.bytes += bodyBytes;
+    return slot;
+  }
+
+  /** Links a slot into its type and sender lists. */
+  private index(bucket: Bucket, slot: number, type: number, seq: number, newest: boolean): void {
     let tlist = bucket.types.get(type);
     if (tlist === undefined) {
       tlist = { head: NIL, tail: NIL, count: 0 };
       bucket.types.set(type, tlist);
     }
     if (tlist.count === 0) insertSorted(bucket.typeKeys, type);
+    const sender = this.senderOf(slot);
     let slist = bucket.senders.get(sender);
     if (slist === undefined) {
       slist = { head: NIL, tail: NIL, count: 0 };
       bucket.senders.set(sender, slist);
     }
-    this.link(this.next, this.prev, bucket, slot, seq);
-    this.link(this.tnext, this.tprev, tlist, slot, seq);
-    this.link(this.snext, this.sprev, slist, slot, seq);
-    this.count++;
-    this.bytes += bodyBytes;
-    return slot;
+    this.link(this.tnext, this.tprev, tlist, slot, seq, newest);
+    this.link(this.snext, this.sprev, slist, slot, seq, newest);
+  }
+
+  /**
+   * Builds the type and sender lists, on the first receive that selects. A queue only ever
+   * taken in order never pays for them; each message is indexed at most once per build, and a
+   * build happens only after the store was empty, so the cost stays linear.
+   */
+  private buildIndex(): void {
+    this.indexed = true;
+    for (const bucket of this.buckets) {
+      for (let s = bucket.head; s !== NIL; s = this.next[s]!) this.index(bucket, s, this.typeOf[s]!, 0, true);
+    }
   }
 
   /** Reserves a free slot without linking anything into it. */
@@ -172,23 +196,34 @@ export class MessageStore {
   remove(slot: number, bodyBytes: number, keep = false): void {
     const buf = this.bufOf[slot]!;
     const off = this.offOf[slot]!;
-    const type = this.typeOf[slot]!;
-    const sender = buf.readUInt32LE(off + Off.SENDER);
     const bucket = this.bucketFor(this.byPriority ? buf.readUInt16LE(off + Off.PRIORITY) : 0);
-    const tlist = bucket.types.get(type)!;
-    const slist = bucket.senders.get(sender)!;
     this.unlink(this.next, this.prev, bucket, slot);
-    this.unlink(this.tnext, this.tprev, tlist, slot);
-    this.unlink(this.snext, this.sprev, slist, slot);
-    if (tlist.count === 0) {
-      bucket.types.delete(type);
-      removeSorted(bucket.typeKeys, type);
+    if (this.indexed) {
+      const type = this.typeOf[slot]!;
+      const sender = buf.readUInt32LE(off + Off.SENDER);
+      const tlist = bucket.types.get(type)!;
+      const slist = bucket.senders.get(sender)!;
+      this.unlink(this.tnext, this.tprev, tlist, slot);
+      this.unlink(this.snext, this.sprev, slist, slot);
+      if (tlist.count === 0) {
+        bucket.types.delete(type);
+        removeSorted(bucket.typeKeys, type);
+      }
+      if (slist.count === 0) bucket.senders.delete(sender);
     }
-    if (slist.count === 0) bucket.senders.delete(sender);
     if (bucket.count === 0 && this.byPriority) this.buckets.splice(this.buckets.indexOf(bucket), 1);
     if (!keep) this.releaseSlot(slot);
     this.count--;
     this.bytes -= bodyBytes;
+    // Empty: the next selective receive builds the lists again, for what is queued then.
+    if (this.count === 0 && this.indexed) {
+      this.indexed = false;
+      for (const b of this.buckets) {
+        b.types.clear();
+        b.typeKeys.length = 0;
+        b.senders.clear();
+      }
+    }
   }
 
   /** The first message a receiver with this selection would take, or -1. Never scans the queue
@@ -196,6 +231,11 @@ export class MessageStore {
   first(sel: Selection): number {
     if (this.count === 0) return NIL;
     const t = sel.type;
+    if (t === 0 && sel.from === 0) {
+      for (const bucket of this.buckets) if (bucket.head !== NIL) return bucket.head;
+      return NIL;
+    }
+    if (!this.indexed) this.buildIndex();
     if (t < 0) return this.firstAtMost(-t, sel.from);
     for (const bucket of this.buckets) {
       let slot: number;
@@ -305,12 +345,19 @@ export class MessageStore {
     return bucket;
   }
 
-  private link(next: Int32Array, prev: Int32Array, list: List, slot: number, seq: number): void {
+  private link(
+    next: Int32Array,
+    prev: Int32Array,
+    list: List,
+    slot: number,
+    seq: number,
+    newest: boolean,
+  ): void {
     // Append, unless the message is older than the tail (given back). A given-back message is
     // usually older than everything queued, so check the head first: no walk through a deep
     // queue; otherwise walk back from the tail to its place.
     let after = list.tail;
-    if (after !== NIL && this.seq(after) > seq) {
+    if (!newest && after !== NIL && this.seq(after) > seq) {
       after = this.seq(list.head) > seq ? NIL : prev[after]!;
       while (after !== NIL && this.seq(after) > seq) after = prev[after]!;
     }
