@@ -101,10 +101,12 @@ export class Kernel implements MailboxHost {
       try {
         p.decoder.push(chunk);
       } catch (err) {
+        this.slab.settle();
         if (err instanceof FrameError) this.fatal(p, 'EPROTO', err.message);
         else this.fatal(p, 'EPROTO', `internal error handling a frame: ${(err as Error).message}`);
         return;
       }
+      this.slab.settle();
       if (p.ackPending) this.markDirty(p);
     });
     socket.on('drain', () => {
@@ -231,9 +233,10 @@ export class Kernel implements MailboxHost {
         );
       return this.hello(p, buf, start, end);
     }
+    if (op === Op.SEND) return this.handleSend(p, buf, start, end);
+    // Only a run of SENDs may leave queued bytes uncopied: anything else may read them.
+    this.slab.settle();
     switch (op) {
-      case Op.SEND:
-        return this.handleSend(p, buf, start, end);
       case Op.TAKE:
         return this.handleTake(p, buf, start, end);
       case Op.RECEIVE:
@@ -625,6 +628,8 @@ export class Kernel implements MailboxHost {
     if (p.helloTimer !== null) clearTimeout(p.helloTimer);
     if (p.terminated) return;
     p.terminated = true;
+    // It may end mid-chunk (a fatal frame after queued SENDs); what follows reads queued bytes.
+    this.slab.settle();
     if (p.id === 0) return;
     this.processes.delete(p.id);
     if (p.name !== null && this.processByName.get(p.name) === p) this.processByName.delete(p.name);

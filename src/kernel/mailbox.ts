@@ -390,6 +390,8 @@ export class Mailbox {
           host.replySent(peer, request, Outcome.DROPPED, 0, 0);
           return 'individual';
         case OnFull.REPLACE_OLDEST: {
+          // Replacing reads queued frames: their deferred copies must be made.
+          host.slab.settle();
           if (this.replaceOldest(bodyBytes)) break;
           host.replyError(
             peer,
@@ -498,7 +500,8 @@ export class Mailbox {
     } else {
       const slab = this.host.slab;
       const off = slab.copy(buf, start, end);
-      slot = this.store.insert(slab.lastBuffer, off, end - start, bodyBytes);
+      // The copy may not be made yet: the store reads the fields from the frame as it came.
+      slot = this.store.insert(slab.lastBuffer, off, end - start, bodyBytes, buf, start);
     }
     this.host.totalBytes += bodyBytes;
     if (sw !== null) {
@@ -627,6 +630,7 @@ export class Mailbox {
 
   /** Delivers queued messages to w within its credit. Returns how many, or 'error' if it ended. */
   private fill(w: ReceiveWaiter): number | 'error' {
+    this.host.slab.settle();
     let n = 0;
     while (w.credit > 0 && !w.peer.congested) {
       const slot = this.store.first(w.sel);
@@ -648,6 +652,8 @@ export class Mailbox {
    * lets a new message go straight to a waiting receiver without breaking order.
    */
   pump(): void {
+    // Queued frames are read from here on: their deferred copies must be made (see Slab).
+    this.host.slab.settle();
     if (this.receivers.length === 0 || this.pumping) return;
     this.pumping = true;
     try {
@@ -883,6 +889,8 @@ export class Mailbox {
           return;
         }
         this.enqueue(buf, off, off + len, body, sw);
+        // The next one goes back to its place by sequence number, read from the queued frames.
+        this.host.slab.settle();
       })
     );
     // The receiver giving back is no longer waiting (callers stop it first), so the messages go
@@ -1012,6 +1020,7 @@ export class Mailbox {
    * cannot be withdrawn; it completes when taken, or is dropped if it comes back.
    */
   withdrawSend(sw: SendWaiter, code: ErrorCode, message: string): void {
+    this.host.slab.settle();
     switch (sw.state) {
       case 'blocked': {
         const i = this.blocked.indexOf(sw);
@@ -1044,6 +1053,7 @@ export class Mailbox {
 
   /** Removes the mailbox now: every waiter fails with EIDRM (System V IPC_RMID). */
   remove(why: string, code: ErrorCode = 'EIDRM'): void {
+    this.host.slab.settle();
     if (this.removed) return;
     this.removed = true;
     const message = `${this.label} was removed (${why})`;

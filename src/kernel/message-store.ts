@@ -118,43 +118,59 @@ export class MessageStore {
   /**
    * Adds a message whose complete frame lies at buf[off, off+len). The frame's sender, sequence
    * number and priority fields must be filled in. A message older than the newest (one given
-   * back by a receiver) goes back to its place by sequence number.
+   * back by a receiver) goes back to its place by sequence number. The fields are read from
+   * `fields` at `fieldsOff` (the same frame where it came from, when its copy at buf is deferred).
    */
-  insert(buf: Buffer, off: number, len: number, bodyBytes: number): number {
-    return this.insertAt(this.allocate(), buf, off, len, bodyBytes);
+  insert(buf: Buffer, off: number, len: number, bodyBytes: number, fields = buf, fieldsOff = off): number {
+    return this.insertAt(this.allocate(), buf, off, len, bodyBytes, fields, fieldsOff);
   }
 
   /**
    * Links a message into a slot already reserved with {@link reserveSlot} or kept by
    * `remove(slot, bytes, true)`: how a fixed-size mailbox puts messages in its own ring.
    */
-  insertAt(slot: number, buf: Buffer, off: number, len: number, bodyBytes: number): number {
-    const type = readInt64(buf, off + Off.TYPE);
-    const seq = readInt64(buf, off + Off.SEQ);
+  insertAt(
+    slot: number,
+    buf: Buffer,
+    off: number,
+    len: number,
+    bodyBytes: number,
+    fields = buf,
+    fieldsOff = off,
+  ): number {
+    const type = readInt64(fields, fieldsOff + Off.TYPE);
+    const seq = readInt64(fields, fieldsOff + Off.SEQ);
     this.bufOf[slot] = buf;
     this.offOf[slot] = off;
     this.lenOf[slot] = len;
     this.typeOf[slot] = type;
-    const bucket = this.bucketFor(this.byPriority ? buf.readUInt16LE(off + Off.PRIORITY) : 0);
+    const bucket = this.bucketFor(this.byPriority ? fields.readUInt16LE(fieldsOff + Off.PRIORITY) : 0);
     // Newer than everything held (the usual case): appended to every list without comparing.
     const newest = seq > this.newestSeq;
     if (newest) this.newestSeq = seq;
     this.link(this.next, this.prev, bucket, slot, seq, newest);
-    if (this.indexed) this.index(bucket, slot, type, seq, newest);
+    if (this.indexed)
+      this.index(bucket, slot, type, fields.readUInt32LE(fieldsOff + Off.SENDER), seq, newest);
     this.count++;
     this.bytes += bodyBytes;
     return slot;
   }
 
   /** Links a slot into its type and sender lists. */
-  private index(bucket: Bucket, slot: number, type: number, seq: number, newest: boolean): void {
+  private index(
+    bucket: Bucket,
+    slot: number,
+    type: number,
+    sender: number,
+    seq: number,
+    newest: boolean,
+  ): void {
     let tlist = bucket.types.get(type);
     if (tlist === undefined) {
       tlist = { head: NIL, tail: NIL, count: 0 };
       bucket.types.set(type, tlist);
     }
     if (tlist.count === 0) insertSorted(bucket.typeKeys, type);
-    const sender = this.senderOf(slot);
     let slist = bucket.senders.get(sender);
     if (slist === undefined) {
       slist = { head: NIL, tail: NIL, count: 0 };
@@ -172,7 +188,8 @@ export class MessageStore {
   private buildIndex(): void {
     this.indexed = true;
     for (const bucket of this.buckets) {
-      for (let s = bucket.head; s !== NIL; s = this.next[s]!) this.index(bucket, s, this.typeOf[s]!, 0, true);
+      for (let s = bucket.head; s !== NIL; s = this.next[s]!)
+        this.index(bucket, s, this.typeOf[s]!, this.senderOf(s), 0, true);
     }
   }
 

@@ -6,11 +6,23 @@
  * collector once no store slot (and no delivery in flight) still points into it. A slab kept
  * alive by one old message wastes the rest of it; that bounds the waste to one slab per long-lived
  * message, which is acceptable for queues and cheap to reason about.
+ *
+ * Copies are deferred and merged: a run of frames that lie back to back in the input and are
+ * queued one after another is copied with one call when the run ends, not one call per frame
+ * (a call costs more than copying a small frame). {@link settle} makes the copies before anything
+ * can read queued bytes: the kernel calls it after each input chunk, before every frame that is
+ * not a SEND and when a process ends; a mailbox, before it delivers, replaces or drops queued
+ * messages.
  */
 export class Slab {
   private current: Buffer;
   private used = 0;
   private readonly slabBytes: number;
+  // The copy not yet made: src[pendingStart, pendingEnd) goes to current[pendingOff, …).
+  private pendingSrc: Buffer | null = null;
+  private pendingStart = 0;
+  private pendingEnd = 0;
+  private pendingOff = 0;
 
   constructor(slabBytes = 1024 * 1024) {
     this.slabBytes = slabBytes;
@@ -18,10 +30,13 @@ export class Slab {
     this.lastBuffer = this.current;
   }
 
-  /** The buffer the last {@link copy} wrote to. */
+  /** The buffer the last {@link copy} placed its bytes in. */
   lastBuffer: Buffer;
 
-  /** Copies src[start, end) into a slab; returns the offset in {@link lastBuffer} (no object per call). */
+  /**
+   * Places src[start, end) in a slab; returns the offset in {@link lastBuffer} (no object per
+   * call). The bytes are there once {@link settle} has run; until then src must not change.
+   */
   copy(src: Buffer, start: number, end: number): number {
     const len = end - start;
     if (len > this.slabBytes / 4) {
@@ -32,15 +47,32 @@ export class Slab {
       return 0;
     }
     if (this.used + len > this.slabBytes) {
+      this.settle();
       this.current = Buffer.allocUnsafeSlow(this.slabBytes);
       this.used = 0;
     }
     const off = this.used;
-    src.copy(this.current, off, start, end);
     // Back to back, no padding: consecutive queued frames stay adjacent, so a run of them goes
     // out as one slice.
     this.used = off + len;
     this.lastBuffer = this.current;
+    if (this.pendingSrc === src && this.pendingEnd === start) {
+      this.pendingEnd = end;
+      return off;
+    }
+    this.settle();
+    this.pendingSrc = src;
+    this.pendingStart = start;
+    this.pendingEnd = end;
+    this.pendingOff = off;
     return off;
+  }
+
+  /** Makes every deferred copy. */
+  settle(): void {
+    const src = this.pendingSrc;
+    if (src === null) return;
+    this.pendingSrc = null;
+    src.copy(this.current, this.pendingOff, this.pendingStart, this.pendingEnd);
   }
 }
