@@ -750,6 +750,8 @@ ${headline(r)}
 
 ${targetsTable(r.targets)}
 
+Why a target is missed, with profiles and the experiments tried: [performance.md](performance.md).
+
 ## Machine
 
 - ${env.nproc} CPUs (\`nproc\`), ${env.cpu} (from /proc/cpuinfo), ${env.memory} of memory
