@@ -1160,3 +1160,48 @@ test('a connection that never completes HELLO is closed within a bounded time', 
     await cleanup.run();
   }
 });
+
+test('messages queued and read back within one input chunk arrive intact, in order', async (t) => {
+  // The kernel defers copying queued frames into its slab while SENDs keep coming back to back;
+  // here a receive, a stream and its cancellation (a give-back) read them in the same chunk.
+  const cleanup = new Cleanup();
+  const mark = kernels.length;
+  try {
+    const kernel = await kernelFor();
+    const owner = await connect({ socket: kernel.socket });
+    cleanup.add('owner', () => closeClient(owner));
+    const box = await owner.createMailbox('same-chunk', { mode: 0o666 });
+    const peer = await RawPeer.open(kernel.socket);
+    cleanup.add('raw peer', () => peer.destroy());
+    assert.equal((await peer.hello()).op, Op.WELCOME, peer.describe());
+
+    const body = (i: number): string => `message-${i}-${'x'.repeat(i * 7)}`;
+    const send = (i: number): Buffer => sendFrame({ request: i, target: box.id, body: Buffer.from(body(i)) });
+    const chunk = Buffer.concat([
+      ...[1, 2, 3, 4, 5, 6].map(send),
+      receiveFrame({ request: 100, target: box.id }), // takes 1 (left untaken: it stays in flight)
+      receiveFrame({ request: 101, target: box.id, flags: ReceiveFlag.STREAM, credit: 3 }), // 2, 3, 4
+      headFrame(Op.CANCEL, 101), // gives 2, 3, 4 back, each to its place
+      ...[7, 8, 9].map(send),
+    ]);
+    peer.write(chunk);
+    const first = await peer.waitFor((f) => f.op === Op.DELIVER && f.request === 100, 5000, 'DELIVER');
+    assert.equal(first.bytes.toString('utf8', 56), body(1));
+
+    const got: string[] = [];
+    for (let i = 2; i <= 9; i++) {
+      const m = await box.receive({ timeout: 5000 });
+      got.push(m === null ? '(none)' : m.data.toString('utf8'));
+    }
+    assert.deepEqual(
+      got,
+      [2, 3, 4, 5, 6, 7, 8, 9].map((i) => body(i)),
+    );
+    assert.equal((await box.stat()).count, 1, 'only message 1 is left, in flight to the raw peer');
+  } catch (err) {
+    dumpKernels(t, mark);
+    throw err;
+  } finally {
+    await cleanup.run();
+  }
+});
