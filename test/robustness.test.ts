@@ -63,6 +63,20 @@ function dumpKernels(t: TestContext, from: number): void {
   }
 }
 
+/** Runs a test's body with its Cleanup; if it fails, the logs of the kernels it started are shown. */
+async function withCleanup(t: TestContext, body: (cleanup: Cleanup) => Promise<void>): Promise<void> {
+  const cleanup = new Cleanup();
+  const mark = kernels.length;
+  try {
+    await body(cleanup);
+  } catch (err) {
+    dumpKernels(t, mark);
+    throw err;
+  } finally {
+    await cleanup.run();
+  }
+}
+
 function closeClient(p: PostboxProcess): Promise<void> {
   return p.close().catch(() => {});
 }
@@ -460,9 +474,7 @@ test('fuzz: a live kernel survives hundreds of bad connections and loses nothing
   const connections = Number(process.env.POSTBOX_FUZZ_CONNECTIONS ?? 400);
   t.diagnostic(`seed ${seed} (set POSTBOX_FUZZ_SEED to replay), ${connections} connections`);
   const rng = new Rng(seed);
-  const cleanup = new Cleanup();
-  const mark = kernels.length;
-  try {
+  await withCleanup(t, async (cleanup) => {
     const kernel = await kernelFor();
     const kpid = kernel.proc.pid!;
     const healthy = await connect({ socket: kernel.socket });
@@ -626,12 +638,7 @@ test('fuzz: a live kernel survives hundreds of bad connections and loses nothing
     await calm.send('after the storm');
     const back = await within(calm.receive({ timeout: 2000 }), 5000, 'round trip after fuzzing');
     assert.equal(back?.body, 'after the storm');
-  } catch (err) {
-    dumpKernels(t, mark);
-    throw err;
-  } finally {
-    await cleanup.run();
-  }
+  });
 });
 
 // ── 2. slow reader ──────────────────────────────────────────────────────────────────────────
@@ -890,9 +897,7 @@ test('TCP: a wrong or missing token is refused, the right one works with Unix-so
 // ── 4. malformed frames ─────────────────────────────────────────────────────────────────────
 
 test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
-  const cleanup = new Cleanup();
-  const mark = kernels.length;
-  try {
+  await withCleanup(t, async (cleanup) => {
     const kernel = await kernelFor();
     const open = async (): Promise<RawPeer> => {
       const p = await RawPeer.open(kernel.socket);
@@ -1011,12 +1016,7 @@ test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
         await closeClient(c);
       }
     });
-  } catch (err) {
-    dumpKernels(t, mark);
-    throw err;
-  } finally {
-    await cleanup.run();
-  }
+  });
 });
 
 // ── kernel bugs these tests found: each test fails until the kernel is fixed ───────────────
@@ -1027,9 +1027,7 @@ test("a timeout over 2^31-1 ms (a Node timer's limit) does not expire at once", 
   // Node's setTimeout turns a delay over 2^31-1 ms into 1 ms (TimeoutOverflowWarning); the
   // kernel passes the wire's u32 timeout straight to it, so `timeout: 0xffffffff` (about 50 days,
   // which the client accepts) expires after 1 ms.
-  const cleanup = new Cleanup();
-  const mark = kernels.length;
-  try {
+  await withCleanup(t, async (cleanup) => {
     const kernel = await kernelFor();
     const p = await connect({ socket: kernel.socket });
     cleanup.add('client', () => closeClient(p));
@@ -1062,12 +1060,7 @@ test("a timeout over 2^31-1 ms (a Node timer's limit) does not expire at once", 
     assert.equal(outcome, 'still waiting', 'a receive with a 2^32-1 ms timeout expired after 300 ms');
     await box.send('late');
     assert.equal((await within(lone, 5000, 'the long receive'))?.body, 'late');
-  } catch (err) {
-    dumpKernels(t, mark);
-    throw err;
-  } finally {
-    await cleanup.run();
-  }
+  });
 });
 
 test('a TAKE of more than was delivered is refused (EPROTO) and consumes nothing; blocked senders are admitted when room appears', {
@@ -1076,9 +1069,7 @@ test('a TAKE of more than was delivered is refused (EPROTO) and consumes nothing
   // A TAKE acknowledging more messages than were delivered is refused as a whole: nothing is
   // taken, the delivered message stays the receiver's until it dies and gives it back, and the
   // blocked sender enters as soon as someone really takes it.
-  const cleanup = new Cleanup();
-  const mark = kernels.length;
-  try {
+  await withCleanup(t, async (cleanup) => {
     const kernel = await kernelFor();
     const owner = await connect({ socket: kernel.socket });
     cleanup.add('owner', () => closeClient(owner));
@@ -1113,12 +1104,7 @@ test('a TAKE of more than was delivered is refused (EPROTO) and consumes nothing
     assert.equal(back.waitingSenders.length, 1, 'still full: m2 waits');
     assert.equal((await box.receive({ nowait: true }))?.body, 'm1');
     assert.deepEqual(await within(blocked, 5000, 'the blocked send'), { outcome: 'queued', seq: 2 });
-  } catch (err) {
-    dumpKernels(t, mark);
-    throw err;
-  } finally {
-    await cleanup.run();
-  }
+  });
 });
 
 test('a connection that never completes HELLO is closed within a bounded time', {
@@ -1128,9 +1114,7 @@ test('a connection that never completes HELLO is closed within a bounded time', 
   // the connection, so an unauthenticated peer can hold a socket (and up to a whole frame's
   // worth of buffered bytes, over 1 MiB) forever. Expected: closed within 3 heartbeats, or at
   // the latest within 10 s.
-  const cleanup = new Cleanup();
-  const mark = kernels.length;
-  try {
+  await withCleanup(t, async (cleanup) => {
     const kernel = await startTestKernel({ tcp: true, args: ['--heartbeat-ms', '100'] });
     kernels.push(kernel);
     const { hostname, port } = new URL(kernel.tcpUrl!.replace(/^tcp:/, 'http:'));
@@ -1153,20 +1137,13 @@ test('a connection that never completes HELLO is closed within a bounded time', 
       partial.waitClosed(11_000),
     ]);
     assert.deepEqual({ silentClosed, partialClosed }, { silentClosed: true, partialClosed: true });
-  } catch (err) {
-    dumpKernels(t, mark);
-    throw err;
-  } finally {
-    await cleanup.run();
-  }
+  });
 });
 
 test('messages queued and read back within one input chunk arrive intact, in order', async (t) => {
   // The kernel defers copying queued frames into its slab while SENDs keep coming back to back;
   // here a receive, a stream and its cancellation (a give-back) read them in the same chunk.
-  const cleanup = new Cleanup();
-  const mark = kernels.length;
-  try {
+  await withCleanup(t, async (cleanup) => {
     const kernel = await kernelFor();
     const owner = await connect({ socket: kernel.socket });
     cleanup.add('owner', () => closeClient(owner));
@@ -1198,10 +1175,5 @@ test('messages queued and read back within one input chunk arrive intact, in ord
       [2, 3, 4, 5, 6, 7, 8, 9].map((i) => body(i)),
     );
     assert.equal((await box.stat()).count, 1, 'only message 1 is left, in flight to the raw peer');
-  } catch (err) {
-    dumpKernels(t, mark);
-    throw err;
-  } finally {
-    await cleanup.run();
-  }
+  });
 });
