@@ -280,6 +280,45 @@ describe('RPC', () => {
     assert.equal(aborted.aborted, true);
   });
 
+  test('the caller’s stack: the awaiting functions by default, the call line with captureStack', async () => {
+    // By default the stack is V8's async stack trace at the failure: the functions awaiting the
+    // call, by name, each at the line of its await.
+    async function awaitingCaller(): Promise<unknown> {
+      return await calc.$with({ timeout: 50 }).sleep(10_000, 'stack-await');
+    }
+    const awaited = await awaitingCaller().then(
+      () => assert.fail('the call should time out'),
+      (e: unknown) => e as Error,
+    );
+    assert.equal((awaited as PostboxError).code, 'ETIMEDOUT');
+    assert.match(awaited.stack!, /^TimeoutError: calc\.sleep timed out after 50 ms\n/);
+    assert.match(awaited.stack!, /at async awaitingCaller \(.*rpc\.test\.js:\d+:\d+\)/);
+    // A call nobody awaits when it fails has no awaiting function to name …
+    const late = calc.$with({ timeout: 50 }).sleep(10_000, 'stack-late');
+    const lateErr = await new Promise<Error>((resolve) => late.catch(resolve));
+    assert.equal((lateErr as PostboxError).code, 'ETIMEDOUT');
+    assert.doesNotMatch(lateErr.stack!, /rpc\.test\.js/);
+    // … and captureStack records the line of the call itself, whoever awaits.
+    const captured = calc.$with({ timeout: 50, captureStack: true }).sleep(10_000, 'stack-captured');
+    const capturedErr = await new Promise<Error>((resolve) => captured.catch(resolve));
+    assert.equal((capturedErr as PostboxError).code, 'ETIMEDOUT');
+    assert.match(
+      capturedErr.stack!,
+      /^TimeoutError: calc\.sleep timed out after 50 ms\n\s+at .*rpc\.test\.js/,
+    );
+    // A call refused before it is sent names the call line in either mode.
+    const refused = await (calc as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>).echo!(
+      () => 1,
+    ).then(
+      () => assert.fail('a function cannot be sent'),
+      (e: unknown) => e as Error,
+    );
+    assert.match(
+      refused.stack!,
+      /^InvalidArgumentError: calc\.echo: args\[0\] is a function[^\n]*\n\s+at .*rpc\.test\.js/,
+    );
+  });
+
   test('an abort reaches the running handler: its ctx.signal aborts', async () => {
     const ac = new AbortController();
     const p = calc.$with({ signal: ac.signal }).sleep(10_000, 'abort-me');

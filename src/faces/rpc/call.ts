@@ -33,8 +33,10 @@ export class RpcCall<T = unknown> extends Promise<T> implements AsyncIterableIte
   rec: CallRecord | null = null;
   private streamP: Promise<StreamReader> | null = null;
 
-  next(): Promise<IteratorResult<unknown>> {
-    return this.reader().then((r) => r.next());
+  async next(): Promise<IteratorResult<unknown>> {
+    // Awaited, not chained: a stream's failure names the caller's loop (see atAwaiters).
+    const reader = await this.reader();
+    return await reader.next();
   }
 
   return(value?: unknown): Promise<IteratorResult<unknown>> {
@@ -92,7 +94,7 @@ export class CallRecord implements StreamOwner {
   readonly id: number;
   readonly service: string;
   readonly method: string;
-  readonly site: CallSite;
+  site: CallSite;
   resolve: (v: unknown) => void = noop;
   reject: (e: unknown) => void = noop;
   /** Process id of the server that took it, once known. */

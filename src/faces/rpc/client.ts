@@ -10,7 +10,7 @@ import type { Mailbox } from '../../client/mailbox.js';
 import type { PostboxProcess } from '../../client/process.js';
 import { AbortedError, InvalidArgumentError, PostboxError } from '../../protocol/errors.js';
 import { CallRecord, onTimeout, Peer, RpcCall } from './call.js';
-import { captureSite, NoServerError, rethrownAt } from './errors.js';
+import { atAwaiters, captureSite, NoServerError, rethrownAt } from './errors.js';
 import { unsendableArgs } from './marshal.js';
 import { StreamReader } from './stream.js';
 import type { CallOptions } from './types.js';
@@ -76,7 +76,7 @@ export class Caller {
     o: CallOptions,
     above: (...args: never[]) => unknown,
   ): RpcCall<unknown> {
-    const site = captureSite(above);
+    const site = o.captureStack === true ? captureSite(above) : null;
     let resolve: (v: unknown) => void = noop;
     let reject: (e: unknown) => void = noop;
     const call = new RpcCall<unknown>((res, rej) => {
@@ -84,15 +84,29 @@ export class Caller {
       reject = rej;
     });
     const rec = new CallRecord(this, ++this.nextId, service, method, site);
-    rec.resolve = resolve;
-    rec.reject = reject;
+    if (site !== null) {
+      rec.resolve = resolve;
+      rec.reject = reject;
+    } else {
+      // The answer reaches the caller through an async function, where a failure is given the
+      // stack of whoever awaits the call (atAwaiters): nothing is captured for a success.
+      const answer = new Promise<unknown>((res, rej) => {
+        rec.resolve = res;
+        rec.reject = rej;
+      });
+      surfaced(answer, rec).then(resolve, reject);
+    }
     call.rec = rec;
+    // A call refused before it is sent fails before anyone awaits it: nobody is awaiting yet to
+    // name, so the stack is captured here, where the call is.
     const bad = checkCall(service, method, args, o);
     if (bad !== null) {
+      rec.site ??= captureSite(above);
       rec.fail(bad);
       return call;
     }
     if (o.signal?.aborted === true) {
+      rec.site ??= captureSite(above);
       rec.fail(new AbortedError(`${service}.${method} was aborted before it was sent`));
       return call;
     }
@@ -327,6 +341,18 @@ export class Caller {
       rec.reader = new StreamReader(rec, rec.streamCapacity);
       rec.resolve(rec.reader);
     }
+  }
+}
+
+/**
+ * The answer as the caller gets it: a failure carries the stack of the functions awaiting it,
+ * unless a stack was captured at the call.
+ */
+async function surfaced(answer: Promise<unknown>, rec: CallRecord): Promise<unknown> {
+  try {
+    return await answer;
+  } catch (err) {
+    throw err instanceof Error && rec.site === null ? atAwaiters(err, surfaced) : err;
   }
 }
 

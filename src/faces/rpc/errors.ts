@@ -1,7 +1,11 @@
 /**
- * Errors of the RPC face. Every error a call rejects with carries the caller's own stack: the
- * stack is captured at the call site before anything is sent, so a timeout, a dead server or a
- * remote exception points at the line that made the call.
+ * Errors of the RPC face. Every error a call rejects with carries the caller's own stack, so a
+ * timeout, a dead server or a remote exception points at the line that made the call. By default
+ * that stack is taken when the failure reaches the caller, from V8's async stack trace: the
+ * functions awaiting the call, each at the line of its await. Nothing is captured for a call
+ * that succeeds (a synchronous capture costs about 3 µs, a third of a small call's client time).
+ * With `captureStack` the stack is captured at the call, before anything is sent: for code that
+ * does not await its calls.
  */
 import {
   ConnectionLostError,
@@ -18,10 +22,11 @@ import type { WireError } from './wire.js';
  */
 export const REMOTE_ERROR_CODE: ErrorCode = 'EREMOTE';
 
-/** Where a call was made: a stack captured before anything was sent. */
-export interface CallSite {
-  stack?: string;
-}
+/**
+ * Where a call was made: a stack captured before anything was sent (`captureStack`), or null
+ * when the stack is to come from the functions awaiting the call ({@link atAwaiters}).
+ */
+export type CallSite = { stack?: string } | null;
 
 /** Captures the caller's stack, leaving out `above` and everything it called. */
 export function captureSite(above: (...args: never[]) => unknown): CallSite {
@@ -30,8 +35,22 @@ export function captureSite(above: (...args: never[]) => unknown): CallSite {
   return site;
 }
 
-/** Gives `err` the caller's stack: its own header line, then the call site's frames. */
+/**
+ * Gives `err` the stack of the async functions awaiting now, leaving out `above` and everything
+ * it called. Called where a failure surfaces inside an async function the caller awaits, V8's
+ * async stack trace names the caller's own functions and the lines of their awaits.
+ */
+export function atAwaiters<E extends Error>(err: E, above: (...args: never[]) => unknown): E {
+  Error.captureStackTrace(err, above);
+  return err;
+}
+
+/**
+ * Gives `err` the caller's stack when one was captured at the call: its own header line, then
+ * the call site's frames. Without a captured site it is left for {@link atAwaiters}.
+ */
 export function atSite<E extends Error>(err: E, site: CallSite): E {
+  if (site === null) return err;
   const stack = site.stack;
   if (stack !== undefined) {
     const nl = stack.indexOf('\n');

@@ -6,7 +6,7 @@
 import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import type { PostboxError } from '../../protocol/errors.js';
-import { atSite, rethrownAt } from './errors.js';
+import { atAwaiters, atSite, type CallSite, rethrownAt } from './errors.js';
 import { ControlType, StreamType, type WireError } from './wire.js';
 
 /** What a stream needs from the call that started it. */
@@ -16,7 +16,7 @@ export interface StreamOwner {
   readonly method: string;
   /** The server process streaming to us. */
   readonly server: number;
-  readonly site: { stack?: string };
+  readonly site: CallSite;
   /** The caller's process id (fences come from it). */
   readonly self: number;
   createMailbox(capacity: number): Promise<Mailbox>;
@@ -41,7 +41,7 @@ export class StreamReader<T = unknown> implements AsyncIterableIterator<T> {
   private error: PostboxError | null = null;
   private ended = false;
   private down: PostboxError | null = null;
-  private chain: Promise<unknown> = Promise.resolve();
+  private chain: Promise<void> = Promise.resolve();
 
   /** @internal */
   constructor(owner: StreamOwner, capacity: number) {
@@ -68,10 +68,20 @@ export class StreamReader<T = unknown> implements AsyncIterableIterator<T> {
     if (this.down !== null) this.sendFence(box);
   }
 
-  next(): Promise<IteratorResult<T>> {
-    const p = this.chain.then(() => this.read());
-    this.chain = p.then(noop, noop);
-    return p;
+  async next(): Promise<IteratorResult<T>> {
+    // One read at a time. Awaited, not chained with then(): a failure thrown in read() then
+    // carries the stack of the caller's loop (see atAwaiters), which V8 finds only through awaits.
+    const turn = this.chain;
+    let release = noop;
+    this.chain = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await turn;
+    try {
+      return await this.read();
+    } finally {
+      release();
+    }
   }
 
   /** Stops reading: the mailbox is deleted and the server told; the handler's ctx.signal aborts. */
@@ -167,7 +177,8 @@ export class StreamReader<T = unknown> implements AsyncIterableIterator<T> {
     const err = this.error;
     if (err !== null) {
       this.error = null;
-      throw err;
+      // Thrown inside read(), which the caller's loop awaits: the stack names that loop.
+      throw this.owner.site === null ? atAwaiters(err, this.read) : err;
     }
     return { value: undefined, done: true };
   }

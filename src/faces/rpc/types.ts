@@ -27,6 +27,12 @@ export interface CallOptions {
   waitForServer?: boolean;
   /** Capacity of a streaming call's mailbox: how far the server may run ahead (default 16). */
   streamCapacity?: number;
+  /**
+   * Capture the caller's stack when the call is made (about 3 µs a call), for code that does
+   * not await its calls. By default a failed call's stack is that of the async functions
+   * awaiting it, each at the line of its await, and a call that succeeds costs nothing for it.
+   */
+  captureStack?: boolean;
 }
 
 type IsAny<T> = 0 extends 1 & T ? true : false;
