@@ -36,6 +36,7 @@ import {
 } from '../protocol/frame.js';
 import { defaultSocketPath, parseTcpUrl } from '../transport/address.js';
 import { FrameWriter } from '../transport/frame-writer.js';
+import { AckQueue } from './ack-queue.js';
 import { Message } from './message.js';
 
 /** What became of a send. */
@@ -157,10 +158,7 @@ export class Connection {
   private readonly writer: FrameWriter;
   private nextRequest = 1;
   // Sends awaiting the cumulative ACK, in request order: parallel arrays, no object per send.
-  private fifoIds: number[] = [];
-  private fifoRes: (((r: SendResult) => void) | null)[] = [];
-  private fifoRej: (Reject | null)[] = [];
-  private fifoHead = 0;
+  private readonly acks = new AckQueue<SendResult, PostboxError>();
   private readonly pending = new Map<number, Pending>();
   /** Requests waiting on each AbortSignal. */
   private readonly signals = new WeakMap<AbortSignal, Set<number>>();
@@ -367,9 +365,7 @@ export class Connection {
       if (receipt) {
         this.pending.set(id, { kind: 'send', resolve: res as Resolve, reject: rej });
       } else {
-        this.fifoIds.push(id);
-        this.fifoRes.push(res);
-        this.fifoRej.push(rej);
+        this.acks.push(id, res, rej);
       }
     });
   }
@@ -453,9 +449,7 @@ export class Connection {
   /** A promise settled by the cumulative ACK (or by its own SENT, BLOCKED or ERROR). */
   private awaitAck(id: number): Promise<SendResult> {
     const p = new Promise<SendResult>(capture);
-    this.fifoIds.push(id);
-    this.fifoRes.push(captured.resolve as (r: SendResult) => void);
-    this.fifoRej.push(captured.reject);
+    this.acks.push(id, captured.resolve as (r: SendResult) => void, captured.reject);
     return p;
   }
 
@@ -651,7 +645,7 @@ export class Connection {
         return;
       }
       case Op.ACK:
-        return this.ackThrough(request);
+        return this.acks.ackThrough(request, QUEUED);
       case Op.SENT: {
         const outcome = buf.readUInt16LE(start + Off.AUX);
         const result: SendResult = {
@@ -662,15 +656,9 @@ export class Connection {
         return this.settle(request, result, null);
       }
       case Op.BLOCKED: {
-        const i = this.findFifo(request);
-        if (i < 0) return;
-        this.pending.set(request, {
-          kind: 'send',
-          resolve: this.fifoRes[i]! as Resolve,
-          reject: this.fifoRej[i]!,
-        });
-        this.fifoRes[i] = null;
-        this.fifoRej[i] = null;
+        const send = this.acks.take(request);
+        if (send === null) return;
+        this.pending.set(request, { kind: 'send', resolve: send.resolve as Resolve, reject: send.reject });
         return;
       }
       case Op.EMPTY:
@@ -728,42 +716,6 @@ export class Connection {
     }
   }
 
-  private ackThrough(through: number): void {
-    const ids = this.fifoIds;
-    let i = this.fifoHead;
-    while (i < ids.length && ids[i]! <= through) {
-      const res = this.fifoRes[i];
-      if (res !== null && res !== undefined) res(QUEUED);
-      i++;
-    }
-    this.fifoHead = i;
-    if (i === ids.length) {
-      this.fifoIds = [];
-      this.fifoRes = [];
-      this.fifoRej = [];
-      this.fifoHead = 0;
-    } else if (i > 4096) {
-      this.fifoIds = ids.slice(i);
-      this.fifoRes = this.fifoRes.slice(i);
-      this.fifoRej = this.fifoRej.slice(i);
-      this.fifoHead = 0;
-    }
-  }
-
-  private findFifo(id: number): number {
-    const ids = this.fifoIds;
-    let lo = this.fifoHead;
-    let hi = ids.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const v = ids[mid]!;
-      if (v === id) return this.fifoRes[mid] === null ? -1 : mid;
-      if (v < id) lo = mid + 1;
-      else hi = mid - 1;
-    }
-    return -1;
-  }
-
   private settle(request: number, value: unknown, err: PostboxError | null): void {
     const entry = this.pending.get(request);
     if (entry !== undefined) {
@@ -772,14 +724,10 @@ export class Connection {
       else entry.reject(err.code === 'ECANCELED' && entry.cancelAs !== undefined ? entry.cancelAs : err);
       return;
     }
-    const i = this.findFifo(request);
-    if (i < 0) return;
-    const res = this.fifoRes[i]!;
-    const rej = this.fifoRej[i]!;
-    this.fifoRes[i] = null;
-    this.fifoRej[i] = null;
-    if (err === null) res(value as SendResult);
-    else rej(err);
+    const send = this.acks.take(request);
+    if (send === null) return;
+    if (err === null) send.resolve(value as SendResult);
+    else send.reject(err);
   }
 
   /** Ends the connection: every pending operation fails with err. */
@@ -789,11 +737,7 @@ export class Connection {
     if (this.heartbeat !== null) clearInterval(this.heartbeat);
     this.onHelloError?.(err);
     this.onHelloError = null;
-    for (let i = this.fifoHead; i < this.fifoIds.length; i++) this.fifoRej[i]?.(err);
-    this.fifoIds = [];
-    this.fifoRes = [];
-    this.fifoRej = [];
-    this.fifoHead = 0;
+    this.acks.failAll(err);
     const pending = [...this.pending.values()];
     this.pending.clear();
     for (const entry of pending) entry.reject(err);

@@ -91,12 +91,14 @@ export class ReceiveWaiter {
   /** Told END while still holding untaken messages. */
   ended = false;
   timer: NodeJS.Timeout | null = null;
-  // Delivered, not yet taken, in delivery order: parallel arrays, no object per message.
-  private readonly rBuf: Buffer[] = [];
-  private readonly rOff: number[] = [];
-  private readonly rLen: number[] = [];
-  private readonly rReceipt: (SendWaiter | null)[] = [];
+  // Delivered, not yet taken, in delivery order: a ring of parallel arrays, no object per
+  // message and no shifting. It never holds more than the receive's credit, so it rarely grows.
+  private rBuf: (Buffer | null)[];
+  private rOff: Uint32Array;
+  private rLen: Uint32Array;
+  private rReceipt: (SendWaiter | null)[];
   private rHead = 0;
+  private rCount = 0;
 
   constructor(
     readonly peer: Peer,
@@ -108,20 +110,49 @@ export class ReceiveWaiter {
     credit: number,
   ) {
     this.credit = credit;
+    const size = ringSize(credit);
+    this.rBuf = new Array<Buffer | null>(size).fill(null);
+    this.rOff = new Uint32Array(size);
+    this.rLen = new Uint32Array(size);
+    this.rReceipt = new Array<SendWaiter | null>(size).fill(null);
   }
 
   get stream(): boolean {
     return (this.flags & ReceiveFlag.STREAM) !== 0;
   }
   get inflight(): number {
-    return this.rBuf.length - this.rHead;
+    return this.rCount;
   }
 
   pushInflight(buf: Buffer, off: number, len: number, receipt: SendWaiter | null): void {
-    this.rBuf.push(buf);
-    this.rOff.push(off);
-    this.rLen.push(len);
-    this.rReceipt.push(receipt);
+    if (this.rCount === this.rBuf.length) this.growInflight();
+    const i = (this.rHead + this.rCount) & (this.rBuf.length - 1);
+    this.rBuf[i] = buf;
+    this.rOff[i] = off;
+    this.rLen[i] = len;
+    this.rReceipt[i] = receipt;
+    this.rCount++;
+  }
+
+  /** Credit was raised past the ring: double it, oldest first again. */
+  private growInflight(): void {
+    const n = this.rBuf.length;
+    const buf = new Array<Buffer | null>(n * 2).fill(null);
+    const off = new Uint32Array(n * 2);
+    const len = new Uint32Array(n * 2);
+    const receipt = new Array<SendWaiter | null>(n * 2).fill(null);
+    for (let k = 0; k < n; k++) {
+      const i = (this.rHead + k) & (n - 1);
+      buf[k] = this.rBuf[i]!;
+      off[k] = this.rOff[i]!;
+      len[k] = this.rLen[i]!;
+      receipt[k] = this.rReceipt[i]!;
+    }
+    this.rBuf = buf;
+    this.rOff = off;
+    this.rLen = len;
+    this.rReceipt = receipt;
+    this.rHead = 0;
   }
 
   headBuffer(): Buffer {
@@ -140,24 +171,16 @@ export class ReceiveWaiter {
   /** Forgets the oldest in-flight message (taken). */
   dropHead(): void {
     const i = this.rHead;
-    (this.rBuf as (Buffer | undefined)[])[i] = undefined;
+    // Let go of the input chunk or slab the message lies in.
+    this.rBuf[i] = null;
     this.rReceipt[i] = null;
-    this.rHead++;
-    if (this.rHead === this.rBuf.length) {
-      this.rBuf.length = this.rOff.length = this.rLen.length = this.rReceipt.length = 0;
-      this.rHead = 0;
-    } else if (this.rHead >= 1024) {
-      this.rBuf.splice(0, this.rHead);
-      this.rOff.splice(0, this.rHead);
-      this.rLen.splice(0, this.rHead);
-      this.rReceipt.splice(0, this.rHead);
-      this.rHead = 0;
-    }
+    this.rHead = (i + 1) & (this.rBuf.length - 1);
+    this.rCount--;
   }
 
   /** Takes the oldest in-flight message; calls fn with it. Returns false if none. */
   shiftInflight(fn: (buf: Buffer, off: number, len: number, receipt: SendWaiter | null) => void): boolean {
-    if (this.rHead >= this.rBuf.length) return false;
+    if (this.rCount === 0) return false;
     const buf = this.headBuffer();
     const off = this.headOffset();
     const len = this.headLength();
@@ -166,6 +189,13 @@ export class ReceiveWaiter {
     fn(buf, off, len, receipt);
     return true;
   }
+}
+
+/** The in-flight ring's first size: the credit rounded up to a power of two, within reason. */
+function ringSize(credit: number): number {
+  let n = 1;
+  while (n < credit && n < 4096) n *= 2;
+  return n;
 }
 
 /** Counters like System V's msqid_ds, plus what Postbox adds. */
@@ -833,6 +863,7 @@ export class Mailbox {
   /** The receiver's application has taken n messages: they leave the mailbox. */
   take(w: ReceiveWaiter, n: number): boolean {
     if (n > w.inflight) return false;
+    if (n === 0) return true; // credit only: nothing was received
     const pid = w.peer.id;
     for (let i = 0; i < n; i++) {
       const len = w.headLength();
