@@ -4,7 +4,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { connect, type MailboxStat, type PostboxProcess } from '../src/client/mod.js';
+import {
+  connect,
+  type MailboxStat,
+  type Message,
+  type MessageStream,
+  type PostboxProcess,
+} from '../src/client/mod.js';
 import { type Agent, type AgentEvent, startAgent } from './helpers/agent.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { until } from './helpers/wait.js';
@@ -84,6 +90,56 @@ for (const transport of ['unix', 'tcp'] as const) {
         'all taken',
       );
       assert.ok(end.lastReceiveProcess === consumer.pid && end.lastSendProcess === producer.pid);
+    });
+
+    test('holdCredit: prefetch bounds what a worker holds, pushed ahead or in hand, until it gives credit back', async () => {
+      const name = box();
+      const mb = await me.createMailbox<string>(name, { mode: 0o600 });
+      for (let i = 0; i < 10; i++) await mb.send(`j${i}`);
+      const jobs = mb.messages({ prefetch: 3, holdCredit: true }) as MessageStream<string>;
+      const take = async (): Promise<string> => {
+        const r = await jobs.next();
+        assert.equal(r.done, false);
+        return (r.value as Message<string>).body;
+      };
+      assert.deepEqual([await take(), await take(), await take()], ['j0', 'j1', 'j2']);
+      // Three in hand and no credit given back: they are taken, and nothing more is pushed.
+      const busy = await until(
+        () => mb.stat(),
+        (s) => s.inflight === 0,
+        10_000,
+        'the three takes reach the kernel',
+      );
+      assert.equal(busy.queued, 7, 'the rest waits in the mailbox for any worker');
+      assert.throws(
+        () => jobs.returnCredit(4),
+        /returnCredit\(4\): 3 taken messages have not given theirs back/,
+      );
+      jobs.returnCredit(2);
+      await until(
+        () => mb.stat(),
+        (s) => s.queued === 5,
+        10_000,
+        'two more pushed after returnCredit(2)',
+      );
+      assert.deepEqual([await take(), await take()], ['j3', 'j4']);
+      await jobs.return();
+      const after = await until(
+        () => mb.stat(),
+        (s) => s.inflight === 0,
+        10_000,
+        'the loop ended with nothing untaken',
+      );
+      assert.equal(after.count, 5, 'five taken, five still queued: none lost, none given twice');
+      assert.equal(((await mb.receive()) as Message<string>).body, 'j5');
+      // returnCredit() belongs to holdCredit iterators.
+      const plain = mb.messages({ prefetch: 2 }) as MessageStream<string>;
+      assert.throws(
+        () => plain.returnCredit(),
+        /returnCredit\(\) is for an iterator opened with holdCredit: true/,
+      );
+      await plain.return();
+      await mb.delete();
     });
 
     test('rendezvous: at capacity 0 the send completes only when a receiver takes the message', async () => {

@@ -1,4 +1,4 @@
-import { ClosedError, type PostboxError } from '../protocol/errors.js';
+import { ClosedError, InvalidArgumentError, type PostboxError } from '../protocol/errors.js';
 import type { Connection, ReceiveOptions, SendOptions, SendResult, StreamSink } from './connection.js';
 import type { Message } from './message.js';
 
@@ -71,6 +71,14 @@ export interface IterateOptions extends Omit<ReceiveOptions, 'nowait' | 'timeout
    * push ahead: each message is asked for when the loop wants it.
    */
   prefetch?: number;
+  /**
+   * Give credit back only on {@link MessageStream.returnCredit}, not as messages are taken: `prefetch`
+   * then bounds the messages pushed ahead plus those still being worked on, as a worker pool
+   * wants. A message is the process's as soon as the loop takes it (the kernel is told at once),
+   * so one that another worker could have had is never handled twice. Not for priority mailboxes,
+   * which never push ahead.
+   */
+  holdCredit?: boolean;
   /** Only messages from this process id (direct links). */
   from?: number;
   signal?: AbortSignal;
@@ -83,8 +91,10 @@ export interface IterateOptions extends Omit<ReceiveOptions, 'nowait' | 'timeout
 export class MessageStream<T = unknown> implements AsyncIterableIterator<Message<T>>, StreamSink {
   private readonly conn: Connection;
   private readonly request: number;
-  private queue: Message[] = [];
+  // Delivered and not yet yielded: a ring, never more than the credit (it grows if it must).
+  private queue: (Message | null)[];
   private head = 0;
+  private count = 0;
   private waiter: {
     resolve: (r: IteratorResult<Message<T>>) => void;
     reject: (e: PostboxError) => void;
@@ -94,6 +104,11 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
   private endReceived = false;
   private taken = 0;
   private readonly batch: number;
+  private readonly holdCredit: boolean;
+  /** Taken and not yet given back (holdCredit). */
+  private held = 0;
+  /** Credit given back by the application and not yet sent to the kernel (holdCredit). */
+  private creditBack = 0;
   private readonly onEnd: (s: MessageStream<T>) => void;
 
   /** @internal */
@@ -108,6 +123,10 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     this.onEnd = onEnd;
     const credit = options.prefetch ?? 256;
     this.batch = Math.max(1, credit >> 2);
+    this.holdCredit = options.holdCredit === true;
+    let size = 1;
+    while (size < credit && size < 65536) size *= 2;
+    this.queue = new Array<Message | null>(size).fill(null);
     this.request = conn.openStream(target, inbox, options.from ?? 0, options, credit, this);
     conn.streams.add(this);
     options.signal?.addEventListener('abort', () => void this.return(), { once: true });
@@ -123,7 +142,17 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
       w.resolve({ value: message as Message<T>, done: false });
       return;
     }
-    this.queue.push(message);
+    if (this.count === this.queue.length) this.grow();
+    this.queue[(this.head + this.count) & (this.queue.length - 1)] = message;
+    this.count++;
+  }
+
+  private grow(): void {
+    const n = this.queue.length;
+    const q = new Array<Message | null>(n * 2).fill(null);
+    for (let k = 0; k < n; k++) q[k] = this.queue[(this.head + k) & (n - 1)]!;
+    this.queue = q;
+    this.head = 0;
   }
 
   /** @internal */
@@ -142,7 +171,7 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
   end(): void {
     if (this.ended) return;
     this.endReceived = true;
-    if (this.head >= this.queue.length && this.waiter !== null) {
+    if (this.count === 0 && this.waiter !== null) {
       const w = this.waiter;
       this.waiter = null;
       this.flushTaken();
@@ -152,12 +181,11 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
   }
 
   next(): Promise<IteratorResult<Message<T>>> {
-    if (this.head < this.queue.length) {
-      const m = this.queue[this.head++]!;
-      if (this.head === this.queue.length) {
-        this.queue = [];
-        this.head = 0;
-      }
+    if (this.count > 0) {
+      const m = this.queue[this.head]!;
+      this.queue[this.head] = null;
+      this.head = (this.head + 1) & (this.queue.length - 1);
+      this.count--;
       this.markTaken();
       return Promise.resolve({ value: m as Message<T>, done: false });
     }
@@ -178,8 +206,9 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
       this.flushTaken();
       if (!this.endReceived) this.conn.cancel(this.request);
       this.finish();
-      this.queue = [];
+      this.queue.fill(null);
       this.head = 0;
+      this.count = 0;
       if (this.waiter !== null) {
         this.waiter.resolve({ value: undefined, done: true });
         this.waiter = null;
@@ -198,7 +227,42 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     this.onEnd(this);
   }
 
+  /**
+   * With `holdCredit`: n messages taken from this iterator are finished, and the kernel may push
+   * that many more. Credit goes back in batches, as takes do.
+   *
+   * @example
+   * ```ts
+   * const jobs = box.messages({ prefetch: 8, holdCredit: true }) as MessageStream<Job>;
+   * for await (const m of jobs) void work(m.body).finally(() => jobs.returnCredit());
+   * ```
+   */
+  returnCredit(n = 1): void {
+    if (!this.holdCredit)
+      throw new InvalidArgumentError('returnCredit() is for an iterator opened with holdCredit: true');
+    if (!Number.isInteger(n) || n < 1 || n > this.held)
+      throw new InvalidArgumentError(
+        `returnCredit(${n}): ${this.held} taken messages have not given theirs back`,
+      );
+    this.held -= n;
+    if (this.ended) return;
+    const first = this.creditBack === 0;
+    this.creditBack += n;
+    if (this.creditBack >= this.batch) {
+      this.flushTaken();
+      this.conn.flush();
+    } else if (first) {
+      setImmediate(flushStreamTaken, this);
+    }
+  }
+
   private markTaken(): void {
+    if (this.holdCredit) {
+      // The kernel learns of each take at once, ahead of anything the work on it sends.
+      this.held++;
+      this.conn.take(this.request, 1, 0);
+      return;
+    }
     // Takes are acknowledged in batches, each returning the credit it used; a batch is written
     // at once so the kernel refills the window before this side runs dry.
     if (++this.taken >= this.batch) {
@@ -211,7 +275,14 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
 
   /** @internal */
   flushTaken(): void {
-    if (this.taken === 0 || (this.ended && !this.endReceived)) return;
+    if (this.ended && !this.endReceived) return;
+    if (this.holdCredit) {
+      if (this.creditBack === 0) return;
+      this.conn.take(this.request, 0, this.creditBack);
+      this.creditBack = 0;
+      return;
+    }
+    if (this.taken === 0) return;
     this.conn.take(this.request, this.taken, this.taken);
     this.taken = 0;
   }

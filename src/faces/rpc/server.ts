@@ -3,7 +3,7 @@
  * process that reads it with up to `concurrency` single receives outstanding, runs the handler
  * for each request it takes, and sends the answer to the caller's reply mailbox.
  */
-import type { Mailbox } from '../../client/mailbox.js';
+import type { Mailbox, MessageStream } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import type { PostboxProcess } from '../../client/process.js';
 import { AbortedError, InvalidArgumentError, NotFoundError, PostboxError } from '../../protocol/errors.js';
@@ -25,8 +25,9 @@ import {
 /** Options of {@link serve}. */
 export interface ServeOptions {
   /**
-   * Requests taken, and so handlers run, at once (default 64). The server keeps this many
-   * receives outstanding; a request beyond them stays in the service mailbox for another server.
+   * Requests taken, and so handlers run, at once (default 64). The server reads the service
+   * mailbox with this much credit, given back only as handlers finish; a request beyond them
+   * stays in the service mailbox for another server.
    */
   concurrency?: number;
 }
@@ -85,6 +86,10 @@ export async function serve<H extends object>(
     create: { system: true, policy: 'round-robin', requireReader: true, mode: 0o666 },
     role: 'read',
   });
+  if (box.info.order === 'priority') {
+    box.close();
+    throw new InvalidArgumentError(`'${name}' is a priority mailbox; a service takes its requests in order`);
+  }
   return new RpcServer(proc, service, handlers, box, control, concurrency);
 }
 
@@ -97,8 +102,10 @@ class RpcServer implements Server {
   private readonly handlers: Record<string, unknown>;
   private readonly box: Mailbox;
   private readonly control: ControlChannel;
-  private readonly slots: Promise<void>[] = [];
   private readonly jobs = new Set<ServerCall>();
+  /** Requests taken and not yet finished with (handled, refused or dropped). */
+  private inHand = 0;
+  private onIdle: (() => void) | null = null;
   private closing = false;
   private stopError: PostboxError | null = null;
   private readonly replyBoxes = new Map<number, Mailbox | Promise<Mailbox | null>>();
@@ -116,15 +123,15 @@ class RpcServer implements Server {
     this.handlers = handlers as Record<string, unknown>;
     this.box = box;
     this.control = control;
-    for (let i = 0; i < concurrency; i++) this.slots.push(this.slot());
-    this.closed = Promise.all(this.slots).then(() => this.stopError);
+    const requests = box.messages({ prefetch: concurrency, holdCredit: true }) as MessageStream;
+    this.closed = this.take(requests).then(() => this.stopError);
   }
 
   async close(options: { abort?: boolean } = {}): Promise<void> {
     if (!this.closing) {
       this.closing = true;
-      // Outstanding receives are cancelled; one the kernel answered first still brings its
-      // request, which is handled like any other (it was taken: it must be answered).
+      // The stream is cancelled: requests pushed to it and not yet taken go back to the service
+      // mailbox for another server; those taken are handled like any other (they must be answered).
       this.box.close();
     }
     if (options.abort === true)
@@ -132,22 +139,30 @@ class RpcServer implements Server {
     await this.closed;
   }
 
-  /** One of `concurrency` loops: take a request, handle it, take the next. */
-  private async slot(): Promise<void> {
-    while (!this.closing) {
-      let m: Message | null;
-      try {
-        m = await this.box.receive();
-      } catch (err) {
-        if (!this.closing) {
-          this.closing = true;
-          this.stopError = err instanceof PostboxError ? err : null;
-          this.box.close();
-        }
-        return;
+  /**
+   * Takes requests as the kernel pushes them and starts a handler for each. The stream's credit
+   * comes back only as requests are finished with, so at most `concurrency` are in hand: one
+   * stream instead of a receive per request, and no request held that another server could run.
+   */
+  private async take(requests: MessageStream): Promise<void> {
+    const finished = (): void => {
+      requests.returnCredit();
+      if (--this.inHand === 0 && this.onIdle !== null) this.onIdle();
+    };
+    try {
+      for await (const m of requests) {
+        this.inHand++;
+        this.handle(m).then(finished, finished);
       }
-      if (m !== null) await this.handle(m);
+    } catch (err) {
+      if (!this.closing) {
+        this.closing = true;
+        this.stopError = err instanceof PostboxError ? err : null;
+        this.box.close();
+      }
     }
+    // Stopped taking (closed, or the mailbox went): the requests in hand are still answered.
+    if (this.inHand > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
   }
 
   private async handle(m: Message): Promise<void> {
