@@ -5,6 +5,7 @@
 //   node raw-peer.js source <messages> <size> <path>[,<path>…]  splits the messages over the paths
 //   node raw-peer.js echo <path>                            writes back whatever arrives
 //   node raw-peer.js ping <path> <rounds> <size> <warmup> <inflight>
+//   node raw-peer.js relay <path> <target>                  forwards every byte to target and back
 
 import { once } from 'node:events';
 import { connect, createServer, type Socket } from 'node:net';
@@ -111,6 +112,25 @@ function echo(path: string): void {
   server.listen(path, () => say('ready'));
 }
 
+/**
+ * A process in the middle that does no work per message: each client's bytes go on to `target`
+ * as they came, and the answers back. Two hops and three processes with nothing but Node's
+ * sockets: the floor for any design that puts a broker between two processes.
+ */
+function relay(path: string, target: string): void {
+  const server = createServer((client: Socket) => {
+    client.setNoDelay(true);
+    const upstream = connect(target);
+    upstream.setNoDelay(true);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  server.on('error', fail);
+  server.listen(path, () => say('ready'));
+}
+
 async function ping(
   path: string,
   rounds: number,
@@ -171,6 +191,7 @@ if (role === 'sink') sink(rest[0]!, intArg(rest[1], 'connections', 1), intArg(re
 else if (role === 'source')
   source(intArg(rest[0], 'messages', 1), intArg(rest[1], 'size'), rest[2]!.split(',')).catch(fail);
 else if (role === 'echo') echo(rest[0]!);
+else if (role === 'relay') relay(rest[0]!, rest[1]!);
 else if (role === 'ping')
   ping(
     rest[0]!,

@@ -241,6 +241,15 @@ function sections(p: Peers): SectionDef[] {
       runs: RUNS,
       rows: [
         { id: 'raw', system: 'raw Unix socket (ceiling)', measure: () => raw.oneWay(n, size) },
+        ...(size === SIZE
+          ? [
+              {
+                id: 'raw-relay',
+                system: 'raw, through a byte relay (floor for a broker)',
+                measure: () => raw.relayOneWay(n, size),
+              },
+            ]
+          : []),
         {
           id: 'postbox-unix',
           system: 'Postbox (kernel, unix)',
@@ -300,6 +309,11 @@ function sections(p: Peers): SectionDef[] {
           id: 'raw',
           system: 'raw Unix socket (ceiling)',
           measure: () => rt(raw.pingPong(N.rounds, SIZE, N.warmup)),
+        },
+        {
+          id: 'raw-relay',
+          system: 'raw, through a byte relay (4 hops, floor for a broker)',
+          measure: () => rt(raw.pingPong(N.rounds, SIZE, N.warmup, 1, true)),
         },
         {
           id: 'postbox-unix',

@@ -82,12 +82,54 @@ export const raw = {
       return fan(sinkChildren, sourceChildren, messages);
     }),
 
-  /** Round trips through an echo process: latency with one in flight, calls/s with more. */
-  pingPong: (rounds: number, size: number, warmup: number, inflight = 1): Promise<RoundTripResult> =>
+  /**
+   * One way through a relay process that forwards bytes untouched (raw-peer.ts relay): two hops
+   * and three processes, with no work per message in the middle. The floor for a broker.
+   */
+  relayOneWay: (messages: number, size: number): Promise<Sample> =>
+    session('raw relay', LIMIT_MS, async (s) => {
+      const dir = s.dir('postbox-bench-raw-');
+      const sinkPath = join(dir, 'sink.sock');
+      const relayPath = join(dir, 'relay.sock');
+      const sink = s.add(nodeChild('raw sink', 'raw-peer', ['sink', sinkPath, '1', String(messages)]));
+      await sink.ready();
+      const relay = s.add(nodeChild('raw relay', 'raw-peer', ['relay', relayPath, sinkPath]));
+      await Promise.race([relay.ready(), anyFailure([sink, relay])]);
+      const source = s.add(
+        nodeChild('raw source', 'raw-peer', ['source', String(messages), String(size), relayPath]),
+      );
+      const failed = anyFailure([sink, relay, source]);
+      await Promise.race([source.ready(), failed]);
+      source.send('go');
+      const result = await Promise.race([sink.json<CountResult>(), failed]);
+      return rateOf([result], messages);
+    }),
+
+  /**
+   * Round trips through an echo process: latency with one in flight, calls/s with more. With
+   * `viaRelay`, through a relay process that forwards bytes untouched: four hops and three
+   * processes, the floor for a broker.
+   */
+  pingPong: (
+    rounds: number,
+    size: number,
+    warmup: number,
+    inflight = 1,
+    viaRelay = false,
+  ): Promise<RoundTripResult> =>
     session('raw ping-pong', LIMIT_MS, async (s) => {
-      const path = join(s.dir('postbox-bench-raw-'), 'echo.sock');
-      const echo = s.add(nodeChild('raw echo', 'raw-peer', ['echo', path]));
+      const dir = s.dir('postbox-bench-raw-');
+      const echoPath = join(dir, 'echo.sock');
+      const echo = s.add(nodeChild('raw echo', 'raw-peer', ['echo', echoPath]));
       await echo.ready();
+      const relays: Child[] = [];
+      let path = echoPath;
+      if (viaRelay) {
+        path = join(dir, 'relay.sock');
+        const relay = s.add(nodeChild('raw relay', 'raw-peer', ['relay', path, echoPath]));
+        relays.push(relay);
+        await Promise.race([relay.ready(), anyFailure([echo, relay])]);
+      }
       const ping = s.add(
         nodeChild('raw ping', 'raw-peer', [
           'ping',
@@ -98,7 +140,7 @@ export const raw = {
           String(inflight),
         ]),
       );
-      const failed = anyFailure([echo, ping]);
+      const failed = anyFailure([echo, ...relays, ping]);
       await Promise.race([ping.ready(), failed]);
       ping.send('go');
       return Promise.race([ping.json<RoundTripResult>(), failed]);
