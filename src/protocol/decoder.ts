@@ -33,33 +33,65 @@ export class FrameDecoder {
 
   /** Feeds a chunk; calls the handler for every complete frame. Throws {@link FrameError}. */
   push(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.partBytes > 0) {
-      this.parts.push(chunk);
-      this.partBytes += chunk.length;
-      if (this.partBytes < LENGTH_BYTES) return;
-      // Join the pieces holding the length once, so later pushes read it from the first part.
-      if (this.parts[0]!.length < LENGTH_BYTES) this.parts = [Buffer.concat(this.parts, this.partBytes)];
-      const need = this.frameSize(this.parts[0]!, 0);
-      if (this.partBytes < need) return;
-      buf = Buffer.concat(this.parts, this.partBytes);
-      this.parts = [];
-      this.partBytes = 0;
-    }
-    const total = buf.length;
     let pos = 0;
+    if (this.partBytes > 0) {
+      pos = this.completePart(chunk);
+      if (pos < 0) return;
+    }
+    const total = chunk.length;
     while (total - pos >= LENGTH_BYTES) {
-      const size = this.frameSize(buf, pos);
+      const size = this.frameSize(chunk, pos);
       if (total - pos < size) break;
-      this.onFrame(buf, pos, pos + size);
+      this.onFrame(chunk, pos, pos + size);
       pos += size;
     }
     if (pos < total) {
       // Copy the tail so a small remainder does not pin a large chunk.
-      const tail = Buffer.from(buf.subarray(pos));
+      const tail = Buffer.from(chunk.subarray(pos));
       this.parts.push(tail);
       this.partBytes = tail.length;
     }
+  }
+
+  /**
+   * A frame began in earlier chunks: finish it from the head of this one. Returns where the
+   * rest of the chunk begins, or -1 if the chunk did not finish it (it is kept). Only the frame
+   * is copied, not the chunk it ends in: with frames straddling nearly every chunk boundary,
+   * joining whole chunks would copy everything that arrives.
+   */
+  private completePart(chunk: Buffer): number {
+    if (this.partBytes < LENGTH_BYTES) {
+      if (this.partBytes + chunk.length < LENGTH_BYTES) {
+        this.parts.push(chunk);
+        this.partBytes += chunk.length;
+        return -1;
+      }
+      // Gather the length field into the first part.
+      const head = Buffer.concat([...this.parts, chunk.subarray(0, LENGTH_BYTES - this.partBytes)]);
+      const used = LENGTH_BYTES - this.partBytes;
+      this.parts = [head];
+      this.partBytes = LENGTH_BYTES;
+      const rest = this.completePart(chunk.subarray(used));
+      return rest < 0 ? -1 : rest + used;
+    }
+    const need = this.frameSize(this.parts[0]!, 0);
+    if (this.partBytes + chunk.length < need) {
+      this.parts.push(chunk);
+      this.partBytes += chunk.length;
+      return -1;
+    }
+    const frame = Buffer.allocUnsafe(need);
+    let at = 0;
+    for (const part of this.parts) {
+      part.copy(frame, at);
+      at += part.length;
+    }
+    const used = need - at;
+    chunk.copy(frame, at, 0, used);
+    this.parts = [];
+    this.partBytes = 0;
+    this.onFrame(frame, 0, need);
+    return used;
   }
 
   private frameSize(buf: Buffer, pos: number): number {
