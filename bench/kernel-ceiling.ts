@@ -1,0 +1,238 @@
+// The kernel's own ceiling: the one-way pump through a real kernel process, but with clients that
+// do nothing per message (hand-made SEND frames written in 64 KiB batches, DELIVER frames counted
+// and taken in batches: no promise per send, no Message per delivery). Run side by side with the
+// raw pump, the byte relay and the Postbox pump, it tells the kernel's cost from the client
+// library's. Not part of `npm run bench`.
+//
+//   node dist/bench/kernel-ceiling.js [--messages N] [--size B] [--runs N] [--window N] [--profile DIR]
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { FrameDecoder } from '../src/protocol/decoder.js';
+import { decodeJsonPayload, Off, Op, ReceiveFlag } from '../src/protocol/frame.js';
+import { callFrame, helloFrame, receiveFrame, sendFrame, takeFrame } from '../test/helpers/raw-peer.js';
+import { runPostboxPump } from './postbox.js';
+import { runRawPump } from './pump.js';
+import { raw } from './workloads.js';
+
+const SELF = fileURLToPath(import.meta.url);
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+const BATCH_BYTES = 64 * 1024;
+const STREAM_REQUEST = 2;
+
+/** Connects, says HELLO and waits for WELCOME; frames after that go to `onFrame`. */
+async function hello(
+  path: string,
+  onFrame: (buf: Buffer, start: number, end: number) => void,
+): Promise<Socket> {
+  const socket = connect(path);
+  await once(socket, 'connect');
+  let welcomed: (() => void) | null = null;
+  const welcome = new Promise<void>((resolve) => {
+    welcomed = resolve;
+  });
+  const decoder = new FrameDecoder(1 << 28, (buf, start, end) => {
+    if (welcomed !== null && buf[start + Off.OPCODE] === Op.WELCOME) {
+      welcomed();
+      welcomed = null;
+      return;
+    }
+    onFrame(buf, start, end);
+  });
+  socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+  socket.write(helloFrame({ pid: process.pid }));
+  await welcome;
+  return socket;
+}
+
+async function receiver(path: string, name: string, messages: number, credit: number): Promise<void> {
+  let created: ((id: number) => void) | null = null;
+  const mailboxId = new Promise<number>((resolve) => {
+    created = resolve;
+  });
+  let count = 0;
+  let taken = 0;
+  let start = 0;
+  let socket: Socket | null = null;
+  const batch = Math.max(1, credit >> 2);
+  socket = await hello(path, (buf, s, e) => {
+    const op = buf[s + Off.OPCODE];
+    if (op === Op.DELIVER) {
+      if (count === 0) start = performance.now();
+      taken++;
+      if (++count === messages) {
+        const ms = performance.now() - start;
+        process.stdout.write(`${JSON.stringify({ received: count, ms })}\n`, () => process.exit(0));
+        return;
+      }
+      if (taken >= batch) {
+        socket!.write(takeFrame(STREAM_REQUEST, taken, taken));
+        taken = 0;
+      }
+    } else if (op === Op.RESULT && created !== null) {
+      created((decodeJsonPayload(buf, s, e) as { id: number }).id);
+      created = null;
+    } else if (op === Op.ERROR) {
+      throw new Error(`kernel error: ${JSON.stringify(decodeJsonPayload(buf, s, e))}`);
+    }
+  });
+  socket.write(callFrame(1, { op: 'create', name, mode: 0o666, maxBytes: 2 ** 31 }));
+  const id = await mailboxId;
+  socket.write(receiveFrame({ request: STREAM_REQUEST, target: id, flags: ReceiveFlag.STREAM, credit }));
+  // The stream is registered before the sender's first frame: the kernel handles frames in order,
+  // and a PING answered after it proves the RECEIVE was read.
+  process.stdout.write(`ready ${id}\n`);
+}
+
+async function sender(
+  path: string,
+  target: number,
+  messages: number,
+  size: number,
+  window: number,
+): Promise<void> {
+  let acked = 0;
+  let onAck: (() => void) | null = null;
+  const socket = await hello(path, (buf, s) => {
+    const op = buf[s + Off.OPCODE];
+    if (op === Op.ACK) {
+      acked = buf.readUInt32LE(s + Off.REQUEST);
+      onAck?.();
+    } else if (op !== Op.SENT && op !== Op.PONG) {
+      throw new Error(`unexpected opcode 0x${op?.toString(16)} from the kernel`);
+    }
+  });
+  const template = sendFrame({ request: 0, target, body: Buffer.alloc(size, 0x61) });
+  const frame = template.length;
+  const perBatch = Math.max(1, Math.floor(BATCH_BYTES / frame));
+  let sent = 0;
+  while (sent < messages) {
+    const room = window - (sent - acked);
+    if (room <= 0) {
+      await new Promise<void>((resolve) => {
+        onAck = resolve;
+      });
+      onAck = null;
+      continue;
+    }
+    const n = Math.min(perBatch, messages - sent, room);
+    const batch = Buffer.allocUnsafe(n * frame);
+    for (let i = 0; i < n; i++) {
+      template.copy(batch, i * frame);
+      batch.writeUInt32LE(++sent, i * frame + Off.REQUEST);
+    }
+    if (!socket.write(batch)) await once(socket, 'drain');
+  }
+  while (acked < messages) {
+    await new Promise<void>((resolve) => {
+      onAck = resolve;
+    });
+  }
+  process.exit(0);
+}
+
+/** Starts a child and resolves with the first line matching `ready`. */
+function start(args: string[], ready: RegExp): Promise<{ child: ChildProcess; line: string }> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout! });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${args.join(' ')}: not ready in 10 s`)), 10_000);
+    lines.on('line', (line) => {
+      if (!ready.test(line)) return;
+      clearTimeout(timer);
+      resolve({ child, line });
+    });
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)));
+  });
+}
+
+async function kernelCeiling(
+  messages: number,
+  size: number,
+  window: number,
+  profile: string[],
+): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'pb-kernel-ceiling-'));
+  const path = join(dir, 'k.sock');
+  const children: ChildProcess[] = [];
+  try {
+    const kernel = await start(
+      [...profile, CLI, 'kernel', '--socket', path, '--quiet'],
+      /listening on unix:/,
+    );
+    children.push(kernel.child);
+    const recv = await start([SELF, 'receiver', path, 'ceiling', String(messages), '4096'], /^ready /);
+    children.push(recv.child);
+    const lines = createInterface({ input: recv.child.stdout! });
+    const result = new Promise<{ ms: number }>((resolve) =>
+      lines.on('line', (l) => {
+        if (l.startsWith('{')) resolve(JSON.parse(l) as { ms: number });
+      }),
+    );
+    const id = recv.line.split(' ')[1]!;
+    const send = spawn(
+      process.execPath,
+      [SELF, 'sender', path, id, String(messages), String(size), String(window)],
+      {
+        stdio: 'inherit',
+      },
+    );
+    children.push(send);
+    const { ms } = await result;
+    return (messages / ms) * 1000;
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGINT');
+    await Promise.all(children.map((c) => (c.exitCode === null ? once(c, 'exit') : null)));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      messages: { type: 'string', default: '1000000' },
+      size: { type: 'string', default: '100' },
+      runs: { type: 'string', default: '3' },
+      window: { type: 'string', default: '1024' },
+      profile: { type: 'string' },
+    },
+  });
+  const messages = Number(values.messages);
+  const size = Number(values.size);
+  const window = Number(values.window);
+  // The kernel's V8 profile (written when it exits on SIGINT), to see its cost with no client cost.
+  const profile = values.profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${values.profile}`];
+  for (let i = 0; i < Number(values.runs); i++) {
+    const rawRate = (await runRawPump({ messages, size })).msgsPerSec;
+    const relay = (await raw.relayOneWay(messages, size)).value;
+    const ceiling = await kernelCeiling(messages, size, window, profile);
+    const pump = (await runPostboxPump({ messages, size, transport: 'unix', window, prefetch: 4096 }))
+      .msgsPerSec;
+    const r = (x: number): string => `${fmt(x)} (${(x / rawRate).toFixed(2)}×)`;
+    console.log(
+      `raw ${fmt(rawRate)}; byte relay ${r(relay)}; kernel with raw clients ${r(ceiling)}; Postbox clients ${r(pump)}`,
+    );
+  }
+}
+
+const [role, ...rest] = process.argv.slice(2);
+const die = (err: unknown): never => {
+  process.stderr.write(
+    `kernel-ceiling: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
+  process.exit(1);
+};
+if (role === 'receiver') receiver(rest[0]!, rest[1]!, Number(rest[2]), Number(rest[3])).catch(die);
+else if (role === 'sender')
+  sender(rest[0]!, Number(rest[1]), Number(rest[2]), Number(rest[3]), Number(rest[4])).catch(die);
+else main().catch(die);
