@@ -164,6 +164,7 @@ describe('sharing, rights and termination', () => {
     );
     await owner.do({ cmd: 'revoke', mb: name, process: p2.pid });
     assert.equal((await p2.do({ cmd: 'receive', mb: name, opts: { nowait: true } })).code, 'EACCES');
+    assert.equal((await p3.do({ cmd: 'send', mb: name, body: 'before chmod' })).event, 'ok');
     await owner.do({ cmd: 'chmod', mb: name, mode: 0o600 });
     const noSend = await p3.do({ cmd: 'send', mb: name, body: 'x' });
     assert.equal(noSend.code, 'EACCES');

@@ -158,6 +158,7 @@ const handlers: Record<string, Handler> = {
     const mb = find(k, a);
     ownerOnly(p, mb, 'change the mode of');
     mb.mode = parseMode(a.mode);
+    mb.rightsChanged++;
     mb.times.changeTime = k.now;
     return describe(k, mb);
   },
@@ -165,6 +166,7 @@ const handlers: Record<string, Handler> = {
     const mb = find(k, a);
     ownerOnly(p, mb, 'grant rights on');
     mb.group.add(findProcess(k, a.process).id);
+    mb.rightsChanged++;
     mb.times.changeTime = k.now;
     return describe(k, mb);
   },
@@ -172,6 +174,7 @@ const handlers: Record<string, Handler> = {
     const mb = find(k, a);
     ownerOnly(p, mb, 'revoke rights on');
     mb.group.delete(findProcess(k, a.process).id);
+    mb.rightsChanged++;
     mb.times.changeTime = k.now;
     return describe(k, mb);
   },
@@ -181,6 +184,7 @@ const handlers: Record<string, Handler> = {
     const q = findProcess(k, a.process);
     mb.owner?.owned.delete(mb);
     mb.owner = q;
+    mb.rightsChanged++;
     q.owned.add(mb);
     mb.times.changeTime = k.now;
     return describe(k, mb);

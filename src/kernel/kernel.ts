@@ -37,6 +37,9 @@ export interface KernelOptions {
   log?: (line: string) => void;
 }
 
+/** Scratch for the clock's bytes. */
+const CLOCK = Buffer.alloc(8);
+
 /** Largest frame accepted before HELLO. */
 const HELLO_MAX_FRAME = 64 * 1024;
 
@@ -51,7 +54,10 @@ export const KERNEL_VERSION = '0.1.0';
 export class Kernel implements MailboxHost {
   readonly limits: KernelLimits;
   readonly slab = new Slab();
-  now = Date.now();
+  now = 0;
+  /** `now` as the two little-endian words of a float64, as it is stamped into every message. */
+  nowLo = 0;
+  nowHi = 0;
   totalBytes = 0;
   readonly processes = new Map<number, KernelProcess>();
   readonly processByName = new Map<string, KernelProcess>();
@@ -79,6 +85,7 @@ export class Kernel implements MailboxHost {
     this.token = options.token === undefined ? null : Buffer.from(options.token);
     this.log = options.log ?? (() => {});
     this.helloTimeoutMs = Math.min(3 * this.limits.heartbeatMs, 10_000);
+    this.tick();
     this.heartbeat = setInterval(() => this.checkHeartbeats(), this.limits.heartbeatMs);
     this.heartbeat.unref();
   }
@@ -96,7 +103,7 @@ export class Kernel implements MailboxHost {
     this.connections.add(p);
     socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => {
-      this.now = Date.now();
+      this.tick();
       p.lastHeard = this.now;
       try {
         p.decoder.push(chunk);
@@ -118,6 +125,15 @@ export class Kernel implements MailboxHost {
     socket.on('error', () => {});
     socket.on('close', () => this.terminate(p, p.saidBye ? 'exit' : 'crash'));
     return p;
+  }
+
+  /** Reads the clock for this turn, once for every message stamped in it. */
+  tick(): void {
+    const now = Date.now();
+    this.now = now;
+    CLOCK.writeDoubleLE(now, 0);
+    this.nowLo = CLOCK.readUInt32LE(0);
+    this.nowHi = CLOCK.readUInt32LE(4);
   }
 
   markDirty(p: Peer): void {
@@ -428,8 +444,16 @@ export class Kernel implements MailboxHost {
         mb,
       );
     }
-    const denied = this.checkRight(p, mb, 2);
-    if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb);
+    // A run of sends to one mailbox checks the right once: the answer holds until the mailbox's
+    // mode, group or owner changes. (Pairs and POSIX handles are checked every time.)
+    if (p.sendRight !== mb || p.sendRightAt !== mb.rightsChanged) {
+      const denied = this.checkRight(p, mb, 2);
+      if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb);
+      if (!mb.rightsAtOpen && mb.policy !== 'pair') {
+        p.sendRight = mb;
+        p.sendRightAt = mb.rightsChanged;
+      }
+    }
     if (mb.unread() && (flags & SendFlag.WITHOUT_READER) === 0) {
       return this.replyError(p, request, 'EPIPE', `nobody is reading ${mb.label}`, mb);
     }
@@ -663,6 +687,7 @@ export class Kernel implements MailboxHost {
     for (const mb of [...p.owned]) {
       if (mb.systemOwned) {
         mb.owner = null;
+        mb.rightsChanged++;
         p.owned.delete(mb);
       } else {
         this.removeMailbox(mb, `its owner ${p.label} terminated`);

@@ -22,6 +22,9 @@ export interface MailboxHost {
   readonly slab: Slab;
   /** The kernel's clock for this turn (ms since epoch). */
   readonly now: number;
+  /** The same as the little-endian words of a float64, to stamp without converting per message. */
+  readonly nowLo: number;
+  readonly nowHi: number;
   /** Bytes queued in all mailboxes; the global memory limit applies to it. */
   totalBytes: number;
   /** Called when a process has output to flush. */
@@ -233,6 +236,8 @@ export class Mailbox {
   readonly systemOwned: boolean;
   /** Processes the owner granted rights to: the mode's "group". */
   readonly group = new Set<number>();
+  /** Counts changes of mode, group or owner: a send right checked before a change is checked again. */
+  rightsChanged = 0;
   /** The process holding the receive right of an exclusive mailbox, or the two ends of a pair. */
   readonly holders: number[] = [];
   /** Messages delivered to receivers and not yet taken: they still count toward capacity. */
@@ -364,7 +369,7 @@ export class Mailbox {
     const host = this.host;
     const bodyBytes = end - start - MESSAGE_HEAD_BYTES;
     const untilTaken = receipt || this.rendezvous;
-    buf.writeUInt32LE(peer.id, start + Off.SENDER);
+    putU32(buf, start + Off.SENDER, peer.id);
 
     if (this.rendezvous) {
       // Rendezvous: the message passes only to a receiver waiting now.
@@ -489,7 +494,8 @@ export class Mailbox {
   private accept(buf: Buffer, start: number, from: Peer): void {
     this.seq++;
     writeInt64(buf, this.seq, start + Off.SEQ);
-    buf.writeDoubleLE(this.host.now, start + Off.TIME);
+    putU32(buf, start + Off.TIME, this.host.nowLo);
+    putU32(buf, start + Off.TIME + 4, this.host.nowHi);
     this.sent++;
     this.times.lastSendTime = this.host.now;
     this.times.lastSendProcess = from.id;

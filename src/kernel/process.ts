@@ -41,6 +41,9 @@ export class KernelProcess implements Peer {
   readonly watching = new Map<number, KernelProcess>();
   /** The mailbox of its last SEND (consecutive sends usually share one). */
   lastMailbox: Mailbox | null = null;
+  /** The mailbox this process last passed the send check on, and its rights' version then. */
+  sendRight: Mailbox | null = null;
+  sendRightAt = 0;
   congested = false;
   terminated = false;
   /** It said goodbye before closing: a clean exit. */
