@@ -18,6 +18,7 @@ import {
   type CodecCode,
   decodeJsonPayload,
   encodeJsonFrame,
+  getU32,
   HEAD_BYTES,
   MESSAGE_HEAD_BYTES,
   NO_MAX_SIZE,
@@ -160,6 +161,9 @@ export class Connection {
   // Sends awaiting the cumulative ACK, in request order: parallel arrays, no object per send.
   private readonly acks = new AckQueue<SendResult, PostboxError>();
   private readonly pending = new Map<number, Pending>();
+  /** The stream that had the last delivery (request id, 0 if none), so a run needs no lookup. */
+  private lastStream = 0;
+  private lastSink: StreamSink | null = null;
   /** Requests waiting on each AbortSignal. */
   private readonly signals = new WeakMap<AbortSignal, Set<number>>();
   private readonly monitors = new Map<number, (event: Record<string, unknown>) => void>();
@@ -629,16 +633,23 @@ export class Connection {
 
   private onFrame(buf: Buffer, start: number, end: number): void {
     const op = buf[start + Off.OPCODE]!;
-    const request = buf.readUInt32LE(start + Off.REQUEST);
+    const request = getU32(buf, start + Off.REQUEST);
     switch (op) {
       case Op.DELIVER: {
+        // Deliveries come in runs for one stream: the last one is kept at hand.
+        if (request === this.lastStream) {
+          this.lastSink!.deliver(new Message(buf, start, end));
+          return;
+        }
         const entry = this.pending.get(request);
         if (entry === undefined) return;
         const message = new Message(buf, start, end);
         if (entry.kind === 'stream') {
+          this.lastStream = request;
+          this.lastSink = entry.sink!;
           entry.sink!.deliver(message);
         } else {
-          this.pending.delete(request);
+          this.forget(request);
           this.take(request, 1, 0);
           (entry.resolve as (m: Message) => void)(message);
         }
@@ -666,7 +677,7 @@ export class Connection {
       case Op.END: {
         const entry = this.pending.get(request);
         if (entry?.kind === 'stream') {
-          this.pending.delete(request);
+          this.forget(request);
           entry.sink!.end();
           return;
         }
@@ -719,7 +730,7 @@ export class Connection {
   private settle(request: number, value: unknown, err: PostboxError | null): void {
     const entry = this.pending.get(request);
     if (entry !== undefined) {
-      this.pending.delete(request);
+      this.forget(request);
       if (err === null) (entry.resolve as (v: unknown) => void)(value);
       else entry.reject(err.code === 'ECANCELED' && entry.cancelAs !== undefined ? entry.cancelAs : err);
       return;
@@ -728,6 +739,14 @@ export class Connection {
     if (send === null) return;
     if (err === null) send.resolve(value as SendResult);
     else send.reject(err);
+  }
+
+  private forget(request: number): void {
+    this.pending.delete(request);
+    if (request === this.lastStream) {
+      this.lastStream = 0;
+      this.lastSink = null;
+    }
   }
 
   /** Ends the connection: every pending operation fails with err. */
@@ -740,6 +759,8 @@ export class Connection {
     this.acks.failAll(err);
     const pending = [...this.pending.values()];
     this.pending.clear();
+    this.lastStream = 0;
+    this.lastSink = null;
     for (const entry of pending) entry.reject(err);
     for (const fn of this.onClose) fn(err);
     this.onClose.clear();
