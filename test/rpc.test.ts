@@ -319,6 +319,33 @@ describe('RPC', () => {
     );
   });
 
+  test('requests off the wire: malformed is EINVAL, an unknown method ENOENT, a non-request ignored', async () => {
+    // The documented wire form (docs/rpc.md), sent by hand: [id, method, args, reply].
+    const service = await proc.openMailbox('rpc:calc');
+    const replies = await proc.createMailbox(null, { mode: 0o622 });
+    const raw = { codec: 'msgpack' } as const;
+    await service.send({ not: 'a request' }, raw);
+    await service.send([1, 42, [], replies.id], raw);
+    await service.send([2, 'noSuchMethod', [], replies.id], raw);
+    await service.send([3, 'add', [2, 3], replies.id], raw);
+    const answers = new Map<number, unknown[]>();
+    for (let i = 0; i < 3; i++) {
+      const m = await replies.receive({ timeout: 10_000 });
+      const body = m!.body as unknown[];
+      answers.set(body[0] as number, body);
+    }
+    const err = (id: number) => answers.get(id)![2] as { code: string; message: string; rpc: boolean };
+    assert.equal(answers.get(1)![1], 1, 'an error answer');
+    assert.equal(err(1).code, 'EINVAL');
+    assert.match(err(1).message, /a malformed request to 'calc'/);
+    assert.equal(err(2).code, 'ENOENT');
+    assert.match(err(2).message, /has no method 'noSuchMethod'/);
+    assert.deepEqual(answers.get(3), [3, 0, 5], 'the server goes on: [id, 0, value]');
+    assert.equal(await replies.receive({ nowait: true }), null, 'nothing answers a non-request');
+    service.close();
+    await replies.delete();
+  });
+
   test('an abort reaches the running handler: its ctx.signal aborts', async () => {
     const ac = new AbortController();
     const p = calc.$with({ signal: ac.signal }).sleep(10_000, 'abort-me');

@@ -19,7 +19,8 @@ import {
   controlMailbox,
   type ReplyBody,
   ReplyType,
-  type RequestBody,
+  replyFromWire,
+  requestToWire,
   serviceMailbox,
 } from './wire.js';
 
@@ -143,10 +144,11 @@ export class Caller {
   }
 
   private dispatch(rec: CallRecord, args: unknown[], box: Mailbox, reply: Mailbox, wait: boolean): void {
-    const body: RequestBody =
+    const body = requestToWire(
       rec.deadline === undefined
         ? { id: rec.id, method: rec.method, args, reply: reply.id }
-        : { id: rec.id, method: rec.method, args, reply: reply.id, deadline: rec.deadline };
+        : { id: rec.id, method: rec.method, args, reply: reply.id, deadline: rec.deadline },
+    );
     const options =
       rec.sendAbort === null
         ? wait
@@ -313,7 +315,8 @@ export class Caller {
           if (m.sender === this.proc.id) this.onFence((body as { fence: number }).fence);
           continue;
         }
-        this.onReply(m.sender, body as ReplyBody);
+        const answer = replyFromWire(body);
+        if (answer !== null) this.onReply(m.sender, answer);
       }
     } catch (err) {
       failure = err;

@@ -25,7 +25,8 @@ const channels = new WeakMap<PostboxProcess, ControlChannel>();
 export class ControlChannel {
   private readonly proc: PostboxProcess;
   private ready: Promise<void> | null = null;
-  private readonly jobs = new Map<string, Job>();
+  /** Calls being handled, by caller process, then call id: no key to build per call. */
+  private readonly jobs = new Map<number, Map<number, Job>>();
   private readonly watching = new Map<number, Set<() => void>>();
 
   private constructor(proc: PostboxProcess) {
@@ -67,7 +68,7 @@ export class ControlChannel {
           continue;
         }
         if (typeof body !== 'object' || body === null || typeof body.id !== 'number') continue;
-        const job = this.jobs.get(jobKey(m.sender, body.id));
+        const job = this.jobs.get(m.sender)?.get(body.id);
         if (job === undefined) continue; // finished already: nothing to cancel
         if (m.type === ControlType.CANCEL) job.cancel();
         else if (m.type === ControlType.START && typeof body.to === 'number') job.onStart?.(body.to);
@@ -79,14 +80,20 @@ export class ControlChannel {
   }
 
   /** Makes a call findable by CANCEL and START from its caller. */
-  add(caller: number, id: number, job: Job): string {
-    const key = jobKey(caller, id);
-    this.jobs.set(key, job);
-    return key;
+  add(caller: number, id: number, job: Job): void {
+    let calls = this.jobs.get(caller);
+    if (calls === undefined) {
+      calls = new Map();
+      this.jobs.set(caller, calls);
+    }
+    calls.set(id, job);
   }
 
-  remove(key: string): void {
-    this.jobs.delete(key);
+  remove(caller: number, id: number): void {
+    const calls = this.jobs.get(caller);
+    if (calls === undefined) return;
+    calls.delete(id);
+    if (calls.size === 0) this.jobs.delete(caller);
   }
 
   /**
@@ -109,10 +116,6 @@ export class ControlChannel {
     const set = waiting;
     return () => set.delete(onDown);
   }
-}
-
-function jobKey(caller: number, id: number): string {
-  return `${caller}:${id}`;
 }
 
 /**

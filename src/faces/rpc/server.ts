@@ -3,6 +3,7 @@
  * process that reads it with up to `concurrency` single receives outstanding, runs the handler
  * for each request it takes, and sends the answer to the caller's reply mailbox.
  */
+import type { SendOptions } from '../../client/connection.js';
 import type { Mailbox, MessageStream } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import type { PostboxProcess } from '../../client/process.js';
@@ -15,7 +16,8 @@ import {
   isAsyncIterable,
   type ReplyBody,
   ReplyType,
-  type RequestBody,
+  replyToWire,
+  requestFromWire,
   StreamType,
   serviceMailbox,
   toWireError,
@@ -47,6 +49,8 @@ export interface Server {
   /** Resolves when the server has stopped: null after close(), or the error that stopped it (e.g. EIDRM). */
   readonly closed: Promise<PostboxError | null>;
 }
+
+const REPLY: SendOptions = Object.freeze({ codec: 'msgpack', type: ReplyType.REPLY });
 
 /** Handles on callers' reply mailboxes kept open by a server process (least recently used go first). */
 const MAX_REPLY_HANDLES = 1024;
@@ -166,14 +170,18 @@ class RpcServer implements Server {
   }
 
   private async handle(m: Message): Promise<void> {
-    let req: RequestBody;
+    let req: ReturnType<typeof requestFromWire>;
     try {
-      req = m.body as RequestBody;
+      req = requestFromWire(m.body);
     } catch {
       return; // not a request we can read, and no one to tell
     }
-    if (typeof req !== 'object' || req === null || !Number.isSafeInteger(req.reply) || req.reply < 1) return;
-    const { id, method, args, deadline } = req;
+    if (req === null || !Number.isSafeInteger(req.reply) || (req.reply as number) < 1) return;
+    const reply = req.reply as number;
+    const { method, args } = req;
+    // Checked just below, before any use as such.
+    const id = req.id as number;
+    const deadline = req.deadline as number | undefined;
     const caller = m.sender;
     if (
       !Number.isSafeInteger(id) ||
@@ -181,7 +189,7 @@ class RpcServer implements Server {
       !Array.isArray(args) ||
       (deadline !== undefined && typeof deadline !== 'number')
     ) {
-      this.reply(req.reply, caller, {
+      this.reply(reply, caller, {
         id,
         error: rpcError('EINVAL', `a malformed request to '${this.service}'`),
       });
@@ -190,7 +198,7 @@ class RpcServer implements Server {
     if (deadline !== undefined && Date.now() >= deadline) return; // the caller has given up
     const fn = this.lookup(method);
     if (fn === null) {
-      this.reply(req.reply, caller, {
+      this.reply(reply, caller, {
         id,
         error: rpcError('ENOENT', `service '${this.service}' has no method '${method}'`),
       });
@@ -200,28 +208,28 @@ class RpcServer implements Server {
     this.running++;
     const job = new ServerCall(caller, this.service, method, deadline);
     this.jobs.add(job);
-    const key = this.control.add(caller, id, job);
+    this.control.add(caller, id, job);
     try {
       const full = args;
       while (full.length < fn.length - 1) full.push(undefined);
       full.push(job);
       const result: unknown = await fn.apply(this.handlers, full);
       if (isAsyncIterable(result)) {
-        await this.stream(job, caller, id, req.reply, result);
+        await this.stream(job, caller, id, reply, result);
       } else if (!job.gaveUp) {
         const bad = unsendable(result, 'the result');
         if (bad !== null)
-          this.reply(req.reply, caller, {
+          this.reply(reply, caller, {
             id,
             error: rpcError('EINVAL', `${this.service}.${method}: ${bad}`),
           });
-        else this.reply(req.reply, caller, { id, ok: result });
+        else this.reply(reply, caller, { id, ok: result });
       }
     } catch (err) {
-      if (!job.gaveUp) this.reply(req.reply, caller, { id, error: toWireError(err) });
+      if (!job.gaveUp) this.reply(reply, caller, { id, error: toWireError(err) });
     } finally {
       job.done();
-      this.control.remove(key);
+      this.control.remove(caller, id);
       this.jobs.delete(job);
       this.running--;
     }
@@ -362,7 +370,7 @@ class RpcServer implements Server {
   }
 
   private sendReply(to: number, box: Mailbox, body: ReplyBody): void {
-    box.send(body, { codec: 'msgpack', type: ReplyType.REPLY }).catch((err: unknown) => {
+    box.send(replyToWire(body), REPLY).catch((err: unknown) => {
       if (!(err instanceof PostboxError)) return;
       if (err.code === 'ENOENT' || err.code === 'EIDRM') {
         // A caller that terminated: its reply is dropped (its ids are never reused).
