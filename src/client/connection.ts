@@ -544,8 +544,8 @@ export class Connection {
     const w = this.writer;
     const o = w.reserve(TAKE_FRAME_BYTES);
     writeHead(w.buf, o, TAKE_FRAME_BYTES, Op.TAKE, 0, 0, request);
-    w.buf.writeUInt32LE(taken, o + Off.T_TAKEN);
-    w.buf.writeUInt32LE(credit, o + Off.T_CREDIT);
+    putU32(w.buf, o + Off.T_TAKEN, taken);
+    putU32(w.buf, o + Off.T_CREDIT, credit);
     w.commit(TAKE_FRAME_BYTES);
   }
 

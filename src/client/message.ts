@@ -1,5 +1,5 @@
 import { type CodecName, codecName, decodeBody } from '../protocol/codec.js';
-import { MESSAGE_HEAD_BYTES, Off, readInt64 } from '../protocol/frame.js';
+import { getU32, MESSAGE_HEAD_BYTES, Off, readInt64 } from '../protocol/frame.js';
 
 /**
  * A received message: its header, and its body as bytes (`data`) or decoded by its codec
@@ -33,7 +33,7 @@ export class Message<T = unknown> {
   }
   /** Id of the process that sent it. */
   get sender(): number {
-    return this.buf.readUInt32LE(this.start + Off.SENDER);
+    return getU32(this.buf, this.start + Off.SENDER);
   }
   /** Message type, a positive integer (System V's mtype); default 1. */
   get type(): number {
@@ -49,7 +49,7 @@ export class Message<T = unknown> {
   }
   /** Id of the mailbox it came from. */
   get mailbox(): number {
-    return this.buf.readUInt32LE(this.start + Off.TARGET);
+    return getU32(this.buf, this.start + Off.TARGET);
   }
   /** Codec tag of the body. */
   get codec(): CodecName | 'unknown' {

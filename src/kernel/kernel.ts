@@ -13,6 +13,7 @@ import {
   OnFull,
   Op,
   PROTOCOL_VERSION,
+  putU32,
   RECEIVE_FRAME_BYTES,
   ReceiveFlag,
   readInt64,
@@ -187,8 +188,8 @@ export class Kernel implements MailboxHost {
     const o = w.reserve(SENT_FRAME_BYTES);
     const b = w.buf;
     writeHead(b, o, SENT_FRAME_BYTES, Op.SENT, 0, outcome, request);
-    b.writeUInt32LE(receiver, o + Off.S_RECEIVER);
-    b.writeUInt32LE(0, o + Off.S_RESERVED);
+    putU32(b, o + Off.S_RECEIVER, receiver);
+    putU32(b, o + Off.S_RESERVED, 0);
     writeInt64(b, seq, o + Off.S_SEQ);
     w.commit(SENT_FRAME_BYTES);
     this.markDirty(p);
@@ -531,12 +532,12 @@ export class Kernel implements MailboxHost {
   private handleTake(p: KernelProcess, buf: Buffer, start: number, end: number): void {
     if (end - start !== TAKE_FRAME_BYTES)
       return this.fatal(p, 'EPROTO', `TAKE frame must be ${TAKE_FRAME_BYTES} bytes, got ${end - start}`);
-    const request = buf.readUInt32LE(start + Off.REQUEST);
+    const request = getU32(buf, start + Off.REQUEST);
     const w = p.receives.get(request);
     // A receive that ended (its mailbox removed) may still see TAKEs that crossed the error.
     if (w === undefined) return;
-    const taken = buf.readUInt32LE(start + Off.T_TAKEN);
-    const more = buf.readUInt32LE(start + Off.T_CREDIT);
+    const taken = getU32(buf, start + Off.T_TAKEN);
+    const more = getU32(buf, start + Off.T_CREDIT);
     const mb = w.mailbox;
     if (!mb.take(w, taken)) {
       return this.replyError(

@@ -1,4 +1,4 @@
-import { HEAD_BYTES, LENGTH_BYTES } from './frame.js';
+import { getU32, HEAD_BYTES, LENGTH_BYTES } from './frame.js';
 
 /** Receives each whole frame as a range of a buffer, so no view is allocated per frame. */
 export type FrameHandler = (buf: Buffer, start: number, end: number) => void;
@@ -95,7 +95,7 @@ export class FrameDecoder {
   }
 
   private frameSize(buf: Buffer, pos: number): number {
-    const size = buf.readUInt32LE(pos) + LENGTH_BYTES;
+    const size = getU32(buf, pos) + LENGTH_BYTES;
     if (size < HEAD_BYTES)
       throw new FrameError(`frame length ${size - LENGTH_BYTES} is below the minimum of 8`);
     if (size > this.maxFrameBytes) {

@@ -193,11 +193,12 @@ export function writeHead(
   aux: number,
   request: number,
 ): void {
-  buf.writeUInt32LE(size - LENGTH_BYTES, off);
+  putU32(buf, off, size - LENGTH_BYTES);
   buf[off + 4] = op;
   buf[off + 5] = flags;
-  buf.writeUInt16LE(aux, off + 6);
-  buf.writeUInt32LE(request, off + 8);
+  buf[off + 6] = aux;
+  buf[off + 7] = aux >>> 8;
+  putU32(buf, off + 8, request);
 }
 
 /** Encodes a frame with a JSON payload (HELLO, CALL, WELCOME, RESULT, ERROR, EVENT). */
