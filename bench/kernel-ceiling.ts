@@ -211,7 +211,10 @@ async function main(): Promise<void> {
   const size = Number(values.size);
   const window = Number(values.window);
   // The kernel's V8 profile (written when it exits on SIGINT), to see its cost with no client cost.
-  const profile = values.profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${values.profile}`];
+  const profile =
+    values.profile === undefined
+      ? []
+      : ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${values.profile}`];
   for (let i = 0; i < Number(values.runs); i++) {
     const rawRate = (await runRawPump({ messages, size })).msgsPerSec;
     const relay = (await raw.relayOneWay(messages, size)).value;

@@ -454,7 +454,15 @@ export class Mailbox {
         Outcome.REPLACED_OLDEST,
       );
     }
-    return this.admit(peer, buf, start, end, request, bodyBytes, receipt, timeoutMs, Outcome.QUEUED);
+    if (receipt)
+      return this.admit(peer, buf, start, end, request, bodyBytes, true, timeoutMs, Outcome.QUEUED);
+    // The common case, by the shortest road (admit and place, unrolled): accepted, then straight
+    // to a waiting receiver where the bytes lie, or into the store; covered by the ACK.
+    this.accept(buf, start, peer);
+    const w = this.findReceiver(buf, start, bodyBytes);
+    if (w !== null) this.deliver(w, buf, start, end - start, null, buf !== this.ring);
+    else this.enqueue(buf, start, end, bodyBytes, null);
+    return 'done';
   }
 
   private admit(
