@@ -139,6 +139,10 @@ for (const transport of ['unix', 'tcp'] as const) {
         /returnCredit\(\) is for an iterator opened with holdCredit: true/,
       );
       await plain.return();
+      assert.throws(
+        () => mb.messages({ prefetch: 0, holdCredit: true }),
+        /holdCredit needs an iterator that is pushed ahead; prefetch 0 is read one message at a time/,
+      );
       await mb.delete();
     });
 

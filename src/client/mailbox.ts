@@ -346,7 +346,14 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   /** Iterates messages as they come, with the kernel pushing ahead within `prefetch`. */
   messages(options: IterateOptions = {}): AsyncIterableIterator<Message<T>> {
     if (this.closed) throw this.closedError();
-    if (this.info.order === 'priority' || options.prefetch === 0) return this.oneAtATime(options);
+    if (this.info.order === 'priority' || options.prefetch === 0) {
+      // Nothing is pushed ahead here, so there is no credit to hold.
+      if (options.holdCredit === true)
+        throw new InvalidArgumentError(
+          `holdCredit needs an iterator that is pushed ahead; ${this.info.order === 'priority' ? 'a priority mailbox' : 'prefetch 0'} is read one message at a time`,
+        );
+      return this.oneAtATime(options);
+    }
     const stream = new MessageStream<T>(this.conn, this.id, false, options, (s) => this.streams.delete(s));
     this.streams.add(stream);
     return stream;
