@@ -75,8 +75,8 @@ export interface IterateOptions extends Omit<ReceiveOptions, 'nowait' | 'timeout
    * Give credit back only on {@link MessageStream.returnCredit}, not as messages are taken: `prefetch`
    * then bounds the messages pushed ahead plus those still being worked on, as a worker pool
    * wants. A message is the process's as soon as the loop takes it (the kernel is told at once),
-   * so one that another worker could have had is never handled twice. Not for priority mailboxes,
-   * which never push ahead.
+   * so one that another worker could have had is never handled twice. EINVAL for a priority
+   * mailbox or prefetch 0, which never push ahead.
    */
   holdCredit?: boolean;
   /** Only messages from this process id (direct links). */
