@@ -140,6 +140,14 @@ for (const transport of ['unix', 'tcp'] as const) {
       );
       await plain.return();
       assert.throws(
+        () => mb.messages({ prefetch: -3 }),
+        /prefetch must be a whole number of messages, not -3/,
+      );
+      assert.throws(
+        () => mb.messages({ holdCredit: 'yes' as unknown as boolean }),
+        /holdCredit must be true or false, not yes/,
+      );
+      assert.throws(
         () => mb.messages({ prefetch: 0, holdCredit: true }),
         /holdCredit needs an iterator that is pushed ahead; prefetch 0 is read one message at a time/,
       );

@@ -306,6 +306,10 @@ describe('RPC', () => {
       capturedErr.stack!,
       /^TimeoutError: calc\.sleep timed out after 50 ms\n\s+at .*rpc\.test\.js/,
     );
+    await assert.rejects(
+      calc.$with({ captureStack: 1 as unknown as boolean }).add(1, 2),
+      /calc\.add: captureStack must be true or false, not 1/,
+    );
     // A call refused before it is sent names the call line in either mode.
     const refused = await (calc as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>).echo!(
       () => 1,

@@ -122,6 +122,10 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     this.conn = conn;
     this.onEnd = onEnd;
     const credit = options.prefetch ?? 256;
+    if (!Number.isSafeInteger(credit) || credit < 1)
+      throw new InvalidArgumentError(`prefetch must be a whole number of messages, not ${String(credit)}`);
+    if (options.holdCredit !== undefined && typeof options.holdCredit !== 'boolean')
+      throw new InvalidArgumentError(`holdCredit must be true or false, not ${String(options.holdCredit)}`);
     this.batch = Math.max(1, credit >> 2);
     this.holdCredit = options.holdCredit === true;
     let size = 1;

@@ -374,6 +374,10 @@ function checkCall(service: string, method: unknown, args: unknown, o: CallOptio
     return new InvalidArgumentError(
       `${service}.${method}: timeout must be a whole number of ms, not ${o.timeout}`,
     );
+  if (o.captureStack !== undefined && typeof o.captureStack !== 'boolean')
+    return new InvalidArgumentError(
+      `${service}.${method}: captureStack must be true or false, not ${String(o.captureStack)}`,
+    );
   if (o.streamCapacity !== undefined && (!Number.isInteger(o.streamCapacity) || o.streamCapacity < 1))
     return new InvalidArgumentError(
       `${service}.${method}: streamCapacity must be a positive integer, not ${o.streamCapacity}`,
