@@ -5,6 +5,7 @@
 // library's. Not part of `npm run bench`.
 //
 //   node dist/bench/kernel-ceiling.js [--messages N] [--size B] [--runs N] [--window N] [--profile DIR]
+//     [--kernel-only]
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -19,7 +20,7 @@ import { parseArgs } from 'node:util';
 import { FrameDecoder } from '../src/protocol/decoder.js';
 import { decodeJsonPayload, Off, Op, ReceiveFlag } from '../src/protocol/frame.js';
 import { callFrame, helloFrame, receiveFrame, sendFrame, takeFrame } from '../test/helpers/raw-peer.js';
-import { runPostboxPump } from './postbox.js';
+import { processCpu, runPostboxPump } from './postbox.js';
 import { runRawPump } from './pump.js';
 import { raw } from './workloads.js';
 
@@ -159,7 +160,7 @@ async function kernelCeiling(
   size: number,
   window: number,
   profile: string[],
-): Promise<number> {
+): Promise<{ rate: number; kernelNsPerMessage: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'pb-kernel-ceiling-'));
   const path = join(dir, 'k.sock');
   const children: ChildProcess[] = [];
@@ -178,6 +179,7 @@ async function kernelCeiling(
       }),
     );
     const id = recv.line.split(' ')[1]!;
+    const before = await processCpu(kernel.child.pid);
     const send = spawn(
       process.execPath,
       [SELF, 'sender', path, id, String(messages), String(size), String(window)],
@@ -187,7 +189,9 @@ async function kernelCeiling(
     );
     children.push(send);
     const { ms } = await result;
-    return (messages / ms) * 1000;
+    const after = await processCpu(kernel.child.pid);
+    const cpuMs = after.user + after.system - before.user - before.system;
+    return { rate: (messages / ms) * 1000, kernelNsPerMessage: (cpuMs * 1e6) / messages };
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGINT');
     await Promise.all(children.map((c) => (c.exitCode === null ? once(c, 'exit') : null)));
@@ -205,6 +209,7 @@ async function main(): Promise<void> {
       runs: { type: 'string', default: '3' },
       window: { type: 'string', default: '1024' },
       profile: { type: 'string' },
+      'kernel-only': { type: 'boolean', default: false },
     },
   });
   const messages = Number(values.messages);
@@ -216,6 +221,12 @@ async function main(): Promise<void> {
       ? []
       : ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${values.profile}`];
   for (let i = 0; i < Number(values.runs); i++) {
+    if (values['kernel-only']) {
+      // For comparing kernel builds: the kernel's CPU per message is steadier than a rate.
+      const ceiling = await kernelCeiling(messages, size, window, profile);
+      console.log(`kernel with raw clients ${fmt(ceiling.rate)}; kernel CPU ${Math.round(ceiling.kernelNsPerMessage)} ns/message`);
+      continue;
+    }
     const rawRate = (await runRawPump({ messages, size })).msgsPerSec;
     const relay = (await raw.relayOneWay(messages, size)).value;
     const ceiling = await kernelCeiling(messages, size, window, profile);
@@ -223,7 +234,7 @@ async function main(): Promise<void> {
       .msgsPerSec;
     const r = (x: number): string => `${fmt(x)} (${(x / rawRate).toFixed(2)}×)`;
     console.log(
-      `raw ${fmt(rawRate)}; byte relay ${r(relay)}; kernel with raw clients ${r(ceiling)}; Postbox clients ${r(pump)}`,
+      `raw ${fmt(rawRate)}; byte relay ${r(relay)}; kernel with raw clients ${r(ceiling.rate)}, kernel CPU ${Math.round(ceiling.kernelNsPerMessage)} ns/message; Postbox clients ${r(pump)}`,
     );
   }
 }

@@ -47,7 +47,7 @@ export interface PostboxPumpResult extends PumpResult {
 }
 
 /** CPU time of a process so far, from /proc (Linux); NaN elsewhere. */
-async function processCpu(pid: number | undefined): Promise<CpuMs> {
+export async function processCpu(pid: number | undefined): Promise<CpuMs> {
   try {
     if (pid === undefined) throw new Error('no pid');
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');

@@ -1155,6 +1155,21 @@ describe('FrameDecoder', () => {
     ]);
   });
 
+  test('a handler may take the frames after its own (skipTo), within the limit it is given', () => {
+    const seen: [number, number, number][] = [];
+    const three = Buffer.concat([vec('ack'), vec('send-hello'), vec('ack')]);
+    const d: FrameDecoder = new FrameDecoder(1 << 20, (_buf, start, end, limit) => {
+      seen.push([start, end, limit]);
+      // The first frame's handler takes the second with it.
+      if (start === 0) d.skipTo(end + 61);
+    });
+    d.push(three);
+    assert.deepEqual(seen, [
+      [0, 12, three.length],
+      [12 + 61, three.length, three.length],
+    ]);
+  });
+
   test('a length below 8 throws FrameError (EPROTO)', () => {
     for (let len = 0; len < 8; len++) {
       const b = Buffer.alloc(12);

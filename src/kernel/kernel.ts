@@ -7,6 +7,7 @@ import {
   encodeJsonFrame,
   getU32,
   HEAD_BYTES,
+  LENGTH_BYTES,
   MESSAGE_HEAD_BYTES,
   NO_MAX_SIZE,
   Off,
@@ -238,7 +239,21 @@ export class Kernel implements MailboxHost {
 
   // ── frames ──────────────────────────────────────────────────────────────────────────────────
 
-  handleFrame(p: KernelProcess, buf: Buffer, start: number, end: number): void {
+  /**
+   * Handles the frame at buf[start, end). `limit` is where the bytes received so far end: a run
+   * of plain sends after it may be handled with it (the decoder is told to skip them).
+   */
+  handleFrame(p: KernelProcess, buf: Buffer, start: number, end: number, limit: number): void {
+    this.frame(p, buf, start, end);
+    const mb = p.runMailbox;
+    if (mb === null) return;
+    p.runMailbox = null;
+    if (end === limit) return;
+    const reached = this.sendRun(p, mb, buf, start, end, limit);
+    if (reached !== end) p.decoder.skipTo(reached);
+  }
+
+  private frame(p: KernelProcess, buf: Buffer, start: number, end: number): void {
     if (p.terminated) return;
     const op = buf[start + Off.OPCODE]!;
     if (p.id === 0) {
@@ -480,7 +495,66 @@ export class Kernel implements MailboxHost {
     if (result === 'done') {
       p.ackThrough = request;
       p.ackPending = true;
+      // What follows in the same input may be more of the same: see sendRun.
+      if ((flags & (SendFlag.RECEIPT | SendFlag.TO_PROCESS)) === 0) p.runMailbox = mb;
     }
+  }
+
+  /**
+   * The frames after a plain send that completed at once (`first`, ending at `pos`), while they
+   * are plain sends to the same mailbox with the same flags: validated here frame by frame, then
+   * handed to the mailbox as one run (one lookup, one rights check, one delivery write and
+   * in-flight record for a burst). The first frame that differs, or that the mailbox cannot
+   * take by the common road, is left where it is for {@link frame} to answer on its own.
+   * Returns where the run ended.
+   */
+  private sendRun(
+    p: KernelProcess,
+    mb: Mailbox,
+    buf: Buffer,
+    first: number,
+    pos: number,
+    limit: number,
+  ): number {
+    const flags = buf[first + Off.FLAGS]!;
+    const target = mb.id;
+    const maxFrame = p.decoder.maxFrameBytes;
+    const maxBody = Math.min(
+      mb.maxMessageSize,
+      mb.admission === 'in-order' ? mb.maxBytes : Number.POSITIVE_INFINITY,
+    );
+    const fixed = mb.messageSize;
+    const runStart = pos;
+    let end = pos;
+    let last = 0;
+    while (limit - end >= MESSAGE_HEAD_BYTES) {
+      const size = getU32(buf, end) + LENGTH_BYTES;
+      if (size < MESSAGE_HEAD_BYTES || size > maxFrame || end + size > limit) break;
+      if (
+        buf[end + Off.OPCODE] !== Op.SEND ||
+        buf[end + Off.FLAGS] !== flags ||
+        getU32(buf, end + Off.TARGET) !== target ||
+        buf[end + Off.CODEC]! > 3 ||
+        buf[end + Off.ON_FULL]! > OnFull.DROP_NEW ||
+        buf[end + Off.HEADERS_LENGTH] !== 0 ||
+        buf[end + Off.HEADERS_LENGTH + 1] !== 0 ||
+        (buf[end + Off.PRIORITY]! | (buf[end + Off.PRIORITY + 1]! << 8)) > MAX_PRIORITY
+      )
+        break;
+      // A type from 1 to 2^53 - 1: the high word under 2^21 and not both words zero.
+      const typeHi = getU32(buf, end + Off.TYPE + 4);
+      if (typeHi > 0x1fffff || (typeHi === 0 && getU32(buf, end + Off.TYPE) === 0)) break;
+      const body = size - MESSAGE_HEAD_BYTES;
+      if (body > maxBody || (fixed !== 0 && body !== fixed)) break;
+      end += size;
+      last = end;
+    }
+    if (last === 0) return pos;
+    const reached = mb.sendRun(p, buf, runStart, last, this.limits.maxTotalBytes);
+    if (reached === runStart) return pos;
+    p.ackThrough = mb.runRequest;
+    p.ackPending = true;
+    return reached;
   }
 
   private handleReceive(p: KernelProcess, buf: Buffer, start: number, end: number): void {
@@ -752,8 +826,8 @@ export class Kernel implements MailboxHost {
 const kKernel = Symbol('kernel');
 type KernelProcessWithKernel = KernelProcess & { [kKernel]: Kernel };
 
-function onFrame(p: KernelProcess, buf: Buffer, start: number, end: number): void {
-  (p as KernelProcessWithKernel)[kKernel].handleFrame(p, buf, start, end);
+function onFrame(p: KernelProcess, buf: Buffer, start: number, end: number, limit: number): void {
+  (p as KernelProcessWithKernel)[kKernel].handleFrame(p, buf, start, end, limit);
 }
 
 function isHeaderObject(buf: Buffer, at: number, length: number): boolean {

@@ -1,5 +1,7 @@
 import type { ErrorCode } from '../protocol/errors.js';
 import {
+  getU32,
+  LENGTH_BYTES,
   MESSAGE_HEAD_BYTES,
   Off,
   OnFull,
@@ -95,13 +97,21 @@ export class ReceiveWaiter {
   ended = false;
   timer: NodeJS.Timeout | null = null;
   // Delivered, not yet taken, in delivery order: a ring of parallel arrays, no object per
-  // message and no shifting. It never holds more than the receive's credit, so it rarely grows.
+  // message and no shifting. An entry is a run: messages lying back to back in one buffer,
+  // delivered one after another (a burst forwarded from one input chunk, or read off one slab),
+  // so a burst costs one entry and a TAKE of many a step or two. Runs never carry a receipt.
   private rBuf: (Buffer | null)[];
   private rOff: Uint32Array;
+  /** Bytes of the entry's frames. */
   private rLen: Uint32Array;
+  /** Messages in the entry. */
+  private rMsgs: Uint32Array;
   private rReceipt: (SendWaiter | null)[];
   private rHead = 0;
+  /** Entries held. */
   private rCount = 0;
+  /** Messages held, over all entries. */
+  private msgs = 0;
 
   constructor(
     readonly peer: Peer,
@@ -117,22 +127,50 @@ export class ReceiveWaiter {
     this.rBuf = new Array<Buffer | null>(size).fill(null);
     this.rOff = new Uint32Array(size);
     this.rLen = new Uint32Array(size);
+    this.rMsgs = new Uint32Array(size);
     this.rReceipt = new Array<SendWaiter | null>(size).fill(null);
   }
 
   get stream(): boolean {
     return (this.flags & ReceiveFlag.STREAM) !== 0;
   }
+  /** Messages delivered and not yet taken. */
   get inflight(): number {
-    return this.rCount;
+    return this.msgs;
   }
 
-  pushInflight(buf: Buffer, off: number, len: number, receipt: SendWaiter | null): void {
+  /**
+   * Records n delivered messages lying back to back at buf[off, off+len). Ones that may join a
+   * run (no receipt, bytes sent once from where they lie) and lie right after the newest entry's
+   * last frame extend that entry.
+   */
+  pushInflight(
+    buf: Buffer,
+    off: number,
+    len: number,
+    receipt: SendWaiter | null,
+    joins: boolean,
+    n = 1,
+  ): void {
+    this.msgs += n;
+    if (joins && this.rCount > 0) {
+      const last = (this.rHead + this.rCount - 1) & (this.rBuf.length - 1);
+      if (
+        this.rBuf[last] === buf &&
+        this.rOff[last]! + this.rLen[last]! === off &&
+        this.rReceipt[last] === null
+      ) {
+        this.rLen[last] += len;
+        this.rMsgs[last] += n;
+        return;
+      }
+    }
     if (this.rCount === this.rBuf.length) this.growInflight();
     const i = (this.rHead + this.rCount) & (this.rBuf.length - 1);
     this.rBuf[i] = buf;
     this.rOff[i] = off;
     this.rLen[i] = len;
+    this.rMsgs[i] = n;
     this.rReceipt[i] = receipt;
     this.rCount++;
   }
@@ -143,17 +181,20 @@ export class ReceiveWaiter {
     const buf = new Array<Buffer | null>(n * 2).fill(null);
     const off = new Uint32Array(n * 2);
     const len = new Uint32Array(n * 2);
+    const msgs = new Uint32Array(n * 2);
     const receipt = new Array<SendWaiter | null>(n * 2).fill(null);
     for (let k = 0; k < n; k++) {
       const i = (this.rHead + k) & (n - 1);
       buf[k] = this.rBuf[i]!;
       off[k] = this.rOff[i]!;
       len[k] = this.rLen[i]!;
+      msgs[k] = this.rMsgs[i]!;
       receipt[k] = this.rReceipt[i]!;
     }
     this.rBuf = buf;
     this.rOff = off;
     this.rLen = len;
+    this.rMsgs = msgs;
     this.rReceipt = receipt;
     this.rHead = 0;
   }
@@ -164,21 +205,36 @@ export class ReceiveWaiter {
   headOffset(): number {
     return this.rOff[this.rHead]!;
   }
+  /** Bytes of the oldest entry's frames. */
   headLength(): number {
     return this.rLen[this.rHead]!;
+  }
+  /** Messages in the oldest entry. */
+  headCount(): number {
+    return this.rMsgs[this.rHead]!;
   }
   headReceipt(): SendWaiter | null {
     return this.rReceipt[this.rHead]!;
   }
 
-  /** Forgets the oldest in-flight message (taken). */
+  /** Forgets the oldest entry, every message in it (taken). */
   dropHead(): void {
     const i = this.rHead;
-    // Let go of the input chunk or slab the message lies in.
+    this.msgs -= this.rMsgs[i]!;
+    // Let go of the input chunk or slab the messages lie in.
     this.rBuf[i] = null;
     this.rReceipt[i] = null;
     this.rHead = (i + 1) & (this.rBuf.length - 1);
     this.rCount--;
+  }
+
+  /** Forgets the first n messages of the oldest entry, which hold `bytes` bytes; n is fewer than it has. */
+  dropFromHead(n: number, bytes: number): void {
+    const i = this.rHead;
+    this.rOff[i] += bytes;
+    this.rLen[i] -= bytes;
+    this.rMsgs[i] -= n;
+    this.msgs -= n;
   }
 
   /** Takes the oldest in-flight message; calls fn with it. Returns false if none. */
@@ -186,6 +242,12 @@ export class ReceiveWaiter {
     if (this.rCount === 0) return false;
     const buf = this.headBuffer();
     const off = this.headOffset();
+    if (this.headCount() > 1) {
+      const len = getU32(buf, off) + LENGTH_BYTES;
+      this.dropFromHead(1, len);
+      fn(buf, off, len, null);
+      return true;
+    }
     const len = this.headLength();
     const receipt = this.headReceipt();
     this.dropHead();
@@ -278,6 +340,8 @@ export class Mailbox {
   dropped = 0;
   sent = 0;
   received = 0;
+  /** The request id of the last send {@link sendRun} took (its frame is relabelled since). */
+  runRequest = 0;
 
   constructor(
     private readonly host: MailboxHost,
@@ -463,6 +527,85 @@ export class Mailbox {
     if (w !== null) this.deliver(w, buf, start, end - start, null, buf !== this.ring);
     else this.enqueue(buf, start, end, bodyBytes, null);
     return 'done';
+  }
+
+  /**
+   * Plain sends lying back to back at buf[pos, end), each already validated, none asking for a
+   * receipt: the common case of {@link send} for a whole run, as one step. Messages go straight
+   * to a waiting receiver while it has credit, relabelled in place and written as one slice,
+   * recorded in flight as one entry; the rest are queued. Stops at the first message that is not
+   * the common case (no room, memory limit, a receiver that selects or is too small) and returns
+   * where it stopped: the caller handles that one on its own. Every message consumed is covered
+   * by the cumulative ACK, through {@link runRequest}.
+   */
+  sendRun(peer: Peer, buf: Buffer, pos: number, end: number, maxTotalBytes: number): number {
+    if (this.rendezvous || (this.blocked.length > 0 && this.admission === 'in-order')) return pos;
+    const host = this.host;
+    const from = peer.id;
+    const start = pos;
+    while (pos < end) {
+      const len = getU32(buf, pos) + LENGTH_BYTES;
+      const body = len - MESSAGE_HEAD_BYTES;
+      if (!this.hasRoom(body)) break;
+      putU32(buf, pos + Off.SENDER, from);
+      const w = this.findReceiver(buf, pos, body);
+      if (w === null) {
+        if (host.totalBytes + body > maxTotalBytes) break;
+        this.stamp(buf, pos);
+        this.enqueue(buf, pos, pos + len, body, null);
+        this.runRequest = getU32(buf, pos + Off.REQUEST);
+        pos += len;
+        continue;
+      }
+      if (body > w.maxSize) break; // truncation, on its own
+      // As many as w takes, by the shortest road: stamped and relabelled where they lie.
+      const runStart = pos;
+      const room = Math.min(w.credit, this.capacity - this.count);
+      const byteRoom = this.maxBytes - this.bytes;
+      const anyone = w.sel.type === 0 && w.sel.from === 0 && this.policy !== 'round-robin';
+      let n = 0;
+      let bodies = 0;
+      for (;;) {
+        const l = getU32(buf, pos) + LENGTH_BYTES;
+        const b = l - MESSAGE_HEAD_BYTES;
+        if (b > w.maxSize || bodies + b > byteRoom) break;
+        putU32(buf, pos + Off.SENDER, from);
+        this.stamp(buf, pos);
+        buf[pos + Off.OPCODE] = Op.DELIVER;
+        buf[pos + Off.FLAGS] = 0;
+        buf[pos + Off.ON_FULL] = 0;
+        this.runRequest = getU32(buf, pos + Off.REQUEST);
+        putU32(buf, pos + Off.REQUEST, w.request);
+        putU32(buf, pos + Off.TARGET, this.id);
+        putU32(buf, pos + Off.TIMEOUT, 0);
+        pos += l;
+        bodies += b;
+        n++;
+        if (n >= room || pos >= end || !anyone) break;
+      }
+      w.peer.writer.appendRef(buf, runStart, pos);
+      host.markDirty(w.peer);
+      w.pushInflight(buf, runStart, pos - runStart, null, true, n);
+      this.inflight += n;
+      this.inflightBytes += bodies;
+      w.credit -= n;
+      if (w.credit === 0 && w.waiting && !w.stream) this.stopWaiting(w);
+    }
+    if (pos !== start) {
+      this.times.lastSendTime = host.now;
+      this.times.lastSendProcess = from;
+      this.times.lastSendPid = peer.osPid;
+    }
+    return pos;
+  }
+
+  /** Stamps the next sequence number and the time on a frame; for {@link sendRun}. */
+  private stamp(buf: Buffer, pos: number): void {
+    this.seq++;
+    this.sent++;
+    writeInt64(buf, this.seq, pos + Off.SEQ);
+    putU32(buf, pos + Off.TIME, this.host.nowLo);
+    putU32(buf, pos + Off.TIME + 4, this.host.nowHi);
   }
 
   private admit(
@@ -857,7 +1000,7 @@ export class Mailbox {
     putU32(out, o + Off.TIMEOUT, 0);
     if (direct) writer.appendRef(buf, off, off + len);
     this.host.markDirty(w.peer);
-    w.pushInflight(buf, off, len, sw);
+    w.pushInflight(buf, off, len, sw, sw === null && buf !== this.ring);
     this.inflight++;
     this.inflightBytes += len - MESSAGE_HEAD_BYTES;
     w.credit--;
@@ -879,14 +1022,25 @@ export class Mailbox {
     if (n > w.inflight) return false;
     if (n === 0) return true; // credit only: nothing was received
     const pid = w.peer.id;
-    for (let i = 0; i < n; i++) {
-      const len = w.headLength();
+    let left = n;
+    while (left > 0) {
+      const count = w.headCount();
       const buf = w.headBuffer();
       const off = w.headOffset();
+      if (count > left) {
+        // Part of a run: its frames are walked by their length fields.
+        let at = off;
+        for (let i = 0; i < left; i++) at += getU32(buf, at) + LENGTH_BYTES;
+        w.dropFromHead(left, at - off);
+        this.inflightBytes -= at - off - left * MESSAGE_HEAD_BYTES;
+        break;
+      }
+      const len = w.headLength();
       const sw = w.headReceipt();
       w.dropHead();
+      left -= count;
       if (buf === this.ring) this.store.releaseSlot(off / this.frameBytes);
-      this.inflightBytes -= len - MESSAGE_HEAD_BYTES;
+      this.inflightBytes -= len - count * MESSAGE_HEAD_BYTES;
       if (sw !== null) this.completeSend(sw, Outcome.RECEIVED, pid, readSeq(buf, off));
     }
     this.inflight -= n;

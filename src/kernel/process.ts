@@ -43,6 +43,8 @@ export class KernelProcess implements Peer {
   lastMailbox: Mailbox | null = null;
   /** The mailbox this process last passed the send check on, and its rights' version then. */
   sendRight: Mailbox | null = null;
+  /** Set by a plain send that completed at once: the mailbox a run of sends after it may go to. */
+  runMailbox: Mailbox | null = null;
   sendRightAt = 0;
   congested = false;
   terminated = false;
@@ -60,12 +62,14 @@ export class KernelProcess implements Peer {
     socket: Socket,
     transport: Transport,
     maxFrameBytes: number,
-    onFrame: (p: KernelProcess, buf: Buffer, start: number, end: number) => void,
+    onFrame: (p: KernelProcess, buf: Buffer, start: number, end: number, limit: number) => void,
     onDirty: (p: KernelProcess) => void,
   ) {
     this.socket = socket;
     this.transport = transport;
-    this.decoder = new FrameDecoder(maxFrameBytes, (buf, start, end) => onFrame(this, buf, start, end));
+    this.decoder = new FrameDecoder(maxFrameBytes, (buf, start, end, limit) =>
+      onFrame(this, buf, start, end, limit),
+    );
     this.writer = new FrameWriter(socket, () => onDirty(this));
   }
 

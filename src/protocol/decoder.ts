@@ -1,7 +1,11 @@
 import { getU32, HEAD_BYTES, LENGTH_BYTES } from './frame.js';
 
-/** Receives each whole frame as a range of a buffer, so no view is allocated per frame. */
-export type FrameHandler = (buf: Buffer, start: number, end: number) => void;
+/**
+ * Receives each whole frame as a range of a buffer, so no view is allocated per frame. `limit`
+ * is where the bytes at hand end: a handler may look past its frame, and consume whole frames
+ * after it (a run it handles together) by telling the decoder with {@link FrameDecoder.skipTo}.
+ */
+export type FrameHandler = (buf: Buffer, start: number, end: number, limit: number) => number | void;
 
 /**
  * Splits a byte stream into frames. Pure: it never touches a socket, so the kernel and the client
@@ -26,6 +30,18 @@ export class FrameDecoder {
     this.onFrame = onFrame;
   }
 
+  // Where the handler asked to go on from (0: after its frame).
+  private resume = 0;
+
+  /**
+   * Called by a handler that has handled whole frames after its own: decoding goes on at `pos`,
+   * a frame boundary within its `limit`. The handler must have checked those frames' lengths
+   * against {@link maxFrameBytes}.
+   */
+  skipTo(pos: number): void {
+    this.resume = pos;
+  }
+
   /** Bytes held waiting for the rest of a frame. */
   get buffered(): number {
     return this.partBytes;
@@ -42,8 +58,11 @@ export class FrameDecoder {
     while (total - pos >= LENGTH_BYTES) {
       const size = this.frameSize(chunk, pos);
       if (total - pos < size) break;
-      this.onFrame(chunk, pos, pos + size);
-      pos += size;
+      this.onFrame(chunk, pos, pos + size, total);
+      if (this.resume > 0) {
+        pos = this.resume;
+        this.resume = 0;
+      } else pos += size;
     }
     if (pos < total) {
       // Copy the tail so a small remainder does not pin a large chunk.
@@ -90,7 +109,7 @@ export class FrameDecoder {
     chunk.copy(frame, at, 0, used);
     this.parts = [];
     this.partBytes = 0;
-    this.onFrame(frame, 0, need);
+    this.onFrame(frame, 0, need, need);
     return used;
   }
 

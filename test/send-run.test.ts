@@ -1,0 +1,223 @@
+// Runs of sends: the kernel handles consecutive plain SENDs to one mailbox together (one lookup,
+// one rights check, one write for the deliveries). These tests put every kind of frame that must
+// break a run in the middle of one, in a single write, and check that each message and each
+// answer is what it would be one frame at a time.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { connect } from '../src/client/mod.js';
+import {
+  MESSAGE_HEAD_BYTES,
+  Off,
+  OnFull,
+  Op,
+  ReceiveFlag,
+  readInt64,
+  SendFlag,
+} from '../src/protocol/frame.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import {
+  callFrame,
+  frameError,
+  framePayload,
+  headFrame,
+  type RawFrame,
+  RawPeer,
+  receiveFrame,
+  sendFrame,
+  takeFrame,
+} from './helpers/raw-peer.js';
+
+let kernel: TestKernel;
+const peers: RawPeer[] = [];
+
+before(async () => {
+  kernel = await startTestKernel();
+});
+
+after(async () => {
+  for (const p of peers) if (p.isOpen) await p.destroy(2000);
+  await kernel.stop();
+});
+
+async function peer(): Promise<{ peer: RawPeer; id: number }> {
+  const p = await RawPeer.open(kernel.socket);
+  peers.push(p);
+  const welcome = await p.hello();
+  assert.equal(welcome.op, Op.WELCOME);
+  return { peer: p, id: (framePayload(welcome) as { process: { id: number } }).process.id };
+}
+
+async function create(p: RawPeer, request: number, attrs: Record<string, unknown>): Promise<number> {
+  p.write(callFrame(request, { op: 'create', mode: 0o666, ...attrs }));
+  const r = await p.waitFor((f) => f.request === request && f.op !== Op.ACK, 5000, `create ${request}`);
+  assert.equal(r.op, Op.RESULT, JSON.stringify(framePayload(r)));
+  return (framePayload(r) as { id: number }).id;
+}
+
+const body = (f: RawFrame): string => {
+  const headers = f.bytes.readUInt16LE(Off.HEADERS_LENGTH);
+  return f.bytes.toString('utf8', MESSAGE_HEAD_BYTES + headers);
+};
+const delivered = (p: RawPeer, request: number): RawFrame[] =>
+  p.frames.filter((f) => f.op === Op.DELIVER && f.request === request);
+
+describe('a run of sends in one write', () => {
+  test('each frame that breaks a run is answered on its own; the messages keep their order', async () => {
+    const { peer: r } = await peer();
+    const { peer: s, id: sender } = await peer();
+    const a = await create(r, 1, { name: 'run-a' });
+    const b = await create(r, 2, { name: 'run-b' });
+    const full = await create(r, 3, { name: 'run-full', capacity: 2 });
+    r.write(receiveFrame({ request: 50, target: a, flags: ReceiveFlag.STREAM, credit: 3 }));
+    // The RECEIVE is in place once a later frame on the same connection is answered.
+    r.write(headFrame(Op.PING, 51));
+    await r.waitFor((f) => f.op === Op.PONG && f.request === 51, 5000, 'PONG 51');
+
+    const plain = (request: number, target = a): Buffer =>
+      sendFrame({ request, target, body: Buffer.from(`m${request}`) });
+    s.write(
+      Buffer.concat([
+        plain(1),
+        plain(2),
+        plain(3), // the receiver's credit ends here: the rest are queued
+        plain(4),
+        plain(5),
+        sendFrame({ request: 6, target: a, headers: Buffer.from('{"k":"v"}'), body: Buffer.from('m6') }),
+        sendFrame({ request: 7, target: a, type: 0, body: Buffer.from('bad type') }),
+        plain(8),
+        plain(9, b),
+        plain(10),
+        sendFrame({ request: 11, target: a, flags: SendFlag.RECEIPT, body: Buffer.from('m11') }),
+        plain(12),
+        sendFrame({ request: 13, target: a, codec: 9, body: Buffer.from('bad codec') }),
+        plain(14),
+        sendFrame({ request: 20, target: full, onFull: OnFull.FAIL, body: Buffer.from('f20') }),
+        sendFrame({ request: 21, target: full, onFull: OnFull.FAIL, body: Buffer.from('f21') }),
+        sendFrame({ request: 22, target: full, onFull: OnFull.FAIL, body: Buffer.from('f22') }),
+        sendFrame({ request: 23, target: full, onFull: OnFull.DROP_NEW, body: Buffer.from('f23') }),
+        plain(24),
+        headFrame(Op.PING, 30),
+      ]),
+    );
+    await s.waitFor((f) => f.op === Op.PONG && f.request === 30, 5000, 'PONG 30');
+    const errors = s.frames.filter((f) => f.op === Op.ERROR).map((f) => [f.request, frameError(f).code]);
+    assert.deepEqual(errors, [
+      [7, 'EINVAL'],
+      [13, 'EINVAL'],
+      [22, 'EAGAIN'],
+    ]);
+    const sent = s.frames.filter((f) => f.op === Op.SENT).map((f) => f.request);
+    assert.deepEqual(sent, [23], 'the dropped send is told so on its own');
+    const acks = s.frames.filter((f) => f.op === Op.ACK).map((f) => f.request);
+    assert.equal(acks.at(-1), 24, 'the cumulative ACK reaches the last send that completed at once');
+    // A run that ends the write: the ACK names its last frame (not the request id it was relabelled with).
+    s.write(Buffer.concat([plain(40), plain(41), plain(42), plain(43)]));
+    await s.waitFor((f) => f.op === Op.ACK && f.request === 43, 5000, 'ACK 43');
+
+    // The first three went straight to the receiver, as one delivery, each with its own fields.
+    await r.waitFor(() => delivered(r, 50).length === 3, 5000, 'three DELIVERs');
+    const first = delivered(r, 50);
+    assert.deepEqual(first.map(body), ['m1', 'm2', 'm3']);
+    for (const f of first) {
+      assert.equal(f.bytes.readUInt32LE(Off.TARGET), a);
+      assert.equal(f.bytes.readUInt32LE(Off.SENDER), sender);
+      assert.equal(f.bytes[Off.FLAGS], 0);
+    }
+    // The rest follow once the receiver takes these, in order, with rising sequence numbers.
+    r.write(takeFrame(50, 3, 20));
+    await r.waitFor(() => delivered(r, 50).length === 16, 5000, 'sixteen DELIVERs');
+    const all = delivered(r, 50);
+    assert.deepEqual(all.map(body), [
+      'm1',
+      'm2',
+      'm3',
+      'm4',
+      'm5',
+      'm6',
+      'm8',
+      'm10',
+      'm11',
+      'm12',
+      'm14',
+      'm24',
+      'm40',
+      'm41',
+      'm42',
+      'm43',
+    ]);
+    const seqs = all.map((f) => readInt64(f.bytes, Off.SEQ));
+    assert.deepEqual(
+      seqs,
+      seqs.map((_, i) => seqs[0]! + i),
+      'sequence numbers rise by one',
+    );
+    assert.equal(all[5]!.bytes.readUInt16LE(Off.HEADERS_LENGTH), 9, 'm6 keeps its headers');
+    for (const f of all) assert.equal(f.bytes.readUInt32LE(Off.SENDER), sender);
+    // Taking the receipted message answers its sender.
+    r.write(takeFrame(50, 13, 0));
+    await s.waitFor((f) => f.op === Op.SENT && f.request === 11, 5000, 'SENT 11');
+
+    r.write(callFrame(60, { op: 'stat', id: b }));
+    const stat = framePayload(await r.waitFor((f) => f.request === 60, 5000, 'stat b')) as { count: number };
+    assert.equal(stat.count, 1, 'the send to another mailbox in the middle of the run landed there');
+    r.write(callFrame(61, { op: 'stat', id: full }));
+    const statFull = framePayload(await r.waitFor((f) => f.request === 61, 5000, 'stat full')) as {
+      count: number;
+    };
+    assert.equal(statFull.count, 2);
+  });
+
+  test('taking part of a run, then giving the rest back, loses and repeats nothing', async () => {
+    const { peer: r } = await peer();
+    const { peer: s } = await peer();
+    const a = await create(r, 1, { name: 'run-giveback' });
+    r.write(receiveFrame({ request: 70, target: a, flags: ReceiveFlag.STREAM, credit: 8 }));
+    r.write(headFrame(Op.PING, 71));
+    await r.waitFor((f) => f.op === Op.PONG && f.request === 71, 5000, 'PONG 71');
+    const frames = [];
+    for (let i = 1; i <= 12; i++)
+      frames.push(sendFrame({ request: i, target: a, body: Buffer.from(`g${i}`) }));
+    s.write(Buffer.concat(frames));
+    await r.waitFor(() => delivered(r, 70).length === 8, 5000, 'eight DELIVERs');
+    // Take three of the run of eight, then cancel: the five untaken go back ahead of the queued four.
+    r.write(takeFrame(70, 3, 0));
+    r.write(headFrame(Op.CANCEL, 70));
+    await r.waitFor((f) => f.op === Op.ERROR && f.request === 70, 5000, 'ECANCELED');
+    const { peer: r2 } = await peer();
+    r2.write(receiveFrame({ request: 80, target: a, flags: ReceiveFlag.STREAM, credit: 100 }));
+    await r2.waitFor(() => delivered(r2, 80).length === 9, 5000, 'nine DELIVERs');
+    assert.deepEqual(delivered(r2, 80).map(body), ['g4', 'g5', 'g6', 'g7', 'g8', 'g9', 'g10', 'g11', 'g12']);
+  });
+});
+
+test('ten thousand pipelined sends through the client: every one settles, every message arrives in order', {
+  timeout: 30_000,
+}, async () => {
+  const receiver = await connect({ socket: kernel.socket });
+  const sender = await connect({ socket: kernel.socket });
+  try {
+    const box = await receiver.createMailbox<number>('run-pipelined', { mode: 0o666 });
+    const out = await sender.openMailbox<number>('run-pipelined');
+    const n = 10_000;
+    const got: number[] = [];
+    const reading = (async () => {
+      for await (const m of box.messages({ prefetch: 256 })) {
+        got.push(m.body);
+        if (got.length === n) break;
+      }
+    })();
+    const sends: Promise<unknown>[] = [];
+    for (let i = 0; i < n; i++) sends.push(out.send(i));
+    await Promise.all(sends);
+    await reading;
+    assert.equal(got.length, n);
+    assert.ok(
+      got.every((v, i) => v === i),
+      'in order',
+    );
+  } finally {
+    await sender.close();
+    await receiver.close();
+  }
+});
