@@ -224,7 +224,9 @@ async function main(): Promise<void> {
     if (values['kernel-only']) {
       // For comparing kernel builds: the kernel's CPU per message is steadier than a rate.
       const ceiling = await kernelCeiling(messages, size, window, profile);
-      console.log(`kernel with raw clients ${fmt(ceiling.rate)}; kernel CPU ${Math.round(ceiling.kernelNsPerMessage)} ns/message`);
+      console.log(
+        `kernel with raw clients ${fmt(ceiling.rate)}; kernel CPU ${Math.round(ceiling.kernelNsPerMessage)} ns/message`,
+      );
       continue;
     }
     const rawRate = (await runRawPump({ messages, size })).msgsPerSec;
