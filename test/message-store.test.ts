@@ -66,7 +66,11 @@ for (const byPriority of [false, true]) {
             priority: Math.floor(r() * 3),
           };
           const b = frame(m);
-          model.push({ ...m, slot: store.insert(b, 0, b.length, 4) });
+          if (!byPriority && r() < 0.5) {
+            // A run of sends appends with its fields given, whether or not the lists are built.
+            store.append(b, 0, b.length, 4, m.type, m.seq, m.sender);
+            model.push({ ...m, slot: -1 });
+          } else model.push({ ...m, slot: store.insert(b, 0, b.length, 4) });
         } else if (op < 0.6 && taken.length > 0) {
           // A receiver gives a message back: it returns to its place by sequence number.
           const m = taken.splice(Math.floor(r() * taken.length), 1)[0]!;

@@ -9,6 +9,7 @@ import {
   Outcome,
   putU32,
   ReceiveFlag,
+  readInt64,
   writeInt64,
 } from '../protocol/frame.js';
 import type { FrameWriter } from '../transport/frame-writer.js';
@@ -550,6 +551,12 @@ export class Mailbox {
       putU32(buf, pos + Off.SENDER, from);
       const w = this.findReceiver(buf, pos, body);
       if (w === null) {
+        if (!this.anyCredit()) {
+          // No receiver can take anything before this run ends (credit comes only with a TAKE
+          // or RECEIVE, which are not in it): the rest is queued in one loop.
+          pos = this.queueRun(peer, buf, pos, end, maxTotalBytes);
+          break;
+        }
         if (host.totalBytes + body > maxTotalBytes) break;
         this.stamp(buf, pos);
         this.enqueue(buf, pos, pos + len, body, null);
@@ -596,6 +603,64 @@ export class Mailbox {
       this.times.lastSendProcess = from;
       this.times.lastSendPid = peer.osPid;
     }
+    return pos;
+  }
+
+  /** Whether any receiver could take a message now. */
+  private anyCredit(): boolean {
+    for (const w of this.receivers) if (w.credit > 0 && !w.peer.congested) return true;
+    return false;
+  }
+
+  /**
+   * Queues plain sends at buf[pos, end) while they fit: {@link sendRun}'s loop when no receiver
+   * can take them. Returns where it stopped.
+   */
+  private queueRun(peer: Peer, buf: Buffer, pos: number, end: number, maxTotalBytes: number): number {
+    const host = this.host;
+    const slab = host.slab;
+    const store = this.store;
+    const from = peer.id;
+    if (this.ring !== null || this.notify !== null || store.byPriority) {
+      // The rarer mailboxes keep to the message-at-a-time road.
+      while (pos < end) {
+        const len = getU32(buf, pos) + LENGTH_BYTES;
+        const body = len - MESSAGE_HEAD_BYTES;
+        if (!this.hasRoom(body) || host.totalBytes + body > maxTotalBytes) break;
+        putU32(buf, pos + Off.SENDER, from);
+        this.stamp(buf, pos);
+        this.enqueue(buf, pos, pos + len, body, null);
+        this.runRequest = getU32(buf, pos + Off.REQUEST);
+        pos += len;
+      }
+      return pos;
+    }
+    let count = this.count;
+    let bytes = this.bytes;
+    let total = host.totalBytes;
+    let seq = this.seq;
+    const lo = host.nowLo;
+    const hi = host.nowHi;
+    while (pos < end) {
+      const len = getU32(buf, pos) + LENGTH_BYTES;
+      const body = len - MESSAGE_HEAD_BYTES;
+      if (count >= this.capacity || bytes + body > this.maxBytes || total + body > maxTotalBytes) break;
+      putU32(buf, pos + Off.SENDER, from);
+      seq++;
+      writeInt64(buf, seq, pos + Off.SEQ);
+      putU32(buf, pos + Off.TIME, lo);
+      putU32(buf, pos + Off.TIME + 4, hi);
+      const off = slab.copy(buf, pos, pos + len);
+      store.append(slab.lastBuffer, off, len, body, readInt64(buf, pos + Off.TYPE), seq, from);
+      this.runRequest = getU32(buf, pos + Off.REQUEST);
+      count++;
+      bytes += body;
+      total += body;
+      pos += len;
+    }
+    this.sent += seq - this.seq;
+    this.seq = seq;
+    host.totalBytes = total;
     return pos;
   }
 
@@ -866,10 +931,13 @@ export class Mailbox {
           progress = true;
           break;
         }
-        if (this.policy === 'round-robin') this.rr = this.nextTurn(i);
-        this.deliverQueued(w, slot);
         progress = true;
-        if (this.policy === 'round-robin') break;
+        if (this.policy === 'round-robin') {
+          this.rr = this.nextTurn(i);
+          this.deliverQueued(w, slot);
+          break;
+        }
+        if (this.deliverQueuedRun(w, slot) === 0) this.deliverQueued(w, slot);
       }
     }
     if (this.rendezvous) this.admitBlocked();
@@ -921,6 +989,56 @@ export class Mailbox {
     this.store.remove(slot, body, this.ring !== null);
     this.host.totalBytes -= body;
     this.deliver(w, buf, off, len, sw, this.sendsOnce(buf, sw));
+  }
+
+  /**
+   * Moves queued messages to w, oldest first, while it has credit: the pump's common case (a
+   * receiver that takes anything, of any size, from a fifo mailbox) in one loop, the frames
+   * relabelled where they lie in the slab and written as slices. Stops before a message with a
+   * receipt, which goes by {@link deliverQueued}. Returns how many it moved.
+   */
+  private deliverQueuedRun(w: ReceiveWaiter, slot: number): number {
+    if (
+      w.sel.type !== 0 ||
+      w.sel.from !== 0 ||
+      w.maxSize !== Number.POSITIVE_INFINITY ||
+      this.order !== 'fifo' ||
+      this.ring !== null
+    )
+      return 0;
+    const store = this.store;
+    const receipts = this.receiptBySlot.size > 0;
+    const writer = w.peer.writer;
+    const credit = w.credit;
+    let n = 0;
+    let bodies = 0;
+    while (n < credit && slot !== -1) {
+      if (receipts && this.receiptBySlot.has(slot)) break;
+      const buf = store.buffer(slot);
+      const off = store.offset(slot);
+      const len = store.length(slot);
+      const body = len - MESSAGE_HEAD_BYTES;
+      store.remove(slot, body);
+      buf[off + Off.OPCODE] = Op.DELIVER;
+      buf[off + Off.FLAGS] = 0;
+      buf[off + Off.ON_FULL] = 0;
+      putU32(buf, off + Off.REQUEST, w.request);
+      putU32(buf, off + Off.TARGET, this.id);
+      putU32(buf, off + Off.TIMEOUT, 0);
+      writer.appendRef(buf, off, off + len);
+      w.pushInflight(buf, off, len, null, true);
+      n++;
+      bodies += body;
+      slot = store.first(w.sel);
+    }
+    if (n === 0) return 0;
+    this.host.totalBytes -= bodies;
+    this.host.markDirty(w.peer);
+    this.inflight += n;
+    this.inflightBytes += bodies;
+    w.credit -= n;
+    if (w.credit === 0 && w.waiting && !w.stream) this.stopWaiting(w);
+    return n;
   }
 
   /** The receiver that should get a message arriving now, by policy, or null. */

@@ -73,7 +73,7 @@ export class MessageStore {
   private used = 0;
   /** Buckets by priority, highest first. */
   private readonly buckets: Bucket[] = [];
-  private readonly byPriority: boolean;
+  readonly byPriority: boolean;
   /** Messages held. */
   count = 0;
   /** Bytes of bodies and user headers held (not the fixed frame heads). */
@@ -123,6 +123,39 @@ export class MessageStore {
    */
   insert(buf: Buffer, off: number, len: number, bodyBytes: number, fields = buf, fieldsOff = off): number {
     return this.insertAt(this.allocate(), buf, off, len, bodyBytes, fields, fieldsOff);
+  }
+
+  /**
+   * Adds a message to a fifo store (not by priority), newer than every one held, with its fields
+   * given (its bytes at buf may be a copy not yet made): {@link insert} for a run of sends, with
+   * nothing read from the frame.
+   */
+  append(
+    buf: Buffer,
+    off: number,
+    len: number,
+    bodyBytes: number,
+    type: number,
+    seq: number,
+    sender: number,
+  ): void {
+    const slot = this.allocate();
+    this.bufOf[slot] = buf;
+    this.offOf[slot] = off;
+    this.lenOf[slot] = len;
+    this.typeOf[slot] = type;
+    this.newestSeq = seq;
+    const bucket = this.buckets.length > 0 ? this.buckets[0]! : this.bucketFor(0);
+    const tail = bucket.tail;
+    this.prev[slot] = tail;
+    this.next[slot] = NIL;
+    if (tail === NIL) bucket.head = slot;
+    else this.next[tail] = slot;
+    bucket.tail = slot;
+    bucket.count++;
+    if (this.indexed) this.index(bucket, slot, type, sender, seq, true);
+    this.count++;
+    this.bytes += bodyBytes;
   }
 
   /**
