@@ -221,3 +221,32 @@ test('ten thousand pipelined sends through the client: every one settles, every 
     await receiver.close();
   }
 });
+
+test('large frames joined from several chunks are queued as they are, and come out intact', async () => {
+  const { peer: r } = await peer();
+  const { peer: s } = await peer();
+  const a = await create(r, 1, { name: 'run-large' });
+  const bodies = [1, 2, 3].map((k) => Buffer.alloc(100 * 1024 + k, 0x30 + k));
+  for (const [i, b] of bodies.entries()) {
+    const f = sendFrame({ request: i + 1, target: a, body: b });
+    // In three pieces, each its own turn: the kernel joins the frame itself.
+    for (const cut of [0, 1000, 60_000]) {
+      s.write(f.subarray(cut, cut === 0 ? 1000 : cut === 1000 ? 60_000 : f.length));
+      await new Promise((done) => setImmediate(done));
+    }
+  }
+  s.write(headFrame(Op.PING, 9));
+  await s.waitFor((f) => f.op === Op.PONG && f.request === 9, 5000, 'PONG 9');
+  // A receiver takes the first, is cancelled holding the second (given back), and a second one
+  // reads the rest.
+  r.write(receiveFrame({ request: 20, target: a, flags: ReceiveFlag.STREAM, credit: 2 }));
+  await r.waitFor(() => delivered(r, 20).length === 2, 5000, 'two large DELIVERs');
+  r.write(takeFrame(20, 1, 0));
+  r.write(headFrame(Op.CANCEL, 20));
+  await r.waitFor((f) => f.op === Op.ERROR && f.request === 20, 5000, 'ECANCELED');
+  r.write(receiveFrame({ request: 21, target: a, flags: ReceiveFlag.STREAM, credit: 5 }));
+  await r.waitFor(() => delivered(r, 21).length === 2, 5000, 'the rest');
+  const got = [delivered(r, 20)[0]!, ...delivered(r, 21)].map((f) => f.bytes.subarray(MESSAGE_HEAD_BYTES));
+  assert.equal(got.length, 3);
+  for (const [i, b] of bodies.entries()) assert.ok(got[i]!.equals(b), `message ${i + 1} intact`);
+});

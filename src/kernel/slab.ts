@@ -14,6 +14,9 @@
  * not a SEND and when a process ends; a mailbox, before it delivers, replaces or drops queued
  * messages.
  */
+/** Frames from this size up that are a whole buffer are adopted, not copied. */
+const ADOPT_BYTES = 16 * 1024;
+
 export class Slab {
   private current: Buffer;
   private used = 0;
@@ -35,10 +38,19 @@ export class Slab {
 
   /**
    * Places src[start, end) in a slab; returns the offset in {@link lastBuffer} (no object per
-   * call). The bytes are there once {@link settle} has run; until then src must not change.
+   * call). The bytes are there once {@link settle} has run; until then src must not change. A
+   * large frame that fills src is adopted instead: src itself becomes its home, so the caller
+   * must hand over only buffers nobody writes again (the kernel's input never is, except by the
+   * kernel relabelling a message it delivers).
    */
   copy(src: Buffer, start: number, end: number): number {
     const len = end - start;
+    if (start === 0 && end === src.length && len >= ADOPT_BYTES) {
+      // A large frame that is a whole buffer of its own (one the decoder joined from several
+      // chunks): kept as it is. Copying it would cost as much as everything else it goes through.
+      this.lastBuffer = src;
+      return 0;
+    }
     if (len > this.slabBytes / 4) {
       // Large messages get a buffer of their own rather than wasting a slab's tail.
       const own = Buffer.allocUnsafeSlow(len);
