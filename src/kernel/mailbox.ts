@@ -647,7 +647,10 @@ export class Mailbox {
       if (count >= this.capacity || bytes + body > this.maxBytes || total + body > maxTotalBytes) break;
       putU32(buf, pos + Off.SENDER, from);
       seq++;
-      writeInt64(buf, seq, pos + Off.SEQ);
+      if (seq < 0x100000000) {
+        putU32(buf, pos + Off.SEQ, seq);
+        putU32(buf, pos + Off.SEQ + 4, 0);
+      } else writeInt64(buf, seq, pos + Off.SEQ);
       putU32(buf, pos + Off.TIME, lo);
       putU32(buf, pos + Off.TIME + 4, hi);
       const off = slab.copy(buf, pos, pos + len);
@@ -1018,7 +1021,7 @@ export class Mailbox {
       const off = store.offset(slot);
       const len = store.length(slot);
       const body = len - MESSAGE_HEAD_BYTES;
-      store.remove(slot, body);
+      const next = store.removeHead(slot, body);
       buf[off + Off.OPCODE] = Op.DELIVER;
       buf[off + Off.FLAGS] = 0;
       buf[off + Off.ON_FULL] = 0;
@@ -1029,7 +1032,7 @@ export class Mailbox {
       w.pushInflight(buf, off, len, null, true);
       n++;
       bodies += body;
-      slot = store.first(w.sel);
+      slot = next;
     }
     if (n === 0) return 0;
     this.host.totalBytes -= bodies;

@@ -276,6 +276,28 @@ export class MessageStore {
     }
   }
 
+  /**
+   * Removes the oldest message of a fifo store (not by priority), given as `slot`, and returns
+   * the next oldest, or -1: the pump's run taking a queue in order, without the general
+   * {@link remove}'s look for the bucket and lists.
+   */
+  removeHead(slot: number, bodyBytes: number): number {
+    if (this.indexed) {
+      this.remove(slot, bodyBytes);
+      return this.count === 0 ? NIL : this.buckets[0]!.head;
+    }
+    const bucket = this.buckets[0]!;
+    const next = this.next[slot]!;
+    bucket.head = next;
+    if (next === NIL) bucket.tail = NIL;
+    else this.prev[next] = NIL;
+    bucket.count--;
+    this.releaseSlot(slot);
+    this.count--;
+    this.bytes -= bodyBytes;
+    return next;
+  }
+
   /** The first message a receiver with this selection would take, or -1. Never scans the queue
    * except when a sender and a type are combined, where it walks the shorter of the two lists. */
   first(sel: Selection): number {
