@@ -10,6 +10,7 @@ import {
   putU32,
   ReceiveFlag,
   readInt64,
+  relabelAsDeliver,
   writeInt64,
 } from '../protocol/frame.js';
 import type { FrameWriter } from '../transport/frame-writer.js';
@@ -578,13 +579,8 @@ export class Mailbox {
         if (b > w.maxSize || bodies + b > byteRoom) break;
         putU32(buf, pos + Off.SENDER, from);
         this.stamp(buf, pos);
-        buf[pos + Off.OPCODE] = Op.DELIVER;
-        buf[pos + Off.FLAGS] = 0;
-        buf[pos + Off.ON_FULL] = 0;
         this.runRequest = getU32(buf, pos + Off.REQUEST);
-        putU32(buf, pos + Off.REQUEST, w.request);
-        putU32(buf, pos + Off.TARGET, this.id);
-        putU32(buf, pos + Off.TIMEOUT, 0);
+        relabelAsDeliver(buf, pos, w.request, this.id);
         pos += l;
         bodies += b;
         n++;
@@ -1022,12 +1018,7 @@ export class Mailbox {
       const len = store.length(slot);
       const body = len - MESSAGE_HEAD_BYTES;
       const next = store.removeHead(slot, body);
-      buf[off + Off.OPCODE] = Op.DELIVER;
-      buf[off + Off.FLAGS] = 0;
-      buf[off + Off.ON_FULL] = 0;
-      putU32(buf, off + Off.REQUEST, w.request);
-      putU32(buf, off + Off.TARGET, this.id);
-      putU32(buf, off + Off.TIMEOUT, 0);
+      relabelAsDeliver(buf, off, w.request, this.id);
       writer.appendRef(buf, off, off + len);
       w.pushInflight(buf, off, len, null, true);
       n++;
@@ -1113,12 +1104,7 @@ export class Mailbox {
       out = writer.buf;
       if (outLen !== len) putU32(out, o, outLen - 4);
     }
-    out[o + Off.OPCODE] = Op.DELIVER;
-    out[o + Off.FLAGS] = 0;
-    out[o + Off.ON_FULL] = 0;
-    putU32(out, o + Off.REQUEST, w.request);
-    putU32(out, o + Off.TARGET, this.id);
-    putU32(out, o + Off.TIMEOUT, 0);
+    relabelAsDeliver(out, o, w.request, this.id);
     if (direct) writer.appendRef(buf, off, off + len);
     this.host.markDirty(w.peer);
     w.pushInflight(buf, off, len, sw, sw === null && buf !== this.ring);

@@ -183,6 +183,19 @@ export function writeInt64(buf: Buffer, value: number, off: number): void {
   putU32(buf, off + 4, hi >>> 0);
 }
 
+/**
+ * Turns the SEND frame at buf[off…] into the DELIVER of it for a receive `request` on mailbox
+ * `target`, in place: the two share one layout, so only these fields differ.
+ */
+export function relabelAsDeliver(buf: Buffer, off: number, request: number, target: number): void {
+  buf[off + Off.OPCODE] = Op.DELIVER;
+  buf[off + Off.FLAGS] = 0;
+  buf[off + Off.ON_FULL] = 0;
+  putU32(buf, off + Off.REQUEST, request);
+  putU32(buf, off + Off.TARGET, target);
+  putU32(buf, off + Off.TIMEOUT, 0);
+}
+
 /** Writes the common 12-byte head. `length` is the whole frame's size including the length field. */
 export function writeHead(
   buf: Buffer,
