@@ -2,10 +2,12 @@
 // do nothing per message (hand-made SEND frames written in 64 KiB batches, DELIVER frames counted
 // and taken in batches: no promise per send, no Message per delivery). Run side by side with the
 // raw pump, the byte relay and the Postbox pump, it tells the kernel's cost from the client
-// library's. Not part of `npm run bench`.
+// library's. With --rtt, the same split for the round trip: ping-pong through a real kernel with
+// clients that do nothing but answer, next to raw, the byte relay and Postbox's clients. Not part
+// of `npm run bench`.
 //
 //   node dist/bench/kernel-ceiling.js [--messages N] [--size B] [--runs N] [--window N] [--profile DIR]
-//     [--kernel-only]
+//     [--kernel-only] [--rtt [--rounds N]]
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -22,7 +24,7 @@ import { decodeJsonPayload, Off, Op, ReceiveFlag } from '../src/protocol/frame.j
 import { callFrame, helloFrame, receiveFrame, sendFrame, takeFrame } from '../test/helpers/raw-peer.js';
 import { processCpu, runPostboxPump } from './postbox.js';
 import { runRawPump } from './pump.js';
-import { raw } from './workloads.js';
+import { postbox, raw } from './workloads.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -140,6 +142,96 @@ async function sender(
   process.exit(0);
 }
 
+const ECHO_STREAM = 7;
+const PING_STREAM = 8;
+
+/** Creates mailboxes X and Y, answers every message from X with one to Y, and a TAKE. */
+async function echo(path: string): Promise<void> {
+  const ids: number[] = [];
+  let created: (() => void) | null = null;
+  let pong: Buffer | null = null;
+  const both = new Promise<void>((resolve) => {
+    created = resolve;
+  });
+  const socket: Socket = await hello(path, (buf, s, e) => {
+    const op = buf[s + Off.OPCODE];
+    if (op === Op.DELIVER) {
+      socket.write(pong!);
+    } else if (op === Op.RESULT) {
+      ids.push((decodeJsonPayload(buf, s, e) as { id: number }).id);
+      if (ids.length === 2) created!();
+    } else if (op === Op.ERROR) {
+      throw new Error(`kernel error: ${JSON.stringify(decodeJsonPayload(buf, s, e))}`);
+    }
+  });
+  socket.write(callFrame(1, { op: 'create', name: 'ping', mode: 0o666 }));
+  socket.write(callFrame(2, { op: 'create', name: 'pong', mode: 0o666 }));
+  await both;
+  const [x, y] = ids as [number, number];
+  // Request ids repeat: each send completes at once and is covered by the cumulative ACK.
+  pong = Buffer.concat([
+    takeFrame(ECHO_STREAM, 1, 1),
+    sendFrame({ request: 1, target: y, body: Buffer.alloc(100, 0x62) }),
+  ]);
+  socket.write(receiveFrame({ request: ECHO_STREAM, target: x, flags: ReceiveFlag.STREAM, credit: 64 }));
+  process.stdout.write(`ready ${x} ${y}\n`);
+}
+
+/** Sends to X, waits for the answer from Y, `rounds` times after `warmup`; prints the p50 in µs. */
+async function pinger(path: string, x: number, y: number, rounds: number, warmup: number): Promise<void> {
+  const lat: number[] = [];
+  let t0 = 0;
+  let n = 0;
+  const ping = Buffer.concat([
+    takeFrame(PING_STREAM, 1, 1),
+    sendFrame({ request: 1, target: x, body: Buffer.alloc(100, 0x61) }),
+  ]);
+  let done: (() => void) | null = null;
+  const finished = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  const socket: Socket = await hello(path, (buf, s) => {
+    if (buf[s + Off.OPCODE] !== Op.DELIVER) return;
+    const now = performance.now();
+    if (n++ >= warmup) lat.push(now - t0);
+    if (lat.length === rounds) return done!();
+    t0 = performance.now();
+    socket.write(ping);
+  });
+  socket.write(receiveFrame({ request: PING_STREAM, target: y, flags: ReceiveFlag.STREAM, credit: 64 }));
+  t0 = performance.now();
+  // The first ping carries no TAKE: nothing has been delivered yet.
+  socket.write(sendFrame({ request: 1, target: x, body: Buffer.alloc(100, 0x61) }));
+  await finished;
+  lat.sort((a, b) => a - b);
+  process.stdout.write(`${JSON.stringify({ p50us: lat[lat.length >> 1]! * 1000 })}\n`, () => process.exit(0));
+}
+
+/** Round trip p50 (µs) through a real kernel with clients that only answer. */
+async function kernelRoundTrip(rounds: number, warmup: number): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'pb-kernel-rtt-'));
+  const path = join(dir, 'k.sock');
+  const children: ChildProcess[] = [];
+  try {
+    const kernel = await start([CLI, 'kernel', '--socket', path, '--quiet'], /listening on unix:/);
+    children.push(kernel.child);
+    const e = await start([SELF, 'echo', path], /^ready /);
+    children.push(e.child);
+    const [, x, y] = e.line.split(' ');
+    const p = spawn(process.execPath, [SELF, 'pinger', path, x!, y!, String(rounds), String(warmup)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(p);
+    const lines = createInterface({ input: p.stdout! });
+    const [line] = (await once(lines, 'line')) as [string];
+    return (JSON.parse(line) as { p50us: number }).p50us;
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGINT');
+    await Promise.all(children.map((c) => (c.exitCode === null ? once(c, 'exit') : null)));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Starts a child and resolves with the first line matching `ready`. */
 function start(args: string[], ready: RegExp): Promise<{ child: ChildProcess; line: string }> {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -210,6 +302,8 @@ async function main(): Promise<void> {
       window: { type: 'string', default: '1024' },
       profile: { type: 'string' },
       'kernel-only': { type: 'boolean', default: false },
+      rtt: { type: 'boolean', default: false },
+      rounds: { type: 'string', default: '10000' },
     },
   });
   const messages = Number(values.messages);
@@ -221,6 +315,19 @@ async function main(): Promise<void> {
       ? []
       : ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${values.profile}`];
   for (let i = 0; i < Number(values.runs); i++) {
+    if (values.rtt) {
+      const rounds = Number(values.rounds);
+      const warmup = Math.ceil(rounds / 10);
+      const direct = (await raw.pingPong(rounds, 100, warmup)).p50us;
+      const relay = (await raw.pingPong(rounds, 100, warmup, 1, true)).p50us;
+      const kernel = await kernelRoundTrip(rounds, warmup);
+      const pb = (await postbox.pingPong(rounds, 100, warmup, 'unix')).value;
+      const r = (x: number): string => `${x.toFixed(1)} µs (${(x / direct).toFixed(2)}×)`;
+      console.log(
+        `round trip p50: raw ${direct.toFixed(1)} µs; byte relay ${r(relay)}; kernel with raw clients ${r(kernel)}; Postbox clients ${r(pb)}`,
+      );
+      continue;
+    }
     if (values['kernel-only']) {
       // For comparing kernel builds: the kernel's CPU per message is steadier than a rate.
       const ceiling = await kernelCeiling(messages, size, window, profile);
@@ -249,6 +356,9 @@ const die = (err: unknown): never => {
   process.exit(1);
 };
 if (role === 'receiver') receiver(rest[0]!, rest[1]!, Number(rest[2]), Number(rest[3])).catch(die);
+else if (role === 'echo') echo(rest[0]!).catch(die);
+else if (role === 'pinger')
+  pinger(rest[0]!, Number(rest[1]), Number(rest[2]), Number(rest[3]), Number(rest[4])).catch(die);
 else if (role === 'sender')
   sender(rest[0]!, Number(rest[1]), Number(rest[2]), Number(rest[3]), Number(rest[4])).catch(die);
 else main().catch(die);
