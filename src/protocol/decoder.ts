@@ -37,6 +37,14 @@ export class FrameDecoder {
    * Called by a handler that has handled whole frames after its own: decoding goes on at `pos`,
    * a frame boundary within its `limit`. The handler must have checked those frames' lengths
    * against {@link maxFrameBytes}.
+   *
+   * @example
+   * ```ts
+   * const decoder: FrameDecoder = new FrameDecoder(1 << 20, (buf, start, end, limit) => {
+   *   const next = end + (end < limit ? getU32(buf, end) + LENGTH_BYTES : 0);
+   *   if (next > end && next <= limit) decoder.skipTo(next); // took the following frame too
+   * });
+   * ```
    */
   skipTo(pos: number): void {
     this.resume = pos;

@@ -186,6 +186,12 @@ export function writeInt64(buf: Buffer, value: number, off: number): void {
 /**
  * Turns the SEND frame at buf[off…] into the DELIVER of it for a receive `request` on mailbox
  * `target`, in place: the two share one layout, so only these fields differ.
+ *
+ * @example
+ * ```ts
+ * relabelAsDeliver(frame, 0, receiveRequestId, mailboxId);
+ * frame[Off.OPCODE] === Op.DELIVER; // true; type, body, sender and sequence untouched
+ * ```
  */
 export function relabelAsDeliver(buf: Buffer, off: number, request: number, target: number): void {
   buf[off + Off.OPCODE] = Op.DELIVER;
