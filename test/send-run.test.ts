@@ -250,3 +250,48 @@ test('large frames joined from several chunks are queued as they are, and come o
   assert.equal(got.length, 3);
   for (const [i, b] of bodies.entries()) assert.ok(got[i]!.equals(b), `message ${i + 1} intact`);
 });
+
+test("at the kernel's memory limit a run is refused as each send would be, receiver or not", async () => {
+  const small = await startTestKernel({ args: ['--max-total-bytes', '1000'] });
+  const open: RawPeer[] = [];
+  try {
+    const join = async (): Promise<RawPeer> => {
+      const p = await RawPeer.open(small.socket);
+      open.push(p);
+      assert.equal((await p.hello()).op, Op.WELCOME);
+      return p;
+    };
+    const r = await join();
+    const s = await join();
+    const make = async (request: number, name: string): Promise<number> => {
+      r.write(callFrame(request, { op: 'create', name, mode: 0o666 }));
+      const f = await r.waitFor((x) => x.request === request && x.op !== Op.ACK, 5000, `create ${name}`);
+      return (framePayload(f) as { id: number }).id;
+    };
+    const held = await make(1, 'mem-held');
+    const live = await make(2, 'mem-live');
+    r.write(receiveFrame({ request: 30, target: live, flags: ReceiveFlag.STREAM, credit: 50 }));
+    r.write(headFrame(Op.PING, 31));
+    await r.waitFor((f) => f.op === Op.PONG && f.request === 31, 5000, 'PONG 31');
+    // 900 bytes queued where nobody reads; then sends to a mailbox with a receiver waiting.
+    const frames = [];
+    for (let i = 1; i <= 9; i++)
+      frames.push(sendFrame({ request: i, target: held, body: Buffer.alloc(100) }));
+    frames.push(sendFrame({ request: 10, target: live, body: Buffer.alloc(50) }));
+    for (let i = 11; i <= 13; i++)
+      frames.push(sendFrame({ request: i, target: live, body: Buffer.alloc(200) }));
+    frames.push(headFrame(Op.PING, 14));
+    s.write(Buffer.concat(frames));
+    await s.waitFor((f) => f.op === Op.PONG && f.request === 14, 5000, 'PONG 14');
+    const refused = s.frames.filter((f) => f.op === Op.ERROR).map((f) => [f.request, frameError(f).code]);
+    assert.deepEqual(refused, [
+      [11, 'ENOMEM'],
+      [12, 'ENOMEM'],
+      [13, 'ENOMEM'],
+    ]);
+    await r.waitFor(() => delivered(r, 30).length === 1, 5000, 'the one that fit');
+  } finally {
+    for (const p of open) if (p.isOpen) await p.destroy(2000);
+    await small.stop();
+  }
+});

@@ -566,6 +566,10 @@ export class Mailbox {
         continue;
       }
       if (body > w.maxSize) break; // truncation, on its own
+      // One at a time, a send is refused while queued bytes are at the kernel's limit, even one
+      // that would go straight to a receiver: so is a run (queued bytes do not change in it).
+      const memoryRoom = maxTotalBytes - host.totalBytes;
+      if (body > memoryRoom) break;
       // As many as w takes, by the shortest road: stamped and relabelled where they lie.
       const runStart = pos;
       const room = Math.min(w.credit, this.capacity - this.count);
@@ -576,7 +580,7 @@ export class Mailbox {
       for (;;) {
         const l = getU32(buf, pos) + LENGTH_BYTES;
         const b = l - MESSAGE_HEAD_BYTES;
-        if (b > w.maxSize || bodies + b > byteRoom) break;
+        if (b > w.maxSize || bodies + b > byteRoom || b > memoryRoom) break;
         putU32(buf, pos + Off.SENDER, from);
         this.stamp(buf, pos);
         this.runRequest = getU32(buf, pos + Off.REQUEST);
