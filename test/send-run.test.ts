@@ -295,3 +295,25 @@ test("at the kernel's memory limit a run is refused as each send would be, recei
     await small.stop();
   }
 });
+
+test('a run does not carry past a receiver ahead in line that selects by type', async () => {
+  const { peer: r } = await peer();
+  const { peer: s } = await peer();
+  const a = await create(r, 1, { name: 'run-select' });
+  // First in line: a receiver of type 5 only; behind it, one that takes anything.
+  r.write(receiveFrame({ request: 40, target: a, flags: ReceiveFlag.STREAM, credit: 10, type: 5 }));
+  r.write(receiveFrame({ request: 41, target: a, flags: ReceiveFlag.STREAM, credit: 10 }));
+  r.write(headFrame(Op.PING, 42));
+  await r.waitFor((f) => f.op === Op.PONG && f.request === 42, 5000, 'PONG 42');
+  const types = [1, 1, 5, 1, 1, 5, 5, 1];
+  s.write(
+    Buffer.concat(
+      types.map((type, i) =>
+        sendFrame({ request: i + 1, target: a, type, body: Buffer.from(`t${type}-${i}`) }),
+      ),
+    ),
+  );
+  await r.waitFor(() => delivered(r, 40).length + delivered(r, 41).length === 8, 5000, 'eight DELIVERs');
+  assert.deepEqual(delivered(r, 40).map(body), ['t5-2', 't5-5', 't5-6']);
+  assert.deepEqual(delivered(r, 41).map(body), ['t1-0', 't1-1', 't1-3', 't1-4', 't1-7']);
+});

@@ -574,7 +574,8 @@ export class Mailbox {
       const runStart = pos;
       const room = Math.min(w.credit, this.capacity - this.count);
       const byteRoom = this.maxBytes - this.bytes;
-      const anyone = w.sel.type === 0 && w.sel.from === 0 && this.policy !== 'round-robin';
+      // More than one in a row only to a receiver that would get each of them one at a time.
+      const anyone = w.sel.type === 0 && w.sel.from === 0 && this.leads(w);
       let n = 0;
       let bodies = 0;
       for (;;) {
@@ -604,6 +605,20 @@ export class Mailbox {
       this.times.lastSendPid = peer.osPid;
     }
     return pos;
+  }
+
+  /**
+   * Whether, by the policy, w gets every message that comes now while it has credit: the first
+   * policy, and no receiver ahead of it in line that could take one (a receiver that selects may
+   * want the next message even though it did not want this one).
+   */
+  private leads(w: ReceiveWaiter): boolean {
+    if (this.policy === 'round-robin') return false;
+    for (const r of this.receivers) {
+      if (r === w) return true;
+      if (r.credit > 0 && !r.peer.congested) return false;
+    }
+    return false;
   }
 
   /** Whether any receiver could take a message now. */
@@ -1006,7 +1021,8 @@ export class Mailbox {
       w.sel.from !== 0 ||
       w.maxSize !== Number.POSITIVE_INFINITY ||
       this.order !== 'fifo' ||
-      this.ring !== null
+      this.ring !== null ||
+      !this.leads(w)
     )
       return 0;
     const store = this.store;
