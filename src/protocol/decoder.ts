@@ -118,6 +118,8 @@ export class FrameDecoder {
     this.parts = [];
     this.partBytes = 0;
     this.onFrame(frame, 0, need, need);
+    // Its limit was its own end: there was nothing after it to skip to.
+    this.resume = 0;
     return used;
   }
 
