@@ -168,27 +168,39 @@ describe('a run of sends in one write', () => {
     assert.equal(statFull.count, 2);
   });
 
-  test('taking part of a run, then giving the rest back, loses and repeats nothing', async () => {
-    const { peer: r } = await peer();
-    const { peer: s } = await peer();
-    const a = await create(r, 1, { name: 'run-giveback' });
-    r.write(receiveFrame({ request: 70, target: a, flags: ReceiveFlag.STREAM, credit: 8 }));
-    r.write(headFrame(Op.PING, 71));
-    await r.waitFor((f) => f.op === Op.PONG && f.request === 71, 5000, 'PONG 71');
-    const frames = [];
-    for (let i = 1; i <= 12; i++)
-      frames.push(sendFrame({ request: i, target: a, body: Buffer.from(`g${i}`) }));
-    s.write(Buffer.concat(frames));
-    await r.waitFor(() => delivered(r, 70).length === 8, 5000, 'eight DELIVERs');
-    // Take three of the run of eight, then cancel: the five untaken go back ahead of the queued four.
-    r.write(takeFrame(70, 3, 0));
-    r.write(headFrame(Op.CANCEL, 70));
-    await r.waitFor((f) => f.op === Op.ERROR && f.request === 70, 5000, 'ECANCELED');
-    const { peer: r2 } = await peer();
-    r2.write(receiveFrame({ request: 80, target: a, flags: ReceiveFlag.STREAM, credit: 100 }));
-    await r2.waitFor(() => delivered(r2, 80).length === 9, 5000, 'nine DELIVERs');
-    assert.deepEqual(delivered(r2, 80).map(body), ['g4', 'g5', 'g6', 'g7', 'g8', 'g9', 'g10', 'g11', 'g12']);
-  });
+  // Frames of one length are counted past; of varied lengths, walked: both ways are checked.
+  for (const shape of ['of one length', 'of varied lengths'] as const) {
+    test(`taking part of a run of messages ${shape}, then giving the rest back, loses and repeats nothing`, async () => {
+      const { peer: r } = await peer();
+      const { peer: s } = await peer();
+      const a = await create(r, 1, { name: `run-giveback-${shape.length}` });
+      r.write(receiveFrame({ request: 70, target: a, flags: ReceiveFlag.STREAM, credit: 8 }));
+      r.write(headFrame(Op.PING, 71));
+      await r.waitFor((f) => f.op === Op.PONG && f.request === 71, 5000, 'PONG 71');
+      const text = (i: number): string =>
+        shape === 'of one length' ? `g${String(i).padStart(2, '0')}` : `g${'.'.repeat(i)}${i}`;
+      const frames = [];
+      for (let i = 1; i <= 12; i++)
+        frames.push(sendFrame({ request: i, target: a, body: Buffer.from(text(i)) }));
+      s.write(Buffer.concat(frames));
+      await r.waitFor(() => delivered(r, 70).length === 8, 5000, 'eight DELIVERs');
+      // Take three of the run of eight, then cancel: the five untaken go back ahead of the queued four.
+      r.write(takeFrame(70, 3, 0));
+      r.write(headFrame(Op.CANCEL, 70));
+      await r.waitFor((f) => f.op === Op.ERROR && f.request === 70, 5000, 'ECANCELED');
+      const { peer: r2 } = await peer();
+      r2.write(receiveFrame({ request: 80, target: a, flags: ReceiveFlag.STREAM, credit: 100 }));
+      await r2.waitFor(() => delivered(r2, 80).length === 9, 5000, 'nine DELIVERs');
+      assert.deepEqual(delivered(r2, 80).map(body), [4, 5, 6, 7, 8, 9, 10, 11, 12].map(text));
+      r2.write(callFrame(90, { op: 'stat', id: a }));
+      const st = framePayload(await r2.waitFor((f) => f.request === 90, 5000, 'stat')) as {
+        count: number;
+        bytes: number;
+      };
+      const held = [4, 5, 6, 7, 8, 9, 10, 11, 12].reduce((n, i) => n + text(i).length, 0);
+      assert.deepEqual([st.count, st.bytes], [9, held], 'the mailbox counts exactly what is held');
+    });
+  }
 });
 
 test('ten thousand pipelined sends through the client: every one settles, every message arrives in order', {

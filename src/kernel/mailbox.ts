@@ -108,6 +108,12 @@ export class ReceiveWaiter {
   private rLen: Uint32Array;
   /** Messages in the entry. */
   private rMsgs: Uint32Array;
+  /**
+   * The frame length of every message in the entry when they are all the same length (the usual
+   * stream), else 0: then a TAKE of part of a run needs no look at the frames themselves, which
+   * were written out long ago and are no longer in the cache.
+   */
+  private rEach: Uint32Array;
   private rReceipt: (SendWaiter | null)[];
   private rHead = 0;
   /** Entries held. */
@@ -130,6 +136,7 @@ export class ReceiveWaiter {
     this.rOff = new Uint32Array(size);
     this.rLen = new Uint32Array(size);
     this.rMsgs = new Uint32Array(size);
+    this.rEach = new Uint32Array(size);
     this.rReceipt = new Array<SendWaiter | null>(size).fill(null);
   }
 
@@ -142,9 +149,9 @@ export class ReceiveWaiter {
   }
 
   /**
-   * Records n delivered messages lying back to back at buf[off, off+len). Ones that may join a
-   * run (no receipt, bytes sent once from where they lie) and lie right after the newest entry's
-   * last frame extend that entry.
+   * Records n delivered messages lying back to back at buf[off, off+len), each `each` bytes long
+   * (0: not all the same). Ones that may join a run (no receipt, bytes sent once from where they
+   * lie) and lie right after the newest entry's last frame extend that entry.
    */
   pushInflight(
     buf: Buffer,
@@ -153,6 +160,7 @@ export class ReceiveWaiter {
     receipt: SendWaiter | null,
     joins: boolean,
     n = 1,
+    each = len,
   ): void {
     this.msgs += n;
     if (joins && this.rCount > 0) {
@@ -164,6 +172,7 @@ export class ReceiveWaiter {
       ) {
         this.rLen[last] += len;
         this.rMsgs[last] += n;
+        if (this.rEach[last] !== each) this.rEach[last] = 0;
         return;
       }
     }
@@ -173,6 +182,7 @@ export class ReceiveWaiter {
     this.rOff[i] = off;
     this.rLen[i] = len;
     this.rMsgs[i] = n;
+    this.rEach[i] = each;
     this.rReceipt[i] = receipt;
     this.rCount++;
   }
@@ -184,6 +194,7 @@ export class ReceiveWaiter {
     const off = new Uint32Array(n * 2);
     const len = new Uint32Array(n * 2);
     const msgs = new Uint32Array(n * 2);
+    const each = new Uint32Array(n * 2);
     const receipt = new Array<SendWaiter | null>(n * 2).fill(null);
     for (let k = 0; k < n; k++) {
       const i = (this.rHead + k) & (n - 1);
@@ -191,12 +202,14 @@ export class ReceiveWaiter {
       off[k] = this.rOff[i]!;
       len[k] = this.rLen[i]!;
       msgs[k] = this.rMsgs[i]!;
+      each[k] = this.rEach[i]!;
       receipt[k] = this.rReceipt[i]!;
     }
     this.rBuf = buf;
     this.rOff = off;
     this.rLen = len;
     this.rMsgs = msgs;
+    this.rEach = each;
     this.rReceipt = receipt;
     this.rHead = 0;
   }
@@ -214,6 +227,10 @@ export class ReceiveWaiter {
   /** Messages in the oldest entry. */
   headCount(): number {
     return this.rMsgs[this.rHead]!;
+  }
+  /** The length of each frame in the oldest entry if they are all the same, else 0. */
+  headEach(): number {
+    return this.rEach[this.rHead]!;
   }
   headReceipt(): SendWaiter | null {
     return this.rReceipt[this.rHead]!;
@@ -245,7 +262,7 @@ export class ReceiveWaiter {
     const buf = this.headBuffer();
     const off = this.headOffset();
     if (this.headCount() > 1) {
-      const len = getU32(buf, off) + LENGTH_BYTES;
+      const len = this.headEach() || getU32(buf, off) + LENGTH_BYTES;
       this.dropFromHead(1, len);
       fn(buf, off, len, null);
       return true;
@@ -578,8 +595,10 @@ export class Mailbox {
       const anyone = w.sel.type === 0 && w.sel.from === 0 && this.leads(w);
       let n = 0;
       let bodies = 0;
+      let each = getU32(buf, pos) + LENGTH_BYTES;
       for (;;) {
         const l = getU32(buf, pos) + LENGTH_BYTES;
+        if (l !== each) each = 0;
         const b = l - MESSAGE_HEAD_BYTES;
         if (b > w.maxSize || bodies + b > byteRoom || b > memoryRoom) break;
         putU32(buf, pos + Off.SENDER, from);
@@ -593,7 +612,7 @@ export class Mailbox {
       }
       w.peer.writer.appendRef(buf, runStart, pos);
       host.markDirty(w.peer);
-      w.pushInflight(buf, runStart, pos - runStart, null, true, n);
+      w.pushInflight(buf, runStart, pos - runStart, null, true, n, each);
       this.inflight += n;
       this.inflightBytes += bodies;
       w.credit -= n;
@@ -1155,9 +1174,10 @@ export class Mailbox {
       const buf = w.headBuffer();
       const off = w.headOffset();
       if (count > left) {
-        // Part of a run: its frames are walked by their length fields.
-        let at = off;
-        for (let i = 0; i < left; i++) at += getU32(buf, at) + LENGTH_BYTES;
+        // Part of a run: of frames all the same length, counted; else walked by their lengths.
+        const each = w.headEach();
+        let at = off + left * each;
+        if (each === 0) for (let i = 0; i < left; i++) at += getU32(buf, at) + LENGTH_BYTES;
         w.dropFromHead(left, at - off);
         this.inflightBytes -= at - off - left * MESSAGE_HEAD_BYTES;
         break;
