@@ -39,14 +39,8 @@ import {
   posix,
 } from '../src/faces/posix.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
-import {
-  compileFixture,
-  prng,
-  requireSetpriv,
-  run,
-  summary,
-  unprivileged,
-} from './helpers/linux-reference.js';
+import { compileFixture, requireSetpriv, run, summary, unprivileged } from './helpers/linux-reference.js';
+import { prng } from './helpers/prng.js';
 
 const SEEDS =
   process.env.POSIX_SEED !== undefined

@@ -73,6 +73,7 @@ import {
   writeInt64,
 } from '../src/protocol/frame.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { prng } from './helpers/prng.js';
 
 // ── the document ──────────────────────────────────────────────────────────────────────────────
 
@@ -578,18 +579,6 @@ function connectUnix(path: string): Promise<Socket> {
     }),
     `a connection to ${path}`,
   );
-}
-
-/** A small seeded PRNG (mulberry32), so random splits are reproducible. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ── (a) the document's vectors ────────────────────────────────────────────────────────────────

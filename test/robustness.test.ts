@@ -11,6 +11,7 @@ import { connect, type Message, PostboxError, type PostboxProcess } from '../src
 import { NO_MAX_SIZE, OnFull, Op, PROTOCOL_VERSION, ReceiveFlag, SendFlag } from '../src/protocol/frame.js';
 import { type Agent, startAgent } from './helpers/agent.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { prng } from './helpers/prng.js';
 import {
   callFrame,
   frameError,
@@ -118,16 +119,9 @@ const MB = 1024 * 1024;
 
 /** A seeded PRNG (mulberry32), so a failing fuzz run can be replayed with POSTBOX_FUZZ_SEED. */
 class Rng {
-  private a: number;
+  readonly next: () => number;
   constructor(seed: number) {
-    this.a = seed >>> 0;
-  }
-  next(): number {
-    this.a = (this.a + 0x6d2b79f5) >>> 0;
-    let t = this.a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = prng(seed);
   }
   int(n: number): number {
     return Math.floor(this.next() * n);

@@ -31,14 +31,8 @@ import {
   sysv,
 } from '../src/faces/sysv.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
-import {
-  compileFixture,
-  prng,
-  requireSetpriv,
-  run,
-  summary,
-  unprivileged,
-} from './helpers/linux-reference.js';
+import { compileFixture, requireSetpriv, run, summary, unprivileged } from './helpers/linux-reference.js';
+import { prng } from './helpers/prng.js';
 import { until } from './helpers/wait.js';
 
 const SEEDS =

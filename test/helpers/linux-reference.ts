@@ -12,18 +12,6 @@ const FIXTURES = fileURLToPath(new URL('../../../test/fixtures/', import.meta.ur
 /** uid and gid of `nobody`: Linux's permission and limit checks bind it as they bind everyone. */
 export const NOBODY = 65534;
 
-/** A seeded PRNG (mulberry32): the same seed gives the same sequence of operations. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function fnv1a(bytes: Uint8Array): number {
   let h = 0x811c9dc5;
   for (const b of bytes) h = Math.imul(h ^ b, 16777619) >>> 0;
