@@ -1159,6 +1159,14 @@ describe('FrameDecoder', () => {
     ]);
   });
 
+  test('skipTo outside the bytes after the frame throws FrameError, not a silent loss of framing', () => {
+    const two = Buffer.concat([vec('ack'), vec('ack')]);
+    for (const bad of [two.length + 1, 5]) {
+      const d: FrameDecoder = new FrameDecoder(1 << 20, () => d.skipTo(bad));
+      assert.throws(() => d.push(two), FrameError, `skipTo(${bad})`);
+    }
+  });
+
   test('a length below 8 throws FrameError (EPROTO)', () => {
     for (let len = 0; len < 8; len++) {
       const b = Buffer.alloc(12);

@@ -329,3 +329,28 @@ test('a run does not carry past a receiver ahead in line that selects by type', 
   assert.deepEqual(delivered(r, 40).map(body), ['t5-2', 't5-5', 't5-6']);
   assert.deepEqual(delivered(r, 41).map(body), ['t1-0', 't1-1', 't1-3', 't1-4', 't1-7']);
 });
+
+test('a broken frame after a run closes only that connection; the run before it and everyone else are intact', async () => {
+  const { peer: r } = await peer();
+  const { peer: bad } = await peer();
+  const { peer: good } = await peer();
+  const a = await create(r, 1, { name: 'run-broken' });
+  r.write(receiveFrame({ request: 60, target: a, flags: ReceiveFlag.STREAM, credit: 100 }));
+  r.write(headFrame(Op.PING, 61));
+  await r.waitFor((f) => f.op === Op.PONG && f.request === 61, 5000, 'PONG 61');
+  const plain = (request: number, text: string): Buffer =>
+    sendFrame({ request, target: a, body: Buffer.from(text) });
+  // A SEND head whose length says 7: no frame can be that short. The run before it stands, then
+  // the connection ends.
+  const broken = plain(99, 'x'.repeat(20));
+  broken.writeUInt32LE(7, 0);
+  bad.write(Buffer.concat([plain(1, 'b1'), plain(2, 'b2'), plain(3, 'b3'), broken, plain(4, 'lost')]));
+  assert.equal(await bad.waitClosed(5000), true, 'the kernel closes the broken connection');
+  const fatal = bad.frames.find((f) => f.op === Op.ERROR && f.request === 0);
+  assert.ok(fatal !== undefined, 'a fatal ERROR before the close');
+  assert.equal(frameError(fatal).code, 'EPROTO');
+  good.write(Buffer.concat([plain(1, 'g1'), plain(2, 'g2'), headFrame(Op.PING, 3)]));
+  await good.waitFor((f) => f.op === Op.PONG && f.request === 3, 5000, 'PONG 3');
+  await r.waitFor(() => delivered(r, 60).length === 5, 5000, 'five DELIVERs');
+  assert.deepEqual(delivered(r, 60).map(body), ['b1', 'b2', 'b3', 'g1', 'g2']);
+});

@@ -170,8 +170,6 @@ export class Connection {
   private flushScheduled = false;
   private closedError: PostboxError | null = null;
   private welcome: Welcome | null = null;
-  // Read on every send: a field of its own, not a lookup in the parsed WELCOME.
-  private maxMessageSize = 0;
   private onWelcome: ((w: Welcome) => void) | null = null;
   private onHelloError: ((e: PostboxError) => void) | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
@@ -250,7 +248,6 @@ export class Connection {
       conn.flush();
     });
     conn.welcome = welcome;
-    conn.maxMessageSize = welcome.limits.maxMessageSize;
     if (transport === 'tcp') {
       conn.heartbeat = setInterval(() => conn.ping(), welcome.limits.heartbeatMs);
       conn.heartbeat.unref();
@@ -337,7 +334,7 @@ export class Connection {
     const bytes = encoded.bytes;
     const bodyLen = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.length;
     const headLen = headers === null ? 0 : Buffer.byteLength(headers);
-    const limit = this.maxMessageSize;
+    const limit = this.welcome!.limits.maxMessageSize;
     if (bodyLen + headLen > limit) {
       return Promise.reject(
         new MessageSizeError(`a ${bodyLen + headLen}-byte message is over the kernel's ${limit}-byte limit`),
@@ -385,7 +382,7 @@ export class Connection {
     text: string | null,
   ): Promise<SendResult> {
     const bodyLen = text !== null ? Buffer.byteLength(text) : bytes!.length;
-    const limit = this.maxMessageSize;
+    const limit = this.welcome!.limits.maxMessageSize;
     if (bodyLen > limit)
       return Promise.reject(
         new MessageSizeError(`a ${bodyLen}-byte message is over the kernel's ${limit}-byte limit`),

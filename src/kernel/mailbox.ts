@@ -576,9 +576,7 @@ export class Mailbox {
           break;
         }
         if (host.totalBytes + body > maxTotalBytes) break;
-        this.stamp(buf, pos);
-        this.enqueue(buf, pos, pos + len, body, null);
-        this.runRequest = getU32(buf, pos + Off.REQUEST);
+        this.queueOne(buf, pos, len, body);
         pos += len;
         continue;
       }
@@ -640,6 +638,13 @@ export class Mailbox {
     return false;
   }
 
+  /** Queues one message of a run by the message-at-a-time road (its sender is stamped). */
+  private queueOne(buf: Buffer, pos: number, len: number, body: number): void {
+    this.stamp(buf, pos);
+    this.enqueue(buf, pos, pos + len, body, null);
+    this.runRequest = getU32(buf, pos + Off.REQUEST);
+  }
+
   /** Whether any receiver could take a message now. */
   private anyCredit(): boolean {
     for (const w of this.receivers) if (w.credit > 0 && !w.peer.congested) return true;
@@ -662,9 +667,7 @@ export class Mailbox {
         const body = len - MESSAGE_HEAD_BYTES;
         if (!this.hasRoom(body) || host.totalBytes + body > maxTotalBytes) break;
         putU32(buf, pos + Off.SENDER, from);
-        this.stamp(buf, pos);
-        this.enqueue(buf, pos, pos + len, body, null);
-        this.runRequest = getU32(buf, pos + Off.REQUEST);
+        this.queueOne(buf, pos, len, body);
         pos += len;
       }
       return pos;
@@ -701,7 +704,7 @@ export class Mailbox {
     return pos;
   }
 
-  /** Stamps the next sequence number and the time on a frame; for {@link sendRun}. */
+  /** Stamps the next sequence number and the time on a frame (the run's times are set once). */
   private stamp(buf: Buffer, pos: number): void {
     this.seq++;
     this.sent++;
@@ -745,11 +748,7 @@ export class Mailbox {
 
   /** Stamps sequence number and time: the message is now the mailbox's. */
   private accept(buf: Buffer, start: number, from: Peer): void {
-    this.seq++;
-    writeInt64(buf, this.seq, start + Off.SEQ);
-    putU32(buf, start + Off.TIME, this.host.nowLo);
-    putU32(buf, start + Off.TIME + 4, this.host.nowHi);
-    this.sent++;
+    this.stamp(buf, start);
     this.times.lastSendTime = this.host.now;
     this.times.lastSendProcess = from.id;
     this.times.lastSendPid = from.osPid;

@@ -36,7 +36,8 @@ export class FrameDecoder {
   /**
    * Called by a handler that has handled whole frames after its own: decoding goes on at `pos`,
    * a frame boundary within its `limit`. The handler must have checked those frames' lengths
-   * against {@link maxFrameBytes}.
+   * against {@link maxFrameBytes}. A `pos` before the frame's end or past `limit` makes
+   * {@link push} throw {@link FrameError}.
    *
    * @example
    * ```ts
@@ -68,8 +69,15 @@ export class FrameDecoder {
       if (total - pos < size) break;
       this.onFrame(chunk, pos, pos + size, total);
       if (this.resume > 0) {
-        pos = this.resume;
+        const next = this.resume;
         this.resume = 0;
+        // Past the bytes at hand, or back into ones already handled, the stream would lose its
+        // framing without a word.
+        if (next < pos + size || next > total)
+          throw new FrameError(
+            `skipTo(${next}) is outside ${pos + size}…${total}, the bytes after the frame`,
+          );
+        pos = next;
       } else pos += size;
     }
     if (pos < total) {
