@@ -18,7 +18,11 @@ function queue(size?: number): { q: AckQueue<string, string>; log: Outcome[]; ad
       q.push(
         id,
         (value) => log.push({ id, how: 'ok', value }),
-        (value) => log.push({ id, how: 'err', value }),
+        (value, failed) => {
+          // A settler shared by many sends (sendMany) learns which one failed from this id.
+          assert.equal(failed, id, 'a rejection names its send');
+          log.push({ id, how: 'err', value });
+        },
       );
     },
   };
@@ -48,7 +52,7 @@ test('a send taken out of line is skipped by the ACK; the front is freed at once
   for (let id = 1; id <= 6; id++) add(id);
   const four = q.take(4);
   assert.ok(four !== null);
-  four.reject('EAGAIN');
+  four.reject('EAGAIN', 4);
   assert.equal(q.take(4), null, 'taken once only');
   assert.equal(q.take(7), null, 'never pushed');
   // Blocked sends (answered one by one, never ACKed) must not pile up in the ring.
@@ -104,7 +108,7 @@ test('random pushes, ACKs and takes settle exactly as a plain list would', () =>
         assert.equal(got !== null, i >= 0, `seed ${seed}: take(${id})`);
         if (got !== null) {
           model.splice(i, 1);
-          got.reject('E');
+          got.reject('E', id);
           expected.push(`${id}:err`);
         }
       }

@@ -9,7 +9,7 @@
 export class AckQueue<R, E> {
   private ids: Float64Array;
   private res: (((value: R) => void) | null)[];
-  private rej: (((err: E) => void) | null)[];
+  private rej: (((err: E, id: number) => void) | null)[];
   private head = 0;
   private count = 0;
 
@@ -19,7 +19,7 @@ export class AckQueue<R, E> {
     while (size < capacity) size *= 2;
     this.ids = new Float64Array(size);
     this.res = new Array<((value: R) => void) | null>(size).fill(null);
-    this.rej = new Array<((err: E) => void) | null>(size).fill(null);
+    this.rej = new Array<((err: E, id: number) => void) | null>(size).fill(null);
   }
 
   /** Sends waiting, including any taken out of line whose slot the ACK has not passed yet. */
@@ -27,7 +27,7 @@ export class AckQueue<R, E> {
     return this.count;
   }
 
-  push(id: number, res: (value: R) => void, rej: (err: E) => void): void {
+  push(id: number, res: (value: R) => void, rej: (err: E, id: number) => void): void {
     if (this.count === this.ids.length) this.grow();
     const i = (this.head + this.count) & (this.ids.length - 1);
     this.ids[i] = id;
@@ -59,7 +59,7 @@ export class AckQueue<R, E> {
    * Takes the send with this id out of line; returns its settlers, or null if it is not waiting
    * here. Ids are in order, so it is found by binary search.
    */
-  take(id: number): { resolve: (value: R) => void; reject: (err: E) => void } | null {
+  take(id: number): { resolve: (value: R) => void; reject: (err: E, id: number) => void } | null {
     const mask = this.ids.length - 1;
     let lo = 0;
     let hi = this.count - 1;
@@ -95,7 +95,7 @@ export class AckQueue<R, E> {
       const rej = this.rej[i];
       this.res[i] = null;
       this.rej[i] = null;
-      rej?.(err);
+      rej?.(err, this.ids[i]!);
     }
     this.head = 0;
     this.count = 0;
@@ -105,7 +105,7 @@ export class AckQueue<R, E> {
     const n = this.ids.length;
     const ids = new Float64Array(n * 2);
     const res = new Array<((value: R) => void) | null>(n * 2).fill(null);
-    const rej = new Array<((err: E) => void) | null>(n * 2).fill(null);
+    const rej = new Array<((err: E, id: number) => void) | null>(n * 2).fill(null);
     for (let k = 0; k < n; k++) {
       const i = (this.head + k) & (n - 1);
       ids[k] = this.ids[i]!;

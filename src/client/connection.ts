@@ -12,6 +12,7 @@ import {
   MessageSizeError,
   type PostboxError,
   ProtocolError,
+  SendManyError,
 } from '../protocol/errors.js';
 import {
   Codec,
@@ -115,7 +116,8 @@ export interface StreamSink {
 }
 
 type Resolve = (value: never) => void;
-type Reject = (err: PostboxError) => void;
+/** Rejects an operation; `request` says which, for settlers shared by many (sendMany). */
+type Reject = (err: PostboxError, request: number) => void;
 
 interface Pending {
   kind: 'send' | 'receive' | 'call' | 'stream';
@@ -301,60 +303,16 @@ export class Connection {
     const o = options ?? EMPTY_OPTIONS;
     const signal = o.signal;
     if (signal?.aborted) return Promise.reject(new AbortedError('send aborted before it started'));
-    let encoded: ReturnType<typeof encodeBody>;
-    let headers: string | null = null;
-    try {
-      encoded = encodeBody(body, o.codec);
-      if (o.headers !== undefined) headers = JSON.stringify(o.headers);
-    } catch (err) {
-      return Promise.reject(new InvalidArgumentError(`cannot encode the body: ${(err as Error).message}`));
-    }
-    const type = o.type ?? 1;
-    const priority = o.priority ?? 0;
-    if (!Number.isSafeInteger(type) || type < 1)
-      return Promise.reject(new InvalidArgumentError(`type must be a positive integer, not ${type}`));
-    if (!Number.isInteger(priority) || priority < 0 || priority > 32767) {
-      return Promise.reject(
-        new InvalidArgumentError(`priority must be an integer from 0 to 32767, not ${priority}`),
-      );
-    }
-    const timeout = o.timeout ?? 0;
-    if (!Number.isInteger(timeout) || timeout < 0 || timeout > 0xffffffff) {
-      return Promise.reject(new InvalidArgumentError(`timeout must be a whole number of ms, not ${timeout}`));
-    }
-    let onFull: OnFullCode = o.nowait === true ? OnFull.FAIL : OnFull.WAIT;
-    if (o.onFull !== undefined) {
-      const code = onFullCodes[o.onFull];
-      if (code === undefined)
-        return Promise.reject(
-          new InvalidArgumentError(`onFull must be wait, fail, replace-oldest or drop, not '${o.onFull}'`),
-        );
-      onFull = code;
-    }
-    const bytes = encoded.bytes;
-    const bodyLen = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.length;
-    const headLen = headers === null ? 0 : Buffer.byteLength(headers);
-    const limit = this.welcome!.limits.maxMessageSize;
-    if (bodyLen + headLen > limit) {
-      return Promise.reject(
-        new MessageSizeError(`a ${bodyLen + headLen}-byte message is over the kernel's ${limit}-byte limit`),
-      );
-    }
-    if (headLen > 65535) return Promise.reject(new InvalidArgumentError('user headers are over 65535 bytes'));
+    const encoded = encodeChecked(body, o.codec);
+    if (encoded instanceof InvalidArgumentError) return Promise.reject(encoded);
+    const plan = planSend(o, toProcess);
+    if (!(plan instanceof SendPlan)) return Promise.reject(plan);
+    const bodyLen =
+      typeof encoded.bytes === 'string' ? Buffer.byteLength(encoded.bytes) : encoded.bytes.length;
+    const tooBig = this.checkSize(bodyLen, plan.headLen);
+    if (tooBig !== null) return Promise.reject(tooBig);
     const receipt = o.receipt === true;
-    const id = this.writeSend(
-      target,
-      (receipt ? 1 : 0) | (toProcess ? 2 : 0) | (o.withoutReader === true ? 4 : 0),
-      encoded.code,
-      onFull,
-      timeout,
-      priority,
-      type,
-      headers,
-      headLen,
-      bytes,
-      bodyLen,
-    );
+    const id = this.writePlanned(target, plan, encoded.code, encoded.bytes, bodyLen);
     if (signal === undefined) return receipt ? this.awaitIndividual(id) : this.awaitAck(id);
     return new Promise<SendResult>((resolve, reject) => {
       this.watchSignal(signal, id);
@@ -372,6 +330,128 @@ export class Connection {
         this.acks.push(id, res, rej);
       }
     });
+  }
+
+  /**
+   * Sends many messages, in order, with the same options: one promise for all of them instead of
+   * one each. Every body is encoded and checked before any is written, so bad input sends none.
+   */
+  sendMany(
+    target: number,
+    toProcess: boolean,
+    bodies: Iterable<unknown>,
+    options: SendOptions | undefined,
+    label: string,
+  ): Promise<SendManyResult> {
+    if (this.closedError !== null) return Promise.reject(this.closedError);
+    const o = options ?? EMPTY_OPTIONS;
+    const signal = o.signal;
+    if (signal?.aborted) return Promise.reject(new AbortedError('sendMany aborted before it started'));
+    if (o.receipt === true)
+      return Promise.reject(
+        new InvalidArgumentError('sendMany takes no receipt: send() each message that needs one'),
+      );
+    const list = Array.isArray(bodies) ? (bodies as unknown[]) : Array.from(bodies);
+    const n = list.length;
+    const plan = planSend(o, toProcess);
+    if (!(plan instanceof SendPlan)) return Promise.reject(plan);
+    // Bytes and strings are written as they are, checked in a first pass; a batch with other
+    // bodies (or a codec) is encoded first, into arrays, so that nothing is written if one fails.
+    let encoded: { codes: Uint8Array; payloads: (Uint8Array | string)[] } | null = null;
+    for (let i = 0; i < n; i++) {
+      const body = list[i];
+      let bodyLen: number;
+      if (encoded === null && o.codec === undefined && body instanceof Uint8Array) bodyLen = body.length;
+      else if (encoded === null && o.codec === undefined && typeof body === 'string')
+        bodyLen = Buffer.byteLength(body);
+      else {
+        if (encoded === null) {
+          encoded = { codes: new Uint8Array(n), payloads: new Array<Uint8Array | string>(n) };
+          for (let k = 0; k < i; k++) {
+            const earlier = list[k] as Uint8Array | string;
+            encoded.codes[k] = typeof earlier === 'string' ? Codec.STRING : Codec.BYTES;
+            encoded.payloads[k] = earlier;
+          }
+        }
+        const e = encodeChecked(body, o.codec);
+        if (e instanceof InvalidArgumentError)
+          return Promise.reject(new InvalidArgumentError(`message ${i}: ${e.message}`));
+        encoded.codes[i] = e.code;
+        encoded.payloads[i] = e.bytes;
+        bodyLen = typeof e.bytes === 'string' ? Buffer.byteLength(e.bytes) : e.bytes.length;
+      }
+      const tooBig = this.checkSize(bodyLen, plan.headLen);
+      if (tooBig !== null) return Promise.reject(new MessageSizeError(`message ${i}: ${tooBig.message}`));
+    }
+    if (n === 0) return Promise.resolve({ sent: 0 });
+    return new Promise<SendManyResult>((resolve, reject) => {
+      let first = 0;
+      let left = n;
+      let failures: { index: number; error: PostboxError }[] | null = null;
+      const settled = (): void => {
+        if (--left > 0) return;
+        // The batch is done: an abort now has nothing left to cancel.
+        if (signal !== undefined) for (let k = 0; k < n; k++) this.unwatchSignal(signal, first + k);
+        if (failures === null) return resolve({ sent: n });
+        failures.sort((a, b) => a.index - b.index);
+        reject(new SendManyError(label, n, failures));
+      };
+      const accepted = (): void => settled();
+      const refused = (err: PostboxError, request: number): void => {
+        if (failures === null) failures = [];
+        failures.push({ index: request - first, error: err });
+        settled();
+      };
+      for (let i = 0; i < n; i++) {
+        let id: number;
+        if (encoded !== null) {
+          const bytes = encoded.payloads[i]!;
+          const len = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.length;
+          id = this.writePlanned(target, plan, encoded.codes[i]!, bytes, len);
+        } else {
+          const body = list[i] as Uint8Array | string;
+          if (typeof body === 'string')
+            id = this.writePlanned(target, plan, Codec.STRING, body, Buffer.byteLength(body));
+          else id = this.writePlanned(target, plan, Codec.BYTES, body, body.length);
+        }
+        if (i === 0) first = id;
+        // An abort cancels every message of the batch still waiting in the kernel (a CANCEL for
+        // one already settled is ignored there).
+        if (signal !== undefined) this.watchSignal(signal, id);
+        this.acks.push(id, accepted, refused);
+      }
+    });
+  }
+
+  /** EMSGSIZE if a body of this size with these headers is over the kernel's limit. */
+  private checkSize(bodyLen: number, headLen: number): MessageSizeError | null {
+    const limit = this.welcome!.limits.maxMessageSize;
+    if (bodyLen + headLen <= limit) return null;
+    return new MessageSizeError(
+      `a ${bodyLen + headLen}-byte message is over the kernel's ${limit}-byte limit`,
+    );
+  }
+
+  private writePlanned(
+    target: number,
+    plan: SendPlan,
+    codec: number,
+    bytes: Uint8Array | string,
+    bodyLen: number,
+  ): number {
+    return this.writeSend(
+      target,
+      plan.flags,
+      codec,
+      plan.onFull,
+      plan.timeout,
+      plan.priority,
+      plan.type,
+      plan.headers,
+      plan.headLen,
+      bytes,
+      bodyLen,
+    );
   }
 
   private sendPlain(
@@ -732,13 +812,17 @@ export class Connection {
     if (entry !== undefined) {
       this.forget(request);
       if (err === null) (entry.resolve as (v: unknown) => void)(value);
-      else entry.reject(err.code === 'ECANCELED' && entry.cancelAs !== undefined ? entry.cancelAs : err);
+      else
+        entry.reject(
+          err.code === 'ECANCELED' && entry.cancelAs !== undefined ? entry.cancelAs : err,
+          request,
+        );
       return;
     }
     const send = this.acks.take(request);
     if (send === null) return;
     if (err === null) send.resolve(value as SendResult);
-    else send.reject(err);
+    else send.reject(err, request);
   }
 
   private forget(request: number): void {
@@ -757,14 +841,75 @@ export class Connection {
     this.onHelloError?.(err);
     this.onHelloError = null;
     this.acks.failAll(err);
-    const pending = [...this.pending.values()];
+    const pending = [...this.pending];
     this.pending.clear();
     this.lastStream = 0;
     this.lastSink = null;
-    for (const entry of pending) entry.reject(err);
+    for (const [request, entry] of pending) entry.reject(err, request);
     for (const fn of this.onClose) fn(err);
     this.onClose.clear();
     if (!this.socket.destroyed) this.socket.end();
+  }
+}
+
+/** What `sendMany` resolves with: every message was accepted. */
+export interface SendManyResult {
+  /** Messages accepted by the mailbox, all of them. */
+  sent: number;
+}
+
+/** A send's options, checked once and in the form the SEND head carries them. */
+class SendPlan {
+  constructor(
+    readonly flags: number,
+    readonly onFull: OnFullCode,
+    readonly timeout: number,
+    readonly priority: number,
+    readonly type: number,
+    readonly headers: string | null,
+    readonly headLen: number,
+  ) {}
+}
+
+/** Checks a send's options; the error names the first bad one. */
+function planSend(o: SendOptions, toProcess: boolean): SendPlan | PostboxError {
+  let headers: string | null = null;
+  try {
+    if (o.headers !== undefined) headers = JSON.stringify(o.headers);
+  } catch (err) {
+    return new InvalidArgumentError(`cannot encode the headers: ${(err as Error).message}`);
+  }
+  const type = o.type ?? 1;
+  const priority = o.priority ?? 0;
+  if (!Number.isSafeInteger(type) || type < 1)
+    return new InvalidArgumentError(`type must be a positive integer, not ${type}`);
+  if (!Number.isInteger(priority) || priority < 0 || priority > 32767)
+    return new InvalidArgumentError(`priority must be an integer from 0 to 32767, not ${priority}`);
+  const timeout = o.timeout ?? 0;
+  if (!Number.isInteger(timeout) || timeout < 0 || timeout > 0xffffffff)
+    return new InvalidArgumentError(`timeout must be a whole number of ms, not ${timeout}`);
+  let onFull: OnFullCode = o.nowait === true ? OnFull.FAIL : OnFull.WAIT;
+  if (o.onFull !== undefined) {
+    const code = onFullCodes[o.onFull];
+    if (code === undefined)
+      return new InvalidArgumentError(`onFull must be wait, fail, replace-oldest or drop, not '${o.onFull}'`);
+    onFull = code;
+  }
+  const headLen = headers === null ? 0 : Buffer.byteLength(headers);
+  if (headLen > 65535) return new InvalidArgumentError('user headers are over 65535 bytes');
+  const flags = (o.receipt === true ? 1 : 0) | (toProcess ? 2 : 0) | (o.withoutReader === true ? 4 : 0);
+  return new SendPlan(flags, onFull, timeout, priority, type, headers, headLen);
+}
+
+/** Encodes a body by its codec; a body the codec cannot take is EINVAL. */
+function encodeChecked(
+  body: unknown,
+  codec: CodecName | undefined,
+): ReturnType<typeof encodeBody> | InvalidArgumentError {
+  try {
+    return encodeBody(body, codec);
+  } catch (err) {
+    return new InvalidArgumentError(`cannot encode the body: ${(err as Error).message}`);
   }
 }
 

@@ -11,12 +11,20 @@
  */
 export type { CodecName } from '../protocol/codec.js';
 export * from '../protocol/errors.js';
-export type { ConnectOptions, ReceiveOptions, SendOptions, SendResult } from './connection.js';
+export type {
+  ConnectOptions,
+  ReceiveOptions,
+  SendManyResult,
+  SendOptions,
+  SendResult,
+} from './connection.js';
 export {
+  type BatchOptions,
   type IterateOptions,
   Mailbox,
   type MailboxInfo,
   type MailboxStat,
+  MessageBatches,
   MessageStream,
 } from './mailbox.js';
 export { Message } from './message.js';

@@ -3,14 +3,18 @@ import {
   Connection,
   type ConnectOptions,
   type ReceiveOptions,
+  type SendManyResult,
   type SendOptions,
   type SendResult,
 } from './connection.js';
 import {
+  type BatchOptions,
+  batchMax,
   type IterateOptions,
   Mailbox,
   type MailboxInfo,
   type MailboxStat,
+  MessageBatches,
   MessageStream,
 } from './mailbox.js';
 import type { Message } from './message.js';
@@ -117,6 +121,15 @@ export class PostboxProcess {
   }
 
   /**
+   * Sends many messages to a process's inbox, in order, with one promise for all of them (see
+   * {@link Mailbox.sendMany}).
+   */
+  async sendMany(to: ProcessRef, bodies: Iterable<unknown>, options?: SendOptions): Promise<SendManyResult> {
+    const id = await this.resolve(to);
+    return this.conn.sendMany(id, true, bodies, options, `process ${String(to)}`);
+  }
+
+  /**
    * Sends to a mailbox by id without opening a handle on it (the mode still decides whether
    * this process may send): for answering to a mailbox named in a message.
    */
@@ -138,6 +151,13 @@ export class PostboxProcess {
   /** Iterates the inbox, with the kernel pushing ahead (see {@link Mailbox.messages}). */
   messages(options: Omit<IterateOptions, 'from'> & { from?: number } = {}): AsyncIterableIterator<Message> {
     return new MessageStream(this.conn, 0, true, options, () => {});
+  }
+
+  /** Iterates the inbox a batch at a time (see {@link Mailbox.batches}). */
+  batches(options: Omit<BatchOptions, 'from'> & { from?: number } = {}): AsyncIterableIterator<Message[]> {
+    const { max, ...iterate } = options;
+    const most = batchMax(max);
+    return new MessageBatches(new MessageStream(this.conn, 0, true, iterate, () => {}), most);
   }
 
   /**

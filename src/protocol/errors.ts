@@ -253,6 +253,39 @@ export class RemoteFailureError extends PostboxError {
   }
 }
 
+/**
+ * Some messages of a `sendMany` were not sent. Its `code` is the first failure's, so a handler
+ * that matches on `code` works as for one send; `failures` says which messages failed and why,
+ * in message order. The others were sent: each message of a batch stands on its own, as separate
+ * sends do.
+ *
+ * @example
+ * ```ts
+ * try { await box.sendMany(bodies, { nowait: true }); }
+ * catch (err) { if (err instanceof SendManyError) retry(err.failures.map((f) => bodies[f.index])); }
+ * ```
+ */
+export class SendManyError extends PostboxError {
+  /** Messages in the batch. */
+  readonly total: number;
+  /** The messages that failed: their index in the batch and their own error. */
+  readonly failures: readonly { index: number; error: PostboxError }[];
+
+  constructor(target: string, total: number, failures: { index: number; error: PostboxError }[]) {
+    const first = failures[0]!;
+    super(
+      first.error.code,
+      `${failures.length} of ${total} messages to ${target} were not sent; message ${first.index}: ${first.error.message}`,
+      first.error.process !== undefined
+        ? { mailbox: first.error.mailbox ?? target, process: first.error.process }
+        : { mailbox: first.error.mailbox ?? target },
+      { cause: first.error },
+    );
+    this.total = total;
+    this.failures = failures;
+  }
+}
+
 const classByCode: Record<ErrorCode, new (message: string, subject?: ErrorSubject) => PostboxError> = {
   EPROTO: ProtocolError,
   ENOENT: NotFoundError,

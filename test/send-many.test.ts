@@ -1,0 +1,271 @@
+// The batch face of the client: sendMany() (one promise for many sends) and batches() (every
+// message that has arrived, at each step). Each message of a batch must behave exactly as its own
+// send or receive would: order, codecs, waiting, would-block, abort, giving back on early exit.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { connect, type Message, type PostboxProcess, SendManyError } from '../src/client/mod.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { until } from './helpers/wait.js';
+
+let kernel: TestKernel;
+const procs: PostboxProcess[] = [];
+
+before(async () => {
+  kernel = await startTestKernel();
+});
+
+after(async () => {
+  for (const p of procs) await p.close();
+  await kernel.stop();
+});
+
+async function join(): Promise<PostboxProcess> {
+  const p = await connect({ socket: kernel.socket });
+  procs.push(p);
+  return p;
+}
+
+let seq = 0;
+const boxName = (): string => `many-${++seq}`;
+
+/** Collects `n` messages through batches(), and the size of each batch. */
+async function collect(
+  it: AsyncIterableIterator<Message[]>,
+  n: number,
+): Promise<{ got: Message[]; sizes: number[] }> {
+  const got: Message[] = [];
+  const sizes: number[] = [];
+  for await (const batch of it) {
+    assert.ok(batch.length > 0, 'a batch is never empty');
+    sizes.push(batch.length);
+    got.push(...batch);
+    if (got.length >= n) break;
+  }
+  return { got, sizes };
+}
+
+test('10,000 bodies of every kind arrive in order, each with its codec, in batches', async () => {
+  const [a, b] = [await join(), await join()];
+  const name = boxName();
+  const inbox = await b.createMailbox(name, { mode: 0o666 });
+  const out = await a.openMailbox(name);
+  const bodies: unknown[] = [];
+  for (let i = 0; i < 10_000; i++)
+    bodies.push(i % 3 === 0 ? Buffer.from(`b${i}`) : i % 3 === 1 ? `s${i}` : { i, tag: 'object' });
+  // A generator, not an array: any iterable is taken.
+  const result = await out.sendMany(
+    (function* () {
+      yield* bodies;
+    })(),
+  );
+  assert.deepEqual(result, { sent: 10_000 });
+  const { got, sizes } = await collect(inbox.batches(), 10_000);
+  assert.equal(got.length, 10_000);
+  assert.ok(
+    sizes.some((s) => s > 1),
+    `every batch held one message (${sizes.length} batches): nothing was batched`,
+  );
+  got.forEach((m, i) => {
+    if (i % 3 === 0) assert.deepEqual(m.body, Buffer.from(`b${i}`));
+    else if (i % 3 === 1) assert.equal(m.body, `s${i}`);
+    else assert.deepEqual(m.body, { i, tag: 'object' });
+    assert.equal(m.sender, a.id);
+  });
+  const st = await inbox.stat();
+  assert.equal(st.count, 0);
+  assert.equal(st.received, 10_000);
+});
+
+test('bad input sends nothing: an oversized body, a body its codec cannot take, a receipt, a bad option', async () => {
+  const [a, b] = [await join(), await join()];
+  const name = boxName();
+  const box = await b.createMailbox(name, { mode: 0o666, maxMessageSize: 100 });
+  const out = await a.openMailbox(name);
+  const limit = a.limits.maxMessageSize;
+  await assert.rejects(
+    out.sendMany(['ok', 'fine', Buffer.alloc(limit + 1)]),
+    (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'EMSGSIZE');
+      assert.match(e.message, /^message 2: /);
+      return true;
+    },
+  );
+  await assert.rejects(out.sendMany(['ok', 'text'], { codec: 'bytes' }), (e: Error & { code?: string }) => {
+    assert.equal(e.code, 'EINVAL');
+    assert.match(e.message, /^message 0: .*codec 'bytes'/);
+    return true;
+  });
+  await assert.rejects(out.sendMany(['x'], { receipt: true }), { code: 'EINVAL' });
+  await assert.rejects(out.sendMany(['x'], { priority: -1 }), { code: 'EINVAL' });
+  assert.equal((await box.stat()).sent, 0, 'nothing reached the mailbox');
+  // The mailbox's own limit is the kernel's answer, per message: the small ones go in.
+  await assert.rejects(out.sendMany(['small', 'x'.repeat(200), 'small too']), (e: unknown) => {
+    assert.ok(e instanceof SendManyError);
+    assert.equal(e.code, 'EMSGSIZE');
+    assert.equal(e.total, 3);
+    assert.deepEqual(
+      e.failures.map((f) => [f.index, f.error.code]),
+      [[1, 'EMSGSIZE']],
+    );
+    return true;
+  });
+  const texts = [];
+  for (let m = await box.receive({ nowait: true }); m !== null; m = await box.receive({ nowait: true }))
+    texts.push(m.body);
+  assert.deepEqual(texts, ['small', 'small too']);
+  await assert.rejects(async () => box.batches({ max: 0 }), { code: 'EINVAL' });
+  assert.deepEqual(await out.sendMany([]), { sent: 0 });
+});
+
+test('nowait into a full mailbox: the ones that fit go in, the error names the others', async () => {
+  const [a, b] = [await join(), await join()];
+  const name = boxName();
+  const box = await b.createMailbox(name, { mode: 0o666, capacity: 3 });
+  const out = await a.openMailbox(name);
+  await assert.rejects(out.sendMany(['m0', 'm1', 'm2', 'm3', 'm4'], { nowait: true }), (e: unknown) => {
+    assert.ok(e instanceof SendManyError);
+    assert.equal(e.code, 'EAGAIN');
+    assert.deepEqual(
+      e.failures.map((f) => f.index),
+      [3, 4],
+    );
+    assert.match(e.message, /2 of 5 messages to mailbox 'many-\d+' were not sent; message 3: /);
+    return true;
+  });
+  const st = await box.stat();
+  assert.equal(st.count, 3);
+  const { got } = await collect(box.batches(), 3);
+  assert.deepEqual(
+    got.map((m) => m.body),
+    ['m0', 'm1', 'm2'],
+  );
+});
+
+test('a batch into a bounded mailbox waits as each send would, and completes as a reader drains it', async () => {
+  const [a, b] = [await join(), await join()];
+  const name = boxName();
+  const box = await b.createMailbox(name, { mode: 0o666, capacity: 2 });
+  const out = await a.openMailbox(name);
+  const bodies = Array.from({ length: 50 }, (_, i) => `w${i}`);
+  const sending = out.sendMany(bodies);
+  let settled = false;
+  void sending.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
+  await until(
+    () => box.stat(),
+    (st) => st.count === 2 && st.waitingSenders.length > 0,
+    10_000,
+    'the batch blocked on the full mailbox',
+  );
+  assert.equal(settled, false, 'a batch is not done while its messages wait');
+  const { got } = await collect(box.batches({ prefetch: 2 }), 50);
+  assert.deepEqual(
+    got.map((m) => m.body),
+    bodies,
+  );
+  assert.deepEqual(await sending, { sent: 50 });
+});
+
+test('an abort withdraws the messages still waiting, and only those', async () => {
+  const [a, b] = [await join(), await join()];
+  const name = boxName();
+  const box = await b.createMailbox(name, { mode: 0o666, capacity: 1 });
+  const out = await a.openMailbox(name);
+  const ac = new AbortController();
+  const sending = out.sendMany(['a0', 'a1', 'a2', 'a3'], { signal: ac.signal });
+  await until(
+    () => box.stat(),
+    (st) => st.count === 1 && st.waitingSenders.length > 0,
+    10_000,
+    'the batch blocked',
+  );
+  ac.abort();
+  await assert.rejects(sending, (e: unknown) => {
+    assert.ok(e instanceof SendManyError);
+    assert.equal(e.code, 'ECANCELED');
+    assert.deepEqual(
+      e.failures.map((f) => f.index),
+      [1, 2, 3],
+    );
+    return true;
+  });
+  const st = await box.stat();
+  assert.equal(st.count, 1);
+  assert.deepEqual(st.waitingSenders, []);
+  assert.equal((await box.receive({ nowait: true }))?.body, 'a0');
+  await assert.rejects(out.sendMany(['late'], { signal: ac.signal }), { code: 'ECANCELED' });
+});
+
+test('leaving a batch loop early gives back what was not yielded, in order', async () => {
+  const [a, b] = [await join(), await join()];
+  const name = boxName();
+  const box = await b.createMailbox(name, { mode: 0o666 });
+  const out = await a.openMailbox(name);
+  await out.sendMany(Array.from({ length: 100 }, (_, i) => i));
+  await until(
+    () => box.stat(),
+    (st) => st.count === 100,
+  );
+  let first: Message[] = [];
+  for await (const batch of box.batches({ max: 10 })) {
+    first = batch;
+    break;
+  }
+  assert.deepEqual(
+    first.map((m) => m.body),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+  );
+  const st = await until(
+    () => box.stat(),
+    (s) => s.inflight === 0,
+  );
+  assert.equal(st.count, 90);
+  assert.equal((await box.receive({ nowait: true }))?.body, 10);
+});
+
+test('a batch reader waiting on a mailbox that is deleted fails with EIDRM', async () => {
+  const [a, b] = [await join(), await join()];
+  const name = boxName();
+  const box = await b.createMailbox(name, { mode: 0o666 });
+  const reader = (await a.openMailbox(name)).batches();
+  const waiting = reader.next();
+  await until(
+    () => box.stat(),
+    (st) => st.waitingReceivers.length === 1,
+  );
+  await box.delete();
+  await assert.rejects(waiting, { code: 'EIDRM' });
+});
+
+test('priority mailboxes yield one message per batch, highest priority first; inboxes batch too', async () => {
+  const [a, b] = [await join(), await join()];
+  const name = boxName();
+  const box = await b.createMailbox(name, { mode: 0o666, order: 'priority' });
+  const out = await a.openMailbox(name);
+  await out.sendMany(['low'], { priority: 1 });
+  await out.sendMany(['high', 'high too'], { priority: 9 });
+  const { got, sizes } = await collect(box.batches(), 3);
+  assert.deepEqual(
+    got.map((m) => m.body),
+    ['high', 'high too', 'low'],
+  );
+  assert.deepEqual(sizes, [1, 1, 1]);
+
+  assert.deepEqual(await a.sendMany(b.id, ['i0', 'i1', 'i2'], { type: 7 }), { sent: 3 });
+  const inbox = await collect(b.batches(), 3);
+  assert.deepEqual(
+    inbox.got.map((m) => [m.body, m.type, m.sender]),
+    [
+      ['i0', 7, a.id],
+      ['i1', 7, a.id],
+      ['i2', 7, a.id],
+    ],
+  );
+});
