@@ -2,7 +2,7 @@
 //
 //   node dist/bench/explore.js [--transport unix|tcp] [--messages N] [--size B] [--runs N]
 //     [--prefetch N] [--capacity N|unbounded] [--window N] [--every N] [--scheme checkpoint|all]
-//     [--raw] [--watch] [--profile DIR] [--perf DIR] [--node-arg FLAG]...
+//     [--api each|batch] [--raw] [--watch] [--profile DIR] [--perf DIR] [--node-arg FLAG]...
 //
 // With --profile DIR every process runs with --cpu-prof into DIR, and the top self-time
 // functions of each profile are printed afterwards. V8's profiler samples wall time, so on a
@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { summariseProfile } from './cpuprofile-summary.js';
 import { runPostboxPump } from './postbox.js';
-import type { SendScheme } from './postbox-pump.js';
+import type { PumpApi, SendScheme } from './postbox-pump.js';
 import { runRawPump } from './pump.js';
 
 const { values } = parseArgs({
@@ -32,6 +32,7 @@ const { values } = parseArgs({
     every: { type: 'string', default: '256' },
     scheme: { type: 'string', default: 'checkpoint' },
     raw: { type: 'boolean', default: false },
+    api: { type: 'string', default: 'each' },
     watch: { type: 'boolean', default: false },
     profile: { type: 'string' },
     perf: { type: 'string' },
@@ -76,6 +77,7 @@ async function main(): Promise<void> {
       every: Number(values.every),
       scheme: values.scheme as SendScheme,
       watch: values.watch === true,
+      api: values.api as PumpApi,
       ...(values.profile !== undefined ? { profileDir: values.profile } : {}),
       ...(perfDir !== undefined ? { onSpawn } : {}),
       // --perf-basic-prof writes /tmp/perf-PID.map for perf to name JIT code, and a V8 log,

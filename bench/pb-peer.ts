@@ -5,6 +5,7 @@
 //   node pb-peer.js consumer <address> --box A[,B…] [--create] [--capacity N] [--expect N] [--prefetch N]
 //        counts type-1 messages over every box until --expect, a type-2 (stop) message, or idle
 //   node pb-peer.js producer <address> --box A <messages> <size> [--window N] [--every N] [--stops K]
+// consumer and producer take [--api each|batch]: send()/messages() or sendMany()/batches().
 //        on `go`, sends pipelined (at most --window unacknowledged), then K stop messages
 //   node pb-peer.js echo <address> --box PING,PONG          sends back on PONG what comes on PING
 //   node pb-peer.js ping <address> --box PING,PONG <rounds> <size> <warmup>
@@ -41,7 +42,10 @@ function open(p: PostboxProcess, name: string, capacity: number | 'unbounded'): 
 async function consumer(address: string, boxes: string[], opts: Opts): Promise<void> {
   const p = await join(address);
   const mailboxes = await Promise.all(boxes.map((b) => open(p, b, opts.capacity)));
-  const streams = mailboxes.map((m) => m.messages({ prefetch: opts.prefetch }));
+  const streams =
+    opts.api === 'batch'
+      ? mailboxes.map((m) => m.batches({ prefetch: opts.prefetch }))
+      : mailboxes.map((m) => m.messages({ prefetch: opts.prefetch }));
   // Ending the loops (return()) tells the kernel which pushed messages were taken; a process that
   // just exited would have them counted as untaken and given to another consumer (or, in a
   // rendezvous, leave the last sender waiting).
@@ -54,9 +58,17 @@ async function consumer(address: string, boxes: string[], opts: Opts): Promise<v
   say('ready');
   await Promise.all(
     streams.map(async (s) => {
-      for await (const m of s) {
-        if (m.type === STOP) break;
-        if (counter.hit()) break;
+      // Each step is one message (each) or every message that has arrived (batch).
+      for await (const step of s) {
+        const batch = Array.isArray(step) ? step : [step];
+        let stop = false;
+        for (const m of batch) {
+          if (m.type === STOP || counter.hit()) {
+            stop = true;
+            break;
+          }
+        }
+        if (stop) break;
       }
     }),
   );
@@ -78,7 +90,21 @@ async function producer(
   say('ready');
   await goSignal();
   const start = wallMs();
-  if (opts.window <= 64) {
+  if (opts.api === 'batch') {
+    // sendMany of `every` messages at a time, at most `window` unacknowledged.
+    const every = Math.min(opts.every, opts.window);
+    const full = new Array<Buffer>(every).fill(body);
+    const batches: Promise<unknown>[] = [];
+    let head = 0;
+    const most = Math.max(1, Math.floor(opts.window / every));
+    for (let sent = 0; sent < messages; ) {
+      const n = Math.min(every, messages - sent);
+      batches.push(mailbox.sendMany(n === every ? full : full.slice(0, n)));
+      sent += n;
+      if (batches.length - head > most) await batches[head++];
+    }
+    await Promise.all(batches.slice(head));
+  } else if (opts.window <= 64) {
     // Small windows (rendezvous): each send is its own promise, awaited in order.
     const pending: Promise<SendResult>[] = [];
     let head = 0;
@@ -171,6 +197,8 @@ interface Opts {
   every: number;
   stops: number;
   hold: boolean;
+  /** each: send() and messages(); batch: sendMany() and batches(). */
+  api: 'each' | 'batch';
 }
 
 peerStart();
@@ -186,6 +214,7 @@ const { positionals, values } = parseArgs({
     window: { type: 'string', default: '1024' },
     every: { type: 'string', default: '256' },
     stops: { type: 'string', default: '0' },
+    api: { type: 'string', default: 'each' },
   },
 });
 const [role, address, a, b, c] = positionals;
@@ -200,7 +229,9 @@ const opts: Opts = {
   every: intArg(values.every, 'every', 1),
   stops: intArg(values.stops, 'stops'),
   hold: role === 'hold',
+  api: values.api === 'batch' ? 'batch' : 'each',
 };
+if (values.api !== 'each' && values.api !== 'batch') fail(new Error(`unknown api ${values.api}`));
 if (role === 'consumer') consumer(address, boxes, opts).catch(fail);
 else if (role === 'producer' || role === 'hold')
   producer(address, boxes[0]!, intArg(a, 'messages', 1), intArg(b, 'size'), opts).catch(fail);

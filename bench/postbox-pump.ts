@@ -5,11 +5,18 @@
 // Usage (spawned by postbox.ts, one process per role):
 //   node postbox-pump.js receiver <address> <mailbox> <messages> <size> [--prefetch N] [--capacity N|unbounded] [--watch]
 //   node postbox-pump.js sender   <address> <mailbox> <messages> <size> [--window N] [--every N] [--scheme checkpoint|all]
+// Either role takes [--api each|batch] (see PumpApi).
 // <address> is a Unix socket path or tcp://HOST:PORT (the token comes from POSTBOX_TOKEN).
 
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { connect, type PostboxProcess, type SendResult } from '../src/client/mod.js';
+
+/**
+ * Which client calls move the messages: `each` is a `send()` per message and `for await` over
+ * `messages()`; `batch` is `sendMany()` of `every` messages and `for await` over `batches()`.
+ */
+export type PumpApi = 'each' | 'batch';
 
 /** Send schemes: how the sender keeps its window of unacknowledged sends. */
 export type SendScheme = 'checkpoint' | 'all';
@@ -107,13 +114,26 @@ async function receive(
   let count = 0;
   let start = 0;
   let cpu = process.cpuUsage();
-  for await (const m of mailbox.messages({ prefetch })) {
-    if (count === 0) {
-      start = performance.now();
-      cpu = process.cpuUsage();
-      if (m.size !== size) fail(new Error(`first message is ${m.size} bytes, expected ${size}`));
+  if (api === 'batch') {
+    for await (const batch of mailbox.batches({ prefetch })) {
+      if (count === 0) {
+        start = performance.now();
+        cpu = process.cpuUsage();
+        if (batch[0]!.size !== size)
+          fail(new Error(`first message is ${batch[0]!.size} bytes, expected ${size}`));
+      }
+      count += batch.length;
+      if (count >= messages) break;
     }
-    if (++count >= messages) break;
+  } else {
+    for await (const m of mailbox.messages({ prefetch })) {
+      if (count === 0) {
+        start = performance.now();
+        cpu = process.cpuUsage();
+        if (m.size !== size) fail(new Error(`first message is ${m.size} bytes, expected ${size}`));
+      }
+      if (++count >= messages) break;
+    }
   }
   const ms = performance.now() - start;
   clearInterval(watcher);
@@ -136,7 +156,20 @@ async function send(
   const start = performance.now();
   const cpu = process.cpuUsage();
 
-  if (scheme === 'all') {
+  if (api === 'batch') {
+    // sendMany of `every` messages at a time, at most `window` messages unacknowledged.
+    const full = new Array<Buffer>(every).fill(body);
+    const batches: Promise<unknown>[] = [];
+    let head = 0;
+    const maxBatches = Math.max(1, Math.floor(window / every));
+    for (let sent = 0; sent < messages; ) {
+      const n = Math.min(every, messages - sent);
+      batches.push(mailbox.sendMany(n === every ? full : full.slice(0, n)));
+      sent += n;
+      if (batches.length - head > maxBatches) await batches[head++];
+    }
+    await Promise.all(batches.slice(head));
+  } else if (scheme === 'all') {
     // Windows of `window` sends, each awaited whole: simple, but the pipe empties at every edge.
     for (let sent = 0; sent < messages; ) {
       const n = Math.min(window, messages - sent);
@@ -182,6 +215,7 @@ const { positionals, values } = parseArgs({
     window: { type: 'string', default: '4096' },
     every: { type: 'string', default: '256' },
     scheme: { type: 'string', default: 'checkpoint' },
+    api: { type: 'string', default: 'each' },
   },
 });
 const [role, address, name, messagesArg, sizeArg] = positionals;
@@ -189,6 +223,8 @@ if (address === undefined || name === undefined)
   fail(new Error('usage: postbox-pump.js <receiver|sender> <address> <mailbox> <messages> <size> [options]'));
 const messages = intArg(messagesArg, 'messages', 1);
 const size = intArg(sizeArg, 'size', 0);
+const api = values.api as PumpApi;
+if (api !== 'each' && api !== 'batch') fail(new Error(`unknown api ${String(api)}`));
 
 if (role === 'receiver') {
   const capacity = values.capacity === 'unbounded' ? 'unbounded' : intArg(values.capacity, 'capacity', 1);

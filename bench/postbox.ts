@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { removeDir, spawnTracked, tempDir } from './harness.js';
-import type { CpuMs, ReceiverResult, SenderResult, SendScheme } from './postbox-pump.js';
+import type { CpuMs, PumpApi, ReceiverResult, SenderResult, SendScheme } from './postbox-pump.js';
 import type { PumpResult } from './pump.js';
 
 export interface PostboxPumpOptions {
@@ -23,6 +23,8 @@ export interface PostboxPumpOptions {
   capacity?: number | 'unbounded';
   /** Have the receiver sample the mailbox's stat (peak count, blocked senders). */
   watch?: boolean;
+  /** Client calls used (see PumpApi); default each. */
+  api?: PumpApi;
   /** Most sends unacknowledged at once. */
   window?: number;
   /** With the checkpoint scheme: await every this many sends. */
@@ -156,7 +158,7 @@ export async function runPostboxPump(opts: PostboxPumpOptions): Promise<PostboxP
     const kernelFailed = kernel.failure();
 
     const mailbox = `pump-${randomBytes(4).toString('hex')}`;
-    const common = [address, mailbox, String(opts.messages), String(opts.size)];
+    const common = [address, mailbox, String(opts.messages), String(opts.size), '--api', opts.api ?? 'each'];
     const receiver = start(
       'receiver',
       [

@@ -255,6 +255,11 @@ function sections(p: Peers): SectionDef[] {
           system: 'Postbox (kernel, unix)',
           measure: () => postbox.oneWay(n, size, 'unix'),
         },
+        {
+          id: 'postbox-batch',
+          system: 'Postbox (unix), sendMany + batches()',
+          measure: () => postbox.oneWay(n, size, 'unix', undefined, 'batch'),
+        },
         { id: 'postbox-tcp', system: 'Postbox (kernel, tcp)', measure: () => postbox.oneWay(n, size, 'tcp') },
         ...(size === SIZE
           ? [
@@ -372,6 +377,11 @@ function sections(p: Peers): SectionDef[] {
           id: 'postbox',
           system: 'Postbox, one shared mailbox',
           measure: () => postbox.fan(N.fanOut, SIZE, 1, 4, 'shared'),
+        },
+        {
+          id: 'postbox-batch',
+          system: 'Postbox, one shared mailbox, sendMany + batches()',
+          measure: () => postbox.fan(N.fanOut, SIZE, 1, 4, 'shared', 'batch'),
         },
         {
           id: 'nats',
@@ -636,6 +646,14 @@ function targets(sections: SectionResult[]): Target[] {
       ),
     ),
     make(
+      'oneway-100-batch',
+      'one-way 100 B ≥ 0.4× raw, with sendMany + batches()',
+      row('oneway-100', 'postbox-batch')?.vsCeiling,
+      '>=',
+      0.4,
+      'Postbox (unix, batch API) / raw Unix socket, medians',
+    ),
+    make(
       'rtt-raw',
       'round trip p50 ≤ 2.5× raw',
       row('rtt', 'postbox-unix')?.vsCeiling,
@@ -658,6 +676,14 @@ function targets(sections: SectionResult[]): Target[] {
       '>=',
       3,
       'Postbox shared mailbox / NATS queue group, msg/s',
+    ),
+    make(
+      'fanout-nats-batch',
+      '1 → 4 consumers ≥ 3× NATS queue group, with sendMany + batches()',
+      div(med('fanout', 'postbox-batch'), med('fanout', 'nats')),
+      '>=',
+      3,
+      'Postbox shared mailbox, batch API / NATS queue group, msg/s',
     ),
     make(
       'rpc-nats',

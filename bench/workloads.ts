@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { anyFailure, Child, cpuMsOf, nodeChild, rssOf, session, sleep } from './harness.js';
 import type { CountResult, RoundTripResult, SendReport } from './peer-common.js';
 import { runPostboxPump } from './postbox.js';
+import type { PumpApi } from './postbox-pump.js';
 import { runRawPump } from './pump.js';
 
 /** One run's figures: `value` is the row's headline figure, the rest are extra columns. */
@@ -184,12 +185,14 @@ export const postbox = {
     size: number,
     transport: 'unix' | 'tcp',
     capacity?: number,
+    api: PumpApi = 'each',
   ): Promise<Sample> => {
     // Windows picked by sweeping on this machine (bench/explore.ts); TCP wants a little more.
     const r = await runPostboxPump({
       messages,
       size,
       transport,
+      api,
       window: capacity !== undefined ? 4096 : transport === 'tcp' ? 2048 : 1024,
       every: 256,
       prefetch: 4096,
@@ -228,6 +231,7 @@ export const postbox = {
     producers: number,
     consumers: number,
     boxes: 'shared' | 'one per producer',
+    api: PumpApi = 'each',
   ): Promise<Sample> =>
     session('postbox fan', LIMIT_MS, async (s) => {
       const k = await startKernel(s, 'unix');
@@ -238,7 +242,16 @@ export const postbox = {
       const consumerArgs =
         consumers === 1 ? ['--expect', String(messages)] : ['--expect', '0', '--idle', '3000'];
       const cs = Array.from({ length: consumers }, (_, i) =>
-        s.add(pbChild(k, `postbox consumer ${i}`, ['consumer', '--box', names.join(','), ...consumerArgs])),
+        s.add(
+          pbChild(k, `postbox consumer ${i}`, [
+            'consumer',
+            '--box',
+            names.join(','),
+            '--api',
+            api,
+            ...consumerArgs,
+          ]),
+        ),
       );
       // Consumers create the mailboxes; producers start once they are there.
       await Promise.race([Promise.all(cs.map((c) => c.ready())), anyFailure([k.child, ...cs])]);
@@ -250,6 +263,8 @@ export const postbox = {
             names[boxes === 'shared' ? 0 : i]!,
             '--stops',
             String(consumers === 1 ? 0 : consumers),
+            '--api',
+            api,
             String(n),
             String(size),
           ]),
