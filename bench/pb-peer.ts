@@ -57,18 +57,20 @@ async function consumer(address: string, boxes: string[], opts: Opts): Promise<v
   await Promise.all(mailboxes.map((m) => m.stat()));
   say('ready');
   await Promise.all(
-    streams.map(async (s) => {
-      // Each step is one message (each) or every message that has arrived (batch).
+    streams.map(async (s, i) => {
+      // Each step is one message (each) or every message that has arrived (batch). A batch is
+      // taken whole, so it may hold other consumers' stop messages too: every message in it is
+      // counted, and each stop beyond this consumer's own is sent back for another to take.
       for await (const step of s) {
         const batch = Array.isArray(step) ? step : [step];
-        let stop = false;
+        let stops = 0;
+        let reached = false;
         for (const m of batch) {
-          if (m.type === STOP || counter.hit()) {
-            stop = true;
-            break;
-          }
+          if (m.type === STOP) stops++;
+          else if (counter.hit()) reached = true;
         }
-        if (stop) break;
+        for (let k = 1; k < stops; k++) await mailboxes[i]!.send(Buffer.alloc(0), { type: STOP });
+        if (stops > 0 || reached) break;
       }
     }),
   );
