@@ -23,6 +23,7 @@ import {
   roundTrips,
   type SendReport,
   say,
+  sendInBatches,
   wallMs,
 } from './peer-common.js';
 
@@ -93,19 +94,7 @@ async function producer(
   await goSignal();
   const start = wallMs();
   if (opts.api === 'batch') {
-    // sendMany of `every` messages at a time, at most `window` unacknowledged.
-    const every = Math.min(opts.every, opts.window);
-    const full = new Array<Buffer>(every).fill(body);
-    const batches: Promise<unknown>[] = [];
-    let head = 0;
-    const most = Math.max(1, Math.floor(opts.window / every));
-    for (let sent = 0; sent < messages; ) {
-      const n = Math.min(every, messages - sent);
-      batches.push(mailbox.sendMany(n === every ? full : full.slice(0, n)));
-      sent += n;
-      if (batches.length - head > most) await batches[head++];
-    }
-    await Promise.all(batches.slice(head));
+    await sendInBatches(mailbox, body, messages, Math.min(opts.every, opts.window), opts.window);
   } else if (opts.window <= 64) {
     // Small windows (rendezvous): each send is its own promise, awaited in order.
     const pending: Promise<SendResult>[] = [];

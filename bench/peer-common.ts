@@ -33,6 +33,30 @@ export interface SendReport {
 
 export const wallMs = (): number => performance.timeOrigin + performance.now();
 
+/**
+ * Sends `messages` copies of `body` with `sendMany` of `every` at a time, at most `window`
+ * unacknowledged (the batch API's sender, shared by pb-peer and postbox-pump).
+ */
+export async function sendInBatches(
+  mailbox: { sendMany(bodies: Buffer[]): Promise<unknown> },
+  body: Buffer,
+  messages: number,
+  every: number,
+  window: number,
+): Promise<void> {
+  const full = new Array<Buffer>(every).fill(body);
+  const batches: Promise<unknown>[] = [];
+  let head = 0;
+  const most = Math.max(1, Math.floor(window / every));
+  for (let sent = 0; sent < messages; ) {
+    const n = Math.min(every, messages - sent);
+    batches.push(mailbox.sendMany(n === every ? full : full.slice(0, n)));
+    sent += n;
+    if (batches.length - head > most) await batches[head++];
+  }
+  await Promise.all(batches.slice(head));
+}
+
 export function fail(err: unknown): never {
   const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
   process.stderr.write(`${process.argv[2] ?? 'peer'}: ${text}\n`);

@@ -11,6 +11,7 @@
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { connect, type PostboxProcess, type SendResult } from '../src/client/mod.js';
+import { sendInBatches } from './peer-common.js';
 
 /**
  * Which client calls move the messages: `each` is a `send()` per message and `for await` over
@@ -157,18 +158,7 @@ async function send(
   const cpu = process.cpuUsage();
 
   if (api === 'batch') {
-    // sendMany of `every` messages at a time, at most `window` messages unacknowledged.
-    const full = new Array<Buffer>(every).fill(body);
-    const batches: Promise<unknown>[] = [];
-    let head = 0;
-    const maxBatches = Math.max(1, Math.floor(window / every));
-    for (let sent = 0; sent < messages; ) {
-      const n = Math.min(every, messages - sent);
-      batches.push(mailbox.sendMany(n === every ? full : full.slice(0, n)));
-      sent += n;
-      if (batches.length - head > maxBatches) await batches[head++];
-    }
-    await Promise.all(batches.slice(head));
+    await sendInBatches(mailbox, body, messages, every, window);
   } else if (scheme === 'all') {
     // Windows of `window` sends, each awaited whole: simple, but the pipe empties at every edge.
     for (let sent = 0; sent < messages; ) {
