@@ -97,6 +97,8 @@ test('bad input sends nothing: an oversized body, a body its codec cannot take, 
     return true;
   });
   await assert.rejects(out.sendMany(['x'], { receipt: true }), { code: 'EINVAL' });
+  await assert.rejects(out.sendMany(null as unknown as string[]), { code: 'EINVAL' });
+  await assert.rejects(out.sendMany(7 as unknown as string[]), { code: 'EINVAL' });
   await assert.rejects(out.sendMany(['x'], { priority: -1 }), { code: 'EINVAL' });
   assert.equal((await box.stat()).sent, 0, 'nothing reached the mailbox');
   // The mailbox's own limit is the kernel's answer, per message: the small ones go in.

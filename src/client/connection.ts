@@ -351,6 +351,12 @@ export class Connection {
       return Promise.reject(
         new InvalidArgumentError('sendMany takes no receipt: send() each message that needs one'),
       );
+    if (typeof (bodies as { [Symbol.iterator]?: unknown } | null)?.[Symbol.iterator] !== 'function')
+      return Promise.reject(
+        new InvalidArgumentError(
+          `sendMany takes an array or other iterable of bodies, not ${String(bodies)}`,
+        ),
+      );
     const list = Array.isArray(bodies) ? (bodies as unknown[]) : Array.from(bodies);
     const n = list.length;
     const plan = planSend(o, toProcess);

@@ -309,12 +309,7 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     if (this.ended) return;
     const first = this.creditBack === 0;
     this.creditBack += n;
-    if (this.creditBack >= this.batch) {
-      this.flushTaken();
-      this.conn.flush();
-    } else if (first) {
-      setImmediate(flushStreamTaken, this);
-    }
+    this.writeTakesWhenDue(this.creditBack, first);
   }
 
   private markTaken(n = 1): void {
@@ -328,7 +323,12 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     // at once so the kernel refills the window before this side runs dry.
     const first = this.taken === 0;
     this.taken += n;
-    if (this.taken >= this.batch) {
+    this.writeTakesWhenDue(this.taken, first);
+  }
+
+  /** A full batch of takes is written at once; the first of a batch is written by the end of the turn. */
+  private writeTakesWhenDue(pending: number, first: boolean): void {
+    if (pending >= this.batch) {
       this.flushTaken();
       this.conn.flush();
     } else if (first) {
