@@ -7,7 +7,7 @@
 // of `npm run bench`.
 //
 //   node dist/bench/kernel-ceiling.js [--messages N] [--size B] [--runs N] [--window N] [--profile DIR]
-//     [--kernel-only] [--rtt [--rounds N]]
+//     [--kernel-only [--credit N]] [--rtt [--rounds N]] [--kernel-arg=FLAG ...]
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -252,6 +252,7 @@ async function kernelCeiling(
   size: number,
   window: number,
   profile: string[],
+  credit = 4096,
 ): Promise<{ rate: number; kernelNsPerMessage: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'pb-kernel-ceiling-'));
   const path = join(dir, 'k.sock');
@@ -262,7 +263,10 @@ async function kernelCeiling(
       /listening on unix:/,
     );
     children.push(kernel.child);
-    const recv = await start([SELF, 'receiver', path, 'ceiling', String(messages), '4096'], /^ready /);
+    const recv = await start(
+      [SELF, 'receiver', path, 'ceiling', String(messages), String(credit)],
+      /^ready /,
+    );
     children.push(recv.child);
     const lines = createInterface({ input: recv.child.stdout! });
     const result = new Promise<{ ms: number }>((resolve) =>
@@ -304,6 +308,8 @@ async function main(): Promise<void> {
       'kernel-only': { type: 'boolean', default: false },
       rtt: { type: 'boolean', default: false },
       rounds: { type: 'string', default: '10000' },
+      'kernel-arg': { type: 'string', multiple: true, default: [] },
+      credit: { type: 'string', default: '4096' },
     },
   });
   const messages = Number(values.messages);
@@ -314,6 +320,8 @@ async function main(): Promise<void> {
     values.profile === undefined
       ? []
       : ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${values.profile}`];
+  // Node/V8 flags for the kernel process only (e.g. --kernel-arg=--max-semi-space-size=32).
+  profile.push(...(values['kernel-arg'] ?? []));
   for (let i = 0; i < Number(values.runs); i++) {
     if (values.rtt) {
       const rounds = Number(values.rounds);
@@ -330,7 +338,7 @@ async function main(): Promise<void> {
     }
     if (values['kernel-only']) {
       // For comparing kernel builds: the kernel's CPU per message is steadier than a rate.
-      const ceiling = await kernelCeiling(messages, size, window, profile);
+      const ceiling = await kernelCeiling(messages, size, window, profile, Number(values.credit));
       console.log(
         `kernel with raw clients ${fmt(ceiling.rate)}; kernel CPU ${Math.round(ceiling.kernelNsPerMessage)} ns/message`,
       );
