@@ -36,7 +36,24 @@ export interface PostboxPumpOptions {
   nodeArgs?: string[];
   /** Told each child's role and pid as it starts (to attach a profiler, say). */
   onSpawn?: (role: 'kernel' | 'receiver' | 'sender', pid: number) => void;
+  /**
+   * A kernel already running (the bench's long-lived one, see shared-kernel.ts): the clients
+   * connect to it instead of a kernel of their own, and its CPU is read over the run.
+   */
+  kernel?: RunningKernel;
   timeoutMs?: number;
+}
+
+/** A kernel started elsewhere: where to connect, its pid, the env with its token. */
+export interface RunningKernel {
+  /** Unix socket path. */
+  socket: string;
+  /** tcp://HOST:PORT. */
+  tcp: string;
+  pid: number;
+  env: NodeJS.ProcessEnv;
+  /** Rejects when the kernel ends. */
+  failed: Promise<never>;
 }
 
 export interface PostboxPumpResult extends PumpResult {
@@ -121,7 +138,7 @@ export async function runPostboxPump(opts: PostboxPumpOptions): Promise<PostboxP
   const dir = tempDir('postbox-bench-');
   const socket = join(dir, 'k.sock');
   const token = randomBytes(16).toString('hex');
-  const env = { ...process.env, POSTBOX_TOKEN: token };
+  const env = opts.kernel?.env ?? { ...process.env, POSTBOX_TOKEN: token };
   const prof = opts.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`];
   const children: Child[] = [];
   const start = (name: string, args: string[], nameProfile?: string): Child => {
@@ -145,17 +162,28 @@ export async function runPostboxPump(opts: PostboxPumpOptions): Promise<PostboxP
   });
 
   const run = async (): Promise<PostboxPumpResult> => {
-    const kernelArgs = [CLI, 'kernel', '--socket', socket, '--quiet'];
-    if (opts.transport === 'tcp') kernelArgs.push('--listen', 'tcp://127.0.0.1:0');
-    const kernel = start('kernel', kernelArgs, 'kernel');
-    let address = socket;
-    if (opts.transport === 'tcp') {
-      const line = await kernel.waitFor('listening on tcp', (l) => l.includes('listening on tcp://'));
-      address = /listening on (tcp:\/\/\S+)/.exec(line)![1]!;
+    let address: string;
+    let kernelPid: number | undefined;
+    let kernelFailed: Promise<never>;
+    let kernel: Child | null = null;
+    if (opts.kernel !== undefined) {
+      address = opts.transport === 'tcp' ? opts.kernel.tcp : opts.kernel.socket;
+      kernelPid = opts.kernel.pid;
+      kernelFailed = opts.kernel.failed;
     } else {
-      await kernel.waitFor('listening', (l) => l.includes('listening on unix:'));
+      const kernelArgs = [CLI, 'kernel', '--socket', socket, '--quiet'];
+      if (opts.transport === 'tcp') kernelArgs.push('--listen', 'tcp://127.0.0.1:0');
+      kernel = start('kernel', kernelArgs, 'kernel');
+      address = socket;
+      if (opts.transport === 'tcp') {
+        const line = await kernel.waitFor('listening on tcp', (l) => l.includes('listening on tcp://'));
+        address = /listening on (tcp:\/\/\S+)/.exec(line)![1]!;
+      } else {
+        await kernel.waitFor('listening', (l) => l.includes('listening on unix:'));
+      }
+      kernelPid = kernel.proc.pid;
+      kernelFailed = kernel.failure();
     }
-    const kernelFailed = kernel.failure();
 
     const mailbox = `pump-${randomBytes(4).toString('hex')}`;
     const common = [address, mailbox, String(opts.messages), String(opts.size), '--api', opts.api ?? 'each'];
@@ -186,7 +214,7 @@ export async function runPostboxPump(opts: PostboxPumpOptions): Promise<PostboxP
       '--scheme',
       opts.scheme ?? 'checkpoint',
     ];
-    const kernelCpuBefore = await processCpu(kernel.proc.pid);
+    const kernelCpuBefore = await processCpu(kernelPid);
     const sender = start('sender', senderArgs, 'sender');
     const isJson = (l: string): boolean => l.startsWith('{');
     const [rLine, sLine] = await Promise.race([
@@ -195,7 +223,7 @@ export async function runPostboxPump(opts: PostboxPumpOptions): Promise<PostboxP
       sender.failure(),
       receiver.failure(),
     ]);
-    const kernelCpuAfter = await processCpu(kernel.proc.pid);
+    const kernelCpuAfter = await processCpu(kernelPid);
     const kernelCpu = {
       user: kernelCpuAfter.user - kernelCpuBefore.user,
       system: kernelCpuAfter.system - kernelCpuBefore.system,
@@ -206,8 +234,10 @@ export async function runPostboxPump(opts: PostboxPumpOptions): Promise<PostboxP
     if (opts.profileDir !== undefined || opts.onSpawn !== undefined) {
       // Profiles are written on a clean exit only: let the clients finish, then stop the kernel.
       await Promise.all([receiver.exited, sender.exited]);
-      kernel.proc.kill('SIGTERM');
-      await kernel.exited;
+      if (kernel !== null) {
+        kernel.proc.kill('SIGTERM');
+        await kernel.exited;
+      }
     }
     return {
       ms: r.ms,

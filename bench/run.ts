@@ -45,7 +45,19 @@ import {
   osLimits,
   startNatsServer,
 } from './setup.js';
-import { latencyOf, nats, nodeIpc, type OsKind, os, postbox, raw, type Sample, zmq } from './workloads.js';
+import { type SharedKernel, startSharedKernel } from './shared-kernel.js';
+import {
+  latencyOf,
+  nats,
+  nodeIpc,
+  type OsKind,
+  os,
+  postbox,
+  raw,
+  type Sample,
+  useSharedKernel,
+  zmq,
+} from './workloads.js';
 
 const HELP = `Usage: npm run bench [-- options]
 
@@ -59,6 +71,9 @@ const HELP = `Usage: npm run bench [-- options]
   --baseline FILE       compare with FILE (default bench/results/baseline.json)
   --fail-on-regression  exit 1 if a ratio fell by more than 20% against the baseline
   --from FILE           measure nothing: print and write the docs of saved results (latest.json)
+  --fresh-kernel        every Postbox run starts a kernel of its own (default: one kernel for
+                        the whole run, warmed up first, as the NATS server is; see
+                        bench/shared-kernel.ts)
 `;
 
 const { values: opt } = parseArgs({
@@ -72,6 +87,7 @@ const { values: opt } = parseArgs({
     baseline: { type: 'string' },
     'fail-on-regression': { type: 'boolean', default: false },
     from: { type: 'string' },
+    'fresh-kernel': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -260,6 +276,15 @@ function sections(p: Peers): SectionDef[] {
           system: 'Postbox (unix), sendMany + batches()',
           measure: () => postbox.oneWay(n, size, 'unix', undefined, 'batch'),
         },
+        ...(size === SIZE && !opt['fresh-kernel']
+          ? [
+              {
+                id: 'postbox-fresh',
+                system: 'Postbox (unix), a fresh kernel per run',
+                measure: () => postbox.oneWay(n, size, 'unix', undefined, 'each', 'fresh'),
+              },
+            ]
+          : []),
         { id: 'postbox-tcp', system: 'Postbox (kernel, tcp)', measure: () => postbox.oneWay(n, size, 'tcp') },
         ...(size === SIZE
           ? [
@@ -861,9 +886,22 @@ async function measureRun(): Promise<Results> {
   log(`${quick ? 'quick run' : 'full run'}: ${defs.map((d) => d.id).join(', ')}; ${RUNS} runs per row`);
 
   const results: SectionResult[] = [];
+  let kernel: SharedKernel | null = null;
   try {
+    if (!opt['fresh-kernel']) {
+      log('starting the shared Postbox kernel and warming it up (not timed)');
+      kernel = await startSharedKernel();
+      useSharedKernel(kernel);
+      peers.table['Postbox kernel'] = {
+        ok: true,
+        detail: `one kernel for the run (Unix socket and TCP), warmed up by ${fmt(kernel.warmedBy.messages)} messages (${(kernel.warmedBy.ms / 1000).toFixed(1)} s) before the first timed run; the memory rows and RPC start their own`,
+      };
+    } else
+      peers.table['Postbox kernel'] = { ok: true, detail: 'a fresh kernel for every run (--fresh-kernel)' };
     for (const d of defs) results.push(await measure(d));
   } finally {
+    useSharedKernel(null);
+    await kernel?.stop();
     if (peers.natsServer !== undefined) await stop([peers.natsServer.proc]);
   }
 
@@ -882,6 +920,7 @@ async function measureRun(): Promise<Results> {
         .join(', ')}`,
       runs: RUNS,
       only: selected ?? null,
+      kernel: opt['fresh-kernel'] ? 'fresh per run' : 'shared, warmed up',
     },
     peers: peers.table,
     sections: results,

@@ -10,6 +10,7 @@ import type { CountResult, RoundTripResult, SendReport } from './peer-common.js'
 import { runPostboxPump } from './postbox.js';
 import type { PumpApi } from './postbox-pump.js';
 import { runRawPump } from './pump.js';
+import type { SharedKernel } from './shared-kernel.js';
 
 /** One run's figures: `value` is the row's headline figure, the rest are extra columns. */
 export interface Sample {
@@ -154,13 +155,34 @@ interface Kernel {
   address: string;
   pid: number;
   env: NodeJS.ProcessEnv;
-  child: Child;
+  /** Rejects when the kernel ends. */
+  failed: Promise<never>;
 }
 
+/** The bench's long-lived kernel (shared-kernel.ts), when the run has one. */
+let shared: SharedKernel | null = null;
+
+/** Postbox rows run against `k` from now on (null: each run starts its own kernel). */
+export function useSharedKernel(k: SharedKernel | null): void {
+  shared = k;
+}
+
+/**
+ * The kernel a Postbox run talks to: the shared one, or with `fresh` (or none shared) one of the
+ * run's own, stopped with the run's session.
+ */
 async function startKernel(
   s: { add: (c: Child) => Child; dir: (p: string) => string },
   transport: 'unix' | 'tcp',
+  fresh = false,
 ): Promise<Kernel> {
+  if (shared !== null && !fresh)
+    return {
+      address: transport === 'tcp' ? shared.tcp : shared.socket,
+      pid: shared.pid,
+      env: shared.env,
+      failed: shared.failed,
+    };
   const socket = join(s.dir('postbox-bench-'), 'k.sock');
   const env = { ...process.env, POSTBOX_TOKEN: randomBytes(16).toString('hex') };
   const args = [CLI, 'kernel', '--socket', socket, '--quiet'];
@@ -173,8 +195,12 @@ async function startKernel(
   } else {
     await child.waitFor('listening', (l) => l.includes('listening on unix:'));
   }
-  return { address, pid: child.pid, env, child };
+  return { address, pid: child.pid, env, failed: child.failure() };
 }
+
+/** Rejects when the kernel or any of `children` fails. */
+const kernelOr = (k: Kernel, children: Child[]): Promise<never> =>
+  Promise.race([k.failed, anyFailure(children)]);
 
 const pbChild = (k: Kernel, name: string, args: string[]): Child =>
   nodeChild(name, 'pb-peer', [args[0]!, k.address, ...args.slice(1)], k.env);
@@ -186,6 +212,7 @@ export const postbox = {
     transport: 'unix' | 'tcp',
     capacity?: number,
     api: PumpApi = 'each',
+    kernel: 'shared' | 'fresh' = 'shared',
   ): Promise<Sample> => {
     // Windows picked by sweeping on this machine (bench/explore.ts); TCP wants a little more.
     const r = await runPostboxPump({
@@ -197,6 +224,7 @@ export const postbox = {
       every: 256,
       prefetch: 4096,
       ...(capacity !== undefined ? { capacity, watch: true } : {}),
+      ...(shared !== null && kernel === 'shared' ? { kernel: shared } : {}),
       timeoutMs: LIMIT_MS,
     });
     return {
@@ -214,11 +242,11 @@ export const postbox = {
         `ping-${randomBytes(3).toString('hex')},pong-${randomBytes(3).toString('hex')}`,
       ];
       const echo = s.add(pbChild(k, 'postbox echo', ['echo', ...boxes]));
-      await Promise.race([echo.ready(), k.child.failure()]);
+      await Promise.race([echo.ready(), k.failed]);
       const ping = s.add(
         pbChild(k, 'postbox ping', ['ping', ...boxes, String(rounds), String(size), String(warmup)]),
       );
-      const failed = anyFailure([k.child, echo, ping]);
+      const failed = kernelOr(k, [echo, ping]);
       await Promise.race([ping.ready(), failed]);
       ping.send('go');
       return latencyOf(await Promise.race([ping.json<RoundTripResult>(), failed]));
@@ -254,7 +282,7 @@ export const postbox = {
         ),
       );
       // Consumers create the mailboxes; producers start once they are there.
-      await Promise.race([Promise.all(cs.map((c) => c.ready())), anyFailure([k.child, ...cs])]);
+      await Promise.race([Promise.all(cs.map((c) => c.ready())), kernelOr(k, [...cs])]);
       const ps = shares(messages, producers).map((n, i) =>
         s.add(
           pbChild(k, `postbox producer ${i}`, [
@@ -279,7 +307,7 @@ export const postbox = {
       const k = await startKernel(s, transport);
       const box = ['--box', `r-${randomBytes(3).toString('hex')}`, '--capacity', '0'];
       const c = s.add(pbChild(k, 'postbox receiver', ['consumer', ...box, '--expect', String(messages)]));
-      await Promise.race([c.ready(), k.child.failure()]);
+      await Promise.race([c.ready(), k.failed]);
       const p = s.add(
         pbChild(k, 'postbox sender', [
           'producer',
@@ -290,7 +318,7 @@ export const postbox = {
           String(size),
         ]),
       );
-      const failed = anyFailure([k.child, c, p]);
+      const failed = kernelOr(k, [c, p]);
       await Promise.race([p.ready(), failed]);
       p.send('go');
       const [sent] = await Promise.race([Promise.all([p.json<SendReport>(), c.json<CountResult>()]), failed]);
@@ -300,7 +328,8 @@ export const postbox = {
   /** Kernel RSS once `messages` messages of `size` bytes sit in a mailbox nobody reads. */
   queuedMemory: (messages: number, size: number): Promise<Sample> =>
     session('postbox queued memory', LIMIT_MS, async (s) => {
-      const k = await startKernel(s, 'unix');
+      // A kernel of its own: its RSS is the figure.
+      const k = await startKernel(s, 'unix', true);
       await sleep(300);
       const empty = rssOf(k.pid).rss;
       const h = s.add(
@@ -312,7 +341,7 @@ export const postbox = {
           String(size),
         ]),
       );
-      const failed = anyFailure([k.child, h]);
+      const failed = kernelOr(k, [h]);
       await Promise.race([h.ready(), failed]);
       h.send('go');
       const sent = await Promise.race([h.json<SendReport>(), failed]);
@@ -336,13 +365,13 @@ export const postbox = {
     idleMs: number,
   ): Promise<Sample> =>
     session('postbox idle connections', LIMIT_MS, async (s) => {
-      const k = await startKernel(s, transport);
+      const k = await startKernel(s, transport, true);
       await sleep(300);
       const empty = rssOf(k.pid).rss;
       const cs = Array.from({ length: processes }, (_, i) =>
         s.add(pbChild(k, `postbox idle ${i}`, ['idle', String(perProcess)])),
       );
-      const failed = anyFailure([k.child, ...cs]);
+      const failed = kernelOr(k, [...cs]);
       const counts = await Promise.race([
         Promise.all(cs.map((c) => c.json<{ connected: number }>())),
         failed,

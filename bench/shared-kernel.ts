@@ -1,0 +1,90 @@
+// The bench's long-lived Postbox kernel. The NATS server is started once per bench run and
+// serves every NATS row; the Postbox kernel is a daemon in the same way, so it is treated the
+// same: one kernel (Unix socket and TCP loopback) serves the Postbox rows, with fresh client
+// processes and fresh mailboxes in every run.
+//
+// A fresh Node kernel spends its first few million messages warming up: V8 compiles the hot path
+// on helper threads (about 250 ms of CPU) and runs it slower until then, and every new kind of
+// client connection costs a few deoptimizations more (docs/performance.md, "A kernel's first
+// millions"). A daemon pays that once; so does the bench, before anything is timed: the warm-up
+// moves messages through the kernel with the same client processes the rows use. The one-way
+// section keeps a row with a fresh kernel per run, so the cold figure stays visible.
+
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Child, removeDir, stop, tempDir } from './harness.js';
+import { type RunningKernel, runPostboxPump } from './postbox.js';
+
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+
+export interface SharedKernel extends RunningKernel {
+  /** Messages moved through it before the first timed run, and the time that took. */
+  warmedBy: { messages: number; ms: number };
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a kernel listening on a Unix socket and TCP loopback, then moves `warmup` rounds of
+ * `messages` 100-byte messages through it (alternating `send()` and `sendMany()` clients), untimed.
+ */
+export async function startSharedKernel(warmup = { rounds: 3, messages: 1_000_000 }): Promise<SharedKernel> {
+  const dir = tempDir('postbox-bench-shared-');
+  const socket = join(dir, 'k.sock');
+  const env = { ...process.env, POSTBOX_TOKEN: randomBytes(16).toString('hex') };
+  const child = new Child(
+    'shared kernel',
+    process.execPath,
+    [CLI, 'kernel', '--socket', socket, '--listen', 'tcp://127.0.0.1:0', '--quiet'],
+    { env },
+  );
+  let tcp = '';
+  try {
+    await child.waitFor('listening on unix', (l) => l.includes('listening on unix:'));
+    const line = await child.waitFor('listening on tcp', (l) => l.includes('listening on tcp://'));
+    tcp = /listening on (tcp:\/\/\S+)/.exec(line)![1]!;
+  } catch (err) {
+    await stop([child.proc]);
+    removeDir(dir);
+    throw err;
+  }
+  // Any end of the shared kernel during a run is a failure of that run, even a clean exit.
+  const failed = child.exited.then((code): never => {
+    throw new Error(
+      `the shared kernel exited (code ${code})${child.stderr === '' ? '' : `: ${child.stderr}`}`,
+    );
+  });
+  failed.catch(() => {});
+  const kernel: SharedKernel = {
+    socket,
+    tcp,
+    pid: child.pid,
+    env,
+    failed,
+    warmedBy: { messages: 0, ms: 0 },
+    stop: async () => {
+      await stop([child.proc]);
+      removeDir(dir);
+    },
+  };
+  const t0 = performance.now();
+  try {
+    for (let i = 0; i < warmup.rounds; i++) {
+      await runPostboxPump({
+        messages: warmup.messages,
+        size: 100,
+        transport: 'unix',
+        api: i % 2 === 0 ? 'each' : 'batch',
+        window: 1024,
+        prefetch: 4096,
+        kernel,
+      });
+      kernel.warmedBy.messages += warmup.messages;
+    }
+  } catch (err) {
+    await kernel.stop();
+    throw err;
+  }
+  kernel.warmedBy.ms = performance.now() - t0;
+  return kernel;
+}
