@@ -3,12 +3,15 @@
 //   node dist/bench/explore.js [--transport unix|tcp] [--messages N] [--size B] [--runs N]
 //     [--prefetch N] [--capacity N|unbounded] [--window N] [--every N] [--scheme checkpoint|all]
 //     [--api each|batch] [--raw] [--watch] [--profile DIR] [--perf DIR] [--node-arg FLAG]...
+//     [--same-kernel]
 //
 // With --profile DIR every process runs with --cpu-prof into DIR, and the top self-time
 // functions of each profile are printed afterwards. V8's profiler samples wall time, so on a
 // busy machine a function that wakes another process (a socket write) collects the time this
 // one spent descheduled. With --perf DIR each process is instead sampled on-CPU by Linux perf
 // (perf record -e cpu-clock; needs perf and perf_event_paranoid <= 2); see DIR/*.txt.
+// With --same-kernel every run goes through one kernel started once (fresh clients and mailbox
+// each run), to watch the kernel warm up run by run (docs/performance.md); its CPU is per run.
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -19,6 +22,7 @@ import { summariseProfile } from './cpuprofile-summary.js';
 import { runPostboxPump } from './postbox.js';
 import type { PumpApi, SendScheme } from './postbox-pump.js';
 import { runRawPump } from './pump.js';
+import { startSharedKernel } from './shared-kernel.js';
 
 const { values } = parseArgs({
   options: {
@@ -38,6 +42,7 @@ const { values } = parseArgs({
     perf: { type: 'string' },
     'node-arg': { type: 'string', multiple: true },
     top: { type: 'string', default: '25' },
+    'same-kernel': { type: 'boolean', default: false },
   },
 });
 
@@ -62,6 +67,7 @@ async function main(): Promise<void> {
     );
     perfs.push({ role, proc, file });
   };
+  const kernel = values['same-kernel'] ? await startSharedKernel({ rounds: 0, messages: 0 }) : null;
   for (let i = 0; i < Number(values.runs); i++) {
     if (values.raw) {
       const raw = await runRawPump({ messages, size });
@@ -80,6 +86,7 @@ async function main(): Promise<void> {
       api: values.api as PumpApi,
       ...(values.profile !== undefined ? { profileDir: values.profile } : {}),
       ...(perfDir !== undefined ? { onSpawn } : {}),
+      ...(kernel !== null ? { kernel } : {}),
       // --perf-basic-prof writes /tmp/perf-PID.map for perf to name JIT code, and a V8 log,
       // kept in the perf folder rather than the working directory.
       nodeArgs: [
@@ -96,6 +103,7 @@ async function main(): Promise<void> {
         (r.peak === undefined ? '' : ` peak ${JSON.stringify(r.peak)}`),
     );
   }
+  await kernel?.stop();
   for (const p of perfs) {
     if (p.proc.exitCode === null) await once(p.proc, 'exit');
     const report = spawn(
