@@ -791,6 +791,15 @@ function headline(r: Results): string {
   return lines.join('\n');
 }
 
+/** How the Postbox kernel was run, for the page's opening (older results do not say). */
+function kernelNote(r: Results): string {
+  if (r.env.kernel === 'shared, warmed up')
+    return ' The Postbox kernel is a daemon and is run as the NATS server is: one kernel for the whole run, warmed up by untimed messages first, with fresh client processes and mailboxes in every run (the row "a fresh kernel per run" shows a cold one; `--fresh-kernel` runs every row that way).';
+  if (r.env.kernel === 'fresh per run')
+    return ' Every Postbox run started a kernel of its own (`--fresh-kernel`).';
+  return '';
+}
+
 function docsPage(r: Results, changes: Change[] | null): string {
   const env = r.env as { cpu: string; nproc: number; node: string; os: string; memory: string; load: string };
   const min = (r.durationMs / 60_000).toFixed(1);
@@ -799,7 +808,7 @@ function docsPage(r: Results, changes: Change[] | null): string {
 Postbox next to the raw Unix-socket ceiling and its peers — the operating system's own message
 passing (System V message queues, POSIX message queues, pipes: small C programs), NATS, ZeroMQ and
 Node's \`child_process\` IPC channel — always between separate OS processes, all measured in one run.
-This page is written by the harness (\`bench/run.ts\`) from the run of ${r.date.slice(0, 10)}.
+This page is written by the harness (\`bench/run.ts\`) from the run of ${r.date.slice(0, 10)}.${kernelNote(r)}
 
 ![One-way throughput, 100 B messages](bench-throughput.svg)
 
