@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util';
 import { FrameDecoder } from '../src/protocol/decoder.js';
 import { decodeJsonPayload, Off, Op, ReceiveFlag } from '../src/protocol/frame.js';
 import { callFrame, helloFrame, receiveFrame, sendFrame, takeFrame } from '../test/helpers/raw-peer.js';
+import { intArg } from './peer-common.js';
 import { processCpu, runPostboxPump } from './postbox.js';
 import { runRawPump } from './pump.js';
 import { postbox, raw } from './workloads.js';
@@ -312,9 +313,13 @@ async function main(): Promise<void> {
       credit: { type: 'string', default: '4096' },
     },
   });
-  const messages = Number(values.messages);
-  const size = Number(values.size);
-  const window = Number(values.window);
+  // Nonsense fails here, before a kernel starts (a NaN credit would leave the receiver waiting).
+  const messages = intArg(values.messages, '--messages', 1);
+  const size = intArg(values.size, '--size', 0);
+  const window = intArg(values.window, '--window', 1);
+  const runs = intArg(values.runs, '--runs', 1);
+  const rounds = intArg(values.rounds, '--rounds', 1);
+  const credit = intArg(values.credit, '--credit', 1);
   // The kernel's V8 profile (written when it exits on SIGINT), to see its cost with no client cost.
   const profile =
     values.profile === undefined
@@ -322,9 +327,8 @@ async function main(): Promise<void> {
       : ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${values.profile}`];
   // Node/V8 flags for the kernel process only (e.g. --kernel-arg=--max-semi-space-size=32).
   profile.push(...(values['kernel-arg'] ?? []));
-  for (let i = 0; i < Number(values.runs); i++) {
+  for (let i = 0; i < runs; i++) {
     if (values.rtt) {
-      const rounds = Number(values.rounds);
       const warmup = Math.ceil(rounds / 10);
       const direct = (await raw.pingPong(rounds, 100, warmup)).p50us;
       const relay = (await raw.pingPong(rounds, 100, warmup, 1, true)).p50us;
@@ -338,7 +342,7 @@ async function main(): Promise<void> {
     }
     if (values['kernel-only']) {
       // For comparing kernel builds: the kernel's CPU per message is steadier than a rate.
-      const ceiling = await kernelCeiling(messages, size, window, profile, Number(values.credit));
+      const ceiling = await kernelCeiling(messages, size, window, profile, credit);
       console.log(
         `kernel with raw clients ${fmt(ceiling.rate)}; kernel CPU ${Math.round(ceiling.kernelNsPerMessage)} ns/message`,
       );

@@ -18,6 +18,38 @@ import { type RunningKernel, runPostboxPump } from './postbox.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
+export interface LaunchedKernel {
+  child: Child;
+  /** Its Unix socket path. */
+  socket: string;
+  /** tcp://HOST:PORT when asked to listen on TCP loopback too, else null. */
+  tcp: string | null;
+}
+
+/**
+ * Starts `postbox kernel` on a socket in `dir` (and on TCP loopback with `withTcp`) and waits
+ * until it listens; a kernel that does not get there is stopped before this throws.
+ */
+export async function launchKernel(
+  dir: string,
+  env: NodeJS.ProcessEnv,
+  withTcp: boolean,
+): Promise<LaunchedKernel> {
+  const socket = join(dir, 'k.sock');
+  const args = [CLI, 'kernel', '--socket', socket, '--quiet'];
+  if (withTcp) args.push('--listen', 'tcp://127.0.0.1:0');
+  const child = new Child('kernel', process.execPath, args, { env });
+  try {
+    await child.waitFor('listening on unix', (l) => l.includes('listening on unix:'));
+    if (!withTcp) return { child, socket, tcp: null };
+    const line = await child.waitFor('listening on tcp', (l) => l.includes('listening on tcp://'));
+    return { child, socket, tcp: /listening on (tcp:\/\/\S+)/.exec(line)![1]! };
+  } catch (err) {
+    await stop([child.proc]);
+    throw err;
+  }
+}
+
 export interface SharedKernel extends RunningKernel {
   /** Messages moved through it before the first timed run, and the time that took. */
   warmedBy: { messages: number; ms: number };
@@ -30,24 +62,16 @@ export interface SharedKernel extends RunningKernel {
  */
 export async function startSharedKernel(warmup = { rounds: 3, messages: 1_000_000 }): Promise<SharedKernel> {
   const dir = tempDir('postbox-bench-shared-');
-  const socket = join(dir, 'k.sock');
   const env = { ...process.env, POSTBOX_TOKEN: randomBytes(16).toString('hex') };
-  const child = new Child(
-    'shared kernel',
-    process.execPath,
-    [CLI, 'kernel', '--socket', socket, '--listen', 'tcp://127.0.0.1:0', '--quiet'],
-    { env },
-  );
-  let tcp = '';
+  let launched: LaunchedKernel;
   try {
-    await child.waitFor('listening on unix', (l) => l.includes('listening on unix:'));
-    const line = await child.waitFor('listening on tcp', (l) => l.includes('listening on tcp://'));
-    tcp = /listening on (tcp:\/\/\S+)/.exec(line)![1]!;
+    launched = await launchKernel(dir, env, true);
   } catch (err) {
-    await stop([child.proc]);
     removeDir(dir);
     throw err;
   }
+  const { child, socket } = launched;
+  const tcp = launched.tcp!;
   // Any end of the shared kernel during a run is a failure of that run, even a clean exit.
   const failed = child.exited.then((code): never => {
     throw new Error(

@@ -4,13 +4,12 @@
 
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { anyFailure, Child, cpuMsOf, nodeChild, rssOf, session, sleep } from './harness.js';
 import type { CountResult, RoundTripResult, SendReport } from './peer-common.js';
 import { runPostboxPump } from './postbox.js';
 import type { PumpApi } from './postbox-pump.js';
 import { runRawPump } from './pump.js';
-import type { SharedKernel } from './shared-kernel.js';
+import { launchKernel, type SharedKernel } from './shared-kernel.js';
 
 /** One run's figures: `value` is the row's headline figure, the rest are extra columns. */
 export interface Sample {
@@ -18,7 +17,6 @@ export interface Sample {
   [key: string]: number;
 }
 
-const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 /** Time limit of one measurement (its processes are stopped after it). */
 const LIMIT_MS = 150_000;
 
@@ -183,18 +181,10 @@ async function startKernel(
       env: shared.env,
       failed: shared.failed,
     };
-  const socket = join(s.dir('postbox-bench-'), 'k.sock');
   const env = { ...process.env, POSTBOX_TOKEN: randomBytes(16).toString('hex') };
-  const args = [CLI, 'kernel', '--socket', socket, '--quiet'];
-  if (transport === 'tcp') args.push('--listen', 'tcp://127.0.0.1:0');
-  const child = s.add(new Child('kernel', process.execPath, args, { env }));
-  let address = socket;
-  if (transport === 'tcp') {
-    const line = await child.waitFor('listening on tcp', (l) => l.includes('listening on tcp://'));
-    address = /listening on (tcp:\/\/\S+)/.exec(line)![1]!;
-  } else {
-    await child.waitFor('listening', (l) => l.includes('listening on unix:'));
-  }
+  const { child, socket, tcp } = await launchKernel(s.dir('postbox-bench-'), env, transport === 'tcp');
+  s.add(child);
+  const address = tcp ?? socket;
   return { address, pid: child.pid, env, failed: child.failure() };
 }
 
