@@ -1,36 +1,59 @@
 /**
- * Sends awaiting the kernel's cumulative ACK, in request order. A ring of parallel arrays: a send
- * costs three stores and no object, an ACK settles a run of sends in one pass, and the ring keeps
- * its size between bursts instead of growing from empty each time.
+ * Settles what a send completes with. `count` is how many sends of a range this call settles
+ * (1 for a lone send): a range's settler (sendMany) counts its messages down with it, and a
+ * promise's own resolve ignores it.
+ */
+export type AckResolve<R> = (value: R, count: number) => void;
+/** Rejects one send, named by its request id. */
+export type AckReject<E> = (err: E, id: number) => void;
+
+/**
+ * Sends awaiting the kernel's cumulative ACK, in request order. A ring of parallel arrays: an
+ * entry is one send, or a range of consecutive sends that share their settlers (one `sendMany`),
+ * so a burst of sends costs a few stores and no object, and an ACK settles a run of them in one
+ * pass; the ring keeps its size between bursts instead of growing from empty each time.
  *
- * A send answered on its own (a SENT, BLOCKED or ERROR) is taken out of line: its settlers are
- * cleared where they lie, and the ACK that passes the slot later skips it.
+ * A send answered on its own (a SENT, BLOCKED or ERROR) is taken out of line: a lone send's
+ * settlers are cleared where they lie; a send inside a range is noted as taken, and the ACK
+ * that passes it later leaves it out of the range's count.
  */
 export class AckQueue<R, E> {
-  private ids: Float64Array;
-  private res: (((value: R) => void) | null)[];
-  private rej: (((err: E, id: number) => void) | null)[];
+  // Entry k covers the sends first[k] … last[k].
+  private first: Float64Array;
+  private last: Float64Array;
+  private res: (AckResolve<R> | null)[];
+  private rej: (AckReject<E> | null)[];
   private head = 0;
   private count = 0;
+  /** Ids taken out of line from inside a range, until an ACK or failAll passes them. */
+  private readonly takenFromRanges = new Set<number>();
 
-  /** @param capacity slots to start with, rounded up to a power of two (the ring masks indexes). */
+  /** @param capacity entries to start with, rounded up to a power of two (the ring masks indexes). */
   constructor(capacity = 1024) {
     let size = 1;
     while (size < capacity) size *= 2;
-    this.ids = new Float64Array(size);
-    this.res = new Array<((value: R) => void) | null>(size).fill(null);
-    this.rej = new Array<((err: E, id: number) => void) | null>(size).fill(null);
+    this.first = new Float64Array(size);
+    this.last = new Float64Array(size);
+    this.res = new Array<AckResolve<R> | null>(size).fill(null);
+    this.rej = new Array<AckReject<E> | null>(size).fill(null);
   }
 
-  /** Sends waiting, including any taken out of line whose slot the ACK has not passed yet. */
+  /** Entries waiting, including any taken out of line whose slot the ACK has not passed yet. */
   get length(): number {
     return this.count;
   }
 
-  push(id: number, res: (value: R) => void, rej: (err: E, id: number) => void): void {
-    if (this.count === this.ids.length) this.grow();
-    const i = (this.head + this.count) & (this.ids.length - 1);
-    this.ids[i] = id;
+  /** Queues one send. */
+  push(id: number, res: AckResolve<R>, rej: AckReject<E>): void {
+    this.pushRange(id, id, res, rej);
+  }
+
+  /** Queues the sends `from` … `to` (consecutive request ids) with shared settlers. */
+  pushRange(from: number, to: number, res: AckResolve<R>, rej: AckReject<E>): void {
+    if (this.count === this.first.length) this.grow();
+    const i = (this.head + this.count) & (this.first.length - 1);
+    this.first[i] = from;
+    this.last[i] = to;
     this.res[i] = res;
     this.rej[i] = rej;
     this.count++;
@@ -38,15 +61,27 @@ export class AckQueue<R, E> {
 
   /** Resolves every send with an id up to `through`, oldest first, with `value`. */
   ackThrough(through: number, value: R): void {
-    const mask = this.ids.length - 1;
+    const mask = this.first.length - 1;
     let i = this.head;
     let n = this.count;
-    while (n > 0 && this.ids[i]! <= through) {
-      const res = this.res[i]!;
+    while (n > 0 && this.first[i]! <= through) {
+      const res = this.res[i];
+      const from = this.first[i]!;
+      const to = this.last[i]!;
+      if (to > through) {
+        // The ACK ends inside this range: settle its front, keep the rest at the head.
+        this.first[i] = through + 1;
+        if (res !== null) {
+          const settled = this.uncounted(from, through);
+          if (settled > 0) res(value, settled);
+        }
+        break;
+      }
       if (res !== null) {
         this.res[i] = null;
         this.rej[i] = null;
-        res(value);
+        const settled = this.uncounted(from, to);
+        if (settled > 0) res(value, settled);
       }
       i = (i + 1) & mask;
       n--;
@@ -57,62 +92,92 @@ export class AckQueue<R, E> {
 
   /**
    * Takes the send with this id out of line; returns its settlers, or null if it is not waiting
-   * here. Ids are in order, so it is found by binary search.
+   * here. Ids are in order, so its entry is found by binary search.
    */
-  take(id: number): { resolve: (value: R) => void; reject: (err: E, id: number) => void } | null {
-    const mask = this.ids.length - 1;
+  take(id: number): { resolve: AckResolve<R>; reject: AckReject<E> } | null {
+    const mask = this.first.length - 1;
     let lo = 0;
     let hi = this.count - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
       const i = (this.head + mid) & mask;
-      const v = this.ids[i]!;
-      if (v === id) {
-        const resolve = this.res[i]!;
-        const reject = this.rej[i]!;
-        if (resolve === null || reject === null) return null;
-        this.res[i] = null;
-        this.rej[i] = null;
-        // Sends answered one by one (blocked, rendezvous) may never be passed by an ACK: the
-        // cleared slots at the front go now, so the ring does not grow with them.
-        while (this.count > 0 && this.res[this.head] === null) {
-          this.head = (this.head + 1) & mask;
-          this.count--;
-        }
+      if (this.last[i]! < id) {
+        lo = mid + 1;
+        continue;
+      }
+      if (this.first[i]! > id) {
+        hi = mid - 1;
+        continue;
+      }
+      const resolve = this.res[i]!;
+      const reject = this.rej[i]!;
+      if (resolve === null || reject === null) return null;
+      if (this.takenFromRanges.size > 0 && this.takenFromRanges.has(id)) return null;
+      if (this.first[i] !== this.last[i]) {
+        // Inside a range: the entry stays for the others; this one is left out of its count.
+        this.takenFromRanges.add(id);
         return { resolve, reject };
       }
-      if (v < id) lo = mid + 1;
-      else hi = mid - 1;
+      this.res[i] = null;
+      this.rej[i] = null;
+      // Sends answered one by one (blocked, rendezvous) may never be passed by an ACK: the
+      // cleared slots at the front go now, so the ring does not grow with them.
+      while (this.count > 0 && this.res[this.head] === null) {
+        this.head = (this.head + 1) & mask;
+        this.count--;
+      }
+      return { resolve, reject };
     }
     return null;
   }
 
   /** Rejects every waiting send with `err` and empties the queue. */
   failAll(err: E): void {
-    const mask = this.ids.length - 1;
+    const mask = this.first.length - 1;
     for (let k = 0; k < this.count; k++) {
       const i = (this.head + k) & mask;
       const rej = this.rej[i];
       this.res[i] = null;
       this.rej[i] = null;
-      rej?.(err, this.ids[i]!);
+      if (rej === null) continue;
+      for (let id = this.first[i]!; id <= this.last[i]!; id++) {
+        if (this.takenFromRanges.size > 0 && this.takenFromRanges.delete(id)) continue;
+        rej(err, id);
+      }
     }
+    this.takenFromRanges.clear();
     this.head = 0;
     this.count = 0;
   }
 
+  /** How many of the sends from … to were not taken out of line (forgetting those that were). */
+  private uncounted(from: number, to: number): number {
+    let n = to - from + 1;
+    if (this.takenFromRanges.size === 0) return n;
+    for (const id of this.takenFromRanges) {
+      if (id >= from && id <= to) {
+        this.takenFromRanges.delete(id);
+        n--;
+      }
+    }
+    return n;
+  }
+
   private grow(): void {
-    const n = this.ids.length;
-    const ids = new Float64Array(n * 2);
-    const res = new Array<((value: R) => void) | null>(n * 2).fill(null);
-    const rej = new Array<((err: E, id: number) => void) | null>(n * 2).fill(null);
+    const n = this.first.length;
+    const first = new Float64Array(n * 2);
+    const last = new Float64Array(n * 2);
+    const res = new Array<AckResolve<R> | null>(n * 2).fill(null);
+    const rej = new Array<AckReject<E> | null>(n * 2).fill(null);
     for (let k = 0; k < n; k++) {
       const i = (this.head + k) & (n - 1);
-      ids[k] = this.ids[i]!;
+      first[k] = this.first[i]!;
+      last[k] = this.last[i]!;
       res[k] = this.res[i]!;
       rej[k] = this.rej[i]!;
     }
-    this.ids = ids;
+    this.first = first;
+    this.last = last;
     this.res = res;
     this.rej = rej;
     this.head = 0;

@@ -162,6 +162,8 @@ export class Connection {
   private nextRequest = 1;
   // Sends awaiting the cumulative ACK, in request order: parallel arrays, no object per send.
   private readonly acks = new AckQueue<SendResult, PostboxError>();
+  /** The head of a SEND written once per `sendMany` and copied for each of its messages. */
+  private readonly runHead = Buffer.alloc(MESSAGE_HEAD_BYTES);
   private readonly pending = new Map<number, Pending>();
   /** The stream that had the last delivery (request id, 0 if none), so a run needs no lookup. */
   private lastStream = 0;
@@ -394,38 +396,27 @@ export class Connection {
       let first = 0;
       let left = n;
       let failures: { index: number; error: PostboxError }[] | null = null;
-      const settled = (): void => {
-        if (--left > 0) return;
+      const settled = (count: number): void => {
+        left -= count;
+        if (left > 0) return;
         // The batch is done: an abort now has nothing left to cancel.
         if (signal !== undefined) for (let k = 0; k < n; k++) this.unwatchSignal(signal, first + k);
         if (failures === null) return resolve({ sent: n });
         failures.sort((a, b) => a.index - b.index);
         reject(new SendManyError(label, n, failures));
       };
-      const accepted = (): void => settled();
+      const accepted = (_: SendResult, count: number): void => settled(count);
       const refused = (err: PostboxError, request: number): void => {
         if (failures === null) failures = [];
         failures.push({ index: request - first, error: err });
-        settled();
+        settled(1);
       };
-      for (let i = 0; i < n; i++) {
-        let id: number;
-        if (encoded !== null) {
-          const bytes = encoded.payloads[i]!;
-          const len = typeof bytes === 'string' ? Buffer.byteLength(bytes) : bytes.length;
-          id = this.writePlanned(target, plan, encoded.codes[i]!, bytes, len);
-        } else {
-          const body = list[i] as Uint8Array | string;
-          if (typeof body === 'string')
-            id = this.writePlanned(target, plan, Codec.STRING, body, Buffer.byteLength(body));
-          else id = this.writePlanned(target, plan, Codec.BYTES, body, body.length);
-        }
-        if (i === 0) first = id;
-        // An abort cancels every message of the batch still waiting in the kernel (a CANCEL for
-        // one already settled is ignored there).
-        if (signal !== undefined) this.watchSignal(signal, id);
-        this.acks.push(id, accepted, refused);
-      }
+      first = this.writeSendRun(target, plan, encoded?.codes ?? null, encoded?.payloads ?? list);
+      // An abort cancels every message of the batch still waiting in the kernel (a CANCEL for
+      // one already settled is ignored there).
+      if (signal !== undefined) for (let k = 0; k < n; k++) this.watchSignal(signal, first + k);
+      // One entry for the whole batch: its request ids are consecutive.
+      this.acks.pushRange(first, first + n - 1, accepted, refused);
     });
   }
 
@@ -489,6 +480,59 @@ export class Connection {
     return this.awaitAck(id);
   }
 
+  /**
+   * Writes a SEND frame for each body, with consecutive request ids; returns the first. The
+   * frames differ only in length, codec, request id and body, so the head is filled in once and
+   * copied: a batch costs one copy of the head and one of the body per message.
+   */
+  private writeSendRun(
+    target: number,
+    plan: SendPlan,
+    codes: Uint8Array | null,
+    bodies: readonly unknown[],
+  ): number {
+    const head = this.runHead;
+    const headLen = plan.headLen;
+    const headers = plan.headers;
+    writeSendHead(
+      head,
+      0,
+      0,
+      0,
+      target,
+      plan.flags,
+      0,
+      plan.onFull,
+      plan.timeout,
+      plan.priority,
+      plan.type,
+      headLen,
+    );
+    const w = this.writer;
+    const first = this.nextRequest;
+    const n = bodies.length;
+    for (let i = 0; i < n; i++) {
+      const body = bodies[i] as Uint8Array | string;
+      const text = typeof body === 'string';
+      const bodyLen = text ? Buffer.byteLength(body) : body.length;
+      const size = MESSAGE_HEAD_BYTES + headLen + bodyLen;
+      const off = w.reserve(size);
+      const b = w.buf;
+      b.set(head, off);
+      putU32(b, off, size - 4);
+      b[off + Off.CODEC] = codes !== null ? codes[i]! : text ? Codec.STRING : Codec.BYTES;
+      putU32(b, off + Off.REQUEST, first + i);
+      let p = off + MESSAGE_HEAD_BYTES;
+      if (headers !== null) p += b.write(headers, p, 'utf8');
+      if (text) b.write(body, p, 'utf8');
+      else if (bodyLen > 0) b.set(body, p);
+      w.commit(size);
+      if (w.length >= 256 * 1024) this.flush();
+    }
+    this.nextRequest = first + n;
+    return first;
+  }
+
   /** Writes a SEND frame into the output; returns its request id. */
   private writeSend(
     target: number,
@@ -508,25 +552,7 @@ export class Connection {
     const off = w.reserve(size);
     const b = w.buf;
     const id = this.nextRequest++;
-    putU32(b, off, size - 4);
-    b[off + Off.OPCODE] = Op.SEND;
-    b[off + Off.FLAGS] = flags;
-    b[off + Off.CODEC] = codec;
-    b[off + Off.ON_FULL] = onFull;
-    putU32(b, off + Off.REQUEST, id);
-    putU32(b, off + Off.TARGET, target);
-    putU32(b, off + Off.SENDER, 0);
-    putU32(b, off + Off.TIMEOUT, timeout);
-    b[off + Off.PRIORITY] = priority;
-    b[off + Off.PRIORITY + 1] = priority >>> 8;
-    b[off + Off.HEADERS_LENGTH] = headLen;
-    b[off + Off.HEADERS_LENGTH + 1] = headLen >>> 8;
-    putU32(b, off + Off.RESERVED, 0);
-    writeInt64(b, type, off + Off.TYPE);
-    putU32(b, off + Off.SEQ, 0);
-    putU32(b, off + Off.SEQ + 4, 0);
-    putU32(b, off + Off.TIME, 0);
-    putU32(b, off + Off.TIME + 4, 0);
+    writeSendHead(b, off, size, id, target, flags, codec, onFull, timeout, priority, type, headLen);
     let p = off + MESSAGE_HEAD_BYTES;
     if (headers !== null) p += b.write(headers, p, 'utf8');
     if (typeof body === 'string') b.write(body, p, 'utf8');
@@ -755,7 +781,12 @@ export class Connection {
       case Op.BLOCKED: {
         const send = this.acks.take(request);
         if (send === null) return;
-        this.pending.set(request, { kind: 'send', resolve: send.resolve as Resolve, reject: send.reject });
+        const resolve = send.resolve;
+        this.pending.set(request, {
+          kind: 'send',
+          resolve: ((r: SendResult) => resolve(r, 1)) as Resolve,
+          reject: send.reject,
+        });
         return;
       }
       case Op.EMPTY:
@@ -827,7 +858,7 @@ export class Connection {
     }
     const send = this.acks.take(request);
     if (send === null) return;
-    if (err === null) send.resolve(value as SendResult);
+    if (err === null) send.resolve(value as SendResult, 1);
     else send.reject(err, request);
   }
 
@@ -875,6 +906,42 @@ class SendPlan {
     readonly headers: string | null,
     readonly headLen: number,
   ) {}
+}
+
+/** Writes the 56-byte head of a SEND frame of `size` bytes at b[off]. */
+function writeSendHead(
+  b: Buffer,
+  off: number,
+  size: number,
+  id: number,
+  target: number,
+  flags: number,
+  codec: number,
+  onFull: number,
+  timeout: number,
+  priority: number,
+  type: number,
+  headLen: number,
+): void {
+  putU32(b, off, size - 4);
+  b[off + Off.OPCODE] = Op.SEND;
+  b[off + Off.FLAGS] = flags;
+  b[off + Off.CODEC] = codec;
+  b[off + Off.ON_FULL] = onFull;
+  putU32(b, off + Off.REQUEST, id);
+  putU32(b, off + Off.TARGET, target);
+  putU32(b, off + Off.SENDER, 0);
+  putU32(b, off + Off.TIMEOUT, timeout);
+  b[off + Off.PRIORITY] = priority;
+  b[off + Off.PRIORITY + 1] = priority >>> 8;
+  b[off + Off.HEADERS_LENGTH] = headLen;
+  b[off + Off.HEADERS_LENGTH + 1] = headLen >>> 8;
+  putU32(b, off + Off.RESERVED, 0);
+  writeInt64(b, type, off + Off.TYPE);
+  putU32(b, off + Off.SEQ, 0);
+  putU32(b, off + Off.SEQ + 4, 0);
+  putU32(b, off + Off.TIME, 0);
+  putU32(b, off + Off.TIME + 4, 0);
 }
 
 /** Checks a send's options; the error names the first bad one. */
