@@ -38,6 +38,7 @@ import {
 } from '../protocol/frame.js';
 import { defaultSocketPath, parseTcpUrl } from '../transport/address.js';
 import { FrameWriter } from '../transport/frame-writer.js';
+import { ReadArena } from '../transport/read-arena.js';
 import { AckQueue } from './ack-queue.js';
 import { Message } from './message.js';
 
@@ -192,22 +193,24 @@ export class Connection {
     this.decoder = new FrameDecoder(256 * 1024 * 1024, (buf, s, e) => this.onFrame(buf, s, e));
     this.writer = new FrameWriter(socket, () => this.scheduleFlush());
     socket.setNoDelay?.(true);
-    socket.on('data', (chunk: Buffer) => {
-      try {
-        this.decoder.push(chunk);
-      } catch (err) {
-        this.fail(
-          new ProtocolError(
-            err instanceof FrameError ? `bad frame from the kernel: ${err.message}` : String(err),
-          ),
-        );
-        socket.destroy();
-      }
-    });
     socket.on('close', () =>
       this.fail(new ConnectionLostError(`the connection to the kernel at ${address} was lost`)),
     );
     socket.on('error', () => {});
+  }
+
+  /** Takes the bytes of one read; a stream the decoder cannot frame ends the connection. */
+  private receiveChunk(chunk: Buffer): void {
+    try {
+      this.decoder.push(chunk);
+    } catch (err) {
+      this.fail(
+        new ProtocolError(
+          err instanceof FrameError ? `bad frame from the kernel: ${err.message}` : String(err),
+        ),
+      );
+      this.socket.destroy();
+    }
   }
 
   /** Opens a connection and does the handshake. */
@@ -216,16 +219,23 @@ export class Connection {
     // POSTBOX_SOCKET / default rule.
     const url = options.url ?? (options.socket === undefined ? process.env.POSTBOX_URL : undefined);
     let socket: Socket;
+    // Reads go straight to the connection's decoder. A kernel says nothing before our HELLO, so
+    // bytes before the connection exists mean the peer is not a kernel.
+    let conn: Connection | null = null;
+    const arena = new ReadArena((chunk) => {
+      if (conn !== null) conn.receiveChunk(chunk);
+      else socket.destroy();
+    });
     let transport: 'unix' | 'tcp';
     let address: string;
     if (url?.startsWith('tcp://')) {
       const { host, port } = parseTcpUrl(url);
-      socket = netConnect(port, host);
+      socket = netConnect({ port, host, onread: arena.onread });
       transport = 'tcp';
       address = url;
     } else {
       address = url?.startsWith('unix:') ? url.slice(5) : (options.socket ?? defaultSocketPath());
-      socket = netConnect(address);
+      socket = netConnect({ path: address, onread: arena.onread });
       transport = 'unix';
     }
     await new Promise<void>((resolve, reject) => {
@@ -239,24 +249,25 @@ export class Connection {
         );
       });
     });
-    const conn = new Connection(socket, transport, address);
+    const opened = new Connection(socket, transport, address);
+    conn = opened;
     const token = options.token ?? process.env.POSTBOX_TOKEN;
     const hello: Record<string, unknown> = { pid: process.pid, host: hostname() };
     if (options.name !== undefined) hello.name = options.name;
     if (token !== undefined && transport === 'tcp') hello.token = token;
     if (options.inboxCapacity !== undefined) hello.inboxCapacity = options.inboxCapacity;
     const welcome = await new Promise<Welcome>((resolve, reject) => {
-      conn.onWelcome = resolve;
-      conn.onHelloError = reject;
-      conn.writer.append(encodeJsonFrame(Op.HELLO, 0, PROTOCOL_VERSION, 0, hello));
-      conn.flush();
+      opened.onWelcome = resolve;
+      opened.onHelloError = reject;
+      opened.writer.append(encodeJsonFrame(Op.HELLO, 0, PROTOCOL_VERSION, 0, hello));
+      opened.flush();
     });
-    conn.welcome = welcome;
+    opened.welcome = welcome;
     if (transport === 'tcp') {
-      conn.heartbeat = setInterval(() => conn.ping(), welcome.limits.heartbeatMs);
-      conn.heartbeat.unref();
+      opened.heartbeat = setInterval(() => opened.ping(), welcome.limits.heartbeatMs);
+      opened.heartbeat.unref();
     }
-    return conn;
+    return opened;
   }
 
   get info(): Welcome {
