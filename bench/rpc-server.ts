@@ -1,4 +1,5 @@
-// The server process of bench/rpc.ts: serves `add` as service 'bench' and prints `ready`.
+// The server process of bench/rpc.ts: serves `add` as the service named by its argument
+// (default 'bench') and prints `ready`.
 import { connect } from '../src/client/mod.js';
 import { serve } from '../src/faces/rpc.js';
 
@@ -9,7 +10,7 @@ export const benchHandlers = {
 };
 
 const proc = await connect();
-const server = await serve(proc, 'bench', benchHandlers, { concurrency: 64 });
+const server = await serve(proc, process.argv[2] ?? 'bench', benchHandlers, { concurrency: 64 });
 process.stdout.write('ready\n');
 process.on('SIGTERM', () => {
   void server

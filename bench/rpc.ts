@@ -24,7 +24,16 @@ export interface RpcBenchOptions {
   pipelinedCalls?: number;
   /** Calls made first and not timed (default 2,000). */
   warmup?: number;
+  /**
+   * A running kernel to use (the bench's shared one): its socket and environment. Without it a
+   * kernel is started for the measurement and stopped after.
+   */
+  kernel?: { socket: string; env: NodeJS.ProcessEnv };
 }
+
+// A shared kernel serves many runs: each registers its service under a name of its own, so a
+// run never meets the previous run's server on its way out.
+let runs = 0;
 
 export interface RpcBenchResult {
   /** Calls per second, one call at a time (each awaited before the next). */
@@ -71,16 +80,18 @@ export async function runRpcBench(options: RpcBenchOptions = {}): Promise<RpcBen
   const pipelined = options.pipelinedCalls ?? 50_000;
   const warmup = options.warmup ?? 2_000;
   const dir = mkdtempSync(join(tmpdir(), 'pb-rpc-bench-'));
-  const socket = join(dir, 'k.sock');
-  const env = { ...process.env, POSTBOX_SOCKET: socket };
+  const socket = options.kernel?.socket ?? join(dir, 'k.sock');
+  const env = { ...(options.kernel?.env ?? process.env), POSTBOX_SOCKET: socket };
+  const service = `bench-${process.pid}-${++runs}`;
   let kernel: ChildProcess | null = null;
   let server: ChildProcess | null = null;
   let proc: Awaited<ReturnType<typeof connect>> | null = null;
   try {
-    kernel = await startChild([CLI, 'kernel', '--socket', socket], env, /listening on unix:/, 'ignore');
-    server = await startChild([SERVER], env, /^ready$/, 'inherit');
+    if (options.kernel === undefined)
+      kernel = await startChild([CLI, 'kernel', '--socket', socket], env, /listening on unix:/, 'ignore');
+    server = await startChild([SERVER, service], env, /^ready$/, 'inherit');
     proc = await connect({ socket });
-    const calc = stub<typeof benchHandlers>(proc, 'bench');
+    const calc = stub<typeof benchHandlers>(proc, service);
     for (let i = 0; i < warmup; i++) await calc.add(i, 1);
 
     let t0 = performance.now();

@@ -36,6 +36,7 @@ import {
   type Target,
   targetsTable,
 } from './report.js';
+import type { RpcBenchOptions } from './rpc.js';
 import {
   type Availability,
   buildOsIpc,
@@ -55,6 +56,7 @@ import {
   postbox,
   raw,
   type Sample,
+  sharedKernel,
   useSharedKernel,
   zmq,
 } from './workloads.js';
@@ -159,7 +161,7 @@ interface Peers {
 }
 
 /** bench/rpc.ts (another module, run if present): Postbox RPC calls per second. */
-type RunRpcBench = (o: { sequentialCalls?: number; pipelinedCalls?: number; warmup?: number }) => Promise<{
+type RunRpcBench = (o: RpcBenchOptions) => Promise<{
   inFlight1: number;
   inFlight64: number;
 }>;
@@ -525,10 +527,12 @@ function sections(p: Peers): SectionDef[] {
           system: 'Postbox RPC (kernel, unix)',
           ...(p.rpc.ok ? {} : { unavailable: p.rpc.detail }),
           measure: async () => {
+            const shared = sharedKernel();
             const r = await p.rpc.run!({
               sequentialCalls: N.rpcSequential,
               pipelinedCalls: N.rpc,
               warmup: N.warmup,
+              ...(shared !== null ? { kernel: { socket: shared.socket, env: shared.env } } : {}),
             });
             return { value: r.inFlight64, inFlight1: r.inFlight1 };
           },
@@ -904,7 +908,7 @@ async function measureRun(): Promise<Results> {
         useSharedKernel(kernel);
         peers.table['Postbox kernel'] = {
           ok: true,
-          detail: `one kernel for the run (Unix socket and TCP), warmed up by ${fmt(kernel.warmedBy.messages)} messages (${(kernel.warmedBy.ms / 1000).toFixed(1)} s) before the first timed run; the memory rows and RPC start their own`,
+          detail: `one kernel for the run (Unix socket and TCP), warmed up by ${fmt(kernel.warmedBy.messages)} messages (${(kernel.warmedBy.ms / 1000).toFixed(1)} s) before the first timed run; the memory rows start their own`,
         };
       } catch (err) {
         // Said in the report, and every run starts its own kernel instead.

@@ -165,6 +165,11 @@ export function useSharedKernel(k: SharedKernel | null): void {
   shared = k;
 }
 
+/** The kernel Postbox rows share, if the run has one (for workloads outside this file: RPC). */
+export function sharedKernel(): SharedKernel | null {
+  return shared;
+}
+
 /**
  * The kernel a Postbox run talks to: the shared one, or with `fresh` (or none shared) one of the
  * run's own, stopped with the run's session.
