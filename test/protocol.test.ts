@@ -860,6 +860,33 @@ describe('the reference client writes and reads the documented frames', () => {
   });
 });
 
+describe('a peer that is not a kernel', () => {
+  test('bytes it sends before our HELLO is answered end the open with EPROTO, not a hang', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-notkernel-'));
+    const path = join(dir, 's.sock');
+    // An HTTP-ish greeting, sent the moment a client connects, as some other daemon might.
+    const peers = new Set<Socket>();
+    const server = createServer((s) => {
+      peers.add(s);
+      s.on('error', () => {});
+      s.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+    });
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    try {
+      await assert.rejects(within(Connection.open({ socket: path }), 'the open'), (err: unknown) => {
+        assert.ok(err instanceof ProtocolError, String(err));
+        assert.equal(err.code, 'EPROTO');
+        assert.match(err.message, /bad frame from the kernel/);
+        return true;
+      });
+    } finally {
+      for (const p of peers) p.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 // ── (a) the documented session against a real kernel, over a raw socket ──────────────────────
 
 describe('the documented session replays against a real kernel', () => {

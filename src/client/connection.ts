@@ -219,12 +219,14 @@ export class Connection {
     // POSTBOX_SOCKET / default rule.
     const url = options.url ?? (options.socket === undefined ? process.env.POSTBOX_URL : undefined);
     let socket: Socket;
-    // Reads go straight to the connection's decoder. A kernel says nothing before our HELLO, so
-    // bytes before the connection exists mean the peer is not a kernel.
+    // Reads go straight to the connection's decoder. A kernel says nothing before our HELLO, but
+    // a peer that is not one may: what comes before the connection exists is kept for it, so
+    // the decoder judges it (a clear EPROTO) instead of it being lost.
     let conn: Connection | null = null;
+    const early: Buffer[] = [];
     const arena = new ReadArena((chunk) => {
       if (conn !== null) conn.receiveChunk(chunk);
-      else socket.destroy();
+      else early.push(chunk);
     });
     let transport: 'unix' | 'tcp';
     let address: string;
@@ -251,6 +253,8 @@ export class Connection {
     });
     const opened = new Connection(socket, transport, address);
     conn = opened;
+    for (const chunk of early) opened.receiveChunk(chunk);
+    if (opened.closedError !== null) throw opened.closedError;
     const token = options.token ?? process.env.POSTBOX_TOKEN;
     const hello: Record<string, unknown> = { pid: process.pid, host: hostname() };
     if (options.name !== undefined) hello.name = options.name;
