@@ -1235,6 +1235,49 @@ describe('FrameDecoder', () => {
     );
   });
 
+  test('a large frame split across two reads into adjacent memory is handed over in place', () => {
+    // As the client's ReadArena reads: the second read lands right after the first.
+    const size = 64 * 1024 + 56;
+    const memory = Buffer.allocUnsafe(size + 12);
+    for (let i = 0; i < memory.length; i++) memory[i] = (i * 13 + 5) & 0xff;
+    memory.writeUInt32LE(size - 4, 0);
+    memory[4] = Op.SEND;
+    vec('ack').copy(memory, size);
+    const want = Buffer.from(memory.subarray(0, size));
+    const got: Buffer[] = [];
+    const d = new FrameDecoder(1 << 20, (buf, start, end) => got.push(buf.subarray(start, end)));
+    d.push(memory.subarray(0, 40_000));
+    assert.equal(d.buffered, 40_000);
+    d.push(memory.subarray(40_000));
+    assert.equal(got.length, 2);
+    assert.ok(got[0]!.equals(want));
+    assert.equal(got[0]!.buffer, memory.buffer, 'the frame is a view of the read memory, not a copy');
+    assert.equal(got[0]!.byteOffset, memory.byteOffset);
+    assertBytes(Buffer.from(got[1]!), vec('ack'), 'the frame after it');
+    assert.equal(d.buffered, 0);
+  });
+
+  test('a large frame split across reads into separate memory is joined once, correctly', () => {
+    const size = 64 * 1024 + 56;
+    const input = Buffer.allocUnsafe(size);
+    for (let i = 0; i < size; i++) input[i] = (i * 7 + 3) & 0xff;
+    input.writeUInt32LE(size - 4, 0);
+    input[4] = Op.SEND;
+    for (const split of [4, 20_000, 40_000, size - 1]) {
+      const got: Buffer[] = [];
+      const d = new FrameDecoder(1 << 20, (buf, start, end) =>
+        got.push(Buffer.from(buf.subarray(start, end))),
+      );
+      // Two separate allocations, as Node's own reads are.
+      const a = Buffer.from(input.subarray(0, split));
+      const b = Buffer.from(input.subarray(split));
+      d.push(a);
+      d.push(b);
+      assert.equal(got.length, 1, `split at ${split}`);
+      assert.ok(got[0]!.equals(input), `split at ${split}`);
+    }
+  });
+
   test('a large frame trickled in small chunks is assembled correctly', () => {
     const size = 1 << 20;
     const big = Buffer.allocUnsafe(size);

@@ -1,5 +1,8 @@
 import { getU32, HEAD_BYTES, LENGTH_BYTES } from './frame.js';
 
+/** A frame's start left at a chunk's end is kept in place from this size up, copied below it. */
+const KEEP_TAIL_BYTES = 16 * 1024;
+
 /**
  * Receives each whole frame as a range of a buffer, so no view is allocated per frame. `limit`
  * is where the bytes at hand end: a handler may look past its frame, and consume whole frames
@@ -81,10 +84,12 @@ export class FrameDecoder {
       } else pos += size;
     }
     if (pos < total) {
-      // Copy the tail so a small remainder does not pin a large chunk.
-      const tail = Buffer.from(chunk.subarray(pos));
+      // A small remainder is copied so it does not pin a large chunk; a large one (the start of
+      // a large frame) is kept where it lies, since its copy would cost as much as the join.
+      const rest = total - pos;
+      const tail = rest < KEEP_TAIL_BYTES ? Buffer.from(chunk.subarray(pos)) : chunk.subarray(pos);
       this.parts.push(tail);
-      this.partBytes = tail.length;
+      this.partBytes = rest;
     }
   }
 
@@ -115,14 +120,26 @@ export class FrameDecoder {
       this.partBytes += chunk.length;
       return -1;
     }
-    const frame = Buffer.allocUnsafe(need);
-    let at = 0;
-    for (const part of this.parts) {
-      part.copy(frame, at);
-      at += part.length;
+    const used = need - this.partBytes;
+    let frame: Buffer;
+    const first = this.parts[0]!;
+    if (
+      this.parts.length === 1 &&
+      first.buffer === chunk.buffer &&
+      first.byteOffset + first.length === chunk.byteOffset
+    ) {
+      // The chunk was read right after the part, into the same memory (ReadArena): the frame
+      // already lies whole, nothing to join.
+      frame = Buffer.from(chunk.buffer, first.byteOffset, need);
+    } else {
+      frame = Buffer.allocUnsafe(need);
+      let at = 0;
+      for (const part of this.parts) {
+        part.copy(frame, at);
+        at += part.length;
+      }
+      chunk.copy(frame, at, 0, used);
     }
-    const used = need - at;
-    chunk.copy(frame, at, 0, used);
     this.parts = [];
     this.partBytes = 0;
     this.onFrame(frame, 0, need, need);
