@@ -24,6 +24,7 @@ import {
   writeHead,
   writeInt64,
 } from '../protocol/frame.js';
+import { readIntoArena } from '../transport/read-arena.js';
 import { handleCall } from './control.js';
 import { defaultLimits, INBOX_MODE, type KernelLimits, MAX_PRIORITY } from './limits.js';
 import { Mailbox, type MailboxHost, type Peer, ReceiveWaiter } from './mailbox.js';
@@ -92,8 +93,23 @@ export class Kernel implements MailboxHost {
     this.heartbeat.unref();
   }
 
-  /** Takes a new connection; it becomes a process once its HELLO is accepted. */
-  attach(socket: Socket, transport: Transport): KernelProcess {
+  /**
+   * Takes a connection a server accepted with `pauseOnConnect`: it is read into slabs of the
+   * kernel's own (readIntoArena) and becomes a process once its HELLO is accepted.
+   */
+  accept(accepted: Socket, transport: Transport): KernelProcess {
+    let p: KernelProcess | null = null;
+    // Reads start only after this turn, so p is set before the first chunk.
+    const socket = readIntoArena(accepted, (chunk) => this.input(p!, chunk));
+    p = this.attach(socket, transport, false);
+    return p;
+  }
+
+  /**
+   * Takes a new connection; it becomes a process once its HELLO is accepted. Its bytes are read
+   * as a stream unless `streamed` is false (the caller hands them to {@link input} itself).
+   */
+  attach(socket: Socket, transport: Transport, streamed = true): KernelProcess {
     // Until its HELLO is accepted a connection may send only small frames, and must say HELLO
     // within a bounded time: an unauthenticated peer can hold neither memory nor a socket.
     const p = new KernelProcess(socket, transport, HELLO_MAX_FRAME, onFrame, (q) => this.markDirty(q));
@@ -104,20 +120,7 @@ export class Kernel implements MailboxHost {
     (p as KernelProcessWithKernel)[kKernel] = this;
     this.connections.add(p);
     socket.setNoDelay?.(true);
-    socket.on('data', (chunk: Buffer) => {
-      this.tick();
-      p.lastHeard = this.now;
-      try {
-        p.decoder.push(chunk);
-      } catch (err) {
-        this.slab.settle();
-        if (err instanceof FrameError) this.fatal(p, 'EPROTO', err.message);
-        else this.fatal(p, 'EPROTO', `internal error handling a frame: ${(err as Error).message}`);
-        return;
-      }
-      this.slab.settle();
-      if (p.ackPending) this.markDirty(p);
-    });
+    if (streamed) socket.on('data', (chunk: Buffer) => this.input(p, chunk));
     socket.on('drain', () => {
       if (!p.congested) return;
       p.congested = false;
@@ -127,6 +130,25 @@ export class Kernel implements MailboxHost {
     socket.on('error', () => {});
     socket.on('close', () => this.terminate(p, p.saidBye ? 'exit' : 'crash'));
     return p;
+  }
+
+  /**
+   * Bytes from a process, as read. They must never be written again by anyone else: frames are
+   * forwarded and kept as views of them.
+   */
+  input(p: KernelProcess, chunk: Buffer): void {
+    this.tick();
+    p.lastHeard = this.now;
+    try {
+      p.decoder.push(chunk);
+    } catch (err) {
+      this.slab.settle();
+      if (err instanceof FrameError) this.fatal(p, 'EPROTO', err.message);
+      else this.fatal(p, 'EPROTO', `internal error handling a frame: ${(err as Error).message}`);
+      return;
+    }
+    this.slab.settle();
+    if (p.ackPending) this.markDirty(p);
   }
 
   /** Reads the clock for this turn, once for every message stamped in it. */

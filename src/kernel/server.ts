@@ -66,7 +66,8 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
   const kernel = new Kernel(kernelOptions);
 
   const servers: Server[] = [];
-  const unix = createServer((socket) => kernel.attach(socket, 'unix'));
+  // Paused until the kernel takes each connection over with reads of its own (readIntoArena).
+  const unix = createServer({ pauseOnConnect: true }, (socket) => kernel.accept(socket, 'unix'));
   await listen(unix, () => unix.listen(socketPath));
   chmodSync(socketPath, 0o600);
   servers.push(unix);
@@ -74,7 +75,7 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
   try {
     for (const url of tcpUrls) {
       const addr = parseTcpUrl(url);
-      const server = createServer((socket) => kernel.attach(socket, 'tcp'));
+      const server = createServer({ pauseOnConnect: true }, (socket) => kernel.accept(socket, 'tcp'));
       await listen(server, () => server.listen(addr.port, addr.host));
       servers.push(server);
       const bound = server.address();
