@@ -50,6 +50,16 @@ describe('readIntoArena', () => {
     return { server, taken };
   }
 
+  /** A server at dir/name, a client connected to it, and the server's taken-over end. */
+  async function connected(name: string) {
+    const path = join(dir, name);
+    const { server, taken } = await serve(path);
+    const client = connect(path);
+    await within(once(client, 'connect'), 'connect');
+    const t = await within(taken, 'accept');
+    return { server, client, t };
+  }
+
   const received = (chunks: Buffer[]): number => chunks.reduce((n, c) => n + c.length, 0);
 
   async function readBytes(t: { chunks: Buffer[]; grew: EventTarget }, n: number): Promise<Buffer> {
@@ -58,11 +68,7 @@ describe('readIntoArena', () => {
   }
 
   test('the taken-over socket reads every byte in order, writes back, and frees the server', async () => {
-    const path = join(dir, 'a.sock');
-    const { server, taken } = await serve(path);
-    const client = connect(path);
-    await within(once(client, 'connect'), 'connect');
-    const t = await within(taken, 'accept');
+    const { server, client, t } = await connected('a.sock');
     assert.ok(t.socket instanceof Socket);
 
     // More than a slab (256 KiB) in one go, so reads cross from one slab to the next.
@@ -89,11 +95,7 @@ describe('readIntoArena', () => {
   });
 
   test('pause and resume stop and restart reads (the kernel pauses a process it cannot write to)', async () => {
-    const path = join(dir, 'b.sock');
-    const { server, taken } = await serve(path);
-    const client = connect(path);
-    await within(once(client, 'connect'), 'connect');
-    const t = await within(taken, 'accept');
+    const { server, client, t } = await connected('b.sock');
     client.write('one');
     await readBytes(t, 3);
     t.socket.pause();
