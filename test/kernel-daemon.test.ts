@@ -4,7 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -133,6 +135,60 @@ test('a client finds no kernel: a clear error that says how to start one', async
       );
     },
   );
+});
+
+test('closing a kernel inside a program resolves once every connection to it has closed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-close-'));
+  const k = await startKernel({ socket: join(dir, 'k.sock') });
+  try {
+    const a = await connect({ socket: k.socketPath, name: 'a' });
+    let aLost = false;
+    // A raw peer that never says HELLO is a connection too.
+    const raw = netConnect(k.socketPath);
+    await once(raw, 'connect');
+    let rawEnded = false;
+    raw.on('end', () => {
+      rawEnded = true;
+    });
+    raw.on('error', () => {});
+    // It reads (its ESHUTDOWN error frame comes first); a peer that never reads is cut off after 1 s.
+    raw.resume();
+    const receiving = a.receive().then(
+      () => {},
+      () => {
+        aLost = true;
+      },
+    );
+    await k.close();
+    assert.ok(rawEnded, 'the raw connection was ended before close() resolved');
+    assert.equal(k.kernel.connections.size, 0);
+    await receiving;
+    assert.ok(aLost, "a's pending receive failed");
+    raw.destroy();
+  } finally {
+    await k.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('closing a kernel cuts off, within a bound, a peer that never reads', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-close-'));
+  const k = await startKernel({ socket: join(dir, 'k.sock') });
+  try {
+    const raw = netConnect(k.socketPath);
+    await once(raw, 'connect');
+    raw.on('error', () => {});
+    // Never reads: the kernel's end of it cannot finish closing on its own, yet close() resolves.
+    await k.close();
+    assert.equal(k.kernel.connections.size, 0);
+    // Once it reads, it finds the connection gone.
+    const cut = once(raw, 'close');
+    raw.resume();
+    await cut;
+  } finally {
+    await k.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('the same kernel runs inside a program; closing a handle or the connection settles pending operations', async () => {

@@ -95,8 +95,20 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
     token,
     close() {
       closed ??= (async () => {
+        // The listeners no longer count connections (the kernel took them over), so their
+        // close does not wait for them: wait here until every process's socket has closed.
+        const sockets = [...kernel.connections].map((p) => p.socket).filter((s) => !s.closed);
+        const socketsClosed = sockets.map(
+          (s) => new Promise<void>((resolve) => s.once('close', () => resolve())),
+        );
         kernel.shutdown();
+        // A peer that never reads would hold its connection half-closed for good.
+        const timer = setTimeout(() => {
+          for (const s of sockets) s.destroy();
+        }, 1000);
         await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+        await Promise.all(socketsClosed);
+        clearTimeout(timer);
         if (tokenFile !== null && existsSync(tokenFile)) unlinkSync(tokenFile);
       })();
       return closed;
