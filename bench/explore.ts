@@ -43,8 +43,19 @@ const { values } = parseArgs({
     'node-arg': { type: 'string', multiple: true },
     top: { type: 'string', default: '25' },
     'same-kernel': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
   },
 });
+
+if (values.help) {
+  console.log(`Runs the Postbox pump with chosen knobs, for tuning and profiling (not part of npm run bench).
+
+  node dist/bench/explore.js [--transport unix|tcp] [--messages N] [--size B] [--runs N]
+    [--prefetch N] [--capacity N|unbounded] [--window N] [--every N] [--scheme checkpoint|all]
+    [--api each|batch] [--raw] [--watch] [--profile DIR] [--perf DIR] [--node-arg FLAG]...
+    [--same-kernel] [--top N]`);
+  process.exit(0);
+}
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 
