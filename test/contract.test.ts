@@ -154,6 +154,30 @@ for (const transport of ['unix', 'tcp'] as const) {
       await mb.delete();
     });
 
+    test('a prefetching iterator reports a lone take by the end of the turn, not at a full batch', async () => {
+      const name = box();
+      const mb = await me.createMailbox<string>(name, { mode: 0o600, capacity: 1 });
+      await mb.send('first');
+      // Full: this send waits until the kernel hears that 'first' was taken.
+      const second = mb.send('second');
+      // prefetch 64 reports takes in batches of 16; one take must still reach the kernel.
+      const it = mb.messages({ prefetch: 64 });
+      const r = await it.next();
+      assert.equal((r.value as Message<string>).body, 'first');
+      assert.equal((await second).outcome, 'queued');
+      const r2 = await it.next();
+      assert.equal((r2.value as Message<string>).body, 'second');
+      const taken = await until(
+        () => mb.stat(),
+        (st) => st.count === 0,
+        10_000,
+        'the second take reported',
+      );
+      assert.equal(taken.inflight, 0);
+      await it.return?.();
+      await mb.delete();
+    });
+
     test('rendezvous: at capacity 0 the send completes only when a receiver takes the message', async () => {
       const name = box();
       const sender = await agent();

@@ -180,6 +180,8 @@ export class Connection {
   private heartbeat: NodeJS.Timeout | null = null;
   /** Open prefetching iterators: closing writes the takes they have not yet reported. */
   readonly streams = new Set<{ flushTaken(): void }>();
+  /** Streams whose takes go out with the next flush (takesDueAtFlush). */
+  private takesDue: { flushTaken(): void }[] = [];
   /** Calls to make when the connection ends, for handles to settle. */
   readonly onClose = new Set<(err: PostboxError) => void>();
   readonly transport: 'unix' | 'tcp';
@@ -290,8 +292,23 @@ export class Connection {
 
   /** Writes what has gathered now. */
   flush(): void {
+    // Takes first, while a flush still counts as scheduled: writing them schedules no other.
+    if (this.takesDue.length > 0) {
+      const due = this.takesDue;
+      this.takesDue = [];
+      for (const s of due) s.flushTaken();
+    }
     this.flushScheduled = false;
     this.writer.flush();
+  }
+
+  /**
+   * A stream's takes are written with this turn's output, just before it goes out: one write
+   * and one scheduled callback for both, where a callback of their own would cost a second.
+   */
+  takesDueAtFlush(stream: { flushTaken(): void }): void {
+    this.takesDue.push(stream);
+    this.scheduleFlush();
   }
 
   private ping(): void {

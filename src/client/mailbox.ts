@@ -332,7 +332,7 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
       this.flushTaken();
       this.conn.flush();
     } else if (first) {
-      setImmediate(flushStreamTaken, this);
+      this.conn.takesDueAtFlush(this);
     }
   }
 
@@ -349,10 +349,6 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     this.conn.take(this.request, this.taken, this.taken);
     this.taken = 0;
   }
-}
-
-function flushStreamTaken(s: { flushTaken(): void }): void {
-  s.flushTaken();
 }
 
 /** Options of a batch iterator. */
