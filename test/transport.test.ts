@@ -8,7 +8,7 @@ import { connect, createServer, type Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { readIntoArena } from '../src/transport/read-arena.js';
+import { ReadArena, readIntoArena } from '../src/transport/read-arena.js';
 
 const WAIT_MS = 5000;
 
@@ -19,6 +19,64 @@ function within<T>(promise: Promise<T>, what: string): Promise<T> {
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
+
+describe('ReadArena', () => {
+  /** Drives an arena as Node does: ask for a buffer, read n bytes into it, call back. */
+  function reader() {
+    const chunks: Buffer[] = [];
+    const arena = new ReadArena((chunk) => chunks.push(chunk));
+    const { buffer, callback } = arena.onread as {
+      buffer: () => Buffer;
+      callback: (n: number, b: Uint8Array) => boolean;
+    };
+    let next = buffer();
+    let byte = 0;
+    const read = (n: number): number => {
+      const room = next.length;
+      const k = Math.min(n, room);
+      for (let i = 0; i < k; i++) next[i] = byte++ & 0xff;
+      callback(k, next);
+      next = buffer();
+      return room;
+    };
+    return { arena, chunks, read };
+  }
+
+  test('a quiet connection keeps a small slab; one whose reads fill their room grows to 256 KiB', () => {
+    const { arena, chunks, read } = reader();
+    assert.equal(arena.slabBytes, 4096, 'a new connection starts with 4 KiB');
+    for (let i = 0; i < 200; i++) read(150);
+    assert.equal(arena.slabBytes, 4096, 'small reads keep it small');
+    const sizes = new Set<number>();
+    for (let i = 0; i < 40; i++) {
+      read(1 << 30); // more waiting than any room: every read fills what it is offered
+      sizes.add(arena.slabBytes);
+    }
+    assert.deepEqual(
+      [...sizes].sort((a, b) => a - b),
+      [8192, 16384, 32768, 65536, 131072, 262144],
+      'doubling, to 256 KiB at the most',
+    );
+    // Back to small reads: it halves slab by slab, down to 4 KiB again.
+    for (let i = 0; i < 20_000 && arena.slabBytes > 4096; i++) read(100);
+    assert.equal(arena.slabBytes, 4096);
+    // Every byte was handed on once, in order, and no chunk was written over afterwards.
+    const all = Buffer.concat(chunks);
+    for (let i = 0; i < all.length; i++) assert.equal(all[i], i & 0xff, `byte ${i}`);
+  });
+
+  test('a read is offered at least a quarter of the slab, so a large frame can land whole', () => {
+    const { arena, read } = reader();
+    for (let i = 0; i < 40; i++) read(1 << 30);
+    assert.equal(arena.slabBytes, 262144);
+    // Reads of an eighth of the slab or more keep its size; each is offered at least 64 KiB.
+    for (let i = 0; i < 100; i++) {
+      const room = read(40_000);
+      assert.ok(room >= 65536, `room ${room}`);
+    }
+    assert.equal(arena.slabBytes, 262144);
+  });
+});
 
 describe('readIntoArena', () => {
   let dir: string;
