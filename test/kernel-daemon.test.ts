@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { connect } from '../src/client/mod.js';
-import { startKernel } from '../src/kernel/mod.js';
+import { type RunningKernel, startKernel } from '../src/kernel/mod.js';
 import { CLI, startTestKernel } from './helpers/kernel.js';
 
 function run(
@@ -137,10 +137,20 @@ test('a client finds no kernel: a clear error that says how to start one', async
   );
 });
 
-test('closing a kernel inside a program resolves once every connection to it has closed', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'pbt-close-'));
+/** Runs fn against a kernel started inside this process, then closes it and its folder. */
+async function withKernel(fn: (k: RunningKernel) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-inproc-'));
   const k = await startKernel({ socket: join(dir, 'k.sock') });
   try {
+    await fn(k);
+  } finally {
+    await k.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('closing a kernel inside a program resolves once every connection to it has closed', async () => {
+  await withKernel(async (k) => {
     const a = await connect({ socket: k.socketPath, name: 'a' });
     let aLost = false;
     // A raw peer that never says HELLO is a connection too.
@@ -165,16 +175,11 @@ test('closing a kernel inside a program resolves once every connection to it has
     await receiving;
     assert.ok(aLost, "a's pending receive failed");
     raw.destroy();
-  } finally {
-    await k.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('closing a kernel cuts off, within a bound, a peer that never reads', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'pbt-close-'));
-  const k = await startKernel({ socket: join(dir, 'k.sock') });
-  try {
+  await withKernel(async (k) => {
     const raw = netConnect(k.socketPath);
     await once(raw, 'connect');
     raw.on('error', () => {});
@@ -185,16 +190,11 @@ test('closing a kernel cuts off, within a bound, a peer that never reads', async
     const cut = once(raw, 'close');
     raw.resume();
     await cut;
-  } finally {
-    await k.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('the same kernel runs inside a program; closing a handle or the connection settles pending operations', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'pbt-inproc-'));
-  const k = await startKernel({ socket: join(dir, 'k.sock') });
-  try {
+  await withKernel(async (k) => {
     const a = await connect({ socket: k.socketPath, name: 'a' });
     const b = await connect({ socket: k.socketPath, name: 'b' });
     await a.send('b', 'in-process');
@@ -219,8 +219,5 @@ test('the same kernel runs inside a program; closing a handle or the connection 
     await m1.send('still here');
     assert.equal((await m1.receive({ nowait: true }))!.body, 'still here');
     await a.close();
-  } finally {
-    await k.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
