@@ -6,13 +6,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
+import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { connect } from '../src/client/mod.js';
-import { type RunningKernel, startKernel } from '../src/kernel/mod.js';
+import { Kernel, type RunningKernel, startKernel } from '../src/kernel/mod.js';
 import { CLI, startTestKernel } from './helpers/kernel.js';
 
 function run(
@@ -148,6 +148,44 @@ async function withKernel(fn: (k: RunningKernel) => Promise<void>): Promise<void
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+test('a Kernel on a listener of your own (attach, read as a stream): messages pass, garbage is EPROTO for its sender only', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-attach-'));
+  const path = join(dir, 'own.sock');
+  const kernel = new Kernel();
+  const server = createServer((socket) => kernel.attach(socket, 'unix'));
+  server.listen(path);
+  await once(server, 'listening');
+  try {
+    const a = await connect({ socket: path, name: 'a' });
+    const b = await connect({ socket: path, name: 'b' });
+    const box = await a.createMailbox<string>('own', { mode: 0o666 });
+    await box.send('before');
+    // A peer that sends nonsense: a frame length below the minimum.
+    const bad = netConnect(path);
+    await once(bad, 'connect');
+    bad.on('error', () => {});
+    const answer = new Promise<Buffer>((resolve) => {
+      const parts: Buffer[] = [];
+      bad.on('data', (d: Buffer) => parts.push(d));
+      bad.on('close', () => resolve(Buffer.concat(parts)));
+    });
+    bad.write(Buffer.from([3, 0, 0, 0, 1, 2, 3]));
+    const said = (await answer).toString('latin1');
+    assert.match(said, /EPROTO|below the minimum/, 'the bad peer is told why before it is cut off');
+    // Everyone else goes on, messages intact and in order.
+    await box.send('after');
+    const theirs = await b.openMailbox<string>('own');
+    assert.equal((await theirs.receive())!.body, 'before');
+    assert.equal((await theirs.receive())!.body, 'after');
+    await a.close();
+    await b.close();
+  } finally {
+    kernel.shutdown();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test('closing a kernel inside a program resolves once every connection to it has closed', async () => {
   await withKernel(async (k) => {

@@ -101,15 +101,29 @@ export class Kernel implements MailboxHost {
     let p: KernelProcess | null = null;
     // Reads start only after this turn, so p is set before the first chunk.
     const socket = readIntoArena(accepted, (chunk) => this.input(p!, chunk));
-    p = this.attach(socket, transport, false);
+    p = this.register(socket, transport);
     return p;
   }
 
   /**
-   * Takes a new connection; it becomes a process once its HELLO is accepted. Its bytes are read
-   * as a stream unless `streamed` is false (the caller hands them to {@link input} itself).
+   * Takes any connected socket, read as a stream; it becomes a process once its HELLO is
+   * accepted. A listener of your own can pass its sockets here (or accept paused and use
+   * {@link accept}, which reads faster).
+   *
+   * @example
+   * ```ts
+   * const kernel = new Kernel();
+   * net.createServer((socket) => kernel.attach(socket, 'unix')).listen('/tmp/pb.sock');
+   * ```
    */
-  attach(socket: Socket, transport: Transport, streamed = true): KernelProcess {
+  attach(socket: Socket, transport: Transport): KernelProcess {
+    const p = this.register(socket, transport);
+    socket.on('data', (chunk: Buffer) => this.input(p, chunk));
+    return p;
+  }
+
+  /** A connection's process, its HELLO deadline and its socket's events; not its reads. */
+  private register(socket: Socket, transport: Transport): KernelProcess {
     // Until its HELLO is accepted a connection may send only small frames, and must say HELLO
     // within a bounded time: an unauthenticated peer can hold neither memory nor a socket.
     const p = new KernelProcess(socket, transport, HELLO_MAX_FRAME, onFrame, (q) => this.markDirty(q));
@@ -120,7 +134,6 @@ export class Kernel implements MailboxHost {
     (p as KernelProcessWithKernel)[kKernel] = this;
     this.connections.add(p);
     socket.setNoDelay?.(true);
-    if (streamed) socket.on('data', (chunk: Buffer) => this.input(p, chunk));
     socket.on('drain', () => {
       if (!p.congested) return;
       p.congested = false;
@@ -136,7 +149,7 @@ export class Kernel implements MailboxHost {
    * Bytes from a process, as read. They must never be written again by anyone else: frames are
    * forwarded and kept as views of them.
    */
-  input(p: KernelProcess, chunk: Buffer): void {
+  private input(p: KernelProcess, chunk: Buffer): void {
     this.tick();
     p.lastHeard = this.now;
     try {
