@@ -30,18 +30,17 @@ function queue(size?: number): {
     q,
     log,
     add(id: number) {
-      q.push(
-        id,
-        (value, count) => {
+      q.push(id, {
+        resolve(value, count) {
           assert.equal(count, 1, 'a lone send settles one');
           log.push({ id, how: 'ok', value });
         },
-        (value, failed) => {
+        reject(value, failed) {
           // A settler shared by many sends (sendMany) learns which one failed from this id.
           assert.equal(failed, id, 'a rejection names its send');
           log.push({ id, how: 'err', value });
         },
-      );
+      });
     },
     // A range shares one settler (as sendMany does): an ACK tells it how many it settles, and
     // those are the oldest of its sends still waiting.
@@ -49,10 +48,8 @@ function queue(size?: number): {
       const open: number[] = [];
       for (let id = from; id <= to; id++) open.push(id);
       ranges.push(open);
-      q.pushRange(
-        from,
-        to,
-        (value, count) => {
+      q.pushRange(from, to, {
+        resolve(value, count) {
           if (outOfLine !== null) {
             assert.equal(count, 1, 'a send taken out of line settles one');
             log.push({ id: outOfLine, how: 'ok', value });
@@ -61,11 +58,11 @@ function queue(size?: number): {
           assert.ok(count >= 1 && count <= open.length, `a range settles 1…${open.length}, not ${count}`);
           for (let k = 0; k < count; k++) log.push({ id: open.shift()!, how: 'ok', value });
         },
-        (value, failed) => {
+        reject(value, failed) {
           assert.ok(failed >= from && failed <= to, `a rejection names a send of the range, not ${failed}`);
           log.push({ id: failed, how: 'err', value });
         },
-      );
+      });
     },
     take(id: number): Taken | null {
       const got = q.take(id);

@@ -41,6 +41,7 @@ import { FrameWriter } from '../transport/frame-writer.js';
 import { ReadArena } from '../transport/read-arena.js';
 import { AckQueue } from './ack-queue.js';
 import { Message } from './message.js';
+import { SendPromise } from './send-promise.js';
 
 /** What became of a send. */
 export interface SendResult {
@@ -361,7 +362,7 @@ export class Connection {
       if (receipt) {
         this.pending.set(id, { kind: 'send', resolve: res as Resolve, reject: rej });
       } else {
-        this.acks.push(id, res, rej);
+        this.acks.push(id, { resolve: res, reject: rej });
       }
     });
   }
@@ -448,7 +449,7 @@ export class Connection {
       // one already settled is ignored there).
       if (signal !== undefined) for (let k = 0; k < n; k++) this.watchSignal(signal, first + k);
       // One entry for the whole batch: its request ids are consecutive.
-      this.acks.pushRange(first, first + n - 1, accepted, refused);
+      this.acks.pushRange(first, first + n - 1, { resolve: accepted, reject: refused });
     });
   }
 
@@ -596,8 +597,8 @@ export class Connection {
 
   /** A promise settled by the cumulative ACK (or by its own SENT, BLOCKED or ERROR). */
   private awaitAck(id: number): Promise<SendResult> {
-    const p = new Promise<SendResult>(capture);
-    this.acks.push(id, captured.resolve as (r: SendResult) => void, captured.reject);
+    const p = new SendPromise();
+    this.acks.push(id, p);
     return p;
   }
 
@@ -813,11 +814,10 @@ export class Connection {
       case Op.BLOCKED: {
         const send = this.acks.take(request);
         if (send === null) return;
-        const resolve = send.resolve;
         this.pending.set(request, {
           kind: 'send',
-          resolve: ((r: SendResult) => resolve(r, 1)) as Resolve,
-          reject: send.reject,
+          resolve: ((r: SendResult) => send.resolve(r, 1)) as Resolve,
+          reject: (e, id) => send.reject(e, id),
         });
         return;
       }

@@ -8,6 +8,7 @@ import type {
   StreamSink,
 } from './connection.js';
 import type { Message } from './message.js';
+import type { SendPromise } from './send-promise.js';
 
 /** A mailbox as the kernel describes it. */
 export interface MailboxInfo {
@@ -441,7 +442,8 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   /**
    * Sends a message. By default waits while the mailbox is full (bounded) or until a receiver
    * takes it (capacity 0); see {@link SendOptions} for nowait, timeout, signal, receipt, onFull.
-   * Many sends may be in flight at once: they are pipelined, and each settles on its own.
+   * Many sends may be in flight at once: they are pipelined, and each settles on its own. Without
+   * `signal` or `receipt` the promise is a {@link SendPromise}, made native only if awaited.
    */
   send(body: T | Uint8Array | string, options?: SendOptions): Promise<SendResult> {
     if (this.closed) return Promise.reject(this.closedError());

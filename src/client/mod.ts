@@ -36,3 +36,4 @@ export {
   type ProcessInfo,
   type ProcessRef,
 } from './process.js';
+export { SendPromise } from './send-promise.js';
