@@ -274,7 +274,7 @@ function stat(k: Kernel, mb: Mailbox): Args {
     bytes: mb.bytes,
     queued: mb.store.count,
     inflight: mb.inflight,
-    waitingSenders: mb.blocked.map((sw) => sw.peer.id),
+    waitingSenders: mb.blocked.toArray().map((sw) => sw.peer.id),
     waitingReceivers: mb.receivers.map((w) => w.peer.id),
     holders: [...mb.holders],
     opens: mb.opens,

@@ -14,6 +14,7 @@ import {
   writeInt64,
 } from '../protocol/frame.js';
 import type { FrameWriter } from '../transport/frame-writer.js';
+import { BlockedSenders } from './blocked-senders.js';
 import type { MailboxAttributes, MailboxOrder, ReceiverPolicy } from './limits.js';
 import { MessageStore, type Selection, selects } from './message-store.js';
 import type { Slab } from './slab.js';
@@ -71,6 +72,8 @@ export class SendWaiter {
   /** The send gave up (timeout or abort) while its message was in a receiver's hands: if it comes back, it is dropped and the send fails with this code. */
   expired: 'ETIMEDOUT' | 'ECANCELED' | null = null;
   timer: NodeJS.Timeout | null = null;
+  /** Where it stands in its mailbox's line of blocked senders (kept by BlockedSenders). */
+  blockedAt = -1;
   constructor(
     readonly peer: Peer,
     readonly request: number,
@@ -325,7 +328,7 @@ export class Mailbox {
   inflight = 0;
   inflightBytes = 0;
   /** Senders waiting for room (or, at capacity 0, for a receiver), in arrival order. */
-  readonly blocked: SendWaiter[] = [];
+  readonly blocked = new BlockedSenders<SendWaiter>();
   /** Receivers waiting, in arrival order. */
   readonly receivers: ReceiveWaiter[] = [];
   /** Messages queued with a receipt pending, by store slot. */
@@ -857,32 +860,37 @@ export class Mailbox {
    * passing over those that do not (Linux's ss_wakeup: all wake, each retries).
    */
   admitBlocked(): void {
-    const rendezvous = this.rendezvous;
-    for (let i = 0; i < this.blocked.length; ) {
-      const sw = this.blocked[i]!;
-      if (rendezvous) {
+    const blocked = this.blocked;
+    if (blocked.length === 0) return;
+    if (this.rendezvous) {
+      for (let sw = blocked.first(); sw !== null; sw = blocked.first()) {
         const w = this.findReceiver(sw.frame!, 0, sw.bodyBytes);
         if (w === null) return;
-        this.blocked.splice(i, 1);
+        blocked.remove(sw);
         this.accept(sw.frame!, 0, sw.peer);
         sw.state = 'inflight';
         this.deliver(w, sw.frame!, 0, sw.frame!.length, sw);
-        continue;
       }
-      if (!this.hasRoom(sw.bodyBytes)) {
-        if (this.admission === 'in-order') return;
-        i++;
-        continue;
-      }
-      this.blocked.splice(i, 1);
-      const frame = sw.frame!;
-      this.accept(frame, 0, sw.peer);
-      if (sw.untilTaken) {
-        this.place(frame, 0, frame.length, sw.bodyBytes, sw, true);
-      } else {
-        this.place(frame, 0, frame.length, sw.bodyBytes, null, true);
-        this.completeSend(sw, Outcome.QUEUED, 0, readSeq(frame, 0));
-      }
+      return;
+    }
+    if (this.admission === 'in-order') {
+      for (let sw = blocked.first(); sw !== null && this.hasRoom(sw.bodyBytes); sw = blocked.first())
+        this.admit1(sw);
+      return;
+    }
+    for (const sw of blocked) if (this.hasRoom(sw.bodyBytes)) this.admit1(sw);
+  }
+
+  /** A blocked sender that now fits leaves the line and goes in. */
+  private admit1(sw: SendWaiter): void {
+    this.blocked.remove(sw);
+    const frame = sw.frame!;
+    this.accept(frame, 0, sw.peer);
+    if (sw.untilTaken) {
+      this.place(frame, 0, frame.length, sw.bodyBytes, sw, true);
+    } else {
+      this.place(frame, 0, frame.length, sw.bodyBytes, null, true);
+      this.completeSend(sw, Outcome.QUEUED, 0, readSeq(frame, 0));
     }
   }
 
@@ -1368,8 +1376,7 @@ export class Mailbox {
     this.host.slab.settle();
     switch (sw.state) {
       case 'blocked': {
-        const i = this.blocked.indexOf(sw);
-        if (i >= 0) this.blocked.splice(i, 1);
+        this.blocked.remove(sw);
         this.settleSender(sw, code, message);
         // Removing a blocked sender may unblock those behind it (a big message ahead of small ones).
         this.admitBlocked();
@@ -1411,7 +1418,7 @@ export class Mailbox {
       else w.peer.receives.delete(w.request);
       if (!w.peer.terminated) this.host.replyError(w.peer, w.request, code, message, this);
     }
-    for (const sw of this.blocked.splice(0)) this.settleSender(sw, code, message);
+    for (const sw of this.blocked.drain()) this.settleSender(sw, code, message);
     for (const sw of this.receiptBySlot.values()) this.settleSender(sw, code, message);
     this.receiptBySlot.clear();
     this.host.totalBytes -= this.store.bytes;
