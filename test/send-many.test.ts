@@ -3,28 +3,12 @@
 // send or receive would: order, codecs, waiting, would-block, abort, giving back on early exit.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { connect, type Message, type PostboxProcess, SendManyError } from '../src/client/mod.js';
-import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { test } from 'node:test';
+import { type Message, SendManyError } from '../src/client/mod.js';
+import { kernelForTests } from './helpers/kernel.js';
 import { until } from './helpers/wait.js';
 
-let kernel: TestKernel;
-const procs: PostboxProcess[] = [];
-
-before(async () => {
-  kernel = await startTestKernel();
-});
-
-after(async () => {
-  for (const p of procs) await p.close();
-  await kernel.stop();
-});
-
-async function join(): Promise<PostboxProcess> {
-  const p = await connect({ socket: kernel.socket });
-  procs.push(p);
-  return p;
-}
+const { join } = kernelForTests();
 
 let seq = 0;
 const boxName = (): string => `many-${++seq}`;

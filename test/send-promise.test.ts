@@ -5,11 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { connect, type PostboxError, type PostboxProcess, TimeoutError } from '../src/client/mod.js';
+import { type PostboxError, TimeoutError } from '../src/client/mod.js';
 import { SendPromise } from '../src/client/send-promise.js';
-import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { kernelForTests } from './helpers/kernel.js';
 import { until } from './helpers/wait.js';
 
 const MODULE = fileURLToPath(new URL('../src/client/send-promise.js', import.meta.url));
@@ -89,20 +89,7 @@ test('a failure nobody handles is an unhandled rejection, as with a native promi
 });
 
 describe('through a kernel', () => {
-  let kernel: TestKernel;
-  const procs: PostboxProcess[] = [];
-  before(async () => {
-    kernel = await startTestKernel();
-  });
-  after(async () => {
-    for (const p of procs) await p.close();
-    await kernel.stop();
-  });
-  async function join(): Promise<PostboxProcess> {
-    const p = await connect({ socket: kernel.socket });
-    procs.push(p);
-    return p;
-  }
+  const { join } = kernelForTests();
 
   test('sends nobody awaits are delivered; one awaited long after its ACK still answers', async () => {
     const p = await join();

@@ -38,29 +38,26 @@ export class SendPromise implements Promise<SendResult>, AckSettler<SendResult, 
 
   /** @internal The kernel accepted the send (count: see AckSettler; one here). */
   resolve(value: SendResult, _count: number): void {
-    if (this.state !== PENDING) return;
-    this.state = FULFILLED;
-    this.settled = value;
-    const f = this.onFulfil;
-    if (f !== null) {
-      this.onFulfil = this.onReject = null;
-      f(value);
-    }
+    this.settle(FULFILLED, value);
   }
 
   /** @internal The send failed. */
   reject(err: PostboxError, _id: number): void {
+    this.settle(REJECTED, err);
+  }
+
+  private settle(state: typeof FULFILLED | typeof REJECTED, value: SendResult | PostboxError): void {
     if (this.state !== PENDING) return;
-    this.state = REJECTED;
-    this.settled = err;
-    const r = this.onReject;
-    if (r !== null) {
+    this.state = state;
+    this.settled = value;
+    const listener = state === FULFILLED ? this.onFulfil : this.onReject;
+    if (listener !== null) {
       this.onFulfil = this.onReject = null;
-      r(err);
-    } else {
+      (listener as (v: SendResult | PostboxError) => void)(value);
+    } else if (state === REJECTED) {
       // Nobody has asked yet: a rejected promise now, so that an error nobody handles is
       // reported as unhandled, exactly when a native promise's would be.
-      this.native = Promise.reject(err);
+      this.native = Promise.reject(value);
     }
   }
 

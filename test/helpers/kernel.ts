@@ -3,7 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { connect, type PostboxProcess } from '../../src/client/mod.js';
 
 /** The compiled command-line entry point. */
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -86,6 +88,30 @@ export async function startTestKernel(options: { tcp?: boolean; args?: string[] 
       }
       rmSync(dir, { recursive: true, force: true });
       return proc.exitCode;
+    },
+  };
+}
+
+/**
+ * A kernel for the file or suite this is called in (started before its tests, stopped after),
+ * and `join()` to connect processes to it that are closed after.
+ */
+export function kernelForTests(): { join(): Promise<PostboxProcess> } {
+  let kernel: TestKernel | null = null;
+  const procs: PostboxProcess[] = [];
+  before(async () => {
+    kernel = await startTestKernel();
+  });
+  after(async () => {
+    for (const p of procs) await p.close();
+    await kernel?.stop();
+  });
+  return {
+    async join() {
+      if (kernel === null) throw new Error('join() before the kernel started (call it inside a test)');
+      const p = await connect({ socket: kernel.socket });
+      procs.push(p);
+      return p;
     },
   };
 }
