@@ -89,7 +89,17 @@ async function request(
   say('ready');
   await goSignal();
   const body = new Uint8Array(size).fill(0x61);
-  for (let i = 0; i < warmup; i++) await nc.request(subject, body, { timeout: 10_000 });
+  // K callers, each with one request outstanding at a time, until `count` have been made.
+  const callers = async (count: number): Promise<void> => {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: inflight }, async () => {
+        while (next++ < count) await nc.request(subject, body, { timeout: 10_000 });
+      }),
+    );
+  };
+  // The warm-up has the shape of the measurement: as many in flight.
+  await callers(warmup);
   if (inflight === 1) {
     const lat = new Float64Array(rounds);
     const start = performance.now();
@@ -101,14 +111,8 @@ async function request(
     say(roundTrips(lat, performance.now() - start), true);
     return;
   }
-  // K callers, each with one request outstanding at a time.
-  let next = 0;
   const start = performance.now();
-  await Promise.all(
-    Array.from({ length: inflight }, async () => {
-      while (next++ < rounds) await nc.request(subject, body, { timeout: 10_000 });
-    }),
-  );
+  await callers(rounds);
   say({ rounds, ms: performance.now() - start, p50us: null, p99us: null }, true);
 }
 

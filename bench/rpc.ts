@@ -22,7 +22,7 @@ export interface RpcBenchOptions {
   sequentialCalls?: number;
   /** Calls timed with 64 in flight (default 50,000). */
   pipelinedCalls?: number;
-  /** Calls made first and not timed (default 2,000). */
+  /** Calls made first and not timed, 64 in flight, after up to 1,000 one at a time (default 2,000). */
   warmup?: number;
   /**
    * A running kernel to use (the bench's shared one): its socket and environment. Without it a
@@ -74,10 +74,28 @@ async function stopChild(child: ChildProcess | null): Promise<void> {
   clearTimeout(t);
 }
 
+/** Makes `calls` calls with 64 in flight at all times, checking every answer. */
+function pipelined(calc: { add(a: number, b: number): Promise<number> }, calls: number): Promise<void> {
+  let started = 0;
+  return new Promise<void>((resolve, reject) => {
+    if (calls === 0) return resolve();
+    let done = 0;
+    const next = (): void => {
+      const i = started++;
+      calc.add(i, 1).then((v) => {
+        if (v !== i + 1) return reject(new Error('wrong answer'));
+        if (++done === calls) return resolve();
+        if (started < calls) next();
+      }, reject);
+    };
+    for (let k = 0; k < 64 && started < calls; k++) next();
+  });
+}
+
 /** Measures RPC calls per second with 1 and 64 calls in flight. */
 export async function runRpcBench(options: RpcBenchOptions = {}): Promise<RpcBenchResult> {
   const sequential = options.sequentialCalls ?? 5_000;
-  const pipelined = options.pipelinedCalls ?? 50_000;
+  const pipelinedCalls = options.pipelinedCalls ?? 50_000;
   const warmup = options.warmup ?? 2_000;
   const dir = mkdtempSync(join(tmpdir(), 'pb-rpc-bench-'));
   const socket = options.kernel?.socket ?? join(dir, 'k.sock');
@@ -92,7 +110,10 @@ export async function runRpcBench(options: RpcBenchOptions = {}): Promise<RpcBen
     server = await startChild([SERVER, service], env, /^ready$/, 'inherit');
     proc = await connect({ socket });
     const calc = stub<typeof benchHandlers>(proc, service);
-    for (let i = 0; i < warmup; i++) await calc.add(i, 1);
+    // Warm-up of both shapes measured: one at a time (bounded: a call costs a round trip), and
+    // 64 in flight.
+    for (let i = 0; i < Math.min(warmup, 1_000); i++) await calc.add(i, 1);
+    await pipelined(calc, warmup);
 
     let t0 = performance.now();
     for (let i = 0; i < sequential; i++) {
@@ -101,20 +122,8 @@ export async function runRpcBench(options: RpcBenchOptions = {}): Promise<RpcBen
     const inFlight1 = sequential / ((performance.now() - t0) / 1000);
 
     t0 = performance.now();
-    let started = 0;
-    await new Promise<void>((resolve, reject) => {
-      let done = 0;
-      const next = (): void => {
-        const i = started++;
-        calc.add(i, 1).then((v) => {
-          if (v !== i + 1) return reject(new Error('wrong answer'));
-          if (++done === pipelined) return resolve();
-          if (started < pipelined) next();
-        }, reject);
-      };
-      for (let k = 0; k < 64 && started < pipelined; k++) next();
-    });
-    const inFlight64 = pipelined / ((performance.now() - t0) / 1000);
+    await pipelined(calc, pipelinedCalls);
+    const inFlight64 = pipelinedCalls / ((performance.now() - t0) / 1000);
     return { inFlight1, inFlight64 };
   } finally {
     await proc?.close().catch(() => {});
