@@ -30,7 +30,7 @@ const { values } = parseArgs({
     messages: { type: 'string', default: '1000000' },
     size: { type: 'string', default: '100' },
     runs: { type: 'string', default: '1' },
-    prefetch: { type: 'string', default: '4096' },
+    prefetch: { type: 'string', default: '16384' },
     capacity: { type: 'string', default: 'unbounded' },
     window: { type: 'string', default: '4096' },
     every: { type: 'string', default: '256' },

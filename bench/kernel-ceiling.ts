@@ -253,7 +253,7 @@ async function kernelCeiling(
   size: number,
   window: number,
   profile: string[],
-  credit = 4096,
+  credit = 16384,
 ): Promise<{ rate: number; kernelNsPerMessage: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'pb-kernel-ceiling-'));
   const path = join(dir, 'k.sock');
@@ -310,7 +310,7 @@ async function main(): Promise<void> {
       rtt: { type: 'boolean', default: false },
       rounds: { type: 'string', default: '10000' },
       'kernel-arg': { type: 'string', multiple: true, default: [] },
-      credit: { type: 'string', default: '4096' },
+      credit: { type: 'string', default: '16384' },
     },
   });
   // Nonsense fails here, before a kernel starts (a NaN credit would leave the receiver waiting).
@@ -351,7 +351,7 @@ async function main(): Promise<void> {
     const rawRate = (await runRawPump({ messages, size })).msgsPerSec;
     const relay = (await raw.relayOneWay(messages, size)).value;
     const ceiling = await kernelCeiling(messages, size, window, profile);
-    const pump = (await runPostboxPump({ messages, size, transport: 'unix', window, prefetch: 4096 }))
+    const pump = (await runPostboxPump({ messages, size, transport: 'unix', window, prefetch: 16384 }))
       .msgsPerSec;
     const r = (x: number): string => `${fmt(x)} (${(x / rawRate).toFixed(2)}×)`;
     console.log(

@@ -17,7 +17,7 @@ export interface PostboxPumpOptions {
   messages: number;
   size: number;
   transport: 'unix' | 'tcp';
-  /** Receiver's credit (kernel push-ahead); the kernel caps it at its maxCredit (4096). */
+  /** Receiver's credit (kernel push-ahead); the kernel caps it at its maxCredit (16,384). */
   prefetch?: number;
   /** Mailbox capacity; default unbounded. */
   capacity?: number | 'unbounded';
@@ -194,7 +194,7 @@ export async function runPostboxPump(opts: PostboxPumpOptions): Promise<PostboxP
         'receiver',
         ...common,
         '--prefetch',
-        String(opts.prefetch ?? 4096),
+        String(opts.prefetch ?? 16384),
         '--capacity',
         String(opts.capacity ?? 'unbounded'),
         ...(opts.watch === true ? ['--watch'] : []),

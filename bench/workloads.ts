@@ -210,6 +210,9 @@ export const postbox = {
     kernel: 'shared' | 'fresh' = 'shared',
   ): Promise<Sample> => {
     // Windows picked by sweeping on this machine (bench/explore.ts); TCP wants a little more.
+    // Prefetch is the kernel's most (maxCredit): with less, a receiver that loses its core for a
+    // few ms runs out of credit, and the kernel queues what arrives meanwhile and delivers it
+    // later (copied into its slab, then relabelled there) instead of forwarding it where it lies.
     const r = await runPostboxPump({
       messages,
       size,
@@ -217,7 +220,7 @@ export const postbox = {
       api,
       window: capacity !== undefined ? 4096 : transport === 'tcp' ? 2048 : 1024,
       every: 256,
-      prefetch: 4096,
+      prefetch: 16384,
       ...(capacity !== undefined ? { capacity, watch: true } : {}),
       ...(shared !== null && kernel === 'shared' ? { kernel: shared } : {}),
       timeoutMs: LIMIT_MS,

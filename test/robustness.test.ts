@@ -657,7 +657,7 @@ test('slow reader: a process that stops reading cannot grow the kernel, nor stal
   // never gets EAGAIN or ENOMEM).
   const CAPACITY = 256;
   // The bound on the kernel's RSS growth: queued ≤ 16 MiB; the slow reader's backlog ≈ the
-  // kernel's outputHighWater (1 MiB) plus one turn of deliveries plus the socket buffers; a window
+  // kernel's outputHighWater (4 MiB) plus one turn of deliveries plus the socket buffers; a window
   // of blocked sends 2 MiB; and the garbage Node keeps between collections while buffers churn —
   // about 100–135 MiB measured for the same traffic with no slow reader at all (it levels off:
   // 800 MiB pushed gave +132 MiB). So 150 MiB, well under the 400 MiB pushed. (Were the mailbox

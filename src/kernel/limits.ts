@@ -29,8 +29,8 @@ export const defaultLimits: Readonly<KernelLimits> = Object.freeze({
   maxTotalBytes: 4 * 1024 * 1024 * 1024,
   maxMailboxes: 1_000_000,
   maxProcesses: 100_000,
-  maxCredit: 4096,
-  outputHighWater: 1024 * 1024,
+  maxCredit: 16384,
+  outputHighWater: 4 * 1024 * 1024,
   heartbeatMs: 5000,
 });
 
