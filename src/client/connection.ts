@@ -41,6 +41,7 @@ import { FrameWriter } from '../transport/frame-writer.js';
 import { ReadArena } from '../transport/read-arena.js';
 import { AckQueue } from './ack-queue.js';
 import { Message } from './message.js';
+import { type OptionNames, unknownOption } from './option-names.js';
 import { SendPromise } from './send-promise.js';
 
 /** What became of a send. */
@@ -84,6 +85,20 @@ export interface SendOptions {
   withoutReader?: boolean;
 }
 
+/** The names {@link SendOptions} has, to refuse a misspelt one. */
+export const SEND_OPTIONS: OptionNames<SendOptions> = {
+  type: true,
+  priority: true,
+  nowait: true,
+  timeout: true,
+  signal: true,
+  receipt: true,
+  onFull: true,
+  codec: true,
+  headers: true,
+  withoutReader: true,
+};
+
 /** Options of a receive. */
 export interface ReceiveOptions {
   /** System V msgrcv selection: 0 any, > 0 that type, < 0 the lowest type ≤ |type|. */
@@ -101,6 +116,18 @@ export interface ReceiveOptions {
   /** Cut a larger body to maxSize and consume it (MSG_NOERROR). */
   truncate?: boolean;
 }
+
+/** The names a receive takes: {@link ReceiveOptions} and the sender to select (`from`). */
+export const RECEIVE_OPTIONS: OptionNames<ReceiveOptions & { from?: unknown }> = {
+  type: true,
+  except: true,
+  nowait: true,
+  timeout: true,
+  signal: true,
+  maxSize: true,
+  truncate: true,
+  from: true,
+};
 
 const onFullCodes: Record<NonNullable<SendOptions['onFull']>, OnFullCode> = {
   wait: OnFull.WAIT,
@@ -143,6 +170,15 @@ export interface ConnectOptions {
   /** Capacity of this process's inbox (default unbounded). */
   inboxCapacity?: number;
 }
+
+/** The names {@link ConnectOptions} has. */
+export const CONNECT_OPTIONS: OptionNames<ConnectOptions> = {
+  name: true,
+  socket: true,
+  url: true,
+  token: true,
+  inboxCapacity: true,
+};
 
 /** The kernel's WELCOME. */
 export interface Welcome {
@@ -335,6 +371,8 @@ export class Connection {
       if (body instanceof Uint8Array) return this.sendPlain(target, toProcess, Codec.BYTES, body, null);
       if (typeof body === 'string') return this.sendPlain(target, toProcess, Codec.STRING, null, body);
     }
+    const unknown = unknownOption(options, SEND_OPTIONS, 'send()');
+    if (unknown !== null) return Promise.reject(unknown);
     const o = options ?? EMPTY_OPTIONS;
     const signal = o.signal;
     if (signal?.aborted) return Promise.reject(new AbortedError('send aborted before it started'));
@@ -379,6 +417,8 @@ export class Connection {
     label: string,
   ): Promise<SendManyResult> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
+    const unknown = unknownOption(options, SEND_OPTIONS, 'sendMany()');
+    if (unknown !== null) return Promise.reject(unknown);
     const o = options ?? EMPTY_OPTIONS;
     const signal = o.signal;
     if (signal?.aborted) return Promise.reject(new AbortedError('sendMany aborted before it started'));
@@ -643,6 +683,8 @@ export class Connection {
     owner?: Set<number>,
   ): Promise<Message | null> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
+    const unknown = unknownOption(options, RECEIVE_OPTIONS, 'receive()');
+    if (unknown !== null) return Promise.reject(unknown);
     const o = options ?? EMPTY_OPTIONS;
     const signal = o.signal;
     if (signal?.aborted) return Promise.reject(new AbortedError('receive aborted before it started'));

@@ -8,6 +8,7 @@ import type {
   StreamSink,
 } from './connection.js';
 import type { Message } from './message.js';
+import { checkOptions, type OptionNames } from './option-names.js';
 import type { SendPromise } from './send-promise.js';
 
 /** A mailbox as the kernel describes it. */
@@ -358,6 +359,21 @@ export interface BatchOptions extends IterateOptions {
   max?: number;
 }
 
+/** The names {@link IterateOptions} has. */
+export const ITERATE_OPTIONS: OptionNames<IterateOptions> = {
+  type: true,
+  except: true,
+  maxSize: true,
+  truncate: true,
+  prefetch: true,
+  holdCredit: true,
+  from: true,
+  signal: true,
+};
+
+/** The names {@link BatchOptions} has. */
+export const BATCH_OPTIONS: OptionNames<BatchOptions> = { ...ITERATE_OPTIONS, max: true };
+
 /**
  * An async iterator over a mailbox that yields, at each step, every message that has arrived
  * (at least one): for a consumer that can take many at once, it saves an iterator step and an
@@ -484,6 +500,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   /** Iterates messages as they come, with the kernel pushing ahead within `prefetch`. */
   messages(options: IterateOptions = {}): AsyncIterableIterator<Message<T>> {
     if (this.closed) throw this.closedError();
+    checkOptions(options, ITERATE_OPTIONS, 'messages()');
     if (this.info.order === 'priority' || options.prefetch === 0) {
       // Nothing is pushed ahead here, so there is no credit to hold.
       if (options.holdCredit === true)
@@ -504,6 +521,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
    */
   batches(options: BatchOptions = {}): AsyncIterableIterator<Message<T>[]> {
     if (this.closed) throw this.closedError();
+    checkOptions(options, BATCH_OPTIONS, 'batches()');
     const { max, ...iterate } = options;
     const most = batchMax(max);
     if (this.info.order === 'priority' || options.prefetch === 0) {
@@ -607,7 +625,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   }
 
   private async *oneAtATime(options: IterateOptions): AsyncGenerator<Message<T>> {
-    const { prefetch: _prefetch, ...rest } = options;
+    const { prefetch: _prefetch, holdCredit: _holdCredit, ...rest } = options;
     for (;;) {
       const m = await this.receive(rest);
       if (m === null) return;

@@ -1,5 +1,6 @@
 import { AbortedError, InvalidArgumentError, NoProcessError } from '../protocol/errors.js';
 import {
+  CONNECT_OPTIONS,
   Connection,
   type ConnectOptions,
   type ReceiveOptions,
@@ -8,8 +9,10 @@ import {
   type SendResult,
 } from './connection.js';
 import {
+  BATCH_OPTIONS,
   type BatchOptions,
   batchMax,
+  ITERATE_OPTIONS,
   type IterateOptions,
   Mailbox,
   type MailboxInfo,
@@ -18,6 +21,7 @@ import {
   MessageStream,
 } from './mailbox.js';
 import type { Message } from './message.js';
+import { checkOptions, type OptionNames } from './option-names.js';
 
 /** A process: a name or an id. */
 export type ProcessRef = string | number;
@@ -62,6 +66,27 @@ export interface MailboxOptions {
   /** How this handle uses it; counts for pipes and FIFOs. Default 'both'. */
   role?: 'read' | 'write' | 'both' | 'none';
 }
+
+/** The names {@link MailboxOptions} has. */
+export const MAILBOX_OPTIONS: OptionNames<MailboxOptions> = {
+  capacity: true,
+  maxMessageSize: true,
+  maxBytes: true,
+  order: true,
+  policy: true,
+  mode: true,
+  system: true,
+  messageSize: true,
+  endOnLastWriter: true,
+  transient: true,
+  requireReader: true,
+  admission: true,
+  rightsAtOpen: true,
+  key: true,
+  role: true,
+};
+
+const OPEN_OPTIONS: OptionNames<{ create: unknown; role: unknown }> = { create: true, role: true };
 
 /** Another process as the kernel knows it. */
 export interface ProcessInfo {
@@ -150,11 +175,13 @@ export class PostboxProcess {
 
   /** Iterates the inbox, with the kernel pushing ahead (see {@link Mailbox.messages}). */
   messages(options: Omit<IterateOptions, 'from'> & { from?: number } = {}): AsyncIterableIterator<Message> {
+    checkOptions(options, ITERATE_OPTIONS, 'messages()');
     return new MessageStream(this.conn, 0, true, options, () => {});
   }
 
   /** Iterates the inbox a batch at a time (see {@link Mailbox.batches}). */
   batches(options: Omit<BatchOptions, 'from'> & { from?: number } = {}): AsyncIterableIterator<Message[]> {
+    checkOptions(options, BATCH_OPTIONS, 'batches()');
     const { max, ...iterate } = options;
     const most = batchMax(max);
     return new MessageBatches(new MessageStream(this.conn, 0, true, iterate, () => {}), most);
@@ -168,6 +195,7 @@ export class PostboxProcess {
     name: string | null = null,
     options: MailboxOptions = {},
   ): Promise<Mailbox<T>> {
+    checkOptions(options, MAILBOX_OPTIONS, 'createMailbox()');
     const info = await this.conn.call<MailboxInfo>('create', { name, ...options });
     return new Mailbox<T>(this.conn, info);
   }
@@ -177,6 +205,9 @@ export class PostboxProcess {
     ref: string | number | { key: number },
     options: { create?: MailboxOptions | boolean; role?: 'read' | 'write' | 'both' | 'none' } = {},
   ): Promise<Mailbox<T>> {
+    checkOptions(options, OPEN_OPTIONS, 'openMailbox()');
+    if (typeof options.create === 'object')
+      checkOptions(options.create, MAILBOX_OPTIONS, 'openMailbox() create');
     let info: MailboxInfo;
     const where =
       typeof ref === 'number' ? { id: ref } : typeof ref === 'string' ? { name: ref } : { key: ref.key };
@@ -289,8 +320,7 @@ export class PostboxProcess {
  * ```
  */
 export async function connect(options: ConnectOptions = {}): Promise<PostboxProcess> {
-  if (typeof options !== 'object' || options === null)
-    throw new InvalidArgumentError('connect() takes an options object');
+  checkOptions(options, CONNECT_OPTIONS, 'connect()');
   if (options.name !== undefined && (typeof options.name !== 'string' || options.name.length === 0)) {
     throw new InvalidArgumentError('options.name must be a non-empty string');
   }

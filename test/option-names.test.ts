@@ -1,0 +1,126 @@
+/**
+ * A misspelt option is refused with EINVAL, naming the nearest real one, instead of being
+ * ignored: `receive({ wait: false })` would otherwise wait, `createMailbox('m', { capcity: 5 })`
+ * make an unbounded mailbox. Checked on its own, then through a real kernel: the call fails and
+ * nothing happens (no message sent, no mailbox made, nothing received).
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { connect, InvalidArgumentError, type PostboxError } from '../src/client/mod.js';
+import { unknownOption } from '../src/client/option-names.js';
+import { kernelForTests } from './helpers/kernel.js';
+
+const NAMES = { nowait: true, timeout: true, maxSize: true, type: true } as const;
+
+function refusal(err: unknown, option: string, near: string | null): true {
+  assert.ok(err instanceof InvalidArgumentError, `EINVAL, not ${String(err)}`);
+  assert.equal((err as PostboxError).code, 'EINVAL');
+  assert.match(err.message, new RegExp(`no option '${option}'`));
+  if (near === null) assert.doesNotMatch(err.message, /did you mean/);
+  else assert.match(err.message, new RegExp(`did you mean '${near}'`));
+  return true;
+}
+
+test('known names pass; an unknown one is named, with the nearest known one', () => {
+  assert.equal(unknownOption(undefined, NAMES, 'f()'), null);
+  assert.equal(unknownOption({}, NAMES, 'f()'), null);
+  assert.equal(unknownOption({ nowait: true, timeout: 5 }, NAMES, 'f()'), null);
+  refusal(unknownOption({ wait: false }, NAMES, 'f()'), 'wait', 'nowait');
+  refusal(unknownOption({ timeuot: 5 }, NAMES, 'f()'), 'timeuot', 'timeout');
+  refusal(unknownOption({ maxsize: 5 }, NAMES, 'f()'), 'maxsize', 'maxSize');
+  refusal(unknownOption({ colour: 'red' }, NAMES, 'f()'), 'colour', null);
+  // Short names are not "contained" in every long one.
+  refusal(unknownOption({ x: 1 }, NAMES, 'f()'), 'x', null);
+  // An inherited name is not an option: only the object's own keys count, and "toString" is
+  // not known because Object.prototype has it.
+  assert.equal(unknownOption(Object.create({ colour: 'red' }), NAMES, 'f()'), null);
+  refusal(unknownOption({ toString: 1 }, NAMES, 'f()'), 'toString', null);
+});
+
+test('options that are not an object are refused', () => {
+  for (const bad of ['nowait', 5, null, [1], true]) {
+    const err = unknownOption(bad, NAMES, 'f()');
+    assert.ok(err instanceof InvalidArgumentError, String(bad));
+    assert.match(err.message, /f\(\) takes an options object/);
+  }
+});
+
+test('connect() refuses a misspelt option before connecting', async () => {
+  await assert.rejects(connect({ sockt: '/nonexistent/k.sock' } as never), (e) =>
+    refusal(e, 'sockt', 'socket'),
+  );
+});
+
+describe('through a kernel', () => {
+  const { join } = kernelForTests();
+
+  test('createMailbox and openMailbox: refused, and no mailbox is made', async () => {
+    const p = await join();
+    await assert.rejects(p.createMailbox('opt-a', { capcity: 5 } as never), (e) =>
+      refusal(e, 'capcity', 'capacity'),
+    );
+    await assert.rejects(p.openMailbox('opt-a', { creat: true } as never), (e) =>
+      refusal(e, 'creat', 'create'),
+    );
+    await assert.rejects(p.openMailbox('opt-a', { create: { mod: 0o600 } } as never), (e) =>
+      refusal(e, 'mod', 'mode'),
+    );
+    assert.equal((await p.mailboxes()).filter((m) => m.name === 'opt-a').length, 0);
+    const box = await p.createMailbox('opt-a', { capacity: 5 });
+    assert.equal((await box.stat()).capacity, 5, 'spelt right, it is taken');
+  });
+
+  test('send and sendMany: refused, and nothing is sent; a plain send is unaffected', async () => {
+    const p = await join();
+    const box = await p.createMailbox<string>('opt-b');
+    await assert.rejects(box.send('x', { priorty: 3 } as never), (e) => refusal(e, 'priorty', 'priority'));
+    await assert.rejects(box.sendMany(['x', 'y'], { tiemout: 3 } as never), (e) =>
+      refusal(e, 'tiemout', 'timeout'),
+    );
+    await assert.rejects(p.send(p.id, 'x', { recipt: true } as never), (e) =>
+      refusal(e, 'recipt', 'receipt'),
+    );
+    assert.equal((await box.stat()).count, 0, 'nothing reached the mailbox');
+    await box.send('ok');
+    await box.send('typed', { type: 2, priority: 1 });
+    assert.equal((await box.stat()).count, 2);
+  });
+
+  test('receive, messages and batches: refused, and nothing is taken', async () => {
+    const p = await join();
+    const box = await p.createMailbox<string>('opt-c');
+    await box.send('kept');
+    await assert.rejects(box.receive({ wait: false } as never), (e) => refusal(e, 'wait', 'nowait'));
+    await assert.rejects(p.receive({ nowiat: true } as never), (e) => refusal(e, 'nowiat', 'nowait'));
+    assert.throws(
+      () => box.messages({ prefech: 10 } as never),
+      (e) => refusal(e, 'prefech', 'prefetch'),
+    );
+    assert.throws(
+      () => box.batches({ maxx: 10 } as never),
+      (e) => refusal(e, 'maxx', 'max'),
+    );
+    assert.throws(
+      () => box.messages({ nowait: true } as never),
+      (e) => refusal(e, 'nowait', null),
+      'an iterator takes no nowait',
+    );
+    assert.throws(
+      () => p.messages({ prefetch: 1, holdcredit: true } as never),
+      (e) => refusal(e, 'holdcredit', 'holdCredit'),
+    );
+    assert.equal((await box.stat()).count, 1, 'the message is still there');
+    const m = await box.receive({ nowait: true });
+    assert.equal(m?.body, 'kept');
+  });
+
+  test('an iterator over a priority mailbox (one at a time) takes its options as any other', async () => {
+    const p = await join();
+    const box = await p.createMailbox<string>('opt-d', { order: 'priority' });
+    await box.send('a', { priority: 1 });
+    for await (const m of box.messages({ prefetch: 8, holdCredit: false })) {
+      assert.equal(m.body, 'a');
+      break;
+    }
+  });
+});
