@@ -873,10 +873,13 @@ exit 1; \`--save-baseline\` writes a new baseline).
 ## How each workload is measured
 
 - Every row is its own set of OS processes, started for the measurement and stopped after it; a
-  Postbox row starts its own kernel. Rows of a section are interleaved (row 1, row 2, …, row 1, …),
+  Postbox row has processes and mailboxes of its own, on the run's one kernel (above) unless it says
+  otherwise. Rows of a section are interleaved (row 1, row 2, …, row 1, …),
   so a slow spell of the machine spreads over all of them.
 - One-way: the receiver's rate from its first message to its last. Postbox senders pipeline sends
-  with a window of unacknowledged sends; NATS publishers flush every 1,024 messages (NATS core has no
+  with a window of 1,024 unacknowledged sends (2,048 over TCP, 4,096 into the bounded mailbox;
+  \`sendMany\`: batches of 256), and receivers iterate
+  with prefetch 16,384, the kernel's most; NATS publishers flush every 1,024 messages (NATS core has no
   end-to-end flow control: lost messages would be noted); ZeroMQ v6 allows one awaited send at a
   time per socket; Node IPC uses the default JSON serialization. The C programs make one system call
   per send and one per receive, with each queue at the depth the OS gives (System V: msgmnb bytes;
