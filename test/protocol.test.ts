@@ -1080,6 +1080,24 @@ describe('the documented session replays against a real kernel', () => {
     assertBytes(await r.next('PONG'), vec('pong'), 'PONG after others failed');
   });
 
+  test('create refuses an argument it does not know, and makes nothing', async () => {
+    const r = reader!;
+    r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 21, { op: 'create', name: 'typo', capcity: 5 }));
+    const err = await r.next('ERROR for a misspelt attribute');
+    assert.deepEqual(pick(fieldsOf(err, 0, err.length), ['op', 'aux', 'request']), {
+      op: Op.ERROR,
+      aux: WireErrorCode.EINVAL,
+      request: 21,
+    });
+    assert.match(
+      (decodeJsonPayload(...frameRange(err)) as { message: string }).message,
+      /create has no argument 'capcity'; it takes name, key, .*capacity/,
+    );
+    r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 22, { op: 'open', name: 'typo' }));
+    const none = await r.next('ERROR: no such mailbox');
+    assert.equal(fieldsOf(none, 0, none.length).aux, WireErrorCode.ENOENT, 'nothing was created');
+  });
+
   test('a rendezvous send that waits is told BLOCKED (so a later ACK does not settle it)', {}, async () => {
     const r = reader!;
     r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 11, { op: 'create', capacity: 0 }));

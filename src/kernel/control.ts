@@ -22,8 +22,39 @@ class CallError extends Error {
 type Args = Record<string, unknown>;
 type Handler = (k: Kernel, p: KernelProcess, a: Args) => unknown;
 
+/**
+ * What a create takes. A name it does not know is refused rather than ignored: a client that
+ * misspells `capacity` would otherwise get an unbounded mailbox without a word.
+ */
+const CREATE_ARGS: readonly string[] = [
+  'op',
+  'name',
+  'key',
+  'ifExists',
+  'system',
+  'role',
+  'capacity',
+  'maxMessageSize',
+  'maxBytes',
+  'order',
+  'policy',
+  'mode',
+  'messageSize',
+  'endOnLastWriter',
+  'transient',
+  'requireReader',
+  'admission',
+  'rightsAtOpen',
+];
+
 const handlers: Record<string, Handler> = {
   create: (k, p, a) => {
+    for (const arg of Object.keys(a))
+      if (!CREATE_ARGS.includes(arg))
+        throw new CallError(
+          'EINVAL',
+          `create has no argument '${arg}'; it takes ${CREATE_ARGS.slice(1).join(', ')}`,
+        );
     const name = optName(a.name);
     const key = a.key === undefined || a.key === null || a.key === 0 ? 0 : safeInt(a.key, 'key');
     const ifExists = a.ifExists ?? 'fail';
