@@ -4,9 +4,12 @@
  * well-behaved processes keep being served and lose nothing.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { after, type TestContext, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { connect, type Message, PostboxError, type PostboxProcess } from '../src/client/mod.js';
 import { NO_MAX_SIZE, OnFull, Op, PROTOCOL_VERSION, ReceiveFlag, SendFlag } from '../src/protocol/frame.js';
 import { type Agent, startAgent } from './helpers/agent.js';
@@ -1169,5 +1172,33 @@ test('messages queued and read back within one input chunk arrive intact, in ord
       [2, 3, 4, 5, 6, 7, 8, 9].map((i) => body(i)),
     );
     assert.equal((await box.stat()).count, 1, 'only message 1 is left, in flight to the raw peer');
+  });
+});
+
+test("an application's exception in a tick queued during a delivery: later messages, and the earlier one, stay intact", {
+  timeout: 30_000,
+}, async (t) => {
+  // Node hands a socket its next read buffer only if nothing threw as the read's turn ended;
+  // with an 'uncaughtException' handler the process goes on, and a client that read into a new
+  // buffer each time got its next read into the old one (test/fixtures/throwing-tick.ts).
+  await withCleanup(t, async () => {
+    const kernel = await kernelFor();
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('./fixtures/throwing-tick.js', import.meta.url))],
+      { env: kernel.env, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => {
+      out += b;
+    });
+    const [exit] = (await within(once(child, 'exit'), 20_000, 'the fixture to finish')) as [number | null];
+    assert.equal(exit, 0);
+    assert.deepEqual(JSON.parse(out), {
+      first: 'first',
+      texts: [2, 3, 4, 5, 6, 7, 8, 9, 10].map((i) => `message ${i}`),
+      thrown: ['a bug in the application'],
+      failure: null,
+    });
   });
 });

@@ -21,60 +21,67 @@ function within<T>(promise: Promise<T>, what: string): Promise<T> {
 }
 
 describe('ReadArena', () => {
-  /** Drives an arena as Node does: ask for a buffer, read n bytes into it, call back. */
+  /** Drives an arena as Node does: read up to n bytes into its buffer, call back. */
   function reader() {
     const chunks: Buffer[] = [];
     const arena = new ReadArena((chunk) => chunks.push(chunk));
     const { buffer, callback } = arena.onread as {
-      buffer: () => Buffer;
+      buffer: Buffer;
       callback: (n: number, b: Uint8Array) => boolean;
     };
-    let next = buffer();
     let byte = 0;
-    const read = (n: number): number => {
-      const room = next.length;
-      const k = Math.min(n, room);
-      for (let i = 0; i < k; i++) next[i] = byte++ & 0xff;
-      callback(k, next);
-      next = buffer();
-      return room;
+    const read = (n: number): void => {
+      const k = Math.min(n, buffer.length);
+      for (let i = 0; i < k; i++) buffer[i] = byte++ & 0xff;
+      callback(k, buffer);
     };
-    return { arena, chunks, read };
+    return { arena, chunks, read, buffer };
   }
 
-  test('a quiet connection keeps a small slab; one whose reads fill their room grows to 256 KiB', () => {
+  test('a quiet connection keeps a small slab; large reads get 256 KiB; small ones again shrink it', () => {
     const { arena, chunks, read } = reader();
-    assert.equal(arena.slabBytes, 4096, 'a new connection starts with 4 KiB');
+    assert.equal(arena.slabBytes, 0, 'no slab before the first read');
     for (let i = 0; i < 200; i++) read(150);
-    assert.equal(arena.slabBytes, 4096, 'small reads keep it small');
+    assert.equal(arena.slabBytes, 4096, 'small reads keep it at 4 KiB');
+    for (let i = 0; i < 10; i++) read(1 << 30); // more waiting than a read takes
+    assert.equal(arena.slabBytes, 262144, 'a read of 256 KiB, the most one takes');
+    // Back to small reads: it halves slab by slab, down to 4 KiB again.
     const sizes = new Set<number>();
-    for (let i = 0; i < 40; i++) {
-      read(1 << 30); // more waiting than any room: every read fills what it is offered
+    for (let i = 0; i < 20_000 && arena.slabBytes > 4096; i++) {
+      read(100);
       sizes.add(arena.slabBytes);
     }
     assert.deepEqual(
       [...sizes].sort((a, b) => a - b),
-      [8192, 16384, 32768, 65536, 131072, 262144],
-      'doubling, to 256 KiB at the most',
+      [4096, 8192, 16384, 32768, 65536, 131072, 262144],
     );
-    // Back to small reads: it halves slab by slab, down to 4 KiB again.
-    for (let i = 0; i < 20_000 && arena.slabBytes > 4096; i++) read(100);
-    assert.equal(arena.slabBytes, 4096);
     // Every byte was handed on once, in order, and no chunk was written over afterwards.
     const all = Buffer.concat(chunks);
     for (let i = 0; i < all.length; i++) assert.equal(all[i], i & 0xff, `byte ${i}`);
   });
 
-  test('a read is offered at least a quarter of the slab, so a large frame can land whole', () => {
-    const { arena, read } = reader();
-    for (let i = 0; i < 40; i++) read(1 << 30);
-    assert.equal(arena.slabBytes, 262144);
-    // Reads of an eighth of the slab or more keep its size; each is offered at least 64 KiB.
-    for (let i = 0; i < 100; i++) {
-      const room = read(40_000);
-      assert.ok(room >= 65536, `room ${room}`);
+  test('each read lands whole and right after the one before (a frame across reads needs no join)', () => {
+    const { chunks, read } = reader();
+    for (const n of [100, 3000, 70_000, 200_000, 5, 262_144]) read(n);
+    for (let i = 1; i < chunks.length; i++) {
+      const [a, b] = [chunks[i - 1]!, chunks[i]!];
+      if (a.buffer === b.buffer)
+        assert.equal(a.byteOffset + a.length, b.byteOffset, `read ${i} follows read ${i - 1}`);
     }
-    assert.equal(arena.slabBytes, 262144);
+    assert.deepEqual(
+      chunks.map((c) => c.length),
+      [100, 3000, 70_000, 200_000, 5, 262_144],
+    );
+  });
+
+  test('every arena reads into one buffer that never changes, copied out at each read', () => {
+    const one = reader();
+    const two = reader();
+    assert.ok(Buffer.isBuffer(one.buffer), 'a buffer, not a function: Node cannot read into a stale one');
+    assert.equal(one.buffer, two.buffer, 'one for the process');
+    one.read(10);
+    two.read(10); // overwrites the landing buffer, not what the first arena handed on
+    assert.deepEqual([...one.chunks[0]!], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 });
 

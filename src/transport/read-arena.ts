@@ -1,19 +1,37 @@
 import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
 
 /**
- * Slab sizes: a connection starts small and doubles while reads fill the room they are offered.
- * 4 KiB at the least: a kernel whose 300 connections each sent 2,000 messages one at a time
- * held 78 MiB with it, as with Node's own reads (79 MiB), 103 MiB at 16 KiB and 118 MiB with a
- * fixed 256 KiB.
+ * Slab sizes: a connection starts small and doubles while its reads are large, halving when they
+ * stay small. 4 KiB at the least: a kernel whose 300 connections each sent 2,000 messages one at
+ * a time held 78 MiB with it, as with Node's own reads (79 MiB), 103 MiB at 16 KiB and 118 MiB
+ * with a fixed 256 KiB.
  */
 const MIN_SLAB = 4 * 1024;
 const MAX_SLAB = 256 * 1024;
+/** The most one read takes. */
+const LANDING_BYTES = 256 * 1024;
 const EMPTY = Buffer.alloc(0);
 
 /**
- * Reads a socket into memory of its own: each read lands right after the last one in a slab
- * (Node's `onread` option), instead of Node allocating a buffer for every read and pushing it
- * through a Readable stream. A receiver pumping two million 100-byte messages used ~300 ms of
+ * Where every socket of this process that reads through a ReadArena has its bytes read to,
+ * copied out by the read's callback before it returns. One is enough: libuv reads a socket and
+ * calls back before it reads the next.
+ *
+ * Not reading into the slab directly is deliberate. With a function for `onread.buffer`, Node
+ * keeps the next buffer on the JavaScript side and hands it to its C++ side only if nothing
+ * threw while the callback's turn ended; a callback queued by the application (an 'error'
+ * emitted on a stream with no listener) that throws there, with an 'uncaughtException' handler
+ * installed, leaves the C++ side reading into the previous buffer, the one already handed out:
+ * the next read overwrote bytes of messages delivered before it, and the decoder read the
+ * wrong memory as frames (Node 20; docs/architecture.md, step 6 of a message's path). A buffer that never
+ * changes cannot disagree with itself.
+ */
+let landing: Buffer | null = null;
+
+/**
+ * Reads a socket into memory of its own: each read is copied right after the last one in a
+ * slab (Node's `onread` option), instead of Node allocating a buffer for every read and pushing
+ * it through a Readable stream. A receiver pumping two million 100-byte messages used ~300 ms of
  * CPU instead of ~420 (docs/performance.md, "The clients' share"); the kernel reads every
  * process this way too (readIntoArena).
  *
@@ -23,8 +41,8 @@ const EMPTY = Buffer.alloc(0);
  * keeps its slab (at most 256 KiB), which is why `Message.data` says to copy bodies you keep.
  *
  * Slabs follow the traffic: 4 KiB for a quiet connection, doubling up to 256 KiB while reads
- * fill all the room they are offered (more was waiting), halving when reads stay small. A kernel
- * with a thousand connections that each say little holds 4 KiB for each, not 256.
+ * are large (more was waiting), halving when they stay small. A kernel with a thousand
+ * connections that each say little holds 4 KiB for each, not 256.
  *
  * @example
  * ```ts
@@ -35,8 +53,6 @@ const EMPTY = Buffer.alloc(0);
 export class ReadArena {
   private slab = EMPTY;
   private used = 0;
-  /** Whether a read in this slab took all the room it was offered. */
-  private filled = false;
   /** Largest read into this slab. */
   private largest = 0;
   /** Pass as the socket's `onread` option. */
@@ -44,38 +60,44 @@ export class ReadArena {
 
   /** @param onChunk gets the bytes of every read, in order; it must not throw. */
   constructor(onChunk: (chunk: Buffer) => void) {
+    landing ??= Buffer.allocUnsafeSlow(LANDING_BYTES);
     this.onread = {
-      // Node asks for the buffer of the next read after each callback (and for the first when
-      // the socket is made).
-      buffer: () => this.next(),
+      buffer: landing,
       callback: (nread: number, buf: Uint8Array): boolean => {
-        this.used += nread;
-        if (nread === buf.length) this.filled = true;
-        if (nread > this.largest) this.largest = nread;
-        onChunk((buf as Buffer).subarray(0, nread));
+        onChunk(this.place(buf, nread));
         return true;
       },
     };
   }
 
-  /** Size of the slab in use (0 before the first). */
+  /** Size of the slab in use (0 before the first read). */
   get slabBytes(): number {
     return this.slab.length;
   }
 
-  private next(): Buffer {
+  /** Copies a read out of the landing buffer, after the last one; returns where it now lies. */
+  private place(src: Uint8Array, n: number): Buffer {
+    if (this.slab.length - this.used < n) this.nextSlab(n);
+    const at = this.used;
+    this.slab.set(n === src.length ? src : src.subarray(0, n), at);
+    this.used = at + n;
+    if (n > this.largest) this.largest = n;
+    return this.slab.subarray(at, at + n);
+  }
+
+  private nextSlab(n: number): void {
     const size = this.slab.length;
-    // A read is offered at least a quarter of a slab: 64 KiB, Node's own read size, at the most.
-    if (size - this.used < size >> 2 || size === 0) {
-      let next = size === 0 ? MIN_SLAB : size;
-      if (this.filled) next = Math.min(MAX_SLAB, size * 2);
+    let next = MIN_SLAB;
+    // Reads of a quarter of the slab or more had more behind them; under an eighth, the traffic
+    // is small.
+    if (size > 0) {
+      if (this.largest >= size >> 2) next = Math.min(MAX_SLAB, size * 2);
       else if (this.largest < size >> 3) next = Math.max(MIN_SLAB, size >> 1);
-      this.slab = Buffer.allocUnsafeSlow(next);
-      this.used = 0;
-      this.filled = false;
-      this.largest = 0;
+      else next = size;
     }
-    return this.slab.subarray(this.used);
+    this.slab = Buffer.allocUnsafeSlow(Math.max(next, n));
+    this.used = 0;
+    this.largest = 0;
   }
 }
 
