@@ -21,6 +21,7 @@ import {
   encodeJsonFrame,
   getU32,
   HEAD_BYTES,
+  MAX_TIMEOUT_MS,
   MESSAGE_HEAD_BYTES,
   NO_MAX_SIZE,
   Off,
@@ -43,6 +44,7 @@ import { AckQueue } from './ack-queue.js';
 import { Message } from './message.js';
 import { type OptionNames, unknownOption } from './option-names.js';
 import { SendPromise } from './send-promise.js';
+import { badSignal } from './signal-option.js';
 
 /** What became of a send. */
 export interface SendResult {
@@ -375,6 +377,8 @@ export class Connection {
     if (unknown !== null) return Promise.reject(unknown);
     const o = options ?? EMPTY_OPTIONS;
     const signal = o.signal;
+    const badSig = badSignal(signal, 'send()');
+    if (badSig !== null) return Promise.reject(badSig);
     if (signal?.aborted) return Promise.reject(new AbortedError('send aborted before it started'));
     const encoded = encodeChecked(body, o.codec);
     if (encoded instanceof InvalidArgumentError) return Promise.reject(encoded);
@@ -421,6 +425,8 @@ export class Connection {
     if (unknown !== null) return Promise.reject(unknown);
     const o = options ?? EMPTY_OPTIONS;
     const signal = o.signal;
+    const badSig = badSignal(signal, 'sendMany()');
+    if (badSig !== null) return Promise.reject(badSig);
     if (signal?.aborted) return Promise.reject(new AbortedError('sendMany aborted before it started'));
     if (o.receipt === true)
       return Promise.reject(
@@ -687,6 +693,8 @@ export class Connection {
     if (unknown !== null) return Promise.reject(unknown);
     const o = options ?? EMPTY_OPTIONS;
     const signal = o.signal;
+    const badSig = badSignal(signal, 'receive()');
+    if (badSig !== null) return Promise.reject(badSig);
     if (signal?.aborted) return Promise.reject(new AbortedError('receive aborted before it started'));
     const bad = checkReceiveOptions(o);
     if (bad !== null) return Promise.reject(bad);
@@ -1033,8 +1041,10 @@ function planSend(o: SendOptions, toProcess: boolean): SendPlan | PostboxError {
   if (!Number.isInteger(priority) || priority < 0 || priority > 32767)
     return new InvalidArgumentError(`priority must be an integer from 0 to 32767, not ${priority}`);
   const timeout = o.timeout ?? 0;
-  if (!Number.isInteger(timeout) || timeout < 0 || timeout > 0xffffffff)
-    return new InvalidArgumentError(`timeout must be a whole number of ms, not ${timeout}`);
+  if (!Number.isInteger(timeout) || timeout < 0 || timeout > MAX_TIMEOUT_MS)
+    return new InvalidArgumentError(
+      `timeout must be a whole number of ms up to ${MAX_TIMEOUT_MS} (49.7 days), not ${timeout}`,
+    );
   let onFull: OnFullCode = o.nowait === true ? OnFull.FAIL : OnFull.WAIT;
   if (o.onFull !== undefined) {
     const code = onFullCodes[o.onFull];
@@ -1082,8 +1092,13 @@ function flushConnection(conn: Connection): void {
 function checkReceiveOptions(o: ReceiveOptions): PostboxError | null {
   if (o.type !== undefined && !Number.isSafeInteger(o.type))
     return new InvalidArgumentError(`type must be an integer, not ${o.type}`);
-  if (o.timeout !== undefined && (!Number.isInteger(o.timeout) || o.timeout < 0 || o.timeout > 0xffffffff)) {
-    return new InvalidArgumentError(`timeout must be a whole number of ms, not ${o.timeout}`);
+  if (
+    o.timeout !== undefined &&
+    (!Number.isInteger(o.timeout) || o.timeout < 0 || o.timeout > MAX_TIMEOUT_MS)
+  ) {
+    return new InvalidArgumentError(
+      `timeout must be a whole number of ms up to ${MAX_TIMEOUT_MS} (49.7 days), not ${o.timeout}`,
+    );
   }
   if (
     o.maxSize !== undefined &&

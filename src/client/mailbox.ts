@@ -10,6 +10,7 @@ import type {
 import type { Message } from './message.js';
 import { checkOptions, type OptionNames } from './option-names.js';
 import type { SendPromise } from './send-promise.js';
+import { badSignal } from './signal-option.js';
 
 /** A mailbox as the kernel describes it. */
 export interface MailboxInfo {
@@ -501,6 +502,8 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   messages(options: IterateOptions = {}): AsyncIterableIterator<Message<T>> {
     if (this.closed) throw this.closedError();
     checkOptions(options, ITERATE_OPTIONS, 'messages()');
+    const badSig = badSignal(options.signal, 'messages()');
+    if (badSig !== null) throw badSig;
     if (this.info.order === 'priority' || options.prefetch === 0) {
       // Nothing is pushed ahead here, so there is no credit to hold.
       if (options.holdCredit === true)
@@ -522,6 +525,8 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   batches(options: BatchOptions = {}): AsyncIterableIterator<Message<T>[]> {
     if (this.closed) throw this.closedError();
     checkOptions(options, BATCH_OPTIONS, 'batches()');
+    const badSig = badSignal(options.signal, 'batches()');
+    if (badSig !== null) throw badSig;
     const { max, ...iterate } = options;
     const most = batchMax(max);
     if (this.info.order === 'priority' || options.prefetch === 0) {
@@ -607,8 +612,13 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
    * Returns a function that unregisters.
    */
   async notify(onMessage: () => void): Promise<() => Promise<void>> {
+    if (typeof onMessage !== 'function')
+      throw new InvalidArgumentError(`notify() takes a function to call, not ${String(onMessage)}`);
     const r = await this.conn.call<{ event: number }>('notify', { id: this.id });
-    this.conn.onEvent(r.event, () => onMessage());
+    // Called from a microtask of its own, not from inside the connection's reading of frames:
+    // an exception in it is the application's, reported as any uncaught exception is, and the
+    // connection (and whatever else that read carried) goes on unharmed.
+    this.conn.onEvent(r.event, () => queueMicrotask(onMessage));
     return async () => {
       await this.conn.call('notify', { id: this.id, on: false });
     };

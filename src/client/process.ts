@@ -22,6 +22,7 @@ import {
 } from './mailbox.js';
 import type { Message } from './message.js';
 import { checkOptions, type OptionNames } from './option-names.js';
+import { badSignal } from './signal-option.js';
 
 /** A process: a name or an id. */
 export type ProcessRef = string | number;
@@ -248,6 +249,8 @@ export class PostboxProcess {
    */
   async monitor(process: ProcessRef, options: { signal?: AbortSignal } = {}): Promise<DownEvent> {
     const signal = options.signal;
+    const badSig = badSignal(signal, 'monitor()');
+    if (badSig !== null) throw badSig;
     if (signal?.aborted) throw new AbortedError('monitor aborted before it started');
     const r = await this.conn.call<{
       monitor: number;

@@ -29,6 +29,8 @@ export const HEAD_BYTES = 12;
 export const MESSAGE_HEAD_BYTES = 56;
 /** RECEIVE max size meaning "no limit" (0 is a real limit: only empty bodies fit, as System V's msgsz 0). */
 export const NO_MAX_SIZE = 0xffffffff;
+/** Longest timeout a SEND or RECEIVE carries, in ms: the field is 32 bits (49.7 days). */
+export const MAX_TIMEOUT_MS = 0xffffffff;
 /** Size of a RECEIVE frame. */
 export const RECEIVE_FRAME_BYTES = 44;
 /** Size of a SENT frame. */
