@@ -5,6 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
 import {
+  close as moduleClose,
+  mq_open as moduleOpen,
   O_CREAT,
   O_EXCL,
   O_NONBLOCK,
@@ -213,5 +215,117 @@ describe('POSIX message queues', () => {
     await mq.mq_close(d);
     await mq2.mq_close(d2);
     await mq.mq_unlink(name);
+  });
+
+  test('bad arguments are EINVAL (names over 255 bytes ENAMETOOLONG), and nothing is sent, taken or made', async () => {
+    const name = qname();
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 2, mq_msgsize: 16 });
+    const untyped = mq as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const einval = async (fn: string, ...args: unknown[]): Promise<void> => {
+      await assert.rejects(untyped[fn]!.call(mq, ...args), code('EINVAL'), `${fn}(${args.map(String)})`);
+    };
+    await einval('mq_open', `${name}x`, 'rw');
+    await einval('mq_open', `${name}x`, O_CREAT | O_RDWR, '0644');
+    await einval('mq_open', `${name}x`, O_CREAT | O_RDWR, 0o644, { mq_maxmsg: '2', mq_msgsize: 16 });
+    await einval('mq_send', d, null, 0);
+    await einval('mq_send', d, { text: 'hi' }, 0);
+    // Linux: a negative tv_sec is EINVAL even when the queue has room.
+    await einval('mq_timedsend', d, 'x', 0, { tv_sec: -1, tv_nsec: 0 });
+    await einval('mq_timedsend', d, 'x', 0, -5);
+    await einval('mq_timedsend', d, 'x', 0, new Date(Number.NaN));
+    await einval('mq_timedsend', d, 'x', 0, 'soon');
+    await mq.mq_send(d, 'kept', 0);
+    for (const len of [undefined, Number.NaN, '4', -1]) await einval('mq_receive', d, len);
+    await einval('mq_timedreceive', d, 16, { tv_sec: 1, tv_nsec: 2e9 });
+    await einval('mq_setattr', d, null);
+    await einval('mq_setattr', d, { mq_flags: 'nonblock' });
+    await einval('mq_notify', d, undefined);
+    await einval('mq_notify', d, 'SIGUSR1');
+    await assert.rejects(mq.mq_open(`/${'é'.repeat(128)}`, O_CREAT | O_RDWR), code('ENAMETOOLONG'));
+    assert.equal((await mq.mq_getattr(d)).mq_curmsgs, 1, 'only the good send is queued');
+    assert.equal((await mq.mq_receive(d, 16)).data.toString(), 'kept');
+    assert.deepEqual(
+      (await proc.mailboxes()).filter((m) => m.name?.startsWith(`${name}x`) || m.name?.startsWith('/é')),
+      [],
+      'no queue was made by a refused mq_open',
+    );
+    await mq.mq_close(d);
+    await mq.mq_unlink(name);
+  });
+
+  test('a null deadline waits as mq_send does; one beyond 49.7 days waits too, not EINVAL', async () => {
+    const name = qname();
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 1, mq_msgsize: 16 });
+    const d2 = await mq2.mq_open(name, O_RDWR);
+    await mq.mq_timedsend(d, 'one', 0, null);
+    const year = Date.now() + 365 * 86_400_000;
+    const blocked = mq.mq_timedsend(d, 'two', 0, year);
+    assert.equal((await mq2.mq_receive(d2, 16)).data.toString(), 'one');
+    await blocked;
+    assert.equal(
+      (await mq2.mq_timedreceive(d2, 16, { tv_sec: Math.floor(year / 1000), tv_nsec: 0 })).data.toString(),
+      'two',
+    );
+    const waiting = mq2.mq_timedreceive(d2, 16, new Date(year));
+    await mq.mq_send(d, 'three', 0);
+    assert.equal((await waiting).data.toString(), 'three');
+    await mq.mq_close(d);
+    await mq2.mq_close(d2);
+    await mq.mq_unlink(name);
+  });
+
+  test('mq_close while a receive on the descriptor waits: the receive fails EBADF', async () => {
+    const name = qname();
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 2, mq_msgsize: 16 });
+    const waiting = mq.mq_receive(d, 16);
+    await proc.lookup(proc.id); // answered in order: the receive is in the kernel
+    await mq.mq_close(d);
+    await assert.rejects(waiting, code('EBADF'));
+    const again = await mq.mq_open(name, O_RDWR);
+    await mq.mq_send(again, 'after', 0);
+    assert.equal((await mq.mq_getattr(again)).mq_curmsgs, 1, 'the closed receive took nothing');
+    await mq.mq_close(again);
+    await mq.mq_unlink(name);
+  });
+
+  test("a notification that throws is the application's uncaught exception: the send and the connection are unharmed", async () => {
+    const name = qname();
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('./fixtures/posix-notify-throws.js', import.meta.url)), name],
+      { env: kernel.env, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => {
+      out += b;
+    });
+    const exit = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(exit, 0);
+    assert.deepEqual(JSON.parse(out), { send: 'sent', thrown: 'bug in my callback', curmsgs: 1 });
+    await mq.mq_unlink(name);
+  });
+
+  test('the module-level functions connect again after a failed first try', async () => {
+    const saved = process.env.POSTBOX_SOCKET;
+    const savedUrl = process.env.POSTBOX_URL;
+    delete process.env.POSTBOX_URL;
+    try {
+      process.env.POSTBOX_SOCKET = `${kernel.socket}.absent`;
+      await assert.rejects(moduleOpen(qname(), O_CREAT | O_RDWR), (err: Error & { code?: string }) =>
+        ['ENOENT', 'ECONNREFUSED'].includes(err.code ?? ''),
+      );
+      await moduleClose(); // nothing was opened: closing is not an error
+      await assert.rejects(moduleOpen(qname(), O_CREAT | O_RDWR));
+      process.env.POSTBOX_SOCKET = kernel.socket;
+      const name = qname();
+      const d = await moduleOpen(name, O_CREAT | O_RDWR);
+      assert.ok(d > 0);
+      await moduleClose();
+      await mq.mq_unlink(name);
+    } finally {
+      if (saved === undefined) delete process.env.POSTBOX_SOCKET;
+      else process.env.POSTBOX_SOCKET = saved;
+      if (savedUrl !== undefined) process.env.POSTBOX_URL = savedUrl;
+    }
   });
 });

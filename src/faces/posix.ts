@@ -12,6 +12,7 @@
  * ```
  */
 import type { Mailbox, MailboxInfo } from '../client/mailbox.js';
+import type { Message } from '../client/message.js';
 import { connect, type PostboxProcess } from '../client/process.js';
 import {
   BadDescriptorError,
@@ -26,6 +27,7 @@ import {
   TimeoutError,
   WouldBlockError,
 } from '../protocol/errors.js';
+import { MAX_TIMEOUT_MS } from '../protocol/frame.js';
 
 export const O_RDONLY = 0;
 export const O_WRONLY = 1;
@@ -84,6 +86,16 @@ export class PosixQueues {
   /** Opens (or with O_CREAT creates) a queue; returns a descriptor. */
   async mq_open(name: string, oflag: number, mode = 0o666, attr?: Partial<MqAttr> | null): Promise<number> {
     checkName(name);
+    if (!Number.isInteger(oflag) || oflag < 0)
+      throw new InvalidArgumentError(
+        `mq_open: oflag must be a number made of O_ flags, not ${describe(oflag)}`,
+      );
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777)
+      throw new InvalidArgumentError(`mq_open: mode must be a number like 0o644, not ${describe(mode)}`);
+    if (attr !== undefined && attr !== null && typeof attr !== 'object')
+      throw new InvalidArgumentError(
+        `mq_open: attr must be an mq_attr object or null, not ${describe(attr)}`,
+      );
     const access = oflag & 3;
     const role: 'read' | 'write' | 'both' | 'none' =
       access === O_RDONLY ? 'read' : access === O_WRONLY ? 'write' : access === O_RDWR ? 'both' : 'none';
@@ -96,9 +108,9 @@ export class PosixQueues {
       let bad: string | null = null;
       if (attr != null) {
         if (!Number.isInteger(maxmsg) || maxmsg <= 0 || maxmsg > MQ_MAXMSG_MAX)
-          bad = `mq_open: mq_maxmsg ${maxmsg} is not within 1…${MQ_MAXMSG_MAX}`;
+          bad = `mq_open: mq_maxmsg must be an integer within 1…${MQ_MAXMSG_MAX}, not ${describe(maxmsg)}`;
         else if (!Number.isInteger(msgsize) || msgsize <= 0 || msgsize > MQ_MSGSIZE_MAX)
-          bad = `mq_open: mq_msgsize ${msgsize} is not within 1…${MQ_MSGSIZE_MAX}`;
+          bad = `mq_open: mq_msgsize must be an integer within 1…${MQ_MSGSIZE_MAX}, not ${describe(msgsize)}`;
       }
       const create = {
         capacity: maxmsg,
@@ -193,7 +205,12 @@ export class PosixQueues {
   }
 
   /** As mq_send, giving up at an absolute time (ETIMEDOUT). */
-  mq_timedsend(mqd: number, msg: Uint8Array | string, prio: number, absTimeout: AbsTime): Promise<void> {
+  mq_timedsend(
+    mqd: number,
+    msg: Uint8Array | string,
+    prio: number,
+    absTimeout: AbsTime | null,
+  ): Promise<void> {
     return this.#send(mqd, msg, prio, absTimeout);
   }
 
@@ -206,7 +223,7 @@ export class PosixQueues {
   mq_timedreceive(
     mqd: number,
     msgLen: number,
-    absTimeout: AbsTime,
+    absTimeout: AbsTime | null,
   ): Promise<{ data: Buffer; priority: number }> {
     return this.#receive(mqd, msgLen, absTimeout);
   }
@@ -225,6 +242,10 @@ export class PosixQueues {
 
   /** Changes O_NONBLOCK (the only flag that can change); returns the old attributes. */
   async mq_setattr(mqd: number, attr: Pick<MqAttr, 'mq_flags'>): Promise<MqAttr> {
+    if (typeof attr !== 'object' || attr === null || !Number.isInteger(attr.mq_flags))
+      throw new InvalidArgumentError(
+        `mq_setattr: attr must be an object with an integer mq_flags, not ${describe(attr)}`,
+      );
     if ((attr.mq_flags & ~O_NONBLOCK) !== 0)
       throw new InvalidArgumentError('mq_setattr: only O_NONBLOCK may be set in mq_flags');
     const d = this.#fd(mqd, 'mq_setattr');
@@ -268,6 +289,10 @@ export class PosixQueues {
    * in the empty queue while nobody is blocked receiving. EBUSY if another process is registered.
    */
   async mq_notify(mqd: number, notification: (() => void) | null): Promise<void> {
+    if (notification !== null && typeof notification !== 'function')
+      throw new InvalidArgumentError(
+        `mq_notify: the notification must be a function, or null to unregister; not ${describe(notification)}`,
+      );
     const d = this.#fd(mqd, 'mq_notify');
     const id = d.mailbox.id;
     if (notification === null) {
@@ -306,24 +331,42 @@ export class PosixQueues {
   ): Promise<void> {
     // Linux's order: the priority, the deadline, the descriptor, its direction, the size.
     if (!Number.isInteger(prio) || prio < 0 || prio >= MQ_PRIO_MAX)
-      throw new InvalidArgumentError(`mq_send: priority ${prio} is not within 0…${MQ_PRIO_MAX - 1}`);
-    const deadline = absTimeout === null ? null : toDeadline(absTimeout);
+      throw new InvalidArgumentError(
+        `mq_send: priority ${describe(prio)} is not within 0…${MQ_PRIO_MAX - 1}`,
+      );
+    if (typeof msg !== 'string' && !(msg instanceof Uint8Array))
+      throw new InvalidArgumentError(`mq_send: the message must be a string or bytes, not ${describe(msg)}`);
+    // As C's NULL abs_timeout: no deadline.
+    const deadline = absTimeout === null || absTimeout === undefined ? null : toDeadline(absTimeout);
     const d = this.#fd(mqd, 'mq_send');
     if (d.access !== O_WRONLY && d.access !== O_RDWR)
       throw new BadDescriptorError(`mq_send: descriptor ${mqd} is not open for writing`);
     const body = typeof msg === 'string' ? Buffer.from(msg) : msg;
     if (body.length > d.msgsize)
       throw new MessageSizeError(`mq_send: a ${body.length}-byte message is over mq_msgsize ${d.msgsize}`);
-    const wait = waitFor(d.nonblock, deadline);
-    try {
-      await d.mailbox.send(body, { priority: prio, codec: 'bytes', ...wait.options });
-    } catch (err) {
-      // A past deadline was run as a non-blocking attempt: its EAGAIN is Linux's ETIMEDOUT.
-      if (wait.pastDeadline && err instanceof PostboxError && err.code === 'EAGAIN') {
-        throw new TimeoutError('mq_timedsend: the time passed with the queue full');
+    for (;;) {
+      const wait = waitFor(d.nonblock, deadline);
+      try {
+        await d.mailbox.send(body, { priority: prio, codec: 'bytes', ...wait.options });
+        return;
+      } catch (err) {
+        if (!(err instanceof PostboxError)) throw err;
+        // A past deadline was run as a non-blocking attempt: its EAGAIN is Linux's ETIMEDOUT.
+        if (wait.pastDeadline && err.code === 'EAGAIN')
+          throw new TimeoutError('mq_timedsend: the time passed with the queue full');
+        // A deadline further than one timeout can reach: a send that timed out was not
+        // delivered (the kernel's answer settles it), so waiting again is safe.
+        if (wait.partial && err.code === 'ETIMEDOUT') continue;
+        throw this.#closedWhileWaiting(err, mqd, d, 'mq_send');
       }
-      throw err;
     }
+  }
+
+  /** A descriptor closed while a call on it waited: EBADF, not the handle's ENOTCONN. */
+  #closedWhileWaiting(err: PostboxError, mqd: number, d: Descriptor, fn: string): PostboxError {
+    if (err.code === 'ENOTCONN' && this.#fds.get(mqd) !== d)
+      return new BadDescriptorError(`${fn}: descriptor ${mqd} was closed while the call waited`);
+    return err;
   }
 
   async #receive(
@@ -331,8 +374,10 @@ export class PosixQueues {
     msgLen: number,
     absTimeout: AbsTime | null,
   ): Promise<{ data: Buffer; priority: number }> {
+    if (!Number.isSafeInteger(msgLen) || msgLen < 0)
+      throw new InvalidArgumentError(`mq_receive: msgLen must be a number of bytes, not ${describe(msgLen)}`);
     // Linux's order: the deadline, the descriptor, its direction, the buffer's size.
-    const deadline = absTimeout === null ? null : toDeadline(absTimeout);
+    const deadline = absTimeout === null || absTimeout === undefined ? null : toDeadline(absTimeout);
     const d = this.#fd(mqd, 'mq_receive');
     if (d.access !== O_RDONLY && d.access !== O_RDWR)
       throw new BadDescriptorError(`mq_receive: descriptor ${mqd} is not open for reading`);
@@ -340,13 +385,24 @@ export class PosixQueues {
       throw new MessageSizeError(
         `mq_receive: a ${msgLen}-byte buffer is smaller than mq_msgsize ${d.msgsize}`,
       );
-    const wait = waitFor(d.nonblock, deadline);
-    const m = await d.mailbox.receive(wait.options);
-    if (m === null) {
-      if (wait.pastDeadline) throw new TimeoutError('mq_timedreceive: the time passed with the queue empty');
-      throw new WouldBlockError('mq_receive: the queue is empty and the descriptor is O_NONBLOCK');
+    for (;;) {
+      const wait = waitFor(d.nonblock, deadline);
+      let m: Message | null;
+      try {
+        m = await d.mailbox.receive(wait.options);
+      } catch (err) {
+        if (!(err instanceof PostboxError)) throw err;
+        // As in #send: nothing was taken by a receive that timed out.
+        if (wait.partial && err.code === 'ETIMEDOUT') continue;
+        throw this.#closedWhileWaiting(err, mqd, d, 'mq_receive');
+      }
+      if (m === null) {
+        if (wait.pastDeadline)
+          throw new TimeoutError('mq_timedreceive: the time passed with the queue empty');
+        throw new WouldBlockError('mq_receive: the queue is empty and the descriptor is O_NONBLOCK');
+      }
+      return { data: Buffer.from(m.data), priority: m.priority };
     }
-    return { data: Buffer.from(m.data), priority: m.priority };
   }
 }
 
@@ -363,7 +419,9 @@ function checkName(name: string): void {
       `'${String(name)}' is not a queue name: it must be '/' then a name, like '/mq'`,
     );
   }
-  if (name.length - 1 > NAME_MAX) throw new NameTooLongError(`queue name is over ${NAME_MAX} characters`);
+  // NAME_MAX counts bytes, as Linux does: 'é' is two.
+  if (Buffer.byteLength(name) - 1 > NAME_MAX)
+    throw new NameTooLongError(`queue name is over ${NAME_MAX} bytes`);
   if (name.indexOf('/', 1) !== -1)
     throw new PermissionError(`'${name}': a queue name has no '/' after the first`);
 }
@@ -374,32 +432,77 @@ function rightsOf(info: MailboxInfo, self: number): number {
   return info.mode & 7;
 }
 
+/** Ms since the epoch; EINVAL, as Linux, for a time before it or a timespec out of range. */
 function toDeadline(t: AbsTime): number {
-  if (t instanceof Date) return t.getTime();
-  if (typeof t === 'number') return t;
-  if (!Number.isInteger(t.tv_sec) || !Number.isInteger(t.tv_nsec) || t.tv_nsec < 0 || t.tv_nsec >= 1e9) {
+  if (t instanceof Date) {
+    const ms = t.getTime();
+    if (!(ms >= 0)) throw new InvalidArgumentError(`invalid deadline ${String(t)}`);
+    return ms;
+  }
+  if (typeof t === 'number') {
+    if (!(t >= 0 && t <= Number.MAX_SAFE_INTEGER))
+      throw new InvalidArgumentError(`invalid deadline ${t}: ms since the epoch, not negative`);
+    return t;
+  }
+  if (typeof t !== 'object' || t === null)
+    throw new InvalidArgumentError(
+      `a deadline is a Date, ms since the epoch or { tv_sec, tv_nsec }, not ${describe(t)}`,
+    );
+  if (
+    !Number.isSafeInteger(t.tv_sec) ||
+    t.tv_sec < 0 ||
+    !Number.isInteger(t.tv_nsec) ||
+    t.tv_nsec < 0 ||
+    t.tv_nsec >= 1e9
+  ) {
     throw new InvalidArgumentError(`invalid timespec { tv_sec: ${t.tv_sec}, tv_nsec: ${t.tv_nsec} }`);
   }
   return t.tv_sec * 1000 + t.tv_nsec / 1e6;
 }
 
+/** A value named in an error message, as a user would recognise it. */
+function describe(value: unknown): string {
+  if (typeof value === 'string') return `'${value}'`;
+  if (value === null || typeof value !== 'object') return String(value);
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+/**
+ * How a call waits. `partial`: the deadline is further away than one kernel timeout reaches
+ * (49.7 days), so this wait is the first part of it.
+ */
 function waitFor(
   nonblock: boolean,
   deadline: number | null,
-): { options: { nowait?: boolean; timeout?: number }; pastDeadline: boolean } {
-  if (nonblock) return { options: { nowait: true }, pastDeadline: false };
-  if (deadline === null) return { options: {}, pastDeadline: false };
+): { options: { nowait?: boolean; timeout?: number }; pastDeadline: boolean; partial: boolean } {
+  if (nonblock) return { options: { nowait: true }, pastDeadline: false, partial: false };
+  if (deadline === null) return { options: {}, pastDeadline: false, partial: false };
   const left = Math.ceil(deadline - Date.now());
   // A deadline already past: it may still succeed at once, but must not wait.
-  return left <= 0
-    ? { options: { nowait: true }, pastDeadline: true }
-    : { options: { timeout: left }, pastDeadline: false };
+  if (left <= 0) return { options: { nowait: true }, pastDeadline: true, partial: false };
+  if (left > MAX_TIMEOUT_MS)
+    return { options: { timeout: MAX_TIMEOUT_MS }, pastDeadline: false, partial: true };
+  return { options: { timeout: left }, pastDeadline: false, partial: false };
 }
 
 let defaultQueues: Promise<PosixQueues> | null = null;
 
 function queues(): Promise<PosixQueues> {
-  defaultQueues ??= connect().then((p) => new PosixQueues(p));
+  if (defaultQueues === null) {
+    const connecting = connect().then(
+      (p) => new PosixQueues(p),
+      (err: unknown) => {
+        // A failed connect is not kept: the next call tries again (the kernel may be up by then).
+        if (defaultQueues === connecting) defaultQueues = null;
+        throw err;
+      },
+    );
+    defaultQueues = connecting;
+  }
   return defaultQueues;
 }
 
@@ -419,7 +522,7 @@ export async function mq_timedsend(
   mqd: number,
   msg: Uint8Array | string,
   prio: number,
-  absTimeout: AbsTime,
+  absTimeout: AbsTime | null,
 ): Promise<void> {
   return (await queues()).mq_timedsend(mqd, msg, prio, absTimeout);
 }
@@ -429,7 +532,7 @@ export async function mq_receive(mqd: number, msgLen: number): Promise<{ data: B
 export async function mq_timedreceive(
   mqd: number,
   msgLen: number,
-  absTimeout: AbsTime,
+  absTimeout: AbsTime | null,
 ): Promise<{ data: Buffer; priority: number }> {
   return (await queues()).mq_timedreceive(mqd, msgLen, absTimeout);
 }
@@ -451,8 +554,14 @@ export async function mq_notify(mqd: number, notification: (() => void) | null):
 
 /** Closes the module-level process (its descriptors close with it). */
 export async function close(): Promise<void> {
-  if (defaultQueues === null) return;
-  const q = await defaultQueues;
+  const pending = defaultQueues;
+  if (pending === null) return;
   defaultQueues = null;
+  let q: PosixQueues;
+  try {
+    q = await pending;
+  } catch {
+    return; // it never connected: there is nothing to close
+  }
   await q.process.close();
 }
