@@ -8,6 +8,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { connect, InvalidArgumentError, type PostboxError } from '../src/client/mod.js';
 import { unknownOption } from '../src/client/option-names.js';
+import { dial, listen } from '../src/faces/connection.js';
+import { serviceMailbox } from '../src/faces/rpc/wire.js';
+import { serve, stub } from '../src/faces/rpc.js';
 import { kernelForTests } from './helpers/kernel.js';
 
 const NAMES = { nowait: true, timeout: true, maxSize: true, type: true } as const;
@@ -122,5 +125,80 @@ describe('through a kernel', () => {
       assert.equal(m.body, 'a');
       break;
     }
+  });
+
+  test('the faces and the rest of the client refuse misspellings too, and nothing is done', async () => {
+    const p = await join();
+    const box = await p.createMailbox<string>('opt-e', { capacity: 5, mode: 0o666 });
+    await assert.rejects(box.setLimits({ capcity: 1 } as never), (e) => refusal(e, 'capcity', 'capacity'));
+    assert.equal((await box.stat()).capacity, 5, 'the limit is unchanged');
+    await assert.rejects(p.monitor(p.id, { timeout: 10 } as never), (e) => refusal(e, 'timeout', null));
+    await assert.rejects(serve(p, 'opt-svc', { f() {} }, { concurency: 4 } as never), (e) =>
+      refusal(e, 'concurency', 'concurrency'),
+    );
+    assert.throws(
+      () => stub(p, 'opt-svc', { timout: 5 } as never),
+      (e) => refusal(e, 'timout', 'timeout'),
+    );
+    assert.throws(
+      () => stub<{ f(): void }>(p, 'opt-svc').$with({ timout: 5 } as never),
+      (e) => refusal(e, 'timout', 'timeout'),
+    );
+    await assert.rejects(listen(p, 'opt-port', { backlg: 1 } as never), (e) =>
+      refusal(e, 'backlg', 'backlog'),
+    );
+    await assert.rejects(dial(p, 'opt-port', { timout: 100 } as never), (e) =>
+      refusal(e, 'timout', 'timeout'),
+    );
+    const port = await listen(p, 'opt-port');
+    await assert.rejects(port.accept({ timout: 100 } as never), (e) => refusal(e, 'timout', 'timeout'));
+    const accepted = port.accept();
+    const conn = await dial(p, 'opt-port');
+    const server = await accepted;
+    await assert.rejects(conn.send('x', { priority: 3 } as never), (e) => refusal(e, 'priority', null));
+    await assert.rejects(server.receive({ timout: 5 } as never), (e) => refusal(e, 'timout', 'timeout'));
+    await conn.send('y');
+    assert.equal((await server.receive())?.text(), 'y', 'the refused send sent nothing');
+    await conn.close();
+    await server.close();
+    await port.close();
+    assert.deepEqual(
+      (await p.mailboxes()).filter((m) => m.name === serviceMailbox('opt-svc')),
+      [],
+      'no service mailbox was made by the refused serve()',
+    );
+  });
+
+  test('values that are not what an option takes: EINVAL at once, and nothing is sent or taken', async () => {
+    const p = await join();
+    const other = await join();
+    const box = await p.createMailbox<string>('opt-f', { mode: 0o666 });
+    await (await other.openMailbox(box.id)).send('from the other');
+    const einval = (e: unknown): true => {
+      assert.ok(e instanceof InvalidArgumentError, `EINVAL, not ${String(e)}`);
+      return true;
+    };
+    // A name on a mailbox was written as "from anyone" and took another sender's message.
+    await assert.rejects(box.receive({ from: 'someone' } as never), einval);
+    await assert.rejects(box.receive({ from: -1, nowait: true }), einval);
+    await assert.rejects(box.receive({ from: 1.5, nowait: true }), einval);
+    assert.throws(() => box.messages({ from: 'someone' } as never), einval);
+    assert.throws(() => p.messages({ from: 'someone' } as never), einval);
+    await assert.rejects(box.receive({ signal: 5 } as never), einval);
+    await assert.rejects(box.send('x', { signal: {} } as never), einval);
+    assert.throws(() => box.messages({ signal: 'x' } as never), einval);
+    await assert.rejects(p.monitor(other.id, { signal: 5 } as never), einval);
+    await assert.rejects(box.send((() => 1) as never), einval, 'a function is not a body');
+    assert.equal((await box.stat()).count, 1, 'nothing was sent, nothing taken');
+    assert.equal((await box.receive({ from: other.id, nowait: true }))?.body, 'from the other');
+  });
+
+  test('monitor() aborted while the kernel sets it up: ECANCELED, not a wait forever', async () => {
+    const p = await join();
+    const other = await join();
+    const ac = new AbortController();
+    const watching = p.monitor(other.id, { signal: ac.signal });
+    ac.abort();
+    await assert.rejects(watching, (e: PostboxError) => e.code === 'ECANCELED');
   });
 });

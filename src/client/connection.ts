@@ -43,8 +43,8 @@ import { ReadArena } from '../transport/read-arena.js';
 import { AckQueue } from './ack-queue.js';
 import { Message } from './message.js';
 import { type OptionNames, unknownOption } from './option-names.js';
+import { badSignal } from './option-values.js';
 import { SendPromise } from './send-promise.js';
-import { badSignal } from './signal-option.js';
 
 /** What became of a send. */
 export interface SendResult {

@@ -8,9 +8,9 @@ import type {
   StreamSink,
 } from './connection.js';
 import type { Message } from './message.js';
-import { checkOptions, type OptionNames } from './option-names.js';
+import { checkOptions, type OptionNames, unknownOption } from './option-names.js';
+import { badFrom, badSignal } from './option-values.js';
 import type { SendPromise } from './send-promise.js';
-import { badSignal } from './signal-option.js';
 
 /** A mailbox as the kernel describes it. */
 export interface MailboxInfo {
@@ -133,6 +133,8 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
   ) {
     this.conn = conn;
     this.onEnd = onEnd;
+    const badSender = badFrom(options.from, 'messages()');
+    if (badSender !== null) throw badSender;
     const credit = options.prefetch ?? 256;
     if (!Number.isSafeInteger(credit) || credit < 1)
       throw new InvalidArgumentError(`prefetch must be a whole number of messages, not ${String(credit)}`);
@@ -360,6 +362,11 @@ export interface BatchOptions extends IterateOptions {
   max?: number;
 }
 
+const LIMIT_OPTIONS: OptionNames<{ capacity?: unknown; maxBytes?: unknown }> = {
+  capacity: true,
+  maxBytes: true,
+};
+
 /** The names {@link IterateOptions} has. */
 export const ITERATE_OPTIONS: OptionNames<IterateOptions> = {
   type: true,
@@ -489,6 +496,8 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   /** Receives one message: waits for one unless `nowait` (then null if none). */
   receive(options?: ReceiveOptions & { from?: number }): Promise<Message<T> | null> {
     if (this.closed) return Promise.reject(this.closedError());
+    const badSender = badFrom(options?.from, 'receive()');
+    if (badSender !== null) return Promise.reject(badSender);
     return this.conn.receive(
       this.id,
       false,
@@ -581,6 +590,8 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
 
   /** Changes capacity or byte limit (owner only), like IPC_SET of msg_qbytes. */
   setLimits(limits: { capacity?: number | 'unbounded'; maxBytes?: number }): Promise<MailboxInfo> {
+    const unknown = unknownOption(limits, LIMIT_OPTIONS, 'setLimits()');
+    if (unknown !== null) return Promise.reject(unknown);
     return this.conn.call<MailboxInfo>('set', { id: this.id, ...limits });
   }
 

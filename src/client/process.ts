@@ -22,7 +22,7 @@ import {
 } from './mailbox.js';
 import type { Message } from './message.js';
 import { checkOptions, type OptionNames } from './option-names.js';
-import { badSignal } from './signal-option.js';
+import { badSignal } from './option-values.js';
 
 /** A process: a name or an id. */
 export type ProcessRef = string | number;
@@ -88,6 +88,7 @@ export const MAILBOX_OPTIONS: OptionNames<MailboxOptions> = {
 };
 
 const OPEN_OPTIONS: OptionNames<{ create: unknown; role: unknown }> = { create: true, role: true };
+const MONITOR_OPTIONS: OptionNames<{ signal?: AbortSignal }> = { signal: true };
 
 /** Another process as the kernel knows it. */
 export interface ProcessInfo {
@@ -248,6 +249,7 @@ export class PostboxProcess {
    * reason is 'noproc'.
    */
   async monitor(process: ProcessRef, options: { signal?: AbortSignal } = {}): Promise<DownEvent> {
+    checkOptions(options, MONITOR_OPTIONS, 'monitor()');
     const signal = options.signal;
     const badSig = badSignal(signal, 'monitor()');
     if (badSig !== null) throw badSig;
@@ -258,6 +260,12 @@ export class PostboxProcess {
       reason?: DownEvent['reason'];
       process?: number;
     }>('monitor', { process });
+    if (signal?.aborted && r.down !== true) {
+      // Aborted while the kernel was setting the monitor up: its 'abort' has been and gone.
+      this.conn.offEvent(r.monitor);
+      this.conn.call('demonitor', { monitor: r.monitor }).catch(() => {});
+      throw new AbortedError(`stopped watching process ${String(process)}`);
+    }
     if (r.down === true)
       return {
         process: typeof process === 'number' ? process : 0,

@@ -25,9 +25,10 @@
  * for await (const i of c.count(3)) console.log(i);
  * ```
  */
+import { checkOptions } from '../client/option-names.js';
 import type { PostboxProcess } from '../client/process.js';
 import type { RpcCall } from './rpc/call.js';
-import { Caller } from './rpc/client.js';
+import { CALL_OPTIONS, Caller } from './rpc/client.js';
 import type { CallOptions, Stub } from './rpc/types.js';
 import { serviceMailbox } from './rpc/wire.js';
 
@@ -73,12 +74,16 @@ export function stub<T extends object>(
   defaults: CallOptions = {},
 ): Stub<T> {
   serviceMailbox(service);
+  checkOptions(defaults, CALL_OPTIONS, 'stub()');
   return makeStub<T>(Caller.of(proc), service, defaults);
 }
 
 function makeStub<T>(caller: Caller, service: string, options: CallOptions): Stub<T> {
   const methods = new Map<string, (...args: unknown[]) => RpcCall<unknown>>();
-  const withOptions = (more: CallOptions): Stub<T> => makeStub<T>(caller, service, { ...options, ...more });
+  const withOptions = (more: CallOptions): Stub<T> => {
+    checkOptions(more, CALL_OPTIONS, '$with()');
+    return makeStub<T>(caller, service, { ...options, ...more });
+  };
   return new Proxy(Object.create(null) as Stub<T>, {
     get(_target, name) {
       if (typeof name !== 'string' || name === 'then') return undefined; // never a thenable

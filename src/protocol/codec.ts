@@ -35,6 +35,9 @@ export function encodeBody(body: unknown, codec?: CodecName): { code: CodecCode;
   if (codec === undefined) {
     if (typeof body === 'string') return { code: Codec.STRING, bytes: body };
     if (body instanceof Uint8Array) return { code: Codec.BYTES, bytes: asBuffer(body) };
+    // msgpack would send a function as nothing at all, and the receiver would get undefined.
+    // (Inside an object one is left out, as JSON.stringify leaves it out.)
+    if (typeof body === 'function') throw new TypeError('a function is not a message body');
     return { code: Codec.MSGPACK, bytes: packr.pack(body) };
   }
   const code = codeByName[codec];
@@ -52,6 +55,7 @@ export function encodeBody(body: unknown, codec?: CodecName): { code: CodecCode;
       return { code, bytes: json };
     }
     case Codec.MSGPACK:
+      if (typeof body === 'function') throw new TypeError('a function is not a message body');
       return { code, bytes: packr.pack(body) };
     default:
       throw new TypeError(`unknown codec '${String(codec)}'; use bytes, string, json or msgpack`);

@@ -1,5 +1,6 @@
 import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
+import { checkOptions, type OptionNames } from '../../client/option-names.js';
 import type { PostboxProcess } from '../../client/process.js';
 import {
   AbortedError,
@@ -67,6 +68,21 @@ export interface AcceptOptions {
   signal?: AbortSignal;
 }
 
+const WINDOW_OPTIONS: OptionNames<WindowOptions> = { capacity: true, maxBytes: true, allowHalfOpen: true };
+const LISTEN_OPTIONS: OptionNames<ListenOptions> = {
+  ...WINDOW_OPTIONS,
+  style: true,
+  backlog: true,
+  handshakeTimeout: true,
+};
+const DIAL_OPTIONS: OptionNames<DialOptions> = {
+  ...WINDOW_OPTIONS,
+  style: true,
+  timeout: true,
+  signal: true,
+};
+const ACCEPT_OPTIONS: OptionNames<AcceptOptions> = { timeout: true, signal: true };
+
 const DEFAULT_CAPACITY = 64;
 const DEFAULT_MAX_BYTES = 1024 * 1024;
 const DEFAULT_BACKLOG = 128;
@@ -116,6 +132,7 @@ export class Port implements AsyncIterable<Connection> {
    * `ENOTCONN` once the port is closed.
    */
   async accept(options: AcceptOptions = {}): Promise<Connection> {
+    checkOptions(options, ACCEPT_OPTIONS, 'accept()');
     const deadline = options.timeout === undefined ? null : Date.now() + options.timeout;
     for (;;) {
       if (this.#closed) throw this.#closedError();
@@ -260,6 +277,7 @@ const DIALER_GONE = new Set(['ENOENT', 'EIDRM', 'ESRCH', 'ETIMEDOUT', 'EACCES', 
  * ```
  */
 export async function listen(proc: PostboxProcess, name: string, options: ListenOptions = {}): Promise<Port> {
+  checkOptions(options, LISTEN_OPTIONS, 'listen()');
   checkPortName(name);
   const style = checkStyle(options.style);
   checkWindow(options);
@@ -303,6 +321,7 @@ export async function dial(
   name: string,
   options: DialOptions = {},
 ): Promise<Connection> {
+  checkOptions(options, DIAL_OPTIONS, 'dial()');
   checkPortName(name);
   const style = checkStyle(options.style);
   checkWindow(options);

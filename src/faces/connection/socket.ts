@@ -2,6 +2,7 @@ import { Duplex } from 'node:stream';
 import type { SendOptions, SendResult } from '../../client/connection.js';
 import type { Mailbox, MailboxStat } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
+import { checkOptions, type OptionNames, unknownOption } from '../../client/option-names.js';
 import type { DownEvent, PostboxProcess } from '../../client/process.js';
 import type { CodecName } from '../../protocol/codec.js';
 import {
@@ -40,6 +41,15 @@ export interface ConnectionSendOptions {
 }
 
 /** Options of {@link Connection.receive}. */
+const CONNECTION_SEND_OPTIONS: OptionNames<ConnectionSendOptions> = {
+  type: true,
+  timeout: true,
+  signal: true,
+  headers: true,
+  codec: true,
+};
+const CONNECTION_RECEIVE_OPTIONS: OptionNames<ConnectionReceiveOptions> = { timeout: true, signal: true };
+
 export interface ConnectionReceiveOptions {
   /** Give up after this many ms (ETIMEDOUT); a receive that gave up took nothing. */
   timeout?: number;
@@ -201,6 +211,7 @@ export class Connection extends Duplex {
    * `ECONNRESET` when the peer's process terminated.
    */
   async send(body: unknown, options: ConnectionSendOptions = {}): Promise<SendResult> {
+    checkOptions(options, CONNECTION_SEND_OPTIONS, 'send()');
     const refused = this.#cannotSend();
     if (refused !== null) throw refused;
     const type = options.type ?? 1;
@@ -241,6 +252,8 @@ export class Connection extends Duplex {
    * if the peer's process terminated without ending, `ENOTCONN` once this side is closed.
    */
   receive(options: ConnectionReceiveOptions = {}): Promise<Message | null> {
+    const unknown = unknownOption(options, CONNECTION_RECEIVE_OPTIONS, 'receive()');
+    if (unknown !== null) return Promise.reject(unknown);
     const { timeout, signal } = options;
     if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 0)) {
       return Promise.reject(new InvalidArgumentError(`timeout must be a whole number of ms, not ${timeout}`));

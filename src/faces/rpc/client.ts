@@ -7,6 +7,7 @@
  */
 import type { SendOptions, SendResult } from '../../client/connection.js';
 import type { Mailbox } from '../../client/mailbox.js';
+import { type OptionNames, unknownOption } from '../../client/option-names.js';
 import type { PostboxProcess } from '../../client/process.js';
 import { AbortedError, InvalidArgumentError, PostboxError } from '../../protocol/errors.js';
 import { CallRecord, onTimeout, Peer, RpcCall } from './call.js';
@@ -359,6 +360,15 @@ async function surfaced(answer: Promise<unknown>, rec: CallRecord): Promise<unkn
   }
 }
 
+/** The options a call takes, checked on every call: a stub's defaults and `$with`'s are merged into them. */
+export const CALL_OPTIONS: OptionNames<CallOptions> = {
+  timeout: true,
+  signal: true,
+  waitForServer: true,
+  streamCapacity: true,
+  captureStack: true,
+};
+
 function checkCall(service: string, method: unknown, args: unknown, o: CallOptions): PostboxError | null {
   try {
     serviceMailbox(service);
@@ -370,6 +380,8 @@ function checkCall(service: string, method: unknown, args: unknown, o: CallOptio
   if (!Array.isArray(args)) return new InvalidArgumentError(`${service}.${method}: args must be an array`);
   if (typeof o !== 'object' || o === null)
     return new InvalidArgumentError(`${service}.${method}: options must be an object`);
+  const unknown = unknownOption(o, CALL_OPTIONS, `${service}.${method}()`);
+  if (unknown !== null) return unknown;
   if (o.timeout !== undefined && (!Number.isInteger(o.timeout) || o.timeout < 0 || o.timeout > 0x7fffffff))
     return new InvalidArgumentError(
       `${service}.${method}: timeout must be a whole number of ms, not ${o.timeout}`,

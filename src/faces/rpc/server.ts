@@ -6,6 +6,7 @@
 import type { SendOptions } from '../../client/connection.js';
 import type { Mailbox, MessageStream } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
+import { checkOptions, type OptionNames } from '../../client/option-names.js';
 import type { PostboxProcess } from '../../client/process.js';
 import { AbortedError, InvalidArgumentError, NotFoundError, PostboxError } from '../../protocol/errors.js';
 import { ControlChannel, ServerCall } from './control.js';
@@ -35,6 +36,8 @@ export interface ServeOptions {
 }
 
 /** A running server: see {@link serve}. */
+const SERVE_OPTIONS: OptionNames<ServeOptions> = { concurrency: true };
+
 export interface Server {
   readonly service: string;
   /** Handlers running now. */
@@ -79,6 +82,7 @@ export async function serve<H extends object>(
   handlers: H,
   options: ServeOptions = {},
 ): Promise<Server> {
+  checkOptions(options, SERVE_OPTIONS, 'serve()');
   const name = serviceMailbox(service);
   if (typeof handlers !== 'object' || handlers === null)
     throw new InvalidArgumentError('serve() needs an object of handler functions');

@@ -1,0 +1,49 @@
+import { InvalidArgumentError } from '../protocol/errors.js';
+
+// Checks of option values that several calls share, made before anything is written: a bad
+// value found later would leave an operation half done in the kernel.
+
+/**
+ * The `signal` option, checked before anything is written: a value that is not an AbortSignal
+ * would otherwise fail only when the operation is already in the kernel, with a TypeError from
+ * deep inside the client and the operation left running.
+ *
+ * @example
+ * ```ts
+ * const bad = badSignal(options.signal, 'receive()');
+ * if (bad !== null) return Promise.reject(bad); // EINVAL: "receive(): signal must be an AbortSignal, not 5"
+ * ```
+ */
+export function badSignal(signal: unknown, what: string): InvalidArgumentError | null {
+  if (signal === undefined || signal instanceof AbortSignal) return null;
+  return new InvalidArgumentError(`${what}: signal must be an AbortSignal, not ${describe(signal)}`);
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'object') return `an object (${Object.prototype.toString.call(value)})`;
+  if (typeof value === 'function') return 'a function';
+  return `${typeof value} ${String(value)}`;
+}
+
+/**
+ * The `from` option of a mailbox's receive or iterator: a process id. (The inbox's `receive()`
+ * also takes a name, looked up first; see PostboxProcess.receive.) A name here used to be
+ * written as 0, "from anyone", and so took another sender's message.
+ *
+ * @example
+ * ```ts
+ * badFrom('bob', 'receive()'); // EINVAL: "receive(): from takes a process id here, not the name 'bob' …"
+ * ```
+ */
+export function badFrom(from: unknown, what: string): InvalidArgumentError | null {
+  if (from === undefined) return null;
+  if (typeof from === 'number' && Number.isSafeInteger(from) && from >= 1 && from <= 0xffffffff) return null;
+  if (typeof from === 'string')
+    return new InvalidArgumentError(
+      `${what}: from takes a process id here, not the name '${from}' (look it up with lookup(), or receive({ from }) on the inbox)`,
+    );
+  return new InvalidArgumentError(
+    `${what}: from must be a process id (a positive integer), not ${describe(from)}`,
+  );
+}
