@@ -54,6 +54,17 @@ test('connect() refuses a misspelt option before connecting', async () => {
   );
 });
 
+test('connect() refuses a url it cannot use and an inbox capacity that is not one, before connecting', async () => {
+  for (const options of [
+    { url: 'tcp://127.0.0.1' },
+    { url: 'http://127.0.0.1:47123' },
+    { socket: '/nonexistent/k.sock', inboxCapacity: Number.NaN },
+    { socket: '/nonexistent/k.sock', inboxCapacity: -1 },
+  ]) {
+    await assert.rejects(connect(options), (e) => e instanceof InvalidArgumentError, JSON.stringify(options));
+  }
+});
+
 describe('through a kernel', () => {
   const { join } = kernelForTests();
 
@@ -189,6 +200,15 @@ describe('through a kernel', () => {
     assert.throws(() => box.messages({ signal: 'x' } as never), einval);
     await assert.rejects(p.monitor(other.id, { signal: 5 } as never), einval);
     await assert.rejects(box.send((() => 1) as never), einval, 'a function is not a body');
+    // NaN went as JSON null, read as unbounded; 1 and 'yes' were read as false.
+    await assert.rejects(p.createMailbox('opt-g', { capacity: Number.NaN }), einval);
+    await assert.rejects(p.createMailbox('opt-g', { system: 1 } as never), einval);
+    await assert.rejects(p.createMailbox('opt-g', { transient: 'yes' } as never), einval);
+    assert.deepEqual(
+      (await p.mailboxes()).filter((m) => m.name === 'opt-g'),
+      [],
+      'no mailbox was made',
+    );
     assert.equal((await box.stat()).count, 1, 'nothing was sent, nothing taken');
     assert.equal((await box.receive({ from: other.id, nowait: true }))?.body, 'from the other');
   });

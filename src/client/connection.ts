@@ -271,8 +271,25 @@ export class Connection {
     });
     let transport: 'unix' | 'tcp';
     let address: string;
+    if (url !== undefined && !url.startsWith('tcp://') && !url.startsWith('unix:'))
+      throw new InvalidArgumentError(`url must be tcp://HOST:PORT or unix:PATH, not '${url}'`);
+    const inbox = options.inboxCapacity;
+    if (
+      inbox !== undefined &&
+      inbox !== Number.POSITIVE_INFINITY &&
+      !(Number.isSafeInteger(inbox) && inbox >= 0)
+    )
+      throw new InvalidArgumentError(
+        `inboxCapacity must be 0, a positive whole number or Infinity, not ${String(inbox)}`,
+      );
     if (url?.startsWith('tcp://')) {
-      const { host, port } = parseTcpUrl(url);
+      let tcp: { host: string; port: number };
+      try {
+        tcp = parseTcpUrl(url);
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message);
+      }
+      const { host, port } = tcp;
       socket = netConnect({ port, host, onread: arena.onread });
       transport = 'tcp';
       address = url;
@@ -758,6 +775,11 @@ export class Connection {
   /** A control-plane call. */
   call<T>(op: string, args: Record<string, unknown> = {}): Promise<T> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
+    // JSON writes NaN as null, which a kernel call may read as "none" (capacity: unbounded).
+    for (const key in args) {
+      if (Number.isNaN(args[key]))
+        return Promise.reject(new InvalidArgumentError(`${key} must be a number, not NaN`));
+    }
     const id = this.nextRequest++;
     this.writer.append(encodeJsonFrame(Op.CALL, 0, 0, id, { op, ...args }));
     return new Promise<T>((resolve, reject) => {

@@ -70,7 +70,7 @@ const handlers: Record<string, Handler> = {
     if (k.mailboxes.size >= k.limits.maxMailboxes) {
       throw new CallError('ENOMEM', `the kernel's limit of ${k.limits.maxMailboxes} mailboxes is reached`);
     }
-    const system = a.system === true;
+    const system = optBool(a.system, 'system');
     const attrs = parseAttributes(k, a, system);
     const mb = new Mailbox(k, k.nextMailboxId++, name, attrs, p, system);
     k.mailboxes.set(mb.id, mb);
@@ -412,6 +412,13 @@ function optName(v: unknown): string | null {
   return v;
 }
 
+/** A yes-or-no attribute: `system: 1` or `'yes'` is refused, not read as no. */
+function optBool(v: unknown, name: string): boolean {
+  if (v === undefined || v === null) return false;
+  if (typeof v === 'boolean') return v;
+  throw new CallError('EINVAL', `${name} must be true or false, not ${JSON.stringify(v)}`);
+}
+
 function parseCapacity(v: unknown): number {
   if (v === null || v === 'unbounded' || v === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY;
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
@@ -478,11 +485,11 @@ function parseAttributes(k: Kernel, a: Args, system: boolean): MailboxAttributes
   return {
     capacity,
     messageSize,
-    endOnLastWriter: a.endOnLastWriter === true,
-    transient: a.transient === true,
-    requireReader: a.requireReader === true,
+    endOnLastWriter: optBool(a.endOnLastWriter, 'endOnLastWriter'),
+    transient: optBool(a.transient, 'transient'),
+    requireReader: optBool(a.requireReader, 'requireReader'),
     admission: parseAdmission(a.admission),
-    rightsAtOpen: a.rightsAtOpen === true,
+    rightsAtOpen: optBool(a.rightsAtOpen, 'rightsAtOpen'),
     maxMessageSize,
     maxBytes: a.maxBytes === undefined ? k.limits.maxMailboxBytes : positiveInt(a.maxBytes, 'maxBytes', true),
     order,
