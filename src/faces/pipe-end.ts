@@ -94,11 +94,16 @@ export class PipeWriter extends Writable {
 
   #settled(err: Error | null): void {
     this.#inFlight--;
-    if (err !== null && this.#error === null) this.#error = err;
+    const first = err !== null && this.#error === null;
+    if (first) this.#error = err;
     const cb = this.#waiting;
     if (cb !== null) {
       this.#waiting = null;
       cb(this.#error);
+    } else if (first && this.#drained === null) {
+      // The write's callback has already said yes (writes are pipelined): the failure (EPIPE
+      // once the last reader has gone) is reported now, not at some later write or at end().
+      this.destroy(err);
     }
     if (this.#inFlight === 0) this.#drained?.();
   }

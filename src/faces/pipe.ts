@@ -89,7 +89,12 @@ export async function spawn(
   }
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
-    child.once('error', reject);
+    child.once('error', (err) => {
+      // It never ran (no such command): neither end of the pipe has anyone to serve.
+      p.reader.destroy();
+      p.writer.destroy();
+      reject(err);
+    });
   });
   let reader: PipeReader | null = null;
   let writer: PipeWriter | null = null;
@@ -101,6 +106,9 @@ export async function spawn(
       child.once('exit', close);
     } else {
       child.stdout!.pipe(p.writer);
+      // The reader stopped early (a loop that breaks): as with popen, the child's next write
+      // meets a closed pipe (EPIPE, SIGPIPE) instead of this process an unhandled 'error'.
+      p.writer.on('error', () => child.stdout!.destroy());
     }
   } else {
     writer = p.writer;
@@ -108,7 +116,11 @@ export async function spawn(
       child.once('exit', () => p.reader.destroy());
     } else {
       p.reader.pipe(child.stdin!);
-      child.stdin!.on('error', () => {});
+      // The child is gone or stopped reading: the read end closes, so writes fail with EPIPE
+      // rather than fill the pipe and wait for a reader that will never come.
+      const closeReadEnd = (): void => void p.reader.destroy();
+      child.stdin!.on('error', closeReadEnd);
+      child.once('exit', closeReadEnd);
     }
   }
   return { reader, writer, child, wait: () => exited };

@@ -1,0 +1,97 @@
+/**
+ * Pipes (src/faces/pipe.ts) through a real kernel: an anonymous pipe's two ends as Node
+ * streams, and popen-style spawn() with real child processes. What a Unix pipe promises: the
+ * reader sees every byte then end of file; a writer whose readers have all gone is told (EPIPE)
+ * at once, not after it filled the pipe; the side that stops early does not crash the other.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { describe, test } from 'node:test';
+import type { PostboxProcess } from '../src/client/mod.js';
+import { pipe, spawn } from '../src/faces/pipe.js';
+import { kernelForTests } from './helpers/kernel.js';
+import { within } from './helpers/raw-peer.js';
+
+const BOUND_MS = 10_000;
+
+/** Unnamed mailboxes this process can see: an anonymous pipe is one. */
+async function pipes(p: PostboxProcess): Promise<number[]> {
+  return (await p.mailboxes()).filter((m) => m.name === null).map((m) => m.id);
+}
+
+describe('pipes', () => {
+  const { join } = kernelForTests();
+
+  test('every byte written arrives in order, then end of file', async () => {
+    const p = await join();
+    const { reader, writer } = await pipe(p);
+    const chunks: Buffer[] = [];
+    reader.on('data', (c: Buffer) => chunks.push(c));
+    for (let i = 0; i < 500; i++) writer.write(`line ${i}\n`);
+    writer.end();
+    await within(once(reader, 'end'), BOUND_MS, 'end of file');
+    const want = Array.from({ length: 500 }, (_, i) => `line ${i}\n`).join('');
+    assert.equal(Buffer.concat(chunks).toString(), want);
+  });
+
+  test('a writer whose reader has gone gets EPIPE at once, not at end() or a full pipe', async () => {
+    const p = await join();
+    const { reader, writer } = await pipe(p);
+    reader.destroy();
+    await within(once(reader, 'close'), BOUND_MS, 'the reader to close');
+    // Each write's callback is called before its send is answered (writes are pipelined), so
+    // the failure comes as the stream's 'error'.
+    const failed = once(writer, 'error');
+    for (let i = 0; i < 5; i++) writer.write(`y${i}`);
+    const [err] = (await within(failed, BOUND_MS, 'EPIPE')) as [Error & { code?: string }];
+    assert.equal(err.code, 'EPIPE');
+  });
+
+  test("spawn 'r': a reader that stops early ends the child's output, and this process carries on", async () => {
+    const p = await join();
+    const before = await pipes(p);
+    // `yes` writes for ever, until its output is closed.
+    const child = await spawn(p, 'yes', ['postbox'], 'r');
+    for await (const chunk of child.reader!) {
+      assert.ok((chunk as Buffer).length > 0);
+      break;
+    }
+    const { code, signal } = await within(child.wait(), BOUND_MS, 'the child to exit');
+    assert.ok(code !== 0 || signal !== null, 'the child met a closed pipe');
+    await within(
+      (async () => {
+        while ((await pipes(p)).length > before.length) await new Promise((r) => setImmediate(r));
+      })(),
+      BOUND_MS,
+      'the pipe to go',
+    );
+  });
+
+  test("spawn 'w': once the child has exited, writes fail with EPIPE instead of filling the pipe and waiting", async () => {
+    const p = await join();
+    const child = await spawn(p, process.execPath, ['-e', "process.stdin.once('data', () => process.exit(0))"], 'w');
+    const failed = once(child.writer!, 'error');
+    child.writer!.write('first\n');
+    assert.equal((await within(child.wait(), BOUND_MS, 'the child to exit')).code, 0);
+    // More than the pipe holds: without EPIPE the writer would wait for a reader forever.
+    for (let i = 0; i < 20_000 && !child.writer!.destroyed; i++) {
+      if (!child.writer!.write(`line ${i}\n`)) await Promise.race([once(child.writer!, 'drain'), failed]);
+    }
+    const [err] = (await within(failed, BOUND_MS, 'EPIPE')) as [Error & { code?: string }];
+    assert.equal(err.code, 'EPIPE');
+  });
+
+  test('spawn of a command that does not exist: ENOENT, and its pipe is not left behind', async () => {
+    const p = await join();
+    const before = await pipes(p);
+    const child = await spawn(p, 'postbox-test-no-such-command', [], 'r');
+    await assert.rejects(child.wait(), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
+    await within(
+      (async () => {
+        while ((await pipes(p)).length > before.length) await new Promise((r) => setImmediate(r));
+      })(),
+      BOUND_MS,
+      'the pipe to go',
+    );
+  });
+});
