@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,6 +122,40 @@ test('command-line mistakes are usage errors (exit 2) without a stack trace', as
   const u = await run(['frobnicate']);
   assert.equal(u.code, 2);
   assert.match(u.stderr, /unknown command 'frobnicate'/);
+  for (const listen of ['foo', 'tcp://127.0.0.1:99999']) {
+    const l = await run([
+      'kernel',
+      '--socket',
+      join(tmpdir(), `pb-never-${process.pid}.sock`),
+      '--listen',
+      listen,
+    ]);
+    assert.equal(l.code, 2, listen);
+    assert.match(l.stderr, /--listen: /);
+    assert.doesNotMatch(l.stderr, /\n\s+at /);
+  }
+});
+
+test('a kernel that cannot listen says why in one line (exit 1) and leaves no token file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pb-busy-'));
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = (taken.address() as { port: number }).port;
+    const env = { ...process.env };
+    delete env.POSTBOX_TOKEN; // so the kernel would write a token file of its own
+    const r = await run(
+      ['kernel', '--socket', join(dir, 'k.sock'), '--listen', `tcp://127.0.0.1:${port}`],
+      env,
+    );
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /cannot listen: .*EADDRINUSE/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    assert.deepEqual(readdirSync(dir), [], 'no socket, no kernel.token');
+  } finally {
+    taken.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('a client finds no kernel: a clear error that says how to start one', async () => {

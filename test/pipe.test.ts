@@ -69,7 +69,12 @@ describe('pipes', () => {
 
   test("spawn 'w': once the child has exited, writes fail with EPIPE instead of filling the pipe and waiting", async () => {
     const p = await join();
-    const child = await spawn(p, process.execPath, ['-e', "process.stdin.once('data', () => process.exit(0))"], 'w');
+    const child = await spawn(
+      p,
+      process.execPath,
+      ['-e', "process.stdin.once('data', () => process.exit(0))"],
+      'w',
+    );
     const failed = once(child.writer!, 'error');
     child.writer!.write('first\n');
     assert.equal((await within(child.wait(), BOUND_MS, 'the child to exit')).code, 0);

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { defaultLimits, type KernelLimits } from '../kernel/limits.js';
 import { KernelRunningError, startKernel } from '../kernel/server.js';
+import { parseTcpUrl } from '../transport/address.js';
 import { UsageError } from './usage-error.js';
 
 export const kernelHelp = `Usage: postbox kernel [options]
@@ -62,6 +63,13 @@ export async function kernelCommand(argv: string[]): Promise<number> {
       throw new UsageError(`--${flag} must be a positive whole number, not '${String(v)}'`);
     limits[key] = n;
   }
+  for (const url of values.listen ?? []) {
+    try {
+      parseTcpUrl(url);
+    } catch (err) {
+      throw new UsageError(`--listen: ${(err as Error).message}`);
+    }
+  }
   const quiet = values.quiet === true;
   const log = quiet ? undefined : (line: string) => process.stderr.write(`postbox kernel: ${line}\n`);
   let running: Awaited<ReturnType<typeof startKernel>>;
@@ -75,6 +83,13 @@ export async function kernelCommand(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof KernelRunningError) {
       process.stderr.write(`postbox kernel: ${err.message}\n`);
+      return 1;
+    }
+    // The socket or the port could not be had (EADDRINUSE, EACCES, a folder that is not
+    // there): one line that says which, as for every other error of the command line.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
+      process.stderr.write(`postbox kernel: cannot listen: ${(err as Error).message}\n`);
       return 1;
     }
     throw err;

@@ -83,6 +83,8 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
     }
   } catch (err) {
     for (const s of servers) s.close();
+    // A kernel that did not start leaves nothing behind: no socket, no token to find.
+    if (tokenFile !== null && existsSync(tokenFile)) unlinkSync(tokenFile);
     throw err;
   }
 
