@@ -579,6 +579,30 @@ test('recv --follow prints messages as they come and exits 0 on Ctrl-C; an inter
   await run(['rm', 'events']);
 });
 
+test('send from standard input, blocked on a full mailbox after the input ended, stops on the first Ctrl-C (130)', async () => {
+  assert.equal((await run(['create', 'small', '--capacity', '2'])).code, 0);
+  const sender = spawnCli(['send', 'small'], cliEnv(), 'pipe', 'one\ntwo\nthree\nfour\nfive\n');
+  try {
+    // The input has ended (it was all given at once); two fit, the others wait for room.
+    await until(
+      async () => {
+        if (sender.proc.exitCode !== null) throw new Error(`send exited: ${JSON.stringify(sender.out)}`);
+        return mailboxNamed('small');
+      },
+      (m) => m?.count === 2 && (m.waitingSenders.length ?? 0) >= 1,
+      10_000,
+      'two queued and a send waiting for room',
+    );
+    sender.proc.kill('SIGINT');
+    const r = await finish(sender, 10_000, 'send');
+    assert.equal(r.code, 130, r.stderr);
+  } finally {
+    kill(sender);
+  }
+  assert.equal((await mailboxNamed('small'))?.count, 2, 'the waiting sends were withdrawn, not delivered');
+  await run(['rm', 'small']);
+});
+
 test('the FIFO demo: fifo read in one process, fifo write in another; rm leaves open ends working', async () => {
   const made = await run(['mkfifo', 'temp']);
   assert.equal(made.code, 0, made.stderr);

@@ -88,17 +88,21 @@ export async function sendCommand(argv: string[]): Promise<number> {
     const found = await findMailbox(proc, ref!);
     const mb = await proc.openMailbox<string>(found.id, { role: 'write' });
     const sender = new Pipeline(mb, values.json === true, values.receipt === true, text === undefined);
+    let stop: (() => void) | null = null;
     if (text !== undefined) {
       sender.send(text, base);
     } else {
       if (process.stdin.isTTY)
         process.stderr.write(`postbox send: one message per line to ${describe(found)}; end with Ctrl-D\n`);
       const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
-      const stop = (): void => {
+      const interrupted = (): void => {
         rl.close();
         void proc.close();
       };
-      signal.addEventListener('abort', stop, { once: true });
+      stop = interrupted;
+      // Until every send has settled, not only until the input ends: the last ones may be
+      // waiting on a full mailbox, and Ctrl-C must stop them too.
+      signal.addEventListener('abort', interrupted, { once: true });
       try {
         for await (const line of rl) {
           if (sender.failed) break;
@@ -122,12 +126,12 @@ export async function sendCommand(argv: string[]): Promise<number> {
           if (sender.inFlight >= WINDOW) await sender.room();
         }
       } finally {
-        signal.removeEventListener('abort', stop);
         rl.close();
         process.stdin.destroy();
       }
     }
     await sender.settled();
+    if (stop !== null) signal.removeEventListener('abort', stop);
     if (sender.error !== null) {
       if (
         signal.aborted &&
