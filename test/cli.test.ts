@@ -603,6 +603,27 @@ test('send from standard input, blocked on a full mailbox after the input ended,
   await run(['rm', 'small']);
 });
 
+test('fifo read ends (exit 0) when a writer opens and closes without writing a byte', async () => {
+  assert.equal((await run(['mkfifo', 'quiet'])).code, 0);
+  const reader = spawnCli(['fifo', 'read', 'quiet']);
+  try {
+    await until(
+      () => mailboxNamed('quiet'),
+      (m) => m?.readers === 1,
+      10_000,
+      'the reader to open',
+    );
+    const writer = spawnCli(['fifo', 'write', 'quiet'], cliEnv(), 'pipe', '');
+    assert.equal((await finish(writer, 10_000, 'fifo write')).code, 0);
+    const r = await finish(reader, 10_000, 'fifo read');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '');
+  } finally {
+    kill(reader);
+  }
+  await run(['rm', 'quiet']);
+});
+
 test('the FIFO demo: fifo read in one process, fifo write in another; rm leaves open ends working', async () => {
   const made = await run(['mkfifo', 'temp']);
   assert.equal(made.code, 0, made.stderr);

@@ -88,10 +88,12 @@ async function readEnd(proc: PostboxProcess, id: number, signal: AbortSignal): P
   };
   signal.addEventListener('abort', stop, { once: true });
   try {
-    // As open(2) of a FIFO for reading: wait until a writer has it open, or data is waiting.
-    if (!(await waitFor(proc, id, (mb) => mb.writers > 0 || mb.count > 0, signal)))
-      return interruptExitCode();
+    // As open(2) of a FIFO for reading, the stream waits until a writer has had it open: the
+    // kernel ends it only once one has come and gone with nothing left (Mailbox.ended). It used
+    // to be polled for here, which missed a writer that opened and closed between two looks
+    // and then waited for ever.
     for await (const chunk of reader) if (!(await writeOut(chunk as Buffer))) break;
+    if (signal.aborted) return interruptExitCode();
     return Exit.OK;
   } catch (err) {
     if (signal.aborted) return interruptExitCode();
