@@ -242,6 +242,14 @@ describe('POSIX message queues', () => {
     await einval('mq_notify', d, undefined);
     await einval('mq_notify', d, 'SIGUSR1');
     await assert.rejects(mq.mq_open(`/${'é'.repeat(128)}`, O_CREAT | O_RDWR), code('ENAMETOOLONG'));
+    // A mailbox that is not a queue is no queue to unlink (mq_open refuses it too).
+    const plain = await proc.createMailbox(`${name}-plain`);
+    await assert.rejects(mq.mq_unlink(`${name}-plain`), code('ENOENT'));
+    assert.ok(
+      (await proc.mailboxes()).some((m) => m.name === `${name}-plain`),
+      'the mailbox is still there',
+    );
+    await plain.delete();
     assert.equal((await mq.mq_getattr(d)).mq_curmsgs, 1, 'only the good send is queued');
     assert.equal((await mq.mq_receive(d, 16)).data.toString(), 'kept');
     assert.deepEqual(

@@ -278,6 +278,10 @@ export class PosixQueues {
       throw err;
     }
     try {
+      // Queues and other mailboxes share names in Postbox, not on Linux: a mailbox that mq_open
+      // would refuse is no queue to unlink either.
+      if (mailbox.info.order !== 'priority' || mailbox.info.capacity === null)
+        throw new NotFoundError(`mq_unlink: '${name}' is a mailbox but not a POSIX queue`, { mailbox: name });
       await mailbox.unlink();
     } finally {
       mailbox.close();
