@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { describe, test } from 'node:test';
-import type { PostboxProcess } from '../src/client/mod.js';
+import type { PostboxError, PostboxProcess } from '../src/client/mod.js';
+import { mkfifo, openFifo, unlinkFifo } from '../src/faces/fifo.js';
 import { pipe, spawn } from '../src/faces/pipe.js';
 import { kernelForTests } from './helpers/kernel.js';
 import { within } from './helpers/raw-peer.js';
@@ -98,5 +99,31 @@ describe('pipes', () => {
       BOUND_MS,
       'the pipe to go',
     );
+  });
+
+  test('FIFOs by name: bad arguments are EINVAL, and an ordinary mailbox is neither opened nor unlinked as one', async () => {
+    const p = await join();
+    const einval = (e: PostboxError): boolean => e.code === 'EINVAL';
+    await assert.rejects(mkfifo(p, undefined as never), einval);
+    await assert.rejects(mkfifo(p, ''), einval);
+    await mkfifo(p, 'pipe-test-fifo');
+    await assert.rejects(openFifo(p, 'pipe-test-fifo', 'x' as never), einval);
+    const plain = await p.createMailbox('pipe-test-plain');
+    await assert.rejects(openFifo(p, 'pipe-test-plain', 'r'), einval);
+    await assert.rejects(unlinkFifo(p, 'pipe-test-plain'), (e: PostboxError) => e.code === 'ENOENT');
+    assert.ok(
+      (await p.mailboxes()).some((m) => m.name === 'pipe-test-plain'),
+      'the mailbox is still there',
+    );
+    // The FIFO itself: written, read, unlinked.
+    const reader = await openFifo(p, 'pipe-test-fifo', 'r');
+    const writer = await openFifo(p, 'pipe-test-fifo', 'w');
+    writer.end('through the fifo\n');
+    const chunks: Buffer[] = [];
+    reader.on('data', (c: Buffer) => chunks.push(c));
+    await within(once(reader, 'end'), BOUND_MS, 'end of file');
+    assert.equal(Buffer.concat(chunks).toString(), 'through the fifo\n');
+    await unlinkFifo(p, 'pipe-test-fifo');
+    await plain.delete();
   });
 });
