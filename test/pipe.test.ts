@@ -20,6 +20,17 @@ async function pipes(p: PostboxProcess): Promise<number[]> {
   return (await p.mailboxes()).filter((m) => m.name === null).map((m) => m.id);
 }
 
+/** Waits, within the bound, until no more than `n` unnamed mailboxes are left. */
+async function pipesBackTo(p: PostboxProcess, n: number): Promise<void> {
+  await within(
+    (async () => {
+      while ((await pipes(p)).length > n) await new Promise((r) => setImmediate(r));
+    })(),
+    BOUND_MS,
+    'the pipe to go',
+  );
+}
+
 describe('pipes', () => {
   const { join } = kernelForTests();
 
@@ -59,13 +70,7 @@ describe('pipes', () => {
     }
     const { code, signal } = await within(child.wait(), BOUND_MS, 'the child to exit');
     assert.ok(code !== 0 || signal !== null, 'the child met a closed pipe');
-    await within(
-      (async () => {
-        while ((await pipes(p)).length > before.length) await new Promise((r) => setImmediate(r));
-      })(),
-      BOUND_MS,
-      'the pipe to go',
-    );
+    await pipesBackTo(p, before.length);
   });
 
   test("spawn 'w': once the child has exited, writes fail with EPIPE instead of filling the pipe and waiting", async () => {
@@ -92,13 +97,7 @@ describe('pipes', () => {
     const before = await pipes(p);
     const child = await spawn(p, 'postbox-test-no-such-command', [], 'r');
     await assert.rejects(child.wait(), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
-    await within(
-      (async () => {
-        while ((await pipes(p)).length > before.length) await new Promise((r) => setImmediate(r));
-      })(),
-      BOUND_MS,
-      'the pipe to go',
-    );
+    await pipesBackTo(p, before.length);
   });
 
   test('FIFOs by name: bad arguments are EINVAL, and an ordinary mailbox is neither opened nor unlinked as one', async () => {
