@@ -36,6 +36,21 @@ describe('POSIX message queues', () => {
     mq = posix(proc);
     mq2 = posix(other);
   });
+  /** Runs a fixture as its own process against the kernel; it must exit 0; returns its JSON line. */
+  async function runFixture(fixture: string, ...args: string[]): Promise<unknown> {
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL(`./fixtures/${fixture}`, import.meta.url)), ...args],
+      { env: kernel.env, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => {
+      out += b;
+    });
+    const exit = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(exit, 0, `${fixture} exited ${exit}`);
+    return JSON.parse(out);
+  }
   after(async () => {
     await proc.close();
     await other.close();
@@ -45,21 +60,7 @@ describe('POSIX message queues', () => {
   test("the lecture's hello world: the parent sends 'Hello!' with priority 1, a child process receives it", async () => {
     const d = await mq.mq_open('/mq', O_CREAT | O_RDWR, 0o644, { mq_maxmsg: 10, mq_msgsize: 64 });
     await mq.mq_send(d, 'Hello!', 1);
-    const child = spawn(
-      process.execPath,
-      [fileURLToPath(new URL('./fixtures/posix-child.js', import.meta.url)), '/mq'],
-      {
-        env: kernel.env,
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => {
-      out += b;
-    });
-    const exit = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-    assert.equal(exit, 0);
-    assert.deepEqual(JSON.parse(out), { text: 'Hello!', priority: 1 });
+    assert.deepEqual(await runFixture('posix-child.js', '/mq'), { text: 'Hello!', priority: 1 });
     await mq.mq_close(d);
     await mq.mq_unlink('/mq');
     await assert.rejects(
@@ -298,18 +299,11 @@ describe('POSIX message queues', () => {
 
   test("a notification that throws is the application's uncaught exception: the send and the connection are unharmed", async () => {
     const name = qname();
-    const child = spawn(
-      process.execPath,
-      [fileURLToPath(new URL('./fixtures/posix-notify-throws.js', import.meta.url)), name],
-      { env: kernel.env, stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => {
-      out += b;
+    assert.deepEqual(await runFixture('posix-notify-throws.js', name), {
+      send: 'sent',
+      thrown: 'bug in my callback',
+      curmsgs: 1,
     });
-    const exit = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-    assert.equal(exit, 0);
-    assert.deepEqual(JSON.parse(out), { send: 'sent', thrown: 'bug in my callback', curmsgs: 1 });
     await mq.mq_unlink(name);
   });
 

@@ -24,7 +24,7 @@ export function unknownOption(
 ): InvalidArgumentError | null {
   if (options === undefined) return null;
   if (typeof options !== 'object' || options === null || Array.isArray(options))
-    return new InvalidArgumentError(`${call} takes an options object, not ${describe(options)}`);
+    return new InvalidArgumentError(`${call} takes an options object, not ${describeValue(options)}`);
   for (const key of Object.keys(options)) {
     if (Object.hasOwn(names, key)) continue;
     const near = nearest(key, Object.keys(names));
@@ -41,10 +41,28 @@ export function checkOptions(options: unknown, names: Readonly<Record<string, tr
   if (err !== null) throw err;
 }
 
-function describe(v: unknown): string {
+/**
+ * A value as an error message names it, so the user recognises what they passed: the string
+ * 'x', number NaN, a function, an object's JSON.
+ *
+ * @example
+ * ```ts
+ * describeValue('0644'); // "the string '0644'"
+ * ```
+ */
+export function describeValue(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
-  return typeof v === 'string' ? `the string '${v}'` : `${typeof v} ${String(v)}`;
+  if (typeof v === 'string') return `the string '${v}'`;
+  if (typeof v === 'function') return 'a function';
+  if (typeof v === 'object') {
+    try {
+      return `the object ${JSON.stringify(v)}`;
+    } catch {
+      return `an object (${Object.prototype.toString.call(v)})`;
+    }
+  }
+  return `${typeof v} ${String(v)}`;
 }
 
 /** The known name closest to a misspelt one: one contains the other, or two edits apart at most. */

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../protocol/errors.js';
+import { describeValue } from './option-names.js';
 
 // Checks of option values that several calls share, made before anything is written: a bad
 // value found later would leave an operation half done in the kernel.
@@ -16,14 +17,7 @@ import { InvalidArgumentError } from '../protocol/errors.js';
  */
 export function badSignal(signal: unknown, what: string): InvalidArgumentError | null {
   if (signal === undefined || signal instanceof AbortSignal) return null;
-  return new InvalidArgumentError(`${what}: signal must be an AbortSignal, not ${describe(signal)}`);
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'object') return `an object (${Object.prototype.toString.call(value)})`;
-  if (typeof value === 'function') return 'a function';
-  return `${typeof value} ${String(value)}`;
+  return new InvalidArgumentError(`${what}: signal must be an AbortSignal, not ${describeValue(signal)}`);
 }
 
 /**
@@ -44,6 +38,6 @@ export function badFrom(from: unknown, what: string): InvalidArgumentError | nul
       `${what}: from takes a process id here, not the name '${from}' (look it up with lookup(), or receive({ from }) on the inbox)`,
     );
   return new InvalidArgumentError(
-    `${what}: from must be a process id (a positive integer), not ${describe(from)}`,
+    `${what}: from must be a process id (a positive integer), not ${describeValue(from)}`,
   );
 }

@@ -13,6 +13,7 @@
  */
 import type { Mailbox, MailboxInfo } from '../client/mailbox.js';
 import type { Message } from '../client/message.js';
+import { describeValue } from '../client/option-names.js';
 import { connect, type PostboxProcess } from '../client/process.js';
 import {
   BadDescriptorError,
@@ -88,13 +89,13 @@ export class PosixQueues {
     checkName(name);
     if (!Number.isInteger(oflag) || oflag < 0)
       throw new InvalidArgumentError(
-        `mq_open: oflag must be a number made of O_ flags, not ${describe(oflag)}`,
+        `mq_open: oflag must be a number made of O_ flags, not ${describeValue(oflag)}`,
       );
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777)
-      throw new InvalidArgumentError(`mq_open: mode must be a number like 0o644, not ${describe(mode)}`);
+      throw new InvalidArgumentError(`mq_open: mode must be a number like 0o644, not ${describeValue(mode)}`);
     if (attr !== undefined && attr !== null && typeof attr !== 'object')
       throw new InvalidArgumentError(
-        `mq_open: attr must be an mq_attr object or null, not ${describe(attr)}`,
+        `mq_open: attr must be an mq_attr object or null, not ${describeValue(attr)}`,
       );
     const access = oflag & 3;
     const role: 'read' | 'write' | 'both' | 'none' =
@@ -108,9 +109,9 @@ export class PosixQueues {
       let bad: string | null = null;
       if (attr != null) {
         if (!Number.isInteger(maxmsg) || maxmsg <= 0 || maxmsg > MQ_MAXMSG_MAX)
-          bad = `mq_open: mq_maxmsg must be an integer within 1…${MQ_MAXMSG_MAX}, not ${describe(maxmsg)}`;
+          bad = `mq_open: mq_maxmsg must be an integer within 1…${MQ_MAXMSG_MAX}, not ${describeValue(maxmsg)}`;
         else if (!Number.isInteger(msgsize) || msgsize <= 0 || msgsize > MQ_MSGSIZE_MAX)
-          bad = `mq_open: mq_msgsize must be an integer within 1…${MQ_MSGSIZE_MAX}, not ${describe(msgsize)}`;
+          bad = `mq_open: mq_msgsize must be an integer within 1…${MQ_MSGSIZE_MAX}, not ${describeValue(msgsize)}`;
       }
       const create = {
         capacity: maxmsg,
@@ -244,7 +245,7 @@ export class PosixQueues {
   async mq_setattr(mqd: number, attr: Pick<MqAttr, 'mq_flags'>): Promise<MqAttr> {
     if (typeof attr !== 'object' || attr === null || !Number.isInteger(attr.mq_flags))
       throw new InvalidArgumentError(
-        `mq_setattr: attr must be an object with an integer mq_flags, not ${describe(attr)}`,
+        `mq_setattr: attr must be an object with an integer mq_flags, not ${describeValue(attr)}`,
       );
     if ((attr.mq_flags & ~O_NONBLOCK) !== 0)
       throw new InvalidArgumentError('mq_setattr: only O_NONBLOCK may be set in mq_flags');
@@ -295,7 +296,7 @@ export class PosixQueues {
   async mq_notify(mqd: number, notification: (() => void) | null): Promise<void> {
     if (notification !== null && typeof notification !== 'function')
       throw new InvalidArgumentError(
-        `mq_notify: the notification must be a function, or null to unregister; not ${describe(notification)}`,
+        `mq_notify: the notification must be a function, or null to unregister; not ${describeValue(notification)}`,
       );
     const d = this.#fd(mqd, 'mq_notify');
     const id = d.mailbox.id;
@@ -336,10 +337,12 @@ export class PosixQueues {
     // Linux's order: the priority, the deadline, the descriptor, its direction, the size.
     if (!Number.isInteger(prio) || prio < 0 || prio >= MQ_PRIO_MAX)
       throw new InvalidArgumentError(
-        `mq_send: priority ${describe(prio)} is not within 0…${MQ_PRIO_MAX - 1}`,
+        `mq_send: priority ${describeValue(prio)} is not within 0…${MQ_PRIO_MAX - 1}`,
       );
     if (typeof msg !== 'string' && !(msg instanceof Uint8Array))
-      throw new InvalidArgumentError(`mq_send: the message must be a string or bytes, not ${describe(msg)}`);
+      throw new InvalidArgumentError(
+        `mq_send: the message must be a string or bytes, not ${describeValue(msg)}`,
+      );
     // As C's NULL abs_timeout: no deadline.
     const deadline = absTimeout === null || absTimeout === undefined ? null : toDeadline(absTimeout);
     const d = this.#fd(mqd, 'mq_send');
@@ -379,7 +382,9 @@ export class PosixQueues {
     absTimeout: AbsTime | null,
   ): Promise<{ data: Buffer; priority: number }> {
     if (!Number.isSafeInteger(msgLen) || msgLen < 0)
-      throw new InvalidArgumentError(`mq_receive: msgLen must be a number of bytes, not ${describe(msgLen)}`);
+      throw new InvalidArgumentError(
+        `mq_receive: msgLen must be a number of bytes, not ${describeValue(msgLen)}`,
+      );
     // Linux's order: the deadline, the descriptor, its direction, the buffer's size.
     const deadline = absTimeout === null || absTimeout === undefined ? null : toDeadline(absTimeout);
     const d = this.#fd(mqd, 'mq_receive');
@@ -450,7 +455,7 @@ function toDeadline(t: AbsTime): number {
   }
   if (typeof t !== 'object' || t === null)
     throw new InvalidArgumentError(
-      `a deadline is a Date, ms since the epoch or { tv_sec, tv_nsec }, not ${describe(t)}`,
+      `a deadline is a Date, ms since the epoch or { tv_sec, tv_nsec }, not ${describeValue(t)}`,
     );
   if (
     !Number.isSafeInteger(t.tv_sec) ||
@@ -462,17 +467,6 @@ function toDeadline(t: AbsTime): number {
     throw new InvalidArgumentError(`invalid timespec { tv_sec: ${t.tv_sec}, tv_nsec: ${t.tv_nsec} }`);
   }
   return t.tv_sec * 1000 + t.tv_nsec / 1e6;
-}
-
-/** A value named in an error message, as a user would recognise it. */
-function describe(value: unknown): string {
-  if (typeof value === 'string') return `'${value}'`;
-  if (value === null || typeof value !== 'object') return String(value);
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return Object.prototype.toString.call(value);
-  }
 }
 
 /**
