@@ -61,6 +61,39 @@ test('10,000 bodies of every kind arrive in order, each with its codec, in batch
   assert.equal(st.received, 10_000);
 });
 
+test('every field of the head arrives as sent, by send() and by sendMany(): type, priority, headers', async () => {
+  // The heads are written a word at a time: a field written over its neighbour, or a 64-bit type
+  // split wrongly at 2^32, shows here.
+  const [a, b] = [await join(), await join()];
+  const name = boxName();
+  const inbox = await b.createMailbox(name, { mode: 0o666 });
+  const out = await a.openMailbox(name);
+  const types = [1, 2 ** 32 - 1, 2 ** 32, 2 ** 40 + 5, Number.MAX_SAFE_INTEGER];
+  const headers = { trace: 'ab-12', 'x-long': 'z'.repeat(300) };
+  for (const type of types) {
+    await out.send(Buffer.from(`one ${type}`), { type, priority: 32_767, headers });
+    await out.sendMany([`many ${type}`, Buffer.from([type % 251])], { type, priority: 300, headers });
+  }
+  await out.send('plain');
+  const { got } = await collect(inbox.batches(), 1 + types.length * 3);
+  const expected = types.flatMap((type) => [
+    { body: Buffer.from(`one ${type}`), type, priority: 32_767 },
+    { body: `many ${type}`, type, priority: 300 },
+    { body: Buffer.from([type % 251]), type, priority: 300 },
+  ]);
+  expected.push({ body: 'plain', type: 1, priority: 0 });
+  assert.equal(got.length, expected.length);
+  got.forEach((m, i) => {
+    const want = expected[i]!;
+    assert.deepEqual(
+      { body: m.body, type: m.type, priority: m.priority, sender: m.sender },
+      { ...want, sender: a.id },
+      `message ${i}`,
+    );
+    assert.deepEqual(m.headers, i === got.length - 1 ? {} : headers, `headers of message ${i}`);
+  });
+});
+
 test('bad input sends nothing: an oversized body, a body its codec cannot take, a receipt, a bad option', async () => {
   const [a, b] = [await join(), await join()];
   const name = boxName();

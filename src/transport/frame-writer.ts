@@ -21,6 +21,11 @@ const SMALL_FLUSH = 4096;
  */
 export class FrameWriter {
   buf: Buffer;
+  /**
+   * {@link buf} as a DataView, for heads written a word at a time: a 56-byte head is 14 stores
+   * instead of 56 byte stores (a third of the time in a send's hot path). Replaced with buf.
+   */
+  view: DataView;
   /** Bytes written into {@link buf} and not yet flushed. */
   length = 0;
   /** buf[0, sealed) is already queued in {@link parts}. */
@@ -37,6 +42,7 @@ export class FrameWriter {
     this.socket = socket;
     this.onFirstWrite = onFirstWrite;
     this.buf = Buffer.allocUnsafeSlow(MIN_BUFFER);
+    this.view = viewOf(this.buf);
   }
 
   /** Bytes gathered and not yet flushed. */
@@ -54,7 +60,7 @@ export class FrameWriter {
       // Full: what is written becomes a part of its own and a new buffer starts. Nothing is
       // copied; the parts go out together in one writev.
       if (this.length > this.sealed) this.parts.push(this.buf.subarray(this.sealed, this.length));
-      this.buf = Buffer.allocUnsafeSlow(Math.max(MIN_BUFFER, n));
+      this.setBuffer(Buffer.allocUnsafeSlow(Math.max(MIN_BUFFER, n)));
       this.length = this.sealed = 0;
     }
     return this.length;
@@ -120,13 +126,13 @@ export class FrameWriter {
       } else {
         // The socket keeps `out` until the bytes are sent, so the next frames need a fresh buffer.
         out = this.buf.subarray(0, this.length);
-        this.buf = Buffer.allocUnsafeSlow(MIN_BUFFER);
+        this.setBuffer(Buffer.allocUnsafeSlow(MIN_BUFFER));
       }
       this.length = 0;
       return this.socket.write(out);
     }
     if (this.length > this.sealed) this.parts.push(this.buf.subarray(this.sealed, this.length));
-    if (this.length > 0) this.buf = Buffer.allocUnsafeSlow(MIN_BUFFER);
+    if (this.length > 0) this.setBuffer(Buffer.allocUnsafeSlow(MIN_BUFFER));
     const parts = this.parts;
     this.parts = [];
     this.length = this.sealed = 0;
@@ -135,6 +141,11 @@ export class FrameWriter {
     for (const p of parts) this.socket.write(p);
     this.socket.uncork();
     return this.socket.writableLength < this.socket.writableHighWaterMark;
+  }
+
+  private setBuffer(buf: Buffer): void {
+    this.buf = buf;
+    this.view = viewOf(buf);
   }
 
   private first(): void {
@@ -147,3 +158,5 @@ export class FrameWriter {
     this.refSrc = null;
   }
 }
+
+const viewOf = (buf: Buffer): DataView => new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
