@@ -235,10 +235,12 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
 
   /** Ends the iteration; untaken messages go back to the mailbox. */
   return(): Promise<IteratorResult<Message<T>>> {
-    if (!this.ended) {
+    // Failed by the kernel with messages still to yield (its sender terminated): those are
+    // still this receiver's in the kernel, so leaving early must give them back too.
+    if (!this.ended || (this.error !== null && this.count > 0)) {
       this.flushTaken();
       if (!this.endReceived) this.conn.cancel(this.request);
-      this.finish();
+      if (!this.ended) this.finish();
       this.queue.fill(null);
       this.head = 0;
       this.count = 0;
@@ -333,7 +335,12 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
 
   /** A full batch of takes is written at once; the first of a batch is written by the end of the turn. */
   private writeTakesWhenDue(pending: number, first: boolean): void {
-    if (pending >= this.batch) {
+    if (this.ended) {
+      // Yielding what was left after END or an error: no more credit to keep up, and a take
+      // held for the flush would go out after requests made meanwhile (a stat would count the
+      // message as still in flight).
+      this.flushTaken();
+    } else if (pending >= this.batch) {
       this.flushTaken();
       this.conn.flush();
     } else if (first) {
@@ -343,7 +350,9 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
 
   /** @internal */
   flushTaken(): void {
-    if (this.ended && !this.endReceived) return;
+    // After return() the kernel gives back all it had pushed, so takes would be too many. After
+    // END or an error it keeps what it pushed until the takes of what is still yielded come.
+    if (this.ended && !this.endReceived && this.error === null) return;
     if (this.holdCredit) {
       if (this.creditBack === 0) return;
       this.conn.take(this.request, 0, this.creditBack);

@@ -64,6 +64,12 @@ export class Kernel implements MailboxHost {
   totalBytes = 0;
   readonly processes = new Map<number, KernelProcess>();
   readonly processByName = new Map<string, KernelProcess>();
+  /**
+   * Receives that name a sender (`from`), by that sender's id: when it terminates they are told
+   * (ESRCH) instead of waiting for a message that cannot come. Entries of receives that ended
+   * otherwise are swept out as the list grows (see {@link noteReceiveFrom}).
+   */
+  private readonly receivesFrom = new Map<number, ReceiveWaiter[]>();
   readonly mailboxes = new Map<number, Mailbox>();
   readonly mailboxByName = new Map<string, Mailbox>();
   /** System V keys. */
@@ -635,7 +641,29 @@ export class Kernel implements MailboxHost {
       credit,
     );
     p.receives.set(request, w);
+    const from = w.sel.from;
+    if (from !== 0) {
+      if (this.processes.has(from)) this.noteReceiveFrom(from, w);
+      else w.senderGone = true;
+    }
     mb.receive(w, buf.readUInt32LE(start + Off.R_TIMEOUT));
+  }
+
+  private noteReceiveFrom(from: number, w: ReceiveWaiter): void {
+    let list = this.receivesFrom.get(from);
+    if (list === undefined) {
+      list = [];
+      this.receivesFrom.set(from, list);
+    }
+    // Sweep out receives that ended (answered, cancelled, timed out) once they could be half
+    // the list: its length stays within twice the live ones, and a sweep is paid for by the
+    // pushes since the last.
+    if (list.length >= 16 && (list.length & (list.length - 1)) === 0) {
+      const live = list.filter(isLiveReceive);
+      list.length = 0;
+      list.push(...live);
+    }
+    list.push(w);
   }
 
   private handleTake(p: KernelProcess, buf: Buffer, start: number, end: number): void {
@@ -664,6 +692,8 @@ export class Kernel implements MailboxHost {
     // a new message while an older one it would take is still queued.
     mb.pump();
     mb.admitBlocked();
+    // A stream from a terminated process ends once it has had all that process left queued.
+    if (w.senderGone) mb.endIfSenderGone(w);
   }
 
   private handleCancel(p: KernelProcess, request: number): void {
@@ -820,6 +850,15 @@ export class Kernel implements MailboxHost {
     p.watchers.clear();
     for (const [monitor, watched] of p.watching) watched.watchers.delete(monitor);
     p.watching.clear();
+    const from = this.receivesFrom.get(p.id);
+    if (from !== undefined) {
+      this.receivesFrom.delete(p.id);
+      for (const w of from) {
+        if (!isLiveReceive(w)) continue;
+        w.senderGone = true;
+        w.mailbox.endIfSenderGone(w);
+      }
+    }
     this.log(`${p.label} terminated (${reason})`);
   }
 
@@ -878,6 +917,10 @@ function isHeaderObject(buf: Buffer, at: number, length: number): boolean {
     return false;
   }
 }
+
+/** Still known to its process: not answered, cancelled or timed out, nor the process gone. */
+const isLiveReceive = (w: ReceiveWaiter): boolean =>
+  !w.peer.terminated && w.peer.receives.get(w.request) === w;
 
 function flushAll(kernel: Kernel): void {
   kernel.flush();

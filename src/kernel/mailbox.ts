@@ -100,6 +100,11 @@ export class ReceiveWaiter {
   waiting = false;
   /** Told END while still holding untaken messages. */
   ended = false;
+  /**
+   * The process this receive names (`sel.from`) has terminated, or never was: nothing more can
+   * come from it, so once nothing of its is left queued the receive ends with ESRCH.
+   */
+  senderGone = false;
   timer: NodeJS.Timeout | null = null;
   // Delivered, not yet taken, in delivery order: a ring of parallel arrays, no object per
   // message and no shifting. An entry is a run: messages lying back to back in one buffer,
@@ -910,6 +915,11 @@ export class Mailbox {
       host.replyEnd(w.peer, w.request);
       return;
     }
+    if (got === 0 && w.senderGone) {
+      w.peer.receives.delete(w.request);
+      host.replyError(w.peer, w.request, 'ESRCH', this.senderGoneMessage(w), this);
+      return;
+    }
     if (got === 0 && (w.flags & ReceiveFlag.NOWAIT) !== 0) {
       w.peer.receives.delete(w.request);
       const b = w.peer.writer;
@@ -1272,6 +1282,27 @@ export class Mailbox {
     w.peer.receives.delete(w.request);
     if (!w.peer.terminated)
       this.host.replyError(w.peer, w.request, 'ETIMEDOUT', `receive from ${this.label} timed out`, this);
+  }
+
+  /**
+   * Ends w with ESRCH if the process it receives from is gone and nothing of that process's is
+   * left queued here: no message could ever satisfy it, so it must not wait for its timeout (or,
+   * a stream, for ever). What w holds untaken stays with it, as when a mailbox is removed: the
+   * process still reads those, then the error. Returns true if w ended.
+   */
+  endIfSenderGone(w: ReceiveWaiter): boolean {
+    if (!w.senderGone || !w.waiting) return false;
+    this.host.slab.settle();
+    if (this.store.first(w.sel) !== -1) return false;
+    this.stopWaiting(w);
+    if (w.inflight > 0) w.ended = true;
+    else w.peer.receives.delete(w.request);
+    if (!w.peer.terminated) this.host.replyError(w.peer, w.request, 'ESRCH', this.senderGoneMessage(w), this);
+    return true;
+  }
+
+  private senderGoneMessage(w: ReceiveWaiter): string {
+    return `process ${w.sel.from} has terminated (or never was) and nothing from it is left in ${this.label}`;
   }
 
   /** Ends a receive with an error: it stops waiting and gives back what it holds. */

@@ -1,0 +1,144 @@
+// A receive that names its sender (`from`) can only be satisfied by that process. Once it has
+// terminated, and nothing of its is left queued, the receive ends with ESRCH: it must not wait
+// for its timeout, or for ever, for a message that cannot come. What the sender left queued is
+// still received first.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { connect, NoProcessError, type PostboxProcess } from '../src/client/mod.js';
+import { startAgent } from './helpers/agent.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+
+let kernel: TestKernel;
+const procs: PostboxProcess[] = [];
+let seq = 0;
+const boxName = (): string => `from-${++seq}`;
+
+before(async () => {
+  kernel = await startTestKernel();
+});
+after(async () => {
+  for (const p of procs) await p.close();
+  assert.equal(await kernel.stop(), 0);
+});
+
+async function join(): Promise<PostboxProcess> {
+  const p = await connect({ socket: kernel.socket });
+  procs.push(p);
+  return p;
+}
+
+const isESRCH = (err: unknown): boolean => err instanceof NoProcessError && err.code === 'ESRCH';
+
+test('a receive waiting on a sender that exits ends with ESRCH, not at its timeout', async () => {
+  const [me, sender, other] = [await join(), await join(), await join()];
+  const name = boxName();
+  const box = await me.createMailbox(name, { mode: 0o666 });
+  const fromOther = await other.openMailbox(name);
+  // No timeout: before, this waited for ever.
+  const ended = assert.rejects(box.receive({ from: sender.id }), isESRCH);
+  await fromOther.send('not from the sender');
+  await sender.close();
+  await ended;
+  // The other process's message was not taken by the ended receive.
+  assert.equal((await box.receive({ nowait: true }))?.body, 'not from the sender');
+});
+
+test('what the sender left queued is received first, then ESRCH at once (also nowait)', async () => {
+  const [me, sender] = [await join(), await join()];
+  const name = boxName();
+  const box = await me.createMailbox(name, { mode: 0o666 });
+  const out = await sender.openMailbox(name);
+  await out.send('one');
+  await out.send('two');
+  const id = sender.id;
+  await sender.close();
+  assert.equal((await box.receive({ from: id }))?.body, 'one');
+  assert.equal((await box.receive({ from: id, timeout: 60_000 }))?.body, 'two');
+  await assert.rejects(box.receive({ from: id, timeout: 60_000 }), isESRCH);
+  await assert.rejects(box.receive({ from: id, nowait: true }), isESRCH);
+});
+
+test('a receive from a process id nobody has is ESRCH at once', async () => {
+  const me = await join();
+  const box = await me.createMailbox(boxName());
+  await assert.rejects(box.receive({ from: 0x7fff_fff0 }), (err: unknown) => {
+    assert.ok(isESRCH(err), String(err));
+    assert.match((err as Error).message, /2147483632 has terminated \(or never was\)/);
+    return true;
+  });
+});
+
+test('a stream from a sender that exits yields all it sent, then fails with ESRCH', async () => {
+  const [me, sender] = [await join(), await join()];
+  const name = boxName();
+  const box = await me.createMailbox(name, { mode: 0o666 });
+  const out = await sender.openMailbox(name);
+  // A small prefetch: part of what was sent is still queued in the kernel when the sender goes.
+  const stream = box.messages({ from: sender.id, prefetch: 2 });
+  await out.sendMany(['a', 'b', 'c', 'd', 'e']);
+  await sender.close();
+  const got: unknown[] = [];
+  await assert.rejects(async () => {
+    for await (const m of stream) got.push(m.body);
+  }, isESRCH);
+  assert.deepEqual(got, ['a', 'b', 'c', 'd', 'e']);
+  assert.equal((await box.stat()).count, 0);
+
+  // All five pushed before the sender goes, and the error in before the loop starts: the takes of
+  // what is yielded after the error must still reach the kernel, or they stay in flight for ever.
+  const sender2 = await join();
+  const out2 = await sender2.openMailbox(name);
+  await out2.sendMany(['v', 'w', 'x', 'y', 'z']);
+  const stream2 = box.messages({ from: sender2.id, prefetch: 8 });
+  await sender2.close();
+  assert.equal((await box.stat()).inflight, 5); // in order: the ESRCH is in too
+  const got2: unknown[] = [];
+  await assert.rejects(async () => {
+    for await (const m of stream2) got2.push(m.body);
+  }, isESRCH);
+  assert.deepEqual(got2, ['v', 'w', 'x', 'y', 'z']);
+  const st = await box.stat();
+  assert.deepEqual([st.count, st.inflight], [0, 0]);
+});
+
+test('leaving such a stream early gives back what it had not yielded, even after the error came', async () => {
+  const [me, sender] = [await join(), await join()];
+  const name = boxName();
+  const box = await me.createMailbox(name, { mode: 0o666 });
+  const out = await sender.openMailbox(name);
+  await out.sendMany(['a', 'b', 'c', 'd', 'e']);
+  const stream = box.messages({ from: sender.id, prefetch: 8 });
+  await sender.close();
+  // Answers come in order: once this stat is back, so are all five messages and the ESRCH.
+  assert.equal((await box.stat()).inflight, 5);
+  const got: unknown[] = [];
+  for await (const m of stream) {
+    got.push(m.body);
+    if (got.length === 2) break;
+  }
+  assert.deepEqual(got, ['a', 'b']);
+  const rest: unknown[] = [];
+  for (let m = await box.receive({ timeout: 10_000 }); ; m = await box.receive({ nowait: true })) {
+    if (m === null) break;
+    rest.push(m.body);
+  }
+  assert.deepEqual(rest, ['c', 'd', 'e']);
+  const st = await box.stat();
+  assert.deepEqual([st.count, st.inflight], [0, 0]);
+});
+
+test('on an inbox, from a process that is killed: ESRCH, and the kernel carries on', async () => {
+  const me = await join();
+  const agent = await startAgent(kernel.env);
+  await agent.do({ cmd: 'send', to: me.id, body: 'hello' });
+  assert.equal((await me.receive({ from: agent.pid }))?.body, 'hello');
+  const ended = assert.rejects(me.receive({ from: agent.pid, timeout: 120_000 }), isESRCH);
+  await agent.kill('SIGKILL');
+  await ended;
+  // Receives from a live process are untouched by another's end.
+  const friend = await join();
+  const fromFriend = me.receive({ from: friend.id });
+  await friend.send(me.id, 'still here');
+  assert.equal((await fromFriend)?.body, 'still here');
+});
