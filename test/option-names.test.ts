@@ -200,6 +200,23 @@ describe('through a kernel', () => {
     assert.throws(() => box.messages({ signal: 'x' } as never), einval);
     await assert.rejects(p.monitor(other.id, { signal: 5 } as never), einval);
     await assert.rejects(box.send((() => 1) as never), einval, 'a function is not a body');
+    // except and truncate qualify type and maxSize; alone they were ignored (except: true took
+    // the first message of any type). 'yes' and 1 were read as false.
+    await assert.rejects(box.receive({ except: true, nowait: true }), /except needs a positive type/);
+    await assert.rejects(box.receive({ except: true, type: -3, nowait: true }), einval);
+    await assert.rejects(box.receive({ truncate: true, nowait: true }), /truncate needs maxSize/);
+    await assert.rejects(box.receive({ nowait: 1 } as never), /nowait must be true or false, not number 1/);
+    await assert.rejects(box.receive({ except: 'yes', type: 2 } as never), einval);
+    assert.throws(() => box.messages({ except: true }), einval);
+    assert.throws(() => box.batches({ truncate: true }), einval);
+    // Iterators checked nothing: a type of 'abc' was written as 0 (any type), a negative maxSize
+    // threw a RangeError from deep in the frame writer.
+    assert.throws(
+      () => box.messages({ type: 'abc' } as never),
+      /type must be an integer, not the string 'abc'/,
+    );
+    assert.throws(() => box.messages({ maxSize: -1 }), einval);
+    assert.throws(() => p.messages({ type: 1.5 }), einval);
     // NaN went as JSON null, read as unbounded; 1 and 'yes' were read as false.
     await assert.rejects(p.createMailbox('opt-g', { capacity: Number.NaN }), einval);
     await assert.rejects(p.createMailbox('opt-g', { system: 1 } as never), einval);

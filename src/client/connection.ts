@@ -42,7 +42,7 @@ import { FrameWriter } from '../transport/frame-writer.js';
 import { ReadArena } from '../transport/read-arena.js';
 import { AckQueue } from './ack-queue.js';
 import { Message } from './message.js';
-import { type OptionNames, unknownOption } from './option-names.js';
+import { describeValue, type OptionNames, unknownOption } from './option-names.js';
 import { badSignal } from './option-values.js';
 import { SendPromise } from './send-promise.js';
 
@@ -105,7 +105,7 @@ export const SEND_OPTIONS: OptionNames<SendOptions> = {
 export interface ReceiveOptions {
   /** System V msgrcv selection: 0 any, > 0 that type, < 0 the lowest type ≤ |type|. */
   type?: number;
-  /** With a positive type: the first message not of that type (MSG_EXCEPT). */
+  /** With a positive type: the first message not of that type (MSG_EXCEPT). EINVAL without one. */
   except?: boolean;
   /** Return null at once if nothing matches. */
   nowait?: boolean;
@@ -115,7 +115,7 @@ export interface ReceiveOptions {
   signal?: AbortSignal;
   /** Largest body accepted; a larger message is E2BIG and stays queued unless `truncate`. */
   maxSize?: number;
-  /** Cut a larger body to maxSize and consume it (MSG_NOERROR). */
+  /** Cut a larger body to maxSize and consume it (MSG_NOERROR). EINVAL without maxSize. */
   truncate?: boolean;
 }
 
@@ -1110,9 +1110,23 @@ function flushConnection(conn: Connection): void {
   conn.flush();
 }
 
+/** Checks a receive's (or an iterator's) selection and limits; the error names the first bad one. */
 function checkReceiveOptions(o: ReceiveOptions): PostboxError | null {
   if (o.type !== undefined && !Number.isSafeInteger(o.type))
-    return new InvalidArgumentError(`type must be an integer, not ${o.type}`);
+    return new InvalidArgumentError(`type must be an integer, not ${describeValue(o.type)}`);
+  for (const flag of RECEIVE_FLAGS) {
+    const v = o[flag];
+    if (v !== undefined && typeof v !== 'boolean')
+      return new InvalidArgumentError(`${flag} must be true or false, not ${describeValue(v)}`);
+  }
+  // Both only qualify another option; alone they would be ignored, and the caller surely
+  // meant something by them.
+  if (o.except === true && !(o.type !== undefined && o.type > 0))
+    return new InvalidArgumentError(
+      'except needs a positive type: it selects the first message not of that type',
+    );
+  if (o.truncate === true && o.maxSize === undefined)
+    return new InvalidArgumentError('truncate needs maxSize: it cuts a message longer than maxSize to it');
   if (
     o.timeout !== undefined &&
     (!Number.isInteger(o.timeout) || o.timeout < 0 || o.timeout > MAX_TIMEOUT_MS)
@@ -1129,5 +1143,7 @@ function checkReceiveOptions(o: ReceiveOptions): PostboxError | null {
   }
   return null;
 }
+
+const RECEIVE_FLAGS = ['except', 'nowait', 'truncate'] as const;
 
 export { checkReceiveOptions };

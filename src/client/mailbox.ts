@@ -1,11 +1,12 @@
 import { ClosedError, InvalidArgumentError, type PostboxError } from '../protocol/errors.js';
-import type {
-  Connection,
-  ReceiveOptions,
-  SendManyResult,
-  SendOptions,
-  SendResult,
-  StreamSink,
+import {
+  type Connection,
+  checkReceiveOptions,
+  type ReceiveOptions,
+  type SendManyResult,
+  type SendOptions,
+  type SendResult,
+  type StreamSink,
 } from './connection.js';
 import type { Message } from './message.js';
 import { checkOptions, type OptionNames, unknownOption } from './option-names.js';
@@ -135,6 +136,8 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     this.onEnd = onEnd;
     const badSender = badFrom(options.from, 'messages()');
     if (badSender !== null) throw badSender;
+    const badSelection = checkReceiveOptions(options);
+    if (badSelection !== null) throw badSelection;
     const credit = options.prefetch ?? 256;
     if (!Number.isSafeInteger(credit) || credit < 1)
       throw new InvalidArgumentError(`prefetch must be a whole number of messages, not ${String(credit)}`);

@@ -346,10 +346,11 @@ class Face {
       const mb = await this.mailbox(msqid);
       const m = await mb.receive({
         type: msgtyp,
-        except: (flags & MSG_EXCEPT) !== 0,
+        // Linux ignores MSG_EXCEPT unless msgtyp > 0, and MSG_NOERROR without a size limit.
+        except: (flags & MSG_EXCEPT) !== 0 && msgtyp > 0,
         nowait: (flags & IPC_NOWAIT) !== 0,
         ...(maxsize < NO_MAX_SIZE ? { maxSize: maxsize } : {}),
-        truncate: (flags & MSG_NOERROR) !== 0,
+        truncate: (flags & MSG_NOERROR) !== 0 && maxsize < NO_MAX_SIZE,
         ...(options?.signal !== undefined ? { signal: options.signal } : {}),
       });
       if (m === null)
