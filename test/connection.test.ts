@@ -370,6 +370,39 @@ test('a connection is a Duplex: a file piped through an echo server comes back t
   }
 });
 
+test("an exception from a 'data' listener is the application's, as on a net.Socket: raised, and reading goes on", async () => {
+  // It was caught inside the connection's read loop and kept as a read error nobody was waiting
+  // for: nothing was raised, and the Duplex stopped reading after that chunk.
+  const run = async (mode: string): Promise<{ code: number | null; out: string; err: string }> => {
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('./fixtures/conn-data-throws.js', import.meta.url)), mode],
+      { env: kernel.env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => {
+      out += b;
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      err += b;
+    });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    return { code, out, err };
+  };
+  const handled = await run('handled');
+  assert.equal(handled.code, 0, handled.err);
+  assert.deepEqual(JSON.parse(handled.out), {
+    seen: ['one', 'two', 'three', 'four'],
+    thrown: ['a bug in the listener'],
+    errors: [],
+  });
+  const unhandled = await run('unhandled');
+  assert.equal(unhandled.code, 1, 'the process dies of it');
+  assert.match(unhandled.err, /a bug in the listener/);
+  assert.equal(unhandled.out, '');
+});
+
 test('dialing a port with no listener fails at once with ECONNREFUSED', async () => {
   const t0 = Date.now();
   await assert.rejects(dial(me, 'nobody-here'), (err: PostboxError) => {

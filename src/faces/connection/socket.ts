@@ -433,7 +433,17 @@ export class Connection extends Duplex {
           this.push(null);
           return;
         }
-        if (this.push(m.data)) this.#pump();
+        let more: boolean;
+        try {
+          more = this.push(m.data);
+        } catch (err) {
+          // A 'data' listener threw (push calls it). As from a net.Socket's listener, that is
+          // the application's uncaught exception, not this connection's failure: raise it on
+          // its own, and keep reading for a process that survives it.
+          process.nextTick(rethrow, err);
+          more = !this.destroyed && this.readableLength < this.readableHighWaterMark;
+        }
+        if (more) this.#pump();
         else this.#pumping = false;
       },
       reject: (err) => {
@@ -663,4 +673,8 @@ function settledWriting(stream: Duplex, timeout: number | undefined): Promise<vo
     stream.on('close', done);
     if (timeout !== undefined) timer = setTimeout(done, timeout);
   });
+}
+
+function rethrow(err: unknown): never {
+  throw err;
 }
