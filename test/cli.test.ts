@@ -221,6 +221,39 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
   assert.match(big.stderr, /over the kernel's limit of 65536 \(EINVAL\)/);
 });
 
+test('a number flag given something else names the flag and the value in one line, and nothing is sent', async () => {
+  assert.equal((await run(['create', 'numbers'])).code, 0);
+  const cases: [string[], string][] = [
+    [['send', 'numbers', 'hi', '--type', 'abc'], "--type must be a positive whole number, not 'abc'"],
+    [
+      ['send', 'numbers', 'hi', '--priority', 'x'],
+      "--priority must be a whole number from 0 to 32767, not 'x'",
+    ],
+    [
+      ['send', 'numbers', 'hi', '--timeout', 'x'],
+      "--timeout must be a whole number from 0 to 4294967295, not 'x'",
+    ],
+    [['send', 'numbers', '--type', 'abc'], "--type must be a positive whole number, not 'abc'"],
+    // recv --type has no lower bound: the words must not show one.
+    [['recv', 'numbers', '--type', 'abc'], "--type must be a whole number, not 'abc'"],
+    [['recv', 'numbers', '--count', 'x'], "--count must be a positive whole number, not 'x'"],
+    [['recv', 'numbers', '--timeout', 'x'], "--timeout must be a whole number from 0 to 4294967295, not 'x'"],
+  ];
+  const results = await Promise.all(cases.map(([args]) => run(args, { input: 'from stdin\n' })));
+  for (const [i, r] of results.entries()) {
+    const [args, message] = cases[i]!;
+    const command = args[0]!;
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(
+      r.stderr,
+      `postbox: ${message}\nRun 'postbox ${command} --help' for usage.\n`,
+      args.join(' '),
+    );
+  }
+  const mb = await mailboxNamed('numbers');
+  assert.equal(mb?.sent, 0, 'nothing was sent');
+});
+
 test('"kernel not running" says how to start one', async () => {
   const socket = '/nonexistent/postbox/k.sock';
   const r = await run(['ls'], { env: cliEnv({ POSTBOX_SOCKET: socket }) });

@@ -63,18 +63,19 @@ export function parseInteger(
 ): number | undefined {
   if (value === undefined) return undefined;
   const n = /^[-+]?\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    const range =
-      max === Number.MAX_SAFE_INTEGER
-        ? min === 0
-          ? 'a whole number'
-          : min === 1
-            ? 'a positive whole number'
-            : `a whole number from ${min}`
-        : `a whole number from ${min} to ${max}`;
-    throw new UsageError(`--${flag} must be ${range}, not '${value}'`);
-  }
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw new UsageError(`--${flag} must be ${wholeNumbers(min, max)}, not '${value}'`);
   return n;
+}
+
+/** Words for a range of whole numbers; the safe-integer bounds mean "no bound", not a number to show. */
+function wholeNumbers(min: number, max: number): string {
+  const noMin = min === Number.MIN_SAFE_INTEGER;
+  if (max === Number.MAX_SAFE_INTEGER) {
+    if (noMin || min === 0) return 'a whole number';
+    return min === 1 ? 'a positive whole number' : `a whole number from ${min}`;
+  }
+  return noMin ? `a whole number up to ${max}` : `a whole number from ${min} to ${max}`;
 }
 
 /** Bytes: `4096`, `64K`, `1M`, `2G` (powers of 1024). */
