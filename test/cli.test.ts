@@ -238,6 +238,12 @@ test('a number flag given something else names the flag and the value in one lin
     [['recv', 'numbers', '--type', 'abc'], "--type must be a whole number, not 'abc'"],
     [['recv', 'numbers', '--count', 'x'], "--count must be a positive whole number, not 'x'"],
     [['recv', 'numbers', '--timeout', 'x'], "--timeout must be a whole number from 0 to 4294967295, not 'x'"],
+    // A value led by a dash is the flag's value, not node's three-line 'ambiguous' refusal.
+    [['recv', 'numbers', '--type', '-x'], "--type must be a whole number, not '-x'"],
+    [
+      ['send', 'numbers', 'hi', '--priority', '-v'],
+      "--priority must be a whole number from 0 to 32767, not '-v'",
+    ],
   ];
   const results = await Promise.all(cases.map(([args]) => run(args, { input: 'from stdin\n' })));
   for (const [i, r] of results.entries()) {

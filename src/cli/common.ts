@@ -21,15 +21,17 @@ export const connectionHelp = `  --socket PATH        the kernel's Unix socket (
 `;
 
 /**
- * node:util parseArgs takes `--type -2` for a missing value followed by an option; joins such
- * numeric values to their option (`--type=-2`) so negative numbers read naturally.
+ * node:util parseArgs takes `--type -2` for a missing value followed by an option, and refuses it
+ * in three lines that do not show the value. Joins a value led by one dash to its numeric option
+ * (`--type=-2`), so negative numbers read naturally and a bad one (`--type -x`) is named in the
+ * number's own one-line error.
  */
-export function joinNegativeNumbers(argv: string[], options: string[]): string[] {
+export function joinDashedValues(argv: string[], options: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const next = argv[i + 1];
-    if (a.startsWith('--') && options.includes(a.slice(2)) && next !== undefined && /^-\d+$/.test(next)) {
+    if (a.startsWith('--') && options.includes(a.slice(2)) && next !== undefined && /^-[^-]/.test(next)) {
       out.push(`${a}=${next}`);
       i++;
     } else {

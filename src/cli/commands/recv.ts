@@ -8,7 +8,7 @@ import {
   connectionHelp,
   connectionOptions,
   findMailbox,
-  joinNegativeNumbers,
+  joinDashedValues,
   parseInteger,
   positionals,
   withProcess,
@@ -57,7 +57,7 @@ ${exitCodesHelp}`;
 
 export async function recvCommand(argv: string[]): Promise<number> {
   const { values, positionals: rest } = parseArgs({
-    args: joinNegativeNumbers(argv, ['type', 'count', 'timeout']),
+    args: joinDashedValues(argv, ['type', 'count', 'timeout']),
     options: {
       ...connectionOptions,
       type: { type: 'string' },

@@ -7,7 +7,7 @@ import {
   connectionHelp,
   connectionOptions,
   findMailbox,
-  joinNegativeNumbers,
+  joinDashedValues,
   parseInteger,
   positionals,
   withProcess,
@@ -45,7 +45,7 @@ const WINDOW = 4096;
 
 export async function sendCommand(argv: string[]): Promise<number> {
   const { values, positionals: rest } = parseArgs({
-    args: joinNegativeNumbers(argv, ['type', 'priority', 'timeout']),
+    args: joinDashedValues(argv, ['type', 'priority', 'timeout']),
     options: {
       ...connectionOptions,
       type: { type: 'string' },
