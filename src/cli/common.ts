@@ -42,17 +42,11 @@ export function joinDashedValues(argv: string[], options: string[]): string[] {
 }
 
 /** Checks the number of positional arguments. */
-export function positionals(
-  given: string[],
-  names: string[],
-  command: string,
-  optional = 0,
-): (string | undefined)[] {
+export function positionals(given: string[], names: string[], optional = 0): (string | undefined)[] {
   const required = names.length - optional;
   if (given.length < required)
-    throw new UsageError(`postbox ${command} needs ${names.slice(given.length, required).join(' and ')}`);
-  if (given.length > names.length)
-    throw new UsageError(`postbox ${command}: unexpected argument '${given[names.length]}'`);
+    throw new UsageError(`missing ${names.slice(given.length, required).join(' and ')}`);
+  if (given.length > names.length) throw new UsageError(`unexpected argument '${given[names.length]}'`);
   return names.map((_, i) => given[i]);
 }
 

@@ -3,6 +3,7 @@ import { defaultLimits, type KernelLimits } from '../kernel/limits.js';
 import { KernelRunningError, startKernel } from '../kernel/server.js';
 import { parseTcpUrl } from '../transport/address.js';
 import { parseBytes } from './common.js';
+import { printDiagnostic } from './diagnostic.js';
 import { UsageError } from './usage-error.js';
 
 export const kernelHelp = `Usage: postbox kernel [options]
@@ -79,7 +80,7 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     }
   }
   const quiet = values.quiet === true;
-  const log = quiet ? undefined : (line: string) => process.stderr.write(`postbox kernel: ${line}\n`);
+  const log = quiet ? undefined : (line: string) => printDiagnostic('kernel', line);
   let running: Awaited<ReturnType<typeof startKernel>>;
   try {
     running = await startKernel({
@@ -90,14 +91,14 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     });
   } catch (err) {
     if (err instanceof KernelRunningError) {
-      process.stderr.write(`postbox kernel: ${err.message}\n`);
+      printDiagnostic('kernel', err.message);
       return 1;
     }
     // The socket or the port could not be had (EADDRINUSE, EACCES, a folder that is not
     // there): one line that says which, as for every other error of the command line.
     const code = (err as NodeJS.ErrnoException).code;
     if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
-      process.stderr.write(`postbox kernel: cannot listen: ${(err as Error).message}\n`);
+      printDiagnostic('kernel', `cannot listen: ${(err as Error).message}`);
       return 1;
     }
     throw err;
