@@ -9,7 +9,9 @@ const path = process.argv[2] ?? '/tmp/myshm';
 const input = process.argv[3] ?? fileURLToPath(new URL('./msgsnd.txt', import.meta.url));
 closeSync(openSync(path, 'a')); // the "shared file object" ftok needs
 const key = await ftok(path, 0x27);
-console.log(`IPC key = 0x${key.toString(16)}`);
+// key_t is signed: a project id of 0x80 or more gives a negative number. Print the 32 bits as
+// unsigned hex, 8 digits, as \`postbox ls\` and ipcs show keys.
+console.log(`IPC key = 0x${(key >>> 0).toString(16).padStart(8, '0')}`);
 const msqid = await msgget(key, IPC_CREAT | 0o666);
 let sent = 0;
 for (const line of readFileSync(input, 'utf8').split('\n')) {

@@ -200,7 +200,7 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
     [['recv', 'x', '--all', '--follow'], /one of --count, --all and --follow/],
     [['recv', 'x', '--except'], /--except needs --type/],
     [['recv', 'x', '--count', '0'], /--count must be a positive whole number/],
-    [['send'], /needs NAME/],
+    [['send'], /missing NAME/],
     [['send', 'x', 'a', 'b'], /unexpected argument 'b'/],
     [['send', 'x', '--priority', '40000'], /--priority must be a whole number from 0 to 32767/],
     [['fifo', 'peek', 'x'], /'read' or 'write'/],
@@ -213,12 +213,55 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, message, args.join(' '));
     assert.match(r.stderr, /Run 'postbox( \w+)? --help' for usage/, args.join(' '));
+    // Every error line names the command it comes from (none yet for an unknown command).
+    const prefix = args[0] === 'nosuchcommand' ? 'postbox: ' : `postbox ${args[0]}: `;
+    assert.ok(r.stderr.startsWith(prefix), `${args.join(' ')}: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /postbox \w+:? postbox/, args.join(' '));
     noStack(r);
   }
   // An argument only the kernel can judge is a usage error too (EINVAL).
   const big = await run(['create', 'toolarge', '--max-size', '1M']);
   assert.equal(big.code, 2, big.stderr);
   assert.match(big.stderr, /over the kernel's limit of 65536 \(EINVAL\)/);
+});
+
+test('a number flag given something else names the flag and the value in one line, and nothing is sent', async () => {
+  assert.equal((await run(['create', 'numbers'])).code, 0);
+  const cases: [string[], string][] = [
+    [['send', 'numbers', 'hi', '--type', 'abc'], "--type must be a positive whole number, not 'abc'"],
+    [
+      ['send', 'numbers', 'hi', '--priority', 'x'],
+      "--priority must be a whole number from 0 to 32767, not 'x'",
+    ],
+    [
+      ['send', 'numbers', 'hi', '--timeout', 'x'],
+      "--timeout must be a whole number from 0 to 4294967295, not 'x'",
+    ],
+    [['send', 'numbers', '--type', 'abc'], "--type must be a positive whole number, not 'abc'"],
+    // recv --type has no lower bound: the words must not show one.
+    [['recv', 'numbers', '--type', 'abc'], "--type must be a whole number, not 'abc'"],
+    [['recv', 'numbers', '--count', 'x'], "--count must be a positive whole number, not 'x'"],
+    [['recv', 'numbers', '--timeout', 'x'], "--timeout must be a whole number from 0 to 4294967295, not 'x'"],
+    // A value led by a dash is the flag's value, not node's three-line 'ambiguous' refusal.
+    [['recv', 'numbers', '--type', '-x'], "--type must be a whole number, not '-x'"],
+    [
+      ['send', 'numbers', 'hi', '--priority', '-v'],
+      "--priority must be a whole number from 0 to 32767, not '-v'",
+    ],
+  ];
+  const results = await Promise.all(cases.map(([args]) => run(args, { input: 'from stdin\n' })));
+  for (const [i, r] of results.entries()) {
+    const [args, message] = cases[i]!;
+    const command = args[0]!;
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(
+      r.stderr,
+      `postbox ${command}: ${message}\nRun 'postbox ${command} --help' for usage.\n`,
+      args.join(' '),
+    );
+  }
+  const mb = await mailboxNamed('numbers');
+  assert.equal(mb?.sent, 0, 'nothing was sent');
 });
 
 test('"kernel not running" says how to start one', async () => {
@@ -452,7 +495,7 @@ test('exit codes: 3 empty or full, 4 no such mailbox, 5 permission denied, 6 tim
   assert.equal(fewer.code, 3);
   const timedOut = await run(['recv', 'full', '--timeout', '100']);
   assert.equal(timedOut.code, 6);
-  assert.match(timedOut.stderr, /receive from mailbox 'full' timed out \(ETIMEDOUT\)/);
+  assert.equal(timedOut.stderr, "postbox recv: receive from mailbox 'full' timed out (ETIMEDOUT)\n");
 
   for (const args of [
     ['recv', 'nosuch'],
@@ -462,7 +505,7 @@ test('exit codes: 3 empty or full, 4 no such mailbox, 5 permission denied, 6 tim
   ]) {
     const r = await run(args);
     assert.equal(r.code, 4, `${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, /no mailbox/);
+    assert.match(r.stderr, new RegExp(`^postbox ${args[0]}: no mailbox .*\\(ENOENT\\)\n$`));
     noStack(r);
   }
   const noProcess = await run(['recv', 'full', '--from', 'nobody-by-that-name', '--nowait']);

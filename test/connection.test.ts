@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import {
   createReadStream,
   createWriteStream,
@@ -526,8 +527,11 @@ test('a process may dial its own port; a reset reaches the peer; closing a port 
   assert.equal((await b.receive({ timeout: 5000 }))?.text(), 'ping');
   // Destroying with an error tells the peer why, after the data before it.
   await b.send('last');
-  b.on('error', () => {});
-  b.destroy(new Error('out of patience'));
+  // Locally, as on any Node stream, destroy(err) emits 'error' with that very err (docs/connections.md).
+  const why = new Error('out of patience');
+  const emitted = once(b, 'error');
+  b.destroy(why);
+  assert.equal((await emitted)[0], why);
   assert.equal((await a.receive({ timeout: 5000 }))?.text(), 'last');
   await assert.rejects(a.receive({ timeout: 5000 }), (err: PostboxError) => {
     assert.equal(err.code, 'ECONNRESET');

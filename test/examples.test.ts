@@ -1,11 +1,12 @@
 /** Every example in examples/ runs with one command against a real kernel and does what it says. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ftok } from '../src/faces/sysv.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
 
 const examples = fileURLToPath(new URL('../../examples/', import.meta.url));
@@ -134,6 +135,52 @@ test('System V by type, as in the lecture: ten crew names, type 2 until ENOMSG, 
       '1 Riley',
     ]);
     assert.match(rest.out, /number of messages remaining = 0/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** The `$ node examples/… /tmp/myshm …` commands of docs/sysv.md's transcript, each with what it prints. */
+function sysvTranscript(): { file: string; args: string[]; lines: string[] }[] {
+  const doc = readFileSync(new URL('../../docs/sysv.md', import.meta.url), 'utf8');
+  const block = /## The lecture's example[\s\S]*?```\n([\s\S]*?)```/.exec(doc)?.[1];
+  assert.ok(block !== undefined, "docs/sysv.md has a transcript under 'The lecture's example'");
+  const runs: { file: string; args: string[]; lines: string[] }[] = [];
+  let current: { file: string; args: string[]; lines: string[] } | null = null;
+  for (const line of block.trimEnd().split('\n')) {
+    if (line.startsWith('$ ')) {
+      const m = /^\$ node examples\/(\S+) \/tmp\/myshm ?(.*)$/.exec(line);
+      current = m === null ? null : { file: m[1]!, args: m[2] === '' ? [] : m[2]!.split(' '), lines: [] };
+      if (current !== null) runs.push(current);
+    } else {
+      current?.lines.push(line);
+    }
+  }
+  return runs;
+}
+
+test("docs/sysv.md's transcript is what the System V examples print, but for the key", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-sysv-doc-'));
+  const file = join(dir, 'myshm');
+  try {
+    const runs = sysvTranscript();
+    assert.deepEqual(
+      runs.map((r) => r.file),
+      ['sysv-msgsnd.mjs', 'sysv-msgrcv.mjs', 'sysv-msgrcv.mjs'],
+    );
+    for (const { file: example, args, lines } of runs) {
+      const r = await run(example, [file, ...args]);
+      assert.equal(r.code, 0, r.err);
+      const out = r.out.trimEnd().split('\n');
+      if (example === 'sysv-msgsnd.mjs') {
+        // The key comes from the file's inode and device; it is printed as unsigned hex.
+        const key = (await ftok(file, 0x27)) >>> 0;
+        assert.equal(out[0], `IPC key = 0x${key.toString(16).padStart(8, '0')}`);
+        assert.match(lines[0]!, /^IPC key = 0x[0-9a-f]{8}$/);
+        out[0] = lines[0]!;
+      }
+      assert.deepEqual(out, lines, `${example} ${args.join(' ')}`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

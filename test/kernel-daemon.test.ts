@@ -114,11 +114,35 @@ test('with --listen and no POSTBOX_TOKEN the kernel writes a private token file 
   }
 });
 
+test('byte limits take K, M and G like postbox create --max-size', async () => {
+  const k = await startTestKernel({
+    args: ['--max-message-size', '64K', '--max-mailbox-bytes', '1M', '--max-total-bytes', '2G'],
+  });
+  try {
+    const p = await connect({ socket: k.socket });
+    assert.equal(p.limits.maxMessageSize, 64 * 1024);
+    assert.equal(p.limits.maxMailboxBytes, 1024 ** 2);
+    assert.equal(p.limits.maxTotalBytes, 2 * 1024 ** 3);
+    await p.close();
+  } finally {
+    await k.stop();
+  }
+});
+
 test('command-line mistakes are usage errors (exit 2) without a stack trace', async () => {
-  const r = await run(['kernel', '--max-message-size', 'lots']);
-  assert.equal(r.code, 2);
-  assert.match(r.stderr, /--max-message-size must be a positive whole number/);
-  assert.doesNotMatch(r.stderr, /\n\s+at /);
+  for (const flag of ['--max-message-size', '--max-mailbox-bytes', '--max-total-bytes']) {
+    const r = await run(['kernel', flag, 'lots']);
+    assert.equal(r.code, 2, flag);
+    // The same words as postbox create's byte flags.
+    assert.match(
+      r.stderr,
+      new RegExp(`${flag} must be a positive number of bytes such as 4096 or 64K, not 'lots'`),
+    );
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  }
+  const count = await run(['kernel', '--max-mailboxes', '10K']);
+  assert.equal(count.code, 2);
+  assert.match(count.stderr, /--max-mailboxes must be a positive whole number, not '10K'/);
   const u = await run(['frobnicate']);
   assert.equal(u.code, 2);
   assert.match(u.stderr, /unknown command 'frobnicate'/);

@@ -21,15 +21,17 @@ export const connectionHelp = `  --socket PATH        the kernel's Unix socket (
 `;
 
 /**
- * node:util parseArgs takes `--type -2` for a missing value followed by an option; joins such
- * numeric values to their option (`--type=-2`) so negative numbers read naturally.
+ * node:util parseArgs takes `--type -2` for a missing value followed by an option, and refuses it
+ * in three lines that do not show the value. Joins a value led by one dash to its numeric option
+ * (`--type=-2`), so negative numbers read naturally and a bad one (`--type -x`) is named in the
+ * number's own one-line error.
  */
-export function joinNegativeNumbers(argv: string[], options: string[]): string[] {
+export function joinDashedValues(argv: string[], options: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const next = argv[i + 1];
-    if (a.startsWith('--') && options.includes(a.slice(2)) && next !== undefined && /^-\d+$/.test(next)) {
+    if (a.startsWith('--') && options.includes(a.slice(2)) && next !== undefined && /^-[^-]/.test(next)) {
       out.push(`${a}=${next}`);
       i++;
     } else {
@@ -40,17 +42,11 @@ export function joinNegativeNumbers(argv: string[], options: string[]): string[]
 }
 
 /** Checks the number of positional arguments. */
-export function positionals(
-  given: string[],
-  names: string[],
-  command: string,
-  optional = 0,
-): (string | undefined)[] {
+export function positionals(given: string[], names: string[], optional = 0): (string | undefined)[] {
   const required = names.length - optional;
   if (given.length < required)
-    throw new UsageError(`postbox ${command} needs ${names.slice(given.length, required).join(' and ')}`);
-  if (given.length > names.length)
-    throw new UsageError(`postbox ${command}: unexpected argument '${given[names.length]}'`);
+    throw new UsageError(`missing ${names.slice(given.length, required).join(' and ')}`);
+  if (given.length > names.length) throw new UsageError(`unexpected argument '${given[names.length]}'`);
   return names.map((_, i) => given[i]);
 }
 
@@ -63,18 +59,19 @@ export function parseInteger(
 ): number | undefined {
   if (value === undefined) return undefined;
   const n = /^[-+]?\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    const range =
-      max === Number.MAX_SAFE_INTEGER
-        ? min === 0
-          ? 'a whole number'
-          : min === 1
-            ? 'a positive whole number'
-            : `a whole number from ${min}`
-        : `a whole number from ${min} to ${max}`;
-    throw new UsageError(`--${flag} must be ${range}, not '${value}'`);
-  }
+  if (!Number.isSafeInteger(n) || n < min || n > max)
+    throw new UsageError(`--${flag} must be ${wholeNumbers(min, max)}, not '${value}'`);
   return n;
+}
+
+/** Words for a range of whole numbers; the safe-integer bounds mean "no bound", not a number to show. */
+function wholeNumbers(min: number, max: number): string {
+  const noMin = min === Number.MIN_SAFE_INTEGER;
+  if (max === Number.MAX_SAFE_INTEGER) {
+    if (noMin || min === 0) return 'a whole number';
+    return min === 1 ? 'a positive whole number' : `a whole number from ${min}`;
+  }
+  return noMin ? `a whole number up to ${max}` : `a whole number from ${min} to ${max}`;
 }
 
 /** Bytes: `4096`, `64K`, `1M`, `2G` (powers of 1024). */

@@ -2,6 +2,8 @@ import { parseArgs } from 'node:util';
 import { defaultLimits, type KernelLimits } from '../kernel/limits.js';
 import { KernelRunningError, startKernel } from '../kernel/server.js';
 import { parseTcpUrl } from '../transport/address.js';
+import { parseBytes } from './common.js';
+import { printDiagnostic } from './diagnostic.js';
 import { UsageError } from './usage-error.js';
 
 export const kernelHelp = `Usage: postbox kernel [options]
@@ -17,6 +19,7 @@ Options:
   --max-message-size BYTES   largest message (default ${defaultLimits.maxMessageSize})
   --max-mailbox-bytes BYTES  default byte limit of a mailbox (default ${defaultLimits.maxMailboxBytes})
   --max-total-bytes BYTES    bytes queued in all mailboxes together (default ${defaultLimits.maxTotalBytes})
+                             (BYTES may end in K, M or G, powers of 1024: 64K, 4M, 8G)
   --max-mailboxes N          mailboxes at once (default ${defaultLimits.maxMailboxes})
   --max-processes N          connected processes at once (default ${defaultLimits.maxProcesses})
   --heartbeat-ms MS          TCP heartbeat interval; silent for 3 intervals = terminated (default ${defaultLimits.heartbeatMs})
@@ -26,16 +29,26 @@ Options:
 Examples:
   postbox kernel
   postbox kernel --socket /tmp/pb.sock --listen tcp://0.0.0.0:7420
+  postbox kernel --max-message-size 4M --max-total-bytes 8G
 `;
 
-const limitFlags: Record<string, keyof KernelLimits> = {
-  'max-message-size': 'maxMessageSize',
-  'max-mailbox-bytes': 'maxMailboxBytes',
-  'max-total-bytes': 'maxTotalBytes',
-  'max-mailboxes': 'maxMailboxes',
-  'max-processes': 'maxProcesses',
-  'heartbeat-ms': 'heartbeatMs',
+/** Each limit's flag, and how its value is read: sizes like `postbox create`'s, counts as numbers. */
+const limitFlags: Record<string, { key: keyof KernelLimits; bytes: boolean }> = {
+  'max-message-size': { key: 'maxMessageSize', bytes: true },
+  'max-mailbox-bytes': { key: 'maxMailboxBytes', bytes: true },
+  'max-total-bytes': { key: 'maxTotalBytes', bytes: true },
+  'max-mailboxes': { key: 'maxMailboxes', bytes: false },
+  'max-processes': { key: 'maxProcesses', bytes: false },
+  'heartbeat-ms': { key: 'heartbeatMs', bytes: false },
 };
+
+/** A count or a time: a positive whole number. */
+function parseCount(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new UsageError(`--${flag} must be a positive whole number, not '${value}'`);
+  return n;
+}
 
 /** Runs the kernel until SIGINT/SIGTERM. */
 export async function kernelCommand(argv: string[]): Promise<number> {
@@ -55,13 +68,9 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const limits: Partial<KernelLimits> = {};
-  for (const [flag, key] of Object.entries(limitFlags)) {
-    const v = (values as Record<string, unknown>)[flag];
-    if (v === undefined) continue;
-    const n = Number(v);
-    if (!Number.isSafeInteger(n) || n <= 0)
-      throw new UsageError(`--${flag} must be a positive whole number, not '${String(v)}'`);
-    limits[key] = n;
+  for (const [flag, { key, bytes }] of Object.entries(limitFlags)) {
+    const v = (values as Record<string, string | undefined>)[flag];
+    if (v !== undefined) limits[key] = bytes ? parseBytes(v, flag)! : parseCount(v, flag);
   }
   for (const url of values.listen ?? []) {
     try {
@@ -71,7 +80,7 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     }
   }
   const quiet = values.quiet === true;
-  const log = quiet ? undefined : (line: string) => process.stderr.write(`postbox kernel: ${line}\n`);
+  const log = quiet ? undefined : (line: string) => printDiagnostic('kernel', line);
   let running: Awaited<ReturnType<typeof startKernel>>;
   try {
     running = await startKernel({
@@ -82,14 +91,14 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     });
   } catch (err) {
     if (err instanceof KernelRunningError) {
-      process.stderr.write(`postbox kernel: ${err.message}\n`);
+      printDiagnostic('kernel', err.message);
       return 1;
     }
     // The socket or the port could not be had (EADDRINUSE, EACCES, a folder that is not
     // there): one line that says which, as for every other error of the command line.
     const code = (err as NodeJS.ErrnoException).code;
     if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) {
-      process.stderr.write(`postbox kernel: cannot listen: ${(err as Error).message}\n`);
+      printDiagnostic('kernel', `cannot listen: ${(err as Error).message}`);
       return 1;
     }
     throw err;

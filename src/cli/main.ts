@@ -11,6 +11,7 @@ import { rmCommand, rmHelp } from './commands/rm.js';
 import { sendCommand, sendHelp } from './commands/send.js';
 import { statCommand, statHelp } from './commands/stat.js';
 import { watchCommand, watchHelp } from './commands/watch.js';
+import { printDiagnostic } from './diagnostic.js';
 import { Exit, exitCodeFor, exitCodesHelp } from './exit-codes.js';
 import { interrupt } from './interrupt.js';
 import { kernelCommand, kernelHelp } from './kernel-command.js';
@@ -82,10 +83,8 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 });
 
 const commandName = process.argv[2];
-const hint =
-  commandName !== undefined && Object.hasOwn(commands, commandName)
-    ? `postbox ${commandName} --help`
-    : 'postbox --help';
+const known = commandName !== undefined && Object.hasOwn(commands, commandName) ? commandName : null;
+const hint = known !== null ? `postbox ${known} --help` : 'postbox --help';
 
 main(process.argv.slice(2)).then(
   (code) => {
@@ -93,15 +92,15 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`postbox: ${(err as Error).message}\nRun '${hint}' for usage.\n`);
+      printDiagnostic(known, `${(err as Error).message}\nRun '${hint}' for usage.`);
       process.exitCode = Exit.USAGE;
     } else if (err instanceof PostboxError) {
       // The kernel-not-running message already says what to do; others name their code.
       const code = err.code === 'ECONNREFUSED' && err.message.includes('\n') ? '' : ` (${err.code})`;
-      process.stderr.write(`postbox: ${err.message}${code}\n`);
+      printDiagnostic(known, `${err.message}${code}`);
       process.exitCode = exitCodeFor(err);
     } else {
-      process.stderr.write(`postbox: ${(err as Error).stack ?? String(err)}\n`);
+      printDiagnostic(known, (err as Error).stack ?? String(err));
       process.exitCode = Exit.ERROR;
     }
   },

@@ -65,7 +65,7 @@ export async function createCommand(argv: string[]): Promise<number> {
     process.stdout.write(createHelp);
     return 0;
   }
-  const [name] = positionals(rest, ['NAME'], 'create');
+  const [name] = positionals(rest, ['NAME']);
   if (/^#/.test(name!))
     throw new UsageError(`a mailbox name cannot start with '#' (that means an id): '${name}'`);
   if (/^\d+$/.test(name!))

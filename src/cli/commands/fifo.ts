@@ -55,9 +55,9 @@ export async function fifoCommand(argv: string[]): Promise<number> {
     process.stdout.write(fifoHelp);
     return 0;
   }
-  const [action, name] = positionals(rest, ['read or write', 'NAME'], 'fifo');
+  const [action, name] = positionals(rest, ['read or write', 'NAME']);
   if (action !== 'read' && action !== 'write')
-    throw new UsageError(`postbox fifo takes 'read' or 'write', not '${action}'`);
+    throw new UsageError(`the first argument must be 'read' or 'write', not '${action}'`);
   if (action === 'read' && values.chunks) throw new UsageError('--chunks is for fifo write');
   const signal = interruptSignal();
   return withProcess(values, async (proc) => {

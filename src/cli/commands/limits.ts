@@ -51,7 +51,7 @@ export async function limitsCommand(argv: string[]): Promise<number> {
     process.stdout.write(limitsHelp);
     return 0;
   }
-  positionals(rest, [], 'limits');
+  positionals(rest, []);
   return withProcess(values, async (proc) => {
     const limits = proc.limits as Record<string, number | undefined>;
     const [mailboxes, processes] = await Promise.all([proc.mailboxes(), proc.processes()]);

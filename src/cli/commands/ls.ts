@@ -38,7 +38,7 @@ export async function lsCommand(argv: string[]): Promise<number> {
     process.stdout.write(lsHelp);
     return 0;
   }
-  positionals(rest, [], 'ls');
+  positionals(rest, []);
   return withProcess(values, async (proc) => {
     const [list, processes] = await Promise.all([proc.mailboxes(), proc.processes()]);
     list.sort((a, b) => a.id - b.id);

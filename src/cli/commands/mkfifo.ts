@@ -32,7 +32,7 @@ export async function mkfifoCommand(argv: string[]): Promise<number> {
     process.stdout.write(mkfifoHelp);
     return 0;
   }
-  const [name] = positionals(rest, ['NAME'], 'mkfifo');
+  const [name] = positionals(rest, ['NAME']);
   if (/^#|^\d+$/.test(name!))
     throw new UsageError(
       `a FIFO name cannot start with '#' or be only digits (those read as ids): '${name}'`,

@@ -32,7 +32,7 @@ export async function psCommand(argv: string[]): Promise<number> {
     process.stdout.write(psHelp);
     return 0;
   }
-  positionals(rest, [], 'ps');
+  positionals(rest, []);
   return withProcess(values, async (proc) => {
     const list = (await proc.processes()).filter((p) => p.id !== proc.id).sort((a, b) => a.id - b.id);
     if (values.json) printJson(list);

@@ -8,12 +8,13 @@ import {
   connectionHelp,
   connectionOptions,
   findMailbox,
-  joinNegativeNumbers,
+  joinDashedValues,
   parseInteger,
   positionals,
   withProcess,
   writeOut,
 } from '../common.js';
+import { printDiagnostic } from '../diagnostic.js';
 import { Exit, exitCodesHelp } from '../exit-codes.js';
 import { interruptExitCode, interruptSignal } from '../interrupt.js';
 import { UsageError } from '../usage-error.js';
@@ -57,7 +58,7 @@ ${exitCodesHelp}`;
 
 export async function recvCommand(argv: string[]): Promise<number> {
   const { values, positionals: rest } = parseArgs({
-    args: joinNegativeNumbers(argv, ['type', 'count', 'timeout']),
+    args: joinDashedValues(argv, ['type', 'count', 'timeout']),
     options: {
       ...connectionOptions,
       type: { type: 'string' },
@@ -78,7 +79,7 @@ export async function recvCommand(argv: string[]): Promise<number> {
     process.stdout.write(recvHelp);
     return 0;
   }
-  const [ref] = positionals(rest, ['NAME'], 'recv');
+  const [ref] = positionals(rest, ['NAME']);
   const type = parseInteger(values.type, 'type');
   const count = parseInteger(values.count, 'count', 1);
   const timeout = parseInteger(values.timeout, 'timeout', 0, 0xffffffff);
@@ -112,7 +113,7 @@ export async function recvCommand(argv: string[]): Promise<number> {
       if (values.nowait) {
         const got = await takeQueued(mb, select, n, out);
         if (got < n && !out.closed) {
-          if (got === 0) process.stderr.write(`postbox recv: no message in ${describe(found, select)}\n`);
+          if (got === 0) printDiagnostic('recv', `no message in ${describe(found, select)}`);
           return Exit.EMPTY;
         }
         return Exit.OK;
@@ -121,7 +122,7 @@ export async function recvCommand(argv: string[]): Promise<number> {
         const m = await mb.receive({ ...select, signal, ...(timeout !== undefined ? { timeout } : {}) });
         if (m === null) {
           // End of a FIFO: its last writer closed and nothing is left.
-          process.stderr.write(`postbox recv: end of ${describe(found, {})}: no writer is left\n`);
+          printDiagnostic('recv', `end of ${describe(found, {})}: no writer is left`);
           return Exit.EMPTY;
         }
         if (!(await out.write([m]))) break;

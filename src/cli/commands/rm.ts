@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import type { PostboxProcess } from '../../client/process.js';
 import { PostboxError } from '../../protocol/errors.js';
 import { connectionHelp, connectionOptions, findMailbox, printJson, withProcess } from '../common.js';
+import { printDiagnostic } from '../diagnostic.js';
 import { Exit, exitCodeFor, exitCodesHelp } from '../exit-codes.js';
 import { UsageError } from '../usage-error.js';
 
@@ -36,7 +37,7 @@ export async function rmCommand(argv: string[]): Promise<number> {
     process.stdout.write(rmHelp);
     return 0;
   }
-  if (refs.length === 0) throw new UsageError('postbox rm needs NAME');
+  if (refs.length === 0) throw new UsageError('missing NAME');
   return withProcess(values, async (proc) => {
     let code: number = Exit.OK;
     const done: Record<string, unknown>[] = [];
@@ -48,7 +49,7 @@ export async function rmCommand(argv: string[]): Promise<number> {
         done.push({ ref, id: mb.id, name: mb.name, action: unlink ? 'unlinked' : 'deleted' });
       } catch (err) {
         if (!(err instanceof PostboxError)) throw err;
-        process.stderr.write(`postbox rm: ${err.message} (${err.code})\n`);
+        printDiagnostic('rm', `${err.message} (${err.code})`);
         done.push({ ref, error: err.code, message: err.message });
         if (code === Exit.OK) code = exitCodeFor(err);
       }

@@ -7,11 +7,12 @@ import {
   connectionHelp,
   connectionOptions,
   findMailbox,
-  joinNegativeNumbers,
+  joinDashedValues,
   parseInteger,
   positionals,
   withProcess,
 } from '../common.js';
+import { printDiagnostic } from '../diagnostic.js';
 import { Exit, exitCodeFor, exitCodesHelp } from '../exit-codes.js';
 import { interruptExitCode, interruptedBy, interruptSignal } from '../interrupt.js';
 import { UsageError } from '../usage-error.js';
@@ -45,7 +46,7 @@ const WINDOW = 4096;
 
 export async function sendCommand(argv: string[]): Promise<number> {
   const { values, positionals: rest } = parseArgs({
-    args: joinNegativeNumbers(argv, ['type', 'priority', 'timeout']),
+    args: joinDashedValues(argv, ['type', 'priority', 'timeout']),
     options: {
       ...connectionOptions,
       type: { type: 'string' },
@@ -63,7 +64,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
     process.stdout.write(sendHelp);
     return 0;
   }
-  const [ref, text] = positionals(rest, ['NAME', 'TEXT'], 'send', 1);
+  const [ref, text] = positionals(rest, ['NAME', 'TEXT'], 1);
   const type = parseInteger(values.type, 'type', 1);
   const priority = parseInteger(values.priority, 'priority', 0, 32767);
   const timeout = parseInteger(values.timeout, 'timeout', 0, 0xffffffff);
@@ -93,7 +94,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
       sender.send(text, base);
     } else {
       if (process.stdin.isTTY)
-        process.stderr.write(`postbox send: one message per line to ${describe(found)}; end with Ctrl-D\n`);
+        printDiagnostic('send', `one message per line to ${describe(found)}; end with Ctrl-D`);
       const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
       const interrupted = (): void => {
         rl.close();
@@ -141,7 +142,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
         return interruptExitCode();
       const where = sender.errorLine === null ? '' : `line ${sender.errorLine}: `;
       const code = sender.error instanceof PostboxError ? ` (${sender.error.code})` : '';
-      process.stderr.write(`postbox send: ${where}${sender.error.message}${code}\n`);
+      printDiagnostic('send', `${where}${sender.error.message}${code}`);
       return sender.exitCode;
     }
     if (interruptedBy() !== null) return interruptExitCode();
@@ -225,7 +226,7 @@ class Pipeline {
         const by = r.receiver !== undefined ? `received by process ${r.receiver}` : r.outcome;
         process.stdout.write(`${what}${r.seq !== undefined ? ` (seq ${r.seq})` : ''}: ${by}\n`);
       } else if (r.outcome === 'dropped' || r.outcome === 'replaced') {
-        process.stderr.write(`postbox send: line ${line}: ${r.outcome}\n`);
+        printDiagnostic('send', `line ${line}: ${r.outcome}`);
       }
     }
     if (this.roomWaiter !== null && this.inFlight < WINDOW) {

@@ -39,7 +39,7 @@ export async function statCommand(argv: string[]): Promise<number> {
     process.stdout.write(statHelp);
     return 0;
   }
-  const [ref] = positionals(rest, ['NAME'], 'stat');
+  const [ref] = positionals(rest, ['NAME']);
   return withProcess(values, async (proc) => {
     const [mb, processes] = await Promise.all([findMailbox(proc, ref!), proc.processes()]);
     if (values.json) {

@@ -52,7 +52,7 @@ export async function watchCommand(argv: string[]): Promise<number> {
     process.stdout.write(watchHelp);
     return 0;
   }
-  positionals(rest, [], 'watch');
+  positionals(rest, []);
   const interval = parseInteger(values.interval, 'interval', 10, 3_600_000) ?? 250;
   const signal = interruptSignal();
   const tty = process.stdout.isTTY === true && values.once !== true && values.json !== true;
