@@ -140,9 +140,17 @@ test('command-line mistakes are usage errors (exit 2) without a stack trace', as
     );
     assert.doesNotMatch(r.stderr, /\n\s+at /);
   }
-  const count = await run(['kernel', '--max-mailboxes', '10K']);
-  assert.equal(count.code, 2);
-  assert.match(count.stderr, /--max-mailboxes must be a positive whole number, not '10K'/);
+  // Counts are read as the other commands' numbers are: 1e6 and 0x10 were taken by Number().
+  for (const [flag, value] of [
+    ['--max-mailboxes', '10K'],
+    ['--max-processes', '1e6'],
+    ['--heartbeat-ms', '0x10'],
+    ['--max-mailboxes', '0'],
+  ]) {
+    const count = await run(['kernel', flag!, value!]);
+    assert.equal(count.code, 2, `${flag} ${value}`);
+    assert.match(count.stderr, new RegExp(`${flag} must be a positive whole number, not '${value}'`));
+  }
   const u = await run(['frobnicate']);
   assert.equal(u.code, 2);
   assert.match(u.stderr, /unknown command 'frobnicate'/);

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { defaultLimits, type KernelLimits } from '../kernel/limits.js';
 import { KernelRunningError, startKernel } from '../kernel/server.js';
 import { parseTcpUrl } from '../transport/address.js';
-import { parseBytes } from './common.js';
+import { parseBytes, parseInteger } from './common.js';
 import { printDiagnostic } from './diagnostic.js';
 import { UsageError } from './usage-error.js';
 
@@ -42,14 +42,6 @@ const limitFlags: Record<string, { key: keyof KernelLimits; bytes: boolean }> = 
   'heartbeat-ms': { key: 'heartbeatMs', bytes: false },
 };
 
-/** A count or a time: a positive whole number. */
-function parseCount(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0)
-    throw new UsageError(`--${flag} must be a positive whole number, not '${value}'`);
-  return n;
-}
-
 /** Runs the kernel until SIGINT/SIGTERM. */
 export async function kernelCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -70,7 +62,7 @@ export async function kernelCommand(argv: string[]): Promise<number> {
   const limits: Partial<KernelLimits> = {};
   for (const [flag, { key, bytes }] of Object.entries(limitFlags)) {
     const v = (values as Record<string, string | undefined>)[flag];
-    if (v !== undefined) limits[key] = bytes ? parseBytes(v, flag)! : parseCount(v, flag);
+    if (v !== undefined) limits[key] = bytes ? parseBytes(v, flag)! : parseInteger(v, flag, 1)!;
   }
   for (const url of values.listen ?? []) {
     try {
