@@ -209,6 +209,13 @@ describe('through a kernel', () => {
     await assert.rejects(box.receive({ except: 'yes', type: 2 } as never), einval);
     assert.throws(() => box.messages({ except: true }), einval);
     assert.throws(() => box.batches({ truncate: true }), einval);
+    // Names that would drive the terminal of whoever runs `postbox ls` or `ps`, or read as an id.
+    await assert.rejects(p.createMailbox('evil\u001b[2J'), /cannot hold control characters/);
+    await assert.rejects(p.createMailbox('two\nlines'), einval);
+    await assert.rejects(p.createMailbox('c1\u009bm'), einval);
+    await assert.rejects(p.createMailbox('#5'), /cannot start with '#'/);
+    await assert.rejects(join({ name: 'bell\u0007' }), /control characters/);
+    assert.ok(await p.createMailbox('tab-free é ü 名前 #ok'), 'other characters are fine');
     // Iterators checked nothing: a type of 'abc' was written as 0 (any type), a negative maxSize
     // threw a RangeError from deep in the frame writer.
     assert.throws(

@@ -2,6 +2,7 @@ import type { ErrorCode } from '../protocol/errors.js';
 import type { Kernel } from './kernel.js';
 import { type MailboxAttributes, PROCESS_OWNED_MODE, SYSTEM_OWNED_MODE } from './limits.js';
 import { Mailbox } from './mailbox.js';
+import { badMailboxName } from './names.js';
 import type { KernelProcess } from './process.js';
 
 /**
@@ -409,6 +410,8 @@ function optName(v: unknown): string | null {
   if (v === undefined || v === null) return null;
   if (typeof v !== 'string' || v.length === 0 || v.length > 1024)
     throw new CallError('EINVAL', 'name must be a string of 1 to 1024 characters');
+  const bad = badMailboxName(v);
+  if (bad !== null) throw new CallError('EINVAL', bad);
   return v;
 }
 

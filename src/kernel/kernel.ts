@@ -28,6 +28,7 @@ import { readIntoArena } from '../transport/read-arena.js';
 import { handleCall } from './control.js';
 import { defaultLimits, INBOX_MODE, type KernelLimits, MAX_PRIORITY } from './limits.js';
 import { Mailbox, type MailboxHost, type Peer, ReceiveWaiter } from './mailbox.js';
+import { badProcessName } from './names.js';
 import { KernelProcess, type TerminationReason, type Transport } from './process.js';
 import { Slab } from './slab.js';
 
@@ -941,7 +942,8 @@ function parseHello(v: unknown): HelloPayload {
   if (o.name !== undefined && o.name !== null) {
     if (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 255)
       throw new Error('name must be a string of 1 to 255 characters');
-    if (/^\d+$/.test(o.name)) throw new Error('name must not be all digits (it would read as a process id)');
+    const bad = badProcessName(o.name);
+    if (bad !== null) throw new Error(bad);
     out.name = o.name;
   }
   if (o.pid !== undefined) {

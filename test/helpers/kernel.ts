@@ -96,7 +96,7 @@ export async function startTestKernel(options: { tcp?: boolean; args?: string[] 
  * A kernel for the file or suite this is called in (started before its tests, stopped after),
  * and `join()` to connect processes to it that are closed after.
  */
-export function kernelForTests(): { join(): Promise<PostboxProcess> } {
+export function kernelForTests(): { join(options?: { name?: string }): Promise<PostboxProcess> } {
   let kernel: TestKernel | null = null;
   const procs: PostboxProcess[] = [];
   before(async () => {
@@ -107,9 +107,9 @@ export function kernelForTests(): { join(): Promise<PostboxProcess> } {
     await kernel?.stop();
   });
   return {
-    async join() {
+    async join(options = {}) {
       if (kernel === null) throw new Error('join() before the kernel started (call it inside a test)');
-      const p = await connect({ socket: kernel.socket });
+      const p = await connect({ ...options, socket: kernel.socket });
       procs.push(p);
       return p;
     },

@@ -1,0 +1,29 @@
+/**
+ * What a name may be. Names are printed by `postbox ls` and `ps`, in logs and in error messages:
+ * a control character in one would drive the terminal that shows it (an escape sequence can
+ * clear the screen or retitle the window), and a line break would forge a line. Mailbox names
+ * starting with '#' would read as ids: `#5` is how the command line and `ls` name mailbox 5.
+ */
+
+/** C0 controls, DEL, and the C1 controls (which some terminals act on too). */
+function hasControl(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return true;
+  }
+  return false;
+}
+
+/** Why `name` cannot name a mailbox, or null if it can. */
+export function badMailboxName(name: string): string | null {
+  if (hasControl(name)) return `a mailbox name cannot hold control characters: ${JSON.stringify(name)}`;
+  if (name.startsWith('#')) return `a mailbox name cannot start with '#' (that names an id): '${name}'`;
+  return null;
+}
+
+/** Why `name` cannot name a process, or null if it can. */
+export function badProcessName(name: string): string | null {
+  if (hasControl(name)) return `a process name cannot hold control characters: ${JSON.stringify(name)}`;
+  if (/^\d+$/.test(name)) return 'a process name must not be all digits (it would read as a process id)';
+  return null;
+}
