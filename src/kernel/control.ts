@@ -245,6 +245,7 @@ const handlers: Record<string, Handler> = {
       mb.capacity = parseCapacity(a.capacity);
     }
     mb.times.changeTime = k.now;
+    mb.refuseBlockedOverLimit();
     mb.admitBlocked();
     return describe(k, mb);
   },

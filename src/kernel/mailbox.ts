@@ -80,8 +80,11 @@ export class SendWaiter {
     readonly mailbox: Mailbox,
     frame: Buffer,
     readonly bodyBytes: number,
-    /** Completes only when taken: a receipt was asked for, or the mailbox is a rendezvous. */
-    readonly untilTaken: boolean,
+    /**
+     * A receipt was asked for: the send completes only when its message is taken. (In a
+     * rendezvous every send does; one admitted after the capacity was raised completes as queued.)
+     */
+    readonly receipt: boolean,
     readonly onFull: number,
   ) {
     this.frame = frame;
@@ -459,7 +462,6 @@ export class Mailbox {
   ): 'done' | 'individual' {
     const host = this.host;
     const bodyBytes = end - start - MESSAGE_HEAD_BYTES;
-    const untilTaken = receipt || this.rendezvous;
     putU32(buf, start + Off.SENDER, peer.id);
 
     if (this.rendezvous) {
@@ -476,7 +478,7 @@ export class Mailbox {
           );
           return 'individual';
         }
-        this.block(peer, buf, start, end, request, bodyBytes, true, onFull, timeoutMs);
+        this.block(peer, buf, start, end, request, bodyBytes, receipt, onFull, timeoutMs);
         if (!receipt) host.replyBlocked(peer, request);
         return 'individual';
       }
@@ -486,7 +488,7 @@ export class Mailbox {
         this,
         Buffer.from(buf.subarray(start, end)),
         bodyBytes,
-        true,
+        receipt,
         onFull,
       );
       this.accept(sw.frame!, 0, sw.peer);
@@ -529,7 +531,7 @@ export class Mailbox {
           return 'individual';
         }
         default:
-          this.block(peer, buf, start, end, request, bodyBytes, untilTaken, onFull, timeoutMs);
+          this.block(peer, buf, start, end, request, bodyBytes, receipt, onFull, timeoutMs);
           if (!receipt) host.replyBlocked(peer, request);
           return 'individual';
       }
@@ -814,7 +816,7 @@ export class Mailbox {
     end: number,
     request: number,
     bodyBytes: number,
-    untilTaken: boolean,
+    receipt: boolean,
     onFull: number,
     timeoutMs: number,
   ): void {
@@ -824,7 +826,7 @@ export class Mailbox {
       this,
       Buffer.from(buf.subarray(start, end)),
       bodyBytes,
-      untilTaken,
+      receipt,
       onFull,
     );
     this.blocked.push(sw);
@@ -868,9 +870,13 @@ export class Mailbox {
     const blocked = this.blocked;
     if (blocked.length === 0) return;
     if (this.rendezvous) {
-      for (let sw = blocked.first(); sw !== null; sw = blocked.first()) {
+      // Each waiting sender, in arrival order, meets the first receiver that takes its message.
+      // One that no receiver selects is passed over, not a wall: a receive from B, or of type 2,
+      // must meet B's message waiting behind A's.
+      for (const sw of blocked) {
+        if (!this.hasWaitingReceiver()) return;
         const w = this.findReceiver(sw.frame!, 0, sw.bodyBytes);
-        if (w === null) return;
+        if (w === null) continue;
         blocked.remove(sw);
         this.accept(sw.frame!, 0, sw.peer);
         sw.state = 'inflight';
@@ -886,12 +892,36 @@ export class Mailbox {
     for (const sw of blocked) if (this.hasRoom(sw.bodyBytes)) this.admit1(sw);
   }
 
+  /**
+   * After the byte limit was lowered: a blocked sender whose message is now over it could never
+   * get in, and in an in-order mailbox it would hold up every sender behind it, so it fails as
+   * a new send of it would (EMSGSIZE). System V admission passes over it instead, as Linux does.
+   */
+  refuseBlockedOverLimit(): void {
+    if (this.admission !== 'in-order') return;
+    for (const sw of this.blocked) {
+      if (sw.bodyBytes <= this.maxBytes) continue;
+      this.blocked.remove(sw);
+      this.settleSender(
+        sw,
+        'EMSGSIZE',
+        `a ${sw.bodyBytes}-byte message is over the ${this.maxBytes}-byte limit of ${this.label} (lowered while it waited)`,
+      );
+    }
+  }
+
+  /** A receiver that could take a message now: waiting, with credit, its process reading. */
+  private hasWaitingReceiver(): boolean {
+    for (const w of this.receivers) if (w.credit > 0 && !w.peer.congested) return true;
+    return false;
+  }
+
   /** A blocked sender that now fits leaves the line and goes in. */
   private admit1(sw: SendWaiter): void {
     this.blocked.remove(sw);
     const frame = sw.frame!;
     this.accept(frame, 0, sw.peer);
-    if (sw.untilTaken) {
+    if (sw.receipt) {
       this.place(frame, 0, frame.length, sw.bodyBytes, sw, true);
     } else {
       this.place(frame, 0, frame.length, sw.bodyBytes, null, true);
@@ -921,6 +951,14 @@ export class Mailbox {
       return;
     }
     if (got === 0 && (w.flags & ReceiveFlag.NOWAIT) !== 0) {
+      if (this.rendezvous && this.blocked.length > 0) {
+        // A sender waiting in a rendezvous is a message there now: meet it if it matches.
+        w.waiting = true;
+        this.receivers.push(w);
+        this.admitBlocked();
+        if (w.inflight > 0) return;
+        this.stopWaiting(w);
+      }
       w.peer.receives.delete(w.request);
       const b = w.peer.writer;
       const o = b.copyIn(EMPTY_TEMPLATE, 0, EMPTY_TEMPLATE.length);
@@ -1125,7 +1163,6 @@ export class Mailbox {
     return null;
   }
 
-  /** Writes a DELIVER frame for buf[off, off+len) to w's process and records it in flight. */
   /**
    * Writes a DELIVER frame for buf[off, off+len) to w's process and records it in flight.
    *
