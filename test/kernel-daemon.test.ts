@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -101,7 +101,8 @@ test('with --listen and no POSTBOX_TOKEN the kernel writes a private token file 
         }
       });
     });
-    const file = join(dir, 'kernel.token');
+    // Named after the socket (k.sock → k.token), so kernels sharing a folder keep their own.
+    const file = join(dir, 'k.token');
     assert.ok(lines.some((l) => l.includes(file)));
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const url = /listening on (tcp:\/\/\S+)/.exec(lines.join('\n'))![1]!;
@@ -183,9 +184,72 @@ test('a kernel that cannot listen says why in one line (exit 1) and leaves no to
     assert.equal(r.code, 1);
     assert.match(r.stderr, /cannot listen: .*EADDRINUSE/);
     assert.doesNotMatch(r.stderr, /\n\s+at /);
-    assert.deepEqual(readdirSync(dir), [], 'no socket, no kernel.token');
+    assert.deepEqual(readdirSync(dir), [], 'no socket, no token file');
   } finally {
     taken.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a kernel that fails beside a running one leaves the running one's socket and token file alone", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pb-beside-'));
+  const env = { ...process.env };
+  delete env.POSTBOX_TOKEN;
+  const a = spawn(
+    process.execPath,
+    [CLI, 'kernel', '--socket', join(dir, 'a.sock'), '--listen', 'tcp://127.0.0.1:0'],
+    {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  try {
+    const lines: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`kernel output: ${lines.join('\n')}`)), 10_000);
+      createInterface({ input: a.stdout! }).on('line', (line) => {
+        lines.push(line);
+        if (/listening on tcp:/.test(line)) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+    const url = /listening on (tcp:\/\/\S+)/.exec(lines.join('\n'))![1]!;
+    const tokenA = readFileSync(join(dir, 'a.token'), 'utf8');
+    // Kernel B: its own socket in the same folder, A's TCP port. It used to write kernel.token
+    // over A's, then remove it as it failed.
+    const b = await run(['kernel', '--socket', join(dir, 'b.sock'), '--listen', url], env);
+    assert.equal(b.code, 1);
+    assert.deepEqual(readdirSync(dir).sort(), ['a.sock', 'a.token']);
+    assert.equal(readFileSync(join(dir, 'a.token'), 'utf8'), tokenA);
+    const proc = await connect({ url, token: tokenA.trim() });
+    await proc.close();
+  } finally {
+    a.kill('SIGTERM');
+    await new Promise((r) => a.once('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a file that is not a socket at --socket is left alone; an empty POSTBOX_TOKEN is refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pb-file-'));
+  try {
+    const precious = join(dir, 'precious.txt');
+    writeFileSync(precious, 'keep me');
+    const r = await run(['kernel', '--socket', precious]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /precious\.txt exists and is not a socket; the kernel will not replace it/);
+    assert.equal(readFileSync(precious, 'utf8'), 'keep me');
+    // An empty token let in every TCP client that sent none.
+    const empty = await run(['kernel', '--socket', join(dir, 'k.sock'), '--listen', 'tcp://127.0.0.1:0'], {
+      ...process.env,
+      POSTBOX_TOKEN: '',
+    });
+    assert.equal(empty.code, 1);
+    assert.match(empty.stderr, /POSTBOX_TOKEN is empty, which would let any TCP client in/);
+    assert.deepEqual(readdirSync(dir), ['precious.txt']);
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { defaultLimits, type KernelLimits } from '../kernel/limits.js';
-import { KernelRunningError, startKernel } from '../kernel/server.js';
+import { EmptyTokenError, KernelRunningError, SocketPathTakenError, startKernel } from '../kernel/server.js';
 import { parseTcpUrl } from '../transport/address.js';
 import { parseBytes, parseInteger } from './common.js';
 import { printDiagnostic } from './diagnostic.js';
@@ -82,7 +82,11 @@ export async function kernelCommand(argv: string[]): Promise<number> {
       ...(log !== undefined ? { log } : {}),
     });
   } catch (err) {
-    if (err instanceof KernelRunningError) {
+    if (
+      err instanceof KernelRunningError ||
+      err instanceof SocketPathTakenError ||
+      err instanceof EmptyTokenError
+    ) {
       printDiagnostic('kernel', err.message);
       return 1;
     }

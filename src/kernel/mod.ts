@@ -10,4 +10,12 @@ export {
   type MailboxOrder,
   type ReceiverPolicy,
 } from './limits.js';
-export { KernelRunningError, type RunningKernel, type StartKernelOptions, startKernel } from './server.js';
+export {
+  EmptyTokenError,
+  KernelRunningError,
+  type RunningKernel,
+  SocketPathTakenError,
+  type StartKernelOptions,
+  startKernel,
+  tokenFileFor,
+} from './server.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, readFileSync, type Stats, unlinkSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { defaultSocketPath, ensureSocketDir, parseTcpUrl } from '../transport/address.js';
 import { Kernel } from './kernel.js';
 import type { KernelLimits } from './limits.js';
@@ -52,9 +52,11 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
   let tokenFile: string | null = null;
   if (tcpUrls.length > 0) {
     token = options.token ?? process.env.POSTBOX_TOKEN ?? null;
+    // An empty token would let in every TCP client that sends none: no authentication at all.
+    if (token === '') throw new EmptyTokenError(options.token === '' ? 'the token' : 'POSTBOX_TOKEN');
     if (token === null) {
       token = randomBytes(24).toString('base64url');
-      tokenFile = join(dirname(socketPath), 'kernel.token');
+      tokenFile = tokenFileFor(socketPath);
       writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
       chmodSync(tokenFile, 0o600);
     }
@@ -84,7 +86,7 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
   } catch (err) {
     for (const s of servers) s.close();
     // A kernel that did not start leaves nothing behind: no socket, no token to find.
-    if (tokenFile !== null && existsSync(tokenFile)) unlinkSync(tokenFile);
+    removeTokenFile(tokenFile, token);
     throw err;
   }
 
@@ -111,7 +113,7 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
         await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
         await Promise.all(socketsClosed);
         clearTimeout(timer);
-        if (tokenFile !== null && existsSync(tokenFile)) unlinkSync(tokenFile);
+        removeTokenFile(tokenFile, token);
       })();
       return closed;
     },
@@ -130,8 +132,33 @@ function listen(server: Server, start: () => void): Promise<void> {
 }
 
 /** A socket file nobody answers on is stale and removed; one with a live kernel is an error. */
+/**
+ * The token file of the kernel on `socketPath`: beside it, named after it (`kernel.sock` →
+ * `kernel.token`), so kernels whose sockets share a folder each have their own.
+ */
+export function tokenFileFor(socketPath: string): string {
+  return join(dirname(socketPath), `${basename(socketPath).replace(/\.sock$/, '')}.token`);
+}
+
+/** Removes the token file this kernel wrote, unless another kernel has written its own there since. */
+function removeTokenFile(file: string | null, token: string | null): void {
+  if (file === null) return;
+  try {
+    if (readFileSync(file, 'utf8').trim() === token) unlinkSync(file);
+  } catch {
+    // Already gone.
+  }
+}
+
 async function clearStaleSocket(path: string): Promise<void> {
-  if (!existsSync(path)) return;
+  let kind: Stats;
+  try {
+    kind = lstatSync(path);
+  } catch {
+    return; // nothing there
+  }
+  // Only a socket left by a kernel that died may be removed; anything else is someone's file.
+  if (!kind.isSocket()) throw new SocketPathTakenError(path);
   const live = await new Promise<boolean>((resolve) => {
     const s = createConnection(path);
     s.once('connect', () => {
@@ -142,6 +169,26 @@ async function clearStaleSocket(path: string): Promise<void> {
   });
   if (live) throw new KernelRunningError(path);
   unlinkSync(path);
+}
+
+/** The socket path holds something that is not a socket (a file, a folder): it is left alone. */
+export class SocketPathTakenError extends Error {
+  readonly code = 'EEXIST';
+  constructor(readonly socketPath: string) {
+    super(
+      `${socketPath} exists and is not a socket; the kernel will not replace it (choose another --socket PATH)`,
+    );
+  }
+}
+
+/** A TCP token that is empty: every client would be let in. */
+export class EmptyTokenError extends Error {
+  readonly code = 'EINVAL';
+  constructor(source: string) {
+    super(
+      `${source} is empty, which would let any TCP client in; set a token, or unset POSTBOX_TOKEN to have one made`,
+    );
+  }
 }
 
 /** Another kernel already answers on the socket. */
