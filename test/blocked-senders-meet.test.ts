@@ -121,7 +121,7 @@ test("raising a rendezvous's capacity admits its waiting senders as queued sends
   );
   await until(
     () => Promise.resolve(s.outcomes),
-    (o) => o['r'] !== undefined,
+    (o) => o.r !== undefined,
     5000,
     'the receipt',
   );

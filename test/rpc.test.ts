@@ -403,6 +403,32 @@ describe('RPC', () => {
     assert.ok(Date.now() - t1 < 2000 && t1 - t0 < 10_000, 'failed at once');
   });
 
+  test('calls queued behind the only server when it dies fail at once (no server), not hang', async () => {
+    // They stayed queued in the service mailbox for ever: nobody left to take them, and the
+    // caller (which watches only servers that took its calls) was never told.
+    const { child } = await startServer('lonely', 1);
+    const lonely = stub<Calc>(proc, 'lonely');
+    const outcomes: string[] = [];
+    const calls = [0, 1, 2, 3, 4].map((i) =>
+      lonely.sleep(60_000, `c${i}`).then(
+        () => 'ok',
+        (e: PostboxError) => e.code,
+      ),
+    );
+    // The first call is taken and running (concurrency 1), the other four wait in the mailbox.
+    await until(
+      () => proc.stat('rpc:lonely'),
+      (st) => st.count === 4 && st.inflight === 0,
+      10_000,
+      'one taken, four queued',
+    );
+    await stop(child, 'SIGKILL');
+    outcomes.push(...(await within(Promise.all(calls), 10_000, 'every call to settle')));
+    assert.equal(outcomes[0], 'ECONNRESET', 'the running one names the dead server');
+    assert.deepEqual(outcomes.slice(1), ['ENOENT', 'ENOENT', 'ENOENT', 'ENOENT']);
+    assert.equal((await proc.stat('rpc:lonely')).count, 0, 'and nothing is left queued');
+  });
+
   test('waitForServer: the call waits, and completes once a server starts', async () => {
     const late = stub<Calc>(proc, 'late', { waitForServer: true });
     const p = late.add(20, 22);

@@ -11,6 +11,7 @@ import {
   ReceiveFlag,
   readInt64,
   relabelAsDeliver,
+  SendFlag,
   writeInt64,
 } from '../protocol/frame.js';
 import type { FrameWriter } from '../transport/frame-writer.js';
@@ -74,6 +75,8 @@ export class SendWaiter {
   timer: NodeJS.Timeout | null = null;
   /** Where it stands in its mailbox's line of blocked senders (kept by BlockedSenders). */
   blockedAt = -1;
+  /** Asked to wait for a reader (WITHOUT_READER): read from the frame before any relabelling. */
+  readonly waitsForReader: boolean;
   constructor(
     readonly peer: Peer,
     readonly request: number,
@@ -88,6 +91,7 @@ export class SendWaiter {
     readonly onFull: number,
   ) {
     this.frame = frame;
+    this.waitsForReader = (frame[Off.FLAGS]! & SendFlag.WITHOUT_READER) !== 0;
   }
 }
 
@@ -1368,7 +1372,10 @@ export class Mailbox {
   /** A handle closed. Returns true when the mailbox should now be removed (unlinked, last close). */
   closeHandle(read: boolean, write: boolean): boolean {
     this.opens--;
-    if (read) this.readers--;
+    if (read) {
+      this.readers--;
+      if (this.readers === 0 && this.requireReader) this.failSendsWithoutReader();
+    }
     if (write) {
       this.writers--;
       if (this.endOnLastWriter) this.checkEnd();
@@ -1378,6 +1385,21 @@ export class Mailbox {
     // readers are gone. Data still queued keeps its end of file for the reader to come.
     if (this.readers === 0 && this.writers === 0 && this.count === 0) this.hadReader = this.hadWriter = false;
     return this.unlinked && this.opens === 0;
+  }
+
+  /**
+   * The last reader of a mailbox that requires one has closed: sends still waiting to be taken
+   * (a receipt, or blocked on a full mailbox) would wait for a reader that may never come, so
+   * they fail with EPIPE, as a new send would now (an RPC call queued behind the only server is
+   * NoServerError, not a call that hangs). Those that asked to wait for a reader
+   * (WITHOUT_READER, RPC's waitForServer) keep waiting; messages already accepted stay.
+   */
+  private failSendsWithoutReader(): void {
+    this.host.slab.settle();
+    const message = `the last reader of ${this.label} closed before anyone took the message`;
+    const waiting: SendWaiter[] = [...this.receiptBySlot.values()];
+    for (const sw of this.blocked) waiting.push(sw);
+    for (const sw of waiting) if (!sw.waitsForReader) this.withdrawSend(sw, 'EPIPE', message);
   }
 
   /** Nothing left and nobody left to write: the stream has ended. */
