@@ -1175,6 +1175,35 @@ test('messages queued and read back within one input chunk arrive intact, in ord
   });
 });
 
+test('awaiting a mailbox close() before process.exit() commits what the loop took', {
+  timeout: 60_000,
+}, async (t) => {
+  // close() returned nothing and wrote its takes only at the end of the turn: a process that
+  // exited right after had every message it took given back, and received again.
+  await withCleanup(t, async () => {
+    const kernel = await kernelFor();
+    const me = await connect({ socket: kernel.socket });
+    try {
+      for (const what of ['mailbox', 'process']) {
+        const box = await me.createMailbox(`close-exit-${what}`, { mode: 0o666 });
+        await box.sendMany(Array.from({ length: 500 }, (_, i) => i));
+        const child = spawn(
+          process.execPath,
+          [fileURLToPath(new URL('./fixtures/close-then-exit.js', import.meta.url)), box.name!, what],
+          { env: kernel.env, stdio: ['ignore', 'inherit', 'inherit'] },
+        );
+        const [exit] = (await within(once(child, 'exit'), 20_000, 'the fixture to exit')) as [number | null];
+        assert.equal(exit, 0);
+        const st = await box.stat();
+        assert.deepEqual([st.count, st.inflight], [463, 0], what);
+        assert.equal((await box.receive({ nowait: true }))?.body, 37, what);
+      }
+    } finally {
+      await me.close();
+    }
+  });
+});
+
 test("an application's exception in a tick queued during a delivery: later messages, and the earlier one, stay intact", {
   timeout: 30_000,
 }, async (t) => {

@@ -466,6 +466,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   private readonly receives = new Set<number>();
   private readonly streams = new Set<MessageStream<T>>();
   private closed = false;
+  private closing: Promise<void> | null = null;
 
   /** @internal */
   constructor(conn: Connection, info: MailboxInfo) {
@@ -610,15 +611,32 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   /**
    * Closes this handle: its waiting receives fail with ENOTCONN (or, if the kernel delivered
    * first, resolve with their message) and its iterators end. The mailbox itself stays.
+   * Resolves once the kernel has had it all, the takes of what the iterators yielded first:
+   * await it before `process.exit()`, or taken messages go back and are received again.
+   *
+   * @example
+   * ```ts
+   * for await (const m of box.messages()) if (handle(m)) break;
+   * await box.close();
+   * process.exit(0);
+   * ```
    */
-  close(): void {
-    if (this.closed) return;
+  close(): Promise<void> {
+    if (this.closing !== null) return this.closing;
     this.closed = true;
     const err = this.closedError();
     for (const id of this.receives) this.conn.cancel(id, err);
     for (const s of [...this.streams]) void s.return();
-    // Tell the kernel this handle is gone (a pipe's last writer closing ends its stream).
-    if (!this.conn.closed) this.conn.call('close', { handle: this.info.handle }).catch(() => {});
+    // Tell the kernel this handle is gone (a pipe's last writer closing ends its stream); its
+    // answer comes after everything written before it, the takes included.
+    this.closing = this.conn.closed
+      ? Promise.resolve()
+      : this.conn.call('close', { handle: this.info.handle }).then(
+          () => {},
+          () => {},
+        );
+    this.conn.flush();
+    return this.closing;
   }
 
   /**
