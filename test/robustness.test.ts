@@ -28,6 +28,7 @@ import {
   takeFrame,
   within,
 } from './helpers/raw-peer.js';
+import { until } from './helpers/wait.js';
 
 // ── shared bits ─────────────────────────────────────────────────────────────────────────────
 
@@ -1172,6 +1173,49 @@ test('messages queued and read back within one input chunk arrive intact, in ord
       [2, 3, 4, 5, 6, 7, 8, 9].map((i) => body(i)),
     );
     assert.equal((await box.stat()).count, 1, 'only message 1 is left, in flight to the raw peer');
+  });
+});
+
+test('a process the kernel terminates yields nothing more of what was pushed to it: it went back', {
+  timeout: 60_000,
+}, async (t) => {
+  // A TCP consumer stopped past its heartbeat was terminated and its pushed messages given back
+  // to the mailbox (another receiver took them); when it resumed, its iterator still yielded all
+  // it held: every one handled twice. The kernel now says why it ends a process, and the client
+  // drops what it held. Here the kernel ends the process for a malformed frame, the same path.
+  await withCleanup(t, async () => {
+    const kernel = await kernelFor();
+    const me = await connect({ socket: kernel.socket });
+    const victim = await connect({ socket: kernel.socket });
+    try {
+      const box = await me.createMailbox('given-back', { mode: 0o666 });
+      const stream = (await victim.openMailbox('given-back')).messages({ prefetch: 100 });
+      const first = stream.next(); // the stream opens; nothing is taken but this one
+      await box.sendMany(Array.from({ length: 20 }, (_, i) => i));
+      assert.equal((await first).value?.body, 0);
+      await until(
+        () => box.stat(),
+        (st) => st.inflight === 19,
+        10_000,
+        'the rest pushed to the victim',
+      );
+      // A frame of length 0 is malformed: the kernel ends this process (EPROTO).
+      victim.conn.socket.write(Buffer.alloc(4));
+      // Answered in order: once this fails, the kernel's word that it ended the process is in.
+      await assert.rejects(victim.lookup(victim.id), (e: PostboxError) => e.code === 'EPROTO');
+      await assert.rejects(stream.next(), (e: PostboxError) => e.code === 'EPROTO');
+      const st = await box.stat();
+      assert.deepEqual([st.count, st.inflight], [19, 0], 'all it held went back');
+      const again: unknown[] = [];
+      for (let m = await box.receive({ nowait: true }); m !== null; m = await box.receive({ nowait: true }))
+        again.push(m.body);
+      assert.deepEqual(
+        again,
+        Array.from({ length: 19 }, (_, i) => i + 1),
+      );
+    } finally {
+      await me.close();
+    }
   });
 });
 

@@ -217,7 +217,7 @@ export class Connection {
   private onHelloError: ((e: PostboxError) => void) | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   /** Open prefetching iterators: closing writes the takes they have not yet reported. */
-  readonly streams = new Set<{ flushTaken(): void }>();
+  readonly streams = new Set<{ flushTaken(): void; dropPushed(): void }>();
   /** Streams whose takes go out with the next flush (takesDueAtFlush). */
   private takesDue: { flushTaken(): void }[] = [];
   /** Calls to make when the connection ends, for handles to settle. */
@@ -917,6 +917,10 @@ export class Connection {
             this.onHelloError(err);
             this.onHelloError = null;
           }
+          // The kernel has terminated this process: what it pushed and this side has not yet
+          // taken went back to the mailboxes (maybe to another receiver already). Yielding it
+          // now would deliver it twice.
+          for (const stream of this.streams) stream.dropPushed();
           this.fail(err);
           return;
         }

@@ -202,6 +202,17 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     w();
   }
 
+  /**
+   * @internal The kernel terminated this process: what it pushed ahead is no longer this
+   * receiver's (it went back to the mailbox), so it is dropped, never yielded.
+   */
+  dropPushed(): void {
+    this.queue.fill(null);
+    this.head = 0;
+    this.count = 0;
+    this.taken = 0;
+  }
+
   /** @internal */
   end(): void {
     if (this.ended) return;

@@ -263,7 +263,8 @@ export class PosixQueues {
     const off = this.#notifying.get(d.mailbox.id);
     this.#notifying.delete(d.mailbox.id);
     await off?.().catch(() => {});
-    d.mailbox.close();
+    // Resolves once the kernel has closed it: an unlinked queue is gone by then, as on Linux.
+    await d.mailbox.close();
   }
 
   /** Removes the name now; the queue lives until its last descriptor closes. */

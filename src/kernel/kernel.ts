@@ -267,7 +267,12 @@ export class Kernel implements MailboxHost {
   }
 
   /** Sends an error on the connection itself and closes it; the kernel carries on. */
-  fatal(p: KernelProcess, code: ErrorCode, message: string): void {
+  fatal(
+    p: KernelProcess,
+    code: ErrorCode,
+    message: string,
+    reason: TerminationReason = code === 'EPROTO' ? 'protocol' : 'crash',
+  ): void {
     if (p.socket.destroyed) return;
     this.log(`closing connection${p.id ? ` of ${p.label}` : ''}: ${message}`);
     p.writer.append(encodeJsonFrame(Op.ERROR, 0, WireErrorCode[code], 0, { message }));
@@ -276,7 +281,7 @@ export class Kernel implements MailboxHost {
     p.socket.destroySoon?.();
     setTimeout(() => p.socket.destroy(), 1000).unref();
     p.socket.pause();
-    this.terminate(p, code === 'EPROTO' ? 'protocol' : 'crash');
+    this.terminate(p, reason);
   }
 
   // ── frames ──────────────────────────────────────────────────────────────────────────────────
@@ -868,9 +873,9 @@ export class Kernel implements MailboxHost {
     const limit = this.limits.heartbeatMs * 3;
     for (const p of this.processes.values()) {
       if (p.transport === 'tcp' && now - p.lastHeard > limit) {
-        this.log(`${p.label} went silent for over ${limit} ms`);
-        p.socket.destroy();
-        this.terminate(p, 'timeout');
+        // Told, not just cut off: a process that was only stopped reads this when it resumes,
+        // and knows what was pushed to it has gone back to the mailbox (no second delivery).
+        this.fatal(p, 'ETIMEDOUT', `terminated: heard nothing from it for over ${limit} ms`, 'timeout');
       }
     }
   }
