@@ -199,6 +199,17 @@ describe('through a kernel', () => {
     await assert.rejects(box.send('x', { signal: {} } as never), einval);
     assert.throws(() => box.messages({ signal: 'x' } as never), einval);
     await assert.rejects(p.monitor(other.id, { signal: 5 } as never), einval);
+    // RPC threw a TypeError with no code, and the process later died of another in close().
+    await assert.rejects(
+      stub<{ ping(): string }>(p, 'nobody-here')
+        .$with({ signal: {} } as never)
+        .ping(),
+      /ping\(\): signal must be an AbortSignal/,
+    );
+    await assert.rejects(
+      dial(p, 'nobody-here', { signal: 'x' } as never),
+      /dial\(\): signal must be an AbortSignal/,
+    );
     await assert.rejects(box.send((() => 1) as never), einval, 'a function is not a body');
     // except and truncate qualify type and maxSize; alone they were ignored (except: true took
     // the first message of any type). 'yes' and 1 were read as false.

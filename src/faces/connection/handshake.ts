@@ -1,6 +1,7 @@
 import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import { checkOptions, type OptionNames } from '../../client/option-names.js';
+import { badSignal } from '../../client/option-values.js';
 import type { PostboxProcess } from '../../client/process.js';
 import {
   AbortedError,
@@ -133,6 +134,8 @@ export class Port implements AsyncIterable<Connection> {
    */
   async accept(options: AcceptOptions = {}): Promise<Connection> {
     checkOptions(options, ACCEPT_OPTIONS, 'accept()');
+    const badSig = badSignal(options.signal, 'accept()');
+    if (badSig !== null) throw badSig;
     const deadline = options.timeout === undefined ? null : Date.now() + options.timeout;
     for (;;) {
       if (this.#closed) throw this.#closedError();
@@ -329,6 +332,8 @@ export async function dial(
   if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 0)) {
     throw new InvalidArgumentError(`timeout must be a whole number of ms, not ${timeout}`);
   }
+  const badSig = badSignal(signal, 'dial()');
+  if (badSig !== null) throw badSig;
   if (signal?.aborted) throw new AbortedError(`dialing port '${name}' was aborted`);
   const deadline = timeout === undefined ? null : Date.now() + timeout;
   const left = (): number | undefined => {

@@ -8,6 +8,7 @@
 import type { SendOptions, SendResult } from '../../client/connection.js';
 import type { Mailbox } from '../../client/mailbox.js';
 import { type OptionNames, unknownOption } from '../../client/option-names.js';
+import { badSignal } from '../../client/option-values.js';
 import type { PostboxProcess } from '../../client/process.js';
 import { AbortedError, InvalidArgumentError, PostboxError } from '../../protocol/errors.js';
 import { CallRecord, onTimeout, Peer, RpcCall } from './call.js';
@@ -385,6 +386,12 @@ function checkCall(service: string, method: unknown, args: unknown, o: CallOptio
   if (o.timeout !== undefined && (!Number.isInteger(o.timeout) || o.timeout < 0 || o.timeout > 0x7fffffff))
     return new InvalidArgumentError(
       `${service}.${method}: timeout must be a whole number of ms, not ${o.timeout}`,
+    );
+  const badSig = badSignal(o.signal, `${service}.${method}()`);
+  if (badSig !== null) return badSig;
+  if (o.waitForServer !== undefined && typeof o.waitForServer !== 'boolean')
+    return new InvalidArgumentError(
+      `${service}.${method}: waitForServer must be true or false, not ${String(o.waitForServer)}`,
     );
   if (o.captureStack !== undefined && typeof o.captureStack !== 'boolean')
     return new InvalidArgumentError(
