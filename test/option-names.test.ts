@@ -227,6 +227,14 @@ describe('through a kernel', () => {
     await assert.rejects(p.createMailbox('#5'), /cannot start with '#'/);
     await assert.rejects(join({ name: 'bell\u0007' }), /control characters/);
     assert.ok(await p.createMailbox('tab-free é ü 名前 #ok'), 'other characters are fine');
+    // A second mailbox with a key already taken hid the first from msgget for good.
+    const keyed = await p.createMailbox('keyed-1', { key: 0x7777 });
+    await assert.rejects(p.createMailbox('keyed-2', { key: 0x7777 }), (e: PostboxError) => {
+      assert.equal(e.code, 'EEXIST');
+      assert.match(e.message, /key 0x00007777 is taken by mailbox 'keyed-1'/);
+      return true;
+    });
+    await keyed.delete();
     // Iterators checked nothing: a type of 'abc' was written as 0 (any type), a negative maxSize
     // threw a RangeError from deep in the frame writer.
     assert.throws(

@@ -68,6 +68,15 @@ const handlers: Record<string, Handler> = {
       if (ifExists === 'fail') throw new CallError('EEXIST', `${what} exists (#${existing.id})`, existing);
       return openHandle(k, p, existing, a);
     }
+    // A key names one mailbox, as a System V key names one queue: a second, under another name,
+    // would hide the first from msgget for good.
+    const keyed = key !== 0 ? k.mailboxByKey.get(key) : undefined;
+    if (keyed !== undefined)
+      throw new CallError(
+        'EEXIST',
+        `key 0x${(key >>> 0).toString(16).padStart(8, '0')} is taken by ${keyed.label} (#${keyed.id})`,
+        keyed,
+      );
     if (k.mailboxes.size >= k.limits.maxMailboxes) {
       throw new CallError('ENOMEM', `the kernel's limit of ${k.limits.maxMailboxes} mailboxes is reached`);
     }
