@@ -330,4 +330,24 @@ describe('POSIX message queues', () => {
       if (savedUrl !== undefined) process.env.POSTBOX_URL = savedUrl;
     }
   });
+
+  test('a misspelt mq_attr field is EINVAL; a kernel with smaller messages sets the default size', async () => {
+    // mq_maxmsgs made a queue of the default size without a word.
+    await assert.rejects(
+      mq.mq_open(qname(), O_CREAT | O_RDWR, 0o600, { mq_maxmsgs: 2 } as never),
+      code('EINVAL'),
+    );
+    const small = await startTestKernel({ args: ['--max-message-size', '1000'] });
+    const p = await connect({ socket: small.socket });
+    try {
+      const q = posix(p);
+      // Default attributes were EINVAL there: 8192-byte messages were over the kernel's limit.
+      const d = await q.mq_open('/small', O_CREAT | O_RDWR, 0o600);
+      assert.equal((await q.mq_getattr(d)).mq_msgsize, 1000);
+      await q.mq_close(d);
+    } finally {
+      await p.close();
+      await small.stop();
+    }
+  });
 });

@@ -556,4 +556,37 @@ describe('postbox/sysv', () => {
     await fails(b.msgctl(id, IPC_RMID), 'EPERM', 'msgctl');
     assert.equal(await a.msgctl(id, IPC_RMID), 0);
   });
+
+  test('misspelt fields and options are EINVAL, not ignored; an IPC_STAT result may go back to IPC_SET', async () => {
+    const id = await a.msgget(IPC_PRIVATE, 0o600 | IPC_CREAT);
+    await fails(
+      a.msgsnd(id, 1, 'x', 0, { signl: new AbortController().signal } as never),
+      'EINVAL',
+      'msgsnd',
+    );
+    await fails(a.msgrcv(id, 10, 0, IPC_NOWAIT, { signal: {} } as never), 'EINVAL', 'msgrcv');
+    // msg_qbytes stayed 16384: the misspelling changed nothing and said nothing.
+    await fails(a.msgctl(id, IPC_SET, { msg_qbyte: 10 } as never), 'EINVAL', 'msgctl');
+    await fails(a.msgctl(id, IPC_SET, { msg_perm: { mdoe: 0o644 } } as never), 'EINVAL', 'msgctl');
+    const ds = await a.msgctl(id, IPC_STAT);
+    assert.equal(await a.msgctl(id, IPC_SET, { ...ds, msg_qbytes: 100 }), 0, "C's idiom: stat, change, set");
+    assert.equal((await a.msgctl(id, IPC_STAT)).msg_qbytes, 100);
+    assert.equal(await a.msgctl(id, IPC_RMID), 0);
+  });
+
+  test("under a kernel whose largest message is smaller than MSGMAX, queues take the kernel's", async () => {
+    const small = await startTestKernel({ args: ['--max-message-size', '1000'] });
+    const p = await connect({ socket: small.socket });
+    try {
+      const s = sysv(p);
+      // Every msgget(IPC_CREAT) was EINVAL: a queue of 8192-byte messages was over the kernel's limit.
+      const id = await s.msgget(IPC_PRIVATE, 0o600 | IPC_CREAT);
+      assert.equal(await s.msgsnd(id, 1, Buffer.alloc(1000)), 0);
+      assert.equal((await s.msgrcv(id, 2000)).mtext.length, 1000);
+      await fails(s.msgsnd(id, 1, Buffer.alloc(1001)), 'EINVAL', 'msgsnd');
+    } finally {
+      await p.close();
+      await small.stop();
+    }
+  });
 });

@@ -13,7 +13,7 @@
  */
 import type { Mailbox, MailboxInfo } from '../client/mailbox.js';
 import type { Message } from '../client/message.js';
-import { describeValue } from '../client/option-names.js';
+import { describeValue, type OptionNames, unknownOption } from '../client/option-names.js';
 import { connect, type PostboxProcess } from '../client/process.js';
 import {
   BadDescriptorError,
@@ -97,6 +97,9 @@ export class PosixQueues {
       throw new InvalidArgumentError(
         `mq_open: attr must be an mq_attr object or null, not ${describeValue(attr)}`,
       );
+    // A misspelt field (mq_maxmsgs) would make a queue of the default size without a word.
+    const misspelt = attr == null ? null : unknownOption(attr, MQ_ATTR_FIELDS, 'mq_open: attr');
+    if (misspelt !== null) throw misspelt;
     const access = oflag & 3;
     const role: 'read' | 'write' | 'both' | 'none' =
       access === O_RDONLY ? 'read' : access === O_WRONLY ? 'write' : access === O_RDWR ? 'both' : 'none';
@@ -104,7 +107,9 @@ export class PosixQueues {
     let created = false;
     if ((oflag & O_CREAT) !== 0) {
       const maxmsg = attr?.mq_maxmsg ?? MQ_DEFAULT_MAXMSG;
-      const msgsize = attr?.mq_msgsize ?? MQ_DEFAULT_MSGSIZE;
+      // Linux's default size, unless the kernel takes less (as msgsize_default is capped by
+      // msgsize_max); a size asked for is checked against the kernel as given.
+      const msgsize = attr?.mq_msgsize ?? Math.min(MQ_DEFAULT_MSGSIZE, this.process.limits.maxMessageSize);
       // As Linux, the attributes matter (and are checked) only when the queue is created.
       let bad: string | null = null;
       if (attr != null) {
@@ -249,6 +254,8 @@ export class PosixQueues {
       );
     if ((attr.mq_flags & ~O_NONBLOCK) !== 0)
       throw new InvalidArgumentError('mq_setattr: only O_NONBLOCK may be set in mq_flags');
+    const misspelt = unknownOption(attr, MQ_ATTR_FIELDS, 'mq_setattr: attr');
+    if (misspelt !== null) throw misspelt;
     const d = this.#fd(mqd, 'mq_setattr');
     const old = await this.mq_getattr(mqd);
     d.nonblock = (attr.mq_flags & O_NONBLOCK) !== 0;
@@ -564,3 +571,11 @@ export async function close(): Promise<void> {
   }
   await q.process.close();
 }
+
+/** An mq_attr's fields: any of them may be passed (an mq_getattr result, say), nothing else. */
+const MQ_ATTR_FIELDS: OptionNames<MqAttr> = {
+  mq_flags: true,
+  mq_maxmsg: true,
+  mq_msgsize: true,
+  mq_curmsgs: true,
+};

@@ -21,6 +21,8 @@
  */
 import { stat as fsStat } from 'node:fs/promises';
 import type { Mailbox, MailboxInfo, MailboxStat } from '../client/mailbox.js';
+import { type OptionNames, unknownOption } from '../client/option-names.js';
+import { badSignal } from '../client/option-values.js';
 import { connect, type MailboxOptions, type PostboxProcess } from '../client/process.js';
 import { PostboxError } from '../protocol/errors.js';
 
@@ -272,12 +274,14 @@ class Face {
     const mode = flags & 0o777;
     try {
       if (k === IPC_PRIVATE)
-        return this.adopt(await this.proc.createMailbox(null, { ...QUEUE_ATTRIBUTES, mode }));
+        return this.adopt(await this.proc.createMailbox(null, { ...this.queueAttributes(), mode }));
       if ((flags & IPC_CREAT) !== 0) {
         // Linux checks the caller's rights only on a queue that exists: try to create first.
         for (;;) {
           try {
-            return this.adopt(await this.proc.createMailbox(null, { ...QUEUE_ATTRIBUTES, mode, key: k }));
+            return this.adopt(
+              await this.proc.createMailbox(null, { ...this.queueAttributes(), mode, key: k }),
+            );
           } catch (err) {
             if (!(err instanceof PostboxError) || err.code !== 'EEXIST' || (flags & IPC_EXCL) !== 0)
               throw err;
@@ -296,6 +300,15 @@ class Face {
     }
   }
 
+  /**
+   * A new queue's attributes. MSGMAX is 8192 as on Linux, unless the kernel takes less: then its
+   * limit, as Linux's msgmax is whatever the administrator set.
+   */
+  private queueAttributes(): MailboxOptions {
+    const most = this.proc.limits.maxMessageSize;
+    return most >= MSGMAX ? QUEUE_ATTRIBUTES : { ...QUEUE_ATTRIBUTES, maxMessageSize: most };
+  }
+
   async msgsnd(
     msqid: number,
     type: number,
@@ -303,6 +316,7 @@ class Face {
     flags = 0,
     options?: SysvCallOptions,
   ): Promise<0> {
+    checkCallOptions(options, 'msgsnd');
     const size = bodySize(body);
     if (size === null)
       throw new SysvError('EINVAL', 'msgsnd', 'the body must be a Uint8Array, a Buffer or a string');
@@ -334,6 +348,7 @@ class Face {
     flags = 0,
     options?: SysvCallOptions,
   ): Promise<SysvMessage> {
+    checkCallOptions(options, 'msgrcv');
     checkMsqid(msqid, 'msgrcv');
     if (!Number.isInteger(maxsize) || maxsize < 0)
       throw new SysvError('EINVAL', 'msgrcv', `maxsize must be a whole number of bytes, not ${maxsize}`);
@@ -370,6 +385,12 @@ class Face {
     if (cmd === IPC_SET) {
       if (typeof buf !== 'object' || buf === null)
         throw new SysvError('EINVAL', 'msgctl', 'IPC_SET needs { msg_qbytes, msg_perm: { mode } }');
+      // Any field of an IPC_STAT result may come back (C's idiom: stat, change, set); a name
+      // that is none of them is a misspelling, and would leave the queue as it was.
+      const bad =
+        unknownOption(buf, MSQID_DS_FIELDS, 'msgctl(IPC_SET)') ??
+        unknownOption(buf.msg_perm, IPC_PERM_FIELDS, 'msgctl(IPC_SET) msg_perm');
+      if (bad !== null) throw new SysvError('EINVAL', 'msgctl', bad.message);
       qbytes = buf.msg_qbytes;
       mode = buf.msg_perm?.mode;
       if (qbytes !== undefined && (!Number.isSafeInteger(qbytes) || qbytes < 0))
@@ -686,4 +707,31 @@ export async function close(): Promise<void> {
   face.closeHandles();
   faces.delete(face.proc);
   await face.proc.close();
+}
+
+const CALL_OPTIONS: OptionNames<SysvCallOptions> = { signal: true };
+const IPC_PERM_FIELDS: OptionNames<IpcPerm> = {
+  __key: true,
+  uid: true,
+  gid: true,
+  cuid: true,
+  cgid: true,
+  mode: true,
+};
+const MSQID_DS_FIELDS: OptionNames<MsqidDs> = {
+  msg_perm: true,
+  msg_stime: true,
+  msg_rtime: true,
+  msg_ctime: true,
+  msg_cbytes: true,
+  msg_qnum: true,
+  msg_qbytes: true,
+  msg_lspid: true,
+  msg_lrpid: true,
+};
+
+/** The options beyond Linux's arguments: a misspelt `signal` would never interrupt the call. */
+function checkCallOptions(options: SysvCallOptions | undefined, fn: string): void {
+  const bad = unknownOption(options, CALL_OPTIONS, `${fn}()`) ?? badSignal(options?.signal, `${fn}()`);
+  if (bad !== null) throw new SysvError('EINVAL', fn, bad.message);
 }
