@@ -235,6 +235,14 @@ describe('through a kernel', () => {
       return true;
     });
     await keyed.delete();
+    // A structured body cut short by truncate threw a plain Error with no code.
+    await box.send({ long: 'x'.repeat(100) } as never, { codec: 'msgpack' });
+    const cut = await box.receive({ maxSize: 10, truncate: true, from: p.id });
+    assert.equal(cut?.size, 10);
+    assert.throws(
+      () => cut?.body,
+      (e: PostboxError) => e.code === 'EPROTO' && /not valid msgpack/.test(e.message),
+    );
     // Iterators checked nothing: a type of 'abc' was written as 0 (any type), a negative maxSize
     // threw a RangeError from deep in the frame writer.
     assert.throws(

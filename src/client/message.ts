@@ -1,4 +1,5 @@
 import { type CodecName, codecName, decodeBody } from '../protocol/codec.js';
+import { ProtocolError } from '../protocol/errors.js';
 import { getU32, MESSAGE_HEAD_BYTES, Off, readInt64 } from '../protocol/frame.js';
 
 /**
@@ -73,10 +74,22 @@ export class Message<T = unknown> {
     );
   }
 
-  /** The body decoded by its codec: a string, a JS value, or bytes. */
+  /**
+   * The body decoded by its codec: a string, a JS value, or bytes. EPROTO if the bytes are not
+   * valid in their codec (a structured body cut short by `truncate`, or another sender's bytes).
+   */
   get body(): T {
-    if (this.decoded === null)
-      this.decoded = { value: decodeBody(this.buf[this.start + Off.CODEC]!, this.data) };
+    if (this.decoded === null) {
+      const code = this.buf[this.start + Off.CODEC]!;
+      try {
+        this.decoded = { value: decodeBody(code, this.data) };
+      } catch (err) {
+        throw new ProtocolError(
+          `the ${this.size}-byte body is not valid ${codecName(code) ?? 'data'}: ${(err as Error).message}` +
+            ' (read it whole, or as bytes with message.data)',
+        );
+      }
+    }
     return this.decoded.value as T;
   }
 
