@@ -278,6 +278,41 @@ test('"kernel not running" says how to start one', async () => {
   noStack(tcp);
 });
 
+test('recv writes structured bodies as JSON: Map, Set, Date, bigint, typed arrays, cycles', async () => {
+  // A Map and a Set came out as {}, a nested one in inspect's notation, a cycle as inspect's.
+  const box = await me.createMailbox('structured', { mode: 0o666 });
+  const cyclic: Record<string, unknown> = { name: 'loop' };
+  cyclic.self = cyclic;
+  const when = new Date(Date.UTC(2026, 10, 22, 12, 0, 0));
+  const bodies = [
+    new Map<unknown, unknown>([
+      ['k', 'v'],
+      ['n', 10n],
+    ]),
+    new Map<unknown, unknown>([[1, 2]]),
+    new Set([1, 2, 3]),
+    { when, m: new Map([['x', 1]]), f: new Float64Array([1.5, 2.5]) },
+    cyclic,
+  ];
+  for (const b of bodies) await box.send(b as never, { codec: 'msgpack' });
+  const text = await run(['recv', 'structured', '--count', '2']);
+  assert.equal(text.code, 0, text.stderr);
+  assert.equal(text.stdout, '{"k":"v","n":"10"}\n[[1,2]]\n');
+  const json = await run(['recv', 'structured', '--all', '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  assert.deepEqual(
+    json.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).body),
+    [
+      [1, 2, 3],
+      { when: when.toISOString(), m: { x: 1 }, f: [1.5, 2.5] },
+      { name: 'loop', self: '[Circular]' },
+    ],
+  );
+});
+
 test('create, ls, stat and rm round trip, with --json', async () => {
   const made = await run([
     'create',

@@ -1,4 +1,4 @@
-import { inspect, parseArgs } from 'node:util';
+import { parseArgs } from 'node:util';
 import type { ReceiveOptions } from '../../client/connection.js';
 import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
@@ -17,6 +17,7 @@ import {
 import { printDiagnostic } from '../diagnostic.js';
 import { Exit, exitCodesHelp } from '../exit-codes.js';
 import { interruptExitCode, interruptSignal } from '../interrupt.js';
+import { toJsonValue } from '../json-value.js';
 import { UsageError } from '../usage-error.js';
 
 export const recvHelp = `Usage: postbox recv NAME [options]
@@ -236,11 +237,7 @@ function bodyText(m: Message): string {
     return m.text();
   const body = m.body;
   if (typeof body === 'string') return body;
-  try {
-    return JSON.stringify(body) ?? String(body);
-  } catch {
-    return inspect(body, { breakLength: Number.POSITIVE_INFINITY, depth: 8 });
-  }
+  return JSON.stringify(toJsonValue(body)) ?? String(body);
 }
 
 function jsonLine(m: Message): string {
@@ -254,7 +251,7 @@ function jsonLine(m: Message): string {
     codec: m.codec,
   };
   if (m.codec === 'json' || m.codec === 'msgpack') {
-    o.body = m.body;
+    o.body = toJsonValue(m.body);
   } else {
     const text = m.text();
     if (Buffer.from(text, 'utf8').equals(m.data)) o.body = text;
@@ -265,10 +262,5 @@ function jsonLine(m: Message): string {
   }
   const headers = m.headers;
   if (Object.keys(headers).length > 0) o.headers = headers;
-  try {
-    return `${JSON.stringify(o)}\n`;
-  } catch {
-    o.body = bodyText(m);
-    return `${JSON.stringify(o)}\n`;
-  }
+  return `${JSON.stringify(o)}\n`;
 }
