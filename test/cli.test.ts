@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { after, before, test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
 import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
@@ -311,6 +312,39 @@ test('recv writes structured bodies as JSON: Map, Set, Date, bigint, typed array
       { name: 'loop', self: '[Circular]' },
     ],
   );
+  await box.delete(); // the tester owns nothing, as later tests expect
+});
+
+test('recv whose standard output has gone puts the message back instead of losing it', async () => {
+  // It took the message, failed to write it, and exited 0: the message was nowhere. (A closed
+  // descriptor, `>&-`, is another case: Node opens /dev/null in its place, as for `>/dev/null`.)
+  const box = await me.createMailbox('gone-out', { mode: 0o666 });
+  await box.send({ kept: new Map([['as', 'sent']]) } as never, { codec: 'msgpack', type: 7 });
+  await box.send('second');
+  const child = spawn(process.execPath, [CLI, 'recv', 'gone-out', '--all'], {
+    env: cliEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // The reading end is gone before the command can write: its first write fails (EPIPE).
+  child.stdout!.destroy();
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d;
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  assert.equal(code, 0, stderr);
+  const st = await box.stat();
+  assert.equal(st.count, 2, 'nothing lost');
+  const back = [await box.receive(), await box.receive()];
+  assert.deepEqual(
+    back.map((m) => [m?.body, m?.type, m?.codec]),
+    [
+      ['second', 1, 'string'],
+      [{ kept: new Map([['as', 'sent']]) }, 7, 'msgpack'],
+    ],
+    'the one put back is last, as it came otherwise',
+  );
+  await box.delete(); // the tester owns nothing, as later tests expect
 });
 
 test('create, ls, stat and rm round trip, with --json', async () => {

@@ -100,6 +100,14 @@ export async function recvCommand(argv: string[]): Promise<number> {
     const found = await findMailbox(proc, ref!);
     const from = values.from === undefined ? undefined : await processId(proc, values.from);
     const mb = await proc.openMailbox(found.id, { role: 'read' });
+    out.putBack = (m) =>
+      proc.sendTo(found.id, sameBody(m), {
+        type: m.type,
+        priority: m.priority,
+        codec: m.codec === 'unknown' ? 'bytes' : m.codec,
+        ...(Object.keys(m.headers).length > 0 ? { headers: m.headers } : {}),
+        timeout: 5000,
+      });
     const select: ReceiveOptions & { from?: number } = {};
     if (type !== undefined) select.type = type;
     if (values.except) select.except = true;
@@ -205,9 +213,15 @@ function describe(
   return parts.length === 0 ? what : `${what} ${parts.join(' ')}`;
 }
 
-/** Writes received messages: text lines, optionally with headers, or JSON lines. */
+/**
+ * Writes received messages: text lines, optionally with headers, or JSON lines. Messages are
+ * taken before they are written; those whose write fails because standard output has gone
+ * (`| head -1`, a closed descriptor) are sent back to the mailbox (`putBack`), not dropped.
+ */
 class Output {
   closed = false;
+  /** Sends a message whose write failed back to its mailbox; set once the mailbox is known. */
+  putBack: ((m: Message) => Promise<unknown>) | null = null;
 
   constructor(
     private readonly verbose: boolean,
@@ -216,11 +230,31 @@ class Output {
 
   /** Writes messages; false once stdout's reader is gone. */
   async write(messages: Message[]): Promise<boolean> {
-    if (this.closed) return false;
+    if (this.closed) {
+      await this.giveBack(messages);
+      return false;
+    }
     let s = '';
     for (const m of messages) s += this.json ? jsonLine(m) : this.textLine(m);
-    if (!(await writeOut(s))) this.closed = true;
+    if (!(await writeOut(s))) {
+      this.closed = true;
+      await this.giveBack(messages);
+    }
     return !this.closed;
+  }
+
+  /** Back to the mailbox (at its end, sent by this process): better late than lost. */
+  private async giveBack(messages: Message[]): Promise<void> {
+    for (const m of messages) {
+      try {
+        await this.putBack?.(m);
+      } catch (err) {
+        printDiagnostic(
+          'recv',
+          `standard output closed; message seq ${m.seq} could not be put back: ${(err as Error).message}`,
+        );
+      }
+    }
   }
 
   private textLine(m: Message): string {
@@ -230,6 +264,13 @@ class Output {
       : '';
     return `${head}${text}${text.endsWith('\n') ? '' : '\n'}`;
   }
+}
+
+/** The body to send again so that it arrives as it came: the same bytes, or the same value. */
+function sameBody(m: Message): unknown {
+  if (m.codec === 'string') return m.text();
+  if (m.codec === 'json' || m.codec === 'msgpack') return m.body;
+  return Buffer.from(m.data);
 }
 
 function bodyText(m: Message): string {
