@@ -195,6 +195,8 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
     [['nosuchcommand'], /unknown command 'nosuchcommand'/],
     [['ls', '--bogus'], /Unknown option '--bogus'/],
     [['create', 'x', '--capacity', 'lots'], /--capacity must be a whole number/],
+    // parseArgs took -1 for a missing value and said so in three lines, without the value.
+    [['create', 'x', '--capacity', '-1'], /--capacity must be a whole number, 0 or more, not '-1'/],
     [['create', 'x', '--mode', '0999'], /--mode must be three octal digits/],
     [['create', 'x', '--order', 'lifo'], /--order must be fifo, priority/],
     [['create', '42'], /only digits/],

@@ -68,7 +68,8 @@ export function parseInteger(
 function wholeNumbers(min: number, max: number): string {
   const noMin = min === Number.MIN_SAFE_INTEGER;
   if (max === Number.MAX_SAFE_INTEGER) {
-    if (noMin || min === 0) return 'a whole number';
+    if (noMin) return 'a whole number';
+    if (min === 0) return 'a whole number, 0 or more';
     return min === 1 ? 'a positive whole number' : `a whole number from ${min}`;
   }
   return noMin ? `a whole number up to ${max}` : `a whole number from ${min} to ${max}`;
@@ -134,7 +135,7 @@ function kernelNotRunning(err: ConnectionRefusedError, values: { socket?: string
   const url = values.url ?? process.env.POSTBOX_URL;
   if (url?.startsWith('tcp://'))
     return new ConnectionRefusedError(
-      `${err.message.replace(/\s*Start one.*$/, '')}\nIs a kernel listening there (\`postbox kernel --listen ${url}\`), and is $POSTBOX_TOKEN its token?`,
+      `${err.message.replace(/\s*Start one.*$/, '')} (ECONNREFUSED)\nIs a kernel listening there (\`postbox kernel --listen ${url}\`), and is $POSTBOX_TOKEN its token?`,
     );
   const socket = url?.startsWith('unix:') ? url.slice(5) : (values.socket ?? defaultSocketPath());
   const isDefault =

@@ -3,6 +3,7 @@ import type { MailboxOptions } from '../../client/process.js';
 import {
   connectionHelp,
   connectionOptions,
+  joinDashedValues,
   parseBytes,
   parseCapacity,
   parseChoice,
@@ -45,7 +46,8 @@ ${exitCodesHelp}`;
 
 export async function createCommand(argv: string[]): Promise<number> {
   const { values, positionals: rest } = parseArgs({
-    args: argv,
+    // A negative number is refused by the number's own check, in one line, not by parseArgs.
+    args: joinDashedValues(argv, ['capacity', 'max-size', 'max-bytes', 'message-size', 'key', 'mode']),
     options: {
       ...connectionOptions,
       capacity: { type: 'string' },
