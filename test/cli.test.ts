@@ -197,6 +197,7 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
     [['create', 'x', '--capacity', 'lots'], /--capacity must be a whole number/],
     // parseArgs took -1 for a missing value and said so in three lines, without the value.
     [['create', 'x', '--capacity', '-1'], /--capacity must be a whole number, 0 or more, not '-1'/],
+    [['create', 'x', '--message-size', '8'], /--message-size needs --capacity N of at least 1/],
     [['create', 'x', '--mode', '0999'], /--mode must be three octal digits/],
     [['create', 'x', '--order', 'lifo'], /--order must be fifo, priority/],
     [['create', '42'], /only digits/],
@@ -470,6 +471,25 @@ test('send reads standard input one message per line; recv --all gives them back
     .map((l) => JSON.parse(l) as { line: number; outcome: string });
   assert.equal(results.length, 5000);
   assert.ok(results.every((r) => r.outcome === 'queued'));
+  // A message that fails has its line too (it had none: a script matching lines lost count).
+  const full = await me.createMailbox('json-full', { capacity: 1, mode: 0o666 });
+  const over = await run(['send', 'json-full', '--json', '--nowait'], { input: 'fits\nover\n' });
+  assert.equal(over.code, 3);
+  assert.deepEqual(
+    over.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => {
+        const o = JSON.parse(l) as { line: number; outcome: string; code?: string };
+        return [o.line, o.outcome, o.code];
+      })
+      .sort((a, b) => (a[0] as number) - (b[0] as number)), // in the order they settle
+    [
+      [1, 'queued', undefined],
+      [2, 'failed', 'EAGAIN'],
+    ],
+  );
+  await full.delete();
   const two = await run(['recv', 'lines', '--count', '2']);
   assert.equal(two.stdout, 'm0\nm1\n');
   const rest = await run(['recv', 'lines', '--all']);

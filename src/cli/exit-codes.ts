@@ -42,5 +42,5 @@ export const exitCodesHelp = `Exit codes:
   0  ok                              4  no such mailbox or process, or removed (ENOENT, ESRCH, EIDRM)
   1  error                           5  permission denied or right held by another (EACCES, EBUSY)
   2  usage: bad option or argument   6  timed out (ETIMEDOUT)
-  3  empty, or would block (EAGAIN)  130  interrupted (Ctrl-C)
+  3  empty, or would block (EAGAIN)  130  interrupted (Ctrl-C; 143 by SIGTERM)
 `;

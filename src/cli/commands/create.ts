@@ -80,7 +80,12 @@ export async function createCommand(argv: string[]): Promise<number> {
   const maxBytes = parseBytes(values['max-bytes'], 'max-bytes');
   if (maxBytes !== undefined) options.maxBytes = maxBytes;
   const messageSize = parseBytes(values['message-size'], 'message-size');
-  if (messageSize !== undefined) options.messageSize = messageSize;
+  if (messageSize !== undefined) {
+    // Said here in the command line's words (the kernel would name the API's messageSize).
+    if (typeof capacity !== 'number' || capacity < 1)
+      throw new UsageError('--message-size needs --capacity N of at least 1: the ring is preallocated');
+    options.messageSize = messageSize;
+  }
   const order = parseChoice(values.order, 'order', ['fifo', 'priority'] as const);
   if (order !== undefined) options.order = order;
   const policy = parseChoice(values.policy, 'policy', ['first', 'round-robin', 'exclusive', 'pair'] as const);

@@ -31,7 +31,8 @@ Options:
   --nowait             fail at once if the mailbox is full (exit 3, EAGAIN); nothing is queued
   --timeout MS         give up after MS ms (exit 6, ETIMEDOUT); the message is then never delivered
   --receipt            complete only when a receiver has taken each message, and say which process
-  --json               one JSON line per message: { line, seq, outcome, receiver }
+  --json               one JSON line per message: { line, seq, outcome, receiver }, or
+                       { line, outcome: 'failed', code, error } for one that failed
 ${connectionHelp}
 Examples:
   postbox send jobs 'resize photo.jpg'
@@ -215,6 +216,11 @@ class Pipeline {
     if (err !== null) {
       // Keep the earliest line's error: that is where the input stopped being delivered.
       this.fail(err, exitCodeFor(err), line);
+      // One line per message with --json, failures included: a script matches them by line.
+      if (this.json) {
+        const code = err instanceof PostboxError ? err.code : 'ERROR';
+        process.stdout.write(`${JSON.stringify({ line, outcome: 'failed', code, error: err.message })}\n`);
+      }
     } else if (r !== null) {
       if (this.json) {
         const out: Record<string, unknown> = { line, outcome: r.outcome };
