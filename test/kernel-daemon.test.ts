@@ -3,7 +3,7 @@
  * code running inside a program.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
@@ -38,6 +38,34 @@ function run(
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/**
+ * Starts `postbox kernel` on `socket` with TCP on a free port and no POSTBOX_TOKEN, so it makes
+ * a token file; resolves once it has printed where (its last line at start).
+ */
+async function tcpKernelWithoutToken(
+  socket: string,
+): Promise<{ proc: ChildProcess; lines: string[]; url: string; env: NodeJS.ProcessEnv }> {
+  const env = { ...process.env };
+  delete env.POSTBOX_TOKEN;
+  const proc = spawn(process.execPath, [CLI, 'kernel', '--socket', socket, '--listen', 'tcp://127.0.0.1:0'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`kernel output: ${lines.join('\n')}`)), 10_000);
+    createInterface({ input: proc.stdout! }).on('line', (line) => {
+      lines.push(line);
+      if (line.includes('token written to')) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  });
+  const url = /listening on (tcp:\/\/\S+)/.exec(lines.join('\n'))![1]!;
+  return { proc, lines, url, env };
 }
 
 test('the socket is private, a second kernel on it is refused, a stale socket file is replaced', async () => {
@@ -82,30 +110,12 @@ test('the socket is private, a second kernel on it is refused, a stale socket fi
 
 test('with --listen and no POSTBOX_TOKEN the kernel writes a private token file and prints where', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pbt-tok-'));
-  const env = { ...process.env };
-  delete env.POSTBOX_TOKEN;
-  const p = spawn(
-    process.execPath,
-    [CLI, 'kernel', '--socket', join(dir, 'k.sock'), '--listen', 'tcp://127.0.0.1:0'],
-    { env, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const { proc: p, lines, url } = await tcpKernelWithoutToken(join(dir, 'k.sock'));
   try {
-    const lines: string[] = [];
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`kernel output: ${lines.join('\n')}`)), 10_000);
-      createInterface({ input: p.stdout! }).on('line', (line) => {
-        lines.push(line);
-        if (line.includes('token written to')) {
-          clearTimeout(t);
-          resolve();
-        }
-      });
-    });
     // Named after the socket (k.sock → k.token), so kernels sharing a folder keep their own.
     const file = join(dir, 'k.token');
     assert.ok(lines.some((l) => l.includes(file)));
     assert.equal(statSync(file).mode & 0o777, 0o600);
-    const url = /listening on (tcp:\/\/\S+)/.exec(lines.join('\n'))![1]!;
     const proc = await connect({ url, token: readFileSync(file, 'utf8').trim() });
     await proc.close();
   } finally {
@@ -193,29 +203,8 @@ test('a kernel that cannot listen says why in one line (exit 1) and leaves no to
 
 test("a kernel that fails beside a running one leaves the running one's socket and token file alone", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pb-beside-'));
-  const env = { ...process.env };
-  delete env.POSTBOX_TOKEN;
-  const a = spawn(
-    process.execPath,
-    [CLI, 'kernel', '--socket', join(dir, 'a.sock'), '--listen', 'tcp://127.0.0.1:0'],
-    {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  const { proc: a, url, env } = await tcpKernelWithoutToken(join(dir, 'a.sock'));
   try {
-    const lines: string[] = [];
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`kernel output: ${lines.join('\n')}`)), 10_000);
-      createInterface({ input: a.stdout! }).on('line', (line) => {
-        lines.push(line);
-        if (/listening on tcp:/.test(line)) {
-          clearTimeout(t);
-          resolve();
-        }
-      });
-    });
-    const url = /listening on (tcp:\/\/\S+)/.exec(lines.join('\n'))![1]!;
     const tokenA = readFileSync(join(dir, 'a.token'), 'utf8');
     // Kernel B: its own socket in the same folder, A's TCP port. It used to write kernel.token
     // over A's, then remove it as it failed.
