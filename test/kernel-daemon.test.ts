@@ -125,6 +125,26 @@ test('with --listen and no POSTBOX_TOKEN the kernel writes a private token file 
   }
 });
 
+test('--max-mailboxes counts inboxes: a process past it is refused (ENOMEM), and one fits again after a close', async () => {
+  const k = await startTestKernel({ args: ['--max-mailboxes', '3'] });
+  try {
+    const a = await connect({ socket: k.socket }); // inbox 1
+    await a.createMailbox('one'); // 2
+    const b = await connect({ socket: k.socket }); // inbox 3
+    await assert.rejects(connect({ socket: k.socket }), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'ENOMEM');
+      assert.match(e.message, /limit of 3 mailboxes is reached \(a process needs one for its inbox\)/);
+      return true;
+    });
+    await b.close();
+    const c = await connect({ socket: k.socket });
+    await c.close();
+    await a.close();
+  } finally {
+    await k.stop();
+  }
+});
+
 test('byte limits take K, M and G like postbox create --max-size', async () => {
   const k = await startTestKernel({
     args: ['--max-message-size', '64K', '--max-mailbox-bytes', '1M', '--max-total-bytes', '2G'],

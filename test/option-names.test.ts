@@ -243,6 +243,18 @@ describe('through a kernel', () => {
       () => cut?.body,
       (e: PostboxError) => e.code === 'EPROTO' && /not valid msgpack/.test(e.message),
     );
+    // An iterator given an aborted signal took every queued message, then waited for ever.
+    const aborted = AbortSignal.abort();
+    const before = await box.stat();
+    for await (const _ of box.messages({ signal: aborted })) assert.fail('nothing is yielded');
+    for await (const _ of box.batches({ signal: aborted })) assert.fail('nothing is yielded');
+    for await (const _ of p.messages({ signal: aborted })) assert.fail('nothing is yielded');
+    assert.equal((await box.stat()).count, before.count, 'nothing was taken');
+    // Names: refused before connecting, with the code the docs give (a bad HELLO was EPROTO).
+    await assert.rejects(join({ name: 'n'.repeat(300) }), (e: PostboxError) => e.code === 'ENAMETOOLONG');
+    await assert.rejects(join({ name: '777' }), (e: PostboxError) => e.code === 'EINVAL');
+    await assert.rejects(connect({ socket: 5 } as never), (e: PostboxError) => e.code === 'EINVAL');
+    await assert.rejects(p.createMailbox('m'.repeat(1025)), (e: PostboxError) => e.code === 'ENAMETOOLONG');
     // Iterators checked nothing: a type of 'abc' was written as 0 (any type), a negative maxSize
     // threw a RangeError from deep in the frame writer.
     assert.throws(

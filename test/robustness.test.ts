@@ -1176,6 +1176,65 @@ test('messages queued and read back within one input chunk arrive intact, in ord
   });
 });
 
+test('a consumer killed while handling a message has it given back, whichever message it is', {
+  timeout: 60_000,
+}, async (t) => {
+  // The take of every 64th message (prefetch 256) was written the moment the message was handed
+  // out, so a crash while handling it lost it; with batches(), the whole batch.
+  await withCleanup(t, async () => {
+    const kernel = await kernelFor();
+    const me = await connect({ socket: kernel.socket });
+    try {
+      for (const [crashAt, api] of [
+        [62, 'each'],
+        [63, 'each'],
+        [127, 'each'],
+        [0, 'batch'],
+      ] as const) {
+        const box = await me.createMailbox(null, { mode: 0o666 });
+        await box.sendMany(Array.from({ length: 300 }, (_, i) => i));
+        const child = spawn(
+          process.execPath,
+          [
+            fileURLToPath(new URL('./fixtures/crash-while-handling.js', import.meta.url)),
+            String(box.id),
+            String(crashAt),
+            api,
+          ],
+          { env: kernel.env, stdio: ['ignore', 'inherit', 'inherit'] },
+        );
+        const [, signal] = (await within(once(child, 'exit'), 20_000, 'the consumer to die')) as [
+          number | null,
+          string,
+        ];
+        assert.equal(signal, 'SIGKILL');
+        const back = new Set<unknown>();
+        for (let m = await box.receive({ nowait: true }); m !== null; m = await box.receive({ nowait: true }))
+          back.add(m.body);
+        assert.ok(back.has(crashAt), `message ${crashAt} (${api}) was lost`);
+      }
+    } finally {
+      await me.close();
+    }
+  });
+});
+
+test("a monitor of a process resolves with reason 'shutdown' when the kernel shuts down", {
+  timeout: 60_000,
+}, async (t) => {
+  // It was rejected with ESHUTDOWN instead, though the docs list 'shutdown' among its reasons.
+  await withCleanup(t, async () => {
+    const kernel = await kernelFor();
+    const watcher = await connect({ socket: kernel.socket });
+    const watched = await connect({ socket: kernel.socket, name: 'watched-at-shutdown' });
+    const down = watcher.monitor(watched.id);
+    await watcher.lookup(watched.id); // answered after the monitor is set up
+    const stopped = kernel.stop();
+    assert.deepEqual(await down, { process: watched.id, name: 'watched-at-shutdown', reason: 'shutdown' });
+    await stopped;
+  });
+});
+
 test('a process the kernel terminates yields nothing more of what was pushed to it: it went back', {
   timeout: 60_000,
 }, async (t) => {

@@ -10,6 +10,7 @@ import {
   errorFromWire,
   InvalidArgumentError,
   MessageSizeError,
+  NameTooLongError,
   type PostboxError,
   ProtocolError,
   SendManyError,
@@ -37,6 +38,7 @@ import {
   writeHead,
   writeInt64,
 } from '../protocol/frame.js';
+import { badProcessName, MAX_PROCESS_NAME } from '../protocol/names.js';
 import { defaultSocketPath, parseTcpUrl } from '../transport/address.js';
 import { FrameWriter } from '../transport/frame-writer.js';
 import { ReadArena } from '../transport/read-arena.js';
@@ -270,6 +272,20 @@ export class Connection {
     });
     let transport: 'unix' | 'tcp';
     let address: string;
+    for (const key of ['url', 'socket', 'token', 'name'] as const) {
+      const v = options[key];
+      if (v !== undefined && typeof v !== 'string')
+        throw new InvalidArgumentError(`connect(): ${key} must be a string, not ${describeValue(v)}`);
+    }
+    // The kernel would refuse these too, but as a bad HELLO (EPROTO): say what is wrong here.
+    if (options.name !== undefined) {
+      if (options.name.length > MAX_PROCESS_NAME)
+        throw new NameTooLongError(
+          `a process name is at most ${MAX_PROCESS_NAME} characters, not ${options.name.length}`,
+        );
+      const bad = options.name === '' ? 'a process name cannot be empty' : badProcessName(options.name);
+      if (bad !== null) throw new InvalidArgumentError(bad);
+    }
     if (url !== undefined && !url.startsWith('tcp://') && !url.startsWith('unix:'))
       throw new InvalidArgumentError(`url must be tcp://HOST:PORT or unix:PATH, not '${url}'`);
     const inbox = options.inboxCapacity;
@@ -435,6 +451,8 @@ export class Connection {
     bodies: Iterable<unknown>,
     options: SendOptions | undefined,
     label: string,
+    /** The mailbox's own size limits, when known: checked up front with the kernel's. */
+    sizes?: { maxMessageSize: number; messageSize: number },
   ): Promise<SendManyResult> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
     const unknown = unknownOption(options, SEND_OPTIONS, 'sendMany()');
@@ -485,6 +503,21 @@ export class Connection {
       }
       const tooBig = this.checkSize(bodyLen, plan.headLen);
       if (tooBig !== null) return Promise.reject(new MessageSizeError(`message ${i}: ${tooBig.message}`));
+      // The mailbox's limits too: the kernel would refuse only that message, after the ones
+      // before it went in, and sendMany promises a bad body sends none.
+      const size = bodyLen + plan.headLen;
+      if (sizes !== undefined && size > sizes.maxMessageSize)
+        return Promise.reject(
+          new MessageSizeError(
+            `message ${i}: a ${size}-byte message is over the ${sizes.maxMessageSize}-byte limit of ${label}`,
+          ),
+        );
+      if (sizes !== undefined && sizes.messageSize !== 0 && size !== sizes.messageSize)
+        return Promise.reject(
+          new MessageSizeError(
+            `message ${i}: ${label} takes messages of exactly ${sizes.messageSize} bytes; this one is ${size}`,
+          ),
+        );
     }
     if (n === 0) return Promise.resolve({ sent: 0 });
     return new Promise<SendManyResult>((resolve, reject) => {

@@ -39,8 +39,12 @@ export interface MailboxInfo {
   endOnLastWriter: boolean;
   /** Its name is gone; it is removed at its last close. */
   unlinked: boolean;
-  /** This handle's id in the kernel. */
-  handle: number;
+  /**
+   * This handle's id in the kernel: on `mailbox.info`, from the open or create that made the
+   * handle. Descriptions from other calls (stat, chmod, setLimits, …) describe the mailbox, not
+   * a handle, and have none.
+   */
+  handle?: number;
 }
 
 /** A mailbox's state, like System V's msqid_ds. */
@@ -340,21 +344,31 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
       this.conn.take(this.request, n, 0);
       return;
     }
-    // Takes are acknowledged in batches, each returning the credit it used; a batch is written
-    // at once so the kernel refills the window before this side runs dry.
+    if (this.ended) {
+      // Yielding what was left after END or an error: no credit to keep up, and a take held
+      // for the flush would go out after requests made meanwhile (a stat would count the
+      // message as still in flight).
+      this.taken += n;
+      this.flushTaken();
+      return;
+    }
+    // Takes are acknowledged in batches, each returning the credit it used. A full batch of
+    // takes from earlier steps is written at once, so the kernel refills the window before this
+    // side runs dry; this step's own take waits for the end of the turn, after the loop body
+    // has run on it: a process that crashes there has the message given back (at least once),
+    // where a take written now would have lost it (every batch-th message, before this).
+    if (this.taken >= this.batch) {
+      this.flushTaken();
+      this.conn.flush();
+    }
     const first = this.taken === 0;
     this.taken += n;
-    this.writeTakesWhenDue(this.taken, first);
+    if (first) this.conn.takesDueAtFlush(this);
   }
 
-  /** A full batch of takes is written at once; the first of a batch is written by the end of the turn. */
+  /** A full batch of credit is written at once; the first of a batch is written by the end of the turn. */
   private writeTakesWhenDue(pending: number, first: boolean): void {
-    if (this.ended) {
-      // Yielding what was left after END or an error: no more credit to keep up, and a take
-      // held for the flush would go out after requests made meanwhile (a stat would count the
-      // message as still in flight).
-      this.flushTaken();
-    } else if (pending >= this.batch) {
+    if (pending >= this.batch) {
       this.flushTaken();
       this.conn.flush();
     } else if (first) {
@@ -514,7 +528,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
    */
   sendMany(bodies: Iterable<T | Uint8Array | string>, options?: SendOptions): Promise<SendManyResult> {
     if (this.closed) return Promise.reject(this.closedError());
-    return this.conn.sendMany(this.id, false, bodies, options, this.label);
+    return this.conn.sendMany(this.id, false, bodies, options, this.label, this.info);
   }
 
   /** Receives one message: waits for one unless `nowait` (then null if none). */
@@ -537,6 +551,9 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     checkOptions(options, ITERATE_OPTIONS, 'messages()');
     const badSig = badSignal(options.signal, 'messages()');
     if (badSig !== null) throw badSig;
+    // Aborted already: the loop ends at once, as one aborted while it runs does, having taken
+    // nothing (opening the stream would have had the kernel push messages ahead first).
+    if (options.signal?.aborted === true) return noMessages<Message<T>>();
     if (this.info.order === 'priority' || options.prefetch === 0) {
       // Nothing is pushed ahead here, so there is no credit to hold.
       if (options.holdCredit === true)
@@ -562,6 +579,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     if (badSig !== null) throw badSig;
     const { max, ...iterate } = options;
     const most = batchMax(max);
+    if (options.signal?.aborted === true) return noMessages<Message<T>[]>();
     if (this.info.order === 'priority' || options.prefetch === 0) {
       const one = this.messages(iterate);
       return (async function* singles() {
@@ -694,4 +712,15 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
       yield m;
     }
   }
+}
+
+/** @internal An iterator that is already done: what a loop over an aborted signal gets. */
+export function noMessages<M>(): AsyncIterableIterator<M> {
+  const done: IteratorResult<M> = { value: undefined, done: true };
+  const it: AsyncIterableIterator<M> = {
+    next: () => Promise.resolve(done),
+    return: () => Promise.resolve(done),
+    [Symbol.asyncIterator]: () => it,
+  };
+  return it;
 }

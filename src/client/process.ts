@@ -19,6 +19,7 @@ import {
   type MailboxStat,
   MessageBatches,
   MessageStream,
+  noMessages,
 } from './mailbox.js';
 import type { Message } from './message.js';
 import { checkOptions, type OptionNames } from './option-names.js';
@@ -178,12 +179,14 @@ export class PostboxProcess {
   /** Iterates the inbox, with the kernel pushing ahead (see {@link Mailbox.messages}). */
   messages(options: Omit<IterateOptions, 'from'> & { from?: number } = {}): AsyncIterableIterator<Message> {
     checkOptions(options, ITERATE_OPTIONS, 'messages()');
+    if (options.signal?.aborted === true) return noMessages<Message>();
     return new MessageStream(this.conn, 0, true, options, () => {});
   }
 
   /** Iterates the inbox a batch at a time (see {@link Mailbox.batches}). */
   batches(options: Omit<BatchOptions, 'from'> & { from?: number } = {}): AsyncIterableIterator<Message[]> {
     checkOptions(options, BATCH_OPTIONS, 'batches()');
+    if (options.signal?.aborted === true) return noMessages<Message[]>();
     const { max, ...iterate } = options;
     const most = batchMax(max);
     return new MessageBatches(new MessageStream(this.conn, 0, true, iterate, () => {}), most);

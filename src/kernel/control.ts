@@ -1,8 +1,8 @@
 import type { ErrorCode } from '../protocol/errors.js';
+import { badMailboxName, MAX_MAILBOX_NAME } from '../protocol/names.js';
 import type { Kernel } from './kernel.js';
 import { type MailboxAttributes, PROCESS_OWNED_MODE, SYSTEM_OWNED_MODE } from './limits.js';
 import { Mailbox } from './mailbox.js';
-import { badMailboxName } from './names.js';
 import type { KernelProcess } from './process.js';
 
 /**
@@ -418,8 +418,13 @@ function ownerOnly(p: KernelProcess, mb: Mailbox, what: string): void {
 
 function optName(v: unknown): string | null {
   if (v === undefined || v === null) return null;
-  if (typeof v !== 'string' || v.length === 0 || v.length > 1024)
-    throw new CallError('EINVAL', 'name must be a string of 1 to 1024 characters');
+  if (typeof v !== 'string' || v.length === 0)
+    throw new CallError('EINVAL', `name must be a string of 1 to ${MAX_MAILBOX_NAME} characters`);
+  if (v.length > MAX_MAILBOX_NAME)
+    throw new CallError(
+      'ENAMETOOLONG',
+      `a mailbox name is at most ${MAX_MAILBOX_NAME} characters, not ${v.length}`,
+    );
   const bad = badMailboxName(v);
   if (bad !== null) throw new CallError('EINVAL', bad);
   return v;

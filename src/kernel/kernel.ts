@@ -24,11 +24,11 @@ import {
   writeHead,
   writeInt64,
 } from '../protocol/frame.js';
+import { badProcessName, MAX_PROCESS_NAME } from '../protocol/names.js';
 import { readIntoArena } from '../transport/read-arena.js';
 import { handleCall } from './control.js';
 import { defaultLimits, INBOX_MODE, type KernelLimits, MAX_PRIORITY } from './limits.js';
 import { Mailbox, type MailboxHost, type Peer, ReceiveWaiter } from './mailbox.js';
-import { badProcessName } from './names.js';
 import { KernelProcess, type TerminationReason, type Transport } from './process.js';
 import { Slab } from './slab.js';
 
@@ -383,6 +383,14 @@ export class Kernel implements MailboxHost {
         p,
         'ENOMEM',
         `the kernel's limit of ${this.limits.maxProcesses} processes is reached`,
+      );
+    }
+    // Every process has an inbox, and inboxes count toward the mailbox limit.
+    if (this.mailboxes.size >= this.limits.maxMailboxes) {
+      return this.fatal(
+        p,
+        'ENOMEM',
+        `the kernel's limit of ${this.limits.maxMailboxes} mailboxes is reached (a process needs one for its inbox)`,
       );
     }
     p.id = this.nextProcessId++;
@@ -890,6 +898,22 @@ export class Kernel implements MailboxHost {
     if (this.heartbeat !== null) clearInterval(this.heartbeat);
     for (const mb of [...this.mailboxes.values()])
       this.removeMailbox(mb, 'the kernel is shutting down', 'ESHUTDOWN');
+    // Monitors are told that what they watch ends (reason 'shutdown') before the kernel's last
+    // word fails everything else the watcher waits for.
+    for (const p of this.connections) {
+      for (const [monitor, watcher] of p.watchers) {
+        watcher.watching.delete(monitor);
+        watcher.writer.append(
+          encodeJsonFrame(Op.EVENT, 0, 0, monitor, {
+            event: 'down',
+            process: p.id,
+            name: p.name,
+            reason: 'shutdown',
+          }),
+        );
+      }
+      p.watchers.clear();
+    }
     for (const p of this.connections) {
       p.writer.append(
         encodeJsonFrame(Op.ERROR, 0, WireErrorCode.ESHUTDOWN, 0, { message: 'the kernel is shutting down' }),
@@ -945,8 +969,8 @@ function parseHello(v: unknown): HelloPayload {
   const o = v as Record<string, unknown>;
   const out: HelloPayload = {};
   if (o.name !== undefined && o.name !== null) {
-    if (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > 255)
-      throw new Error('name must be a string of 1 to 255 characters');
+    if (typeof o.name !== 'string' || o.name.length === 0 || o.name.length > MAX_PROCESS_NAME)
+      throw new Error(`name must be a string of 1 to ${MAX_PROCESS_NAME} characters`);
     const bad = badProcessName(o.name);
     if (bad !== null) throw new Error(bad);
     out.name = o.name;

@@ -14,6 +14,11 @@ function hasControl(name: string): boolean {
   return false;
 }
 
+/** Longest process name, in UTF-16 units (the HELLO's `name`). */
+export const MAX_PROCESS_NAME = 255;
+/** Longest mailbox name: room for the faces' prefixes (`port:`, `rpc:`) on a 255-long name. */
+export const MAX_MAILBOX_NAME = 1024;
+
 /** Why `name` cannot name a mailbox, or null if it can. */
 export function badMailboxName(name: string): string | null {
   if (hasControl(name)) return `a mailbox name cannot hold control characters: ${JSON.stringify(name)}`;
