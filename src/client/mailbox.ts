@@ -191,6 +191,9 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     if (this.ended) return;
     this.error = err;
     this.finish();
+    // Takes still due at the end of the turn go now: what the application does on this error
+    // (a stat, a new receive) must find them counted.
+    this.flushTaken();
     if (this.waiter !== null) {
       const w = this.waiter;
       this.waiter = null;
