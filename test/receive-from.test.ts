@@ -30,7 +30,9 @@ async function join(): Promise<PostboxProcess> {
 
 const isESRCH = (err: unknown): boolean => err instanceof NoProcessError && err.code === 'ESRCH';
 
-test('a receive waiting on a sender that exits ends with ESRCH, not at its timeout', async () => {
+test('a receive waiting on a sender that exits ends with ESRCH, not at its timeout', {
+  timeout: 20_000,
+}, async () => {
   const [me, sender, other] = [await join(), await join(), await join()];
   const name = boxName();
   const box = await me.createMailbox(name, { mode: 0o666 });
@@ -44,7 +46,9 @@ test('a receive waiting on a sender that exits ends with ESRCH, not at its timeo
   assert.equal((await box.receive({ nowait: true }))?.body, 'not from the sender');
 });
 
-test('what the sender left queued is received first, then ESRCH at once (also nowait)', async () => {
+test('what the sender left queued is received first, then ESRCH at once (also nowait)', {
+  timeout: 20_000,
+}, async () => {
   const [me, sender] = [await join(), await join()];
   const name = boxName();
   const box = await me.createMailbox(name, { mode: 0o666 });
@@ -59,7 +63,7 @@ test('what the sender left queued is received first, then ESRCH at once (also no
   await assert.rejects(box.receive({ from: id, nowait: true }), isESRCH);
 });
 
-test('a receive from a process id nobody has is ESRCH at once', async () => {
+test('a receive from a process id nobody has is ESRCH at once', { timeout: 20_000 }, async () => {
   const me = await join();
   const box = await me.createMailbox(boxName());
   await assert.rejects(box.receive({ from: 0x7fff_fff0 }), (err: unknown) => {
@@ -69,7 +73,9 @@ test('a receive from a process id nobody has is ESRCH at once', async () => {
   });
 });
 
-test('a stream from a sender that exits yields all it sent, then fails with ESRCH', async () => {
+test('a stream from a sender that exits yields all it sent, then fails with ESRCH', {
+  timeout: 20_000,
+}, async () => {
   const [me, sender] = [await join(), await join()];
   const name = boxName();
   const box = await me.createMailbox(name, { mode: 0o666 });
@@ -102,7 +108,9 @@ test('a stream from a sender that exits yields all it sent, then fails with ESRC
   assert.deepEqual([st.count, st.inflight], [0, 0]);
 });
 
-test('leaving such a stream early gives back what it had not yielded, even after the error came', async () => {
+test('leaving such a stream early gives back what it had not yielded, even after the error came', {
+  timeout: 20_000,
+}, async () => {
   const [me, sender] = [await join(), await join()];
   const name = boxName();
   const box = await me.createMailbox(name, { mode: 0o666 });
@@ -128,7 +136,9 @@ test('leaving such a stream early gives back what it had not yielded, even after
   assert.deepEqual([st.count, st.inflight], [0, 0]);
 });
 
-test('on an inbox, from a process that is killed: ESRCH, and the kernel carries on', async () => {
+test('on an inbox, from a process that is killed: ESRCH, and the kernel carries on', {
+  timeout: 20_000,
+}, async () => {
   const me = await join();
   const agent = await startAgent(kernel.env);
   await agent.do({ cmd: 'send', to: me.id, body: 'hello' });

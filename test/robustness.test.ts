@@ -59,6 +59,39 @@ after(async () => {
   for (const k of kernels.splice(0)) await k.stop();
 });
 
+/**
+ * Runs test/fixtures/NAME.js as a client process of `kernel` until it exits (20 s at most);
+ * resolves with how it ended and what it printed.
+ */
+async function runFixture(
+  kernel: TestKernel,
+  name: string,
+  args: string[] = [],
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }> {
+  const child = spawn(
+    process.execPath,
+    [fileURLToPath(new URL(`./fixtures/${name}.js`, import.meta.url)), ...args],
+    { env: kernel.env, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => {
+    out += b;
+  });
+  const [code, signal] = (await within(once(child, 'exit'), 20_000, `${name} to exit`)) as [
+    number | null,
+    NodeJS.Signals | null,
+  ];
+  return { code, signal, out };
+}
+
+/** Every body queued in `box`, taken with non-blocking receives. */
+async function drain(box: { receive(o: { nowait: true }): Promise<Message | null> }): Promise<unknown[]> {
+  const bodies: unknown[] = [];
+  for (let m = await box.receive({ nowait: true }); m !== null; m = await box.receive({ nowait: true }))
+    bodies.push(m.body);
+  return bodies;
+}
+
 /** On failure, what the kernels of this test said and how they ended. */
 function dumpKernels(t: TestContext, from: number): void {
   for (const k of kernels.slice(from)) {
@@ -1193,24 +1226,13 @@ test('a consumer killed while handling a message has it given back, whichever me
       ] as const) {
         const box = await me.createMailbox(null, { mode: 0o666 });
         await box.sendMany(Array.from({ length: 300 }, (_, i) => i));
-        const child = spawn(
-          process.execPath,
-          [
-            fileURLToPath(new URL('./fixtures/crash-while-handling.js', import.meta.url)),
-            String(box.id),
-            String(crashAt),
-            api,
-          ],
-          { env: kernel.env, stdio: ['ignore', 'inherit', 'inherit'] },
-        );
-        const [, signal] = (await within(once(child, 'exit'), 20_000, 'the consumer to die')) as [
-          number | null,
-          string,
-        ];
+        const { signal } = await runFixture(kernel, 'crash-while-handling', [
+          String(box.id),
+          String(crashAt),
+          api,
+        ]);
         assert.equal(signal, 'SIGKILL');
-        const back = new Set<unknown>();
-        for (let m = await box.receive({ nowait: true }); m !== null; m = await box.receive({ nowait: true }))
-          back.add(m.body);
+        const back = new Set(await drain(box));
         assert.ok(back.has(crashAt), `message ${crashAt} (${api}) was lost`);
       }
     } finally {
@@ -1265,11 +1287,8 @@ test('a process the kernel terminates yields nothing more of what was pushed to 
       await assert.rejects(stream.next(), (e: PostboxError) => e.code === 'EPROTO');
       const st = await box.stat();
       assert.deepEqual([st.count, st.inflight], [19, 0], 'all it held went back');
-      const again: unknown[] = [];
-      for (let m = await box.receive({ nowait: true }); m !== null; m = await box.receive({ nowait: true }))
-        again.push(m.body);
       assert.deepEqual(
-        again,
+        await drain(box),
         Array.from({ length: 19 }, (_, i) => i + 1),
       );
     } finally {
@@ -1290,13 +1309,8 @@ test('awaiting a mailbox close() before process.exit() commits what the loop too
       for (const what of ['mailbox', 'process']) {
         const box = await me.createMailbox(`close-exit-${what}`, { mode: 0o666 });
         await box.sendMany(Array.from({ length: 500 }, (_, i) => i));
-        const child = spawn(
-          process.execPath,
-          [fileURLToPath(new URL('./fixtures/close-then-exit.js', import.meta.url)), box.name!, what],
-          { env: kernel.env, stdio: ['ignore', 'inherit', 'inherit'] },
-        );
-        const [exit] = (await within(once(child, 'exit'), 20_000, 'the fixture to exit')) as [number | null];
-        assert.equal(exit, 0);
+        const { code } = await runFixture(kernel, 'close-then-exit', [box.name!, what]);
+        assert.equal(code, 0);
         const st = await box.stat();
         assert.deepEqual([st.count, st.inflight], [463, 0], what);
         assert.equal((await box.receive({ nowait: true }))?.body, 37, what);
@@ -1315,17 +1329,8 @@ test("an application's exception in a tick queued during a delivery: later messa
   // buffer each time got its next read into the old one (test/fixtures/throwing-tick.ts).
   await withCleanup(t, async () => {
     const kernel = await kernelFor();
-    const child = spawn(
-      process.execPath,
-      [fileURLToPath(new URL('./fixtures/throwing-tick.js', import.meta.url))],
-      { env: kernel.env, stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let out = '';
-    child.stdout.on('data', (b: Buffer) => {
-      out += b;
-    });
-    const [exit] = (await within(once(child, 'exit'), 20_000, 'the fixture to finish')) as [number | null];
-    assert.equal(exit, 0);
+    const { code, out } = await runFixture(kernel, 'throwing-tick');
+    assert.equal(code, 0);
     assert.deepEqual(JSON.parse(out), {
       first: 'first',
       texts: [2, 3, 4, 5, 6, 7, 8, 9, 10].map((i) => `message ${i}`),
