@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { parseArgs } from 'node:util';
 import type { MailboxStat } from '../client/mailbox.js';
 import { connect, type PostboxProcess } from '../client/process.js';
 import { ConnectionRefusedError, NotFoundError } from '../protocol/errors.js';
@@ -159,6 +160,29 @@ export async function withProcess<T>(
   } finally {
     await proc.close().catch(() => {});
   }
+}
+
+/**
+ * Runs a command that takes only the connection flags and `--json` (`ls`, `ps`, `limits`): prints
+ * its help for `--help`, refuses any operand, and hands `show` a connected process.
+ */
+export async function runListing(
+  argv: string[],
+  help: string,
+  show: (proc: PostboxProcess, json: boolean) => Promise<number>,
+): Promise<number> {
+  const { values, positionals: rest } = parseArgs({
+    args: argv,
+    options: { ...connectionOptions, json: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(help);
+    return 0;
+  }
+  positionals(rest, []);
+  return withProcess(values, (proc) => show(proc, values.json === true));
 }
 
 /** A mailbox named on the command line: `NAME`, `#ID`, or a number (an id, else a name). */

@@ -1,5 +1,4 @@
-import { parseArgs } from 'node:util';
-import { connectionHelp, connectionOptions, positionals, printJson, withProcess } from '../common.js';
+import { connectionHelp, printJson, runListing } from '../common.js';
 import { exitCodesHelp } from '../exit-codes.js';
 import { formatCount, formatTable } from '../table.js';
 
@@ -41,18 +40,7 @@ const rows: LimitRow[] = [
 ];
 
 export async function limitsCommand(argv: string[]): Promise<number> {
-  const { values, positionals: rest } = parseArgs({
-    args: argv,
-    options: { ...connectionOptions, json: { type: 'boolean' } },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(limitsHelp);
-    return 0;
-  }
-  positionals(rest, []);
-  return withProcess(values, async (proc) => {
+  return runListing(argv, limitsHelp, async (proc, json) => {
     const limits = proc.limits as Record<string, number | undefined>;
     const [mailboxes, processes] = await Promise.all([proc.mailboxes(), proc.processes()]);
     // Every process has an inbox, and inboxes count toward the mailbox limit.
@@ -60,7 +48,7 @@ export async function limitsCommand(argv: string[]): Promise<number> {
       maxMailboxes: mailboxes.length + processes.length,
       maxProcesses: processes.length,
     };
-    if (values.json) {
+    if (json) {
       printJson({
         limits,
         inUse,

@@ -1,14 +1,5 @@
-import { parseArgs } from 'node:util';
 import type { MailboxStat } from '../../client/mailbox.js';
-import {
-  connectionHelp,
-  connectionOptions,
-  mailboxLabel,
-  positionals,
-  printJson,
-  processLabel,
-  withProcess,
-} from '../common.js';
+import { connectionHelp, mailboxLabel, printJson, processLabel, runListing } from '../common.js';
 import { exitCodesHelp } from '../exit-codes.js';
 import { formatKey, formatMode, formatTable } from '../table.js';
 
@@ -28,21 +19,10 @@ Examples:
 ${exitCodesHelp}`;
 
 export async function lsCommand(argv: string[]): Promise<number> {
-  const { values, positionals: rest } = parseArgs({
-    args: argv,
-    options: { ...connectionOptions, json: { type: 'boolean' } },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(lsHelp);
-    return 0;
-  }
-  positionals(rest, []);
-  return withProcess(values, async (proc) => {
+  return runListing(argv, lsHelp, async (proc, json) => {
     const [list, processes] = await Promise.all([proc.mailboxes(), proc.processes()]);
     list.sort((a, b) => a.id - b.id);
-    if (values.json) {
+    if (json) {
       printJson(list);
       return 0;
     }

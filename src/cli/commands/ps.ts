@@ -1,6 +1,5 @@
-import { parseArgs } from 'node:util';
 import type { PostboxProcess } from '../../client/process.js';
-import { connectionHelp, connectionOptions, positionals, printJson, withProcess } from '../common.js';
+import { connectionHelp, printJson, runListing } from '../common.js';
 import { exitCodesHelp } from '../exit-codes.js';
 import { formatTable } from '../table.js';
 
@@ -22,20 +21,9 @@ ${exitCodesHelp}`;
 export type ProcessRow = Awaited<ReturnType<PostboxProcess['processes']>>[number];
 
 export async function psCommand(argv: string[]): Promise<number> {
-  const { values, positionals: rest } = parseArgs({
-    args: argv,
-    options: { ...connectionOptions, json: { type: 'boolean' } },
-    allowPositionals: true,
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(psHelp);
-    return 0;
-  }
-  positionals(rest, []);
-  return withProcess(values, async (proc) => {
+  return runListing(argv, psHelp, async (proc, json) => {
     const list = (await proc.processes()).filter((p) => p.id !== proc.id).sort((a, b) => a.id - b.id);
-    if (values.json) printJson(list);
+    if (json) printJson(list);
     else process.stdout.write(psTable(list));
     return 0;
   });
