@@ -10,6 +10,7 @@ import { describe, test } from 'node:test';
 import type { PostboxError, PostboxProcess } from '../src/client/mod.js';
 import { mkfifo, openFifo, unlinkFifo } from '../src/faces/fifo.js';
 import { pipe, spawn } from '../src/faces/pipe.js';
+import { PipeReader } from '../src/faces/pipe-end.js';
 import { kernelForTests } from './helpers/kernel.js';
 import { within } from './helpers/raw-peer.js';
 
@@ -57,6 +58,54 @@ describe('pipes', () => {
     for (let i = 0; i < 5; i++) writer.write(`y${i}`);
     const [err] = (await within(failed, BOUND_MS, 'EPIPE')) as [Error & { code?: string }];
     assert.equal(err.code, 'EPIPE');
+  });
+
+  test('a writer waiting on a full pipe gets EPIPE when the last reader goes, in this process or another', async () => {
+    for (const how of ['destroyed', 'its process closed'] as const) {
+      const p = await join();
+      const other = await join();
+      const { id, reader, writer } = await pipe(p);
+      // The reader is in another process for the second round: that process ends with its
+      // handle open, as one that crashes would.
+      let far = reader;
+      if (how === 'its process closed') {
+        reader.destroy();
+        far = new PipeReader(await other.openMailbox(id, { role: 'read' }));
+      }
+      const failed = once(writer, 'error');
+      // 64 KiB fill the pipe; the sends after them wait in the kernel for room.
+      for (let i = 0; i < 8; i++) writer.write(Buffer.alloc(32 * 1024, i));
+      await within(
+        (async () => {
+          while ((await p.stat(id)).waitingSenders.length === 0) await new Promise((r) => setImmediate(r));
+        })(),
+        BOUND_MS,
+        'a send to wait for room',
+      );
+      if (how === 'destroyed') far.destroy();
+      else await other.close();
+      const [err] = (await within(failed, BOUND_MS, `EPIPE once the reader is ${how}`)) as [
+        Error & { code?: string },
+      ];
+      assert.equal(err.code, 'EPIPE');
+      assert.deepEqual((await p.stat(id).catch(() => null))?.waitingSenders ?? [], []);
+    }
+  });
+
+  test('a write larger than a message is split, not refused: every byte arrives once, in order', async () => {
+    const p = await join();
+    const { reader, writer } = await pipe(p);
+    const chunks: Buffer[] = [];
+    reader.on('data', (c: Buffer) => chunks.push(c));
+    const big = Buffer.alloc(200_000);
+    for (let i = 0; i < big.length; i++) big[i] = i % 251;
+    // Before, the 200,000-byte write failed (EMSGSIZE) while the writes around it went through:
+    // the reader saw a clean end of file with the middle missing.
+    writer.write('head');
+    writer.write(big);
+    writer.end('tail');
+    await within(once(reader, 'end'), BOUND_MS, 'end of file');
+    assert.ok(Buffer.concat(chunks).equals(Buffer.concat([Buffer.from('head'), big, Buffer.from('tail')])));
   });
 
   test("spawn 'r': a reader that stops early ends the child's output, and this process carries on", async () => {

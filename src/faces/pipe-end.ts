@@ -61,17 +61,23 @@ export class PipeReader extends Readable {
   }
 }
 
+/** Most bytes in one message of a pipe: larger writes are split, as write(2) splits them. */
+const PIECE_BYTES = 64 * 1024;
+
 /**
- * The write end of a pipe or FIFO: a Node Writable whose every chunk is one message. Up to
- * `window` sends are in flight at once; past that, writes wait (backpressure from a full
- * pipe reaches the writer). Ending it closes the write end: the reader sees end of file once
- * the last writer has closed.
+ * The write end of a pipe or FIFO: a Node Writable whose every chunk is one message (a chunk
+ * larger than a message may be is sent as several, in order). Up to `window` sends are in
+ * flight at once; past that, writes wait (backpressure from a full pipe reaches the writer).
+ * Ending it closes the write end: the reader sees end of file once the last writer has closed.
  */
 export class PipeWriter extends Writable {
   readonly mailbox: Mailbox;
   readonly #window: number;
+  readonly #piece: number;
   #inFlight = 0;
   #error: Error | null = null;
+  /** What of the current write is not yet sent (a write larger than a message). */
+  #rest: Buffer | null = null;
   #waiting: ((err?: Error | null) => void) | null = null;
   #drained: (() => void) | null = null;
 
@@ -79,27 +85,54 @@ export class PipeWriter extends Writable {
     super({ highWaterMark: 64 * 1024 });
     this.mailbox = mailbox;
     this.#window = window;
+    // A write over the message limit would be refused while the writes after it, already in
+    // flight, went through: a hole in the stream the reader never sees.
+    const { maxMessageSize, maxBytes } = mailbox.info;
+    this.#piece = Math.max(1, Math.min(PIECE_BYTES, maxMessageSize, maxBytes));
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (this.#error !== null) return callback(this.#error);
-    this.#inFlight++;
-    this.mailbox.send(chunk).then(
-      () => this.#settled(null),
-      (err: Error) => this.#settled(err),
-    );
-    if (this.#inFlight < this.#window) callback();
-    else this.#waiting = callback;
+    this.#rest = chunk;
+    this.#waiting = callback;
+    this.#sendWhileRoom();
+  }
+
+  /**
+   * Sends pieces of the current write while the window has room; once all are sent and there
+   * is room for more, the write is done.
+   */
+  #sendWhileRoom(): void {
+    while (this.#rest !== null && this.#inFlight < this.#window) {
+      const rest = this.#rest;
+      const whole = rest.length <= this.#piece;
+      this.#rest = whole ? null : rest.subarray(this.#piece);
+      this.#inFlight++;
+      this.mailbox.send(whole ? rest : rest.subarray(0, this.#piece)).then(
+        () => this.#settled(null),
+        (err: Error) => this.#settled(err),
+      );
+    }
+    if (this.#rest === null && this.#inFlight < this.#window && this.#waiting !== null) {
+      const cb = this.#waiting;
+      this.#waiting = null;
+      cb();
+    }
   }
 
   #settled(err: Error | null): void {
     this.#inFlight--;
     const first = err !== null && this.#error === null;
     if (first) this.#error = err;
-    const cb = this.#waiting;
-    if (cb !== null) {
-      this.#waiting = null;
-      cb(this.#error);
+    if (this.#waiting !== null) {
+      if (this.#error === null) this.#sendWhileRoom();
+      else {
+        // The rest of the write is not sent: the stream stops at the first failure.
+        this.#rest = null;
+        const cb = this.#waiting;
+        this.#waiting = null;
+        cb(this.#error);
+      }
     } else if (first && this.#drained === null) {
       // The write's callback has already said yes (writes are pipelined): the failure (EPIPE
       // once the last reader has gone) is reported now, not at some later write or at end().

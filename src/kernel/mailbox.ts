@@ -1374,7 +1374,7 @@ export class Mailbox {
     this.opens--;
     if (read) {
       this.readers--;
-      if (this.readers === 0 && this.requireReader) this.failSendsWithoutReader();
+      if (this.readers === 0 && (this.requireReader || this.brokenPipe())) this.failSendsWithoutReader();
     }
     if (write) {
       this.writers--;
@@ -1388,18 +1388,23 @@ export class Mailbox {
   }
 
   /**
-   * The last reader of a mailbox that requires one has closed: sends still waiting to be taken
-   * (a receipt, or blocked on a full mailbox) would wait for a reader that may never come, so
-   * they fail with EPIPE, as a new send would now (an RPC call queued behind the only server is
-   * NoServerError, not a call that hangs). Those that asked to wait for a reader
-   * (WITHOUT_READER, RPC's waitForServer) keep waiting; messages already accepted stay.
+   * The last reader of a mailbox that requires one, or of a pipe, has closed: sends still
+   * waiting to be taken (a receipt, or blocked on a full mailbox) would wait for a reader that
+   * may never come, so they fail with EPIPE, as a new send would now (a writer blocked on a full
+   * pipe whose reader exits gets EPIPE, as write(2) does; an RPC call queued behind the only
+   * server is NoServerError, not a call that hangs). On a mailbox that requires a reader, those
+   * that asked to wait for one (WITHOUT_READER, RPC's waitForServer) keep waiting; a pipe has no
+   * such exception. Messages already accepted stay.
    */
   private failSendsWithoutReader(): void {
     this.host.slab.settle();
-    const message = `the last reader of ${this.label} closed before anyone took the message`;
+    const pipe = this.brokenPipe();
+    const message = pipe
+      ? `nobody will read: every read end of ${this.label} is closed`
+      : `the last reader of ${this.label} closed before anyone took the message`;
     const waiting: SendWaiter[] = [...this.receiptBySlot.values()];
     for (const sw of this.blocked) waiting.push(sw);
-    for (const sw of waiting) if (!sw.waitsForReader) this.withdrawSend(sw, 'EPIPE', message);
+    for (const sw of waiting) if (pipe || !sw.waitsForReader) this.withdrawSend(sw, 'EPIPE', message);
   }
 
   /** Nothing left and nobody left to write: the stream has ended. */
