@@ -451,7 +451,7 @@ test('the other style is refused, a taken port is EEXIST, and a dial can time ou
     const accepting = port.accept({ timeout: 1000 });
     await assert.rejects(dial(client, port.name, { style: 'stream', timeout: 5000 }), (err: PostboxError) => {
       assert.equal(err.code, 'ECONNREFUSED');
-      assert.match(err.message, /takes datagram connections, not stream/);
+      assert.match(err.message, /refused: it takes datagram connections, not stream ones$/);
       return true;
     });
     await assert.rejects(accepting, { code: 'ETIMEDOUT' });
@@ -463,8 +463,17 @@ test('the other style is refused, a taken port is EEXIST, and a dial can time ou
     assert.equal((await statOf(port.mailbox)).count, 0);
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 50);
+    // Aborted in whichever step, the error speaks of the dial, not of the mailboxes under it.
     await assert.rejects(dial(client, port.name, { style: 'datagram', signal: ac.signal }), {
       code: 'ECANCELED',
+      message: `dialing port '${port.name}' was aborted`,
+    });
+    const stopAccepting = new AbortController();
+    const waiting = port.accept({ signal: stopAccepting.signal });
+    stopAccepting.abort();
+    await assert.rejects(waiting, {
+      code: 'ECANCELED',
+      message: `accept on port '${port.name}' was aborted`,
     });
     // The mailboxes of the failed dials are gone too.
     const owned = (await me.processes()).find((p) => p.id === client.id)!.owns;

@@ -151,6 +151,11 @@ export class Port implements AsyncIterable<Connection> {
         if (err instanceof PostboxError && err.code === 'ETIMEDOUT') {
           throw new TimeoutError(`accept on port '${this.name}' timed out after ${options.timeout} ms`);
         }
+        if (err instanceof PostboxError && err.code === 'ECANCELED') {
+          throw new AbortedError(`accept on port '${this.name}' was aborted`, {
+            mailbox: PORT_PREFIX + this.name,
+          });
+        }
         throw err;
       }
       if (m === null || m.type !== T_SYN) continue;
@@ -202,7 +207,7 @@ export class Port implements AsyncIterable<Connection> {
       const reason =
         syn.v !== VERSION
           ? `it speaks handshake version ${VERSION}, not ${syn.v}`
-          : `it takes ${this.style} connections, not ${syn.style}`;
+          : `it takes ${this.style} connections, not ${syn.style} ones`;
       await this.#refuse(syn, reason);
       return null;
     }
@@ -251,7 +256,7 @@ export class Port implements AsyncIterable<Connection> {
   async #refuse(syn: Syn, reason: string): Promise<void> {
     try {
       const box = await this.#proc.openMailbox(syn.mailbox, { role: 'write' });
-      await box.send({ reason: `port '${this.name}' ${reason}` } satisfies Refuse, {
+      await box.send({ reason } satisfies Refuse, {
         type: T_REFUSE,
         nowait: true,
       });
@@ -346,6 +351,9 @@ export async function dial(
     new TimeoutError(`dialing port '${name}' timed out after ${timeout} ms: no listener accepted`, {
       mailbox: PORT_PREFIX + name,
     });
+  // One wording whichever step the dial was in: the port's mailbox is the layer's, not the user's.
+  const aborted = (): AbortedError =>
+    new AbortedError(`dialing port '${name}' was aborted`, { mailbox: PORT_PREFIX + name });
   const refused = (why: string): ConnectionRefusedError =>
     new ConnectionRefusedError(`connection to port '${name}' refused: ${why}`, {
       mailbox: PORT_PREFIX + name,
@@ -378,6 +386,7 @@ export async function dial(
         if (err.code === 'ENOENT' || err.code === 'EIDRM') throw refused('its listener went away');
         if (err.code === 'EPIPE') throw refused('nobody is listening on it');
         if (err.code === 'ETIMEDOUT') throw timedOut();
+        if (err.code === 'ECANCELED') throw aborted();
       }
       throw err;
     } finally {
@@ -413,9 +422,7 @@ export async function dial(
         throw refused(`its listener, ${processLabel(acceptor, null)}, ended during the handshake`);
       }
       if (err instanceof PostboxError && err.code === 'ETIMEDOUT') throw timedOut();
-      if (err instanceof PostboxError && err.code === 'ECANCELED') {
-        throw new AbortedError(`dialing port '${name}' was aborted`, { mailbox: PORT_PREFIX + name });
-      }
+      if (err instanceof PostboxError && err.code === 'ECANCELED') throw aborted();
       throw err;
     } finally {
       both.dispose();
