@@ -108,6 +108,53 @@ describe('pipes', () => {
     assert.ok(Buffer.concat(chunks).equals(Buffer.concat([Buffer.from('head'), big, Buffer.from('tail')])));
   });
 
+  test("openFifo 'w' waits for a reader, as open(2) does; its signal stops the wait", async () => {
+    const p = await join();
+    const other = await join();
+    await mkfifo(p, 'pipe-test-wait');
+    try {
+      let opened = false;
+      const writing = openFifo(p, 'pipe-test-wait', 'w').then((w) => {
+        opened = true;
+        return w;
+      });
+      // The write end is open in the kernel, and the open has not returned: nobody reads yet.
+      await within(
+        (async () => {
+          while ((await p.stat('pipe-test-wait')).writers === 0) await new Promise((r) => setImmediate(r));
+        })(),
+        BOUND_MS,
+        'the write end to open',
+      );
+      // One more round trip: an open that did not wait would have returned by now.
+      await p.stat('pipe-test-wait');
+      assert.equal(opened, false);
+      const reader = await openFifo(other, 'pipe-test-wait', 'r');
+      const writer = await within(writing, BOUND_MS, 'the writer to find its reader');
+      const chunks: Buffer[] = [];
+      reader.on('data', (c: Buffer) => chunks.push(c));
+      writer.end('met\n');
+      await within(once(reader, 'end'), BOUND_MS, 'end of file');
+      assert.equal(Buffer.concat(chunks).toString(), 'met\n');
+
+      // With nobody reading, an aborted wait fails and leaves no write end open.
+      const ac = new AbortController();
+      const stopped = openFifo(p, 'pipe-test-wait', 'w', { signal: ac.signal });
+      ac.abort();
+      await assert.rejects(stopped, { code: 'ECANCELED' });
+      await within(
+        (async () => {
+          while ((await p.stat('pipe-test-wait')).writers > 0) await new Promise((r) => setImmediate(r));
+        })(),
+        BOUND_MS,
+        'the aborted write end to close',
+      );
+    } finally {
+      await unlinkFifo(p, 'pipe-test-wait');
+      await other.close();
+    }
+  });
+
   test("spawn 'r': a reader that stops early ends the child's output, and this process carries on", async () => {
     const p = await join();
     const before = await pipes(p);

@@ -1,12 +1,15 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Mailbox } from '../client/mailbox.js';
+import { badSignal } from '../client/option-values.js';
 import type { PostboxProcess } from '../client/process.js';
-import { InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
+import { AbortedError, InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
 import { PipeReader, PipeWriter } from './pipe-end.js';
 
 /**
  * Creates a FIFO (named pipe): a system-owned mailbox that unrelated processes open by name.
  * Readers see end of file when the last writer closes; unlinking the name does not disturb
- * ends already open.
+ * ends already open. Unlike Linux, which discards them, bytes left unread when every end has
+ * closed (a reader that died) stay in the FIFO for the next reader; `postbox rm` removes it.
  *
  * @example
  * ```ts
@@ -21,23 +24,81 @@ export async function mkfifo(proc: PostboxProcess, name: string, mode = 0o666): 
   mb.close();
 }
 
-/** Opens a FIFO's read end (`'r'`) or write end (`'w'`). */
-export async function openFifo(proc: PostboxProcess, name: string, mode: 'r'): Promise<PipeReader>;
-export async function openFifo(proc: PostboxProcess, name: string, mode: 'w'): Promise<PipeWriter>;
+/** How often a writer opening a FIFO looks for a reader. */
+const READER_POLL_MS = 25;
+
+/** Options of {@link openFifo}. */
+export interface OpenFifoOptions {
+  /** Stop waiting for a reader (`'w'`): the open fails with ECANCELED. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Opens a FIFO's read end (`'r'`) or write end (`'w'`). As with open(2) on a FIFO, the write end
+ * waits until a reader has the FIFO open (the read end needs no wait: it sees end of file only
+ * once a writer has come and gone).
+ *
+ * @example
+ * ```ts
+ * const w = await openFifo(proc, 'temp', 'w', { signal: AbortSignal.timeout(5000) }); // waits for a reader
+ * w.end('hello\n');
+ * ```
+ */
+export async function openFifo(
+  proc: PostboxProcess,
+  name: string,
+  mode: 'r',
+  options?: OpenFifoOptions,
+): Promise<PipeReader>;
+export async function openFifo(
+  proc: PostboxProcess,
+  name: string,
+  mode: 'w',
+  options?: OpenFifoOptions,
+): Promise<PipeWriter>;
 export async function openFifo(
   proc: PostboxProcess,
   name: string,
   mode: 'r' | 'w',
+  options: OpenFifoOptions = {},
 ): Promise<PipeReader | PipeWriter> {
   checkName(name, 'openFifo');
   if (mode !== 'r' && mode !== 'w')
     throw new InvalidArgumentError(`openFifo: mode must be 'r' or 'w', not ${JSON.stringify(mode)}`);
+  const badSig = badSignal(options.signal, 'openFifo()');
+  if (badSig !== null) throw badSig;
   const mb = await proc.openMailbox(name, { role: mode === 'r' ? 'read' : 'write' });
   if (!mb.info.endOnLastWriter) {
     mb.close();
     throw new InvalidArgumentError(`openFifo: '${name}' is a mailbox but not a FIFO (make one with mkfifo)`);
   }
-  return mode === 'r' ? new PipeReader(mb) : new PipeWriter(mb);
+  if (mode === 'r') return new PipeReader(mb);
+  try {
+    await waitForReader(proc, mb, options.signal);
+  } catch (err) {
+    mb.close();
+    throw err;
+  }
+  return new PipeWriter(mb);
+}
+
+/**
+ * Waits until a reader has the FIFO open, as open(2) for writing does; ECANCELED if `signal`
+ * aborts first. Bytes written with nobody reading would otherwise sit in the FIFO for whoever
+ * opens it next. The kernel announces no opens, so the count of readers is looked at every
+ * 25 ms.
+ */
+export async function waitForReader(
+  proc: PostboxProcess,
+  fifo: Mailbox,
+  signal?: AbortSignal,
+): Promise<void> {
+  const label = fifo.info.name === null ? `#${fifo.id}` : `'${fifo.info.name}'`;
+  for (;;) {
+    if (signal?.aborted) throw new AbortedError(`stopped waiting for a reader of FIFO ${label}`);
+    if ((await proc.stat(fifo.id)).readers > 0) return;
+    await sleep(READER_POLL_MS, undefined, { signal }).catch(() => {});
+  }
 }
 
 /** Removes a FIFO's name; ends already open keep working, and it goes when the last closes. */

@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import type { PostboxProcess } from '../../client/process.js';
+import { waitForReader } from '../../faces/fifo.js';
 import { PipeReader, PipeWriter } from '../../faces/pipe-end.js';
 import { PostboxError } from '../../protocol/errors.js';
 import {
@@ -40,9 +41,6 @@ Examples:
   ls -l | postbox fifo write temp
 
 ${exitCodesHelp}`;
-
-/** How often a waiting open looks for the other end. */
-const POLL_MS = 25;
 
 export async function fifoCommand(argv: string[]): Promise<number> {
   const { values, positionals: rest } = parseArgs({
@@ -116,9 +114,12 @@ async function writeEnd(
     failure ??= err;
   });
   // As open(2) of a FIFO for writing: wait until a reader has it open.
-  if (!(await waitFor(proc, id, (mb) => mb.readers > 0, signal))) {
+  try {
+    await waitForReader(proc, writer.mailbox, signal);
+  } catch (err) {
     writer.destroy();
-    return interruptExitCode();
+    if (signal.aborted) return interruptExitCode();
+    throw err;
   }
   const lines = chunks
     ? null
@@ -149,18 +150,4 @@ async function writeEnd(
   }
   if (failure !== null) throw failure;
   return signal.aborted ? interruptExitCode() : Exit.OK;
-}
-
-/** Polls the mailbox's state until ok (true), or until interrupted (false). ENOENT if it goes. */
-async function waitFor(
-  proc: PostboxProcess,
-  id: number,
-  ok: (mb: Awaited<ReturnType<typeof findMailbox>>) => boolean,
-  signal: AbortSignal,
-): Promise<boolean> {
-  while (!signal.aborted) {
-    if (ok(await findMailbox(proc, `#${id}`))) return true;
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-  return false;
 }
