@@ -115,3 +115,31 @@ test('lowering maxBytes under a waiting message fails that send (EMSGSIZE); the 
   assert.equal(await small, 'queued');
   assert.equal((await box.receive())?.size, 10);
 });
+
+test('a rendezvous iterator that ends gives its pushed messages back to their senders in line order', {
+  timeout: 20_000,
+}, async () => {
+  const [me, a, b, c] = [await join(), await join(), await join(), await join()];
+  const box = await me.createMailbox(null, { capacity: 0, mode: 0o666 });
+  const sends: Promise<string>[] = [];
+  for (const [i, p] of [a, b, c].entries()) {
+    sends.push(outcomeOf((await p.openMailbox(box.id)).send(`s${i + 1}`)));
+    await waiting(box, i + 1);
+  }
+  // The iterator is pushed all three; ending it before taking any gives them back. Before, each
+  // went back to the head of the line in turn, so the line came back reversed (s3, s2, s1).
+  const it = box.messages({ prefetch: 8 });
+  await until(
+    () => box.stat(),
+    (st) => st.inflight === 3,
+    5000,
+    'three messages pushed',
+  );
+  await it.return?.();
+  await waiting(box, 3);
+  assert.deepEqual(
+    [(await box.receive())?.body, (await box.receive())?.body, (await box.receive())?.body],
+    ['s1', 's2', 's3'],
+  );
+  assert.deepEqual(await Promise.all(sends), ['received', 'received', 'received']);
+});

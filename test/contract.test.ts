@@ -214,6 +214,14 @@ for (const transport of ['unix', 'tcp'] as const) {
       const r = await p.do({ cmd: 'sendMany', mb: name, count: 5000, opts: { nowait: true } });
       assert.deepEqual(r.failed, []);
       assert.equal((await stat(name)).count, 5000);
+      // Nor past the kernel's default byte limit of a mailbox (the test kernel's is 64 MiB):
+      // an unbounded mailbox has none of its own unless asked, only the kernel's total.
+      const big = box();
+      await p.do({ cmd: 'create', name: big, opts: { mode: 0o666 } });
+      const mib = 'x'.repeat(1024 * 1024 - 100);
+      const many = await p.do({ cmd: 'sendMany', mb: big, count: 70, prefix: mib, opts: { nowait: true } });
+      assert.deepEqual(many.failed, []);
+      assert.equal((await stat(big)).count, 70);
     });
 
     test('non-blocking send on a full mailbox fails with EAGAIN and queues nothing; non-blocking receive on empty returns null', async () => {

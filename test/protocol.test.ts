@@ -232,7 +232,7 @@ const docMailboxDescription = {
   name: 'demo',
   capacity: null,
   maxMessageSize: defaultLimits.maxMessageSize,
-  maxBytes: defaultLimits.maxMailboxBytes,
+  maxBytes: defaultLimits.maxTotalBytes,
   order: 'fifo',
   policy: 'first',
   messageSize: 0,

@@ -634,7 +634,10 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   }
 
   /** Changes capacity or byte limit (owner only), like IPC_SET of msg_qbytes. */
-  setLimits(limits: { capacity?: number | 'unbounded'; maxBytes?: number }): Promise<MailboxInfo> {
+  setLimits(limits: {
+    capacity?: number | 'unbounded';
+    maxBytes?: number | 'unbounded';
+  }): Promise<MailboxInfo> {
     const unknown = unknownOption(limits, LIMIT_OPTIONS, 'setLimits()');
     if (unknown !== null) return Promise.reject(unknown);
     return this.conn.call<MailboxInfo>('set', { id: this.id, ...limits });

@@ -34,8 +34,12 @@ export interface MailboxOptions {
   capacity?: number | 'unbounded';
   /** Largest message body plus user headers, bytes. */
   maxMessageSize?: number;
-  /** Bytes it holds at most (System V msg_qbytes). */
-  maxBytes?: number;
+  /**
+   * Bytes it holds at most (System V msg_qbytes); past it, senders wait as for a full capacity.
+   * Default: the kernel's `--max-mailbox-bytes` for a bounded mailbox; none of its own
+   * (`'unbounded'`: only the kernel's total, ENOMEM) for an unbounded one, which never waits.
+   */
+  maxBytes?: number | 'unbounded';
   /** Delivery order: 'fifo' (default) or 'priority' (highest first, fifo within). */
   order?: 'fifo' | 'priority';
   /** How receivers share it: 'first' (default), 'round-robin', 'exclusive' or 'pair'. */

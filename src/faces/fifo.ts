@@ -20,7 +20,15 @@ import { PipeReader, PipeWriter } from './pipe-end.js';
  */
 export async function mkfifo(proc: PostboxProcess, name: string, mode = 0o666): Promise<void> {
   checkName(name, 'mkfifo');
-  const mb = await proc.createMailbox(name, { endOnLastWriter: true, system: true, mode, role: 'none' });
+  // Bounded in bytes, so a writer waits for a slow reader as on a pipe (an unbounded mailbox
+  // would have no byte limit of its own).
+  const mb = await proc.createMailbox(name, {
+    endOnLastWriter: true,
+    system: true,
+    mode,
+    role: 'none',
+    maxBytes: proc.limits.maxMailboxBytes,
+  });
   mb.close();
 }
 

@@ -243,7 +243,7 @@ const handlers: Record<string, Handler> = {
   set: (k, p, a) => {
     const mb = find(k, a);
     ownerOnly(p, mb, 'change the limits of');
-    if (a.maxBytes !== undefined) mb.maxBytes = positiveInt(a.maxBytes, 'maxBytes', true);
+    if (a.maxBytes !== undefined) mb.maxBytes = parseMaxBytes(k, a.maxBytes, 0);
     if (a.capacity !== undefined) {
       if (mb.messageSize !== 0)
         throw new CallError(
@@ -451,6 +451,21 @@ function positiveInt(v: unknown, name: string, allowZero = false): number {
   throw new CallError('EINVAL', `${name} must be a positive whole number, not ${JSON.stringify(v)}`);
 }
 
+/**
+ * A mailbox's byte limit. An unbounded mailbox never makes a sender wait (the contract), so
+ * unless it asks for one it has no byte limit of its own: only the kernel's total holds it
+ * (ENOMEM). `null` or 'unbounded' (JSON's Infinity) ask for that on any mailbox.
+ */
+function parseMaxBytes(k: Kernel, v: unknown, capacity: number): number {
+  if (v === null || v === 'unbounded') return k.limits.maxTotalBytes;
+  if (v === undefined) return Number.isFinite(capacity) ? k.limits.maxMailboxBytes : k.limits.maxTotalBytes;
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
+  throw new CallError(
+    'EINVAL',
+    `maxBytes must be a whole number of bytes or 'unbounded', not ${JSON.stringify(v)}`,
+  );
+}
+
 function parseAdmission(v: unknown): 'in-order' | 'fits' {
   if (v === undefined || v === 'in-order') return 'in-order';
   if (v === 'fits') return 'fits';
@@ -509,7 +524,7 @@ function parseAttributes(k: Kernel, a: Args, system: boolean): MailboxAttributes
     admission: parseAdmission(a.admission),
     rightsAtOpen: optBool(a.rightsAtOpen, 'rightsAtOpen'),
     maxMessageSize,
-    maxBytes: a.maxBytes === undefined ? k.limits.maxMailboxBytes : positiveInt(a.maxBytes, 'maxBytes', true),
+    maxBytes: parseMaxBytes(k, a.maxBytes, capacity),
     order,
     policy,
     mode: a.mode === undefined ? (system ? SYSTEM_OWNED_MODE : PROCESS_OWNED_MODE) : parseMode(a.mode),

@@ -408,7 +408,11 @@ export class Kernel implements MailboxHost {
       {
         capacity: hello.inboxCapacity ?? Number.POSITIVE_INFINITY,
         maxMessageSize: this.limits.maxMessageSize,
-        maxBytes: this.limits.maxMailboxBytes,
+        // An unbounded inbox never makes a sender wait: only the kernel's total holds it.
+        maxBytes:
+          hello.inboxCapacity === undefined || hello.inboxCapacity === null
+            ? this.limits.maxTotalBytes
+            : this.limits.maxMailboxBytes,
         order: 'fifo',
         policy: 'first',
         mode: INBOX_MODE,

@@ -1260,6 +1260,8 @@ export class Mailbox {
   /** Gives back what w holds untaken (receiver cancelled or died), in order, and passes it on. */
   giveBack(w: ReceiveWaiter): void {
     if (w.inflight === 0) return;
+    // Rendezvous senders go back to the head of the line together, in the order they were in.
+    const first: SendWaiter[] = [];
     while (
       w.shiftInflight((buf, off, len, sw) => {
         const body = len - MESSAGE_HEAD_BYTES;
@@ -1278,7 +1280,7 @@ export class Mailbox {
         if (this.rendezvous && sw !== null) {
           // A rendezvous message goes back to its still-waiting sender, first in line.
           sw.state = 'blocked';
-          this.blocked.unshift(sw);
+          first.push(sw);
           return;
         }
         if (buf === this.ring) {
@@ -1297,6 +1299,7 @@ export class Mailbox {
         this.host.slab.settle();
       })
     );
+    for (let i = first.length - 1; i >= 0; i--) this.blocked.unshift(first[i]!);
     // The receiver giving back is no longer waiting (callers stop it first), so the messages go
     // to the others, before any newer message could.
     if (!this.removed) this.pump();
@@ -1343,7 +1346,8 @@ export class Mailbox {
   }
 
   private senderGoneMessage(w: ReceiveWaiter): string {
-    return `process ${w.sel.from} has terminated (or never was) and nothing from it is left in ${this.label}`;
+    const what = w.sel.type === 0 ? 'nothing from it' : 'nothing from it that this receive selects';
+    return `process ${w.sel.from} has terminated (or never was) and ${what} is left in ${this.label}`;
   }
 
   /** Ends a receive with an error: it stops waiting and gives back what it holds. */
