@@ -3,10 +3,15 @@
  * against a real kernel process with real client processes.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { connect, type MailboxStat, type PostboxProcess } from '../src/client/mod.js';
 import { type Agent, type AgentEvent, startAgent } from './helpers/agent.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { within } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
 
 describe('sharing, rights and termination', () => {
@@ -359,6 +364,72 @@ test('a TCP process gone silent is terminated by heartbeat, and monitors are tol
     silent.proc.kill('SIGCONT');
     await silent.kill('SIGKILL');
     await watcher.close();
+    await kernel.stop();
+  }
+});
+
+test('a TCP process stopped past the heartbeat, once continued, hands out nothing the kernel gave back to others', {
+  timeout: 60_000,
+}, async () => {
+  const kernel = await startTestKernel({ tcp: true, args: ['--heartbeat-ms', '200'] });
+  const me = await connect({ socket: kernel.socket });
+  try {
+    for (const mode of ['iterate', 'receive'] as const) {
+      const name = `stalled-${mode}`;
+      const box = await me.createMailbox(name, { mode: 0o666 });
+      if (mode === 'iterate') for (let i = 1; i <= 10; i++) await box.send(i);
+      const child = spawn(
+        process.execPath,
+        [fileURLToPath(new URL('./fixtures/stalled-receiver.js', import.meta.url)), name, mode],
+        { env: { ...kernel.env, POSTBOX_URL: kernel.tcpUrl! }, stdio: ['pipe', 'pipe', 'inherit'] },
+      );
+      let out = '';
+      const ready = new Promise<void>((resolve) =>
+        child.stdout.on('data', (b: Buffer) => {
+          out += b;
+          if (out.includes('ready\n')) resolve();
+        }),
+      );
+      const exited = once(child, 'exit');
+      await within(ready, 20_000, 'the child to be ready');
+      const down = me.monitor(`stalled-${child.pid}`);
+      await me.lookup(`stalled-${child.pid}`); // the monitor is set before it stops
+      if (mode === 'receive')
+        await until(
+          () => box.stat(),
+          (st) => st.waitingReceivers.length === 1,
+          10_000,
+          'its receive to wait',
+        );
+      child.stdin.write('stop\n');
+      await until(
+        async () => readFileSync(`/proc/${child.pid}/stat`, 'utf8'),
+        (st) => /^\d+ \(.*\) T /.test(st),
+        10_000,
+        'the child to be stopped',
+      );
+      // Stopped while holding messages (iterate: 2–10 pushed ahead) or with a receive waiting
+      // (receive: the one sent now is delivered to it, unread).
+      if (mode === 'receive') await box.send('only one');
+      assert.equal((await within(down, 20_000, 'the heartbeat to end it')).reason, 'timeout');
+      const others: unknown[] = [];
+      for (let m = await box.receive({ nowait: true }); m !== null; m = await box.receive({ nowait: true }))
+        others.push(m.body);
+      assert.deepEqual(others, mode === 'iterate' ? [2, 3, 4, 5, 6, 7, 8, 9, 10] : ['only one']);
+      child.kill('SIGCONT');
+      await within(exited, 20_000, 'the child to finish');
+      const result = JSON.parse(out.split('\n').filter(Boolean).at(-1)!) as {
+        got: unknown[];
+        error: string | null;
+      };
+      // Before, it handed out all it held (or resolved the receive) before reading the kernel's
+      // notice: every one of those messages handled twice.
+      assert.deepEqual(result.got, [], `the stalled process handed out ${JSON.stringify(result.got)}`);
+      assert.equal(result.error, 'ETIMEDOUT');
+      await box.delete();
+    }
+  } finally {
+    await me.close();
     await kernel.stop();
   }
 });

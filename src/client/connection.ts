@@ -218,8 +218,22 @@ export class Connection {
   private onWelcome: ((w: Welcome) => void) | null = null;
   private onHelloError: ((e: PostboxError) => void) | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** When this side last handed bytes to its socket (ms; kept only with a heartbeat, TCP). */
+  private lastSent = 0;
+  /**
+   * Set while this side has been silent so long that the kernel may have ended it (a process
+   * stopped, or its event loop held): deliveries already read are held until the kernel answers
+   * a PING, since they may have gone back to the mailbox and on to another receiver.
+   */
+  private silent = false;
+  /** The request id of the PING whose PONG ends {@link silent}. */
+  private silencePing = 0;
+  /** One-shot receives answered while {@link silent}: handed over once the kernel answers. */
+  private heldReceives: { resolve: () => void; reject: (e: PostboxError) => void }[] = [];
+  /** Called once {@link silent} ends, or the connection does. */
+  private whenHeard: (() => void)[] = [];
   /** Open prefetching iterators: closing writes the takes they have not yet reported. */
-  readonly streams = new Set<{ flushTaken(): void; dropPushed(): void }>();
+  readonly streams = new Set<{ flushTaken(): void; dropPushed(): void; release(): void }>();
   /** Streams whose takes go out with the next flush (takesDueAtFlush). */
   private takesDue: { flushTaken(): void }[] = [];
   /** Calls to make when the connection ends, for handles to settle. */
@@ -243,6 +257,7 @@ export class Connection {
 
   /** Takes the bytes of one read; a stream the decoder cannot frame ends the connection. */
   private receiveChunk(chunk: Buffer): void {
+    if (this.heartbeat !== null) this.checkSilence();
     try {
       this.decoder.push(chunk);
     } catch (err) {
@@ -343,6 +358,7 @@ export class Connection {
     if (transport === 'tcp') {
       opened.heartbeat = setInterval(() => opened.ping(), welcome.limits.heartbeatMs);
       opened.heartbeat.unref();
+      opened.lastSent = Date.now();
     }
     return opened;
   }
@@ -370,7 +386,51 @@ export class Connection {
       for (const s of due) s.flushTaken();
     }
     this.flushScheduled = false;
+    if (this.heartbeat !== null) this.lastSent = Date.now();
     this.writer.flush();
+  }
+
+  /**
+   * TCP: whether this side may have been silent past the kernel's heartbeat limit (it ends a
+   * process it has not heard from in 3 heartbeats). If so, it asks the kernel with a PING, and
+   * until the PONG comes, deliveries already read are held back: a process the kernel ended
+   * has had them given back to the mailbox, maybe to another receiver, and reads its
+   * termination notice instead of the PONG. Twice the heartbeat leaves room for the network.
+   */
+  checkSilence(): boolean {
+    if (this.silent) return true;
+    if (this.heartbeat === null || this.closedError !== null) return false;
+    if (Date.now() - this.lastSent <= 2 * this.welcome!.limits.heartbeatMs) return false;
+    this.silent = true;
+    this.silencePing = this.nextRequest++;
+    this.ping(this.silencePing);
+    this.flush();
+    return true;
+  }
+
+  /** Calls fn once the kernel has answered after a silence (or the connection has ended). */
+  afterSilence(fn: () => void): void {
+    if (!this.silent || this.closedError !== null) fn();
+    else this.whenHeard.push(fn);
+  }
+
+  /** True while deliveries are held (see {@link checkSilence}). */
+  get holdingDeliveries(): boolean {
+    return this.silent;
+  }
+
+  private endSilence(err: PostboxError | null): void {
+    this.silent = false;
+    const held = this.heldReceives;
+    const heard = this.whenHeard;
+    this.heldReceives = [];
+    this.whenHeard = [];
+    for (const r of held) {
+      if (err === null) r.resolve();
+      else r.reject(err);
+    }
+    for (const s of this.streams) s.release();
+    for (const fn of heard) fn();
   }
 
   /**
@@ -382,10 +442,10 @@ export class Connection {
     this.scheduleFlush();
   }
 
-  private ping(): void {
+  private ping(request = 0): void {
     if (this.closed) return;
     const o = this.writer.reserve(HEAD_BYTES);
-    writeHead(this.writer.buf, o, HEAD_BYTES, Op.PING, 0, 0, 0);
+    writeHead(this.writer.buf, o, HEAD_BYTES, Op.PING, 0, 0, request);
     this.writer.commit(HEAD_BYTES);
   }
 
@@ -896,7 +956,13 @@ export class Connection {
         } else {
           this.forget(request);
           this.take(request, 1, 0);
-          (entry.resolve as (m: Message) => void)(message);
+          const resolve = entry.resolve as (m: Message) => void;
+          if (this.silent)
+            this.heldReceives.push({
+              resolve: () => resolve(message),
+              reject: (e) => entry.reject(e, request),
+            });
+          else resolve(message);
         }
         return;
       }
@@ -973,6 +1039,7 @@ export class Connection {
         return;
       }
       case Op.PONG:
+        if (this.silent && request === this.silencePing) this.endSilence(null);
         return;
       default:
         this.fail(new ProtocolError(`unknown opcode 0x${op.toString(16)} from the kernel`));
@@ -1019,6 +1086,7 @@ export class Connection {
     this.lastStream = 0;
     this.lastSink = null;
     for (const [request, entry] of pending) entry.reject(err, request);
+    if (this.silent) this.endSilence(err);
     for (const fn of this.onClose) fn(err);
     this.onClose.clear();
     if (!this.socket.destroyed) this.socket.end();

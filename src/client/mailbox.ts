@@ -127,6 +127,8 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
   /** Credit given back by the application and not yet sent to the kernel (holdCredit). */
   private creditBack = 0;
   private readonly onEnd: (s: MessageStream<T>) => void;
+  /** Over TCP, what was delivered is handed out only while the kernel can still have heard us. */
+  private readonly checksSilence: boolean;
 
   /** @internal */
   constructor(
@@ -138,6 +140,7 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
   ) {
     this.conn = conn;
     this.onEnd = onEnd;
+    this.checksSilence = conn.transport === 'tcp';
     const badSender = badFrom(options.from, 'messages()');
     if (badSender !== null) throw badSender;
     const badSelection = checkReceiveOptions(options);
@@ -160,7 +163,7 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
   /** @internal */
   deliver(message: Message): void {
     if (this.ended) return;
-    if (this.waiter !== null) {
+    if (this.waiter !== null && !this.conn.holdingDeliveries) {
       const w = this.waiter;
       this.waiter = null;
       this.markTaken();
@@ -234,7 +237,30 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     }
   }
 
+  /**
+   * @internal The kernel has answered after a silence: a step that waited while deliveries were
+   * held takes the first of them.
+   */
+  release(): void {
+    if (this.waiter === null || this.count === 0) return;
+    const w = this.waiter;
+    this.waiter = null;
+    const m = this.queue[this.head]!;
+    this.queue[this.head] = null;
+    this.head = (this.head + 1) & (this.queue.length - 1);
+    this.count--;
+    this.markTaken();
+    w.resolve({ value: m as Message<T>, done: false });
+  }
+
   next(): Promise<IteratorResult<Message<T>>> {
+    // A process stopped past the kernel's heartbeat (TCP) may have been ended meanwhile, and
+    // what it holds given to another receiver: it asks the kernel before handing out more.
+    if (this.count > 0 && this.checksSilence && this.conn.checkSilence()) {
+      return new Promise((resolve, reject) =>
+        this.conn.afterSilence(() => this.next().then(resolve, reject)),
+      );
+    }
     if (this.count > 0) {
       const m = this.queue[this.head]!;
       this.queue[this.head] = null;
@@ -284,6 +310,9 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
       await new Promise<void>((resolve) => {
         this.wake = resolve;
       });
+    }
+    if (this.count > 0 && this.checksSilence && this.conn.checkSilence()) {
+      await new Promise<void>((resolve) => this.conn.afterSilence(resolve));
     }
     if (this.count > 0) {
       const n = Math.min(this.count, max);
