@@ -143,3 +143,32 @@ test('a rendezvous iterator that ends gives its pushed messages back to their se
   );
   assert.deepEqual(await Promise.all(sends), ['received', 'received', 'received']);
 });
+
+test('a right taken away fails the receives and sends already waiting on it (EACCES), as msgrcv re-checks', {
+  timeout: 20_000,
+}, async () => {
+  const [owner, grantee, other] = [await join(), await join(), await join()];
+  const box = await owner.createMailbox(null, { capacity: 1, mode: 0o642 });
+  await box.grant(grantee.id);
+  const asGrantee = await grantee.openMailbox(box.id);
+  const asOther = await other.openMailbox(box.id);
+  const granteeWaits = asGrantee.receive().then(
+    () => 'received',
+    (e: PostboxError) => e.code,
+  );
+  await until(
+    () => box.stat(),
+    (st) => st.waitingReceivers.length === 1,
+    5000,
+    'the grantee to wait',
+  );
+  await box.revoke(grantee.id);
+  assert.equal(await granteeWaits, 'EACCES');
+  // Others may send (mode 0642): fill it, so the next send waits; then take that right away.
+  await asOther.send('fills it');
+  const otherSend = outcomeOf(asOther.send('waits for room'));
+  await waiting(box, 1);
+  await box.chmod(0o640);
+  assert.equal(await otherSend, 'EACCES');
+  assert.equal((await box.stat()).count, 1, 'only the message sent while it had the right');
+});

@@ -144,7 +144,9 @@ function kernelNotRunning(err: ConnectionRefusedError, values: { socket?: string
   const start = isDefault ? 'postbox kernel' : `postbox kernel --socket ${socket}`;
   const why = /\((E[A-Z]+)\)/.exec(err.message)?.[1];
   return new ConnectionRefusedError(
-    `the kernel is not running: nothing answers at ${socket}${why !== undefined ? ` (${why})` : ''}.\n` +
+    // The error's own code (ECONNREFUSED) is printed after the message: only another cause is
+    // named here (ENOENT: no socket file at all).
+    `the kernel is not running: nothing answers at ${socket}${why !== undefined && why !== 'ECONNREFUSED' ? ` (${why})` : ''}.\n` +
       `Start it with \`${start}\` (or \`npm start\` in a Postbox checkout) and try again.`,
   );
 }

@@ -200,6 +200,7 @@ const handlers: Record<string, Handler> = {
     ownerOnly(p, mb, 'change the mode of');
     mb.mode = parseMode(a.mode);
     mb.rightsChanged++;
+    k.recheckWaiters(mb);
     mb.times.changeTime = k.now;
     return describe(k, mb);
   },
@@ -208,6 +209,7 @@ const handlers: Record<string, Handler> = {
     ownerOnly(p, mb, 'grant rights on');
     mb.group.add(findProcess(k, a.process).id);
     mb.rightsChanged++;
+    k.recheckWaiters(mb);
     mb.times.changeTime = k.now;
     return describe(k, mb);
   },
@@ -216,6 +218,7 @@ const handlers: Record<string, Handler> = {
     ownerOnly(p, mb, 'revoke rights on');
     mb.group.delete(findProcess(k, a.process).id);
     mb.rightsChanged++;
+    k.recheckWaiters(mb);
     mb.times.changeTime = k.now;
     return describe(k, mb);
   },
@@ -226,6 +229,7 @@ const handlers: Record<string, Handler> = {
     mb.owner?.owned.delete(mb);
     mb.owner = q;
     mb.rightsChanged++;
+    k.recheckWaiters(mb);
     q.owned.add(mb);
     mb.times.changeTime = k.now;
     return describe(k, mb);

@@ -364,8 +364,8 @@ export class Kernel implements MailboxHost {
         return this.fatal(
           p,
           'ECONNREFUSED',
-          hello.token === undefined
-            ? 'a token is required over TCP (connect({ token }) or POSTBOX_TOKEN)'
+          hello.token === undefined || hello.token === ''
+            ? 'a token is required over TCP (connect({ token }) or POSTBOX_TOKEN, not empty)'
             : 'wrong token',
         );
       }
@@ -747,22 +747,8 @@ export class Kernel implements MailboxHost {
 
   /** Checks a right (4 receive, 2 send) for p on mb; null if granted, else the refusal. */
   checkRight(p: KernelProcess, mb: Mailbox, right: 2 | 4): { code: ErrorCode; message: string } | null {
-    const what = right === 4 ? 'receive' : 'send';
-    if (mb.rightsAtOpen) {
-      // POSIX queues: the mode was checked when the handle was opened; the handle is the right.
-      const roles = p.roles.get(mb);
-      if (roles === undefined || (right === 4 ? roles.read : roles.write) === 0) {
-        return {
-          code: 'EACCES',
-          message: `${p.label} has no handle on ${mb.label} open for ${right === 4 ? 'reading' : 'writing'}`,
-        };
-      }
-    } else if ((this.modeBits(p, mb) & right) === 0) {
-      return {
-        code: 'EACCES',
-        message: `${p.label} may not ${what} ${right === 4 ? 'from' : 'to'} ${mb.label} (mode 0${mb.mode.toString(8)}): it lacks the ${what} right`,
-      };
-    }
+    const lacking = this.lacksRight(p, mb, right);
+    if (lacking !== null) return { code: 'EACCES', message: lacking };
     if (mb.policy === 'pair' && !mb.holders.includes(p.id)) {
       if (mb.holders.length >= 2)
         return {
@@ -778,6 +764,36 @@ export class Kernel implements MailboxHost {
       p.holding.add(mb);
     }
     return null;
+  }
+
+  /** Why p lacks a right on mb by its mode (or, POSIX, its handles), or null if it has it. */
+  private lacksRight(p: KernelProcess, mb: Mailbox, right: 2 | 4): string | null {
+    if (mb.rightsAtOpen) {
+      // POSIX queues: the mode was checked when the handle was opened; the handle is the right.
+      const roles = p.roles.get(mb);
+      if (roles === undefined || (right === 4 ? roles.read : roles.write) === 0)
+        return `${p.label} has no handle on ${mb.label} open for ${right === 4 ? 'reading' : 'writing'}`;
+      return null;
+    }
+    if ((this.modeBits(p, mb) & right) !== 0) return null;
+    const what = right === 4 ? 'receive' : 'send';
+    return `${p.label} may not ${what} ${right === 4 ? 'from' : 'to'} ${mb.label} (mode 0${mb.mode.toString(8)}): it lacks the ${what} right`;
+  }
+
+  /**
+   * The rights on mb changed (chmod, grant, revoke, transfer): a receive or a send already
+   * waiting there for a process that has lost the right fails with EACCES, as msgrcv and msgsnd
+   * check the right again when they wake, instead of going on as if it were still held.
+   */
+  recheckWaiters(mb: Mailbox): void {
+    for (const w of [...mb.receivers]) {
+      const lacking = this.lacksRight(w.peer as KernelProcess, mb, 4);
+      if (lacking !== null) mb.endReceive(w, 'EACCES', lacking);
+    }
+    for (const sw of mb.blocked.toArray()) {
+      const lacking = this.lacksRight(sw.peer as KernelProcess, mb, 2);
+      if (lacking !== null) mb.withdrawSend(sw, 'EACCES', lacking);
+    }
   }
 
   /** The mode's bits that apply to p: owner's, group's, or others'. */

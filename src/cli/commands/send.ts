@@ -146,7 +146,9 @@ export async function sendCommand(argv: string[]): Promise<number> {
       printDiagnostic('send', `${where}${sender.error.message}${code}`);
       return sender.exitCode;
     }
-    if (interruptedBy() !== null) return interruptExitCode();
+    // A single message that was sent is sent, however late the interrupt came (the kernel's
+    // answer is final); stopping a stream of lines early is what 130 / 143 report.
+    if (interruptedBy() !== null && text === undefined) return interruptExitCode();
     return Exit.OK;
   });
 }
