@@ -152,3 +152,20 @@ test('on an inbox, from a process that is killed: ESRCH, and the kernel carries 
   await friend.send(me.id, 'still here');
   assert.equal((await fromFriend)?.body, 'still here');
 });
+
+test('a name names whoever has it now: after its process is gone and another takes the name, sends and receives reach the new one', {
+  timeout: 20_000,
+}, async () => {
+  const me = await join();
+  const first = await connect({ socket: kernel.socket, name: 'renamed-peer' });
+  await me.send('renamed-peer', 'to the first');
+  assert.equal((await first.receive())?.body, 'to the first');
+  await first.close();
+  const second = await connect({ socket: kernel.socket, name: 'renamed-peer' });
+  procs.push(second);
+  // Before, the name stayed bound to the first process's id in this process: ESRCH for ever.
+  await me.send('renamed-peer', 'to the second');
+  assert.equal((await second.receive())?.body, 'to the second');
+  await second.send(me.id, 'back');
+  assert.equal((await me.receive({ from: 'renamed-peer' }))?.body, 'back');
+});

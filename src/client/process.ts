@@ -148,8 +148,7 @@ export class PostboxProcess {
 
   /** Sends a message to a process's inbox (direct naming). */
   async send(to: ProcessRef, body: unknown, options?: SendOptions): Promise<SendResult> {
-    const id = await this.resolve(to);
-    return this.conn.send(id, true, body, options);
+    return this.toProcess(to, (id) => this.conn.send(id, true, body, options));
   }
 
   /**
@@ -157,8 +156,7 @@ export class PostboxProcess {
    * {@link Mailbox.sendMany}).
    */
   async sendMany(to: ProcessRef, bodies: Iterable<unknown>, options?: SendOptions): Promise<SendManyResult> {
-    const id = await this.resolve(to);
-    return this.conn.sendMany(id, true, bodies, options, `process ${String(to)}`);
+    return this.toProcess(to, (id) => this.conn.sendMany(id, true, bodies, options, `process ${String(to)}`));
   }
 
   /**
@@ -176,8 +174,8 @@ export class PostboxProcess {
    * says who sent it), or with `from` the first from that process (symmetric).
    */
   async receive(options: ReceiveOptions & { from?: ProcessRef } = {}): Promise<Message | null> {
-    const from = options.from === undefined ? 0 : await this.resolve(options.from);
-    return this.conn.receive(0, true, from, options);
+    if (options.from === undefined) return this.conn.receive(0, true, 0, options);
+    return this.toProcess(options.from, (from) => this.conn.receive(0, true, from, options));
   }
 
   /** Iterates the inbox, with the kernel pushing ahead (see {@link Mailbox.messages}). */
@@ -305,6 +303,23 @@ export class PostboxProcess {
   /** Terminates this process cleanly: pending operations fail with ENOTCONN, owned mailboxes go. */
   close(): Promise<void> {
     return this.conn.close();
+  }
+
+  /**
+   * Runs op on the process `to` names. A name is remembered with the id it had when first looked
+   * up; if that process has gone (ESRCH), the name may be another process's now, so it is looked
+   * up once more and op tried again (a send that failed with ESRCH was not delivered).
+   */
+  private async toProcess<R>(to: ProcessRef, op: (id: number) => Promise<R>): Promise<R> {
+    const remembered = typeof to === 'string' && this.ids.has(to);
+    const id = await this.resolve(to);
+    try {
+      return await op(id);
+    } catch (err) {
+      if (!remembered || !(err instanceof NoProcessError)) throw err;
+      this.ids.delete(to as string);
+      return op(await this.resolve(to));
+    }
   }
 
   private async resolve(ref: ProcessRef): Promise<number> {
