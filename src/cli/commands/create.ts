@@ -27,12 +27,14 @@ Options:
   --capacity N         messages it holds: N, 0 (rendezvous: a send waits for a receiver), or
                        'unbounded' (default)
   --max-size BYTES     largest message (default: the kernel's --max-message-size); 64K, 1M work
-  --max-bytes BYTES    bytes it holds at most, System V msg_qbytes (default: --max-mailbox-bytes)
+  --max-bytes BYTES    bytes it holds at most, System V msg_qbytes, or 'unbounded' (default:
+                       the kernel's --max-mailbox-bytes with a capacity, none if unbounded)
   --message-size BYTES every message exactly this size, kept in a preallocated ring (needs --capacity)
   --order ORDER        fifo (default) or priority (highest priority first, fifo within)
   --policy POLICY      how receivers share it: first (default), round-robin, exclusive, pair
-  --mode MODE          three octal digits owner/group/others, 4 receive, 2 send (default 0666;
-                       0662 lets only the owner and granted processes receive)
+  --mode MODE          three octal digits owner/group/others, 4 receive, 2 send (default 0666).
+                       Once this command exits the mailbox has no owner: with 0662, only
+                       processes granted the right (grant() in the API) receive
   --key KEY            System V key, decimal or 0x hex, shown by \`postbox ls\`
   --json               the new mailbox's description as JSON
 ${connectionHelp}
@@ -77,8 +79,11 @@ export async function createCommand(argv: string[]): Promise<number> {
   if (capacity !== undefined) options.capacity = capacity;
   const maxSize = parseBytes(values['max-size'], 'max-size');
   if (maxSize !== undefined) options.maxMessageSize = maxSize;
-  const maxBytes = parseBytes(values['max-bytes'], 'max-bytes');
-  if (maxBytes !== undefined) options.maxBytes = maxBytes;
+  if (values['max-bytes'] === 'unbounded') options.maxBytes = 'unbounded';
+  else {
+    const maxBytes = parseBytes(values['max-bytes'], 'max-bytes');
+    if (maxBytes !== undefined) options.maxBytes = maxBytes;
+  }
   const messageSize = parseBytes(values['message-size'], 'message-size');
   if (messageSize !== undefined) {
     // Said here in the command line's words (the kernel would name the API's messageSize).
