@@ -133,7 +133,10 @@ test('--max-mailboxes counts inboxes: a process past it is refused (ENOMEM), and
     const b = await connect({ socket: k.socket }); // inbox 3
     await assert.rejects(connect({ socket: k.socket }), (e: Error & { code?: string }) => {
       assert.equal(e.code, 'ENOMEM');
-      assert.match(e.message, /limit of 3 mailboxes is reached \(a process needs one for its inbox\)/);
+      assert.match(
+        e.message,
+        /limit of 3 mailboxes is reached: a process needs one for its inbox \(postbox kernel --max-mailboxes\)/,
+      );
       return true;
     });
     await b.close();

@@ -78,7 +78,10 @@ const handlers: Record<string, Handler> = {
         keyed,
       );
     if (k.mailboxes.size >= k.limits.maxMailboxes) {
-      throw new CallError('ENOMEM', `the kernel's limit of ${k.limits.maxMailboxes} mailboxes is reached`);
+      throw new CallError(
+        'ENOMEM',
+        `the kernel's limit of ${k.limits.maxMailboxes} mailboxes is reached (postbox kernel --max-mailboxes)`,
+      );
     }
     const system = optBool(a.system, 'system');
     const attrs = parseAttributes(k, a, system);

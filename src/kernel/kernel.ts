@@ -382,7 +382,7 @@ export class Kernel implements MailboxHost {
       return this.fatal(
         p,
         'ENOMEM',
-        `the kernel's limit of ${this.limits.maxProcesses} processes is reached`,
+        `the kernel's limit of ${this.limits.maxProcesses} processes is reached (postbox kernel --max-processes)`,
       );
     }
     // Every process has an inbox, and inboxes count toward the mailbox limit.
@@ -390,7 +390,7 @@ export class Kernel implements MailboxHost {
       return this.fatal(
         p,
         'ENOMEM',
-        `the kernel's limit of ${this.limits.maxMailboxes} mailboxes is reached (a process needs one for its inbox)`,
+        `the kernel's limit of ${this.limits.maxMailboxes} mailboxes is reached: a process needs one for its inbox (postbox kernel --max-mailboxes)`,
       );
     }
     p.id = this.nextProcessId++;
@@ -545,7 +545,7 @@ export class Kernel implements MailboxHost {
         p,
         request,
         'ENOMEM',
-        `the kernel's memory limit of ${this.limits.maxTotalBytes} queued bytes is reached`,
+        `the kernel's memory limit of ${this.limits.maxTotalBytes} queued bytes is reached (postbox kernel --max-total-bytes)`,
         mb,
       );
     }
