@@ -837,6 +837,9 @@ test('FIFO ends wait for each other, in either order, and can be used again', as
 });
 
 test("limits shows the running kernel's limits and the flag that changes each", async () => {
+  // A mailbox of the tester's holds 10,000 bytes: the bytes in use count at least those.
+  const held = await me.createMailbox(null);
+  await held.send(Buffer.alloc(10_000));
   const json = await run(['limits', '--json']);
   assert.equal(json.code, 0, json.stderr);
   const l = JSON.parse(json.stdout) as {
@@ -848,12 +851,18 @@ test("limits shows the running kernel's limits and the flag that changes each", 
   assert.equal(l.flags.maxMessageSize, '--max-message-size');
   assert.equal(l.flags.maxMailboxes, '--max-mailboxes');
   assert.ok(l.inUse.maxProcesses! >= 2, 'the tester and the command itself');
+  assert.ok(l.inUse.maxTotalBytes! >= 10_000, `bytes in use: ${l.inUse.maxTotalBytes}`);
   const text = await run(['limits']);
+  await held.delete();
   assert.match(text.stdout, /^LIMIT +VALUE +IN USE +CHANGE WITH\n/);
   assert.match(text.stdout, /max message size +65,536 bytes +postbox kernel --max-message-size BYTES\n/);
   assert.match(text.stdout, /max bytes per mailbox.*postbox kernel --max-mailbox-bytes BYTES\n/);
   assert.match(text.stdout, /max mailboxes.*postbox kernel --max-mailboxes N\n/);
   assert.match(text.stdout, /max processes +100,000 +\d+ +postbox kernel --max-processes N\n/);
+  assert.match(
+    text.stdout,
+    /max bytes queued in all +[\d,]+ bytes +[\d,]+ +postbox kernel --max-total-bytes BYTES\n/,
+  );
 });
 
 test('--socket and --url tcp:// reach the kernel without $POSTBOX_SOCKET', async () => {

@@ -239,6 +239,20 @@ export class PostboxProcess {
     return this.conn.call<MailboxStat[]>('list');
   }
 
+  /**
+   * What the kernel holds now, to set against {@link limits}: mailboxes (inboxes included),
+   * processes, and the bytes queued in all mailboxes together (`maxTotalBytes`).
+   *
+   * @example
+   * ```ts
+   * const { totalBytes } = await proc.usage();
+   * console.log(`${totalBytes} of ${proc.limits.maxTotalBytes} bytes queued`);
+   * ```
+   */
+  usage(): Promise<{ mailboxes: number; processes: number; totalBytes: number }> {
+    return this.conn.call('usage');
+  }
+
   /** Every connected process, as `postbox ps` shows. */
   processes(): Promise<(ProcessInfo & { transport: string; owns: string[]; blockedOn: string[] })[]> {
     return this.conn.call('processes');

@@ -150,6 +150,7 @@ const handlers: Record<string, Handler> = {
   },
   stat: (k, _p, a) => stat(k, find(k, a)),
   list: (k) => [...k.mailboxes.values()].filter((mb) => mb.inboxOf === 0).map((mb) => stat(k, mb)),
+  usage: (k) => ({ mailboxes: k.mailboxes.size, processes: k.processes.size, totalBytes: k.totalBytes }),
   processes: (k) =>
     [...k.processes.values()].map((q) => ({
       id: q.id,

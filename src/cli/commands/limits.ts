@@ -42,11 +42,12 @@ const rows: LimitRow[] = [
 export async function limitsCommand(argv: string[]): Promise<number> {
   return runListing(argv, limitsHelp, async (proc, json) => {
     const limits = proc.limits as Record<string, number | undefined>;
-    const [mailboxes, processes] = await Promise.all([proc.mailboxes(), proc.processes()]);
-    // Every process has an inbox, and inboxes count toward the mailbox limit.
+    // Inboxes count toward the mailbox limit; this command's own process and inbox are counted.
+    const usage = await proc.usage();
     const inUse: Record<string, number> = {
-      maxMailboxes: mailboxes.length + processes.length,
-      maxProcesses: processes.length,
+      maxMailboxes: usage.mailboxes,
+      maxProcesses: usage.processes,
+      maxTotalBytes: usage.totalBytes,
     };
     if (json) {
       printJson({
