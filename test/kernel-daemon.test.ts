@@ -139,6 +139,18 @@ test('--max-mailboxes counts inboxes: a process past it is refused (ENOMEM), and
       );
       return true;
     });
+    // An operator may still join, within a small reserve, to look and clean up, but not to make
+    // more; never past the reserve.
+    const ops = [];
+    for (let i = 0; i < 4; i++) ops.push(await connect({ socket: k.socket, operator: true }));
+    assert.equal((await ops[0]!.usage()).mailboxes, 7);
+    await assert.rejects(connect({ socket: k.socket, operator: true }), { code: 'ENOMEM' });
+    assert.deepEqual(
+      (await ops[0]!.mailboxes()).map((m) => m.name),
+      ['one'],
+    );
+    await assert.rejects(ops[0]!.createMailbox('not-for-work'), { code: 'ENOMEM' });
+    for (const op of ops) await op.close();
     await b.close();
     const c = await connect({ socket: k.socket });
     await c.close();

@@ -115,7 +115,10 @@ export function parseChoice<T extends string>(
 }
 
 /** Connects as a new process where the flags or the environment say the kernel is. */
-export async function connectFromFlags(values: { socket?: string; url?: string }): Promise<PostboxProcess> {
+export async function connectFromFlags(
+  values: { socket?: string; url?: string },
+  operator = false,
+): Promise<PostboxProcess> {
   if (values.socket !== undefined && values.url !== undefined)
     throw new UsageError('give --socket or --url, not both');
   if (values.url !== undefined && !/^(tcp:\/\/|unix:)/.test(values.url))
@@ -123,7 +126,7 @@ export async function connectFromFlags(values: { socket?: string; url?: string }
   try {
     // --socket must win over $POSTBOX_URL too, which the client would otherwise prefer.
     const url = values.url ?? (values.socket !== undefined ? `unix:${values.socket}` : undefined);
-    return await connect(url !== undefined ? { url } : {});
+    return await connect({ ...(url !== undefined ? { url } : {}), ...(operator ? { operator } : {}) });
   } catch (err) {
     if (err instanceof ConnectionRefusedError) throw kernelNotRunning(err, values);
     if (err instanceof TypeError) throw new UsageError(err.message);
@@ -151,12 +154,17 @@ function kernelNotRunning(err: ConnectionRefusedError, values: { socket?: string
   );
 }
 
-/** Runs fn with a connected process, and closes the process afterwards whatever happens. */
+/**
+ * Runs fn with a connected process, and closes the process afterwards whatever happens. An
+ * `operator` command (one that looks or cleans up) joins even at the kernel's limits, within
+ * the reserve kept for that.
+ */
 export async function withProcess<T>(
   values: { socket?: string; url?: string },
   fn: (proc: PostboxProcess) => Promise<T>,
+  operator = false,
 ): Promise<T> {
-  const proc = await connectFromFlags(values);
+  const proc = await connectFromFlags(values, operator);
   try {
     return await fn(proc);
   } finally {
@@ -184,7 +192,15 @@ export async function runListing(
     return 0;
   }
   positionals(rest, []);
-  return withProcess(values, (proc) => show(proc, values.json === true));
+  return withOperatorProcess(values, (proc) => show(proc, values.json === true));
+}
+
+/** {@link withProcess} for a command that looks or cleans up: it joins even at the limits. */
+export function withOperatorProcess<T>(
+  values: { socket?: string; url?: string },
+  fn: (proc: PostboxProcess) => Promise<T>,
+): Promise<T> {
+  return withProcess(values, fn, true);
 }
 
 /** A mailbox named on the command line: `NAME`, `#ID`, or a number (an id, else a name). */

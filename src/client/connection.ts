@@ -173,6 +173,12 @@ export interface ConnectOptions {
   token?: string;
   /** Capacity of this process's inbox (default unbounded). */
   inboxCapacity?: number;
+  /**
+   * Join even when the kernel's process or mailbox limit is reached, within a small reserve
+   * kept for operators (Unix socket only), as `postbox ls`, `ps`, `stat`, `limits`, `rm` and
+   * `watch` do: so that one can still look and clean up. For short-lived inspection, not work.
+   */
+  operator?: boolean;
 }
 
 /** The names {@link ConnectOptions} has. */
@@ -182,6 +188,7 @@ export const CONNECT_OPTIONS: OptionNames<ConnectOptions> = {
   url: true,
   token: true,
   inboxCapacity: true,
+  operator: true,
 };
 
 /** The kernel's WELCOME. */
@@ -303,6 +310,8 @@ export class Connection {
     }
     if (url !== undefined && !url.startsWith('tcp://') && !url.startsWith('unix:'))
       throw new InvalidArgumentError(`url must be tcp://HOST:PORT or unix:PATH, not '${url}'`);
+    if (options.operator !== undefined && typeof options.operator !== 'boolean')
+      throw new InvalidArgumentError(`operator must be true or false, not ${String(options.operator)}`);
     const inbox = options.inboxCapacity;
     if (
       inbox !== undefined &&
@@ -348,6 +357,7 @@ export class Connection {
     if (options.name !== undefined) hello.name = options.name;
     if (token !== undefined && transport === 'tcp') hello.token = token;
     if (options.inboxCapacity !== undefined) hello.inboxCapacity = options.inboxCapacity;
+    if (options.operator === true) hello.operator = true;
     const welcome = await new Promise<Welcome>((resolve, reject) => {
       opened.onWelcome = resolve;
       opened.onHelloError = reject;

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { PostboxProcess } from '../../client/process.js';
 import { PostboxError } from '../../protocol/errors.js';
-import { connectionHelp, connectionOptions, findMailbox, printJson, withProcess } from '../common.js';
+import { connectionHelp, connectionOptions, findMailbox, printJson, withOperatorProcess } from '../common.js';
 import { printDiagnostic } from '../diagnostic.js';
 import { Exit, exitCodeFor, exitCodesHelp } from '../exit-codes.js';
 import { UsageError } from '../usage-error.js';
@@ -38,7 +38,7 @@ export async function rmCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (refs.length === 0) throw new UsageError('missing NAME');
-  return withProcess(values, async (proc) => {
+  return withOperatorProcess(values, async (proc) => {
     let code: number = Exit.OK;
     const done: Record<string, unknown>[] = [];
     for (const ref of refs) {

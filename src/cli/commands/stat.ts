@@ -7,7 +7,7 @@ import {
   positionals,
   printJson,
   processLabel,
-  withProcess,
+  withOperatorProcess,
 } from '../common.js';
 import { exitCodesHelp } from '../exit-codes.js';
 import { formatCount, formatFields, formatKey, formatMode, formatTime } from '../table.js';
@@ -40,7 +40,7 @@ export async function statCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const [ref] = positionals(rest, ['NAME']);
-  return withProcess(values, async (proc) => {
+  return withOperatorProcess(values, async (proc) => {
     const [mb, processes] = await Promise.all([findMailbox(proc, ref!), proc.processes()]);
     if (values.json) {
       printJson(mb);

@@ -8,7 +8,7 @@ import {
   parseInteger,
   positionals,
   processLabel,
-  withProcess,
+  withOperatorProcess,
   writeOut,
 } from '../common.js';
 import { Exit, exitCodesHelp } from '../exit-codes.js';
@@ -56,7 +56,7 @@ export async function watchCommand(argv: string[]): Promise<number> {
   const interval = parseInteger(values.interval, 'interval', 10, 3_600_000) ?? 250;
   const signal = interruptSignal();
   const tty = process.stdout.isTTY === true && values.once !== true && values.json !== true;
-  return withProcess(values, async (proc) => {
+  return withOperatorProcess(values, async (proc) => {
     let last = '';
     let first = true;
     try {
