@@ -68,25 +68,25 @@ const outcomeNames = ['queued', 'queued', 'replaced', 'dropped', 'received'] as 
 /** Options shared by sends, as on the command line. */
 export interface SendOptions {
   /** Message type, a positive integer (default 1). */
-  type?: number;
+  type?: number | undefined;
   /** Priority 0…32767 (default 0); orders delivery in priority mailboxes. */
-  priority?: number;
+  priority?: number | undefined;
   /** Fail at once with EAGAIN if the mailbox is full, queueing nothing. Same as onFull 'fail'. */
-  nowait?: boolean;
+  nowait?: boolean | undefined;
   /** Give up after this many ms (ETIMEDOUT); the message is then never delivered. */
-  timeout?: number;
+  timeout?: number | undefined;
   /** Give up when aborted (ECANCELED); the message is then never delivered. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Complete only when a receiver has taken the message; the result names it. */
-  receipt?: boolean;
+  receipt?: boolean | undefined;
   /** What to do when the mailbox is full: wait (default), fail (EAGAIN), replace the oldest, or drop this one. */
-  onFull?: 'wait' | 'fail' | 'replace-oldest' | 'drop';
+  onFull?: 'wait' | 'fail' | 'replace-oldest' | 'drop' | undefined;
   /** Body codec; default by the body's kind (bytes, string, else msgpack). */
-  codec?: CodecName;
+  codec?: CodecName | undefined;
   /** User headers, string to string. */
-  headers?: Record<string, string>;
+  headers?: Record<string, string> | undefined;
   /** Queue even when a requireReader mailbox has no reader yet (wait for a server). */
-  withoutReader?: boolean;
+  withoutReader?: boolean | undefined;
 }
 
 /** The names {@link SendOptions} has, to refuse a misspelt one. */
@@ -106,19 +106,19 @@ export const SEND_OPTIONS: OptionNames<SendOptions> = {
 /** Options of a receive. */
 export interface ReceiveOptions {
   /** System V msgrcv selection: 0 any, > 0 that type, < 0 the lowest type ≤ |type|. */
-  type?: number;
+  type?: number | undefined;
   /** With a positive type: the first message not of that type (MSG_EXCEPT). EINVAL without one. */
-  except?: boolean;
+  except?: boolean | undefined;
   /** Return null at once if nothing matches. */
-  nowait?: boolean;
+  nowait?: boolean | undefined;
   /** Give up after this many ms (ETIMEDOUT). */
-  timeout?: number;
+  timeout?: number | undefined;
   /** Give up when aborted (ECANCELED). */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Largest body accepted; a larger message is E2BIG and stays queued unless `truncate`. */
-  maxSize?: number;
+  maxSize?: number | undefined;
   /** Cut a larger body to maxSize and consume it (MSG_NOERROR). EINVAL without maxSize. */
-  truncate?: boolean;
+  truncate?: boolean | undefined;
 }
 
 /** The names a receive takes: {@link ReceiveOptions} and the sender to select (`from`). */
@@ -164,21 +164,21 @@ interface Pending {
 /** Where and how to reach the kernel. */
 export interface ConnectOptions {
   /** Unique process name (EEXIST if taken). */
-  name?: string;
+  name?: string | undefined;
   /** Unix socket path of the kernel; default by the documented rule (POSTBOX_SOCKET, …). */
-  socket?: string;
+  socket?: string | undefined;
   /** `tcp://HOST:PORT` for a kernel on another machine (or `unix:PATH`). Default POSTBOX_URL. */
-  url?: string;
+  url?: string | undefined;
   /** Token for TCP; default POSTBOX_TOKEN. */
-  token?: string;
+  token?: string | undefined;
   /** Capacity of this process's inbox (default unbounded). */
-  inboxCapacity?: number;
+  inboxCapacity?: number | undefined;
   /**
    * Join even when the kernel's process or mailbox limit is reached, within a small reserve
    * kept for operators (Unix socket only), as `postbox ls`, `ps`, `stat`, `limits`, `rm` and
    * `watch` do: so that one can still look and clean up. For short-lived inspection, not work.
    */
-  operator?: boolean;
+  operator?: boolean | undefined;
 }
 
 /** The names {@link ConnectOptions} has. */

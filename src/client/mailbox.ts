@@ -85,7 +85,7 @@ export interface IterateOptions extends Omit<ReceiveOptions, 'nowait' | 'timeout
    * mailbox's until taken, and go back if the iterator ends first. Priority mailboxes never
    * push ahead: each message is asked for when the loop wants it.
    */
-  prefetch?: number;
+  prefetch?: number | undefined;
   /**
    * Give credit back only on {@link MessageStream.returnCredit}, not as messages are taken: `prefetch`
    * then bounds the messages pushed ahead plus those still being worked on, as a worker pool
@@ -93,10 +93,10 @@ export interface IterateOptions extends Omit<ReceiveOptions, 'nowait' | 'timeout
    * so one that another worker could have had is never handled twice. EINVAL for a priority
    * mailbox or prefetch 0, which never push ahead.
    */
-  holdCredit?: boolean;
+  holdCredit?: boolean | undefined;
   /** Only messages from this process id (direct links). */
-  from?: number;
-  signal?: AbortSignal;
+  from?: number | undefined;
+  signal?: AbortSignal | undefined;
 }
 
 /**
@@ -428,7 +428,7 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
 /** Options of a batch iterator. */
 export interface BatchOptions extends IterateOptions {
   /** Most messages in one batch (default 4096). */
-  max?: number;
+  max?: number | undefined;
 }
 
 const LIMIT_OPTIONS: OptionNames<{ capacity?: unknown; maxBytes?: unknown }> = {
@@ -564,7 +564,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   }
 
   /** Receives one message: waits for one unless `nowait` (then null if none). */
-  receive(options?: ReceiveOptions & { from?: number }): Promise<Message<T> | null> {
+  receive(options?: ReceiveOptions & { from?: number | undefined }): Promise<Message<T> | null> {
     if (this.closed) return Promise.reject(this.closedError());
     const badSender = badFrom(options?.from, 'receive()');
     if (badSender !== null) return Promise.reject(badSender);
@@ -664,8 +664,8 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
 
   /** Changes capacity or byte limit (owner only), like IPC_SET of msg_qbytes. */
   setLimits(limits: {
-    capacity?: number | 'unbounded';
-    maxBytes?: number | 'unbounded';
+    capacity?: number | 'unbounded' | undefined;
+    maxBytes?: number | 'unbounded' | undefined;
   }): Promise<MailboxInfo> {
     const unknown = unknownOption(limits, LIMIT_OPTIONS, 'setLimits()');
     if (unknown !== null) return Promise.reject(unknown);

@@ -8,8 +8,8 @@ import { getU32, MESSAGE_HEAD_BYTES, Off, readInt64 } from '../protocol/frame.js
  *
  * @example
  * ```ts
- * const m = await mailbox.receive();
- * console.log(m.sender, m.type, m.body);
+ * const m = await mailbox.receive(); // null only with nowait, or at a pipe's end of file
+ * if (m !== null) console.log(m.sender, m.type, m.body);
  * ```
  */
 export class Message<T = unknown> {

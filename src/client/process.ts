@@ -31,46 +31,46 @@ export type ProcessRef = string | number;
 /** Attributes of a new mailbox. Unset ones take the kernel's defaults (docs/api.md). */
 export interface MailboxOptions {
   /** Messages it holds: 0 (rendezvous), n, or 'unbounded' (default). */
-  capacity?: number | 'unbounded';
+  capacity?: number | 'unbounded' | undefined;
   /** Largest message body plus user headers, bytes. */
-  maxMessageSize?: number;
+  maxMessageSize?: number | undefined;
   /**
    * Bytes it holds at most (System V msg_qbytes); past it, senders wait as for a full capacity.
    * Default: the kernel's `--max-mailbox-bytes` for a bounded mailbox; none of its own
    * (`'unbounded'`: only the kernel's total, ENOMEM) for an unbounded one, which never waits.
    */
-  maxBytes?: number | 'unbounded';
+  maxBytes?: number | 'unbounded' | undefined;
   /** Delivery order: 'fifo' (default) or 'priority' (highest first, fifo within). */
-  order?: 'fifo' | 'priority';
+  order?: 'fifo' | 'priority' | undefined;
   /** How receivers share it: 'first' (default), 'round-robin', 'exclusive' or 'pair'. */
-  policy?: 'first' | 'round-robin' | 'exclusive' | 'pair';
+  policy?: 'first' | 'round-robin' | 'exclusive' | 'pair' | undefined;
   /** Three octal digits owner/group/others (4 receive, 2 send); default 0o662 (0o666 if system). */
-  mode?: number;
+  mode?: number | undefined;
   /** Lives until deleted instead of with this process. */
-  system?: boolean;
+  system?: boolean | undefined;
   /**
    * Fixed message size in bytes (body plus headers): every message must be exactly this size,
    * and the kernel preallocates capacity × size for them (needs a bounded capacity).
    */
-  messageSize?: number;
+  messageSize?: number | undefined;
   /** End of stream when the last writer closes, EPIPE when the last reader has (pipes, FIFOs). */
-  endOnLastWriter?: boolean;
+  endOnLastWriter?: boolean | undefined;
   /** Removed when its last handle closes (anonymous pipes). */
-  transient?: boolean;
+  transient?: boolean | undefined;
   /** Sends fail with EPIPE while no handle has it open for reading (a service with no server). */
-  requireReader?: boolean;
+  requireReader?: boolean | undefined;
   /**
    * How blocked senders enter when room appears: 'in-order' (default; a newcomer waits behind
    * them; capacity 0 is a rendezvous) or 'fits' (System V: any whose message fits; capacity 0
    * holds nothing).
    */
-  admission?: 'in-order' | 'fits';
+  admission?: 'in-order' | 'fits' | undefined;
   /** Rights checked once when a handle opens, then held by the handle (POSIX queues). */
-  rightsAtOpen?: boolean;
+  rightsAtOpen?: boolean | undefined;
   /** System V key: the mailbox can be opened by it. */
-  key?: number;
+  key?: number | undefined;
   /** How this handle uses it; counts for pipes and FIFOs. Default 'both'. */
-  role?: 'read' | 'write' | 'both' | 'none';
+  role?: 'read' | 'write' | 'both' | 'none' | undefined;
 }
 
 /** The names {@link MailboxOptions} has. */
@@ -173,20 +173,24 @@ export class PostboxProcess {
    * Receives from this process's inbox: the first message from anyone (asymmetric; the message
    * says who sent it), or with `from` the first from that process (symmetric).
    */
-  async receive(options: ReceiveOptions & { from?: ProcessRef } = {}): Promise<Message | null> {
+  async receive(options: ReceiveOptions & { from?: ProcessRef | undefined } = {}): Promise<Message | null> {
     if (options.from === undefined) return this.conn.receive(0, true, 0, options);
     return this.toProcess(options.from, (from) => this.conn.receive(0, true, from, options));
   }
 
   /** Iterates the inbox, with the kernel pushing ahead (see {@link Mailbox.messages}). */
-  messages(options: Omit<IterateOptions, 'from'> & { from?: number } = {}): AsyncIterableIterator<Message> {
+  messages(
+    options: Omit<IterateOptions, 'from'> & { from?: number | undefined } = {},
+  ): AsyncIterableIterator<Message> {
     checkOptions(options, ITERATE_OPTIONS, 'messages()');
     if (options.signal?.aborted === true) return noMessages<Message>();
     return new MessageStream(this.conn, 0, true, options, () => {});
   }
 
   /** Iterates the inbox a batch at a time (see {@link Mailbox.batches}). */
-  batches(options: Omit<BatchOptions, 'from'> & { from?: number } = {}): AsyncIterableIterator<Message[]> {
+  batches(
+    options: Omit<BatchOptions, 'from'> & { from?: number | undefined } = {},
+  ): AsyncIterableIterator<Message[]> {
     checkOptions(options, BATCH_OPTIONS, 'batches()');
     if (options.signal?.aborted === true) return noMessages<Message[]>();
     const { max, ...iterate } = options;
@@ -210,7 +214,10 @@ export class PostboxProcess {
   /** Opens an existing mailbox by name or id (ENOENT if none), or creates it with `create`. */
   async openMailbox<T = unknown>(
     ref: string | number | { key: number },
-    options: { create?: MailboxOptions | boolean; role?: 'read' | 'write' | 'both' | 'none' } = {},
+    options: {
+      create?: MailboxOptions | boolean | undefined;
+      role?: 'read' | 'write' | 'both' | 'none' | undefined;
+    } = {},
   ): Promise<Mailbox<T>> {
     checkOptions(options, OPEN_OPTIONS, 'openMailbox()');
     if (typeof options.create === 'object')
@@ -267,7 +274,7 @@ export class PostboxProcess {
    * Watches a process: resolves when it terminates, with the reason. If it is already gone the
    * reason is 'noproc'.
    */
-  async monitor(process: ProcessRef, options: { signal?: AbortSignal } = {}): Promise<DownEvent> {
+  async monitor(process: ProcessRef, options: { signal?: AbortSignal | undefined } = {}): Promise<DownEvent> {
     checkOptions(options, MONITOR_OPTIONS, 'monitor()');
     const signal = options.signal;
     const badSig = badSignal(signal, 'monitor()');

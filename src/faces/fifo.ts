@@ -5,6 +5,8 @@ import type { PostboxProcess } from '../client/process.js';
 import { AbortedError, InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
 import { PipeReader, PipeWriter } from './pipe-end.js';
 
+export { PipeReader, PipeWriter };
+
 /**
  * Creates a FIFO (named pipe): a system-owned mailbox that unrelated processes open by name.
  * Readers see end of file when the last writer closes; unlinking the name does not disturb
@@ -38,7 +40,7 @@ const READER_POLL_MS = 25;
 /** Options of {@link openFifo}. */
 export interface OpenFifoOptions {
   /** Stop waiting for a reader (`'w'`): the open fails with ECANCELED. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /**

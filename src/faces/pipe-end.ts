@@ -14,7 +14,7 @@ import type { Message } from '../client/message.js';
  */
 export class PipeReader extends Readable {
   readonly mailbox: Mailbox;
-  #messages: AsyncIterator<Message> | null = null;
+  #messages: AsyncIterableIterator<Message> | null = null;
   #pulling = false;
 
   constructor(mailbox: Mailbox) {
@@ -23,7 +23,7 @@ export class PipeReader extends Readable {
   }
 
   /** The messages themselves (each write became one), instead of a byte stream. */
-  messages(): AsyncIterator<Message> {
+  messages(): AsyncIterableIterator<Message> {
     this.#messages ??= this.mailbox.messages({ prefetch: 64 });
     return this.#messages;
   }

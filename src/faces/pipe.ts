@@ -3,6 +3,8 @@ import type { PostboxProcess } from '../client/process.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import { PipeReader, PipeWriter } from './pipe-end.js';
 
+export { PipeReader, PipeWriter };
+
 /** Environment variable through which a child that uses Postbox takes its pipe end. */
 export const PIPE_ENV = 'POSTBOX_PIPE';
 
@@ -41,6 +43,16 @@ export async function pipe(proc: PostboxProcess): Promise<Pipe> {
   return { id: writeEnd.id, reader: new PipeReader(readEnd), writer: new PipeWriter(writeEnd) };
 }
 
+/** Options of {@link spawn}. */
+export interface SpawnOptions {
+  /** The child uses Postbox and opens its end itself (`POSTBOX_PIPE`, {@link pipeFromEnv}). */
+  handOver?: boolean | undefined;
+  /** The child's environment (default this process's). */
+  env?: NodeJS.ProcessEnv | undefined;
+  /** The child's working directory. */
+  cwd?: string | undefined;
+}
+
 /** What {@link spawn} gives back: the parent's end of the pipe and the child. */
 export interface SpawnedPipe {
   /** With mode 'r': the child's output. */
@@ -61,7 +73,7 @@ export interface SpawnedPipe {
  * @example
  * ```ts
  * const ls = await spawn(proc, 'ls', ['-la'], 'r');
- * ls.reader!.pipe(process.stdout);
+ * ls.reader.pipe(process.stdout); // mode 'r': the reader, never null
  * console.log(await ls.wait()); // { code: 0, signal: null }
  * ```
  */
@@ -69,8 +81,22 @@ export async function spawn(
   proc: PostboxProcess,
   command: string,
   args: readonly string[],
+  mode: 'r',
+  options?: SpawnOptions,
+): Promise<SpawnedPipe & { readonly reader: PipeReader; readonly writer: null }>;
+export async function spawn(
+  proc: PostboxProcess,
+  command: string,
+  args: readonly string[],
+  mode: 'w',
+  options?: SpawnOptions,
+): Promise<SpawnedPipe & { readonly reader: null; readonly writer: PipeWriter }>;
+export async function spawn(
+  proc: PostboxProcess,
+  command: string,
+  args: readonly string[],
   mode: 'r' | 'w',
-  options: { handOver?: boolean; env?: NodeJS.ProcessEnv; cwd?: string } = {},
+  options: SpawnOptions = {},
 ): Promise<SpawnedPipe> {
   if (mode !== 'r' && mode !== 'w')
     throw new InvalidArgumentError(`mode must be 'r' or 'w', not '${String(mode)}'`);

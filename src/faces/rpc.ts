@@ -65,7 +65,7 @@ export { DEFAULT_CONCURRENCY, STREAM_CAPACITY } from './rpc/wire.js';
  * import type { Calc } from './calc-server.js';
  * const calc = stub<Calc>(proc, 'calc', { timeout: 5000 });
  * const n = await calc.add(1, 2);                              // Promise<number>
- * await calc.$with({ signal: AbortSignal.timeout(100) }).slow();
+ * const m = await calc.$with({ signal: AbortSignal.timeout(100) }).add(3, 4); // this call only
  * ```
  */
 export function stub<T extends object>(

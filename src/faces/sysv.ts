@@ -158,7 +158,7 @@ export type SysvBody = Uint8Array | string;
 
 /** Beyond Linux's arguments: an AbortSignal that interrupts a waiting call (EINTR). */
 export interface SysvCallOptions {
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** The face's calls, bound to one process; see {@link sysv}. */

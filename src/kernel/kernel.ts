@@ -34,11 +34,11 @@ import { Slab } from './slab.js';
 
 /** Options of the kernel core. */
 export interface KernelOptions {
-  limits?: Partial<KernelLimits>;
+  limits?: Partial<KernelLimits> | undefined;
   /** Token TCP processes must present. */
-  token?: string;
+  token?: string | undefined;
   /** Where diagnostics go (one line each). */
-  log?: (line: string) => void;
+  log?: ((line: string) => void) | undefined;
 }
 
 /** Scratch for the clock's bytes. */

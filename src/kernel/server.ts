@@ -9,13 +9,13 @@ import type { KernelLimits } from './limits.js';
 /** Options of {@link startKernel}. */
 export interface StartKernelOptions {
   /** Unix socket path; default by the rule of {@link defaultSocketPath}. */
-  socket?: string;
+  socket?: string | undefined;
   /** TCP listeners, `tcp://HOST:PORT`. */
-  listen?: string[];
+  listen?: string[] | undefined;
   /** Token TCP processes must present; default `POSTBOX_TOKEN`, else a new random one saved to a file. */
-  token?: string;
-  limits?: Partial<KernelLimits>;
-  log?: (line: string) => void;
+  token?: string | undefined;
+  limits?: Partial<KernelLimits> | undefined;
+  log?: ((line: string) => void) | undefined;
 }
 
 /** A running kernel and its listeners. */

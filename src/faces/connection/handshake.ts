@@ -35,38 +35,38 @@ import {
 /** The size of this side's mailbox: how much the peer may send ahead of this side's reading. */
 export interface WindowOptions {
   /** Messages this side's mailbox holds (default 64): a stream writer waits past it, a datagram is dropped. */
-  capacity?: number;
+  capacity?: number | undefined;
   /** Bytes it holds (default 1 MiB); full is whichever limit is reached first. */
-  maxBytes?: number;
+  maxBytes?: number | undefined;
   /** Whether the writable side stays open after the peer ends (Duplex `allowHalfOpen`, default true). */
-  allowHalfOpen?: boolean;
+  allowHalfOpen?: boolean | undefined;
 }
 
 /** Options of {@link listen}. */
 export interface ListenOptions extends WindowOptions {
   /** `'stream'` (default) or `'datagram'`: dialers must ask for the same. */
-  style?: ConnectionStyle;
+  style?: ConnectionStyle | undefined;
   /** Dialers that may wait for accept() at once (the port mailbox's capacity, default 128); more wait to get in. */
-  backlog?: number;
+  backlog?: number | undefined;
   /** How long accept() waits for a dialer to take its answer before dropping it (default 10 000 ms). */
-  handshakeTimeout?: number;
+  handshakeTimeout?: number | undefined;
 }
 
 /** Options of {@link dial}. */
 export interface DialOptions extends WindowOptions {
   /** `'stream'` (default) or `'datagram'`: the listener's style. */
-  style?: ConnectionStyle;
+  style?: ConnectionStyle | undefined;
   /** Give up after this many ms (ETIMEDOUT), e.g. when nobody calls accept(). */
-  timeout?: number;
+  timeout?: number | undefined;
   /** Give up when aborted (ECANCELED). */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** Options of {@link Port.accept}. */
 export interface AcceptOptions {
   /** Give up after this many ms with no dialer (ETIMEDOUT). */
-  timeout?: number;
-  signal?: AbortSignal;
+  timeout?: number | undefined;
+  signal?: AbortSignal | undefined;
 }
 
 const WINDOW_OPTIONS: OptionNames<WindowOptions> = { capacity: true, maxBytes: true, allowHalfOpen: true };

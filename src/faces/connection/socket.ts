@@ -29,15 +29,15 @@ import {
 /** Options of {@link Connection.send}. */
 export interface ConnectionSendOptions {
   /** Message type, 1 … 2147483391 (default 1); the receiver sees it on the message. */
-  type?: number;
+  type?: number | undefined;
   /** Stream style: give up after this many ms if the peer's mailbox stays full (ETIMEDOUT). */
-  timeout?: number;
+  timeout?: number | undefined;
   /** Give up when aborted (ECANCELED); a send that gave up is never delivered. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** User headers, string to string. */
-  headers?: Record<string, string>;
+  headers?: Record<string, string> | undefined;
   /** Body codec; default by the body's kind (bytes, string, else msgpack). */
-  codec?: CodecName;
+  codec?: CodecName | undefined;
 }
 
 /** Options of {@link Connection.receive}. */
@@ -52,9 +52,9 @@ const CONNECTION_RECEIVE_OPTIONS: OptionNames<ConnectionReceiveOptions> = { time
 
 export interface ConnectionReceiveOptions {
   /** Give up after this many ms (ETIMEDOUT); a receive that gave up took nothing. */
-  timeout?: number;
+  timeout?: number | undefined;
   /** Give up when aborted (ECANCELED). */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** The process at the other end. */
@@ -554,7 +554,7 @@ export class Connection extends Duplex {
    * while the peer's mailbox is full; with `timeout` the connection is closed anyway after that
    * many ms. Never rejects.
    */
-  async close(options: { timeout?: number } = {}): Promise<void> {
+  async close(options: { timeout?: number | undefined } = {}): Promise<void> {
     if (!this.destroyed) {
       if (!this.writableFinished && this.#writeError === null) {
         if (!this.writableEnded) this.end();

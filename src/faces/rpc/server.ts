@@ -32,7 +32,7 @@ export interface ServeOptions {
    * mailbox with this much credit, given back only as handlers finish; a request beyond them
    * stays in the service mailbox for another server.
    */
-  concurrency?: number;
+  concurrency?: number | undefined;
 }
 
 /** A running server: see {@link serve}. */
@@ -48,7 +48,7 @@ export interface Server {
    * Stops taking requests and resolves when the running handlers have finished (and their
    * answers are sent). With `abort`, their ctx.signal aborts first.
    */
-  close(options?: { abort?: boolean }): Promise<void>;
+  close(options?: { abort?: boolean | undefined }): Promise<void>;
   /** Resolves when the server has stopped: null after close(), or the error that stopped it (e.g. EIDRM). */
   readonly closed: Promise<PostboxError | null>;
 }
@@ -135,7 +135,7 @@ class RpcServer implements Server {
     this.closed = this.take(requests).then(() => this.stopError);
   }
 
-  async close(options: { abort?: boolean } = {}): Promise<void> {
+  async close(options: { abort?: boolean | undefined } = {}): Promise<void> {
     if (!this.closing) {
       this.closing = true;
       // The stream is cancelled: requests pushed to it and not yet taken go back to the service

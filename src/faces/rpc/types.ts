@@ -20,19 +20,19 @@ export interface CallContext {
 /** Per-call options: `stub.$with(options).method(...)`, or a stub's defaults. */
 export interface CallOptions {
   /** Give up after this many ms: the call rejects with ETIMEDOUT and the server is told. */
-  timeout?: number;
+  timeout?: number | undefined;
   /** Abort the call: it rejects with ECANCELED and the server is told (the handler's ctx.signal aborts). */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Queue the call while no server runs, instead of failing at once with ENOENT. */
-  waitForServer?: boolean;
+  waitForServer?: boolean | undefined;
   /** Capacity of a streaming call's mailbox: how far the server may run ahead (default 16). */
-  streamCapacity?: number;
+  streamCapacity?: number | undefined;
   /**
    * Capture the caller's stack when the call is made (about 3 µs a call), for code that does
    * not await its calls. By default a failed call's stack is that of the async functions
    * awaiting it, each at the line of its await, and a call that succeeds costs nothing for it.
    */
-  captureStack?: boolean;
+  captureStack?: boolean | undefined;
 }
 
 type IsAny<T> = 0 extends 1 & T ? true : false;
