@@ -96,7 +96,7 @@ for (const transport of ['unix', 'tcp'] as const) {
       const name = box();
       const mb = await me.createMailbox<string>(name, { mode: 0o600 });
       for (let i = 0; i < 10; i++) await mb.send(`j${i}`);
-      const jobs = mb.messages({ prefetch: 3, holdCredit: true }) as MessageStream<string>;
+      const jobs = mb.messages({ prefetch: 3, holdCredit: true }); // typed with returnCredit()
       const take = async (): Promise<string> => {
         const r = await jobs.next();
         assert.equal(r.done, false);

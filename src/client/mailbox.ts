@@ -351,7 +351,7 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
    *
    * @example
    * ```ts
-   * const jobs = box.messages({ prefetch: 8, holdCredit: true }) as MessageStream<Job>;
+   * const jobs = box.messages({ prefetch: 8, holdCredit: true }); // has returnCredit()
    * for await (const m of jobs) void work(m.body).finally(() => jobs.returnCredit());
    * ```
    */
@@ -423,6 +423,14 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     this.conn.take(this.request, this.taken, this.taken);
     this.taken = 0;
   }
+}
+
+/** A message iterator opened with `holdCredit: true`: credit comes back with `returnCredit(n)`. */
+export interface CreditedMessages<T = unknown> extends AsyncIterableIterator<Message<T>> {
+  /** n taken messages are finished: the kernel may push that many more (see MessageStream). */
+  returnCredit(n?: number): void;
+  /** Ends the iteration; untaken messages go back to the mailbox. */
+  return(): Promise<IteratorResult<Message<T>>>;
 }
 
 /** Options of a batch iterator. */
@@ -577,15 +585,29 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     ) as Promise<Message<T> | null>;
   }
 
-  /** Iterates messages as they come, with the kernel pushing ahead within `prefetch`. */
-  messages(options: IterateOptions = {}): AsyncIterableIterator<Message<T>> {
+  /**
+   * Iterates messages as they come, with the kernel pushing ahead within `prefetch`. With
+   * `holdCredit: true` the iterator also has `returnCredit()`.
+   */
+  messages(options: IterateOptions & { holdCredit: true }): CreditedMessages<T>;
+  messages(options?: IterateOptions): AsyncIterableIterator<Message<T>>;
+  messages(options: IterateOptions = {}): AsyncIterableIterator<Message<T>> | CreditedMessages<T> {
     if (this.closed) throw this.closedError();
     checkOptions(options, ITERATE_OPTIONS, 'messages()');
     const badSig = badSignal(options.signal, 'messages()');
     if (badSig !== null) throw badSig;
     // Aborted already: the loop ends at once, as one aborted while it runs does, having taken
     // nothing (opening the stream would have had the kernel push messages ahead first).
-    if (options.signal?.aborted === true) return noMessages<Message<T>>();
+    if (options.signal?.aborted === true) {
+      const none = noMessages<Message<T>>();
+      if (options.holdCredit !== true) return none;
+      // Nothing was taken, so there is no credit to give back.
+      return Object.assign(none, {
+        returnCredit(n = 1): void {
+          throw new InvalidArgumentError(`returnCredit(${n}): 0 taken messages have not given theirs back`);
+        },
+      });
+    }
     if (this.info.order === 'priority' || options.prefetch === 0) {
       // Nothing is pushed ahead here, so there is no credit to hold.
       if (options.holdCredit === true)

@@ -20,6 +20,7 @@ export type {
 } from './connection.js';
 export {
   type BatchOptions,
+  type CreditedMessages,
   type IterateOptions,
   Mailbox,
   type MailboxInfo,

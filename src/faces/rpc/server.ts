@@ -4,7 +4,7 @@
  * for each request it takes, and sends the answer to the caller's reply mailbox.
  */
 import type { SendOptions } from '../../client/connection.js';
-import type { Mailbox, MessageStream } from '../../client/mailbox.js';
+import type { CreditedMessages, Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import { checkOptions, type OptionNames } from '../../client/option-names.js';
 import type { PostboxProcess } from '../../client/process.js';
@@ -131,7 +131,7 @@ class RpcServer implements Server {
     this.handlers = handlers as Record<string, unknown>;
     this.box = box;
     this.control = control;
-    const requests = box.messages({ prefetch: concurrency, holdCredit: true }) as MessageStream;
+    const requests = box.messages({ prefetch: concurrency, holdCredit: true });
     this.closed = this.take(requests).then(() => this.stopError);
   }
 
@@ -152,7 +152,7 @@ class RpcServer implements Server {
    * comes back only as requests are finished with, so at most `concurrency` are in hand: one
    * stream instead of a receive per request, and no request held that another server could run.
    */
-  private async take(requests: MessageStream): Promise<void> {
+  private async take(requests: CreditedMessages): Promise<void> {
     const finished = (): void => {
       requests.returnCredit();
       if (--this.inHand === 0 && this.onIdle !== null) this.onIdle();
