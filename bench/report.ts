@@ -183,7 +183,10 @@ export interface Change {
   after: number;
   /** after / before, oriented so that < 1 is worse. */
   change: number;
+  /** A Postbox row that fell by more than the tolerance, or failed where the baseline did not. */
   regression: boolean;
+  /** This run has no figure for the row: all its runs failed. */
+  failed: boolean;
 }
 
 /**
@@ -198,9 +201,28 @@ export function compare(base: Results, now: Results, tolerance = 0.2): Change[] 
     if (b === undefined) continue;
     for (const row of s.rows) {
       const old = b.rows.find((x) => x.id === row.id);
-      if (old === undefined || row.status !== 'ok' || old.status !== 'ok') continue;
+      if (old === undefined || old.status !== 'ok') continue;
       const metric = s.ceiling !== undefined && row.id !== s.ceiling ? 'vs raw' : 'value';
       if (s.ceiling !== undefined && row.id === s.ceiling) continue;
+      // Only Postbox's own rows are judged: the other systems are the yardstick, not the subject.
+      const ours = row.system.startsWith('Postbox');
+      if (row.status !== 'ok') {
+        // A row the baseline measured and this run could not (it crashed, or ran out of time)
+        // is the worst regression, not one to skip.
+        out.push({
+          section: s.id,
+          row: row.id,
+          system: row.system,
+          metric,
+          before:
+            metric === 'vs raw' ? (old.vsCeiling ?? Number.NaN) : (old.stats.value?.median ?? Number.NaN),
+          after: Number.NaN,
+          change: 0,
+          regression: ours,
+          failed: true,
+        });
+        continue;
+      }
       const before = metric === 'vs raw' ? old.vsCeiling : old.stats.value?.median;
       const after = metric === 'vs raw' ? row.vsCeiling : row.stats.value?.median;
       if (before === undefined || after === undefined || !(before > 0) || !(after > 0)) continue;
@@ -213,7 +235,8 @@ export function compare(base: Results, now: Results, tolerance = 0.2): Change[] 
         before,
         after,
         change,
-        regression: change < 1 - tolerance,
+        regression: ours && change < 1 - tolerance,
+        failed: false,
       });
     }
   }
@@ -225,6 +248,12 @@ export function comparisonTable(changes: Change[], sections: SectionResult[]): s
   for (const c of changes) {
     const s = sections.find((x) => x.id === c.section)!;
     const show = (n: number) => (c.metric === 'vs raw' ? ratio(n) : formatValue(n, s.columns[0]!.unit));
+    if (c.failed) {
+      lines.push(
+        `| ${s.title} | ${c.system} | ${c.metric} | ${show(c.before)} | failed | ${c.regression ? '**failed: regression**' : 'failed'} |`,
+      );
+      continue;
+    }
     const pct = `${c.change >= 1 ? '+' : ''}${((c.change - 1) * 100).toFixed(0)}%`;
     lines.push(
       `| ${s.title} | ${c.system} | ${c.metric} | ${show(c.before)} | ${show(c.after)} | ${c.regression ? `**${pct} regression**` : pct} |`,

@@ -3,15 +3,14 @@
 //   node dist/bench/rpc.js [--calls N]
 // runRpcBench() is what bench/run.ts can call; it always reaps its children.
 
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../src/client/mod.js';
 import { stub } from '../src/faces/rpc.js';
+import { removeDir, spawnTracked, tempDir } from './harness.js';
 import type { benchHandlers } from './rpc-server.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -49,7 +48,13 @@ function startChild(
   ready: RegExp,
   stderr: 'inherit' | 'ignore',
 ): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', stderr] });
+  // Spawned and tracked by the harness: reaped on Ctrl-C or SIGTERM, and when this process dies.
+  const child = spawnTracked(process.execPath, args, {
+    env,
+    stdin: 'ignore',
+    stderr: stderr === 'ignore' ? 'pipe' : 'inherit',
+  });
+  if (stderr === 'ignore') child.stderr?.resume();
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${args[0]} did not start in 10 s`)), 10_000);
     createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -97,7 +102,7 @@ export async function runRpcBench(options: RpcBenchOptions = {}): Promise<RpcBen
   const sequential = options.sequentialCalls ?? 5_000;
   const pipelinedCalls = options.pipelinedCalls ?? 50_000;
   const warmup = options.warmup ?? 2_000;
-  const dir = mkdtempSync(join(tmpdir(), 'pb-rpc-bench-'));
+  const dir = tempDir('pb-rpc-bench-');
   const socket = options.kernel?.socket ?? join(dir, 'k.sock');
   const env = { ...(options.kernel?.env ?? process.env), POSTBOX_SOCKET: socket };
   const service = `bench-${process.pid}-${++runs}`;
@@ -129,7 +134,7 @@ export async function runRpcBench(options: RpcBenchOptions = {}): Promise<RpcBen
     await proc?.close().catch(() => {});
     await stopChild(server);
     await stopChild(kernel);
-    rmSync(dir, { recursive: true, force: true });
+    removeDir(dir);
   }
 }
 
