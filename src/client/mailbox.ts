@@ -245,12 +245,17 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
     if (this.waiter === null || this.count === 0) return;
     const w = this.waiter;
     this.waiter = null;
+    w.resolve({ value: this.takeFirst(), done: false });
+  }
+
+  /** Takes the first message delivered and not yet yielded (there is one). */
+  private takeFirst(): Message<T> {
     const m = this.queue[this.head]!;
     this.queue[this.head] = null;
     this.head = (this.head + 1) & (this.queue.length - 1);
     this.count--;
     this.markTaken();
-    w.resolve({ value: m as Message<T>, done: false });
+    return m as Message<T>;
   }
 
   next(): Promise<IteratorResult<Message<T>>> {
@@ -261,14 +266,7 @@ export class MessageStream<T = unknown> implements AsyncIterableIterator<Message
         this.conn.afterSilence(() => this.next().then(resolve, reject)),
       );
     }
-    if (this.count > 0) {
-      const m = this.queue[this.head]!;
-      this.queue[this.head] = null;
-      this.head = (this.head + 1) & (this.queue.length - 1);
-      this.count--;
-      this.markTaken();
-      return Promise.resolve({ value: m as Message<T>, done: false });
-    }
+    if (this.count > 0) return Promise.resolve({ value: this.takeFirst(), done: false });
     if (this.error !== null) return Promise.reject(this.error);
     if (this.endReceived && !this.ended) {
       this.flushTaken();
