@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { after, type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -1280,10 +1281,12 @@ test('a process the kernel terminates yields nothing more of what was pushed to 
         10_000,
         'the rest pushed to the victim',
       );
-      // A frame of length 0 is malformed: the kernel ends this process (EPROTO).
+      // A frame of length 0 is malformed: the kernel ends this process (EPROTO). Nothing more is
+      // written after it: bytes reaching a socket the kernel has closed make it reset the
+      // connection, and the reset can discard the kernel's ERROR before the client reads it.
+      const ended = new Promise<Error>((resolve) => victim.conn.onClose.add(resolve));
       victim.conn.socket.write(Buffer.alloc(4));
-      // Answered in order: once this fails, the kernel's word that it ended the process is in.
-      await assert.rejects(victim.lookup(victim.id), (e: PostboxError) => e.code === 'EPROTO');
+      assert.equal(((await ended) as PostboxError).code, 'EPROTO', 'the kernel said why it ended it');
       await assert.rejects(stream.next(), (e: PostboxError) => e.code === 'EPROTO');
       const st = await box.stat();
       assert.deepEqual([st.count, st.inflight], [19, 0], 'all it held went back');
@@ -1293,6 +1296,33 @@ test('a process the kernel terminates yields nothing more of what was pushed to 
       );
     } finally {
       await me.close();
+    }
+  });
+});
+
+test('a client the kernel ends while its writes are still arriving reads why, then end of file (no reset)', {
+  timeout: 30_000,
+}, async (t) => {
+  await withCleanup(t, async () => {
+    const kernel = await kernelFor();
+    for (let round = 0; round < 5; round++) {
+      const socket = netConnect(kernel.socket);
+      await once(socket, 'connect');
+      const got: Buffer[] = [];
+      socket.on('data', (b: Buffer) => got.push(b));
+      const closed = new Promise<Error | null>((resolve) => {
+        socket.once('error', (err) => resolve(err));
+        socket.once('close', () => resolve(null));
+      });
+      // A frame of length 0 is malformed; the megabyte written with it reaches a connection the
+      // kernel has ended. Before, the kernel closed with that unread, the socket was reset, and
+      // the client's write failed (EPIPE), its ERROR maybe lost with it.
+      socket.write(Buffer.alloc(4 + 1024 * 1024));
+      const err = await within(closed, 10_000, 'the kernel to end the connection');
+      assert.equal(err, null, `round ${round}: ${String(err)}`);
+      const bytes = Buffer.concat(got);
+      assert.ok(bytes.length >= 12, `round ${round}: the kernel's ERROR arrived`);
+      assert.equal(bytes[4], Op.ERROR);
     }
   });
 });

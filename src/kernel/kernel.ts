@@ -157,6 +157,8 @@ export class Kernel implements MailboxHost {
    * forwarded and kept as views of them.
    */
   private input(p: KernelProcess, chunk: Buffer): void {
+    // Ended (fatal): what it still sends is read only so that closing does not reset the socket.
+    if (p.terminated) return;
     this.tick();
     p.lastHeard = this.now;
     try {
@@ -277,10 +279,11 @@ export class Kernel implements MailboxHost {
     this.log(`closing connection${p.id ? ` of ${p.label}` : ''}: ${message}`);
     p.writer.append(encodeJsonFrame(Op.ERROR, 0, WireErrorCode[code], 0, { message }));
     p.writer.flush();
+    // Half-close and go on reading (input() drops it) until the client closes its side: a socket
+    // closed with unread input is reset, and a reset can destroy the ERROR on its way, leaving
+    // the client to guess why it was ended. A client that never closes is cut off after 1 s.
     p.socket.end();
-    p.socket.destroySoon?.();
     setTimeout(() => p.socket.destroy(), 1000).unref();
-    p.socket.pause();
     this.terminate(p, reason);
   }
 
