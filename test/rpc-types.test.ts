@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { PostboxProcess } from '../src/client/mod.js';
+import type { PostboxProcess, TypedAsyncIterator } from '../src/client/mod.js';
 import {
   type CallContext,
   type CallOptions,
@@ -82,9 +82,9 @@ export type Assertions = [
     >
   >,
   // Streams are async iterators of the items.
-  Expect<Equal<ReturnType<Calc['ticks']>, AsyncIterableIterator<number>>>,
-  Expect<Equal<ReturnType<Calc['dates']>, AsyncIterableIterator<Date>>>,
-  Expect<Equal<ReturnType<Calc['later']>, AsyncIterableIterator<string>>>,
+  Expect<Equal<ReturnType<Calc['ticks']>, TypedAsyncIterator<number>>>,
+  Expect<Equal<ReturnType<Calc['dates']>, TypedAsyncIterator<Date>>>,
+  Expect<Equal<ReturnType<Calc['later']>, TypedAsyncIterator<string>>>,
   // The trailing context, required or optional, is the server's: the stub leaves it out.
   Expect<Equal<Parameters<Calc['add']>, [a: number, b: number]>>,
   Expect<Equal<Parameters<Calc['greet']>, [name: string]>>,

@@ -49,21 +49,41 @@ import { badSignal } from './option-values.js';
 import { SendPromise } from './send-promise.js';
 
 /** What became of a send. */
-export interface SendResult {
-  /**
-   * `queued`: the message is in the mailbox. `received`: a receiver took it (with `receipt`,
-   * or at capacity 0). `replaced`: it is queued and the oldest queued message was dropped to
-   * make room. `dropped`: the mailbox was full and this message was dropped (onFull 'drop').
-   */
-  outcome: 'queued' | 'received' | 'replaced' | 'dropped';
-  /** The process that took it, when `received`. */
-  receiver?: number;
-  /** Its sequence number in the mailbox, when known. */
-  seq?: number;
-}
+/**
+ * How a send ended. With `outcome: 'received'` the result names the process that took the
+ * message; the other outcomes say it is in the mailbox or was dropped.
+ *
+ * @example
+ * ```ts
+ * const r = await box.send('job', { receipt: true });
+ * if (r.outcome === 'received') console.log('taken by process', r.receiver); // a number
+ * ```
+ */
+export type SendResult =
+  | {
+      /** A receiver took it (with `receipt`, or at capacity 0). */
+      outcome: 'received';
+      /** The process that took it. */
+      receiver: number;
+      /** Its sequence number in the mailbox, when known. */
+      seq?: number;
+    }
+  | {
+      /**
+       * `queued`: the message is in the mailbox. `replaced`: it is queued and the oldest queued
+       * message was dropped to make room. `dropped`: the mailbox was full and this message was
+       * dropped (onFull 'drop').
+       */
+      outcome: 'queued' | 'replaced' | 'dropped';
+      /** Only a `received` message has a receiver. */
+      receiver?: undefined;
+      /** Its sequence number in the mailbox, when known. */
+      seq?: number;
+    };
 
 const QUEUED: SendResult = Object.freeze({ outcome: 'queued' });
-const outcomeNames = ['queued', 'queued', 'replaced', 'dropped', 'received'] as const;
+// Indexed by the wire's outcome; RECEIVED (4) is answered with its receiver, not from here.
+const outcomeNames = ['queued', 'queued', 'replaced', 'dropped'] as const;
 
 /** Options shared by sends, as on the command line. */
 export interface SendOptions {
@@ -980,11 +1000,11 @@ export class Connection {
         return this.acks.ackThrough(request, QUEUED);
       case Op.SENT: {
         const outcome = buf.readUInt16LE(start + Off.AUX);
-        const result: SendResult = {
-          outcome: outcomeNames[outcome] ?? 'queued',
-          seq: readInt64(buf, start + Off.S_SEQ),
-        };
-        if (outcome === Outcome.RECEIVED) result.receiver = buf.readUInt32LE(start + Off.S_RECEIVER);
+        const seq = readInt64(buf, start + Off.S_SEQ);
+        const result: SendResult =
+          outcome === Outcome.RECEIVED
+            ? { outcome: 'received', receiver: buf.readUInt32LE(start + Off.S_RECEIVER), seq }
+            : { outcome: outcomeNames[outcome] ?? 'queued', seq };
         return this.settle(request, result, null);
       }
       case Op.BLOCKED: {

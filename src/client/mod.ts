@@ -19,6 +19,7 @@ export type {
   SendResult,
 } from './connection.js';
 export {
+  type BatchIterator,
   type BatchOptions,
   type CreditedMessages,
   type IterateOptions,
@@ -26,7 +27,9 @@ export {
   type MailboxInfo,
   type MailboxStat,
   MessageBatches,
+  type MessageIterator,
   MessageStream,
+  type TypedAsyncIterator,
 } from './mailbox.js';
 export { Message } from './message.js';
 export {

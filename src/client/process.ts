@@ -10,6 +10,7 @@ import {
 } from './connection.js';
 import {
   BATCH_OPTIONS,
+  type BatchIterator,
   type BatchOptions,
   batchMax,
   ITERATE_OPTIONS,
@@ -18,6 +19,7 @@ import {
   type MailboxInfo,
   type MailboxStat,
   MessageBatches,
+  type MessageIterator,
   MessageStream,
   noMessages,
 } from './mailbox.js';
@@ -179,18 +181,14 @@ export class PostboxProcess {
   }
 
   /** Iterates the inbox, with the kernel pushing ahead (see {@link Mailbox.messages}). */
-  messages(
-    options: Omit<IterateOptions, 'from'> & { from?: number | undefined } = {},
-  ): AsyncIterableIterator<Message> {
+  messages(options: Omit<IterateOptions, 'from'> & { from?: number | undefined } = {}): MessageIterator {
     checkOptions(options, ITERATE_OPTIONS, 'messages()');
     if (options.signal?.aborted === true) return noMessages<Message>();
     return new MessageStream(this.conn, 0, true, options, () => {});
   }
 
   /** Iterates the inbox a batch at a time (see {@link Mailbox.batches}). */
-  batches(
-    options: Omit<BatchOptions, 'from'> & { from?: number | undefined } = {},
-  ): AsyncIterableIterator<Message[]> {
+  batches(options: Omit<BatchOptions, 'from'> & { from?: number | undefined } = {}): BatchIterator {
     checkOptions(options, BATCH_OPTIONS, 'batches()');
     if (options.signal?.aborted === true) return noMessages<Message[]>();
     const { max, ...iterate } = options;

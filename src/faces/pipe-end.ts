@@ -1,6 +1,5 @@
 import { Readable, Writable } from 'node:stream';
-import type { Mailbox } from '../client/mailbox.js';
-import type { Message } from '../client/message.js';
+import type { Mailbox, MessageIterator } from '../client/mailbox.js';
 
 /**
  * The read end of a pipe or FIFO: a Node Readable over the mailbox, fed by the kernel within a
@@ -14,7 +13,7 @@ import type { Message } from '../client/message.js';
  */
 export class PipeReader extends Readable {
   readonly mailbox: Mailbox;
-  #messages: AsyncIterableIterator<Message> | null = null;
+  #messages: MessageIterator | null = null;
   #pulling = false;
 
   constructor(mailbox: Mailbox) {
@@ -23,7 +22,7 @@ export class PipeReader extends Readable {
   }
 
   /** The messages themselves (each write became one), instead of a byte stream. */
-  messages(): AsyncIterableIterator<Message> {
+  messages(): MessageIterator {
     this.#messages ??= this.mailbox.messages({ prefetch: 64 });
     return this.#messages;
   }

@@ -3,7 +3,7 @@
  * application, and the record behind it — its timer and signal, the server that took it, and
  * what to do on an answer, a timeout, an abort or the server's death.
  */
-import type { Mailbox } from '../../client/mailbox.js';
+import type { Mailbox, TypedAsyncIterator } from '../../client/mailbox.js';
 import type { DownEvent } from '../../client/process.js';
 import {
   AbortedError,
@@ -25,7 +25,7 @@ const noop = (): void => {};
  * A call in progress. It is a Promise of the answer; a streaming call's promise resolves to an
  * async iterator, and the call can be iterated directly too (`for await (const x of call)`).
  */
-export class RpcCall<T = unknown> extends Promise<T> implements AsyncIterableIterator<unknown> {
+export class RpcCall<T = unknown> extends Promise<T> implements TypedAsyncIterator<unknown> {
   static override get [Symbol.species](): PromiseConstructor {
     return Promise;
   }
@@ -33,13 +33,13 @@ export class RpcCall<T = unknown> extends Promise<T> implements AsyncIterableIte
   rec: CallRecord | null = null;
   private streamP: Promise<StreamReader> | null = null;
 
-  async next(): Promise<IteratorResult<unknown>> {
+  async next(): Promise<IteratorResult<unknown, undefined>> {
     // Awaited, not chained: a stream's failure names the caller's loop (see atAwaiters).
     const reader = await this.reader();
     return await reader.next();
   }
 
-  return(value?: unknown): Promise<IteratorResult<unknown>> {
+  return(_value?: undefined): Promise<IteratorResult<unknown, undefined>> {
     const rec = this.rec;
     if (rec !== null && rec.state === 'pending') {
       // Stopped before the stream began: the call is cancelled like an aborted one.
@@ -47,12 +47,12 @@ export class RpcCall<T = unknown> extends Promise<T> implements AsyncIterableIte
       rec.giveUp(new AbortedError(`${rec.service}.${rec.method}: iteration stopped before the stream began`));
     }
     return this.reader().then(
-      (r) => r.return(value),
-      () => ({ value, done: true }),
+      (r) => r.return(),
+      () => ({ value: undefined, done: true }),
     );
   }
 
-  async throw(err?: unknown): Promise<IteratorResult<unknown>> {
+  async throw(err?: unknown): Promise<IteratorResult<unknown, undefined>> {
     await this.return();
     throw err;
   }

@@ -3,7 +3,7 @@
  * a START; the server's blocking sends fill it, so a slow reader slows the server. Stopping
  * (break, return, abort, timeout) deletes the mailbox, which fails the server's blocked send.
  */
-import type { Mailbox } from '../../client/mailbox.js';
+import type { Mailbox, TypedAsyncIterator } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import type { PostboxError } from '../../protocol/errors.js';
 import { atAwaiters, atSite, type CallSite, rethrownAt } from './errors.js';
@@ -33,7 +33,7 @@ const noop = (): void => {};
  * An async iterator over a streaming call's items. One read at a time (calls to next() queue);
  * after an error it throws once, then reports done.
  */
-export class StreamReader<T = unknown> implements AsyncIterableIterator<T> {
+export class StreamReader<T = unknown> implements TypedAsyncIterator<T> {
   private readonly owner: StreamOwner;
   private box: Mailbox | null = null;
   private it: AsyncIterator<Message> | null = null;
@@ -68,7 +68,7 @@ export class StreamReader<T = unknown> implements AsyncIterableIterator<T> {
     if (this.down !== null) this.sendFence(box);
   }
 
-  async next(): Promise<IteratorResult<T>> {
+  async next(): Promise<IteratorResult<T, undefined>> {
     // One read at a time. Awaited, not chained with then(): a failure thrown in read() then
     // carries the stack of the caller's loop (see atAwaiters), which V8 finds only through awaits.
     const turn = this.chain;
@@ -85,16 +85,16 @@ export class StreamReader<T = unknown> implements AsyncIterableIterator<T> {
   }
 
   /** Stops reading: the mailbox is deleted and the server told; the handler's ctx.signal aborts. */
-  return(value?: unknown): Promise<IteratorResult<T>> {
+  return(_value?: undefined): Promise<IteratorResult<T, undefined>> {
     if (!this.ended) {
       this.ended = true;
       this.teardown(true);
     }
-    return Promise.resolve({ value: value as T, done: true });
+    return Promise.resolve({ value: undefined, done: true });
   }
 
   /** As return(), then rejects with err. */
-  async throw(err?: unknown): Promise<IteratorResult<T>> {
+  async throw(err?: unknown): Promise<IteratorResult<T, undefined>> {
     await this.return();
     throw err;
   }
@@ -125,7 +125,7 @@ export class StreamReader<T = unknown> implements AsyncIterableIterator<T> {
     box.send(null, { codec: 'msgpack', type: StreamType.FENCE }).catch(noop);
   }
 
-  private async read(): Promise<IteratorResult<T>> {
+  private async read(): Promise<IteratorResult<T, undefined>> {
     if (!this.ended) await this.ready;
     const o = this.owner;
     for (;;) {

@@ -4,6 +4,7 @@
  * out of the stub; a handler returning an async iterable becomes a stub method returning an
  * async iterator.
  */
+import type { TypedAsyncIterator } from '../../client/mailbox.js';
 
 /** What a handler learns about the call, as an optional last parameter. */
 export interface CallContext {
@@ -65,7 +66,7 @@ export type StubResult<R> = [Awaited<R>] extends [never]
   : IsAny<Awaited<R>> extends true
     ? Promise<Awaited<R>>
     : [Awaited<R>] extends [AsyncIterable<infer T>]
-      ? AsyncIterableIterator<T>
+      ? TypedAsyncIterator<T>
       : Promise<Awaited<R>>;
 
 /** A stub method for handler F. */
