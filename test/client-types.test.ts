@@ -14,6 +14,8 @@ import type {
   MessageIterator,
   PostboxProcess,
   SendResult,
+  TimeoutError,
+  WouldBlockError,
 } from '../src/client/mod.js';
 import type { PipeReader } from '../src/faces/pipe.js';
 
@@ -31,6 +33,9 @@ export type Assertions = [
   Expect<Equal<Step<BatchIterator<string>>, IteratorResult<Message<string>[], undefined>>>,
   Expect<Equal<(Step<MessageIterator<string>> & { done: true })['value'], undefined>>,
   Expect<Equal<Extract<SendResult, { outcome: 'received' }>['receiver'], number>>,
+  // Each error class has its one code.
+  Expect<Equal<TimeoutError['code'], 'ETIMEDOUT'>>,
+  Expect<Equal<WouldBlockError['code'], 'EAGAIN'>>,
 ];
 
 /** Usage that must (and must not) compile. Never run: it needs a kernel. */

@@ -108,120 +108,140 @@ export class PostboxError extends Error {
 
 /** The peer broke the protocol (bad frame, unknown opcode, bad handshake). */
 export class ProtocolError extends PostboxError {
+  declare readonly code: 'EPROTO';
   constructor(message: string, subject?: ErrorSubject) {
     super('EPROTO', message, subject);
   }
 }
 /** No such mailbox or process (or it has terminated). */
 export class NotFoundError extends PostboxError {
+  declare readonly code: 'ENOENT';
   constructor(message: string, subject?: ErrorSubject) {
     super('ENOENT', message, subject);
   }
 }
 /** A name is taken. */
 export class ExistsError extends PostboxError {
+  declare readonly code: 'EEXIST';
   constructor(message: string, subject?: ErrorSubject) {
     super('EEXIST', message, subject);
   }
 }
 /** A non-blocking operation would have had to wait. Nothing was queued. */
 export class WouldBlockError extends PostboxError {
+  declare readonly code: 'EAGAIN';
   constructor(message: string, subject?: ErrorSubject) {
     super('EAGAIN', message, subject);
   }
 }
 /** A message is larger than the mailbox or kernel allows. */
 export class MessageSizeError extends PostboxError {
+  declare readonly code: 'EMSGSIZE';
   constructor(message: string, subject?: ErrorSubject) {
     super('EMSGSIZE', message, subject);
   }
 }
 /** The process lacks a right on the mailbox. */
 export class PermissionError extends PostboxError {
+  declare readonly code: 'EACCES';
   constructor(message: string, subject?: ErrorSubject) {
     super('EACCES', message, subject);
   }
 }
 /** The mailbox was removed while the operation waited, or before it. */
 export class RemovedError extends PostboxError {
+  declare readonly code: 'EIDRM';
   constructor(message: string, subject?: ErrorSubject) {
     super('EIDRM', message, subject);
   }
 }
 /** The operation's timeout passed; the kernel guarantees it did not and will not happen. */
 export class TimeoutError extends PostboxError {
+  declare readonly code: 'ETIMEDOUT';
   constructor(message: string, subject?: ErrorSubject) {
     super('ETIMEDOUT', message, subject);
   }
 }
 /** The operation was aborted; the kernel guarantees it did not and will not happen. */
 export class AbortedError extends PostboxError {
+  declare readonly code: 'ECANCELED';
   constructor(message: string, subject?: ErrorSubject) {
     super('ECANCELED', message, subject);
   }
 }
 /** An argument is invalid. */
 export class InvalidArgumentError extends PostboxError {
+  declare readonly code: 'EINVAL';
   constructor(message: string, subject?: ErrorSubject) {
     super('EINVAL', message, subject);
   }
 }
 /** Another process holds the receive right. */
 export class BusyError extends PostboxError {
+  declare readonly code: 'EBUSY';
   constructor(message: string, subject?: ErrorSubject) {
     super('EBUSY', message, subject);
   }
 }
 /** The selected message is larger than the receiver's maximum size. */
 export class TooBigError extends PostboxError {
+  declare readonly code: 'E2BIG';
   constructor(message: string, subject?: ErrorSubject) {
     super('E2BIG', message, subject);
   }
 }
 /** The kernel's global memory limit is reached. */
 export class OutOfMemoryError extends PostboxError {
+  declare readonly code: 'ENOMEM';
   constructor(message: string, subject?: ErrorSubject) {
     super('ENOMEM', message, subject);
   }
 }
 /** The kernel is shutting down. */
 export class ShutdownError extends PostboxError {
+  declare readonly code: 'ESHUTDOWN';
   constructor(message: string, subject?: ErrorSubject) {
     super('ESHUTDOWN', message, subject);
   }
 }
 /** The kernel could not be reached, or refused the connection (e.g. a bad token). */
 export class ConnectionRefusedError extends PostboxError {
+  declare readonly code: 'ECONNREFUSED';
   constructor(message: string, subject?: ErrorSubject) {
     super('ECONNREFUSED', message, subject);
   }
 }
 /** A connection was lost: the one to the kernel, or a connection's peer process (it terminated or reset). */
 export class ConnectionLostError extends PostboxError {
+  declare readonly code: 'ECONNRESET';
   constructor(message: string, subject?: ErrorSubject) {
     super('ECONNRESET', message, subject);
   }
 }
 /** The handle was closed. */
 export class ClosedError extends PostboxError {
+  declare readonly code: 'ENOTCONN';
   constructor(message: string, subject?: ErrorSubject) {
     super('ENOTCONN', message, subject);
   }
 }
 /** No message of the requested kind (System V's ENOMSG). */
 export class NoMessageError extends PostboxError {
+  declare readonly code: 'ENOMSG';
   constructor(message: string, subject?: ErrorSubject) {
     super('ENOMSG', message, subject);
   }
 }
 /** The named process has terminated or never existed. */
 export class NoProcessError extends PostboxError {
+  declare readonly code: 'ESRCH';
   constructor(message: string, subject?: ErrorSubject) {
     super('ESRCH', message, subject);
   }
 }
 /** Nobody will ever read: the read end is gone. */
 export class BrokenPipeError extends PostboxError {
+  declare readonly code: 'EPIPE';
   constructor(message: string, subject?: ErrorSubject) {
     super('EPIPE', message, subject);
   }
@@ -229,18 +249,21 @@ export class BrokenPipeError extends PostboxError {
 
 /** The operation is not permitted to this process (System V's owner-only msgctl). */
 export class NotPermittedError extends PostboxError {
+  declare readonly code: 'EPERM';
   constructor(message: string, subject?: ErrorSubject) {
     super('EPERM', message, subject);
   }
 }
 /** Not an open descriptor, or not open for this direction (POSIX mq). */
 export class BadDescriptorError extends PostboxError {
+  declare readonly code: 'EBADF';
   constructor(message: string, subject?: ErrorSubject) {
     super('EBADF', message, subject);
   }
 }
 /** A name is too long. */
 export class NameTooLongError extends PostboxError {
+  declare readonly code: 'ENAMETOOLONG';
   constructor(message: string, subject?: ErrorSubject) {
     super('ENAMETOOLONG', message, subject);
   }
@@ -248,6 +271,7 @@ export class NameTooLongError extends PostboxError {
 
 /** A remote procedure failed: the error was raised by the handler in another process. */
 export class RemoteFailureError extends PostboxError {
+  declare readonly code: 'EREMOTE';
   constructor(message: string, subject?: ErrorSubject) {
     super('EREMOTE', message, subject);
   }

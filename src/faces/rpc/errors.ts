@@ -20,7 +20,7 @@ import type { WireError } from './wire.js';
  * The code every {@link RemoteError} has: EREMOTE, the handler in another process failed.
  * The handler's own error code is `err.remoteCode`.
  */
-export const REMOTE_ERROR_CODE: ErrorCode = 'EREMOTE';
+export const REMOTE_ERROR_CODE = 'EREMOTE' satisfies ErrorCode;
 
 /**
  * Where a call was made: a stack captured before anything was sent (`captureStack`), or null
@@ -92,6 +92,7 @@ export function rethrownAt(err: unknown, site: CallSite, prefix: string): Postbo
  * ```
  */
 export class RemoteError extends PostboxError {
+  declare readonly code: typeof REMOTE_ERROR_CODE;
   readonly service: string;
   readonly method: string;
   /** Process id of the server whose handler threw. */
