@@ -114,6 +114,22 @@ describe('POSIX message queues', () => {
     await mq.mq_unlink(name);
   });
 
+  test("mq_msgsize over the kernel's message size limit is mq_open's EINVAL, named as mq_open's", async () => {
+    const small = await startTestKernel({ args: ['--max-message-size', '100'] });
+    const p = await connect({ socket: small.socket });
+    try {
+      await assert.rejects(
+        posix(p).mq_open(qname(), O_CREAT | O_RDWR, 0o600, { mq_maxmsg: 2, mq_msgsize: 200 }),
+        (err: Error & { code?: string }) =>
+          err.code === 'EINVAL' &&
+          err.message.startsWith("mq_open: mq_msgsize 200 is over the kernel's message size limit of 100"),
+      );
+    } finally {
+      await p.close();
+      await small.stop();
+    }
+  });
+
   test('open flags and descriptors: EEXIST, ENOENT, EBADF, access modes, attribute limits', async () => {
     const name = qname();
     await assert.rejects(mq.mq_open(name, O_RDONLY), code('ENOENT'));
@@ -126,6 +142,13 @@ describe('POSIX message queues', () => {
       code('EINVAL'),
     );
     const w = await mq.mq_open(name, O_CREAT | O_WRONLY, 0o600);
+    await assert.rejects(
+      // @ts-expect-error a JavaScript caller may leave out the priority
+      mq.mq_send(w, 'x'),
+      (err: Error & { code?: string }) =>
+        err.code === 'EINVAL' &&
+        err.message === 'mq_send: priority must be an integer within 0…32767, not undefined',
+    );
     await assert.rejects(mq.mq_open(name, O_CREAT | O_EXCL | O_RDWR), code('EEXIST'));
     assert.deepEqual(await mq.mq_getattr(w), { mq_flags: 0, mq_maxmsg: 10, mq_msgsize: 8192, mq_curmsgs: 0 });
     await assert.rejects(mq.mq_receive(w, 8192), code('EBADF'), 'not open for reading');

@@ -187,6 +187,9 @@ describe('postbox/sysv', () => {
       await a.msgctl(id, IPC_RMID);
       await fails(a.msgget(2 ** 32, IPC_CREAT), 'EINVAL', 'msgget');
       await fails(a.msgget(1.5, IPC_CREAT), 'EINVAL', 'msgget');
+      // A key passed as text says so: "0x1234" alone would look like a number.
+      const text = await fails(a.msgget('0x1234' as unknown as number, IPC_CREAT), 'EINVAL', 'msgget');
+      assert.match(text.message, /not the string '0x1234'/);
     });
   });
 

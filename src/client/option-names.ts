@@ -52,6 +52,7 @@ export function checkOptions(options: unknown, names: Readonly<Record<string, tr
  */
 export function describeValue(v: unknown): string {
   if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'string') return `the string '${v}'`;
   if (typeof v === 'function') return 'a function';

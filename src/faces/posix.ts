@@ -117,6 +117,9 @@ export class PosixQueues {
           bad = `mq_open: mq_maxmsg must be an integer within 1…${MQ_MAXMSG_MAX}, not ${describeValue(maxmsg)}`;
         else if (!Number.isInteger(msgsize) || msgsize <= 0 || msgsize > MQ_MSGSIZE_MAX)
           bad = `mq_open: mq_msgsize must be an integer within 1…${MQ_MSGSIZE_MAX}, not ${describeValue(msgsize)}`;
+        else if (msgsize > this.process.limits.maxMessageSize)
+          // As Linux's msgsize_max: the kernel's own limit bounds what a queue may take.
+          bad = `mq_open: mq_msgsize ${msgsize} is over the kernel's message size limit of ${this.process.limits.maxMessageSize} (postbox kernel --max-message-size)`;
       }
       const create = {
         capacity: maxmsg,
@@ -345,7 +348,7 @@ export class PosixQueues {
     // Linux's order: the priority, the deadline, the descriptor, its direction, the size.
     if (!Number.isInteger(prio) || prio < 0 || prio >= MQ_PRIO_MAX)
       throw new InvalidArgumentError(
-        `mq_send: priority ${describeValue(prio)} is not within 0…${MQ_PRIO_MAX - 1}`,
+        `mq_send: priority must be an integer within 0…${MQ_PRIO_MAX - 1}, not ${describeValue(prio)}`,
       );
     if (typeof msg !== 'string' && !(msg instanceof Uint8Array))
       throw new InvalidArgumentError(

@@ -21,7 +21,7 @@
  */
 import { stat as fsStat } from 'node:fs/promises';
 import type { Mailbox, MailboxInfo, MailboxStat } from '../client/mailbox.js';
-import { type OptionNames, unknownOption } from '../client/option-names.js';
+import { describeValue, type OptionNames, unknownOption } from '../client/option-names.js';
 import { badSignal } from '../client/option-values.js';
 import { connect, type MailboxOptions, type PostboxProcess } from '../client/process.js';
 import { PostboxError } from '../protocol/errors.js';
@@ -267,9 +267,9 @@ class Face {
 
   async msgget(key: number, flags = 0): Promise<number> {
     if (!Number.isInteger(key) || key < -(2 ** 31) || key >= 2 ** 32)
-      throw new SysvError('EINVAL', 'msgget', `key must be a 32-bit integer, not ${key}`);
+      throw new SysvError('EINVAL', 'msgget', `key must be a 32-bit integer, not ${describeValue(key)}`);
     if (!Number.isInteger(flags))
-      throw new SysvError('EINVAL', 'msgget', `flags must be an integer, not ${flags}`);
+      throw new SysvError('EINVAL', 'msgget', `flags must be an integer, not ${describeValue(flags)}`);
     const k = key | 0; // key_t is a signed int: 0xdeadbeef and -559038737 are one key
     const mode = flags & 0o777;
     try {
