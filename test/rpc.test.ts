@@ -15,6 +15,7 @@ import {
   ServerDownError,
   STREAM_CAPACITY,
   type Stub,
+  serve,
   stub,
 } from '../src/faces/rpc.js';
 import type { Calc } from './fixtures/rpc-server.js';
@@ -520,6 +521,40 @@ describe('RPC', () => {
       assert.equal(await drop.add(1, 2), 3);
     } finally {
       await next.close();
+    }
+  });
+
+  test('a server that closes and disconnects at once still delivers the answers of the calls it finished', async () => {
+    const serverProc = await connect({ socket: kernel.socket });
+    // A fresh caller: the server's first answer to it has to open its reply mailbox first.
+    const caller = await connect({ socket: kernel.socket });
+    let release = (): void => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let started = 0;
+    let bothStarted = (): void => {};
+    const running = new Promise<void>((resolve) => (bothStarted = resolve));
+    const server = await serve(serverProc, 'closing', {
+      async slow(x: number): Promise<number> {
+        if (++started === 2) bothStarted();
+        await gate;
+        return x * 2;
+      },
+    });
+    try {
+      const answers = Promise.all([
+        call(caller, 'closing', 'slow', [1]),
+        call(caller, 'closing', 'slow', [2]),
+      ]);
+      await within(running, 5000, 'both handlers running');
+      const closed = server.close();
+      release();
+      await within(closed, 5000, 'close()');
+      // As a server's shutdown does: close, then leave at once.
+      await serverProc.close();
+      assert.deepEqual(await within(answers, 5000, 'the answers'), [2, 4]);
+    } finally {
+      await caller.close();
+      await serverProc.close();
     }
   });
 

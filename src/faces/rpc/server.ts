@@ -117,6 +117,16 @@ class RpcServer implements Server {
   private closing = false;
   private stopError: PostboxError | null = null;
   private readonly replyBoxes = new Map<number, Mailbox | Promise<Mailbox | null>>();
+  /** Answers given to reply() whose send the kernel has not yet accepted (or dropped). */
+  private unsent = 0;
+  private onAllSent: (() => void) | null = null;
+  private readonly sent = (): void => {
+    if (--this.unsent === 0 && this.onAllSent !== null) {
+      const done = this.onAllSent;
+      this.onAllSent = null;
+      done();
+    }
+  };
 
   constructor(
     proc: PostboxProcess,
@@ -132,7 +142,11 @@ class RpcServer implements Server {
     this.box = box;
     this.control = control;
     const requests = box.messages({ prefetch: concurrency, holdCredit: true });
-    this.closed = this.take(requests).then(() => this.stopError);
+    // Stopped once every answer is in the kernel: a process that closes its connection when
+    // close() resolves must not lose the answers of the calls it finished.
+    this.closed = this.take(requests)
+      .then(() => this.allSent())
+      .then(() => this.stopError);
   }
 
   async close(options: { abort?: boolean | undefined } = {}): Promise<void> {
@@ -346,6 +360,11 @@ class RpcServer implements Server {
    * mailbox must be the caller's own: a request naming someone else's mailbox is not answered
    * (a server does not send where a caller could not receive).
    */
+  private allSent(): Promise<void> {
+    if (this.unsent === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => (this.onAllSent = resolve));
+  }
+
   private reply(to: number, caller: number, body: ReplyBody): void {
     const cached = this.replyBoxes.get(to);
     if (cached !== undefined && !(cached instanceof Promise)) {
@@ -368,27 +387,37 @@ class RpcServer implements Server {
       this.replyBoxes.set(to, p);
       if (this.replyBoxes.size > MAX_REPLY_HANDLES) this.evictOldest();
     }
+    // The first answer to a caller waits for its reply mailbox to open: counted as unsent too.
+    this.unsent++;
     p.then((box) => {
       if (box !== null && box.info.owner === caller) this.sendReply(to, box, body);
+      this.sent();
     });
   }
 
   private sendReply(to: number, box: Mailbox, body: ReplyBody): void {
-    box.send(replyToWire(body), REPLY).catch((err: unknown) => {
-      if (!(err instanceof PostboxError)) return;
-      if (err.code === 'ENOENT' || err.code === 'EIDRM') {
-        // A caller that terminated: its reply is dropped (its ids are never reused).
-        this.forget(to, box);
-      } else if ((err.code === 'EMSGSIZE' || err.code === 'EINVAL') && 'ok' in body) {
-        const error: WireError = {
-          name: err.name,
-          message: `the answer cannot be sent: ${err.message}`,
-          code: err.code,
-          rpc: true,
-        };
-        this.sendReply(to, box, { id: body.id, error });
-      }
+    this.unsent++;
+    box.send(replyToWire(body), REPLY).then(this.sent, (err: unknown) => {
+      // Counted as sent only after a retry below has been counted in its turn.
+      this.dropOrRetry(to, box, body, err);
+      this.sent();
     });
+  }
+
+  private dropOrRetry(to: number, box: Mailbox, body: ReplyBody, err: unknown): void {
+    if (!(err instanceof PostboxError)) return;
+    if (err.code === 'ENOENT' || err.code === 'EIDRM') {
+      // A caller that terminated: its reply is dropped (its ids are never reused).
+      this.forget(to, box);
+    } else if ((err.code === 'EMSGSIZE' || err.code === 'EINVAL') && 'ok' in body) {
+      const error: WireError = {
+        name: err.name,
+        message: `the answer cannot be sent: ${err.message}`,
+        code: err.code,
+        rpc: true,
+      };
+      this.sendReply(to, box, { id: body.id, error });
+    }
   }
 
   private forget(to: number, box: Mailbox): void {
