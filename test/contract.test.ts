@@ -145,7 +145,7 @@ for (const transport of ['unix', 'tcp'] as const) {
       );
       assert.throws(
         () => mb.messages({ holdCredit: 'yes' as unknown as boolean }),
-        /holdCredit must be true or false, not yes/,
+        /holdCredit must be true or false, not the string 'yes'/,
       );
       assert.throws(
         () => mb.messages({ prefetch: 0, holdCredit: true }),

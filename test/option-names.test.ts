@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { connect, InvalidArgumentError, type PostboxError } from '../src/client/mod.js';
+import { connect, InvalidArgumentError, PostboxError } from '../src/client/mod.js';
 import { unknownOption } from '../src/client/option-names.js';
 import { dial, listen } from '../src/faces/connection.js';
 import { serviceMailbox } from '../src/faces/rpc/wire.js';
@@ -216,7 +216,7 @@ describe('through a kernel', () => {
     await assert.rejects(box.receive({ except: true, nowait: true }), /except needs a positive type/);
     await assert.rejects(box.receive({ except: true, type: -3, nowait: true }), einval);
     await assert.rejects(box.receive({ truncate: true, nowait: true }), /truncate needs maxSize/);
-    await assert.rejects(box.receive({ nowait: 1 } as never), /nowait must be true or false, not number 1/);
+    await assert.rejects(box.receive({ nowait: 1 } as never), /nowait must be true or false, not 1/);
     await assert.rejects(box.receive({ except: 'yes', type: 2 } as never), einval);
     assert.throws(() => box.messages({ except: true }), einval);
     assert.throws(() => box.batches({ truncate: true }), einval);
@@ -274,6 +274,57 @@ describe('through a kernel', () => {
     );
     assert.equal((await box.stat()).count, 1, 'nothing was sent, nothing taken');
     assert.equal((await box.receive({ from: other.id, nowait: true }))?.body, 'from the other');
+  });
+
+  test('mailbox references and values JSON cannot carry: EINVAL, not a TypeError or a quiet default', async () => {
+    const p = await join();
+    const einval =
+      (pattern: RegExp) =>
+      (e: unknown): true => {
+        assert.ok(e instanceof InvalidArgumentError, `EINVAL, not ${String(e)}`);
+        assert.match(e.message, pattern);
+        return true;
+      };
+    const before = (await p.mailboxes()).length;
+    // A bigint threw JSON's TypeError; a symbol or function was left out, as if not given.
+    await assert.rejects(
+      p.createMailbox(null, { capacity: 10n } as never),
+      einval(/capacity .* not the bigint 10n/),
+    );
+    await assert.rejects(p.createMailbox(null, { maxBytes: 10n } as never), einval(/maxBytes/));
+    await assert.rejects(p.createMailbox(null, { mode: Symbol('m') } as never), einval(/mode .* a symbol/));
+    // A symbol for a name made an unnamed mailbox; undefined threw "reading 'key'".
+    await assert.rejects(p.createMailbox(Symbol('x') as never), einval(/a mailbox name .* not a symbol/));
+    await assert.rejects(
+      p.openMailbox(undefined as never),
+      einval(/name, an id or \{ key \}, not undefined/),
+    );
+    await assert.rejects(p.openMailbox(null as never), einval(/not null/));
+    // create: 5 made the mailbox.
+    await assert.rejects(
+      p.openMailbox('opt-h', { create: 5 } as never),
+      einval(/create must be true, false/),
+    );
+    // Ids that cannot be one were "removed" or "no such mailbox" (ENOENT).
+    await assert.rejects(p.openMailbox(1.5), einval(/a mailbox id is a positive integer, not 1.5/));
+    await assert.rejects(p.openMailbox(-1), einval(/positive integer/));
+    // A type given as text read as if it were right: "not 1".
+    const box = await p.createMailbox('opt-h2');
+    await assert.rejects(box.send('x', { type: '1' } as never), einval(/not the string '1'/));
+    assert.equal((await p.mailboxes()).length, before + 1, 'only opt-h2 was made');
+    // A closed handle's calls fail as its sends do, instead of acting on the mailbox.
+    await box.close();
+    const closed = (e: unknown): true => {
+      assert.ok(e instanceof PostboxError && e.code === 'ENOTCONN', `ENOTCONN, not ${String(e)}`);
+      return true;
+    };
+    await assert.rejects(box.stat(), closed);
+    await assert.rejects(box.delete(), closed);
+    await assert.rejects(box.chmod(0o600), closed);
+    assert.ok(
+      (await p.mailboxes()).some((m) => m.name === 'opt-h2'),
+      'the mailbox is still there',
+    );
   });
 
   test('monitor() aborted while the kernel sets it up: ECANCELED, not a wait forever', async () => {

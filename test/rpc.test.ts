@@ -202,8 +202,8 @@ describe('RPC', () => {
         return true;
       });
     }
-    service.close();
     assert.equal((await service.stat()).sent, sentBefore, 'no request reached the service mailbox');
+    await service.close();
     // A result the server cannot send is refused there, with the same clarity.
     await assert.rejects(calc.unsendable(), /calc\.unsendable: the result\.callback is a function/);
     // Over the kernel's message size, either way: EMSGSIZE.

@@ -331,7 +331,9 @@ export class Connection {
     if (url !== undefined && !url.startsWith('tcp://') && !url.startsWith('unix:'))
       throw new InvalidArgumentError(`url must be tcp://HOST:PORT or unix:PATH, not '${url}'`);
     if (options.operator !== undefined && typeof options.operator !== 'boolean')
-      throw new InvalidArgumentError(`operator must be true or false, not ${String(options.operator)}`);
+      throw new InvalidArgumentError(
+        `operator must be true or false, not ${describeValue(options.operator)}`,
+      );
     const inbox = options.inboxCapacity;
     if (
       inbox !== undefined &&
@@ -339,7 +341,7 @@ export class Connection {
       !(Number.isSafeInteger(inbox) && inbox >= 0)
     )
       throw new InvalidArgumentError(
-        `inboxCapacity must be 0, a positive whole number or Infinity, not ${String(inbox)}`,
+        `inboxCapacity must be 0, a positive whole number or Infinity, not ${describeValue(inbox)}`,
       );
     if (url?.startsWith('tcp://')) {
       let tcp: { host: string; port: number };
@@ -893,10 +895,16 @@ export class Connection {
   /** A control-plane call. */
   call<T>(op: string, args: Record<string, unknown> = {}): Promise<T> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
-    // JSON writes NaN as null, which a kernel call may read as "none" (capacity: unbounded).
+    // JSON writes NaN as null, which a kernel call may read as "none" (capacity: unbounded);
+    // it leaves a symbol or function out, as if not given, and cannot write a bigint at all.
     for (const key in args) {
-      if (Number.isNaN(args[key]))
+      const v = args[key];
+      if (Number.isNaN(v))
         return Promise.reject(new InvalidArgumentError(`${key} must be a number, not NaN`));
+      if (typeof v === 'bigint' || typeof v === 'symbol' || typeof v === 'function')
+        return Promise.reject(
+          new InvalidArgumentError(`${key} must be a number, string or boolean, not ${describeValue(v)}`),
+        );
     }
     const id = this.nextRequest++;
     this.writer.append(encodeJsonFrame(Op.CALL, 0, 0, id, { op, ...args }));
@@ -1193,13 +1201,15 @@ function planSend(o: SendOptions, toProcess: boolean): SendPlan | PostboxError {
   const type = o.type ?? 1;
   const priority = o.priority ?? 0;
   if (!Number.isSafeInteger(type) || type < 1)
-    return new InvalidArgumentError(`type must be a positive integer, not ${type}`);
+    return new InvalidArgumentError(`type must be a positive integer, not ${describeValue(type)}`);
   if (!Number.isInteger(priority) || priority < 0 || priority > 32767)
-    return new InvalidArgumentError(`priority must be an integer from 0 to 32767, not ${priority}`);
+    return new InvalidArgumentError(
+      `priority must be an integer from 0 to 32767, not ${describeValue(priority)}`,
+    );
   const timeout = o.timeout ?? 0;
   if (!Number.isInteger(timeout) || timeout < 0 || timeout > MAX_TIMEOUT_MS)
     return new InvalidArgumentError(
-      `timeout must be a whole number of ms up to ${MAX_TIMEOUT_MS} (49.7 days), not ${timeout}`,
+      `timeout must be a whole number of ms up to ${MAX_TIMEOUT_MS} (49.7 days), not ${describeValue(timeout)}`,
     );
   let onFull: OnFullCode = o.nowait === true ? OnFull.FAIL : OnFull.WAIT;
   if (o.onFull !== undefined) {
@@ -1267,14 +1277,16 @@ function checkReceiveOptions(o: ReceiveOptions): PostboxError | null {
     (!Number.isInteger(o.timeout) || o.timeout < 0 || o.timeout > MAX_TIMEOUT_MS)
   ) {
     return new InvalidArgumentError(
-      `timeout must be a whole number of ms up to ${MAX_TIMEOUT_MS} (49.7 days), not ${o.timeout}`,
+      `timeout must be a whole number of ms up to ${MAX_TIMEOUT_MS} (49.7 days), not ${describeValue(o.timeout)}`,
     );
   }
   if (
     o.maxSize !== undefined &&
     (!Number.isInteger(o.maxSize) || o.maxSize < 0 || o.maxSize >= NO_MAX_SIZE)
   ) {
-    return new InvalidArgumentError(`maxSize must be a whole number of bytes, not ${o.maxSize}`);
+    return new InvalidArgumentError(
+      `maxSize must be a whole number of bytes, not ${describeValue(o.maxSize)}`,
+    );
   }
   return null;
 }

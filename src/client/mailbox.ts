@@ -9,7 +9,7 @@ import {
   type StreamSink,
 } from './connection.js';
 import type { Message } from './message.js';
-import { checkOptions, type OptionNames, unknownOption } from './option-names.js';
+import { checkOptions, describeValue, type OptionNames, unknownOption } from './option-names.js';
 import { badFrom, badSignal } from './option-values.js';
 import type { SendPromise } from './send-promise.js';
 
@@ -147,9 +147,13 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
     if (badSelection !== null) throw badSelection;
     const credit = options.prefetch ?? 256;
     if (!Number.isSafeInteger(credit) || credit < 1)
-      throw new InvalidArgumentError(`prefetch must be a whole number of messages, not ${String(credit)}`);
+      throw new InvalidArgumentError(
+        `prefetch must be a whole number of messages, not ${describeValue(credit)}`,
+      );
     if (options.holdCredit !== undefined && typeof options.holdCredit !== 'boolean')
-      throw new InvalidArgumentError(`holdCredit must be true or false, not ${String(options.holdCredit)}`);
+      throw new InvalidArgumentError(
+        `holdCredit must be true or false, not ${describeValue(options.holdCredit)}`,
+      );
     this.batch = Math.max(1, credit >> 2);
     this.holdCredit = options.holdCredit === true;
     let size = 1;
@@ -528,7 +532,9 @@ export class MessageBatches<T = unknown> implements BatchIterator<T> {
 export function batchMax(max: number | undefined): number {
   if (max === undefined) return 4096;
   if (!Number.isSafeInteger(max) || max < 1)
-    throw new InvalidArgumentError(`max must be a whole number of messages, at least 1, not ${String(max)}`);
+    throw new InvalidArgumentError(
+      `max must be a whole number of messages, at least 1, not ${describeValue(max)}`,
+    );
   return max;
 }
 
@@ -673,37 +679,37 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
 
   /** Counts, limits, times and waiters, like System V's IPC_STAT. */
   stat(): Promise<MailboxStat> {
-    return this.conn.call<MailboxStat>('stat', { id: this.id });
+    return this.call<MailboxStat>('stat', { id: this.id });
   }
 
   /** Removes the mailbox (owner only): waiters fail with EIDRM. */
   async delete(): Promise<void> {
-    await this.conn.call('delete', { id: this.id });
+    await this.call('delete', { id: this.id });
   }
 
   /** Changes the mode (owner only), e.g. 0o660. */
   chmod(mode: number): Promise<MailboxInfo> {
-    return this.conn.call<MailboxInfo>('chmod', { id: this.id, mode });
+    return this.call<MailboxInfo>('chmod', { id: this.id, mode });
   }
 
   /** Adds a process to the mailbox's group (owner only): it gets the group's rights. */
   grant(process: number | string): Promise<MailboxInfo> {
-    return this.conn.call<MailboxInfo>('grant', { id: this.id, process });
+    return this.call<MailboxInfo>('grant', { id: this.id, process });
   }
 
   /** Removes a process from the group (owner only). */
   revoke(process: number | string): Promise<MailboxInfo> {
-    return this.conn.call<MailboxInfo>('revoke', { id: this.id, process });
+    return this.call<MailboxInfo>('revoke', { id: this.id, process });
   }
 
   /** Passes ownership to another process (owner only). */
   transfer(process: number | string): Promise<MailboxInfo> {
-    return this.conn.call<MailboxInfo>('transfer', { id: this.id, process });
+    return this.call<MailboxInfo>('transfer', { id: this.id, process });
   }
 
   /** Gives up an exclusive receive right (or a place in a pair). */
   async release(): Promise<void> {
-    await this.conn.call('release', { id: this.id });
+    await this.call('release', { id: this.id });
   }
 
   /** Changes capacity or byte limit (owner only), like IPC_SET of msg_qbytes. */
@@ -713,7 +719,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   }): Promise<MailboxInfo> {
     const unknown = unknownOption(limits, LIMIT_OPTIONS, 'setLimits()');
     if (unknown !== null) return Promise.reject(unknown);
-    return this.conn.call<MailboxInfo>('set', { id: this.id, ...limits });
+    return this.call<MailboxInfo>('set', { id: this.id, ...limits });
   }
 
   /**
@@ -752,7 +758,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
    * `mq_unlink`, unlinking a FIFO). Owner only (anyone if unowned).
    */
   async unlink(): Promise<void> {
-    await this.conn.call('unlink', { id: this.id });
+    await this.call('unlink', { id: this.id });
   }
 
   /**
@@ -762,8 +768,8 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
    */
   async notify(onMessage: () => void): Promise<() => Promise<void>> {
     if (typeof onMessage !== 'function')
-      throw new InvalidArgumentError(`notify() takes a function to call, not ${String(onMessage)}`);
-    const r = await this.conn.call<{ event: number }>('notify', { id: this.id });
+      throw new InvalidArgumentError(`notify() takes a function to call, not ${describeValue(onMessage)}`);
+    const r = await this.call<{ event: number }>('notify', { id: this.id });
     // Called from a microtask of its own, not from inside the connection's reading of frames:
     // an exception in it is the application's, reported as any uncaught exception is, and the
     // connection (and whatever else that read carried) goes on unharmed.
@@ -775,6 +781,12 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
 
   private get label(): string {
     return this.name === null ? `mailbox #${this.id}` : `mailbox '${this.name}'`;
+  }
+
+  /** A kernel call on this handle's mailbox: ENOTCONN once the handle is closed, as EBADF is. */
+  private call<R>(op: string, args: Record<string, unknown>): Promise<R> {
+    if (this.closed) return Promise.reject(this.closedError());
+    return this.conn.call<R>(op, args);
   }
 
   private closedError(): ClosedError {

@@ -43,7 +43,7 @@ export function checkOptions(options: unknown, names: Readonly<Record<string, tr
 
 /**
  * A value as an error message names it, so the user recognises what they passed: the string
- * 'x', number NaN, a function, an object's JSON.
+ * 'x', NaN, a function, an object's JSON.
  *
  * @example
  * ```ts
@@ -53,6 +53,8 @@ export function checkOptions(options: unknown, names: Readonly<Record<string, tr
 export function describeValue(v: unknown): string {
   if (v === null) return 'null';
   if (v === undefined) return 'undefined';
+  if (typeof v === 'bigint') return `the bigint ${v}n`;
+  if (typeof v === 'symbol') return `a symbol (${String(v)})`;
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'string') return `the string '${v}'`;
   if (typeof v === 'function') return 'a function';
@@ -63,6 +65,8 @@ export function describeValue(v: unknown): string {
       return `an object (${Object.prototype.toString.call(v)})`;
     }
   }
+  // A number or boolean reads as itself ("not -3"); a string is quoted as one above.
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   return `${typeof v} ${String(v)}`;
 }
 

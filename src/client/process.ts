@@ -24,7 +24,7 @@ import {
   noMessages,
 } from './mailbox.js';
 import type { Message } from './message.js';
-import { checkOptions, type OptionNames } from './option-names.js';
+import { checkOptions, describeValue, type OptionNames } from './option-names.js';
 import { badSignal } from './option-values.js';
 
 /** A process: a name or an id. */
@@ -166,8 +166,7 @@ export class PostboxProcess {
    * this process may send): for answering to a mailbox named in a message.
    */
   sendTo(mailbox: number, body: unknown, options?: SendOptions): Promise<SendResult> {
-    if (!Number.isSafeInteger(mailbox) || mailbox < 1)
-      return Promise.reject(new InvalidArgumentError(`a mailbox id is a positive integer, not ${mailbox}`));
+    if (!Number.isSafeInteger(mailbox) || mailbox < 1) return Promise.reject(badMailboxId(mailbox));
     return this.conn.send(mailbox, false, body, options);
   }
 
@@ -204,6 +203,10 @@ export class PostboxProcess {
     name: string | null = null,
     options: MailboxOptions = {},
   ): Promise<Mailbox<T>> {
+    if (name !== null && name !== undefined && typeof name !== 'string')
+      throw new InvalidArgumentError(
+        `createMailbox() takes a mailbox name (a string) or null, not ${describeValue(name)}`,
+      );
     checkOptions(options, MAILBOX_OPTIONS, 'createMailbox()');
     const info = await this.conn.call<MailboxInfo>('create', { name, ...options });
     return new Mailbox<T>(this.conn, info);
@@ -217,9 +220,23 @@ export class PostboxProcess {
       role?: 'read' | 'write' | 'both' | 'none' | undefined;
     } = {},
   ): Promise<Mailbox<T>> {
+    if (typeof ref === 'number') {
+      if (!Number.isSafeInteger(ref) || ref < 1) throw badMailboxId(ref);
+    } else if (typeof ref !== 'string' && (typeof ref !== 'object' || ref === null || !('key' in ref)))
+      throw new InvalidArgumentError(
+        `openMailbox() takes a mailbox name, an id or { key }, not ${describeValue(ref)}`,
+      );
     checkOptions(options, OPEN_OPTIONS, 'openMailbox()');
-    if (typeof options.create === 'object')
-      checkOptions(options.create, MAILBOX_OPTIONS, 'openMailbox() create');
+    const create = options.create;
+    if (
+      create !== undefined &&
+      typeof create !== 'boolean' &&
+      (typeof create !== 'object' || create === null)
+    )
+      throw new InvalidArgumentError(
+        `openMailbox(): create must be true, false or the new mailbox's options, not ${describeValue(create)}`,
+      );
+    if (typeof create === 'object') checkOptions(create, MAILBOX_OPTIONS, 'openMailbox() create');
     let info: MailboxInfo;
     const where =
       typeof ref === 'number' ? { id: ref } : typeof ref === 'string' ? { name: ref } : { key: ref.key };
@@ -344,7 +361,7 @@ export class PostboxProcess {
   private async resolve(ref: ProcessRef): Promise<number> {
     if (typeof ref === 'number') {
       if (!Number.isSafeInteger(ref) || ref < 1)
-        throw new InvalidArgumentError(`a process id is a positive integer, not ${ref}`);
+        throw new InvalidArgumentError(`a process id is a positive integer, not ${describeValue(ref)}`);
       return ref;
     }
     if (typeof ref !== 'string' || ref.length === 0)
@@ -378,4 +395,8 @@ export async function connect(options: ConnectOptions = {}): Promise<PostboxProc
   }
   const conn = await Connection.open(options);
   return new PostboxProcess(conn);
+}
+
+function badMailboxId(id: unknown): InvalidArgumentError {
+  return new InvalidArgumentError(`a mailbox id is a positive integer, not ${describeValue(id)}`);
 }
