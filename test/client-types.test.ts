@@ -70,6 +70,16 @@ async function usage(proc: PostboxProcess): Promise<void> {
     const none: undefined = r.receiver;
     void none;
   }
+  // The inbox is typed as a mailbox is, by what the caller expects.
+  const direct = await proc.receive<{ done: number }>();
+  if (direct !== null) {
+    const done: number = direct.body.done;
+    void done;
+  }
+  for await (const m of proc.messages<string>()) {
+    const text: string = m.body;
+    void text;
+  }
   // @ts-expect-error the receiver is known only once the outcome says 'received'
   const unknownReceiver: number = r.receiver;
   void unknownReceiver;

@@ -1038,6 +1038,60 @@ test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
       assert.ok(p.isOpen);
     });
 
+    await t.test('a HELLO whose payload is a JSON array, or a token that is not a string', async () => {
+      const p = await open();
+      p.write(helloText('[1,2]'));
+      await fatal(p, 'EPROTO', /bad HELLO: payload must be a JSON object/);
+      const q = await open();
+      q.write(helloFrame({ token: 12345 }));
+      await fatal(q, 'EPROTO', /bad HELLO: token must be a string/);
+    });
+
+    await t.test('a second HELLO ends the connection, as its request id 0 says', async () => {
+      const p = await welcomed();
+      p.write(helloFrame({ pid: process.pid }));
+      await fatal(p, 'EPROTO', /second HELLO/);
+    });
+
+    for (const [what, frame] of [
+      ['SEND', () => sendFrame({ request: 0, target: 1, body: Buffer.from('zero') })],
+      ['RECEIVE', () => receiveFrame({ request: 0, target: 1, flags: ReceiveFlag.NOWAIT })],
+      ['CALL', () => callFrame(0, { op: 'list' })],
+    ] as const) {
+      await t.test(
+        `a ${what} with request id 0 ends the connection: its answers would read as fatal`,
+        async () => {
+          const p = await welcomed();
+          p.write(frame());
+          await fatal(p, 'EPROTO', new RegExp(`${what} with request id 0`));
+        },
+      );
+    }
+
+    await t.test(
+      'request id 0 inside a run of sends ends the connection there, with what came before kept',
+      async () => {
+        const p = await welcomed();
+        p.write(callFrame(1, { op: 'create', name: 'zero-run', mode: 0o666, system: true }));
+        const r = await p.waitFor((f) => f.request === 1, 3000, 'RESULT');
+        const id = (framePayload(r) as { id: number }).id;
+        p.write(
+          Buffer.concat([
+            sendFrame({ request: 2, target: id, body: Buffer.from('a') }),
+            sendFrame({ request: 3, target: id, body: Buffer.from('b') }),
+            sendFrame({ request: 0, target: id, body: Buffer.from('c') }),
+          ]),
+        );
+        await fatal(p, 'EPROTO', /SEND with request id 0/);
+        const c = await connect({ socket: kernel.socket });
+        try {
+          assert.equal((await c.stat('zero-run')).count, 2, 'the two sends before it went in');
+        } finally {
+          await closeClient(c);
+        }
+      },
+    );
+
     await t.test('the kernel is still fine', async () => {
       assert.ok(kernelAlive(kernel));
       const c = await connect({ socket: kernel.socket });

@@ -362,7 +362,13 @@ export class Connection {
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', (err: NodeJS.ErrnoException) => {
-        const hint = transport === 'unix' ? ' Start one with `npm start` or `npx postbox kernel`.' : '';
+        // The command that starts a kernel where this process looked for one.
+        const hint =
+          transport !== 'unix'
+            ? ''
+            : address === defaultSocketPath()
+              ? ' Start one with `npm start` or `npx postbox kernel`.'
+              : ` Start one with \`npx postbox kernel --socket ${address}\`.`;
         reject(
           new ConnectionRefusedError(
             `no kernel is answering at ${address} (${err.code ?? err.message}).${hint}`,

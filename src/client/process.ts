@@ -172,27 +172,43 @@ export class PostboxProcess {
 
   /**
    * Receives from this process's inbox: the first message from anyone (asymmetric; the message
-   * says who sent it), or with `from` the first from that process (symmetric).
+   * says who sent it), or with `from` the first from that process (symmetric). `T` is what the
+   * caller expects the bodies to be, as for {@link openMailbox}: nothing checks it.
+   *
+   * @example
+   * ```ts
+   * const m = await me.receive<{ done: number }>({ from: 'worker' });
+   * if (m !== null) console.log(m.body.done);
+   * ```
    */
-  async receive(options: ReceiveOptions & { from?: ProcessRef | undefined } = {}): Promise<Message | null> {
-    if (options.from === undefined) return this.conn.receive(0, true, 0, options);
-    return this.toProcess(options.from, (from) => this.conn.receive(0, true, from, options));
+  async receive<T = unknown>(
+    options: ReceiveOptions & { from?: ProcessRef | undefined } = {},
+  ): Promise<Message<T> | null> {
+    const got =
+      options.from === undefined
+        ? this.conn.receive(0, true, 0, options)
+        : this.toProcess(options.from, (from) => this.conn.receive(0, true, from, options));
+    return got as Promise<Message<T> | null>;
   }
 
   /** Iterates the inbox, with the kernel pushing ahead (see {@link Mailbox.messages}). */
-  messages(options: Omit<IterateOptions, 'from'> & { from?: number | undefined } = {}): MessageIterator {
+  messages<T = unknown>(
+    options: Omit<IterateOptions, 'from'> & { from?: number | undefined } = {},
+  ): MessageIterator<T> {
     checkOptions(options, ITERATE_OPTIONS, 'messages()');
-    if (options.signal?.aborted === true) return noMessages<Message>();
-    return new MessageStream(this.conn, 0, true, options, () => {});
+    if (options.signal?.aborted === true) return noMessages<Message<T>>();
+    return new MessageStream<T>(this.conn, 0, true, options, () => {});
   }
 
   /** Iterates the inbox a batch at a time (see {@link Mailbox.batches}). */
-  batches(options: Omit<BatchOptions, 'from'> & { from?: number | undefined } = {}): BatchIterator {
+  batches<T = unknown>(
+    options: Omit<BatchOptions, 'from'> & { from?: number | undefined } = {},
+  ): BatchIterator<T> {
     checkOptions(options, BATCH_OPTIONS, 'batches()');
-    if (options.signal?.aborted === true) return noMessages<Message[]>();
+    if (options.signal?.aborted === true) return noMessages<Message<T>[]>();
     const { max, ...iterate } = options;
     const most = batchMax(max);
-    return new MessageBatches(new MessageStream(this.conn, 0, true, iterate, () => {}), most);
+    return new MessageBatches(new MessageStream<T>(this.conn, 0, true, iterate, () => {}), most);
   }
 
   /**

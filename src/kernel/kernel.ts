@@ -335,12 +335,8 @@ export class Kernel implements MailboxHost {
         return;
       }
       case Op.HELLO:
-        return this.replyError(
-          p,
-          buf.readUInt32LE(start + Off.REQUEST),
-          'EPROTO',
-          'HELLO was already accepted on this connection',
-        );
+        // HELLO's request id is 0, so an answer to it could only be a fatal one.
+        return this.fatal(p, 'EPROTO', 'a second HELLO: HELLO was already accepted on this connection');
       default:
         return this.fatal(p, 'EPROTO', `unknown opcode 0x${op.toString(16)}`);
     }
@@ -449,6 +445,7 @@ export class Kernel implements MailboxHost {
 
   private handleSend(p: KernelProcess, buf: Buffer, start: number, end: number): void {
     const request = getU32(buf, start + Off.REQUEST);
+    if (request === 0) return this.reservedId(p, 'SEND');
     const size = end - start;
     if (size < MESSAGE_HEAD_BYTES)
       return this.fatal(p, 'EPROTO', `SEND frame of ${size} bytes is shorter than its 56-byte head`);
@@ -598,6 +595,7 @@ export class Kernel implements MailboxHost {
       if (
         buf[end + Off.OPCODE] !== Op.SEND ||
         buf[end + Off.FLAGS] !== flags ||
+        getU32(buf, end + Off.REQUEST) === 0 ||
         getU32(buf, end + Off.TARGET) !== target ||
         buf[end + Off.CODEC]! > 3 ||
         buf[end + Off.ON_FULL]! > OnFull.DROP_NEW ||
@@ -624,6 +622,7 @@ export class Kernel implements MailboxHost {
 
   private handleReceive(p: KernelProcess, buf: Buffer, start: number, end: number): void {
     const request = buf.readUInt32LE(start + Off.REQUEST);
+    if (request === 0) return this.reservedId(p, 'RECEIVE');
     if (end - start !== RECEIVE_FRAME_BYTES)
       return this.fatal(
         p,
@@ -738,8 +737,17 @@ export class Kernel implements MailboxHost {
     if (sw !== undefined) sw.mailbox.withdrawSend(sw, 'ECANCELED', `send to ${sw.mailbox.label} was aborted`);
   }
 
+  /**
+   * An operation with request id 0: its answers would carry 0, which means "fatal, about the
+   * connection" to every client, so it is treated as that.
+   */
+  private reservedId(p: KernelProcess, what: string): void {
+    this.fatal(p, 'EPROTO', `${what} with request id 0: id 0 is the connection's own, not an operation's`);
+  }
+
   private handleCallFrame(p: KernelProcess, buf: Buffer, start: number, end: number): void {
     const request = buf.readUInt32LE(start + Off.REQUEST);
+    if (request === 0) return this.reservedId(p, 'CALL');
     let payload: unknown;
     try {
       payload = decodeJsonPayload(buf, start, end);
@@ -996,7 +1004,8 @@ interface HelloPayload {
 }
 
 function parseHello(v: unknown): HelloPayload {
-  if (typeof v !== 'object' || v === null) throw new Error('payload must be a JSON object');
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new Error('payload must be a JSON object');
   const o = v as Record<string, unknown>;
   const out: HelloPayload = {};
   if (o.name !== undefined && o.name !== null) {
@@ -1010,8 +1019,14 @@ function parseHello(v: unknown): HelloPayload {
     if (!Number.isSafeInteger(o.pid)) throw new Error('pid must be an integer');
     out.pid = o.pid as number;
   }
-  if (o.host !== undefined) out.host = String(o.host);
-  if (o.token !== undefined) out.token = String(o.token);
+  if (o.host !== undefined) {
+    if (typeof o.host !== 'string') throw new Error('host must be a string');
+    out.host = o.host;
+  }
+  if (o.token !== undefined) {
+    if (typeof o.token !== 'string') throw new Error('token must be a string');
+    out.token = o.token;
+  }
   if (o.operator !== undefined) {
     if (typeof o.operator !== 'boolean') throw new Error('operator must be true or false');
     out.operator = o.operator;
