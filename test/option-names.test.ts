@@ -211,6 +211,15 @@ describe('through a kernel', () => {
       /dial\(\): signal must be an AbortSignal/,
     );
     await assert.rejects(box.send((() => 1) as never), einval, 'a function is not a body');
+    // Inside a body they were changed on the way, silently: the function left out, the
+    // Promise and WeakMap sent as {}.
+    await assert.rejects(box.send({ f() {} } as never), /the body\.f is a function/);
+    await assert.rejects(box.send([1, Promise.resolve(2)] as never), /the body\[1\] is a Promise/);
+    await assert.rejects(box.send(new WeakMap() as never), /an instance of WeakMap/);
+    await assert.rejects(
+      box.send({ s: Symbol('s') } as never, { codec: 'msgpack' }),
+      /the body\.s is a symbol/,
+    );
     // except and truncate qualify type and maxSize; alone they were ignored (except: true took
     // the first message of any type). 'yes' and 1 were read as false.
     await assert.rejects(box.receive({ except: true, nowait: true }), /except needs a positive type/);

@@ -1,5 +1,6 @@
 import { Packr } from 'msgpackr';
 import { Codec, type CodecCode } from './frame.js';
+import { unsendable } from './sendable.js';
 
 /**
  * Body codecs. The codec tag travels in every message header, so any reader (another language,
@@ -35,10 +36,7 @@ export function encodeBody(body: unknown, codec?: CodecName): { code: CodecCode;
   if (codec === undefined) {
     if (typeof body === 'string') return { code: Codec.STRING, bytes: body };
     if (body instanceof Uint8Array) return { code: Codec.BYTES, bytes: asBuffer(body) };
-    // msgpack would send a function as nothing at all, and the receiver would get undefined.
-    // (Inside an object one is left out, as JSON.stringify leaves it out.)
-    if (typeof body === 'function') throw new TypeError('a function is not a message body');
-    return { code: Codec.MSGPACK, bytes: packr.pack(body) };
+    return { code: Codec.MSGPACK, bytes: packStructured(body) };
   }
   const code = codeByName[codec];
   switch (code) {
@@ -55,11 +53,21 @@ export function encodeBody(body: unknown, codec?: CodecName): { code: CodecCode;
       return { code, bytes: json };
     }
     case Codec.MSGPACK:
-      if (typeof body === 'function') throw new TypeError('a function is not a message body');
-      return { code, bytes: packr.pack(body) };
+      return { code, bytes: packStructured(body) };
     default:
       throw new TypeError(`unknown codec '${String(codec)}'; use bytes, string, json or msgpack`);
   }
+}
+
+/**
+ * msgpack of a body, refusing what msgpack would change silently: a function or symbol (left
+ * out, or sent as nothing), a Promise or WeakMap (sent as an empty object).
+ */
+function packStructured(body: unknown): Buffer {
+  if (typeof body === 'function') throw new TypeError('a function is not a message body');
+  const why = unsendable(body, 'the body', 'plain');
+  if (why !== null) throw new TypeError(why);
+  return packr.pack(body);
 }
 
 /** Decodes a body by its codec tag. Unknown tags give the raw bytes. */

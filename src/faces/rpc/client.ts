@@ -11,9 +11,9 @@ import { type OptionNames, unknownOption } from '../../client/option-names.js';
 import { badSignal } from '../../client/option-values.js';
 import type { PostboxProcess } from '../../client/process.js';
 import { AbortedError, InvalidArgumentError, PostboxError } from '../../protocol/errors.js';
+import { unsendableArgs } from '../../protocol/sendable.js';
 import { CallRecord, onTimeout, Peer, RpcCall } from './call.js';
 import { atAwaiters, captureSite, NoServerError, rethrownAt } from './errors.js';
-import { unsendableArgs } from './marshal.js';
 import { StreamReader } from './stream.js';
 import type { CallOptions } from './types.js';
 import {

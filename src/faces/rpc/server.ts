@@ -9,8 +9,8 @@ import type { Message } from '../../client/message.js';
 import { checkOptions, type OptionNames } from '../../client/option-names.js';
 import type { PostboxProcess } from '../../client/process.js';
 import { AbortedError, InvalidArgumentError, NotFoundError, PostboxError } from '../../protocol/errors.js';
+import { unsendable } from '../../protocol/sendable.js';
 import { ControlChannel, ServerCall } from './control.js';
-import { unsendable } from './marshal.js';
 import type { CallContext } from './types.js';
 import {
   DEFAULT_CONCURRENCY,
