@@ -26,82 +26,100 @@ const allowedProtos = new Set<unknown>([
  * Cycles are fine (the codec keeps them); each object is visited once.
  */
 export function unsendable(value: unknown, path: string, classes: ClassInstances = 'refuse'): string | null {
-  switch (typeof value) {
-    case 'string':
-    case 'number':
-    case 'boolean':
-    case 'bigint':
-    case 'undefined':
-      return null;
-    case 'function':
-      return `${path} is a function, which cannot be sent`;
-    case 'symbol':
-      return `${path} is a symbol, which cannot be sent`;
-    default:
-      if (value === null) return null;
-      return walk(value as object, path, new Set(), classes);
-  }
+  const fault = checked(
+    () => child(value, null, classes),
+    (seen) => child(value, seen, classes),
+  );
+  return fault === null ? null : `${path}${fault.path}${fault.what}`;
 }
 
 /** As {@link unsendable} for an argument list: names `args[i]`. */
 export function unsendableArgs(args: readonly unknown[]): string | null {
-  let seen: Set<object> | null = null;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (typeof a === 'object' && a !== null) {
-      seen ??= new Set();
-      const why = walk(a, `args[${i}]`, seen, 'refuse');
-      if (why !== null) return why;
-    } else if (typeof a === 'function' || typeof a === 'symbol') {
-      return unsendable(a, `args[${i}]`);
-    }
-  }
-  return null;
+  const fault = checked(
+    () => walk(args, null, 'refuse'),
+    (seen) => walk(args, seen, 'refuse'),
+  );
+  return fault === null ? null : `args${fault.path}${fault.what}`;
 }
 
-function walk(value: object, path: string, seen: Set<object>, classes: ClassInstances): string | null {
-  if (seen.has(value)) return null;
-  seen.add(value);
+/**
+ * Objects a walk may visit before it keeps a set of those seen. Most bodies are small and have
+ * no cycles: they are walked without one (a set per message cost RPC 5 % of its calls). A body
+ * with more objects, or a cycle, is walked again with the set, which visits each object once.
+ */
+const WALK_WITHOUT_SET = 256;
+let budget = 0;
+const TOO_MANY = Symbol('walk again with a set');
+
+function checked(light: () => Fault | null, full: (seen: Set<object>) => Fault | null): Fault | null {
+  budget = WALK_WITHOUT_SET;
+  try {
+    return light();
+  } catch (e) {
+    if (e !== TOO_MANY) throw e;
+    return full(new Set());
+  }
+}
+
+/**
+ * What cannot be sent and where, relative to the value walked. The path is built only on the way
+ * back from a fault: a body that can be sent (nearly all) costs no strings.
+ */
+interface Fault {
+  path: string;
+  what: string;
+}
+
+const fault = (what: string): Fault => ({ path: '', what });
+
+function within(f: Fault | null, segment: () => string): Fault | null {
+  if (f !== null) f.path = segment() + f.path;
+  return f;
+}
+
+function walk(value: object, seen: Set<object> | null, classes: ClassInstances): Fault | null {
   if (ArrayBuffer.isView(value)) return null; // typed arrays, Buffers, DataView
   const proto = Object.getPrototypeOf(value) as unknown;
   let asPlain = proto === Object.prototype || proto === null;
   if (!allowedProtos.has(proto)) {
     if (value instanceof Error) return null;
-    if (value instanceof Promise) return `${path} is a Promise, which cannot be sent (await it first)`;
+    if (value instanceof Promise) return fault(' is a Promise, which cannot be sent (await it first)');
     const ctor = (proto as { constructor?: { name?: unknown } } | null)?.constructor?.name;
     const what = typeof ctor === 'string' && ctor.length > 0 ? `an instance of ${ctor}` : 'an exotic object';
     // Objects whose state is not in their own fields would arrive empty.
     if (classes === 'refuse' || opaque(value))
-      return `${path} is ${what}, which cannot be sent as it is (send a plain object, array, Map, Set, Date or typed array)`;
+      return fault(
+        ` is ${what}, which cannot be sent as it is (send a plain object, array, Map, Set, Date or typed array)`,
+      );
     asPlain = true;
   }
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const why = child(value[i], `${path}[${i}]`, seen, classes);
-      if (why !== null) return why;
+      const f = child(value[i], seen, classes);
+      if (f !== null) return within(f, () => `[${i}]`);
     }
     return null;
   }
   if (value instanceof Map) {
     for (const [k, v] of value) {
-      const why =
-        child(k, `${path} (a Map key)`, seen, classes) ??
-        child(v, `${path}.get(${describeKey(k)})`, seen, classes);
-      if (why !== null) return why;
+      const fk = child(k, seen, classes);
+      if (fk !== null) return within(fk, () => ' (a Map key)');
+      const fv = child(v, seen, classes);
+      if (fv !== null) return within(fv, () => `.get(${describeKey(k)})`);
     }
     return null;
   }
   if (value instanceof Set) {
     for (const v of value) {
-      const why = child(v, `${path} (a Set element)`, seen, classes);
-      if (why !== null) return why;
+      const f = child(v, seen, classes);
+      if (f !== null) return within(f, () => ' (a Set element)');
     }
     return null;
   }
   if (asPlain) {
     for (const k of Object.keys(value)) {
-      const why = child((value as Record<string, unknown>)[k], `${path}${propertyPath(k)}`, seen, classes);
-      if (why !== null) return why;
+      const f = child((value as Record<string, unknown>)[k], seen, classes);
+      if (f !== null) return within(f, () => propertyPath(k));
     }
   }
   return null; // Date, RegExp, ArrayBuffer
@@ -112,10 +130,26 @@ function opaque(value: object): boolean {
   return value instanceof WeakMap || value instanceof WeakSet || value instanceof WeakRef;
 }
 
-function child(v: unknown, path: string, seen: Set<object>, classes: ClassInstances): string | null {
-  if (typeof v === 'object') return v === null ? null : walk(v, path, seen, classes);
-  if (typeof v === 'function' || typeof v === 'symbol') return unsendable(v, path);
-  return null;
+/** A value inside another. Cycles are fine (the codec keeps them): see {@link checked}. */
+function child(v: unknown, seen: Set<object> | null, classes: ClassInstances): Fault | null {
+  switch (typeof v) {
+    case 'function':
+      return fault(' is a function, which cannot be sent');
+    case 'symbol':
+      return fault(' is a symbol, which cannot be sent');
+    case 'object': {
+      if (v === null) return null;
+      if (seen === null) {
+        if (--budget < 0) throw TOO_MANY;
+        return walk(v, null, classes);
+      }
+      if (seen.has(v)) return null;
+      seen.add(v);
+      return walk(v, seen, classes);
+    }
+    default:
+      return null;
+  }
 }
 
 function propertyPath(k: string): string {
