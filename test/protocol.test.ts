@@ -72,6 +72,7 @@ import {
   writeHead,
   writeInt64,
 } from '../src/protocol/frame.js';
+import { unsendable } from '../src/protocol/sendable.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { prng } from './helpers/prng.js';
 
@@ -1593,4 +1594,26 @@ describe('body codecs', () => {
     const fresh = new Unpackr({ structuredClone: true, mapsAsObjects: false, useRecords: true });
     assert.deepStrictEqual(fresh.unpack(bytes), { x: 3, y: 4 });
   });
+});
+
+test('what a structured body can carry: cycles, shared parts and large bodies are walked once; a fault is named', () => {
+  const cyclic: Record<string, unknown> = { a: 1 };
+  cyclic.self = cyclic;
+  assert.equal(unsendable(cyclic, 'the body', 'plain'), null);
+  // 2^40 paths through 41 arrays: a walk without its set of seen objects would never end.
+  let shared: unknown[] = [];
+  for (let i = 0; i < 40; i++) shared = [shared, shared];
+  assert.equal(unsendable(shared, 'the body', 'plain'), null);
+  shared.push(() => 1);
+  assert.equal(unsendable(shared, 'the body', 'plain'), 'the body[2] is a function, which cannot be sent');
+  // Past the budget of objects walked without a set, the fault is still found and named.
+  const many: Record<string, unknown>[] = Array.from({ length: 1000 }, (_, i) => ({ i }));
+  many[999]!.f = Symbol('s');
+  assert.equal(unsendable(many, 'the body', 'plain'), 'the body[999].f is a symbol, which cannot be sent');
+  // Class instances: plain objects in a body, refused where a caller would lose their methods.
+  class Point {
+    x = 1;
+  }
+  assert.equal(unsendable(new Point(), 'the body', 'plain'), null);
+  assert.match(unsendable(new Point(), 'the result', 'refuse') ?? '', /the result is an instance of Point/);
 });

@@ -26,19 +26,13 @@ const allowedProtos = new Set<unknown>([
  * Cycles are fine (the codec keeps them); each object is visited once.
  */
 export function unsendable(value: unknown, path: string, classes: ClassInstances = 'refuse'): string | null {
-  const fault = checked(
-    () => child(value, null, classes),
-    (seen) => child(value, seen, classes),
-  );
+  const fault = firstFault(value, classes);
   return fault === null ? null : `${path}${fault.path}${fault.what}`;
 }
 
 /** As {@link unsendable} for an argument list: names `args[i]`. */
 export function unsendableArgs(args: readonly unknown[]): string | null {
-  const fault = checked(
-    () => walk(args, null, 'refuse'),
-    (seen) => walk(args, seen, 'refuse'),
-  );
+  const fault = firstFault(args, 'refuse');
   return fault === null ? null : `args${fault.path}${fault.what}`;
 }
 
@@ -49,15 +43,16 @@ export function unsendableArgs(args: readonly unknown[]): string | null {
  */
 const WALK_WITHOUT_SET = 256;
 let budget = 0;
+/** Thrown by a walk without a set that has used up its budget: walk again with one. */
 const TOO_MANY = Symbol('walk again with a set');
 
-function checked(light: () => Fault | null, full: (seen: Set<object>) => Fault | null): Fault | null {
+function firstFault(value: unknown, classes: ClassInstances): Fault | null {
   budget = WALK_WITHOUT_SET;
   try {
-    return light();
+    return child(value, null, classes);
   } catch (e) {
     if (e !== TOO_MANY) throw e;
-    return full(new Set());
+    return child(value, new Set(), classes);
   }
 }
 
@@ -130,7 +125,7 @@ function opaque(value: object): boolean {
   return value instanceof WeakMap || value instanceof WeakSet || value instanceof WeakRef;
 }
 
-/** A value inside another. Cycles are fine (the codec keeps them): see {@link checked}. */
+/** A value inside another. Cycles are fine (the codec keeps them): see {@link firstFault}. */
 function child(v: unknown, seen: Set<object> | null, classes: ClassInstances): Fault | null {
   switch (typeof v) {
     case 'function':
