@@ -155,6 +155,50 @@ describe('pipes', () => {
     }
   });
 
+  test('a writer waiting for a reader is told when the FIFO is deleted, and one that leaves is forgotten', async () => {
+    const p = await join();
+    const other = await join();
+    await mkfifo(p, 'pipe-test-gone');
+    const waiting = openFifo(other, 'pipe-test-gone', 'w');
+    await within(
+      (async () => {
+        while ((await p.stat('pipe-test-gone')).writers === 0) await new Promise((r) => setImmediate(r));
+      })(),
+      BOUND_MS,
+      'the write end to open',
+    );
+    const fifo = await p.openMailbox('pipe-test-gone', { role: 'none' });
+    await fifo.delete();
+    await within(
+      assert.rejects(waiting, (e: PostboxError) => e.code === 'ENOENT' || e.code === 'EIDRM'),
+      BOUND_MS,
+      'the waiting writer to fail',
+    );
+
+    // A writer that leaves while it waits: the reader who comes later opens as usual, and the
+    // kernel has nobody left to tell.
+    await mkfifo(p, 'pipe-test-left');
+    const leaver = await join();
+    void openFifo(leaver, 'pipe-test-left', 'w').catch(() => {});
+    await within(
+      (async () => {
+        while ((await p.stat('pipe-test-left')).writers === 0) await new Promise((r) => setImmediate(r));
+      })(),
+      BOUND_MS,
+      'the write end to open',
+    );
+    await leaver.close();
+    const reader = await openFifo(p, 'pipe-test-left', 'r');
+    const writer = await within(openFifo(other, 'pipe-test-left', 'w'), BOUND_MS, 'a writer with a reader');
+    writer.end('still here\n');
+    const chunks: Buffer[] = [];
+    reader.on('data', (c: Buffer) => chunks.push(c));
+    await within(once(reader, 'end'), BOUND_MS, 'end of file');
+    assert.equal(Buffer.concat(chunks).toString(), 'still here\n');
+    await unlinkFifo(p, 'pipe-test-left');
+    await other.close();
+  });
+
   test("spawn 'r': a reader that stops early ends the child's output, and this process carries on", async () => {
     const p = await join();
     const before = await pipes(p);

@@ -17,6 +17,7 @@ import {
   posix,
 } from '../src/faces/posix.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { within } from './helpers/raw-peer.js';
 
 const code = (c: string) => (err: Error & { code?: string }) => err.code === c;
 
@@ -219,6 +220,20 @@ describe('POSIX message queues', () => {
     await mq2.mq_notify(d2, null);
     await mq.mq_close(d);
     await mq2.mq_close(d2);
+    await mq.mq_unlink(name);
+  });
+
+  test('mq_notify and an mq_send in the same breath: the notice is not lost', async () => {
+    // The kernel answers the registration and sends the notice in one write, which the client
+    // reads in one go: the notice must find its handler although nobody has awaited yet.
+    const name = qname();
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 4, mq_msgsize: 16 });
+    const notified = new Promise<void>((resolve) => {
+      void mq.mq_notify(d, resolve);
+    });
+    await mq.mq_send(d, 'ping', 0);
+    await within(notified, 5_000, 'the notice');
+    await mq.mq_close(d);
     await mq.mq_unlink(name);
   });
 

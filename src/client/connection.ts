@@ -179,6 +179,19 @@ interface Pending {
   sink?: StreamSink;
   /** Error to report instead of ECANCELED when the kernel confirms a cancel we asked for. */
   cancelAs?: PostboxError;
+  /** A call's events: registered as its RESULT is read, before any EVENT behind it. */
+  events?: CallEvents<unknown>;
+}
+
+/**
+ * The events a call sets up (a monitor, a notification, a wait for a reader): their handler is
+ * registered as the call's RESULT is read, not when the awaiting code resumes, because the first
+ * EVENT can come in the same read as the RESULT and would find no handler yet.
+ */
+export interface CallEvents<T> {
+  /** The event id in the result, or undefined if the result needs no events. */
+  idOf: (result: T) => number | undefined;
+  handler: (event: Record<string, unknown>) => void;
 }
 
 /** Where and how to reach the kernel. */
@@ -898,8 +911,8 @@ export class Connection {
     w.commit(HEAD_BYTES);
   }
 
-  /** A control-plane call. */
-  call<T>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+  /** A control-plane call; `events` handles the kernel events its result announces. */
+  call<T>(op: string, args: Record<string, unknown> = {}, events?: CallEvents<T>): Promise<T> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
     // JSON writes NaN as null, which a kernel call may read as "none" (capacity: unbounded);
     // it leaves a symbol or function out, as if not given, and cannot write a bigint at all.
@@ -915,7 +928,9 @@ export class Connection {
     const id = this.nextRequest++;
     this.writer.append(encodeJsonFrame(Op.CALL, 0, 0, id, { op, ...args }));
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { kind: 'call', resolve: resolve as Resolve, reject });
+      const entry: Pending = { kind: 'call', resolve: resolve as Resolve, reject };
+      if (events !== undefined) entry.events = events as CallEvents<unknown>;
+      this.pending.set(id, entry);
     });
   }
 
@@ -1095,6 +1110,10 @@ export class Connection {
     const entry = this.pending.get(request);
     if (entry !== undefined) {
       this.forget(request);
+      if (err === null && entry.events !== undefined) {
+        const id = entry.events.idOf(value);
+        if (id !== undefined) this.monitors.set(id, entry.events.handler);
+      }
       if (err === null) (entry.resolve as (v: unknown) => void)(value);
       else
         entry.reject(

@@ -1,5 +1,6 @@
 import { ClosedError, InvalidArgumentError, type PostboxError } from '../protocol/errors.js';
 import {
+  type CallEvents,
   type Connection,
   checkReceiveOptions,
   type ReceiveOptions,
@@ -769,12 +770,16 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   async notify(onMessage: () => void): Promise<() => Promise<void>> {
     if (typeof onMessage !== 'function')
       throw new InvalidArgumentError(`notify() takes a function to call, not ${describeValue(onMessage)}`);
-    const r = await this.call<{ event: number }>('notify', { id: this.id });
     // Called from a microtask of its own, not from inside the connection's reading of frames:
     // an exception in it is the application's, reported as any uncaught exception is, and the
     // connection (and whatever else that read carried) goes on unharmed.
-    this.conn.onEvent(r.event, () => queueMicrotask(onMessage));
+    const r = await this.call<{ event: number }>(
+      'notify',
+      { id: this.id },
+      { idOf: (result) => result.event, handler: () => queueMicrotask(onMessage) },
+    );
     return async () => {
+      this.conn.offEvent(r.event);
       await this.conn.call('notify', { id: this.id, on: false });
     };
   }
@@ -784,9 +789,9 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   }
 
   /** A kernel call on this handle's mailbox: ENOTCONN once the handle is closed, as EBADF is. */
-  private call<R>(op: string, args: Record<string, unknown>): Promise<R> {
+  private call<R>(op: string, args: Record<string, unknown>, events?: CallEvents<R>): Promise<R> {
     if (this.closed) return Promise.reject(this.closedError());
-    return this.conn.call<R>(op, args);
+    return this.conn.call<R>(op, args, events);
   }
 
   private closedError(): ClosedError {

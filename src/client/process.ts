@@ -311,12 +311,33 @@ export class PostboxProcess {
     const badSig = badSignal(signal, 'monitor()');
     if (badSig !== null) throw badSig;
     if (signal?.aborted) throw new AbortedError('monitor aborted before it started');
+    // The 'down' event can come in the same read as the answer (the process ended in the same
+    // kernel turn): the connection registers this handler as the answer is read, and an event
+    // that arrives before the promise below exists is kept for it.
+    let early: Record<string, unknown> | null = null;
+    let onDown: ((event: Record<string, unknown>) => void) | null = null;
     const r = await this.conn.call<{
       monitor: number;
       down?: boolean;
       reason?: DownEvent['reason'];
       process?: number;
-    }>('monitor', { process });
+    }>(
+      'monitor',
+      { process },
+      {
+        idOf: (result) => (result.down === true ? undefined : result.monitor),
+        handler: (event) => {
+          if (onDown !== null) onDown(event);
+          else early = event;
+        },
+      },
+    );
+    const downEvent = (event: Record<string, unknown>): DownEvent => ({
+      process: event.process as number,
+      name: (event.name as string | null) ?? null,
+      reason: event.reason as DownEvent['reason'],
+    });
+    if (early !== null) return downEvent(early);
     if (signal?.aborted && r.down !== true) {
       // Aborted while the kernel was setting the monitor up: its 'abort' has been and gone.
       this.conn.offEvent(r.monitor);
@@ -340,15 +361,11 @@ export class PostboxProcess {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.conn.onClose.add(onClose);
-      this.conn.onEvent(r.monitor, (event) => {
+      onDown = (event) => {
         this.conn.onClose.delete(onClose);
         signal?.removeEventListener('abort', onAbort);
-        resolve({
-          process: event.process as number,
-          name: (event.name as string | null) ?? null,
-          reason: event.reason as DownEvent['reason'],
-        });
-      });
+        resolve(downEvent(event));
+      };
     });
   }
 

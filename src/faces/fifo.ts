@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Mailbox } from '../client/mailbox.js';
 import { badSignal } from '../client/option-values.js';
 import type { PostboxProcess } from '../client/process.js';
@@ -33,9 +32,6 @@ export async function mkfifo(proc: PostboxProcess, name: string, mode = 0o666): 
   });
   mb.close();
 }
-
-/** How often a writer opening a FIFO looks for a reader. */
-const READER_POLL_MS = 25;
 
 /** Options of {@link openFifo}. */
 export interface OpenFifoOptions {
@@ -95,8 +91,7 @@ export async function openFifo(
 /**
  * Waits until a reader has the FIFO open, as open(2) for writing does; ECANCELED if `signal`
  * aborts first. Bytes written with nobody reading would otherwise sit in the FIFO for whoever
- * opens it next. The kernel announces no opens, so the count of readers is looked at every
- * 25 ms.
+ * opens it next. The kernel tells the writer with one event when a reader opens.
  */
 export async function waitForReader(
   proc: PostboxProcess,
@@ -104,11 +99,49 @@ export async function waitForReader(
   signal?: AbortSignal,
 ): Promise<void> {
   const label = fifo.info.name === null ? `#${fifo.id}` : `'${fifo.info.name}'`;
-  for (;;) {
-    if (signal?.aborted) throw new AbortedError(`stopped waiting for a reader of FIFO ${label}`);
-    if ((await proc.stat(fifo.id)).readers > 0) return;
-    await sleep(READER_POLL_MS, undefined, { signal }).catch(() => {});
-  }
+  const aborted = (): AbortedError => new AbortedError(`stopped waiting for a reader of FIFO ${label}`);
+  if (signal?.aborted) throw aborted();
+  const conn = proc.conn;
+  // The event can come in the same read as the answer (a reader opened in the same kernel
+  // turn): it is kept until the promise below is there to take it.
+  let early: Record<string, unknown> | null = null;
+  let onEvent: ((event: Record<string, unknown>) => void) | null = null;
+  const r = await conn.call<{ readers?: number; event?: number }>(
+    'awaitReader',
+    { id: fifo.id },
+    {
+      idOf: (result) => result.event,
+      handler: (event) => {
+        if (onEvent !== null) onEvent(event);
+        else early = event;
+      },
+    },
+  );
+  const id = r.event;
+  if (id === undefined) return;
+  const event =
+    early ??
+    (await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const onClose = (err: Error): void => {
+        signal?.removeEventListener('abort', onAbort);
+        reject(err);
+      };
+      const onAbort = (): void => {
+        conn.onClose.delete(onClose);
+        conn.offEvent(id);
+        conn.call('awaitReader', { id: fifo.id, event: id, on: false }).catch(() => {});
+        reject(aborted());
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      conn.onClose.add(onClose);
+      onEvent = (e) => {
+        conn.onClose.delete(onClose);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(e);
+      };
+    }));
+  // Removed while waiting: the error is the one any call on it now gets.
+  if (event.event === 'removed') await proc.stat(fifo.id);
 }
 
 /** Removes a FIFO's name; ends already open keep working, and it goes when the last closes. */

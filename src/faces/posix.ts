@@ -320,11 +320,16 @@ export class PosixQueues {
     // Linux: EBUSY while anyone, the caller included, is registered.
     if (this.#notifying.has(id))
       throw new BusyError(`mq_notify: this process is already registered on descriptor ${mqd}'s queue`);
-    const off = await d.mailbox.notify(() => {
-      if (this.#notifying.get(id) === off) this.#notifying.delete(id);
+    // The notice can come before the registration's answer is awaited (a message sent in the
+    // same breath): then the one-shot registration is already spent and is not recorded.
+    let fired = false;
+    let off: (() => Promise<void>) | null = null;
+    off = await d.mailbox.notify(() => {
+      fired = true;
+      if (off !== null && this.#notifying.get(id) === off) this.#notifying.delete(id);
       notification();
     });
-    this.#notifying.set(id, off);
+    if (!fired) this.#notifying.set(id, off);
   }
 
   /** Closes every descriptor. */

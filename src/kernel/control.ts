@@ -142,6 +142,26 @@ const handlers: Record<string, Handler> = {
     p.notifying.add(mb);
     return { event: id };
   },
+  awaitReader: (k, p, a) => {
+    // A FIFO's writer waits, as open(2) for writing does, until a reader has it open: told by
+    // one EVENT when a reader opens (or the mailbox goes), instead of asking over and over.
+    const mb = find(k, a);
+    if (a.on === false) {
+      const id = a.event;
+      if (typeof id !== 'number') throw new CallError('EINVAL', 'event must be the id awaitReader gave');
+      if (mb.readerWaits?.get(id) === p) {
+        mb.readerWaits.delete(id);
+        if (![...mb.readerWaits.values()].includes(p)) p.awaitingReader.delete(mb);
+      }
+      return {};
+    }
+    if (mb.readers > 0) return { readers: mb.readers };
+    const id = k.nextMonitorId++;
+    mb.readerWaits ??= new Map();
+    mb.readerWaits.set(id, p);
+    p.awaitingReader.add(mb);
+    return { event: id };
+  },
   delete: (k, p, a) => {
     const mb = find(k, a);
     ownerOnly(p, mb, 'delete');

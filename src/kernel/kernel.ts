@@ -872,6 +872,10 @@ export class Kernel implements MailboxHost {
     p.handles.clear();
     for (const mb of p.notifying) if (mb.notify?.peer === p) mb.notify = null;
     p.notifying.clear();
+    for (const mb of p.awaitingReader)
+      if (mb.readerWaits !== null)
+        for (const [id, q] of mb.readerWaits) if (q === p) mb.readerWaits.delete(id);
+    p.awaitingReader.clear();
     for (const mb of [...p.owned]) {
       if (mb.systemOwned) {
         mb.owner = null;

@@ -57,6 +57,8 @@ export interface Peer {
   terminated: boolean;
   readonly receives: Map<number, ReceiveWaiter>;
   readonly sends: Map<number, SendWaiter>;
+  /** Mailboxes where it waits for a reader to open (awaitReader). */
+  readonly awaitingReader: Set<Mailbox>;
   /** Mailboxes it owns. */
   readonly owned: Set<Mailbox>;
   readonly label: string;
@@ -369,6 +371,8 @@ export class Mailbox {
   unlinked: boolean;
   /** Process registered for a notice when a message arrives in the empty mailbox (mq_notify). */
   notify: { peer: Peer; id: number } | null = null;
+  /** Processes waiting for a reader to open it (a FIFO's writer): event id → process. */
+  readerWaits: Map<number, Peer> | null = null;
   readonly times: MailboxTimes;
   replaced = 0;
   dropped = 0;
@@ -1366,10 +1370,22 @@ export class Mailbox {
     if (read) {
       this.readers++;
       this.hadReader = true;
+      if (this.readerWaits !== null) this.tellReaderWaits({ event: 'reader', mailbox: this.id });
     }
     if (write) {
       this.writers++;
       this.hadWriter = true;
+    }
+  }
+
+  /** Tells every process waiting for a reader, once, and forgets them. */
+  private tellReaderWaits(payload: Record<string, unknown>): void {
+    const waits = this.readerWaits;
+    if (waits === null) return;
+    this.readerWaits = null;
+    for (const [id, peer] of waits) {
+      peer.awaitingReader.delete(this);
+      if (!peer.terminated) this.host.event(peer, id, payload);
     }
   }
 
@@ -1520,6 +1536,7 @@ export class Mailbox {
     for (const sw of this.blocked.drain()) this.settleSender(sw, code, message);
     for (const sw of this.receiptBySlot.values()) this.settleSender(sw, code, message);
     this.receiptBySlot.clear();
+    this.tellReaderWaits({ event: 'removed', mailbox: this.id });
     this.host.totalBytes -= this.store.bytes;
   }
 }

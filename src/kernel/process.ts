@@ -33,6 +33,8 @@ export class KernelProcess implements Peer {
   readonly roles = new Map<Mailbox, { read: number; write: number }>();
   /** Mailboxes where it registered for mq_notify. */
   readonly notifying = new Set<Mailbox>();
+  /** Mailboxes where it waits for a reader to open (awaitReader). */
+  readonly awaitingReader = new Set<Mailbox>();
   /** Mailboxes where it holds an exclusive or pair right. */
   readonly holding = new Set<Mailbox>();
   /** Who watches this process: monitor id → watcher. */
