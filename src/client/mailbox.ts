@@ -202,6 +202,13 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
     // Takes still due at the end of the turn go now: what the application does on this error
     // (a stat, a new receive) must find them counted.
     this.flushTaken();
+    if (err.code === 'EACCES') {
+      // The right to receive is gone (revoke, chmod): what was pushed ahead and not taken is
+      // the mailbox's, not this receiver's. The kernel kept it for us; it goes back now, after
+      // the takes above, and the loop never yields it.
+      this.conn.cancel(this.request);
+      this.dropPushed();
+    }
     if (this.waiter !== null) {
       const w = this.waiter;
       this.waiter = null;

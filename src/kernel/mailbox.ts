@@ -1354,11 +1354,18 @@ export class Mailbox {
     return `process ${w.sel.from} has terminated (or never was) and ${what} is left in ${this.label}`;
   }
 
-  /** Ends a receive with an error: it stops waiting and gives back what it holds. */
+  /**
+   * Ends a receive with an error: it stops waiting. A stream keeps what it was pushed until the
+   * process says which of it was taken (TAKE) and gives back the rest (CANCEL): given back now,
+   * a message the application took while the error was on its way would be received twice.
+   */
   endReceive(w: ReceiveWaiter, code: ErrorCode, message: string): void {
     this.stopWaiting(w);
-    this.giveBack(w);
-    w.peer.receives.delete(w.request);
+    if (w.stream && w.inflight > 0) w.ended = true;
+    else {
+      this.giveBack(w);
+      w.peer.receives.delete(w.request);
+    }
     if (!w.peer.terminated) this.host.replyError(w.peer, w.request, code, message, this);
   }
 
