@@ -18,7 +18,7 @@ Options:
                              ($POSTBOX_TOKEN, else a new one written to a file the kernel prints)
   --max-message-size BYTES   largest message (default ${defaultLimits.maxMessageSize})
   --max-mailbox-bytes BYTES  default byte limit of a mailbox (default ${defaultLimits.maxMailboxBytes})
-  --max-total-bytes BYTES    bytes queued in all mailboxes together (default ${defaultLimits.maxTotalBytes})
+  --max-total-bytes BYTES    bytes queued in all mailboxes together, waiting sends included (default ${defaultLimits.maxTotalBytes})
                              (BYTES may end in K, M or G, powers of 1024: 64K, 4M, 8G)
   --max-mailboxes N          mailboxes at once (default ${defaultLimits.maxMailboxes})
   --max-processes N          connected processes at once (default ${defaultLimits.maxProcesses})

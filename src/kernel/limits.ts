@@ -9,7 +9,10 @@ export interface KernelLimits {
   maxMessageSize: number;
   /** Default byte limit of a mailbox (System V msg_qbytes). `--max-mailbox-bytes`. */
   maxMailboxBytes: number;
-  /** Bytes queued in all mailboxes together; beyond it sends fail with ENOMEM. `--max-total-bytes`. */
+  /**
+   * Bytes queued in all mailboxes together, and held for sends that wait (to enter a full mailbox,
+   * or for their receipt); beyond it sends fail with ENOMEM. `--max-total-bytes`.
+   */
   maxTotalBytes: number;
   /** Mailboxes at once (inboxes included). `--max-mailboxes`. */
   maxMailboxes: number;

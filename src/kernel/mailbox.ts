@@ -79,6 +79,8 @@ export class SendWaiter {
   blockedAt = -1;
   /** Asked to wait for a reader (WITHOUT_READER): read from the frame before any relabelling. */
   readonly waitsForReader: boolean;
+  /** Bytes of the kernel's memory limit it holds until it is settled: its frame and itself. */
+  readonly heldBytes: number;
   constructor(
     readonly peer: Peer,
     readonly request: number,
@@ -93,9 +95,17 @@ export class SendWaiter {
     readonly onFull: number,
   ) {
     this.frame = frame;
+    this.heldBytes = frame.length + SEND_WAITER_BYTES;
     this.waitsForReader = (frame[Off.FLAGS]! & SendFlag.WITHOUT_READER) !== 0;
   }
 }
+
+/**
+ * What a waiting send costs the kernel beyond its frame (the waiter, the frame's Buffer, its
+ * entry in its process's table), counted against the memory limit with the frame: a sender
+ * pipelining to a full mailbox must meet ENOMEM as one filling an unbounded mailbox does.
+ */
+const SEND_WAITER_BYTES = 256;
 
 /**
  * A receive that is waiting, or whose delivered messages are not yet taken. A single receive
@@ -499,6 +509,7 @@ export class Mailbox {
         receipt,
         onFull,
       );
+      host.totalBytes += sw.heldBytes;
       this.accept(sw.frame!, 0, sw.peer);
       sw.state = 'inflight';
       peer.sends.set(request, sw);
@@ -753,6 +764,7 @@ export class Mailbox {
         true,
         OnFull.WAIT,
       );
+      this.host.totalBytes += sw.heldBytes;
       peer.sends.set(request, sw);
       this.armTimeout(sw, timeoutMs);
       this.place(sw.frame!, 0, sw.frame!.length, bodyBytes, sw, true);
@@ -837,6 +849,7 @@ export class Mailbox {
       receipt,
       onFull,
     );
+    this.host.totalBytes += sw.heldBytes;
     this.blocked.push(sw);
     peer.sends.set(request, sw);
     this.armTimeout(sw, timeoutMs);
@@ -1474,6 +1487,7 @@ export class Mailbox {
   completeSend(sw: SendWaiter, outcome: number, receiver: number, seq: number): void {
     if (sw.state === 'settled') return;
     sw.state = 'settled';
+    this.host.totalBytes -= sw.heldBytes;
     sw.frame = null;
     if (sw.timer !== null) clearTimeout(sw.timer);
     sw.peer.sends.delete(sw.request);
@@ -1483,6 +1497,7 @@ export class Mailbox {
   settleSender(sw: SendWaiter, code: ErrorCode, message: string): void {
     if (sw.state === 'settled') return;
     sw.state = 'settled';
+    this.host.totalBytes -= sw.heldBytes;
     sw.frame = null;
     if (sw.timer !== null) clearTimeout(sw.timer);
     sw.peer.sends.delete(sw.request);
