@@ -115,6 +115,7 @@ const handlers: Record<string, Handler> = {
   unlink: (k, p, a) => {
     // POSIX mq_unlink / unlinking a FIFO: the name goes now, the mailbox at its last close.
     const mb = find(k, a);
+    notAnInbox(mb, 'unlinked');
     ownerOnly(p, mb, 'unlink');
     if (mb.name !== null && k.mailboxByName.get(mb.name) === mb) k.mailboxByName.delete(mb.name);
     mb.unlinked = true;
@@ -164,6 +165,7 @@ const handlers: Record<string, Handler> = {
   },
   delete: (k, p, a) => {
     const mb = find(k, a);
+    notAnInbox(mb, 'deleted');
     ownerOnly(p, mb, 'delete');
     k.removeMailbox(mb, `deleted by ${p.label}`);
     return {};
@@ -221,6 +223,7 @@ const handlers: Record<string, Handler> = {
   },
   chmod: (k, p, a) => {
     const mb = find(k, a);
+    notAnInbox(mb, 'given another mode');
     ownerOnly(p, mb, 'change the mode of');
     mb.mode = parseMode(a.mode);
     mb.rightsChanged++;
@@ -230,6 +233,7 @@ const handlers: Record<string, Handler> = {
   },
   grant: (k, p, a) => {
     const mb = find(k, a);
+    notAnInbox(mb, 'shared');
     ownerOnly(p, mb, 'grant rights on');
     mb.group.add(findProcess(k, a.process).id);
     mb.rightsChanged++;
@@ -239,6 +243,7 @@ const handlers: Record<string, Handler> = {
   },
   revoke: (k, p, a) => {
     const mb = find(k, a);
+    notAnInbox(mb, 'shared or unshared');
     ownerOnly(p, mb, 'revoke rights on');
     mb.group.delete(findProcess(k, a.process).id);
     mb.rightsChanged++;
@@ -248,6 +253,7 @@ const handlers: Record<string, Handler> = {
   },
   transfer: (k, p, a) => {
     const mb = find(k, a);
+    notAnInbox(mb, 'transferred');
     ownerOnly(p, mb, 'transfer');
     const q = findProcess(k, a.process);
     mb.owner?.owned.delete(mb);
@@ -432,6 +438,20 @@ function findProcess(k: Kernel, target: unknown): KernelProcess {
     return q;
   }
   throw new CallError('EINVAL', 'process must be a name or an id');
+}
+
+/**
+ * An inbox is its process's: only it receives, and it goes when its process ends. Changing its
+ * rights or owner, or removing it while its process lives, would leave direct sends going to a
+ * mailbox nobody may read.
+ */
+function notAnInbox(mb: Mailbox, what: string): void {
+  if (mb.inboxOf === 0) return;
+  throw new CallError(
+    'EPERM',
+    `${mb.label} cannot be ${what}: an inbox belongs to its process, and goes when it ends`,
+    mb,
+  );
 }
 
 function ownerOnly(p: KernelProcess, mb: Mailbox, what: string): void {
