@@ -169,3 +169,21 @@ test('a name names whoever has it now: after its process is gone and another tak
   await second.send(me.id, 'back');
   assert.equal((await me.receive({ from: 'renamed-peer' }))?.body, 'back');
 });
+
+test('a receive from a name already used selects the process that has the name now, not what a former one left', {
+  timeout: 20_000,
+}, async () => {
+  const me = await join();
+  const old = await connect({ socket: kernel.socket, name: 'recycled-peer' });
+  for (const body of ['old1', 'old2', 'old3']) await old.send(me.id, body);
+  // The name is now known to this process, bound to the first process's id.
+  assert.equal((await me.receive({ from: 'recycled-peer' }))?.body, 'old1');
+  await old.close();
+  await assert.rejects(me.receive({ from: 'recycled-peer', nowait: true }), isESRCH);
+  const fresh = await connect({ socket: kernel.socket, name: 'recycled-peer' });
+  procs.push(fresh);
+  await fresh.send(me.id, 'new1');
+  assert.equal((await me.receive({ from: 'recycled-peer', nowait: true }))?.body, 'new1');
+  // What the first left is still there, by its id.
+  assert.equal((await me.receive({ from: old.id, nowait: true }))?.body, 'old2');
+});

@@ -187,7 +187,9 @@ export class PostboxProcess {
     const got =
       options.from === undefined
         ? this.conn.receive(0, true, 0, options)
-        : this.toProcess(options.from, (from) => this.conn.receive(0, true, from, options));
+        : // A name selects whoever has it now: looked up afresh, as a remembered id would still
+          // select what a process of that name, since gone, left behind.
+          this.resolve(options.from, true).then((from) => this.conn.receive(0, true, from, options));
     return got as Promise<Message<T> | null>;
   }
 
@@ -391,7 +393,7 @@ export class PostboxProcess {
     }
   }
 
-  private async resolve(ref: ProcessRef): Promise<number> {
+  private async resolve(ref: ProcessRef, afresh = false): Promise<number> {
     if (typeof ref === 'number') {
       if (!Number.isSafeInteger(ref) || ref < 1)
         throw new InvalidArgumentError(`a process id is a positive integer, not ${describeValue(ref)}`);
@@ -399,16 +401,11 @@ export class PostboxProcess {
     }
     if (typeof ref !== 'string' || ref.length === 0)
       throw new InvalidArgumentError('name a process by its name or id');
-    const known = this.ids.get(ref);
+    const known = afresh ? undefined : this.ids.get(ref);
     if (known !== undefined) return known;
-    try {
-      const info = await this.lookup(ref);
-      this.ids.set(ref, info.id);
-      return info.id;
-    } catch (err) {
-      if (err instanceof NoProcessError) throw err;
-      throw err;
-    }
+    const info = await this.lookup(ref);
+    this.ids.set(ref, info.id);
+    return info.id;
   }
 }
 
