@@ -696,3 +696,41 @@ describe('RPC', () => {
     assert.match(out, /slow\(\) timed out: ETIMEDOUT/);
   });
 });
+
+describe('RPC without the kernel', () => {
+  test("a server that loses its kernel aborts its handlers' signals, and its closed resolves", {
+    timeout: 30_000,
+  }, async () => {
+    const kernel = await startTestKernel();
+    try {
+      const server = await connect({ socket: kernel.socket });
+      const caller = await connect({ socket: kernel.socket });
+      let entered: () => void = () => {};
+      const inHandler = new Promise<void>((resolve) => (entered = resolve));
+      let aborted: unknown = null;
+      const svc = await serve(server, 'waits-for-signal', {
+        // Waits for its signal only: before, it waited for ever once the kernel was gone.
+        wait: (ctx: { signal: AbortSignal }) =>
+          new Promise<string>((resolve) => {
+            entered();
+            ctx.signal.addEventListener('abort', () => {
+              aborted = ctx.signal.reason;
+              resolve('stopped');
+            });
+          }),
+      });
+      const pending = call(caller, 'waits-for-signal', 'wait').catch((e: PostboxError) => e.code);
+      await inHandler;
+      assert.equal(await kernel.stop(), 0);
+      const stopped = await Promise.race([
+        svc.closed,
+        new Promise((resolve) => setTimeout(() => resolve('still running'), 10_000).unref()),
+      ]);
+      assert.notEqual(stopped, 'still running', 'closed resolves once the handler stops');
+      assert.ok(aborted instanceof PostboxError && aborted.code === 'ECANCELED', String(aborted));
+      assert.notEqual(await pending, undefined);
+    } finally {
+      await kernel.stop();
+    }
+  });
+});

@@ -182,6 +182,11 @@ class RpcServer implements Server {
         this.stopError = err instanceof PostboxError ? err : null;
         this.box.close();
       }
+      // Without the kernel no answer can be sent, and no caller's cancel can come: the handlers
+      // are told to stop, or one that waits on its signal would keep the process alive for ever.
+      if (this.proc.conn.closed)
+        for (const job of this.jobs)
+          job.abort(new AbortedError(`the connection to the kernel was lost: ${(err as Error).message}`));
     }
     // Stopped taking (closed, or the mailbox went): the requests in hand are still answered.
     if (this.inHand > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
