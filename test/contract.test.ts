@@ -561,3 +561,15 @@ test('kernel shutdown: every waiting sender and receiver gets a clear ESHUTDOWN'
   await Promise.all(checks);
   await a.close();
 });
+
+test('a process that only waits learns the kernel is gone from closed; close() resolves it with null', async () => {
+  const kernel = await startTestKernel();
+  const idle = await connect({ socket: kernel.socket });
+  const leaver = await connect({ socket: kernel.socket });
+  await leaver.close();
+  assert.equal(await leaver.closed, null);
+  assert.equal(await kernel.stop(), 0);
+  const err = await idle.closed;
+  assert.equal(err?.code, 'ESHUTDOWN');
+  await assert.rejects(idle.usage(), (e: Error & { code?: string }) => e.code === 'ESHUTDOWN');
+});

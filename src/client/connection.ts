@@ -254,6 +254,8 @@ export class Connection {
   private readonly monitors = new Map<number, (event: Record<string, unknown>) => void>();
   private flushScheduled = false;
   private closedError: PostboxError | null = null;
+  /** close() was called: the end is this process's own doing, not the kernel's. */
+  closedByUs = false;
   private welcome: Welcome | null = null;
   private onWelcome: ((w: Welcome) => void) | null = null;
   private onHelloError: ((e: PostboxError) => void) | null = null;
@@ -947,6 +949,7 @@ export class Connection {
   /** Closes the connection; pending operations fail with ENOTCONN. */
   async close(): Promise<void> {
     if (this.closed) return;
+    this.closedByUs = true;
     // Messages the application took must reach the kernel as taken before we go, or they
     // would be given back to the mailbox and received again by someone else.
     for (const stream of this.streams) stream.flushTaken();

@@ -1,4 +1,4 @@
-import { AbortedError, InvalidArgumentError, NoProcessError } from '../protocol/errors.js';
+import { AbortedError, InvalidArgumentError, NoProcessError, type PostboxError } from '../protocol/errors.js';
 import {
   CONNECT_OPTIONS,
   Connection,
@@ -131,6 +131,20 @@ export class PostboxProcess {
   readonly name: string | null;
   /** Mailbox id of this process's inbox. */
   readonly inbox: number;
+  /**
+   * Resolves when this process's connection to the kernel ends: with null after {@link close},
+   * or with the error that ended it (`ESHUTDOWN` when the kernel shut down, `ECONNRESET` when
+   * the connection was lost, `ETIMEDOUT` when a TCP kernel stopped answering). A process that
+   * is only waiting learns it here; any operation it starts from then on fails with that error.
+   *
+   * @example
+   * ```ts
+   * me.closed.then((err) => {
+   *   if (err !== null) console.error('lost the kernel:', err.code);
+   * });
+   * ```
+   */
+  readonly closed: Promise<PostboxError | null>;
   /** @internal */
   readonly conn: Connection;
   private readonly ids = new Map<string, number>();
@@ -141,6 +155,9 @@ export class PostboxProcess {
     this.id = conn.info.process.id;
     this.name = conn.info.process.name;
     this.inbox = conn.info.inbox;
+    this.closed = new Promise((resolve) => {
+      conn.onClose.add((err) => resolve(conn.closedByUs ? null : err));
+    });
   }
 
   /** The kernel's limits, as it announced them. */
