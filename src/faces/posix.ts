@@ -190,7 +190,7 @@ export class PosixQueues {
       if (needs !== 0) {
         mailbox.close();
         throw new PermissionError(
-          `mq_open: '${name}' (mode 0${info.mode.toString(8)}) may not be opened for ${access === O_RDONLY ? 'reading' : access === O_WRONLY ? 'writing' : 'reading and writing'}`,
+          `mq_open: '${name}' (mode 0${info.mode.toString(8).padStart(3, '0')}) may not be opened for ${access === O_RDONLY ? 'reading' : access === O_WRONLY ? 'writing' : 'reading and writing'}`,
           {
             mailbox: name,
           },

@@ -411,7 +411,7 @@ class Face {
           throw new SysvError(
             'EACCES',
             'msgctl',
-            `IPC_STAT of queue ${msqid} (mode 0${st.mode.toString(8)}) needs the read right`,
+            `IPC_STAT of queue ${msqid} (mode 0${st.mode.toString(8).padStart(3, '0')}) needs the read right`,
           );
         return msqidDs(st);
       }
@@ -451,7 +451,7 @@ class Face {
       throw new SysvError(
         'EACCES',
         'msgget',
-        `process ${this.proc.id} may not open queue ${mb.id} (mode 0${mb.info.mode.toString(8)}) with mode 0${(flags & 0o777).toString(8)}`,
+        `process ${this.proc.id} may not open queue ${mb.id} (mode 0${mb.info.mode.toString(8).padStart(3, '0')}) with mode 0${(flags & 0o777).toString(8).padStart(3, '0')}`,
       );
     }
     return this.adopt(mb);

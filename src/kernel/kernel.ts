@@ -791,7 +791,7 @@ export class Kernel implements MailboxHost {
     }
     if ((this.modeBits(p, mb) & right) !== 0) return null;
     const what = right === 4 ? 'receive' : 'send';
-    return `${p.label} may not ${what} ${right === 4 ? 'from' : 'to'} ${mb.label} (mode 0${mb.mode.toString(8)}): it lacks the ${what} right`;
+    return `${p.label} may not ${what} ${right === 4 ? 'from' : 'to'} ${mb.label} (mode 0${mb.mode.toString(8).padStart(3, '0')}): it lacks the ${what} right`;
   }
 
   /**

@@ -528,7 +528,7 @@ export class Mailbox {
             peer,
             request,
             'EAGAIN',
-            `${this.label} is full (${this.count} messages, ${this.bytes} bytes)`,
+            `${this.label} is full (${this.count} message${this.count === 1 ? '' : 's'}, ${this.bytes} byte${this.bytes === 1 ? '' : 's'})`,
             this,
           );
           return 'individual';
