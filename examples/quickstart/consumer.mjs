@@ -2,7 +2,7 @@
 import { connect } from 'postbox';
 
 const me = await connect({ name: 'consumer' });
-const jobs = await me.openMailbox('jobs', { create: { capacity: 10, mode: 0o666 } });
+const jobs = await me.openMailbox('jobs', { create: { capacity: 10, system: true } });
 const limit = Number(process.argv[2] ?? Number.POSITIVE_INFINITY);
 let n = 0;
 for await (const m of jobs) {

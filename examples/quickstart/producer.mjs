@@ -2,7 +2,7 @@
 import { connect } from 'postbox';
 
 const me = await connect({ name: 'producer' });
-const jobs = await me.openMailbox('jobs', { create: { capacity: 10, mode: 0o666 } });
+const jobs = await me.openMailbox('jobs', { create: { capacity: 10, system: true } });
 for (let i = 0; i < 100; i++) await jobs.send({ task: 'resize', id: i });
 const { receiver } = await jobs.send('last one', { receipt: true });
 console.log('taken by process', receiver);

@@ -2,7 +2,7 @@ import type { Mailbox } from '../client/mailbox.js';
 import { badSignal } from '../client/option-values.js';
 import type { PostboxProcess } from '../client/process.js';
 import { AbortedError, InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
-import { PipeReader, PipeWriter } from './pipe-end.js';
+import { PIPE_BYTES, PipeReader, PipeWriter } from './pipe-end.js';
 
 export { PipeReader, PipeWriter };
 
@@ -21,14 +21,13 @@ export { PipeReader, PipeWriter };
  */
 export async function mkfifo(proc: PostboxProcess, name: string, mode = 0o666): Promise<void> {
   checkName(name, 'mkfifo');
-  // Bounded in bytes, so a writer waits for a slow reader as on a pipe (an unbounded mailbox
-  // would have no byte limit of its own).
+  // Bounded in bytes as a Linux FIFO is (its pipe buffer), so a writer waits for a slow reader.
   const mb = await proc.createMailbox(name, {
     endOnLastWriter: true,
     system: true,
     mode,
     role: 'none',
-    maxBytes: proc.limits.maxMailboxBytes,
+    maxBytes: PIPE_BYTES,
   });
   mb.close();
 }

@@ -1,6 +1,9 @@
 import { Readable, Writable } from 'node:stream';
 import type { Mailbox, MessageIterator } from '../client/mailbox.js';
 
+/** Linux's default pipe capacity: a writer waits when this much is unread (pipes and FIFOs). */
+export const PIPE_BYTES = 64 * 1024;
+
 /**
  * The read end of a pipe or FIFO: a Node Readable over the mailbox, fed by the kernel within a
  * credit; it ends (end of file) when the last writer closes and nothing is left.

@@ -1,15 +1,12 @@
 import { type ChildProcess, spawn as spawnChild } from 'node:child_process';
 import type { PostboxProcess } from '../client/process.js';
 import { InvalidArgumentError } from '../protocol/errors.js';
-import { PipeReader, PipeWriter } from './pipe-end.js';
+import { PIPE_BYTES, PipeReader, PipeWriter } from './pipe-end.js';
 
 export { PipeReader, PipeWriter };
 
 /** Environment variable through which a child that uses Postbox takes its pipe end. */
 export const PIPE_ENV = 'POSTBOX_PIPE';
-
-/** Linux's default pipe capacity: a writer waits when this much is unread. */
-const PIPE_BYTES = 64 * 1024;
 
 /** An anonymous pipe: a one-way link, a write end and a read end. */
 export interface Pipe {
