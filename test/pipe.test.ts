@@ -167,6 +167,8 @@ describe('pipes', () => {
       BOUND_MS,
       'the write end to open',
     );
+    const waiter = (await p.processes()).find((q) => q.id === other.id);
+    assert.deepEqual(waiter?.blockedOn, ["reader mailbox 'pipe-test-gone'"], 'ps shows what it waits for');
     const fifo = await p.openMailbox('pipe-test-gone', { role: 'none' });
     await fifo.delete();
     await within(

@@ -86,6 +86,7 @@ export class KernelProcess implements Peer {
     for (const w of this.receives.values()) if (w.waiting) out.push(`receive ${w.mailbox.label}`);
     for (const sw of this.sends.values())
       out.push(`${sw.state === 'blocked' ? 'send' : 'receipt'} ${sw.mailbox.label}`);
+    for (const mb of this.awaitingReader) out.push(`reader ${mb.label}`);
     return out;
   }
 }
