@@ -5,6 +5,10 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
 import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
@@ -165,18 +169,18 @@ test('--help on every command: usage, examples and exit codes, without a kernel'
     assert.equal(r.code, 0, `${c} --help: ${r.stderr}`);
     assert.match(r.stdout, new RegExp(`^Usage: postbox ${c}\\b`), c);
     assert.match(r.stdout, /\nExamples:\n/, c);
-    if (c !== 'kernel') {
-      for (const code of [
-        /\b0 {2}ok/,
-        /\b2 {2}usage/,
-        /\b3 {2}empty/,
-        /\b4 {2}no such/,
-        /\b5 {2}permission/,
-        /\b6 {2}timed out/,
-      ])
-        assert.match(r.stdout.slice(r.stdout.indexOf('Exit codes:')), code, c);
-      assert.match(r.stdout, /--socket PATH[\s\S]*--url URL/, c);
-    }
+    // Every --help ends with the exit codes, the kernel's too (it had none).
+    assert.ok(r.stdout.includes('\nExit codes:\n'), c);
+    for (const code of [
+      /\b0 {2}ok/,
+      /\b2 {2}usage/,
+      /\b3 {2}empty/,
+      /\b4 {2}no such/,
+      /\b5 {2}permission/,
+      /\b6 {2}timed out/,
+    ])
+      assert.match(r.stdout.slice(r.stdout.indexOf('Exit codes:')), code, c);
+    if (c !== 'kernel') assert.match(r.stdout, /--socket PATH[\s\S]*--url URL/, c);
   }
   const top = await run(['--help'], { env: nowhere });
   assert.equal(top.code, 0);
@@ -184,8 +188,11 @@ test('--help on every command: usage, examples and exit codes, without a kernel'
   assert.match(top.stdout, /Exit codes:/);
   const topic = await run(['help', 'recv'], { env: nowhere });
   assert.match(topic.stdout, /^Usage: postbox recv NAME/);
+  // No command is a usage error: its help goes to standard error, as errors do, not into a pipe.
   const bare = await run([], { env: nowhere });
   assert.equal(bare.code, 2);
+  assert.equal(bare.stdout, '');
+  assert.match(bare.stderr, /^Usage: postbox <command>/);
   const short = await run(['send', '-h'], { env: nowhere });
   assert.match(short.stdout, /^Usage: postbox send NAME \[TEXT\]/);
 });
@@ -193,7 +200,21 @@ test('--help on every command: usage, examples and exit codes, without a kernel'
 test('usage errors exit 2 with a hint and no stack trace', async () => {
   const cases: [string[], RegExp][] = [
     [['nosuchcommand'], /unknown command 'nosuchcommand'/],
-    [['ls', '--bogus'], /Unknown option '--bogus'/],
+    // node's parseArgs said these in its own words, over up to three lines.
+    [['ls', '--bogus'], /^postbox ls: unknown option --bogus\n/],
+    [['ls', '--json=3'], /^postbox ls: --json takes no value\n/],
+    [['send', 'x', '--type'], /^postbox send: --type needs a value\n/],
+    [['kernel', '--heartbeat-ms'], /^postbox kernel: --heartbeat-ms needs a value\n/],
+    [
+      ['kernel', '--heartbeat-ms', '-5'],
+      /^postbox kernel: --heartbeat-ms must be a positive whole number, not '-5'\n/,
+    ],
+    [
+      ['ls', '--socket', '-x'],
+      /^postbox ls: --socket needs a value \(one that starts with '-' is written --socket=-…\)\n/,
+    ],
+    [['ls', '--socket', ''], /^postbox ls: --socket needs a path, not an empty string\n/],
+    [['kernel', '--socket', ''], /^postbox kernel: --socket needs a path, not an empty string\n/],
     [['create', 'x', '--capacity', 'lots'], /--capacity must be a whole number/],
     // parseArgs took -1 for a missing value and said so in three lines, without the value.
     [['create', 'x', '--capacity', '-1'], /--capacity must be a whole number, 0 or more, not '-1'/],
@@ -221,12 +242,23 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
     const prefix = args[0] === 'nosuchcommand' ? 'postbox: ' : `postbox ${args[0]}: `;
     assert.ok(r.stderr.startsWith(prefix), `${args.join(' ')}: ${r.stderr}`);
     assert.doesNotMatch(r.stderr, /postbox \w+:? postbox/, args.join(' '));
+    // One line of message, then the hint: nothing of node's own wording.
+    assert.equal(r.stderr.split('\n').length, 3, `${args.join(' ')}: ${r.stderr}`);
     noStack(r);
   }
-  // An argument only the kernel can judge is a usage error too (EINVAL).
+  // An argument only the kernel can judge is a usage error too (EINVAL), with the same hint.
   const big = await run(['create', 'toolarge', '--max-size', '1M']);
   assert.equal(big.code, 2, big.stderr);
-  assert.match(big.stderr, /over the kernel's limit of 65536 \(EINVAL\)/);
+  assert.match(
+    big.stderr,
+    /over the kernel's limit of 65536 \(EINVAL\)\nRun 'postbox create --help' for usage\.\n$/,
+  );
+  const tab = await run(['create', 'a\tb']);
+  assert.equal(tab.code, 2, tab.stderr);
+  assert.match(
+    tab.stderr,
+    /^postbox create: .*control characters.*\(EINVAL\)\nRun 'postbox create --help' for usage\.\n$/,
+  );
 });
 
 test('a number flag given something else names the flag and the value in one line, and nothing is sent', async () => {
@@ -279,7 +311,75 @@ test('"kernel not running" says how to start one', async () => {
   const tcp = await run(['recv', 'x', '--url', 'tcp://127.0.0.1:1']);
   assert.equal(tcp.code, 1);
   assert.match(tcp.stderr, /no kernel is answering at tcp:\/\/127\.0\.0\.1:1[\s\S]*postbox kernel --listen/);
+  // The code is named once (it was printed twice: '(ECONNREFUSED). (ECONNREFUSED)').
+  assert.equal(tcp.stderr.match(/\(ECONNREFUSED\)/g)?.length, 1, tcp.stderr);
   noStack(tcp);
+});
+
+test('nothing answering at a file or a stale socket names the code; a socket this user may not use is EACCES (exit 5)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pb-cli-'));
+  try {
+    // A regular file where the socket should be, and a socket whose kernel was killed (the
+    // file stays behind): both refuse the connection, and the message said so without a code.
+    const file = join(dir, 'regular');
+    writeFileSync(file, '');
+    const stale = join(dir, 'stale.sock');
+    const killed = spawn(
+      process.execPath,
+      [
+        '-e',
+        `require('node:net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`,
+      ],
+      { stdio: 'ignore' },
+    );
+    await once(killed, 'exit');
+    assert.ok(existsSync(stale), 'the killed listener left its socket file');
+    for (const path of [file, stale]) {
+      const r = await run(['ls', '--socket', path]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(
+        r.stderr.split('\n')[0],
+        `postbox ls: the kernel is not running: nothing answers at ${path} (ECONNREFUSED).`,
+      );
+      assert.equal(r.stderr.match(/\(E[A-Z]+\)/g)?.length, 1, r.stderr);
+      noStack(r);
+    }
+
+    // Permission denied on the socket: starting a kernel would not help, so it is not advised.
+    if (process.getuid?.() !== 0) {
+      t.skip('the EACCES case needs root, to run the command as another user (uid 65534)');
+      return;
+    }
+    chmodSync(dir, 0o755);
+    const denied = join(dir, 'private.sock');
+    const server = createServer();
+    server.listen(denied);
+    await once(server, 'listening');
+    try {
+      chmodSync(denied, 0o700); // root's: another user may not connect (root could)
+      const l = live(
+        spawn(process.execPath, [CLI, 'ls', '--socket', denied], {
+          env: cliEnv(),
+          stdio: ['ignore', 'pipe', 'pipe'],
+          uid: 65534,
+          gid: 65534,
+        }),
+      );
+      const r = await finish(l, 15_000, 'ls as uid 65534');
+      assert.equal(r.code, 5, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(`^postbox ls: permission denied on the socket ${denied} \\(EACCES\\)`),
+      );
+      assert.doesNotMatch(r.stderr, /not running|Start it/);
+      assert.equal(r.stderr.match(/\(EACCES\)/g)?.length, 1, r.stderr);
+      noStack(r);
+    } finally {
+      server.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('recv writes structured bodies as JSON: Map, Set, Date, bigint, typed arrays, cycles', async () => {
@@ -891,4 +991,124 @@ test('--socket and --url tcp:// reach the kernel without $POSTBOX_SOCKET', async
     kill(ps);
   }
   await run(['rm', 'remote']);
+});
+
+test('send --receipt of many lines, interrupted, withdraws every pending line and says what became of each', async () => {
+  // The lines were in the mailbox waiting for a receiver when Ctrl-C came: the command said
+  // each had failed (ENOTCONN) and exited 130, and they were delivered later all the same.
+  for (const [signal, exit, takeOne] of [
+    ['SIGINT', 130, true],
+    ['SIGTERM', 143, false],
+  ] as const) {
+    const name = `receipts-${signal}`;
+    const box = await me.createMailbox(name, { mode: 0o666 });
+    const sender = spawnCli(['send', name, '--receipt', '--json'], cliEnv(), 'pipe', 'one\ntwo\nthree\n');
+    try {
+      await until(
+        async () => {
+          if (sender.proc.exitCode !== null) throw new Error(`send exited: ${JSON.stringify(sender.out)}`);
+          return mailboxNamed(name);
+        },
+        (m) => m?.count === 3,
+        10_000,
+        'three lines in the mailbox, waiting for their receipts',
+      );
+      if (takeOne) {
+        // Taken before the interrupt: that line is received, whatever happens to the others.
+        assert.equal((await box.receive({ nowait: true }))?.body, 'one');
+        await outputOf(sender, (s) => s.includes('"received"'), 'the receipt of line 1');
+      }
+      sender.proc.kill(signal);
+      const r = await finish(sender, 10_000, `send --receipt, ${signal}`);
+      assert.equal(r.code, exit, r.stderr);
+      const lines = r.stdout
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { line: number; outcome: string; code?: string; receiver?: number })
+        .sort((a, b) => a.line - b.line);
+      assert.deepEqual(
+        lines.map((l) => [l.line, l.outcome, l.code ?? l.receiver]),
+        [
+          [1, takeOne ? 'received' : 'failed', takeOne ? me.id : 'ECANCELED'],
+          [2, 'failed', 'ECANCELED'],
+          [3, 'failed', 'ECANCELED'],
+        ],
+        r.stdout,
+      );
+    } finally {
+      kill(sender);
+    }
+    // The kernel's answer was final: the withdrawn lines are not in the mailbox, now or later.
+    const st = await box.stat();
+    assert.equal(st.count, 0, 'the withdrawn lines are not delivered later');
+    assert.equal(await box.receive({ nowait: true }), null);
+    await box.delete();
+  }
+});
+
+test('send whose standard output closes with input left unsent exits 141, not 0', async () => {
+  // `seq 1 100000 | postbox send q --json | head -1` sent a part of its input and exited 0.
+  const box = await me.createMailbox('half-sent', { mode: 0o666 });
+  const child = spawn(process.execPath, [CLI, 'send', 'half-sent', '--json'], {
+    env: cliEnv(),
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  const l = live(child);
+  // The command may stop reading before all of this is written: that is what is tested.
+  child.stdin!.on('error', () => {});
+  try {
+    child.stdin!.write('first\n');
+    await outputOf(l, (s) => s.includes('\n'), 'the first line of output');
+    // The reader goes away, like `head -1` after its line; more input comes, and is not ended.
+    child.stdout!.destroy();
+    child.stdin!.write(Array.from({ length: 20_000 }, (_, i) => `m${i}\n`).join(''));
+    const r = await finish(l, 15_000, 'send with its output closed');
+    assert.equal(r.code, 141, r.stderr);
+    assert.equal(r.stderr, '', 'it stops quietly, as a tool SIGPIPE ended would');
+  } finally {
+    kill(l);
+  }
+  await box.delete();
+});
+
+test('kernel --quiet prints only where it listens, not its shutdown', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pb-quiet-'));
+  const kernel = spawnCli(['kernel', '--quiet', '--socket', join(dir, 'k.sock')]);
+  try {
+    await outputOf(kernel, (s) => s.includes('listening on unix:'), 'the kernel to listen');
+    kernel.proc.kill('SIGTERM');
+    const r = await finish(kernel, 10_000, 'kernel --quiet');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^postbox kernel \d+ listening on unix:\S+\n$/);
+    assert.equal(r.stderr, '');
+  } finally {
+    kill(kernel);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a long mailbox name is cut in the ls and watch tables, and whole in --json', async () => {
+  const long = `long-${'x'.repeat(295)}`;
+  const box = await me.createMailbox(long, { mode: 0o666 });
+  try {
+    const shown = `${long.slice(0, 39)}…`;
+    const ls = await run(['ls']);
+    assert.equal(ls.code, 0, ls.stderr);
+    const [header, ...rows] = ls.stdout.trimEnd().split('\n');
+    // The column is as wide as the widest cut name, not 300: other rows stay readable.
+    assert.ok(header!.indexOf('OWNER') - header!.indexOf('NAME') <= 42, header);
+    assert.ok(
+      rows.some((r) => r.includes(` ${shown} `)),
+      ls.stdout,
+    );
+    assert.ok(!ls.stdout.includes(long), 'the whole name is not in the table');
+    const watch = await run(['watch', '--once']);
+    assert.equal(watch.code, 0, watch.stderr);
+    assert.match(watch.stdout, new RegExp(`\\n${shown} +\\d+ +\\[`));
+    assert.ok(!watch.stdout.includes(long));
+    const json = await run(['ls', '--json']);
+    assert.ok((JSON.parse(json.stdout) as { name: string }[]).some((m) => m.name === long));
+  } finally {
+    await box.delete();
+  }
 });

@@ -2,8 +2,9 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import type { MailboxStat } from '../client/mailbox.js';
 import { connect, type PostboxProcess } from '../client/process.js';
-import { ConnectionRefusedError, NotFoundError } from '../protocol/errors.js';
+import { ConnectionRefusedError, NotFoundError, PermissionError } from '../protocol/errors.js';
 import { defaultSocketPath } from '../transport/address.js';
+import { cut } from './table.js';
 import { UsageError } from './usage-error.js';
 
 /** Options every command takes: where the kernel is, and --help. */
@@ -121,8 +122,11 @@ export async function connectFromFlags(
 ): Promise<PostboxProcess> {
   if (values.socket !== undefined && values.url !== undefined)
     throw new UsageError('give --socket or --url, not both');
+  // An empty path would be taken as "no path" further down, and the default tried instead.
+  if (values.socket === '') throw new UsageError('--socket needs a path, not an empty string');
   if (values.url !== undefined && !/^(tcp:\/\/|unix:)/.test(values.url))
     throw new UsageError(`--url must be tcp://HOST:PORT or unix:PATH, not '${values.url}'`);
+  if (values.url === 'unix:') throw new UsageError('--url unix:PATH needs a path');
   try {
     // --socket must win over $POSTBOX_URL too, which the client would otherwise prefer.
     const url = values.url ?? (values.socket !== undefined ? `unix:${values.socket}` : undefined);
@@ -134,22 +138,38 @@ export async function connectFromFlags(
   }
 }
 
-/** The "kernel not running" error, with how to start one. */
-function kernelNotRunning(err: ConnectionRefusedError, values: { socket?: string; url?: string }): Error {
+/**
+ * No kernel answered where the command looked (code ECONNREFUSED, exit 1). The message names the
+ * OS's own cause, which may be another code (ENOENT: no socket there), and says what to do next.
+ */
+export class KernelNotRunningError extends ConnectionRefusedError {}
+
+/**
+ * Why nothing answered, in words that say what to do: start a kernel, check the TCP address and
+ * token, or, when the socket is there but this user may not connect to it, that (a kernel's
+ * socket is private to the user who started it: starting another would not help).
+ */
+function kernelNotRunning(
+  err: ConnectionRefusedError,
+  values: { socket?: string; url?: string },
+): KernelNotRunningError | PermissionError {
+  // The client names the OS's code in its message: ECONNREFUSED, ENOENT, EACCES, ETIMEDOUT...
+  const why = /\((E[A-Z0-9]+)\)/.exec(err.message)?.[1] ?? err.code;
   const url = values.url ?? process.env.POSTBOX_URL;
   if (url?.startsWith('tcp://'))
-    return new ConnectionRefusedError(
-      `${err.message.replace(/\s*Start one.*$/, '')} (ECONNREFUSED)\nIs a kernel listening there (\`postbox kernel --listen ${url}\`), and is $POSTBOX_TOKEN its token?`,
+    return new KernelNotRunningError(
+      `no kernel is answering at ${url} (${why}).\nIs a kernel listening there (\`postbox kernel --listen ${url}\`), and is $POSTBOX_TOKEN its token?`,
     );
   const socket = url?.startsWith('unix:') ? url.slice(5) : (values.socket ?? defaultSocketPath());
+  if (why === 'EACCES' || why === 'EPERM')
+    return new PermissionError(
+      `permission denied on the socket ${socket} (${why}): a kernel's socket is private to the user who started it; run the command as that user`,
+    );
   const isDefault =
     values.socket === undefined && url === undefined && process.env.POSTBOX_SOCKET === undefined;
   const start = isDefault ? 'postbox kernel' : `postbox kernel --socket ${socket}`;
-  const why = /\((E[A-Z]+)\)/.exec(err.message)?.[1];
-  return new ConnectionRefusedError(
-    // The error's own code (ECONNREFUSED) is printed after the message: only another cause is
-    // named here (ENOENT: no socket file at all).
-    `the kernel is not running: nothing answers at ${socket}${why !== undefined && why !== 'ECONNREFUSED' ? ` (${why})` : ''}.\n` +
+  return new KernelNotRunningError(
+    `the kernel is not running: nothing answers at ${socket} (${why}).\n` +
       `Start it with \`${start}\` (or \`npm start\` in a Postbox checkout) and try again.`,
   );
 }
@@ -232,10 +252,17 @@ export async function findMailbox(proc: PostboxProcess, ref: string): Promise<Ma
   throw new NotFoundError(`no mailbox '${ref}'`, { mailbox: ref });
 }
 
-/** How tables name a mailbox. */
-export function mailboxLabel(mb: { id: number; name: string | null; unlinked?: boolean }): string {
+/**
+ * How tables name a mailbox, in at most `max` characters: a longer name is cut, with "…", so
+ * that one long name does not widen the column for every row (--json keeps it whole).
+ */
+export function mailboxLabel(
+  mb: { id: number; name: string | null; unlinked?: boolean },
+  max = Number.POSITIVE_INFINITY,
+): string {
   if (mb.name === null) return `#${mb.id}`;
-  return mb.unlinked === true ? `${mb.name} (unlinked)` : mb.name;
+  const suffix = mb.unlinked === true ? ' (unlinked)' : '';
+  return `${cut(mb.name, max - suffix.length)}${suffix}`;
 }
 
 /** Process id → name, for labels. */

@@ -14,6 +14,11 @@ export const Exit = {
   TIMEOUT: 6,
   /** Stopped by Ctrl-C (128 + SIGINT). */
   INTERRUPTED: 130,
+  /**
+   * `send` stopped because its standard output was closed, with input left unsent: 128 +
+   * SIGPIPE, what a shell reports for a Unix tool a closed pipe ended.
+   */
+  BROKEN_PIPE: 141,
 } as const;
 
 const byCode: Record<string, number> = {

@@ -2,8 +2,9 @@ import { parseArgs } from 'node:util';
 import { defaultLimits, type KernelLimits } from '../kernel/limits.js';
 import { EmptyTokenError, KernelRunningError, SocketPathTakenError, startKernel } from '../kernel/server.js';
 import { parseTcpUrl } from '../transport/address.js';
-import { parseBytes, parseInteger } from './common.js';
+import { joinDashedValues, parseBytes, parseInteger } from './common.js';
 import { printDiagnostic } from './diagnostic.js';
+import { exitCodesHelp } from './exit-codes.js';
 import { UsageError } from './usage-error.js';
 
 export const kernelHelp = `Usage: postbox kernel [options]
@@ -23,14 +24,15 @@ Options:
   --max-mailboxes N          mailboxes at once (default ${defaultLimits.maxMailboxes})
   --max-processes N          connected processes at once (default ${defaultLimits.maxProcesses})
   --heartbeat-ms MS          TCP heartbeat interval; silent for 3 intervals = terminated (default ${defaultLimits.heartbeatMs})
-  --quiet                    print only where it listens
+  --quiet                    print only where it listens (errors still go to standard error)
   -h, --help                 this help
 
 Examples:
   postbox kernel
   postbox kernel --socket /tmp/pb.sock --listen tcp://0.0.0.0:7420
   postbox kernel --max-message-size 4M --max-total-bytes 8G
-`;
+
+${exitCodesHelp}`;
 
 /** Each limit's flag, and how its value is read: sizes like `postbox create`'s, counts as numbers. */
 const limitFlags: Record<string, { key: keyof KernelLimits; bytes: boolean }> = {
@@ -45,7 +47,8 @@ const limitFlags: Record<string, { key: keyof KernelLimits; bytes: boolean }> = 
 /** Runs the kernel until SIGINT/SIGTERM. */
 export async function kernelCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
-    args: argv,
+    // A negative limit is refused by the number's own check, in one line, not by parseArgs.
+    args: joinDashedValues(argv, Object.keys(limitFlags)),
     options: {
       socket: { type: 'string' },
       listen: { type: 'string', multiple: true },
@@ -59,6 +62,7 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     process.stdout.write(kernelHelp);
     return 0;
   }
+  if (values.socket === '') throw new UsageError('--socket needs a path, not an empty string');
   const limits: Partial<KernelLimits> = {};
   for (const [flag, { key, bytes }] of Object.entries(limitFlags)) {
     const v = (values as Record<string, string | undefined>)[flag];
@@ -110,7 +114,7 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     process.stdout.write('postbox kernel: TCP token taken from POSTBOX_TOKEN\n');
   return new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
-      process.stdout.write(`postbox kernel: ${signal}, shutting down\n`);
+      if (!quiet) process.stdout.write(`postbox kernel: ${signal}, shutting down\n`);
       void running.close().then(() => resolve(0));
     };
     process.once('SIGINT', () => stop('SIGINT'));

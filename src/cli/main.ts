@@ -11,11 +11,12 @@ import { rmCommand, rmHelp } from './commands/rm.js';
 import { sendCommand, sendHelp } from './commands/send.js';
 import { statCommand, statHelp } from './commands/stat.js';
 import { watchCommand, watchHelp } from './commands/watch.js';
+import { KernelNotRunningError } from './common.js';
 import { printDiagnostic } from './diagnostic.js';
 import { Exit, exitCodeFor, exitCodesHelp } from './exit-codes.js';
 import { interrupt } from './interrupt.js';
 import { kernelCommand, kernelHelp } from './kernel-command.js';
-import { UsageError } from './usage-error.js';
+import { parseArgsUsageError, UsageError } from './usage-error.js';
 
 interface Command {
   run: (argv: string[]) => Promise<number>;
@@ -69,7 +70,8 @@ async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
     const topic = name === 'help' && rest[0] !== undefined ? commands[rest[0]] : undefined;
-    process.stdout.write(topic?.help ?? help);
+    // No command at all is a usage error: its help goes where errors go, not into a pipe.
+    (name === undefined ? process.stderr : process.stdout).write(topic?.help ?? help);
     return name === undefined ? Exit.USAGE : Exit.OK;
   }
   const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
@@ -91,14 +93,20 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      printDiagnostic(known, `${(err as Error).message}\nRun '${hint}' for usage.`);
+    const usage = err instanceof UsageError ? err : parseArgsUsageError(err);
+    if (usage !== null) {
+      printDiagnostic(known, `${usage.message}\nRun '${hint}' for usage.`);
       process.exitCode = Exit.USAGE;
     } else if (err instanceof PostboxError) {
-      // The kernel-not-running message already says what to do; others name their code.
-      const code = err.code === 'ECONNREFUSED' && err.message.includes('\n') ? '' : ` (${err.code})`;
-      printDiagnostic(known, `${err.message}${code}`);
-      process.exitCode = exitCodeFor(err);
+      // Every error names its code once: not again after a message that names it, or names the
+      // OS's cause in its place (the kernel is not running: ENOENT, then how to start one).
+      const named = err instanceof KernelNotRunningError || err.message.includes(`(${err.code})`);
+      const code = named ? '' : ` (${err.code})`;
+      const exit = exitCodeFor(err);
+      // An argument the kernel refused is a usage error like any other, with the same hint.
+      const more = exit === Exit.USAGE ? `\nRun '${hint}' for usage.` : '';
+      printDiagnostic(known, `${err.message}${code}${more}`);
+      process.exitCode = exit;
     } else {
       printDiagnostic(known, (err as Error).stack ?? String(err));
       process.exitCode = Exit.ERROR;

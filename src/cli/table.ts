@@ -22,6 +22,15 @@ export function formatTable(columns: Column[], rows: string[][]): string {
   return `${[line(columns.map((c) => c.header)), ...rows.map(line)].join('\n')}\n`;
 }
 
+/** The widest a name is shown in a table (`ls`, `watch`): one long name must not widen every row. */
+export const NAME_WIDTH = 40;
+
+/** `text` in at most `max` code points: a longer one is cut and ends with "…". */
+export function cut(text: string, max: number): string {
+  if (width(text) <= max) return text;
+  return `${[...text].slice(0, Math.max(0, max - 1)).join('')}…`;
+}
+
 /** Display width: code points (the tables hold no wide characters). */
 function width(s: string): number {
   let n = 0;

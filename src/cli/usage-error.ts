@@ -2,3 +2,31 @@
 export class UsageError extends Error {
   readonly exitCode = 2;
 }
+
+/**
+ * node:util parseArgs refuses a command line in its own words, written for programmers (three
+ * lines about '--' and 'ambiguous' arguments). Says the same in one line, in the command line's
+ * words; null if `err` is not one of parseArgs' refusals.
+ */
+export function parseArgsUsageError(err: unknown): UsageError | null {
+  if (!(err instanceof Error)) return null;
+  const code = (err as NodeJS.ErrnoException).code;
+  if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS')) return null;
+  // The option or argument is the first quoted word of node's message; a value placeholder
+  // ('--type <value>') is not part of it.
+  const quoted = /'([^']*)'/.exec(err.message)?.[1]?.replace(/ <value>$/, '');
+  if (quoted === undefined) return new UsageError(err.message.split('\n')[0]!);
+  switch (code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return new UsageError(`unknown option ${quoted}`);
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return new UsageError(`unexpected argument '${quoted}'`);
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      if (/does not take an argument/.test(err.message)) return new UsageError(`${quoted} takes no value`);
+      if (/ambiguous/.test(err.message))
+        return new UsageError(`${quoted} needs a value (one that starts with '-' is written ${quoted}=-…)`);
+      return new UsageError(`${quoted} needs a value`);
+    default:
+      return new UsageError(err.message.split('\n')[0]!);
+  }
+}

@@ -1,7 +1,7 @@
 import type { MailboxStat } from '../../client/mailbox.js';
 import { connectionHelp, mailboxLabel, printJson, processLabel, runListing } from '../common.js';
 import { exitCodesHelp } from '../exit-codes.js';
-import { formatKey, formatMode, formatTable } from '../table.js';
+import { formatKey, formatMode, formatTable, NAME_WIDTH } from '../table.js';
 
 export const lsHelp = `Usage: postbox ls [options]
 
@@ -49,7 +49,7 @@ export function lsTable(list: MailboxStat[], names: Map<number, string | null>):
     list.map((mb) => [
       formatKey(mb.key),
       String(mb.id),
-      mailboxLabel(mb),
+      mailboxLabel(mb, NAME_WIDTH),
       mb.owner === null ? '-' : processLabel(mb.owner, names),
       formatMode(mb.mode),
       String(mb.bytes),

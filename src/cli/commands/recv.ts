@@ -42,7 +42,8 @@ How many:
 Waiting:
   --nowait             do not wait: exit 3 (EAGAIN) if nothing matches (with --count, if fewer
                        than N were there; those are printed)
-  --timeout MS         give up waiting after MS ms per message: exit 6 (ETIMEDOUT)
+  --timeout MS         give up waiting after MS ms per message: exit 6 (ETIMEDOUT); 0, the
+                       default, waits for ever
 
 Output:
   --verbose            put the header before each body: seq=S type=T priority=P sender=ID, a tab

@@ -20,19 +20,24 @@ import { UsageError } from '../usage-error.js';
 export const sendHelp = `Usage: postbox send NAME [TEXT] [options]
 
 Sends TEXT to a mailbox as one message; with no TEXT, reads standard input and sends one message
-per line (empty lines too). The sends are pipelined, not awaited one by one; the first that fails
-stops the command, and its error decides the exit code. A send waits while a bounded mailbox is
-full (and, at capacity 0, until a receiver takes it) unless --nowait or --timeout.
+per line (empty lines too). Input is read as UTF-8 text: bytes that are not UTF-8 arrive as
+U+FFFD; for binary data use \`postbox fifo write --chunks\`. The sends are pipelined, not
+awaited one by one; the first that fails stops the command, and its error decides the exit code.
+A send waits while a bounded mailbox is full (and, at capacity 0, until a receiver takes it)
+unless --nowait or --timeout. Ctrl-C withdraws every send still waiting: none of them is
+delivered later.
 
 Options:
   --type T             message type, a positive integer (System V mtype; default 1)
   --typed              read lines of 'TYPE TEXT' from standard input: each line's own type
   --priority P         0 to 32767 (default 0); priority mailboxes deliver the highest first
   --nowait             fail at once if the mailbox is full (exit 3, EAGAIN); nothing is queued
-  --timeout MS         give up after MS ms (exit 6, ETIMEDOUT); the message is then never delivered
+  --timeout MS         give up after MS ms (exit 6, ETIMEDOUT); the message is then never
+                       delivered. 0, the default, waits for ever
   --receipt            complete only when a receiver has taken each message, and say which process
-  --json               one JSON line per message: { line, seq, outcome, receiver }, or
-                       { line, outcome: 'failed', code, error } for one that failed
+  --json               one JSON line per message: { line, outcome, seq?, receiver? } (seq when the
+                       kernel gave one: a received message, or one that waited for room; a line
+                       queued at once has none), or { line, outcome: 'failed', code, error }
 ${connectionHelp}
 Examples:
   postbox send jobs 'resize photo.jpg'
@@ -40,7 +45,8 @@ Examples:
   postbox send crew --typed < msgsnd.txt        # lines like '2 Spock'
   postbox send urgent 'disk full' --priority 10 --receipt
 
-${exitCodesHelp}`;
+${exitCodesHelp}  141  standard output closed (\`postbox send q --json | head -1\`) with input left unsent
+`;
 
 /** Sends in flight at once, at most: enough to keep the pipe full, bounded for memory. */
 const WINDOW = 4096;
@@ -76,10 +82,12 @@ export async function sendCommand(argv: string[]): Promise<number> {
   if (values.nowait && timeout !== undefined) throw new UsageError('give --nowait or --timeout, not both');
 
   const signal = interruptSignal();
-  // A signal is given to a single send only: an AbortSignal with thousands of listeners is slow
-  // to add to. Pipelined sends are stopped by closing the process instead: the kernel withdraws
-  // a send still waiting when its process ends, as it does an aborted one.
-  const base: SendOptions = text !== undefined ? { signal } : {};
+  // Every send carries the signal, not only a single one: on Ctrl-C each pending send is
+  // withdrawn and answered for (ECANCELED, or its outcome if it got in first). Closing the
+  // process instead would leave a message that already waits in the mailbox for its receipt
+  // there, to be delivered after the command said it failed. (The client keeps one listener
+  // per signal, however many sends share it.)
+  const base: SendOptions = { signal };
   if (type !== undefined) base.type = type;
   if (priority !== undefined) base.priority = priority;
   if (values.nowait) base.nowait = true;
@@ -90,24 +98,22 @@ export async function sendCommand(argv: string[]): Promise<number> {
     const found = await findMailbox(proc, ref!);
     const mb = await proc.openMailbox<string>(found.id, { role: 'write' });
     const sender = new Pipeline(mb, values.json === true, values.receipt === true, text === undefined);
-    let stop: (() => void) | null = null;
+    // Whether every line of the input was read and handed to a send.
+    let inputDone = true;
     if (text !== undefined) {
       sender.send(text, base);
     } else {
       if (process.stdin.isTTY)
         printDiagnostic('send', `one message per line to ${describe(found)}; end with Ctrl-D`);
       const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
-      const interrupted = (): void => {
-        rl.close();
-        void proc.close();
-      };
-      stop = interrupted;
-      // Until every send has settled, not only until the input ends: the last ones may be
-      // waiting on a full mailbox, and Ctrl-C must stop them too.
-      signal.addEventListener('abort', interrupted, { once: true });
+      // The sends in flight are withdrawn through their signal; this stops the reading.
+      const stopReading = (): void => rl.close();
+      signal.addEventListener('abort', stopReading, { once: true });
+      inputDone = false;
       try {
         for await (const line of rl) {
-          if (sender.failed) break;
+          // Lines read ahead before the interrupt are not sent: the command is stopping.
+          if (sender.failed || signal.aborted) break;
           if (values.typed) {
             if (line.trim() === '') continue;
             const m = /^\s*(\d+)(?:[ \t](.*))?$/.exec(line);
@@ -127,28 +133,35 @@ export async function sendCommand(argv: string[]): Promise<number> {
           }
           if (sender.inFlight >= WINDOW) await sender.room();
         }
+        // The loop also ends when the interrupt closed the reader: then input was left.
+        inputDone = !signal.aborted && !sender.failed;
       } finally {
+        signal.removeEventListener('abort', stopReading);
         rl.close();
         process.stdin.destroy();
       }
     }
+    // Each send settles with the kernel's final answer, withdrawn ones included.
     await sender.settled();
-    if (stop !== null) signal.removeEventListener('abort', stop);
+    const why = interruptedBy();
+    const withdrawn =
+      signal.aborted &&
+      sender.error instanceof PostboxError &&
+      (sender.error.code === 'ECANCELED' || sender.error.code === 'ENOTCONN');
+    // Standard output closed (`send --json | head -1`): stopping quietly is not finishing, so
+    // input left unsent is not success. 141 is what a shell reports for a command SIGPIPE ended.
+    if (why === 'EPIPE' && (withdrawn || !inputDone)) return Exit.BROKEN_PIPE;
     if (sender.error !== null) {
-      if (
-        signal.aborted &&
-        sender.error instanceof PostboxError &&
-        (sender.error.code === 'ECANCELED' || sender.error.code === 'ENOTCONN')
-      )
-        return interruptExitCode();
+      if (withdrawn) return interruptExitCode();
       const where = sender.errorLine === null ? '' : `line ${sender.errorLine}: `;
       const code = sender.error instanceof PostboxError ? ` (${sender.error.code})` : '';
-      printDiagnostic('send', `${where}${sender.error.message}${code}`);
+      const hint = sender.exitCode === Exit.USAGE ? "\nRun 'postbox send --help' for usage." : '';
+      printDiagnostic('send', `${where}${sender.error.message}${code}${hint}`);
       return sender.exitCode;
     }
     // A single message that was sent is sent, however late the interrupt came (the kernel's
     // answer is final); stopping a stream of lines early is what 130 / 143 report.
-    if (interruptedBy() !== null && text === undefined) return interruptExitCode();
+    if (why !== null && why !== 'EPIPE' && text === undefined) return interruptExitCode();
     return Exit.OK;
   });
 }

@@ -13,7 +13,7 @@ import {
 } from '../common.js';
 import { Exit, exitCodesHelp } from '../exit-codes.js';
 import { interruptSignal } from '../interrupt.js';
-import { bar, formatTable } from '../table.js';
+import { bar, cut, formatTable, NAME_WIDTH } from '../table.js';
 import type { ProcessRow } from './ps.js';
 
 export const watchHelp = `Usage: postbox watch [options]
@@ -128,7 +128,7 @@ export function frame(s: Snapshot): string {
             const byCount =
               mb.capacity === null ? mb.count / deepest : mb.capacity === 0 ? 0 : mb.count / mb.capacity;
             return [
-              mailboxLabel(mb),
+              mailboxLabel(mb, NAME_WIDTH),
               String(mb.id),
               bar(Math.max(byBytes, byCount), 20),
               mb.capacity === null ? String(mb.count) : `${mb.count}/${mb.capacity}`,
@@ -155,7 +155,7 @@ export function frame(s: Snapshot): string {
             p.pid === 0 ? '-' : String(p.pid),
             p.host === '' ? '-' : p.host,
             p.transport,
-            p.owns.length === 0 ? '-' : p.owns.join(','),
+            p.owns.length === 0 ? '-' : p.owns.map((n) => cut(n, NAME_WIDTH)).join(','),
             p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),
           ]),
         );
