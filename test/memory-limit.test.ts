@@ -5,31 +5,15 @@
  * kernel without bound; and the count goes back to zero once everything is settled.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { connect, type PostboxProcess } from '../src/client/mod.js';
-import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { test } from 'node:test';
+import { kernelForTests } from './helpers/kernel.js';
 import { within } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
 
 const LIMIT = 1024 * 1024;
 const BOUND_MS = 20_000;
 
-let kernel: TestKernel;
-const procs: PostboxProcess[] = [];
-
-before(async () => {
-  kernel = await startTestKernel({ args: ['--max-total-bytes', String(LIMIT)] });
-});
-after(async () => {
-  for (const p of procs) await p.close();
-  assert.equal(await kernel.stop(), 0);
-});
-
-async function join(): Promise<PostboxProcess> {
-  const p = await connect({ socket: kernel.socket });
-  procs.push(p);
-  return p;
-}
+const { join } = kernelForTests({ args: ['--max-total-bytes', String(LIMIT)] });
 
 const body = 'z'.repeat(1000);
 
@@ -95,7 +79,7 @@ test('a refused send says ENOMEM; everything settled leaves the count at zero', 
 
 test('waiting sends of a process that ends are withdrawn and uncounted', async () => {
   const me = await join();
-  const sender = await connect({ socket: kernel.socket });
+  const sender = await join();
   const box = await me.createMailbox('limit-leaver', { capacity: 1, mode: 0o666 });
   const theirs = await sender.openMailbox('limit-leaver');
   for (let i = 0; i < 200; i++) void theirs.send(body).catch(() => {});

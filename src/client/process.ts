@@ -1,5 +1,6 @@
 import { AbortedError, InvalidArgumentError, NoProcessError, type PostboxError } from '../protocol/errors.js';
 import {
+  AnnouncedEvent,
   CONNECT_OPTIONS,
   Connection,
   type ConnectOptions,
@@ -331,10 +332,8 @@ export class PostboxProcess {
     if (badSig !== null) throw badSig;
     if (signal?.aborted) throw new AbortedError('monitor aborted before it started');
     // The 'down' event can come in the same read as the answer (the process ended in the same
-    // kernel turn): the connection registers this handler as the answer is read, and an event
-    // that arrives before the promise below exists is kept for it.
-    let early: Record<string, unknown> | null = null;
-    let onDown: ((event: Record<string, unknown>) => void) | null = null;
+    // kernel turn): the connection registers its handler as the answer is read.
+    const down = new AnnouncedEvent();
     const r = await this.conn.call<{
       monitor: number;
       down?: boolean;
@@ -343,20 +342,14 @@ export class PostboxProcess {
     }>(
       'monitor',
       { process },
-      {
-        idOf: (result) => (result.down === true ? undefined : result.monitor),
-        handler: (event) => {
-          if (onDown !== null) onDown(event);
-          else early = event;
-        },
-      },
+      { idOf: (result) => (result.down === true ? undefined : result.monitor), handler: down.handler },
     );
     const downEvent = (event: Record<string, unknown>): DownEvent => ({
       process: event.process as number,
       name: (event.name as string | null) ?? null,
       reason: event.reason as DownEvent['reason'],
     });
-    if (early !== null) return downEvent(early);
+    if (down.arrived !== null) return downEvent(down.arrived);
     if (signal?.aborted && r.down !== true) {
       // Aborted while the kernel was setting the monitor up: its 'abort' has been and gone.
       this.conn.offEvent(r.monitor);
@@ -380,11 +373,11 @@ export class PostboxProcess {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.conn.onClose.add(onClose);
-      onDown = (event) => {
+      down.onArrival((event) => {
         this.conn.onClose.delete(onClose);
         signal?.removeEventListener('abort', onAbort);
         resolve(downEvent(event));
-      };
+      });
     });
   }
 

@@ -1,3 +1,4 @@
+import { AnnouncedEvent } from '../client/connection.js';
 import type { Mailbox } from '../client/mailbox.js';
 import { badSignal } from '../client/option-values.js';
 import type { PostboxProcess } from '../client/process.js';
@@ -101,25 +102,18 @@ export async function waitForReader(
   const aborted = (): AbortedError => new AbortedError(`stopped waiting for a reader of FIFO ${label}`);
   if (signal?.aborted) throw aborted();
   const conn = proc.conn;
-  // The event can come in the same read as the answer (a reader opened in the same kernel
-  // turn): it is kept until the promise below is there to take it.
-  let early: Record<string, unknown> | null = null;
-  let onEvent: ((event: Record<string, unknown>) => void) | null = null;
+  // The event can come in the same read as the answer (a reader opened in the same kernel turn):
+  // the connection registers its handler as the answer is read.
+  const told = new AnnouncedEvent();
   const r = await conn.call<{ readers?: number; event?: number }>(
     'awaitReader',
     { id: fifo.id },
-    {
-      idOf: (result) => result.event,
-      handler: (event) => {
-        if (onEvent !== null) onEvent(event);
-        else early = event;
-      },
-    },
+    { idOf: (result) => result.event, handler: told.handler },
   );
   const id = r.event;
   if (id === undefined) return;
   const event =
-    early ??
+    told.arrived ??
     (await new Promise<Record<string, unknown>>((resolve, reject) => {
       const onClose = (err: Error): void => {
         signal?.removeEventListener('abort', onAbort);
@@ -133,11 +127,11 @@ export async function waitForReader(
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       conn.onClose.add(onClose);
-      onEvent = (e) => {
+      told.onArrival((e) => {
         conn.onClose.delete(onClose);
         signal?.removeEventListener('abort', onAbort);
         resolve(e);
-      };
+      });
     }));
   // Removed while waiting: the error is the one any call on it now gets.
   if (event.event === 'removed') await proc.stat(fifo.id);

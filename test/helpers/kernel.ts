@@ -96,11 +96,13 @@ export async function startTestKernel(options: { tcp?: boolean; args?: string[] 
  * A kernel for the file or suite this is called in (started before its tests, stopped after),
  * and `join()` to connect processes to it that are closed after.
  */
-export function kernelForTests(): { join(options?: { name?: string }): Promise<PostboxProcess> } {
+export function kernelForTests(kernelOptions: { args?: string[] } = {}): {
+  join(options?: { name?: string }): Promise<PostboxProcess>;
+} {
   let kernel: TestKernel | null = null;
   const procs: PostboxProcess[] = [];
   before(async () => {
-    kernel = await startTestKernel();
+    kernel = await startTestKernel(kernelOptions);
   });
   after(async () => {
     for (const p of procs) await p.close();
