@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -346,26 +346,37 @@ test('nothing answering at a file or a stale socket names the code; a socket thi
     }
 
     // Permission denied on the socket: starting a kernel would not help, so it is not advised.
+    // The socket is another user's, mode 0700, and the command runs as root without the right
+    // to override file modes (setpriv drops it): it reads this checkout wherever it lies, as a
+    // command run as another user might not.
     if (process.getuid?.() !== 0) {
-      t.skip('the EACCES case needs root, to run the command as another user (uid 65534)');
+      t.skip('the EACCES case needs root, to give the socket to another user (uid 65534)');
       return;
     }
-    chmodSync(dir, 0o755);
     const denied = join(dir, 'private.sock');
     const server = createServer();
     server.listen(denied);
     await once(server, 'listening');
     try {
-      chmodSync(denied, 0o700); // root's: another user may not connect (root could)
+      chownSync(denied, 65534, 65534);
+      chmodSync(denied, 0o700);
       const l = live(
-        spawn(process.execPath, [CLI, 'ls', '--socket', denied], {
-          env: cliEnv(),
-          stdio: ['ignore', 'pipe', 'pipe'],
-          uid: 65534,
-          gid: 65534,
-        }),
+        spawn(
+          'setpriv',
+          [
+            '--bounding-set',
+            '-dac_override,-dac_read_search',
+            '--',
+            process.execPath,
+            CLI,
+            'ls',
+            '--socket',
+            denied,
+          ],
+          { env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
+        ),
       );
-      const r = await finish(l, 15_000, 'ls as uid 65534');
+      const r = await finish(l, 15_000, 'ls without the right to override modes');
       assert.equal(r.code, 5, r.stderr);
       assert.match(
         r.stderr,
