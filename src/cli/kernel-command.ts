@@ -103,6 +103,16 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  // The signals are handled before the kernel says where it listens: a supervisor that stops it
+  // as soon as it read that line must find it ready to shut down, not killed mid-start.
+  const stopped = new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      if (!quiet) process.stdout.write(`postbox kernel: ${signal}, shutting down\n`);
+      void running.close().then(() => resolve(0));
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
   process.stdout.write(`postbox kernel ${process.pid} listening on unix:${running.socketPath}\n`);
   for (const t of running.tcp)
     process.stdout.write(`postbox kernel listening on tcp://${t.host}:${t.port}\n`);
@@ -112,12 +122,5 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     );
   else if (running.token !== null)
     process.stdout.write('postbox kernel: TCP token taken from POSTBOX_TOKEN\n');
-  return new Promise<number>((resolve) => {
-    const stop = (signal: string): void => {
-      if (!quiet) process.stdout.write(`postbox kernel: ${signal}, shutting down\n`);
-      void running.close().then(() => resolve(0));
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  return stopped;
 }
