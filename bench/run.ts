@@ -937,7 +937,7 @@ baseline); the other systems' changes are shown, not judged.
   otherwise. Rows of a section are interleaved (row 1, row 2, …, row 1, …),
   so a slow spell of the machine spreads over all of them.
 - One-way: the receiver's rate from its first message to its last. Postbox senders pipeline sends
-  with a window of 1,024 unacknowledged sends (2,048 over TCP, 4,096 into the bounded mailbox;
+  with a window of unacknowledged sends: 4,096 of 100 B, 1,024 of 1 KiB and up (2,048 over TCP, 4,096 into the bounded mailbox;
   \`sendMany\`: batches of 256), and receivers iterate
   with prefetch 16,384, the kernel's most; NATS publishers flush every 1,024 messages (NATS core has no
   end-to-end flow control: lost messages would be noted); ZeroMQ v6 allows one awaited send at a
