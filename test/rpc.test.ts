@@ -7,8 +7,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { connect, type Mailbox, PostboxError, type PostboxProcess } from '../src/client/mod.js';
+import { AbortedError, connect, type Mailbox, PostboxError, type PostboxProcess } from '../src/client/mod.js';
 import {
+  type CallContext,
   call,
   NoServerError,
   RemoteError,
@@ -494,7 +495,7 @@ describe('RPC', () => {
     assert.equal((await shared.sleep(1, 'after-kill')).tag, 'after-kill');
   });
 
-  test('answers to a dead caller are dropped; the server survives and the next caller is unaffected', async () => {
+  test('a dead caller’s handler is stopped and its answer dropped; the server survives and the next caller is unaffected', async () => {
     const { child: server, id: serverId } = await startServer('drop');
     const caller = spawn(process.execPath, [CALLER, 'drop', '600', 'from-dead'], {
       env: kernel.env,
@@ -511,16 +512,105 @@ describe('RPC', () => {
       const drop = stub<Calc>(next, 'drop');
       const answer = await within(drop.sleep(900, 'from-next'), 10_000, 'the next caller’s call');
       assert.deepEqual(answer, { tag: 'from-next', server: serverId });
-      await event(
-        (e) => e.event === 'finished' && e.tag === 'from-dead',
+      // Its handler looks at ctx.signal, so the caller's death stopped it.
+      const stopped = await event(
+        (e) => e.event === 'aborted' && e.tag === 'from-dead',
         10_000,
         'the dead caller’s handler',
+      );
+      assert.match(
+        String(stopped.why),
+        /^AbortedError: the caller of drop\.sleep, process \d+, (terminated \(crash\)|had already ended)$/,
       );
       assert.equal(server.exitCode, null, 'the server is alive');
       assert.equal((await next.lookup(serverId)).id, serverId);
       assert.equal(await drop.add(1, 2), 3);
     } finally {
       await next.close();
+    }
+  });
+
+  /** A caller process calling `service`.sleep(ms, tag); resolves once it is killed and gone. */
+  function startCallerToKill(service: string, tag: string): { kill: () => Promise<void> } {
+    const caller = spawn(process.execPath, [CALLER, service, '60000', tag], {
+      env: kernel.env,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    children.add(caller);
+    const gone = new Promise((resolve) => caller.once('exit', resolve));
+    return {
+      kill: async () => {
+        caller.kill('SIGKILL');
+        await within(gone, 5000, 'caller exit');
+        children.delete(caller);
+      },
+    };
+  }
+
+  test('a caller that dies aborts ctx.signal of a handler running for it', async () => {
+    const serverProc = await connect({ socket: kernel.socket });
+    let started = (_ctx: CallContext): void => {};
+    const running = new Promise<CallContext>((resolve) => (started = resolve));
+    let finished = (_reason: unknown): void => {};
+    const stopped = new Promise<unknown>((resolve) => (finished = resolve));
+    const server = await serve(serverProc, 'watchful', {
+      async sleep(_ms: number, tag: string, ctx?: CallContext): Promise<{ tag: string }> {
+        const signal = ctx!.signal;
+        started(ctx!);
+        await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        finished(signal.reason);
+        return { tag };
+      },
+    });
+    try {
+      const caller = startCallerToKill('watchful', 'watched');
+      const ctx = await within(running, 10_000, 'the handler');
+      assert.equal(ctx.signal.aborted, false, 'not aborted while the caller lives');
+      await caller.kill();
+      const reason = await within(stopped, 5000, 'the handler’s signal');
+      assert.ok(reason instanceof AbortedError, `an AbortedError: ${String(reason)}`);
+      assert.equal(reason.code, 'ECANCELED');
+      // "had already ended" when the kill beat the server's monitor request to the kernel.
+      assert.match(
+        reason.message,
+        new RegExp(`watchful\\.sleep, process ${ctx.caller}, (terminated \\(crash\\)|had already ended)`),
+      );
+    } finally {
+      await server.close({ abort: true });
+      await serverProc.close();
+    }
+  });
+
+  test('a handler that looks at ctx.signal after its caller died finds it aborted', async () => {
+    const serverProc = await connect({ socket: kernel.socket });
+    let release = (): void => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let started = (): void => {};
+    const running = new Promise<void>((resolve) => (started = resolve));
+    let seenReason = (_reason: unknown): void => {};
+    const reasonSeen = new Promise<unknown>((resolve) => (seenReason = resolve));
+    const server = await serve(serverProc, 'late-look', {
+      async sleep(_ms: number, tag: string, ctx?: CallContext): Promise<{ tag: string }> {
+        started();
+        await gate;
+        const signal = ctx!.signal;
+        if (!signal.aborted)
+          await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        seenReason(signal.reason);
+        return { tag };
+      },
+    });
+    try {
+      const caller = startCallerToKill('late-look', 'late');
+      await within(running, 10_000, 'the handler');
+      await caller.kill();
+      release();
+      const reason = await within(reasonSeen, 5000, 'the handler’s signal');
+      assert.ok(reason instanceof AbortedError, `an AbortedError: ${String(reason)}`);
+      assert.match(reason.message, /late-look\.sleep, process \d+, (had already ended|terminated)/);
+    } finally {
+      await server.close();
+      await serverProc.close();
     }
   });
 

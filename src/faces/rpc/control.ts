@@ -6,7 +6,7 @@
  * a server closed and started again never races the removal of the old one).
  */
 import type { Mailbox } from '../../client/mailbox.js';
-import type { PostboxProcess } from '../../client/process.js';
+import type { DownEvent, PostboxProcess } from '../../client/process.js';
 import { AbortedError, TimeoutError } from '../../protocol/errors.js';
 import type { CallContext } from './types.js';
 import { type ControlBody, ControlType, controlMailbox } from './wire.js';
@@ -27,7 +27,7 @@ export class ControlChannel {
   private ready: Promise<void> | null = null;
   /** Calls being handled, by caller process, then call id: no key to build per call. */
   private readonly jobs = new Map<number, Map<number, Job>>();
-  private readonly watching = new Map<number, Set<() => void>>();
+  private readonly watching = new Map<number, Set<(down: DownEvent | null) => void>>();
 
   private constructor(proc: PostboxProcess) {
     this.proc = proc;
@@ -97,20 +97,21 @@ export class ControlChannel {
   }
 
   /**
-   * Calls onDown when a process terminates (or this one closes); one monitor per process, however
-   * many wait on it. Returns a function that stops waiting.
+   * Calls onDown when a process terminates (with how it ended), or with null when this process
+   * closes first; one monitor per process, however many wait on it. Returns a function that
+   * stops waiting.
    */
-  watch(process: number, onDown: () => void): () => void {
+  watch(process: number, onDown: (down: DownEvent | null) => void): () => void {
     let waiting = this.watching.get(process);
     if (waiting === undefined) {
-      const set = new Set<() => void>();
+      const set = new Set<(down: DownEvent | null) => void>();
       waiting = set;
       this.watching.set(process, set);
-      const fire = (): void => {
+      const fire = (down: DownEvent | null): void => {
         this.watching.delete(process);
-        for (const fn of set) fn();
+        for (const fn of set) fn(down);
       };
-      this.proc.monitor(process).then(fire, fire);
+      this.proc.monitor(process).then(fire, () => fire(null));
     }
     waiting.add(onDown);
     const set = waiting;
@@ -121,7 +122,9 @@ export class ControlChannel {
 /**
  * One call being handled: its {@link CallContext} (the handler's last argument) and its entry
  * for control messages. The AbortController is made only if someone looks at `signal`: most
- * handlers never do, and a call costs less without it.
+ * handlers never do, and a call costs less without it. Looking at it also watches the caller
+ * process (one monitor per caller, shared), so a handler that can stop early does when the
+ * caller dies; one that never looks runs to the end and its answer is dropped.
  */
 export class ServerCall implements CallContext, Job {
   readonly caller: number;
@@ -129,14 +132,23 @@ export class ServerCall implements CallContext, Job {
   readonly method: string;
   readonly deadline: number | undefined;
   onStart: ((to: number) => void) | null = null;
-  /** The caller cancelled, or its deadline passed: it no longer waits, so no answer is sent. */
+  /** The caller cancelled, died, or its deadline passed: it no longer waits, so no answer is sent. */
   gaveUp = false;
+  private readonly control: ControlChannel;
   private controller: AbortController | null = null;
   private reason: unknown = undefined;
   private aborted = false;
   private timer: NodeJS.Timeout | null = null;
+  private unwatch: (() => void) | null = null;
 
-  constructor(caller: number, service: string, method: string, deadline: number | undefined) {
+  constructor(
+    control: ControlChannel,
+    caller: number,
+    service: string,
+    method: string,
+    deadline: number | undefined,
+  ) {
+    this.control = control;
     this.caller = caller;
     this.service = service;
     this.method = method;
@@ -149,6 +161,7 @@ export class ServerCall implements CallContext, Job {
     if (this.controller === null) {
       this.controller = new AbortController();
       if (this.aborted) this.controller.abort(this.reason);
+      else this.unwatch = this.control.watch(this.caller, (down) => this.callerDown(down));
     }
     return this.controller.signal;
   }
@@ -169,6 +182,20 @@ export class ServerCall implements CallContext, Job {
 
   done(): void {
     if (this.timer !== null) clearTimeout(this.timer);
+    this.unwatch?.();
+    this.unwatch = null;
+  }
+
+  private callerDown(down: DownEvent | null): void {
+    this.unwatch = null;
+    // Null: this process is closing, and the server aborts its handlers itself if it must.
+    if (down === null) return;
+    this.gaveUp = true;
+    this.abort(
+      new AbortedError(
+        `the caller of ${this.service}.${this.method}, process ${down.process}, ${down.reason === 'noproc' ? 'had already ended' : `terminated (${down.reason})`}`,
+      ),
+    );
   }
 }
 

@@ -229,7 +229,7 @@ class RpcServer implements Server {
     }
     this.handled++;
     this.running++;
-    const job = new ServerCall(caller, this.service, method, deadline);
+    const job = new ServerCall(this.control, caller, this.service, method, deadline);
     this.jobs.add(job);
     this.control.add(caller, id, job);
     try {

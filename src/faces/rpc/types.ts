@@ -8,7 +8,10 @@ import type { TypedAsyncIterator } from '../../client/mailbox.js';
 
 /** What a handler learns about the call, as an optional last parameter. */
 export interface CallContext {
-  /** Aborts when the caller cancels or times out, its stream consumer stops, or the deadline passes. */
+  /**
+   * Aborts when the caller cancels or times out, its stream consumer stops, the deadline passes,
+   * or the caller process ends (watched from the first time a handler looks at `signal`).
+   */
   readonly signal: AbortSignal;
   /** Process id of the caller. */
   readonly caller: number;
