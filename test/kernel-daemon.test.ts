@@ -292,6 +292,49 @@ test('a client finds no kernel: a clear error that says how to start one', async
   );
 });
 
+test('waitForKernel: a program started before its kernel joins once it listens; else a clear error after the wait', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-wait-'));
+  const socket = join(dir, 'k.sock');
+  let k: RunningKernel | null = null;
+  try {
+    let settled = false;
+    const joining = connect({ socket, waitForKernel: 20_000 });
+    joining.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    // Several attempts fail meanwhile (every 20 to 500 ms): it keeps trying, and says nothing.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(settled, false, 'still waiting for the kernel');
+    k = await startKernel({ socket });
+    const proc = await joining;
+    assert.ok(proc.id > 0);
+    assert.equal((await proc.lookup(proc.id)).id, proc.id);
+    await proc.close();
+
+    const missing = join(dir, 'none.sock');
+    const t0 = Date.now();
+    await assert.rejects(
+      connect({ socket: missing, waitForKernel: 150 }),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ECONNREFUSED');
+        assert.match(err.message, /no kernel is answering at .*none\.sock after waiting 150 ms \(ENOENT\)/);
+        return true;
+      },
+    );
+    assert.ok(Date.now() - t0 >= 140, 'it waited');
+    for (const bad of [-1, Number.NaN, '5000'])
+      await assert.rejects(
+        connect({ socket, waitForKernel: bad as number }),
+        (err: Error & { code?: string }) =>
+          err.code === 'EINVAL' && /waitForKernel must be/.test(err.message),
+      );
+  } finally {
+    await k?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 /** Runs fn against a kernel started inside this process, then closes it and its folder. */
 async function withKernel(fn: (k: RunningKernel) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'pbt-inproc-'));

@@ -235,6 +235,13 @@ export interface ConnectOptions {
    * `watch` do: so that one can still look and clean up. For short-lived inspection, not work.
    */
   operator?: boolean | undefined;
+  /**
+   * How long to keep trying, in ms, while no kernel listens at the address yet (its socket is
+   * missing or refuses): for a program started beside its kernel, as services are by systemd or
+   * a compose file. Default 0: fail at once. A kernel that answers and refuses (a bad token, a
+   * taken name) fails at once whatever this says.
+   */
+  waitForKernel?: number | undefined;
 }
 
 /** The names {@link ConnectOptions} has. */
@@ -245,6 +252,7 @@ export const CONNECT_OPTIONS: OptionNames<ConnectOptions> = {
   token: true,
   inboxCapacity: true,
   operator: true,
+  waitForKernel: true,
 };
 
 /** The kernel's WELCOME. */
@@ -381,25 +389,40 @@ export class Connection {
       throw new InvalidArgumentError(
         `inboxCapacity must be 0, a positive whole number or Infinity, not ${describeValue(inbox)}`,
       );
+    const wait = options.waitForKernel ?? 0;
+    if (typeof wait !== 'number' || !(wait >= 0))
+      throw new InvalidArgumentError(
+        `waitForKernel must be a number of ms (0 or more, or Infinity), not ${describeValue(wait)}`,
+      );
+    let tcp: { host: string; port: number } | null = null;
     if (url?.startsWith('tcp://')) {
-      let tcp: { host: string; port: number };
       try {
         tcp = parseTcpUrl(url);
       } catch (err) {
         throw new InvalidArgumentError((err as Error).message);
       }
-      const { host, port } = tcp;
-      socket = netConnect({ port, host, onread: arena.onread });
       transport = 'tcp';
       address = url;
     } else {
       address = url?.startsWith('unix:') ? url.slice(5) : (options.socket ?? defaultSocketPath());
-      socket = netConnect({ path: address, onread: arena.onread });
       transport = 'unix';
     }
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', (err: NodeJS.ErrnoException) => {
+    const deadline = Date.now() + wait;
+    for (let pause = 20; ; pause = Math.min(pause * 2, 500)) {
+      socket =
+        tcp !== null
+          ? netConnect({ port: tcp.port, host: tcp.host, onread: arena.onread })
+          : netConnect({ path: address, onread: arena.onread });
+      const failed = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+        socket.once('connect', () => resolve(null));
+        socket.once('error', resolve);
+      });
+      if (failed === null) break;
+      socket.destroy();
+      const left = deadline - Date.now();
+      // Only "nobody listens here yet" is worth waiting out; anything else will not change.
+      const absent = failed.code === 'ENOENT' || failed.code === 'ECONNREFUSED';
+      if (!absent || left <= 0) {
         // The command that starts a kernel where this process looked for one.
         const hint =
           transport !== 'unix'
@@ -407,13 +430,13 @@ export class Connection {
             : address === defaultSocketPath()
               ? ' Start one with `npm start` or `npx postbox kernel`.'
               : ` Start one with \`npx postbox kernel --socket ${address}\`.`;
-        reject(
-          new ConnectionRefusedError(
-            `no kernel is answering at ${address} (${err.code ?? err.message}).${hint}`,
-          ),
+        const waited = wait > 0 && absent ? ` after waiting ${wait} ms` : '';
+        throw new ConnectionRefusedError(
+          `no kernel is answering at ${address}${waited} (${failed.code ?? failed.message}).${hint}`,
         );
-      });
-    });
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
+    }
     const opened = new Connection(socket, transport, address);
     conn = opened;
     for (const chunk of early) opened.receiveChunk(chunk);
