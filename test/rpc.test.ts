@@ -495,17 +495,28 @@ describe('RPC', () => {
     assert.equal((await shared.sleep(1, 'after-kill')).tag, 'after-kill');
   });
 
-  test('a dead caller’s handler is stopped and its answer dropped; the server survives and the next caller is unaffected', async () => {
-    const { child: server, id: serverId } = await startServer('drop');
-    const caller = spawn(process.execPath, [CALLER, 'drop', '600', 'from-dead'], {
+  /** A caller process (test/fixtures/rpc-caller.ts) calling `service`.sleep(ms, tag), to be killed. */
+  function startCallerToKill(service: string, tag: string, ms = 60_000): { kill: () => Promise<void> } {
+    const caller = spawn(process.execPath, [CALLER, service, String(ms), tag], {
       env: kernel.env,
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['ignore', 'ignore', 'inherit'],
     });
     children.add(caller);
-    await event((e) => e.event === 'started' && e.tag === 'from-dead', 10_000, 'the dead caller’s call');
     const gone = new Promise((resolve) => caller.once('exit', resolve));
-    caller.kill('SIGKILL');
-    await within(gone, 5000, 'caller exit');
+    return {
+      kill: async () => {
+        caller.kill('SIGKILL');
+        await within(gone, 5000, 'caller exit');
+        children.delete(caller);
+      },
+    };
+  }
+
+  test('a dead caller’s handler is stopped and its answer dropped; the server survives and the next caller is unaffected', async () => {
+    const { child: server, id: serverId } = await startServer('drop');
+    const caller = startCallerToKill('drop', 'from-dead', 600);
+    await event((e) => e.event === 'started' && e.tag === 'from-dead', 10_000, 'the dead caller’s call');
+    await caller.kill();
     // A fresh caller: its first call has id 1, as the dead caller's had.
     const next = await connect({ socket: kernel.socket });
     try {
@@ -529,23 +540,6 @@ describe('RPC', () => {
       await next.close();
     }
   });
-
-  /** A caller process calling `service`.sleep(ms, tag); resolves once it is killed and gone. */
-  function startCallerToKill(service: string, tag: string): { kill: () => Promise<void> } {
-    const caller = spawn(process.execPath, [CALLER, service, '60000', tag], {
-      env: kernel.env,
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-    children.add(caller);
-    const gone = new Promise((resolve) => caller.once('exit', resolve));
-    return {
-      kill: async () => {
-        caller.kill('SIGKILL');
-        await within(gone, 5000, 'caller exit');
-        children.delete(caller);
-      },
-    };
-  }
 
   test('a caller that dies aborts ctx.signal of a handler running for it', async () => {
     const serverProc = await connect({ socket: kernel.socket });
