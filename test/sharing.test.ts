@@ -374,7 +374,7 @@ test('a TCP process stopped past the heartbeat, once continued, hands out nothin
   const kernel = await startTestKernel({ tcp: true, args: ['--heartbeat-ms', '200'] });
   const me = await connect({ socket: kernel.socket });
   try {
-    for (const mode of ['iterate', 'receive'] as const) {
+    for (const mode of ['iterate', 'receive', 'consume'] as const) {
       const name = `stalled-${mode}`;
       const box = await me.createMailbox(name, { mode: 0o666 });
       if (mode === 'iterate') for (let i = 1; i <= 10; i++) await box.send(i);
@@ -394,7 +394,7 @@ test('a TCP process stopped past the heartbeat, once continued, hands out nothin
       await within(ready, 20_000, 'the child to be ready');
       const down = me.monitor(`stalled-${child.pid}`);
       await me.lookup(`stalled-${child.pid}`); // the monitor is set before it stops
-      if (mode === 'receive')
+      if (mode !== 'iterate')
         await until(
           () => box.stat(),
           (st) => st.waitingReceivers.length === 1,
@@ -410,12 +410,21 @@ test('a TCP process stopped past the heartbeat, once continued, hands out nothin
       );
       // Stopped while holding messages (iterate: 2–10 pushed ahead) or with a receive waiting
       // (receive: the one sent now is delivered to it, unread).
+      // consume: ten pushed to its socket while it cannot read them.
       if (mode === 'receive') await box.send('only one');
+      if (mode === 'consume') await box.sendMany([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
       assert.equal((await within(down, 20_000, 'the heartbeat to end it')).reason, 'timeout');
       const others: unknown[] = [];
       for (let m = await box.receive({ nowait: true }); m !== null; m = await box.receive({ nowait: true }))
         others.push(m.body);
-      assert.deepEqual(others, mode === 'iterate' ? [2, 3, 4, 5, 6, 7, 8, 9, 10] : ['only one']);
+      assert.deepEqual(
+        others,
+        mode === 'iterate'
+          ? [2, 3, 4, 5, 6, 7, 8, 9, 10]
+          : mode === 'consume'
+            ? [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+            : ['only one'],
+      );
       child.kill('SIGCONT');
       await within(exited, 20_000, 'the child to finish');
       const result = JSON.parse(out.split('\n').filter(Boolean).at(-1)!) as {

@@ -18,6 +18,7 @@ export type {
   SendOptions,
   SendResult,
 } from './connection.js';
+export { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 export {
   type BatchIterator,
   type BatchOptions,

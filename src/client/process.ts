@@ -9,6 +9,7 @@ import {
   type SendOptions,
   type SendResult,
 } from './connection.js';
+import { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 import {
   BATCH_OPTIONS,
   type BatchIterator,
@@ -218,6 +219,29 @@ export class PostboxProcess {
     checkOptions(options, ITERATE_OPTIONS, 'messages()');
     if (options.signal?.aborted === true) return noMessages<Message<T>>();
     return new MessageStream<T>(this.conn, 0, true, options, () => {});
+  }
+
+  /**
+   * Calls `handler` for each message sent to this process, as the kernel pushes it (see
+   * {@link Mailbox.consume}).
+   *
+   * @example
+   * ```ts
+   * const c = proc.consume((m) => console.log(`from ${m.sender}: ${m.text()}`));
+   * ```
+   */
+  consume<T = unknown>(
+    handler: MessageHandler<T>,
+    options: Omit<ConsumeOptions, 'from'> & { from?: number | undefined } = {},
+  ): Consumer<T> {
+    checkOptions(options, ITERATE_OPTIONS, 'consume()');
+    const badSig = badSignal(options.signal, 'consume()');
+    if (badSig !== null) throw badSig;
+    return new Consumer<T>(handler, options.holdCredit === true, options.signal, (signal) =>
+      signal.aborted
+        ? noMessages<Message<T>>()
+        : new MessageStream<T>(this.conn, 0, true, { ...options, signal }, () => {}),
+    );
   }
 
   /** Iterates the inbox a batch at a time (see {@link Mailbox.batches}). */
