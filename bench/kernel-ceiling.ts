@@ -334,9 +334,10 @@ async function main(): Promise<void> {
       const relay = (await raw.pingPong(rounds, 100, warmup, 1, true)).p50us;
       const kernel = await kernelRoundTrip(rounds, warmup);
       const pb = (await postbox.pingPong(rounds, 100, warmup, 'unix')).value;
+      const cb = (await postbox.pingPong(rounds, 100, warmup, 'unix', 'callback')).value;
       const r = (x: number): string => `${x.toFixed(1)} µs (${(x / direct).toFixed(2)}×)`;
       console.log(
-        `round trip p50: raw ${direct.toFixed(1)} µs; byte relay ${r(relay)}; kernel with raw clients ${r(kernel)}; Postbox clients ${r(pb)}`,
+        `round trip p50: raw ${direct.toFixed(1)} µs; byte relay ${r(relay)}; kernel with raw clients ${r(kernel)}; Postbox clients ${r(pb)}; with consume() ${r(cb)}`,
       );
       continue;
     }

@@ -130,10 +130,16 @@ async function producer(
   process.exit(0);
 }
 
-async function echo(address: string, [pingName, pongName]: string[]): Promise<void> {
+async function echo(address: string, [pingName, pongName]: string[], opts: Opts): Promise<void> {
   const p = await join(address);
   const ping = await open(p, pingName!, 'unbounded');
   const pong = await open(p, pongName!, 'unbounded');
+  if (opts.api === 'callback') {
+    ping.consume((m) => void pong.send(m.data), { prefetch: 64 });
+    await ping.stat();
+    say('ready');
+    return;
+  }
   const stream = ping.messages({ prefetch: 64 });
   await ping.stat();
   say('ready');
@@ -146,10 +152,12 @@ async function pinger(
   rounds: number,
   size: number,
   warmup: number,
+  opts: Opts,
 ): Promise<void> {
   const p = await join(address);
   const ping = await open(p, pingName!, 'unbounded');
   const pong = await open(p, pongName!, 'unbounded');
+  if (opts.api === 'callback') return pingerByCallback(ping, pong, rounds, size, warmup);
   const replies = pong.messages({ prefetch: 64 });
   await pong.stat();
   say('ready');
@@ -166,6 +174,44 @@ async function pinger(
     if (i >= warmup) lat[i - warmup] = (performance.now() - t) * 1000;
   }
   say(roundTrips(lat, performance.now() - start), true);
+}
+
+/** The pinger with a consumer: each reply's handler sends the next ping, no promise in the loop. */
+async function pingerByCallback(
+  ping: Mailbox<Buffer>,
+  pong: Mailbox<Buffer>,
+  rounds: number,
+  size: number,
+  warmup: number,
+): Promise<void> {
+  const body = Buffer.alloc(size, 0x61);
+  const lat = new Float64Array(rounds);
+  let i = 0;
+  let t = 0;
+  let start = 0;
+  let finish: () => void = () => {};
+  const done = new Promise<void>((resolve) => {
+    finish = resolve;
+  });
+  const replies = pong.consume(
+    () => {
+      if (i >= warmup) lat[i - warmup] = (performance.now() - t) * 1000;
+      if (++i === warmup + rounds) return finish();
+      if (i === warmup) start = performance.now();
+      t = performance.now();
+      void ping.send(body);
+    },
+    { prefetch: 64 },
+  );
+  await pong.stat();
+  say('ready');
+  await goSignal();
+  if (warmup === 0) start = performance.now();
+  t = performance.now();
+  void ping.send(body);
+  await done;
+  say(roundTrips(lat, performance.now() - start), true);
+  await replies.stop();
 }
 
 async function idle(address: string, n: number): Promise<void> {
@@ -188,8 +234,8 @@ interface Opts {
   every: number;
   stops: number;
   hold: boolean;
-  /** each: send() and messages(); batch: sendMany() and batches(). */
-  api: 'each' | 'batch';
+  /** each: send() and messages(); batch: sendMany() and batches(); callback: send() and consume(). */
+  api: 'each' | 'batch' | 'callback';
 }
 
 peerStart();
@@ -220,14 +266,15 @@ const opts: Opts = {
   every: intArg(values.every, 'every', 1),
   stops: intArg(values.stops, 'stops'),
   hold: role === 'hold',
-  api: values.api === 'batch' ? 'batch' : 'each',
+  api: values.api === 'batch' || values.api === 'callback' ? values.api : 'each',
 };
-if (values.api !== 'each' && values.api !== 'batch') fail(new Error(`unknown api ${values.api}`));
+if (values.api !== 'each' && values.api !== 'batch' && values.api !== 'callback')
+  fail(new Error(`unknown api ${values.api}`));
 if (role === 'consumer') consumer(address, boxes, opts).catch(fail);
 else if (role === 'producer' || role === 'hold')
   producer(address, boxes[0]!, intArg(a, 'messages', 1), intArg(b, 'size'), opts).catch(fail);
-else if (role === 'echo') echo(address, boxes).catch(fail);
+else if (role === 'echo') echo(address, boxes, opts).catch(fail);
 else if (role === 'ping')
-  pinger(address, boxes, intArg(a, 'rounds', 1), intArg(b, 'size'), intArg(c, 'warmup')).catch(fail);
+  pinger(address, boxes, intArg(a, 'rounds', 1), intArg(b, 'size'), intArg(c, 'warmup'), opts).catch(fail);
 else if (role === 'idle') idle(address, intArg(a, 'connections', 1)).catch(fail);
 else fail(new Error(`unknown role ${role}`));

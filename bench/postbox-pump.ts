@@ -15,9 +15,10 @@ import { sendInBatches } from './peer-common.js';
 
 /**
  * Which client calls move the messages: `each` is a `send()` per message and `for await` over
- * `messages()`; `batch` is `sendMany()` of `every` messages and `for await` over `batches()`.
+ * `messages()`; `batch` is `sendMany()` of `every` messages and `for await` over `batches()`;
+ * `callback` is a `send()` per message and a handler called by `consume()`.
  */
-export type PumpApi = 'each' | 'batch';
+export type PumpApi = 'each' | 'batch' | 'callback';
 
 /** Send schemes: how the sender keeps its window of unacknowledged sends. */
 export type SendScheme = 'checkpoint' | 'all';
@@ -126,6 +127,24 @@ async function receive(
       count += batch.length;
       if (count >= messages) break;
     }
+  } else if (api === 'callback') {
+    await new Promise<void>((resolve) => {
+      const consumer = mailbox.consume(
+        (m) => {
+          if (count === 0) {
+            start = performance.now();
+            cpu = process.cpuUsage();
+            if (m.size !== size) fail(new Error(`first message is ${m.size} bytes, expected ${size}`));
+          }
+          if (++count === messages) {
+            resolve();
+            void consumer.stop();
+          }
+        },
+        { prefetch },
+      );
+      consumer.closed.catch(fail);
+    });
   } else {
     for await (const m of mailbox.messages({ prefetch })) {
       if (count === 0) {
@@ -214,7 +233,7 @@ if (address === undefined || name === undefined)
 const messages = intArg(messagesArg, 'messages', 1);
 const size = intArg(sizeArg, 'size', 0);
 const api = values.api as PumpApi;
-if (api !== 'each' && api !== 'batch') fail(new Error(`unknown api ${String(api)}`));
+if (api !== 'each' && api !== 'batch' && api !== 'callback') fail(new Error(`unknown api ${String(api)}`));
 
 if (role === 'receiver') {
   const capacity = values.capacity === 'unbounded' ? 'unbounded' : intArg(values.capacity, 'capacity', 1);

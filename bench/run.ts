@@ -350,6 +350,15 @@ function sections(p: Peers): SectionDef[] {
           system: 'Postbox (unix), sendMany + batches()',
           measure: () => postbox.oneWay(n, size, 'unix', undefined, 'batch'),
         },
+        ...(size === SIZE
+          ? [
+              {
+                id: 'postbox-consume',
+                system: 'Postbox (unix), send() + consume()',
+                measure: () => postbox.oneWay(n, size, 'unix', undefined, 'callback'),
+              },
+            ]
+          : []),
         ...(size === SIZE && !opt['fresh-kernel']
           ? [
               {
@@ -423,6 +432,11 @@ function sections(p: Peers): SectionDef[] {
           id: 'postbox-unix',
           system: 'Postbox (kernel, unix)',
           measure: () => postbox.pingPong(N.rounds, SIZE, N.rttWarmup, 'unix'),
+        },
+        {
+          id: 'postbox-consume',
+          system: 'Postbox (unix), consume() at both ends',
+          measure: () => postbox.pingPong(N.rounds, SIZE, N.rttWarmup, 'unix', 'callback'),
         },
         {
           id: 'postbox-tcp',
@@ -756,12 +770,28 @@ function targets(sections: SectionResult[]): Target[] {
       'Postbox (unix, batch API) / raw Unix socket, medians',
     ),
     make(
+      'oneway-100-consume',
+      'one-way 100 B ≥ 0.4× raw, with send() + consume()',
+      row('oneway-100', 'postbox-consume')?.vsCeiling,
+      '>=',
+      0.4,
+      'Postbox (unix, consume()) / raw Unix socket, medians',
+    ),
+    make(
       'rtt-raw',
       'round trip p50 ≤ 2.5× raw',
       row('rtt', 'postbox-unix')?.vsCeiling,
       '<=',
       2.5,
       'Postbox (unix) p50 / raw p50',
+    ),
+    make(
+      'rtt-raw-consume',
+      'round trip p50 ≤ 2.5× raw, with consume()',
+      row('rtt', 'postbox-consume')?.vsCeiling,
+      '<=',
+      2.5,
+      'Postbox (unix, consume()) p50 / raw p50',
     ),
     make(
       'rtt-nats',
@@ -938,8 +968,8 @@ baseline); the other systems' changes are shown, not judged.
   so a slow spell of the machine spreads over all of them.
 - One-way: the receiver's rate from its first message to its last. Postbox senders pipeline sends
   with a window of unacknowledged sends: 4,096 of 100 B, 1,024 of 1 KiB and up (2,048 over TCP, 4,096 into the bounded mailbox;
-  \`sendMany\`: batches of 256), and receivers iterate
-  with prefetch 16,384, the kernel's most; NATS publishers flush every 1,024 messages (NATS core has no
+  \`sendMany\`: batches of 256), and receivers iterate (or, in the \`consume()\` row, have a
+  handler called) with prefetch 16,384, the kernel's most; NATS publishers flush every 1,024 messages (NATS core has no
   end-to-end flow control: lost messages would be noted); ZeroMQ v6 allows one awaited send at a
   time per socket; Node IPC uses the default JSON serialization. The C programs make one system call
   per send and one per receive, with each queue at the depth the OS gives (System V: msgmnb bytes;

@@ -240,10 +240,19 @@ export const postbox = {
     };
   },
 
-  pingPong: (rounds: number, size: number, warmup: number, transport: 'unix' | 'tcp'): Promise<Sample> =>
+  /** `api` each: a `for await` loop and `send()` at both ends; callback: `consume()` and `send()`. */
+  pingPong: (
+    rounds: number,
+    size: number,
+    warmup: number,
+    transport: 'unix' | 'tcp',
+    api: 'each' | 'callback' = 'each',
+  ): Promise<Sample> =>
     session('postbox ping-pong', LIMIT_MS, async (s) => {
       const k = await startKernel(s, transport);
       const boxes = [
+        '--api',
+        api,
         '--box',
         `ping-${randomBytes(3).toString('hex')},pong-${randomBytes(3).toString('hex')}`,
       ];
