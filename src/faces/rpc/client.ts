@@ -7,6 +7,7 @@
  */
 import type { SendOptions, SendResult } from '../../client/connection.js';
 import type { Mailbox } from '../../client/mailbox.js';
+import type { Message } from '../../client/message.js';
 import { type OptionNames, unknownOption } from '../../client/option-names.js';
 import { badSignal } from '../../client/option-values.js';
 import type { PostboxProcess } from '../../client/process.js';
@@ -301,25 +302,14 @@ export class Caller {
     box.close();
   }
 
-  /** Reads the reply mailbox for as long as the process lives. */
+  /**
+   * Reads the reply mailbox for as long as the process lives. A handler per reply, called inside
+   * the read, rather than a loop: no promise or await per answer on the caller's side.
+   */
   private async loop(box: Mailbox): Promise<void> {
     let failure: unknown = null;
     try {
-      for await (const m of box.messages({ prefetch: 256 })) {
-        let body: unknown;
-        try {
-          body = m.body;
-        } catch {
-          continue;
-        }
-        if (typeof body !== 'object' || body === null) continue;
-        if (m.type === ReplyType.FENCE) {
-          if (m.sender === this.proc.id) this.onFence((body as { fence: number }).fence);
-          continue;
-        }
-        const answer = replyFromWire(body);
-        if (answer !== null) this.onReply(m.sender, answer);
-      }
+      await box.consume((m) => this.onMessage(m), { prefetch: 256 }).closed;
     } catch (err) {
       failure = err;
     }
@@ -330,6 +320,22 @@ export class Caller {
         rethrownAt(failure ?? new Error('the reply mailbox ended'), rec.site, `${rec.service}.${rec.method}`),
       );
     }
+  }
+
+  private onMessage(m: Message): void {
+    let body: unknown;
+    try {
+      body = m.body;
+    } catch {
+      return; // not a body anyone here can read
+    }
+    if (typeof body !== 'object' || body === null) return;
+    if (m.type === ReplyType.FENCE) {
+      if (m.sender === this.proc.id) this.onFence((body as { fence: number }).fence);
+      return;
+    }
+    const answer = replyFromWire(body);
+    if (answer !== null) this.onReply(m.sender, answer);
   }
 
   private onReply(sender: number, body: ReplyBody): void {
