@@ -284,6 +284,8 @@ export class Connection {
   private readonly signals = new WeakMap<AbortSignal, Set<number>>();
   private readonly monitors = new Map<number, (event: Record<string, unknown>) => void>();
   private flushScheduled = false;
+  /** @internal A consumer's handler ran on a message of the chunk being read (receiveChunk). */
+  handedInRead = false;
   private closedError: PostboxError | null = null;
   /** close() was called: the end is this process's own doing, not the kernel's. */
   closedByUs = false;
@@ -334,12 +336,22 @@ export class Connection {
     try {
       this.decoder.push(chunk);
     } catch (err) {
+      this.handedInRead = false;
       this.fail(
         new ProtocolError(
           err instanceof FrameError ? `bad frame from the kernel: ${err.message}` : String(err),
         ),
       );
       this.socket.destroy();
+      return;
+    }
+    if (this.handedInRead) {
+      // A consumer's handlers answered inside this read (an echo, a relay): their sends go out
+      // now, with the takes, not at the end of the turn, which would cost a read that finds
+      // nothing and a callback first (1.5–1.7 µs of a round trip, docs/performance.md). Takes
+      // alone wait for the turn, to go out with what the application sends on them.
+      this.handedInRead = false;
+      if (this.flushScheduled && this.writer.size > 0) this.flush();
     }
   }
 
@@ -474,6 +486,11 @@ export class Connection {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     setImmediate(flushConnection, this);
+  }
+
+  /** @internal The turn's flush, unless a read has already written what gathered. */
+  flushIfScheduled(): void {
+    if (this.flushScheduled) this.flush();
   }
 
   /** Writes what has gathered now. */
@@ -1326,7 +1343,7 @@ function capture(resolve: (v: never) => void, reject: (e: PostboxError) => void)
 function noop(): void {}
 
 function flushConnection(conn: Connection): void {
-  conn.flush();
+  conn.flushIfScheduled();
 }
 
 /** Checks a receive's (or an iterator's) selection and limits; the error names the first bad one. */

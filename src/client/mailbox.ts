@@ -181,6 +181,7 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
   deliver(message: Message): void {
     if (this.ended) return;
     if (this.listener !== null && !this.conn.holdingDeliveries) {
+      this.conn.handedInRead = true;
       this.markTaken();
       this.listener.message(message as Message<T>);
       return;
