@@ -1,10 +1,10 @@
 /**
  * The serving side of the RPC face. A service is a mailbox, `rpc:<service>`; a server is a
- * process that reads it with up to `concurrency` single receives outstanding, runs the handler
- * for each request it takes, and sends the answer to the caller's reply mailbox.
+ * process that consumes it with `concurrency` credit, runs the handler for each request it
+ * takes, and sends the answer to the caller's reply mailbox.
  */
 import type { SendOptions } from '../../client/connection.js';
-import type { CreditedMessages, Mailbox } from '../../client/mailbox.js';
+import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import { checkOptions, type OptionNames } from '../../client/option-names.js';
 import type { PostboxProcess } from '../../client/process.js';
@@ -111,9 +111,6 @@ class RpcServer implements Server {
   private readonly box: Mailbox;
   private readonly control: ControlChannel;
   private readonly jobs = new Set<ServerCall>();
-  /** Requests taken and not yet finished with (handled, refused or dropped). */
-  private inHand = 0;
-  private onIdle: (() => void) | null = null;
   private closing = false;
   private stopError: PostboxError | null = null;
   private readonly replyBoxes = new Map<number, Mailbox | Promise<Mailbox | null>>();
@@ -141,10 +138,30 @@ class RpcServer implements Server {
     this.handlers = handlers as Record<string, unknown>;
     this.box = box;
     this.control = control;
-    const requests = box.messages({ prefetch: concurrency, holdCredit: true });
-    // Stopped once every answer is in the kernel: a process that closes its connection when
-    // close() resolves must not lose the answers of the calls it finished.
-    this.closed = this.take(requests)
+    // Each request's handler runs as the kernel pushes it; its credit comes back only when the
+    // handler has finished, so at most `concurrency` are in hand: one stream instead of a
+    // receive per request, and no request held that another server could run.
+    const requests = box.consume((m) => this.handle(m).then(undefined, ignore), {
+      prefetch: concurrency,
+      holdCredit: true,
+    });
+    // Without the kernel no answer can be sent, and no caller's cancel can come: the handlers are
+    // told to stop, or one that waits on its signal would keep the process (and `closed`) for ever.
+    void proc.closed.then((err) => {
+      for (const job of this.jobs)
+        job.abort(new AbortedError(`the connection to the kernel was lost: ${err?.message ?? 'closed'}`));
+    });
+    // The consumer settles once it stopped taking (closed, or the mailbox went) and the requests
+    // in hand are answered; the server is stopped once every answer is in the kernel: a process
+    // that closes its connection when close() resolves must not lose the answers it finished.
+    this.closed = requests.closed
+      .then(undefined, (err: unknown) => {
+        if (!this.closing) {
+          this.closing = true;
+          this.stopError = err instanceof PostboxError ? err : null;
+          this.box.close();
+        }
+      })
       .then(() => this.allSent())
       .then(() => this.stopError);
   }
@@ -159,37 +176,6 @@ class RpcServer implements Server {
     if (options.abort === true)
       for (const job of this.jobs) job.abort(new AbortedError(`the server of '${this.service}' is closing`));
     await this.closed;
-  }
-
-  /**
-   * Takes requests as the kernel pushes them and starts a handler for each. The stream's credit
-   * comes back only as requests are finished with, so at most `concurrency` are in hand: one
-   * stream instead of a receive per request, and no request held that another server could run.
-   */
-  private async take(requests: CreditedMessages): Promise<void> {
-    const finished = (): void => {
-      requests.returnCredit();
-      if (--this.inHand === 0 && this.onIdle !== null) this.onIdle();
-    };
-    try {
-      for await (const m of requests) {
-        this.inHand++;
-        this.handle(m).then(finished, finished);
-      }
-    } catch (err) {
-      if (!this.closing) {
-        this.closing = true;
-        this.stopError = err instanceof PostboxError ? err : null;
-        this.box.close();
-      }
-      // Without the kernel no answer can be sent, and no caller's cancel can come: the handlers
-      // are told to stop, or one that waits on its signal would keep the process alive for ever.
-      if (this.proc.conn.closed)
-        for (const job of this.jobs)
-          job.abort(new AbortedError(`the connection to the kernel was lost: ${(err as Error).message}`));
-    }
-    // Stopped taking (closed, or the mailbox went): the requests in hand are still answered.
-    if (this.inHand > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
   }
 
   private async handle(m: Message): Promise<void> {
@@ -438,6 +424,9 @@ class RpcServer implements Server {
     }
   }
 }
+
+/** handle() answers every failure itself; nothing it rejects with would reach anyone. */
+function ignore(): void {}
 
 function rpcError(code: 'EINVAL' | 'ENOENT', message: string): WireError {
   const err = code === 'EINVAL' ? new InvalidArgumentError(message) : new NotFoundError(message);
