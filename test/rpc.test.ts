@@ -251,6 +251,25 @@ describe('RPC', () => {
     });
   });
 
+  test('an answer given at once, by a thenable, or by a thenable that fails', async () => {
+    // The server answers a handler that returns at once inside the read that brought the request,
+    // and awaits anything with a then(): each way, the right answer to the right call.
+    const answers = await Promise.all([
+      calc.add(20, 1),
+      calc.later(21, false),
+      calc.later(4, true).then(
+        () => 'resolved',
+        (e: unknown) =>
+          e instanceof RemoteError && /CalcError: no 4$/.test(e.message) ? e.remoteCode : String(e),
+      ),
+      calc.fail('at once', 'E_NOW').then(
+        () => 'resolved',
+        (e: unknown) => (e instanceof RemoteError ? e.remoteCode : String(e)),
+      ),
+    ]);
+    assert.deepStrictEqual(answers, [21, 42, 'E_LATER', 'E_NOW']);
+  });
+
   test('many calls in flight over one connection, answers matched by id', async () => {
     const n = 500;
     const answers = await within(

@@ -222,7 +222,10 @@ class RpcServer implements Server {
       const full = args;
       while (full.length < fn.length - 1) full.push(undefined);
       full.push(job);
-      const result: unknown = await fn.apply(this.handlers, full);
+      // A handler that answers at once is answered inside the read that brought its request, so
+      // the answer goes out as that read ends, not a turn later (Connection.receiveChunk).
+      let result: unknown = fn.apply(this.handlers, full);
+      if (isThenable(result)) result = await result;
       if (isAsyncIterable(result)) {
         await this.stream(job, caller, id, reply, result);
       } else if (!job.gaveUp) {
@@ -423,6 +426,14 @@ class RpcServer implements Server {
       return;
     }
   }
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (
+    (typeof v === 'object' || typeof v === 'function') &&
+    v !== null &&
+    typeof (v as PromiseLike<unknown>).then === 'function'
+  );
 }
 
 /** handle() answers every failure itself; nothing it rejects with would reach anyone. */
