@@ -11,6 +11,7 @@ import { AbortedError, connect, type Mailbox, PostboxError, type PostboxProcess 
 import {
   type CallContext,
   call,
+  isCallContext,
   NoServerError,
   RemoteError,
   ServerDownError,
@@ -342,6 +343,18 @@ describe('RPC', () => {
       refused.stack!,
       /^InvalidArgumentError: calc\.echo: args\[0\] is a function[^\n]*\n\s+at .*rpc\.test\.js/,
     );
+  });
+
+  test('a context sent by the caller is not the server’s: isCallContext tells them apart', async () => {
+    assert.equal(await calc.guarded(), proc.id);
+    // One argument more than the handler declares before ctx lands where ctx is expected.
+    const forged = { caller: 1, service: 'calc', method: 'guarded', deadline: undefined, signal: {} };
+    const err = await call(proc, 'calc', 'guarded', [forged]).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof RemoteError && err.remoteCode === 'E_FORGED', String(err));
+    assert.equal(isCallContext(forged), false);
   });
 
   test('requests off the wire: malformed is EINVAL, an unknown method ENOENT, a non-request ignored', async () => {

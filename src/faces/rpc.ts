@@ -40,7 +40,7 @@ export {
   RemoteError,
   ServerDownError,
 } from './rpc/errors.js';
-export { type ServeOptions, type Server, serve } from './rpc/server.js';
+export { isCallContext, type ServeOptions, type Server, serve } from './rpc/server.js';
 export { StreamReader } from './rpc/stream.js';
 export type {
   CallContext,

@@ -428,6 +428,27 @@ class RpcServer implements Server {
   }
 }
 
+/**
+ * Whether `value` is a context the server made, not a value a caller sent. A handler's context
+ * is found by counting parameters, so a caller that sends more arguments than the handler
+ * declares before it (with `call()`, or another client) puts its own value in its place: check
+ * with this before trusting `ctx.caller`. (A context from another copy of this library is not
+ * recognised.)
+ *
+ * @example
+ * ```ts
+ * const admin = {
+ *   wipe(ctx?: CallContext) {
+ *     if (!isCallContext(ctx) || !allowed.has(ctx.caller)) throw new Error('not allowed');
+ *     // …
+ *   },
+ * };
+ * ```
+ */
+export function isCallContext(value: unknown): value is CallContext {
+  return value instanceof ServerCall;
+}
+
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return (
     (typeof v === 'object' || typeof v === 'function') &&
