@@ -107,9 +107,9 @@ export class Consumer<T = unknown> implements StreamListener<T> {
       this.finished();
       return;
     }
-    if (typeof r === 'object' && r !== null && typeof (r as PromiseLike<unknown>).then === 'function') {
+    if (isThenable(r)) {
       this.running++;
-      (r as PromiseLike<unknown>).then(
+      r.then(
         () => this.settled(),
         (err: unknown) => {
           this.fail(err);
@@ -168,6 +168,18 @@ export class Consumer<T = unknown> implements StreamListener<T> {
     if (this.failed) this.settle.reject(this.error);
     else this.settle.resolve();
   }
+}
+
+/**
+ * Whether a handler's result is something to wait for: a promise or any other thenable, as
+ * `await` would wait for it. Shared by the consumer and the RPC server.
+ */
+export function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (
+    (typeof v === 'object' || typeof v === 'function') &&
+    v !== null &&
+    typeof (v as PromiseLike<unknown>).then === 'function'
+  );
 }
 
 function isStream<T>(s: MessageStream<T> | MessageIterator<T>): s is MessageStream<T> {

@@ -4,6 +4,7 @@
  * takes, and sends the answer to the caller's reply mailbox.
  */
 import type { SendOptions } from '../../client/connection.js';
+import { isThenable } from '../../client/consumer.js';
 import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import { checkOptions, type OptionNames } from '../../client/option-names.js';
@@ -447,14 +448,6 @@ class RpcServer implements Server {
  */
 export function isCallContext(value: unknown): value is CallContext {
   return value instanceof ServerCall;
-}
-
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return (
-    (typeof v === 'object' || typeof v === 'function') &&
-    v !== null &&
-    typeof (v as PromiseLike<unknown>).then === 'function'
-  );
 }
 
 /** handle() answers every failure itself; nothing it rejects with would reach anyone. */
