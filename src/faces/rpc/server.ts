@@ -142,7 +142,7 @@ class RpcServer implements Server {
     // Each request's handler runs as the kernel pushes it; its credit comes back only when the
     // handler has finished, so at most `concurrency` are in hand: one stream instead of a
     // receive per request, and no request held that another server could run.
-    const requests = box.consume((m) => this.handle(m).then(undefined, ignore), {
+    const requests = box.consume(this.take, {
       prefetch: concurrency,
       holdCredit: true,
     });
@@ -179,14 +179,29 @@ class RpcServer implements Server {
     await this.closed;
   }
 
-  private async handle(m: Message): Promise<void> {
+  /** The consumer's handler: what handle() throws or rejects with would reach no one. */
+  private readonly take = (m: Message): Promise<void> | undefined => {
+    try {
+      return this.handle(m)?.then(undefined, ignore);
+    } catch {
+      return undefined;
+    }
+  };
+
+  /**
+   * Runs one request. A handler that answers at once is answered here, inside the read that
+   * brought the request, and its credit comes back here too: the answer and both takes go out in
+   * one write as that read ends (Connection.receiveChunk). Only a handler that returns a promise
+   * or a stream makes this return a promise, for the consumer to hold the credit until it settles.
+   */
+  private handle(m: Message): Promise<void> | undefined {
     let req: ReturnType<typeof requestFromWire>;
     try {
       req = requestFromWire(m.body);
     } catch {
-      return; // not a request we can read, and no one to tell
+      return undefined; // not a request we can read, and no one to tell
     }
-    if (req === null || !Number.isSafeInteger(req.reply) || (req.reply as number) < 1) return;
+    if (req === null || !Number.isSafeInteger(req.reply) || (req.reply as number) < 1) return undefined;
     const reply = req.reply as number;
     const { method, args } = req;
     // Checked just below, before any use as such.
@@ -203,49 +218,68 @@ class RpcServer implements Server {
         id,
         error: rpcError('EINVAL', `a malformed request to '${this.service}'`),
       });
-      return;
+      return undefined;
     }
-    if (deadline !== undefined && Date.now() >= deadline) return; // the caller has given up
+    if (deadline !== undefined && Date.now() >= deadline) return undefined; // the caller has given up
     const fn = this.lookup(method);
     if (fn === null) {
       this.reply(reply, caller, {
         id,
         error: rpcError('ENOENT', `service '${this.service}' has no method '${method}'`),
       });
-      return;
+      return undefined;
     }
     this.handled++;
     this.running++;
     const job = new ServerCall(this.control, caller, this.service, method, deadline);
     this.jobs.add(job);
     this.control.add(caller, id, job);
+    let later: Promise<void> | undefined;
     try {
       const full = args;
       while (full.length < fn.length - 1) full.push(undefined);
       full.push(job);
-      // A handler that answers at once is answered inside the read that brought its request, so
-      // the answer goes out as that read ends, not a turn later (Connection.receiveChunk).
-      let result: unknown = fn.apply(this.handlers, full);
-      if (isThenable(result)) result = await result;
-      if (isAsyncIterable(result)) {
-        await this.stream(job, caller, id, reply, result);
-      } else if (!job.gaveUp) {
-        const bad = unsendable(result, 'the result');
-        if (bad !== null)
-          this.reply(reply, caller, {
-            id,
-            error: rpcError('EINVAL', `${this.service}.${method}: ${bad}`),
-          });
-        else this.reply(reply, caller, { id, ok: result });
-      }
+      const result: unknown = fn.apply(this.handlers, full);
+      if (isThenable(result) || isAsyncIterable(result)) later = this.answerLater(job, id, reply, result);
+      else this.answer(job, id, reply, result);
     } catch (err) {
       if (!job.gaveUp) this.reply(reply, caller, { id, error: toWireError(err) });
     } finally {
-      job.done();
-      this.control.remove(caller, id);
-      this.jobs.delete(job);
-      this.running--;
+      if (later === undefined) this.finish(job, id);
     }
+    return later;
+  }
+
+  /** Waits for a handler's promise, or sends its stream, then answers. */
+  private async answerLater(job: ServerCall, id: number, reply: number, result: unknown): Promise<void> {
+    try {
+      if (isThenable(result)) result = await result;
+      if (isAsyncIterable(result)) await this.stream(job, job.caller, id, reply, result);
+      else this.answer(job, id, reply, result);
+    } catch (err) {
+      if (!job.gaveUp) this.reply(reply, job.caller, { id, error: toWireError(err) });
+    } finally {
+      this.finish(job, id);
+    }
+  }
+
+  /** Sends a handler's value as the answer, unless the caller has given up on it. */
+  private answer(job: ServerCall, id: number, reply: number, result: unknown): void {
+    if (job.gaveUp) return;
+    const bad = unsendable(result, 'the result');
+    if (bad !== null)
+      this.reply(reply, job.caller, {
+        id,
+        error: rpcError('EINVAL', `${this.service}.${job.method}: ${bad}`),
+      });
+    else this.reply(reply, job.caller, { id, ok: result });
+  }
+
+  private finish(job: ServerCall, id: number): void {
+    job.done();
+    this.control.remove(job.caller, id);
+    this.jobs.delete(job);
+    this.running--;
   }
 
   private lookup(method: string): ((...args: unknown[]) => unknown) | null {
@@ -450,7 +484,7 @@ export function isCallContext(value: unknown): value is CallContext {
   return value instanceof ServerCall;
 }
 
-/** handle() answers every failure itself; nothing it rejects with would reach anyone. */
+/** handle() answers every failure it can; what is left would reach no one. */
 function ignore(): void {}
 
 function rpcError(code: 'EINVAL' | 'ENOENT', message: string): WireError {
