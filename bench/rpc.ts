@@ -1,16 +1,19 @@
 // RPC calls per second: a kernel, one server process and this process as the one client, each
 // its own OS process; small arguments (`add(i, 1)`), with 1 and with 64 calls in flight.
 //   node dist/bench/rpc.js [--calls N]
-// runRpcBench() is what bench/run.ts can call; it always reaps its children.
+//   node dist/bench/rpc.js --socket PATH --sequential N --pipelined N --warmup N   (a running kernel)
+// runRpcBench() measures from the calling process and always reaps its children;
+// runRpcBenchApart() runs it in a process of its own, as bench/run.ts does.
 
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { connect } from '../src/client/mod.js';
 import { stub } from '../src/faces/rpc.js';
-import { removeDir, spawnTracked, tempDir } from './harness.js';
+import { nodeChild, removeDir, session, spawnTracked, tempDir } from './harness.js';
 import type { benchHandlers } from './rpc-server.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -138,10 +141,51 @@ export async function runRpcBench(options: RpcBenchOptions = {}): Promise<RpcBen
   }
 }
 
+/**
+ * runRpcBench() in a client process of its own, as every other row's clients are: measured from
+ * inside the harness, the client shared its process with the harness's own heap and work, and
+ * the row measured that too.
+ */
+export function runRpcBenchApart(options: RpcBenchOptions): Promise<RpcBenchResult> {
+  const args = [
+    '--sequential',
+    String(options.sequentialCalls ?? 5_000),
+    '--pipelined',
+    String(options.pipelinedCalls ?? 50_000),
+    '--warmup',
+    String(options.warmup ?? 2_000),
+    ...(options.kernel !== undefined ? ['--socket', options.kernel.socket] : []),
+  ];
+  return session('postbox rpc', 180_000, async (s) => {
+    const client = s.add(nodeChild('postbox rpc client', 'rpc', args, options.kernel?.env));
+    return Promise.race([client.json<RpcBenchResult>(), client.failure()]);
+  });
+}
+
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const i = process.argv.indexOf('--calls');
-  const n = i > 0 ? Number(process.argv[i + 1]) : undefined;
-  const r = await runRpcBench(n === undefined ? {} : { sequentialCalls: n, pipelinedCalls: n * 10 });
+  const { values } = parseArgs({
+    options: {
+      calls: { type: 'string' },
+      sequential: { type: 'string' },
+      pipelined: { type: 'string' },
+      warmup: { type: 'string' },
+      socket: { type: 'string' },
+    },
+  });
+  const count = (v: string | undefined, name: string): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < 0) throw new Error(`--${name} must be a whole number, not ${v}`);
+    return n;
+  };
+  const calls = count(values.calls, 'calls');
+  const r = await runRpcBench({
+    ...(calls !== undefined ? { sequentialCalls: calls, pipelinedCalls: calls * 10 } : {}),
+    ...(values.sequential !== undefined ? { sequentialCalls: count(values.sequential, 'sequential') } : {}),
+    ...(values.pipelined !== undefined ? { pipelinedCalls: count(values.pipelined, 'pipelined') } : {}),
+    ...(values.warmup !== undefined ? { warmup: count(values.warmup, 'warmup') } : {}),
+    ...(values.socket !== undefined ? { kernel: { socket: values.socket, env: process.env } } : {}),
+  });
   const fmt = (x: number): string => Math.round(x).toLocaleString('en-US');
   console.log(`RPC calls/s, 1 in flight: ${fmt(r.inFlight1)}; 64 in flight: ${fmt(r.inFlight64)}`);
   console.log(JSON.stringify(r));

@@ -242,10 +242,10 @@ async function loadRpc(): Promise<Availability & { run?: RunRpcBench }> {
   const file = new URL('./rpc.js', import.meta.url);
   if (!existsSync(file)) return { ok: false, detail: 'bench/rpc.ts (runRpcBench) is not in this tree yet' };
   try {
-    const mod = (await import(file.href)) as { runRpcBench?: RunRpcBench };
-    if (typeof mod.runRpcBench !== 'function')
-      return { ok: false, detail: 'bench/rpc.ts has no runRpcBench()' };
-    return { ok: true, detail: 'bench/rpc.ts runRpcBench()', run: mod.runRpcBench };
+    const mod = (await import(file.href)) as { runRpcBenchApart?: RunRpcBench };
+    if (typeof mod.runRpcBenchApart !== 'function')
+      return { ok: false, detail: 'bench/rpc.ts has no runRpcBenchApart()' };
+    return { ok: true, detail: 'bench/rpc.ts runRpcBenchApart()', run: mod.runRpcBenchApart };
   } catch (err) {
     return { ok: false, detail: `bench/rpc.ts does not load: ${(err as Error).message}` };
   }
