@@ -23,6 +23,8 @@ export interface RoundTripResult {
   ms: number;
   p50us: number;
   p99us: number;
+  p999us: number;
+  maxUs: number;
 }
 
 /** What a sender reports. */
@@ -147,7 +149,7 @@ export class Counter {
 export function roundTrips(latUs: Float64Array, ms: number): RoundTripResult {
   latUs.sort();
   const at = (p: number) => latUs[Math.min(latUs.length - 1, Math.max(0, Math.ceil(p * latUs.length) - 1))]!;
-  return { rounds: latUs.length, ms, p50us: at(0.5), p99us: at(0.99) };
+  return { rounds: latUs.length, ms, p50us: at(0.5), p99us: at(0.99), p999us: at(0.999), maxUs: at(1) };
 }
 
 /**
