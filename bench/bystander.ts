@@ -15,28 +15,52 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Child, installCleanup, nodeChild, session, stop } from './harness.js';
 import type { LoopDelay } from './loop-delay.js';
-import { intArg, type RoundTripResult, type SendReport } from './peer-common.js';
+import type { RoundTripResult, SendReport } from './peer-common.js';
+import { stats } from './report.js';
 import { launchKernel } from './shared-kernel.js';
 
-const { values } = parseArgs({
-  options: {
-    messages: { type: 'string', default: '1000000' },
-    batch: { type: 'string', default: '200000' },
-    rounds: { type: 'string', default: '4000' },
-    warmup: { type: 'string', default: '200' },
-    runs: { type: 'string', default: '3' },
-    help: { type: 'boolean', default: false },
-  },
-});
+const USAGE = 'node dist/bench/bystander.js [--messages N] [--batch N] [--rounds N] [--warmup N] [--runs N]';
+
+/** Bad arguments: said in one line with the usage, exit 2, as the CLI does. */
+function usage(problem: string): never {
+  console.error(`bystander: ${problem}\nusage: ${USAGE}`);
+  process.exit(2);
+}
+
+let parsed: ReturnType<typeof parseOptions>;
+function parseOptions() {
+  return parseArgs({
+    options: {
+      messages: { type: 'string', default: '1000000' },
+      batch: { type: 'string', default: '200000' },
+      rounds: { type: 'string', default: '4000' },
+      warmup: { type: 'string', default: '200' },
+      runs: { type: 'string', default: '3' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+}
+try {
+  parsed = parseOptions();
+} catch (err) {
+  usage((err as Error).message);
+}
+const { values } = parsed;
 if (values.help) {
-  console.log('node dist/bench/bystander.js [--messages N] [--batch N] [--rounds N] [--warmup N] [--runs N]');
+  console.log(USAGE);
   process.exit(0);
 }
-const messages = intArg(values.messages, '--messages', 1);
-const batch = intArg(values.batch, '--batch', 1);
-const rounds = intArg(values.rounds, '--rounds', 1);
-const runs = intArg(values.runs, '--runs', 1);
-const warmup = intArg(values.warmup, '--warmup');
+const count = (value: string, name: string, min: number): number => {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < min)
+    usage(`--${name} must be a whole number >= ${min}, not '${value}'`);
+  return n;
+};
+const messages = count(values.messages, 'messages', 1);
+const batch = count(values.batch, 'batch', 1);
+const rounds = count(values.rounds, 'rounds', 1);
+const runs = count(values.runs, 'runs', 1);
+const warmup = count(values.warmup, 'warmup', 0);
 
 const LOOP_DELAY = new URL('./loop-delay.js', import.meta.url).href;
 
@@ -102,12 +126,10 @@ function run(withBulk: boolean): Promise<RunResult> {
   });
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+const span = (xs: number[], digits: number): string => {
+  const { median, min, max } = stats(xs);
+  return `${median.toFixed(digits)} (${min.toFixed(digits)}–${max.toFixed(digits)})`;
 };
-const span = (xs: number[], digits: number): string =>
-  `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
 
 async function main(): Promise<void> {
   installCleanup();
