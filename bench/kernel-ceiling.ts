@@ -3,11 +3,14 @@
 // and taken in batches: no promise per send, no Message per delivery). Run side by side with the
 // raw pump, the byte relay and the Postbox pump, it tells the kernel's cost from the client
 // library's. With --rtt, the same split for the round trip: ping-pong through a real kernel with
-// clients that do nothing but answer, next to raw, the byte relay and Postbox's clients. Not part
-// of `npm run bench`.
+// clients that do nothing but answer, next to raw, the byte relay and Postbox's clients. With
+// --receivers, what a receiving API costs with no broker work behind it: the raw socket and the
+// byte relay with receivers that count frames, hand each to a callback, or yield each to a
+// `for await` loop, next to Postbox's three ways to receive (one warm kernel). Not part of
+// `npm run bench`.
 //
 //   node dist/bench/kernel-ceiling.js [--messages N] [--size B] [--runs N] [--window N] [--profile DIR]
-//     [--kernel-only [--credit N]] [--rtt [--rounds N]] [--kernel-arg=FLAG ...]
+//     [--kernel-only [--credit N]] [--rtt [--rounds N]] [--receivers] [--kernel-arg=FLAG ...]
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -25,6 +28,8 @@ import { callFrame, helloFrame, receiveFrame, sendFrame, takeFrame } from '../te
 import { intArg } from './peer-common.js';
 import { processCpu, runPostboxPump } from './postbox.js';
 import { runRawPump } from './pump.js';
+import { stats } from './report.js';
+import { startSharedKernel } from './shared-kernel.js';
 import { postbox, raw } from './workloads.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -311,6 +316,7 @@ async function main(): Promise<void> {
       rounds: { type: 'string', default: '10000' },
       'kernel-arg': { type: 'string', multiple: true, default: [] },
       credit: { type: 'string', default: '16384' },
+      receivers: { type: 'boolean', default: false },
     },
   });
   // Nonsense fails here, before a kernel starts (a NaN credit would leave the receiver waiting).
@@ -327,6 +333,7 @@ async function main(): Promise<void> {
       : ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${values.profile}`];
   // Node/V8 flags for the kernel process only (e.g. --kernel-arg=--max-semi-space-size=32).
   profile.push(...(values['kernel-arg'] ?? []));
+  if (values.receivers) return receivers(messages, size, runs);
   for (let i = 0; i < runs; i++) {
     if (values.rtt) {
       const warmup = Math.ceil(rounds / 10);
@@ -357,6 +364,79 @@ async function main(): Promise<void> {
     const r = (x: number): string => `${fmt(x)} (${(x / rawRate).toFixed(2)}×)`;
     console.log(
       `raw ${fmt(rawRate)}; byte relay ${r(relay)}; kernel with raw clients ${r(ceiling.rate)}, kernel CPU ${Math.round(ceiling.kernelNsPerMessage)} ns/message; Postbox clients ${r(pump)}`,
+    );
+  }
+}
+
+/**
+ * The cost of a receiving API, apart from any broker: each row's ratio to the raw pump of the same
+ * round, rows interleaved, medians over the rounds. Postbox's rows go through one kernel warmed
+ * up as the bench's is.
+ */
+async function receivers(messages: number, size: number, runs: number): Promise<void> {
+  const kernel = await startSharedKernel();
+  const rows: { name: string; measure: () => Promise<number> }[] = [
+    { name: 'raw, counting', measure: async () => (await runRawPump({ messages, size })).msgsPerSec },
+    {
+      name: 'raw, callback',
+      measure: async () => (await raw.relayOneWay(messages, size, 'callback', false)).value,
+    },
+    {
+      name: 'raw, for await',
+      measure: async () => (await raw.relayOneWay(messages, size, 'for-await', false)).value,
+    },
+    { name: 'byte relay, counting', measure: async () => (await raw.relayOneWay(messages, size)).value },
+    {
+      name: 'byte relay, callback',
+      measure: async () => (await raw.relayOneWay(messages, size, 'callback')).value,
+    },
+    {
+      name: 'byte relay, for await',
+      measure: async () => (await raw.relayOneWay(messages, size, 'for-await')).value,
+    },
+  ];
+  const apis = [
+    ['Postbox, batches()', 'batch'],
+    ['Postbox, consume()', 'callback'],
+    ['Postbox, for await', 'each'],
+  ] as const;
+  for (const [name, api] of apis)
+    rows.push({
+      name,
+      measure: async () =>
+        (
+          await runPostboxPump({
+            messages,
+            size,
+            transport: 'unix',
+            window: 4096,
+            prefetch: 16384,
+            api,
+            kernel,
+          })
+        ).msgsPerSec,
+    });
+  const ratios = rows.map(() => [] as number[]);
+  try {
+    for (let i = 0; i < runs; i++) {
+      const rates: number[] = [];
+      for (const row of rows) rates.push(await row.measure());
+      const line = rows.map((row, k) => {
+        ratios[k]!.push(rates[k]! / rates[0]!);
+        return k === 0
+          ? `${row.name} ${fmt(rates[0]!)}`
+          : `${row.name} ${(rates[k]! / rates[0]!).toFixed(2)}×`;
+      });
+      console.log(line.join('; '));
+    }
+  } finally {
+    await kernel.stop();
+  }
+  console.log(`medians of ${runs} rounds, each row against the round's raw pump:`);
+  for (const [k, row] of rows.entries()) {
+    const s = stats(ratios[k]!);
+    console.log(
+      `  ${row.name.padEnd(24)} ${s.median.toFixed(2)}×  (${s.min.toFixed(2)}–${s.max.toFixed(2)}×)`,
     );
   }
 }

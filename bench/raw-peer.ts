@@ -1,7 +1,8 @@
 // The raw Unix-socket ceiling for the shapes beyond one-to-one (raw-pump.ts has that one):
 // length-prefixed frames between plain Node processes, with nothing in the middle.
 //
-//   node raw-peer.js sink <path> <connections> <expect>     counts frames over all connections
+//   node raw-peer.js sink <path> <connections> <expect> [count|callback|for-await]
+//                                                          counts frames over all connections
 //   node raw-peer.js source <messages> <size> <path>[,<path>…]  splits the messages over the paths
 //   node raw-peer.js echo <path>                            writes back whatever arrives
 //   node raw-peer.js ping <path> <rounds> <size> <warmup> <inflight>
@@ -15,11 +16,97 @@ import { Counter, fail, goSignal, intArg, peerStart, roundTrips, say } from './p
 const HEADER = 4;
 const BATCH_BYTES = 64 * 1024;
 
-function sink(path: string, connections: number, expect: number): void {
+/**
+ * How a sink hands frames to its "application": `count` counts them where they lie (the ceiling's
+ * receiver); `callback` makes a value per frame and calls a handler with it; `for-await` makes
+ * the same value and yields it to a `for await` loop through the least an async iterator can be
+ * (a ring, one promise and one result per step). The last two are what any message API costs in
+ * Node before it does anything, measured with no broker work behind them.
+ */
+export type SinkMode = 'count' | 'callback' | 'for-await';
+
+/** A received frame as the least a message API could hand out: where its bytes lie. */
+class FrameView {
+  constructor(
+    readonly buf: Buffer,
+    readonly start: number,
+    readonly end: number,
+  ) {}
+}
+
+/** Frames read ahead of a `for await` loop; reading pauses past a bound, as a credit would. */
+class FrameQueue implements AsyncIterableIterator<FrameView> {
+  private ring: (FrameView | null)[] = new Array<FrameView | null>(16384).fill(null);
+  private head = 0;
+  private count = 0;
+  private waiter: ((r: IteratorResult<FrameView>) => void) | null = null;
+  private paused = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly high: number,
+  ) {}
+
+  push(v: FrameView): void {
+    if (this.waiter !== null) {
+      const w = this.waiter;
+      this.waiter = null;
+      w({ value: v, done: false });
+      return;
+    }
+    if (this.count === this.ring.length) this.grow();
+    this.ring[(this.head + this.count) & (this.ring.length - 1)] = v;
+    if (++this.count >= this.high && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  next(): Promise<IteratorResult<FrameView>> {
+    if (this.count === 0) return new Promise((resolve) => (this.waiter = resolve));
+    const v = this.ring[this.head]!;
+    this.ring[this.head] = null;
+    this.head = (this.head + 1) & (this.ring.length - 1);
+    if (--this.count <= this.high >> 2 && this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    return Promise.resolve({ value: v, done: false });
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  private grow(): void {
+    const n = this.ring.length;
+    const next = new Array<FrameView | null>(n * 2).fill(null);
+    for (let k = 0; k < n; k++) next[k] = this.ring[(this.head + k) & (n - 1)]!;
+    this.ring = next;
+    this.head = 0;
+  }
+}
+
+function sink(path: string, connections: number, expect: number, mode: SinkMode): void {
   const counter = new Counter(expect, 0, () => say(counter.result(), true));
   let accepted = 0;
   const server = createServer((socket: Socket) => {
     if (++accepted >= connections) server.close();
+    // `frame` is where a whole frame found in a chunk goes; split frames are counted as they end.
+    let frame: (buf: Buffer, start: number, end: number) => boolean = () => counter.hit();
+    if (mode === 'callback') {
+      const handler = (v: FrameView): boolean => v.end >= v.start && counter.hit();
+      frame = (buf, start, end) => handler(new FrameView(buf, start, end));
+    } else if (mode === 'for-await') {
+      const queue = new FrameQueue(socket, 16384);
+      frame = (buf, start, end) => {
+        queue.push(new FrameView(buf, start, end));
+        return false;
+      };
+      void (async () => {
+        for await (const v of queue) if (v.end >= v.start && counter.hit()) return;
+      })();
+    }
     // Payload bytes are skipped, never copied; only a split header is carried across chunks.
     const header = Buffer.alloc(HEADER);
     let headerFill = 0;
@@ -32,7 +119,7 @@ function sink(path: string, connections: number, expect: number): void {
           const take = Math.min(payloadLeft, len - off);
           payloadLeft -= take;
           off += take;
-          if (payloadLeft === 0 && counter.hit()) return;
+          if (payloadLeft === 0 && frame(chunk, off, off)) return;
           continue;
         }
         if (headerFill === 0 && off + HEADER <= len) {
@@ -40,7 +127,7 @@ function sink(path: string, connections: number, expect: number): void {
           off += HEADER;
           if (off + frameLen <= len) {
             off += frameLen;
-            if (counter.hit()) return;
+            if (frame(chunk, off - frameLen, off)) return;
             continue;
           }
           payloadLeft = frameLen - (len - off);
@@ -54,7 +141,7 @@ function sink(path: string, connections: number, expect: number): void {
         if (headerFill < HEADER) break;
         headerFill = 0;
         payloadLeft = header.readUInt32LE(0);
-        if (payloadLeft === 0 && counter.hit()) return;
+        if (payloadLeft === 0 && frame(chunk, off, off)) return;
       }
     });
     socket.on('error', fail);
@@ -187,8 +274,12 @@ async function ping(
 
 peerStart();
 const [role, ...rest] = process.argv.slice(2);
-if (role === 'sink') sink(rest[0]!, intArg(rest[1], 'connections', 1), intArg(rest[2], 'expect', 1));
-else if (role === 'source')
+if (role === 'sink') {
+  const mode = (rest[3] ?? 'count') as SinkMode;
+  if (mode !== 'count' && mode !== 'callback' && mode !== 'for-await')
+    fail(new Error(`sink mode must be count, callback or for-await, not ${mode}`));
+  sink(rest[0]!, intArg(rest[1], 'connections', 1), intArg(rest[2], 'expect', 1), mode);
+} else if (role === 'source')
   source(intArg(rest[0], 'messages', 1), intArg(rest[1], 'size'), rest[2]!.split(',')).catch(fail);
 else if (role === 'echo') echo(rest[0]!);
 else if (role === 'relay') relay(rest[0]!, rest[1]!);

@@ -9,6 +9,7 @@ import type { CountResult, RoundTripResult, SendReport } from './peer-common.js'
 import { runPostboxPump } from './postbox.js';
 import type { PumpApi } from './postbox-pump.js';
 import { runRawPump } from './pump.js';
+import type { SinkMode } from './raw-peer.js';
 import { launchKernel, type SharedKernel } from './shared-kernel.js';
 
 /** One run's figures: `value` is the row's headline figure, the rest are extra columns. */
@@ -84,24 +85,38 @@ export const raw = {
 
   /**
    * One way through a relay process that forwards bytes untouched (raw-peer.ts relay): two hops
-   * and three processes, with no work per message in the middle. The floor for a broker.
+   * and three processes, with no work per message in the middle. The floor for a broker. `sink`
+   * says how the receiver hands frames on (raw-peer.ts SinkMode); `viaRelay` false goes straight
+   * from source to sink.
    */
-  relayOneWay: (messages: number, size: number): Promise<Sample> =>
+  relayOneWay: (messages: number, size: number, sink: SinkMode = 'count', viaRelay = true): Promise<Sample> =>
     session('raw relay', LIMIT_MS, async (s) => {
       const dir = s.dir('postbox-bench-raw-');
       const sinkPath = join(dir, 'sink.sock');
       const relayPath = join(dir, 'relay.sock');
-      const sink = s.add(nodeChild('raw sink', 'raw-peer', ['sink', sinkPath, '1', String(messages)]));
-      await sink.ready();
-      const relay = s.add(nodeChild('raw relay', 'raw-peer', ['relay', relayPath, sinkPath]));
-      await Promise.race([relay.ready(), anyFailure([sink, relay])]);
-      const source = s.add(
-        nodeChild('raw source', 'raw-peer', ['source', String(messages), String(size), relayPath]),
+      const sinkChild = s.add(
+        nodeChild('raw sink', 'raw-peer', ['sink', sinkPath, '1', String(messages), sink]),
       );
-      const failed = anyFailure([sink, relay, source]);
+      await sinkChild.ready();
+      const children = [sinkChild];
+      if (viaRelay) {
+        const relay = s.add(nodeChild('raw relay', 'raw-peer', ['relay', relayPath, sinkPath]));
+        children.push(relay);
+        await Promise.race([relay.ready(), anyFailure(children)]);
+      }
+      const source = s.add(
+        nodeChild('raw source', 'raw-peer', [
+          'source',
+          String(messages),
+          String(size),
+          viaRelay ? relayPath : sinkPath,
+        ]),
+      );
+      children.push(source);
+      const failed = anyFailure(children);
       await Promise.race([source.ready(), failed]);
       source.send('go');
-      const result = await Promise.race([sink.json<CountResult>(), failed]);
+      const result = await Promise.race([sinkChild.json<CountResult>(), failed]);
       return rateOf([result], messages);
     }),
 
