@@ -21,7 +21,7 @@ export interface TestKernel {
   readonly log: string[];
   /** Environment for child processes so they find this kernel. */
   readonly env: NodeJS.ProcessEnv;
-  /** SIGTERM, wait for exit (SIGKILL after 5 s), remove the temp folder. Returns the exit code. */
+  /** SIGTERM, wait for exit (SIGKILL after 5 s), remove the temp folder it made. Returns the exit code. */
   stop(): Promise<number | null>;
 }
 
@@ -29,9 +29,13 @@ export interface TestKernel {
  * Starts `postbox kernel` as a child process on a private socket (and TCP on a free loopback
  * port if asked), and resolves once it says where it listens.
  */
-export async function startTestKernel(options: { tcp?: boolean; args?: string[] } = {}): Promise<TestKernel> {
-  const dir = mkdtempSync(join(tmpdir(), 'pbt-'));
-  const socket = join(dir, 'k.sock');
+export async function startTestKernel(
+  options: { tcp?: boolean; args?: string[]; socket?: string } = {},
+): Promise<TestKernel> {
+  // With `socket`, the caller owns its folder (a kernel started again on the same path): stop()
+  // leaves it.
+  const dir = options.socket === undefined ? mkdtempSync(join(tmpdir(), 'pbt-')) : null;
+  const socket = options.socket ?? join(dir!, 'k.sock');
   const token = 'test-token-0123456789';
   const args = [
     CLI,
@@ -83,10 +87,10 @@ export async function startTestKernel(options: { tcp?: boolean; args?: string[] 
         const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
         const code = await exited;
         clearTimeout(t);
-        rmSync(dir, { recursive: true, force: true });
+        if (dir !== null) rmSync(dir, { recursive: true, force: true });
         return code;
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (dir !== null) rmSync(dir, { recursive: true, force: true });
       return proc.exitCode;
     },
   };
