@@ -120,6 +120,7 @@ const DOC_PROCESS = 2;
 const DOC_INBOX = 6;
 const DOC_MAILBOX = 7;
 const DOC_KERNEL_PID = 4321;
+const DOC_TIME_0 = 1_699_999_999_750;
 const DOC_TIME_1 = 1_700_000_000_000;
 const DOC_TIME_2 = 1_700_000_000_250;
 /** RECEIVE max size meaning "no limit" (0 is a real limit). */
@@ -224,7 +225,7 @@ function kernelSent(request: number, outcome: number, receiver: number, seq: num
 const docWelcomePayload = {
   process: { id: DOC_PROCESS, name: null },
   inbox: DOC_INBOX,
-  kernel: { pid: DOC_KERNEL_PID, version: KERNEL_VERSION },
+  kernel: { pid: DOC_KERNEL_PID, version: KERNEL_VERSION, time: DOC_TIME_0 },
   limits: defaultLimits,
 };
 
@@ -363,7 +364,7 @@ function fieldsOf(buf: Buffer, start: number, end: number): Fields {
 /** The fields the document's prose claims for each vector. */
 const expectedFields: Record<string, Fields> = {
   hello: { op: 0x01, flags: 0, aux: 1, request: 0, payload: { pid: 1234, host: 'demo-host' } },
-  welcome: { op: 0x81, flags: 0, aux: 1, request: 0, length: 0x120 },
+  welcome: { op: 0x81, flags: 0, aux: 1, request: 0, length: 0x135 },
   'call-create': { op: 0x02, request: 1, payload: { op: 'create', name: 'demo', mode: 438 } },
   'result-create': { op: 0x82, aux: 0, request: 1 },
   'receive-nowait': {
@@ -939,13 +940,14 @@ describe('the documented session replays against a real kernel', () => {
     processId = w.process.id;
     assert.ok(processId > 0);
     assert.equal(w.kernel.pid, kernel!.proc.pid);
+    assert.ok(Math.abs(w.kernel.time - Date.now()) < 60_000, 'WELCOME carries the kernel’s clock');
     assertBytes(
       welcome,
       encodeJsonFrame(Op.WELCOME, 0, PROTOCOL_VERSION, 0, {
         ...docWelcomePayload,
         process: { id: processId, name: null },
         inbox: w.inbox,
-        kernel: { pid: kernel!.proc.pid, version: KERNEL_VERSION },
+        kernel: { pid: kernel!.proc.pid, version: KERNEL_VERSION, time: w.kernel.time },
       }),
       'WELCOME',
     );

@@ -26,6 +26,8 @@ import { until } from './helpers/wait.js';
 
 const SERVER = fileURLToPath(new URL('./fixtures/rpc-server.js', import.meta.url));
 const CALLER = fileURLToPath(new URL('./fixtures/rpc-caller.js', import.meta.url));
+const DEADLINE_CALLER = fileURLToPath(new URL('./fixtures/rpc-deadline-caller.js', import.meta.url));
+const CLOCK_SKEW = new URL('./fixtures/clock-skew.js', import.meta.url).href;
 const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
 
 type Event = Record<string, unknown> & { event: string };
@@ -53,15 +55,22 @@ describe('RPC', () => {
   const seen: Event[] = [];
   const children = new Set<ChildProcess>();
 
-  /** Starts a server process for `service`; resolves with it and its Postbox process id. */
+  /**
+   * Starts a server process for `service`; resolves with it and its Postbox process id. With
+   * `clockSkew`, the server's wall clock is that many ms off the kernel's (another machine's).
+   */
   async function startServer(
     service: string,
     concurrency = 64,
+    clockSkew?: number,
   ): Promise<{ child: ChildProcess; id: number }> {
-    const child = spawn(process.execPath, [SERVER, service, String(concurrency), 'rpc-events'], {
-      env: kernel.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const args = [SERVER, service, String(concurrency), 'rpc-events'];
+    const env = { ...kernel.env };
+    if (clockSkew !== undefined) {
+      args.unshift('--import', CLOCK_SKEW);
+      env.POSTBOX_TEST_CLOCK_SKEW_MS = String(clockSkew);
+    }
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
     child.once('exit', () => children.delete(child));
     let stderr = '';
@@ -284,6 +293,66 @@ describe('RPC', () => {
     );
     // The untyped form reaches the same service.
     assert.equal(await call(proc, 'calc', 'add', [40, 2]), 42);
+  });
+
+  /** What `deadline()` saw on the server: its deadline and its clock then, with the offsets. */
+  type DeadlineSeen = { deadline: number | undefined; now: number; offset: number; callerOffset?: number };
+
+  /** Checks that the handler had what is left of a 5 s timeout by its own clock (not 5 s ± 60 s). */
+  function assertFiveSecondsLeft(seen: DeadlineSeen, what: string): void {
+    assert.ok(seen.deadline !== undefined, `${what}: the handler has the deadline`);
+    const left = seen.deadline - seen.now;
+    assert.ok(left > 0 && left <= 5000 + 1000, `${what}: ${left} ms left by the server's clock`);
+  }
+
+  test('a deadline holds between machines whose clocks differ: servers 60 s ahead and behind', async () => {
+    // Every process here shares the kernel's machine, so its offset to the kernel's clock is ~0.
+    assert.ok(Math.abs(proc.kernelClockOffset) < 1000, `offset ${proc.kernelClockOffset} ms`);
+    for (const skew of [60_000, -60_000]) {
+      const service = skew > 0 ? 'clock-ahead' : 'clock-behind';
+      const { child } = await startServer(service, 4, skew);
+      try {
+        // A server ahead would find a deadline by the caller's clock long past, and drop the call.
+        const seen = await within(
+          stub<Calc>(proc, service).$with({ timeout: 5000 }).deadline(),
+          10_000,
+          `${service}.deadline`,
+        );
+        assert.ok(Math.abs(seen.offset + skew) < 1000, `${service}: offset ${seen.offset} ms, skew ${skew}`);
+        assertFiveSecondsLeft(seen, service);
+      } finally {
+        await stop(child);
+      }
+    }
+  });
+
+  test('a deadline holds between machines whose clocks differ: callers 60 s ahead and behind', async () => {
+    for (const skew of [60_000, -60_000]) {
+      const caller = spawn(process.execPath, ['--import', CLOCK_SKEW, DEADLINE_CALLER, 'calc', '5000'], {
+        env: { ...kernel.env, POSTBOX_TEST_CLOCK_SKEW_MS: String(skew) },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      children.add(caller);
+      let out = '';
+      caller.stdout!.on('data', (d: Buffer) => {
+        out += d;
+      });
+      const code = await within(
+        new Promise<number | null>((resolve) => caller.once('exit', resolve)),
+        15_000,
+        `caller with a clock ${skew} ms off`,
+      );
+      children.delete(caller);
+      assert.equal(code, 0);
+      const seen = JSON.parse(out) as DeadlineSeen & { error?: string };
+      // A caller behind would write a deadline the server finds past, and time out.
+      assert.equal(seen.error, undefined, `caller ${skew} ms off: ${out}`);
+      assert.ok(
+        Math.abs(seen.callerOffset! + skew) < 1000,
+        `caller offset ${seen.callerOffset} ms, skew ${skew}`,
+      );
+      assertFiveSecondsLeft(seen, `caller ${skew} ms off`);
+    }
   });
 
   test('a timeout rejects with ETIMEDOUT from the call site, and the handler’s ctx.signal aborts', async () => {

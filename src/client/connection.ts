@@ -259,7 +259,8 @@ export const CONNECT_OPTIONS: OptionNames<ConnectOptions> = {
 export interface Welcome {
   process: { id: number; name: string | null };
   inbox: number;
-  kernel: { pid: number; version: string };
+  /** `time`: the kernel's clock when it answered (ms since the epoch); absent from older kernels. */
+  kernel: { pid: number; version: string; time?: number };
   limits: { maxMessageSize: number; maxCredit: number; heartbeatMs: number; [key: string]: number };
 }
 
@@ -290,6 +291,12 @@ export class Connection {
   /** close() was called: the end is this process's own doing, not the kernel's. */
   closedByUs = false;
   private welcome: Welcome | null = null;
+  /**
+   * What to add to this machine's `Date.now()` for the kernel's clock, measured at the handshake
+   * (to within half its round trip). Times that cross processes (message times, RPC deadlines)
+   * are the kernel's, so that processes on machines whose clocks differ agree on them.
+   */
+  clockOffset = 0;
   private onWelcome: ((w: Welcome) => void) | null = null;
   private onHelloError: ((e: PostboxError) => void) | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
@@ -459,13 +466,19 @@ export class Connection {
     if (token !== undefined && transport === 'tcp') hello.token = token;
     if (options.inboxCapacity !== undefined) hello.inboxCapacity = options.inboxCapacity;
     if (options.operator === true) hello.operator = true;
+    const asked = Date.now();
     const welcome = await new Promise<Welcome>((resolve, reject) => {
       opened.onWelcome = resolve;
       opened.onHelloError = reject;
       opened.writer.append(encodeJsonFrame(Op.HELLO, 0, PROTOCOL_VERSION, 0, hello));
       opened.flush();
     });
+    const answered = Date.now();
     opened.welcome = welcome;
+    // The kernel read its clock somewhere between our two readings: the middle is the best guess.
+    const kernelTime = welcome.kernel.time;
+    if (typeof kernelTime === 'number' && Number.isFinite(kernelTime))
+      opened.clockOffset = Math.round(kernelTime - (asked + answered) / 2);
     if (transport === 'tcp') {
       opened.heartbeat = setInterval(() => opened.ping(), welcome.limits.heartbeatMs);
       opened.heartbeat.unref();

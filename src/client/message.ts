@@ -44,7 +44,10 @@ export class Message<T = unknown> {
   get priority(): number {
     return this.buf.readUInt16LE(this.start + Off.PRIORITY);
   }
-  /** When the kernel accepted it, ms since the epoch. */
+  /**
+   * When the kernel accepted it, ms since the epoch by the kernel's clock (on another machine,
+   * add {@link PostboxProcess.kernelClockOffset} to `Date.now()` to compare with it).
+   */
   get time(): number {
     return this.buf.readDoubleLE(this.start + Off.TIME);
   }

@@ -147,6 +147,19 @@ export class PostboxProcess {
    * ```
    */
   readonly closed: Promise<PostboxError | null>;
+  /**
+   * What to add to this process's `Date.now()` for the kernel's clock (ms), measured when it
+   * connected, to within half that handshake's round trip. Message times are the kernel's, and
+   * so are RPC deadlines on the wire: with this, a process on a machine whose clock differs from
+   * the kernel's still reads them right. About 0 on the kernel's own machine.
+   *
+   * @example
+   * ```ts
+   * const m = await me.receive();
+   * const age = Date.now() + me.kernelClockOffset - m!.time; // ms it waited since it was sent
+   * ```
+   */
+  readonly kernelClockOffset: number;
   /** @internal */
   readonly conn: Connection;
   private readonly ids = new Map<string, number>();
@@ -157,6 +170,7 @@ export class PostboxProcess {
     this.id = conn.info.process.id;
     this.name = conn.info.process.name;
     this.inbox = conn.info.inbox;
+    this.kernelClockOffset = conn.clockOffset;
     this.closed = new Promise((resolve) => {
       conn.onClose.add((err) => resolve(conn.closedByUs ? null : err));
     });

@@ -435,7 +435,8 @@ export class Kernel implements MailboxHost {
       encodeJsonFrame(Op.WELCOME, 0, PROTOCOL_VERSION, 0, {
         process: { id: p.id, name: p.name },
         inbox: inbox.id,
-        kernel: { pid: process.pid, version: KERNEL_VERSION },
+        // The kernel's clock, for processes on other machines to learn how theirs differs.
+        kernel: { pid: process.pid, version: KERNEL_VERSION, time: Date.now() },
         limits: this.limits,
       }),
     );

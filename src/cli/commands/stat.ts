@@ -48,18 +48,24 @@ export async function statCommand(argv: string[]): Promise<number> {
     }
     const names = new Map(processes.map((p) => [p.id, p.name]));
     const pids = new Map(processes.map((p) => [p.id, p.pid]));
-    process.stdout.write(statText(mb, names, pids));
+    // The times are the kernel's: "how long ago" is by its clock, wherever this process runs.
+    process.stdout.write(statText(mb, names, pids, Date.now() + proc.kernelClockOffset));
     return 0;
   });
 }
 
-function statText(mb: MailboxStat, names: Map<number, string | null>, pids: Map<number, number>): string {
+function statText(
+  mb: MailboxStat,
+  names: Map<number, string | null>,
+  pids: Map<number, number>,
+  now: number,
+): string {
   const who = (ids: number[]): string =>
     ids.length === 0 ? '-' : ids.map((id) => processLabel(id, names)).join(', ');
   const last = (time: number, id: number, pid: number): string => {
     if (time === 0) return 'never';
     const gone = names.has(id) ? '' : ', since terminated';
-    return `${formatTime(time)} by process ${processLabel(id, names)}${pid !== 0 ? ` (OS pid ${pid}${gone})` : gone}`;
+    return `${formatTime(time, now)} by process ${processLabel(id, names)}${pid !== 0 ? ` (OS pid ${pid}${gone})` : gone}`;
   };
   const owner =
     mb.owner === null
@@ -109,8 +115,8 @@ function statText(mb: MailboxStat, names: Map<number, string | null>, pids: Map<
   fields.push(
     ['last send', last(mb.lastSendTime, mb.lastSendProcess, mb.lastSendPid)],
     ['last receive', last(mb.lastReceiveTime, mb.lastReceiveProcess, mb.lastReceivePid)],
-    ['changed', formatTime(mb.changeTime)],
-    ['created', formatTime(mb.createTime)],
+    ['changed', formatTime(mb.changeTime, now)],
+    ['created', formatTime(mb.createTime, now)],
   );
   const title = mb.name === null ? `mailbox #${mb.id}` : `mailbox '${mb.name}' (#${mb.id})`;
   return `${title}\n${formatFields(fields)}`;

@@ -116,7 +116,8 @@ export class Caller {
     }
     this.pending.set(rec.id, rec);
     if (o.timeout !== undefined && o.timeout > 0) {
-      rec.deadline = Date.now() + o.timeout;
+      // On the wire by the kernel's clock, which the server can read by its own offset.
+      rec.deadline = Date.now() + this.proc.kernelClockOffset + o.timeout;
       rec.timer = setTimeout(onTimeout, o.timeout, rec, o.timeout);
     }
     if (o.signal !== undefined) {

@@ -206,13 +206,13 @@ class RpcServer implements Server {
     const { method, args } = req;
     // Checked just below, before any use as such.
     const id = req.id as number;
-    const deadline = req.deadline as number | undefined;
+    const wireDeadline = req.deadline as number | undefined;
     const caller = m.sender;
     if (
       !Number.isSafeInteger(id) ||
       typeof method !== 'string' ||
       !Array.isArray(args) ||
-      (deadline !== undefined && typeof deadline !== 'number')
+      (wireDeadline !== undefined && (typeof wireDeadline !== 'number' || !Number.isFinite(wireDeadline)))
     ) {
       this.reply(reply, caller, {
         id,
@@ -220,6 +220,8 @@ class RpcServer implements Server {
       });
       return undefined;
     }
+    // The caller wrote its deadline by the kernel's clock; this machine's may differ from both.
+    const deadline = wireDeadline === undefined ? undefined : wireDeadline - this.proc.kernelClockOffset;
     if (deadline !== undefined && Date.now() >= deadline) return undefined; // the caller has given up
     const fn = this.lookup(method);
     if (fn === null) {

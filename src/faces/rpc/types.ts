@@ -17,7 +17,10 @@ export interface CallContext {
   readonly caller: number;
   readonly service: string;
   readonly method: string;
-  /** When the caller gives up, ms since the epoch (the caller's clock), if it set a timeout. */
+  /**
+   * When the caller gives up, ms since the epoch by this (the server's) clock, if it set a timeout:
+   * sent by the kernel's clock and read through each side's offset to it, so clocks may differ.
+   */
   readonly deadline: number | undefined;
 }
 

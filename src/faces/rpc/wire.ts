@@ -28,7 +28,7 @@ export interface RequestBody {
   args: unknown[];
   /** Mailbox id of the caller's reply mailbox. */
   reply: number;
-  /** When the caller gives up, ms since the epoch (the caller's clock). */
+  /** When the caller gives up, ms since the epoch by the kernel's clock (not the caller's). */
   deadline?: number;
 }
 
