@@ -1,22 +1,47 @@
 /**
- * A kernel killed under load, and started again on the same socket. Everything in flight at the
- * kill must settle with ECONNRESET (nothing hangs), and a worker written as docs/api.md says ("When
- * the kernel goes away": join again and set up what it owned) must carry on with the new kernel by
- * itself. Nothing survives the old kernel: durability is a later milestone, so the new kernel's
- * mailbox starts empty.
+ * A kernel killed under load, and started again where its processes knew it: on the same Unix
+ * socket, or on the same TCP port. Everything in flight at the kill must settle with ECONNRESET
+ * (nothing hangs), and a worker written as docs/api.md says ("When the kernel goes away": join
+ * again and set up what it owned) must carry on with the new kernel by itself. Nothing survives
+ * the old kernel: durability is a later milestone, so the new kernel's mailbox starts empty.
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { connect, type PostboxError, type PostboxProcess } from '../src/client/mod.js';
+import { type ConnectOptions, connect, type PostboxError, type PostboxProcess } from '../src/client/mod.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { within } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
 
 const BOUND_MS = 10_000;
+
+/** Where the processes find the kernel: its Unix socket, or its TCP address and token. */
+type KernelAddress = Pick<ConnectOptions, 'socket' | 'url' | 'token'>;
+
+/**
+ * A loopback port nobody listens on, below the range Linux picks connections' own ports from:
+ * while no kernel listens there, a client retrying it could otherwise connect to itself.
+ */
+async function freePortBelowEphemeral(): Promise<number> {
+  const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+  for (let tries = 0; tries < 100; tries++) {
+    const port = 10_000 + Math.floor(Math.random() * (Math.min(low, 32_768) - 10_000));
+    const server = createServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (bound) {
+      await new Promise((resolve) => server.close(resolve));
+      return port;
+    }
+  }
+  throw new Error('no free loopback port found in 100 tries');
+}
 
 /** What a failure says, as a code: ECONNRESET is what the kill must give everywhere. */
 const codeOf = (e: unknown): string => (e as PostboxError).code ?? String(e);
@@ -35,7 +60,7 @@ async function failureOf(promise: Promise<unknown>, what: string): Promise<strin
  * The worker of docs/api.md: joins, opens `jobs`, takes jobs until its kernel goes, and again.
  * `seen` has the jobs of each life (one entry per kernel joined), `lives` how each ended.
  */
-function startWorker(socket: string): {
+function startWorker(address: KernelAddress): {
   seen: string[][];
   lives: (string | null)[];
   stop(): Promise<void>;
@@ -48,7 +73,7 @@ function startWorker(socket: string): {
   };
   const done = (async () => {
     while (!state.stopping) {
-      const me = await connect({ socket, name: 'worker', waitForKernel: 20_000 });
+      const me = await connect({ ...address, name: 'worker', waitForKernel: 20_000 });
       state.me = me;
       const jobs = await me.openMailbox<string>('jobs', { create: {} });
       const seen: string[] = [];
@@ -75,13 +100,16 @@ function startWorker(socket: string): {
   };
 }
 
-test('a kernel killed under load: everything in flight fails with ECONNRESET, and a worker carries on with a new kernel on the same socket', {
-  timeout: 60_000,
-}, async () => {
+/** The scenario, over either transport. */
+async function killAndRestart(transport: 'unix' | 'tcp'): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'pbt-restart-'));
   const socket = join(dir, 'k.sock');
-  let kernel: TestKernel | null = await startTestKernel({ socket });
-  const worker = startWorker(socket);
+  // Over TCP a fixed port, so that the new kernel is where the old one was.
+  const tcpPort = transport === 'tcp' ? await freePortBelowEphemeral() : undefined;
+  let kernel: TestKernel | null = await startTestKernel({ socket, tcpPort });
+  const address: KernelAddress =
+    transport === 'tcp' ? { url: kernel.tcpUrl!, token: kernel.token } : { socket };
+  const worker = startWorker(address);
   const others: PostboxProcess[] = [];
   try {
     await until(
@@ -92,8 +120,8 @@ test('a kernel killed under load: everything in flight fails with ECONNRESET, an
     );
 
     // Load, and one of each kind of wait, each in a Postbox process (connection) of its own.
-    const producer = await connect({ socket, name: 'producer' });
-    const waiter = await connect({ socket, name: 'waiter' });
+    const producer = await connect({ ...address, name: 'producer' });
+    const waiter = await connect({ ...address, name: 'waiter' });
     others.push(producer, waiter);
     const jobs = await producer.openMailbox<string>('jobs');
     const full = await waiter.createMailbox('full', { capacity: 1 });
@@ -158,14 +186,14 @@ test('a kernel killed under load: everything in flight fails with ECONNRESET, an
     for (const [i, body] of first.entries()) assert.equal(body, `job ${i}`);
 
     // A new kernel on the same path: the worker joins it by itself, and jobs flow again.
-    kernel = await startTestKernel({ socket });
+    kernel = await startTestKernel({ socket, tcpPort });
     await until(
       async () => worker.seen.length,
       (n) => n === 2,
       BOUND_MS,
       'the worker joined the new kernel',
     );
-    const again = await connect({ socket, name: 'producer' });
+    const again = await connect({ ...address, name: 'producer' });
     others.push(again);
     const jobs2 = await again.openMailbox<string>('jobs');
     const bodies = Array.from({ length: 500 }, (_, i) => `new job ${i}`);
@@ -191,4 +219,20 @@ test('a kernel killed under load: everything in flight fails with ECONNRESET, an
     await kernel?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}
+
+test(
+  'a kernel killed under load: everything in flight fails with ECONNRESET, and a worker carries on with a new kernel on the same socket',
+  {
+    timeout: 60_000,
+  },
+  () => killAndRestart('unix'),
+);
+
+test(
+  'the same over TCP: the worker carries on with a new kernel on the same port',
+  {
+    timeout: 60_000,
+  },
+  () => killAndRestart('tcp'),
+);

@@ -30,8 +30,10 @@ export interface TestKernel {
  * port if asked), and resolves once it says where it listens.
  */
 export async function startTestKernel(
-  options: { tcp?: boolean; args?: string[]; socket?: string } = {},
+  options: { tcp?: boolean; tcpPort?: number; args?: string[]; socket?: string } = {},
 ): Promise<TestKernel> {
+  // With `tcpPort`, TCP on that port (a kernel started again where its clients knew it).
+  const tcp = options.tcp === true || options.tcpPort !== undefined;
   // With `socket`, the caller owns its folder (a kernel started again on the same path): stop()
   // leaves it.
   const dir = options.socket === undefined ? mkdtempSync(join(tmpdir(), 'pbt-')) : null;
@@ -42,7 +44,7 @@ export async function startTestKernel(
     'kernel',
     '--socket',
     socket,
-    ...(options.tcp ? ['--listen', 'tcp://127.0.0.1:0'] : []),
+    ...(tcp ? ['--listen', `tcp://127.0.0.1:${options.tcpPort ?? 0}`] : []),
     ...(options.args ?? []),
   ];
   const proc = spawn(process.execPath, args, {
@@ -60,10 +62,10 @@ export async function startTestKernel(
     );
     const rl = createInterface({ input: proc.stdout! });
     rl.on('line', (line) => {
-      const tcp = /listening on (tcp:\/\/\S+)/.exec(line);
-      if (tcp !== null) tcpUrl = tcp[1]!;
-      if (line.includes('listening on unix:') && !options.tcp) done();
-      if (tcp !== null && options.tcp) done();
+      const listening = /listening on (tcp:\/\/\S+)/.exec(line);
+      if (listening !== null) tcpUrl = listening[1]!;
+      if (line.includes('listening on unix:') && !tcp) done();
+      if (tcpUrl !== null && tcp) done();
     });
     const done = (): void => {
       clearTimeout(timer);
