@@ -30,6 +30,7 @@ import {
   type OnFullCode,
   Op,
   Outcome,
+  PingFlag,
   PROTOCOL_VERSION,
   putU32,
   RECEIVE_FRAME_BYTES,
@@ -293,10 +294,13 @@ export class Connection {
   private welcome: Welcome | null = null;
   /**
    * What to add to this machine's `Date.now()` for the kernel's clock, measured at the handshake
-   * (to within half its round trip). Times that cross processes (message times, RPC deadlines)
+   * and, over TCP, at each heartbeat (to within half its round trip). Times that cross processes (message times, RPC deadlines)
    * are the kernel's, so that processes on machines whose clocks differ agree on them.
    */
   clockOffset = 0;
+  /** When the last heartbeat that asked for the kernel's clock was written, and how many are out. */
+  private clockPingAt = 0;
+  private clockPings = 0;
   private onWelcome: ((w: Welcome) => void) | null = null;
   private onHelloError: ((e: PostboxError) => void) | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
@@ -480,7 +484,8 @@ export class Connection {
     if (typeof kernelTime === 'number' && Number.isFinite(kernelTime))
       opened.clockOffset = Math.round(kernelTime - (asked + answered) / 2);
     if (transport === 'tcp') {
-      opened.heartbeat = setInterval(() => opened.ping(), welcome.limits.heartbeatMs);
+      // Each heartbeat also asks for the kernel's clock: the offset follows a clock stepped later.
+      opened.heartbeat = setInterval(() => opened.ping(0, true), welcome.limits.heartbeatMs);
       opened.heartbeat.unref();
       opened.lastSent = Date.now();
     }
@@ -571,11 +576,25 @@ export class Connection {
     this.scheduleFlush();
   }
 
-  private ping(request = 0): void {
+  private ping(request = 0, clock = false): void {
     if (this.closed) return;
     const o = this.writer.reserve(HEAD_BYTES);
-    writeHead(this.writer.buf, o, HEAD_BYTES, Op.PING, 0, 0, request);
+    writeHead(this.writer.buf, o, HEAD_BYTES, Op.PING, clock ? PingFlag.CLOCK : 0, 0, request);
     this.writer.commit(HEAD_BYTES);
+    if (clock) {
+      this.clockPingAt = Date.now();
+      this.clockPings++;
+    }
+  }
+
+  /** A PONG with the kernel's clock: the offset again, if it answers the last such PING sent. */
+  private clockPong(buf: Buffer, start: number, end: number): void {
+    if (this.clockPings > 0) this.clockPings--;
+    // With another still out, this answers an older PING, whose time is not kept.
+    if (this.clockPings !== 0 || end - start < HEAD_BYTES + 8) return;
+    const kernelTime = buf.readDoubleLE(start + HEAD_BYTES);
+    if (Number.isFinite(kernelTime))
+      this.clockOffset = Math.round(kernelTime - (this.clockPingAt + Date.now()) / 2);
   }
 
   // ── requests ────────────────────────────────────────────────────────────────────────────────
@@ -1177,6 +1196,7 @@ export class Connection {
         return;
       }
       case Op.PONG:
+        if ((buf[start + Off.FLAGS]! & PingFlag.CLOCK) !== 0) this.clockPong(buf, start, end);
         if (this.silent && request === this.silencePing) this.endSilence(null);
         return;
       default:

@@ -149,7 +149,7 @@ export class PostboxProcess {
   readonly closed: Promise<PostboxError | null>;
   /**
    * What to add to this process's `Date.now()` for the kernel's clock (ms), measured when it
-   * connected, to within half that handshake's round trip. Message times are the kernel's, and
+   * connected and, over TCP, again at each heartbeat, to within half that round trip. Message times are the kernel's, and
    * so are RPC deadlines on the wire: with this, a process on a machine whose clock differs from
    * the kernel's still reads them right. About 0 on the kernel's own machine.
    *
@@ -159,7 +159,9 @@ export class PostboxProcess {
    * const age = Date.now() + me.kernelClockOffset - m!.time; // ms it waited since it was sent
    * ```
    */
-  readonly kernelClockOffset: number;
+  get kernelClockOffset(): number {
+    return this.conn.clockOffset;
+  }
   /** @internal */
   readonly conn: Connection;
   private readonly ids = new Map<string, number>();
@@ -170,7 +172,6 @@ export class PostboxProcess {
     this.id = conn.info.process.id;
     this.name = conn.info.process.name;
     this.inbox = conn.info.inbox;
-    this.kernelClockOffset = conn.clockOffset;
     this.closed = new Promise((resolve) => {
       conn.onClose.add((err) => resolve(conn.closedByUs ? null : err));
     });

@@ -13,6 +13,7 @@ import {
   Off,
   OnFull,
   Op,
+  PingFlag,
   PROTOCOL_VERSION,
   putU32,
   RECEIVE_FRAME_BYTES,
@@ -328,9 +329,15 @@ export class Kernel implements MailboxHost {
       case Op.CALL:
         return this.handleCallFrame(p, buf, start, end);
       case Op.PING: {
-        const o = p.writer.reserve(HEAD_BYTES);
-        writeHead(p.writer.buf, o, HEAD_BYTES, Op.PONG, 0, 0, buf.readUInt32LE(start + Off.REQUEST));
-        p.writer.commit(HEAD_BYTES);
+        // A TCP client's heartbeat asks for the clock, to keep its offset to the kernel's (a
+        // machine's clock may be stepped while the process runs).
+        const clock = (buf[start + Off.FLAGS]! & PingFlag.CLOCK) !== 0;
+        const size = clock ? HEAD_BYTES + 8 : HEAD_BYTES;
+        const o = p.writer.reserve(size);
+        const request = buf.readUInt32LE(start + Off.REQUEST);
+        writeHead(p.writer.buf, o, size, Op.PONG, clock ? PingFlag.CLOCK : 0, 0, request);
+        if (clock) p.writer.buf.writeDoubleLE(Date.now(), o + HEAD_BYTES);
+        p.writer.commit(size);
         this.markDirty(p);
         return;
       }

@@ -122,6 +122,12 @@ export const ReceiveFlag = {
   INBOX: 0x10,
 } as const;
 
+/** PING flags. */
+export const PingFlag = {
+  /** Answer with the kernel's clock: a PONG with this flag and an f64 payload (ms since epoch). */
+  CLOCK: 0x01,
+} as const;
+
 /** What a send does when the mailbox is full: the header's control information. */
 export const OnFull = {
   WAIT: 0,
