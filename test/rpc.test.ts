@@ -435,8 +435,11 @@ describe('RPC', () => {
     await service.send([1, 42, [], replies.id], raw);
     await service.send([2, 'noSuchMethod', [], replies.id], raw);
     await service.send([3, 'add', [2, 3], replies.id], raw);
+    // A deadline (by the kernel's clock) must be a finite number of ms.
+    await service.send([4, 'add', [2, 3], replies.id, 'soon'], raw);
+    await service.send([5, 'add', [2, 3], replies.id, Number.NaN], raw);
     const answers = new Map<number, unknown[]>();
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 5; i++) {
       const m = await replies.receive({ timeout: 10_000 });
       const body = m!.body as unknown[];
       answers.set(body[0] as number, body);
@@ -448,6 +451,10 @@ describe('RPC', () => {
     assert.equal(err(2).code, 'ENOENT');
     assert.match(err(2).message, /has no method 'noSuchMethod'/);
     assert.deepEqual(answers.get(3), [3, 0, 5], 'the server goes on: [id, 0, value]');
+    for (const id of [4, 5]) {
+      assert.equal(err(id).code, 'EINVAL', `request ${id}`);
+      assert.match(err(id).message, /a malformed request to 'calc'/);
+    }
     assert.equal(await replies.receive({ nowait: true }), null, 'nothing answers a non-request');
     service.close();
     await replies.delete();
