@@ -13,7 +13,10 @@ import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { connect } from '../src/client/mod.js';
 import { Kernel, type RunningKernel, startKernel } from '../src/kernel/mod.js';
+import { WireErrorCode } from '../src/protocol/errors.js';
+import { encodeJsonFrame, Op } from '../src/protocol/frame.js';
 import { CLI, startTestKernel } from './helpers/kernel.js';
+import { within } from './helpers/raw-peer.js';
 
 function run(
   args: string[],
@@ -330,6 +333,76 @@ test('waitForKernel: a program started before its kernel joins once it listens; 
           err.code === 'EINVAL' && /waitForKernel must be/.test(err.message),
       );
   } finally {
+    await k?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('waitForKernel waits out a kernel that goes before it answers or says it is shutting down; without it, that error at once', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-wait-'));
+  const socket = join(dir, 'k.sock');
+  const shutdownFrame = encodeJsonFrame(Op.ERROR, 0, WireErrorCode.ESHUTDOWN, 0, {
+    message: 'the kernel is shutting down',
+  });
+  // Where the kernel will be, a listener that does what a dying kernel can: take a connection and
+  // drop it unanswered (a killed kernel's listening socket outlives its connections by a moment),
+  // or answer the HELLO with ESHUTDOWN. It takes turns, and says when its fourth has closed.
+  let accepted = 0;
+  let fourthClosed: () => void = () => {};
+  const fourth = new Promise<void>((resolve) => {
+    fourthClosed = resolve;
+  });
+  const dying = createServer((s) => {
+    const n = ++accepted;
+    s.on('error', () => {});
+    s.on('close', () => {
+      if (n === 4) fourthClosed();
+    });
+    if (n % 2 === 1) {
+      s.destroy();
+      return;
+    }
+    s.resume(); // reads the HELLO away, or the client's end would never be seen
+    s.end(shutdownFrame);
+  });
+  await new Promise<void>((resolve) => dying.listen(socket, resolve));
+  let k: RunningKernel | null = null;
+  try {
+    // Not waiting: what happened, at once.
+    await assert.rejects(connect({ socket }), (err: Error & { code?: string }) => err.code === 'ECONNRESET');
+    await assert.rejects(connect({ socket }), (err: Error & { code?: string }) => err.code === 'ESHUTDOWN');
+
+    // Waiting: both are tried again, and a kernel started there afterwards is joined.
+    const joining = connect({ socket, waitForKernel: 20_000 });
+    await within(fourth, 10_000, 'the fourth attempt');
+    await new Promise<void>((resolve) => dying.close(() => resolve()));
+    k = await startKernel({ socket });
+    const proc = await within(joining, 10_000, 'the join');
+    assert.ok(accepted >= 4, `${accepted} attempts`);
+    assert.equal((await proc.lookup(proc.id)).id, proc.id);
+    await proc.close();
+
+    // A wait that ends while the kernel still goes before answering says so.
+    const other = join(dir, 'drops.sock');
+    const dropping = createServer((s) => s.destroy());
+    await new Promise<void>((resolve) => dropping.listen(other, resolve));
+    try {
+      await assert.rejects(
+        connect({ socket: other, waitForKernel: 150 }),
+        (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'ECONNREFUSED');
+          assert.match(
+            err.message,
+            /no kernel is answering at .*drops\.sock after waiting 150 ms \(ECONNRESET\)/,
+          );
+          return true;
+        },
+      );
+    } finally {
+      dropping.close();
+    }
+  } finally {
+    if (dying.listening) dying.close();
     await k?.close();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -63,6 +63,8 @@ async function failureOf(promise: Promise<unknown>, what: string): Promise<strin
 function startWorker(address: KernelAddress): {
   seen: string[][];
   lives: (string | null)[];
+  /** Throws what ended the worker's loop, if something did: a join or open that failed. */
+  check(): void;
   stop(): Promise<void>;
 } {
   const state = {
@@ -87,11 +89,18 @@ function startWorker(address: KernelAddress): {
       if (err === null) break;
     }
   })();
-  // A worker that could not join fails the test through stop(), not as an unhandled rejection.
-  done.catch(() => {});
+  // A worker that could not join fails the test through check() or stop(), not as an unhandled
+  // rejection.
+  let failure: unknown = null;
+  done.catch((err: unknown) => {
+    failure = err;
+  });
   return {
     seen: state.seen,
     lives: state.lives,
+    check() {
+      if (failure !== null) throw failure;
+    },
     async stop() {
       state.stopping = true;
       await state.me?.close();
@@ -188,7 +197,10 @@ async function killAndRestart(transport: 'unix' | 'tcp'): Promise<void> {
     // A new kernel on the same path: the worker joins it by itself, and jobs flow again.
     kernel = await startTestKernel({ socket, tcpPort });
     await until(
-      async () => worker.seen.length,
+      async () => {
+        worker.check();
+        return worker.seen.length;
+      },
       (n) => n === 2,
       BOUND_MS,
       'the worker joined the new kernel',

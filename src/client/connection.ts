@@ -237,10 +237,17 @@ export interface ConnectOptions {
    */
   operator?: boolean | undefined;
   /**
-   * How long to keep trying, in ms, while no kernel listens at the address yet (its socket is
-   * missing or refuses): for a program started beside its kernel, as services are by systemd or
-   * a compose file. Default 0: fail at once. A kernel that answers and refuses (a bad token, a
-   * taken name) fails at once whatever this says.
+   * How long to keep trying, in ms, while there is no kernel to join at the address yet: nothing
+   * listens (its socket is missing or refuses), or a kernel drops the connection before it
+   * answers (killed or restarting) or answers that it is shutting down. For a program started
+   * beside its kernel, as services are by systemd or a compose file, and for one that joins
+   * again when its kernel restarts. Default 0: fail at once. A kernel that answers and refuses
+   * (a bad token, a taken name) fails at once whatever this says.
+   *
+   * @example
+   * ```ts
+   * const me = await connect({ name: 'worker', waitForKernel: 30_000 });
+   * ```
    */
   waitForKernel?: number | undefined;
 }
@@ -255,6 +262,16 @@ export const CONNECT_OPTIONS: OptionNames<ConnectOptions> = {
   operator: true,
   waitForKernel: true,
 };
+
+/** Why {@link Connection.open} found no kernel to join, from one attempt. */
+interface NoKernel {
+  /** The socket's error code, or the kernel's: ECONNRESET (gone before it answered), ESHUTDOWN. */
+  readonly code: string;
+  /** Whether waiting may change it (`waitForKernel`). */
+  readonly retry: boolean;
+  /** What the kernel said or did, thrown as it is to a caller that does not wait. */
+  readonly error: PostboxError | null;
+}
 
 /** The kernel's WELCOME. */
 export interface Welcome {
@@ -371,16 +388,6 @@ export class Connection {
     // An explicit option beats the environment: url, then socket, then POSTBOX_URL, then the
     // POSTBOX_SOCKET / default rule.
     const url = options.url ?? (options.socket === undefined ? process.env.POSTBOX_URL : undefined);
-    let socket: Socket;
-    // Reads go straight to the connection's decoder. A kernel says nothing before our HELLO, but
-    // a peer that is not one may: what comes before the connection exists is kept for it, so
-    // the decoder judges it (a clear EPROTO) instead of it being lost.
-    let conn: Connection | null = null;
-    const early: Buffer[] = [];
-    const arena = new ReadArena((chunk) => {
-      if (conn !== null) conn.receiveChunk(chunk);
-      else early.push(chunk);
-    });
     let transport: 'unix' | 'tcp';
     let address: string;
     for (const key of ['url', 'socket', 'token', 'name'] as const) {
@@ -430,53 +437,94 @@ export class Connection {
       address = url?.startsWith('unix:') ? url.slice(5) : (options.socket ?? defaultSocketPath());
       transport = 'unix';
     }
-    const deadline = Date.now() + wait;
-    for (let pause = 20; ; pause = Math.min(pause * 2, 500)) {
-      socket =
-        tcp !== null
-          ? netConnect({ port: tcp.port, host: tcp.host, onread: arena.onread })
-          : netConnect({ path: address, onread: arena.onread });
-      const failed = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
-        socket.once('connect', () => resolve(null));
-        socket.once('error', resolve);
-      });
-      if (failed === null) break;
-      socket.destroy();
-      const left = deadline - Date.now();
-      // Only "nobody listens here yet" is worth waiting out; anything else will not change.
-      const absent = failed.code === 'ENOENT' || failed.code === 'ECONNREFUSED';
-      if (!absent || left <= 0) {
-        // The command that starts a kernel where this process looked for one.
-        const hint =
-          transport !== 'unix'
-            ? ''
-            : address === defaultSocketPath()
-              ? ' Start one with `npm start` or `npx postbox kernel`.'
-              : ` Start one with \`npx postbox kernel --socket ${address}\`.`;
-        const waited = wait > 0 && absent ? ` after waiting ${wait} ms` : '';
-        throw new ConnectionRefusedError(
-          `no kernel is answering at ${address}${waited} (${failed.code ?? failed.message}).${hint}`,
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
-    }
-    const opened = new Connection(socket, transport, address);
-    conn = opened;
-    for (const chunk of early) opened.receiveChunk(chunk);
-    if (opened.closedError !== null) throw opened.closedError;
     const token = options.token ?? process.env.POSTBOX_TOKEN;
     const hello: Record<string, unknown> = { pid: process.pid, host: hostname() };
     if (options.name !== undefined) hello.name = options.name;
     if (token !== undefined && transport === 'tcp') hello.token = token;
     if (options.inboxCapacity !== undefined) hello.inboxCapacity = options.inboxCapacity;
     if (options.operator === true) hello.operator = true;
-    const asked = Date.now();
-    const welcome = await new Promise<Welcome>((resolve, reject) => {
-      opened.onWelcome = resolve;
-      opened.onHelloError = reject;
-      opened.writer.append(encodeJsonFrame(Op.HELLO, 0, PROTOCOL_VERSION, 0, hello));
-      opened.flush();
+    const deadline = Date.now() + wait;
+    for (let pause = 20; ; pause = Math.min(pause * 2, 500)) {
+      const joined = await Connection.join(transport, address, tcp, hello);
+      if (joined instanceof Connection) return joined;
+      const left = deadline - Date.now();
+      if (joined.retry && left > 0) {
+        await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
+        continue;
+      }
+      // Not waiting: the kernel's own word (ECONNRESET, ESHUTDOWN) as it is.
+      if (joined.error !== null && wait === 0) throw joined.error;
+      // The command that starts a kernel where this process looked for one.
+      const hint =
+        transport !== 'unix'
+          ? ''
+          : address === defaultSocketPath()
+            ? ' Start one with `npm start` or `npx postbox kernel`.'
+            : ` Start one with \`npx postbox kernel --socket ${address}\`.`;
+      const waited = wait > 0 && joined.retry ? ` after waiting ${wait} ms` : '';
+      throw new ConnectionRefusedError(
+        `no kernel is answering at ${address}${waited} (${joined.code}).${hint}`,
+      );
+    }
+  }
+
+  /**
+   * One attempt to join the kernel at `address`: the socket, the HELLO and the WELCOME. Returns
+   * the connection, or why there was no kernel to join, and whether that may change by waiting:
+   * nothing listening yet, or a kernel that went away (killed, restarting) or said it is
+   * shutting down before it welcomed us. A kernel that answers and refuses throws.
+   */
+  private static async join(
+    transport: 'unix' | 'tcp',
+    address: string,
+    tcp: { host: string; port: number } | null,
+    hello: Record<string, unknown>,
+  ): Promise<Connection | NoKernel> {
+    // Reads go straight to the connection's decoder. A kernel says nothing before our HELLO, but
+    // a peer that is not one may: what comes before the connection exists is kept for it, so
+    // the decoder judges it (a clear EPROTO) instead of it being lost.
+    let conn: Connection | null = null;
+    const early: Buffer[] = [];
+    const arena = new ReadArena((chunk) => {
+      if (conn !== null) conn.receiveChunk(chunk);
+      else early.push(chunk);
     });
+    const socket =
+      tcp !== null
+        ? netConnect({ port: tcp.port, host: tcp.host, onread: arena.onread })
+        : netConnect({ path: address, onread: arena.onread });
+    const failed = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+      socket.once('connect', () => resolve(null));
+      socket.once('error', resolve);
+    });
+    if (failed !== null) {
+      socket.destroy();
+      // Only "nobody listens here yet" is worth waiting out; anything else will not change.
+      const absent = failed.code === 'ENOENT' || failed.code === 'ECONNREFUSED';
+      return { code: failed.code ?? failed.message, retry: absent, error: null };
+    }
+    const opened = new Connection(socket, transport, address);
+    conn = opened;
+    for (const chunk of early) opened.receiveChunk(chunk);
+    if (opened.closedError !== null) throw opened.closedError;
+    const asked = Date.now();
+    let welcome: Welcome;
+    try {
+      welcome = await new Promise<Welcome>((resolve, reject) => {
+        opened.onWelcome = resolve;
+        opened.onHelloError = reject;
+        opened.writer.append(encodeJsonFrame(Op.HELLO, 0, PROTOCOL_VERSION, 0, hello));
+        opened.flush();
+      });
+    } catch (err) {
+      const code = (err as PostboxError).code;
+      // A kernel killed or restarting can take the connection and then drop it (its listening
+      // socket outlived the connections it had), or say it is shutting down: a new kernel may
+      // come where it was.
+      if (code !== 'ECONNRESET' && code !== 'ESHUTDOWN') throw err;
+      socket.destroy();
+      return { code, retry: true, error: err as PostboxError };
+    }
     const answered = Date.now();
     opened.welcome = welcome;
     // The kernel read its clock somewhere between our two readings: the middle is the best guess.
