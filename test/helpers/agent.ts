@@ -77,9 +77,15 @@ export class Agent {
     });
   }
 
-  /** Starts a command without waiting for its answer; returns a promise of it. */
+  /**
+   * Starts a command without waiting for its answer; returns a promise of it. A command left
+   * running on purpose (a consumer that outlives the test, until the agent stops) must not fail
+   * the file when its timeout passes later: only a caller that awaits the promise sees that.
+   */
   start(command: Record<string, unknown>, timeoutMs = 20_000): Promise<AgentEvent> {
-    return this.do(command, timeoutMs);
+    const answer = this.do(command, timeoutMs);
+    answer.catch(() => {});
+    return answer;
   }
 
   /** Resolves when `events` satisfies the predicate (checked on every new line). */
