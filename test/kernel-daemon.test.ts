@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, connect as netConnect } from 'node:net';
+import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -403,6 +403,57 @@ test('waitForKernel waits out a kernel that goes before it answers or says it is
     }
   } finally {
     if (dying.listening) dying.close();
+    await k?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a kernel that takes the connection and never answers: ETIMEDOUT after the join timeout; with waitForKernel, tried again', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-join-timeout-'));
+  const socket = join(dir, 'k.sock');
+  // A stopped or wedged kernel: its listening socket still takes connections, and nobody reads.
+  const silent = new Set<Socket>();
+  let attempts = 0;
+  let secondTaken: () => void = () => {};
+  const second = new Promise<void>((resolve) => {
+    secondTaken = resolve;
+  });
+  const wedged = createServer((s) => {
+    silent.add(s);
+    s.on('error', () => {});
+    if (++attempts === 2) secondTaken();
+  });
+  await new Promise<void>((resolve) => wedged.listen(socket, resolve));
+  let k: RunningKernel | null = null;
+  try {
+    const t0 = Date.now();
+    await assert.rejects(connect({ socket, timeout: 200 }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'ETIMEDOUT');
+      assert.match(err.message, /the kernel at .*k\.sock did not answer within 200 ms/);
+      return true;
+    });
+    assert.ok(Date.now() - t0 >= 190, 'it waited for the answer');
+
+    // Waiting for a kernel, an attempt that timed out is tried again: a kernel there later is joined.
+    const joining = connect({ socket, timeout: 200, waitForKernel: 20_000 });
+    await within(second, 10_000, 'a second attempt');
+    await new Promise<void>((resolve) => {
+      wedged.close(() => resolve());
+      for (const s of silent) s.destroy();
+    });
+    k = await startKernel({ socket });
+    const proc = await within(joining, 10_000, 'the join');
+    assert.equal((await proc.lookup(proc.id)).id, proc.id);
+    await proc.close();
+
+    for (const bad of [0, -5, Number.NaN, '100'])
+      await assert.rejects(
+        connect({ socket, timeout: bad as number }),
+        (err: Error & { code?: string }) => err.code === 'EINVAL' && /timeout must be/.test(err.message),
+      );
+  } finally {
+    for (const s of silent) s.destroy();
+    if (wedged.listening) wedged.close();
     await k?.close();
     rmSync(dir, { recursive: true, force: true });
   }

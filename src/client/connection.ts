@@ -14,6 +14,7 @@ import {
   type PostboxError,
   ProtocolError,
   SendManyError,
+  TimeoutError,
 } from '../protocol/errors.js';
 import {
   Codec,
@@ -250,6 +251,18 @@ export interface ConnectOptions {
    * ```
    */
   waitForKernel?: number | undefined;
+  /**
+   * How long, in ms, a kernel that took the connection has to answer the join before it fails
+   * with ETIMEDOUT: a kernel that is stopped (SIGSTOP, a debugger) or wedged still takes
+   * connections, and without a bound the join would wait for it forever. With `waitForKernel`,
+   * an attempt that timed out is tried again while the wait lasts. Default 20,000.
+   *
+   * @example
+   * ```ts
+   * const me = await connect({ timeout: 2_000 }); // ETIMEDOUT if the kernel does not answer in 2 s
+   * ```
+   */
+  timeout?: number | undefined;
 }
 
 /** The names {@link ConnectOptions} has. */
@@ -261,11 +274,15 @@ export const CONNECT_OPTIONS: OptionNames<ConnectOptions> = {
   inboxCapacity: true,
   operator: true,
   waitForKernel: true,
+  timeout: true,
 };
+
+/** How long a kernel that took the connection has to answer the join, unless told (NATS's default too). */
+const DEFAULT_JOIN_TIMEOUT_MS = 20_000;
 
 /** Why {@link Connection.open} found no kernel to join, from one attempt. */
 interface NoKernel {
-  /** The socket's error code, or the kernel's: ECONNRESET (gone before it answered), ESHUTDOWN. */
+  /** The socket's error code, or the kernel's: ECONNRESET (gone before it answered), ESHUTDOWN, ETIMEDOUT. */
   readonly code: string;
   /** Whether waiting may change it (`waitForKernel`). */
   readonly retry: boolean;
@@ -424,6 +441,11 @@ export class Connection {
       throw new InvalidArgumentError(
         `waitForKernel must be a number of ms (0 or more, or Infinity), not ${describeValue(wait)}`,
       );
+    const timeout = options.timeout ?? DEFAULT_JOIN_TIMEOUT_MS;
+    if (typeof timeout !== 'number' || !(timeout > 0))
+      throw new InvalidArgumentError(
+        `timeout must be a number of ms (more than 0, or Infinity), not ${describeValue(timeout)}`,
+      );
     let tcp: { host: string; port: number } | null = null;
     if (url?.startsWith('tcp://')) {
       try {
@@ -445,7 +467,7 @@ export class Connection {
     if (options.operator === true) hello.operator = true;
     const deadline = Date.now() + wait;
     for (let pause = 20; ; pause = Math.min(pause * 2, 500)) {
-      const joined = await Connection.join(transport, address, tcp, hello);
+      const joined = await Connection.join(transport, address, tcp, hello, timeout);
       if (joined instanceof Connection) return joined;
       const left = deadline - Date.now();
       if (joined.retry && left > 0) {
@@ -479,6 +501,7 @@ export class Connection {
     address: string,
     tcp: { host: string; port: number } | null,
     hello: Record<string, unknown>,
+    timeout: number,
   ): Promise<Connection | NoKernel> {
     // Reads go straight to the connection's decoder. A kernel says nothing before our HELLO, but
     // a peer that is not one may: what comes before the connection exists is kept for it, so
@@ -509,21 +532,31 @@ export class Connection {
     if (opened.closedError !== null) throw opened.closedError;
     const asked = Date.now();
     let welcome: Welcome;
+    let timer: NodeJS.Timeout | undefined;
     try {
       welcome = await new Promise<Welcome>((resolve, reject) => {
         opened.onWelcome = resolve;
         opened.onHelloError = reject;
         opened.writer.append(encodeJsonFrame(Op.HELLO, 0, PROTOCOL_VERSION, 0, hello));
         opened.flush();
+        // Past 2^31 - 1 ms Node would fire at once: that long is as good as forever.
+        if (timeout < 2 ** 31)
+          timer = setTimeout(
+            () =>
+              opened.fail(new TimeoutError(`the kernel at ${address} did not answer within ${timeout} ms`)),
+            timeout,
+          );
       });
     } catch (err) {
       const code = (err as PostboxError).code;
       // A kernel killed or restarting can take the connection and then drop it (its listening
       // socket outlived the connections it had), or say it is shutting down: a new kernel may
-      // come where it was.
-      if (code !== 'ECONNRESET' && code !== 'ESHUTDOWN') throw err;
+      // come where it was. One stopped may answer later.
+      if (code !== 'ECONNRESET' && code !== 'ESHUTDOWN' && code !== 'ETIMEDOUT') throw err;
       socket.destroy();
       return { code, retry: true, error: err as PostboxError };
+    } finally {
+      clearTimeout(timer);
     }
     const answered = Date.now();
     opened.welcome = welcome;
