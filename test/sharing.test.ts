@@ -191,6 +191,13 @@ describe('sharing, rights and termination', () => {
     );
     assert.equal((await p3.do({ cmd: 'chmod', mb: name, mode: 0o662 })).event, 'ok');
     await owner.kill('SIGKILL');
+    // Only once the kernel has ended the old owner does the stat say anything about its death.
+    await until(
+      () => me.processes(),
+      (ps) => !ps.some((p) => p.id === owner.pid),
+      10_000,
+      'the old owner ended',
+    );
     assert.equal((await stat(name)).owner, p3.pid, 'the mailbox lives with its new owner');
   });
 
@@ -258,6 +265,12 @@ describe('sharing, rights and termination', () => {
     await sender.do({ cmd: 'open', name });
     await sender.do({ cmd: 'sendMany', mb: name, count: 3, prefix: 'legacy' });
     await sender.kill('SIGKILL');
+    await until(
+      () => me.processes(),
+      (ps) => !ps.some((p) => p.id === sender.pid),
+      10_000,
+      'the sender ended',
+    );
     const r = await owner.do({ cmd: 'consume', mb: name, count: 3 });
     assert.equal(r.count, 3);
     assert.deepEqual(
