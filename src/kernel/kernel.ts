@@ -149,6 +149,10 @@ export class Kernel implements MailboxHost {
       for (const w of p.receives.values()) if (w.waiting) w.mailbox.pump();
     });
     socket.on('error', () => {});
+    // Ended at its end of file, not only at the socket's close: the end comes before this side's
+    // own end goes out, so a process whose close() has resolved (it waits for that end) is gone
+    // for everyone else's next request; 'close' comes later, in a phase of its own.
+    socket.on('end', () => this.terminate(p, p.saidBye ? 'exit' : 'crash'));
     socket.on('close', () => this.terminate(p, p.saidBye ? 'exit' : 'crash'));
     return p;
   }
