@@ -152,8 +152,9 @@ export class Kernel implements MailboxHost {
     // Ended at its end of file, not only at the socket's close: the end comes before this side's
     // own end goes out, so a process whose close() has resolved (it waits for that end) is gone
     // for everyone else's next request; 'close' comes later, in a phase of its own.
-    socket.on('end', () => this.terminate(p, p.saidBye ? 'exit' : 'crash'));
-    socket.on('close', () => this.terminate(p, p.saidBye ? 'exit' : 'crash'));
+    const ended = (): void => this.terminate(p, p.saidBye ? 'exit' : 'crash');
+    socket.on('end', ended);
+    socket.on('close', ended);
     return p;
   }
 
