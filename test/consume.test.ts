@@ -226,10 +226,111 @@ for (const transport of ['unix', 'tcp'] as const) {
       await c.stop();
       await box.send('after', { priority: 5 });
       assert.equal((await box.stat()).count, 1, 'nothing waits to take it');
-      assert.throws(() => box.consume(() => {}, { holdCredit: true }), {
-        code: 'EINVAL',
-        message: /holdCredit needs an iterator that is pushed ahead; a priority mailbox/,
+      await box.delete();
+    });
+
+    test('on a priority mailbox, holdCredit bounds the async handlers in progress: prefetch 1 takes the highest after each', async () => {
+      const box = await me.createMailbox<string>(null, { mode: 0o666, order: 'priority' });
+      const sender = await other.openMailbox<string>(box.id);
+      let release: () => void = () => {};
+      const gate = new Promise<void>((r) => {
+        release = r;
       });
+      const got: number[] = [];
+      const started = counted(1);
+      const three = counted(3);
+      const c = box.consume(
+        async (m) => {
+          got.push(m.priority);
+          started.hit();
+          if (got.length === 1) await gate;
+          three.hit();
+        },
+        { prefetch: 1, holdCredit: true },
+      );
+      await sender.send('first', { priority: 5 });
+      await started.reached;
+      await sender.send('low', { priority: 1 });
+      await sender.send('high', { priority: 9 });
+      // The handler is still busy: the consumer must not be receiving, so both wait in the mailbox.
+      assert.equal((await box.stat()).count, 2);
+      release();
+      await three.reached;
+      assert.deepEqual(got, [5, 9, 1], 'each message received when a handler was free: highest first');
+      await c.stop();
+      assert.throws(() => box.consume(() => {}, { holdCredit: true, prefetch: 0 }), {
+        code: 'EINVAL',
+        message: /holdCredit needs an iterator that is pushed ahead/,
+      });
+      await box.delete();
+    });
+
+    test('type < 0 (lowest type first) is read one receive at a time by every iterator, never pushed ahead', async () => {
+      const box = await me.createMailbox<string>(null, { mode: 0o666 });
+      const sender = await other.openMailbox<string>(box.id);
+      // Each way of iterating takes the type-3 message, then is busy while 5, 1 and 4 arrive:
+      // msgrcv(-5) one call at a time then takes 1, 4, 5, whatever came first.
+      const ways: Record<string, (busy: Promise<void>, took: () => void) => Promise<number[]>> = {
+        'messages()': async (busy, took) => {
+          const got: number[] = [];
+          for await (const m of box.messages({ type: -5 })) {
+            got.push(m.type);
+            if (got.length === 1) {
+              took();
+              await busy;
+            }
+            if (got.length === 4) break;
+          }
+          return got;
+        },
+        'batches()': async (busy, took) => {
+          const got: number[] = [];
+          for await (const batch of box.batches({ type: -5 })) {
+            for (const m of batch) got.push(m.type);
+            if (got.length === 1) {
+              took();
+              await busy;
+            }
+            if (got.length === 4) break;
+          }
+          return got;
+        },
+        'consume()': async (busy, took) => {
+          const got: number[] = [];
+          const four = counted(4);
+          const c = box.consume(
+            async (m) => {
+              got.push(m.type);
+              four.hit();
+              if (got.length === 1) {
+                took();
+                await busy;
+              }
+            },
+            { type: -5, prefetch: 1, holdCredit: true },
+          );
+          await four.reached;
+          await c.stop();
+          return got;
+        },
+      };
+      for (const [way, run] of Object.entries(ways)) {
+        let release: () => void = () => {};
+        const busy = new Promise<void>((r) => {
+          release = r;
+        });
+        let took: () => void = () => {};
+        const first = new Promise<void>((r) => {
+          took = r;
+        });
+        const result = run(busy, took);
+        await sender.send('three', { type: 3 });
+        await first;
+        for (const type of [5, 1, 4]) await sender.send(`type ${type}`, { type });
+        assert.equal((await box.stat()).count, 3, `${way}: nothing is pushed ahead while the loop is busy`);
+        release();
+        assert.deepEqual(await result, [3, 1, 4, 5], way);
+      }
       await box.delete();
     });
 

@@ -53,17 +53,24 @@ export class Consumer<T = unknown> implements StreamListener<T> {
   private failed = false;
   private error: unknown = undefined;
   private settle!: { resolve: () => void; reject: (err: unknown) => void };
+  /** Most handlers in progress at once where each message is received as asked (holdCredit). */
+  private readonly most: number;
+  /** The receiving loop, waiting for a handler to finish before it asks for another message. */
+  private slot: (() => void) | null = null;
 
   /**
    * @internal Made by {@link Mailbox.consume} and {@link PostboxProcess.consume}: `open` opens
-   * the source with the consumer's own signal, which stops it.
+   * the source with the consumer's own signal, which stops it. `most` bounds the handlers in
+   * progress where the source receives each message as asked (holdCredit's bound there).
    */
   constructor(
     handler: MessageHandler<T>,
     holdCredit: boolean,
     signal: AbortSignal | undefined,
     open: (signal: AbortSignal) => MessageStream<T> | MessageIterator<T>,
+    most = Number.POSITIVE_INFINITY,
   ) {
+    this.most = most;
     if (typeof handler !== 'function')
       throw new InvalidArgumentError(
         `consume() takes a function to call for each message, not ${describeValue(handler)}`,
@@ -81,8 +88,10 @@ export class Consumer<T = unknown> implements StreamListener<T> {
       this.credit = holdCredit ? source : null;
       source.listen(this);
     } else {
-      // Nothing is pushed ahead (a priority mailbox, prefetch 0): each message is received as
-      // the loop asks, so there is a step per message here, and no credit to hold.
+      // Nothing is pushed ahead (a priority mailbox, prefetch 0, a negative type): each message
+      // is received as the loop asks, so there is a step per message here, and no credit to
+      // hold; with holdCredit the loop asks only while fewer than `most` handlers are running,
+      // so a busy consumer is not receiving (prefetch 1: strictly one at a time).
       this.credit = null;
       void this.pump(source);
     }
@@ -131,6 +140,12 @@ export class Consumer<T = unknown> implements StreamListener<T> {
   private async pump(source: MessageIterator<T>): Promise<void> {
     try {
       for (;;) {
+        if (this.running >= this.most) {
+          await new Promise<void>((resolve) => {
+            this.slot = resolve;
+          });
+          if (this.stopping.signal.aborted) break;
+        }
         const r = await source.next();
         if (r.done) break;
         this.message(r.value);
@@ -146,6 +161,11 @@ export class Consumer<T = unknown> implements StreamListener<T> {
 
   private settled(): void {
     this.running--;
+    if (this.slot !== null) {
+      const resume = this.slot;
+      this.slot = null;
+      resume();
+    }
     this.finished();
     this.settleIfDone();
   }

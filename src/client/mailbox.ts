@@ -84,16 +84,18 @@ export interface MailboxStat extends MailboxInfo {
 export interface IterateOptions extends Omit<ReceiveOptions, 'nowait' | 'timeout' | 'signal'> {
   /**
    * How many messages the kernel may push ahead (default 256). Pushed messages stay the
-   * mailbox's until taken, and go back if the iterator ends first. Priority mailboxes never
-   * push ahead: each message is asked for when the loop wants it.
+   * mailbox's until taken, and go back if the iterator ends first. Priority mailboxes and a
+   * `type` below 0 never push ahead: each message is asked for when the loop wants it, as
+   * `prefetch: 0` asks for it anywhere.
    */
   prefetch?: number | undefined;
   /**
    * Give credit back only on {@link MessageStream.returnCredit}, not as messages are taken: `prefetch`
    * then bounds the messages pushed ahead plus those still being worked on, as a worker pool
    * wants. A message is the process's as soon as the loop takes it (the kernel is told at once),
-   * so one that another worker could have had is never handled twice. EINVAL for a priority
-   * mailbox or prefetch 0, which never push ahead.
+   * so one that another worker could have had is never handled twice. Where nothing is pushed
+   * ahead (a priority mailbox, a `type` below 0), an iterator refuses it (EINVAL) and `consume()`
+   * takes it as the most handlers in progress; with prefetch 0 it is EINVAL.
    */
   holdCredit?: boolean | undefined;
   /** Only messages from this process id (direct links). */
@@ -683,8 +685,14 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     checkOptions(options, ITERATE_OPTIONS, 'consume()');
     const badSig = badSignal(options.signal, 'consume()');
     if (badSig !== null) throw badSig;
-    return new Consumer<T>(handler, options.holdCredit === true, options.signal, (signal) =>
-      this.iterate({ ...options, signal }, 'consume()'),
+    const most = handlersInProgress(readOneAtATime(this.info.order, options), options);
+    const source = most === undefined ? options : { ...options, holdCredit: undefined };
+    return new Consumer<T>(
+      handler,
+      options.holdCredit === true,
+      options.signal,
+      (signal) => this.iterate({ ...source, signal }, 'consume()'),
+      most,
     );
   }
 
@@ -705,13 +713,14 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
         },
       });
     }
-    if (this.info.order === 'priority' || options.prefetch === 0) {
+    const oneByOne = readOneAtATime(this.info.order, options);
+    if (oneByOne !== null) {
       // Nothing is pushed ahead here, so there is no credit to hold.
       if (options.holdCredit === true)
         throw new InvalidArgumentError(
-          `holdCredit needs an iterator that is pushed ahead; ${this.info.order === 'priority' ? 'a priority mailbox' : 'prefetch 0'} is read one message at a time`,
+          `holdCredit needs an iterator that is pushed ahead; ${oneByOne} is read one message at a time`,
         );
-      return this.oneAtATime(options);
+      return receiveEach((o) => this.receive(o), options);
     }
     const stream = new MessageStream<T>(this.conn, this.id, false, options, (s) => this.streams.delete(s));
     this.streams.add(stream);
@@ -731,7 +740,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     const { max, ...iterate } = options;
     const most = batchMax(max);
     if (options.signal?.aborted === true) return noMessages<Message<T>[]>();
-    if (this.info.order === 'priority' || options.prefetch === 0) {
+    if (readOneAtATime(this.info.order, options) !== null) {
       const one = this.iterate(iterate, 'batches()');
       return (async function* singles(): AsyncGenerator<Message<T>[], undefined, undefined> {
         for await (const m of one) yield [m];
@@ -868,14 +877,41 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
       mailbox: this.name ?? `#${this.id}`,
     });
   }
+}
 
-  private async *oneAtATime(options: IterateOptions): AsyncGenerator<Message<T>, undefined, undefined> {
-    const { prefetch: _prefetch, holdCredit: _holdCredit, ...rest } = options;
-    for (;;) {
-      const m = await this.receive(rest);
-      if (m === null) return undefined;
-      yield m;
-    }
+/**
+ * @internal Why an iterator with these options must not be pushed ahead, or null if it may be.
+ * A message pushed ahead is chosen when it arrives; where a later one could have to come first
+ * (a higher priority, or a lower type under `type < 0`, msgrcv's "lowest type first"), only a
+ * receive made when the loop asks gives the order of one receive at a time.
+ */
+export function readOneAtATime(order: MailboxInfo['order'], options: IterateOptions): string | null {
+  if (order === 'priority') return 'a priority mailbox';
+  if (options.prefetch === 0) return 'prefetch 0';
+  if (typeof options.type === 'number' && options.type < 0) return `type ${options.type} (lowest type first)`;
+  return null;
+}
+
+/**
+ * @internal How many handlers a consumer that receives one message at a time may have in
+ * progress: with holdCredit, `prefetch` of them; undefined where holdCredit means credit (a
+ * stream) or is refused (prefetch 0).
+ */
+export function handlersInProgress(oneByOne: string | null, options: IterateOptions): number | undefined {
+  if (oneByOne === null || options.holdCredit !== true || options.prefetch === 0) return undefined;
+  return options.prefetch ?? 256;
+}
+
+/** @internal An iterator that receives each message when the loop asks for it. */
+export async function* receiveEach<T>(
+  receive: (options: ReceiveOptions & { from?: number | undefined }) => Promise<Message<T> | null>,
+  options: IterateOptions,
+): AsyncGenerator<Message<T>, undefined, undefined> {
+  const { prefetch: _prefetch, holdCredit: _holdCredit, ...rest } = options;
+  for (;;) {
+    const m = await receive(rest);
+    if (m === null) return undefined;
+    yield m;
   }
 }
 

@@ -15,6 +15,7 @@ import {
   type BatchIterator,
   type BatchOptions,
   batchMax,
+  handlersInProgress,
   ITERATE_OPTIONS,
   type IterateOptions,
   Mailbox,
@@ -24,6 +25,8 @@ import {
   type MessageIterator,
   MessageStream,
   noMessages,
+  readOneAtATime,
+  receiveEach,
 } from './mailbox.js';
 import type { Message } from './message.js';
 import { checkOptions, describeValue, type OptionNames } from './option-names.js';
@@ -233,7 +236,21 @@ export class PostboxProcess {
   ): MessageIterator<T> {
     checkOptions(options, ITERATE_OPTIONS, 'messages()');
     if (options.signal?.aborted === true) return noMessages<Message<T>>();
-    return new MessageStream<T>(this.conn, 0, true, options, () => {});
+    return this.inboxIterator<T>(options, 'messages()');
+  }
+
+  /** A stream of the inbox, or, where pushing ahead could change the order, a receive per step. */
+  private inboxIterator<T>(options: IterateOptions, call: string): MessageStream<T> | MessageIterator<T> {
+    const oneByOne = readOneAtATime('fifo', options);
+    if (oneByOne === null) return new MessageStream<T>(this.conn, 0, true, options, () => {});
+    if (options.holdCredit === true)
+      throw new InvalidArgumentError(
+        `${call}: holdCredit needs an iterator that is pushed ahead; ${oneByOne} is read one message at a time`,
+      );
+    return receiveEach<T>(
+      (o) => this.conn.receive(0, true, o.from ?? 0, o) as Promise<Message<T> | null>,
+      options,
+    );
   }
 
   /**
@@ -252,10 +269,15 @@ export class PostboxProcess {
     checkOptions(options, ITERATE_OPTIONS, 'consume()');
     const badSig = badSignal(options.signal, 'consume()');
     if (badSig !== null) throw badSig;
-    return new Consumer<T>(handler, options.holdCredit === true, options.signal, (signal) =>
-      signal.aborted
-        ? noMessages<Message<T>>()
-        : new MessageStream<T>(this.conn, 0, true, { ...options, signal }, () => {}),
+    const most = handlersInProgress(readOneAtATime('fifo', options), options);
+    const source = most === undefined ? options : { ...options, holdCredit: undefined };
+    return new Consumer<T>(
+      handler,
+      options.holdCredit === true,
+      options.signal,
+      (signal) =>
+        signal.aborted ? noMessages<Message<T>>() : this.inboxIterator<T>({ ...source, signal }, 'consume()'),
+      most,
     );
   }
 
@@ -267,6 +289,13 @@ export class PostboxProcess {
     if (options.signal?.aborted === true) return noMessages<Message<T>[]>();
     const { max, ...iterate } = options;
     const most = batchMax(max);
+    if (readOneAtATime('fifo', iterate) !== null) {
+      const one = this.inboxIterator<T>(iterate, 'batches()');
+      return (async function* singles(): AsyncGenerator<Message<T>[], undefined, undefined> {
+        for await (const m of one) yield [m];
+        return undefined;
+      })();
+    }
     return new MessageBatches(new MessageStream<T>(this.conn, 0, true, iterate, () => {}), most);
   }
 

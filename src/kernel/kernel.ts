@@ -664,8 +664,9 @@ export class Kernel implements MailboxHost {
     if (stream) {
       credit = Math.min(Math.max(buf.readUInt32LE(start + Off.R_CREDIT), 1), this.limits.maxCredit);
       // Pushing ahead in a priority mailbox could hand out a message before a higher one that
-      // arrives later; there, an iterator gets one message at a time.
-      if (mb.order === 'priority') credit = 1;
+      // arrives later, and under type < 0 before a lower type; there, a stream gets one message
+      // at a time (the client library does not open one: it receives each message as asked).
+      if (mb.order === 'priority' || type < 0) credit = 1;
     }
     const w = new ReceiveWaiter(
       p,
@@ -720,9 +721,10 @@ export class Kernel implements MailboxHost {
         `TAKE of ${taken} messages on request ${request}, more than were delivered`,
       );
     }
-    // A priority mailbox never pushes ahead: its streams keep a credit of one.
+    // Where order forbids pushing ahead (priority, type < 0), a stream keeps a credit of one.
     if (more > 0 && w.stream && !w.ended)
-      w.credit = mb.order === 'priority' ? 1 : Math.min(w.credit + more, this.limits.maxCredit);
+      w.credit =
+        mb.order === 'priority' || w.sel.type < 0 ? 1 : Math.min(w.credit + more, this.limits.maxCredit);
     if ((!w.stream || w.ended) && w.inflight === 0 && !w.waiting) p.receives.delete(request);
     // Queued messages first, then blocked senders: a receiver with credit must never be handed
     // a new message while an older one it would take is still queued.
