@@ -523,11 +523,16 @@ test('create, ls, stat and rm round trip, with --json', async () => {
   assert.equal(s.capacity, 10);
   assert.ok(s.lastSendTime! > 0 && s.lastSendProcess! > 0 && s.createTime! > 0);
   assert.equal(s.lastReceiveTime, 0);
+  // A library may name a mailbox with digits; a bare number is still the id, as `#ID` is.
+  const lib = await connect({ socket: k.socket });
+  const digits = await lib.createMailbox(String(id), { mode: 0o666 });
   for (const ref of [`#${id}`, String(id)]) {
     const byId = await run(['stat', ref, '--json']);
     assert.equal(byId.code, 0, byId.stderr);
     assert.equal((JSON.parse(byId.stdout) as { id: number }).id, id);
   }
+  assert.notEqual(digits.id, id);
+  await lib.close();
   const human = await run(['stat', 'jobs']);
   assert.equal(human.code, 0);
   assert.match(human.stdout, new RegExp(`^mailbox 'jobs' \\(#${id}\\)\\n`));
@@ -1000,6 +1005,16 @@ test('--socket and --url tcp:// reach the kernel without $POSTBOX_SOCKET', async
     assert.equal(r.stdout, 'over tcp\nsecond\n');
   } finally {
     kill(ps);
+  }
+  // A kernel that answers and refuses says why; it is not "no kernel".
+  for (const [token, why] of [
+    ['wrong', /refused this process: wrong token \(ECONNREFUSED\)/],
+    ['', /refused this process: a token is required over TCP/],
+  ] as const) {
+    const refused = await run(['ls', '--url', k.tcpUrl], { env: { ...elsewhere, POSTBOX_TOKEN: token } });
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, why);
+    assert.doesNotMatch(refused.stderr, /no kernel is answering/);
   }
   await run(['rm', 'remote']);
 });

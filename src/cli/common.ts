@@ -132,7 +132,13 @@ export async function connectFromFlags(
     const url = values.url ?? (values.socket !== undefined ? `unix:${values.socket}` : undefined);
     return await connect({ ...(url !== undefined ? { url } : {}), ...(operator ? { operator } : {}) });
   } catch (err) {
-    if (err instanceof ConnectionRefusedError) throw kernelNotRunning(err, values);
+    if (err instanceof ConnectionRefusedError) {
+      // The client's own words when nothing answered; anything else is a kernel that answered
+      // and refused this process (a wrong or missing token), which it says in its own words.
+      if (err.message.startsWith('no kernel is answering')) throw kernelNotRunning(err, values);
+      const where = values.url ?? process.env.POSTBOX_URL ?? values.socket ?? 'the kernel';
+      throw new ConnectionRefusedError(`the kernel at ${where} refused this process: ${err.message}`);
+    }
     if (err instanceof TypeError) throw new UsageError(err.message);
     throw err;
   }
@@ -242,13 +248,15 @@ export async function findMailbox(proc: PostboxProcess, ref: string): Promise<Ma
     if (mb === undefined) throw new NotFoundError(`no mailbox #${id}`, { mailbox: ref });
     return mb;
   }
-  // An unlinked mailbox has lost its name (it lives on until its last handle closes).
-  const named = list.find((m) => m.name === ref && !m.unlinked);
-  if (named !== undefined) return named;
+  // A bare number is an id first, as `#ID` is: a name of digits (which only the library can
+  // make) must not turn `postbox rm 18` into the removal of some other mailbox than #18.
   if (/^\d+$/.test(ref)) {
     const byId = list.find((m) => m.id === Number(ref));
     if (byId !== undefined) return byId;
   }
+  // An unlinked mailbox has lost its name (it lives on until its last handle closes).
+  const named = list.find((m) => m.name === ref && !m.unlinked);
+  if (named !== undefined) return named;
   throw new NotFoundError(`no mailbox '${ref}'`, { mailbox: ref });
 }
 
