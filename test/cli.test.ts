@@ -839,10 +839,21 @@ test('send from standard input, blocked on a full mailbox after the input ended,
         if (sender.proc.exitCode !== null) throw new Error(`send exited: ${JSON.stringify(sender.out)}`);
         return mailboxNamed('small');
       },
-      (m) => m?.count === 2 && (m.waitingSenders.length ?? 0) >= 1,
+      (m) => m?.count === 2 && (m.waitingSenders.length ?? 0) === 3,
       10_000,
-      'two queued and a send waiting for room',
+      'two queued and three sends waiting for room',
     );
+    // Three sends of one process waiting: one sender, wherever the waiters are shown.
+    const senderId = (await mailboxNamed('small'))!.waitingSenders[0]!;
+    const ls = await run(['ls']);
+    assert.match(ls.stdout, / small +- +0666 +\d+ +2\/2 +1 +0\n/);
+    const stat = await run(['stat', 'small']);
+    assert.match(stat.stdout, new RegExp(`waiting senders +${senderId} ×3\n`));
+    const ps = await run(['ps', '--json']);
+    const row = (JSON.parse(ps.stdout) as { id: number; blockedOn: string[] }[]).find(
+      (p) => p.id === senderId,
+    );
+    assert.deepEqual(row?.blockedOn, ["send mailbox 'small' ×3"]);
     sender.proc.kill('SIGINT');
     const r = await finish(sender, 10_000, 'send');
     assert.equal(r.code, 130, r.stderr);

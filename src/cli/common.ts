@@ -279,6 +279,20 @@ export async function processNames(proc: PostboxProcess): Promise<Map<number, st
   return new Map(all.map((p) => [p.id, p.name]));
 }
 
+/**
+ * How tables name the processes in a list of waiting operations (a process id per operation):
+ * each process once, in order of its first, with how many it has if more than one
+ * (`alice(7) ×3000, 8`): a producer pipelining sends into a full mailbox is one sender.
+ */
+export function waitersLabel(ids: readonly number[], names: Map<number, string | null>): string {
+  if (ids.length === 0) return '-';
+  const counts = new Map<number, number>();
+  for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1);
+  return [...counts]
+    .map(([id, n]) => (n === 1 ? processLabel(id, names) : `${processLabel(id, names)} ×${n}`))
+    .join(', ');
+}
+
 /** How tables name a process: `alice(7)`, or `7` if it has no name; `-` for none. */
 export function processLabel(id: number | null | undefined, names: Map<number, string | null>): string {
   if (id === null || id === undefined || id === 0) return '-';

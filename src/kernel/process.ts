@@ -82,11 +82,16 @@ export class KernelProcess implements Peer {
 
   /** What it is blocked on, for `postbox ps` and stat. */
   blockedOn(): string[] {
-    const out: string[] = [];
-    for (const w of this.receives.values()) if (w.waiting) out.push(`receive ${w.mailbox.label}`);
+    // Each kind of wait once, with how many if more than one: a process pipelining thousands
+    // of sends into a full mailbox is blocked on one thing, not thousands.
+    const counts = new Map<string, number>();
+    const add = (what: string): void => {
+      counts.set(what, (counts.get(what) ?? 0) + 1);
+    };
+    for (const w of this.receives.values()) if (w.waiting) add(`receive ${w.mailbox.label}`);
     for (const sw of this.sends.values())
-      out.push(`${sw.state === 'blocked' ? 'send' : 'receipt'} ${sw.mailbox.label}`);
-    for (const mb of this.awaitingReader) out.push(`reader ${mb.label}`);
-    return out;
+      add(`${sw.state === 'blocked' ? 'send' : 'receipt'} ${sw.mailbox.label}`);
+    for (const mb of this.awaitingReader) add(`reader ${mb.label}`);
+    return [...counts].map(([what, n]) => (n === 1 ? what : `${what} ×${n}`));
   }
 }

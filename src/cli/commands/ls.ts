@@ -54,8 +54,8 @@ export function lsTable(list: MailboxStat[], names: Map<number, string | null>):
       formatMode(mb.mode),
       String(mb.bytes),
       mb.capacity === null ? String(mb.count) : `${mb.count}/${mb.capacity}`,
-      String(mb.waitingSenders.length),
-      String(mb.waitingReceivers.length),
+      String(new Set(mb.waitingSenders).size),
+      String(new Set(mb.waitingReceivers).size),
     ]),
   );
 }

@@ -7,6 +7,7 @@ import {
   positionals,
   printJson,
   processLabel,
+  waitersLabel,
   withOperatorProcess,
 } from '../common.js';
 import { exitCodesHelp } from '../exit-codes.js';
@@ -95,8 +96,8 @@ function statText(
   fields.push(
     ['order', mb.order === 'priority' ? 'priority (highest first, fifo within)' : 'fifo'],
     ['receivers', mb.policy],
-    ['waiting senders', who(mb.waitingSenders)],
-    ['waiting receivers', who(mb.waitingReceivers)],
+    ['waiting senders', waitersLabel(mb.waitingSenders, names)],
+    ['waiting receivers', waitersLabel(mb.waitingReceivers, names)],
   );
   if (mb.holders.length > 0) fields.push(['holders', who(mb.holders)]);
   if (mb.endOnLastWriter)

@@ -8,6 +8,7 @@ import {
   parseInteger,
   positionals,
   processLabel,
+  waitersLabel,
   withOperatorProcess,
   writeOut,
 } from '../common.js';
@@ -106,8 +107,6 @@ function heading(s: Snapshot, interval: number, tty: boolean): string {
 /** One frame, without the time: two frames are equal when nothing changed. */
 export function frame(s: Snapshot): string {
   const names = new Map(s.processes.map((p) => [p.id, p.name]));
-  const who = (ids: number[]): string =>
-    ids.length === 0 ? '-' : ids.map((id) => processLabel(id, names)).join(', ');
   // Unbounded mailboxes have no "full": their bars are scaled to the deepest one on screen.
   const deepest = Math.max(1, ...s.mailboxes.filter((m) => m.capacity === null).map((m) => m.count));
   const mailboxes =
@@ -133,8 +132,8 @@ export function frame(s: Snapshot): string {
               bar(Math.max(byBytes, byCount), 20),
               mb.capacity === null ? String(mb.count) : `${mb.count}/${mb.capacity}`,
               String(mb.bytes),
-              who(mb.waitingSenders),
-              who(mb.waitingReceivers),
+              waitersLabel(mb.waitingSenders, names),
+              waitersLabel(mb.waitingReceivers, names),
             ];
           }),
         );
