@@ -510,7 +510,10 @@ for (const transport of ['unix', 'tcp'] as const) {
       assert.match(r.message as string, new RegExp(`'${name}' was removed`));
       const later = await waiter.do({ cmd: 'send', mb: name, body: 'anyone?' });
       assert.equal(later.code, 'ENOENT');
-      assert.match(later.message as string, /removed/);
+      assert.match(later.message as string, new RegExp(`mailbox '${name}' \\(#\\d+\\) was removed`), 'named');
+      const receive = await waiter.do({ cmd: 'receive', mb: name });
+      assert.equal(receive.code, 'ENOENT');
+      assert.match(receive.message as string, new RegExp(`mailbox '${name}' \\(#\\d+\\) was removed`));
     });
 
     test('process names are unique; monitors learn how a process ended', async () => {

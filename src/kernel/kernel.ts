@@ -56,6 +56,9 @@ export const KERNEL_VERSION = '0.1.0';
  * sockets only as byte streams; {@link startKernel} gives it listeners, and tests or a single
  * program can run it in their own process the same way.
  */
+/** How many removed mailboxes' names are kept, so errors about them can name them. */
+const REMOVED_NAMES_KEPT = 4096;
+
 export class Kernel implements MailboxHost {
   readonly limits: KernelLimits;
   readonly slab = new Slab();
@@ -81,6 +84,8 @@ export class Kernel implements MailboxHost {
   readonly connections = new Set<KernelProcess>();
   nextProcessId = 1;
   nextMailboxId = 1;
+  /** Names of the mailboxes removed last (at most REMOVED_NAMES_KEPT), by id, for errors. */
+  private readonly removedNames = new Map<number, string>();
   nextMonitorId = 1;
   shuttingDown = false;
   private readonly token: Buffer | null;
@@ -225,11 +230,12 @@ export class Kernel implements MailboxHost {
 
   // ── replies ─────────────────────────────────────────────────────────────────────────────────
 
-  replyError(p: Peer, request: number, code: ErrorCode, message: string, mailbox?: Mailbox): void {
+  replyError(p: Peer, request: number, code: ErrorCode, message: string, mailbox?: Mailbox | string): void {
     const kp = p as KernelProcess;
     if (kp.terminated) return;
     const subject: Record<string, string> = { message };
-    if (mailbox !== undefined) subject.mailbox = mailbox.name ?? `#${mailbox.id}`;
+    if (typeof mailbox === 'string') subject.mailbox = mailbox;
+    else if (mailbox !== undefined) subject.mailbox = mailbox.name ?? `#${mailbox.id}`;
     kp.writer.append(encodeJsonFrame(Op.ERROR, 0, WireErrorCode[code], request, subject));
     this.markDirty(kp);
   }
@@ -498,7 +504,8 @@ export class Kernel implements MailboxHost {
       if (last !== null && last.id === target && !last.removed) mb = last;
       else {
         mb = this.mailboxes.get(target);
-        if (mb === undefined) return this.replyError(p, request, 'ENOENT', this.goneMessage(target));
+        if (mb === undefined)
+          return this.replyError(p, request, 'ENOENT', this.goneMessage(target), this.goneSubject(target));
         p.lastMailbox = mb;
       }
     }
@@ -650,7 +657,8 @@ export class Kernel implements MailboxHost {
     else {
       const target = buf.readUInt32LE(start + Off.R_TARGET);
       mb = this.mailboxes.get(target);
-      if (mb === undefined) return this.replyError(p, request, 'ENOENT', this.goneMessage(target));
+      if (mb === undefined)
+        return this.replyError(p, request, 'ENOENT', this.goneMessage(target), this.goneSubject(target));
     }
     const denied = this.checkRight(p, mb, 4);
     if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb);
@@ -833,7 +841,15 @@ export class Kernel implements MailboxHost {
   }
 
   goneMessage(id: number): string {
-    return id > 0 && id < this.nextMailboxId ? `mailbox #${id} was removed` : `no mailbox #${id}`;
+    if (!(id > 0 && id < this.nextMailboxId)) return `no mailbox #${id}`;
+    const name = this.removedNames.get(id);
+    return name === undefined ? `mailbox #${id} was removed` : `mailbox '${name}' (#${id}) was removed`;
+  }
+
+  /** How an error names a mailbox that is not there: by its old name if it had one. */
+  goneSubject(id: number): string {
+    const name = this.removedNames.get(id);
+    return name ?? `#${id}`;
   }
 
   // ── lifetime ────────────────────────────────────────────────────────────────────────────────
@@ -842,6 +858,14 @@ export class Kernel implements MailboxHost {
   removeMailbox(mb: Mailbox, why: string, code: ErrorCode = 'EIDRM'): void {
     mb.remove(why, code);
     this.mailboxes.delete(mb.id);
+    if (mb.name !== null) {
+      // Ids are never reused, so a late send on a handle can still be told which mailbox went.
+      this.removedNames.set(mb.id, mb.name);
+      if (this.removedNames.size > REMOVED_NAMES_KEPT) {
+        const oldest = this.removedNames.keys().next().value as number;
+        this.removedNames.delete(oldest);
+      }
+    }
     if (mb.name !== null && this.mailboxByName.get(mb.name) === mb) this.mailboxByName.delete(mb.name);
     if (mb.key !== 0 && this.mailboxByKey.get(mb.key) === mb) this.mailboxByKey.delete(mb.key);
     if (mb.notify !== null) mb.notify = null;
