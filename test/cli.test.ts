@@ -259,6 +259,17 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
     tab.stderr,
     /^postbox create: .*control characters.*\(EINVAL\)\nRun 'postbox create --help' for usage\.\n$/,
   );
+  // What the user typed is quoted in errors: its escape sequences (C0, DEL, C1) are shown, not run.
+  for (const args of [
+    ['create', 'c1\u009b31mred'],
+    ['stat', 'x\u001b[2Jy\u007f'],
+    ['ls', '--\u001b]0;t\u0007'],
+  ]) {
+    const r = await run(args);
+    assert.ok(r.code === 2 || r.code === 4, `${args.join(' ')}: ${r.code} ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/, JSON.stringify(r.stderr));
+    assert.match(r.stderr, /\\u(009b|001b)/);
+  }
 });
 
 test('a number flag given something else names the flag and the value in one line, and nothing is sent', async () => {

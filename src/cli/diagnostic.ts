@@ -4,5 +4,19 @@
  * (`postbox frobnicate`) it is `postbox: <message>`.
  */
 export function printDiagnostic(command: string | null, message: string): void {
-  process.stderr.write(`${command === null ? 'postbox' : `postbox ${command}`}: ${message}\n`);
+  process.stderr.write(
+    `${command === null ? 'postbox' : `postbox ${command}`}: ${withoutControls(message)}\n`,
+  );
+}
+
+/**
+ * The message with its control characters (but line breaks and tabs) written as escapes: it may
+ * quote what the user typed, a name or an option, and an escape sequence in that must not drive
+ * the terminal it is shown on.
+ */
+function withoutControls(message: string): string {
+  return message.replace(
+    /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }

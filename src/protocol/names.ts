@@ -14,6 +14,17 @@ function hasControl(name: string): boolean {
   return false;
 }
 
+/**
+ * `text` quoted, with every control character written as an escape (JSON's own leaves DEL and
+ * the C1 controls as they are): safe to show on a terminal.
+ */
+export function quoteSafely(text: string): string {
+  return JSON.stringify(text).replace(
+    /[\u007f-\u009f]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+}
+
 /** Longest process name, in UTF-16 units (the HELLO's `name`). */
 export const MAX_PROCESS_NAME = 255;
 /** Longest mailbox name: room for the faces' prefixes (`port:`, `rpc:`) on a 255-long name. */
@@ -21,14 +32,14 @@ export const MAX_MAILBOX_NAME = 1024;
 
 /** Why `name` cannot name a mailbox, or null if it can. */
 export function badMailboxName(name: string): string | null {
-  if (hasControl(name)) return `a mailbox name cannot hold control characters: ${JSON.stringify(name)}`;
+  if (hasControl(name)) return `a mailbox name cannot hold control characters: ${quoteSafely(name)}`;
   if (name.startsWith('#')) return `a mailbox name cannot start with '#' (that names an id): '${name}'`;
   return null;
 }
 
 /** Why `name` cannot name a process, or null if it can. */
 export function badProcessName(name: string): string | null {
-  if (hasControl(name)) return `a process name cannot hold control characters: ${JSON.stringify(name)}`;
+  if (hasControl(name)) return `a process name cannot hold control characters: ${quoteSafely(name)}`;
   if (/^\d+$/.test(name)) return 'a process name must not be all digits (it would read as a process id)';
   return null;
 }
