@@ -19,10 +19,12 @@ function hasControl(name: string): boolean {
  * the C1 controls as they are): safe to show on a terminal.
  */
 export function quoteSafely(text: string): string {
-  return JSON.stringify(text).replace(
-    /[\u007f-\u009f]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
+  let out = '';
+  for (const c of JSON.stringify(text)) {
+    const code = c.charCodeAt(0);
+    out += code >= 0x7f && code <= 0x9f ? `\\u${code.toString(16).padStart(4, '0')}` : c;
+  }
+  return out;
 }
 
 /** Longest process name, in UTF-16 units (the HELLO's `name`). */
