@@ -42,11 +42,13 @@ const rows: LimitRow[] = [
 export async function limitsCommand(argv: string[]): Promise<number> {
   return runListing(argv, limitsHelp, async (proc, json) => {
     const limits = proc.limits as Record<string, number | undefined>;
-    // Inboxes count toward the mailbox limit; this command's own process and inbox are counted.
+    // Inboxes count toward the mailbox limit. This command's own process and inbox are left
+    // out, as ps leaves it out: at the limit it is let in by the operators' reserve, and
+    // counting it would show one more in use than the limit allows.
     const usage = await proc.usage();
     const inUse: Record<string, number> = {
-      maxMailboxes: usage.mailboxes,
-      maxProcesses: usage.processes,
+      maxMailboxes: usage.mailboxes - 1,
+      maxProcesses: usage.processes - 1,
       maxTotalBytes: usage.totalBytes,
     };
     if (json) {
