@@ -135,6 +135,12 @@ describe('sharing, rights and termination', () => {
       'right released by termination',
     );
     assert.equal(body(await p2.do({ cmd: 'receive', mb: name })), 'x2');
+    // Closing its last handle gives the right up too: with no handle it could not receive.
+    await owner.do({ cmd: 'send', mb: name, body: 'x3' });
+    assert.equal((await owner.do({ cmd: 'receive', mb: name, opts: { nowait: true } })).code, 'EBUSY');
+    await p2.do({ cmd: 'close', mb: name });
+    assert.deepEqual((await stat(name)).holders, []);
+    assert.equal(body(await owner.do({ cmd: 'receive', mb: name })), 'x3');
   });
 
   test('pair: a link between exactly two processes; a third is refused', async () => {

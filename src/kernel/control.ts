@@ -109,6 +109,10 @@ const handlers: Record<string, Handler> = {
       if (h.write) roles.write--;
       if (roles.read === 0 && roles.write === 0) p.roles.delete(mb);
     }
+    // A receive right (exclusive, or a place in a pair) goes with the process's last handle on
+    // the mailbox, as a lock goes with the last descriptor of a file: with no handle it could
+    // never receive again, and would hold everyone else off until it exited.
+    if (mb.holders.includes(p.id) && !hasHandleOn(p, mb)) releaseHold(p, mb);
     if (!mb.removed && mb.closeHandle(h.read, h.write)) k.removeMailbox(mb, 'its last handle closed');
     return {};
   },
@@ -265,13 +269,7 @@ const handlers: Record<string, Handler> = {
     return describe(k, mb);
   },
   release: (k, p, a) => {
-    const mb = find(k, a);
-    const i = mb.holders.indexOf(p.id);
-    if (i >= 0) {
-      mb.holders.splice(i, 1);
-      p.holding.delete(mb);
-      mb.pump();
-    }
+    releaseHold(p, find(k, a));
     return {};
   },
   set: (k, p, a) => {
@@ -577,4 +575,19 @@ function parseAttributes(k: Kernel, a: Args, system: boolean): MailboxAttributes
     policy,
     mode: a.mode === undefined ? (system ? SYSTEM_OWNED_MODE : PROCESS_OWNED_MODE) : parseMode(a.mode),
   };
+}
+
+/** Gives up p's receive right on mb (exclusive) or its place in the pair, if it has one. */
+function releaseHold(p: KernelProcess, mb: Mailbox): void {
+  const i = mb.holders.indexOf(p.id);
+  if (i < 0) return;
+  mb.holders.splice(i, 1);
+  p.holding.delete(mb);
+  mb.pump();
+}
+
+/** Whether p still has a handle open on mb. */
+function hasHandleOn(p: KernelProcess, mb: Mailbox): boolean {
+  for (const h of p.handles.values()) if (h.mailbox === mb) return true;
+  return false;
 }
