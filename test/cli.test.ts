@@ -501,6 +501,7 @@ test('create, ls, stat and rm round trip, with --json', async () => {
   assert.equal(info.key, 0x1234);
   assert.equal(info.maxMessageSize, 8192);
   assert.equal(info.system, true, 'a mailbox made from the command line is system-owned');
+  assert.equal(info.owner, null, 'its owner was the command, which has ended');
   const id = info.id as number;
 
   const again = await run(['create', 'jobs']);
@@ -561,8 +562,13 @@ test('create, ls, stat and rm round trip, with --json', async () => {
     /last send +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d .* by process \d+/,
     /last receive +never/,
     /created +\d{4}-/,
+    /bytes +5 of [\d,]+ \(msg_qbytes\)/,
   ])
     assert.match(human.stdout, field);
+  assert.equal((await run(['create', 'loose'])).code, 0);
+  const loose = await run(['stat', 'loose']);
+  assert.match(loose.stdout, /bytes +0 \(no limit of its own; all mailboxes together: [\d,]+\)\n/);
+  await run(['rm', 'loose']);
 
   const rm = await run(['rm', 'jobs']);
   assert.equal(rm.code, 0, rm.stderr);

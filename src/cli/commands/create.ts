@@ -109,8 +109,9 @@ export async function createCommand(argv: string[]): Promise<number> {
     const mb = await proc.createMailbox(name!, options);
     mb.close();
     if (values.json) {
+      // Its owner is this command's process, which ends now: what ls and stat will show is none.
       const { handle: _handle, ...info } = mb.info;
-      printJson(info);
+      printJson({ ...info, owner: null });
     } else {
       const cap = mb.info.capacity === null ? 'unbounded' : `capacity ${mb.info.capacity}`;
       process.stdout.write(

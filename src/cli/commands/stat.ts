@@ -50,7 +50,8 @@ export async function statCommand(argv: string[]): Promise<number> {
     const names = new Map(processes.map((p) => [p.id, p.name]));
     const pids = new Map(processes.map((p) => [p.id, p.pid]));
     // The times are the kernel's: "how long ago" is by its clock, wherever this process runs.
-    process.stdout.write(statText(mb, names, pids, Date.now() + proc.kernelClockOffset));
+    const total = (proc.limits as Record<string, number | undefined>).maxTotalBytes;
+    process.stdout.write(statText(mb, names, pids, Date.now() + proc.kernelClockOffset, total));
     return 0;
   });
 }
@@ -60,6 +61,7 @@ function statText(
   names: Map<number, string | null>,
   pids: Map<number, number>,
   now: number,
+  totalBytesLimit: number | undefined,
 ): string {
   const who = (ids: number[]): string =>
     ids.length === 0 ? '-' : ids.map((id) => processLabel(id, names)).join(', ');
@@ -88,7 +90,13 @@ function statText(
       'messages',
       `${formatCount(mb.count)} (${formatCount(mb.queued)} queued, ${formatCount(mb.inflight)} delivered not yet taken)`,
     ],
-    ['bytes', `${formatCount(mb.bytes)} of ${formatCount(mb.maxBytes)} (msg_qbytes)`],
+    [
+      'bytes',
+      // A mailbox with no byte limit of its own reports the kernel's limit on all of them.
+      totalBytesLimit !== undefined && mb.maxBytes >= totalBytesLimit
+        ? `${formatCount(mb.bytes)} (no limit of its own; all mailboxes together: ${formatCount(totalBytesLimit)})`
+        : `${formatCount(mb.bytes)} of ${formatCount(mb.maxBytes)} (msg_qbytes)`,
+    ],
     ['capacity', capacity],
     ['max message size', `${formatCount(mb.maxMessageSize)} bytes`],
   ];
