@@ -736,6 +736,15 @@ test('exit codes: 3 empty or full, 4 no such mailbox, 5 permission denied, 6 tim
     assert.match(r.stderr, new RegExp(`^postbox ${args[0]}: no mailbox .*\\(ENOENT\\)\n$`));
     noStack(r);
   }
+  // A process's inbox is not a mailbox of the command line's; the error says whose it is.
+  for (const ref of [`#${me.inbox}`, String(me.inbox)]) {
+    const inbox = await run(['send', ref, 'x']);
+    assert.equal(inbox.code, 4, inbox.stderr);
+    assert.match(
+      inbox.stderr,
+      new RegExp(`#${me.inbox} is the inbox of process ${me.id} \\('tester'\\), not a mailbox.*\\(ENOENT\\)`),
+    );
+  }
   const noProcess = await run(['recv', 'full', '--from', 'nobody-by-that-name', '--nowait']);
   assert.equal(noProcess.code, 4);
   assert.match(noProcess.stderr, /\(ESRCH\)/);

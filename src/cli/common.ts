@@ -245,7 +245,7 @@ export async function findMailbox(proc: PostboxProcess, ref: string): Promise<Ma
   if (hash !== null) {
     const id = Number(hash[1]);
     const mb = list.find((m) => m.id === id);
-    if (mb === undefined) throw new NotFoundError(`no mailbox #${id}`, { mailbox: ref });
+    if (mb === undefined) throw await notFound(proc, id, ref, `no mailbox #${id}`);
     return mb;
   }
   // A bare number is an id first, as `#ID` is: a name of digits (which only the library can
@@ -257,7 +257,27 @@ export async function findMailbox(proc: PostboxProcess, ref: string): Promise<Ma
   // An unlinked mailbox has lost its name (it lives on until its last handle closes).
   const named = list.find((m) => m.name === ref && !m.unlinked);
   if (named !== undefined) return named;
+  if (/^\d+$/.test(ref)) throw await notFound(proc, Number(ref), ref, `no mailbox '${ref}'`);
   throw new NotFoundError(`no mailbox '${ref}'`, { mailbox: ref });
+}
+
+/**
+ * ENOENT for an id that names no mailbox: if it is a process's inbox, the error says so (the
+ * command line works on mailboxes; an inbox is reached through its process), else `message`.
+ */
+async function notFound(
+  proc: PostboxProcess,
+  id: number,
+  ref: string,
+  message: string,
+): Promise<NotFoundError> {
+  const owner = (await proc.processes()).find((p) => p.inbox === id);
+  if (owner === undefined) return new NotFoundError(message, { mailbox: ref });
+  const who = owner.name === null ? `process ${owner.id}` : `process ${owner.id} ('${owner.name}')`;
+  return new NotFoundError(
+    `#${id} is the inbox of ${who}, not a mailbox: an inbox is reached through its process (in the library, send(${owner.id}, body))`,
+    { mailbox: ref },
+  );
 }
 
 /**
