@@ -723,7 +723,11 @@ describe('the reference client writes and reads the documented frames', () => {
     const hello = await kernelSide.next('HELLO');
     // Same head as the documented HELLO; the payload names this process.
     assertBytes(hello.subarray(4, 12), vec('hello').subarray(4, 12), 'HELLO head');
-    assert.deepEqual(decodeJsonPayload(hello, 0, hello.length), { pid: process.pid, host: hostname() });
+    assert.deepEqual(decodeJsonPayload(hello, 0, hello.length), {
+      pid: process.pid,
+      host: hostname(),
+      recall: true,
+    });
     socket.write(vec('welcome'));
     conn = await within(opening, 'Connection.open to accept the documented WELCOME');
   });
@@ -810,7 +814,7 @@ describe('the reference client writes and reads the documented frames', () => {
       return true;
     });
 
-    const sink = { deliver: () => {}, fail: () => {}, end: () => {} };
+    const sink = { deliver: () => {}, fail: () => {}, end: () => {}, recall: () => false };
     const streamId = c.openStream(DOC_MAILBOX, false, 0, {}, 64, sink);
     assert.equal(streamId, 9);
     await expectFrame('receive-stream');

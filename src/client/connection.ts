@@ -34,6 +34,7 @@ import {
   PingFlag,
   PROTOCOL_VERSION,
   putU32,
+  RECALL_FRAME_BYTES,
   RECEIVE_FRAME_BYTES,
   readInt64,
   TAKE_FRAME_BYTES,
@@ -168,6 +169,11 @@ export interface StreamSink {
   fail(err: PostboxError): void;
   /** End of stream: the last writer closed and nothing is left. */
   end(): void;
+  /**
+   * The kernel wants the message `seq` back (its send gave up): removes it and says true if it
+   * was delivered and not yet handed out; false if it was (its take says so).
+   */
+  recall(seq: number): boolean;
 }
 
 type Resolve = (value: never) => void;
@@ -465,6 +471,7 @@ export class Connection {
     if (token !== undefined && transport === 'tcp') hello.token = token;
     if (options.inboxCapacity !== undefined) hello.inboxCapacity = options.inboxCapacity;
     if (options.operator === true) hello.operator = true;
+    hello.recall = true;
     const deadline = Date.now() + wait;
     for (let pause = 20; ; pause = Math.min(pause * 2, 500)) {
       const joined = await Connection.join(transport, address, tcp, hello, timeout);
@@ -1078,6 +1085,16 @@ export class Connection {
     w.commit(TAKE_FRAME_BYTES);
   }
 
+  /** Gives a recalled message of a stream back, unread (RETURN). */
+  private giveBack(request: number, seq: number): void {
+    if (this.closed) return;
+    const w = this.writer;
+    const o = w.reserve(RECALL_FRAME_BYTES);
+    writeHead(w.buf, o, RECALL_FRAME_BYTES, Op.RETURN, 0, 0, request);
+    writeInt64(w.buf, seq, o + Off.C_SEQ);
+    w.commit(RECALL_FRAME_BYTES);
+  }
+
   /** Asks the kernel to cancel a request; its answer (done, or ECANCELED) settles it. */
   cancel(request: number, as?: PostboxError): void {
     if (this.closed) return;
@@ -1274,6 +1291,12 @@ export class Connection {
           this.monitors.delete(request);
           handler(decodeJsonPayload(buf, start, end) as Record<string, unknown>);
         }
+        return;
+      }
+      case Op.RECALL: {
+        const entry = this.pending.get(request);
+        const seq = readInt64(buf, start + Off.C_SEQ);
+        if (entry?.kind === 'stream' && entry.sink!.recall(seq)) this.giveBack(request, seq);
         return;
       }
       case Op.PONG:

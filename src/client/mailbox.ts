@@ -244,6 +244,21 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
     w();
   }
 
+  /** @internal */
+  recall(seq: number): boolean {
+    const mask = this.queue.length - 1;
+    for (let k = 0; k < this.count; k++) {
+      if (this.queue[(this.head + k) & mask]!.seq !== seq) continue;
+      // Close the gap: the messages after it move up one, in order.
+      for (let j = k; j < this.count - 1; j++)
+        this.queue[(this.head + j) & mask] = this.queue[(this.head + j + 1) & mask]!;
+      this.queue[(this.head + this.count - 1) & mask] = null;
+      this.count--;
+      return true;
+    }
+    return false;
+  }
+
   /**
    * @internal The kernel terminated this process: what it pushed ahead is no longer this
    * receiver's (it went back to the mailbox), so it is dropped, never yielded.

@@ -16,6 +16,7 @@ import {
   PingFlag,
   PROTOCOL_VERSION,
   putU32,
+  RECALL_FRAME_BYTES,
   RECEIVE_FRAME_BYTES,
   ReceiveFlag,
   readInt64,
@@ -333,6 +334,8 @@ export class Kernel implements MailboxHost {
     switch (op) {
       case Op.TAKE:
         return this.handleTake(p, buf, start, end);
+      case Op.RETURN:
+        return this.handleReturn(p, buf, start, end);
       case Op.RECEIVE:
         return this.handleReceive(p, buf, start, end);
       case Op.CANCEL:
@@ -418,6 +421,7 @@ export class Kernel implements MailboxHost {
     p.decoder.maxFrameBytes = MESSAGE_HEAD_BYTES + 65535 + this.limits.maxMessageSize;
     p.name = hello.name ?? null;
     p.osPid = hello.pid ?? 0;
+    p.recalls = hello.recall === true;
     p.host = hello.host ?? '';
     this.processes.set(p.id, p);
     if (p.name !== null) this.processByName.set(p.name, p);
@@ -742,6 +746,34 @@ export class Kernel implements MailboxHost {
     if (w.senderGone) mb.endIfSenderGone(w);
   }
 
+  /** A message recalled from a stream, given back unread: see {@link Mailbox.returned}. */
+  private handleReturn(p: KernelProcess, buf: Buffer, start: number, end: number): void {
+    if (end - start !== RECALL_FRAME_BYTES)
+      return this.fatal(p, 'EPROTO', `RETURN frame must be ${RECALL_FRAME_BYTES} bytes, got ${end - start}`);
+    const request = getU32(buf, start + Off.REQUEST);
+    const w = p.receives.get(request);
+    // A stream that ended meanwhile gave its messages back already.
+    if (w === undefined) return;
+    const seq = readInt64(buf, start + Off.C_SEQ);
+    if (!w.mailbox.returned(w, seq))
+      this.replyError(
+        p,
+        request,
+        'EPROTO',
+        `RETURN of message ${seq}, which was not recalled from request ${request}`,
+      );
+  }
+
+  /** Asks w's process for the message `seq` back, if it has not handed it out yet. */
+  recall(w: ReceiveWaiter, seq: number): void {
+    const p = w.peer as KernelProcess;
+    const o = p.writer.reserve(RECALL_FRAME_BYTES);
+    writeHead(p.writer.buf, o, RECALL_FRAME_BYTES, Op.RECALL, 0, 0, w.request);
+    writeInt64(p.writer.buf, seq, o + Off.C_SEQ);
+    p.writer.commit(RECALL_FRAME_BYTES);
+    this.markDirty(p);
+  }
+
   private handleCancel(p: KernelProcess, request: number): void {
     const w = p.receives.get(request);
     if (w !== undefined) {
@@ -846,10 +878,9 @@ export class Kernel implements MailboxHost {
     return name === undefined ? `mailbox #${id} was removed` : `mailbox '${name}' (#${id}) was removed`;
   }
 
-  /** How an error names a mailbox that is not there: by its old name if it had one. */
-  goneSubject(id: number): string {
-    const name = this.removedNames.get(id);
-    return name ?? `#${id}`;
+  /** The name an error about a mailbox that is not there gives it: its old name, if it had one. */
+  goneSubject(id: number): string | undefined {
+    return this.removedNames.get(id);
   }
 
   // ── lifetime ────────────────────────────────────────────────────────────────────────────────
@@ -1044,6 +1075,8 @@ interface HelloPayload {
   host?: string;
   token?: string;
   inboxCapacity?: number;
+  /** Answers RECALL with RETURN (or its TAKE): see {@link Mailbox.withdrawSend}. */
+  recall?: boolean;
 }
 
 function parseHello(v: unknown): HelloPayload {
@@ -1073,6 +1106,10 @@ function parseHello(v: unknown): HelloPayload {
   if (o.operator !== undefined) {
     if (typeof o.operator !== 'boolean') throw new Error('operator must be true or false');
     out.operator = o.operator;
+  }
+  if (o.recall !== undefined) {
+    if (typeof o.recall !== 'boolean') throw new Error('recall must be true or false');
+    out.recall = o.recall;
   }
   if (o.inboxCapacity !== undefined && o.inboxCapacity !== null) {
     if (!Number.isSafeInteger(o.inboxCapacity) || (o.inboxCapacity as number) < 0)

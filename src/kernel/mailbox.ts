@@ -45,11 +45,15 @@ export interface MailboxHost {
   replyEnd(proc: Peer, request: number): void;
   /** Sends an EVENT to a process. */
   event(proc: Peer, id: number, payload: Record<string, unknown>): void;
+  /** Asks a stream's process to give back, if it has not handed it out, the message `seq`. */
+  recall(w: ReceiveWaiter, seq: number): void;
 }
 
 /** The kernel's view of a connected process, as far as a mailbox cares. */
 export interface Peer {
   readonly id: number;
+  /** Said in its HELLO that it answers RECALL (gives back a pushed message it has not handed out). */
+  readonly recalls: boolean;
   readonly name: string | null;
   readonly writer: FrameWriter;
   /** Output is backed up: deliver nothing more until it drains. */
@@ -74,6 +78,10 @@ export class SendWaiter {
   slot = -1;
   /** The send gave up (timeout or abort) while its message was in a receiver's hands: if it comes back, it is dropped and the send fails with this code. */
   expired: 'ETIMEDOUT' | 'ECANCELED' | null = null;
+  /** The receive its message was pushed to, while in flight. */
+  holder: ReceiveWaiter | null = null;
+  /** Expired in flight, and its holder's process asked to give the message back (RECALL). */
+  recalled = false;
   timer: NodeJS.Timeout | null = null;
   /** Where it stands in its mailbox's line of blocked senders (kept by BlockedSenders). */
   blockedAt = -1;
@@ -190,6 +198,7 @@ export class ReceiveWaiter {
     each = len,
   ): void {
     this.msgs += n;
+    if (receipt !== null) receipt.holder = this;
     if (joins && this.rCount > 0) {
       const last = (this.rHead + this.rCount - 1) & (this.rBuf.length - 1);
       if (
@@ -298,6 +307,65 @@ export class ReceiveWaiter {
     const receipt = this.headReceipt();
     this.dropHead();
     fn(buf, off, len, receipt);
+    return true;
+  }
+
+  /** Where `receipt`'s message is among the entries (a receipt's entry is one message), or -1. */
+  private entryOf(receipt: SendWaiter): number {
+    const mask = this.rBuf.length - 1;
+    for (let k = 0; k < this.rCount; k++) if (this.rReceipt[(this.rHead + k) & mask] === receipt) return k;
+    return -1;
+  }
+
+  /** The sequence number of `receipt`'s message, if this receive holds it. */
+  seqOf(receipt: SendWaiter): number | null {
+    const k = this.entryOf(receipt);
+    if (k < 0) return null;
+    const i = (this.rHead + k) & (this.rBuf.length - 1);
+    return readSeq(this.rBuf[i]!, this.rOff[i]!);
+  }
+
+  /** The send whose message, held here, has sequence number `seq`, if any. */
+  receiptWithSeq(seq: number): SendWaiter | null {
+    const mask = this.rBuf.length - 1;
+    for (let k = 0; k < this.rCount; k++) {
+      const i = (this.rHead + k) & mask;
+      const receipt = this.rReceipt[i]!;
+      if (receipt !== null && readSeq(this.rBuf[i]!, this.rOff[i]!) === seq) return receipt;
+    }
+    return null;
+  }
+
+  /**
+   * Takes `receipt`'s message out of the entries, wherever it is (the receiver gave it back
+   * unread: those before and after it stay, in order), and calls fn with it.
+   */
+  removeReceipt(receipt: SendWaiter, fn: (buf: Buffer, off: number, len: number) => void): boolean {
+    const k = this.entryOf(receipt);
+    if (k < 0) return false;
+    const mask = this.rBuf.length - 1;
+    const at = (this.rHead + k) & mask;
+    const buf = this.rBuf[at]!;
+    const off = this.rOff[at]!;
+    const len = this.rLen[at]!;
+    // Close the gap: the entries after it move up one.
+    for (let j = k; j < this.rCount - 1; j++) {
+      const a = (this.rHead + j) & mask;
+      const b = (a + 1) & mask;
+      this.rBuf[a] = this.rBuf[b]!;
+      this.rOff[a] = this.rOff[b]!;
+      this.rLen[a] = this.rLen[b]!;
+      this.rMsgs[a] = this.rMsgs[b]!;
+      this.rEach[a] = this.rEach[b]!;
+      this.rReceipt[a] = this.rReceipt[b]!;
+    }
+    const last = (this.rHead + this.rCount - 1) & mask;
+    this.rBuf[last] = null;
+    this.rReceipt[last] = null;
+    this.rCount--;
+    this.msgs--;
+    receipt.holder = null;
+    fn(buf, off, len);
     return true;
   }
 }
@@ -1263,7 +1331,10 @@ export class Mailbox {
       left -= count;
       if (buf === this.ring) this.store.releaseSlot(off / this.frameBytes);
       this.inflightBytes -= len - count * MESSAGE_HEAD_BYTES;
-      if (sw !== null) this.completeSend(sw, Outcome.RECEIVED, pid, readSeq(buf, off));
+      if (sw !== null) {
+        sw.holder = null;
+        this.completeSend(sw, Outcome.RECEIVED, pid, readSeq(buf, off));
+      }
     }
     this.inflight -= n;
     this.received += n;
@@ -1272,6 +1343,33 @@ export class Mailbox {
     this.times.lastReceivePid = w.peer.osPid;
     if (this.endOnLastWriter) this.checkEnd();
     return true;
+  }
+
+  /**
+   * w's process gave back unread (RETURN) the message `seq` that was recalled from it: the send
+   * that gave up fails now, and the room and credit it held are free. False if w holds no such
+   * recalled message.
+   */
+  returned(w: ReceiveWaiter, seq: number): boolean {
+    this.host.slab.settle();
+    const sw = w.receiptWithSeq(seq);
+    if (sw === null || !sw.recalled) return false;
+    w.removeReceipt(sw, (buf, off, len) => {
+      this.inflight--;
+      this.inflightBytes -= len - MESSAGE_HEAD_BYTES;
+      if (buf === this.ring) this.store.releaseSlot(off / this.frameBytes);
+    });
+    if (w.stream && !w.ended) w.credit++;
+    this.settleExpired(sw);
+    this.pump();
+    this.admitBlocked();
+    return true;
+  }
+
+  /** Fails a send that gave up while its message was in a receiver's hands, now it is back. */
+  private settleExpired(sw: SendWaiter): void {
+    const why = sw.expired === 'ETIMEDOUT' ? 'timed out' : 'was aborted';
+    this.settleSender(sw, sw.expired!, `send to ${this.label} ${why} before anyone took the message`);
   }
 
   /** Gives back what w holds untaken (receiver cancelled or died), in order, and passes it on. */
@@ -1290,8 +1388,9 @@ export class Mailbox {
           return;
         }
         if (sw?.expired != null) {
-          const why = sw.expired === 'ETIMEDOUT' ? 'timed out' : 'was aborted';
-          this.settleSender(sw, sw.expired, `send to ${this.label} ${why} before anyone took the message`);
+          // Dropped: a send that gave up is never delivered. Its ring slot, if it had one, is free.
+          if (buf === this.ring) this.store.releaseSlot(off / this.frameBytes);
+          this.settleExpired(sw);
           return;
         }
         if (this.rendezvous && sw !== null) {
@@ -1528,11 +1627,22 @@ export class Mailbox {
         this.admitBlocked();
         return;
       }
-      case 'inflight':
+      case 'inflight': {
         // In a receiver's hands it cannot be withdrawn: it completes if taken, and is dropped
         // (and the send fails) if it comes back.
-        if (code === 'ETIMEDOUT' || code === 'ECANCELED') sw.expired = code;
+        if (code !== 'ETIMEDOUT' && code !== 'ECANCELED') return;
+        sw.expired = code;
+        // Pushed ahead to a stream, it may sit unread behind a busy loop for as long as the
+        // loop takes: ask for it back, so that the send fails now, not when the loop gets to it
+        // (the process answers RETURN if it had not handed it out; else its TAKE says it had).
+        const w = sw.holder;
+        if (w === null || !w.stream || !w.peer.recalls || sw.recalled || w.peer.terminated) return;
+        const seq = w.seqOf(sw);
+        if (seq === null) return;
+        sw.recalled = true;
+        this.host.recall(w, seq);
         return;
+      }
       default:
         return;
     }

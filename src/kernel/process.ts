@@ -49,6 +49,8 @@ export class KernelProcess implements Peer {
   runMailbox: Mailbox | null = null;
   sendRightAt = 0;
   congested = false;
+  /** Said in its HELLO that it answers RECALL. */
+  recalls = false;
   terminated = false;
   /** It said goodbye before closing: a clean exit. */
   saidBye = false;

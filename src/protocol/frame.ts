@@ -37,6 +37,8 @@ export const RECEIVE_FRAME_BYTES = 44;
 export const SENT_FRAME_BYTES = 28;
 /** Size of a TAKE frame. */
 export const TAKE_FRAME_BYTES = 20;
+/** Size of a RECALL or RETURN frame (the head, then the message's u64 sequence number). */
+export const RECALL_FRAME_BYTES = 20;
 
 /** Opcodes: client to kernel below 0x80, kernel to client from 0x80. */
 export const Op = {
@@ -47,6 +49,7 @@ export const Op = {
   TAKE: 0x21,
   CANCEL: 0x22,
   PING: 0x23,
+  RETURN: 0x24,
   DELIVER: 0x11,
   WELCOME: 0x81,
   RESULT: 0x82,
@@ -58,6 +61,7 @@ export const Op = {
   PONG: 0x88,
   EVENT: 0x89,
   END: 0x8a,
+  RECALL: 0x8b,
 } as const;
 export type Opcode = (typeof Op)[keyof typeof Op];
 
@@ -95,6 +99,8 @@ export const Off = {
   // TAKE
   T_TAKEN: 12,
   T_CREDIT: 16,
+  // RECALL, RETURN
+  C_SEQ: 12,
   // common payload start
   PAYLOAD: 12,
 } as const;
