@@ -516,6 +516,27 @@ for (const transport of ['unix', 'tcp'] as const) {
       assert.match(receive.message as string, new RegExp(`mailbox '${name}' \\(#\\d+\\) was removed`));
     });
 
+    test('a message receive() has handed over is taken: its receiver dying at once does not give it back', async () => {
+      const name = box();
+      const owner = await agent();
+      await owner.do({ cmd: 'create', name, opts: { mode: 0o666 } });
+      for (let round = 0; round < 6; round++) {
+        const receiver = await agent();
+        await receiver.do({ cmd: 'open', name });
+        await owner.do({ cmd: 'send', mb: name, body: `m${round}` });
+        const got = await receiver.do({ cmd: 'receiveAndDie', mb: name });
+        await receiver.kill('SIGKILL'); // already dead: waits for it to be gone
+        assert.equal((got.message as { body: string }).body, `m${round}`);
+        const after = await until(
+          () => stat(name),
+          (s) => s.inflight === 0,
+          10_000,
+          'the take, or the killed receiver given back',
+        );
+        assert.equal(after.count, 0, `round ${round}: m${round} came back after its receive() returned it`);
+      }
+    });
+
     test('process names are unique; monitors learn how a process ended', async () => {
       const taken = `${transport}-unique`;
       await agent(taken);

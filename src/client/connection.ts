@@ -399,8 +399,9 @@ export class Connection {
     if (this.handedInRead) {
       // A consumer's handlers answered inside this read (an echo, a relay): their sends go out
       // now, with the takes, not at the end of the turn, which would cost a read that finds
-      // nothing and a callback first (1.5–1.7 µs of a round trip, docs/performance.md). Takes
-      // alone wait for the turn, to go out with what the application sends on them.
+      // nothing and a callback first (1.5–1.7 µs of a round trip, docs/performance.md). A
+      // stream's takes alone wait for the turn, to go out with what the application sends on
+      // them; a single receive's go now (above).
       this.handedInRead = false;
       if (this.flushScheduled && this.writer.size > 0) this.flush();
     }
@@ -1211,6 +1212,9 @@ export class Connection {
         } else {
           this.forget(request);
           this.take(request, 1, 0);
+          // Written at the end of this read, before the receive's caller resumes: a message
+          // receive() has handed over is taken, as msgrcv's is, even if the process dies at once.
+          this.handedInRead = true;
           const resolve = entry.resolve as (m: Message) => void;
           if (this.silent)
             this.heldReceives.push({
