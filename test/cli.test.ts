@@ -569,6 +569,11 @@ test('create, ls, stat and rm round trip, with --json', async () => {
   const loose = await run(['stat', 'loose']);
   assert.match(loose.stdout, /bytes +0 \(no limit of its own; all mailboxes together: [\d,]+\)\n/);
   await run(['rm', 'loose']);
+  // msg_qbytes 0, as the library and the System V face allow it: a mailbox that holds nothing.
+  const zero = await run(['create', 'zero-bytes', '--capacity', '10', '--max-bytes', '0', '--json']);
+  assert.equal(zero.code, 0, zero.stderr);
+  assert.equal((JSON.parse(zero.stdout) as { maxBytes: number }).maxBytes, 0);
+  await run(['rm', 'zero-bytes']);
 
   const rm = await run(['rm', 'jobs']);
   assert.equal(rm.code, 0, rm.stderr);

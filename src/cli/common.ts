@@ -77,14 +77,16 @@ function wholeNumbers(min: number, max: number): string {
   return noMin ? `a whole number up to ${max}` : `a whole number from ${min} to ${max}`;
 }
 
-/** Bytes: `4096`, `64K`, `1M`, `2G` (powers of 1024). */
-export function parseBytes(value: string | undefined, flag: string): number | undefined {
+/** Bytes: `4096`, `64K`, `1M`, `2G` (powers of 1024), at least `min`. */
+export function parseBytes(value: string | undefined, flag: string, min: 0 | 1 = 1): number | undefined {
   if (value === undefined) return undefined;
   const m = /^(\d+)\s*([kmg]?)i?b?$/i.exec(value.trim());
   const scale = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m?.[2] ?? '').toLowerCase()];
   const n = m === null || scale === undefined ? Number.NaN : Number(m[1]) * scale;
-  if (!Number.isSafeInteger(n) || n < 1)
-    throw new UsageError(`--${flag} must be a positive number of bytes such as 4096 or 64K, not '${value}'`);
+  if (!Number.isSafeInteger(n) || n < min)
+    throw new UsageError(
+      `--${flag} must be ${min === 0 ? 'a number of bytes, 0 or more,' : 'a positive number of bytes'} such as 4096 or 64K, not '${value}'`,
+    );
   return n;
 }
 

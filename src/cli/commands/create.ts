@@ -81,7 +81,8 @@ export async function createCommand(argv: string[]): Promise<number> {
   if (maxSize !== undefined) options.maxMessageSize = maxSize;
   if (values['max-bytes'] === 'unbounded') options.maxBytes = 'unbounded';
   else {
-    const maxBytes = parseBytes(values['max-bytes'], 'max-bytes');
+    // 0 is allowed, as System V's msg_qbytes 0 is: a mailbox that holds nothing.
+    const maxBytes = parseBytes(values['max-bytes'], 'max-bytes', 0);
     if (maxBytes !== undefined) options.maxBytes = maxBytes;
   }
   const messageSize = parseBytes(values['message-size'], 'message-size');
