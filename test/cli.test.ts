@@ -251,7 +251,7 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
   assert.equal(big.code, 2, big.stderr);
   assert.match(
     big.stderr,
-    /over the kernel's limit of 65536 \(EINVAL\)\nRun 'postbox create --help' for usage\.\n$/,
+    /--max-size 1048576 is over the kernel's limit of 65536 \(EINVAL\)\nRun 'postbox create --help' for usage\.\n$/,
   );
   const tab = await run(['create', 'a\tb']);
   assert.equal(tab.code, 2, tab.stderr);

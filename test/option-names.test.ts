@@ -235,6 +235,7 @@ describe('through a kernel', () => {
     await assert.rejects(p.createMailbox('c1\u009bm'), einval);
     await assert.rejects(p.createMailbox('#5'), /cannot start with '#'/);
     await assert.rejects(join({ name: 'bell\u0007' }), /control characters/);
+    await assert.rejects(join({ name: '#7' }), /a process name cannot start with '#'/);
     assert.ok(await p.createMailbox('tab-free é ü 名前 #ok'), 'other characters are fine');
     // A second mailbox with a key already taken hid the first from msgget for good.
     const keyed = await p.createMailbox('keyed-1', { key: 0x7777 });

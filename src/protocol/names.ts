@@ -43,5 +43,6 @@ export function badMailboxName(name: string): string | null {
 export function badProcessName(name: string): string | null {
   if (hasControl(name)) return `a process name cannot hold control characters: ${quoteSafely(name)}`;
   if (/^\d+$/.test(name)) return 'a process name must not be all digits (it would read as a process id)';
+  if (name.startsWith('#')) return `a process name cannot start with '#' (that names an id): '${name}'`;
   return null;
 }

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { MailboxOptions } from '../../client/process.js';
+import { InvalidArgumentError } from '../../protocol/errors.js';
 import {
   connectionHelp,
   connectionOptions,
@@ -107,7 +108,14 @@ export async function createCommand(argv: string[]): Promise<number> {
     options.key = key;
   }
   return withProcess(values, async (proc) => {
-    const mb = await proc.createMailbox(name!, options);
+    const mb = await proc.createMailbox(name!, options).catch((err: unknown) => {
+      throw err instanceof InvalidArgumentError
+        ? new InvalidArgumentError(
+            inFlagWords(err.message),
+            err.mailbox === undefined ? undefined : { mailbox: err.mailbox },
+          )
+        : err;
+    });
     mb.close();
     if (values.json) {
       // Its owner is this command's process, which ends now: what ls and stat will show is none.
@@ -121,4 +129,19 @@ export async function createCommand(argv: string[]): Promise<number> {
     }
     return 0;
   });
+}
+
+/** The library's option names, as the kernel says them, and the flags that set them here. */
+const FLAG_OF_OPTION: [RegExp, string][] = [
+  [/\bmaxMessageSize\b/g, '--max-size'],
+  [/\bmessageSize\b/g, '--message-size'],
+  [/\bmaxBytes\b/g, '--max-bytes'],
+  [/\bcapacity\b/g, '--capacity'],
+];
+
+/** A refusal of the kernel's in the command line's words: `--max-size`, not `maxMessageSize`. */
+function inFlagWords(message: string): string {
+  let out = message;
+  for (const [option, flag] of FLAG_OF_OPTION) out = out.replace(option, flag);
+  return out;
 }
