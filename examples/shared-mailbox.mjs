@@ -22,6 +22,9 @@ if (role === undefined) {
   const a = await me.openMailbox('A');
   const names = Object.fromEntries((await me.processes()).map((p) => [p.id, p.name]));
   for (let i = 1; i <= 6; i++) {
+    // Round robin is among the receivers waiting: the last taker may still be on its way back
+    // to its receive() (the take goes to the kernel first), so let both be waiting again.
+    while ((await a.stat()).waitingReceivers.length < 2) await new Promise((r) => setTimeout(r, 5));
     const r = await a.send(`message ${i}`, { receipt: true });
     console.log(`P1: message ${i} was received by ${names[r.receiver]}`);
   }
