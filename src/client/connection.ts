@@ -1230,10 +1230,13 @@ export class Connection {
       case Op.SENT: {
         const outcome = buf.readUInt16LE(start + Off.AUX);
         const seq = readInt64(buf, start + Off.S_SEQ);
+        // Sequence numbers start at 1: 0 is a message that never got one (dropped when full).
         const result: SendResult =
           outcome === Outcome.RECEIVED
             ? { outcome: 'received', receiver: buf.readUInt32LE(start + Off.S_RECEIVER), seq }
-            : { outcome: outcomeNames[outcome] ?? 'queued', seq };
+            : seq === 0
+              ? { outcome: outcomeNames[outcome] ?? 'queued' }
+              : { outcome: outcomeNames[outcome] ?? 'queued', seq };
         return this.settle(request, result, null);
       }
       case Op.BLOCKED: {
