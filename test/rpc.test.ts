@@ -4,6 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -537,6 +540,30 @@ describe('RPC', () => {
     assert.equal(outcomes[0], 'ECONNRESET', 'the running one names the dead server');
     assert.deepEqual(outcomes.slice(1), ['ENOENT', 'ENOENT', 'ENOENT', 'ENOENT']);
     assert.equal((await proc.stat('rpc:lonely')).count, 0, 'and nothing is left queued');
+  });
+
+  test('a server that dies inside a synchronous handler: the call ran once, and the caller is told the server died', async () => {
+    // The request's take went out at the end of the read, after the handler had run: a server
+    // ending inside it had the request given back, and the next server ran it again.
+    const servers = await Promise.all([startServer('once'), startServer('once'), startServer('once')]);
+    const ledger = join(mkdtempSync(join(tmpdir(), 'postbox-rpc-')), 'ledger');
+    writeFileSync(ledger, '');
+    const once = stub<Calc>(proc, 'once');
+    await assert.rejects(within(once.exitNow(ledger), 10_000, 'the call to fail'), (e: unknown) => {
+      assert.ok(e instanceof ServerDownError, String(e));
+      assert.equal(e.code, 'ECONNRESET');
+      return true;
+    });
+    const ran = readFileSync(ledger, 'utf8').trim().split('\n');
+    assert.equal(ran.length, 1, `run by one server, not by ${ran.join(', ')}`);
+    assert.equal(
+      servers.filter((s) => s.child.exitCode === null).length >= 2,
+      true,
+      'the other servers live',
+    );
+    assert.equal(await once.add(2, 3), 5, 'and still serve');
+    rmSync(dirname(ledger), { recursive: true, force: true });
+    for (const s of servers) await stop(s.child);
   });
 
   test('waitForServer: the call waits, and completes once a server starts', async () => {

@@ -176,6 +176,11 @@ export interface StreamSink {
   recall(seq: number): boolean;
 }
 
+/** What takes a message handed over after the read's takes are out (a consumer). */
+export interface MessageListener {
+  message(message: Message): void;
+}
+
 type Resolve = (value: never) => void;
 /** Rejects an operation; `request` says which, for settlers shared by many (sendMany). */
 type Reject = (err: PostboxError, request: number) => void;
@@ -328,6 +333,16 @@ export class Connection {
   private flushScheduled = false;
   /** @internal A consumer's handler ran on a message of the chunk being read (receiveChunk). */
   handedInRead = false;
+  /** Inside {@link receiveChunk}: what the application does on a message runs after it. */
+  private reading = false;
+  /**
+   * Takes written at once in this read (holdCredit): they go out as the read ends, before any
+   * loop body or handler can run on their messages, and so before it can crash on them.
+   */
+  takenAtOnce = false;
+  /** Handlers of holdCredit consumers, with their messages, to run once those takes are out. */
+  private readonly handoffListeners: MessageListener[] = [];
+  private readonly handoffMessages: Message[] = [];
   private closedError: PostboxError | null = null;
   /** close() was called: the end is this process's own doing, not the kernel's. */
   closedByUs = false;
@@ -384,10 +399,15 @@ export class Connection {
   /** Takes the bytes of one read; a stream the decoder cannot frame ends the connection. */
   private receiveChunk(chunk: Buffer): void {
     if (this.heartbeat !== null) this.checkSilence();
+    this.reading = true;
     try {
       this.decoder.push(chunk);
     } catch (err) {
+      this.reading = false;
       this.handedInRead = false;
+      this.takenAtOnce = false;
+      this.handoffListeners.length = 0;
+      this.handoffMessages.length = 0;
       this.fail(
         new ProtocolError(
           err instanceof FrameError ? `bad frame from the kernel: ${err.message}` : String(err),
@@ -395,6 +415,15 @@ export class Connection {
       );
       this.socket.destroy();
       return;
+    }
+    this.reading = false;
+    if (this.takenAtOnce) {
+      // Messages taken at once are the process's for good (holdCredit: never handled twice, an
+      // RPC request never run by two servers): their takes reach the kernel before anything
+      // runs on them that could crash the process, and only then do the handlers run.
+      this.takenAtOnce = false;
+      this.flush();
+      this.runHandoffs();
     }
     if (this.handedInRead) {
       // A consumer's handlers answered inside this read (an echo, a relay): their sends go out
@@ -405,6 +434,34 @@ export class Connection {
       this.handedInRead = false;
       if (this.flushScheduled && this.writer.size > 0) this.flush();
     }
+  }
+
+  /**
+   * @internal Calls a holdCredit consumer's handler on a message as this read ends, once the
+   * message's take is written (see {@link takenAtOnce}).
+   */
+  handOffAfterTakes(listener: MessageListener, message: Message): void {
+    this.handoffListeners.push(listener);
+    this.handoffMessages.push(message);
+  }
+
+  /**
+   * @internal A take written at once (holdCredit): inside a read it goes out as the read ends;
+   * outside one (a loop stepping through messages already at hand) it goes out now.
+   */
+  takeWritten(): void {
+    if (this.reading) this.takenAtOnce = true;
+    else this.flush();
+  }
+
+  private runHandoffs(): void {
+    const listeners = this.handoffListeners;
+    const messages = this.handoffMessages;
+    // A handler may stop its consumer or end the connection: what is handed over still runs,
+    // as it would have inside the read.
+    for (let i = 0; i < messages.length; i++) listeners[i]!.message(messages[i]!);
+    listeners.length = 0;
+    messages.length = 0;
   }
 
   /** Opens a connection and does the handshake. */

@@ -3,6 +3,7 @@ import {
   type CallEvents,
   type Connection,
   checkReceiveOptions,
+  type MessageListener,
   type ReceiveOptions,
   type SendManyResult,
   type SendOptions,
@@ -185,7 +186,9 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
     if (this.listener !== null && !this.conn.holdingDeliveries) {
       this.conn.handedInRead = true;
       this.markTaken();
-      this.listener.message(message as Message<T>);
+      // Taken at once, the message's handler runs when its take is out (Connection.receiveChunk).
+      if (this.holdCredit) this.conn.handOffAfterTakes(this.listener as MessageListener, message);
+      else this.listener.message(message as Message<T>);
       return;
     }
     if (this.waiter !== null && !this.conn.holdingDeliveries) {
@@ -427,9 +430,11 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
 
   private markTaken(n = 1): void {
     if (this.holdCredit) {
-      // The kernel learns of each take at once, ahead of anything the work on it sends.
+      // The kernel learns of each take at once, ahead of anything the work on it sends, and
+      // before the work can start: a message taken so is never handled twice.
       this.held += n;
       this.conn.take(this.request, n, 0);
+      this.conn.takeWritten();
       return;
     }
     if (this.ended) {
