@@ -234,11 +234,18 @@ describe('pipes', () => {
     assert.equal(err.code, 'EPIPE');
   });
 
-  test('spawn of a command that does not exist: ENOENT, and its pipe is not left behind', async () => {
+  test('spawn of a command that does not exist: spawn() itself fails with ENOENT, and its pipe is not left behind', async () => {
+    // It used to resolve, leave the reader to fail with ERR_STREAM_PREMATURE_CLOSE, and end the
+    // process with an unhandled rejection unless wait() had been called first.
     const p = await join();
     const before = await pipes(p);
-    const child = await spawn(p, 'postbox-test-no-such-command', [], 'r');
-    await assert.rejects(child.wait(), (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
+    for (const mode of ['r', 'w'] as const) {
+      await assert.rejects(spawn(p, 'postbox-test-no-such-command', [], mode as 'r'), (e: PostboxError) => {
+        assert.equal(e.code, 'ENOENT');
+        assert.match(e.message, /cannot run 'postbox-test-no-such-command'/);
+        return true;
+      });
+    }
     await pipesBackTo(p, before.length);
   });
 

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn as spawnChild } from 'node:child_process';
 import type { PostboxProcess } from '../client/process.js';
-import { InvalidArgumentError } from '../protocol/errors.js';
+import { InvalidArgumentError, NotFoundError, PermissionError } from '../protocol/errors.js';
 import { PIPE_BYTES, PipeReader, PipeWriter } from './pipe-end.js';
 
 export { PipeReader, PipeWriter };
@@ -112,13 +112,21 @@ export async function spawn(
   }
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
     child.once('exit', (code, signal) => resolve({ code, signal }));
-    child.once('error', (err) => {
-      // It never ran (no such command): neither end of the pipe has anyone to serve.
-      p.reader.destroy();
-      p.writer.destroy();
-      reject(err);
-    });
+    child.once('error', reject);
   });
+  // wait() hands this on; unawaited, a failure must not end the process as an unhandled rejection.
+  exited.catch(() => {});
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', reject);
+    });
+  } catch (err) {
+    // It never ran (no such command): neither end of the pipe has anyone to serve.
+    p.reader.destroy();
+    p.writer.destroy();
+    throw couldNotRun(command, err as NodeJS.ErrnoException);
+  }
   let reader: PipeReader | null = null;
   let writer: PipeWriter | null = null;
   if (mode === 'r') {
@@ -147,6 +155,14 @@ export async function spawn(
     }
   }
   return { reader, writer, child, wait: () => exited };
+}
+
+/** Why a command could not be started, as a Postbox error where the OS's code has one. */
+function couldNotRun(command: string, err: NodeJS.ErrnoException): Error {
+  const message = `cannot run '${command}': ${err.message}`;
+  if (err.code === 'ENOENT') return new NotFoundError(message);
+  if (err.code === 'EACCES') return new PermissionError(message);
+  return err;
 }
 
 /**
