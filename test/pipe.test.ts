@@ -92,6 +92,32 @@ describe('pipes', () => {
     }
   });
 
+  test('a full pipe stops the writer after about a pipe more, not after megabytes parked in the kernel', async () => {
+    // The writer had 64 sends in flight whatever their size: with 64 KiB writes and nobody
+    // reading, 63 of them (4 MiB) waited in the kernel before write() ever waited.
+    const p = await join();
+    const { id, reader, writer } = await pipe(p);
+    for (let i = 0; i < 16; i++) writer.write(Buffer.alloc(64 * 1024, i));
+    const full = await within(
+      (async () => {
+        for (;;) {
+          const s = await p.stat(id);
+          if (s.bytes === 64 * 1024 && s.waitingSenders.length > 0) return s;
+          await new Promise((r) => setImmediate(r));
+        }
+      })(),
+      BOUND_MS,
+      'the pipe to fill and a send to wait',
+    );
+    await p.lookup(p.id); // a round trip: whatever the writer would send has been sent by now
+    const after = await p.stat(id);
+    assert.equal(full.waitingSenders.length, 1, 'one send waits for room');
+    assert.equal(after.waitingSenders.length, 1, 'and no more are sent while it waits');
+    assert.ok(writer.writableLength >= 14 * 64 * 1024, 'the rest waits in the writer, where write() sees it');
+    writer.destroy();
+    reader.destroy();
+  });
+
   test('a write larger than a message is split, not refused: every byte arrives once, in order', async () => {
     const p = await join();
     const { reader, writer } = await pipe(p);

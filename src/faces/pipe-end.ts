@@ -77,6 +77,8 @@ export class PipeWriter extends Writable {
   readonly #window: number;
   readonly #piece: number;
   #inFlight = 0;
+  /** Bytes of the sends in flight: at most a pipe's worth, beyond one piece. */
+  #inFlightBytes = 0;
   #error: Error | null = null;
   /** What of the current write is not yet sent (a write larger than a message). */
   #rest: Buffer | null = null;
@@ -105,25 +107,37 @@ export class PipeWriter extends Writable {
    * is room for more, the write is done.
    */
   #sendWhileRoom(): void {
-    while (this.#rest !== null && this.#inFlight < this.#window) {
+    while (this.#rest !== null && this.#hasRoom()) {
       const rest = this.#rest;
       const whole = rest.length <= this.#piece;
+      const piece = whole ? rest : rest.subarray(0, this.#piece);
       this.#rest = whole ? null : rest.subarray(this.#piece);
       this.#inFlight++;
-      this.mailbox.send(whole ? rest : rest.subarray(0, this.#piece)).then(
-        () => this.#settled(null),
-        (err: Error) => this.#settled(err),
+      this.#inFlightBytes += piece.length;
+      this.mailbox.send(piece).then(
+        () => this.#settled(null, piece.length),
+        (err: Error) => this.#settled(err, piece.length),
       );
     }
-    if (this.#rest === null && this.#inFlight < this.#window && this.#waiting !== null) {
+    if (this.#rest === null && this.#hasRoom() && this.#waiting !== null) {
       const cb = this.#waiting;
       this.#waiting = null;
       cb();
     }
   }
 
-  #settled(err: Error | null): void {
+  /**
+   * Whether another send may go: within `window` sends and a pipe's worth of bytes (64 KiB) in
+   * flight, so that a full pipe stops the writer (write() returns false) after about that much
+   * more, as write(2) blocks, not after megabytes of sends parked in the kernel.
+   */
+  #hasRoom(): boolean {
+    return this.#inFlight < this.#window && (this.#inFlight === 0 || this.#inFlightBytes < PIPE_BYTES);
+  }
+
+  #settled(err: Error | null, bytes: number): void {
     this.#inFlight--;
+    this.#inFlightBytes -= bytes;
     const first = err !== null && this.#error === null;
     if (first) this.#error = err;
     if (this.#waiting !== null) {
