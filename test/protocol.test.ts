@@ -1513,6 +1513,25 @@ describe('body codecs', () => {
     assert.throws(() => encodeBody(1, 'yaml' as CodecName), TypeError);
   });
 
+  test("msgpack's three documented differences from structuredClone", () => {
+    // docs/protocol.md "Body codecs": if one of these starts to hold, the docs must say so.
+    const lone = roundTrip({ s: 'ab\ud83d' }).value as { s: string };
+    assert.ok(
+      lone.s.startsWith('ab') &&
+        lone.s
+          .slice(2)
+          .split('')
+          .every((c) => c === '\ufffd'),
+      lone.s,
+    );
+    const zero = (roundTrip([-0]).value as number[])[0];
+    assert.ok(Object.is(zero, 0), '-0 arrives as 0');
+    // biome-ignore lint/suspicious/noSparseArray: the hole is what is tested.
+    const holes = roundTrip([1, , 3]).value as unknown[];
+    assert.ok(1 in holes && holes[1] === undefined, 'a hole arrives as undefined');
+    assert.equal(roundTrip('ab\ud83d').value, 'ab\ufffd', 'a string body (UTF-8) has one U+FFFD');
+  });
+
   test('unknown tags give the raw bytes', () => {
     const raw = Buffer.from('abc');
     assert.equal(decodeBody(7, raw), raw);
