@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, type MailboxStat, type PostboxProcess } from '../src/client/mod.js';
@@ -383,6 +385,62 @@ test('a TCP process gone silent is terminated by heartbeat, and monitors are tol
     silent.proc.kill('SIGCONT');
     await silent.kill('SIGKILL');
     await watcher.close();
+    await kernel.stop();
+  }
+});
+
+test('a TCP consumer stalled inside a handler past the heartbeat hands out none of the rest of that read', {
+  timeout: 60_000,
+}, async () => {
+  // It handed the rest of the read to its handler when it came back, though the kernel had
+  // ended it and given those messages to another receiver: each handled twice.
+  const kernel = await startTestKernel({ tcp: true, args: ['--heartbeat-ms', '200'] });
+  const me = await connect({ socket: kernel.socket });
+  const dir = mkdtempSync(join(tmpdir(), 'postbox-stall-'));
+  const go = join(dir, 'go');
+  try {
+    const box = await me.createMailbox('stalled-read', { mode: 0o666 });
+    await box.sendMany([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const child = spawn(
+      process.execPath,
+      [
+        fileURLToPath(new URL('./fixtures/stalled-receiver.js', import.meta.url)),
+        'stalled-read',
+        'busy-consume',
+      ],
+      {
+        env: { ...kernel.env, POSTBOX_URL: kernel.tcpUrl!, STALL_UNTIL: go },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    let out = '';
+    const busy = new Promise<void>((resolve) =>
+      child.stdout.on('data', (b: Buffer) => {
+        out += b;
+        if (out.includes('busy\n')) resolve();
+      }),
+    );
+    const exited = once(child, 'exit');
+    await within(busy, 20_000, 'the handler to stall on its first message');
+    const down = me.monitor(`stalled-${child.pid}`);
+    assert.equal((await within(down, 20_000, 'the heartbeat to end it')).reason, 'timeout');
+    const others: unknown[] = [];
+    for (let m = await box.receive({ nowait: true }); m !== null; m = await box.receive({ nowait: true }))
+      others.push(m.body);
+    // Its first message was in the handler, not yet taken: it went back too (at least once).
+    assert.deepEqual(others, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    writeFileSync(go, '');
+    await within(exited, 20_000, 'the child to finish');
+    const result = JSON.parse(out.split('\n').filter(Boolean).at(-1)!) as {
+      got: unknown[];
+      error: string | null;
+    };
+    assert.deepEqual(result.got, [1], `the stalled consumer went on with ${JSON.stringify(result.got)}`);
+    assert.equal(result.error, 'ETIMEDOUT', 'told why, not reset');
+    await box.delete();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    await me.close();
     await kernel.stop();
   }
 });

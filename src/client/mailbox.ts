@@ -183,7 +183,11 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
   /** @internal */
   deliver(message: Message): void {
     if (this.ended) return;
-    if (this.listener !== null && !this.conn.holdingDeliveries) {
+    // Over TCP, a process stopped in the middle of a read (SIGSTOP, a debugger) goes on with the
+    // rest of it when it resumes: each message is handed out only while the kernel can still
+    // have heard from it, as next() checks; else it waits in the queue for the kernel's answer.
+    const handOut = !this.conn.holdingDeliveries && !(this.checksSilence && this.conn.checkSilence());
+    if (this.listener !== null && handOut) {
       this.conn.handedInRead = true;
       this.markTaken();
       // Taken at once, the message's handler runs when its take is out (Connection.receiveChunk).
@@ -191,7 +195,7 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
       else this.listener.message(message as Message<T>);
       return;
     }
-    if (this.waiter !== null && !this.conn.holdingDeliveries) {
+    if (this.waiter !== null && handOut) {
       const w = this.waiter;
       this.waiter = null;
       this.markTaken();

@@ -57,6 +57,9 @@ export const KERNEL_VERSION = '0.1.0';
  * sockets only as byte streams; {@link startKernel} gives it listeners, and tests or a single
  * program can run it in their own process the same way.
  */
+/** How long the socket of a process ended for silence stays half-open for it to read why. */
+const SILENT_CLOSE_MS = 120_000;
+
 /** How many removed mailboxes' names are kept, so errors about them can name them. */
 const REMOVED_NAMES_KEPT = 4096;
 
@@ -85,6 +88,8 @@ export class Kernel implements MailboxHost {
   readonly connections = new Set<KernelProcess>();
   nextProcessId = 1;
   nextMailboxId = 1;
+  /** Sockets of processes it ended (fatal), half-open for them to read why; gone at shutdown. */
+  private readonly lingering = new Set<Socket>();
   /** Names of the mailboxes removed last (at most REMOVED_NAMES_KEPT), by id, for errors. */
   private readonly removedNames = new Map<number, string>();
   nextMonitorId = 1;
@@ -294,9 +299,14 @@ export class Kernel implements MailboxHost {
     p.writer.flush();
     // Half-close and go on reading (input() drops it) until the client closes its side: a socket
     // closed with unread input is reset, and a reset can destroy the ERROR on its way, leaving
-    // the client to guess why it was ended. A client that never closes is cut off after 1 s.
+    // the client to guess why it was ended. A client that never closes is cut off after 1 s;
+    // one ended for silence (stopped, a VM paused) after 2 minutes, so that when it wakes, its
+    // first write (a heartbeat) does not meet a reset that throws away the ERROR unread.
     p.socket.end();
-    setTimeout(() => p.socket.destroy(), 1000).unref();
+    const socket = p.socket;
+    this.lingering.add(socket);
+    socket.once('close', () => this.lingering.delete(socket));
+    setTimeout(() => socket.destroy(), reason === 'timeout' ? SILENT_CLOSE_MS : 1000).unref();
     this.terminate(p, reason);
   }
 
@@ -1004,6 +1014,8 @@ export class Kernel implements MailboxHost {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    // Nobody will wait for these to be read now, and they would keep the process alive.
+    for (const socket of this.lingering) socket.destroy();
     for (const mb of [...this.mailboxes.values()])
       this.removeMailbox(mb, 'the kernel is shutting down', 'ESHUTDOWN');
     // Monitors are told that what they watch ends (reason 'shutdown') before the kernel's last
