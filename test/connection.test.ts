@@ -630,3 +630,51 @@ test('examples/client-server.mjs runs with one command', async () => {
   assert.match(r.out, /client: the server ended the connection/);
   assert.match(r.out, /server: client process \d+ ended; served 3 lines/);
 });
+
+test('a TCP listener ended for silence while in accept() is told why, not that accept timed out', {
+  timeout: 60_000,
+}, async () => {
+  // accept() turned every ETIMEDOUT into its own "timed out after undefined ms", with no timeout
+  // given, hiding that the kernel had ended the process.
+  const kernel = await startTestKernel({ tcp: true, args: ['--heartbeat-ms', '200'] });
+  const me = await connect({ socket: kernel.socket });
+  const client = new URL('../src/client/mod.js', import.meta.url).href;
+  const face = new URL('../src/faces/connection.js', import.meta.url).href;
+  const script = `
+    import { connect } from ${JSON.stringify(client)};
+    import { listen } from ${JSON.stringify(face)};
+    const me = await connect({ url: process.env.POSTBOX_URL, name: 'sleepy-listener' });
+    const port = await listen(me, 'sleepy');
+    process.stdout.write('ready\\n');
+    try { await port.accept(); } catch (e) { process.stdout.write(JSON.stringify({ code: e.code, message: e.message }) + '\\n'); }
+    process.exit(0);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...kernel.env, POSTBOX_URL: kernel.tcpUrl! },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    let out = '';
+    const ready = new Promise<void>((resolve) =>
+      child.stdout.on('data', (b: Buffer) => {
+        out += b;
+        if (out.includes('ready\n')) resolve();
+      }),
+    );
+    const exited = once(child, 'exit');
+    await ready;
+    const down = me.monitor('sleepy-listener');
+    await me.lookup('sleepy-listener'); // the monitor is set before it stops
+    child.kill('SIGSTOP');
+    assert.equal((await down).reason, 'timeout');
+    child.kill('SIGCONT');
+    await exited;
+    const result = JSON.parse(out.split('\n').filter(Boolean).at(-1)!) as { code: string; message: string };
+    assert.equal(result.code, 'ETIMEDOUT');
+    assert.match(result.message, /terminated: heard nothing/);
+    assert.doesNotMatch(result.message, /undefined/);
+  } finally {
+    child.kill('SIGKILL');
+    await me.close();
+    await kernel.stop();
+  }
+});

@@ -148,7 +148,9 @@ export class Port implements AsyncIterable<Connection> {
         m = await this.#box.receive({ timeout: left, signal: options.signal });
       } catch (err) {
         if (this.#closed || (err instanceof PostboxError && err.code === 'EIDRM')) throw this.#closedError();
-        if (err instanceof PostboxError && err.code === 'ETIMEDOUT') {
+        // Only the receive's own timeout is accept's; an ETIMEDOUT without one is the kernel's
+        // (this process ended for silence) and says so itself.
+        if (err instanceof PostboxError && err.code === 'ETIMEDOUT' && left !== undefined) {
           throw new TimeoutError(`accept on port '${this.name}' timed out after ${options.timeout} ms`);
         }
         if (err instanceof PostboxError && err.code === 'ECANCELED') {
