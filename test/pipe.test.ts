@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { describe, test } from 'node:test';
-import type { PostboxError, PostboxProcess } from '../src/client/mod.js';
+import { connect, type PostboxError, type PostboxProcess } from '../src/client/mod.js';
 import { mkfifo, openFifo, unlinkFifo } from '../src/faces/fifo.js';
-import { pipe, spawn } from '../src/faces/pipe.js';
+import { pipe, pipeFromEnv, spawn } from '../src/faces/pipe.js';
 import { PipeReader } from '../src/faces/pipe-end.js';
-import { kernelForTests } from './helpers/kernel.js';
+import { kernelForTests, startTestKernel } from './helpers/kernel.js';
 import { within } from './helpers/raw-peer.js';
 
 const BOUND_MS = 10_000;
@@ -273,6 +273,54 @@ describe('pipes', () => {
       });
     }
     await pipesBackTo(p, before.length);
+  });
+
+  test("spawn with handOver: the child joins the parent's kernel and writes its end itself; a pipe of another kernel is refused", async () => {
+    // POSTBOX_PIPE carried only the pipe's id: a child whose environment led it to another
+    // kernel opened whatever had that id there, and wrote into a stranger's mailbox.
+    const p = await join();
+    const other = await startTestKernel();
+    const stranger = await connect({ socket: other.socket });
+    try {
+      // Mailboxes in the other kernel with the ids a pipe of this one may have.
+      for (let i = 0; i < 20; i++) await stranger.createMailbox(`stranger-${i}`, { mode: 0o666 });
+      const client = new URL('../src/client/mod.js', import.meta.url).href;
+      const face = new URL('../src/faces/pipe.js', import.meta.url).href;
+      const script = `
+        import { connect } from ${JSON.stringify(client)};
+        import { pipeFromEnv } from ${JSON.stringify(face)};
+        const me = await connect();
+        const w = await pipeFromEnv(me);
+        for (let i = 0; i < 3; i++) w.write('line ' + i + '\\n');
+        await new Promise((r) => w.end(r));
+        await me.close();`;
+      // Its environment names the other kernel, as a parent's may when it joined by options.
+      const child = await spawn(p, process.execPath, ['--input-type=module', '-e', script], 'r', {
+        handOver: true,
+        env: { ...process.env, POSTBOX_SOCKET: other.socket, POSTBOX_URL: undefined },
+      });
+      let text = '';
+      child.reader.setEncoding('utf8');
+      for await (const chunk of child.reader) text += chunk;
+      assert.equal(text, 'line 0\nline 1\nline 2\n');
+      assert.deepEqual(await child.wait(), { code: 0, signal: null });
+      assert.ok(
+        (await stranger.mailboxes()).every((m) => m.count === 0),
+        'nothing went to the other kernel',
+      );
+      // A pipe handed over by another kernel: refused, whatever has its id here.
+      const mine = await pipe(p);
+      await assert.rejects(
+        pipeFromEnv(stranger, { POSTBOX_PIPE: `${mine.id}:w:${p.conn.info.kernel.pid}` }),
+        (e: PostboxError) =>
+          e.code === 'EINVAL' && /of the kernel with pid \d+, but this process joined/.test(e.message),
+      );
+      mine.reader.destroy();
+      mine.writer.destroy();
+    } finally {
+      await stranger.close();
+      await other.stop();
+    }
   });
 
   test('FIFOs by name: bad arguments are EINVAL, and an ordinary mailbox is neither opened nor unlinked as one', async () => {

@@ -101,7 +101,12 @@ export async function spawn(
   const env = { ...(options.env ?? process.env) };
   let child: ChildProcess;
   if (options.handOver === true) {
-    env[PIPE_ENV] = `${p.id}:${mode === 'r' ? 'w' : 'r'}`;
+    // The pipe's id means something only in this kernel: the child is sent to it, and told which
+    // kernel that is, so that it never opens whatever has that id in another (data written
+    // into a stranger's mailbox, both sides exiting 0).
+    const conn = proc.conn;
+    env[PIPE_ENV] = `${p.id}:${mode === 'r' ? 'w' : 'r'}:${conn.info.kernel.pid}`;
+    env.POSTBOX_URL = conn.transport === 'tcp' ? conn.address : `unix:${conn.address}`;
     child = spawnChild(command, args, { env, cwd: options.cwd, stdio: 'inherit' });
   } else {
     child = spawnChild(command, args, {
@@ -175,8 +180,14 @@ export async function pipeFromEnv(
 ): Promise<PipeReader | PipeWriter | null> {
   const value = env[PIPE_ENV];
   if (value === undefined) return null;
-  const m = /^(\d+):([rw])$/.exec(value);
-  if (m === null) throw new InvalidArgumentError(`${PIPE_ENV}='${value}' is not ID:r or ID:w`);
+  const m = /^(\d+):([rw])(?::(\d+))?$/.exec(value);
+  if (m === null)
+    throw new InvalidArgumentError(`${PIPE_ENV}='${value}' is not ID:r or ID:w (then :KERNEL-PID)`);
+  const kernel = proc.conn.info.kernel.pid;
+  if (m[3] !== undefined && Number(m[3]) !== kernel)
+    throw new InvalidArgumentError(
+      `${PIPE_ENV} hands over pipe ${m[1]} of the kernel with pid ${m[3]}, but this process joined the kernel with pid ${kernel} at ${proc.conn.address}: join the parent's kernel ($POSTBOX_URL, as spawn() sets it)`,
+    );
   const mb = await proc.openMailbox(Number(m[1]), { role: m[2] === 'r' ? 'read' : 'write' });
   return m[2] === 'r' ? new PipeReader(mb) : new PipeWriter(mb);
 }
