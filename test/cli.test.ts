@@ -899,6 +899,38 @@ test('send from standard input, blocked on a full mailbox after the input ended,
   await run(['rm', 'small']);
 });
 
+test('a send waiting for its receipt is a waiting sender in ls, stat and watch, and is not once taken', async () => {
+  const box = await me.createMailbox<string>('receipts', { capacity: 5, mode: 0o666 });
+  const other = await connect({ socket: k.socket, name: 'waiter' });
+  try {
+    const out = await other.openMailbox<string>(box.id);
+    // Its message is in (count 1), not waiting for room: only a receipt keeps the send open.
+    const sent = out.send('hello', { receipt: true });
+    const st = await until(
+      () => box.stat(),
+      (s) => s.count === 1,
+      10_000,
+      'the message is in the mailbox',
+    );
+    assert.deepEqual(st.waitingSenders, [], 'not waiting for room');
+    assert.deepEqual(st.waitingReceipts, [other.id]);
+    const ls = await run(['ls']);
+    assert.match(ls.stdout, / receipts +tester\(\d+\) +0666 +\d+ +1\/5 +1 +0\n/);
+    const stat = await run(['stat', 'receipts']);
+    assert.match(stat.stdout, new RegExp(`waiting for receipt +waiter\\(${other.id}\\)\n`));
+    const watch = await run(['watch', '--once']);
+    assert.match(watch.stdout, new RegExp(`receipts .* waiter\\(${other.id}\\) +-\n`));
+    assert.equal((await box.receive())?.body, 'hello');
+    assert.equal((await sent).receiver, me.id);
+    const done = await box.stat();
+    assert.deepEqual(done.waitingReceipts, [], 'taken: the send is complete');
+    assert.match((await run(['ls'])).stdout, / receipts +tester\(\d+\) +0666 +\d+ +0\/5 +0 +0\n/);
+  } finally {
+    await other.close();
+    await run(['rm', 'receipts']);
+  }
+});
+
 test('fifo read ends (exit 0) when a writer opens and closes without writing a byte', async () => {
   assert.equal((await run(['mkfifo', 'quiet'])).code, 0);
   const reader = spawnCli(['fifo', 'read', 'quiet']);

@@ -58,8 +58,13 @@ export interface MailboxStat extends MailboxInfo {
   bytes: number;
   queued: number;
   inflight: number;
-  /** Ids of processes blocked sending, in order. */
+  /** Ids of processes blocked sending, in order: a process id per send waiting to enter. */
   waitingSenders: number[];
+  /**
+   * Ids of processes whose send waits for its receipt (`receipt`, or a rendezvous taken in):
+   * its message is in the mailbox, not yet taken. A process id per such send.
+   */
+  waitingReceipts: number[];
   /** Ids of processes blocked receiving, in order. */
   waitingReceivers: number[];
   holders: number[];

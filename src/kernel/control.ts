@@ -174,8 +174,11 @@ const handlers: Record<string, Handler> = {
     k.removeMailbox(mb, `deleted by ${p.label}`);
     return {};
   },
-  stat: (k, _p, a) => stat(k, find(k, a)),
-  list: (k) => [...k.mailboxes.values()].filter((mb) => mb.inboxOf === 0).map((mb) => stat(k, mb)),
+  stat: (k, _p, a) => stat(k, find(k, a), receiptWaiters(k)),
+  list: (k) => {
+    const receipts = receiptWaiters(k);
+    return [...k.mailboxes.values()].filter((mb) => mb.inboxOf === 0).map((mb) => stat(k, mb, receipts));
+  },
   usage: (k) => ({ mailboxes: k.mailboxes.size, processes: k.processes.size, totalBytes: k.totalBytes }),
   processes: (k) =>
     [...k.processes.values()].map((q) => ({
@@ -341,7 +344,24 @@ function describe(k: Kernel, mb: Mailbox): Args {
   };
 }
 
-function stat(k: Kernel, mb: Mailbox): Args {
+/**
+ * The sends waiting for their receipt, as a process id each, by mailbox: their messages are in
+ * the mailbox, so its line of blocked senders does not hold them, but their processes wait as
+ * much as a blocked sender does. One pass over every process's sends serves a whole `list`.
+ */
+function receiptWaiters(k: Kernel): Map<Mailbox, number[]> {
+  const byMailbox = new Map<Mailbox, number[]>();
+  for (const p of k.processes.values())
+    for (const sw of p.sends.values()) {
+      if (sw.state !== 'queued' && sw.state !== 'inflight') continue;
+      const ids = byMailbox.get(sw.mailbox);
+      if (ids === undefined) byMailbox.set(sw.mailbox, [p.id]);
+      else ids.push(p.id);
+    }
+  return byMailbox;
+}
+
+function stat(k: Kernel, mb: Mailbox, receipts: Map<Mailbox, number[]>): Args {
   return {
     ...describe(k, mb),
     count: mb.count,
@@ -349,6 +369,7 @@ function stat(k: Kernel, mb: Mailbox): Args {
     queued: mb.store.count,
     inflight: mb.inflight,
     waitingSenders: mb.blocked.toArray().map((sw) => sw.peer.id),
+    waitingReceipts: receipts.get(mb) ?? [],
     waitingReceivers: mb.receivers.map((w) => w.peer.id),
     holders: [...mb.holders],
     opens: mb.opens,

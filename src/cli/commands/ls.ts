@@ -54,7 +54,7 @@ export function lsTable(list: MailboxStat[], names: Map<number, string | null>):
       formatMode(mb.mode),
       String(mb.bytes),
       mb.capacity === null ? String(mb.count) : `${mb.count}/${mb.capacity}`,
-      String(new Set(mb.waitingSenders).size),
+      String(new Set([...mb.waitingSenders, ...mb.waitingReceipts]).size),
       String(new Set(mb.waitingReceivers).size),
     ]),
   );

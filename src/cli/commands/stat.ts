@@ -105,6 +105,7 @@ function statText(
     ['order', mb.order === 'priority' ? 'priority (highest first, fifo within)' : 'fifo'],
     ['receivers', mb.policy],
     ['waiting senders', waitersLabel(mb.waitingSenders, names)],
+    ['waiting for receipt', waitersLabel(mb.waitingReceipts, names)],
     ['waiting receivers', waitersLabel(mb.waitingReceivers, names)],
   );
   if (mb.holders.length > 0) fields.push(['holders', who(mb.holders)]);

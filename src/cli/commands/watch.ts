@@ -132,7 +132,8 @@ export function frame(s: Snapshot): string {
               bar(Math.max(byBytes, byCount), 20),
               mb.capacity === null ? String(mb.count) : `${mb.count}/${mb.capacity}`,
               String(mb.bytes),
-              waitersLabel(mb.waitingSenders, names),
+              // A send waiting for its receipt is still in its sender's send().
+              waitersLabel([...mb.waitingSenders, ...mb.waitingReceipts], names),
               waitersLabel(mb.waitingReceivers, names),
             ];
           }),
