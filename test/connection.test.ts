@@ -558,6 +558,31 @@ test('a process may dial its own port; a reset reaches the peer; closing a port 
   await assert.rejects(port.accept(), { code: 'ENOTCONN' });
 });
 
+test('connections share one monitor per peer process, and the last one closed takes it back', async () => {
+  const server = await agent('monitored');
+  const port = newPort();
+  await server.ok({ cmd: 'serve', port });
+  const watching = async (): Promise<number> => (await me.processes()).find((p) => p.id === me.id)!.watching;
+  const before = await watching();
+  const conns = [];
+  for (let i = 0; i < 3; i++) conns.push(await dial(me, port, { timeout: 5000 }));
+  assert.equal(await watching(), before + 1, 'three connections with one process: one monitor');
+  for (const c of conns.slice(0, 2)) await c.close();
+  assert.equal(await watching(), before + 1, 'one connection left: still watched');
+  await conns[2]!.close();
+  await until(watching, (n) => n === before, 10_000, 'the last close takes the monitor back');
+  // A later connection with the same process watches it again, and learns of its end.
+  const again = await dial(me, port, { timeout: 5000 });
+  assert.equal(await watching(), before + 1);
+  again.on('error', () => {});
+  const reset = assert.rejects(again.receive({ timeout: 10_000 }), { code: 'ECONNRESET' });
+  await server.kill();
+  agents.delete(server);
+  await reset;
+  await again.close();
+  assert.equal(await watching(), before);
+});
+
 test('TCP and Unix mixed: a server on TCP, a client on the Unix socket, and the other way round', async () => {
   for (const serverTcp of [true, false]) {
     const port = newPort();

@@ -380,7 +380,16 @@ export class PostboxProcess {
   }
 
   /** Every connected process, as `postbox ps` shows. */
-  processes(): Promise<(ProcessInfo & { transport: string; owns: string[]; blockedOn: string[] })[]> {
+  processes(): Promise<
+    (ProcessInfo & {
+      transport: string;
+      owns: string[];
+      blockedOn: string[];
+      /** Monitors it holds (see {@link monitor}): processes it is told about when they end. */
+      watching: number;
+      connectedAt: number;
+    })[]
+  > {
     return this.conn.call('processes');
   }
 

@@ -190,6 +190,7 @@ const handlers: Record<string, Handler> = {
       inbox: q.inbox?.id ?? 0,
       owns: [...q.owned].map((mb) => mb.name ?? `#${mb.id}`),
       blockedOn: q.blockedOn(),
+      watching: q.watching.size,
       connectedAt: q.connectedAt,
     })),
   lookup: (k, _p, a) => {

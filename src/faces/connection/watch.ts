@@ -1,7 +1,7 @@
 /**
- * One monitor per peer process, shared by every connection this process has with it. The client
- * cannot take a monitor back (see docs/connections.md, "Limits"), so sharing keeps the kernel's
- * monitors to one per live peer however many connections come and go.
+ * One monitor per peer process, shared by every connection this process has with it: the
+ * kernel keeps one monitor per live peer however many connections come and go, and the last
+ * connection to stop watching takes it back.
  */
 import type { DownEvent, PostboxProcess } from '../../client/process.js';
 
@@ -9,6 +9,7 @@ type Listener = (event: DownEvent) => void;
 
 interface Watch {
   readonly listeners: Set<Listener>;
+  readonly stop: AbortController;
 }
 
 const watches = new WeakMap<PostboxProcess, Map<number, Watch>>();
@@ -23,28 +24,32 @@ export function watchProcess(proc: PostboxProcess, peer: number, onDown: Listene
     byPeer = new Map();
     watches.set(proc, byPeer);
   }
-  let w = byPeer.get(peer);
+  const table = byPeer;
+  let w = table.get(peer);
   if (w === undefined) {
-    const watch: Watch = { listeners: new Set() };
+    const watch: Watch = { listeners: new Set(), stop: new AbortController() };
     w = watch;
-    const table = byPeer;
     table.set(peer, watch);
-    proc.monitor(peer).then(
+    proc.monitor(peer, { signal: watch.stop.signal }).then(
       (event) => {
         if (table.get(peer) === watch) table.delete(peer);
         for (const l of [...watch.listeners]) l({ ...event, process: peer });
         watch.listeners.clear();
       },
-      // This process closed or lost the kernel: its connections learn that on their own.
+      // Taken back (no listener left), or this process closed or lost the kernel: its
+      // connections learn that on their own.
       () => {
         if (table.get(peer) === watch) table.delete(peer);
         watch.listeners.clear();
       },
     );
   }
-  const listeners = w.listeners;
-  listeners.add(onDown);
+  const watch = w;
+  watch.listeners.add(onDown);
   return () => {
-    listeners.delete(onDown);
+    if (!watch.listeners.delete(onDown) || watch.listeners.size > 0) return;
+    // The last connection with this peer stopped watching: the kernel forgets the monitor.
+    if (table.get(peer) === watch) table.delete(peer);
+    watch.stop.abort();
   };
 }
