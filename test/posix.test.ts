@@ -71,6 +71,19 @@ describe('POSIX message queues', () => {
     );
   });
 
+  test('posix(proc) gives functions that work taken apart, as the module-level ones do', async () => {
+    const { mq_open, mq_send, mq_receive, mq_getattr, mq_close, mq_unlink } = posix(proc);
+    const name = qname();
+    const mqd = await mq_open(name, O_CREAT | O_RDWR, 0o600, { mq_maxmsg: 2, mq_msgsize: 16 });
+    await mq_send(mqd, 'apart', 3);
+    assert.equal((await mq_getattr(mqd)).mq_curmsgs, 1);
+    const got = await mq_receive(mqd, 16);
+    assert.equal(got.data.toString(), 'apart');
+    assert.equal(got.priority, 3);
+    await mq_close(mqd);
+    await mq_unlink(name);
+  });
+
   test('priority order, fifo within a priority; sizes; non-blocking paths', async () => {
     const name = qname();
     const d = await mq.mq_open(name, O_CREAT | O_RDWR | O_NONBLOCK, 0o600, { mq_maxmsg: 4, mq_msgsize: 8 });

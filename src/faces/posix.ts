@@ -82,6 +82,18 @@ export class PosixQueues {
 
   constructor(process: PostboxProcess) {
     this.process = process;
+    // Bound, as the module's own functions are: `const { mq_send } = posix(proc)` must work.
+    this.mq_open = this.mq_open.bind(this);
+    this.mq_send = this.mq_send.bind(this);
+    this.mq_timedsend = this.mq_timedsend.bind(this);
+    this.mq_receive = this.mq_receive.bind(this);
+    this.mq_timedreceive = this.mq_timedreceive.bind(this);
+    this.mq_getattr = this.mq_getattr.bind(this);
+    this.mq_setattr = this.mq_setattr.bind(this);
+    this.mq_close = this.mq_close.bind(this);
+    this.mq_unlink = this.mq_unlink.bind(this);
+    this.mq_notify = this.mq_notify.bind(this);
+    this.closeAll = this.closeAll.bind(this);
   }
 
   /** Opens (or with O_CREAT creates) a queue; returns a descriptor. */
@@ -431,7 +443,19 @@ export class PosixQueues {
   }
 }
 
-/** The POSIX queue functions bound to a process. */
+/**
+ * The POSIX queue functions bound to a process: its own descriptor table, its rights.
+ *
+ * @example
+ * ```ts
+ * import { connect } from 'postbox';
+ * import { posix, O_CREAT, O_RDWR } from 'postbox/posix';
+ * const { mq_open, mq_send, mq_receive } = posix(await connect());
+ * const mqd = await mq_open('/mq', O_CREAT | O_RDWR, 0o600);
+ * await mq_send(mqd, 'hello', 1);
+ * console.log((await mq_receive(mqd, 8192)).data.toString()); // hello
+ * ```
+ */
 export function posix(process: PostboxProcess): PosixQueues {
   return new PosixQueues(process);
 }
