@@ -16,6 +16,7 @@ export { PipeReader, PipeWriter };
  * @example
  * ```ts
  * await mkfifo(proc, 'temp');
+ * // As on Linux, opening the write end waits for a reader (`postbox fifo read temp`).
  * const w = await openFifo(proc, 'temp', 'w');
  * w.end('hello\n');
  * ```
