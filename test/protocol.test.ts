@@ -1161,6 +1161,37 @@ describe('FrameDecoder', () => {
     }
   });
 
+  test('a handler that pauses holds the frames after its own, whatever the splits, until resume', () => {
+    const rand = prng(0xfa11);
+    for (let round = 0; round < 200; round++) {
+      const got: Buffer[] = [];
+      // Pause after a random few frames each time; resume when the test says.
+      let pauseAfter = 1 + Math.floor(rand() * 4);
+      const decoder: FrameDecoder = new FrameDecoder(1 << 20, (buf, start, end) => {
+        got.push(Buffer.from(buf.subarray(start, end)));
+        if (--pauseAfter === 0) decoder.pause();
+      });
+      let at = 0;
+      while (at < stream.length) {
+        const n = Math.min(stream.length - at, 1 + Math.floor(rand() * 300));
+        const before = got.length;
+        decoder.push(stream.subarray(at, at + n));
+        at += n;
+        if (decoder.paused) {
+          assert.ok(got.length - before <= 4, 'nothing handed over past the pause');
+          pauseAfter = 1 + Math.floor(rand() * 4);
+          while (decoder.paused) {
+            const held = got.length;
+            decoder.resume();
+            if (held === got.length && !decoder.paused) break;
+          }
+        }
+      }
+      decoder.resume();
+      assert.deepEqual(got, whole, `round ${round}`);
+    }
+  });
+
   test('random splits (seeded) give the same frames', () => {
     const rand = prng(0x5eed);
     for (let round = 0; round < 300; round++) {

@@ -1436,3 +1436,144 @@ test("an application's exception in a tick queued during a delivery: later messa
     });
   });
 });
+
+test('a process that sends thousands of list CALLs and reads none of the answers gets no more built than the backlog limit', {
+  timeout: 120_000,
+}, async () => {
+  const kernel = await kernelFor();
+  const owner = await connect({ socket: kernel.socket });
+  try {
+    // 200 mailboxes with long names: each `list` answer is over 100 KB.
+    const longName = (i: number): string => `${'n'.repeat(400)}-${i}`;
+    for (let i = 0; i < 200; i++) await owner.createMailbox(longName(i), { system: true });
+    const peer = await RawPeer.open(kernel.socket);
+    try {
+      const welcome = await peer.hello({ pid: process.pid, name: 'lister' });
+      assert.equal(welcome.op, Op.WELCOME, peer.describe());
+      const id = (framePayload(welcome) as { process: { id: number } }).process.id;
+      peer.pause();
+      // 400 CALLs in one write, about 10 KB: answered in full they would be over 40 MB.
+      const CALLS = 400;
+      peer.write(Buffer.concat(Array.from({ length: CALLS }, (_, i) => callFrame(i + 1, { op: 'list' }))));
+      const lister = await pollUntil(
+        async () => (await owner.processes()).find((p) => p.id === id),
+        (p) => p !== undefined && p.blockedOn.some((b) => b.startsWith('its reading')),
+        30_000,
+        'the kernel waiting for the lister to read',
+      );
+      const limit = 4 * 1024 * 1024;
+      // At most the limit, plus the answer that crossed it.
+      assert.ok(lister!.unread < limit + 200 * 1024, `${lister!.unread} bytes of answers built, unread`);
+      // Nothing is lost: once it reads, every CALL is answered, in order.
+      peer.socket.resume();
+      await peer.waitFor((f) => f.op === Op.RESULT && f.request === CALLS, 60_000, 'the last answer');
+      const answers = peer.frames.filter((f) => f.op === Op.RESULT).map((f) => f.request);
+      assert.deepEqual(
+        answers,
+        Array.from({ length: CALLS }, (_, i) => i + 1),
+      );
+      assert.ok(
+        !(await owner.processes())
+          .find((p) => p.id === id)!
+          .blockedOn.some((b) => b.startsWith('its reading')),
+        'read: no longer waited for',
+      );
+    } finally {
+      await peer.destroy();
+    }
+  } finally {
+    await closeClient(owner);
+  }
+});
+
+test('over TCP, a process whose backlog is full is still heard: it stays while it sends heartbeats, and one silent is told so', {
+  timeout: 120_000,
+}, async () => {
+  const kernel = await startTestKernel({ tcp: true, args: ['--heartbeat-ms', '1000'] });
+  kernels.push(kernel);
+  const owner = await connect({ socket: kernel.socket });
+  const { hostname, port } = new URL(kernel.tcpUrl!.replace(/^tcp:/, 'http:'));
+  const open = async (name: string): Promise<RawPeer> => {
+    const peer = await RawPeer.open({ host: hostname, port: Number(port) });
+    const welcome = await peer.hello({ pid: process.pid, token: kernel.token, name });
+    assert.equal(welcome.op, Op.WELCOME, peer.describe());
+    return peer;
+  };
+  const pings: NodeJS.Timeout[] = [];
+  try {
+    // 12 MiB of 64 KiB messages: three times the kernel's 4 MiB backlog limit.
+    const big = Buffer.alloc(64 * 1024, 0x61);
+    const fill = async (box: { sendMany(b: Buffer[]): Promise<unknown> }): Promise<void> => {
+      await box.sendMany(Array.from({ length: 192 }, () => big));
+    };
+    const slowBox = await owner.createMailbox('slow-tcp', { system: true });
+    const deafBox = await owner.createMailbox('deaf-tcp', { system: true });
+    await fill(slowBox);
+    await fill(deafBox);
+
+    const slow = await open('slow');
+    const deaf = await open('deaf');
+    for (const [peer, box] of [
+      [slow, slowBox],
+      [deaf, deafBox],
+    ] as const) {
+      peer.pause();
+      peer.write(receiveFrame({ request: 1, target: box.id, flags: ReceiveFlag.STREAM, credit: 1000 }));
+    }
+    // 'slow' sends its heartbeats as a client does; 'deaf' is stopped: it neither reads nor sends.
+    pings.push(setInterval(() => slow.write(headFrame(Op.PING, 0)), 250));
+    const blocked = (name: string) => async () =>
+      (await owner.processes()).find((p) => p.name === name)?.blockedOn ?? [];
+    for (const name of ['slow', 'deaf'])
+      await pollUntil(
+        blocked(name),
+        (b) => b.some((s) => s.startsWith('its reading')),
+        30_000,
+        `${name} congested`,
+      );
+
+    // 'slow' reads a little every 100 ms; the silence limit is 3 s.
+    const reading = setInterval(() => {
+      slow.socket.resume();
+      slow.socket.once('data', () => slow.socket.pause());
+    }, 100);
+    try {
+      await pollUntil(
+        async () => (await owner.processes()).some((p) => p.name === 'deaf'),
+        (present) => !present,
+        30_000,
+        'the deaf process ended',
+      );
+      // Its socket stays open for it to read why, after what it was sent.
+      deaf.socket.resume();
+      const ended = await deaf.waitFor((f) => f.op === Op.ERROR && f.request === 0, 30_000, 'why');
+      assert.equal(frameError(ended).code, 'ETIMEDOUT');
+      assert.match(
+        frameError(ended).message,
+        /heard nothing from it, and it read nothing of what it was sent, for over 3000 ms/,
+      );
+      // 'slow' was congested as long. Over two more silence limits it is still there, heard,
+      // and still congested: 12 MiB at this pace takes far longer.
+      const watchUntil = Date.now() + 6_000;
+      while (Date.now() < watchUntil) {
+        const b = await blocked('slow')();
+        assert.ok(b.length > 0, 'the slow reader was ended');
+        assert.ok(
+          b.some((x) => x.startsWith('its reading')),
+          `the slow reader is still behind: ${b.join(', ')}`,
+        );
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.ok(
+        !slow.frames.some((f) => f.op === Op.ERROR),
+        `the slow reader got an ERROR: ${slow.describe()}`,
+      );
+    } finally {
+      clearInterval(reading);
+    }
+    await slow.destroy();
+  } finally {
+    for (const t of pings) clearInterval(t);
+    await closeClient(owner);
+  }
+});

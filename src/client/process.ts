@@ -387,6 +387,8 @@ export class PostboxProcess {
       blockedOn: string[];
       /** Monitors it holds (see {@link monitor}): processes it is told about when they end. */
       watching: number;
+      /** Bytes the kernel has sent it that it has not read yet (past a limit, the kernel waits). */
+      unread: number;
       connectedAt: number;
     })[]
   > {

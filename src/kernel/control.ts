@@ -191,6 +191,7 @@ const handlers: Record<string, Handler> = {
       owns: [...q.owned].map((mb) => mb.name ?? `#${mb.id}`),
       blockedOn: q.blockedOn(),
       watching: q.watching.size,
+      unread: q.unread,
       connectedAt: q.connectedAt,
     })),
   lookup: (k, _p, a) => {

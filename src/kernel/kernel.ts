@@ -153,12 +153,7 @@ export class Kernel implements MailboxHost {
     (p as KernelProcessWithKernel)[kKernel] = this;
     this.connections.add(p);
     socket.setNoDelay?.(true);
-    socket.on('drain', () => {
-      if (!p.congested) return;
-      p.congested = false;
-      socket.resume();
-      for (const w of p.receives.values()) if (w.waiting) w.mailbox.pump();
-    });
+    socket.on('drain', () => this.uncongest(p));
     socket.on('error', () => {});
     // Ended at its end of file, not only at the socket's close: the end comes before this side's
     // own end goes out, so a process whose close() has resolved (it waits for that end) is gone
@@ -178,8 +173,15 @@ export class Kernel implements MailboxHost {
     if (p.terminated) return;
     this.tick();
     p.lastHeard = this.now;
+    this.feed(p, chunk);
+    if (p.congested) this.holdInput(p);
+  }
+
+  /** Decodes a chunk (null: the frames held back while the process was congested). */
+  private feed(p: KernelProcess, chunk: Buffer | null): void {
     try {
-      p.decoder.push(chunk);
+      if (chunk === null) p.decoder.resume();
+      else p.decoder.push(chunk);
     } catch (err) {
       this.slab.settle();
       if (err instanceof FrameError) this.fatal(p, 'EPROTO', err.message);
@@ -225,12 +227,9 @@ export class Kernel implements MailboxHost {
         p.writer.commit(HEAD_BYTES);
       }
       p.writer.flush();
-      if (!p.congested && p.socket.writableLength > this.limits.outputHighWater) {
-        // The process is not reading: stop delivering to it and stop reading its requests,
-        // so the kernel's memory for it stays bounded, until its socket drains.
-        p.congested = true;
-        p.socket.pause();
-      }
+      if (p.socket.writableLength > this.limits.outputHighWater) this.congest(p);
+      // Congested by a read's answers, which the socket then took at once: no 'drain' will come.
+      else if (p.congested && p.socket.writableLength === 0) this.uncongest(p);
     }
   }
 
@@ -820,6 +819,41 @@ export class Kernel implements MailboxHost {
       return this.replyError(p, request, 'EINVAL', 'CALL payload is not valid JSON');
     }
     handleCall(this, p, request, payload);
+    // A CALL's answer can be large (a `list` of every mailbox), and a read can hold thousands
+    // of CALLs: past the backlog limit the rest of the read waits, as bytes, until the process
+    // has read its answers. Without this one small write could make gigabytes of answers.
+    if (p.unread > this.limits.outputHighWater) this.congest(p);
+  }
+
+  /**
+   * The process is not reading what it is sent: stop delivering to it and stop taking its
+   * requests, so the kernel's memory for it stays bounded, until its socket drains. Its frames
+   * wait as bytes; its socket is still read, up to {@link HELD_WHILE_CONGESTED}, so that its
+   * heartbeats are heard: a process on a slow link is slow, not gone.
+   */
+  private congest(p: KernelProcess): void {
+    p.decoder.pause();
+    if (p.congested) return;
+    p.congested = true;
+    p.backlogSeen = Number.POSITIVE_INFINITY;
+    this.holdInput(p);
+  }
+
+  /** Stops reading a congested process once what it sent meanwhile reaches the bound. */
+  private holdInput(p: KernelProcess): void {
+    if (p.decoder.buffered > HELD_WHILE_CONGESTED) p.socket.pause();
+  }
+
+  /** Its socket drained: deliveries and requests go on, the frames held back first. */
+  private uncongest(p: KernelProcess): void {
+    if (!p.congested || p.terminated) return;
+    p.congested = false;
+    p.socket.resume();
+    if (p.decoder.paused) {
+      this.tick();
+      this.feed(p, null);
+    }
+    for (const w of p.receives.values()) if (w.waiting) w.mailbox.pump();
   }
 
   // ── rights ──────────────────────────────────────────────────────────────────────────────────
@@ -998,10 +1032,21 @@ export class Kernel implements MailboxHost {
     const now = Date.now();
     const limit = this.limits.heartbeatMs * 3;
     for (const p of this.processes.values()) {
-      if (p.transport === 'tcp' && now - p.lastHeard > limit) {
+      if (p.transport !== 'tcp') continue;
+      if (p.congested) {
+        // If it sent so much meanwhile that the kernel stopped reading it, its heartbeats are
+        // not heard: then that it takes what it is sent is the sign of life.
+        const backlog = p.socket.writableLength;
+        if (backlog < p.backlogSeen) p.lastHeard = now;
+        p.backlogSeen = backlog;
+      }
+      if (now - p.lastHeard > limit) {
         // Told, not just cut off: a process that was only stopped reads this when it resumes,
         // and knows what was pushed to it has gone back to the mailbox (no second delivery).
-        this.fatal(p, 'ETIMEDOUT', `terminated: heard nothing from it for over ${limit} ms`, 'timeout');
+        const why = p.congested
+          ? `heard nothing from it, and it read nothing of what it was sent, for over ${limit} ms`
+          : `heard nothing from it for over ${limit} ms`;
+        this.fatal(p, 'ETIMEDOUT', `terminated: ${why}`, 'timeout');
       }
     }
   }
@@ -1075,6 +1120,12 @@ const isLiveReceive = (w: ReceiveWaiter): boolean =>
 function flushAll(kernel: Kernel): void {
   kernel.flush();
 }
+
+/**
+ * What a congested process may send before the kernel stops reading it: thousands of heartbeats,
+ * and a bound on what it can make the kernel hold.
+ */
+const HELD_WHILE_CONGESTED = 256 * 1024;
 
 /** Processes, and their inboxes, an operator may add past the kernel's limits (Unix socket). */
 const OPERATOR_RESERVE = 4;

@@ -49,6 +49,8 @@ export class KernelProcess implements Peer {
   runMailbox: Mailbox | null = null;
   sendRightAt = 0;
   congested = false;
+  /** While congested: its socket's backlog at the last heartbeat check (progress is life). */
+  backlogSeen = Number.POSITIVE_INFINITY;
   /** Said in its HELLO that it answers RECALL. */
   recalls = false;
   terminated = false;
@@ -82,6 +84,11 @@ export class KernelProcess implements Peer {
     return this.name === null ? `process ${this.id}` : `process ${this.id} ('${this.name}')`;
   }
 
+  /** Bytes the kernel has for it that it has not read: gathered, and in the socket's buffer. */
+  get unread(): number {
+    return this.writer.size + this.socket.writableLength;
+  }
+
   /** What it is blocked on, for `postbox ps` and stat. */
   blockedOn(): string[] {
     // Each kind of wait once, with how many if more than one: a process pipelining thousands
@@ -94,6 +101,8 @@ export class KernelProcess implements Peer {
     for (const sw of this.sends.values())
       add(`${sw.state === 'blocked' ? 'send' : 'receipt'} ${sw.mailbox.label}`);
     for (const mb of this.awaitingReader) add(`reader ${mb.label}`);
+    // The kernel waits for it: it stopped reading this process until it reads its output.
+    if (this.congested) add(`its reading (${this.unread} bytes sent, unread)`);
     return [...counts].map(([what, n]) => (n === 1 ? what : `${what} ×${n}`));
   }
 }

@@ -34,7 +34,7 @@ export class FrameDecoder {
   }
 
   // Where the handler asked to go on from (0: after its frame).
-  private resume = 0;
+  private goOnAt = 0;
 
   /**
    * Called by a handler that has handled whole frames after its own: decoding goes on at `pos`,
@@ -51,29 +51,63 @@ export class FrameDecoder {
    * ```
    */
   skipTo(pos: number): void {
-    this.resume = pos;
+    this.goOnAt = pos;
   }
 
-  /** Bytes held waiting for the rest of a frame. */
+  /** Bytes held waiting for the rest of a frame, or for {@link resume}. */
   get buffered(): number {
-    return this.partBytes;
+    return this.partBytes + (this.held === null ? 0 : this.held.length);
+  }
+
+  // Set by pause(): push stops after the current frame and keeps the rest in `held`.
+  private pausing = false;
+  private held: Buffer | null = null;
+
+  /**
+   * Called by a handler: no frame after the current one is handed over until {@link resume}.
+   * For an owner whose answers pile up faster than its peer reads them: bytes already read
+   * stay bytes, not answers, until the peer has caught up.
+   */
+  pause(): void {
+    this.pausing = true;
+  }
+
+  /** Whether {@link pause} holds frames back. */
+  get paused(): boolean {
+    return this.pausing;
+  }
+
+  /** Hands over the frames held since {@link pause} (it may pause again). Throws {@link FrameError}. */
+  resume(): void {
+    this.pausing = false;
+    const held = this.held;
+    this.held = null;
+    if (held !== null) this.push(held);
   }
 
   /** Feeds a chunk; calls the handler for every complete frame. Throws {@link FrameError}. */
   push(chunk: Buffer): void {
+    if (this.pausing) {
+      this.hold(chunk, 0);
+      return;
+    }
     let pos = 0;
     if (this.partBytes > 0) {
       pos = this.completePart(chunk);
       if (pos < 0) return;
+      if (this.pausing) {
+        this.hold(chunk, pos);
+        return;
+      }
     }
     const total = chunk.length;
     while (total - pos >= LENGTH_BYTES) {
       const size = this.frameSize(chunk, pos);
       if (total - pos < size) break;
       this.onFrame(chunk, pos, pos + size, total);
-      if (this.resume > 0) {
-        const next = this.resume;
-        this.resume = 0;
+      if (this.goOnAt > 0) {
+        const next = this.goOnAt;
+        this.goOnAt = 0;
         // Past the bytes at hand, or back into ones already handled, the stream would lose its
         // framing without a word.
         if (next < pos + size || next > total)
@@ -82,6 +116,10 @@ export class FrameDecoder {
           );
         pos = next;
       } else pos += size;
+      if (this.pausing) {
+        this.hold(chunk, pos);
+        return;
+      }
     }
     if (pos < total) {
       // A small remainder is copied so it does not pin a large chunk; a large one (the start of
@@ -144,8 +182,15 @@ export class FrameDecoder {
     this.partBytes = 0;
     this.onFrame(frame, 0, need, need);
     // Its limit was its own end: there was nothing after it to skip to.
-    this.resume = 0;
+    this.goOnAt = 0;
     return used;
+  }
+
+  /** Keeps chunk[pos…] for {@link resume}, copied so that a small rest does not pin its chunk. */
+  private hold(chunk: Buffer, pos: number): void {
+    if (pos >= chunk.length) return;
+    const rest = chunk.subarray(pos);
+    this.held = this.held === null ? Buffer.from(rest) : Buffer.concat([this.held, rest]);
   }
 
   private frameSize(buf: Buffer, pos: number): number {
