@@ -1457,7 +1457,7 @@ test('a process that sends thousands of list CALLs and reads none of the answers
       peer.write(Buffer.concat(Array.from({ length: CALLS }, (_, i) => callFrame(i + 1, { op: 'list' }))));
       const lister = await pollUntil(
         async () => (await owner.processes()).find((p) => p.id === id),
-        (p) => p !== undefined && p.blockedOn.some((b) => b.startsWith('its reading')),
+        (p) => p?.blockedOn.some((b) => b.startsWith('its reading')) === true,
         30_000,
         'the kernel waiting for the lister to read',
       );
