@@ -1577,3 +1577,41 @@ test('over TCP, a process whose backlog is full is still heard: it stays while i
     await closeClient(owner);
   }
 });
+
+test('a second send under the id of one still waiting is refused, and nothing of the process stays once it ends', async () => {
+  const kernel = await kernelFor();
+  const owner = await connect({ socket: kernel.socket });
+  try {
+    const box = await owner.createMailbox<string>('one-place', { capacity: 1, system: true });
+    await box.send('filler');
+    const peer = await RawPeer.open(kernel.socket);
+    try {
+      const welcome = await peer.hello({ pid: process.pid, name: 'reuser' });
+      assert.equal(welcome.op, Op.WELCOME, peer.describe());
+      const id = (framePayload(welcome) as { process: { id: number } }).process.id;
+      peer.write(sendFrame({ request: 7, target: box.id, body: Buffer.from('ghost-A') }));
+      await pollUntil(
+        () => box.stat(),
+        (s) => s.waitingSenders.includes(id),
+        10_000,
+        'the first send waiting for room',
+      );
+      peer.write(sendFrame({ request: 7, target: box.id, body: Buffer.from('ghost-B') }));
+      const refused = await peer.waitFor((f) => f.op === Op.ERROR && f.request === 7, 10_000, 'ERROR');
+      assert.deepEqual(frameError(refused), { code: 'EPROTO', message: 'request id 7 is already in use' });
+      assert.deepEqual((await box.stat()).waitingSenders, [id], 'one send waits, the first');
+    } finally {
+      await peer.destroy();
+    }
+    await pollUntil(
+      () => box.stat(),
+      (s) => s.waitingSenders.length === 0,
+      10_000,
+      "the ended process's send withdrawn",
+    );
+    assert.equal((await box.receive())?.body, 'filler');
+    assert.equal(await box.receive({ nowait: true }), null, 'no message of the ended process arrives');
+  } finally {
+    await closeClient(owner);
+  }
+});
