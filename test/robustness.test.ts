@@ -1051,6 +1051,18 @@ test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
       await fatal(q, 'EPROTO', /bad HELLO: token must be a string/);
     });
 
+    await t.test(
+      'a HELLO whose host would drive the terminal that shows `postbox ps`, or is over 255 characters',
+      async () => {
+        const p = await open();
+        p.write(helloFrame({ pid: process.pid, host: 'evil\u001b]0;PWNED\u0007\r\nFAKE-LINE\u009b2J' }));
+        await fatal(p, 'EPROTO', /bad HELLO: host cannot hold control characters: "evil\\u001b\]0;PWNED/);
+        const q = await open();
+        q.write(helloFrame({ pid: process.pid, host: 'h'.repeat(256) }));
+        await fatal(q, 'EPROTO', /bad HELLO: host must be at most 255 characters/);
+      },
+    );
+
     await t.test('a second HELLO ends the connection, as its request id 0 says', async () => {
       const p = await welcomed();
       p.write(helloFrame({ pid: process.pid }));

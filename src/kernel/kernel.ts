@@ -26,7 +26,7 @@ import {
   writeHead,
   writeInt64,
 } from '../protocol/frame.js';
-import { badProcessName, MAX_PROCESS_NAME } from '../protocol/names.js';
+import { badHostName, badProcessName, MAX_PROCESS_NAME } from '../protocol/names.js';
 import { readIntoArena } from '../transport/read-arena.js';
 import { handleCall } from './control.js';
 import { defaultLimits, INBOX_MODE, type KernelLimits, MAX_PRIORITY } from './limits.js';
@@ -1164,6 +1164,8 @@ function parseHello(v: unknown): HelloPayload {
   }
   if (o.host !== undefined) {
     if (typeof o.host !== 'string') throw new Error('host must be a string');
+    const bad = badHostName(o.host);
+    if (bad !== null) throw new Error(bad);
     out.host = o.host;
   }
   if (o.token !== undefined) {

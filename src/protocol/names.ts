@@ -39,6 +39,16 @@ export function badMailboxName(name: string): string | null {
   return null;
 }
 
+/** Longest host name in a HELLO: a DNS name is at most 253 characters. */
+export const MAX_HOST_NAME = 255;
+
+/** Why `host` cannot be a process's host (shown by `postbox ps`), or null if it can. */
+export function badHostName(host: string): string | null {
+  if (host.length > MAX_HOST_NAME) return `host must be at most ${MAX_HOST_NAME} characters`;
+  if (hasControl(host)) return `host cannot hold control characters: ${quoteSafely(host)}`;
+  return null;
+}
+
 /** Why `name` cannot name a process, or null if it can. */
 export function badProcessName(name: string): string | null {
   if (hasControl(name)) return `a process name cannot hold control characters: ${quoteSafely(name)}`;
