@@ -105,14 +105,16 @@ export class Child {
     readonly name: string,
     command: string,
     args: string[],
-    opts: { env?: NodeJS.ProcessEnv; quietStderr?: boolean } = {},
+    opts: { env?: NodeJS.ProcessEnv; quietStderr?: boolean; teeStderr?: boolean } = {},
   ) {
     this.proc = spawnTracked(command, args, {
       ...(opts.env !== undefined ? { env: opts.env } : {}),
-      stderr: opts.quietStderr ? 'pipe' : 'inherit',
+      stderr: opts.quietStderr || opts.teeStderr ? 'pipe' : 'inherit',
     });
-    if (opts.quietStderr)
+    if (opts.quietStderr || opts.teeStderr)
       this.proc.stderr!.on('data', (d: Buffer) => {
+        // teeStderr: still shown as it comes (as with inherit), and kept for error messages.
+        if (opts.teeStderr) process.stderr.write(d);
         this.stderrTail = (this.stderrTail + d.toString()).slice(-2000);
       });
     this.lines = createInterface({ input: this.proc.stdout! })[Symbol.asyncIterator]();
@@ -130,7 +132,7 @@ export class Child {
     return alive(this.proc);
   }
 
-  /** What the child said on stderr lately (with quietStderr). */
+  /** What the child said on stderr lately (with quietStderr or teeStderr). */
   get stderr(): string {
     return this.stderrTail.trim();
   }

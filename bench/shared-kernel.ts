@@ -27,26 +27,58 @@ export interface LaunchedKernel {
 }
 
 /**
+ * How long a kernel may take to say it listens. It says so within a second even on a busy
+ * machine; the limit is there because startSharedKernel runs outside any session's time limit,
+ * so a kernel that never gets there would otherwise hang the whole bench.
+ */
+const LAUNCH_TIMEOUT_MS = 30_000;
+
+/**
  * Starts `postbox kernel` on a socket in `dir` (and on TCP loopback with `withTcp`) and waits
- * until it listens; a kernel that does not get there is stopped before this throws.
+ * until it listens, at most `timeoutMs`; a kernel that does not get there is stopped before this
+ * throws, with what it waited for and the kernel's last stderr lines.
  */
 export async function launchKernel(
   dir: string,
   env: NodeJS.ProcessEnv,
   withTcp: boolean,
+  timeoutMs = LAUNCH_TIMEOUT_MS,
 ): Promise<LaunchedKernel> {
   const socket = join(dir, 'k.sock');
   const args = [CLI, 'kernel', '--socket', socket, '--quiet'];
   if (withTcp) args.push('--listen', 'tcp://127.0.0.1:0');
-  const child = new Child('kernel', process.execPath, args, { env });
+  // teeStderr: its stderr still shows as it comes, and its tail goes into the error below.
+  const child = new Child('kernel', process.execPath, args, { env, teeStderr: true });
+  let waitingFor = '"listening on unix:"';
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const tail = child.stderr === '' ? 'nothing' : child.stderr.split('\n').slice(-3).join(' / ');
+      reject(
+        new Error(
+          `the kernel did not say ${waitingFor} within ${timeoutMs / 1000} s (pid ${child.pid}, stopped); its stderr: ${tail}`,
+        ),
+      );
+    }, timeoutMs);
+  });
+  const within = (what: string, match: (l: string) => boolean): Promise<string> => {
+    waitingFor = `"${what}"`;
+    const line = child.waitFor(waitingFor, match);
+    // Once the timeout wins the race, stopping the kernel ends this wait with an error nobody
+    // awaits any more: it must not become an unhandled rejection.
+    line.catch(() => {});
+    return Promise.race([line, timeout]);
+  };
   try {
-    await child.waitFor('listening on unix', (l) => l.includes('listening on unix:'));
+    await within('listening on unix:', (l) => l.includes('listening on unix:'));
     if (!withTcp) return { child, socket, tcp: null };
-    const line = await child.waitFor('listening on tcp', (l) => l.includes('listening on tcp://'));
+    const line = await within('listening on tcp://', (l) => l.includes('listening on tcp://'));
     return { child, socket, tcp: /listening on (tcp:\/\/\S+)/.exec(line)![1]! };
   } catch (err) {
     await stop([child.proc]);
     throw err;
+  } finally {
+    clearTimeout(timer);
   }
 }
 
