@@ -99,6 +99,12 @@ export function formatValue(n: number, unit: Unit): string {
 const unitLabel = (c: Column): string =>
   c.unit === 'bytes' || c.unit === 'count' || c.label.endsWith('/s') ? c.label : `${c.label} (${c.unit})`;
 
+/**
+ * Free text (a failure reason, a peer's detail) made fit for one Markdown table cell: a newline
+ * (a nats-server start log, say) would end the row mid-cell, and a `|` would start a new cell.
+ */
+export const cellText = (s: string): string => s.replace(/\s+/g, ' ').trim().replaceAll('|', '/');
+
 export const ratio = (r: number | undefined): string =>
   r === undefined || !Number.isFinite(r) ? '—' : `${r.toFixed(2)}×`;
 
@@ -134,7 +140,7 @@ export function sectionTable(s: SectionResult): string {
       ok ? `${formatValue(st.min, head!.unit)} – ${formatValue(st.max, head!.unit)}` : '—',
       ...extra.map((c) => (ok ? formatValue(r.stats[c.key]?.median ?? Number.NaN, c.unit) : '—')),
       ...(hasCeiling ? [ok ? ratio(r.vsCeiling) : '—'] : []),
-      ...(hasNotes ? [(r.note ?? '').replaceAll('|', '/')] : []),
+      ...(hasNotes ? [cellText(r.note ?? '')] : []),
     ];
     lines.push(`| ${cells.join(' | ')} |`);
   }
@@ -159,7 +165,9 @@ export function targetsTable(targets: Target[]): string {
 export function peersTable(peers: Results['peers']): string {
   const lines = ['| peer | status |', '|---|---|'];
   for (const [name, p] of Object.entries(peers))
-    lines.push(`| ${name} | ${p.ok ? p.detail : `**not available**: ${p.detail}`} |`);
+    lines.push(
+      `| ${cellText(name)} | ${p.ok ? cellText(p.detail) : `**not available**: ${cellText(p.detail)}`} |`,
+    );
   return lines.join('\n');
 }
 
