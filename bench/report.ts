@@ -195,6 +195,11 @@ export interface Change {
   regression: boolean;
   /** This run has no figure for the row: all its runs failed. */
   failed: boolean;
+  /**
+   * Why the row has a figure on both sides and still is not compared (its section's ceiling
+   * failed, so there is no ratio): shown in the table, never a regression.
+   */
+  notCompared?: string;
 }
 
 /**
@@ -233,7 +238,24 @@ export function compare(base: Results, now: Results, tolerance = 0.2): Change[] 
       }
       const before = metric === 'vs raw' ? old.vsCeiling : old.stats.value?.median;
       const after = metric === 'vs raw' ? row.vsCeiling : row.stats.value?.median;
-      if (before === undefined || after === undefined || !(before > 0) || !(after > 0)) continue;
+      if (before === undefined || after === undefined || !(before > 0) || !(after > 0)) {
+        // Said, not skipped: a Postbox row left out of the table would read as compared and fine.
+        const side = after === undefined || !(after > 0) ? 'this run' : 'the baseline';
+        out.push({
+          section: s.id,
+          row: row.id,
+          system: row.system,
+          metric,
+          before: before ?? Number.NaN,
+          after: after ?? Number.NaN,
+          change: Number.NaN,
+          regression: false,
+          failed: false,
+          notCompared:
+            metric === 'vs raw' ? `no ceiling in ${side} (its row failed)` : `no figure in ${side}`,
+        });
+        continue;
+      }
       const change = s.better === 'higher' ? after / before : before / after;
       out.push({
         section: s.id,
@@ -259,6 +281,12 @@ export function comparisonTable(changes: Change[], sections: SectionResult[]): s
     if (c.failed) {
       lines.push(
         `| ${s.title} | ${c.system} | ${c.metric} | ${show(c.before)} | failed | ${c.regression ? '**failed: regression**' : 'failed'} |`,
+      );
+      continue;
+    }
+    if (c.notCompared !== undefined) {
+      lines.push(
+        `| ${s.title} | ${c.system} | ${c.metric} | ${show(c.before)} | ${show(c.after)} | not compared: ${c.notCompared} |`,
       );
       continue;
     }

@@ -1090,6 +1090,12 @@ async function main(): Promise<void> {
         ? '\nNo regression: no Postbox ratio fell by more than 20%, and no Postbox row the baseline has failed.'
         : `\n${regressions.length} regression(s): ${regressions.map((c) => `${c.section}/${c.row}${c.failed ? ' (failed)' : ''}`).join(', ')}`,
     );
+    // Not a regression (there is nothing to judge by), but not to pass in silence either.
+    const unjudged = changes.filter((c) => c.notCompared !== undefined && c.system.startsWith('Postbox'));
+    if (unjudged.length > 0)
+      console.log(
+        `${unjudged.length} Postbox row(s) not compared: ${unjudged.map((c) => `${c.section}/${c.row}: ${c.notCompared}`).join('; ')}`,
+      );
     if (regressions.length > 0 && opt['fail-on-regression']) process.exitCode = 1;
   } else if (!sameFile) {
     console.log(
