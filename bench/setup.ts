@@ -67,6 +67,30 @@ const lastLine = (s: string): string =>
     .slice(-1)[0]
     ?.slice(0, 200) ?? '';
 
+/**
+ * Why npm failed, from its output. Its last line is only where the log went ("npm error A
+ * complete log of this run can be found in …"); the cause is nearer the top: the `npm error
+ * code` line (ENOTCACHED, E404, …) and the first error line that says what failed. npm before
+ * v10 writes `npm ERR!`. Output without either falls back to the last line.
+ */
+export function npmFailure(output: string): string {
+  const errors = output
+    .split('\n')
+    .map((l) => /^npm (?:error|ERR!)(?:\s+(.*))?$/.exec(l.trim())?.[1]?.trim())
+    .filter((l): l is string => l !== undefined && l !== '');
+  const code = errors.find((l) => l.startsWith('code '))?.slice('code '.length);
+  const what = errors.find(
+    (l) =>
+      !/^(?:code|errno|syscall|path|dest) /.test(l) &&
+      !/^(?:A complete log of this run|Log files were not written|You can rerun)/.test(l),
+  );
+  if (code === undefined && what === undefined) return lastLine(output);
+  return [code, what]
+    .filter((x) => x !== undefined)
+    .join(': ')
+    .slice(0, 300);
+}
+
 /** The bench's npm packages: installed with `npm ci --prefix bench` when missing. */
 export function ensureNpmPeers(): Record<'nats' | 'zeromq', Availability> {
   const need = ['nats', 'zeromq'] as const;
@@ -77,7 +101,7 @@ export function ensureNpmPeers(): Record<'nats' | 'zeromq', Availability> {
     const args = [hasLock ? 'ci' : 'install', '--prefix', BENCH_DIR, '--no-audit', '--no-fund'];
     log(`npm ${args.join(' ')}`);
     const r = runSync('npm', args, 300_000);
-    if (!r.ok) installNote = `npm ${args[0]} --prefix bench failed: ${lastLine(r.output)}`;
+    if (!r.ok) installNote = `npm ${args[0]} --prefix bench failed: ${npmFailure(r.output)}`;
   }
   const req = createRequire(join(BENCH_DIR, 'package.json'));
   const out = {} as Record<'nats' | 'zeromq', Availability>;
