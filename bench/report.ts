@@ -193,8 +193,10 @@ export interface Change {
   change: number;
   /** A Postbox row that fell by more than the tolerance, or failed where the baseline did not. */
   regression: boolean;
-  /** This run has no figure for the row: all its runs failed. */
+  /** This run has no figure for the row: all its runs failed, or it could not run. */
   failed: boolean;
+  /** The row's status in this run, which says which of the two (a peer not installed is not a failure). */
+  status: RowResult['status'];
   /**
    * Why the row has a figure on both sides and still is not compared (its section's ceiling
    * failed, so there is no ratio): shown in the table, never a regression.
@@ -233,6 +235,7 @@ export function compare(base: Results, now: Results, tolerance = 0.2): Change[] 
           change: 0,
           regression: ours,
           failed: true,
+          status: row.status,
         });
         continue;
       }
@@ -251,6 +254,7 @@ export function compare(base: Results, now: Results, tolerance = 0.2): Change[] 
           change: Number.NaN,
           regression: false,
           failed: false,
+          status: row.status,
           notCompared:
             metric === 'vs raw' ? `no ceiling in ${side} (its row failed)` : `no figure in ${side}`,
         });
@@ -267,6 +271,7 @@ export function compare(base: Results, now: Results, tolerance = 0.2): Change[] 
         change,
         regression: ours && change < 1 - tolerance,
         failed: false,
+        status: row.status,
       });
     }
   }
@@ -280,7 +285,7 @@ export function comparisonTable(changes: Change[], sections: SectionResult[]): s
     const show = (n: number) => (c.metric === 'vs raw' ? ratio(n) : formatValue(n, s.columns[0]!.unit));
     if (c.failed) {
       lines.push(
-        `| ${s.title} | ${c.system} | ${c.metric} | ${show(c.before)} | failed | ${c.regression ? '**failed: regression**' : 'failed'} |`,
+        `| ${s.title} | ${c.system} | ${c.metric} | ${show(c.before)} | ${c.status} | ${c.regression ? `**${c.status}: regression**` : c.status} |`,
       );
       continue;
     }

@@ -1088,7 +1088,7 @@ async function main(): Promise<void> {
     console.log(
       regressions.length === 0
         ? '\nNo regression: no Postbox ratio fell by more than 20%, and no Postbox row the baseline has failed.'
-        : `\n${regressions.length} regression(s): ${regressions.map((c) => `${c.section}/${c.row}${c.failed ? ' (failed)' : ''}`).join(', ')}`,
+        : `\n${regressions.length} regression(s): ${regressions.map((c) => `${c.section}/${c.row}${c.failed ? ` (${c.status})` : ''}`).join(', ')}`,
     );
     // Not a regression (there is nothing to judge by), but not to pass in silence either.
     const unjudged = changes.filter((c) => c.notCompared !== undefined && c.system.startsWith('Postbox'));
