@@ -88,7 +88,8 @@ const HELP = `Usage: npm run bench [-- options]
   --fail-on-regression  exit 1 if a Postbox row's ratio fell by more than 20% against the
                         baseline, or a Postbox row that the baseline has failed (the other
                         systems' changes are shown, not judged); needs a baseline
-  --from FILE           measure nothing: print and write the docs of saved results (latest.json)
+  --from FILE           measure nothing: print saved results (latest.json), and write the docs
+                        if they are a full run's (not with --quick, --only, --runs, --fresh-kernel)
   --fresh-kernel        every Postbox run starts a kernel of its own (default: one kernel for
                         the whole run, warmed up first, as the NATS server is; see
                         bench/shared-kernel.ts)
@@ -145,21 +146,72 @@ if (only !== undefined) {
       `unknown section${unknown.length === 1 ? '' : 's'} ${unknown.map((u) => `'${u}'`).join(', ')} in --only; the sections are ${SECTION_IDS.join(', ')}`,
     );
 }
+if (opt.docs === true && opt['no-docs'] === true)
+  usage('--docs and --no-docs contradict each other: give one');
 if (opt.docs === true && (quick || only !== undefined))
   usage('--docs writes the docs of a full run; drop --quick / --only, or use --from with a full run');
+if (opt.from !== undefined) {
+  // These choose what to measure, and --from measures nothing: ignoring them would print
+  // something other than what was asked for.
+  const measuring = (['quick', 'only', 'runs', 'fresh-kernel'] as const).filter(
+    (k) => opt[k] !== undefined && opt[k] !== false,
+  );
+  if (measuring.length > 0)
+    usage(
+      `--from measures nothing, so ${measuring.map((k) => `--${k}`).join(', ')} would do nothing: drop ${measuring.length === 1 ? 'it' : 'them'}`,
+    );
+}
+
+/**
+ * A results file (latest.json, baseline.json) read and checked before anything is measured: a
+ * bad path or file is a usage error said in one line, not a stack trace or a lost run.
+ */
+function readResults(file: URL, what: string): Results {
+  const path = fileURLToPath(file);
+  if (!existsSync(file)) usage(`there is no ${what} at ${path}`);
+  let r: unknown;
+  try {
+    r = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    usage(`the ${what} ${path} is not a results file: ${(err as Error).message}`);
+  }
+  const x = r as Partial<Results> | null;
+  const ok =
+    typeof x === 'object' &&
+    x !== null &&
+    typeof x.date === 'string' &&
+    typeof x.quick === 'boolean' &&
+    typeof x.env === 'object' &&
+    x.env !== null &&
+    typeof x.peers === 'object' &&
+    x.peers !== null &&
+    Array.isArray(x.targets) &&
+    Array.isArray(x.sections) &&
+    x.sections.every((s) => typeof s?.id === 'string' && Array.isArray(s.rows) && Array.isArray(s.columns));
+  if (!ok)
+    usage(
+      `the ${what} ${path} is not a results file: it lacks the date, env, peers, sections or targets a bench run writes`,
+    );
+  return r as Results;
+}
+
+const cwd = `file://${process.cwd()}/`;
+/** --from's results, read first: what they are decides whether --docs may write them. */
+const fromFile = opt.from !== undefined ? new URL(opt.from, cwd) : null;
+const fromResults = fromFile !== null ? readResults(fromFile, '--from file') : null;
+if (
+  fromResults !== null &&
+  opt.docs === true &&
+  (fromResults.quick || (fromResults.env.only ?? null) !== null)
+)
+  usage(
+    `--docs writes the docs of a full run, and ${opt.from} holds a ${fromResults.quick ? 'quick' : 'partial (--only)'} run: its figures must not replace the docs`,
+  );
 /** The baseline, read before anything is measured: a bad path or file must not cost a run. */
 const baselineFile =
-  opt.baseline !== undefined
-    ? new URL(opt.baseline, `file://${process.cwd()}/`)
-    : new URL('baseline.json', RESULTS);
+  opt.baseline !== undefined ? new URL(opt.baseline, cwd) : new URL('baseline.json', RESULTS);
 let baseline: Results | null = null;
-if (existsSync(baselineFile)) {
-  try {
-    baseline = JSON.parse(readFileSync(baselineFile, 'utf8')) as Results;
-  } catch (err) {
-    usage(`the baseline ${fileURLToPath(baselineFile)} is not a results file: ${(err as Error).message}`);
-  }
-} else if (opt.baseline !== undefined) usage(`there is no baseline at ${fileURLToPath(baselineFile)}`);
+if (existsSync(baselineFile) || opt.baseline !== undefined) baseline = readResults(baselineFile, 'baseline');
 else if (opt['fail-on-regression'] === true && opt['save-baseline'] !== true)
   usage(`--fail-on-regression needs a baseline, and there is none at ${fileURLToPath(baselineFile)}`);
 
@@ -1061,8 +1113,7 @@ async function main(): Promise<void> {
   installCleanup();
   const started = performance.now();
   // --from FILE: no measuring, only the tables, comparison and docs of saved results.
-  const r: Results =
-    opt.from !== undefined ? (JSON.parse(readFileSync(opt.from, 'utf8')) as Results) : await measureRun();
+  const r: Results = fromResults ?? (await measureRun());
   const results = r.sections;
 
   for (const s of results) console.log(`\n### ${s.title}\n\n${s.detail}\n\n${sectionTable(s)}`);
@@ -1071,9 +1122,7 @@ async function main(): Promise<void> {
 
   // Baseline (read at start): compared by ratios to the ceiling of each run.
   let changes: Change[] | null = null;
-  const sameFile =
-    opt.from !== undefined &&
-    fileURLToPath(baselineFile) === fileURLToPath(new URL(opt.from, `file://${process.cwd()}/`));
+  const sameFile = fromFile !== null && fileURLToPath(baselineFile) === fileURLToPath(fromFile);
   if (baseline !== null && !sameFile) {
     const base = baseline;
     changes = compare(base, r);
