@@ -56,6 +56,8 @@ export interface Target {
   /** How the figure was made. */
   from: string;
   met: boolean | null;
+  /** Why `met` is null although there is a figure: "not judged: 1 of 3 runs succeeded". */
+  note?: string;
 }
 
 export interface Results {
@@ -156,7 +158,7 @@ export function targetsTable(targets: Target[]): string {
         : t.unit === 'ratio'
           ? ratio(t.measured)
           : `${(t.measured / 1e6).toFixed(1)} MB (${(t.measured / 2 ** 20).toFixed(1)} MiB)`;
-    const met = t.met === null ? '—' : t.met ? 'yes' : '**no**';
+    const met = t.met === null ? (t.note ?? '—') : t.met ? 'yes' : '**no**';
     lines.push(`| ${t.text} | ${m} | ${met} | ${t.from} |`);
   }
   return lines.join('\n');

@@ -81,7 +81,8 @@ const HELP = `Usage: npm run bench [-- options]
   --quick               a short subset (about a minute): one-way 100 B, round trip, 1 → 4,
                         RPC 64 in flight, 1M queued messages
   --only A,B            only these sections (ids: ${SECTION_IDS.join(' ')})
-  --runs N              runs per row (default 3; a target is judged only from 3 or more)
+  --runs N              runs per row (default 3; a target is judged only when 3 or more runs
+                        of each row it is made of succeeded)
   --docs                write docs/benchmarks.md and the chart (a full run does by default)
   --no-docs             don't
   --save-baseline       also write the results to bench/results/baseline.json
@@ -766,37 +767,71 @@ async function measure(def: SectionDef): Promise<SectionResult> {
 
 // ---------------------------------------------------------------- targets
 
+/**
+ * The fewest successful runs a target is judged from: a median of fewer says too little to call
+ * it met or missed. Counted per row the figure is made of (a ratio's two rows), not from --runs:
+ * a row where 2 of 3 runs failed has a "median" of one sample.
+ */
+const MIN_JUDGED = 3;
+
 function targets(sections: SectionResult[]): Target[] {
-  const row = (s: string, r: string): RowResult | undefined => {
-    const x = sections.find((y) => y.id === s)?.rows.find((y) => y.id === r);
-    return x?.status === 'ok' ? x : undefined;
+  /** A figure and every row it is made of, whatever their status (their samples are counted). */
+  interface Figure {
+    value: number | undefined;
+    rows: RowResult[];
+    runs: number;
+  }
+  const section = (s: string) => sections.find((y) => y.id === s);
+  const find = (s: string, r: string | undefined): RowResult | undefined =>
+    section(s)?.rows.find((y) => y.id === r);
+  const ok = (x: RowResult | undefined): RowResult | undefined => (x?.status === 'ok' ? x : undefined);
+  const figure = (s: string, rows: (RowResult | undefined)[], value: number | undefined): Figure => ({
+    value,
+    rows: rows.filter((x): x is RowResult => x !== undefined),
+    runs: section(s)?.runs ?? RUNS,
+  });
+  /** A row's median over its own section's ceiling's (vsCeiling). */
+  const vsRaw = (s: string, r: string): Figure =>
+    figure(s, [find(s, r), find(s, section(s)?.ceiling)], ok(find(s, r))?.vsCeiling);
+  /** One row's median over another's, in one section. */
+  const over = (s: string, a: string, b: string): Figure => {
+    const x = ok(find(s, a))?.stats.value?.median;
+    const y = ok(find(s, b))?.stats.value?.median;
+    return figure(
+      s,
+      [find(s, a), find(s, b)],
+      x !== undefined && y !== undefined && y > 0 ? x / y : undefined,
+    );
   };
-  const med = (s: string, r: string): number | undefined => row(s, r)?.stats.value?.median;
+  const median = (s: string, r: string): Figure =>
+    figure(s, [find(s, r)], ok(find(s, r))?.stats.value?.median);
   const make = (
     id: string,
     text: string,
-    measured: number | undefined,
+    f: Figure,
     op: '>=' | '<=',
     goal: number,
     from: string,
     unit: Target['unit'] = 'ratio',
-  ): Target => ({
-    id,
-    text,
-    measured: measured === undefined || !Number.isFinite(measured) ? null : measured,
-    goal,
-    op,
-    unit,
-    from,
-    // A median of fewer than three runs says too little to call a target met or missed.
-    met:
-      measured === undefined || !Number.isFinite(measured) || RUNS < 3
-        ? null
-        : op === '>='
-          ? measured >= goal
-          : measured <= goal,
-  });
-  const div = (a?: number, b?: number) => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+  ): Target => {
+    const measured = f.value === undefined || !Number.isFinite(f.value) ? null : f.value;
+    const short = f.rows.find((x) => x.samples.length < MIN_JUDGED);
+    const note =
+      measured === null || short === undefined
+        ? undefined
+        : `not judged: ${short.samples.length} of ${f.runs} runs succeeded${f.rows.length > 1 ? ` (${short.system})` : ''}`;
+    return {
+      id,
+      text,
+      measured,
+      goal,
+      op,
+      unit,
+      from,
+      met: measured === null || note !== undefined ? null : op === '>=' ? measured >= goal : measured <= goal,
+      ...(note !== undefined ? { note } : {}),
+    };
+  };
   return [
     ...(
       [
@@ -808,7 +843,7 @@ function targets(sections: SectionResult[]): Target[] {
       make(
         `${s}`,
         `one-way ${label} ≥ 0.4× raw`,
-        row(s, 'postbox-unix')?.vsCeiling,
+        vsRaw(s, 'postbox-unix'),
         '>=',
         0.4,
         'Postbox (unix) / raw Unix socket, medians',
@@ -817,7 +852,7 @@ function targets(sections: SectionResult[]): Target[] {
     make(
       'oneway-100-batch',
       'one-way 100 B ≥ 0.4× raw, with sendMany + batches()',
-      row('oneway-100', 'postbox-batch')?.vsCeiling,
+      vsRaw('oneway-100', 'postbox-batch'),
       '>=',
       0.4,
       'Postbox (unix, batch API) / raw Unix socket, medians',
@@ -825,7 +860,7 @@ function targets(sections: SectionResult[]): Target[] {
     make(
       'oneway-100-consume',
       'one-way 100 B ≥ 0.4× raw, with send() + consume()',
-      row('oneway-100', 'postbox-consume')?.vsCeiling,
+      vsRaw('oneway-100', 'postbox-consume'),
       '>=',
       0.4,
       'Postbox (unix, consume()) / raw Unix socket, medians',
@@ -833,7 +868,7 @@ function targets(sections: SectionResult[]): Target[] {
     make(
       'rtt-raw',
       'round trip p50 ≤ 2.5× raw',
-      row('rtt', 'postbox-unix')?.vsCeiling,
+      vsRaw('rtt', 'postbox-unix'),
       '<=',
       2.5,
       'Postbox (unix) p50 / raw p50',
@@ -841,7 +876,7 @@ function targets(sections: SectionResult[]): Target[] {
     make(
       'rtt-raw-consume',
       'round trip p50 ≤ 2.5× raw, with consume()',
-      row('rtt', 'postbox-consume')?.vsCeiling,
+      vsRaw('rtt', 'postbox-consume'),
       '<=',
       2.5,
       'Postbox (unix, consume()) p50 / raw p50',
@@ -849,7 +884,7 @@ function targets(sections: SectionResult[]): Target[] {
     make(
       'rtt-nats',
       'round trip p50 ≤ 0.5× NATS request/reply',
-      div(med('rtt', 'postbox-unix'), med('rtt', 'nats')),
+      over('rtt', 'postbox-unix', 'nats'),
       '<=',
       0.5,
       'Postbox (unix) p50 / NATS p50',
@@ -857,7 +892,7 @@ function targets(sections: SectionResult[]): Target[] {
     make(
       'fanout-nats',
       '1 → 4 consumers ≥ 3× NATS queue group',
-      div(med('fanout', 'postbox'), med('fanout', 'nats')),
+      over('fanout', 'postbox', 'nats'),
       '>=',
       3,
       'Postbox shared mailbox / NATS queue group, msg/s',
@@ -865,7 +900,7 @@ function targets(sections: SectionResult[]): Target[] {
     make(
       'fanout-nats-batch',
       '1 → 4 consumers ≥ 3× NATS queue group, with sendMany + batches()',
-      div(med('fanout', 'postbox-batch'), med('fanout', 'nats')),
+      over('fanout', 'postbox-batch', 'nats'),
       '>=',
       3,
       'Postbox shared mailbox, batch API / NATS queue group, msg/s',
@@ -873,7 +908,7 @@ function targets(sections: SectionResult[]): Target[] {
     make(
       'rpc-nats',
       'RPC 64 in flight ≥ 3× NATS request/reply',
-      div(med('rpc', 'postbox-rpc'), med('rpc', 'nats')),
+      over('rpc', 'postbox-rpc', 'nats'),
       '>=',
       3,
       'Postbox RPC / NATS request/reply, 64 in flight, calls/s',
@@ -881,7 +916,7 @@ function targets(sections: SectionResult[]): Target[] {
     make(
       'memory',
       '1M queued 100 B messages ≤ 300 MB kernel RSS',
-      med('memory', 'postbox'),
+      median('memory', 'postbox'),
       '<=',
       300e6,
       'kernel VmRSS',
@@ -1062,7 +1097,7 @@ async function measureRun(): Promise<Results> {
     defs = defs.filter((d) => selected.includes(d.id));
   }
   log(
-    `${quick ? 'quick run' : only !== undefined ? 'sections' : 'full run'}: ${defs.map((d) => d.id).join(', ')}; ${RUNS} runs per row${RUNS < 3 ? ' (too few to judge the targets)' : ''}`,
+    `${quick ? 'quick run' : only !== undefined ? 'sections' : 'full run'}: ${defs.map((d) => d.id).join(', ')}; ${RUNS} runs per row${RUNS < MIN_JUDGED ? ' (too few to judge the targets)' : ''}`,
   );
 
   const results: SectionResult[] = [];
