@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { connect, type MailboxStat, type PostboxError, type PostboxProcess } from '../src/client/mod.js';
 import { dial, listen } from '../src/faces/connection.js';
 import { Agent, type AgentEvent } from './helpers/agent.js';
+import { ChildOutput } from './helpers/child-output.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { until } from './helpers/wait.js';
 
@@ -678,13 +679,8 @@ test('a TCP listener ended for silence while in accept() is told why, not that a
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   try {
-    let out = '';
-    const ready = new Promise<void>((resolve) =>
-      child.stdout.on('data', (b: Buffer) => {
-        out += b;
-        if (out.includes('ready\n')) resolve();
-      }),
-    );
+    const out = new ChildOutput(child);
+    const ready = out.line('ready');
     const exited = once(child, 'exit');
     await ready;
     const down = me.monitor('sleepy-listener');
@@ -693,7 +689,10 @@ test('a TCP listener ended for silence while in accept() is told why, not that a
     assert.equal((await down).reason, 'timeout');
     child.kill('SIGCONT');
     await exited;
-    const result = JSON.parse(out.split('\n').filter(Boolean).at(-1)!) as { code: string; message: string };
+    const result = JSON.parse(out.text.split('\n').filter(Boolean).at(-1)!) as {
+      code: string;
+      message: string;
+    };
     assert.equal(result.code, 'ETIMEDOUT');
     assert.match(result.message, /terminated: heard nothing/);
     assert.doesNotMatch(result.message, /undefined/);

@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, type MailboxStat, type PostboxProcess } from '../src/client/mod.js';
 import { type Agent, type AgentEvent, startAgent } from './helpers/agent.js';
+import { ChildOutput } from './helpers/child-output.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { within } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
@@ -413,13 +414,8 @@ test('a TCP consumer stalled inside a handler past the heartbeat hands out none 
         stdio: ['ignore', 'pipe', 'inherit'],
       },
     );
-    let out = '';
-    const busy = new Promise<void>((resolve) =>
-      child.stdout.on('data', (b: Buffer) => {
-        out += b;
-        if (out.includes('busy\n')) resolve();
-      }),
-    );
+    const out = new ChildOutput(child);
+    const busy = out.line('busy');
     const exited = once(child, 'exit');
     await within(busy, 20_000, 'the handler to stall on its first message');
     const down = me.monitor(`stalled-${child.pid}`);
@@ -431,7 +427,7 @@ test('a TCP consumer stalled inside a handler past the heartbeat hands out none 
     assert.deepEqual(others, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     writeFileSync(go, '');
     await within(exited, 20_000, 'the child to finish');
-    const result = JSON.parse(out.split('\n').filter(Boolean).at(-1)!) as {
+    const result = JSON.parse(out.text.split('\n').filter(Boolean).at(-1)!) as {
       got: unknown[];
       error: string | null;
     };
@@ -460,13 +456,8 @@ test('a TCP process stopped past the heartbeat, once continued, hands out nothin
         [fileURLToPath(new URL('./fixtures/stalled-receiver.js', import.meta.url)), name, mode],
         { env: { ...kernel.env, POSTBOX_URL: kernel.tcpUrl! }, stdio: ['pipe', 'pipe', 'inherit'] },
       );
-      let out = '';
-      const ready = new Promise<void>((resolve) =>
-        child.stdout.on('data', (b: Buffer) => {
-          out += b;
-          if (out.includes('ready\n')) resolve();
-        }),
-      );
+      const out = new ChildOutput(child);
+      const ready = out.line('ready');
       const exited = once(child, 'exit');
       await within(ready, 20_000, 'the child to be ready');
       const down = me.monitor(`stalled-${child.pid}`);
@@ -504,7 +495,7 @@ test('a TCP process stopped past the heartbeat, once continued, hands out nothin
       );
       child.kill('SIGCONT');
       await within(exited, 20_000, 'the child to finish');
-      const result = JSON.parse(out.split('\n').filter(Boolean).at(-1)!) as {
+      const result = JSON.parse(out.text.split('\n').filter(Boolean).at(-1)!) as {
         got: unknown[];
         error: string | null;
       };
