@@ -21,6 +21,8 @@ Options:
   --max-mailbox-bytes BYTES  default byte limit of a mailbox (default ${defaultLimits.maxMailboxBytes})
   --max-total-bytes BYTES    bytes queued in all mailboxes together, waiting sends included (default ${defaultLimits.maxTotalBytes})
                              (BYTES may end in K, M or G, powers of 1024: 64K, 4M, 8G)
+  --max-partial-bytes BYTES  room for large frames still arriving, all together; a process whose
+                             frame finds none is not read until it does (default ${defaultLimits.maxPartialBytes})
   --max-mailboxes N          mailboxes at once (default ${defaultLimits.maxMailboxes})
   --max-processes N          connected processes at once (default ${defaultLimits.maxProcesses})
   --heartbeat-ms MS          TCP heartbeat interval; silent for 3 intervals = terminated (default ${defaultLimits.heartbeatMs})
@@ -39,6 +41,7 @@ const limitFlags: Record<string, { key: keyof KernelLimits; bytes: boolean }> = 
   'max-message-size': { key: 'maxMessageSize', bytes: true },
   'max-mailbox-bytes': { key: 'maxMailboxBytes', bytes: true },
   'max-total-bytes': { key: 'maxTotalBytes', bytes: true },
+  'max-partial-bytes': { key: 'maxPartialBytes', bytes: true },
   'max-mailboxes': { key: 'maxMailboxes', bytes: false },
   'max-processes': { key: 'maxProcesses', bytes: false },
   'heartbeat-ms': { key: 'heartbeatMs', bytes: false },

@@ -367,7 +367,8 @@ export class PostboxProcess {
 
   /**
    * What the kernel holds now, to set against {@link limits}: mailboxes (inboxes included),
-   * processes, and the bytes queued in all mailboxes together (`maxTotalBytes`).
+   * processes, the bytes queued in all mailboxes together (`maxTotalBytes`), and the room given
+   * to large frames still arriving (`maxPartialBytes`).
    *
    * @example
    * ```ts
@@ -375,7 +376,7 @@ export class PostboxProcess {
    * console.log(`${totalBytes} of ${proc.limits.maxTotalBytes} bytes queued`);
    * ```
    */
-  usage(): Promise<{ mailboxes: number; processes: number; totalBytes: number }> {
+  usage(): Promise<{ mailboxes: number; processes: number; totalBytes: number; partialBytes: number }> {
     return this.conn.call('usage');
   }
 

@@ -179,7 +179,12 @@ const handlers: Record<string, Handler> = {
     const receipts = receiptWaiters(k);
     return [...k.mailboxes.values()].filter((mb) => mb.inboxOf === 0).map((mb) => stat(k, mb, receipts));
   },
-  usage: (k) => ({ mailboxes: k.mailboxes.size, processes: k.processes.size, totalBytes: k.totalBytes }),
+  usage: (k) => ({
+    mailboxes: k.mailboxes.size,
+    processes: k.processes.size,
+    totalBytes: k.totalBytes,
+    partialBytes: k.room.granted,
+  }),
   processes: (k) =>
     [...k.processes.values()].map((q) => ({
       id: q.id,

@@ -29,6 +29,7 @@ import {
 import { badHostName, badProcessName, MAX_PROCESS_NAME } from '../protocol/names.js';
 import { readIntoArena } from '../transport/read-arena.js';
 import { handleCall } from './control.js';
+import { FREE_PARTIAL_BYTES, FrameRoom } from './frame-room.js';
 import { defaultLimits, INBOX_MODE, type KernelLimits, MAX_PRIORITY } from './limits.js';
 import { Mailbox, type MailboxHost, type Peer, ReceiveWaiter } from './mailbox.js';
 import { KernelProcess, type TerminationReason, type Transport } from './process.js';
@@ -99,6 +100,10 @@ export class Kernel implements MailboxHost {
   private dirty: KernelProcess[] = [];
   private flushScheduled = false;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** Room for large frames in progress (`--max-partial-bytes`). */
+  readonly room: FrameRoom<KernelProcess>;
+  /** Bytes of frames begun by connections that have not said HELLO yet, all together. */
+  private helloBytes = 0;
   /** How long a new connection has to say HELLO: three heartbeats, at most 10 s. */
   readonly helloTimeoutMs: number;
 
@@ -107,6 +112,7 @@ export class Kernel implements MailboxHost {
     this.token = options.token === undefined ? null : Buffer.from(options.token);
     this.log = options.log ?? (() => {});
     this.helloTimeoutMs = Math.min(3 * this.limits.heartbeatMs, 10_000);
+    this.room = new FrameRoom(this.limits.maxPartialBytes, (p) => this.mayRead(p));
     this.tick();
     this.heartbeat = setInterval(() => this.checkHeartbeats(), this.limits.heartbeatMs);
     this.heartbeat.unref();
@@ -190,6 +196,37 @@ export class Kernel implements MailboxHost {
     }
     this.slab.settle();
     if (p.ackPending) this.markDirty(p);
+    if (p.terminated) return;
+    const begun = p.decoder.pendingFrameBytes;
+    if (p.id === 0 || p.helloBytes > 0) {
+      this.countHelloBytes(p, p.id === 0 ? begun : 0);
+      if (p.terminated) return;
+    }
+    if ((begun > FREE_PARTIAL_BYTES || p.room > 0) && !this.room.fit(p, begun, this.now)) p.socket.pause();
+  }
+
+  /**
+   * Before its HELLO a connection is nobody: its frames are small (HELLO_MAX_FRAME) and it has
+   * little time, but connections are many. What they have begun together is bounded too, so
+   * that a crowd of peers that never finish a HELLO cannot fill the kernel's memory.
+   */
+  private countHelloBytes(p: KernelProcess, bytes: number): void {
+    this.helloBytes += bytes - p.helloBytes;
+    p.helloBytes = bytes;
+    if (bytes > 0 && this.helloBytes > HELLO_BYTES_HELD) {
+      this.fatal(
+        p,
+        'EPROTO',
+        `connections that have not said HELLO hold ${this.helloBytes} bytes of unfinished frames, over the kernel's bound of ${HELLO_BYTES_HELD}`,
+      );
+    }
+  }
+
+  /** Reads p again, unless something still holds it: a frame without room, or congestion. */
+  private mayRead(p: KernelProcess): void {
+    if (p.terminated || p.roomWanted > 0) return;
+    if (p.congested && p.decoder.buffered > HELD_WHILE_CONGESTED) return;
+    p.socket.resume();
   }
 
   /** Reads the clock for this turn, once for every message stamped in it. */
@@ -852,7 +889,7 @@ export class Kernel implements MailboxHost {
   private uncongest(p: KernelProcess): void {
     if (!p.congested || p.terminated) return;
     p.congested = false;
-    p.socket.resume();
+    if (p.roomWanted === 0) p.socket.resume();
     if (p.decoder.paused) {
       this.tick();
       this.feed(p, null);
@@ -960,6 +997,12 @@ export class Kernel implements MailboxHost {
     p.terminated = true;
     // It may end mid-chunk (a fatal frame after queued SENDs); what follows reads queued bytes.
     this.slab.settle();
+    if (p.helloBytes > 0) this.countHelloBytes(p, 0);
+    if (p.room > 0 || p.roomWanted > 0) {
+      // Read again so that its close is not a reset (fatal): input() drops what comes.
+      if (p.roomWanted > 0 && !p.socket.destroyed) p.socket.resume();
+      this.room.leave(p);
+    }
     if (p.id === 0) return;
     this.processes.delete(p.id);
     if (p.name !== null && this.processByName.get(p.name) === p) this.processByName.delete(p.name);
@@ -1029,7 +1072,13 @@ export class Kernel implements MailboxHost {
         w.mailbox.endIfSenderGone(w);
       }
     }
-    this.log(`${p.label} terminated (${reason})`);
+    // Bytes it sent that were never handled (a frame it began and did not finish, frames held
+    // while it did not read): said, so that a sender that died mid-write is not a mystery of a
+    // message that never came.
+    const unhandled = p.decoder.buffered;
+    this.log(
+      `${p.label} terminated (${reason})${unhandled > 0 ? `; ${unhandled} bytes it sent were not handled (a frame begun and not finished, or held while it did not read)` : ''}`,
+    );
   }
 
   private checkHeartbeats(): void {
@@ -1052,6 +1101,14 @@ export class Kernel implements MailboxHost {
           : `heard nothing from it for over ${limit} ms`;
         this.fatal(p, 'ETIMEDOUT', `terminated: ${why}`, 'timeout');
       }
+    }
+    for (const p of this.room.overdue(now, limit)) {
+      this.fatal(
+        p,
+        'ETIMEDOUT',
+        `terminated: its frame of ${p.room} bytes was still incomplete after ${limit} ms, holding room other processes wait for (postbox kernel --max-partial-bytes)`,
+        'timeout',
+      );
     }
   }
 
@@ -1130,6 +1187,12 @@ function flushAll(kernel: Kernel): void {
  * and a bound on what it can make the kernel hold.
  */
 const HELD_WHILE_CONGESTED = 256 * 1024;
+
+/**
+ * What connections that have not said HELLO may hold together in frames begun: 256 HELLOs of the
+ * largest size allowed (HELLO_MAX_FRAME), where a real HELLO is a few hundred bytes, whole.
+ */
+const HELLO_BYTES_HELD = 256 * HELLO_MAX_FRAME;
 
 /** Processes, and their inboxes, an operator may add past the kernel's limits (Unix socket). */
 const OPERATOR_RESERVE = 4;

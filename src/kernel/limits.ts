@@ -14,6 +14,11 @@ export interface KernelLimits {
    * or for their receipt); beyond it sends fail with ENOMEM. `--max-total-bytes`.
    */
   maxTotalBytes: number;
+  /**
+   * Bytes that large frames begun and not yet whole may hold together; a process whose frame
+   * finds no room is not read until room comes (FrameRoom). `--max-partial-bytes`.
+   */
+  maxPartialBytes: number;
   /** Mailboxes at once (inboxes included). `--max-mailboxes`. */
   maxMailboxes: number;
   /** Connected processes at once. `--max-processes`. */
@@ -30,6 +35,7 @@ export const defaultLimits: Readonly<KernelLimits> = Object.freeze({
   maxMessageSize: 1024 * 1024,
   maxMailboxBytes: 64 * 1024 * 1024,
   maxTotalBytes: 4 * 1024 * 1024 * 1024,
+  maxPartialBytes: 256 * 1024 * 1024,
   maxMailboxes: 1_000_000,
   maxProcesses: 100_000,
   maxCredit: 16384,

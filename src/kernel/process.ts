@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import { FrameDecoder } from '../protocol/decoder.js';
 import { FrameWriter } from '../transport/frame-writer.js';
+import type { RoomHolder } from './frame-room.js';
 import type { Mailbox, Peer, ReceiveWaiter, SendWaiter } from './mailbox.js';
 
 /** How a process reached the kernel. */
@@ -13,7 +14,7 @@ export type TerminationReason = 'exit' | 'crash' | 'timeout' | 'shutdown' | 'pro
  * A connected process as the kernel sees it: its socket, its pending operations, what it owns.
  * Created on connect; it becomes a process (gets an id) when its HELLO is accepted.
  */
-export class KernelProcess implements Peer {
+export class KernelProcess implements Peer, RoomHolder {
   id = 0;
   name: string | null = null;
   osPid = 0;
@@ -49,6 +50,13 @@ export class KernelProcess implements Peer {
   runMailbox: Mailbox | null = null;
   sendRightAt = 0;
   congested = false;
+  /** Room granted to its large frame in progress (FrameRoom), bytes. */
+  room = 0;
+  /** Room its large frame waits for, bytes: until granted, the kernel does not read it. */
+  roomWanted = 0;
+  roomSince = 0;
+  /** Bytes of an incomplete frame it holds before its HELLO (counted kernel-wide). */
+  helloBytes = 0;
   /** While congested: its socket's backlog at the last heartbeat check (progress is life). */
   backlogSeen = Number.POSITIVE_INFINITY;
   /** Said in its HELLO that it answers RECALL. */
@@ -103,6 +111,8 @@ export class KernelProcess implements Peer {
     for (const mb of this.awaitingReader) add(`reader ${mb.label}`);
     // The kernel waits for it: it stopped reading this process until it reads its output.
     if (this.congested) add(`its reading (${this.unread} bytes sent, unread)`);
+    // Not read until then: its frame's first bytes are in, the rest waits in its socket.
+    if (this.roomWanted > 0) add(`room for a frame of ${this.roomWanted} bytes (--max-partial-bytes)`);
     return [...counts].map(([what, n]) => (n === 1 ? what : `${what} ×${n}`));
   }
 }

@@ -59,6 +59,17 @@ export class FrameDecoder {
     return this.partBytes + (this.held === null ? 0 : this.held.length);
   }
 
+  /**
+   * Size of the frame begun and not yet whole (length field included), or the bytes of it held
+   * while its length field is still incomplete; 0 between frames. Bytes held back by
+   * {@link pause} are not a frame begun.
+   */
+  get pendingFrameBytes(): number {
+    if (this.partBytes < LENGTH_BYTES) return this.partBytes;
+    // The first part holds the whole length field once partBytes reaches it (completePart).
+    return getU32(this.parts[0]!, 0) + LENGTH_BYTES;
+  }
+
   // Set by pause(): push stops after the current frame and keeps the rest in `held`.
   private pausing = false;
   private held: Buffer | null = null;

@@ -32,6 +32,12 @@ const rows: LimitRow[] = [
     flag: '--max-mailbox-bytes BYTES',
   },
   { key: 'maxTotalBytes', label: 'max bytes queued in all', unit: 'bytes', flag: '--max-total-bytes BYTES' },
+  {
+    key: 'maxPartialBytes',
+    label: 'max bytes of frames arriving',
+    unit: 'bytes',
+    flag: '--max-partial-bytes BYTES',
+  },
   { key: 'maxMailboxes', label: 'max mailboxes (inboxes too)', unit: '', flag: '--max-mailboxes N' },
   { key: 'maxProcesses', label: 'max processes', unit: '', flag: '--max-processes N' },
   { key: 'heartbeatMs', label: 'TCP heartbeat', unit: 'ms', flag: '--heartbeat-ms MS' },
@@ -50,6 +56,7 @@ export async function limitsCommand(argv: string[]): Promise<number> {
       maxMailboxes: usage.mailboxes - 1,
       maxProcesses: usage.processes - 1,
       maxTotalBytes: usage.totalBytes,
+      maxPartialBytes: usage.partialBytes,
     };
     if (json) {
       printJson({
