@@ -1030,6 +1030,19 @@ test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
       await fatal(p, 'EPROTO', /RECEIVE frame must be 44 bytes, got 40/);
     });
 
+    await t.test('a PING or CANCEL with bytes after its head', async () => {
+      for (const [op, name] of [
+        [Op.PING, 'PING'],
+        [Op.CANCEL, 'CANCEL'],
+      ] as const) {
+        const p = await welcomed();
+        const b = Buffer.concat([headFrame(op, 6), Buffer.from('xyz')]);
+        b.writeUInt32LE(b.length - 4, 0);
+        p.write(b);
+        await fatal(p, 'EPROTO', new RegExp(`${name} frame must be 12 bytes, got 15`));
+      }
+    });
+
     await t.test('a CALL with bad JSON fails only that request', async () => {
       const p = await welcomed();
       p.write(rawCallFrame(4, '{"op":'));

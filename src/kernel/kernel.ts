@@ -385,10 +385,12 @@ export class Kernel implements MailboxHost {
       case Op.RECEIVE:
         return this.handleReceive(p, buf, start, end);
       case Op.CANCEL:
+        if (end - start !== HEAD_BYTES) return this.headOnly(p, 'CANCEL', end - start);
         return this.handleCancel(p, buf.readUInt32LE(start + Off.REQUEST));
       case Op.CALL:
         return this.handleCallFrame(p, buf, start, end);
       case Op.PING: {
+        if (end - start !== HEAD_BYTES) return this.headOnly(p, 'PING', end - start);
         // A TCP client's heartbeat asks for the clock, to keep its offset to the kernel's (a
         // machine's clock may be stepped while the process runs).
         const clock = (buf[start + Off.FLAGS]! & PingFlag.CLOCK) !== 0;
@@ -407,6 +409,14 @@ export class Kernel implements MailboxHost {
       default:
         return this.fatal(p, 'EPROTO', `unknown opcode 0x${op.toString(16)}`);
     }
+  }
+
+  /**
+   * A frame that is only the head, with bytes after it: as for a RECEIVE or TAKE of the wrong
+   * size, the stream cannot be trusted (a client that framed it so is not the one we know).
+   */
+  private headOnly(p: KernelProcess, name: string, size: number): void {
+    this.fatal(p, 'EPROTO', `${name} frame must be ${HEAD_BYTES} bytes, got ${size}`);
   }
 
   private hello(p: KernelProcess, buf: Buffer, start: number, end: number): void {
