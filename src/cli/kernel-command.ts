@@ -25,6 +25,8 @@ Options:
                              frame finds none is not read until it does (default ${defaultLimits.maxPartialBytes})
   --max-mailboxes N          mailboxes at once (default ${defaultLimits.maxMailboxes})
   --max-processes N          connected processes at once (default ${defaultLimits.maxProcesses})
+  --max-per-process N        open handles, monitors and waiting receives of one process, each
+                             (default ${defaultLimits.maxPerProcess})
   --heartbeat-ms MS          TCP heartbeat interval; silent for 3 intervals = terminated (default ${defaultLimits.heartbeatMs})
   --quiet                    print only where it listens (errors still go to standard error)
   -h, --help                 this help
@@ -44,6 +46,7 @@ const limitFlags: Record<string, { key: keyof KernelLimits; bytes: boolean }> = 
   'max-partial-bytes': { key: 'maxPartialBytes', bytes: true },
   'max-mailboxes': { key: 'maxMailboxes', bytes: false },
   'max-processes': { key: 'maxProcesses', bytes: false },
+  'max-per-process': { key: 'maxPerProcess', bytes: false },
   'heartbeat-ms': { key: 'heartbeatMs', bytes: false },
 };
 

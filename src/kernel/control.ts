@@ -56,6 +56,7 @@ const handlers: Record<string, Handler> = {
           'EINVAL',
           `create has no argument '${arg}'; it takes ${CREATE_ARGS.slice(1).join(', ')}`,
         );
+    roomForHandle(k, p);
     const name = optName(a.name);
     const key = a.key === undefined || a.key === null || a.key === 0 ? 0 : safeInt(a.key, 'key');
     const ifExists = a.ifExists ?? 'fail';
@@ -95,7 +96,10 @@ const handlers: Record<string, Handler> = {
     p.owned.add(mb);
     return openHandle(k, p, mb, a, true);
   },
-  open: (k, p, a) => openHandle(k, p, find(k, a), a),
+  open: (k, p, a) => {
+    roomForHandle(k, p);
+    return openHandle(k, p, find(k, a), a);
+  },
   close: (k, p, a) => {
     const id = a.handle;
     if (typeof id !== 'number') throw new CallError('EINVAL', 'handle must be a handle id');
@@ -217,6 +221,8 @@ const handlers: Record<string, Handler> = {
         throw new CallError('EINVAL', 'process must be a name or an id');
       return { monitor: id, down: true, reason: 'noproc' };
     }
+    if (p.watching.size >= k.limits.maxPerProcess)
+      throw new CallError('ENOMEM', overLimit(p, p.watching.size, 'monitors set'));
     q.watchers.set(id, p);
     p.watching.set(id, q);
     return { monitor: id, process: q.id };
@@ -388,6 +394,17 @@ function stat(k: Kernel, mb: Mailbox, receipts: Map<Mailbox, number[]>): Args {
     dropped: mb.dropped,
     ...mb.times,
   };
+}
+
+/** Refuses a handle past the per-process limit, before anything is created or opened. */
+function roomForHandle(k: Kernel, p: KernelProcess): void {
+  if (p.handles.size >= k.limits.maxPerProcess)
+    throw new CallError('ENOMEM', overLimit(p, p.handles.size, 'handles open'));
+}
+
+/** The refusal of one more of something a process holds too many of. */
+export function overLimit(p: KernelProcess, count: number, what: string): string {
+  return `${p.label} has ${count} ${what}, the kernel's limit per process (postbox kernel --max-per-process)`;
 }
 
 /** Registers a handle for p on mb (its role counts for pipes and FIFOs) and describes mb. */

@@ -28,7 +28,7 @@ import {
 } from '../protocol/frame.js';
 import { badHostName, badProcessName, MAX_PROCESS_NAME } from '../protocol/names.js';
 import { readIntoArena } from '../transport/read-arena.js';
-import { handleCall } from './control.js';
+import { handleCall, overLimit } from './control.js';
 import { FREE_PARTIAL_BYTES, FrameRoom } from './frame-room.js';
 import { defaultLimits, INBOX_MODE, type KernelLimits, MAX_PRIORITY } from './limits.js';
 import { Mailbox, type MailboxHost, type Peer, ReceiveWaiter } from './mailbox.js';
@@ -715,6 +715,8 @@ export class Kernel implements MailboxHost {
       );
     if (p.receives.has(request))
       return this.replyError(p, request, 'EPROTO', `request id ${request} is already in use`);
+    if (p.receives.size >= this.limits.maxPerProcess)
+      return this.replyError(p, request, 'ENOMEM', overLimit(p, p.receives.size, 'receives waiting'));
     const flags = buf[start + Off.FLAGS]!;
     let mb: Mailbox | undefined;
     if ((flags & ReceiveFlag.INBOX) !== 0) mb = p.inbox!;

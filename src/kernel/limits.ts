@@ -23,6 +23,12 @@ export interface KernelLimits {
   maxMailboxes: number;
   /** Connected processes at once. `--max-processes`. */
   maxProcesses: number;
+  /**
+   * Open handles, monitors and waiting receives each process may have (each counted apart), as
+   * RLIMIT_NOFILE bounds a Unix process's descriptors: one process cannot take the kernel's
+   * memory by opening without end. `--max-per-process`.
+   */
+  maxPerProcess: number;
   /** Largest credit a prefetching receiver may hold. */
   maxCredit: number;
   /** Bytes waiting to be written to one process before the kernel stops delivering to it. */
@@ -38,6 +44,7 @@ export const defaultLimits: Readonly<KernelLimits> = Object.freeze({
   maxPartialBytes: 256 * 1024 * 1024,
   maxMailboxes: 1_000_000,
   maxProcesses: 100_000,
+  maxPerProcess: 65_536,
   maxCredit: 16384,
   outputHighWater: 4 * 1024 * 1024,
   heartbeatMs: 5000,

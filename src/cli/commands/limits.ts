@@ -40,6 +40,12 @@ const rows: LimitRow[] = [
   },
   { key: 'maxMailboxes', label: 'max mailboxes (inboxes too)', unit: '', flag: '--max-mailboxes N' },
   { key: 'maxProcesses', label: 'max processes', unit: '', flag: '--max-processes N' },
+  {
+    key: 'maxPerProcess',
+    label: 'max handles per process',
+    unit: '',
+    flag: '--max-per-process N',
+  },
   { key: 'heartbeatMs', label: 'TCP heartbeat', unit: 'ms', flag: '--heartbeat-ms MS' },
   { key: 'maxCredit', label: 'prefetch credit per receiver', unit: 'messages', flag: null },
   { key: 'outputHighWater', label: 'output backlog per process', unit: 'bytes', flag: null },

@@ -1,0 +1,98 @@
+/**
+ * What one process may hold (`--max-per-process`): open handles, monitors and waiting receives,
+ * each counted apart, as RLIMIT_NOFILE bounds a Unix process's descriptors. Past the limit the
+ * request is refused (ENOMEM, naming the flag) and nothing is created; giving one back makes room.
+ */
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { connect, OutOfMemoryError, type PostboxProcess } from '../src/client/mod.js';
+import { Op, ReceiveFlag } from '../src/protocol/frame.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { frameError, framePayload, headFrame, RawPeer, receiveFrame } from './helpers/raw-peer.js';
+
+const LIMIT = 4;
+let kernel: TestKernel;
+const clients: PostboxProcess[] = [];
+after(async () => {
+  for (const c of clients.splice(0)) await c.close().catch(() => {});
+  await kernel?.stop();
+});
+
+async function client(): Promise<PostboxProcess> {
+  kernel ??= await startTestKernel({ args: ['--max-per-process', String(LIMIT)] });
+  const c = await connect({ socket: kernel.socket });
+  clients.push(c);
+  return c;
+}
+
+const refusal = (what: string) => (err: unknown) => {
+  assert.ok(err instanceof OutOfMemoryError, String(err));
+  assert.match(
+    err.message,
+    new RegExp(`has ${LIMIT} ${what}, the kernel's limit per process \\(postbox kernel --max-per-process\\)`),
+  );
+  return true;
+};
+
+test('handles: past the limit an open or a create is refused, and creates nothing', async () => {
+  const p = await client();
+  const first = await p.createMailbox('held-0');
+  const more = [];
+  for (let i = 1; i < LIMIT; i++) more.push(await p.openMailbox('held-0'));
+  await assert.rejects(p.openMailbox('held-0'), refusal('handles open'));
+  await assert.rejects(p.createMailbox('held-1'), refusal('handles open'));
+  await assert.rejects(p.stat('held-1'), { code: 'ENOENT' }, 'the refused create made no mailbox');
+  await more.pop()!.close();
+  const again = await p.openMailbox('held-0');
+  await again.send('through the handle opened after one closed');
+  assert.equal((await first.receive({ nowait: true }))?.body, 'through the handle opened after one closed');
+});
+
+test('monitors: past the limit monitor() is refused; one taken back makes room', async () => {
+  const p = await client();
+  const watched = await client();
+  const stops = Array.from({ length: LIMIT }, () => new AbortController());
+  const downs = stops.map((s) => p.monitor(watched.id, { signal: s.signal }).catch((e: unknown) => e));
+  // The monitors are set once the kernel has answered a later call of the same process.
+  await p.usage();
+  // Bounded: without the limit this monitor would wait for as long as `watched` lives.
+  await assert.rejects(p.monitor(watched.id, { signal: AbortSignal.timeout(5000) }), refusal('monitors set'));
+  stops[0]!.abort();
+  assert.equal(((await downs[0]) as { code: string }).code, 'ECANCELED');
+  const down = p.monitor(watched.id);
+  await watched.close();
+  assert.equal((await down).reason, 'exit');
+  for (const d of downs.slice(1)) assert.equal(((await d) as { reason: string }).reason, 'exit');
+});
+
+test('receives: past the limit a RECEIVE is refused on its own id; the connection goes on', async () => {
+  const owner = await client();
+  const box = await owner.createMailbox<string>('waited-on', { system: true });
+  const peer = await RawPeer.open(kernel.socket);
+  try {
+    const welcome = await peer.hello();
+    assert.equal(welcome.op, Op.WELCOME, peer.describe());
+    const id = (framePayload(welcome) as { process: { id: number } }).process.id;
+    for (let r = 1; r <= LIMIT + 1; r++) peer.write(receiveFrame({ request: r, target: box.id }));
+    const refused = await peer.waitFor(
+      (f) => f.request === LIMIT + 1,
+      5000,
+      'answer to the receive past the limit',
+    );
+    assert.equal(refused.op, Op.ERROR, peer.describe());
+    assert.deepEqual(frameError(refused), {
+      code: 'ENOMEM',
+      message: `process ${id} has ${LIMIT} receives waiting, the kernel's limit per process (postbox kernel --max-per-process)`,
+    });
+    assert.equal((await box.stat()).waitingReceivers.length, LIMIT);
+    // A CANCEL gives one back; the next RECEIVE waits, and gets the next message.
+    peer.write(headFrame(Op.CANCEL, 1));
+    await peer.waitFor((f) => f.request === 1 && f.op === Op.ERROR, 5000, 'ECANCELED');
+    peer.write(receiveFrame({ request: 99, target: box.id, flags: ReceiveFlag.NOWAIT }));
+    const empty = await peer.waitFor((f) => f.request === 99, 5000, 'answer to the receive after a cancel');
+    assert.equal(empty.op, Op.EMPTY, peer.describe());
+    assert.ok(peer.isOpen);
+  } finally {
+    await peer.destroy();
+  }
+});
