@@ -4,8 +4,12 @@
  * request is refused (ENOMEM, naming the flag) and nothing is created; giving one back makes room.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { connect, OutOfMemoryError, type PostboxProcess } from '../src/client/mod.js';
+import { startKernel } from '../src/kernel/mod.js';
 import { Op, ReceiveFlag } from '../src/protocol/frame.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { frameError, framePayload, headFrame, RawPeer, receiveFrame } from './helpers/raw-peer.js';
@@ -94,5 +98,59 @@ test('receives: past the limit a RECEIVE is refused on its own id; the connectio
     assert.ok(peer.isOpen);
   } finally {
     await peer.destroy();
+  }
+});
+
+test('handles on a mailbox that is removed are dropped with it, and count no more', async () => {
+  const owner = await client();
+  const holder = await client();
+  const handlesOf = async (id: number): Promise<number | undefined> =>
+    (await owner.processes()).find((p) => p.id === id)?.handles;
+  // Deleted by its owner while another process holds the limit's worth of handles on it.
+  await owner.createMailbox('short-lived', { system: true });
+  const held = [];
+  for (let i = 0; i < LIMIT; i++) held.push(await holder.openMailbox('short-lived'));
+  await assert.rejects(holder.openMailbox('short-lived'), refusal('handles open'));
+  assert.equal(await handlesOf(holder.id), LIMIT);
+  await (await owner.openMailbox('short-lived')).delete();
+  assert.equal(await handlesOf(holder.id), 0, 'the holder has no handle left on a removed mailbox');
+  await assert.rejects(
+    held[0]!.send('late'),
+    { code: 'ENOENT', message: /mailbox 'short-lived' \(#\d+\) was removed/ },
+    'a send on a dropped handle says the mailbox went',
+  );
+  await held[1]!.close(); // closing one is still fine: an unknown handle closes without error
+
+  // Removed because its owner ended: the holder's handle goes too, and the limit has room again.
+  const mortal = await client();
+  await mortal.createMailbox('owned-by-mortal');
+  const onOwned = await holder.openMailbox('owned-by-mortal');
+  assert.equal(await handlesOf(holder.id), 1);
+  await mortal.close();
+  await assert.rejects(onOwned.send('after its owner'), { code: 'ENOENT', message: /was removed/ });
+  assert.equal(await handlesOf(holder.id), 0);
+  for (let i = 0; i < LIMIT; i++) await owner.createMailbox(`fresh-${i}`, { system: true });
+  for (let i = 0; i < LIMIT; i++) await holder.openMailbox(`fresh-${i}`);
+});
+
+test('a removed mailbox lets its messages go, though a sender still remembers it as its last', async () => {
+  // In this process, to look at the kernel's own objects: the sender's cache of the mailbox it
+  // last sent to keeps the removed Mailbox reachable, and it must not keep its messages.
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-'));
+  const running = await startKernel({ socket: join(dir, 'k.sock') });
+  try {
+    const p = await connect({ socket: running.socketPath });
+    const box = await p.createMailbox<Buffer>('heavy', { system: true });
+    const mb = running.kernel.mailboxes.get(box.id)!;
+    for (let i = 0; i < 64; i++) await box.send(Buffer.alloc(64 * 1024, i));
+    assert.equal(mb.store.count, 64);
+    await box.delete();
+    assert.ok(mb.removed);
+    assert.deepEqual({ count: mb.store.count, bytes: mb.store.bytes }, { count: 0, bytes: 0 });
+    assert.equal(running.kernel.totalBytes, 0);
+    await p.close();
+  } finally {
+    await running.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

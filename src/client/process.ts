@@ -388,6 +388,8 @@ export class PostboxProcess {
       blockedOn: string[];
       /** Monitors it holds (see {@link monitor}): processes it is told about when they end. */
       watching: number;
+      /** Handles it has open (a removed mailbox's are dropped with it). */
+      handles: number;
       /** Bytes the kernel has sent it that it has not read yet (past a limit, the kernel waits). */
       unread: number;
       connectedAt: number;

@@ -111,7 +111,11 @@ const handlers: Record<string, Handler> = {
     if (roles !== undefined) {
       if (h.read) roles.read--;
       if (h.write) roles.write--;
-      if (roles.read === 0 && roles.write === 0) p.roles.delete(mb);
+      roles.ids.delete(id);
+      if (roles.ids.size === 0) {
+        p.roles.delete(mb);
+        mb.openers.delete(p);
+      }
     }
     // A receive right (exclusive, or a place in a pair) goes with the process's last handle on
     // the mailbox, as a lock goes with the last descriptor of a file: with no handle it could
@@ -200,6 +204,7 @@ const handlers: Record<string, Handler> = {
       owns: [...q.owned].map((mb) => mb.name ?? `#${mb.id}`),
       blockedOn: q.blockedOn(),
       watching: q.watching.size,
+      handles: q.handles.size,
       unread: q.unread,
       connectedAt: q.connectedAt,
     })),
@@ -432,9 +437,11 @@ function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args, created =
   p.handles.set(handle, { mailbox: mb, read, write });
   let roles = p.roles.get(mb);
   if (roles === undefined) {
-    roles = { read: 0, write: 0 };
+    roles = { read: 0, write: 0, ids: new Set() };
     p.roles.set(mb, roles);
+    mb.openers.add(p);
   }
+  roles.ids.add(handle);
   if (read) roles.read++;
   if (write) roles.write++;
   mb.openHandle(read, write);

@@ -396,11 +396,11 @@ export interface MailboxTimes {
  * capacity, blocking, rendezvous, receipts, overflow and sharing is applied here.
  */
 export class Mailbox {
-  readonly store: MessageStore;
+  store: MessageStore;
   /** Fixed message size, or 0 (variable). */
   readonly messageSize: number;
   /** A fixed-size mailbox's preallocated frames: slot i lies at i × frameBytes. */
-  private readonly ring: Buffer | null = null;
+  private ring: Buffer | null = null;
   private readonly frameBytes: number = 0;
   capacity: number;
   maxMessageSize: number;
@@ -416,6 +416,8 @@ export class Mailbox {
   rightsChanged = 0;
   /** The process holding the receive right of an exclusive mailbox, or the two ends of a pair. */
   readonly holders: number[] = [];
+  /** Processes with a handle on it (the kernel drops their handles when it is removed). */
+  readonly openers = new Set<Peer>();
   /** Messages delivered to receivers and not yet taken: they still count toward capacity. */
   inflight = 0;
   inflightBytes = 0;
@@ -1670,6 +1672,13 @@ export class Mailbox {
     this.receiptBySlot.clear();
     this.tellReaderWaits({ event: 'removed', mailbox: this.id });
     this.host.totalBytes -= this.store.bytes;
+    // Its messages can never be received now, and no limit counts them any more: let them go at
+    // once (a process's cache of the last mailbox it sent to may keep this object a while),
+    // unless a receiver still holds some pushed to it, whose TAKE or RETURN settles them here.
+    if (this.inflight === 0) {
+      this.store = new MessageStore(this.store.byPriority);
+      this.ring = null;
+    }
   }
 }
 

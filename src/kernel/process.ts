@@ -30,8 +30,12 @@ export class KernelProcess implements Peer, RoomHolder {
   readonly owned = new Set<Mailbox>();
   /** Its open handles: handle id → mailbox and role. */
   readonly handles = new Map<number, { mailbox: Mailbox; read: boolean; write: boolean }>();
-  /** How many of its handles on each mailbox read and write (rights held by handle). */
-  readonly roles = new Map<Mailbox, { read: number; write: number }>();
+  /**
+   * Its handles on each mailbox: their ids, and how many read and write (rights held by handle).
+   * A mailbox's removal drops them (Mailbox.openers leads there), so a handle never keeps a
+   * removed mailbox, its messages or its dead owner alive.
+   */
+  readonly roles = new Map<Mailbox, { read: number; write: number; ids: Set<number> }>();
   /** Mailboxes where it registered for mq_notify. */
   readonly notifying = new Set<Mailbox>();
   /** Mailboxes where it waits for a reader to open (awaitReader). */
