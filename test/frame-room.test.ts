@@ -48,6 +48,26 @@ function bigSend(request: number, target: number, fill: string, bodyBytes: numbe
   return sendFrame({ request, target, body: Buffer.alloc(bodyBytes, fill) });
 }
 
+/** Resolves once frames in progress hold exactly `bytes` of room. */
+function roomGiven(owner: PostboxProcess, bytes: number, what: string) {
+  return until(
+    () => owner.usage(),
+    (u) => u.partialBytes === bytes,
+    10_000,
+    what,
+  );
+}
+
+/** Resolves with the process list once process `id` waits for room ("room for a frame …"). */
+function waitsForRoom(owner: PostboxProcess, id: number, what: string) {
+  return until(
+    () => owner.processes(),
+    (ps) => ps.some((p) => p.id === id && p.blockedOn.some((w) => w.startsWith('room for a frame'))),
+    10_000,
+    what,
+  );
+}
+
 function tcpAddress(k: TestKernel): { host: string; port: number } {
   const { hostname, port } = new URL(k.tcpUrl!.replace(/^tcp:/, 'http:'));
   return { host: hostname, port: Number(port) };
@@ -66,20 +86,10 @@ test('a large frame waits, unread, for room another holds; then both arrive whol
 
   // A sends most of its frame and stops: its frame has the room, all of it.
   a.peer.write(frameA.subarray(0, 700 * KiB));
-  await until(
-    () => owner.usage(),
-    (u) => u.partialBytes === frameA.length,
-    10_000,
-    "A's frame given room",
-  );
+  await roomGiven(owner, frameA.length, "A's frame given room");
   // B sends all of its frame: there is no room for it next to A's, so the kernel stops reading it.
   b.peer.write(frameB);
-  const waiting = await until(
-    () => owner.processes(),
-    (ps) => ps.some((p) => p.id === b.id && p.blockedOn.some((w) => w.startsWith('room for a frame'))),
-    10_000,
-    'B waiting for room',
-  );
+  const waiting = await waitsForRoom(owner, b.id, 'B waiting for room');
   assert.deepEqual(waiting.find((p) => p.id === b.id)!.blockedOn, [
     `room for a frame of ${frameB.length} bytes (--max-partial-bytes)`,
   ]);
@@ -97,12 +107,7 @@ test('a large frame waits, unread, for room another holds; then both arrive whol
   assert.ok(
     first!.body.every((x) => x === 'a'.charCodeAt(0)) && second!.body.every((x) => x === 'b'.charCodeAt(0)),
   );
-  await until(
-    () => owner.usage(),
-    (u) => u.partialBytes === 0,
-    10_000,
-    'no room held',
-  );
+  await roomGiven(owner, 0, 'no room held');
   assert.ok(a.peer.isOpen && b.peer.isOpen, 'nobody was ended');
 });
 
@@ -116,12 +121,7 @@ test('a frame stalled half-way keeps its room while nobody waits, and is ended o
   const stalled = await rawProcess(k.socket);
   const frame = bigSend(1, box.id, 's', 900 * KiB);
   stalled.peer.write(frame.subarray(0, 500 * KiB));
-  await until(
-    () => owner.usage(),
-    (u) => u.partialBytes === frame.length,
-    10_000,
-    'its frame given room',
-  );
+  await roomGiven(owner, frame.length, 'its frame given room');
 
   // A TCP process that says nothing is ended for it after 3 heartbeats: the clock of this test.
   // By then the stalled frame is as old as the limit, and it stays, for nobody waits.
@@ -191,20 +191,10 @@ test('a process that ends half-way through a frame frees its room; the kernel sa
   const quitter = await rawProcess(k.socket);
   const frame = bigSend(1, box.id, 'q', 900 * KiB);
   quitter.peer.write(frame.subarray(0, 300 * KiB));
-  await until(
-    () => owner.usage(),
-    (u) => u.partialBytes === frame.length,
-    10_000,
-    'its frame given room',
-  );
+  await roomGiven(owner, frame.length, 'its frame given room');
   const next = await rawProcess(k.socket);
   next.peer.write(bigSend(1, box.id, 'n', 900 * KiB));
-  await until(
-    () => owner.processes(),
-    (ps) => ps.some((p) => p.id === next.id && p.blockedOn.some((w) => w.startsWith('room for a frame'))),
-    10_000,
-    'the next frame waiting for room',
-  );
+  await waitsForRoom(owner, next.id, 'the next frame waiting for room');
   await quitter.peer.destroy();
   const got = await box.receive({ timeout: 10_000 });
   assert.equal(got?.body[0], 'n'.charCodeAt(0), 'the waiting frame got the room and arrived');
