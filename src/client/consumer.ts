@@ -57,6 +57,13 @@ export class Consumer<T = unknown> implements StreamListener<T> {
   private readonly most: number;
   /** The receiving loop, waiting for a handler to finish before it asks for another message. */
   private slot: (() => void) | null = null;
+  /**
+   * The caller's signal while the stream runs. One signal often outlives many consumers (a
+   * program's shutdown signal): a listener left on it would keep each stopped consumer, its
+   * handler and its stream alive until the signal aborts.
+   */
+  private signal: AbortSignal | undefined;
+  private readonly onAbort = (): void => this.stopping.abort();
 
   /**
    * @internal Made by {@link Mailbox.consume} and {@link PostboxProcess.consume}: `open` opens
@@ -79,11 +86,14 @@ export class Consumer<T = unknown> implements StreamListener<T> {
     this.closed = new Promise<void>((resolve, reject) => {
       this.settle = { resolve, reject };
     });
-    if (signal !== undefined) {
-      if (signal.aborted) this.stopping.abort();
-      else signal.addEventListener('abort', () => this.stopping.abort(), { once: true });
-    }
+    if (signal?.aborted === true) this.stopping.abort();
     const source = open(this.stopping.signal);
+    // Added once the source is open (a throw there leaves nothing on the caller's signal), and
+    // removed when the stream ends: see ended().
+    if (signal !== undefined && !signal.aborted) {
+      this.signal = signal;
+      signal.addEventListener('abort', this.onAbort, { once: true });
+    }
     if (isStream(source)) {
       this.credit = holdCredit ? source : null;
       source.listen(this);
@@ -133,6 +143,9 @@ export class Consumer<T = unknown> implements StreamListener<T> {
   /** @internal */
   ended(err: PostboxError | null): void {
     this.streamEnded = true;
+    // Nothing is left for an abort to stop: handlers still running finish on their own.
+    this.signal?.removeEventListener('abort', this.onAbort);
+    this.signal = undefined;
     if (err !== null) this.fail(err);
     this.settleIfDone();
   }

@@ -141,6 +141,13 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
   private readonly checksSilence: boolean;
   /** A consumer's: each message is handed to it as it is read, instead of waiting for a step. */
   private listener: StreamListener<T> | null = null;
+  /**
+   * The caller's signal, until the stream is done with it: one signal often outlives many
+   * iterators (a program's shutdown signal), and a listener left on it would keep each ended
+   * stream, and all it refers to, alive until the signal aborts.
+   */
+  private signal: AbortSignal | undefined;
+  private readonly onAbort = (): void => void this.return();
 
   /** @internal */
   constructor(
@@ -173,7 +180,19 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
     this.queue = new Array<Message | null>(size).fill(null);
     this.request = conn.openStream(target, inbox, options.from ?? 0, options, credit, this);
     conn.streams.add(this);
-    options.signal?.addEventListener('abort', () => void this.return(), { once: true });
+    this.signal = options.signal;
+    this.signal?.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  /**
+   * Lets go of the caller's signal once the stream has ended and has nothing left to yield.
+   * Ended with messages still queued (an error or END after them), an abort must still be
+   * able to give those back, so the listener stays until they are yielded or returned.
+   */
+  private unwatchIfDone(): void {
+    if (this.signal === undefined || !this.ended || this.count > 0) return;
+    this.signal.removeEventListener('abort', this.onAbort);
+    this.signal = undefined;
   }
 
   /**
@@ -266,6 +285,7 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
         this.queue[(this.head + j) & mask] = this.queue[(this.head + j + 1) & mask]!;
       this.queue[(this.head + this.count - 1) & mask] = null;
       this.count--;
+      this.unwatchIfDone();
       return true;
     }
     return false;
@@ -280,6 +300,7 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
     this.head = 0;
     this.count = 0;
     this.taken = 0;
+    this.unwatchIfDone();
   }
 
   /** @internal */
@@ -324,6 +345,7 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
     this.head = (this.head + 1) & (this.queue.length - 1);
     this.count--;
     this.markTaken();
+    this.unwatchIfDone();
     return m as Message<T>;
   }
 
@@ -364,6 +386,7 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
       }
       this.wakeBatchReader();
     }
+    this.unwatchIfDone();
     return Promise.resolve({ value: undefined, done: true });
   }
 
@@ -392,6 +415,7 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
       }
       this.count -= n;
       this.markTaken(n);
+      this.unwatchIfDone();
       return { value: batch, done: false };
     }
     if (this.error !== null) throw this.error;
@@ -408,6 +432,7 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
 
   private finish(): void {
     this.ended = true;
+    this.unwatchIfDone();
     this.conn.streams.delete(this);
     this.onEnd(this);
     this.listener?.ended(this.error);
