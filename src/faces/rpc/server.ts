@@ -56,8 +56,28 @@ export interface Server {
 
 const REPLY: SendOptions = Object.freeze({ codec: 'msgpack', type: ReplyType.REPLY });
 
-/** Handles on callers' reply mailboxes kept open by a server process (least recently used go first). */
+/** Handles on callers' reply mailboxes kept open by a server (the oldest opened go first). */
 const MAX_REPLY_HANDLES = 1024;
+
+/**
+ * The servers of each process that have not stopped yet, for the one wait on the process's
+ * `closed` that all of them share: a wait of each server's own would keep every server ever
+ * made (its handlers, its caches) alive until the process closes.
+ */
+const liveServers = new WeakMap<PostboxProcess, Set<RpcServer>>();
+
+function watchConnection(proc: PostboxProcess, server: RpcServer): void {
+  let servers = liveServers.get(proc);
+  if (servers === undefined) {
+    const set = new Set<RpcServer>();
+    servers = set;
+    liveServers.set(proc, set);
+    void proc.closed.then((err) => {
+      for (const s of set) s.connectionLost(err);
+    });
+  }
+  servers.add(server);
+}
 
 /**
  * Serves `handlers` as `service`: every method of the object (own or inherited, not Object's)
@@ -146,12 +166,7 @@ class RpcServer implements Server {
       prefetch: concurrency,
       holdCredit: true,
     });
-    // Without the kernel no answer can be sent, and no caller's cancel can come: the handlers are
-    // told to stop, or one that waits on its signal would keep the process (and `closed`) for ever.
-    void proc.closed.then((err) => {
-      for (const job of this.jobs)
-        job.abort(new AbortedError(`the connection to the kernel was lost: ${err?.message ?? 'closed'}`));
-    });
+    watchConnection(proc, this);
     // The consumer settles once it stopped taking (closed, or the mailbox went) and the requests
     // in hand are answered; the server is stopped once every answer is in the kernel: a process
     // that closes its connection when close() resolves must not lose the answers it finished.
@@ -164,7 +179,34 @@ class RpcServer implements Server {
         }
       })
       .then(() => this.allSent())
+      .then(() => this.stopped())
       .then(() => this.stopError);
+  }
+
+  /**
+   * Without the kernel no answer can be sent, and no caller's cancel can come: the handlers are
+   * told to stop, or one that waits on its signal would keep the process (and `closed`) for ever.
+   */
+  connectionLost(err: PostboxError | null): void {
+    for (const job of this.jobs)
+      job.abort(new AbortedError(`the connection to the kernel was lost: ${err?.message ?? 'closed'}`));
+  }
+
+  /**
+   * Every answer is in the kernel and no handler runs: the handles on callers' reply mailboxes
+   * (up to MAX_REPLY_HANDLES of them) are closed, or the process would hold them in the kernel
+   * for as long as it lives, and the server lets go of the process.
+   */
+  private async stopped(): Promise<void> {
+    liveServers.get(this.proc)?.delete(this);
+    const closing: Promise<void>[] = [];
+    for (const entry of this.replyBoxes.values()) {
+      // An opening still in flight has no answer waiting on it (all are sent): close what it opens.
+      if (entry instanceof Promise) closing.push(entry.then((box) => box?.close()));
+      else closing.push(entry.close());
+    }
+    this.replyBoxes.clear();
+    await Promise.all(closing);
   }
 
   async close(options: { abort?: boolean | undefined } = {}): Promise<void> {
