@@ -259,9 +259,24 @@ const CTL_CODES: Partial<Record<string, SysvErrorCode>> = {
 /** Largest maxsize the wire carries; anything at or above it means "no limit". */
 const NO_MAX_SIZE = 0xffffffff;
 
+/**
+ * Handles on queues a face keeps open at most. A queue's rights are checked at each call, not
+ * when its handle opens (rightsAtOpen is false for these mailboxes), so a handle closed to make
+ * room is opened again, unseen, on the queue's next call. Without a bound a process that sends
+ * to many queues that others create and remove would hold a handle on each for ever.
+ */
+const MAX_QUEUE_HANDLES = 1024;
+
+/** A face's handle on one queue. */
+interface QueueHandle {
+  readonly mailbox: Promise<Mailbox>;
+  /** Calls using it now: it is not closed to make room under them (a msgrcv may be waiting). */
+  calls: number;
+}
+
 class Face {
-  /** One handle per msqid this process has used, opened once. */
-  private readonly handles = new Map<number, Promise<Mailbox>>();
+  /** One handle per msqid this process has used, the least recently used first. */
+  private readonly handles = new Map<number, QueueHandle>();
 
   constructor(readonly proc: PostboxProcess) {}
 
@@ -327,8 +342,9 @@ class Face {
       throw new SysvError('EINVAL', 'msgsnd', `mtype must be a positive integer, not ${type}`);
     if (!Number.isInteger(flags))
       throw new SysvError('EINVAL', 'msgsnd', `flags must be an integer, not ${flags}`);
+    const handle = this.acquire(msqid);
     try {
-      const mb = await this.mailbox(msqid);
+      const mb = await handle.mailbox;
       const sendOptions: { type: number; nowait: boolean; signal?: AbortSignal } = {
         type,
         nowait: (flags & IPC_NOWAIT) !== 0,
@@ -338,6 +354,8 @@ class Face {
       return 0;
     } catch (err) {
       throw this.failed(err, 'msgsnd', SEND_CODES, msqid);
+    } finally {
+      this.release(handle);
     }
   }
 
@@ -357,8 +375,9 @@ class Face {
     if (!Number.isInteger(flags))
       throw new SysvError('EINVAL', 'msgrcv', `flags must be an integer, not ${flags}`);
     if ((flags & MSG_COPY) !== 0) throw new SysvError('ENOSYS', 'msgrcv', 'MSG_COPY is not supported');
+    const handle = this.acquire(msqid);
     try {
-      const mb = await this.mailbox(msqid);
+      const mb = await handle.mailbox;
       const m = await mb.receive({
         type: msgtyp,
         // Linux ignores MSG_EXCEPT unless msgtyp > 0, and MSG_NOERROR without a size limit.
@@ -373,6 +392,8 @@ class Face {
       return { mtype: m.type, mtext: Buffer.from(m.data) };
     } catch (err) {
       throw this.failed(err, 'msgrcv', RECEIVE_CODES, msqid);
+    } finally {
+      this.release(handle);
     }
   }
 
@@ -398,8 +419,9 @@ class Face {
       if (mode !== undefined && !Number.isInteger(mode))
         throw new SysvError('EINVAL', 'msgctl', `msg_perm.mode must be an integer, not ${mode}`);
     }
+    const handle = this.acquire(msqid);
     try {
-      const mb = await this.mailbox(msqid);
+      const mb = await handle.mailbox;
       if (cmd === IPC_RMID) {
         await mb.delete();
         this.forget(msqid);
@@ -433,6 +455,8 @@ class Face {
       return 0;
     } catch (err) {
       throw this.failed(err, 'msgctl', CTL_CODES, msqid);
+    } finally {
+      this.release(handle);
     }
   }
 
@@ -440,7 +464,7 @@ class Face {
   closeHandles(): void {
     for (const [msqid, handle] of this.handles) {
       this.handles.delete(msqid);
-      handle.then((mb) => mb.close()).catch(() => {});
+      closeHandle(handle);
     }
   }
 
@@ -459,28 +483,57 @@ class Face {
 
   /** Keeps the first handle on a queue; a second one (msgget again) is closed. */
   private adopt(mb: Mailbox): number {
-    if (this.handles.has(mb.id)) mb.close();
-    else this.handles.set(mb.id, Promise.resolve(mb));
+    if (this.handles.has(mb.id)) {
+      mb.close();
+    } else {
+      this.handles.set(mb.id, { mailbox: Promise.resolve(mb), calls: 0 });
+      this.trim();
+    }
     return mb.id;
   }
 
-  private mailbox(msqid: number): Promise<Mailbox> {
+  /** The handle on msqid for one call, opened if need be; give it back with {@link release}. */
+  private acquire(msqid: number): QueueHandle {
     let handle = this.handles.get(msqid);
     if (handle === undefined) {
-      handle = this.proc.openMailbox(msqid);
-      this.handles.set(msqid, handle);
-      handle.catch(() => {
-        if (this.handles.get(msqid) === handle) this.handles.delete(msqid);
+      const opening = this.proc.openMailbox(msqid);
+      const opened: QueueHandle = { mailbox: opening, calls: 0 };
+      handle = opened;
+      opening.catch(() => {
+        if (this.handles.get(msqid) === opened) this.handles.delete(msqid);
       });
+    } else {
+      // Moved to the end: the Map's order is the order of last use.
+      this.handles.delete(msqid);
     }
+    this.handles.set(msqid, handle);
+    handle.calls++;
+    this.trim();
     return handle;
+  }
+
+  private release(handle: QueueHandle): void {
+    handle.calls--;
+    // Room may have been left to make while every handle had a call on it.
+    this.trim();
+  }
+
+  /** Closes the least recently used handles with no call on them, down to the bound. */
+  private trim(): void {
+    if (this.handles.size <= MAX_QUEUE_HANDLES) return;
+    for (const [msqid, handle] of this.handles) {
+      if (handle.calls > 0) continue;
+      this.handles.delete(msqid);
+      closeHandle(handle);
+      if (this.handles.size <= MAX_QUEUE_HANDLES) return;
+    }
   }
 
   private forget(msqid: number): void {
     const handle = this.handles.get(msqid);
     if (handle === undefined) return;
     this.handles.delete(msqid);
-    handle.then((mb) => mb.close()).catch(() => {});
+    closeHandle(handle);
   }
 
   private failed(
@@ -489,10 +542,15 @@ class Face {
     codes: Partial<Record<string, SysvErrorCode>>,
     msqid: number,
   ): unknown {
-    // The queue is gone: its handle is of no more use (ids are never reused).
-    if (err instanceof PostboxError && err.code === 'ENOENT') this.forget(msqid);
+    // The queue is gone, found so now (ENOENT) or removed while this call waited on it (EIDRM):
+    // its handle is of no more use (ids are never reused).
+    if (err instanceof PostboxError && (err.code === 'ENOENT' || err.code === 'EIDRM')) this.forget(msqid);
     return translate(err, syscall, codes, `queue ${msqid}`);
   }
+}
+
+function closeHandle(handle: QueueHandle): void {
+  handle.mailbox.then((mb) => mb.close()).catch(() => {});
 }
 
 /** Turns a Postbox error into the errno Linux gives for it in this call. */
