@@ -102,6 +102,9 @@ export const MAILBOX_OPTIONS: OptionNames<MailboxOptions> = {
 const OPEN_OPTIONS: OptionNames<{ create: unknown; role: unknown }> = { create: true, role: true };
 const MONITOR_OPTIONS: OptionNames<{ signal?: AbortSignal }> = { signal: true };
 
+/** Process names a process remembers the ids of, the oldest looked up dropped first. */
+const MAX_KNOWN_NAMES = 4096;
+
 /** Another process as the kernel knows it. */
 export interface ProcessInfo {
   id: number;
@@ -167,6 +170,7 @@ export class PostboxProcess {
   }
   /** @internal */
   readonly conn: Connection;
+  /** Process names sent to, with the id each had when looked up; the oldest first. */
   private readonly ids = new Map<string, number>();
 
   /** @internal */
@@ -496,7 +500,11 @@ export class PostboxProcess {
     const known = afresh ? undefined : this.ids.get(ref);
     if (known !== undefined) return known;
     const info = await this.lookup(ref);
+    // Bounded: a process that sends to a new name per job (workers that come and go) would
+    // otherwise keep every name for as long as it lives. A name dropped is looked up again.
+    this.ids.delete(ref);
     this.ids.set(ref, info.id);
+    if (this.ids.size > MAX_KNOWN_NAMES) this.ids.delete(this.ids.keys().next().value as string);
     return info.id;
   }
 }
