@@ -55,7 +55,9 @@ describe('postbox/sysv handles on queues', { timeout: 120_000 }, () => {
 });
 
 describe('postbox/sysv after EIDRM', { timeout: 60_000 }, () => {
-  // A few handles per process: one kept on each removed queue would soon be refused.
+  // A few handles per process: one kept on each removed queue would soon be refused. Two parts
+  // keep none: the kernel drops every handle on a removed mailbox, and the face forgets its
+  // handle on EIDRM. The kernel's part alone passes this test; it fails only if both leak.
   const k = kernelForTests({ args: ['--max-per-process', '8'] });
 
   test('a call that fails with EIDRM closes its handle on the removed queue', async () => {
