@@ -931,7 +931,10 @@ export class Mailbox {
 
   private replaceOldest(bodyBytes: number): boolean {
     // Drop queued messages, oldest first, until the new one fits; in-flight ones are the
-    // receivers' already and are not touched.
+    // receivers' already and are not touched. If dropping them all would not make room (the
+    // room is held by messages pushed to receivers, or the message is over the byte limit),
+    // the send fails and nothing is dropped: a send that did not happen replaces nothing.
+    if (this.inflight >= this.capacity || this.inflightBytes + bodyBytes > this.maxBytes) return false;
     while (!this.hasRoom(bodyBytes)) {
       const slot = this.store.oldest();
       if (slot === -1) return false;
