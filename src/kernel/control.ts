@@ -296,16 +296,17 @@ const handlers: Record<string, Handler> = {
   set: (k, p, a) => {
     const mb = find(k, a);
     ownerOnly(p, mb, 'change the limits of');
-    if (a.maxBytes !== undefined) mb.maxBytes = parseMaxBytes(k, a.maxBytes, 0);
-    if (a.capacity !== undefined) {
-      if (mb.messageSize !== 0)
-        throw new CallError(
-          'EINVAL',
-          `${mb.label} has fixed-size messages in a preallocated ring; its capacity cannot change`,
-          mb,
-        );
-      mb.capacity = parseCapacity(a.capacity);
-    }
+    // Everything is checked before anything changes: a refused call leaves the limits as they were.
+    const maxBytes = a.maxBytes === undefined ? mb.maxBytes : parseMaxBytes(k, a.maxBytes, 0);
+    if (a.capacity !== undefined && mb.messageSize !== 0)
+      throw new CallError(
+        'EINVAL',
+        `${mb.label} has fixed-size messages in a preallocated ring; its capacity cannot change`,
+        mb,
+      );
+    const capacity = a.capacity === undefined ? mb.capacity : parseCapacity(a.capacity);
+    mb.maxBytes = maxBytes;
+    mb.capacity = capacity;
     mb.times.changeTime = k.now;
     mb.refuseBlockedOverLimit();
     mb.admitBlocked();
