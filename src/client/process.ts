@@ -225,12 +225,16 @@ export class PostboxProcess {
   async receive<T = unknown>(
     options: ReceiveOptions & { from?: ProcessRef | undefined } = {},
   ): Promise<Message<T> | null> {
+    if (options.from === undefined)
+      return this.conn.receive(0, true, 0, options) as Promise<Message<T> | null>;
+    // An id goes out at once, in the order of the calls around it. A name selects whoever has
+    // it now: looked up afresh, as a remembered id would still select what a process of that
+    // name, since gone, left behind, so such a receive reaches the kernel a round trip later.
+    const from = this.knownId(options.from, true);
     const got =
-      options.from === undefined
-        ? this.conn.receive(0, true, 0, options)
-        : // A name selects whoever has it now: looked up afresh, as a remembered id would still
-          // select what a process of that name, since gone, left behind.
-          this.resolve(options.from, true).then((from) => this.conn.receive(0, true, from, options));
+      from !== undefined
+        ? this.conn.receive(0, true, from, options)
+        : this.resolve(options.from, true).then((id) => this.conn.receive(0, true, id, options));
     return got as Promise<Message<T> | null>;
   }
 
@@ -479,7 +483,9 @@ export class PostboxProcess {
    */
   private async toProcess<R>(to: ProcessRef, op: (id: number) => Promise<R>): Promise<R> {
     const remembered = typeof to === 'string' && this.ids.has(to);
-    const id = await this.resolve(to);
+    // Known at once (an id, a name remembered): sent now, so calls made one after another reach
+    // the kernel in that order. Only a name not yet known waits for its lookup.
+    const id = this.knownId(to) ?? (await this.resolve(to));
     try {
       return await op(id);
     } catch (err) {
@@ -489,7 +495,11 @@ export class PostboxProcess {
     }
   }
 
-  private async resolve(ref: ProcessRef, afresh = false): Promise<number> {
+  /**
+   * The id `ref` stands for without asking the kernel (an id, or a name remembered unless
+   * `afresh`), or undefined if it must be looked up. Throws InvalidArgumentError for a bad ref.
+   */
+  private knownId(ref: ProcessRef, afresh = false): number | undefined {
     if (typeof ref === 'number') {
       if (!Number.isSafeInteger(ref) || ref < 1)
         throw new InvalidArgumentError(`a process id is a positive integer, not ${describeValue(ref)}`);
@@ -497,13 +507,18 @@ export class PostboxProcess {
     }
     if (typeof ref !== 'string' || ref.length === 0)
       throw new InvalidArgumentError('name a process by its name or id');
-    const known = afresh ? undefined : this.ids.get(ref);
+    return afresh ? undefined : this.ids.get(ref);
+  }
+
+  private async resolve(ref: ProcessRef, afresh = false): Promise<number> {
+    const known = this.knownId(ref, afresh);
     if (known !== undefined) return known;
-    const info = await this.lookup(ref);
+    const name = ref as string; // an id is always known
+    const info = await this.lookup(name);
     // Bounded: a process that sends to a new name per job (workers that come and go) would
     // otherwise keep every name for as long as it lives. A name dropped is looked up again.
-    this.ids.delete(ref);
-    this.ids.set(ref, info.id);
+    this.ids.delete(name);
+    this.ids.set(name, info.id);
     if (this.ids.size > MAX_KNOWN_NAMES) this.ids.delete(this.ids.keys().next().value as string);
     return info.id;
   }
