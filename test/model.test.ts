@@ -18,6 +18,7 @@ import {
   connect,
   type Mailbox,
   type MailboxOptions,
+  type MailboxStat,
   type Message,
   type PostboxProcess,
   type ReceiveOptions,
@@ -95,6 +96,35 @@ type Op =
     };
 
 /** Draws one run's operations from a seed: the model decides what each should do. */
+
+/** A model mailbox's contents and counters when it is made: empty, nothing counted. */
+function emptyState(): Pick<
+  ModelBox,
+  'msgs' | 'inflight' | 'seq' | 'sent' | 'received' | 'replaced' | 'dropped'
+> {
+  return { msgs: [], inflight: [], seq: 0, sent: 0, received: 0, replaced: 0, dropped: 0 };
+}
+
+/** Resolves once one sender waits on the mailbox (a blocking case's precondition). */
+function senderWaiting(mb: { stat(): Promise<MailboxStat> }): Promise<MailboxStat> {
+  return until(
+    () => mb.stat(),
+    (s) => s.waitingSenders.length === 1,
+    10_000,
+    'sender waiting',
+  );
+}
+
+/** Resolves once process `id` waits to receive from the mailbox. */
+function receiverWaiting(mb: { stat(): Promise<MailboxStat> }, id: number): Promise<MailboxStat> {
+  return until(
+    () => mb.stat(),
+    (s) => s.waitingReceivers.includes(id),
+    10_000,
+    'receiver waiting',
+  );
+}
+
 function generate(seed: number, count: number): Op[] {
   const rnd = prng(seed);
   const int = (lo: number, hi: number): number => lo + Math.floor(rnd() * (hi - lo + 1));
@@ -342,13 +372,7 @@ async function run(socket: string, ops: readonly Op[], trace = false): Promise<M
     admission: 'in-order',
     mode: 0o622,
     owner,
-    msgs: [],
-    inflight: [],
-    seq: 0,
-    sent: 0,
-    received: 0,
-    replaced: 0,
-    dropped: 0,
+    ...emptyState(),
   });
   for (const p of clients) {
     inboxes.set(p.id, newInbox(p.id, null));
@@ -503,13 +527,7 @@ async function run(socket: string, ops: readonly Op[], trace = false): Promise<M
             admission: op.cfg.admission,
             mode: op.cfg.mode,
             owner: clients[0]!.id,
-            msgs: [],
-            inflight: [],
-            seq: 0,
-            sent: 0,
-            received: 0,
-            replaced: 0,
-            dropped: 0,
+            ...emptyState(),
           };
           expected = actual = { ok: null };
           checks.push({ stat: statOf(0, op.box), model: boxes[op.box]! });
@@ -771,12 +789,7 @@ describe('model-based differential: random non-blocking operations vs the docume
     const mine = await a.createMailbox(name, { order: 'priority', mode: 0o666 });
     const theirs = await b.openMailbox(name);
     const got = theirs.receive({ type: -2 });
-    await until(
-      () => mine.stat(),
-      (s) => s.waitingReceivers.includes(b.id),
-      10_000,
-      'receiver waiting',
-    );
+    await receiverWaiting(mine, b.id);
     assert.deepEqual(await mine.send('three', { type: 3, nowait: true }), { outcome: 'queued' });
     assert.deepEqual((await mine.send('two', { type: 2, priority: 1, nowait: true })).outcome, 'queued');
     const m = (await got)!;
@@ -793,12 +806,7 @@ describe('model-based differential: random non-blocking operations vs the docume
     const mine = await a.createMailbox(name, { capacity: 1, mode: 0o666 });
     await mine.send('first', { nowait: true });
     const blocked = mine.send('second');
-    await until(
-      () => mine.stat(),
-      (s) => s.waitingSenders.length === 1,
-      10_000,
-      'sender waiting',
-    );
+    await senderWaiting(mine);
     const other = await c.openMailbox(name);
     await assert.rejects(other.send('third', { nowait: true }), { code: 'EAGAIN' });
     const theirs = await b.openMailbox(name);
@@ -817,22 +825,12 @@ describe('model-based differential: random non-blocking operations vs the docume
     await assert.rejects(mine.send('nobody', { nowait: true }), { code: 'EAGAIN' });
     await assert.rejects(mine.send('nobody', { onFull: 'drop' }), { code: 'EAGAIN' });
     const got = theirs.receive();
-    await until(
-      () => mine.stat(),
-      (s) => s.waitingReceivers.includes(b.id),
-      10_000,
-      'receiver waiting',
-    );
+    await receiverWaiting(mine, b.id);
     const sent = await mine.send('met', { nowait: true });
     assert.equal((await got)!.body, 'met');
     assert.deepEqual(sent, { outcome: 'received', receiver: b.id, seq: 1 });
     const sending = mine.send('waits');
-    await until(
-      () => mine.stat(),
-      (s) => s.waitingSenders.length === 1,
-      10_000,
-      'sender waiting',
-    );
+    await senderWaiting(mine);
     assert.equal((await theirs.receive({ nowait: true }))!.body, 'waits');
     assert.equal((await sending).outcome, 'received');
     assert.equal((await mine.stat()).count, 0);
@@ -845,12 +843,7 @@ describe('model-based differential: random non-blocking operations vs the docume
       const mine = await a.createMailbox(name, { maxBytes: 10, capacity: 10, admission, mode: 0o666 });
       await mine.send('12345', { nowait: true });
       const blocked = mine.send('12345678');
-      await until(
-        () => mine.stat(),
-        (s) => s.waitingSenders.length === 1,
-        10_000,
-        'sender waiting',
-      );
+      await senderWaiting(mine);
       const theirs = await b.openMailbox(name);
       const small = theirs.send('abc', { nowait: true });
       if (admission === 'fits') assert.equal((await small).outcome, 'queued');
