@@ -12,7 +12,13 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { connect } from '../src/client/mod.js';
-import { Kernel, type RunningKernel, startKernel } from '../src/kernel/mod.js';
+import {
+  InvalidLimitError,
+  Kernel,
+  type KernelLimits,
+  type RunningKernel,
+  startKernel,
+} from '../src/kernel/mod.js';
 import { WireErrorCode } from '../src/protocol/errors.js';
 import { encodeJsonFrame, Op } from '../src/protocol/frame.js';
 import { CLI, startTestKernel } from './helpers/kernel.js';
@@ -580,4 +586,24 @@ test('the same kernel runs inside a program; closing a handle or the connection 
     assert.equal((await m1.receive({ nowait: true }))!.body, 'still here');
     await a.close();
   });
+});
+
+test('a Kernel made in a program refuses a limit that does not exist or is not a positive whole number', () => {
+  for (const [limits, message] of [
+    [{ maxPerProcess: 0 }, /maxPerProcess must be a positive whole number, not 0/],
+    [{ maxPartialBytes: Number.NaN }, /maxPartialBytes must be a positive whole number, not NaN/],
+    [{ heartbeatMs: 2.5 }, /heartbeatMs must be a positive whole number, not 2.5/],
+    [{ maxPerProces: 10 }, /there is no kernel limit 'maxPerProces'; the limits are maxMessageSize, /],
+  ] as const) {
+    assert.throws(
+      () => new Kernel({ limits: limits as Partial<KernelLimits> }),
+      (err: unknown) =>
+        err instanceof InvalidLimitError && err.code === 'EINVAL' && message.test(err.message),
+    );
+  }
+  // The defaults, and a limit given, still make a kernel.
+  const kernel = new Kernel({ limits: { maxPerProcess: 8 } });
+  assert.equal(kernel.limits.maxPerProcess, 8);
+  assert.equal(kernel.limits.maxPartialBytes, 256 * 1024 * 1024);
+  kernel.shutdown();
 });

@@ -30,7 +30,7 @@ import { badHostName, badProcessName, MAX_PROCESS_NAME } from '../protocol/names
 import { readIntoArena } from '../transport/read-arena.js';
 import { handleCall, overLimit } from './control.js';
 import { FREE_PARTIAL_BYTES, FrameRoom } from './frame-room.js';
-import { defaultLimits, INBOX_MODE, type KernelLimits, MAX_PRIORITY } from './limits.js';
+import { INBOX_MODE, type KernelLimits, kernelLimits, MAX_PRIORITY } from './limits.js';
 import { Mailbox, type MailboxHost, type Peer, ReceiveWaiter } from './mailbox.js';
 import { KernelProcess, type TerminationReason, type Transport } from './process.js';
 import { Slab } from './slab.js';
@@ -108,7 +108,7 @@ export class Kernel implements MailboxHost {
   readonly helloTimeoutMs: number;
 
   constructor(options: KernelOptions = {}) {
-    this.limits = { ...defaultLimits, ...options.limits };
+    this.limits = kernelLimits(options.limits);
     this.token = options.token === undefined ? null : Buffer.from(options.token);
     this.log = options.log ?? (() => {});
     this.helloTimeoutMs = Math.min(3 * this.limits.heartbeatMs, 10_000);

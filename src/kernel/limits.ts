@@ -50,6 +50,39 @@ export const defaultLimits: Readonly<KernelLimits> = Object.freeze({
   heartbeatMs: 5000,
 });
 
+/**
+ * The kernel's limits with `given` over the defaults, each checked: a program that starts a
+ * kernel with a misspelt limit, or one of 0, NaN or a fraction, is told so at once, as
+ * `postbox kernel` tells its flags' users, instead of getting a kernel that refuses everything
+ * (or nothing).
+ *
+ * @example
+ * ```ts
+ * const limits = kernelLimits({ maxPerProcess: 1024 }); // the rest are the defaults
+ * ```
+ */
+export function kernelLimits(given: Partial<KernelLimits> = {}): KernelLimits {
+  const limits: KernelLimits = { ...defaultLimits };
+  for (const [key, value] of Object.entries(given)) {
+    if (!Object.hasOwn(defaultLimits, key))
+      throw new InvalidLimitError(
+        `there is no kernel limit '${key}'; the limits are ${Object.keys(defaultLimits).join(', ')}`,
+      );
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1)
+      throw new InvalidLimitError(
+        `the kernel limit ${key} must be a positive whole number, not ${String(value)}`,
+      );
+    limits[key as keyof KernelLimits] = value;
+  }
+  return limits;
+}
+
+/** A kernel limit that does not exist, or is not a positive whole number. */
+export class InvalidLimitError extends Error {
+  readonly code = 'EINVAL';
+}
+
 /** How a mailbox is shared between receivers. */
 export type ReceiverPolicy = 'first' | 'round-robin' | 'exclusive' | 'pair';
 /** In which order a mailbox delivers. */

@@ -5,7 +5,9 @@
 export { Kernel, type KernelOptions } from './kernel.js';
 export {
   defaultLimits,
+  InvalidLimitError,
   type KernelLimits,
+  kernelLimits,
   type MailboxAttributes,
   type MailboxOrder,
   type ReceiverPolicy,
