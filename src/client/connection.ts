@@ -51,7 +51,6 @@ import { describeValue, type OptionNames, unknownOption } from './option-names.j
 import { badSignal } from './option-values.js';
 import { SendPromise } from './send-promise.js';
 
-/** What became of a send. */
 /**
  * How a send ended. With `outcome: 'received'` the result names the process that took the
  * message; the other outcomes say it is in the mailbox or was dropped.

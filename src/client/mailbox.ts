@@ -106,6 +106,18 @@ export interface IterateOptions extends Omit<ReceiveOptions, 'nowait' | 'timeout
   holdCredit?: boolean | undefined;
   /** Only messages from this process id (direct links). */
   from?: number | undefined;
+  /**
+   * Stops the loop when aborted: the iterator ends (`done`, no error, unlike a `receive()`'s
+   * ECANCELED) and the messages pushed ahead and not yet taken go back to the mailbox.
+   *
+   * @example
+   * ```ts
+   * const stop = new AbortController();
+   * process.once('SIGTERM', () => stop.abort());
+   * for await (const m of jobs.messages({ signal: stop.signal })) await handle(m);
+   * await me.close(); // the loop ended: what it took is written first
+   * ```
+   */
   signal?: AbortSignal | undefined;
 }
 

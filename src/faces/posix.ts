@@ -30,18 +30,27 @@ import {
 } from '../protocol/errors.js';
 import { MAX_TIMEOUT_MS } from '../protocol/frame.js';
 
+/** `mq_open` access mode: receive only. */
 export const O_RDONLY = 0;
+/** `mq_open` access mode: send only. */
 export const O_WRONLY = 1;
+/** `mq_open` access mode: send and receive. */
 export const O_RDWR = 2;
+/** `mq_open` flag: create the queue if it does not exist (with `mode` and `attr`). */
 export const O_CREAT = 0o100;
+/** `mq_open` flag, with {@link O_CREAT}: EEXIST if the queue exists. */
 export const O_EXCL = 0o200;
+/** `mq_open` / `mq_setattr` flag: a full send or an empty receive fails with EAGAIN instead of waiting. */
 export const O_NONBLOCK = 0o4000;
 /** Priorities are 0 … MQ_PRIO_MAX − 1. */
 export const MQ_PRIO_MAX = 32768;
-/** Linux's defaults and unprivileged ceilings (/proc/sys/fs/mqueue). */
+/** Linux's default `mq_maxmsg` (/proc/sys/fs/mqueue/msg_default). */
 export const MQ_DEFAULT_MAXMSG = 10;
+/** Linux's default `mq_msgsize` (/proc/sys/fs/mqueue/msgsize_default). */
 export const MQ_DEFAULT_MSGSIZE = 8192;
+/** The largest `mq_maxmsg` (Linux's unprivileged `msg_max`). */
 export const MQ_MAXMSG_MAX = 10;
+/** The largest `mq_msgsize` (Linux's `msgsize_max`), or the kernel's `--max-message-size` if smaller. */
 export const MQ_MSGSIZE_MAX = 8192;
 const NAME_MAX = 255;
 
@@ -544,7 +553,22 @@ function queues(): Promise<PosixQueues> {
   return defaultQueues;
 }
 
-/** Module-level functions use one process, connected on first use; {@link close} ends it. */
+/**
+ * Opens (with {@link O_CREAT}, creates) the queue `name` (`/` then 1–255 bytes, no other `/`)
+ * and resolves with a descriptor. `oflag` is {@link O_RDONLY}, {@link O_WRONLY} or
+ * {@link O_RDWR}, with {@link O_CREAT}, {@link O_EXCL}, {@link O_NONBLOCK}; `mode` and `attr`
+ * (`mq_maxmsg`, `mq_msgsize`) matter only when it creates. ENOENT without O_CREAT if there is
+ * none, EEXIST with O_EXCL if there is, EACCES without the right asked for, EINVAL for a bad
+ * name or attribute.
+ *
+ * The module-level functions share one process, connected on first use; {@link close} ends it
+ * (`posix(proc)` binds them to a process of your own).
+ *
+ * @example
+ * ```ts
+ * const mqd = await mq_open('/mq', O_CREAT | O_RDWR, 0o644, { mq_maxmsg: 10, mq_msgsize: 64 });
+ * ```
+ */
 export async function mq_open(
   name: string,
   oflag: number,
@@ -553,9 +577,29 @@ export async function mq_open(
 ): Promise<number> {
   return (await queues()).mq_open(name, oflag, mode, attr);
 }
+/**
+ * Sends `msg` (a string or bytes, at most `mq_msgsize`: else EMSGSIZE) with priority `prio`
+ * (0–32767). Waits while the queue is full, unless the descriptor is {@link O_NONBLOCK}: then
+ * EAGAIN. EBADF if `mqd` is not open for writing.
+ *
+ * @example
+ * ```ts
+ * await mq_send(mqd, 'Hello!', 1);
+ * ```
+ */
 export async function mq_send(mqd: number, msg: Uint8Array | string, prio: number): Promise<void> {
   return (await queues()).mq_send(mqd, msg, prio);
 }
+/**
+ * {@link mq_send}, giving up with ETIMEDOUT at the absolute `absTimeout` (a `Date`, ms since the
+ * epoch or `{ tv_sec, tv_nsec }`; `null` waits for ever). A deadline already past still sends
+ * if there is room.
+ *
+ * @example
+ * ```ts
+ * await mq_timedsend(mqd, 'ping', 0, Date.now() + 500);
+ * ```
+ */
 export async function mq_timedsend(
   mqd: number,
   msg: Uint8Array | string,
@@ -564,9 +608,28 @@ export async function mq_timedsend(
 ): Promise<void> {
   return (await queues()).mq_timedsend(mqd, msg, prio, absTimeout);
 }
+/**
+ * Takes the oldest message of the highest priority: `{ data, priority }`. `msgLen` must be at
+ * least the queue's `mq_msgsize` (else EMSGSIZE). Waits while the queue is empty, unless the
+ * descriptor is {@link O_NONBLOCK}: then EAGAIN. EBADF if `mqd` is not open for reading.
+ *
+ * @example
+ * ```ts
+ * const { data, priority } = await mq_receive(mqd, 64); // <Buffer 48 65 6c 6c 6f 21>, 1
+ * ```
+ */
 export async function mq_receive(mqd: number, msgLen: number): Promise<{ data: Buffer; priority: number }> {
   return (await queues()).mq_receive(mqd, msgLen);
 }
+/**
+ * {@link mq_receive}, giving up with ETIMEDOUT at the absolute `absTimeout` (a `Date`, ms since
+ * the epoch or `{ tv_sec, tv_nsec }`; `null` waits for ever).
+ *
+ * @example
+ * ```ts
+ * const m = await mq_timedreceive(mqd, 64, { tv_sec: Math.floor(Date.now() / 1000) + 1, tv_nsec: 0 });
+ * ```
+ */
 export async function mq_timedreceive(
   mqd: number,
   msgLen: number,
@@ -574,18 +637,64 @@ export async function mq_timedreceive(
 ): Promise<{ data: Buffer; priority: number }> {
   return (await queues()).mq_timedreceive(mqd, msgLen, absTimeout);
 }
+/**
+ * The queue's attributes: `{ mq_flags, mq_maxmsg, mq_msgsize, mq_curmsgs }` (`mq_flags` is
+ * this descriptor's {@link O_NONBLOCK} or 0).
+ *
+ * @example
+ * ```ts
+ * const { mq_curmsgs } = await mq_getattr(mqd);
+ * ```
+ */
 export async function mq_getattr(mqd: number): Promise<MqAttr> {
   return (await queues()).mq_getattr(mqd);
 }
+/**
+ * Sets this descriptor's `mq_flags` (only {@link O_NONBLOCK} can be set) and resolves with the
+ * attributes as they were before.
+ *
+ * @example
+ * ```ts
+ * await mq_setattr(mqd, { mq_flags: O_NONBLOCK });
+ * ```
+ */
 export async function mq_setattr(mqd: number, attr: Pick<MqAttr, 'mq_flags'>): Promise<MqAttr> {
   return (await queues()).mq_setattr(mqd, attr);
 }
+/**
+ * Closes the descriptor (and drops this process's notification); a call still waiting on it
+ * fails with EBADF.
+ *
+ * @example
+ * ```ts
+ * await mq_close(mqd);
+ * ```
+ */
 export async function mq_close(mqd: number): Promise<void> {
   return (await queues()).mq_close(mqd);
 }
+/**
+ * Removes the name at once; the queue goes when its last descriptor closes. ENOENT if there is
+ * no such queue; EACCES for a process that neither created it nor was granted it, while its
+ * creator runs.
+ *
+ * @example
+ * ```ts
+ * await mq_unlink('/mq');
+ * ```
+ */
 export async function mq_unlink(name: string): Promise<void> {
   return (await queues()).mq_unlink(name);
 }
+/**
+ * Registers `notification`, called once when a message arrives in the empty queue while nobody
+ * waits to receive; `null` unregisters. EBUSY if another process is registered.
+ *
+ * @example
+ * ```ts
+ * await mq_notify(mqd, () => console.log('a message arrived'));
+ * ```
+ */
 export async function mq_notify(mqd: number, notification: (() => void) | null): Promise<void> {
   return (await queues()).mq_notify(mqd, notification);
 }

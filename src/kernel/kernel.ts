@@ -53,17 +53,17 @@ const HELLO_MAX_FRAME = 64 * 1024;
 /** The kernel's own description, sent in WELCOME. */
 export const KERNEL_VERSION = '0.1.0';
 
-/**
- * The kernel: the single source of truth for processes, mailboxes, queues and waiters. It knows
- * sockets only as byte streams; {@link startKernel} gives it listeners, and tests or a single
- * program can run it in their own process the same way.
- */
 /** How long the socket of a process ended for silence stays half-open for it to read why. */
 const SILENT_CLOSE_MS = 120_000;
 
 /** How many removed mailboxes' names are kept, so errors about them can name them. */
 const REMOVED_NAMES_KEPT = 4096;
 
+/**
+ * The kernel: the single source of truth for processes, mailboxes, queues and waiters. It knows
+ * sockets only as byte streams; {@link startKernel} gives it listeners, and tests or a single
+ * program can run it in their own process the same way.
+ */
 export class Kernel implements MailboxHost {
   readonly limits: KernelLimits;
   readonly slab = new Slab();

@@ -37,6 +37,7 @@ export interface KernelLimits {
   heartbeatMs: number;
 }
 
+/** The limits a kernel has when none is given (the `postbox kernel` flags' defaults, docs/api.md). */
 export const defaultLimits: Readonly<KernelLimits> = Object.freeze({
   maxMessageSize: 1024 * 1024,
   maxMailboxBytes: 64 * 1024 * 1024,

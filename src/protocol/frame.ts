@@ -63,6 +63,7 @@ export const Op = {
   END: 0x8a,
   RECALL: 0x8b,
 } as const;
+/** One of the {@link Op} values. */
 export type Opcode = (typeof Op)[keyof typeof Op];
 
 /** Field offsets within a frame (from the start of the length field). */
@@ -141,6 +142,7 @@ export const OnFull = {
   REPLACE_OLDEST: 2,
   DROP_NEW: 3,
 } as const;
+/** One of the {@link OnFull} values. */
 export type OnFullCode = (typeof OnFull)[keyof typeof OnFull];
 
 /** SENT outcomes. */
@@ -158,6 +160,7 @@ export const Codec = {
   JSON: 2,
   MSGPACK: 3,
 } as const;
+/** One of the {@link Codec} values. */
 export type CodecCode = (typeof Codec)[keyof typeof Codec];
 
 const TWO_32 = 2 ** 32;

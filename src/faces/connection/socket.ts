@@ -50,6 +50,7 @@ const CONNECTION_SEND_OPTIONS: OptionNames<ConnectionSendOptions> = {
 };
 const CONNECTION_RECEIVE_OPTIONS: OptionNames<ConnectionReceiveOptions> = { timeout: true, signal: true };
 
+/** Options of {@link Connection.receive}. */
 export interface ConnectionReceiveOptions {
   /** Give up after this many ms (ETIMEDOUT); a receive that gave up took nothing. */
   timeout?: number | undefined;

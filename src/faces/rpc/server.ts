@@ -36,9 +36,9 @@ export interface ServeOptions {
   concurrency?: number | undefined;
 }
 
-/** A running server: see {@link serve}. */
 const SERVE_OPTIONS: OptionNames<ServeOptions> = { concurrency: true };
 
+/** A running server: see {@link serve}. */
 export interface Server {
   readonly service: string;
   /** Handlers running now. */
