@@ -1087,8 +1087,8 @@ test('--socket and --url tcp:// reach the kernel without $POSTBOX_SOCKET', async
   }
   // A kernel that answers and refuses says why; it is not "no kernel".
   for (const [token, why] of [
-    ['wrong', /refused this process: wrong token \(ECONNREFUSED\)/],
-    ['', /refused this process: a token is required over TCP/],
+    ['wrong', /refused this process: wrong token: use the kernel's token: .*token file.* \(ECONNREFUSED\)/],
+    ['', /refused this process: a token is required over TCP.*: use the kernel's token/],
   ] as const) {
     const refused = await run(['ls', '--url', k.tcpUrl], { env: { ...elsewhere, POSTBOX_TOKEN: token } });
     assert.equal(refused.code, 1);

@@ -47,6 +47,13 @@ export interface KernelOptions {
 /** Scratch for the clock's bytes. */
 const CLOCK = Buffer.alloc(8);
 
+/**
+ * Where a refused TCP process finds the token: the kernel's own `$POSTBOX_TOKEN`, else the file
+ * it wrote and printed. (Not the file's path: this goes to a process not yet trusted.)
+ */
+const TOKEN_HINT =
+  "use the kernel's token: the POSTBOX_TOKEN it was started with, or the contents of the token file it printed when it started (next to its socket, named after it: kernel.sock → kernel.token)";
+
 /** Largest frame accepted before HELLO. */
 const HELLO_MAX_FRAME = 64 * 1024;
 
@@ -440,9 +447,11 @@ export class Kernel implements MailboxHost {
         return this.fatal(
           p,
           'ECONNREFUSED',
-          hello.token === undefined || hello.token === ''
-            ? 'a token is required over TCP (connect({ token }) or POSTBOX_TOKEN, not empty)'
-            : 'wrong token',
+          `${
+            hello.token === undefined || hello.token === ''
+              ? 'a token is required over TCP (connect({ token }) or POSTBOX_TOKEN, not empty)'
+              : 'wrong token'
+          }: ${TOKEN_HINT}`,
         );
       }
     }
