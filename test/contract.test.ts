@@ -430,6 +430,77 @@ for (const transport of ['unix', 'tcp'] as const) {
       assert.equal((r.message as AgentEvent).body, 'for the living');
     });
 
+    test('a process killed while its send waits for a receipt, or for a rendezvous, takes that message with it', async () => {
+      // Its client reports such a send failed (ENOTCONN, or nothing at all once killed): the
+      // message must not be delivered after its sender has gone. Before, both stayed, and the
+      // dead sender was listed among the rendezvous's waiting senders.
+      const queued = box();
+      const sender = await agent();
+      await sender.do({ cmd: 'create', name: queued, opts: { mode: 0o666, system: true } });
+      void sender.start({ cmd: 'send', mb: queued, body: 'receipt-from-the-dead', opts: { receipt: true } });
+      await until(
+        () => stat(queued),
+        (s) => s.count === 1 && s.waitingReceipts.length === 1,
+        10_000,
+        'queued, waiting for its receipt',
+      );
+      await sender.kill('SIGKILL');
+      await until(
+        () => stat(queued),
+        (s) => s.waitingReceipts.length === 0,
+        10_000,
+        'dead sender gone',
+      );
+      assert.equal((await stat(queued)).count, 0, 'the message went with its sender');
+      const q = await me.openMailbox(queued);
+      assert.equal(await q.receive({ nowait: true }), null);
+
+      // A rendezvous whose message a stream holds, pushed ahead and not yet handed out, when its
+      // sender dies: it is recalled or, when the stream gives it back, dropped; never delivered.
+      const meet = box();
+      const rdv = await me.createMailbox(meet, { capacity: 0, mode: 0o666 });
+      const [living, dying] = [await agent(), await agent()];
+      await living.do({ cmd: 'open', name: meet });
+      await dying.do({ cmd: 'open', name: meet });
+      const lived = living.start({ cmd: 'send', mb: meet, body: 'from the living' });
+      await until(
+        () => rdv.stat(),
+        (s) => s.waitingSenders.length === 1,
+        10_000,
+        'the first sender waiting',
+      );
+      void dying.start({ cmd: 'send', mb: meet, body: 'from the dead' });
+      await until(
+        () => rdv.stat(),
+        (s) => s.waitingSenders.length === 2,
+        10_000,
+        'both senders waiting',
+      );
+      const stream = rdv.messages({ prefetch: 4 });
+      const loop = stream[Symbol.asyncIterator]();
+      assert.equal((await loop.next()).value?.body, 'from the living');
+      assert.equal(((await lived).result as { outcome: string }).outcome, 'received');
+      await until(
+        () => rdv.stat(),
+        (s) => s.inflight === 1,
+        10_000,
+        "the second pushed to the stream, in the loop's hands",
+      );
+      await dying.kill('SIGKILL');
+      await until(
+        () => rdv.stat(),
+        (s) => s.inflight === 0 && s.waitingSenders.length === 0,
+        10_000,
+        'the dead sender and its message gone',
+      );
+      await loop.return?.();
+      assert.equal(
+        await rdv.receive({ nowait: true }),
+        null,
+        "the dead sender's message was never delivered",
+      );
+    });
+
     test('receipt: the sender learns which process took its message', async () => {
       const name = box();
       const s = await agent();

@@ -10,7 +10,14 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { AbortedError, connect, type Mailbox, PostboxError, type PostboxProcess } from '../src/client/mod.js';
+import {
+  AbortedError,
+  connect,
+  type Mailbox,
+  type MailboxStat,
+  PostboxError,
+  type PostboxProcess,
+} from '../src/client/mod.js';
 import {
   type CallContext,
   call,
@@ -705,6 +712,57 @@ describe('RPC', () => {
         new RegExp(`watchful\\.sleep, process ${ctx.caller}, (terminated \\(crash\\)|had already ended)`),
       );
     } finally {
+      await server.close({ abort: true });
+      await serverProc.close();
+    }
+  });
+
+  test('calls whose caller dies before a server takes them are withdrawn: no server runs them', async () => {
+    const serverProc = await connect({ socket: kernel.socket });
+    const ran: string[] = [];
+    let open = (): void => {};
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let first = (): void => {};
+    const busy = new Promise<void>((resolve) => (first = resolve));
+    const server = await serve(
+      serverProc,
+      'orphans',
+      {
+        async sleep(_ms: number, tag: string): Promise<{ tag: string }> {
+          ran.push(tag);
+          first();
+          await gate;
+          return { tag };
+        },
+      },
+      { concurrency: 1 },
+    );
+    const callers = [startCallerToKill('orphans', 'running', 1)];
+    try {
+      await within(busy, 10_000, 'the first call running');
+      callers.push(startCallerToKill('orphans', 'orphan-1'), startCallerToKill('orphans', 'orphan-2'));
+      const stat = (): Promise<MailboxStat> => serverProc.stat('rpc:orphans');
+      await until(stat, (s) => s.count === 2, 10_000, 'two calls queued behind the running one');
+      await Promise.all(callers.slice(1).map((c) => c.kill()));
+      // Before, both stayed queued, and the server ran them for callers long gone.
+      await until(
+        stat,
+        (s) => s.count === 0 && s.waitingReceipts.length === 0,
+        10_000,
+        'the orphans withdrawn',
+      );
+      open();
+      const me = await connect({ socket: kernel.socket });
+      try {
+        const orphans = stub<{ sleep(ms: number, tag: string): Promise<{ tag: string }> }>(me, 'orphans');
+        assert.deepEqual(await within(orphans.sleep(1, 'next'), 10_000, 'the next call'), { tag: 'next' });
+      } finally {
+        await me.close();
+      }
+      assert.deepEqual(ran, ['running', 'next']);
+    } finally {
+      open();
+      await Promise.all(callers.map((c) => c.kill()));
       await server.close({ abort: true });
       await serverProc.close();
     }

@@ -1048,8 +1048,12 @@ export class Kernel implements MailboxHost {
       touched.add(w.mailbox);
     }
     p.receives.clear();
+    // A send that has not completed goes with its process, whatever it waits for: room, its
+    // receipt, or a rendezvous. Its process can no longer be told the outcome, and its client
+    // reported the send failed (ENOTCONN), so delivering it later would contradict that. One in a
+    // receiver's hands completes if taken, else it is dropped when it comes back.
     for (const sw of [...p.sends.values()]) {
-      if (sw.state === 'blocked') sw.mailbox.withdrawSend(sw, 'ECANCELED', 'sender terminated');
+      sw.mailbox.withdrawSend(sw, 'ECANCELED', 'sender terminated');
       touched.add(sw.mailbox);
     }
     p.sends.clear();

@@ -83,10 +83,9 @@ export async function sendCommand(argv: string[]): Promise<number> {
 
   const signal = interruptSignal();
   // Every send carries the signal, not only a single one: on Ctrl-C each pending send is
-  // withdrawn and answered for (ECANCELED, or its outcome if it got in first). Closing the
-  // process instead would leave a message that already waits in the mailbox for its receipt
-  // there, to be delivered after the command said it failed. (The client keeps one listener
-  // per signal, however many sends share it.)
+  // withdrawn and answered for (ECANCELED, or its outcome if it got in first), so the command
+  // can say which lines went. Closing the process would withdraw them too, but unanswered.
+  // (The client keeps one listener per signal, however many sends share it.)
   const base: SendOptions = { signal };
   if (type !== undefined) base.type = type;
   if (priority !== undefined) base.priority = priority;
