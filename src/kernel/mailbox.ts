@@ -1424,6 +1424,15 @@ export class Mailbox {
     // The receiver giving back is no longer waiting (callers stop it first), so the messages go
     // to the others, before any newer message could.
     if (!this.removed) this.pump();
+    // A rendezvous send that would not wait (nowait, or onFull drop / replace-oldest) passed only
+    // because a receiver was waiting. Back in line with none left to meet it, it must not turn
+    // into a send that waits (with no timeout, for ever): it fails as it would have had it come
+    // now. It was never taken, so the kernel's answer stays final.
+    for (const sw of first) {
+      if (sw.state !== 'blocked' || sw.onFull === OnFull.WAIT) continue;
+      this.blocked.remove(sw);
+      this.settleSender(sw, 'EAGAIN', `${this.label} has capacity 0 and no receiver is waiting`);
+    }
   }
 
   stopWaiting(w: ReceiveWaiter): void {
