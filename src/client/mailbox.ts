@@ -408,12 +408,17 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
    * @internal Used through {@link Mailbox.batches}.
    */
   async nextBatch(max: number): Promise<IteratorResult<Message<T>[], undefined>> {
-    if (this.count === 0 && this.error === null && !this.endReceived && !this.ended) {
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-      });
-    }
-    if (this.count > 0 && this.checksSilence && this.conn.checkSilence()) {
+    // Woken with nothing to take is not the end: the message that woke it may have been recalled
+    // in the same read (a send that gave up), and its RETURN gone out. Only END, an error or
+    // return() end the loop; else it waits again. (Ending here would leave the stream open in
+    // the kernel, unread and never cancelled, holding what it is pushed from then on.)
+    for (;;) {
+      while (this.count === 0 && this.error === null && !this.endReceived && !this.ended) {
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+      }
+      if (this.count === 0 || !this.checksSilence || !this.conn.checkSilence()) break;
       await new Promise<void>((resolve) => this.conn.afterSilence(resolve));
     }
     if (this.count > 0) {
