@@ -1051,9 +1051,12 @@ export class Kernel implements MailboxHost {
     // A send that has not completed goes with its process, whatever it waits for: room, its
     // receipt, or a rendezvous. Its process can no longer be told the outcome, and its client
     // reported the send failed (ENOTCONN), so delivering it later would contradict that. One in a
-    // receiver's hands completes if taken, else it is dropped when it comes back.
+    // receiver's hands completes if taken, else it is dropped when it comes back. All of them go
+    // before any sender is admitted (below, for every mailbox touched): withdrawing one at a time
+    // with admission let in a later send of the same process that fitted where an earlier one had
+    // not, a hole in the middle of its stream (a FIFO's reader got write 119 without 116-118).
     for (const sw of [...p.sends.values()]) {
-      sw.mailbox.withdrawSend(sw, 'ECANCELED', 'sender terminated');
+      sw.mailbox.withdrawSend(sw, 'ECANCELED', 'sender terminated', false);
       touched.add(sw.mailbox);
     }
     p.sends.clear();

@@ -1621,15 +1621,20 @@ export class Mailbox {
    * Withdraws a send (timeout, abort, or its process died). The kernel's answer is final: a
    * send withdrawn here was never delivered and never will be. One already in a receiver's hands
    * cannot be withdrawn; it completes when taken, or is dropped if it comes back.
+   *
+   * `admit` false leaves the senders behind it blocked, for a caller withdrawing several sends of
+   * one process (its termination) that calls {@link admitBlocked} once they are all gone: else
+   * withdrawing one would admit the next of the same process that fits (a small message behind a
+   * big one), and a stream would get a later write without the one before it.
    */
-  withdrawSend(sw: SendWaiter, code: ErrorCode, message: string): void {
+  withdrawSend(sw: SendWaiter, code: ErrorCode, message: string, admit = true): void {
     this.host.slab.settle();
     switch (sw.state) {
       case 'blocked': {
         this.blocked.remove(sw);
         this.settleSender(sw, code, message);
         // Removing a blocked sender may unblock those behind it (a big message ahead of small ones).
-        this.admitBlocked();
+        if (admit) this.admitBlocked();
         return;
       }
       case 'queued': {
@@ -1638,7 +1643,7 @@ export class Mailbox {
         this.store.remove(sw.slot, body);
         this.host.totalBytes -= body;
         this.settleSender(sw, code, message);
-        this.admitBlocked();
+        if (admit) this.admitBlocked();
         return;
       }
       case 'inflight': {

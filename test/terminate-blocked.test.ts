@@ -1,0 +1,97 @@
+/**
+ * A process killed with several sends blocked on one full mailbox: termination withdraws them
+ * all, so the mailbox keeps what the process had sent before them and nothing after. Withdrawn
+ * one at a time, each withdrawal admitted the next blocked send of the same process that fitted
+ * (a small one behind a big one): a stream (a FIFO, a pipe) then got a later write without the
+ * one before it, and its reader saw a hole in the bytes.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { connect, type PostboxProcess } from '../src/client/mod.js';
+import { mkfifo, openFifo } from '../src/faces/fifo.js';
+import { type Agent, startAgent } from './helpers/agent.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { within } from './helpers/raw-peer.js';
+import { until } from './helpers/wait.js';
+
+const BOUND_MS = 10_000;
+
+let kernel: TestKernel;
+let me: PostboxProcess;
+const agents: Agent[] = [];
+
+before(async () => {
+  kernel = await startTestKernel();
+  me = await connect({ socket: kernel.socket });
+});
+
+after(async () => {
+  for (const a of agents) await a.kill();
+  await me.close();
+  await kernel.stop();
+});
+
+/** Kills a writer with a big and then a small send blocked behind what it sent first. */
+async function killWithBlockedSends(name: string, role?: 'write'): Promise<void> {
+  const w = await startAgent(kernel.env);
+  agents.push(w);
+  const opened = await w.do({ cmd: 'open', name, opts: role === undefined ? {} : { role } });
+  assert.equal(opened.event, 'ok', JSON.stringify(opened));
+  // 90 of the 100 bytes: the 50-byte send waits for room, and the 3-byte one (which would fit)
+  // waits behind it, as sends to a mailbox are admitted in order.
+  const first = await w.do({ cmd: 'send', mb: name, body: 'a'.repeat(90) });
+  assert.equal(first.event, 'ok', JSON.stringify(first));
+  w.start({ cmd: 'send', mb: name, body: 'b'.repeat(50) });
+  w.start({ cmd: 'send', mb: name, body: 'c'.repeat(3) });
+  await until(
+    () => me.stat(name),
+    (s) => s.waitingSenders.length === 2,
+    BOUND_MS,
+    'both sends blocked',
+  );
+  await w.kill();
+  await until(
+    () => me.processes(),
+    (ps) => ps.every((p) => p.id !== w.pid),
+    BOUND_MS,
+    'the writer to be gone',
+  );
+}
+
+test('a killed process leaves no later send of its own in a full mailbox', async () => {
+  const mb = await me.createMailbox('full', { maxBytes: 100 });
+  await killWithBlockedSends('full');
+  const s = await me.stat('full');
+  assert.deepEqual(s.waitingSenders, []);
+  const m = await mb.receive({ nowait: true });
+  assert.equal(m?.text(), 'a'.repeat(90));
+  // The 3-byte send came after the 50-byte one the kernel withdrew: it must not be there alone.
+  assert.equal(await mb.receive({ nowait: true }), null);
+  await mb.delete();
+});
+
+test("a FIFO's reader sees what a killed writer sent before its blocked writes, then end of file", async () => {
+  await mkfifo(me, 'killed-writer');
+  // Open but not read from until the writer is dead: its sends fill the FIFO and wait.
+  const reader = await openFifo(me, 'killed-writer', 'r');
+  // The FIFO holds 64 KiB: lower it to 100 bytes, as the mailbox above.
+  await within(
+    (async () => {
+      const h = await me.openMailbox('killed-writer', { role: 'none' });
+      await h.setLimits({ maxBytes: 100 });
+      h.close();
+    })(),
+    BOUND_MS,
+    'the limit to change',
+  );
+  await killWithBlockedSends('killed-writer', 'write');
+  const chunks: Buffer[] = [];
+  reader.on('data', (c: Buffer) => chunks.push(c));
+  const ended = new Promise<void>((resolve, reject) => {
+    reader.once('end', resolve);
+    reader.once('error', reject);
+  });
+  await within(ended, BOUND_MS, 'end of file');
+  assert.equal(Buffer.concat(chunks).toString(), 'a'.repeat(90));
+  reader.destroy();
+});
