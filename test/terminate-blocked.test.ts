@@ -1,9 +1,10 @@
 /**
- * A process killed with several sends blocked on one full mailbox: termination withdraws them
- * all, so the mailbox keeps what the process had sent before them and nothing after. Withdrawn
- * one at a time, each withdrawal admitted the next blocked send of the same process that fitted
- * (a small one behind a big one): a stream (a FIFO, a pipe) then got a later write without the
- * one before it, and its reader saw a hole in the bytes.
+ * Several sends blocked on one full mailbox, withdrawn together: their process was killed, or
+ * the last reader of their pipe was. The mailbox keeps what was sent before them and nothing
+ * after. Withdrawn one at a time, each withdrawal admitted the next blocked send that fitted (a
+ * small one behind a big one): a stream (a FIFO, a pipe) then got a later write without the one
+ * before it, so its reader saw a hole in the bytes, and a writer saw a write succeed after one
+ * that failed with EPIPE.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -94,4 +95,39 @@ test("a FIFO's reader sees what a killed writer sent before its blocked writes, 
   await within(ended, BOUND_MS, 'end of file');
   assert.equal(Buffer.concat(chunks).toString(), 'a'.repeat(90));
   reader.destroy();
+});
+
+test('a writer whose reader is killed gets EPIPE for every blocked write, none queued after one that failed', async () => {
+  await mkfifo(me, 'killed-reader');
+  const h = await me.openMailbox('killed-reader', { role: 'none' });
+  await h.setLimits({ maxBytes: 100 });
+  h.close();
+  const r = await startAgent(kernel.env);
+  agents.push(r);
+  const opened = await r.do({ cmd: 'open', name: 'killed-reader', opts: { role: 'read' } });
+  assert.equal(opened.event, 'ok', JSON.stringify(opened));
+  const w = await me.openMailbox('killed-reader', { role: 'write' });
+  await w.send('a'.repeat(90));
+  // The 50-byte write waits for room, the 3-byte one behind it.
+  const outcome = (p: Promise<unknown>): Promise<string> =>
+    p.then(
+      () => 'sent',
+      (err: Error & { code?: string }) => err.code ?? err.message,
+    );
+  const big = outcome(w.send('b'.repeat(50)));
+  const small = outcome(w.send('c'.repeat(3)));
+  await until(
+    () => me.stat('killed-reader'),
+    (s) => s.waitingSenders.length === 2,
+    BOUND_MS,
+    'both writes blocked',
+  );
+  await r.kill();
+  assert.deepEqual(await within(Promise.all([big, small]), BOUND_MS, 'the writes to fail'), [
+    'EPIPE',
+    'EPIPE',
+  ]);
+  // Only what was written while the reader lived stays for the next reader.
+  assert.equal((await me.stat('killed-reader')).count, 1);
+  w.close();
 });

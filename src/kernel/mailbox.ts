@@ -1557,7 +1557,11 @@ export class Mailbox {
       : `the last reader of ${this.label} closed before anyone took the message`;
     const waiting: SendWaiter[] = [...this.receiptBySlot.values()];
     for (const sw of this.blocked) waiting.push(sw);
-    for (const sw of waiting) if (pipe || !sw.waitsForReader) this.withdrawSend(sw, 'EPIPE', message);
+    // None is admitted until all have failed: withdrawn one at a time, each let in the next
+    // blocked send that fitted, which a writer then saw succeed after one that failed with
+    // EPIPE, its bytes left behind in the FIFO for the next reader with a hole before them.
+    for (const sw of waiting) if (pipe || !sw.waitsForReader) this.withdrawSend(sw, 'EPIPE', message, false);
+    this.admitBlocked();
   }
 
   /** Nothing left and nobody left to write: the stream has ended. */
