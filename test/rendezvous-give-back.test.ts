@@ -44,17 +44,23 @@ describe('a rendezvous send that would not wait, given back by its receiver', { 
       what,
     );
 
+  /** A rendezvous mailbox of the receiver's, the sender's handle on it, and an iterator waiting on it. */
+  const iteratorWaiting = async () => {
+    const mine = await receiver.createMailbox<string>(null, { capacity: 0, mode: 0o666 });
+    const out = await sender.openMailbox<string>(mine.id);
+    const it = mine.messages({ prefetch: 4 });
+    await until(
+      () => mine.stat(),
+      (s) => s.waitingReceivers.length === 1,
+      10_000,
+      'the iterator to wait',
+    );
+    return { mine, out, it };
+  };
+
   for (const options of [{ nowait: true }, { onFull: 'drop' }, { onFull: 'replace-oldest' }] as const) {
     test(`${JSON.stringify(options)}: the loop ends without taking it, so the send fails with EAGAIN`, async () => {
-      const mine = await receiver.createMailbox<string>(null, { capacity: 0, mode: 0o666 });
-      const out = await sender.openMailbox<string>(mine.id);
-      const it = mine.messages({ prefetch: 4 });
-      await until(
-        () => mine.stat(),
-        (s) => s.waitingReceivers.length === 1,
-        10_000,
-        'the iterator to wait',
-      );
+      const { mine, out, it } = await iteratorWaiting();
       const sent = out.send('m', options);
       sent.catch(() => {});
       await inflight(mine, 1, 'the message pushed to the iterator');
@@ -71,15 +77,7 @@ describe('a rendezvous send that would not wait, given back by its receiver', { 
   }
 
   test('another receiver waiting when it comes back meets it: the send completes as received by it', async () => {
-    const mine = await receiver.createMailbox<string>(null, { capacity: 0, mode: 0o666 });
-    const out = await sender.openMailbox<string>(mine.id);
-    const it = mine.messages({ prefetch: 4 });
-    await until(
-      () => mine.stat(),
-      (s) => s.waitingReceivers.length === 1,
-      10_000,
-      'the iterator to wait',
-    );
+    const { mine, out, it } = await iteratorWaiting();
     const sent = out.send('m', { nowait: true });
     await inflight(mine, 1, 'the message pushed to the iterator');
     const other = await connect({ socket: kernel.socket });
