@@ -21,7 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, type MailboxStat, type PostboxError, type PostboxProcess } from '../src/client/mod.js';
-import { dial, listen } from '../src/faces/connection.js';
+import { type Connection, dial, listen } from '../src/faces/connection.js';
 import { Agent, type AgentEvent } from './helpers/agent.js';
 import { ChildOutput } from './helpers/child-output.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
@@ -339,6 +339,75 @@ describe('SIGKILL of either side ends the other with ECONNRESET naming the dead 
     assert.equal(r.code, 'ECONNRESET');
     assert.match(r.message as string, new RegExp(`process ${server.id} \\('k-reader'\\)`));
     await stopAll(client);
+  });
+});
+
+describe('a Duplex writer waiting on a full window when the peer goes still reads what the peer sent', () => {
+  /** A connection to a server that sent it one message, its writes waiting on the server's full mailbox. */
+  async function writerWaiting(
+    name: string,
+  ): Promise<{ server: ConnAgent; conn: Connection; lastWritten: Promise<Error | null | undefined> }> {
+    const port = newPort();
+    const server = await agent(name);
+    await server.ok({ cmd: 'listen', port, opts: { capacity: 2 } });
+    const accepted = server.ok({ cmd: 'accept', port, as: 'c' });
+    const conn = await dial(me, port, { timeout: 5000 });
+    const { local } = (await accepted) as unknown as { local: number };
+    await server.ok({ cmd: 'send', conn: 'c', count: 1, prefix: 'chunk-' });
+    // 2 writes fit, 8 more wait in the kernel (the window), the rest in the Writable.
+    for (let i = 0; i < 19; i++) conn.write(`w${i}`);
+    // Its callback comes once the waiting writes have failed (or been discarded, the peer gone).
+    const lastWritten = new Promise<Error | null | undefined>((resolve) => conn.write('w19', resolve));
+    await until(
+      () => statOf(local),
+      (s) => s.count === 2 && s.waitingSenders.includes(me.id),
+      10_000,
+      'the writes waiting on the server’s full mailbox',
+    );
+    return { server, conn, lastWritten };
+  }
+
+  test('killed: the data, then ECONNRESET naming it', async () => {
+    const { server, conn, lastWritten } = await writerWaiting('k-gone');
+    const chunks = conn[Symbol.asyncIterator]();
+    assert.equal(String((await chunks.next()).value), 'chunk-0');
+    // Sent while the reader reads: they wait unread when the server dies.
+    await server.ok({ cmd: 'send', conn: 'c', count: 2, prefix: 'more-' });
+    await server.kill();
+    agents.delete(server);
+    assert.equal(await lastWritten, null, 'a write to a peer gone is discarded while the reader reads');
+    let text = '';
+    await assert.rejects(
+      (async () => {
+        for (let r = await chunks.next(); r.done !== true; r = await chunks.next()) text += r.value;
+      })(),
+      (err: PostboxError) => {
+        assert.equal(err.code, 'ECONNRESET');
+        assert.equal(err.process, 'k-gone');
+        return true;
+      },
+    );
+    assert.equal(text, 'more-0more-1');
+    assert.ok(conn.destroyed);
+  });
+
+  test('closed: the data and the end, then EPIPE at the next write', async () => {
+    const { server, conn, lastWritten } = await writerWaiting('k-closes');
+    const chunks = conn.iterator({ destroyOnReturn: false });
+    assert.equal(String((await chunks.next()).value), 'chunk-0');
+    await server.ok({ cmd: 'send', conn: 'c', count: 2, prefix: 'more-' });
+    await server.ok({ cmd: 'close', conn: 'c' });
+    assert.equal(await lastWritten, null, 'a write to a peer gone is discarded while the reader reads');
+    let text = '';
+    for (let r = await chunks.next(); r.done !== true; r = await chunks.next()) text += r.value;
+    assert.equal(text, 'more-0more-1');
+    const failed = once(conn, 'error');
+    const written = new Promise<Error | null | undefined>((resolve) => conn.write('late', resolve));
+    const [err] = (await failed) as [PostboxError];
+    assert.equal(err.code, 'EPIPE');
+    assert.equal(err.process, 'k-closes');
+    assert.equal(await written, err);
+    await stopAll(server);
   });
 });
 

@@ -111,6 +111,8 @@ function noop(): void {}
  * The peer's end (its `end()` or `close()`) ends this side's reading cleanly after every message
  * sent before it. The peer's process terminating without ending ends it with `ECONNRESET` naming
  * that process, after the messages it did send.
+ * A `write()` that fails because the peer went does not destroy the stream while this side is
+ * reading: the reader has the peer's data first, then the error.
  *
  * @example
  * ```ts
@@ -154,6 +156,8 @@ export class Connection extends Duplex {
   #finSeen = false;
   #readError: PostboxError | null = null;
   #received = 0;
+  #readStarted = false;
+  #duplexReading = false;
 
   // Writing.
   #sent = 0;
@@ -163,6 +167,13 @@ export class Connection extends Duplex {
   #writeCallback: ((err?: Error | null) => void) | null = null;
   #drained: (() => void) | null = null;
   #finSent = false;
+  // A write that fails because the peer has gone (closed, or terminated) while this side is
+  // reading must not fail the stream yet: Node destroys a Duplex on a write error, both sides, and
+  // what the peer sent before it went would never be read. So the error waits until the reader
+  // has reached the peer's end; writes until then are discarded, since nobody can take them (a
+  // TCP socket's writes after its peer went are lost the same way, and reported later).
+  #writeErrorWaits = false;
+  #finalWaiting: ((error?: Error | null) => void) | null = null;
 
   #closing = false;
   #finalStat: MailboxStat | null = null;
@@ -189,6 +200,7 @@ export class Connection extends Duplex {
     this.#chunk = Math.max(1, Math.min(STREAM_CHUNK, info.maxMessageSize, info.maxBytes));
     this.#window = datagram ? 64 : 8;
     this.#unwatch = watchProcess(init.proc, init.peer.id, (e) => this.#peerDown(e));
+    this.once('end', () => this.#readerReachedEnd());
   }
 
   /** Data messages this side has sent (a dropped datagram counts: it was sent). */
@@ -316,12 +328,38 @@ export class Connection extends Duplex {
   }
 
   #take(w: Waiter): void {
+    this.#readStarted = true;
     if (this.#closing) return w.reject(this.#closedError());
     if (this.#stash.length > 0) return w.resolve(this.#stash.shift()!);
-    if (this.#readError !== null) return w.reject(this.#readError);
-    if (this.#finSeen) return w.resolve(null);
+    if (this.#readError !== null) {
+      w.reject(this.#readError);
+      if (!this.#duplexReading) this.#readerReachedEnd();
+      return;
+    }
+    if (this.#finSeen) {
+      w.resolve(null);
+      // The Duplex side's reader reaches the end at 'end', once it has read what is buffered.
+      if (!this.#duplexReading) this.#readerReachedEnd();
+      return;
+    }
     this.#waiters.push(w);
     void this.#pull();
+  }
+
+  /** Whether this side's reader has had everything the peer sent, and its end. */
+  #readEnded(): boolean {
+    if (this.readableEnded || this.destroyed) return true;
+    if (this.#duplexReading) return false;
+    return this.#stash.length === 0 && (this.#finSeen || this.#readError !== null);
+  }
+
+  /** The reader has had the peer's last data: a write error that waited for it is due now. */
+  #readerReachedEnd(): void {
+    if (!this.#writeErrorWaits) return;
+    this.#writeErrorWaits = false;
+    const final = this.#finalWaiting;
+    this.#finalWaiting = null;
+    final?.(this.#writeError);
   }
 
   async #pull(): Promise<void> {
@@ -413,6 +451,7 @@ export class Connection extends Duplex {
   // ── Duplex ───────────────────────────────────────────────────────────────────────────────────
 
   override _read(): void {
+    this.#duplexReading = true;
     if (this.#heldError !== null) {
       if (this.readableLength === 0) this.destroy(this.#heldError);
       return;
@@ -469,7 +508,7 @@ export class Connection extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.#writeError !== null) return callback(this.#writeError);
+    if (this.#writeError !== null) return this.#writeErrorWaits ? callback() : callback(this.#writeError);
     const refused = this.#cannotSend(true);
     if (refused !== null) return callback(refused);
     if (this.style === 'stream') {
@@ -499,7 +538,10 @@ export class Connection extends Duplex {
       },
       (err: unknown) => {
         void this.#sendFailed(err).then((e) => {
-          this.#writeError ??= e;
+          if (this.#writeError === null) {
+            this.#writeError = e;
+            this.#writeErrorWaits = isGone(err) && this.#readStarted && !this.#readEnded();
+          }
           this.#settled();
         });
       },
@@ -511,7 +553,7 @@ export class Connection extends Duplex {
     const cb = this.#writeCallback;
     if (cb !== null && (this.#inflight < this.#window || this.#writeError !== null)) {
       this.#writeCallback = null;
-      cb(this.#writeError);
+      cb(this.#writeErrorWaits ? null : this.#writeError);
     }
     if (this.#inflight === 0 && this.#drained !== null) {
       const d = this.#drained;
@@ -522,6 +564,10 @@ export class Connection extends Duplex {
 
   override _final(callback: (error?: Error | null) => void): void {
     const fin = (): void => {
+      if (this.#writeErrorWaits) {
+        this.#finalWaiting = callback;
+        return;
+      }
       if (this.#writeError !== null) return callback(this.#writeError);
       if (this.#finSent) return callback();
       this.#finSent = true;
@@ -540,6 +586,7 @@ export class Connection extends Duplex {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#closing = true;
+    this.#readerReachedEnd();
     this.#cleanup(error).then(
       () => callback(error),
       () => callback(error),
