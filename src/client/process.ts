@@ -477,6 +477,29 @@ export class PostboxProcess {
   }
 
   /**
+   * Lets Node exit while this process's link to the kernel is its only work left, as
+   * `net.Socket.unref()` does: a program that waits for messages only while it has other things
+   * to do. Node exiting ends the link, and the kernel terminates the process as it would one
+   * that exited without `close()`. Pending timeouts still keep Node running. Returns this process.
+   *
+   * @example
+   * ```ts
+   * const me = (await connect({ name: 'helper' })).unref();
+   * me.consume((m) => console.log(m.text())); // handled while the program runs; no close() needed
+   * ```
+   */
+  unref(): this {
+    this.conn.socket.unref();
+    return this;
+  }
+
+  /** Undoes {@link unref}: the link to the kernel keeps Node running again (the default). */
+  ref(): this {
+    this.conn.socket.ref();
+    return this;
+  }
+
+  /**
    * Runs op on the process `to` names. A name is remembered with the id it had when first looked
    * up; if that process has gone (ESRCH), the name may be another process's now, so it is looked
    * up once more and op tried again (a send that failed with ESRCH was not delivered).

@@ -1,0 +1,78 @@
+/**
+ * `unref()` and `ref()` of a process: whether its link to the kernel keeps Node running. Each
+ * case is a real child process that leaves its link open and never calls close().
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { connect, type PostboxProcess } from '../src/client/mod.js';
+import { ChildOutput } from './helpers/child-output.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+
+const CLIENT = fileURLToPath(new URL('../src/client/mod.js', import.meta.url));
+
+let kernel: TestKernel;
+let me: PostboxProcess;
+
+before(async () => {
+  kernel = await startTestKernel();
+  me = await connect({ socket: kernel.socket, name: 'ref-test' });
+});
+
+after(async () => {
+  await me.close();
+  await kernel.stop();
+});
+
+/** Runs `body` (ES module code with `connect` imported) in a child on the test kernel. */
+function child(body: string): { output: ChildOutput; exited: Promise<number | null>; kill(): void } {
+  const script = `import { connect } from ${JSON.stringify(CLIENT)};\n${body}`;
+  const c = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...kernel.env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  // Bounded: a link that wrongly keeps Node running fails the test instead of hanging it.
+  const exited = Promise.race([
+    once(c, 'exit').then(([code]) => code as number | null),
+    new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error('the child did not exit within 20 s')), 20_000).unref(),
+    ),
+  ]);
+  return { output: new ChildOutput(c), exited, kill: () => c.kill('SIGKILL') };
+}
+
+test('unref(): a process waiting only on its link lets Node exit, and the kernel ends it', async () => {
+  const c = child(`
+    const me = (await connect({ name: 'unref-child' })).unref();
+    me.receive().then((m) => console.log('got', m?.text()));
+    console.log('waiting');
+  `);
+  try {
+    await c.output.line('waiting');
+    const down = me.monitor('unref-child');
+    assert.equal(await c.exited, 0, c.output.text);
+    assert.doesNotMatch(c.output.text, /got/);
+    assert.equal((await down).name, 'unref-child');
+    await assert.rejects(me.lookup('unref-child'), { code: 'ESRCH' });
+  } finally {
+    c.kill();
+  }
+});
+
+test('ref() after unref(): the link keeps Node running until the message it waits for', async () => {
+  const c = child(`
+    const me = (await connect({ name: 'ref-child' })).unref().ref();
+    me.receive().then(async (m) => { console.log('got', m?.text()); await me.close(); });
+    console.log('waiting');
+  `);
+  try {
+    await c.output.line('waiting');
+    await me.send('ref-child', 'hello');
+    assert.equal(await c.exited, 0, c.output.text);
+    assert.match(c.output.text, /got hello\n/);
+  } finally {
+    c.kill();
+  }
+});
