@@ -95,7 +95,10 @@ describe('POSIX message queues', () => {
     ] as const) {
       await mq.mq_send(d, text, prio);
     }
-    await assert.rejects(mq.mq_send(d, 'full', 0), code('EAGAIN'));
+    await assert.rejects(mq.mq_send(d, 'full', 0), {
+      code: 'EAGAIN',
+      message: 'mq_send: the queue is full and the descriptor is O_NONBLOCK',
+    });
     await assert.rejects(mq.mq_send(d, '123456789', 0), code('EMSGSIZE'));
     await assert.rejects(mq.mq_receive(d, 7), code('EMSGSIZE'), 'a buffer smaller than mq_msgsize');
     await assert.rejects(mq.mq_send(d, 'x', 32768), code('EINVAL'));

@@ -401,6 +401,11 @@ export class PosixQueues {
         // A deadline further than one timeout can reach: a send that timed out was not
         // delivered (the kernel's answer settles it), so waiting again is safe.
         if (wait.partial && err.code === 'ETIMEDOUT') continue;
+        // Said as mq_receive says its EAGAIN: the call, and why it did not wait.
+        if (err.code === 'EAGAIN' && d.nonblock)
+          throw new WouldBlockError('mq_send: the queue is full and the descriptor is O_NONBLOCK', {
+            mailbox: err.mailbox,
+          });
         throw this.#closedWhileWaiting(err, mqd, d, 'mq_send');
       }
     }
