@@ -172,6 +172,11 @@ export class PostboxProcess {
   readonly conn: Connection;
   /** Process names sent to, with the id each had when looked up; the oldest first. */
   private readonly ids = new Map<string, number>();
+  /**
+   * Sends to a name not yet known, each settling once its lookup is done and the send written
+   * (or the lookup failed): close() waits for them, so they reach the kernel ahead of its BYE.
+   */
+  private readonly lookups = new Set<Promise<unknown>>();
 
   /** @internal */
   constructor(conn: Connection) {
@@ -473,7 +478,11 @@ export class PostboxProcess {
 
   /** Terminates this process cleanly: pending operations fail with ENOTCONN, owned mailboxes go. */
   close(): Promise<void> {
-    return this.conn.close();
+    // Every send made before close() reaches the kernel ahead of it, awaited or not; one to a
+    // name not yet known is written only when its lookup answers, which would be after the BYE
+    // (it then failed with ENOTCONN: `send('logger', line); await close()` lost the line).
+    if (this.lookups.size === 0) return this.conn.close();
+    return Promise.allSettled([...this.lookups]).then(() => this.conn.close());
   }
 
   /**
@@ -508,14 +517,27 @@ export class PostboxProcess {
     const remembered = typeof to === 'string' && this.ids.has(to);
     // Known at once (an id, a name remembered): sent now, so calls made one after another reach
     // the kernel in that order. Only a name not yet known waits for its lookup.
-    const id = this.knownId(to) ?? (await this.resolve(to));
+    const id = this.knownId(to);
     try {
-      return await op(id);
+      return await (id !== undefined ? op(id) : this.afterLookup(to, op));
     } catch (err) {
       if (!remembered || !(err instanceof NoProcessError)) throw err;
       this.ids.delete(to as string);
-      return op(await this.resolve(to));
+      return this.afterLookup(to, op);
     }
+  }
+
+  /** Runs op on the id `to` is looked up to be; close() waits until op has been called. */
+  private afterLookup<R>(to: ProcessRef, op: (id: number) => Promise<R>): Promise<R> {
+    // Wrapped, so that `issued` settles when op is called, not when its send completes (a send
+    // that waits for room must not hold close() up).
+    const issued = this.resolve(to).then((id) => ({ result: op(id) }));
+    this.lookups.add(issued);
+    const done = (): void => {
+      this.lookups.delete(issued);
+    };
+    issued.then(done, done);
+    return issued.then((o) => o.result);
   }
 
   /**
