@@ -1,6 +1,12 @@
 import { parseArgs } from 'node:util';
 import { defaultLimits, type KernelLimits } from '../kernel/limits.js';
-import { EmptyTokenError, KernelRunningError, SocketPathTakenError, startKernel } from '../kernel/server.js';
+import {
+  EmptyTokenError,
+  KernelRunningError,
+  SocketPathTakenError,
+  SocketPathTooLongError,
+  startKernel,
+} from '../kernel/server.js';
 import { parseTcpUrl } from '../transport/address.js';
 import { joinDashedValues, parseBytes, parseInteger } from './common.js';
 import { printDiagnostic } from './diagnostic.js';
@@ -95,6 +101,7 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     if (
       err instanceof KernelRunningError ||
       err instanceof SocketPathTakenError ||
+      err instanceof SocketPathTooLongError ||
       err instanceof EmptyTokenError
     ) {
       printDiagnostic('kernel', err.message);

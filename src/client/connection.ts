@@ -42,7 +42,7 @@ import {
   writeInt64,
 } from '../protocol/frame.js';
 import { badProcessName, MAX_PROCESS_NAME } from '../protocol/names.js';
-import { defaultSocketPath, parseTcpUrl } from '../transport/address.js';
+import { defaultSocketPath, parseTcpUrl, socketPathTooLong } from '../transport/address.js';
 import { FrameWriter } from '../transport/frame-writer.js';
 import { ReadArena } from '../transport/read-arena.js';
 import { AckQueue } from './ack-queue.js';
@@ -521,6 +521,9 @@ export class Connection {
     } else {
       address = url?.startsWith('unix:') ? url.slice(5) : (options.socket ?? defaultSocketPath());
       transport = 'unix';
+      // Node would cut the path and connect elsewhere, then report ECONNREFUSED: "no kernel".
+      const tooLong = socketPathTooLong(address);
+      if (tooLong !== null) throw new NameTooLongError(tooLong);
     }
     const token = options.token ?? process.env.POSTBOX_TOKEN;
     const hello: Record<string, unknown> = { pid: process.pid, host: hostname() };

@@ -17,6 +17,7 @@ export {
   KernelRunningError,
   type RunningKernel,
   SocketPathTakenError,
+  SocketPathTooLongError,
   type StartKernelOptions,
   startKernel,
   tokenFileFor,

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, lstatSync, readFileSync, type Stats, unlinkSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import { basename, dirname, join } from 'node:path';
-import { defaultSocketPath, ensureSocketDir, parseTcpUrl } from '../transport/address.js';
+import { defaultSocketPath, ensureSocketDir, parseTcpUrl, socketPathTooLong } from '../transport/address.js';
 import { Kernel } from './kernel.js';
 import type { KernelLimits } from './limits.js';
 
@@ -45,6 +45,8 @@ export interface RunningKernel {
  */
 export async function startKernel(options: StartKernelOptions = {}): Promise<RunningKernel> {
   const socketPath = options.socket ?? defaultSocketPath();
+  const tooLong = socketPathTooLong(socketPath);
+  if (tooLong !== null) throw new SocketPathTooLongError(socketPath, tooLong);
   ensureSocketDir(socketPath);
   await clearStaleSocket(socketPath);
   const tcpUrls = options.listen ?? [];
@@ -71,10 +73,12 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
   // Paused until the kernel takes each connection over with reads of its own (readIntoArena).
   const unix = createServer({ pauseOnConnect: true }, (socket) => kernel.accept(socket, 'unix'));
   await listen(unix, () => unix.listen(socketPath));
-  chmodSync(socketPath, 0o600);
   servers.push(unix);
   const tcp: { host: string; port: number }[] = [];
+  // From here a failure closes what listens: a kernel that did not start must not keep its
+  // process alive with a listener nobody will ever close.
   try {
+    chmodSync(socketPath, 0o600);
     for (const url of tcpUrls) {
       const addr = parseTcpUrl(url);
       const server = createServer({ pauseOnConnect: true }, (socket) => kernel.accept(socket, 'tcp'));
@@ -188,6 +192,17 @@ export class EmptyTokenError extends Error {
     super(
       `${source} is empty, which would let any TCP client in; set a token, or unset POSTBOX_TOKEN to have one made`,
     );
+  }
+}
+
+/** The socket path is longer than the OS takes; Node would cut it and listen elsewhere. */
+export class SocketPathTooLongError extends Error {
+  readonly code = 'ENAMETOOLONG';
+  constructor(
+    readonly socketPath: string,
+    message: string,
+  ) {
+    super(message);
   }
 }
 

@@ -20,6 +20,25 @@ export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string 
   return join(tmpdir(), `postbox-${user}`, 'kernel.sock');
 }
 
+/**
+ * The longest Unix socket path the OS takes, in bytes: `sun_path` holds 108 bytes on Linux and
+ * 104 on macOS and the BSDs, the terminating NUL included.
+ */
+export const MAX_SOCKET_PATH_BYTES = process.platform === 'linux' ? 107 : 103;
+
+/**
+ * Why `path` cannot be a Unix socket's, or null if it can. Node does not refuse a longer path: it
+ * cuts it to fit (nodejs/node#13670), so a kernel would listen, and a client look, at another
+ * path than the one asked for, and the kernel then failed on a file that was not there.
+ */
+export function socketPathTooLong(path: string): string | null {
+  // Windows has named pipes, whose names are not held to sun_path.
+  if (process.platform === 'win32') return null;
+  const bytes = Buffer.byteLength(path);
+  if (bytes <= MAX_SOCKET_PATH_BYTES) return null;
+  return `the socket path ${path} is ${bytes} bytes, over the ${MAX_SOCKET_PATH_BYTES} a Unix socket path may have; choose a shorter one (--socket PATH, $POSTBOX_SOCKET)`;
+}
+
 /** Creates the socket's folder, private to this user, if missing. */
 export function ensureSocketDir(socketPath: string): void {
   const dir = dirname(socketPath);

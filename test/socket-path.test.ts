@@ -1,0 +1,99 @@
+/**
+ * A Unix socket path longer than the OS takes (USERS.md #14; nodejs/node#13670). Node does not
+ * refuse one: it cuts the path to fit. The kernel used to listen on the cut path, fail to chmod
+ * the path it was given ("cannot listen: ENOENT … chmod"), leave the cut socket file behind and
+ * keep running with nothing to do; a client looked at the cut path too and said "no kernel is
+ * answering". Both now refuse such a path with ENAMETOOLONG, naming it, its length and the limit.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { connect, type PostboxError } from '../src/client/mod.js';
+import { SocketPathTooLongError, startKernel } from '../src/kernel/mod.js';
+import { MAX_SOCKET_PATH_BYTES } from '../src/transport/address.js';
+import { CLI } from './helpers/kernel.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'pbt-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A socket path in `dir` exactly `bytes` long. */
+function pathOf(bytes: number, tag: string): string {
+  const head = join(dir, `${tag}-`);
+  return head + 'x'.repeat(bytes - Buffer.byteLength(head));
+}
+
+/** Runs `postbox kernel --socket path`; resolves with how it exited, or kills it after 10 s. */
+function runKernel(path: string): Promise<{ code: number | null; stderr: string; hung: boolean }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, 'kernel', '--socket', path], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+    });
+    let hung = false;
+    const t = setTimeout(() => {
+      hung = true;
+      p.kill('SIGKILL');
+    }, 10_000);
+    p.once('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, stderr, hung });
+    });
+  });
+}
+
+describe('socket paths over the OS limit', { skip: process.platform === 'win32' }, () => {
+  test('postbox kernel refuses one at once, naming it, and leaves no file behind', async () => {
+    const path = pathOf(MAX_SOCKET_PATH_BYTES + 1, 'cli');
+    const r = await runKernel(path);
+    assert.equal(r.hung, false, `the kernel kept running; it said: ${r.stderr}`);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`${path} is ${MAX_SOCKET_PATH_BYTES + 1} bytes, over the`));
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.startsWith('cli-')),
+      [],
+    );
+  });
+
+  test('startKernel() rejects with SocketPathTooLongError (ENAMETOOLONG)', async () => {
+    const path = pathOf(MAX_SOCKET_PATH_BYTES + 20, 'lib');
+    await assert.rejects(
+      startKernel({ socket: path }),
+      (e: unknown) =>
+        e instanceof SocketPathTooLongError && e.code === 'ENAMETOOLONG' && e.socketPath === path,
+    );
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.startsWith('lib-')),
+      [],
+    );
+  });
+
+  test('connect() refuses one with ENAMETOOLONG, not "no kernel is answering"', async () => {
+    const path = pathOf(MAX_SOCKET_PATH_BYTES + 1, 'client');
+    await assert.rejects(
+      connect({ socket: path }),
+      (e: PostboxError) => e.code === 'ENAMETOOLONG' && e.message.includes(path),
+    );
+  });
+
+  test('a path of exactly the limit works, at that path', async () => {
+    const path = pathOf(MAX_SOCKET_PATH_BYTES, 'fits');
+    const k = await startKernel({ socket: path });
+    try {
+      assert.deepEqual(
+        readdirSync(dir).filter((f) => f.startsWith('fits-')),
+        [path.slice(dir.length + 1)],
+      );
+      const p = await connect({ socket: path });
+      assert.ok(p.id > 0);
+      await p.close();
+    } finally {
+      await k.close();
+    }
+  });
+});
