@@ -7,10 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { once } from 'node:events';
+import { chmodSync, chownSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { connect, type PostboxError } from '../src/client/mod.js';
 import { SocketPathTooLongError, startKernel } from '../src/kernel/mod.js';
 import { MAX_SOCKET_PATH_BYTES } from '../src/transport/address.js';
@@ -96,4 +99,44 @@ describe('socket paths over the OS limit', { skip: process.platform === 'win32' 
       await k.close();
     }
   });
+});
+
+/**
+ * A socket this user may not use (USERS.md #14, EACCES): connect() said "no kernel is answering
+ * … Start one with `npx postbox kernel`", though a kernel may well run there (another user's) and
+ * starting one would not help. It now says permission was denied, and why.
+ */
+test('connect() to a socket this user may not use says permission denied, not "start one"', async (t) => {
+  // The socket is another user's, mode 0700, and the client runs as root without the right to
+  // override file modes (setpriv drops it), as cli.test.ts does for `postbox ls`.
+  if (process.getuid?.() !== 0) {
+    t.skip('needs root, to give the socket to another user (uid 65534)');
+    return;
+  }
+  const denied = join(dir, 'private.sock');
+  const server = createServer();
+  server.listen(denied);
+  await once(server, 'listening');
+  try {
+    chownSync(denied, 65534, 65534);
+    chmodSync(denied, 0o700);
+    const client = fileURLToPath(new URL('../src/client/mod.js', import.meta.url));
+    const script = `import(${JSON.stringify(client)}).then((m) => m.connect({ socket: ${JSON.stringify(denied)} })).then(() => console.log('joined'), (e) => console.log(e.code + ' ' + e.message))`;
+    const child = spawn(
+      'setpriv',
+      ['--bounding-set', '-dac_override,-dac_read_search', '--', process.execPath, '-e', script],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await once(child, 'exit');
+    clearTimeout(timer);
+    assert.match(out, new RegExp(`^ECONNREFUSED permission denied on the socket ${denied} \\(EACCES\\)`));
+    assert.doesNotMatch(out, /no kernel is answering|Start one/);
+  } finally {
+    server.close();
+  }
 });

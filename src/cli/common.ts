@@ -137,7 +137,8 @@ export async function connectFromFlags(
     if (err instanceof ConnectionRefusedError) {
       // The client's own words when nothing answered; anything else is a kernel that answered
       // and refused this process (a wrong or missing token), which it says in its own words.
-      if (err.message.startsWith('no kernel is answering')) throw kernelNotRunning(err, values);
+      if (err.message.startsWith('no kernel is answering') || err.message.startsWith('permission denied'))
+        throw kernelNotRunning(err, values);
       const where = values.url ?? process.env.POSTBOX_URL ?? values.socket ?? 'the kernel';
       throw new ConnectionRefusedError(`the kernel at ${where} refused this process: ${err.message}`);
     }

@@ -543,6 +543,13 @@ export class Connection {
       }
       // Not waiting: the kernel's own word (ECONNRESET, ESHUTDOWN) as it is.
       if (joined.error !== null && wait === 0) throw joined.error;
+      // A socket this user may not use: a kernel may well be running there (another user's),
+      // and starting one at that path would not help. (The command line reads the code in
+      // brackets to say the same.)
+      if (transport === 'unix' && (joined.code === 'EACCES' || joined.code === 'EPERM'))
+        throw new ConnectionRefusedError(
+          `permission denied on the socket ${address} (${joined.code}): a kernel's socket is private to the user who started it; connect as that user, or start a kernel of your own with --socket PATH`,
+        );
       // The command that starts a kernel where this process looked for one.
       const hint =
         transport !== 'unix'
