@@ -781,7 +781,7 @@ export class Connection {
     if (!(plan instanceof SendPlan)) return Promise.reject(plan);
     const bodyLen =
       typeof encoded.bytes === 'string' ? Buffer.byteLength(encoded.bytes) : encoded.bytes.length;
-    const tooBig = this.checkSize(bodyLen, plan.headLen);
+    const tooBig = this.checkSize(bodyLen, plan.headLen, target, toProcess);
     if (tooBig !== null) return Promise.reject(tooBig);
     const receipt = o.receipt === true;
     const id = this.writePlanned(target, plan, encoded.code, encoded.bytes, bodyLen);
@@ -864,8 +864,14 @@ export class Connection {
         encoded.payloads[i] = e.bytes;
         bodyLen = typeof e.bytes === 'string' ? Buffer.byteLength(e.bytes) : e.bytes.length;
       }
-      const tooBig = this.checkSize(bodyLen, plan.headLen);
-      if (tooBig !== null) return Promise.reject(new MessageSizeError(`message ${i}: ${tooBig.message}`));
+      const tooBig = this.checkSize(bodyLen, plan.headLen, target, toProcess);
+      if (tooBig !== null)
+        return Promise.reject(
+          new MessageSizeError(`message ${i}: ${tooBig.message}`, {
+            ...(tooBig.mailbox !== undefined ? { mailbox: tooBig.mailbox } : {}),
+            ...(tooBig.process !== undefined ? { process: tooBig.process } : {}),
+          }),
+        );
       // The mailbox's limits too: the kernel would refuse only that message, after the ones
       // before it went in, and sendMany promises a bad body sends none.
       const size = bodyLen + plan.headLen;
@@ -912,12 +918,15 @@ export class Connection {
   }
 
   /** EMSGSIZE if a body of this size with these headers is over the kernel's limit. */
-  private checkSize(bodyLen: number, headLen: number): MessageSizeError | null {
+  private checkSize(
+    bodyLen: number,
+    headLen: number,
+    target: number,
+    toProcess: boolean,
+  ): MessageSizeError | null {
     const limit = this.welcome!.limits.maxMessageSize;
     if (bodyLen + headLen <= limit) return null;
-    return new MessageSizeError(
-      `a ${bodyLen + headLen}-byte message is over the kernel's ${limit}-byte limit`,
-    );
+    return overKernelLimit(bodyLen + headLen, limit, target, toProcess);
   }
 
   private writePlanned(
@@ -951,10 +960,7 @@ export class Connection {
   ): Promise<SendResult> {
     const bodyLen = text !== null ? Buffer.byteLength(text) : bytes!.length;
     const limit = this.welcome!.limits.maxMessageSize;
-    if (bodyLen > limit)
-      return Promise.reject(
-        new MessageSizeError(`a ${bodyLen}-byte message is over the kernel's ${limit}-byte limit`),
-      );
+    if (bodyLen > limit) return Promise.reject(overKernelLimit(bodyLen, limit, target, toProcess));
     const id = this.writeSend(
       target,
       toProcess ? 2 : 0,
@@ -1430,6 +1436,19 @@ export class Connection {
     this.onClose.clear();
     if (!this.socket.destroyed) this.socket.end();
   }
+}
+
+/**
+ * EMSGSIZE for a message over the kernel's size limit, naming where it was going and the flag
+ * that sets the limit: the error said only the sizes, so a program sending to several mailboxes
+ * could not tell which send it was.
+ */
+function overKernelLimit(size: number, limit: number, target: number, toProcess: boolean): MessageSizeError {
+  const to = toProcess ? `process ${target}` : `mailbox #${target}`;
+  return new MessageSizeError(
+    `a ${size}-byte message to ${to} is over the kernel's ${limit}-byte limit (postbox kernel --max-message-size)`,
+    toProcess ? { process: String(target) } : { mailbox: `#${target}` },
+  );
 }
 
 /** What `sendMany` resolves with: every message was accepted. */
