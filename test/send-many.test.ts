@@ -298,3 +298,24 @@ test('priority mailboxes yield one message per batch, highest priority first; in
     ],
   );
 });
+
+// USERS.md #2, silent loss: sendMany resolved `{ sent: n }` when onFull 'drop' had dropped some
+// of them, so the sender was told every message went in; a send() alone says 'dropped'.
+test("onFull 'drop' and 'replace-oldest': the result counts what was dropped and what replaced", async () => {
+  const a = await join();
+  const box = await a.createMailbox(boxName(), { capacity: 2 });
+  assert.deepEqual(await box.sendMany(['1', '2', '3', '4', '5'], { onFull: 'drop' }), {
+    sent: 2,
+    dropped: 3,
+  });
+  assert.equal((await box.stat()).dropped, 3);
+  assert.deepEqual(await box.sendMany(['6', '7', '8'], { onFull: 'replace-oldest' }), {
+    sent: 3,
+    replaced: 3,
+  });
+  const left = [(await box.receive({ nowait: true }))?.body, (await box.receive({ nowait: true }))?.body];
+  assert.deepEqual(left, ['7', '8']);
+  // Room for all: nothing dropped or replaced, and the result is as before.
+  assert.deepEqual(await box.sendMany(['9'], { onFull: 'drop' }), { sent: 1 });
+  await box.delete();
+});

@@ -893,16 +893,30 @@ export class Connection {
       let first = 0;
       let left = n;
       let failures: { index: number; error: PostboxError }[] | null = null;
+      // With onFull 'drop' or 'replace-oldest', a message answered on its own may not be in the
+      // mailbox, or may have pushed an older one out: counted, so the result does not say every
+      // message went in when some were dropped (they were lost without a word to the sender).
+      let dropped = 0;
+      let replaced = 0;
       const settled = (count: number): void => {
         left -= count;
         if (left > 0) return;
         // The batch is done: an abort now has nothing left to cancel.
         if (signal !== undefined) for (let k = 0; k < n; k++) this.unwatchSignal(signal, first + k);
-        if (failures === null) return resolve({ sent: n });
+        if (failures === null) {
+          const result: SendManyResult = { sent: n - dropped };
+          if (dropped > 0) result.dropped = dropped;
+          if (replaced > 0) result.replaced = replaced;
+          return resolve(result);
+        }
         failures.sort((a, b) => a.index - b.index);
         reject(new SendManyError(label, n, failures));
       };
-      const accepted = (_: SendResult, count: number): void => settled(count);
+      const accepted = (r: SendResult, count: number): void => {
+        if (r.outcome === 'dropped') dropped += count;
+        else if (r.outcome === 'replaced') replaced += count;
+        settled(count);
+      };
       const refused = (err: PostboxError, request: number): void => {
         if (failures === null) failures = [];
         failures.push({ index: request - first, error: err });
@@ -1451,10 +1465,14 @@ function overKernelLimit(size: number, limit: number, target: number, toProcess:
   );
 }
 
-/** What `sendMany` resolves with: every message was accepted. */
+/** What `sendMany` resolves with: no message failed. */
 export interface SendManyResult {
-  /** Messages accepted by the mailbox, all of them. */
+  /** Messages now in the mailbox: all of them, less those `dropped`. */
   sent: number;
+  /** Messages dropped because the mailbox was full (onFull 'drop'), when any were. */
+  dropped?: number;
+  /** Messages that went in by pushing the oldest out (onFull 'replace-oldest'), when any did. */
+  replaced?: number;
 }
 
 /** A send's options, checked once and in the form the SEND head carries them. */

@@ -702,7 +702,9 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
    * message is a send of its own to the kernel (it waits, fails or times out as `send` would);
    * the promise resolves once all are in the mailbox, or rejects with a {@link SendManyError}
    * naming the ones that were not. Every body is encoded and size-checked first: a bad one sends
-   * none. `receipt` is not taken: send each such message on its own.
+   * none. `receipt` is not taken: send each such message on its own. With `onFull: 'drop'` the
+   * result's `dropped` counts those dropped (`sent` those that went in); with
+   * `'replace-oldest'`, `replaced` counts those that pushed an older message out.
    *
    * @example
    * ```ts
