@@ -360,6 +360,12 @@ export class Connection {
   private heartbeat: NodeJS.Timeout | null = null;
   /** When this side last handed bytes to its socket (ms; kept only with a heartbeat, TCP). */
   private lastSent = 0;
+  /** Reads so far: a heartbeat that finds this unchanged since the last one heard nothing. */
+  private reads = 0;
+  private readsAtBeat = 0;
+  /** Heartbeats in a row that heard nothing from the kernel, and when the last one ran. */
+  private quietBeats = 0;
+  private lastBeat = 0;
   /**
    * Set while this side has been silent so long that the kernel may have ended it (a process
    * stopped, or its event loop held): deliveries already read are held until the kernel answers
@@ -397,6 +403,7 @@ export class Connection {
 
   /** Takes the bytes of one read; a stream the decoder cannot frame ends the connection. */
   private receiveChunk(chunk: Buffer): void {
+    this.reads++;
     if (this.heartbeat !== null) this.checkSilence();
     this.reading = true;
     try {
@@ -640,9 +647,10 @@ export class Connection {
       opened.clockOffset = Math.round(kernelTime - (asked + answered) / 2);
     if (transport === 'tcp') {
       // Each heartbeat also asks for the kernel's clock: the offset follows a clock stepped later.
-      opened.heartbeat = setInterval(() => opened.ping(0, true), welcome.limits.heartbeatMs);
+      opened.heartbeat = setInterval(() => opened.beat(), welcome.limits.heartbeatMs);
       opened.heartbeat.unref();
       opened.lastSent = Date.now();
+      opened.lastBeat = opened.lastSent;
     }
     return opened;
   }
@@ -729,6 +737,39 @@ export class Connection {
   takesDueAtFlush(stream: { flushTaken(): void }): void {
     this.takesDue.push(stream);
     this.scheduleFlush();
+  }
+
+  /**
+   * TCP, each heartbeat: a PING, and a check that the kernel still answers. The kernel answers
+   * every PING, so a link over which nothing has come for 3 heartbeats is dead: a kernel
+   * stopped or wedged, or a link that went dark without a FIN or RST (a NAT or firewall that
+   * forgot the connection, a cable pulled, a peer machine gone). TCP alone notices only when
+   * its retransmissions of these PINGs give up, some 15 minutes on (never, behind a middlebox
+   * that still acknowledges them), and until then every pending call (a receive, an iterator,
+   * an RPC call, `closed`, `close()`) hangs.
+   * This is the kernel's own rule for its processes, the other way. A heartbeat that runs late
+   * means this side was held (stopped, its event loop busy): what the kernel sent meanwhile
+   * may be waiting unread behind it, so the count starts again rather than blame the kernel.
+   */
+  private beat(): void {
+    const now = Date.now();
+    const hb = this.welcome!.limits.heartbeatMs;
+    const late = now - this.lastBeat > 2 * hb;
+    this.lastBeat = now;
+    if (late || this.reads !== this.readsAtBeat) this.quietBeats = 0;
+    else if (++this.quietBeats >= 3) {
+      this.fail(
+        new ConnectionLostError(
+          `the connection to the kernel at ${this.address} was lost: heard nothing from it for over ${3 * hb} ms (3 heartbeats)`,
+        ),
+      );
+      // Not ended but destroyed: a FIN would wait on a link that carries nothing, and so
+      // would close().
+      this.socket.destroy();
+      return;
+    }
+    this.readsAtBeat = this.reads;
+    this.ping(0, true);
   }
 
   private ping(request = 0, clock = false): void {

@@ -1,0 +1,74 @@
+/**
+ * Network faults between TCP processes and their kernel, over real sockets: a link that goes
+ * dark without a FIN or RST (a fault proxy in between drops what it reads), a kernel stopped
+ * past its heartbeat and continued, a kernel killed with a joining connection still in its
+ * listening socket's backlog. What users of NATS, ZeroMQ and AMQP clients complain of is the
+ * target: calls that hang when the link dies, and not knowing that the other side is gone.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { connect, type PostboxError } from '../src/client/mod.js';
+import { type Direction, FaultProxy } from './helpers/fault-proxy.js';
+import { startTestKernel } from './helpers/kernel.js';
+import { within } from './helpers/raw-peer.js';
+
+const HEARTBEAT_MS = 200;
+/** Far past the 4 heartbeats either side takes to notice, for a loaded machine. */
+const BOUND_MS = 10_000;
+
+/** Resolves with the error a promise rejects with; fails if it resolves. */
+async function rejection(p: Promise<unknown>, what: string): Promise<PostboxError> {
+  try {
+    await within(p, BOUND_MS, what);
+  } catch (err) {
+    return err as PostboxError;
+  }
+  assert.fail(`${what} resolved; it should have failed when the link went dark`);
+}
+
+for (const direction of ['both', 'toClient'] as Direction[]) {
+  test(`a TCP process whose link goes dark (${direction === 'both' ? 'both ways' : 'kernel to process only'}, no FIN, no RST) fails every pending call with ECONNRESET within 4 heartbeats, and the kernel ends it`, async (t) => {
+    const kernel = await startTestKernel({ tcp: true, args: ['--heartbeat-ms', String(HEARTBEAT_MS)] });
+    t.after(() => kernel.stop());
+    const proxy = await FaultProxy.start(Number(new URL(kernel.tcpUrl!).port));
+    t.after(() => proxy.close());
+    const observer = await connect({ socket: kernel.socket });
+    t.after(() => observer.close());
+    const far = await connect({ url: proxy.url, token: kernel.token, name: 'far' });
+    t.after(() => far.close());
+    const own = await far.openMailbox('far-own', { create: {} });
+    const watched = observer.monitor('far');
+
+    const started = Date.now();
+    proxy.dark(direction);
+    // Calls that wait on the kernel and nothing else: before, each hung for as long as TCP kept
+    // the dead connection (its retransmissions give up after some 15 minutes; a connection only
+    // read from, never).
+    const pending = {
+      receive: far.receive(),
+      iterator: own.messages()[Symbol.asyncIterator]().next(),
+      'send with receipt': own.send('r', { receipt: true }),
+      monitor: far.monitor(observer.id),
+    };
+    // Checked below; a failure before then must not leave them unhandled.
+    for (const p of Object.values(pending)) p.catch(() => {});
+    const ended = await within(far.closed, BOUND_MS, 'closed');
+    const noticedMs = Date.now() - started;
+    assert.equal(ended?.code, 'ECONNRESET');
+    assert.match(ended!.message, /heard nothing from it for over 600 ms \(3 heartbeats\)/);
+    // 3 heartbeats of silence, seen at the next one; generous for a loaded machine.
+    assert.ok(noticedMs >= 3 * HEARTBEAT_MS, `noticed after ${noticedMs} ms, before 3 heartbeats`);
+    for (const [what, p] of Object.entries(pending))
+      assert.equal((await rejection(p, what)).code, 'ECONNRESET', what);
+    assert.equal((await rejection(own.send('late'), 'a send after the end')).code, 'ECONNRESET');
+    // close() does not wait on the dead link either.
+    await within(far.close(), BOUND_MS, 'close()');
+
+    // The kernel ends it too, so monitors fire for the others and what it owned goes: after
+    // 3 heartbeats of silence (both ways dark), or at the end of its connection, which the
+    // process closes once it gives up (kernel to process only).
+    const down = await within(watched, BOUND_MS, "the observer's monitor");
+    assert.equal(down.reason, direction === 'both' ? 'timeout' : 'crash');
+    await assert.rejects(observer.openMailbox('far-own'), { code: 'ENOENT' });
+  });
+}
