@@ -8,9 +8,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { connect, type PostboxError } from '../src/client/mod.js';
+import { Op } from '../src/protocol/frame.js';
 import { type Direction, FaultProxy } from './helpers/fault-proxy.js';
 import { startTestKernel } from './helpers/kernel.js';
-import { within } from './helpers/raw-peer.js';
+import { headFrame, RawPeer, within } from './helpers/raw-peer.js';
 
 const HEARTBEAT_MS = 200;
 /** Far past the 4 heartbeats either side takes to notice, for a loaded machine. */
@@ -72,3 +73,35 @@ for (const direction of ['both', 'toClient'] as Direction[]) {
     await assert.rejects(observer.openMailbox('far-own'), { code: 'ENOENT' });
   });
 }
+
+test('a kernel stopped past 3 heartbeats, then continued, does not end the TCP processes that kept sending meanwhile', async (t) => {
+  const kernel = await startTestKernel({ tcp: true, args: ['--heartbeat-ms', String(HEARTBEAT_MS)] });
+  t.after(async () => {
+    kernel.proc.kill('SIGCONT');
+    await kernel.stop();
+  });
+  const url = new URL(kernel.tcpUrl!);
+  // A raw peer, which keeps sending PINGs whatever the kernel does: a process stopped along
+  // with the kernel (a machine suspended, a VM paused), or one that has not yet given the
+  // kernel up. The reference client itself gives a kernel silent for 3 heartbeats up.
+  const peer = await RawPeer.open({ host: url.hostname, port: Number(url.port) });
+  t.after(() => peer.destroy());
+  assert.equal((await peer.hello({ pid: process.pid, token: kernel.token })).op, Op.WELCOME);
+  const pinging = setInterval(() => peer.write(headFrame(Op.PING, 0)), HEARTBEAT_MS / 4);
+  t.after(() => clearInterval(pinging));
+
+  kernel.proc.kill('SIGSTOP');
+  // The fault itself: the kernel does not run for 5 heartbeats while the peer's PINGs queue in
+  // its socket.
+  await new Promise((resolve) => setTimeout(resolve, 5 * HEARTBEAT_MS));
+  kernel.proc.kill('SIGCONT');
+  // Before, its first heartbeat check after the stop ran before it read those PINGs, and
+  // ended every TCP process ("heard nothing from it") for the kernel's own stall.
+  peer.write(headFrame(Op.PING, 77));
+  await peer.waitFor((f) => f.op === Op.PONG && f.request === 77, BOUND_MS, 'the PONG after the stop');
+  assert.deepEqual(
+    peer.frames.filter((f) => f.op === Op.ERROR).map((f) => f.request),
+    [],
+    'the kernel sent an error after it was continued',
+  );
+});

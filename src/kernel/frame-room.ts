@@ -106,6 +106,11 @@ export class FrameRoom<P extends RoomHolder> {
     return late;
   }
 
+  /** The kernel did not run for `ms`: that time does not count against frames in progress (see {@link overdue}). */
+  excuse(ms: number, now: number): void {
+    for (const p of this.holders) p.roomSince = Math.min(now, p.roomSince + ms);
+  }
+
   private fits(size: number): boolean {
     return this.granted === 0 || this.granted + size <= this.budget;
   }

@@ -107,6 +107,8 @@ export class Kernel implements MailboxHost {
   private dirty: KernelProcess[] = [];
   private flushScheduled = false;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** When the last heartbeat check ran (checkHeartbeats). */
+  private lastCheck = Date.now();
   /** Room for large frames in progress (`--max-partial-bytes`). */
   readonly room: FrameRoom<KernelProcess>;
   /** Bytes of frames begun by connections that have not said HELLO yet, all together. */
@@ -1127,6 +1129,19 @@ export class Kernel implements MailboxHost {
   private checkHeartbeats(): void {
     const now = Date.now();
     const limit = this.limits.heartbeatMs * 3;
+    // Past one interval, how long this check is late: time the kernel itself did not run.
+    const stalled = now - this.lastCheck - this.limits.heartbeatMs;
+    this.lastCheck = now;
+    if (stalled > this.limits.heartbeatMs) {
+      // The kernel was stopped, a VM paused, or its event loop held: what its processes sent
+      // meanwhile waits unread in their sockets, and this check runs before it is read.
+      // Counting that time as their silence would end every TCP process at once for the
+      // kernel's own stall, so it is not counted. Only that time: a kernel late at every check
+      // (overloaded) still ends a process gone silent, a few checks later.
+      for (const p of this.processes.values())
+        if (p.transport === 'tcp') p.lastHeard = Math.min(now, p.lastHeard + stalled);
+      this.room.excuse(stalled, now);
+    }
     for (const p of this.processes.values()) {
       if (p.transport !== 'tcp') continue;
       if (p.congested) {
