@@ -7,13 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { type ConnectOptions, connect, type PostboxError, type PostboxProcess } from '../src/client/mod.js';
-import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { freePortBelowEphemeral, startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { within } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
 
@@ -21,27 +20,6 @@ const BOUND_MS = 10_000;
 
 /** Where the processes find the kernel: its Unix socket, or its TCP address and token. */
 type KernelAddress = Pick<ConnectOptions, 'socket' | 'url' | 'token'>;
-
-/**
- * A loopback port nobody listens on, below the range Linux picks connections' own ports from:
- * while no kernel listens there, a client retrying it could otherwise connect to itself.
- */
-async function freePortBelowEphemeral(): Promise<number> {
-  const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
-  for (let tries = 0; tries < 100; tries++) {
-    const port = 10_000 + Math.floor(Math.random() * (Math.min(low, 32_768) - 10_000));
-    const server = createServer();
-    const bound = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    if (bound) {
-      await new Promise((resolve) => server.close(resolve));
-      return port;
-    }
-  }
-  throw new Error('no free loopback port found in 100 tries');
-}
 
 /** What a failure says, as a code: ECONNRESET is what the kill must give everywhere. */
 const codeOf = (e: unknown): string => (e as PostboxError).code ?? String(e);

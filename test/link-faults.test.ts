@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { connect, type PostboxError } from '../src/client/mod.js';
 import { Op } from '../src/protocol/frame.js';
 import { type Direction, FaultProxy } from './helpers/fault-proxy.js';
-import { startTestKernel } from './helpers/kernel.js';
+import { freePortBelowEphemeral, startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { headFrame, RawPeer, within } from './helpers/raw-peer.js';
 
 const HEARTBEAT_MS = 200;
@@ -104,4 +104,36 @@ test('a kernel stopped past 3 heartbeats, then continued, does not end the TCP p
     [],
     'the kernel sent an error after it was continued',
   );
+});
+
+test('waitForKernel waits through a kernel killed while a TCP join was in its backlog, and joins the next one', async (t) => {
+  const port = await freePortBelowEphemeral();
+  const first: TestKernel = await startTestKernel({ tcpPort: port });
+  t.after(async () => {
+    first.proc.kill('SIGCONT');
+    await first.stop();
+  });
+  // Stopped, the kernel takes no connection itself, but its listening socket completes the
+  // handshakes and holds them: killed now, it resets them before the client reads its connect.
+  first.proc.kill('SIGSTOP');
+  // Settled into a value at once: a join that fails early must fail the assertion below, not
+  // go unhandled while the next kernel starts (the test would end with that kernel running).
+  const joining = connect({ url: first.tcpUrl!, token: first.token, waitForKernel: BOUND_MS }).then(
+    (p) => p,
+    (err: PostboxError) => err,
+  );
+  // The client's connect is issued on the next tick (net.connect to an address).
+  await new Promise((resolve) => process.nextTick(resolve));
+  first.proc.kill('SIGKILL');
+  // Hold this event loop while the reset arrives, so the client sees it at its connect.
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+  const second = await startTestKernel({ tcpPort: port, socket: `${first.socket}.2` });
+  t.after(() => second.stop());
+  // Before, the reset was taken as "no kernel, for good" and the join failed at once with
+  // ECONNREFUSED, though docs/api.md says waitForKernel waits out a kernel that drops the
+  // connection before it answers.
+  const joined = await within(joining, BOUND_MS, 'the join');
+  if (joined instanceof Error) assert.fail(`the join failed: ${joined.code} ${joined.message}`);
+  t.after(() => joined.close());
+  assert.equal(joined.conn.info.kernel.pid, second.proc.pid);
 });

@@ -603,7 +603,18 @@ export class Connection {
     });
     if (failed !== null) {
       socket.destroy();
-      // Only "nobody listens here yet" is worth waiting out; anything else will not change.
+      // A reset here is a kernel killed with this connection still in its listening socket's
+      // backlog (TCP completes the handshake before the kernel accepts): it went away before it
+      // answered, as when it drops a connection it took, and a new one may come where it was.
+      if (failed.code === 'ECONNRESET')
+        return {
+          code: failed.code,
+          retry: true,
+          error: new ConnectionLostError(
+            `the connection to the kernel at ${address} was lost before it answered`,
+          ),
+        };
+      // Otherwise only "nobody listens here yet" is worth waiting out; the rest will not change.
       const absent = failed.code === 'ENOENT' || failed.code === 'ECONNREFUSED';
       return { code: failed.code ?? failed.message, retry: absent, error: null };
     }
