@@ -5,12 +5,12 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
+import { listenAsAnotherUser, WITHOUT_MODE_OVERRIDE } from './helpers/foreign-socket.js';
 import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { until } from './helpers/wait.js';
 
@@ -369,27 +369,13 @@ test('nothing answering at a file or a stale socket names the code; a socket thi
       return;
     }
     const denied = join(dir, 'private.sock');
-    const server = createServer();
-    server.listen(denied);
-    await once(server, 'listening');
+    const server = await listenAsAnotherUser(denied);
     try {
-      chownSync(denied, 65534, 65534);
-      chmodSync(denied, 0o700);
       const l = live(
-        spawn(
-          'setpriv',
-          [
-            '--bounding-set',
-            '-dac_override,-dac_read_search',
-            '--',
-            process.execPath,
-            CLI,
-            'ls',
-            '--socket',
-            denied,
-          ],
-          { env: cliEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
-        ),
+        spawn('setpriv', [...WITHOUT_MODE_OVERRIDE, process.execPath, CLI, 'ls', '--socket', denied], {
+          env: cliEnv(),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
       );
       const r = await finish(l, 15_000, 'ls without the right to override modes');
       assert.equal(r.code, 5, r.stderr);

@@ -8,8 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, chownSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -17,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { connect, type PostboxError } from '../src/client/mod.js';
 import { SocketPathTooLongError, startKernel } from '../src/kernel/mod.js';
 import { MAX_SOCKET_PATH_BYTES } from '../src/transport/address.js';
+import { listenAsAnotherUser, WITHOUT_MODE_OVERRIDE } from './helpers/foreign-socket.js';
 import { CLI } from './helpers/kernel.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pbt-'));
@@ -114,19 +114,13 @@ test('connect() to a socket this user may not use says permission denied, not "s
     return;
   }
   const denied = join(dir, 'private.sock');
-  const server = createServer();
-  server.listen(denied);
-  await once(server, 'listening');
+  const server = await listenAsAnotherUser(denied);
   try {
-    chownSync(denied, 65534, 65534);
-    chmodSync(denied, 0o700);
     const client = fileURLToPath(new URL('../src/client/mod.js', import.meta.url));
     const script = `import(${JSON.stringify(client)}).then((m) => m.connect({ socket: ${JSON.stringify(denied)} })).then(() => console.log('joined'), (e) => console.log(e.code + ' ' + e.message))`;
-    const child = spawn(
-      'setpriv',
-      ['--bounding-set', '-dac_override,-dac_read_search', '--', process.execPath, '-e', script],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
+    const child = spawn('setpriv', [...WITHOUT_MODE_OVERRIDE, process.execPath, '-e', script], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => {
       out += d;
