@@ -465,6 +465,79 @@ test('a kernel that takes the connection and never answers: ETIMEDOUT after the 
   }
 });
 
+test('connect() with a signal: aborted while waiting for a kernel, or while one has not answered, it fails ECANCELED and leaves nothing open', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-join-abort-'));
+  const socket = join(dir, 'k.sock');
+  const isCanceled =
+    (pattern: RegExp) =>
+    (err: Error & { code?: string }): boolean => {
+      assert.equal(err.code, 'ECANCELED');
+      assert.match(err.message, pattern);
+      return true;
+    };
+  // A wedged kernel: it takes connections and never answers. Its first read says the HELLO has
+  // been written, so the client is past its socket's connect.
+  let taken: (s: Socket) => void = () => {};
+  const wedged = createServer((s) => {
+    s.on('error', () => {});
+    s.once('data', () => taken(s));
+  });
+  try {
+    // Nothing there: an unbounded wait ends when the signal says so.
+    const waiting = new AbortController();
+    const joining = connect({ socket, waitForKernel: Number.POSITIVE_INFINITY, signal: waiting.signal });
+    setImmediate(() => waiting.abort());
+    await within(
+      assert.rejects(joining, isCanceled(/aborted while waiting for a kernel at .*k\.sock/)),
+      10_000,
+      'the aborted wait',
+    );
+
+    // A kernel that took the connection and has not answered: the connection is closed.
+    await new Promise<void>((resolve) => wedged.listen(socket, resolve));
+    const answering = new AbortController();
+    const connection = new Promise<Socket>((resolve) => {
+      taken = resolve;
+    });
+    const unanswered = connect({ socket, waitForKernel: Number.POSITIVE_INFINITY, signal: answering.signal });
+    const s = await within(connection, 10_000, 'the connection');
+    answering.abort();
+    await within(
+      assert.rejects(unanswered, isCanceled(/aborted before the kernel at .*k\.sock answered/)),
+      10_000,
+      'the aborted join',
+    );
+    if (!s.destroyed) await within(once(s, 'close'), 10_000, 'the closed connection');
+
+    // Aborted before it starts; a signal that is not one.
+    await assert.rejects(
+      connect({ socket, signal: AbortSignal.abort() }),
+      isCanceled(/aborted before it started/),
+    );
+    await assert.rejects(
+      connect({ socket, signal: 'stop' as unknown as AbortSignal }),
+      (err: Error & { code?: string }) =>
+        err.code === 'EINVAL' && /connect\(\): signal must be an AbortSignal/.test(err.message),
+    );
+  } finally {
+    if (wedged.listening) await new Promise<void>((resolve) => wedged.close(() => resolve()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('connect() with a signal aborted after the kernel welcomed it: the process has joined', async () => {
+  const k = await startTestKernel();
+  try {
+    const stop = new AbortController();
+    const proc = await connect({ socket: k.socket, signal: stop.signal });
+    stop.abort();
+    assert.equal((await proc.lookup(proc.id)).id, proc.id, 'the link is still up');
+    await proc.close();
+  } finally {
+    await k.stop();
+  }
+});
+
 /** Runs fn against a kernel started inside this process, then closes it and its folder. */
 async function withKernel(fn: (k: RunningKernel) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'pbt-inproc-'));

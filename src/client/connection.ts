@@ -273,6 +273,20 @@ export interface ConnectOptions {
    * ```
    */
   timeout?: number | undefined;
+  /**
+   * Gives up joining when aborted, with ECANCELED: while waiting for a kernel to appear
+   * (`waitForKernel`) or for one to answer. A program that waits for its kernel without bound
+   * can still be stopped, as every other wait in Postbox can. If the kernel's welcome came
+   * first, the process has joined and `connect()` resolves with it.
+   *
+   * @example
+   * ```ts
+   * const stop = new AbortController();
+   * process.once('SIGTERM', () => stop.abort());
+   * const me = await connect({ waitForKernel: Infinity, signal: stop.signal });
+   * ```
+   */
+  signal?: AbortSignal | undefined;
 }
 
 /** The names {@link ConnectOptions} has. */
@@ -285,10 +299,24 @@ export const CONNECT_OPTIONS: OptionNames<ConnectOptions> = {
   operator: true,
   waitForKernel: true,
   timeout: true,
+  signal: true,
 };
 
 /** How long a kernel that took the connection has to answer the join, unless told (NATS's default too). */
 const DEFAULT_JOIN_TIMEOUT_MS = 20_000;
+
+/** Waits `ms`, or less if `signal` aborts first. */
+function pauseUnlessAborted(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
 
 /** Why {@link Connection.open} found no kernel to join, from one attempt. */
 interface NoKernel {
@@ -516,6 +544,9 @@ export class Connection {
       throw new InvalidArgumentError(
         `timeout must be a number of ms (more than 0, or Infinity), not ${describeValue(timeout)}`,
       );
+    const signal = options.signal;
+    const badSig = badSignal(signal, 'connect()');
+    if (badSig !== null) throw badSig;
     let tcp: { host: string; port: number } | null = null;
     if (url?.startsWith('tcp://')) {
       try {
@@ -539,13 +570,16 @@ export class Connection {
     if (options.inboxCapacity !== undefined) hello.inboxCapacity = options.inboxCapacity;
     if (options.operator === true) hello.operator = true;
     hello.recall = true;
+    if (signal?.aborted) throw new AbortedError(`connect() to ${address} was aborted before it started`);
     const deadline = Date.now() + wait;
     for (let pause = 20; ; pause = Math.min(pause * 2, 500)) {
-      const joined = await Connection.join(transport, address, tcp, hello, timeout);
+      const joined = await Connection.join(transport, address, tcp, hello, timeout, signal);
       if (joined instanceof Connection) return joined;
       const left = deadline - Date.now();
       if (joined.retry && left > 0) {
-        await new Promise((resolve) => setTimeout(resolve, Math.min(pause, left)));
+        await pauseUnlessAborted(Math.min(pause, left), signal);
+        if (signal?.aborted)
+          throw new AbortedError(`connect() was aborted while waiting for a kernel at ${address}`);
         continue;
       }
       // Not waiting: the kernel's own word (ECONNRESET, ESHUTDOWN) as it is.
@@ -583,6 +617,7 @@ export class Connection {
     tcp: { host: string; port: number } | null,
     hello: Record<string, unknown>,
     timeout: number,
+    signal: AbortSignal | undefined,
   ): Promise<Connection | NoKernel> {
     // Reads go straight to the connection's decoder. A kernel says nothing before our HELLO, but
     // a peer that is not one may: what comes before the connection exists is kept for it, so
@@ -597,10 +632,18 @@ export class Connection {
       tcp !== null
         ? netConnect({ port: tcp.port, host: tcp.host, onread: arena.onread })
         : netConnect({ path: address, onread: arena.onread });
+    let onAbort: (() => void) | undefined;
     const failed = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
       socket.once('connect', () => resolve(null));
       socket.once('error', resolve);
+      onAbort = () => resolve(null);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
+    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
+    if (signal?.aborted) {
+      socket.destroy();
+      throw new AbortedError(`connect() was aborted while connecting to ${address}`);
+    }
     if (failed !== null) {
       socket.destroy();
       // A reset here is a kernel killed with this connection still in its listening socket's
@@ -638,17 +681,22 @@ export class Connection {
               opened.fail(new TimeoutError(`the kernel at ${address} did not answer within ${timeout} ms`)),
             timeout,
           );
+        onAbort = () =>
+          opened.fail(new AbortedError(`connect() was aborted before the kernel at ${address} answered`));
+        signal?.addEventListener('abort', onAbort, { once: true });
       });
     } catch (err) {
       const code = (err as PostboxError).code;
+      // Aborted, or refused: the kernel drops a process that left before its welcome.
+      socket.destroy();
       // A kernel killed or restarting can take the connection and then drop it (its listening
       // socket outlived the connections it had), or say it is shutting down: a new kernel may
       // come where it was. One stopped may answer later.
       if (code !== 'ECONNRESET' && code !== 'ESHUTDOWN' && code !== 'ETIMEDOUT') throw err;
-      socket.destroy();
       return { code, retry: true, error: err as PostboxError };
     } finally {
       clearTimeout(timer);
+      if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
     }
     const answered = Date.now();
     opened.welcome = welcome;
