@@ -1044,6 +1044,12 @@ test("limits shows the running kernel's limits and the flag that changes each", 
     text.stdout,
     /max bytes queued in all +[\d,]+ bytes +[\d,]+ +postbox kernel --max-total-bytes BYTES\n/,
   );
+  assert.match(
+    text.stdout,
+    /max bytes waiting per process +1,073,741,824 bytes +[\d,]+ +postbox kernel --max-waiting-bytes BYTES\n/,
+  );
+  assert.equal(l.flags.maxWaitingBytes, '--max-waiting-bytes');
+  assert.equal(typeof l.inUse.maxWaitingBytes, 'number');
 });
 
 test('--socket and --url tcp:// reach the kernel without $POSTBOX_SOCKET', async () => {

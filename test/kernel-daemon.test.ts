@@ -665,6 +665,7 @@ test('a Kernel made in a program refuses a limit that does not exist or is not a
   for (const [limits, message] of [
     [{ maxPerProcess: 0 }, /maxPerProcess must be a positive whole number, not 0/],
     [{ maxPartialBytes: Number.NaN }, /maxPartialBytes must be a positive whole number, not NaN/],
+    [{ maxWaitingBytes: 0 }, /maxWaitingBytes must be a positive whole number, not 0/],
     [{ heartbeatMs: 2.5 }, /heartbeatMs must be a positive whole number, not 2.5/],
     [{ maxPerProces: 10 }, /there is no kernel limit 'maxPerProces'; the limits are maxMessageSize, /],
   ] as const) {

@@ -367,7 +367,7 @@ function fieldsOf(buf: Buffer, start: number, end: number): Fields {
 /** The fields the document's prose claims for each vector. */
 const expectedFields: Record<string, Fields> = {
   hello: { op: 0x01, flags: 0, aux: 1, request: 0, payload: { pid: 1234, host: 'demo-host' } },
-  welcome: { op: 0x81, flags: 0, aux: 1, request: 0, length: 0x167 },
+  welcome: { op: 0x81, flags: 0, aux: 1, request: 0, length: 0x184 },
   'call-create': { op: 0x02, request: 1, payload: { op: 'create', name: 'demo', mode: 438 } },
   'result-create': { op: 0x82, aux: 0, request: 1 },
   'receive-nowait': {

@@ -27,6 +27,8 @@ Options:
   --max-mailbox-bytes BYTES  default byte limit of a mailbox (default ${defaultLimits.maxMailboxBytes})
   --max-total-bytes BYTES    bytes queued in all mailboxes together, waiting sends included (default ${defaultLimits.maxTotalBytes})
                              (BYTES may end in K, M or G, powers of 1024: 64K, 4M, 8G)
+  --max-waiting-bytes BYTES  what one process's sends that wait (for room, a receiver or their
+                             receipt) may hold; past it its sends that would wait fail (default ${defaultLimits.maxWaitingBytes})
   --max-partial-bytes BYTES  room for large frames still arriving, all together; a process whose
                              frame finds none is not read until it does (default ${defaultLimits.maxPartialBytes})
   --max-mailboxes N          mailboxes at once (default ${defaultLimits.maxMailboxes})
@@ -49,6 +51,7 @@ const limitFlags: Record<string, { key: keyof KernelLimits; bytes: boolean }> = 
   'max-message-size': { key: 'maxMessageSize', bytes: true },
   'max-mailbox-bytes': { key: 'maxMailboxBytes', bytes: true },
   'max-total-bytes': { key: 'maxTotalBytes', bytes: true },
+  'max-waiting-bytes': { key: 'maxWaitingBytes', bytes: true },
   'max-partial-bytes': { key: 'maxPartialBytes', bytes: true },
   'max-mailboxes': { key: 'maxMailboxes', bytes: false },
   'max-processes': { key: 'maxProcesses', bytes: false },

@@ -381,7 +381,8 @@ export class PostboxProcess {
   /**
    * What the kernel holds now, to set against {@link limits}: mailboxes (inboxes included),
    * processes, the bytes queued in all mailboxes together (`maxTotalBytes`), and the room given
-   * to large frames still arriving (`maxPartialBytes`).
+   * to large frames still arriving (`maxPartialBytes`), and the most that one process's waiting
+   * sends hold (`maxWaitingBytes`; absent from older kernels).
    *
    * @example
    * ```ts
@@ -389,7 +390,13 @@ export class PostboxProcess {
    * console.log(`${totalBytes} of ${proc.limits.maxTotalBytes} bytes queued`);
    * ```
    */
-  usage(): Promise<{ mailboxes: number; processes: number; totalBytes: number; partialBytes: number }> {
+  usage(): Promise<{
+    mailboxes: number;
+    processes: number;
+    totalBytes: number;
+    partialBytes: number;
+    mostWaitingBytes?: number;
+  }> {
     return this.conn.call('usage');
   }
 

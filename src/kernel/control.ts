@@ -192,6 +192,7 @@ const handlers: Record<string, Handler> = {
     processes: k.processes.size,
     totalBytes: k.totalBytes,
     partialBytes: k.room.granted,
+    mostWaitingBytes: mostWaitingBytes(k),
   }),
   processes: (k) =>
     [...k.processes.values()].map((q) => ({
@@ -643,4 +644,11 @@ function releaseHold(p: KernelProcess, mb: Mailbox): void {
 function hasHandleOn(p: KernelProcess, mb: Mailbox): boolean {
   for (const h of p.handles.values()) if (h.mailbox === mb) return true;
   return false;
+}
+
+/** The most that one process's unfinished sends hold (for `postbox limits`). */
+function mostWaitingBytes(k: Kernel): number {
+  let most = 0;
+  for (const q of k.processes.values()) if (q.waitingBytes > most) most = q.waitingBytes;
+  return most;
 }

@@ -79,6 +79,10 @@ export class Kernel implements MailboxHost {
   nowLo = 0;
   nowHi = 0;
   totalBytes = 0;
+  /** What one process's unfinished sends may hold (MailboxHost's view of the limit). */
+  get maxWaitingBytes(): number {
+    return this.limits.maxWaitingBytes;
+  }
   readonly processes = new Map<number, KernelProcess>();
   readonly processByName = new Map<string, KernelProcess>();
   /**

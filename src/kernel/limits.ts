@@ -15,6 +15,12 @@ export interface KernelLimits {
    */
   maxTotalBytes: number;
   /**
+   * Bytes one process's sends may hold while they wait (to enter a full mailbox, for a
+   * rendezvous, or for their receipt); beyond it that process's sends that would wait fail with
+   * ENOMEM, so that one producer cannot take the whole of `maxTotalBytes`. `--max-waiting-bytes`.
+   */
+  maxWaitingBytes: number;
+  /**
    * Bytes that large frames begun and not yet whole may hold together; a process whose frame
    * finds no room is not read until room comes (FrameRoom). `--max-partial-bytes`.
    */
@@ -42,6 +48,7 @@ export const defaultLimits: Readonly<KernelLimits> = Object.freeze({
   maxMessageSize: 1024 * 1024,
   maxMailboxBytes: 64 * 1024 * 1024,
   maxTotalBytes: 4 * 1024 * 1024 * 1024,
+  maxWaitingBytes: 1024 * 1024 * 1024,
   maxPartialBytes: 256 * 1024 * 1024,
   maxMailboxes: 1_000_000,
   maxProcesses: 100_000,

@@ -33,6 +33,8 @@ export interface MailboxHost {
   readonly nowHi: number;
   /** Bytes queued in all mailboxes; the global memory limit applies to it. */
   totalBytes: number;
+  /** What one process's unfinished sends may hold together (`--max-waiting-bytes`). */
+  readonly maxWaitingBytes: number;
   /** Called when a process has output to flush. */
   markDirty(proc: Peer): void;
   /** Sends an error reply. */
@@ -61,6 +63,8 @@ export interface Peer {
   terminated: boolean;
   readonly receives: Map<number, ReceiveWaiter>;
   readonly sends: Map<number, SendWaiter>;
+  /** Bytes its unfinished sends hold (their frames and waiters): bounded by `maxWaitingBytes`. */
+  waitingBytes: number;
   /** Mailboxes where it waits for a reader to open (awaitReader). */
   readonly awaitingReader: Set<Mailbox>;
   /** Mailboxes it owns. */
@@ -566,10 +570,11 @@ export class Mailbox {
           );
           return 'individual';
         }
-        this.block(peer, buf, start, end, request, bodyBytes, receipt, onFull, timeoutMs);
-        if (!receipt) host.replyBlocked(peer, request);
+        if (this.block(peer, buf, start, end, request, bodyBytes, receipt, onFull, timeoutMs) && !receipt)
+          host.replyBlocked(peer, request);
         return 'individual';
       }
+      if (this.overWaitingBytes(peer, request, end - start)) return 'individual';
       const sw = new SendWaiter(
         peer,
         request,
@@ -580,6 +585,7 @@ export class Mailbox {
         onFull,
       );
       host.totalBytes += sw.heldBytes;
+      peer.waitingBytes += sw.heldBytes;
       this.accept(sw.frame!, 0, sw.peer);
       sw.state = 'inflight';
       peer.sends.set(request, sw);
@@ -620,8 +626,8 @@ export class Mailbox {
           return 'individual';
         }
         default:
-          this.block(peer, buf, start, end, request, bodyBytes, receipt, onFull, timeoutMs);
-          if (!receipt) host.replyBlocked(peer, request);
+          if (this.block(peer, buf, start, end, request, bodyBytes, receipt, onFull, timeoutMs) && !receipt)
+            host.replyBlocked(peer, request);
           return 'individual';
       }
       return this.admit(
@@ -823,6 +829,7 @@ export class Mailbox {
     timeoutMs: number,
     outcome: number,
   ): 'done' | 'individual' {
+    if (receipt && this.overWaitingBytes(peer, request, end - start)) return 'individual';
     this.accept(buf, start, peer);
     if (receipt) {
       const sw = new SendWaiter(
@@ -835,6 +842,7 @@ export class Mailbox {
         OnFull.WAIT,
       );
       this.host.totalBytes += sw.heldBytes;
+      peer.waitingBytes += sw.heldBytes;
       peer.sends.set(request, sw);
       this.armTimeout(sw, timeoutMs);
       this.place(sw.frame!, 0, sw.frame!.length, bodyBytes, sw, true);
@@ -899,6 +907,7 @@ export class Mailbox {
     }
   }
 
+  /** Queues a send to wait for room (or, in a rendezvous, for a receiver); false if refused. */
   private block(
     peer: Peer,
     buf: Buffer,
@@ -909,7 +918,8 @@ export class Mailbox {
     receipt: boolean,
     onFull: number,
     timeoutMs: number,
-  ): void {
+  ): boolean {
+    if (this.overWaitingBytes(peer, request, end - start)) return false;
     const sw = new SendWaiter(
       peer,
       request,
@@ -920,9 +930,30 @@ export class Mailbox {
       onFull,
     );
     this.host.totalBytes += sw.heldBytes;
+    peer.waitingBytes += sw.heldBytes;
     this.blocked.push(sw);
     peer.sends.set(request, sw);
     this.armTimeout(sw, timeoutMs);
+    return true;
+  }
+
+  /**
+   * Refuses (ENOMEM) a send that would wait when its process's waiting sends already hold their
+   * share: a producer that never awaits its sends to a full mailbox would otherwise take the
+   * kernel's whole memory limit, and every other process's sends would fail. Failing the send,
+   * not reading the process more slowly, keeps a process that also receives from deadlocking.
+   */
+  private overWaitingBytes(peer: Peer, request: number, frameBytes: number): boolean {
+    const limit = this.host.maxWaitingBytes;
+    if (peer.waitingBytes + frameBytes + SEND_WAITER_BYTES <= limit) return false;
+    this.host.replyError(
+      peer,
+      request,
+      'ENOMEM',
+      `${peer.label}'s sends that wait hold ${peer.waitingBytes} bytes; a ${frameBytes}-byte send to ${this.label} would pass the ${limit}-byte limit for one process (postbox kernel --max-waiting-bytes)`,
+      this,
+    );
+    return true;
   }
 
   private armTimeout(sw: SendWaiter, timeoutMs: number): void {
@@ -1605,6 +1636,7 @@ export class Mailbox {
     if (sw.state === 'settled') return;
     sw.state = 'settled';
     this.host.totalBytes -= sw.heldBytes;
+    sw.peer.waitingBytes -= sw.heldBytes;
     sw.frame = null;
     if (sw.timer !== null) clearTimeout(sw.timer);
     sw.peer.sends.delete(sw.request);
@@ -1615,6 +1647,7 @@ export class Mailbox {
     if (sw.state === 'settled') return;
     sw.state = 'settled';
     this.host.totalBytes -= sw.heldBytes;
+    sw.peer.waitingBytes -= sw.heldBytes;
     sw.frame = null;
     if (sw.timer !== null) clearTimeout(sw.timer);
     sw.peer.sends.delete(sw.request);

@@ -26,6 +26,7 @@ export class KernelProcess implements Peer, RoomHolder {
   inbox: Mailbox | null = null;
   readonly receives = new Map<number, ReceiveWaiter>();
   readonly sends = new Map<number, SendWaiter>();
+  waitingBytes = 0;
   /** Mailboxes it owns. */
   readonly owned = new Set<Mailbox>();
   /** Its open handles: handle id → mailbox and role. */

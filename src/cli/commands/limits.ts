@@ -33,6 +33,12 @@ const rows: LimitRow[] = [
   },
   { key: 'maxTotalBytes', label: 'max bytes queued in all', unit: 'bytes', flag: '--max-total-bytes BYTES' },
   {
+    key: 'maxWaitingBytes',
+    label: 'max bytes waiting per process',
+    unit: 'bytes',
+    flag: '--max-waiting-bytes BYTES',
+  },
+  {
     key: 'maxPartialBytes',
     label: 'max bytes of frames arriving',
     unit: 'bytes',
@@ -64,6 +70,8 @@ export async function limitsCommand(argv: string[]): Promise<number> {
       maxTotalBytes: usage.totalBytes,
       maxPartialBytes: usage.partialBytes,
     };
+    // The most any one process holds (an older kernel does not say).
+    if (usage.mostWaitingBytes !== undefined) inUse.maxWaitingBytes = usage.mostWaitingBytes;
     if (json) {
       printJson({
         limits,
