@@ -80,6 +80,47 @@ describe('sharing, rights and termination', () => {
     });
   });
 
+  test('round-robin: a waiting receiver passed over for a type it does not select still gets its turn', async () => {
+    // P2 waits for type 1 only; P3 and P4 take anything and ask again after each message. A
+    // receiver that asks again goes to the back of the line, behind P2, not ahead of it.
+    const name = box();
+    const p1 = await agent();
+    const [p2, p3, p4] = [await agent(), await agent(), await agent()];
+    await p1.do({ cmd: 'create', name, opts: { policy: 'round-robin', mode: 0o666 } });
+    const selects = new Map<Agent & { pid: number }, Record<string, unknown>>([
+      [p2, { type: 1 }],
+      [p3, {}],
+      [p4, {}],
+    ]);
+    const pending = new Map<number, Promise<AgentEvent>>();
+    for (const [r, opts] of selects) {
+      await r.do({ cmd: 'open', name });
+      pending.set(r.pid, r.start({ cmd: 'receive', mb: name, opts }));
+      await until(
+        () => stat(name),
+        (s) => s.waitingReceivers.includes(r.pid),
+        10_000,
+        'receiver waiting',
+      );
+    }
+    const takers: number[] = [];
+    for (const type of [2, 2, 1, 2, 1, 2]) {
+      await until(
+        () => stat(name),
+        (s) => s.count === 0 && s.waitingReceivers.length === 3,
+        10_000,
+        'all three waiting',
+      );
+      const r = await p1.do({ cmd: 'send', mb: name, body: `t${type}`, opts: { type, receipt: true } });
+      const taker = (r.result as { receiver: number }).receiver;
+      takers.push(taker);
+      const who = [...selects.keys()].find((a) => a.pid === taker)!;
+      assert.equal(body(await pending.get(taker)!), `t${type}`);
+      pending.set(taker, who.start({ cmd: 'receive', mb: name, opts: selects.get(who)! }));
+    }
+    assert.deepEqual(takers, [p3.pid, p4.pid, p2.pid, p3.pid, p4.pid, p3.pid]);
+  });
+
   test('first: whoever asked first gets the message', async () => {
     const name = box();
     const [a, b] = [await agent(), await agent()];

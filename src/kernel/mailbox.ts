@@ -427,7 +427,7 @@ export class Mailbox {
   inflightBytes = 0;
   /** Senders waiting for room (or, at capacity 0, for a receiver), in arrival order. */
   readonly blocked = new BlockedSenders<SendWaiter>();
-  /** Receivers waiting, in arrival order. */
+  /** Receivers waiting: in arrival order, or for round robin in turn order from `rr` (see line). */
   readonly receivers: ReceiveWaiter[] = [];
   /** Messages queued with a receipt pending, by store slot. */
   private readonly receiptBySlot = new Map<number, SendWaiter>();
@@ -1079,7 +1079,7 @@ export class Mailbox {
       if (this.rendezvous && this.blocked.length > 0) {
         // A sender waiting in a rendezvous is a message there now: meet it if it matches.
         w.waiting = true;
-        this.receivers.push(w);
+        this.line(w);
         this.admitBlocked();
         if (w.inflight > 0) return;
         this.stopWaiting(w);
@@ -1092,9 +1092,25 @@ export class Mailbox {
       return;
     }
     w.waiting = true;
-    this.receivers.push(w);
+    this.line(w);
     if (timeoutMs > 0 && !w.stream) w.timer = later(receiveTimedOut, timeoutMs, w);
     if (this.rendezvous) this.admitBlocked();
+  }
+
+  /**
+   * Puts a receiver that starts waiting at the back of the line. For first come that is the end
+   * (arrival order). For round robin it is just behind the cursor, the last to have a turn: at the
+   * end it would come ahead of receivers at the front that the cursor has not reached again, and a
+   * receiver passed over (it selects a type that did not come) would lose its turn to each taker
+   * that asks again, for as long as they do.
+   */
+  private line(w: ReceiveWaiter): void {
+    if (this.policy !== 'round-robin' || this.receivers.length === 0) {
+      this.receivers.push(w);
+      return;
+    }
+    this.receivers.splice(this.rr, 0, w);
+    this.rr++;
   }
 
   /** Delivers queued messages to w within its credit. Returns how many, or 'error' if it ended. */
