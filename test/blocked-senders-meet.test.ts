@@ -64,6 +64,47 @@ test('a rendezvous: a receive from B meets B waiting behind A; a receive of type
   assert.deepEqual([await again, await fromA], ['received', 'received']);
 });
 
+test('a rendezvous takes from its waiting senders as from a queue: highest priority first, lowest type under type < 0', {
+  timeout: 20_000,
+}, async () => {
+  const [me, s] = [await join(), await join()];
+  // Each line of waiting senders, in arrival order; a receive must pick as mq_receive and
+  // msgrcv pick from a queue holding those messages, not the first in line that it selects.
+  const line = async (box: Mailbox, sends: [string, { priority?: number; type?: number }][]) => {
+    const handle = await s.openMailbox(box.id);
+    const outcomes: Promise<string>[] = [];
+    for (const [body, opts] of sends) {
+      outcomes.push(outcomeOf(handle.send(body, opts)));
+      await waiting(box, outcomes.length);
+    }
+    return outcomes;
+  };
+  const prio = await me.createMailbox(null, { capacity: 0, order: 'priority', mode: 0o666 });
+  const prioSends = await line(prio, [
+    ['p1', { priority: 1 }],
+    ['p9-a', { priority: 9 }],
+    ['p5', { priority: 5 }],
+    ['p9-b', { priority: 9 }],
+  ]);
+  const byPriority: unknown[] = [];
+  for (let i = 0; i < 4; i++) byPriority.push((await prio.receive({ timeout: 10_000 }))?.body);
+  assert.deepEqual(byPriority, ['p9-a', 'p9-b', 'p5', 'p1']);
+  assert.deepEqual(await Promise.all(prioSends), ['received', 'received', 'received', 'received']);
+
+  const typed = await me.createMailbox(null, { capacity: 0, mode: 0o666 });
+  const typedSends = await line(typed, [
+    ['t3', { type: 3 }],
+    ['t1-a', { type: 1 }],
+    ['t2', { type: 2 }],
+    ['t1-b', { type: 1 }],
+  ]);
+  assert.equal((await typed.receive({ type: -5, timeout: 10_000 }))?.body, 't1-a');
+  assert.equal((await typed.receive({ type: -2, timeout: 10_000 }))?.body, 't1-b');
+  assert.equal((await typed.receive({ type: -5, timeout: 10_000 }))?.body, 't2');
+  assert.equal((await typed.receive({ timeout: 10_000 }))?.body, 't3');
+  assert.deepEqual(await Promise.all(typedSends), ['received', 'received', 'received', 'received']);
+});
+
 test('a rendezvous: a nowait receive meets a sender already waiting, and is null when none is', {
   timeout: 20_000,
 }, async () => {

@@ -995,18 +995,7 @@ export class Mailbox {
     const blocked = this.blocked;
     if (blocked.length === 0) return;
     if (this.rendezvous) {
-      // Each waiting sender, in arrival order, meets the first receiver that takes its message.
-      // One that no receiver selects is passed over, not a wall: a receive from B, or of type 2,
-      // must meet B's message waiting behind A's.
-      for (const sw of blocked) {
-        if (!this.hasWaitingReceiver()) return;
-        const w = this.findReceiver(sw.frame!, 0, sw.bodyBytes);
-        if (w === null) continue;
-        blocked.remove(sw);
-        this.accept(sw.frame!, 0, sw.peer);
-        sw.state = 'inflight';
-        this.deliver(w, sw.frame!, 0, sw.frame!.length, sw);
-      }
+      this.meetBlocked();
       return;
     }
     if (this.admission === 'in-order') {
@@ -1015,6 +1004,74 @@ export class Mailbox {
       return;
     }
     for (const sw of blocked) if (this.hasRoom(sw.bodyBytes)) this.admit1(sw);
+  }
+
+  /**
+   * A rendezvous: each receiver that can take a message now, in the policy's order, meets the
+   * waiting sender whose message it would take were they all queued ({@link blockedFor}). One
+   * that no receiver selects is passed over, not a wall: a receive from B, or of type 2, must
+   * meet B's message waiting behind A's.
+   */
+  private meetBlocked(): void {
+    const blocked = this.blocked;
+    for (let met = true; met && blocked.length > 0; ) {
+      met = false;
+      const receivers = this.receivers;
+      const n = receivers.length;
+      for (let k = 0; k < n; k++) {
+        const i = this.policy === 'round-robin' ? (this.rr + k) % n : k;
+        const w = receivers[i]!;
+        if (w.credit === 0 || w.peer.congested) continue;
+        const sw = this.blockedFor(w.sel);
+        if (sw === null) continue;
+        // Either way the line of receivers changes: look at it again from the start.
+        met = true;
+        if (sw.bodyBytes > w.maxSize && (w.flags & ReceiveFlag.TRUNCATE) === 0) {
+          // As msgrcv without MSG_NOERROR: the receive fails, the message stays (its sender waits).
+          this.endReceive(
+            w,
+            'E2BIG',
+            `the first matching message in ${this.label} is ${sw.bodyBytes} bytes, over the receiver's ${w.maxSize}`,
+          );
+          break;
+        }
+        if (this.policy === 'round-robin') this.rr = this.nextTurn(i);
+        blocked.remove(sw);
+        this.accept(sw.frame!, 0, sw.peer);
+        sw.state = 'inflight';
+        this.deliver(w, sw.frame!, 0, sw.frame!.length, sw);
+        break;
+      }
+    }
+  }
+
+  /**
+   * The waiting sender whose message a receive with this selection takes, as if the line were
+   * the queue: the first in line it selects, but in a priority mailbox the highest priority
+   * first, and under type < 0 the lowest type first (msgrcv), arrival order breaking ties.
+   */
+  private blockedFor(sel: Selection): SendWaiter | null {
+    const lowestType = sel.type < 0;
+    const byPriority = this.order === 'priority';
+    let best: SendWaiter | null = null;
+    let bestType = 0;
+    let bestPriority = 0;
+    for (const sw of this.blocked) {
+      const f = sw.frame!;
+      const type = readInt64(f, Off.TYPE);
+      if (!selects(sel, type, getU32(f, Off.SENDER))) continue;
+      if (!lowestType && !byPriority) return sw;
+      const priority = byPriority ? f.readUInt16LE(Off.PRIORITY) : 0;
+      const better =
+        best === null ||
+        (lowestType && type < bestType) ||
+        ((!lowestType || type === bestType) && priority > bestPriority);
+      if (!better) continue;
+      best = sw;
+      bestType = type;
+      bestPriority = priority;
+    }
+    return best;
   }
 
   /**
@@ -1033,12 +1090,6 @@ export class Mailbox {
         `a ${sw.bodyBytes}-byte message is over the ${this.maxBytes}-byte limit of ${this.label} (lowered while it waited)`,
       );
     }
-  }
-
-  /** A receiver that could take a message now: waiting, with credit, its process reading. */
-  private hasWaitingReceiver(): boolean {
-    for (const w of this.receivers) if (w.credit > 0 && !w.peer.congested) return true;
-    return false;
   }
 
   /** A blocked sender that now fits leaves the line and goes in. */
