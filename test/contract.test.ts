@@ -279,6 +279,31 @@ for (const transport of ['unix', 'tcp'] as const) {
       assert.equal((r.message as { body: string }).body, 'later', 'an aborted receive took nothing');
     });
 
+    test('until received with a timeout or a signal: a message queued but not taken in time is withdrawn', async () => {
+      const name = box();
+      const p = await agent();
+      const q = await agent();
+      await p.do({ cmd: 'create', name, opts: { capacity: 5, mode: 0o666 } });
+      await q.do({ cmd: 'open', name });
+      const timedOut = await p.do({
+        cmd: 'send',
+        mb: name,
+        body: 'late',
+        opts: { receipt: true, timeout: 50 },
+      });
+      assert.equal(timedOut.code, 'ETIMEDOUT');
+      const aborted = await p.do({
+        cmd: 'send',
+        mb: name,
+        body: 'gone',
+        opts: { receipt: true },
+        abortAfterMs: 30,
+      });
+      assert.equal(aborted.code, 'ECANCELED');
+      assert.equal((await stat(name)).count, 0, 'both were queued, and both left with their sends');
+      assert.equal((await q.do({ cmd: 'receive', mb: name, opts: { nowait: true } })).message, null);
+    });
+
     test('direct links: symmetric and asymmetric receive, sender reported', async () => {
       const a = await agent(`${transport}-A`);
       const b = await agent(`${transport}-B`);

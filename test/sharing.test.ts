@@ -269,6 +269,60 @@ describe('sharing, rights and termination', () => {
     assert.equal((await other.do({ cmd: 'delete', mb: name })).event, 'ok');
   });
 
+  test('unowned system mailbox: a third process that never had it does the owner operations, until it passes ownership on', async () => {
+    const name = box();
+    const [owner, third, fourth] = [await agent(), await agent(), await agent()];
+    await owner.do({ cmd: 'create', name, opts: { system: true, mode: 0o600 } });
+    await owner.kill('SIGKILL');
+    await until(
+      () => stat(name),
+      (s) => s.owner === null,
+      10_000,
+      'unowned',
+    );
+    await third.do({ cmd: 'open', name });
+    await fourth.do({ cmd: 'open', name });
+    // The mode still binds everyone: owner operations are open, sending and receiving are not.
+    assert.equal((await third.do({ cmd: 'send', mb: name, body: 'x' })).code, 'EACCES');
+    assert.equal((await third.do({ cmd: 'chmod', mb: name, mode: 0o640 })).event, 'ok');
+    assert.equal((await third.do({ cmd: 'grant', mb: name, process: fourth.pid })).event, 'ok');
+    assert.equal((await fourth.do({ cmd: 'receive', mb: name, opts: { nowait: true } })).event, 'ok');
+    assert.equal((await third.do({ cmd: 'revoke', mb: name, process: fourth.pid })).event, 'ok');
+    assert.equal((await third.do({ cmd: 'transfer', mb: name, process: fourth.pid })).event, 'ok');
+    const refused = await third.do({ cmd: 'chmod', mb: name, mode: 0o666 });
+    assert.equal(refused.code, 'EACCES', 'owned again: only its owner may');
+    assert.match(
+      refused.message as string,
+      new RegExp(`mailbox '${name}': only its owner, process ${fourth.pid}`),
+    );
+    assert.equal((await fourth.do({ cmd: 'delete', mb: name })).event, 'ok');
+  });
+
+  test('transferred, a process-owned mailbox goes with its new owner: a sender waiting at a rendezvous gets EIDRM', async () => {
+    const name = box();
+    const [owner, heir, sender] = [await agent(), await agent(), await agent()];
+    await owner.do({ cmd: 'create', name, opts: { capacity: 0, mode: 0o666 } });
+    await owner.do({ cmd: 'transfer', mb: name, process: heir.pid });
+    await owner.kill('SIGKILL');
+    await sender.do({ cmd: 'open', name });
+    const waiting = sender.start({ cmd: 'send', mb: name, body: 'meet me' });
+    await until(
+      () => stat(name),
+      (s) => s.waitingSenders.length === 1 && s.owner === heir.pid,
+      10_000,
+      'sender waiting, the heir owning it',
+    );
+    await heir.kill('SIGKILL');
+    const e = await waiting;
+    assert.equal(e.code, 'EIDRM');
+    assert.match(
+      e.message as string,
+      new RegExp(`mailbox '${name}' was removed \\(its owner process ${heir.pid} terminated\\)`),
+    );
+    const later = await sender.do({ cmd: 'send', mb: name, body: 'too late' });
+    assert.equal(later.code, 'ENOENT', 'later senders are told it is gone');
+  });
+
   test('fixed-size mailbox: exactly n bytes or EMSGSIZE; the preallocated ring survives wrap-around and give-backs intact', async () => {
     const name = box();
     const [owner, victim, reader] = [await agent(), await agent(), await agent()];
