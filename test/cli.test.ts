@@ -692,6 +692,35 @@ test("--typed input and msgrcv selection: the lecture's crew", async () => {
   await run(['rm', 'crew']);
 });
 
+test('send --typed --json: a malformed line gets its own failed line, and the input stops there', async () => {
+  assert.equal((await run(['create', 'typed-json'])).code, 0);
+  const r = await run(['send', 'typed-json', '--typed', '--json'], {
+    input: '1 ok\nnot-a-type here\n1 never\n',
+  });
+  assert.equal(r.code, 2, r.stderr);
+  noStack(r);
+  assert.match(r.stderr, /line 2: expected 'TYPE TEXT'/);
+  const outcomes = r.stdout
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { line: number });
+  // A script matches lines to outcomes: every line read has one, and the line never sent has none.
+  assert.deepEqual(
+    outcomes.sort((a, b) => a.line - b.line),
+    [
+      { line: 1, outcome: 'queued' },
+      {
+        line: 2,
+        outcome: 'failed',
+        code: 'EINVAL',
+        error: "expected 'TYPE TEXT' with a positive whole TYPE, got 'not-a-type here'",
+      },
+    ],
+  );
+  assert.equal((await run(['recv', 'typed-json', '--all'])).stdout, 'ok\n');
+  await run(['rm', 'typed-json']);
+});
+
 test('exit codes: 3 empty or full, 4 no such mailbox, 5 permission denied, 6 timeout', async () => {
   assert.equal((await run(['create', 'full', '--capacity', '1'])).code, 0);
   assert.equal((await run(['send', 'full', 'a'])).code, 0);

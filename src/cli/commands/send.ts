@@ -118,12 +118,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
             const m = /^\s*(\d+)(?:[ \t](.*))?$/.exec(line);
             const t = m === null ? Number.NaN : Number(m[1]);
             if (m === null || !Number.isSafeInteger(t) || t < 1) {
-              sender.fail(
-                new UsageError(
-                  `line ${sender.lines + 1}: expected 'TYPE TEXT' with a positive whole TYPE, got '${line}'`,
-                ),
-                Exit.USAGE,
-              );
+              sender.refuse(`expected 'TYPE TEXT' with a positive whole TYPE, got '${line}'`);
               break;
             }
             sender.send(m[2] ?? '', { ...base, type: t });
@@ -207,6 +202,18 @@ class Pipeline {
     this.error = err;
     this.exitCode = code;
     this.errorLine = this.numbered && err instanceof PostboxError ? line : null;
+  }
+
+  /**
+   * Refuses the next input line before any send (a malformed `--typed` line): it stops the input
+   * as a failed send would, and with --json it gets its `failed` line too, or a script matching
+   * lines to outcomes would never learn what became of it.
+   */
+  refuse(why: string): void {
+    const line = this.lines + 1;
+    if (this.json)
+      process.stdout.write(`${JSON.stringify({ line, outcome: 'failed', code: 'EINVAL', error: why })}\n`);
+    this.fail(new UsageError(`line ${line}: ${why}`), Exit.USAGE, line);
   }
 
   /** Resolves when fewer than the window are in flight. */
