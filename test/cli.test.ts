@@ -848,6 +848,56 @@ test('watch --once and ps show a mailbox and the receiver blocked on it; --recei
   await run(['rm', 'inbox-jobs']);
 });
 
+test('recv --all stops at the first Ctrl-C (130) once what it took is written, leaving the rest queued', async () => {
+  assert.equal((await run(['create', 'drain'])).code, 0);
+  // 2 MB of output: far more than the pipe and the paused stream below hold, so the command is
+  // still draining, stalled on its output, when the interrupt comes.
+  const total = 20_000;
+  const box = await me.openMailbox('drain');
+  await box.sendMany(Array.from({ length: total }, (_, i) => String(i).padStart(99, '0')));
+  const p = spawn(process.execPath, [CLI, 'recv', 'drain', '--all'], {
+    env: cliEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const l: Live = {
+    proc: p,
+    out: { stdout: '', stderr: '' },
+    exited: new Promise((resolve) => p.once('close', (code, signal) => resolve({ code, signal }))),
+  };
+  p.stderr!.on('data', (d: Buffer) => {
+    l.out.stderr += d;
+  });
+  try {
+    // Standard output is not read yet: the command takes messages until its writes stall.
+    await until(
+      async () => (await box.stat()).count,
+      (n) => n < total,
+      10_000,
+      'recv --all to start taking',
+    );
+    p.kill('SIGINT');
+    p.stdout!.on('data', (d: Buffer) => {
+      l.out.stdout += d;
+    });
+    const r = await finish(l, 15_000, 'recv drain --all');
+    noStack(r);
+    assert.equal(r.code, 130, r.stderr);
+    const printed = r.stdout.split('\n').filter(Boolean);
+    const left = (await box.stat()).count;
+    // Nothing lost: what it took is what it printed, in order, and the rest is still queued.
+    assert.ok(left > 0, 'the interrupt stopped the drain');
+    assert.equal(printed.length + left, total);
+    assert.deepEqual(
+      printed,
+      Array.from({ length: printed.length }, (_, i) => String(i).padStart(99, '0')),
+    );
+  } finally {
+    kill(l);
+    await box.close();
+    await run(['rm', 'drain']);
+  }
+});
+
 test('recv --follow prints messages as they come and exits 0 on Ctrl-C; an interrupted recv takes nothing', async () => {
   assert.equal((await run(['create', 'events'])).code, 0);
   const follower = spawnCli(['recv', 'events', '--follow', '--verbose']);

@@ -116,12 +116,13 @@ export async function recvCommand(argv: string[]): Promise<number> {
     try {
       if (values.follow) return await follow(mb, select, signal, out);
       if (values.all) {
-        await takeQueued(mb, select, Number.POSITIVE_INFINITY, out);
-        return Exit.OK;
+        await takeQueued(mb, select, Number.POSITIVE_INFINITY, out, signal);
+        return signal.aborted ? interruptExitCode() : Exit.OK;
       }
       const n = count ?? 1;
       if (values.nowait) {
-        const got = await takeQueued(mb, select, n, out);
+        const got = await takeQueued(mb, select, n, out, signal);
+        if (signal.aborted) return interruptExitCode();
         if (got < n && !out.closed) {
           if (got === 0) printDiagnostic('recv', `no message in ${describe(found, select)}`);
           return Exit.EMPTY;
@@ -167,17 +168,21 @@ async function follow(
 
 /**
  * Takes up to max queued messages with non-blocking receives, pipelined in growing batches (the
- * kernel answers them in order, so the output is in order). Stops at the first empty answer.
+ * kernel answers them in order, so the output is in order). Stops at the first empty answer, or
+ * at an interrupt once the batch it has taken is written: none of these receives waits, so the
+ * signal aborts none of them, and a mailbox that a producer keeps filling would otherwise take a
+ * second Ctrl-C (exit at once) to end the command.
  */
 async function takeQueued(
   mb: Mailbox,
   select: ReceiveOptions & { from?: number },
   max: number,
   out: Output,
+  signal: AbortSignal,
 ): Promise<number> {
   let got = 0;
   let batch = 1;
-  while (got < max) {
+  while (got < max && !signal.aborted) {
     const k = Math.min(batch, max - got);
     const answers = await Promise.all(
       Array.from({ length: k }, () => mb.receive({ ...select, nowait: true })),
