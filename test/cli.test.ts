@@ -803,6 +803,34 @@ test('cat-style pipes through a real shell: printf | postbox send; postbox recv 
   await run(['rm', 'code']);
 });
 
+test('ps and watch say what a blocked receive selects: msgrcv by type, MSG_EXCEPT, one sender', async () => {
+  assert.equal((await run(['create', 'by-type'])).code, 0);
+  // A message of type 1 is queued, so these receivers wait beside it: only what they select explains why.
+  assert.equal((await run(['send', 'by-type', 'Kirk', '--type', '1'])).code, 0);
+  const waiters = [
+    { args: ['--type', '2'], says: "receive mailbox 'by-type' of type 2" },
+    { args: ['--type', '1', '--except'], says: "receive mailbox 'by-type' not of type 1" },
+    {
+      args: ['--type', '-3', '--from', 'tester'],
+      says: `receive mailbox 'by-type' of type <= 3 from process ${me.id}`,
+    },
+  ];
+  const live = waiters.map((w) => spawnCli(['recv', 'by-type', ...w.args]));
+  try {
+    for (let i = 0; i < live.length; i++) await receiversWaiting('by-type', i + 1, live[i]!);
+    const ps = await run(['ps', '--json']);
+    const rows = JSON.parse(ps.stdout) as { pid: number; blockedOn: string[] }[];
+    for (const [i, w] of waiters.entries())
+      assert.deepEqual(rows.find((p) => p.pid === live[i]!.proc.pid)?.blockedOn, [w.says]);
+    const watch = await run(['watch', '--once']);
+    for (const w of waiters) assert.ok(watch.stdout.includes(`${w.says}\n`), watch.stdout);
+  } finally {
+    for (const l of live) kill(l);
+    await Promise.all(live.map((l) => l.exited));
+    await run(['rm', 'by-type']);
+  }
+});
+
 test('watch --once and ps show a mailbox and the receiver blocked on it; --receipt names who took it', async () => {
   assert.equal((await run(['create', 'inbox-jobs', '--capacity', '4'])).code, 0);
   const receiver = spawnCli(['recv', 'inbox-jobs']);

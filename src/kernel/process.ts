@@ -3,6 +3,7 @@ import { FrameDecoder } from '../protocol/decoder.js';
 import { FrameWriter } from '../transport/frame-writer.js';
 import type { RoomHolder } from './frame-room.js';
 import type { Mailbox, Peer, ReceiveWaiter, SendWaiter } from './mailbox.js';
+import type { Selection } from './message-store.js';
 
 /** How a process reached the kernel. */
 export type Transport = 'unix' | 'tcp';
@@ -110,7 +111,8 @@ export class KernelProcess implements Peer, RoomHolder {
     const add = (what: string): void => {
       counts.set(what, (counts.get(what) ?? 0) + 1);
     };
-    for (const w of this.receives.values()) if (w.waiting) add(`receive ${w.mailbox.label}`);
+    for (const w of this.receives.values())
+      if (w.waiting) add(`receive ${w.mailbox.label}${selectionWords(w.sel)}`);
     for (const sw of this.sends.values())
       add(`${sw.state === 'blocked' ? 'send' : 'receipt'} ${sw.mailbox.label}`);
     for (const mb of this.awaitingReader) add(`reader ${mb.label}`);
@@ -120,4 +122,21 @@ export class KernelProcess implements Peer, RoomHolder {
     if (this.roomWanted > 0) add(`room for a frame of ${this.roomWanted} bytes (--max-partial-bytes)`);
     return [...counts].map(([what, n]) => (n === 1 ? what : `${what} ×${n}`));
   }
+}
+
+/**
+ * What a waiting receive selects, as `postbox recv` says it: a process waiting for a message of
+ * type 2 (msgrcv) or from one process (symmetric naming) is blocked on that, not on any message,
+ * and one waiting beside a queue of other messages would look stuck without it.
+ */
+function selectionWords(sel: Selection): string {
+  let words = '';
+  if (sel.type !== 0)
+    words += sel.except
+      ? ` not of type ${sel.type}`
+      : sel.type > 0
+        ? ` of type ${sel.type}`
+        : ` of type <= ${-sel.type}`;
+  if (sel.from !== 0) words += ` from process ${sel.from}`;
+  return words;
 }
