@@ -203,6 +203,13 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
     // node's parseArgs said these in its own words, over up to three lines.
     [['ls', '--bogus'], /^postbox ls: unknown option --bogus\n/],
     [['ls', '--json=3'], /^postbox ls: --json takes no value\n/],
+    // parseArgs read '-hello' as -h -e -l -l -o and named only -e; a text or name that starts with
+    // '-' goes after --, which its message said and ours left out.
+    [
+      ['send', 'x', '-hello'],
+      /^postbox send: unknown option -e in '-hello' \(an argument that starts with '-' goes after --, as in: -- '-hello'\)\n/,
+    ],
+    [['send', 'x', '-5'], /^postbox send: unknown option -5 \(.* goes after --, as in: -- '-5'\)\n/],
     [['send', 'x', '--type'], /^postbox send: --type needs a value\n/],
     [['kernel', '--heartbeat-ms'], /^postbox kernel: --heartbeat-ms needs a value\n/],
     [

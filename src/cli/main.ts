@@ -93,7 +93,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    const usage = err instanceof UsageError ? err : parseArgsUsageError(err);
+    const usage = err instanceof UsageError ? err : parseArgsUsageError(err, process.argv.slice(2));
     if (usage !== null) {
       printDiagnostic(known, `${usage.message}\nRun '${hint}' for usage.`);
       process.exitCode = Exit.USAGE;
