@@ -5,11 +5,12 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
+import { KERNEL_VERSION } from '../src/kernel/kernel.js';
 import { listenAsAnotherUser, WITHOUT_MODE_OVERRIDE } from './helpers/foreign-socket.js';
 import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { until } from './helpers/wait.js';
@@ -194,7 +195,19 @@ test('--help on every command: usage, examples and exit codes, without a kernel'
   assert.equal(bare.stdout, '');
   assert.match(bare.stderr, /^Usage: postbox <command>/);
   const short = await run(['send', '-h'], { env: nowhere });
-  assert.match(short.stdout, /^Usage: postbox send NAME \[TEXT\]/);
+  assert.match(short.stdout, /^Usage: postbox send NAME \[TEXT\]/); // The version the package says, which the kernel also tells each process in its WELCOME.
+  const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  for (const flag of ['--version', '-V']) {
+    const v = await run([flag], { env: nowhere });
+    assert.equal(v.code, 0, v.stderr);
+    assert.match(
+      v.stdout,
+      new RegExp(`^postbox ${version.replaceAll('.', '\\.')} \\(protocol 1, node v\\d+`),
+    );
+  }
+  assert.equal(KERNEL_VERSION, version, 'the kernel says the version the package has');
 });
 
 test('usage errors exit 2 with a hint and no stack trace', async () => {

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
+import { KERNEL_VERSION } from '../kernel/kernel.js';
 import { PostboxError } from '../protocol/errors.js';
+import { PROTOCOL_VERSION } from '../protocol/frame.js';
 import { createCommand, createHelp } from './commands/create.js';
 import { fifoCommand, fifoHelp } from './commands/fifo.js';
 import { limitsCommand, limitsHelp } from './commands/limits.js';
@@ -56,7 +58,8 @@ ${Object.entries(commands)
 
 Every command but kernel finds the kernel by --socket PATH or --url tcp://HOST:PORT, else
 $POSTBOX_URL, else $POSTBOX_SOCKET, else the per-user default socket; --json gives scripts JSON.
-Run 'postbox <command> --help' for a command's options and examples.
+Run 'postbox <command> --help' for a command's options and examples; 'postbox --version' for
+the version.
 
 Examples:
   postbox kernel &
@@ -73,6 +76,12 @@ async function main(argv: string[]): Promise<number> {
     // No command at all is a usage error: its help goes where errors go, not into a pipe.
     (name === undefined ? process.stderr : process.stdout).write(topic?.help ?? help);
     return name === undefined ? Exit.USAGE : Exit.OK;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(
+      `postbox ${KERNEL_VERSION} (protocol ${PROTOCOL_VERSION}, node ${process.version})\n`,
+    );
+    return Exit.OK;
   }
   const command = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (command === undefined) throw new UsageError(`unknown command '${name}'`);
