@@ -134,3 +134,24 @@ test('connect() to a socket this user may not use says permission denied, not "s
     server.close();
   }
 });
+
+/**
+ * A socket path that ends with '/' names a folder: the kernel made the folder above it, then
+ * failed to listen with "EACCES: permission denied", which sent the user looking at permissions.
+ */
+test('postbox kernel refuses a socket path ending with / at once, and makes no folder', async () => {
+  const path = join(dir, 'new-folder', 'sub/');
+  const r = await runKernel(path);
+  assert.equal(r.hung, false, `the kernel kept running; it said: ${r.stderr}`);
+  assert.equal(r.code, 1);
+  assert.match(
+    r.stderr,
+    /ends with '\/', so it names a folder; give the socket's own name in it, e\.g\. --socket .*sub\/kernel\.sock/,
+  );
+  assert.doesNotMatch(r.stderr, /EACCES|permission/);
+  assert.deepEqual(
+    readdirSync(dir).filter((f) => f.startsWith('new-folder')),
+    [],
+    'no folder made',
+  );
+});

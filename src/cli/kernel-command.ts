@@ -3,6 +3,7 @@ import { defaultLimits, type KernelLimits } from '../kernel/limits.js';
 import {
   EmptyTokenError,
   KernelRunningError,
+  SocketPathIsFolderError,
   SocketPathTakenError,
   SocketPathTooLongError,
   startKernel,
@@ -105,6 +106,7 @@ export async function kernelCommand(argv: string[]): Promise<number> {
       err instanceof KernelRunningError ||
       err instanceof SocketPathTakenError ||
       err instanceof SocketPathTooLongError ||
+      err instanceof SocketPathIsFolderError ||
       err instanceof EmptyTokenError
     ) {
       printDiagnostic('kernel', err.message);

@@ -16,6 +16,7 @@ export {
   EmptyTokenError,
   KernelRunningError,
   type RunningKernel,
+  SocketPathIsFolderError,
   SocketPathTakenError,
   SocketPathTooLongError,
   type StartKernelOptions,

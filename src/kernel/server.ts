@@ -47,6 +47,8 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
   const socketPath = options.socket ?? defaultSocketPath();
   const tooLong = socketPathTooLong(socketPath);
   if (tooLong !== null) throw new SocketPathTooLongError(socketPath, tooLong);
+  // Before the folder is made: `--socket /run/pb/` would make /run and fail to listen with EACCES.
+  if (socketPath.endsWith('/')) throw new SocketPathIsFolderError(socketPath);
   ensureSocketDir(socketPath);
   await clearStaleSocket(socketPath);
   const tcpUrls = options.listen ?? [];
@@ -181,6 +183,16 @@ export class SocketPathTakenError extends Error {
   constructor(readonly socketPath: string) {
     super(
       `${socketPath} exists and is not a socket; the kernel will not replace it (choose another --socket PATH)`,
+    );
+  }
+}
+
+/** The socket path ends with '/': it names a folder, and a socket is a file in one. */
+export class SocketPathIsFolderError extends Error {
+  readonly code = 'EISDIR';
+  constructor(readonly socketPath: string) {
+    super(
+      `the socket path ${socketPath} ends with '/', so it names a folder; give the socket's own name in it, e.g. --socket ${socketPath}kernel.sock`,
     );
   }
 }
