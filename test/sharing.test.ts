@@ -30,6 +30,14 @@ describe('sharing, rights and termination', () => {
   const box = (): string => `share-${++n}`;
   const stat = async (name: string): Promise<MailboxStat> => (await me.openMailbox(name)).stat();
   const body = (e: AgentEvent): unknown => (e.message as AgentEvent | null)?.body;
+  /** Resolves once process `pid` waits to receive from `name`. */
+  const waiting = (name: string, pid: number): Promise<MailboxStat> =>
+    until(
+      () => stat(name),
+      (s) => s.waitingReceivers.includes(pid),
+      10_000,
+      'receiver waiting',
+    );
 
   before(async () => {
     kernel = await startTestKernel();
@@ -49,12 +57,7 @@ describe('sharing, rights and termination', () => {
     for (const r of receivers) {
       await r.do({ cmd: 'open', name });
       void r.start({ cmd: 'consume', mb: name, count: 100, opts: { prefetch: 1 } });
-      await until(
-        () => stat(name),
-        (s) => s.waitingReceivers.includes(r.pid),
-        10_000,
-        'receiver waiting',
-      );
+      await waiting(name, r.pid);
     }
     const takers: number[] = [];
     for (let i = 0; i < 9; i++) {
@@ -96,12 +99,7 @@ describe('sharing, rights and termination', () => {
     for (const [r, opts] of selects) {
       await r.do({ cmd: 'open', name });
       pending.set(r.pid, r.start({ cmd: 'receive', mb: name, opts }));
-      await until(
-        () => stat(name),
-        (s) => s.waitingReceivers.includes(r.pid),
-        10_000,
-        'receiver waiting',
-      );
+      await waiting(name, r.pid);
     }
     const takers: number[] = [];
     for (const type of [2, 2, 1, 2, 1, 2]) {
