@@ -30,6 +30,14 @@ describe('sharing, rights and termination', () => {
   const box = (): string => `share-${++n}`;
   const stat = async (name: string): Promise<MailboxStat> => (await me.openMailbox(name)).stat();
   const body = (e: AgentEvent): unknown => (e.message as AgentEvent | null)?.body;
+  /** Resolves once `name` has no owner (its owner was killed). */
+  const unowned = (name: string): Promise<MailboxStat> =>
+    until(
+      () => stat(name),
+      (s) => s.owner === null,
+      10_000,
+      'unowned',
+    );
   /** Resolves once process `pid` waits to receive from `name`. */
   const waiting = (name: string, pid: number): Promise<MailboxStat> =>
     until(
@@ -257,12 +265,7 @@ describe('sharing, rights and termination', () => {
     assert.equal((await stat(name)).mode, 0o666);
     await owner.do({ cmd: 'send', mb: name, body: 'kept' });
     await owner.kill('SIGKILL');
-    await until(
-      () => stat(name),
-      (s) => s.owner === null,
-      10_000,
-      'unowned',
-    );
+    await unowned(name);
     assert.equal(body(await other.do({ cmd: 'receive', mb: name })), 'kept');
     assert.equal((await other.do({ cmd: 'delete', mb: name })).event, 'ok');
   });
@@ -272,12 +275,7 @@ describe('sharing, rights and termination', () => {
     const [owner, third, fourth] = [await agent(), await agent(), await agent()];
     await owner.do({ cmd: 'create', name, opts: { system: true, mode: 0o600 } });
     await owner.kill('SIGKILL');
-    await until(
-      () => stat(name),
-      (s) => s.owner === null,
-      10_000,
-      'unowned',
-    );
+    await unowned(name);
     await third.do({ cmd: 'open', name });
     await fourth.do({ cmd: 'open', name });
     // The mode still binds everyone: owner operations are open, sending and receiving are not.
