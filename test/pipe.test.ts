@@ -186,15 +186,18 @@ describe('pipes', () => {
     const other = await join();
     await mkfifo(p, 'pipe-test-gone');
     const waiting = openFifo(other, 'pipe-test-gone', 'w');
+    // The write end opens before the writer asks to wait for a reader: wait for the asking itself,
+    // which is what ps shows.
+    const blockedOn = async (): Promise<string[]> =>
+      (await p.processes()).find((q) => q.id === other.id)?.blockedOn ?? [];
     await within(
       (async () => {
-        while ((await p.stat('pipe-test-gone')).writers === 0) await new Promise((r) => setImmediate(r));
+        while ((await blockedOn()).length === 0) await new Promise((r) => setImmediate(r));
       })(),
       BOUND_MS,
-      'the write end to open',
+      'the writer to wait for a reader',
     );
-    const waiter = (await p.processes()).find((q) => q.id === other.id);
-    assert.deepEqual(waiter?.blockedOn, ["reader mailbox 'pipe-test-gone'"], 'ps shows what it waits for');
+    assert.deepEqual(await blockedOn(), ["reader mailbox 'pipe-test-gone'"], 'ps shows what it waits for');
     const fifo = await p.openMailbox('pipe-test-gone', { role: 'none' });
     await fifo.delete();
     await within(
