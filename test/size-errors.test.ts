@@ -13,20 +13,29 @@ import { kernelForTests } from './helpers/kernel.js';
 describe('EMSGSIZE over the kernel limit names where the message was going', () => {
   const { join } = kernelForTests({ args: ['--max-message-size', '1024'] });
 
-  test('a send to a mailbox, by each road through the client', async () => {
+  test('a send to a mailbox, by each road through the client, names it as the kernel does', async () => {
     const p = await join();
     const box = await p.createMailbox('size-errors');
-    const names = (e: PostboxError): boolean =>
+    const names = (label: string, subject: string) => (e: PostboxError) =>
       e.code === 'EMSGSIZE' &&
-      e.message.includes(`to mailbox #${box.id}`) &&
+      e.message.includes(`to ${label}`) &&
       e.message.includes('--max-message-size') &&
-      e.mailbox === `#${box.id}`;
-    await assert.rejects(box.send(new Uint8Array(2048)), names); // bytes, no options
-    await assert.rejects(box.send('x'.repeat(2048)), names); // a string, no options
-    await assert.rejects(box.send({ big: 'x'.repeat(2048) }, { type: 2 }), names); // with options
-    await assert.rejects(p.sendTo(box.id, new Uint8Array(2048)), names);
-    await assert.rejects(box.sendMany(['ok', 'x'.repeat(2048)]), names);
+      e.mailbox === subject;
+    // A handle knows its mailbox's name: the error gives it, not the id the program never saw.
+    const byName = names("mailbox 'size-errors'", 'size-errors');
+    await assert.rejects(box.send(new Uint8Array(2048)), byName); // bytes, no options
+    await assert.rejects(box.send('x'.repeat(2048)), byName); // a string, no options
+    await assert.rejects(box.send({ big: 'x'.repeat(2048) }, { type: 2 }), byName); // with options
+    await assert.rejects(box.sendMany(['ok', 'x'.repeat(2048)]), byName);
+    // By id alone the client knows no name: the id it was given.
+    const byId = names(`mailbox #${box.id}`, `#${box.id}`);
+    await assert.rejects(p.sendTo(box.id, new Uint8Array(2048)), byId);
+    const unnamed = await p.createMailbox();
+    const unnamedById = names(`mailbox #${unnamed.id}`, `#${unnamed.id}`);
+    await assert.rejects(unnamed.send(new Uint8Array(2048)), unnamedById);
+    await assert.rejects(unnamed.sendMany(['x'.repeat(2048)]), unnamedById);
     assert.equal((await box.stat()).count, 0);
+    assert.equal((await unnamed.stat()).count, 0);
   });
 
   test('a direct send to a process', async () => {

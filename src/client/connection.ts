@@ -854,19 +854,23 @@ export class Connection {
 
   // ── requests ────────────────────────────────────────────────────────────────────────────────
 
-  /** Sends a message frame to a mailbox id, or to a process id with `toProcess`. */
+  /**
+   * Sends a message frame to a mailbox id, or to a process id with `toProcess`. `name` is the
+   * mailbox's name, when known, for errors raised here.
+   */
   send(
     target: number,
     toProcess: boolean,
     body: unknown,
     options: SendOptions | undefined,
+    name: string | null = null,
   ): Promise<SendResult> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
     // The common case — bytes or a string, no options — takes the short road: no option
     // parsing, no intermediate objects; one frame written in place and one promise.
     if (options === undefined) {
-      if (body instanceof Uint8Array) return this.sendPlain(target, toProcess, Codec.BYTES, body, null);
-      if (typeof body === 'string') return this.sendPlain(target, toProcess, Codec.STRING, null, body);
+      if (body instanceof Uint8Array) return this.sendPlain(target, toProcess, Codec.BYTES, body, null, name);
+      if (typeof body === 'string') return this.sendPlain(target, toProcess, Codec.STRING, null, body, name);
     }
     const unknown = unknownOption(options, SEND_OPTIONS, 'send()');
     if (unknown !== null) return Promise.reject(unknown);
@@ -881,7 +885,7 @@ export class Connection {
     if (!(plan instanceof SendPlan)) return Promise.reject(plan);
     const bodyLen =
       typeof encoded.bytes === 'string' ? Buffer.byteLength(encoded.bytes) : encoded.bytes.length;
-    const tooBig = this.checkSize(bodyLen, plan.headLen, target, toProcess);
+    const tooBig = this.checkSize(bodyLen, plan.headLen, target, toProcess, name);
     if (tooBig !== null) return Promise.reject(tooBig);
     const receipt = o.receipt === true;
     const id = this.writePlanned(target, plan, encoded.code, encoded.bytes, bodyLen);
@@ -914,8 +918,11 @@ export class Connection {
     bodies: Iterable<unknown>,
     options: SendOptions | undefined,
     label: string,
-    /** The mailbox's own size limits, when known: checked up front with the kernel's. */
-    sizes?: { maxMessageSize: number; messageSize: number },
+    /**
+     * The mailbox, when known: its own size limits are checked up front with the kernel's, and
+     * its name is given in errors raised here.
+     */
+    sizes?: { maxMessageSize: number; messageSize: number; name: string | null },
   ): Promise<SendManyResult> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
     const unknown = unknownOption(options, SEND_OPTIONS, 'sendMany()');
@@ -964,7 +971,7 @@ export class Connection {
         encoded.payloads[i] = e.bytes;
         bodyLen = typeof e.bytes === 'string' ? Buffer.byteLength(e.bytes) : e.bytes.length;
       }
-      const tooBig = this.checkSize(bodyLen, plan.headLen, target, toProcess);
+      const tooBig = this.checkSize(bodyLen, plan.headLen, target, toProcess, sizes?.name ?? null);
       if (tooBig !== null)
         return Promise.reject(
           new MessageSizeError(`message ${i}: ${tooBig.message}`, {
@@ -1037,10 +1044,11 @@ export class Connection {
     headLen: number,
     target: number,
     toProcess: boolean,
+    name: string | null,
   ): MessageSizeError | null {
     const limit = this.welcome!.limits.maxMessageSize;
     if (bodyLen + headLen <= limit) return null;
-    return overKernelLimit(bodyLen + headLen, limit, target, toProcess);
+    return overKernelLimit(bodyLen + headLen, limit, target, toProcess, name);
   }
 
   private writePlanned(
@@ -1071,10 +1079,11 @@ export class Connection {
     codec: CodecCode,
     bytes: Uint8Array | null,
     text: string | null,
+    name: string | null,
   ): Promise<SendResult> {
     const bodyLen = text !== null ? Buffer.byteLength(text) : bytes!.length;
     const limit = this.welcome!.limits.maxMessageSize;
-    if (bodyLen > limit) return Promise.reject(overKernelLimit(bodyLen, limit, target, toProcess));
+    if (bodyLen > limit) return Promise.reject(overKernelLimit(bodyLen, limit, target, toProcess, name));
     const id = this.writeSend(
       target,
       toProcess ? 2 : 0,
@@ -1555,13 +1564,21 @@ export class Connection {
 /**
  * EMSGSIZE for a message over the kernel's size limit, naming where it was going and the flag
  * that sets the limit: the error said only the sizes, so a program sending to several mailboxes
- * could not tell which send it was.
+ * could not tell which send it was. A mailbox is named as the kernel names it in its errors: by
+ * name when it has one (and the sender knows it), else by `#id`.
  */
-function overKernelLimit(size: number, limit: number, target: number, toProcess: boolean): MessageSizeError {
-  const to = toProcess ? `process ${target}` : `mailbox #${target}`;
+function overKernelLimit(
+  size: number,
+  limit: number,
+  target: number,
+  toProcess: boolean,
+  name: string | null,
+): MessageSizeError {
+  const mailbox = name ?? `#${target}`;
+  const to = toProcess ? `process ${target}` : name === null ? `mailbox #${target}` : `mailbox '${name}'`;
   return new MessageSizeError(
     `a ${size}-byte message to ${to} is over the kernel's ${limit}-byte limit (postbox kernel --max-message-size)`,
-    toProcess ? { process: String(target) } : { mailbox: `#${target}` },
+    toProcess ? { process: String(target) } : { mailbox },
   );
 }
 

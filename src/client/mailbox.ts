@@ -693,7 +693,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
    */
   send(body: T | Uint8Array | string, options?: SendOptions): Promise<SendResult> {
     if (this.closed) return Promise.reject(this.closedError());
-    return this.conn.send(this.id, false, body, options);
+    return this.conn.send(this.id, false, body, options, this.name);
   }
 
   /**
