@@ -851,6 +851,56 @@ test('ps and watch say what a blocked receive selects: msgrcv by type, MSG_EXCEP
   }
 });
 
+test("send --process sends to a process's inbox (direct naming); ps and watch count what waits there", async () => {
+  const target = await connect({ socket: k.socket, name: 'cli-direct' });
+  try {
+    assert.equal((await run(['send', '--process', 'cli-direct', 'one'])).code, 0);
+    const byId = await run(['send', '--process', String(target.id), 'two', '--json']);
+    assert.equal(byId.code, 0, byId.stderr);
+    assert.deepEqual(JSON.parse(byId.stdout), { line: 1, outcome: 'queued' });
+
+    const rows = JSON.parse((await run(['ps', '--json'])).stdout) as { id: number; inboxMessages: number }[];
+    assert.equal(rows.find((p) => p.id === target.id)?.inboxMessages, 2);
+    assert.match(
+      (await run(['ps'])).stdout,
+      new RegExp(`\\n *${target.id} +cli-direct +\\d+ +\\S+ +unix +- +2 +-\\n`),
+    );
+    assert.match(
+      (await run(['watch', '--once'])).stdout,
+      new RegExp(`\\ncli-direct\\(${target.id}\\) +\\d+ +\\S+ +unix +- +2 +-\\n`),
+    );
+
+    // Each line from standard input, in order; the sender is the command's own process.
+    const first = (await target.receive<string>())!;
+    const second = (await target.receive<string>())!;
+    assert.deepEqual([first.body, second.body], ['one', 'two']);
+    assert.notEqual(first.sender, second.sender, 'each command is a process of its own');
+    const lines = await run(['send', '--process', 'cli-direct'], { input: 'three\nfour\n' });
+    assert.equal(lines.code, 0, lines.stderr);
+    assert.deepEqual(
+      [(await target.receive<string>())?.body, (await target.receive<string>())?.body],
+      ['three', 'four'],
+    );
+
+    // --receipt waits for the process to take it, and says so.
+    const receipt = run(['send', '--process', 'cli-direct', 'five', '--receipt']);
+    assert.equal((await target.receive<string>())?.body, 'five');
+    const said = await receipt;
+    assert.equal(said.code, 0, said.stderr);
+    assert.match(said.stdout, new RegExp(`received by process ${target.id}\\n$`));
+    const after = JSON.parse((await run(['ps', '--json'])).stdout) as { id: number; inboxMessages: number }[];
+    assert.equal(after.find((p) => p.id === target.id)?.inboxMessages, 0);
+  } finally {
+    await target.close();
+  }
+  const none = await run(['send', '--process', 'cli-no-such-process', 'x']);
+  assert.equal(none.code, 4);
+  assert.match(none.stderr, /no process named 'cli-no-such-process' \(ESRCH\)/);
+  const missing = await run(['send', '--process']);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /missing PROCESS/);
+});
+
 test('watch --once and ps show a mailbox and the receiver blocked on it; --receipt names who took it', async () => {
   assert.equal((await run(['create', 'inbox-jobs', '--capacity', '4'])).code, 0);
   const receiver = spawnCli(['recv', 'inbox-jobs']);
@@ -865,7 +915,7 @@ test('watch --once and ps show a mailbox and the receiver blocked on it; --recei
     assert.match(watch.stdout, new RegExp(`\\ninbox-jobs +\\d+ +\\[\\.+\\] +0/4 +0 +- +${receiverId}\\n`));
     assert.match(
       watch.stdout,
-      new RegExp(`\\n${receiverId} +${receiver.proc.pid} +\\S+ +unix +- +receive mailbox 'inbox-jobs'\\n`),
+      new RegExp(`\\n${receiverId} +${receiver.proc.pid} +\\S+ +unix +- +0 +receive mailbox 'inbox-jobs'\\n`),
     );
     assert.match(watch.stdout, /\ntester\(\d+\) /, 'named processes are shown by name');
 
@@ -876,8 +926,8 @@ test('watch --once and ps show a mailbox and the receiver blocked on it; --recei
     assert.equal(row?.pid, receiver.proc.pid);
     assert.deepEqual(row?.blockedOn, ["receive mailbox 'inbox-jobs'"]);
     const psText = await run(['ps']);
-    assert.match(psText.stdout, /^ *ID +NAME +PID +HOST +TRANSPORT +OWNS +BLOCKED-ON\n/);
-    assert.match(psText.stdout, /\n +\d+ +tester +\d+ +\S+ +unix +- +-\n/);
+    assert.match(psText.stdout, /^ *ID +NAME +PID +HOST +TRANSPORT +OWNS +INBOX +BLOCKED-ON\n/);
+    assert.match(psText.stdout, /\n +\d+ +tester +\d+ +\S+ +unix +- +\d+ +-\n/);
 
     const json = await run(['watch', '--once', '--json']);
     const frame = JSON.parse(json.stdout) as { mailboxes: { name: string }[]; processes: { id: number }[] };

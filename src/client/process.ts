@@ -404,6 +404,8 @@ export class PostboxProcess {
   processes(): Promise<
     (ProcessInfo & {
       transport: string;
+      /** Messages queued in its inbox, not yet received. */
+      inboxMessages: number;
       owns: string[];
       blockedOn: string[];
       /** Monitors it holds (see {@link monitor}): processes it is told about when they end. */

@@ -202,6 +202,7 @@ const handlers: Record<string, Handler> = {
       host: q.host,
       transport: q.transport,
       inbox: q.inbox?.id ?? 0,
+      inboxMessages: q.inbox?.count ?? 0,
       owns: [...q.owned].map((mb) => mb.name ?? `#${mb.id}`),
       blockedOn: q.blockedOn(),
       watching: q.watching.size,

@@ -39,6 +39,7 @@ export function psTable(list: ProcessRow[]): string {
       { header: 'HOST' },
       { header: 'TRANSPORT' },
       { header: 'OWNS' },
+      { header: 'INBOX', align: 'right' },
       { header: 'BLOCKED-ON' },
     ],
     list.map((p) => [
@@ -48,6 +49,7 @@ export function psTable(list: ProcessRow[]): string {
       p.host === '' ? '-' : p.host,
       p.transport,
       p.owns.length === 0 ? '-' : p.owns.map((n) => cut(n, NAME_WIDTH)).join(','),
+      String(p.inboxMessages),
       p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),
     ]),
   );

@@ -1,7 +1,6 @@
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import type { SendOptions, SendResult } from '../../client/connection.js';
-import type { Mailbox } from '../../client/mailbox.js';
 import { PostboxError } from '../../protocol/errors.js';
 import {
   connectionHelp,
@@ -18,8 +17,9 @@ import { interruptExitCode, interruptedBy, interruptSignal } from '../interrupt.
 import { UsageError } from '../usage-error.js';
 
 export const sendHelp = `Usage: postbox send NAME [TEXT] [options]
+       postbox send --process PROCESS [TEXT] [options]
 
-Sends TEXT to a mailbox as one message; with no TEXT, reads standard input and sends one message
+Sends TEXT to a mailbox as one message (with --process, to a process's inbox: direct naming); with no TEXT, reads standard input and sends one message
 per line (empty lines too). Input is read as UTF-8 text: bytes that are not UTF-8 arrive as
 U+FFFD; for binary data use \`postbox fifo write --chunks\`. The sends are pipelined, not
 awaited one by one; the first that fails stops the command, and its error decides the exit code.
@@ -35,6 +35,8 @@ Options:
   --timeout MS         give up after MS ms (exit 6, ETIMEDOUT); the message is then never
                        delivered. 0, the default, waits for ever
   --receipt            complete only when a receiver has taken each message, and say which process
+  --process            the operand is a process (its name or id, as \`postbox ps\` shows): send to
+                       its inbox, which only it receives from
   --json               one JSON line per message: { line, outcome, seq?, receiver? } (seq when the
                        kernel gave one: a received message, or one that waited for room; a line
                        queued at once has none), or { line, outcome: 'failed', code, error }
@@ -44,6 +46,7 @@ Examples:
   cat foo.c | postbox send code
   postbox send crew --typed < msgsnd.txt        # lines like '2 Spock'
   postbox send urgent 'disk full' --priority 10 --receipt
+  postbox send --process worker 'reload'        # to the process named worker
 
 ${exitCodesHelp}  141  standard output closed (\`postbox send q --json | head -1\`) with input left unsent
 `;
@@ -62,6 +65,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
       nowait: { type: 'boolean' },
       timeout: { type: 'string' },
       receipt: { type: 'boolean' },
+      process: { type: 'boolean' },
       json: { type: 'boolean' },
     },
     allowPositionals: true,
@@ -71,7 +75,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
     process.stdout.write(sendHelp);
     return 0;
   }
-  const [ref, text] = positionals(rest, ['NAME', 'TEXT'], 1);
+  const [ref, text] = positionals(rest, [values.process ? 'PROCESS' : 'NAME', 'TEXT'], 1);
   const type = parseInteger(values.type, 'type', 1);
   const priority = parseInteger(values.priority, 'priority', 0, 32767);
   const timeout = parseInteger(values.timeout, 'timeout', 0, 0xffffffff);
@@ -94,16 +98,26 @@ export async function sendCommand(argv: string[]): Promise<number> {
   if (values.receipt) base.receipt = true;
 
   return withProcess(values, async (proc) => {
-    const found = await findMailbox(proc, ref!);
-    const mb = await proc.openMailbox<string>(found.id, { role: 'write' });
-    const sender = new Pipeline(mb, values.json === true, values.receipt === true, text === undefined);
+    let target: SendTarget;
+    let where: string;
+    if (values.process) {
+      // Looked up once: a name could be taken by another process while the lines are sent.
+      const to = await proc.lookup(/^\d+$/.test(ref!) ? Number(ref) : ref!);
+      target = { send: (body, options) => proc.send(to.id, body, options) };
+      where =
+        to.name === null ? `the inbox of process ${to.id}` : `the inbox of process ${to.id} (${to.name})`;
+    } else {
+      const found = await findMailbox(proc, ref!);
+      target = await proc.openMailbox<string>(found.id, { role: 'write' });
+      where = describe(found);
+    }
+    const sender = new Pipeline(target, values.json === true, values.receipt === true, text === undefined);
     // Whether every line of the input was read and handed to a send.
     let inputDone = true;
     if (text !== undefined) {
       sender.send(text, base);
     } else {
-      if (process.stdin.isTTY)
-        printDiagnostic('send', `one message per line to ${describe(found)}; end with Ctrl-D`);
+      if (process.stdin.isTTY) printDiagnostic('send', `one message per line to ${where}; end with Ctrl-D`);
       const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
       // The sends in flight are withdrawn through their signal; this stops the reading.
       const stopReading = (): void => rl.close();
@@ -164,6 +178,11 @@ function describe(mb: { id: number; name: string | null }): string {
   return mb.name === null ? `mailbox #${mb.id}` : `mailbox '${mb.name}'`;
 }
 
+/** Where the command sends: a mailbox handle, or a process's inbox. */
+interface SendTarget {
+  send(body: string, options: SendOptions): Promise<SendResult>;
+}
+
 /** Pipelined sends: many in flight, the earliest failure (by line) kept, results reported. */
 class Pipeline {
   lines = 0;
@@ -176,7 +195,7 @@ class Pipeline {
   private roomWaiter: (() => void) | null = null;
 
   constructor(
-    private readonly mb: Mailbox<string>,
+    private readonly target: SendTarget,
     private readonly json: boolean,
     private readonly receipt: boolean,
     private readonly numbered: boolean,
@@ -189,7 +208,7 @@ class Pipeline {
   send(body: string, options: SendOptions): void {
     const line = ++this.lines;
     this.inFlight++;
-    this.mb.send(body, options).then(
+    this.target.send(body, options).then(
       (r) => this.done(line, r, null),
       (err: Error) => this.done(line, null, err),
     );

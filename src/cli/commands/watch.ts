@@ -148,6 +148,7 @@ export function frame(s: Snapshot): string {
             { header: 'HOST' },
             { header: 'TRANSPORT' },
             { header: 'OWNS' },
+            { header: 'INBOX', align: 'right' },
             { header: 'BLOCKED ON' },
           ],
           s.processes.map((p) => [
@@ -156,6 +157,7 @@ export function frame(s: Snapshot): string {
             p.host === '' ? '-' : p.host,
             p.transport,
             p.owns.length === 0 ? '-' : p.owns.map((n) => cut(n, NAME_WIDTH)).join(','),
+            String(p.inboxMessages),
             p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),
           ]),
         );
