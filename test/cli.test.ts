@@ -759,8 +759,12 @@ test('exit codes: 3 empty or full, 4 no such mailbox, 5 permission denied, 6 tim
 
   const empty = await run(['recv', 'full', '--nowait']);
   assert.equal(empty.code, 3);
+  assert.equal(empty.stderr, "postbox recv: no message in mailbox 'full'\n");
+  assert.equal((await run(['send', 'full', 'c'])).code, 0);
   const fewer = await run(['recv', 'full', '--nowait', '--count', '2']);
   assert.equal(fewer.code, 3);
+  assert.equal(fewer.stdout, 'c\n', 'what there was is printed');
+  assert.equal(fewer.stderr, "postbox recv: only 1 of 2 messages were in mailbox 'full'\n");
   const timedOut = await run(['recv', 'full', '--timeout', '100']);
   assert.equal(timedOut.code, 6);
   assert.equal(timedOut.stderr, "postbox recv: receive from mailbox 'full' timed out (ETIMEDOUT)\n");

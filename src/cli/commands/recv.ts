@@ -124,7 +124,13 @@ export async function recvCommand(argv: string[]): Promise<number> {
         const got = await takeQueued(mb, select, n, out, signal);
         if (signal.aborted) return interruptExitCode();
         if (got < n && !out.closed) {
-          if (got === 0) printDiagnostic('recv', `no message in ${describe(found, select)}`);
+          // Exit 3 alone would not say whether anything was printed, or how much was missing.
+          printDiagnostic(
+            'recv',
+            got === 0
+              ? `no message in ${describe(found, select)}`
+              : `only ${got} of ${n} messages were in ${describe(found, select)}`,
+          );
           return Exit.EMPTY;
         }
         return Exit.OK;
