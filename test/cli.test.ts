@@ -1059,6 +1059,8 @@ test('send from standard input, blocked on a full mailbox after the input ended,
     sender.proc.kill('SIGINT');
     const r = await finish(sender, 10_000, 'send');
     assert.equal(r.code, 130, r.stderr);
+    // Without --json it says how far it got: a user can tell what to send again.
+    assert.equal(r.stderr, 'postbox send: interrupted: 2 lines sent, 3 lines withdrawn (never delivered)\n');
   } finally {
     kill(sender);
   }

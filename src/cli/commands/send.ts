@@ -159,6 +159,13 @@ export async function sendCommand(argv: string[]): Promise<number> {
     // Standard output closed (`send --json | head -1`): stopping quietly is not finishing, so
     // input left unsent is not success. 141 is what a shell reports for a command SIGPIPE ended.
     if (why === 'EPIPE' && (withdrawn || !inputDone)) return Exit.BROKEN_PIPE;
+    // Stopped part way through its input: say how far it got, as --json does line by line;
+    // otherwise a user could not tell what to send again.
+    if ((why === 'SIGINT' || why === 'SIGTERM') && text === undefined && !values.json)
+      printDiagnostic(
+        'send',
+        `interrupted: ${lineCount(sender.sent)} sent, ${lineCount(sender.withdrawn)} withdrawn (never delivered)`,
+      );
     if (sender.error !== null) {
       if (withdrawn) return interruptExitCode();
       const where = sender.errorLine === null ? '' : `line ${sender.errorLine}: `;
@@ -174,6 +181,10 @@ export async function sendCommand(argv: string[]): Promise<number> {
   });
 }
 
+function lineCount(n: number): string {
+  return n === 1 ? '1 line' : `${n} lines`;
+}
+
 function describe(mb: { id: number; name: string | null }): string {
   return mb.name === null ? `mailbox #${mb.id}` : `mailbox '${mb.name}'`;
 }
@@ -187,6 +198,10 @@ interface SendTarget {
 class Pipeline {
   lines = 0;
   inFlight = 0;
+  /** Sends the kernel accepted (queued, received, dropped or replaced). */
+  sent = 0;
+  /** Sends withdrawn by an interrupt: the kernel will never deliver them. */
+  withdrawn = 0;
   error: Error | null = null;
   errorLine: number | null = null;
   private errorAt = Number.POSITIVE_INFINITY;
@@ -253,6 +268,9 @@ class Pipeline {
 
   private done(line: number, r: SendResult | null, err: Error | null): void {
     this.inFlight--;
+    if (err instanceof PostboxError && (err.code === 'ECANCELED' || err.code === 'ENOTCONN'))
+      this.withdrawn++;
+    else if (err === null) this.sent++;
     if (err !== null) {
       // Keep the earliest line's error: that is where the input stopped being delivered.
       this.fail(err, exitCodeFor(err), line);
