@@ -429,6 +429,7 @@ test('recv writes structured bodies as JSON: Map, Set, Date, bigint, typed array
     new Set([1, 2, 3]),
     { when, m: new Map([['x', 1]]), f: new Float64Array([1.5, 2.5]) },
     cyclic,
+    undefined,
   ];
   for (const b of bodies) await box.send(b as never, { codec: 'msgpack' });
   const text = await run(['recv', 'structured', '--count', '2']);
@@ -445,8 +446,11 @@ test('recv writes structured bodies as JSON: Map, Set, Date, bigint, typed array
       [1, 2, 3],
       { when: when.toISOString(), m: { x: 1 }, f: [1.5, 2.5] },
       { name: 'loop', self: '[Circular]' },
+      null, // undefined: the field is there, as null (it was left out, and .body was missing)
     ],
   );
+  await box.send(undefined as never, { codec: 'msgpack' });
+  assert.equal((await run(['recv', 'structured'])).stdout, 'null\n', 'not "undefined", which is no JSON');
   await box.delete(); // the tester owns nothing, as later tests expect
 });
 

@@ -11,6 +11,8 @@
  * | bigint                | its decimal digits, as a string (a number would round)  |
  * | an object seen before | `"[Circular]"`                                          |
  *
+ * A body of `undefined` has no JSON at all: the callers write it as `null`.
+ *
  * @example
  * ```ts
  * JSON.stringify(toJsonValue(new Map([['k', 1n]]))); // '{"k":"1"}'

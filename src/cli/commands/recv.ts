@@ -290,7 +290,8 @@ function bodyText(m: Message): string {
     return m.text();
   const body = m.body;
   if (typeof body === 'string') return body;
-  return JSON.stringify(toJsonValue(body)) ?? String(body);
+  // A body of undefined has no JSON; written as null, as JSON.stringify writes it in an array.
+  return JSON.stringify(toJsonValue(body) ?? null);
 }
 
 function jsonLine(m: Message): string {
@@ -304,7 +305,8 @@ function jsonLine(m: Message): string {
     codec: m.codec,
   };
   if (m.codec === 'json' || m.codec === 'msgpack') {
-    o.body = toJsonValue(m.body);
+    // Without `?? null` an undefined body would drop the field, and `.body` would be missing.
+    o.body = toJsonValue(m.body) ?? null;
   } else {
     const text = m.text();
     if (Buffer.from(text, 'utf8').equals(m.data)) o.body = text;
