@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { kernelLimits } from '../src/kernel/limits.js';
 import { kernelForTests } from './helpers/kernel.js';
 import { within } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
@@ -97,5 +98,23 @@ test('sends waiting for their receipt or a rendezvous count, and a process that 
     (u) => u.mostWaitingBytes === 0,
     BOUND_MS,
     'the share given back',
+  );
+});
+
+test('the share follows --max-total-bytes unless it is given', () => {
+  // Fixed at 1 GiB, it let one greedy process fill a kernel given 1 GiB or less.
+  const GiB = 1024 * 1024 * 1024;
+  assert.equal(kernelLimits().maxWaitingBytes, GiB, 'a quarter of the default 4 GiB');
+  assert.equal(kernelLimits({ maxTotalBytes: 256 * 1024 * 1024 }).maxWaitingBytes, 64 * 1024 * 1024);
+  assert.equal(kernelLimits({ maxTotalBytes: 16 * GiB }).maxWaitingBytes, 4 * GiB);
+  assert.equal(
+    kernelLimits({ maxTotalBytes: 3 }).maxWaitingBytes,
+    1,
+    'never 0, which would refuse every wait',
+  );
+  assert.equal(
+    kernelLimits({ maxTotalBytes: GiB, maxWaitingBytes: GiB }).maxWaitingBytes,
+    GiB,
+    'given, it is kept',
   );
 });

@@ -29,7 +29,8 @@ Options:
   --max-total-bytes BYTES    bytes queued in all mailboxes together, waiting sends included (default ${defaultLimits.maxTotalBytes})
                              (BYTES may end in K, M or G, powers of 1024: 64K, 4M, 8G)
   --max-waiting-bytes BYTES  what one process's sends that wait (for room, a receiver or their
-                             receipt) may hold; past it its sends that would wait fail (default ${defaultLimits.maxWaitingBytes})
+                             receipt) may hold; past it its sends that would wait fail (default a
+                             quarter of --max-total-bytes: ${defaultLimits.maxWaitingBytes})
   --max-partial-bytes BYTES  room for large frames still arriving, all together; a process whose
                              frame finds none is not read until it does (default ${defaultLimits.maxPartialBytes})
   --max-mailboxes N          mailboxes at once (default ${defaultLimits.maxMailboxes})

@@ -17,7 +17,8 @@ export interface KernelLimits {
   /**
    * Bytes one process's sends may hold while they wait (to enter a full mailbox, for a
    * rendezvous, or for their receipt); beyond it that process's sends that would wait fail with
-   * ENOMEM, so that one producer cannot take the whole of `maxTotalBytes`. `--max-waiting-bytes`.
+   * ENOMEM, so that one producer cannot take the whole of `maxTotalBytes`. `--max-waiting-bytes`;
+   * when not given, a quarter of `maxTotalBytes` (1 GiB with the defaults).
    */
   maxWaitingBytes: number;
   /**
@@ -58,6 +59,9 @@ export const defaultLimits: Readonly<KernelLimits> = Object.freeze({
   heartbeatMs: 5000,
 });
 
+/** The default share of one process's waiting sends: this fraction of `maxTotalBytes`. */
+const WAITING_SHARES = 4;
+
 /**
  * The kernel's limits with `given` over the defaults, each checked: a program that starts a
  * kernel with a misspelt limit, or one of 0, NaN or a fraction, is told so at once, as
@@ -83,6 +87,10 @@ export function kernelLimits(given: Partial<KernelLimits> = {}): KernelLimits {
       );
     limits[key as keyof KernelLimits] = value;
   }
+  // A share fixed at 1 GiB would let four greedy processes fill a kernel given 4 GiB, and one
+  // fill a kernel given less: it follows the total unless it was set.
+  if (given.maxWaitingBytes === undefined)
+    limits.maxWaitingBytes = Math.max(1, Math.floor(limits.maxTotalBytes / WAITING_SHARES));
   return limits;
 }
 
