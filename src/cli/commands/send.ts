@@ -19,10 +19,11 @@ import { UsageError } from '../usage-error.js';
 export const sendHelp = `Usage: postbox send NAME [TEXT] [options]
        postbox send --process PROCESS [TEXT] [options]
 
-Sends TEXT to a mailbox as one message (with --process, to a process's inbox: direct naming); with no TEXT, reads standard input and sends one message
-per line (empty lines too). Input is read as UTF-8 text: bytes that are not UTF-8 arrive as
-U+FFFD; for binary data use \`postbox fifo write --chunks\`. The sends are pipelined, not
-awaited one by one; the first that fails stops the command, and its error decides the exit code.
+Sends TEXT to a mailbox as one message (with --process, to a process's inbox: direct naming);
+with no TEXT, reads standard input and sends one message per line (empty lines too). Input is
+read as UTF-8 text: bytes that are not UTF-8 arrive as U+FFFD; for binary data use
+\`postbox fifo write --chunks\`. The sends are pipelined, not awaited one by one; the first
+that fails stops the command, and its error decides the exit code.
 A send waits while a bounded mailbox is full (and, at capacity 0, until a receiver takes it)
 unless --nowait or --timeout. Ctrl-C withdraws every send still waiting: none of them is
 delivered later.
