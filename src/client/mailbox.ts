@@ -550,6 +550,7 @@ export interface StreamListener<T> {
  *
  * @example
  * ```ts
+ * const box = await me.openMailbox<string>('replies'); // the type its bodies are said to have
  * const replies: MessageIterator<string> = box.messages();
  * const r = await replies.next();
  * if (!r.done) console.log(r.value.body); // r.value is a Message<string>
