@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * // server.ts
+ * // calc-server.ts
  * import { connect } from 'postbox';
  * import { serve, type CallContext } from 'postbox/rpc';
  * export const calc = {
@@ -19,7 +19,7 @@
  * // client.ts
  * import { connect } from 'postbox';
  * import { stub } from 'postbox/rpc';
- * import type { Calc } from './server.js';
+ * import type { Calc } from './calc-server.js';
  * const c = stub<Calc>(await connect(), 'calc');
  * console.log(await c.add(1, 2));            // 3
  * for await (const i of c.count(3)) console.log(i);
@@ -62,6 +62,7 @@ export { DEFAULT_CONCURRENCY, STREAM_CAPACITY } from './rpc/wire.js';
  * @param defaults options for every call made through the stub (see {@link CallOptions}).
  * @example
  * ```ts
+ * import { stub } from 'postbox/rpc';
  * import type { Calc } from './calc-server.js';
  * const calc = stub<Calc>(proc, 'calc', { timeout: 5000 });
  * const n = await calc.add(1, 2);                              // Promise<number>
