@@ -863,12 +863,36 @@ describe('RPC', () => {
     );
   });
 
+  /**
+   * Waits (bounded) until a stream mailbox made since `before` (this process's, anonymous) is
+   * full and a sender waits for room in it: the server has run as far ahead as it may.
+   */
+  async function streamFull(before: Set<number>, capacity: number): Promise<void> {
+    await until(
+      () => proc.mailboxes(),
+      (all) =>
+        all.some(
+          (m) =>
+            !before.has(m.id) &&
+            m.owner === proc.id &&
+            m.capacity === capacity &&
+            m.count === capacity &&
+            m.waitingSenders.length > 0,
+        ),
+      10_000,
+      `a stream mailbox of ${capacity} full, its server waiting for room`,
+    );
+  }
+
   test('a streaming call cancelled midway: the server sees it, having run only about capacity ahead', async () => {
     const consumed: number[] = [];
+    const earlier = new Set((await proc.mailboxes()).map((m) => m.id));
     for await (const i of calc.ticks(100_000, undefined, 'cancel-16')) {
       consumed.push(i);
       if (consumed.length === 5) {
-        await sleep(200); // let the server fill the stream's mailbox and block
+        // The server has filled the stream's mailbox and blocks (a sleep here was not always
+        // long enough on a loaded machine: it had produced 13 of the 21).
+        await streamFull(earlier, STREAM_CAPACITY);
         break;
       }
     }
@@ -881,9 +905,10 @@ describe('RPC', () => {
     );
     // A smaller capacity holds the server closer.
     let n = 0;
+    const earlierSmall = new Set((await proc.mailboxes()).map((m) => m.id));
     for await (const _ of calc.$with({ streamCapacity: 2 }).ticks(100_000, undefined, 'cancel-2')) {
       if (++n === 3) {
-        await sleep(200);
+        await streamFull(earlierSmall, 2);
         break;
       }
     }
