@@ -488,14 +488,25 @@ describe('RPC', () => {
   test('an abort while the request is queued withdraws it: no server ever runs it', async () => {
     await startServer('solo', 1);
     const solo = stub<Calc>(proc, 'solo');
-    const busy = solo.sleep(400, 'solo-busy');
+    // The busy handler runs until released: a handler that slept 400 ms could end (and the
+    // server take the queued request) before a loaded machine came to the abort.
+    const release = await proc.createMailbox('solo-release', { mode: 0o666 });
+    const busy = solo.hold('solo-release', 'solo-busy');
     await event((e) => e.event === 'started' && e.tag === 'solo-busy', 10_000, 'busy handler');
     const ac = new AbortController();
     const queued = solo.$with({ signal: ac.signal }).sleep(1, 'solo-queued');
-    await sleep(50);
+    // Aborted once it waits in the service mailbox (a 50 ms sleep guessed at it).
+    await until(
+      () => proc.stat('rpc:solo'),
+      (s) => s.queued === 1,
+      10_000,
+      'the request queued behind the busy handler',
+    );
     ac.abort();
     await assert.rejects(queued, code('ECANCELED'));
+    await release.send('go');
     assert.equal((await within(busy, 10_000, 'busy call')).tag, 'solo-busy');
+    await release.delete();
     assert.equal((await solo.sleep(1, 'solo-after')).tag, 'solo-after');
     const events = await drainEvents();
     assert.ok(!events.some((e) => e.tag === 'solo-queued'), 'the withdrawn request never ran');
@@ -955,7 +966,10 @@ describe('RPC', () => {
     const gauge = stub<Calc>(proc, 'gauge');
     const box = await proc.openMailbox('rpc:gauge');
     await gauge.gauge(0);
-    const maxima = Promise.all(Array.from({ length: 8 }, () => gauge.gauge(300)));
+    // Each handler runs until released, so the state below lasts until the test has seen it
+    // (handlers of 300 ms could end before a loaded machine's polls caught it).
+    const release = await proc.createMailbox('gauge-release', { mode: 0o666 });
+    const maxima = Promise.all(Array.from({ length: 8 }, () => gauge.gauge(0, 'gauge-release')));
     // The server takes two and is given nothing more while they run: six wait in the service
     // mailbox, for it or any other server. (Its one stream's credit comes back as handlers finish.)
     const st = await until(
@@ -966,9 +980,11 @@ describe('RPC', () => {
     );
     box.close();
     assert.equal(st.waitingReceivers.length, 1, 'one stream, not a receive per request');
+    for (let i = 0; i < 8; i++) await release.send(i);
     const seenMax = await within(maxima, 10_000, 'gauge calls');
     assert.ok(Math.max(...seenMax) === 2, `max running ${Math.max(...seenMax)}`);
     assert.equal((await gauge.stats()).maxRunning, 2);
+    await release.delete();
   });
 
   test('examples/rpc-client.mjs runs against its server', async () => {
