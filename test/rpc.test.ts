@@ -932,15 +932,23 @@ describe('RPC', () => {
     const { child, id } = await startServer('streamer');
     const streamer = stub<Calc>(proc, 'streamer');
     const got: number[] = [];
+    const earlier = new Set((await proc.mailboxes()).map((m) => m.id));
     const err = await within(
       (async () => {
         try {
           for await (const i of streamer.ticks(1_000_000)) {
             got.push(i);
             if (got.length === 3) {
-              await sleep(100);
+              // Killed once it has filled the stream's mailbox (100 ms were not always enough
+              // under load), and the rest read once the kernel has ended it.
+              await streamFull(earlier, STREAM_CAPACITY);
               child.kill('SIGKILL');
-              await sleep(200);
+              await until(
+                () => proc.processes(),
+                (ps) => !ps.some((p) => p.id === id),
+                10_000,
+                'the killed server ended',
+              );
             }
           }
         } catch (e) {
@@ -948,7 +956,7 @@ describe('RPC', () => {
         }
         return null;
       })(),
-      10_000,
+      30_000,
       'the broken stream',
     );
     assert.ok(err instanceof ServerDownError, String(err));
