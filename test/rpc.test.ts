@@ -612,21 +612,34 @@ describe('RPC', () => {
     const shared = stub<Calc>(proc, 'shared');
     const n = 60;
     let completed = 0;
+    // Each handler runs until a message in 'shared-release' lets it end: handlers of 150 ms
+    // could all have ended before a loaded machine came to the kill, leaving the victim nothing.
+    const release = await proc.createMailbox('shared-release', { mode: 0o666 });
     const calls = Array.from({ length: n }, (_, i) =>
-      shared.sleep(150, `load-${i}`).then((r) => {
+      shared.hold('shared-release', `load-${i}`).then((r) => {
         completed++;
         return r;
       }),
     );
-    // Once the load is spread over all three, kill one while it runs a handler: its 'started'
-    // report comes after the kernel saw it take the request, so that call is surely its own.
-    const deadline = Date.now() + 10_000;
-    while (completed < 15 && Date.now() < deadline) await sleep(5);
-    await drainEvents();
-    for (let i = seen.length - 1; i >= 0; i--) if (seen[i]!.event === 'started') seen.splice(i, 1);
-    await event((e) => e.event === 'started' && e.server === victim.id, 10_000, 'a handler of the victim');
+    // 15 calls complete; then every server runs its 4 and the rest wait in the service mailbox.
+    for (let i = 0; i < 15; i++) await release.send(i);
+    await until(
+      async () => completed,
+      (c) => c === 15,
+      10_000,
+      '15 calls completed',
+    );
+    await until(
+      () => proc.stat('rpc:shared'),
+      (s) => s.queued === n - 15 - 12 && s.inflight === 0,
+      10_000,
+      'each server running 4 handlers, the rest queued',
+    );
+    // Killed while it runs handlers: calls it took, surely its own.
+    const settled = Promise.allSettled(calls);
     victim.child.kill('SIGKILL');
-    const results = await within(Promise.allSettled(calls), 20_000, 'the calls of the load');
+    for (let i = 15; i < n + 4; i++) await release.send(i);
+    const results = await within(settled, 20_000, 'the calls of the load');
     const ok = results.filter((r) => r.status === 'fulfilled');
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     assert.equal(ok.length + failed.length, n, 'every call settled: none lost, none hanging');
@@ -636,7 +649,7 @@ describe('RPC', () => {
       assert.equal(e.code, 'ECONNRESET');
       assert.equal(e.server, victim.id);
       assert.match(e.message, new RegExp(`server process ${victim.id} terminated \\(crash\\)`));
-      assert.match(e.message, /shared\.sleep/);
+      assert.match(e.message, /shared\.hold/);
     }
     assert.ok(failed.length >= 1, 'the killed server held calls when it died');
     assert.ok(failed.length <= 4, `it held at most its concurrency (${failed.length})`);
@@ -646,6 +659,7 @@ describe('RPC', () => {
     assert.equal(tags.size, ok.length, 'each completed call got its own answer');
     // The survivors go on serving.
     assert.equal((await shared.sleep(1, 'after-kill')).tag, 'after-kill');
+    await release.delete();
   });
 
   /** A caller process (test/fixtures/rpc-caller.ts) calling `service`.sleep(ms, tag), to be killed. */
