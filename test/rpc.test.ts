@@ -681,7 +681,9 @@ describe('RPC', () => {
 
   test('a dead caller’s handler is stopped and its answer dropped; the server survives and the next caller is unaffected', async () => {
     const { child: server, id: serverId } = await startServer('drop');
-    const caller = startCallerToKill('drop', 'from-dead', 600);
+    // Its handler would run a minute: only the caller's death can end it in this test. (With
+    // 600 ms, a loaded machine could come to the kill after the handler had finished.)
+    const caller = startCallerToKill('drop', 'from-dead');
     await event((e) => e.event === 'started' && e.tag === 'from-dead', 10_000, 'the dead caller’s call');
     await caller.kill();
     // A fresh caller: its first call has id 1, as the dead caller's had.
