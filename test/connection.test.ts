@@ -458,7 +458,7 @@ test("an exception from a 'data' listener is the application's, as on a net.Sock
     child.stderr.on('data', (b: Buffer) => {
       err += b;
     });
-    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
     return { code, out, err };
   };
   const handled = await run('handled');
@@ -714,7 +714,7 @@ test('examples/client-server.mjs runs with one command', async () => {
       p.kill('SIGKILL');
       reject(new Error(`client-server.mjs did not finish in 30 s; stdout:\n${out}\nstderr:\n${err}`));
     }, 30_000);
-    p.once('exit', (code) => {
+    p.once('close', (code) => {
       clearTimeout(t);
       resolve({ code, out, err });
     });
@@ -750,7 +750,7 @@ test('a TCP listener ended for silence while in accept() is told why, not that a
   try {
     const out = new ChildOutput(child);
     const ready = out.line('ready');
-    const exited = once(child, 'exit');
+    const exited = once(child, 'close');
     await ready;
     const down = me.monitor('sleepy-listener');
     await me.lookup('sleepy-listener'); // the monitor is set before it stops

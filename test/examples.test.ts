@@ -38,7 +38,7 @@ function run(file: string, args: string[] = []): Promise<{ code: number | null; 
       p.kill('SIGKILL');
       reject(new Error(`${file} did not finish in 30 s; stdout:\n${out}\nstderr:\n${err}`));
     }, 30_000);
-    p.once('exit', (code) => {
+    p.once('close', (code) => {
       clearTimeout(t);
       resolve({ code, out, err });
     });

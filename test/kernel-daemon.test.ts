@@ -42,7 +42,7 @@ function run(
       p.kill('SIGKILL');
       reject(new Error(`postbox ${args.join(' ')} did not finish`));
     }, 15_000);
-    p.once('exit', (code) => {
+    p.once('close', (code) => {
       clearTimeout(t);
       resolve({ code, stdout, stderr });
     });

@@ -48,7 +48,7 @@ describe('POSIX message queues', () => {
     child.stdout.on('data', (b: Buffer) => {
       out += b;
     });
-    const exit = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const exit = await new Promise<number | null>((resolve) => child.once('close', resolve));
     assert.equal(exit, 0, `${fixture} exited ${exit}`);
     return JSON.parse(out);
   }

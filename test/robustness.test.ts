@@ -78,7 +78,7 @@ async function runFixture(
   child.stdout.on('data', (b: Buffer) => {
     out += b;
   });
-  const [code, signal] = (await within(once(child, 'exit'), 20_000, `${name} to exit`)) as [
+  const [code, signal] = (await within(once(child, 'close'), 20_000, `${name} to exit`)) as [
     number | null,
     NodeJS.Signals | null,
   ];

@@ -348,7 +348,7 @@ describe('RPC', () => {
         out += d;
       });
       const code = await within(
-        new Promise<number | null>((resolve) => caller.once('exit', resolve)),
+        new Promise<number | null>((resolve) => caller.once('close', resolve)),
         15_000,
         `caller with a clock ${skew} ms off`,
       );
@@ -1027,7 +1027,7 @@ describe('RPC', () => {
       err += d;
     });
     const exit = await within(
-      new Promise<number | null>((resolve) => child.once('exit', resolve)),
+      new Promise<number | null>((resolve) => child.once('close', resolve)),
       30_000,
       'the example',
     );

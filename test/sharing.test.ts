@@ -507,7 +507,7 @@ test('a TCP consumer stalled inside a handler past the heartbeat hands out none 
     );
     const out = new ChildOutput(child);
     const busy = out.line('busy');
-    const exited = once(child, 'exit');
+    const exited = once(child, 'close');
     await within(busy, 20_000, 'the handler to stall on its first message');
     const down = me.monitor(`stalled-${child.pid}`);
     assert.equal((await within(down, 20_000, 'the heartbeat to end it')).reason, 'timeout');
@@ -549,7 +549,7 @@ test('a TCP process stopped past the heartbeat, once continued, hands out nothin
       );
       const out = new ChildOutput(child);
       const ready = out.line('ready');
-      const exited = once(child, 'exit');
+      const exited = once(child, 'close');
       await within(ready, 20_000, 'the child to be ready');
       const down = me.monitor(`stalled-${child.pid}`);
       await me.lookup(`stalled-${child.pid}`); // the monitor is set before it stops

@@ -43,7 +43,7 @@ function runKernel(path: string): Promise<{ code: number | null; stderr: string;
       hung = true;
       p.kill('SIGKILL');
     }, 10_000);
-    p.once('exit', (code) => {
+    p.once('close', (code) => {
       clearTimeout(t);
       resolve({ code, stderr, hung });
     });
@@ -126,7 +126,7 @@ test('connect() to a socket this user may not use says permission denied, not "s
       out += d;
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    await once(child, 'exit');
+    await once(child, 'close');
     clearTimeout(timer);
     assert.match(out, new RegExp(`^ECONNREFUSED permission denied on the socket ${denied} \\(EACCES\\)`));
     assert.doesNotMatch(out, /no kernel is answering|Start one/);

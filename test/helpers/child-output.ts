@@ -15,7 +15,7 @@ export class ChildOutput {
       this.text += b;
       for (const w of [...this.waiters]) w();
     });
-    child.once('exit', () => {
+    child.once('close', () => {
       this.exited = true;
       for (const w of [...this.waiters]) w();
     });
