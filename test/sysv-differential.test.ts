@@ -388,6 +388,10 @@ describe('sysv face vs Linux', { skip: limitsDiffer }, () => {
         'receiver blocked',
       );
     /** What became of a call: "ok", its errno name, or "blocked" if it has not settled within ms. */
+    // How long a call Linux completes may take to settle on the face: returned as soon as it
+    // settles, so only a wrong result waits it out; 500 ms and 2 s were windows a loaded machine
+    // could miss, making a late 'ok' a 'blocked'. (A short wait stays where 'blocked' is expected.)
+    const SETTLE_MS = 10_000;
     const outcome = (call: Promise<unknown>): ((ms: number) => Promise<string>) => {
       let result: string | null = null;
       call.then(
@@ -439,7 +443,7 @@ describe('sysv face vs Linux', { skip: limitsDiffer }, () => {
           out.push(`nowait-send1 ${await sent(face.msgsnd(id, 3, 'x', IPC_NOWAIT))}`);
           out.push(await stat(id));
           await face.msgctl(id, IPC_RMID);
-          out.push(`blocked-send ${await blocked(2000)}`);
+          out.push(`blocked-send ${await blocked(SETTLE_MS)}`);
           return out;
         },
       },
@@ -459,12 +463,12 @@ describe('sysv face vs Linux', { skip: limitsDiffer }, () => {
           const smallResult = outcome(small!.msgsnd(id, 3, 'sssss', 0));
           await blockedSending(id, small!);
           out.push(`receive ${await sent(face.msgrcv(id, 64, 0, IPC_NOWAIT))}`);
-          out.push(`small ${await smallResult(500)}`);
+          out.push(`small ${await smallResult(SETTLE_MS)}`);
           out.push(`big ${await bigResult(50)}`);
           out.push(await stat(id));
           await face.msgctl(id, IPC_RMID);
-          out.push(`big ${await bigResult(2000)}`);
-          out.push(`small ${await smallResult(2000)}`);
+          out.push(`big ${await bigResult(SETTLE_MS)}`);
+          out.push(`small ${await smallResult(SETTLE_MS)}`);
           return out;
         },
       },
@@ -482,7 +486,7 @@ describe('sysv face vs Linux', { skip: limitsDiffer }, () => {
           await got(500);
           out.push(await stat(id));
           await face.msgctl(id, IPC_RMID);
-          out.push(`receiver ${await got(2000)}`);
+          out.push(`receiver ${await got(SETTLE_MS)}`);
           return out;
         },
       },
@@ -498,7 +502,7 @@ describe('sysv face vs Linux', { skip: limitsDiffer }, () => {
           const got = outcome(receiver!.msgrcv(id, 4, 0, 0));
           await blockedReceiving(id, receiver!);
           const out = [`send10 ${await sent(face.msgsnd(id, 1, '0123456789', IPC_NOWAIT))}`];
-          out.push(`receiver ${await got(2000)}`, await stat(id));
+          out.push(`receiver ${await got(SETTLE_MS)}`, await stat(id));
           await face.msgctl(id, IPC_RMID);
           return out;
         },
@@ -514,7 +518,7 @@ describe('sysv face vs Linux', { skip: limitsDiffer }, () => {
           const blocked = outcome(sender!.msgsnd(id, 2, '5678', 0));
           await blockedSending(id, sender!);
           await face.msgctl(id, IPC_SET, { msg_qbytes: 8 });
-          out.push(`blocked-send ${await blocked(2000)}`, await stat(id));
+          out.push(`blocked-send ${await blocked(SETTLE_MS)}`, await stat(id));
           await face.msgctl(id, IPC_RMID);
           return out;
         },
