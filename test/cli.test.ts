@@ -907,6 +907,21 @@ test("send --process sends to a process's inbox (direct naming); ps and watch co
   const missing = await run(['send', '--process']);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /missing PROCESS/);
+  // Nonsense is a usage error before any lookup: an empty name, or digits Number() would round
+  // to another id (9007199254740993 looked up process 9007199254740992).
+  for (const [args, why] of [
+    [['send', '--process', '', 'x'], /PROCESS needs a process name or id, not an empty string/],
+    [
+      ['send', '--process', '9007199254740993', 'x'],
+      /PROCESS: 9007199254740993 is too large to be a process id/,
+    ],
+    [['recv', 'anything', '--from', ''], /--from needs a process name or id, not an empty string/],
+    [['recv', 'anything', '--from', '99999999999999999999'], /--from: 99999999999999999999 is too large/],
+  ] as const) {
+    const r = await run([...args]);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, why);
+  }
 });
 
 test('watch --once and ps show a mailbox and the receiver blocked on it; --receipt names who took it', async () => {

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import type { MailboxStat } from '../client/mailbox.js';
-import { connect, type PostboxProcess } from '../client/process.js';
+import { connect, type PostboxProcess, type ProcessRef } from '../client/process.js';
 import { ConnectionRefusedError, NotFoundError, PermissionError } from '../protocol/errors.js';
 import { defaultSocketPath } from '../transport/address.js';
 import { cut } from './table.js';
@@ -115,6 +115,19 @@ export function parseChoice<T extends string>(
   if (!(choices as readonly string[]).includes(value))
     throw new UsageError(`--${flag} must be ${choices.join(', ')}; not '${value}'`);
   return value as T;
+}
+
+/**
+ * A process named on the command line (`send --process`, `recv --from`): an id if it is all
+ * digits, else a name. An empty one, or digits past what an id can be (Number() would round
+ * them to another id), is a usage error rather than a lookup of something nobody could have.
+ */
+export function processOperand(ref: string, what: string): ProcessRef {
+  if (ref === '') throw new UsageError(`${what} needs a process name or id, not an empty string`);
+  if (!/^\d+$/.test(ref)) return ref;
+  const id = Number(ref);
+  if (!Number.isSafeInteger(id)) throw new UsageError(`${what}: ${ref} is too large to be a process id`);
+  return id;
 }
 
 /** Connects as a new process where the flags or the environment say the kernel is. */

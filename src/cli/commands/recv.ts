@@ -2,7 +2,6 @@ import { parseArgs } from 'node:util';
 import type { ReceiveOptions } from '../../client/connection.js';
 import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
-import type { PostboxProcess } from '../../client/process.js';
 import { PostboxError } from '../../protocol/errors.js';
 import {
   connectionHelp,
@@ -11,6 +10,7 @@ import {
   joinDashedValues,
   parseInteger,
   positionals,
+  processOperand,
   withProcess,
   writeOut,
 } from '../common.js';
@@ -95,11 +95,12 @@ export async function recvCommand(argv: string[]): Promise<number> {
   if (values.all && timeout !== undefined)
     throw new UsageError('--all takes what is queued without waiting; drop --timeout');
 
+  const fromRef = values.from === undefined ? undefined : processOperand(values.from, '--from');
   const signal = interruptSignal();
   const out = new Output(values.verbose === true, values.json === true);
   return withProcess(values, async (proc) => {
     const found = await findMailbox(proc, ref!);
-    const from = values.from === undefined ? undefined : await processId(proc, values.from);
+    const from = typeof fromRef === 'string' ? (await proc.lookup(fromRef)).id : fromRef;
     const mb = await proc.openMailbox(found.id, { role: 'read' });
     out.putBack = (m) =>
       proc.sendTo(found.id, sameBody(m), {
@@ -200,11 +201,6 @@ async function takeQueued(
     batch = Math.min(batch * 2, 1024);
   }
   return got;
-}
-
-async function processId(proc: PostboxProcess, ref: string): Promise<number> {
-  if (/^\d+$/.test(ref)) return Number(ref);
-  return (await proc.lookup(ref)).id;
 }
 
 function describe(

@@ -9,6 +9,7 @@ import {
   joinDashedValues,
   parseInteger,
   positionals,
+  processOperand,
   withProcess,
 } from '../common.js';
 import { printDiagnostic } from '../diagnostic.js';
@@ -77,6 +78,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const [ref, text] = positionals(rest, [values.process ? 'PROCESS' : 'NAME', 'TEXT'], 1);
+  const processRef = values.process ? processOperand(ref!, 'PROCESS') : undefined;
   const type = parseInteger(values.type, 'type', 1);
   const priority = parseInteger(values.priority, 'priority', 0, 32767);
   const timeout = parseInteger(values.timeout, 'timeout', 0, 0xffffffff);
@@ -101,9 +103,9 @@ export async function sendCommand(argv: string[]): Promise<number> {
   return withProcess(values, async (proc) => {
     let target: SendTarget;
     let where: string;
-    if (values.process) {
+    if (processRef !== undefined) {
       // Looked up once: a name could be taken by another process while the lines are sent.
-      const to = await proc.lookup(/^\d+$/.test(ref!) ? Number(ref) : ref!);
+      const to = await proc.lookup(processRef);
       target = { send: (body, options) => proc.send(to.id, body, options) };
       where =
         to.name === null ? `the inbox of process ${to.id}` : `the inbox of process ${to.id} (${to.name})`;
