@@ -7,7 +7,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
@@ -55,10 +55,11 @@ function run(
  */
 async function tcpKernelWithoutToken(
   socket: string,
+  listen = 'tcp://127.0.0.1:0',
 ): Promise<{ proc: ChildProcess; lines: string[]; url: string; env: NodeJS.ProcessEnv }> {
   const env = { ...process.env };
   delete env.POSTBOX_TOKEN;
-  const proc = spawn(process.execPath, [CLI, 'kernel', '--socket', socket, '--listen', 'tcp://127.0.0.1:0'], {
+  const proc = spawn(process.execPath, [CLI, 'kernel', '--socket', socket, '--listen', listen], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -126,6 +127,30 @@ test('with --listen and no POSTBOX_TOKEN the kernel writes a private token file 
     assert.ok(lines.some((l) => l.includes(file)));
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const proc = await connect({ url, token: readFileSync(file, 'utf8').trim() });
+    await proc.close();
+  } finally {
+    p.kill('SIGTERM');
+    await new Promise((r) => p.once('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// Loopback IPv6 is missing on some hosts (containers with it disabled): nothing to listen on then.
+const noIpv6Loopback = !Object.values(networkInterfaces()).some((list) =>
+  (list ?? []).some((a) => a.internal && a.family === 'IPv6' && a.address === '::1'),
+);
+
+test('an IPv6 listener is printed as a URL a client can use: tcp://[::1]:PORT', {
+  skip: noIpv6Loopback,
+}, async () => {
+  // It printed tcp://::1:PORT, which connect() and --url refuse (EINVAL): the port cannot be told
+  // from the address.
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-ip6-'));
+  const { proc: p, url } = await tcpKernelWithoutToken(join(dir, 'k.sock'), 'tcp://[::1]:0');
+  try {
+    assert.match(url, /^tcp:\/\/\[::1\]:\d+$/);
+    const proc = await connect({ url, token: readFileSync(join(dir, 'k.token'), 'utf8').trim() });
+    assert.equal(proc.conn.transport, 'tcp');
     await proc.close();
   } finally {
     p.kill('SIGTERM');

@@ -8,7 +8,7 @@ import {
   SocketPathTooLongError,
   startKernel,
 } from '../kernel/server.js';
-import { parseTcpUrl } from '../transport/address.js';
+import { formatTcpUrl, parseTcpUrl } from '../transport/address.js';
 import { joinDashedValues, parseBytes, parseInteger } from './common.js';
 import { printDiagnostic } from './diagnostic.js';
 import { exitCodesHelp } from './exit-codes.js';
@@ -133,8 +133,8 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
   process.stdout.write(`postbox kernel ${process.pid} listening on unix:${running.socketPath}\n`);
-  for (const t of running.tcp)
-    process.stdout.write(`postbox kernel listening on tcp://${t.host}:${t.port}\n`);
+  // A line to copy into POSTBOX_URL or --url as it is: an IPv6 host in brackets.
+  for (const t of running.tcp) process.stdout.write(`postbox kernel listening on ${formatTcpUrl(t)}\n`);
   if (running.tokenFile !== null)
     process.stdout.write(
       `postbox kernel: TCP token written to ${running.tokenFile} (readable only by you)\n`,

@@ -61,3 +61,11 @@ export function parseTcpUrl(url: string): TcpAddress {
   if (port > 65535) throw new TypeError(`port ${port} in '${url}' is out of range`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
+
+/**
+ * The `tcp://HOST:PORT` that {@link parseTcpUrl} reads back: an IPv6 address goes in brackets,
+ * since its own colons would hide where the port starts (`tcp://::1:7420` is refused).
+ */
+export function formatTcpUrl(addr: TcpAddress): string {
+  return `tcp://${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port}`;
+}
