@@ -126,8 +126,12 @@ test('with --listen and no POSTBOX_TOKEN the kernel writes a private token file 
     const file = join(dir, 'k.token');
     assert.ok(lines.some((l) => l.includes(file)));
     assert.equal(statSync(file).mode & 0o777, 0o600);
-    const proc = await connect({ url, token: readFileSync(file, 'utf8').trim() });
+    // The file's contents as read, line end and all, as its message says: "the contents of the
+    // token file". The newline made that a wrong token.
+    const proc = await connect({ url, token: readFileSync(file, 'utf8') });
     await proc.close();
+    const trimmed = await connect({ url, token: readFileSync(file, 'utf8').trim() });
+    await trimmed.close();
   } finally {
     p.kill('SIGTERM');
     await new Promise((r) => p.once('exit', r));
@@ -286,6 +290,32 @@ test("a kernel that fails beside a running one leaves the running one's socket a
   } finally {
     a.kill('SIGTERM');
     await new Promise((r) => a.once('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a token read from a file with its line end is the same token, in the kernel and the client', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-tokline-'));
+  let k: RunningKernel | undefined;
+  try {
+    k = await startKernel({
+      socket: join(dir, 'k.sock'),
+      listen: ['tcp://127.0.0.1:0'],
+      token: 'line-token\r\n',
+    });
+    const url = `tcp://127.0.0.1:${k.tcp[0]!.port}`;
+    for (const token of ['line-token', 'line-token\n']) {
+      const proc = await connect({ url, token });
+      await proc.close();
+    }
+    await assert.rejects(connect({ url, token: 'line-token ' }), { code: 'ECONNREFUSED' });
+    // Only a line end is dropped: a token of nothing but one is still empty, and refused.
+    await assert.rejects(
+      startKernel({ socket: join(dir, 'e.sock'), listen: ['tcp://127.0.0.1:0'], token: '\n' }),
+      /the token is empty/,
+    );
+  } finally {
+    await k?.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -42,7 +42,7 @@ import {
   writeInt64,
 } from '../protocol/frame.js';
 import { badProcessName, MAX_PROCESS_NAME } from '../protocol/names.js';
-import { defaultSocketPath, parseTcpUrl, socketPathTooLong } from '../transport/address.js';
+import { defaultSocketPath, parseTcpUrl, socketPathTooLong, withoutLineEnd } from '../transport/address.js';
 import { FrameWriter } from '../transport/frame-writer.js';
 import { ReadArena } from '../transport/read-arena.js';
 import { AckQueue } from './ack-queue.js';
@@ -566,7 +566,8 @@ export class Connection {
     const token = options.token ?? process.env.POSTBOX_TOKEN;
     const hello: Record<string, unknown> = { pid: process.pid, host: hostname() };
     if (options.name !== undefined) hello.name = options.name;
-    if (token !== undefined && transport === 'tcp') hello.token = token;
+    // The kernel drops a token's line end too: the token file's contents as read work as it.
+    if (token !== undefined && transport === 'tcp') hello.token = withoutLineEnd(token);
     if (options.inboxCapacity !== undefined) hello.inboxCapacity = options.inboxCapacity;
     if (options.operator === true) hello.operator = true;
     hello.recall = true;

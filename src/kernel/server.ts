@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, lstatSync, readFileSync, type Stats, unlinkSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import { basename, dirname, join } from 'node:path';
-import { defaultSocketPath, ensureSocketDir, parseTcpUrl, socketPathTooLong } from '../transport/address.js';
+import {
+  defaultSocketPath,
+  ensureSocketDir,
+  parseTcpUrl,
+  socketPathTooLong,
+  withoutLineEnd,
+} from '../transport/address.js';
 import { Kernel } from './kernel.js';
 import type { KernelLimits } from './limits.js';
 
@@ -56,8 +62,10 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
   let tokenFile: string | null = null;
   if (tcpUrls.length > 0) {
     token = options.token ?? process.env.POSTBOX_TOKEN ?? null;
+    // Read from a file, a token ends with a newline the clients drop too (withoutLineEnd).
+    if (token !== null) token = withoutLineEnd(token);
     // An empty token would let in every TCP client that sends none: no authentication at all.
-    if (token === '') throw new EmptyTokenError(options.token === '' ? 'the token' : 'POSTBOX_TOKEN');
+    if (token === '') throw new EmptyTokenError(options.token !== undefined ? 'the token' : 'POSTBOX_TOKEN');
     if (token === null) {
       token = randomBytes(24).toString('base64url');
       tokenFile = tokenFileFor(socketPath);

@@ -69,3 +69,13 @@ export function parseTcpUrl(url: string): TcpAddress {
 export function formatTcpUrl(addr: TcpAddress): string {
   return `tcp://${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port}`;
 }
+
+/**
+ * A TCP token as both ends compare it: without the line end a text file gives it. The kernel
+ * writes its token file as a line, so the file's contents as a program reads them
+ * (`readFileSync(file, 'utf8')`) end with a newline that is not part of the token; taken as
+ * part of it, the right token was refused as a wrong one.
+ */
+export function withoutLineEnd(token: string): string {
+  return token.replace(/\r?\n$/, '');
+}
