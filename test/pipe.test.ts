@@ -326,6 +326,37 @@ describe('pipes', () => {
     }
   });
 
+  test('spawn with handOver over TCP: the child is given the token the parent joined with', async () => {
+    // The child was given POSTBOX_URL only: a parent that joined with connect({ token }) rather
+    // than $POSTBOX_TOKEN had its child refused ("a token is required over TCP").
+    const k = await startTestKernel({ tcp: true });
+    const p = await connect({ url: k.tcpUrl!, token: k.token });
+    try {
+      const client = new URL('../src/client/mod.js', import.meta.url).href;
+      const face = new URL('../src/faces/pipe.js', import.meta.url).href;
+      const script = `
+        import { connect } from ${JSON.stringify(client)};
+        import { pipeFromEnv } from ${JSON.stringify(face)};
+        const me = await connect();
+        const w = await pipeFromEnv(me);
+        w.write(me.conn.transport + '\\n');
+        await new Promise((r) => w.end(r));
+        await me.close();`;
+      const child = await spawn(p, process.execPath, ['--input-type=module', '-e', script], 'r', {
+        handOver: true,
+        env: { ...process.env, POSTBOX_TOKEN: undefined, POSTBOX_URL: undefined, POSTBOX_SOCKET: undefined },
+      });
+      let text = '';
+      child.reader.setEncoding('utf8');
+      for await (const chunk of child.reader) text += chunk;
+      assert.equal(text, 'tcp\n');
+      assert.deepEqual(await child.wait(), { code: 0, signal: null });
+    } finally {
+      await p.close();
+      await k.stop();
+    }
+  });
+
   test('FIFOs by name: bad arguments are EINVAL, and an ordinary mailbox is neither opened nor unlinked as one', async () => {
     const p = await join();
     const einval = (e: PostboxError): boolean => e.code === 'EINVAL';

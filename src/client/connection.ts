@@ -414,6 +414,11 @@ export class Connection {
   readonly onClose = new Set<(err: PostboxError) => void>();
   readonly transport: 'unix' | 'tcp';
   readonly address: string;
+  /**
+   * @internal The token this connection joined with over TCP (null over a Unix socket): a child
+   * handed a pipe (`spawn` with `handOver`) joins the same kernel with it.
+   */
+  token: string | null = null;
 
   private constructor(socket: Socket, transport: 'unix' | 'tcp', address: string) {
     this.socket = socket;
@@ -701,6 +706,7 @@ export class Connection {
     }
     const answered = Date.now();
     opened.welcome = welcome;
+    if (typeof hello.token === 'string') opened.token = hello.token;
     // The kernel read its clock somewhere between our two readings: the middle is the best guess.
     const kernelTime = welcome.kernel.time;
     if (typeof kernelTime === 'number' && Number.isFinite(kernelTime))

@@ -107,6 +107,9 @@ export async function spawn(
     const conn = proc.conn;
     env[PIPE_ENV] = `${p.id}:${mode === 'r' ? 'w' : 'r'}:${conn.info.kernel.pid}`;
     env.POSTBOX_URL = conn.transport === 'tcp' ? conn.address : `unix:${conn.address}`;
+    // And over TCP, with the token this process joined with: it may have come from
+    // connect({ token }), not from an environment the child inherits.
+    if (conn.token !== null) env.POSTBOX_TOKEN = conn.token;
     child = spawnChild(command, args, { env, cwd: options.cwd, stdio: 'inherit' });
   } else {
     child = spawnChild(command, args, {
