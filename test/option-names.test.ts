@@ -65,6 +65,33 @@ test('connect() refuses a url it cannot use and an inbox capacity that is not on
   }
 });
 
+test('connect() refuses an empty Unix socket path, and names $POSTBOX_URL when a bad address came from it', async () => {
+  // An empty path went on to the OS and came back as "no kernel is answering at  (ECONNREFUSED).
+  // Start one with `npx postbox kernel --socket `", naming nothing.
+  for (const options of [{ url: 'unix:' }, { socket: '' }]) {
+    await assert.rejects(
+      connect(options),
+      (e) => e instanceof InvalidArgumentError && /needs a path, not an empty string/.test(e.message),
+      JSON.stringify(options),
+    );
+  }
+  // Set in a shell profile, $POSTBOX_URL is not in the program: say it is where the address came from.
+  const saved = process.env.POSTBOX_URL;
+  try {
+    for (const url of ['/tmp/k.sock', 'tcp://127.0.0.1', 'unix:']) {
+      process.env.POSTBOX_URL = url;
+      await assert.rejects(
+        connect(),
+        (e) => e instanceof InvalidArgumentError && e.message.includes('$POSTBOX_URL'),
+        url,
+      );
+    }
+  } finally {
+    if (saved === undefined) delete process.env.POSTBOX_URL;
+    else process.env.POSTBOX_URL = saved;
+  }
+});
+
 describe('through a kernel', () => {
   const { join } = kernelForTests();
 

@@ -524,8 +524,15 @@ export class Connection {
       const bad = options.name === '' ? 'a process name cannot be empty' : badProcessName(options.name);
       if (bad !== null) throw new InvalidArgumentError(bad);
     }
+    // Set in a shell profile, $POSTBOX_URL is nowhere in the program: a bad one says it is the culprit.
+    const urlFrom = options.url !== undefined ? 'url' : '$POSTBOX_URL';
     if (url !== undefined && !url.startsWith('tcp://') && !url.startsWith('unix:'))
-      throw new InvalidArgumentError(`url must be tcp://HOST:PORT or unix:PATH, not '${url}'`);
+      throw new InvalidArgumentError(`${urlFrom} must be tcp://HOST:PORT or unix:PATH, not '${url}'`);
+    // An empty path would reach the OS and come back as "no kernel is answering at " (nowhere).
+    if (url === 'unix:')
+      throw new InvalidArgumentError(`${urlFrom} 'unix:' needs a path, not an empty string`);
+    if (url === undefined && options.socket === '')
+      throw new InvalidArgumentError('socket needs a path, not an empty string');
     if (options.operator !== undefined && typeof options.operator !== 'boolean')
       throw new InvalidArgumentError(
         `operator must be true or false, not ${describeValue(options.operator)}`,
@@ -557,7 +564,9 @@ export class Connection {
       try {
         tcp = parseTcpUrl(url);
       } catch (err) {
-        throw new InvalidArgumentError((err as Error).message);
+        throw new InvalidArgumentError(
+          urlFrom === 'url' ? (err as Error).message : `$POSTBOX_URL: ${(err as Error).message}`,
+        );
       }
       transport = 'tcp';
       address = url;
