@@ -384,6 +384,8 @@ export class Connection {
   private clockPingAt = 0;
   private clockPings = 0;
   private onWelcome: ((w: Welcome) => void) | null = null;
+  /** A WELCOME came: until then, bytes that are not frames come from something else than a kernel. */
+  private welcomed = false;
   private onHelloError: ((e: PostboxError) => void) | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   /** When this side last handed bytes to its socket (ms; kept only with a heartbeat, TCP). */
@@ -447,11 +449,14 @@ export class Connection {
       this.takenAtOnce = false;
       this.handoffListeners.length = 0;
       this.handoffMessages.length = 0;
-      this.fail(
-        new ProtocolError(
-          err instanceof FrameError ? `bad frame from the kernel: ${err.message}` : String(err),
-        ),
-      );
+      // Before any WELCOME it is most likely not a kernel at all (a wrong port, another
+      // service): say so, rather than blame a kernel for a frame of 1347703884 bytes ("HTTP").
+      const why = !(err instanceof FrameError)
+        ? String(err)
+        : this.welcomed
+          ? `bad frame from the kernel: ${err.message}`
+          : `what answers at ${this.address} is not a Postbox kernel: it sent a bad frame before any WELCOME (${err.message})`;
+      this.fail(new ProtocolError(why));
       this.socket.destroy();
       return;
     }
@@ -1499,6 +1504,7 @@ export class Connection {
         return this.settle(request, undefined, err);
       }
       case Op.WELCOME:
+        this.welcomed = true;
         this.onHelloError = null;
         this.onWelcome?.(decodeJsonPayload(buf, start, end) as Welcome);
         this.onWelcome = null;
