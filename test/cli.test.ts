@@ -346,6 +346,8 @@ test('"kernel not running" says how to start one', async () => {
   const tcp = await run(['recv', 'x', '--url', 'tcp://127.0.0.1:1']);
   assert.equal(tcp.code, 1);
   assert.match(tcp.stderr, /no kernel is answering at tcp:\/\/127\.0\.0\.1:1[\s\S]*postbox kernel --listen/);
+  // Nothing took the connection, so no token was looked at: asking about it sent users the wrong way.
+  assert.doesNotMatch(tcp.stderr, /TOKEN/, tcp.stderr);
   // The code is named once (it was printed twice: '(ECONNREFUSED). (ECONNREFUSED)').
   assert.equal(tcp.stderr.match(/\(ECONNREFUSED\)/g)?.length, 1, tcp.stderr);
   noStack(tcp);

@@ -167,8 +167,7 @@ export async function connectFromFlags(
 export class KernelNotRunningError extends ConnectionRefusedError {}
 
 /**
- * Why nothing answered, in words that say what to do: start a kernel, check the TCP address and
- * token, or, when the socket is there but this user may not connect to it, that (a kernel's
+ * Why nothing answered, in words that say what to do: start a kernel, check the TCP address, or, when the socket is there but this user may not connect to it, that (a kernel's
  * socket is private to the user who started it: starting another would not help).
  */
 function kernelNotRunning(
@@ -178,9 +177,10 @@ function kernelNotRunning(
   // The client names the OS's code in its message: ECONNREFUSED, ENOENT, EACCES, ETIMEDOUT...
   const why = /\((E[A-Z0-9]+)\)/.exec(err.message)?.[1] ?? err.code;
   const url = values.url ?? process.env.POSTBOX_URL;
+  // Not the token: nothing took the connection to read one (a wrong token is the kernel's own refusal).
   if (url?.startsWith('tcp://'))
     return new KernelNotRunningError(
-      `no kernel is answering at ${url} (${why}).\nIs a kernel listening there (\`postbox kernel --listen ${url}\`), and is $POSTBOX_TOKEN its token?`,
+      `no kernel is answering at ${url} (${why}).\nIs a kernel listening there (\`postbox kernel --listen ${url}\` on that machine)?`,
     );
   const socket = url?.startsWith('unix:') ? url.slice(5) : (values.socket ?? defaultSocketPath());
   if (why === 'EACCES' || why === 'EPERM')
