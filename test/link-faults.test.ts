@@ -6,6 +6,10 @@
  * target: calls that hang when the link dies, and not knowing that the other side is gone.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { connect as netConnect } from 'node:net';
+import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { connect, type PostboxError } from '../src/client/mod.js';
 import { Op } from '../src/protocol/frame.js';
@@ -136,4 +140,41 @@ test('waitForKernel waits through a kernel killed while a TCP join was in its ba
   if (joined instanceof Error) assert.fail(`the join failed: ${joined.code} ${joined.message}`);
   t.after(() => joined.close());
   assert.equal(joined.conn.info.kernel.pid, second.proc.pid);
+});
+
+test("connect()'s timeout covers reaching the kernel: a listener whose SYNs are dropped fails ETIMEDOUT, not after the OS's two minutes", async (t) => {
+  // A listener that takes no connection (its event loop held, as a stopped kernel's is) with a
+  // backlog of 1: once two handshakes wait in its queue, Linux drops every further SYN, as a
+  // firewall or a host that is down would. The connect then waited for the OS to give up (some
+  // 130 s), whatever `timeout` said.
+  const holder = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const s = require('node:net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+        process.stdout.write(s.address().port + '\\n');
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+      });`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.after(() => holder.kill('SIGKILL'));
+  const [line] = (await within(
+    once(createInterface({ input: holder.stdout! }), 'line'),
+    BOUND_MS,
+    'the port',
+  )) as [string];
+  const url = `tcp://127.0.0.1:${line}`;
+  const fillers = [0, 1].map(() => netConnect(Number(line), '127.0.0.1'));
+  t.after(() => {
+    for (const s of fillers) s.destroy();
+  });
+  await within(Promise.all(fillers.map((s) => once(s, 'connect'))), BOUND_MS, 'the backlog to fill');
+  const timedOut = await rejection(connect({ url, token: 'x', timeout: 300 }), 'the join');
+  assert.equal(timedOut.code, 'ETIMEDOUT');
+  assert.match(timedOut.message, /^nothing at tcp:\/\/127\.0\.0\.1:\d+ took the connection within 300 ms/);
+  // With waitForKernel it is tried again, as a kernel that does not answer is, until the wait ends.
+  const waited = await rejection(connect({ url, token: 'x', timeout: 200, waitForKernel: 500 }), 'the wait');
+  assert.equal(waited.code, 'ECONNREFUSED');
+  assert.match(waited.message, /after waiting 500 ms \(ETIMEDOUT\)/);
 });

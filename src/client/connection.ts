@@ -262,9 +262,11 @@ export interface ConnectOptions {
    */
   waitForKernel?: number | undefined;
   /**
-   * How long, in ms, a kernel that took the connection has to answer the join before it fails
-   * with ETIMEDOUT: a kernel that is stopped (SIGSTOP, a debugger) or wedged still takes
-   * connections, and without a bound the join would wait for it forever. With `waitForKernel`,
+   * How long, in ms, the join has to reach the kernel and be answered before it fails with
+   * ETIMEDOUT: a kernel that is stopped (SIGSTOP, a debugger) or wedged still takes
+   * connections, and without a bound the join would wait for it forever; over TCP, a host that
+   * drops the connection's packets (a firewall, a machine that is down) would hold the connect
+   * for the OS's own limit, some two minutes. With `waitForKernel`,
    * an attempt that timed out is tried again while the wait lasts. Default 20,000.
    *
    * @example
@@ -653,16 +655,35 @@ export class Connection {
         ? netConnect({ port: tcp.port, host: tcp.host, onread: arena.onread })
         : netConnect({ path: address, onread: arena.onread });
     let onAbort: (() => void) | undefined;
-    const failed = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+    // The join's timeout counts from here: a host that drops the connection's packets (a
+    // firewall, a machine that is down, a kernel stopped with its listening backlog full)
+    // leaves the connect to the OS's own limit, some two minutes on Linux, whatever it says.
+    const started = Date.now();
+    let connectTimer: NodeJS.Timeout | undefined;
+    const failed = await new Promise<NodeJS.ErrnoException | 'timeout' | null>((resolve) => {
       socket.once('connect', () => resolve(null));
       socket.once('error', resolve);
       onAbort = () => resolve(null);
       signal?.addEventListener('abort', onAbort, { once: true });
+      // Past 2^31 - 1 ms Node would fire at once: that long is as good as forever.
+      if (timeout < 2 ** 31) connectTimer = setTimeout(() => resolve('timeout'), timeout);
     });
+    clearTimeout(connectTimer);
     if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
     if (signal?.aborted) {
       socket.destroy();
       throw new AbortedError(`connect() was aborted while connecting to ${address}`);
+    }
+    if (failed === 'timeout') {
+      socket.destroy();
+      // Worth waiting out, as a kernel that does not answer is: one may be there later.
+      return {
+        code: 'ETIMEDOUT',
+        retry: true,
+        error: new TimeoutError(
+          `nothing at ${address} took the connection within ${timeout} ms: is the address right, and do the network and its firewalls let it through?`,
+        ),
+      };
     }
     if (failed !== null) {
       socket.destroy();
@@ -694,12 +715,11 @@ export class Connection {
         opened.onHelloError = reject;
         opened.writer.append(encodeJsonFrame(Op.HELLO, 0, PROTOCOL_VERSION, 0, hello));
         opened.flush();
-        // Past 2^31 - 1 ms Node would fire at once: that long is as good as forever.
         if (timeout < 2 ** 31)
           timer = setTimeout(
             () =>
               opened.fail(new TimeoutError(`the kernel at ${address} did not answer within ${timeout} ms`)),
-            timeout,
+            timeout - (Date.now() - started),
           );
         onAbort = () =>
           opened.fail(new AbortedError(`connect() was aborted before the kernel at ${address} answered`));
