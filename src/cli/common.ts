@@ -167,8 +167,9 @@ export async function connectFromFlags(
 export class KernelNotRunningError extends ConnectionRefusedError {}
 
 /**
- * Why nothing answered, in words that say what to do: start a kernel, check the TCP address, or, when the socket is there but this user may not connect to it, that (a kernel's
- * socket is private to the user who started it: starting another would not help).
+ * Why nothing answered, in words that say what to do: start a kernel, check the TCP address,
+ * or, when the socket is there but this user may not connect to it, that (a kernel's socket is
+ * private to the user who started it: starting another would not help).
  */
 function kernelNotRunning(
   err: ConnectionRefusedError,
