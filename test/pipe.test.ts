@@ -118,6 +118,43 @@ describe('pipes', () => {
     reader.destroy();
   });
 
+  test('a reader that stops reading holds at most the write it was waiting for; what it never read goes to the next reader', async () => {
+    // The read end took up to 64 KiB ahead of the application into its Readable buffer: a paused
+    // reader let the writer put a second pipe's worth in before it waited, and a reader that
+    // closed threw those bytes away, where a Unix reader leaves them in the pipe for the next.
+    const p = await join();
+    const other = await join();
+    const { id, reader, writer } = await pipe(p);
+    const next = new PipeReader(await other.openMailbox(id, { role: 'read' }));
+    writer.write('first');
+    await within(once(reader, 'data'), BOUND_MS, 'the first write');
+    reader.pause();
+    const piece = 4096;
+    const pieces = 64;
+    for (let i = 0; i < pieces; i++) writer.write(Buffer.alloc(piece, i));
+    await within(
+      (async () => {
+        while ((await p.stat(id)).waitingSenders.length === 0) await new Promise((r) => setImmediate(r));
+      })(),
+      BOUND_MS,
+      'the pipe to fill and a send to wait',
+    );
+    await p.lookup(p.id); // a round trip: whatever the reader would take has been delivered by now
+    await new Promise((r) => setImmediate(r));
+    const held = reader.readableLength;
+    assert.ok(held <= piece, `the paused reader holds ${held} bytes, not more than one write`);
+    assert.equal((await p.stat(id)).bytes, 64 * 1024, 'the pipe holds 64 KiB unread');
+    reader.destroy();
+    await within(once(reader, 'close'), BOUND_MS, 'the reader to close');
+    writer.end();
+    let got = 0;
+    next.on('data', (c: Buffer) => {
+      got += c.length;
+    });
+    await within(once(next, 'end'), BOUND_MS, 'end of file at the next reader');
+    assert.equal(got + held, piece * pieces, 'every byte the first reader did not hold went to the next');
+  });
+
   test('a write larger than a message is split, not refused: every byte arrives once, in order', async () => {
     const p = await join();
     const { reader, writer } = await pipe(p);

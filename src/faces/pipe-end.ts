@@ -6,7 +6,9 @@ export const PIPE_BYTES = 64 * 1024;
 
 /**
  * The read end of a pipe or FIFO: a Node Readable over the mailbox, fed by the kernel within a
- * credit; it ends (end of file) when the last writer closes and nothing is left.
+ * credit; it ends (end of file) when the last writer closes and nothing is left. It takes a
+ * write from the pipe only as it is read: what a reader that closes has not read stays for the
+ * next reader, as in a Unix pipe.
  *
  * @example
  * ```ts
@@ -20,7 +22,11 @@ export class PipeReader extends Readable {
   #pulling = false;
 
   constructor(mailbox: Mailbox) {
-    super({ highWaterMark: 64 * 1024 });
+    // No read-ahead: a message is taken only when the application reads (or a read waits for
+    // it). What the kernel pushed ahead is still the pipe's, counted in its 64 KiB and given
+    // back on close; a Readable buffer of 64 KiB held as much again out of the pipe, so a paused
+    // reader let a writer run a second pipe ahead, and a reader that closed lost it.
+    super({ highWaterMark: 0 });
     this.mailbox = mailbox;
   }
 
