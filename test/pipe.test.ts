@@ -394,6 +394,53 @@ describe('pipes', () => {
     }
   });
 
+  test("spawn 'r' with handOver: end of file when the child closes its end, not when it exits; a child that never opens its end ends the pipe by exiting", async () => {
+    // This process held a write end of its own until the child exited: a child that closed its
+    // end and went on working left the reader waiting for its exit, where popen's fgets gets
+    // end of file at once.
+    const p = await join();
+    const hold = await p.createMailbox('pipe-test-hold', { system: true, mode: 0o666 });
+    const client = new URL('../src/client/mod.js', import.meta.url).href;
+    const face = new URL('../src/faces/pipe.js', import.meta.url).href;
+    const script = `
+      import { connect } from ${JSON.stringify(client)};
+      import { pipeFromEnv } from ${JSON.stringify(face)};
+      const me = await connect();
+      const w = await pipeFromEnv(me);
+      await new Promise((r) => w.end('done\\n', r));
+      // Goes on working until the parent says: the pipe must have ended before.
+      await (await me.openMailbox('pipe-test-hold')).receive();
+      await me.close();`;
+    const child = await spawn(p, process.execPath, ['--input-type=module', '-e', script], 'r', {
+      handOver: true,
+    });
+    let text = '';
+    child.reader.setEncoding('utf8');
+    await within(
+      (async () => {
+        for await (const chunk of child.reader) text += chunk;
+      })(),
+      BOUND_MS,
+      'end of file while the child still runs',
+    );
+    assert.equal(text, 'done\n');
+    assert.equal(child.child.exitCode, null, 'the child is still running');
+    await hold.send('go');
+    assert.deepEqual(await within(child.wait(), BOUND_MS, 'the child to exit'), { code: 0, signal: null });
+    await hold.delete();
+
+    const silent = await spawn(p, process.execPath, ['-e', ''], 'r', { handOver: true });
+    let got = 0;
+    await within(
+      (async () => {
+        for await (const chunk of silent.reader) got += (chunk as Buffer).length;
+      })(),
+      BOUND_MS,
+      'end of file once the child that never opened its end exits',
+    );
+    assert.equal(got, 0);
+  });
+
   test('FIFOs by name: bad arguments are EINVAL, and an ordinary mailbox is neither opened nor unlinked as one', async () => {
     const p = await join();
     const einval = (e: PostboxError): boolean => e.code === 'EINVAL';

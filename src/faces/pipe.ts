@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn as spawnChild } from 'node:child_process';
+import type { Mailbox } from '../client/mailbox.js';
 import type { PostboxProcess } from '../client/process.js';
 import { InvalidArgumentError, NotFoundError, PermissionError } from '../protocol/errors.js';
 import { PIPE_BYTES, PipeReader, PipeWriter } from './pipe-end.js';
@@ -28,16 +29,21 @@ export interface Pipe {
  * ```
  */
 export async function pipe(proc: PostboxProcess): Promise<Pipe> {
-  const writeEnd = await proc.createMailbox(null, {
+  const writeEnd = await pipeMailbox(proc, 'write');
+  const readEnd = await proc.openMailbox(writeEnd.id, { role: 'read' });
+  return { id: writeEnd.id, reader: new PipeReader(readEnd), writer: new PipeWriter(writeEnd) };
+}
+
+/** A new anonymous pipe's mailbox, with this process's first handle on it in `role`. */
+function pipeMailbox(proc: PostboxProcess, role: 'read' | 'write'): Promise<Mailbox> {
+  return proc.createMailbox(null, {
     endOnLastWriter: true,
     transient: true,
     system: true,
     maxBytes: PIPE_BYTES,
     mode: 0o666,
-    role: 'write',
+    role,
   });
-  const readEnd = await proc.openMailbox(writeEnd.id, { role: 'read' });
-  return { id: writeEnd.id, reader: new PipeReader(readEnd), writer: new PipeWriter(writeEnd) };
 }
 
 /** Options of {@link spawn}. */
@@ -97,38 +103,16 @@ export async function spawn(
 ): Promise<SpawnedPipe> {
   if (mode !== 'r' && mode !== 'w')
     throw new InvalidArgumentError(`mode must be 'r' or 'w', not '${String(mode)}'`);
+  if (options.handOver === true) return spawnHandingOver(proc, command, args, mode, options);
   const p = await pipe(proc);
-  const env = { ...(options.env ?? process.env) };
-  let child: ChildProcess;
-  if (options.handOver === true) {
-    // The pipe's id means something only in this kernel: the child is sent to it, and told which
-    // kernel that is, so that it never opens whatever has that id in another (data written
-    // into a stranger's mailbox, both sides exiting 0).
-    const conn = proc.conn;
-    env[PIPE_ENV] = `${p.id}:${mode === 'r' ? 'w' : 'r'}:${conn.info.kernel.pid}`;
-    env.POSTBOX_URL = conn.transport === 'tcp' ? conn.address : `unix:${conn.address}`;
-    // And over TCP, with the token this process joined with: it may have come from
-    // connect({ token }), not from an environment the child inherits.
-    if (conn.token !== null) env.POSTBOX_TOKEN = conn.token;
-    child = spawnChild(command, args, { env, cwd: options.cwd, stdio: 'inherit' });
-  } else {
-    child = spawnChild(command, args, {
-      env,
-      cwd: options.cwd,
-      stdio: mode === 'r' ? ['inherit', 'pipe', 'inherit'] : ['pipe', 'inherit', 'inherit'],
-    });
-  }
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-    child.once('error', reject);
+  const child = spawnChild(command, args, {
+    env: options.env ?? process.env,
+    cwd: options.cwd,
+    stdio: mode === 'r' ? ['inherit', 'pipe', 'inherit'] : ['pipe', 'inherit', 'inherit'],
   });
-  // wait() hands this on; unawaited, a failure must not end the process as an unhandled rejection.
-  exited.catch(() => {});
+  const exited = exitOf(child);
   try {
-    await new Promise<void>((resolve, reject) => {
-      child.once('spawn', resolve);
-      child.once('error', reject);
-    });
+    await started(child);
   } catch (err) {
     // It never ran (no such command): neither end of the pipe has anyone to serve.
     p.reader.destroy();
@@ -139,30 +123,101 @@ export async function spawn(
   let writer: PipeWriter | null = null;
   if (mode === 'r') {
     reader = p.reader;
-    if (options.handOver === true) {
-      // The child holds the write end: ours closes once the child has opened its own... or exited.
-      const close = (): void => void p.writer.end();
-      child.once('exit', close);
-    } else {
-      child.stdout!.pipe(p.writer);
-      // The reader stopped early (a loop that breaks): as with popen, the child's next write
-      // meets a closed pipe (EPIPE, SIGPIPE) instead of this process an unhandled 'error'.
-      p.writer.on('error', () => child.stdout!.destroy());
-    }
+    child.stdout!.pipe(p.writer);
+    // The reader stopped early (a loop that breaks): as with popen, the child's next write
+    // meets a closed pipe (EPIPE, SIGPIPE) instead of this process an unhandled 'error'.
+    p.writer.on('error', () => child.stdout!.destroy());
   } else {
     writer = p.writer;
-    if (options.handOver === true) {
-      child.once('exit', () => p.reader.destroy());
-    } else {
-      p.reader.pipe(child.stdin!);
-      // The child is gone or stopped reading: the read end closes, so writes fail with EPIPE
-      // rather than fill the pipe and wait for a reader that will never come.
-      const closeReadEnd = (): void => void p.reader.destroy();
-      child.stdin!.on('error', closeReadEnd);
-      child.once('exit', closeReadEnd);
-    }
+    p.reader.pipe(child.stdin!);
+    // The child is gone or stopped reading: the read end closes, so writes fail with EPIPE
+    // rather than fill the pipe and wait for a reader that will never come.
+    const closeReadEnd = (): void => void p.reader.destroy();
+    child.stdin!.on('error', closeReadEnd);
+    child.once('exit', closeReadEnd);
   }
   return { reader, writer, child, wait: () => exited };
+}
+
+/**
+ * spawn() with `handOver`: the child opens the other end itself. With mode 'r' this process
+ * holds only the read end, as popen's parent closes the child's end after fork, so the reader
+ * sees end of file when the child closes its write end, not only when the child exits; a child
+ * that exits without ever opening it leaves that to us: we open the write end and close it at
+ * once, which ends the pipe as the child's close would have. With mode 'w' this process also
+ * holds a read handle until the child exits: opened only then, it could let in a write made in
+ * that moment after the child had closed its read end, accepted and never read.
+ */
+async function spawnHandingOver(
+  proc: PostboxProcess,
+  command: string,
+  args: readonly string[],
+  mode: 'r' | 'w',
+  options: SpawnOptions,
+): Promise<SpawnedPipe> {
+  let reader: PipeReader | null = null;
+  let writer: PipeWriter | null = null;
+  let id: number;
+  if (mode === 'r') {
+    const ours = await pipeMailbox(proc, 'read');
+    reader = new PipeReader(ours);
+    id = ours.id;
+  } else {
+    const p = await pipe(proc);
+    writer = p.writer;
+    reader = p.reader;
+    id = p.id;
+  }
+  // The pipe's id means something only in this kernel: the child is sent to it, and told which
+  // kernel that is, so that it never opens whatever has that id in another (data written into a
+  // stranger's mailbox, both sides exiting 0).
+  const conn = proc.conn;
+  const env = { ...(options.env ?? process.env) };
+  env[PIPE_ENV] = `${id}:${mode === 'r' ? 'w' : 'r'}:${conn.info.kernel.pid}`;
+  env.POSTBOX_URL = conn.transport === 'tcp' ? conn.address : `unix:${conn.address}`;
+  // And over TCP, with the token this process joined with: it may have come from
+  // connect({ token }), not from an environment the child inherits.
+  if (conn.token !== null) env.POSTBOX_TOKEN = conn.token;
+  const child = spawnChild(command, args, { env, cwd: options.cwd, stdio: 'inherit' });
+  const exited = exitOf(child);
+  try {
+    await started(child);
+  } catch (err) {
+    reader.destroy();
+    writer?.destroy();
+    throw couldNotRun(command, err as NodeJS.ErrnoException);
+  }
+  if (mode === 'w') {
+    const held = reader;
+    child.once('exit', () => held.destroy());
+    return { reader: null, writer, child, wait: () => exited };
+  }
+  child.once('exit', () => {
+    // Rejected when the pipe is gone already (our end closed, and the child's).
+    proc.openMailbox(id, { role: 'write' }).then(
+      (end) => void end.close(),
+      () => {},
+    );
+  });
+  return { reader, writer: null, child, wait: () => exited };
+}
+
+/** The child's exit, for wait(); unawaited, a failure must not be an unhandled rejection. */
+function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', reject);
+  });
+  exited.catch(() => {});
+  return exited;
+}
+
+/** Resolves once the child runs; rejects if it could not be started. */
+function started(child: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', reject);
+  });
 }
 
 /** Why a command could not be started, as a Postbox error where the OS's code has one. */
