@@ -538,11 +538,17 @@ export class Connection extends Duplex {
       },
       (err: unknown) => {
         void this.#sendFailed(err).then((e) => {
-          if (this.#writeError === null) {
+          const first = this.#writeError === null;
+          if (first) {
             this.#writeError = e;
             this.#writeErrorWaits = isGone(err) && this.#readStarted && !this.#readEnded();
           }
           this.#settled();
+          // The write's callback was given when the send went out (a window of sends is in
+          // flight), so unless a held callback or end() took the error just now, nothing would
+          // report it before the next write: a writer that wrote its last and waits would never
+          // hear of it. Fail the stream now, as a net.Socket's failed write does.
+          if (first && !this.#writeErrorWaits && !this.destroyed) this.destroy(e);
         });
       },
     );
