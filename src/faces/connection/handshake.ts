@@ -283,7 +283,11 @@ const DIALER_GONE = new Set(['ENOENT', 'EIDRM', 'ESRCH', 'ETIMEDOUT', 'EACCES', 
  * @example
  * ```ts
  * const port = await listen(proc, 'time');
- * for await (const conn of port) conn.end(new Date().toISOString());
+ * for await (const conn of port) {
+ *   conn.end(new Date().toISOString());
+ *   // Nothing reads this side, so it would never see the client's end and close by itself.
+ *   void conn.close();
+ * }
  * ```
  */
 export async function listen(proc: PostboxProcess, name: string, options: ListenOptions = {}): Promise<Port> {
