@@ -1413,3 +1413,56 @@ test('a long mailbox name is cut in the ls and watch tables, and whole in --json
     await box.delete();
   }
 });
+
+test('a line over the size limit is refused as soon as that much is read, not held until its end', async () => {
+  // readline held a line until its newline: `head -c 1G /dev/zero | postbox send q` grew to
+  // gigabytes and died with a stack trace. The kernel here takes messages of 64 KiB at most.
+  await me.createMailbox('long-line', { mode: 0o666 });
+  const sender = spawnCli(['send', 'long-line', '--json'], cliEnv(), 'pipe');
+  sender.proc.stdin!.on('error', () => {});
+  try {
+    // Two lines, then one that never ends: the input stays open.
+    sender.proc.stdin!.write(`first\nsecond\n${'x'.repeat(100_000)}`);
+    const r = await finish(sender, 10_000, 'send of a line with no end');
+    assert.equal(r.code, 1, r.stderr);
+    noStack(r);
+    assert.match(
+      r.stderr,
+      /^postbox send: line 3: the line is longer than the 65536-byte message size limit of mailbox 'long-line' \(postbox kernel --max-message-size\) \(EMSGSIZE\)\n$/,
+    );
+    const lines = r.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { line: number; outcome: string; code?: string })
+      .sort((a, b) => a.line - b.line)
+      .map((o) => [o.line, o.outcome, o.code]);
+    assert.deepEqual(lines, [
+      [1, 'queued', undefined],
+      [2, 'queued', undefined],
+      [3, 'failed', 'EMSGSIZE'],
+    ]);
+  } finally {
+    kill(sender);
+  }
+  // What came before it is not lost.
+  assert.equal((await run(['recv', 'long-line', '--all'])).stdout, 'first\nsecond\n');
+
+  // A FIFO is a stream of bytes: its writer passes a long line on in pieces as it reads it.
+  assert.equal((await run(['mkfifo', 'long-fifo'])).code, 0);
+  const reader = spawnCli(['fifo', 'read', 'long-fifo']);
+  const writer = spawnCli(['fifo', 'write', 'long-fifo'], cliEnv(), 'pipe');
+  try {
+    writer.proc.stdin!.write('y'.repeat(200_000));
+    await outputOf(reader, (s) => s.length >= 65_536, 'the first 64 KiB of a line with no end yet');
+    writer.proc.stdin!.end('\r\nlast');
+    const w = await finish(writer, 10_000, 'fifo write');
+    assert.equal(w.code, 0, w.stderr);
+    const r = await finish(reader, 10_000, 'fifo read');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${'y'.repeat(200_000)}\nlast\n`);
+  } finally {
+    kill(reader);
+    kill(writer);
+  }
+  await run(['rm', 'long-line', 'long-fifo']);
+});

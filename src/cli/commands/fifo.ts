@@ -1,5 +1,4 @@
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import type { PostboxProcess } from '../../client/process.js';
@@ -16,6 +15,7 @@ import {
 } from '../common.js';
 import { Exit, exitCodesHelp } from '../exit-codes.js';
 import { interruptExitCode, interruptSignal } from '../interrupt.js';
+import { inputLines } from '../lines.js';
 import { UsageError } from '../usage-error.js';
 
 export const fifoHelp = `Usage: postbox fifo read NAME [options]
@@ -41,6 +41,9 @@ Examples:
   ls -l | postbox fifo write temp
 
 ${exitCodesHelp}`;
+
+/** The most of one line `fifo write` holds before it writes it on: a pipe's 64 KiB. */
+const LINE_PIECE = 65536;
 
 export async function fifoCommand(argv: string[]): Promise<number> {
   const { values, positionals: rest } = parseArgs({
@@ -121,20 +124,26 @@ async function writeEnd(
     if (signal.aborted) return interruptExitCode();
     throw err;
   }
-  const lines = chunks
-    ? null
-    : createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
-  const input: AsyncIterable<string | Buffer> = lines ?? process.stdin;
+  // A line is sent as it comes, a long one in pieces: the reader of a FIFO sees bytes, and a
+  // line without an end must not be held whole (see inputLines).
+  const input: AsyncIterable<(string | Buffer)[]> = chunks
+    ? (async function* () {
+        for await (const chunk of process.stdin) yield [chunk as Buffer];
+      })()
+    : (async function* () {
+        for await (const batch of inputLines(process.stdin, LINE_PIECE, () => signal.aborted))
+          yield batch.map(({ text, end }) => (end ? `${text}\n` : text));
+      })();
   const stop = (): void => {
-    lines?.close();
     process.stdin.destroy();
   };
   signal.addEventListener('abort', stop, { once: true });
   try {
-    for await (const piece of input) {
-      if (failure !== null || writer.destroyed) break;
-      const data = typeof piece === 'string' ? `${piece}\n` : piece;
-      if (!writer.write(data)) await Promise.race([once(writer, 'drain'), once(writer, 'close')]);
+    reading: for await (const pieces of input) {
+      for (const data of pieces) {
+        if (failure !== null || writer.destroyed) break reading;
+        if (!writer.write(data)) await Promise.race([once(writer, 'drain'), once(writer, 'close')]);
+      }
     }
   } finally {
     signal.removeEventListener('abort', stop);

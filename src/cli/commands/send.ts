@@ -1,7 +1,6 @@
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import type { SendOptions, SendResult } from '../../client/connection.js';
-import { PostboxError } from '../../protocol/errors.js';
+import { MessageSizeError, PostboxError } from '../../protocol/errors.js';
 import {
   connectionHelp,
   connectionOptions,
@@ -15,6 +14,7 @@ import {
 import { printDiagnostic } from '../diagnostic.js';
 import { Exit, exitCodeFor, exitCodesHelp } from '../exit-codes.js';
 import { interruptExitCode, interruptedBy, interruptSignal } from '../interrupt.js';
+import { inputLines } from '../lines.js';
 import { UsageError } from '../usage-error.js';
 
 export const sendHelp = `Usage: postbox send NAME [TEXT] [options]
@@ -55,6 +55,9 @@ ${exitCodesHelp}  141  standard output closed (\`postbox send q --json | head -1
 
 /** Sends in flight at once, at most: enough to keep the pipe full, bounded for memory. */
 const WINDOW = 4096;
+
+/** Room for a --typed line's TYPE and the blank after it, on top of the message size limit. */
+const TYPE_ROOM = 64;
 
 export async function sendCommand(argv: string[]): Promise<number> {
   const { values, positionals: rest } = parseArgs({
@@ -103,6 +106,8 @@ export async function sendCommand(argv: string[]): Promise<number> {
   return withProcess(values, async (proc) => {
     let target: SendTarget;
     let where: string;
+    /** The largest message the target takes, in bytes. */
+    let limit = proc.limits.maxMessageSize;
     if (processRef !== undefined) {
       // Looked up once: a name could be taken by another process while the lines are sent.
       const to = await proc.lookup(processRef);
@@ -113,6 +118,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
       const found = await findMailbox(proc, ref!);
       target = await proc.openMailbox<string>(found.id, { role: 'write' });
       where = describe(found);
+      limit = Math.min(limit, found.maxMessageSize);
     }
     const sender = new Pipeline(target, values.json === true, values.receipt === true, text === undefined);
     // Whether every line of the input was read and handed to a send.
@@ -121,34 +127,52 @@ export async function sendCommand(argv: string[]): Promise<number> {
       sender.send(text, base);
     } else {
       if (process.stdin.isTTY) printDiagnostic('send', `one message per line to ${where}; end with Ctrl-D`);
-      const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
+      // A line longer than this is over the limit, whatever it holds (a character is a byte at
+      // least); the reader stops holding it there. A --typed line has its TYPE in front too.
+      const longest = limit + (values.typed ? TYPE_ROOM : 0);
       // The sends in flight are withdrawn through their signal; this stops the reading.
-      const stopReading = (): void => rl.close();
+      const stopReading = (): void => {
+        process.stdin.destroy();
+      };
       signal.addEventListener('abort', stopReading, { once: true });
       inputDone = false;
       try {
-        for await (const line of rl) {
-          // Lines read ahead before the interrupt are not sent: the command is stopping.
-          if (sender.failed || signal.aborted) break;
-          if (values.typed) {
-            if (line.trim() === '') continue;
-            const m = /^\s*(\d+)(?:[ \t](.*))?$/.exec(line);
-            const t = m === null ? Number.NaN : Number(m[1]);
-            if (m === null || !Number.isSafeInteger(t) || t < 1) {
-              sender.refuse(`expected 'TYPE TEXT' with a positive whole TYPE, got '${line}'`);
-              break;
+        reading: for await (const batch of inputLines(process.stdin, longest, () => signal.aborted)) {
+          for (const { text: line, end } of batch) {
+            // Lines read ahead before the interrupt are not sent: the command is stopping.
+            if (sender.failed || signal.aborted) break reading;
+            if (!end) {
+              const flag = limit === proc.limits.maxMessageSize ? ' (postbox kernel --max-message-size)' : '';
+              sender.refuse(
+                new MessageSizeError(
+                  `the line is longer than the ${limit}-byte message size limit of ${where}${flag}`,
+                ),
+                Exit.ERROR,
+              );
+              break reading;
             }
-            sender.send(m[2] ?? '', { ...base, type: t });
-          } else {
-            sender.send(line, base);
+            if (values.typed) {
+              if (line.trim() === '') continue;
+              const m = /^\s*(\d+)(?:[ \t](.*))?$/.exec(line);
+              const t = m === null ? Number.NaN : Number(m[1]);
+              if (m === null || !Number.isSafeInteger(t) || t < 1) {
+                sender.refuse(
+                  new UsageError(`expected 'TYPE TEXT' with a positive whole TYPE, got '${line}'`),
+                  Exit.USAGE,
+                );
+                break reading;
+              }
+              sender.send(m[2] ?? '', { ...base, type: t });
+            } else {
+              sender.send(line, base);
+            }
+            if (sender.inFlight >= WINDOW) await sender.room();
           }
-          if (sender.inFlight >= WINDOW) await sender.room();
         }
         // The loop also ends when the interrupt closed the reader: then input was left.
         inputDone = !signal.aborted && !sender.failed;
       } finally {
         signal.removeEventListener('abort', stopReading);
-        rl.close();
         process.stdin.destroy();
       }
     }
@@ -242,15 +266,19 @@ class Pipeline {
   }
 
   /**
-   * Refuses the next input line before any send (a malformed `--typed` line): it stops the input
-   * as a failed send would, and with --json it gets its `failed` line too, or a script matching
-   * lines to outcomes would never learn what became of it.
+   * Refuses the next input line before any send (a malformed `--typed` line, one over the size
+   * limit): it stops the input as a failed send would, and with --json it gets its `failed` line
+   * too, or a script matching lines to outcomes would never learn what became of it.
    */
-  refuse(why: string): void {
+  refuse(err: Error, code: number): void {
     const line = this.lines + 1;
-    if (this.json)
-      process.stdout.write(`${JSON.stringify({ line, outcome: 'failed', code: 'EINVAL', error: why })}\n`);
-    this.fail(new UsageError(`line ${line}: ${why}`), Exit.USAGE, line);
+    if (this.json) {
+      const errorCode = err instanceof PostboxError ? err.code : 'EINVAL';
+      process.stdout.write(
+        `${JSON.stringify({ line, outcome: 'failed', code: errorCode, error: err.message })}\n`,
+      );
+    }
+    this.fail(err instanceof UsageError ? new UsageError(`line ${line}: ${err.message}`) : err, code, line);
   }
 
   /** Resolves when fewer than the window are in flight. */
