@@ -1466,3 +1466,38 @@ test('a line over the size limit is refused as soon as that much is read, not he
   }
   await run(['rm', 'long-line', 'long-fifo']);
 });
+
+test('fifo write of a large input keeps standard error clean and the bytes exact', async () => {
+  // Each wait for the FIFO to drain left a 'close' and an 'error' listener on the writer, and
+  // after ten of them Node printed a MaxListenersExceededWarning to standard error.
+  assert.equal((await run(['mkfifo', 'big-fifo'])).code, 0);
+  const data = Buffer.alloc(2 * 1024 * 1024);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7919) % 251;
+  for (const mode of [['--chunks'], []]) {
+    const input = mode.length > 0 ? data : Buffer.from('line of text\n'.repeat(150_000));
+    const reader = spawn(process.execPath, [CLI, 'fifo', 'read', 'big-fifo'], {
+      env: cliEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const got: Buffer[] = [];
+    reader.stdout!.on('data', (d: Buffer) => got.push(d));
+    let readerErr = '';
+    reader.stderr!.on('data', (d: Buffer) => {
+      readerErr += d;
+    });
+    const readerDone = once(reader, 'close');
+    try {
+      const writer = spawnCli(['fifo', 'write', 'big-fifo', ...mode], cliEnv(), 'pipe');
+      writer.proc.stdin!.end(input);
+      const w = await finish(writer, 30_000, `fifo write ${mode.join(' ')}`);
+      assert.equal(w.code, 0, w.stderr);
+      assert.equal(w.stderr, '', `fifo write ${mode.join(' ')}: nothing on standard error`);
+      const [code] = (await readerDone) as [number | null];
+      assert.equal(code, 0, readerErr);
+      assert.ok(Buffer.concat(got).equals(input), `fifo write ${mode.join(' ')}: the bytes as written`);
+    } finally {
+      if (reader.exitCode === null && reader.signalCode === null) reader.kill('SIGKILL');
+    }
+  }
+  await run(['rm', 'big-fifo']);
+});

@@ -1,4 +1,4 @@
-import { once } from 'node:events';
+import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import type { PostboxProcess } from '../../client/process.js';
@@ -142,7 +142,7 @@ async function writeEnd(
     reading: for await (const pieces of input) {
       for (const data of pieces) {
         if (failure !== null || writer.destroyed) break reading;
-        if (!writer.write(data)) await Promise.race([once(writer, 'drain'), once(writer, 'close')]);
+        if (!writer.write(data)) await drainOrClose(writer);
       }
     }
   } finally {
@@ -159,4 +159,21 @@ async function writeEnd(
   }
   if (failure !== null) throw failure;
   return signal.aborted ? interruptExitCode() : Exit.OK;
+}
+
+/**
+ * Resolves when the writer drains or closes, leaving no listener behind. A race of two once()s
+ * left the loser's listeners on the writer at every wait: a large input piled them up, and Node
+ * warned of a leak (MaxListenersExceededWarning) on standard error.
+ */
+function drainOrClose(writer: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      writer.off('drain', done);
+      writer.off('close', done);
+      resolve();
+    };
+    writer.on('drain', done);
+    writer.on('close', done);
+  });
 }
