@@ -1501,3 +1501,28 @@ test('fifo write of a large input keeps standard error clean and the bytes exact
   }
   await run(['rm', 'big-fifo']);
 });
+
+test('recv writes a binary body as its bytes: recv --all > file keeps them', async () => {
+  // Bodies were decoded as UTF-8 to be written, so bytes that are not UTF-8 came out as U+FFFD.
+  const box = await me.createMailbox('binary', { mode: 0o666 });
+  const bodies = [
+    Buffer.from([0x00, 0xff, 0x80, 0x41]),
+    Buffer.from([0xc3, 0x28, 0x0a]), // ends with a newline: none is added
+    Buffer.from('héllo'),
+  ];
+  for (const b of bodies) await box.send(b);
+  const child = spawn(process.execPath, [CLI, 'recv', 'binary', '--all'], {
+    env: cliEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const got: Buffer[] = [];
+  child.stdout!.on('data', (d: Buffer) => got.push(d));
+  const l = live(child);
+  const r = await finish(l, 10_000, 'recv --all of binary bodies');
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(
+    Buffer.concat(got),
+    Buffer.concat([bodies[0]!, Buffer.from('\n'), bodies[1]!, bodies[2]!, Buffer.from('\n')]),
+  );
+  await box.delete();
+});

@@ -22,8 +22,8 @@ import { UsageError } from '../usage-error.js';
 
 export const recvHelp = `Usage: postbox recv NAME [options]
 
-Receives messages from a mailbox and writes each body to standard output as text, one per line
-(a newline is added unless the body ends with one). By default it takes one message, waiting
+Receives messages from a mailbox and writes each body to standard output, one per line: its
+bytes as they came (a binary body too), a newline added unless the body ends with one. By default it takes one message, waiting
 for it. NAME may also be #ID or an id.
 
 Selection (System V msgrcv):
@@ -242,9 +242,10 @@ class Output {
       await this.giveBack(messages);
       return false;
     }
-    let s = '';
-    for (const m of messages) s += this.json ? jsonLine(m) : this.textLine(m);
-    if (!(await writeOut(s))) {
+    const out = this.json
+      ? Buffer.from(messages.map(jsonLine).join(''))
+      : Buffer.concat(messages.flatMap((m) => this.textLine(m)));
+    if (!(await writeOut(out))) {
       this.closed = true;
       await this.giveBack(messages);
     }
@@ -265,14 +266,19 @@ class Output {
     }
   }
 
-  private textLine(m: Message): string {
-    const text = bodyText(m);
-    const head = this.verbose
-      ? `seq=${m.seq} type=${m.type} priority=${m.priority} sender=${m.sender}\t`
-      : '';
-    return `${head}${text}${text.endsWith('\n') ? '' : '\n'}`;
+  /** A body's line: its bytes as they came (as `fifo read` writes them), with a newline. */
+  private textLine(m: Message): Uint8Array[] {
+    const body = bodyBytes(m);
+    const parts: Uint8Array[] = [];
+    if (this.verbose)
+      parts.push(Buffer.from(`seq=${m.seq} type=${m.type} priority=${m.priority} sender=${m.sender}\t`));
+    parts.push(body);
+    if (body.at(-1) !== 0x0a) parts.push(NEWLINE);
+    return parts;
   }
 }
+
+const NEWLINE = Buffer.from('\n');
 
 /** The body to send again so that it arrives as it came: the same bytes, or the same value. */
 function sameBody(m: Message): unknown {
@@ -281,13 +287,18 @@ function sameBody(m: Message): unknown {
   return Buffer.from(m.data);
 }
 
-function bodyText(m: Message): string {
+/**
+ * The bytes to write for a body: text and bytes as they are (decoding them as UTF-8 turned the
+ * bytes of a binary body that are not UTF-8 into U+FFFD, so `recv --all > file` lost them), a
+ * structured body as JSON.
+ */
+function bodyBytes(m: Message): Uint8Array {
   if (m.codec === 'string' || m.codec === 'bytes' || m.codec === 'json' || m.codec === 'unknown')
-    return m.text();
+    return m.data;
   const body = m.body;
-  if (typeof body === 'string') return body;
+  if (typeof body === 'string') return Buffer.from(body);
   // A body of undefined has no JSON; written as null, as JSON.stringify writes it in an array.
-  return JSON.stringify(toJsonValue(body) ?? null);
+  return Buffer.from(JSON.stringify(toJsonValue(body) ?? null));
 }
 
 function jsonLine(m: Message): string {
