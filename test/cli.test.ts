@@ -1526,3 +1526,17 @@ test('recv writes a binary body as its bytes: recv --all > file keeps them', asy
   );
   await box.delete();
 });
+
+test('a send that fails part way says how many lines after the failed one were sent anyway', async () => {
+  // The sends are pipelined: lines after the failed one were in flight and got in, and the
+  // error named only the failed line, so a script sending again from it sent them twice.
+  const box = await me.createMailbox('tight', { mode: 0o666, maxMessageSize: 10 });
+  const r = await run(['send', 'tight'], { input: 'one\ntwo\nthis is too long\nfour\nfive\n' });
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(
+    r.stderr,
+    "postbox send: line 3: a 16-byte message is over the 10-byte limit of mailbox 'tight' (EMSGSIZE); 2 lines after it, already in flight, were sent\n",
+  );
+  assert.equal((await run(['recv', 'tight', '--all'])).stdout, 'one\ntwo\nfour\nfive\n');
+  await box.delete();
+});

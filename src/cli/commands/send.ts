@@ -198,7 +198,12 @@ export async function sendCommand(argv: string[]): Promise<number> {
       const where = sender.errorLine === null ? '' : `line ${sender.errorLine}: `;
       const code = sender.error instanceof PostboxError ? ` (${sender.error.code})` : '';
       const hint = sender.exitCode === Exit.USAGE ? "\nRun 'postbox send --help' for usage." : '';
-      printDiagnostic('send', `${where}${sender.error.message}${code}${hint}`);
+      // Every line before the failed one was sent; lines after it that were already in flight
+      // may have been too. Without saying how many, a script that sends again from the failed
+      // line would send those twice.
+      const after = sender.errorLine === null ? 0 : sender.sent - (sender.errorLine - 1);
+      const also = after > 0 ? `; ${lineCount(after)} after it, already in flight, were sent` : '';
+      printDiagnostic('send', `${where}${sender.error.message}${code}${also}${hint}`);
       return sender.exitCode;
     }
     // A single message that was sent is sent, however late the interrupt came (the kernel's
