@@ -213,6 +213,8 @@ test('--help on every command: usage, examples and exit codes, without a kernel'
 test('usage errors exit 2 with a hint and no stack trace', async () => {
   const cases: [string[], RegExp][] = [
     [['nosuchcommand'], /unknown command 'nosuchcommand'/],
+    // It printed the general help and exited 0, as if there were such a command.
+    [['help', 'nosuchcommand'], /^postbox: unknown command 'nosuchcommand'\n/],
     // node's parseArgs said these in its own words, over up to three lines.
     [['ls', '--bogus'], /^postbox ls: unknown option --bogus\n/],
     [['ls', '--json=3'], /^postbox ls: --json takes no value\n/],
@@ -259,7 +261,7 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
     assert.match(r.stderr, message, args.join(' '));
     assert.match(r.stderr, /Run 'postbox( \w+)? --help' for usage/, args.join(' '));
     // Every error line names the command it comes from (none yet for an unknown command).
-    const prefix = args[0] === 'nosuchcommand' ? 'postbox: ' : `postbox ${args[0]}: `;
+    const prefix = ['nosuchcommand', 'help'].includes(args[0]!) ? 'postbox: ' : `postbox ${args[0]}: `;
     assert.ok(r.stderr.startsWith(prefix), `${args.join(' ')}: ${r.stderr}`);
     assert.doesNotMatch(r.stderr, /postbox \w+:? postbox/, args.join(' '));
     // One line of message, then the hint: nothing of node's own wording.

@@ -73,6 +73,10 @@ async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
     const topic = name === 'help' && rest[0] !== undefined ? commands[rest[0]] : undefined;
+    // `postbox help frobnicate` printed the general help and exited 0, as if there were such a
+    // command; it is the same mistake as `postbox frobnicate`.
+    if (name === 'help' && rest[0] !== undefined && !Object.hasOwn(commands, rest[0]))
+      throw new UsageError(`unknown command '${rest[0]}'`);
     // No command at all is a usage error: its help goes where errors go, not into a pipe.
     (name === undefined ? process.stderr : process.stdout).write(topic?.help ?? help);
     return name === undefined ? Exit.USAGE : Exit.OK;
