@@ -97,6 +97,18 @@ async function readAll(s: Conn): Promise<string> {
   return text;
 }
 
+/** A listener, and one connection made through it: the dialling end `c`, the accepted end `s`. */
+async function connected(
+  sockets: Sockets,
+  name: string,
+  options?: { allowHalfOpen?: boolean },
+): Promise<{ port: Listener; c: Conn; s: Conn }> {
+  const port = await sockets.listen(name, options);
+  const accepted = port.accept();
+  const c = await sockets.dial(name);
+  return { port, c, s: await accepted };
+}
+
 interface Scenario {
   name: string;
   run(sockets: Sockets, name: string): Promise<unknown>;
@@ -133,10 +145,7 @@ const SCENARIOS: Scenario[] = [
   {
     name: 'half close: the client ends, then reads the answer the server wrote after seeing the end',
     async run(sockets, name) {
-      const port = await sockets.listen(name);
-      const accepted = port.accept();
-      const c = await sockets.dial(name);
-      const s = await accepted;
+      const { port, c, s } = await connected(sockets, name);
       const [client, server] = [events(c), events(s)];
       c.end('ping');
       const asked = await readAll(s);
@@ -150,10 +159,7 @@ const SCENARIOS: Scenario[] = [
   {
     name: 'allowHalfOpen false: the server ends its side when the client ends',
     async run(sockets, name) {
-      const port = await sockets.listen(name, { allowHalfOpen: false });
-      const accepted = port.accept();
-      const c = await sockets.dial(name);
-      const s = await accepted;
+      const { port, c, s } = await connected(sockets, name, { allowHalfOpen: false });
       const [client, server] = [events(c), events(s)];
       s.resume();
       c.end('bye');
@@ -166,10 +172,7 @@ const SCENARIOS: Scenario[] = [
   {
     name: 'destroy() without an error: the peer reads the data and the end; its next write fails EPIPE',
     async run(sockets, name) {
-      const port = await sockets.listen(name);
-      const accepted = port.accept();
-      const c = await sockets.dial(name);
-      const s = await accepted;
+      const { port, c, s } = await connected(sockets, name);
       const server = events(s);
       const got = new Promise<string>((resolve) => s.once('data', (d: Buffer) => resolve(String(d))));
       const ended = new Promise((resolve) => s.once('end', resolve));
@@ -188,10 +191,7 @@ const SCENARIOS: Scenario[] = [
   {
     name: 'destroy(err): the peer reads the data, then',
     async run(sockets, name) {
-      const port = await sockets.listen(name);
-      const accepted = port.accept();
-      const c = await sockets.dial(name);
-      const s = await accepted;
+      const { port, c, s } = await connected(sockets, name);
       const [client, server] = [events(c), events(s)];
       c.write('data');
       let text = '';
@@ -224,10 +224,7 @@ const SCENARIOS: Scenario[] = [
   {
     name: '10 MB in writes of up to 1 MiB arrive whole and in order, read with setEncoding',
     async run(sockets, name) {
-      const port = await sockets.listen(name);
-      const accepted = port.accept();
-      const c = await sockets.dial(name);
-      const s = await accepted;
+      const { port, c, s } = await connected(sockets, name);
       const data = randomBytes(10 * 1024 * 1024).toString('base64');
       // A side that never reads does not see the peer's end (docs/connections.md, Coming from net).
       c.resume();
@@ -253,10 +250,7 @@ const SCENARIOS: Scenario[] = [
   {
     name: 'a multi-byte character split across writes reads whole with setEncoding',
     async run(sockets, name) {
-      const port = await sockets.listen(name);
-      const accepted = port.accept();
-      const c = await sockets.dial(name);
-      const s = await accepted;
+      const { port, c, s } = await connected(sockets, name);
       // A side that never reads does not see the peer's end (docs/connections.md, Coming from net).
       c.resume();
       s.setEncoding('utf8');
@@ -273,10 +267,7 @@ const SCENARIOS: Scenario[] = [
   {
     name: 'a writer whose peer does not read gets write() false, then drain once the peer reads',
     async run(sockets, name) {
-      const port = await sockets.listen(name);
-      const accepted = port.accept();
-      const c = await sockets.dial(name);
-      const s = await accepted;
+      const { port, c, s } = await connected(sockets, name);
       // A side that never reads does not see the peer's end (docs/connections.md, Coming from net).
       c.resume();
       s.pause();
