@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { connect, InvalidArgumentError, PostboxError } from '../src/client/mod.js';
+import { ConnectionRefusedError, connect, InvalidArgumentError, PostboxError } from '../src/client/mod.js';
 import { unknownOption } from '../src/client/option-names.js';
 import { dial, listen } from '../src/faces/connection.js';
 import { serviceMailbox } from '../src/faces/rpc/wire.js';
@@ -90,6 +90,26 @@ test('connect() refuses an empty Unix socket path, and names $POSTBOX_URL when a
     if (saved === undefined) delete process.env.POSTBOX_URL;
     else process.env.POSTBOX_URL = saved;
   }
+});
+
+test('connect() refuses port 0, which only a listener can use, before connecting', async () => {
+  // It went on to dial port 0 and came back as "no kernel is answering at tcp://127.0.0.1:0".
+  await assert.rejects(
+    connect({ url: 'tcp://127.0.0.1:0' }),
+    (e) => e instanceof InvalidArgumentError && /port 0 .* is for a kernel's --listen/.test(e.message),
+  );
+});
+
+test('connect() to a host no resolver knows says so, not that no kernel answers there', {
+  // A resolver that cannot reach its DNS server answers EAI_AGAIN only after its own retries.
+  timeout: 60_000,
+}, async () => {
+  await assert.rejects(
+    connect({ url: 'tcp://no-such-host.invalid:7420' }),
+    (e) =>
+      e instanceof ConnectionRefusedError &&
+      /no host named 'no-such-host\.invalid' was found \((ENOTFOUND|EAI_AGAIN)\)/.test(e.message),
+  );
 });
 
 describe('through a kernel', () => {

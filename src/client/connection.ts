@@ -568,13 +568,16 @@ export class Connection {
     if (badSig !== null) throw badSig;
     let tcp: { host: string; port: number } | null = null;
     if (url?.startsWith('tcp://')) {
+      let bad: string | null = null;
       try {
         tcp = parseTcpUrl(url);
+        // Port 0 means "any free port" to a listener; a process dialling it reaches nothing.
+        if (tcp.port === 0)
+          bad = `port 0 in '${url}' is for a kernel's --listen (it picks a free port); connect to the port the kernel printed`;
       } catch (err) {
-        throw new InvalidArgumentError(
-          urlFrom === 'url' ? (err as Error).message : `$POSTBOX_URL: ${(err as Error).message}`,
-        );
+        bad = (err as Error).message;
       }
+      if (bad !== null) throw new InvalidArgumentError(urlFrom === 'url' ? bad : `$POSTBOX_URL: ${bad}`);
       transport = 'tcp';
       address = url;
     } else {
@@ -620,6 +623,11 @@ export class Connection {
           : address === defaultSocketPath()
             ? ' Start one with `npm start` or `npx postbox kernel`.'
             : ` Start one with \`npx postbox kernel --socket ${address}\`.`;
+      // A name the resolver does not know is not a kernel that is down: say which it is.
+      if (tcp !== null && (joined.code === 'ENOTFOUND' || joined.code === 'EAI_AGAIN'))
+        throw new ConnectionRefusedError(
+          `no host named '${tcp.host}' was found (${joined.code}), so no kernel could be reached at ${address}: check the host in the URL`,
+        );
       const waited = wait > 0 && joined.retry ? ` after waiting ${wait} ms` : '';
       throw new ConnectionRefusedError(
         `no kernel is answering at ${address}${waited} (${joined.code}).${hint}`,
