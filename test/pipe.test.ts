@@ -441,6 +441,57 @@ describe('pipes', () => {
     assert.equal(got, 0);
   });
 
+  test("spawn 'w' with handOver: a child that closes its read end and works on fails the writer with EPIPE then, not at its exit", async () => {
+    // This process held a read end of its own until the child exited: writes after the child
+    // closed its end were taken into the pipe, then waited for room, until the child's exit,
+    // where popen's writer gets EPIPE (SIGPIPE) at once.
+    const p = await join();
+    const hold = await p.createMailbox('pipe-test-hold-w', { system: true, mode: 0o666 });
+    const closed = await p.createMailbox('pipe-test-closed-w', { system: true, mode: 0o666 });
+    const client = new URL('../src/client/mod.js', import.meta.url).href;
+    const face = new URL('../src/faces/pipe.js', import.meta.url).href;
+    const script = `
+      import { connect } from ${JSON.stringify(client)};
+      import { pipeFromEnv } from ${JSON.stringify(face)};
+      const me = await connect();
+      const r = await pipeFromEnv(me);
+      r.setEncoding('utf8');
+      let line = '';
+      for await (const chunk of r) { line += chunk; if (line.includes('\\n')) break; }
+      await (await me.openMailbox('pipe-test-closed-w')).send(line);
+      // Goes on working until the parent says: the writer must have failed before.
+      await (await me.openMailbox('pipe-test-hold-w')).receive();
+      await me.close();`;
+    const child = await spawn(p, process.execPath, ['--input-type=module', '-e', script], 'w', {
+      handOver: true,
+    });
+    const failed = new Promise<NodeJS.ErrnoException>((resolve) => child.writer.once('error', resolve));
+    child.writer.write('first\n');
+    assert.equal((await within(closed.receive(), BOUND_MS, "the child's first line"))?.body, 'first\n');
+    // The child has closed its read end (`break` closes the reader before the send above).
+    const error = await within(
+      (async () => {
+        for (let i = 0; i < 1000 && !child.writer.destroyed; i++)
+          await new Promise<void>((resolve) => child.writer.write(`more ${i}\n`, () => resolve()));
+        return failed;
+      })(),
+      BOUND_MS,
+      'EPIPE while the child still runs',
+    );
+    assert.equal(error.code, 'EPIPE');
+    assert.equal(child.child.exitCode, null, 'the child is still running');
+    await hold.send('go');
+    assert.deepEqual(await within(child.wait(), BOUND_MS, 'the child to exit'), { code: 0, signal: null });
+    // Readers to count beyond are a whole number.
+    for (const beyond of [-1, 0.5, '1'])
+      await assert.rejects(
+        p.conn.call('awaitReader', { id: hold.id, beyond }),
+        (e: PostboxError) => e.code === 'EINVAL',
+      );
+    await hold.delete();
+    await closed.delete();
+  });
+
   test('FIFOs by name: bad arguments are EINVAL, and an ordinary mailbox is neither opened nor unlinked as one', async () => {
     const p = await join();
     const einval = (e: PostboxError): boolean => e.code === 'EINVAL';

@@ -219,6 +219,8 @@ const CALL_TEXTS = [
   '{"op":"awaitReader","name":"fuzz-keep","on":false,"event":"x"}',
   '{"op":"awaitReader","name":"fuzz-keep","on":false,"event":999999}',
   '{"op":"awaitReader","name":"fuzz-keep"}',
+  '{"op":"awaitReader","name":"fuzz-keep","beyond":-1}',
+  '{"op":"awaitReader","name":"fuzz-keep","beyond":"1"}',
   '{"op":"set","name":"fuzz-keep","capacity":0}',
   '{"op":"chmod","name":"fuzz-keep","mode":"0777"}',
   '{"op":"delete","name":"fuzz-keep"}',

@@ -93,11 +93,21 @@ export async function openFifo(
  * Waits until a reader has the FIFO open, as open(2) for writing does; ECANCELED if `signal`
  * aborts first. Bytes written with nobody reading would otherwise sit in the FIFO for whoever
  * opens it next. The kernel tells the writer with one event when a reader opens.
+ *
+ * `beyond` counts readers the caller knows of already (its own read handle): it waits for more
+ * than that many, or for the next reader to open.
+ *
+ * @example
+ * ```ts
+ * const w = await proc.openMailbox('jobs.fifo', { role: 'write' });
+ * await waitForReader(proc, w, AbortSignal.timeout(5000));
+ * ```
  */
 export async function waitForReader(
   proc: PostboxProcess,
   fifo: Mailbox,
   signal?: AbortSignal,
+  beyond = 0,
 ): Promise<void> {
   const label = fifo.info.name === null ? `#${fifo.id}` : `'${fifo.info.name}'`;
   const aborted = (): AbortedError => new AbortedError(`stopped waiting for a reader of FIFO ${label}`);
@@ -108,7 +118,7 @@ export async function waitForReader(
   const told = new AnnouncedEvent();
   const r = await conn.call<{ readers?: number; event?: number }>(
     'awaitReader',
-    { id: fifo.id },
+    beyond === 0 ? { id: fifo.id } : { id: fifo.id, beyond },
     { idOf: (result) => result.event, handler: told.handler },
   );
   const id = r.event;

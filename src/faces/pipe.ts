@@ -2,6 +2,7 @@ import { type ChildProcess, spawn as spawnChild } from 'node:child_process';
 import type { Mailbox } from '../client/mailbox.js';
 import type { PostboxProcess } from '../client/process.js';
 import { InvalidArgumentError, NotFoundError, PermissionError } from '../protocol/errors.js';
+import { waitForReader } from './fifo.js';
 import { PIPE_BYTES, PipeReader, PipeWriter } from './pipe-end.js';
 
 export { PipeReader, PipeWriter };
@@ -145,8 +146,10 @@ export async function spawn(
  * sees end of file when the child closes its write end, not only when the child exits; a child
  * that exits without ever opening it leaves that to us: we open the write end and close it at
  * once, which ends the pipe as the child's close would have. With mode 'w' this process also
- * holds a read handle until the child exits: opened only then, it could let in a write made in
- * that moment after the child had closed its read end, accepted and never read.
+ * holds a read handle from the start, so that writes made before the child opens its end wait
+ * for it rather than fail EPIPE; it lets go once the child's read end is open (the kernel says
+ * when another reader opens), so a child that closes its end and works on fails the writer
+ * with EPIPE then, as popen's would, not at its exit. A child that never opens it: at its exit.
  */
 async function spawnHandingOver(
   proc: PostboxProcess,
@@ -189,7 +192,16 @@ async function spawnHandingOver(
   }
   if (mode === 'w') {
     const held = reader;
-    child.once('exit', () => held.destroy());
+    const exit = new AbortController();
+    child.once('exit', () => {
+      exit.abort();
+      held.destroy();
+    });
+    // Rejected at the child's exit (aborted), or when the pipe goes first: held is let go then.
+    waitForReader(proc, writer!.mailbox, exit.signal, 1).then(
+      () => held.destroy(),
+      () => {},
+    );
     return { reader: null, writer, child, wait: () => exited };
   }
   child.once('exit', () => {

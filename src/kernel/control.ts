@@ -168,7 +168,10 @@ const handlers: Record<string, Handler> = {
       }
       return {};
     }
-    if (mb.readers > 0) return { readers: mb.readers };
+    // `beyond`: readers the caller already counts (a popen parent's own, held until its child
+    // opens the read end it was handed); the event still comes at the next reader's open.
+    const beyond = a.beyond === undefined ? 0 : positiveInt(a.beyond, 'beyond', true);
+    if (mb.readers > beyond) return { readers: mb.readers };
     const id = k.nextMonitorId++;
     mb.readerWaits ??= new Map();
     mb.readerWaits.set(id, p);
