@@ -24,6 +24,7 @@ import {
   isCallContext,
   NoServerError,
   RemoteError,
+  SERVICE_ATTRIBUTES,
   ServerDownError,
   STREAM_CAPACITY,
   type Stub,
@@ -269,6 +270,106 @@ describe('RPC', () => {
       assert.match(e.message, /service 'calc' has no method 'nope'/);
       return true;
     });
+  });
+
+  test('whatever a handler throws, the caller is told, without a timeout: odd values, unreadable errors, huge ones', async () => {
+    // Each call has no timeout: an error that could not be sent (or read) left it waiting for ever.
+    const remote = async (p: Promise<unknown>, what: string): Promise<RemoteError> => {
+      const e = await within(p, 10_000, what).then(
+        () => assert.fail(`${what} should fail`),
+        (err: unknown) => err,
+      );
+      assert.ok(e instanceof RemoteError, `${what}: ${String(e)}`);
+      assert.equal(typeof e.remoteName, 'string');
+      assert.equal(typeof e.remoteMessage, 'string');
+      return e;
+    };
+    const odd = await remote(calc.raise('message-object'), 'an error whose message is an object');
+    assert.equal(odd.remoteName, 'CalcError');
+    assert.equal(odd.remoteMessage, "{ text: 'not a string' }");
+    assert.equal(odd.remoteCode, 'E_MSG');
+    const getter = await remote(calc.raise('getter'), 'an error whose code getter throws');
+    assert.equal(getter.remoteMessage, 'a code that cannot be read');
+    assert.equal(getter.remoteCode, undefined);
+    // Over the kernel's message size: its name, code and the start of its message, no stack.
+    const limit = proc.limits.maxMessageSize;
+    const huge = await remote(calc.raise('huge', limit + 1), 'an error over the size limit');
+    assert.equal(huge.remoteName, 'CalcError');
+    assert.equal(huge.remoteCode, 'E_HUGE');
+    assert.match(huge.remoteMessage, /^x{1000}… \(cut: the error was over the message size limit\)$/);
+    assert.equal(huge.remoteStack, undefined);
+    // Values that are not Errors: described, and an object's own code crosses.
+    assert.match((await remote(calc.raise('string'), 'a string')).message, /non-Error value: plain text$/);
+    assert.match((await remote(calc.raise('undefined'), 'undefined')).message, /non-Error value: undefined$/);
+    const plain = await remote(calc.raise('object'), 'a plain object');
+    assert.match(plain.message, /non-Error value: \{ code: 'E_PLAIN', reason: 'busy' \}$/);
+    assert.equal(plain.remoteCode, 'E_PLAIN', "a thrown object's own code crosses");
+    assert.match((await remote(calc.raise('circular'), 'a cycle')).message, /\[Circular \*1\]/);
+    // The same from a stream, after the items before.
+    for (const kind of ['message-object', 'getter', 'huge']) {
+      const got: unknown[] = [];
+      const e = await remote(
+        (async () => {
+          for await (const i of calc.raiseInStream(kind, limit + 1)) got.push(i);
+        })(),
+        `a stream throwing ${kind}`,
+      );
+      assert.deepStrictEqual(got, [1], kind);
+      assert.match(e.message, /calc\.raiseInStream failed/);
+    }
+    // An item whose getter throws when the server looks into it ends the stream with that error.
+    const items: unknown[] = [];
+    const unreadable = await remote(
+      (async () => {
+        for await (const i of calc.unreadableItem()) items.push(i);
+      })(),
+      'a stream with an unreadable item',
+    );
+    assert.deepStrictEqual(items, [1]);
+    assert.equal(unreadable.remoteCode, 'E_ITEM');
+    assert.equal(await calc.add(1, 2), 3, 'the server goes on');
+  });
+
+  test('an error answer another server sends malformed fails the call with what could be read; it does not hang', async () => {
+    // A server by hand (another client, another language) that answers with errors of the wrong
+    // shape: the caller dropped such an answer and waited for ever, or threw a TypeError.
+    const serverProc = await connect({ socket: kernel.socket });
+    try {
+      const service = await serverProc.openMailbox('rpc:by-hand', {
+        create: SERVICE_ATTRIBUTES,
+        role: 'read',
+      });
+      const answer = async (error: unknown): Promise<void> => {
+        const m = (await service.receive({ timeout: 10_000 }))!;
+        const [id, , , reply] = m.body as [number, string, unknown[], number];
+        const box = await serverProc.openMailbox(reply, { role: 'write' });
+        await box.send([id, 1, error], { codec: 'msgpack' });
+        box.close();
+      };
+      const cases: [unknown, (e: RemoteError) => void][] = [
+        [42, (e) => assert.equal(e.remoteMessage, 'a malformed error: 42')],
+        [
+          { name: 7, message: { text: 'x' }, code: 9 },
+          (e) => {
+            assert.equal(e.remoteName, '7');
+            assert.equal(e.remoteMessage, "{ text: 'x' }");
+            assert.equal(e.remoteCode, '9');
+          },
+        ],
+      ];
+      for (const [error, check] of cases) {
+        const outcome = call(proc, 'by-hand', 'any').then(
+          () => assert.fail('it should fail'),
+          (err: unknown) => err,
+        );
+        await answer(error);
+        const e = await within(outcome, 10_000, 'the call');
+        assert.ok(e instanceof RemoteError, String(e));
+        check(e);
+      }
+    } finally {
+      await serverProc.close();
+    }
   });
 
   test('an answer given at once, by a thenable, or by a thenable that fails', async () => {

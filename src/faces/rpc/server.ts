@@ -22,6 +22,7 @@ import {
   requestFromWire,
   StreamType,
   serviceMailbox,
+  shrinkWireError,
   toWireError,
   type WireError,
 } from './wire.js';
@@ -348,6 +349,14 @@ class RpcServer implements Server {
     const ctx = job;
     const { signal } = ctx;
     const iterator = iterable[Symbol.asyncIterator]();
+    const stop = async (why: string): Promise<void> => {
+      job.abort(new AbortedError(why));
+      try {
+        await iterator.return?.();
+      } catch {
+        // Its own cleanup failed; the caller is gone anyway.
+      }
+    };
     // Offer the stream; wait for the caller's START (or its cancel, its death, the deadline).
     let unwatch = (): void => {};
     let onAbort = (): void => {};
@@ -362,14 +371,6 @@ class RpcServer implements Server {
     job.onStart = null;
     unwatch();
     signal.removeEventListener('abort', onAbort);
-    const stop = async (why: string): Promise<void> => {
-      job.abort(new AbortedError(why));
-      try {
-        await iterator.return?.();
-      } catch {
-        // Its own cleanup failed; the caller is gone anyway.
-      }
-    };
     const what = `${this.service}.${ctx.method}`;
     if (to === null) return stop(`the caller of ${what} went away before the stream started`);
     let sink: Mailbox;
@@ -395,6 +396,12 @@ class RpcServer implements Server {
         return err instanceof PostboxError ? err : new InvalidArgumentError(String(err));
       }
     };
+    /** ERROR, cut down if it is over the size limit: without it the caller would wait for ever. */
+    const sendError = async (error: WireError): Promise<void> => {
+      const failed = await send(error, StreamType.ERROR);
+      const small = failed?.code === 'EMSGSIZE' ? shrinkWireError(error) : null;
+      if (small !== null) await send(small, StreamType.ERROR);
+    };
     try {
       for (;;) {
         let r: IteratorResult<unknown>;
@@ -402,20 +409,28 @@ class RpcServer implements Server {
           r = await iterator.next();
         } catch (err) {
           // The iterable threw: that ends it. Tell the caller, unless it is the one who stopped.
-          if (!signal.aborted) await send(toWireError(err), StreamType.ERROR);
+          if (!signal.aborted) await sendError(toWireError(err));
           return;
         }
         if (r.done === true) {
           await send(null, StreamType.END);
           return;
         }
-        const bad = unsendable(r.value, 'an item');
+        let bad: string | null;
+        try {
+          bad = unsendable(r.value, 'an item');
+        } catch (err) {
+          // Looking into the item threw (a getter): the iterable failed, as if it had thrown.
+          await sendError(toWireError(err));
+          await stop(`${what} yielded an item that cannot be read`);
+          return;
+        }
         const failed =
           bad !== null ? new InvalidArgumentError(`${what}: ${bad}`) : await send(r.value, StreamType.ITEM);
         if (failed === null) continue;
         if (failed.code === 'EINVAL' || failed.code === 'EMSGSIZE') {
           // This item cannot go: the stream ends with that error.
-          await send(toWireError(failed, true), StreamType.ERROR);
+          await sendError(toWireError(failed, true));
           await stop(`${what} yielded an item that cannot be sent`);
         } else {
           // The mailbox was deleted (the consumer stopped), or the call was cancelled.
@@ -490,6 +505,11 @@ class RpcServer implements Server {
         rpc: true,
       };
       this.sendReply(to, box, { id: body.id, error });
+    } else if (err.code === 'EMSGSIZE' && 'error' in body) {
+      // An error too big to send (a huge message or stack) was dropped, and the caller waited
+      // for ever: it goes again cut down (each cut is smaller, and a cut one is not cut again).
+      const error = shrinkWireError(body.error);
+      if (error !== null) this.sendReply(to, box, { id: body.id, error });
     }
   }
 

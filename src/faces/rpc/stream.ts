@@ -7,7 +7,7 @@ import type { Mailbox, TypedAsyncIterator } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import type { PostboxError } from '../../protocol/errors.js';
 import { atAwaiters, atSite, type CallSite, rethrownAt } from './errors.js';
-import { ControlType, StreamType, type WireError } from './wire.js';
+import { ControlType, StreamType, type WireError, wireErrorFrom } from './wire.js';
 
 /** What a stream needs from the call that started it. */
 export interface StreamOwner {
@@ -164,7 +164,7 @@ export class StreamReader<T = unknown> implements TypedAsyncIterator<T> {
           this.teardown(false);
           return { value: undefined, done: true };
         case StreamType.ERROR:
-          this.fail(o.answerError(body as WireError));
+          this.fail(o.answerError(wireErrorFrom(body)));
           return this.last();
         default:
           continue;

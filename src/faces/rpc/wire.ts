@@ -2,6 +2,7 @@
  * The RPC face's wire shapes: mailbox names, message types and bodies. Every body travels with
  * the msgpack codec (structured-clone fidelity); docs/rpc.md documents them for other languages.
  */
+import { inspect } from 'node:util';
 import { InvalidArgumentError } from '../../protocol/errors.js';
 
 /** A service `S` is served from the system-owned mailbox `rpc:S`. */
@@ -84,16 +85,29 @@ export function replyFromWire(v: unknown): ReplyBody | null {
   switch (v[1]) {
     case AnswerKind.OK:
       return v.length === 3 ? { id, ok: v[2] } : null;
-    case AnswerKind.ERROR: {
-      const e = v[2] as WireError | null | undefined;
-      if (typeof e !== 'object' || e === null || typeof e.message !== 'string') return null;
-      return { id, error: e };
-    }
+    case AnswerKind.ERROR:
+      return { id, error: wireErrorFrom(v[2]) };
     case AnswerKind.STREAM:
       return { id, stream: true };
     default:
       return null;
   }
+}
+
+/**
+ * An error off the wire (an answer's, or a stream's ERROR), its fields made what they claim to
+ * be: a server that sends a malformed one (another client, another language) fails the call
+ * with what could be read, rather than leaving it waiting or throwing a TypeError at the caller.
+ */
+export function wireErrorFrom(v: unknown): WireError {
+  if (typeof v !== 'object' || v === null)
+    return { name: 'Error', message: `a malformed error: ${text(v, '')}` };
+  const e = v as Record<string, unknown>;
+  const out: WireError = { name: text(e.name, 'Error'), message: text(e.message, '') };
+  if (e.code !== undefined) out.code = text(e.code, '');
+  if (typeof e.stack === 'string') out.stack = e.stack;
+  if (e.rpc === true) out.rpc = true;
+  return out;
 }
 
 /** Control messages, to `rpc:ctl:<server>`: CANCEL `{ id }`, START `{ id, to }`. */
@@ -118,24 +132,86 @@ export function controlMailbox(process: number): string {
   return CONTROL_PREFIX + process;
 }
 
-/** Turns anything thrown by a handler into its wire form. */
+/**
+ * Turns anything thrown by a handler into its wire form. It never throws, and every field is a
+ * string: an answer the caller could not read (a message that is an object, say) or an error
+ * whose getter throws would leave the call with no answer at all.
+ */
 export function toWireError(err: unknown, rpc = false): WireError {
-  if (err instanceof Error) {
-    const out: WireError = { name: err.name, message: err.message };
-    const code = (err as { code?: unknown }).code;
-    if (typeof code === 'string' || typeof code === 'number') out.code = String(code);
-    if (typeof err.stack === 'string') out.stack = err.stack;
-    if (rpc) out.rpc = true;
-    return out;
-  }
-  // A handler that throws a non-Error (a string, say) still gets a clear error at the caller.
-  let text: string;
   try {
-    text = typeof err === 'string' ? err : (JSON.stringify(err) ?? String(err));
+    if (err instanceof Error) {
+      const out: WireError = {
+        name: text(field(err, 'name'), 'Error'),
+        message: text(field(err, 'message'), ''),
+      };
+      const code = codeOf(err);
+      if (code !== undefined) out.code = code;
+      const stack = field(err, 'stack');
+      if (typeof stack === 'string') out.stack = stack;
+      if (rpc) out.rpc = true;
+      return out;
+    }
+    // A handler that throws a non-Error (a string, say) still gets a clear error at the caller;
+    // an object's own `code` (`throw { code: 'E_BUSY', … }`) crosses as the remote code.
+    const out: WireError = {
+      name: 'Error',
+      message: `the handler threw a non-Error value: ${text(err, '')}`,
+    };
+    const code = typeof err === 'object' && err !== null ? codeOf(err) : undefined;
+    if (code !== undefined) out.code = code;
+    return out;
   } catch {
-    text = String(err);
+    return { name: 'Error', message: 'the handler threw a value that could not be read' };
   }
-  return { name: 'Error', message: `the handler threw a non-Error value: ${text}` };
+}
+
+/** A property of a thrown value, or undefined if reading it throws (a getter, a Proxy). */
+function field(v: object, key: string): unknown {
+  try {
+    return (v as Record<string, unknown>)[key];
+  } catch {
+    return undefined;
+  }
+}
+
+function codeOf(v: object): string | undefined {
+  const code = field(v, 'code');
+  return typeof code === 'string' || typeof code === 'number' ? String(code) : undefined;
+}
+
+function text(v: unknown, fallback: string): string {
+  if (typeof v === 'string') return v;
+  if (v === undefined && fallback !== '') return fallback;
+  return inspect(v, { depth: 2, breakLength: Number.POSITIVE_INFINITY });
+}
+
+/** How much of an error's name, code and message is kept when the whole is over the size limit. */
+const SHORT_NAME = 100;
+const SHORT_MESSAGE = 1000;
+const CUT_NOTE = ' (cut: the error was over the message size limit)';
+/** The longest message a shrunk error has: shrinking it again changes nothing. */
+const SHRUNK_MESSAGE = SHORT_MESSAGE + 1 + CUT_NOTE.length;
+
+/**
+ * A smaller form of an error that was over the kernel's message size limit: its name and code,
+ * the start of its message, no stack. Null when it is that small already (nothing more to cut).
+ */
+export function shrinkWireError(e: WireError): WireError | null {
+  const long = (s: string | undefined, n: number): boolean => s !== undefined && s.length > n;
+  if (
+    e.stack === undefined &&
+    !long(e.name, SHORT_NAME) &&
+    !long(e.code, SHORT_NAME) &&
+    !long(e.message, SHRUNK_MESSAGE)
+  )
+    return null;
+  const out: WireError = {
+    name: e.name.slice(0, SHORT_NAME),
+    message: long(e.message, SHRUNK_MESSAGE) ? `${e.message.slice(0, SHORT_MESSAGE)}…${CUT_NOTE}` : e.message,
+  };
+  if (e.code !== undefined) out.code = e.code.slice(0, SHORT_NAME);
+  if (e.rpc === true) out.rpc = true;
+  return out;
 }
 
 /** Whether a value is something a handler streams (an async iterable, not a string or bytes). */
