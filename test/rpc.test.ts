@@ -1045,6 +1045,151 @@ describe('RPC', () => {
     assert.ok((small.produced as number) <= 3 + 2 + 3, `produced ${small.produced}`);
   });
 
+  test('a stream past its deadline does not end as if complete: the caller times out, and no END is sent', async () => {
+    // The handler ends cleanly once its deadline aborts ctx.signal; the server sent END then, so
+    // a caller whose own timer had not yet fired took the stream for complete (and empty).
+    await assert.rejects(
+      within(
+        (async () => {
+          for await (const _ of calc.$with({ timeout: 200 }).untilAborted('deadline-stub'))
+            assert.fail('no items');
+        })(),
+        10_000,
+        'the stream',
+      ),
+      code('ETIMEDOUT'),
+    );
+    await event((e) => e.event === 'until-aborted-end' && e.tag === 'deadline-stub', 10_000, 'its end');
+    // By hand, with a deadline but no timer of a caller's own: what the server sends is all there is.
+    const service = await proc.openMailbox('rpc:calc');
+    const replies = await proc.createMailbox(null, { mode: 0o622 });
+    const deadline = Date.now() + proc.kernelClockOffset + 2000;
+    await service.send([1, 'untilAborted', ['deadline-raw'], replies.id, deadline], { codec: 'msgpack' });
+    const offer = (await replies.receive({ timeout: 10_000 }))!;
+    assert.deepEqual(offer.body, [1, 2], 'a stream is offered');
+    const items = await proc.createMailbox(null, { capacity: 4, mode: 0o622 });
+    const control = await proc.openMailbox(`rpc:ctl:${offer.sender}`);
+    await control.send({ id: 1, to: items.id }, { codec: 'msgpack', type: 2 });
+    const end = await event(
+      (e) => e.event === 'until-aborted-end' && e.tag === 'deadline-raw',
+      10_000,
+      'the handler ended by its deadline',
+    );
+    assert.match(String(end.why), /passed its deadline/);
+    // A call the server answers after that: its connection sends in order, so an END would be in.
+    assert.equal(await calc.add(1, 1), 2);
+    assert.equal(await items.receive({ nowait: true }), null, 'no END past the deadline');
+    await Promise.all([items.delete(), replies.delete()]);
+    service.close();
+    control.close();
+  });
+
+  test('a server closing with abort ends its streams with why, and none of their callers waits for ever', async () => {
+    const serverProc = await connect({ socket: kernel.socket });
+    const aborted = (signal: AbortSignal): Promise<void> =>
+      new Promise((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    let entered = (): void => {};
+    const lateEntered = new Promise<void>((resolve) => (entered = resolve));
+    let release = (): void => {};
+    const lateGate = new Promise<void>((resolve) => (release = resolve));
+    const server = await serve(serverProc, 'closing', {
+      /** Ends cleanly when told to stop: the stream was cut short, not complete. */
+      async *quits(ctx?: CallContext): AsyncGenerator<number> {
+        yield 0;
+        await aborted(ctx!.signal);
+      },
+      /** Throws its signal's reason when told to stop. */
+      async *throws(ctx?: CallContext): AsyncGenerator<number> {
+        yield 0;
+        await aborted(ctx!.signal);
+        throw ctx!.signal.reason;
+      },
+      /** Runs ahead until its send waits for room in the caller's full mailbox. */
+      async *runsAhead(): AsyncGenerator<number> {
+        for (let i = 0; ; i++) yield i;
+      },
+      /** Answers with a stream only after the server was told to close. */
+      async late(): Promise<AsyncGenerator<number>> {
+        entered();
+        await lateGate;
+        return (async function* () {
+          yield 0;
+        })();
+      },
+    });
+    try {
+      type Closing = {
+        quits(): AsyncIterable<number>;
+        throws(): AsyncIterable<number>;
+        runsAhead(): AsyncIterable<number>;
+        late(): Promise<AsyncIterable<number>>;
+      };
+      const s = stub<Closing>(proc, 'closing');
+      const earlier = new Set((await proc.mailboxes()).map((m) => m.id));
+      const quits = s.quits();
+      const throws = s.throws();
+      const runsAhead = s.runsAhead();
+      // Its call fails before anyone iterates it: its failure is taken now (no unhandled rejection).
+      const late = Promise.resolve(s.late()).then(
+        () => assert.fail('late should fail'),
+        (e: unknown) => e,
+      );
+      assert.deepEqual(await quits.next(), { value: 0, done: false });
+      assert.deepEqual(await throws.next(), { value: 0, done: false });
+      assert.deepEqual(await runsAhead.next(), { value: 0, done: false });
+      await streamFull(earlier, STREAM_CAPACITY);
+      await within(lateEntered, 10_000, 'the late handler');
+      // And one whose START is still to come when the server closes (the caller's side by hand).
+      const service = await proc.openMailbox('rpc:closing');
+      const replies = await proc.createMailbox(null, { mode: 0o622 });
+      await service.send([1, 'quits', [], replies.id], { codec: 'msgpack' });
+      const offer = (await replies.receive({ timeout: 10_000 }))!;
+      assert.deepEqual(offer.body, [1, 2]);
+      const closed = server.close({ abort: true });
+      release();
+      const items = await proc.createMailbox(null, { capacity: 4, mode: 0o622 });
+      const control = await proc.openMailbox(`rpc:ctl:${offer.sender}`);
+      await control.send({ id: 1, to: items.id }, { codec: 'msgpack', type: 2 });
+      const isClosing = (e: unknown): boolean =>
+        e instanceof RemoteError &&
+        e.remoteCode === 'ECANCELED' &&
+        /the server of 'closing' is closing/.test(e.message);
+      for (const [what, it] of [
+        ['a stream that ends when told', quits],
+        ['a stream that throws when told', throws],
+        ['a stream waiting for room', runsAhead],
+      ] as const) {
+        await assert.rejects(
+          within(
+            (async () => {
+              for await (const _ of it);
+            })(),
+            10_000,
+            what,
+          ),
+          isClosing,
+          what,
+        );
+      }
+      assert.ok(isClosing(await within(late, 10_000, 'a stream offered after the close')));
+      let last: unknown = null;
+      for (let i = 0; i < 5 && last === null; i++) {
+        const m = await items.receive({ timeout: 10_000 });
+        if (m?.type === 3) last = m.body;
+      }
+      assert.match(String((last as { message?: string } | null)?.message), /is closing/, 'an ERROR, not END');
+      await within(closed, 10_000, 'close()');
+      await Promise.all([items.delete(), replies.delete()]);
+      service.close();
+      control.close();
+    } finally {
+      await serverProc.close();
+    }
+  });
+
   test('a stream whose server is killed: the items it sent, then an error naming it', async () => {
     const { child, id } = await startServer('streamer');
     const streamer = stub<Calc>(proc, 'streamer');

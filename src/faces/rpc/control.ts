@@ -132,6 +132,8 @@ export class ServerCall implements CallContext, Job {
   readonly method: string;
   readonly deadline: number | undefined;
   onStart: ((to: number) => void) | null = null;
+  /** Called once when the caller gives up (set while a streaming handler waits for its START). */
+  onGiveUp: (() => void) | null = null;
   /** The caller cancelled, died, or its deadline passed: it no longer waits, so no answer is sent. */
   gaveUp = false;
   private readonly control: ControlChannel;
@@ -176,8 +178,15 @@ export class ServerCall implements CallContext, Job {
 
   cancel(): void {
     // The caller times out on its own clock; an answer racing that would only confuse it.
+    this.giveUp(new AbortedError(`the caller cancelled ${this.service}.${this.method}`));
+  }
+
+  /** The caller no longer waits: no answer is sent, and ctx.signal aborts (if it has not yet). */
+  giveUp(reason: unknown): void {
+    if (this.gaveUp) return;
     this.gaveUp = true;
-    this.abort(new AbortedError(`the caller cancelled ${this.service}.${this.method}`));
+    this.abort(reason);
+    this.onGiveUp?.();
   }
 
   done(): void {
@@ -190,8 +199,7 @@ export class ServerCall implements CallContext, Job {
     this.unwatch = null;
     // Null: this process is closing, and the server aborts its handlers itself if it must.
     if (down === null) return;
-    this.gaveUp = true;
-    this.abort(
+    this.giveUp(
       new AbortedError(
         `the caller of ${this.service}.${this.method}, process ${down.process}, ${down.reason === 'noproc' ? 'had already ended' : `terminated (${down.reason})`}`,
       ),
@@ -200,6 +208,5 @@ export class ServerCall implements CallContext, Job {
 }
 
 function deadlinePassed(call: ServerCall): void {
-  call.gaveUp = true;
-  call.abort(new TimeoutError(`${call.service}.${call.method} passed its deadline`));
+  call.giveUp(new TimeoutError(`${call.service}.${call.method} passed its deadline`));
 }

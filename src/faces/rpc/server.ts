@@ -48,7 +48,8 @@ export interface Server {
   readonly handled: number;
   /**
    * Stops taking requests and resolves when the running handlers have finished (and their
-   * answers are sent). With `abort`, their ctx.signal aborts first.
+   * answers are sent). With `abort`, their ctx.signal aborts first, and a stream cut short ends
+   * at its caller with that reason (a RemoteError), not as if it were complete.
    */
   close(options?: { abort?: boolean | undefined }): Promise<void>;
   /** Resolves when the server has stopped: null after close(), or the error that stopped it (e.g. EIDRM). */
@@ -357,20 +358,25 @@ class RpcServer implements Server {
         // Its own cleanup failed; the caller is gone anyway.
       }
     };
-    // Offer the stream; wait for the caller's START (or its cancel, its death, the deadline).
+    if (signal.aborted) {
+      // Stopped before the stream was offered: a caller still waiting is answered with why (the
+      // server closing with abort), or it would wait for ever; one that gave up is told nothing.
+      if (!job.gaveUp) this.reply(reply, caller, { id, error: toWireError(signal.reason) });
+      return stop(`${this.service}.${ctx.method} was stopped before its stream was offered`);
+    }
+    // Offer the stream; wait for the caller's START, or until it gives up (cancels, dies, passes
+    // its deadline). A server closing with abort waits for the START too: the caller is told on
+    // the stream why it ended, where it would otherwise wait for ever.
     let unwatch = (): void => {};
-    let onAbort = (): void => {};
     const to = await new Promise<number | null>((resolve) => {
-      if (signal.aborted) return resolve(null);
       job.onStart = resolve;
-      onAbort = () => resolve(null);
-      signal.addEventListener('abort', onAbort, { once: true });
-      unwatch = this.control.watch(caller, onAbort);
+      job.onGiveUp = () => resolve(null);
+      unwatch = this.control.watch(caller, () => resolve(null));
       this.reply(reply, caller, { id, stream: true });
     });
     job.onStart = null;
+    job.onGiveUp = null;
     unwatch();
-    signal.removeEventListener('abort', onAbort);
     const what = `${this.service}.${ctx.method}`;
     if (to === null) return stop(`the caller of ${what} went away before the stream started`);
     let sink: Mailbox;
@@ -408,12 +414,19 @@ class RpcServer implements Server {
         try {
           r = await iterator.next();
         } catch (err) {
-          // The iterable threw: that ends it. Tell the caller, unless it is the one who stopped.
-          if (!signal.aborted) await sendError(toWireError(err));
+          // The iterable threw: that ends it. A caller that gave up (it cancelled, died, or its
+          // deadline passed) is told nothing, as for an answer; any other is told, or it would
+          // wait for ever (a handler that throws its signal's reason when the server closes).
+          if (!job.gaveUp) await sendError(toWireError(err));
           return;
         }
         if (r.done === true) {
-          await send(null, StreamType.END);
+          // Past the deadline the caller times out by its own timer, as for an answer: an END
+          // would end its stream cleanly instead. Stopped by the server (close with abort), the
+          // stream may have been cut short: the caller is told why, not that it is complete.
+          if (job.gaveUp) return;
+          if (signal.aborted) await sendError(toWireError(signal.reason));
+          else await send(null, StreamType.END);
           return;
         }
         let bad: string | null;
@@ -433,7 +446,11 @@ class RpcServer implements Server {
           await sendError(toWireError(failed, true));
           await stop(`${what} yielded an item that cannot be sent`);
         } else {
-          // The mailbox was deleted (the consumer stopped), or the call was cancelled.
+          // The mailbox was deleted (the consumer stopped), the caller gave up, or the server
+          // stopped the stream (close with abort) while its send waited for room: only that last
+          // caller is still there to be told, and would otherwise wait for ever.
+          if (failed.code === 'ECANCELED' && signal.aborted && !job.gaveUp)
+            await sendError(toWireError(signal.reason));
           await stop(`the consumer of ${what} stopped reading`);
         }
         return;
