@@ -16,6 +16,10 @@
  * (the C program, and one PostboxProcess whose queues are all closed between sequences), so the
  * owner is the caller on both.
  *
+ * Scenarios with blocked processes and mq_notify, which the sequences cannot have, are run on both
+ * sides too (test/fixtures/posix-blocking.c): blocked calls in forked children there, in other
+ * Postbox processes here.
+ *
  * POSIX_SEEDS=n runs n seeds (default 400); POSIX_SEED=s runs only seed s, printing both outputs.
  */
 import assert from 'node:assert/strict';
@@ -24,7 +28,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { connect, type PostboxProcess } from '../src/client/mod.js';
+import { connect, type MailboxStat, type PostboxProcess } from '../src/client/mod.js';
 import {
   type AbsTime,
   MQ_PRIO_MAX,
@@ -41,6 +45,7 @@ import {
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { compileFixture, requireSetpriv, run, summary, unprivileged } from './helpers/linux-reference.js';
 import { prng } from './helpers/prng.js';
+import { until } from './helpers/wait.js';
 
 const SEEDS =
   process.env.POSIX_SEED !== undefined
@@ -411,6 +416,8 @@ describe('posix face vs Linux', { skip: limitsDiffer }, () => {
   let proc: PostboxProcess;
   let dir: string;
   let ops: string;
+  let blocking: string;
+  const others: PostboxProcess[] = [];
   const tag = `${process.pid.toString(36)}${Math.floor(Math.random() * 36 ** 3).toString(36)}`;
   const used: string[] = [];
 
@@ -421,11 +428,13 @@ describe('posix face vs Linux', { skip: limitsDiffer }, () => {
     dir = mkdtempSync(join(tmpdir(), 'pb-posix-diff-'));
     chmodSync(dir, 0o755); // the unprivileged user runs the program in here
     ops = compileFixture(dir, 'posix-ops', ['-lrt']);
+    blocking = compileFixture(dir, 'posix-blocking', ['-lrt']);
     kernel = await startTestKernel();
     proc = await connect({ socket: kernel.socket });
   });
 
   after(async () => {
+    await Promise.all(others.map((p) => p.close()));
     await proc?.close();
     await kernel?.stop();
     // Every queue the C program made, it unlinked; remove (as root, who may) any a killed run
@@ -508,5 +517,187 @@ describe('posix face vs Linux', { skip: limitsDiffer }, () => {
       );
     }
     assert.equal(blocked, 0, 'an operation blocked: the generator let a call wait that could not return');
+  });
+
+  describe('blocked senders and receivers, and mq_notify', () => {
+    /** Other processes with their own descriptor tables, for the calls that block. */
+    const more = async (n: number): Promise<PosixQueues[]> => {
+      const faces: PosixQueues[] = [];
+      for (let i = 0; i < n; i++) {
+        const p = await connect({ socket: kernel.socket });
+        others.push(p);
+        faces.push(posix(p));
+      }
+      return faces;
+    };
+    const queueStat = async (name: string): Promise<MailboxStat> => {
+      const mb = await proc.openMailbox(name, { role: 'none' });
+      try {
+        return await mb.stat();
+      } finally {
+        mb.close();
+      }
+    };
+    const blockedSending = (name: string, mq: PosixQueues): Promise<MailboxStat> =>
+      until(
+        () => queueStat(name),
+        (st) => st.waitingSenders.includes(mq.process.id),
+        10_000,
+        'sender blocked',
+      );
+    const blockedReceiving = (name: string, mq: PosixQueues): Promise<MailboxStat> =>
+      until(
+        () => queueStat(name),
+        (st) => st.waitingReceivers.includes(mq.process.id),
+        10_000,
+        'receiver blocked',
+      );
+    /** "ok" or the errno name, as posix-blocking.c prints a call's result. */
+    const result = (call: Promise<unknown>): Promise<string> =>
+      call.then(
+        () => 'ok',
+        (e: { code?: string }) => e.code ?? String(e),
+      );
+    /** As result, or "blocked" if the call has not settled in BLOCK_MS (a call Linux completes). */
+    const settled = async (call: Promise<unknown>): Promise<string> => {
+      const r = await bounded(result(call));
+      return r === BLOCKED ? 'blocked' : r;
+    };
+    const received = async (mq: PosixQueues, d: number): Promise<string> => {
+      try {
+        const m = await mq.mq_receive(d, 16);
+        return `recv ${m.data.toString()} prio=${m.priority}`;
+      } catch (err) {
+        return `recv ${(err as { code?: string }).code ?? String(err)}`;
+      }
+    };
+    /**
+     * Notifications counted since the last look. A notice the kernel sends comes before its answer
+     * to a request made after it, and runs in a microtask of its own: one round trip, then one
+     * turn, and every notice due has run.
+     */
+    const notices = (
+      mq: PosixQueues,
+    ): { notify: (d: number) => Promise<string>; seen: () => Promise<number> } => {
+      let told = 0;
+      return {
+        notify: (d) =>
+          result(
+            mq.mq_notify(d, () => {
+              told++;
+            }),
+          ),
+        seen: async () => {
+          await mq.process.lookup(mq.process.id);
+          await new Promise((r) => setImmediate(r));
+          const n = told;
+          told = 0;
+          return n;
+        },
+      };
+    };
+    const open = (mq: PosixQueues, name: string, maxmsg: number): Promise<number> =>
+      mq.mq_open(name, O_CREAT | O_EXCL | O_RDWR, 0o666, { mq_maxmsg: maxmsg, mq_msgsize: 16 });
+
+    const scenarios: { name: string; what: string; postbox: (name: string) => Promise<string[]> }[] = [
+      {
+        name: 'notify-refill',
+        what: 'a blocked sender refills the queue a receive emptied: no notification, it stays registered',
+        postbox: async (name) => {
+          const mq = posix(proc);
+          const [b] = await more(1);
+          const d = await open(mq, name, 1);
+          const d2 = await b!.mq_open(name, O_RDWR);
+          const n = notices(mq);
+          const out = [`send ${await result(mq.mq_send(d, 'one', 0))}`];
+          const sender = settled(b!.mq_send(d2, 'two', 0));
+          await blockedSending(name, b!);
+          out.push(`notify ${await n.notify(d)}`, await received(mq, d), `blocked-send ${await sender}`);
+          out.push(`notified ${await n.seen()} curmsgs ${(await mq.mq_getattr(d)).mq_curmsgs}`);
+          out.push(`notify ${await n.notify(d)}`, await received(mq, d));
+          out.push(`send ${await result(mq.mq_send(d, 'three', 0))}`, `notified ${await n.seen()}`);
+          await mq.closeAll();
+          await b!.closeAll();
+          await mq.mq_unlink(name);
+          return out;
+        },
+      },
+      {
+        name: 'notify-receiver-waiting',
+        what: 'a message handed to a waiting receiver notifies nobody; the next one into the empty queue does',
+        postbox: async (name) => {
+          const mq = posix(proc);
+          const [b] = await more(1);
+          const d = await open(mq, name, 2);
+          const d2 = await b!.mq_open(name, O_RDWR);
+          const n = notices(mq);
+          const out = [`notify ${await n.notify(d)}`];
+          const receiver = settled(b!.mq_receive(d2, 16));
+          await blockedReceiving(name, b!);
+          out.push(`send ${await result(mq.mq_send(d, 'one', 0))}`, `receiver ${await receiver}`);
+          out.push(`notified ${await n.seen()}`, `notify ${await n.notify(d)}`);
+          out.push(`send ${await result(mq.mq_send(d, 'two', 0))}`, `notified ${await n.seen()}`);
+          out.push(`notify ${await n.notify(d)}`);
+          await mq.closeAll();
+          await b!.closeAll();
+          await mq.mq_unlink(name);
+          return out;
+        },
+      },
+      {
+        name: 'senders-in-order',
+        what: 'blocked senders go in in the order they blocked, whatever their priorities',
+        postbox: async (name) => {
+          const mq = posix(proc);
+          const [b, c] = await more(2);
+          const d = await open(mq, name, 1);
+          const db = await b!.mq_open(name, O_RDWR);
+          const dc = await c!.mq_open(name, O_RDWR);
+          const out = [`send ${await result(mq.mq_send(d, 'first', 5))}`];
+          const low = settled(b!.mq_send(db, 'low', 1));
+          await blockedSending(name, b!);
+          const high = settled(c!.mq_send(dc, 'high', 9));
+          await blockedSending(name, c!);
+          out.push(await received(mq, d), await received(mq, d), await received(mq, d));
+          out.push(`low ${await low}`, `high ${await high}`);
+          await mq.closeAll();
+          await b!.closeAll();
+          await c!.closeAll();
+          await mq.mq_unlink(name);
+          return out;
+        },
+      },
+      {
+        name: 'unlink-while-waiting',
+        what: 'mq_unlink while a receiver waits: it goes on waiting and gets the next message',
+        postbox: async (name) => {
+          const mq = posix(proc);
+          const [b] = await more(1);
+          const d = await open(mq, name, 2);
+          const d2 = await b!.mq_open(name, O_RDWR);
+          const receiver = settled(b!.mq_receive(d2, 16));
+          await blockedReceiving(name, b!);
+          const out = [`unlink ${await result(mq.mq_unlink(name))}`];
+          out.push(`send ${await result(mq.mq_send(d, 'one', 0))}`, `receiver ${await receiver}`);
+          out.push(`open ${await result(mq.mq_open(name, O_RDWR))}`);
+          out.push(`curmsgs ${(await mq.mq_getattr(d)).mq_curmsgs}`);
+          await mq.closeAll();
+          await b!.closeAll();
+          return out;
+        },
+      },
+    ];
+
+    for (const s of scenarios) {
+      test(`${s.name}: ${s.what}`, async () => {
+        const name = `/pbd${tag}sb-${s.name}`;
+        used.push(name);
+        const r = await run(unprivileged(blocking, s.name, name), '');
+        if (r.code !== 0) throw new Error(`posix-blocking ${s.name} exited with ${r.code}: ${r.stderr}`);
+        const want = r.stdout.split('\n').filter((l) => l !== '');
+        const got = await s.postbox(name);
+        assert.deepEqual(got, want, `Postbox (actual) vs Linux (expected) for ${s.name}`);
+      });
+    }
   });
 });

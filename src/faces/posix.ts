@@ -323,7 +323,8 @@ export class PosixQueues {
 
   /**
    * Registers (or with null, unregisters) this process to be told, once, when a message arrives
-   * in the empty queue while nobody is blocked receiving. EBUSY if another process is registered.
+   * in the empty queue while nobody is blocked receiving. EBUSY while any process, this one
+   * included, is registered.
    */
   async mq_notify(mqd: number, notification: (() => void) | null): Promise<void> {
     if (notification !== null && typeof notification !== 'function')
@@ -693,7 +694,8 @@ export async function mq_unlink(name: string): Promise<void> {
 }
 /**
  * Registers `notification`, called once when a message arrives in the empty queue while nobody
- * waits to receive; `null` unregisters. EBUSY if another process is registered.
+ * waits to receive; `null` unregisters. EBUSY while any process, this one included, is
+ * registered.
  *
  * @example
  * ```ts

@@ -862,7 +862,10 @@ export class Mailbox {
     this.times.lastSendPid = from.osPid;
   }
 
-  /** Gives an accepted message to a waiting receiver, or queues it. */
+  /**
+   * Gives an accepted message to a waiting receiver, or queues it. `notifies`: false for a
+   * blocked sender's message let in (see {@link enqueue}).
+   */
   private place(
     buf: Buffer,
     start: number,
@@ -870,6 +873,7 @@ export class Mailbox {
     bodyBytes: number,
     sw: SendWaiter | null,
     direct = false,
+    notifies = true,
   ): void {
     const w = this.findReceiver(buf, start, bodyBytes);
     if (w !== null) {
@@ -877,11 +881,23 @@ export class Mailbox {
       this.deliver(w, buf, start, end - start, sw, direct && this.sendsOnce(buf, sw));
       return;
     }
-    this.enqueue(buf, start, end, bodyBytes, sw);
+    this.enqueue(buf, start, end, bodyBytes, sw, notifies);
   }
 
-  private enqueue(buf: Buffer, start: number, end: number, bodyBytes: number, sw: SendWaiter | null): void {
-    if (this.notify !== null && this.store.count === 0) {
+  /**
+   * Queues a message. `notifies` is false for a blocked sender's message let in by a receive: as
+   * Linux's pipelined_receive, the queue never shows empty to mq_notify, so a receive of the one
+   * message of a full queue whose sender then refills it is no arrival, and the registration stays.
+   */
+  private enqueue(
+    buf: Buffer,
+    start: number,
+    end: number,
+    bodyBytes: number,
+    sw: SendWaiter | null,
+    notifies = true,
+  ): void {
+    if (notifies && this.notify !== null && this.store.count === 0) {
       // mq_notify: a message arrived in the empty queue and nobody was waiting for it. One-shot.
       const { peer, id } = this.notify;
       this.notify = null;
@@ -1098,9 +1114,9 @@ export class Mailbox {
     const frame = sw.frame!;
     this.accept(frame, 0, sw.peer);
     if (sw.receipt) {
-      this.place(frame, 0, frame.length, sw.bodyBytes, sw, true);
+      this.place(frame, 0, frame.length, sw.bodyBytes, sw, true, false);
     } else {
-      this.place(frame, 0, frame.length, sw.bodyBytes, null, true);
+      this.place(frame, 0, frame.length, sw.bodyBytes, null, true, false);
       this.completeSend(sw, Outcome.QUEUED, 0, readSeq(frame, 0));
     }
   }
