@@ -16,9 +16,9 @@
  * (the C program, and one PostboxProcess whose queues are all closed between sequences), so the
  * owner is the caller on both.
  *
- * Scenarios with blocked processes and mq_notify, which the sequences cannot have, are run on both
- * sides too (test/fixtures/posix-blocking.c): blocked calls in forked children there, in other
- * Postbox processes here.
+ * Scenarios with other processes, which the sequences cannot have (blocked calls, mq_notify, the
+ * mode as another user sees it), are run on both sides too (test/fixtures/posix-blocking.c):
+ * forked children there, other Postbox processes here.
  *
  * POSIX_SEEDS=n runs n seeds (default 400); POSIX_SEED=s runs only seed s, printing both outputs.
  */
@@ -519,7 +519,7 @@ describe('posix face vs Linux', { skip: limitsDiffer }, () => {
     assert.equal(blocked, 0, 'an operation blocked: the generator let a call wait that could not return');
   });
 
-  describe('blocked senders and receivers, and mq_notify', () => {
+  describe('with other processes: blocked calls, mq_notify, rights', () => {
     /** Other processes with their own descriptor tables, for the calls that block. */
     const more = async (n: number): Promise<PosixQueues[]> => {
       const faces: PosixQueues[] = [];
@@ -687,6 +687,40 @@ describe('posix face vs Linux', { skip: limitsDiffer }, () => {
         },
       },
     ];
+
+    const OTHER_MODES = [0o600, 0o644, 0o622, 0o666, 0o604, 0o660, 0o400, 0o200, 0o006];
+    test('other-user: the mode as seen by a process that neither created a queue nor was granted it', {
+      skip: process.getuid?.() !== 0 ? 'needs root: Linux side is two users' : false,
+    }, async () => {
+      const name = `/pbd${tag}sb-other`;
+      for (const m of OTHER_MODES) used.push(`${name}-${m.toString(8)}`);
+      // Run as root: the program becomes the two users itself.
+      const r = await run([blocking, 'other-user', name], '');
+      if (r.code !== 0) throw new Error(`posix-blocking other-user exited with ${r.code}: ${r.stderr}`);
+      const want = r.stdout.split('\n').filter((l) => l !== '');
+      const mq = posix(proc);
+      const [other] = await more(1);
+      const attr = { mq_maxmsg: 1, mq_msgsize: 16 };
+      for (const m of OTHER_MODES)
+        await mq.mq_open(`${name}-${m.toString(8)}`, O_CREAT | O_EXCL | O_RDWR, m, attr);
+      const got: string[] = [];
+      for (const m of OTHER_MODES) {
+        const opens: string[] = [];
+        for (const [a, access] of [
+          ['r', O_RDONLY],
+          ['w', O_WRONLY],
+          ['rw', O_RDWR],
+        ] as const) {
+          opens.push(`${a}=${await result(other!.mq_open(`${name}-${m.toString(8)}`, access))}`);
+        }
+        got.push(`0${m.toString(8)} ${opens.join(' ')}`);
+      }
+      got.push(`unlink ${await result(other!.mq_unlink(`${name}-${OTHER_MODES[0]!.toString(8)}`))}`);
+      await other!.closeAll();
+      await mq.closeAll();
+      for (const m of OTHER_MODES) await mq.mq_unlink(`${name}-${m.toString(8)}`);
+      assert.deepEqual(got, want, 'Postbox (actual) vs Linux (expected) for other-user');
+    });
 
     for (const s of scenarios) {
       test(`${s.name}: ${s.what}`, async () => {
