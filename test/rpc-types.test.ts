@@ -42,6 +42,9 @@ const handlers = {
       yield new Date();
     })();
   },
+  *countdown(n: number): Generator<number> {
+    yield n;
+  },
   async later(): Promise<AsyncIterable<string>> {
     return (async function* () {
       yield 'x';
@@ -85,6 +88,7 @@ export type Assertions = [
   Expect<Equal<ReturnType<Calc['ticks']>, TypedAsyncIterator<number>>>,
   Expect<Equal<ReturnType<Calc['dates']>, TypedAsyncIterator<Date>>>,
   Expect<Equal<ReturnType<Calc['later']>, TypedAsyncIterator<string>>>,
+  Expect<Equal<ReturnType<Calc['countdown']>, TypedAsyncIterator<number>>>,
   // The trailing context, required or optional, is the server's: the stub leaves it out.
   Expect<Equal<Parameters<Calc['add']>, [a: number, b: number]>>,
   Expect<Equal<Parameters<Calc['greet']>, [name: string]>>,

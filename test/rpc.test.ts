@@ -991,6 +991,25 @@ describe('RPC', () => {
     );
   });
 
+  test('a synchronous generator streams as an async one does, and a caller that stops early runs its finally', async () => {
+    // It was answered as a value: "the result is an instance of Object", typed Promise<Generator>.
+    const items: number[] = [];
+    for await (const i of calc.ticksSync(25)) items.push(i);
+    assert.deepStrictEqual(
+      items,
+      Array.from({ length: 25 }, (_, i) => i),
+    );
+    let n = 0;
+    for await (const _ of calc.ticksSync(100_000, 'sync-break')) if (++n === 3) break;
+    const end = await event(
+      (e) => e.event === 'ticks-sync-end' && e.tag === 'sync-break',
+      10_000,
+      'stream end',
+    );
+    assert.equal(end.aborted, true, "the handler's ctx.signal aborted");
+    assert.ok((end.produced as number) < 100_000, `produced ${end.produced}: stopped, not run to the end`);
+  });
+
   /**
    * Waits (bounded) until a stream mailbox made since `before` (this process's, anonymous) is
    * full and a sender waits for room in it: the server has run as far ahead as it may.

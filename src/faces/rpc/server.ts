@@ -16,6 +16,7 @@ import type { CallContext } from './types.js';
 import {
   DEFAULT_CONCURRENCY,
   isAsyncIterable,
+  isGenerator,
   type ReplyBody,
   ReplyType,
   replyToWire,
@@ -23,6 +24,7 @@ import {
   StreamType,
   serviceMailbox,
   shrinkWireError,
+  streamOfGenerator,
   toWireError,
   type WireError,
 } from './wire.js';
@@ -286,7 +288,8 @@ class RpcServer implements Server {
       while (full.length < fn.length - 1) full.push(undefined);
       full.push(job);
       const result: unknown = fn.apply(this.handlers, full);
-      if (isThenable(result) || isAsyncIterable(result)) later = this.answerLater(job, id, reply, result);
+      if (isThenable(result) || isAsyncIterable(result) || isGenerator(result))
+        later = this.answerLater(job, id, reply, result);
       else this.answer(job, id, reply, result);
     } catch (err) {
       if (!job.gaveUp) this.reply(reply, caller, { id, error: toWireError(err) });
@@ -300,6 +303,7 @@ class RpcServer implements Server {
   private async answerLater(job: ServerCall, id: number, reply: number, result: unknown): Promise<void> {
     try {
       if (isThenable(result)) result = await result;
+      if (isGenerator(result)) result = streamOfGenerator(result);
       if (isAsyncIterable(result)) await this.stream(job, job.caller, id, reply, result);
       else this.answer(job, id, reply, result);
     } catch (err) {

@@ -73,7 +73,9 @@ export type StubResult<R> = [Awaited<R>] extends [never]
     ? Promise<Awaited<R>>
     : [Awaited<R>] extends [AsyncIterable<infer T>]
       ? TypedAsyncIterator<T>
-      : Promise<Awaited<R>>;
+      : [Awaited<R>] extends [Generator<infer T, unknown, unknown>]
+        ? TypedAsyncIterator<T>
+        : Promise<Awaited<R>>;
 
 /** A stub method for handler F. */
 export type StubMethod<F> = F extends (...args: infer P) => infer R

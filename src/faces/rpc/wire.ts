@@ -222,3 +222,18 @@ export function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
     typeof (v as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function'
   );
 }
+
+/**
+ * Whether a value is a synchronous generator's (`function*`): streamed as an async one would be.
+ * Only generators: an array or a Set is an iterable too, but a value, sent whole.
+ */
+export function isGenerator(v: unknown): v is Generator<unknown, unknown, unknown> {
+  return typeof v === 'object' && v !== null && Object.prototype.toString.call(v) === '[object Generator]';
+}
+
+/** A synchronous generator as an async iterable; return() reaches it, so its `finally` runs. */
+export async function* streamOfGenerator<T>(
+  g: Generator<T, unknown, unknown>,
+): AsyncGenerator<T, void, undefined> {
+  yield* g;
+}
