@@ -294,6 +294,30 @@ test("a kernel that fails beside a running one leaves the running one's socket a
   }
 });
 
+test('a kernel whose standard error and output lose their reader keeps serving, and stops cleanly', async () => {
+  // `postbox kernel 2>&1 | head -1`, or a log collector that died: the kernel's next log line
+  // (a process connected) failed with EPIPE, which ended it, dropping every client.
+  const k = await startTestKernel();
+  try {
+    k.proc.stderr!.destroy();
+    k.proc.stdout!.destroy();
+    for (let i = 0; i < 3; i++) {
+      const p = await connect({ socket: k.socket, name: `after-${i}` });
+      await p.send(p.id, 'still here');
+      assert.equal((await p.receive())!.body, 'still here');
+      await p.close();
+    }
+    assert.equal(k.proc.exitCode, null, 'the kernel is still running');
+    const exited = once(k.proc, 'exit');
+    k.proc.kill('SIGTERM');
+    const [code] = await within(exited, 10_000, 'the kernel to exit');
+    assert.equal(code, 0);
+    assert.ok(!existsSync(k.socket), 'its socket file is removed');
+  } finally {
+    await k.stop();
+  }
+});
+
 test('a token read from a file with its line end is the same token, in the kernel and the client', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pbt-tokline-'));
   let k: RunningKernel | undefined;

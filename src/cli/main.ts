@@ -96,6 +96,10 @@ async function main(argv: string[]): Promise<number> {
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code === 'EPIPE') interrupt('EPIPE');
 });
+// Nobody reads our diagnostics any more (`postbox kernel 2>&1 | head -1`, a log collector that
+// died): there is nowhere left to report that, and without a listener the error ended the
+// process, so the kernel dropped every client at its next log line and left its socket behind.
+process.stderr.on('error', () => {});
 
 const commandName = process.argv[2];
 const known = commandName !== undefined && Object.hasOwn(commands, commandName) ? commandName : null;
