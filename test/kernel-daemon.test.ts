@@ -294,6 +294,54 @@ test("a kernel that fails beside a running one leaves the running one's socket a
   }
 });
 
+test('SIGHUP shuts the kernel down as SIGTERM does: processes told ESHUTDOWN, socket and token file removed', async () => {
+  // SIGHUP (the terminal the kernel was started from closed) killed it where it stood: exit by
+  // the signal, its socket and token file left behind, its processes told only ECONNRESET.
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-hup-'));
+  const socket = join(dir, 'k.sock');
+  const { proc: k, lines } = await tcpKernelWithoutToken(socket);
+  try {
+    const p = await connect({ socket });
+    const waiting = p.receive();
+    const exited = once(k, 'exit');
+    k.kill('SIGHUP');
+    await assert.rejects(waiting, { code: 'ESHUTDOWN' });
+    const [code, signal] = await within(exited, 10_000, 'the kernel to exit');
+    assert.deepEqual([code, signal], [0, null]);
+    assert.ok(lines.includes('postbox kernel: SIGHUP, shutting down'), lines.join('\n'));
+    assert.deepEqual(readdirSync(dir), [], 'no socket, no token file');
+  } finally {
+    k.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a second signal ends a kernel still shutting down at once, as the shell reports it', async () => {
+  const k = await startTestKernel();
+  try {
+    // A peer that never reads holds the shutdown for up to a second.
+    const raw = netConnect(k.socket);
+    raw.on('error', () => {});
+    await once(raw, 'connect');
+    const out = createInterface({ input: k.proc.stdout! });
+    const shuttingDown = new Promise<void>((resolve) =>
+      out.on('line', (line) => {
+        if (line.includes('SIGINT, shutting down')) resolve();
+      }),
+    );
+    const exited = once(k.proc, 'exit');
+    k.proc.kill('SIGINT');
+    await within(shuttingDown, 10_000, 'the kernel to say it is shutting down');
+    // It used to start the same shutdown again and exit 0 once the first had finished.
+    k.proc.kill('SIGTERM');
+    const [code] = await within(exited, 10_000, 'the kernel to exit');
+    assert.equal(code, 143);
+    raw.destroy();
+  } finally {
+    await k.stop();
+  }
+});
+
 test('a kernel whose standard error and output lose their reader keeps serving, and stops cleanly', async () => {
   // `postbox kernel 2>&1 | head -1`, or a log collector that died: the kernel's next log line
   // (a process connected) failed with EPIPE, which ended it, dropping every client.

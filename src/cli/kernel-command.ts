@@ -1,3 +1,4 @@
+import { constants as osConstants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { defaultLimits, type KernelLimits } from '../kernel/limits.js';
 import {
@@ -18,6 +19,8 @@ export const kernelHelp = `Usage: postbox kernel [options]
 
 Starts the kernel: the daemon that owns processes and mailboxes. It listens on a Unix
 socket (private to this user) and, with --listen, on TCP for processes on other machines.
+SIGINT (Ctrl-C), SIGTERM or SIGHUP shuts it down (exit 0): every process is told (ESHUTDOWN),
+and the socket and the token file it wrote are removed. A second signal ends it at once.
 
 Options:
   --socket PATH              Unix socket path (default: $POSTBOX_SOCKET, else
@@ -61,7 +64,7 @@ const limitFlags: Record<string, { key: keyof KernelLimits; bytes: boolean }> = 
   'heartbeat-ms': { key: 'heartbeatMs', bytes: false },
 };
 
-/** Runs the kernel until SIGINT/SIGTERM. */
+/** Runs the kernel until SIGINT, SIGTERM or SIGHUP. */
 export async function kernelCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     // A negative limit is refused by the number's own check, in one line, not by parseArgs.
@@ -125,12 +128,19 @@ export async function kernelCommand(argv: string[]): Promise<number> {
   // The signals are handled before the kernel says where it listens: a supervisor that stops it
   // as soon as it read that line must find it ready to shut down, not killed mid-start.
   const stopped = new Promise<number>((resolve) => {
-    const stop = (signal: string): void => {
+    let stopping = false;
+    const stop = (signal: 'SIGINT' | 'SIGTERM' | 'SIGHUP'): void => {
+      // A second signal is someone who will not wait for the shutdown (a peer that never reads
+      // holds it up to a second): end now, as a shell would report the signal.
+      if (stopping) process.exit(128 + osConstants.signals[signal]);
+      stopping = true;
       if (!quiet) process.stdout.write(`postbox kernel: ${signal}, shutting down\n`);
       void running.close().then(() => resolve(0));
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    // SIGHUP too: the terminal it was started from closed, or a supervisor stops it so. By default
+    // SIGHUP killed it where it stood, leaving its socket and token file behind, and its processes
+    // were told only that the connection was lost.
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => stop(signal));
   });
   process.stdout.write(`postbox kernel ${process.pid} listening on unix:${running.socketPath}\n`);
   // A line to copy into POSTBOX_URL or --url as it is: an IPv6 host in brackets.
