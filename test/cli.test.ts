@@ -1416,6 +1416,91 @@ test('a long mailbox name is cut in the ls and watch tables, and whole in --json
   }
 });
 
+test('tables stay aligned with wide and combining characters in names; long process names are cut too', async () => {
+  // Widths were counted in code points: a CJK character takes two columns and a combining
+  // accent none, so every column after such a name was out of line. And ps printed a process's
+  // name whole, however long, though the docs say tables cut names at 40.
+  const long = `long-process-${'y'.repeat(50)}`;
+  const kana = await connect({ socket: k.socket, name: 'ワーカー' });
+  const lengthy = await connect({ socket: k.socket, name: long });
+  const wide = await kana.createMailbox('名前の箱', { mode: 0o666 });
+  const accented = await lengthy.createMailbox('e\u0301te\u0301 🎉', { mode: 0o666 });
+  const waiting = (await lengthy.openMailbox('名前の箱')).receive().catch(() => {});
+  try {
+    await until(
+      () => mailboxNamed('名前の箱'),
+      (m) => (m?.waitingReceivers.length ?? 0) === 1,
+      10_000,
+      'the receive to wait',
+    );
+    /** Terminal columns of the strings this test uses: CJK and emoji 2, combining marks 0. */
+    const columns = (s: string): number =>
+      [...s].reduce(
+        (n, c) =>
+          n +
+          (/[\u3040-\u30ff\u4e00-\u9fff]|\p{Emoji_Presentation}/u.test(c) ? 2 : /\p{Mn}/u.test(c) ? 0 : 1),
+        0,
+      );
+    /** The column where `cell` starts in `row`. */
+    const at = (row: string, cell: string): number => {
+      assert.ok(row.includes(cell), `'${cell}' in\n${row}`);
+      return columns(row.slice(0, row.indexOf(cell)));
+    };
+    const cutLong = `${long.slice(0, 39)}…`;
+
+    const ls = await run(['ls']);
+    assert.equal(ls.code, 0, ls.stderr);
+    const [lsHeader, ...lsRows] = ls.stdout.trimEnd().split('\n');
+    for (const [box, owner] of [
+      ['名前の箱', `ワーカー(${kana.id})`],
+      ['e\u0301te\u0301 🎉', `${cutLong}(${lengthy.id})`],
+    ] as const) {
+      const row = lsRows.find((r) => r.includes(` ${box} `))!;
+      assert.equal(at(row, owner), lsHeader!.indexOf('OWNER'), ls.stdout);
+      assert.equal(at(row, '0666'), lsHeader!.indexOf('MODE'), ls.stdout);
+    }
+
+    const ps = await run(['ps']);
+    assert.equal(ps.code, 0, ps.stderr);
+    assert.ok(!ps.stdout.includes(long), `the whole name is not in the table:\n${ps.stdout}`);
+    const [psHeader, ...psRows] = ps.stdout.trimEnd().split('\n');
+    for (const name of ['ワーカー', cutLong]) {
+      const row = psRows.find((r) => r.includes(` ${name} `))!;
+      assert.equal(at(row, ' unix ') + 1, psHeader!.indexOf('TRANSPORT'), ps.stdout);
+    }
+
+    const watch = await run(['watch', '--once']);
+    assert.equal(watch.code, 0, watch.stderr);
+    assert.ok(!watch.stdout.includes(long), watch.stdout);
+    const lines = watch.stdout.split('\n');
+    const mbHeader = lines.find((l) => l.startsWith('MAILBOX'))!;
+    for (const box of ['名前の箱', 'e\u0301te\u0301 🎉'])
+      assert.equal(
+        at(lines.find((l) => l.startsWith(`${box} `))!, '['),
+        mbHeader.indexOf('DEPTH'),
+        watch.stdout,
+      );
+    assert.equal(
+      at(lines.find((l) => l.startsWith('名前の箱 '))!, `${cutLong}(${lengthy.id})`),
+      mbHeader.indexOf('WAITING TO RECEIVE'),
+      watch.stdout,
+    );
+    const procHeader = lines.find((l) => l.startsWith('PROCESS'))!;
+    for (const name of [`ワーカー(${kana.id})`, `${cutLong}(${lengthy.id})`])
+      assert.equal(
+        at(lines.find((l) => l.startsWith(`${name} `))!, ' unix ') + 1,
+        procHeader.indexOf('TRANSPORT'),
+        watch.stdout,
+      );
+  } finally {
+    await wide.delete();
+    await accented.delete();
+    await kana.close();
+    await lengthy.close();
+    await waiting;
+  }
+});
+
 test('a line over the size limit is refused as soon as that much is read, not held until its end', async () => {
   // readline held a line until its newline: `head -c 1G /dev/zero | postbox send q` grew to
   // gigabytes and died with a stack trace. The kernel here takes messages of 64 KiB at most.

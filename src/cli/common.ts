@@ -321,20 +321,34 @@ export async function processNames(proc: PostboxProcess): Promise<Map<number, st
  * each process once, in order of its first, with how many it has if more than one
  * (`alice(7) ×3000, 8`): a producer pipelining sends into a full mailbox is one sender.
  */
-export function waitersLabel(ids: readonly number[], names: Map<number, string | null>): string {
+export function waitersLabel(
+  ids: readonly number[],
+  names: Map<number, string | null>,
+  max = Number.POSITIVE_INFINITY,
+): string {
   if (ids.length === 0) return '-';
   const counts = new Map<number, number>();
   for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1);
   return [...counts]
-    .map(([id, n]) => (n === 1 ? processLabel(id, names) : `${processLabel(id, names)} ×${n}`))
+    .map(([id, n]) => {
+      const label = processLabel(id, names, max);
+      return n === 1 ? label : `${label} ×${n}`;
+    })
     .join(', ');
 }
 
-/** How tables name a process: `alice(7)`, or `7` if it has no name; `-` for none. */
-export function processLabel(id: number | null | undefined, names: Map<number, string | null>): string {
+/**
+ * How tables name a process: `alice(7)`, or `7` if it has no name; `-` for none. A name is cut
+ * to `max` columns (its id is kept whole): one long name must not widen every row.
+ */
+export function processLabel(
+  id: number | null | undefined,
+  names: Map<number, string | null>,
+  max = Number.POSITIVE_INFINITY,
+): string {
   if (id === null || id === undefined || id === 0) return '-';
   const name = names.get(id);
-  return name === null || name === undefined ? String(id) : `${name}(${id})`;
+  return name === null || name === undefined ? String(id) : `${cut(name, max)}(${id})`;
 }
 
 /**

@@ -1,5 +1,7 @@
 /** Aligned columns for people; scripts use --json. */
 
+import { cutToWidth, displayWidth } from './display-width.js';
+
 export interface Column {
   header: string;
   /** Numbers read best right-aligned. */
@@ -25,18 +27,13 @@ export function formatTable(columns: Column[], rows: string[][]): string {
 /** The widest a name is shown in a table (`ls`, `watch`): one long name must not widen every row. */
 export const NAME_WIDTH = 40;
 
-/** `text` in at most `max` code points: a longer one is cut and ends with "…". */
+/** `text` in at most `max` terminal columns: a longer one is cut and ends with "…". */
 export function cut(text: string, max: number): string {
-  if (width(text) <= max) return text;
-  return `${[...text].slice(0, Math.max(0, max - 1)).join('')}…`;
+  return cutToWidth(text, max);
 }
 
-/** Display width: code points (the tables hold no wide characters). */
-function width(s: string): number {
-  let n = 0;
-  for (const _ of s) n++;
-  return n;
-}
+/** Columns on a terminal: names may hold CJK, emoji and combining marks. */
+const width = displayWidth;
 
 /** `key  value` lines with the keys aligned, for stat-like output. */
 export function formatFields(fields: [string, string][], indent = '  '): string {

@@ -50,7 +50,7 @@ export function lsTable(list: MailboxStat[], names: Map<number, string | null>):
       formatKey(mb.key),
       String(mb.id),
       mailboxLabel(mb, NAME_WIDTH),
-      mb.owner === null ? '-' : processLabel(mb.owner, names),
+      mb.owner === null ? '-' : processLabel(mb.owner, names, NAME_WIDTH),
       formatMode(mb.mode),
       String(mb.bytes),
       mb.capacity === null ? String(mb.count) : `${mb.count}/${mb.capacity}`,

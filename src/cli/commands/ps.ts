@@ -44,7 +44,7 @@ export function psTable(list: ProcessRow[]): string {
     ],
     list.map((p) => [
       String(p.id),
-      p.name ?? '-',
+      p.name === null ? '-' : cut(p.name, NAME_WIDTH),
       p.pid === 0 ? '-' : String(p.pid),
       p.host === '' ? '-' : p.host,
       p.transport,

@@ -133,8 +133,8 @@ export function frame(s: Snapshot): string {
               mb.capacity === null ? String(mb.count) : `${mb.count}/${mb.capacity}`,
               String(mb.bytes),
               // A send waiting for its receipt is still in its sender's send().
-              waitersLabel([...mb.waitingSenders, ...mb.waitingReceipts], names),
-              waitersLabel(mb.waitingReceivers, names),
+              waitersLabel([...mb.waitingSenders, ...mb.waitingReceipts], names, NAME_WIDTH),
+              waitersLabel(mb.waitingReceivers, names, NAME_WIDTH),
             ];
           }),
         );
@@ -152,7 +152,7 @@ export function frame(s: Snapshot): string {
             { header: 'BLOCKED ON' },
           ],
           s.processes.map((p) => [
-            processLabel(p.id, names),
+            processLabel(p.id, names, NAME_WIDTH),
             p.pid === 0 ? '-' : String(p.pid),
             p.host === '' ? '-' : p.host,
             p.transport,
