@@ -5,7 +5,17 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -363,6 +373,29 @@ test('a kernel whose standard error and output lose their reader keeps serving, 
     assert.ok(!existsSync(k.socket), 'its socket file is removed');
   } finally {
     await k.stop();
+  }
+});
+
+test('the token file is written afresh: a symlink planted at its path is replaced, not written through', async () => {
+  // In a folder others may write to (--socket /tmp/my-app.sock puts it at /tmp/my-app.token), a
+  // symlink there had the token written over the file it pointed to, which was made 0600 too.
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-toklink-'));
+  const victim = join(dir, 'victim.txt');
+  writeFileSync(victim, 'keep me', { mode: 0o644 });
+  symlinkSync(victim, join(dir, 'k.token'));
+  const { proc: k } = await tcpKernelWithoutToken(join(dir, 'k.sock'));
+  try {
+    assert.equal(readFileSync(victim, 'utf8'), 'keep me');
+    assert.equal(statSync(victim).mode & 0o777, 0o644);
+    const file = lstatSync(join(dir, 'k.token'));
+    assert.ok(file.isFile(), 'the token file is a file of its own');
+    assert.equal(file.mode & 0o777, 0o600);
+    const proc = await connect({ socket: join(dir, 'k.sock') });
+    await proc.close();
+  } finally {
+    k.kill('SIGTERM');
+    await once(k, 'exit');
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -69,8 +69,7 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
     if (token === null) {
       token = randomBytes(24).toString('base64url');
       tokenFile = tokenFileFor(socketPath);
-      writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
-      chmodSync(tokenFile, 0o600);
+      writeTokenFile(tokenFile, token);
     }
   }
   const kernelOptions: ConstructorParameters<typeof Kernel>[0] = {};
@@ -152,6 +151,23 @@ function listen(server: Server, start: () => void): Promise<void> {
  */
 export function tokenFileFor(socketPath: string): string {
   return join(dirname(socketPath), `${basename(socketPath).replace(/\.sock$/, '')}.token`);
+}
+
+/**
+ * Writes the token file afresh, readable only by this user. Whatever is at the path (the file of a
+ * kernel that died) is removed first, and the file is made with O_EXCL, which follows no symlink:
+ * a symlink planted there, in a folder others may write to such as /tmp, had the token written
+ * through it over the file it pointed to, and a file someone else made kept their mode.
+ */
+function writeTokenFile(file: string, token: string): void {
+  try {
+    unlinkSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  // The mode given at creation is narrowed by the umask, never widened: this makes it exactly 0600.
+  chmodSync(file, 0o600);
 }
 
 /** Removes the token file this kernel wrote, unless another kernel has written its own there since. */
