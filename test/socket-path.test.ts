@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -154,4 +154,33 @@ test('postbox kernel refuses a socket path ending with / at once, and makes no f
     [],
     'no folder made',
   );
+});
+
+/**
+ * A socket folder another user controls: one who may write to it can remove the kernel's socket
+ * and listen in its place. A `<tmp>/postbox-<user>` that someone else made first, with mode 0777,
+ * was used as it was.
+ */
+test('postbox kernel refuses a socket folder anyone may write to, or another user owns; a sticky one is fine', async (t) => {
+  const open = join(dir, 'open');
+  mkdirSync(open);
+  chmodSync(open, 0o777);
+  const r = await runKernel(join(open, 'k.sock'));
+  assert.equal(r.hung, false, `the kernel kept running; it said: ${r.stderr}`);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /the socket's folder .*open may be written by any user and is not sticky/);
+  assert.deepEqual(readdirSync(open), [], 'no socket made');
+  // Sticky, as /tmp is: no one else may remove the kernel's socket.
+  chmodSync(open, 0o1777);
+  const k = await startKernel({ socket: join(open, 'k.sock') });
+  await k.close();
+  if (process.getuid?.() !== 0) {
+    t.skip('needs root, to give the folder to another user (uid 65534)');
+    return;
+  }
+  chmodSync(open, 0o755);
+  chownSync(open, 65534, 65534);
+  const theirs = await runKernel(join(open, 'k.sock'));
+  assert.equal(theirs.code, 1);
+  assert.match(theirs.stderr, /the socket's folder .*open belongs to another user \(uid 65534\)/);
 });

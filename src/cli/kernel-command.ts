@@ -4,6 +4,7 @@ import { defaultLimits, type KernelLimits } from '../kernel/limits.js';
 import {
   EmptyTokenError,
   KernelRunningError,
+  SocketFolderNotPrivateError,
   SocketPathIsFolderError,
   SocketPathTakenError,
   SocketPathTooLongError,
@@ -111,6 +112,7 @@ export async function kernelCommand(argv: string[]): Promise<number> {
       err instanceof SocketPathTakenError ||
       err instanceof SocketPathTooLongError ||
       err instanceof SocketPathIsFolderError ||
+      err instanceof SocketFolderNotPrivateError ||
       err instanceof EmptyTokenError
     ) {
       printDiagnostic('kernel', err.message);

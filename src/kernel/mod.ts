@@ -16,6 +16,7 @@ export {
   EmptyTokenError,
   KernelRunningError,
   type RunningKernel,
+  SocketFolderNotPrivateError,
   SocketPathIsFolderError,
   SocketPathTakenError,
   SocketPathTooLongError,

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, lstatSync, readFileSync, type Stats, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, readFileSync, type Stats, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import {
@@ -56,6 +56,7 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
   // Before the folder is made: `--socket /run/pb/` would make /run and fail to listen with EACCES.
   if (socketPath.endsWith('/')) throw new SocketPathIsFolderError(socketPath);
   ensureSocketDir(socketPath);
+  checkSocketFolder(socketPath);
   await clearStaleSocket(socketPath);
   const tcpUrls = options.listen ?? [];
   let token: string | null = null;
@@ -207,6 +208,38 @@ export class SocketPathTakenError extends Error {
   constructor(readonly socketPath: string) {
     super(
       `${socketPath} exists and is not a socket; the kernel will not replace it (choose another --socket PATH)`,
+    );
+  }
+}
+
+/**
+ * Refuses a socket folder that another user controls: one who may write to it can remove the
+ * kernel's socket and listen there in its place, and every client would then talk to them. A
+ * folder made by someone else before the kernel (`<tmp>/postbox-<user>` made by another user
+ * with mode 0777) was used as it was. Root's folders and sticky ones such as /tmp are fine:
+ * there no one else may remove the kernel's socket.
+ */
+function checkSocketFolder(socketPath: string): void {
+  const uid = process.getuid?.();
+  if (uid === undefined) return; // Windows: named pipes, no folder
+  const dir = dirname(socketPath);
+  const st = statSync(dir);
+  const sticky = (st.mode & 0o1000) !== 0;
+  if (st.uid !== uid && st.uid !== 0)
+    throw new SocketFolderNotPrivateError(dir, `belongs to another user (uid ${st.uid})`);
+  if ((st.mode & 0o002) !== 0 && !sticky)
+    throw new SocketFolderNotPrivateError(dir, 'may be written by any user and is not sticky');
+}
+
+/** The socket's folder is another user's, or anyone may replace what is in it. */
+export class SocketFolderNotPrivateError extends Error {
+  readonly code = 'EACCES';
+  constructor(
+    readonly folder: string,
+    why: string,
+  ) {
+    super(
+      `the socket's folder ${folder} ${why}: another user could put a socket of their own in the kernel's place and be sent what its processes send; give a folder of your own (--socket PATH)`,
     );
   }
 }
