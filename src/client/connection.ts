@@ -1314,6 +1314,14 @@ export class Connection {
     credit: number,
     sink: StreamSink,
   ): number {
+    // A connection already ended answers nothing: the stream fails at its first step, as a
+    // receive() does at once (it waited for ever, where every other call failed ENOTCONN). In a
+    // microtask, so that the stream being built is whole when it fails.
+    const ended = this.closedError;
+    if (ended !== null) {
+      queueMicrotask(() => sink.fail(ended));
+      return 0;
+    }
     const id = this.writeReceive(target, inbox, from, options, credit, true);
     this.pending.set(id, { kind: 'stream', resolve: noop as Resolve, reject: (e) => sink.fail(e), sink });
     return id;
