@@ -320,6 +320,10 @@ describe('through a kernel', () => {
     );
     assert.throws(() => box.messages({ maxSize: -1 }), einval);
     assert.throws(() => p.messages({ type: 1.5 }), einval);
+    // A prefetch past the wire's 32 bits threw a RangeError from deep in the frame writer.
+    assert.throws(() => box.messages({ prefetch: 2 ** 32 }), /prefetch 4294967296 is over 4294967295/);
+    assert.throws(() => p.batches({ prefetch: 2 ** 32 }), einval);
+    assert.throws(() => box.consume(() => {}, { prefetch: 2 ** 32 }), einval);
     // NaN went as JSON null, read as unbounded; 1 and 'yes' were read as false.
     await assert.rejects(p.createMailbox('opt-g', { capacity: Number.NaN }), einval);
     await assert.rejects(p.createMailbox('opt-g', { system: 1 } as never), einval);

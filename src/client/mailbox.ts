@@ -181,6 +181,11 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
       throw new InvalidArgumentError(
         `prefetch must be a whole number of messages, not ${describeValue(credit)}`,
       );
+    // The credit is a 32-bit field on the wire: a larger one threw a RangeError from the writer.
+    if (credit > 0xffffffff)
+      throw new InvalidArgumentError(
+        `prefetch ${credit} is over 4294967295 (the kernel pushes at most ${conn.info.limits.maxCredit} ahead)`,
+      );
     if (options.holdCredit !== undefined && typeof options.holdCredit !== 'boolean')
       throw new InvalidArgumentError(
         `holdCredit must be true or false, not ${describeValue(options.holdCredit)}`,
