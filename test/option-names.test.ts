@@ -388,6 +388,50 @@ describe('through a kernel', () => {
     );
   });
 
+  test('connections take time limits as the rest of the client does: 0 is no limit, a bad one is EINVAL', async () => {
+    const p = await join();
+    const einval =
+      (option: string) =>
+      (e: unknown): true => {
+        assert.ok(e instanceof InvalidArgumentError, `EINVAL, not ${String(e)}`);
+        assert.match(e.message, new RegExp(`${option} must be a whole number of ms`));
+        return true;
+      };
+    // accept() checked nothing: -1 timed out at once, a bigint threw a TypeError, a fraction was
+    // blamed on a receive() the caller never made; listen() took any handshakeTimeout.
+    const port = await listen(p, 'opt-times');
+    await assert.rejects(port.accept({ timeout: -1 }), einval('timeout'));
+    await assert.rejects(port.accept({ timeout: 10n } as never), einval('timeout'));
+    await assert.rejects(port.accept({ timeout: 1.5 }), /accept\(\): timeout/);
+    await assert.rejects(listen(p, 'opt-times-2', { handshakeTimeout: -1 }), einval('handshakeTimeout'));
+    await assert.rejects(
+      listen(p, 'opt-times-2', { handshakeTimeout: 'x' } as never),
+      einval('handshakeTimeout'),
+    );
+    // Past the kernel's longest timeout, dial() waited for ever.
+    await assert.rejects(dial(p, 'opt-times', { timeout: 2 ** 32 }), einval('timeout'));
+    // 0 timed out at once, before even trying, where a send's or a receive's 0 is no limit.
+    const accepting = port.accept({ timeout: 0 });
+    const client = await dial(p, 'opt-times', { timeout: 0 });
+    const server = await accepting;
+    // A receive's signal that is not one threw a TypeError; a timeout past Node's longest timer
+    // timed out after 1 ms; 0 timed out at once.
+    await assert.rejects(
+      server.receive({ signal: 5 } as never),
+      /receive\(\): signal must be an AbortSignal/,
+    );
+    await assert.rejects(server.receive({ timeout: 2 ** 31 }), einval('timeout'));
+    const waiting = server.receive({ timeout: 0 });
+    await client.send('late');
+    assert.equal((await waiting)?.text(), 'late', 'timeout 0 waited for the message');
+    // close() took any options: a misspelt one was ignored, a bad timeout closed at once.
+    await assert.rejects(client.close({ timout: 5 } as never), (e) => refusal(e, 'timout', 'timeout'));
+    await assert.rejects(client.close({ timeout: -1 }), einval('timeout'));
+    await client.close({ timeout: 0 });
+    await server.close();
+    await port.close();
+  });
+
   test('monitor() aborted while the kernel sets it up: ECANCELED, not a wait forever', async () => {
     const p = await join();
     const other = await join();

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../protocol/errors.js';
+import { MAX_TIMEOUT_MS } from '../protocol/frame.js';
 import { describeValue } from './option-names.js';
 
 // Checks of option values that several calls share, made before anything is written: a bad
@@ -39,5 +40,35 @@ export function badFrom(from: unknown, what: string): InvalidArgumentError | nul
     );
   return new InvalidArgumentError(
     `${what}: from must be a process id (a positive integer), not ${describeValue(from)}`,
+  );
+}
+
+/** The longest timer Node keeps: a longer `setTimeout` fires after 1 ms, with a warning. */
+export const MAX_TIMER_MS = 0x7fffffff;
+
+/**
+ * A time limit in ms, as every call takes it: a whole number from 0 (no limit, as leaving it
+ * out; `nowait` is the one that does not wait) up to `max`, which is the kernel's longest
+ * timeout where the kernel keeps the time, and Node's longest timer where this process does.
+ * Unchecked, a negative or non-numeric limit ran out at once or was sent on as another call's
+ * option, and one past Node's longest timer ran out after 1 ms.
+ *
+ * @example
+ * ```ts
+ * const bad = badTimeout(options.timeout, 'timeout', 'accept()');
+ * if (bad !== null) throw bad; // EINVAL: "accept(): timeout must be a whole number of ms …, not -1"
+ * ```
+ */
+export function badTimeout(
+  value: unknown,
+  option: string,
+  what: string,
+  max: number = MAX_TIMEOUT_MS,
+): InvalidArgumentError | null {
+  if (value === undefined) return null;
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= max) return null;
+  const days = (max / 86_400_000).toFixed(1);
+  return new InvalidArgumentError(
+    `${what}: ${option} must be a whole number of ms up to ${max} (${days} days; 0 is no limit), not ${describeValue(value)}`,
   );
 }

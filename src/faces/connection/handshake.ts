@@ -1,7 +1,7 @@
 import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
-import { checkOptions, type OptionNames } from '../../client/option-names.js';
-import { badSignal } from '../../client/option-values.js';
+import { checkOptions, describeValue, type OptionNames } from '../../client/option-names.js';
+import { badSignal, badTimeout } from '../../client/option-values.js';
 import type { PostboxProcess } from '../../client/process.js';
 import {
   AbortedError,
@@ -56,7 +56,7 @@ export interface ListenOptions extends WindowOptions {
 export interface DialOptions extends WindowOptions {
   /** `'stream'` (default) or `'datagram'`: the listener's style. */
   style?: ConnectionStyle | undefined;
-  /** Give up after this many ms (ETIMEDOUT), e.g. when nobody calls accept(). */
+  /** Give up after this many ms (ETIMEDOUT), e.g. when nobody calls accept(); 0, like none, is no limit. */
   timeout?: number | undefined;
   /** Give up when aborted (ECANCELED). */
   signal?: AbortSignal | undefined;
@@ -64,7 +64,7 @@ export interface DialOptions extends WindowOptions {
 
 /** Options of {@link Port.accept}. */
 export interface AcceptOptions {
-  /** Give up after this many ms with no dialer (ETIMEDOUT). */
+  /** Give up after this many ms with no dialer (ETIMEDOUT); 0, like none, is no limit. */
   timeout?: number | undefined;
   signal?: AbortSignal | undefined;
 }
@@ -134,9 +134,10 @@ export class Port implements AsyncIterable<Connection> {
    */
   async accept(options: AcceptOptions = {}): Promise<Connection> {
     checkOptions(options, ACCEPT_OPTIONS, 'accept()');
-    const badSig = badSignal(options.signal, 'accept()');
-    if (badSig !== null) throw badSig;
-    const deadline = options.timeout === undefined ? null : Date.now() + options.timeout;
+    const bad = badTimeout(options.timeout, 'timeout', 'accept()') ?? badSignal(options.signal, 'accept()');
+    if (bad !== null) throw bad;
+    // 0, like no timeout, is no limit, as for every other call.
+    const deadline = options.timeout ? Date.now() + options.timeout : null;
     for (;;) {
       if (this.#closed) throw this.#closedError();
       const left = deadline === null ? undefined : deadline - Date.now();
@@ -297,8 +298,11 @@ export async function listen(proc: PostboxProcess, name: string, options: Listen
   checkWindow(options);
   const backlog = options.backlog ?? DEFAULT_BACKLOG;
   if (!Number.isSafeInteger(backlog) || backlog < 1) {
-    throw new InvalidArgumentError(`backlog must be a positive integer, not ${backlog}`);
+    throw new InvalidArgumentError(`backlog must be a positive integer, not ${describeValue(backlog)}`);
   }
+  // Unchecked, a bad one surfaced only in accept(), as a send's timeout the caller never gave.
+  const badHandshake = badTimeout(options.handshakeTimeout, 'handshakeTimeout', 'listen()');
+  if (badHandshake !== null) throw badHandshake;
   let box: Mailbox;
   try {
     box = await proc.createMailbox(PORT_PREFIX + name, {
@@ -340,13 +344,11 @@ export async function dial(
   const style = checkStyle(options.style);
   checkWindow(options);
   const { timeout, signal } = options;
-  if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 0)) {
-    throw new InvalidArgumentError(`timeout must be a whole number of ms, not ${timeout}`);
-  }
-  const badSig = badSignal(signal, 'dial()');
-  if (badSig !== null) throw badSig;
+  const bad = badTimeout(timeout, 'timeout', 'dial()') ?? badSignal(signal, 'dial()');
+  if (bad !== null) throw bad;
   if (signal?.aborted) throw new AbortedError(`dialing port '${name}' was aborted`);
-  const deadline = timeout === undefined ? null : Date.now() + timeout;
+  // 0, like no timeout, is no limit, as for every other call.
+  const deadline = timeout ? Date.now() + timeout : null;
   const left = (): number | undefined => {
     if (deadline === null) return undefined;
     const ms = deadline - Date.now();
@@ -527,9 +529,9 @@ function checkStyle(style: unknown): ConnectionStyle {
 function checkWindow(options: WindowOptions): void {
   const { capacity, maxBytes } = options;
   if (capacity !== undefined && (!Number.isSafeInteger(capacity) || capacity < 1)) {
-    throw new InvalidArgumentError(`capacity must be a positive integer, not ${capacity}`);
+    throw new InvalidArgumentError(`capacity must be a positive integer, not ${describeValue(capacity)}`);
   }
   if (maxBytes !== undefined && (!Number.isSafeInteger(maxBytes) || maxBytes < 1)) {
-    throw new InvalidArgumentError(`maxBytes must be a positive integer, not ${maxBytes}`);
+    throw new InvalidArgumentError(`maxBytes must be a positive integer, not ${describeValue(maxBytes)}`);
   }
 }

@@ -2,7 +2,8 @@ import { Duplex } from 'node:stream';
 import type { SendOptions, SendResult } from '../../client/connection.js';
 import type { Mailbox, MailboxStat } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
-import { checkOptions, type OptionNames, unknownOption } from '../../client/option-names.js';
+import { checkOptions, describeValue, type OptionNames, unknownOption } from '../../client/option-names.js';
+import { badSignal, badTimeout, MAX_TIMER_MS } from '../../client/option-values.js';
 import type { DownEvent, PostboxProcess } from '../../client/process.js';
 import type { CodecName } from '../../protocol/codec.js';
 import {
@@ -49,10 +50,14 @@ const CONNECTION_SEND_OPTIONS: OptionNames<ConnectionSendOptions> = {
   codec: true,
 };
 const CONNECTION_RECEIVE_OPTIONS: OptionNames<ConnectionReceiveOptions> = { timeout: true, signal: true };
+const CLOSE_OPTIONS: OptionNames<{ timeout?: number | undefined }> = { timeout: true };
 
 /** Options of {@link Connection.receive}. */
 export interface ConnectionReceiveOptions {
-  /** Give up after this many ms (ETIMEDOUT); a receive that gave up took nothing. */
+  /**
+   * Give up after this many ms (ETIMEDOUT); a receive that gave up took nothing. 0, like
+   * leaving it out, is no limit; at most 2147483647 (Node's longest timer).
+   */
   timeout?: number | undefined;
   /** Give up when aborted (ECANCELED). */
   signal?: AbortSignal | undefined;
@@ -229,7 +234,9 @@ export class Connection extends Duplex {
     if (refused !== null) throw refused;
     const type = options.type ?? 1;
     if (!Number.isSafeInteger(type) || type < 1 || type >= RESERVED_TYPE) {
-      throw new InvalidArgumentError(`type must be an integer from 1 to ${RESERVED_TYPE - 1}, not ${type}`);
+      throw new InvalidArgumentError(
+        `type must be an integer from 1 to ${RESERVED_TYPE - 1}, not ${describeValue(type)}`,
+      );
     }
     const o: SendOptions = { type };
     if (this.style === 'datagram') o.onFull = 'drop';
@@ -267,10 +274,12 @@ export class Connection extends Duplex {
   receive(options: ConnectionReceiveOptions = {}): Promise<Message | null> {
     const unknown = unknownOption(options, CONNECTION_RECEIVE_OPTIONS, 'receive()');
     if (unknown !== null) return Promise.reject(unknown);
-    const { timeout, signal } = options;
-    if (timeout !== undefined && (!Number.isInteger(timeout) || timeout < 0)) {
-      return Promise.reject(new InvalidArgumentError(`timeout must be a whole number of ms, not ${timeout}`));
-    }
+    const { signal } = options;
+    // This process keeps the time, so up to Node's longest timer; 0, like none, is no limit.
+    const bad =
+      badTimeout(options.timeout, 'timeout', 'receive()', MAX_TIMER_MS) ?? badSignal(signal, 'receive()');
+    if (bad !== null) return Promise.reject(bad);
+    const timeout = options.timeout || undefined;
     if (signal?.aborted) return Promise.reject(new AbortedError('receive aborted before it started'));
     if (timeout === undefined && signal === undefined) {
       return new Promise((resolve, reject) => this.#take({ resolve, reject }));
@@ -606,9 +615,13 @@ export class Connection extends Duplex {
    * receiving and removes this side's mailbox; what the peer sent and this side did not read is
    * discarded, and the peer's later sends fail with `EPIPE`. Resolves once done. The end waits
    * while the peer's mailbox is full; with `timeout` the connection is closed anyway after that
-   * many ms. Never rejects.
+   * many ms (0, like none, is no limit). Rejects only for bad options (EINVAL), before anything
+   * is done.
    */
   async close(options: { timeout?: number | undefined } = {}): Promise<void> {
+    checkOptions(options, CLOSE_OPTIONS, 'close()');
+    const bad = badTimeout(options.timeout, 'timeout', 'close()', MAX_TIMER_MS);
+    if (bad !== null) throw bad;
     if (!this.destroyed) {
       if (!this.writableFinished && this.#writeError === null) {
         if (!this.writableEnded) this.end();
@@ -725,7 +738,7 @@ function settledWriting(stream: Duplex, timeout: number | undefined): Promise<vo
     stream.on('finish', done);
     stream.on('error', done);
     stream.on('close', done);
-    if (timeout !== undefined) timer = setTimeout(done, timeout);
+    if (timeout) timer = setTimeout(done, timeout);
   });
 }
 
