@@ -388,6 +388,39 @@ describe('through a kernel', () => {
     );
   });
 
+  test('a process or mailbox id that cannot be one is EINVAL in every call that takes one', async () => {
+    const p = await join();
+    const other = await join();
+    const box = await p.createMailbox('opt-ids', { mode: 0o666 });
+    const einval = (e: unknown): true => {
+      assert.ok(e instanceof InvalidArgumentError, `EINVAL, not ${String(e)}`);
+      assert.match(e.message, /(process|mailbox) id is a positive integer, not/);
+      return true;
+    };
+    for (const id of [0, -1, 1.5, 2 ** 32 + other.id]) {
+      // lookup, grant, revoke and transfer said ESRCH ("process 1.5 has terminated"), monitor
+      // resolved with 'noproc', stat said ENOENT ("mailbox #1.5 was removed"); send and sendTo
+      // cut 2^32 + n to n and sent there.
+      await assert.rejects(p.lookup(id), einval, `lookup(${id})`);
+      await assert.rejects(p.monitor(id), einval, `monitor(${id})`);
+      await assert.rejects(box.grant(id), einval, `grant(${id})`);
+      await assert.rejects(box.revoke(id), einval, `revoke(${id})`);
+      await assert.rejects(box.transfer(id), einval, `transfer(${id})`);
+      await assert.rejects(p.send(id, 'x'), einval, `send(${id})`);
+      await assert.rejects(p.stat(id), einval, `stat(${id})`);
+      await assert.rejects(
+        p.sendTo(id === 2 ** 32 + other.id ? 2 ** 32 + box.id : id, 'x'),
+        einval,
+        `sendTo(${id})`,
+      );
+      await assert.rejects(p.openMailbox(id), einval, `openMailbox(${id})`);
+    }
+    await assert.rejects(p.stat(true as never), /stat\(\) takes a mailbox name or id, not true/);
+    assert.equal((await box.stat()).count, 0, 'nothing was sent');
+    assert.equal(await other.receive({ nowait: true }), null, 'nothing reached the other process');
+    assert.equal((await box.stat()).owner, p.id, 'ownership stayed');
+  });
+
   test('connections take time limits as the rest of the client does: 0 is no limit, a bad one is EINVAL', async () => {
     const p = await join();
     const einval =

@@ -13,7 +13,7 @@ import {
 import { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 import type { Message } from './message.js';
 import { checkOptions, describeValue, type OptionNames, unknownOption } from './option-names.js';
-import { badFrom, badSignal } from './option-values.js';
+import { badFrom, badProcessRef, badSignal } from './option-values.js';
 import type { SendPromise } from './send-promise.js';
 
 /** A mailbox as the kernel describes it. */
@@ -852,16 +852,22 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
 
   /** Adds a process to the mailbox's group (owner only): it gets the group's rights. */
   grant(process: number | string): Promise<MailboxInfo> {
+    const bad = badProcessRef(process);
+    if (bad !== null) return Promise.reject(bad);
     return this.call<MailboxInfo>('grant', { id: this.id, process });
   }
 
   /** Removes a process from the group (owner only). */
   revoke(process: number | string): Promise<MailboxInfo> {
+    const bad = badProcessRef(process);
+    if (bad !== null) return Promise.reject(bad);
     return this.call<MailboxInfo>('revoke', { id: this.id, process });
   }
 
   /** Passes ownership to another process (owner only). */
   transfer(process: number | string): Promise<MailboxInfo> {
+    const bad = badProcessRef(process);
+    if (bad !== null) return Promise.reject(bad);
     return this.call<MailboxInfo>('transfer', { id: this.id, process });
   }
 

@@ -72,3 +72,39 @@ export function badTimeout(
     `${what}: ${option} must be a whole number of ms up to ${max} (${days} days; 0 is no limit), not ${describeValue(value)}`,
   );
 }
+
+/** Ids of processes and mailboxes are 32 bits on the wire: a larger one was cut to another. */
+const MAX_ID = 0xffffffff;
+
+/**
+ * A process named by its id or its name, checked before anything is sent. A number that cannot
+ * be an id (0, -1, 1.5) was looked up as one, and reported as a process that had terminated, or
+ * watched by monitor() as one already gone; one past 32 bits was cut to another id.
+ *
+ * @example
+ * ```ts
+ * badProcessRef(1.5); // EINVAL: "a process id is a positive integer, not 1.5"
+ * ```
+ */
+export function badProcessRef(ref: unknown): InvalidArgumentError | null {
+  if (typeof ref === 'number') {
+    if (Number.isSafeInteger(ref) && ref >= 1 && ref <= MAX_ID) return null;
+    return new InvalidArgumentError(`a process id is a positive integer, not ${describeValue(ref)}`);
+  }
+  if (typeof ref === 'string' && ref.length > 0) return null;
+  return new InvalidArgumentError(`name a process by its name or id, not ${describeValue(ref)}`);
+}
+
+/**
+ * A mailbox id, checked before anything is sent: 0, -1 or 1.5 was reported as a mailbox that
+ * was removed, and one past 32 bits was cut to another id.
+ *
+ * @example
+ * ```ts
+ * badMailboxId(0); // EINVAL: "a mailbox id is a positive integer, not 0"
+ * ```
+ */
+export function badMailboxId(id: unknown): InvalidArgumentError | null {
+  if (typeof id === 'number' && Number.isSafeInteger(id) && id >= 1 && id <= MAX_ID) return null;
+  return new InvalidArgumentError(`a mailbox id is a positive integer, not ${describeValue(id)}`);
+}

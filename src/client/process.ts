@@ -30,7 +30,7 @@ import {
 } from './mailbox.js';
 import type { Message } from './message.js';
 import { checkOptions, describeValue, type OptionNames } from './option-names.js';
-import { badSignal } from './option-values.js';
+import { badMailboxId, badProcessRef, badSignal } from './option-values.js';
 
 /** A process: a name or an id. */
 export type ProcessRef = string | number;
@@ -212,7 +212,8 @@ export class PostboxProcess {
    * this process may send): for answering to a mailbox named in a message.
    */
   sendTo(mailbox: number, body: unknown, options?: SendOptions): Promise<SendResult> {
-    if (!Number.isSafeInteger(mailbox) || mailbox < 1) return Promise.reject(badMailboxId(mailbox));
+    const bad = badMailboxId(mailbox);
+    if (bad !== null) return Promise.reject(bad);
     return this.conn.send(mailbox, false, body, options);
   }
 
@@ -338,7 +339,8 @@ export class PostboxProcess {
     } = {},
   ): Promise<Mailbox<T>> {
     if (typeof ref === 'number') {
-      if (!Number.isSafeInteger(ref) || ref < 1) throw badMailboxId(ref);
+      const bad = badMailboxId(ref);
+      if (bad !== null) throw bad;
     } else if (typeof ref !== 'string' && (typeof ref !== 'object' || ref === null || !('key' in ref)))
       throw new InvalidArgumentError(
         `openMailbox() takes a mailbox name, an id or { key }, not ${describeValue(ref)}`,
@@ -370,6 +372,13 @@ export class PostboxProcess {
 
   /** One mailbox's state by name or id, without opening a handle on it. */
   stat(ref: string | number): Promise<MailboxStat> {
+    const bad =
+      typeof ref === 'string'
+        ? null
+        : typeof ref === 'number'
+          ? badMailboxId(ref)
+          : new InvalidArgumentError(`stat() takes a mailbox name or id, not ${describeValue(ref)}`);
+    if (bad !== null) return Promise.reject(bad);
     return this.conn.call<MailboxStat>('stat', typeof ref === 'number' ? { id: ref } : { name: ref });
   }
 
@@ -422,6 +431,8 @@ export class PostboxProcess {
 
   /** Looks a process up by name or id (ESRCH if none). */
   lookup(process: ProcessRef): Promise<ProcessInfo> {
+    const bad = badProcessRef(process);
+    if (bad !== null) return Promise.reject(bad);
     return this.conn.call<ProcessInfo>('lookup', { process });
   }
 
@@ -432,8 +443,8 @@ export class PostboxProcess {
   async monitor(process: ProcessRef, options: { signal?: AbortSignal | undefined } = {}): Promise<DownEvent> {
     checkOptions(options, MONITOR_OPTIONS, 'monitor()');
     const signal = options.signal;
-    const badSig = badSignal(signal, 'monitor()');
-    if (badSig !== null) throw badSig;
+    const bad = badProcessRef(process) ?? badSignal(signal, 'monitor()');
+    if (bad !== null) throw bad;
     if (signal?.aborted) throw new AbortedError('monitor aborted before it started');
     // The 'down' event can come in the same read as the answer (the process ended in the same
     // kernel turn): the connection registers its handler as the answer is read.
@@ -554,13 +565,9 @@ export class PostboxProcess {
    * `afresh`), or undefined if it must be looked up. Throws InvalidArgumentError for a bad ref.
    */
   private knownId(ref: ProcessRef, afresh = false): number | undefined {
-    if (typeof ref === 'number') {
-      if (!Number.isSafeInteger(ref) || ref < 1)
-        throw new InvalidArgumentError(`a process id is a positive integer, not ${describeValue(ref)}`);
-      return ref;
-    }
-    if (typeof ref !== 'string' || ref.length === 0)
-      throw new InvalidArgumentError('name a process by its name or id');
+    const bad = badProcessRef(ref);
+    if (bad !== null) throw bad;
+    if (typeof ref === 'number') return ref;
     return afresh ? undefined : this.ids.get(ref);
   }
 
@@ -594,8 +601,4 @@ export async function connect(options: ConnectOptions = {}): Promise<PostboxProc
   }
   const conn = await Connection.open(options);
   return new PostboxProcess(conn);
-}
-
-function badMailboxId(id: unknown): InvalidArgumentError {
-  return new InvalidArgumentError(`a mailbox id is a positive integer, not ${describeValue(id)}`);
 }
