@@ -116,6 +116,19 @@ export class Consumer<T = unknown> implements StreamListener<T> {
     return this.closed;
   }
 
+  /**
+   * Stops the consumer when an `await using` block ends, as {@link stop} does.
+   *
+   * @example
+   * ```ts
+   * await using c = jobs.consume((m) => console.log(m.text()));
+   * await done; // stopped on leaving the block
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
   /** @internal */
   message(m: Message<T>): void {
     let r: unknown;

@@ -916,6 +916,18 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     this.conn.flush();
     return this.closing;
   }
+  /**
+   * Closes this handle when an `await using` block ends, as {@link close} does.
+   *
+   * @example
+   * ```ts
+   * await using jobs = await me.openMailbox('jobs');
+   * const m = await jobs.receive();
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
 
   /**
    * Removes the name now; the mailbox itself goes when its last handle closes (POSIX

@@ -506,6 +506,19 @@ export class PostboxProcess {
   }
 
   /**
+   * Closes this process when an `await using` block ends, as {@link close} does.
+   *
+   * @example
+   * ```ts
+   * await using me = await connect({ name: 'job' });
+   * await me.send('logger', 'started'); // closed on leaving the block, even on a throw
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /**
    * Lets Node exit while this process's link to the kernel is its only work left, as
    * `net.Socket.unref()` does: a program that waits for messages only while it has other things
    * to do. Node exiting ends the link, and the kernel terminates the process as it would one

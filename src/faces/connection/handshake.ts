@@ -196,6 +196,19 @@ export class Port implements AsyncIterable<Connection> {
     this.#box.close();
   }
 
+  /**
+   * Closes the port when an `await using` block ends, as {@link close} does.
+   *
+   * @example
+   * ```ts
+   * await using port = await listen(proc, 'echo');
+   * const conn = await port.accept();
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   /** Answers one dialer: its connection, or null if it is gone (or was refused). */
   async #handshake(m: Message): Promise<Connection | null> {
     let syn: unknown;

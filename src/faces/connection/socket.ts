@@ -632,6 +632,21 @@ export class Connection extends Duplex {
     if (!this.closed) await new Promise<void>((resolve) => this.once('close', () => resolve()));
   }
 
+  /**
+   * Closes this side when an `await using` block ends, as {@link close} does: gracefully, the
+   * end after everything written. (A Node stream's own disposal destroys it, which here is a
+   * reset that the peer reads as `ECONNRESET`.)
+   *
+   * @example
+   * ```ts
+   * await using conn = await dial(proc, 'echo');
+   * conn.write('hello');
+   * ```
+   */
+  override [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
   async #cleanup(error: Error | null): Promise<void> {
     this.#unwatch();
     // Tell the peer, unless it is gone or was told. Not awaited: it may wait for room, behind

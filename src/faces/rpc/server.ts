@@ -54,6 +54,16 @@ export interface Server {
    * at its caller with that reason (a RemoteError), not as if it were complete.
    */
   close(options?: { abort?: boolean | undefined }): Promise<void>;
+  /**
+   * Closes the server when an `await using` block ends, as `close()` does (without `abort`).
+   *
+   * @example
+   * ```ts
+   * await using server = await serve(proc, 'calc', handlers);
+   * await shutdownRequested;
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void>;
   /** Resolves when the server has stopped: null after close(), or the error that stopped it (e.g. EIDRM). */
   readonly closed: Promise<PostboxError | null>;
 }
@@ -223,6 +233,10 @@ class RpcServer implements Server {
     if (options.abort === true)
       for (const job of this.jobs) job.abort(new AbortedError(`the server of '${this.service}' is closing`));
     await this.closed;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
   }
 
   /** The consumer's handler: what handle() throws or rejects with would reach no one. */
