@@ -61,3 +61,88 @@ test('after the kernel went: each fails with the error that ended the connection
     await kernel.stop();
   }
 });
+
+describe('loops running when the process closes itself', () => {
+  const { join } = kernelForTests();
+
+  /** Sends `n` numbered messages to `name` from a process of its own. */
+  async function fill(name: string, n: number, order: 'fifo' | 'priority' = 'fifo'): Promise<void> {
+    const sender = await join();
+    const box = await sender.createMailbox(name, { order, mode: 0o666, system: true });
+    for (let i = 0; i < n; i++) await box.send(i);
+    await sender.close();
+  }
+
+  /** What is left in `name` after the loop's process closed: each message the loop did not take. */
+  async function left(name: string): Promise<unknown[]> {
+    const other = await join();
+    const box = await other.openMailbox(name);
+    const rest: unknown[] = [];
+    for (let m = await box.receive({ nowait: true }); m !== null; m = await box.receive({ nowait: true }))
+      rest.push(m.body);
+    await other.close();
+    return rest;
+  }
+
+  test('a for await loop ends as at break, and what was pushed ahead and not taken goes back', {
+    timeout: 20_000,
+  }, async () => {
+    // It threw ENOTCONN ("the process closed its connection to the kernel") out of the loop.
+    await fill('own-close-loop', 10);
+    const me = await join();
+    const box = await me.openMailbox('own-close-loop');
+    const got: unknown[] = [];
+    let closing: Promise<void> | undefined;
+    for await (const m of box.messages()) {
+      got.push(m.body);
+      if (got.length === 3) closing = me.close();
+    }
+    await closing;
+    assert.deepEqual(got, [0, 1, 2]);
+    assert.deepEqual(await left('own-close-loop'), [3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  test('a consumer stops: its closed resolves, and nothing rejects unhandled', {
+    timeout: 20_000,
+  }, async () => {
+    // Its closed rejected with ENOTCONN: with nobody awaiting it, Node ended the program (exit 1).
+    await fill('own-close-consumer', 10);
+    const me = await join();
+    const box = await me.openMailbox('own-close-consumer');
+    const got: unknown[] = [];
+    let closing: Promise<void> | undefined;
+    const consumer = box.consume((m) => {
+      got.push(m.body);
+      if (got.length === 3) closing = me.close();
+    });
+    await consumer.closed;
+    await closing;
+    assert.deepEqual(got, [0, 1, 2]);
+    assert.deepEqual(await left('own-close-consumer'), [3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  test('loops waiting on an empty mailbox, the inbox or a priority mailbox end; a receive() still fails', {
+    timeout: 20_000,
+  }, async () => {
+    const me = await join();
+    const box = await me.createMailbox('own-close-empty');
+    const prio = await me.createMailbox('own-close-prio', { order: 'priority' });
+    const steps = {
+      'messages()': box.messages().next(),
+      'batches()': box.batches().next(),
+      'priority messages()': prio.messages().next(),
+      'inbox messages()': me.messages().next(),
+      'inbox batches()': me.batches().next(),
+      'inbox from a process': me.messages({ from: me.id }).next(),
+    };
+    const consumers = [box.consume(() => {}), me.consume(() => {}), prio.consume(() => {})];
+    const single = assert.rejects(box.receive(), (e: PostboxError) => e.code === 'ENOTCONN');
+    // Every loop has asked the kernel before the close: a list call is answered after them.
+    await me.mailboxes();
+    await me.close();
+    for (const [what, step] of Object.entries(steps))
+      assert.deepEqual(await step, { done: true, value: undefined }, what);
+    for (const c of consumers) assert.equal(await c.closed, undefined);
+    await single;
+  });
+});

@@ -410,8 +410,16 @@ export class Connection {
   private heldReceives: { resolve: () => void; reject: (e: PostboxError) => void }[] = [];
   /** Called once {@link silent} ends, or the connection does. */
   private whenHeard: (() => void)[] = [];
-  /** Open prefetching iterators: closing writes the takes they have not yet reported. */
-  readonly streams = new Set<{ flushTaken(): void; dropPushed(): void; release(): void }>();
+  /**
+   * Open prefetching iterators: closing writes the takes they have not yet reported, and ends
+   * them as a loop's `break` would.
+   */
+  readonly streams = new Set<{
+    flushTaken(): void;
+    dropPushed(): void;
+    release(): void;
+    return(): unknown;
+  }>();
   /** Streams whose takes go out with the next flush (takesDueAtFlush). */
   private takesDue: { flushTaken(): void }[] = [];
   /** Calls to make when the connection ends, for handles to settle. */
@@ -1397,8 +1405,11 @@ export class Connection {
     if (this.closed) return;
     this.closedByUs = true;
     // Messages the application took must reach the kernel as taken before we go, or they
-    // would be given back to the mailbox and received again by someone else.
-    for (const stream of this.streams) stream.flushTaken();
+    // would be given back to the mailbox and received again by someone else. Each open loop
+    // ends as at its `break` (what was pushed ahead and not taken goes back): a process closing
+    // itself is not a failure of its loops and consumers, as the kernel going would be. They
+    // failed with ENOTCONN, and a consumer nobody awaited crashed the program (unhandled).
+    for (const stream of [...this.streams]) void stream.return();
     try {
       await this.call('bye');
     } catch {

@@ -38,8 +38,9 @@ export type ConsumeOptions = IterateOptions;
 export class Consumer<T = unknown> implements StreamListener<T> {
   /**
    * Settles once the consumer has stopped and every handler it started has finished. Resolves
-   * when it was stopped ({@link stop}, the `signal`) or its stream ended (a pipe's last writer
-   * closed); rejects with what stopped it otherwise: the kernel's error (EIDRM when the mailbox
+   * when it was stopped ({@link stop}, the `signal`, the close of its mailbox handle or of its
+   * process) or its stream ended (a pipe's last writer closed); rejects with what stopped it
+   * otherwise: the kernel's error (EIDRM when the mailbox
    * is removed, ESHUTDOWN…) or the first error a handler threw or rejected with. Like a
    * `for await` loop's error, a rejection nobody handles is reported as unhandled.
    */

@@ -799,7 +799,11 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
         throw new InvalidArgumentError(
           `holdCredit needs an iterator that is pushed ahead; ${oneByOne} is read one message at a time`,
         );
-      return receiveEach((o) => this.receive(o), options);
+      return receiveEach(
+        (o) => this.receive(o),
+        options,
+        () => this.closed || this.conn.closedByUs,
+      );
     }
     const stream = new MessageStream<T>(this.conn, this.id, false, options, (s) => this.streams.delete(s));
     this.streams.add(stream);
@@ -999,14 +1003,26 @@ export function handlersInProgress(oneByOne: string | null, options: IterateOpti
   return options.prefetch ?? 256;
 }
 
-/** @internal An iterator that receives each message when the loop asks for it. */
+/**
+ * @internal An iterator that receives each message when the loop asks for it. `closedHere`
+ * says whether this process closed the handle or itself: a receive that fails for that ends the
+ * loop, as a pushed-ahead iterator ends; one opened after the close fails as every call does.
+ */
 export async function* receiveEach<T>(
   receive: (options: ReceiveOptions & { from?: number | undefined }) => Promise<Message<T> | null>,
   options: IterateOptions,
+  closedHere: () => boolean,
 ): AsyncGenerator<Message<T>, undefined, undefined> {
   const { prefetch: _prefetch, holdCredit: _holdCredit, ...rest } = options;
+  const openAtStart = !closedHere();
   for (;;) {
-    const m = await receive(rest);
+    let m: Message<T> | null;
+    try {
+      m = await receive(rest);
+    } catch (err) {
+      if (openAtStart && (err as PostboxError).code === 'ENOTCONN' && closedHere()) return undefined;
+      throw err;
+    }
     if (m === null) return undefined;
     yield m;
   }

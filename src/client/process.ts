@@ -264,6 +264,7 @@ export class PostboxProcess {
     return receiveEach<T>(
       (o) => this.conn.receive(0, true, o.from ?? 0, o) as Promise<Message<T> | null>,
       options,
+      () => this.conn.closedByUs,
     );
   }
 
