@@ -48,3 +48,41 @@ describe('EMSGSIZE over the kernel limit names where the message was going', () 
     );
   });
 });
+
+describe('a kernel whose message size limit is over 256 MiB', () => {
+  const { join } = kernelForTests({ args: ['--max-message-size', '260M'] });
+
+  test('delivers a message that large: the receiver takes its frame, not a bad frame that ends it', {
+    timeout: 120_000,
+  }, async () => {
+    // The client read frames of at most 256 MiB whatever the kernel allowed: the receiver died
+    // with EPROTO, and the message went back to kill the next receiver the same way.
+    const sender = await join();
+    const receiver = await join();
+    const box = await sender.createMailbox('size-large', { mode: 0o666 });
+    const size = 257 * 1024 * 1024;
+    const big = Buffer.alloc(size, 7);
+    const got = (await receiver.openMailbox('size-large')).receive();
+    await box.send(big);
+    const m = await got;
+    const body = m!.body as Uint8Array;
+    assert.equal(body.length, size);
+    assert.equal(body[0], 7);
+    assert.equal(body[size - 1], 7);
+  });
+
+  test('postbox kernel refuses a limit no frame could carry', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const cli = new URL('../src/cli/main.js', import.meta.url);
+    const r = spawnSync(
+      process.execPath,
+      [cli.pathname, 'kernel', '--socket', '/nonexistent/k.sock', '--max-message-size', '5G'],
+      {
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /--max-message-size is at most 4294901704 bytes/);
+  });
+});

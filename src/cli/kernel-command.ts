@@ -10,6 +10,7 @@ import {
   SocketPathTooLongError,
   startKernel,
 } from '../kernel/server.js';
+import { MAX_MESSAGE_SIZE_LIMIT } from '../protocol/frame.js';
 import { formatTcpUrl, parseTcpUrl } from '../transport/address.js';
 import { joinDashedValues, parseBytes, parseInteger } from './common.js';
 import { printDiagnostic } from './diagnostic.js';
@@ -89,6 +90,11 @@ export async function kernelCommand(argv: string[]): Promise<number> {
     const v = (values as Record<string, string | undefined>)[flag];
     if (v !== undefined) limits[key] = bytes ? parseBytes(v, flag)! : parseInteger(v, flag, 1)!;
   }
+  // 5G of --max-message-size was taken, and shown by `postbox limits`, though no frame can carry it.
+  if (limits.maxMessageSize !== undefined && limits.maxMessageSize > MAX_MESSAGE_SIZE_LIMIT)
+    throw new UsageError(
+      `--max-message-size is at most ${MAX_MESSAGE_SIZE_LIMIT} bytes (just under 4G: a frame's length is 32 bits), not ${limits.maxMessageSize}`,
+    );
   for (const url of values.listen ?? []) {
     try {
       parseTcpUrl(url);

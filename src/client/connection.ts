@@ -23,6 +23,7 @@ import {
   encodeJsonFrame,
   getU32,
   HEAD_BYTES,
+  MAX_HEADERS_BYTES,
   MAX_TIMEOUT_MS,
   MESSAGE_HEAD_BYTES,
   NO_MAX_SIZE,
@@ -1550,12 +1551,18 @@ export class Connection {
         }
         return this.settle(request, undefined, err);
       }
-      case Op.WELCOME:
+      case Op.WELCOME: {
         this.welcomed = true;
         this.onHelloError = null;
-        this.onWelcome?.(decodeJsonPayload(buf, start, end) as Welcome);
+        const welcome = decodeJsonPayload(buf, start, end) as Welcome;
+        // A kernel started with a larger --max-message-size delivers larger frames: this end
+        // refused them as bad frames and died, and the message went on to kill the next receiver.
+        const largest = MESSAGE_HEAD_BYTES + MAX_HEADERS_BYTES + (welcome.limits?.maxMessageSize ?? 0);
+        if (largest > this.decoder.maxFrameBytes) this.decoder.maxFrameBytes = largest;
+        this.onWelcome?.(welcome);
         this.onWelcome = null;
         return;
+      }
       case Op.EVENT: {
         const handler = this.monitors.get(request);
         if (handler !== undefined) {

@@ -8,6 +8,7 @@ import {
   getU32,
   HEAD_BYTES,
   LENGTH_BYTES,
+  MAX_HEADERS_BYTES,
   MESSAGE_HEAD_BYTES,
   NO_MAX_SIZE,
   Off,
@@ -489,7 +490,7 @@ export class Kernel implements MailboxHost {
     }
     p.id = this.nextProcessId++;
     if (p.helloTimer !== null) clearTimeout(p.helloTimer);
-    p.decoder.maxFrameBytes = MESSAGE_HEAD_BYTES + 65535 + this.limits.maxMessageSize;
+    p.decoder.maxFrameBytes = MESSAGE_HEAD_BYTES + MAX_HEADERS_BYTES + this.limits.maxMessageSize;
     p.name = hello.name ?? null;
     p.osPid = hello.pid ?? 0;
     p.recalls = hello.recall === true;

@@ -2,6 +2,8 @@
  * The one table of defaults and kernel-wide limits. Each limit is a `postbox kernel` flag;
  * docs/api.md prints this table.
  */
+import { InvalidArgumentError } from '../protocol/errors.js';
+import { MAX_MESSAGE_SIZE_LIMIT } from '../protocol/frame.js';
 
 /** Kernel-wide limits, fixed at start. */
 export interface KernelLimits {
@@ -85,6 +87,11 @@ export function kernelLimits(given: Partial<KernelLimits> = {}): KernelLimits {
       throw new InvalidLimitError(
         `the kernel limit ${key} must be a positive whole number, not ${String(value)}`,
       );
+    // A frame's length is 32 bits: a larger message could never be sent, yet `limits` showed it.
+    if (key === 'maxMessageSize' && value > MAX_MESSAGE_SIZE_LIMIT)
+      throw new InvalidLimitError(
+        `the kernel limit maxMessageSize is at most ${MAX_MESSAGE_SIZE_LIMIT} bytes (a frame's length is 32 bits), not ${value}`,
+      );
     limits[key as keyof KernelLimits] = value;
   }
   // A share fixed at 1 GiB would let four greedy processes fill a kernel given 4 GiB, and one
@@ -94,10 +101,11 @@ export function kernelLimits(given: Partial<KernelLimits> = {}): KernelLimits {
   return limits;
 }
 
-/** A kernel limit that does not exist, or is not a positive whole number. */
-export class InvalidLimitError extends Error {
-  readonly code = 'EINVAL';
-}
+/**
+ * A kernel limit that does not exist, or is not a positive whole number (EINVAL): one of the
+ * client's error classes, so `instanceof PostboxError` and `code` hold for it too.
+ */
+export class InvalidLimitError extends InvalidArgumentError {}
 
 /** How a mailbox is shared between receivers. */
 export type ReceiverPolicy = 'first' | 'round-robin' | 'exclusive' | 'pair';

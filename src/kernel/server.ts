@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, lstatSync, readFileSync, type Stats, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer, type Server } from 'node:net';
 import { basename, dirname, join } from 'node:path';
+import { InvalidArgumentError } from '../protocol/errors.js';
 import {
   defaultSocketPath,
   ensureSocketDir,
@@ -254,9 +255,8 @@ export class SocketPathIsFolderError extends Error {
   }
 }
 
-/** A TCP token that is empty: every client would be let in. */
-export class EmptyTokenError extends Error {
-  readonly code = 'EINVAL';
+/** A TCP token that is empty: every client would be let in (EINVAL). */
+export class EmptyTokenError extends InvalidArgumentError {
   constructor(source: string) {
     super(
       `${source} is empty, which would let any TCP client in; set a token, or unset POSTBOX_TOKEN to have one made`,

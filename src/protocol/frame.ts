@@ -27,6 +27,13 @@ export const LENGTH_BYTES = 4;
 export const HEAD_BYTES = 12;
 /** Size of the fixed part of a SEND or DELIVER frame. */
 export const MESSAGE_HEAD_BYTES = 56;
+/** Most bytes of user headers a message carries: their length is a 16-bit field. */
+export const MAX_HEADERS_BYTES = 0xffff;
+/**
+ * Largest message size a kernel may allow: its frame (head, headers, body) must fit the 32-bit
+ * length field, which is also as large as a Node buffer gets.
+ */
+export const MAX_MESSAGE_SIZE_LIMIT = 0xffffffff - MESSAGE_HEAD_BYTES - MAX_HEADERS_BYTES;
 /** RECEIVE max size meaning "no limit" (0 is a real limit: only empty bodies fit, as System V's msgsz 0). */
 export const NO_MAX_SIZE = 0xffffffff;
 /** Longest timeout a SEND or RECEIVE carries, in ms: the field is 32 bits (49.7 days). */
