@@ -47,4 +47,41 @@ describe('process names remembered', { timeout: 120_000 }, () => {
       await kernel.stop();
     }
   });
+
+  test('a batch to a remembered name whose process ended reaches the process that has the name now', async () => {
+    const kernel = await startTestKernel();
+    try {
+      const me = await connect({ socket: kernel.socket });
+      const first = await connect({ socket: kernel.socket, name: 'restarted' });
+      await me.sendMany('restarted', ['to the first']);
+      assert.equal(knownNames(me).get('restarted'), first.id);
+      await first.close();
+      const second = await connect({ socket: kernel.socket, name: 'restarted' });
+      // Before, the batch went to the remembered id alone: ESRCH for every message, where send()
+      // to the same name reached the new process. A generator is read once, and sent whole.
+      function* bodies(): Generator<string> {
+        yield 'a';
+        yield 'b';
+      }
+      assert.deepEqual(await me.sendMany('restarted', bodies()), { sent: 2 });
+      const got = [await second.receive({ nowait: true }), await second.receive({ nowait: true })];
+      assert.deepEqual(
+        got.map((m) => [m?.body, m?.sender]),
+        [
+          ['a', me.id],
+          ['b', me.id],
+        ],
+      );
+      await second.close();
+      // With nobody of that name, the error says so, as send()'s does.
+      await assert.rejects(
+        me.sendMany('restarted', ['c']),
+        (e: Error & { code?: string }) =>
+          e.code === 'ESRCH' && /no process named 'restarted'/.test(e.message),
+      );
+      await me.close();
+    } finally {
+      await kernel.stop();
+    }
+  });
 });

@@ -1,4 +1,10 @@
-import { AbortedError, InvalidArgumentError, NoProcessError, type PostboxError } from '../protocol/errors.js';
+import {
+  AbortedError,
+  InvalidArgumentError,
+  NoProcessError,
+  type PostboxError,
+  SendManyError,
+} from '../protocol/errors.js';
 import {
   AnnouncedEvent,
   CONNECT_OPTIONS,
@@ -204,7 +210,13 @@ export class PostboxProcess {
    * {@link Mailbox.sendMany}).
    */
   async sendMany(to: ProcessRef, bodies: Iterable<unknown>, options?: SendOptions): Promise<SendManyResult> {
-    return this.toProcess(to, (id) => this.conn.sendMany(id, true, bodies, options, `process ${String(to)}`));
+    // Read once: a batch sent to a process that has gone is sent again to the name's new one.
+    const list =
+      Array.isArray(bodies) ||
+      typeof (bodies as { [Symbol.iterator]?: unknown } | null)?.[Symbol.iterator] !== 'function'
+        ? bodies
+        : Array.from(bodies);
+    return this.toProcess(to, (id) => this.conn.sendMany(id, true, list, options, `process ${String(to)}`));
   }
 
   /**
@@ -545,7 +557,8 @@ export class PostboxProcess {
   /**
    * Runs op on the process `to` names. A name is remembered with the id it had when first looked
    * up; if that process has gone (ESRCH), the name may be another process's now, so it is looked
-   * up once more and op tried again (a send that failed with ESRCH was not delivered).
+   * up once more and op tried again (a send that failed with ESRCH was not delivered, nor was a
+   * batch all of whose messages did).
    */
   private async toProcess<R>(to: ProcessRef, op: (id: number) => Promise<R>): Promise<R> {
     const remembered = typeof to === 'string' && this.ids.has(to);
@@ -555,7 +568,7 @@ export class PostboxProcess {
     try {
       return await (id !== undefined ? op(id) : this.afterLookup(to, op));
     } catch (err) {
-      if (!remembered || !(err instanceof NoProcessError)) throw err;
+      if (!remembered || !noneSentForNoProcess(err)) throw err;
       this.ids.delete(to as string);
       return this.afterLookup(to, op);
     }
@@ -615,4 +628,18 @@ export async function connect(options: ConnectOptions = {}): Promise<PostboxProc
   }
   const conn = await Connection.open(options);
   return new PostboxProcess(conn);
+}
+
+/**
+ * Whether `err` says nothing was sent because the process was gone: a send's ESRCH, or a batch
+ * whose every message had it (one whose process ended part way through stays failed, the
+ * messages before sent to it).
+ */
+function noneSentForNoProcess(err: unknown): boolean {
+  if (err instanceof NoProcessError) return true;
+  return (
+    err instanceof SendManyError &&
+    err.failures.length === err.total &&
+    err.failures.every((f) => f.error instanceof NoProcessError)
+  );
 }
