@@ -270,6 +270,37 @@ describe('sharing, rights and termination', () => {
     assert.equal((await other.do({ cmd: 'delete', mb: name })).event, 'ok');
   });
 
+  test("a process's grants end with it: it leaves the group, which a long-lived mailbox does not collect", async () => {
+    const name = box();
+    const owner = await agent();
+    await owner.do({ cmd: 'create', name, opts: { system: true, mode: 0o660 } });
+    // A worker granted the right to receive, then ended (killed or closed), as a supervisor's come and go.
+    const [killed, closed, alive] = [await agent(), await agent(), await agent()];
+    for (const w of [killed, closed, alive])
+      assert.equal((await owner.do({ cmd: 'grant', mb: name, process: w.pid })).event, 'ok');
+    assert.deepEqual((await stat(name)).group, [killed.pid, closed.pid, alive.pid]);
+    // Monitors are told after the kernel has let go of all a process held (noproc: already so).
+    const ended = [me.monitor(killed.pid), me.monitor(closed.pid)];
+    await killed.kill('SIGKILL');
+    await closed.stop();
+    await Promise.all(ended);
+    // Before, both stayed in the group for good, and revoking them was ESRCH (no such process).
+    assert.deepEqual((await stat(name)).group, [alive.pid]);
+    assert.equal((await owner.do({ cmd: 'revoke', mb: name, process: killed.pid })).code, 'ESRCH');
+    // A process whose mailbox went first ends without error; the grant of one still alive holds.
+    const other = box();
+    await owner.do({ cmd: 'create', name: other, opts: { mode: 0o660 } });
+    await owner.do({ cmd: 'grant', mb: other, process: alive.pid });
+    await owner.do({ cmd: 'delete', mb: other });
+    await alive.do({ cmd: 'open', name });
+    assert.equal((await alive.do({ cmd: 'receive', mb: name, opts: { nowait: true } })).event, 'ok');
+    const last = me.monitor(alive.pid);
+    await alive.stop();
+    await last;
+    assert.deepEqual((await stat(name)).group, []);
+    await owner.do({ cmd: 'delete', mb: name });
+  });
+
   test('unowned system mailbox: a third process that never had it does the owner operations, until it passes ownership on', async () => {
     const name = box();
     const [owner, third, fourth] = [await agent(), await agent(), await agent()];

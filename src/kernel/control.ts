@@ -265,7 +265,9 @@ const handlers: Record<string, Handler> = {
     const mb = find(k, a);
     notAnInbox(mb, 'shared');
     ownerOnly(p, mb, 'grant rights on');
-    mb.group.add(findProcess(k, a.process).id);
+    const q = findProcess(k, a.process);
+    mb.group.add(q.id);
+    q.grantedOn.add(mb);
     mb.rightsChanged++;
     k.recheckWaiters(mb);
     mb.times.changeTime = k.now;
@@ -275,7 +277,9 @@ const handlers: Record<string, Handler> = {
     const mb = find(k, a);
     notAnInbox(mb, 'shared or unshared');
     ownerOnly(p, mb, 'revoke rights on');
-    mb.group.delete(findProcess(k, a.process).id);
+    const q = findProcess(k, a.process);
+    mb.group.delete(q.id);
+    q.grantedOn.delete(mb);
     mb.rightsChanged++;
     k.recheckWaiters(mb);
     mb.times.changeTime = k.now;

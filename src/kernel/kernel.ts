@@ -1029,6 +1029,7 @@ export class Kernel implements MailboxHost {
     }
     mb.openers.clear();
     for (const id of mb.holders) this.processes.get(id)?.holding.delete(mb);
+    for (const id of mb.group) this.processes.get(id)?.grantedOn.delete(mb);
   }
 
   /** A process is gone: give back, withdraw, remove and tell, in that order. */
@@ -1073,6 +1074,10 @@ export class Kernel implements MailboxHost {
       touched.add(mb);
     }
     p.holding.clear();
+    // Its grants end with it, as its other rights do: its id would stay in each group for good,
+    // listed by stat, and its owner could not revoke it (the process is gone: ESRCH).
+    for (const mb of p.grantedOn) mb.group.delete(p.id);
+    p.grantedOn.clear();
     for (const mb of p.roles.keys()) mb.openers.delete(p);
     p.roles.clear();
     for (const h of p.handles.values()) {

@@ -44,6 +44,8 @@ export class KernelProcess implements Peer, RoomHolder {
   readonly awaitingReader = new Set<Mailbox>();
   /** Mailboxes where it holds an exclusive or pair right. */
   readonly holding = new Set<Mailbox>();
+  /** Mailboxes whose owner granted it rights (it is in their group): it leaves them at its end. */
+  readonly grantedOn = new Set<Mailbox>();
   /** Who watches this process: monitor id → watcher. */
   readonly watchers = new Map<number, KernelProcess>();
   /** Monitors this process set on others: monitor id → watched. */
