@@ -219,18 +219,9 @@ const handlers: Record<string, Handler> = {
   },
   monitor: (k, p, a) => {
     const id = k.nextMonitorId++;
-    const target = a.process;
-    const q =
-      typeof target === 'number'
-        ? k.processes.get(target)
-        : typeof target === 'string'
-          ? k.processByName.get(target)
-          : undefined;
-    if (q === undefined) {
-      if (typeof target !== 'number' && typeof target !== 'string')
-        throw new CallError('EINVAL', 'process must be a name or an id');
-      return { monitor: id, down: true, reason: 'noproc' };
-    }
+    const target = processRef(a.process);
+    const q = typeof target === 'number' ? k.processes.get(target) : k.processByName.get(target);
+    if (q === undefined) return { monitor: id, down: true, reason: 'noproc' };
     if (p.watching.size >= k.limits.maxPerProcess)
       throw new CallError('ENOMEM', overLimit(p, p.watching.size, 'monitors set'));
     q.watchers.set(id, p);
@@ -482,22 +473,37 @@ function find(k: Kernel, a: Args): Mailbox {
   throw new CallError('EINVAL', 'name a mailbox by id (number) or name (string)');
 }
 
-function findProcess(k: Kernel, target: unknown): KernelProcess {
+/**
+ * `target` as a process id or name. What can name no process is EINVAL: answered ESRCH, or a
+ * monitor's noproc, a typo (0, 1.5, '') would read as a process that has ended.
+ */
+function processRef(target: unknown): number | string {
+  if (typeof target === 'number') {
+    if (!Number.isSafeInteger(target) || target < 1)
+      throw new CallError('EINVAL', `a process id is a positive integer, not ${target}`);
+    return target;
+  }
+  if (typeof target === 'string') {
+    if (target.length === 0) throw new CallError('EINVAL', 'a process name cannot be empty');
+    return target;
+  }
+  throw new CallError('EINVAL', 'process must be a name or an id');
+}
+
+function findProcess(k: Kernel, ref: unknown): KernelProcess {
+  const target = processRef(ref);
   if (typeof target === 'number') {
     const q = k.processes.get(target);
     if (q === undefined)
       throw new CallError(
         'ESRCH',
-        target < k.nextProcessId && target > 0 ? `process ${target} has terminated` : `no process ${target}`,
+        target < k.nextProcessId ? `process ${target} has terminated` : `no process ${target}`,
       );
     return q;
   }
-  if (typeof target === 'string') {
-    const q = k.processByName.get(target);
-    if (q === undefined) throw new CallError('ESRCH', `no process named '${target}'`);
-    return q;
-  }
-  throw new CallError('EINVAL', 'process must be a name or an id');
+  const q = k.processByName.get(target);
+  if (q === undefined) throw new CallError('ESRCH', `no process named '${target}'`);
+  return q;
 }
 
 /**

@@ -105,6 +105,8 @@ export async function startTestKernel(
  */
 export function kernelForTests(kernelOptions: { args?: string[] } = {}): {
   join(options?: { name?: string }): Promise<PostboxProcess>;
+  /** Environment for child processes (agents) so they find this kernel. */
+  env(): NodeJS.ProcessEnv;
 } {
   let kernel: TestKernel | null = null;
   const procs: PostboxProcess[] = [];
@@ -121,6 +123,10 @@ export function kernelForTests(kernelOptions: { args?: string[] } = {}): {
       const p = await connect({ ...options, socket: kernel.socket });
       procs.push(p);
       return p;
+    },
+    env() {
+      if (kernel === null) throw new Error('env() before the kernel started (call it inside a test)');
+      return kernel.env;
     },
   };
 }
