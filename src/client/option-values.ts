@@ -91,7 +91,8 @@ export function badProcessRef(ref: unknown): InvalidArgumentError | null {
     if (Number.isSafeInteger(ref) && ref >= 1 && ref <= MAX_ID) return null;
     return new InvalidArgumentError(`a process id is a positive integer, not ${describeValue(ref)}`);
   }
-  if (typeof ref === 'string' && ref.length > 0) return null;
+  if (typeof ref === 'string')
+    return ref.length > 0 ? null : new InvalidArgumentError('a process name cannot be empty');
   return new InvalidArgumentError(`name a process by its name or id, not ${describeValue(ref)}`);
 }
 
