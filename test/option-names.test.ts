@@ -9,6 +9,8 @@ import { describe, test } from 'node:test';
 import { ConnectionRefusedError, connect, InvalidArgumentError, PostboxError } from '../src/client/mod.js';
 import { unknownOption } from '../src/client/option-names.js';
 import { dial, listen } from '../src/faces/connection.js';
+import { mkfifo, openFifo, unlinkFifo } from '../src/faces/fifo.js';
+import { spawn } from '../src/faces/pipe.js';
 import { serviceMailbox } from '../src/faces/rpc/wire.js';
 import { serve, stub } from '../src/faces/rpc.js';
 import { kernelForTests } from './helpers/kernel.js';
@@ -220,6 +222,15 @@ describe('through a kernel', () => {
     await conn.close();
     await server.close();
     await port.close();
+    // The pipe faces: { handover: true } went unseen, and the child got a plain pipe.
+    await mkfifo(p, 'opt-fifo');
+    await assert.rejects(openFifo(p, 'opt-fifo', 'r', { signl: undefined } as never), (e) =>
+      refusal(e, 'signl', 'signal'),
+    );
+    await unlinkFifo(p, 'opt-fifo');
+    await assert.rejects(spawn(p, process.execPath, ['-e', ''], 'r', { handover: true } as never), (e) =>
+      refusal(e, 'handover', 'handOver'),
+    );
     assert.deepEqual(
       (await p.mailboxes()).filter((m) => m.name === serviceMailbox('opt-svc')),
       [],

@@ -1,5 +1,6 @@
 import { AnnouncedEvent } from '../client/connection.js';
 import type { Mailbox } from '../client/mailbox.js';
+import { checkOptions, type OptionNames } from '../client/option-names.js';
 import { badSignal } from '../client/option-values.js';
 import type { PostboxProcess } from '../client/process.js';
 import { AbortedError, InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
@@ -40,6 +41,8 @@ export interface OpenFifoOptions {
   signal?: AbortSignal | undefined;
 }
 
+const OPEN_FIFO_OPTIONS: OptionNames<OpenFifoOptions> = { signal: true };
+
 /**
  * Opens a FIFO's read end (`'r'`) or write end (`'w'`). As with open(2) on a FIFO, the write end
  * waits until a reader has the FIFO open (the read end needs no wait: it sees end of file only
@@ -70,6 +73,7 @@ export async function openFifo(
   options: OpenFifoOptions = {},
 ): Promise<PipeReader | PipeWriter> {
   checkName(name, 'openFifo');
+  checkOptions(options, OPEN_FIFO_OPTIONS, 'openFifo()');
   if (mode !== 'r' && mode !== 'w')
     throw new InvalidArgumentError(`openFifo: mode must be 'r' or 'w', not ${JSON.stringify(mode)}`);
   const badSig = badSignal(options.signal, 'openFifo()');

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn as spawnChild } from 'node:child_process';
 import type { Mailbox } from '../client/mailbox.js';
+import { checkOptions, type OptionNames } from '../client/option-names.js';
 import type { PostboxProcess } from '../client/process.js';
 import { InvalidArgumentError, NotFoundError, PermissionError } from '../protocol/errors.js';
 import { waitForReader } from './fifo.js';
@@ -57,6 +58,8 @@ export interface SpawnOptions {
   cwd?: string | undefined;
 }
 
+const SPAWN_OPTIONS: OptionNames<SpawnOptions> = { handOver: true, env: true, cwd: true };
+
 /** What {@link spawn} gives back: the parent's end of the pipe and the child. */
 export interface SpawnedPipe {
   /** With mode 'r': the child's output. */
@@ -104,6 +107,8 @@ export async function spawn(
 ): Promise<SpawnedPipe> {
   if (mode !== 'r' && mode !== 'w')
     throw new InvalidArgumentError(`mode must be 'r' or 'w', not '${String(mode)}'`);
+  // { handover: true } was ignored: the child got its output through a plain pipe, not its end.
+  checkOptions(options, SPAWN_OPTIONS, 'spawn()');
   if (options.handOver === true) return spawnHandingOver(proc, command, args, mode, options);
   const p = await pipe(proc);
   const child = spawnChild(command, args, {
