@@ -1,4 +1,4 @@
-import { ClosedError, InvalidArgumentError, type PostboxError } from '../protocol/errors.js';
+import { AbortedError, ClosedError, InvalidArgumentError, type PostboxError } from '../protocol/errors.js';
 import {
   type CallEvents,
   type Connection,
@@ -1015,12 +1015,18 @@ export async function* receiveEach<T>(
 ): AsyncGenerator<Message<T>, undefined, undefined> {
   const { prefetch: _prefetch, holdCredit: _holdCredit, ...rest } = options;
   const openAtStart = !closedHere();
+  const signal = options.signal;
+  const stopped = (): boolean => signal?.aborted === true;
   for (;;) {
+    // The signal stops the loop as it stops a pushed-ahead one: done, not the receive's
+    // ECANCELED, whether it aborted while the loop body ran or while the receive waited.
+    if (stopped()) return undefined;
     let m: Message<T> | null;
     try {
       m = await receive(rest);
     } catch (err) {
       if (openAtStart && (err as PostboxError).code === 'ENOTCONN' && closedHere()) return undefined;
+      if (stopped() && err instanceof AbortedError) return undefined;
       throw err;
     }
     if (m === null) return undefined;

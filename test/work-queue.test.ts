@@ -1,0 +1,68 @@
+/**
+ * A mailbox as a work queue, as users of Redis lists, BullMQ or RabbitMQ's competing consumers
+ * run one: workers that stop on a signal, and what an operator sees of each worker. Against a
+ * real kernel process.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { connect, type Mailbox, type MessageIterator, type PostboxProcess } from '../src/client/mod.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { until } from './helpers/wait.js';
+
+describe('work queues', { timeout: 60_000 }, () => {
+  let kernel: TestKernel;
+  let worker: PostboxProcess;
+  let producer: PostboxProcess;
+
+  before(async () => {
+    kernel = await startTestKernel();
+    worker = await connect({ socket: kernel.socket, name: 'worker' });
+    producer = await connect({ socket: kernel.socket });
+  });
+  after(async () => {
+    await worker.close();
+    await producer.close();
+    assert.equal(await kernel.stop(), 0, 'the kernel exits cleanly on SIGTERM');
+  });
+
+  // Each way a worker's loop can read: pushed ahead, or one receive at a time (README's advice
+  // for fair sharing, priority mailboxes, lowest type first).
+  const loops: {
+    name: string;
+    order: 'fifo' | 'priority';
+    open: (box: Mailbox<number>, signal: AbortSignal) => MessageIterator<number>;
+  }[] = [
+    { name: 'pushed ahead', order: 'fifo', open: (b, signal) => b.messages({ signal }) },
+    { name: 'prefetch 0', order: 'fifo', open: (b, signal) => b.messages({ prefetch: 0, signal }) },
+    { name: 'a priority mailbox', order: 'priority', open: (b, signal) => b.messages({ signal }) },
+    { name: 'type -9', order: 'fifo', open: (b, signal) => b.messages({ type: -9, signal }) },
+  ];
+  for (const l of loops) {
+    test(`graceful shutdown, ${l.name}: the signal ends the loop without an error, after the job in hand, waiting or not; the rest stay queued in order`, async () => {
+      const box = await worker.createMailbox<number>(null, { mode: 0o666, order: l.order });
+      const out = await producer.openMailbox<number>(box.id);
+      await out.sendMany([1, 2, 3, 4]);
+      const stop = new AbortController();
+      const done: number[] = [];
+      // Aborted while the loop body runs (the job in hand finishes, no next job is started).
+      for await (const m of l.open(box, stop.signal)) {
+        if (m.body === 2) stop.abort();
+        done.push(m.body);
+      }
+      assert.deepEqual(done, [1, 2]);
+      // Aborted while the loop waits for the next job: the jobs left come first, in order.
+      const idle = new AbortController();
+      const later: number[] = [];
+      for await (const m of l.open(box, idle.signal)) {
+        later.push(m.body);
+        if (later.length === 2)
+          void until(
+            () => box.stat(),
+            (s) => s.count === 0 && s.waitingReceivers.includes(worker.id),
+          ).then(() => idle.abort());
+      }
+      assert.deepEqual(later, [3, 4]);
+      await box.delete();
+    });
+  }
+});
