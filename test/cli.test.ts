@@ -875,11 +875,11 @@ test("send --process sends to a process's inbox (direct naming); ps and watch co
     assert.equal(rows.find((p) => p.id === target.id)?.inboxMessages, 2);
     assert.match(
       (await run(['ps'])).stdout,
-      new RegExp(`\\n *${target.id} +cli-direct +\\d+ +\\S+ +unix +- +2 +-\\n`),
+      new RegExp(`\\n *${target.id} +cli-direct +\\d+ +\\S+ +unix +- +2 +- +-\\n`),
     );
     assert.match(
       (await run(['watch', '--once'])).stdout,
-      new RegExp(`\\ncli-direct\\(${target.id}\\) +\\d+ +\\S+ +unix +- +2 +-\\n`),
+      new RegExp(`\\ncli-direct\\(${target.id}\\) +\\d+ +\\S+ +unix +- +2 +- +-\\n`),
     );
 
     // Each line from standard input, in order; the sender is the command's own process.
@@ -942,7 +942,9 @@ test('watch --once and ps show a mailbox and the receiver blocked on it; --recei
     assert.match(watch.stdout, new RegExp(`\\ninbox-jobs +\\d+ +\\[\\.+\\] +0/4 +0 +- +${receiverId}\\n`));
     assert.match(
       watch.stdout,
-      new RegExp(`\\n${receiverId} +${receiver.proc.pid} +\\S+ +unix +- +0 +receive mailbox 'inbox-jobs'\\n`),
+      new RegExp(
+        `\\n${receiverId} +${receiver.proc.pid} +\\S+ +unix +- +0 +- +receive mailbox 'inbox-jobs'\\n`,
+      ),
     );
     assert.match(watch.stdout, /\ntester\(\d+\) /, 'named processes are shown by name');
 
@@ -953,8 +955,8 @@ test('watch --once and ps show a mailbox and the receiver blocked on it; --recei
     assert.equal(row?.pid, receiver.proc.pid);
     assert.deepEqual(row?.blockedOn, ["receive mailbox 'inbox-jobs'"]);
     const psText = await run(['ps']);
-    assert.match(psText.stdout, /^ *ID +NAME +PID +HOST +TRANSPORT +OWNS +INBOX +BLOCKED-ON\n/);
-    assert.match(psText.stdout, /\n +\d+ +tester +\d+ +\S+ +unix +- +\d+ +-\n/);
+    assert.match(psText.stdout, /^ *ID +NAME +PID +HOST +TRANSPORT +OWNS +INBOX +HOLDS +BLOCKED-ON\n/);
+    assert.match(psText.stdout, /\n +\d+ +tester +\d+ +\S+ +unix +- +\d+ +- +-\n/);
 
     const json = await run(['watch', '--once', '--json']);
     const frame = JSON.parse(json.stdout) as { mailboxes: { name: string }[]; processes: { id: number }[] };

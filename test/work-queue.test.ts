@@ -65,4 +65,58 @@ describe('work queues', { timeout: 60_000 }, () => {
       await box.delete();
     });
   }
+
+  test('an operator sees each worker: ps shows the jobs it holds (in hand, pushed ahead) and shows waiting on receive only one that waits; stat leaves out a worker whose jobs hold its credit', async () => {
+    const box = await producer.createMailbox<number>('ops-jobs', { mode: 0o666 });
+    const jobs = await worker.openMailbox<number>(box.id);
+    const idle = await connect({ socket: kernel.socket, name: 'idle-worker' });
+    const idleBox = await idle.openMailbox<number>(box.id);
+    const it = jobs.messages({ prefetch: 2, holdCredit: true });
+    await box.sendMany([1, 2, 3]);
+    const first = await it.next();
+    assert.equal(first.value?.body, 1);
+    // Its take went out at once, ahead of this call: 1 in hand, 2 pushed ahead, 3 queued.
+    const row = async (id: number) => (await worker.processes()).find((p) => p.id === id)!;
+    const busy = await row(worker.id);
+    assert.deepEqual(busy.holds, ["mailbox 'ops-jobs': 1 in hand, 1 pushed ahead"]);
+    assert.deepEqual(busy.blockedOn, [], 'a worker with no credit left waits for nothing');
+    assert.deepEqual((await box.stat()).waitingReceivers, []);
+    // A worker waiting in a receive (the queue empty) is the one blocked on it.
+    assert.equal((await idleBox.receive())?.body, 3);
+    const waiting = idleBox.receive();
+    await until(
+      () => box.stat(),
+      (s) => s.waitingReceivers.length > 0,
+      10_000,
+      'the idle worker to wait',
+    );
+    assert.deepEqual((await box.stat()).waitingReceivers, [idle.id]);
+    const idleRow = await row(idle.id);
+    assert.deepEqual(idleRow.blockedOn, ["receive mailbox 'ops-jobs'"]);
+    assert.deepEqual(idleRow.holds, []);
+    await box.send(4);
+    assert.equal((await waiting)?.body, 4);
+    // The job done, its credit back: nothing in hand, and the worker has credit to wait with.
+    it.returnCredit(1);
+    const done = await until(
+      () => row(worker.id),
+      (r) => r.holds.length === 1 && !r.holds[0]!.includes('in hand'),
+      10_000,
+      'the credit to come back',
+    );
+    assert.deepEqual(done.holds, ["mailbox 'ops-jobs': 1 pushed ahead"]);
+    assert.deepEqual(done.blockedOn, []);
+    assert.equal((await it.next()).value?.body, 2);
+    it.returnCredit(1);
+    const drained = await until(
+      () => row(worker.id),
+      (r) => r.holds.length === 0 && r.blockedOn.length === 1,
+      10_000,
+      'the worker to wait again',
+    );
+    assert.deepEqual(drained.blockedOn, ["receive mailbox 'ops-jobs'"]);
+    await it.return();
+    await idle.close();
+    await box.delete();
+  });
 });

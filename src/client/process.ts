@@ -430,6 +430,11 @@ export class PostboxProcess {
       inboxMessages: number;
       owns: string[];
       blockedOn: string[];
+      /**
+       * What it holds of each mailbox: jobs in hand (taken by a `holdCredit` iterator or
+       * consumer, credit not yet given back) and messages pushed ahead to it, not yet taken.
+       */
+      holds: string[];
       /** Monitors it holds (see {@link monitor}): processes it is told about when they end. */
       watching: number;
       /** Handles it has open (a removed mailbox's are dropped with it). */

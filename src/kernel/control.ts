@@ -208,6 +208,7 @@ const handlers: Record<string, Handler> = {
       inboxMessages: q.inbox?.count ?? 0,
       owns: [...q.owned].map((mb) => mb.name ?? `#${mb.id}`),
       blockedOn: q.blockedOn(),
+      holds: q.holds(),
       watching: q.watching.size,
       handles: q.handles.size,
       unread: q.unread,
@@ -389,7 +390,9 @@ function stat(k: Kernel, mb: Mailbox, receipts: Map<Mailbox, number[]>): Args {
     inflight: mb.inflight,
     waitingSenders: mb.blocked.toArray().map((sw) => sw.peer.id),
     waitingReceipts: receipts.get(mb) ?? [],
-    waitingReceivers: mb.receivers.map((w) => w.peer.id),
+    // A stream with no credit left (all of it pushed to the stream or held by its jobs in
+    // progress) is in the list but waits for nothing: no message would go to it now.
+    waitingReceivers: mb.receivers.filter((w) => !w.stream || w.credit > 0).map((w) => w.peer.id),
     holders: [...mb.holders],
     opens: mb.opens,
     readers: mb.readers,

@@ -811,6 +811,7 @@ export class Kernel implements MailboxHost {
         `TAKE of ${taken} messages on request ${request}, more than were delivered`,
       );
     }
+    w.held = Math.max(0, w.held + taken - more);
     // Where order forbids pushing ahead (priority, type < 0), a stream keeps a credit of one.
     if (more > 0 && w.stream && !w.ended)
       w.credit =

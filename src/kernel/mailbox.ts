@@ -132,6 +132,11 @@ export class ReceiveWaiter {
   /** Told END while still holding untaken messages. */
   ended = false;
   /**
+   * Messages it took whose credit has not come back (a `holdCredit` stream: jobs in its
+   * workers' hands), for `postbox ps`; a stream that returns credit with each take holds none.
+   */
+  held = 0;
+  /**
    * The process this receive names (`sel.from`) has terminated, or never was: nothing more can
    * come from it, so once nothing of its is left queued the receive ends with ESRCH.
    */

@@ -113,8 +113,12 @@ export class KernelProcess implements Peer, RoomHolder {
     const add = (what: string): void => {
       counts.set(what, (counts.get(what) ?? 0) + 1);
     };
+    // A stream waits only while it has credit and nothing pushed to it untaken: one with
+    // messages in hand, or whose credit is held by its jobs in progress, is working, and
+    // showing it as waiting would make a stuck worker look like an idle one.
     for (const w of this.receives.values())
-      if (w.waiting) add(`receive ${w.mailbox.label}${selectionWords(w.sel)}`);
+      if (w.waiting && (!w.stream || (w.credit > 0 && w.inflight === 0)))
+        add(`receive ${w.mailbox.label}${selectionWords(w.sel)}`);
     for (const sw of this.sends.values())
       add(`${sw.state === 'blocked' ? 'send' : 'receipt'} ${sw.mailbox.label}`);
     for (const mb of this.awaitingReader) add(`reader ${mb.label}`);
@@ -123,6 +127,28 @@ export class KernelProcess implements Peer, RoomHolder {
     // Not read until then: its frame's first bytes are in, the rest waits in its socket.
     if (this.roomWanted > 0) add(`room for a frame of ${this.roomWanted} bytes (--max-partial-bytes)`);
     return [...counts].map(([what, n]) => (n === 1 ? what : `${what} ×${n}`));
+  }
+
+  /**
+   * What it holds of each mailbox, for `postbox ps`: messages pushed to its streams and not yet
+   * taken, and those taken whose credit it has not given back (a `holdCredit` worker's jobs in
+   * progress). A worker that stays stuck on a job shows here while it holds it.
+   */
+  holds(): string[] {
+    const counts = new Map<Mailbox, { pushed: number; held: number }>();
+    for (const w of this.receives.values()) {
+      if (w.inflight === 0 && w.held === 0) continue;
+      const c = counts.get(w.mailbox) ?? { pushed: 0, held: 0 };
+      c.pushed += w.inflight;
+      c.held += w.held;
+      counts.set(w.mailbox, c);
+    }
+    return [...counts].map(([mb, c]) => {
+      const parts: string[] = [];
+      if (c.held > 0) parts.push(`${c.held} in hand`);
+      if (c.pushed > 0) parts.push(`${c.pushed} pushed ahead`);
+      return `${mb.label}: ${parts.join(', ')}`;
+    });
   }
 }
 

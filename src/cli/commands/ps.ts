@@ -40,6 +40,7 @@ export function psTable(list: ProcessRow[]): string {
       { header: 'TRANSPORT' },
       { header: 'OWNS' },
       { header: 'INBOX', align: 'right' },
+      { header: 'HOLDS' },
       { header: 'BLOCKED-ON' },
     ],
     list.map((p) => [
@@ -50,6 +51,7 @@ export function psTable(list: ProcessRow[]): string {
       p.transport,
       p.owns.length === 0 ? '-' : p.owns.map((n) => cut(n, NAME_WIDTH)).join(','),
       String(p.inboxMessages),
+      p.holds.length === 0 ? '-' : p.holds.join('; '),
       p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),
     ]),
   );

@@ -149,6 +149,7 @@ export function frame(s: Snapshot): string {
             { header: 'TRANSPORT' },
             { header: 'OWNS' },
             { header: 'INBOX', align: 'right' },
+            { header: 'HOLDS' },
             { header: 'BLOCKED ON' },
           ],
           s.processes.map((p) => [
@@ -158,6 +159,7 @@ export function frame(s: Snapshot): string {
             p.transport,
             p.owns.length === 0 ? '-' : p.owns.map((n) => cut(n, NAME_WIDTH)).join(','),
             String(p.inboxMessages),
+            p.holds.length === 0 ? '-' : p.holds.join('; '),
             p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),
           ]),
         );
