@@ -432,6 +432,39 @@ describe('through a kernel', () => {
     assert.equal((await box.stat()).owner, p.id, 'ownership stayed');
   });
 
+  test("a loop's bad sender is EINVAL when the loop is made, naming the call, on every kind of loop", async () => {
+    const p = await join();
+    const fifo = await p.createMailbox('opt-from-fifo');
+    const byPriority = await p.createMailbox('opt-from-priority', { order: 'priority' });
+    await fifo.send('kept');
+    await byPriority.send('kept');
+    const named =
+      (call: string, shown: RegExp) =>
+      (e: unknown): true => {
+        assert.ok(e instanceof InvalidArgumentError, `EINVAL, not ${String(e)}`);
+        assert.ok(e.message.startsWith(`${call}: from `), e.message);
+        assert.match(e.message, shown);
+        return true;
+      };
+    const aName = /not the name 'bob'/;
+    const notAnId = /must be a process id/;
+    // A loop read one message at a time (priority order, prefetch 0) checked its sender only at
+    // its first receive: a consumer's first receive rejected where nobody could catch it, and
+    // the program died; the inbox sent the name on to the kernel. A pushed-ahead loop said
+    // "messages()" whichever call was made.
+    for (const box of [fifo, byPriority]) {
+      assert.throws(() => box.consume(() => {}, { from: 'bob' as never }), named('consume()', aName));
+      assert.throws(() => box.messages({ from: -1 }), named('messages()', notAnId));
+      assert.throws(() => box.batches({ from: 'bob' as never }), named('batches()', aName));
+      assert.throws(() => box.messages({ from: 'bob' as never, prefetch: 0 }), named('messages()', aName));
+    }
+    assert.throws(() => p.consume(() => {}, { from: 'bob' as never }), named('consume()', aName));
+    assert.throws(() => p.messages({ from: 'bob' as never, prefetch: 0 }), named('messages()', aName));
+    assert.throws(() => p.batches({ from: 1.5 }), named('batches()', notAnId));
+    assert.equal((await fifo.stat()).count, 1, 'nothing was taken');
+    assert.equal((await byPriority.stat()).count, 1, 'nothing was taken');
+  });
+
   test('connections take time limits as the rest of the client does: 0 is no limit, a bad one is EINVAL', async () => {
     const p = await join();
     const einval =

@@ -167,28 +167,29 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
     target: number,
     inbox: boolean,
     options: IterateOptions,
+    call: string,
     onEnd: (s: MessageStream<T>) => void,
   ) {
     this.conn = conn;
     this.onEnd = onEnd;
     this.checksSilence = conn.transport === 'tcp';
-    const badSender = badFrom(options.from, 'messages()');
+    const badSender = badFrom(options.from, call);
     if (badSender !== null) throw badSender;
     const badSelection = checkReceiveOptions(options);
     if (badSelection !== null) throw badSelection;
     const credit = options.prefetch ?? 256;
     if (!Number.isSafeInteger(credit) || credit < 1)
       throw new InvalidArgumentError(
-        `prefetch must be a whole number of messages, not ${describeValue(credit)}`,
+        `${call}: prefetch must be a whole number of messages, not ${describeValue(credit)}`,
       );
     // The credit is a 32-bit field on the wire: a larger one threw a RangeError from the writer.
     if (credit > 0xffffffff)
       throw new InvalidArgumentError(
-        `prefetch ${credit} is over 4294967295 (the kernel pushes at most ${conn.info.limits.maxCredit} ahead)`,
+        `${call}: prefetch ${credit} is over 4294967295 (the kernel pushes at most ${conn.info.limits.maxCredit} ahead)`,
       );
     if (options.holdCredit !== undefined && typeof options.holdCredit !== 'boolean')
       throw new InvalidArgumentError(
-        `holdCredit must be true or false, not ${describeValue(options.holdCredit)}`,
+        `${call}: holdCredit must be true or false, not ${describeValue(options.holdCredit)}`,
       );
     this.batch = Math.max(1, credit >> 2);
     this.holdCredit = options.holdCredit === true;
@@ -780,6 +781,9 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     checkOptions(options, ITERATE_OPTIONS, call);
     const badSig = badSignal(options.signal, call);
     if (badSig !== null) throw badSig;
+    // Checked here, not at the first step's receive, so the error names the call that was made.
+    const badSender = badFrom(options.from, call);
+    if (badSender !== null) throw badSender;
     // Aborted already: the loop ends at once, as one aborted while it runs does, having taken
     // nothing (opening the stream would have had the kernel push messages ahead first).
     if (options.signal?.aborted === true) {
@@ -805,7 +809,9 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
         () => this.closed || this.conn.closedByUs,
       );
     }
-    const stream = new MessageStream<T>(this.conn, this.id, false, options, (s) => this.streams.delete(s));
+    const stream = new MessageStream<T>(this.conn, this.id, false, options, call, (s) =>
+      this.streams.delete(s),
+    );
     this.streams.add(stream);
     return stream;
   }
@@ -830,7 +836,9 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
         return undefined;
       })();
     }
-    const stream = new MessageStream<T>(this.conn, this.id, false, iterate, (s) => this.streams.delete(s));
+    const stream = new MessageStream<T>(this.conn, this.id, false, iterate, 'batches()', (s) =>
+      this.streams.delete(s),
+    );
     this.streams.add(stream);
     return new MessageBatches(stream, most);
   }

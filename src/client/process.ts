@@ -36,7 +36,7 @@ import {
 } from './mailbox.js';
 import type { Message } from './message.js';
 import { checkOptions, describeValue, type OptionNames } from './option-names.js';
-import { badMailboxId, badProcessRef, badSignal } from './option-values.js';
+import { badFrom, badMailboxId, badProcessRef, badSignal } from './option-values.js';
 
 /** A process: a name or an id. */
 export type ProcessRef = string | number;
@@ -267,8 +267,11 @@ export class PostboxProcess {
 
   /** A stream of the inbox, or, where pushing ahead could change the order, a receive per step. */
   private inboxIterator<T>(options: IterateOptions, call: string): MessageStream<T> | MessageIterator<T> {
+    // A loop's sender is an id: a name is looked up by receive() alone, one call at a time.
+    const badSender = badFrom(options.from, call);
+    if (badSender !== null) throw badSender;
     const oneByOne = readOneAtATime('fifo', options);
-    if (oneByOne === null) return new MessageStream<T>(this.conn, 0, true, options, () => {});
+    if (oneByOne === null) return new MessageStream<T>(this.conn, 0, true, options, call, () => {});
     if (options.holdCredit === true)
       throw new InvalidArgumentError(
         `${call}: holdCredit needs an iterator that is pushed ahead; ${oneByOne} is read one message at a time`,
@@ -323,7 +326,7 @@ export class PostboxProcess {
         return undefined;
       })();
     }
-    return new MessageBatches(new MessageStream<T>(this.conn, 0, true, iterate, () => {}), most);
+    return new MessageBatches(new MessageStream<T>(this.conn, 0, true, iterate, 'batches()', () => {}), most);
   }
 
   /**
