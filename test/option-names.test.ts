@@ -6,7 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConnectionRefusedError, connect, InvalidArgumentError, PostboxError } from '../src/client/mod.js';
+import {
+  ConnectionRefusedError,
+  connect,
+  InvalidArgumentError,
+  type IterateOptions,
+  PostboxError,
+} from '../src/client/mod.js';
 import { unknownOption } from '../src/client/option-names.js';
 import { dial, listen } from '../src/faces/connection.js';
 import { mkfifo, openFifo, unlinkFifo } from '../src/faces/fifo.js';
@@ -432,7 +438,7 @@ describe('through a kernel', () => {
     assert.equal((await box.stat()).owner, p.id, 'ownership stayed');
   });
 
-  test("a loop's bad sender is EINVAL when the loop is made, naming the call, on every kind of loop", async () => {
+  test("a loop's bad sender or option is EINVAL when the loop is made, naming the call, on every kind of loop", async () => {
     const p = await join();
     const fifo = await p.createMailbox('opt-from-fifo');
     const byPriority = await p.createMailbox('opt-from-priority', { order: 'priority' });
@@ -461,6 +467,26 @@ describe('through a kernel', () => {
     assert.throws(() => p.consume(() => {}, { from: 'bob' as never }), named('consume()', aName));
     assert.throws(() => p.messages({ from: 'bob' as never, prefetch: 0 }), named('messages()', aName));
     assert.throws(() => p.batches({ from: 1.5 }), named('batches()', notAnId));
+    // The rest of a loop's options, likewise: each of these rejected a consumer's first receive.
+    const refusedAtOnce =
+      (call: string, shown: RegExp) =>
+      (e: unknown): true => {
+        assert.ok(e instanceof InvalidArgumentError, `EINVAL, not ${String(e)}`);
+        assert.ok(e.message.startsWith(`${call}: `), e.message);
+        assert.match(e.message, shown);
+        return true;
+      };
+    const badOptions: [IterateOptions, RegExp][] = [
+      [{ type: 'x' as never }, /type must be an integer/],
+      [{ maxSize: -1 }, /maxSize must be a whole number/],
+      [{ prefetch: -1 }, /prefetch must be a whole number/],
+      [{ prefetch: 0, holdCredit: 'yes' as never }, /holdCredit must be true or false/],
+    ];
+    for (const [options, shown] of badOptions) {
+      assert.throws(() => byPriority.consume(() => {}, options), refusedAtOnce('consume()', shown));
+      assert.throws(() => byPriority.messages(options), refusedAtOnce('messages()', shown));
+      assert.throws(() => p.consume(() => {}, options), refusedAtOnce('consume()', shown));
+    }
     assert.equal((await fifo.stat()).count, 1, 'nothing was taken');
     assert.equal((await byPriority.stat()).count, 1, 'nothing was taken');
   });

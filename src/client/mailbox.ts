@@ -173,24 +173,9 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
     this.conn = conn;
     this.onEnd = onEnd;
     this.checksSilence = conn.transport === 'tcp';
-    const badSender = badFrom(options.from, call);
-    if (badSender !== null) throw badSender;
-    const badSelection = checkReceiveOptions(options);
-    if (badSelection !== null) throw badSelection;
+    const bad = badIterateOptions(options, call, conn.info.limits.maxCredit);
+    if (bad !== null) throw bad;
     const credit = options.prefetch ?? 256;
-    if (!Number.isSafeInteger(credit) || credit < 1)
-      throw new InvalidArgumentError(
-        `${call}: prefetch must be a whole number of messages, not ${describeValue(credit)}`,
-      );
-    // The credit is a 32-bit field on the wire: a larger one threw a RangeError from the writer.
-    if (credit > 0xffffffff)
-      throw new InvalidArgumentError(
-        `${call}: prefetch ${credit} is over 4294967295 (the kernel pushes at most ${conn.info.limits.maxCredit} ahead)`,
-      );
-    if (options.holdCredit !== undefined && typeof options.holdCredit !== 'boolean')
-      throw new InvalidArgumentError(
-        `${call}: holdCredit must be true or false, not ${describeValue(options.holdCredit)}`,
-      );
     this.batch = Math.max(1, credit >> 2);
     this.holdCredit = options.holdCredit === true;
     let size = 1;
@@ -781,9 +766,10 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     checkOptions(options, ITERATE_OPTIONS, call);
     const badSig = badSignal(options.signal, call);
     if (badSig !== null) throw badSig;
-    // Checked here, not at the first step's receive, so the error names the call that was made.
-    const badSender = badFrom(options.from, call);
-    if (badSender !== null) throw badSender;
+    // Checked here, not at the first step's receive: a loop read one message at a time would
+    // otherwise fail at its first step, which in a consumer nobody can catch.
+    const bad = badIterateOptions(options, call, this.conn.info.limits.maxCredit);
+    if (bad !== null) throw bad;
     // Aborted already: the loop ends at once, as one aborted while it runs does, having taken
     // nothing (opening the stream would have had the kernel push messages ahead first).
     if (options.signal?.aborted === true) {
@@ -998,6 +984,36 @@ export function readOneAtATime(order: MailboxInfo['order'], options: IterateOpti
   if (order === 'priority') return 'a priority mailbox';
   if (options.prefetch === 0) return 'prefetch 0';
   if (typeof options.type === 'number' && options.type < 0) return `type ${options.type} (lowest type first)`;
+  return null;
+}
+
+/**
+ * @internal What is wrong with a loop's options, checked when the loop is made, whether it is
+ * pushed ahead or reads one message at a time, so the error names the call that was made.
+ */
+export function badIterateOptions(
+  options: IterateOptions,
+  call: string,
+  maxCredit: number,
+): PostboxError | null {
+  const badSender = badFrom(options.from, call);
+  if (badSender !== null) return badSender;
+  const badSelection = checkReceiveOptions(options);
+  if (badSelection !== null) return new InvalidArgumentError(`${call}: ${badSelection.message}`);
+  const credit = options.prefetch;
+  if (credit !== undefined && (!Number.isSafeInteger(credit) || credit < 0))
+    return new InvalidArgumentError(
+      `${call}: prefetch must be a whole number of messages, not ${describeValue(credit)}`,
+    );
+  // The credit is a 32-bit field on the wire: a larger one threw a RangeError from the writer.
+  if (credit !== undefined && credit > 0xffffffff)
+    return new InvalidArgumentError(
+      `${call}: prefetch ${credit} is over 4294967295 (the kernel pushes at most ${maxCredit} ahead)`,
+    );
+  if (options.holdCredit !== undefined && typeof options.holdCredit !== 'boolean')
+    return new InvalidArgumentError(
+      `${call}: holdCredit must be true or false, not ${describeValue(options.holdCredit)}`,
+    );
   return null;
 }
 

@@ -20,6 +20,7 @@ import {
   BATCH_OPTIONS,
   type BatchIterator,
   type BatchOptions,
+  badIterateOptions,
   batchMax,
   handlersInProgress,
   ITERATE_OPTIONS,
@@ -36,7 +37,7 @@ import {
 } from './mailbox.js';
 import type { Message } from './message.js';
 import { checkOptions, describeValue, type OptionNames } from './option-names.js';
-import { badFrom, badMailboxId, badProcessRef, badSignal } from './option-values.js';
+import { badMailboxId, badProcessRef, badSignal } from './option-values.js';
 
 /** A process: a name or an id. */
 export type ProcessRef = string | number;
@@ -267,9 +268,11 @@ export class PostboxProcess {
 
   /** A stream of the inbox, or, where pushing ahead could change the order, a receive per step. */
   private inboxIterator<T>(options: IterateOptions, call: string): MessageStream<T> | MessageIterator<T> {
-    // A loop's sender is an id: a name is looked up by receive() alone, one call at a time.
-    const badSender = badFrom(options.from, call);
-    if (badSender !== null) throw badSender;
+    // Checked here, not at the first step's receive: a loop read one message at a time would
+    // otherwise fail at its first step, which in a consumer nobody can catch; and a loop's
+    // sender is an id (a name is looked up by receive() alone).
+    const bad = badIterateOptions(options, call, this.conn.info.limits.maxCredit);
+    if (bad !== null) throw bad;
     const oneByOne = readOneAtATime('fifo', options);
     if (oneByOne === null) return new MessageStream<T>(this.conn, 0, true, options, call, () => {});
     if (options.holdCredit === true)
