@@ -370,6 +370,19 @@ describe('through a kernel', () => {
       einval(/capacity .* not the bigint 10n/),
     );
     await assert.rejects(p.createMailbox(null, { maxBytes: 10n } as never), einval(/maxBytes/));
+    // Infinity went as JSON null: "maxMessageSize must be a positive whole number, not null".
+    // Where a limit has no limit, it still means that.
+    await assert.rejects(
+      p.createMailbox(null, { maxMessageSize: Number.POSITIVE_INFINITY }),
+      einval(/^maxMessageSize must be a finite number, not Infinity$/),
+    );
+    await assert.rejects(
+      p.createMailbox(null, { capacity: Number.NEGATIVE_INFINITY }),
+      einval(/^capacity must be a finite number, not -Infinity$/),
+    );
+    const unbounded = await p.createMailbox(null, { capacity: Number.POSITIVE_INFINITY });
+    assert.equal(unbounded.info.capacity, null, 'capacity Infinity is unbounded');
+    await unbounded.delete();
     await assert.rejects(p.createMailbox(null, { mode: Symbol('m') } as never), einval(/mode .* a symbol/));
     // A symbol for a name made an unnamed mailbox; undefined threw "reading 'key'".
     await assert.rejects(p.createMailbox(Symbol('x') as never), einval(/a mailbox name .* not a symbol/));

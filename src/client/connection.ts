@@ -1377,6 +1377,10 @@ export class Connection {
       const v = args[key];
       if (Number.isNaN(v))
         return Promise.reject(new InvalidArgumentError(`${key} must be a number, not NaN`));
+      // Infinity is written as null too: "unbounded" for the limits that have it, and for any
+      // other the kernel could only say it is "not null", which the caller never wrote.
+      if ((v === Number.POSITIVE_INFINITY && !TAKES_UNBOUNDED.has(key)) || v === Number.NEGATIVE_INFINITY)
+        return Promise.reject(new InvalidArgumentError(`${key} must be a finite number, not ${String(v)}`));
       if (typeof v === 'bigint' || typeof v === 'symbol' || typeof v === 'function')
         return Promise.reject(
           new InvalidArgumentError(`${key} must be a number, string or boolean, not ${describeValue(v)}`),
@@ -1823,5 +1827,8 @@ function checkReceiveOptions(o: ReceiveOptions): PostboxError | null {
 }
 
 const RECEIVE_FLAGS = ['except', 'nowait', 'truncate'] as const;
+
+/** The call arguments for which Infinity (sent as null) means no limit: see the kernel's parseCapacity. */
+const TAKES_UNBOUNDED: ReadonlySet<string> = new Set(['capacity', 'maxBytes']);
 
 export { checkReceiveOptions };
