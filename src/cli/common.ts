@@ -152,8 +152,10 @@ export async function connectFromFlags(
       // and refused this process (a wrong or missing token), which it says in its own words.
       if (err.message.startsWith('no kernel is answering') || err.message.startsWith('permission denied'))
         throw kernelNotRunning(err, values);
+      // Permission denied, as a socket this user may not use is: a script tells "no kernel, try
+      // later" (exit 1) from "you may not" (exit 5) by the exit code alone.
       const where = values.url ?? process.env.POSTBOX_URL ?? values.socket ?? 'the kernel';
-      throw new ConnectionRefusedError(`the kernel at ${where} refused this process: ${err.message}`);
+      throw new PermissionError(`the kernel at ${where} refused this process: ${err.message}`);
     }
     if (err instanceof TypeError) throw new UsageError(err.message);
     throw err;
