@@ -236,11 +236,31 @@ describe('RPC', () => {
       assert.match(e.stack!, /rpc\.test\.js/);
       return true;
     });
+    // The answer's and the item's errors name the call, not the reply or stream mailbox (an id
+    // the caller never sees: "a 1048585-byte message to mailbox #7 is over …").
     await assert.rejects(calc.big(limit + 1), (e: unknown) => {
       assert.ok(e instanceof PostboxError && e.code === 'EMSGSIZE', String(e));
-      assert.match(e.message, /the answer cannot be sent/);
+      assert.match(
+        e.message,
+        /^calc\.big: the answer cannot be sent: a \d+-byte answer is over the kernel's \d+-byte limit \(postbox kernel --max-message-size\)$/,
+      );
       return true;
     });
+    const items: unknown[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const i of calc.bigItem(limit + 1)) items.push(i);
+      })(),
+      (e: unknown) => {
+        assert.ok(e instanceof PostboxError && e.code === 'EMSGSIZE', String(e));
+        assert.match(
+          e.message,
+          /^calc\.bigItem: an item cannot be sent: a \d+-byte item is over the kernel's \d+-byte limit/,
+        );
+        return true;
+      },
+    );
+    assert.deepEqual(items, [1], 'the items before it arrived');
     assert.equal((await calc.big(1000)).length, 1000);
   });
 

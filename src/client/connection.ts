@@ -1032,10 +1032,14 @@ export class Connection {
       const tooBig = this.checkSize(bodyLen, plan.headLen, target, toProcess, sizes?.name ?? null);
       if (tooBig !== null)
         return Promise.reject(
-          new MessageSizeError(`message ${i}: ${tooBig.message}`, {
-            ...(tooBig.mailbox !== undefined ? { mailbox: tooBig.mailbox } : {}),
-            ...(tooBig.process !== undefined ? { process: tooBig.process } : {}),
-          }),
+          new MessageSizeError(
+            `message ${i}: ${tooBig.message}`,
+            {
+              ...(tooBig.mailbox !== undefined ? { mailbox: tooBig.mailbox } : {}),
+              ...(tooBig.process !== undefined ? { process: tooBig.process } : {}),
+            },
+            { size: bodyLen + plan.headLen, limit: this.welcome!.limits.maxMessageSize },
+          ),
         );
       // The mailbox's limits too: the kernel would refuse only that message, after the ones
       // before it went in, and sendMany promises a bad body sends none.
@@ -1659,6 +1663,7 @@ function overKernelLimit(
   return new MessageSizeError(
     `a ${size}-byte message to ${to} is over the kernel's ${limit}-byte limit (postbox kernel --max-message-size)`,
     toProcess ? { process: String(target) } : { mailbox },
+    { size, limit },
   );
 }
 

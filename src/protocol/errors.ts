@@ -134,11 +134,27 @@ export class WouldBlockError extends PostboxError {
     super('EAGAIN', message, subject);
   }
 }
-/** A message is larger than the mailbox or kernel allows. */
+/**
+ * A message is larger than the mailbox or kernel allows. Where the client measured it against
+ * the kernel's limit before sending, `size` and `limit` say by how much, so a layer above can
+ * say it in its own words (an RPC answer, a stream item) without reading the message.
+ *
+ * @example
+ * ```ts
+ * try { await box.send(Buffer.alloc(2 ** 21)); }
+ * catch (err) { if (err instanceof MessageSizeError) console.log(`${err.size} bytes; at most ${err.limit}`); }
+ * ```
+ */
 export class MessageSizeError extends PostboxError {
   declare readonly code: 'EMSGSIZE';
-  constructor(message: string, subject?: ErrorSubject) {
+  /** The message's size in bytes (body and headers), where the client measured it. */
+  readonly size: number | undefined;
+  /** The largest message the kernel takes, in bytes, where the client measured against it. */
+  readonly limit: number | undefined;
+  constructor(message: string, subject?: ErrorSubject, measured?: { size: number; limit: number }) {
     super('EMSGSIZE', message, subject);
+    this.size = measured?.size;
+    this.limit = measured?.limit;
   }
 }
 /** The process lacks a right on the mailbox. */

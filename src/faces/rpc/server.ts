@@ -9,7 +9,13 @@ import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import { checkOptions, type OptionNames } from '../../client/option-names.js';
 import type { PostboxProcess } from '../../client/process.js';
-import { AbortedError, InvalidArgumentError, NotFoundError, PostboxError } from '../../protocol/errors.js';
+import {
+  AbortedError,
+  InvalidArgumentError,
+  MessageSizeError,
+  NotFoundError,
+  PostboxError,
+} from '../../protocol/errors.js';
 import { unsendable } from '../../protocol/sendable.js';
 import { ControlChannel, ServerCall } from './control.js';
 import type { CallContext } from './types.js';
@@ -336,7 +342,7 @@ class RpcServer implements Server {
         id,
         error: rpcError('EINVAL', `${this.service}.${job.method}: ${bad}`),
       });
-    else this.reply(reply, job.caller, { id, ok: result });
+    else this.reply(reply, job.caller, { id, ok: result }, `${this.service}.${job.method}`);
   }
 
   private finish(job: ServerCall, id: number): void {
@@ -460,8 +466,11 @@ class RpcServer implements Server {
           bad !== null ? new InvalidArgumentError(`${what}: ${bad}`) : await send(r.value, StreamType.ITEM);
         if (failed === null) continue;
         if (failed.code === 'EINVAL' || failed.code === 'EMSGSIZE') {
-          // This item cannot go: the stream ends with that error.
-          await sendError(toWireError(failed, true));
+          // This item cannot go: the stream ends with that error, naming the call (the size
+          // error named the stream's mailbox, which the caller never sees).
+          const said =
+            failed.code === 'EMSGSIZE' ? `${what}: an item cannot be sent: ${tooBig(failed, 'item')}` : null;
+          await sendError(toWireError(said === null ? failed : new MessageSizeError(said), true));
           await stop(`${what} yielded an item that cannot be sent`);
         } else {
           // The mailbox was deleted (the consumer stopped), the caller gave up, or the server
@@ -488,10 +497,11 @@ class RpcServer implements Server {
     return new Promise<void>((resolve) => (this.onAllSent = resolve));
   }
 
-  private reply(to: number, caller: number, body: ReplyBody): void {
+  /** `what` (service.method) names the call in the error its caller gets if the answer cannot go. */
+  private reply(to: number, caller: number, body: ReplyBody, what?: string): void {
     const cached = this.replyBoxes.get(to);
     if (cached !== undefined && !(cached instanceof Promise)) {
-      if (cached.info.owner === caller) this.sendReply(to, cached, body);
+      if (cached.info.owner === caller) this.sendReply(to, cached, body, what);
       return;
     }
     let p = cached;
@@ -513,21 +523,21 @@ class RpcServer implements Server {
     // The first answer to a caller waits for its reply mailbox to open: counted as unsent too.
     this.unsent++;
     p.then((box) => {
-      if (box !== null && box.info.owner === caller) this.sendReply(to, box, body);
+      if (box !== null && box.info.owner === caller) this.sendReply(to, box, body, what);
       this.sent();
     });
   }
 
-  private sendReply(to: number, box: Mailbox, body: ReplyBody): void {
+  private sendReply(to: number, box: Mailbox, body: ReplyBody, what?: string): void {
     this.unsent++;
     box.send(replyToWire(body), REPLY).then(this.sent, (err: unknown) => {
       // Counted as sent only after a retry below has been counted in its turn.
-      this.dropOrRetry(to, box, body, err);
+      this.dropOrRetry(to, box, body, err, what);
       this.sent();
     });
   }
 
-  private dropOrRetry(to: number, box: Mailbox, body: ReplyBody, err: unknown): void {
+  private dropOrRetry(to: number, box: Mailbox, body: ReplyBody, err: unknown, what?: string): void {
     if (!(err instanceof PostboxError)) return;
     if (err.code === 'ENOENT' || err.code === 'EIDRM') {
       // A caller that terminated: its reply is dropped (its ids are never reused).
@@ -535,7 +545,7 @@ class RpcServer implements Server {
     } else if ((err.code === 'EMSGSIZE' || err.code === 'EINVAL') && 'ok' in body) {
       const error: WireError = {
         name: err.name,
-        message: `the answer cannot be sent: ${err.message}`,
+        message: `${what ?? this.service}: the answer cannot be sent: ${tooBig(err, 'answer')}`,
         code: err.code,
         rpc: true,
       };
@@ -589,4 +599,14 @@ function ignore(): void {}
 function rpcError(code: 'EINVAL' | 'ENOENT', message: string): WireError {
   const err = code === 'EINVAL' ? new InvalidArgumentError(message) : new NotFoundError(message);
   return { name: err.name, message, code, rpc: true };
+}
+
+/**
+ * What an EMSGSIZE says, in the caller's words: the answer or item is over the kernel's limit.
+ * The send's own message names the reply or stream mailbox, an id the caller never sees.
+ */
+function tooBig(err: PostboxError, what: 'answer' | 'item'): string {
+  if (err instanceof MessageSizeError && err.size !== undefined && err.limit !== undefined)
+    return `a ${err.size}-byte ${what} is over the kernel's ${err.limit}-byte limit (postbox kernel --max-message-size)`;
+  return err.message;
 }
