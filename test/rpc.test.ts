@@ -325,6 +325,29 @@ describe('RPC', () => {
     assert.match(plain.message, /non-Error value: \{ code: 'E_PLAIN', reason: 'busy' \}$/);
     assert.equal(plain.remoteCode, 'E_PLAIN', "a thrown object's own code crosses");
     assert.match((await remote(calc.raise('circular'), 'a cycle')).message, /\[Circular \*1\]/);
+    // An error's chain of causes crosses (it did not: the caller saw only the outer error), an
+    // Error as an Error with its name, code and stack, anything else described; a cycle is cut.
+    const caused = await remote(calc.raise('caused'), 'an error with causes');
+    const outer = caused.cause as Error & { code?: string; cause?: unknown };
+    assert.equal(outer.message, 'could not save');
+    assert.equal(outer.code, 'E_SAVE');
+    const inner = outer.cause as Error & { code?: string; cause?: unknown };
+    assert.ok(inner instanceof Error, `the cause is an Error: ${String(inner)}`);
+    assert.equal(inner.name, 'TypeError');
+    assert.equal(inner.message, 'the disk said no');
+    assert.match(inner.stack ?? '', /rpc-server\.js/, "the cause's own stack, the server's");
+    const data = inner.cause as Error & { code?: string; cause?: unknown };
+    assert.equal(data.message, "{ code: 'ENOSPC', free: 0 }");
+    assert.equal(data.code, 'ENOSPC');
+    assert.equal(data.cause, undefined);
+    let depth = 0;
+    for (
+      let e: unknown = (await remote(calc.raise('cause-cycle'), 'a cycle of causes')).cause;
+      e !== undefined;
+      depth++
+    )
+      e = (e as { cause?: unknown }).cause;
+    assert.equal(depth, 9, 'the error and 8 causes, then cut');
     // The same from a stream, after the items before.
     for (const kind of ['message-object', 'getter', 'huge']) {
       const got: unknown[] = [];

@@ -79,9 +79,22 @@ export function rethrownAt(err: unknown, site: CallSite, prefix: string): Postbo
   );
 }
 
+/** The remote error as an Error of this process, with its name, code, stack and causes. */
+function rebuilt(remote: WireError): Error {
+  const err: Error & { code?: string } =
+    remote.cause === undefined
+      ? new Error(remote.message)
+      : new Error(remote.message, { cause: rebuilt(remote.cause) });
+  Object.defineProperty(err, 'name', { value: remote.name, configurable: true });
+  if (remote.stack !== undefined) err.stack = remote.stack;
+  if (remote.code !== undefined) err.code = remote.code;
+  return err;
+}
+
 /**
  * A handler threw. Carries the remote error's name, message, code and stack, and the caller's
- * own stack; `cause` is the remote error rebuilt, so `util.inspect` shows both stacks.
+ * own stack; `cause` is the remote error rebuilt, so `util.inspect` shows both stacks, with the
+ * remote error's own chain of causes as its `cause`.
  *
  * @example
  * ```ts
@@ -106,10 +119,7 @@ export class RemoteError extends PostboxError {
   readonly remoteStack: string | undefined;
 
   constructor(service: string, method: string, server: number, remote: WireError) {
-    const cause = new Error(remote.message);
-    Object.defineProperty(cause, 'name', { value: remote.name, configurable: true });
-    if (remote.stack !== undefined) cause.stack = remote.stack;
-    if (remote.code !== undefined) (cause as Error & { code?: string }).code = remote.code;
+    const cause = rebuilt(remote);
     super(
       REMOTE_ERROR_CODE,
       `${service}.${method} failed in server process ${server}: ${remote.name}: ${remote.message}`,

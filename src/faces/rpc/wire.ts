@@ -42,7 +42,12 @@ export interface WireError {
   stack?: string;
   /** Raised by the RPC layer (unknown method, unsendable result…), not by the handler: `code` is a Postbox code. */
   rpc?: boolean;
+  /** The error's own `cause`, in the same form, up to {@link MAX_CAUSES} deep. */
+  cause?: WireError;
 }
+
+/** How deep a chain of causes crosses: deeper ones (or a cycle) are cut there. */
+export const MAX_CAUSES = 8;
 
 /** What a server sends back to the reply mailbox (type REPLY). */
 export type ReplyBody =
@@ -99,7 +104,7 @@ export function replyFromWire(v: unknown): ReplyBody | null {
  * be: a server that sends a malformed one (another client, another language) fails the call
  * with what could be read, rather than leaving it waiting or throwing a TypeError at the caller.
  */
-export function wireErrorFrom(v: unknown): WireError {
+export function wireErrorFrom(v: unknown, depth = 0): WireError {
   if (typeof v !== 'object' || v === null)
     return { name: 'Error', message: `a malformed error: ${text(v, '')}` };
   const e = v as Record<string, unknown>;
@@ -107,6 +112,7 @@ export function wireErrorFrom(v: unknown): WireError {
   if (e.code !== undefined) out.code = text(e.code, '');
   if (typeof e.stack === 'string') out.stack = e.stack;
   if (e.rpc === true) out.rpc = true;
+  if (e.cause !== undefined && depth < MAX_CAUSES) out.cause = wireErrorFrom(e.cause, depth + 1);
   return out;
 }
 
@@ -140,14 +146,7 @@ export function controlMailbox(process: number): string {
 export function toWireError(err: unknown, rpc = false): WireError {
   try {
     if (err instanceof Error) {
-      const out: WireError = {
-        name: text(field(err, 'name'), 'Error'),
-        message: text(field(err, 'message'), ''),
-      };
-      const code = codeOf(err);
-      if (code !== undefined) out.code = code;
-      const stack = field(err, 'stack');
-      if (typeof stack === 'string') out.stack = stack;
+      const out = errorToWire(err, 0);
       if (rpc) out.rpc = true;
       return out;
     }
@@ -163,6 +162,32 @@ export function toWireError(err: unknown, rpc = false): WireError {
   } catch {
     return { name: 'Error', message: 'the handler threw a value that could not be read' };
   }
+}
+
+/**
+ * An Error's fields and its chain of causes (`new Error('…', { cause })`), which callers of
+ * other RPC systems find in an error's details: a cause that is not an Error crosses described
+ * as text, as a thrown non-Error does.
+ */
+function errorToWire(err: Error, depth: number): WireError {
+  const out: WireError = {
+    name: text(field(err, 'name'), 'Error'),
+    message: text(field(err, 'message'), ''),
+  };
+  const code = codeOf(err);
+  if (code !== undefined) out.code = code;
+  const stack = field(err, 'stack');
+  if (typeof stack === 'string') out.stack = stack;
+  const cause = field(err, 'cause');
+  if (cause !== undefined && depth < MAX_CAUSES) {
+    if (cause instanceof Error) out.cause = errorToWire(cause, depth + 1);
+    else {
+      out.cause = { name: 'Error', message: text(cause, '') };
+      const causeCode = typeof cause === 'object' && cause !== null ? codeOf(cause) : undefined;
+      if (causeCode !== undefined) out.cause.code = causeCode;
+    }
+  }
+  return out;
 }
 
 /** A property of a thrown value, or undefined if reading it throws (a getter, a Proxy). */
@@ -194,12 +219,14 @@ const SHRUNK_MESSAGE = SHORT_MESSAGE + 1 + CUT_NOTE.length;
 
 /**
  * A smaller form of an error that was over the kernel's message size limit: its name and code,
- * the start of its message, no stack. Null when it is that small already (nothing more to cut).
+ * the start of its message, no stack, no cause. Null when it is that small already (nothing
+ * more to cut).
  */
 export function shrinkWireError(e: WireError): WireError | null {
   const long = (s: string | undefined, n: number): boolean => s !== undefined && s.length > n;
   if (
     e.stack === undefined &&
+    e.cause === undefined &&
     !long(e.name, SHORT_NAME) &&
     !long(e.code, SHORT_NAME) &&
     !long(e.message, SHRUNK_MESSAGE)
