@@ -12,7 +12,15 @@ import { performance } from 'node:perf_hooks';
 import { after, type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, type Message, PostboxError, type PostboxProcess } from '../src/client/mod.js';
-import { NO_MAX_SIZE, OnFull, Op, PROTOCOL_VERSION, ReceiveFlag, SendFlag } from '../src/protocol/frame.js';
+import {
+  NO_MAX_SIZE,
+  Off,
+  OnFull,
+  Op,
+  PROTOCOL_VERSION,
+  ReceiveFlag,
+  SendFlag,
+} from '../src/protocol/frame.js';
 import { type Agent, startAgent } from './helpers/agent.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { prng } from './helpers/prng.js';
@@ -1124,6 +1132,116 @@ test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
         } finally {
           await closeClient(c);
         }
+      },
+    );
+
+    await t.test('a SEND with a field out of range fails only that send, naming what was wrong', async () => {
+      const p = await welcomed();
+      p.write(callFrame(1, { op: 'create', name: 'out-of-range', mode: 0o666 }));
+      const id = (framePayload(await p.waitFor((f) => f.request === 1, 3000, 'RESULT')) as { id: number }).id;
+      const body = Buffer.from('body');
+      const pastFrame = sendFrame({ request: 8, target: id, body });
+      pastFrame.writeUInt16LE(body.length + 1, Off.HEADERS_LENGTH);
+      const cases: [Buffer, RegExp][] = [
+        [sendFrame({ request: 2, target: id, body, codec: 4 }), /unknown codec 4/],
+        [sendFrame({ request: 3, target: id, body, onFull: 4 }), /unknown on-full rule 4/],
+        [sendFrame({ request: 4, target: id, body, type: 0 }), /message type 0 is not a positive integer/],
+        [sendFrame({ request: 5, target: id, body, type: -3 }), /message type -3 is not a positive integer/],
+        [sendFrame({ request: 6, target: id, body, type: 2 ** 53 }), /is not a positive integer/],
+        [sendFrame({ request: 7, target: id, body, priority: 32_768 }), /priority 32768 is over 32767/],
+        [pastFrame, /headers length 5 runs past the frame/],
+        [sendFrame({ request: 9, target: id, body, headers: Buffer.from('[1]') }), /JSON object of strings/],
+        [
+          sendFrame({ request: 10, target: id, body, headers: Buffer.from('{"n":1}') }),
+          /JSON object of strings/,
+        ],
+        [
+          sendFrame({ request: 11, target: id, body, headers: Buffer.from('{"a":') }),
+          /JSON object of strings/,
+        ],
+      ];
+      for (const [frame, message] of cases) {
+        const request = frame.readUInt32LE(Off.REQUEST);
+        p.write(frame);
+        const e = await p.waitFor((f) => f.request === request, 3000, `ERROR for SEND ${request}`);
+        assert.equal(e.op, Op.ERROR, p.describe());
+        assert.equal(frameError(e).code, 'EINVAL', `SEND ${request}`);
+        assert.match(frameError(e).message, message);
+      }
+      // Nothing of them went in, and the connection serves on.
+      p.write(sendFrame({ request: 12, target: id, body: Buffer.from('good') }));
+      p.write(receiveFrame({ request: 13, target: id, flags: ReceiveFlag.NOWAIT }));
+      const d = await p.waitFor((f) => f.request === 13, 3000, 'DELIVER');
+      assert.equal(d.op, Op.DELIVER, p.describe());
+      assert.equal(d.bytes.subarray(56).toString(), 'good');
+      assert.ok(!p.frames.some((f) => f.op === Op.ERROR && f.request === 0), p.describe());
+    });
+
+    await t.test('a RECEIVE whose type is past 2^53 fails only that receive', async () => {
+      const p = await welcomed();
+      p.write(callFrame(1, { op: 'create', name: 'type-range', mode: 0o666 }));
+      const id = (framePayload(await p.waitFor((f) => f.request === 1, 3000, 'RESULT')) as { id: number }).id;
+      const b = receiveFrame({ request: 2, target: id, flags: ReceiveFlag.NOWAIT });
+      b.writeBigInt64LE(2n ** 62n, Off.R_TYPE);
+      p.write(b);
+      const e = await p.waitFor((f) => f.request === 2, 3000, 'ERROR for the RECEIVE');
+      assert.equal(e.op, Op.ERROR, p.describe());
+      assert.equal(frameError(e).code, 'EINVAL');
+      assert.match(frameError(e).message, /message type \d+ is out of range/);
+      p.write(headFrame(Op.PING, 3));
+      await p.waitFor((f) => f.op === Op.PONG && f.request === 3, 3000, 'PONG');
+    });
+
+    await t.test('a SEND shorter than its head, a TAKE or a RETURN of the wrong size', async () => {
+      const short = sendFrame({ request: 4, target: 1 }).subarray(0, 40);
+      short.writeUInt32LE(36, 0);
+      const longTake = Buffer.concat([takeFrame(4, 1, 0), Buffer.alloc(4)]);
+      longTake.writeUInt32LE(20, 0);
+      const shortReturn = headFrame(Op.RETURN, 4);
+      for (const [frame, message] of [
+        [short, /SEND frame of 40 bytes is shorter than its 56-byte head/],
+        [longTake, /TAKE frame must be 20 bytes, got 24/],
+        [shortReturn, /RETURN frame must be 20 bytes, got 12/],
+      ] as const) {
+        const p = await welcomed();
+        p.write(frame);
+        await fatal(p, 'EPROTO', message);
+      }
+    });
+
+    await t.test(
+      'a frame cut off by the connection closing: the process ends, the kernel serves on',
+      async () => {
+        const p = await open();
+        assert.equal((await p.hello({ name: 'cut-off' })).op, Op.WELCOME, p.describe());
+        const watcher = await welcomed();
+        watcher.write(callFrame(1, { op: 'monitor', process: 'cut-off' }));
+        const r = framePayload(await watcher.waitFor((f) => f.request === 1, 3000, 'RESULT of monitor')) as {
+          monitor: number;
+          process: number;
+        };
+        p.write(sendFrame({ request: 2, target: 1, body: Buffer.alloc(1000) }).subarray(0, 500));
+        p.socket.end();
+        const down = await watcher.waitFor(
+          (f) => f.op === Op.EVENT && f.request === r.monitor,
+          3000,
+          'EVENT',
+        );
+        assert.deepEqual(framePayload(down), {
+          event: 'down',
+          process: r.process,
+          name: 'cut-off',
+          reason: 'crash',
+        });
+        assert.ok(!p.frames.some((f) => f.op === Op.ERROR), p.describe());
+        watcher.write(callFrame(3, { op: 'create', mode: 0o666 }));
+        const id = (
+          framePayload(await watcher.waitFor((f) => f.request === 3, 3000, 'RESULT')) as { id: number }
+        ).id;
+        watcher.write(sendFrame({ request: 4, target: id, body: Buffer.from('after') }));
+        watcher.write(receiveFrame({ request: 5, target: id, flags: ReceiveFlag.NOWAIT }));
+        const d = await watcher.waitFor((f) => f.request === 5, 3000, 'DELIVER');
+        assert.equal(d.bytes.subarray(56).toString(), 'after');
       },
     );
 
