@@ -1245,6 +1245,24 @@ test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
       },
     );
 
+    await t.test(
+      'a SEND shorter than its head under the id of a send still waiting is fatal too',
+      async () => {
+        const p = await welcomed();
+        p.write(callFrame(1, { op: 'create', name: 'short-in-use', mode: 0o666 }));
+        const id = (framePayload(await p.waitFor((f) => f.request === 1, 3000, 'RESULT')) as { id: number })
+          .id;
+        // Queued with RECEIPT, nobody receiving: request 2 stays in use.
+        p.write(sendFrame({ request: 2, target: id, body: Buffer.from('waits'), flags: SendFlag.RECEIPT }));
+        p.write(headFrame(Op.PING, 3));
+        await p.waitFor((f) => f.op === Op.PONG && f.request === 3, 3000, 'PONG');
+        const short = sendFrame({ request: 2, target: id }).subarray(0, 40);
+        short.writeUInt32LE(36, 0);
+        p.write(short);
+        await fatal(p, 'EPROTO', /SEND frame of 40 bytes is shorter than its 56-byte head/);
+      },
+    );
+
     await t.test('the kernel is still fine', async () => {
       assert.ok(kernelAlive(kernel));
       const c = await connect({ socket: kernel.socket });

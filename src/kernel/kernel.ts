@@ -541,13 +541,14 @@ export class Kernel implements MailboxHost {
   private handleSend(p: KernelProcess, buf: Buffer, start: number, end: number): void {
     const request = getU32(buf, start + Off.REQUEST);
     if (request === 0) return this.reservedId(p, 'SEND');
+    // A frame too short to be a SEND is a stream that cannot be trusted, whatever its id says.
+    const size = end - start;
+    if (size < MESSAGE_HEAD_BYTES)
+      return this.fatal(p, 'EPROTO', `SEND frame of ${size} bytes is shorter than its 56-byte head`);
     // A second send under the id of one still waiting would hide the first from its process's
     // table: at its end that one would stay in the mailbox, a sender from the dead.
     if (p.sends.size !== 0 && p.sends.has(request))
       return this.replyError(p, request, 'EPROTO', `request id ${request} is already in use`);
-    const size = end - start;
-    if (size < MESSAGE_HEAD_BYTES)
-      return this.fatal(p, 'EPROTO', `SEND frame of ${size} bytes is shorter than its 56-byte head`);
     const flags = buf[start + Off.FLAGS]!;
     const onFull = buf[start + Off.ON_FULL]!;
     const headers = buf[start + Off.HEADERS_LENGTH]! | (buf[start + Off.HEADERS_LENGTH + 1]! << 8);
