@@ -713,9 +713,10 @@ test("--typed input and msgrcv selection: the lecture's crew", async () => {
   assert.equal((await run(['recv', 'crew', '--all'])).stdout, 'c\n');
 
   // A malformed line stops the input: exit 2, naming the line.
-  const bad = await run(['send', 'crew', '--typed'], { input: '1 ok\nnot-a-type here\n1 never\n' });
+  // Blank lines are skipped but counted: the line named is the input's (it said line 2 here).
+  const bad = await run(['send', 'crew', '--typed'], { input: '1 ok\n\n  \nnot-a-type here\n1 never\n' });
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /line 2: expected 'TYPE TEXT'/);
+  assert.match(bad.stderr, /line 4: expected 'TYPE TEXT'/);
   assert.equal((await run(['recv', 'crew', '--all'])).stdout, 'ok\n');
   await run(['rm', 'crew']);
 });

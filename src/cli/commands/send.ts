@@ -152,7 +152,10 @@ export async function sendCommand(argv: string[]): Promise<number> {
               break reading;
             }
             if (values.typed) {
-              if (line.trim() === '') continue;
+              if (line.trim() === '') {
+                sender.skip();
+                continue;
+              }
               const m = /^\s*(\d+)(?:[ \t](.*))?$/.exec(line);
               const t = m === null ? Number.NaN : Number(m[1]);
               if (m === null || !Number.isSafeInteger(t) || t < 1) {
@@ -259,6 +262,14 @@ class Pipeline {
       (r) => this.done(line, r, null),
       (err: Error) => this.done(line, null, err),
     );
+  }
+
+  /**
+   * An input line that is not a message (a blank line under --typed): it still counts, so every
+   * `line` said (in errors, --json, --receipt) is the line's number in the input.
+   */
+  skip(): void {
+    this.lines++;
   }
 
   /** Records a failure at input line `line` (the earliest line's failure is the one reported). */
