@@ -7,11 +7,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type {
+  AnnouncedLimits,
   BatchIterator,
   CreditedMessages,
   Mailbox,
+  MailboxOptions,
   Message,
   MessageIterator,
+  OpenMailboxOptions,
   PostboxProcess,
   SendResult,
   TimeoutError,
@@ -36,6 +39,10 @@ export type Assertions = [
   // Each error class has its one code.
   Expect<Equal<TimeoutError['code'], 'ETIMEDOUT'>>,
   Expect<Equal<WouldBlockError['code'], 'EAGAIN'>>,
+  // Options and results a wrapper passes on have names it can import.
+  Expect<Equal<Parameters<PostboxProcess['openMailbox']>[1], OpenMailboxOptions | undefined>>,
+  Expect<Equal<Parameters<Mailbox['setLimits']>[0], Pick<MailboxOptions, 'capacity' | 'maxBytes'>>>,
+  Expect<Equal<PostboxProcess['limits'], AnnouncedLimits>>,
 ];
 
 /** Usage that must (and must not) compile. Never run: it needs a kernel. */

@@ -1,7 +1,7 @@
 /**
  * The package as another project gets it from `npm pack`: what the tarball holds, that every
  * entry point in package.json "exports" loads as an installed package would (import and
- * require). Offline and fast:
+ * require), and that the options a user passes can be named by an import. Offline and fast:
  * `npm pack --dry-run --ignore-scripts` lists the files without building or writing anything.
  */
 import assert from 'node:assert/strict';
@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import ts from 'typescript';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as {
@@ -77,4 +78,55 @@ test('every entry point loads by require() from CommonJS, where Node can require
     const imported = (await import(s)) as Record<string, unknown>;
     assert.deepEqual(Object.keys(required).sort(), Object.keys(imported).sort(), s);
   }
+});
+
+test('an options bag of two or more options in the public API is a type the user can import', () => {
+  const program = ts.createProgram(
+    Object.values(pkg.exports).map((e) => `${root}${e.types}`),
+    {
+      strict: true,
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      noEmit: true,
+    },
+  );
+  const checker = program.getTypeChecker();
+  const unnamed: string[] = [];
+  const hidden = (m: ts.Node): boolean =>
+    (ts.canHaveModifiers(m) &&
+      (ts.getModifiers(m) ?? []).some((k) => k.kind === ts.SyntaxKind.PrivateKeyword)) ||
+    ts.getJSDocTags(m).some((t) => t.tagName.text === 'internal');
+  const check = (fn: ts.SignatureDeclarationBase, where: string): void => {
+    for (const p of fn.parameters) {
+      // An inline `{ a?: …; b?: … }`, alone or in a union: a wrapper that passes options on
+      // would have to spell it out again, or dig it out with Parameters<…>.
+      const literal = (t: ts.TypeNode | undefined): boolean =>
+        t !== undefined &&
+        ((ts.isTypeLiteralNode(t) && t.members.length > 1) ||
+          (ts.isUnionTypeNode(t) && t.types.some(literal)));
+      if (literal(p.type)) unnamed.push(`${where}(${p.name.getText()})`);
+    }
+  };
+  const seen = new Set<ts.Symbol>();
+  for (const [entry, e] of Object.entries(pkg.exports)) {
+    const module = checker.getSymbolAtLocation(program.getSourceFile(`${root}${e.types}`)!);
+    assert.ok(module, `${e.types} is not a module`);
+    for (const exported of checker.getExportsOfModule(module)) {
+      const symbol = exported.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(exported) : exported;
+      if (seen.has(symbol)) continue;
+      seen.add(symbol);
+      const where = `${entry === '.' ? pkg.name : `${pkg.name}/${entry.slice(2)}`}: ${symbol.name}`;
+      for (const d of symbol.declarations ?? []) {
+        if (ts.isFunctionDeclaration(d)) check(d, where);
+        if (ts.isClassDeclaration(d) || ts.isInterfaceDeclaration(d))
+          for (const m of d.members)
+            if (
+              (ts.isMethodDeclaration(m) || ts.isMethodSignature(m) || ts.isConstructorDeclaration(m)) &&
+              !hidden(m)
+            )
+              check(m, `${where}.${m.name?.getText() ?? 'constructor'}`);
+      }
+    }
+  }
+  assert.deepEqual(unnamed, [], `options typed inline, with no exported name:\n${unnamed.join('\n')}`);
 });

@@ -14,6 +14,7 @@ import { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.j
 import type { Message } from './message.js';
 import { checkOptions, describeValue, type OptionNames, unknownOption } from './option-names.js';
 import { badFrom, badProcessRef, badSignal } from './option-values.js';
+import type { MailboxOptions } from './process.js';
 import type { SendPromise } from './send-promise.js';
 
 /** A mailbox as the kernel describes it. */
@@ -573,7 +574,7 @@ export interface BatchOptions extends IterateOptions {
   max?: number | undefined;
 }
 
-const LIMIT_OPTIONS: OptionNames<{ capacity?: unknown; maxBytes?: unknown }> = {
+const LIMIT_OPTIONS: OptionNames<Pick<MailboxOptions, 'capacity' | 'maxBytes'>> = {
   capacity: true,
   maxBytes: true,
 };
@@ -875,10 +876,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   }
 
   /** Changes capacity or byte limit (owner only), like IPC_SET of msg_qbytes. */
-  setLimits(limits: {
-    capacity?: number | 'unbounded' | undefined;
-    maxBytes?: number | 'unbounded' | undefined;
-  }): Promise<MailboxInfo> {
+  setLimits(limits: Pick<MailboxOptions, 'capacity' | 'maxBytes'>): Promise<MailboxInfo> {
     const unknown = unknownOption(limits, LIMIT_OPTIONS, 'setLimits()');
     if (unknown !== null) return Promise.reject(unknown);
     return this.call<MailboxInfo>('set', { id: this.id, ...limits });

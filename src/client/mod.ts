@@ -12,6 +12,7 @@
 export type { CodecName } from '../protocol/codec.js';
 export * from '../protocol/errors.js';
 export type {
+  AnnouncedLimits,
   ConnectOptions,
   ReceiveOptions,
   SendManyResult,
@@ -37,6 +38,7 @@ export {
   connect,
   type DownEvent,
   type MailboxOptions,
+  type OpenMailboxOptions,
   PostboxProcess,
   type ProcessInfo,
   type ProcessRef,

@@ -7,6 +7,7 @@ import {
 } from '../protocol/errors.js';
 import {
   AnnouncedEvent,
+  type AnnouncedLimits,
   CONNECT_OPTIONS,
   Connection,
   type ConnectOptions,
@@ -106,7 +107,25 @@ export const MAILBOX_OPTIONS: OptionNames<MailboxOptions> = {
   role: true,
 };
 
-const OPEN_OPTIONS: OptionNames<{ create: unknown; role: unknown }> = { create: true, role: true };
+/**
+ * Options of {@link PostboxProcess.openMailbox}.
+ *
+ * @example
+ * ```ts
+ * import { connect, type Mailbox, type OpenMailboxOptions } from 'postbox';
+ * const me = await connect();
+ * const open = (name: string, options: OpenMailboxOptions): Promise<Mailbox> => me.openMailbox(name, options);
+ * const jobs = await open('jobs', { create: { capacity: 10 }, role: 'read' });
+ * ```
+ */
+export interface OpenMailboxOptions {
+  /** Create it if there is none: `true` with the kernel's defaults, or the new mailbox's attributes. */
+  create?: MailboxOptions | boolean | undefined;
+  /** How this handle uses it; counts for pipes and FIFOs. Default 'both'. */
+  role?: 'read' | 'write' | 'both' | 'none' | undefined;
+}
+
+const OPEN_OPTIONS: OptionNames<OpenMailboxOptions> = { create: true, role: true };
 const MONITOR_OPTIONS: OptionNames<{ signal?: AbortSignal }> = { signal: true };
 
 /** Process names a process remembers the ids of, the oldest looked up dropped first. */
@@ -197,7 +216,7 @@ export class PostboxProcess {
   }
 
   /** The kernel's limits, as it announced them. */
-  get limits(): Connection['info']['limits'] {
+  get limits(): AnnouncedLimits {
     return this.conn.info.limits;
   }
 
@@ -352,10 +371,7 @@ export class PostboxProcess {
   /** Opens an existing mailbox by name or id (ENOENT if none), or creates it with `create`. */
   async openMailbox<T = unknown>(
     ref: string | number | { key: number },
-    options: {
-      create?: MailboxOptions | boolean | undefined;
-      role?: 'read' | 'write' | 'both' | 'none' | undefined;
-    } = {},
+    options: OpenMailboxOptions = {},
   ): Promise<Mailbox<T>> {
     if (typeof ref === 'number') {
       const bad = badMailboxId(ref);
