@@ -8,13 +8,19 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, type PostboxError } from '../src/client/mod.js';
-import { SocketPathTooLongError, startKernel } from '../src/kernel/mod.js';
+import {
+  KernelRunningError,
+  SocketPathIsFolderError,
+  SocketPathTakenError,
+  SocketPathTooLongError,
+  startKernel,
+} from '../src/kernel/mod.js';
 import { MAX_SOCKET_PATH_BYTES } from '../src/transport/address.js';
 import { listenAsAnotherUser, WITHOUT_MODE_OVERRIDE } from './helpers/foreign-socket.js';
 import { CLI } from './helpers/kernel.js';
@@ -74,6 +80,31 @@ describe('socket paths over the OS limit', { skip: process.platform === 'win32' 
       readdirSync(dir).filter((f) => f.startsWith('lib-')),
       [],
     );
+  });
+
+  test("startKernel()'s refusals are named after their class, as Postbox's errors are", async () => {
+    // They read 'Error: a kernel is already running on …' in a trace, as if nobody had named them.
+    const live = join(dir, 'named.sock');
+    const file = join(dir, 'named-file');
+    writeFileSync(file, '');
+    const k = await startKernel({ socket: live });
+    try {
+      const cases: [string, new (...args: never[]) => Error][] = [
+        [live, KernelRunningError],
+        [file, SocketPathTakenError],
+        [`${dir}/`, SocketPathIsFolderError],
+        [pathOf(MAX_SOCKET_PATH_BYTES + 1, 'named'), SocketPathTooLongError],
+      ];
+      for (const [socket, Class] of cases)
+        await assert.rejects(startKernel({ socket }), (e: unknown) => {
+          assert.ok(e instanceof Class, `${socket}: ${String(e)}`);
+          assert.equal(e.name, Class.name);
+          assert.ok(String(e).startsWith(`${Class.name}: `), String(e));
+          return true;
+        });
+    } finally {
+      await k.close();
+    }
   });
 
   test('connect() refuses one with ENAMETOOLONG, not "no kernel is answering"', async () => {

@@ -206,6 +206,10 @@ async function clearStaleSocket(path: string): Promise<void> {
 /** The socket path holds something that is not a socket (a file, a folder): it is left alone. */
 export class SocketPathTakenError extends Error {
   readonly code = 'EEXIST';
+  // Named as PostboxError is: a trace reads 'KernelRunningError: …', not 'Error: …'.
+  override get name(): string {
+    return this.constructor.name;
+  }
   constructor(readonly socketPath: string) {
     super(
       `${socketPath} exists and is not a socket; the kernel will not replace it (choose another --socket PATH)`,
@@ -235,6 +239,10 @@ function checkSocketFolder(socketPath: string): void {
 /** The socket's folder is another user's, or anyone may replace what is in it. */
 export class SocketFolderNotPrivateError extends Error {
   readonly code = 'EACCES';
+  // Named as PostboxError is: a trace reads 'KernelRunningError: …', not 'Error: …'.
+  override get name(): string {
+    return this.constructor.name;
+  }
   constructor(
     readonly folder: string,
     why: string,
@@ -248,6 +256,10 @@ export class SocketFolderNotPrivateError extends Error {
 /** The socket path ends with '/': it names a folder, and a socket is a file in one. */
 export class SocketPathIsFolderError extends Error {
   readonly code = 'EISDIR';
+  // Named as PostboxError is: a trace reads 'KernelRunningError: …', not 'Error: …'.
+  override get name(): string {
+    return this.constructor.name;
+  }
   constructor(readonly socketPath: string) {
     super(
       `the socket path ${socketPath} ends with '/', so it names a folder; give the socket's own name in it, e.g. --socket ${socketPath}kernel.sock`,
@@ -267,6 +279,10 @@ export class EmptyTokenError extends InvalidArgumentError {
 /** The socket path is longer than the OS takes; Node would cut it and listen elsewhere. */
 export class SocketPathTooLongError extends Error {
   readonly code = 'ENAMETOOLONG';
+  // Named as PostboxError is: a trace reads 'KernelRunningError: …', not 'Error: …'.
+  override get name(): string {
+    return this.constructor.name;
+  }
   constructor(
     readonly socketPath: string,
     message: string,
@@ -278,6 +294,10 @@ export class SocketPathTooLongError extends Error {
 /** Another kernel already answers on the socket. */
 export class KernelRunningError extends Error {
   readonly code = 'EADDRINUSE';
+  // Named as PostboxError is: a trace reads 'KernelRunningError: …', not 'Error: …'.
+  override get name(): string {
+    return this.constructor.name;
+  }
   constructor(readonly socketPath: string) {
     super(
       `a kernel is already running on ${socketPath}; stop it first, or start this one with --socket PATH`,
