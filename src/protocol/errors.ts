@@ -134,6 +134,12 @@ export class WouldBlockError extends PostboxError {
     super('EAGAIN', message, subject);
   }
 }
+/** A message's size and the limit it is over, in bytes: see {@link MessageSizeError}. */
+export interface MeasuredSize {
+  size: number;
+  limit: number;
+}
+
 /**
  * A message is larger than the mailbox or kernel allows. Where the client measured it against
  * the kernel's limit before sending, `size` and `limit` say by how much, so a layer above can
@@ -151,7 +157,7 @@ export class MessageSizeError extends PostboxError {
   readonly size: number | undefined;
   /** The largest message the kernel takes, in bytes, where the client measured against it. */
   readonly limit: number | undefined;
-  constructor(message: string, subject?: ErrorSubject, measured?: { size: number; limit: number }) {
+  constructor(message: string, subject?: ErrorSubject, measured?: MeasuredSize) {
     super('EMSGSIZE', message, subject);
     this.size = measured?.size;
     this.limit = measured?.limit;
