@@ -182,6 +182,8 @@ test('--help on every command: usage, examples and exit codes, without a kernel'
     ])
       assert.match(r.stdout.slice(r.stdout.indexOf('Exit codes:')), code, c);
     if (c !== 'kernel') assert.match(r.stdout, /--socket PATH[\s\S]*--url URL/, c);
+    // ps and watch say what their columns are, as cli.md does: an inbox and what loops hold too.
+    if (c === 'ps' || c === 'watch') assert.match(r.stdout, /inbox[\s\S]*hold/, c);
   }
   const top = await run(['--help'], { env: nowhere });
   assert.equal(top.code, 0);

@@ -6,8 +6,9 @@ import { cut, formatTable, NAME_WIDTH } from '../table.js';
 export const psHelp = `Usage: postbox ps [options]
 
 Lists the connected processes: id, name, OS pid, host, transport (unix or tcp), the mailboxes
-each owns, and what each is blocked on (a receive, a send waiting for room, a send waiting for
-its receipt). The command's own short-lived process is left out.
+each owns, the messages waiting in its inbox (INBOX), what its loops hold (HOLDS: jobs in hand,
+messages pushed ahead and not yet taken), and what each is blocked on (a receive, a send waiting
+for room, a send waiting for its receipt). The command's own short-lived process is left out.
 
 Options:
   --json               the kernel's process list as a JSON array

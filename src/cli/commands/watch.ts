@@ -20,10 +20,11 @@ import type { ProcessRow } from './ps.js';
 export const watchHelp = `Usage: postbox watch [options]
 
 A live view of the kernel: every mailbox with a depth bar (how full it is), its messages and
-bytes, and who waits to send to it and to receive from it; every process with what it owns and
-what it is blocked on. It asks the kernel every --interval ms and redraws only when something
-changed. On a terminal the screen is cleared for each frame; otherwise frames follow each other,
-separated by a blank line. Ctrl-C quits (exit 0).
+bytes, and who waits to send to it and to receive from it; every process with what it owns, the
+messages in its inbox, what its loops hold (as ps shows it) and what it is blocked on. It asks
+the kernel every --interval ms and redraws only when something changed. On a terminal the screen
+is cleared for each frame; otherwise frames follow each other, separated by a blank line. Ctrl-C
+quits (exit 0).
 
 Options:
   --interval MS        how often to ask the kernel (default 250)
