@@ -665,7 +665,10 @@ test('send reads standard input one message per line; recv --all gives them back
 });
 
 test("--typed input and msgrcv selection: the lecture's crew", async () => {
-  assert.equal((await run(['create', 'crew'])).code, 0);
+  const made = await run(['create', 'crew']);
+  assert.equal(made.code, 0, made.stderr);
+  // cli.md's transcript shows this line (with the id its kernel gave).
+  assert.match(made.stdout, /^created mailbox 'crew' \(#\d+\): unbounded, fifo, first, mode 0666\n$/);
   const crew: [number, string][] = [
     [1, 'Kirk'],
     [2, 'Spock'],
@@ -942,6 +945,12 @@ test('watch --once and ps show a mailbox and the receiver blocked on it; --recei
     assert.equal(watch.code, 0, watch.stderr);
     assert.ok(!watch.stdout.includes('\u001b['), 'no screen clearing when stdout is not a terminal');
     assert.match(watch.stdout, /^postbox watch /);
+    // The column names cli.md shows.
+    assert.match(
+      watch.stdout,
+      /\nMAILBOX +ID +DEPTH +MESSAGES +BYTES +WAITING TO SEND +WAITING TO RECEIVE\n/,
+    );
+    assert.match(watch.stdout, /\nPROCESS +PID +HOST +TRANSPORT +OWNS +INBOX +HOLDS +BLOCKED ON\n/);
     assert.match(watch.stdout, new RegExp(`\\ninbox-jobs +\\d+ +\\[\\.+\\] +0/4 +0 +- +${receiverId}\\n`));
     assert.match(
       watch.stdout,
