@@ -1048,7 +1048,8 @@ Debian's packages when missing (as root; it is started by the harness on 127.0.0
 port, and stopped after), and the C programs in \`bench/native/\` built with gcc into a temp folder.
 A peer that cannot be installed is listed as not available, and its rows say why.
 
-Results go to \`bench/results/latest.json\`. If \`bench/results/baseline.json\` exists, the run is
+Results go to \`bench/results/latest.json\`. A full run also rewrites this page and its chart
+(\`docs/benchmarks.md\`, \`docs/bench-throughput.svg\`) with its own figures; \`--no-docs\` leaves them. If \`bench/results/baseline.json\` exists, the run is
 compared with it by each row's ratio to the raw ceiling of its own run (not by absolute times). A
 Postbox row whose ratio fell by more than 20%, or that failed where the baseline has a figure, is
 flagged as a regression (\`--fail-on-regression\` makes that exit 1; \`--save-baseline\` writes a new
