@@ -1640,5 +1640,9 @@ test('a send that fails part way says how many lines after the failed one were s
     "postbox send: line 3: a 16-byte message is over the 10-byte limit of mailbox 'tight' (EMSGSIZE); 2 lines after it, already in flight, were sent\n",
   );
   assert.equal((await run(['recv', 'tight', '--all'])).stdout, 'one\ntwo\nfour\nfive\n');
+  const one = await run(['send', 'tight'], { input: 'one\nthis is too long\nthree\n' });
+  assert.equal(one.code, 1, one.stderr);
+  assert.match(one.stderr, /; 1 line after it, already in flight, was sent\n$/);
+  assert.equal((await run(['recv', 'tight', '--all'])).stdout, 'one\nthree\n');
   await box.delete();
 });

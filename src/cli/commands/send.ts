@@ -205,7 +205,10 @@ export async function sendCommand(argv: string[]): Promise<number> {
       // may have been too. Without saying how many, a script that sends again from the failed
       // line would send those twice.
       const after = sender.errorLine === null ? 0 : sender.sent - (sender.errorLine - 1);
-      const also = after > 0 ? `; ${lineCount(after)} after it, already in flight, were sent` : '';
+      const also =
+        after > 0
+          ? `; ${lineCount(after)} after it, already in flight, ${after === 1 ? 'was' : 'were'} sent`
+          : '';
       printDiagnostic('send', `${where}${sender.error.message}${code}${also}${hint}`);
       return sender.exitCode;
     }
