@@ -134,7 +134,12 @@ test('with --listen and no POSTBOX_TOKEN the kernel writes a private token file 
   try {
     // Named after the socket (k.sock → k.token), so kernels sharing a folder keep their own.
     const file = join(dir, 'k.token');
-    assert.ok(lines.some((l) => l.includes(file)));
+    // The three lines cli.md shows, in its order, on standard output.
+    assert.deepEqual(lines, [
+      `postbox kernel ${p.pid} listening on unix:${join(dir, 'k.sock')}`,
+      `postbox kernel listening on ${url}`,
+      `postbox kernel: TCP token written to ${file} (readable only by you)`,
+    ]);
     assert.equal(statSync(file).mode & 0o777, 0o600);
     // The file's contents as read, line end and all, as its message says: "the contents of the
     // token file". The newline made that a wrong token.
