@@ -119,4 +119,28 @@ describe('work queues', { timeout: 60_000 }, () => {
     await idle.close();
     await box.delete();
   });
+
+  test("a loop with jobs pushed ahead and credit left is working, not blocked, yet still among its mailbox's waiting receivers, as cli.md's watch frame shows", async () => {
+    const box = await producer.createMailbox<number>('busy-jobs', { mode: 0o666, capacity: 10 });
+    const jobs = await worker.openMailbox<number>(box.id);
+    const it = jobs.messages(); // the default prefetch, 256: pushing starts now
+    await box.sendMany([1, 2, 3, 4, 5]);
+    const row = await until(
+      async () => (await worker.processes()).find((p) => p.id === worker.id)!,
+      (r) => r.holds.length === 1 && r.holds[0]!.endsWith(' 5 pushed ahead'),
+      10_000,
+      'the five jobs to be pushed ahead',
+    );
+    assert.deepEqual(row.holds, ["mailbox 'busy-jobs': 5 pushed ahead"]);
+    assert.deepEqual(row.blockedOn, [], 'it has jobs at hand: it is working');
+    const stat = await box.stat();
+    assert.equal(stat.count, 5, 'pushed ahead, they are still the mailbox’s');
+    assert.deepEqual(
+      stat.waitingReceivers,
+      [worker.id],
+      'with credit left, the kernel pushes it the next job',
+    );
+    await it.return();
+    await box.delete();
+  });
 });
