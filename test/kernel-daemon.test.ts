@@ -339,13 +339,14 @@ test('a second signal ends a kernel still shutting down at once, as the shell re
     raw.on('error', () => {});
     await once(raw, 'connect');
     const exited = once(k.proc, 'exit');
-    // Back to back, so the second comes well inside that second however loaded the machine (a
-    // pending SIGINT is delivered before a pending SIGTERM). It used to start the same shutdown
-    // again and exit 0 once the first had finished.
+    // Back to back, so the second comes well inside that second however loaded the machine. It
+    // used to start the same shutdown again and exit 0 once the first had finished. Which of the
+    // two Node sees second is not certain: each may be taken by another of its threads, whose
+    // handlers race to tell the main one (a full run saw 130 once). Either is 128 + the second.
     k.proc.kill('SIGINT');
     k.proc.kill('SIGTERM');
     const [code] = await within(exited, 10_000, 'the kernel to exit');
-    assert.equal(code, 143);
+    assert.ok(code === 143 || code === 130, `128 + the second signal's number, not ${String(code)}`);
     raw.destroy();
   } finally {
     await k.stop();
