@@ -57,10 +57,13 @@ export async function startTestKernel(
   let tcpUrl: string | null = null;
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`kernel did not start in 10 s; log:\n${log.join('\n')}`)),
-      10_000,
-    );
+    // Generous: on two cores beside other builds a node process can take over 10 s to start.
+    // One that never listens is killed, not left running with its folder.
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      if (dir !== null) rmSync(dir, { recursive: true, force: true });
+      reject(new Error(`kernel did not start in 30 s; log:\n${log.join('\n')}`));
+    }, 30_000);
     const rl = createInterface({ input: proc.stdout! });
     rl.on('line', (line) => {
       const listening = /listening on (tcp:\/\/\S+)/.exec(line);
