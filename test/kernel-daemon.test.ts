@@ -128,6 +128,90 @@ test('the socket is private, a second kernel on it is refused, a stale socket fi
   }
 });
 
+/** A `postbox kernel` starting: resolves with its TCP URL once it listens, or how it exited. */
+function startingKernel(
+  socket: string,
+  env: NodeJS.ProcessEnv,
+): { proc: ChildProcess; outcome: Promise<{ url: string } | { code: number | null; stderr: string }> } {
+  const proc = spawn(process.execPath, [CLI, 'kernel', '--socket', socket, '--listen', 'tcp://127.0.0.1:0'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => {
+    stderr += d;
+  });
+  const outcome = within(
+    new Promise<{ url: string } | { code: number | null; stderr: string }>((resolve) => {
+      createInterface({ input: proc.stdout! }).on('line', (line) => {
+        const url = /listening on (tcp:\/\/\S+)/.exec(line);
+        if (url !== null) resolve({ url: url[1]! });
+      });
+      proc.once('close', (code) => resolve({ code, stderr }));
+    }),
+    20_000,
+    'a kernel to listen or exit',
+  );
+  return { proc, outcome };
+}
+
+test('kernels started at once on one socket: exactly one serves, with its token file; the other exits 1 saying a kernel runs there', async () => {
+  // A kernel bound its socket and listened a moment later: a second one starting then took the
+  // new socket for a dead kernel's and removed it, and both ran (once with no socket file at
+  // all), or the loser said only "listen EADDRINUSE", and a loser could write its token file
+  // over the winner's. Supervisors and scripts do start kernels so (a restart and a manual start).
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-race-'));
+  const socket = join(dir, 'k.sock');
+  const env = { ...process.env };
+  delete env.POSTBOX_TOKEN;
+  try {
+    for (const stale of [false, true]) {
+      for (let trial = 0; trial < 5; trial++) {
+        if (stale) {
+          const dead = startingKernel(socket, env);
+          await dead.outcome;
+          dead.proc.kill('SIGKILL');
+          await once(dead.proc, 'exit');
+          assert.ok(existsSync(socket), 'a killed kernel leaves its socket file');
+        }
+        const kernels = [startingKernel(socket, env), startingKernel(socket, env)];
+        try {
+          const outcomes = await Promise.all(kernels.map((k) => k.outcome));
+          const what = `stale file: ${stale}, trial ${trial}: ${JSON.stringify(outcomes)}`;
+          const winners = outcomes.filter((o): o is { url: string } => 'url' in o);
+          assert.equal(winners.length, 1, what);
+          const loser = outcomes.find((o) => !('url' in o)) as { code: number | null; stderr: string };
+          assert.equal(loser.code, 1, what);
+          assert.equal(
+            loser.stderr,
+            `postbox kernel: a kernel is already running on ${socket}; stop it first, or start this one with --socket PATH\n`,
+            what,
+          );
+          // The winner is found at the path, and its token file is its own.
+          const local = await connect({ socket });
+          await local.close();
+          const remote = await connect({
+            url: winners[0]!.url,
+            token: readFileSync(join(dir, 'k.token'), 'utf8'),
+          });
+          await remote.close();
+          assert.deepEqual(readdirSync(dir).sort(), ['k.sock', 'k.token'], what);
+        } finally {
+          for (const k of kernels) {
+            if (k.proc.exitCode === null && k.proc.signalCode === null) {
+              k.proc.kill('SIGTERM');
+              await once(k.proc, 'exit');
+            }
+          }
+        }
+        assert.deepEqual(readdirSync(dir), [], 'the winner removed its socket and token file');
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('with --listen and no POSTBOX_TOKEN the kernel writes a private token file and prints where', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pbt-tok-'));
   const { proc: p, lines, url } = await tcpKernelWithoutToken(join(dir, 'k.sock'));

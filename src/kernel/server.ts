@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, lstatSync, readFileSync, type Stats, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer, type Server } from 'node:net';
+import { chmodSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { InvalidArgumentError } from '../protocol/errors.js';
 import {
@@ -12,6 +12,9 @@ import {
 } from '../transport/address.js';
 import { Kernel } from './kernel.js';
 import type { KernelLimits } from './limits.js';
+import { claimSocketPath } from './socket-claim.js';
+
+export { KernelRunningError, SocketPathTakenError } from './socket-claim.js';
 
 /** Options of {@link startKernel}. */
 export interface StartKernelOptions {
@@ -58,56 +61,65 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
   if (socketPath.endsWith('/')) throw new SocketPathIsFolderError(socketPath);
   ensureSocketDir(socketPath);
   checkSocketFolder(socketPath);
-  await clearStaleSocket(socketPath);
   const tcpUrls = options.listen ?? [];
   let token: string | null = null;
-  let tokenFile: string | null = null;
   if (tcpUrls.length > 0) {
     token = options.token ?? process.env.POSTBOX_TOKEN ?? null;
     // Read from a file, a token ends with a newline the clients drop too (withoutLineEnd).
     if (token !== null) token = withoutLineEnd(token);
     // An empty token would let in every TCP client that sends none: no authentication at all.
     if (token === '') throw new EmptyTokenError(options.token !== undefined ? 'the token' : 'POSTBOX_TOKEN');
-    if (token === null) {
-      token = randomBytes(24).toString('base64url');
-      tokenFile = tokenFileFor(socketPath);
-      writeTokenFile(tokenFile, token);
-    }
   }
   const kernelOptions: ConstructorParameters<typeof Kernel>[0] = {};
   if (options.limits !== undefined) kernelOptions.limits = options.limits;
-  if (token !== null) kernelOptions.token = token;
-  if (options.log !== undefined) kernelOptions.log = options.log;
-  const kernel = new Kernel(kernelOptions);
+  const log = options.log;
+  if (log !== undefined) kernelOptions.log = log;
 
   const servers: Server[] = [];
+  // The kernel is made once the path is this one's (in the same turn: no connection comes first).
+  let kernel: Kernel | null = null;
+  const accept = (socket: Socket, transport: 'unix' | 'tcp'): void => {
+    if (kernel === null) socket.destroy();
+    else kernel.accept(socket, transport);
+  };
   // Paused until the kernel takes each connection over with reads of its own (readIntoArena).
-  const unix = createServer({ pauseOnConnect: true }, (socket) => kernel.accept(socket, 'unix'));
-  await listen(unix, () => unix.listen(socketPath));
+  const unix = createServer({ pauseOnConnect: true }, (socket) => accept(socket, 'unix'));
+  // The socket path is this kernel's before anything else is done in its name: a kernel started
+  // at the same moment that loses it must not have written the token file over the winner's.
+  const claim = await claimSocketPath(unix, socketPath);
   servers.push(unix);
+  let tokenFile: string | null = null;
   const tcp: { host: string; port: number }[] = [];
   // From here a failure closes what listens: a kernel that did not start must not keep its
   // process alive with a listener nobody will ever close.
   try {
-    chmodSync(socketPath, 0o600);
+    if (tcpUrls.length > 0 && token === null) {
+      token = randomBytes(24).toString('base64url');
+      tokenFile = tokenFileFor(socketPath);
+      writeTokenFile(tokenFile, token);
+    }
+    if (token !== null) kernelOptions.token = token;
+    kernel = new Kernel(kernelOptions);
     for (const url of tcpUrls) {
       const addr = parseTcpUrl(url);
-      const server = createServer({ pauseOnConnect: true }, (socket) => kernel.accept(socket, 'tcp'));
+      const server = createServer({ pauseOnConnect: true }, (socket) => accept(socket, 'tcp'));
       await listen(server, () => server.listen(addr.port, addr.host));
       servers.push(server);
       const bound = server.address();
       if (bound !== null && typeof bound === 'object') tcp.push({ host: addr.host, port: bound.port });
     }
   } catch (err) {
+    claim.release();
     for (const s of servers) s.close();
     // A kernel that did not start leaves nothing behind: no socket, no token to find.
     removeTokenFile(tokenFile, token);
     throw err;
   }
+  const running = kernel;
 
   let closed: Promise<void> | null = null;
   return {
-    kernel,
+    kernel: running,
     socketPath,
     tcp,
     tokenFile,
@@ -116,11 +128,14 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
       closed ??= (async () => {
         // The listeners no longer count connections (the kernel took them over), so their
         // close does not wait for them: wait here until every process's socket has closed.
-        const sockets = [...kernel.connections].map((p) => p.socket).filter((s) => !s.closed);
+        // The path goes first: a process that looks for a kernel now finds none, not one that is
+        // going, and a kernel started next takes the path without having to find this one dead.
+        claim.release();
+        const sockets = [...running.connections].map((p) => p.socket).filter((s) => !s.closed);
         const socketsClosed = sockets.map(
           (s) => new Promise<void>((resolve) => s.once('close', () => resolve())),
         );
-        kernel.shutdown();
+        running.shutdown();
         // A peer that never reads would hold its connection half-closed for good.
         const timer = setTimeout(() => {
           for (const s of sockets) s.destroy();
@@ -146,7 +161,6 @@ function listen(server: Server, start: () => void): Promise<void> {
   });
 }
 
-/** A socket file nobody answers on is stale and removed; one with a live kernel is an error. */
 /**
  * The token file of the kernel on `socketPath`: beside it, named after it (`kernel.sock` →
  * `kernel.token`), so kernels whose sockets share a folder each have their own.
@@ -179,41 +193,6 @@ function removeTokenFile(file: string | null, token: string | null): void {
     if (readFileSync(file, 'utf8').trim() === token) unlinkSync(file);
   } catch {
     // Already gone.
-  }
-}
-
-async function clearStaleSocket(path: string): Promise<void> {
-  let kind: Stats;
-  try {
-    kind = lstatSync(path);
-  } catch {
-    return; // nothing there
-  }
-  // Only a socket left by a kernel that died may be removed; anything else is someone's file.
-  if (!kind.isSocket()) throw new SocketPathTakenError(path);
-  const live = await new Promise<boolean>((resolve) => {
-    const s = createConnection(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-  if (live) throw new KernelRunningError(path);
-  unlinkSync(path);
-}
-
-/** The socket path holds something that is not a socket (a file, a folder): it is left alone. */
-export class SocketPathTakenError extends Error {
-  readonly code = 'EEXIST';
-  // Named as PostboxError is: a trace reads 'KernelRunningError: …', not 'Error: …'.
-  override get name(): string {
-    return this.constructor.name;
-  }
-  constructor(readonly socketPath: string) {
-    super(
-      `${socketPath} exists and is not a socket; the kernel will not replace it (choose another --socket PATH)`,
-    );
   }
 }
 
@@ -288,19 +267,5 @@ export class SocketPathTooLongError extends Error {
     message: string,
   ) {
     super(message);
-  }
-}
-
-/** Another kernel already answers on the socket. */
-export class KernelRunningError extends Error {
-  readonly code = 'EADDRINUSE';
-  // Named as PostboxError is: a trace reads 'KernelRunningError: …', not 'Error: …'.
-  override get name(): string {
-    return this.constructor.name;
-  }
-  constructor(readonly socketPath: string) {
-    super(
-      `a kernel is already running on ${socketPath}; stop it first, or start this one with --socket PATH`,
-    );
   }
 }
