@@ -21,6 +21,7 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { connect } from '../src/client/mod.js';
 import {
   InvalidLimitError,
@@ -208,6 +209,59 @@ test('kernels started at once on one socket: exactly one serves, with its token 
       }
     }
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('npm start under a supervisor: SIGTERM to npm reaches the kernel, which shuts down cleanly', async () => {
+  // The start script ran the kernel under `sh -c`: npm passed the signal to the shell, which died
+  // of it, and the kernel ran on, orphaned, holding its socket, while the supervisor (pm2, a
+  // Docker container whose first process is npm) took it for stopped.
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-npm-'));
+  const socket = join(dir, 'k.sock');
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  // Under `npm test`, the npm that runs the tests; else the one on the PATH.
+  const npm = process.env.npm_execpath;
+  const [cmd, pre] = npm?.endsWith('.js') ? [process.execPath, [npm]] : ['npm', []];
+  // --ignore-scripts: not the build of prestart, which the tests have already done.
+  const proc = spawn(cmd, [...pre, 'start', '--ignore-scripts', '--', '--socket', socket], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let kernelPid = 0;
+  const lines: string[] = [];
+  try {
+    await within(
+      new Promise<void>((resolve, reject) => {
+        createInterface({ input: proc.stdout! }).on('line', (line) => {
+          lines.push(line);
+          const m = /^postbox kernel (\d+) listening on unix:/.exec(line);
+          if (m !== null) {
+            kernelPid = Number(m[1]);
+            resolve();
+          }
+        });
+        proc.once('exit', (code) => reject(new Error(`npm start exited with ${code}: ${lines.join('\n')}`)));
+      }),
+      20_000,
+      'npm start to start the kernel',
+    );
+    const exited = once(proc, 'exit');
+    proc.kill('SIGTERM');
+    const [code] = await within(exited, 10_000, 'npm to exit');
+    assert.ok(lines.includes('postbox kernel: SIGTERM, shutting down'), lines.join('\n'));
+    assert.equal(code, 0);
+    assert.throws(() => process.kill(kernelPid, 0), { code: 'ESRCH' }, 'the kernel has exited with npm');
+    assert.ok(!existsSync(socket), 'the kernel removed its socket');
+  } finally {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    if (kernelPid !== 0) {
+      try {
+        process.kill(kernelPid, 'SIGKILL');
+      } catch {
+        // It exited, as it should.
+      }
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 });
