@@ -126,12 +126,26 @@ async function writeEnd(
   }
   // A line is sent as it comes, a long one in pieces: the reader of a FIFO sees bytes, and a
   // line without an end must not be held whole (see inputLines).
+  // The kernel gone, nothing can be written: the command ends now, not at the next line of an
+  // input that may not come for hours.
+  let kernelGone = false;
+  void proc.closed.then((err) => {
+    if (err === null) return;
+    kernelGone = true;
+    failure ??= err;
+    process.stdin.destroy();
+  });
+  const stopped = (): boolean => signal.aborted || kernelGone;
   const input: AsyncIterable<(string | Buffer)[]> = chunks
     ? (async function* () {
-        for await (const chunk of process.stdin) yield [chunk as Buffer];
+        try {
+          for await (const chunk of process.stdin) yield [chunk as Buffer];
+        } catch (err) {
+          if (!stopped()) throw err;
+        }
       })()
     : (async function* () {
-        for await (const batch of inputLines(process.stdin, LINE_PIECE, () => signal.aborted))
+        for await (const batch of inputLines(process.stdin, LINE_PIECE, stopped))
           yield batch.map(({ text, end }) => (end ? `${text}\n` : text));
       })();
   const stop = (): void => {
@@ -141,7 +155,7 @@ async function writeEnd(
   try {
     reading: for await (const pieces of input) {
       for (const data of pieces) {
-        if (failure !== null || writer.destroyed) break reading;
+        if (failure !== null || writer.destroyed || kernelGone) break reading;
         if (!writer.write(data)) await drainOrClose(writer);
       }
     }

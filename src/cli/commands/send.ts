@@ -135,12 +135,21 @@ export async function sendCommand(argv: string[]): Promise<number> {
         process.stdin.destroy();
       };
       signal.addEventListener('abort', stopReading, { once: true });
+      // The kernel gone, no line can be sent: the command ends now, not at the next line of an
+      // input that may not come for hours (`tail -f log | postbox send q` under a supervisor).
+      let kernelGone: PostboxError | null = null;
+      void proc.closed.then((err) => {
+        if (err === null) return;
+        kernelGone = err;
+        process.stdin.destroy();
+      });
+      const stopped = (): boolean => signal.aborted || kernelGone !== null;
       inputDone = false;
       try {
-        reading: for await (const batch of inputLines(process.stdin, longest, () => signal.aborted)) {
+        reading: for await (const batch of inputLines(process.stdin, longest, stopped)) {
           for (const { text: line, end } of batch) {
             // Lines read ahead before the interrupt are not sent: the command is stopping.
-            if (sender.failed || signal.aborted) break reading;
+            if (sender.failed || stopped()) break reading;
             if (!end) {
               const flag = limit === proc.limits.maxMessageSize ? ' (postbox kernel --max-message-size)' : '';
               sender.refuse(
@@ -173,7 +182,8 @@ export async function sendCommand(argv: string[]): Promise<number> {
           }
         }
         // The loop also ends when the interrupt closed the reader: then input was left.
-        inputDone = !signal.aborted && !sender.failed;
+        inputDone = !stopped() && !sender.failed;
+        if (kernelGone !== null && !sender.failed) sender.refuse(kernelGone, exitCodeFor(kernelGone));
       } finally {
         signal.removeEventListener('abort', stopReading);
         process.stdin.destroy();
