@@ -6,11 +6,15 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join as joinPath } from 'node:path';
 import { describe, test } from 'node:test';
 import { connect, type PostboxError, type PostboxProcess } from '../src/client/mod.js';
 import { mkfifo, openFifo, unlinkFifo } from '../src/faces/fifo.js';
 import { pipe, pipeFromEnv, spawn } from '../src/faces/pipe.js';
 import { PipeReader } from '../src/faces/pipe-end.js';
+import { startKernel } from '../src/kernel/mod.js';
 import { kernelForTests, startTestKernel } from './helpers/kernel.js';
 import { within } from './helpers/raw-peer.js';
 
@@ -313,6 +317,55 @@ describe('pipes', () => {
       });
     }
     await pipesBackTo(p, before.length);
+  });
+
+  test('spawn with handOver: a child that joins a kernel started again with the same pid is refused the pipe, not given what has its id there', async () => {
+    // POSTBOX_PIPE named the kernel by its pid alone, and a kernel started again (a container's
+    // first process, kernels a program runs with startKernel) often has the pid of the one before:
+    // a child that joined the new one opened whatever had the pipe's id there and wrote into it,
+    // and exited 0. Two kernels in this one process have the same pid.
+    const dir = mkdtempSync(joinPath(tmpdir(), 'pbt-pid-'));
+    const first = await startKernel({ socket: joinPath(dir, 'first.sock') });
+    const again = await startKernel({ socket: joinPath(dir, 'again.sock') });
+    const parent = await connect({ socket: first.socketPath });
+    const stranger = await connect({ socket: again.socketPath });
+    try {
+      // Mailboxes in the new kernel with the ids a pipe of the old one may have.
+      for (let i = 0; i < 20; i++) await stranger.createMailbox(`stranger-${i}`, { mode: 0o666 });
+      const client = new URL('../src/client/mod.js', import.meta.url).href;
+      const face = new URL('../src/faces/pipe.js', import.meta.url).href;
+      const script = `
+        import { connect } from ${JSON.stringify(client)};
+        import { pipeFromEnv } from ${JSON.stringify(face)};
+        const me = await connect({ socket: process.env.AGAIN });
+        try {
+          const w = await pipeFromEnv(me);
+          await new Promise((r) => w.end('written\\n', r));
+        } catch (err) {
+          console.error(err.code + ': ' + err.message);
+          process.exitCode = 3;
+        }
+        await me.close();`;
+      const child = await spawn(parent, process.execPath, ['--input-type=module', '-e', script], 'r', {
+        handOver: true,
+        env: { ...process.env, AGAIN: again.socketPath },
+      });
+      let text = '';
+      child.reader.setEncoding('utf8');
+      for await (const chunk of child.reader) text += chunk;
+      assert.equal(text, '', 'nothing came through the pipe');
+      assert.deepEqual(await child.wait(), { code: 3, signal: null });
+      assert.ok(
+        (await stranger.mailboxes()).every((m) => m.count === 0),
+        "nothing went into the new kernel's mailboxes",
+      );
+    } finally {
+      await stranger.close();
+      await parent.close();
+      await again.close();
+      await first.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("spawn with handOver: the child joins the parent's kernel and writes its end itself; a pipe of another kernel is refused", async () => {

@@ -120,6 +120,7 @@ const DOC_PROCESS = 2;
 const DOC_INBOX = 6;
 const DOC_MAILBOX = 7;
 const DOC_KERNEL_PID = 4321;
+const DOC_KERNEL_INSTANCE = '9f2c4e1a0b7d3c55';
 const DOC_TIME_0 = 1_699_999_999_750;
 const DOC_TIME_1 = 1_700_000_000_000;
 const DOC_TIME_2 = 1_700_000_000_250;
@@ -225,7 +226,7 @@ function kernelSent(request: number, outcome: number, receiver: number, seq: num
 const docWelcomePayload = {
   process: { id: DOC_PROCESS, name: null },
   inbox: DOC_INBOX,
-  kernel: { pid: DOC_KERNEL_PID, version: KERNEL_VERSION, time: DOC_TIME_0 },
+  kernel: { pid: DOC_KERNEL_PID, instance: DOC_KERNEL_INSTANCE, version: KERNEL_VERSION, time: DOC_TIME_0 },
   limits: defaultLimits,
 };
 
@@ -367,7 +368,7 @@ function fieldsOf(buf: Buffer, start: number, end: number): Fields {
 /** The fields the document's prose claims for each vector. */
 const expectedFields: Record<string, Fields> = {
   hello: { op: 0x01, flags: 0, aux: 1, request: 0, payload: { pid: 1234, host: 'demo-host' } },
-  welcome: { op: 0x81, flags: 0, aux: 1, request: 0, length: 0x184 },
+  welcome: { op: 0x81, flags: 0, aux: 1, request: 0, length: 0x1a2 },
   'call-create': { op: 0x02, request: 1, payload: { op: 'create', name: 'demo', mode: 438 } },
   'result-create': { op: 0x82, aux: 0, request: 1 },
   'receive-nowait': {
@@ -953,6 +954,7 @@ describe('the documented session replays against a real kernel', () => {
     processId = w.process.id;
     assert.ok(processId > 0);
     assert.equal(w.kernel.pid, kernel!.proc.pid);
+    assert.match(w.kernel.instance, /^[0-9a-f]{16}$/, 'WELCOME names this run of the kernel');
     assert.ok(Math.abs(w.kernel.time - Date.now()) < 60_000, 'WELCOME carries the kernel’s clock');
     assertBytes(
       welcome,
@@ -960,7 +962,12 @@ describe('the documented session replays against a real kernel', () => {
         ...docWelcomePayload,
         process: { id: processId, name: null },
         inbox: w.inbox,
-        kernel: { pid: kernel!.proc.pid, version: KERNEL_VERSION, time: w.kernel.time },
+        kernel: {
+          pid: kernel!.proc.pid,
+          instance: w.kernel.instance,
+          version: KERNEL_VERSION,
+          time: w.kernel.time,
+        },
       }),
       'WELCOME',
     );

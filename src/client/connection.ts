@@ -336,7 +336,8 @@ export interface Welcome {
   process: { id: number; name: string | null };
   inbox: number;
   /** `time`: the kernel's clock when it answered (ms since the epoch); absent from older kernels. */
-  kernel: { pid: number; version: string; time?: number };
+  /** `instance`: this run of the kernel (an older kernel sends none). */
+  kernel: { pid: number; instance?: string; version: string; time?: number };
   limits: AnnouncedLimits;
 }
 

@@ -181,7 +181,8 @@ async function spawnHandingOver(
   // stranger's mailbox, both sides exiting 0).
   const conn = proc.conn;
   const env = { ...(options.env ?? process.env) };
-  env[PIPE_ENV] = `${id}:${mode === 'r' ? 'w' : 'r'}:${conn.info.kernel.pid}`;
+  const { pid, instance } = conn.info.kernel;
+  env[PIPE_ENV] = `${id}:${mode === 'r' ? 'w' : 'r'}:${pid}${instance === undefined ? '' : `:${instance}`}`;
   env.POSTBOX_URL = conn.transport === 'tcp' ? conn.address : `unix:${conn.address}`;
   // And over TCP, with the token this process joined with: it may have come from
   // connect({ token }), not from an environment the child inherits.
@@ -255,13 +256,22 @@ export async function pipeFromEnv(
 ): Promise<PipeReader | PipeWriter | null> {
   const value = env[PIPE_ENV];
   if (value === undefined) return null;
-  const m = /^(\d+):([rw])(?::(\d+))?$/.exec(value);
+  const m = /^(\d+):([rw])(?::(\d+)(?::([0-9a-f]+))?)?$/.exec(value);
   if (m === null)
-    throw new InvalidArgumentError(`${PIPE_ENV}='${value}' is not ID:r or ID:w (then :KERNEL-PID)`);
-  const kernel = proc.conn.info.kernel.pid;
+    throw new InvalidArgumentError(
+      `${PIPE_ENV}='${value}' is not ID:r or ID:w (then :KERNEL-PID, then :KERNEL-INSTANCE)`,
+    );
+  const { pid: kernel, instance } = proc.conn.info.kernel;
   if (m[3] !== undefined && Number(m[3]) !== kernel)
     throw new InvalidArgumentError(
       `${PIPE_ENV} hands over pipe ${m[1]} of the kernel with pid ${m[3]}, but this process joined the kernel with pid ${kernel} at ${proc.conn.address}: join the parent's kernel ($POSTBOX_URL, as spawn() sets it)`,
+    );
+  // Same pid, another kernel: the parent's was restarted (a container's first process has the
+  // same pid each time) before the child joined, and the new one has other mailboxes under the
+  // pipe's id.
+  if (m[4] !== undefined && instance !== undefined && m[4] !== instance)
+    throw new InvalidArgumentError(
+      `${PIPE_ENV} hands over pipe ${m[1]} of a kernel that is no longer running at ${proc.conn.address} (it was restarted): the pipe went with it`,
     );
   const mb = await proc.openMailbox(Number(m[1]), { role: m[2] === 'r' ? 'read' : 'write' });
   return m[2] === 'r' ? new PipeReader(mb) : new PipeWriter(mb);

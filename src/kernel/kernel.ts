@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { FrameError } from '../protocol/decoder.js';
 import { type ErrorCode, WireErrorCode } from '../protocol/errors.js';
@@ -120,6 +120,13 @@ export class Kernel implements MailboxHost {
   private helloBytes = 0;
   /** How long a new connection has to say HELLO: three heartbeats, at most 10 s. */
   readonly helloTimeoutMs: number;
+
+  /**
+   * This kernel among all that ever ran: ids (of processes, mailboxes) mean something only in
+   * the kernel that gave them, and a kernel started again often has its predecessor's OS pid (a
+   * container's first process; kernels run by one program with startKernel).
+   */
+  readonly instance = randomBytes(8).toString('hex');
 
   constructor(options: KernelOptions = {}) {
     this.limits = kernelLimits(options.limits);
@@ -530,7 +537,7 @@ export class Kernel implements MailboxHost {
         process: { id: p.id, name: p.name },
         inbox: inbox.id,
         // The kernel's clock, for processes on other machines to learn how theirs differs.
-        kernel: { pid: process.pid, version: KERNEL_VERSION, time: Date.now() },
+        kernel: { pid: process.pid, instance: this.instance, version: KERNEL_VERSION, time: Date.now() },
         limits: this.limits,
       }),
     );
