@@ -213,6 +213,33 @@ test('kernels started at once on one socket: exactly one serves, with its token 
   }
 });
 
+test("a socket left under the kernel's own starting name (one of its pid killed while it started) is no obstacle", async () => {
+  // A kernel listens under a name of its own beside the path before taking the path; one killed
+  // in that moment leaves it behind, and a later kernel given the same pid could not listen there.
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-own-'));
+  const socket = join(dir, 'k.sock');
+  const own = join(dir, `.k.sock.${process.pid.toString(36)}`);
+  const killed = spawn(process.execPath, [
+    '-e',
+    `require('node:net').createServer().listen(${JSON.stringify(own)}, () => process.kill(process.pid, 'SIGKILL'))`,
+  ]);
+  try {
+    await once(killed, 'exit');
+    assert.ok(existsSync(own), 'the killed listener left its socket file');
+    // In this process, so the kernel has the pid the name was made for.
+    const k = await startKernel({ socket });
+    try {
+      const p = await connect({ socket });
+      await p.close();
+      assert.deepEqual(readdirSync(dir), ['k.sock']);
+    } finally {
+      await k.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('npm start under a supervisor: SIGTERM to npm reaches the kernel, which shuts down cleanly', async () => {
   // The start script ran the kernel under `sh -c`: npm passed the signal to the shell, which died
   // of it, and the kernel ran on, orphaned, holding its socket, while the supervisor (pm2, a

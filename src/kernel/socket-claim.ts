@@ -38,6 +38,8 @@ export async function claimSocketPath(server: Server, socketPath: string): Promi
     return { release() {} };
   }
   const own = ownName(socketPath);
+  // Left by a kernel of this pid killed while it started (the pid is this process's now).
+  if (statIfAny(own)?.isSocket() === true) unlinkQuietly(own);
   await listen(server, own);
   try {
     chmodSync(own, 0o600);
