@@ -392,7 +392,7 @@ function stat(k: Kernel, mb: Mailbox, receipts: Map<Mailbox, number[]>): Args {
     waitingReceipts: receipts.get(mb) ?? [],
     // A stream with no credit left (all of it pushed to the stream or held by its jobs in
     // progress) is in the list but waits for nothing: no message would go to it now.
-    waitingReceivers: mb.receivers.filter((w) => !w.stream || w.credit > 0).map((w) => w.peer.id),
+    waitingReceivers: [...mb.receivers].filter((w) => !w.stream || w.credit > 0).map((w) => w.peer.id),
     holders: [...mb.holders],
     opens: mb.opens,
     readers: mb.readers,

@@ -18,6 +18,7 @@ import type { FrameWriter } from '../transport/frame-writer.js';
 import { BlockedSenders } from './blocked-senders.js';
 import type { MailboxAttributes, MailboxOrder, ReceiverPolicy } from './limits.js';
 import { MessageStore, type Selection, selects } from './message-store.js';
+import { ReceiverLine } from './receiver-line.js';
 import type { Slab } from './slab.js';
 
 /**
@@ -129,6 +130,9 @@ export class ReceiveWaiter {
   credit: number;
   /** In the mailbox's list of waiting receivers. */
   waiting = false;
+  /** Its neighbours in that list (kept by ReceiverLine). */
+  prevInLine: ReceiveWaiter | null = null;
+  nextInLine: ReceiveWaiter | null = null;
   /** Told END while still holding untaken messages. */
   ended = false;
   /**
@@ -432,11 +436,10 @@ export class Mailbox {
   inflightBytes = 0;
   /** Senders waiting for room (or, at capacity 0, for a receiver), in arrival order. */
   readonly blocked = new BlockedSenders<SendWaiter>();
-  /** Receivers waiting: in arrival order, or for round robin in turn order from `rr` (see line). */
-  readonly receivers: ReceiveWaiter[] = [];
+  /** Receivers waiting: in arrival order, and for round robin whose turn is next (see line). */
+  readonly receivers = new ReceiverLine<ReceiveWaiter>();
   /** Messages queued with a receipt pending, by store slot. */
   private readonly receiptBySlot = new Map<number, SendWaiter>();
-  private rr = 0;
   private seq = 0;
   private pumping = false;
   removed = false;
@@ -1035,13 +1038,15 @@ export class Mailbox {
    */
   private meetBlocked(): void {
     const blocked = this.blocked;
+    const receivers = this.receivers;
+    const roundRobin = this.policy === 'round-robin';
     for (let met = true; met && blocked.length > 0; ) {
       met = false;
-      const receivers = this.receivers;
       const n = receivers.length;
-      for (let k = 0; k < n; k++) {
-        const i = this.policy === 'round-robin' ? (this.rr + k) % n : k;
-        const w = receivers[i]!;
+      let next = roundRobin ? receivers.turn() : receivers.first();
+      for (let k = 0; k < n && next !== null; k++) {
+        const w = next;
+        next = roundRobin ? receivers.after(w) : w.nextInLine;
         if (w.credit === 0 || w.peer.congested) continue;
         const sw = this.blockedFor(w.sel);
         if (sw === null) continue;
@@ -1056,7 +1061,7 @@ export class Mailbox {
           );
           break;
         }
-        if (this.policy === 'round-robin') this.rr = this.nextTurn(i);
+        if (roundRobin) receivers.setTurn(this.nextTurn(w));
         blocked.remove(sw);
         this.accept(sw.frame!, 0, sw.peer);
         sw.state = 'inflight';
@@ -1177,12 +1182,8 @@ export class Mailbox {
    * that asks again, for as long as they do.
    */
   private line(w: ReceiveWaiter): void {
-    if (this.policy !== 'round-robin' || this.receivers.length === 0) {
-      this.receivers.push(w);
-      return;
-    }
-    this.receivers.splice(this.rr, 0, w);
-    this.rr++;
+    if (this.policy === 'round-robin') this.receivers.insertBeforeTurn(w);
+    else this.receivers.push(w);
   }
 
   /** Delivers queued messages to w within its credit. Returns how many, or 'error' if it ended. */
@@ -1224,11 +1225,15 @@ export class Mailbox {
     let progress = true;
     while (progress && this.store.count > 0) {
       progress = false;
-      const n = this.receivers.length;
-      for (let k = 0; k < n && this.store.count > 0; k++) {
-        const i = this.policy === 'round-robin' ? (this.rr + k) % n : k;
-        const w = this.receivers[i];
-        if (w === undefined || w.credit === 0 || w.peer.congested) continue;
+      const receivers = this.receivers;
+      const roundRobin = this.policy === 'round-robin';
+      const n = receivers.length;
+      let next = roundRobin ? receivers.turn() : receivers.first();
+      for (let k = 0; k < n && next !== null && this.store.count > 0; k++) {
+        const w = next;
+        // Read before w is served: a delivery may take w out of the line.
+        next = roundRobin ? receivers.after(w) : w.nextInLine;
+        if (w.credit === 0 || w.peer.congested) continue;
         const slot = this.store.first(w.sel);
         if (slot === -1) continue;
         if (this.tooBig(w, slot)) {
@@ -1237,8 +1242,8 @@ export class Mailbox {
           break;
         }
         progress = true;
-        if (this.policy === 'round-robin') {
-          this.rr = this.nextTurn(i);
+        if (roundRobin) {
+          receivers.setTurn(this.nextTurn(w));
           this.deliverQueued(w, slot);
           break;
         }
@@ -1252,15 +1257,15 @@ export class Mailbox {
    * Round robin takes turns by process: after receiver i, the next waiting receive of another
    * process, so a process with many receives outstanding does not take a burst in a row.
    */
-  private nextTurn(i: number): number {
+  private nextTurn(w: ReceiveWaiter): ReceiveWaiter {
     const receivers = this.receivers;
     const n = receivers.length;
-    const peer = receivers[i]!.peer;
-    for (let k = 1; k < n; k++) {
-      const j = (i + k) % n;
-      if (receivers[j]!.peer !== peer) return j;
-    }
-    return (i + 1) % n;
+    const peer = w.peer;
+    let j = receivers.after(w);
+    // One process's receives alone (a server with many outstanding) take turns among themselves.
+    if (receivers.oneProcess()) return j;
+    for (let k = 1; k < n; k++, j = receivers.after(j)) if (j.peer !== peer) return j;
+    return receivers.after(w);
   }
 
   /** The queued message is over w's max size and w did not ask to truncate. */
@@ -1347,11 +1352,13 @@ export class Mailbox {
     const receivers = this.receivers;
     const n = receivers.length;
     if (n === 0) return null;
+    const roundRobin = this.policy === 'round-robin';
     let type = -1;
     let sender = -1;
-    for (let k = 0; k < n; k++) {
-      const i = this.policy === 'round-robin' ? (this.rr + k) % n : k;
-      const w = receivers[i]!;
+    let next = roundRobin ? receivers.turn() : receivers.first();
+    for (let k = 0; k < n && next !== null; k++) {
+      const w = next;
+      next = roundRobin ? receivers.after(w) : w.nextInLine;
       if (w.credit === 0 || w.peer.congested) continue;
       const sel = w.sel;
       if (sel.type !== 0 || sel.from !== 0) {
@@ -1370,7 +1377,7 @@ export class Mailbox {
         );
         return this.findReceiver(buf, start, bodyBytes);
       }
-      if (this.policy === 'round-robin') this.rr = this.nextTurn(i);
+      if (roundRobin) receivers.setTurn(this.nextTurn(w));
       return w;
     }
     return null;
@@ -1557,12 +1564,7 @@ export class Mailbox {
   stopWaiting(w: ReceiveWaiter): void {
     if (!w.waiting) return;
     w.waiting = false;
-    const i = this.receivers.indexOf(w);
-    if (i >= 0) {
-      this.receivers.splice(i, 1);
-      if (this.rr > i) this.rr--;
-      if (this.rr >= this.receivers.length) this.rr = 0;
-    }
+    this.receivers.remove(w);
     if (w.timer !== null) {
       clearTimeout(w.timer);
       w.timer = null;
@@ -1707,7 +1709,7 @@ export class Mailbox {
   /** At end of stream, every waiting receiver is told so. */
   private checkEnd(): void {
     if (!this.ended()) return;
-    for (const w of this.receivers.splice(0)) {
+    for (const w of this.receivers.clear()) {
       w.waiting = false;
       if (w.timer !== null) clearTimeout(w.timer);
       if (w.inflight > 0 && !w.stream) continue; // it has its message; it will TAKE it
@@ -1800,7 +1802,7 @@ export class Mailbox {
     if (this.removed) return;
     this.removed = true;
     const message = `${this.label} was removed (${why})`;
-    for (const w of this.receivers.splice(0)) {
+    for (const w of this.receivers.clear()) {
       w.waiting = false;
       if (w.timer !== null) clearTimeout(w.timer);
       // One still holding pushed messages stays known: its TAKEs complete their receipts, and

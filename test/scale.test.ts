@@ -1,0 +1,104 @@
+/**
+ * The contract's rules at sizes a user moving from NATS or Redis reaches: tens of thousands of
+ * receives waiting on one mailbox, long queues given back to, many priorities. Each rule is the
+ * one the small cases check elsewhere; here it must hold where the kernel's structures are large
+ * (docs/performance.md, "What an operation costs as things grow"). Nothing here is timed.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { connect, type Message, type PostboxProcess } from '../src/client/mod.js';
+import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { until } from './helpers/wait.js';
+
+const MANY = 20_000;
+
+describe('rules at scale', () => {
+  let kernel: TestKernel;
+  let me: PostboxProcess;
+  let n = 0;
+  const box = (): string => `scale-${++n}`;
+
+  before(async () => {
+    kernel = await startTestKernel();
+    me = await connect({ socket: kernel.socket });
+  });
+  after(async () => {
+    await me.close();
+    await kernel.stop();
+  });
+
+  /** Starts `count` single receives on `name` from a new process, once all are waiting. */
+  async function receivesWaiting(
+    name: string,
+    count: number,
+  ): Promise<{ proc: PostboxProcess; got: Promise<Message<string> | null>[] }> {
+    const proc = await connect({ socket: kernel.socket });
+    const mb = await proc.openMailbox<string>(name);
+    const got: Promise<Message<string> | null>[] = [];
+    for (let i = 0; i < count; i++) {
+      const r = mb.receive();
+      r.catch(() => {}); // those still waiting when the process closes
+      got.push(r);
+    }
+    await until(
+      () => me.stat(name),
+      (s) => s.waitingReceivers.filter((id) => id === proc.id).length === count,
+      30_000,
+      `${count} receives waiting`,
+    );
+    return { proc, got };
+  }
+
+  test(`${MANY} receives waiting on a 'first' mailbox get the messages in the order they asked`, async () => {
+    const name = box();
+    const mb = await me.createMailbox<string>(name, { mode: 0o666 });
+    const { proc, got } = await receivesWaiting(name, MANY);
+    // Every other receive is answered, from the front of the line and from its middle.
+    const sends = Array.from({ length: MANY / 2 }, (_, i) => `m${i}`);
+    await mb.sendMany(sends);
+    const bodies = await Promise.all(got.slice(0, MANY / 2).map(async (r) => (await r)?.body));
+    assert.deepEqual(bodies, sends);
+    const s = await me.stat(name);
+    assert.equal(s.waitingReceivers.length, MANY / 2);
+    assert.equal(s.queued, 0);
+    await proc.close();
+  });
+
+  test(`round robin takes turns by process while one process has ${MANY} receives waiting`, async () => {
+    const name = box();
+    const mb = await me.createMailbox<string>(name, { mode: 0o666, policy: 'round-robin' });
+    const many = await receivesWaiting(name, MANY);
+    const few = await receivesWaiting(name, 3);
+    const receipts: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await mb.send(`m${i}`, { receipt: true });
+      assert.equal(r.outcome, 'received');
+      if (r.outcome === 'received') receipts.push(r.receiver);
+    }
+    // Turns alternate between the two processes, whatever the length of the one's line.
+    for (let i = 1; i < receipts.length; i++) assert.notEqual(receipts[i], receipts[i - 1], `turn ${i}`);
+    assert.deepEqual(
+      (await Promise.all(few.got)).map((m) => m?.body),
+      ['m1', 'm3', 'm5'],
+    );
+    await many.proc.close();
+    await few.proc.close();
+  });
+
+  test(`a process ending with ${MANY} receives waiting leaves none behind, and the next receiver gets the next message`, async () => {
+    const name = box();
+    const mb = await me.createMailbox<string>(name, { mode: 0o666 });
+    const many = await receivesWaiting(name, MANY);
+    const after = await receivesWaiting(name, 1);
+    await many.proc.close();
+    await until(
+      () => me.stat(name),
+      (s) => s.waitingReceivers.length === 1,
+      30_000,
+      'its receives gone',
+    );
+    await mb.send('next');
+    assert.equal((await after.got[0]!)?.body, 'next');
+    await after.proc.close();
+  });
+});
