@@ -122,3 +122,44 @@ test('the lecture example: types 1–6, msgrcv type 2 until empty, then type 0',
   assert.deepEqual(drain({ type: -3, except: false, from: 0 }), ['Kirk', 'Riley', 'McCoy', 'Chapel']);
   assert.deepEqual(drain({ type: 0, except: false, from: 0 }), ['Scott', 'Uhura', 'Sulu']);
 });
+
+/** A store that counts how many sequence numbers it reads: the steps of its walks. */
+class CountingStore extends MessageStore {
+  reads = 0;
+  override seq(slot: number): number {
+    this.reads++;
+    return super.seq(slot);
+  }
+}
+
+for (const indexed of [false, true]) {
+  test(`messages given back oldest first go to their places without walking the queue (${indexed ? 'type and sender lists built' : 'order list only'})`, () => {
+    // A receiver held the first 2,000 of 22,000 and gives them back, oldest first, as giveBack
+    // does, to the 20,000 still queued. Each lands right after the one before it: a walk from
+    // the tail alone read every queued message's sequence number for each of them.
+    const held = 2_000;
+    const queued = 20_000;
+    const store = new CountingStore(false);
+    const frames = Array.from({ length: held + queued }, (_, i) =>
+      frame({ seq: i + 1, type: 1 + (i % 3), sender: 1 + (i % 2), priority: 0 }),
+    );
+    for (const b of frames.slice(held)) store.insert(b, 0, b.length, 4);
+    if (indexed) store.first({ type: 2, except: false, from: 0 });
+    store.reads = 0;
+    for (const b of frames.slice(0, held)) store.insert(b, 0, b.length, 4);
+    assert.ok(store.reads <= 20 * held, `${store.reads} sequence numbers read for ${held} given back`);
+    const order: number[] = [];
+    store.forEach((s) => {
+      order.push(store.seq(s));
+    });
+    assert.deepEqual(
+      order,
+      frames.map((_, i) => i + 1),
+    );
+    for (const type of [1, 2, 3]) {
+      const sel: Selection = { type, except: false, from: 0 };
+      assert.equal(store.seq(store.first(sel)), type, `the first of type ${type}`);
+    }
+    assert.equal(store.seq(store.first({ type: 0, except: false, from: 2 })), 2, 'the first from sender 2');
+  });
+}

@@ -101,4 +101,33 @@ describe('rules at scale', () => {
     assert.equal((await after.got[0]!)?.body, 'next');
     await after.proc.close();
   });
+
+  test('what an iterator held goes back to its place, in order, in front of a queue of 20,000', async () => {
+    const name = box();
+    const mb = await me.createMailbox<string>(name, { mode: 0o666 });
+    const total = 22_000;
+    const bodies = Array.from({ length: total }, (_, i) => `m${i}`);
+    await mb.sendMany(bodies);
+    const worker = await connect({ socket: kernel.socket });
+    const wb = await worker.openMailbox<string>(name);
+    let first: string | undefined;
+    for await (const m of wb.messages({ prefetch: 2_000 })) {
+      first = m.body;
+      break; // the 1,999 pushed ahead and not taken go back
+    }
+    assert.equal(first, 'm0');
+    await until(
+      () => me.stat(name),
+      (s) => s.inflight === 0,
+      30_000,
+      'given back',
+    );
+    const rest: string[] = [];
+    for await (const batch of mb.batches()) {
+      for (const m of batch) rest.push(m.body);
+      if (rest.length === total - 1) break;
+    }
+    assert.deepEqual(rest, bodies.slice(1));
+    await worker.close();
+  });
 });
