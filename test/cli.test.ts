@@ -887,6 +887,25 @@ test('ps and watch say what a blocked receive selects: msgrcv by type, MSG_EXCEP
   }
 });
 
+test('ps and watch name the first three mailboxes a process owns and count the rest; ps --json lists them all', async () => {
+  const owner = await connect({ socket: k.socket, name: 'cli-owner' });
+  try {
+    const names = Array.from({ length: 500 }, (_, i) => `cli-owned-${i}`);
+    await Promise.all(names.map((n) => owner.createMailbox(n)));
+    const row = /cli-owned-0,cli-owned-1,cli-owned-2 \+497 more +0/;
+    const ps = await run(['ps']);
+    assert.equal(ps.code, 0, ps.stderr);
+    const line = ps.stdout.split('\n').find((l) => l.includes('cli-owner'));
+    assert.match(line ?? '', row);
+    assert.ok(!ps.stdout.includes('cli-owned-3'), 'the rest are counted, not listed');
+    assert.match((await run(['watch', '--once'])).stdout, row);
+    const rows = JSON.parse((await run(['ps', '--json'])).stdout) as { id: number; owns: string[] }[];
+    assert.deepEqual(rows.find((p) => p.id === owner.id)?.owns.length, 500);
+  } finally {
+    await owner.close();
+  }
+});
+
 test("send --process sends to a process's inbox (direct naming); ps and watch count what waits there", async () => {
   const target = await connect({ socket: k.socket, name: 'cli-direct' });
   try {

@@ -32,6 +32,27 @@ export function cut(text: string, max: number): string {
   return cutToWidth(text, max);
 }
 
+/** How many names a cell lists (`ps`'s and `watch`'s OWNS) before it counts the rest. */
+export const NAMES_SHOWN = 3;
+
+/**
+ * A cell of names, each cut to {@link NAME_WIDTH}: the first {@link NAMES_SHOWN}, then how many
+ * more. A process owning 60,000 mailboxes made one `ps` line of every name, over 400 KB.
+ *
+ * @example
+ * ```ts
+ * namesCell(['a', 'b', 'c', 'd', 'e']); // 'a,b,c +2 more'
+ * ```
+ */
+export function namesCell(names: readonly string[]): string {
+  if (names.length === 0) return '-';
+  const shown = names
+    .slice(0, NAMES_SHOWN)
+    .map((n) => cut(n, NAME_WIDTH))
+    .join(',');
+  return names.length <= NAMES_SHOWN ? shown : `${shown} +${names.length - NAMES_SHOWN} more`;
+}
+
 /** Columns on a terminal: names may hold CJK, emoji and combining marks. */
 const width = displayWidth;
 

@@ -1,7 +1,7 @@
 import type { PostboxProcess } from '../../client/process.js';
 import { connectionHelp, printJson, runListing } from '../common.js';
 import { exitCodesHelp } from '../exit-codes.js';
-import { cut, formatTable, NAME_WIDTH } from '../table.js';
+import { cut, formatTable, NAME_WIDTH, namesCell } from '../table.js';
 
 export const psHelp = `Usage: postbox ps [options]
 
@@ -50,7 +50,7 @@ export function psTable(list: ProcessRow[]): string {
       p.pid === 0 ? '-' : String(p.pid),
       p.host === '' ? '-' : p.host,
       p.transport,
-      p.owns.length === 0 ? '-' : p.owns.map((n) => cut(n, NAME_WIDTH)).join(','),
+      namesCell(p.owns),
       String(p.inboxMessages),
       p.holds.length === 0 ? '-' : p.holds.join('; '),
       p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),

@@ -14,7 +14,7 @@ import {
 } from '../common.js';
 import { Exit, exitCodesHelp } from '../exit-codes.js';
 import { interruptSignal } from '../interrupt.js';
-import { bar, cut, formatTable, NAME_WIDTH } from '../table.js';
+import { bar, formatTable, NAME_WIDTH, namesCell } from '../table.js';
 import type { ProcessRow } from './ps.js';
 
 export const watchHelp = `Usage: postbox watch [options]
@@ -158,7 +158,7 @@ export function frame(s: Snapshot): string {
             p.pid === 0 ? '-' : String(p.pid),
             p.host === '' ? '-' : p.host,
             p.transport,
-            p.owns.length === 0 ? '-' : p.owns.map((n) => cut(n, NAME_WIDTH)).join(','),
+            namesCell(p.owns),
             String(p.inboxMessages),
             p.holds.length === 0 ? '-' : p.holds.join('; '),
             p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),
