@@ -6,8 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { connect, type Message, type PostboxProcess } from '../src/client/mod.js';
+import { connect, type MailboxStat, type Message, type PostboxProcess } from '../src/client/mod.js';
+import { LIST_PAGE } from '../src/client/process.js';
+import { Op } from '../src/protocol/frame.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { callFrame, framePayload, RawPeer } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
 
 const MANY = 20_000;
@@ -129,5 +132,35 @@ describe('rules at scale', () => {
     }
     assert.deepEqual(rest, bodies.slice(1));
     await worker.close();
+  });
+
+  test('the kernel lists mailboxes a page at a time, by id, and mailboxes() gathers every page', async () => {
+    const owner = await connect({ socket: kernel.socket });
+    const count = 2 * LIST_PAGE + 500;
+    const made = await Promise.all(Array.from({ length: count }, (_, i) => owner.createMailbox(`page-${i}`)));
+    const ids = made.map((mb) => mb.id);
+    const listed = (await me.mailboxes()).map((s) => s.id).filter((id) => ids.includes(id));
+    assert.deepEqual(listed, ids, 'every one, once, in id order');
+
+    // One CALL answers at most `limit`, from the first id after `after`.
+    const raw = await RawPeer.open(kernel.socket);
+    try {
+      await raw.hello();
+      const page = async (request: number, args: Record<string, unknown>): Promise<unknown> => {
+        raw.write(callFrame(request, { op: 'list', ...args }));
+        return framePayload(await raw.waitFor((f) => f.request === request, 10_000, `list ${request}`));
+      };
+      const first = (await page(1, { after: ids[9]!, limit: 100 })) as MailboxStat[];
+      assert.deepEqual(
+        first.map((s) => s.id),
+        ids.slice(10, 110),
+      );
+      raw.write(callFrame(2, { op: 'list', limit: 0 }));
+      const refused = await raw.waitFor((f) => f.request === 2, 10_000, 'refusal');
+      assert.equal(refused.op, Op.ERROR);
+    } finally {
+      await raw.destroy();
+      await owner.close();
+    }
   });
 });

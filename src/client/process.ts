@@ -130,6 +130,11 @@ const MONITOR_OPTIONS: OptionNames<{ signal?: AbortSignal }> = { signal: true };
 
 /** Process names a process remembers the ids of, the oldest looked up dropped first. */
 const MAX_KNOWN_NAMES = 4096;
+/**
+ * Mailboxes {@link PostboxProcess.mailboxes} asks for at a time: about 700 KB of stats, a few
+ * milliseconds of the kernel's time, between which it serves everyone else.
+ */
+export const LIST_PAGE = 1000;
 
 /** Another process as the kernel knows it. */
 export interface ProcessInfo {
@@ -417,9 +422,25 @@ export class PostboxProcess {
     return this.conn.call<MailboxStat>('stat', typeof ref === 'number' ? { id: ref } : { name: ref });
   }
 
-  /** Every mailbox's state (inboxes aside), as `postbox ls` shows. */
-  mailboxes(): Promise<MailboxStat[]> {
-    return this.conn.call<MailboxStat[]>('list');
+  /**
+   * Every mailbox's state (inboxes aside), in id order, as `postbox ls` shows. Asked for
+   * {@link LIST_PAGE} at a time, so the kernel serves other processes between pages: the list is
+   * not one instant's, and a mailbox created or removed meanwhile may be in it or not.
+   *
+   * @example
+   * ```ts
+   * const full = (await me.mailboxes()).filter((s) => s.capacity !== null && s.count >= s.capacity);
+   * ```
+   */
+  async mailboxes(): Promise<MailboxStat[]> {
+    const all: MailboxStat[] = [];
+    for (;;) {
+      const after = all.length === 0 ? 0 : all[all.length - 1]!.id;
+      const page = await this.conn.call<MailboxStat[]>('list', { after, limit: LIST_PAGE });
+      all.push(...page);
+      // Not a whole page: the last (a kernel that does not page answers everything at once).
+      if (page.length !== LIST_PAGE) return all;
+    }
   }
 
   /**

@@ -186,9 +186,20 @@ const handlers: Record<string, Handler> = {
     return {};
   },
   stat: (k, _p, a) => stat(k, find(k, a), receiptWaiters(k)),
-  list: (k) => {
+  list: (k, _p, a) => {
+    // A page at a time, by id, when asked: the whole of 50,000 mailboxes was one answer of 35 MB
+    // that held the kernel for 1.9 s, every other process waiting; between pages they are served.
+    const after = a.after === undefined ? 0 : positiveInt(a.after, 'after', true);
+    const limit = a.limit === undefined ? Number.POSITIVE_INFINITY : positiveInt(a.limit, 'limit');
     const receipts = receiptWaiters(k);
-    return [...k.mailboxes.values()].filter((mb) => mb.inboxOf === 0).map((mb) => stat(k, mb, receipts));
+    const page: Args[] = [];
+    // The table is in id order: ids only grow, and a mailbox is never put back in it.
+    for (const mb of k.mailboxes.values()) {
+      if (mb.id <= after || mb.inboxOf !== 0) continue;
+      if (page.length >= limit) break;
+      page.push(stat(k, mb, receipts));
+    }
+    return page;
   },
   usage: (k) => ({
     mailboxes: k.mailboxes.size,
