@@ -128,6 +128,22 @@ for (const [signal, code] of [
       // Read as a stream, a connection emits the error; read with receive(), receive() rejects.
       wait('accepted connection read as a stream', errorOf(server.resume()));
       wait('accept', port.accept());
+      // A connection neither read nor written emits its 'error' and 'close' too, as an idle
+      // net.Socket does: it learned nothing until it was used.
+      const idlePort = await listen(b, 'idle');
+      const idleAccepting = idlePort.accept();
+      const idle = await dial(a, 'idle');
+      const idleServer = await idleAccepting;
+      for (const [what, c] of [
+        ['idle dialed connection', idle],
+        ['idle accepted connection', idleServer],
+      ] as const) {
+        wait(what, errorOf(c));
+        wait(
+          `${what}'s close`,
+          once(c, 'close').then(() => Promise.reject(c.errored)),
+        );
+      }
       let aborted: unknown = null;
       const rpc = await serve(a, 'calc', {
         wait: (ctx: CallContext) =>

@@ -15,7 +15,7 @@ import {
   PostboxError,
   TimeoutError,
 } from '../../protocol/errors.js';
-import { watchProcess } from './watch.js';
+import { watchKernel, watchProcess } from './watch.js';
 import {
   type ConnectionStyle,
   deferred,
@@ -204,7 +204,19 @@ export class Connection extends Duplex {
     const info = init.outbound.info;
     this.#chunk = Math.max(1, Math.min(STREAM_CHUNK, info.maxMessageSize, info.maxBytes));
     this.#window = datagram ? 64 : 8;
-    this.#unwatch = watchProcess(init.proc, init.peer.id, (e) => this.#peerDown(e));
+    const unwatchPeer = watchProcess(init.proc, init.peer.id, (e) => this.#peerDown(e));
+    // A net.Socket that loses its peer emits 'error' and 'close' even while nobody reads or
+    // writes it; without this, a connection left idle never learned the kernel had gone. Only
+    // one that listens for 'error', as a net.Socket's user does: a program that uses receive()
+    // learns from its calls, and an 'error' nobody listens for would crash it. One with data
+    // still to be read is left to its reader, who gets the data, then the error.
+    const unwatchKernel = watchKernel(init.proc, (err) => {
+      if (!this.destroyed && this.readableLength === 0 && this.listenerCount('error') > 0) this.destroy(err);
+    });
+    this.#unwatch = () => {
+      unwatchPeer();
+      unwatchKernel();
+    };
     this.once('end', () => this.#readerReachedEnd());
   }
 

@@ -4,6 +4,7 @@
  * connection to stop watching takes it back.
  */
 import type { DownEvent, PostboxProcess } from '../../client/process.js';
+import type { PostboxError } from '../../protocol/errors.js';
 
 type Listener = (event: DownEvent) => void;
 
@@ -51,5 +52,33 @@ export function watchProcess(proc: PostboxProcess, peer: number, onDown: Listene
     // The last connection with this peer stopped watching: the kernel forgets the monitor.
     if (table.get(peer) === watch) table.delete(peer);
     watch.stop.abort();
+  };
+}
+
+const kernelWatches = new WeakMap<PostboxProcess, Set<(err: PostboxError) => void>>();
+
+/**
+ * Calls `onLost` once if the process loses its kernel (killed, shut down, silent), not if the
+ * process closes itself. One wait on the process's `closed` serves all its connections, and a
+ * connection that ends stops listening, so none is kept alive by the process. Returns a
+ * function that stops calling it.
+ */
+export function watchKernel(proc: PostboxProcess, onLost: (err: PostboxError) => void): () => void {
+  let listeners = kernelWatches.get(proc);
+  if (listeners === undefined) {
+    const set = new Set<(err: PostboxError) => void>();
+    listeners = set;
+    kernelWatches.set(proc, set);
+    proc.closed.then((err) => {
+      kernelWatches.delete(proc);
+      const all = [...set];
+      set.clear();
+      if (err !== null) for (const l of all) l(err);
+    });
+  }
+  const set = listeners;
+  set.add(onLost);
+  return () => {
+    set.delete(onLost);
   };
 }
