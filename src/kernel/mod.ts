@@ -15,6 +15,7 @@ export {
 export {
   EmptyTokenError,
   KernelRunningError,
+  KernelSocketError,
   type RunningKernel,
   SocketFolderNotPrivateError,
   SocketPathIsFolderError,

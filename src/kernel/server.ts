@@ -13,8 +13,20 @@ import {
 import { Kernel } from './kernel.js';
 import type { KernelLimits } from './limits.js';
 import { claimSocketPath } from './socket-claim.js';
+import {
+  SocketFolderNotPrivateError,
+  SocketPathIsFolderError,
+  SocketPathTooLongError,
+} from './socket-errors.js';
 
-export { KernelRunningError, SocketPathTakenError } from './socket-claim.js';
+export {
+  KernelRunningError,
+  KernelSocketError,
+  SocketFolderNotPrivateError,
+  SocketPathIsFolderError,
+  SocketPathTakenError,
+  SocketPathTooLongError,
+} from './socket-errors.js';
 
 /** Options of {@link startKernel}. */
 export interface StartKernelOptions {
@@ -215,57 +227,11 @@ function checkSocketFolder(socketPath: string): void {
     throw new SocketFolderNotPrivateError(dir, 'may be written by any user and is not sticky');
 }
 
-/** The socket's folder is another user's, or anyone may replace what is in it. */
-export class SocketFolderNotPrivateError extends Error {
-  readonly code = 'EACCES';
-  // Named as PostboxError is: a trace reads 'KernelRunningError: …', not 'Error: …'.
-  override get name(): string {
-    return this.constructor.name;
-  }
-  constructor(
-    readonly folder: string,
-    why: string,
-  ) {
-    super(
-      `the socket's folder ${folder} ${why}: another user could put a socket of their own in the kernel's place and be sent what its processes send; give a folder of your own (--socket PATH)`,
-    );
-  }
-}
-
-/** The socket path ends with '/': it names a folder, and a socket is a file in one. */
-export class SocketPathIsFolderError extends Error {
-  readonly code = 'EISDIR';
-  // Named as PostboxError is: a trace reads 'KernelRunningError: …', not 'Error: …'.
-  override get name(): string {
-    return this.constructor.name;
-  }
-  constructor(readonly socketPath: string) {
-    super(
-      `the socket path ${socketPath} ends with '/', so it names a folder; give the socket's own name in it, e.g. --socket ${socketPath}kernel.sock`,
-    );
-  }
-}
-
 /** A TCP token that is empty: every client would be let in (EINVAL). */
 export class EmptyTokenError extends InvalidArgumentError {
   constructor(source: string) {
     super(
       `${source} is empty, which would let any TCP client in; set a token, or unset POSTBOX_TOKEN to have one made`,
     );
-  }
-}
-
-/** The socket path is longer than the OS takes; Node would cut it and listen elsewhere. */
-export class SocketPathTooLongError extends Error {
-  readonly code = 'ENAMETOOLONG';
-  // Named as PostboxError is: a trace reads 'KernelRunningError: …', not 'Error: …'.
-  override get name(): string {
-    return this.constructor.name;
-  }
-  constructor(
-    readonly socketPath: string,
-    message: string,
-  ) {
-    super(message);
   }
 }

@@ -2,6 +2,7 @@ import { chmodSync, linkSync, lstatSync, renameSync, type Stats, unlinkSync } fr
 import { createConnection, type Server } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { socketPathTooLong } from '../transport/address.js';
+import { KernelRunningError, SocketPathTakenError } from './socket-errors.js';
 
 /**
  * How many times a claim looks again after the path changed under it (a stale file another
@@ -154,33 +155,5 @@ function unlinkQuietly(path: string): void {
     unlinkSync(path);
   } catch {
     // Already gone.
-  }
-}
-
-/** The socket path holds something that is not a socket (a file, a folder): it is left alone. */
-export class SocketPathTakenError extends Error {
-  readonly code = 'EEXIST';
-  // Named as PostboxError is: a trace reads 'SocketPathTakenError: …', not 'Error: …'.
-  override get name(): string {
-    return this.constructor.name;
-  }
-  constructor(readonly socketPath: string) {
-    super(
-      `${socketPath} exists and is not a socket; the kernel will not replace it (choose another --socket PATH)`,
-    );
-  }
-}
-
-/** Another kernel already answers on the socket. */
-export class KernelRunningError extends Error {
-  readonly code = 'EADDRINUSE';
-  // Named as PostboxError is: a trace reads 'KernelRunningError: …', not 'Error: …'.
-  override get name(): string {
-    return this.constructor.name;
-  }
-  constructor(readonly socketPath: string) {
-    super(
-      `a kernel is already running on ${socketPath}; stop it first, or start this one with --socket PATH`,
-    );
   }
 }
