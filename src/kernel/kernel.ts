@@ -185,7 +185,10 @@ export class Kernel implements MailboxHost {
     // Ended at its end of file, not only at the socket's close: the end comes before this side's
     // own end goes out, so a process whose close() has resolved (it waits for that end) is gone
     // for everyone else's next request; 'close' comes later, in a phase of its own.
-    const ended = (): void => this.terminate(p, p.saidBye ? 'exit' : 'crash');
+    const ended = (): void => {
+      this.handleHeld(p);
+      this.terminate(p, p.saidBye ? 'exit' : 'crash');
+    };
     socket.on('end', ended);
     socket.on('close', ended);
     return p;
@@ -910,6 +913,7 @@ export class Kernel implements MailboxHost {
    * heartbeats are heard: a process on a slow link is slow, not gone.
    */
   private congest(p: KernelProcess): void {
+    if (p.ending) return;
     p.decoder.pause();
     if (p.congested) return;
     p.congested = true;
@@ -920,6 +924,20 @@ export class Kernel implements MailboxHost {
   /** Stops reading a congested process once what it sent meanwhile reaches the bound. */
   private holdInput(p: KernelProcess): void {
     if (p.decoder.buffered > HELD_WHILE_CONGESTED) p.socket.pause();
+  }
+
+  /**
+   * A congested process is ending (its end of file, or its silence): the frames it sent before
+   * are handled first, as they are for a process the kernel was reading. Its takes above all: a
+   * message whose take it wrote was its, and must not go back to the mailbox for another
+   * receiver (a receive() returned it; a holdCredit handler ran on it).
+   */
+  private handleHeld(p: KernelProcess): void {
+    if (!p.congested || p.terminated || !p.decoder.paused) return;
+    p.congested = false;
+    p.ending = true;
+    this.tick();
+    this.feed(p, null);
   }
 
   /** Its socket drained: deliveries and requests go on, the frames held back first. */
@@ -1171,9 +1189,12 @@ export class Kernel implements MailboxHost {
         p.backlogSeen = backlog;
       }
       if (now - p.lastHeard > limit) {
+        const congested = p.congested;
+        this.handleHeld(p);
+        if (p.terminated) continue;
         // Told, not just cut off: a process that was only stopped reads this when it resumes,
         // and knows what was pushed to it has gone back to the mailbox (no second delivery).
-        const why = p.congested
+        const why = congested
           ? `heard nothing from it, and it read nothing of what it was sent, for over ${limit} ms`
           : `heard nothing from it for over ${limit} ms`;
         this.fatal(p, 'ETIMEDOUT', `terminated: ${why}`, 'timeout');

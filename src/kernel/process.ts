@@ -58,6 +58,8 @@ export class KernelProcess implements Peer, RoomHolder {
   runMailbox: Mailbox | null = null;
   sendRightAt = 0;
   congested = false;
+  /** Ending: its held frames are being handled, and deliveries to it no longer hold them up. */
+  ending = false;
   /** Room granted to its large frame in progress (FrameRoom), bytes. */
   room = 0;
   /** Room its large frame waits for, bytes: until granted, the kernel does not read it. */
