@@ -385,11 +385,5 @@ const rounds = ONLY_SEED === null ? ROUNDS : 1;
 test(`chaos: ${rounds} seeded rounds of killed, stopped and restarted processes lose nothing and double nothing`, () =>
   hunt(null));
 
-// todo: an RPC request was once run by two servers, one of them a TCP server the kernel had just
-// ended for its silence (CHAOS_SEED=2007 of a 30-round hunt from 2000; about 1 round in 30).
-// Until that is found and fixed this test reports without failing the suite.
-test(
-  `chaos: ${rounds} rounds where TCP processes stopped past the heartbeat are ended by the kernel: what they held is not handed out twice`,
-  { todo: 'an RPC request handled twice around a silence end, 1 round in ~30' },
-  () => hunt(150),
-);
+test(`chaos: ${rounds} rounds where TCP processes stopped past the heartbeat are ended by the kernel: what they held is not handed out twice`, () =>
+  hunt(150));
