@@ -104,9 +104,13 @@ test('the socket is private, a second kernel on it is refused, a stale socket fi
     await new Promise((r) => k.proc.once('exit', r));
   }
   assert.ok(existsSync(k.socket), 'a killed kernel leaves its socket file behind');
-  // A new kernel on the same path replaces the stale file and serves.
+  // A new kernel on the same path replaces the stale file, says so in its log, and serves.
   const again = spawn(process.execPath, [CLI, 'kernel', '--socket', k.socket], {
     stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  again.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    log += chunk;
   });
   try {
     await new Promise<void>((resolve, reject) => {
@@ -123,10 +127,12 @@ test('the socket is private, a second kernel on it is refused, a stale socket fi
     await p.close();
   } finally {
     again.kill('SIGINT');
-    const code = await new Promise((r) => again.once('exit', r));
+    // At 'close' its standard error has been read to the end.
+    const code = await new Promise((r) => again.once('close', r));
     assert.equal(code, 0, 'SIGINT shuts down cleanly');
     await k.stop();
   }
+  assert.match(log, /removed the socket a kernel that is no longer running left at .*k\.sock/);
 });
 
 /** A `postbox kernel` starting: resolves with its TCP URL once it listens, or how it exited. */
@@ -277,6 +283,7 @@ test('npm start under a supervisor: SIGTERM to npm reaches the kernel, which shu
     proc.kill('SIGTERM');
     const [code] = await within(exited, 10_000, 'npm to exit');
     assert.ok(lines.includes('postbox kernel: SIGTERM, shutting down'), lines.join('\n'));
+    assert.equal(lines.at(-1), 'postbox kernel: stopped', 'the last line says the shutdown finished');
     assert.equal(code, 0);
     assert.throws(() => process.kill(kernelPid, 0), { code: 'ESRCH' }, 'the kernel has exited with npm');
     assert.ok(!existsSync(socket), 'the kernel removed its socket');

@@ -143,7 +143,11 @@ export async function kernelCommand(argv: string[]): Promise<number> {
       if (stopping) process.exit(128 + osConstants.signals[signal]);
       stopping = true;
       if (!quiet) process.stdout.write(`postbox kernel: ${signal}, shutting down\n`);
-      void running.close().then(() => resolve(0));
+      // The last line: a supervisor's log shows the shutdown finished, not only that it began.
+      void running.close().then(() => {
+        if (!quiet) process.stdout.write('postbox kernel: stopped\n');
+        resolve(0);
+      });
     };
     // SIGHUP too: the terminal it was started from closed, or a supervisor stops it so. By default
     // SIGHUP killed it where it stood, leaving its socket and token file behind, and its processes

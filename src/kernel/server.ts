@@ -99,6 +99,9 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
   // The socket path is this kernel's before anything else is done in its name: a kernel started
   // at the same moment that loses it must not have written the token file over the winner's.
   const claim = await claimSocketPath(unix, socketPath);
+  // Said, because the operator may be looking for why the kernel before this one stopped.
+  if (claim.replacedDead)
+    log?.(`removed the socket a kernel that is no longer running left at ${socketPath}`);
   servers.push(unix);
   let tokenFile: string | null = null;
   const tcp: { host: string; port: number }[] = [];

@@ -14,6 +14,8 @@ const CLAIM_TURNS = 20;
 export interface SocketClaim {
   /** Removes the socket file if it is still this kernel's (never one a later kernel put there). */
   release(): void;
+  /** Whether a dead kernel's socket was at the path and was removed to take its place. */
+  readonly replacedDead: boolean;
 }
 
 /**
@@ -36,7 +38,7 @@ export async function claimSocketPath(server: Server, socketPath: string): Promi
   // Windows' named pipes are no files: there is nothing to link, and the OS refuses a second listener.
   if (process.platform === 'win32') {
     await listen(server, socketPath);
-    return { release() {} };
+    return { release() {}, replacedDead: false };
   }
   const own = ownName(socketPath);
   // Left by a kernel of this pid killed while it started (the pid is this process's now).
@@ -45,7 +47,7 @@ export async function claimSocketPath(server: Server, socketPath: string): Promi
   try {
     chmodSync(own, 0o600);
     const mine = lstatSync(own);
-    await linkIntoPlace(own, socketPath);
+    const replacedDead = await linkIntoPlace(own, socketPath);
     // The server's own name goes; the socket stays reachable at the path (libuv's unlink of it at
     // close then finds nothing).
     unlinkSync(own);
@@ -54,6 +56,7 @@ export async function claimSocketPath(server: Server, socketPath: string): Promi
         const now = statIfAny(socketPath);
         if (now !== null && now.ino === mine.ino && now.dev === mine.dev) unlinkQuietly(socketPath);
       },
+      replacedDead,
     };
   } catch (err) {
     server.close();
@@ -62,12 +65,16 @@ export async function claimSocketPath(server: Server, socketPath: string): Promi
   }
 }
 
-/** Links `own` to `socketPath`, taking the place of a dead kernel's socket only. */
-async function linkIntoPlace(own: string, socketPath: string): Promise<void> {
+/**
+ * Links `own` to `socketPath`, taking the place of a dead kernel's socket only; true when it
+ * removed one.
+ */
+async function linkIntoPlace(own: string, socketPath: string): Promise<boolean> {
+  let replacedDead = false;
   for (let turn = 0; turn < CLAIM_TURNS; turn++) {
     try {
       linkSync(own, socketPath);
-      return;
+      return replacedDead;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
@@ -87,6 +94,7 @@ async function linkIntoPlace(own: string, socketPath: string): Promise<void> {
     }
     if ((await probe(aside)) === 'dead') {
       unlinkQuietly(aside);
+      replacedDead = true;
       continue;
     }
     // It was the other kernel's, and it answers: back where its processes look for it.
