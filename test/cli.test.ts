@@ -1666,20 +1666,53 @@ test('recv writes a binary body as its bytes: recv --all > file keeps them', asy
   await box.delete();
 });
 
-test('a send that fails part way says how many lines after the failed one were sent anyway', async () => {
-  // The sends are pipelined: lines after the failed one were in flight and got in, and the
-  // error named only the failed line, so a script sending again from it sent them twice.
+test('a line over the size limit stops the input before it is sent: nothing after it gets in', async () => {
+  // A whole line over the mailbox's limit was refused only by the kernel, once the lines after
+  // it were in flight, and they were delivered: the input did not stop at the line that failed.
   const box = await me.createMailbox('tight', { mode: 0o666, maxMessageSize: 10 });
   const r = await run(['send', 'tight'], { input: 'one\ntwo\nthis is too long\nfour\nfive\n' });
   assert.equal(r.code, 1, r.stderr);
   assert.equal(
     r.stderr,
-    "postbox send: line 3: a 16-byte message is over the 10-byte limit of mailbox 'tight' (EMSGSIZE); 2 lines after it, already in flight, were sent\n",
+    "postbox send: line 3: a 16-byte message is over the 10-byte limit of mailbox 'tight' (EMSGSIZE)\n",
   );
-  assert.equal((await run(['recv', 'tight', '--all'])).stdout, 'one\ntwo\nfour\nfive\n');
-  const one = await run(['send', 'tight'], { input: 'one\nthis is too long\nthree\n' });
+  assert.equal((await run(['recv', 'tight', '--all'])).stdout, 'one\ntwo\n');
+  // Counted in bytes, as the kernel counts: five characters of two bytes each fit, six do not.
+  const typed = await run(['send', 'tight', '--typed', '--json'], { input: '7 ééééé\n7 éééééé\n7 x\n' });
+  assert.equal(typed.code, 1, typed.stderr);
+  assert.deepEqual(
+    typed.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { line: number; outcome: string; code?: string })
+      // They come as sends settle; the refusal does not wait for the send before it.
+      .sort((a, b) => a.line - b.line)
+      .map((o) => [o.line, o.outcome, o.code]),
+    [
+      [1, 'queued', undefined],
+      [2, 'failed', 'EMSGSIZE'],
+    ],
+  );
+  assert.equal((await run(['recv', 'tight', '--all'])).stdout, 'ééééé\n');
+  await box.delete();
+});
+
+test('a send that fails part way says how many lines after the failed one were sent anyway', async () => {
+  // The sends are pipelined: lines after the failed one were in flight and got in, and the
+  // error named only the failed line, so a script sending again from it sent them twice. Only
+  // the kernel knows this failure (a mailbox of messages of exactly 4 bytes), so it comes back
+  // while the lines after it are in flight.
+  const box = await me.createMailbox('exact', { mode: 0o666, capacity: 16, messageSize: 4 });
+  const r = await run(['send', 'exact'], { input: 'one1\ntwo2\ntoo long\nfour\nfive\n' });
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(
+    r.stderr,
+    "postbox send: line 3: mailbox 'exact' takes messages of exactly 4 bytes; this one is 8 (EMSGSIZE); 2 lines after it, already in flight, were sent\n",
+  );
+  assert.equal((await run(['recv', 'exact', '--all'])).stdout, 'one1\ntwo2\nfour\nfive\n');
+  const one = await run(['send', 'exact'], { input: 'one1\ntoo long\nthr3\n' });
   assert.equal(one.code, 1, one.stderr);
   assert.match(one.stderr, /; 1 line after it, already in flight, was sent\n$/);
-  assert.equal((await run(['recv', 'tight', '--all'])).stdout, 'one\nthree\n');
+  assert.equal((await run(['recv', 'exact', '--all'])).stdout, 'one1\nthr3\n');
   await box.delete();
 });

@@ -150,8 +150,8 @@ export async function sendCommand(argv: string[]): Promise<number> {
           for (const { text: line, end } of batch) {
             // Lines read ahead before the interrupt are not sent: the command is stopping.
             if (sender.failed || stopped()) break reading;
+            const flag = limit === proc.limits.maxMessageSize ? ' (postbox kernel --max-message-size)' : '';
             if (!end) {
-              const flag = limit === proc.limits.maxMessageSize ? ' (postbox kernel --max-message-size)' : '';
               sender.refuse(
                 new MessageSizeError(
                   `the line is longer than the ${limit}-byte message size limit of ${where}${flag}`,
@@ -160,6 +160,8 @@ export async function sendCommand(argv: string[]): Promise<number> {
               );
               break reading;
             }
+            let body = line;
+            let options = base;
             if (values.typed) {
               if (line.trim() === '') {
                 sender.skip();
@@ -174,10 +176,23 @@ export async function sendCommand(argv: string[]): Promise<number> {
                 );
                 break reading;
               }
-              sender.send(m[2] ?? '', { ...base, type: t });
-            } else {
-              sender.send(line, base);
+              body = m[2] ?? '';
+              options = { ...base, type: t };
             }
+            // A whole line over the limit is refused here, before it is sent: the kernel's refusal
+            // came back only once the lines after it were in flight, and they were delivered.
+            // A UTF-16 unit is at most 3 UTF-8 bytes: a line that short needs no count.
+            const bytes = body.length * 3 > limit ? Buffer.byteLength(body) : body.length;
+            if (bytes > limit) {
+              sender.refuse(
+                new MessageSizeError(
+                  `a ${bytes}-byte message is over the ${limit}-byte limit of ${where}${flag}`,
+                ),
+                Exit.ERROR,
+              );
+              break reading;
+            }
+            sender.send(body, options);
             if (sender.inFlight >= WINDOW) await sender.room();
           }
         }
