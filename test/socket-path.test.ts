@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -215,3 +215,71 @@ test('postbox kernel refuses a socket folder anyone may write to, or another use
   assert.equal(theirs.code, 1);
   assert.match(theirs.stderr, /the socket's folder .*open belongs to another user \(uid 65534\)/);
 });
+
+/**
+ * The default socket, `<tmp>/postbox-<user>/kernel.sock`, is a name anyone can guess in a folder
+ * anyone can write to: another user could make the folder first, or put a socket of theirs in
+ * it, and the user's processes joined whoever listened there and sent them everything. The
+ * kernel refused such a folder; a client did not look.
+ */
+test('a client refuses the default socket when another user could have put it there (EACCES)', async (t) => {
+  const tmp = join(dir, 'tmp');
+  mkdirSync(tmp);
+  const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmp };
+  delete env.POSTBOX_SOCKET;
+  delete env.POSTBOX_URL;
+  delete env.XDG_RUNTIME_DIR;
+  const ls = () => runCli(['ls'], env);
+  // A kernel on the default path, its folder made by the kernel: the client joins it.
+  const kernel = spawn(process.execPath, [CLI, 'kernel'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
+  try {
+    const [line] = (await once(kernel.stdout!, 'data')) as [Buffer];
+    const socket = /listening on unix:(.*)/.exec(String(line))![1]!;
+    const folder = join(socket, '..');
+    assert.equal(folder, join(tmp, `postbox-${userInfo().username}`));
+    const ok = await ls();
+    assert.equal(ok.code, 0, ok.stderr);
+    // The folder opened to everyone, as another user who made it first would leave it.
+    chmodSync(folder, 0o777);
+    const open = await ls();
+    assert.equal(open.code, 5, open.stderr);
+    assert.match(
+      open.stderr,
+      /the folder .*postbox-.* may be written by any user: a kernel there may not be yours/,
+    );
+    chmodSync(folder, 0o700);
+    if (process.getuid?.() !== 0) {
+      t.skip('needs root, to give the folder and a socket to another user (uid 65534)');
+      return;
+    }
+    chownSync(folder, 65534, 65534);
+    const theirs = await ls();
+    assert.equal(theirs.code, 5, theirs.stderr);
+    assert.match(theirs.stderr, /the folder .* belongs to another user \(uid 65534\)/);
+    chownSync(folder, process.getuid(), process.getgid?.() ?? 0);
+    // Our folder, but a socket of another user's in the kernel's place.
+    chownSync(socket, 65534, 65534);
+    const planted = await ls();
+    assert.equal(planted.code, 5, planted.stderr);
+    assert.match(planted.stderr, /the socket .*kernel\.sock belongs to another user \(uid 65534\)/);
+  } finally {
+    kernel.kill('SIGTERM');
+    await once(kernel, 'close');
+  }
+});
+
+/** Runs the command line with `env`; resolves with how it exited, or kills it after 10 s. */
+function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+    });
+    const t = setTimeout(() => p.kill('SIGKILL'), 10_000);
+    p.once('close', (code) => {
+      clearTimeout(t);
+      resolve({ code, stderr });
+    });
+  });
+}

@@ -11,6 +11,7 @@ import {
   InvalidArgumentError,
   MessageSizeError,
   NameTooLongError,
+  PermissionError,
   type PostboxError,
   ProtocolError,
   SendManyError,
@@ -43,7 +44,13 @@ import {
   writeInt64,
 } from '../protocol/frame.js';
 import { badProcessName, MAX_PROCESS_NAME } from '../protocol/names.js';
-import { defaultSocketPath, parseTcpUrl, socketPathTooLong, withoutLineEnd } from '../transport/address.js';
+import {
+  defaultSocketPath,
+  parseTcpUrl,
+  socketPathTooLong,
+  untrustedDefaultSocket,
+  withoutLineEnd,
+} from '../transport/address.js';
 import { FrameWriter } from '../transport/frame-writer.js';
 import { ReadArena } from '../transport/read-arena.js';
 import { AckQueue } from './ack-queue.js';
@@ -619,6 +626,8 @@ export class Connection {
       // Node would cut the path and connect elsewhere, then report ECONNREFUSED: "no kernel".
       const tooLong = socketPathTooLong(address);
       if (tooLong !== null) throw new NameTooLongError(tooLong);
+      const untrusted = untrustedDefaultSocket(address);
+      if (untrusted !== null) throw new PermissionError(untrusted);
     }
     const token = options.token ?? process.env.POSTBOX_TOKEN;
     const hello: Record<string, unknown> = { pid: process.pid, host: hostname() };

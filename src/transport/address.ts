@@ -1,4 +1,4 @@
-import { mkdirSync, statSync } from 'node:fs';
+import { lstatSync, mkdirSync, type Stats, statSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -11,6 +11,11 @@ import { dirname, join } from 'node:path';
 export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string {
   if (env.POSTBOX_SOCKET) return env.POSTBOX_SOCKET;
   if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'postbox', 'kernel.sock');
+  return sharedTmpSocketPath();
+}
+
+/** `<tmpdir>/postbox-<user>/kernel.sock`: the last choice of {@link defaultSocketPath}. */
+function sharedTmpSocketPath(): string {
   let user: string;
   try {
     user = userInfo().username;
@@ -18,6 +23,45 @@ export function defaultSocketPath(env: NodeJS.ProcessEnv = process.env): string 
     user = String(process.getuid?.() ?? 'user');
   }
   return join(tmpdir(), `postbox-${user}`, 'kernel.sock');
+}
+
+/**
+ * Why a process should not trust the kernel at `socketPath`, or null. Only the path in the
+ * shared temporary folder is judged: a name anyone can guess in a folder anyone can write to,
+ * so another user may have made `postbox-<user>` first, or put a socket of theirs in it, and
+ * would then be sent everything this user's processes send. (The kernel refuses such a folder
+ * and would not start there; a client did not look and joined whoever listened.) A path the user
+ * chose, or one under `$XDG_RUNTIME_DIR`, is theirs to judge: a kernel shared between users on
+ * purpose lives in another user's folder.
+ */
+export function untrustedDefaultSocket(socketPath: string): string | null {
+  const uid = process.getuid?.();
+  if (uid === undefined || socketPath !== sharedTmpSocketPath()) return null;
+  const dir = dirname(socketPath);
+  const folder = statIfAny(dir, statSync);
+  if (folder === null) return null; // no kernel there: the join says so
+  const why =
+    folder.uid !== uid && folder.uid !== 0
+      ? `the folder ${dir} belongs to another user (uid ${folder.uid})`
+      : (folder.mode & 0o002) !== 0 && (folder.mode & 0o1000) === 0
+        ? `the folder ${dir} may be written by any user`
+        : null;
+  const socket = why === null ? statIfAny(socketPath, lstatSync) : null;
+  const socketWhy =
+    socket !== null && socket.uid !== uid && socket.uid !== 0
+      ? `the socket ${socketPath} belongs to another user (uid ${socket.uid})`
+      : null;
+  const found = why ?? socketWhy;
+  if (found === null) return null;
+  return `${found}: a kernel there may not be yours, and would be sent what this process sends; remove it, or use a socket of your own (--socket PATH, $POSTBOX_SOCKET)`;
+}
+
+function statIfAny(path: string, stat: (p: string) => Stats): Stats | null {
+  try {
+    return stat(path);
+  } catch {
+    return null;
+  }
 }
 
 /**
