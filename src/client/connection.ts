@@ -54,6 +54,7 @@ import {
 import { FrameWriter } from '../transport/frame-writer.js';
 import { ReadArena } from '../transport/read-arena.js';
 import { AckQueue } from './ack-queue.js';
+import { flushAtExit, noFlushAtExit } from './exit-flush.js';
 import { Message } from './message.js';
 import { describeValue, type OptionNames, unknownOption } from './option-names.js';
 import { badSignal } from './option-values.js';
@@ -790,6 +791,7 @@ export class Connection {
     }
     const answered = Date.now();
     opened.welcome = welcome;
+    flushAtExit(opened);
     if (typeof hello.token === 'string') opened.token = hello.token;
     // The kernel read its clock somewhere between our two readings: the middle is the best guess.
     const kernelTime = welcome.kernel.time;
@@ -1662,6 +1664,7 @@ export class Connection {
   private fail(err: PostboxError): void {
     if (this.closedError !== null) return;
     this.closedError = err;
+    noFlushAtExit(this);
     if (this.heartbeat !== null) clearInterval(this.heartbeat);
     this.onHelloError?.(err);
     this.onHelloError = null;
