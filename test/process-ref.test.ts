@@ -76,3 +76,47 @@ test('ref() after unref(): the link keeps Node running until the message it wait
     c.kill();
   }
 });
+
+test('unref(), then await close() at the top level: the close finishes, and the program exits 0', async () => {
+  // Node ended in the middle of the close (the link let it), with an unsettled top-level await:
+  // exit code 13, and 'closed' never printed.
+  const c = child(`
+    const me = (await connect({ name: 'unref-close-child' })).unref();
+    console.log('joined');
+    await me.close();
+    console.log('closed');
+  `);
+  try {
+    await c.output.line('joined');
+    const down = me.monitor('unref-close-child');
+    assert.equal(await c.exited, 0, c.output.text);
+    assert.match(c.output.text, /closed\n/);
+    assert.equal((await down).reason, 'exit');
+  } finally {
+    c.kill();
+  }
+});
+
+test('close() again while a close is under way: one goodbye, and Node exits', async () => {
+  // A beforeExit handler runs each time the loop empties; each close() sent a goodbye of its own
+  // and added a socket listener: 26 runs and MaxListenersExceededWarning.
+  const c = child(`
+    const me = (await connect({ name: 'close-twice-child' })).unref();
+    let runs = 0;
+    process.on('warning', (w) => console.log('warning', w.name));
+    process.on('beforeExit', () => { runs++; void me.close(); });
+    process.on('exit', () => console.log('beforeExit ran', runs));
+    console.log('joined');
+  `);
+  try {
+    await c.output.line('joined');
+    const down = me.monitor('close-twice-child');
+    assert.equal(await c.exited, 0, c.output.text);
+    // Once to close, and once more when the loop empties after it: nothing is left to do then.
+    assert.match(c.output.text, /beforeExit ran 2\n/);
+    assert.doesNotMatch(c.output.text, /warning/);
+    assert.equal((await down).reason, 'exit');
+  } finally {
+    c.kill();
+  }
+});

@@ -408,6 +408,8 @@ export class Connection {
   private closedError: PostboxError | null = null;
   /** close() was called: the end is this process's own doing, not the kernel's. */
   closedByUs = false;
+  /** The promise of the close under way, once close() is called. */
+  private closing: Promise<void> | null = null;
   private welcome: Welcome | null = null;
   /**
    * What to add to this machine's `Date.now()` for the kernel's clock, measured at the handshake
@@ -1444,10 +1446,24 @@ export class Connection {
     this.monitors.delete(id);
   }
 
-  /** Closes the connection; pending operations fail with ENOTCONN. */
-  async close(): Promise<void> {
+  /**
+   * Closes the connection; pending operations fail with ENOTCONN. A second call, while the
+   * first is under way, gets the first's promise: each had sent its own goodbye and added a
+   * listener to the socket (a `beforeExit` handler that closes runs again each time the loop
+   * empties: 26 times, and Node's MaxListenersExceededWarning).
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
     if (this.closed) return;
     this.closedByUs = true;
+    // A close asked for is work to finish, even on a link that lets Node exit (unref()): Node
+    // ended in the middle of it, and `await me.close()` at a module's top level made the
+    // program exit with code 13 (an unsettled top-level await) instead of 0.
+    this.socket.ref();
     // Messages the application took must reach the kernel as taken before we go, or they
     // would be given back to the mailbox and received again by someone else. Each open loop
     // ends as at its `break` (what was pushed ahead and not taken goes back): a process closing

@@ -583,7 +583,9 @@ export class PostboxProcess {
    * Lets Node exit while this process's link to the kernel is its only work left, as
    * `net.Socket.unref()` does: a program that waits for messages only while it has other things
    * to do. Node exiting ends the link, and the kernel terminates the process as it would one
-   * that exited without `close()`. Pending timeouts still keep Node running. Returns this process.
+   * that exited without `close()`. The program's own timers still keep Node running; a call's
+   * `timeout` does not (the kernel keeps it), and `close()` holds Node until it is done. Returns
+   * this process.
    *
    * @example
    * ```ts
