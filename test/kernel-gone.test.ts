@@ -171,6 +171,9 @@ for (const [signal, code] of [
       );
       const monitor = b.monitor('a');
       const monitorFailure = signal === 'SIGKILL' ? failureOf('monitor', monitor) : null;
+      // The kernel answers b in order: once a later call is answered, the monitor is set up. A
+      // monitor asked for while the kernel shuts down is refused (ESHUTDOWN), not set up.
+      await b.processes();
       k.proc.kill(signal);
       for (const [what, failure] of waits) assert.equal(await failure, code, what);
       assert.equal((await a.closed)?.code, code);
