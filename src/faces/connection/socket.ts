@@ -603,6 +603,10 @@ export class Connection extends Duplex {
         (err: unknown) => {
           // The peer's mailbox is gone: it closed or died; reading says which. Nothing to end.
           if (isGone(err)) callback();
+          // This process lost its kernel (or was ended by it): as for an idle connection, only
+          // a program that listens for 'error' is told so by the stream; one that uses send()
+          // and receive() learns it from its calls, and an 'error' nobody hears would kill it.
+          else if (this.#proc.conn.closed && this.listenerCount('error') === 0) callback();
           else callback(err as Error);
         },
       );
