@@ -20,6 +20,13 @@
  *   `holdCredit` handed to a process that was killed before its take went out;
  * - a receipt names the process that received the message;
  * - in the single-reader fifo mailbox, each sender's messages arrive in the order it sent them;
+ * - the order laws of docs/api.md with several receivers (checkOrder): each sender's messages
+ *   enter every mailbox in the order sent (by seq), and on the mailbox all four read with single
+ *   receives, one made after another returned gets the later message, unless a dying receiver
+ *   gave it back;
+ * - a pipe, a FIFO and a connection between two more processes (test/fixtures/chaos-faces.ts),
+ *   killed and stopped too (checkFaces): each reader gets a prefix of what was written, all of it
+ *   and then the end when the writer ended, the end or an error (never a hang) when it was killed;
  * - an RPC call runs at most once, and one answered ran, with the answer its handler gave.
  *
  * The second test runs the same rounds against a kernel with a 150 ms heartbeat, and stops
@@ -28,7 +35,8 @@
  *
  * A round is seeded: CHAOS_SEED=n replays one (the kills fall at the same moments of the
  * driver's clock, so a replay is close, not exact); CHAOS_ROUNDS and CHAOS_FIRST_SEED size a
- * longer hunt, CHAOS_STATS=1 prints what was done and checked, and CHAOS_KEEP=1 keeps the logs.
+ * longer hunt, CHAOS_STATS=1 prints what was done and checked, CHAOS_KEEP=1 keeps the logs, and
+ * CHAOS_STACKS=1 has an agent log the stack of an unhandled rejection it dies of.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
