@@ -5,15 +5,19 @@
  * (docs/performance.md, "What an operation costs as things grow"). Nothing here is timed.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import { connect, type MailboxStat, type Message, type PostboxProcess } from '../src/client/mod.js';
 import { LIST_PAGE } from '../src/client/process.js';
+import { STAT_IDS } from '../src/kernel/limits.js';
 import { Op } from '../src/protocol/frame.js';
-import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { callFrame, framePayload, RawPeer } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
 
 const MANY = 20_000;
+const run = promisify(execFile);
 
 describe('rules at scale', () => {
   let kernel: TestKernel;
@@ -30,6 +34,12 @@ describe('rules at scale', () => {
     await kernel.stop();
   });
 
+  /** What `postbox ARGS` prints. */
+  async function cli(args: string[]): Promise<string> {
+    const { stdout } = await run(process.execPath, [CLI, ...args], { env: kernel.env, timeout: 30_000 });
+    return stdout;
+  }
+
   /** Starts `count` single receives on `name` from a new process, once all are waiting. */
   async function receivesWaiting(
     name: string,
@@ -37,6 +47,7 @@ describe('rules at scale', () => {
   ): Promise<{ proc: PostboxProcess; got: Promise<Message<string> | null>[] }> {
     const proc = await connect({ socket: kernel.socket });
     const mb = await proc.openMailbox<string>(name);
+    const before = (await me.stat(name)).waitingReceiversCount;
     const got: Promise<Message<string> | null>[] = [];
     for (let i = 0; i < count; i++) {
       const r = mb.receive();
@@ -45,7 +56,7 @@ describe('rules at scale', () => {
     }
     await until(
       () => me.stat(name),
-      (s) => s.waitingReceivers.filter((id) => id === proc.id).length === count,
+      (s) => s.waitingReceiversCount === before + count,
       30_000,
       `${count} receives waiting`,
     );
@@ -62,8 +73,14 @@ describe('rules at scale', () => {
     const bodies = await Promise.all(got.slice(0, MANY / 2).map(async (r) => (await r)?.body));
     assert.deepEqual(bodies, sends);
     const s = await me.stat(name);
-    assert.equal(s.waitingReceivers.length, MANY / 2);
+    assert.equal(s.waitingReceiversCount, MANY / 2);
+    assert.deepEqual(s.waitingReceivers, Array(STAT_IDS).fill(proc.id), 'the first 100 listed');
     assert.equal(s.queued, 0);
+    // The command line counts those the kernel did not list.
+    const stat = await cli(['stat', name]);
+    assert.match(stat, new RegExp(`waiting receivers +${proc.id} ×100 \\+${MANY / 2 - 100} more\n`));
+    const row = (await cli(['ls'])).split('\n').find((line) => line.includes(` ${name} `));
+    assert.match(row ?? '', / 0 +1\+$/, 'one process among the first 100 receivers, and more');
     await proc.close();
   });
 
@@ -103,6 +120,97 @@ describe('rules at scale', () => {
     await mb.send('next');
     assert.equal((await after.got[0]!)?.body, 'next');
     await after.proc.close();
+  });
+
+  test(`stat counts ${MANY} sends waiting for their receipt and ${MANY} blocked, lists the first 100 of each, and only where they wait`, async () => {
+    const receipts = await me.createMailbox<string>(box(), { mode: 0o666 });
+    const full = await me.createMailbox<string>(box(), { mode: 0o666, capacity: 1 });
+    const quiet = await me.createMailbox<string>(box(), { mode: 0o666 });
+    const s1 = await connect({ socket: kernel.socket });
+    const s2 = await connect({ socket: kernel.socket });
+    const r1 = await s1.openMailbox<string>(receipts.id);
+    const f2 = await s2.openMailbox<string>(full.id);
+    for (let i = 0; i < MANY; i++) r1.send(`r${i}`, { receipt: true }).catch(() => {});
+    for (let i = 0; i <= MANY; i++) f2.send(`f${i}`).catch(() => {});
+    await until(
+      () => Promise.all([receipts.stat(), full.stat()]),
+      ([r, f]) => r.waitingReceiptsCount === MANY && f.waitingSendersCount === MANY,
+      30_000,
+      'every send waiting',
+    );
+    const [r, f, q] = await Promise.all([receipts.stat(), full.stat(), quiet.stat()]);
+    assert.deepEqual(r.waitingReceipts, Array(STAT_IDS).fill(s1.id));
+    assert.deepEqual([r.waitingSendersCount, r.waitingSenders], [0, []]);
+    assert.deepEqual(f.waitingSenders, Array(STAT_IDS).fill(s2.id));
+    assert.deepEqual([f.waitingReceiptsCount, f.waitingReceipts], [0, []]);
+    assert.deepEqual(
+      [q.waitingReceiptsCount, q.waitingSendersCount, q.waitingReceiversCount],
+      [0, 0, 0],
+      'none waits on a mailbox nobody sent to',
+    );
+
+    // Taken: their sends complete and are counted no more.
+    let taken = 0;
+    for await (const batch of receipts.batches()) {
+      taken += batch.length;
+      if (taken >= 5_000) break;
+    }
+    await until(
+      () => receipts.stat(),
+      (st) => st.inflight === 0,
+      30_000,
+      'what the loop held given back',
+    );
+    assert.equal((await receipts.stat()).waitingReceiptsCount, MANY - taken);
+    await s1.close();
+    await s2.close();
+    await until(
+      () => Promise.all([receipts.stat(), full.stat()]),
+      ([rs, fs]) => rs.waitingReceiptsCount === 0 && fs.waitingSendersCount === 0,
+      30_000,
+      'their sends withdrawn with their processes',
+    );
+  });
+
+  test("a send whose process ended is not waiting for its receipt, while its message is in a loop's hands", async () => {
+    const mb = await me.createMailbox<string>(box(), { mode: 0o666 });
+    const sender = await connect({ socket: kernel.socket });
+    const theirs = await sender.openMailbox<string>(mb.id);
+    for (let i = 0; i < 3; i++) theirs.send(`m${i}`, { receipt: true }).catch(() => {});
+    await until(
+      () => mb.stat(),
+      (s) => s.waitingReceiptsCount === 3,
+      10_000,
+      'three receipts',
+    );
+    const worker = await connect({ socket: kernel.socket });
+    const wb = await worker.openMailbox<string>(mb.id);
+    for await (const m of wb.messages({ prefetch: 10 })) {
+      assert.equal(m.body, 'm0');
+      // m0 is taken; m1 and m2 are pushed ahead, untaken, their sends still waiting.
+      await until(
+        () => mb.stat(),
+        (s) => s.waitingReceiptsCount === 2 && s.inflight === 2,
+        10_000,
+        "two in the loop's hands",
+      );
+      await sender.close();
+      await until(
+        () => mb.stat(),
+        (s) => s.waitingReceiptsCount === 0,
+        10_000,
+        'the ended process waits for nothing',
+      );
+      assert.deepEqual((await mb.stat()).waitingReceipts, []);
+      break;
+    }
+    await until(
+      () => mb.stat(),
+      (s) => s.inflight === 0 && s.queued === 0,
+      10_000,
+      'given back, and dropped: their sends were withdrawn',
+    );
+    await worker.close();
   });
 
   test('what an iterator held goes back to its place, in order, in front of a queue of 20,000', async () => {

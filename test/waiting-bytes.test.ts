@@ -41,7 +41,7 @@ test("past its share, a process's sends that would wait fail ENOMEM; another pro
   // Answers come in order: by this one, the kernel has seen all 200.
   const usage = await greedy.usage();
   assert.ok(usage.mostWaitingBytes! <= SHARE, `${usage.mostWaitingBytes} bytes held, share ${SHARE}`);
-  const waiting = (await box.stat()).waitingSenders.length;
+  const waiting = (await box.stat()).waitingSendersCount;
   assert.ok(waiting > 10 && waiting < 199, `${waiting} wait`);
   assert.ok(errors.length > 0, 'some were refused');
   assert.equal(errors[0]!.message.includes('--max-waiting-bytes'), true, errors[0]!.message);
@@ -53,7 +53,7 @@ test("past its share, a process's sends that would wait fail ENOMEM; another pro
   const otherSend = outcome(theirs.send('other'));
   await until(
     () => box.stat(),
-    (s) => s.waitingSenders.length === waiting + 1,
+    (s) => s.waitingSendersCount === waiting + 1,
     BOUND_MS,
     "the other process's send waiting",
   );
@@ -85,8 +85,8 @@ test('sends waiting for their receipt or a rendezvous count, and a process that 
     usage.mostWaitingBytes! > SHARE / 2 && usage.mostWaitingBytes! <= SHARE,
     `${usage.mostWaitingBytes} held`,
   );
-  const queued = (await unbounded.stat()).waitingReceipts.length;
-  const met = (await rendezvous.stat()).waitingSenders.length;
+  const queued = (await unbounded.stat()).waitingReceiptsCount;
+  const met = (await rendezvous.stat()).waitingSendersCount;
   assert.ok(queued + met < 200, `${queued} + ${met} of 200 waiting`);
   // Its process ends: what it held is withdrawn and counted no more.
   await producer.close();

@@ -321,22 +321,26 @@ export async function processNames(proc: PostboxProcess): Promise<Map<number, st
 /**
  * How tables name the processes in a list of waiting operations (a process id per operation):
  * each process once, in order of its first, with how many it has if more than one
- * (`alice(7) ×3000, 8`): a producer pipelining sends into a full mailbox is one sender.
+ * (`alice(7) ×3000, 8`): a producer pipelining sends into a full mailbox is one sender. The
+ * kernel lists the first 100 operations of a line; `total` counts them all, and those not listed
+ * are counted at the end (`alice(7) ×100 +19900 more`).
  */
 export function waitersLabel(
   ids: readonly number[],
+  total: number,
   names: Map<number, string | null>,
   max = Number.POSITIVE_INFINITY,
 ): string {
   if (ids.length === 0) return '-';
   const counts = new Map<number, number>();
   for (const id of ids) counts.set(id, (counts.get(id) ?? 0) + 1);
-  return [...counts]
+  const listed = [...counts]
     .map(([id, n]) => {
       const label = processLabel(id, names, max);
       return n === 1 ? label : `${label} ×${n}`;
     })
     .join(', ');
+  return total > ids.length ? `${listed} +${total - ids.length} more` : listed;
 }
 
 /**

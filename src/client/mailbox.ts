@@ -59,15 +59,24 @@ export interface MailboxStat extends MailboxInfo {
   bytes: number;
   queued: number;
   inflight: number;
-  /** Ids of processes blocked sending, in order: a process id per send waiting to enter. */
+  /**
+   * Ids of processes blocked sending, in order: a process id per send waiting to enter, for the
+   * first 100 of them; {@link waitingSendersCount} says how many wait in all.
+   */
   waitingSenders: number[];
+  /** Sends waiting to enter, all of them (`waitingSenders` lists the first 100). */
+  waitingSendersCount: number;
   /**
    * Ids of processes whose send waits for its receipt (`receipt`, or a rendezvous taken in):
-   * its message is in the mailbox, not yet taken. A process id per such send.
+   * its message is in the mailbox, not yet taken. A process id per such send, for the first 100.
    */
   waitingReceipts: number[];
-  /** Ids of processes blocked receiving, in order. */
+  /** Sends waiting for their receipt, all of them (`waitingReceipts` lists the first 100). */
+  waitingReceiptsCount: number;
+  /** Ids of processes blocked receiving, in order: one per waiting receive, for the first 100. */
   waitingReceivers: number[];
+  /** Receives waiting, all of them (`waitingReceivers` lists the first 100). */
+  waitingReceiversCount: number;
   holders: number[];
   /** Handles open on it, and how many read and write. */
   opens: number;

@@ -156,3 +156,8 @@ export const SYSTEM_OWNED_MODE = 0o666;
 export const INBOX_MODE = 0o622;
 /** Highest priority a message may carry (POSIX MQ_PRIO_MAX − 1 on Linux). */
 export const MAX_PRIORITY = 32767;
+/**
+ * How many process ids a stat lists of each line of waiting operations (`waitingSenders`,
+ * `waitingReceipts`, `waitingReceivers`); the `…Count` beside each says how many there are.
+ */
+export const STAT_IDS = 100;

@@ -74,12 +74,14 @@ export interface Peer {
   readonly osPid: number;
 }
 
+/** Where a send's message is: waiting to enter, queued (store slot), in flight to a receiver, or settled. */
+export type SendState = 'blocked' | 'queued' | 'inflight' | 'settled';
+
 /** A send that has not completed: blocked on a full mailbox, or waiting for its receipt. */
 export class SendWaiter {
   /** The whole frame, copied out of the input so it pins nothing. */
   frame: Buffer | null;
-  /** Where the message is: waiting to enter, queued (store slot), in flight to a receiver, or settled. */
-  state: 'blocked' | 'queued' | 'inflight' | 'settled' = 'blocked';
+  private where: SendState = 'blocked';
   slot = -1;
   /** The send gave up (timeout or abort) while its message was in a receiver's hands: if it comes back, it is dropped and the send fails with this code. */
   expired: 'ETIMEDOUT' | 'ECANCELED' | null = null;
@@ -94,6 +96,21 @@ export class SendWaiter {
   readonly waitsForReader: boolean;
   /** Bytes of the kernel's memory limit it holds until it is settled: its frame and itself. */
   readonly heldBytes: number;
+  /** Where the message is: waiting to enter, queued (store slot), in flight to a receiver, or settled. */
+  get state(): SendState {
+    return this.where;
+  }
+  /**
+   * Kept here, where every change of state passes, so that the mailbox's index of sends waiting
+   * for their receipt ({@link Mailbox.receiptWaits}) cannot miss one: stat counted them by a walk
+   * over every process's sends in the whole kernel.
+   */
+  set state(state: SendState) {
+    this.where = state;
+    if ((state === 'queued' || state === 'inflight') && !this.peer.terminated)
+      this.mailbox.receiptWaits.add(this);
+    else this.mailbox.receiptWaits.delete(this);
+  }
   constructor(
     readonly peer: Peer,
     readonly request: number,
@@ -440,6 +457,11 @@ export class Mailbox {
   readonly receivers = new ReceiverLine<ReceiveWaiter>();
   /** Messages queued with a receipt pending, by store slot. */
   private readonly receiptBySlot = new Map<number, SendWaiter>();
+  /**
+   * Sends whose message is in (queued, or pushed to a receiver) and whose live process waits
+   * until it is taken: a receipt, or a rendezvous met. Kept by {@link SendWaiter.state}.
+   */
+  readonly receiptWaits = new Set<SendWaiter>();
   private seq = 0;
   private pumping = false;
   removed = false;
@@ -1778,6 +1800,8 @@ export class Mailbox {
         // (and the send fails) if it comes back.
         if (code !== 'ETIMEDOUT' && code !== 'ECANCELED') return;
         sw.expired = code;
+        // Its process is gone (it ended): nobody waits for this receipt any more.
+        if (sw.peer.terminated) this.receiptWaits.delete(sw);
         // Pushed ahead to a stream, it may sit unread behind a busy loop for as long as the
         // loop takes: ask for it back, so that the send fails now, not when the loop gets to it
         // (the process answers RETURN if it had not handed it out; else its TAKE says it had).

@@ -54,8 +54,20 @@ export function lsTable(list: MailboxStat[], names: Map<number, string | null>):
       formatMode(mb.mode),
       String(mb.bytes),
       mb.capacity === null ? String(mb.count) : `${mb.count}/${mb.capacity}`,
-      String(new Set([...mb.waitingSenders, ...mb.waitingReceipts]).size),
-      String(new Set(mb.waitingReceivers).size),
+      waitingProcesses(
+        [...mb.waitingSenders, ...mb.waitingReceipts],
+        mb.waitingSendersCount + mb.waitingReceiptsCount,
+      ),
+      waitingProcesses(mb.waitingReceivers, mb.waitingReceiversCount),
     ]),
   );
+}
+
+/**
+ * The processes among the waiting operations listed, each once; with a `+` when the kernel
+ * listed only the first of a line's operations, whose other processes it does not name.
+ */
+function waitingProcesses(ids: readonly number[], total: number): string {
+  const processes = String(new Set(ids).size);
+  return total > ids.length ? `${processes}+` : processes;
 }

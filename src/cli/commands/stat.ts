@@ -104,9 +104,9 @@ function statText(
   fields.push(
     ['order', mb.order === 'priority' ? 'priority (highest first, fifo within)' : 'fifo'],
     ['receivers', mb.policy],
-    ['waiting senders', waitersLabel(mb.waitingSenders, names)],
-    ['waiting for receipt', waitersLabel(mb.waitingReceipts, names)],
-    ['waiting receivers', waitersLabel(mb.waitingReceivers, names)],
+    ['waiting senders', waitersLabel(mb.waitingSenders, mb.waitingSendersCount, names)],
+    ['waiting for receipt', waitersLabel(mb.waitingReceipts, mb.waitingReceiptsCount, names)],
+    ['waiting receivers', waitersLabel(mb.waitingReceivers, mb.waitingReceiversCount, names)],
   );
   if (mb.holders.length > 0) fields.push(['holders', who(mb.holders)]);
   if (mb.endOnLastWriter)

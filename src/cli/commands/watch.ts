@@ -134,8 +134,13 @@ export function frame(s: Snapshot): string {
               mb.capacity === null ? String(mb.count) : `${mb.count}/${mb.capacity}`,
               String(mb.bytes),
               // A send waiting for its receipt is still in its sender's send().
-              waitersLabel([...mb.waitingSenders, ...mb.waitingReceipts], names, NAME_WIDTH),
-              waitersLabel(mb.waitingReceivers, names, NAME_WIDTH),
+              waitersLabel(
+                [...mb.waitingSenders, ...mb.waitingReceipts],
+                mb.waitingSendersCount + mb.waitingReceiptsCount,
+                names,
+                NAME_WIDTH,
+              ),
+              waitersLabel(mb.waitingReceivers, mb.waitingReceiversCount, names, NAME_WIDTH),
             ];
           }),
         );
