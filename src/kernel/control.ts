@@ -88,6 +88,7 @@ const handlers: Record<string, Handler> = {
     const attrs = parseAttributes(k, a, system);
     const mb = new Mailbox(k, k.nextMailboxId++, name, attrs, p, system);
     k.mailboxes.set(mb.id, mb);
+    k.listed.add(mb.id);
     if (name !== null) k.mailboxByName.set(name, mb);
     if (key !== 0) {
       mb.key = key;
@@ -192,11 +193,9 @@ const handlers: Record<string, Handler> = {
     const after = a.after === undefined ? 0 : positiveInt(a.after, 'after', true);
     const limit = a.limit === undefined ? Number.POSITIVE_INFINITY : positiveInt(a.limit, 'limit');
     const page: Args[] = [];
-    // The table is in id order: ids only grow, and a mailbox is never put back in it.
-    for (const mb of k.mailboxes.values()) {
-      if (mb.id <= after || mb.inboxOf !== 0) continue;
+    for (const id of k.listed.after(after)) {
       if (page.length >= limit) break;
-      page.push(stat(k, mb));
+      page.push(stat(k, k.mailboxes.get(id)!));
     }
     return page;
   },

@@ -31,6 +31,7 @@ import { badHostName, badProcessName, MAX_PROCESS_NAME } from '../protocol/names
 import { readIntoArena } from '../transport/read-arena.js';
 import { handleCall, overLimit } from './control.js';
 import { FREE_PARTIAL_BYTES, FrameRoom } from './frame-room.js';
+import { IdOrder } from './id-order.js';
 import { INBOX_MODE, type KernelLimits, kernelLimits, MAX_PRIORITY } from './limits.js';
 import { Mailbox, type MailboxHost, type Peer, ReceiveWaiter } from './mailbox.js';
 import { KernelProcess, type TerminationReason, type Transport } from './process.js';
@@ -93,6 +94,8 @@ export class Kernel implements MailboxHost {
    */
   private readonly receivesFrom = new Map<number, ReceiveWaiter[]>();
   readonly mailboxes = new Map<number, Mailbox>();
+  /** The ids of the mailboxes `list` shows (not inboxes), ascending: a page starts where it asks. */
+  readonly listed = new IdOrder((id) => this.mailboxes.has(id));
   readonly mailboxByName = new Map<string, Mailbox>();
   /** System V keys. */
   readonly mailboxByKey = new Map<number, Mailbox>();
@@ -1028,7 +1031,7 @@ export class Kernel implements MailboxHost {
   /** Removes a mailbox now; every waiter on it fails with EIDRM. */
   removeMailbox(mb: Mailbox, why: string, code: ErrorCode = 'EIDRM'): void {
     mb.remove(why, code);
-    this.mailboxes.delete(mb.id);
+    if (this.mailboxes.delete(mb.id) && mb.inboxOf === 0) this.listed.removed();
     if (mb.name !== null) {
       // Ids are never reused, so a late send on a handle can still be told which mailbox went.
       this.removedNames.set(mb.id, mb.name);
