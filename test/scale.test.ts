@@ -213,6 +213,42 @@ describe('rules at scale', () => {
     await worker.close();
   });
 
+  test('a priority mailbox with 20,000 messages over 10,000 priorities gives the highest first, in arrival order within one', async () => {
+    const mb = await me.createMailbox<number>(box(), { order: 'priority' });
+    const count = 20_000;
+    // Priorities scattered over 0..32767, each used twice, neither in order nor in reverse.
+    const priorityOf = (i: number): number => ((i % 10_000) * 7_919) % 32_768;
+    const sent = Array.from({ length: count }, (_, i) => i);
+    await Promise.all(sent.map((i) => mb.send(i, { priority: priorityOf(i) })));
+    // Half taken, then as many more sent, above, below and among those left.
+    const got: { body: number; priority: number }[] = [];
+    const take = async (n: number): Promise<void> => {
+      for (let i = 0; i < n; i++) {
+        const m = (await mb.receive({ nowait: true }))!;
+        got.push({ body: m.body, priority: m.priority });
+      }
+    };
+    await take(count / 2);
+    const more = Array.from({ length: count / 2 }, (_, i) => count + i);
+    await Promise.all(more.map((i) => mb.send(i, { priority: priorityOf(i * 3) })));
+    const expectFirst = [...sent].sort((a, b) => priorityOf(b) - priorityOf(a) || a - b).slice(0, count / 2);
+    assert.deepEqual(
+      got.map((m) => m.body),
+      expectFirst,
+    );
+    const taken = new Set(expectFirst);
+    const left = sent.filter((i) => !taken.has(i));
+    const now = [
+      ...left.map((i) => ({ body: i, priority: priorityOf(i) })),
+      ...more.map((i) => ({ body: i, priority: priorityOf(i * 3) })),
+    ];
+    now.sort((a, b) => b.priority - a.priority || a.body - b.body);
+    got.length = 0;
+    await take(now.length);
+    assert.deepEqual(got, now);
+    assert.equal(await mb.receive({ nowait: true }), null);
+  });
+
   test('what an iterator held goes back to its place, in order, in front of a queue of 20,000', async () => {
     const name = box();
     const mb = await me.createMailbox<string>(name, { mode: 0o666 });

@@ -1,4 +1,5 @@
 import { Off, readInt64 } from '../protocol/frame.js';
+import { PrioritySet } from './priority-set.js';
 
 /**
  * The queue of one mailbox: the messages it holds, indexed so that no receive scans the queue.
@@ -8,7 +9,7 @@ import { Off, readInt64 } from '../protocol/frame.js';
  * messages are a million slots, not a million objects.
  *
  * ```
- *  buckets (priority desc; one bucket in a fifo mailbox)
+ *  buckets (by priority, highest first; one bucket in a fifo mailbox)
  *   └─ bucket ── order list:  s3 ⇄ s7 ⇄ s1 ⇄ …        (delivery order within the priority)
  *                type lists:  t=1: s3 ⇄ s1   t=2: s7  (same order, one list per type)
  *                sender lists: p=4: s3 ⇄ s7  p=9: s1
@@ -76,8 +77,16 @@ export class MessageStore {
   private bufOf: (Buffer | undefined)[];
   private free = NIL;
   private used = 0;
-  /** Buckets by priority, highest first. */
-  private readonly buckets: Bucket[] = [];
+  /** A fifo store's one bucket, once it has held a message. */
+  private fifo: Bucket | null = null;
+  /**
+   * A priority store's buckets by priority, each while it holds messages, and the priorities
+   * they are of, ordered (see PrioritySet): a send finds its bucket at once, a receive the
+   * highest in a few looks; kept in a sorted array, each new priority and each one emptied moved
+   * the others, O(distinct priorities queued), up to 32,768.
+   */
+  private readonly bucketOf = new Map<number, Bucket>();
+  private readonly priorities: PrioritySet | null;
   readonly byPriority: boolean;
   /** Messages held. */
   count = 0;
@@ -90,6 +99,7 @@ export class MessageStore {
 
   constructor(byPriority: boolean, initialSlots = 8) {
     this.byPriority = byPriority;
+    this.priorities = byPriority ? new PrioritySet() : null;
     this.next = new Int32Array(initialSlots);
     this.prev = new Int32Array(initialSlots);
     this.tnext = this.tprev = this.snext = this.sprev = UNINDEXED;
@@ -147,7 +157,7 @@ export class MessageStore {
     this.lenOf[slot] = len;
     this.typeOf[slot] = type;
     this.newestSeq = seq;
-    const bucket = this.buckets.length > 0 ? this.buckets[0]! : this.bucketFor(0);
+    const bucket = this.fifo ?? this.bucketFor(0);
     const tail = bucket.tail;
     this.prev[slot] = tail;
     this.next[slot] = NIL;
@@ -231,7 +241,7 @@ export class MessageStore {
       this.snext = new Int32Array(slots);
       this.sprev = new Int32Array(slots);
     }
-    for (const bucket of this.buckets) {
+    for (let bucket = this.firstBucket(); bucket !== null; bucket = this.nextBucket(bucket)) {
       for (let s = bucket.head; s !== NIL; s = this.next[s]!)
         this.index(bucket, s, this.typeOf[s]!, this.senderOf(s), 0, true);
     }
@@ -272,14 +282,17 @@ export class MessageStore {
       }
       if (slist.count === 0) bucket.senders.delete(sender);
     }
-    if (bucket.count === 0 && this.byPriority) this.buckets.splice(this.buckets.indexOf(bucket), 1);
+    if (bucket.count === 0 && this.byPriority) {
+      this.bucketOf.delete(bucket.priority);
+      this.priorities!.delete(bucket.priority);
+    }
     if (!keep) this.releaseSlot(slot);
     this.count--;
     this.bytes -= bodyBytes;
     // Empty: the next selective receive builds the lists again, for what is queued then.
     if (this.count === 0 && this.indexed) {
       this.indexed = false;
-      for (const b of this.buckets) {
+      for (let b = this.firstBucket(); b !== null; b = this.nextBucket(b)) {
         b.types.clear();
         b.typeKeys.length = 0;
         b.senders.clear();
@@ -295,9 +308,9 @@ export class MessageStore {
   removeHead(slot: number, bodyBytes: number): number {
     if (this.indexed) {
       this.remove(slot, bodyBytes);
-      return this.count === 0 ? NIL : this.buckets[0]!.head;
+      return this.count === 0 ? NIL : this.fifo!.head;
     }
-    const bucket = this.buckets[0]!;
+    const bucket = this.fifo!;
     const next = this.next[slot]!;
     if (bucket.back === slot) bucket.back = NIL;
     bucket.head = next;
@@ -315,13 +328,10 @@ export class MessageStore {
   first(sel: Selection): number {
     if (this.count === 0) return NIL;
     const t = sel.type;
-    if (t === 0 && sel.from === 0) {
-      for (const bucket of this.buckets) if (bucket.head !== NIL) return bucket.head;
-      return NIL;
-    }
+    if (t === 0 && sel.from === 0) return this.firstBucket()!.head;
     if (!this.indexed) this.buildIndex();
     if (t < 0) return this.firstAtMost(-t, sel.from);
-    for (const bucket of this.buckets) {
+    for (let bucket = this.firstBucket(); bucket !== null; bucket = this.nextBucket(bucket)) {
       let slot: number;
       if (t === 0) {
         slot = sel.from === 0 ? bucket.head : (bucket.senders.get(sel.from)?.head ?? NIL);
@@ -340,7 +350,7 @@ export class MessageStore {
   /** The message that has waited longest (lowest sequence number), or -1. */
   oldest(): number {
     let best = NIL;
-    for (const bucket of this.buckets) {
+    for (let bucket = this.firstBucket(); bucket !== null; bucket = this.nextBucket(bucket)) {
       if (bucket.head !== NIL && (best === NIL || this.seq(bucket.head) < this.seq(best))) best = bucket.head;
     }
     return best;
@@ -348,7 +358,7 @@ export class MessageStore {
 
   /** Calls fn for every message in delivery order (for draining a removed mailbox). */
   forEach(fn: (slot: number) => void): void {
-    for (const bucket of this.buckets) {
+    for (let bucket = this.firstBucket(); bucket !== null; bucket = this.nextBucket(bucket)) {
       for (let s = bucket.head; s !== NIL; s = this.next[s]!) fn(s);
     }
   }
@@ -361,7 +371,7 @@ export class MessageStore {
   private firstAtMost(limit: number, from: number): number {
     // Lowest type present ≤ limit, across buckets; then its first message in delivery order.
     let lowest = Number.POSITIVE_INFINITY;
-    for (const bucket of this.buckets) {
+    for (let bucket = this.firstBucket(); bucket !== null; bucket = this.nextBucket(bucket)) {
       for (const key of bucket.typeKeys) {
         if (key > limit || key >= lowest) break;
         if (from === 0 || this.firstOfBoth(bucket, bucket.types.get(key)!, from, key) !== NIL) {
@@ -371,7 +381,7 @@ export class MessageStore {
       }
     }
     if (lowest === Number.POSITIVE_INFINITY) return NIL;
-    for (const bucket of this.buckets) {
+    for (let bucket = this.firstBucket(); bucket !== null; bucket = this.nextBucket(bucket)) {
       const tlist = bucket.types.get(lowest);
       if (tlist === undefined) continue;
       const slot = from === 0 ? tlist.head : this.firstOfBoth(bucket, tlist, from, lowest);
@@ -411,11 +421,24 @@ export class MessageStore {
     return this.bufOf[slot]!.readUInt32LE(this.offOf[slot]! + Off.SENDER);
   }
 
+  /** The bucket delivered from first (the highest priority's), or null when there is none. */
+  private firstBucket(): Bucket | null {
+    if (this.priorities === null) return this.fifo;
+    const p = this.priorities.highest();
+    return p === -1 ? null : this.bucketOf.get(p)!;
+  }
+
+  /** The bucket after `bucket` in delivery order (the next priority below), or null. */
+  private nextBucket(bucket: Bucket): Bucket | null {
+    if (this.priorities === null) return null;
+    const p = this.priorities.below(bucket.priority);
+    return p === -1 ? null : this.bucketOf.get(p)!;
+  }
+
   private bucketFor(priority: number): Bucket {
-    const buckets = this.buckets;
-    let i = 0;
-    while (i < buckets.length && buckets[i]!.priority > priority) i++;
-    if (i < buckets.length && buckets[i]!.priority === priority) return buckets[i]!;
+    if (this.fifo !== null) return this.fifo;
+    const found = this.bucketOf.get(priority);
+    if (found !== undefined) return found;
     const bucket: Bucket = {
       priority,
       head: NIL,
@@ -426,7 +449,11 @@ export class MessageStore {
       typeKeys: [],
       senders: new Map(),
     };
-    buckets.splice(i, 0, bucket);
+    if (this.priorities === null) this.fifo = bucket;
+    else {
+      this.bucketOf.set(priority, bucket);
+      this.priorities.add(priority);
+    }
     return bucket;
   }
 
