@@ -392,10 +392,12 @@ function stat(k: Kernel, mb: Mailbox): Args {
   // progress) is in the line but waits for nothing: no message would go to it now.
   const receivers: number[] = [];
   let receiving = 0;
-  for (const w of mb.receivers) {
-    if (w.stream && w.credit === 0) continue;
-    if (receiving++ < STAT_IDS) receivers.push(w.peer.id);
-  }
+  // Iterators only where there is a line: an `ls` page is mostly mailboxes nobody waits on.
+  if (mb.receivers.length > 0)
+    for (const w of mb.receivers) {
+      if (w.stream && w.credit === 0) continue;
+      if (receiving++ < STAT_IDS) receivers.push(w.peer.id);
+    }
   // Added to describe()'s object, not spread with it into a literal: an object built by spreads
   // went to V8's slow dictionary mode, and stat cost 87 µs a mailbox (`ls` of 20,000: 1.7 s).
   return Object.assign(describe(k, mb), {
@@ -403,9 +405,9 @@ function stat(k: Kernel, mb: Mailbox): Args {
     bytes: mb.bytes,
     queued: mb.store.count,
     inflight: mb.inflight,
-    waitingSenders: firstIds(mb.blocked),
+    waitingSenders: mb.blocked.length === 0 ? [] : firstIds(mb.blocked),
     waitingSendersCount: mb.blocked.length,
-    waitingReceipts: firstIds(mb.receiptWaits),
+    waitingReceipts: mb.receiptWaits.size === 0 ? [] : firstIds(mb.receiptWaits),
     waitingReceiptsCount: mb.receiptWaits.size,
     waitingReceivers: receivers,
     waitingReceiversCount: receiving,
