@@ -5,9 +5,16 @@
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { connect, NoProcessError, type PostboxProcess } from '../src/client/mod.js';
+import {
+  connect,
+  type Mailbox,
+  type Message,
+  NoProcessError,
+  type PostboxProcess,
+} from '../src/client/mod.js';
 import { startAgent } from './helpers/agent.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { until } from './helpers/wait.js';
 
 let kernel: TestKernel;
 const procs: PostboxProcess[] = [];
@@ -186,4 +193,109 @@ test('a receive from a name already used selects the process that has the name n
   assert.equal((await me.receive({ from: 'recycled-peer', nowait: true }))?.body, 'new1');
   // What the first left is still there, by its id.
   assert.equal((await me.receive({ from: old.id, nowait: true }))?.body, 'old2');
+});
+
+// A message of the sender's pushed ahead to another process's iterator and not yet taken is
+// still the mailbox's: if that iterator gives it back, it is queued again. Until it is taken or
+// back, a receive from the terminated sender cannot know whether it will come, so it waits (with
+// nowait: nothing yet) rather than failing with ESRCH; it was ESRCH at once, and a message given
+// back then sat in the mailbox where no receive by its sender could select it.
+
+/** A mailbox `me` reads, another process's iterator holding one message of a sender that has gone. */
+async function heldAfterSenderGone(prefetch = 4): Promise<{
+  me: PostboxProcess;
+  box: Mailbox;
+  holder: AsyncIterator<Message>;
+  senderId: number;
+}> {
+  const [me, sender, other] = [await join(), await join(), await join()];
+  const name = boxName();
+  const box = await me.createMailbox(name, { mode: 0o666 });
+  const holder = (await other.openMailbox(name)).messages({ prefetch });
+  await (await sender.openMailbox(name)).send('held', { type: 1 });
+  await until(
+    () => box.stat(),
+    (s) => s.inflight === 1,
+    10_000,
+    'the message pushed ahead to the iterator',
+  );
+  const senderId = sender.id;
+  await sender.close();
+  return { me, box, holder, senderId };
+}
+
+const waitingIn = (box: Mailbox, id: number): Promise<unknown> =>
+  until(
+    () => box.stat(),
+    (s) => s.waitingReceivers.includes(id),
+    10_000,
+    'the receive from the sender waiting',
+  );
+
+test('a receive from a terminated sender waits while its message is pushed ahead to another iterator, and gets it when the iterator breaks', {
+  timeout: 20_000,
+}, async () => {
+  const { me, box, holder, senderId } = await heldAfterSenderGone();
+  assert.equal(await box.receive({ from: senderId, nowait: true }), null, 'nothing yet: not ESRCH');
+  const got = box.receive({ from: senderId, timeout: 60_000 });
+  await waitingIn(box, me.id);
+  await holder.return?.();
+  const m = await got;
+  assert.deepEqual([m?.body, m?.sender], ['held', senderId]);
+  await assert.rejects(box.receive({ from: senderId, nowait: true }), isESRCH);
+});
+
+test('a receive from a terminated sender that waited on its message in another iterator fails with ESRCH once the iterator takes it', {
+  timeout: 20_000,
+}, async () => {
+  const { me, box, holder, senderId } = await heldAfterSenderGone();
+  const got = box.receive({ from: senderId });
+  await waitingIn(box, me.id);
+  const r = await holder.next();
+  assert.equal((r.value as Message).body, 'held');
+  // No timeout: without the take looking again, it waited for ever.
+  await assert.rejects(got, isESRCH);
+  await holder.return?.();
+  assert.equal((await box.stat()).count, 0);
+});
+
+test('a receive of one type from a terminated sender waits while another type of its is out, then ends with ESRCH when it comes back', {
+  timeout: 20_000,
+}, async () => {
+  const { me, box, holder, senderId } = await heldAfterSenderGone();
+  const got = box.receive({ from: senderId, type: 2 });
+  await waitingIn(box, me.id);
+  await holder.return?.();
+  await assert.rejects(got, isESRCH);
+  // The message of type 1 is back in the queue, for a receive that selects it.
+  assert.equal((await box.receive({ from: senderId, nowait: true }))?.body, 'held');
+});
+
+test('an iterator from a terminated sender waits on its message in another process that is killed, and yields it', {
+  timeout: 20_000,
+}, async () => {
+  const [me, sender] = [await join(), await join()];
+  const name = boxName();
+  const box = await me.createMailbox(name, { mode: 0o666 });
+  const agent = await startAgent(kernel.env);
+  await agent.do({ cmd: 'open', name });
+  // The agent's iterator is opened and left holding what it is pushed.
+  await agent.do({ cmd: 'consume', mb: name, count: 0, opts: { prefetch: 8 } });
+  await (await sender.openMailbox(name)).sendMany(['a', 'b']);
+  await until(
+    () => box.stat(),
+    (s) => s.inflight === 2,
+    10_000,
+    'both pushed ahead to the agent',
+  );
+  const senderId = sender.id;
+  await sender.close();
+  const got: unknown[] = [];
+  const ended = assert.rejects(async () => {
+    for await (const m of box.messages({ from: senderId })) got.push(m.body);
+  }, isESRCH);
+  await waitingIn(box, me.id);
+  await agent.kill('SIGKILL');
+  await ended;
+  assert.deepEqual(got, ['a', 'b']);
 });

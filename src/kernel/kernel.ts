@@ -835,8 +835,10 @@ export class Kernel implements MailboxHost {
     // a new message while an older one it would take is still queued.
     mb.pump();
     mb.admitBlocked();
-    // A stream from a terminated process ends once it has had all that process left queued.
+    // A stream from a terminated process ends once it has had all that process left queued;
+    // a receive from one ends once none of its messages is left in the taker's hands either.
     if (w.senderGone) mb.endIfSenderGone(w);
+    if (taken > 0) mb.recheckSendersGone();
   }
 
   /** A message recalled from a stream, given back unread: see {@link Mailbox.returned}. */

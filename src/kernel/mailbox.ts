@@ -19,6 +19,7 @@ import { BlockedSenders } from './blocked-senders.js';
 import type { MailboxAttributes, MailboxOrder, ReceiverPolicy } from './limits.js';
 import { MessageStore, type Selection, selects } from './message-store.js';
 import { ReceiverLine } from './receiver-line.js';
+import { SenderCounts } from './sender-counts.js';
 import type { Slab } from './slab.js';
 
 /**
@@ -180,11 +181,18 @@ export class ReceiveWaiter {
    */
   private rEach: Uint32Array;
   private rReceipt: (SendWaiter | null)[];
+  /**
+   * The sender of every message in the entry, counted in its mailbox's {@link Mailbox.inflightFrom};
+   * 0 for a receipt's entry, which is not counted. A run has one sender.
+   */
+  private rFrom: Uint32Array;
   private rHead = 0;
   /** Entries held. */
   private rCount = 0;
   /** Messages held, over all entries. */
   private msgs = 0;
+  /** Of those, the ones counted in the mailbox's {@link Mailbox.inflightFrom} (no receipt). */
+  counted = 0;
 
   constructor(
     readonly peer: Peer,
@@ -203,6 +211,7 @@ export class ReceiveWaiter {
     this.rMsgs = new Uint32Array(size);
     this.rEach = new Uint32Array(size);
     this.rReceipt = new Array<SendWaiter | null>(size).fill(null);
+    this.rFrom = new Uint32Array(size);
   }
 
   get stream(): boolean {
@@ -214,27 +223,36 @@ export class ReceiveWaiter {
   }
 
   /**
-   * Records n delivered messages lying back to back at buf[off, off+len), each `each` bytes long
-   * (0: not all the same). Ones that may join a run (no receipt, bytes sent once from where they
-   * lie) and lie right after the newest entry's last frame extend that entry.
+   * Records n delivered messages of process `from` lying back to back at buf[off, off+len), each
+   * `each` bytes long (0: not all the same). Ones that may join a run (no receipt, bytes sent once
+   * from where they lie) and lie right after the newest entry's last frame, from the same sender,
+   * extend that entry.
    */
   pushInflight(
     buf: Buffer,
     off: number,
     len: number,
+    from: number,
     receipt: SendWaiter | null,
     joins: boolean,
     n = 1,
     each = len,
   ): void {
     this.msgs += n;
-    if (receipt !== null) receipt.holder = this;
+    if (receipt !== null) {
+      receipt.holder = this;
+      from = 0;
+    } else {
+      this.counted += n;
+      this.mailbox.inflightFrom.add(from, n);
+    }
     if (joins && this.rCount > 0) {
       const last = (this.rHead + this.rCount - 1) & (this.rBuf.length - 1);
       if (
         this.rBuf[last] === buf &&
         this.rOff[last]! + this.rLen[last]! === off &&
-        this.rReceipt[last] === null
+        this.rReceipt[last] === null &&
+        this.rFrom[last] === from
       ) {
         this.rLen[last] += len;
         this.rMsgs[last] += n;
@@ -250,6 +268,7 @@ export class ReceiveWaiter {
     this.rMsgs[i] = n;
     this.rEach[i] = each;
     this.rReceipt[i] = receipt;
+    this.rFrom[i] = from;
     this.rCount++;
   }
 
@@ -262,6 +281,7 @@ export class ReceiveWaiter {
     const msgs = new Uint32Array(n * 2);
     const each = new Uint32Array(n * 2);
     const receipt = new Array<SendWaiter | null>(n * 2).fill(null);
+    const from = new Uint32Array(n * 2);
     for (let k = 0; k < n; k++) {
       const i = (this.rHead + k) & (n - 1);
       buf[k] = this.rBuf[i]!;
@@ -270,6 +290,7 @@ export class ReceiveWaiter {
       msgs[k] = this.rMsgs[i]!;
       each[k] = this.rEach[i]!;
       receipt[k] = this.rReceipt[i]!;
+      from[k] = this.rFrom[i]!;
     }
     this.rBuf = buf;
     this.rOff = off;
@@ -277,6 +298,7 @@ export class ReceiveWaiter {
     this.rMsgs = msgs;
     this.rEach = each;
     this.rReceipt = receipt;
+    this.rFrom = from;
     this.rHead = 0;
   }
 
@@ -302,10 +324,11 @@ export class ReceiveWaiter {
     return this.rReceipt[this.rHead]!;
   }
 
-  /** Forgets the oldest entry, every message in it (taken). */
+  /** Forgets the oldest entry, every message in it (taken, or given back). */
   dropHead(): void {
     const i = this.rHead;
     this.msgs -= this.rMsgs[i]!;
+    this.uncount(this.rFrom[i]!, this.rMsgs[i]!);
     // Let go of the input chunk or slab the messages lie in.
     this.rBuf[i] = null;
     this.rReceipt[i] = null;
@@ -320,6 +343,14 @@ export class ReceiveWaiter {
     this.rLen[i] -= bytes;
     this.rMsgs[i] -= n;
     this.msgs -= n;
+    this.uncount(this.rFrom[i]!, n);
+  }
+
+  /** n messages of `from` left its hands (0: a receipt's, never counted). */
+  private uncount(from: number, n: number): void {
+    if (from === 0) return;
+    this.counted -= n;
+    this.mailbox.inflightFrom.remove(from, n);
   }
 
   /** Takes the oldest in-flight message; calls fn with it. Returns false if none. */
@@ -388,6 +419,7 @@ export class ReceiveWaiter {
       this.rMsgs[a] = this.rMsgs[b]!;
       this.rEach[a] = this.rEach[b]!;
       this.rReceipt[a] = this.rReceipt[b]!;
+      this.rFrom[a] = this.rFrom[b]!;
     }
     const last = (this.rHead + this.rCount - 1) & mask;
     this.rBuf[last] = null;
@@ -451,6 +483,13 @@ export class Mailbox {
   /** Messages delivered to receivers and not yet taken: they still count toward capacity. */
   inflight = 0;
   inflightBytes = 0;
+  /** Of those, each sender's that would come back to the queue if given back. */
+  readonly inflightFrom = new SenderCounts();
+  /**
+   * Receives naming a sender that has terminated, waiting only because some of its messages are
+   * in other receivers' hands: each is looked at again when messages leave those hands.
+   */
+  private goneWaits: Set<ReceiveWaiter> | null = null;
   /** Senders waiting for room (or, at capacity 0, for a receiver), in arrival order. */
   readonly blocked = new BlockedSenders<SendWaiter>();
   /** Receivers waiting: in arrival order, and for round robin whose turn is next (see line). */
@@ -745,7 +784,7 @@ export class Mailbox {
       }
       w.peer.writer.appendRef(buf, runStart, pos);
       host.markDirty(w.peer);
-      w.pushInflight(buf, runStart, pos - runStart, null, true, n, each);
+      w.pushInflight(buf, runStart, pos - runStart, from, null, true, n, each);
       this.inflight += n;
       this.inflightBytes += bodies;
       w.credit -= n;
@@ -1169,7 +1208,7 @@ export class Mailbox {
       host.replyEnd(w.peer, w.request);
       return;
     }
-    if (got === 0 && w.senderGone) {
+    if (got === 0 && w.senderGone && !this.othersHold(w)) {
       w.peer.receives.delete(w.request);
       host.replyError(w.peer, w.request, 'ESRCH', this.senderGoneMessage(w), this);
       return;
@@ -1192,6 +1231,7 @@ export class Mailbox {
     }
     w.waiting = true;
     this.line(w);
+    if (got === 0 && w.senderGone) this.waitForGone(w);
     if (timeoutMs > 0 && !w.stream) w.timer = later(receiveTimedOut, timeoutMs, w);
     if (this.rendezvous) this.admitBlocked();
   }
@@ -1354,7 +1394,7 @@ export class Mailbox {
       const next = store.removeHead(slot, body);
       relabelAsDeliver(buf, off, w.request, this.id);
       writer.appendRef(buf, off, off + len);
-      w.pushInflight(buf, off, len, null, true);
+      w.pushInflight(buf, off, len, getU32(buf, off + Off.SENDER), null, true);
       n++;
       bodies += body;
       slot = next;
@@ -1442,7 +1482,7 @@ export class Mailbox {
     relabelAsDeliver(out, o, w.request, this.id);
     if (direct) writer.appendRef(buf, off, off + len);
     this.host.markDirty(w.peer);
-    w.pushInflight(buf, off, len, sw, sw === null && buf !== this.ring);
+    w.pushInflight(buf, off, len, getU32(buf, off + Off.SENDER), sw, sw === null && buf !== this.ring);
     this.inflight++;
     this.inflightBytes += len - MESSAGE_HEAD_BYTES;
     w.credit--;
@@ -1570,8 +1610,12 @@ export class Mailbox {
     );
     for (let i = first.length - 1; i >= 0; i--) this.blocked.unshift(first[i]!);
     // The receiver giving back is no longer waiting (callers stop it first), so the messages go
-    // to the others, before any newer message could.
-    if (!this.removed) this.pump();
+    // to the others, before any newer message could; a receive from a terminated sender that
+    // none of them was for can end.
+    if (!this.removed) {
+      this.pump();
+      this.recheckSendersGone();
+    }
     // A rendezvous send that would not wait (nowait, or onFull drop / replace-oldest) passed only
     // because a receiver was waiting. Back in line with none left to meet it, it must not turn
     // into a send that waits (with no timeout, for ever): it fails as it would have had it come
@@ -1587,6 +1631,7 @@ export class Mailbox {
     if (!w.waiting) return;
     w.waiting = false;
     this.receivers.remove(w);
+    if (this.goneWaits !== null && w.senderGone) this.goneWaits.delete(w);
     if (w.timer !== null) {
       clearTimeout(w.timer);
       w.timer = null;
@@ -1603,19 +1648,52 @@ export class Mailbox {
 
   /**
    * Ends w with ESRCH if the process it receives from is gone and nothing of that process's is
-   * left queued here: no message could ever satisfy it, so it must not wait for its timeout (or,
-   * a stream, for ever). What w holds untaken stays with it, as when a mailbox is removed: the
+   * left here for it: none queued that w selects, and none in another receiver's hands that could
+   * come back. No message could ever satisfy it then, so it must not wait for its timeout (or, a
+   * stream, for ever). What w holds untaken stays with it, as when a mailbox is removed: the
    * process still reads those, then the error. Returns true if w ended.
    */
   endIfSenderGone(w: ReceiveWaiter): boolean {
     if (!w.senderGone || !w.waiting) return false;
     this.host.slab.settle();
     if (this.store.first(w.sel) !== -1) return false;
+    if (this.othersHold(w)) {
+      this.waitForGone(w);
+      return false;
+    }
     this.stopWaiting(w);
     if (w.inflight > 0) w.ended = true;
     else w.peer.receives.delete(w.request);
     if (!w.peer.terminated) this.host.replyError(w.peer, w.request, 'ESRCH', this.senderGoneMessage(w), this);
     return true;
+  }
+
+  /**
+   * Whether receivers other than w hold, untaken, messages of the process w names that would
+   * come back to the queue if given back. By sender alone, not by what w selects of it: a
+   * receive of type 2 waits while a type 1 message of its sender is out, and ends when it
+   * has been taken or has come back.
+   */
+  private othersHold(w: ReceiveWaiter): boolean {
+    // All w holds is from that process (it selects by it), and counted unless it has a receipt.
+    return this.inflightFrom.of(w.sel.from) > w.counted;
+  }
+
+  /** w waits on a terminated sender's messages in other hands: looked at again as they leave. */
+  private waitForGone(w: ReceiveWaiter): void {
+    if (this.goneWaits === null) this.goneWaits = new Set();
+    this.goneWaits.add(w);
+  }
+
+  /**
+   * Messages left receivers' hands (taken, or given back and passed on): a receive that waited
+   * on a terminated sender only for those ends if none is left for it.
+   */
+  recheckSendersGone(): void {
+    const waits = this.goneWaits;
+    if (waits === null) return;
+    this.goneWaits = null;
+    for (const w of waits) this.endIfSenderGone(w);
   }
 
   private senderGoneMessage(w: ReceiveWaiter): string {
@@ -1731,6 +1809,7 @@ export class Mailbox {
   /** At end of stream, every waiting receiver is told so. */
   private checkEnd(): void {
     if (!this.ended()) return;
+    this.goneWaits = null;
     for (const w of this.receivers.clear()) {
       w.waiting = false;
       if (w.timer !== null) clearTimeout(w.timer);
@@ -1826,6 +1905,7 @@ export class Mailbox {
     if (this.removed) return;
     this.removed = true;
     const message = `${this.label} was removed (${why})`;
+    this.goneWaits = null;
     for (const w of this.receivers.clear()) {
       w.waiting = false;
       if (w.timer !== null) clearTimeout(w.timer);
