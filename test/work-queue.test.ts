@@ -5,7 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { connect, type Mailbox, type MessageIterator, type PostboxProcess } from '../src/client/mod.js';
+import {
+  connect,
+  type Mailbox,
+  type MailboxStat,
+  type MessageIterator,
+  type PostboxProcess,
+} from '../src/client/mod.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { until } from './helpers/wait.js';
 
@@ -119,6 +125,144 @@ describe('work queues', { timeout: 60_000 }, () => {
     await idle.close();
     await box.delete();
   });
+
+  // What ps's HOLDS says of each kind of worker with jobs under way (their handlers or loop
+  // bodies held on a gate), on a fifo and on a priority mailbox, 3 jobs sent: jobs in hand (taken
+  // with holdCredit, credit not back), jobs pushed ahead; what a worker without holdCredit took
+  // is its own and not shown. A consumer with holdCredit on a priority mailbox, which receives
+  // one job at a time, showed nothing: the kernel forgot each receive once it was taken.
+  const kinds: {
+    name: string;
+    /** Starts the worker; `begun` records each job whose handler or loop body has started. */
+    start: (box: Mailbox<number>, gate: Promise<void>, begun: number[]) => () => Promise<void>;
+    /** Jobs begun, the mailbox's count and the worker's HOLDS once it has settled, by order. */
+    want: Record<'fifo' | 'priority', { begun: number; count: number; holds: string[] }>;
+  }[] = [
+    {
+      name: 'consume() with holdCredit',
+      start: (box, gate, begun) => {
+        const c = box.consume(
+          async (m) => {
+            begun.push(m.body);
+            await gate;
+          },
+          { prefetch: 2, holdCredit: true },
+        );
+        return () => c.stop();
+      },
+      want: {
+        fifo: { begun: 2, count: 1, holds: ['2 in hand'] },
+        priority: { begun: 2, count: 1, holds: ['2 in hand'] },
+      },
+    },
+    {
+      name: 'consume() without holdCredit',
+      start: (box, gate, begun) => {
+        const c = box.consume(
+          async (m) => {
+            begun.push(m.body);
+            await gate;
+          },
+          { prefetch: 2 },
+        );
+        return () => c.stop();
+      },
+      want: {
+        fifo: { begun: 3, count: 0, holds: [] },
+        priority: { begun: 3, count: 0, holds: [] },
+      },
+    },
+    {
+      name: 'an iterator',
+      start: (box, gate, begun) => {
+        const loop = (async () => {
+          for await (const m of box.messages({ prefetch: 2 })) {
+            begun.push(m.body);
+            await gate;
+            break;
+          }
+        })();
+        return () => loop;
+      },
+      want: {
+        fifo: { begun: 1, count: 2, holds: ['2 pushed ahead'] },
+        priority: { begun: 1, count: 2, holds: [] },
+      },
+    },
+    {
+      name: 'an iterator with holdCredit',
+      start: (box, gate, begun) => {
+        // A priority mailbox refuses it (EINVAL): a single receive there, as a worker would.
+        if (box.info.order === 'priority') return kinds[4]!.start(box, gate, begun);
+        const it = box.messages({ prefetch: 2, holdCredit: true });
+        const loop = (async () => {
+          const r = await it.next();
+          begun.push(r.value!.body);
+          await gate;
+          await it.return?.();
+        })();
+        return () => loop;
+      },
+      want: {
+        fifo: { begun: 1, count: 2, holds: ['1 in hand, 1 pushed ahead'] },
+        priority: { begun: 1, count: 2, holds: [] },
+      },
+    },
+    {
+      name: 'receive()',
+      start: (box, gate, begun) => {
+        const job = (async () => {
+          const m = await box.receive();
+          begun.push(m!.body);
+          await gate;
+        })();
+        return () => job;
+      },
+      want: {
+        fifo: { begun: 1, count: 2, holds: [] },
+        priority: { begun: 1, count: 2, holds: [] },
+      },
+    },
+  ];
+  for (const kind of kinds)
+    for (const order of ['fifo', 'priority'] as const)
+      test(`ps HOLDS shows what ${kind.name} holds on a ${order} mailbox`, async () => {
+        const name = `holds-${kinds.indexOf(kind)}-${order}`;
+        const box = await producer.createMailbox<number>(name, { mode: 0o666, order });
+        const me = await connect({ socket: kernel.socket });
+        let open!: () => void;
+        const gate = new Promise<void>((resolve) => {
+          open = resolve;
+        });
+        const begun: number[] = [];
+        const stop = kind.start(await me.openMailbox<number>(box.id), gate, begun);
+        await box.sendMany([1, 2, 3]);
+        const want = kind.want[order];
+        const holds = want.holds.map((h) => `mailbox '${name}': ${h}`);
+        const settled = (s: MailboxStat, h: string[]): boolean =>
+          begun.length === want.begun &&
+          s.count === want.count &&
+          JSON.stringify(h) === JSON.stringify(holds);
+        const [, row] = await until(
+          async () =>
+            [await box.stat(), (await producer.processes()).find((p) => p.id === me.id)!.holds] as const,
+          ([s, h]) => settled(s, h),
+          10_000,
+          `${want.begun} begun, count ${want.count}, HOLDS ${JSON.stringify(holds)}`,
+        );
+        assert.deepEqual(row, holds);
+        // Once the jobs are done (each handler settled, its credit back), nothing is held.
+        open();
+        await until(
+          async () => (await producer.processes()).find((p) => p.id === me.id)!.holds,
+          (h) => h.length === 0,
+          10_000,
+          'the jobs done',
+        );
+        await stop();
+        await me.close();
+        await box.delete();
+      });
 
   test("a loop with jobs pushed ahead and credit left is working, not blocked, yet still among its mailbox's waiting receivers, as cli.md's watch frame shows", async () => {
     const box = await producer.createMailbox<number>('busy-jobs', { mode: 0o666, capacity: 10 });

@@ -38,6 +38,7 @@ import {
   putU32,
   RECALL_FRAME_BYTES,
   RECEIVE_FRAME_BYTES,
+  ReceiveFlag,
   readInt64,
   TAKE_FRAME_BYTES,
   writeHead,
@@ -202,6 +203,8 @@ interface Pending {
   cancelAs?: PostboxError;
   /** A call's events: registered as its RESULT is read, before any EVENT behind it. */
   events?: CallEvents<unknown>;
+  /** A held receive (ReceiveFlag.HOLD): its message stays in hand until {@link Connection.release}. */
+  hold?: boolean;
 }
 
 /**
@@ -389,6 +392,8 @@ export class Connection {
   /** The stream that had the last delivery (request id, 0 if none), so a run needs no lookup. */
   private lastStream = 0;
   private lastSink: StreamSink | null = null;
+  /** Messages of held receives still in hand, with their request ids (see {@link release}). */
+  private readonly held = new WeakMap<Message, number>();
   /** Requests waiting on each AbortSignal. */
   private readonly signals = new WeakMap<AbortSignal, Set<number>>();
   private readonly monitors = new Map<number, (event: Record<string, unknown>) => void>();
@@ -1316,13 +1321,18 @@ export class Connection {
     this.signals.get(signal)?.delete(id);
   }
 
-  /** A single receive: resolves with the message, or null (nowait and nothing there). */
+  /**
+   * A single receive: resolves with the message, or null (nowait and nothing there). `hold`: the
+   * message stays in this process's hands, as the kernel sees it (`postbox ps`), until
+   * {@link release} (a holdCredit consumer that receives one message at a time).
+   */
   receive(
     target: number,
     inbox: boolean,
     from: number,
     options: ReceiveOptions | undefined,
     owner?: Set<number>,
+    hold = false,
   ): Promise<Message | null> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
     const unknown = unknownOption(options, RECEIVE_OPTIONS, 'receive()');
@@ -1334,9 +1344,10 @@ export class Connection {
     if (signal?.aborted) return Promise.reject(new AbortedError('receive aborted before it started'));
     const bad = checkReceiveOptions(o);
     if (bad !== null) return Promise.reject(bad);
-    const id = this.writeReceive(target, inbox, from, o, 1, false);
+    const id = this.writeReceive(target, inbox, from, o, 1, false, hold);
     return new Promise<Message | null>((resolve, reject) => {
       const entry: Pending = { kind: 'receive', resolve: resolve as Resolve, reject };
+      if (hold) entry.hold = true;
       if (signal !== undefined || owner !== undefined) {
         if (signal !== undefined) this.watchSignal(signal, id);
         owner?.add(id);
@@ -1375,6 +1386,17 @@ export class Connection {
     const id = this.writeReceive(target, inbox, from, options, credit, true);
     this.pending.set(id, { kind: 'stream', resolve: noop as Resolve, reject: (e) => sink.fail(e), sink });
     return id;
+  }
+
+  /**
+   * @internal The application has finished with a held receive's message (its handler settled):
+   * its credit goes back, and the kernel no longer counts it in this process's hands.
+   */
+  release(message: Message): void {
+    const request = this.held.get(message);
+    if (request === undefined) return;
+    this.held.delete(message);
+    this.take(request, 0, 1);
   }
 
   /** Tells the kernel the application took n messages of a receive, and grants more credit. */
@@ -1490,6 +1512,7 @@ export class Connection {
     o: ReceiveOptions,
     credit: number,
     stream: boolean,
+    hold = false,
   ): number {
     const id = this.nextRequest++;
     const w = this.writer;
@@ -1500,7 +1523,8 @@ export class Connection {
       (o.except === true ? 2 : 0) |
       (o.truncate === true ? 4 : 0) |
       (stream ? 8 : 0) |
-      (inbox ? 16 : 0);
+      (inbox ? 16 : 0) |
+      (hold ? ReceiveFlag.HOLD : 0);
     writeHead(b, off, RECEIVE_FRAME_BYTES, Op.RECEIVE, flags, 0, id);
     b.writeUInt32LE(target, off + Off.R_TARGET);
     b.writeUInt32LE(from, off + Off.R_FROM);
@@ -1535,6 +1559,7 @@ export class Connection {
         } else {
           this.forget(request);
           this.take(request, 1, 0);
+          if (entry.hold === true) this.held.set(message, request);
           // Written at the end of this read, before the receive's caller resumes: a message
           // receive() has handed over is taken, as msgrcv's is, even if the process dies at once.
           this.handedInRead = true;

@@ -56,6 +56,8 @@ export class Consumer<T = unknown> implements StreamListener<T> {
   private settle!: { resolve: () => void; reject: (err: unknown) => void };
   /** Most handlers in progress at once where each message is received as asked (holdCredit). */
   private readonly most: number;
+  /** Gives a finished message's credit back where each is received as asked (holdCredit). */
+  private readonly release: ((m: Message<T>) => void) | null;
   /** The receiving loop, waiting for a handler to finish before it asks for another message. */
   private slot: (() => void) | null = null;
   /**
@@ -69,7 +71,8 @@ export class Consumer<T = unknown> implements StreamListener<T> {
   /**
    * @internal Made by {@link Mailbox.consume} and {@link PostboxProcess.consume}: `open` opens
    * the source with the consumer's own signal, which stops it. `most` bounds the handlers in
-   * progress where the source receives each message as asked (holdCredit's bound there).
+   * progress where the source receives each message as asked (holdCredit's bound there), and
+   * `release` tells the kernel when each of those handlers has finished with its message.
    */
   constructor(
     handler: MessageHandler<T>,
@@ -77,8 +80,10 @@ export class Consumer<T = unknown> implements StreamListener<T> {
     signal: AbortSignal | undefined,
     open: (signal: AbortSignal) => MessageStream<T> | MessageIterator<T>,
     most = Number.POSITIVE_INFINITY,
+    release?: (m: Message<T>) => void,
   ) {
     this.most = most;
+    this.release = release ?? null;
     if (typeof handler !== 'function')
       throw new InvalidArgumentError(
         `consume() takes a function to call for each message, not ${describeValue(handler)}`,
@@ -137,20 +142,20 @@ export class Consumer<T = unknown> implements StreamListener<T> {
       r = this.handler(m);
     } catch (err) {
       this.fail(err);
-      this.finished();
+      this.finished(m);
       return;
     }
     if (isThenable(r)) {
       this.running++;
       r.then(
-        () => this.settled(),
+        () => this.settled(m),
         (err: unknown) => {
           this.fail(err);
-          this.settled();
+          this.settled(m);
         },
       );
     } else {
-      this.finished();
+      this.finished(m);
     }
   }
 
@@ -186,20 +191,21 @@ export class Consumer<T = unknown> implements StreamListener<T> {
     }
   }
 
-  private settled(): void {
+  private settled(m: Message<T>): void {
     this.running--;
     if (this.slot !== null) {
       const resume = this.slot;
       this.slot = null;
       resume();
     }
-    this.finished();
+    this.finished(m);
     this.settleIfDone();
   }
 
   /** A handler has finished with its message: with holdCredit, the kernel may push another. */
-  private finished(): void {
+  private finished(m: Message<T>): void {
     this.credit?.returnCredit(1);
+    this.release?.(m);
   }
 
   private fail(err: unknown): void {

@@ -733,6 +733,19 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     ) as Promise<Message<T> | null>;
   }
 
+  /** A receive whose message stays in this process's hands until released (see Connection.release). */
+  private receiveHeld(options: ReceiveOptions & { from?: number | undefined }): Promise<Message<T> | null> {
+    if (this.closed) return Promise.reject(this.closedError());
+    return this.conn.receive(
+      this.id,
+      false,
+      options.from ?? 0,
+      options,
+      this.receives,
+      true,
+    ) as Promise<Message<T> | null>;
+  }
+
   /**
    * Iterates messages as they come, with the kernel pushing ahead within `prefetch`. With
    * `holdCredit: true` the iterator also has `returnCredit()`.
@@ -762,16 +775,24 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     if (badSig !== null) throw badSig;
     const most = handlersInProgress(readOneAtATime(this.info.order, options), options);
     const source = most === undefined ? options : { ...options, holdCredit: undefined };
+    // Read one at a time with holdCredit, each receive is held: the kernel counts its job in
+    // this process's hands (`postbox ps`) until the handler settles.
+    const held = most !== undefined;
     return new Consumer<T>(
       handler,
       options.holdCredit === true,
       options.signal,
-      (signal) => this.iterate({ ...source, signal }, 'consume()'),
+      (signal) => this.iterate({ ...source, signal }, 'consume()', held),
       most,
+      held ? (m) => this.conn.release(m) : undefined,
     );
   }
 
-  private iterate(options: IterateOptions, call: string): MessageIterator<T> | CreditedMessages<T> {
+  private iterate(
+    options: IterateOptions,
+    call: string,
+    hold = false,
+  ): MessageIterator<T> | CreditedMessages<T> {
     if (this.closed) throw this.closedError();
     checkOptions(options, ITERATE_OPTIONS, call);
     const badSig = badSignal(options.signal, call);
@@ -800,7 +821,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
           `holdCredit needs an iterator that is pushed ahead; ${oneByOne} is read one message at a time`,
         );
       return receiveEach(
-        (o) => this.receive(o),
+        (o) => (hold ? this.receiveHeld(o) : this.receive(o)),
         options,
         () => this.closed || this.conn.closedByUs,
       );

@@ -291,7 +291,11 @@ export class PostboxProcess {
   }
 
   /** A stream of the inbox, or, where pushing ahead could change the order, a receive per step. */
-  private inboxIterator<T>(options: IterateOptions, call: string): MessageStream<T> | MessageIterator<T> {
+  private inboxIterator<T>(
+    options: IterateOptions,
+    call: string,
+    hold = false,
+  ): MessageStream<T> | MessageIterator<T> {
     // Checked here, not at the first step's receive: a loop read one message at a time would
     // otherwise fail at its first step, which in a consumer nobody can catch; and a loop's
     // sender is an id (a name is looked up by receive() alone).
@@ -304,7 +308,7 @@ export class PostboxProcess {
         `${call}: holdCredit needs an iterator that is pushed ahead; ${oneByOne} is read one message at a time`,
       );
     return receiveEach<T>(
-      (o) => this.conn.receive(0, true, o.from ?? 0, o) as Promise<Message<T> | null>,
+      (o) => this.conn.receive(0, true, o.from ?? 0, o, undefined, hold) as Promise<Message<T> | null>,
       options,
       () => this.conn.closedByUs,
     );
@@ -328,13 +332,18 @@ export class PostboxProcess {
     if (badSig !== null) throw badSig;
     const most = handlersInProgress(readOneAtATime('fifo', options), options);
     const source = most === undefined ? options : { ...options, holdCredit: undefined };
+    // As Mailbox.consume: read one at a time with holdCredit, each job is held until it settles.
+    const held = most !== undefined;
     return new Consumer<T>(
       handler,
       options.holdCredit === true,
       options.signal,
       (signal) =>
-        signal.aborted ? noMessages<Message<T>>() : this.inboxIterator<T>({ ...source, signal }, 'consume()'),
+        signal.aborted
+          ? noMessages<Message<T>>()
+          : this.inboxIterator<T>({ ...source, signal }, 'consume()', held),
       most,
+      held ? (m) => this.conn.release(m) : undefined,
     );
   }
 

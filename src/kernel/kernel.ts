@@ -825,12 +825,16 @@ export class Kernel implements MailboxHost {
         `TAKE of ${taken} messages on request ${request}, more than were delivered`,
       );
     }
-    w.held = Math.max(0, w.held + taken - more);
+    // In hand: taken, credit not given back (a holdCredit stream's, or a held receive's, jobs).
+    const holds = w.stream || (w.flags & ReceiveFlag.HOLD) !== 0;
+    if (holds) w.held = Math.max(0, w.held + taken - more);
     // Where order forbids pushing ahead (priority, type < 0), a stream keeps a credit of one.
     if (more > 0 && w.stream && !w.ended)
       w.credit =
         mb.order === 'priority' || w.sel.type < 0 ? 1 : Math.min(w.credit + more, this.limits.maxCredit);
-    if ((!w.stream || w.ended) && w.inflight === 0 && !w.waiting) p.receives.delete(request);
+    // A held receive stays known, for `ps`, until its credit comes back.
+    if ((!w.stream || w.ended) && w.inflight === 0 && !w.waiting && (w.stream || w.held === 0))
+      p.receives.delete(request);
     // Queued messages first, then blocked senders: a receiver with credit must never be handed
     // a new message while an older one it would take is still queued.
     mb.pump();

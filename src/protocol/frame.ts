@@ -134,6 +134,12 @@ export const ReceiveFlag = {
   STREAM: 0x08,
   /** Receive from the caller's own inbox; target is ignored. */
   INBOX: 0x10,
+  /**
+   * A single receive whose message, once taken, stays in the process's hands until a TAKE gives
+   * its credit back (a `holdCredit` consumer that receives one message at a time, on a priority
+   * mailbox): `postbox ps` shows it in hand, as a holdCredit stream's jobs are.
+   */
+  HOLD: 0x20,
 } as const;
 
 /** PING flags. */
