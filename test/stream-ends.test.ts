@@ -104,3 +104,36 @@ describe('a stream ended by the kernel', () => {
     await box.delete();
   });
 });
+
+describe('a pipe whose last writer has closed', () => {
+  const { join } = kernelForTests();
+
+  test('a reader does not see the end while data is pushed ahead to another reader: given back, it is read, then the end', async () => {
+    const [owner, writer, a, b] = [await join(), await join(), await join(), await join()];
+    const name = 'ends-pipe-held';
+    await owner.createMailbox(name, { mode: 0o666, endOnLastWriter: true, role: 'none' });
+    const out = await writer.openMailbox(name, { role: 'write' });
+    const held = (await a.openMailbox(name, { role: 'read' })).messages({ prefetch: 4 });
+    const theirs = await b.openMailbox(name, { role: 'read' });
+    await out.send('data');
+    await until(
+      () => theirs.stat(),
+      (s: MailboxStat) => s.inflight === 1,
+      BOUND_MS,
+      'the data pushed ahead to the first reader',
+    );
+    const got = theirs.receive();
+    await until(
+      () => theirs.stat(),
+      (s: MailboxStat) => s.waitingReceivers.includes(b.id),
+      BOUND_MS,
+      'the second reader waiting',
+    );
+    // The last writer goes: before, the waiting reader got the end (null) at once, and the data
+    // given back after it sat in the pipe behind an end of file.
+    await out.close();
+    await held.return?.();
+    assert.equal((await within(got, BOUND_MS, 'the data'))?.body, 'data');
+    assert.equal(await within(theirs.receive(), BOUND_MS, 'the end'), null);
+  });
+});

@@ -1556,6 +1556,7 @@ export class Mailbox {
     this.settleExpired(sw);
     this.pump();
     this.admitBlocked();
+    if (this.endOnLastWriter) this.checkEnd();
     return true;
   }
 
@@ -1615,6 +1616,8 @@ export class Mailbox {
     if (!this.removed) {
       this.pump();
       this.recheckSendersGone();
+      // What came back may all have been dropped (sends that gave up): the stream may end now.
+      if (this.endOnLastWriter) this.checkEnd();
     }
     // A rendezvous send that would not wait (nowait, or onFull drop / replace-oldest) passed only
     // because a receiver was waiting. Back in line with none left to meet it, it must not turn
@@ -1785,13 +1788,17 @@ export class Mailbox {
     this.admitBlocked();
   }
 
-  /** Nothing left and nobody left to write: the stream has ended. */
+  /**
+   * Nothing left and nobody left to write: the stream has ended. Nothing left includes what is in
+   * a reader's hands untaken: given back, it is the next reader's to read, not after an END.
+   */
   ended(): boolean {
     return (
       this.endOnLastWriter &&
       this.hadWriter &&
       this.writers === 0 &&
       this.store.count === 0 &&
+      this.inflight === 0 &&
       this.blocked.length === 0
     );
   }
