@@ -1767,7 +1767,10 @@ test('a second send under the id of one still waiting is refused, and nothing of
       );
       peer.write(sendFrame({ request: 7, target: box.id, body: Buffer.from('ghost-B') }));
       const refused = await peer.waitFor((f) => f.op === Op.ERROR && f.request === 7, 10_000, 'ERROR');
-      assert.deepEqual(frameError(refused), { code: 'EPROTO', message: 'request id 7 is already in use' });
+      assert.deepEqual(frameError(refused), {
+        code: 'EPROTO',
+        message: 'request id 7 is already in use by a send still waiting',
+      });
       assert.deepEqual((await box.stat()).waitingSenders, [id], 'one send waits, the first');
     } finally {
       await peer.destroy();

@@ -560,8 +560,8 @@ export class Kernel implements MailboxHost {
       return this.fatal(p, 'EPROTO', `SEND frame of ${size} bytes is shorter than its 56-byte head`);
     // A second send under the id of one still waiting would hide the first from its process's
     // table: at its end that one would stay in the mailbox, a sender from the dead.
-    if (p.sends.size !== 0 && p.sends.has(request))
-      return this.replyError(p, request, 'EPROTO', `request id ${request} is already in use`);
+    const inUse = this.requestInUse(p, request);
+    if (inUse !== null) return this.replyError(p, request, 'EPROTO', inUse);
     const flags = buf[start + Off.FLAGS]!;
     const onFull = buf[start + Off.ON_FULL]!;
     const headers = buf[start + Off.HEADERS_LENGTH]! | (buf[start + Off.HEADERS_LENGTH + 1]! << 8);
@@ -703,6 +703,9 @@ export class Kernel implements MailboxHost {
     const runStart = pos;
     let end = pos;
     let last = 0;
+    // A send under an id in use is left to frame(), which refuses it; a run cannot change which
+    // ids are (its sends complete at once, and it holds no RECEIVE or TAKE).
+    const busy = p.receives.size !== 0 || p.sends.size !== 0;
     while (limit - end >= MESSAGE_HEAD_BYTES) {
       const size = getU32(buf, end) + LENGTH_BYTES;
       if (size < MESSAGE_HEAD_BYTES || size > maxFrame || end + size > limit) break;
@@ -710,6 +713,7 @@ export class Kernel implements MailboxHost {
         buf[end + Off.OPCODE] !== Op.SEND ||
         buf[end + Off.FLAGS] !== flags ||
         getU32(buf, end + Off.REQUEST) === 0 ||
+        (busy && this.requestInUse(p, getU32(buf, end + Off.REQUEST)) !== null) ||
         getU32(buf, end + Off.TARGET) !== target ||
         buf[end + Off.CODEC]! > 3 ||
         buf[end + Off.ON_FULL]! > OnFull.DROP_NEW ||
@@ -743,8 +747,8 @@ export class Kernel implements MailboxHost {
         'EPROTO',
         `RECEIVE frame must be ${RECEIVE_FRAME_BYTES} bytes, got ${end - start}`,
       );
-    if (p.receives.has(request))
-      return this.replyError(p, request, 'EPROTO', `request id ${request} is already in use`);
+    const inUse = this.requestInUse(p, request);
+    if (inUse !== null) return this.replyError(p, request, 'EPROTO', inUse);
     if (p.receives.size >= this.limits.maxPerProcess)
       return this.replyError(p, request, 'ENOMEM', overLimit(p, p.receives.size, 'receives waiting'));
     const flags = buf[start + Off.FLAGS]!;
@@ -892,6 +896,21 @@ export class Kernel implements MailboxHost {
   }
 
   /**
+   * Why `request` cannot name a new operation of p's, or null if it can: an open receive (single,
+   * until its TAKE; a STREAM, until it ends) or a send still waiting (for room or its receipt)
+   * already has it. Answers carry the id alone, and TAKE and CANCEL name an operation by it, so
+   * two under one id would be told apart by nothing: a CANCEL meant for the send would stop the
+   * receive, the send's ERROR would read as the receive's.
+   */
+  private requestInUse(p: KernelProcess, request: number): string | null {
+    if (p.receives.size !== 0 && p.receives.has(request))
+      return `request id ${request} is already in use by a receive still open`;
+    if (p.sends.size !== 0 && p.sends.has(request))
+      return `request id ${request} is already in use by a send still waiting`;
+    return null;
+  }
+
+  /**
    * An operation with request id 0: its answers would carry 0, which means "fatal, about the
    * connection" to every client, so it is treated as that.
    */
@@ -902,6 +921,9 @@ export class Kernel implements MailboxHost {
   private handleCallFrame(p: KernelProcess, buf: Buffer, start: number, end: number): void {
     const request = buf.readUInt32LE(start + Off.REQUEST);
     if (request === 0) return this.reservedId(p, 'CALL');
+    // Its RESULT would read as that operation's answer.
+    const inUse = this.requestInUse(p, request);
+    if (inUse !== null) return this.replyError(p, request, 'EPROTO', inUse);
     let payload: unknown;
     try {
       payload = decodeJsonPayload(buf, start, end);
