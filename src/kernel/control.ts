@@ -102,8 +102,7 @@ const handlers: Record<string, Handler> = {
     return openHandle(k, p, find(k, a), a);
   },
   close: (k, p, a) => {
-    const id = a.handle;
-    if (typeof id !== 'number') throw new CallError('EINVAL', 'handle must be a handle id');
+    const id = idArg(a.handle, 'handle', 'a handle');
     const h = p.handles.get(id);
     if (h === undefined) return {};
     p.handles.delete(id);
@@ -161,8 +160,7 @@ const handlers: Record<string, Handler> = {
     // one EVENT when a reader opens (or the mailbox goes), instead of asking over and over.
     const mb = find(k, a);
     if (a.on === false) {
-      const id = a.event;
-      if (typeof id !== 'number') throw new CallError('EINVAL', 'event must be the id awaitReader gave');
+      const id = idArg(a.event, 'event', 'the awaitReader');
       if (mb.readerWaits?.get(id) === p) {
         mb.readerWaits.delete(id);
         if (![...mb.readerWaits.values()].includes(p)) p.awaitingReader.delete(mb);
@@ -239,8 +237,7 @@ const handlers: Record<string, Handler> = {
     return { monitor: id, process: q.id };
   },
   demonitor: (_k, p, a) => {
-    const id = a.monitor;
-    if (typeof id !== 'number') throw new CallError('EINVAL', 'monitor must be a monitor id');
+    const id = idArg(a.monitor, 'monitor', 'a monitor');
     const q = p.watching.get(id);
     if (q !== undefined) {
       q.watchers.delete(id);
@@ -484,23 +481,45 @@ function safeInt(v: unknown, name: string): number {
   throw new CallError('EINVAL', `${name} must be an integer, not ${JSON.stringify(v)}`);
 }
 
+/** Mailbox and process ids are 32 bits on the wire (SEND's target, RECEIVE's from, …). */
+const MAX_WIRE_ID = 0xffffffff;
+
+/**
+ * An argument that names something by its id: what can name nothing (0, 1.5, -1, past the ids
+ * there can be, a string) is EINVAL naming the argument. Answered as an unknown id (ENOENT,
+ * ESRCH) or ignored, a third-party client's mistake would read as a mailbox removed, a process
+ * that has ended, or a close that closed something.
+ */
+function idArg(v: unknown, arg: string, what: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 && v <= max) return v;
+  throw new CallError(
+    'EINVAL',
+    `${arg} must be ${what} id (a whole number from 1 to ${max}), not ${JSON.stringify(v)}`,
+  );
+}
+
+/** A mailbox by `key`, else `id`, else `name`; null or absent (and key 0) name nothing. */
 function find(k: Kernel, a: Args): Mailbox {
-  if (typeof a.key === 'number' && a.key !== 0) {
-    const mb = k.mailboxByKey.get(a.key);
-    if (mb === undefined) throw new CallError('ENOENT', `no mailbox with key ${a.key}`);
+  if (a.key !== undefined && a.key !== null && a.key !== 0) {
+    const key = safeInt(a.key, 'key');
+    const mb = k.mailboxByKey.get(key);
+    if (mb === undefined) throw new CallError('ENOENT', `no mailbox with key ${key}`);
     return mb;
   }
-  if (typeof a.id === 'number') {
-    const mb = k.mailboxes.get(a.id);
-    if (mb === undefined) throw new CallError('ENOENT', k.goneMessage(a.id));
+  if (a.id !== undefined && a.id !== null) {
+    const id = idArg(a.id, 'id', 'a mailbox', MAX_WIRE_ID);
+    const mb = k.mailboxes.get(id);
+    if (mb === undefined) throw new CallError('ENOENT', k.goneMessage(id));
     return mb;
   }
-  if (typeof a.name === 'string') {
+  if (a.name !== undefined && a.name !== null) {
+    if (typeof a.name !== 'string')
+      throw new CallError('EINVAL', `name must be a mailbox name (a string), not ${JSON.stringify(a.name)}`);
     const mb = k.mailboxByName.get(a.name);
     if (mb === undefined) throw new CallError('ENOENT', `no mailbox '${a.name}'`);
     return mb;
   }
-  throw new CallError('EINVAL', 'name a mailbox by id (number) or name (string)');
+  throw new CallError('EINVAL', 'name a mailbox by key (number), id (number) or name (string)');
 }
 
 /**
@@ -508,16 +527,15 @@ function find(k: Kernel, a: Args): Mailbox {
  * monitor's noproc, a typo (0, 1.5, '') would read as a process that has ended.
  */
 function processRef(target: unknown): number | string {
-  if (typeof target === 'number') {
-    if (!Number.isSafeInteger(target) || target < 1)
-      throw new CallError('EINVAL', `a process id is a positive integer, not ${target}`);
-    return target;
-  }
   if (typeof target === 'string') {
-    if (target.length === 0) throw new CallError('EINVAL', 'a process name cannot be empty');
+    if (target.length === 0) throw new CallError('EINVAL', 'process must be a process id or name, not ""');
     return target;
   }
-  throw new CallError('EINVAL', 'process must be a name or an id');
+  if (typeof target === 'number') return idArg(target, 'process', 'a process', MAX_WIRE_ID);
+  throw new CallError(
+    'EINVAL',
+    `process must be a process id (a number) or name (a string), not ${JSON.stringify(target) ?? 'absent'}`,
+  );
 }
 
 function findProcess(k: Kernel, ref: unknown): KernelProcess {

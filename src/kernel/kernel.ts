@@ -582,6 +582,7 @@ export class Kernel implements MailboxHost {
     if ((flags & SendFlag.TO_PROCESS) !== 0) {
       const to = this.processes.get(target);
       if (to === undefined) {
+        if (target === 0) return this.replyError(p, request, 'EINVAL', badTarget('process'));
         return this.replyError(
           p,
           request,
@@ -598,8 +599,10 @@ export class Kernel implements MailboxHost {
       if (last !== null && last.id === target && !last.removed) mb = last;
       else {
         mb = this.mailboxes.get(target);
-        if (mb === undefined)
+        if (mb === undefined) {
+          if (target === 0) return this.replyError(p, request, 'EINVAL', badTarget('mailbox'));
           return this.replyError(p, request, 'ENOENT', this.goneMessage(target), this.goneSubject(target));
+        }
         p.lastMailbox = mb;
       }
     }
@@ -757,8 +760,10 @@ export class Kernel implements MailboxHost {
     else {
       const target = buf.readUInt32LE(start + Off.R_TARGET);
       mb = this.mailboxes.get(target);
-      if (mb === undefined)
+      if (mb === undefined) {
+        if (target === 0) return this.replyError(p, request, 'EINVAL', badTarget('mailbox'));
         return this.replyError(p, request, 'ENOENT', this.goneMessage(target), this.goneSubject(target));
+      }
     }
     const denied = this.checkRight(p, mb, 4);
     if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb);
@@ -1304,6 +1309,14 @@ function isHeaderObject(buf: Buffer, at: number, length: number): boolean {
 }
 
 /** Still known to its process: not answered, cancelled or timed out, nor the process gone. */
+/**
+ * A target of 0 names nothing (ids start at 1): said so, not answered as a mailbox removed or a
+ * process that has ended, which a client's mistake would otherwise read as.
+ */
+function badTarget(what: 'mailbox' | 'process'): string {
+  return `target must be a ${what} id (a whole number from 1 to 4294967295), not 0`;
+}
+
 const isLiveReceive = (w: ReceiveWaiter): boolean =>
   !w.peer.terminated && w.peer.receives.get(w.request) === w;
 
