@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
-import { Op, ReceiveFlag } from '../src/protocol/frame.js';
+import { Op, RECALL_FRAME_BYTES, ReceiveFlag, writeHead, writeInt64 } from '../src/protocol/frame.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
 import {
   callFrame,
@@ -170,6 +170,46 @@ describe('a request id in use is refused for a newcomer of any kind', () => {
       peer.describe(),
     );
     assert.equal((await box.receive({ nowait: true }))?.body, 'after-take');
+    await box.delete();
+  });
+});
+
+describe('what the kernel ignores (protocol.md, "What the kernel ignores")', () => {
+  test('a TAKE, RETURN or CANCEL under an id nothing holds', async () => {
+    const peer = await rawProcess();
+    const mark = peer.frames.length;
+    peer.write(takeFrame(40, 1, 0));
+    const back = Buffer.alloc(RECALL_FRAME_BYTES);
+    writeHead(back, 0, RECALL_FRAME_BYTES, Op.RETURN, 0, 0, 41);
+    writeInt64(back, 1, 12);
+    peer.write(back);
+    peer.write(headFrame(Op.CANCEL, 42));
+    await answersAfter(peer, mark, 0, 43);
+    assert.deepEqual(
+      peer.frames.slice(mark).map((f) => [f.op, f.request]),
+      [[Op.RESULT, 43]],
+      `nothing answers them: ${peer.describe()}`,
+    );
+  });
+
+  test('flag bits version 1 does not define, on SEND, RECEIVE and PING', async () => {
+    const box = await owner.createMailbox<string>(null, { mode: 0o666 });
+    const peer = await rawProcess();
+    peer.write(
+      sendFrame({ request: 5, target: box.id, body: Buffer.from('odd-flags'), codec: 1, flags: 0xf8 }),
+    );
+    await peer.waitFor((f) => f.op === Op.ACK && f.request === 5, 10_000, 'ACK 5');
+    // 0xe0 sets no flag RECEIVE defines: a blocking single receive, as flags 0.
+    peer.write(receiveFrame({ request: 6, target: box.id, flags: 0xe0 }));
+    const d = await peer.waitFor((f) => f.op === Op.DELIVER && f.request === 6, 10_000, 'DELIVER 6');
+    assert.equal(d.flags, 0, 'DELIVER carries flags 0 whatever the SEND had');
+    assert.equal(d.bytes.subarray(56).toString(), 'odd-flags');
+    peer.write(takeFrame(6, 1, 0));
+    peer.write(headFrame(Op.PING, 7, 0xfe, 9));
+    const pong = await peer.waitFor((f) => f.op === Op.PONG && f.request === 7, 10_000, 'PONG 7');
+    assert.deepEqual([pong.flags, pong.bytes.length], [0, 12], 'a PONG without the clock: CLOCK was not set');
+    assert.ok(!peer.frames.some((f) => f.op === Op.ERROR), peer.describe());
+    assert.equal((await box.stat()).count, 0, 'the message was taken');
     await box.delete();
   });
 });
