@@ -51,6 +51,18 @@ export interface RunningKernel {
   readonly token: string | null;
   /** Shuts down: waiters get ESHUTDOWN, connections close, the socket file is removed. */
   close(): Promise<void>;
+  /**
+   * Shuts the kernel down when an `await using` block ends, as `close()` does, so a program or
+   * test that throws still removes its socket and token files.
+   *
+   * @example
+   * ```ts
+   * import { startKernel } from 'postbox/kernel';
+   * await using k = await startKernel({ socket: '/tmp/pb.sock' });
+   * // … connect({ socket: '/tmp/pb.sock' }) …
+   * ```
+   */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /**
@@ -133,12 +145,13 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
   const running = kernel;
 
   let closed: Promise<void> | null = null;
-  return {
+  const handle: RunningKernel = {
     kernel: running,
     socketPath,
     tcp,
     tokenFile,
     token,
+    [Symbol.asyncDispose]: () => handle.close(),
     close() {
       closed ??= (async () => {
         // The listeners no longer count connections (the kernel took them over), so their
@@ -163,6 +176,7 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
       return closed;
     },
   };
+  return handle;
 }
 
 function listen(server: Server, start: () => void): Promise<void> {
