@@ -51,7 +51,7 @@ export type {
   StubParameters,
   StubResult,
 } from './rpc/types.js';
-export { DEFAULT_CONCURRENCY, STREAM_CAPACITY } from './rpc/wire.js';
+export { DEFAULT_CONCURRENCY, STREAM_CAPACITY, type WireError } from './rpc/wire.js';
 
 /**
  * A typed stub of `service`: `T` is the type of the server's handler object. Each method sends

@@ -118,6 +118,16 @@ export class RemoteError extends PostboxError {
   /** The remote error's stack, as the server printed it. */
   readonly remoteStack: string | undefined;
 
+  /**
+   * Made by a stub when a server's handler threw; a test of code that handles remote failures
+   * can make one the same way, from the error as it crossed the wire.
+   *
+   * @example
+   * ```ts
+   * const err = new RemoteError('calc', 'divide', 7, { name: 'RangeError', message: 'division by zero' });
+   * err.remoteName; // 'RangeError'
+   * ```
+   */
   constructor(service: string, method: string, server: number, remote: WireError) {
     const cause = rebuilt(remote);
     super(

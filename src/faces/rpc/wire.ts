@@ -33,7 +33,15 @@ export interface RequestBody {
   deadline?: number;
 }
 
-/** An error as it crosses the wire. */
+/**
+ * An error as it crosses the wire, from a server's handler to its caller: what a
+ * {@link RemoteError} is made of.
+ *
+ * @example
+ * ```ts
+ * const remote: WireError = { name: 'RangeError', message: 'division by zero', code: 'E_DIV' };
+ * ```
+ */
 export interface WireError {
   name: string;
   message: string;
