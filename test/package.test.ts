@@ -6,12 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import ts from 'typescript';
+import { withoutInternal } from '../scripts/published-types.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as {
@@ -129,4 +131,76 @@ test('an options bag of two or more options in the public API is a type the user
     }
   }
   assert.deepEqual(unnamed, [], `options typed inline, with no exported name:\n${unnamed.join('\n')}`);
+});
+
+/** Every .d.ts under dir, by path, as `npm pack` ships it (prepack strips what is internal). */
+function publishedTypes(dir: string, into = new Map<string, string>()): Map<string, string> {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) publishedTypes(path, into);
+    else if (e.name.endsWith('.d.ts')) into.set(path, withoutInternal(path, readFileSync(path, 'utf8')));
+  }
+  return into;
+}
+
+test('the published .d.ts show the public API alone, and type-check as a strict project reads them', () => {
+  const scripts = (
+    JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as { scripts: Record<string, string> }
+  ).scripts;
+  for (const s of ['prepack', 'build'])
+    assert.match(scripts[s]!, /tsc -p tsconfig\.json[^&]*&& node dist\/scripts\/published-types\.js$/, s);
+  const files = publishedTypes(`${root}dist/src`);
+  // What the library's own modules call on each other (a mailbox's deliver, a send promise's
+  // resolve) was offered by a user's editor as if it were API.
+  const marked = [...files].filter(([, text]) => /@internal\b/.test(text)).map(([path]) => path);
+  assert.deepEqual(marked, [], 'declarations marked @internal are published');
+  // A user's project: one file that makes what only the library makes.
+  const user = `${root}published-types-user.ts`;
+  const userText = [
+    "import { Mailbox, Message, PostboxProcess } from 'postbox';",
+    'export const m = new Message(Buffer.alloc(0), 0, 0);',
+    'export const b = new Mailbox();',
+    'export class Mine extends PostboxProcess {}',
+  ].join('\n');
+  const options: ts.CompilerOptions = {
+    strict: true,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    types: ['node'],
+    skipLibCheck: false,
+    noEmit: true,
+  };
+  const host = ts.createCompilerHost(options);
+  const read = (path: string): string | undefined => (path === user ? userText : files.get(path));
+  const { fileExists, readFile, getSourceFile } = host;
+  host.fileExists = (path) => read(path) !== undefined || fileExists.call(host, path);
+  host.readFile = (path) => read(path) ?? readFile.call(host, path);
+  host.getSourceFile = (path, language, ...rest) => {
+    const text = read(path);
+    return text !== undefined
+      ? ts.createSourceFile(path, text, language)
+      : getSourceFile.call(host, path, language, ...rest);
+  };
+  const program = ts.createProgram(
+    [...Object.values(pkg.exports).map((e) => `${root}${e.types}`), user],
+    options,
+    host,
+  );
+  const problems = ts.getPreEmitDiagnostics(program).map((d) => {
+    const text = ts.flattenDiagnosticMessageText(d.messageText, ' ');
+    // 'Message<T>', or a path before the name ('"/…/client/process".PostboxProcess'): the name.
+    const cls = /class '(?:".*"\.)?(\w+)/.exec(text)?.[1];
+    return `${d.file?.fileName.slice(root.length)} TS${d.code}${cls === undefined ? `: ${text}` : ` ${cls}`}`;
+  });
+  // The library's classes a user gets from a call, never makes: private constructors (an
+  // internal one left out altogether would leave a public one of no arguments).
+  assert.deepEqual(
+    problems,
+    [
+      'published-types-user.ts TS2673 Message', // its constructor is private
+      'published-types-user.ts TS2673 Mailbox',
+      'published-types-user.ts TS2675 PostboxProcess', // it cannot be extended
+    ],
+    'the published declarations type-check (skipLibCheck off), and refuse what only the library does',
+  );
 });

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type PostboxError } from '../protocol/errors.js';
-import type { IterateOptions, MessageIterator, MessageStream, StreamListener } from './mailbox.js';
+import type { IterateOptions, MessageIterator, MessageStream } from './mailbox.js';
 import type { Message } from './message.js';
 import { describeValue } from './option-names.js';
 
@@ -35,7 +35,7 @@ export type ConsumeOptions = IterateOptions;
  * await c.stop();
  * ```
  */
-export class Consumer<T = unknown> implements StreamListener<T> {
+export class Consumer<T = unknown> {
   /**
    * Settles once the consumer has stopped and every handler it started has finished. Resolves
    * when it was stopped ({@link stop}, the `signal`, the close of its mailbox handle or of its
@@ -134,6 +134,9 @@ export class Consumer<T = unknown> implements StreamListener<T> {
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
   }
+
+  // message and ended make it its stream's StreamListener, by its shape: that interface is
+  // internal, and left out of the published types with them.
 
   /** @internal */
   message(m: Message<T>): void {

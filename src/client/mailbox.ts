@@ -8,7 +8,6 @@ import {
   type SendManyResult,
   type SendOptions,
   type SendResult,
-  type StreamSink,
 } from './connection.js';
 import { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 import type { Message } from './message.js';
@@ -135,7 +134,7 @@ export interface IterateOptions extends Omit<ReceiveOptions, 'nowait' | 'timeout
  * An async iterator over a mailbox, fed by the kernel within a credit, so a loop pays no round
  * trip per message. Ending the loop (break, return, abort) gives untaken messages back.
  */
-export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSink {
+export class MessageStream<T = unknown> implements MessageIterator<T> {
   private readonly conn: Connection;
   private readonly request: number;
   // Delivered and not yet yielded: a ring, never more than the credit (it grows if it must).
@@ -216,6 +215,9 @@ export class MessageStream<T = unknown> implements MessageIterator<T>, StreamSin
   listen(listener: StreamListener<T>): void {
     this.listener = listener;
   }
+
+  // deliver, fail, end and recall make it the connection's StreamSink, by its shape: that
+  // interface is internal, and left out of the published types with them.
 
   /** @internal */
   deliver(message: Message): void {

@@ -1,5 +1,4 @@
 import type { PostboxError } from '../protocol/errors.js';
-import type { AckSettler } from './ack-queue.js';
 import type { SendResult } from './connection.js';
 
 const PENDING = 0;
@@ -25,7 +24,7 @@ const REJECTED = 2;
  * const { outcome } = await p;    // 'queued'
  * ```
  */
-export class SendPromise implements Promise<SendResult>, AckSettler<SendResult, PostboxError> {
+export class SendPromise implements Promise<SendResult> {
   private state = PENDING;
   private settled: SendResult | PostboxError | undefined = undefined;
   private native: Promise<SendResult> | null = null;
@@ -35,6 +34,9 @@ export class SendPromise implements Promise<SendResult>, AckSettler<SendResult, 
   get [Symbol.toStringTag](): string {
     return 'SendPromise';
   }
+
+  // The connection's ACK queue settles it as an AckSettler, by its shape: the published types
+  // leave resolve and reject out, so they cannot say it implements that interface.
 
   /** @internal The kernel accepted the send (count: see AckSettler; one here). */
   resolve(value: SendResult, _count: number): void {
