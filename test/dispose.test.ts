@@ -81,6 +81,8 @@ test('await using shuts down a kernel started with startKernel(), even when its 
 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pbt-dispose-'));
   const socket = join(dir, 'k.sock');
+  // With no token given, the kernel writes one to a file, which the shutdown must remove.
+  delete process.env.POSTBOX_TOKEN;
   try {
     let client: Awaited<ReturnType<typeof connect>> | undefined;
     await assert.rejects(
