@@ -822,6 +822,17 @@ export class Connection {
     return this.closedError !== null;
   }
 
+  /**
+   * @internal Why the connection ended without this process's say: the kernel went, or ended
+   * this process (silent, a bad frame). Null while it is open, and once this process's own
+   * close() ended it: the kernel answered its goodbye, so it had handled all that came before,
+   * and closed every handle left open as it let the process go.
+   */
+  get lostWith(): PostboxError | null {
+    if (this.closedByUs && this.closedError instanceof ClosedError) return null;
+    return this.closedError;
+  }
+
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;

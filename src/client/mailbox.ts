@@ -680,6 +680,8 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   private readonly streams = new Set<MessageStream<T>>();
   private closed = false;
   private closing: Promise<void> | null = null;
+  /** Whether the kernel closed the handle (null) or the connection ended first (its error). */
+  private closeOutcome: Promise<PostboxError | null> | null = null;
 
   /** @internal */
   constructor(conn: Connection, info: MailboxInfo) {
@@ -935,14 +937,27 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     for (const s of [...this.streams]) void s.return();
     // Tell the kernel this handle is gone (a pipe's last writer closing ends its stream); its
     // answer comes after everything written before it, the takes included.
-    this.closing = this.conn.closed
-      ? Promise.resolve()
-      : this.conn.call('close', { handle: this.info.handle }).then(
-          () => {},
-          () => {},
+    const conn = this.conn;
+    this.closeOutcome = conn.closed
+      ? Promise.resolve(conn.lostWith)
+      : conn.call('close', { handle: this.info.handle }).then(
+          () => null,
+          (err: PostboxError) => (conn.closed ? conn.lostWith : err),
         );
-    this.conn.flush();
+    this.closing = this.closeOutcome.then(() => {});
+    conn.flush();
     return this.closing;
+  }
+
+  /**
+   * @internal Closes this handle as {@link close} does, and resolves with null once the kernel
+   * has closed it (its answer to the close, or to this process's own close(), which closes every
+   * handle), or with the error that ended the connection first: the kernel went, or ended this
+   * process. A pipe's writer ends by it: its end is done only when the kernel has it.
+   */
+  closeConfirmed(): Promise<PostboxError | null> {
+    void this.close();
+    return this.closeOutcome!;
   }
   /**
    * Closes this handle when an `await using` block ends, as {@link close} does.

@@ -165,8 +165,13 @@ export class PipeWriter extends Writable {
 
   override _final(callback: (error?: Error | null) => void): void {
     const finish = (): void => {
-      this.mailbox.close();
-      callback(this.#error);
+      const closed = this.mailbox.closeConfirmed();
+      if (this.#error !== null) return callback(this.#error);
+      // Done when the kernel has the end, not when it is written: a process the kernel has
+      // ended (silent past its heartbeat) or lost wrote its end to nobody. It finished without
+      // an error, so a writer whose last sends the kernel had withdrawn with its process, or
+      // never read, looked like one whose reader would get every byte.
+      closed.then(callback, callback);
     };
     if (this.#inFlight === 0) return finish();
     this.#drained = finish;
