@@ -988,6 +988,35 @@ test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
       await fatal(p, 'EPROTO', /unknown opcode 0x7e/);
     });
 
+    await t.test('sends the kernel took before a bad frame are acknowledged before the ERROR', async () => {
+      // Termination keeps what a process sent: a client told only of the ERROR failed those
+      // sends too, while their messages were in the mailbox for others to receive.
+      const p = await welcomed();
+      p.write(callFrame(3, { op: 'create', name: 'before-bad-frame', system: true, mode: 0o666 }));
+      const r = await p.waitFor((f) => f.request === 3, 3000, 'RESULT');
+      const id = (framePayload(r) as { id: number }).id;
+      p.write(
+        Buffer.concat([
+          sendFrame({ request: 4, target: id, body: Buffer.from('kept') }),
+          sendFrame({ request: 5, target: id, body: Buffer.from('kept too') }),
+          headFrame(0x7e, 6),
+        ]),
+      );
+      await fatal(p, 'EPROTO', /unknown opcode 0x7e/);
+      const ops = p.frames.filter((f) => f.op === Op.ACK || f.op === Op.ERROR);
+      assert.deepEqual(
+        ops.map((f) => [f.op, f.request]),
+        [
+          [Op.ACK, 5],
+          [Op.ERROR, 0],
+        ],
+        p.describe(),
+      );
+      const me = await connect({ socket: kernel.socket });
+      cleanup.add('process', () => me.close());
+      assert.equal((await me.stat(id)).count, 2);
+    });
+
     await t.test('a SEND to an unknown mailbox fails only that request', async () => {
       const p = await welcomed();
       p.write(sendFrame({ request: 7, target: 987_654, body: Buffer.from('lost?') }));

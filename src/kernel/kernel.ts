@@ -284,17 +284,20 @@ export class Kernel implements MailboxHost {
     for (const p of dirty) {
       p.dirtyQueued = false;
       if (p.terminated && p.socket.destroyed) continue;
-      if (p.ackPending) {
-        p.ackPending = false;
-        const o = p.writer.reserve(HEAD_BYTES);
-        writeHead(p.writer.buf, o, HEAD_BYTES, Op.ACK, 0, 0, p.ackThrough);
-        p.writer.commit(HEAD_BYTES);
-      }
+      if (p.ackPending) this.writeAck(p);
       p.writer.flush();
       if (p.socket.writableLength > this.limits.outputHighWater) this.congest(p);
       // Congested by a read's answers, which the socket then took at once: no 'drain' will come.
       else if (p.congested && p.socket.writableLength === 0) this.uncongest(p);
     }
+  }
+
+  /** The cumulative ACK of the sends completed since the last one. */
+  private writeAck(p: KernelProcess): void {
+    p.ackPending = false;
+    const o = p.writer.reserve(HEAD_BYTES);
+    writeHead(p.writer.buf, o, HEAD_BYTES, Op.ACK, 0, 0, p.ackThrough);
+    p.writer.commit(HEAD_BYTES);
   }
 
   // ── replies ─────────────────────────────────────────────────────────────────────────────────
@@ -358,6 +361,12 @@ export class Kernel implements MailboxHost {
   ): void {
     if (p.socket.destroyed) return;
     this.log(`closing connection${p.id ? ` of ${p.label}` : ''}: ${message}`);
+    // Its sends already in a mailbox stay there (termination keeps what was sent): it must hear
+    // so before the ERROR that fails the rest. The ACK waited for the turn's flush, which comes
+    // after the end: the client failed them all, and a message it was told was not sent was
+    // received (a process ended for silence, with sends held while it did not read, handled at
+    // its end; a bad frame after good sends in one read).
+    if (p.ackPending) this.writeAck(p);
     p.writer.append(encodeJsonFrame(Op.ERROR, 0, WireErrorCode[code], 0, { message }));
     p.writer.flush();
     // Half-close and go on reading (input() drops it) until the client closes its side: a socket
