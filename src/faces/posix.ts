@@ -543,6 +543,8 @@ function waitFor(
 }
 
 let defaultQueues: Promise<PosixQueues> | null = null;
+/** The module's process once a call has found it connected: see {@link withQueues}. */
+let connectedQueues: PosixQueues | null = null;
 
 function queues(): Promise<PosixQueues> {
   if (defaultQueues === null) {
@@ -557,6 +559,21 @@ function queues(): Promise<PosixQueues> {
     defaultQueues = connecting;
   }
   return defaultQueues;
+}
+
+/**
+ * Makes a call on the module's process: at once once it is connected, not a turn later behind
+ * an await, so an `mq_send` not awaited before `process.exit()` reaches the kernel
+ * (src/client/exit-flush.ts), as one made through `posix(proc)` does. It is known connected only
+ * in a call that waited for it, so no call overtakes one made before it that still waits.
+ */
+function withQueues<R>(op: (q: PosixQueues) => Promise<R>): Promise<R> {
+  if (connectedQueues !== null) return op(connectedQueues);
+  const pending = queues();
+  return pending.then((q) => {
+    if (defaultQueues === pending) connectedQueues = q;
+    return op(q);
+  });
 }
 
 /**
@@ -581,7 +598,7 @@ export async function mq_open(
   mode?: number,
   attr?: Partial<MqAttr> | null,
 ): Promise<number> {
-  return (await queues()).mq_open(name, oflag, mode, attr);
+  return withQueues((q) => q.mq_open(name, oflag, mode, attr));
 }
 /**
  * Sends `msg` (a string or bytes, at most `mq_msgsize`: else EMSGSIZE) with priority `prio`
@@ -594,7 +611,7 @@ export async function mq_open(
  * ```
  */
 export async function mq_send(mqd: number, msg: Uint8Array | string, prio: number): Promise<void> {
-  return (await queues()).mq_send(mqd, msg, prio);
+  return withQueues((q) => q.mq_send(mqd, msg, prio));
 }
 /**
  * {@link mq_send}, giving up with ETIMEDOUT at the absolute `absTimeout` (a `Date`, ms since the
@@ -612,7 +629,7 @@ export async function mq_timedsend(
   prio: number,
   absTimeout: AbsTime | null,
 ): Promise<void> {
-  return (await queues()).mq_timedsend(mqd, msg, prio, absTimeout);
+  return withQueues((q) => q.mq_timedsend(mqd, msg, prio, absTimeout));
 }
 /**
  * Takes the oldest message of the highest priority: `{ data, priority }`. `msgLen` must be at
@@ -625,7 +642,7 @@ export async function mq_timedsend(
  * ```
  */
 export async function mq_receive(mqd: number, msgLen: number): Promise<{ data: Buffer; priority: number }> {
-  return (await queues()).mq_receive(mqd, msgLen);
+  return withQueues((q) => q.mq_receive(mqd, msgLen));
 }
 /**
  * {@link mq_receive}, giving up with ETIMEDOUT at the absolute `absTimeout` (a `Date`, ms since
@@ -641,7 +658,7 @@ export async function mq_timedreceive(
   msgLen: number,
   absTimeout: AbsTime | null,
 ): Promise<{ data: Buffer; priority: number }> {
-  return (await queues()).mq_timedreceive(mqd, msgLen, absTimeout);
+  return withQueues((q) => q.mq_timedreceive(mqd, msgLen, absTimeout));
 }
 /**
  * The queue's attributes: `{ mq_flags, mq_maxmsg, mq_msgsize, mq_curmsgs }` (`mq_flags` is
@@ -653,7 +670,7 @@ export async function mq_timedreceive(
  * ```
  */
 export async function mq_getattr(mqd: number): Promise<MqAttr> {
-  return (await queues()).mq_getattr(mqd);
+  return withQueues((q) => q.mq_getattr(mqd));
 }
 /**
  * Sets this descriptor's `mq_flags` (only {@link O_NONBLOCK} can be set) and resolves with the
@@ -665,7 +682,7 @@ export async function mq_getattr(mqd: number): Promise<MqAttr> {
  * ```
  */
 export async function mq_setattr(mqd: number, attr: Pick<MqAttr, 'mq_flags'>): Promise<MqAttr> {
-  return (await queues()).mq_setattr(mqd, attr);
+  return withQueues((q) => q.mq_setattr(mqd, attr));
 }
 /**
  * Closes the descriptor (and drops this process's notification); a call still waiting on it
@@ -677,7 +694,7 @@ export async function mq_setattr(mqd: number, attr: Pick<MqAttr, 'mq_flags'>): P
  * ```
  */
 export async function mq_close(mqd: number): Promise<void> {
-  return (await queues()).mq_close(mqd);
+  return withQueues((q) => q.mq_close(mqd));
 }
 /**
  * Removes the name at once; the queue goes when its last descriptor closes. ENOENT if there is
@@ -690,7 +707,7 @@ export async function mq_close(mqd: number): Promise<void> {
  * ```
  */
 export async function mq_unlink(name: string): Promise<void> {
-  return (await queues()).mq_unlink(name);
+  return withQueues((q) => q.mq_unlink(name));
 }
 /**
  * Registers `notification`, called once when a message arrives in the empty queue while nobody
@@ -703,7 +720,7 @@ export async function mq_unlink(name: string): Promise<void> {
  * ```
  */
 export async function mq_notify(mqd: number, notification: (() => void) | null): Promise<void> {
-  return (await queues()).mq_notify(mqd, notification);
+  return withQueues((q) => q.mq_notify(mqd, notification));
 }
 
 /** Closes the module-level process (its descriptors close with it). */
@@ -711,6 +728,7 @@ export async function close(): Promise<void> {
   const pending = defaultQueues;
   if (pending === null) return;
   defaultQueues = null;
+  connectedQueues = null;
   let q: PosixQueues;
   try {
     q = await pending;

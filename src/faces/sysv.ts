@@ -270,6 +270,12 @@ const MAX_QUEUE_HANDLES = 1024;
 /** A face's handle on one queue. */
 interface QueueHandle {
   readonly mailbox: Promise<Mailbox>;
+  /**
+   * The mailbox once open. A call on it is written in the caller's turn, not a turn later behind
+   * an await of `mailbox`: a `msgsnd` not awaited before `process.exit()` then reaches the kernel
+   * (src/client/exit-flush.ts).
+   */
+  ready: Mailbox | null;
   /** Calls using it now: it is not closed to make room under them (a msgrcv may be waiting). */
   calls: number;
 }
@@ -344,7 +350,7 @@ class Face {
       throw new SysvError('EINVAL', 'msgsnd', `flags must be an integer, not ${flags}`);
     const handle = this.acquire(msqid);
     try {
-      const mb = await handle.mailbox;
+      const mb = handle.ready ?? (await handle.mailbox);
       const sendOptions: { type: number; nowait: boolean; signal?: AbortSignal } = {
         type,
         nowait: (flags & IPC_NOWAIT) !== 0,
@@ -377,7 +383,7 @@ class Face {
     if ((flags & MSG_COPY) !== 0) throw new SysvError('ENOSYS', 'msgrcv', 'MSG_COPY is not supported');
     const handle = this.acquire(msqid);
     try {
-      const mb = await handle.mailbox;
+      const mb = handle.ready ?? (await handle.mailbox);
       const m = await mb.receive({
         type: msgtyp,
         // Linux ignores MSG_EXCEPT unless msgtyp > 0, and MSG_NOERROR without a size limit.
@@ -421,7 +427,7 @@ class Face {
     }
     const handle = this.acquire(msqid);
     try {
-      const mb = await handle.mailbox;
+      const mb = handle.ready ?? (await handle.mailbox);
       if (cmd === IPC_RMID) {
         await mb.delete();
         this.forget(msqid);
@@ -486,7 +492,7 @@ class Face {
     if (this.handles.has(mb.id)) {
       mb.close();
     } else {
-      this.handles.set(mb.id, { mailbox: Promise.resolve(mb), calls: 0 });
+      this.handles.set(mb.id, { mailbox: Promise.resolve(mb), ready: mb, calls: 0 });
       this.trim();
     }
     return mb.id;
@@ -497,11 +503,16 @@ class Face {
     let handle = this.handles.get(msqid);
     if (handle === undefined) {
       const opening = this.proc.openMailbox(msqid);
-      const opened: QueueHandle = { mailbox: opening, calls: 0 };
+      const opened: QueueHandle = { mailbox: opening, ready: null, calls: 0 };
       handle = opened;
-      opening.catch(() => {
-        if (this.handles.get(msqid) === opened) this.handles.delete(msqid);
-      });
+      opening.then(
+        (mb) => {
+          opened.ready = mb;
+        },
+        () => {
+          if (this.handles.get(msqid) === opened) this.handles.delete(msqid);
+        },
+      );
     } else {
       // Moved to the end: the Map's order is the order of last use.
       this.handles.delete(msqid);
@@ -652,6 +663,8 @@ export function sysv(proc: PostboxProcess): Sysv {
 // ── module-level calls on a default process ────────────────────────────────────────────────────
 
 let defaultFace: Promise<Face> | null = null;
+/** The default process once a call has found it connected: see {@link withFace}. */
+let connectedFace: Face | null = null;
 
 function defaultProcess(): Promise<Face> {
   if (defaultFace === null) {
@@ -662,6 +675,21 @@ function defaultProcess(): Promise<Face> {
     });
   }
   return defaultFace;
+}
+
+/**
+ * Makes a call on the default process: at once once it is connected, not a turn later behind an
+ * await, so a `msgsnd` not awaited before `process.exit()` reaches the kernel
+ * (src/client/exit-flush.ts), as one made through `sysv(proc)` does. It is known connected only
+ * in a call that waited for it, so no call overtakes one made before it that still waits.
+ */
+function withFace<R>(op: (face: Face) => Promise<R>): Promise<R> {
+  if (connectedFace !== null) return op(connectedFace);
+  const pending = defaultProcess();
+  return pending.then((face) => {
+    if (defaultFace === pending) connectedFace = face;
+    return op(face);
+  });
 }
 
 /**
@@ -676,7 +704,7 @@ function defaultProcess(): Promise<Face> {
  * ```
  */
 export async function msgget(key: number, flags = 0): Promise<number> {
-  return (await defaultProcess()).msgget(key, flags);
+  return withFace((face) => face.msgget(key, flags));
 }
 
 /**
@@ -697,7 +725,7 @@ export async function msgsnd(
   flags = 0,
   options?: SysvCallOptions,
 ): Promise<0> {
-  return (await defaultProcess()).msgsnd(msqid, type, body, flags, options);
+  return withFace((face) => face.msgsnd(msqid, type, body, flags, options));
 }
 
 /**
@@ -718,7 +746,7 @@ export async function msgrcv(
   flags = 0,
   options?: SysvCallOptions,
 ): Promise<SysvMessage> {
-  return (await defaultProcess()).msgrcv(msqid, maxsize, msgtyp, flags, options);
+  return withFace((face) => face.msgrcv(msqid, maxsize, msgtyp, flags, options));
 }
 
 /**
@@ -739,7 +767,7 @@ export async function msgctl(msqid: number, cmd: typeof IPC_SET, buf: MsqidDsSet
 export async function msgctl(msqid: number, cmd: typeof IPC_RMID): Promise<0>;
 export async function msgctl(msqid: number, cmd: number, buf?: MsqidDsSet): Promise<MsqidDs | 0>;
 export async function msgctl(msqid: number, cmd: number, buf?: MsqidDsSet): Promise<MsqidDs | 0> {
-  return (await defaultProcess()).msgctl(msqid, cmd, buf);
+  return withFace((face) => face.msgctl(msqid, cmd, buf));
 }
 
 /**
@@ -755,6 +783,7 @@ export async function msgctl(msqid: number, cmd: number, buf?: MsqidDsSet): Prom
 export async function close(): Promise<void> {
   const pending = defaultFace;
   defaultFace = null;
+  connectedFace = null;
   if (pending === null) return;
   let face: Face;
   try {
