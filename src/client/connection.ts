@@ -16,6 +16,7 @@ import {
   ProtocolError,
   SendManyError,
   TimeoutError,
+  WireErrorCode,
 } from '../protocol/errors.js';
 import {
   Codec,
@@ -396,6 +397,11 @@ export class Connection {
   private readonly held = new WeakMap<Message, number>();
   /** Requests waiting on each AbortSignal. */
   private readonly signals = new WeakMap<AbortSignal, Set<number>>();
+  /**
+   * The reason of the signal that cancelled each request, until the request ends: the kernel's
+   * ECANCELED for it carries it as its cause, so a timeout can be told from a shutdown.
+   */
+  private readonly abortReasons = new Map<number, unknown>();
   private readonly monitors = new Map<number, (event: Record<string, unknown>) => void>();
   private flushScheduled = false;
   /** @internal A consumer's handler ran on a message of the chunk being read (receiveChunk). */
@@ -645,7 +651,12 @@ export class Connection {
     if (options.inboxCapacity !== undefined) hello.inboxCapacity = options.inboxCapacity;
     if (options.operator === true) hello.operator = true;
     hello.recall = true;
-    if (signal?.aborted) throw new AbortedError(`connect() to ${address} was aborted before it started`);
+    if (signal?.aborted)
+      throw new AbortedError(
+        `connect() to ${address} was aborted before it started`,
+        {},
+        { cause: signal.reason },
+      );
     const deadline = Date.now() + wait;
     for (let pause = 20; ; pause = Math.min(pause * 2, 500)) {
       const joined = await Connection.join(transport, address, tcp, hello, timeout, signal);
@@ -654,7 +665,11 @@ export class Connection {
       if (joined.retry && left > 0) {
         await pauseUnlessAborted(Math.min(pause, left), signal);
         if (signal?.aborted)
-          throw new AbortedError(`connect() was aborted while waiting for a kernel at ${address}`);
+          throw new AbortedError(
+            `connect() was aborted while waiting for a kernel at ${address}`,
+            {},
+            { cause: signal.reason },
+          );
         continue;
       }
       // Not waiting: the kernel's own word (ECONNRESET, ESHUTDOWN) as it is.
@@ -730,7 +745,11 @@ export class Connection {
     if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
     if (signal?.aborted) {
       socket.destroy();
-      throw new AbortedError(`connect() was aborted while connecting to ${address}`);
+      throw new AbortedError(
+        `connect() was aborted while connecting to ${address}`,
+        {},
+        { cause: signal.reason },
+      );
     }
     if (failed === 'timeout') {
       socket.destroy();
@@ -780,7 +799,13 @@ export class Connection {
             timeout - (Date.now() - started),
           );
         onAbort = () =>
-          opened.fail(new AbortedError(`connect() was aborted before the kernel at ${address} answered`));
+          opened.fail(
+            new AbortedError(
+              `connect() was aborted before the kernel at ${address} answered`,
+              {},
+              { cause: signal?.reason },
+            ),
+          );
         signal?.addEventListener('abort', onAbort, { once: true });
       });
     } catch (err) {
@@ -989,7 +1014,8 @@ export class Connection {
     const signal = o.signal;
     const badSig = badSignal(signal, 'send()');
     if (badSig !== null) return Promise.reject(badSig);
-    if (signal?.aborted) return Promise.reject(new AbortedError('send aborted before it started'));
+    if (signal?.aborted)
+      return Promise.reject(new AbortedError('send aborted before it started', {}, { cause: signal.reason }));
     const encoded = encodeChecked(body, o.codec);
     if (encoded instanceof InvalidArgumentError) return Promise.reject(encoded);
     const plan = planSend(o, toProcess);
@@ -1042,7 +1068,10 @@ export class Connection {
     const signal = o.signal;
     const badSig = badSignal(signal, 'sendMany()');
     if (badSig !== null) return Promise.reject(badSig);
-    if (signal?.aborted) return Promise.reject(new AbortedError('sendMany aborted before it started'));
+    if (signal?.aborted)
+      return Promise.reject(
+        new AbortedError('sendMany aborted before it started', {}, { cause: signal.reason }),
+      );
     if (o.receipt === true)
       return Promise.reject(
         new InvalidArgumentError('sendMany takes no receipt: send() each message that needs one'),
@@ -1320,7 +1349,10 @@ export class Connection {
         'abort',
         () => {
           this.signals.delete(signal);
-          for (const request of set) this.cancel(request);
+          for (const request of set) {
+            this.abortReasons.set(request, signal.reason);
+            this.cancel(request);
+          }
         },
         { once: true },
       );
@@ -1330,6 +1362,8 @@ export class Connection {
 
   private unwatchSignal(signal: AbortSignal, id: number): void {
     this.signals.get(signal)?.delete(id);
+    // The request has ended (its answer, the ECANCELED made from it included, is given).
+    if (this.abortReasons.size !== 0) this.abortReasons.delete(id);
   }
 
   /**
@@ -1352,7 +1386,10 @@ export class Connection {
     const signal = o.signal;
     const badSig = badSignal(signal, 'receive()');
     if (badSig !== null) return Promise.reject(badSig);
-    if (signal?.aborted) return Promise.reject(new AbortedError('receive aborted before it started'));
+    if (signal?.aborted)
+      return Promise.reject(
+        new AbortedError('receive aborted before it started', {}, { cause: signal.reason }),
+      );
     const bad = checkReceiveOptions(o);
     if (bad !== null) return Promise.reject(bad);
     const id = this.writeReceive(target, inbox, from, o, 1, false, hold);
@@ -1631,7 +1668,12 @@ export class Connection {
         const subject: { mailbox?: string; process?: string } = {};
         if (info.mailbox !== undefined) subject.mailbox = info.mailbox;
         if (info.process !== undefined) subject.process = info.process;
-        const err = errorFromWire(code, info.message ?? 'error', subject);
+        const err =
+          this.abortReasons.size !== 0 && this.abortReasons.has(request) && code === WireErrorCode.ECANCELED
+            ? new AbortedError(info.message ?? 'cancelled', subject, {
+                cause: this.abortReasons.get(request),
+              })
+            : errorFromWire(code, info.message ?? 'error', subject);
         if (request === 0) {
           if (this.onHelloError !== null) {
             this.onHelloError(err);

@@ -515,7 +515,8 @@ export class PostboxProcess {
     const signal = options.signal;
     const bad = badProcessRef(process) ?? badSignal(signal, 'monitor()');
     if (bad !== null) throw bad;
-    if (signal?.aborted) throw new AbortedError('monitor aborted before it started');
+    if (signal?.aborted)
+      throw new AbortedError('monitor aborted before it started', {}, { cause: signal.reason });
     // The 'down' event can come in the same read as the answer (the process ended in the same
     // kernel turn): the connection registers its handler as the answer is read.
     const down = new AnnouncedEvent();
@@ -539,7 +540,7 @@ export class PostboxProcess {
       // Aborted while the kernel was setting the monitor up: its 'abort' has been and gone.
       this.conn.offEvent(r.monitor);
       this.conn.call('demonitor', { monitor: r.monitor }).catch(() => {});
-      throw new AbortedError(`stopped watching process ${String(process)}`);
+      throw new AbortedError(`stopped watching process ${String(process)}`, {}, { cause: signal.reason });
     }
     if (r.down === true)
       return {
@@ -554,7 +555,9 @@ export class PostboxProcess {
         this.conn.onClose.delete(onClose);
         this.conn.offEvent(r.monitor);
         this.conn.call('demonitor', { monitor: r.monitor }).catch(() => {});
-        reject(new AbortedError(`stopped watching process ${String(process)}`));
+        reject(
+          new AbortedError(`stopped watching process ${String(process)}`, {}, { cause: signal?.reason }),
+        );
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.conn.onClose.add(onClose);

@@ -114,7 +114,8 @@ export async function waitForReader(
   beyond = 0,
 ): Promise<void> {
   const label = fifo.info.name === null ? `#${fifo.id}` : `'${fifo.info.name}'`;
-  const aborted = (): AbortedError => new AbortedError(`stopped waiting for a reader of FIFO ${label}`);
+  const aborted = (): AbortedError =>
+    new AbortedError(`stopped waiting for a reader of FIFO ${label}`, {}, { cause: signal?.reason });
   if (signal?.aborted) throw aborted();
   const conn = proc.conn;
   // The event can come in the same read as the answer (a reader opened in the same kernel turn):

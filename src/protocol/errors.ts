@@ -184,11 +184,27 @@ export class TimeoutError extends PostboxError {
     super('ETIMEDOUT', message, subject);
   }
 }
-/** The operation was aborted; the kernel guarantees it did not and will not happen. */
+/**
+ * The operation was aborted; the kernel guarantees it did not and will not happen. Stopped by an
+ * `AbortSignal`, its `cause` is the signal's `reason`: the `TimeoutError` DOMException of
+ * `AbortSignal.timeout()`, an `AbortError` DOMException for `abort()`, or what was passed to
+ * `abort(reason)`; so a timeout can be told from a shutdown.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await me.receive({ signal: AbortSignal.timeout(1000) });
+ * } catch (err) {
+ *   if (err instanceof AbortedError && err.cause instanceof DOMException && err.cause.name === 'TimeoutError')
+ *     console.log('nothing came within a second');
+ *   else throw err;
+ * }
+ * ```
+ */
 export class AbortedError extends PostboxError {
   declare readonly code: 'ECANCELED';
-  constructor(message: string, subject?: ErrorSubject) {
-    super('ECANCELED', message, subject);
+  constructor(message: string, subject?: ErrorSubject, options?: { cause?: unknown }) {
+    super('ECANCELED', message, subject, options);
   }
 }
 /** An argument is invalid. */

@@ -155,9 +155,11 @@ export class Port implements AsyncIterable<Connection> {
           throw new TimeoutError(`accept on port '${this.name}' timed out after ${options.timeout} ms`);
         }
         if (err instanceof PostboxError && err.code === 'ECANCELED') {
-          throw new AbortedError(`accept on port '${this.name}' was aborted`, {
-            mailbox: PORT_PREFIX + this.name,
-          });
+          throw new AbortedError(
+            `accept on port '${this.name}' was aborted`,
+            { mailbox: PORT_PREFIX + this.name },
+            { cause: options.signal?.reason },
+          );
         }
         throw err;
       }
@@ -359,7 +361,8 @@ export async function dial(
   const { timeout, signal } = options;
   const bad = badTimeout(timeout, 'timeout', 'dial()') ?? badSignal(signal, 'dial()');
   if (bad !== null) throw bad;
-  if (signal?.aborted) throw new AbortedError(`dialing port '${name}' was aborted`);
+  if (signal?.aborted)
+    throw new AbortedError(`dialing port '${name}' was aborted`, {}, { cause: signal.reason });
   // 0, like no timeout, is no limit, as for every other call.
   const deadline = timeout ? Date.now() + timeout : null;
   const left = (): number | undefined => {
@@ -374,7 +377,11 @@ export async function dial(
     });
   // One wording whichever step the dial was in: the port's mailbox is the layer's, not the user's.
   const aborted = (): AbortedError =>
-    new AbortedError(`dialing port '${name}' was aborted`, { mailbox: PORT_PREFIX + name });
+    new AbortedError(
+      `dialing port '${name}' was aborted`,
+      { mailbox: PORT_PREFIX + name },
+      { cause: signal?.reason },
+    );
   const refused = (why: string): ConnectionRefusedError =>
     new ConnectionRefusedError(`connection to port '${name}' refused: ${why}`, {
       mailbox: PORT_PREFIX + name,

@@ -292,7 +292,10 @@ export class Connection extends Duplex {
       badTimeout(options.timeout, 'timeout', 'receive()', MAX_TIMER_MS) ?? badSignal(signal, 'receive()');
     if (bad !== null) return Promise.reject(bad);
     const timeout = options.timeout || undefined;
-    if (signal?.aborted) return Promise.reject(new AbortedError('receive aborted before it started'));
+    if (signal?.aborted)
+      return Promise.reject(
+        new AbortedError('receive aborted before it started', {}, { cause: signal.reason }),
+      );
     if (timeout === undefined && signal === undefined) {
       return new Promise((resolve, reject) => this.#take({ resolve, reject }));
     }
@@ -318,7 +321,8 @@ export class Connection extends Duplex {
         this.#waiters.splice(i, 1);
         waiter.reject(err);
       };
-      const onAbort = (): void => giveUp(new AbortedError(`receive on port '${this.port}' aborted`));
+      const onAbort = (): void =>
+        giveUp(new AbortedError(`receive on port '${this.port}' aborted`, {}, { cause: signal?.reason }));
       signal?.addEventListener('abort', onAbort, { once: true });
       if (timeout !== undefined) {
         timer = setTimeout(

@@ -111,7 +111,13 @@ export class Caller {
     }
     if (o.signal?.aborted === true) {
       rec.site ??= captureSite(above);
-      rec.fail(new AbortedError(`${service}.${method} was aborted before it was sent`));
+      rec.fail(
+        new AbortedError(
+          `${service}.${method} was aborted before it was sent`,
+          {},
+          { cause: o.signal.reason },
+        ),
+      );
       return call;
     }
     this.pending.set(rec.id, rec);
@@ -124,7 +130,13 @@ export class Caller {
       const signal = o.signal;
       rec.signal = signal;
       rec.onAbort = () =>
-        rec.giveUp(new AbortedError(`${service}.${method} was aborted`, { mailbox: `rpc:${service}` }));
+        rec.giveUp(
+          new AbortedError(
+            `${service}.${method} was aborted`,
+            { mailbox: `rpc:${service}` },
+            { cause: signal.reason },
+          ),
+        );
       signal.addEventListener('abort', rec.onAbort, { once: true });
     }
     if (rec.timer !== null || rec.signal !== undefined) rec.sendAbort = new AbortController();
