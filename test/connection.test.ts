@@ -776,25 +776,31 @@ test('a TCP listener ended for silence while in accept() is told why, not that a
   }
 });
 
-test('a connection that ends its side as the kernel ends its process for silence learns of it from receive(), not from an error nobody listens for', {
-  timeout: 60_000,
-}, async () => {
-  // end() sends the end marker, which waited for room in the peer's full mailbox; when the
-  // kernel ended the process that send failed with ETIMEDOUT, which failed the stream's end and
-  // was emitted as 'error' on a connection with no 'error' listener (a program using send() and
-  // receive()): the process died of an uncaught exception. Found by test/chaos.test.ts.
-  const kernel = await startTestKernel({ tcp: true, args: ['--heartbeat-ms', '200'] });
-  const me = await connect({ socket: kernel.socket });
-  const port = await listen(me, 'full', { capacity: 1 });
-  const client = new URL('../src/client/mod.js', import.meta.url).href;
-  const face = new URL('../src/faces/connection.js', import.meta.url).href;
-  const script = `
+for (const withCallback of [false, true])
+  test(withCallback
+    ? "a connection's end(callback) as the kernel ends its process for silence gets the error: its end never reached the peer"
+    : 'a connection that ends its side as the kernel ends its process for silence learns of it from receive(), not from an error nobody listens for', {
+    timeout: 60_000,
+  }, async () => {
+    // With a callback, end() said it had ended (its end marker's failure was swallowed, so as not
+    // to kill a program with no 'error' listener), and the peer, ended for, saw a reset: found by
+    // test/chaos.test.ts's faces ("the peer ended cleanly, a saw ECONNRESET").
+    // end() sends the end marker, which waited for room in the peer's full mailbox; when the
+    // kernel ended the process that send failed with ETIMEDOUT, which failed the stream's end and
+    // was emitted as 'error' on a connection with no 'error' listener (a program using send() and
+    // receive()): the process died of an uncaught exception. Found by test/chaos.test.ts.
+    const kernel = await startTestKernel({ tcp: true, args: ['--heartbeat-ms', '200'] });
+    const me = await connect({ socket: kernel.socket });
+    const port = await listen(me, 'full', { capacity: 1 });
+    const client = new URL('../src/client/mod.js', import.meta.url).href;
+    const face = new URL('../src/faces/connection.js', import.meta.url).href;
+    const script = `
     import { connect } from ${JSON.stringify(client)};
     import { dial } from ${JSON.stringify(face)};
     const me = await connect({ url: process.env.POSTBOX_URL, name: 'half-closer' });
     const conn = await dial(me, 'full');
     await conn.send('fills the window');
-    conn.end();
+    ${withCallback ? "conn.end((e) => process.stdout.write('end: ' + (e ? e.code : 'done') + '\\n'));" : 'conn.end();'}
     process.stdout.write('ending\\n');
     process.on('uncaughtException', (e) => { process.stdout.write('uncaught: ' + e.code + '\\n'); process.exit(2); });
     const why = await me.closed;
@@ -802,37 +808,42 @@ test('a connection that ends its side as the kernel ends its process for silence
     await new Promise((resolve) => setTimeout(resolve, 0));
     try { await conn.receive(); } catch (e) { process.stdout.write(why.code + ', then receive: ' + e.code + '\\n'); }
     process.exit(0);`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-    env: { ...kernel.env, POSTBOX_URL: kernel.tcpUrl! },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  try {
-    const out = new ChildOutput(child);
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => {
-      stderr += d;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      env: { ...kernel.env, POSTBOX_URL: kernel.tcpUrl! },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const exited = once(child, 'close');
-    const conn = await port.accept({ timeout: 10_000 });
-    await out.line('ending');
-    // Its end marker waits for room in our mailbox, which holds its one message unread.
-    await until(
-      () => me.stat(conn.localMailbox),
-      (s) => s.waitingSenders.length === 1,
-      10_000,
-      'the end marker waiting for room',
-    );
-    const down = me.monitor('half-closer');
-    child.kill('SIGSTOP');
-    assert.equal((await down).reason, 'timeout');
-    child.kill('SIGCONT');
-    const [code] = (await exited) as [number | null];
-    assert.equal(code, 0, stderr);
-    assert.match(out.text, /^ETIMEDOUT, then receive: ETIMEDOUT$/m);
-    conn.destroy();
-  } finally {
-    child.kill('SIGKILL');
-    await me.close();
-    await kernel.stop();
-  }
-});
+    try {
+      const out = new ChildOutput(child);
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr += d;
+      });
+      const exited = once(child, 'close');
+      const conn = await port.accept({ timeout: 10_000 });
+      await out.line('ending');
+      // Its end marker waits for room in our mailbox, which holds its one message unread.
+      await until(
+        () => me.stat(conn.localMailbox),
+        (s) => s.waitingSenders.length === 1,
+        10_000,
+        'the end marker waiting for room',
+      );
+      const down = me.monitor('half-closer');
+      child.kill('SIGSTOP');
+      assert.equal((await down).reason, 'timeout');
+      child.kill('SIGCONT');
+      const [code] = (await exited) as [number | null];
+      assert.equal(code, 0, stderr);
+      if (!withCallback) assert.match(out.text, /^ETIMEDOUT, then receive: ETIMEDOUT$/m);
+      else {
+        // The end's failure was reported, to its callback; the stream is then destroyed.
+        assert.match(out.text, /^end: ETIMEDOUT$/m);
+        assert.match(out.text, /^ETIMEDOUT, then receive: ENOTCONN$/m);
+      }
+      conn.destroy();
+    } finally {
+      child.kill('SIGKILL');
+      await me.close();
+      await kernel.stop();
+    }
+  });

@@ -172,6 +172,8 @@ export class Connection extends Duplex {
   #writeCallback: ((err?: Error | null) => void) | null = null;
   #drained: (() => void) | null = null;
   #finSent = false;
+  /** end() was given a callback: the program hears how its end went, error included. */
+  #endHeard = false;
   // A write that fails because the peer has gone (closed, or terminated) while this side is
   // reading must not fail the stream yet: Node destroys a Duplex on a write error, both sides, and
   // what the peer sent before it went would never be read. So the error waits until the reader
@@ -593,6 +595,14 @@ export class Connection extends Duplex {
     }
   }
 
+  override end(cb?: () => void): this;
+  override end(chunk: unknown, cb?: () => void): this;
+  override end(chunk: unknown, encoding?: BufferEncoding, cb?: () => void): this;
+  override end(...args: unknown[]): this {
+    if (typeof args.at(-1) === 'function') this.#endHeard = true;
+    return (super.end as (...a: unknown[]) => this).apply(this, args);
+  }
+
   override _final(callback: (error?: Error | null) => void): void {
     const fin = (): void => {
       if (this.#writeErrorWaits) {
@@ -608,10 +618,16 @@ export class Connection extends Duplex {
           // The peer's mailbox is gone: it closed or died; reading says which. Nothing to end.
           if (isGone(err)) callback();
           // This process lost its kernel (or was ended by it): as for an idle connection, only
-          // a program that listens for 'error' is told so by the stream; one that uses send()
-          // and receive() learns it from its calls, and an 'error' nobody hears would kill it.
-          else if (this.#proc.conn.closed && this.listenerCount('error') === 0) callback();
-          else callback(err as Error);
+          // a program that listens for 'error', or gave end() a callback, is told so by the
+          // stream; one that uses send() and receive() learns it from its calls, and an 'error'
+          // nobody hears would kill it. An end() callback must not hear "ended": the peer never
+          // got the end, and sees a reset.
+          else if (this.#proc.conn.closed && this.listenerCount('error') === 0) {
+            if (!this.#endHeard) return callback();
+            // The callback is who listens: Node emits 'error' too, which it takes the place of.
+            this.once('error', () => {});
+            callback(err as Error);
+          } else callback(err as Error);
         },
       );
     };
