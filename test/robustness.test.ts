@@ -1017,6 +1017,38 @@ test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
       assert.equal((await me.stat(id)).count, 2);
     });
 
+    await t.test(
+      "sends the kernel took before a goodbye are acknowledged before the goodbye's answer",
+      async () => {
+        // A client fails what is still pending once its goodbye is answered; the cumulative ACK
+        // waited for the kernel's end of turn, after that answer, and when the two came in
+        // separate reads, sends whose messages were queued failed with ENOTCONN. Found by
+        // test/chaos.test.ts ("failed with ENOTCONN but was received").
+        const p = await welcomed();
+        p.write(callFrame(3, { op: 'create', name: 'before-bye', system: true, mode: 0o666 }));
+        const r = await p.waitFor((f) => f.request === 3, 3000, 'RESULT');
+        const id = (framePayload(r) as { id: number }).id;
+        p.write(
+          Buffer.concat([
+            sendFrame({ request: 4, target: id, body: Buffer.from('kept') }),
+            sendFrame({ request: 5, target: id, body: Buffer.from('kept too') }),
+            callFrame(6, { op: 'bye' }),
+          ]),
+        );
+        await p.waitFor((f) => f.request === 6, 3000, "the goodbye's answer");
+        await p.waitFor((f) => f.op === Op.ACK, 3000, 'the ACK');
+        const ops = p.frames.filter((f) => f.op === Op.ACK || f.request === 6);
+        assert.deepEqual(
+          ops.map((f) => [f.op, f.request]),
+          [
+            [Op.ACK, 5],
+            [Op.RESULT, 6],
+          ],
+          p.describe(),
+        );
+      },
+    );
+
     await t.test('a SEND to an unknown mailbox fails only that request', async () => {
       const p = await welcomed();
       p.write(sendFrame({ request: 7, target: 987_654, body: Buffer.from('lost?') }));

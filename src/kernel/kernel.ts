@@ -348,6 +348,10 @@ export class Kernel implements MailboxHost {
   }
 
   reply(p: KernelProcess, request: number, result: unknown): void {
+    // The client fails what is pending once its goodbye is answered: the sends completed before
+    // it must be acknowledged first, not at the end of the turn, which may reach it in a later
+    // read (they failed with ENOTCONN while their messages were received).
+    if (p.saidBye && p.ackPending) this.writeAck(p);
     p.writer.append(encodeJsonFrame(Op.RESULT, 0, 0, request, result ?? {}));
     this.markDirty(p);
   }
