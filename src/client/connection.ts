@@ -878,8 +878,34 @@ export class Connection {
       for (const s of due) s.flushTaken();
     }
     this.flushScheduled = false;
-    if (this.heartbeat !== null) this.lastSent = Date.now();
+    if (this.heartbeat !== null && this.writer.size > 0) this.noteSending();
     this.writer.flush();
+  }
+
+  /**
+   * TCP: bytes go out now. A write is not proof the kernel still has this process: one that
+   * comes after a silence (a process continued after SIGSTOP flushes what it had gathered, a
+   * send, a heartbeat, before it reads its socket) may reach a kernel that ended it meanwhile,
+   * and then what it had read, and reads next, went back to the mailboxes. Counting such a
+   * write as heard hid the silence from {@link checkSilence}, and it handed out messages
+   * other receivers had already got (chaos test, heartbeat, seed 316). The PING goes last, after
+   * the takes, so its PONG also says they were heard.
+   */
+  private noteSending(): void {
+    if (!this.silent && this.closedError === null && this.mayHaveBeenEnded()) this.beginSilence();
+    this.lastSent = Date.now();
+  }
+
+  /** Silent past the kernel's heartbeat limit (it ends a process after 3 intervals), with room for the network. */
+  private mayHaveBeenEnded(): boolean {
+    return Date.now() - this.lastSent > 2 * this.welcome!.limits.heartbeatMs;
+  }
+
+  /** Holds deliveries and asks the kernel, with a PING written now, whether it still has us. */
+  private beginSilence(): void {
+    this.silent = true;
+    this.silencePing = this.nextRequest++;
+    this.ping(this.silencePing);
   }
 
   /**
@@ -891,11 +917,8 @@ export class Connection {
    */
   checkSilence(): boolean {
     if (this.silent) return true;
-    if (this.heartbeat === null || this.closedError !== null) return false;
-    if (Date.now() - this.lastSent <= 2 * this.welcome!.limits.heartbeatMs) return false;
-    this.silent = true;
-    this.silencePing = this.nextRequest++;
-    this.ping(this.silencePing);
+    if (this.heartbeat === null || this.closedError !== null || !this.mayHaveBeenEnded()) return false;
+    this.beginSilence();
     this.flush();
     return true;
   }
