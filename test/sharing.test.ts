@@ -563,6 +563,71 @@ test('a TCP consumer stalled inside a handler past the heartbeat hands out none 
   }
 });
 
+test('a TCP process stalled in the middle of a read runs no holdCredit handler and resolves no receive of the rest of it', {
+  timeout: 60_000,
+}, async () => {
+  // One read brings a holdCredit consumer (an RPC server's way) three messages, a consumer the
+  // message its handler stalls on, and a waiting receive() its message. Once the stall ended,
+  // the receive resolved, and the held handlers ran after their takes went out, though the
+  // kernel had ended the process and given all of them to others.
+  const kernel = await startTestKernel({ tcp: true, args: ['--heartbeat-ms', '200'] });
+  const me = await connect({ socket: kernel.socket });
+  const dir = mkdtempSync(join(tmpdir(), 'postbox-stall-'));
+  const go = join(dir, 'go');
+  try {
+    const held = await me.createMailbox('mixed', { mode: 0o666 });
+    const recv = await me.createMailbox('mixed-recv', { mode: 0o666 });
+    const busy = await me.createMailbox('mixed-busy', { mode: 0o666 });
+    const child = spawn(
+      process.execPath,
+      [fileURLToPath(new URL('./fixtures/stalled-receiver.js', import.meta.url)), 'mixed', 'busy-mixed'],
+      {
+        env: { ...kernel.env, POSTBOX_URL: kernel.tcpUrl!, STALL_UNTIL: go },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    const out = new ChildOutput(child);
+    const exited = once(child, 'close');
+    await within(out.line('ready'), 20_000, 'the child to be ready');
+    const down = me.monitor(`stalled-${child.pid}`);
+    await me.lookup(`stalled-${child.pid}`);
+    for (const b of [held, recv, busy])
+      await until(
+        () => b.stat(),
+        (st) => st.waitingReceivers.length === 1,
+        10_000,
+        'its receivers to wait',
+      );
+    // Written in one flush, handled in one turn of the kernel's: pushed to the child in one write.
+    const sent = [held.sendMany([1, 2, 3]), busy.send('stall'), recv.send('only one')];
+    await Promise.all(sent);
+    await within(out.line('busy'), 20_000, 'the handler to stall');
+    assert.equal((await within(down, 20_000, 'the heartbeat to end it')).reason, 'timeout');
+    const others = async (b: typeof held): Promise<unknown[]> => {
+      const got: unknown[] = [];
+      for (let m = await b.receive({ nowait: true }); m !== null; m = await b.receive({ nowait: true }))
+        got.push(m.body);
+      return got;
+    };
+    assert.deepEqual(await others(held), [1, 2, 3]);
+    assert.deepEqual(await others(recv), ['only one']);
+    // The message in the stalled handler, not yet taken, went back too (at least once).
+    assert.deepEqual(await others(busy), ['stall']);
+    writeFileSync(go, '');
+    await within(exited, 20_000, 'the child to finish');
+    const result = JSON.parse(out.text.split('\n').filter(Boolean).at(-1)!) as {
+      got: unknown[];
+      error: string | null;
+    };
+    assert.deepEqual(result.got, [], `after the stall it handed out ${JSON.stringify(result.got)}`);
+    assert.equal(result.error, 'ETIMEDOUT');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    await me.close();
+    await kernel.stop();
+  }
+});
+
 type StallMode = 'iterate' | 'receive' | 'consume' | 'consume-hold';
 
 /**

@@ -523,7 +523,10 @@ export class Connection {
       // runs on them that could crash the process, and only then do the handlers run.
       this.takenAtOnce = false;
       this.flush();
-      this.runHandoffs();
+      // That flush found this side had been silent (it was stopped in the middle of this read):
+      // the takes may have come after the kernel ended it, so the handlers wait for its answer
+      // (endSilence runs them, or drops them if it had).
+      if (!this.silent) this.runHandoffs();
     }
     if (this.handedInRead) {
       // A consumer's handlers answered inside this read (an echo, a relay): their sends go out
@@ -557,6 +560,12 @@ export class Connection {
   private runHandoffs(): void {
     const listeners = this.handoffListeners;
     const messages = this.handoffMessages;
+    // Ended by the kernel before it heard the takes: those messages went back to the mailbox.
+    if (this.closedError !== null && !this.closedByUs) {
+      listeners.length = 0;
+      messages.length = 0;
+      return;
+    }
     // A handler may stop its consumer or end the connection: what is handed over still runs,
     // as it would have inside the read.
     for (let i = 0; i < messages.length; i++) listeners[i]!.message(messages[i]!);
@@ -944,6 +953,8 @@ export class Connection {
       if (err === null) r.resolve();
       else r.reject(err);
     }
+    // Before what the streams held: those handlers' messages came first.
+    this.runHandoffs();
     for (const s of this.streams) s.release();
     for (const fn of heard) fn();
   }
@@ -1635,7 +1646,9 @@ export class Connection {
           // receive() has handed over is taken, as msgrcv's is, even if the process dies at once.
           this.handedInRead = true;
           const resolve = entry.resolve as (m: Message) => void;
-          if (this.silent)
+          // Checked per message, as a stream's are: a process stopped in the middle of this
+          // read (a handler that stalled) goes on with the rest of it when it resumes.
+          if (this.checkSilence())
             this.heldReceives.push({
               resolve: () => resolve(message),
               reject: (e) => entry.reject(e, request),
