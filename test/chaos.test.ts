@@ -112,13 +112,19 @@ after(async () => {
 });
 let failed = false;
 
-function start(seed: number, agent: number, inc: number, names: string[]): Incarnation {
-  const log = join(dir, `${mode}s${seed}-a${agent}-i${inc}.log`);
+/** The environment of a process the driver starts: joining over TCP, or the Unix socket. */
+function processEnv(overTcp: boolean): NodeJS.ProcessEnv {
   const env = { ...kernel.env };
-  if (agent % 2 === 1) {
+  if (overTcp) {
     env.POSTBOX_URL = kernel.tcpUrl!;
     delete env.POSTBOX_SOCKET;
   }
+  return env;
+}
+
+function start(seed: number, agent: number, inc: number, names: string[]): Incarnation {
+  const log = join(dir, `${mode}s${seed}-a${agent}-i${inc}.log`);
+  const env = processEnv(agent % 2 === 1);
   const child = spawn(
     process.execPath,
     [
@@ -161,11 +167,7 @@ interface FaceProcess {
 function startFace(seed: number, role: 'a' | 'b', pipeId: string): FaceProcess {
   const log = join(dir, `${mode}s${seed}-face-${role}.log`);
   const data = join(dir, `${mode}s${seed}-face-${role}.data`);
-  const env = { ...kernel.env };
-  if (role === 'b') {
-    env.POSTBOX_URL = kernel.tcpUrl!;
-    delete env.POSTBOX_SOCKET;
-  }
+  const env = processEnv(role === 'b');
   const child = spawn(
     process.execPath,
     [

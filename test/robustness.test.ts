@@ -970,6 +970,24 @@ test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
       assert.ok(await p.waitClosed(3000), `the kernel closes the connection after: ${text}`);
     };
 
+    /**
+     * Creates mailbox `name`, then writes in one go two sends to it (requests 4 and 5) and
+     * `last` (request 6): the kernel reads them in one turn. Returns the mailbox's id.
+     */
+    const twoSendsThen = async (p: RawPeer, name: string, last: Buffer): Promise<number> => {
+      p.write(callFrame(3, { op: 'create', name, system: true, mode: 0o666 }));
+      const r = await p.waitFor((f) => f.request === 3, 3000, 'RESULT');
+      const id = (framePayload(r) as { id: number }).id;
+      p.write(
+        Buffer.concat([
+          sendFrame({ request: 4, target: id, body: Buffer.from('kept') }),
+          sendFrame({ request: 5, target: id, body: Buffer.from('kept too') }),
+          last,
+        ]),
+      );
+      return id;
+    };
+
     await t.test('a frame before HELLO', async () => {
       const p = await open();
       p.write(headFrame(Op.PING, 5));
@@ -992,16 +1010,7 @@ test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
       // Termination keeps what a process sent: a client told only of the ERROR failed those
       // sends too, while their messages were in the mailbox for others to receive.
       const p = await welcomed();
-      p.write(callFrame(3, { op: 'create', name: 'before-bad-frame', system: true, mode: 0o666 }));
-      const r = await p.waitFor((f) => f.request === 3, 3000, 'RESULT');
-      const id = (framePayload(r) as { id: number }).id;
-      p.write(
-        Buffer.concat([
-          sendFrame({ request: 4, target: id, body: Buffer.from('kept') }),
-          sendFrame({ request: 5, target: id, body: Buffer.from('kept too') }),
-          headFrame(0x7e, 6),
-        ]),
-      );
+      const id = await twoSendsThen(p, 'before-bad-frame', headFrame(0x7e, 6));
       await fatal(p, 'EPROTO', /unknown opcode 0x7e/);
       const ops = p.frames.filter((f) => f.op === Op.ACK || f.op === Op.ERROR);
       assert.deepEqual(
@@ -1025,16 +1034,7 @@ test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
         // separate reads, sends whose messages were queued failed with ENOTCONN. Found by
         // test/chaos.test.ts ("failed with ENOTCONN but was received").
         const p = await welcomed();
-        p.write(callFrame(3, { op: 'create', name: 'before-bye', system: true, mode: 0o666 }));
-        const r = await p.waitFor((f) => f.request === 3, 3000, 'RESULT');
-        const id = (framePayload(r) as { id: number }).id;
-        p.write(
-          Buffer.concat([
-            sendFrame({ request: 4, target: id, body: Buffer.from('kept') }),
-            sendFrame({ request: 5, target: id, body: Buffer.from('kept too') }),
-            callFrame(6, { op: 'bye' }),
-          ]),
-        );
+        await twoSendsThen(p, 'before-bye', callFrame(6, { op: 'bye' }));
         await p.waitFor((f) => f.request === 6, 3000, "the goodbye's answer");
         await p.waitFor((f) => f.op === Op.ACK, 3000, 'the ACK');
         const ops = p.frames.filter((f) => f.op === Op.ACK || f.request === 6);
