@@ -29,10 +29,12 @@ import {
 } from '../protocol/frame.js';
 import { badHostName, badProcessName, MAX_PROCESS_NAME } from '../protocol/names.js';
 import { readIntoArena } from '../transport/read-arena.js';
+import { ConnectionGate } from './connection-gate.js';
 import { handleCall, overLimit } from './control.js';
 import { FREE_PARTIAL_BYTES, FrameRoom } from './frame-room.js';
 import { IdOrder } from './id-order.js';
 import { INBOX_MODE, type KernelLimits, kernelLimits, MAX_PRIORITY } from './limits.js';
+import { LogThrottle } from './log-throttle.js';
 import { Mailbox, type MailboxHost, type Peer, ReceiveWaiter } from './mailbox.js';
 import { KernelProcess, type TerminationReason, type Transport } from './process.js';
 import { Slab } from './slab.js';
@@ -123,6 +125,12 @@ export class Kernel implements MailboxHost {
   private helloBytes = 0;
   /** How long a new connection has to say HELLO: three heartbeats, at most 10 s. */
   readonly helloTimeoutMs: number;
+  /** Connections the file descriptors allow (ulimit -n), and TCP strangers before HELLO. */
+  readonly gate: ConnectionGate;
+  /** TCP connections that have not said HELLO yet. */
+  private tcpUnjoined = 0;
+  /** Connections closed before HELLO: what strangers can make it say, summed up. */
+  private readonly unjoinedLog: LogThrottle;
 
   /**
    * This kernel among all that ever ran: ids (of processes, mailboxes) mean something only in
@@ -136,6 +144,13 @@ export class Kernel implements MailboxHost {
     this.token = options.token === undefined ? null : Buffer.from(options.token);
     this.log = options.log ?? (() => {});
     this.helloTimeoutMs = Math.min(3 * this.limits.heartbeatMs, 10_000);
+    this.gate = new ConnectionGate(this.log, OPERATOR_RESERVE);
+    this.unjoinedLog = new LogThrottle(
+      this.log,
+      UNJOINED_LOG_WINDOW_MS,
+      (n, last) =>
+        `${n} more connections were closed before HELLO in the last ${UNJOINED_LOG_WINDOW_MS / 1000} s for the same kind of reason; the last: ${last}`,
+    );
     this.room = new FrameRoom(this.limits.maxPartialBytes, (p) => this.mayRead(p));
     this.tick();
     this.heartbeat = setInterval(() => this.checkHeartbeats(), this.limits.heartbeatMs);
@@ -181,7 +196,9 @@ export class Kernel implements MailboxHost {
     }, this.helloTimeoutMs);
     p.helloTimer.unref();
     (p as KernelProcessWithKernel)[kKernel] = this;
+    const open = this.connections.size + this.lingering.size;
     this.connections.add(p);
+    if (transport === 'tcp') this.tcpUnjoined++;
     socket.setNoDelay?.(true);
     socket.on('drain', () => this.uncongest(p));
     socket.on('error', () => {});
@@ -194,6 +211,8 @@ export class Kernel implements MailboxHost {
     };
     socket.on('end', ended);
     socket.on('close', ended);
+    const refusal = this.gate.refuseConnection(open, this.tcpUnjoined - 1, transport);
+    if (refusal !== null) this.fatal(p, 'ENOMEM', refusal);
     return p;
   }
 
@@ -218,7 +237,7 @@ export class Kernel implements MailboxHost {
     } catch (err) {
       this.slab.settle();
       if (err instanceof FrameError) this.fatal(p, 'EPROTO', err.message);
-      else this.fatal(p, 'EPROTO', `internal error handling a frame: ${(err as Error).message}`);
+      else this.fatal(p, 'EPROTO', `${INTERNAL_ERROR} handling a frame: ${(err as Error).message}`);
       return;
     }
     this.slab.settle();
@@ -364,7 +383,10 @@ export class Kernel implements MailboxHost {
     reason: TerminationReason = code === 'EPROTO' ? 'protocol' : 'crash',
   ): void {
     if (p.socket.destroyed) return;
-    this.log(`closing connection${p.id ? ` of ${p.label}` : ''}: ${message}`);
+    const line = `closing connection${p.id ? ` of ${p.label}` : ''}: ${message}`;
+    // A stranger can be refused as often as it likes; a bug is said every time.
+    if (p.id === 0 && !message.startsWith(INTERNAL_ERROR)) this.unjoinedLog.note(code, line);
+    else this.log(line);
     // Its sends already in a mailbox stay there (termination keeps what was sent): it must hear
     // so before the ERROR that fails the rest. The ACK waited for the turn's flush, which comes
     // after the end: the client failed them all, and a message it was told was not sent was
@@ -381,7 +403,10 @@ export class Kernel implements MailboxHost {
     p.socket.end();
     const socket = p.socket;
     this.lingering.add(socket);
-    socket.once('close', () => this.lingering.delete(socket));
+    socket.once('close', () => {
+      this.lingering.delete(socket);
+      this.gate.closed(this.connections.size + this.lingering.size, this.processes.size);
+    });
     setTimeout(() => socket.destroy(), reason === 'timeout' ? SILENT_CLOSE_MS : 1000).unref();
     this.terminate(p, reason);
   }
@@ -507,6 +532,8 @@ export class Kernel implements MailboxHost {
       );
     }
     // Every process has an inbox, and inboxes count toward the mailbox limit.
+    const noDescriptors = this.gate.refuseProcess(this.processes.size, reserve > 0);
+    if (noDescriptors !== null) return this.fatal(p, 'ENOMEM', noDescriptors);
     if (this.mailboxes.size >= this.limits.maxMailboxes + reserve) {
       return this.fatal(
         p,
@@ -515,6 +542,7 @@ export class Kernel implements MailboxHost {
       );
     }
     p.id = this.nextProcessId++;
+    if (p.transport === 'tcp') this.tcpUnjoined--;
     if (p.helloTimer !== null) clearTimeout(p.helloTimer);
     p.decoder.maxFrameBytes = MESSAGE_HEAD_BYTES + MAX_HEADERS_BYTES + this.limits.maxMessageSize;
     p.name = hello.name ?? null;
@@ -1117,6 +1145,8 @@ export class Kernel implements MailboxHost {
     // It may end mid-chunk (a fatal frame after queued SENDs); what follows reads queued bytes.
     this.slab.settle();
     if (p.helloBytes > 0) this.countHelloBytes(p, 0);
+    if (p.id === 0 && p.transport === 'tcp') this.tcpUnjoined--;
+    this.gate.closed(this.connections.size + this.lingering.size, this.processes.size - (p.id === 0 ? 0 : 1));
     if (p.room > 0 || p.roomWanted > 0) {
       // Read again so that its close is not a reset (fatal): input() drops what comes.
       if (p.roomWanted > 0 && !p.socket.destroyed) p.socket.resume();
@@ -1267,6 +1297,7 @@ export class Kernel implements MailboxHost {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
     if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    this.unjoinedLog.flush();
     // Nobody will wait for these to be read now, and they would keep the process alive.
     for (const socket of this.lingering) socket.destroy();
     for (const mb of [...this.mailboxes.values()])
@@ -1351,6 +1382,10 @@ const HELLO_BYTES_HELD = 256 * HELLO_MAX_FRAME;
 
 /** Processes, and their inboxes, an operator may add past the kernel's limits (Unix socket). */
 const OPERATOR_RESERVE = 4;
+/** How long the log sums up connections closed before HELLO after saying the first of a kind. */
+const UNJOINED_LOG_WINDOW_MS = 10_000;
+/** How a fatal error that is the kernel's own fault begins: never summed up in the log. */
+const INTERNAL_ERROR = 'internal error';
 
 interface HelloPayload {
   /** Joins within {@link OPERATOR_RESERVE} past the limits (`postbox ls`, `ps`, `rm`, …). */

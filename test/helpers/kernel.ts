@@ -31,7 +31,7 @@ export interface TestKernel {
  * port if asked), and resolves once it says where it listens.
  */
 export async function startTestKernel(
-  options: { tcp?: boolean; tcpPort?: number; args?: string[]; socket?: string } = {},
+  options: { tcp?: boolean; tcpPort?: number; args?: string[]; socket?: string; nofile?: number } = {},
 ): Promise<TestKernel> {
   // With `tcpPort`, TCP on that port (a kernel started again where its clients knew it).
   const tcp = options.tcp === true || options.tcpPort !== undefined;
@@ -48,7 +48,12 @@ export async function startTestKernel(
     ...(tcp ? ['--listen', `tcp://127.0.0.1:${options.tcpPort ?? 0}`] : []),
     ...(options.args ?? []),
   ];
-  const proc = spawn(process.execPath, args, {
+  // With `nofile`, under that limit of open files (soft and hard, so Node cannot raise it).
+  const [command, commandArgs] =
+    options.nofile === undefined
+      ? [process.execPath, args]
+      : ['prlimit', [`--nofile=${options.nofile}:${options.nofile}`, '--', process.execPath, ...args]];
+  const proc = spawn(command, commandArgs, {
     env: { ...process.env, POSTBOX_TOKEN: token, POSTBOX_SOCKET: socket },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
