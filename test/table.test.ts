@@ -1,0 +1,83 @@
+/**
+ * The command line's tables at the sizes the kernel allows (1,000,000 mailboxes, 100,000
+ * processes), and the fast way of measuring plain names agreeing with the grapheme by grapheme
+ * one. test/cli.test.ts checks the tables through a real kernel with CJK, emoji and combining
+ * marks; here the functions are called directly, since 150,000 mailboxes through a kernel would
+ * take minutes on this machine.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { lsTable } from '../src/cli/commands/ls.js';
+import { cutToWidth, displayWidth } from '../src/cli/display-width.js';
+import { formatFields, formatTable } from '../src/cli/table.js';
+import type { MailboxStat } from '../src/client/mod.js';
+
+test('a table of 150,000 rows is formatted (it overflowed the stack spreading a column into Math.max)', () => {
+  const rows: string[][] = [];
+  for (let i = 0; i < 150_000; i++) rows.push([`m${i}`, String(i)]);
+  const out = formatTable([{ header: 'NAME' }, { header: 'N', align: 'right' }], rows);
+  const lines = out.split('\n');
+  assert.equal(lines.length, 150_002, 'a header, the rows, and the final newline');
+  assert.equal(lines[0], `NAME${' '.repeat(10)}N`);
+  assert.equal(lines[1], `m0${' '.repeat(12)}0`);
+  assert.equal(lines[150_000], 'm149999  149999');
+});
+
+test('ls lists 150,000 mailboxes, one line each, aligned', () => {
+  const list: MailboxStat[] = [];
+  for (let id = 1; id <= 150_000; id++)
+    list.push({
+      id,
+      key: 0,
+      name: `box-${id}`,
+      owner: 7,
+      mode: 0o662,
+      bytes: 0,
+      count: 0,
+      capacity: null,
+      waitingSenders: [],
+      waitingReceipts: [],
+      waitingReceivers: [],
+      waitingSendersCount: 0,
+      waitingReceiptsCount: 0,
+      waitingReceiversCount: 0,
+    } as unknown as MailboxStat);
+  const lines = lsTable(list, new Map([[7, 'owner']]))
+    .trimEnd()
+    .split('\n');
+  assert.equal(lines.length, 150_001);
+  const at = lines[0]!.indexOf('OWNER');
+  assert.ok(
+    lines.every((l, i) => i === 0 || l.slice(at).startsWith('owner(7)')),
+    'OWNER in one column',
+  );
+});
+
+test('formatFields aligns its keys', () => {
+  assert.equal(
+    formatFields([
+      ['a', '1'],
+      ['bbb', '2'],
+    ]),
+    '  a    1\n  bbb  2\n',
+  );
+});
+
+test('plain names are measured and cut as the grapheme by grapheme rule would', () => {
+  // Each of these is its own grapheme one column wide, so width is length and a cut keeps
+  // max - 1 characters and "…".
+  for (const text of ['jobs', 'Ünïcødé-ßŧřæm', 'ʃɪp ˈkæp', 'a…b', 'x'.repeat(200)]) {
+    assert.equal(displayWidth(text), [...text].length, text);
+    assert.equal(cutToWidth(text, 5), text.length <= 5 ? text : `${text.slice(0, 4)}…`, text);
+  }
+  assert.equal(cutToWidth('abcdef', 0), '…', 'nothing fits: the ellipsis alone');
+  assert.equal(cutToWidth('', 0), '');
+  // Not plain: a soft hyphen draws nothing, a combining accent joins the letter before it, a CJK
+  // character takes two columns.
+  assert.equal(displayWidth('co\u00adop'), 4);
+  assert.equal(displayWidth('e\u0301te\u0301'), 3);
+  assert.equal(cutToWidth('e\u0301te\u0301s', 3), 'e\u0301t…');
+  assert.equal(cutToWidth('名前名前', 5), '名前…');
+  assert.equal(cutToWidth('名前名前', 8), '名前名前');
+  assert.equal(cutToWidth('名前名前x', 8), '名前名…');
+});
