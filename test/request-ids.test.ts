@@ -199,12 +199,21 @@ describe('what the kernel ignores (protocol.md, "What the kernel ignores")', () 
       sendFrame({ request: 5, target: box.id, body: Buffer.from('odd-flags'), codec: 1, flags: 0xf8 }),
     );
     await peer.waitFor((f) => f.op === Op.ACK && f.request === 5, 10_000, 'ACK 5');
-    // 0xe0 sets no flag RECEIVE defines: a blocking single receive, as flags 0.
-    peer.write(receiveFrame({ request: 6, target: box.id, flags: 0xe0 }));
+    // 0xc0 sets no flag RECEIVE defines (0x20 is HOLD): a blocking single receive, as flags 0.
+    peer.write(receiveFrame({ request: 6, target: box.id, flags: 0xc0 }));
     const d = await peer.waitFor((f) => f.op === Op.DELIVER && f.request === 6, 10_000, 'DELIVER 6');
     assert.equal(d.flags, 0, 'DELIVER carries flags 0 whatever the SEND had');
     assert.equal(d.bytes.subarray(56).toString(), 'odd-flags');
     peer.write(takeFrame(6, 1, 0));
+    // Its TAKE ended it, as a plain receive's does (a HOLD receive would still hold id 6).
+    const mark = peer.frames.length;
+    peer.write(receiveFrame({ request: 6, target: box.id, flags: ReceiveFlag.NOWAIT }));
+    const again = await answersAfter(peer, mark, 6, 8);
+    assert.deepEqual(
+      again.map((f) => f.op),
+      [Op.EMPTY],
+      `id 6 is free after its TAKE: ${peer.describe()}`,
+    );
     peer.write(headFrame(Op.PING, 7, 0xfe, 9));
     const pong = await peer.waitFor((f) => f.op === Op.PONG && f.request === 7, 10_000, 'PONG 7');
     assert.deepEqual([pong.flags, pong.bytes.length], [0, 12], 'a PONG without the clock: CLOCK was not set');
