@@ -556,4 +556,25 @@ describe('through a kernel', () => {
     ac.abort();
     await assert.rejects(watching, (e: PostboxError) => e.code === 'ECANCELED');
   });
+
+  test('the edges of what the client checks are allowed: the longest name, a capacity-0 inbox, except with type 1', async () => {
+    // Each check is made in the client before anything is written; one that refused its own
+    // edge would refuse what docs/api.md allows, with no kernel to ask.
+    const longest = await join({ name: 'n'.repeat(255) });
+    assert.equal(longest.name, 'n'.repeat(255));
+    await assert.rejects(join({ name: 'n'.repeat(256) }), (e: PostboxError) => e.code === 'ENAMETOOLONG');
+    const rendezvous = await join({ inboxCapacity: 0 });
+    await assert.rejects(
+      longest.send(rendezvous.id, 'x', { nowait: true }),
+      (e: PostboxError) => e.code === 'EAGAIN',
+    );
+    const box = await longest.createMailbox();
+    await box.send('one', { type: 1 });
+    await box.send('two', { type: 2 });
+    assert.equal((await box.receive({ type: 1, except: true, nowait: true }))?.body, 'two');
+    await assert.rejects(
+      box.receive({ type: 0, except: true, nowait: true }),
+      (e: PostboxError) => e.code === 'EINVAL',
+    );
+  });
 });

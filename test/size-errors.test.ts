@@ -38,6 +38,28 @@ describe('EMSGSIZE over the kernel limit names where the message was going', () 
     assert.equal((await unnamed.stat()).count, 0);
   });
 
+  test('a message of exactly the limit goes, by each road through the client; one byte more does not', async () => {
+    // The limits are inclusive (docs/api.md: the largest body plus user headers): the client's
+    // own checks, made before anything is written, must let the largest allowed message through.
+    const p = await join();
+    const box = await p.createMailbox(null, { maxMessageSize: 100 });
+    const big = await p.createMailbox();
+    const tooBig = (e: PostboxError) => e.code === 'EMSGSIZE';
+    await big.send(new Uint8Array(1024)); // bytes, no options
+    await big.send('x'.repeat(1024)); // a string, no options
+    await big.send(new Uint8Array(1024), { type: 2 }); // with options
+    await big.send(new Uint8Array(1015), { headers: { a: 'b' } }); // 9 bytes of headers
+    await big.sendMany([new Uint8Array(1024), 'y'.repeat(1024)]);
+    await assert.rejects(big.send(new Uint8Array(1025)), tooBig);
+    await assert.rejects(big.send(new Uint8Array(1025), { type: 2 }), tooBig);
+    await assert.rejects(big.send(new Uint8Array(1016), { headers: { a: 'b' } }), tooBig);
+    assert.equal((await big.stat()).count, 6);
+    // A mailbox's own limit, which sendMany checks before it writes any of the batch.
+    assert.deepEqual(await box.sendMany([new Uint8Array(100), 'z'.repeat(100)]), { sent: 2 });
+    await assert.rejects(box.sendMany([new Uint8Array(101)]), tooBig);
+    assert.equal((await box.stat()).count, 2);
+  });
+
   test('a direct send to a process', async () => {
     const a = await join();
     const b = await join();

@@ -112,7 +112,7 @@ export async function startTestKernel(
  * and `join()` to connect processes to it that are closed after.
  */
 export function kernelForTests(kernelOptions: { args?: string[] } = {}): {
-  join(options?: { name?: string }): Promise<PostboxProcess>;
+  join(options?: { name?: string; inboxCapacity?: number }): Promise<PostboxProcess>;
   /** Environment for child processes (agents) so they find this kernel. */
   env(): NodeJS.ProcessEnv;
 } {
