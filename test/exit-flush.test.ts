@@ -57,6 +57,7 @@ describe('a program that exits in the turn it sent in', { timeout: 120_000 }, ()
     ['throw', 1],
     ['reject', 1],
     ['close', 0],
+    ['unref-close', 0],
   ] as const) {
     test(`a send not awaited is delivered after ${mode}`, async () => {
       const me = await k.join();
