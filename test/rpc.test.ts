@@ -678,6 +678,25 @@ describe('RPC', () => {
     assert.ok(Date.now() - t1 < 2000 && t1 - t0 < 10_000, 'failed at once');
   });
 
+  test("a service whose mailbox was removed and made again is reached anew: no stale handle's ENOENT for ever", async () => {
+    // A caller keeps the service mailbox it opened; once that mailbox is removed (postbox rm),
+    // its ENOENT must drop the handle, or every later call fails though a new server serves.
+    const serverProc = await connect({ socket: kernel.socket });
+    try {
+      const first = await serve(serverProc, 'reborn', { add: (a: number, b: number) => a + b });
+      const reborn = stub<Calc>(proc, 'reborn');
+      assert.equal(await reborn.add(1, 1), 2);
+      await first.close();
+      await (await serverProc.openMailbox('rpc:reborn')).delete();
+      await assert.rejects(reborn.add(1, 2), (e: unknown) => e instanceof NoServerError);
+      const second = await serve(serverProc, 'reborn', { add: (a: number, b: number) => a + b + 100 });
+      assert.equal(await reborn.add(1, 3), 104);
+      await second.close();
+    } finally {
+      await serverProc.close();
+    }
+  });
+
   test('calls queued behind the only server when it dies fail at once (no server), not hang', async () => {
     // They stayed queued in the service mailbox for ever: nobody left to take them, and the
     // caller (which watches only servers that took its calls) was never told.
