@@ -798,6 +798,65 @@ test('a kernel that takes the connection and never answers: ETIMEDOUT after the 
   }
 });
 
+test("processes joining at once past the listening queue (EAGAIN) join once the kernel takes them; a queue full past the join's timeout is ETIMEDOUT saying why", async () => {
+  const k = await startTestKernel();
+  const fillers: Socket[] = [];
+  try {
+    // A stopped kernel accepts nothing: connections fill its listening queue until the next one
+    // is refused EAGAIN, as they do when thousands of workers join at once. Told "no kernel is
+    // answering", such a process gave up on a kernel that was answering.
+    k.proc.kill('SIGSTOP');
+    for (let i = 0; i < 20_000; i++) {
+      const s = netConnect({ path: k.socket });
+      s.on('error', () => {});
+      const [err] = await Promise.race([
+        once(s, 'connect').then(() => [null] as const),
+        once(s, 'error') as Promise<[NodeJS.ErrnoException]>,
+      ]);
+      if (err !== null) {
+        assert.equal(err.code, 'EAGAIN', `the queue is full, not ${String(err)}`);
+        s.destroy();
+        break;
+      }
+      fillers.push(s);
+    }
+    // The kernel asks for a queue of 4,096 (Node's default is 511); Linux caps it at somaxconn.
+    const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
+    assert.ok(fillers.length >= Math.min(4096, somaxconn), `the queue took ${fillers.length}`);
+
+    const late = connect({ socket: k.socket, timeout: 300 });
+    await assert.rejects(late, (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'ETIMEDOUT');
+      assert.match(err.message, /took no new connection within 300 ms: its queue .* stayed full \(EAGAIN/);
+      return true;
+    });
+
+    const joins = [1, 2, 3].map((n) => connect({ socket: k.socket, name: `burst-${n}` }));
+    const settled: string[] = [];
+    for (const j of joins)
+      j.then(
+        () => settled.push('joined'),
+        (e: Error) => settled.push(e.message),
+      );
+    // Each has met the full queue by now (a refused connect is reported within a turn or two);
+    // before, each had failed with it.
+    for (let turn = 0; turn < 50 && settled.length < joins.length; turn++)
+      await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(settled, [], 'none gave up on a kernel whose queue is full');
+    for (const s of fillers) s.destroy();
+    k.proc.kill('SIGCONT');
+    const procs = await within(Promise.all(joins), 20_000, 'the joins');
+    const box = await procs[0]!.createMailbox('after-the-burst');
+    await (await procs[2]!.openMailbox('after-the-burst')).send('in');
+    assert.equal((await box.receive())?.body, 'in');
+    for (const p of procs) await p.close();
+  } finally {
+    for (const s of fillers) s.destroy();
+    k.proc.kill('SIGCONT');
+    await k.stop();
+  }
+});
+
 test('connect() with a signal: aborted while waiting for a kernel, or while one has not answered, it fails ECANCELED and leaves nothing open', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pbt-join-abort-'));
   const socket = join(dir, 'k.sock');

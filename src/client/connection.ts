@@ -280,7 +280,9 @@ export interface ConnectOptions {
    * connections, and without a bound the join would wait for it forever; over TCP, a host that
    * drops the connection's packets (a firewall, a machine that is down) would hold the connect
    * for the OS's own limit, some two minutes. With `waitForKernel`,
-   * an attempt that timed out is tried again while the wait lasts. Default 20,000.
+   * an attempt that timed out is tried again while the wait lasts. A kernel's Unix socket whose
+   * queue of connections is full (more processes joining at once than it has taken yet) is
+   * tried again within this time, waiting or not. Default 20,000.
    *
    * @example
    * ```ts
@@ -339,6 +341,11 @@ interface NoKernel {
   readonly code: string;
   /** Whether waiting may change it (`waitForKernel`). */
   readonly retry: boolean;
+  /**
+   * A kernel is there but its listening queue is full (EAGAIN on a Unix socket: thousands of
+   * processes joining at once): tried again within the join's `timeout`, waiting or not.
+   */
+  readonly busy?: true;
   /** What the kernel said or did, thrown as it is to a caller that does not wait. */
   readonly error: PostboxError | null;
 }
@@ -666,11 +673,13 @@ export class Connection {
         {},
         { cause: signal.reason },
       );
-    const deadline = Date.now() + wait;
+    const begun = Date.now();
+    const deadline = begun + wait;
     for (let pause = 20; ; pause = Math.min(pause * 2, 500)) {
       const joined = await Connection.join(transport, address, tcp, hello, timeout, signal);
       if (joined instanceof Connection) return joined;
-      const left = deadline - Date.now();
+      const busyFor = Math.max(begun + timeout - Date.now(), 0);
+      const left = Math.max(deadline - Date.now(), joined.busy === true ? busyFor : 0);
       if (joined.retry && left > 0) {
         await pauseUnlessAborted(Math.min(pause, left), signal);
         if (signal?.aborted)
@@ -682,7 +691,7 @@ export class Connection {
         continue;
       }
       // Not waiting: the kernel's own word (ECONNRESET, ESHUTDOWN) as it is.
-      if (joined.error !== null && wait === 0) throw joined.error;
+      if (joined.error !== null && (wait === 0 || joined.busy === true)) throw joined.error;
       // A socket this user may not use: a kernel may well be running there (another user's),
       // and starting one at that path would not help. (The command line reads the code in
       // brackets to say the same.)
@@ -782,6 +791,18 @@ export class Connection {
           retry: true,
           error: new ConnectionLostError(
             `the connection to the kernel at ${address} was lost before it answered`,
+          ),
+        };
+      // A Unix socket's listening queue is full: the kernel is there, behind others joining at
+      // once (a pool of workers starting). Their joins take it a moment; told "no kernel is
+      // answering", a process would give up on a kernel that is answering.
+      if (failed.code === 'EAGAIN' && transport === 'unix')
+        return {
+          code: failed.code,
+          retry: true,
+          busy: true,
+          error: new TimeoutError(
+            `the kernel at ${address} took no new connection within ${timeout} ms: its queue of connections waiting to be accepted stayed full (EAGAIN; is the kernel stopped, or are more processes joining at once than it takes?)`,
           ),
         };
       // Otherwise only "nobody listens here yet" is worth waiting out; the rest will not change.

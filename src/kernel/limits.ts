@@ -161,3 +161,10 @@ export const MAX_PRIORITY = 32767;
  * `waitingReceipts`, `waitingReceivers`); the `…Count` beside each says how many there are.
  */
 export const STAT_IDS = 100;
+
+/**
+ * Connections a listening socket holds before the kernel accepts them. Node's default, 511, is
+ * less than a pool of workers joining at once; Linux caps it at net.core.somaxconn (4,096 since
+ * 5.4), and a client that meets a full queue on the Unix socket tries again.
+ */
+export const LISTEN_BACKLOG = 4096;

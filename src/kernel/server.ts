@@ -11,7 +11,7 @@ import {
   withoutLineEnd,
 } from '../transport/address.js';
 import { Kernel } from './kernel.js';
-import type { KernelLimits } from './limits.js';
+import { type KernelLimits, LISTEN_BACKLOG } from './limits.js';
 import { claimSocketPath } from './socket-claim.js';
 import {
   SocketFolderNotPrivateError,
@@ -130,7 +130,9 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
     for (const url of tcpUrls) {
       const addr = parseTcpUrl(url);
       const server = createServer({ pauseOnConnect: true }, (socket) => accept(socket, 'tcp'));
-      await listen(server, () => server.listen(addr.port, addr.host));
+      await listen(server, () =>
+        server.listen({ port: addr.port, host: addr.host, backlog: LISTEN_BACKLOG }),
+      );
       servers.push(server);
       const bound = server.address();
       if (bound !== null && typeof bound === 'object') tcp.push({ host: addr.host, port: bound.port });

@@ -2,6 +2,7 @@ import { chmodSync, linkSync, lstatSync, renameSync, type Stats, unlinkSync } fr
 import { createConnection, type Server } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { socketPathTooLong } from '../transport/address.js';
+import { LISTEN_BACKLOG } from './limits.js';
 import { KernelRunningError, SocketPathTakenError } from './socket-errors.js';
 
 /**
@@ -146,7 +147,7 @@ function listen(server: Server, path: string): Promise<void> {
       server.off('error', reject);
       resolve();
     });
-    server.listen(path);
+    server.listen({ path, backlog: LISTEN_BACKLOG });
   });
 }
 
