@@ -1165,6 +1165,25 @@ describe('RPC', () => {
     control.close();
   });
 
+  test('a call that reaches the server past its deadline is not run: its caller has given up', async () => {
+    // By hand, as a caller whose timer fired while its call waited in the service's queue: the
+    // server must not spend a handler on it, nor answer into a reply mailbox nobody reads.
+    const service = await proc.openMailbox('rpc:calc');
+    const replies = await proc.createMailbox(null, { mode: 0o622 });
+    const past = Date.now() + proc.kernelClockOffset - 1000;
+    await service.send([7, 'add', [2, 3], replies.id, past], { codec: 'msgpack' });
+    // The server takes its calls in order, and its connection sends in order: once this one is
+    // answered, an answer to the first would be in.
+    assert.equal(await calc.add(1, 1), 2);
+    assert.equal(await replies.receive({ nowait: true }), null, 'no answer to a call past its deadline');
+    // The same call with time left is answered: what kept the first out was its deadline.
+    await service.send([8, 'add', [2, 3], replies.id, past + 60_000], { codec: 'msgpack' });
+    const answer = (await replies.receive({ timeout: 10_000 }))!;
+    assert.ok(JSON.stringify(answer.body).includes('5'), `answered: ${JSON.stringify(answer.body)}`);
+    await replies.delete();
+    service.close();
+  });
+
   test('a server closing with abort ends its streams with why, and none of their callers waits for ever', async () => {
     const serverProc = await connect({ socket: kernel.socket });
     const aborted = (signal: AbortSignal): Promise<void> =>
