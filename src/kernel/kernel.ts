@@ -1,4 +1,4 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { FrameError } from '../protocol/decoder.js';
 import { type ErrorCode, WireErrorCode } from '../protocol/errors.js';
@@ -112,7 +112,11 @@ export class Kernel implements MailboxHost {
   private readonly removedNames = new Map<number, string>();
   nextMonitorId = 1;
   shuttingDown = false;
-  private readonly token: Buffer | null;
+  /**
+   * The token's SHA-256: tokens are compared by digest, so that the time a refusal takes says
+   * nothing of the token, not even its length (a comparison of unequal lengths returns at once).
+   */
+  private readonly tokenDigest: Buffer | null;
   private readonly log: (line: string) => void;
   private dirty: KernelProcess[] = [];
   private flushScheduled = false;
@@ -141,7 +145,7 @@ export class Kernel implements MailboxHost {
 
   constructor(options: KernelOptions = {}) {
     this.limits = kernelLimits(options.limits);
-    this.token = options.token === undefined ? null : Buffer.from(options.token);
+    this.tokenDigest = options.token === undefined ? null : tokenDigest(options.token);
     this.log = options.log ?? (() => {});
     this.helloTimeoutMs = Math.min(3 * this.limits.heartbeatMs, 10_000);
     this.gate = new ConnectionGate(this.log, OPERATOR_RESERVE);
@@ -499,9 +503,8 @@ export class Kernel implements MailboxHost {
     } catch (err) {
       return this.fatal(p, 'EPROTO', `bad HELLO: ${(err as Error).message}`);
     }
-    if (p.transport === 'tcp' && this.token !== null) {
-      const given = Buffer.from(hello.token ?? '');
-      if (given.length !== this.token.length || !timingSafeEqual(given, this.token)) {
+    if (p.transport === 'tcp' && this.tokenDigest !== null) {
+      if (!timingSafeEqual(tokenDigest(hello.token ?? ''), this.tokenDigest)) {
         return this.fatal(
           p,
           'ECONNREFUSED',
@@ -1439,4 +1442,8 @@ function parseHello(v: unknown): HelloPayload {
     out.inboxCapacity = o.inboxCapacity as number;
   }
   return out;
+}
+
+function tokenDigest(token: string): Buffer {
+  return createHash('sha256').update(token).digest();
 }
