@@ -201,8 +201,11 @@ test('a receive from a name already used selects the process that has the name n
 // nowait: nothing yet) rather than failing with ESRCH; it was ESRCH at once, and a message given
 // back then sat in the mailbox where no receive by its sender could select it.
 
-/** A mailbox `me` reads, another process's iterator holding one message of a sender that has gone. */
-async function heldAfterSenderGone(prefetch = 4): Promise<{
+/** A mailbox `me` reads, another process's iterator holding messages of a sender that has gone. */
+async function heldAfterSenderGone(
+  prefetch = 4,
+  messages = 1,
+): Promise<{
   me: PostboxProcess;
   box: Mailbox;
   holder: AsyncIterator<Message>;
@@ -212,13 +215,17 @@ async function heldAfterSenderGone(prefetch = 4): Promise<{
   const name = boxName();
   const box = await me.createMailbox(name, { mode: 0o666 });
   const holder = (await other.openMailbox(name)).messages({ prefetch });
-  await (await sender.openMailbox(name)).send('held', { type: 1 });
-  await until(
-    () => box.stat(),
-    (s) => s.inflight === 1,
-    10_000,
-    'the message pushed ahead to the iterator',
-  );
+  const out = await sender.openMailbox(name);
+  for (let i = 1; i <= messages; i++) {
+    // Each sent once the one before is in the iterator's hands: pushed to it one at a time.
+    await out.send(i === 1 ? 'held' : `held ${i}`, { type: 1 });
+    await until(
+      () => box.stat(),
+      (s) => s.inflight === i,
+      10_000,
+      'the message pushed ahead to the iterator',
+    );
+  }
   const senderId = sender.id;
   await sender.close();
   return { me, box, holder, senderId };
@@ -257,6 +264,22 @@ test('a receive from a terminated sender that waited on its message in another i
   await assert.rejects(got, isESRCH);
   await holder.return?.();
   assert.equal((await box.stat()).count, 0);
+});
+
+test('a receive from a terminated sender waits while an iterator holds two of its messages and takes one, and gets the other when it comes back', {
+  timeout: 20_000,
+}, async () => {
+  const { me, box, holder, senderId } = await heldAfterSenderGone(4, 2);
+  const got = box.receive({ from: senderId, timeout: 60_000 });
+  await waitingIn(box, me.id);
+  const r = await holder.next();
+  assert.equal((r.value as Message).body, 'held');
+  // Both were pushed to the iterator one at a time: the take of the first leaves the second in
+  // its hands, so the receive still waits for it (counted once, not once per push, it ended
+  // with ESRCH here and the second, given back, sat where no receive from its sender came).
+  await holder.return?.();
+  const m = await got;
+  assert.deepEqual([m?.body, m?.sender], ['held 2', senderId]);
 });
 
 test('a receive of one type from a terminated sender waits while another type of its is out, then ends with ESRCH when it comes back', {
