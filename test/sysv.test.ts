@@ -317,6 +317,24 @@ describe('postbox/sysv', () => {
       await a.msgctl(id, IPC_RMID);
     });
 
+    test('a blocked msgrcv of type < 0 gets the first message of a type up to |msgtyp|, that type included', {
+      timeout: 20_000,
+    }, async () => {
+      const id = await a.msgget(IPC_PRIVATE, 0o666);
+      const got = b.msgrcv(id, 100, -4, 0);
+      await until(
+        () => mailboxStat(id),
+        (s) => s.waitingReceivers.includes(p2.id),
+        10_000,
+        'msgrcv waiting',
+      );
+      await a.msgsnd(id, 5, 'over the bound', 0);
+      await a.msgsnd(id, 4, 'at the bound', 0);
+      const m = await got;
+      assert.deepEqual([m.mtype, text(m)], [4, 'at the bound']);
+      await a.msgctl(id, IPC_RMID);
+    });
+
     test('a blocked msgsnd goes in when a receive makes room', async () => {
       const id = await a.msgget(IPC_PRIVATE, 0o666);
       await a.msgctl(id, IPC_SET, { msg_qbytes: 4 });
