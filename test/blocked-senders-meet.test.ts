@@ -157,6 +157,42 @@ test('lowering maxBytes under a waiting message fails that send (EMSGSIZE); the 
   assert.equal((await box.receive())?.size, 10);
 });
 
+test("lowering maxBytes to exactly a waiting message's size keeps that send waiting, to go in", {
+  timeout: 20_000,
+}, async () => {
+  const [me, a] = [await join(), await join()];
+  const box = await me.createMailbox(null, { capacity: 1, maxBytes: 1000, mode: 0o666 });
+  const out = await a.openMailbox(box.id);
+  await out.send('fills it');
+  const big = outcomeOf(out.send(Buffer.alloc(300)));
+  await waiting(box, 1);
+  await box.setLimits({ maxBytes: 300 });
+  assert.equal((await box.receive())?.body, 'fills it');
+  assert.equal(await big, 'queued');
+  assert.equal((await box.receive())?.size, 300);
+});
+
+test('waiting senders go in in arrival order: a small message behind a big one that does not fit yet waits for it', {
+  timeout: 20_000,
+}, async () => {
+  const [me, a] = [await join(), await join()];
+  const box = await me.createMailbox(null, { capacity: 100, maxBytes: 10, mode: 0o666 });
+  const out = await a.openMailbox(box.id);
+  await out.send(Buffer.alloc(5, 'a'));
+  await out.send(Buffer.alloc(5, 'b'));
+  const big = outcomeOf(out.send(Buffer.alloc(8)));
+  const small = outcomeOf(out.send(Buffer.alloc(2)));
+  await waiting(box, 2);
+  // 5 bytes free: the small one would fit, but the big one is ahead of it in line.
+  assert.equal((await box.receive())?.size, 5);
+  const st = await box.stat();
+  assert.deepEqual([st.queued, st.waitingSenders.length], [1, 2]);
+  assert.equal((await box.receive())?.size, 5);
+  assert.deepEqual([await big, await small], ['queued', 'queued']);
+  assert.equal((await box.receive())?.size, 8);
+  assert.equal((await box.receive())?.size, 2);
+});
+
 test('a rendezvous iterator that ends gives its pushed messages back to their senders in line order', {
   timeout: 20_000,
 }, async () => {
