@@ -335,6 +335,23 @@ describe('postbox/sysv', () => {
       await a.msgctl(id, IPC_RMID);
     });
 
+    test('a blocked msgrcv too small for the message that arrives fails with E2BIG, and the message stays queued', {
+      timeout: 20_000,
+    }, async () => {
+      const id = await a.msgget(IPC_PRIVATE, 0o666);
+      const got = fails(b.msgrcv(id, 4, 0, 0), 'E2BIG', 'msgrcv');
+      await until(
+        () => mailboxStat(id),
+        (s) => s.waitingReceivers.includes(p2.id),
+        10_000,
+        'msgrcv waiting',
+      );
+      await a.msgsnd(id, 1, 'ten bytes!', 0);
+      await got;
+      assert.equal(text(await a.msgrcv(id, 100, 0, IPC_NOWAIT)), 'ten bytes!');
+      await a.msgctl(id, IPC_RMID);
+    });
+
     test('a blocked msgsnd goes in when a receive makes room', async () => {
       const id = await a.msgget(IPC_PRIVATE, 0o666);
       await a.msgctl(id, IPC_SET, { msg_qbytes: 4 });
@@ -349,6 +366,61 @@ describe('postbox/sysv', () => {
       assert.equal(text(await a.msgrcv(id, 10, 0, 0)), 'full');
       assert.equal(await sent, 0);
       assert.equal(text(await a.msgrcv(id, 10, 0, IPC_NOWAIT)), 'next');
+      await a.msgctl(id, IPC_RMID);
+    });
+
+    test('a blocked msgsnd that fits goes in while a bigger one before it still waits, as on Linux', {
+      timeout: 20_000,
+    }, async () => {
+      const id = await a.msgget(IPC_PRIVATE, 0o666);
+      await a.msgctl(id, IPC_SET, { msg_qbytes: 10 });
+      await a.msgsnd(id, 1, 'aaaaa', 0);
+      await a.msgsnd(id, 1, 'bbbbb', 0);
+      const big = b.msgsnd(id, 1, 'cccccccc', 0);
+      await until(
+        () => mailboxStat(id),
+        (s) => s.waitingSenders.length === 1,
+        10_000,
+        'the big msgsnd waiting',
+      );
+      const small = a.msgsnd(id, 1, 'dd', 0);
+      await until(
+        () => mailboxStat(id),
+        (s) => s.waitingSenders.length === 2,
+        10_000,
+        'the small msgsnd waiting',
+      );
+      // 5 bytes free: the 2-byte message goes in, the 8-byte one waits on.
+      assert.equal(text(await a.msgrcv(id, 10, 0, 0)), 'aaaaa');
+      assert.equal(await small, 0);
+      assert.deepEqual((await mailboxStat(id)).waitingSenders, [p2.id]);
+      assert.equal(text(await a.msgrcv(id, 10, 0, 0)), 'bbbbb');
+      assert.equal(await big, 0);
+      assert.deepEqual(
+        [text(await a.msgrcv(id, 10, 0, 0)), text(await a.msgrcv(id, 10, 0, 0))],
+        ['dd', 'cccccccc'],
+      );
+      await a.msgctl(id, IPC_RMID);
+    });
+
+    test('a blocked msgsnd over a lowered msg_qbytes keeps waiting, and goes in when it is raised again, as on Linux', {
+      timeout: 20_000,
+    }, async () => {
+      const id = await a.msgget(IPC_PRIVATE, 0o666);
+      await a.msgctl(id, IPC_SET, { msg_qbytes: 10 });
+      await a.msgsnd(id, 1, 'aaaaaaaaaa', 0);
+      const big = b.msgsnd(id, 1, 'cccccccc', 0);
+      await until(
+        () => mailboxStat(id),
+        (s) => s.waitingSenders.length === 1,
+        10_000,
+        'the msgsnd waiting',
+      );
+      await a.msgctl(id, IPC_SET, { msg_qbytes: 4 });
+      assert.deepEqual((await mailboxStat(id)).waitingSenders, [p2.id]);
+      await a.msgctl(id, IPC_SET, { msg_qbytes: 100 });
+      assert.equal(await big, 0);
+      assert.equal((await a.msgctl(id, IPC_STAT)).msg_qnum, 2);
       await a.msgctl(id, IPC_RMID);
     });
 
