@@ -35,8 +35,9 @@ import { FREE_PARTIAL_BYTES, FrameRoom } from './frame-room.js';
 import { IdOrder } from './id-order.js';
 import { INBOX_MODE, type KernelLimits, kernelLimits, MAX_PRIORITY } from './limits.js';
 import { LogThrottle } from './log-throttle.js';
-import { Mailbox, type MailboxHost, type Peer, ReceiveWaiter } from './mailbox.js';
+import { Mailbox, type MailboxHost, type Peer } from './mailbox.js';
 import { KernelProcess, type TerminationReason, type Transport } from './process.js';
+import { ReceiveWaiter } from './receive-waiter.js';
 import { Slab } from './slab.js';
 
 /** Options of the kernel core. */

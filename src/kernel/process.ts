@@ -2,8 +2,9 @@ import type { Socket } from 'node:net';
 import { FrameDecoder } from '../protocol/decoder.js';
 import { FrameWriter } from '../transport/frame-writer.js';
 import type { RoomHolder } from './frame-room.js';
-import type { Mailbox, Peer, ReceiveWaiter } from './mailbox.js';
+import type { Mailbox, Peer } from './mailbox.js';
 import type { Selection } from './message-store.js';
+import type { ReceiveWaiter } from './receive-waiter.js';
 import type { SendWaiter } from './send-waiter.js';
 
 /** How a process reached the kernel. */

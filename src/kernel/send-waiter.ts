@@ -1,5 +1,6 @@
 import { Off, SendFlag } from '../protocol/frame.js';
-import type { Mailbox, Peer, ReceiveWaiter } from './mailbox.js';
+import type { Mailbox, Peer } from './mailbox.js';
+import type { ReceiveWaiter } from './receive-waiter.js';
 
 /** Where a send's message is: waiting to enter, queued (store slot), in flight to a receiver, or settled. */
 export type SendState = 'blocked' | 'queued' | 'inflight' | 'settled';
