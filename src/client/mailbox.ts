@@ -5,9 +5,7 @@ import {
   checkReceiveOptions,
   type MessageListener,
   type ReceiveOptions,
-  type SendManyResult,
   type SendOptions,
-  type SendResult,
 } from './connection.js';
 import { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 import type { Message } from './message.js';
@@ -15,6 +13,7 @@ import { checkOptions, describeValue, type OptionNames, unknownOption } from './
 import { badFrom, badProcessRef, badSignal } from './option-values.js';
 import type { MailboxOptions } from './process.js';
 import type { SendPromise } from './send-promise.js';
+import type { SendManyResult, SendResult } from './send-result.js';
 
 /** A mailbox as the kernel describes it. */
 export interface MailboxInfo {

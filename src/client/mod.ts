@@ -11,14 +11,7 @@
  */
 export type { CodecName } from '../protocol/codec.js';
 export * from '../protocol/errors.js';
-export type {
-  AnnouncedLimits,
-  ConnectOptions,
-  ReceiveOptions,
-  SendManyResult,
-  SendOptions,
-  SendResult,
-} from './connection.js';
+export type { AnnouncedLimits, ConnectOptions, ReceiveOptions, SendOptions } from './connection.js';
 export { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 export {
   type BatchIterator,
@@ -44,3 +37,4 @@ export {
   type ProcessRef,
 } from './process.js';
 export { SendPromise } from './send-promise.js';
+export type { SendManyResult, SendResult } from './send-result.js';

@@ -12,9 +12,7 @@ import {
   Connection,
   type ConnectOptions,
   type ReceiveOptions,
-  type SendManyResult,
   type SendOptions,
-  type SendResult,
 } from './connection.js';
 import { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 import {
@@ -39,6 +37,7 @@ import {
 import type { Message } from './message.js';
 import { checkOptions, describeValue, type OptionNames } from './option-names.js';
 import { badMailboxId, badProcessRef, badSignal } from './option-values.js';
+import type { SendManyResult, SendResult } from './send-result.js';
 
 /** A process: a name or an id. */
 export type ProcessRef = string | number;

@@ -1,5 +1,5 @@
 import type { PostboxError } from '../protocol/errors.js';
-import type { SendResult } from './connection.js';
+import type { SendResult } from './send-result.js';
 
 const PENDING = 0;
 const FULFILLED = 1;

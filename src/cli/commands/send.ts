@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import type { SendOptions, SendResult } from '../../client/connection.js';
+import type { SendOptions } from '../../client/connection.js';
+import type { SendResult } from '../../client/send-result.js';
 import { MessageSizeError, PostboxError } from '../../protocol/errors.js';
 import {
   connectionHelp,
