@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
-import type { ReceiveOptions } from '../../client/connection.js';
 import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
+import type { ReceiveOptions } from '../../client/receive-options.js';
 import { PostboxError } from '../../protocol/errors.js';
 import {
   connectionHelp,
