@@ -1,11 +1,12 @@
 import { AbortedError, ClosedError, InvalidArgumentError, type PostboxError } from '../protocol/errors.js';
-import type { CallEvents, Connection, MessageListener, SendOptions } from './connection.js';
+import type { CallEvents, Connection, MessageListener } from './connection.js';
 import { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 import type { Message } from './message.js';
 import { checkOptions, describeValue, type OptionNames, unknownOption } from './option-names.js';
 import { badFrom, badProcessRef, badSignal } from './option-values.js';
 import type { MailboxOptions } from './process.js';
 import { checkReceiveOptions, type ReceiveOptions } from './receive-options.js';
+import type { SendOptions } from './send-options.js';
 import type { SendPromise } from './send-promise.js';
 import type { SendManyResult, SendResult } from './send-result.js';
 

@@ -11,7 +11,7 @@
  */
 export type { CodecName } from '../protocol/codec.js';
 export * from '../protocol/errors.js';
-export type { AnnouncedLimits, ConnectOptions, SendOptions } from './connection.js';
+export type { AnnouncedLimits, ConnectOptions } from './connection.js';
 export { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 export {
   type BatchIterator,
@@ -37,5 +37,6 @@ export {
   type ProcessRef,
 } from './process.js';
 export type { ReceiveOptions } from './receive-options.js';
+export type { SendOptions } from './send-options.js';
 export { SendPromise } from './send-promise.js';
 export type { SendManyResult, SendResult } from './send-result.js';

@@ -11,7 +11,6 @@ import {
   CONNECT_OPTIONS,
   Connection,
   type ConnectOptions,
-  type SendOptions,
 } from './connection.js';
 import { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 import {
@@ -37,6 +36,7 @@ import type { Message } from './message.js';
 import { checkOptions, describeValue, type OptionNames } from './option-names.js';
 import { badMailboxId, badProcessRef, badSignal } from './option-values.js';
 import type { ReceiveOptions } from './receive-options.js';
+import type { SendOptions } from './send-options.js';
 import type { SendManyResult, SendResult } from './send-result.js';
 
 /** A process: a name or an id. */

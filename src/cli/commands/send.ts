@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import type { SendOptions } from '../../client/connection.js';
+import type { SendOptions } from '../../client/send-options.js';
 import type { SendResult } from '../../client/send-result.js';
 import { MessageSizeError, PostboxError } from '../../protocol/errors.js';
 import {

@@ -1,10 +1,10 @@
 import { Duplex } from 'node:stream';
-import type { SendOptions } from '../../client/connection.js';
 import type { Mailbox, MailboxStat } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import { checkOptions, describeValue, type OptionNames, unknownOption } from '../../client/option-names.js';
 import { badSignal, badTimeout, MAX_TIMER_MS } from '../../client/option-values.js';
 import type { DownEvent, PostboxProcess } from '../../client/process.js';
+import type { SendOptions } from '../../client/send-options.js';
 import type { SendResult } from '../../client/send-result.js';
 import type { CodecName } from '../../protocol/codec.js';
 import {

@@ -5,12 +5,12 @@
  * process that took each one; the caller watches those servers and fails the calls a dying one
  * took, and no others.
  */
-import type { SendOptions } from '../../client/connection.js';
 import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import { type OptionNames, unknownOption } from '../../client/option-names.js';
 import { badSignal } from '../../client/option-values.js';
 import type { PostboxProcess } from '../../client/process.js';
+import type { SendOptions } from '../../client/send-options.js';
 import type { SendResult } from '../../client/send-result.js';
 import { AbortedError, InvalidArgumentError, PostboxError } from '../../protocol/errors.js';
 import { unsendableArgs } from '../../protocol/sendable.js';

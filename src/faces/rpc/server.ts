@@ -3,12 +3,12 @@
  * process that consumes it with `concurrency` credit, runs the handler for each request it
  * takes, and sends the answer to the caller's reply mailbox.
  */
-import type { SendOptions } from '../../client/connection.js';
 import { isThenable } from '../../client/consumer.js';
 import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import { checkOptions, type OptionNames } from '../../client/option-names.js';
 import type { PostboxProcess } from '../../client/process.js';
+import type { SendOptions } from '../../client/send-options.js';
 import {
   AbortedError,
   InvalidArgumentError,
