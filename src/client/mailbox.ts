@@ -1,5 +1,6 @@
 import { AbortedError, ClosedError, InvalidArgumentError, type PostboxError } from '../protocol/errors.js';
-import type { CallEvents, Connection, MessageListener } from './connection.js';
+import type { CallEvents } from './call-events.js';
+import type { Connection, MessageListener } from './connection.js';
 import { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 import type { Message } from './message.js';
 import { checkOptions, describeValue, type OptionNames, unknownOption } from './option-names.js';

@@ -5,13 +5,8 @@ import {
   type PostboxError,
   SendManyError,
 } from '../protocol/errors.js';
-import {
-  AnnouncedEvent,
-  type AnnouncedLimits,
-  CONNECT_OPTIONS,
-  Connection,
-  type ConnectOptions,
-} from './connection.js';
+import { AnnouncedEvent } from './call-events.js';
+import { type AnnouncedLimits, CONNECT_OPTIONS, Connection, type ConnectOptions } from './connection.js';
 import { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 import {
   BATCH_OPTIONS,

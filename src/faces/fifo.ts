@@ -1,4 +1,4 @@
-import { AnnouncedEvent } from '../client/connection.js';
+import { AnnouncedEvent } from '../client/call-events.js';
 import type { Mailbox } from '../client/mailbox.js';
 import { checkOptions, type OptionNames } from '../client/option-names.js';
 import { badSignal } from '../client/option-values.js';
