@@ -11,7 +11,8 @@
  */
 export type { CodecName } from '../protocol/codec.js';
 export * from '../protocol/errors.js';
-export type { AnnouncedLimits, ConnectOptions } from './connection.js';
+export type { ConnectOptions } from './connect-options.js';
+export type { AnnouncedLimits } from './connection.js';
 export { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 export {
   type BatchIterator,

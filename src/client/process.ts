@@ -6,7 +6,8 @@ import {
   SendManyError,
 } from '../protocol/errors.js';
 import { AnnouncedEvent } from './call-events.js';
-import { type AnnouncedLimits, CONNECT_OPTIONS, Connection, type ConnectOptions } from './connection.js';
+import { CONNECT_OPTIONS, type ConnectOptions } from './connect-options.js';
+import { type AnnouncedLimits, Connection } from './connection.js';
 import { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 import {
   BATCH_OPTIONS,
