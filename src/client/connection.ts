@@ -64,6 +64,7 @@ import { checkReceiveOptions, RECEIVE_OPTIONS, type ReceiveOptions } from './rec
 import { planSend, SEND_OPTIONS, type SendOptions, SendPlan, writeSendHead } from './send-options.js';
 import { SendPromise } from './send-promise.js';
 import type { SendManyResult, SendResult } from './send-result.js';
+import type { Welcome } from './welcome.js';
 
 const QUEUED: SendResult = Object.freeze({ outcome: 'queued' });
 // Indexed by the wire's outcome; RECEIVED (4) is answered with its receiver, not from here.
@@ -133,39 +134,6 @@ interface NoKernel {
   readonly busy?: true;
   /** What the kernel said or did, thrown as it is to a caller that does not wait. */
   readonly error: PostboxError | null;
-}
-
-/** The kernel's WELCOME. */
-export interface Welcome {
-  process: { id: number; name: string | null };
-  inbox: number;
-  /** `time`: the kernel's clock when it answered (ms since the epoch); absent from older kernels. */
-  /** `instance`: this run of the kernel (an older kernel sends none). */
-  kernel: { pid: number; instance?: string; version: string; time?: number };
-  limits: AnnouncedLimits;
-}
-
-/**
- * The kernel's limits as it announced them to this process: every `postbox kernel` limit by its
- * name (docs/api.md, "Kernel limits"); a client relies only on the three named here, since a kernel
- * of another version may announce others.
- *
- * @example
- * ```ts
- * import { type AnnouncedLimits, connect } from 'postbox';
- * const me = await connect();
- * const limits: AnnouncedLimits = me.limits;
- * console.log(`messages up to ${limits.maxMessageSize} bytes; total ${limits.maxTotalBytes ?? '?'}`);
- * ```
- */
-export interface AnnouncedLimits {
-  /** Largest message body plus user headers, bytes (`--max-message-size`). */
-  maxMessageSize: number;
-  /** Largest credit a prefetching receiver may hold: the most pushed ahead to one iterator. */
-  maxCredit: number;
-  /** Heartbeat interval over TCP, ms (`--heartbeat-ms`). */
-  heartbeatMs: number;
-  [limit: string]: number;
 }
 
 /**

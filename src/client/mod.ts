@@ -12,7 +12,6 @@
 export type { CodecName } from '../protocol/codec.js';
 export * from '../protocol/errors.js';
 export type { ConnectOptions } from './connect-options.js';
-export type { AnnouncedLimits } from './connection.js';
 export { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 export {
   type BatchIterator,
@@ -41,3 +40,4 @@ export type { ReceiveOptions } from './receive-options.js';
 export type { SendOptions } from './send-options.js';
 export { SendPromise } from './send-promise.js';
 export type { SendManyResult, SendResult } from './send-result.js';
+export type { AnnouncedLimits } from './welcome.js';

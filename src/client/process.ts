@@ -7,7 +7,7 @@ import {
 } from '../protocol/errors.js';
 import { AnnouncedEvent } from './call-events.js';
 import { CONNECT_OPTIONS, type ConnectOptions } from './connect-options.js';
-import { type AnnouncedLimits, Connection } from './connection.js';
+import { Connection } from './connection.js';
 import { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
 import {
   BATCH_OPTIONS,
@@ -34,6 +34,7 @@ import { badMailboxId, badProcessRef, badSignal } from './option-values.js';
 import type { ReceiveOptions } from './receive-options.js';
 import type { SendOptions } from './send-options.js';
 import type { SendManyResult, SendResult } from './send-result.js';
+import type { AnnouncedLimits } from './welcome.js';
 
 /** A process: a name or an id. */
 export type ProcessRef = string | number;
