@@ -138,7 +138,7 @@ interface SendFields {
   timeout?: number;
 }
 
-/** A SEND, with exactly the field writes of Connection.send (src/client/connection.ts). */
+/** A SEND, with exactly the field writes of Connection.send (writeSendHead, src/client/send-options.ts). */
 function clientSend(f: SendFields): Buffer {
   const encoded = encodeBody(f.body);
   const bytes = encoded.bytes;
