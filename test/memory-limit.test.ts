@@ -102,3 +102,16 @@ test('waiting sends of a process that ends are withdrawn and uncounted', async (
   await box.delete();
   assert.equal((await me.usage()).totalBytes, 0);
 });
+
+test('a send that brings the held bytes to exactly the limit is taken; past it, only a drop-new send is not ENOMEM', async () => {
+  const me = await join();
+  const box = await me.createMailbox('limit-exact', { capacity: 1 });
+  assert.equal((await me.usage()).totalBytes, 0);
+  assert.equal((await box.send(new Uint8Array(LIMIT))).outcome, 'queued');
+  assert.equal((await me.usage()).totalBytes, LIMIT);
+  await assert.rejects(box.send(new Uint8Array(1)), { code: 'ENOMEM' });
+  // The mailbox is full too: a drop-new send is dropped, as the sender asked, rather than refused.
+  assert.equal((await box.send(new Uint8Array(1), { onFull: 'drop' })).outcome, 'dropped');
+  await box.delete();
+  assert.equal((await me.usage()).totalBytes, 0);
+});
