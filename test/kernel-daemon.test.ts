@@ -364,6 +364,12 @@ test('--max-mailboxes counts inboxes: a process past it is refused (ENOMEM), and
       );
       return true;
     });
+    // A create is refused at the limit too, not only past it.
+    await assert.rejects(a.createMailbox('two'), (e: Error & { code?: string }) => {
+      assert.equal(e.code, 'ENOMEM');
+      assert.match(e.message, /limit of 3 mailboxes is reached \(postbox kernel --max-mailboxes\)/);
+      return true;
+    });
     // An operator may still join, within a small reserve, to look and clean up, but not to make
     // more; never past the reserve.
     const ops = [];
