@@ -168,6 +168,48 @@ describe('a run of sends in one write', () => {
     assert.equal(statFull.count, 2);
   });
 
+  test("a send over the mailbox's maxMessageSize or maxBytes, or not of its fixed size, breaks a run: EMSGSIZE on its own", async () => {
+    const { peer: r } = await peer();
+    const { peer: s } = await peer();
+    const small = await create(r, 1, { name: 'run-small', maxMessageSize: 4 });
+    const tight = await create(r, 2, { name: 'run-tight', maxBytes: 4 });
+    const fixed = await create(r, 3, { name: 'run-fixed', messageSize: 2, capacity: 4 });
+    const send = (request: number, target: number, text: string): Buffer =>
+      sendFrame({ request, target, body: Buffer.from(text) });
+    s.write(
+      Buffer.concat([
+        send(1, small, 'ok'),
+        send(2, small, 'too long'),
+        send(3, small, 'ok3'),
+        send(4, tight, 'a'),
+        send(5, tight, 'never fits'),
+        send(6, tight, 'b'),
+        send(7, fixed, 'ab'),
+        send(8, fixed, 'abc'),
+        send(9, fixed, 'cd'),
+        headFrame(Op.PING, 10),
+      ]),
+    );
+    await s.waitFor((f) => f.op === Op.PONG && f.request === 10, 5000, 'PONG 10');
+    const errors = s.frames.filter((f) => f.op === Op.ERROR).map((f) => [f.request, frameError(f).code]);
+    assert.deepEqual(errors, [
+      [2, 'EMSGSIZE'],
+      [5, 'EMSGSIZE'],
+      [8, 'EMSGSIZE'],
+    ]);
+    for (const [request, id, count] of [
+      [20, small, 2],
+      [21, tight, 2],
+      [22, fixed, 2],
+    ] as const) {
+      r.write(callFrame(request, { op: 'stat', id }));
+      const stat = framePayload(await r.waitFor((f) => f.request === request, 5000, `stat ${id}`)) as {
+        count: number;
+      };
+      assert.equal(stat.count, count, `mailbox ${id} holds only the sends that fit`);
+    }
+  });
+
   // Frames of one length are counted past; of varied lengths, walked: both ways are checked.
   for (const shape of ['of one length', 'of varied lengths'] as const) {
     test(`taking part of a run of messages ${shape}, then giving the rest back, loses and repeats nothing`, async () => {
