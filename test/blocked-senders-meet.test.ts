@@ -249,3 +249,31 @@ test('a right taken away fails the receives and sends already waiting on it (EAC
   assert.equal(await otherSend, 'EACCES');
   assert.equal((await box.stat()).count, 1, 'only the message sent while it had the right');
 });
+
+test('a grant can take a right away too: the group bits replace the others bits, and what waits without the right fails (EACCES)', {
+  timeout: 20_000,
+}, async () => {
+  const [owner, reader, writer] = [await join(), await join(), await join()];
+  // Others may send and receive; the group may do neither.
+  const box = await owner.createMailbox(null, { capacity: 1, mode: 0o606 });
+  const asReader = await reader.openMailbox(box.id);
+  const asWriter = await writer.openMailbox(box.id);
+  const readerWaits = asReader.receive().then(
+    () => 'received',
+    (e: PostboxError) => e.code,
+  );
+  await until(
+    () => box.stat(),
+    (st) => st.waitingReceivers.length === 1,
+    5000,
+    'the reader to wait',
+  );
+  await box.grant(reader.id);
+  assert.equal(await readerWaits, 'EACCES');
+  await asWriter.send('fills it');
+  const writerWaits = outcomeOf(asWriter.send('waits for room'));
+  await waiting(box, 1);
+  await box.grant(writer.id);
+  assert.equal(await writerWaits, 'EACCES');
+  assert.equal((await box.stat()).count, 1, 'only the message sent while it had the right');
+});
