@@ -361,6 +361,9 @@ describe('sharing, rights and termination', () => {
     assert.match(wrong.message as string, /exactly 4 bytes/);
     const bad = await owner.do({ cmd: 'create', name: `${name}-x`, opts: { messageSize: 4 } });
     assert.equal(bad.code, 'EINVAL', 'a ring needs a bounded capacity');
+    const none = await owner.do({ cmd: 'create', name: `${name}-y`, opts: { messageSize: 4, capacity: 0 } });
+    assert.equal(none.code, 'EINVAL', 'a ring needs a capacity of at least 1');
+    assert.match(none.message as string, /at least 1/);
     const sending = owner.start({ cmd: 'sendMany', mb: name, count: 40, prefix: 'm', width: 3 });
     await until(
       () => stat(name),
