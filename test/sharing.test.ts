@@ -204,6 +204,14 @@ describe('sharing, rights and termination', () => {
     const third = await c.do({ cmd: 'send', mb: name, body: 'me too' });
     assert.equal(third.code, 'EBUSY');
     assert.match(third.message as string, /pair/);
+    // Its place given up, a may not send again once c has taken it, though it sent a moment ago.
+    await a.do({ cmd: 'release', mb: name });
+    assert.equal((await c.do({ cmd: 'send', mb: name, body: 'c now' })).event, 'ok');
+    assert.deepEqual(new Set((await stat(name)).holders), new Set([b.pid, c.pid]));
+    const gone = await a.do({ cmd: 'send', mb: name, body: 'a again' });
+    assert.equal(gone.code, 'EBUSY');
+    assert.equal(body(await b.do({ cmd: 'receive', mb: name })), 'c now');
+    assert.equal((await stat(name)).count, 0, 'nothing of a got in');
   });
 
   test('rights: by default only the owner receives; grant, revoke, chmod and transfer are the owner’s, refusals are EACCES naming the right', async () => {
