@@ -178,8 +178,51 @@ describe('POSIX message queues', () => {
       code('EACCES'),
       'mode 0600: another process may not read',
     );
+    // The kernel checks too, not only this face: a client opening the queue as a mailbox, for
+    // writing alone, is refused as well.
+    await assert.rejects(other.openMailbox(name, { role: 'write' }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'EACCES');
+      assert.match(err.message, /\(mode 0600\) for writing/);
+      return true;
+    });
     await assert.rejects(mq.mq_open('/a/b', O_RDONLY), code('EACCES'));
     await mq.mq_close(w);
+    await mq.mq_unlink(name);
+  });
+
+  test("the creator's descriptor is not checked against the mode it gives; a later open is", async () => {
+    const name = qname();
+    // Mode 0400: even the owner may not write, but the creating open has both ends (as on Linux).
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o400, { mq_maxmsg: 2, mq_msgsize: 16 });
+    await mq.mq_send(d, 'by the creator', 0);
+    assert.equal((await mq.mq_receive(d, 16)).data.toString(), 'by the creator');
+    await assert.rejects(mq.mq_open(name, O_WRONLY), code('EACCES'), 'a later open by the owner');
+    const r = await mq.mq_open(name, O_RDONLY);
+    await mq.mq_close(r);
+    await mq.mq_close(d);
+    await mq.mq_unlink(name);
+  });
+
+  test('the kernel holds a queue opened as a mailbox to the ends it opened: no send on a read end, no receive on a write end', async () => {
+    const name = qname();
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 2, mq_msgsize: 16 });
+    const reading = await other.openMailbox(name, { role: 'read' });
+    await assert.rejects(reading.send('x', { priority: 0 }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'EACCES');
+      assert.match(err.message, /has no handle on .* open for writing/);
+      return true;
+    });
+    reading.close();
+    const writing = await other.openMailbox(name, { role: 'write' });
+    await mq.mq_send(d, 'queued', 0);
+    await assert.rejects(writing.receive({ nowait: true }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'EACCES');
+      assert.match(err.message, /has no handle on .* open for reading/);
+      return true;
+    });
+    writing.close();
+    assert.equal((await mq.mq_receive(d, 16)).data.toString(), 'queued', 'only what the creator sent');
+    await mq.mq_close(d);
     await mq.mq_unlink(name);
   });
 
