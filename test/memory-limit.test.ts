@@ -112,6 +112,12 @@ test('a send that brings the held bytes to exactly the limit is taken; past it, 
   await assert.rejects(box.send(new Uint8Array(1)), { code: 'ENOMEM' });
   // The mailbox is full too: a drop-new send is dropped, as the sender asked, rather than refused.
   assert.equal((await box.send(new Uint8Array(1), { onFull: 'drop' })).outcome, 'dropped');
+  // One with room in its mailbox is dropped too: queued, it would take the kernel past its limit.
+  const roomy = await me.createMailbox('limit-exact-roomy');
+  assert.equal((await roomy.send(new Uint8Array(1), { onFull: 'drop' })).outcome, 'dropped');
+  assert.equal((await me.usage()).totalBytes, LIMIT);
+  assert.equal((await roomy.stat()).count, 0);
+  await roomy.delete();
   await box.delete();
   assert.equal((await me.usage()).totalBytes, 0);
 });

@@ -14,6 +14,7 @@ import {
   Off,
   OnFull,
   Op,
+  Outcome,
   PingFlag,
   PROTOCOL_VERSION,
   putU32,
@@ -705,7 +706,13 @@ export class Kernel implements MailboxHost {
         `nobody will read: every read end of ${mb.label} is closed`,
         mb,
       );
-    if (this.totalBytes + body > this.limits.maxTotalBytes && onFull !== OnFull.DROP_NEW) {
+    if (this.totalBytes + body > this.limits.maxTotalBytes) {
+      // A sender that would rather lose the message than wait or fail has it dropped: queued, it
+      // would take the kernel past its memory limit.
+      if (onFull === OnFull.DROP_NEW) {
+        mb.dropped++;
+        return this.replySent(p, request, Outcome.DROPPED, 0, 0);
+      }
       return this.replyError(
         p,
         request,
