@@ -20,6 +20,13 @@ const outcomeOf = (p: Promise<SendResult>): Promise<string> =>
     (e: PostboxError) => e.code,
   );
 
+/** How a receive settles: 'received', or its error's code. */
+const receivedOf = (p: Promise<unknown>): Promise<string> =>
+  p.then(
+    () => 'received',
+    (e: PostboxError) => e.code,
+  );
+
 /** Whether p has settled by the time the kernel's answers read so far have been handled. */
 async function hasSettled(p: Promise<unknown>): Promise<boolean> {
   let done = false;
@@ -42,6 +49,15 @@ const waiting = (box: Mailbox, n: number): Promise<unknown> =>
     (st) => st.waitingSenders.length === n,
     5000,
     `${n} senders waiting`,
+  );
+
+/** Until one receiver waits on box. */
+const receiverWaiting = (box: Mailbox): Promise<unknown> =>
+  until(
+    () => box.stat(),
+    (st) => st.waitingReceivers.length === 1,
+    5000,
+    'a receiver waiting',
   );
 
 test('a rendezvous: a receive from B meets B waiting behind A; a receive of type 2 meets the type-2 sender', {
@@ -229,16 +245,8 @@ test('a right taken away fails the receives and sends already waiting on it (EAC
   await box.grant(grantee.id);
   const asGrantee = await grantee.openMailbox(box.id);
   const asOther = await other.openMailbox(box.id);
-  const granteeWaits = asGrantee.receive().then(
-    () => 'received',
-    (e: PostboxError) => e.code,
-  );
-  await until(
-    () => box.stat(),
-    (st) => st.waitingReceivers.length === 1,
-    5000,
-    'the grantee to wait',
-  );
+  const granteeWaits = receivedOf(asGrantee.receive());
+  await receiverWaiting(box);
   await box.revoke(grantee.id);
   assert.equal(await granteeWaits, 'EACCES');
   // Others may send (mode 0642): fill it, so the next send waits; then take that right away.
@@ -258,16 +266,8 @@ test('a grant can take a right away too: the group bits replace the others bits,
   const box = await owner.createMailbox(null, { capacity: 1, mode: 0o606 });
   const asReader = await reader.openMailbox(box.id);
   const asWriter = await writer.openMailbox(box.id);
-  const readerWaits = asReader.receive().then(
-    () => 'received',
-    (e: PostboxError) => e.code,
-  );
-  await until(
-    () => box.stat(),
-    (st) => st.waitingReceivers.length === 1,
-    5000,
-    'the reader to wait',
-  );
+  const readerWaits = receivedOf(asReader.receive());
+  await receiverWaiting(box);
   await box.grant(reader.id);
   assert.equal(await readerWaits, 'EACCES');
   await asWriter.send('fills it');
