@@ -79,16 +79,20 @@ test('ref() after unref(): the link keeps Node running until the message it wait
 
 test('unref(), then await close() at the top level: the close finishes, and the program exits 0', async () => {
   // Node ended in the middle of the close (the link let it), with an unsettled top-level await:
-  // exit code 13, and 'closed' never printed.
+  // exit code 13, and 'closed' never printed. The child waits for 'go' so that the monitor is in
+  // place before it closes: a monitor set after the end reads 'noproc', not how it ended.
   const c = child(`
-    const me = (await connect({ name: 'unref-close-child' })).unref();
+    const me = await connect({ name: 'unref-close-child' });
     console.log('joined');
+    await me.receive();
+    me.unref();
     await me.close();
     console.log('closed');
   `);
   try {
     await c.output.line('joined');
     const down = me.monitor('unref-close-child');
+    await me.send('unref-close-child', 'go');
     assert.equal(await c.exited, 0, c.output.text);
     assert.match(c.output.text, /closed\n/);
     assert.equal((await down).reason, 'exit');
