@@ -80,7 +80,8 @@ test('ref() after unref(): the link keeps Node running until the message it wait
 test('unref(), then await close() at the top level: the close finishes, and the program exits 0', async () => {
   // Node ended in the middle of the close (the link let it), with an unsettled top-level await:
   // exit code 13, and 'closed' never printed. The child waits for 'go' so that the monitor is in
-  // place before it closes: a monitor set after the end reads 'noproc', not how it ended.
+  // place before it closes: a monitor set after the end reads 'noproc', not how it ended (the same
+  // in the next test).
   const c = child(`
     const me = await connect({ name: 'unref-close-child' });
     console.log('joined');
@@ -92,7 +93,7 @@ test('unref(), then await close() at the top level: the close finishes, and the 
   try {
     await c.output.line('joined');
     const down = me.monitor('unref-close-child');
-    await me.send('unref-close-child', 'go');
+    await me.send('unref-close-child', 'go'); // after the monitor: it closes once it has this
     assert.equal(await c.exited, 0, c.output.text);
     assert.match(c.output.text, /closed\n/);
     assert.equal((await down).reason, 'exit');
@@ -105,16 +106,19 @@ test('close() again while a close is under way: one goodbye, and Node exits', as
   // A beforeExit handler runs each time the loop empties; each close() sent a goodbye of its own
   // and added a socket listener: 26 runs and MaxListenersExceededWarning.
   const c = child(`
-    const me = (await connect({ name: 'close-twice-child' })).unref();
+    const me = await connect({ name: 'close-twice-child' });
+    console.log('joined');
+    await me.receive();
+    me.unref();
     let runs = 0;
     process.on('warning', (w) => console.log('warning', w.name));
     process.on('beforeExit', () => { runs++; void me.close(); });
     process.on('exit', () => console.log('beforeExit ran', runs));
-    console.log('joined');
   `);
   try {
     await c.output.line('joined');
     const down = me.monitor('close-twice-child');
+    await me.send('close-twice-child', 'go'); // after the monitor: it ends once it has this
     assert.equal(await c.exited, 0, c.output.text);
     // Once to close, and once more when the loop empties after it: nothing is left to do then.
     assert.match(c.output.text, /beforeExit ran 2\n/);
