@@ -1,17 +1,13 @@
 import { connect as netConnect, type Socket } from 'node:net';
-import { hostname } from 'node:os';
 import { type CodecName, encodeBody } from '../protocol/codec.js';
 import { FrameDecoder, FrameError } from '../protocol/decoder.js';
 import {
   AbortedError,
   ClosedError,
   ConnectionLostError,
-  ConnectionRefusedError,
   errorFromWire,
   InvalidArgumentError,
   MessageSizeError,
-  NameTooLongError,
-  PermissionError,
   type PostboxError,
   ProtocolError,
   SendManyError,
@@ -43,19 +39,11 @@ import {
   writeHead,
   writeInt64,
 } from '../protocol/frame.js';
-import { badProcessName, MAX_PROCESS_NAME } from '../protocol/names.js';
-import {
-  defaultSocketPath,
-  parseTcpUrl,
-  socketPathTooLong,
-  untrustedDefaultSocket,
-  withoutLineEnd,
-} from '../transport/address.js';
 import { FrameWriter } from '../transport/frame-writer.js';
 import { ReadArena } from '../transport/read-arena.js';
 import { AckQueue } from './ack-queue.js';
 import type { CallEvents } from './call-events.js';
-import type { ConnectOptions } from './connect-options.js';
+import { type ConnectOptions, type JoinPlan, noKernelError, planJoin } from './connect-options.js';
 import { flushAtExit, noFlushAtExit } from './exit-flush.js';
 import { Message } from './message.js';
 import { describeValue, unknownOption } from './option-names.js';
@@ -104,9 +92,6 @@ interface Pending {
   /** A held receive (ReceiveFlag.HOLD): its message stays in hand until {@link Connection.release}. */
   hold?: boolean;
 }
-
-/** How long a kernel that took the connection has to answer the join, unless told (NATS's default too). */
-const DEFAULT_JOIN_TIMEOUT_MS = 20_000;
 
 /** Waits `ms`, or less if `signal` aborts first. */
 function pauseUnlessAborted(ms: number, signal: AbortSignal | undefined): Promise<void> {
@@ -335,91 +320,8 @@ export class Connection {
 
   /** Opens a connection and does the handshake. */
   static async open(options: ConnectOptions): Promise<Connection> {
-    // An explicit option beats the environment: url, then socket, then POSTBOX_URL, then the
-    // POSTBOX_SOCKET / default rule.
-    const url = options.url ?? (options.socket === undefined ? process.env.POSTBOX_URL : undefined);
-    let transport: 'unix' | 'tcp';
-    let address: string;
-    for (const key of ['url', 'socket', 'token', 'name'] as const) {
-      const v = options[key];
-      if (v !== undefined && typeof v !== 'string')
-        throw new InvalidArgumentError(`connect(): ${key} must be a string, not ${describeValue(v)}`);
-    }
-    // The kernel would refuse these too, but as a bad HELLO (EPROTO): say what is wrong here.
-    if (options.name !== undefined) {
-      if (options.name.length > MAX_PROCESS_NAME)
-        throw new NameTooLongError(
-          `a process name is at most ${MAX_PROCESS_NAME} characters, not ${options.name.length}`,
-        );
-      const bad = options.name === '' ? 'a process name cannot be empty' : badProcessName(options.name);
-      if (bad !== null) throw new InvalidArgumentError(bad);
-    }
-    // Set in a shell profile, $POSTBOX_URL is nowhere in the program: a bad one says it is the culprit.
-    const urlFrom = options.url !== undefined ? 'url' : '$POSTBOX_URL';
-    if (url !== undefined && !url.startsWith('tcp://') && !url.startsWith('unix:'))
-      throw new InvalidArgumentError(`${urlFrom} must be tcp://HOST:PORT or unix:PATH, not '${url}'`);
-    // An empty path would reach the OS and come back as "no kernel is answering at " (nowhere).
-    if (url === 'unix:')
-      throw new InvalidArgumentError(`${urlFrom} 'unix:' needs a path, not an empty string`);
-    if (url === undefined && options.socket === '')
-      throw new InvalidArgumentError('socket needs a path, not an empty string');
-    if (options.operator !== undefined && typeof options.operator !== 'boolean')
-      throw new InvalidArgumentError(
-        `operator must be true or false, not ${describeValue(options.operator)}`,
-      );
-    const inbox = options.inboxCapacity;
-    if (
-      inbox !== undefined &&
-      inbox !== Number.POSITIVE_INFINITY &&
-      !(Number.isSafeInteger(inbox) && inbox >= 0)
-    )
-      throw new InvalidArgumentError(
-        `inboxCapacity must be 0, a positive whole number or Infinity, not ${describeValue(inbox)}`,
-      );
-    const wait = options.waitForKernel ?? 0;
-    if (typeof wait !== 'number' || !(wait >= 0))
-      throw new InvalidArgumentError(
-        `waitForKernel must be a number of ms (0 or more, or Infinity), not ${describeValue(wait)}`,
-      );
-    const timeout = options.timeout ?? DEFAULT_JOIN_TIMEOUT_MS;
-    if (typeof timeout !== 'number' || !(timeout > 0))
-      throw new InvalidArgumentError(
-        `timeout must be a number of ms (more than 0, or Infinity), not ${describeValue(timeout)}`,
-      );
-    const signal = options.signal;
-    const badSig = badSignal(signal, 'connect()');
-    if (badSig !== null) throw badSig;
-    let tcp: { host: string; port: number } | null = null;
-    if (url?.startsWith('tcp://')) {
-      let bad: string | null = null;
-      try {
-        tcp = parseTcpUrl(url);
-        // Port 0 means "any free port" to a listener; a process dialling it reaches nothing.
-        if (tcp.port === 0)
-          bad = `port 0 in '${url}' is for a kernel's --listen (it picks a free port); connect to the port the kernel printed`;
-      } catch (err) {
-        bad = (err as Error).message;
-      }
-      if (bad !== null) throw new InvalidArgumentError(urlFrom === 'url' ? bad : `$POSTBOX_URL: ${bad}`);
-      transport = 'tcp';
-      address = url;
-    } else {
-      address = url?.startsWith('unix:') ? url.slice(5) : (options.socket ?? defaultSocketPath());
-      transport = 'unix';
-      // Node would cut the path and connect elsewhere, then report ECONNREFUSED: "no kernel".
-      const tooLong = socketPathTooLong(address);
-      if (tooLong !== null) throw new NameTooLongError(tooLong);
-      const untrusted = untrustedDefaultSocket(address);
-      if (untrusted !== null) throw new PermissionError(untrusted);
-    }
-    const token = options.token ?? process.env.POSTBOX_TOKEN;
-    const hello: Record<string, unknown> = { pid: process.pid, host: hostname() };
-    if (options.name !== undefined) hello.name = options.name;
-    // The kernel drops a token's line end too: the token file's contents as read work as it.
-    if (token !== undefined && transport === 'tcp') hello.token = withoutLineEnd(token);
-    if (options.inboxCapacity !== undefined) hello.inboxCapacity = options.inboxCapacity;
-    if (options.operator === true) hello.operator = true;
-    hello.recall = true;
+    const plan = planJoin(options);
+    const { address, wait, timeout, signal } = plan;
     if (signal?.aborted)
       throw new AbortedError(
         `connect() to ${address} was aborted before it started`,
@@ -429,7 +331,7 @@ export class Connection {
     const begun = Date.now();
     const deadline = begun + wait;
     for (let pause = 20; ; pause = Math.min(pause * 2, 500)) {
-      const joined = await Connection.join(transport, address, tcp, hello, timeout, signal);
+      const joined = await Connection.join(plan);
       if (joined instanceof Connection) return joined;
       const busyFor = Math.max(begun + timeout - Date.now(), 0);
       const left = Math.max(deadline - Date.now(), joined.busy === true ? busyFor : 0);
@@ -445,29 +347,7 @@ export class Connection {
       }
       // Not waiting: the kernel's own word (ECONNRESET, ESHUTDOWN) as it is.
       if (joined.error !== null && (wait === 0 || joined.busy === true)) throw joined.error;
-      // A socket this user may not use: a kernel may well be running there (another user's),
-      // and starting one at that path would not help. (The command line reads the code in
-      // brackets to say the same.)
-      if (transport === 'unix' && (joined.code === 'EACCES' || joined.code === 'EPERM'))
-        throw new ConnectionRefusedError(
-          `permission denied on the socket ${address} (${joined.code}): a kernel's socket is private to the user who started it; connect as that user, or start a kernel of your own with --socket PATH`,
-        );
-      // The command that starts a kernel where this process looked for one.
-      const hint =
-        transport !== 'unix'
-          ? ''
-          : address === defaultSocketPath()
-            ? ' Start one with `npm start` or `npx postbox kernel`.'
-            : ` Start one with \`npx postbox kernel --socket ${address}\`.`;
-      // A name the resolver does not know is not a kernel that is down: say which it is.
-      if (tcp !== null && (joined.code === 'ENOTFOUND' || joined.code === 'EAI_AGAIN'))
-        throw new ConnectionRefusedError(
-          `no host named '${tcp.host}' was found (${joined.code}), so no kernel could be reached at ${address}: check the host in the URL`,
-        );
-      const waited = wait > 0 && joined.retry ? ` after waiting ${wait} ms` : '';
-      throw new ConnectionRefusedError(
-        `no kernel is answering at ${address}${waited} (${joined.code}).${hint}`,
-      );
+      throw noKernelError(plan, joined.code, joined.retry);
     }
   }
 
@@ -477,14 +357,8 @@ export class Connection {
    * nothing listening yet, or a kernel that went away (killed, restarting) or said it is
    * shutting down before it welcomed us. A kernel that answers and refuses throws.
    */
-  private static async join(
-    transport: 'unix' | 'tcp',
-    address: string,
-    tcp: { host: string; port: number } | null,
-    hello: Record<string, unknown>,
-    timeout: number,
-    signal: AbortSignal | undefined,
-  ): Promise<Connection | NoKernel> {
+  private static async join(plan: JoinPlan): Promise<Connection | NoKernel> {
+    const { transport, address, tcp, hello, timeout, signal } = plan;
     // Reads go straight to the connection's decoder. A kernel says nothing before our HELLO, but
     // a peer that is not one may: what comes before the connection exists is kept for it, so
     // the decoder judges it (a clear EPROTO) instead of it being lost.
