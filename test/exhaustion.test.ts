@@ -111,6 +111,50 @@ test('out of file descriptors, the kernel refuses new processes with ENOMEM nami
   }
 });
 
+test("`postbox limits` shows the connections the descriptors allow and those in use, and the kernel takes processes up to that room less the operators' four", {
+  timeout: 60_000,
+}, async () => {
+  const kernel = await startTestKernel({ nofile: NOFILE });
+  const procs: PostboxProcess[] = [];
+  try {
+    for (let i = 0; i < 3; i++)
+      procs.push(await within(connect({ socket: kernel.socket }), 10_000, `join ${i}`));
+    const json = await cli(kernel, ['limits', '--json']);
+    assert.equal(json.code, 0, json.err);
+    const l = JSON.parse(json.out) as {
+      limits: Record<string, number | null>;
+      inUse: Record<string, number>;
+    };
+    assert.equal(l.limits.openFiles, NOFILE);
+    const room = l.limits.maxConnections;
+    assert.ok(
+      typeof room === 'number' && room > 4 && room <= NOFILE - 16,
+      `the room is what ${NOFILE} open files leave past the kernel's own and 16 spare: ${room}`,
+    );
+    assert.equal(l.inUse.maxConnections, 3, 'the three processes, not the command itself');
+    const text = await cli(kernel, ['limits']);
+    assert.equal(text.code, 0, text.err);
+    assert.match(
+      text.out,
+      new RegExp(`max connections +${room} +3 +ulimit -n \\(${NOFILE} open files\\), then restart\n`),
+    );
+    // The figure is the kernel's own: processes join up to it, less the four kept for operators.
+    let refusal: unknown = null;
+    while (refusal === null && procs.length < NOFILE) {
+      try {
+        procs.push(await within(connect({ socket: kernel.socket }), 10_000, `join ${procs.length}`));
+      } catch (err) {
+        refusal = err;
+      }
+    }
+    assert.ok(refusal instanceof PostboxError && refusal.code === 'ENOMEM', String(refusal));
+    assert.equal(procs.length, room - 4, `joined before the refusal, against the room of ${room}`);
+  } finally {
+    for (const p of procs) await p.close().catch(() => {});
+    await kernel.stop();
+  }
+});
+
 test('connections that never say HELLO cannot take the descriptors: past the room, a new one is told ENOMEM at once', {
   timeout: 60_000,
 }, async () => {

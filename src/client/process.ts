@@ -452,7 +452,8 @@ export class PostboxProcess {
    * What the kernel holds now, to set against {@link limits}: mailboxes (inboxes included),
    * processes, the bytes queued in all mailboxes together (`maxTotalBytes`), and the room given
    * to large frames still arriving (`maxPartialBytes`), and the most that one process's waiting
-   * sends hold (`maxWaitingBytes`; absent from older kernels).
+   * sends hold (`maxWaitingBytes`; absent from older kernels), and the connections it holds
+   * against the room its file descriptors allow (`ulimit -n`; absent from older kernels).
    *
    * @example
    * ```ts
@@ -466,6 +467,12 @@ export class PostboxProcess {
     totalBytes: number;
     partialBytes: number;
     mostWaitingBytes?: number;
+    /** Connections the kernel holds (older kernels do not say). */
+    connections?: number;
+    /** Connections its file descriptors allow (`ulimit -n` at start), or null where unknown. */
+    connectionRoom?: number | null;
+    /** Its limit of open files (`ulimit -n`), or null where unknown. */
+    openFiles?: number | null;
   }> {
     return this.conn.call('usage');
   }

@@ -203,6 +203,11 @@ const handlers: Record<string, Handler> = {
     totalBytes: k.totalBytes,
     partialBytes: k.room.granted,
     mostWaitingBytes: mostWaitingBytes(k),
+    // Sockets held, those being closed included, against the room `ulimit -n` left at start
+    // (null where it cannot be read): past it connections are refused ENOMEM.
+    connections: k.openConnections,
+    connectionRoom: Number.isFinite(k.gate.room) ? k.gate.room : null,
+    openFiles: k.gate.openFiles,
   }),
   processes: (k) =>
     [...k.processes.values()].map((q) => ({

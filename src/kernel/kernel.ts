@@ -110,6 +110,10 @@ export class Kernel implements MailboxHost {
   nextMailboxId = 1;
   /** Sockets of processes it ended (fatal), half-open for them to read why; gone at shutdown. */
   private readonly lingering = new Set<Socket>();
+  /** Sockets held: every connection, and those ended and lingering; each is a file descriptor. */
+  get openConnections(): number {
+    return this.connections.size + this.lingering.size;
+  }
   /** Names of the mailboxes removed last (at most REMOVED_NAMES_KEPT), by id, for errors. */
   private readonly removedNames = new Map<number, string>();
   nextMonitorId = 1;
@@ -202,7 +206,7 @@ export class Kernel implements MailboxHost {
     }, this.helloTimeoutMs);
     p.helloTimer.unref();
     (p as KernelProcessWithKernel)[kKernel] = this;
-    const open = this.connections.size + this.lingering.size;
+    const open = this.openConnections;
     this.connections.add(p);
     if (transport === 'tcp') this.tcpUnjoined++;
     socket.setNoDelay?.(true);
@@ -411,7 +415,7 @@ export class Kernel implements MailboxHost {
     this.lingering.add(socket);
     socket.once('close', () => {
       this.lingering.delete(socket);
-      this.gate.closed(this.connections.size + this.lingering.size, this.processes.size);
+      this.gate.closed(this.openConnections, this.processes.size);
     });
     setTimeout(() => socket.destroy(), reason === 'timeout' ? SILENT_CLOSE_MS : 1000).unref();
     this.terminate(p, reason);
@@ -1157,7 +1161,7 @@ export class Kernel implements MailboxHost {
     this.slab.settle();
     if (p.helloBytes > 0) this.countHelloBytes(p, 0);
     if (p.id === 0 && p.transport === 'tcp') this.tcpUnjoined--;
-    this.gate.closed(this.connections.size + this.lingering.size, this.processes.size - (p.id === 0 ? 0 : 1));
+    this.gate.closed(this.openConnections, this.processes.size - (p.id === 0 ? 0 : 1));
     if (p.room > 0 || p.roomWanted > 0) {
       // Read again so that its close is not a reset (fatal): input() drops what comes.
       if (p.roomWanted > 0 && !p.socket.destroyed) p.socket.resume();

@@ -72,9 +72,25 @@ export async function limitsCommand(argv: string[]): Promise<number> {
     };
     // The most any one process holds (an older kernel does not say).
     if (usage.mostWaitingBytes !== undefined) inUse.maxWaitingBytes = usage.mostWaitingBytes;
+    // Not a flag of the kernel's but its file descriptors: past them connections are refused
+    // ENOMEM, and an operator should see how near that is before it happens. This command's own
+    // connection is left out, as its process is.
+    if (usage.connections !== undefined) inUse.maxConnections = usage.connections - 1;
+    const room = usage.connectionRoom;
+    const descriptors =
+      usage.openFiles === undefined
+        ? null
+        : usage.openFiles === null || room === null || room === undefined
+          ? ['max connections', 'unknown', formatCount(inUse.maxConnections!), '(not read on this OS)']
+          : [
+              'max connections',
+              formatCount(room),
+              formatCount(inUse.maxConnections!),
+              `ulimit -n (${formatCount(usage.openFiles)} open files), then restart`,
+            ];
     if (json) {
       printJson({
-        limits,
+        limits: room === undefined ? limits : { ...limits, maxConnections: room, openFiles: usage.openFiles },
         inUse,
         flags: Object.fromEntries(
           rows.filter((r) => r.flag !== null).map((r) => [r.key, r.flag!.split(' ')[0]]),
@@ -90,15 +106,17 @@ export async function limitsCommand(argv: string[]): Promise<number> {
           { header: 'IN USE', align: 'right' },
           { header: 'CHANGE WITH' },
         ],
-        rows.map((r) => {
-          const v = limits[r.key];
-          return [
-            r.label,
-            v === undefined ? '?' : `${formatCount(v)}${r.unit === '' ? '' : ` ${r.unit}`}`,
-            inUse[r.key] === undefined ? '' : formatCount(inUse[r.key]!),
-            r.flag === null ? '(fixed)' : `postbox kernel ${r.flag}`,
-          ];
-        }),
+        rows
+          .map((r) => {
+            const v = limits[r.key];
+            return [
+              r.label,
+              v === undefined ? '?' : `${formatCount(v)}${r.unit === '' ? '' : ` ${r.unit}`}`,
+              inUse[r.key] === undefined ? '' : formatCount(inUse[r.key]!),
+              r.flag === null ? '(fixed)' : `postbox kernel ${r.flag}`,
+            ];
+          })
+          .concat(descriptors === null ? [] : [descriptors]),
       ),
     );
     return 0;
