@@ -173,6 +173,26 @@ describe('postbox/sysv', () => {
       await a.msgctl(id, IPC_RMID);
     });
 
+    test("the group class is the processes the owner granted: their rights are the mode's middle digit", async () => {
+      const k = key();
+      const id = await a.msgget(k, 0o640 | IPC_CREAT);
+      await fails(b.msgget(k, 0o040), 'EACCES', 'msgget');
+      const mb = await p1.openMailbox(id);
+      try {
+        await mb.grant(p2.id);
+      } finally {
+        mb.close();
+      }
+      assert.equal(await b.msgget(k, 0o040), id, 'the group may read');
+      await fails(b.msgget(k, 0o020), 'EACCES', 'msgget');
+      assert.equal(
+        (await b.msgctl(id, IPC_STAT)).msg_perm.mode,
+        0o640,
+        'IPC_STAT needs the read right it has',
+      );
+      await a.msgctl(id, IPC_RMID);
+    });
+
     test("the creator's own mode is not checked when the queue is created", async () => {
       const k = key();
       const id = await a.msgget(k, 0o046 | IPC_CREAT);
@@ -185,6 +205,12 @@ describe('postbox/sysv', () => {
       assert.equal(await a.msgget(-559038737, 0), id);
       assert.equal((await a.msgctl(id, IPC_STAT)).msg_perm.__key, -559038737);
       await a.msgctl(id, IPC_RMID);
+      // The edges of the range: INT_MIN is a key (0x80000000 as unsigned), 2³² is not.
+      const low = await a.msgget(-(2 ** 31), 0o600 | IPC_CREAT | IPC_EXCL);
+      assert.equal(await a.msgget(0x80000000, 0), low);
+      assert.equal((await a.msgctl(low, IPC_STAT)).msg_perm.__key, -(2 ** 31));
+      await a.msgctl(low, IPC_RMID);
+      await fails(a.msgget(-(2 ** 31) - 1, IPC_CREAT), 'EINVAL', 'msgget');
       await fails(a.msgget(2 ** 32, IPC_CREAT), 'EINVAL', 'msgget');
       await fails(a.msgget(1.5, IPC_CREAT), 'EINVAL', 'msgget');
       // A key passed as text says so: "0x1234" alone would look like a number.
@@ -456,6 +482,13 @@ describe('postbox/sysv', () => {
       });
       await a.msgsnd(id, 1, 'abc', 0);
       await a.msgsnd(id, 2, 'defgh', 0);
+      ds = await a.msgctl(id, IPC_STAT);
+      assert.deepEqual(
+        [ds.msg_qnum, ds.msg_cbytes, ds.msg_lspid, ds.msg_lrpid, ds.msg_rtime],
+        [2, 8, process.pid, 0, 0],
+        'sent to, never received from',
+      );
+      assert.ok(ds.msg_stime >= t0 && ds.msg_stime <= t0 + 5);
       await b.msgrcv(id, 10, 1, 0);
       ds = await b.msgctl(id, IPC_STAT);
       assert.deepEqual([ds.msg_qnum, ds.msg_cbytes], [1, 5]);
@@ -514,7 +547,7 @@ describe('postbox/sysv', () => {
       await fails(b.msgctl(-1, IPC_RMID), 'EINVAL', 'msgctl');
     });
 
-    test('a queue outlives its creator; unowned, any process may remove it', async () => {
+    test('a queue outlives its creator; unowned, any process may set or remove it', async () => {
       const p3 = await connect({ socket: kernel.socket });
       const k = key();
       const id = await sysv(p3).msgget(k, 0o666 | IPC_CREAT);
@@ -524,6 +557,8 @@ describe('postbox/sysv', () => {
       const ds = await b.msgctl(id, IPC_STAT);
       assert.equal(ds.msg_perm.uid, 0, 'owned by the system once its owner is gone');
       assert.equal(text(await b.msgrcv(id, 100, 0, IPC_NOWAIT)), 'left behind');
+      assert.equal(await b.msgctl(id, IPC_SET, { msg_qbytes: 100 }), 0, 'IPC_SET too');
+      assert.equal((await b.msgctl(id, IPC_STAT)).msg_qbytes, 100);
       assert.equal(await b.msgctl(id, IPC_RMID), 0);
     });
   });
@@ -665,6 +700,31 @@ describe('postbox/sysv', () => {
     assert.equal(await a.msgctl(id, IPC_SET, { ...ds, msg_qbytes: 100 }), 0, "C's idiom: stat, change, set");
     assert.equal((await a.msgctl(id, IPC_STAT)).msg_qbytes, 100);
     assert.equal(await a.msgctl(id, IPC_RMID), 0);
+  });
+
+  test("msgget past the kernel's number of mailboxes is ENOSPC, as past Linux's MSGMNI", async () => {
+    const full = await startTestKernel({ args: ['--max-mailboxes', '4'] });
+    const p = await connect({ socket: full.socket });
+    try {
+      const s = sysv(p);
+      // The process's inbox is one of the four: fewer than four queues fit, and the next is refused.
+      let made = 0;
+      for (; made < 5; made++) {
+        const err = await s.msgget(IPC_PRIVATE, 0o600).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        if (err === null) continue;
+        assert.ok(err instanceof SysvError, `expected a SysvError ENOSPC, got ${String(err)}`);
+        assert.deepEqual([err.code, err.errno, err.syscall], ['ENOSPC', errno.ENOSPC, 'msgget']);
+        break;
+      }
+      assert.ok(made < 4, `msgget was refused after ${made} queues`);
+      await fails(s.msgget(key(), 0o600 | IPC_CREAT), 'ENOSPC', 'msgget');
+    } finally {
+      await p.close();
+      await full.stop();
+    }
   });
 
   test("under a kernel whose largest message is smaller than MSGMAX, queues take the kernel's", async () => {
