@@ -158,7 +158,9 @@ describe('POSIX message queues', () => {
       mq.mq_open(name, O_CREAT | O_RDWR, 0o600, { mq_maxmsg: 1, mq_msgsize: 0 }),
       code('EINVAL'),
     );
-    const w = await mq.mq_open(name, O_CREAT | O_WRONLY, 0o600);
+    // A mode may carry the set-id and sticky bits (up to 0o7777); the queue keeps the nine
+    // permission bits (mode 0600 below).
+    const w = await mq.mq_open(name, O_CREAT | O_WRONLY, 0o1600);
     await assert.rejects(
       // @ts-expect-error a JavaScript caller may leave out the priority
       mq.mq_send(w, 'x'),
@@ -199,6 +201,25 @@ describe('POSIX message queues', () => {
     await assert.rejects(mq.mq_open(name, O_WRONLY), code('EACCES'), 'a later open by the owner');
     const r = await mq.mq_open(name, O_RDONLY);
     await mq.mq_close(r);
+    await mq.mq_close(d);
+    await mq.mq_unlink(name);
+  });
+
+  test("a process the owner granted opens with the mode's group rights", async () => {
+    const name = qname();
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o640, { mq_maxmsg: 2, mq_msgsize: 16 });
+    await assert.rejects(mq2.mq_open(name, O_RDONLY), code('EACCES'), 'others have no rights');
+    const mb = await proc.openMailbox(name, { role: 'none' });
+    try {
+      await mb.grant(other.id);
+    } finally {
+      mb.close();
+    }
+    const r = await mq2.mq_open(name, O_RDONLY);
+    await assert.rejects(mq2.mq_open(name, O_WRONLY), code('EACCES'), 'the group may not write');
+    await mq.mq_send(d, 'to the group', 0);
+    assert.equal((await mq2.mq_receive(r, 16)).data.toString(), 'to the group');
+    await mq2.mq_close(r);
     await mq.mq_close(d);
     await mq.mq_unlink(name);
   });
@@ -275,6 +296,17 @@ describe('POSIX message queues', () => {
     await mq2.mq_send(d2, 'third', 0);
     await mq.mq_receive(d, 16);
     assert.equal(told, 1, 'the registration is one-shot');
+    // Told, the process is no longer registered: it may register again, and unregister.
+    await mq.mq_notify(d, () => {});
+    await mq.mq_notify(d, null);
+    // Unregistered, it leaves the queue to another process, which may register.
+    await mq2.mq_notify(d2, () => {});
+    await mq2.mq_notify(d2, null);
+    await mq.mq_notify(d, () => {});
+    // Closing any of its descriptors on the queue ends its registration, not only the one it
+    // registered through (Linux's mq_close).
+    const d3 = await mq.mq_open(name, O_RDWR);
+    await mq.mq_close(d3);
     await mq2.mq_notify(d2, () => {});
     await mq2.mq_notify(d2, null);
     await mq.mq_close(d);
@@ -292,6 +324,9 @@ describe('POSIX message queues', () => {
     });
     await mq.mq_send(d, 'ping', 0);
     await within(notified, 5_000, 'the notice');
+    // The notice spent the registration: the process may register again.
+    await mq.mq_notify(d, () => {});
+    await mq.mq_notify(d, null);
     await mq.mq_close(d);
     await mq.mq_unlink(name);
   });
@@ -324,6 +359,7 @@ describe('POSIX message queues', () => {
     };
     await einval('mq_open', `${name}x`, 'rw');
     await einval('mq_open', `${name}x`, O_CREAT | O_RDWR, '0644');
+    await einval('mq_open', `${name}x`, O_CREAT | O_RDWR, 0o10000);
     await einval('mq_open', `${name}x`, O_CREAT | O_RDWR, 0o644, { mq_maxmsg: '2', mq_msgsize: 16 });
     await einval('mq_send', d, null, 0);
     await einval('mq_send', d, { text: 'hi' }, 0);
@@ -347,6 +383,8 @@ describe('POSIX message queues', () => {
       (await proc.mailboxes()).some((m) => m.name === `${name}-plain`),
       'the mailbox is still there',
     );
+    await einval('mq_open', `${name}-plain`, O_RDWR);
+    await einval('mq_open', `${name}-plain`, O_CREAT | O_RDWR, 0o600);
     await plain.delete();
     assert.equal((await mq.mq_getattr(d)).mq_curmsgs, 1, 'only the good send is queued');
     assert.equal((await mq.mq_receive(d, 16)).data.toString(), 'kept');
