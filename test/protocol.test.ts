@@ -1181,6 +1181,8 @@ describe('FrameDecoder', () => {
       // Pause after a random few frames each time; resume when the test says.
       let pauseAfter = 1 + Math.floor(rand() * 4);
       const decoder: FrameDecoder = new FrameDecoder(1 << 20, (buf, start, end) => {
+        // Not one frame after a pause, even one that ends a frame begun in an earlier chunk.
+        assert.ok(!decoder.paused, `round ${round}: a frame handed over while paused`);
         got.push(Buffer.from(buf.subarray(start, end)));
         if (--pauseAfter === 0) decoder.pause();
       });
@@ -1257,10 +1259,108 @@ describe('FrameDecoder', () => {
 
   test('skipTo outside the bytes after the frame throws FrameError, not a silent loss of framing', () => {
     const two = Buffer.concat([vec('ack'), vec('ack')]);
-    for (const bad of [two.length + 1, 5]) {
+    for (const bad of [two.length + 1, 5, 0]) {
       const d: FrameDecoder = new FrameDecoder(1 << 20, () => d.skipTo(bad));
       assert.throws(() => d.push(two), FrameError, `skipTo(${bad})`);
     }
+    // Back to a frame boundary already handled: the bytes there frame well, so only the check
+    // stops the same frame being handed over again (a command run twice).
+    let handed = 0;
+    const back: FrameDecoder = new FrameDecoder(1 << 20, (_b, start) => {
+      if (++handed === 2) back.skipTo(start); // the second frame's start: after the first's end
+    });
+    assert.throws(() => back.push(two), FrameError, 'skipTo(its own start)');
+    assert.equal(handed, 2, 'the second frame was handed over once');
+  });
+
+  /** A frame of `size` bytes (length field included) whose bytes after the length say `seed`. */
+  function patterned(size: number, seed: number): Buffer {
+    const f = Buffer.alloc(size);
+    for (let i = 4; i < size; i++) f[i] = (i * 7 + seed) & 0xff;
+    f.writeUInt32LE(size - 4, 0);
+    return f;
+  }
+
+  test("a frame's start kept in place is joined with its end, whatever memory the end lies in", () => {
+    // A start of 16 KiB or more is kept where it lies, not copied, and the frame is taken as it
+    // lies when the end was read right after it. An end from the same memory but elsewhere (or
+    // from other memory) must be joined: read as if it followed, the frame would be other bytes.
+    const frame = patterned(40_000, 3);
+    const after = patterned(100, 9);
+    const startBytes = 20_000;
+    const layouts = [
+      'end before start',
+      'end after a gap',
+      'other memory',
+      'other memory, lined up',
+      'adjacent',
+    ] as const;
+    for (const layout of layouts) {
+      const mem = Buffer.alloc(3 * frame.length);
+      const endPart = Buffer.concat([frame.subarray(startBytes), after]);
+      let start: Buffer;
+      let end: Buffer;
+      if (layout === 'end before start') {
+        endPart.copy(mem, 0);
+        frame.copy(mem, 2 * frame.length, 0, startBytes);
+        start = mem.subarray(2 * frame.length, 2 * frame.length + startBytes);
+        end = mem.subarray(0, endPart.length);
+      } else if (layout === 'end after a gap') {
+        frame.copy(mem, 0, 0, startBytes);
+        endPart.copy(mem, startBytes + 1000);
+        start = mem.subarray(0, startBytes);
+        end = mem.subarray(startBytes + 1000, startBytes + 1000 + endPart.length);
+      } else if (layout === 'other memory') {
+        start = Buffer.from(frame.subarray(0, startBytes));
+        end = Buffer.from(endPart);
+      } else if (layout === 'other memory, lined up') {
+        // At the offset in its memory where the start's end is in the start's own.
+        start = Buffer.from(frame.subarray(0, startBytes));
+        const other = Buffer.alloc(startBytes + endPart.length);
+        endPart.copy(other, startBytes);
+        end = other.subarray(startBytes);
+      } else {
+        frame.copy(mem, 0);
+        after.copy(mem, frame.length);
+        start = mem.subarray(0, startBytes);
+        end = mem.subarray(startBytes, frame.length + after.length);
+      }
+      const got: Buffer[] = [];
+      const d = new FrameDecoder(1 << 20, (buf, s, e) => got.push(Buffer.from(buf.subarray(s, e))));
+      d.push(start);
+      d.push(end);
+      assert.equal(got.length, 2, layout);
+      assert.ok(got[0]!.equals(frame), `${layout}: the frame's own bytes`);
+      assert.ok(got[1]!.equals(after), `${layout}: the frame after it`);
+    }
+  });
+
+  test('a joined frame whose handler skips to its own end (allowed) leaves the frames after it as they are', () => {
+    // skipTo(end) is a handler saying it took nothing more; for a frame joined from two chunks,
+    // its end is in the joined copy, not in the chunk the frames after it lie in.
+    const frame = patterned(64, 1);
+    const next = [patterned(30, 2), patterned(40, 3)];
+    const rest = Buffer.concat([frame.subarray(20), ...next]);
+    const got: Buffer[] = [];
+    const d: FrameDecoder = new FrameDecoder(1 << 20, (buf, s, e) => {
+      got.push(Buffer.from(buf.subarray(s, e)));
+      if (got.length === 1) d.skipTo(e); // the joined frame only
+    });
+    d.push(frame.subarray(0, 20));
+    d.push(rest);
+    assert.deepEqual(got, [frame, ...next]);
+  });
+
+  test('buffered counts the bytes a pause holds back, as well as a frame begun', () => {
+    // The kernel stops reading a congested process by this count: bytes held by a pause that it
+    // left out would let a process that never reads its answers grow the kernel's input without
+    // bound.
+    const frames = [patterned(50, 1), patterned(50, 2), patterned(50, 3)];
+    const d: FrameDecoder = new FrameDecoder(1 << 20, () => d.pause());
+    d.push(Buffer.concat([...frames, frames[0]!.subarray(0, 10)]));
+    assert.equal(d.buffered, 110, 'two frames and ten bytes held after the pausing one');
+    d.resume();
+    assert.equal(d.buffered, 60);
   });
 
   test('a length below 8 throws FrameError (EPROTO)', () => {

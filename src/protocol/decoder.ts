@@ -33,8 +33,8 @@ export class FrameDecoder {
     this.onFrame = onFrame;
   }
 
-  // Where the handler asked to go on from (0: after its frame).
-  private goOnAt = 0;
+  // Where the handler asked to go on from (-1: after its frame; 0 is a place it may wrongly ask for).
+  private goOnAt = -1;
 
   /**
    * Called by a handler that has handled whole frames after its own: decoding goes on at `pos`,
@@ -116,9 +116,9 @@ export class FrameDecoder {
       const size = this.frameSize(chunk, pos);
       if (total - pos < size) break;
       this.onFrame(chunk, pos, pos + size, total);
-      if (this.goOnAt > 0) {
+      if (this.goOnAt >= 0) {
         const next = this.goOnAt;
-        this.goOnAt = 0;
+        this.goOnAt = -1;
         // Past the bytes at hand, or back into ones already handled, the stream would lose its
         // framing without a word.
         if (next < pos + size || next > total)
@@ -193,7 +193,7 @@ export class FrameDecoder {
     this.partBytes = 0;
     this.onFrame(frame, 0, need, need);
     // Its limit was its own end: there was nothing after it to skip to.
-    this.goOnAt = 0;
+    this.goOnAt = -1;
     return used;
   }
 
