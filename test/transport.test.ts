@@ -8,6 +8,7 @@ import { connect, createServer, type Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { FrameWriter } from '../src/transport/frame-writer.js';
 import { ReadArena, readIntoArena } from '../src/transport/read-arena.js';
 
 const WAIT_MS = 5000;
@@ -72,6 +73,19 @@ describe('ReadArena', () => {
       chunks.map((c) => c.length),
       [100, 3000, 70_000, 200_000, 5, 262_144],
     );
+  });
+
+  test("a read that would pass the slab's end by one byte goes to a new slab; one that fills it does not", () => {
+    const { arena, chunks, read } = reader();
+    read(4000);
+    read(95); // 4,095 of the 4,096: one byte left
+    assert.equal(chunks[1]!.buffer, chunks[0]!.buffer, 'the same slab');
+    read(2);
+    assert.notEqual(chunks[2]!.buffer, chunks[0]!.buffer, 'two bytes do not fit in one');
+    read(arena.slabBytes - 2); // exactly to the end
+    assert.equal(chunks[3]!.buffer, chunks[2]!.buffer);
+    const all = Buffer.concat(chunks);
+    for (let i = 0; i < all.length; i++) assert.equal(all[i], i & 0xff, `byte ${i}`);
   });
 
   test('every arena reads into one buffer that never changes, copied out at each read', () => {
@@ -190,5 +204,142 @@ describe('readIntoArena', () => {
     await within(arrived, 'data');
     assert.equal(Buffer.concat(chunks).toString(), 'abc');
     socket.destroy();
+  });
+});
+
+describe('FrameWriter', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'pb-writer-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** A writer on one end of a real Unix socket, and what the other end reads. */
+  async function writerTo(name: string) {
+    const path = join(dir, name);
+    const chunks: Buffer[] = [];
+    let peer: Socket | null = null;
+    const server = createServer((s) => {
+      peer = s;
+      s.on('data', (d: Buffer) => chunks.push(d));
+    });
+    server.listen(path);
+    await once(server, 'listening');
+    const socket = connect(path);
+    await within(once(socket, 'connect'), 'connect');
+    let firstWrites = 0;
+    const writer = new FrameWriter(socket, () => firstWrites++);
+    const read = async (n: number): Promise<Buffer> => {
+      while (chunks.reduce((k, c) => k + c.length, 0) < n) await within(once(peer!, 'data'), `${n} bytes`);
+      return Buffer.concat(chunks);
+    };
+    const close = async (): Promise<void> => {
+      socket.destroy();
+      (peer as Socket | null)?.destroy();
+      server.close();
+      await once(server, 'close');
+    };
+    const pausePeer = (): void => {
+      (peer as Socket | null)?.pause();
+    };
+    const resumePeer = (): void => {
+      (peer as Socket | null)?.resume();
+    };
+    return { writer, read, close, firstWrites: () => firstWrites, pausePeer, resumePeer };
+  }
+
+  const bytes = (n: number, seed: number): Buffer =>
+    Buffer.from(Array.from({ length: n }, (_, i) => (i * 13 + seed) & 0xff));
+
+  test('frames written in place and frames queued by reference go out in the order they were added', async () => {
+    // The kernel mixes both in one flush: a reply it writes, then messages it forwards as slices
+    // of their input, then another reply. A reference queued ahead of bytes written before it
+    // would reorder the stream.
+    const w = await writerTo('order');
+    try {
+      const input = bytes(3000, 1);
+      const a = bytes(100, 2);
+      const c = bytes(50, 3);
+      w.writer.append(a);
+      w.writer.appendRef(input, 0, 1000);
+      w.writer.appendRef(input, 1000, 2000); // follows on: one slice
+      assert.equal(w.writer.size, 100 + 2000, 'a reference counts before it is sealed in');
+      const at = w.writer.reserve(c.length);
+      c.copy(w.writer.buf, at);
+      w.writer.commit(c.length);
+      w.writer.appendRef(input, 2500, 3000);
+      w.writer.append(a);
+      assert.equal(w.writer.size, 100 + 2000 + 50 + 500 + 100);
+      assert.equal(w.firstWrites(), 1, 'the owner is told once that a flush is due');
+      w.writer.flush();
+      const expected = Buffer.concat([a, input.subarray(0, 2000), c, input.subarray(2500), a]);
+      assert.ok((await w.read(expected.length)).equals(expected));
+      assert.equal(w.writer.size, 0);
+    } finally {
+      await w.close();
+    }
+  });
+
+  test('a frame that would pass the buffer by one byte starts a new buffer; one that ends at its last byte does not', async () => {
+    const w = await writerTo('edge');
+    try {
+      const room = w.writer.buf.length;
+      const first = bytes(room - 10, 4);
+      w.writer.append(first);
+      const full = w.writer.buf;
+      const fits = bytes(10, 5);
+      assert.equal(w.writer.reserve(10), room - 10, 'ten bytes fit at the end');
+      w.writer.commit(0);
+      w.writer.append(fits);
+      assert.equal(w.writer.buf, full, 'no new buffer for a frame that ends at the last byte');
+      const over = bytes(1, 6);
+      assert.equal(w.writer.reserve(1), 0, 'one byte more starts a new buffer');
+      w.writer.commit(0);
+      w.writer.append(over);
+      assert.notEqual(w.writer.buf, full);
+      w.writer.flush();
+      const expected = Buffer.concat([first, fits, over]);
+      assert.ok((await w.read(expected.length)).equals(expected));
+    } finally {
+      await w.close();
+    }
+  });
+
+  test('bytes handed to the socket are never written over while it still holds them, and a full socket says so', async () => {
+    // A flush over 4 KiB hands the writer's own buffer to the socket; if the socket cannot send
+    // it at once (the peer is not reading), the next frames must go to a fresh buffer. Each flush
+    // here is different bytes, some with a reference queued in the middle (the other way out).
+    const w = await writerTo('held');
+    try {
+      w.pausePeer();
+      const sent: Buffer[] = [];
+      let refusedPlain = false;
+      let refusedParts = false;
+      for (let i = 0; i < 400 && !(refusedPlain && refusedParts); i++) {
+        const withRef = i % 2 === 1;
+        const head = bytes(8000, i);
+        w.writer.append(head);
+        sent.push(head);
+        if (withRef) {
+          const ref = bytes(3000, i + 100);
+          w.writer.appendRef(ref, 0, ref.length);
+          const tail = bytes(2000, i + 200);
+          w.writer.append(tail);
+          sent.push(ref, tail);
+        }
+        const room = w.writer.flush();
+        if (!room && withRef) refusedParts = true;
+        if (!room && !withRef) refusedPlain = true;
+      }
+      assert.ok(refusedPlain, 'a flush of its own buffer said the socket is full');
+      assert.ok(refusedParts, 'a flush of several parts said the socket is full');
+      const expected = Buffer.concat(sent);
+      w.resumePeer();
+      const got = await w.read(expected.length);
+      assert.equal(got.length, expected.length);
+      assert.ok(got.equals(expected), 'every byte as it was when flushed');
+    } finally {
+      await w.close();
+    }
   });
 });
