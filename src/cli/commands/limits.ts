@@ -5,7 +5,8 @@ import { formatCount, formatTable } from '../table.js';
 export const limitsHelp = `Usage: postbox limits [options]
 
 Shows the running kernel's limits, like \`ipcs -l\`, what is in use, and the \`postbox kernel\`
-flag that changes each (limits are fixed when the kernel starts: restart it with the flag).
+flag that changes each (limits are fixed when the kernel starts: restart it with the flag), and
+the connections its file descriptors allow (\`ulimit -n\` when it started).
 
 Options:
   --json               { limits: {...}, inUse: {...}, flags: {...} }
