@@ -265,6 +265,31 @@ describe('sharing, rights and termination', () => {
     assert.equal((await stat(name)).owner, p3.pid, 'the mailbox lives with its new owner');
   });
 
+  test('unlink and delete are the owner’s: another process with a handle open is refused EACCES, and the name still leads to the mailbox', async () => {
+    const name = box();
+    const owner = await connect({ socket: kernel.socket });
+    try {
+      await owner.createMailbox(name, { mode: 0o666 });
+      const other = await me.openMailbox(name);
+      for (const [what, remove] of [
+        ['unlink', () => other.unlink()],
+        ['delete', () => other.delete()],
+      ] as const) {
+        await assert.rejects(remove(), (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'EACCES', what);
+          assert.match(err.message, new RegExp(`may not ${what} mailbox '${name}': only its owner`));
+          return true;
+        });
+      }
+      const s = await stat(name);
+      assert.equal(s.unlinked, false, 'not unlinked');
+      assert.equal(s.owner, owner.id);
+      await other.close();
+    } finally {
+      await owner.close();
+    }
+  });
+
   test('system-owned: outlives its owner, then anyone may act as owner', async () => {
     const name = box();
     const [owner, other] = [await agent(), await agent()];
