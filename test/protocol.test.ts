@@ -1118,6 +1118,33 @@ describe('the documented session replays against a real kernel', () => {
     assert.equal(fieldsOf(none, 0, none.length).aux, WireErrorCode.ENOENT, 'nothing was created');
   });
 
+  test('unlink of a mailbox nobody holds a handle on removes it at once, not at a close that will never come', async () => {
+    const r = reader!;
+    r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 31, { op: 'create', name: 'unlink-unheld' }));
+    const desc = decodeJsonPayload(...frameRange(await r.next('RESULT of create'))) as {
+      id: number;
+      handle: number;
+    };
+    // Its only handle closed, the mailbox stays (it was not unlinked), held by nobody.
+    r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 32, { op: 'close', handle: desc.handle }));
+    assert.equal(fieldsOf(...frameRange(await r.next('RESULT of close'))).op, Op.RESULT);
+    r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 33, { op: 'stat', id: desc.id }));
+    assert.equal(fieldsOf(...frameRange(await r.next('RESULT of stat'))).op, Op.RESULT, 'still there');
+    r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 34, { op: 'unlink', name: 'unlink-unheld' }));
+    assert.equal(fieldsOf(...frameRange(await r.next('RESULT of unlink'))).op, Op.RESULT);
+    r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 35, { op: 'stat', id: desc.id }));
+    const gone = await r.next('ERROR: removed');
+    assert.deepEqual(pick(fieldsOf(...frameRange(gone)), ['op', 'aux', 'request']), {
+      op: Op.ERROR,
+      aux: WireErrorCode.ENOENT,
+      request: 35,
+    });
+    assert.match(
+      (decodeJsonPayload(...frameRange(gone)) as { message: string }).message,
+      /mailbox 'unlink-unheld' \(#\d+\) was removed/,
+    );
+  });
+
   test('a rendezvous send that waits is told BLOCKED (so a later ACK does not settle it)', {}, async () => {
     const r = reader!;
     r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 11, { op: 'create', capacity: 0 }));
