@@ -247,6 +247,31 @@ describe('POSIX message queues', () => {
     await mq.mq_unlink(name);
   });
 
+  test('a process that closes its read end of a queue loses the receive right with it, and its write end the send right, though it keeps another end open', async () => {
+    const name = qname();
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 2, mq_msgsize: 16 });
+    const reading = await other.openMailbox(name, { role: 'read' });
+    const writing = await other.openMailbox(name, { role: 'write' });
+    await writing.send('while both', { priority: 0 });
+    await reading.close();
+    await assert.rejects(writing.receive({ nowait: true }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'EACCES');
+      assert.match(err.message, /has no handle on .* open for reading/);
+      return true;
+    });
+    const again = await other.openMailbox(name, { role: 'read' });
+    await writing.close();
+    await assert.rejects(again.send('x', { priority: 0 }), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'EACCES');
+      assert.match(err.message, /has no handle on .* open for writing/);
+      return true;
+    });
+    assert.equal((await again.receive({ nowait: true }))?.body, 'while both');
+    await again.close();
+    await mq.mq_close(d);
+    await mq.mq_unlink(name);
+  });
+
   test('mq_unlink: the name goes at once; the queue lives until its last close', async () => {
     const name = qname();
     const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 2, mq_msgsize: 16 });
