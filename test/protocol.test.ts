@@ -1118,6 +1118,30 @@ describe('the documented session replays against a real kernel', () => {
     assert.equal(fieldsOf(none, 0, none.length).aux, WireErrorCode.ENOENT, 'nothing was created');
   });
 
+  test('a key names one mailbox: a create under another name with a key that is taken is EEXIST, makes nothing, and the key still leads to the first', async () => {
+    const r = reader!;
+    const key = 0x5151;
+    r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 41, { op: 'create', name: 'keyed-first', key }));
+    const first = decodeJsonPayload(...frameRange(await r.next('RESULT of create'))) as { id: number };
+    r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 42, { op: 'create', name: 'keyed-second', key }));
+    const taken = await r.next('ERROR: the key is taken');
+    assert.deepEqual(pick(fieldsOf(...frameRange(taken)), ['op', 'aux', 'request']), {
+      op: Op.ERROR,
+      aux: WireErrorCode.EEXIST,
+      request: 42,
+    });
+    assert.match(
+      (decodeJsonPayload(...frameRange(taken)) as { message: string }).message,
+      /^key 0x00005151 is taken by mailbox 'keyed-first'/,
+    );
+    r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 43, { op: 'stat', key }));
+    const byKey = decodeJsonPayload(...frameRange(await r.next('RESULT of stat by key'))) as { id: number };
+    assert.equal(byKey.id, first.id, 'the key leads to the first');
+    r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 44, { op: 'open', name: 'keyed-second' }));
+    const none = await r.next('ERROR: no such mailbox');
+    assert.equal(fieldsOf(...frameRange(none)).aux, WireErrorCode.ENOENT, 'nothing was created');
+  });
+
   test('unlink of a mailbox nobody holds a handle on removes it at once, not at a close that will never come', async () => {
     const r = reader!;
     r.socket.write(encodeJsonFrame(Op.CALL, 0, 0, 31, { op: 'create', name: 'unlink-unheld' }));
