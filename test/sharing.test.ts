@@ -290,6 +290,35 @@ describe('sharing, rights and termination', () => {
     }
   });
 
+  test('a revoke or a transfer takes the send right from the very next send, though the process sent a moment before', async () => {
+    const name = box();
+    const owner = await connect({ socket: kernel.socket });
+    const member = await connect({ socket: kernel.socket });
+    const lacksSend = (err: Error & { code?: string }): boolean => {
+      assert.equal(err.code, 'EACCES');
+      assert.match(err.message, /\(mode 0620\): it lacks the send right/);
+      return true;
+    };
+    try {
+      // Owner rw, group w, others nothing.
+      const mine = await owner.createMailbox(name, { mode: 0o620 });
+      const theirs = await member.openMailbox(name);
+      await mine.grant(member.id);
+      await theirs.send('granted');
+      await mine.revoke(member.id);
+      await assert.rejects(theirs.send('revoked'), lacksSend);
+      await mine.send('owner');
+      await mine.transfer(member.id);
+      await assert.rejects(mine.send('given away'), lacksSend);
+      assert.equal((await theirs.receive({ nowait: true }))?.body, 'granted');
+      assert.equal((await theirs.receive({ nowait: true }))?.body, 'owner');
+      assert.equal(await theirs.receive({ nowait: true }), null, 'nothing else went in');
+    } finally {
+      await owner.close();
+      await member.close();
+    }
+  });
+
   test('system-owned: outlives its owner, then anyone may act as owner', async () => {
     const name = box();
     const [owner, other] = [await agent(), await agent()];
