@@ -487,6 +487,26 @@ test("a kernel that fails beside a running one leaves the running one's socket a
   }
 });
 
+test('a kernel that stops leaves a token file another kernel has written at its path since', async () => {
+  // It gives its socket path up first, so a kernel started while it closes may take the path and
+  // write its own token file there before this one comes to remove its file.
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-tokafter-'));
+  const { proc: k } = await tcpKernelWithoutToken(join(dir, 'k.sock'));
+  try {
+    writeFileSync(join(dir, 'k.token'), 'the next kernel’s token\n', { mode: 0o600 });
+    k.kill('SIGTERM');
+    await once(k, 'exit');
+    assert.deepEqual(readdirSync(dir), ['k.token'], 'its socket went, the token file stayed');
+    assert.equal(readFileSync(join(dir, 'k.token'), 'utf8'), 'the next kernel’s token\n');
+  } finally {
+    if (k.exitCode === null && k.signalCode === null) {
+      k.kill('SIGKILL');
+      await once(k, 'exit');
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('SIGHUP shuts the kernel down as SIGTERM does: processes told ESHUTDOWN, socket and token file removed', async () => {
   // SIGHUP (the terminal the kernel was started from closed) killed it where it stood: exit by
   // the signal, its socket and token file left behind, its processes told only ECONNRESET.
