@@ -265,17 +265,18 @@ describe('sharing, rights and termination', () => {
     assert.equal((await stat(name)).owner, p3.pid, 'the mailbox lives with its new owner');
   });
 
-  test('unlink and delete are the owner’s: another process with a handle open is refused EACCES, and the name still leads to the mailbox', async () => {
+  test('unlink, delete and setLimits are the owner’s: another process with a handle open is refused EACCES, and the mailbox stays as it was', async () => {
     const name = box();
     const owner = await connect({ socket: kernel.socket });
     try {
-      await owner.createMailbox(name, { mode: 0o666 });
+      await owner.createMailbox(name, { mode: 0o666, capacity: 2 });
       const other = await me.openMailbox(name);
-      for (const [what, remove] of [
+      for (const [what, act] of [
         ['unlink', () => other.unlink()],
         ['delete', () => other.delete()],
+        ['change the limits of', () => other.setLimits({ capacity: 5 })],
       ] as const) {
-        await assert.rejects(remove(), (err: Error & { code?: string }) => {
+        await assert.rejects(act(), (err: Error & { code?: string }) => {
           assert.equal(err.code, 'EACCES', what);
           assert.match(err.message, new RegExp(`may not ${what} mailbox '${name}': only its owner`));
           return true;
@@ -283,6 +284,7 @@ describe('sharing, rights and termination', () => {
       }
       const s = await stat(name);
       assert.equal(s.unlinked, false, 'not unlinked');
+      assert.equal(s.capacity, 2, 'its limits unchanged');
       assert.equal(s.owner, owner.id);
       await other.close();
     } finally {
