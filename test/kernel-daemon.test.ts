@@ -391,6 +391,35 @@ test('--max-mailboxes counts inboxes: a process past it is refused (ENOMEM), and
   }
 });
 
+test('--max-processes N: with N joined the next is refused (ENOMEM) naming the limit; an operator gets in over the Unix socket, not over TCP; one fits again after a close', async () => {
+  const k = await startTestKernel({ tcp: true, args: ['--max-processes', '2'] });
+  const refused = (e: Error & { code?: string }): boolean => {
+    assert.equal(e.code, 'ENOMEM');
+    assert.match(
+      e.message,
+      /the kernel's limit of 2 processes is reached \(postbox kernel --max-processes\)/,
+    );
+    return true;
+  };
+  try {
+    const a = await connect({ socket: k.socket });
+    const b = await connect({ url: k.tcpUrl!, token: k.token });
+    await assert.rejects(connect({ socket: k.socket }), refused, 'at the limit, not only past it');
+    // The reserve is for a shell on the kernel's machine: over TCP, anyone with the token would
+    // have four processes more than the limit.
+    await assert.rejects(connect({ url: k.tcpUrl!, token: k.token, operator: true }), refused);
+    const op = await connect({ socket: k.socket, operator: true });
+    assert.equal((await op.usage()).processes, 3);
+    await op.close();
+    await b.close();
+    const c = await connect({ socket: k.socket });
+    await c.close();
+    await a.close();
+  } finally {
+    await k.stop();
+  }
+});
+
 test('byte limits take K, M and G like postbox create --max-size', async () => {
   const k = await startTestKernel({
     args: ['--max-message-size', '64K', '--max-mailbox-bytes', '1M', '--max-total-bytes', '2G'],
