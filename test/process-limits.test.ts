@@ -52,7 +52,7 @@ test('handles: past the limit an open or a create is refused, and creates nothin
   assert.equal((await first.receive({ nowait: true }))?.body, 'through the handle opened after one closed');
 });
 
-test('monitors: past the limit monitor() is refused; one taken back makes room', async () => {
+test('monitors: past the limit monitor() is refused; one taken back, or told its process ended, makes room', async () => {
   const p = await client();
   const watched = await client();
   const stops = Array.from({ length: LIMIT }, () => new AbortController());
@@ -67,6 +67,13 @@ test('monitors: past the limit monitor() is refused; one taken back makes room',
   await watched.close();
   assert.equal((await down).reason, 'exit');
   for (const d of downs.slice(1)) assert.equal(((await d) as { reason: string }).reason, 'exit');
+  // Monitors told of their process's end count no more: as many can be set again.
+  const next = await client();
+  const again = Array.from({ length: LIMIT }, () => p.monitor(next.id).catch((e: unknown) => e));
+  // Set (or refused) once the kernel has answered a later call.
+  await p.usage();
+  await next.close();
+  for (const d of again) assert.equal(((await d) as { reason: string }).reason, 'exit');
 });
 
 test('receives: past the limit a RECEIVE is refused on its own id; the connection goes on', async () => {
