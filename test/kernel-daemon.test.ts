@@ -14,6 +14,7 @@ import {
   rmSync,
   statSync,
   symlinkSync,
+  unlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
@@ -532,6 +533,27 @@ test('a kernel that stops leaves a token file another kernel has written at its 
       k.kill('SIGKILL');
       await once(k, 'exit');
     }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a kernel that stops removes the socket file at its path only if it is still its own, not one a later kernel put there', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-sockafter-'));
+  const socket = join(dir, 'k.sock');
+  let first: RunningKernel | undefined;
+  let second: RunningKernel | undefined;
+  try {
+    first = await startKernel({ socket });
+    // Its file removed by hand, another kernel starts at the path while the first still runs.
+    unlinkSync(socket);
+    second = await startKernel({ socket });
+    await first.close();
+    assert.deepEqual(readdirSync(dir), ['k.sock'], "the second kernel's socket stays");
+    const proc = await connect({ socket });
+    await proc.close();
+  } finally {
+    await first?.close();
+    await second?.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });
