@@ -129,6 +129,17 @@ describe('postbox/sysv', () => {
       await a.msgctl(id, IPC_RMID);
     });
 
+    test('IPC_RMID frees the key: without IPC_CREAT it is ENOENT, and IPC_CREAT | IPC_EXCL makes a new queue under it', async () => {
+      const k = key();
+      const id = await a.msgget(k, 0o600 | IPC_CREAT);
+      await a.msgctl(id, IPC_RMID);
+      await fails(a.msgget(k, 0o600), 'ENOENT', 'msgget');
+      const again = await a.msgget(k, 0o600 | IPC_CREAT | IPC_EXCL);
+      assert.notEqual(again, id, 'a new queue');
+      assert.equal(await b.msgget(k, 0), again, 'the key leads to it');
+      await a.msgctl(again, IPC_RMID);
+    });
+
     test('without IPC_CREAT a key with no queue is ENOENT', async () => {
       await fails(a.msgget(key(), 0o666), 'ENOENT', 'msgget');
     });
