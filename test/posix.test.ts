@@ -339,6 +339,41 @@ describe('POSIX message queues', () => {
     await mq.mq_unlink(name);
   });
 
+  test('a registration for mq_notify ends with its process: another may register, and is told', async () => {
+    const name = qname();
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 4, mq_msgsize: 16 });
+    const gone = await connect({ socket: kernel.socket });
+    const mqGone = posix(gone);
+    await mqGone.mq_notify(await mqGone.mq_open(name, O_RDWR), () => {});
+    await assert.rejects(
+      mq.mq_notify(d, () => {}),
+      code('EBUSY'),
+    );
+    await gone.close();
+    const notified = new Promise<void>((resolve) => {
+      void mq.mq_notify(d, resolve);
+    });
+    await proc.lookup(proc.id); // requests are answered in order: the registration is in
+    const w = await mq2.mq_open(name, O_WRONLY);
+    await mq2.mq_send(w, 'ping', 0);
+    await notified;
+    await mq2.mq_close(w);
+    await mq.mq_close(d);
+    await mq.mq_unlink(name);
+  });
+
+  test('an unlinked queue goes when the last process that has it open ends, as at its last close', async () => {
+    const name = qname();
+    const d = await mq.mq_open(name, O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 4, mq_msgsize: 16 });
+    const holder = await connect({ socket: kernel.socket });
+    const id = (await holder.openMailbox(name)).id;
+    await mq.mq_close(d);
+    await mq.mq_unlink(name);
+    assert.equal((await proc.stat(id)).unlinked, true, 'unlinked, still held');
+    await holder.close();
+    await assert.rejects(proc.stat(id), code('ENOENT'));
+  });
+
   test('mq_notify and an mq_send in the same breath: the notice is not lost', async () => {
     // The kernel answers the registration and sends the notice in one write, which the client
     // reads in one go: the notice must find its handler although nobody has awaited yet.
