@@ -292,6 +292,21 @@ describe('sharing, rights and termination', () => {
     }
   });
 
+  test('a removed mailbox’s name is free at once, deleted or gone with its owner: open is ENOENT, and a create makes a new mailbox', async () => {
+    const name = box();
+    const owner = await connect({ socket: kernel.socket });
+    const first = await owner.createMailbox(name);
+    await first.delete();
+    await assert.rejects(me.openMailbox(name), (err: Error & { code?: string }) => err.code === 'ENOENT');
+    const second = await owner.createMailbox(name);
+    assert.notEqual(second.id, first.id);
+    await owner.close();
+    await assert.rejects(me.openMailbox(name), (err: Error & { code?: string }) => err.code === 'ENOENT');
+    const third = await me.createMailbox(name);
+    assert.notEqual(third.id, second.id);
+    await third.delete();
+  });
+
   test('a revoke or a transfer takes the send right from the very next send, though the process sent a moment before', async () => {
     const name = box();
     const owner = await connect({ socket: kernel.socket });
