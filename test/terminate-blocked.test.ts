@@ -71,6 +71,39 @@ test('a killed process leaves no later send of its own in a full mailbox', async
   await mb.delete();
 });
 
+test("another process's send waiting behind a killed process's goes in once the killed one's is withdrawn", async () => {
+  const mb = await me.createMailbox('behind', { maxBytes: 100 });
+  await mb.send('a'.repeat(90));
+  const w = await startAgent(kernel.env);
+  agents.push(w);
+  assert.equal((await w.do({ cmd: 'open', name: 'behind' })).event, 'ok');
+  w.start({ cmd: 'send', mb: 'behind', body: 'b'.repeat(50) });
+  await until(
+    () => me.stat('behind'),
+    (s) => s.waitingSenders.length === 1,
+    BOUND_MS,
+    "the killed process's send blocked",
+  );
+  // 3 bytes would fit, but sends go in in order: it waits behind the 50.
+  const other = await connect({ socket: kernel.socket });
+  try {
+    const sent = other.sendTo(mb.id, 'c'.repeat(3));
+    await until(
+      () => me.stat('behind'),
+      (s) => s.waitingSenders.length === 2,
+      BOUND_MS,
+      'both sends blocked',
+    );
+    await w.kill();
+    await within(sent, BOUND_MS, 'the send behind it');
+    assert.equal((await mb.receive({ nowait: true }))?.text(), 'a'.repeat(90));
+    assert.equal((await mb.receive({ nowait: true }))?.text(), 'c'.repeat(3));
+  } finally {
+    await other.close();
+    await mb.delete();
+  }
+});
+
 test("a FIFO's reader sees what a killed writer sent before its blocked writes, then end of file", async () => {
   await mkfifo(me, 'killed-writer');
   // Open but not read from until the writer is dead: its sends fill the FIFO and wait.
