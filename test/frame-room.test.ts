@@ -111,6 +111,49 @@ test('a large frame waits, unread, for room another holds; then both arrive whol
   assert.ok(a.peer.isOpen && b.peer.isOpen, 'nobody was ended');
 });
 
+test('room is given in the order asked: a frame that would fit waits behind a larger one that asked first', {
+  timeout: 30_000,
+}, async () => {
+  const k = await kernelWith(['--max-partial-bytes', '1M']);
+  const owner = await client(k);
+  const box = await owner.createMailbox<Buffer>('big', { system: true });
+  const [a, b, c] = [await rawProcess(k.socket), await rawProcess(k.socket), await rawProcess(k.socket)];
+  const frameA = bigSend(1, box.id, 'a', 600 * KiB);
+  const frameB = bigSend(1, box.id, 'b', 900 * KiB);
+  const frameC = bigSend(1, box.id, 'c', 300 * KiB);
+  a.peer.write(frameA.subarray(0, 500 * KiB));
+  await roomGiven(owner, frameA.length, "A's frame given room");
+  b.peer.write(frameB);
+  await waitsForRoom(owner, b.id, 'B waiting for room');
+  // C's frame would fit beside A's, but B asked first: a stream of frames that each fit would
+  // otherwise keep B waiting for good.
+  c.peer.write(frameC);
+  await waitsForRoom(owner, c.id, 'C waiting behind B');
+  assert.equal((await owner.usage()).partialBytes, frameA.length);
+  a.peer.write(frameA.subarray(500 * KiB));
+  const order: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const m = await box.receive({ timeout: 10_000 });
+    order.push(String.fromCharCode(m!.body[0]!));
+  }
+  assert.deepEqual(order, ['a', 'b', 'c']);
+});
+
+test('a frame larger than the whole budget is slowed by it, never stopped: alone, it proceeds', {
+  timeout: 30_000,
+}, async () => {
+  const k = await kernelWith(['--max-partial-bytes', '256K']);
+  const owner = await client(k);
+  const box = await owner.createMailbox<Buffer>('big', { system: true });
+  const d = await rawProcess(k.socket);
+  const frame = bigSend(1, box.id, 'd', 900 * KiB);
+  d.peer.write(frame.subarray(0, 500 * KiB));
+  await roomGiven(owner, frame.length, 'the frame given room, over the budget');
+  d.peer.write(frame.subarray(500 * KiB));
+  const got = await box.receive({ timeout: 10_000 });
+  assert.deepEqual([got?.body.length, got?.body[0]], [900 * KiB, 'd'.charCodeAt(0)]);
+});
+
 test('a frame stalled half-way keeps its room while nobody waits, and is ended once someone does', {
   timeout: 40_000,
 }, async () => {
