@@ -139,6 +139,23 @@ test('room is given in the order asked: a frame that would fit waits behind a la
   assert.deepEqual(order, ['a', 'b', 'c']);
 });
 
+test('frames that together fill the budget exactly both have room', { timeout: 30_000 }, async () => {
+  const body = 300 * KiB;
+  const size = bigSend(1, 1, 'x', body).length;
+  const k = await kernelWith(['--max-partial-bytes', String(2 * size)]);
+  const owner = await client(k);
+  const box = await owner.createMailbox<Buffer>('big', { system: true });
+  const [a, b] = [await rawProcess(k.socket), await rawProcess(k.socket)];
+  const frames = [bigSend(1, box.id, 'a', body), bigSend(1, box.id, 'b', body)];
+  a.peer.write(frames[0]!.subarray(0, 200 * KiB));
+  await roomGiven(owner, size, "A's frame given room");
+  b.peer.write(frames[1]!.subarray(0, 200 * KiB));
+  await roomGiven(owner, 2 * size, "B's frame given room beside it");
+  a.peer.write(frames[0]!.subarray(200 * KiB));
+  b.peer.write(frames[1]!.subarray(200 * KiB));
+  for (let i = 0; i < 2; i++) assert.equal((await box.receive({ timeout: 10_000 }))?.body.length, body);
+});
+
 test('a frame larger than the whole budget is slowed by it, never stopped: alone, it proceeds', {
   timeout: 30_000,
 }, async () => {
