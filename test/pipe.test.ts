@@ -175,6 +175,50 @@ describe('pipes', () => {
     assert.ok(Buffer.concat(chunks).equals(Buffer.concat([Buffer.from('head'), big, Buffer.from('tail')])));
   });
 
+  test('a write of exactly a message is one message, and one byte more is two: no empty message between', async () => {
+    const p = await join();
+    const { reader, writer } = await pipe(p);
+    writer.write(Buffer.alloc(64 * 1024, 1));
+    writer.write(Buffer.alloc(64 * 1024 + 1, 2));
+    writer.end();
+    const sizes: number[] = [];
+    await within(
+      (async () => {
+        for await (const m of reader.messages()) sizes.push(m.data.length);
+      })(),
+      BOUND_MS,
+      'end of file',
+    );
+    assert.deepEqual(sizes, [64 * 1024, 64 * 1024, 1]);
+    reader.destroy();
+  });
+
+  test("under a kernel's message limit smaller than a pipe, a write is split at that limit, not refused", async () => {
+    // The writer split at 64 KiB whatever the limit: with --max-message-size 1000 a write of
+    // 5000 bytes was refused (EMSGSIZE) and the reader saw the stream end without it.
+    const k = await startTestKernel({ args: ['--max-message-size', '1000'] });
+    const p = await connect({ socket: k.socket });
+    try {
+      const { reader, writer } = await pipe(p);
+      let failed: Error | null = null;
+      writer.on('error', (err) => {
+        failed = err;
+      });
+      const chunks: Buffer[] = [];
+      reader.on('data', (c: Buffer) => chunks.push(c));
+      const big = Buffer.alloc(5000);
+      for (let i = 0; i < big.length; i++) big[i] = i % 251;
+      writer.write(big);
+      writer.end('tail');
+      await within(once(reader, 'end'), BOUND_MS, 'end of file');
+      assert.equal(failed, null);
+      assert.ok(Buffer.concat(chunks).equals(Buffer.concat([big, Buffer.from('tail')])));
+    } finally {
+      await p.close();
+      await k.stop();
+    }
+  });
+
   test("openFifo 'w' waits for a reader, as open(2) does; its signal stops the wait", async () => {
     const p = await join();
     const other = await join();
