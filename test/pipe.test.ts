@@ -96,6 +96,30 @@ describe('pipes', () => {
     }
   });
 
+  test('a writer ended while its last write waits for room fails with EPIPE when the last reader goes, rather than finishing', async () => {
+    const p = await join();
+    const { id, reader, writer } = await pipe(p);
+    // Two writes fill the pipe; the third is sent and waits in the kernel for room.
+    for (let i = 0; i < 3; i++) await new Promise((r) => writer.write(Buffer.alloc(32 * 1024, i), r));
+    await within(
+      (async () => {
+        while ((await p.stat(id)).waitingSenders.length === 0) await new Promise((r) => setImmediate(r));
+      })(),
+      BOUND_MS,
+      'a send to wait for room',
+    );
+    const outcome = new Promise<string>((resolve) => {
+      writer.once('finish', () => resolve('finish'));
+      writer.once('error', (err: Error & { code?: string }) => resolve(err.code ?? err.message));
+    });
+    writer.end();
+    // end() reaches the writer's _final, which waits for the send in flight.
+    await p.lookup(p.id);
+    await new Promise((r) => setImmediate(r));
+    reader.destroy();
+    assert.equal(await within(outcome, BOUND_MS, "the writer's end"), 'EPIPE');
+  });
+
   test('a full pipe stops the writer after about a pipe more, not after megabytes parked in the kernel', async () => {
     // The writer had 64 sends in flight whatever their size: with 64 KiB writes and nobody
     // reading, 63 of them (4 MiB) waited in the kernel before write() ever waited.
@@ -536,6 +560,50 @@ describe('pipes', () => {
       'end of file once the child that never opened its end exits',
     );
     assert.equal(got, 0);
+  });
+
+  test("spawn 'w' with handOver: what is written before the child opens its end waits for it, not EPIPE", async () => {
+    const p = await join();
+    const hold = await p.createMailbox('pipe-test-hold-early', { system: true, mode: 0o666 });
+    const got = await p.createMailbox('pipe-test-got-early', { system: true, mode: 0o666 });
+    const client = new URL('../src/client/mod.js', import.meta.url).href;
+    const face = new URL('../src/faces/pipe.js', import.meta.url).href;
+    const script = `
+      import { connect } from ${JSON.stringify(client)};
+      import { pipeFromEnv } from ${JSON.stringify(face)};
+      const me = await connect();
+      // Opens its end only when the parent says, after the parent has written.
+      await (await me.openMailbox('pipe-test-hold-early')).receive();
+      const r = await pipeFromEnv(me);
+      r.setEncoding('utf8');
+      let text = '';
+      for await (const chunk of r) text += chunk;
+      await (await me.openMailbox('pipe-test-got-early')).send(text);
+      await me.close();`;
+    const child = await spawn(p, process.execPath, ['--input-type=module', '-e', script], 'w', {
+      handOver: true,
+    });
+    try {
+      let failed: Error | null = null;
+      child.writer.on('error', (err) => {
+        failed = err;
+      });
+      // Round trips: the kernel has answered spawn()'s wait for the child's reader by now, and
+      // a parent that let go of its own read end at that answer has done so.
+      await p.stat(child.writer.mailbox.id);
+      await p.stat(child.writer.mailbox.id);
+      await new Promise<void>((resolve) => child.writer.write('early\n', () => resolve()));
+      await hold.send('go');
+      child.writer.end('late\n');
+      const text = await within(got.receive(), BOUND_MS, "the child's text");
+      assert.equal(failed, null);
+      assert.equal(text?.body, 'early\nlate\n');
+      assert.deepEqual(await within(child.wait(), BOUND_MS, 'the child to exit'), { code: 0, signal: null });
+    } finally {
+      if (child.child.exitCode === null) child.child.kill();
+      await hold.delete();
+      await got.delete();
+    }
   });
 
   test("spawn 'w' with handOver: a child that closes its read end and works on fails the writer with EPIPE then, not at its exit", async () => {
