@@ -632,6 +632,25 @@ test('a process may dial its own port; a reset reaches the peer; closing a port 
   await assert.rejects(port.accept(), { code: 'ENOTCONN' });
 });
 
+test('a side that ends after its peer has closed finishes cleanly: the peer is gone, there is nobody to tell', async () => {
+  const port = await listen(me, newPort());
+  try {
+    const [server, client] = await Promise.all([
+      port.accept({ timeout: 5000 }),
+      dial(me, port.name, { timeout: 5000 }),
+    ]);
+    await server.close();
+    assert.equal(await client.receive({ timeout: 5000 }), null);
+    // once() rejects if 'error' comes first.
+    const finished = once(client, 'finish');
+    client.end();
+    await within(finished, 10_000, "the client's end");
+    await client.close();
+  } finally {
+    await port.close();
+  }
+});
+
 test('connections share one monitor per peer process, and the last one closed takes it back', async () => {
   const server = await agent('monitored');
   const port = newPort();
