@@ -651,6 +651,59 @@ test('a side that ends after its peer has closed finishes cleanly: the peer is g
   }
 });
 
+test('a side that has ended sends no more: send() fails with EPIPE, rather than a message the peer would never read', async () => {
+  const port = await listen(me, newPort());
+  try {
+    const [server, client] = await Promise.all([
+      port.accept({ timeout: 5000 }),
+      dial(me, port.name, { timeout: 5000 }),
+    ]);
+    client.end();
+    await once(client, 'finish');
+    await assert.rejects(client.send('after the end'), { code: 'EPIPE' });
+    assert.equal(await server.receive({ timeout: 5000 }), null);
+    await server.close();
+    await client.close();
+  } finally {
+    await port.close();
+  }
+});
+
+test('close() ends after everything written, writes still buffered behind a full mailbox included; with timeout, it closes anyway', async () => {
+  const port = await listen(me, newPort(), { capacity: 2 });
+  try {
+    const [server, client] = await Promise.all([
+      port.accept({ timeout: 5000 }),
+      dial(me, port.name, { timeout: 5000 }),
+    ]);
+    // More than the window of sends in flight: the rest waits in the Writable's buffer.
+    const count = 40;
+    for (let i = 0; i < count; i++) client.write(`w${i};`);
+    const closing = client.close();
+    let text = '';
+    for (;;) {
+      const m = await within(server.receive(), 10_000, 'the next message');
+      if (m === null) break;
+      text += m.text();
+    }
+    assert.equal(text, Array.from({ length: count }, (_, i) => `w${i};`).join(''));
+    await within(closing, 10_000, 'the close');
+    await server.close();
+
+    // Nobody reads the other side: the end waits for room until the timeout, then the close goes on.
+    const [quiet, talker] = await Promise.all([
+      port.accept({ timeout: 5000 }),
+      dial(me, port.name, { timeout: 5000 }),
+    ]);
+    for (let i = 0; i < 10; i++) talker.write(`t${i}`);
+    await within(talker.close({ timeout: 50 }), 10_000, 'the close with a timeout');
+    assert.equal(talker.closed, true);
+    await quiet.close();
+  } finally {
+    await port.close();
+  }
+});
+
 test('connections share one monitor per peer process, and the last one closed takes it back', async () => {
   const server = await agent('monitored');
   const port = newPort();
