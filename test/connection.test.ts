@@ -21,6 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, type MailboxStat, type PostboxError, type PostboxProcess } from '../src/client/mod.js';
+import { T_REFUSE, T_SYN, T_SYNACK, VERSION } from '../src/faces/connection/wire.js';
 import { type Connection, dial, listen } from '../src/faces/connection.js';
 import { Agent, type AgentEvent } from './helpers/agent.js';
 import { ChildOutput } from './helpers/child-output.js';
@@ -701,6 +702,100 @@ test('close() ends after everything written, writes still buffered behind a full
     await quiet.close();
   } finally {
     await port.close();
+  }
+});
+
+test('accept() skips a request that is not a live dialer’s own: one naming another process’s mailbox, one whose mailbox is gone', async () => {
+  const port = await listen(me, newPort());
+  const forger = await connect({ socket: kernel.socket, name: 'forger' });
+  const bystander = await connect({ socket: kernel.socket, name: 'bystander' });
+  const dialer = await connect({ socket: kernel.socket, name: 'dialer' });
+  try {
+    // A mailbox anyone may write to, whose owner reads whatever comes.
+    const victim = await bystander.createMailbox(null, { mode: 0o666 });
+    const first = victim.receive();
+    const toPort = await forger.openMailbox(`port:${port.name}`, { role: 'write' });
+    await toPort.send({ v: VERSION, mailbox: victim.id, style: 'stream' }, { type: T_SYN });
+    const gone = await forger.createMailbox(null, { mode: 0o622 });
+    await toPort.send({ v: VERSION, mailbox: gone.id, style: 'stream' }, { type: T_SYN });
+    await gone.delete();
+    toPort.close();
+    const [conn, client] = await Promise.all([
+      port.accept({ timeout: 5000 }),
+      dial(dialer, port.name, { timeout: 5000 }),
+    ]);
+    assert.equal(conn.peer.id, dialer.id);
+    await victim.send('nothing before this');
+    assert.equal(
+      (await within(first, 10_000, "the bystander's first message"))?.text(),
+      'nothing before this',
+    );
+    await client.close();
+    await conn.close();
+  } finally {
+    await port.close();
+    await Promise.all([forger.close(), bystander.close(), dialer.close()]);
+  }
+});
+
+test('a dial takes its answer only from the process that took its request, and one whose listener ends or answers with a mailbox not its own fails', async () => {
+  const dialer = await connect({ socket: kernel.socket, name: 'dialer' });
+  const forger = await connect({ socket: kernel.socket, name: 'forger' });
+  const fake = await connect({ socket: kernel.socket, name: 'fake-listener' });
+  const port = await listen(me, newPort());
+  try {
+    // A refusal sent by a third process into the dialer's mailbox while the request waits.
+    const dialing = dial(dialer, port.name, { timeout: 10_000 });
+    await until(
+      () => statOf(port.mailbox),
+      (st) => st.count === 1,
+      5000,
+      'the request queued',
+    );
+    const inbound = (await me.mailboxes()).find((m) => m.owner === dialer.id && m.name === null)!;
+    const spoof = await forger.openMailbox(inbound.id, { role: 'write' });
+    await spoof.send({ reason: 'forged' }, { type: T_REFUSE });
+    spoof.close();
+    const conn = await port.accept({ timeout: 5000 });
+    const client = await within(dialing, 10_000, 'the dial');
+    assert.equal(client.peer.id, me.id);
+    await client.close();
+    await conn.close();
+
+    // A listener that takes the request and ends before answering.
+    const name = newPort();
+    const box = await fake.createMailbox(`port:${name}`, { mode: 0o622, role: 'read' });
+    const ending = dial(dialer, name);
+    assert.equal((await box.receive({ timeout: 5000 }))?.type, T_SYN);
+    await fake.close();
+    await within(
+      assert.rejects(ending, { code: 'ECONNREFUSED', message: /ended during the handshake/ }),
+      10_000,
+      'the refusal',
+    );
+
+    // A listener that answers with another process's mailbox.
+    const liar = await connect({ socket: kernel.socket, name: 'liar' });
+    try {
+      const victim = await forger.createMailbox(null, { mode: 0o666 });
+      const other = newPort();
+      const lying = await liar.createMailbox(`port:${other}`, { mode: 0o622, role: 'read' });
+      const answered = dial(dialer, other, { timeout: 10_000 });
+      const syn = (await lying.receive({ timeout: 5000 }))!;
+      const back = await liar.openMailbox((syn.body as { mailbox: number }).mailbox, { role: 'write' });
+      await back.send({ v: VERSION, mailbox: victim.id }, { type: T_SYNACK });
+      await within(
+        assert.rejects(answered, { code: 'ECONNRESET', message: /a mailbox not its own/ }),
+        10_000,
+        'the reset',
+      );
+      assert.equal((await victim.stat()).count, 0);
+    } finally {
+      await liar.close();
+    }
+  } finally {
+    await port.close();
+    await Promise.all([dialer.close(), forger.close(), fake.close()]);
   }
 });
 
