@@ -290,6 +290,45 @@ describe('pipes', () => {
     }
   });
 
+  test("openFifo 'w' already waiting for a reader: an abort fails it with ECANCELED, and so does its process closing, with no write end left", async () => {
+    const p = await join();
+    await mkfifo(p, 'pipe-test-stop');
+    try {
+      for (const how of ['aborted', 'closed'] as const) {
+        const waiter = await join();
+        const ac = new AbortController();
+        const waiting = openFifo(waiter, 'pipe-test-stop', 'w', { signal: ac.signal });
+        const outcome = waiting.then(
+          () => 'opened',
+          (e: PostboxError) => e.code,
+        );
+        await within(
+          (async () => {
+            while (((await p.processes()).find((q) => q.id === waiter.id)?.blockedOn ?? []).length === 0)
+              await new Promise((r) => setImmediate(r));
+          })(),
+          BOUND_MS,
+          'the writer to wait for a reader',
+        );
+        if (how === 'aborted') ac.abort();
+        else await waiter.close();
+        const code = await within(outcome, BOUND_MS, `the open to fail once ${how}`);
+        assert.notEqual(code, 'opened');
+        if (how === 'aborted') assert.equal(code, 'ECANCELED');
+        await within(
+          (async () => {
+            while ((await p.stat('pipe-test-stop')).writers > 0) await new Promise((r) => setImmediate(r));
+          })(),
+          BOUND_MS,
+          'no write end left open',
+        );
+        await waiter.close();
+      }
+    } finally {
+      await unlinkFifo(p, 'pipe-test-stop');
+    }
+  });
+
   test('a writer waiting for a reader is told when the FIFO is deleted, and one that leaves is forgotten', async () => {
     const p = await join();
     const other = await join();
