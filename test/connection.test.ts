@@ -22,7 +22,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, type MailboxStat, type PostboxError, type PostboxProcess } from '../src/client/mod.js';
 import { T_REFUSE, T_SYN, T_SYNACK, VERSION } from '../src/faces/connection/wire.js';
-import { type Connection, dial, listen } from '../src/faces/connection.js';
+import { type Connection, dial, listen, RESERVED_TYPE } from '../src/faces/connection.js';
 import { Agent, type AgentEvent } from './helpers/agent.js';
 import { ChildOutput } from './helpers/child-output.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
@@ -586,6 +586,8 @@ test('receive timeouts lose nothing; only the peer may send to a connection’s 
     }
     await third.close();
     await assert.rejects(client.send('x', { type: 0x7fff_ff04 }), { code: 'EINVAL' });
+    // The first reserved type too: the peer would take it for the layer's own and drop it unseen.
+    await assert.rejects(client.send('x', { type: RESERVED_TYPE }), { code: 'EINVAL' });
     await client.close();
     assert.equal(await server.receive({ timeout: 5000 }), null);
     await server.close();
@@ -796,6 +798,33 @@ test('a dial takes its answer only from the process that took its request, and o
   } finally {
     await port.close();
     await Promise.all([dialer.close(), forger.close(), fake.close()]);
+  }
+});
+
+test('messages() ends when this side closes, not with ENOTCONN', async () => {
+  const port = await listen(me, newPort());
+  try {
+    const [server, client] = await Promise.all([
+      port.accept({ timeout: 5000 }),
+      dial(me, port.name, { timeout: 5000 }),
+    ]);
+    const texts: string[] = [];
+    const reading = (async () => {
+      for await (const m of server.messages()) texts.push(m.text());
+    })();
+    await client.send('one');
+    await until(
+      async () => texts.length,
+      (n) => n === 1,
+      5000,
+      'the first message read',
+    );
+    await server.close();
+    await within(reading, 10_000, 'the loop to end');
+    assert.deepEqual(texts, ['one']);
+    await client.close();
+  } finally {
+    await port.close();
   }
 });
 
