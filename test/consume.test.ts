@@ -177,6 +177,28 @@ for (const transport of ['unix', 'tcp'] as const) {
       await box.delete();
     });
 
+    test('handlers in progress that reject one after another: closed rejects with the first error', async () => {
+      const box = await me.createMailbox<number>(null, { mode: 0o666 });
+      await box.sendMany([0, 1]);
+      const rejecters: ((err: Error) => void)[] = [];
+      const c = box.consume(
+        () =>
+          new Promise<void>((_, reject) => {
+            rejecters.push(reject);
+          }),
+        { prefetch: 4, holdCredit: true },
+      );
+      for (let turns = 0; rejecters.length < 2 && turns < 100_000; turns++)
+        await new Promise((r) => setImmediate(r));
+      assert.equal(rejecters.length, 2, 'both handlers are in progress');
+      const first = new Error('first');
+      rejecters[0]!(first);
+      await new Promise((r) => setImmediate(r));
+      rejecters[1]!(new Error('second'));
+      await assert.rejects(c.closed, (err) => err === first, 'a later error does not replace the first');
+      await box.delete();
+    });
+
     test('the mailbox removed under a consumer: closed rejects with EIDRM', async () => {
       const box = await me.createMailbox(null, { mode: 0o666 });
       const c = box.consume(() => {});
