@@ -79,6 +79,31 @@ for (const transport of ['unix', 'tcp'] as const) {
       });
     }
 
+    test('a message recalled from among others pushed ahead: those after it are yielded in the order they were sent', async () => {
+      const mine = await receiver.createMailbox<string>(null, { capacity: 10, mode: 0o666 });
+      const out = await sender.openMailbox<string>(mine.id);
+      const first = out.send('first', { receipt: true });
+      const it = await busyLoop(mine, first);
+      const controller = new AbortController();
+      const a = out.send('a', { receipt: true });
+      const gaveUp = out.send('recalled', { receipt: true, signal: controller.signal });
+      const rest = [out.send('b', { receipt: true }), out.send('c', { receipt: true })];
+      await until(
+        () => mine.stat(),
+        (s) => s.inflight === 4,
+        10_000,
+        'the four messages pushed ahead',
+      );
+      controller.abort();
+      await assert.rejects(gaveUp, { code: 'ECANCELED' });
+      const got: string[] = [];
+      for (let k = 0; k < 3; k++) got.push((await it.next()).value!.body);
+      assert.deepEqual(got, ['a', 'b', 'c'], 'the gap closed with the rest still in order');
+      await Promise.all([a, ...rest]);
+      await it.return?.();
+      await mine.delete();
+    });
+
     test('a message the loop took before the recall reached it: the send completes as received', async () => {
       const mine = await receiver.createMailbox<string>(null, { capacity: 0, mode: 0o666 });
       const out = await sender.openMailbox<string>(mine.id);
