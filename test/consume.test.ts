@@ -199,6 +199,21 @@ for (const transport of ['unix', 'tcp'] as const) {
       await box.delete();
     });
 
+    test("a pipe's last writer closes: closed resolves once the handler has had all it wrote", async () => {
+      const name = `consume-pipe-${transport}`;
+      const box = await me.createMailbox<string>(name, { mode: 0o666, endOnLastWriter: true, role: 'read' });
+      const writer = await other.openMailbox<string>(name, { role: 'write' });
+      const got: string[] = [];
+      const c = box.consume((m) => {
+        got.push(m.body);
+      });
+      await writer.sendMany(['one', 'two']);
+      await writer.close();
+      await c.closed;
+      assert.deepEqual(got, ['one', 'two']);
+      await box.delete();
+    });
+
     test('the mailbox removed under a consumer: closed rejects with EIDRM', async () => {
       const box = await me.createMailbox(null, { mode: 0o666 });
       const c = box.consume(() => {});
