@@ -153,6 +153,9 @@ describe('an AbortedError carries its signal’s reason as its cause', { timeout
     await me.lookup(other.id); // answered after the monitor's own answer: it is set up by now
     later.abort(why);
     await abortedBy(watchingLong, why);
+    // Stopped watching means the kernel forgets the monitor too, not only this side.
+    const mine = (await me.processes()).find((p) => p.id === me.id)!;
+    assert.equal(mine.watching, 0, 'both monitors taken back in the kernel');
   });
 
   test('RPC: a call aborted while its server runs it, and one aborted before it was sent', async () => {
