@@ -389,6 +389,14 @@ for (const transport of ['unix', 'tcp'] as const) {
       ]);
     });
 
+    test('the inbox: proc.consume() with a signal already aborted takes nothing and is closed at once', async () => {
+      await other.send(me.id, 'left alone');
+      const got: string[] = [];
+      await me.consume<string>((m) => got.push(m.body), { signal: AbortSignal.abort() }).closed;
+      assert.deepEqual(got, []);
+      assert.equal((await me.receive<string>({ nowait: true }))?.body, 'left alone', 'still in the inbox');
+    });
+
     test('bad input is EINVAL before anything is opened; a closed handle is ENOTCONN', async () => {
       const box: Mailbox = await me.createMailbox(null);
       assert.throws(() => box.consume('handler' as unknown as () => void), {
