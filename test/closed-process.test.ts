@@ -146,3 +146,30 @@ describe('loops running when the process closes itself', () => {
     await single;
   });
 });
+
+describe('a handle closed while it is waited on', () => {
+  const { join } = kernelForTests();
+
+  test('its waiting receive fails with ENOTCONN and its loop ends; what comes later is left for others', {
+    timeout: 20_000,
+  }, async () => {
+    const [me, other] = [await join(), await join()];
+    const box = await me.createMailbox('handle-closed-waiting', { mode: 0o666 });
+    const waiting = box.receive();
+    const step = box.messages().next();
+    // Both have reached the kernel before the close: a list call is answered after them.
+    await me.mailboxes();
+    await box.close();
+    await assert.rejects(waiting, (e: PostboxError) => e.code === 'ENOTCONN');
+    assert.deepEqual(await step, { done: true, value: undefined });
+    await (await other.openMailbox('handle-closed-waiting')).send('later');
+    const again = await me.openMailbox('handle-closed-waiting');
+    assert.equal(
+      (await again.receive({ nowait: true }))?.body,
+      'later',
+      'nothing of the closed handle took it',
+    );
+    await me.close();
+    await other.close();
+  });
+});
