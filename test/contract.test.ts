@@ -123,6 +123,11 @@ for (const transport of ['unix', 'tcp'] as const) {
         'two more pushed after returnCredit(2)',
       );
       assert.deepEqual([await take(), await take()], ['j3', 'j4']);
+      // Two given back and two more taken: three in hand again, and no more than that to give.
+      assert.throws(
+        () => jobs.returnCredit(4),
+        /returnCredit\(4\): 3 taken messages have not given theirs back/,
+      );
       await jobs.return();
       const after = await until(
         () => mb.stat(),
