@@ -19,7 +19,7 @@ import {
 } from 'node:fs';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -577,6 +577,46 @@ test('SIGHUP shuts the kernel down as SIGTERM does: processes told ESHUTDOWN, so
   } finally {
     k.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a test kernel stops when the test process that started it dies before its after() hooks', async () => {
+  // A test file killed by a timeout, or hung by a mutant, left its kernels running for good
+  // (14 of them after one mutation audit), each with its socket in /tmp.
+  const helper = new URL('./helpers/kernel.js', import.meta.url).href;
+  const script = `
+    import { startTestKernel } from ${JSON.stringify(helper)};
+    const k = await startTestKernel();
+    console.log(JSON.stringify({ pid: k.proc.pid, socket: k.socket, token: k.token }));
+    setInterval(() => {}, 60_000);
+  `;
+  const parent = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let started: { pid: number; socket: string; token: string } | undefined;
+  try {
+    const [line] = (await within(
+      once(createInterface({ input: parent.stdout! }), 'line'),
+      40_000,
+      'the kernel to start',
+    )) as [string];
+    started = JSON.parse(line) as { pid: number; socket: string; token: string };
+    const p = await connect({ socket: started.socket });
+    const waiting = p.receive();
+    parent.kill('SIGKILL');
+    await assert.rejects(within(waiting, 20_000, 'the orphaned kernel to stop'), { code: 'ESHUTDOWN' });
+    assert.equal(existsSync(started.socket), false, 'the kernel removed its socket as it stopped');
+  } finally {
+    parent.kill('SIGKILL');
+    if (started !== undefined) {
+      try {
+        process.kill(started.pid, 'SIGKILL');
+      } catch {
+        // Gone, as it should be.
+      }
+      // The folder the dead test process made for it (the helper's stop() would have removed it).
+      rmSync(dirname(started.socket), { recursive: true, force: true });
+    }
   }
 });
 

@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,13 @@ import { connect, type PostboxProcess } from '../../src/client/mod.js';
 
 /** The compiled command-line entry point. */
 export const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+
+/** util-linux's `setpriv`, where there is one (CI installs it; see .ci/run). */
+const SETPRIV: string | null =
+  (process.env.PATH ?? '')
+    .split(delimiter)
+    .map((dir) => join(dir, 'setpriv'))
+    .find((path) => existsSync(path)) ?? null;
 
 /** A kernel running in its own OS process, for one test file. */
 export interface TestKernel {
@@ -49,11 +56,16 @@ export async function startTestKernel(
     ...(options.args ?? []),
   ];
   // With `nofile`, under that limit of open files (soft and hard, so Node cannot raise it).
-  const [command, commandArgs] =
+  const limited =
     options.nofile === undefined
-      ? [process.execPath, args]
-      : ['prlimit', [`--nofile=${options.nofile}:${options.nofile}`, '--', process.execPath, ...args]];
-  const proc = spawn(command, commandArgs, {
+      ? [process.execPath, ...args]
+      : ['prlimit', `--nofile=${options.nofile}:${options.nofile}`, '--', process.execPath, ...args];
+  // A test process that dies before its after() hooks (a crash, a timeout's kill, a mutant that
+  // hangs it) would leave its kernels running for good: the kernel is told SIGTERM when its
+  // parent ends, and stops as an operator's SIGTERM stops it.
+  const [command, ...commandArgs] =
+    SETPRIV === null ? limited : [SETPRIV, '--pdeathsig', 'TERM', '--', ...limited];
+  const proc = spawn(command!, commandArgs, {
     env: { ...process.env, POSTBOX_TOKEN: token, POSTBOX_SOCKET: socket },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
