@@ -411,6 +411,29 @@ describe('pipes', () => {
     assert.equal(err.code, 'EPIPE');
   });
 
+  test("spawn 'w': a child that closes its standard input and runs on makes the writes fail with EPIPE", async () => {
+    // Not the exit this time: only the child's end of the OS pipe tells, when a write meets it.
+    const p = await join();
+    const child = await spawn(
+      p,
+      process.execPath,
+      ['-e', "require('node:fs').closeSync(0); setInterval(() => {}, 60_000)"],
+      'w',
+    );
+    try {
+      const failed = once(child.writer!, 'error');
+      for (let i = 0; i < 20_000 && !child.writer!.destroyed; i++) {
+        if (!child.writer!.write(`line ${i}\n`)) await Promise.race([once(child.writer!, 'drain'), failed]);
+      }
+      const [err] = (await within(failed, BOUND_MS, 'EPIPE')) as [Error & { code?: string }];
+      assert.equal(err.code, 'EPIPE');
+      assert.equal(child.child.exitCode, null, 'the child still runs');
+    } finally {
+      child.child.kill('SIGKILL');
+      await within(child.wait(), BOUND_MS, 'the child to exit');
+    }
+  });
+
   test('spawn of a command that does not exist: spawn() itself fails with ENOENT, and its pipe is not left behind', async () => {
     // It used to resolve, leave the reader to fail with ERR_STREAM_PREMATURE_CLOSE, and end the
     // process with an unhandled rejection unless wait() had been called first.
