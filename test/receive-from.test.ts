@@ -282,6 +282,34 @@ test('a receive from a terminated sender waits while an iterator holds two of it
   assert.deepEqual([m?.body, m?.sender], ['held 2', senderId]);
 });
 
+test('a receive from a terminated sender fails with ESRCH once an iterator takes three of its messages pushed to it together', {
+  timeout: 20_000,
+}, async () => {
+  const [me, sender, other] = [await join(), await join(), await join()];
+  const name = boxName();
+  const box = await me.createMailbox(name, { mode: 0o666 });
+  const holder = (await other.openMailbox(name)).messages({ prefetch: 8 });
+  // One write of three sends: the kernel pushes them to the iterator as one run, and the
+  // iterator's takes of all three, made in one turn, go back as one.
+  await (await sender.openMailbox(name)).sendMany(['a', 'b', 'c']);
+  await until(
+    () => box.stat(),
+    (s) => s.inflight === 3,
+    10_000,
+    'the three pushed ahead to the iterator',
+  );
+  const senderId = sender.id;
+  await sender.close();
+  const got = box.receive({ from: senderId });
+  await waitingIn(box, me.id);
+  const bodies = [];
+  for (let i = 0; i < 3; i++) bodies.push(((await holder.next()).value as Message).body);
+  assert.deepEqual(bodies, ['a', 'b', 'c']);
+  // No timeout: with the three counted down as one, the receive waited for ever.
+  await assert.rejects(got, isESRCH);
+  await holder.return?.();
+});
+
 test('a receive of one type from a terminated sender waits while another type of its is out, then ends with ESRCH when it comes back', {
   timeout: 20_000,
 }, async () => {
