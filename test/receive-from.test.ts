@@ -310,6 +310,121 @@ test('a receive from a terminated sender fails with ESRCH once an iterator takes
   await holder.return?.();
 });
 
+test("a receive from a terminated sender fails with ESRCH once an iterator takes its message, queued right after another sender's", {
+  timeout: 20_000,
+}, async () => {
+  const [me, a, b, other] = [await join(), await join(), await join(), await join()];
+  const name = boxName();
+  const box = await me.createMailbox(name, { mode: 0o666 });
+  // Queued with no receiver: the two lie back to back in the kernel's store, and go out to the
+  // iterator together, but are two senders' and counted as such.
+  await (await a.openMailbox(name)).send('from a');
+  await (await b.openMailbox(name)).send('from b');
+  const bId = b.id;
+  await b.close();
+  const holder = (await other.openMailbox(name)).messages({ prefetch: 8 });
+  const bodies = [];
+  for (let i = 0; i < 2; i++) bodies.push(((await holder.next()).value as Message).body);
+  assert.deepEqual(bodies, ['from a', 'from b']);
+  await until(
+    () => box.stat(),
+    (s) => s.inflight === 0 && s.count === 0,
+    10_000,
+    'both taken',
+  );
+  // Taken as one run counted as a's, b's message stayed "in hands" for good: nowait said "not
+  // yet" (null) and a waiting receive waited for ever.
+  await assert.rejects(box.receive({ from: bId, nowait: true }), isESRCH);
+  await holder.return?.();
+});
+
+test('a receive from a terminated sender is ESRCH at once while another iterator holds its message sent with a receipt (given back, it would be dropped)', {
+  timeout: 20_000,
+}, async () => {
+  const [me, sender, other] = [await join(), await join(), await join()];
+  const name = boxName();
+  const box = await me.createMailbox(name, { mode: 0o666 });
+  const holder = (await other.openMailbox(name)).messages({ prefetch: 4 });
+  const sending = (await sender.openMailbox(name))
+    .send('with a receipt', { receipt: true })
+    .catch((e: unknown) => e);
+  await until(
+    () => box.stat(),
+    (s) => s.inflight === 1,
+    10_000,
+    'the message pushed ahead to the iterator',
+  );
+  const senderId = sender.id;
+  await sender.close();
+  assert.equal(((await sending) as { code?: string }).code, 'ENOTCONN');
+  // Nothing of the sender's can come back to the queue: a receipt's message whose sender has
+  // gone is dropped when it is given back. Counted as the sender's, it made this wait.
+  await assert.rejects(box.receive({ from: senderId, nowait: true }), isESRCH);
+  await holder.return?.();
+  assert.equal((await box.stat()).count, 0, 'given back, it was dropped');
+});
+
+test("taking a terminated sender's message sent with a receipt leaves its plain one counted: a receive from it still waits for that one", {
+  timeout: 20_000,
+}, async () => {
+  const [me, sender, other] = [await join(), await join(), await join()];
+  const name = boxName();
+  const box = await me.createMailbox(name, { mode: 0o666 });
+  const holder = (await other.openMailbox(name)).messages({ prefetch: 4 });
+  const out = await sender.openMailbox(name);
+  const receipted = out.send('with a receipt', { receipt: true });
+  await out.send('plain');
+  await until(
+    () => box.stat(),
+    (s) => s.inflight === 2,
+    10_000,
+    'both pushed ahead to the iterator',
+  );
+  assert.equal(((await holder.next()).value as Message).body, 'with a receipt');
+  assert.equal((await receipted).receiver, other.id);
+  const senderId = sender.id;
+  await sender.close();
+  // The receipt's message was never counted as the sender's; its take counted down the plain
+  // one instead, and this was ESRCH with 'plain' still to come back.
+  assert.equal(await box.receive({ from: senderId, nowait: true }), null, 'nothing yet: not ESRCH');
+  const got = box.receive({ from: senderId });
+  await waitingIn(box, me.id);
+  await holder.return?.();
+  assert.equal((await got)?.body, 'plain');
+});
+
+test('an iterator from a terminated sender that took two of its messages still waits for one another iterator holds, and yields it when given back', {
+  timeout: 20_000,
+}, async () => {
+  const [me, sender, other] = [await join(), await join(), await join()];
+  const name = boxName();
+  const box = await me.createMailbox(name, { mode: 0o666 });
+  const out = await sender.openMailbox(name);
+  // The other iterator, with room for one, holds the first message.
+  const holder = (await other.openMailbox(name)).messages({ prefetch: 1 });
+  await out.send('held');
+  await until(
+    () => box.stat(),
+    (s) => s.inflight === 1,
+    10_000,
+    'the first message pushed ahead to the other iterator',
+  );
+  const mine = box.messages({ from: sender.id, prefetch: 4 });
+  await out.send('one');
+  await out.send('two');
+  const bodies = [];
+  for (let i = 0; i < 2; i++) bodies.push(((await mine.next()).value as Message).body);
+  assert.deepEqual(bodies, ['one', 'two']);
+  await sender.close();
+  const third = mine.next();
+  await waitingIn(box, me.id);
+  // The two this iterator took no longer count as its own: with them still counted, the message
+  // in the other's hands looked like its own, and the loop ended with ESRCH at once.
+  await holder.return?.();
+  assert.equal(((await third).value as Message).body, 'held');
+  await assert.rejects(mine.next(), isESRCH);
+});
+
 test('a receive of one type from a terminated sender waits while another type of its is out, then ends with ESRCH when it comes back', {
   timeout: 20_000,
 }, async () => {
