@@ -411,6 +411,69 @@ for (const transport of ['unix', 'tcp'] as const) {
       );
     });
 
+    test('an iterator holding more than the kernel first made room for (4,096) takes and gives back exactly the right ones', async () => {
+      // The kernel's record of what a receiver holds starts at 4,096 entries and doubles when
+      // more come; here it doubles after takes have moved its start, where the old order must be
+      // kept. A fixed-size mailbox's messages are each their own entry.
+      const name = box();
+      const mb = await me.createMailbox<string>(name, { capacity: 8192, messageSize: 4 });
+      const body = (i: number): string => String(i).padStart(4, '0');
+      await mb.sendMany(Array.from({ length: 4096 }, (_, i) => body(i)));
+      const it = mb.messages({ prefetch: 8192 });
+      await until(
+        () => mb.stat(),
+        (s) => s.inflight === 4096,
+        20_000,
+        'all 4,096 pushed ahead',
+      );
+      const take = async (): Promise<string> => ((await it.next()).value as Message<string>).body;
+      for (let i = 0; i < 10; i++) assert.equal(await take(), body(i));
+      await until(
+        () => mb.stat(),
+        (s) => s.inflight === 4086,
+        10_000,
+        'the ten takes reach the kernel',
+      );
+      // Twenty more, from two processes in turn so that none joins the entry before it.
+      const connectOptions =
+        transport === 'tcp' ? { url: kernel.tcpUrl!, token: kernel.token } : { socket: kernel.socket };
+      const [a, b] = [await connect(connectOptions), await connect(connectOptions)];
+      try {
+        const outs = [await a.openMailbox<string>(name), await b.openMailbox<string>(name)];
+        for (let i = 4096; i < 4116; i++) await outs[i % 2]!.send(body(i));
+      } finally {
+        await a.close();
+        await b.close();
+      }
+      await until(
+        () => mb.stat(),
+        (s) => s.inflight === 4106,
+        10_000,
+        'the twenty pushed ahead too',
+      );
+      assert.equal(await take(), body(10));
+      await it.return?.();
+      await until(
+        () => mb.stat(),
+        (s) => s.inflight === 0,
+        10_000,
+        'the rest given back',
+      );
+      const left: string[] = [];
+      for (let i = 0; i < 4200; i++) {
+        const m = await mb.receive({ nowait: true });
+        if (m === null) break;
+        left.push(m.body);
+      }
+      // Copied out of order, the kernel took another message for the eleventh, gave the eleventh
+      // back to be received twice, and lost the one it had counted as taken.
+      assert.deepEqual(
+        left,
+        Array.from({ length: 4105 }, (_, i) => body(i + 11)),
+      );
+      await mb.close();
+    });
+
     test('a process killed while blocked takes nothing with it, and the kernel carries on', async () => {
       const name = box();
       const owner = await agent();
