@@ -723,6 +723,30 @@ describe('RPC', () => {
     assert.equal((await proc.stat('rpc:lonely')).count, 0, 'and nothing is left queued');
   });
 
+  test('waitForServer: calls queued behind the only server when it dies keep waiting, and the next server runs them', async () => {
+    const { child } = await startServer('patient', 1);
+    const patient = stub<Calc>(proc, 'patient', { waitForServer: true });
+    const running = patient.sleep(60_000, 'busy').then(
+      () => 'ok',
+      (e: PostboxError) => e.code,
+    );
+    const queued = [1, 2, 3, 4].map((i) => patient.add(i, 1));
+    await until(
+      () => proc.stat('rpc:patient'),
+      (st) => st.count === 4 && st.inflight === 0,
+      10_000,
+      'one taken, four queued',
+    );
+    await stop(child, 'SIGKILL');
+    // The caller is told of the server's end as the kernel ends it: by then the kernel has
+    // decided what happens to the calls queued behind it.
+    assert.equal(await within(running, 10_000, 'the running call to fail'), 'ECONNRESET');
+    // Asked to wait for a server, they stay (without waitForServer they fail ENOENT: above).
+    assert.equal((await proc.stat('rpc:patient')).count, 4, 'the four still queued');
+    await startServer('patient');
+    assert.deepEqual(await within(Promise.all(queued), 10_000, 'the queued calls'), [2, 3, 4, 5]);
+  });
+
   test('a server that dies inside a synchronous handler: the call ran once, and the caller is told the server died', async () => {
     // The request's take went out at the end of the read, after the handler had run: a server
     // ending inside it had the request given back, and the next server ran it again.
