@@ -218,6 +218,29 @@ test('TCP strangers that never say HELLO hold at most half the connections: the 
   }
 });
 
+test('a wrong token tried once is logged once, and the kernel says no count for it at shutdown', {
+  timeout: 60_000,
+}, async () => {
+  const kernel = await startTestKernel({ tcp: true });
+  try {
+    const peer = await RawPeer.open(tcpAddress(kernel));
+    const answer = await peer.hello({ pid: process.pid, token: 'a-guess' });
+    assert.equal(frameError(answer).code, 'ECONNREFUSED');
+    await peer.destroy();
+    await kernel.stop();
+    if (!kernel.proc.stderr!.closed) await once(kernel.proc.stderr!, 'close');
+    assert.equal(
+      kernel.log.filter((l) => /closing connection: wrong token/.test(l)).length,
+      1,
+      kernel.log.join('\n'),
+    );
+    // A summary of nothing ("0 more connections were closed") was the throttle counting none.
+    assert.ok(!kernel.log.some((l) => /more connections were closed/.test(l)), kernel.log.join('\n'));
+  } finally {
+    await kernel.stop();
+  }
+});
+
 test('a wrong token tried again and again is refused each time, and logged once with a count, not once per try', {
   timeout: 60_000,
 }, async () => {
