@@ -91,7 +91,35 @@ test('every field of the head arrives as sent, by send() and by sendMany(): type
       `message ${i}`,
     );
     assert.deepEqual(m.headers, i === got.length - 1 ? {} : headers, `headers of message ${i}`);
+    // The headers travel between the head and the body: size and data are the body's alone.
+    const bytes = Buffer.from(want.body as string | Buffer);
+    assert.deepEqual(
+      { size: m.size, data: m.data },
+      { size: bytes.length, data: bytes },
+      `size of message ${i}`,
+    );
   });
+});
+
+test('a message reads as documented: body decoded once, text() as UTF-8, a structured body cut short is EPROTO', async () => {
+  const a = await join();
+  const box = await a.createMailbox(boxName());
+  await box.send({ job: 'résumé ✓' });
+  await box.send({ job: 'x'.repeat(40) });
+  const m = (await box.receive())!;
+  // One value, decoded on the first read: a change made to it is there at the next.
+  const body = m.body as { job: string; done?: boolean };
+  body.done = true;
+  assert.equal(m.body, body);
+  assert.deepEqual(m.body, { job: 'résumé ✓', done: true });
+  assert.match(m.text(), /résumé ✓/);
+  const cut = (await box.receive({ maxSize: 10, truncate: true }))!;
+  assert.equal(cut.size, 10);
+  assert.throws(
+    () => cut.body,
+    (e: PostboxError) => e.code === 'EPROTO' && /the 10-byte body is not valid msgpack/.test(e.message),
+  );
+  assert.equal(cut.data.length, 10);
 });
 
 test("a body over the mailbox's own size limit sends none of the batch", async () => {
