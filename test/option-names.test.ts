@@ -291,6 +291,12 @@ describe('through a kernel', () => {
     await assert.rejects(box.receive({ truncate: true, nowait: true }), /truncate needs maxSize/);
     await assert.rejects(box.receive({ nowait: 1 } as never), /nowait must be true or false, not 1/);
     await assert.rejects(box.receive({ except: 'yes', type: 2 } as never), einval);
+    // A time limit is a whole number of ms, 0 to 2^32 - 1 (the wire's u32), for sends as for
+    // receives.
+    for (const timeout of [1.5, -1, 2 ** 32, Number.NaN]) {
+      await assert.rejects(box.receive({ timeout }), einval, `receive, timeout ${timeout}`);
+      await assert.rejects(box.send('x', { timeout }), einval, `send, timeout ${timeout}`);
+    }
     assert.throws(() => box.messages({ except: true }), einval);
     assert.throws(() => box.batches({ truncate: true }), einval);
     // Names that would drive the terminal of whoever runs `postbox ls` or `ps`, or read as an id.
