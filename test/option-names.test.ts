@@ -257,6 +257,8 @@ describe('through a kernel', () => {
     await assert.rejects(box.receive({ from: 'someone' } as never), einval);
     await assert.rejects(box.receive({ from: -1, nowait: true }), einval);
     await assert.rejects(box.receive({ from: 1.5, nowait: true }), einval);
+    // 0 is "from anyone" on the wire: as an option it would take the other sender's message.
+    await assert.rejects(box.receive({ from: 0, nowait: true }), einval);
     assert.throws(() => box.messages({ from: 'someone' } as never), einval);
     assert.throws(() => p.messages({ from: 'someone' } as never), einval);
     await assert.rejects(box.receive({ signal: 5 } as never), einval);
@@ -291,6 +293,12 @@ describe('through a kernel', () => {
     await assert.rejects(box.receive({ truncate: true, nowait: true }), /truncate needs maxSize/);
     await assert.rejects(box.receive({ nowait: 1 } as never), /nowait must be true or false, not 1/);
     await assert.rejects(box.receive({ except: 'yes', type: 2 } as never), einval);
+    // A misspelt onFull went out as no code at all, read by the kernel as 'wait'.
+    await assert.rejects(box.send('x', { onFull: 'dorp' } as never), /onFull must be wait, fail/);
+    // The head carries the headers' length in 16 bits: one byte more would be written as 0.
+    const headers = (n: number): Record<string, string> => ({ h: 'x'.repeat(n - '{"h":""}'.length) });
+    await assert.rejects(box.send('x', { headers: headers(65_536) }), /user headers are over 65535 bytes/);
+    await assert.rejects(box.sendMany(['x'], { headers: headers(65_536) }), einval);
     // A time limit is a whole number of ms, 0 to 2^32 - 1 (the wire's u32), for sends as for
     // receives.
     for (const timeout of [1.5, -1, 2 ** 32, Number.NaN]) {
@@ -582,5 +590,10 @@ describe('through a kernel', () => {
       box.receive({ type: 0, except: true, nowait: true }),
       (e: PostboxError) => e.code === 'EINVAL',
     );
+    // User headers of 65535 bytes, the most the head's 16-bit length carries.
+    const largest = { h: 'x'.repeat(65_535 - '{"h":""}'.length) };
+    const headed = await longest.createMailbox();
+    await headed.send('with the largest headers', { headers: largest });
+    assert.deepEqual((await headed.receive({ nowait: true }))?.headers, largest);
   });
 });
