@@ -295,6 +295,7 @@ describe('through a kernel', () => {
     await assert.rejects(box.receive({ except: 'yes', type: 2 } as never), einval);
     // A misspelt onFull went out as no code at all, read by the kernel as 'wait'.
     await assert.rejects(box.send('x', { onFull: 'dorp' } as never), /onFull must be wait, fail/);
+    await assert.rejects(box.send('x', { onFull: 'toString' } as never), /onFull must be wait, fail/);
     // The head carries the headers' length in 16 bits: one byte more would be written as 0.
     const headers = (n: number): Record<string, string> => ({ h: 'x'.repeat(n - '{"h":""}'.length) });
     await assert.rejects(box.send('x', { headers: headers(65_536) }), /user headers are over 65535 bytes/);

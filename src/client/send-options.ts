@@ -124,7 +124,8 @@ export function planSend(o: SendOptions, toProcess: boolean): SendPlan | Postbox
     );
   let onFull: OnFullCode = o.nowait === true ? OnFull.FAIL : OnFull.WAIT;
   if (o.onFull !== undefined) {
-    const code = onFullCodes[o.onFull];
+    // Own keys only: 'toString' found Object.prototype's function, which went out as 0, 'wait'.
+    const code = Object.hasOwn(onFullCodes, o.onFull) ? onFullCodes[o.onFull] : undefined;
     if (code === undefined)
       return new InvalidArgumentError(`onFull must be wait, fail, replace-oldest or drop, not '${o.onFull}'`);
     onFull = code;
