@@ -62,12 +62,14 @@ test('connect() refuses a misspelt option before connecting', async () => {
   );
 });
 
-test('connect() refuses a url it cannot use and an inbox capacity that is not one, before connecting', async () => {
+test('connect() refuses a url it cannot use, an inbox capacity that is not one, an empty name and a signal that is not one, before connecting', async () => {
   for (const options of [
     { url: 'tcp://127.0.0.1' },
     { url: 'http://127.0.0.1:47123' },
     { socket: '/nonexistent/k.sock', inboxCapacity: Number.NaN },
     { socket: '/nonexistent/k.sock', inboxCapacity: -1 },
+    { socket: '/nonexistent/k.sock', name: '' },
+    { socket: '/nonexistent/k.sock', signal: 5 as never },
   ]) {
     await assert.rejects(connect(options), (e) => e instanceof InvalidArgumentError, JSON.stringify(options));
   }
@@ -579,6 +581,9 @@ describe('through a kernel', () => {
     assert.equal(longest.name, 'n'.repeat(255));
     await assert.rejects(join({ name: 'n'.repeat(256) }), (e: PostboxError) => e.code === 'ENAMETOOLONG');
     const rendezvous = await join({ inboxCapacity: 0 });
+    // Infinity is the documented unbounded inbox, as leaving it out is.
+    const unbounded = await join({ inboxCapacity: Number.POSITIVE_INFINITY });
+    assert.equal((await unbounded.stat(unbounded.inbox)).capacity, null);
     await assert.rejects(
       longest.send(rendezvous.id, 'x', { nowait: true }),
       (e: PostboxError) => e.code === 'EAGAIN',
