@@ -14,6 +14,19 @@ const eperm = (e: PostboxError): boolean => e.code === 'EPERM' && /inbox/.test(e
 describe('inboxes', () => {
   const { join } = kernelForTests();
 
+  test('a process is told its own id and its inbox id, which differ once mailboxes were made before it', async () => {
+    const first = await join();
+    await first.createMailbox();
+    await first.createMailbox();
+    const me = await join({ name: 'told-who' });
+    assert.notEqual(me.inbox, me.id, 'mailboxes and processes are numbered apart');
+    const inbox = await me.stat(me.inbox);
+    assert.equal(inbox.owner, me.id);
+    await first.send('told-who', 'to the inbox');
+    assert.equal((await me.receive({ nowait: true }))?.sender, first.id);
+    assert.equal(inbox.id, me.inbox);
+  });
+
   test("an inbox's mode, group, owner and existence are refused with EPERM; it keeps working", async () => {
     const a = await join();
     const b = await join();
