@@ -298,6 +298,21 @@ describe('postbox/sysv', () => {
       await a.msgctl(id, IPC_RMID);
     });
 
+    test("msgrcv: a maxsize of 2^32 − 1 or more takes any message whole, with MSG_NOERROR too, as Linux's size_t msgsz does", async () => {
+      // The wire's maxSize stops below 2^32 − 1: at or above it the face asks for no limit at all.
+      const id = await a.msgget(IPC_PRIVATE, 0o600);
+      for (const [t, s] of [
+        [1, 'abcdefgh'],
+        [2, 'ijk'],
+        [3, 'lmnop'],
+      ] as const)
+        await a.msgsnd(id, t, s, 0);
+      assert.equal(text(await a.msgrcv(id, 2 ** 32 - 1, 0, IPC_NOWAIT)), 'abcdefgh');
+      assert.equal(text(await a.msgrcv(id, 2 ** 32 - 1, 0, IPC_NOWAIT | MSG_NOERROR)), 'ijk');
+      assert.equal(text(await a.msgrcv(id, 2 ** 40, 0, IPC_NOWAIT | MSG_NOERROR)), 'lmnop');
+      await a.msgctl(id, IPC_RMID);
+    });
+
     test('msgrcv: bad arguments and msqids are EINVAL, MSG_COPY is ENOSYS', async () => {
       const id = await a.msgget(IPC_PRIVATE, 0o600);
       await fails(a.msgrcv(id, -1, 0, IPC_NOWAIT), 'EINVAL', 'msgrcv');
