@@ -5,6 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
 import {
+  MQ_PRIO_MAX,
   close as moduleClose,
   mq_open as moduleOpen,
   O_CREAT,
@@ -422,6 +423,9 @@ describe('POSIX message queues', () => {
     await einval('mq_open', `${name}x`, O_CREAT | O_RDWR, 0o10000);
     await einval('mq_open', `${name}x`, O_CREAT | O_RDWR, 0o644, { mq_maxmsg: '2', mq_msgsize: 16 });
     await einval('mq_send', d, null, 0);
+    // Linux checks the priority (an unsigned int) before the descriptor: EINVAL, not EBADF.
+    await einval('mq_send', 999, 'x', -1);
+    await einval('mq_timedsend', 999, 'x', MQ_PRIO_MAX, null);
     await einval('mq_send', d, { text: 'hi' }, 0);
     // Linux: a negative tv_sec is EINVAL even when the queue has room.
     await einval('mq_timedsend', d, 'x', 0, { tv_sec: -1, tv_nsec: 0 });
@@ -473,6 +477,18 @@ describe('POSIX message queues', () => {
     const waiting = mq2.mq_timedreceive(d2, 16, new Date(year));
     await mq.mq_send(d, 'three', 0);
     assert.equal((await waiting).data.toString(), 'three');
+    // A timespec a minute away is a deadline in seconds, not milliseconds: it waits too.
+    const soon = { tv_sec: Math.floor(Date.now() / 1000) + 60, tv_nsec: 0 };
+    const inTimespec = mq2.mq_timedreceive(d2, 16, soon);
+    await other.lookup(other.id); // answered in order: the receive waits in the kernel
+    await mq.mq_send(d, 'four', 0);
+    assert.equal((await inTimespec).data.toString(), 'four');
+    await mq.mq_send(d, 'five', 0);
+    const sendInTimespec = mq.mq_timedsend(d, 'six', 0, soon);
+    await proc.lookup(proc.id);
+    assert.equal((await mq2.mq_receive(d2, 16)).data.toString(), 'five');
+    await sendInTimespec;
+    assert.equal((await mq2.mq_receive(d2, 16)).data.toString(), 'six');
     await mq.mq_close(d);
     await mq2.mq_close(d2);
     await mq.mq_unlink(name);
