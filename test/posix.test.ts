@@ -115,6 +115,8 @@ describe('POSIX message queues', () => {
       ['low', 1],
     ]);
     await assert.rejects(mq.mq_receive(d, 8), code('EAGAIN'));
+    await mq.mq_send(d, '12345678', 2);
+    assert.equal((await mq.mq_receive(d, 8)).data.toString(), '12345678', 'exactly mq_msgsize fits');
     assert.deepEqual(await mq.mq_getattr(d), {
       mq_flags: O_NONBLOCK,
       mq_maxmsg: 4,
@@ -191,6 +193,22 @@ describe('POSIX message queues', () => {
     await assert.rejects(mq.mq_open('/a/b', O_RDONLY), code('EACCES'));
     await mq.mq_close(w);
     await mq.mq_unlink(name);
+  });
+
+  test('a descriptor opened after another closes gets a number of its own: the descriptors still open keep their queues', async () => {
+    const [na, nb, nc] = [qname(), qname(), qname()];
+    const attr = { mq_maxmsg: 2, mq_msgsize: 16 };
+    const a = await mq.mq_open(na, O_CREAT | O_RDWR, 0o600, attr);
+    const b = await mq.mq_open(nb, O_CREAT | O_RDWR, 0o600, attr);
+    await mq.mq_close(a);
+    const c = await mq.mq_open(nc, O_CREAT | O_RDWR | O_NONBLOCK, 0o600, attr);
+    assert.notEqual(c, b);
+    await mq.mq_send(b, 'to b', 0);
+    assert.equal((await mq.mq_getattr(b)).mq_flags, 0, 'b is still the blocking descriptor of its queue');
+    assert.equal((await mq.mq_receive(b, 16)).data.toString(), 'to b');
+    await assert.rejects(mq.mq_receive(c, 16), code('EAGAIN'), 'c is its own, empty, queue');
+    for (const d of [b, c]) await mq.mq_close(d);
+    for (const n of [na, nb, nc]) await mq.mq_unlink(n);
   });
 
   test("the creator's descriptor is not checked against the mode it gives; a later open is", async () => {
