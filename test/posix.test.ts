@@ -134,6 +134,53 @@ describe('POSIX message queues', () => {
     await mq.mq_unlink(name);
   });
 
+  test('the edges Linux keeps, tested here as well as against Linux: attribute bounds, a queue full of messages of mq_msgsize, past and bad deadlines, O_NONBLOCK before a deadline, access mode 3', async () => {
+    const name = qname();
+    await assert.rejects(
+      mq.mq_open(name, O_CREAT | O_RDWR, 0o600, { mq_maxmsg: 0, mq_msgsize: 8 }),
+      code('EINVAL'),
+    );
+    await assert.rejects(
+      mq.mq_open(name, O_CREAT | O_RDWR, 0o600, { mq_maxmsg: 2, mq_msgsize: 8193 }),
+      code('EINVAL'),
+    );
+    const big = await mq.mq_open(name, O_CREAT | O_RDWR, 0o600, { mq_maxmsg: 2, mq_msgsize: 8192 });
+    // The queue exists: attributes out of range no longer matter, and its own are kept.
+    const nb = await mq.mq_open(name, O_CREAT | O_RDWR | O_NONBLOCK, 0o600, { mq_maxmsg: 0, mq_msgsize: 0 });
+    assert.deepEqual(await mq.mq_getattr(nb), {
+      mq_flags: O_NONBLOCK,
+      mq_maxmsg: 2,
+      mq_msgsize: 8192,
+      mq_curmsgs: 0,
+    });
+    // Both O_WRONLY and O_RDWR is EINVAL once the queue exists; its creator gets a descriptor
+    // that neither sends nor receives.
+    await assert.rejects(mq.mq_open(name, O_WRONLY | O_RDWR), code('EINVAL'));
+    const oddName = qname();
+    const odd = await mq.mq_open(oddName, O_CREAT | O_WRONLY | O_RDWR, 0o600, {
+      mq_maxmsg: 1,
+      mq_msgsize: 8,
+    });
+    await assert.rejects(mq.mq_send(odd, 'x', 0), code('EBADF'));
+    await assert.rejects(mq.mq_receive(odd, 8), code('EBADF'));
+    for (let i = 0; i < 2; i++) await mq.mq_send(nb, Buffer.alloc(8192, i), 0);
+    assert.equal((await mq.mq_getattr(big)).mq_curmsgs, 2, 'mq_maxmsg messages of mq_msgsize fit');
+    await assert.rejects(
+      mq.mq_timedsend(big, 'x', 0, new Date(0)),
+      code('ETIMEDOUT'),
+      'full, a past deadline',
+    );
+    await assert.rejects(mq.mq_timedsend(big, 'x', 0, { tv_sec: 1, tv_nsec: 1e9 }), code('EINVAL'));
+    for (let i = 0; i < 2; i++) await mq.mq_receive(nb, 8192);
+    await assert.rejects(
+      mq.mq_timedreceive(nb, 8192, Date.now() + 10_000),
+      code('EAGAIN'),
+      'O_NONBLOCK does not wait for a deadline',
+    );
+    for (const d of [big, nb, odd]) await mq.mq_close(d);
+    for (const n of [name, oddName]) await mq.mq_unlink(n);
+  });
+
   test("mq_msgsize over the kernel's message size limit is mq_open's EINVAL, named as mq_open's", async () => {
     const small = await startTestKernel({ args: ['--max-message-size', '100'] });
     const p = await connect({ socket: small.socket });
