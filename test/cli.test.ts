@@ -273,6 +273,30 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
     [['fifo', 'peek', 'x'], /'read' or 'write'/],
     [['watch', '--interval', 'soon'], /--interval/],
     [['ls', '--socket', '/a', '--url', 'tcp://127.0.0.1:1'], /--socket or --url, not both/],
+    // Each bound and each pair of options that cannot go together, at its edge.
+    [
+      ['send', 'x', 'a', '--priority', '32768'],
+      /--priority must be a whole number from 0 to 32767, not '32768'/,
+    ],
+    [['send', 'x', 'a', '--type', '0'], /--type must be a positive whole number, not '0'/],
+    [['send', 'x', 'a', '--typed'], /--typed reads standard input; give no TEXT with it/],
+    [['send', 'x', '--typed', '--type', '2'], /--typed takes each type from its line; drop --type/],
+    [['send', 'x', 'a', '--nowait', '--timeout', '5'], /give --nowait or --timeout, not both/],
+    [['recv', 'x', '--nowait', '--timeout', '5'], /give --nowait or --timeout, not both/],
+    [['recv', 'x', '--follow', '--nowait'], /--follow waits for messages as they come/],
+    [['recv', 'x', '--all', '--timeout', '5'], /--all takes what is queued without waiting; drop --timeout/],
+    [['recv', 'x', '--count', '2', '--all'], /one of --count, --all and --follow/],
+    [['create', '#x'], /a mailbox name cannot start with '#'/],
+    [
+      ['create', 'x', '--capacity', '0', '--message-size', '8'],
+      /--message-size needs --capacity N of at least 1/,
+    ],
+    [['create', 'x', '--max-size', '0'], /--max-size must be a positive number of bytes/],
+    [['create', 'x', '--key', '0x100000000'], /--key must be a number from 1 to 0xffffffff/],
+    [['create', 'x', '--key', '0'], /--key must be a whole number from 1 to 4294967295/],
+    [['mkfifo', '#x'], /a FIFO name cannot start with '#'/],
+    [['fifo', 'read', 'x', '--chunks'], /--chunks is for fifo write/],
+    [['watch', '--interval', '9'], /--interval must be a whole number from 10 to 3600000, not '9'/],
   ];
   const results = await fewAtATime(cases, ([args]) => run(args));
   for (const [i, r] of results.entries()) {
@@ -355,6 +379,26 @@ test('a number flag given something else names the flag and the value in one lin
   }
   const mb = await mailboxNamed('numbers');
   assert.equal(mb?.sent, 0, 'nothing was sent');
+});
+
+test('every number option takes the values at its bounds', async () => {
+  // The refusals above are at the edges; these are just inside them, and must work.
+  const made = await run(['create', 'edges', '--key', '0xffffffff', '--capacity', '0', '--max-size', '1']);
+  assert.equal(made.code, 0, made.stderr);
+  assert.equal((await mailboxNamed('edges'))?.key, 0xffffffff);
+  await run(['rm', 'edges']);
+  assert.equal((await run(['create', 'edge-key', '--key', '1'])).code, 0);
+  await run(['rm', 'edge-key']);
+  assert.equal((await run(['create', 'top'])).code, 0);
+  const top = await run(['send', 'top', 'highest', '--priority', '32767', '--type', '1', '--json']);
+  assert.equal(top.code, 0, top.stderr);
+  const got = JSON.parse((await run(['recv', 'top', '--json', '--count', '1'])).stdout) as {
+    priority: number;
+  };
+  assert.equal(got.priority, 32767);
+  const watch = await run(['watch', '--once', '--interval', '10']);
+  assert.equal(watch.code, 0, watch.stderr);
+  await run(['rm', 'top']);
 });
 
 test('"kernel not running" says how to start one', async () => {
