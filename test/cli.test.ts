@@ -881,10 +881,40 @@ test('exit codes: 3 empty or full, 4 no such mailbox, 5 permission denied, 6 tim
     assert.equal(rm.code, 5);
     assert.match(rm.stderr, /only its owner, process \d+ \('tester'\), may \(EACCES\)/);
     noStack(rm);
+    // With several names each is tried, and the exit code is the first failure's.
+    const both = await run(['rm', 'nosuch', 'private']);
+    assert.equal(both.code, 4, both.stderr);
+    assert.match(both.stderr, /\(ENOENT\)\n.*\(EACCES\)\n$/);
+    assert.equal((await run(['rm', 'private', 'nosuch'])).code, 5);
   } finally {
     await priv.delete();
   }
   await run(['rm', 'full']);
+});
+
+test('exit codes: 4 when the mailbox is removed under a waiting recv (EIDRM), 5 when another process holds the right (EBUSY)', async () => {
+  assert.equal((await run(['create', 'doomed'])).code, 0);
+  const waiting = spawnCli(['recv', 'doomed']);
+  try {
+    await receiversWaiting('doomed', 1, waiting);
+    assert.equal((await run(['rm', 'doomed'])).code, 0);
+    const r = await finish(waiting, 10_000, 'recv of a removed mailbox');
+    assert.equal(r.code, 4, r.stderr);
+    assert.match(r.stderr, /\(EIDRM\)\n$/);
+    noStack(r);
+  } finally {
+    kill(waiting);
+  }
+  // An exclusive mailbox: the first process to receive holds the receive right.
+  const solo = await me.createMailbox('solo', { policy: 'exclusive', mode: 0o666 });
+  try {
+    assert.equal(await solo.receive({ nowait: true }), null);
+    const r = await run(['recv', 'solo', '--nowait']);
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, /\(EBUSY\)\n$/);
+  } finally {
+    await solo.delete();
+  }
 });
 
 test('cat-style pipes through a real shell: printf | postbox send; postbox recv --all | grep', async () => {
