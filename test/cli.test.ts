@@ -785,6 +785,15 @@ test("--typed input and msgrcv selection: the lecture's crew", async () => {
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /line 4: expected 'TYPE TEXT'/);
   assert.equal((await run(['recv', 'crew', '--all'])).stdout, 'ok\n');
+  // Type 0 is no type a message can have: the line is refused before it is sent, as is every
+  // line after it, though they were read in the same chunk.
+  const zero = await run(['send', 'crew', '--typed'], { input: '1 ok\n0 zero\n1 never\n' });
+  assert.equal(zero.code, 2, zero.stderr);
+  assert.match(
+    zero.stderr,
+    /^postbox send: line 2: expected 'TYPE TEXT' with a positive whole TYPE, got '0 zero'\n/,
+  );
+  assert.equal((await run(['recv', 'crew', '--all'])).stdout, 'ok\n');
   await run(['rm', 'crew']);
 });
 
@@ -1471,6 +1480,75 @@ test('send --receipt of many lines, interrupted, withdraws every pending line an
     const st = await box.stat();
     assert.equal(st.count, 0, 'the withdrawn lines are not delivered later');
     assert.equal(await box.receive({ nowait: true }), null);
+    await box.delete();
+  }
+});
+
+test('send interrupted while it waits for more input exits 130 and says how many lines went', async () => {
+  // Nothing is waiting in the kernel: the command waits on its standard input, which a Ctrl-C
+  // ends early, so not everything was sent.
+  const box = await me.createMailbox('typing', { mode: 0o666 });
+  const sender = spawnCli(['send', 'typing'], cliEnv(), 'pipe');
+  try {
+    sender.proc.stdin!.write('one\ntwo\n');
+    await until(
+      async () => {
+        if (sender.proc.exitCode !== null) throw new Error(`send exited: ${JSON.stringify(sender.out)}`);
+        return (await box.stat()).count;
+      },
+      (n) => n === 2,
+      10_000,
+      'two lines sent',
+    );
+    sender.proc.kill('SIGINT');
+    const r = await finish(sender, 10_000, 'send waiting for input');
+    assert.equal(r.code, 130, r.stderr);
+    assert.equal(r.stderr, 'postbox send: interrupted: 2 lines sent, 0 lines withdrawn (never delivered)\n');
+  } finally {
+    kill(sender);
+  }
+  await box.delete();
+});
+
+test('send --json gives the seq of a line that waited for room or was received, and the receiver', async () => {
+  // cli.md: seq when the kernel gave one (a received message, or one that had to wait for room);
+  // a line queued at once has none.
+  const box = await me.createMailbox<string>('seqs', { mode: 0o666, capacity: 1 });
+  try {
+    const queued = await run(['send', 'seqs', 'first', '--json']);
+    assert.equal(queued.code, 0, queued.stderr);
+    assert.deepEqual(JSON.parse(queued.stdout), { line: 1, outcome: 'queued' });
+    // Full: this one waits for room, which the receive below makes.
+    const waits = spawnCli(['send', 'seqs', 'second', '--json']);
+    try {
+      await until(
+        () => box.stat(),
+        (st) => st.waitingSenders.length === 1,
+        10_000,
+        'the send to wait for room',
+      );
+      assert.equal((await box.receive())?.body, 'first');
+      const r = await finish(waits, 10_000, 'send that waited for room');
+      assert.equal(r.code, 0, r.stderr);
+      const o = JSON.parse(r.stdout) as { line: number; outcome: string; seq?: number };
+      assert.equal(o.outcome, 'queued');
+      const second = await box.receive();
+      assert.equal(second?.body, 'second');
+      assert.equal(o.seq, second.seq);
+    } finally {
+      kill(waits);
+    }
+    const received = spawnCli(['send', 'seqs', 'third', '--receipt', '--json']);
+    try {
+      const m = await box.receive();
+      assert.equal(m?.body, 'third');
+      const r = await finish(received, 10_000, 'send --receipt');
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), { line: 1, outcome: 'received', seq: m!.seq, receiver: me.id });
+    } finally {
+      kill(received);
+    }
+  } finally {
     await box.delete();
   }
 });
