@@ -1325,6 +1325,42 @@ test('the FIFO demo: fifo read in one process, fifo write in another; rm leaves 
   }
 });
 
+test('recv of a FIFO whose last writer has closed exits 3 once nothing is left; fifo write whose reader has gone exits 1 (EPIPE)', async () => {
+  assert.equal((await run(['mkfifo', 'ended'])).code, 0);
+  const w = await me.openMailbox('ended', { role: 'write' });
+  await w.send('last words');
+  w.close();
+  const r = await run(['recv', 'ended', '--count', '2']);
+  assert.equal(r.code, 3, r.stderr);
+  assert.equal(r.stdout, 'last words\n');
+  assert.equal(r.stderr, "postbox recv: end of mailbox 'ended': no writer is left\n");
+  await run(['rm', 'ended']);
+
+  assert.equal((await run(['mkfifo', 'broken'])).code, 0);
+  const reader = await me.openMailbox<string>('broken', { role: 'read' });
+  const writer = spawnCli(['fifo', 'write', 'broken'], cliEnv(), 'pipe');
+  writer.proc.stdin!.on('error', () => {});
+  try {
+    writer.proc.stdin!.write('hello\n');
+    assert.equal((await reader.receive())?.text(), 'hello\n');
+    reader.close();
+    await until(
+      () => mailboxNamed('broken'),
+      (m) => m?.readers === 0,
+      10_000,
+      'the reader to close',
+    );
+    writer.proc.stdin!.end('nobody reads this\n');
+    const done = await finish(writer, 10_000, 'fifo write with no reader');
+    assert.equal(done.code, 1, done.stderr);
+    assert.match(done.stderr, /\(EPIPE\)\n$/);
+    noStack(done);
+  } finally {
+    kill(writer);
+  }
+  await run(['rm', 'broken']);
+});
+
 test('FIFO ends wait for each other, in either order, and can be used again', async () => {
   assert.equal((await run(['mkfifo', 'pipe2'])).code, 0);
   for (let round = 0; round < 2; round++) {
@@ -1814,6 +1850,25 @@ test('recv writes a binary body as its bytes: recv --all > file keeps them', asy
   assert.deepEqual(
     Buffer.concat(got),
     Buffer.concat([bodies[0]!, Buffer.from('\n'), bodies[1]!, bodies[2]!, Buffer.from('\n')]),
+  );
+  // --json: a body that is not UTF-8 is base64, and says so; one that is stays text.
+  for (const b of bodies.slice(0, 2)) await box.send(b);
+  await box.send(Buffer.from('héllo'));
+  const json = await run(['recv', 'binary', '--all', '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  assert.deepEqual(
+    json.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => {
+        const o = JSON.parse(l) as { body: string; encoding?: string };
+        return [o.body, o.encoding];
+      }),
+    [
+      [bodies[0]!.toString('base64'), 'base64'],
+      [bodies[1]!.toString('base64'), 'base64'],
+      ['héllo', undefined],
+    ],
   );
   await box.delete();
 });
