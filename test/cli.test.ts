@@ -637,7 +637,8 @@ test('create, ls, stat and rm round trip, with --json', async () => {
     /capacity +10 messages/,
     /max message size +8,192 bytes/,
     /order +priority/,
-    /last send +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d .* by process \d+/,
+    // The command that sent it has ended: stat says so beside its OS pid.
+    /last send +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d .* by process \d+ \(OS pid \d+, since terminated\)\n/,
     /last receive +never/,
     /created +\d{4}-/,
     /bytes +5 of [\d,]+ \(msg_qbytes\)/,
@@ -1094,6 +1095,19 @@ test('watch --once and ps show a mailbox and the receiver blocked on it; --recei
     const frame = JSON.parse(json.stdout) as { mailboxes: { name: string }[]; processes: { id: number }[] };
     assert.ok(frame.mailboxes.some((m) => m.name === 'inbox-jobs'));
     assert.ok(frame.processes.some((p) => p.id === receiverId));
+    // Neither lists its own short-lived process.
+    for (const args of [
+      ['ps', '--json'],
+      ['watch', '--once', '--json'],
+    ]) {
+      const self = spawnCli(args);
+      const r = await finish(self, 15_000, args.join(' '));
+      assert.equal(r.code, 0, r.stderr);
+      const parsed = JSON.parse(r.stdout) as { pid: number }[] | { processes: { pid: number }[] };
+      const pids = (Array.isArray(parsed) ? parsed : parsed.processes).map((p) => p.pid);
+      assert.ok(pids.includes(receiver.proc.pid!), r.stdout);
+      assert.ok(!pids.includes(self.proc.pid!), `${args.join(' ')} lists itself: ${r.stdout}`);
+    }
 
     const sent = await run(['send', 'inbox-jobs', 'hello', '--receipt']);
     assert.equal(sent.code, 0, sent.stderr);
@@ -1223,6 +1237,67 @@ test('send from standard input, blocked on a full mailbox after the input ended,
   }
   assert.equal((await mailboxNamed('small'))?.count, 2, 'the waiting sends were withdrawn, not delivered');
   await run(['rm', 'small']);
+});
+
+test('past the 100 waiting operations the kernel names, ls counts their processes with + and stat counts the rest', async () => {
+  const box = await me.createMailbox('crowded', { mode: 0o666, capacity: 1 });
+  await box.send('fills it');
+  const lines = Array.from({ length: 150 }, (_, i) => `w${i}\n`).join('');
+  const sender = spawnCli(['send', 'crowded'], cliEnv(), 'pipe', lines);
+  try {
+    const st = await until(
+      async () => {
+        if (sender.proc.exitCode !== null) throw new Error(`send exited: ${JSON.stringify(sender.out)}`);
+        return box.stat();
+      },
+      (s) => s.waitingSendersCount === 150,
+      10_000,
+      '150 sends waiting for room',
+    );
+    const id = st.waitingSenders[0]!;
+    const stat = await run(['stat', 'crowded']);
+    assert.match(stat.stdout, new RegExp(`waiting senders +${id} ×100 \\+50 more\n`));
+    const ls = await run(['ls']);
+    assert.match(ls.stdout, / crowded +tester\(\d+\) +0666 +\d+ +1\/1 +1\+ +0\n/);
+    const watch = await run(['watch', '--once']);
+    assert.match(watch.stdout, new RegExp(`\ncrowded .* ${id} ×100 \\+50 more +-\n`));
+    sender.proc.kill('SIGINT');
+    assert.equal((await finish(sender, 10_000, 'send')).code, 130);
+  } finally {
+    kill(sender);
+    await box.delete();
+  }
+});
+
+test('watch --json writes a line for each change, a process coming or going too, and none while nothing changes', async () => {
+  const watcher = spawnCli(['watch', '--json', '--interval', '10']);
+  try {
+    type Frame = { time: number; processes: { name: string | null }[] };
+    const frames = (): Frame[] =>
+      watcher.out.stdout
+        .slice(0, watcher.out.stdout.lastIndexOf('\n') + 1) // whole lines only
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Frame);
+    const named = (f: { processes: { name: string | null }[] }): boolean =>
+      f.processes.some((p) => p.name === 'watched-newcomer');
+    await outputOf(watcher, (s) => s.includes('\n'), 'the first frame');
+    const newcomer = await connect({ socket: k.socket, name: 'watched-newcomer' });
+    await outputOf(watcher, () => frames().some(named), 'a frame with the new process');
+    await newcomer.close();
+    await outputOf(watcher, () => frames().length > 0 && !named(frames().at(-1)!), 'a frame without it');
+    // Polled every 10 ms all along, it wrote a line only for a change: no line repeats the one
+    // before it (another process of an earlier test leaving is a change too, so not counted).
+    const states = frames().map(({ time: _time, ...state }) => JSON.stringify(state));
+    assert.ok(states.length >= 3, watcher.out.stdout);
+    for (let i = 1; i < states.length; i++)
+      assert.notEqual(states[i], states[i - 1], `line ${i + 1} repeats`);
+    watcher.proc.kill('SIGINT');
+    const r = await finish(watcher, 10_000, 'watch --json');
+    assert.equal(r.code, 0, r.stderr);
+  } finally {
+    kill(watcher);
+  }
 });
 
 test('a send waiting for its receipt is a waiting sender in ls, stat and watch, and is not once taken', async () => {
