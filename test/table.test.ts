@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { lsTable } from '../src/cli/commands/ls.js';
 import { cutToWidth, displayWidth } from '../src/cli/display-width.js';
-import { formatFields, formatTable } from '../src/cli/table.js';
+import { formatFields, formatTable, NAMES_SHOWN, namesCell } from '../src/cli/table.js';
 import type { MailboxStat } from '../src/client/mod.js';
 
 test('a table of 150,000 rows is formatted (it overflowed the stack spreading a column into Math.max)', () => {
@@ -51,6 +51,13 @@ test('ls lists 150,000 mailboxes, one line each, aligned', () => {
     lines.every((l, i) => i === 0 || l.slice(at).startsWith('owner(7)')),
     'OWNER in one column',
   );
+});
+
+test('namesCell lists up to three names whole and counts only those past them', () => {
+  assert.equal(NAMES_SHOWN, 3);
+  assert.equal(namesCell([]), '-');
+  assert.equal(namesCell(['a', 'b', 'c']), 'a,b,c');
+  assert.equal(namesCell(['a', 'b', 'c', 'd']), 'a,b,c +1 more');
 });
 
 test('formatFields aligns its keys', () => {
