@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { lsTable } from '../src/cli/commands/ls.js';
 import { cutToWidth, displayWidth } from '../src/cli/display-width.js';
-import { formatFields, formatTable, NAMES_SHOWN, namesCell } from '../src/cli/table.js';
+import { bar, formatFields, formatTable, NAMES_SHOWN, namesCell } from '../src/cli/table.js';
 import type { MailboxStat } from '../src/client/mod.js';
 
 test('a table of 150,000 rows is formatted (it overflowed the stack spreading a column into Math.max)', () => {
@@ -58,6 +58,13 @@ test('namesCell lists up to three names whole and counts only those past them', 
   assert.equal(namesCell([]), '-');
   assert.equal(namesCell(['a', 'b', 'c']), 'a,b,c');
   assert.equal(namesCell(['a', 'b', 'c', 'd']), 'a,b,c +1 more');
+});
+
+test('a depth bar shows any message at all: one cell for a mailbox a little full, none for an empty one', () => {
+  assert.equal(bar(0, 20), `[${'.'.repeat(20)}]`);
+  assert.equal(bar(1 / 1000, 20), `[#${'.'.repeat(19)}]`);
+  assert.equal(bar(0.5, 20), `[${'#'.repeat(10)}${'.'.repeat(10)}]`);
+  assert.equal(bar(2, 20), `[${'#'.repeat(20)}]`);
 });
 
 test('formatFields aligns its keys', () => {
