@@ -458,6 +458,16 @@ test('command-line mistakes are usage errors (exit 2) without a stack trace', as
     assert.equal(count.code, 2, `${flag} ${value}`);
     assert.match(count.stderr, new RegExp(`${flag} must be a positive whole number, not '${value}'`));
   }
+  // No frame carries a message of 4G (its length is 32 bits): such a limit was taken, and shown.
+  const huge = await run([
+    'kernel',
+    '--socket',
+    join(tmpdir(), `pb-never-${process.pid}.sock`),
+    '--max-message-size',
+    '4G',
+  ]);
+  assert.equal(huge.code, 2, huge.stderr);
+  assert.match(huge.stderr, /--max-message-size is at most \d+ bytes .*, not 4294967296\n/);
   const u = await run(['frobnicate']);
   assert.equal(u.code, 2);
   assert.match(u.stderr, /unknown command 'frobnicate'/);
