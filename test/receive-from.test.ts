@@ -37,6 +37,34 @@ async function join(): Promise<PostboxProcess> {
 
 const isESRCH = (err: unknown): boolean => err instanceof NoProcessError && err.code === 'ESRCH';
 
+/**
+ * A mailbox of `me`'s that anyone may use, a process to send to it, and another process's
+ * iterator on it, which is pushed up to `prefetch` messages ahead.
+ */
+async function boxWithHolder(prefetch: number): Promise<{
+  me: PostboxProcess;
+  sender: PostboxProcess;
+  other: PostboxProcess;
+  name: string;
+  box: Mailbox;
+  holder: AsyncIterator<Message>;
+}> {
+  const [me, sender, other] = [await join(), await join(), await join()];
+  const name = boxName();
+  const box = await me.createMailbox(name, { mode: 0o666 });
+  const holder = (await other.openMailbox(name)).messages({ prefetch });
+  return { me, sender, other, name, box, holder };
+}
+
+/** Waits until `n` of the mailbox's messages are in receivers' hands, pushed ahead and untaken. */
+const inflightIs = (box: Mailbox, n: number, what: string): Promise<unknown> =>
+  until(
+    () => box.stat(),
+    (s) => s.inflight === n,
+    10_000,
+    what,
+  );
+
 test('a receive waiting on a sender that exits ends with ESRCH, not at its timeout', {
   timeout: 20_000,
 }, async () => {
@@ -219,12 +247,7 @@ async function heldAfterSenderGone(
   for (let i = 1; i <= messages; i++) {
     // Each sent once the one before is in the iterator's hands: pushed to it one at a time.
     await out.send(i === 1 ? 'held' : `held ${i}`, { type: 1 });
-    await until(
-      () => box.stat(),
-      (s) => s.inflight === i,
-      10_000,
-      'the message pushed ahead to the iterator',
-    );
+    await inflightIs(box, i, 'the message pushed ahead to the iterator');
   }
   const senderId = sender.id;
   await sender.close();
@@ -285,19 +308,11 @@ test('a receive from a terminated sender waits while an iterator holds two of it
 test('a receive from a terminated sender fails with ESRCH once an iterator takes three of its messages pushed to it together', {
   timeout: 20_000,
 }, async () => {
-  const [me, sender, other] = [await join(), await join(), await join()];
-  const name = boxName();
-  const box = await me.createMailbox(name, { mode: 0o666 });
-  const holder = (await other.openMailbox(name)).messages({ prefetch: 8 });
+  const { me, sender, name, box, holder } = await boxWithHolder(8);
   // One write of three sends: the kernel pushes them to the iterator as one run, and the
   // iterator's takes of all three, made in one turn, go back as one.
   await (await sender.openMailbox(name)).sendMany(['a', 'b', 'c']);
-  await until(
-    () => box.stat(),
-    (s) => s.inflight === 3,
-    10_000,
-    'the three pushed ahead to the iterator',
-  );
+  await inflightIs(box, 3, 'the three pushed ahead to the iterator');
   const senderId = sender.id;
   await sender.close();
   const got = box.receive({ from: senderId });
@@ -341,19 +356,11 @@ test("a receive from a terminated sender fails with ESRCH once an iterator takes
 test('a receive from a terminated sender is ESRCH at once while another iterator holds its message sent with a receipt (given back, it would be dropped)', {
   timeout: 20_000,
 }, async () => {
-  const [me, sender, other] = [await join(), await join(), await join()];
-  const name = boxName();
-  const box = await me.createMailbox(name, { mode: 0o666 });
-  const holder = (await other.openMailbox(name)).messages({ prefetch: 4 });
+  const { sender, name, box, holder } = await boxWithHolder(4);
   const sending = (await sender.openMailbox(name))
     .send('with a receipt', { receipt: true })
     .catch((e: unknown) => e);
-  await until(
-    () => box.stat(),
-    (s) => s.inflight === 1,
-    10_000,
-    'the message pushed ahead to the iterator',
-  );
+  await inflightIs(box, 1, 'the message pushed ahead to the iterator');
   const senderId = sender.id;
   await sender.close();
   assert.equal(((await sending) as { code?: string }).code, 'ENOTCONN');
@@ -367,19 +374,11 @@ test('a receive from a terminated sender is ESRCH at once while another iterator
 test("taking a terminated sender's message sent with a receipt leaves its plain one counted: a receive from it still waits for that one", {
   timeout: 20_000,
 }, async () => {
-  const [me, sender, other] = [await join(), await join(), await join()];
-  const name = boxName();
-  const box = await me.createMailbox(name, { mode: 0o666 });
-  const holder = (await other.openMailbox(name)).messages({ prefetch: 4 });
+  const { me, sender, other, name, box, holder } = await boxWithHolder(4);
   const out = await sender.openMailbox(name);
   const receipted = out.send('with a receipt', { receipt: true });
   await out.send('plain');
-  await until(
-    () => box.stat(),
-    (s) => s.inflight === 2,
-    10_000,
-    'both pushed ahead to the iterator',
-  );
+  await inflightIs(box, 2, 'both pushed ahead to the iterator');
   assert.equal(((await holder.next()).value as Message).body, 'with a receipt');
   assert.equal((await receipted).receiver, other.id);
   const senderId = sender.id;
@@ -419,12 +418,7 @@ test('an iterator from a terminated sender that took two of its messages still w
   // The other iterator, with room for one, holds the first message.
   const holder = (await other.openMailbox(name)).messages({ prefetch: 1 });
   await out.send('held');
-  await until(
-    () => box.stat(),
-    (s) => s.inflight === 1,
-    10_000,
-    'the first message pushed ahead to the other iterator',
-  );
+  await inflightIs(box, 1, 'the first message pushed ahead to the other iterator');
   const mine = box.messages({ from: sender.id, prefetch: 4 });
   await out.send('one');
   await out.send('two');
@@ -464,12 +458,7 @@ test('an iterator from a terminated sender waits on its message in another proce
   // The agent's iterator is opened and left holding what it is pushed.
   await agent.do({ cmd: 'consume', mb: name, count: 0, opts: { prefetch: 8 } });
   await (await sender.openMailbox(name)).sendMany(['a', 'b']);
-  await until(
-    () => box.stat(),
-    (s) => s.inflight === 2,
-    10_000,
-    'both pushed ahead to the agent',
-  );
+  await inflightIs(box, 2, 'both pushed ahead to the agent');
   const senderId = sender.id;
   await sender.close();
   const got: unknown[] = [];
