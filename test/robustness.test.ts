@@ -1049,6 +1049,41 @@ test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
       },
     );
 
+    await t.test(
+      'a send waiting for room is withdrawn at the goodbye: room that comes before the socket closes does not let it in',
+      async () => {
+        // The client fails what is pending with ENOTCONN once its goodbye is answered, and only
+        // then closes its socket. The kernel withdrew waiting sends at the close: a receive in
+        // between made room, the send went in, and a message its sender was told had failed
+        // was received. Found by test/chaos.test.ts (heartbeat, seed 1: "2.0.248 failed with
+        // ENOTCONN (plain) but was received by drain").
+        const owner = await connect({ socket: kernel.socket });
+        cleanup.add('process', () => owner.close());
+        const box = await owner.createMailbox<string>('full-at-bye', { capacity: 1, mode: 0o666 });
+        await box.send('first');
+        const p = await welcomed();
+        p.write(sendFrame({ request: 4, target: box.id, body: Buffer.from('waits') }));
+        await p.waitFor((f) => f.request === 4, 3000, 'BLOCKED');
+        p.write(callFrame(5, { op: 'bye' }));
+        await p.waitFor((f) => f.request === 5, 3000, "the goodbye's answer");
+        // Sent after its goodbye, as a client whose close() raced a send would: refused.
+        p.write(
+          sendFrame({ request: 6, target: box.id, body: Buffer.from('late'), onFull: OnFull.DROP_NEW }),
+        );
+        const late = await p.waitFor((f) => f.request === 6, 3000, 'the late send refused');
+        assert.equal(late.op, Op.ERROR, p.describe());
+        assert.equal(frameError(late).code, 'ENOTCONN', p.describe());
+        // Room, while the process that said goodbye is still connected.
+        assert.equal((await box.receive({ nowait: true }))?.body, 'first');
+        assert.equal((await box.stat()).count, 0, 'the withdrawn send went in after the goodbye');
+        assert.ok(p.isOpen);
+        assert.ok(
+          !p.frames.some((f) => f.request === 4 && f.op !== Op.BLOCKED),
+          `the send was answered after the goodbye: ${p.describe()}`,
+        );
+      },
+    );
+
     await t.test('a SEND to an unknown mailbox fails only that request', async () => {
       const p = await welcomed();
       p.write(sendFrame({ request: 7, target: 987_654, body: Buffer.from('lost?') }));

@@ -250,8 +250,8 @@ const handlers: Record<string, Handler> = {
     }
     return {};
   },
-  bye: (_k, p) => {
-    p.saidBye = true;
+  bye: (k, p) => {
+    k.goodbye(p);
     return {};
   },
   chmod: (k, p, a) => {

@@ -612,6 +612,10 @@ export class Kernel implements MailboxHost {
     // table: at its end that one would stay in the mailbox, a sender from the dead.
     const inUse = this.requestInUse(p, request);
     if (inUse !== null) return this.replyError(p, request, 'EPROTO', inUse);
+    // Its client failed every send still pending as its goodbye was answered: one that came
+    // after would be delivered while its sender was told it was not.
+    if (p.saidBye)
+      return this.replyError(p, request, 'ENOTCONN', `${p.label} said goodbye: no sends after it`);
     const flags = buf[start + Off.FLAGS]!;
     const onFull = buf[start + Off.ON_FULL]!;
     const headers = buf[start + Off.HEADERS_LENGTH]! | (buf[start + Off.HEADERS_LENGTH + 1]! << 8);
@@ -1151,6 +1155,45 @@ export class Kernel implements MailboxHost {
     for (const id of mb.group) this.processes.get(id)?.grantedOn.delete(mb);
   }
 
+  /**
+   * A send that has not completed goes with its process, whatever it waits for: room, its
+   * receipt, or a rendezvous. Its process can no longer be told the outcome, and its client
+   * reported the send failed (ENOTCONN), so delivering it later would contradict that. One in a
+   * receiver's hands completes if taken, else it is dropped when it comes back. All of them go
+   * before any sender is admitted (by the caller, for every mailbox in `touched`): withdrawing one
+   * at a time with admission let in a later send of the same process that fitted where an earlier
+   * one had not, a hole in the middle of its stream (a FIFO's reader got write 119 without
+   * 116-118). Called at the goodbye, not only at the end: the client fails these sends as soon as
+   * its goodbye is answered, and room that came before its socket closed let them in.
+   */
+  private withdrawSends(p: KernelProcess, touched: Set<Mailbox>): void {
+    for (const sw of [...p.sends.values()]) {
+      sw.mailbox.withdrawSend(sw, 'ECANCELED', 'sender terminated', false);
+      touched.add(sw.mailbox);
+    }
+    p.sends.clear();
+  }
+
+  /** Queued messages first, then blocked senders, in each mailbox a departure touched. */
+  private moveOn(touched: Set<Mailbox>): void {
+    for (const mb of touched) {
+      if (mb.removed) continue;
+      mb.pump();
+      mb.admitBlocked();
+    }
+  }
+
+  /**
+   * A process said goodbye (BYE): its waiting sends are withdrawn now, and sends after it are
+   * refused (ENOTCONN), since its client fails them all as the goodbye is answered.
+   */
+  goodbye(p: KernelProcess): void {
+    p.saidBye = true;
+    const touched = new Set<Mailbox>();
+    this.withdrawSends(p, touched);
+    this.moveOn(touched);
+  }
+
   /** A process is gone: give back, withdraw, remove and tell, in that order. */
   terminate(p: KernelProcess, reason: TerminationReason): void {
     this.connections.delete(p);
@@ -1177,18 +1220,7 @@ export class Kernel implements MailboxHost {
       touched.add(w.mailbox);
     }
     p.receives.clear();
-    // A send that has not completed goes with its process, whatever it waits for: room, its
-    // receipt, or a rendezvous. Its process can no longer be told the outcome, and its client
-    // reported the send failed (ENOTCONN), so delivering it later would contradict that. One in a
-    // receiver's hands completes if taken, else it is dropped when it comes back. All of them go
-    // before any sender is admitted (below, for every mailbox touched): withdrawing one at a time
-    // with admission let in a later send of the same process that fitted where an earlier one had
-    // not, a hole in the middle of its stream (a FIFO's reader got write 119 without 116-118).
-    for (const sw of [...p.sends.values()]) {
-      sw.mailbox.withdrawSend(sw, 'ECANCELED', 'sender terminated', false);
-      touched.add(sw.mailbox);
-    }
-    p.sends.clear();
+    this.withdrawSends(p, touched);
     for (const mb of p.holding) {
       const i = mb.holders.indexOf(p.id);
       if (i >= 0) mb.holders.splice(i, 1);
@@ -1223,11 +1255,7 @@ export class Kernel implements MailboxHost {
       }
     }
     if (p.inbox !== null) this.removeMailbox(p.inbox, `${p.label} terminated`);
-    for (const mb of touched) {
-      if (mb.removed) continue;
-      mb.pump();
-      mb.admitBlocked();
-    }
+    this.moveOn(touched);
     for (const [monitor, watcher] of p.watchers) {
       watcher.watching.delete(monitor);
       if (watcher.terminated) continue;

@@ -64,6 +64,11 @@ export interface Peer {
   /** Output is backed up: deliver nothing more until it drains. */
   congested: boolean;
   terminated: boolean;
+  /**
+   * It said goodbye: its client fails whatever it still waits for (ENOTCONN) as the goodbye is
+   * answered, so the kernel tells it nothing more about its sends.
+   */
+  saidBye: boolean;
   readonly receives: Map<number, ReceiveWaiter>;
   readonly sends: Map<number, SendWaiter>;
   /** Bytes its unfinished sends hold (their frames and waiters): bounded by `maxWaitingBytes`. */
@@ -1486,7 +1491,8 @@ export class Mailbox {
     sw.frame = null;
     if (sw.timer !== null) clearTimeout(sw.timer);
     sw.peer.sends.delete(sw.request);
-    if (!sw.peer.terminated) this.host.replyError(sw.peer, sw.request, code, message, this);
+    if (!sw.peer.terminated && !sw.peer.saidBye)
+      this.host.replyError(sw.peer, sw.request, code, message, this);
   }
 
   /**
