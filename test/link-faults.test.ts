@@ -63,6 +63,14 @@ for (const direction of ['both', 'toClient'] as Direction[]) {
     assert.match(ended!.message, /heard nothing from it for over 600 ms \(3 heartbeats\)/);
     // 3 heartbeats of silence, seen at the next one; generous for a loaded machine.
     assert.ok(noticedMs >= 3 * HEARTBEAT_MS, `noticed after ${noticedMs} ms, before 3 heartbeats`);
+    // Counted, not timed: each heartbeat writes one PING, and the third quiet one gives up. A
+    // heartbeat that runs late (a loaded machine) starts the count again, so a few more are
+    // allowed; a client that waited 30 heartbeats wrote 29 (found by a mutation audit: within
+    // BOUND_MS it passed).
+    assert.ok(
+      proxy.pingsSinceDark >= 2 && proxy.pingsSinceDark <= 12,
+      `the process wrote ${proxy.pingsSinceDark} PINGs to the dark link before giving up, not 2 to 4`,
+    );
     for (const [what, p] of Object.entries(pending))
       assert.equal((await rejection(p, what)).code, 'ECONNRESET', what);
     assert.equal((await rejection(own.send('late'), 'a send after the end')).code, 'ECONNRESET');

@@ -5,6 +5,7 @@
  * forgot the connection, a cable pulled). Real sockets throughout.
  */
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { LENGTH_BYTES, Off, Op } from '../../src/protocol/frame.js';
 
 /** Which way bytes stop: client to kernel, kernel to client, or both. */
 export type Direction = 'toKernel' | 'toClient' | 'both';
@@ -14,6 +15,38 @@ interface Link {
   kernel: Socket;
   toKernel: boolean;
   toClient: boolean;
+  /** The client's frames, followed across reads: the PINGs it wrote once the link went dark. */
+  fromClient: PingCounter;
+}
+
+/**
+ * Counts the PING frames in one direction of a link, read as the bytes come (a frame may span
+ * reads): how many heartbeats a client gave a dark link before it gave up on it.
+ */
+class PingCounter {
+  /** PINGs seen while `counting`. */
+  pings = 0;
+  counting = false;
+  private readonly head = Buffer.alloc(LENGTH_BYTES + 1);
+  private have = 0;
+  private rest = 0;
+
+  feed(b: Buffer): void {
+    for (let i = 0; i < b.length; ) {
+      if (this.rest > 0) {
+        const n = Math.min(this.rest, b.length - i);
+        this.rest -= n;
+        i += n;
+        continue;
+      }
+      this.head[this.have++] = b[i++]!;
+      if (this.have < this.head.length) continue;
+      this.have = 0;
+      if (this.counting && this.head[Off.OPCODE] === Op.PING) this.pings++;
+      // The length counts what follows it; the opcode is read.
+      this.rest = this.head.readUInt32LE(0) - 1;
+    }
+  }
 }
 
 export class FaultProxy {
@@ -25,13 +58,16 @@ export class FaultProxy {
   private constructor(kernelPort: number) {
     this.server = createServer((client) => {
       const kernel = netConnect({ host: '127.0.0.1', port: kernelPort });
-      const link: Link = { client, kernel, toKernel: true, toClient: true };
+      const link: Link = { client, kernel, toKernel: true, toClient: true, fromClient: new PingCounter() };
       this.links.push(link);
       client.on('error', () => {});
       kernel.on('error', () => {});
       // What arrives while a direction is dark is read and dropped: the sender's TCP sees its
       // bytes acknowledged, as it would by a middlebox that forgot the connection.
-      client.on('data', (b) => link.toKernel && kernel.write(b));
+      client.on('data', (b) => {
+        link.fromClient.feed(b);
+        if (link.toKernel) kernel.write(b);
+      });
       kernel.on('data', (b) => link.toClient && client.write(b));
       client.on('end', () => link.toKernel && kernel.end());
       kernel.on('end', () => link.toClient && client.end());
@@ -54,7 +90,15 @@ export class FaultProxy {
     for (const link of this.links) {
       if (direction !== 'toClient') link.toKernel = false;
       if (direction !== 'toKernel') link.toClient = false;
+      link.fromClient.counting = true;
     }
+  }
+
+  /** The PINGs the clients wrote since their links went dark, all links together. */
+  get pingsSinceDark(): number {
+    let n = 0;
+    for (const link of this.links) n += link.fromClient.pings;
+    return n;
   }
 
   /** Destroys every link and stops listening. */
