@@ -1084,6 +1084,36 @@ test('malformed frames get clear answers', { timeout: 30_000 }, async (t) => {
       },
     );
 
+    await t.test(
+      'a receive waiting at the goodbye is handed nothing more, and a receive after it is refused',
+      async () => {
+        // Its client fails the receive with ENOTCONN as the goodbye is answered. A message the
+        // kernel handed it before the socket closed went back only at the close, after others
+        // had received later ones from that mailbox.
+        const owner = await connect({ socket: kernel.socket });
+        cleanup.add('process', () => owner.close());
+        const box = await owner.createMailbox<string>('empty-at-bye', { mode: 0o666 });
+        const p = await welcomed();
+        p.write(receiveFrame({ request: 4, target: box.id }));
+        await until(
+          () => box.stat(),
+          (s) => s.waitingReceiversCount === 1,
+          3000,
+          'the receive waiting',
+        );
+        p.write(callFrame(5, { op: 'bye' }));
+        await p.waitFor((f) => f.request === 5, 3000, "the goodbye's answer");
+        p.write(receiveFrame({ request: 6, target: box.id }));
+        const late = await p.waitFor((f) => f.request === 6, 3000, 'the late receive refused');
+        assert.equal(late.op, Op.ERROR, p.describe());
+        assert.equal(frameError(late).code, 'ENOTCONN', p.describe());
+        await box.send('after the goodbye');
+        assert.equal((await box.stat()).count, 1, 'handed to the receive that waited at the goodbye');
+        assert.ok(p.isOpen);
+        assert.ok(!p.frames.some((f) => f.op === Op.DELIVER), p.describe());
+      },
+    );
+
     await t.test('a SEND to an unknown mailbox fails only that request', async () => {
       const p = await welcomed();
       p.write(sendFrame({ request: 7, target: 987_654, body: Buffer.from('lost?') }));

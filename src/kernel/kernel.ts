@@ -812,6 +812,8 @@ export class Kernel implements MailboxHost {
       );
     const inUse = this.requestInUse(p, request);
     if (inUse !== null) return this.replyError(p, request, 'EPROTO', inUse);
+    if (p.saidBye)
+      return this.replyError(p, request, 'ENOTCONN', `${p.label} said goodbye: no receives after it`);
     if (p.receives.size >= this.limits.maxPerProcess)
       return this.replyError(p, request, 'ENOMEM', overLimit(p, p.receives.size, 'receives waiting'));
     const flags = buf[start + Off.FLAGS]!;
@@ -1184,11 +1186,15 @@ export class Kernel implements MailboxHost {
   }
 
   /**
-   * A process said goodbye (BYE): its waiting sends are withdrawn now, and sends after it are
-   * refused (ENOTCONN), since its client fails them all as the goodbye is answered.
+   * A process said goodbye (BYE): its waiting sends are withdrawn now, its receives wait for
+   * nothing more, and sends and receives after it are refused (ENOTCONN), since its client fails
+   * them all as the goodbye is answered. A message handed to a receive in between was given back
+   * only at the socket's close, after others had received later ones: out of order.
    */
   goodbye(p: KernelProcess): void {
     p.saidBye = true;
+    // What they already hold stays theirs until the end: a TAKE for it may follow the BYE.
+    for (const w of p.receives.values()) w.mailbox.stopWaiting(w);
     const touched = new Set<Mailbox>();
     this.withdrawSends(p, touched);
     this.moveOn(touched);
