@@ -5,7 +5,11 @@
  * forgot the connection, a cable pulled). Real sockets throughout.
  */
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
-import { LENGTH_BYTES, Off, Op } from '../../src/protocol/frame.js';
+import { FrameDecoder } from '../../src/protocol/decoder.js';
+import { Off, Op } from '../../src/protocol/frame.js';
+
+/** Past any frame a client writes: the kernel's own largest is far below. */
+const MAX_FRAME_BYTES = 2 ** 32 - 1;
 
 /** Which way bytes stop: client to kernel, kernel to client, or both. */
 export type Direction = 'toKernel' | 'toClient' | 'both';
@@ -20,32 +24,19 @@ interface Link {
 }
 
 /**
- * Counts the PING frames in one direction of a link, read as the bytes come (a frame may span
- * reads): how many heartbeats a client gave a dark link before it gave up on it.
+ * Counts the PING frames in one direction of a link, split into frames by the decoder the kernel
+ * and the client use: how many heartbeats a client gave a dark link before it gave up on it.
  */
 class PingCounter {
   /** PINGs seen while `counting`. */
   pings = 0;
   counting = false;
-  private readonly head = Buffer.alloc(LENGTH_BYTES + 1);
-  private have = 0;
-  private rest = 0;
+  private readonly decoder = new FrameDecoder(MAX_FRAME_BYTES, (buf, start) => {
+    if (this.counting && buf[start + Off.OPCODE] === Op.PING) this.pings++;
+  });
 
   feed(b: Buffer): void {
-    for (let i = 0; i < b.length; ) {
-      if (this.rest > 0) {
-        const n = Math.min(this.rest, b.length - i);
-        this.rest -= n;
-        i += n;
-        continue;
-      }
-      this.head[this.have++] = b[i++]!;
-      if (this.have < this.head.length) continue;
-      this.have = 0;
-      if (this.counting && this.head[Off.OPCODE] === Op.PING) this.pings++;
-      // The length counts what follows it; the opcode is read.
-      this.rest = this.head.readUInt32LE(0) - 1;
-    }
+    this.decoder.push(b);
   }
 }
 
