@@ -35,6 +35,39 @@ describe('loops opened after the connection ended', () => {
     }
   });
 
+  test('a send or receive made once close() was called fails at once, even while close() waits for a lookup', {
+    timeout: 20_000,
+  }, async () => {
+    // close() waits for a send to a name being looked up, so that it goes out ahead of the
+    // goodbye. A send made in that wait went out too, and was delivered; one made after it
+    // was written behind the goodbye, only for the kernel to refuse it.
+    const [me, peer, other] = [await join(), await join({ name: 'closing-peer' }), await join()];
+    const shared = await other.createMailbox('closing-shared', { mode: 0o666 });
+    const box = await me.openMailbox('closing-shared');
+    const before = me.send('closing-peer', 'before');
+    const closing = me.close();
+    const after = {
+      'send()': box.send('after'),
+      'sendMany()': box.sendMany(['after']),
+      'send() to the inbox': me.send(peer.id, 'after'),
+      'receive()': box.receive({ nowait: true }),
+      'inbox receive()': me.receive({ nowait: true }),
+    };
+    for (const [what, op] of Object.entries(after))
+      await assert.rejects(op, (e: PostboxError) => e.code === 'ENOTCONN', what);
+    await before;
+    await closing;
+    assert.equal(
+      (await peer.receive({ nowait: true }))?.text(),
+      'before',
+      'the send made before close() went',
+    );
+    assert.equal(await peer.receive({ nowait: true }), null, 'and only it');
+    assert.equal(await shared.receive({ nowait: true }), null, 'nothing made after close() went');
+    await peer.close();
+    await other.close();
+  });
+
   test('a loop left with break after close() is still ended cleanly', { timeout: 20_000 }, async () => {
     const me = await join();
     const box = await me.createMailbox('closed-loops-2');

@@ -162,8 +162,13 @@ export class Connection {
   private readonly handoffListeners: MessageListener[] = [];
   private readonly handoffMessages: Message[] = [];
   private closedError: PostboxError | null = null;
-  /** close() was called: the end is this process's own doing, not the kernel's. */
+  /**
+   * close() was called: the end is this process's own doing, not the kernel's. From then on a
+   * new send or receive fails at once with ENOTCONN (see {@link refusal}).
+   */
   closedByUs = false;
+  /** Set while a send or receive issued before close() was called is written (see {@link admit}). */
+  private admitting = false;
   /** The promise of the close under way, once close() is called. */
   private closing: Promise<void> | null = null;
   private welcome: Welcome | null = null;
@@ -683,7 +688,10 @@ export class Connection {
     options: SendOptions | undefined,
     name: string | null = null,
   ): Promise<SendResult> {
-    if (this.closedError !== null) return Promise.reject(this.closedError);
+    if (this.closedError !== null || this.closedByUs) {
+      const refused = this.refusal();
+      if (refused !== null) return Promise.reject(refused);
+    }
     // The common case — bytes or a string, no options — takes the short road: no option
     // parsing, no intermediate objects; one frame written in place and one promise.
     if (options === undefined) {
@@ -743,7 +751,8 @@ export class Connection {
      */
     sizes?: { maxMessageSize: number; messageSize: number; name: string | null },
   ): Promise<SendManyResult> {
-    if (this.closedError !== null) return Promise.reject(this.closedError);
+    const refused = this.refusal();
+    if (refused !== null) return Promise.reject(refused);
     const unknown = unknownOption(options, SEND_OPTIONS, 'sendMany()');
     if (unknown !== null) return Promise.reject(unknown);
     const o = options ?? EMPTY_OPTIONS;
@@ -1061,7 +1070,8 @@ export class Connection {
     owner?: Set<number>,
     hold = false,
   ): Promise<Message | null> {
-    if (this.closedError !== null) return Promise.reject(this.closedError);
+    const refused = this.refusal();
+    if (refused !== null) return Promise.reject(refused);
     const unknown = unknownOption(options, RECEIVE_OPTIONS, 'receive()');
     if (unknown !== null) return Promise.reject(unknown);
     const o = options ?? EMPTY_OPTIONS;
@@ -1108,7 +1118,7 @@ export class Connection {
     // A connection already ended answers nothing: the stream fails at its first step, as a
     // receive() does at once (it waited for ever, where every other call failed ENOTCONN). In a
     // microtask, so that the stream being built is whole when it fails.
-    const ended = this.closedError;
+    const ended = this.refusal();
     if (ended !== null) {
       queueMicrotask(() => sink.fail(ended));
       return 0;
@@ -1207,6 +1217,39 @@ export class Connection {
   close(): Promise<void> {
     this.closing ??= this.closeOnce();
     return this.closing;
+  }
+
+  /**
+   * @internal The process's close() has begun, though it may still wait for sends issued before
+   * it (to a name being looked up): sends and receives issued from now on fail at once.
+   */
+  beginClose(): void {
+    if (!this.closed) this.closedByUs = true;
+  }
+
+  /**
+   * @internal Runs op, a send issued before close() was called whose lookup has just answered,
+   * as if close() had not been called: it is written, ahead of the goodbye.
+   */
+  admit<R>(op: () => R): R {
+    const was = this.admitting;
+    this.admitting = true;
+    try {
+      return op();
+    } finally {
+      this.admitting = was;
+    }
+  }
+
+  /**
+   * Why a send or receive issued now fails at once, or null if it may go: the connection has
+   * ended, or close() was called. A send made after close() went out after its goodbye, and
+   * while close() still waited for a lookup it went out ahead of it and was delivered.
+   */
+  private refusal(): PostboxError | null {
+    if (this.closedError !== null) return this.closedError;
+    if (!this.closedByUs || this.admitting) return null;
+    return new ClosedError('the process is closing: close() was called before this send or receive');
   }
 
   private async closeOnce(): Promise<void> {

@@ -577,6 +577,8 @@ export class PostboxProcess {
     // Every send made before close() reaches the kernel ahead of it, awaited or not; one to a
     // name not yet known is written only when its lookup answers, which would be after the BYE
     // (it then failed with ENOTCONN: `send('logger', line); await close()` lost the line).
+    // Those made after it fail at once, even while it waits for a lookup.
+    this.conn.beginClose();
     if (this.lookups.size === 0) return this.conn.close();
     return Promise.allSettled([...this.lookups]).then(() => this.conn.close());
   }
@@ -643,7 +645,10 @@ export class PostboxProcess {
   private afterLookup<R>(to: ProcessRef, op: (id: number) => Promise<R>): Promise<R> {
     // Wrapped, so that `issued` settles when op is called, not when its send completes (a send
     // that waits for room must not hold close() up).
-    const issued = this.resolve(to).then((id) => ({ result: op(id) }));
+    const beforeClose = !this.conn.closedByUs;
+    const issued = this.resolve(to).then((id) => ({
+      result: beforeClose ? this.conn.admit(() => op(id)) : op(id),
+    }));
     this.lookups.add(issued);
     const done = (): void => {
       this.lookups.delete(issued);
