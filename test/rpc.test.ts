@@ -20,6 +20,7 @@ import {
 } from '../src/client/mod.js';
 import {
   type CallContext,
+  type CallOptions,
   call,
   isCallContext,
   NoServerError,
@@ -578,6 +579,121 @@ describe('RPC', () => {
     );
     assert.ok(err instanceof RemoteError && err.remoteCode === 'E_FORGED', String(err));
     assert.equal(isCallContext(forged), false);
+  });
+
+  test('names and options are checked at their edges: EINVAL before anything is sent, the values just inside taken', async () => {
+    // The service mailbox rpc:<service> is a name of at most 255 characters.
+    const longest = 's'.repeat(251);
+    assert.throws(() => stub(proc, ''), code('EINVAL'), 'an empty service name');
+    assert.throws(() => stub(proc, `${longest}s`), code('EINVAL'), 'a service name of 252');
+    await assert.rejects(call(proc, '', 'add', [1, 2]), code('EINVAL'));
+    await assert.rejects(serve(proc, '', { add: (a: number, b: number) => a + b }), code('EINVAL'));
+    const edge = await serve(proc, longest, { add: (a: number, b: number) => a + b });
+    assert.equal(await call(proc, longest, 'add', [1, 2]), 3, 'a service name of 251');
+    await edge.close();
+    // serve(): a handler object, and a concurrency from 1 to 4096.
+    for (const handlers of [null, 'add', 7])
+      await assert.rejects(serve(proc, 'edges', handlers as never), code('EINVAL'), String(handlers));
+    for (const concurrency of [0, 4097, 1.5])
+      await assert.rejects(
+        serve(proc, 'edges', { add: (a: number, b: number) => a + b }, { concurrency }),
+        code('EINVAL'),
+        `concurrency ${concurrency}`,
+      );
+    assert.ok(
+      !(await proc.mailboxes()).some((m) => m.name === 'rpc:edges'),
+      'no service mailbox was made by a refused serve()',
+    );
+    const widest = await serve(
+      proc,
+      'edges',
+      { add: (a: number, b: number) => a + b },
+      { concurrency: 4096 },
+    );
+    assert.equal(await call(proc, 'edges', 'add', [2, 2]), 4, 'concurrency 4096');
+    await widest.close();
+    // A service takes its requests in order: a priority mailbox of that name is not served.
+    const prio = await proc.createMailbox('rpc:edges-prio', { order: 'priority' });
+    await assert.rejects(serve(proc, 'edges-prio', { add: () => 0 }), code('EINVAL'));
+    await prio.delete();
+    // A call's options: each refused without a request reaching the service mailbox.
+    const service = await proc.openMailbox('rpc:calc');
+    const sentBefore = (await service.stat()).sent;
+    const refused: [string, unknown[], CallOptions][] = [
+      ['', [], {}],
+      ['add', [1, 2], { timeout: -1 }],
+      ['add', [1, 2], { timeout: 1.5 }],
+      ['add', [1, 2], { timeout: 2 ** 31 }],
+      ['add', [1, 2], { waitForServer: 'yes' as never }],
+      ['ticks', [3], { streamCapacity: 0 }],
+      ['ticks', [3], { streamCapacity: 1.5 }],
+    ];
+    for (const [method, args, options] of refused)
+      await assert.rejects(
+        call(proc, 'calc', method, args, options),
+        code('EINVAL'),
+        JSON.stringify([method, options]),
+      );
+    assert.equal((await service.stat()).sent, sentBefore, 'no request reached the service mailbox');
+    service.close();
+    assert.equal(await calc.$with({ timeout: 2 ** 31 - 1 }).add(1, 2), 3, 'timeout 2^31 - 1');
+    const one: number[] = [];
+    for await (const i of calc.$with({ streamCapacity: 1 }).ticks(3)) one.push(i);
+    assert.deepEqual(one, [0, 1, 2], 'streamCapacity 1');
+    // A stub is never a thenable: an async function may return one, and awaiting it gives it back.
+    const made = await within(
+      (async () => stub<Calc>(proc, 'calc'))(),
+      10_000,
+      'a stub returned by an async function',
+    );
+    assert.equal(await made.add(2, 2), 4);
+    // Timeout 0, like none, is no limit: a call answered only once released is not timed out.
+    const release = await proc.createMailbox('edges-release', { mode: 0o666 });
+    const held = calc.$with({ timeout: 0 }).hold('edges-release', 'no-limit');
+    await event((e) => e.event === 'started' && e.tag === 'no-limit', 10_000, 'the held handler');
+    await release.send('go');
+    assert.equal((await within(held, 10_000, 'the call with timeout 0')).tag, 'no-limit');
+    await release.delete();
+  });
+
+  test('a server serves its handler object’s methods, own and inherited, not Object’s nor $-names; ctx is padded to its place', async () => {
+    const serverProc = await connect({ socket: kernel.socket });
+    class Base {
+      inherited(): string {
+        return 'inherited';
+      }
+    }
+    class Handlers extends Base {
+      own(): string {
+        return 'own';
+      }
+      $hidden(): string {
+        return 'hidden';
+      }
+      /** Called with no arguments: its context is padded past `a`, not put in its place. */
+      padded(a?: number, ctx?: CallContext): [number | undefined, boolean] {
+        return [a, isCallContext(ctx)];
+      }
+    }
+    const server = await serve(serverProc, 'methods', new Handlers());
+    try {
+      assert.equal(await call(proc, 'methods', 'own'), 'own');
+      assert.equal(await call(proc, 'methods', 'inherited'), 'inherited');
+      assert.deepEqual(await call(proc, 'methods', 'padded'), [undefined, true]);
+      assert.deepEqual(await call(proc, 'methods', 'padded', [7]), [7, true]);
+      assert.equal(server.handled, 4);
+      for (const method of ['$hidden', 'toString', 'hasOwnProperty', 'constructor', 'valueOf']) {
+        await assert.rejects(call(proc, 'methods', method), (e: unknown) => {
+          assert.ok(e instanceof PostboxError && !(e instanceof RemoteError), `${method}: ${String(e)}`);
+          assert.equal(e.code, 'ENOENT', method);
+          assert.ok(e.message.includes(`has no method '${method}'`), e.message);
+          return true;
+        });
+      }
+    } finally {
+      await server.close();
+      await serverProc.close();
+    }
   });
 
   test('requests off the wire: malformed is EINVAL, an unknown method ENOENT, a non-request ignored', async () => {
