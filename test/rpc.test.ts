@@ -889,7 +889,10 @@ describe('RPC', () => {
 
   test('waitForServer: the call waits, and completes once a server starts', async () => {
     const late = stub<Calc>(proc, 'late', { waitForServer: true });
+    // A call without waitForServer made at the same moment fails at once, and this one still waits.
+    const plain = stub<Calc>(proc, 'late').add(1, 1);
     const p = late.add(20, 22);
+    await assert.rejects(plain, (e: unknown) => e instanceof NoServerError);
     let settled = false;
     p.then(
       () => {
@@ -1131,6 +1134,269 @@ describe('RPC', () => {
     }
   });
 
+  test('a caller that stops a stream early stops its handler: before the answer, after the offer, or once it began', async () => {
+    const serverProc = await connect({ socket: kernel.socket });
+    /** Resolves once a signal aborts. */
+    const abortOf = (signal: AbortSignal): Promise<void> =>
+      new Promise((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    const entered = new Map<string, (ctx: CallContext) => void>();
+    const contextOf = (tag: string): Promise<CallContext> =>
+      new Promise((resolve) => entered.set(tag, resolve));
+    const lateCtx = contextOf('late');
+    const begunCtx = contextOf('begun');
+    const server = await serve(
+      serverProc,
+      'stop-early',
+      {
+        /** Answers with its stream only once told to stop. */
+        async late(tag: string, ctx?: CallContext): Promise<AsyncGenerator<number>> {
+          entered.get(tag)?.(ctx!);
+          await abortOf(ctx!.signal);
+          return (async function* () {
+            yield 0;
+          })();
+        },
+        /** A stream that yields nothing and waits, sending nothing that could fail. */
+        // biome-ignore lint/correctness/useYield: it ends with no item, once told to stop.
+        async *waits(tag: string, ctx?: CallContext): AsyncGenerator<number> {
+          entered.get(tag)?.(ctx!);
+          await abortOf(ctx!.signal);
+        },
+        ping(): string {
+          return 'pong';
+        },
+      },
+      { concurrency: 1 },
+    );
+    try {
+      type StopEarly = {
+        late(tag: string): Promise<AsyncIterable<number>>;
+        waits(tag: string): AsyncIterable<number>;
+        ping(): string;
+      };
+      const s = stub<StopEarly>(proc, 'stop-early');
+      // return() on a call whose handler has not answered yet: the call is cancelled at once.
+      const late = s.late('late') as unknown as AsyncIterator<number>;
+      const ctx = await within(lateCtx, 10_000, 'the late handler');
+      assert.deepEqual(await within(late.return!(), 10_000, 'return() before the answer'), {
+        value: undefined,
+        done: true,
+      });
+      await within(abortOf(ctx.signal), 10_000, "the late handler's signal");
+      // return() on a stream that began, whose handler waits and sends nothing (a send to the
+      // deleted mailbox would fail): the CANCEL is what stops it.
+      const begun = await (s.waits('begun') as unknown as Promise<AsyncIterator<number>>);
+      const begunContext = await within(begunCtx, 10_000, 'the stream begun');
+      await begun.return!();
+      await within(abortOf(begunContext.signal), 10_000, "the begun stream's signal");
+      // A caller that cancels after the stream was offered, before its START (by hand): the
+      // server stops waiting for a START that will not come.
+      const service = await proc.openMailbox('rpc:stop-early');
+      const replies = await proc.createMailbox(null, { mode: 0o622 });
+      await service.send([1, 'waits', ['offered'], replies.id], { codec: 'msgpack' });
+      const offer = (await replies.receive({ timeout: 10_000 }))!;
+      assert.deepEqual(offer.body, [1, 2]);
+      const control = await proc.openMailbox(`rpc:ctl:${serverProc.id}`);
+      await control.send({ id: 1 }, { codec: 'msgpack', type: 1 });
+      // Its one handler (concurrency 1) is free again.
+      assert.equal(await within(s.ping(), 10_000, 'a call after the cancelled offer'), 'pong');
+      assert.equal(server.running, 0);
+      control.close();
+      service.close();
+      await replies.delete();
+    } finally {
+      // Bounded: a server still waiting for the cancelled offer's START would never close.
+      await within(server.close({ abort: true }), 10_000, 'the server to close').finally(() =>
+        serverProc.close(),
+      );
+    }
+  });
+
+  test('a server answers only into mailboxes of the process that made the call, answers and streams alike', async () => {
+    const serverProc = await connect({ socket: kernel.socket });
+    const other = await connect({ socket: kernel.socket });
+    let stopped = (_why: unknown): void => {};
+    const streamStopped = new Promise<unknown>((resolve) => (stopped = resolve));
+    const server = await serve(serverProc, 'owners', {
+      add: (a: number, b: number) => a + b,
+      items(ctx?: CallContext): AsyncGenerator<number> {
+        ctx!.signal.addEventListener('abort', () => stopped(ctx!.signal.reason), { once: true });
+        return (async function* () {
+          yield 1;
+          yield 2;
+        })();
+      },
+    });
+    try {
+      const raw = { codec: 'msgpack' } as const;
+      const mine = await proc.openMailbox('rpc:owners');
+      const theirs = await other.openMailbox('rpc:owners');
+      const box = await other.createMailbox(null, { mode: 0o622 });
+      // This process names the other's mailbox, first while the server has no handle on it,
+      // then once it has one from answering the other: neither is answered.
+      await mine.send([1, 'add', [1, 1], box.id], raw);
+      await theirs.send([2, 'add', [2, 2], box.id], raw);
+      await mine.send([3, 'add', [3, 3], box.id], raw);
+      await theirs.send([4, 'add', [4, 4], box.id], raw);
+      const ids: number[] = [];
+      while (!ids.includes(4)) ids.push(((await box.receive({ timeout: 10_000 }))!.body as number[])[0]!);
+      assert.deepEqual(ids, [2, 4], "only the other's own calls are answered there");
+      // A stream's START naming the other's mailbox: no item goes there, and the handler is stopped.
+      const replies = await proc.createMailbox(null, { mode: 0o622 });
+      await mine.send([5, 'items', [], replies.id], raw);
+      const offer = (await replies.receive({ timeout: 10_000 }))!;
+      assert.deepEqual(offer.body, [5, 2]);
+      const items = await other.createMailbox(null, { capacity: 4, mode: 0o622 });
+      const control = await proc.openMailbox(`rpc:ctl:${serverProc.id}`);
+      await control.send({ id: 5, to: items.id }, { codec: 'msgpack', type: 2 });
+      const why = await within(streamStopped, 10_000, 'the stream stopped');
+      assert.match(String(why), /named a stream mailbox it does not own/);
+      assert.equal((await items.stat()).sent, 0, 'nothing was sent to the mailbox of another');
+      control.close();
+      mine.close();
+      theirs.close();
+      await replies.delete();
+    } finally {
+      await server.close({ abort: true });
+      await other.close();
+      await serverProc.close();
+    }
+  });
+
+  test('a caller hears only the server that took its call, and a server only the caller that made it', async () => {
+    const serverProc = await connect({ socket: kernel.socket });
+    const caller = await connect({ socket: kernel.socket });
+    const forger = await connect({ socket: kernel.socket });
+    const release = new Map<string, () => void>();
+    const entered = new Map<string, (ctx: CallContext) => void>();
+    const contextOf = (tag: string): Promise<CallContext> =>
+      new Promise((resolve) => entered.set(tag, resolve));
+    const server = await serve(serverProc, 'hears', {
+      async held(tag: string, ctx?: CallContext): Promise<string> {
+        await new Promise<void>((resolve) => {
+          release.set(tag, resolve);
+          ctx!.signal.addEventListener('abort', () => resolve(), { once: true });
+          entered.get(tag)?.(ctx!);
+        });
+        return tag;
+      },
+      async *stream(tag: string, ctx?: CallContext): AsyncGenerator<string> {
+        await new Promise<void>((resolve) => {
+          release.set(tag, resolve);
+          ctx!.signal.addEventListener('abort', () => resolve(), { once: true });
+          entered.get(tag)?.(ctx!);
+        });
+        yield tag;
+      },
+    });
+    try {
+      type Hears = { held(tag: string): Promise<string>; stream(tag: string): AsyncIterable<string> };
+      const s = stub<Hears>(caller, 'hears');
+      // The caller's first call: id 1. Taken (the kernel has sent its receipt) before anyone forges.
+      const heldCtx = contextOf('answer');
+      const answer = s.held('answer');
+      answer.catch(() => {}); // awaited below; a failure before then is the test's, not this one's
+      const ctx = await within(heldCtx, 10_000, 'the handler');
+      await until(
+        () => proc.stat('rpc:hears'),
+        (st) => st.count === 0 && st.inflight === 0,
+        10_000,
+        'the call taken',
+      );
+      // A third process's CANCEL of call 1 is not the caller's: the handler runs on.
+      const control = await forger.openMailbox(`rpc:ctl:${serverProc.id}`);
+      await control.send({ id: 1 }, { codec: 'msgpack', type: 1 });
+      await until(
+        () => proc.stat(`rpc:ctl:${serverProc.id}`),
+        (st) => st.count === 0 && st.inflight === 0,
+        10_000,
+        'the forged CANCEL read',
+      );
+      assert.equal(ctx.signal.aborted, false, "another process's CANCEL is ignored");
+      // Its answer to call 1, in the caller's reply mailbox: not the server's, dropped.
+      const reply = (await caller.mailboxes()).find(
+        (m) => m.owner === caller.id && m.id !== caller.inbox && m.capacity === null,
+      )!;
+      // Nor may it read the answers there.
+      const fromReply = await forger.openMailbox(reply.id, { role: 'read' });
+      await assert.rejects(fromReply.receive({ nowait: true }), code('EACCES'));
+      fromReply.close();
+      const toReply = await forger.openMailbox(reply.id, { role: 'write' });
+      await toReply.send([1, 0, 'forged'], { codec: 'msgpack' });
+      release.get('answer')!();
+      assert.equal(
+        await within(answer, 10_000, 'the answer'),
+        'answer',
+        "the server's answer, not the forged one",
+      );
+      // Items in a stream's mailbox from another process are not the server's either.
+      const streamCtx = contextOf('item');
+      const stream = await (s.stream('item') as unknown as Promise<AsyncIterator<string>>);
+      await within(streamCtx, 10_000, 'the stream begun');
+      const box = (await caller.mailboxes()).find(
+        (m) => m.owner === caller.id && m.capacity === STREAM_CAPACITY,
+      )!;
+      const toStream = await forger.openMailbox(box.id, { role: 'write' });
+      await toStream.send('forged', { codec: 'msgpack', type: 1 });
+      await toStream.send(null, { codec: 'msgpack', type: 2 });
+      release.get('item')!();
+      assert.deepEqual(await within(stream.next(), 10_000, 'the item'), { value: 'item', done: false });
+      assert.deepEqual(await within(stream.next(), 10_000, 'the end'), { value: undefined, done: true });
+      control.close();
+      toReply.close();
+      toStream.close();
+    } finally {
+      await server.close({ abort: true });
+      await forger.close();
+      await caller.close();
+      await serverProc.close();
+    }
+  });
+
+  test('handlers of one dead caller: one watching it when it died, and one that looks at ctx.signal only after, both stop', async () => {
+    const serverProc = await connect({ socket: kernel.socket });
+    const caller = await connect({ socket: kernel.socket });
+    const contexts = new Map<string, (ctx: CallContext) => void>();
+    const contextOf = (tag: string): Promise<CallContext> =>
+      new Promise((resolve) => contexts.set(tag, resolve));
+    const abortOf = (signal: AbortSignal): Promise<void> =>
+      new Promise((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    let open = (): void => {};
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const server = await serve(serverProc, 'two-handlers', {
+      async wait(tag: string, ctx?: CallContext): Promise<string> {
+        contexts.get(tag)?.(ctx!);
+        await gate;
+        return tag;
+      },
+    });
+    try {
+      const eager = contextOf('eager');
+      const late = contextOf('late');
+      call(caller, 'two-handlers', 'wait', ['eager']).catch(() => {});
+      call(caller, 'two-handlers', 'wait', ['late']).catch(() => {});
+      const eagerCtx = await within(eager, 10_000, 'the eager handler');
+      const lateCtx = await within(late, 10_000, 'the late handler');
+      // The first looks now, so the server watches the caller; the second has not looked yet.
+      const eagerStopped = abortOf(eagerCtx.signal);
+      await caller.close();
+      await within(eagerStopped, 10_000, "the eager handler's signal");
+      // Its look comes after the watch of that caller has fired: it must watch anew.
+      await within(abortOf(lateCtx.signal), 10_000, "the late handler's signal");
+      assert.match(String(lateCtx.signal.reason), /the caller of two-handlers\.wait, process \d+/);
+    } finally {
+      open();
+      await server.close({ abort: true });
+      await serverProc.close();
+    }
+  });
+
   test('a server that closes and disconnects at once still delivers the answers of the calls it finished', async () => {
     const serverProc = await connect({ socket: kernel.socket });
     // A fresh caller: the server's first answer to it has to open its reply mailbox first.
@@ -1177,13 +1443,16 @@ describe('RPC', () => {
     assert.deepStrictEqual(await it.next(), { value: 0, done: false });
     assert.equal((await it.return!()).done, true);
     const got: number[] = [];
+    const failing = calc.ticks(10, 4);
     await assert.rejects(
       (async () => {
-        for await (const i of calc.ticks(10, 4)) got.push(i);
+        for await (const i of failing) got.push(i);
       })(),
       (e: unknown) => e instanceof RemoteError && e.remoteCode === 'E_TICK' && /rpc\.test\.js/.test(e.stack!),
     );
     assert.deepStrictEqual(got, [0, 1, 2, 3]);
+    // It threw once; read again, it is done.
+    assert.deepStrictEqual(await failing.next(), { value: undefined, done: true });
     // Iterating a call that answers with a value is a clear error.
     await assert.rejects(
       (async () => {
