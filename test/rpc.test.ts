@@ -181,6 +181,9 @@ describe('RPC', () => {
     const b = back as typeof value;
     assert.ok(b.buf instanceof Buffer && b.u8 instanceof Uint8Array && !(b.u8 instanceof Buffer));
     assert.ok('undef' in b && b.undef === undefined && b.nul === null, 'undefined and null stay apart');
+    // An array or a Set answered is a value sent whole, not a stream (a generator is one).
+    assert.deepStrictEqual(await calc.echo(new Set([1, 'b'])), new Set([1, 'b']));
+    assert.deepStrictEqual(await calc.echo([1, 2]), [1, 2]);
     // A cycle crosses as a cycle.
     const cyc: { name: string; self?: unknown } = { name: 'loop' };
     cyc.self = cyc;
@@ -247,6 +250,23 @@ describe('RPC', () => {
       );
       return true;
     });
+    // An item the server cannot send ends its stream with why, after the items before.
+    const before: unknown[] = [];
+    await assert.rejects(
+      within(
+        (async () => {
+          for await (const i of calc.unsendableItem()) before.push(i);
+        })(),
+        10_000,
+        'a stream with an unsendable item',
+      ),
+      (e: unknown) => {
+        assert.ok(e instanceof PostboxError && e.code === 'EINVAL', String(e));
+        assert.match(e.message, /calc\.unsendableItem: an item\.callback is a function/);
+        return true;
+      },
+    );
+    assert.deepEqual(before, [1]);
     const items: unknown[] = [];
     await assert.rejects(
       (async () => {
@@ -319,6 +339,14 @@ describe('RPC', () => {
     assert.equal(huge.remoteCode, 'E_HUGE');
     assert.match(huge.remoteMessage, /^x{1000}… \(cut: the error was over the message size limit\)$/);
     assert.equal(huge.remoteStack, undefined);
+    // A code that is a number crosses as its digits; a name over the size limit is cut too.
+    assert.equal((await remote(calc.raise('numeric-code'), 'a numeric code')).remoteCode, '404');
+    const named = await remote(
+      calc.raise('huge-name', limit + 1),
+      'an error whose name is over the size limit',
+    );
+    assert.equal(named.remoteName, 'N'.repeat(100));
+    assert.equal(named.remoteCode, 'E_NAME');
     // Values that are not Errors: described, and an object's own code crosses.
     assert.match((await remote(calc.raise('string'), 'a string')).message, /non-Error value: plain text$/);
     assert.match((await remote(calc.raise('undefined'), 'undefined')).message, /non-Error value: undefined$/);
@@ -390,8 +418,19 @@ describe('RPC', () => {
         await box.send([id, 1, error], { codec: 'msgpack' });
         box.close();
       };
+      // A chain of 12 causes: the caller keeps 8 of them, as a server sends.
+      let deep: { name: string; message: string; cause?: unknown } = { name: 'Error', message: 'cause 12' };
+      for (let i = 11; i >= 0; i--) deep = { name: 'Error', message: `cause ${i}`, cause: deep };
       const cases: [unknown, (e: RemoteError) => void][] = [
         [42, (e) => assert.equal(e.remoteMessage, 'a malformed error: 42')],
+        [
+          deep,
+          (e) => {
+            let depth = 0;
+            for (let c: unknown = e.cause; c !== undefined; depth++) c = (c as { cause?: unknown }).cause;
+            assert.equal(depth, 9, 'the error and 8 causes, then cut');
+          },
+        ],
         [
           { name: 7, message: { text: 'x' }, code: 9 },
           (e) => {
@@ -708,8 +747,10 @@ describe('RPC', () => {
     // A deadline (by the kernel's clock) must be a finite number of ms.
     await service.send([4, 'add', [2, 3], replies.id, 'soon'], raw);
     await service.send([5, 'add', [2, 3], replies.id, Number.NaN], raw);
+    // An error's chain of causes crosses the wire cut at 8 causes (here a cycle).
+    await service.send([6, 'raise', ['cause-cycle'], replies.id], raw);
     const answers = new Map<number, unknown[]>();
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 6; i++) {
       const m = await replies.receive({ timeout: 10_000 });
       const body = m!.body as unknown[];
       answers.set(body[0] as number, body);
@@ -725,6 +766,10 @@ describe('RPC', () => {
       assert.equal(err(id).code, 'EINVAL', `request ${id}`);
       assert.match(err(id).message, /a malformed request to 'calc'/);
     }
+    let causes = 0;
+    for (let e = (answers.get(6)![2] as { cause?: unknown }).cause; e !== undefined; causes++)
+      e = (e as { cause?: unknown }).cause;
+    assert.equal(causes, 8, 'the error and 8 causes on the wire');
     assert.equal(await replies.receive({ nowait: true }), null, 'nothing answers a non-request');
     service.close();
     await replies.delete();
@@ -954,6 +999,7 @@ describe('RPC', () => {
       assert.ok(e instanceof ServerDownError, `a failure is a dead-server error: ${String(e)}`);
       assert.equal(e.code, 'ECONNRESET');
       assert.equal(e.server, victim.id);
+      assert.equal(e.reason, 'crash');
       assert.match(e.message, new RegExp(`server process ${victim.id} terminated \\(crash\\)`));
       assert.match(e.message, /shared\.hold/);
     }
