@@ -1402,6 +1402,51 @@ describe('RPC', () => {
     }
   });
 
+  test('an answer written before any server took the call is not the call’s: the answer of the server that takes it is', async () => {
+    // The caller took the first answer to come while it did not know who had the call (its
+    // receipt not yet in): a process that wrote one into the reply mailbox first had it taken.
+    const caller = await connect({ socket: kernel.socket });
+    const forger = await connect({ socket: kernel.socket });
+    const serverProc = await connect({ socket: kernel.socket });
+    try {
+      const waiting = stub<{ echo(tag: string): Promise<string> }>(caller, 'early-answer', {
+        waitForServer: true,
+      });
+      // The caller's first call (id 1), queued: no server yet.
+      const answer = waiting.echo('real');
+      answer.catch(() => {}); // awaited below
+      await until(
+        () => proc.stat('rpc:early-answer'),
+        (st) => st.count === 1,
+        10_000,
+        'the call queued',
+      );
+      const reply = (await caller.mailboxes()).find(
+        (m) => m.owner === caller.id && m.id !== caller.inbox && m.capacity === null,
+      )!;
+      const toReply = await forger.openMailbox(reply.id, { role: 'write' });
+      await toReply.send([1, 0, 'forged'], { codec: 'msgpack' });
+      await until(
+        () => proc.stat(reply.id),
+        (st) => st.count === 0 && st.inflight === 0,
+        10_000,
+        'the forged answer read',
+      );
+      const server = await serve(serverProc, 'early-answer', { echo: (tag: string) => tag });
+      assert.equal(
+        await within(answer, 10_000, 'the answer'),
+        'real',
+        "the server's answer, not the forged one",
+      );
+      toReply.close();
+      await server.close();
+    } finally {
+      await forger.close();
+      await caller.close();
+      await serverProc.close();
+    }
+  });
+
   test('handlers of one dead caller: one watching it when it died, and one that looks at ctx.signal only after, both stop', async () => {
     const serverProc = await connect({ socket: kernel.socket });
     const caller = await connect({ socket: kernel.socket });

@@ -17,7 +17,7 @@ import {
 import type { Caller } from './client.js';
 import { atSite, type CallSite, RemoteError, ServerDownError } from './errors.js';
 import { type StreamOwner, StreamReader } from './stream.js';
-import { ControlType, STREAM_CAPACITY, type WireError } from './wire.js';
+import { ControlType, type ReplyBody, STREAM_CAPACITY, type WireError } from './wire.js';
 
 const noop = (): void => {};
 
@@ -99,6 +99,11 @@ export class CallRecord implements StreamOwner {
   reject: (e: unknown) => void = noop;
   /** Process id of the server that took it, once known. */
   server = 0;
+  /**
+   * Answers read before the receipt said who took the call, by sender (the first of each):
+   * only the one from that server counts once the receipt comes.
+   */
+  early: Map<number, ReplyBody> | null = null;
   state: 'pending' | 'streaming' | 'done' = 'pending';
   /** Finished by a timeout or abort: a server that takes it later is told to cancel. */
   gaveUp = false;

@@ -191,6 +191,9 @@ export class Caller {
     }
     if (rec.server === 0) rec.server = server;
     this.track(rec);
+    const early = rec.early?.get(rec.server);
+    rec.early = null;
+    if (early !== undefined && rec.state === 'pending') this.settle(rec, early);
   }
 
   private onSendError(rec: CallRecord, err: unknown): void {
@@ -355,8 +358,20 @@ export class Caller {
   private onReply(sender: number, body: ReplyBody): void {
     const rec = this.pending.get(body.id);
     if (rec === undefined || rec.state !== 'pending') return; // late: timed out, aborted, done
-    if (rec.server !== 0 && rec.server !== sender) return; // not from the server that took it
-    if (rec.server === 0) rec.server = sender; // the answer outran its receipt
+    if (rec.server === 0) {
+      // Who took the call is not known yet: the receipt resolves a microtask after an answer
+      // read with it, and before any server took the call another process could write an
+      // answer here, which was taken as the call's. It waits for the receipt to name the server.
+      rec.early ??= new Map();
+      if (!rec.early.has(sender)) rec.early.set(sender, body);
+      return;
+    }
+    if (rec.server !== sender) return; // not from the server that took it
+    this.settle(rec, body);
+  }
+
+  /** Ends a call, or begins its stream, by its server's answer. */
+  private settle(rec: CallRecord, body: ReplyBody): void {
     if ('ok' in body) rec.succeed(body.ok);
     else if ('error' in body) rec.fail(rec.answerError(body.error));
     else if ('stream' in body && body.stream === true) {
