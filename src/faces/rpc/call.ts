@@ -100,10 +100,14 @@ export class CallRecord implements StreamOwner {
   /** Process id of the server that took it, once known. */
   server = 0;
   /**
-   * Answers read before the receipt said who took the call, by sender (the first of each):
-   * only the one from that server counts once the receipt comes.
+   * An answer read before the receipt said who took the call (most are: the receipt resolves a
+   * microtask after an answer read in the same chunk), and who sent it; answers from other
+   * senders wait in `earlyOthers` (the first of each). Only the one from the server the receipt
+   * names counts. Kept in fields, not a map, so that the common case allocates nothing.
    */
-  early: Map<number, ReplyBody> | null = null;
+  earlyAnswer: ReplyBody | null = null;
+  earlySender = 0;
+  earlyOthers: Map<number, ReplyBody> | null = null;
   state: 'pending' | 'streaming' | 'done' = 'pending';
   /** Finished by a timeout or abort: a server that takes it later is told to cancel. */
   gaveUp = false;

@@ -191,8 +191,10 @@ export class Caller {
     }
     if (rec.server === 0) rec.server = server;
     this.track(rec);
-    const early = rec.early?.get(rec.server);
-    rec.early = null;
+    if (rec.earlyAnswer === null) return;
+    const early = rec.earlySender === rec.server ? rec.earlyAnswer : rec.earlyOthers?.get(rec.server);
+    rec.earlyAnswer = null;
+    rec.earlyOthers = null;
     if (early !== undefined && rec.state === 'pending') this.settle(rec, early);
   }
 
@@ -362,8 +364,13 @@ export class Caller {
       // Who took the call is not known yet: the receipt resolves a microtask after an answer
       // read with it, and before any server took the call another process could write an
       // answer here, which was taken as the call's. It waits for the receipt to name the server.
-      rec.early ??= new Map();
-      if (!rec.early.has(sender)) rec.early.set(sender, body);
+      if (rec.earlyAnswer === null) {
+        rec.earlyAnswer = body;
+        rec.earlySender = sender;
+      } else if (sender !== rec.earlySender) {
+        rec.earlyOthers ??= new Map();
+        if (!rec.earlyOthers.has(sender)) rec.earlyOthers.set(sender, body);
+      }
       return;
     }
     if (rec.server !== sender) return; // not from the server that took it
