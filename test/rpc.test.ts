@@ -59,6 +59,25 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The caller's reply mailbox: the unbounded one it owns besides its inbox (made at its first call). */
+async function replyMailboxOf(caller: PostboxProcess): Promise<MailboxStat> {
+  const reply = (await caller.mailboxes()).find(
+    (m) => m.owner === caller.id && m.id !== caller.inbox && m.capacity === null,
+  );
+  assert.ok(reply !== undefined, `process ${caller.id} has a reply mailbox`);
+  return reply;
+}
+
+/** Waits until `box` holds nothing, queued or in a receiver's hands: all sent there was read. */
+function allRead(observer: PostboxProcess, box: string | number, what: string): Promise<MailboxStat> {
+  return until(
+    () => observer.stat(box),
+    (st) => st.count === 0 && st.inflight === 0,
+    10_000,
+    what,
+  );
+}
+
 describe('RPC', () => {
   let kernel: TestKernel;
   let proc: PostboxProcess;
@@ -1346,26 +1365,14 @@ describe('RPC', () => {
       const answer = s.held('answer');
       answer.catch(() => {}); // awaited below; a failure before then is the test's, not this one's
       const ctx = await within(heldCtx, 10_000, 'the handler');
-      await until(
-        () => proc.stat('rpc:hears'),
-        (st) => st.count === 0 && st.inflight === 0,
-        10_000,
-        'the call taken',
-      );
+      await allRead(proc, 'rpc:hears', 'the call taken');
       // A third process's CANCEL of call 1 is not the caller's: the handler runs on.
       const control = await forger.openMailbox(`rpc:ctl:${serverProc.id}`);
       await control.send({ id: 1 }, { codec: 'msgpack', type: 1 });
-      await until(
-        () => proc.stat(`rpc:ctl:${serverProc.id}`),
-        (st) => st.count === 0 && st.inflight === 0,
-        10_000,
-        'the forged CANCEL read',
-      );
+      await allRead(proc, `rpc:ctl:${serverProc.id}`, 'the forged CANCEL read');
       assert.equal(ctx.signal.aborted, false, "another process's CANCEL is ignored");
       // Its answer to call 1, in the caller's reply mailbox: not the server's, dropped.
-      const reply = (await caller.mailboxes()).find(
-        (m) => m.owner === caller.id && m.id !== caller.inbox && m.capacity === null,
-      )!;
+      const reply = await replyMailboxOf(caller);
       // Nor may it read the answers there.
       const fromReply = await forger.openMailbox(reply.id, { role: 'read' });
       await assert.rejects(fromReply.receive({ nowait: true }), code('EACCES'));
@@ -1421,17 +1428,10 @@ describe('RPC', () => {
         10_000,
         'the call queued',
       );
-      const reply = (await caller.mailboxes()).find(
-        (m) => m.owner === caller.id && m.id !== caller.inbox && m.capacity === null,
-      )!;
+      const reply = await replyMailboxOf(caller);
       const toReply = await forger.openMailbox(reply.id, { role: 'write' });
       await toReply.send([1, 0, 'forged'], { codec: 'msgpack' });
-      await until(
-        () => proc.stat(reply.id),
-        (st) => st.count === 0 && st.inflight === 0,
-        10_000,
-        'the forged answer read',
-      );
+      await allRead(proc, reply.id, 'the forged answer read');
       const server = await serve(serverProc, 'early-answer', { echo: (tag: string) => tag });
       assert.equal(
         await within(answer, 10_000, 'the answer'),
