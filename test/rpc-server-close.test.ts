@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { PostboxError } from '../src/client/mod.js';
 import { type CallContext, serve, stub } from '../src/faces/rpc.js';
 import { kernelForTests } from './helpers/kernel.js';
 
@@ -48,6 +49,45 @@ describe('an RPC server that is closed', { timeout: 60_000 }, () => {
     for (const { reply, writers } of replies)
       assert.equal((await reply.stat()).writers, writers, 'closed with the server');
     for (const { reply } of replies) await reply.delete();
+  });
+
+  test('is closed only once every answer is in the kernel, one sent again as an error too', async () => {
+    // An answer over the kernel's size limit is refused, and the server sends the caller an
+    // EMSGSIZE error instead: a second send, made only once the first one's refusal came back.
+    // A server counted as closed before that would have let go of the reply mailbox (and its
+    // process might have gone), and the caller would wait for an answer that never comes.
+    const server = await k.join();
+    const caller = await k.join();
+    let started: () => void = () => {};
+    const running = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    let finish: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    const s = await serve(server, 'resent-answer', {
+      async big(n: number): Promise<Uint8Array> {
+        started();
+        await gate;
+        return new Uint8Array(n);
+      },
+    });
+    const call = stub<{ big(n: number): Promise<Uint8Array> }>(caller, 'resent-answer', {
+      timeout: 20_000,
+    }).big(server.limits.maxMessageSize + 1);
+    // Checked as it settles: the answer may come before the closes below are done.
+    const answered = assert.rejects(call, (e: unknown) => {
+      assert.ok(e instanceof PostboxError && e.code === 'EMSGSIZE', String(e));
+      assert.match(e.message, /^resent-answer\.big: the answer cannot be sent: /);
+      return true;
+    });
+    await running;
+    const closing = s.close();
+    finish();
+    await closing;
+    await server.close();
+    await answered;
   });
 
   test('is not kept alive by its process', async () => {
