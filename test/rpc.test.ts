@@ -1257,6 +1257,19 @@ describe('RPC', () => {
       const begunContext = await within(begunCtx, 10_000, 'the stream begun');
       await begun.return!();
       await within(abortOf(begunContext.signal), 10_000, "the begun stream's signal");
+      // return() the moment the stream is offered, while its mailbox is still being made: the
+      // mailbox is deleted as soon as it exists, not kept until the caller's process ends.
+      const before = new Set((await proc.mailboxes()).map((m) => m.id));
+      const stoppedAtOnce = await (s.waits('at-once') as unknown as Promise<AsyncIterator<number>>);
+      await stoppedAtOnce.return!();
+      const made = async (): Promise<number[]> =>
+        (await proc.mailboxes()).filter((m) => !before.has(m.id) && m.owner === proc.id).map((m) => m.id);
+      await until(
+        made,
+        (ids) => ids.length === 0,
+        10_000,
+        'the mailbox of a stream stopped at once to be deleted',
+      );
       // A caller that cancels after the stream was offered, before its START (by hand): the
       // server stops waiting for a START that will not come.
       const service = await proc.openMailbox('rpc:stop-early');
