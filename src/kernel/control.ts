@@ -259,10 +259,7 @@ const handlers: Record<string, Handler> = {
     notAnInbox(mb, 'given another mode');
     ownerOnly(p, mb, 'change the mode of');
     mb.mode = parseMode(a.mode);
-    mb.rightsChanged++;
-    k.recheckWaiters(mb);
-    mb.times.changeTime = k.now;
-    return describe(k, mb);
+    return rightsChanged(k, mb);
   },
   grant: (k, p, a) => {
     const mb = find(k, a);
@@ -271,10 +268,7 @@ const handlers: Record<string, Handler> = {
     const q = findProcess(k, a.process);
     mb.group.add(q.id);
     q.grantedOn.add(mb);
-    mb.rightsChanged++;
-    k.recheckWaiters(mb);
-    mb.times.changeTime = k.now;
-    return describe(k, mb);
+    return rightsChanged(k, mb);
   },
   revoke: (k, p, a) => {
     const mb = find(k, a);
@@ -283,10 +277,7 @@ const handlers: Record<string, Handler> = {
     const q = findProcess(k, a.process);
     mb.group.delete(q.id);
     q.grantedOn.delete(mb);
-    mb.rightsChanged++;
-    k.recheckWaiters(mb);
-    mb.times.changeTime = k.now;
-    return describe(k, mb);
+    return rightsChanged(k, mb);
   },
   transfer: (k, p, a) => {
     const mb = find(k, a);
@@ -295,11 +286,8 @@ const handlers: Record<string, Handler> = {
     const q = findProcess(k, a.process);
     mb.owner?.owned.delete(mb);
     mb.owner = q;
-    mb.rightsChanged++;
-    k.recheckWaiters(mb);
     q.owned.add(mb);
-    mb.times.changeTime = k.now;
-    return describe(k, mb);
+    return rightsChanged(k, mb);
   },
   release: (k, p, a) => {
     releaseHold(p, find(k, a));
@@ -571,6 +559,17 @@ function notAnInbox(mb: Mailbox, what: string): void {
     `${mb.label} cannot be ${what}: an inbox belongs to its process, and goes when it ends`,
     mb,
   );
+}
+
+/**
+ * Who may do what on `mb` changed (mode, group, owner): receives and sends waiting there that
+ * have lost their right end with EACCES now, not when they would next be served.
+ */
+function rightsChanged(k: Kernel, mb: Mailbox): Args {
+  mb.rightsChanged++;
+  k.recheckWaiters(mb);
+  mb.times.changeTime = k.now;
+  return describe(k, mb);
 }
 
 function ownerOnly(p: KernelProcess, mb: Mailbox, what: string): void {
