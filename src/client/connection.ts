@@ -46,8 +46,8 @@ import type { CallEvents } from './call-events.js';
 import { type ConnectOptions, type JoinPlan, noKernelError, planJoin } from './connect-options.js';
 import { flushAtExit, noFlushAtExit } from './exit-flush.js';
 import { Message } from './message.js';
-import { describeValue, unknownOption } from './option-names.js';
-import { badSignal } from './option-values.js';
+import { describeValue } from './option-names.js';
+import { refusedAtStart } from './option-values.js';
 import { checkReceiveOptions, RECEIVE_OPTIONS, type ReceiveOptions } from './receive-options.js';
 import { planSend, SEND_OPTIONS, type SendOptions, SendPlan, writeSendHead } from './send-options.js';
 import { SendPromise } from './send-promise.js';
@@ -698,14 +698,10 @@ export class Connection {
       if (body instanceof Uint8Array) return this.sendPlain(target, toProcess, Codec.BYTES, body, null, name);
       if (typeof body === 'string') return this.sendPlain(target, toProcess, Codec.STRING, null, body, name);
     }
-    const unknown = unknownOption(options, SEND_OPTIONS, 'send()');
-    if (unknown !== null) return Promise.reject(unknown);
+    const refused = refusedAtStart(options, SEND_OPTIONS, 'send');
+    if (refused !== null) return Promise.reject(refused);
     const o = options ?? EMPTY_OPTIONS;
     const signal = o.signal;
-    const badSig = badSignal(signal, 'send()');
-    if (badSig !== null) return Promise.reject(badSig);
-    if (signal?.aborted)
-      return Promise.reject(new AbortedError('send aborted before it started', {}, { cause: signal.reason }));
     const encoded = encodeChecked(body, o.codec);
     if (encoded instanceof InvalidArgumentError) return Promise.reject(encoded);
     const plan = planSend(o, toProcess);
@@ -751,18 +747,10 @@ export class Connection {
      */
     sizes?: { maxMessageSize: number; messageSize: number; name: string | null },
   ): Promise<SendManyResult> {
-    const refused = this.refusal();
+    const refused = this.refusal() ?? refusedAtStart(options, SEND_OPTIONS, 'sendMany');
     if (refused !== null) return Promise.reject(refused);
-    const unknown = unknownOption(options, SEND_OPTIONS, 'sendMany()');
-    if (unknown !== null) return Promise.reject(unknown);
     const o = options ?? EMPTY_OPTIONS;
     const signal = o.signal;
-    const badSig = badSignal(signal, 'sendMany()');
-    if (badSig !== null) return Promise.reject(badSig);
-    if (signal?.aborted)
-      return Promise.reject(
-        new AbortedError('sendMany aborted before it started', {}, { cause: signal.reason }),
-      );
     if (o.receipt === true)
       return Promise.reject(
         new InvalidArgumentError('sendMany takes no receipt: send() each message that needs one'),
@@ -1070,18 +1058,10 @@ export class Connection {
     owner?: Set<number>,
     hold = false,
   ): Promise<Message | null> {
-    const refused = this.refusal();
+    const refused = this.refusal() ?? refusedAtStart(options, RECEIVE_OPTIONS, 'receive');
     if (refused !== null) return Promise.reject(refused);
-    const unknown = unknownOption(options, RECEIVE_OPTIONS, 'receive()');
-    if (unknown !== null) return Promise.reject(unknown);
     const o = options ?? EMPTY_OPTIONS;
     const signal = o.signal;
-    const badSig = badSignal(signal, 'receive()');
-    if (badSig !== null) return Promise.reject(badSig);
-    if (signal?.aborted)
-      return Promise.reject(
-        new AbortedError('receive aborted before it started', {}, { cause: signal.reason }),
-      );
     const bad = checkReceiveOptions(o);
     if (bad !== null) return Promise.reject(bad);
     const id = this.writeReceive(target, inbox, from, o, 1, false, hold);

@@ -1,6 +1,6 @@
-import { InvalidArgumentError } from '../protocol/errors.js';
+import { AbortedError, InvalidArgumentError } from '../protocol/errors.js';
 import { MAX_TIMEOUT_MS } from '../protocol/frame.js';
-import { describeValue } from './option-names.js';
+import { describeValue, unknownOption } from './option-names.js';
 
 // Checks of option values that several calls share, made before anything is written: a bad
 // value found later would leave an operation half done in the kernel.
@@ -19,6 +19,36 @@ import { describeValue } from './option-names.js';
 export function badSignal(signal: unknown, what: string): InvalidArgumentError | null {
   if (signal === undefined || signal instanceof AbortSignal) return null;
   return new InvalidArgumentError(`${what}: signal must be an AbortSignal, not ${describeValue(signal)}`);
+}
+
+/**
+ * What refuses a send, sendMany or receive before anything is written: an option the call does
+ * not take, a `signal` that is not an AbortSignal, or one already aborted (ECANCELED, with the
+ * signal's reason as its cause).
+ *
+ * @example
+ * ```ts
+ * const refused = refusedAtStart(options, RECEIVE_OPTIONS, 'receive');
+ * if (refused !== null) return Promise.reject(refused); // "receive aborted before it started"
+ * ```
+ */
+export function refusedAtStart(
+  options: { signal?: unknown } | undefined,
+  names: Readonly<Record<string, true>>,
+  call: 'send' | 'sendMany' | 'receive',
+): InvalidArgumentError | AbortedError | null {
+  const unknown = unknownOption(options, names, `${call}()`);
+  if (unknown !== null) return unknown;
+  const signal = options?.signal;
+  const badSig = badSignal(signal, `${call}()`);
+  if (badSig !== null) return badSig;
+  if ((signal as AbortSignal | undefined)?.aborted === true)
+    return new AbortedError(
+      `${call} aborted before it started`,
+      {},
+      { cause: (signal as AbortSignal).reason },
+    );
+  return null;
 }
 
 /**
