@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -274,7 +274,7 @@ test('compare: rows the baseline did not measure (failed there, or absent) and s
   assert.deepEqual(compare(base, now), []);
 });
 
-test('compare: when a ceiling failed there is no ratio: the row is "not compared", said for the side that lacks it, and never a regression', () => {
+test('compare: a row without a figure on one side (its ceiling failed, or it is not a number) is "not compared", said for the side that lacks it, and never a regression', () => {
   const thisRun = byRow(
     compare(results([oneWay(0.5, 0.2)]), results([oneWay(0.1, 0.2, { ceilingFailed: true })])),
     'postbox-unix',
@@ -290,6 +290,28 @@ test('compare: when a ceiling failed there is no ratio: the row is "not compared
   );
   assert.equal(baseline.notCompared, 'no ceiling in the baseline (its row failed)');
   assert.equal(baseline.regression, false);
+  // Without a ceiling, a row that ran and has no finite figure (a sample that was not a number;
+  // null in a saved file) is said too, not shown as a change of NaN%.
+  const memory = (values: number[]): SectionResult =>
+    section('memory', [row('postbox', 'Postbox kernel', values)], {
+      better: 'lower',
+      ceiling: null,
+      columns: [bytes],
+    });
+  const noFigure = byRow(
+    compare(results([memory(three(250e6))]), results([memory([Number.NaN])])),
+    'postbox',
+  );
+  assert.deepEqual(
+    { notCompared: noFigure.notCompared, regression: noFigure.regression, failed: noFigure.failed },
+    { notCompared: 'no figure in this run', regression: false, failed: false },
+  );
+  const saved = results([memory(three(250e6))]);
+  (saved.sections[0]!.rows[0]!.stats.value as { median: number | null }).median = null;
+  assert.equal(
+    byRow(compare(saved, results([memory(three(250e6))])), 'postbox').notCompared,
+    'no figure in the baseline',
+  );
 });
 
 test('compare: a quick run against a full baseline (or the other way round) judges nothing, and workloadDiffers says why', () => {
@@ -490,6 +512,9 @@ test('targets: a figure made of a row with fewer than 3 successful runs is shown
   const five = targetSections({});
   for (const s of five) s.runs = 5;
   assert.ok(targets(five, 5).every((t) => t.met === true && t.note === undefined));
+  // "of N" is the runs of the row's own section, not the run's default.
+  five[6]!.rows[0] = row('postbox', 'Postbox kernel', [250e6, 250e6]);
+  assert.equal(target(targets(five, 3), 'memory').note, 'not judged: 2 of 5 runs succeeded');
   const two = targetSections({}).map((s) => ({
     ...s,
     runs: 2,
@@ -500,6 +525,41 @@ test('targets: a figure made of a row with fewer than 3 successful runs is shown
       (t) => t.met === null && t.note?.startsWith('not judged: 2 of 2 runs succeeded') === true,
     ),
   );
+});
+
+test('targets: each target is made of its own rows (the batch and consume() targets of theirs, not of the plain row)', () => {
+  const ss = targetSections({});
+  const set = (section: number, id: string, values: number[], vsCeiling?: number): void => {
+    const s = ss[section]!;
+    const i = s.rows.findIndex((r) => r.id === id);
+    assert.ok(i >= 0, id);
+    s.rows[i] = row(id, s.rows[i]!.system, values, vsCeiling === undefined ? {} : { vsCeiling });
+  };
+  set(0, 'postbox-unix', three(510), 0.51);
+  set(0, 'postbox-batch', three(520), 0.52);
+  set(0, 'postbox-consume', three(530), 0.53);
+  set(1, 'postbox-unix', three(610), 0.61);
+  set(2, 'postbox-unix', three(710), 0.71);
+  set(3, 'postbox-unix', three(30), 2.1); // over NATS's 100: 0.3
+  set(3, 'postbox-consume', three(99), 2.2);
+  set(4, 'postbox', three(400)); // over NATS's 100: 4
+  set(4, 'postbox-batch', three(500));
+  set(5, 'postbox-rpc', three(600));
+  set(6, 'postbox', three(123e6));
+  assert.deepEqual(Object.fromEntries(targets(ss, 3).map((t) => [t.id, t.measured])), {
+    'oneway-100': 0.51,
+    'oneway-1k': 0.61,
+    'oneway-64k': 0.71,
+    'oneway-100-batch': 0.52,
+    'oneway-100-consume': 0.53,
+    'rtt-raw': 2.1,
+    'rtt-raw-consume': 2.2,
+    'rtt-nats': 0.3,
+    'fanout-nats': 4,
+    'fanout-nats-batch': 5,
+    'rpc-nats': 6,
+    memory: 123e6,
+  });
 });
 
 test('targets: with a row missing, failed, or a yardstick of zero there is no figure: not measured, not judged, and no note', () => {
@@ -524,7 +584,6 @@ test('targets: with a row missing, failed, or a yardstick of zero there is no fi
 // ---------------------------------------------------------------- the command line
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const RUN = join(root, 'dist/bench/run.js');
 const BASELINE = join(root, 'bench/results/baseline.json');
 /** What a run writes in the repository: --from with --no-docs, and every usage error, write none of it. */
 const WRITTEN = [
@@ -542,9 +601,9 @@ interface Run {
   stderr: string;
 }
 
-/** `node dist/bench/run.js ARGS` to its end (killed after 60 s, a bound: it measures nothing). */
-async function bench(args: string[]): Promise<Run> {
-  const child = spawn(process.execPath, [RUN, ...args], {
+/** `node dist/bench/run.js ARGS` (of `tree`) to its end (killed after 60 s, a bound: it measures nothing). */
+async function bench(args: string[], tree = root): Promise<Run> {
+  const child = spawn(process.execPath, [join(tree, 'dist/bench/run.js'), ...args], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
     timeout: 60_000,
@@ -687,8 +746,9 @@ describe('the bench command line', () => {
       ['--from', 'x', '--only', 'rtt', '--runs', '5', ...stopAnyway],
       /--from measures nothing, so --only, --runs would do nothing: drop them$/,
     );
+    // With --from: were the baseline not read, the run would print the saved results, not measure.
     await refused(
-      ['--baseline', '/nonexistent/baseline.json'],
+      ['--from', BASELINE, '--no-docs', '--baseline', '/nonexistent/baseline.json'],
       /there is no baseline at \/nonexistent\/baseline\.json$/,
     );
     await refused(['--nosuch', ...stopAnyway], /Unknown option '--nosuch'/);
@@ -727,6 +787,34 @@ describe('the bench command line', () => {
     await refused(
       ['--from', quick, '--docs', ...stopAnyway],
       /--docs writes the docs of a full run, and .*quick\.json holds a quick run/,
+    );
+    const partial = variant('partial.json', (r) => {
+      r.env.only = ['rtt'];
+    });
+    await refused(
+      ['--from', partial, '--docs', ...stopAnyway],
+      /--docs writes the docs of a full run, and .*partial\.json holds a partial \(--only\) run/,
+    );
+  });
+
+  test('--fail-on-regression with no baseline (none given, none saved) exits 2, and without it the run says there is none', async () => {
+    // The harness as built, in a tree of its own whose bench/results/ holds no baseline.
+    const tree = join(dir, 'tree');
+    cpSync(join(root, 'dist/bench'), join(tree, 'dist/bench'), { recursive: true });
+    writeFileSync(join(tree, 'package.json'), JSON.stringify({ type: 'module' }));
+    const missing = join(tree, 'bench/results/baseline.json');
+    // With --from: were the check missing, the run would print the saved results, not measure.
+    const refusedRun = await bench(['--from', BASELINE, '--fail-on-regression', '--no-docs'], tree);
+    assert.equal(refusedRun.code, 2, refusedRun.stderr);
+    assert.equal(
+      refusedRun.stderr.split('\n')[0],
+      `npm run bench: --fail-on-regression needs a baseline, and there is none at ${missing}`,
+    );
+    const plain = await bench(['--from', BASELINE, '--no-docs'], tree);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.match(
+      plain.stdout,
+      /\n\(no baseline at .*bench\/results\/baseline\.json: run with --save-baseline to make one\)/,
     );
   });
 });
