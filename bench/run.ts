@@ -89,7 +89,9 @@ const HELP = `Usage: npm run bench [-- options]
   --baseline FILE       compare with FILE (default bench/results/baseline.json)
   --fail-on-regression  exit 1 if a Postbox row's ratio fell by more than 20% against the
                         baseline, or a Postbox row that the baseline has failed (the other
-                        systems' changes are shown, not judged); needs a baseline
+                        systems' changes are shown, not judged, and so are all of them when
+                        the run and the baseline differ in --quick or --fresh-kernel); needs
+                        a baseline
   --from FILE           measure nothing: print saved results (latest.json), and write the docs
                         if they are a full run's (not with --quick, --only, --runs, --fresh-kernel)
   --fresh-kernel        every Postbox run starts a kernel of its own (default: one kernel for
@@ -894,7 +896,9 @@ compared with it by each row's ratio to the raw ceiling of its own run (not by a
 Postbox row whose ratio fell by more than 20%, or that failed where the baseline has a figure, is
 flagged as a regression (\`--fail-on-regression\` makes that exit 1; \`--save-baseline\` writes a new
 baseline); the other systems' changes are shown, not judged. A quick run compared with a full
-baseline (or the other way round) moved other message counts: its changes are shown, not judged.
+baseline (or the other way round) moved other message counts, and a \`--fresh-kernel\` run against a
+baseline on the shared kernel (or the other way round) measured Postbox on another setup: their
+changes are shown, not judged.
 
 ## How each workload is measured
 

@@ -341,6 +341,45 @@ test('compare: a quick run against a full baseline (or the other way round) judg
   assert.equal(byRow(compare(results([oneWay(0.5, 0.2)], true), quick), 'postbox-unix').regression, true);
 });
 
+test('compare: a --fresh-kernel run against a baseline on the shared kernel (or the other way round) judges nothing; results that do not say how the kernel ran are judged', () => {
+  const on = (kernel: string | undefined, pb: number | null): Results => {
+    const r = results([oneWay(pb, 0.2)]);
+    if (kernel !== undefined) r.env.kernel = kernel;
+    return r;
+  };
+  const shared = 'shared, warmed up';
+  const fresh = 'fresh per run';
+  for (const [base, now] of [
+    [on(shared, 0.34), on(fresh, 0.26)],
+    [on(fresh, 0.5), on(shared, 0.1)],
+    [on(shared, 0.5), on(fresh, null)],
+  ] as const) {
+    assert.match(
+      workloadDiffers(base, now) ?? '',
+      /^this run's Postbox kernel was .* and the baseline's .*: .*no change is called a regression$/,
+    );
+    const changes = compare(base, now);
+    assert.ok(changes.length > 0);
+    assert.deepEqual(
+      changes.filter((c) => c.regression),
+      [],
+    );
+  }
+  assert.equal(
+    workloadDiffers(on(shared, 0.34), on(fresh, 0.26)),
+    "this run's Postbox kernel was fresh per run and the baseline's shared, warmed up: the Postbox rows measured another setup, so no change is called a regression",
+  );
+  // The same setup on both sides, or one side that does not say: judged.
+  for (const [base, now] of [
+    [on(fresh, 0.34), on(fresh, 0.26)],
+    [on(undefined, 0.34), on(fresh, 0.26)],
+    [on(shared, 0.34), on(undefined, 0.26)],
+  ] as const) {
+    assert.equal(workloadDiffers(base, now), null);
+    assert.equal(byRow(compare(base, now), 'postbox-unix').regression, true);
+  }
+});
+
 test('comparisonTable: each change as the reader sees it, a regression in bold', () => {
   const base = results([
     oneWay(0.5, 0.2),
@@ -709,6 +748,20 @@ describe('the bench command line', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /\nNot judged: this is a full run and the baseline a quick one/);
     assert.match(r.stdout, /\| 0\.67× \| 0\.34× \| -50% \|/);
+  });
+
+  test('a baseline measured with a fresh kernel per run is not judged against a run on the shared kernel: exit 0 with --fail-on-regression', async () => {
+    const fresh = variant('fresh-doubled.json', (r) => {
+      r.env.kernel = 'fresh per run';
+      const pb = pbOneWay(r);
+      pb.vsCeiling = pb.vsCeiling! * 2;
+    });
+    const r = await bench(['--from', BASELINE, '--baseline', fresh, '--fail-on-regression', '--no-docs']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /\nNot judged: this run's Postbox kernel was shared, warmed up and the baseline's fresh per run: /,
+    );
   });
 
   /** A usage error: exit 2, one line that says it (and where help is), nothing printed on stdout. */
