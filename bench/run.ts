@@ -147,7 +147,7 @@ if (only !== undefined) {
   const unknown = only.filter((id) => !(SECTION_IDS as readonly string[]).includes(id));
   if (unknown.length > 0 || only.length === 0)
     usage(
-      `unknown section${unknown.length === 1 ? '' : 's'} ${unknown.map((u) => `'${u}'`).join(', ')} in --only; the sections are ${SECTION_IDS.join(', ')}`,
+      `${unknown.length === 0 ? '--only names no section' : `unknown section${unknown.length === 1 ? '' : 's'} ${unknown.map((u) => `'${u}'`).join(', ')} in --only`}; the sections are ${SECTION_IDS.join(', ')}`,
     );
 }
 if (opt.docs === true && opt['no-docs'] === true)

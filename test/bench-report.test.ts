@@ -786,6 +786,7 @@ describe('the bench command line', () => {
       ['--only', 'rtt,nosuch', ...stopAnyway],
       /unknown section 'nosuch' in --only; the sections are oneway-100, /,
     );
+    await refused(['--only', ' , ', ...stopAnyway], /--only names no section; the sections are oneway-100, /);
     await refused(['--docs', '--no-docs', ...stopAnyway], /--docs and --no-docs contradict each other/);
     await refused(
       ['--docs', '--quick', ...stopAnyway],
