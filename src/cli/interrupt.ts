@@ -1,7 +1,9 @@
 /**
  * Ctrl-C and SIGTERM for commands that wait: the first one aborts what is waiting (the kernel's
  * answer is final, so an aborted receive took nothing and an aborted send will never be
- * delivered) and lets the command close its process; a second one exits at once.
+ * delivered) and lets the command close its process; a second one exits at once. A kernel that
+ * does not answer (stopped, or over TCP a link gone dark) would hold the command after the first
+ * with nothing on the screen, so after a second of that it says what it waits for and how to stop.
  */
 
 import { setMaxListeners } from 'node:events';
@@ -12,6 +14,9 @@ setMaxListeners(0, controller.signal);
 let installed = false;
 let reason: 'SIGINT' | 'SIGTERM' | 'EPIPE' | null = null;
 
+/** How long a command may wait for the kernel after the first signal before it says so, ms. */
+const INTERRUPT_NOTICE_MS = 1000;
+
 /** An AbortSignal that fires on the first SIGINT or SIGTERM (or when stdout's reader is gone). */
 export function interruptSignal(): AbortSignal {
   if (!installed) {
@@ -20,6 +25,12 @@ export function interruptSignal(): AbortSignal {
       process.on(sig, () => {
         if (controller.signal.aborted) process.exit(sig === 'SIGINT' ? 130 : 143);
         interrupt(sig);
+        // Unref'd: a command that finishes in time exits without it.
+        setTimeout(() => {
+          process.stderr.write(
+            `postbox: waiting for the kernel to confirm the interrupt; ${sig === 'SIGINT' ? 'press Ctrl-C' : 'send SIGTERM'} again to stop now (what was waiting may then still go through)\n`,
+          );
+        }, INTERRUPT_NOTICE_MS).unref();
       });
     }
   }
