@@ -163,3 +163,31 @@ for (const indexed of [false, true]) {
     assert.equal(store.seq(store.first({ type: 0, except: false, from: 2 })), 2, 'the first from sender 2');
   });
 }
+
+test('a store says whether it is as new: replacing it at a removal would free nothing', () => {
+  const oneIn = (store: MessageStore, seq: number): number => {
+    const b = frame({ seq, type: 1, sender: 1, priority: 0 });
+    return store.insert(b, 0, b.length, 4);
+  };
+  const fresh = new MessageStore(false);
+  assert.equal(fresh.asNew, true, 'a new store');
+  const slot = oneIn(fresh, 1);
+  assert.equal(fresh.asNew, false, 'one message held');
+  fresh.remove(slot, 4);
+  assert.equal(fresh.asNew, true, 'emptied within its first slots');
+
+  const grown = new MessageStore(false);
+  const slots = Array.from({ length: 9 }, (_, i) => oneIn(grown, i + 1));
+  for (const s of slots) grown.remove(s, 4);
+  assert.equal(grown.count, 0);
+  assert.equal(grown.asNew, false, 'emptied, but with the slots it grew to');
+
+  const indexed = new MessageStore(false);
+  const s = oneIn(indexed, 1);
+  indexed.first({ type: 2, except: false, from: 0 }); // builds the type and sender lists
+  indexed.remove(s, 4);
+  assert.equal(indexed.asNew, false, 'emptied, but with its lists');
+
+  assert.equal(new MessageStore(true).asNew, true, 'a new priority store');
+  assert.equal(new MessageStore(false, 64).asNew, false, "a fixed-size mailbox's, with all its slots");
+});

@@ -4,6 +4,8 @@ export interface InLine {
   blockedAt: number;
 }
 
+const NO_SENDERS: readonly never[] = Object.freeze([]);
+
 /**
  * The senders blocked on one mailbox, in arrival order: a ring with holes. The pump's common case
  * is thousands of blocked sends admitted one by one from the front as receivers take, so taking
@@ -75,7 +77,12 @@ export class BlockedSenders<T extends InLine> {
   }
 
   /** Everyone in line, in order, leaving it empty. */
-  drain(): T[] {
+  drain(): readonly T[] {
+    if (this.live === 0) {
+      // The common case at a mailbox's removal: nothing to allocate.
+      this.head = this.span = 0;
+      return NO_SENDERS;
+    }
     const out = this.toArray();
     for (const item of out) item.blockedAt = -1;
     this.ring.fill(null);

@@ -1152,7 +1152,7 @@ export class Kernel implements MailboxHost {
       for (const id of roles.ids) q.handles.delete(id);
       q.roles.delete(mb);
     }
-    mb.openers.clear();
+    if (mb.openers.size > 0) mb.openers.clear(); // clear() allocates a table even when empty
     for (const id of mb.holders) this.processes.get(id)?.holding.delete(mb);
     for (const id of mb.group) this.processes.get(id)?.grantedOn.delete(mb);
   }
@@ -1251,11 +1251,14 @@ export class Kernel implements MailboxHost {
       if (mb.readerWaits !== null)
         for (const [id, q] of mb.readerWaits) if (q === p) mb.readerWaits.delete(id);
     p.awaitingReader.clear();
-    for (const mb of [...p.owned]) {
+    // Emptied first: deleting its mailboxes one by one from a set of 300,000 shrank the set's
+    // table again and again, a sixth of the time this end took.
+    const owned = [...p.owned];
+    p.owned.clear();
+    for (const mb of owned) {
       if (mb.systemOwned) {
         mb.owner = null;
         mb.rightsChanged++;
-        p.owned.delete(mb);
       } else {
         this.removeMailbox(mb, `its owner ${p.label} terminated`);
       }

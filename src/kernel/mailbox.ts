@@ -1566,15 +1566,19 @@ export class Mailbox {
       if (!w.peer.terminated) this.host.replyError(w.peer, w.request, code, message, this);
     }
     for (const sw of this.blocked.drain()) this.settleSender(sw, code, message);
-    for (const sw of this.receiptBySlot.values()) this.settleSender(sw, code, message);
-    this.receiptBySlot.clear();
+    // A map's clear() allocates its table anew even when empty: a process ending removes every
+    // mailbox it owned in one turn, most of them with nothing waiting, and paid for that.
+    if (this.receiptBySlot.size > 0) {
+      for (const sw of this.receiptBySlot.values()) this.settleSender(sw, code, message);
+      this.receiptBySlot.clear();
+    }
     this.tellReaderWaits({ event: 'removed', mailbox: this.id });
     this.host.totalBytes -= this.store.bytes;
     // Its messages can never be received now, and no limit counts them any more: let them go at
     // once (a process's cache of the last mailbox it sent to may keep this object a while),
     // unless a receiver still holds some pushed to it, whose TAKE or RETURN settles them here.
     if (this.inflight === 0) {
-      this.store = new MessageStore(this.store.byPriority);
+      if (!this.store.asNew) this.store = new MessageStore(this.store.byPriority);
       this.ring = null;
     }
   }

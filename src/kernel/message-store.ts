@@ -27,6 +27,8 @@ const NIL = -1;
  * (a store growing past 512 K messages held the kernel for 23 ms with them).
  */
 const UNINDEXED = new Int32Array(0);
+/** Slots a store starts with, unless told how many (a fixed-size mailbox has all of its own). */
+const FIRST_SLOTS = 8;
 
 interface List {
   head: number;
@@ -97,7 +99,7 @@ export class MessageStore {
   /** Highest sequence number ever inserted. */
   private newestSeq = -1;
 
-  constructor(byPriority: boolean, initialSlots = 8) {
+  constructor(byPriority: boolean, initialSlots = FIRST_SLOTS) {
     this.byPriority = byPriority;
     this.priorities = byPriority ? new PrioritySet() : null;
     this.next = new Int32Array(initialSlots);
@@ -107,6 +109,14 @@ export class MessageStore {
     this.offOf = new Int32Array(initialSlots);
     this.lenOf = new Int32Array(initialSlots);
     this.bufOf = new Array<Buffer | undefined>(initialSlots);
+  }
+
+  /**
+   * Whether it holds nothing a new store would not: no message, no slots grown past the first, no
+   * type and sender lists. Such a store, replaced, would free nothing.
+   */
+  get asNew(): boolean {
+    return this.count === 0 && this.next.length <= FIRST_SLOTS && this.tnext === UNINDEXED;
   }
 
   /** The frame of a slot: its buffer; see {@link offset} and {@link length}. */

@@ -7,6 +7,8 @@ export interface InReceiverLine<T> {
   nextInLine: T | null;
 }
 
+const NO_RECEIVERS: readonly never[] = Object.freeze([]);
+
 /**
  * The receivers waiting on one mailbox, in arrival order, with round robin's cursor: a list linked
  * through the receivers themselves. A receiver leaves from wherever it stands in O(1), as each
@@ -114,7 +116,10 @@ export class ReceiverLine<T extends InReceiverLine<T>> {
   }
 
   /** Everyone in line, in order, leaving it empty. */
-  clear(): T[] {
+  clear(): readonly T[] {
+    // A process ending removes every mailbox it owned in one turn, most with no one waiting:
+    // nothing allocated for those (the spread, and a new table for the map).
+    if (this.size === 0) return NO_RECEIVERS;
     const out = [...this];
     for (const w of out) w.prevInLine = w.nextInLine = null;
     this.head = this.tail = this.cursor = null;
