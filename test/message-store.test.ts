@@ -170,14 +170,20 @@ test('a store says whether it is as new: replacing it at a removal would free no
     return store.insert(b, 0, b.length, 4);
   };
   const fresh = new MessageStore(false);
-  assert.equal(fresh.asNew, true, 'a new store');
+  assert.equal(fresh.asNew, true, 'a new store, with no slots yet');
   const slot = oneIn(fresh, 1);
   assert.equal(fresh.asNew, false, 'one message held');
   fresh.remove(slot, 4);
-  assert.equal(fresh.asNew, true, 'emptied within its first slots');
+  assert.equal(fresh.count, 0);
+  assert.equal(fresh.asNew, false, 'emptied, but with the slots its first message made');
 
   const grown = new MessageStore(false);
   const slots = Array.from({ length: 9 }, (_, i) => oneIn(grown, i + 1));
+  assert.deepEqual(
+    slots.map((s) => grown.seq(s)),
+    [1, 2, 3, 4, 5, 6, 7, 8, 9],
+    'each message in a slot of its own as the slots grow from none',
+  );
   for (const s of slots) grown.remove(s, 4);
   assert.equal(grown.count, 0);
   assert.equal(grown.asNew, false, 'emptied, but with the slots it grew to');

@@ -28,10 +28,13 @@ export class BlockedSenders<T extends InLine> {
   private span = 0;
   private live = 0;
 
-  constructor(capacity = 8) {
-    let size = 1;
-    while (size < capacity) size *= 2;
-    this.ring = new Array<T | null>(size).fill(null);
+  /**
+   * The ring is made when the first sender blocks, of `capacity` slots (a power of two): most
+   * mailboxes never have one, and each has a line.
+   */
+  constructor(private readonly capacity = 8) {
+    // Shared and frozen: a write to it (there is none before relayout) would throw, not spread.
+    this.ring = NO_SENDERS as unknown as (T | null)[];
   }
 
   /** Senders in the line. */
@@ -129,7 +132,8 @@ export class BlockedSenders<T extends InLine> {
   private relayout(): void {
     const old = this.ring;
     const mask = old.length - 1;
-    const size = this.live > old.length >> 1 ? old.length * 2 : old.length;
+    let size = this.live > old.length >> 1 ? old.length * 2 : old.length;
+    if (size === 0) for (size = 1; size < this.capacity; ) size *= 2;
     const ring = new Array<T | null>(size).fill(null);
     let n = 0;
     for (let k = 0; k < this.span; k++) {

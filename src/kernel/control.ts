@@ -266,6 +266,7 @@ const handlers: Record<string, Handler> = {
     notAnInbox(mb, 'shared');
     ownerOnly(p, mb, 'grant rights on');
     const q = findProcess(k, a.process);
+    mb.group ??= new Set();
     mb.group.add(q.id);
     q.grantedOn.add(mb);
     return rightsChanged(k, mb);
@@ -275,7 +276,7 @@ const handlers: Record<string, Handler> = {
     notAnInbox(mb, 'shared or unshared');
     ownerOnly(p, mb, 'revoke rights on');
     const q = findProcess(k, a.process);
-    mb.group.delete(q.id);
+    mb.group?.delete(q.id);
     q.grantedOn.delete(mb);
     return rightsChanged(k, mb);
   },
@@ -358,7 +359,7 @@ function describe(k: Kernel, mb: Mailbox): Args {
     mode: mb.mode,
     owner: mb.owner?.id ?? null,
     system: mb.systemOwned,
-    group: [...mb.group],
+    group: mb.group === null ? [] : [...mb.group],
     kernelMaxCredit: k.limits.maxCredit,
   };
 }
@@ -397,8 +398,8 @@ function stat(k: Kernel, mb: Mailbox): Args {
     inflight: mb.inflight,
     waitingSenders: mb.blocked.length === 0 ? [] : firstIds(mb.blocked),
     waitingSendersCount: mb.blocked.length,
-    waitingReceipts: mb.receiptWaits.size === 0 ? [] : firstIds(mb.receiptWaits),
-    waitingReceiptsCount: mb.receiptWaits.size,
+    waitingReceipts: mb.receiptWaits === null || mb.receiptWaits.size === 0 ? [] : firstIds(mb.receiptWaits),
+    waitingReceiptsCount: mb.receiptWaits?.size ?? 0,
     waitingReceivers: receivers,
     waitingReceiversCount: receiving,
     holders: [...mb.holders],

@@ -1106,7 +1106,7 @@ export class Kernel implements MailboxHost {
   /** The mode's bits that apply to p: owner's, group's, or others'. */
   modeBits(p: KernelProcess, mb: Mailbox): number {
     if (mb.owner === p) return (mb.mode >> 6) & 7;
-    if (mb.group.has(p.id)) return (mb.mode >> 3) & 7;
+    if (mb.group?.has(p.id)) return (mb.mode >> 3) & 7;
     return mb.mode & 7;
   }
 
@@ -1154,7 +1154,7 @@ export class Kernel implements MailboxHost {
     }
     if (mb.openers.size > 0) mb.openers.clear(); // clear() allocates a table even when empty
     for (const id of mb.holders) this.processes.get(id)?.holding.delete(mb);
-    for (const id of mb.group) this.processes.get(id)?.grantedOn.delete(mb);
+    if (mb.group !== null) for (const id of mb.group) this.processes.get(id)?.grantedOn.delete(mb);
   }
 
   /**
@@ -1235,7 +1235,7 @@ export class Kernel implements MailboxHost {
     p.holding.clear();
     // Its grants end with it, as its other rights do: its id would stay in each group for good,
     // listed by stat, and its owner could not revoke it (the process is gone: ESRCH).
-    for (const mb of p.grantedOn) mb.group.delete(p.id);
+    for (const mb of p.grantedOn) mb.group?.delete(p.id);
     p.grantedOn.clear();
     for (const mb of p.roles.keys()) mb.openers.delete(p);
     p.roles.clear();

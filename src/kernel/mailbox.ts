@@ -114,8 +114,12 @@ export class Mailbox {
   mode: number;
   owner: Peer | null;
   readonly systemOwned: boolean;
-  /** Processes the owner granted rights to: the mode's "group". */
-  readonly group = new Set<number>();
+  /**
+   * Processes the owner granted rights to: the mode's "group"; made with the first grant. (What
+   * every mailbox has and few use is made when first used: an empty set or map costs 150–180
+   * bytes, and a kernel may hold a million mailboxes, most of them idle.)
+   */
+  group: Set<number> | null = null;
   /** Counts changes of mode, group or owner: a send right checked before a change is checked again. */
   rightsChanged = 0;
   /** The process holding the receive right of an exclusive mailbox, or the two ends of a pair. */
@@ -136,13 +140,14 @@ export class Mailbox {
   readonly blocked = new BlockedSenders<SendWaiter>();
   /** Receivers waiting: in arrival order, and for round robin whose turn is next (see line). */
   readonly receivers = new ReceiverLine<ReceiveWaiter>();
-  /** Messages queued with a receipt pending, by store slot. */
-  private readonly receiptBySlot = new Map<number, SendWaiter>();
+  /** Messages queued with a receipt pending, by store slot; made with the first. */
+  private receiptBySlot: Map<number, SendWaiter> | null = null;
   /**
    * Sends whose message is in (queued, or pushed to a receiver) and whose live process waits
-   * until it is taken: a receipt, or a rendezvous met. Kept by {@link SendWaiter.state}.
+   * until it is taken: a receipt, or a rendezvous met. Kept by {@link SendWaiter.state}; made
+   * with the first.
    */
-  readonly receiptWaits = new Set<SendWaiter>();
+  receiptWaits: Set<SendWaiter> | null = null;
   private seq = 0;
   private pumping = false;
   removed = false;
@@ -630,6 +635,7 @@ export class Mailbox {
     if (sw !== null) {
       sw.state = 'queued';
       sw.slot = slot;
+      this.receiptBySlot ??= new Map();
       this.receiptBySlot.set(slot, sw);
     }
   }
@@ -704,9 +710,9 @@ export class Mailbox {
 
   private discardSlot(slot: number, code: ErrorCode): void {
     const body = this.store.length(slot) - MESSAGE_HEAD_BYTES;
-    const sw = this.receiptBySlot.get(slot);
+    const sw = this.receiptBySlot?.get(slot);
     if (sw !== undefined) {
-      this.receiptBySlot.delete(slot);
+      this.receiptBySlot!.delete(slot);
       this.settleSender(sw, code, `the message was replaced in ${this.label} before anyone received it`);
     }
     this.store.remove(slot, body);
@@ -992,9 +998,9 @@ export class Mailbox {
     const len = this.store.length(slot);
     const buf = this.store.buffer(slot);
     const off = this.store.offset(slot);
-    const sw = this.receiptBySlot.get(slot) ?? null;
+    const sw = this.receiptBySlot?.get(slot) ?? null;
     if (sw !== null) {
-      this.receiptBySlot.delete(slot);
+      this.receiptBySlot!.delete(slot);
       sw.state = 'inflight';
       sw.slot = -1;
     }
@@ -1022,13 +1028,13 @@ export class Mailbox {
     )
       return 0;
     const store = this.store;
-    const receipts = this.receiptBySlot.size > 0;
+    const receipts = this.receiptBySlot !== null && this.receiptBySlot.size > 0;
     const writer = w.peer.writer;
     const credit = w.credit;
     let n = 0;
     let bodies = 0;
     while (n < credit && slot !== -1) {
-      if (receipts && this.receiptBySlot.has(slot)) break;
+      if (receipts && this.receiptBySlot!.has(slot)) break;
       const buf = store.buffer(slot);
       const off = store.offset(slot);
       const len = store.length(slot);
@@ -1242,6 +1248,7 @@ export class Mailbox {
           if (sw !== null) {
             sw.state = 'queued';
             sw.slot = slot;
+            this.receiptBySlot ??= new Map();
             this.receiptBySlot.set(slot, sw);
           }
           return;
@@ -1421,7 +1428,7 @@ export class Mailbox {
     const message = pipe
       ? `nobody will read: every read end of ${this.label} is closed`
       : `the last reader of ${this.label} closed before anyone took the message`;
-    const waiting: SendWaiter[] = [...this.receiptBySlot.values()];
+    const waiting: SendWaiter[] = this.receiptBySlot === null ? [] : [...this.receiptBySlot.values()];
     for (const sw of this.blocked) waiting.push(sw);
     // None is admitted until all have failed: withdrawn one at a time, each let in the next
     // blocked send that fitted, which a writer then saw succeed after one that failed with
@@ -1516,7 +1523,7 @@ export class Mailbox {
         return;
       }
       case 'queued': {
-        this.receiptBySlot.delete(sw.slot);
+        this.receiptBySlot?.delete(sw.slot);
         const body = this.store.length(sw.slot) - MESSAGE_HEAD_BYTES;
         this.store.remove(sw.slot, body);
         this.host.totalBytes -= body;
@@ -1530,7 +1537,7 @@ export class Mailbox {
         if (code !== 'ETIMEDOUT' && code !== 'ECANCELED') return;
         sw.expired = code;
         // Its process is gone (it ended): nobody waits for this receipt any more.
-        if (sw.peer.terminated) this.receiptWaits.delete(sw);
+        if (sw.peer.terminated) this.receiptWaits?.delete(sw);
         // Pushed ahead to a stream, it may sit unread behind a busy loop for as long as the
         // loop takes: ask for it back, so that the send fails now, not when the loop gets to it
         // (the process answers RETURN if it had not handed it out; else its TAKE says it had).
@@ -1568,7 +1575,7 @@ export class Mailbox {
     for (const sw of this.blocked.drain()) this.settleSender(sw, code, message);
     // A map's clear() allocates its table anew even when empty: a process ending removes every
     // mailbox it owned in one turn, most of them with nothing waiting, and paid for that.
-    if (this.receiptBySlot.size > 0) {
+    if (this.receiptBySlot !== null && this.receiptBySlot.size > 0) {
       for (const sw of this.receiptBySlot.values()) this.settleSender(sw, code, message);
       this.receiptBySlot.clear();
     }

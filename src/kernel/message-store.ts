@@ -27,7 +27,14 @@ const NIL = -1;
  * (a store growing past 512 K messages held the kernel for 23 ms with them).
  */
 const UNINDEXED = new Int32Array(0);
-/** Slots a store starts with, unless told how many (a fixed-size mailbox has all of its own). */
+/**
+ * A store's slots before its first message: none. Most mailboxes sit empty, and the first slots'
+ * five typed arrays cost about a kilobyte each (1,000,000 idle mailboxes took 3.6 GB of a heap
+ * whose limit is 4.3).
+ */
+const NO_SLOTS = new Int32Array(0);
+const NO_TYPES = new Float64Array(0);
+/** Slots a store grows to first, unless told how many (a fixed-size mailbox has all of its own). */
 const FIRST_SLOTS = 8;
 
 interface List {
@@ -87,7 +94,7 @@ export class MessageStore {
    * highest in a few looks; kept in a sorted array, each new priority and each one emptied moved
    * the others, O(distinct priorities queued), up to 32,768.
    */
-  private readonly bucketOf = new Map<number, Bucket>();
+  private readonly bucketOf: Map<number, Bucket> | null;
   private readonly priorities: PrioritySet | null;
   readonly byPriority: boolean;
   /** Messages held. */
@@ -99,24 +106,32 @@ export class MessageStore {
   /** Highest sequence number ever inserted. */
   private newestSeq = -1;
 
-  constructor(byPriority: boolean, initialSlots = FIRST_SLOTS) {
+  /** `slots`: made now, for a fixed-size mailbox's ring; else none until the first message. */
+  constructor(byPriority: boolean, slots = 0) {
     this.byPriority = byPriority;
     this.priorities = byPriority ? new PrioritySet() : null;
-    this.next = new Int32Array(initialSlots);
-    this.prev = new Int32Array(initialSlots);
+    this.bucketOf = byPriority ? new Map() : null;
     this.tnext = this.tprev = this.snext = this.sprev = UNINDEXED;
-    this.typeOf = new Float64Array(initialSlots);
-    this.offOf = new Int32Array(initialSlots);
-    this.lenOf = new Int32Array(initialSlots);
-    this.bufOf = new Array<Buffer | undefined>(initialSlots);
+    if (slots === 0) {
+      this.next = this.prev = this.offOf = this.lenOf = NO_SLOTS;
+      this.typeOf = NO_TYPES;
+      this.bufOf = [];
+      return;
+    }
+    this.next = new Int32Array(slots);
+    this.prev = new Int32Array(slots);
+    this.typeOf = new Float64Array(slots);
+    this.offOf = new Int32Array(slots);
+    this.lenOf = new Int32Array(slots);
+    this.bufOf = new Array<Buffer | undefined>(slots);
   }
 
   /**
-   * Whether it holds nothing a new store would not: no message, no slots grown past the first, no
-   * type and sender lists. Such a store, replaced, would free nothing.
+   * Whether it holds nothing a new store would not: no message, no slots, no type and sender
+   * lists. Such a store, replaced, would free nothing.
    */
   get asNew(): boolean {
-    return this.count === 0 && this.next.length <= FIRST_SLOTS && this.tnext === UNINDEXED;
+    return this.count === 0 && this.next.length === 0 && this.tnext === UNINDEXED;
   }
 
   /** The frame of a slot: its buffer; see {@link offset} and {@link length}. */
@@ -293,7 +308,7 @@ export class MessageStore {
       if (slist.count === 0) bucket.senders.delete(sender);
     }
     if (bucket.count === 0 && this.byPriority) {
-      this.bucketOf.delete(bucket.priority);
+      this.bucketOf!.delete(bucket.priority);
       this.priorities!.delete(bucket.priority);
     }
     if (!keep) this.releaseSlot(slot);
@@ -435,19 +450,19 @@ export class MessageStore {
   private firstBucket(): Bucket | null {
     if (this.priorities === null) return this.fifo;
     const p = this.priorities.highest();
-    return p === -1 ? null : this.bucketOf.get(p)!;
+    return p === -1 ? null : this.bucketOf!.get(p)!;
   }
 
   /** The bucket after `bucket` in delivery order (the next priority below), or null. */
   private nextBucket(bucket: Bucket): Bucket | null {
     if (this.priorities === null) return null;
     const p = this.priorities.below(bucket.priority);
-    return p === -1 ? null : this.bucketOf.get(p)!;
+    return p === -1 ? null : this.bucketOf!.get(p)!;
   }
 
   private bucketFor(priority: number): Bucket {
     if (this.fifo !== null) return this.fifo;
-    const found = this.bucketOf.get(priority);
+    const found = this.bucketOf?.get(priority);
     if (found !== undefined) return found;
     const bucket: Bucket = {
       priority,
@@ -461,7 +476,7 @@ export class MessageStore {
     };
     if (this.priorities === null) this.fifo = bucket;
     else {
-      this.bucketOf.set(priority, bucket);
+      this.bucketOf!.set(priority, bucket);
       this.priorities.add(priority);
     }
     return bucket;
@@ -535,7 +550,7 @@ export class MessageStore {
   }
 
   private grow(): void {
-    const size = this.next.length * 2;
+    const size = Math.max(this.next.length * 2, FIRST_SLOTS);
     const grown = <T extends Int32Array | Float64Array>(a: T): T => {
       const b = new (a.constructor as new (n: number) => T)(size);
       b.set(a);

@@ -35,9 +35,10 @@ export class SendWaiter {
    */
   set state(state: SendState) {
     this.where = state;
-    if ((state === 'queued' || state === 'inflight') && !this.peer.terminated)
+    if ((state === 'queued' || state === 'inflight') && !this.peer.terminated) {
+      this.mailbox.receiptWaits ??= new Set();
       this.mailbox.receiptWaits.add(this);
-    else this.mailbox.receiptWaits.delete(this);
+    } else this.mailbox.receiptWaits?.delete(this);
   }
   constructor(
     readonly peer: Peer,

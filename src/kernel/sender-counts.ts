@@ -15,23 +15,28 @@
  */
 export class SenderCounts {
   // Only senders with messages out: an entry goes at zero, so ids that come and go (process ids
-  // are never reused) leave nothing behind.
-  private readonly counts = new Map<number, number>();
+  // are never reused) leave nothing behind. Made with the first message out: every mailbox has
+  // one of these, and an empty map costs about 180 bytes.
+  private counts: Map<number, number> | null = null;
 
   /** n more of `sender`'s messages are in a receiver's hands. */
   add(sender: number, n: number): void {
-    this.counts.set(sender, (this.counts.get(sender) ?? 0) + n);
+    this.counts ??= new Map();
+    const counts = this.counts;
+    counts.set(sender, (counts.get(sender) ?? 0) + n);
   }
 
   /** n of `sender`'s messages left a receiver's hands (taken, or given back). */
   remove(sender: number, n: number): void {
-    const left = (this.counts.get(sender) ?? 0) - n;
-    if (left > 0) this.counts.set(sender, left);
-    else this.counts.delete(sender);
+    const counts = this.counts;
+    if (counts === null) return;
+    const left = (counts.get(sender) ?? 0) - n;
+    if (left > 0) counts.set(sender, left);
+    else counts.delete(sender);
   }
 
   /** How many of `sender`'s messages are in receivers' hands. */
   of(sender: number): number {
-    return this.counts.get(sender) ?? 0;
+    return this.counts?.get(sender) ?? 0;
   }
 }
