@@ -1,19 +1,21 @@
-// A process ending while it owns many mailboxes: the kernel removes them all in one turn (so
-// that what others see of the end is exact; docs/performance.md, "What an operation costs as
-// things grow"), and every other process waits for that turn. A tool, like bystander.js; not part
-// of `npm run bench`.
+// A process owning many mailboxes: what they cost the kernel's memory while they sit idle, and
+// what the process's end costs everyone else: the kernel removes them all in one turn (so that
+// what others see of the end is exact; docs/performance.md, "What an operation costs as things
+// grow"), and every other process waits for that turn. A tool, like bystander.js; not part of
+// `npm run bench`.
 //
 //   node dist/bench/owner-end.js [--mailboxes N,N…] [--runs N]
 //
 // Each run starts a kernel; an owner creates N mailboxes and closes its handles on them (so that
 // `--max-per-process` does not bound them: they stay its own until it ends); a bystander pair
 // (a pinger and an echo, `for await`, in this process) keeps round trips going; the owner closes.
-// Printed: how long its close took, the kernel's CPU meanwhile, and the bystander's longest
-// round trip, against its longest in the moment before. Medians of the runs, sizes alternating.
+// Printed: the kernel's resident memory per mailbox created (its RSS grown, over the mailboxes),
+// how long the owner's close took, the kernel's CPU meanwhile, and the bystander's longest round
+// trip, against its longest in the moment before. Medians of the runs, sizes alternating.
 
 import { parseArgs } from 'node:util';
 import { connect, type Mailbox, type PostboxProcess } from '../src/client/mod.js';
-import { cpuMsOf, installCleanup, session } from './harness.js';
+import { cpuMsOf, installCleanup, rssOf, session } from './harness.js';
 import { stats } from './report.js';
 import { launchKernel } from './shared-kernel.js';
 
@@ -59,6 +61,8 @@ const CREATES_IN_FLIGHT = 1000;
 const ROUNDS_BEFORE = 500;
 
 interface RunResult {
+  /** The kernel's RSS grown while the mailboxes were made, over their number. */
+  bytesEach: number;
   closeMs: number;
   kernelCpuMs: number;
   worstMs: number;
@@ -79,6 +83,7 @@ function run(mailboxes: number): Promise<RunResult> {
       const owner = await join('owner');
       const pinger = await join('pinger');
       const echo = await join('echo');
+      const rssBefore = rssOf(kernel.child.pid).rss;
       const inFlight: Promise<void>[] = [];
       for (let i = 0; i < mailboxes; i++) {
         inFlight.push(owner.createMailbox(null).then((m) => m.close()));
@@ -88,6 +93,7 @@ function run(mailboxes: number): Promise<RunResult> {
         }
       }
       await Promise.all(inFlight);
+      const bytesEach = (rssOf(kernel.child.pid).rss - rssBefore) / mailboxes;
 
       const pongs = await pinger.createMailbox<string>(null);
       const pings = await echo.createMailbox<string>(null);
@@ -133,7 +139,7 @@ function run(mailboxes: number): Promise<RunResult> {
       await pinging;
       await toEcho.send('stop');
       await echoing;
-      return { closeMs, kernelCpuMs, worstMs: worst, worstBeforeMs };
+      return { bytesEach, closeMs, kernelCpuMs, worstMs: worst, worstBeforeMs };
     } finally {
       await Promise.allSettled(clients.map((c) => c.close()));
     }
@@ -149,14 +155,14 @@ async function main(): Promise<void> {
   installCleanup();
   const results = new Map<number, RunResult[]>(sizes.map((n) => [n, []]));
   for (let i = 0; i < runs; i++) for (const n of sizes) results.get(n)!.push(await run(n));
-  console.log(`a process ending with the mailboxes it owns; ${runs} runs each, median (min–max)\n`);
+  console.log(`a process owning mailboxes, then ending; ${runs} runs each, median (min–max)\n`);
   console.log(
-    "| mailboxes owned | owner's close ms | kernel CPU ms | bystander's longest round trip ms | before it ms |",
+    "| mailboxes owned | kernel RSS each, bytes | owner's close ms | kernel CPU ms | bystander's longest round trip ms | before it ms |",
   );
-  console.log('|--:|--:|--:|--:|--:|');
+  console.log('|--:|--:|--:|--:|--:|--:|');
   for (const [n, rs] of results) {
     console.log(
-      `| ${n.toLocaleString('en-US')} | ${span(rs.map((r) => r.closeMs))} | ${span(rs.map((r) => r.kernelCpuMs))} | ${span(
+      `| ${n.toLocaleString('en-US')} | ${span(rs.map((r) => r.bytesEach))} | ${span(rs.map((r) => r.closeMs))} | ${span(rs.map((r) => r.kernelCpuMs))} | ${span(
         rs.map((r) => r.worstMs),
       )} | ${span(rs.map((r) => r.worstBeforeMs))} |`,
     );
