@@ -288,6 +288,7 @@ for (const transport of ['unix', 'tcp'] as const) {
       const name = box();
       const p = await agent();
       const q = await agent();
+      const bytesBefore = (await me.usage()).totalBytes;
       await p.do({ cmd: 'create', name, opts: { capacity: 5, mode: 0o666 } });
       await q.do({ cmd: 'open', name });
       const timedOut = await p.do({
@@ -307,6 +308,19 @@ for (const transport of ['unix', 'tcp'] as const) {
       assert.equal(aborted.code, 'ECANCELED');
       assert.equal((await stat(name)).count, 0, 'both were queued, and both left with their sends');
       assert.equal((await q.do({ cmd: 'receive', mb: name, opts: { nowait: true } })).message, null);
+      // The next message takes a place one of them left: it carries no receipt of theirs.
+      const next = await p.do({ cmd: 'send', mb: name, body: 'next' });
+      assert.equal(next.event, 'ok');
+      const pending = await stat(name);
+      assert.equal(pending.waitingReceiptsCount, 0, 'no receipt waits for it');
+      const r = await q.do({ cmd: 'receive', mb: name });
+      assert.equal((r.message as { body: string }).body, 'next');
+      const taken = await stat(name);
+      assert.equal(taken.waitingReceiptsCount, 0, "nor once it is in a receiver's hands");
+      assert.equal(taken.count, 0);
+      // A withdrawn send's held bytes were given back once: taken for another, they were given
+      // back again, and the kernel's count of what it holds fell below what it holds.
+      assert.equal((await me.usage()).totalBytes, bytesBefore, 'the kernel holds what it held before');
     });
 
     test('direct links: symmetric and asymmetric receive, sender reported', async () => {
@@ -635,6 +649,45 @@ for (const transport of ['unix', 'tcp'] as const) {
       await r.do({ cmd: 'receive', mb: name });
       const res = (await sending).result as { outcome: string; receiver: number };
       assert.deepEqual([res.outcome, res.receiver], ['received', r.pid]);
+    });
+
+    test("a receipt's message, taken or replaced, leaves nothing of its send in its place for the next message", async () => {
+      // The kernel finds a queued message's receipt by its place in the store, and places are
+      // used again: one left behind would be taken for the next message's, and that send given
+      // back its held bytes a second time (the kernel's count of what it holds falls below it).
+      const name = box();
+      const s = await agent();
+      const r = await agent();
+      const bytesBefore = (await me.usage()).totalBytes;
+      await s.do({ cmd: 'create', name, opts: { capacity: 1, mode: 0o666 } });
+      await r.do({ cmd: 'open', name });
+      const queued = (): Promise<MailboxStat> =>
+        until(
+          () => stat(name),
+          (x) => x.count === 1,
+          10_000,
+          'queued',
+        );
+      const signed = s.start({ cmd: 'send', mb: name, body: 'signed', opts: { receipt: true } });
+      await queued();
+      assert.equal(((await r.do({ cmd: 'receive', mb: name })).message as AgentEvent).body, 'signed');
+      assert.equal(((await signed).result as { outcome: string }).outcome, 'received');
+      assert.equal((await s.do({ cmd: 'send', mb: name, body: 'after taken' })).event, 'ok');
+      assert.equal(((await r.do({ cmd: 'receive', mb: name })).message as AgentEvent).body, 'after taken');
+
+      const old = s.start({ cmd: 'send', mb: name, body: 'old', opts: { receipt: true } });
+      await queued();
+      const rep = await s.do({
+        cmd: 'send',
+        mb: name,
+        body: 'after replaced',
+        opts: { onFull: 'replace-oldest' },
+      });
+      assert.equal((rep.result as { outcome: string }).outcome, 'replaced');
+      assert.equal((await old).event, 'error', 'the replaced message was never received');
+      assert.equal(((await r.do({ cmd: 'receive', mb: name })).message as AgentEvent).body, 'after replaced');
+      assert.equal((await stat(name)).waitingReceiptsCount, 0);
+      assert.equal((await me.usage()).totalBytes, bytesBefore, 'the kernel holds what it held before');
     });
 
     test('when full, the header can say: replace the oldest, or drop this one (counted)', async () => {
