@@ -36,7 +36,11 @@ describe('rules at scale', () => {
 
   /** What `postbox ARGS` prints. */
   async function cli(args: string[]): Promise<string> {
-    const { stdout } = await run(process.execPath, [CLI, ...args], { env: kernel.env, timeout: 30_000 });
+    const { stdout } = await run(process.execPath, [CLI, ...args], {
+      env: kernel.env,
+      timeout: 30_000,
+      maxBuffer: 64 * 1024 * 1024,
+    });
     return stdout;
   }
 
@@ -285,6 +289,24 @@ describe('rules at scale', () => {
     const ids = made.map((mb) => mb.id);
     const listed = (await me.mailboxes()).map((s) => s.id).filter((id) => ids.includes(id));
     assert.deepEqual(listed, ids, 'every one, once, in id order');
+    const sizes: number[] = [];
+    for await (const p of me.mailboxPages()) sizes.push(p.length);
+    assert.ok(
+      sizes.length >= 3 && sizes.every((n) => n > 0 && n <= LIST_PAGE),
+      `pages of ${sizes.join(', ')}`,
+    );
+    // The command line writes the JSON a page at a time, and the table from each page's rows.
+    const json = JSON.parse(await cli(['ls', '--json'])) as MailboxStat[];
+    assert.deepEqual(
+      json.map((s) => s.id).filter((id) => ids.includes(id)),
+      ids,
+      'ls --json: every one, once, in id order',
+    );
+    const table = (await cli(['ls'])).trimEnd().split('\n');
+    const named = table
+      .filter((line) => / page-\d+ /.test(line))
+      .map((line) => Number(line.trim().split(/\s+/)[1]));
+    assert.deepEqual(named, ids, 'ls: a line for each, in id order');
 
     // One CALL answers at most `limit`, from the first id after `after`.
     const raw = await RawPeer.open(kernel.socket);

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { lsTable } from '../src/cli/commands/ls.js';
+import { jsonArrayText } from '../src/cli/common.js';
 import { cutToWidth, displayWidth } from '../src/cli/display-width.js';
 import { bar, formatFields, formatTable, NAMES_SHOWN, namesCell } from '../src/cli/table.js';
 import type { MailboxStat } from '../src/client/mod.js';
@@ -51,6 +52,32 @@ test('ls lists 150,000 mailboxes, one line each, aligned', () => {
     lines.every((l, i) => i === 0 || l.slice(at).startsWith('owner(7)')),
     'OWNER in one column',
   );
+});
+
+test('a JSON array written a page at a time is the one JSON.stringify writes of them all', async () => {
+  async function* paged<T>(pages: T[][]): AsyncGenerator<T[]> {
+    for (const page of pages) yield page;
+  }
+  const text = async (pages: unknown[][]): Promise<string> => {
+    let out = '';
+    for await (const chunk of jsonArrayText(paged(pages))) out += chunk;
+    return out;
+  };
+  const item = (id: number) => ({
+    id,
+    name: `box-${id}`,
+    waiting: [id, id + 1],
+    owner: null,
+    nested: { a: [] },
+  });
+  for (const pages of [[], [[]], [[item(1)]], [[item(1), item(2)], [], [item(3)], [item(4), item(5)]]]) {
+    const all = pages.flat();
+    assert.equal(
+      await text(pages),
+      `${JSON.stringify(all, null, 2)}\n`,
+      `${pages.length} pages, ${all.length} items`,
+    );
+  }
 });
 
 test('namesCell lists up to three names whole and counts only those past them', () => {

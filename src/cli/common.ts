@@ -377,3 +377,34 @@ export async function writeOut(text: string | Uint8Array): Promise<boolean> {
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
+
+/**
+ * One JSON array, as {@link printJson} writes it, from items that come a page at a time: written
+ * as they come, never held whole. A million mailboxes' stats are about a gigabyte, over the
+ * longest string V8 makes (`ls --json` failed with "Invalid string length"). Stops early, false,
+ * once nobody reads stdout.
+ */
+export async function printJsonPages(pages: AsyncIterable<readonly unknown[]>): Promise<boolean> {
+  for await (const text of jsonArrayText(pages)) if (!(await writeOut(text))) return false;
+  return true;
+}
+
+/**
+ * The text of {@link printJsonPages}, a page at a time: joined, `JSON.stringify(all, null, 2)`
+ * and a newline.
+ *
+ * @example
+ * ```ts
+ * for await (const text of jsonArrayText(me.mailboxPages())) process.stdout.write(text);
+ * ```
+ */
+export async function* jsonArrayText(pages: AsyncIterable<readonly unknown[]>): AsyncGenerator<string> {
+  let first = true;
+  for await (const page of pages) {
+    if (page.length === 0) continue;
+    const items = page.map((item) => JSON.stringify(item, null, 2).replaceAll('\n', '\n  '));
+    yield `${first ? '[\n  ' : ',\n  '}${items.join(',\n  ')}`;
+    first = false;
+  }
+  yield first ? '[]\n' : '\n]\n';
+}

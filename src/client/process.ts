@@ -439,12 +439,34 @@ export class PostboxProcess {
    */
   async mailboxes(): Promise<MailboxStat[]> {
     const all: MailboxStat[] = [];
+    for await (const page of this.mailboxPages()) for (const stat of page) all.push(stat);
+    return all;
+  }
+
+  /**
+   * What {@link mailboxes} gathers, a page of {@link LIST_PAGE} at a time, in id order: for a
+   * listing too large to hold at once. A kernel may hold a million mailboxes, and their stats are
+   * about a gigabyte as JSON, more than one string can hold (`postbox ls --json` writes them a
+   * page at a time).
+   *
+   * @example
+   * ```ts
+   * for await (const page of me.mailboxPages())
+   *   for (const s of page) if (s.count > 0) console.log(s.name ?? s.id, s.count);
+   * ```
+   */
+  async *mailboxPages(): AsyncGenerator<MailboxStat[], void, undefined> {
+    let after = 0;
     for (;;) {
-      const after = all.length === 0 ? 0 : all[all.length - 1]!.id;
       const page = await this.conn.call<MailboxStat[]>('list', { after, limit: LIST_PAGE });
-      all.push(...page);
-      // Not a whole page: the last (a kernel that does not page answers everything at once).
-      if (page.length !== LIST_PAGE) return all;
+      // In order already from a kernel that pages; one that does not answers all at once.
+      page.sort((a, b) => a.id - b.id);
+      if (page.length > 0) {
+        after = page[page.length - 1]!.id;
+        yield page;
+      }
+      // Not a whole page: the last.
+      if (page.length !== LIST_PAGE) return;
     }
   }
 
