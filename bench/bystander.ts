@@ -12,50 +12,23 @@
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { type Child, installCleanup, nodeChild, session, stop } from './harness.js';
 import type { LoopDelay } from './loop-delay.js';
 import type { RoundTripResult, SendReport } from './peer-common.js';
 import { stats } from './report.js';
 import { launchKernel } from './shared-kernel.js';
+import { toolArgs } from './tool-args.js';
 
 const USAGE = 'node dist/bench/bystander.js [--messages N] [--batch N] [--rounds N] [--warmup N] [--runs N]';
 
-/** Bad arguments: said in one line with the usage, exit 2, as the CLI does. */
-function usage(problem: string): never {
-  console.error(`bystander: ${problem}\nusage: ${USAGE}`);
-  process.exit(2);
-}
-
-let parsed: ReturnType<typeof parseOptions>;
-function parseOptions() {
-  return parseArgs({
-    options: {
-      messages: { type: 'string', default: '1000000' },
-      batch: { type: 'string', default: '200000' },
-      rounds: { type: 'string', default: '4000' },
-      warmup: { type: 'string', default: '200' },
-      runs: { type: 'string', default: '3' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-}
-try {
-  parsed = parseOptions();
-} catch (err) {
-  usage((err as Error).message);
-}
-const { values } = parsed;
-if (values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const count = (value: string, name: string, min: number): number => {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < min)
-    usage(`--${name} must be a whole number >= ${min}, not '${value}'`);
-  return n;
-};
+const { values, count } = toolArgs('bystander', USAGE, {
+  messages: { type: 'string', default: '1000000' },
+  batch: { type: 'string', default: '200000' },
+  rounds: { type: 'string', default: '4000' },
+  warmup: { type: 'string', default: '200' },
+  runs: { type: 'string', default: '3' },
+  help: { type: 'boolean', default: false },
+});
 const messages = count(values.messages, 'messages', 1);
 const batch = count(values.batch, 'batch', 1);
 const rounds = count(values.rounds, 'rounds', 1);

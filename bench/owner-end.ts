@@ -13,45 +13,19 @@
 // how long the owner's close took, the kernel's CPU meanwhile, and the bystander's longest round
 // trip, against its longest in the moment before. Medians of the runs, sizes alternating.
 
-import { parseArgs } from 'node:util';
 import { connect, type Mailbox, type PostboxProcess } from '../src/client/mod.js';
 import { cpuMsOf, installCleanup, rssOf, session } from './harness.js';
 import { stats } from './report.js';
 import { launchKernel } from './shared-kernel.js';
+import { toolArgs } from './tool-args.js';
 
 const USAGE = 'node dist/bench/owner-end.js [--mailboxes N,N…] [--runs N]';
 
-/** Bad arguments: said in one line with the usage, exit 2, as the CLI does. */
-function usage(problem: string): never {
-  console.error(`owner-end: ${problem}\nusage: ${USAGE}`);
-  process.exit(2);
-}
-
-let parsed: ReturnType<typeof parseOptions>;
-function parseOptions() {
-  return parseArgs({
-    options: {
-      mailboxes: { type: 'string', default: '5000,50000' },
-      runs: { type: 'string', default: '3' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-}
-try {
-  parsed = parseOptions();
-} catch (err) {
-  usage((err as Error).message);
-}
-const { values } = parsed;
-if (values.help) {
-  console.log(USAGE);
-  process.exit(0);
-}
-const count = (value: string, name: string): number => {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) usage(`--${name} must be whole numbers >= 1, not '${value}'`);
-  return n;
-};
+const { values, count } = toolArgs('owner-end', USAGE, {
+  mailboxes: { type: 'string', default: '5000,50000' },
+  runs: { type: 'string', default: '3' },
+  help: { type: 'boolean', default: false },
+});
 const sizes = values.mailboxes.split(',').map((v) => count(v.trim(), 'mailboxes'));
 const runs = count(values.runs, 'runs');
 
