@@ -72,11 +72,12 @@ function prose(doc: string): { line: number; text: string }[] {
 
 const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-/** Whether `name` is declared in source text: a class member, a function, a const, an object key, a type's field. */
+/** Whether `name` is declared in source text: a class member (a generator too), a function, a const, an object key, a type's field. */
 function declares(text: string, name: string): boolean {
   const modifiers =
     '(?:(?:export|default|private|public|protected|static|async|readonly|get|set|declare|override|abstract)\\s+)*';
-  const kind = '(?:function\\*?\\s+|const\\s+|let\\s+|class\\s+|interface\\s+|type\\s+|enum\\s+)?';
+  // A generator method (`async *pages()`) has its star where a kind would be.
+  const kind = '(?:function\\*?\\s+|const\\s+|let\\s+|class\\s+|interface\\s+|type\\s+|enum\\s+|\\*\\s*)?';
   return new RegExp(
     `^\\s*(?:[|{]\\s*)*${modifiers}${kind}${escapeRegExp(name)}\\s*[?!]?\\s*[(<:=;,{]`,
     'm',
