@@ -254,30 +254,51 @@ export function describeRef(ref: string): string {
 }
 
 /**
- * Finds a mailbox's current state by `NAME`, `#ID` or number id, from the kernel's list (so no
- * handle is opened: opening a FIFO would count as one of its readers or writers).
+ * Finds a mailbox's current state by `NAME`, `#ID` or number id, with the kernel's stat (so no
+ * handle is opened: opening a FIFO would count as one of its readers or writers). One stat, not
+ * the kernel's whole list: with 100,000 mailboxes, finding one in the list took each `send` or
+ * `recv` 2 s and 180 MB.
  */
 export async function findMailbox(proc: PostboxProcess, ref: string): Promise<MailboxStat> {
   if (ref.length === 0) throw new UsageError('a mailbox name cannot be empty');
-  const list = await proc.mailboxes();
   const hash = /^#(\d+)$/.exec(ref);
   if (hash !== null) {
     const id = Number(hash[1]);
-    const mb = list.find((m) => m.id === id);
-    if (mb === undefined) throw await notFound(proc, id, ref, `no mailbox #${id}`);
+    const mb = await statById(proc, id);
+    // As typed: a number past 2⁵³ would print rounded.
+    if (mb === null) throw await notFound(proc, id, ref, `no mailbox ${ref}`);
     return mb;
   }
   // A bare number is an id first, as `#ID` is: a name of digits (which only the library can
   // make) must not turn `postbox rm 18` into the removal of some other mailbox than #18.
   if (/^\d+$/.test(ref)) {
-    const byId = list.find((m) => m.id === Number(ref));
-    if (byId !== undefined) return byId;
+    const byId = await statById(proc, Number(ref));
+    if (byId !== null) return byId;
   }
-  // An unlinked mailbox has lost its name (it lives on until its last handle closes).
-  const named = list.find((m) => m.name === ref && !m.unlinked);
-  if (named !== undefined) return named;
+  // An unlinked mailbox has lost its name (it lives on until its last handle closes): the
+  // kernel no longer finds it by that name.
+  const named = await statOrNull(proc.stat(ref));
+  if (named !== null) return named;
   if (/^\d+$/.test(ref)) throw await notFound(proc, Number(ref), ref, `no mailbox '${ref}'`);
   throw new NotFoundError(`no mailbox '${ref}'`, { mailbox: ref });
+}
+
+/** The mailbox with this id, or null if none is (or it is a process's inbox, not a mailbox). */
+async function statById(proc: PostboxProcess, id: number): Promise<MailboxStat | null> {
+  // No id the kernel gives is outside 1 to 2³²−1: asking would be refused as a malformed id.
+  if (!(Number.isSafeInteger(id) && id >= 1 && id <= 0xffffffff)) return null;
+  const mb = await statOrNull(proc.stat(id));
+  return mb === null || (mb.inboxOf ?? null) !== null ? null : mb;
+}
+
+/** A stat's answer, or null where the kernel has no such mailbox. */
+async function statOrNull(stat: Promise<MailboxStat>): Promise<MailboxStat | null> {
+  try {
+    return await stat;
+  } catch (err) {
+    if (err instanceof NotFoundError) return null;
+    throw err;
+  }
 }
 
 /**

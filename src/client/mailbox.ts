@@ -47,6 +47,11 @@ export interface MailboxInfo {
 
 /** A mailbox's state, like System V's msqid_ds. */
 export interface MailboxStat extends MailboxInfo {
+  /**
+   * The process whose inbox this is, or null for a mailbox. Only `stat()` by id reaches an inbox; lists
+   * leave them out. Absent from older kernels.
+   */
+  inboxOf?: number | null;
   /** Messages held (queued plus delivered and not yet taken). */
   count: number;
   /** Bytes held. */

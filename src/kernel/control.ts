@@ -392,6 +392,9 @@ function stat(k: Kernel, mb: Mailbox): Args {
   // Added to describe()'s object, not spread with it into a literal: an object built by spreads
   // went to V8's slow dictionary mode, and stat cost 87 µs a mailbox (`ls` of 20,000: 1.7 s).
   return Object.assign(describe(k, mb), {
+    // The command line finds one mailbox by stat, not by listing them all, and must not take a
+    // process's inbox for a mailbox (an inbox is reached through its process).
+    inboxOf: mb.inboxOf === 0 ? null : mb.inboxOf,
     count: mb.count,
     bytes: mb.bytes,
     queued: mb.store.count,
