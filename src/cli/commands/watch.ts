@@ -12,6 +12,7 @@ import {
   withOperatorProcess,
   writeOut,
 } from '../common.js';
+import { cutToWidth } from '../display-width.js';
 import { Exit, exitCodesHelp } from '../exit-codes.js';
 import { interruptSignal } from '../interrupt.js';
 import { bar, formatTable, NAME_WIDTH, namesCell } from '../table.js';
@@ -23,8 +24,10 @@ A live view of the kernel: every mailbox with a depth bar (how full it is), its 
 bytes, and who waits to send to it and to receive from it; every process with what it owns, the
 messages in its inbox, what its loops hold (as ps shows it) and what it is blocked on. It asks
 the kernel every --interval ms and redraws only when something changed. On a terminal the screen
-is cleared for each frame; otherwise frames follow each other, separated by a blank line. Ctrl-C
-quits (exit 0).
+is cleared for each frame, and a frame fits the screen, as top's does: if not every row fits, the
+busiest mailboxes (most messages and waiters) and processes (blocked, holding, with most in their
+inbox) are shown, in id order, and a line counts the rest. Otherwise (a pipe, --once, --json)
+frames have every row, and follow each other, separated by a blank line. Ctrl-C quits (exit 0).
 
 Options:
   --interval MS        how often to ask the kernel (default 250)
@@ -64,12 +67,12 @@ export async function watchCommand(argv: string[]): Promise<number> {
     try {
       while (!signal.aborted) {
         const snap = await snapshot(proc);
-        const body = values.json ? JSON.stringify(snap) : frame(snap);
+        const body = values.json ? JSON.stringify(snap) : tty ? fitted(snap) : frame(snap);
         if (body !== last) {
           last = body;
           let text: string;
           if (values.json) text = `${JSON.stringify({ time: Date.now(), ...snap })}\n`;
-          else if (tty) text = `\x1b[H\x1b[2J${heading(snap, interval, true)}${body}`;
+          else if (tty) text = `\x1b[H\x1b[2J${heading(snap, interval, true)}${fitted(snap)}`;
           else text = `${first ? '' : '\n'}${heading(snap, interval, false)}${body}`;
           first = false;
           if (!(await writeOut(text))) return Exit.OK;
@@ -99,77 +102,147 @@ async function snapshot(proc: PostboxProcess): Promise<Snapshot> {
   };
 }
 
+/**
+ * The frame for the terminal, as it is now: cut to its rows (the heading's two lines and the
+ * cursor's aside) and to its columns, since a line the terminal wraps takes two rows.
+ */
+function fitted(snap: Snapshot): string {
+  const rows = process.stdout.rows ?? 24;
+  const columns = process.stdout.columns ?? 80;
+  return frame(snap, { rows: Math.max(1, rows - 3), columns });
+}
+
 function heading(s: Snapshot, interval: number, tty: boolean): string {
   const now = new Date().toLocaleTimeString('en-GB');
   const counts = `${s.mailboxes.length} mailbox${s.mailboxes.length === 1 ? '' : 'es'}, ${s.processes.length} process${s.processes.length === 1 ? '' : 'es'}`;
   return `postbox watch  ${now}  ${counts}${tty ? `  (every ${interval} ms; Ctrl-C quits)` : ''}\n\n`;
 }
 
-/** One frame, without the time: two frames are equal when nothing changed. */
-export function frame(s: Snapshot): string {
+/** The room a frame has on a terminal: its lines, and the width of each. */
+export interface Screen {
+  rows: number;
+  columns: number;
+}
+
+/**
+ * One frame, without the time: two frames are equal when nothing changed. On a `screen`, the
+ * frame fits it: a view that scrolls its first rows away is no view (100 mailboxes on a
+ * 40-row terminal showed only the processes).
+ */
+export function frame(s: Snapshot, screen?: Screen): string {
   const names = new Map(s.processes.map((p) => [p.id, p.name]));
+  const whole = (mailboxes: MailboxStat[], processes: ProcessRow[]): string =>
+    `${mailboxTable(mailboxes, names)}\n${processTable(processes, names)}`;
+  if (screen === undefined) return whole(s.mailboxes, s.processes);
+  // Each table is its header and a row per item, and a blank line comes between them.
+  const room = screen.rows - 3;
+  const need = s.mailboxes.length + s.processes.length;
+  if (need <= room || room < 2) return cutLines(whole(s.mailboxes, s.processes), screen);
+  // Rows less the lines that count what is left out: half the rows to each table, or what one
+  // needs of its half to the other.
+  const rows = room - 2;
+  let forProcesses = Math.min(s.processes.length, Math.floor(rows / 2));
+  const forMailboxes = Math.min(s.mailboxes.length, rows - forProcesses);
+  forProcesses = Math.min(s.processes.length, rows - forMailboxes);
+  const mailboxes = busiest(s.mailboxes, forMailboxes, mailboxBusyness);
+  const processes = busiest(s.processes, forProcesses, processBusyness);
+  const more = (left: number, what: string, all: string): string =>
+    left === 0 ? '' : `… ${left} more ${what}, quieter (postbox ${all} shows them all)\n`;
+  const text =
+    `${mailboxTable(mailboxes, names)}${more(s.mailboxes.length - mailboxes.length, 'mailboxes', 'ls')}\n` +
+    `${processTable(processes, names)}${more(s.processes.length - processes.length, 'processes', 'ps')}`;
+  return cutLines(text, screen);
+}
+
+/** The `count` items most busy, in id order (an order that does not jump about as they change). */
+function busiest<T extends { id: number }>(items: T[], count: number, busyness: (item: T) => number): T[] {
+  if (count >= items.length) return items;
+  const chosen = [...items].sort((a, b) => busyness(b) - busyness(a) || a.id - b.id).slice(0, count);
+  return chosen.sort((a, b) => a.id - b.id);
+}
+
+function mailboxBusyness(mb: MailboxStat): number {
+  return mb.count + mb.waitingSendersCount + mb.waitingReceiptsCount + mb.waitingReceiversCount;
+}
+
+/** Blocked or holding jobs first (what someone watching looks for), then by inbox depth. */
+function processBusyness(p: ProcessRow): number {
+  return (p.blockedOn.length > 0 || p.holds.length > 0 ? 2 ** 40 : 0) + p.inboxMessages;
+}
+
+/** The text's first `rows` lines, each cut to `columns`. */
+function cutLines(text: string, screen: Screen): string {
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  return `${lines
+    .slice(0, screen.rows)
+    .map((line) => cutToWidth(line, screen.columns))
+    .join('\n')}\n`;
+}
+
+function mailboxTable(list: MailboxStat[], names: Map<number, string | null>): string {
   // Unbounded mailboxes have no "full": their bars are scaled to the deepest one on screen.
-  const deepest = Math.max(1, ...s.mailboxes.filter((m) => m.capacity === null).map((m) => m.count));
-  const mailboxes =
-    s.mailboxes.length === 0
-      ? 'no mailboxes\n'
-      : formatTable(
-          [
-            { header: 'MAILBOX' },
-            { header: 'ID', align: 'right' },
-            { header: 'DEPTH' },
-            { header: 'MESSAGES', align: 'right' },
-            { header: 'BYTES', align: 'right' },
-            { header: 'WAITING TO SEND' },
-            { header: 'WAITING TO RECEIVE' },
-          ],
-          s.mailboxes.map((mb) => {
-            const byBytes = mb.maxBytes > 0 ? mb.bytes / mb.maxBytes : 0;
-            const byCount =
-              mb.capacity === null ? mb.count / deepest : mb.capacity === 0 ? 0 : mb.count / mb.capacity;
-            return [
-              mailboxLabel(mb, NAME_WIDTH),
-              String(mb.id),
-              bar(Math.max(byBytes, byCount), 20),
-              mb.capacity === null ? String(mb.count) : `${mb.count}/${mb.capacity}`,
-              String(mb.bytes),
-              // A send waiting for its receipt is still in its sender's send().
-              waitersLabel(
-                [...mb.waitingSenders, ...mb.waitingReceipts],
-                mb.waitingSendersCount + mb.waitingReceiptsCount,
-                names,
-                NAME_WIDTH,
-              ),
-              waitersLabel(mb.waitingReceivers, mb.waitingReceiversCount, names, NAME_WIDTH),
-            ];
-          }),
-        );
-  const processes =
-    s.processes.length === 0
-      ? 'no processes\n'
-      : formatTable(
-          [
-            { header: 'PROCESS' },
-            { header: 'PID', align: 'right' },
-            { header: 'HOST' },
-            { header: 'TRANSPORT' },
-            { header: 'OWNS' },
-            { header: 'INBOX', align: 'right' },
-            { header: 'HOLDS' },
-            { header: 'BLOCKED ON' },
-          ],
-          s.processes.map((p) => [
-            processLabel(p.id, names, NAME_WIDTH),
-            p.pid === 0 ? '-' : String(p.pid),
-            p.host === '' ? '-' : p.host,
-            p.transport,
-            namesCell(p.owns),
-            String(p.inboxMessages),
-            p.holds.length === 0 ? '-' : p.holds.join('; '),
-            p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),
-          ]),
-        );
-  return `${mailboxes}\n${processes}`;
+  const deepest = Math.max(1, ...list.filter((m) => m.capacity === null).map((m) => m.count));
+  return list.length === 0
+    ? 'no mailboxes\n'
+    : formatTable(
+        [
+          { header: 'MAILBOX' },
+          { header: 'ID', align: 'right' },
+          { header: 'DEPTH' },
+          { header: 'MESSAGES', align: 'right' },
+          { header: 'BYTES', align: 'right' },
+          { header: 'WAITING TO SEND' },
+          { header: 'WAITING TO RECEIVE' },
+        ],
+        list.map((mb) => {
+          const byBytes = mb.maxBytes > 0 ? mb.bytes / mb.maxBytes : 0;
+          const byCount =
+            mb.capacity === null ? mb.count / deepest : mb.capacity === 0 ? 0 : mb.count / mb.capacity;
+          return [
+            mailboxLabel(mb, NAME_WIDTH),
+            String(mb.id),
+            bar(Math.max(byBytes, byCount), 20),
+            mb.capacity === null ? String(mb.count) : `${mb.count}/${mb.capacity}`,
+            String(mb.bytes),
+            // A send waiting for its receipt is still in its sender's send().
+            waitersLabel(
+              [...mb.waitingSenders, ...mb.waitingReceipts],
+              mb.waitingSendersCount + mb.waitingReceiptsCount,
+              names,
+              NAME_WIDTH,
+            ),
+            waitersLabel(mb.waitingReceivers, mb.waitingReceiversCount, names, NAME_WIDTH),
+          ];
+        }),
+      );
+}
+
+function processTable(list: ProcessRow[], names: Map<number, string | null>): string {
+  return list.length === 0
+    ? 'no processes\n'
+    : formatTable(
+        [
+          { header: 'PROCESS' },
+          { header: 'PID', align: 'right' },
+          { header: 'HOST' },
+          { header: 'TRANSPORT' },
+          { header: 'OWNS' },
+          { header: 'INBOX', align: 'right' },
+          { header: 'HOLDS' },
+          { header: 'BLOCKED ON' },
+        ],
+        list.map((p) => [
+          processLabel(p.id, names, NAME_WIDTH),
+          p.pid === 0 ? '-' : String(p.pid),
+          p.host === '' ? '-' : p.host,
+          p.transport,
+          namesCell(p.owns),
+          String(p.inboxMessages),
+          p.holds.length === 0 ? '-' : p.holds.join('; '),
+          p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),
+        ]),
+      );
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
