@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { frame } from '../src/cli/commands/watch.js';
+import { frame, pace } from '../src/cli/commands/watch.js';
 import { displayWidth } from '../src/cli/display-width.js';
 import { connect, type Mailbox, type PostboxProcess } from '../src/client/mod.js';
 import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
@@ -142,4 +142,12 @@ describe('watch fits the screen', () => {
     assert.match(screen, /^… \d+ more mailboxes/m);
     assert.match(screen, /^w-07 /m);
   });
+});
+
+test('watch asks every --interval, or four times as long as asking took when that is longer', () => {
+  assert.equal(pace(250, 10), 250);
+  assert.equal(pace(250, 62.5), 250);
+  assert.equal(pace(250, 100), 400);
+  assert.equal(pace(250, 2000.2), 8001);
+  assert.equal(pace(60_000, 2000), 60_000);
 });
