@@ -85,6 +85,13 @@ test('namesCell lists up to three names whole and counts only those past them', 
   assert.equal(namesCell([]), '-');
   assert.equal(namesCell(['a', 'b', 'c']), 'a,b,c');
   assert.equal(namesCell(['a', 'b', 'c', 'd']), 'a,b,c +1 more');
+  // The kernel lists the first 100 and counts them all.
+  assert.equal(namesCell(['a', 'b', 'c', 'd'], 500), 'a,b,c +497 more');
+  assert.equal(namesCell(['a', 'b', 'c'], 3), 'a,b,c');
+  assert.equal(namesCell(['a', 'b'], 5), 'a,b +3 more');
+  // An older kernel's count is absent, or a count lower than the list is not believed.
+  assert.equal(namesCell(['a', 'b', 'c', 'd'], undefined), 'a,b,c +1 more');
+  assert.equal(namesCell(['a', 'b', 'c', 'd'], 1), 'a,b,c +1 more');
 });
 
 test('a depth bar shows any message at all: one cell for a mailbox a little full, none for an empty one', () => {

@@ -50,15 +50,17 @@ export const NAMES_SHOWN = 3;
  * @example
  * ```ts
  * namesCell(['a', 'b', 'c', 'd', 'e']); // 'a,b,c +2 more'
+ * namesCell(['a', 'b', 'c', 'd'], 500); // 'a,b,c +497 more'
  * ```
  */
-export function namesCell(names: readonly string[]): string {
+export function namesCell(names: readonly string[], total = names.length): string {
   if (names.length === 0) return '-';
   const shown = names
     .slice(0, NAMES_SHOWN)
     .map((n) => cut(n, NAME_WIDTH))
     .join(',');
-  return names.length <= NAMES_SHOWN ? shown : `${shown} +${names.length - NAMES_SHOWN} more`;
+  const all = Math.max(total, names.length);
+  return all <= NAMES_SHOWN ? shown : `${shown} +${all - Math.min(NAMES_SHOWN, names.length)} more`;
 }
 
 /** Columns on a terminal: names may hold CJK, emoji and combining marks. */

@@ -505,7 +505,10 @@ export class PostboxProcess {
       transport: string;
       /** Messages queued in its inbox, not yet received. */
       inboxMessages: number;
+      /** The mailboxes it owns (names, or `#id`): the first 100; {@link ownsCount} counts them all. */
       owns: string[];
+      /** How many mailboxes it owns. Absent from older kernels, whose `owns` lists them all. */
+      ownsCount?: number;
       blockedOn: string[];
       /**
        * What it holds of each mailbox: jobs in hand (taken by a `holdCredit` iterator or

@@ -218,7 +218,10 @@ const handlers: Record<string, Handler> = {
       transport: q.transport,
       inbox: q.inbox?.id ?? 0,
       inboxMessages: q.inbox?.count ?? 0,
-      owns: [...q.owned].map((mb) => mb.name ?? `#${mb.id}`),
+      // The first names and a count, as a stat's lists: a process owning 300,000 mailboxes made
+      // every `ps`, `ls` and `stat` an answer of 3.8 MB that held the kernel 150 ms.
+      owns: firstNames(q.owned),
+      ownsCount: q.owned.size,
       blockedOn: q.blockedOn(),
       holds: q.holds(),
       watching: q.watching.size,
@@ -376,6 +379,16 @@ function firstIds(line: Iterable<{ readonly peer: { readonly id: number } }>): n
     ids.push(item.peer.id);
   }
   return ids;
+}
+
+/** How the first {@link STAT_IDS} of a process's mailboxes are named in `processes`. */
+function firstNames(owned: Iterable<Mailbox>): string[] {
+  const names: string[] = [];
+  for (const mb of owned) {
+    if (names.length === STAT_IDS) break;
+    names.push(mb.name ?? `#${mb.id}`);
+  }
+  return names;
 }
 
 function stat(k: Kernel, mb: Mailbox): Args {

@@ -50,7 +50,7 @@ export function psTable(list: ProcessRow[]): string {
       p.pid === 0 ? '-' : String(p.pid),
       p.host === '' ? '-' : p.host,
       p.transport,
-      namesCell(p.owns),
+      namesCell(p.owns, p.ownsCount),
       String(p.inboxMessages),
       p.holds.length === 0 ? '-' : p.holds.join('; '),
       p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),

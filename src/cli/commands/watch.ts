@@ -253,7 +253,7 @@ function processTable(list: ProcessRow[], names: Map<number, string | null>): st
           p.pid === 0 ? '-' : String(p.pid),
           p.host === '' ? '-' : p.host,
           p.transport,
-          namesCell(p.owns),
+          namesCell(p.owns, p.ownsCount),
           String(p.inboxMessages),
           p.holds.length === 0 ? '-' : p.holds.join('; '),
           p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),
