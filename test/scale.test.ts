@@ -355,4 +355,85 @@ describe('rules at scale', () => {
       await owner.close();
     }
   });
+
+  test('the kernel lists processes a page at a time, by id, and processes() gathers every page', async () => {
+    const count = LIST_PAGE + 50;
+    const made: PostboxProcess[] = [];
+    try {
+      for (let i = 0; i < count; i += 50)
+        made.push(
+          ...(await Promise.all(
+            Array.from({ length: Math.min(50, count - i) }, (_, j) =>
+              connect({ socket: kernel.socket, name: `paged-${i + j}` }),
+            ),
+          )),
+        );
+      const ids = made.map((p) => p.id).sort((a, b) => a - b);
+      const listed = (await me.processes()).map((p) => p.id);
+      assert.deepEqual(
+        listed.filter((id) => ids.includes(id)),
+        ids,
+        'every one, once, in id order',
+      );
+      assert.deepEqual(
+        listed,
+        [...listed].sort((a, b) => a - b),
+      );
+      const raw = await RawPeer.open(kernel.socket);
+      try {
+        await raw.hello();
+        let request = 0;
+        const page = async (args: Record<string, unknown>): Promise<{ id: number }[]> => {
+          const r = ++request;
+          raw.write(callFrame(r, { op: 'processes', ...args }));
+          const f = await raw.waitFor((g) => g.request === r, 10_000, `processes ${r}`);
+          assert.equal(f.op, Op.RESULT, JSON.stringify(framePayload(f)));
+          return framePayload(f) as { id: number }[];
+        };
+        assert.deepEqual(
+          (await page({ after: ids[9]!, limit: 100 })).map((p) => p.id),
+          ids.slice(10, 110),
+        );
+        // Pages pass over processes that ended, before and after the order is rebuilt.
+        const ended = made.filter((_, i) => i % 3 === 0);
+        await Promise.all(ended.map((p) => p.close()));
+        const gone = new Set(ended.map((p) => p.id));
+        await until(
+          () => me.processes(),
+          (all) => !all.some((p) => gone.has(p.id)),
+          10_000,
+          'the closed processes to end',
+        );
+        const left = ids.filter((id) => !gone.has(id));
+        const walk = async (): Promise<number[]> => {
+          const seen: number[] = [];
+          for (let from = 0, n = 0; n < 100; n++) {
+            const got = await page({ after: from, limit: 300 });
+            seen.push(...got.map((p) => p.id));
+            if (got.length < 300) return seen.filter((id) => ids.includes(id));
+            from = got.at(-1)!.id;
+          }
+          throw new Error('more pages than processes');
+        };
+        assert.deepEqual(await walk(), left);
+        const rest = made.filter((p) => !gone.has(p.id));
+        await Promise.all(rest.slice(0, rest.length - 10).map((p) => p.close()));
+        const lastTen = left.slice(-10);
+        await until(
+          () => me.processes(),
+          (all) => all.filter((p) => ids.includes(p.id)).length === 10,
+          10_000,
+          'all but ten to end',
+        );
+        assert.deepEqual(await walk(), lastTen, 'the last ten, after most ended');
+        raw.write(callFrame(9999, { op: 'processes', after: -1 }));
+        const refused = await raw.waitFor((f) => f.request === 9999, 10_000, 'refusal');
+        assert.equal(refused.op, Op.ERROR);
+      } finally {
+        await raw.destroy();
+      }
+    } finally {
+      await Promise.all(made.map((p) => p.close()));
+    }
+  });
 });

@@ -35,6 +35,7 @@ export {
   PostboxProcess,
   type ProcessInfo,
   type ProcessRef,
+  type ProcessStat,
 } from './process.js';
 export type { ReceiveOptions } from './receive-options.js';
 export type { SendOptions } from './send-options.js';

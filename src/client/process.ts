@@ -126,9 +126,34 @@ const MONITOR_OPTIONS: OptionNames<{ signal?: AbortSignal }> = { signal: true };
 
 /** Process names a process remembers the ids of, the oldest looked up dropped first. */
 const MAX_KNOWN_NAMES = 4096;
+/** A connected process as `postbox ps` shows it: {@link PostboxProcess.processes}. */
+export interface ProcessStat extends ProcessInfo {
+  transport: string;
+  /** Messages queued in its inbox, not yet received. */
+  inboxMessages: number;
+  /** The mailboxes it owns (names, or `#id`): the first 100; `ownsCount` counts them all. */
+  owns: string[];
+  /** How many mailboxes it owns. Absent from older kernels, whose `owns` lists them all. */
+  ownsCount?: number;
+  blockedOn: string[];
+  /**
+   * What it holds of each mailbox: jobs in hand (taken by a `holdCredit` iterator or
+   * consumer, credit not yet given back) and messages pushed ahead to it, not yet taken.
+   */
+  holds: string[];
+  /** Monitors it holds (see {@link PostboxProcess.monitor}): processes it is told about when they end. */
+  watching: number;
+  /** Handles it has open (a removed mailbox's are dropped with it). */
+  handles: number;
+  /** Bytes the kernel has sent it that it has not read yet (past a limit, the kernel waits). */
+  unread: number;
+  connectedAt: number;
+}
+
 /**
- * Mailboxes {@link PostboxProcess.mailboxes} asks for at a time: about 700 KB of stats, a few
- * milliseconds of the kernel's time, between which it serves everyone else.
+ * Mailboxes (or processes) {@link PostboxProcess.mailboxes} (or {@link PostboxProcess.processes})
+ * asks for at a time: about 700 KB of stats, a few milliseconds of the kernel's time, between
+ * which it serves everyone else.
  */
 export const LIST_PAGE = 1000;
 
@@ -499,32 +524,26 @@ export class PostboxProcess {
     return this.conn.call('usage');
   }
 
-  /** Every connected process, as `postbox ps` shows. */
-  processes(): Promise<
-    (ProcessInfo & {
-      transport: string;
-      /** Messages queued in its inbox, not yet received. */
-      inboxMessages: number;
-      /** The mailboxes it owns (names, or `#id`): the first 100; {@link ownsCount} counts them all. */
-      owns: string[];
-      /** How many mailboxes it owns. Absent from older kernels, whose `owns` lists them all. */
-      ownsCount?: number;
-      blockedOn: string[];
-      /**
-       * What it holds of each mailbox: jobs in hand (taken by a `holdCredit` iterator or
-       * consumer, credit not yet given back) and messages pushed ahead to it, not yet taken.
-       */
-      holds: string[];
-      /** Monitors it holds (see {@link monitor}): processes it is told about when they end. */
-      watching: number;
-      /** Handles it has open (a removed mailbox's are dropped with it). */
-      handles: number;
-      /** Bytes the kernel has sent it that it has not read yet (past a limit, the kernel waits). */
-      unread: number;
-      connectedAt: number;
-    })[]
-  > {
-    return this.conn.call('processes');
+  /**
+   * Every connected process, as `postbox ps` shows, in id order. Asked for {@link LIST_PAGE} at a
+   * time, as {@link mailboxes} is: the list is not one instant's.
+   *
+   * @example
+   * ```ts
+   * const stuck = (await me.processes()).filter((p) => p.blockedOn.length > 0);
+   * ```
+   */
+  async processes(): Promise<ProcessStat[]> {
+    const all: ProcessStat[] = [];
+    let after = 0;
+    for (;;) {
+      const page = await this.conn.call<ProcessStat[]>('processes', { after, limit: LIST_PAGE });
+      // In order already from a kernel that pages; one that does not answers all at once.
+      page.sort((a, b) => a.id - b.id);
+      for (const p of page) all.push(p);
+      if (page.length !== LIST_PAGE) return all;
+      after = page[page.length - 1]!.id;
+    }
   }
 
   /** Looks a process up by name or id (ESRCH if none). */

@@ -209,26 +209,18 @@ const handlers: Record<string, Handler> = {
     connectionRoom: Number.isFinite(k.gate.room) ? k.gate.room : null,
     openFiles: k.gate.openFiles,
   }),
-  processes: (k) =>
-    [...k.processes.values()].map((q) => ({
-      id: q.id,
-      name: q.name,
-      pid: q.osPid,
-      host: q.host,
-      transport: q.transport,
-      inbox: q.inbox?.id ?? 0,
-      inboxMessages: q.inbox?.count ?? 0,
-      // The first names and a count, as a stat's lists: a process owning 300,000 mailboxes made
-      // every `ps`, `ls` and `stat` an answer of 3.8 MB that held the kernel 150 ms.
-      owns: firstNames(q.owned),
-      ownsCount: q.owned.size,
-      blockedOn: q.blockedOn(),
-      holds: q.holds(),
-      watching: q.watching.size,
-      handles: q.handles.size,
-      unread: q.unread,
-      connectedAt: q.connectedAt,
-    })),
+  processes: (k, _p, a) => {
+    // A page at a time, by id, as `list`: 10,000 processes were one answer of 2.1 MB, built in one
+    // turn of about 100 ms while every other process waited.
+    const after = a.after === undefined ? 0 : positiveInt(a.after, 'after', true);
+    const limit = a.limit === undefined ? Number.POSITIVE_INFINITY : positiveInt(a.limit, 'limit');
+    const page: Args[] = [];
+    for (const id of k.processOrder.after(after)) {
+      if (page.length >= limit) break;
+      page.push(processRow(k.processes.get(id)!));
+    }
+    return page;
+  },
   lookup: (k, _p, a) => {
     const q = findProcess(k, a.process);
     return { id: q.id, name: q.name, pid: q.osPid, host: q.host, inbox: q.inbox?.id ?? 0 };
@@ -379,6 +371,29 @@ function firstIds(line: Iterable<{ readonly peer: { readonly id: number } }>): n
     ids.push(item.peer.id);
   }
   return ids;
+}
+
+/** A process as `ps` shows it. */
+function processRow(q: KernelProcess): Args {
+  return {
+    id: q.id,
+    name: q.name,
+    pid: q.osPid,
+    host: q.host,
+    transport: q.transport,
+    inbox: q.inbox?.id ?? 0,
+    inboxMessages: q.inbox?.count ?? 0,
+    // The first names and a count, as a stat's lists: a process owning 300,000 mailboxes made
+    // every `ps`, `ls` and `stat` an answer of 3.8 MB that held the kernel 150 ms.
+    owns: firstNames(q.owned),
+    ownsCount: q.owned.size,
+    blockedOn: q.blockedOn(),
+    holds: q.holds(),
+    watching: q.watching.size,
+    handles: q.handles.size,
+    unread: q.unread,
+    connectedAt: q.connectedAt,
+  };
 }
 
 /** How the first {@link STAT_IDS} of a process's mailboxes are named in `processes`. */

@@ -90,6 +90,8 @@ export class Kernel implements MailboxHost {
     return this.limits.maxWaitingBytes;
   }
   readonly processes = new Map<number, KernelProcess>();
+  /** The ids of the processes, ascending: a page of `processes` starts where it asks. */
+  readonly processOrder = new IdOrder((id) => this.processes.has(id));
   readonly processByName = new Map<string, KernelProcess>();
   /**
    * Receives that name a sender (`from`), by that sender's id: when it terminates they are told
@@ -559,6 +561,7 @@ export class Kernel implements MailboxHost {
     p.recalls = hello.recall === true;
     p.host = hello.host ?? '';
     this.processes.set(p.id, p);
+    this.processOrder.add(p.id);
     if (p.name !== null) this.processByName.set(p.name, p);
     const inbox = new Mailbox(
       this,
@@ -1217,7 +1220,7 @@ export class Kernel implements MailboxHost {
       this.room.leave(p);
     }
     if (p.id === 0) return;
-    this.processes.delete(p.id);
+    if (this.processes.delete(p.id)) this.processOrder.removed();
     if (p.name !== null && this.processByName.get(p.name) === p) this.processByName.delete(p.name);
     const touched = new Set<Mailbox>();
     for (const w of p.receives.values()) {
