@@ -1,5 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { MailboxStat } from '../../client/mailbox.js';
+import type { PostboxProcess } from '../../client/process.js';
+import { NoProcessError } from '../../protocol/errors.js';
 import {
   connectionHelp,
   connectionOptions,
@@ -42,18 +44,53 @@ export async function statCommand(argv: string[]): Promise<number> {
   }
   const [ref] = positionals(rest, ['NAME']);
   return withOperatorProcess(values, async (proc) => {
-    const [mb, processes] = await Promise.all([findMailbox(proc, ref!), proc.processes()]);
+    const mb = await findMailbox(proc, ref!);
     if (values.json) {
       printJson(mb);
       return 0;
     }
-    const names = new Map(processes.map((p) => [p.id, p.name]));
-    const pids = new Map(processes.map((p) => [p.id, p.pid]));
+    const { names, pids } = await namedProcesses(proc, mb);
     // The times are the kernel's: "how long ago" is by its clock, wherever this process runs.
     const total = (proc.limits as Record<string, number | undefined>).maxTotalBytes;
     process.stdout.write(statText(mb, names, pids, Date.now() + proc.kernelClockOffset, total));
     return 0;
   });
+}
+
+/**
+ * The processes a stat names (owner, group, waiters, holders, the last sender and receiver), each
+ * looked up alone: the kernel's whole list of processes was fetched for a handful of names. One
+ * that has ended is left out, and shown as terminated.
+ */
+async function namedProcesses(
+  proc: PostboxProcess,
+  mb: MailboxStat,
+): Promise<{ names: Map<number, string | null>; pids: Map<number, number> }> {
+  const ids = new Set<number>([
+    ...mb.group,
+    ...mb.waitingSenders,
+    ...mb.waitingReceipts,
+    ...mb.waitingReceivers,
+    ...mb.holders,
+  ]);
+  for (const id of [mb.owner, mb.lastSendProcess, mb.lastReceiveProcess])
+    if (id !== null && id > 0) ids.add(id);
+  const found = await Promise.all(
+    [...ids].map((id) =>
+      proc.lookup(id).catch((err: unknown) => {
+        if (err instanceof NoProcessError) return null;
+        throw err;
+      }),
+    ),
+  );
+  const names = new Map<number, string | null>();
+  const pids = new Map<number, number>();
+  for (const p of found) {
+    if (p === null) continue;
+    names.set(p.id, p.name);
+    pids.set(p.id, p.pid);
+  }
+  return { names, pids };
 }
 
 function statText(
