@@ -2,7 +2,12 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import type { MailboxStat } from '../client/mailbox.js';
 import { connect, type PostboxProcess, type ProcessRef } from '../client/process.js';
-import { ConnectionRefusedError, NotFoundError, PermissionError } from '../protocol/errors.js';
+import {
+  ConnectionRefusedError,
+  NoProcessError,
+  NotFoundError,
+  PermissionError,
+} from '../protocol/errors.js';
 import { defaultSocketPath } from '../transport/address.js';
 import { cut } from './table.js';
 import { UsageError } from './usage-error.js';
@@ -333,10 +338,50 @@ export function mailboxLabel(
   return `${cut(mb.name, max - suffix.length)}${suffix}`;
 }
 
-/** Process id → name, for labels. */
-export async function processNames(proc: PostboxProcess): Promise<Map<number, string | null>> {
-  const all = await proc.processes();
-  return new Map(all.map((p) => [p.id, p.name]));
+/** Processes a table names: id → name and OS pid; those found ended are in neither. */
+export interface KnownProcesses {
+  names: Map<number, string | null>;
+  pids: Map<number, number>;
+  ended: Set<number>;
+}
+
+/**
+ * Looks up the processes `ids` names that `known` does not know yet, each alone (the calls go out
+ * together), and adds them to it: a table that names a few processes need not fetch every one
+ * (`stat` and `ls` fetched 10,000 processes' rows for a handful of names). One that has ended is
+ * left out of the names, and shown by its id.
+ *
+ * @example
+ * ```ts
+ * const known = await lookupProcesses(proc, [mb.owner ?? 0, ...mb.waitingReceivers]);
+ * processLabel(mb.owner, known.names); // 'worker(7)'
+ * ```
+ */
+export async function lookupProcesses(
+  proc: PostboxProcess,
+  ids: Iterable<number | null>,
+  known: KnownProcesses = { names: new Map(), pids: new Map(), ended: new Set() },
+): Promise<KnownProcesses> {
+  const ask = new Set<number>();
+  for (const id of ids)
+    if (id !== null && id > 0 && !known.names.has(id) && !known.ended.has(id)) ask.add(id);
+  const found = await Promise.all(
+    [...ask].map((id) =>
+      proc.lookup(id).catch((err: unknown) => {
+        if (err instanceof NoProcessError) return id;
+        throw err;
+      }),
+    ),
+  );
+  for (const p of found) {
+    if (typeof p === 'number') {
+      known.ended.add(p);
+      continue;
+    }
+    known.names.set(p.id, p.name);
+    known.pids.set(p.id, p.pid);
+  }
+  return known;
 }
 
 /**

@@ -1,6 +1,8 @@
 import type { MailboxStat } from '../../client/mailbox.js';
 import {
   connectionHelp,
+  type KnownProcesses,
+  lookupProcesses,
   mailboxLabel,
   printJsonPages,
   processLabel,
@@ -31,11 +33,18 @@ export async function lsCommand(argv: string[]): Promise<number> {
       await printJsonPages(proc.mailboxPages());
       return 0;
     }
-    const names = new Map((await proc.processes()).map((p) => [p.id, p.name]));
     // Each page's stats become the table's cells at once: the stats of a million mailboxes took
-    // 1.5 GB; their rows of text, a tenth of it.
+    // 1.5 GB; their rows of text, a tenth of it. Owners are looked up as they first appear.
     const rows: string[][] = [];
-    for await (const page of proc.mailboxPages()) for (const mb of page) rows.push(lsRow(mb, names));
+    const known: KnownProcesses = { names: new Map(), pids: new Map(), ended: new Set() };
+    for await (const page of proc.mailboxPages()) {
+      await lookupProcesses(
+        proc,
+        page.map((mb) => mb.owner),
+        known,
+      );
+      for (const mb of page) rows.push(lsRow(mb, known.names));
+    }
     await writeOut(formatTable(LS_COLUMNS, rows));
     return 0;
   });

@@ -1,11 +1,12 @@
 import { parseArgs } from 'node:util';
 import type { MailboxStat } from '../../client/mailbox.js';
 import type { PostboxProcess } from '../../client/process.js';
-import { NoProcessError } from '../../protocol/errors.js';
 import {
   connectionHelp,
   connectionOptions,
   findMailbox,
+  type KnownProcesses,
+  lookupProcesses,
   positionals,
   printJson,
   processLabel,
@@ -59,38 +60,19 @@ export async function statCommand(argv: string[]): Promise<number> {
 
 /**
  * The processes a stat names (owner, group, waiters, holders, the last sender and receiver), each
- * looked up alone: the kernel's whole list of processes was fetched for a handful of names. One
- * that has ended is left out, and shown as terminated.
+ * looked up alone: the kernel's whole list of processes was fetched for a handful of names.
  */
-async function namedProcesses(
-  proc: PostboxProcess,
-  mb: MailboxStat,
-): Promise<{ names: Map<number, string | null>; pids: Map<number, number> }> {
-  const ids = new Set<number>([
+function namedProcesses(proc: PostboxProcess, mb: MailboxStat): Promise<KnownProcesses> {
+  return lookupProcesses(proc, [
+    mb.owner,
+    mb.lastSendProcess,
+    mb.lastReceiveProcess,
     ...mb.group,
     ...mb.waitingSenders,
     ...mb.waitingReceipts,
     ...mb.waitingReceivers,
     ...mb.holders,
   ]);
-  for (const id of [mb.owner, mb.lastSendProcess, mb.lastReceiveProcess])
-    if (id !== null && id > 0) ids.add(id);
-  const found = await Promise.all(
-    [...ids].map((id) =>
-      proc.lookup(id).catch((err: unknown) => {
-        if (err instanceof NoProcessError) return null;
-        throw err;
-      }),
-    ),
-  );
-  const names = new Map<number, string | null>();
-  const pids = new Map<number, number>();
-  for (const p of found) {
-    if (p === null) continue;
-    names.set(p.id, p.name);
-    pids.set(p.id, p.pid);
-  }
-  return { names, pids };
 }
 
 function statText(
