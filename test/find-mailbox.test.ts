@@ -13,7 +13,7 @@ import { startTestKernel, type TestKernel } from './helpers/kernel.js';
 describe('the command line finds one mailbox', () => {
   let kernel: TestKernel;
   let owner: PostboxProcess;
-  /** The process the command line would be: it may only stat, never list. */
+  /** The process the command line would be: it may stat and look up, never list. */
   let cli: PostboxProcess;
 
   before(async () => {
@@ -21,9 +21,9 @@ describe('the command line finds one mailbox', () => {
     owner = await connect({ socket: kernel.socket, name: 'owner' });
     cli = await connect({ socket: kernel.socket });
     const listed = (): never => {
-      throw new Error('the whole list was asked for, to find one mailbox');
+      throw new Error('a whole list was asked for, to find one mailbox');
     };
-    Object.assign(cli, { mailboxes: listed, mailboxPages: listed });
+    Object.assign(cli, { mailboxes: listed, mailboxPages: listed, processes: listed });
   });
   after(async () => {
     await cli.close();

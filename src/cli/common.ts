@@ -268,32 +268,32 @@ export async function findMailbox(proc: PostboxProcess, ref: string): Promise<Ma
   if (ref.length === 0) throw new UsageError('a mailbox name cannot be empty');
   const hash = /^#(\d+)$/.exec(ref);
   if (hash !== null) {
-    const id = Number(hash[1]);
-    const mb = await statById(proc, id);
+    const mb = await statById(proc, Number(hash[1]));
+    if (isMailbox(mb)) return mb;
     // As typed: a number past 2⁵³ would print rounded.
-    if (mb === null) throw await notFound(proc, id, ref, `no mailbox ${ref}`);
-    return mb;
+    throw await notFound(proc, mb, ref, `no mailbox ${ref}`);
   }
   // A bare number is an id first, as `#ID` is: a name of digits (which only the library can
   // make) must not turn `postbox rm 18` into the removal of some other mailbox than #18.
-  if (/^\d+$/.test(ref)) {
-    const byId = await statById(proc, Number(ref));
-    if (byId !== null) return byId;
-  }
+  const byId = /^\d+$/.test(ref) ? await statById(proc, Number(ref)) : null;
+  if (isMailbox(byId)) return byId;
   // An unlinked mailbox has lost its name (it lives on until its last handle closes): the
   // kernel no longer finds it by that name.
   const named = await statOrNull(proc.stat(ref));
   if (named !== null) return named;
-  if (/^\d+$/.test(ref)) throw await notFound(proc, Number(ref), ref, `no mailbox '${ref}'`);
-  throw new NotFoundError(`no mailbox '${ref}'`, { mailbox: ref });
+  throw await notFound(proc, byId, ref, `no mailbox '${ref}'`);
 }
 
-/** The mailbox with this id, or null if none is (or it is a process's inbox, not a mailbox). */
-async function statById(proc: PostboxProcess, id: number): Promise<MailboxStat | null> {
+/** What has this id, mailbox or inbox, or null if nothing has. */
+function statById(proc: PostboxProcess, id: number): Promise<MailboxStat | null> {
   // No id the kernel gives is outside 1 to 2³²−1: asking would be refused as a malformed id.
-  if (!(Number.isSafeInteger(id) && id >= 1 && id <= 0xffffffff)) return null;
-  const mb = await statOrNull(proc.stat(id));
-  return mb === null || (mb.inboxOf ?? null) !== null ? null : mb;
+  if (!(Number.isSafeInteger(id) && id >= 1 && id <= 0xffffffff)) return Promise.resolve(null);
+  return statOrNull(proc.stat(id));
+}
+
+/** A stat of a mailbox, not of a process's inbox (which lists leave out). */
+function isMailbox(mb: MailboxStat | null): mb is MailboxStat {
+  return mb !== null && (mb.inboxOf ?? null) === null;
 }
 
 /** A stat's answer, or null where the kernel has no such mailbox. */
@@ -307,20 +307,22 @@ async function statOrNull(stat: Promise<MailboxStat>): Promise<MailboxStat | nul
 }
 
 /**
- * ENOENT for an id that names no mailbox: if it is a process's inbox, the error says so (the
- * command line works on mailboxes; an inbox is reached through its process), else `message`.
+ * ENOENT for a reference that names no mailbox: if its id is a process's inbox, the error says
+ * so (the command line works on mailboxes; an inbox is reached through its process), else
+ * `message`.
  */
 async function notFound(
   proc: PostboxProcess,
-  id: number,
+  byId: MailboxStat | null,
   ref: string,
   message: string,
 ): Promise<NotFoundError> {
-  const owner = (await proc.processes()).find((p) => p.inbox === id);
-  if (owner === undefined) return new NotFoundError(message, { mailbox: ref });
-  const who = owner.name === null ? `process ${owner.id}` : `process ${owner.id} ('${owner.name}')`;
+  const owner = byId?.inboxOf ?? null;
+  if (byId === null || owner === null) return new NotFoundError(message, { mailbox: ref });
+  const name = (await lookupProcesses(proc, [owner])).names.get(owner) ?? null;
+  const who = name === null ? `process ${owner}` : `process ${owner} ('${name}')`;
   return new NotFoundError(
-    `#${id} is the inbox of ${who}, not a mailbox: an inbox is reached through its process (in the library, send(${owner.id}, body))`,
+    `#${byId.id} is the inbox of ${who}, not a mailbox: an inbox is reached through its process (in the library, send(${owner}, body))`,
     { mailbox: ref },
   );
 }
