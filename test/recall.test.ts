@@ -69,6 +69,9 @@ for (const transport of ['unix', 'tcp'] as const) {
         const s = await mine.stat();
         assert.equal(s.inflight, 0, 'given back');
         assert.equal(s.count, 0, 'and dropped: a send that gave up is never delivered');
+        // Its bytes went with it: a mailbox counted bytes it no longer held, and its byte limit
+        // filled with messages that were not there.
+        assert.equal(s.bytes, 0, 'and its bytes are no longer counted');
         // Nor is it counted as the loop's any more: ps showed "1 pushed ahead" for good.
         const row = (await receiver.processes()).find((r) => r.id === receiver.id);
         assert.deepEqual(row?.holds, [], 'the loop holds nothing pushed ahead');

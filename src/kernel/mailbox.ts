@@ -1536,8 +1536,11 @@ export class Mailbox {
         // (and the send fails) if it comes back.
         if (code !== 'ETIMEDOUT' && code !== 'ECANCELED') return;
         sw.expired = code;
-        // Its process is gone (it ended): nobody waits for this receipt any more.
-        if (sw.peer.terminated) this.receiptWaits?.delete(sw);
+        // Its process is gone, or going (it said goodbye, and its client failed the send):
+        // nobody waits for this receipt any more. At the goodbye it is not yet terminated, and
+        // its sends are gone from it by its end, so its stat listed it until the message was
+        // taken or came back.
+        if (sw.peer.terminated || sw.peer.saidBye) this.receiptWaits?.delete(sw);
         // Pushed ahead to a stream, it may sit unread behind a busy loop for as long as the
         // loop takes: ask for it back, so that the send fails now, not when the loop gets to it
         // (the process answers RETURN if it had not handed it out; else its TAKE says it had).
