@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
 import { Op, ReceiveFlag } from '../src/protocol/frame.js';
-import { startAgent } from './helpers/agent.js';
+import { type Agent, type AgentEvent, startAgent } from './helpers/agent.js';
 import { kernelForTests } from './helpers/kernel.js';
 import { headFrame, RawPeer, receiveFrame, takeFrame, within } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
@@ -113,22 +113,25 @@ test('sends that fail while they wait (timeout, abort, removal) give back their 
   assert.equal(usage.mostWaitingBytes, 0);
 });
 
-// Pins Mailbox.withdrawSend's `if (sw.peer.terminated || sw.peer.saidBye) this.receiptWaits?.delete(sw)` (M09).
-test('a sender killed while a receiver holds its receipt message untaken no longer counts as waiting for a receipt', async () => {
+/**
+ * A sender's receipt message is in a receiver's hands, untaken, when the sender goes (`end`):
+ * its send fails as `failed` says, and the mailbox no longer counts it as waiting for a receipt,
+ * before the message is taken and after.
+ */
+async function receiptHeldAsSenderGoes(
+  name: string,
+  end: (sender: Agent) => Promise<unknown>,
+  failed: (event: AgentEvent) => void,
+): Promise<void> {
   const owner = await join();
-  const box = await owner.createMailbox('dead-receipt', { mode: 0o666 });
+  const box = await owner.createMailbox(name, { mode: 0o666 });
   const sender = await startAgent(env());
   // A receiver that takes its time: the message delivered to it stays in its hands, untaken.
   const receiver = await RawPeer.open(env().POSTBOX_SOCKET!);
   try {
     assert.equal((await receiver.hello()).op, Op.WELCOME, receiver.describe());
-    await sender.do({ cmd: 'open', name: 'dead-receipt' });
-    const receipt = sender.start({
-      cmd: 'send',
-      mb: 'dead-receipt',
-      body: 'with receipt',
-      opts: { receipt: true },
-    });
+    await sender.do({ cmd: 'open', name });
+    const receipt = sender.start({ cmd: 'send', mb: name, body: 'with receipt', opts: { receipt: true } });
     await until(
       () => box.stat(),
       (s) => s.count === 1 && s.waitingReceiptsCount === 1,
@@ -142,8 +145,8 @@ test('a sender killed while a receiver holds its receipt message untaken no long
     assert.deepEqual(held.waitingReceipts, [sender.pid]);
     // The kernel tells its monitors of an end after it has withdrawn the process's sends.
     const down = owner.monitor(sender.pid);
-    await sender.kill();
-    assert.equal((await receipt).event, 'exited');
+    await end(sender);
+    failed(await receipt);
     await down;
     const s = await box.stat();
     assert.equal(s.inflight, 1, "the message is still in the receiver's hands");
@@ -162,61 +165,26 @@ test('a sender killed while a receiver holds its receipt message untaken no long
     await receiver.destroy();
     await sender.kill();
   }
-});
+}
+
+// Pins Mailbox.withdrawSend's `if (sw.peer.terminated || sw.peer.saidBye) this.receiptWaits?.delete(sw)` (M09).
+test('a sender killed while a receiver holds its receipt message untaken no longer counts as waiting for a receipt', () =>
+  receiptHeldAsSenderGoes(
+    'dead-receipt',
+    (sender) => sender.kill(),
+    (event) => assert.equal(event.event, 'exited'),
+  ));
 
 // Found by the audit, and fixed: goodbye() withdraws the sends while the process is not yet
 // terminated, and at the socket's close its table of sends is already empty, so Mailbox.withdrawSend
 // kept the receipt in Mailbox.receiptWaits (its `sw.peer.saidBye`), and stat listed the process
 // until the message was taken or given back.
-test('a sender that says goodbye while a receiver holds its receipt message untaken no longer counts as waiting for a receipt', async () => {
-  const owner = await join();
-  const box = await owner.createMailbox('bye-receipt', { mode: 0o666 });
-  const sender = await startAgent(env());
-  // A receiver that takes its time: the message delivered to it stays in its hands, untaken.
-  const receiver = await RawPeer.open(env().POSTBOX_SOCKET!);
-  try {
-    assert.equal((await receiver.hello()).op, Op.WELCOME, receiver.describe());
-    await sender.do({ cmd: 'open', name: 'bye-receipt' });
-    const receipt = sender.start({
-      cmd: 'send',
-      mb: 'bye-receipt',
-      body: 'with receipt',
-      opts: { receipt: true },
-    });
-    await until(
-      () => box.stat(),
-      (s) => s.count === 1 && s.waitingReceiptsCount === 1,
-      BOUND_MS,
-      'the message queued, its receipt awaited',
-    );
-    receiver.write(receiveFrame({ request: 1, target: box.id }));
-    await receiver.waitFor((f) => f.op === Op.DELIVER && f.request === 1, BOUND_MS, 'DELIVER');
-    const held = await box.stat();
-    assert.equal(held.inflight, 1);
-    assert.deepEqual(held.waitingReceipts, [sender.pid]);
-    // The kernel tells its monitors of an end after it has withdrawn the process's sends.
-    const down = owner.monitor(sender.pid);
-    await sender.stop();
-    assert.equal((await receipt).code, 'ENOTCONN');
-    await down;
-    const s = await box.stat();
-    assert.equal(s.inflight, 1, "the message is still in the receiver's hands");
-    assert.deepEqual(s.waitingReceipts, [], 'nobody waits for its receipt now');
-    assert.equal(s.waitingReceiptsCount, 0);
-    // Taken, it leaves the mailbox, and nothing of the dead send is left.
-    receiver.write(takeFrame(1, 1, 0));
-    const after = await until(
-      () => box.stat(),
-      (t) => t.count === 0,
-      BOUND_MS,
-      'the message taken',
-    );
-    assert.equal(after.waitingReceiptsCount, 0);
-  } finally {
-    await receiver.destroy();
-    await sender.kill();
-  }
-});
+test('a sender that says goodbye while a receiver holds its receipt message untaken no longer counts as waiting for a receipt', () =>
+  receiptHeldAsSenderGoes(
+    'bye-receipt',
+    (sender) => sender.stop(),
+    (event) => assert.equal(event.code, 'ENOTCONN'),
+  ));
 
 // Pins Mailbox.returned's `this.store.releaseSlot(off / this.frameBytes)` (M26).
 test('a fixed-size mailbox gets back the ring slot of every message recalled from a stream', async () => {

@@ -1,4 +1,4 @@
-import type { PostboxProcess } from '../../client/process.js';
+import type { ProcessStat } from '../../client/process.js';
 import { connectionHelp, printJson, runListing } from '../common.js';
 import { exitCodesHelp } from '../exit-codes.js';
 import { cut, formatTable, NAME_WIDTH, namesCell } from '../table.js';
@@ -19,7 +19,7 @@ Examples:
 
 ${exitCodesHelp}`;
 
-export type ProcessRow = Awaited<ReturnType<PostboxProcess['processes']>>[number];
+export type ProcessRow = ProcessStat;
 
 export async function psCommand(argv: string[]): Promise<number> {
   return runListing(argv, psHelp, async (proc, json) => {
@@ -44,16 +44,19 @@ export function psTable(list: ProcessRow[]): string {
       { header: 'HOLDS' },
       { header: 'BLOCKED-ON' },
     ],
-    list.map((p) => [
-      String(p.id),
-      p.name === null ? '-' : cut(p.name, NAME_WIDTH),
-      p.pid === 0 ? '-' : String(p.pid),
-      p.host === '' ? '-' : p.host,
-      p.transport,
-      namesCell(p.owns, p.ownsCount),
-      String(p.inboxMessages),
-      p.holds.length === 0 ? '-' : p.holds.join('; '),
-      p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),
-    ]),
+    list.map((p) => [String(p.id), p.name === null ? '-' : cut(p.name, NAME_WIDTH), ...processCells(p)]),
   );
+}
+
+/** A process's cells from PID to what it is blocked on, as `ps` and `watch` show them. */
+export function processCells(p: ProcessRow): string[] {
+  return [
+    p.pid === 0 ? '-' : String(p.pid),
+    p.host === '' ? '-' : p.host,
+    p.transport,
+    namesCell(p.owns, p.ownsCount),
+    String(p.inboxMessages),
+    p.holds.length === 0 ? '-' : p.holds.join('; '),
+    p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),
+  ];
 }

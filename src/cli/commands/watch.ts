@@ -15,8 +15,8 @@ import {
 import { cutToWidth } from '../display-width.js';
 import { Exit, exitCodesHelp } from '../exit-codes.js';
 import { interruptSignal } from '../interrupt.js';
-import { bar, formatTable, NAME_WIDTH, namesCell } from '../table.js';
-import type { ProcessRow } from './ps.js';
+import { bar, formatTable, NAME_WIDTH } from '../table.js';
+import { type ProcessRow, processCells } from './ps.js';
 
 export const watchHelp = `Usage: postbox watch [options]
 
@@ -248,16 +248,7 @@ function processTable(list: ProcessRow[], names: Map<number, string | null>): st
           { header: 'HOLDS' },
           { header: 'BLOCKED ON' },
         ],
-        list.map((p) => [
-          processLabel(p.id, names, NAME_WIDTH),
-          p.pid === 0 ? '-' : String(p.pid),
-          p.host === '' ? '-' : p.host,
-          p.transport,
-          namesCell(p.owns, p.ownsCount),
-          String(p.inboxMessages),
-          p.holds.length === 0 ? '-' : p.holds.join('; '),
-          p.blockedOn.length === 0 ? '-' : p.blockedOn.join('; '),
-        ]),
+        list.map((p) => [processLabel(p.id, names, NAME_WIDTH), ...processCells(p)]),
       );
 }
 
