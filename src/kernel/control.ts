@@ -94,6 +94,7 @@ const handlers: Record<string, Handler> = {
       mb.key = key;
       k.mailboxByKey.set(key, mb);
     }
+    p.owned ??= new Set();
     p.owned.add(mb);
     return openHandle(k, p, mb, a, true);
   },
@@ -107,13 +108,13 @@ const handlers: Record<string, Handler> = {
     if (h === undefined) return {};
     p.handles.delete(id);
     const mb = h.mailbox;
-    const roles = p.roles.get(mb);
+    const roles = p.roles?.get(mb);
     if (roles !== undefined) {
       if (h.read) roles.read--;
       if (h.write) roles.write--;
       roles.ids.delete(id);
       if (roles.ids.size === 0) {
-        p.roles.delete(mb);
+        p.roles?.delete(mb);
         mb.openers.delete(p);
       }
     }
@@ -139,7 +140,7 @@ const handlers: Record<string, Handler> = {
     if (a.on === false) {
       if (mb.notify?.peer === p) {
         mb.notify = null;
-        p.notifying.delete(mb);
+        p.notifying?.delete(mb);
       }
       return {};
     }
@@ -152,6 +153,7 @@ const handlers: Record<string, Handler> = {
     }
     const id = k.nextMonitorId++;
     mb.notify = { peer: p, id };
+    p.notifying ??= new Set();
     p.notifying.add(mb);
     return { event: id };
   },
@@ -163,7 +165,7 @@ const handlers: Record<string, Handler> = {
       const id = idArg(a.event, 'event', 'the awaitReader');
       if (mb.readerWaits?.get(id) === p) {
         mb.readerWaits.delete(id);
-        if (![...mb.readerWaits.values()].includes(p)) p.awaitingReader.delete(mb);
+        if (![...mb.readerWaits.values()].includes(p)) p.awaitingReader?.delete(mb);
       }
       return {};
     }
@@ -174,6 +176,7 @@ const handlers: Record<string, Handler> = {
     const id = k.nextMonitorId++;
     mb.readerWaits ??= new Map();
     mb.readerWaits.set(id, p);
+    p.awaitingReader ??= new Set();
     p.awaitingReader.add(mb);
     return { event: id };
   },
@@ -230,18 +233,20 @@ const handlers: Record<string, Handler> = {
     const target = processRef(a.process);
     const q = typeof target === 'number' ? k.processes.get(target) : k.processByName.get(target);
     if (q === undefined) return { monitor: id, down: true, reason: 'noproc' };
+    p.watching ??= new Map();
     if (p.watching.size >= k.limits.maxPerProcess)
       throw new CallError('ENOMEM', overLimit(p, p.watching.size, 'monitors set'));
+    q.watchers ??= new Map();
     q.watchers.set(id, p);
     p.watching.set(id, q);
     return { monitor: id, process: q.id };
   },
   demonitor: (_k, p, a) => {
     const id = idArg(a.monitor, 'monitor', 'a monitor');
-    const q = p.watching.get(id);
+    const q = p.watching?.get(id);
     if (q !== undefined) {
-      q.watchers.delete(id);
-      p.watching.delete(id);
+      q.watchers?.delete(id);
+      p.watching?.delete(id);
     }
     return {};
   },
@@ -263,6 +268,7 @@ const handlers: Record<string, Handler> = {
     const q = findProcess(k, a.process);
     mb.group ??= new Set();
     mb.group.add(q.id);
+    q.grantedOn ??= new Set();
     q.grantedOn.add(mb);
     return rightsChanged(k, mb);
   },
@@ -272,7 +278,7 @@ const handlers: Record<string, Handler> = {
     ownerOnly(p, mb, 'revoke rights on');
     const q = findProcess(k, a.process);
     mb.group?.delete(q.id);
-    q.grantedOn.delete(mb);
+    q.grantedOn?.delete(mb);
     return rightsChanged(k, mb);
   },
   transfer: (k, p, a) => {
@@ -280,8 +286,9 @@ const handlers: Record<string, Handler> = {
     notAnInbox(mb, 'transferred');
     ownerOnly(p, mb, 'transfer');
     const q = findProcess(k, a.process);
-    mb.owner?.owned.delete(mb);
+    mb.owner?.owned?.delete(mb);
     mb.owner = q;
+    q.owned ??= new Set();
     q.owned.add(mb);
     return rightsChanged(k, mb);
   },
@@ -385,11 +392,11 @@ function processRow(q: KernelProcess): Args {
     inboxMessages: q.inbox?.count ?? 0,
     // The first names and a count, as a stat's lists: a process owning 300,000 mailboxes made
     // every `ps`, `ls` and `stat` an answer of 3.8 MB that held the kernel 150 ms.
-    owns: firstNames(q.owned),
-    ownsCount: q.owned.size,
+    owns: q.owned === null ? [] : firstNames(q.owned),
+    ownsCount: q.owned?.size ?? 0,
     blockedOn: q.blockedOn(),
     holds: q.holds(),
-    watching: q.watching.size,
+    watching: q.watching?.size ?? 0,
     handles: q.handles.size,
     unread: q.unread,
     connectedAt: q.connectedAt,
@@ -486,6 +493,7 @@ function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args, created =
   }
   const handle = k.nextHandleId++;
   p.handles.set(handle, { mailbox: mb, read, write });
+  p.roles ??= new Map();
   let roles = p.roles.get(mb);
   if (roles === undefined) {
     roles = { read: 0, write: 0, ids: new Set() };
@@ -734,7 +742,7 @@ function releaseHold(p: KernelProcess, mb: Mailbox): void {
   const i = mb.holders.indexOf(p.id);
   if (i < 0) return;
   mb.holders.splice(i, 1);
-  p.holding.delete(mb);
+  p.holding?.delete(mb);
   mb.pump();
 }
 

@@ -73,10 +73,10 @@ export interface Peer {
   readonly sends: Map<number, SendWaiter>;
   /** Bytes its unfinished sends hold (their frames and waiters): bounded by `maxWaitingBytes`. */
   waitingBytes: number;
-  /** Mailboxes where it waits for a reader to open (awaitReader). */
-  readonly awaitingReader: Set<Mailbox>;
-  /** Mailboxes it owns. */
-  readonly owned: Set<Mailbox>;
+  /** Mailboxes where it waits for a reader to open (awaitReader); null until it first does. */
+  awaitingReader: Set<Mailbox> | null;
+  /** Mailboxes it owns; null until it first owns one. */
+  owned: Set<Mailbox> | null;
   readonly label: string;
   readonly osPid: number;
 }
@@ -1390,7 +1390,7 @@ export class Mailbox {
     if (waits === null) return;
     this.readerWaits = null;
     for (const [id, peer] of waits) {
-      peer.awaitingReader.delete(this);
+      peer.awaitingReader?.delete(this);
       if (!peer.terminated) this.host.event(peer, id, payload);
     }
   }
