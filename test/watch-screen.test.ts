@@ -55,8 +55,24 @@ describe('watch fits the screen', () => {
 
   async function snapshot(): Promise<Parameters<typeof frame>[0]> {
     const [mailboxes, processes] = await Promise.all([me.mailboxes(), me.processes()]);
-    return { mailboxes, processes: processes.sort((a, b) => a.id - b.id) };
+    return { mailboxes, mailboxCount: mailboxes.length, processes: processes.sort((a, b) => a.id - b.id) };
   }
+
+  test("the kernel's busiest mailboxes give a frame the same rows as the whole list", async () => {
+    // What watch asks for on a terminal: as many of the busiest as the screen has rows.
+    const whole = await snapshot();
+    for (const rows of [6, 10, 14, 20, 60]) {
+      const { total, mailboxes } = await me.busiestMailboxes(rows);
+      assert.equal(total, MAILBOXES);
+      assert.equal(mailboxes.length, Math.min(rows, MAILBOXES));
+      const busiest = { ...whole, mailboxes: mailboxes.sort((a, b) => a.id - b.id), mailboxCount: total };
+      assert.equal(
+        frame(busiest, { rows, columns: 200 }),
+        frame(whole, { rows, columns: 200 }),
+        `${rows} rows`,
+      );
+    }
+  });
 
   test('the busiest rows, in id order, and a line for the rest', async () => {
     const snap = await snapshot();

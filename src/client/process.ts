@@ -496,6 +496,23 @@ export class PostboxProcess {
   }
 
   /**
+   * The `count` busiest mailboxes (inboxes aside): those holding the most messages and with the
+   * most processes waiting on them (to send, for a receipt, to receive), busiest first, and how
+   * many mailboxes there are. The kernel chooses them, so a view of a screenful need not list
+   * every mailbox; `postbox watch` does this on a terminal. At most 1,000.
+   *
+   * @example
+   * ```ts
+   * const { total, mailboxes } = await me.busiestMailboxes(10);
+   * for (const s of mailboxes) console.log(s.name ?? `#${s.id}`, s.count, s.waitingReceiversCount);
+   * console.log(`… of ${total}`);
+   * ```
+   */
+  busiestMailboxes(count: number): Promise<{ total: number; mailboxes: MailboxStat[] }> {
+    return this.conn.call('busiest', { limit: count });
+  }
+
+  /**
    * What the kernel holds now, to set against {@link limits}: mailboxes (inboxes included),
    * processes, the bytes queued in all mailboxes together (`maxTotalBytes`), and the room given
    * to large frames still arriving (`maxPartialBytes`), and the most that one process's waiting
