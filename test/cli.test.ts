@@ -381,6 +381,42 @@ test('a number flag given something else names the flag and the value in one lin
   assert.equal(mb?.sent, 0, 'nothing was sent');
 });
 
+test('ls --top N: the N busiest mailboxes, busiest first, as the kernel ranks them; --json their stats', async () => {
+  // More messages than any other test leaves anywhere, so these two are the busiest.
+  for (const [name, count] of [
+    ['top-second', 600],
+    ['top-first', 700],
+  ] as const) {
+    assert.equal((await run(['create', name])).code, 0);
+    const sent = await run(['send', name], { input: 'm\n'.repeat(count) });
+    assert.equal(sent.code, 0, sent.stderr);
+  }
+  const table = await run(['ls', '--top', '2']);
+  assert.equal(table.code, 0, table.stderr);
+  const [header, ...rows] = table.stdout.trimEnd().split('\n');
+  assert.match(header!, /^KEY +ID +NAME +OWNER/);
+  assert.deepEqual(
+    rows.map((r) => r.split(/ +/)[2]),
+    ['top-first', 'top-second'],
+    table.stdout,
+  );
+  assert.match(rows[0]!, / 700 +0 +0$/);
+  const json = await run(['ls', '--top', '1', '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  const stats = JSON.parse(json.stdout) as { name: string; count: number }[];
+  assert.deepEqual(
+    stats.map((m) => [m.name, m.count]),
+    [['top-first', 700]],
+  );
+  for (const bad of ['0', '1001', 'x'])
+    assert.match(
+      (await run(['ls', '--top', bad])).stderr,
+      new RegExp(`^postbox ls: --top must be a whole number from 1 to 1000, not '${bad}'\n`),
+    );
+  await run(['rm', 'top-first']);
+  await run(['rm', 'top-second']);
+});
+
 test('every number option takes the values at its bounds', async () => {
   // The refusals above are at the edges; these are just inside them, and must work.
   const made = await run(['create', 'edges', '--key', '0xffffffff', '--capacity', '0', '--max-size', '1']);

@@ -229,11 +229,16 @@ export async function withProcess<T>(
 export async function runListing(
   argv: string[],
   help: string,
-  show: (proc: PostboxProcess, json: boolean) => Promise<number>,
+  show: (proc: PostboxProcess, json: boolean, top: number | undefined) => Promise<number>,
+  options: { top?: boolean } = {},
 ): Promise<number> {
   const { values, positionals: rest } = parseArgs({
     args: argv,
-    options: { ...connectionOptions, json: { type: 'boolean' } },
+    options: {
+      ...connectionOptions,
+      json: { type: 'boolean' },
+      ...(options.top ? { top: { type: 'string' } } : {}),
+    },
     allowPositionals: true,
     strict: true,
   });
@@ -242,7 +247,8 @@ export async function runListing(
     return 0;
   }
   positionals(rest, []);
-  return withOperatorProcess(values, (proc) => show(proc, values.json === true));
+  const top = parseInteger(values.top as string | undefined, 'top', 1, 1000);
+  return withOperatorProcess(values, (proc) => show(proc, values.json === true, top));
 }
 
 /** {@link withProcess} for a command that looks or cleans up: it joins even at the limits. */

@@ -1,9 +1,11 @@
 import type { MailboxStat } from '../../client/mailbox.js';
+import type { PostboxProcess } from '../../client/process.js';
 import {
   connectionHelp,
   type KnownProcesses,
   lookupProcesses,
   mailboxLabel,
+  printJson,
   printJsonPages,
   processLabel,
   runListing,
@@ -19,35 +21,66 @@ held (of the capacity, if bounded), and how many processes wait to send and to r
 Processes' inboxes are not listed; an unlinked FIFO is listed until its last end closes.
 
 Options:
+  --top N              only the N busiest (1 to 1,000): most messages held and processes
+                       waiting, busiest first; the kernel picks them without listing them all
   --json               the kernel's stat of each mailbox, as a JSON array (fields: docs/api.md)
 ${connectionHelp}
 Examples:
   postbox ls
+  postbox ls --top 10
   postbox ls --json | jq -r '.[] | select(.count > 0) | .name'
 
 ${exitCodesHelp}`;
 
 export async function lsCommand(argv: string[]): Promise<number> {
-  return runListing(argv, lsHelp, async (proc, json) => {
-    if (json) {
-      await printJsonPages(proc.mailboxPages());
-      return 0;
-    }
-    // Each page's stats become the table's cells at once: the stats of a million mailboxes took
-    // 1.5 GB; their rows of text, a tenth of it. Owners are looked up as they first appear.
-    const rows: string[][] = [];
-    const known: KnownProcesses = { names: new Map(), pids: new Map(), ended: new Set() };
-    for await (const page of proc.mailboxPages()) {
-      await lookupProcesses(
-        proc,
-        page.map((mb) => mb.owner),
-        known,
-      );
-      for (const mb of page) rows.push(lsRow(mb, known.names));
-    }
-    await writeOut(formatTable(LS_COLUMNS, rows));
+  return runListing(
+    argv,
+    lsHelp,
+    async (proc, json, top) => {
+      if (top !== undefined) return showBusiest(proc, json, top);
+      return showAll(proc, json);
+    },
+    { top: true },
+  );
+}
+
+/** Every mailbox, in id order, a page at a time. */
+async function showAll(proc: PostboxProcess, json: boolean): Promise<number> {
+  if (json) {
+    await printJsonPages(proc.mailboxPages());
     return 0;
-  });
+  }
+  // Each page's stats become the table's cells at once: the stats of a million mailboxes took
+  // 1.5 GB; their rows of text, a tenth of it. Owners are looked up as they first appear.
+  const rows: string[][] = [];
+  const known: KnownProcesses = { names: new Map(), pids: new Map(), ended: new Set() };
+  for await (const page of proc.mailboxPages()) {
+    await lookupProcesses(
+      proc,
+      page.map((mb) => mb.owner),
+      known,
+    );
+    for (const mb of page) rows.push(lsRow(mb, known.names));
+  }
+  await writeOut(formatTable(LS_COLUMNS, rows));
+  return 0;
+}
+
+/** `--top N`: the N busiest, busiest first, as the kernel ranks them (`watch` shows the same). */
+async function showBusiest(proc: PostboxProcess, json: boolean, top: number): Promise<number> {
+  const { mailboxes } = await proc.busiestMailboxes(top);
+  if (json) {
+    printJson(mailboxes);
+    return 0;
+  }
+  const known: KnownProcesses = { names: new Map(), pids: new Map(), ended: new Set() };
+  await lookupProcesses(
+    proc,
+    mailboxes.map((mb) => mb.owner),
+    known,
+  );
+  await writeOut(lsTable(mailboxes, known.names));
+  return 0;
 }
 
 const LS_COLUMNS: Column[] = [
