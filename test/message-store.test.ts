@@ -197,3 +197,35 @@ test('a store says whether it is as new: replacing it at a removal would free no
   assert.equal(new MessageStore(true).asNew, true, 'a new priority store');
   assert.equal(new MessageStore(false, 64).asNew, false, "a fixed-size mailbox's, with all its slots");
 });
+
+// Pins MessageStore.removeHead's `if (bucket.back === slot) bucket.back = NIL` (MUTANTS.md M60) and
+// unlink's `if (list.back === slot) list.back = NIL` (M64).
+for (const how of ['removeHead', 'remove'] as const) {
+  test(`a message given back and then taken by ${how} is forgotten as the place the next one given back goes after`, () => {
+    // The store remembers the message last given back, where the next one is looked for first.
+    // Taken, and its slot freed, it must be forgotten, or the next one given back reads a freed
+    // slot (a TypeError: its buffer is gone).
+    const store = new MessageStore(false);
+    const put = (seq: number): number => {
+      const b = frame({ seq, type: 1, sender: 1, priority: 0 });
+      return store.insert(b, 0, b.length, 4);
+    };
+    const take = (slot: number): void => {
+      if (how === 'removeHead') store.removeHead(slot, 4);
+      else store.remove(slot, 4);
+    };
+    const third = put(3);
+    put(4);
+    const second = put(2); // given back: it goes ahead of 3 and 4
+    assert.equal(store.oldest(), second);
+    take(second);
+    take(third); // freed after it: the slot 3 comes back into is not the one 2 had
+    put(3); // given back again
+    const order: number[] = [];
+    store.forEach((s) => {
+      order.push(store.seq(s));
+    });
+    assert.deepEqual(order, [3, 4]);
+    assert.equal(store.seq(store.oldest()), 3);
+  });
+}

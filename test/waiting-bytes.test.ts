@@ -118,3 +118,28 @@ test('the share follows --max-total-bytes unless it is given', () => {
     'given, it is kept',
   );
 });
+
+// Pins Mailbox.overWaitingBytes's `<= limit` (MUTANTS.md M40): a send that brings a process's
+// waiting bytes to exactly its share still waits; one byte more is refused.
+test('a send that brings the waiting bytes to exactly the share waits; one byte more is refused ENOMEM', async () => {
+  const p = await join();
+  const box = await p.createMailbox('exact-share', { capacity: 1 });
+  await box.send('filler');
+  const first = outcome(box.send(Buffer.alloc(1000)));
+  const held = await until(
+    () => p.usage(),
+    (u) => u.mostWaitingBytes! > 0,
+    BOUND_MS,
+    'the first send waiting',
+  );
+  // What a waiting send holds beyond its body: its frame's head and the waiter.
+  const over = held.mostWaitingBytes! - 1000;
+  const exact = SHARE - held.mostWaitingBytes! - over;
+  assert.equal(await outcome(box.send(Buffer.alloc(exact + 1))), 'ENOMEM', 'one byte past the share');
+  const second = outcome(box.send(Buffer.alloc(exact)));
+  // Answers come in order: by this one, the kernel has taken the send in, or refused it.
+  assert.equal((await p.usage()).mostWaitingBytes, SHARE, 'the share held exactly');
+  assert.equal((await box.stat()).waitingSendersCount, 2);
+  for (let i = 0; i < 3; i++) await box.receive();
+  assert.deepEqual([await first, await second], ['ok', 'ok']);
+});
