@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { MailboxStat } from '../src/client/mod.js';
 import { kernelForTests } from './helpers/kernel.js';
+import { callFrame, framePayload, RawPeer } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
 
 const k = kernelForTests();
@@ -111,4 +112,58 @@ test('a count that is not a whole number from 1 to 1,000 is refused with EINVAL'
     });
   // The kernel still answers.
   assert.equal((await me.busiestMailboxes(1000)).mailboxes.length <= 1000, true);
+});
+
+test('the kernel looks at 10,000 mailboxes a CALL, and the client gathers the slices', async () => {
+  // One pass over a million mailboxes held the kernel 100 ms; a slice is about a millisecond,
+  // and other processes are served between slices.
+  const SLICE = 10_000;
+  const me = await k.join();
+  const early = await me.createMailbox<string>('slice-early');
+  const inFlight: Promise<void>[] = [];
+  for (let i = 0; i < SLICE + 50; i++) {
+    inFlight.push(me.createMailbox(null).then((m) => m.close()));
+    if (inFlight.length === 500) await Promise.all(inFlight.splice(0));
+  }
+  await Promise.all(inFlight);
+  const late = await me.createMailbox<string>('slice-late');
+  for (let i = 0; i < 3; i++) await early.send('e');
+  for (let i = 0; i < 900; i++) await late.send('l');
+  const all = await me.mailboxes();
+  const { total, mailboxes } = await me.busiestMailboxes(2);
+  assert.equal(total, all.length);
+  assert.deepEqual(
+    mailboxes.map((s) => s.id),
+    ranked(all, 2),
+  );
+  assert.equal(mailboxes[0]!.id, late.id);
+
+  const raw = await RawPeer.open(k.env().POSTBOX_SOCKET!);
+  try {
+    await raw.hello();
+    const slice = async (request: number, after: number) => {
+      raw.write(callFrame(request, { op: 'busiest', limit: 1, after }));
+      return framePayload(await raw.waitFor((f) => f.request === request, 10_000, `busiest ${request}`)) as {
+        scanned: number;
+        next: number | null;
+        mailboxes: MailboxStat[];
+      };
+    };
+    const slices = [];
+    for (let after = 0, request = 1; request < 100; request++) {
+      const got = await slice(request, after);
+      slices.push(got);
+      if (got.next === null) break;
+      after = got.next;
+    }
+    assert.ok(slices.length >= 2, `${slices.length} slices`);
+    for (const s of slices.slice(0, -1)) assert.equal(s.scanned, SLICE);
+    assert.equal(
+      slices.reduce((n, s) => n + s.scanned, 0),
+      all.length,
+    );
+    assert.equal(slices.at(-1)!.mailboxes[0]!.id, late.id, 'the last slice has the busiest');
+  } finally {
+    await raw.destroy();
+  }
 });

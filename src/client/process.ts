@@ -497,9 +497,11 @@ export class PostboxProcess {
 
   /**
    * The `count` busiest mailboxes (inboxes aside): those holding the most messages and with the
-   * most processes waiting on them (to send, for a receipt, to receive), busiest first, and how
-   * many mailboxes there are. The kernel chooses them, so a view of a screenful need not list
-   * every mailbox; `postbox watch` does this on a terminal. At most 1,000.
+   * most processes waiting on them (to send, for a receipt, to receive), busiest first (among
+   * equals, the lowest id first), and how many mailboxes there are. The kernel chooses them, a
+   * slice of its table at a time, so a view of a screenful need not list every mailbox (`postbox
+   * watch` does this on a terminal) and other processes are served between slices: as with
+   * {@link mailboxes}, the answer is not one instant's. At most 1,000.
    *
    * @example
    * ```ts
@@ -508,8 +510,21 @@ export class PostboxProcess {
    * console.log(`… of ${total}`);
    * ```
    */
-  busiestMailboxes(count: number): Promise<{ total: number; mailboxes: MailboxStat[] }> {
-    return this.conn.call('busiest', { limit: count });
+  async busiestMailboxes(count: number): Promise<{ total: number; mailboxes: MailboxStat[] }> {
+    let best: MailboxStat[] = [];
+    let total = 0;
+    let after = 0;
+    for (;;) {
+      const slice = await this.conn.call<{ scanned: number; next: number | null; mailboxes: MailboxStat[] }>(
+        'busiest',
+        { limit: count, after },
+      );
+      total += slice.scanned;
+      // The busiest of all are among the busiest of each slice.
+      best = best.concat(slice.mailboxes).sort(busiestFirst).slice(0, count);
+      if (slice.next === null) return { total, mailboxes: best };
+      after = slice.next;
+    }
   }
 
   /**
@@ -773,4 +788,13 @@ function noneSentForNoProcess(err: unknown): boolean {
     err.failures.length === err.total &&
     err.failures.every((f) => f.error instanceof NoProcessError)
   );
+}
+
+/** Busiest first, as the kernel's `busiest` ranks: messages and every waiter; then lowest id. */
+function busiestFirst(a: MailboxStat, b: MailboxStat): number {
+  return busyness(b) - busyness(a) || a.id - b.id;
+}
+
+function busyness(s: MailboxStat): number {
+  return s.count + s.waitingSendersCount + s.waitingReceiptsCount + s.waitingReceiversCount;
 }
