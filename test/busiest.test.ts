@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { MailboxStat } from '../src/client/mod.js';
+import { Op } from '../src/protocol/frame.js';
 import { kernelForTests } from './helpers/kernel.js';
 import { callFrame, framePayload, RawPeer } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
@@ -102,14 +103,37 @@ test('a mailbox removed is not among them, and none is an empty answer', async (
   assert.ok(!now.mailboxes.some((s) => s.id === gone.id));
 });
 
-test('a count that is not a whole number from 1 to 1,000 is refused with EINVAL', async () => {
+test('a count that is not a whole number from 1 to 1,000 is refused with EINVAL, by the client and by the kernel', async () => {
   const me = await k.join();
   for (const bad of [0, -1, 1.5, 1001, Number.NaN])
     await assert.rejects(me.busiestMailboxes(bad), (err: NodeJS.ErrnoException) => {
       assert.equal(err.code, 'EINVAL', String(bad));
-      assert.match(err.message, /limit must be/);
+      assert.match(err.message, /busiestMailboxes\(\) takes a count from 1 to 1,000/);
       return true;
     });
+  // A client of its own (another language) is refused by the kernel, and so is a bad slice.
+  const raw = await RawPeer.open(k.env().POSTBOX_SOCKET!);
+  try {
+    await raw.hello();
+    const bads = [
+      { limit: 0 },
+      { limit: 1001 },
+      { limit: 'x' },
+      { limit: 5, after: -1 },
+      { limit: 5, above: 1.5 },
+    ];
+    for (const [i, args] of bads.entries()) {
+      raw.write(callFrame(i + 1, { op: 'busiest', ...args }));
+      const answer = await raw.waitFor((f) => f.request === i + 1, 10_000, `busiest ${i + 1}`);
+      assert.equal(answer.op, Op.ERROR, JSON.stringify(args));
+      assert.match(
+        String((framePayload(answer) as { message: string }).message),
+        /(limit|after|above) must be/,
+      );
+    }
+  } finally {
+    await raw.destroy();
+  }
   // The kernel still answers.
   assert.equal((await me.busiestMailboxes(1000)).mailboxes.length <= 1000, true);
 });
@@ -163,6 +187,21 @@ test('the kernel looks at 10,000 mailboxes a CALL, and the client gathers the sl
       all.length,
     );
     assert.equal(slices.at(-1)!.mailboxes[0]!.id, late.id, 'the last slice has the busiest');
+    // `above`: only those busier than what the asker holds already are worth their stats.
+    const lastAfter = slices.length > 1 ? slices.at(-2)!.next! : 0;
+    raw.write(callFrame(500, { op: 'busiest', limit: 5, after: lastAfter, above: 899 }));
+    const busier = framePayload(await raw.waitFor((f) => f.request === 500, 10_000, 'above 899')) as {
+      mailboxes: MailboxStat[];
+    };
+    assert.deepEqual(
+      busier.mailboxes.map((s) => s.id),
+      [late.id],
+    );
+    raw.write(callFrame(501, { op: 'busiest', limit: 5, after: lastAfter, above: 900 }));
+    const none = framePayload(await raw.waitFor((f) => f.request === 501, 10_000, 'above 900')) as {
+      mailboxes: MailboxStat[];
+    };
+    assert.deepEqual(none.mailboxes, []);
   } finally {
     await raw.destroy();
   }

@@ -511,13 +511,19 @@ export class PostboxProcess {
    * ```
    */
   async busiestMailboxes(count: number): Promise<{ total: number; mailboxes: MailboxStat[] }> {
+    if (!Number.isSafeInteger(count) || count < 1 || count > 1000)
+      throw new InvalidArgumentError(
+        `busiestMailboxes() takes a count from 1 to 1,000, not ${describeValue(count)}`,
+      );
     let best: MailboxStat[] = [];
     let total = 0;
     let after = 0;
     for (;;) {
+      // Once `count` are in hand, a later slice's mailbox (a higher id) must be busier to count.
+      const above = best.length === count ? busyness(best[count - 1]!) : undefined;
       const slice = await this.conn.call<{ scanned: number; next: number | null; mailboxes: MailboxStat[] }>(
         'busiest',
-        { limit: count, after },
+        above === undefined ? { limit: count, after } : { limit: count, after, above },
       );
       total += slice.scanned;
       // The busiest of all are among the busiest of each slice.

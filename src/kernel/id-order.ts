@@ -42,6 +42,20 @@ export class IdOrder {
   /** The live ids greater than `after`, ascending. Nothing may be added or removed meanwhile. */
   *after(after: number): IterableIterator<number> {
     const ids = this.ids;
+    for (let i = this.indexAfter(after); i < ids.length; i++) if (this.live(ids[i]!)) yield ids[i]!;
+  }
+
+  /**
+   * For a walk without a generator (a pass over many): the ids, live or not, from
+   * {@link indexAfter} on. Valid until the next add or removal.
+   */
+  get all(): readonly number[] {
+    return this.ids;
+  }
+
+  /** Where in {@link all} the ids greater than `after` begin. */
+  indexAfter(after: number): number {
+    const ids = this.ids;
     let lo = 0;
     let hi = ids.length;
     while (lo < hi) {
@@ -49,6 +63,6 @@ export class IdOrder {
       if (ids[mid]! <= after) lo = mid + 1;
       else hi = mid;
     }
-    for (let i = lo; i < ids.length; i++) if (this.live(ids[i]!)) yield ids[i]!;
+    return lo;
   }
 }
