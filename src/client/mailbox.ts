@@ -95,6 +95,20 @@ export interface MailboxStat extends MailboxInfo {
   createTime: number;
 }
 
+/**
+ * @internal How busy a mailbox is, as the kernel's `busiest` ranks it: its messages and every
+ * process waiting on it (to send, for a receipt, to receive). `busiestMailboxes` and `postbox
+ * watch` rank by it, busiest first, the lowest id first among equals ({@link busiestFirst}).
+ */
+export function mailboxBusyness(s: MailboxStat): number {
+  return s.count + s.waitingSendersCount + s.waitingReceiptsCount + s.waitingReceiversCount;
+}
+
+/** @internal Busiest first by {@link mailboxBusyness}, then the lowest id: the kernel's order. */
+export function busiestFirst(a: MailboxStat, b: MailboxStat): number {
+  return mailboxBusyness(b) - mailboxBusyness(a) || a.id - b.id;
+}
+
 /** Options of a receiving iterator. */
 export interface IterateOptions extends Omit<ReceiveOptions, 'nowait' | 'timeout' | 'signal'> {
   /**

@@ -15,6 +15,7 @@ import {
   type BatchOptions,
   badIterateOptions,
   batchMax,
+  busiestFirst,
   handlersInProgress,
   ITERATE_OPTIONS,
   type IterateOptions,
@@ -24,6 +25,7 @@ import {
   MessageBatches,
   type MessageIterator,
   MessageStream,
+  mailboxBusyness,
   noMessages,
   readOneAtATime,
   receiveEach,
@@ -520,7 +522,7 @@ export class PostboxProcess {
     let after = 0;
     for (;;) {
       // Once `count` are in hand, a later slice's mailbox (a higher id) must be busier to count.
-      const above = best.length === count ? busyness(best[count - 1]!) : undefined;
+      const above = best.length === count ? mailboxBusyness(best[count - 1]!) : undefined;
       const slice = await this.conn.call<{ scanned: number; next: number | null; mailboxes: MailboxStat[] }>(
         'busiest',
         above === undefined ? { limit: count, after } : { limit: count, after, above },
@@ -794,13 +796,4 @@ function noneSentForNoProcess(err: unknown): boolean {
     err.failures.length === err.total &&
     err.failures.every((f) => f.error instanceof NoProcessError)
   );
-}
-
-/** Busiest first, as the kernel's `busiest` ranks: messages and every waiter; then lowest id. */
-function busiestFirst(a: MailboxStat, b: MailboxStat): number {
-  return busyness(b) - busyness(a) || a.id - b.id;
-}
-
-function busyness(s: MailboxStat): number {
-  return s.count + s.waitingSendersCount + s.waitingReceiptsCount + s.waitingReceiversCount;
 }

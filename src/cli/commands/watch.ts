@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import type { MailboxStat } from '../../client/mailbox.js';
+import { type MailboxStat, mailboxBusyness } from '../../client/mailbox.js';
 import type { PostboxProcess } from '../../client/process.js';
 import {
   connectionHelp,
@@ -191,11 +191,6 @@ function busiest<T extends { id: number }>(items: T[], count: number, busyness: 
   if (count >= items.length) return items;
   const chosen = [...items].sort((a, b) => busyness(b) - busyness(a) || a.id - b.id).slice(0, count);
   return chosen.sort((a, b) => a.id - b.id);
-}
-
-/** The kernel's `busiest` ranks by the same sum, so that what it sends holds what a frame shows. */
-function mailboxBusyness(mb: MailboxStat): number {
-  return mb.count + mb.waitingSendersCount + mb.waitingReceiptsCount + mb.waitingReceiversCount;
 }
 
 /** Blocked or holding jobs first (what someone watching looks for), then by inbox depth. */
