@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { lsTable } from '../src/cli/commands/ls.js';
 import { jsonArrayText } from '../src/cli/common.js';
 import { cutToWidth, displayWidth } from '../src/cli/display-width.js';
-import { bar, formatFields, formatTable, NAMES_SHOWN, namesCell } from '../src/cli/table.js';
+import { bar, formatFields, formatTable, NAMES_SHOWN, namesCell, TableStream } from '../src/cli/table.js';
 import type { MailboxStat } from '../src/client/mod.js';
 
 test('a table of 150,000 rows is formatted (it overflowed the stack spreading a column into Math.max)', () => {
@@ -128,4 +128,96 @@ test('plain names are measured and cut as the grapheme by grapheme rule would', 
   assert.equal(cutToWidth('名前名前', 5), '名前…');
   assert.equal(cutToWidth('名前名前', 8), '名前名前');
   assert.equal(cutToWidth('名前名前x', 8), '名前名…');
+});
+
+/** A TableStream's output, with what each write carried and where the rows were when it came. */
+function streamed(hold: number): {
+  table: TableStream;
+  writes: string[];
+  out: () => string;
+  open: { value: boolean };
+} {
+  const writes: string[] = [];
+  const open = { value: true };
+  const table = new TableStream(
+    [{ header: 'NAME' }, { header: 'N', align: 'right' }, { header: 'NOTE' }],
+    async (text) => {
+      writes.push(text);
+      return open.value;
+    },
+    hold,
+  );
+  return { table, writes, out: () => writes.join(''), open };
+}
+
+test('a streamed table that fits what it holds is the table formatTable writes, written once at its end', async () => {
+  const columns = [{ header: 'NAME' }, { header: 'N', align: 'right' as const }, { header: 'NOTE' }];
+  for (const pages of [
+    [],
+    [[]],
+    [[['a', '1', 'x']]],
+    [
+      [
+        ['a', '1', 'x'],
+        ['bbbbbb', '22', ''],
+      ],
+      [],
+      [['c', '333', 'yy']],
+    ],
+  ]) {
+    const s = streamed(3);
+    for (const page of pages) assert.equal(await s.table.add(page), true);
+    assert.deepEqual(s.writes, [], 'nothing written before the end');
+    assert.equal(await s.table.end(), true);
+    assert.equal(s.out(), formatTable(columns, pages.flat()), `${pages.flat().length} rows`);
+    assert.equal(s.writes.length, 1);
+  }
+});
+
+test('past what it holds, a streamed table writes each page as it comes, and a wider cell widens its column from there', async () => {
+  const s = streamed(3);
+  assert.equal(
+    await s.table.add([
+      ['a', '1', 'x'],
+      ['bb', '2', 'y'],
+    ]),
+    true,
+  );
+  assert.deepEqual(s.writes, [], 'two rows held');
+  // The fourth row passes the hold: the four are written, aligned together.
+  assert.equal(
+    await s.table.add([
+      ['ccc', '3', 'z'],
+      ['d', '44', 'w'],
+    ]),
+    true,
+  );
+  assert.deepEqual(s.writes, ['NAME   N  NOTE\na      1  x\nbb     2  y\nccc    3  z\nd     44  w\n']);
+  // Then each page at once with the widths so far; a name wider than the column pushes its line
+  // right, and the rows after it keep the new width.
+  assert.equal(await s.table.add([['e', '5', 'v']]), true);
+  assert.equal(s.writes[1], 'e      5  v\n');
+  assert.equal(
+    await s.table.add([
+      ['ffffffff', '666', 'u'],
+      ['g', '7', 't'],
+    ]),
+    true,
+  );
+  assert.equal(s.writes[2], 'ffffffff  666  u\ng           7  t\n');
+  assert.equal(await s.table.add([]), true);
+  assert.equal(s.writes.length, 3, 'an empty page writes nothing');
+  assert.equal(await s.table.end(), true);
+  assert.equal(s.writes.length, 3, 'nothing held is left for the end');
+});
+
+test('a streamed table says when its output is gone, so the listing can stop', async () => {
+  const s = streamed(1);
+  s.open.value = false;
+  assert.equal(await s.table.add([['a', '1', 'x']]), true, 'held, nothing written yet');
+  assert.equal(await s.table.add([['b', '2', 'y']]), false, 'the held rows could not be written');
+  const short = streamed(5);
+  short.open.value = false;
+  assert.equal(await short.table.add([['a', '1', 'x']]), true);
+  assert.equal(await short.table.end(), false);
 });

@@ -15,21 +15,103 @@ export function formatTable(columns: Column[], rows: string[][]): string {
   const header = columns.map((c) => c.header);
   const cellWidths = rows.map((r) => r.map(width));
   const widths = header.map(width);
-  for (const ws of cellWidths)
-    for (let i = 0; i < widths.length; i++) if ((ws[i] ?? 0) > widths[i]!) widths[i] = ws[i]!;
-  const line = (cells: string[], ws: number[]): string =>
-    cells
-      .map((cell, i) => {
-        const last = i === cells.length - 1;
-        const pad = ' '.repeat(widths[i]! - ws[i]!);
-        if (columns[i]?.align === 'right') return pad + cell;
-        return last ? cell : cell + pad;
-      })
-      .join('  ')
-      .trimEnd();
-  const lines = [line(header, header.map(width))];
-  for (let r = 0; r < rows.length; r++) lines.push(line(rows[r]!, cellWidths[r]!));
+  for (const ws of cellWidths) widen(widths, ws);
+  const lines = [tableLine(columns, widths, header, header.map(width))];
+  for (let r = 0; r < rows.length; r++) lines.push(tableLine(columns, widths, rows[r]!, cellWidths[r]!));
   return `${lines.join('\n')}\n`;
+}
+
+/** How many rows a {@link TableStream} holds to align them all; past it, it writes as rows come. */
+export const ROWS_ALIGNED = 10_000;
+
+/**
+ * A table written as its rows come, for listings too long to hold: `ls` of a million mailboxes
+ * held 925 MB of cells to align them, and printed nothing until it had them all. The first
+ * {@link ROWS_ALIGNED} rows are held and aligned as {@link formatTable} aligns them; past them,
+ * each page is written at once with the widths so far, and a cell wider than its column widens
+ * it from that row on (ids grow a digit at 100,000 and 1,000,000: two steps in a million rows).
+ *
+ * @example
+ * ```ts
+ * const table = new TableStream([{ header: 'NAME' }, { header: 'N', align: 'right' }], writeOut);
+ * for await (const page of pages) if (!(await table.add(page.map((m) => [m.name, String(m.n)])))) break;
+ * await table.end();
+ * ```
+ */
+export class TableStream {
+  readonly #columns: readonly Column[];
+  readonly #write: (text: string) => Promise<boolean>;
+  readonly #hold: number;
+  readonly #widths: number[];
+  #held: { cells: string[]; widths: number[] }[] | null = [];
+
+  /**
+   * @param write - writes text out; false once nobody reads it (the table stops there).
+   * @param hold - rows held to align them all before the first is written.
+   */
+  constructor(columns: readonly Column[], write: (text: string) => Promise<boolean>, hold = ROWS_ALIGNED) {
+    this.#columns = columns;
+    this.#write = write;
+    this.#hold = hold;
+    this.#widths = columns.map((c) => width(c.header));
+  }
+
+  /** Adds rows of cells, one per column. Resolves false once the output is gone: stop fetching. */
+  add(rows: readonly string[][]): Promise<boolean> {
+    const held = this.#held;
+    if (held !== null) {
+      for (const cells of rows) {
+        const ws = cells.map(width);
+        widen(this.#widths, ws);
+        held.push({ cells, widths: ws });
+      }
+      return held.length <= this.#hold ? Promise.resolve(true) : this.#writeHeld();
+    }
+    let text = '';
+    for (const cells of rows) {
+      const ws = cells.map(width);
+      widen(this.#widths, ws);
+      text += `${tableLine(this.#columns, this.#widths, cells, ws)}\n`;
+    }
+    return text === '' ? Promise.resolve(true) : this.#write(text);
+  }
+
+  /** Writes what is held (the whole table, if it was short). Resolves false if the output is gone. */
+  end(): Promise<boolean> {
+    return this.#held === null ? Promise.resolve(true) : this.#writeHeld();
+  }
+
+  #writeHeld(): Promise<boolean> {
+    const held = this.#held ?? [];
+    this.#held = null;
+    const header = this.#columns.map((c) => c.header);
+    const lines = [tableLine(this.#columns, this.#widths, header, header.map(width))];
+    for (const row of held) lines.push(tableLine(this.#columns, this.#widths, row.cells, row.widths));
+    return this.#write(`${lines.join('\n')}\n`);
+  }
+}
+
+/** Raises each of `widths` to the cell's width beside it. */
+function widen(widths: number[], cellWidths: readonly number[]): void {
+  for (let i = 0; i < widths.length; i++) if ((cellWidths[i] ?? 0) > widths[i]!) widths[i] = cellWidths[i]!;
+}
+
+/** One line of a table: cells padded to the column widths, two spaces apart, no trailing blanks. */
+function tableLine(
+  columns: readonly Column[],
+  widths: readonly number[],
+  cells: readonly string[],
+  cellWidths: readonly number[],
+): string {
+  return cells
+    .map((cell, i) => {
+      const last = i === cells.length - 1;
+      const pad = ' '.repeat(widths[i]! - cellWidths[i]!);
+      if (columns[i]?.align === 'right') return pad + cell;
+      return last ? cell : cell + pad;
+    })
+    .join('  ')
+    .trimEnd();
 }
 
 /** The widest a name is shown in a table (`ls`, `watch`): one long name must not widen every row. */
