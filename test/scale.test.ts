@@ -379,6 +379,20 @@ describe('rules at scale', () => {
         listed,
         [...listed].sort((a, b) => a - b),
       );
+      const sizes: number[] = [];
+      for await (const p of me.processPages()) sizes.push(p.length);
+      assert.deepEqual(sizes, [LIST_PAGE, listed.length - LIST_PAGE], 'whole pages, then the rest');
+      // `ps` writes each page as it comes; its own process is not among the rows.
+      const table = (await cli(['ps'])).trimEnd().split('\n');
+      assert.deepEqual(
+        table.slice(1).map((row) => Number(row.trim().split(/ +/)[0])),
+        listed,
+      );
+      const json = JSON.parse(await cli(['ps', '--json'])) as { id: number }[];
+      assert.deepEqual(
+        json.map((p) => p.id),
+        listed,
+      );
       const raw = await RawPeer.open(kernel.socket);
       try {
         await raw.hello();

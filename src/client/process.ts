@@ -575,14 +575,33 @@ export class PostboxProcess {
    */
   async processes(): Promise<ProcessStat[]> {
     const all: ProcessStat[] = [];
+    for await (const page of this.processPages()) for (const stat of page) all.push(stat);
+    return all;
+  }
+
+  /**
+   * What {@link processes} gathers, a page of {@link LIST_PAGE} at a time, in id order, as
+   * {@link mailboxPages} gives the mailboxes: for a listing that need not be held whole
+   * (`postbox ps` writes each page as it comes).
+   *
+   * @example
+   * ```ts
+   * for await (const page of me.processPages())
+   *   for (const p of page) if (p.inboxMessages > 0) console.log(p.name ?? p.id, p.inboxMessages);
+   * ```
+   */
+  async *processPages(): AsyncGenerator<ProcessStat[], void, undefined> {
     let after = 0;
     for (;;) {
       const page = await this.conn.call<ProcessStat[]>('processes', { after, limit: LIST_PAGE });
       // In order already from a kernel that pages; one that does not answers all at once.
       page.sort((a, b) => a.id - b.id);
-      for (const p of page) all.push(p);
-      if (page.length !== LIST_PAGE) return all;
-      after = page[page.length - 1]!.id;
+      if (page.length > 0) {
+        after = page[page.length - 1]!.id;
+        yield page;
+      }
+      // Not a whole page: the last.
+      if (page.length !== LIST_PAGE) return;
     }
   }
 

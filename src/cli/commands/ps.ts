@@ -1,7 +1,7 @@
 import type { ProcessStat } from '../../client/process.js';
-import { connectionHelp, printJson, runListing } from '../common.js';
+import { connectionHelp, printJsonPages, runListing, writeOut } from '../common.js';
 import { exitCodesHelp } from '../exit-codes.js';
-import { cut, formatTable, NAME_WIDTH, namesCell } from '../table.js';
+import { type Column, cut, NAME_WIDTH, namesCell, TableStream } from '../table.js';
 
 export const psHelp = `Usage: postbox ps [options]
 
@@ -23,29 +23,36 @@ export type ProcessRow = ProcessStat;
 
 export async function psCommand(argv: string[]): Promise<number> {
   return runListing(argv, psHelp, async (proc, json) => {
-    const list = (await proc.processes()).filter((p) => p.id !== proc.id).sort((a, b) => a.id - b.id);
-    if (json) printJson(list);
-    else process.stdout.write(psTable(list));
+    // A page at a time, as `ls`: written as it comes, and stopped once nobody reads.
+    const others = async function* (): AsyncGenerator<ProcessStat[]> {
+      for await (const page of proc.processPages()) yield page.filter((p) => p.id !== proc.id);
+    };
+    if (json) {
+      await printJsonPages(others());
+      return 0;
+    }
+    const table = new TableStream(PS_COLUMNS, writeOut);
+    for await (const page of others()) if (!(await table.add(page.map(psRow)))) return 0;
+    await table.end();
     return 0;
   });
 }
 
-/** The `ps` table. */
-export function psTable(list: ProcessRow[]): string {
-  return formatTable(
-    [
-      { header: 'ID', align: 'right' },
-      { header: 'NAME' },
-      { header: 'PID', align: 'right' },
-      { header: 'HOST' },
-      { header: 'TRANSPORT' },
-      { header: 'OWNS' },
-      { header: 'INBOX', align: 'right' },
-      { header: 'HOLDS' },
-      { header: 'BLOCKED-ON' },
-    ],
-    list.map((p) => [String(p.id), p.name === null ? '-' : cut(p.name, NAME_WIDTH), ...processCells(p)]),
-  );
+const PS_COLUMNS: Column[] = [
+  { header: 'ID', align: 'right' },
+  { header: 'NAME' },
+  { header: 'PID', align: 'right' },
+  { header: 'HOST' },
+  { header: 'TRANSPORT' },
+  { header: 'OWNS' },
+  { header: 'INBOX', align: 'right' },
+  { header: 'HOLDS' },
+  { header: 'BLOCKED-ON' },
+];
+
+/** One process's line of the `ps` table. */
+function psRow(p: ProcessRow): string[] {
+  return [String(p.id), p.name === null ? '-' : cut(p.name, NAME_WIDTH), ...processCells(p)];
 }
 
 /** A process's cells from PID to what it is blocked on, as `ps` and `watch` show them. */
