@@ -470,3 +470,44 @@ test('an iterator from a terminated sender waits on its message in another proce
   await ended;
   assert.deepEqual(got, ['a', 'b']);
 });
+
+test('131,072 receives waiting from one sender, from three processes, are kept, and the next is served', {
+  timeout: 120_000,
+}, async () => {
+  // The kernel sweeps a sender's list of receives when its length reaches a power of two. The
+  // live ones were spread into a push: at 131,072 the stack overflowed, and the process whose
+  // receive it was got EPROTO and was ended. Three processes, as one may wait at most 65,536.
+  const [me, sender] = [await join(), await join()];
+  const name = boxName();
+  const box = await me.createMailbox<string>(name, { mode: 0o666 });
+  const per = Math.ceil(2 ** 17 / 3) + 1; // 3 × 43,692 = 131,076: past the sweep at 131,072
+  const waiting: Promise<unknown>[] = [];
+  const receivers: PostboxProcess[] = [];
+  for (let j = 0; j < 3; j++) {
+    const r = await join();
+    receivers.push(r);
+    const theirs = await r.openMailbox<string>(name);
+    for (let i = 0; i < per; i++)
+      waiting.push(
+        theirs.receive({ from: sender.id }).then(
+          (m) => m?.body,
+          (err: unknown) => err,
+        ),
+      );
+    // Answered after the kernel has handled every receive before it on this connection.
+    await r.processes();
+  }
+  assert.equal((await box.stat()).waitingReceiversCount, 3 * per, 'every receive waits');
+  const mine = await sender.openMailbox<string>(name);
+  await mine.send('the first');
+  assert.equal(await Promise.race(waiting), 'the first', 'the first receive gets it');
+  for (const r of receivers) await r.close();
+  const ended = await Promise.all(waiting);
+  assert.equal(ended.filter((e) => e === 'the first').length, 1);
+  assert.ok(
+    ended.every(
+      (e) => e === 'the first' || (e instanceof Error && (e as { code?: string }).code !== 'EPROTO'),
+    ),
+    'none ended EPROTO',
+  );
+});

@@ -877,11 +877,11 @@ export class Kernel implements MailboxHost {
     }
     // Sweep out receives that ended (answered, cancelled, timed out) once they could be half
     // the list: its length stays within twice the live ones, and a sweep is paid for by the
-    // pushes since the last.
+    // pushes since the last. The live ones become the list (spread into push, 131,072 of them
+    // from three processes overflowed the stack, and the third process was ended EPROTO).
     if (list.length >= 16 && (list.length & (list.length - 1)) === 0) {
-      const live = list.filter(isLiveReceive);
-      list.length = 0;
-      list.push(...live);
+      list = list.filter(isLiveReceive);
+      this.receivesFrom.set(from, list);
     }
     list.push(w);
   }
