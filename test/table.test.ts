@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { lsTable } from '../src/cli/commands/ls.js';
+import { frame, jsonPieces, type Snapshot } from '../src/cli/commands/watch.js';
 import { jsonArrayText } from '../src/cli/common.js';
 import { cutToWidth, displayWidth } from '../src/cli/display-width.js';
 import { bar, formatFields, formatTable, NAMES_SHOWN, namesCell, TableStream } from '../src/cli/table.js';
@@ -220,4 +221,57 @@ test('a streamed table says when its output is gone, so the listing can stop', a
   short.open.value = false;
   assert.equal(await short.table.add([['a', '1', 'x']]), true);
   assert.equal(await short.table.end(), false);
+});
+
+/** A stat of an idle, unbounded mailbox, as the kernel lists one. */
+const idleStat = (id: number): MailboxStat =>
+  ({
+    id,
+    key: 0,
+    name: `box-${id}`,
+    owner: 7,
+    mode: 0o662,
+    bytes: 0,
+    maxBytes: 0,
+    count: id % 3,
+    capacity: null,
+    waitingSenders: [],
+    waitingReceipts: [],
+    waitingReceivers: [],
+    waitingSendersCount: 0,
+    waitingReceiptsCount: 0,
+    waitingReceiversCount: 0,
+  }) as unknown as MailboxStat;
+
+test('watch draws a frame of 150,000 unbounded mailboxes (the deepest was spread into Math.max, and the stack overflowed)', () => {
+  const mailboxes: MailboxStat[] = [];
+  for (let id = 1; id <= 150_000; id++) mailboxes.push(idleStat(id));
+  const text = frame({ mailboxes, mailboxCount: mailboxes.length, processes: [] });
+  const lines = text.split('\n');
+  assert.match(lines[0]!, /^MAILBOX +ID +DEPTH/);
+  assert.equal(lines.filter((l) => l.startsWith('box-')).length, 150_000);
+  // Bars are scaled to the deepest, 2: a mailbox holding 2 has a full bar, 1 half of one.
+  assert.match(lines[2]!, /^box-2 +2 +\[#{20}\] +2 /);
+  assert.match(lines[1]!, /^box-1 +1 +\[#{10}\.{10}\] +1 /);
+});
+
+test('watch --json writes in pieces the line JSON.stringify writes whole', () => {
+  for (const [m, p] of [
+    [0, 0],
+    [1, 0],
+    [0, 2],
+    [1000, 1],
+    [2500, 1001],
+  ] as const) {
+    const mailboxes = Array.from({ length: m }, (_, i) => idleStat(i + 1));
+    const processes = Array.from({ length: p }, (_, i) => ({ id: i + 1, name: `p${i}`, owns: [] }));
+    const snap = { mailboxes, processes } as unknown as Pick<Snapshot, 'mailboxes' | 'processes'>;
+    const pieces = jsonPieces(snap);
+    assert.equal(
+      `{"time":5,${pieces.join('')}`,
+      `${JSON.stringify({ time: 5, mailboxes, processes })}\n`,
+      `${m} mailboxes, ${p} processes`,
+    );
+    assert.ok(pieces.length >= 3 + Math.ceil(m / 1000) + Math.ceil(p / 1000), 'a piece per thousand');
+  }
 });

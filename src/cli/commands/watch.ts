@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { type MailboxStat, mailboxBusyness } from '../../client/mailbox.js';
 import type { PostboxProcess } from '../../client/process.js';
@@ -72,16 +73,22 @@ export async function watchCommand(argv: string[]): Promise<number> {
         const asked = performance.now();
         const snap = await snapshot(proc, tty ? screenRows() : null);
         const wait = pace(interval, performance.now() - asked);
-        const body = values.json ? JSON.stringify(snap) : tty ? fitted(snap) : frame(snap);
+        // A --json line is compared by a digest of its pieces: held whole, a million mailboxes'
+        // stats are one string longer than V8 makes.
+        const pieces = values.json ? jsonPieces(snap) : null;
+        const body = pieces !== null ? digest(pieces) : tty ? fitted(snap) : frame(snap);
         if (body !== last) {
           last = body;
-          let text: string;
-          if (values.json)
-            text = `${JSON.stringify({ time: Date.now(), mailboxes: snap.mailboxes, processes: snap.processes })}\n`;
-          else if (tty) text = `\x1b[H\x1b[2J${heading(snap, wait, true)}${fitted(snap)}`;
-          else text = `${first ? '' : '\n'}${heading(snap, wait, false)}${body}`;
-          first = false;
-          if (!(await writeOut(text))) return Exit.OK;
+          if (pieces !== null) {
+            pieces.unshift(`{"time":${Date.now()},`);
+            for (const piece of pieces) if (!(await writeOut(piece))) return Exit.OK;
+          } else {
+            const text = tty
+              ? `\x1b[H\x1b[2J${heading(snap, wait, true)}${body}`
+              : `${first ? '' : '\n'}${heading(snap, wait, false)}${body}`;
+            first = false;
+            if (!(await writeOut(text))) return Exit.OK;
+          }
         }
         if (values.once) return Exit.OK;
         await sleep(wait, signal);
@@ -120,6 +127,41 @@ async function snapshot(proc: PostboxProcess, fit: number | null): Promise<Snaps
     mailboxCount: listed.total,
     processes: processes.filter((p) => p.id !== proc.id).sort((a, b) => a.id - b.id),
   };
+}
+
+/** Mailboxes or processes to a piece of a --json line. */
+const JSON_PIECE = 1000;
+
+/**
+ * A --json line without its time, in pieces of {@link JSON_PIECE} items: put after
+ * `{"time":T,` they are `JSON.stringify({ time, mailboxes, processes })` and a newline, written a
+ * piece at a time. One string of 990,000 mailboxes' stats failed ("Invalid string length").
+ *
+ * @example
+ * ```ts
+ * `{"time":${Date.now()},${jsonPieces(snap).join('')}`; // one line of JSON
+ * ```
+ */
+export function jsonPieces(snap: Pick<Snapshot, 'mailboxes' | 'processes'>): string[] {
+  const pieces = ['"mailboxes":['];
+  const add = (items: readonly unknown[]): void => {
+    for (let i = 0; i < items.length; i += JSON_PIECE) {
+      const page = JSON.stringify(items.slice(i, i + JSON_PIECE));
+      pieces.push(`${i === 0 ? '' : ','}${page.slice(1, -1)}`);
+    }
+  };
+  add(snap.mailboxes);
+  pieces.push('],"processes":[');
+  add(snap.processes);
+  pieces.push(']}\n');
+  return pieces;
+}
+
+/** What two frames' pieces are compared by. */
+function digest(pieces: readonly string[]): string {
+  const hash = createHash('sha256');
+  for (const piece of pieces) hash.update(piece);
+  return hash.digest('hex');
 }
 
 /** The rows a frame has on this terminal: its own less the heading's two and the cursor's. */
@@ -210,7 +252,10 @@ function cutLines(text: string, screen: Screen): string {
 
 function mailboxTable(list: MailboxStat[], names: Map<number, string | null>): string {
   // Unbounded mailboxes have no "full": their bars are scaled to the deepest one on screen.
-  const deepest = Math.max(1, ...list.filter((m) => m.capacity === null).map((m) => m.count));
+  // A loop, not a spread into Math.max: past about 125,000 arguments the stack overflowed, and
+  // `watch --once` of such a kernel failed.
+  let deepest = 1;
+  for (const m of list) if (m.capacity === null && m.count > deepest) deepest = m.count;
   return list.length === 0
     ? 'no mailboxes\n'
     : formatTable(
