@@ -9,28 +9,18 @@ import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { ROWS_ALIGNED } from '../src/cli/table.js';
 import { LIST_PAGE } from '../src/client/process.js';
+import { childResult } from './helpers/child-output.js';
 import { CLI, kernelForTests } from './helpers/kernel.js';
 
 const k = kernelForTests();
 
 /** Runs a shell line with $NODE and $CLI set, to its end (killed past 60 s). */
-async function sh(script: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const p = spawn('bash', ['-c', script], {
+function sh(script: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn('bash', ['-c', script], {
     env: { ...k.env(), NODE: process.execPath, CLI },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let stdout = '';
-  let stderr = '';
-  p.stdout.on('data', (d: Buffer) => {
-    stdout += d;
-  });
-  p.stderr.on('data', (d: Buffer) => {
-    stderr += d;
-  });
-  const killer = setTimeout(() => p.kill('SIGKILL'), 60_000);
-  const code = await new Promise<number | null>((resolve) => p.once('close', resolve));
-  clearTimeout(killer);
-  return { code, stdout, stderr };
+  return childResult(child, 60_000, script);
 }
 
 const SHORT = ROWS_ALIGNED + 2 * LIST_PAGE;

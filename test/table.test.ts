@@ -14,6 +14,26 @@ import { cutToWidth, displayWidth } from '../src/cli/display-width.js';
 import { bar, formatFields, formatTable, NAMES_SHOWN, namesCell, TableStream } from '../src/cli/table.js';
 import type { MailboxStat } from '../src/client/mod.js';
 
+/** A stat of an idle, unbounded mailbox, as the kernel lists one. */
+const idleStat = (id: number): MailboxStat =>
+  ({
+    id,
+    key: 0,
+    name: `box-${id}`,
+    owner: 7,
+    mode: 0o662,
+    bytes: 0,
+    maxBytes: 0,
+    count: id % 3,
+    capacity: null,
+    waitingSenders: [],
+    waitingReceipts: [],
+    waitingReceivers: [],
+    waitingSendersCount: 0,
+    waitingReceiptsCount: 0,
+    waitingReceiversCount: 0,
+  }) as unknown as MailboxStat;
+
 test('a table of 150,000 rows is formatted (it overflowed the stack spreading a column into Math.max)', () => {
   const rows: string[][] = [];
   for (let i = 0; i < 150_000; i++) rows.push([`m${i}`, String(i)]);
@@ -27,23 +47,7 @@ test('a table of 150,000 rows is formatted (it overflowed the stack spreading a 
 
 test('ls lists 150,000 mailboxes, one line each, aligned', () => {
   const list: MailboxStat[] = [];
-  for (let id = 1; id <= 150_000; id++)
-    list.push({
-      id,
-      key: 0,
-      name: `box-${id}`,
-      owner: 7,
-      mode: 0o662,
-      bytes: 0,
-      count: 0,
-      capacity: null,
-      waitingSenders: [],
-      waitingReceipts: [],
-      waitingReceivers: [],
-      waitingSendersCount: 0,
-      waitingReceiptsCount: 0,
-      waitingReceiversCount: 0,
-    } as unknown as MailboxStat);
+  for (let id = 1; id <= 150_000; id++) list.push(idleStat(id));
   const lines = lsTable(list, new Map([[7, 'owner']]))
     .trimEnd()
     .split('\n');
@@ -222,26 +226,6 @@ test('a streamed table says when its output is gone, so the listing can stop', a
   assert.equal(await short.table.add([['a', '1', 'x']]), true);
   assert.equal(await short.table.end(), false);
 });
-
-/** A stat of an idle, unbounded mailbox, as the kernel lists one. */
-const idleStat = (id: number): MailboxStat =>
-  ({
-    id,
-    key: 0,
-    name: `box-${id}`,
-    owner: 7,
-    mode: 0o662,
-    bytes: 0,
-    maxBytes: 0,
-    count: id % 3,
-    capacity: null,
-    waitingSenders: [],
-    waitingReceipts: [],
-    waitingReceivers: [],
-    waitingSendersCount: 0,
-    waitingReceiptsCount: 0,
-    waitingReceiversCount: 0,
-  }) as unknown as MailboxStat;
 
 test('watch draws a frame of 150,000 unbounded mailboxes (the deepest was spread into Math.max, and the stack overflowed)', () => {
   const mailboxes: MailboxStat[] = [];

@@ -38,3 +38,32 @@ export class ChildOutput {
     });
   }
 }
+
+/**
+ * Waits for a child to end, with what it printed to stdout and stderr; kills it past
+ * `timeoutMs` and rejects, naming `what`.
+ */
+export function childResult(
+  child: ChildProcess,
+  timeoutMs: number,
+  what: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    stdout += d;
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d;
+  });
+  return new Promise((resolve, reject) => {
+    const killer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${what} did not finish in ${timeoutMs} ms; it printed: ${stdout}${stderr}`));
+    }, timeoutMs);
+    child.once('close', (code) => {
+      clearTimeout(killer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
