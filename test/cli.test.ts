@@ -2098,3 +2098,35 @@ test('a send that fails part way says how many lines after the failed one were s
   assert.equal((await run(['recv', 'exact', '--all'])).stdout, 'one1\nthr3\n');
   await box.delete();
 });
+
+test('a failed line withdraws the sends still waiting: the command ends with its error', async () => {
+  // Sends still waiting for room went on waiting after the error was known: with no one to
+  // empty the mailbox, the command printed nothing and never ended.
+  const box = await me.createMailbox('stuck', { mode: 0o666, capacity: 1, messageSize: 4 });
+  const r = await run(['send', 'stuck'], { input: 'abcd\nabcdefgh\nwxyz\n' });
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(
+    r.stderr,
+    "postbox send: line 2: mailbox 'stuck' takes messages of exactly 4 bytes; this one is 8 (EMSGSIZE); 1 line still waiting was withdrawn (never delivered)\n",
+  );
+  // Now the mailbox is full, so the line before the failed one waits too: it is withdrawn with
+  // the one after, and --json says so line by line.
+  const json = await run(['send', 'stuck', '--json'], { input: 'efgh\nabcdefgh\nwxyz\n' });
+  assert.equal(json.code, 1, json.stderr);
+  assert.deepEqual(
+    json.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { line: number; outcome: string; code?: string })
+      .sort((a, b) => a.line - b.line)
+      .map((o) => [o.line, o.outcome, o.code]),
+    [
+      [1, 'failed', 'ECANCELED'],
+      [2, 'failed', 'EMSGSIZE'],
+      [3, 'failed', 'ECANCELED'],
+    ],
+  );
+  assert.match(json.stderr, /\(EMSGSIZE\); 2 lines still waiting were withdrawn \(never delivered\)\n$/);
+  assert.equal((await run(['recv', 'stuck', '--all'])).stdout, 'abcd\n');
+  await box.delete();
+});

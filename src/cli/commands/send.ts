@@ -25,7 +25,8 @@ Sends TEXT to a mailbox as one message (with --process, to a process's inbox: di
 with no TEXT, reads standard input and sends one message per line (empty lines too). Input is
 read as UTF-8 text: bytes that are not UTF-8 arrive as U+FFFD; for binary data use
 \`postbox fifo write --chunks\`. The sends are pipelined, not awaited one by one; the first
-that fails stops the command, and its error decides the exit code.
+that fails stops the command (withdrawing the sends still waiting), and its error decides the
+exit code.
 A send waits while a bounded mailbox is full (and, at capacity 0, until a receiver takes it)
 unless --nowait or --timeout. Ctrl-C withdraws every send still waiting: none of them is
 delivered later.
@@ -93,11 +94,13 @@ export async function sendCommand(argv: string[]): Promise<number> {
   if (values.nowait && timeout !== undefined) throw new UsageError('give --nowait or --timeout, not both');
 
   const signal = interruptSignal();
-  // Every send carries the signal, not only a single one: on Ctrl-C each pending send is
-  // withdrawn and answered for (ECANCELED, or its outcome if it got in first), so the command
-  // can say which lines went. Closing the process would withdraw them too, but unanswered.
-  // (The client keeps one listener per signal, however many sends share it.)
-  const base: SendOptions = { signal };
+  // Every send carries the pipeline's stop signal, not only a single one: on Ctrl-C, or at the
+  // first failed line, each pending send is withdrawn and answered for (ECANCELED, or its
+  // outcome if it got in first), so the command can say which lines went. Closing the process
+  // would withdraw them too, but unanswered. One signal for all: the client keeps one listener
+  // per signal, where a signal per line made a million lines take six times as long.
+  const stop = new AbortController();
+  const base: SendOptions = { signal: stop.signal };
   if (type !== undefined) base.type = type;
   if (priority !== undefined) base.priority = priority;
   if (values.nowait) base.nowait = true;
@@ -121,7 +124,14 @@ export async function sendCommand(argv: string[]): Promise<number> {
       where = describe(found);
       limit = Math.min(limit, found.maxMessageSize);
     }
-    const sender = new Pipeline(target, values.json === true, values.receipt === true, text === undefined);
+    const sender = new Pipeline(
+      target,
+      stop,
+      signal,
+      values.json === true,
+      values.receipt === true,
+      text === undefined,
+    );
     // Whether every line of the input was read and handed to a send.
     let inputDone = true;
     if (text !== undefined) {
@@ -227,14 +237,21 @@ export async function sendCommand(argv: string[]): Promise<number> {
       const where = sender.errorLine === null ? '' : `line ${sender.errorLine}: `;
       const code = sender.error instanceof PostboxError ? ` (${sender.error.code})` : '';
       const hint = sender.exitCode === Exit.USAGE ? "\nRun 'postbox send --help' for usage." : '';
-      // Every line before the failed one was sent; lines after it that were already in flight
-      // may have been too. Without saying how many, a script that sends again from the failed
-      // line would send those twice.
-      const after = sender.errorLine === null ? 0 : sender.sent - (sender.errorLine - 1);
+      // Every line before the failed one was sent, but for those the failure withdrew; lines
+      // after it that were already in flight may have been sent too. Without saying how many, a
+      // script that sends again from the failed line would send those twice.
+      const line = sender.errorLine;
+      const after =
+        line === null
+          ? 0
+          : sender.sent - (line - 1 - sender.skippedBefore(line) - sender.withdrawnBefore(line));
       const also =
-        after > 0
+        (after > 0
           ? `; ${lineCount(after)} after it, already in flight, ${after === 1 ? 'was' : 'were'} sent`
-          : '';
+          : '') +
+        (sender.withdrawnByFailure.size > 0
+          ? `; ${lineCount(sender.withdrawnByFailure.size)} still waiting ${sender.withdrawnByFailure.size === 1 ? 'was' : 'were'} withdrawn (never delivered)`
+          : '');
       printDiagnostic('send', `${where}${sender.error.message}${code}${also}${hint}`);
       return sender.exitCode;
     }
@@ -258,7 +275,11 @@ interface SendTarget {
   send(body: string, options: SendOptions): Promise<SendResult>;
 }
 
-/** Pipelined sends: many in flight, the earliest failure (by line) kept, results reported. */
+/**
+ * Pipelined sends: many in flight, the earliest failure (by line) kept, results reported. The
+ * first failure withdraws every send still waiting: one waiting for room in a mailbox no one
+ * empties would otherwise hold the command for ever after its error was known.
+ */
 class Pipeline {
   lines = 0;
   inFlight = 0;
@@ -272,13 +293,40 @@ class Pipeline {
   exitCode: number = Exit.OK;
   private drained: (() => void) | null = null;
   private roomWaiter: (() => void) | null = null;
+  /** Lines the first failure withdrew (no more than were in flight then). */
+  readonly withdrawnByFailure = new Set<number>();
+  /** Whether a failure, not an interrupt, stopped the sends in flight. */
+  private stoppedByFailure = false;
+  /** Lines `--typed` skipped: few, or a script's blank lines, and each counted once. */
+  private readonly skipped: number[] = [];
 
   constructor(
     private readonly target: SendTarget,
+    /** Every send's signal: aborted, it withdraws the sends in flight. */
+    private readonly stop: AbortController,
+    /** The interrupt: Ctrl-C or SIGTERM stops the pipeline too. */
+    interrupt: AbortSignal,
     private readonly json: boolean,
     private readonly receipt: boolean,
     private readonly numbered: boolean,
-  ) {}
+  ) {
+    if (interrupt.aborted) stop.abort(interrupt.reason);
+    else interrupt.addEventListener('abort', () => stop.abort(interrupt.reason), { once: true });
+  }
+
+  /** How many lines before `line` the failure withdrew. */
+  withdrawnBefore(line: number): number {
+    let n = 0;
+    for (const l of this.withdrawnByFailure) if (l < line) n++;
+    return n;
+  }
+
+  /** How many lines before `line` were skipped, not sent. */
+  skippedBefore(line: number): number {
+    let n = 0;
+    for (const l of this.skipped) if (l < line) n++;
+    return n;
+  }
 
   get failed(): boolean {
     return this.error !== null;
@@ -298,7 +346,7 @@ class Pipeline {
    * `line` said (in errors, --json, --receipt) is the line's number in the input.
    */
   skip(): void {
-    this.lines++;
+    this.skipped.push(++this.lines);
   }
 
   /** Records a failure at input line `line` (the earliest line's failure is the one reported). */
@@ -308,6 +356,10 @@ class Pipeline {
     this.error = err;
     this.exitCode = code;
     this.errorLine = this.numbered && err instanceof PostboxError ? line : null;
+    if (!this.stop.signal.aborted) {
+      this.stoppedByFailure = true;
+      this.stop.abort(err);
+    }
   }
 
   /**
@@ -344,12 +396,14 @@ class Pipeline {
 
   private done(line: number, r: SendResult | null, err: Error | null): void {
     this.inFlight--;
-    if (err instanceof PostboxError && (err.code === 'ECANCELED' || err.code === 'ENOTCONN'))
-      this.withdrawn++;
+    const withdrawn = err instanceof PostboxError && (err.code === 'ECANCELED' || err.code === 'ENOTCONN');
+    if (withdrawn) this.withdrawn++;
     else if (err === null) this.sent++;
     if (err !== null) {
-      // Keep the earliest line's error: that is where the input stopped being delivered.
-      this.fail(err, exitCodeFor(err), line);
+      // Keep the earliest line's error: that is where the input stopped being delivered. A send
+      // the failure withdrew is not a failure of its own.
+      if (withdrawn && this.stoppedByFailure) this.withdrawnByFailure.add(line);
+      else this.fail(err, exitCodeFor(err), line);
       // One line per message with --json, failures included: a script matches them by line.
       if (this.json) {
         const code = err instanceof PostboxError ? err.code : 'ERROR';
