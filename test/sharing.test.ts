@@ -193,6 +193,64 @@ describe('sharing, rights and termination', () => {
     assert.equal(body(await owner.do({ cmd: 'receive', mb: name })), 'x3');
   });
 
+  test('release ends the releaser’s receives still waiting there, so the next holder gets what is sent after; a pair’s waiting send is withdrawn', async () => {
+    // Left waiting, an iterator went on taking every message sent after its process gave the
+    // right up, while the process that took the right next got nothing.
+    const name = box();
+    const owner = await me.createMailbox<string>(name, { policy: 'exclusive', mode: 0o666 });
+    const [p, q] = [await connect({ socket: kernel.socket }), await connect({ socket: kernel.socket })];
+    try {
+      const onP = await p.openMailbox<string>(name);
+      const onQ = await q.openMailbox<string>(name);
+      const it = onP.messages({ prefetch: 4 })[Symbol.asyncIterator]();
+      await owner.send('a');
+      assert.equal((await it.next()).value?.body, 'a');
+      await owner.send('b');
+      await owner.send('c');
+      await until(
+        () => stat(name),
+        (s) => s.inflight === 2,
+        10_000,
+        "b and c pushed to p's iterator",
+      );
+      const single = onP.receive({ type: 7 });
+      const ended = assert.rejects(single, { code: 'ECANCELED' });
+      await onP.release();
+      // What was pushed before the release was p's already, and the iterator hands it out; then
+      // it ends, and what is sent after goes to the next holder.
+      assert.equal((await it.next()).value?.body, 'b');
+      assert.equal((await it.next()).value?.body, 'c');
+      await assert.rejects(within(it.next(), 10_000, "p's iterator"), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ECANCELED');
+        assert.match(err.message, new RegExp(`gave up its receive right on mailbox '${name}'`));
+        return true;
+      });
+      await within(ended, 10_000, "p's single receive");
+      await owner.send('d');
+      assert.equal((await onQ.receive({ timeout: 10_000 }))?.body, 'd');
+      assert.deepEqual((await stat(name)).holders, [q.id]);
+
+      const pairName = box();
+      const pair = await p.createMailbox<string>(pairName, { policy: 'pair', mode: 0o666, capacity: 1 });
+      await pair.send('x');
+      const blocked = pair.send('y');
+      await until(
+        () => stat(pairName),
+        (s) => s.waitingSenders.includes(p.id),
+        10_000,
+        'p blocked on the full pair',
+      );
+      await pair.release();
+      await assert.rejects(within(blocked, 10_000, "p's send y"), { code: 'ECANCELED' });
+      const onPair = await q.openMailbox<string>(pairName);
+      assert.equal((await onPair.receive({ timeout: 10_000 }))?.body, 'x');
+      assert.equal((await stat(pairName)).count, 0, 'y was withdrawn, never delivered');
+    } finally {
+      await p.close();
+      await q.close();
+    }
+  });
+
   test('pair: a link between exactly two processes; a third is refused', async () => {
     const name = box();
     const [a, b, c] = [await agent(), await agent(), await agent()];

@@ -918,7 +918,18 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     return this.call<MailboxInfo>('transfer', { id: this.id, process });
   }
 
-  /** Gives up an exclusive receive right (or a place in a pair). */
+  /**
+   * Gives up an exclusive receive right (or a place in a pair). This process's receives waiting
+   * on the mailbox end with `ECANCELED` (an iterator first hands out what it was already
+   * pushed), and so do its sends waiting on a pair: the right's next holder gets what comes.
+   *
+   * @example
+   * ```ts
+   * const jobs = await me.openMailbox('jobs'); // policy 'exclusive'
+   * const job = await jobs.receive();          // this process now holds the receive right
+   * await jobs.release();                      // another process may take it
+   * ```
+   */
   async release(): Promise<void> {
     await this.call('release', { id: this.id });
   }

@@ -812,12 +812,20 @@ function parseAttributes(k: Kernel, a: Args, system: boolean): MailboxAttributes
   };
 }
 
-/** Gives up p's receive right on mb (exclusive) or its place in the pair, if it has one. */
+/**
+ * Gives up p's receive right on mb (exclusive) or its place in the pair, if it has one. Its
+ * receives waiting there end (and a pair's sends), their pushed messages going back: left
+ * waiting, they went on taking what the right's next holder was waiting for.
+ */
 function releaseHold(p: KernelProcess, mb: Mailbox): void {
   const i = mb.holders.indexOf(p.id);
   if (i < 0) return;
   mb.holders.splice(i, 1);
   p.holding?.delete(mb);
+  const why = `${p.label} gave up its ${mb.policy === 'pair' ? 'place in' : 'receive right on'} ${mb.label}`;
+  for (const w of [...mb.receivers]) if (w.peer === p) mb.endReceive(w, 'ECANCELED', why);
+  if (mb.policy === 'pair')
+    for (const sw of mb.blocked.toArray()) if (sw.peer === p) mb.withdrawSend(sw, 'ECANCELED', why);
   mb.pump();
 }
 
