@@ -156,6 +156,30 @@ test("raising a rendezvous's capacity admits its waiting senders as queued sends
   assert.equal(await receipt, 'received');
 });
 
+test('a byte limit left at its default follows a new capacity; one that was given stays', {
+  timeout: 20_000,
+}, async () => {
+  // Made unbounded, a mailbox created with capacity 1 kept a bounded one's 64 MiB, so its
+  // senders waited (or failed with EAGAIN) where an unbounded mailbox never makes them.
+  const me = await join();
+  const unbounded = (await me.createMailbox(null, {})).stat();
+  const bounded = (await me.createMailbox(null, { capacity: 5 })).stat();
+  const [none, some] = [(await unbounded).maxBytes, (await bounded).maxBytes];
+  assert.ok(
+    none > some,
+    `an unbounded mailbox's limit (${none}) is the kernel's, over a bounded one's (${some})`,
+  );
+  const box = await me.createMailbox(null, { capacity: 1 });
+  assert.equal((await box.setLimits({ capacity: 'unbounded' })).maxBytes, none);
+  const body = Buffer.alloc(1 << 20);
+  for (let i = 0; i < Math.ceil(some / body.length) + 1; i++) await box.send(body, { nowait: true });
+  assert.equal((await box.setLimits({ capacity: 5 })).maxBytes, some);
+  assert.equal((await box.setLimits({ capacity: 0 })).maxBytes, some);
+  const given = await me.createMailbox(null, { capacity: 1, maxBytes: 1000 });
+  assert.equal((await given.setLimits({ capacity: 'unbounded' })).maxBytes, 1000);
+  assert.equal((await given.setLimits({ capacity: 3, maxBytes: 'unbounded' })).maxBytes, none);
+});
+
 test('lowering maxBytes under a waiting message fails that send (EMSGSIZE); the line behind it moves', {
   timeout: 20_000,
 }, async () => {

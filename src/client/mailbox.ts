@@ -934,7 +934,16 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     await this.call('release', { id: this.id });
   }
 
-  /** Changes capacity or byte limit (owner only), like IPC_SET of msg_qbytes. */
+  /**
+   * Changes capacity or byte limit (owner only), like IPC_SET of msg_qbytes. A byte limit left
+   * at its default follows a new capacity, as if the mailbox were created with it; one given
+   * stays until changed.
+   *
+   * @example
+   * ```ts
+   * await jobs.setLimits({ capacity: 'unbounded' });  // no byte limit of its own either
+   * ```
+   */
   setLimits(limits: Pick<MailboxOptions, 'capacity' | 'maxBytes'>): Promise<MailboxInfo> {
     const unknown = unknownOption(limits, LIMIT_OPTIONS, 'setLimits()');
     if (unknown !== null) return Promise.reject(unknown);

@@ -317,7 +317,7 @@ const handlers: Record<string, Handler> = {
     const mb = find(k, a);
     ownerOnly(p, mb, 'change the limits of');
     // Everything is checked before anything changes: a refused call leaves the limits as they were.
-    const maxBytes = a.maxBytes === undefined ? mb.maxBytes : parseMaxBytes(k, a.maxBytes, 0);
+    const given = a.maxBytes === undefined ? null : parseMaxBytes(k, a.maxBytes, 0);
     if (a.capacity !== undefined && mb.messageSize !== 0)
       throw new CallError(
         'EINVAL',
@@ -325,6 +325,13 @@ const handlers: Record<string, Handler> = {
         mb,
       );
     const capacity = a.capacity === undefined ? mb.capacity : parseCapacity(a.capacity);
+    // A byte limit left at its capacity's default follows a new capacity, as if created with it:
+    // kept, a mailbox made unbounded still held senders off at a bounded one's 64 MiB.
+    const maxBytes =
+      given ??
+      (mb.maxBytes === parseMaxBytes(k, undefined, mb.capacity)
+        ? parseMaxBytes(k, undefined, capacity)
+        : mb.maxBytes);
     mb.maxBytes = maxBytes;
     mb.capacity = capacity;
     mb.times.changeTime = k.now;
