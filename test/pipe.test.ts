@@ -290,6 +290,40 @@ describe('pipes', () => {
     }
   });
 
+  test("openFifo 'w' aborted while the kernel's answer to its wait is on its way fails with ECANCELED, and leaves no write end", async () => {
+    // The signal was looked at before the wait was asked for and listened to after its answer
+    // came: an abort in between was never heard, and the open waited for good, the kernel
+    // keeping the FIFO's write end and the wait until the process ended.
+    const p = await join();
+    await mkfifo(p, 'pipe-test-between');
+    try {
+      const ac = new AbortController();
+      const conn = p.conn;
+      const call = conn.call.bind(conn);
+      conn.call = ((method: string, ...rest: unknown[]) => {
+        const answer = (call as (m: string, ...r: unknown[]) => Promise<unknown>)(method, ...rest);
+        if (method === 'awaitReader') ac.abort();
+        return answer;
+      }) as typeof conn.call;
+      const outcome = openFifo(p, 'pipe-test-between', 'w', { signal: ac.signal }).then(
+        () => 'opened',
+        (e: PostboxError) => e.code,
+      );
+      assert.equal(await within(outcome, BOUND_MS, 'the aborted open to settle'), 'ECANCELED');
+      conn.call = call;
+      await within(
+        (async () => {
+          while ((await p.stat('pipe-test-between')).writers > 0) await new Promise((r) => setImmediate(r));
+        })(),
+        BOUND_MS,
+        'the aborted write end to close',
+      );
+      assert.deepEqual((await p.processes()).find((q) => q.id === p.id)?.blockedOn, []);
+    } finally {
+      await unlinkFifo(p, 'pipe-test-between');
+    }
+  });
+
   test("openFifo 'w' already waiting for a reader: an abort fails it with ECANCELED, and so does its process closing, with no write end left", async () => {
     const p = await join();
     await mkfifo(p, 'pipe-test-stop');

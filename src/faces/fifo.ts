@@ -141,6 +141,9 @@ export async function waitForReader(
         conn.call('awaitReader', { id: fifo.id, event: id, on: false }).catch(() => {});
         reject(aborted());
       };
+      // Aborted while the kernel's answer was on its way: a listener added now is never called,
+      // and the open waited for good, the kernel holding the FIFO, the handle and the wait.
+      if (signal?.aborted) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
       conn.onClose.add(onClose);
       told.onArrival((e) => {
