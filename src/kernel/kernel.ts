@@ -1266,9 +1266,8 @@ export class Kernel implements MailboxHost {
       p.notifying = null;
     }
     if (p.awaitingReader !== null) {
-      for (const mb of p.awaitingReader)
-        if (mb.readerWaits !== null)
-          for (const [id, q] of mb.readerWaits) if (q === p) mb.readerWaits.delete(id);
+      for (const [mb, ids] of p.awaitingReader)
+        if (mb.readerWaits !== null) for (const id of ids) mb.readerWaits.delete(id);
       p.awaitingReader = null;
     }
     // Let go of first: deleting its mailboxes one by one from a set of 300,000 shrank the set's

@@ -45,8 +45,8 @@ export class KernelProcess implements Peer, RoomHolder {
   roles: Map<Mailbox, { read: number; write: number; ids: Set<number> }> | null = null;
   /** Mailboxes where it registered for mq_notify. */
   notifying: Set<Mailbox> | null = null;
-  /** Mailboxes where it waits for a reader to open (awaitReader). */
-  awaitingReader: Set<Mailbox> | null = null;
+  /** Mailboxes where it waits for a reader to open (awaitReader), with its waits' ids. */
+  awaitingReader: Map<Mailbox, Set<number>> | null = null;
   /** Mailboxes where it holds an exclusive or pair right. */
   holding: Set<Mailbox> | null = null;
   /** Mailboxes whose owner granted it rights (it is in their group): it leaves them at its end. */
@@ -128,7 +128,7 @@ export class KernelProcess implements Peer, RoomHolder {
         add(`receive ${w.mailbox.label}${selectionWords(w.sel)}`);
     for (const sw of this.sends.values())
       add(`${sw.state === 'blocked' ? 'send' : 'receipt'} ${sw.mailbox.label}`);
-    if (this.awaitingReader !== null) for (const mb of this.awaitingReader) add(`reader ${mb.label}`);
+    if (this.awaitingReader !== null) for (const mb of this.awaitingReader.keys()) add(`reader ${mb.label}`);
     // The kernel waits for it: it stopped reading this process until it reads its output.
     if (this.congested) add(`its reading (${this.unread} bytes sent, unread)`);
     // Not read until then: its frame's first bytes are in, the rest waits in its socket.
