@@ -249,7 +249,23 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
     [['kernel', '--heartbeat-ms'], /^postbox kernel: --heartbeat-ms needs a value\n/],
     [
       ['kernel', '--heartbeat-ms', '-5'],
-      /^postbox kernel: --heartbeat-ms must be a positive whole number, not '-5'\n/,
+      /^postbox kernel: --heartbeat-ms must be a whole number from 1 to 2147483647, not '-5'\n/,
+    ],
+    // A heartbeat past Node's longest timer fired every millisecond, in the kernel and its clients.
+    [
+      ['kernel', '--heartbeat-ms', '99999999999'],
+      /^postbox kernel: --heartbeat-ms must be a whole number from 1 to 2147483647, not '99999999999'\n/,
+    ],
+    // Negative, these were taken for a missing value ("needs a value").
+    [['ls', '--top', '-1'], /^postbox ls: --top must be a whole number from 1 to 1000, not '-1'\n/],
+    [
+      ['watch', '--interval', '-5'],
+      /^postbox watch: --interval must be a whole number from 10 to 3600000, not '-5'\n/,
+    ],
+    // Past 2^53 a number is still whole: the error says what is wrong with it.
+    [
+      ['create', 'x', '--capacity', '99999999999999999999'],
+      /^postbox create: --capacity must be a whole number from 0 to 9007199254740991 \(2\^53 − 1\), not '99999999999999999999'\n/,
     ],
     [
       ['ls', '--socket', '-x'],

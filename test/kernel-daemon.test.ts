@@ -451,7 +451,7 @@ test('command-line mistakes are usage errors (exit 2) without a stack trace', as
   for (const [flag, value] of [
     ['--max-mailboxes', '10K'],
     ['--max-processes', '1e6'],
-    ['--heartbeat-ms', '0x10'],
+    ['--max-per-process', '0x10'],
     ['--max-mailboxes', '0'],
   ]) {
     const count = await run(['kernel', flag!, value!]);

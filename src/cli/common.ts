@@ -65,7 +65,13 @@ export function parseInteger(
   max = Number.MAX_SAFE_INTEGER,
 ): number | undefined {
   if (value === undefined) return undefined;
-  const n = /^[-+]?\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
+  const digits = /^[-+]?\d+$/.test(value.trim());
+  const n = digits ? Number(value) : Number.NaN;
+  // A number past 2^53 is a whole number still: say what is wrong with it.
+  if (digits && !Number.isSafeInteger(n) && max === Number.MAX_SAFE_INTEGER)
+    throw new UsageError(
+      `--${flag} must be a whole number ${min === Number.MIN_SAFE_INTEGER ? 'up' : `from ${min}`} to ${Number.MAX_SAFE_INTEGER} (2^53 − 1), not '${value}'`,
+    );
   if (!Number.isSafeInteger(n) || n < min || n > max)
     throw new UsageError(`--${flag} must be ${wholeNumbers(min, max)}, not '${value}'`);
   return n;
@@ -233,7 +239,7 @@ export async function runListing(
   options: { top?: boolean } = {},
 ): Promise<number> {
   const { values, positionals: rest } = parseArgs({
-    args: argv,
+    args: options.top ? joinDashedValues(argv, ['top']) : argv,
     options: {
       ...connectionOptions,
       json: { type: 'boolean' },

@@ -1,6 +1,6 @@
 import { constants as osConstants } from 'node:os';
 import { parseArgs } from 'node:util';
-import { defaultLimits, type KernelLimits } from '../kernel/limits.js';
+import { defaultLimits, type KernelLimits, MAX_HEARTBEAT_MS } from '../kernel/limits.js';
 import {
   EmptyTokenError,
   KernelRunningError,
@@ -42,7 +42,8 @@ Options:
   --max-processes N          connected processes at once (default ${defaultLimits.maxProcesses})
   --max-per-process N        open handles, monitors and waiting receives of one process, each
                              (default ${defaultLimits.maxPerProcess})
-  --heartbeat-ms MS          TCP heartbeat interval; silent for 3 intervals = terminated (default ${defaultLimits.heartbeatMs})
+  --heartbeat-ms MS          TCP heartbeat interval; silent for 3 intervals = terminated (default ${defaultLimits.heartbeatMs},
+                             at most 2147483647, a timer's longest)
   --quiet                    print only where it listens (errors still go to standard error)
   -h, --help                 this help
 
@@ -54,7 +55,7 @@ Examples:
 ${exitCodesHelp}`;
 
 /** Each limit's flag, and how its value is read: sizes like `postbox create`'s, counts as numbers. */
-const limitFlags: Record<string, { key: keyof KernelLimits; bytes: boolean }> = {
+const limitFlags: Record<string, { key: keyof KernelLimits; bytes: boolean; max?: number }> = {
   'max-message-size': { key: 'maxMessageSize', bytes: true },
   'max-mailbox-bytes': { key: 'maxMailboxBytes', bytes: true },
   'max-total-bytes': { key: 'maxTotalBytes', bytes: true },
@@ -63,7 +64,7 @@ const limitFlags: Record<string, { key: keyof KernelLimits; bytes: boolean }> = 
   'max-mailboxes': { key: 'maxMailboxes', bytes: false },
   'max-processes': { key: 'maxProcesses', bytes: false },
   'max-per-process': { key: 'maxPerProcess', bytes: false },
-  'heartbeat-ms': { key: 'heartbeatMs', bytes: false },
+  'heartbeat-ms': { key: 'heartbeatMs', bytes: false, max: MAX_HEARTBEAT_MS },
 };
 
 /** Runs the kernel until SIGINT, SIGTERM or SIGHUP. */
@@ -86,9 +87,9 @@ export async function kernelCommand(argv: string[]): Promise<number> {
   }
   if (values.socket === '') throw new UsageError('--socket needs a path, not an empty string');
   const limits: Partial<KernelLimits> = {};
-  for (const [flag, { key, bytes }] of Object.entries(limitFlags)) {
+  for (const [flag, { key, bytes, max }] of Object.entries(limitFlags)) {
     const v = (values as Record<string, string | undefined>)[flag];
-    if (v !== undefined) limits[key] = bytes ? parseBytes(v, flag)! : parseInteger(v, flag, 1)!;
+    if (v !== undefined) limits[key] = bytes ? parseBytes(v, flag)! : parseInteger(v, flag, 1, max)!;
   }
   // 5G of --max-message-size was taken, and shown by `postbox limits`, though no frame can carry it.
   if (limits.maxMessageSize !== undefined && limits.maxMessageSize > MAX_MESSAGE_SIZE_LIMIT)

@@ -161,7 +161,7 @@ export class Kernel implements MailboxHost {
       this.log,
       UNJOINED_LOG_WINDOW_MS,
       (n, last) =>
-        `${n} more connections were closed before HELLO in the last ${UNJOINED_LOG_WINDOW_MS / 1000} s for the same kind of reason; the last: ${last}`,
+        `${n} more ${n === 1 ? 'connection was' : 'connections were'} closed before HELLO in the last ${UNJOINED_LOG_WINDOW_MS / 1000} s for the same kind of reason; the last: ${last}`,
     );
     this.room = new FrameRoom(this.limits.maxPartialBytes, (p) => this.mayRead(p));
     this.tick();

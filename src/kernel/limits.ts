@@ -92,6 +92,12 @@ export function kernelLimits(given: Partial<KernelLimits> = {}): KernelLimits {
       throw new InvalidLimitError(
         `the kernel limit maxMessageSize is at most ${MAX_MESSAGE_SIZE_LIMIT} bytes (a frame's length is 32 bits), not ${value}`,
       );
+    // A timer longer than Node's longest fires at once, every millisecond (a TimeoutOverflowWarning
+    // in the kernel and in each TCP client, and an idle kernel busy checking heartbeats).
+    if (key === 'heartbeatMs' && value > MAX_HEARTBEAT_MS)
+      throw new InvalidLimitError(
+        `the kernel limit heartbeatMs is at most ${MAX_HEARTBEAT_MS} ms (about 24.8 days, a timer's longest), not ${value}`,
+      );
     limits[key as keyof KernelLimits] = value;
   }
   // A share fixed at 1 GiB would let four greedy processes fill a kernel given 4 GiB, and one
@@ -100,6 +106,9 @@ export function kernelLimits(given: Partial<KernelLimits> = {}): KernelLimits {
     limits.maxWaitingBytes = Math.max(1, Math.floor(limits.maxTotalBytes / WAITING_SHARES));
   return limits;
 }
+
+/** The longest heartbeat: Node's longest timer, 2^31 − 1 ms. */
+export const MAX_HEARTBEAT_MS = 2_147_483_647;
 
 /**
  * A kernel limit that does not exist, or is not a positive whole number (EINVAL): one of the

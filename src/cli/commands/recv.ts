@@ -60,7 +60,7 @@ ${exitCodesHelp}`;
 
 export async function recvCommand(argv: string[]): Promise<number> {
   const { values, positionals: rest } = parseArgs({
-    args: joinDashedValues(argv, ['type', 'count', 'timeout']),
+    args: joinDashedValues(argv, ['type', 'from', 'count', 'timeout']),
     options: {
       ...connectionOptions,
       type: { type: 'string' },

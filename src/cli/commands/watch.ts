@@ -5,6 +5,7 @@ import type { PostboxProcess } from '../../client/process.js';
 import {
   connectionHelp,
   connectionOptions,
+  joinDashedValues,
   mailboxLabel,
   parseInteger,
   positionals,
@@ -47,7 +48,7 @@ ${exitCodesHelp}`;
 
 export async function watchCommand(argv: string[]): Promise<number> {
   const { values, positionals: rest } = parseArgs({
-    args: argv,
+    args: joinDashedValues(argv, ['interval']),
     options: {
       ...connectionOptions,
       interval: { type: 'string' },
