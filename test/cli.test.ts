@@ -5,7 +5,16 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  constants as fsConstants,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -13,6 +22,7 @@ import { connect, type PostboxProcess } from '../src/client/mod.js';
 import { KERNEL_VERSION } from '../src/kernel/kernel.js';
 import { listenAsAnotherUser, WITHOUT_MODE_OVERRIDE } from './helpers/foreign-socket.js';
 import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { within } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
 
 let k: TestKernel;
@@ -1309,6 +1319,57 @@ test('a command whose kernel does not answer its Ctrl-C says so, and a second Ct
     stopped.proc.kill('SIGCONT');
     await owner.close();
     await stopped.stop();
+  }
+});
+
+test('a recv whose output is not read, stopped by Ctrl-C, says it waits for standard output; a second Ctrl-C ends it (130)', async () => {
+  // It said it waited for the kernel, which had answered long before: what held it was its
+  // output, and what a second Ctrl-C threw away was messages it had taken and not printed.
+  const dir = mkdtempSync(join(tmpdir(), 'pb-unread-'));
+  const fifo = join(dir, 'out');
+  assert.equal((await sh(`mkfifo '${fifo}'`)).code, 0);
+  // Open for reading and writing, and never read: the pipe's 64 KiB fill, then the command's own
+  // buffer, and it waits.
+  const unread = openSync(fifo, fsConstants.O_RDWR | fsConstants.O_NONBLOCK);
+  assert.equal((await run(['create', 'unread-out'])).code, 0);
+  const lines = Array.from({ length: 5000 }, (_, i) => `${String(i).padStart(19, '0')}\n`).join('');
+  assert.equal((await run(['send', 'unread-out'], { input: lines })).code, 0);
+  const p = spawn(process.execPath, [CLI, 'recv', 'unread-out', '--count', '5000'], {
+    env: cliEnv(),
+    stdio: ['ignore', unread, 'pipe'],
+  });
+  let stderr = '';
+  p.stderr!.on('data', (d: Buffer) => {
+    stderr += d;
+  });
+  const exited = once(p, 'close');
+  try {
+    // 3,400 lines of 20 bytes are more than the pipe holds: some are still in the command.
+    await until(
+      () => mailboxNamed('unread-out'),
+      (m) => (m?.received ?? 0) >= 3400,
+      10_000,
+      'recv to take more than its output pipe holds',
+    );
+    p.kill('SIGINT');
+    await until(
+      async () => stderr,
+      (e) => e.includes('\n'),
+      10_000,
+      'a line on standard error after the first Ctrl-C',
+    );
+    assert.match(
+      stderr,
+      /^postbox: waiting for standard output to take the last \d+ bytes; press Ctrl-C again to stop now \(they are then lost, and with them what a recv took and had not yet printed\)\n$/,
+    );
+    p.kill('SIGINT');
+    const [code] = await within(exited, 10_000, 'recv after a second Ctrl-C');
+    assert.equal(code, 130, stderr);
+  } finally {
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    closeSync(unread);
+    rmSync(dir, { recursive: true, force: true });
+    await run(['rm', 'unread-out']);
   }
 });
 

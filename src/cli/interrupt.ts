@@ -3,7 +3,8 @@
  * answer is final, so an aborted receive took nothing and an aborted send will never be
  * delivered) and lets the command close its process; a second one exits at once. A kernel that
  * does not answer (stopped, or over TCP a link gone dark) would hold the command after the first
- * with nothing on the screen, so after a second of that it says what it waits for and how to stop.
+ * with nothing on the screen, so after a second of that it says what it waits for and how to stop;
+ * so would a reader that does not take the command's output.
  */
 
 import { setMaxListeners } from 'node:events';
@@ -27,8 +28,14 @@ export function interruptSignal(): AbortSignal {
         interrupt(sig);
         // Unref'd: a command that finishes in time exits without it.
         setTimeout(() => {
+          const again = sig === 'SIGINT' ? 'press Ctrl-C' : 'send SIGTERM';
+          // Output its reader has not taken holds the command as well as a kernel that does not
+          // answer, and it is what a stop now loses: a recv's messages, taken and not yet printed.
+          const unwritten = process.stdout.writableLength;
           process.stderr.write(
-            `postbox: waiting for the kernel to confirm the interrupt; ${sig === 'SIGINT' ? 'press Ctrl-C' : 'send SIGTERM'} again to stop now (what was waiting may then still go through)\n`,
+            unwritten > 0
+              ? `postbox: waiting for standard output to take the last ${unwritten} bytes; ${again} again to stop now (they are then lost, and with them what a recv took and had not yet printed)\n`
+              : `postbox: waiting for the kernel to confirm the interrupt; ${again} again to stop now (what was waiting may then still go through)\n`,
           );
         }, INTERRUPT_NOTICE_MS).unref();
       });
