@@ -290,6 +290,29 @@ describe('pipes', () => {
     }
   });
 
+  test('openFifo checks the FIFO’s mode at the open, as open(2) does: a writer it refuses fails at once, not once a reader came', async () => {
+    // The write end was opened unchecked and waited for a reader; only its first write was
+    // refused (EACCES), and the reader that had come met end of file.
+    const owner = await join();
+    const other = await join();
+    await mkfifo(owner, 'pipe-test-mode', 0o644);
+    try {
+      await assert.rejects(within(openFifo(other, 'pipe-test-mode', 'w'), BOUND_MS, 'the refused open'), {
+        code: 'EACCES',
+      });
+      const reader = await openFifo(other, 'pipe-test-mode', 'r');
+      reader.destroy();
+      const handle = await owner.openMailbox('pipe-test-mode', { role: 'none' });
+      await handle.chmod(0o622);
+      handle.close();
+      await assert.rejects(openFifo(other, 'pipe-test-mode', 'r'), { code: 'EACCES' });
+      assert.equal((await owner.stat('pipe-test-mode')).writers, 0, 'no write end was left open');
+    } finally {
+      await unlinkFifo(owner, 'pipe-test-mode');
+      await other.close();
+    }
+  });
+
   test("openFifo 'w' aborted while the kernel's answer to its wait is on its way fails with ECANCELED, and leaves no write end", async () => {
     // The signal was looked at before the wait was asked for and listened to after its answer
     // came: an abort in between was never heard, and the open waited for good, the kernel

@@ -567,9 +567,10 @@ function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args, created =
   // 'none': a handle that only manages the mailbox (mkfifo's): it counts as neither end.
   const read = role === 'read' || role === 'both';
   const write = role === 'write' || role === 'both';
-  if (mb.rightsAtOpen && !created) {
+  if ((mb.rightsAtOpen || mb.endOnLastWriter) && !created) {
     // Rights are checked here, once, as mq_open does; the creator needs none (its mode may
-    // even deny it).
+    // even deny it). A FIFO's too, as open(2) checks them: a writer it would refuse waited for
+    // a reader first, and that reader then met end of file. (Its sends are checked as well.)
     const bits = k.modeBits(p, mb);
     if ((read && (bits & 4) === 0) || (write && (bits & 2) === 0)) {
       throw new CallError(
