@@ -5,20 +5,21 @@ import { fileURLToPath } from 'node:url';
 import { connect } from 'postbox';
 import { mkfifo, openFifo, unlinkFifo } from 'postbox/fifo';
 
-const role = process.argv[2];
+const [role, name = `temp-${process.pid}`] = process.argv.slice(2);
 const me = await connect();
 if (role === undefined) {
-  await mkfifo(me, 'temp');
-  const kids = ['reader', 'writer'].map((r) => fork(fileURLToPath(import.meta.url), [r]));
+  // A name of its own, so a FIFO (or mailbox) called temp, as in docs/cli.md, is not in its way.
+  await mkfifo(me, name);
+  const kids = ['reader', 'writer'].map((r) => fork(fileURLToPath(import.meta.url), [r, name]));
   await Promise.all(kids.map((k) => new Promise((resolve) => k.once('exit', resolve))));
-  await unlinkFifo(me, 'temp');
+  await unlinkFifo(me, name);
 } else if (role === 'writer') {
-  const w = await openFifo(me, 'temp', 'w');
+  const w = await openFifo(me, name, 'w');
   for (const line of ['the first line', 'the second line', 'the last line']) w.write(`${line}\n`);
   await new Promise((resolve) => w.end(resolve));
   console.log('writer: wrote 3 lines and closed');
 } else {
-  const r = await openFifo(me, 'temp', 'r');
+  const r = await openFifo(me, name, 'r');
   let text = '';
   for await (const chunk of r) text += chunk;
   console.log(
