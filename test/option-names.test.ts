@@ -314,6 +314,22 @@ describe('through a kernel', () => {
     await assert.rejects(p.createMailbox('evil\u001b[2J'), /cannot hold control characters/);
     await assert.rejects(p.createMailbox('two\nlines'), einval);
     await assert.rejects(p.createMailbox('c1\u009bm'), einval);
+    // A line separator breaks a line as \n does; a bidirectional override shows what follows it
+    // backwards, so a name could pass for another in a listing.
+    await assert.rejects(
+      p.createMailbox('two\u2028lines'),
+      /cannot hold control characters: "two\\u2028lines"/,
+    );
+    await assert.rejects(
+      p.createMailbox('gpj.\u202eexe'),
+      /cannot hold control characters: "gpj.\\u202eexe"/,
+    );
+    await assert.rejects(p.createMailbox('isolate\u2066d'), einval);
+    await assert.rejects(join({ name: 'rlo\u202e' }), /control characters/);
+    assert.ok(
+      await p.createMailbox('zero\u200bwidth, joined 👩\u200d💻'),
+      'zero-width characters are not controls',
+    );
     await assert.rejects(p.createMailbox('#5'), /cannot start with '#'/);
     await assert.rejects(join({ name: 'bell\u0007' }), /control characters/);
     await assert.rejects(join({ name: '#7' }), /a process name cannot start with '#'/);

@@ -1,3 +1,5 @@
+import { isControl } from '../protocol/names.js';
+
 /**
  * The one way the command line writes to standard error: `postbox <command>: <message>`, so in a
  * pipeline of postbox commands the line says which one is speaking. Before a command is known
@@ -18,7 +20,7 @@ function withoutControls(message: string): string {
   let out = '';
   for (const c of message) {
     const code = c.charCodeAt(0);
-    const control = (code < 0x20 && c !== '\n' && c !== '\t') || (code >= 0x7f && code <= 0x9f);
+    const control = isControl(code) && c !== '\n' && c !== '\t';
     out += control ? `\\u${code.toString(16).padStart(4, '0')}` : c;
   }
   return out;

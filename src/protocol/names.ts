@@ -5,24 +5,38 @@
  * starting with '#' would read as ids: `#5` is how the command line and `ls` name mailbox 5.
  */
 
-/** C0 controls, DEL, and the C1 controls (which some terminals act on too). */
+/**
+ * C0 controls, DEL, and the C1 controls (which some terminals act on too); the line and paragraph
+ * separators, which break a line as a newline does; and the bidirectional embeddings, overrides
+ * and isolates, which reorder what follows them on the line, so a name could show as another
+ * (`ls` would print a name of U+202E as the rest of its row backwards).
+ */
+export function isControl(c: number): boolean {
+  return (
+    c < 0x20 ||
+    (c >= 0x7f && c <= 0x9f) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    (c >= 0x202a && c <= 0x202e) ||
+    (c >= 0x2066 && c <= 0x2069)
+  );
+}
+
 function hasControl(name: string): boolean {
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return true;
-  }
+  for (let i = 0; i < name.length; i++) if (isControl(name.charCodeAt(i))) return true;
   return false;
 }
 
 /**
- * `text` quoted, with every control character written as an escape (JSON's own leaves DEL and
- * the C1 controls as they are): safe to show on a terminal.
+ * `text` quoted, with every control character written as an escape (JSON's own leaves DEL, the
+ * C1 controls, the separators and the bidirectional controls as they are): safe to show on a
+ * terminal.
  */
 export function quoteSafely(text: string): string {
   let out = '';
   for (const c of JSON.stringify(text)) {
     const code = c.charCodeAt(0);
-    out += code >= 0x7f && code <= 0x9f ? `\\u${code.toString(16).padStart(4, '0')}` : c;
+    out += code >= 0x7f && isControl(code) ? `\\u${code.toString(16).padStart(4, '0')}` : c;
   }
   return out;
 }
