@@ -190,7 +190,10 @@ const PACE = 4;
 function heading(s: Snapshot, wait: number, tty: boolean): string {
   const now = new Date().toLocaleTimeString('en-GB');
   const counts = `${s.mailboxCount} mailbox${s.mailboxCount === 1 ? '' : 'es'}, ${s.processes.length} process${s.processes.length === 1 ? '' : 'es'}`;
-  return `postbox watch  ${now}  ${counts}${tty ? `  (every ${wait < 10_000 ? `${wait} ms` : `${(wait / 1000).toFixed(0)} s`}; Ctrl-C quits)` : ''}\n\n`;
+  const line = `postbox watch  ${now}  ${counts}${tty ? `  (every ${wait < 10_000 ? `${wait} ms` : `${(wait / 1000).toFixed(0)} s`}; Ctrl-C quits)` : ''}`;
+  // On a terminal the heading is cut to its width as the frame's lines are: wrapped, it took a
+  // second row, and pushed the frame's last row off the screen.
+  return `${tty ? cutToWidth(line, process.stdout.columns ?? 80) : line}\n\n`;
 }
 
 /** The room a frame has on a terminal: its lines, and the width of each. */
