@@ -198,7 +198,10 @@ describe('sharing, rights and termination', () => {
     // right up, while the process that took the right next got nothing.
     const name = box();
     const owner = await me.createMailbox<string>(name, { policy: 'exclusive', mode: 0o666 });
-    const [p, q] = [await connect({ socket: kernel.socket }), await connect({ socket: kernel.socket })];
+    const [p, q] = [
+      await connect({ socket: kernel.socket }),
+      await connect({ socket: kernel.socket, name: 'release-q' }),
+    ];
     try {
       const onP = await p.openMailbox<string>(name);
       const onQ = await q.openMailbox<string>(name);
@@ -229,6 +232,11 @@ describe('sharing, rights and termination', () => {
       await owner.send('d');
       assert.equal((await onQ.receive({ timeout: 10_000 }))?.body, 'd');
       assert.deepEqual((await stat(name)).holders, [q.id]);
+      // The holder is named as other errors name a process: by its name too, when it has one.
+      await assert.rejects(onP.receive({ nowait: true }), {
+        code: 'EBUSY',
+        message: `process ${q.id} ('release-q') holds the receive right of mailbox '${name}'`,
+      });
 
       const pairName = box();
       const pair = await p.createMailbox<string>(pairName, { policy: 'pair', mode: 0o666, capacity: 1 });

@@ -1068,19 +1068,27 @@ export class Kernel implements MailboxHost {
       if (mb.holders.length >= 2)
         return {
           code: 'EBUSY',
-          message: `${mb.label} is a pair already linking processes ${mb.holders.join(' and ')}`,
+          message: `${mb.label} is a pair already linking ${mb.holders.map((id) => this.processLabel(id)).join(' and ')}`,
         };
       mb.holders.push(p.id);
       p.holding ??= new Set();
       p.holding.add(mb);
     } else if (right === 4 && mb.policy === 'exclusive' && mb.holders[0] !== p.id) {
       if (mb.holders.length > 0)
-        return { code: 'EBUSY', message: `process ${mb.holders[0]} holds the receive right of ${mb.label}` };
+        return {
+          code: 'EBUSY',
+          message: `${this.processLabel(mb.holders[0]!)} holds the receive right of ${mb.label}`,
+        };
       mb.holders.push(p.id);
       p.holding ??= new Set();
       p.holding.add(mb);
     }
     return null;
+  }
+
+  /** How an error names process `id`: with its name, as other errors do, if it has one. */
+  private processLabel(id: number): string {
+    return this.processes.get(id)?.label ?? `process ${id}`;
   }
 
   /** Why p lacks a right on mb by its mode (or, POSIX, its handles), or null if it has it. */
