@@ -266,6 +266,9 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
       ['kernel', '--heartbeat-ms', '99999999999'],
       /^postbox kernel: --heartbeat-ms must be a whole number from 1 to 2147483647, not '99999999999'\n/,
     ],
+    // Process 0 reached the library, whose refusal named its own call (`receive(): from must …`).
+    [['recv', 'x', '--from', '0'], /^postbox recv: --from: 0 is no process id \(ids start at 1\)\n/],
+    [['send', '--process', '0', 'hi'], /^postbox send: PROCESS: 0 is no process id \(ids start at 1\)\n/],
     // Negative, these were taken for a missing value ("needs a value").
     [['ls', '--top', '-1'], /^postbox ls: --top must be a whole number from 1 to 1000, not '-1'\n/],
     [

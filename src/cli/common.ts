@@ -138,6 +138,8 @@ export function processOperand(ref: string, what: string): ProcessRef {
   if (!/^\d+$/.test(ref)) return ref;
   const id = Number(ref);
   if (!Number.isSafeInteger(id)) throw new UsageError(`${what}: ${ref} is too large to be a process id`);
+  // Ids start at 1: 0 would reach the library, whose refusal names its own call (`receive()`).
+  if (id === 0) throw new UsageError(`${what}: 0 is no process id (ids start at 1)`);
   return id;
 }
 
