@@ -142,6 +142,16 @@ function outputOf(
   return until(async () => l.out.stdout, ok, timeoutMs, `${what} (stderr: ${l.out.stderr})`);
 }
 
+/** `send --json`'s lines as [line, outcome, code], in line order: they come as the sends settle. */
+function sendOutcomes(stdout: string): [number, string, string | undefined][] {
+  return stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { line: number; outcome: string; code?: string })
+    .sort((a, b) => a.line - b.line)
+    .map((o) => [o.line, o.outcome, o.code]);
+}
+
 /** Kills a command if it is still running (cleanup after a failed assertion). */
 function kill(l: Live): void {
   if (l.proc.exitCode === null && l.proc.signalCode === null) l.proc.kill('SIGKILL');
@@ -2012,13 +2022,7 @@ test('a line over the size limit is refused as soon as that much is read, not he
       r.stderr,
       /^postbox send: line 3: the line is longer than the 65536-byte message size limit of mailbox 'long-line' \(postbox kernel --max-message-size\) \(EMSGSIZE\)\n$/,
     );
-    const lines = r.stdout
-      .trimEnd()
-      .split('\n')
-      .map((l) => JSON.parse(l) as { line: number; outcome: string; code?: string })
-      .sort((a, b) => a.line - b.line)
-      .map((o) => [o.line, o.outcome, o.code]);
-    assert.deepEqual(lines, [
+    assert.deepEqual(sendOutcomes(r.stdout), [
       [1, 'queued', undefined],
       [2, 'queued', undefined],
       [3, 'failed', 'EMSGSIZE'],
@@ -2142,19 +2146,11 @@ test('a line over the size limit stops the input before it is sent: nothing afte
   // Counted in bytes, as the kernel counts: five characters of two bytes each fit, six do not.
   const typed = await run(['send', 'tight', '--typed', '--json'], { input: '7 ééééé\n7 éééééé\n7 x\n' });
   assert.equal(typed.code, 1, typed.stderr);
-  assert.deepEqual(
-    typed.stdout
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as { line: number; outcome: string; code?: string })
-      // They come as sends settle; the refusal does not wait for the send before it.
-      .sort((a, b) => a.line - b.line)
-      .map((o) => [o.line, o.outcome, o.code]),
-    [
-      [1, 'queued', undefined],
-      [2, 'failed', 'EMSGSIZE'],
-    ],
-  );
+  // They come as sends settle; the refusal does not wait for the send before it.
+  assert.deepEqual(sendOutcomes(typed.stdout), [
+    [1, 'queued', undefined],
+    [2, 'failed', 'EMSGSIZE'],
+  ]);
   assert.equal((await run(['recv', 'tight', '--all'])).stdout, 'ééééé\n');
   await box.delete();
 });
@@ -2176,6 +2172,14 @@ test('a send that fails part way says how many lines after the failed one were s
   assert.equal(one.code, 1, one.stderr);
   assert.match(one.stderr, /; 1 line after it, already in flight, was sent\n$/);
   assert.equal((await run(['recv', 'exact', '--all'])).stdout, 'one1\nthr3\n');
+  // A blank line under --typed counts as a line but is never sent: it is not one of those sent.
+  const typed = await run(['send', 'exact', '--typed'], { input: '1 one1\n\n1 too long\n1 fou4\n' });
+  assert.equal(typed.code, 1, typed.stderr);
+  assert.match(
+    typed.stderr,
+    /^postbox send: line 3: .*\(EMSGSIZE\); 1 line after it, already in flight, was sent\n$/,
+  );
+  assert.equal((await run(['recv', 'exact', '--all'])).stdout, 'one1\nfou4\n');
   await box.delete();
 });
 
@@ -2193,19 +2197,11 @@ test('a failed line withdraws the sends still waiting: the command ends with its
   // the one after, and --json says so line by line.
   const json = await run(['send', 'stuck', '--json'], { input: 'efgh\nabcdefgh\nwxyz\n' });
   assert.equal(json.code, 1, json.stderr);
-  assert.deepEqual(
-    json.stdout
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as { line: number; outcome: string; code?: string })
-      .sort((a, b) => a.line - b.line)
-      .map((o) => [o.line, o.outcome, o.code]),
-    [
-      [1, 'failed', 'ECANCELED'],
-      [2, 'failed', 'EMSGSIZE'],
-      [3, 'failed', 'ECANCELED'],
-    ],
-  );
+  assert.deepEqual(sendOutcomes(json.stdout), [
+    [1, 'failed', 'ECANCELED'],
+    [2, 'failed', 'EMSGSIZE'],
+    [3, 'failed', 'ECANCELED'],
+  ]);
   assert.match(json.stderr, /\(EMSGSIZE\); 2 lines still waiting were withdrawn \(never delivered\)\n$/);
   assert.equal((await run(['recv', 'stuck', '--all'])).stdout, 'abcd\n');
   await box.delete();

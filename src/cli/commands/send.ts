@@ -242,9 +242,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
       // script that sends again from the failed line would send those twice.
       const line = sender.errorLine;
       const after =
-        line === null
-          ? 0
-          : sender.sent - (line - 1 - sender.skippedBefore(line) - sender.withdrawnBefore(line));
+        line === null ? 0 : sender.sent - (line - 1 - sender.errorSkipped - sender.withdrawnBefore(line));
       const also =
         (after > 0
           ? `; ${lineCount(after)} after it, already in flight, ${after === 1 ? 'was' : 'were'} sent`
@@ -297,8 +295,10 @@ class Pipeline {
   readonly withdrawnByFailure = new Set<number>();
   /** Whether a failure, not an interrupt, stopped the sends in flight. */
   private stoppedByFailure = false;
-  /** Lines `--typed` skipped: few, or a script's blank lines, and each counted once. */
-  private readonly skipped: number[] = [];
+  /** Lines `--typed` skipped (blank): counted in `lines`, never sent. */
+  private skipped = 0;
+  /** Of those, the ones before the failed line. */
+  errorSkipped = 0;
 
   constructor(
     private readonly target: SendTarget,
@@ -321,23 +321,17 @@ class Pipeline {
     return n;
   }
 
-  /** How many lines before `line` were skipped, not sent. */
-  skippedBefore(line: number): number {
-    let n = 0;
-    for (const l of this.skipped) if (l < line) n++;
-    return n;
-  }
-
   get failed(): boolean {
     return this.error !== null;
   }
 
   send(body: string, options: SendOptions): void {
     const line = ++this.lines;
+    const skipped = this.skipped;
     this.inFlight++;
     this.target.send(body, options).then(
-      (r) => this.done(line, r, null),
-      (err: Error) => this.done(line, null, err),
+      (r) => this.done(line, skipped, r, null),
+      (err: Error) => this.done(line, skipped, null, err),
     );
   }
 
@@ -346,13 +340,18 @@ class Pipeline {
    * `line` said (in errors, --json, --receipt) is the line's number in the input.
    */
   skip(): void {
-    this.skipped.push(++this.lines);
+    this.lines++;
+    this.skipped++;
   }
 
-  /** Records a failure at input line `line` (the earliest line's failure is the one reported). */
-  fail(err: Error, code: number, line = this.lines + 1): void {
+  /**
+   * Records a failure at input line `line`, after `skipped` blank lines (the earliest line's
+   * failure is the one reported).
+   */
+  fail(err: Error, code: number, line = this.lines + 1, skipped = this.skipped): void {
     if (line >= this.errorAt) return;
     this.errorAt = line;
+    this.errorSkipped = skipped;
     this.error = err;
     this.exitCode = code;
     this.errorLine = this.numbered && err instanceof PostboxError ? line : null;
@@ -394,7 +393,7 @@ class Pipeline {
     });
   }
 
-  private done(line: number, r: SendResult | null, err: Error | null): void {
+  private done(line: number, skipped: number, r: SendResult | null, err: Error | null): void {
     this.inFlight--;
     const withdrawn = err instanceof PostboxError && (err.code === 'ECANCELED' || err.code === 'ENOTCONN');
     if (withdrawn) this.withdrawn++;
@@ -403,7 +402,7 @@ class Pipeline {
       // Keep the earliest line's error: that is where the input stopped being delivered. A send
       // the failure withdrew is not a failure of its own.
       if (withdrawn && this.stoppedByFailure) this.withdrawnByFailure.add(line);
-      else this.fail(err, exitCodeFor(err), line);
+      else this.fail(err, exitCodeFor(err), line, skipped);
       // One line per message with --json, failures included: a script matches them by line.
       if (this.json) {
         const code = err instanceof PostboxError ? err.code : 'ERROR';
