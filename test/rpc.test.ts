@@ -877,6 +877,43 @@ describe('RPC', () => {
     }
   });
 
+  test('a caller of more services than it keeps handles for closes the least recently used, and calls them again', async () => {
+    // 1,024 handles at most (MAX_SERVICE_HANDLES): a caller of services named per job would
+    // otherwise hold one on each for its life, until --max-per-process refused its calls.
+    const n = 1100;
+    const serverProc = await connect({ socket: kernel.socket });
+    const caller = await connect({ socket: kernel.socket });
+    try {
+      const servers = [];
+      for (let i = 0; i < n; i++) servers.push(await serve(serverProc, `many-${i}`, { id: () => i }));
+      const writersOf = async (i: number): Promise<number> =>
+        (await serverProc.stat(`rpc:many-${i}`)).writers;
+      // All at once: handles opened in one burst are not closed before their calls are sent.
+      const burst = await within(
+        Promise.all(servers.map((_, i) => call(caller, `many-${i}`, 'id', []))),
+        30_000,
+        'a burst of calls to distinct services',
+      );
+      assert.deepStrictEqual(
+        burst,
+        servers.map((_, i) => i),
+      );
+      // One by one, in order: the first ones called are now the least recently used.
+      for (let i = 0; i < n; i++) assert.equal(await call(caller, `many-${i}`, 'id', []), i);
+      assert.equal(await writersOf(0), 0, 'the least recently used service handle was closed');
+      assert.equal(await writersOf(n - 1), 1, 'the last service called keeps its handle');
+      const open = (await Promise.all(servers.map((_, i) => writersOf(i)))).reduce((a, b) => a + b, 0);
+      assert.equal(open, 1024, 'the caller keeps 1,024 service handles');
+      // A closed one is opened again on its next call.
+      assert.equal(await call(caller, 'many-0', 'id', []), 0);
+      assert.equal(await writersOf(0), 1);
+      for (const s of servers) await s.close();
+    } finally {
+      await caller.close();
+      await serverProc.close();
+    }
+  });
+
   test('calls queued behind the only server when it dies fail at once (no server), not hang', async () => {
     // They stayed queued in the service mailbox for ever: nobody left to take them, and the
     // caller (which watches only servers that took its calls) was never told.

@@ -48,6 +48,26 @@ const SEND_WAITING: SendOptions = Object.freeze({
 
 const callers = new WeakMap<PostboxProcess, Caller>();
 
+/**
+ * Handles on service mailboxes a caller keeps open at most. Without a bound a process calling
+ * services named per session or per job would hold a kernel handle on each for its whole life,
+ * until `--max-per-process` refused its next call. A handle closed to make room is opened again
+ * on the service's next call: one more round trip, paid only past this many services.
+ */
+const MAX_SERVICE_HANDLES = 1024;
+
+/** A caller's handle on one service's mailbox. */
+interface ServiceHandle {
+  readonly box: Mailbox;
+  /** Requests sent on it and not yet answered by the kernel: it is not closed under them. */
+  sending: number;
+  /**
+   * Opened for calls not yet sent: it is not closed before them, though a burst of answers to
+   * other opens may make it the least recently used before they run.
+   */
+  fresh: boolean;
+}
+
 /** A process's calling side: its reply mailbox, its calls in flight, the servers they went to. */
 export class Caller {
   readonly proc: PostboxProcess;
@@ -56,8 +76,11 @@ export class Caller {
   private nextId = 0;
   private replyBox: Mailbox | null = null;
   private replyOpening: Promise<Mailbox> | null = null;
-  private readonly services = new Map<string, Mailbox>();
-  private readonly opening = new Map<string, Promise<Mailbox>>();
+  /** One handle per service called, the least recently used first. */
+  private readonly services = new Map<string, ServiceHandle>();
+  /** The handle used last: calls to one service in a row do not reorder the map. */
+  private lastUsed: ServiceHandle | null = null;
+  private readonly opening = new Map<string, Promise<ServiceHandle>>();
   private readonly peers = new Map<number, Peer>();
 
   private constructor(proc: PostboxProcess) {
@@ -143,12 +166,14 @@ export class Caller {
     if (rec.timer !== null || rec.signal !== undefined) rec.sendAbort = new AbortController();
     const wait = o.waitForServer === true;
     if (o.streamCapacity !== undefined) rec.streamCapacity = o.streamCapacity;
-    const box = this.services.get(service);
-    if (box !== undefined && this.replyBox !== null) this.dispatch(rec, args, box, this.replyBox, wait);
+    const handle = this.services.get(service);
+    if (handle !== undefined && this.replyBox !== null) this.dispatch(rec, args, handle, this.replyBox, wait);
     else {
       Promise.all([this.ensureReplyBox(), this.serviceBox(service, wait)]).then(
-        ([reply, box]) => {
-          if (rec.state === 'pending') this.dispatch(rec, args, box, reply, wait);
+        ([reply, handle]) => {
+          // A call given up while its handle opened leaves it fresh, as other calls may be
+          // about to send on it: it counts toward the bound until the service's next call.
+          if (rec.state === 'pending') this.dispatch(rec, args, handle, reply, wait);
         },
         (err: unknown) => {
           if (err instanceof PostboxError && err.code === 'ENOENT')
@@ -160,7 +185,13 @@ export class Caller {
     return call;
   }
 
-  private dispatch(rec: CallRecord, args: unknown[], box: Mailbox, reply: Mailbox, wait: boolean): void {
+  private dispatch(
+    rec: CallRecord,
+    args: unknown[],
+    handle: ServiceHandle,
+    reply: Mailbox,
+    wait: boolean,
+  ): void {
     const body = requestToWire(
       rec.deadline === undefined
         ? { id: rec.id, method: rec.method, args, reply: reply.id }
@@ -172,10 +203,43 @@ export class Caller {
           ? SEND_WAITING
           : SEND
         : { ...(wait ? SEND_WAITING : SEND), signal: rec.sendAbort.signal };
-    box.send(body, options).then(
-      (r) => this.onReceipt(rec, r),
-      (err: unknown) => this.onSendError(rec, err),
+    if (handle !== this.lastUsed && this.services.get(rec.service) === handle) {
+      // Moved to the end: the map's order is the order of last use.
+      this.services.delete(rec.service);
+      this.services.set(rec.service, handle);
+      this.lastUsed = handle;
+    }
+    handle.sending++;
+    handle.fresh = false;
+    this.trimServices();
+    handle.box.send(body, options).then(
+      (r) => {
+        this.sent(handle);
+        this.onReceipt(rec, r);
+      },
+      (err: unknown) => {
+        this.sent(handle);
+        this.onSendError(rec, err);
+      },
     );
+  }
+
+  private sent(handle: ServiceHandle): void {
+    handle.sending--;
+    // Room may have been left to make while every handle had a request on it.
+    if (this.services.size > MAX_SERVICE_HANDLES) this.trimServices();
+  }
+
+  /** Closes the least recently used service handles with no request on them, down to the bound. */
+  private trimServices(): void {
+    if (this.services.size <= MAX_SERVICE_HANDLES) return;
+    for (const [service, handle] of this.services) {
+      if (handle.sending > 0 || handle.fresh) continue;
+      this.services.delete(service);
+      if (this.lastUsed === handle) this.lastUsed = null;
+      handle.box.close();
+      if (this.services.size <= MAX_SERVICE_HANDLES) return;
+    }
   }
 
   private onReceipt(rec: CallRecord, r: SendResult): void {
@@ -284,7 +348,7 @@ export class Caller {
     return this.replyOpening;
   }
 
-  private serviceBox(service: string, create: boolean): Promise<Mailbox> {
+  private serviceBox(service: string, create: boolean): Promise<ServiceHandle> {
     const cached = this.services.get(service);
     if (cached !== undefined) return Promise.resolve(cached);
     const key = `${create ? '+' : '-'}${service}`;
@@ -301,8 +365,9 @@ export class Caller {
               box.close();
               return other;
             }
-            this.services.set(service, box);
-            return box;
+            const handle: ServiceHandle = { box, sending: 0, fresh: true };
+            this.services.set(service, handle);
+            return handle;
           },
           (err: unknown) => {
             this.opening.delete(key);
@@ -315,10 +380,11 @@ export class Caller {
   }
 
   private forgetService(service: string): void {
-    const box = this.services.get(service);
-    if (box === undefined) return;
+    const handle = this.services.get(service);
+    if (handle === undefined) return;
     this.services.delete(service);
-    box.close();
+    if (this.lastUsed === handle) this.lastUsed = null;
+    handle.box.close();
   }
 
   /**
