@@ -15,7 +15,7 @@ import type { SendManyResult, SendResult } from './send-result.js';
 export interface MailboxInfo {
   id: number;
   name: string | null;
-  /** Messages it holds at most; null is unbounded, 0 is a rendezvous. */
+  /** Messages it holds at most; null is unbounded, 0 is a rendezvous (admission `in-order`). */
   capacity: number | null;
   maxMessageSize: number;
   maxBytes: number;
@@ -35,6 +35,11 @@ export interface MailboxInfo {
   key: number;
   /** Ends when the last writer closes (pipes, FIFOs). */
   endOnLastWriter: boolean;
+  /**
+   * How waiting senders enter: in order, or any whose message fits (`'fits'`, System V queues,
+   * where capacity 0 is msg_qbytes 0, a queue that holds nothing, not a rendezvous).
+   */
+  admission: 'in-order' | 'fits';
   /** Its name is gone; it is removed at its last close. */
   unlinked: boolean;
   /**

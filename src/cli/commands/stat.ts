@@ -97,7 +97,11 @@ function statText(
     mb.capacity === null
       ? 'unbounded'
       : mb.capacity === 0
-        ? '0 (rendezvous)'
+        ? // Under System V admission capacity 0 is msg_qbytes 0: a receiver waiting lets nothing
+          // in (Linux's msg_fits_inqueue), so it is no rendezvous.
+          mb.admission === 'fits'
+          ? '0 (holds nothing: a send waits for room even with a receiver waiting, as msg_qbytes 0)'
+          : '0 (rendezvous)'
         : `${formatCount(mb.capacity)} messages`;
   const fields: [string, string][] = [
     ['key', formatKey(mb.key)],

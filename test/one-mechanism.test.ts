@@ -1,0 +1,53 @@
+/**
+ * One mechanism, many faces: the same kernel mailbox seen through two faces at once (the
+ * library, POSIX queues, System V queues, FIFOs and the `postbox` command line), and what each
+ * face says about what the other did to it.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { after, before, test } from 'node:test';
+import { connect, type PostboxProcess } from '../src/client/mod.js';
+import { IPC_CREAT, IPC_SET, sysv } from '../src/faces/sysv.js';
+import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
+
+let k: TestKernel;
+let me: PostboxProcess;
+
+before(async () => {
+  k = await startTestKernel();
+  me = await connect({ socket: k.socket, name: 'faces' });
+});
+
+after(async () => {
+  await me?.close().catch(() => {});
+  await k?.stop();
+});
+
+/** Runs `postbox ARGS` as its own OS process, as a shell would, and resolves with what it printed. */
+function postbox(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const env: NodeJS.ProcessEnv = { ...k.env };
+  delete env.POSTBOX_URL;
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env, timeout: 15_000 }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+test('postbox stat of a System V queue with msg_qbytes 0 does not call it a rendezvous', async () => {
+  const { msgget, msgctl } = sysv(me);
+  const id = await msgget(0x51a7, IPC_CREAT | 0o666);
+  await msgctl(id, IPC_SET, { msg_qbytes: 0 });
+  const stat = await postbox(['stat', `#${id}`]);
+  assert.equal(stat.code, 0, stat.stderr);
+  const capacity = /capacity +(.*)/.exec(stat.stdout)?.[1];
+  // A receiver waiting lets nothing into such a queue (Linux's msg_fits_inqueue): no rendezvous.
+  assert.doesNotMatch(capacity ?? '', /rendezvous/);
+  assert.match(capacity ?? '', /^0 \(holds nothing/);
+  // A mailbox made with capacity 0 is one.
+  const meet = await me.createMailbox('faces-meet', { capacity: 0 });
+  const rendezvous = await postbox(['stat', 'faces-meet']);
+  assert.match(rendezvous.stdout, /capacity +0 \(rendezvous\)/);
+  await meet.close();
+});
