@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
+import { O_CREAT, O_RDONLY, O_RDWR, posix } from '../src/faces/posix.js';
 import { IPC_CREAT, IPC_SET, sysv } from '../src/faces/sysv.js';
 import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
 
@@ -50,4 +51,22 @@ test('postbox stat of a System V queue with msg_qbytes 0 does not call it a rend
   const rendezvous = await postbox(['stat', 'faces-meet']);
   assert.match(rendezvous.stdout, /capacity +0 \(rendezvous\)/);
   await meet.close();
+});
+
+test('mq_getattr reports the capacity another face set, on a descriptor opened before the change', async () => {
+  const mq = posix(me);
+  const before = await mq.mq_open('/faces-limits', O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 4, mq_msgsize: 64 });
+  assert.equal((await mq.mq_getattr(before)).mq_maxmsg, 4);
+  // The owner changes the queue's capacity through the library: its own mailbox, one mechanism.
+  const mb = await me.openMailbox('/faces-limits', { role: 'none' });
+  await mb.setLimits({ capacity: 7 });
+  const after = await mq.mq_open('/faces-limits', O_RDONLY);
+  assert.equal((await mq.mq_getattr(after)).mq_maxmsg, 7);
+  assert.equal((await mq.mq_getattr(before)).mq_maxmsg, 7, 'both descriptors of one queue agree');
+  const stat = await postbox(['stat', '/faces-limits']);
+  assert.match(stat.stdout, /capacity +7 messages/);
+  await mb.close();
+  await mq.mq_close(before);
+  await mq.mq_close(after);
+  await mq.mq_unlink('/faces-limits');
 });

@@ -69,7 +69,6 @@ interface Descriptor {
   mailbox: Mailbox;
   access: number;
   nonblock: boolean;
-  maxmsg: number;
   msgsize: number;
 }
 
@@ -223,7 +222,6 @@ export class PosixQueues {
       mailbox,
       access,
       nonblock: (oflag & O_NONBLOCK) !== 0,
-      maxmsg: info.capacity,
       msgsize: info.maxMessageSize,
     });
     return fd;
@@ -264,7 +262,9 @@ export class PosixQueues {
     const stat = await d.mailbox.stat();
     return {
       mq_flags: d.nonblock ? O_NONBLOCK : 0,
-      mq_maxmsg: d.maxmsg,
+      // The queue's capacity now, not when this descriptor opened: another face may change it
+      // (msgctl IPC_SET, mailbox.setLimits), and every descriptor must say what the queue holds.
+      mq_maxmsg: stat.capacity ?? Number.POSITIVE_INFINITY,
       mq_msgsize: d.msgsize,
       mq_curmsgs: stat.count,
     };
