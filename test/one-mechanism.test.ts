@@ -70,3 +70,32 @@ test('mq_getattr reports the capacity another face set, on a descriptor opened b
   await mq.mq_close(after);
   await mq.mq_unlink('/faces-limits');
 });
+
+test('text sent by mq_send reaches a library receiver as text, as text sent by msgsnd does', async () => {
+  const mq = posix(me);
+  const d = await mq.mq_open('/faces-text', O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 4, mq_msgsize: 16 });
+  await mq.mq_send(d, 'héllo', 3);
+  await mq.mq_send(d, Buffer.from([0, 255]), 1);
+  const mb = await me.openMailbox('/faces-text');
+  const text = await mb.receive({ nowait: true });
+  assert.equal(text?.codec, 'string');
+  assert.equal(text?.body, 'héllo');
+  assert.equal(text?.priority, 3);
+  const bytes = await mb.receive({ nowait: true });
+  assert.equal(bytes?.codec, 'bytes');
+  assert.deepEqual(Buffer.from(bytes!.data), Buffer.from([0, 255]));
+  // The same text through System V, the face that always kept it so.
+  const { msgget, msgsnd } = sysv(me);
+  const id = await msgget(0x51a8, IPC_CREAT | 0o666);
+  await msgsnd(id, 1, 'héllo');
+  const q = await me.openMailbox(id);
+  assert.equal((await q.receive({ nowait: true }))?.body, 'héllo');
+  // mq_receive gives the bytes of either, and the size limit counts UTF-8 bytes.
+  await mq.mq_send(d, 'é'.repeat(8), 0);
+  assert.equal((await mq.mq_receive(d, 16)).data.toString(), 'é'.repeat(8));
+  await assert.rejects(mq.mq_send(d, 'é'.repeat(9), 0), { code: 'EMSGSIZE' });
+  await q.close();
+  await mb.close();
+  await mq.mq_close(d);
+  await mq.mq_unlink('/faces-text');
+});

@@ -386,13 +386,15 @@ export class PosixQueues {
     const d = this.#fd(mqd, 'mq_send');
     if (d.access !== O_WRONLY && d.access !== O_RDWR)
       throw new BadDescriptorError(`mq_send: descriptor ${mqd} is not open for writing`);
-    const body = typeof msg === 'string' ? Buffer.from(msg) : msg;
-    if (body.length > d.msgsize)
-      throw new MessageSizeError(`mq_send: a ${body.length}-byte message is over mq_msgsize ${d.msgsize}`);
+    // Text goes as text (its UTF-8 bytes, with the string codec), as msgsnd and `postbox send`
+    // send it: a library receiver of the same queue gets a string whichever face sent it.
+    const size = typeof msg === 'string' ? Buffer.byteLength(msg) : msg.length;
+    if (size > d.msgsize)
+      throw new MessageSizeError(`mq_send: a ${size}-byte message is over mq_msgsize ${d.msgsize}`);
     for (;;) {
       const wait = waitFor(d.nonblock, deadline);
       try {
-        await d.mailbox.send(body, { priority: prio, codec: 'bytes', ...wait.options });
+        await d.mailbox.send(msg, { priority: prio, ...wait.options });
         return;
       } catch (err) {
         if (!(err instanceof PostboxError)) throw err;
