@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
+import { mkfifo, openFifo } from '../src/faces/fifo.js';
 import { O_CREAT, O_RDONLY, O_RDWR, posix } from '../src/faces/posix.js';
 import { IPC_CREAT, IPC_SET, sysv } from '../src/faces/sysv.js';
 import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
@@ -24,15 +25,24 @@ after(async () => {
   await k?.stop();
 });
 
-/** Runs `postbox ARGS` as its own OS process, as a shell would, and resolves with what it printed. */
-function postbox(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/**
+ * Runs `postbox ARGS` as its own OS process, as a shell would, with `input` on its standard
+ * input, and resolves with what it printed.
+ */
+function postbox(args: string[], input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = { ...k.env };
   delete env.POSTBOX_URL;
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env, timeout: 15_000 }, (err, stdout, stderr) => {
-      const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
-      resolve({ code, stdout, stderr });
-    });
+    const child = execFile(
+      process.execPath,
+      [CLI, ...args],
+      { env, timeout: 15_000 },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof err.code === 'number' ? err.code : -1;
+        resolve({ code, stdout, stderr });
+      },
+    );
+    child.stdin!.end(input);
   });
 }
 
@@ -98,4 +108,41 @@ test('text sent by mq_send reaches a library receiver as text, as text sent by m
   await mb.close();
   await mq.mq_close(d);
   await mq.mq_unlink('/faces-text');
+});
+
+/** Everything a FIFO's reader reads until the last writer closes. */
+async function readFifo(
+  name: string,
+  write: () => Promise<{ code: number; stderr: string }>,
+): Promise<string> {
+  const reader = await openFifo(me, name, 'r');
+  const [text, sent] = await Promise.all([
+    (async () => {
+      let all = '';
+      for await (const chunk of reader) all += String(chunk);
+      return all;
+    })(),
+    write(),
+  ]);
+  assert.equal(sent.code, 0, sent.stderr);
+  return text;
+}
+
+test('postbox send to a FIFO writes each line with its newline, as fifo write and echo do', async () => {
+  await mkfifo(me, 'faces-fifo');
+  assert.equal(
+    await readFifo('faces-fifo', () => postbox(['send', 'faces-fifo'], 'one\ntwo\n\nlast')),
+    'one\ntwo\n\nlast\n',
+  );
+  assert.equal(await readFifo('faces-fifo', () => postbox(['send', 'faces-fifo', 'hello'])), 'hello\n');
+  // And as `postbox fifo write` writes it.
+  assert.equal(
+    await readFifo('faces-fifo', () => postbox(['fifo', 'write', 'faces-fifo'], 'hello')),
+    'hello\n',
+  );
+  // A mailbox that is not a FIFO gets the line alone.
+  const plain = await me.createMailbox('faces-plain');
+  assert.equal((await postbox(['send', 'faces-plain', 'hello'])).code, 0);
+  assert.equal((await plain.receive({ nowait: true }))?.body, 'hello');
+  await plain.close();
 });

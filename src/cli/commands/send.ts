@@ -22,7 +22,8 @@ export const sendHelp = `Usage: postbox send NAME [TEXT] [options]
        postbox send --process PROCESS [TEXT] [options]
 
 Sends TEXT to a mailbox as one message (with --process, to a process's inbox: direct naming);
-with no TEXT, reads standard input and sends one message per line (empty lines too). Input is
+with no TEXT, reads standard input and sends one message per line (empty lines too); to a FIFO,
+each with its newline, as \`postbox fifo write\` sends it and \`echo TEXT > fifo\` writes it. Input is
 read as UTF-8 text: bytes that are not UTF-8 arrive as U+FFFD; for binary data use
 \`postbox fifo write --chunks\`. The sends are pipelined, not awaited one by one; the first
 that fails stops the command (withdrawing the sends still waiting), and its error decides the
@@ -112,6 +113,12 @@ export async function sendCommand(argv: string[]): Promise<number> {
     let where: string;
     /** The largest message the target takes, in bytes. */
     let limit = proc.limits.maxMessageSize;
+    /**
+     * What ends each line's message: nothing, but a newline for a FIFO or pipe, whose reader
+     * sees a stream of bytes (`fifo read`), where lines without theirs would run together; so
+     * `postbox send temp hello` writes what `echo hello > temp` and `postbox fifo write` do.
+     */
+    let lineEnd = '';
     if (processRef !== undefined) {
       // Looked up once: a name could be taken by another process while the lines are sent.
       const to = await proc.lookup(processRef);
@@ -123,6 +130,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
       target = await proc.openMailbox<string>(found.id, { role: 'write' });
       where = describe(found);
       limit = Math.min(limit, found.maxMessageSize);
+      if (found.endOnLastWriter) lineEnd = '\n';
     }
     const sender = new Pipeline(
       target,
@@ -135,7 +143,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
     // Whether every line of the input was read and handed to a send.
     let inputDone = true;
     if (text !== undefined) {
-      sender.send(text, base);
+      sender.send(text + lineEnd, base);
     } else {
       if (process.stdin.isTTY) printDiagnostic('send', `one message per line to ${where}; end with Ctrl-D`);
       // A line longer than this is over the limit, whatever it holds (a character is a byte at
@@ -190,6 +198,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
               body = m[2] ?? '';
               options = { ...base, type: t };
             }
+            body += lineEnd;
             // A whole line over the limit is refused here, before it is sent: the kernel's refusal
             // came back only once the lines after it were in flight, and they were delivered.
             // A UTF-16 unit is at most 3 UTF-8 bytes: a line that short needs no count.
