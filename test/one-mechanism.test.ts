@@ -9,8 +9,10 @@ import { after, before, test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
 import { mkfifo, openFifo } from '../src/faces/fifo.js';
 import { O_CREAT, O_RDONLY, O_RDWR, posix } from '../src/faces/posix.js';
+import { serve, stub } from '../src/faces/rpc.js';
 import { IPC_CREAT, IPC_SET, sysv } from '../src/faces/sysv.js';
 import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
+import { until } from './helpers/wait.js';
 
 let k: TestKernel;
 let me: PostboxProcess;
@@ -145,4 +147,23 @@ test('postbox send to a FIFO writes each line with its newline, as fifo write an
   assert.equal((await postbox(['send', 'faces-plain', 'hello'])).code, 0);
   assert.equal((await plain.receive({ nowait: true }))?.body, 'hello');
   await plain.close();
+});
+
+test('a stray message sent to a service by postbox send is counted by the server that dropped it', async () => {
+  const server = await serve(me, 'faces-calc', { add: (a: number, b: number) => a + b });
+  const sent = await postbox(['send', 'rpc:faces-calc', 'hello', '--receipt']);
+  assert.equal(sent.code, 0, sent.stderr);
+  // The receipt says the server took it; its handler has run by then, but polled to be safe.
+  await until(
+    async () => server.dropped,
+    (n) => n === 1,
+    10_000,
+    'the stray message counted',
+  );
+  const caller = await connect({ socket: k.socket });
+  assert.equal(await stub<{ add(a: number, b: number): number }>(caller, 'faces-calc').add(2, 3), 5);
+  assert.equal(server.handled, 1);
+  assert.equal(server.dropped, 1);
+  await caller.close();
+  await server.close();
 });

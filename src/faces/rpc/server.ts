@@ -55,6 +55,12 @@ export interface Server {
   /** Requests taken so far. */
   readonly handled: number;
   /**
+   * Messages taken from the service mailbox that were no request (`postbox send rpc:calc hi`):
+   * there is nobody to answer, so they are dropped, and counted here so that they are not lost
+   * without a trace.
+   */
+  readonly dropped: number;
+  /**
    * Stops taking requests and resolves when the running handlers have finished (and their
    * answers are sent). With `abort`, their ctx.signal aborts first, and a stream cut short ends
    * at its caller with that reason (a RemoteError), not as if it were complete.
@@ -146,6 +152,7 @@ class RpcServer implements Server {
   readonly service: string;
   running = 0;
   handled = 0;
+  dropped = 0;
   readonly closed: Promise<PostboxError | null>;
   private readonly proc: PostboxProcess;
   private readonly handlers: Record<string, unknown>;
@@ -265,9 +272,12 @@ class RpcServer implements Server {
     try {
       req = requestFromWire(m.body);
     } catch {
-      return undefined; // not a request we can read, and no one to tell
+      req = null; // not a request we can read
     }
-    if (req === null || !Number.isSafeInteger(req.reply) || (req.reply as number) < 1) return undefined;
+    if (req === null || !Number.isSafeInteger(req.reply) || (req.reply as number) < 1) {
+      this.dropped++; // no one to tell
+      return undefined;
+    }
     const reply = req.reply as number;
     const { method, args } = req;
     // Checked just below, before any use as such.
