@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
+import { dial, listen } from '../src/faces/connection.js';
 import { mkfifo, openFifo } from '../src/faces/fifo.js';
 import { O_CREAT, O_RDONLY, O_RDWR, posix } from '../src/faces/posix.js';
 import { serve, stub } from '../src/faces/rpc.js';
@@ -166,4 +167,19 @@ test('a stray message sent to a service by postbox send is counted by the server
   assert.equal(server.dropped, 1);
   await caller.close();
   await server.close();
+});
+
+test('a stray message sent to a port by postbox send is counted by the accept that dropped it', async () => {
+  const port = await listen(me, 'faces-port');
+  const sent = await postbox(['send', 'port:faces-port', 'hello']);
+  assert.equal(sent.code, 0, sent.stderr);
+  const dialer = await connect({ socket: k.socket });
+  const [conn, accepted] = await Promise.all([dial(dialer, 'faces-port'), port.accept()]);
+  // The stray came first: accept() took it, dropped it and went on to the dialer.
+  assert.equal(port.dropped, 1);
+  assert.equal(accepted.peer.id, dialer.id);
+  conn.destroy();
+  accepted.destroy();
+  await dialer.close();
+  await port.close();
 });

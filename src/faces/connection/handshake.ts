@@ -106,6 +106,15 @@ export class Port implements AsyncIterable<Connection> {
   readonly style: ConnectionStyle;
   /** Id of the port's mailbox. */
   readonly mailbox: number;
+  /**
+   * Messages accept() took from the port that were no dialer's request (`postbox send port:web
+   * hi`, or a request naming a mailbox not its sender's): dropped, with nobody to answer, and
+   * counted here so that they are not lost without a trace.
+   */
+  get dropped(): number {
+    return this.#dropped;
+  }
+  #dropped = 0;
   readonly #proc: PostboxProcess;
   readonly #box: Mailbox;
   readonly #options: ListenOptions;
@@ -163,7 +172,11 @@ export class Port implements AsyncIterable<Connection> {
         }
         throw err;
       }
-      if (m === null || m.type !== T_SYN) continue;
+      if (m === null) continue;
+      if (m.type !== T_SYN) {
+        this.#dropped++;
+        continue;
+      }
       const conn = await this.#handshake(m);
       if (conn !== null) return conn;
     }
@@ -217,9 +230,12 @@ export class Port implements AsyncIterable<Connection> {
     try {
       syn = m.body;
     } catch {
+      syn = null; // a body that does not decode
+    }
+    if (!isSyn(syn)) {
+      this.#dropped++;
       return null;
     }
-    if (!isSyn(syn)) return null;
     const dialer = m.sender;
     if (syn.v !== VERSION || syn.style !== this.style) {
       const reason =
@@ -243,6 +259,7 @@ export class Port implements AsyncIterable<Connection> {
       if (info.status === 'rejected') throw info.reason;
       // The request names a mailbox of the dialer's own, or it is not a dialer's request.
       if (outbound!.info.owner !== dialer) {
+        this.#dropped++;
         await discard(inbound, outbound);
         return null;
       }
