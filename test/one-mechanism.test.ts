@@ -11,7 +11,7 @@ import { dial, listen } from '../src/faces/connection.js';
 import { mkfifo, openFifo } from '../src/faces/fifo.js';
 import { O_CREAT, O_RDONLY, O_RDWR, posix } from '../src/faces/posix.js';
 import { serve, stub } from '../src/faces/rpc.js';
-import { IPC_CREAT, IPC_SET, sysv } from '../src/faces/sysv.js';
+import { IPC_CREAT, IPC_SET, IPC_STAT, sysv } from '../src/faces/sysv.js';
 import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { until } from './helpers/wait.js';
 
@@ -182,4 +182,52 @@ test('a stray message sent to a port by postbox send is counted by the accept th
   accepted.destroy();
   await dialer.close();
   await port.close();
+});
+
+test('a process that looked at a service or a FIFO through System V is no end of it', async () => {
+  const looker = await connect({ socket: k.socket, name: 'looker' });
+  const { msgctl, msgrcv, msgsnd } = sysv(looker);
+  // An RPC service with its server gone fails a call at once (NoServerError), not after its timeout.
+  const server = await serve(me, 'faces-looked', { add: (a: number, b: number) => a + b });
+  const caller = await connect({ socket: k.socket });
+  const calc = stub<{ add(a: number, b: number): number }>(caller, 'faces-looked', { timeout: 10_000 });
+  assert.equal(await calc.add(1, 1), 2);
+  const service = await me.openMailbox('rpc:faces-looked', { role: 'none' });
+  assert.equal((await msgctl(service.id, IPC_STAT)).msg_qnum, 0);
+  await server.close();
+  await assert.rejects(calc.add(1, 2), { name: 'NoServerError' });
+  // A FIFO's reader meets end of file when its writer closes.
+  await mkfifo(me, 'faces-looked-fifo');
+  const fifo = await me.openMailbox('faces-looked-fifo', { role: 'none' });
+  const reader = await openFifo(caller, 'faces-looked-fifo', 'r');
+  const writer = await openFifo(me, 'faces-looked-fifo', 'w');
+  await msgctl(fifo.id, IPC_STAT);
+  // Sending and receiving through the face still work on it.
+  await msgsnd(fifo.id, 1, 'one\n');
+  assert.equal((await msgrcv(fifo.id, 100)).mtext.toString(), 'one\n');
+  writer.end('bye\n');
+  let text = '';
+  for await (const chunk of reader) text += String(chunk);
+  assert.equal(text, 'bye\n');
+  await fifo.close();
+  await service.close();
+  await caller.close();
+  await looker.close();
+});
+
+test('System V calls on a POSIX queue still send and receive as the queue mode allows', async () => {
+  const mq = posix(me);
+  const d = await mq.mq_open('/faces-both', O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 4, mq_msgsize: 16 });
+  const other = await connect({ socket: k.socket });
+  const { msgsnd, msgrcv } = sysv(other);
+  const queue = await me.openMailbox('/faces-both', { role: 'none' });
+  const id = queue.id;
+  await msgsnd(id, 2, 'from sysv');
+  assert.equal((await mq.mq_receive(d, 16)).data.toString(), 'from sysv');
+  await mq.mq_send(d, 'from posix', 5);
+  assert.equal((await msgrcv(id, 16)).mtext.toString(), 'from posix');
+  await queue.close();
+  await other.close();
+  await mq.mq_close(d);
+  await mq.mq_unlink('/faces-both');
 });

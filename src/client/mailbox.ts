@@ -40,6 +40,8 @@ export interface MailboxInfo {
    * where capacity 0 is msg_qbytes 0, a queue that holds nothing, not a rendezvous).
    */
   admission: 'in-order' | 'fits';
+  /** Rights are checked when a handle opens, and the handle's role is the right (POSIX queues). */
+  rightsAtOpen: boolean;
   /** Its name is gone; it is removed at its last close. */
   unlinked: boolean;
   /**

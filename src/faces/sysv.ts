@@ -475,7 +475,7 @@ class Face {
   }
 
   private async openKey(key: number, flags: number): Promise<number> {
-    const mb = await this.proc.openMailbox({ key });
+    const mb = await this.open({ key });
     if (!ipcperms(mb.info, this.proc.id, flags)) {
       mb.close();
       throw new SysvError(
@@ -485,6 +485,20 @@ class Face {
       );
     }
     return this.adopt(mb);
+  }
+
+  /**
+   * A handle on any mailbox, for this face's calls. It counts as neither end ('none'): a System
+   * V queue has no ends, and a process that only looked at a FIFO, a pipe or an RPC service
+   * through this face (IPC_STAT, say) must not keep it from ending (EOF, EPIPE, NoServerError)
+   * for as long as the face keeps its handle. A POSIX queue's rights are its handles' (checked
+   * as it opens, as mq_open does), so on one this face needs a handle open for both.
+   */
+  private async open(ref: number | { key: number }): Promise<Mailbox> {
+    const mb = await this.proc.openMailbox(ref, { role: 'none' });
+    if (!mb.info.rightsAtOpen) return mb;
+    mb.close();
+    return this.proc.openMailbox(mb.id, { role: 'both' });
   }
 
   /** Keeps the first handle on a queue; a second one (msgget again) is closed. */
@@ -502,7 +516,7 @@ class Face {
   private acquire(msqid: number): QueueHandle {
     let handle = this.handles.get(msqid);
     if (handle === undefined) {
-      const opening = this.proc.openMailbox(msqid);
+      const opening = this.open(msqid);
       const opened: QueueHandle = { mailbox: opening, ready: null, calls: 0 };
       handle = opened;
       opening.then(
