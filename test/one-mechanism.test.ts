@@ -231,3 +231,19 @@ test('System V calls on a POSIX queue still send and receive as the queue mode a
   await mq.mq_close(d);
   await mq.mq_unlink('/faces-both');
 });
+
+test('a waiting msgrcv on a FIFO whose last writer closed says end of file, not no message of its type', async () => {
+  await mkfifo(me, 'faces-eof');
+  const fifo = await me.openMailbox('faces-eof', { role: 'none' });
+  const writer = await me.openMailbox('faces-eof', { role: 'write' });
+  await writer.send('last\n');
+  await writer.close();
+  const { msgrcv } = sysv(me);
+  assert.equal((await msgrcv(fifo.id, 100)).mtext.toString(), 'last\n');
+  await assert.rejects(msgrcv(fifo.id, 100), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ENOMSG');
+    assert.match(err.message, /end of file/);
+    return true;
+  });
+  await fifo.close();
+});

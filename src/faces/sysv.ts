@@ -393,8 +393,17 @@ class Face {
         truncate: (flags & MSG_NOERROR) !== 0 && maxsize < NO_MAX_SIZE,
         ...(options?.signal !== undefined ? { signal: options.signal } : {}),
       });
-      if (m === null)
-        throw new SysvError('ENOMSG', 'msgrcv', `no message of type ${msgtyp} in queue ${msqid}`);
+      if (m === null) {
+        // A blocking receive ends empty only at a pipe's or FIFO's end of file: said so, not as
+        // if IPC_NOWAIT had found nothing.
+        throw new SysvError(
+          'ENOMSG',
+          'msgrcv',
+          (flags & IPC_NOWAIT) !== 0
+            ? `no message of type ${msgtyp} in queue ${msqid}`
+            : `queue ${msqid} is a pipe or FIFO at end of file: its last writer closed and nothing is left`,
+        );
+      }
       return { mtype: m.type, mtext: Buffer.from(m.data) };
     } catch (err) {
       throw this.failed(err, 'msgrcv', RECEIVE_CODES, msqid);
