@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
   AbortedError,
+  ClosedError,
   connect,
   type Mailbox,
   type MailboxStat,
@@ -834,6 +835,39 @@ describe('RPC', () => {
     assert.equal((await solo.sleep(1, 'solo-after')).tag, 'solo-after');
     const events = await drainEvents();
     assert.ok(!events.some((e) => e.tag === 'solo-queued'), 'the withdrawn request never ran');
+  });
+
+  test('a call or a stream still open when its own process closes fails with ENOTCONN, not as a protocol error', async () => {
+    const caller = await connect({ socket: kernel.socket });
+    const c = stub<Calc>(caller, 'calc');
+    // Caught at once: it fails during the awaits below, before assert.rejects would catch it.
+    const pending = c.sleep(60_000, 'closed-under').then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await event((e) => e.event === 'started' && e.tag === 'closed-under');
+    const stream = c.ticks(1_000_000_000, undefined, 'closed-stream')[Symbol.asyncIterator]();
+    assert.equal((await stream.next()).value, 0);
+    await caller.close();
+    const closed = (e: unknown): boolean => {
+      // The words a call made after the close gets, the class of its code: not EPROTO.
+      assert.ok(e instanceof ClosedError && e.code === 'ENOTCONN', String(e));
+      assert.match(e.message, /^calc\.(sleep|ticks|add): the process closed its connection to the kernel$/);
+      return true;
+    };
+    assert.ok(closed(await within(pending, 10_000, 'the open call')));
+    // What was pushed to the stream before the close may come first; then it fails.
+    await assert.rejects(
+      within(
+        (async () => {
+          for (let i = 0; i < STREAM_CAPACITY + 1; i++) await stream.next();
+        })(),
+        10_000,
+        'the open stream',
+      ),
+      closed,
+    );
+    await assert.rejects(c.add(1, 2), closed);
   });
 
   test('no server: a clear ENOENT at once, whether the service never existed or its servers are gone', async () => {

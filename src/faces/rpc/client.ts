@@ -15,7 +15,7 @@ import type { SendResult } from '../../client/send-result.js';
 import { AbortedError, InvalidArgumentError, PostboxError } from '../../protocol/errors.js';
 import { unsendableArgs } from '../../protocol/sendable.js';
 import { CallRecord, onTimeout, Peer, RpcCall } from './call.js';
-import { atAwaiters, captureSite, NoServerError, rethrownAt } from './errors.js';
+import { atAwaiters, captureSite, NoServerError, processClosed, rethrownAt } from './errors.js';
 import { StreamReader } from './stream.js';
 import type { CallOptions } from './types.js';
 import {
@@ -398,12 +398,12 @@ export class Caller {
     } catch (err) {
       failure = err;
     }
-    // The process closed (or lost its kernel): every call still open fails with that.
+    // The process closed (or lost its kernel): every call still open fails with that. A read
+    // that ended without an error is the process's own close(): ENOTCONN, as a call made after
+    // it gets, not a protocol error.
     if (this.replyBox === box) this.replyBox = null;
     for (const rec of [...this.pending.values()]) {
-      rec.fail(
-        rethrownAt(failure ?? new Error('the reply mailbox ended'), rec.site, `${rec.service}.${rec.method}`),
-      );
+      rec.fail(rethrownAt(failure ?? processClosed(), rec.site, `${rec.service}.${rec.method}`));
     }
   }
 

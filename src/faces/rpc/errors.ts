@@ -8,11 +8,13 @@
  * does not await its calls.
  */
 import {
+  ClosedError,
   ConnectionLostError,
   type ErrorCode,
   makeError,
   NotFoundError,
   PostboxError,
+  ProtocolError,
 } from '../../protocol/errors.js';
 import type { WireError } from './wire.js';
 
@@ -65,18 +67,36 @@ export function atSite<E extends Error>(err: E, site: CallSite): E {
   return err;
 }
 
-/** The same error with the caller's stack (a fresh object of the same class and code). */
+/**
+ * The same error with the caller's stack (a fresh object of the same class and code), the error
+ * it was made from as its `cause`. Anything not a Postbox error (a body that cannot be decoded)
+ * is a `ProtocolError`: the class of its code, so `instanceof ProtocolError` holds as for any
+ * EPROTO.
+ */
 export function rethrownAt(err: unknown, site: CallSite, prefix: string): PostboxError {
+  let again: PostboxError;
   if (err instanceof PostboxError) {
     const subject: { mailbox?: string; process?: string } = {};
     if (err.mailbox !== undefined) subject.mailbox = err.mailbox;
     if (err.process !== undefined) subject.process = err.process;
-    return atSite(makeError(err.code, `${prefix}: ${err.message}`, subject), site);
-  }
-  return atSite(
-    new PostboxError('EPROTO', `${prefix}: ${err instanceof Error ? err.message : String(err)}`),
-    site,
-  );
+    again = makeError(err.code, `${prefix}: ${err.message}`, subject);
+  } else again = new ProtocolError(`${prefix}: ${err instanceof Error ? err.message : String(err)}`);
+  // As `new Error(message, { cause })` sets it: an own property, not enumerable.
+  Object.defineProperty(again, 'cause', {
+    value: err,
+    writable: true,
+    configurable: true,
+    enumerable: false,
+  });
+  return atSite(again, site);
+}
+
+/**
+ * What a call still open gets when its own process closes under it: ENOTCONN in the words a
+ * call made after the close gets from the connection.
+ */
+export function processClosed(): ClosedError {
+  return new ClosedError('the process closed its connection to the kernel');
 }
 
 /** The remote error as an Error of this process, with its name, code, stack and causes. */

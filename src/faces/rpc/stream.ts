@@ -6,7 +6,7 @@
 import type { Mailbox, TypedAsyncIterator } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import type { PostboxError } from '../../protocol/errors.js';
-import { atAwaiters, atSite, type CallSite, rethrownAt } from './errors.js';
+import { atAwaiters, atSite, type CallSite, processClosed, rethrownAt } from './errors.js';
 import { ControlType, StreamType, type WireError, wireErrorFrom } from './wire.js';
 
 /** What a stream needs from the call that started it. */
@@ -140,7 +140,8 @@ export class StreamReader<T = unknown> implements TypedAsyncIterator<T> {
       }
       if (this.ended) return this.last();
       if (r.done === true) {
-        this.fail(rethrownAt(new Error('its mailbox ended'), o.site, `${o.service}.${o.method}`));
+        // Not ended by the caller (that is `ended`): the stream's mailbox closed with its process.
+        this.fail(rethrownAt(processClosed(), o.site, `${o.service}.${o.method}`));
         return this.last();
       }
       const m = r.value;
