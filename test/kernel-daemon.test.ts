@@ -31,7 +31,7 @@ import {
   type RunningKernel,
   startKernel,
 } from '../src/kernel/mod.js';
-import { WireErrorCode } from '../src/protocol/errors.js';
+import { InvalidArgumentError, WireErrorCode } from '../src/protocol/errors.js';
 import { encodeJsonFrame, Op } from '../src/protocol/frame.js';
 import { CLI, startTestKernel } from './helpers/kernel.js';
 import { within } from './helpers/raw-peer.js';
@@ -721,6 +721,32 @@ test('a token read from a file with its line end is the same token, in the kerne
     );
   } finally {
     await k?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('startKernel() refuses a listen address that is not tcp://HOST:PORT with EINVAL, naming it, and leaves nothing behind', async () => {
+  // It was a TypeError, thrown after the socket was claimed; a single string was read letter by
+  // letter ("'t' is not a tcp://HOST:PORT address").
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-listen-'));
+  try {
+    const socket = join(dir, 'k.sock');
+    const cases: [unknown, RegExp][] = [
+      [['bogus'], /^startKernel\(\): listen: 'bogus' is not a tcp:\/\/HOST:PORT address$/],
+      [['tcp://127.0.0.1:70000'], /listen: port 70000 in 'tcp:\/\/127\.0\.0\.1:70000' is out of range/],
+      [
+        'tcp://127.0.0.1:0',
+        /listen must be an array of tcp:\/\/HOST:PORT addresses, not the string 'tcp:\/\/127\.0\.0\.1:0'/,
+      ],
+    ];
+    for (const [listen, message] of cases)
+      await assert.rejects(startKernel({ socket, listen: listen as string[] }), (e: unknown) => {
+        assert.ok(e instanceof InvalidArgumentError && e.code === 'EINVAL', String(e));
+        assert.match(e.message, message);
+        return true;
+      });
+    assert.deepEqual(readdirSync(dir), []);
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -86,6 +86,19 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
   ensureSocketDir(socketPath);
   checkSocketFolder(socketPath);
   const tcpUrls = options.listen ?? [];
+  // Checked before the socket is claimed, as the other refusals are: nothing is left behind.
+  // A single string was read letter by letter ("'t' is not a tcp://HOST:PORT address").
+  if (!Array.isArray(tcpUrls))
+    throw new InvalidArgumentError(
+      `startKernel(): listen must be an array of tcp://HOST:PORT addresses, not ${typeof tcpUrls === 'string' ? `the string '${tcpUrls}'` : String(tcpUrls)}`,
+    );
+  const tcpAddrs = tcpUrls.map((url) => {
+    try {
+      return parseTcpUrl(url);
+    } catch (err) {
+      throw new InvalidArgumentError(`startKernel(): listen: ${(err as Error).message}`);
+    }
+  });
   let token: string | null = null;
   if (tcpUrls.length > 0) {
     token = options.token ?? process.env.POSTBOX_TOKEN ?? null;
@@ -127,8 +140,7 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
     }
     if (token !== null) kernelOptions.token = token;
     kernel = new Kernel(kernelOptions);
-    for (const url of tcpUrls) {
-      const addr = parseTcpUrl(url);
+    for (const addr of tcpAddrs) {
       const server = createServer({ pauseOnConnect: true }, (socket) => accept(socket, 'tcp'));
       await listen(server, () =>
         server.listen({ port: addr.port, host: addr.host, backlog: LISTEN_BACKLOG }),

@@ -1,6 +1,7 @@
 import { lstatSync, mkdirSync, type Stats, statSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
+import { InvalidArgumentError } from '../protocol/errors.js';
 
 /**
  * Where the kernel listens and clients look, by one rule for both: `--socket` / `socket` option,
@@ -97,12 +98,15 @@ export interface TcpAddress {
   port: number;
 }
 
-/** Parses `tcp://HOST:PORT` (port 0 picks a free port). */
+/**
+ * Parses `tcp://HOST:PORT` (port 0 picks a free port). Anything else is EINVAL, as every bad
+ * argument is: `startKernel({ listen })` passed on a plain TypeError.
+ */
 export function parseTcpUrl(url: string): TcpAddress {
   const m = /^tcp:\/\/(\[[^\]]+\]|[^:/]+):(\d+)\/?$/.exec(url);
-  if (m === null) throw new TypeError(`'${url}' is not a tcp://HOST:PORT address`);
+  if (m === null) throw new InvalidArgumentError(`'${url}' is not a tcp://HOST:PORT address`);
   const port = Number(m[2]);
-  if (port > 65535) throw new TypeError(`port ${port} in '${url}' is out of range`);
+  if (port > 65535) throw new InvalidArgumentError(`port ${port} in '${url}' is out of range`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
