@@ -157,6 +157,25 @@ describe('through a kernel', () => {
     assert.equal((await box.stat()).count, 2);
   });
 
+  test("a body its codec cannot take is EINVAL, with the codec's own error as its cause", async () => {
+    // The cause was dropped: only its message survived, copied into EINVAL's.
+    const p = await join();
+    const box = await p.createMailbox('opt-body');
+    const cases: [() => Promise<unknown>, RegExp][] = [
+      [() => box.send(() => 1), /a function is not a message body/],
+      [() => box.send(5, { codec: 'string' }), /codec 'string' needs a string body/],
+    ];
+    for (const [send, why] of cases)
+      await assert.rejects(send(), (e: unknown) => {
+        assert.ok(e instanceof InvalidArgumentError, String(e));
+        assert.match(e.message, /^cannot encode the body: /);
+        assert.ok(e.cause instanceof TypeError, `cause: ${String(e.cause)}`);
+        assert.match(e.cause.message, why);
+        return true;
+      });
+    assert.equal((await box.stat()).count, 0);
+  });
+
   test('receive, messages and batches: refused, and nothing is taken', async () => {
     const p = await join();
     const box = await p.createMailbox<string>('opt-c');

@@ -1512,7 +1512,7 @@ function encodeChecked(
   try {
     return encodeBody(body, codec);
   } catch (err) {
-    return new InvalidArgumentError(`cannot encode the body: ${(err as Error).message}`);
+    return new InvalidArgumentError(`cannot encode the body: ${(err as Error).message}`, {}, { cause: err });
   }
 }
 

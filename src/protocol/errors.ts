@@ -207,11 +207,11 @@ export class AbortedError extends PostboxError {
     super('ECANCELED', message, subject, options);
   }
 }
-/** An argument is invalid. */
+/** An argument is invalid. Where another error said why (Node's own check of it), that is its `cause`. */
 export class InvalidArgumentError extends PostboxError {
   declare readonly code: 'EINVAL';
-  constructor(message: string, subject?: ErrorSubject) {
-    super('EINVAL', message, subject);
+  constructor(message: string, subject?: ErrorSubject, options?: { cause?: unknown }) {
+    super('EINVAL', message, subject, options);
   }
 }
 /** Another process holds the receive right. */
