@@ -506,6 +506,29 @@ describe('pipes', () => {
     await pipesBackTo(p, before.length);
   });
 
+  test("spawn's bad arguments are EINVAL naming them, not Node's TypeError, and leave no pipe behind", async () => {
+    // Node checked them only once the pipe was made: a TypeError, and the pipe's mailbox stayed.
+    const p = await join();
+    try {
+      const before = (await pipes(p)).length;
+      const bad: [() => Promise<unknown>, RegExp][] = [
+        [
+          () => spawn(p, 'ls', '-l' as unknown as string[], 'r'),
+          /args must be an array of strings .*the string '-l'/,
+        ],
+        [() => spawn(p, 5 as unknown as string, [], 'r'), /the command must be a non-empty string, not 5/],
+        [() => spawn(p, 'ls', [], 'r', { cwd: 5 as unknown as string }), /cannot run 'ls': .*options\.cwd/],
+        [() => spawn(p, 'ls', ['a\0b'], 'w', { handOver: true }), /cannot run 'ls': .*null bytes/],
+        [() => spawn(p, 'ls', [], 'x' as 'r'), /mode must be 'r' or 'w', not the string 'x'/],
+      ];
+      for (const [run, message] of bad)
+        await assert.rejects(run(), (e: PostboxError) => e.code === 'EINVAL' && message.test(e.message));
+      await pipesBackTo(p, before);
+    } finally {
+      await p.close();
+    }
+  });
+
   test('spawn with handOver: a child that joins a kernel started again with the same pid is refused the pipe, not given what has its id there', async () => {
     // POSTBOX_PIPE named the kernel by its pid alone, and a kernel started again (a container's
     // first process, kernels a program runs with startKernel) often has the pid of the one before:

@@ -1,6 +1,10 @@
-import { type ChildProcess, spawn as spawnChild } from 'node:child_process';
+import {
+  type ChildProcess,
+  type SpawnOptions as ChildSpawnOptions,
+  spawn as spawnChild,
+} from 'node:child_process';
 import type { Mailbox } from '../client/mailbox.js';
-import { checkOptions, type OptionNames } from '../client/option-names.js';
+import { checkOptions, describeValue, type OptionNames } from '../client/option-names.js';
 import type { PostboxProcess } from '../client/process.js';
 import { InvalidArgumentError, NotFoundError, PermissionError } from '../protocol/errors.js';
 import { waitForReader } from './fifo.js';
@@ -105,17 +109,23 @@ export async function spawn(
   mode: 'r' | 'w',
   options: SpawnOptions = {},
 ): Promise<SpawnedPipe> {
+  checkCommand(command, args);
   if (mode !== 'r' && mode !== 'w')
-    throw new InvalidArgumentError(`mode must be 'r' or 'w', not '${String(mode)}'`);
+    throw new InvalidArgumentError(`spawn(): mode must be 'r' or 'w', not ${describeValue(mode)}`);
   // { handover: true } was ignored: the child got its output through a plain pipe, not its end.
   checkOptions(options, SPAWN_OPTIONS, 'spawn()');
   if (options.handOver === true) return spawnHandingOver(proc, command, args, mode, options);
   const p = await pipe(proc);
-  const child = spawnChild(command, args, {
-    env: options.env ?? process.env,
-    cwd: options.cwd,
-    stdio: mode === 'r' ? ['inherit', 'pipe', 'inherit'] : ['pipe', 'inherit', 'inherit'],
-  });
+  const child = startChild(
+    command,
+    args,
+    {
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+      stdio: mode === 'r' ? ['inherit', 'pipe', 'inherit'] : ['pipe', 'inherit', 'inherit'],
+    },
+    [p.reader, p.writer],
+  );
   const exited = exitOf(child);
   try {
     await started(child);
@@ -187,7 +197,7 @@ async function spawnHandingOver(
   // And over TCP, with the token this process joined with: it may have come from
   // connect({ token }), not from an environment the child inherits.
   if (conn.token !== null) env.POSTBOX_TOKEN = conn.token;
-  const child = spawnChild(command, args, { env, cwd: options.cwd, stdio: 'inherit' });
+  const child = startChild(command, args, { env, cwd: options.cwd, stdio: 'inherit' }, [reader, writer]);
   const exited = exitOf(child);
   try {
     await started(child);
@@ -218,6 +228,43 @@ async function spawnHandingOver(
     );
   });
   return { reader, writer: null, child, wait: () => exited };
+}
+
+/**
+ * The command and its arguments, checked before a pipe is made for them: Node's own check, in
+ * spawnChild, came after, a TypeError that left the pipe's mailbox in the kernel.
+ */
+function checkCommand(command: unknown, args: unknown): void {
+  if (typeof command !== 'string' || command === '')
+    throw new InvalidArgumentError(
+      `spawn(): the command must be a non-empty string, not ${describeValue(command)}`,
+    );
+  if (!Array.isArray(args) || !args.every((a) => typeof a === 'string'))
+    throw new InvalidArgumentError(
+      `spawn(): args must be an array of strings (${command}'s arguments), not ${describeValue(args)}`,
+    );
+}
+
+/**
+ * Starts the child. What Node refuses at once (a `cwd` that is not a string, a NUL in an
+ * argument) is EINVAL with Node's error as its cause, and the pipe's ends, nobody's now, close.
+ */
+function startChild(
+  command: string,
+  args: readonly string[],
+  options: ChildSpawnOptions,
+  ends: (PipeReader | PipeWriter | null)[],
+): ChildProcess {
+  try {
+    return spawnChild(command, args, options);
+  } catch (err) {
+    for (const end of ends) end?.destroy();
+    throw new InvalidArgumentError(
+      `spawn(): cannot run '${command}': ${(err as Error).message}`,
+      {},
+      { cause: err },
+    );
+  }
 }
 
 /** The child's exit, for wait(); unawaited, a failure must not be an unhandled rejection. */
