@@ -96,12 +96,26 @@ describe('POSIX message queues', () => {
     ] as const) {
       await mq.mq_send(d, text, prio);
     }
+    // Each names the queue, as every error names its mailbox: with several open, which one.
     await assert.rejects(mq.mq_send(d, 'full', 0), {
       code: 'EAGAIN',
-      message: 'mq_send: the queue is full and the descriptor is O_NONBLOCK',
+      message: `mq_send: queue '${name}' is full and descriptor ${d} is O_NONBLOCK`,
+      mailbox: name,
     });
-    await assert.rejects(mq.mq_send(d, '123456789', 0), code('EMSGSIZE'));
-    await assert.rejects(mq.mq_receive(d, 7), code('EMSGSIZE'), 'a buffer smaller than mq_msgsize');
+    await assert.rejects(mq.mq_send(d, '123456789', 0), {
+      code: 'EMSGSIZE',
+      message: `mq_send: a 9-byte message is over the mq_msgsize of queue '${name}', 8`,
+      mailbox: name,
+    });
+    await assert.rejects(
+      mq.mq_receive(d, 7),
+      {
+        code: 'EMSGSIZE',
+        message: `mq_receive: a 7-byte buffer is smaller than the mq_msgsize of queue '${name}', 8`,
+        mailbox: name,
+      },
+      'a buffer smaller than mq_msgsize',
+    );
     await assert.rejects(mq.mq_send(d, 'x', 32768), code('EINVAL'));
     const got: [string, number][] = [];
     for (let i = 0; i < 4; i++) {
@@ -114,7 +128,11 @@ describe('POSIX message queues', () => {
       ['mid', 5],
       ['low', 1],
     ]);
-    await assert.rejects(mq.mq_receive(d, 8), code('EAGAIN'));
+    await assert.rejects(mq.mq_receive(d, 8), {
+      code: 'EAGAIN',
+      message: `mq_receive: queue '${name}' is empty and descriptor ${d} is O_NONBLOCK`,
+      mailbox: name,
+    });
     await mq.mq_send(d, '12345678', 2);
     assert.equal((await mq.mq_receive(d, 8)).data.toString(), '12345678', 'exactly mq_msgsize fits');
     assert.deepEqual(await mq.mq_getattr(d), {
@@ -128,7 +146,15 @@ describe('POSIX message queues', () => {
     assert.equal((await mq.mq_getattr(d)).mq_flags, 0);
     await assert.rejects(mq.mq_setattr(d, { mq_flags: O_CREAT }), code('EINVAL'));
     await assert.rejects(mq.mq_timedreceive(d, 8, Date.now() + 30), code('ETIMEDOUT'));
-    await assert.rejects(mq.mq_timedreceive(d, 8, new Date(0)), code('ETIMEDOUT'), 'a deadline already past');
+    await assert.rejects(
+      mq.mq_timedreceive(d, 8, new Date(0)),
+      {
+        code: 'ETIMEDOUT',
+        message: `mq_timedreceive: the time passed with queue '${name}' empty`,
+        mailbox: name,
+      },
+      'a deadline already past',
+    );
     await assert.rejects(mq.mq_timedreceive(d, 8, { tv_sec: 0, tv_nsec: 2e9 }), code('EINVAL'));
     await mq.mq_close(d);
     await mq.mq_unlink(name);
@@ -220,9 +246,17 @@ describe('POSIX message queues', () => {
     );
     await assert.rejects(mq.mq_open(name, O_CREAT | O_EXCL | O_RDWR), code('EEXIST'));
     assert.deepEqual(await mq.mq_getattr(w), { mq_flags: 0, mq_maxmsg: 10, mq_msgsize: 8192, mq_curmsgs: 0 });
-    await assert.rejects(mq.mq_receive(w, 8192), code('EBADF'), 'not open for reading');
+    await assert.rejects(
+      mq.mq_receive(w, 8192),
+      { code: 'EBADF', message: `mq_receive: descriptor ${w} (queue '${name}') is not open for reading` },
+      'not open for reading',
+    );
     const r = await mq.mq_open(name, O_RDONLY);
-    await assert.rejects(mq.mq_send(r, 'x', 0), code('EBADF'), 'not open for writing');
+    await assert.rejects(
+      mq.mq_send(r, 'x', 0),
+      { code: 'EBADF', message: `mq_send: descriptor ${r} (queue '${name}') is not open for writing` },
+      'not open for writing',
+    );
     await mq.mq_close(r);
     await assert.rejects(mq.mq_close(r), code('EBADF'));
     await assert.rejects(

@@ -73,6 +73,19 @@ interface Descriptor {
 }
 
 /**
+ * The queue behind a descriptor, as an error names it: a program with several open tells which
+ * was full, empty or too small from the message, as the contract asks of every error.
+ */
+function queue(d: Descriptor): string {
+  return d.mailbox.name === null ? `queue #${d.mailbox.id}` : `queue '${d.mailbox.name}'`;
+}
+
+/** The error's subject: the queue's name, as `err.mailbox`. */
+function about(d: Descriptor): { mailbox: string } {
+  return { mailbox: d.mailbox.name ?? `#${d.mailbox.id}` };
+}
+
+/**
  * The POSIX queue functions bound to one process (a process's descriptor table).
  *
  * @example
@@ -385,12 +398,18 @@ export class PosixQueues {
     const deadline = absTimeout === null || absTimeout === undefined ? null : toDeadline(absTimeout);
     const d = this.#fd(mqd, 'mq_send');
     if (d.access !== O_WRONLY && d.access !== O_RDWR)
-      throw new BadDescriptorError(`mq_send: descriptor ${mqd} is not open for writing`);
+      throw new BadDescriptorError(
+        `mq_send: descriptor ${mqd} (${queue(d)}) is not open for writing`,
+        about(d),
+      );
     // Text goes as text (its UTF-8 bytes, with the string codec), as msgsnd and `postbox send`
     // send it: a library receiver of the same queue gets a string whichever face sent it.
     const size = typeof msg === 'string' ? Buffer.byteLength(msg) : msg.length;
     if (size > d.msgsize)
-      throw new MessageSizeError(`mq_send: a ${size}-byte message is over mq_msgsize ${d.msgsize}`);
+      throw new MessageSizeError(
+        `mq_send: a ${size}-byte message is over the mq_msgsize of ${queue(d)}, ${d.msgsize}`,
+        about(d),
+      );
     for (;;) {
       const wait = waitFor(d.nonblock, deadline);
       try {
@@ -400,15 +419,16 @@ export class PosixQueues {
         if (!(err instanceof PostboxError)) throw err;
         // A past deadline was run as a non-blocking attempt: its EAGAIN is Linux's ETIMEDOUT.
         if (wait.pastDeadline && err.code === 'EAGAIN')
-          throw new TimeoutError('mq_timedsend: the time passed with the queue full');
+          throw new TimeoutError(`mq_timedsend: the time passed with ${queue(d)} full`, about(d));
         // A deadline further than one timeout can reach: a send that timed out was not
         // delivered (the kernel's answer settles it), so waiting again is safe.
         if (wait.partial && err.code === 'ETIMEDOUT') continue;
         // Said as mq_receive says its EAGAIN: the call, and why it did not wait.
         if (err.code === 'EAGAIN' && d.nonblock)
-          throw new WouldBlockError('mq_send: the queue is full and the descriptor is O_NONBLOCK', {
-            mailbox: err.mailbox,
-          });
+          throw new WouldBlockError(
+            `mq_send: ${queue(d)} is full and descriptor ${mqd} is O_NONBLOCK`,
+            about(d),
+          );
         throw this.#closedWhileWaiting(err, mqd, d, 'mq_send');
       }
     }
@@ -417,7 +437,10 @@ export class PosixQueues {
   /** A descriptor closed while a call on it waited: EBADF, not the handle's ENOTCONN. */
   #closedWhileWaiting(err: PostboxError, mqd: number, d: Descriptor, fn: string): PostboxError {
     if (err.code === 'ENOTCONN' && this.#fds.get(mqd) !== d)
-      return new BadDescriptorError(`${fn}: descriptor ${mqd} was closed while the call waited`);
+      return new BadDescriptorError(
+        `${fn}: descriptor ${mqd} (${queue(d)}) was closed while the call waited`,
+        about(d),
+      );
     return err;
   }
 
@@ -434,10 +457,14 @@ export class PosixQueues {
     const deadline = absTimeout === null || absTimeout === undefined ? null : toDeadline(absTimeout);
     const d = this.#fd(mqd, 'mq_receive');
     if (d.access !== O_RDONLY && d.access !== O_RDWR)
-      throw new BadDescriptorError(`mq_receive: descriptor ${mqd} is not open for reading`);
+      throw new BadDescriptorError(
+        `mq_receive: descriptor ${mqd} (${queue(d)}) is not open for reading`,
+        about(d),
+      );
     if (msgLen < d.msgsize)
       throw new MessageSizeError(
-        `mq_receive: a ${msgLen}-byte buffer is smaller than mq_msgsize ${d.msgsize}`,
+        `mq_receive: a ${msgLen}-byte buffer is smaller than the mq_msgsize of ${queue(d)}, ${d.msgsize}`,
+        about(d),
       );
     for (;;) {
       const wait = waitFor(d.nonblock, deadline);
@@ -452,8 +479,11 @@ export class PosixQueues {
       }
       if (m === null) {
         if (wait.pastDeadline)
-          throw new TimeoutError('mq_timedreceive: the time passed with the queue empty');
-        throw new WouldBlockError('mq_receive: the queue is empty and the descriptor is O_NONBLOCK');
+          throw new TimeoutError(`mq_timedreceive: the time passed with ${queue(d)} empty`, about(d));
+        throw new WouldBlockError(
+          `mq_receive: ${queue(d)} is empty and descriptor ${mqd} is O_NONBLOCK`,
+          about(d),
+        );
       }
       return { data: Buffer.from(m.data), priority: m.priority };
     }
