@@ -364,6 +364,13 @@ test('usage errors exit 2 with a hint and no stack trace', async () => {
     tab.stderr,
     /^postbox create: .*control characters.*\(EINVAL\)\nRun 'postbox create --help' for usage\.\n$/,
   );
+  // A name too long is the same kind of mistake: exit 2 with the hint (docs/cli.md says so).
+  const long = await run(['create', 'n'.repeat(1025)]);
+  assert.equal(long.code, 2, long.stderr);
+  assert.match(
+    long.stderr,
+    /^postbox create: a mailbox name is at most 1024 characters, not 1025 \(ENAMETOOLONG\)\nRun 'postbox create --help' for usage\.\n$/,
+  );
   // What the user typed is quoted in errors: its escape sequences (C0, DEL, C1) are shown, not run.
   for (const args of [
     ['create', 'c1\u009b31mred'],
