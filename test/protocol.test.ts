@@ -1629,13 +1629,16 @@ describe('error codes', () => {
     }
   });
 
-  test('unknown wire numbers become EPROTO', () => {
+  test('unknown wire numbers become EPROTO, still naming the mailbox and process the kernel named', () => {
     const max = Math.max(...Object.values(WireErrorCode));
     for (const num of [0, max + 1, 999, 65535, -1, 1.5]) {
-      const err = errorFromWire(num, 'strange');
+      const err = errorFromWire(num, 'strange', { mailbox: 'jobs', process: 'bob' });
       assert.ok(err instanceof ProtocolError, String(num));
       assert.equal(err.code, 'EPROTO');
       assert.match(err.message, new RegExp(`unknown error code ${String(num).replace('.', '\\.')}.*strange`));
+      // A newer kernel's code: what it was about was dropped with the number.
+      assert.equal(err.mailbox, 'jobs');
+      assert.equal(err.process, 'bob');
     }
   });
 

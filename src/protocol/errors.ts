@@ -380,9 +380,13 @@ export function makeError(code: ErrorCode, message: string, subject?: ErrorSubje
   return new classByCode[code](message, subject);
 }
 
-/** Turns a wire error (number, message, subject) back into its class; unknown numbers are EPROTO. */
+/**
+ * Turns a wire error (number, message, subject) back into its class; unknown numbers (a newer
+ * kernel's) are EPROTO, still about the mailbox or process the kernel named.
+ */
 export function errorFromWire(num: number, message: string, subject?: ErrorSubject): PostboxError {
   const code = codeByWire[num];
-  if (code === undefined) return new ProtocolError(`unknown error code ${num} from the kernel: ${message}`);
+  if (code === undefined)
+    return new ProtocolError(`unknown error code ${num} from the kernel: ${message}`, subject);
   return makeError(code, message, subject);
 }
