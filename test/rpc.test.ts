@@ -16,6 +16,7 @@ import {
   connect,
   type Mailbox,
   type MailboxStat,
+  MessageSizeError,
   PostboxError,
   type PostboxProcess,
 } from '../src/client/mod.js';
@@ -255,9 +256,13 @@ describe('RPC', () => {
     // Over the kernel's message size, either way: EMSGSIZE.
     const limit = proc.limits.maxMessageSize;
     await assert.rejects(calc.echo(Buffer.alloc(limit + 1)), (e: unknown) => {
-      assert.ok(e instanceof PostboxError && e.code === 'EMSGSIZE', String(e));
+      assert.ok(e instanceof MessageSizeError && e.code === 'EMSGSIZE', String(e));
       assert.match(e.message, /^calc\.echo: /);
       assert.match(e.stack!, /rpc\.test\.js/);
+      // Measured by the client before sending, as a send's is: the call kept the measure.
+      assert.equal(e.limit, limit);
+      assert.ok(e.size !== undefined && e.size > limit, `size ${e.size}`);
+      assert.ok(e.cause instanceof MessageSizeError, 'the send error it was made from');
       return true;
     });
     // The answer's and the item's errors name the call, not the reply or stream mailbox (an id
