@@ -19,6 +19,7 @@ import {
   MessageSizeError,
   PostboxError,
   type PostboxProcess,
+  RemoteFailureError,
 } from '../src/client/mod.js';
 import {
   type CallContext,
@@ -317,6 +318,9 @@ describe('RPC', () => {
     );
     assert.ok(err instanceof RemoteError);
     assert.ok(err instanceof PostboxError);
+    // The class of its code, as NoServerError is a NotFoundError: one class per code.
+    assert.ok(err instanceof RemoteFailureError, 'EREMOTE is a RemoteFailureError');
+    assert.equal(err.code, 'EREMOTE');
     assert.equal(err.remoteName, 'CalcError');
     assert.equal(err.remoteMessage, 'division by zero');
     assert.equal(err.remoteCode, 'E_DIV');

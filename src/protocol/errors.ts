@@ -307,11 +307,14 @@ export class NameTooLongError extends PostboxError {
   }
 }
 
-/** A remote procedure failed: the error was raised by the handler in another process. */
+/**
+ * A remote procedure failed: the error was raised by the handler in another process. The RPC
+ * face's `RemoteError` is one, with the remote error rebuilt as its `cause`.
+ */
 export class RemoteFailureError extends PostboxError {
   declare readonly code: 'EREMOTE';
-  constructor(message: string, subject?: ErrorSubject) {
-    super('EREMOTE', message, subject);
+  constructor(message: string, subject?: ErrorSubject, options?: { cause?: unknown }) {
+    super('EREMOTE', message, subject, options);
   }
 }
 

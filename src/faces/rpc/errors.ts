@@ -16,6 +16,7 @@ import {
   NotFoundError,
   PostboxError,
   ProtocolError,
+  RemoteFailureError,
 } from '../../protocol/errors.js';
 import type { WireError } from './wire.js';
 
@@ -118,7 +119,8 @@ function rebuilt(remote: WireError): Error {
 }
 
 /**
- * A handler threw. Carries the remote error's name, message, code and stack, and the caller's
+ * A handler threw: code EREMOTE, a `RemoteFailureError` as every error of that code is, so one
+ * `instanceof` matches it from `postbox` or `postbox/rpc`. Carries the remote error's name, message, code and stack, and the caller's
  * own stack; `cause` is the remote error rebuilt, so `util.inspect` shows both stacks, with the
  * remote error's own chain of causes as its `cause`.
  *
@@ -130,7 +132,7 @@ function rebuilt(remote: WireError): Error {
  * }
  * ```
  */
-export class RemoteError extends PostboxError {
+export class RemoteError extends RemoteFailureError {
   declare readonly code: typeof REMOTE_ERROR_CODE;
   readonly service: string;
   readonly method: string;
@@ -157,7 +159,6 @@ export class RemoteError extends PostboxError {
   constructor(service: string, method: string, server: number, remote: WireError) {
     const cause = rebuilt(remote);
     super(
-      REMOTE_ERROR_CODE,
       `${service}.${method} failed in server process ${server}: ${remote.name}: ${remote.message}`,
       { process: String(server), mailbox: `rpc:${service}` },
       { cause },
