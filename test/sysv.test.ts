@@ -274,11 +274,17 @@ describe('postbox/sysv', () => {
       assert.equal(text(await a.msgrcv(id, 10, 1, IPC_NOWAIT | MSG_EXCEPT)), 'a');
       assert.equal(text(await a.msgrcv(id, 10, -4, IPC_NOWAIT)), 'b');
       assert.equal(text(await a.msgrcv(id, 10, -4, IPC_NOWAIT)), 'd');
-      await fails(a.msgrcv(id, 10, -4, IPC_NOWAIT), 'ENOMSG', 'msgrcv');
-      await fails(a.msgrcv(id, 10, 6, IPC_NOWAIT), 'ENOMSG', 'msgrcv');
+      // ENOMSG says what was asked for: type 0 is any message, not a type 0.
+      const upTo = await fails(a.msgrcv(id, 10, -4, IPC_NOWAIT), 'ENOMSG', 'msgrcv');
+      assert.equal(upTo.message, `msgrcv: no message of a type up to 4 in queue ${id}`);
+      const six = await fails(a.msgrcv(id, 10, 6, IPC_NOWAIT), 'ENOMSG', 'msgrcv');
+      assert.equal(six.message, `msgrcv: no message of type 6 in queue ${id}`);
       // MSG_EXCEPT means nothing with 0 or a negative type.
       assert.equal(text(await a.msgrcv(id, 10, 0, IPC_NOWAIT | MSG_EXCEPT)), 'e');
-      await fails(a.msgrcv(id, 10, 0, IPC_NOWAIT), 'ENOMSG', 'msgrcv');
+      const any = await fails(a.msgrcv(id, 10, 0, IPC_NOWAIT), 'ENOMSG', 'msgrcv');
+      assert.equal(any.message, `msgrcv: no message in queue ${id}`);
+      const other = await fails(a.msgrcv(id, 10, 3, IPC_NOWAIT | MSG_EXCEPT), 'ENOMSG', 'msgrcv');
+      assert.equal(other.message, `msgrcv: no message of a type other than 3 in queue ${id}`);
       await a.msgctl(id, IPC_RMID);
     });
 

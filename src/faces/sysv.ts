@@ -400,7 +400,7 @@ class Face {
           'ENOMSG',
           'msgrcv',
           (flags & IPC_NOWAIT) !== 0
-            ? `no message of type ${msgtyp} in queue ${msqid}`
+            ? `no message${wanted(msgtyp, (flags & MSG_EXCEPT) !== 0)} in queue ${msqid}`
             : `queue ${msqid} is a pipe or FIFO at end of file: its last writer closed and nothing is left`,
         );
       }
@@ -598,6 +598,16 @@ function translate(
   const code = codes[err.code];
   if (code === undefined) return err;
   return new SysvError(code, syscall, `${what}: ${err.message}`, { cause: err });
+}
+
+/**
+ * What msgrcv's msgtyp asked for, as its ENOMSG says it: 'no message of type 0' read as if type 0
+ * were a type, where 0 takes any message and a negative one the lowest type up to its size.
+ */
+function wanted(msgtyp: number, except: boolean): string {
+  if (msgtyp === 0) return '';
+  if (msgtyp < 0) return ` of a type up to ${-msgtyp}`;
+  return except ? ` of a type other than ${msgtyp}` : ` of type ${msgtyp}`;
 }
 
 function checkMsqid(msqid: number, syscall: string): void {
