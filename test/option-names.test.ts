@@ -173,6 +173,22 @@ describe('through a kernel', () => {
         assert.match(e.cause.message, why);
         return true;
       });
+    // In a batch, the message's number is added, the same cause under it.
+    await assert.rejects(box.sendMany(['ok', () => 1]), (e: unknown) => {
+      assert.ok(e instanceof InvalidArgumentError, String(e));
+      assert.match(e.message, /^message 1: cannot encode the body: /);
+      assert.ok(
+        e.cause instanceof InvalidArgumentError && e.cause.cause instanceof TypeError,
+        String(e.cause),
+      );
+      return true;
+    });
+    // Headers JSON cannot hold (a bigint) likewise keep JSON's error.
+    await assert.rejects(box.send('x', { headers: { n: 1n } as never }), (e: unknown) => {
+      assert.ok(e instanceof InvalidArgumentError, String(e));
+      assert.ok(e.cause instanceof TypeError, `cause: ${String(e.cause)}`);
+      return true;
+    });
     assert.equal((await box.stat()).count, 0);
   });
 

@@ -785,7 +785,7 @@ export class Connection {
         }
         const e = encodeChecked(body, o.codec);
         if (e instanceof InvalidArgumentError)
-          return Promise.reject(new InvalidArgumentError(`message ${i}: ${e.message}`));
+          return Promise.reject(new InvalidArgumentError(`message ${i}: ${e.message}`, {}, { cause: e }));
         encoded.codes[i] = e.code;
         encoded.payloads[i] = e.bytes;
         bodyLen = typeof e.bytes === 'string' ? Buffer.byteLength(e.bytes) : e.bytes.length;

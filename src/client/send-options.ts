@@ -107,7 +107,11 @@ export function planSend(o: SendOptions, toProcess: boolean): SendPlan | Postbox
   try {
     if (o.headers !== undefined) headers = JSON.stringify(o.headers);
   } catch (err) {
-    return new InvalidArgumentError(`cannot encode the headers: ${(err as Error).message}`);
+    return new InvalidArgumentError(
+      `cannot encode the headers: ${(err as Error).message}`,
+      {},
+      { cause: err },
+    );
   }
   const type = o.type ?? 1;
   const priority = o.priority ?? 0;

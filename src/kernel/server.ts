@@ -96,7 +96,7 @@ export async function startKernel(options: StartKernelOptions = {}): Promise<Run
     try {
       return parseTcpUrl(url);
     } catch (err) {
-      throw new InvalidArgumentError(`startKernel(): listen: ${(err as Error).message}`);
+      throw new InvalidArgumentError(`startKernel(): listen: ${(err as Error).message}`, {}, { cause: err });
     }
   });
   let token: string | null = null;
