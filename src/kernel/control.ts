@@ -598,9 +598,28 @@ function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args, created =
   return described;
 }
 
+/** The most of an argument an error shows: the message is for people, not an echo of the CALL. */
+const SHOWN_CHARS = 80;
+
+/**
+ * An argument as an error names it: as JSON, cut to {@link SHOWN_CHARS}. A CALL may carry a
+ * string of a megabyte, or arrays nested 20,000 deep, which JSON.stringify cannot write (it
+ * overflows the stack): the error then said only "Maximum call stack size exceeded".
+ */
+function shown(v: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(v);
+  } catch {
+    return `${Array.isArray(v) ? 'an array' : 'an object'} nested too deep to show`;
+  }
+  if (text === undefined) return String(v);
+  return text.length <= SHOWN_CHARS ? text : `${text.slice(0, SHOWN_CHARS)}… (${text.length} characters)`;
+}
+
 function safeInt(v: unknown, name: string): number {
   if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
-  throw new CallError('EINVAL', `${name} must be an integer, not ${JSON.stringify(v)}`);
+  throw new CallError('EINVAL', `${name} must be an integer, not ${shown(v)}`);
 }
 
 /** Mailbox and process ids are 32 bits on the wire (SEND's target, RECEIVE's from, …). */
@@ -616,7 +635,7 @@ function idArg(v: unknown, arg: string, what: string, max = Number.MAX_SAFE_INTE
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 1 && v <= max) return v;
   throw new CallError(
     'EINVAL',
-    `${arg} must be ${what} id (a whole number from 1 to ${max}), not ${JSON.stringify(v)}`,
+    `${arg} must be ${what} id (a whole number from 1 to ${max}), not ${shown(v)}`,
   );
 }
 
@@ -636,7 +655,7 @@ function find(k: Kernel, a: Args): Mailbox {
   }
   if (a.name !== undefined && a.name !== null) {
     if (typeof a.name !== 'string')
-      throw new CallError('EINVAL', `name must be a mailbox name (a string), not ${JSON.stringify(a.name)}`);
+      throw new CallError('EINVAL', `name must be a mailbox name (a string), not ${shown(a.name)}`);
     const mb = k.mailboxByName.get(a.name);
     if (mb === undefined) throw new CallError('ENOENT', `no mailbox '${a.name}'`);
     return mb;
@@ -656,7 +675,7 @@ function processRef(target: unknown): number | string {
   if (typeof target === 'number') return idArg(target, 'process', 'a process', MAX_WIRE_ID);
   throw new CallError(
     'EINVAL',
-    `process must be a process id (a number) or name (a string), not ${JSON.stringify(target) ?? 'absent'}`,
+    `process must be a process id (a number) or name (a string), not ${target === undefined ? 'absent' : shown(target)}`,
   );
 }
 
@@ -729,7 +748,7 @@ function optName(v: unknown): string | null {
 function optBool(v: unknown, name: string): boolean {
   if (v === undefined || v === null) return false;
   if (typeof v === 'boolean') return v;
-  throw new CallError('EINVAL', `${name} must be true or false, not ${JSON.stringify(v)}`);
+  throw new CallError('EINVAL', `${name} must be true or false, not ${shown(v)}`);
 }
 
 function parseCapacity(v: unknown): number {
@@ -737,13 +756,13 @@ function parseCapacity(v: unknown): number {
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
   throw new CallError(
     'EINVAL',
-    `capacity must be 0, a positive whole number or 'unbounded', not ${JSON.stringify(v)}`,
+    `capacity must be 0, a positive whole number or 'unbounded', not ${shown(v)}`,
   );
 }
 
 function positiveInt(v: unknown, name: string, allowZero = false): number {
   if (typeof v === 'number' && Number.isSafeInteger(v) && (v > 0 || (allowZero && v === 0))) return v;
-  throw new CallError('EINVAL', `${name} must be a positive whole number, not ${JSON.stringify(v)}`);
+  throw new CallError('EINVAL', `${name} must be a positive whole number, not ${shown(v)}`);
 }
 
 /**
@@ -755,22 +774,19 @@ function parseMaxBytes(k: Kernel, v: unknown, capacity: number): number {
   if (v === null || v === 'unbounded') return k.limits.maxTotalBytes;
   if (v === undefined) return Number.isFinite(capacity) ? k.limits.maxMailboxBytes : k.limits.maxTotalBytes;
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
-  throw new CallError(
-    'EINVAL',
-    `maxBytes must be a whole number of bytes or 'unbounded', not ${JSON.stringify(v)}`,
-  );
+  throw new CallError('EINVAL', `maxBytes must be a whole number of bytes or 'unbounded', not ${shown(v)}`);
 }
 
 function parseAdmission(v: unknown): 'in-order' | 'fits' {
   if (v === undefined || v === 'in-order') return 'in-order';
   if (v === 'fits') return 'fits';
-  throw new CallError('EINVAL', `admission must be 'in-order' or 'fits', not ${JSON.stringify(v)}`);
+  throw new CallError('EINVAL', `admission must be 'in-order' or 'fits', not ${shown(v)}`);
 }
 
 function parseMode(v: unknown): number {
   const n = typeof v === 'string' && /^0?[0-7]{3}$/.test(v) ? Number.parseInt(v, 8) : v;
   if (typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0o777) return n;
-  throw new CallError('EINVAL', `mode must be three octal digits such as '0662', not ${JSON.stringify(v)}`);
+  throw new CallError('EINVAL', `mode must be three octal digits such as '0662', not ${shown(v)}`);
 }
 
 function parseAttributes(k: Kernel, a: Args, system: boolean): MailboxAttributes {
