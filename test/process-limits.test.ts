@@ -1,5 +1,5 @@
 /**
- * What one process may hold (`--max-per-process`): open handles, monitors and waiting receives,
+ * What one process may hold (`--max-per-process`): open handles, monitors, waits for a reader and waiting receives,
  * each counted apart, as RLIMIT_NOFILE bounds a Unix process's descriptors. Past the limit the
  * request is refused (ENOMEM, naming the flag) and nothing is created; giving one back makes room.
  */
@@ -12,7 +12,15 @@ import { connect, OutOfMemoryError, type PostboxProcess } from '../src/client/mo
 import { startKernel } from '../src/kernel/mod.js';
 import { Op, ReceiveFlag } from '../src/protocol/frame.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
-import { frameError, framePayload, headFrame, RawPeer, receiveFrame } from './helpers/raw-peer.js';
+import {
+  callFrame,
+  frameError,
+  framePayload,
+  headFrame,
+  type RawFrame,
+  RawPeer,
+  receiveFrame,
+} from './helpers/raw-peer.js';
 
 const LIMIT = 4;
 let kernel: TestKernel;
@@ -74,6 +82,63 @@ test('monitors: past the limit monitor() is refused; one taken back, or told its
   await p.usage();
   await next.close();
   for (const d of again) assert.equal(((await d) as { reason: string }).reason, 'exit');
+});
+
+test('waits for a reader: past the limit awaitReader is refused; one taken back, or told its reader came, makes room', async () => {
+  const owner = await client();
+  const fifo = await owner.createMailbox('reader-waited', { system: true, mode: 0o666 });
+  // The owner's own handle reads: with it closed, nobody has the mailbox open for reading.
+  await fifo.close();
+  const peer = await RawPeer.open(kernel.socket);
+  try {
+    assert.equal((await peer.hello()).op, Op.WELCOME, peer.describe());
+    const answer = async (request: number, payload: Record<string, unknown>): Promise<RawFrame> => {
+      peer.write(callFrame(request, payload));
+      return peer.waitFor(
+        (f) => f.op !== Op.EVENT && f.request === request,
+        5000,
+        `answer to CALL ${request}`,
+      );
+    };
+    const events: number[] = [];
+    for (let r = 1; r <= LIMIT; r++) {
+      const set = await answer(r, { op: 'awaitReader', id: fifo.id });
+      assert.equal(set.op, Op.RESULT, peer.describe());
+      events.push((framePayload(set) as { event: number }).event);
+    }
+    // Bounded as monitors are: without the limit each such CALL grew the kernel's maps for as
+    // long as no reader came.
+    const refused = await answer(LIMIT + 1, { op: 'awaitReader', id: fifo.id });
+    assert.equal(refused.op, Op.ERROR, peer.describe());
+    assert.equal(frameError(refused).code, 'ENOMEM');
+    assert.match(
+      frameError(refused).message,
+      new RegExp(`has ${LIMIT} waits for a reader set, the kernel's limit per process`),
+    );
+    // One taken back makes room for one.
+    assert.equal(
+      (await answer(LIMIT + 2, { op: 'awaitReader', id: fifo.id, on: false, event: events[0] })).op,
+      Op.RESULT,
+    );
+    assert.equal(
+      (await answer(LIMIT + 3, { op: 'awaitReader', id: fifo.id })).op,
+      Op.RESULT,
+      peer.describe(),
+    );
+    assert.equal((await answer(LIMIT + 4, { op: 'awaitReader', id: fifo.id })).op, Op.ERROR, peer.describe());
+    // A reader comes: every wait is told, and counts no more.
+    const reader = await owner.openMailbox(fifo.id);
+    await peer.waitFor((f) => f.op === Op.EVENT && f.request === events[LIMIT - 1], 5000, 'the EVENT');
+    await reader.close();
+    for (let r = 1; r <= LIMIT; r++)
+      assert.equal(
+        (await answer(LIMIT + 4 + r, { op: 'awaitReader', id: fifo.id })).op,
+        Op.RESULT,
+        peer.describe(),
+      );
+  } finally {
+    await peer.destroy();
+  }
 });
 
 test('receives: past the limit a RECEIVE is refused on its own id; the connection goes on', async () => {

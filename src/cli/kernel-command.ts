@@ -40,8 +40,8 @@ Options:
                              frame finds none is not read until it does (default ${defaultLimits.maxPartialBytes})
   --max-mailboxes N          mailboxes at once (default ${defaultLimits.maxMailboxes})
   --max-processes N          connected processes at once (default ${defaultLimits.maxProcesses})
-  --max-per-process N        open handles, monitors and waiting receives of one process, each
-                             (default ${defaultLimits.maxPerProcess})
+  --max-per-process N        open handles, monitors, waits for a reader and waiting receives of
+                             one process, each (default ${defaultLimits.maxPerProcess})
   --heartbeat-ms MS          TCP heartbeat interval; silent for 3 intervals = terminated (default ${defaultLimits.heartbeatMs},
                              at most 2147483647, a timer's longest)
   --quiet                    print only where it listens (errors still go to standard error)

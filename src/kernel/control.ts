@@ -170,6 +170,7 @@ const handlers: Record<string, Handler> = {
         const ids = p.awaitingReader?.get(mb);
         ids?.delete(id);
         if (ids?.size === 0) p.awaitingReader?.delete(mb);
+        p.readerWaitCount--;
       }
       return {};
     }
@@ -177,6 +178,10 @@ const handlers: Record<string, Handler> = {
     // opens the read end it was handed); the event still comes at the next reader's open.
     const beyond = a.beyond === undefined ? 0 : positiveInt(a.beyond, 'beyond', true);
     if (mb.readers > beyond) return { readers: mb.readers };
+    // Bounded as monitors are: unbounded, one process's CALLs in a loop grew the kernel's maps
+    // without end (each wait lasts until a reader comes, which may be never).
+    if (p.readerWaitCount >= k.limits.maxPerProcess)
+      throw new CallError('ENOMEM', overLimit(p, p.readerWaitCount, 'waits for a reader set'), mb);
     const id = k.nextMonitorId++;
     mb.readerWaits ??= new Map();
     mb.readerWaits.set(id, p);
@@ -184,6 +189,7 @@ const handlers: Record<string, Handler> = {
     const ids = p.awaitingReader.get(mb);
     if (ids === undefined) p.awaitingReader.set(mb, new Set([id]));
     else ids.add(id);
+    p.readerWaitCount++;
     return { event: id };
   },
   delete: (k, p, a) => {

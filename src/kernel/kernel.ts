@@ -1277,6 +1277,7 @@ export class Kernel implements MailboxHost {
       for (const [mb, ids] of p.awaitingReader)
         if (mb.readerWaits !== null) for (const id of ids) mb.readerWaits.delete(id);
       p.awaitingReader = null;
+      p.readerWaitCount = 0;
     }
     // Let go of first: deleting its mailboxes one by one from a set of 300,000 shrank the set's
     // table again and again, a sixth of the time this end took.

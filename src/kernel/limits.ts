@@ -33,9 +33,9 @@ export interface KernelLimits {
   /** Connected processes at once. `--max-processes`. */
   maxProcesses: number;
   /**
-   * Open handles, monitors and waiting receives each process may have (each counted apart), as
-   * RLIMIT_NOFILE bounds a Unix process's descriptors: one process cannot take the kernel's
-   * memory by opening without end. `--max-per-process`.
+   * Open handles, monitors, waits for a reader and waiting receives each process may have (each
+   * counted apart), as RLIMIT_NOFILE bounds a Unix process's descriptors: one process cannot take
+   * the kernel's memory by opening without end. `--max-per-process`.
    */
   maxPerProcess: number;
   /** Largest credit a prefetching receiver may hold. */

@@ -75,6 +75,8 @@ export interface Peer {
   waitingBytes: number;
   /** Mailboxes where it waits for a reader to open (awaitReader), with its waits' ids; null until it first does. */
   awaitingReader: Map<Mailbox, Set<number>> | null;
+  /** How many waits `awaitingReader` holds in all. */
+  readerWaitCount: number;
   /** Mailboxes it owns; null until it first owns one. */
   owned: Set<Mailbox> | null;
   readonly label: string;
@@ -1408,6 +1410,7 @@ export class Mailbox {
     this.readerWaits = null;
     for (const [id, peer] of waits) {
       peer.awaitingReader?.delete(this);
+      peer.readerWaitCount--;
       if (!peer.terminated) this.host.event(peer, id, payload);
     }
   }

@@ -47,6 +47,8 @@ export class KernelProcess implements Peer, RoomHolder {
   notifying: Set<Mailbox> | null = null;
   /** Mailboxes where it waits for a reader to open (awaitReader), with its waits' ids. */
   awaitingReader: Map<Mailbox, Set<number>> | null = null;
+  /** How many waits `awaitingReader` holds in all: bounded by `maxPerProcess`, as monitors are. */
+  readerWaitCount = 0;
   /** Mailboxes where it holds an exclusive or pair right. */
   holding: Set<Mailbox> | null = null;
   /** Mailboxes whose owner granted it rights (it is in their group): it leaves them at its end. */
