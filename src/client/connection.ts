@@ -45,6 +45,7 @@ import { AckQueue } from './ack-queue.js';
 import type { CallEvents } from './call-events.js';
 import { type ConnectOptions, type JoinPlan, noKernelError, planJoin } from './connect-options.js';
 import { flushAtExit, noFlushAtExit } from './exit-flush.js';
+import { badKernelFrame } from './frame-check.js';
 import { Message } from './message.js';
 import { describeValue } from './option-names.js';
 import { refusedAtStart } from './option-values.js';
@@ -52,7 +53,7 @@ import { checkReceiveOptions, RECEIVE_OPTIONS, type ReceiveOptions } from './rec
 import { planSend, SEND_OPTIONS, type SendOptions, SendPlan, writeSendHead } from './send-options.js';
 import { SendPromise } from './send-promise.js';
 import type { SendManyResult, SendResult } from './send-result.js';
-import type { Welcome } from './welcome.js';
+import { badWelcome, type Welcome } from './welcome.js';
 
 const QUEUED: SendResult = Object.freeze({ outcome: 'queued' });
 // Indexed by the wire's outcome; RECEIVED (4) is answered with its receiver, not from here.
@@ -1295,6 +1296,12 @@ export class Connection {
   private onFrame(buf: Buffer, start: number, end: number): void {
     const op = buf[start + Off.OPCODE]!;
     const request = getU32(buf, start + Off.REQUEST);
+    const bad = badKernelFrame(buf, start, end);
+    if (bad !== null) {
+      this.fail(new ProtocolError(`bad frame from the kernel: ${bad}`));
+      this.socket.destroy();
+      return;
+    }
     switch (op) {
       case Op.DELIVER: {
         // Deliveries come in runs for one stream: the last one is kept at hand.
@@ -1304,6 +1311,8 @@ export class Connection {
         }
         const entry = this.pending.get(request);
         if (entry === undefined) return;
+        if (entry.kind !== 'receive' && entry.kind !== 'stream')
+          return this.wrongAnswer('DELIVER', request, entry);
         const message = new Message(buf, start, end);
         if (entry.kind === 'stream') {
           this.lastStream = request;
@@ -1340,7 +1349,7 @@ export class Connection {
             : seq === 0
               ? { outcome: outcomeNames[outcome] ?? 'queued' }
               : { outcome: outcomeNames[outcome] ?? 'queued', seq };
-        return this.settle(request, result, null);
+        return this.settle(request, result, null, 'send');
       }
       case Op.BLOCKED: {
         const send = this.acks.take(request);
@@ -1353,7 +1362,7 @@ export class Connection {
         return;
       }
       case Op.EMPTY:
-        return this.settle(request, null, null);
+        return this.settle(request, null, null, 'receive');
       case Op.END: {
         const entry = this.pending.get(request);
         if (entry?.kind === 'stream') {
@@ -1361,10 +1370,10 @@ export class Connection {
           entry.sink!.end();
           return;
         }
-        return this.settle(request, null, null);
+        return this.settle(request, null, null, 'receive');
       }
       case Op.RESULT:
-        return this.settle(request, decodeJsonPayload(buf, start, end), null);
+        return this.settle(request, decodeJsonPayload(buf, start, end), null, 'call');
       case Op.ERROR: {
         const code = buf.readUInt16LE(start + Off.AUX);
         const info = (decodeJsonPayload(buf, start, end) ?? {}) as {
@@ -1396,9 +1405,16 @@ export class Connection {
         return this.settle(request, undefined, err);
       }
       case Op.WELCOME: {
+        const welcome = decodeJsonPayload(buf, start, end) as Welcome;
+        // Checked before the connection counts as welcomed, so that connect() fails with it.
+        const bad = badWelcome(welcome);
+        if (bad !== null) {
+          this.fail(new ProtocolError(`what answers at ${this.address} is not a Postbox kernel: ${bad}`));
+          this.socket.destroy();
+          return;
+        }
         this.welcomed = true;
         this.onHelloError = null;
-        const welcome = decodeJsonPayload(buf, start, end) as Welcome;
         // A kernel started with a larger --max-message-size delivers larger frames: this end
         // refused them as bad frames and died, and the message went on to kill the next receiver.
         const largest = MESSAGE_HEAD_BYTES + MAX_HEADERS_BYTES + (welcome.limits?.maxMessageSize ?? 0);
@@ -1431,9 +1447,19 @@ export class Connection {
     }
   }
 
-  private settle(request: number, value: unknown, err: PostboxError | null): void {
+  /**
+   * Settles a request with its answer; `answers` is the kind of request the answer's opcode
+   * belongs to (an ERROR's belongs to any). An answer of another kind is the kernel breaking the
+   * protocol: taken as it came, an EMPTY resolved a CALL with null and a RESULT a send with
+   * whatever JSON it held, and the caller failed later with a TypeError of its own.
+   */
+  private settle(request: number, value: unknown, err: PostboxError | null, answers?: Pending['kind']): void {
     const entry = this.pending.get(request);
     if (entry !== undefined) {
+      if (answers !== undefined && entry.kind !== answers) {
+        const op = answers === 'call' ? 'RESULT' : answers === 'send' ? 'SENT' : 'EMPTY or END';
+        return this.wrongAnswer(op, request, entry);
+      }
       this.forget(request);
       if (err === null && entry.events !== undefined) {
         const id = entry.events.idOf(value);
@@ -1447,10 +1473,19 @@ export class Connection {
         );
       return;
     }
+    // A send waiting for its ACK is settled by SENT or ERROR; any other answer is for no one.
+    if (answers !== undefined && answers !== 'send') return;
     const send = this.acks.take(request);
     if (send === null) return;
     if (err === null) send.resolve(value as SendResult, 1);
     else send.reject(err, request);
+  }
+
+  /** The kernel answered a request with a frame of another kind's: the connection fails, EPROTO. */
+  private wrongAnswer(op: string, request: number, entry: Pending): void {
+    const what = entry.kind === 'stream' ? 'a receive (a stream)' : `a ${entry.kind}`;
+    this.fail(new ProtocolError(`bad frame from the kernel: ${op} for request ${request}, which is ${what}`));
+    this.socket.destroy();
   }
 
   private forget(request: number): void {

@@ -101,12 +101,21 @@ export class Message<T = unknown> {
     return this.data.toString('utf8');
   }
 
-  /** User headers sent with the message. */
+  /**
+   * User headers sent with the message. EPROTO if they are not JSON (the kernel lets through only
+   * a JSON object of strings: these came from something else), as for a body not valid in its codec.
+   */
   get headers(): Record<string, string> {
     const n = this.buf.readUInt16LE(this.start + Off.HEADERS_LENGTH);
     if (n === 0) return {};
     const at = this.start + MESSAGE_HEAD_BYTES;
-    return JSON.parse(this.buf.toString('utf8', at, at + n)) as Record<string, string>;
+    try {
+      return JSON.parse(this.buf.toString('utf8', at, at + n)) as Record<string, string>;
+    } catch (err) {
+      throw new ProtocolError(
+        `the message's ${n} bytes of user headers are not JSON: ${(err as Error).message}`,
+      );
+    }
   }
 
   /** A plain object of the header fields, for logging. */

@@ -30,3 +30,35 @@ export interface AnnouncedLimits {
   heartbeatMs: number;
   [limit: string]: number;
 }
+
+/** The limits a client sizes itself by: frames, prefetching, heartbeats. */
+const USED_LIMITS = ['maxMessageSize', 'maxCredit', 'heartbeatMs'] as const;
+
+/**
+ * Why a WELCOME cannot be a Postbox kernel's, or null if it can be. The client reads these
+ * members as numbers: taken on trust, one of another type failed later, far from here, as a
+ * TypeError of the application's call (`connect()` itself, or a mailbox opened later), and a
+ * `heartbeatMs` that is no number set a heartbeat every millisecond.
+ */
+export function badWelcome(w: unknown): string | null {
+  if (typeof w !== 'object' || w === null || Array.isArray(w)) return 'its WELCOME is not a JSON object';
+  const { process, inbox, kernel, limits } = w as Record<string, unknown>;
+  const id = (process as { id?: unknown } | null)?.id;
+  if (!isWholeNumber(id)) return `its WELCOME's process.id is ${JSON.stringify(id) ?? 'absent'}, not an id`;
+  const name = (process as { name?: unknown }).name;
+  if (name !== null && typeof name !== 'string')
+    return `its WELCOME's process.name is ${JSON.stringify(name) ?? 'absent'}, not a name or null`;
+  if (!isWholeNumber(inbox)) return `its WELCOME's inbox is ${JSON.stringify(inbox) ?? 'absent'}, not an id`;
+  if (typeof kernel !== 'object' || kernel === null) return "its WELCOME's kernel is not an object";
+  if (typeof limits !== 'object' || limits === null) return "its WELCOME's limits are not an object";
+  for (const limit of USED_LIMITS) {
+    const v = (limits as Record<string, unknown>)[limit];
+    if (!isWholeNumber(v))
+      return `its WELCOME's limits.${limit} is ${JSON.stringify(v) ?? 'absent'}, not a positive whole number`;
+  }
+  return null;
+}
+
+function isWholeNumber(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+}

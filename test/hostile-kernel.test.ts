@@ -1,0 +1,630 @@
+/**
+ * The client library against a hostile kernel: a small server on a Unix socket that completes the
+ * handshake as a kernel does and then answers with mutated frames (short, long, of a wrong kind,
+ * for request ids never issued, cut off, with huge length fields, with JSON of a wrong shape).
+ * The library must never throw out of its event handlers (an uncaught exception ends the
+ * application), must settle every awaited call with a PostboxError once the connection is
+ * declared broken, and must not wait for ever.
+ *
+ * POSTBOX_HOSTILE_KERNEL_SEED replays a run; POSTBOX_HOSTILE_KERNEL_ROUNDS makes it longer.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { connect, PostboxError, type PostboxProcess } from '../src/client/mod.js';
+import { FrameDecoder } from '../src/protocol/decoder.js';
+import {
+  encodeJsonFrame,
+  HEAD_BYTES,
+  MESSAGE_HEAD_BYTES,
+  Off,
+  Op,
+  PingFlag,
+  PROTOCOL_VERSION,
+  RECALL_FRAME_BYTES,
+  SENT_FRAME_BYTES,
+  writeHead,
+} from '../src/protocol/frame.js';
+import { prng } from './helpers/prng.js';
+import { within } from './helpers/raw-peer.js';
+
+const SEED = Number(process.env.POSTBOX_HOSTILE_KERNEL_SEED ?? 0xbad0);
+const ROUNDS = Number(process.env.POSTBOX_HOSTILE_KERNEL_ROUNDS ?? 25);
+
+const dir = mkdtempSync(join(tmpdir(), 'pbhk-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+class Rng {
+  readonly next: () => number;
+  constructor(seed: number) {
+    this.next = prng(seed);
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  pick<T>(xs: readonly T[]): T {
+    return xs[this.int(xs.length)]!;
+  }
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+}
+
+/** A frame a client sent, as the hostile kernel read it. */
+interface ClientFrame {
+  op: number;
+  request: number;
+  bytes: Buffer;
+}
+
+/** What the hostile kernel does with each frame a client sends it after the handshake. */
+type Answer = (c: Socket, f: ClientFrame) => void;
+
+/** A server that speaks enough of the protocol to welcome a client, then answers as told. */
+async function hostileKernel(
+  name: string,
+  welcome: (c: Socket, hello: ClientFrame) => void,
+  answer: Answer,
+): Promise<{ path: string; server: Server; close(): Promise<void> }> {
+  const path = join(dir, `${name}.sock`);
+  const sockets = new Set<Socket>();
+  const server = createServer((c) => {
+    sockets.add(c);
+    c.on('error', () => {});
+    c.on('close', () => sockets.delete(c));
+    let welcomed = false;
+    const decoder = new FrameDecoder(64 * 1024 * 1024, (buf, start, end) => {
+      const f = {
+        op: buf[start + Off.OPCODE]!,
+        request: buf.readUInt32LE(start + Off.REQUEST),
+        bytes: Buffer.from(buf.subarray(start, end)),
+      };
+      if (c.destroyed) return;
+      if (!welcomed) {
+        welcomed = true;
+        welcome(c, f);
+      } else answer(c, f);
+    });
+    c.on('data', (chunk: Buffer) => {
+      try {
+        decoder.push(chunk);
+      } catch {
+        c.destroy();
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return {
+    path,
+    server,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function welcomePayload(): Record<string, unknown> {
+  return {
+    process: { id: 2, name: null },
+    inbox: 6,
+    kernel: { pid: 4321, instance: '9f2c4e1a0b7d3c55', version: '0.1.0', time: Date.now() },
+    limits: {
+      maxMessageSize: 1048576,
+      maxMailboxBytes: 67108864,
+      maxTotalBytes: 4294967296,
+      maxWaitingBytes: 1073741824,
+      maxPartialBytes: 268435456,
+      maxMailboxes: 1000000,
+      maxProcesses: 100000,
+      maxPerProcess: 65536,
+      maxCredit: 16384,
+      outputHighWater: 4194304,
+      heartbeatMs: 5000,
+    },
+  };
+}
+
+function head(op: number, request: number, size = HEAD_BYTES, flags = 0, aux = 0): Buffer {
+  const buf = Buffer.alloc(size);
+  writeHead(buf, 0, size, op, flags, aux, request);
+  return buf;
+}
+
+/** A DELIVER for `request` carrying `body` (codec, headers as given). */
+function deliver(
+  request: number,
+  body: Buffer,
+  o: { codec?: number; headers?: Buffer; headersLength?: number; seq?: number } = {},
+): Buffer {
+  const headers = o.headers ?? Buffer.alloc(0);
+  const size = MESSAGE_HEAD_BYTES + headers.length + body.length;
+  const buf = Buffer.alloc(size);
+  writeHead(buf, 0, size, Op.DELIVER, 0, 0, request);
+  buf[Off.CODEC] = o.codec ?? 0;
+  buf.writeUInt32LE(7, Off.TARGET);
+  buf.writeUInt32LE(3, Off.SENDER);
+  buf.writeUInt16LE(o.headersLength ?? headers.length, Off.HEADERS_LENGTH);
+  buf.writeBigUInt64LE(1n, Off.TYPE);
+  buf.writeBigUInt64LE(BigInt(o.seq ?? 1), Off.SEQ);
+  buf.writeDoubleLE(Date.now(), Off.TIME);
+  headers.copy(buf, MESSAGE_HEAD_BYTES);
+  body.copy(buf, MESSAGE_HEAD_BYTES + headers.length);
+  return buf;
+}
+
+function jsonFrame(op: number, request: number, text: string | Buffer, aux = 0): Buffer {
+  const body = typeof text === 'string' ? Buffer.from(text) : text;
+  const buf = Buffer.alloc(HEAD_BYTES + body.length);
+  writeHead(buf, 0, buf.length, op, 0, aux, request);
+  body.copy(buf, HEAD_BYTES);
+  return buf;
+}
+
+/** Mutated answers to a request: each a list of frames (and whether to close after them). */
+function mutatedAnswer(rng: Rng, r: number): { frames: Buffer[]; close?: boolean } {
+  const other = rng.pick([r, r, r + 1, r + 1000, 0xffffffff, 1]);
+  switch (rng.int(26)) {
+    case 0:
+      // For an id never issued. (To the request itself, a RESULT of another shape than the op's
+      // is taken as it is: the library does not check the kernel's results field by field.)
+      return {
+        frames: [
+          jsonFrame(
+            Op.RESULT,
+            r + 1000,
+            rng.pick(['null', '{}', '[]', '1', '"s"', '{"id":"x"}', '{"id":-1,"handle":null}']),
+          ),
+        ],
+      };
+    case 1:
+      return { frames: [jsonFrame(Op.RESULT, other, rng.pick(['{', 'undefined', '\u00ff']))] };
+    case 2:
+      return {
+        frames: [
+          jsonFrame(
+            Op.ERROR,
+            rng.pick([other, 0]),
+            rng.pick([
+              '{"message":"bad"}',
+              '{}',
+              'null',
+              '"str"',
+              '{"message":5}',
+              '{',
+              '{"message":"m","mailbox":{}}',
+              '[]',
+            ]),
+            rng.pick([0, 1, 2, 9, 24, 25, 999, 65535]),
+          ),
+        ],
+      };
+    case 3:
+      return { frames: [deliver(other, Buffer.from('hello'), { codec: rng.int(4) })] };
+    case 4:
+      // Shorter than its message head.
+      return { frames: [head(Op.DELIVER, other, rng.pick([12, 13, 20, 40, 55]))] };
+    case 5:
+      return { frames: [deliver(other, Buffer.from('xyz'), { headersLength: rng.pick([4, 100, 65535]) })] };
+    case 6:
+      return {
+        frames: [
+          deliver(other, Buffer.from('xyz'), {
+            headers: Buffer.from(rng.pick(['{', '[]', '{"a":1}', 'null'])),
+          }),
+        ],
+      };
+    case 7:
+      return {
+        frames: [
+          deliver(other, Buffer.from(rng.pick(['{', '\xc1\xc1', 'nul'])), {
+            codec: rng.pick([2, 3, 9, 255]),
+          }),
+        ],
+      };
+    case 8:
+      return { frames: [head(Op.ACK, rng.pick([other, 0, 0xffffffff]))] };
+    case 9:
+      return {
+        frames: [head(Op.SENT, other, rng.pick([12, 20, SENT_FRAME_BYTES]), 0, rng.pick([0, 1, 4, 999]))],
+      };
+    case 10:
+      return { frames: [head(Op.BLOCKED, other)] };
+    case 11:
+      return { frames: [head(rng.pick([Op.EMPTY, Op.END]), other)] };
+    case 12:
+      return {
+        frames: [
+          jsonFrame(
+            Op.EVENT,
+            rng.pick([1, 2, 3, other]),
+            rng.pick(['null', '{}', '{"event":"down"}', '[]', '{']),
+          ),
+        ],
+      };
+    case 13: {
+      const f = head(Op.RECALL, other, rng.pick([12, RECALL_FRAME_BYTES]));
+      if (f.length >= RECALL_FRAME_BYTES) f.writeBigUInt64LE(BigInt(rng.pick([0, 1, 2 ** 53])), Off.C_SEQ);
+      return { frames: [f] };
+    }
+    case 14:
+      return { frames: [head(Op.PONG, rng.pick([0, other]), rng.pick([12, 20]), PingFlag.CLOCK)] };
+    case 15:
+      return { frames: [head(rng.pick([0x00, 0x7f, 0x90, 0xff, Op.SEND, Op.HELLO]), other)] };
+    case 16:
+      return { frames: [encodeJsonFrame(Op.WELCOME, 0, PROTOCOL_VERSION, 0, welcomePayload())] };
+    case 17:
+      // Cut off, then the kernel goes.
+      return { frames: [deliver(r, Buffer.alloc(100)).subarray(0, rng.pick([2, 5, 30, 80]))], close: true };
+    case 18: {
+      // A length field past anything a client accepts, or just below its limit, and then silence.
+      const f = Buffer.alloc(8);
+      f.writeUInt32LE(rng.pick([0xffffffff, 256 * 1024 * 1024, 3, 7]), 0);
+      f[4] = Op.DELIVER;
+      return { frames: [f], close: rng.chance(0.5) };
+    }
+    case 19:
+      return { frames: [], close: true };
+    case 20:
+      return { frames: [] };
+    default:
+      return { frames: [] }; // answered as a kernel would, by the caller
+  }
+}
+
+/** A plausible answer, as a kernel would give it, for what the client asked. */
+function plainAnswer(f: ClientFrame): Buffer[] {
+  switch (f.op) {
+    case Op.CALL: {
+      const call = JSON.parse(f.bytes.toString('utf8', HEAD_BYTES)) as { op: string };
+      if (call.op === 'usage' || call.op === 'bye') return [jsonFrame(Op.RESULT, f.request, '{}')];
+      if (call.op === 'monitor')
+        return [jsonFrame(Op.RESULT, f.request, `{"monitor":${f.request},"process":3}`)];
+      return [
+        jsonFrame(
+          Op.RESULT,
+          f.request,
+          '{"id":7,"name":"m","handle":1,"capacity":null,"maxMessageSize":1048576,"order":"fifo","policy":"first","mode":438,"owner":2}',
+        ),
+      ];
+    }
+    case Op.SEND:
+      return [head(Op.ACK, f.request)];
+    case Op.RECEIVE:
+      return [deliver(f.request, Buffer.from('plain'), { codec: 1 })];
+    default:
+      return [];
+  }
+}
+
+/** Runs a few calls against the hostile kernel; every one must settle, and settle well. */
+async function round(seed: number): Promise<{ outcomes: string[]; uncaught: unknown[] }> {
+  const rng = new Rng(seed);
+  const uncaught: unknown[] = [];
+  const onUncaught = (err: unknown): void => {
+    uncaught.push(err);
+  };
+  process.on('uncaughtException', onUncaught);
+  process.on('unhandledRejection', onUncaught);
+  const welcomeKind = rng.int(20);
+  const k = await hostileKernel(
+    `k${seed}`,
+    (c) => {
+      const w = welcomePayload();
+      const limits = w.limits as Record<string, unknown>;
+      switch (welcomeKind) {
+        case 0:
+          limits.maxCredit = rng.pick([0, -1, 'x', null, 2 ** 40]);
+          break;
+        case 1:
+          limits.maxMessageSize = rng.pick([0, -1, 'x', null, 2 ** 40, 2 ** 32]);
+          break;
+        case 2:
+          delete w.limits;
+          break;
+        case 3:
+          w.process = rng.pick([null, {}, { id: 'x' }, { id: 0 }]);
+          break;
+        default:
+          break;
+      }
+      c.write(encodeJsonFrame(Op.WELCOME, 0, PROTOCOL_VERSION, 0, w));
+    },
+    (c, f) => {
+      if (f.op === Op.TAKE || f.op === Op.CANCEL || f.op === Op.PING || f.op === Op.RETURN) return;
+      const m = rng.chance(0.6) ? mutatedAnswer(rng, f.request) : { frames: [] };
+      const frames = m.frames.length === 0 && !m.close && rng.chance(0.7) ? plainAnswer(f) : m.frames;
+      for (const b of frames) c.write(b);
+      if (m.close) c.end();
+    },
+  );
+  const outcomes: string[] = [];
+  let me: PostboxProcess | null = null;
+  try {
+    try {
+      me = await within(connect({ socket: k.path, timeout: 3000 }), 5000, 'connect');
+    } catch (err) {
+      assert.ok(err instanceof PostboxError, `connect() failed with ${String(err)}`);
+      outcomes.push(`connect ${err.code}`);
+      return { outcomes, uncaught };
+    }
+    const p = me;
+    const calls: [string, () => Promise<unknown>][] = [
+      ['usage', () => p.usage()],
+      ['send', () => p.send(3, 'x')],
+      ['send receipt', () => p.send(3, 'x', { receipt: true })],
+      ['receive', () => p.receive({ timeout: 200 })],
+      ['receive nowait', () => p.receive({ nowait: true })],
+      ['lookup', () => p.lookup(3)],
+      ['monitor', () => p.monitor(3, { signal: AbortSignal.timeout(300) })],
+      ['open', () => p.openMailbox(7)],
+      [
+        'iterate',
+        async () => {
+          const box = await p.openMailbox(7);
+          let n = 0;
+          for await (const m of box.messages({ prefetch: 4 })) {
+            void m.body;
+            void m.headers;
+            if (++n === 3) break;
+          }
+          return n;
+        },
+      ],
+    ];
+    const started = Array.from({ length: 1 + rng.int(6) }, () => rng.pick(calls));
+    // Whatever happens, the hostile kernel goes in the end: every call must be settled by then.
+    const hangUp = setTimeout(() => void k.close(), 400);
+    const settled = await Promise.allSettled(
+      started.map(([name, run]) =>
+        within(
+          (async () => {
+            const v = await run();
+            // What a message holds is read by the application: reading must not throw anything
+            // but a PostboxError.
+            if (v !== null && typeof v === 'object' && 'seq' in v) {
+              const m = v as { body: unknown; headers: unknown; seq: number; size: number };
+              void m.body;
+              void m.headers;
+              void m.seq;
+              void m.size;
+            }
+            return v;
+          })(),
+          6000,
+          name,
+        ),
+      ),
+    );
+    clearTimeout(hangUp);
+    for (const [i, s] of settled.entries()) {
+      const name = started[i]![0];
+      if (s.status === 'fulfilled') outcomes.push(`${name} ok`);
+      else {
+        const err = s.reason as Error;
+        assert.ok(
+          err instanceof PostboxError,
+          `seed ${seed}: ${name} failed with ${err?.stack ?? String(err)}, not a PostboxError`,
+        );
+        outcomes.push(`${name} ${err.code}`);
+        if (process.env.POSTBOX_HOSTILE_KERNEL_VERBOSE) console.log(seed, name, err.code, err.message);
+      }
+    }
+    await k.close();
+    const closed = await within(p.closed, 5000, 'closed');
+    if (closed !== null) assert.ok(closed instanceof PostboxError);
+    // Once broken, a new call fails at once.
+    await assert.rejects(within(p.usage(), 2000, 'usage after the end'), PostboxError);
+  } finally {
+    await k.close();
+    if (me !== null) await within(me.close(), 5000, 'close').catch(() => {});
+    // Anything the library let escape shows up within a turn or two.
+    await new Promise((r) => setTimeout(r, 10));
+    process.off('uncaughtException', onUncaught);
+    process.off('unhandledRejection', onUncaught);
+  }
+  return { outcomes, uncaught };
+}
+
+test('the client against a hostile kernel: every call settles, with a PostboxError when it fails, and nothing escapes', {
+  timeout: 300_000,
+}, async (t) => {
+  t.diagnostic(
+    `seed ${SEED} (POSTBOX_HOSTILE_KERNEL_SEED replays), ${ROUNDS} rounds (POSTBOX_HOSTILE_KERNEL_ROUNDS)`,
+  );
+  const counts = new Map<string, number>();
+  for (let i = 0; i < ROUNDS; i++) {
+    const { outcomes, uncaught } = await round(SEED + i);
+    assert.deepEqual(
+      uncaught.map((e) => (e as Error)?.stack ?? String(e)),
+      [],
+      `seed ${SEED + i}: the library let an exception escape`,
+    );
+    for (const o of outcomes) counts.set(o, (counts.get(o) ?? 0) + 1);
+  }
+  t.diagnostic(JSON.stringify(Object.fromEntries([...counts].sort())));
+});
+
+/** A hostile kernel that welcomes properly and answers each request with `answer(frame)`. */
+async function answering(
+  name: string,
+  answer: (f: ClientFrame) => Buffer[],
+): Promise<{ path: string; close(): Promise<void> }> {
+  return hostileKernel(
+    name,
+    (c) => c.write(encodeJsonFrame(Op.WELCOME, 0, PROTOCOL_VERSION, 0, welcomePayload())),
+    (c, f) => {
+      if (f.op === Op.CALL || f.op === Op.SEND || f.op === Op.RECEIVE) for (const b of answer(f)) c.write(b);
+    },
+  );
+}
+
+test('an answer of another kind than its request is a broken kernel: the call fails EPROTO, not with what the frame seemed to say', async () => {
+  const cases: [string, (r: number) => Buffer, (p: PostboxProcess) => Promise<unknown>, RegExp][] = [
+    [
+      'EMPTY for a CALL',
+      (r) => head(Op.EMPTY, r),
+      (p) => p.usage(),
+      /EMPTY or END for request \d+, which is a call/,
+    ],
+    [
+      'RESULT for a receive',
+      (r) => jsonFrame(Op.RESULT, r, '{"id":7}'),
+      (p) => p.receive({ nowait: true }),
+      /RESULT for request \d+, which is a receive/,
+    ],
+    [
+      'DELIVER for a CALL',
+      (r) => deliver(r, Buffer.from('x')),
+      (p) => p.lookup(3),
+      /DELIVER for request \d+, which is a call/,
+    ],
+    [
+      'SENT for a receive',
+      (r) => head(Op.SENT, r, SENT_FRAME_BYTES, 0, 4),
+      (p) => p.receive({ nowait: true }),
+      /SENT for request \d+, which is a receive/,
+    ],
+  ];
+  for (const [what, frame, call, message] of cases) {
+    const k = await answering('kind', (f) => [frame(f.request)]);
+    const p = await connect({ socket: k.path });
+    try {
+      const err = await within(call(p), 5000, what).then(
+        (v) => assert.fail(`${what}: resolved with ${JSON.stringify(v)}`),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof PostboxError, `${what}: ${String(err)}`);
+      assert.equal(err.code, 'EPROTO', what);
+      assert.match(err.message, message, what);
+    } finally {
+      await p.close();
+      await k.close();
+    }
+  }
+});
+
+test('a DELIVER shorter than its head, or whose headers run past it, is a bad frame; headers that are not JSON are EPROTO', async () => {
+  const cases: [string, (r: number) => Buffer, RegExp][] = [
+    ['short', (r) => head(Op.DELIVER, r, 40), /DELIVER of 40 bytes is shorter than its 56-byte head/],
+    [
+      'headers past it',
+      (r) => deliver(r, Buffer.from('xyz'), { headersLength: 100 }),
+      /DELIVER's headers length 100 runs past its 59 bytes/,
+    ],
+    ['short SENT', (r) => head(Op.SENT, r, 20, 0, 4), /SENT frame must be 28 bytes, got 20/],
+  ];
+  for (const [what, frame, message] of cases) {
+    const k = await answering('short', (f) => [
+      frame(f.request),
+      deliver(f.request, Buffer.from('next'), { codec: 1 }),
+    ]);
+    const p = await connect({ socket: k.path });
+    try {
+      const err = await within(p.receive(), 5000, what).then(
+        (m) => assert.fail(`${what}: resolved with ${JSON.stringify(m)}`),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof PostboxError, `${what}: ${String(err)}`);
+      assert.equal(err.code, 'EPROTO', what);
+      assert.match(err.message, message, what);
+    } finally {
+      await p.close();
+      await k.close();
+    }
+  }
+  const k = await answering('headers', (f) => [
+    deliver(f.request, Buffer.from('body'), { headers: Buffer.from('{"a":') }),
+  ]);
+  const p = await connect({ socket: k.path });
+  try {
+    const m = await within(p.receive(), 5000, 'receive');
+    assert.equal(m!.text(), 'body');
+    assert.throws(
+      () => m!.headers,
+      (err: unknown) =>
+        err instanceof PostboxError &&
+        err.code === 'EPROTO' &&
+        /5 bytes of user headers are not JSON/.test(err.message),
+    );
+  } finally {
+    await p.close();
+    await k.close();
+  }
+});
+
+test('a WELCOME whose members are not what a kernel sends fails connect() with EPROTO naming the member', async () => {
+  const cases: [string, (w: Record<string, unknown>) => void, RegExp][] = [
+    [
+      'process null',
+      (w) => {
+        w.process = null;
+      },
+      /process\.id is absent, not an id/,
+    ],
+    [
+      'process id a string',
+      (w) => {
+        w.process = { id: '2', name: null };
+      },
+      /process\.id is "2", not an id/,
+    ],
+    [
+      'inbox absent',
+      (w) => {
+        delete w.inbox;
+      },
+      /inbox is absent, not an id/,
+    ],
+    [
+      'no limits',
+      (w) => {
+        delete w.limits;
+      },
+      /limits are not an object/,
+    ],
+    [
+      'heartbeat 0',
+      (w) => {
+        (w.limits as Record<string, unknown>).heartbeatMs = 0;
+      },
+      /limits\.heartbeatMs is 0, not a positive whole number/,
+    ],
+    [
+      'credit a string',
+      (w) => {
+        (w.limits as Record<string, unknown>).maxCredit = 'x';
+      },
+      /limits\.maxCredit is "x"/,
+    ],
+  ];
+  for (const [what, spoil, message] of cases) {
+    const k = await hostileKernel(
+      'welcome',
+      (c) => {
+        const w = welcomePayload();
+        spoil(w);
+        c.write(encodeJsonFrame(Op.WELCOME, 0, PROTOCOL_VERSION, 0, w));
+      },
+      () => {},
+    );
+    try {
+      const err = await within(connect({ socket: k.path, timeout: 5000 }), 6000, what).then(
+        async (p) => {
+          await p.close();
+          return assert.fail(`${what}: connected`);
+        },
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof PostboxError, `${what}: ${String(err)}`);
+      assert.equal(err.code, 'EPROTO', what);
+      assert.match(err.message, /is not a Postbox kernel: its WELCOME/, what);
+      assert.match(err.message, message, what);
+    } finally {
+      await k.close();
+    }
+  }
+});
