@@ -11,9 +11,14 @@
  * POSTBOX_HOSTILE_SEED replays a run; POSTBOX_HOSTILE_PEERS and POSTBOX_HOSTILE_STEPS make it longer.
  */
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { connect, type Message } from '../src/client/mod.js';
+import { connect, type MailboxOptions, type Message } from '../src/client/mod.js';
+import { Mailbox } from '../src/kernel/mailbox.js';
+import { type Kernel, startKernel } from '../src/kernel/mod.js';
+import { KernelProcess } from '../src/kernel/process.js';
 import {
   MESSAGE_HEAD_BYTES,
   NO_MAX_SIZE,
@@ -76,6 +81,21 @@ interface Known {
   /** System mailboxes of every policy and order that all the hostile peers may use. */
   shared: number[];
 }
+
+/** The shared mailboxes: one of each policy, order and kind of limit. */
+const SHARED: MailboxOptions[] = [
+  {},
+  { capacity: 0 },
+  { capacity: 2 },
+  { order: 'priority' },
+  { policy: 'exclusive' },
+  { policy: 'pair' },
+  { policy: 'round-robin', capacity: 4 },
+  { messageSize: 8, capacity: 4 },
+  { endOnLastWriter: true },
+  { requireReader: true },
+  { admission: 'fits', maxBytes: 200 },
+];
 
 /** u32 boundary values, and the ones around what a field means. */
 const U32_EDGES = [0, 1, 2, 0x7fffffff, 0x80000000, 0xfffffffe, 0xffffffff];
@@ -576,19 +596,7 @@ test('hostile peers sending boundary values and requests out of order: clear ans
     const staleId = stale.id;
     await stale.delete();
     const shared = [];
-    for (const [i, options] of [
-      {},
-      { capacity: 0 },
-      { capacity: 2 },
-      { order: 'priority' as const },
-      { policy: 'exclusive' as const },
-      { policy: 'pair' as const },
-      { policy: 'round-robin' as const, capacity: 4 },
-      { messageSize: 8, capacity: 4 },
-      { endOnLastWriter: true },
-      { requireReader: true },
-      { admission: 'fits' as const, maxBytes: 200 },
-    ].entries())
+    for (const [i, options] of SHARED.entries())
       shared.push(await producer.createMailbox(`hp-shared-${i}`, { system: true, mode: 0o666, ...options }));
     const baseline = new Map((await inspector.mailboxes()).map((m) => [m.id, m]));
     const fdsBefore = openFds(kpid);
@@ -769,5 +777,105 @@ test('a CALL argument nested too deep to write, or of a megabyte, is refused nam
     );
   } finally {
     await p.destroy();
+  }
+});
+
+/**
+ * Every object reachable from the kernel's fields (sockets, timers and bytes aside) that is one of
+ * its processes: those that have terminated are what the kernel still holds of them.
+ */
+function deadProcessesHeld(kernel: Kernel): string[] {
+  const seen = new Set<object>();
+  const found: string[] = [];
+  const stack: [unknown, string][] = [[kernel, 'kernel']];
+  const skip = new Set([
+    'Socket',
+    'Server',
+    'Timeout',
+    'Immediate',
+    'FrameWriter',
+    'FrameDecoder',
+    'ReadArena',
+  ]);
+  while (stack.length > 0) {
+    const [v, path] = stack.pop()!;
+    if (typeof v !== 'object' || v === null || seen.has(v)) continue;
+    seen.add(v);
+    if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) continue;
+    if (skip.has(v.constructor?.name ?? '')) continue;
+    if (v instanceof KernelProcess && v.terminated) {
+      found.push(`${path}: ${v.label}`);
+      continue;
+    }
+    if (v instanceof Mailbox && v.removed) {
+      found.push(`${path}: removed ${v.label}`);
+      continue;
+    }
+    if (v instanceof Map) {
+      for (const [key, value] of v) {
+        stack.push([key, `${path}<key>`]);
+        stack.push([value, `${path}.get(${typeof key === 'object' ? '…' : String(key)})`]);
+      }
+    } else if (v instanceof Set) {
+      for (const item of v) stack.push([item, `${path}<item>`]);
+    } else if (Array.isArray(v)) {
+      for (const [i, item] of v.entries()) stack.push([item, `${path}[${i}]`]);
+    } else {
+      for (const key of Object.keys(v)) {
+        // Receives from a process are swept from its list as the list grows (Kernel.noteReceiveFrom):
+        // ended ones may stay there, at most as many as the live ones and 16, until then.
+        if (v === kernel && key === 'receivesFrom') continue;
+        // One-mailbox caches of a process's last send, checked for removal where they are read.
+        if (v instanceof KernelProcess && (key === 'lastMailbox' || key === 'sendRight')) continue;
+        stack.push([(v as Record<string, unknown>)[key], `${path}.${key}`]);
+      }
+    }
+    if (found.length > 20) break;
+  }
+  return found;
+}
+
+test('in a kernel run in this process, nothing holds a hostile peer once it has gone', {
+  timeout: 120_000,
+}, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbhp-'));
+  const running = await startKernel({ socket: join(dir, 'k.sock') });
+  const seed = SEED + 0x10000;
+  t.diagnostic(`seed ${seed}, ${PEERS} peers × ${STEPS} steps`);
+  const owner = await connect({ socket: running.socketPath, name: 'hp-owner' });
+  try {
+    const shared = [];
+    for (const [i, options] of SHARED.entries())
+      shared.push(await owner.createMailbox(`hp-shared-${i}`, { system: true, mode: 0o666, ...options }));
+    const known: Known = {
+      goodMailbox: shared[0]!.id,
+      goodProcesses: [owner.id],
+      goodInboxes: [owner.inbox],
+      staleMailbox: 0xfffffff0,
+      shared: shared.map((m) => m.id),
+    };
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < PEERS) {
+        const i = next++;
+        await within(hostile(running.socketPath, seed + i, STEPS, known), 30_000, `hostile peer ${seed + i}`);
+      }
+    };
+    await Promise.all(Array.from({ length: AT_ONCE }, worker));
+    await until(
+      async () => running.kernel.processes.size,
+      (n) => n === 1,
+      10_000,
+      'only the owner left',
+    );
+    // Their mailboxes go too: the kernel's own and the shared ones, all removed, must not be held.
+    for (const m of shared.slice(5)) await m.delete();
+    // A turn for what ends after the last close.
+    await owner.usage();
+    assert.deepEqual(deadProcessesHeld(running.kernel), []);
+  } finally {
+    await owner.close();
+    await running.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
