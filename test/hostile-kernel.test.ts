@@ -462,7 +462,7 @@ async function answering(
   );
 }
 
-test('an answer of another kind than its request is a broken kernel: the call fails EPROTO, not with what the frame seemed to say', async () => {
+test('an answer of another kind than its request, or a payload that is not JSON, is a broken kernel: the call fails EPROTO saying so', async () => {
   const cases: [string, (r: number) => Buffer, (p: PostboxProcess) => Promise<unknown>, RegExp][] = [
     [
       'EMPTY for a CALL',
@@ -487,6 +487,18 @@ test('an answer of another kind than its request is a broken kernel: the call fa
       (r) => head(Op.SENT, r, SENT_FRAME_BYTES, 0, 4),
       (p) => p.receive({ nowait: true }),
       /SENT for request \d+, which is a receive/,
+    ],
+    [
+      'RESULT not JSON',
+      (r) => jsonFrame(Op.RESULT, r, '{"id":'),
+      (p) => p.usage(),
+      /^bad frame from the kernel: RESULT for request \d+ is not JSON: /,
+    ],
+    [
+      'ERROR not JSON',
+      (r) => jsonFrame(Op.ERROR, r, 'nope', 2),
+      (p) => p.usage(),
+      /^bad frame from the kernel: ERROR for request \d+ is not JSON: /,
     ],
   ];
   for (const [what, frame, call, message] of cases) {

@@ -17,7 +17,6 @@ import {
 import {
   Codec,
   type CodecCode,
-  decodeJsonPayload,
   encodeJsonFrame,
   getU32,
   HEAD_BYTES,
@@ -45,7 +44,7 @@ import { AckQueue } from './ack-queue.js';
 import type { CallEvents } from './call-events.js';
 import { type ConnectOptions, type JoinPlan, noKernelError, planJoin } from './connect-options.js';
 import { flushAtExit, noFlushAtExit } from './exit-flush.js';
-import { badKernelFrame } from './frame-check.js';
+import { badKernelFrame, kernelPayload } from './frame-check.js';
 import { Message } from './message.js';
 import { describeValue } from './option-names.js';
 import { refusedAtStart } from './option-values.js';
@@ -1373,10 +1372,10 @@ export class Connection {
         return this.settle(request, null, null, 'receive');
       }
       case Op.RESULT:
-        return this.settle(request, decodeJsonPayload(buf, start, end), null, 'call');
+        return this.settle(request, kernelPayload(buf, start, end), null, 'call');
       case Op.ERROR: {
         const code = buf.readUInt16LE(start + Off.AUX);
-        const info = (decodeJsonPayload(buf, start, end) ?? {}) as {
+        const info = (kernelPayload(buf, start, end) ?? {}) as {
           message?: string;
           mailbox?: string;
           process?: string;
@@ -1405,7 +1404,7 @@ export class Connection {
         return this.settle(request, undefined, err);
       }
       case Op.WELCOME: {
-        const welcome = decodeJsonPayload(buf, start, end) as Welcome;
+        const welcome = kernelPayload(buf, start, end) as Welcome;
         // Checked before the connection counts as welcomed, so that connect() fails with it.
         const bad = badWelcome(welcome);
         if (bad !== null) {
@@ -1427,7 +1426,7 @@ export class Connection {
         const handler = this.monitors.get(request);
         if (handler !== undefined) {
           this.monitors.delete(request);
-          handler(decodeJsonPayload(buf, start, end) as Record<string, unknown>);
+          handler(kernelPayload(buf, start, end) as Record<string, unknown>);
         }
         return;
       }

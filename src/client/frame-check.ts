@@ -1,4 +1,6 @@
+import { FrameError } from '../protocol/decoder.js';
 import {
+  decodeJsonPayload,
   HEAD_BYTES,
   MESSAGE_HEAD_BYTES,
   Off,
@@ -41,6 +43,21 @@ export function badKernelFrame(buf: Buffer, start: number, end: number): string 
   if (want === undefined) return null;
   if (op === Op.PONG && (buf[start + Off.FLAGS]! & PingFlag.CLOCK) !== 0) want = HEAD_BYTES + 8;
   return size === want ? null : `${opName(op)} frame must be ${want} bytes, got ${size}`;
+}
+
+/**
+ * The JSON payload of a kernel's frame (RESULT, ERROR, EVENT, WELCOME). One that is not JSON is a
+ * bad frame, said so: the connection failed with only JSON.parse's words ("SyntaxError: … is
+ * not valid JSON"), naming neither the frame nor the kernel.
+ */
+export function kernelPayload(buf: Buffer, start: number, end: number): unknown {
+  try {
+    return decodeJsonPayload(buf, start, end);
+  } catch (err) {
+    const op = opName(buf[start + Off.OPCODE]!);
+    const request = buf.readUInt32LE(start + Off.REQUEST);
+    throw new FrameError(`${op} for request ${request} is not JSON: ${(err as Error).message}`);
+  }
 }
 
 function opName(op: number): string {
