@@ -640,3 +640,37 @@ test('a WELCOME whose members are not what a kernel sends fails connect() with E
     }
   }
 });
+
+test('a kernel that pushes past a stream credit fails the connection EPROTO; within it the messages are read', async () => {
+  for (const extra of [0, 1, 1000]) {
+    const k = await answering('credit', (f) => {
+      if (f.op === Op.CALL) return plainAnswer(f);
+      if (f.op !== Op.RECEIVE) return [];
+      const credit = f.bytes.readUInt32LE(Off.R_CREDIT);
+      return Array.from({ length: credit + extra }, (_, i) =>
+        deliver(f.request, Buffer.from(`m${i}`), { codec: 1, seq: i + 1 }),
+      );
+    });
+    const p = await connect({ socket: k.path });
+    try {
+      const box = await p.openMailbox(7);
+      const it = box.messages({ prefetch: 4 });
+      if (extra === 0) {
+        for (let i = 0; i < 4; i++)
+          assert.equal((await within(it.next(), 5000, 'next')).value?.body, `m${i}`);
+        await it.return();
+        continue;
+      }
+      // Held without end otherwise: a queue of 4 that the kernel fills as it likes.
+      const closed = await within(p.closed, 5000, 'the connection to fail');
+      assert.ok(closed instanceof PostboxError && closed.code === 'EPROTO', String(closed));
+      assert.match(
+        closed.message,
+        /^bad frame from the kernel: DELIVER for stream \d+ past its credit of 4$/,
+      );
+    } finally {
+      await p.close();
+      await k.close();
+    }
+  }
+});

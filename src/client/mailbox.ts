@@ -1,3 +1,4 @@
+import { FrameError } from '../protocol/decoder.js';
 import { AbortedError, ClosedError, InvalidArgumentError, type PostboxError } from '../protocol/errors.js';
 import type { CallEvents } from './call-events.js';
 import type { Connection, MessageListener } from './connection.js';
@@ -173,6 +174,8 @@ export class MessageStream<T = unknown> implements MessageIterator<T> {
   private endReceived = false;
   private taken = 0;
   private readonly batch: number;
+  /** The most the kernel may have pushed and this side not yet handed out. */
+  private readonly credit: number;
   private readonly holdCredit: boolean;
   /** Taken and not yet given back (holdCredit). */
   private held = 0;
@@ -206,6 +209,7 @@ export class MessageStream<T = unknown> implements MessageIterator<T> {
     const bad = badIterateOptions(options, call, conn.info.limits.maxCredit);
     if (bad !== null) throw bad;
     const credit = options.prefetch ?? 256;
+    this.credit = Math.max(1, credit);
     this.batch = Math.max(1, credit >> 2);
     this.holdCredit = options.holdCredit === true;
     let size = 1;
@@ -262,6 +266,10 @@ export class MessageStream<T = unknown> implements MessageIterator<T> {
       w.resolve({ value: message as Message<T>, done: false });
       return;
     }
+    // A kernel pushes within the credit: a DELIVER past it is a broken or hostile one, and taken,
+    // its messages would be held here without end (a queue of 4 grew to millions).
+    if (this.count >= this.credit)
+      throw new FrameError(`DELIVER for stream ${this.request} past its credit of ${this.credit}`);
     if (this.count === this.queue.length) this.grow();
     this.queue[(this.head + this.count) & (this.queue.length - 1)] = message;
     this.count++;
