@@ -375,6 +375,26 @@ async function round(seed: number): Promise<{ outcomes: string[]; uncaught: unkn
         },
       ],
     ];
+    calls.push(
+      [
+        'consume',
+        async () => {
+          const box = await p.openMailbox(7);
+          const c = box.consume((m) => {
+            void m.body;
+          });
+          return c.closed;
+        },
+      ],
+      ['sendMany', () => p.sendMany(3, ['a', 'b', 'c'])],
+      [
+        'inbox batches',
+        async () => {
+          for await (const batch of p.batches({ prefetch: 8 })) return batch.length;
+          return 0;
+        },
+      ],
+    );
     const started = Array.from({ length: 1 + rng.int(6) }, () => rng.pick(calls));
     // Whatever happens, the hostile kernel goes in the end: every call must be settled by then.
     const hangUp = setTimeout(() => void k.close(), 400);
