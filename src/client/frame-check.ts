@@ -34,7 +34,9 @@ export function badKernelFrame(buf: Buffer, start: number, end: number): string 
   if (op === Op.DELIVER) {
     if (size < MESSAGE_HEAD_BYTES)
       return `DELIVER of ${size} bytes is shorter than its ${MESSAGE_HEAD_BYTES}-byte head`;
-    const headers = buf.readUInt16LE(start + Off.HEADERS_LENGTH);
+    // Read by hand: this runs for every message delivered, and readUInt16LE checks bounds again.
+    const at = start + Off.HEADERS_LENGTH;
+    const headers = buf[at]! | (buf[at + 1]! << 8);
     if (MESSAGE_HEAD_BYTES + headers > size)
       return `DELIVER's headers length ${headers} runs past its ${size} bytes`;
     return null;
