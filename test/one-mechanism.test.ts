@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
 import { dial, listen } from '../src/faces/connection.js';
 import { mkfifo, openFifo } from '../src/faces/fifo.js';
+import { pipe } from '../src/faces/pipe.js';
 import { O_CREAT, O_RDONLY, O_RDWR, posix } from '../src/faces/posix.js';
 import { serve, stub } from '../src/faces/rpc.js';
 import { IPC_CREAT, IPC_SET, IPC_STAT, sysv } from '../src/faces/sysv.js';
@@ -246,4 +247,30 @@ test('a waiting msgrcv on a FIFO whose last writer closed says end of file, not 
     return true;
   });
   await fifo.close();
+});
+
+test('postbox rm of an anonymous pipe whose creator has gone deletes it; it has no name to unlink', async () => {
+  // Its creator made it and left; another process still holds both ends, so it stays.
+  const creator = await connect({ socket: k.socket, name: 'pipe-maker' });
+  const holder = await connect({ socket: k.socket, name: 'pipe-holder' });
+  try {
+    const p = await pipe(creator);
+    const end = await holder.openMailbox(p.id, { role: 'read' });
+    await holder.openMailbox(p.id, { role: 'write' }); // a writer left: no end of file yet
+    // Settled while the command runs: its outcome is kept to look at after.
+    const waited = end.receive().then(
+      () => null,
+      (e: unknown) => e,
+    );
+    await creator.close();
+    const rm = await postbox(['rm', `#${p.id}`, '--json']);
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.equal(JSON.parse(rm.stdout)[0].action, 'deleted');
+    // Deleted at once, as rm deletes any mailbox: the waiting reader is told, and it is gone.
+    assert.equal(((await waited) as { code?: string } | null)?.code, 'EIDRM');
+    await assert.rejects(me.stat(p.id), (e: unknown) => (e as { code?: string }).code === 'ENOENT');
+  } finally {
+    await creator.close().catch(() => {});
+    await holder.close().catch(() => {});
+  }
 });

@@ -10,7 +10,8 @@ export const rmHelp = `Usage: postbox rm NAME... [options]
 
 Removes mailboxes, like \`ipcrm -q\`. A mailbox is deleted at once: processes waiting on it fail
 with EIDRM. A FIFO (made by \`postbox mkfifo\`) is unlinked instead, like rm on a named pipe: its
-name goes now, ends already open keep working, and it goes when the last one closes. Only the
+name goes now, ends already open keep working, and it goes when the last one closes; an
+anonymous pipe (#ID), which has no name, is deleted. Only the
 owner may remove a mailbox (anyone, once its owner has terminated). NAME may be #ID or an id.
 With several names, each is tried; the exit code is the first failure's.
 
@@ -44,7 +45,9 @@ export async function rmCommand(argv: string[]): Promise<number> {
     for (const ref of refs) {
       try {
         const mb = await findMailbox(proc, ref);
-        const unlink = mb.endOnLastWriter || values.unlink === true;
+        // An anonymous pipe has no name to unlink: rm of its #ID deletes it, or nothing would be
+        // done and the command would say it was.
+        const unlink = values.unlink === true || (mb.endOnLastWriter && mb.name !== null);
         await control(proc, unlink ? 'unlink' : 'delete', mb.id);
         done.push({ ref, id: mb.id, name: mb.name, action: unlink ? 'unlinked' : 'deleted' });
       } catch (err) {
