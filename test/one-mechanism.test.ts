@@ -274,3 +274,31 @@ test('postbox rm of an anonymous pipe whose creator has gone deletes it; it has 
     await holder.close().catch(() => {});
   }
 });
+
+test('a forged dial request naming a mailbox no answer fits is dropped: accept() goes on to the next dialer', async () => {
+  // Any process that may send to a port can write a request by hand. Its mailbox takes messages
+  // of 1 byte: the answer's EMSGSIZE failed accept() itself, ending a server's accept loop.
+  const port = await listen(me, 'forged-port');
+  const forger = await connect({ socket: k.socket });
+  const dialer = await connect({ socket: k.socket });
+  try {
+    const tiny = await forger.createMailbox(null, { maxMessageSize: 1, mode: 0o666 });
+    const portBox = await forger.openMailbox('port:forged-port', { role: 'write' });
+    await portBox.send(
+      { v: 1, mailbox: tiny.id, style: 'stream' },
+      { type: 0x7fff_ff01, codec: 'msgpack' }, // T_SYN, as a dialer sends it
+    );
+    const [conn, accepted] = await Promise.all([
+      dial(dialer, 'forged-port'),
+      port.accept({ timeout: 10_000 }),
+    ]);
+    assert.equal(accepted.peer.id, dialer.id);
+    assert.equal(port.dropped, 1);
+    conn.destroy();
+    accepted.destroy();
+  } finally {
+    await forger.close();
+    await dialer.close();
+    await port.close();
+  }
+});

@@ -108,7 +108,7 @@ export class Port implements AsyncIterable<Connection> {
   readonly mailbox: number;
   /**
    * Messages accept() took from the port that were no dialer's request (`postbox send port:web
-   * hi`, or a request naming a mailbox not its sender's): dropped, with nobody to answer, and
+   * hi`, a request naming a mailbox not its sender's, or one no answer fits): dropped, with nobody to answer, and
    * counted here so that they are not lost without a trace.
    */
   get dropped(): number {
@@ -253,8 +253,13 @@ export class Port implements AsyncIterable<Connection> {
     ]);
     const inbound = own.status === 'fulfilled' ? own.value : null;
     const outbound = peerBox.status === 'fulfilled' ? peerBox.value : null;
+    // Whether a failure is the dialer's mailbox's: one a request names is the sender's to make,
+    // and one no answer fits (a 1-byte message size) failed accept() itself, so any process
+    // that could send to the port could end a server's accept loop.
+    let dialerSide = false;
     try {
       if (own.status === 'rejected') throw own.reason;
+      dialerSide = true;
       if (peerBox.status === 'rejected') throw peerBox.reason;
       if (info.status === 'rejected') throw info.reason;
       // The request names a mailbox of the dialer's own, or it is not a dialer's request.
@@ -264,7 +269,9 @@ export class Port implements AsyncIterable<Connection> {
         return null;
       }
       // Only the dialer may send to this side's mailbox, only this process receive from it.
+      dialerSide = false;
       await inbound!.grant(dialer);
+      dialerSide = true;
       await outbound!.send({ v: VERSION, mailbox: inbound!.id } satisfies SynAck, {
         type: T_SYNACK,
         receipt: true,
@@ -274,6 +281,11 @@ export class Port implements AsyncIterable<Connection> {
       await discard(inbound, outbound);
       // The dialer gave up or died before taking the answer: on to the next one.
       if (err instanceof PostboxError && DIALER_GONE.has(err.code)) return null;
+      // Its mailbox cannot take an answer: no dialer's request that can be served, dropped.
+      if (err instanceof PostboxError && dialerSide) {
+        this.#dropped++;
+        return null;
+      }
       throw err;
     }
     return new Connection({
