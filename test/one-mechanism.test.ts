@@ -9,9 +9,9 @@ import { after, before, test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
 import { dial, listen } from '../src/faces/connection.js';
 import { mkfifo, openFifo } from '../src/faces/fifo.js';
-import { pipe } from '../src/faces/pipe.js';
+import { pipe, pipeFromEnv, spawn } from '../src/faces/pipe.js';
 import { O_CREAT, O_RDONLY, O_RDWR, posix } from '../src/faces/posix.js';
-import { serve, stub } from '../src/faces/rpc.js';
+import { call, serve, stub } from '../src/faces/rpc.js';
 import { IPC_CREAT, IPC_SET, IPC_STAT, sysv } from '../src/faces/sysv.js';
 import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
 import { until } from './helpers/wait.js';
@@ -301,4 +301,36 @@ test('a forged dial request naming a mailbox no answer fits is dropped: accept()
     await dialer.close();
     await port.close();
   }
+});
+
+test('every face refuses a first argument that is not a process with EINVAL naming the face, not a TypeError from inside it', async () => {
+  // A JavaScript caller who forgets the process, or passes a mailbox, met "Cannot read
+  // properties of undefined" or "proc.createMailbox is not a function" from deep in the face.
+  const box = await me.createMailbox(null);
+  const faces: [string, (p: never) => unknown][] = [
+    ['posix()', (p) => posix(p)],
+    ['sysv()', (p) => sysv(p)],
+    ['stub()', (p) => stub(p, 'svc')],
+    ['call()', (p) => call(p, 'svc', 'm')],
+    ['serve()', (p) => serve(p, 'svc', {})],
+    ['listen()', (p) => listen(p, 'port')],
+    ['dial()', (p) => dial(p, 'port')],
+    ['mkfifo()', (p) => mkfifo(p, 'f')],
+    ['openFifo()', (p) => openFifo(p, 'f', 'r')],
+    ['pipe()', (p) => pipe(p)],
+    ['spawn()', (p) => spawn(p, 'true', [], 'r')],
+    ['pipeFromEnv()', (p) => pipeFromEnv(p, {})],
+  ];
+  for (const [name, face] of faces) {
+    for (const wrong of [undefined, box, {}]) {
+      const outcome = await (async () => face(wrong as never))().then(
+        () => null,
+        (e: unknown) => e,
+      );
+      const e = outcome as { code?: string; message?: string } | null;
+      assert.equal(e?.code, 'EINVAL', `${name} with ${String(wrong)}: ${String(outcome)}`);
+      assert.ok(e.message?.startsWith(`${name}: the first argument must be a process`), e.message);
+    }
+  }
+  await box.delete();
 });

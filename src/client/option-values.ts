@@ -139,3 +139,23 @@ export function badMailboxId(id: unknown): InvalidArgumentError | null {
   if (typeof id === 'number' && Number.isSafeInteger(id) && id >= 1 && id <= MAX_ID) return null;
   return new InvalidArgumentError(`a mailbox id is a positive integer, not ${describeValue(id)}`);
 }
+
+/**
+ * A face's first argument, checked where the face is entered: a value that is not a connected
+ * process (`posix()` with none, a mailbox passed by mistake) failed later, deep inside the face,
+ * with a TypeError such as "proc.createMailbox is not a function". Its shape is checked, not its
+ * class, so a process made by another copy of this library is still one.
+ *
+ * @example
+ * ```ts
+ * const bad = badProcess(proc, 'posix()');
+ * if (bad !== null) throw bad; // EINVAL: "posix(): the first argument must be a process from connect(), not undefined"
+ * ```
+ */
+export function badProcess(proc: unknown, what: string): InvalidArgumentError | null {
+  const p = proc as { openMailbox?: unknown; createMailbox?: unknown } | null | undefined;
+  if (typeof p?.openMailbox === 'function' && typeof p.createMailbox === 'function') return null;
+  return new InvalidArgumentError(
+    `${what}: the first argument must be a process from connect(), not ${describeValue(proc)}`,
+  );
+}

@@ -1,7 +1,7 @@
 import { AnnouncedEvent } from '../client/call-events.js';
 import type { Mailbox } from '../client/mailbox.js';
 import { checkOptions, type OptionNames } from '../client/option-names.js';
-import { badSignal } from '../client/option-values.js';
+import { badProcess, badSignal } from '../client/option-values.js';
 import type { PostboxProcess } from '../client/process.js';
 import { AbortedError, InvalidArgumentError, NotFoundError } from '../protocol/errors.js';
 import { PIPE_BYTES, PipeReader, PipeWriter } from './pipe-end.js';
@@ -23,6 +23,8 @@ export { PipeReader, PipeWriter };
  * ```
  */
 export async function mkfifo(proc: PostboxProcess, name: string, mode = 0o666): Promise<void> {
+  const badProc = badProcess(proc, 'mkfifo()');
+  if (badProc !== null) throw badProc;
   checkName(name, 'mkfifo');
   // Bounded in bytes as a Linux FIFO is (its pipe buffer), so a writer waits for a slow reader.
   const mb = await proc.createMailbox(name, {
@@ -72,6 +74,8 @@ export async function openFifo(
   mode: 'r' | 'w',
   options: OpenFifoOptions = {},
 ): Promise<PipeReader | PipeWriter> {
+  const badProc = badProcess(proc, 'openFifo()');
+  if (badProc !== null) throw badProc;
   checkName(name, 'openFifo');
   checkOptions(options, OPEN_FIFO_OPTIONS, 'openFifo()');
   if (mode !== 'r' && mode !== 'w')

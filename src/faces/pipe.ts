@@ -5,6 +5,7 @@ import {
 } from 'node:child_process';
 import type { Mailbox } from '../client/mailbox.js';
 import { checkOptions, describeValue, type OptionNames } from '../client/option-names.js';
+import { badProcess } from '../client/option-values.js';
 import type { PostboxProcess } from '../client/process.js';
 import { InvalidArgumentError, NotFoundError, PermissionError } from '../protocol/errors.js';
 import { waitForReader } from './fifo.js';
@@ -35,6 +36,8 @@ export interface Pipe {
  * ```
  */
 export async function pipe(proc: PostboxProcess): Promise<Pipe> {
+  const badProc = badProcess(proc, 'pipe()');
+  if (badProc !== null) throw badProc;
   const writeEnd = await pipeMailbox(proc, 'write');
   const readEnd = await proc.openMailbox(writeEnd.id, { role: 'read' });
   return { id: writeEnd.id, reader: new PipeReader(readEnd), writer: new PipeWriter(writeEnd) };
@@ -109,6 +112,8 @@ export async function spawn(
   mode: 'r' | 'w',
   options: SpawnOptions = {},
 ): Promise<SpawnedPipe> {
+  const badProc = badProcess(proc, 'spawn()');
+  if (badProc !== null) throw badProc;
   checkCommand(command, args);
   if (mode !== 'r' && mode !== 'w')
     throw new InvalidArgumentError(`spawn(): mode must be 'r' or 'w', not ${describeValue(mode)}`);
@@ -301,6 +306,8 @@ export async function pipeFromEnv(
   proc: PostboxProcess,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<PipeReader | PipeWriter | null> {
+  const badProc = badProcess(proc, 'pipeFromEnv()');
+  if (badProc !== null) throw badProc;
   const value = env[PIPE_ENV];
   if (value === undefined) return null;
   const m = /^(\d+):([rw])(?::(\d+)(?::([0-9a-f]+))?)?$/.exec(value);

@@ -14,6 +14,7 @@
 import type { Mailbox, MailboxInfo } from '../client/mailbox.js';
 import type { Message } from '../client/message.js';
 import { describeValue, type OptionNames, unknownOption } from '../client/option-names.js';
+import { badProcess } from '../client/option-values.js';
 import { connect, type PostboxProcess } from '../client/process.js';
 import {
   BadDescriptorError,
@@ -504,6 +505,8 @@ export class PosixQueues {
  * ```
  */
 export function posix(process: PostboxProcess): PosixQueues {
+  const badProc = badProcess(process, 'posix()');
+  if (badProc !== null) throw badProc;
   return new PosixQueues(process);
 }
 

@@ -26,6 +26,7 @@
  * ```
  */
 import { checkOptions } from '../client/option-names.js';
+import { badProcess } from '../client/option-values.js';
 import type { PostboxProcess } from '../client/process.js';
 import type { RpcCall } from './rpc/call.js';
 import { CALL_OPTIONS, Caller } from './rpc/client.js';
@@ -74,6 +75,8 @@ export function stub<T extends object>(
   service: string,
   defaults: CallOptions = {},
 ): Stub<T> {
+  const badProc = badProcess(proc, 'stub()');
+  if (badProc !== null) throw badProc;
   serviceMailbox(service);
   checkOptions(defaults, CALL_OPTIONS, 'stub()');
   return makeStub<T>(Caller.of(proc), service, defaults);
@@ -118,5 +121,7 @@ export function call(
   args: unknown[] = [],
   options: CallOptions = {},
 ): RpcCall<unknown> {
+  const badProc = badProcess(proc, 'call()');
+  if (badProc !== null) throw badProc;
   return Caller.of(proc).call(service, method, args, options, call);
 }

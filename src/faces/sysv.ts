@@ -22,7 +22,7 @@
 import { stat as fsStat } from 'node:fs/promises';
 import type { Mailbox, MailboxInfo, MailboxStat } from '../client/mailbox.js';
 import { describeValue, type OptionNames, unknownOption } from '../client/option-names.js';
-import { badSignal } from '../client/option-values.js';
+import { badProcess, badSignal } from '../client/option-values.js';
 import { connect, type MailboxOptions, type PostboxProcess } from '../client/process.js';
 import { PostboxError } from '../protocol/errors.js';
 
@@ -681,6 +681,8 @@ function faceOf(proc: PostboxProcess): Face {
  * ```
  */
 export function sysv(proc: PostboxProcess): Sysv {
+  const badProc = badProcess(proc, 'sysv()');
+  if (badProc !== null) throw badProc;
   const face = faceOf(proc);
   return {
     process: proc,

@@ -1,7 +1,7 @@
 import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import { checkOptions, describeValue, type OptionNames } from '../../client/option-names.js';
-import { badSignal, badTimeout } from '../../client/option-values.js';
+import { badProcess, badSignal, badTimeout } from '../../client/option-values.js';
 import type { PostboxProcess } from '../../client/process.js';
 import {
   AbortedError,
@@ -336,6 +336,8 @@ const DIALER_GONE = new Set(['ENOENT', 'EIDRM', 'ESRCH', 'ETIMEDOUT', 'EACCES', 
  * ```
  */
 export async function listen(proc: PostboxProcess, name: string, options: ListenOptions = {}): Promise<Port> {
+  const badProc = badProcess(proc, 'listen()');
+  if (badProc !== null) throw badProc;
   checkOptions(options, LISTEN_OPTIONS, 'listen()');
   checkPortName(name);
   const style = checkStyle(options.style);
@@ -383,6 +385,8 @@ export async function dial(
   name: string,
   options: DialOptions = {},
 ): Promise<Connection> {
+  const badProc = badProcess(proc, 'dial()');
+  if (badProc !== null) throw badProc;
   checkOptions(options, DIAL_OPTIONS, 'dial()');
   checkPortName(name);
   const style = checkStyle(options.style);

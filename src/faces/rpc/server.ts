@@ -7,6 +7,7 @@ import { isThenable } from '../../client/consumer.js';
 import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import { checkOptions, type OptionNames } from '../../client/option-names.js';
+import { badProcess } from '../../client/option-values.js';
 import type { PostboxProcess } from '../../client/process.js';
 import type { SendOptions } from '../../client/send-options.js';
 import {
@@ -129,6 +130,8 @@ export async function serve<H extends object>(
   handlers: H,
   options: ServeOptions = {},
 ): Promise<Server> {
+  const badProc = badProcess(proc, 'serve()');
+  if (badProc !== null) throw badProc;
   checkOptions(options, SERVE_OPTIONS, 'serve()');
   const name = serviceMailbox(service);
   if (typeof handlers !== 'object' || handlers === null)
