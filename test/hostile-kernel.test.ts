@@ -28,7 +28,7 @@ import {
   SENT_FRAME_BYTES,
   writeHead,
 } from '../src/protocol/frame.js';
-import { prng } from './helpers/prng.js';
+import { Rng } from './helpers/prng.js';
 import { within } from './helpers/raw-peer.js';
 
 const SEED = Number(process.env.POSTBOX_HOSTILE_KERNEL_SEED ?? 0xbad0);
@@ -36,22 +36,6 @@ const ROUNDS = Number(process.env.POSTBOX_HOSTILE_KERNEL_ROUNDS ?? 25);
 
 const dir = mkdtempSync(join(tmpdir(), 'pbhk-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-class Rng {
-  readonly next: () => number;
-  constructor(seed: number) {
-    this.next = prng(seed);
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-}
 
 /** A frame a client sent, as the hostile kernel read it. */
 interface ClientFrame {
@@ -468,6 +452,23 @@ test('the client against a hostile kernel: every call settles, with a PostboxErr
   t.diagnostic(JSON.stringify(Object.fromEntries([...counts].sort())));
 });
 
+/** Waits for `pending` to fail with EPROTO whose message matches `message`; resolving fails the test. */
+async function failsWithEproto(
+  pending: Promise<unknown>,
+  what: string,
+  message: RegExp,
+  ms = 5000,
+): Promise<PostboxError> {
+  const err = await within(pending, ms, what).then(
+    (v) => assert.fail(`${what}: resolved with ${JSON.stringify(v)}`),
+    (e: unknown) => e,
+  );
+  assert.ok(err instanceof PostboxError, `${what}: ${String(err)}`);
+  assert.equal(err.code, 'EPROTO', what);
+  assert.match(err.message, message, what);
+  return err;
+}
+
 /** A hostile kernel that welcomes properly and answers each request with `answer(frame)`. */
 async function answering(
   name: string,
@@ -525,13 +526,7 @@ test('an answer of another kind than its request, or a payload that is not JSON,
     const k = await answering('kind', (f) => [frame(f.request)]);
     const p = await connect({ socket: k.path });
     try {
-      const err = await within(call(p), 5000, what).then(
-        (v) => assert.fail(`${what}: resolved with ${JSON.stringify(v)}`),
-        (e: unknown) => e,
-      );
-      assert.ok(err instanceof PostboxError, `${what}: ${String(err)}`);
-      assert.equal(err.code, 'EPROTO', what);
-      assert.match(err.message, message, what);
+      await failsWithEproto(call(p), what, message);
     } finally {
       await p.close();
       await k.close();
@@ -556,13 +551,7 @@ test('a DELIVER shorter than its head, or whose headers run past it, is a bad fr
     ]);
     const p = await connect({ socket: k.path });
     try {
-      const err = await within(p.receive(), 5000, what).then(
-        (m) => assert.fail(`${what}: resolved with ${JSON.stringify(m)}`),
-        (e: unknown) => e,
-      );
-      assert.ok(err instanceof PostboxError, `${what}: ${String(err)}`);
-      assert.equal(err.code, 'EPROTO', what);
-      assert.match(err.message, message, what);
+      await failsWithEproto(p.receive(), what, message);
     } finally {
       await p.close();
       await k.close();
@@ -644,16 +633,12 @@ test('a WELCOME whose members are not what a kernel sends fails connect() with E
       () => {},
     );
     try {
-      const err = await within(connect({ socket: k.path, timeout: 5000 }), 6000, what).then(
-        async (p) => {
-          await p.close();
-          return assert.fail(`${what}: connected`);
-        },
-        (e: unknown) => e,
-      );
-      assert.ok(err instanceof PostboxError, `${what}: ${String(err)}`);
-      assert.equal(err.code, 'EPROTO', what);
-      assert.match(err.message, /is not a Postbox kernel: its WELCOME/, what);
+      const joined = connect({ socket: k.path, timeout: 5000 }).then(async (p) => {
+        await p.close();
+        return 'connected';
+      });
+      // Longer than the join's own 5 s timeout, so that it is the join that gives up.
+      const err = await failsWithEproto(joined, what, /is not a Postbox kernel: its WELCOME/, 6000);
       assert.match(err.message, message, what);
     } finally {
       await k.close();

@@ -32,7 +32,7 @@ import {
   writeHead,
 } from '../src/protocol/frame.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
-import { prng } from './helpers/prng.js';
+import { Rng } from './helpers/prng.js';
 import {
   callFrame,
   frameError,
@@ -54,22 +54,6 @@ const kernels: TestKernel[] = [];
 after(async () => {
   for (const k of kernels.splice(0)) await k.stop();
 });
-
-class Rng {
-  readonly next: () => number;
-  constructor(seed: number) {
-    this.next = prng(seed);
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-}
 
 /** What a hostile peer may name: ids of its own, of others, stale ones, and ones never issued. */
 interface Known {

@@ -23,7 +23,7 @@ import {
 } from '../src/protocol/frame.js';
 import { type Agent, startAgent } from './helpers/agent.js';
 import { startTestKernel, type TestKernel } from './helpers/kernel.js';
-import { prng } from './helpers/prng.js';
+import { Rng } from './helpers/prng.js';
 import {
   callFrame,
   frameError,
@@ -162,31 +162,6 @@ function openFds(pid: number): number {
 }
 
 const MB = 1024 * 1024;
-
-/** A seeded PRNG (mulberry32), so a failing fuzz run can be replayed with POSTBOX_FUZZ_SEED. */
-class Rng {
-  readonly next: () => number;
-  constructor(seed: number) {
-    this.next = prng(seed);
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  u32(): number {
-    return this.int(2 ** 32) >>> 0;
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)]!;
-  }
-  bytes(n: number): Buffer {
-    const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) b[i] = this.int(256);
-    return b;
-  }
-}
 
 // ── 1. fuzz ─────────────────────────────────────────────────────────────────────────────────
 

@@ -9,3 +9,28 @@ export function prng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Draws from {@link prng} as the fuzzers need them: integers, picks, coin flips, bytes. */
+export class Rng {
+  readonly next: () => number;
+  constructor(seed: number) {
+    this.next = prng(seed);
+  }
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+  u32(): number {
+    return this.int(2 ** 32) >>> 0;
+  }
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(items.length)]!;
+  }
+  bytes(n: number): Buffer {
+    const b = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) b[i] = this.int(256);
+    return b;
+  }
+}
