@@ -249,6 +249,60 @@ test('a waiting msgrcv on a FIFO whose last writer closed says end of file, not 
   await fifo.close();
 });
 
+test('System V calls on a pipe nobody reads, or a mailbox another process holds, fail as SysvErrors', async () => {
+  const other = await connect({ socket: k.socket, name: 'holder' });
+  const { msgsnd, msgrcv } = sysv(me);
+  // A pipe whose read end has closed: write(2) says EPIPE, and so does msgsnd, in the face's class.
+  const p = await pipe(other);
+  const look = await me.openMailbox(p.id, { role: 'none' });
+  p.reader.destroy();
+  await until(
+    () => look.stat(),
+    (st) => st.readers === 0,
+    10_000,
+    'the read end closed',
+  );
+  await assert.rejects(msgsnd(p.id, 1, 'late'), (err: Error & { code?: string; syscall?: string }) => {
+    assert.equal(err.name, 'SysvError');
+    assert.equal(err.code, 'EPIPE');
+    assert.equal(err.syscall, 'msgsnd');
+    assert.match(err.message, new RegExp(`queue ${p.id}`));
+    return true;
+  });
+  // An exclusive mailbox whose receive right the other process holds.
+  const held = await other.createMailbox('faces-held', { policy: 'exclusive', mode: 0o666 });
+  await held.send('mine');
+  assert.equal((await held.receive({ nowait: true }))?.body, 'mine');
+  await assert.rejects(msgrcv(held.id, 100), (err: Error & { code?: string; errno?: number }) => {
+    assert.equal(err.name, 'SysvError');
+    assert.equal(err.code, 'EBUSY');
+    assert.equal(err.errno, 16);
+    assert.match(err.message, /holder/);
+    return true;
+  });
+  p.writer.destroy();
+  await look.close();
+  await other.close();
+});
+
+test('IPC_SET msg_qbytes 0 is EINVAL on a mailbox that is not a System V queue, and leaves it as it was', async () => {
+  const box = await me.createMailbox('faces-qbytes', { capacity: 4 });
+  const { msgctl, msgsnd, msgrcv } = sysv(me);
+  await assert.rejects(msgctl(box.id, IPC_SET, { msg_qbytes: 0 }), (err: Error & { code?: string }) => {
+    assert.equal(err.name, 'SysvError');
+    assert.equal(err.code, 'EINVAL');
+    assert.match(err.message, /not a System V queue/);
+    return true;
+  });
+  assert.equal((await box.stat()).capacity, 4);
+  await msgsnd(box.id, 1, 'still open');
+  assert.equal((await msgrcv(box.id, 100)).mtext.toString(), 'still open');
+  // Any other size is the queue's limit, as on a System V queue.
+  await msgctl(box.id, IPC_SET, { msg_qbytes: 64 });
+  assert.equal((await box.stat()).maxBytes, 64);
+  await box.delete();
+});
+
 test('postbox rm of an anonymous pipe whose creator has gone deletes it; it has no name to unlink', async () => {
   // Its creator made it and left; another process still holds both ends, so it stays.
   const creator = await connect({ socket: k.socket, name: 'pipe-maker' });

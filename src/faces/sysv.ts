@@ -68,6 +68,10 @@ export const errno = Object.freeze({
   ENOSYS: 38,
   ENOMSG: 42,
   EIDRM: 43,
+  // Not System V's own: a FIFO, pipe or service seen through this face can fail as write(2)
+  // and open(2) would, and its caller still catches a SysvError.
+  EBUSY: 16,
+  EPIPE: 32,
 } as const);
 
 /** The errno names this face reports itself. */
@@ -239,6 +243,8 @@ const SEND_CODES: Partial<Record<string, SysvErrorCode>> = {
   EIDRM: 'EIDRM',
   ENOMEM: 'ENOMEM',
   ECANCELED: 'EINTR',
+  EPIPE: 'EPIPE',
+  EBUSY: 'EBUSY',
 };
 const RECEIVE_CODES: Partial<Record<string, SysvErrorCode>> = {
   ENOENT: 'EINVAL',
@@ -248,6 +254,7 @@ const RECEIVE_CODES: Partial<Record<string, SysvErrorCode>> = {
   EIDRM: 'EIDRM',
   ENOMSG: 'ENOMSG',
   ECANCELED: 'EINTR',
+  EBUSY: 'EBUSY',
 };
 /** msgctl: owner-only refusals are EPERM on Linux. */
 const CTL_CODES: Partial<Record<string, SysvErrorCode>> = {
@@ -464,6 +471,14 @@ class Face {
           'EPERM',
           'msgctl',
           `msg_qbytes ${qbytes} is over MSGMNB (${MSGMNB}); only a privileged process may raise it so far`,
+        );
+      // Capacity 0 is Linux's "holds nothing" only on a queue that admits as System V does; on
+      // any other mailbox it is a rendezvous whose 0-byte limit would refuse every message.
+      if (qbytes === 0 && st.admission !== 'fits')
+        throw new SysvError(
+          'EINVAL',
+          'msgctl',
+          `msg_qbytes 0 on queue ${msqid}, which is not a System V queue, would refuse every message; give it at least 1`,
         );
       if (qbytes !== undefined) await mb.setLimits({ capacity: qbytes, maxBytes: qbytes });
       if (mode !== undefined) await mb.chmod(mode & 0o777);
