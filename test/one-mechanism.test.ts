@@ -254,7 +254,8 @@ test('System V calls on a pipe nobody reads, or a mailbox another process holds,
   const { msgsnd, msgrcv } = sysv(me);
   // A pipe whose read end has closed: write(2) says EPIPE, and so does msgsnd, in the face's class.
   const p = await pipe(other);
-  const look = await me.openMailbox(p.id, { role: 'none' });
+  // Its passkey makes this process one of the pipe's group, as a child handed an end would be.
+  const look = await me.openMailbox(p.id, { role: 'none', passkey: p.passkey });
   p.reader.destroy();
   await until(
     () => look.stat(),
@@ -309,7 +310,7 @@ test('postbox rm of an anonymous pipe whose creator has gone deletes it; it has 
   const holder = await connect({ socket: k.socket, name: 'pipe-holder' });
   try {
     const p = await pipe(creator);
-    const end = await holder.openMailbox(p.id, { role: 'read' });
+    const end = await holder.openMailbox(p.id, { role: 'read', passkey: p.passkey });
     await holder.openMailbox(p.id, { role: 'write' }); // a writer left: no end of file yet
     // Settled while the command runs: its outcome is kept to look at after.
     const waited = end.receive().then(

@@ -68,13 +68,13 @@ describe('pipes', () => {
     for (const how of ['destroyed', 'its process closed'] as const) {
       const p = await join();
       const other = await join();
-      const { id, reader, writer } = await pipe(p);
+      const { id, passkey, reader, writer } = await pipe(p);
       // The reader is in another process for the second round: that process ends with its
       // handle open, as one that crashes would.
       let far = reader;
       if (how === 'its process closed') {
         reader.destroy();
-        far = new PipeReader(await other.openMailbox(id, { role: 'read' }));
+        far = new PipeReader(await other.openMailbox(id, { role: 'read', passkey }));
       }
       const failed = once(writer, 'error');
       // 64 KiB fill the pipe; the sends after them wait in the kernel for room.
@@ -152,8 +152,8 @@ describe('pipes', () => {
     // closed threw those bytes away, where a Unix reader leaves them in the pipe for the next.
     const p = await join();
     const other = await join();
-    const { id, reader, writer } = await pipe(p);
-    const next = new PipeReader(await other.openMailbox(id, { role: 'read' }));
+    const { id, passkey, reader, writer } = await pipe(p);
+    const next = new PipeReader(await other.openMailbox(id, { role: 'read', passkey }));
     writer.write('first');
     await within(once(reader, 'data'), BOUND_MS, 'the first write');
     reader.pause();
@@ -181,6 +181,63 @@ describe('pipes', () => {
     });
     await within(once(next, 'end'), BOUND_MS, 'end of file at the next reader');
     assert.equal(got + held, piece * pieces, 'every byte the first reader did not hold went to the next');
+  });
+
+  test("a pipe is its creator's and its passkey's: another process that knows only its id may neither open it nor send to it", async () => {
+    const p = await join();
+    const stranger = await join();
+    const { id, passkey, reader, writer } = await pipe(p);
+    assert.match(passkey, /^[0-9a-f]{32}$/);
+    // Ids are small numbers counted from 1: knowing one must not be enough to read or write.
+    for (const role of ['read', 'write', 'both'] as const)
+      await assert.rejects(stranger.openMailbox(id, { role }), { code: 'EACCES' });
+    await assert.rejects(stranger.sendTo(id, 'forged'), { code: 'EACCES' });
+    await assert.rejects(
+      stranger.openMailbox(id, { role: 'read', passkey: 'f'.repeat(32) }),
+      (e: PostboxError) => {
+        assert.equal(e.code, 'EACCES');
+        assert.match(e.message, /the passkey does not open it/);
+        return true;
+      },
+    );
+    await assert.rejects(
+      pipeFromEnv(stranger, { POSTBOX_PIPE: `${id}:r` }),
+      (e: PostboxError) => e.code === 'EACCES' && /without its passkey/.test(e.message),
+    );
+    // Neither a stat nor an open with the passkey tells it to anyone else.
+    assert.equal('passkey' in (await stranger.stat(id)), false);
+    const end = await pipeFromEnv(stranger, {
+      POSTBOX_PIPE: `${id}:r:${p.conn.info.kernel.pid}:${p.conn.info.kernel.instance ?? ''}:${passkey}`,
+    });
+    assert.ok(end instanceof PipeReader);
+    assert.equal(end.mailbox.info.passkey, undefined);
+    reader.destroy();
+    writer.end('to the one handed the passkey\n');
+    let text = '';
+    for await (const chunk of end) text += String(chunk);
+    assert.equal(text, 'to the one handed the passkey\n');
+    await stranger.close();
+  });
+
+  test('a passkey that is not a string, or a create asking for one with a value that is not true or false, is EINVAL', async () => {
+    const p = await join();
+    const { id, reader, writer } = await pipe(p);
+    await assert.rejects(p.conn.call('open', { id, passkey: 7 }), {
+      code: 'EINVAL',
+      message: /passkey must be a string/,
+    });
+    await assert.rejects(p.conn.call('create', { name: 'pk-bad', passkey: 'yes' }), {
+      code: 'EINVAL',
+      message: /passkey must be true or false/,
+    });
+    assert.equal(
+      (await p.mailboxes()).some((m) => m.name === 'pk-bad'),
+      false,
+    );
+    await assert.rejects(p.openMailbox(id, { passkey: 7 as unknown as string }), { code: 'EINVAL' });
+    await assert.rejects(p.openMailbox('pk-bad', { create: true, passkey: 'ab' }), { code: 'EINVAL' });
+    reader.destroy();
+    writer.destroy();
   });
 
   test('a write larger than a message is split, not refused: every byte arrives once, in order', async () => {

@@ -51,6 +51,11 @@ export interface MailboxInfo {
    * a handle, and have none.
    */
   handle?: number;
+  /**
+   * The secret that gives the group's rights to whoever opens the mailbox with it: only on its
+   * creator's `mailbox.info`, and only if it was created with `passkey: true`.
+   */
+  passkey?: string;
 }
 
 /** A mailbox's state, like System V's msqid_ds. */

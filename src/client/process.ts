@@ -82,6 +82,12 @@ export interface MailboxOptions {
   rightsAtOpen?: boolean | undefined;
   /** System V key: the mailbox can be opened by it. */
   key?: number | undefined;
+  /**
+   * Have the kernel make a passkey for it (`mailbox.info.passkey`, told only to this process):
+   * a process that opens it with `{ passkey }` joins its group, as if granted, without its
+   * creator knowing that process's id first. It is how a pipe's end is handed to a child.
+   */
+  passkey?: boolean | undefined;
   /** How this handle uses it; counts for pipes and FIFOs. Default 'both'. */
   role?: 'read' | 'write' | 'both' | 'none' | undefined;
 }
@@ -102,6 +108,7 @@ export const MAILBOX_OPTIONS: OptionNames<MailboxOptions> = {
   admission: true,
   rightsAtOpen: true,
   key: true,
+  passkey: true,
   role: true,
 };
 
@@ -121,9 +128,14 @@ export interface OpenMailboxOptions {
   create?: MailboxOptions | boolean | undefined;
   /** How this handle uses it; counts for pipes and FIFOs. Default 'both'. */
   role?: 'read' | 'write' | 'both' | 'none' | undefined;
+  /**
+   * The mailbox's passkey, handed over by its creator: this process joins its group (EACCES if
+   * it does not match). Not with `create`.
+   */
+  passkey?: string | undefined;
 }
 
-const OPEN_OPTIONS: OptionNames<OpenMailboxOptions> = { create: true, role: true };
+const OPEN_OPTIONS: OptionNames<OpenMailboxOptions> = { create: true, role: true, passkey: true };
 const MONITOR_OPTIONS: OptionNames<{ signal?: AbortSignal }> = { signal: true };
 
 /** Process names a process remembers the ids of, the oldest looked up dropped first. */
@@ -432,12 +444,24 @@ export class PostboxProcess {
     const where =
       typeof ref === 'number' ? { id: ref } : typeof ref === 'string' ? { name: ref } : { key: ref.key };
     const role = options.role === undefined ? {} : { role: options.role };
+    const passkey = options.passkey;
+    if (passkey !== undefined && typeof passkey !== 'string')
+      throw new InvalidArgumentError(
+        `openMailbox(): passkey must be a string, not ${describeValue(passkey)}`,
+      );
     if (options.create !== undefined && options.create !== false) {
       if (typeof ref === 'number') throw new InvalidArgumentError('create needs a mailbox name or key');
+      if (passkey !== undefined)
+        throw new InvalidArgumentError(
+          "openMailbox(): a passkey opens a mailbox that exists; it cannot be given with 'create'",
+        );
       const attrs = options.create === true ? {} : options.create;
       info = await this.conn.call<MailboxInfo>('create', { ...where, ifExists: 'open', ...attrs, ...role });
     } else {
-      info = await this.conn.call<MailboxInfo>('open', { ...where, ...role });
+      info = await this.conn.call<MailboxInfo>(
+        'open',
+        passkey === undefined ? { ...where, ...role } : { ...where, ...role, passkey },
+      );
     }
     return new Mailbox<T>(this.conn, info);
   }

@@ -7,7 +7,7 @@ import type { Mailbox } from '../client/mailbox.js';
 import { checkOptions, describeValue, type OptionNames } from '../client/option-names.js';
 import { badProcess } from '../client/option-values.js';
 import type { PostboxProcess } from '../client/process.js';
-import { InvalidArgumentError, NotFoundError, PermissionError } from '../protocol/errors.js';
+import { InvalidArgumentError, NotFoundError, PermissionError, PostboxError } from '../protocol/errors.js';
 import { waitForReader } from './fifo.js';
 import { PIPE_BYTES, PipeReader, PipeWriter } from './pipe-end.js';
 
@@ -20,6 +20,11 @@ export const PIPE_ENV = 'POSTBOX_PIPE';
 export interface Pipe {
   /** Mailbox id of the pipe (what a child is handed). */
   readonly id: number;
+  /**
+   * What opens it: another process that opens the pipe's id with `{ passkey }` may use its ends
+   * (the id alone is refused, EACCES). spawn() hands it to a child in `POSTBOX_PIPE`.
+   */
+  readonly passkey: string;
   readonly reader: PipeReader;
   readonly writer: PipeWriter;
 }
@@ -40,7 +45,12 @@ export async function pipe(proc: PostboxProcess): Promise<Pipe> {
   if (badProc !== null) throw badProc;
   const writeEnd = await pipeMailbox(proc, 'write');
   const readEnd = await proc.openMailbox(writeEnd.id, { role: 'read' });
-  return { id: writeEnd.id, reader: new PipeReader(readEnd), writer: new PipeWriter(writeEnd) };
+  return {
+    id: writeEnd.id,
+    passkey: writeEnd.info.passkey!,
+    reader: new PipeReader(readEnd),
+    writer: new PipeWriter(writeEnd),
+  };
 }
 
 /** A new anonymous pipe's mailbox, with this process's first handle on it in `role`. */
@@ -50,7 +60,11 @@ function pipeMailbox(proc: PostboxProcess, role: 'read' | 'write'): Promise<Mail
     transient: true,
     system: true,
     maxBytes: PIPE_BYTES,
-    mode: 0o666,
+    // Its ends are its creator's and its group's: those who opened it with its passkey, as a
+    // child is handed a descriptor. Ids are small counted numbers; 0o666 let any process guess
+    // one and read or write the pipe.
+    mode: 0o660,
+    passkey: true,
     role,
   });
 }
@@ -181,15 +195,18 @@ async function spawnHandingOver(
   let reader: PipeReader | null = null;
   let writer: PipeWriter | null = null;
   let id: number;
+  let passkey: string;
   if (mode === 'r') {
     const ours = await pipeMailbox(proc, 'read');
     reader = new PipeReader(ours);
     id = ours.id;
+    passkey = ours.info.passkey!;
   } else {
     const p = await pipe(proc);
     writer = p.writer;
     reader = p.reader;
     id = p.id;
+    passkey = p.passkey;
   }
   // The pipe's id means something only in this kernel: the child is sent to it, and told which
   // kernel that is, so that it never opens whatever has that id in another (data written into a
@@ -197,7 +214,7 @@ async function spawnHandingOver(
   const conn = proc.conn;
   const env = { ...(options.env ?? process.env) };
   const { pid, instance } = conn.info.kernel;
-  env[PIPE_ENV] = `${id}:${mode === 'r' ? 'w' : 'r'}:${pid}${instance === undefined ? '' : `:${instance}`}`;
+  env[PIPE_ENV] = `${id}:${mode === 'r' ? 'w' : 'r'}:${pid}:${instance ?? ''}:${passkey}`;
   env.POSTBOX_URL = conn.transport === 'tcp' ? conn.address : `unix:${conn.address}`;
   // And over TCP, with the token this process joined with: it may have come from
   // connect({ token }), not from an environment the child inherits.
@@ -310,10 +327,10 @@ export async function pipeFromEnv(
   if (badProc !== null) throw badProc;
   const value = env[PIPE_ENV];
   if (value === undefined) return null;
-  const m = /^(\d+):([rw])(?::(\d+)(?::([0-9a-f]+))?)?$/.exec(value);
+  const m = /^(\d+):([rw])(?::(\d+)(?::([0-9a-f]*)(?::([0-9a-f]+))?)?)?$/.exec(value);
   if (m === null)
     throw new InvalidArgumentError(
-      `${PIPE_ENV}='${value}' is not ID:r or ID:w (then :KERNEL-PID, then :KERNEL-INSTANCE)`,
+      `${PIPE_ENV}='${value}' is not ID:r or ID:w (then :KERNEL-PID, then :KERNEL-INSTANCE, then :PASSKEY)`,
     );
   const { pid: kernel, instance } = proc.conn.info.kernel;
   if (m[3] !== undefined && Number(m[3]) !== kernel)
@@ -323,10 +340,28 @@ export async function pipeFromEnv(
   // Same pid, another kernel: the parent's was restarted (a container's first process has the
   // same pid each time) before the child joined, and the new one has other mailboxes under the
   // pipe's id.
-  if (m[4] !== undefined && instance !== undefined && m[4] !== instance)
+  if (m[4] !== undefined && m[4] !== '' && instance !== undefined && m[4] !== instance)
     throw new InvalidArgumentError(
       `${PIPE_ENV} hands over pipe ${m[1]} of a kernel that is no longer running at ${proc.conn.address} (it was restarted): the pipe went with it`,
     );
-  const mb = await proc.openMailbox(Number(m[1]), { role: m[2] === 'r' ? 'read' : 'write' });
-  return m[2] === 'r' ? new PipeReader(mb) : new PipeWriter(mb);
+  const role = m[2] === 'r' ? 'read' : 'write';
+  // Without its passkey only the pipe's creator may open it: say what is missing, not just EACCES.
+  if (m[5] === undefined) {
+    try {
+      return wrapEnd(await proc.openMailbox(Number(m[1]), { role }), role);
+    } catch (err) {
+      if (err instanceof PostboxError && err.code === 'EACCES')
+        throw new PermissionError(
+          `${PIPE_ENV}='${value}' hands over pipe ${m[1]} without its passkey (ID:r:KERNEL-PID:KERNEL-INSTANCE:PASSKEY, as spawn() writes it); only the pipe's creator may open it by id alone`,
+          { mailbox: `#${m[1]}` },
+          { cause: err },
+        );
+      throw err;
+    }
+  }
+  return wrapEnd(await proc.openMailbox(Number(m[1]), { role, passkey: m[5] }), role);
+}
+
+function wrapEnd(mb: Mailbox, role: 'read' | 'write'): PipeReader | PipeWriter {
+  return role === 'read' ? new PipeReader(mb) : new PipeWriter(mb);
 }

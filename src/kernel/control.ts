@@ -1,3 +1,4 @@
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ErrorCode } from '../protocol/errors.js';
 import { badMailboxName, MAX_MAILBOX_NAME } from '../protocol/names.js';
 import type { Kernel } from './kernel.js';
@@ -46,6 +47,7 @@ const CREATE_ARGS: readonly string[] = [
   'requireReader',
   'admission',
   'rightsAtOpen',
+  'passkey',
 ];
 
 const handlers: Record<string, Handler> = {
@@ -59,6 +61,7 @@ const handlers: Record<string, Handler> = {
     roomForHandle(k, p);
     const name = optName(a.name);
     const key = a.key === undefined || a.key === null || a.key === 0 ? 0 : safeInt(a.key, 'key');
+    const withPasskey = optBool(a.passkey, 'passkey');
     const ifExists = a.ifExists ?? 'fail';
     if (ifExists !== 'fail' && ifExists !== 'open')
       throw new CallError('EINVAL', "ifExists must be 'fail' or 'open'");
@@ -96,9 +99,17 @@ const handlers: Record<string, Handler> = {
     }
     p.owned ??= new Set();
     p.owned.add(mb);
-    return openHandle(k, p, mb, a, true);
+    const opened = openHandle(k, p, mb, a, true);
+    // Only its creator learns it: an open, or a create that finds the mailbox there, does not.
+    if (withPasskey) {
+      mb.passkey = randomBytes(PASSKEY_BYTES).toString('hex');
+      opened.passkey = mb.passkey;
+    }
+    return opened;
   },
   open: (k, p, a) => {
+    if (a.passkey !== undefined && typeof a.passkey !== 'string')
+      throw new CallError('EINVAL', `passkey must be a string, not ${shown(a.passkey)}`);
     roomForHandle(k, p);
     return openHandle(k, p, find(k, a), a);
   },
@@ -573,6 +584,7 @@ function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args, created =
   // 'none': a handle that only manages the mailbox (mkfifo's): it counts as neither end.
   const read = role === 'read' || role === 'both';
   const write = role === 'write' || role === 'both';
+  if (typeof a.passkey === 'string' && !created) presentPasskey(k, p, mb, a.passkey);
   if ((mb.rightsAtOpen || mb.endOnLastWriter) && !created) {
     // Rights are checked here, once, as mq_open does; the creator needs none (its mode may
     // even deny it). A FIFO's too, as open(2) checks them: a writer it would refuse waited for
@@ -602,6 +614,28 @@ function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args, created =
   const described = describe(k, mb);
   described.handle = handle;
   return described;
+}
+
+/** 128 bits: guessing one is out of reach, and a pipe's env line stays short. */
+const PASSKEY_BYTES = 16;
+
+/**
+ * An opener that presents the mailbox's passkey joins its group, as a grant from the owner
+ * would make it: the rights are then the mode's, checked as any other process's.
+ */
+function presentPasskey(k: Kernel, p: KernelProcess, mb: Mailbox, passkey: string): void {
+  const given = Buffer.from(passkey);
+  const ours = mb.passkey === null ? null : Buffer.from(mb.passkey);
+  // Compared in constant time: a comparison that stops at the first wrong byte tells, by its
+  // time, how much of a guess was right.
+  if (ours === null || given.length !== ours.length || !timingSafeEqual(given, ours))
+    throw new CallError('EACCES', `${p.label} may not open ${mb.label}: the passkey does not open it`, mb);
+  if (mb.owner === p || mb.group?.has(p.id)) return;
+  mb.group ??= new Set();
+  mb.group.add(p.id);
+  p.grantedOn ??= new Set();
+  p.grantedOn.add(mb);
+  rightsChanged(k, mb);
 }
 
 /** The most of an argument an error shows: the message is for people, not an echo of the CALL. */

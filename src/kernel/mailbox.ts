@@ -122,6 +122,12 @@ export class Mailbox {
    * bytes, and a kernel may hold a million mailboxes, most of them idle.)
    */
   group: Set<number> | null = null;
+  /**
+   * A secret that gives whoever opens the mailbox with it the group's rights, as a descriptor
+   * passed to a child does: how a pipe's end reaches a process whose id nobody knows yet.
+   * Null for most mailboxes.
+   */
+  passkey: string | null = null;
   /** Counts changes of mode, group or owner: a send right checked before a change is checked again. */
   rightsChanged = 0;
   /** The process holding the receive right of an exclusive mailbox, or the two ends of a pair. */

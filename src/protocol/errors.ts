@@ -166,8 +166,8 @@ export class MessageSizeError extends PostboxError {
 /** The process lacks a right on the mailbox. */
 export class PermissionError extends PostboxError {
   declare readonly code: 'EACCES';
-  constructor(message: string, subject?: ErrorSubject) {
-    super('EACCES', message, subject);
+  constructor(message: string, subject?: ErrorSubject, options?: { cause?: unknown }) {
+    super('EACCES', message, subject, options);
   }
 }
 /** The mailbox was removed while the operation waited, or before it. */
