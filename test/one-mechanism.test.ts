@@ -304,25 +304,43 @@ test('IPC_SET msg_qbytes 0 is EINVAL on a mailbox that is not a System V queue, 
   await box.delete();
 });
 
-test('postbox rm of an anonymous pipe whose creator has gone deletes it; it has no name to unlink', async () => {
-  // Its creator made it and left; another process still holds both ends, so it stays.
+test("postbox rm of a nameless pipe whose creator has gone deletes it, having no name to unlink; an anonymous pipe is only its holders' to remove", async () => {
+  // Their creator made them and left; another process still holds both ends, so they stay.
   const creator = await connect({ socket: k.socket, name: 'pipe-maker' });
   const holder = await connect({ socket: k.socket, name: 'pipe-holder' });
   try {
     const p = await pipe(creator);
-    const end = await holder.openMailbox(p.id, { role: 'read', passkey: p.passkey });
-    await holder.openMailbox(p.id, { role: 'write' }); // a writer left: no end of file yet
+    // A pipe made by hand, as pipe() made them before they had a passkey: anyone may open it.
+    const plain = await creator.createMailbox(null, {
+      endOnLastWriter: true,
+      transient: true,
+      system: true,
+      mode: 0o666,
+      role: 'write',
+    });
+    await holder.openMailbox(p.id, { role: 'read', passkey: p.passkey });
+    await holder.openMailbox(p.id, { role: 'write' });
+    const end = await holder.openMailbox(plain.id, { role: 'read' });
+    await holder.openMailbox(plain.id, { role: 'write' }); // a writer left: no end of file yet
     // Settled while the command runs: its outcome is kept to look at after.
     const waited = end.receive().then(
       () => null,
       (e: unknown) => e,
     );
     await creator.close();
-    const rm = await postbox(['rm', `#${p.id}`, '--json']);
+    // The anonymous pipe, unowned now, is still not the command's: it was never handed it.
+    const refused = await postbox(['rm', `#${p.id}`]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /only the processes it was handed to/);
+    assert.equal((await me.stat(p.id)).id, p.id);
+    const rm = await postbox(['rm', `#${plain.id}`, '--json']);
     assert.equal(rm.code, 0, rm.stderr);
     assert.equal(JSON.parse(rm.stdout)[0].action, 'deleted');
     // Deleted at once, as rm deletes any mailbox: the waiting reader is told, and it is gone.
     assert.equal(((await waited) as { code?: string } | null)?.code, 'EIDRM');
+    await assert.rejects(me.stat(plain.id), (e: unknown) => (e as { code?: string }).code === 'ENOENT');
+    // Its holder, in its group, may remove the anonymous pipe.
+    await (await holder.openMailbox(p.id, { role: 'none' })).delete();
     await assert.rejects(me.stat(p.id), (e: unknown) => (e as { code?: string }).code === 'ENOENT');
   } finally {
     await creator.close().catch(() => {});

@@ -219,6 +219,37 @@ describe('pipes', () => {
     await stranger.close();
   });
 
+  test("an anonymous pipe whose creator has gone is its holders': another process may not grant itself the pipe, change its mode or delete it", async () => {
+    const creator = await join();
+    const holder = await join();
+    const stranger = await join();
+    const { id, passkey } = await pipe(creator);
+    const end = await holder.openMailbox(id, { role: 'read', passkey });
+    await holder.openMailbox(id, { role: 'write' });
+    await creator.close();
+    await within(
+      (async () => {
+        while ((await holder.stat(id)).owner !== null) await new Promise((r) => setImmediate(r));
+      })(),
+      BOUND_MS,
+      'the pipe to be unowned',
+    );
+    // A handle of role 'none' needs no right; what an owner may do is what matters.
+    const h = await stranger.openMailbox(id, { role: 'none' });
+    for (const attempt of [() => h.grant(stranger.id), () => h.chmod(0o666), () => h.delete()])
+      await assert.rejects(
+        attempt(),
+        (e: PostboxError) => e.code === 'EACCES' && /handed to/.test(e.message),
+      );
+    await assert.rejects(stranger.openMailbox(id, { role: 'read' }), { code: 'EACCES' });
+    // Its group may act as its owner, as anyone may on another unowned mailbox.
+    await end.chmod(0o600);
+    assert.equal((await holder.stat(id)).mode, 0o600);
+    await end.delete();
+    await stranger.close();
+    await holder.close();
+  });
+
   test('a passkey that is not a string, or a create asking for one with a value that is not true or false, is EINVAL', async () => {
     const p = await join();
     const { id, reader, writer } = await pipe(p);

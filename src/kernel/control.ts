@@ -761,11 +761,16 @@ function rightsChanged(k: Kernel, mb: Mailbox): Args {
 }
 
 function ownerOnly(p: KernelProcess, mb: Mailbox, what: string): void {
-  // An unowned (system) mailbox has no one else to ask: anyone may act as its owner.
-  if (mb.owner === null || mb.owner === p) return;
+  if (mb.owner === p) return;
+  // An unowned (system) mailbox has no one else to ask: anyone may act as its owner. One with a
+  // passkey was handed to its group: an anonymous pipe whose creator has gone is its holders',
+  // not any process's that guessed its id (and could then grant itself the pipe).
+  if (mb.owner === null && (mb.passkey === null || mb.group?.has(p.id) === true)) return;
   throw new CallError(
     'EACCES',
-    `${p.label} may not ${what} ${mb.label}: only its owner, ${mb.owner.label}, may`,
+    mb.owner === null
+      ? `${p.label} may not ${what} ${mb.label}: its owner has gone, and only the processes it was handed to (by its passkey) may`
+      : `${p.label} may not ${what} ${mb.label}: only its owner, ${mb.owner.label}, may`,
     mb,
   );
 }

@@ -12,7 +12,8 @@ Removes mailboxes, like \`ipcrm -q\`. A mailbox is deleted at once: processes wa
 with EIDRM. A FIFO (made by \`postbox mkfifo\`) is unlinked instead, like rm on a named pipe: its
 name goes now, ends already open keep working, and it goes when the last one closes; an
 anonymous pipe (#ID), which has no name, is deleted. Only the
-owner may remove a mailbox (anyone, once its owner has terminated). NAME may be #ID or an id.
+owner may remove a mailbox (anyone, once its owner has terminated; an anonymous pipe's, only
+the processes it was handed to). NAME may be #ID or an id.
 With several names, each is tried; the exit code is the first failure's.
 
 Options:
