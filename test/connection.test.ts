@@ -21,7 +21,7 @@ import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { connect, type MailboxStat, type PostboxError, type PostboxProcess } from '../src/client/mod.js';
-import { T_REFUSE, T_SYN, T_SYNACK, VERSION } from '../src/faces/connection/wire.js';
+import { T_REFUSE, T_RST, T_SYN, T_SYNACK, VERSION } from '../src/faces/connection/wire.js';
 import { type Connection, dial, listen, RESERVED_TYPE } from '../src/faces/connection.js';
 import { Agent, type AgentEvent } from './helpers/agent.js';
 import { ChildOutput } from './helpers/child-output.js';
@@ -737,6 +737,113 @@ test('accept() skips a request that is not a live dialer’s own: one naming ano
   } finally {
     await port.close();
     await Promise.all([forger.close(), bystander.close(), dialer.close()]);
+  }
+});
+
+test('a request whose answer is never taken holds no other dialer: two accept() calls at once serve the next two long before handshakeTimeout', async () => {
+  // accept() answered one request at a time, each waiting up to handshakeTimeout for its dialer
+  // to take the answer: any process that could send to the port could hold the server that long.
+  const port = await listen(me, newPort(), { handshakeTimeout: 60_000 });
+  const stalled = await connect({ socket: kernel.socket, name: 'stalled' });
+  const dialers = await Promise.all(
+    ['dialer-1', 'dialer-2'].map((name) => connect({ socket: kernel.socket, name })),
+  );
+  try {
+    // A request naming a mailbox of its sender's own, which it never reads.
+    const unread = await stalled.createMailbox(null, { mode: 0o622 });
+    const toPort = await stalled.openMailbox(`port:${port.name}`, { role: 'write' });
+    await toPort.send({ v: VERSION, mailbox: unread.id, style: 'stream' }, { type: T_SYN });
+    toPort.close();
+    const accepting = Promise.all([port.accept({ timeout: 30_000 }), port.accept({ timeout: 30_000 })]);
+    await until(
+      () => unread.stat(),
+      (s) => s.waitingReceiptsCount === 1,
+      10_000,
+      'its answer waiting to be taken',
+    );
+    // Far shorter than handshakeTimeout: served behind the stalled one, these time out.
+    const clients = await within(
+      Promise.all(dialers.map((d) => dial(d, port.name, { timeout: 10_000 }))),
+      20_000,
+      'the dials',
+    );
+    const conns = await within(accepting, 20_000, 'the accepts');
+    assert.deepEqual(
+      conns.map((c) => c.peer.id).sort(),
+      dialers.map((d) => d.id).sort(),
+      'each accept() its own dialer',
+    );
+    for (const [i, c] of clients.entries()) await c.send(`from ${i}`);
+    for (const c of conns) {
+      const i = dialers.findIndex((d) => d.id === c.peer.id);
+      assert.equal((await c.receive({ timeout: 5000 }))?.text(), `from ${i}`);
+    }
+    await Promise.all([...clients, ...conns].map((c) => c.close()));
+    assert.equal(port.dropped, 0);
+  } finally {
+    await port.close();
+    await Promise.all([stalled.close(), ...dialers.map((d) => d.close())]);
+  }
+});
+
+test('closing a port refuses the dialers whose handshake is under way and resets those completed that no accept() took, and leaves none of their mailboxes', async () => {
+  const port = await listen(me, newPort(), { handshakeTimeout: 60_000 });
+  const stalled = await connect({ socket: kernel.socket, name: 'stalled' });
+  const late = await connect({ socket: kernel.socket, name: 'late-reader' });
+  const dialer = await connect({ socket: kernel.socket, name: 'dialer' });
+  const watching = async (): Promise<number> => (await me.processes()).find((p) => p.id === me.id)!.watching;
+  try {
+    // Two requests naming their senders' own mailboxes: one never read, one read on cue.
+    const unread = await stalled.createMailbox(null, { mode: 0o622 });
+    const lateBox = await late.createMailbox(null, { mode: 0o622 });
+    for (const [proc, box] of [
+      [stalled, unread],
+      [late, lateBox],
+    ] as const) {
+      const toPort = await proc.openMailbox(`port:${port.name}`, { role: 'write' });
+      await toPort.send({ v: VERSION, mailbox: box.id, style: 'stream' }, { type: T_SYN });
+      toPort.close();
+    }
+    const dialing = dial(dialer, port.name, { timeout: 30_000 });
+    await until(
+      () => statOf(port.mailbox),
+      (s) => s.count === 3,
+      5000,
+      'the three requests queued',
+    );
+    const before = await watching();
+    // Both requests ahead of the dialer's are taken and answered; neither answer is taken yet.
+    const conn = await within(port.accept({ timeout: 20_000 }), 15_000, 'the accept');
+    const client = await dialing;
+    assert.equal(conn.peer.id, dialer.id);
+    // The late reader takes its answer: its handshake completes, and waits for an accept().
+    assert.equal((await lateBox.receive({ timeout: 10_000 }))?.type, T_SYNACK);
+    await until(watching, (n) => n === before + 2, 10_000, 'the connection with the late reader made');
+
+    await port.close();
+    const refusal = (await unread.receive({ nowait: true }))!;
+    assert.equal(refusal.type, T_REFUSE, 'its answer withdrawn, and a refusal in its place');
+    assert.deepEqual(refusal.body, { reason: 'the port was closed' });
+    assert.equal((await unread.stat()).count, 0);
+    const reset = (await lateBox.receive({ timeout: 10_000 }))!;
+    assert.equal(reset.type, T_RST);
+    assert.match(
+      (reset.body as { reason: string }).reason,
+      /was closed before accept\(\) took the connection/,
+    );
+    // Nothing of the port's is left but the connection accepted, which stays.
+    const left = (await me.mailboxes()).filter((m) => m.owner === me.id && m.id >= port.mailbox);
+    assert.deepEqual(
+      left.map((m) => m.id),
+      [conn.localMailbox],
+    );
+    await client.send('still here');
+    assert.equal((await conn.receive({ timeout: 5000 }))?.text(), 'still here');
+    await Promise.all([client.close(), conn.close()]);
+    await until(watching, (n) => n === before, 10_000, 'both monitors taken back');
+  } finally {
+    await port.close();
+    await Promise.all([stalled.close(), late.close(), dialer.close()]);
   }
 });
 

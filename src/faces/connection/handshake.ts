@@ -1,7 +1,7 @@
 import type { Mailbox } from '../../client/mailbox.js';
 import type { Message } from '../../client/message.js';
 import { checkOptions, describeValue, type OptionNames } from '../../client/option-names.js';
-import { badProcess, badSignal, badTimeout } from '../../client/option-values.js';
+import { badProcess, badSignal, badTimeout, MAX_TIMER_MS } from '../../client/option-values.js';
 import type { PostboxProcess } from '../../client/process.js';
 import {
   AbortedError,
@@ -46,7 +46,11 @@ export interface WindowOptions {
 export interface ListenOptions extends WindowOptions {
   /** `'stream'` (default) or `'datagram'`: dialers must ask for the same. */
   style?: ConnectionStyle | undefined;
-  /** Dialers that may wait for accept() at once (the port mailbox's capacity, default 128); more wait to get in. */
+  /**
+   * Dialers that may wait for accept() at once (the port mailbox's capacity, default 128); more
+   * wait to get in. It also bounds the handshakes accept() has under way, and those completed
+   * that no accept() has taken yet.
+   */
   backlog?: number | undefined;
   /** How long accept() waits for a dialer to take its answer before dropping it (default 10 000 ms). */
   handshakeTimeout?: number | undefined;
@@ -89,6 +93,17 @@ const DEFAULT_MAX_BYTES = 1024 * 1024;
 const DEFAULT_BACKLOG = 128;
 const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
 
+/** What a handshake ended with, for an accept() to take: its connection, or the error that failed it. */
+type Accepted =
+  | { readonly seq: number; readonly conn: Connection }
+  | { readonly seq: number; readonly error: unknown };
+
+/** An accept() call waiting: the first handshake to complete gives it its result, and wakes it. */
+interface Waiter {
+  given: Accepted | null;
+  readonly wake: AbortController;
+}
+
 /**
  * A listening port: a mailbox named `port:NAME` owned by the listening process, so it goes with
  * it — dialing a port whose listener ended or died fails at once with `ECONNREFUSED`. Dialers'
@@ -119,6 +134,23 @@ export class Port implements AsyncIterable<Connection> {
   readonly #box: Mailbox;
   readonly #options: ListenOptions;
   #closed = false;
+  /**
+   * Requests taken from the port and not yet answered (handshakes under way, and receives that
+   * may bring one) are at most this many: the backlog, so that a dialer that never takes its
+   * answer holds one of them for `handshakeTimeout`, not the whole port.
+   */
+  readonly #bound: number;
+  readonly #inFlight = new Set<Promise<void>>();
+  #receiving = 0;
+  /** Handshakes completed that no accept() has taken yet, in request order (as TCP's accept queue). */
+  readonly #ready: Accepted[] = [];
+  /** accept() calls waiting, oldest first. */
+  readonly #waiters: Waiter[] = [];
+  /** accept() calls waiting for the bound to let them take another request. */
+  readonly #roomWaits = new Set<() => void>();
+  #seq = 0;
+  /** Aborted by close(): the answers still waiting to be taken are withdrawn. */
+  readonly #stop = new AbortController();
 
   /** @internal Made by {@link listen}. */
   constructor(
@@ -134,51 +166,76 @@ export class Port implements AsyncIterable<Connection> {
     this.#box = box;
     this.mailbox = box.id;
     this.#options = options;
+    this.#bound = options.backlog ?? DEFAULT_BACKLOG;
   }
 
   /**
    * Waits for a dialer and completes its handshake: resolves with the new connection. Dialers
    * that gave up or died meanwhile are skipped; one asking for the other style is refused.
-   * `ENOTCONN` once the port is closed.
+   * While it waits, requests are answered side by side (up to `backlog` at once): the first
+   * handshake to complete is this call's, and those completing after it wait for the next
+   * accept(). `ENOTCONN` once the port is closed.
    */
   async accept(options: AcceptOptions = {}): Promise<Connection> {
     checkOptions(options, ACCEPT_OPTIONS, 'accept()');
     const bad = badTimeout(options.timeout, 'timeout', 'accept()') ?? badSignal(options.signal, 'accept()');
     if (bad !== null) throw bad;
+    if (this.#closed) throw this.#closedError();
+    const ready = this.#ready.shift();
+    if (ready !== undefined) return taken(ready);
     // 0, like no timeout, is no limit, as for every other call.
     const deadline = options.timeout ? Date.now() + options.timeout : null;
-    for (;;) {
-      if (this.#closed) throw this.#closedError();
-      const left = deadline === null ? undefined : deadline - Date.now();
-      if (left !== undefined && left <= 0) {
-        throw new TimeoutError(`accept on port '${this.name}' timed out after ${options.timeout} ms`);
-      }
-      let m: Message | null;
-      try {
-        m = await this.#box.receive({ timeout: left, signal: options.signal });
-      } catch (err) {
-        if (this.#closed || (err instanceof PostboxError && err.code === 'EIDRM')) throw this.#closedError();
-        // Only the receive's own timeout is accept's; an ETIMEDOUT without one is the kernel's
-        // (this process ended for silence) and says so itself.
-        if (err instanceof PostboxError && err.code === 'ETIMEDOUT' && left !== undefined) {
-          throw new TimeoutError(`accept on port '${this.name}' timed out after ${options.timeout} ms`);
+    const timedOut = (): TimeoutError =>
+      new TimeoutError(`accept on port '${this.name}' timed out after ${options.timeout} ms`);
+    const aborted = (): AbortedError =>
+      new AbortedError(
+        `accept on port '${this.name}' was aborted`,
+        { mailbox: PORT_PREFIX + this.name },
+        { cause: options.signal?.reason },
+      );
+    const waiter: Waiter = { given: null, wake: new AbortController() };
+    this.#waiters.push(waiter);
+    const stop = anySignal([options.signal, waiter.wake.signal]);
+    try {
+      for (;;) {
+        // Whatever else happened meanwhile, a connection given is returned, never lost.
+        if (waiter.given !== null) return taken(waiter.given);
+        if (this.#closed) throw this.#closedError();
+        if (options.signal?.aborted) throw aborted();
+        const left = deadline === null ? undefined : deadline - Date.now();
+        if (left !== undefined && left <= 0) throw timedOut();
+        if (this.#inFlight.size + this.#receiving >= this.#bound) {
+          await this.#room(stop.signal, left);
+          continue;
         }
-        if (err instanceof PostboxError && err.code === 'ECANCELED') {
-          throw new AbortedError(
-            `accept on port '${this.name}' was aborted`,
-            { mailbox: PORT_PREFIX + this.name },
-            { cause: options.signal?.reason },
-          );
+        let m: Message | null;
+        this.#receiving++;
+        try {
+          m = await this.#box.receive({ timeout: left, signal: stop.signal });
+        } catch (err) {
+          if (waiter.given !== null) return taken(waiter.given);
+          if (this.#closed || (err instanceof PostboxError && err.code === 'EIDRM'))
+            throw this.#closedError();
+          // Only the receive's own timeout is accept's; an ETIMEDOUT without one is the kernel's
+          // (this process ended for silence) and says so itself.
+          if (err instanceof PostboxError && err.code === 'ETIMEDOUT' && left !== undefined) throw timedOut();
+          if (err instanceof PostboxError && err.code === 'ECANCELED') throw aborted();
+          throw err;
+        } finally {
+          this.#receiving--;
+          this.#roomFreed();
         }
-        throw err;
+        if (m === null) continue;
+        if (m.type !== T_SYN) {
+          this.#dropped++;
+          continue;
+        }
+        this.#start(m);
       }
-      if (m === null) continue;
-      if (m.type !== T_SYN) {
-        this.#dropped++;
-        continue;
-      }
-      const conn = await this.#handshake(m);
-      if (conn !== null) return conn;
+    } finally {
+      stop.dispose();
+      const i = this.#waiters.indexOf(waiter);
+      if (i !== -1) this.#waiters.splice(i, 1);
     }
   }
 
@@ -198,17 +255,29 @@ export class Port implements AsyncIterable<Connection> {
 
   /**
    * Stops listening: the port's mailbox is removed, so waiting and later dialers are refused.
+   * Dialers whose handshake is under way are refused too, and those whose handshake completed
+   * but that no accept() took are reset (`ECONNRESET`); resolves once their mailboxes are gone.
    * Connections already accepted stay.
    */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#stop.abort();
+    // A connection given to an accept() that has not yet returned it is nobody's now.
+    for (const w of this.#waiters) {
+      if (w.given !== null) this.#ready.push(w.given);
+      w.given = null;
+      w.wake.abort();
+    }
     try {
       await this.#box.delete();
     } catch {
       // Gone already.
     }
     this.#box.close();
+    // A handshake started after this point refuses at once: the loop ends.
+    while (this.#inFlight.size > 0) await Promise.allSettled(this.#inFlight);
+    await Promise.all(this.#ready.splice(0).map((done) => ('conn' in done ? this.#reset(done.conn) : null)));
   }
 
   /**
@@ -222,6 +291,72 @@ export class Port implements AsyncIterable<Connection> {
    */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  /** Answers a dialer's request beside the others under way; its result goes to an accept(). */
+  #start(m: Message): void {
+    const seq = this.#seq++;
+    const run: Promise<void> = this.#handshake(m)
+      .then(
+        (conn) => {
+          if (conn !== null) this.#deliver({ seq, conn });
+        },
+        (error: unknown) => this.#deliver({ seq, error }),
+      )
+      .finally(() => {
+        this.#inFlight.delete(run);
+        this.#roomFreed();
+      });
+    this.#inFlight.add(run);
+  }
+
+  /** Gives a handshake's result to the oldest accept() waiting, or queues it for the next one. */
+  #deliver(done: Accepted): void {
+    if (!this.#closed) {
+      for (const w of this.#waiters) {
+        if (w.given !== null) continue;
+        w.given = done;
+        w.wake.abort();
+        return;
+      }
+    }
+    let i = this.#ready.length;
+    while (i > 0 && this.#ready[i - 1]!.seq > done.seq) i--;
+    this.#ready.splice(i, 0, done);
+  }
+
+  /** Waits until a request's receive or handshake ends, `signal` aborts, or `left` ms pass. */
+  #room(signal: AbortSignal, left: number | undefined): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.#roomWaits.delete(done);
+        resolve();
+      };
+      // The caller looks at the clock again: a longer timeout than a timer takes is waited in turns.
+      const timer = left === undefined ? undefined : setTimeout(done, Math.min(left, MAX_TIMER_MS));
+      signal.addEventListener('abort', done, { once: true });
+      this.#roomWaits.add(done);
+    });
+  }
+
+  #roomFreed(): void {
+    for (const done of this.#roomWaits) done();
+  }
+
+  /** Resets a connection no accept() took: its dialer reads ECONNRESET saying why. */
+  async #reset(conn: Connection): Promise<void> {
+    // destroy(err) emits it on this side too, where nobody has had the connection to listen.
+    conn.on('error', noop);
+    const closed = new Promise<void>((resolve) => conn.once('close', () => resolve()));
+    conn.destroy(
+      new ConnectionLostError(`port '${this.name}' was closed before accept() took the connection`, {
+        mailbox: PORT_PREFIX + this.name,
+      }),
+    );
+    await closed;
   }
 
   /** Answers one dialer: its connection, or null if it is gone (or was refused). */
@@ -245,6 +380,10 @@ export class Port implements AsyncIterable<Connection> {
       await this.#refuse(syn, reason);
       return null;
     }
+    if (this.#closed) {
+      await this.#refuse(syn, PORT_CLOSED);
+      return null;
+    }
     const proc = this.#proc;
     const [own, peerBox, info] = await Promise.allSettled([
       createInbound(proc, this.#options, 0o620),
@@ -257,6 +396,8 @@ export class Port implements AsyncIterable<Connection> {
     // and one no answer fits (a 1-byte message size) failed accept() itself, so any process
     // that could send to the port could end a server's accept loop.
     let dialerSide = false;
+    // Whether the mailbox named is the dialer's own: only then may a refusal go there.
+    let dialersOwn = false;
     try {
       if (own.status === 'rejected') throw own.reason;
       dialerSide = true;
@@ -268,16 +409,25 @@ export class Port implements AsyncIterable<Connection> {
         await discard(inbound, outbound);
         return null;
       }
+      dialersOwn = true;
       // Only the dialer may send to this side's mailbox, only this process receive from it.
       dialerSide = false;
       await inbound!.grant(dialer);
       dialerSide = true;
+      // close() withdraws it; one the dialer has taken completes, and close() resets it.
       await outbound!.send({ v: VERSION, mailbox: inbound!.id } satisfies SynAck, {
         type: T_SYNACK,
         receipt: true,
         timeout: this.#options.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT,
+        signal: this.#stop.signal,
       });
     } catch (err) {
+      if (this.#closed) {
+        // The dialer would otherwise wait for its answer until its own timeout, if it has one.
+        if (dialersOwn) await sendRefusal(outbound!, PORT_CLOSED);
+        await discard(inbound, outbound);
+        return null;
+      }
       await discard(inbound, outbound);
       // The dialer gave up or died before taking the answer: on to the next one.
       if (err instanceof PostboxError && DIALER_GONE.has(err.code)) return null;
@@ -303,10 +453,7 @@ export class Port implements AsyncIterable<Connection> {
   async #refuse(syn: Syn, reason: string): Promise<void> {
     try {
       const box = await this.#proc.openMailbox(syn.mailbox, { role: 'write' });
-      await box.send({ reason } satisfies Refuse, {
-        type: T_REFUSE,
-        nowait: true,
-      });
+      await sendRefusal(box, reason);
       box.close();
     } catch {
       // The dialer is gone: nobody to tell.
@@ -317,6 +464,25 @@ export class Port implements AsyncIterable<Connection> {
     return new ClosedError(`port '${this.name}' is closed`, { mailbox: PORT_PREFIX + this.name });
   }
 }
+
+/** Why a dialer whose request the port took is refused when the port closes first. */
+const PORT_CLOSED = 'the port was closed';
+
+function taken(done: Accepted): Connection {
+  if ('conn' in done) return done.conn;
+  throw done.error;
+}
+
+/** Tells a dialer it is refused, and why; never waits (a full mailbox is a dialer not reading). */
+async function sendRefusal(box: Mailbox, reason: string): Promise<void> {
+  try {
+    await box.send({ reason } satisfies Refuse, { type: T_REFUSE, nowait: true });
+  } catch {
+    // The dialer is gone, or does not read: nobody to tell.
+  }
+}
+
+function noop(): void {}
 
 /** Errors of a handshake step that mean the dialer is gone or gave up. */
 const DIALER_GONE = new Set(['ENOENT', 'EIDRM', 'ESRCH', 'ETIMEDOUT', 'EACCES', 'EPIPE']);
