@@ -707,7 +707,7 @@ test('close() ends after everything written, writes still buffered behind a full
   }
 });
 
-test('accept() skips a request that is not a live dialer’s own: one naming another process’s mailbox, one whose mailbox is gone', async () => {
+test('accept() skips a request that is not a live dialer’s own: one naming another process’s mailbox (of either style), one whose mailbox is gone', async () => {
   const port = await listen(me, newPort());
   const forger = await connect({ socket: kernel.socket, name: 'forger' });
   const bystander = await connect({ socket: kernel.socket, name: 'bystander' });
@@ -718,6 +718,8 @@ test('accept() skips a request that is not a live dialer’s own: one naming ano
     const first = victim.receive();
     const toPort = await forger.openMailbox(`port:${port.name}`, { role: 'write' });
     await toPort.send({ v: VERSION, mailbox: victim.id, style: 'stream' }, { type: T_SYN });
+    // Refused, it got a REFUSE in the bystander's mailbox.
+    await toPort.send({ v: VERSION, mailbox: victim.id, style: 'datagram' }, { type: T_SYN });
     const gone = await forger.createMailbox(null, { mode: 0o622 });
     await toPort.send({ v: VERSION, mailbox: gone.id, style: 'stream' }, { type: T_SYN });
     await gone.delete();
@@ -727,6 +729,13 @@ test('accept() skips a request that is not a live dialer’s own: one naming ano
       dial(dialer, port.name, { timeout: 5000 }),
     ]);
     assert.equal(conn.peer.id, dialer.id);
+    // The requests are answered side by side: the two naming the bystander's mailbox may end after.
+    await until(
+      async () => port.dropped,
+      (n) => n === 2,
+      5000,
+      'the two naming the bystander’s mailbox dropped',
+    );
     await victim.send('nothing before this');
     assert.equal(
       (await within(first, 10_000, "the bystander's first message"))?.text(),

@@ -377,11 +377,11 @@ export class Port implements AsyncIterable<Connection> {
         syn.v !== VERSION
           ? `it speaks handshake version ${VERSION}, not ${syn.v}`
           : `it takes ${this.style} connections, not ${syn.style} ones`;
-      await this.#refuse(syn, reason);
+      await this.#refuse(syn, dialer, reason);
       return null;
     }
     if (this.#closed) {
-      await this.#refuse(syn, PORT_CLOSED);
+      await this.#refuse(syn, dialer, PORT_CLOSED);
       return null;
     }
     const proc = this.#proc;
@@ -450,14 +450,18 @@ export class Port implements AsyncIterable<Connection> {
     });
   }
 
-  async #refuse(syn: Syn, reason: string): Promise<void> {
+  async #refuse(syn: Syn, dialer: number, reason: string): Promise<void> {
+    let box: Mailbox;
     try {
-      const box = await this.#proc.openMailbox(syn.mailbox, { role: 'write' });
-      await sendRefusal(box, reason);
-      box.close();
+      box = await this.#proc.openMailbox(syn.mailbox, { role: 'write' });
     } catch {
-      // The dialer is gone: nobody to tell.
+      return; // The dialer is gone: nobody to tell.
     }
+    // As for an answer: a request naming a mailbox not its sender's would have this process
+    // write into a third party's mailbox, which reads the refusal as its own.
+    if (box.info.owner === dialer) await sendRefusal(box, reason);
+    else this.#dropped++;
+    box.close();
   }
 
   #closedError(): ClosedError {
