@@ -795,6 +795,36 @@ test('a request whose answer is never taken holds no other dialer: two accept() 
   }
 });
 
+test('accept() keeps to its timeout and signal while handshakes under way fill the backlog, and close() ends it', async () => {
+  // With backlog 1 a request whose answer is never taken holds the only room: accept() took it
+  // and waited handshakeTimeout for it, past its own timeout and its signal.
+  const port = await listen(me, newPort(), { backlog: 1, handshakeTimeout: 60_000 });
+  const stalled = await connect({ socket: kernel.socket, name: 'stalled' });
+  try {
+    const unread = await stalled.createMailbox(null, { mode: 0o622 });
+    const toPort = await stalled.openMailbox(`port:${port.name}`, { role: 'write' });
+    await toPort.send({ v: VERSION, mailbox: unread.id, style: 'stream' }, { type: T_SYN });
+    toPort.close();
+    await within(
+      assert.rejects(port.accept({ timeout: 200 }), { code: 'ETIMEDOUT' }),
+      10_000,
+      'the accept to time out',
+    );
+    assert.equal((await unread.stat()).waitingReceiptsCount, 1, 'its answer still waits');
+    const ac = new AbortController();
+    const aborted = port.accept({ signal: ac.signal });
+    ac.abort();
+    await within(assert.rejects(aborted, { code: 'ECANCELED' }), 10_000, 'the accept to be aborted');
+    const waiting = assert.rejects(port.accept(), { code: 'ENOTCONN' });
+    await port.close();
+    await within(waiting, 10_000, 'the accept to end');
+    assert.equal((await unread.receive({ nowait: true }))?.type, T_REFUSE);
+  } finally {
+    await port.close();
+    await stalled.close();
+  }
+});
+
 test('closing a port refuses the dialers whose handshake is under way and resets those completed that no accept() took, and leaves none of their mailboxes', async () => {
   const port = await listen(me, newPort(), { handshakeTimeout: 60_000 });
   const stalled = await connect({ socket: kernel.socket, name: 'stalled' });
