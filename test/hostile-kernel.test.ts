@@ -14,7 +14,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { connect, PostboxError, type PostboxProcess } from '../src/client/mod.js';
+import { connect, MessageSizeError, PostboxError, type PostboxProcess } from '../src/client/mod.js';
 import { FrameDecoder } from '../src/protocol/decoder.js';
 import {
   encodeJsonFrame,
@@ -570,6 +570,59 @@ test('a DELIVER shorter than its head, or whose headers run past it, is a bad fr
         err instanceof PostboxError &&
         err.code === 'EPROTO' &&
         /5 bytes of user headers are not JSON/.test(err.message),
+    );
+  } finally {
+    await p.close();
+    await k.close();
+  }
+});
+
+test('an ERROR whose payload is not an error (a message that is no string, a subject that is no string, sizes that are no whole numbers) is a bad frame: EPROTO saying which member', async () => {
+  const cases: [string, RegExp][] = [
+    ['null', /its payload is null, not an object/],
+    ['[]', /its payload is an array, not an object/],
+    ['"str"', /its payload is a string, not an object/],
+    ['{}', /its message is missing, not a string/],
+    ['{"message":5}', /its message is 5, not a string/],
+    ['{"message":"m","mailbox":{}}', /its mailbox is an object, not a string/],
+    ['{"message":"m","process":7}', /its process is 7, not a string/],
+    ['{"message":"m","size":-1,"limit":5}', /its size is -1, not a whole number of bytes/],
+    ['{"message":"m","size":1,"limit":1.5}', /its limit is 1.5, not a whole number of bytes/],
+    ['{"message":"m","size":10}', /it has a size without a limit/],
+  ];
+  for (const [payload, message] of cases) {
+    const k = await answering('error-shape', (f) => [jsonFrame(Op.ERROR, f.request, payload, 5)]);
+    const p = await connect({ socket: k.path });
+    try {
+      await failsWithEproto(
+        p.usage(),
+        payload,
+        new RegExp(`^bad frame from the kernel: ERROR for request \\d+ is not an error: ${message.source}`),
+      );
+    } finally {
+      await p.close();
+      await k.close();
+    }
+  }
+  // Well formed, its members reach the error; one the client does not know is left alone.
+  const k = await answering('error-members', (f) => [
+    jsonFrame(
+      Op.ERROR,
+      f.request,
+      '{"message":"too big","mailbox":"m","process":"w","size":10,"limit":8,"newer":true}',
+      5,
+    ),
+  ]);
+  const p = await connect({ socket: k.path });
+  try {
+    const err = await within(p.usage(), 5000, 'usage').then(
+      (v) => assert.fail(`resolved with ${JSON.stringify(v)}`),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof MessageSizeError, String(err));
+    assert.deepEqual(
+      [err.message, err.mailbox, err.process, err.size, err.limit],
+      ['too big', 'm', 'w', 10, 8],
     );
   } finally {
     await p.close();

@@ -44,7 +44,7 @@ import { AckQueue } from './ack-queue.js';
 import type { CallEvents } from './call-events.js';
 import { type ConnectOptions, type JoinPlan, noKernelError, planJoin } from './connect-options.js';
 import { flushAtExit, noFlushAtExit } from './exit-flush.js';
-import { badKernelFrame, kernelPayload } from './frame-check.js';
+import { badKernelFrame, kernelErrorPayload, kernelPayload } from './frame-check.js';
 import { Message } from './message.js';
 import { describeValue } from './option-names.js';
 import { refusedAtStart } from './option-values.js';
@@ -1375,20 +1375,11 @@ export class Connection {
         return this.settle(request, kernelPayload(buf, start, end), null, 'call');
       case Op.ERROR: {
         const code = buf.readUInt16LE(start + Off.AUX);
-        const info = (kernelPayload(buf, start, end) ?? {}) as {
-          message?: string;
-          mailbox?: string;
-          process?: string;
-        };
-        const subject: { mailbox?: string; process?: string } = {};
-        if (info.mailbox !== undefined) subject.mailbox = info.mailbox;
-        if (info.process !== undefined) subject.process = info.process;
+        const { message, subject, measured } = kernelErrorPayload(buf, start, end);
         const err =
           this.abortReasons.size !== 0 && this.abortReasons.has(request) && code === WireErrorCode.ECANCELED
-            ? new AbortedError(info.message ?? 'cancelled', subject, {
-                cause: this.abortReasons.get(request),
-              })
-            : errorFromWire(code, info.message ?? 'error', subject);
+            ? new AbortedError(message, subject, { cause: this.abortReasons.get(request) })
+            : errorFromWire(code, message, subject, measured);
         if (request === 0) {
           if (this.onHelloError !== null) {
             this.onHelloError(err);

@@ -1,4 +1,5 @@
 import { FrameError } from '../protocol/decoder.js';
+import type { ErrorSubject, MeasuredSize } from '../protocol/errors.js';
 import {
   decodeJsonPayload,
   HEAD_BYTES,
@@ -60,6 +61,61 @@ export function kernelPayload(buf: Buffer, start: number, end: number): unknown 
     const request = buf.readUInt32LE(start + Off.REQUEST);
     throw new FrameError(`${op} for request ${request} is not JSON: ${(err as Error).message}`);
   }
+}
+
+/** An ERROR's payload as the client reads it: see {@link kernelErrorPayload}. */
+export interface KernelErrorPayload {
+  message: string;
+  subject: ErrorSubject;
+  measured: MeasuredSize | undefined;
+}
+
+/**
+ * The payload of a kernel's ERROR: an object with a string `message`, and where present a string
+ * `mailbox` and `process` and, together, whole-number `size` and `limit` (an EMSGSIZE the kernel
+ * measured). Anything else is a bad frame, said so: a message that is a number, or a subject that
+ * is an object, reached the application as an error whose fields were not what their types say.
+ * Members it does not know are left alone, for a newer kernel to add.
+ */
+export function kernelErrorPayload(buf: Buffer, start: number, end: number): KernelErrorPayload {
+  const v = kernelPayload(buf, start, end);
+  const why = badErrorPayload(v);
+  if (why !== null) {
+    const request = buf.readUInt32LE(start + Off.REQUEST);
+    throw new FrameError(`ERROR for request ${request} is not an error: ${why}`);
+  }
+  const e = v as { message: string; mailbox?: string; process?: string; size?: number; limit?: number };
+  const subject: ErrorSubject = {};
+  if (e.mailbox !== undefined) subject.mailbox = e.mailbox;
+  if (e.process !== undefined) subject.process = e.process;
+  const measured = e.size === undefined ? undefined : { size: e.size, limit: e.limit! };
+  return { message: e.message, subject, measured };
+}
+
+function badErrorPayload(v: unknown): string | null {
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    return `its payload is ${v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`}, not an object`;
+  const e = v as Record<string, unknown>;
+  if (typeof e.message !== 'string') return `its message is ${shape(e.message)}, not a string`;
+  for (const key of ['mailbox', 'process'])
+    if (e[key] !== undefined && typeof e[key] !== 'string')
+      return `its ${key} is ${shape(e[key])}, not a string`;
+  for (const key of ['size', 'limit'])
+    if (e[key] !== undefined && !(Number.isSafeInteger(e[key]) && (e[key] as number) >= 0))
+      return `its ${key} is ${shape(e[key])}, not a whole number of bytes`;
+  if ((e.size === undefined) !== (e.limit === undefined))
+    return 'it has a size without a limit, or a limit without a size';
+  return null;
+}
+
+/** A value's kind as a bad frame's message names it: short, whatever the value's size. */
+function shape(v: unknown): string {
+  if (v === undefined) return 'missing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'string') return 'a string';
+  return String(v);
 }
 
 function opName(op: number): string {

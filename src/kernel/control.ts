@@ -16,6 +16,8 @@ class CallError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly mailbox?: Mailbox,
+    /** The process the error is about, as an error names it (name, else id). */
+    readonly process?: string,
   ) {
     super(message);
   }
@@ -160,6 +162,7 @@ const handlers: Record<string, Handler> = {
         'EBUSY',
         `${mb.notify.peer.label} is already registered for notification on ${mb.label}`,
         mb,
+        k.processSubject(mb.notify.peer.id),
       );
     }
     const id = k.nextMonitorId++;
@@ -384,7 +387,15 @@ export function handleCall(k: Kernel, p: KernelProcess, request: number, payload
   try {
     k.reply(p, request, handler(k, p, args));
   } catch (err) {
-    if (err instanceof CallError) k.replyError(p, request, err.code, err.message, err.mailbox);
+    if (err instanceof CallError)
+      k.replyError(
+        p,
+        request,
+        err.code,
+        err.message,
+        err.mailbox,
+        err.process === undefined ? undefined : { process: err.process },
+      );
     else k.replyError(p, request, 'EINVAL', (err as Error).message);
   }
 }
@@ -727,11 +738,13 @@ function findProcess(k: Kernel, ref: unknown): KernelProcess {
       throw new CallError(
         'ESRCH',
         target < k.nextProcessId ? `process ${target} has terminated` : `no process ${target}`,
+        undefined,
+        String(target),
       );
     return q;
   }
   const q = k.processByName.get(target);
-  if (q === undefined) throw new CallError('ESRCH', `no process named '${target}'`);
+  if (q === undefined) throw new CallError('ESRCH', `no process named '${target}'`, undefined, target);
   return q;
 }
 

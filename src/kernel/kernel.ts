@@ -36,7 +36,7 @@ import { type HelloPayload, OPERATOR_RESERVE, parseHello } from './hello.js';
 import { IdOrder } from './id-order.js';
 import { INBOX_MODE, type KernelLimits, kernelLimits, MAX_PRIORITY } from './limits.js';
 import { LogThrottle } from './log-throttle.js';
-import { Mailbox, type MailboxHost, type Peer } from './mailbox.js';
+import { type ErrorDetail, Mailbox, type MailboxHost, type Peer } from './mailbox.js';
 import { KernelProcess, type TerminationReason, type Transport } from './process.js';
 import { ReceiveWaiter } from './receive-waiter.js';
 import { Slab } from './slab.js';
@@ -333,13 +333,26 @@ export class Kernel implements MailboxHost {
 
   // ── replies ─────────────────────────────────────────────────────────────────────────────────
 
-  replyError(p: Peer, request: number, code: ErrorCode, message: string, mailbox?: Mailbox | string): void {
+  replyError(
+    p: Peer,
+    request: number,
+    code: ErrorCode,
+    message: string,
+    mailbox?: Mailbox | string,
+    detail?: ErrorDetail,
+  ): void {
     const kp = p as KernelProcess;
     if (kp.terminated) return;
-    const subject: Record<string, string> = { message };
-    if (typeof mailbox === 'string') subject.mailbox = mailbox;
-    else if (mailbox !== undefined) subject.mailbox = mailbox.name ?? `#${mailbox.id}`;
-    kp.writer.append(encodeJsonFrame(Op.ERROR, 0, WireErrorCode[code], request, subject));
+    // Only the members that say something: most errors are a message and a mailbox.
+    const payload: Record<string, string | number> = { message };
+    if (typeof mailbox === 'string') payload.mailbox = mailbox;
+    else if (mailbox !== undefined) payload.mailbox = mailbox.name ?? `#${mailbox.id}`;
+    if (detail?.process !== undefined) payload.process = detail.process;
+    if (detail?.measured !== undefined) {
+      payload.size = detail.measured.size;
+      payload.limit = detail.measured.limit;
+    }
+    kp.writer.append(encodeJsonFrame(Op.ERROR, 0, WireErrorCode[code], request, payload));
     this.markDirty(kp);
   }
 
@@ -652,6 +665,8 @@ export class Kernel implements MailboxHost {
           target < this.nextProcessId && target > 0
             ? `process ${target} has terminated`
             : `no process ${target}`,
+          undefined,
+          { process: String(target) },
         );
       }
       mb = to.inbox!;
@@ -679,6 +694,7 @@ export class Kernel implements MailboxHost {
         'EMSGSIZE',
         `a ${body}-byte message is over the ${mb.maxMessageSize}-byte limit of ${mb.label}`,
         mb,
+        { measured: { size: body, limit: mb.maxMessageSize } },
       );
     }
     if (body > mb.maxBytes && mb.admission === 'in-order') {
@@ -690,6 +706,7 @@ export class Kernel implements MailboxHost {
         'EMSGSIZE',
         `a ${body}-byte message is over the ${mb.maxBytes}-byte limit of ${mb.label}`,
         mb,
+        { measured: { size: body, limit: mb.maxBytes } },
       );
     }
     if (mb.messageSize !== 0 && body !== mb.messageSize) {
@@ -705,7 +722,7 @@ export class Kernel implements MailboxHost {
     // mode, group or owner changes. (Pairs and POSIX handles are checked every time.)
     if (p.sendRight !== mb || p.sendRightAt !== mb.rightsChanged) {
       const denied = this.checkRight(p, mb, 2);
-      if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb);
+      if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb, denied);
       if (!mb.rightsAtOpen && mb.policy !== 'pair') {
         p.sendRight = mb;
         p.sendRightAt = mb.rightsChanged;
@@ -836,7 +853,7 @@ export class Kernel implements MailboxHost {
       }
     }
     const denied = this.checkRight(p, mb, 4);
-    if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb);
+    if (denied !== null) return this.replyError(p, request, denied.code, denied.message, mb, denied);
     const type = readInt64(buf, start + Off.R_TYPE);
     if (!Number.isSafeInteger(type))
       return this.replyError(p, request, 'EINVAL', `message type ${type} is out of range`, mb);
@@ -1060,8 +1077,12 @@ export class Kernel implements MailboxHost {
 
   // ── rights ──────────────────────────────────────────────────────────────────────────────────
 
-  /** Checks a right (4 receive, 2 send) for p on mb; null if granted, else the refusal. */
-  checkRight(p: KernelProcess, mb: Mailbox, right: 2 | 4): { code: ErrorCode; message: string } | null {
+  /** Checks a right (4 receive, 2 send) for p on mb; null if granted, else the refusal (EBUSY names the holder). */
+  checkRight(
+    p: KernelProcess,
+    mb: Mailbox,
+    right: 2 | 4,
+  ): ({ code: ErrorCode; message: string } & ErrorDetail) | null {
     const lacking = this.lacksRight(p, mb, right);
     if (lacking !== null) return { code: 'EACCES', message: lacking };
     if (mb.policy === 'pair' && !mb.holders.includes(p.id)) {
@@ -1078,6 +1099,7 @@ export class Kernel implements MailboxHost {
         return {
           code: 'EBUSY',
           message: `${this.processLabel(mb.holders[0]!)} holds the receive right of ${mb.label}`,
+          process: this.processSubject(mb.holders[0]!),
         };
       mb.holders.push(p.id);
       p.holding ??= new Set();
@@ -1089,6 +1111,11 @@ export class Kernel implements MailboxHost {
   /** How an error names process `id`: with its name, as other errors do, if it has one. */
   private processLabel(id: number): string {
     return this.processes.get(id)?.label ?? `process ${id}`;
+  }
+
+  /** Process `id` as an error's `process`: its name if it has one, else its id. */
+  processSubject(id: number): string {
+    return this.processes.get(id)?.name ?? String(id);
   }
 
   /** Why p lacks a right on mb by its mode (or, POSIX, its handles), or null if it has it. */

@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../protocol/errors.js';
+import type { ErrorCode, MeasuredSize } from '../protocol/errors.js';
 import {
   getU32,
   LENGTH_BYTES,
@@ -24,6 +24,15 @@ import { SenderCounts } from './sender-counts.js';
 import type { Slab } from './slab.js';
 
 /**
+ * What an ERROR says besides its message and mailbox, where the kernel knows it: the process it
+ * is about (by name if it has one, else its id), and an EMSGSIZE's size and limit.
+ */
+export interface ErrorDetail {
+  process?: string;
+  measured?: MeasuredSize;
+}
+
+/**
  * What a mailbox needs from the kernel around it: the processes' output, the clock, memory
  * accounting. Kept narrow so the mailbox's rules can be read on their own.
  */
@@ -41,7 +50,14 @@ export interface MailboxHost {
   /** Called when a process has output to flush. */
   markDirty(proc: Peer): void;
   /** Sends an error reply. */
-  replyError(proc: Peer, request: number, code: ErrorCode, message: string, mailbox?: Mailbox): void;
+  replyError(
+    proc: Peer,
+    request: number,
+    code: ErrorCode,
+    message: string,
+    mailbox?: Mailbox,
+    detail?: ErrorDetail,
+  ): void;
   /** Sends a SENT reply. */
   replySent(proc: Peer, request: number, outcome: number, receiver: number, seq: number): void;
   /** Sends a BLOCKED notice. */
@@ -843,6 +859,7 @@ export class Mailbox {
         sw,
         'EMSGSIZE',
         `a ${sw.bodyBytes}-byte message is over the ${this.maxBytes}-byte limit of ${this.label} (lowered while it waited)`,
+        { measured: { size: sw.bodyBytes, limit: this.maxBytes } },
       );
     }
   }
@@ -878,7 +895,7 @@ export class Mailbox {
     }
     if (got === 0 && w.senderGone && !this.othersHold(w)) {
       w.peer.receives.delete(w.request);
-      host.replyError(w.peer, w.request, 'ESRCH', this.senderGoneMessage(w), this);
+      host.replyError(w.peer, w.request, 'ESRCH', this.senderGoneMessage(w), this, senderGone(w));
       return;
     }
     if (got === 0 && (w.flags & ReceiveFlag.NOWAIT) !== 0) {
@@ -1341,7 +1358,8 @@ export class Mailbox {
     this.stopWaiting(w);
     if (w.inflight > 0) w.ended = true;
     else w.peer.receives.delete(w.request);
-    if (!w.peer.terminated) this.host.replyError(w.peer, w.request, 'ESRCH', this.senderGoneMessage(w), this);
+    if (!w.peer.terminated)
+      this.host.replyError(w.peer, w.request, 'ESRCH', this.senderGoneMessage(w), this, senderGone(w));
     return true;
   }
 
@@ -1516,7 +1534,7 @@ export class Mailbox {
     if (!sw.peer.terminated) this.host.replySent(sw.peer, sw.request, outcome, receiver, seq);
   }
 
-  settleSender(sw: SendWaiter, code: ErrorCode, message: string): void {
+  settleSender(sw: SendWaiter, code: ErrorCode, message: string, detail?: ErrorDetail): void {
     if (sw.state === 'settled') return;
     sw.state = 'settled';
     this.host.totalBytes -= sw.heldBytes;
@@ -1525,7 +1543,7 @@ export class Mailbox {
     if (sw.timer !== null) clearTimeout(sw.timer);
     sw.peer.sends.delete(sw.request);
     if (!sw.peer.terminated && !sw.peer.saidBye)
-      this.host.replyError(sw.peer, sw.request, code, message, this);
+      this.host.replyError(sw.peer, sw.request, code, message, this, detail);
   }
 
   /**
@@ -1653,4 +1671,9 @@ function sendTimedOut(sw: SendWaiter): void {
 function receiveTimedOut(w: ReceiveWaiter): void {
   w.timer = null;
   w.mailbox.timeOutReceive(w);
+}
+
+/** The process a receive's `from` named, which has terminated: what its ESRCH is about. */
+function senderGone(w: ReceiveWaiter): ErrorDetail {
+  return { process: String(w.sel.from) };
 }

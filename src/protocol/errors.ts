@@ -141,9 +141,10 @@ export interface MeasuredSize {
 }
 
 /**
- * A message is larger than the mailbox or kernel allows. Where the client measured it against
- * the kernel's limit before sending, `size` and `limit` say by how much, so a layer above can
- * say it in its own words (an RPC answer, a stream item) without reading the message.
+ * A message is larger than the mailbox or kernel allows. Where it was measured (by the client
+ * against the kernel's limit before sending, or by the kernel against the mailbox's), `size` and
+ * `limit` say by how much, so a layer above can say it in its own words (an RPC answer, a stream
+ * item) without reading the message.
  *
  * @example
  * ```ts
@@ -153,9 +154,9 @@ export interface MeasuredSize {
  */
 export class MessageSizeError extends PostboxError {
   declare readonly code: 'EMSGSIZE';
-  /** The message's size in bytes (body and headers), where the client measured it. */
+  /** The message's size in bytes (body and headers), where it was measured. */
   readonly size: number | undefined;
-  /** The largest message the kernel takes, in bytes, where the client measured against it. */
+  /** The largest message the kernel or mailbox takes, in bytes, where it was measured against it. */
   readonly limit: number | undefined;
   constructor(message: string, subject?: ErrorSubject, measured?: MeasuredSize) {
     super('EMSGSIZE', message, subject);
@@ -378,18 +379,30 @@ const classByCode: Record<ErrorCode, new (message: string, subject?: ErrorSubjec
   EREMOTE: RemoteFailureError,
 };
 
-/** Builds the error class for a code. */
-export function makeError(code: ErrorCode, message: string, subject?: ErrorSubject): PostboxError {
+/** Builds the error class for a code; an EMSGSIZE keeps the sizes, where they were measured. */
+export function makeError(
+  code: ErrorCode,
+  message: string,
+  subject?: ErrorSubject,
+  measured?: MeasuredSize,
+): PostboxError {
+  if (measured !== undefined && code === 'EMSGSIZE') return new MessageSizeError(message, subject, measured);
   return new classByCode[code](message, subject);
 }
 
 /**
- * Turns a wire error (number, message, subject) back into its class; unknown numbers (a newer
- * kernel's) are EPROTO, still about the mailbox or process the kernel named.
+ * Turns a wire error (number, message, subject, and an EMSGSIZE's sizes) back into its class;
+ * unknown numbers (a newer kernel's) are EPROTO, still about the mailbox or process the kernel
+ * named.
  */
-export function errorFromWire(num: number, message: string, subject?: ErrorSubject): PostboxError {
+export function errorFromWire(
+  num: number,
+  message: string,
+  subject?: ErrorSubject,
+  measured?: MeasuredSize,
+): PostboxError {
   const code = codeByWire[num];
   if (code === undefined)
     return new ProtocolError(`unknown error code ${num} from the kernel: ${message}`, subject);
-  return makeError(code, message, subject);
+  return makeError(code, message, subject, measured);
 }

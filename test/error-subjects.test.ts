@@ -1,0 +1,110 @@
+/**
+ * What the kernel's errors say they are about. Errors name the mailbox or process concerned
+ * (BRIEF.md, Errors): the kernel named a process only in its message, so `err.process` was unset
+ * at the client for an ESRCH or an EBUSY, and an EMSGSIZE the kernel measured came without
+ * `err.size` and `err.limit`, which one the client measured has.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { MessageSizeError, type PostboxError } from '../src/client/mod.js';
+import { kernelForTests } from './helpers/kernel.js';
+
+/** Asserts `err` is a PostboxError of `code` about `process` (and `mailbox`, if given). */
+function about(code: string, process: string, mailbox?: string): (err: unknown) => boolean {
+  return (err: unknown) => {
+    const e = err as PostboxError;
+    assert.equal(e.code, code, e.message);
+    assert.equal(e.process, process, `${e.message}: its process`);
+    if (mailbox !== undefined) assert.equal(e.mailbox, mailbox, `${e.message}: its mailbox`);
+    return true;
+  };
+}
+
+describe("the kernel's errors carry their subject", () => {
+  const { join } = kernelForTests();
+
+  test('ESRCH names the process asked for, by id or name, whatever the call', async () => {
+    const p = await join();
+    await assert.rejects(p.lookup(999999), about('ESRCH', '999999'));
+    await assert.rejects(p.lookup('subjects-ghost'), about('ESRCH', 'subjects-ghost'));
+    const box = await p.createMailbox('subjects-grant');
+    await assert.rejects(box.grant(999998), about('ESRCH', '999998'));
+    await assert.rejects(box.transfer('subjects-ghost'), about('ESRCH', 'subjects-ghost'));
+    // A direct send (TO_PROCESS) and a receive `from` a process that has ended.
+    await assert.rejects(p.send(999997, 'hi'), about('ESRCH', '999997'));
+    const gone = await join();
+    const goneId = gone.id;
+    await gone.close();
+    await assert.rejects(
+      box.receive({ from: goneId, timeout: 5000 }),
+      about('ESRCH', String(goneId), 'subjects-grant'),
+    );
+  });
+
+  test('EBUSY names the process that holds the right, by name if it has one', async () => {
+    const owner = await join();
+    const holder = await join({ name: 'subjects-holder' });
+    const other = await join();
+    const box = await owner.createMailbox('subjects-exclusive', { policy: 'exclusive', mode: 0o666 });
+    const held = await holder.openMailbox('subjects-exclusive');
+    // The holder's first receive takes the right; it stays waiting. A call after it on the same
+    // connection is answered after the kernel has handled it.
+    const waiting = held.receive();
+    await holder.usage();
+    const theirs = await other.openMailbox('subjects-exclusive');
+    await assert.rejects(
+      theirs.receive({ nowait: true }),
+      about('EBUSY', 'subjects-holder', 'subjects-exclusive'),
+    );
+    // An unnamed holder is named by its id.
+    const unnamed = await owner.createMailbox('subjects-exclusive-2', { policy: 'exclusive', mode: 0o666 });
+    const first = unnamed.receive();
+    await owner.usage();
+    const second = await other.openMailbox('subjects-exclusive-2');
+    await assert.rejects(
+      second.receive({ nowait: true }),
+      about('EBUSY', String(owner.id), 'subjects-exclusive-2'),
+    );
+    // mq_notify's registration is held as well.
+    const watched = await owner.createMailbox('subjects-notify', { mode: 0o666 });
+    await watched.notify(() => {});
+    const late = await holder.openMailbox('subjects-notify');
+    await assert.rejects(
+      late.notify(() => {}),
+      about('EBUSY', String(owner.id), 'subjects-notify'),
+    );
+    await box.send('done');
+    await unnamed.send('done');
+    assert.equal((await waiting)?.body, 'done');
+    assert.equal((await first)?.body, 'done');
+  });
+
+  test('an EMSGSIZE the kernel measured against a mailbox gives the size and the limit', async () => {
+    const p = await join();
+    const small = await p.createMailbox('subjects-small', { maxMessageSize: 100 });
+    await assert.rejects(small.send(new Uint8Array(101)), (err: unknown) => {
+      assert.ok(err instanceof MessageSizeError, String(err));
+      assert.equal(err.mailbox, 'subjects-small');
+      assert.deepEqual([err.size, err.limit], [101, 100], err.message);
+      return true;
+    });
+    // In order, a message over the byte limit could never get in.
+    const bytes = await p.createMailbox('subjects-bytes', { capacity: 10, maxBytes: 50 });
+    await assert.rejects(bytes.send('x'.repeat(60), { headers: { a: 'b' } }), (err: unknown) => {
+      assert.ok(err instanceof MessageSizeError, String(err));
+      assert.deepEqual([err.size, err.limit], [69, 50], err.message);
+      return true;
+    });
+    // A send waiting for room whose message the lowered limit can never take.
+    const full = await p.createMailbox('subjects-full', { capacity: 1, maxBytes: 100 });
+    await full.send('x'.repeat(80));
+    const waiting = full.send('y'.repeat(90));
+    await full.stat().then((s) => assert.equal(s.waitingSenders.length, 1));
+    await full.setLimits({ maxBytes: 85 });
+    await assert.rejects(waiting, (err: unknown) => {
+      assert.ok(err instanceof MessageSizeError, String(err));
+      assert.deepEqual([err.size, err.limit], [90, 85], err.message);
+      return true;
+    });
+  });
+});
