@@ -269,11 +269,15 @@ describe('RPC', () => {
     // The answer's and the item's errors name the call, not the reply or stream mailbox (an id
     // the caller never sees: "a 1048585-byte message to mailbox #7 is over …").
     await assert.rejects(calc.big(limit + 1), (e: unknown) => {
-      assert.ok(e instanceof PostboxError && e.code === 'EMSGSIZE', String(e));
+      assert.ok(e instanceof MessageSizeError && e.code === 'EMSGSIZE', String(e));
       assert.match(
         e.message,
         /^calc\.big: the answer cannot be sent: a \d+-byte answer is over the kernel's \d+-byte limit \(postbox kernel --max-message-size\)$/,
       );
+      // The server measured it; the caller's error says by how much, as a send's does.
+      assert.equal(e.limit, limit);
+      assert.ok(e.size !== undefined && e.size > limit + 1, `size ${e.size}`);
+      assert.match(e.message, new RegExp(`a ${e.size}-byte answer`));
       return true;
     });
     // An item the server cannot send ends its stream with why, after the items before.
@@ -299,11 +303,13 @@ describe('RPC', () => {
         for await (const i of calc.bigItem(limit + 1)) items.push(i);
       })(),
       (e: unknown) => {
-        assert.ok(e instanceof PostboxError && e.code === 'EMSGSIZE', String(e));
+        assert.ok(e instanceof MessageSizeError && e.code === 'EMSGSIZE', String(e));
         assert.match(
           e.message,
           /^calc\.bigItem: an item cannot be sent: a \d+-byte item is over the kernel's \d+-byte limit/,
         );
+        assert.equal(e.limit, limit);
+        assert.ok(e.size !== undefined && e.size > limit + 1, `size ${e.size}`);
         return true;
       },
     );

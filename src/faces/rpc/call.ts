@@ -142,7 +142,11 @@ export class CallRecord implements StreamOwner {
 
   answerError(wire: WireError): PostboxError {
     if (wire.rpc === true && typeof wire.code === 'string' && wire.code in WireErrorCode) {
-      return makeError(wire.code as ErrorCode, wire.message, { mailbox: `rpc:${this.service}` });
+      const measured =
+        wire.size !== undefined && wire.limit !== undefined
+          ? { size: wire.size, limit: wire.limit }
+          : undefined;
+      return makeError(wire.code as ErrorCode, wire.message, { mailbox: `rpc:${this.service}` }, measured);
     }
     return new RemoteError(this.service, this.method, this.server, wire);
   }

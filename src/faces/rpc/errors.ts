@@ -81,12 +81,12 @@ export function rethrownAt(err: unknown, site: CallSite, prefix: string): Postbo
     const subject: { mailbox?: string; process?: string } = {};
     if (err.mailbox !== undefined) subject.mailbox = err.mailbox;
     if (err.process !== undefined) subject.process = err.process;
-    const message = `${prefix}: ${err.message}`;
-    // A request the client measured over the kernel's limit keeps the measure, as a send's does.
-    again =
+    // A request measured over a limit keeps the measure, as a send's does.
+    const measured =
       err instanceof MessageSizeError && err.size !== undefined && err.limit !== undefined
-        ? new MessageSizeError(message, subject, { size: err.size, limit: err.limit })
-        : makeError(err.code, message, subject);
+        ? { size: err.size, limit: err.limit }
+        : undefined;
+    again = makeError(err.code, `${prefix}: ${err.message}`, subject, measured);
   } else again = new ProtocolError(`${prefix}: ${err instanceof Error ? err.message : String(err)}`);
   // As `new Error(message, { cause })` sets it: an own property, not enumerable.
   Object.defineProperty(again, 'cause', {

@@ -483,7 +483,9 @@ class RpcServer implements Server {
           // error named the stream's mailbox, which the caller never sees).
           const said =
             failed.code === 'EMSGSIZE' ? `${what}: an item cannot be sent: ${tooBig(failed, 'item')}` : null;
-          await sendError(toWireError(said === null ? failed : new MessageSizeError(said), true));
+          await sendError(
+            measuredAs(failed, toWireError(said === null ? failed : new MessageSizeError(said), true)),
+          );
           await stop(`${what} yielded an item that cannot be sent`);
         } else {
           // The mailbox was deleted (the consumer stopped), the caller gave up, or the server
@@ -556,12 +558,12 @@ class RpcServer implements Server {
       // A caller that terminated: its reply is dropped (its ids are never reused).
       this.forget(to, box);
     } else if ((err.code === 'EMSGSIZE' || err.code === 'EINVAL') && 'ok' in body) {
-      const error: WireError = {
+      const error = measuredAs(err, {
         name: err.name,
         message: `${what ?? this.service}: the answer cannot be sent: ${tooBig(err, 'answer')}`,
         code: err.code,
         rpc: true,
-      };
+      });
       this.sendReply(to, box, { id: body.id, error });
     } else if (err.code === 'EMSGSIZE' && 'error' in body) {
       // An error too big to send (a huge message or stack) was dropped, and the caller waited
@@ -612,6 +614,18 @@ function ignore(): void {}
 function rpcError(code: 'EINVAL' | 'ENOENT', message: string): WireError {
   const err = code === 'EINVAL' ? new InvalidArgumentError(message) : new NotFoundError(message);
   return { name: err.name, message, code, rpc: true };
+}
+
+/**
+ * `error`, the wire form of a send's failure, with the sizes the send measured if it was an
+ * EMSGSIZE that did: the caller's MessageSizeError says by how much, as its own send's would.
+ */
+function measuredAs(failed: PostboxError, error: WireError): WireError {
+  if (failed instanceof MessageSizeError && failed.size !== undefined && failed.limit !== undefined) {
+    error.size = failed.size;
+    error.limit = failed.limit;
+  }
+  return error;
 }
 
 /**

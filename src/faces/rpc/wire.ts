@@ -50,6 +50,13 @@ export interface WireError {
   stack?: string;
   /** Raised by the RPC layer (unknown method, unsendable result…), not by the handler: `code` is a Postbox code. */
   rpc?: boolean;
+  /**
+   * With `limit`, on an RPC-layer EMSGSIZE: the answer's or item's size in bytes, as the server
+   * measured it (the caller's `MessageSizeError` has them).
+   */
+  size?: number;
+  /** With `size`: the limit it is over, in bytes. */
+  limit?: number;
   /** The error's own `cause`, in the same form, up to {@link MAX_CAUSES} deep. */
   cause?: WireError;
 }
@@ -120,8 +127,17 @@ export function wireErrorFrom(v: unknown, depth = 0): WireError {
   if (e.code !== undefined) out.code = text(e.code, '');
   if (typeof e.stack === 'string') out.stack = e.stack;
   if (e.rpc === true) out.rpc = true;
+  // Both or neither, whole numbers: a size that is not one says nothing worth passing on.
+  if (isByteCount(e.size) && isByteCount(e.limit)) {
+    out.size = e.size;
+    out.limit = e.limit;
+  }
   if (e.cause !== undefined && depth < MAX_CAUSES) out.cause = wireErrorFrom(e.cause, depth + 1);
   return out;
+}
+
+function isByteCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
 /** Control messages, to `rpc:ctl:<server>`: CANCEL `{ id }`, START `{ id, to }`. */
@@ -227,7 +243,7 @@ const SHRUNK_MESSAGE = SHORT_MESSAGE + 1 + CUT_NOTE.length;
 
 /**
  * A smaller form of an error that was over the kernel's message size limit: its name and code,
- * the start of its message, no stack, no cause. Null when it is that small already (nothing
+ * the start of its message, its sizes, no stack, no cause. Null when it is that small already (nothing
  * more to cut).
  */
 export function shrinkWireError(e: WireError): WireError | null {
@@ -246,6 +262,10 @@ export function shrinkWireError(e: WireError): WireError | null {
   };
   if (e.code !== undefined) out.code = e.code.slice(0, SHORT_NAME);
   if (e.rpc === true) out.rpc = true;
+  if (e.size !== undefined && e.limit !== undefined) {
+    out.size = e.size;
+    out.limit = e.limit;
+  }
   return out;
 }
 
