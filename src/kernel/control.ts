@@ -24,7 +24,8 @@ class CallError extends Error {
 }
 
 type Args = Record<string, unknown>;
-type Handler = (k: Kernel, p: KernelProcess, a: Args) => unknown;
+/** A CALL's work: its result, or a thrown {@link CallError} saying why it is refused. */
+export type Handler = (k: Kernel, p: KernelProcess, a: Args) => unknown;
 
 /**
  * What a create takes. A name it does not know is refused rather than ignored: a client that
@@ -384,6 +385,11 @@ export function handleCall(k: Kernel, p: KernelProcess, request: number, payload
     );
     return;
   }
+  answerCall(k, p, request, args, handler);
+}
+
+/** Runs a CALL's handler and answers it: its RESULT, or the ERROR of the refusal it threw. */
+export function answerCall(k: Kernel, p: KernelProcess, request: number, args: Args, handler: Handler): void {
   try {
     k.reply(p, request, handler(k, p, args));
   } catch (err) {
