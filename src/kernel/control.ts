@@ -388,7 +388,11 @@ export function handleCall(k: Kernel, p: KernelProcess, request: number, payload
   answerCall(k, p, request, args, handler);
 }
 
-/** Runs a CALL's handler and answers it: its RESULT, or the ERROR of the refusal it threw. */
+/**
+ * Runs a CALL's handler and answers it: its RESULT, or the ERROR of the refusal it threw. Anything
+ * else it throws is a bug in the kernel, not a fault of the request: said so (EIO, and the log),
+ * never as an EINVAL that would send the caller looking for what it did wrong.
+ */
 export function answerCall(k: Kernel, p: KernelProcess, request: number, args: Args, handler: Handler): void {
   try {
     k.reply(p, request, handler(k, p, args));
@@ -402,7 +406,7 @@ export function answerCall(k: Kernel, p: KernelProcess, request: number, args: A
         err.mailbox,
         err.process === undefined ? undefined : { process: err.process },
       );
-    else k.replyError(p, request, 'EINVAL', (err as Error).message);
+    else k.callFault(p, request, String(args.op), err);
   }
 }
 

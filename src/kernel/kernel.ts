@@ -143,6 +143,8 @@ export class Kernel implements MailboxHost {
   private tcpUnjoined = 0;
   /** Connections closed before HELLO: what strangers can make it say, summed up. */
   private readonly unjoinedLog: LogThrottle;
+  /** The kernel's own faults in answering CALLs, by op: a process repeating one is summed up. */
+  private readonly faultLog: LogThrottle;
 
   /**
    * This kernel among all that ever ran: ids (of processes, mailboxes) mean something only in
@@ -162,6 +164,12 @@ export class Kernel implements MailboxHost {
       UNJOINED_LOG_WINDOW_MS,
       (n, last) =>
         `${n} more ${n === 1 ? 'connection was' : 'connections were'} closed before HELLO in the last ${UNJOINED_LOG_WINDOW_MS / 1000} s for the same kind of reason; the last: ${last}`,
+    );
+    this.faultLog = new LogThrottle(
+      this.log,
+      FAULT_LOG_WINDOW_MS,
+      (n, last, op) =>
+        `${n} more internal ${n === 1 ? 'error' : 'errors'} in CALL '${op}' in the last ${FAULT_LOG_WINDOW_MS / 1000} s; the last: ${last}`,
     );
     this.room = new FrameRoom(this.limits.maxPartialBytes, (p) => this.mayRead(p));
     this.tick();
@@ -398,6 +406,26 @@ export class Kernel implements MailboxHost {
     if (p.saidBye && p.ackPending) this.writeAck(p);
     p.writer.append(encodeJsonFrame(Op.RESULT, 0, 0, request, result ?? {}));
     this.markDirty(p);
+  }
+
+  /**
+   * A CALL's handler threw what no refusal throws: a bug in the kernel. Logged as the kernel's
+   * fault, with where it was thrown (once per op per window: a process that repeats the CALL in a
+   * loop does not flood the log), and answered EIO; the kernel carries on.
+   */
+  callFault(p: KernelProcess, request: number, op: string, err: unknown): void {
+    const what = err instanceof Error ? `${err.name}: ${err.message}` : `a thrown ${typeof err}`;
+    const at = err instanceof Error ? thrownAt(err) : null;
+    this.faultLog.note(
+      op,
+      `${INTERNAL_ERROR} in CALL '${op}' from ${p.label}: ${what}${at === null ? '' : ` (${at})`}`,
+    );
+    this.replyError(
+      p,
+      request,
+      'EIO',
+      `${INTERNAL_ERROR} in the kernel's '${op}': ${what} (the kernel's fault, not the request's; the kernel's log has it)`,
+    );
   }
 
   /** Sends an error on the connection itself and closes it; the kernel carries on. */
@@ -1410,6 +1438,7 @@ export class Kernel implements MailboxHost {
     this.shuttingDown = true;
     if (this.heartbeat !== null) clearInterval(this.heartbeat);
     this.unjoinedLog.flush();
+    this.faultLog.flush();
     // Nobody will wait for these to be read now, and they would keep the process alive.
     for (const socket of this.lingering) socket.destroy();
     for (const mb of [...this.mailboxes.values()])
@@ -1495,8 +1524,16 @@ const HELLO_BYTES_HELD = 256 * HELLO_MAX_FRAME;
 
 /** How long the log sums up connections closed before HELLO after saying the first of a kind. */
 const UNJOINED_LOG_WINDOW_MS = 10_000;
-/** How a fatal error that is the kernel's own fault begins: never summed up in the log. */
+/** How long the log sums up the kernel's faults in one CALL op after saying the first. */
+const FAULT_LOG_WINDOW_MS = 10_000;
+/** How an error that is the kernel's own fault begins (a fatal one is never summed up in the log). */
 const INTERNAL_ERROR = 'internal error';
+
+/** The stack frame an error was thrown at ("at fn (file:line:col)"), or null if it has none. */
+function thrownAt(err: Error): string | null {
+  const frame = /\n\s+(at .*)/.exec(err.stack ?? '');
+  return frame === null ? null : frame[1]!;
+}
 
 function tokenDigest(token: string): Buffer {
   return createHash('sha256').update(token).digest();

@@ -36,7 +36,8 @@ export type ErrorCode =
   | 'EPERM'
   | 'EBADF'
   | 'ENAMETOOLONG'
-  | 'EREMOTE';
+  | 'EREMOTE'
+  | 'EIO';
 
 /** Wire numbers for each code: stable forever, documented in docs/protocol.md. */
 export const WireErrorCode = {
@@ -64,6 +65,7 @@ export const WireErrorCode = {
   EBADF: 22,
   ENAMETOOLONG: 23,
   EREMOTE: 24,
+  EIO: 25,
 } as const satisfies Record<ErrorCode, number>;
 
 const codeByWire: ErrorCode[] = [];
@@ -320,6 +322,17 @@ export class RemoteFailureError extends PostboxError {
 }
 
 /**
+ * The kernel failed at its own work: a bug in the kernel, not a fault of the request, which did
+ * not happen. The kernel logged it and carries on; its log line is worth a bug report.
+ */
+export class KernelFaultError extends PostboxError {
+  declare readonly code: 'EIO';
+  constructor(message: string, subject?: ErrorSubject) {
+    super('EIO', message, subject);
+  }
+}
+
+/**
  * Some messages of a `sendMany` were not sent. Its `code` is the first failure's, so a handler
  * that matches on `code` works as for one send; `failures` says which messages failed and why,
  * in message order. The others were sent: each message of a batch stands on its own, as separate
@@ -377,6 +390,7 @@ const classByCode: Record<ErrorCode, new (message: string, subject?: ErrorSubjec
   EBADF: BadDescriptorError,
   ENAMETOOLONG: NameTooLongError,
   EREMOTE: RemoteFailureError,
+  EIO: KernelFaultError,
 };
 
 /** Builds the error class for a code; an EMSGSIZE keeps the sizes, where they were measured. */
