@@ -170,6 +170,38 @@ test('a stray message sent to a service by postbox send is counted by the server
   await server.close();
 });
 
+test("stray messages sent to a server process's rpc:ctl mailbox are counted by its servers", async () => {
+  const server = await serve(me, 'faces-ctl', { add: (a: number, b: number) => a + b });
+  const ctl = `rpc:ctl:${me.id}`;
+  const other = await connect({ socket: k.socket });
+  const box = await other.openMailbox(ctl, { role: 'write' });
+  // A well-formed CANCEL for a call that is not running is a cancel that crossed its answer: not
+  // a stray. Sent first, so that once the strays are counted it has been read too.
+  await box.send({ id: 12345 }, { type: 1 });
+  await box.send('hi', { type: 1 }); // not an object
+  await box.send({ to: 3 }, { type: 1 }); // no id
+  await box.send({ id: 'x' }, { type: 1 }); // an id that is not a number
+  await box.send({ id: 1 }, { type: 2 }); // a START with nowhere to start
+  await box.send({ id: 1 }, { type: 9 }); // no such control message
+  const sent = await postbox(['send', ctl, 'hello']);
+  assert.equal(sent.code, 0, sent.stderr);
+  await until(
+    async () => server.controlDropped,
+    (n) => n === 6,
+    10_000,
+    'the strays counted',
+  );
+  // The server still serves, and a second server of the process sees the same mailbox's count.
+  assert.equal(await stub<{ add(a: number, b: number): number }>(other, 'faces-ctl').add(2, 3), 5);
+  const second = await serve(me, 'faces-ctl-2', {});
+  assert.equal(second.controlDropped, 6);
+  assert.equal(server.dropped, 0);
+  await second.close();
+  await box.close();
+  await other.close();
+  await server.close();
+});
+
 test('a stray message sent to a port by postbox send is counted by the accept that dropped it', async () => {
   const port = await listen(me, 'faces-port');
   const sent = await postbox(['send', 'port:faces-port', 'hello']);

@@ -6,6 +6,7 @@
  * a server closed and started again never races the removal of the old one).
  */
 import type { Mailbox } from '../../client/mailbox.js';
+import type { Message } from '../../client/message.js';
 import type { DownEvent, PostboxProcess } from '../../client/process.js';
 import { AbortedError, TimeoutError } from '../../protocol/errors.js';
 import type { CallContext } from './types.js';
@@ -23,6 +24,13 @@ const channels = new WeakMap<PostboxProcess, ControlChannel>();
 
 /** The control channel of a process, shared by its servers. */
 export class ControlChannel {
+  /**
+   * Messages taken that were no CANCEL or START (`postbox send rpc:ctl:7 hi`, another client's
+   * mistake): nobody to answer, so dropped, and counted so that they are not lost without a
+   * trace. A CANCEL or START for a call that is not running is not counted: a caller's cancel
+   * crosses its answer as a matter of course.
+   */
+  dropped = 0;
   private readonly proc: PostboxProcess;
   private ready: Promise<void> | null = null;
   /** Calls being handled, by caller process, then call id: no key to build per call. */
@@ -61,17 +69,15 @@ export class ControlChannel {
   private async loop(box: Mailbox): Promise<void> {
     try {
       for await (const m of box.messages({ prefetch: 64 })) {
-        let body: ControlBody;
-        try {
-          body = m.body as ControlBody;
-        } catch {
+        const body = controlBody(m);
+        if (body === null) {
+          this.dropped++;
           continue;
         }
-        if (typeof body !== 'object' || body === null || typeof body.id !== 'number') continue;
         const job = this.jobs.get(m.sender)?.get(body.id);
         if (job === undefined) continue; // finished already: nothing to cancel
         if (m.type === ControlType.CANCEL) job.cancel();
-        else if (m.type === ControlType.START && typeof body.to === 'number') job.onStart?.(body.to);
+        else if (body.to !== undefined) job.onStart?.(body.to);
       }
     } catch {
       // The process closed: nothing more to control.
@@ -117,6 +123,22 @@ export class ControlChannel {
     const set = waiting;
     return () => set.delete(onDown);
   }
+}
+
+/** A control message's body, or null if it is none: CANCEL `{ id }`, START `{ id, to }`. */
+function controlBody(m: Message): ControlBody | null {
+  let body: unknown;
+  try {
+    body = m.body;
+  } catch {
+    return null; // not decodable
+  }
+  if (typeof body !== 'object' || body === null) return null;
+  const b = body as Partial<Record<keyof ControlBody, unknown>>;
+  if (typeof b.id !== 'number') return null;
+  if (m.type === ControlType.CANCEL) return { id: b.id };
+  if (m.type === ControlType.START && typeof b.to === 'number') return { id: b.id, to: b.to };
+  return null;
 }
 
 /**

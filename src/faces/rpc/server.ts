@@ -62,6 +62,12 @@ export interface Server {
    */
   readonly dropped: number;
   /**
+   * Messages taken from this process's control mailbox, `rpc:ctl:<process id>`, that were no
+   * CANCEL or START a caller sends (`postbox send rpc:ctl:7 hi`): dropped, and counted here. The
+   * mailbox is the process's, shared by its servers: each shows the same count.
+   */
+  readonly controlDropped: number;
+  /**
    * Stops taking requests and resolves when the running handlers have finished (and their
    * answers are sent). With `abort`, their ctx.signal aborts first, and a stream cut short ends
    * at its caller with that reason (a RemoteError), not as if it were complete.
@@ -253,6 +259,10 @@ class RpcServer implements Server {
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  get controlDropped(): number {
+    return this.control.dropped;
   }
 
   /** The consumer's handler: what handle() throws or rejects with would reach no one. */
