@@ -218,7 +218,7 @@ export class Connection {
   }>();
   /** Streams whose takes go out with the next flush (takesDueAtFlush). */
   private takesDue: { flushTaken(): void }[] = [];
-  /** Calls to make when the connection ends, for handles to settle. */
+  /** Calls to make when the connection ends, for handles to settle (see also {@link whenEnded}). */
   readonly onClose = new Set<(err: PostboxError) => void>();
   readonly transport: 'unix' | 'tcp';
   readonly address: string;
@@ -1176,6 +1176,16 @@ export class Connection {
       if (events !== undefined) entry.events = events as CallEvents<unknown>;
       this.pending.set(id, entry);
     });
+  }
+
+  /**
+   * Adds fn to {@link onClose}, or calls it at once if the connection has ended: a wait that
+   * begins after an answer was read can find it ended in that same read (a malformed EVENT
+   * behind a monitor's RESULT, a kernel that ended the process), and waited for good.
+   */
+  whenEnded(fn: (err: PostboxError) => void): void {
+    if (this.closedError !== null) fn(this.closedError);
+    else this.onClose.add(fn);
   }
 
   /** Registers the handler of a kernel event (a monitor's, a notification's). */

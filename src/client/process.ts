@@ -679,7 +679,10 @@ export class PostboxProcess {
         reason: 'noproc',
       };
     return new Promise<DownEvent>((resolve, reject) => {
-      const onClose = (err: Error): void => reject(err);
+      const onClose = (err: Error): void => {
+        signal?.removeEventListener('abort', onAbort);
+        reject(err);
+      };
       const onAbort = (): void => {
         // Stop watching: the kernel forgets the monitor, and so do we.
         this.conn.onClose.delete(onClose);
@@ -690,7 +693,7 @@ export class PostboxProcess {
         );
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.conn.onClose.add(onClose);
+      this.conn.whenEnded(onClose);
       down.onArrival((event) => {
         this.conn.onClose.delete(onClose);
         signal?.removeEventListener('abort', onAbort);

@@ -149,7 +149,7 @@ export async function waitForReader(
       // and the open waited for good, the kernel holding the FIFO, the handle and the wait.
       if (signal?.aborted) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
-      conn.onClose.add(onClose);
+      conn.whenEnded(onClose);
       told.onArrival((e) => {
         conn.onClose.delete(onClose);
         signal?.removeEventListener('abort', onAbort);
