@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { connect, MessageSizeError, PostboxError, type PostboxProcess } from '../src/client/mod.js';
+import { waitForReader } from '../src/faces/fifo.js';
 import { FrameDecoder } from '../src/protocol/decoder.js';
 import {
   encodeJsonFrame,
@@ -148,13 +149,38 @@ function jsonFrame(op: number, request: number, text: string | Buffer, aux = 0):
   return buf;
 }
 
+/**
+ * The plain answer to a CALL with one member (or an item's, or the whole) made something the op
+ * never answers: gone, or of another type, or out of range.
+ */
+function spoiledResult(rng: Rng, f: ClientFrame): Buffer {
+  const result = plainResult(callOp(f), f.request);
+  const wrong = rng.pick<unknown>([undefined, null, '5', -1, 1.5, 2 ** 53, true, [], {}, 'x'.repeat(200)]);
+  let target: unknown = result;
+  if (Array.isArray(target) && target.length > 0 && rng.chance(0.7)) target = target[0];
+  else if (typeof target === 'object' && target !== null && 'mailboxes' in target && rng.chance(0.5))
+    target = (target as { mailboxes: unknown[] }).mailboxes[0];
+  const keys = typeof target === 'object' && target !== null ? Object.keys(target) : [];
+  if (keys.length === 0 || rng.chance(0.1))
+    return jsonFrame(Op.RESULT, f.request, JSON.stringify(wrong) ?? '7');
+  const key = rng.pick(keys);
+  if (wrong === undefined) delete (target as Record<string, unknown>)[key];
+  else (target as Record<string, unknown>)[key] = wrong;
+  return encodeJsonFrame(Op.RESULT, 0, 0, f.request, result);
+}
+
 /** Mutated answers to a request: each a list of frames (and whether to close after them). */
-function mutatedAnswer(rng: Rng, r: number): { frames: Buffer[]; close?: boolean } {
+function mutatedAnswer(rng: Rng, f: ClientFrame): { frames: Buffer[]; close?: boolean } {
+  const r = f.request;
   const other = rng.pick([r, r, r + 1, r + 1000, 0xffffffff, 1]);
-  switch (rng.int(26)) {
+  switch (rng.int(27)) {
+    case 21:
+      // The request's own RESULT, one member spoilt: EPROTO naming the op, or (a member the
+      // client lets through, or a value that happens to fit) the answer as it came.
+      if (f.op === Op.CALL) return { frames: [spoiledResult(rng, f)] };
+      return { frames: [] };
     case 0:
-      // For an id never issued. (To the request itself, a RESULT of another shape than the op's
-      // is taken as it is: the library does not check the kernel's results field by field.)
+      // For an id never issued.
       return {
         frames: [
           jsonFrame(
@@ -259,22 +285,130 @@ function mutatedAnswer(rng: Rng, r: number): { frames: Buffer[]; close?: boolean
   }
 }
 
+/** A mailbox's description as a kernel gives it (chmod, set, …; create and open add a handle). */
+function description(): Record<string, unknown> {
+  return {
+    id: 7,
+    name: 'm',
+    capacity: null,
+    maxMessageSize: 1048576,
+    maxBytes: 67108864,
+    order: 'fifo',
+    policy: 'first',
+    messageSize: 0,
+    key: 0,
+    endOnLastWriter: false,
+    requireReader: false,
+    admission: 'in-order',
+    rightsAtOpen: false,
+    unlinked: false,
+    mode: 438,
+    owner: 2,
+    system: false,
+    group: [],
+    kernelMaxCredit: 16384,
+  };
+}
+
+/** A mailbox's stat as a kernel gives it. */
+function stat(): Record<string, unknown> {
+  return {
+    ...description(),
+    inboxOf: null,
+    count: 1,
+    bytes: 5,
+    queued: 1,
+    inflight: 0,
+    waitingSenders: [],
+    waitingSendersCount: 0,
+    waitingReceipts: [],
+    waitingReceiptsCount: 0,
+    waitingReceivers: [3],
+    waitingReceiversCount: 1,
+    holders: [],
+    opens: 1,
+    readers: 1,
+    writers: 1,
+    sent: 1,
+    received: 0,
+    replaced: 0,
+    dropped: 0,
+    lastSendTime: 1700000000000,
+    lastSendProcess: 2,
+    lastSendPid: 4321,
+    lastReceiveTime: 0,
+    lastReceiveProcess: 0,
+    lastReceivePid: 0,
+    changeTime: 1700000000000,
+    createTime: 1700000000000,
+  };
+}
+
+/** A connected process as `processes` lists it. */
+function processRow(): Record<string, unknown> {
+  return {
+    id: 3,
+    name: 'w',
+    pid: 99,
+    host: 'h',
+    transport: 'unix',
+    inbox: 8,
+    inboxMessages: 0,
+    owns: ['m'],
+    ownsCount: 1,
+    blockedOn: [],
+    holds: [],
+    watching: 0,
+    handles: 1,
+    unread: 0,
+    connectedAt: 1700000000000,
+  };
+}
+
+/** What a kernel answers to a CALL of `op` (request `r`): the JSON of its RESULT. */
+function plainResult(op: string, r: number): unknown {
+  switch (op) {
+    case 'create':
+    case 'open':
+      return { ...description(), handle: 1 };
+    case 'chmod':
+    case 'grant':
+    case 'revoke':
+    case 'transfer':
+    case 'set':
+      return description();
+    case 'stat':
+      return stat();
+    case 'list':
+      return [stat()];
+    case 'busiest':
+      return { scanned: 1, next: null, mailboxes: [stat()] };
+    case 'processes':
+      return [processRow()];
+    case 'usage':
+      return { mailboxes: 3, processes: 2, totalBytes: 5, partialBytes: 0, mostWaitingBytes: 0 };
+    case 'lookup':
+      return { id: 3, name: 'w', pid: 99, host: 'h', inbox: 8 };
+    case 'monitor':
+      return { monitor: r, process: 3 };
+    case 'notify':
+    case 'awaitReader':
+      return { event: r };
+    default:
+      return {};
+  }
+}
+
+/** The op a CALL frame asks for. */
+function callOp(f: ClientFrame): string {
+  return (JSON.parse(f.bytes.toString('utf8', HEAD_BYTES)) as { op: string }).op;
+}
+
 /** A plausible answer, as a kernel would give it, for what the client asked. */
 function plainAnswer(f: ClientFrame): Buffer[] {
   switch (f.op) {
-    case Op.CALL: {
-      const call = JSON.parse(f.bytes.toString('utf8', HEAD_BYTES)) as { op: string };
-      if (call.op === 'usage' || call.op === 'bye') return [jsonFrame(Op.RESULT, f.request, '{}')];
-      if (call.op === 'monitor')
-        return [jsonFrame(Op.RESULT, f.request, `{"monitor":${f.request},"process":3}`)];
-      return [
-        jsonFrame(
-          Op.RESULT,
-          f.request,
-          '{"id":7,"name":"m","handle":1,"capacity":null,"maxMessageSize":1048576,"order":"fifo","policy":"first","mode":438,"owner":2}',
-        ),
-      ];
-    }
+    case Op.CALL:
+      return [encodeJsonFrame(Op.RESULT, 0, 0, f.request, plainResult(callOp(f), f.request))];
     case Op.SEND:
       return [head(Op.ACK, f.request)];
     case Op.RECEIVE:
@@ -319,7 +453,7 @@ async function round(seed: number): Promise<{ outcomes: string[]; uncaught: unkn
     },
     (c, f) => {
       if (f.op === Op.TAKE || f.op === Op.CANCEL || f.op === Op.PING || f.op === Op.RETURN) return;
-      const m = rng.chance(0.6) ? mutatedAnswer(rng, f.request) : { frames: [] };
+      const m = rng.chance(0.6) ? mutatedAnswer(rng, f) : { frames: [] };
       const frames = m.frames.length === 0 && !m.close && rng.chance(0.7) ? plainAnswer(f) : m.frames;
       for (const b of frames) c.write(b);
       if (m.close) c.end();
@@ -371,6 +505,12 @@ async function round(seed: number): Promise<{ outcomes: string[]; uncaught: unkn
         },
       ],
       ['sendMany', () => p.sendMany(3, ['a', 'b', 'c'])],
+      ['stat', () => p.stat(7)],
+      ['mailboxes', () => p.mailboxes()],
+      ['processes', () => p.processes()],
+      ['busiest', () => p.busiestMailboxes(3)],
+      ['chmod', async () => (await p.openMailbox(7)).chmod(0o600)],
+      ['notify', async () => (await p.openMailbox(7)).notify(() => {})],
       [
         'inbox batches',
         async () => {
@@ -726,6 +866,195 @@ test('a kernel that pushes past a stream credit fails the connection EPROTO; wit
         closed.message,
         /^bad frame from the kernel: DELIVER for stream \d+ past its credit of 4$/,
       );
+    } finally {
+      await p.close();
+      await k.close();
+    }
+  }
+});
+
+/** One call answered with a RESULT of a wrong shape, and the EPROTO it must end in. */
+interface BadResultCase {
+  what: string;
+  /** The RESULT's JSON for a CALL of `op`; other ops are answered plainly. */
+  op: string;
+  result: (r: number) => unknown;
+  call: (p: PostboxProcess) => Promise<unknown>;
+  message: RegExp;
+}
+
+test('a RESULT of the right kind whose fields are not what the op answers fails the call EPROTO naming the op and the field: taken on trust, it ended in a TypeError or in a wrong value handed to the application', async () => {
+  const cases: BadResultCase[] = [
+    {
+      what: 'open answered {}',
+      op: 'open',
+      result: () => ({}),
+      call: (p) => p.openMailbox(7),
+      message: /^bad answer from the kernel: its RESULT for open \(request \d+\): id is absent, not an id$/,
+    },
+    {
+      what: 'create without a handle',
+      op: 'create',
+      result: () => description(),
+      call: (p) => p.createMailbox('m'),
+      message: /RESULT for create \(request \d+\): handle is absent, not an id$/,
+    },
+    {
+      what: 'stat whose count is a string',
+      op: 'stat',
+      result: () => ({ ...stat(), count: '5' }),
+      call: (p) => p.stat(7),
+      message: /RESULT for stat \(request \d+\): count is "5", not a whole number$/,
+    },
+    {
+      what: 'stat whose order is unknown',
+      op: 'stat',
+      result: () => ({ ...stat(), order: 'lifo' }),
+      call: (p) => p.stat('m'),
+      message: /RESULT for stat \(request \d+\): order is "lifo", not one of "fifo", "priority"$/,
+    },
+    {
+      what: 'list that is no array',
+      op: 'list',
+      result: () => ({ mailboxes: [] }),
+      call: (p) => p.mailboxes(),
+      message: /RESULT for list \(request \d+\): the answer is \{"mailboxes":\[\]\}, not an array$/,
+    },
+    {
+      what: 'list with a bad stat',
+      op: 'list',
+      result: () => [stat(), { ...stat(), waitingReceivers: [3, 'x'] }],
+      call: (p) => p.mailboxes(),
+      message: /RESULT for list \(request \d+\): \[1\]\.waitingReceivers\[1\] is "x", not an id$/,
+    },
+    {
+      what: 'busiest without its mailboxes',
+      op: 'busiest',
+      result: () => ({ scanned: 1, next: null }),
+      call: (p) => p.busiestMailboxes(3),
+      message: /RESULT for busiest \(request \d+\): mailboxes is absent, not an array$/,
+    },
+    {
+      what: 'processes whose owns is a string',
+      op: 'processes',
+      result: () => [{ ...processRow(), owns: 'm' }],
+      call: (p) => p.processes(),
+      message: /RESULT for processes \(request \d+\): \[0\]\.owns is "m", not an array$/,
+    },
+    {
+      what: 'usage null',
+      op: 'usage',
+      result: () => null,
+      call: (p) => p.usage(),
+      message: /RESULT for usage \(request \d+\): the answer is null, not an object$/,
+    },
+    {
+      what: 'lookup whose name is a number',
+      op: 'lookup',
+      result: () => ({ id: 3, name: 5, pid: 99, host: 'h', inbox: 8 }),
+      call: (p) => p.lookup('w'),
+      message: /RESULT for lookup \(request \d+\): name is 5, not a string or null$/,
+    },
+    {
+      what: 'monitor without its id',
+      op: 'monitor',
+      result: () => ({ process: 3 }),
+      call: (p) => p.monitor(3),
+      message: /RESULT for monitor \(request \d+\): monitor is absent, not an id$/,
+    },
+    {
+      what: 'chmod whose mode is negative',
+      op: 'chmod',
+      result: () => ({ ...description(), mode: -1 }),
+      call: async (p) => (await p.openMailbox(7)).chmod(0o600),
+      message: /RESULT for chmod \(request \d+\): mode is -1, not a whole number$/,
+    },
+    {
+      what: 'notify whose event is a string',
+      op: 'notify',
+      result: () => ({ event: '9' }),
+      call: async (p) => (await p.openMailbox(7)).notify(() => {}),
+      message: /RESULT for notify \(request \d+\): event is "9", not an id$/,
+    },
+    {
+      what: 'awaitReader with neither readers nor an event',
+      op: 'awaitReader',
+      result: () => ({}),
+      call: async (p) => waitForReader(p, await p.openMailbox(7)),
+      message: /RESULT for awaitReader \(request \d+\): the answer has neither readers nor an event$/,
+    },
+  ];
+  for (const c of cases) {
+    const k = await answering('result', (f) => {
+      if (f.op !== Op.CALL || callOp(f) !== c.op) return plainAnswer(f);
+      return [encodeJsonFrame(Op.RESULT, 0, 0, f.request, c.result(f.request))];
+    });
+    const p = await connect({ socket: k.path });
+    try {
+      await failsWithEproto(c.call(p), c.what, c.message);
+      // The kernel cannot be trusted after it: the connection has ended with the same error.
+      const closed = await within(p.closed, 5000, `${c.what}: the connection to end`);
+      assert.match(String(closed?.message), c.message, c.what);
+    } finally {
+      await p.close();
+      await k.close();
+    }
+  }
+});
+
+test('an EVENT of another shape than the kind its call announced fails the connection EPROTO, and the call waiting on it with it', async () => {
+  const down = (r: number, event: unknown): Buffer[] => [
+    encodeJsonFrame(Op.RESULT, 0, 0, r, { monitor: r, process: 3 }),
+    jsonFrame(Op.EVENT, r, JSON.stringify(event)),
+  ];
+  const cases: [string, string, (r: number) => Buffer[], (p: PostboxProcess) => Promise<unknown>, RegExp][] =
+    [
+      [
+        'a null event for a monitor',
+        'monitor',
+        (r) => down(r, null),
+        (p) => p.monitor(3),
+        /^bad answer from the kernel: its EVENT \d+ \(announced by monitor\): the event is null, not an object$/,
+      ],
+      [
+        'a down event without its process',
+        'monitor',
+        (r) => down(r, { event: 'down', name: null, reason: 'exit' }),
+        (p) => p.monitor(3),
+        /EVENT \d+ \(announced by monitor\): process is absent, not an id$/,
+      ],
+      [
+        'a down event with an unknown reason',
+        'monitor',
+        (r) => down(r, { event: 'down', process: 3, name: 'w', reason: 'bored' }),
+        (p) => p.monitor('w'),
+        /EVENT \d+ \(announced by monitor\): reason is "bored", not one of "exit", /,
+      ],
+      [
+        "another call's event for a monitor",
+        'monitor',
+        (r) => down(r, { event: 'reader', mailbox: 7 }),
+        (p) => p.monitor(3),
+        /EVENT \d+ \(announced by monitor\): its event is "reader", not "down"$/,
+      ],
+      [
+        'a reader event without its mailbox',
+        'awaitReader',
+        (r) => [
+          encodeJsonFrame(Op.RESULT, 0, 0, r, { event: r }),
+          jsonFrame(Op.EVENT, r, '{"event":"reader","mailbox":"7"}'),
+        ],
+        async (p) => waitForReader(p, await p.openMailbox(7)),
+        /EVENT \d+ \(announced by awaitReader\): mailbox is "7", not an id$/,
+      ],
+    ];
+  for (const [what, op, frames, call, message] of cases) {
+    const k = await answering('event', (f) =>
+      f.op === Op.CALL && callOp(f) === op ? frames(f.request) : plainAnswer(f),
+    );
+    const p = await connect({ socket: k.path });
+    try {
+      await failsWithEproto(call(p), what, message);
     } finally {
       await p.close();
       await k.close();

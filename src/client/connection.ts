@@ -41,6 +41,7 @@ import {
 import { FrameWriter } from '../transport/frame-writer.js';
 import { ReadArena } from '../transport/read-arena.js';
 import { AckQueue } from './ack-queue.js';
+import { answerOf, badEvent, badResult, type CallAnswer, type CallOp } from './answer-check.js';
 import type { CallEvents } from './call-events.js';
 import { type ConnectOptions, type JoinPlan, noKernelError, planJoin } from './connect-options.js';
 import { flushAtExit, noFlushAtExit } from './exit-flush.js';
@@ -80,6 +81,12 @@ type Resolve = (value: never) => void;
 /** Rejects an operation; `request` says which, for settlers shared by many (sendMany). */
 type Reject = (err: PostboxError, request: number) => void;
 
+/** The handler of a kernel EVENT, and the call that announced it (null: registered by hand). */
+interface EventWatch {
+  readonly handler: (event: Record<string, unknown>) => void;
+  readonly answer: CallAnswer | null;
+}
+
 interface Pending {
   kind: 'send' | 'receive' | 'call' | 'stream';
   resolve: Resolve;
@@ -89,6 +96,8 @@ interface Pending {
   cancelAs?: PostboxError;
   /** A call's events: registered as its RESULT is read, before any EVENT behind it. */
   events?: CallEvents<unknown>;
+  /** What a call's RESULT, and the EVENTs it announces, must hold. */
+  answer?: CallAnswer;
   /** A held receive (ReceiveFlag.HOLD): its message stays in hand until {@link Connection.release}. */
   hold?: boolean;
 }
@@ -147,7 +156,7 @@ export class Connection {
    * ECANCELED for it carries it as its cause, so a timeout can be told from a shutdown.
    */
   private readonly abortReasons = new Map<number, unknown>();
-  private readonly monitors = new Map<number, (event: Record<string, unknown>) => void>();
+  private readonly monitors = new Map<number, EventWatch>();
   private flushScheduled = false;
   /** @internal A consumer's handler ran on a message of the chunk being read (receiveChunk). */
   handedInRead = false;
@@ -1152,7 +1161,7 @@ export class Connection {
   }
 
   /** A control-plane call; `events` handles the kernel events its result announces. */
-  call<T>(op: string, args: Record<string, unknown> = {}, events?: CallEvents<T>): Promise<T> {
+  call<T>(op: CallOp, args: Record<string, unknown> = {}, events?: CallEvents<T>): Promise<T> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
     // JSON writes NaN as null, which a kernel call may read as "none" (capacity: unbounded);
     // it leaves a symbol or function out, as if not given, and cannot write a bigint at all.
@@ -1172,7 +1181,12 @@ export class Connection {
     const id = this.nextRequest++;
     this.writer.append(encodeJsonFrame(Op.CALL, 0, 0, id, { op, ...args }));
     return new Promise<T>((resolve, reject) => {
-      const entry: Pending = { kind: 'call', resolve: resolve as Resolve, reject };
+      const entry: Pending = {
+        kind: 'call',
+        resolve: resolve as Resolve,
+        reject,
+        answer: answerOf(op, args),
+      };
       if (events !== undefined) entry.events = events as CallEvents<unknown>;
       this.pending.set(id, entry);
     });
@@ -1190,7 +1204,7 @@ export class Connection {
 
   /** Registers the handler of a kernel event (a monitor's, a notification's). */
   onEvent(monitor: number, handler: (event: Record<string, unknown>) => void): void {
-    this.monitors.set(monitor, handler);
+    this.monitors.set(monitor, { handler, answer: null });
   }
 
   /** Forgets an event handler. */
@@ -1424,11 +1438,16 @@ export class Connection {
         return;
       }
       case Op.EVENT: {
-        const handler = this.monitors.get(request);
-        if (handler !== undefined) {
-          this.monitors.delete(request);
-          handler(kernelPayload(buf, start, end) as Record<string, unknown>);
+        const watch = this.monitors.get(request);
+        if (watch === undefined) return;
+        const event = kernelPayload(buf, start, end);
+        const bad = badEvent(watch.answer, event);
+        if (bad !== null) {
+          const of = watch.answer === null ? '' : ` (announced by ${watch.answer.op})`;
+          return this.badAnswer(`EVENT ${request}${of}`, bad);
         }
+        this.monitors.delete(request);
+        watch.handler(event as Record<string, unknown>);
         return;
       }
       case Op.RECALL: {
@@ -1460,10 +1479,15 @@ export class Connection {
         const op = answers === 'call' ? 'RESULT' : answers === 'send' ? 'SENT' : 'EMPTY or END';
         return this.wrongAnswer(op, request, entry);
       }
+      if (err === null && entry.answer !== undefined) {
+        const bad = badResult(entry.answer, value);
+        if (bad !== null) return this.badAnswer(`RESULT for ${entry.answer.op} (request ${request})`, bad);
+      }
       this.forget(request);
       if (err === null && entry.events !== undefined) {
         const id = entry.events.idOf(value);
-        if (id !== undefined) this.monitors.set(id, entry.events.handler);
+        if (id !== undefined)
+          this.monitors.set(id, { handler: entry.events.handler, answer: entry.answer ?? null });
       }
       if (err === null) (entry.resolve as (v: unknown) => void)(value);
       else
@@ -1479,6 +1503,15 @@ export class Connection {
     if (send === null) return;
     if (err === null) send.resolve(value as SendResult, 1);
     else send.reject(err, request);
+  }
+
+  /**
+   * The kernel answered with JSON of another shape than its answers have (see answer-check.ts):
+   * the connection fails, EPROTO, naming the answer and what is wrong with it.
+   */
+  private badAnswer(what: string, why: string): void {
+    this.fail(new ProtocolError(`bad answer from the kernel: its ${what}: ${why}`));
+    this.socket.destroy();
   }
 
   /** The kernel answered a request with a frame of another kind's: the connection fails, EPROTO. */

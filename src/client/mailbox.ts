@@ -1,5 +1,6 @@
 import { FrameError } from '../protocol/decoder.js';
 import { AbortedError, ClosedError, InvalidArgumentError, type PostboxError } from '../protocol/errors.js';
+import type { CallOp } from './answer-check.js';
 import type { CallEvents } from './call-events.js';
 import type { Connection, MessageListener } from './connection.js';
 import { type ConsumeOptions, Consumer, type MessageHandler } from './consumer.js';
@@ -1061,7 +1062,7 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
   }
 
   /** A kernel call on this handle's mailbox: ENOTCONN once the handle is closed, as EBADF is. */
-  private call<R>(op: string, args: Record<string, unknown>, events?: CallEvents<R>): Promise<R> {
+  private call<R>(op: CallOp, args: Record<string, unknown>, events?: CallEvents<R>): Promise<R> {
     if (this.closed) return Promise.reject(this.closedError());
     return this.conn.call<R>(op, args, events);
   }
