@@ -20,6 +20,8 @@ import { FrameDecoder } from '../src/protocol/decoder.js';
 import {
   encodeJsonFrame,
   HEAD_BYTES,
+  MAX_HEARTBEAT_MS,
+  MAX_MESSAGE_SIZE_LIMIT,
   MESSAGE_HEAD_BYTES,
   Off,
   Op,
@@ -438,7 +440,7 @@ async function round(seed: number): Promise<{ outcomes: string[]; uncaught: unkn
           limits.maxCredit = rng.pick([0, -1, 'x', null, 2 ** 40]);
           break;
         case 1:
-          limits.maxMessageSize = rng.pick([0, -1, 'x', null, 2 ** 40, 2 ** 32]);
+          limits.maxMessageSize = rng.pick([0, -1, 'x', null, 2 ** 40, 2 ** 32, MAX_MESSAGE_SIZE_LIMIT]);
           break;
         case 2:
           delete w.limits;
@@ -794,6 +796,20 @@ test('a WELCOME whose members are not what a kernel sends fails connect() with E
       /inbox is absent, not an id/,
     ],
     [
+      "the kernel's pid a string",
+      (w) => {
+        (w.kernel as Record<string, unknown>).pid = '4321';
+      },
+      /kernel\.pid is "4321", not a pid/,
+    ],
+    [
+      "the kernel's instance a number",
+      (w) => {
+        (w.kernel as Record<string, unknown>).instance = 7;
+      },
+      /kernel\.instance is 7, not a string/,
+    ],
+    [
       'no limits',
       (w) => {
         delete w.limits;
@@ -1057,6 +1073,61 @@ test('an EVENT of another shape than the kind its call announced fails the conne
       await failsWithEproto(call(p), what, message);
     } finally {
       await p.close();
+      await k.close();
+    }
+  }
+});
+
+test('a WELCOME announcing a limit past what any kernel can be started with fails connect() with EPROTO; one at the most a kernel takes is welcome', async () => {
+  const cases: [string, Record<string, unknown>, RegExp | null][] = [
+    [
+      'a message size past a 32-bit frame',
+      { maxMessageSize: MAX_MESSAGE_SIZE_LIMIT + 1 },
+      /limits\.maxMessageSize is 4294901705, more than any kernel can be started with \(at most 4294901704\)$/,
+    ],
+    [
+      'a message size of 1 TiB',
+      { maxMessageSize: 2 ** 40 },
+      /limits\.maxMessageSize is 1099511627776, more than/,
+    ],
+    [
+      "a heartbeat past Node's longest timer",
+      { heartbeatMs: MAX_HEARTBEAT_MS + 1 },
+      /limits\.heartbeatMs is 2147483648, more than any kernel can be started with/,
+    ],
+    [
+      'the largest a kernel takes',
+      { maxMessageSize: MAX_MESSAGE_SIZE_LIMIT, heartbeatMs: MAX_HEARTBEAT_MS },
+      null,
+    ],
+  ];
+  for (const [what, limits, message] of cases) {
+    const k = await hostileKernel(
+      'limits',
+      (c) => {
+        const w = welcomePayload();
+        Object.assign(w.limits as Record<string, unknown>, limits);
+        c.write(encodeJsonFrame(Op.WELCOME, 0, PROTOCOL_VERSION, 0, w));
+      },
+      (c, f) => {
+        for (const b of plainAnswer(f)) c.write(b);
+      },
+    );
+    try {
+      const joined = connect({ socket: k.path, timeout: 5000 });
+      if (message === null) {
+        const p = await within(joined, 5000, what);
+        assert.equal(p.limits.maxMessageSize, MAX_MESSAGE_SIZE_LIMIT, what);
+        await p.close();
+        continue;
+      }
+      const settled = joined.then(async (p) => {
+        await p.close();
+        return 'connected';
+      });
+      const err = await failsWithEproto(settled, what, /is not a Postbox kernel: its WELCOME/, 6000);
+      assert.match(err.message, message, what);
+    } finally {
       await k.close();
     }
   }

@@ -1,6 +1,6 @@
 import { constants as osConstants } from 'node:os';
 import { parseArgs } from 'node:util';
-import { defaultLimits, type KernelLimits, MAX_HEARTBEAT_MS } from '../kernel/limits.js';
+import { defaultLimits, type KernelLimits } from '../kernel/limits.js';
 import {
   EmptyTokenError,
   KernelRunningError,
@@ -10,7 +10,7 @@ import {
   SocketPathTooLongError,
   startKernel,
 } from '../kernel/server.js';
-import { MAX_MESSAGE_SIZE_LIMIT } from '../protocol/frame.js';
+import { MAX_HEARTBEAT_MS, MAX_MESSAGE_SIZE_LIMIT } from '../protocol/frame.js';
 import { formatTcpUrl, parseTcpUrl } from '../transport/address.js';
 import { joinDashedValues, parseBytes, parseInteger } from './common.js';
 import { printDiagnostic } from './diagnostic.js';

@@ -1,3 +1,5 @@
+import { MAX_HEARTBEAT_MS, MAX_MESSAGE_SIZE_LIMIT } from '../protocol/frame.js';
+
 /** The kernel's WELCOME. */
 export interface Welcome {
   process: { id: number; name: string | null };
@@ -31,8 +33,18 @@ export interface AnnouncedLimits {
   [limit: string]: number;
 }
 
-/** The limits a client sizes itself by: frames, prefetching, heartbeats. */
-const USED_LIMITS = ['maxMessageSize', 'maxCredit', 'heartbeatMs'] as const;
+/**
+ * The limits a client sizes itself by (frames, prefetching, heartbeats), each with the most any
+ * kernel can be started with (kernelLimits and `postbox kernel` refuse more). The frames it reads
+ * are sized by the kernel's message size, so a WELCOME past it would have this end take frames of
+ * any size the length field can say; a heartbeat past Node's longest timer would beat every
+ * millisecond.
+ */
+const USED_LIMITS = [
+  ['maxMessageSize', MAX_MESSAGE_SIZE_LIMIT],
+  ['maxCredit', Number.MAX_SAFE_INTEGER],
+  ['heartbeatMs', MAX_HEARTBEAT_MS],
+] as const;
 
 /**
  * Why a WELCOME cannot be a Postbox kernel's, or null if it can be. The client reads these
@@ -50,11 +62,18 @@ export function badWelcome(w: unknown): string | null {
     return `its WELCOME's process.name is ${JSON.stringify(name) ?? 'absent'}, not a name or null`;
   if (!isWholeNumber(inbox)) return `its WELCOME's inbox is ${JSON.stringify(inbox) ?? 'absent'}, not an id`;
   if (typeof kernel !== 'object' || kernel === null) return "its WELCOME's kernel is not an object";
+  // A pipe handed to a child names its kernel by these (spawn, pipeFromEnv).
+  const { pid, instance } = kernel as { pid?: unknown; instance?: unknown };
+  if (!isWholeNumber(pid)) return `its WELCOME's kernel.pid is ${JSON.stringify(pid) ?? 'absent'}, not a pid`;
+  if (instance !== undefined && typeof instance !== 'string')
+    return `its WELCOME's kernel.instance is ${JSON.stringify(instance)}, not a string`;
   if (typeof limits !== 'object' || limits === null) return "its WELCOME's limits are not an object";
-  for (const limit of USED_LIMITS) {
+  for (const [limit, most] of USED_LIMITS) {
     const v = (limits as Record<string, unknown>)[limit];
     if (!isWholeNumber(v))
       return `its WELCOME's limits.${limit} is ${JSON.stringify(v) ?? 'absent'}, not a positive whole number`;
+    if (v > most)
+      return `its WELCOME's limits.${limit} is ${v}, more than any kernel can be started with (at most ${most})`;
   }
   return null;
 }

@@ -3,7 +3,7 @@
  * docs/api.md prints this table.
  */
 import { InvalidArgumentError } from '../protocol/errors.js';
-import { MAX_MESSAGE_SIZE_LIMIT } from '../protocol/frame.js';
+import { MAX_HEARTBEAT_MS, MAX_MESSAGE_SIZE_LIMIT } from '../protocol/frame.js';
 
 /** Kernel-wide limits, fixed at start. */
 export interface KernelLimits {
@@ -106,9 +106,6 @@ export function kernelLimits(given: Partial<KernelLimits> = {}): KernelLimits {
     limits.maxWaitingBytes = Math.max(1, Math.floor(limits.maxTotalBytes / WAITING_SHARES));
   return limits;
 }
-
-/** The longest heartbeat: Node's longest timer, 2^31 − 1 ms. */
-export const MAX_HEARTBEAT_MS = 2_147_483_647;
 
 /**
  * A kernel limit that does not exist, or is not a positive whole number (EINVAL): one of the

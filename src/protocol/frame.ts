@@ -34,6 +34,11 @@ export const MAX_HEADERS_BYTES = 0xffff;
  * length field, which is also as large as a Node buffer gets.
  */
 export const MAX_MESSAGE_SIZE_LIMIT = 0xffffffff - MESSAGE_HEAD_BYTES - MAX_HEADERS_BYTES;
+/**
+ * The longest heartbeat a kernel may have: Node's longest timer, 2^31 − 1 ms. A longer one fires
+ * at once, every millisecond, in the kernel and in each TCP client that heartbeats by it.
+ */
+export const MAX_HEARTBEAT_MS = 2_147_483_647;
 /** RECEIVE max size meaning "no limit" (0 is a real limit: only empty bodies fit, as System V's msgsz 0). */
 export const NO_MAX_SIZE = 0xffffffff;
 /** Longest timeout a SEND or RECEIVE carries, in ms: the field is 32 bits (49.7 days). */
