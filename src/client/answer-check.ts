@@ -120,6 +120,8 @@ const DESCRIPTION = {
   admission: oneOf('in-order', 'fits'),
   rightsAtOpen: BOOLEAN,
   unlinked: BOOLEAN,
+  // Only in the answer to the create that asked for one.
+  passkey: optional(STRING),
 } as const;
 
 /** A handle's description, from the create or open that made the handle. */

@@ -7,7 +7,13 @@ import type { Mailbox } from '../client/mailbox.js';
 import { checkOptions, describeValue, type OptionNames } from '../client/option-names.js';
 import { badProcess } from '../client/option-values.js';
 import type { PostboxProcess } from '../client/process.js';
-import { InvalidArgumentError, NotFoundError, PermissionError, PostboxError } from '../protocol/errors.js';
+import {
+  InvalidArgumentError,
+  NotFoundError,
+  PermissionError,
+  PostboxError,
+  ProtocolError,
+} from '../protocol/errors.js';
 import { waitForReader } from './fifo.js';
 import { PIPE_BYTES, PipeReader, PipeWriter } from './pipe-end.js';
 
@@ -47,7 +53,7 @@ export async function pipe(proc: PostboxProcess): Promise<Pipe> {
   const readEnd = await proc.openMailbox(writeEnd.id, { role: 'read' });
   return {
     id: writeEnd.id,
-    passkey: writeEnd.info.passkey!,
+    passkey: passkeyOf(writeEnd),
     reader: new PipeReader(readEnd),
     writer: new PipeWriter(writeEnd),
   };
@@ -67,6 +73,16 @@ function pipeMailbox(proc: PostboxProcess, role: 'read' | 'write'): Promise<Mail
     passkey: true,
     role,
   });
+}
+
+/** The passkey a pipe's mailbox was made with: it is how the pipe's ends reach anyone else. */
+function passkeyOf(mb: Mailbox): string {
+  const passkey = mb.info.passkey;
+  if (passkey === undefined)
+    throw new ProtocolError(`the kernel made pipe ${mb.id} without the passkey it was asked for`, {
+      mailbox: `#${mb.id}`,
+    });
+  return passkey;
 }
 
 /** Options of {@link spawn}. */
@@ -200,7 +216,7 @@ async function spawnHandingOver(
     const ours = await pipeMailbox(proc, 'read');
     reader = new PipeReader(ours);
     id = ours.id;
-    passkey = ours.info.passkey!;
+    passkey = passkeyOf(ours);
   } else {
     const p = await pipe(proc);
     writer = p.writer;
