@@ -190,7 +190,10 @@ describe('pipes', () => {
     assert.match(passkey, /^[0-9a-f]{32}$/);
     // Ids are small numbers counted from 1: knowing one must not be enough to read or write.
     for (const role of ['read', 'write', 'both'] as const)
-      await assert.rejects(stranger.openMailbox(id, { role }), { code: 'EACCES' });
+      await assert.rejects(stranger.openMailbox(id, { role }), {
+        code: 'EACCES',
+        message: /with its passkey/,
+      });
     await assert.rejects(stranger.sendTo(id, 'forged'), { code: 'EACCES' });
     await assert.rejects(
       stranger.openMailbox(id, { role: 'read', passkey: 'f'.repeat(32) }),

@@ -614,7 +614,7 @@ function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args, created =
     if ((read && (bits & 4) === 0) || (write && (bits & 2) === 0)) {
       throw new CallError(
         'EACCES',
-        `${p.label} may not open ${mb.label} (mode 0${mb.mode.toString(8).padStart(3, '0')}) for ${read && write ? 'reading and writing' : read ? 'reading' : 'writing'}`,
+        `${p.label} may not open ${mb.label} (mode 0${mb.mode.toString(8).padStart(3, '0')}) for ${read && write ? 'reading and writing' : read ? 'reading' : 'writing'}${mb.passkey === null ? '' : ': it opens to those it was handed to, with its passkey'}`,
         mb,
       );
     }
