@@ -61,7 +61,7 @@ const FIRST_TYPE = 1000;
 async function waitForCount(
   proc: PostboxProcess,
   name: string,
-  what: 'waitingReceiversCount' | 'waitingSendersCount' | 'queued',
+  what: 'waitingReceiversCount' | 'waitingSendersCount' | 'queued' | 'received',
   n: number,
 ): Promise<void> {
   const deadline = Date.now() + 120_000;
@@ -124,6 +124,8 @@ function typed(waiting: number, sends: number, queued: number): Promise<number> 
     }
     await Promise.all(sent);
     const bodies = await Promise.all(chosen.map((t) => got.get(t)!));
+    // The receives' TAKEs reach the kernel after their messages reach them: counted too.
+    await waitForCount(a, name, 'received', chosen.length);
     const perSend = (mainThreadCpuMs(pid) - cpu) / chosen.length;
     chosen.forEach((t, i) => {
       if (bodies[i]?.body !== `to ${t}`) throw new Error(`the receive of type ${t} got ${bodies[i]?.body}`);
