@@ -10,9 +10,13 @@ import { prng } from './helpers/prng.js';
 class Receiver {
   prevInLine: Receiver | null = null;
   nextInLine: Receiver | null = null;
+  prevOfKind: Receiver | null = null;
+  nextOfKind: Receiver | null = null;
+  arrival = 0;
   constructor(
     readonly id: number,
     readonly peer: object,
+    readonly exactType = 0,
   ) {}
 }
 
@@ -156,4 +160,54 @@ test('arrival order matches a plain array over random joins and leaves', () => {
     model.map((r) => r.id),
   );
   assert.equal(line.first(), model[0] ?? null);
+});
+
+test('an indexed line keeps, for each type, those waiting for it, and the others, each in arrival order', () => {
+  for (let seed = 1; seed <= 20; seed++) {
+    const rand = prng(seed);
+    const line = new ReceiverLine<Receiver>(true);
+    const model: Receiver[] = [];
+    for (let step = 0; step < 2000; step++) {
+      const op = rand();
+      if (op < 0.55 || model.length === 0) {
+        // Types 1–5, or 0: a receive of any type, type < 0, or except.
+        const r = new Receiver(step, {}, Math.floor(rand() * 6));
+        line.push(r);
+        model.push(r);
+      } else if (op < 0.995) {
+        const r = model.splice(Math.floor(rand() * model.length), 1)[0]!;
+        line.remove(r);
+        assert.ok(r.prevOfKind === null && r.nextOfKind === null, 'unlinked');
+      } else {
+        for (const r of line.clear()) assert.ok(r.prevOfKind === null && r.nextOfKind === null);
+        model.length = 0;
+      }
+      const kind = (first: Receiver | null): Receiver[] => {
+        const out: Receiver[] = [];
+        for (let r = first; r !== null; r = r.nextOfKind) out.push(r);
+        return out;
+      };
+      for (let type = 1; type <= 5; type++)
+        assert.deepEqual(
+          kind(line.waitingFor(type)),
+          model.filter((r) => r.exactType === type),
+          `seed ${seed}, step ${step}, type ${type}`,
+        );
+      assert.deepEqual(
+        kind(line.others()),
+        model.filter((r) => r.exactType === 0),
+      );
+      assert.equal(line.typed, model.filter((r) => r.exactType !== 0).length);
+      assert.deepEqual(
+        ids(line),
+        model.map((r) => r.id),
+      );
+      for (let i = 1; i < model.length; i++)
+        assert.ok(model[i - 1]!.arrival < model[i]!.arrival, 'arrival order');
+    }
+  }
+  const line = new ReceiverLine<Receiver>();
+  line.push(new Receiver(0, {}, 3));
+  assert.equal(line.typed, 0, 'a line not indexed keeps no lists');
+  assert.equal(line.waitingFor(3), null);
 });

@@ -168,7 +168,7 @@ export class Mailbox {
    */
   private smallestBlocked = 0;
   /** Receivers waiting: in arrival order, and for round robin whose turn is next (see line). */
-  readonly receivers = new ReceiverLine<ReceiveWaiter>();
+  readonly receivers: ReceiverLine<ReceiveWaiter>;
   /** Messages queued with a receipt pending, by store slot; made with the first. */
   private receiptBySlot: Map<number, SendWaiter> | null = null;
   /**
@@ -238,6 +238,8 @@ export class Mailbox {
     this.maxBytes = attrs.maxBytes;
     this.order = attrs.order;
     this.policy = attrs.policy;
+    // Round robin puts a receiver that asks again behind the cursor, out of arrival order.
+    this.receivers = new ReceiverLine(attrs.policy !== 'round-robin');
     this.mode = attrs.mode;
     this.owner = owner;
     this.systemOwned = systemOwned;
@@ -1097,8 +1099,26 @@ export class Mailbox {
   /** The receiver that should get a message arriving now, by policy, or null. */
   private findReceiver(buf: Buffer, start: number, bodyBytes: number): ReceiveWaiter | null {
     const receivers = this.receivers;
+    if (receivers.length === 0) return null;
+    const w = receivers.typed === 0 ? this.takerInLine(buf, start) : this.takerByType(buf, start);
+    if (w === null) return null;
+    if (bodyBytes > w.maxSize && (w.flags & ReceiveFlag.TRUNCATE) === 0) {
+      // As Linux does for a pipelined send: the too-small receiver fails, the next is tried.
+      this.endReceive(
+        w,
+        'E2BIG',
+        `a ${bodyBytes}-byte message arrived in ${this.label}, over the receiver's ${w.maxSize}`,
+      );
+      return this.findReceiver(buf, start, bodyBytes);
+    }
+    if (this.policy === 'round-robin') receivers.setTurn(this.nextTurn(w));
+    return w;
+  }
+
+  /** The first receiver in the policy's order that can take the message now and selects it, or null. */
+  private takerInLine(buf: Buffer, start: number): ReceiveWaiter | null {
+    const receivers = this.receivers;
     const n = receivers.length;
-    if (n === 0) return null;
     const roundRobin = this.policy === 'round-robin';
     let type = -1;
     let sender = -1;
@@ -1110,24 +1130,38 @@ export class Mailbox {
       const sel = w.sel;
       if (sel.type !== 0 || sel.from !== 0) {
         if (type === -1) {
-          type = buf.readInt32LE(start + Off.TYPE + 4) * 2 ** 32 + buf.readUInt32LE(start + Off.TYPE);
+          type = readInt64(buf, start + Off.TYPE);
           sender = buf.readUInt32LE(start + Off.SENDER);
         }
         if (!selects(sel, type, sender)) continue;
       }
-      if (bodyBytes > w.maxSize && (w.flags & ReceiveFlag.TRUNCATE) === 0) {
-        // As Linux does for a pipelined send: the too-small receiver fails, the next is tried.
-        this.endReceive(
-          w,
-          'E2BIG',
-          `a ${bodyBytes}-byte message arrived in ${this.label}, over the receiver's ${w.maxSize}`,
-        );
-        return this.findReceiver(buf, start, bodyBytes);
-      }
-      if (roundRobin) receivers.setTurn(this.nextTurn(w));
       return w;
     }
     return null;
+  }
+
+  /**
+   * {@link takerInLine} where receives wait for one type each (System V's clients, each in msgrcv
+   * for type = its pid): of those waiting for this message's type, the first that can take it;
+   * of the others (any type, type < 0, except), the first that can and selects it, if it came
+   * before. Walking the whole line, as Linux's pipelined_send walks every msgrcv waiting, cost a
+   * send past 10,000 of them 55 µs.
+   */
+  private takerByType(buf: Buffer, start: number): ReceiveWaiter | null {
+    const type = readInt64(buf, start + Off.TYPE);
+    const sender = buf.readUInt32LE(start + Off.SENDER);
+    let taker: ReceiveWaiter | null = null;
+    for (let w = this.receivers.waitingFor(type); w !== null; w = w.nextOfKind) {
+      if (w.credit === 0 || w.peer.congested || (w.sel.from !== 0 && w.sel.from !== sender)) continue;
+      taker = w;
+      break;
+    }
+    for (let w = this.receivers.others(); w !== null; w = w.nextOfKind) {
+      if (taker !== null && w.arrival > taker.arrival) break;
+      if (w.credit === 0 || w.peer.congested || !selects(w.sel, type, sender)) continue;
+      return w;
+    }
+    return taker;
   }
 
   /**

@@ -16,6 +16,13 @@ export class ReceiveWaiter {
   /** Its neighbours in that list (kept by ReceiverLine). */
   prevInLine: ReceiveWaiter | null = null;
   nextInLine: ReceiveWaiter | null = null;
+  /** Its neighbours among those waiting for the same type, or for more than one (kept by ReceiverLine). */
+  prevOfKind: ReceiveWaiter | null = null;
+  nextOfKind: ReceiveWaiter | null = null;
+  /** Its place in arrival order in that list (kept by ReceiverLine). */
+  arrival = 0;
+  /** The one message type it takes (type > 0, not `except`), else 0: how its line indexes it. */
+  readonly exactType: number;
   /** Told END while still holding untaken messages. */
   ended = false;
   /**
@@ -69,6 +76,7 @@ export class ReceiveWaiter {
     credit: number,
   ) {
     this.credit = credit;
+    this.exactType = sel.type > 0 && !sel.except ? sel.type : 0;
     const size = ringSize(credit);
     this.rBuf = new Array<Buffer | null>(size).fill(null);
     this.rOff = new Uint32Array(size);
