@@ -952,6 +952,7 @@ export class Kernel implements MailboxHost {
     // In hand: taken, credit not given back (a holdCredit stream's, or a held receive's, jobs).
     const holds = w.stream || (w.flags & ReceiveFlag.HOLD) !== 0;
     if (holds) w.held = Math.max(0, w.held + taken - more);
+    const credit = w.credit;
     // Where order forbids pushing ahead (priority, type < 0), a stream keeps a credit of one.
     if (more > 0 && w.stream && !w.ended)
       w.credit =
@@ -960,8 +961,12 @@ export class Kernel implements MailboxHost {
     if ((!w.stream || w.ended) && w.inflight === 0 && !w.waiting && (w.stream || w.held === 0))
       p.receives.delete(request);
     // Queued messages first, then blocked senders: a receiver with credit must never be handed
-    // a new message while an older one it would take is still queued.
-    mb.pump();
+    // a new message while an older one it would take is still queued. Only credit coming back
+    // can give the pump work: a TAKE queues nothing and leaves the other receivers' credit as it
+    // was, and none with credit had a message it takes queued. Pumping after every TAKE looked
+    // at every receiver waiting: with 10,000 msgrcv waiting each for its own type beside 100
+    // requests queued for their server, each one's TAKE cost the kernel 150–170 µs.
+    if (w.credit > credit) mb.pump();
     mb.admitBlocked();
     // A stream from a terminated process ends once it has had all that process left queued;
     // a receive from one ends once none of its messages is left in the taker's hands either.
