@@ -121,6 +121,72 @@ test('a rendezvous takes from its waiting senders as from a queue: highest prior
   assert.deepEqual(await Promise.all(typedSends), ['received', 'received', 'received', 'received']);
 });
 
+test('a priority rendezvous: a selective receive meets the highest priority it selects, first in line within it, past one that gave up', {
+  timeout: 30_000,
+}, async () => {
+  const [me, a, b] = [await join(), await join(), await join()];
+  const box = await me.createMailbox(null, { capacity: 0, order: 'priority', mode: 0o666 });
+  const [toA, toB] = [await a.openMailbox(box.id), await b.openMailbox(box.id)];
+  const gaveUp = new AbortController();
+  const sends: Promise<string>[] = [];
+  const line: [Mailbox, string, { priority: number; type: number; signal?: AbortSignal }][] = [
+    [toA, 'a-p3-t1', { priority: 3, type: 1 }],
+    [toA, 'a-p7-t2', { priority: 7, type: 2 }],
+    [toB, 'b-p7-t1', { priority: 7, type: 1, signal: gaveUp.signal }],
+    [toB, 'b-p5-t1', { priority: 5, type: 1 }],
+    [toA, 'a-p7-t1', { priority: 7, type: 1 }],
+    [toB, 'b-p7-t2', { priority: 7, type: 2 }],
+    [toA, 'a-p5-t3', { priority: 5, type: 3 }],
+  ];
+  for (const [to, body, opts] of line) {
+    sends.push(outcomeOf(to.send(body, opts)));
+    await waiting(box, sends.length);
+  }
+  gaveUp.abort();
+  await waiting(box, line.length - 1);
+  const take = async (opts: { type?: number; from?: number }): Promise<unknown> =>
+    (await box.receive({ ...opts, timeout: 10_000 }))?.body;
+  assert.equal(await take({ type: 1 }), 'a-p7-t1', 'priority 7 first; the one before it gave up');
+  assert.equal(await take({ from: b.id }), 'b-p7-t2');
+  const late = outcomeOf(toB.send('b-p7-late', { priority: 7, type: 2 }));
+  await waiting(box, line.length - 2);
+  assert.equal(await take({ type: 2 }), 'a-p7-t2', 'ahead of the one of its priority that came since');
+  assert.equal(await take({ type: -3 }), 'b-p5-t1', 'type 1 before 3, then the highest priority');
+  assert.equal(await take({}), 'b-p7-late');
+  assert.equal(await box.receive({ type: 1, from: b.id, nowait: true }), null, 'none of type 1 from B');
+  assert.equal(await take({}), 'a-p5-t3');
+  assert.equal(await take({}), 'a-p3-t1');
+  assert.deepEqual(await Promise.all([...sends, late]), [
+    'received',
+    'received',
+    'ECANCELED',
+    'received',
+    'received',
+    'received',
+    'received',
+    'received',
+  ]);
+});
+
+test('a fifo rendezvous does not order by the priorities its senders gave: under type < 0, the first of the lowest type', {
+  timeout: 20_000,
+}, async () => {
+  const [me, a] = [await join(), await join()];
+  const box = await me.createMailbox(null, { capacity: 0, mode: 0o666 });
+  const to = await a.openMailbox(box.id);
+  const sends: Promise<string>[] = [];
+  for (const [body, priority] of [
+    ['low', 1],
+    ['high', 9],
+  ] as const) {
+    sends.push(outcomeOf(to.send(body, { priority, type: 2 })));
+    await waiting(box, sends.length);
+  }
+  assert.equal((await box.receive({ type: -2, timeout: 10_000 }))?.body, 'low');
+  assert.equal((await box.receive({ timeout: 10_000 }))?.body, 'high');
+  assert.deepEqual(await Promise.all(sends), ['received', 'received']);
+});
+
 test('a rendezvous: a nowait receive meets a sender already waiting, and is null when none is', {
   timeout: 20_000,
 }, async () => {

@@ -1,9 +1,11 @@
 /**
- * The line of senders blocked on a mailbox (src/kernel/blocked-senders.ts): pure, so checked
- * directly, and against a plain array over random operations.
+ * The line of senders blocked on a mailbox (src/kernel/blocked-senders.ts), and a priority
+ * mailbox's, which finds them by priority too (src/kernel/blocked-by-priority.ts): pure, so
+ * checked directly, and against a plain array over random operations.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { PriorityBlockedSenders } from '../src/kernel/blocked-by-priority.js';
 import { BlockedSenders } from '../src/kernel/blocked-senders.js';
 import { prng } from './helpers/prng.js';
 
@@ -99,5 +101,68 @@ test('against an array, over random pushes, unshifts, removals and walks', () =>
       ids(line),
       model.map((x) => x.id),
     );
+  }
+});
+
+class Prioritised {
+  blockedAt = -1;
+  prevAtPriority: Prioritised | null = null;
+  nextAtPriority: Prioritised | null = null;
+  constructor(
+    readonly id: number,
+    readonly priority: number,
+  ) {}
+}
+
+/** The line walked by priority, highest first, each priority in its order. */
+function byPriority(line: PriorityBlockedSenders<Prioritised>): number[] {
+  const out: number[] = [];
+  for (let p = line.highestPriority(); p !== -1; p = line.priorityBelow(p))
+    for (let x = line.firstAt(p); x !== null; x = x.nextAtPriority) out.push(x.id);
+  return out;
+}
+
+test('by priority: highest first, the line’s order within a priority, over random pushes, unshifts and removals', () => {
+  const rand = prng(11);
+  for (let round = 0; round < 40; round++) {
+    const line = new PriorityBlockedSenders<Prioritised>(1 + Math.floor(rand() * 4));
+    const model: Prioritised[] = [];
+    // Indexed from the start, or only once asked, after senders came and went.
+    const askFrom = round % 2 === 0 ? 0 : 100;
+    let next = 0;
+    for (let step = 0; step < 300; step++) {
+      const r = rand();
+      // A few priorities, so that several share one; and a wide one now and then.
+      const priority = rand() < 0.9 ? Math.floor(rand() * 4) : Math.floor(rand() * 32_768);
+      if (r < 0.45) {
+        const x = new Prioritised(next++, priority);
+        line.push(x);
+        model.push(x);
+      } else if (r < 0.55) {
+        // A rendezvous message given back: its sender first in line again.
+        const x = new Prioritised(next++, priority);
+        line.unshift(x);
+        model.unshift(x);
+      } else if (r < 0.97 && model.length > 0) {
+        const x = model.splice(Math.floor(rand() * model.length), 1)[0]!;
+        assert.ok(line.remove(x));
+        assert.ok(!line.remove(x), 'not twice');
+      } else if (r >= 0.97) {
+        const drained = line.drain();
+        assert.deepEqual(
+          drained.map((x) => x.id),
+          model.map((x) => x.id),
+        );
+        assert.ok(drained.every((x) => x.prevAtPriority === null && x.nextAtPriority === null));
+        model.length = 0;
+      }
+      if (step < askFrom) continue;
+      const expected = [...model].sort((a, b) => b.priority - a.priority).map((x) => x.id);
+      assert.deepEqual(byPriority(line), expected, `round ${round}, step ${step}`);
+      assert.deepEqual(
+        line.toArray().map((x) => x.id),
+        model.map((x) => x.id),
+      );
+    }
   }
 });

@@ -14,6 +14,7 @@ import {
   writeInt64,
 } from '../protocol/frame.js';
 import type { FrameWriter } from '../transport/frame-writer.js';
+import { PriorityBlockedSenders } from './blocked-by-priority.js';
 import { BlockedSenders } from './blocked-senders.js';
 import type { MailboxAttributes, MailboxOrder, ReceiverPolicy } from './limits.js';
 import { MessageStore, type Selection, selects } from './message-store.js';
@@ -161,7 +162,9 @@ export class Mailbox {
    */
   private goneWaits: Set<ReceiveWaiter> | null = null;
   /** Senders waiting for room (or, at capacity 0, for a receiver), in arrival order. */
-  readonly blocked = new BlockedSenders<SendWaiter>();
+  readonly blocked: BlockedSenders<SendWaiter>;
+  /** The same line in a priority mailbox, which also finds them by priority (for a rendezvous). */
+  private readonly blockedByPriority: PriorityBlockedSenders<SendWaiter> | null;
   /**
    * No more than the smallest message of a blocked sender: set as each joins, afresh when the
    * line was empty. Under admission 'fits', once not even that much fits, none does.
@@ -238,6 +241,8 @@ export class Mailbox {
     this.maxBytes = attrs.maxBytes;
     this.order = attrs.order;
     this.policy = attrs.policy;
+    this.blockedByPriority = attrs.order === 'priority' ? new PriorityBlockedSenders() : null;
+    this.blocked = this.blockedByPriority ?? new BlockedSenders();
     // Round robin puts a receiver that asks again behind the cursor, out of arrival order.
     this.receivers = new ReceiverLine(attrs.policy !== 'round-robin');
     this.mode = attrs.mode;
@@ -825,7 +830,17 @@ export class Mailbox {
    */
   private blockedFor(sel: Selection): SendWaiter | null {
     const lowestType = sel.type < 0;
-    const byPriority = this.order === 'priority';
+    const byPriority = this.blockedByPriority;
+    if (byPriority !== null && !lowestType) {
+      // The highest priority first, arrival order within it: a look at each priority's first
+      // sender it selects, not at the whole line.
+      for (let p = byPriority.highestPriority(); p !== -1; p = byPriority.priorityBelow(p)) {
+        for (let sw = byPriority.firstAt(p); sw !== null; sw = sw.nextAtPriority) {
+          if (selects(sel, readInt64(sw.frame!, Off.TYPE), getU32(sw.frame!, Off.SENDER))) return sw;
+        }
+      }
+      return null;
+    }
     let best: SendWaiter | null = null;
     let bestType = 0;
     let bestPriority = 0;
@@ -833,12 +848,10 @@ export class Mailbox {
       const f = sw.frame!;
       const type = readInt64(f, Off.TYPE);
       if (!selects(sel, type, getU32(f, Off.SENDER))) continue;
-      if (!lowestType && !byPriority) return sw;
-      const priority = byPriority ? f.readUInt16LE(Off.PRIORITY) : 0;
-      const better =
-        best === null ||
-        (lowestType && type < bestType) ||
-        ((!lowestType || type === bestType) && priority > bestPriority);
+      if (!lowestType) return sw;
+      // A fifo mailbox does not order by the priority its senders may have given.
+      const priority = byPriority !== null ? sw.priority : 0;
+      const better = best === null || type < bestType || (type === bestType && priority > bestPriority);
       if (!better) continue;
       best = sw;
       bestType = type;

@@ -20,6 +20,11 @@ export class SendWaiter {
   timer: NodeJS.Timeout | null = null;
   /** Where it stands in its mailbox's line of blocked senders (kept by BlockedSenders). */
   blockedAt = -1;
+  /** Its neighbours among the blocked senders of its priority (kept by PriorityBlockedSenders). */
+  prevAtPriority: SendWaiter | null = null;
+  nextAtPriority: SendWaiter | null = null;
+  /** Its message's priority. */
+  readonly priority: number;
   /** Asked to wait for a reader (WITHOUT_READER): read from the frame before any relabelling. */
   readonly waitsForReader: boolean;
   /** Bytes of the kernel's memory limit it holds until it is settled: its frame and itself. */
@@ -56,6 +61,7 @@ export class SendWaiter {
     this.frame = frame;
     this.heldBytes = frame.length + SEND_WAITER_BYTES;
     this.waitsForReader = (frame[Off.FLAGS]! & SendFlag.WITHOUT_READER) !== 0;
+    this.priority = frame.readUInt16LE(Off.PRIORITY);
   }
 }
 
