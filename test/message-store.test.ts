@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MessageStore, type Selection, selects } from '../src/kernel/message-store.js';
+import { ANY, MessageStore, type Selection, selects } from '../src/kernel/message-store.js';
 import { MESSAGE_HEAD_BYTES, Off, writeInt64 } from '../src/protocol/frame.js';
 import { prng } from './helpers/prng.js';
 
@@ -229,3 +229,52 @@ for (const how of ['removeHead', 'remove'] as const) {
     assert.equal(store.seq(store.oldest()), 3);
   });
 }
+
+test('an emptied store gives back slots far beyond what its last two fills took, and keeps them for fills of about one size', () => {
+  const store = new MessageStore(false);
+  let seq = 0;
+  /** Queues n messages (types 1–3), checks the room they had, then takes them all, in order or by type. */
+  const fill = (n: number, room: number, byType: boolean): void => {
+    for (let i = 0; i < n; i++) {
+      const b = frame({ seq: ++seq, type: 1 + (seq % 3), sender: 1, priority: 0 });
+      store.insert(b, 0, b.length, 4);
+    }
+    assert.equal(store.slotRoom, room, `${n} queued in slots for ${room}`);
+    let last = 0;
+    for (let left = n; left > 0; left--) {
+      const slot = byType ? store.first({ type: -3, except: false, from: 0 }) : store.first(ANY);
+      const s = store.seq(slot);
+      if (!byType) assert.ok(s > last, 'in order');
+      last = s;
+      if (byType) store.remove(slot, 4);
+      else store.removeHead(slot, 4);
+    }
+    assert.equal(store.count, 0);
+  };
+  fill(100_000, 131_072, false);
+  assert.equal(store.slotRoom, 0, 'a first fill of 100,000, drained: its slots go');
+  assert.equal(store.asNew, true);
+  fill(24_000, 32_768, true);
+  assert.equal(store.slotRoom, 32_768, 'a fill of 24,000: kept, whatever the one before');
+  fill(20_000, 32_768, false);
+  fill(80_000, 131_072, true);
+  assert.equal(store.slotRoom, 131_072, 'a fill four times the one before: kept');
+  fill(24_000, 131_072, false);
+  assert.equal(store.slotRoom, 131_072, 'one a fifth of that: kept, the fill before it took 80,000');
+  fill(12_000, 131_072, true);
+  assert.equal(
+    store.slotRoom,
+    32_768,
+    'two fills of at most 24,000 in a row: down to twice the smaller, rounded up to 32,768',
+  );
+  fill(12_000, 32_768, false);
+  assert.equal(store.slotRoom, 32_768);
+
+  const ring = new MessageStore(false, 20_000);
+  const slots = Array.from({ length: 20_000 }, (_, i) => {
+    const b = frame({ seq: i + 1, type: 1, sender: 1, priority: 0 });
+    return ring.insert(b, 0, b.length, 4);
+  });
+  for (const s of slots) ring.remove(s, 4);
+  assert.equal(ring.slotRoom, 20_000, "a fixed-size mailbox's slots are its ring's places: kept");
+});
