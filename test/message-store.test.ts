@@ -230,7 +230,7 @@ for (const how of ['removeHead', 'remove'] as const) {
   });
 }
 
-test('an emptied store gives back slots far beyond what its last two fills took, and keeps them for fills of about one size', () => {
+test('an emptied store gives back slots far beyond what it needed twice in its last eight fills, and keeps those it needs again', () => {
   const store = new MessageStore(false);
   let seq = 0;
   /** Queues n messages (types 1–3), checks the room they had, then takes them all, in order or by type. */
@@ -252,29 +252,30 @@ test('an emptied store gives back slots far beyond what its last two fills took,
     assert.equal(store.count, 0);
   };
   fill(100_000, 131_072, false);
-  assert.equal(store.slotRoom, 0, 'a first fill of 100,000, drained: its slots go');
+  assert.equal(store.slotRoom, 0, 'a burst of 100,000, drained: its slots go');
   assert.equal(store.asNew, true);
-  fill(24_000, 32_768, true);
-  assert.equal(store.slotRoom, 32_768, 'a fill of 24,000: kept, whatever the one before');
-  fill(20_000, 32_768, false);
-  fill(80_000, 131_072, true);
-  assert.equal(store.slotRoom, 131_072, 'a fill four times the one before: kept');
-  fill(24_000, 131_072, false);
-  assert.equal(store.slotRoom, 131_072, 'one a fifth of that: kept, the fill before it took 80,000');
-  fill(12_000, 131_072, true);
+  fill(70_000, 131_072, true);
+  assert.equal(store.slotRoom, 131_072, 'a fill of 70,000 after one of 100,000: kept');
+  fill(1_000, 131_072, false);
+  fill(70_000, 131_072, true);
+  for (let i = 1; i <= 5; i++) {
+    fill(3_000, 131_072, i % 2 === 0);
+    assert.equal(store.slotRoom, 131_072, `${i} small fills after two of 70,000 among the last eight: kept`);
+  }
+  fill(3_000, 131_072, false);
   assert.equal(
     store.slotRoom,
-    32_768,
-    'two fills of at most 24,000 in a row: down to twice the smaller, rounded up to 32,768',
+    8_192,
+    'one fill of 70,000 left among the last eight: down to twice 3,000, rounded up to 8,192',
   );
-  fill(12_000, 32_768, false);
-  assert.equal(store.slotRoom, 32_768);
+  fill(3_000, 8_192, true);
+  assert.equal(store.slotRoom, 8_192);
 
-  const ring = new MessageStore(false, 20_000);
-  const slots = Array.from({ length: 20_000 }, (_, i) => {
+  const ring = new MessageStore(false, 70_000);
+  const slots = Array.from({ length: 70_000 }, (_, i) => {
     const b = frame({ seq: i + 1, type: 1, sender: 1, priority: 0 });
     return ring.insert(b, 0, b.length, 4);
   });
   for (const s of slots) ring.remove(s, 4);
-  assert.equal(ring.slotRoom, 20_000, "a fixed-size mailbox's slots are its ring's places: kept");
+  assert.equal(ring.slotRoom, 70_000, "a fixed-size mailbox's slots are its ring's places: kept");
 });

@@ -37,11 +37,13 @@ const NO_TYPES = new Float64Array(0);
 /** Slots a store grows to first, unless told how many (a fixed-size mailbox has all of its own). */
 const FIRST_SLOTS = 8;
 /**
- * A store emptied with more slots than this, and eight times what its last two fills took, gives
- * them back (MessageStore.emptied). Below it, the slots cost too little (about 500 KB) to be
- * worth making again: a queue whose depth wanders gives back and grows nothing.
+ * A store emptied with more slots than this (about 2 MB) may give them back (MessageStore.emptied):
+ * below it, a queue whose depth wanders gives back and grows nothing (a one-way run of a million
+ * messages fills its queue to a few hundred, a few thousand, now and then 35,000).
  */
-const SHRINK_ABOVE = 16_384;
+const SHRINK_ABOVE = 65_536;
+/** The fills a store remembers, to know the sizes it needed lately. */
+const FILLS = 8;
 
 interface List {
   head: number;
@@ -113,8 +115,11 @@ export class MessageStore {
   private newestSeq = -1;
   /** Made with its slots for a fixed-size mailbox's ring, whose slot numbers are its frames' places. */
   private readonly fixed: boolean;
-  /** Slots the fill before the current one took at its fullest (see {@link emptied}). */
-  private tookBefore = 0;
+  /**
+   * What its last fills took at their fullest, oldest first; kept once its slots have grown past
+   * SHRINK_ABOVE (see {@link emptied}).
+   */
+  private fills: number[] | null = null;
 
   /** `slots`: made now, for a fixed-size mailbox's ring; else none until the first message. */
   constructor(byPriority: boolean, slots = 0) {
@@ -367,23 +372,36 @@ export class MessageStore {
    * a receiver, as a fixed-size ring does). The next fill takes slots from the first again, so
    * `used` says how many that fill took at its fullest.
    *
-   * Slots more than eight times what this fill and the one before both took are given back, the
-   * arrays made again at twice that (or not at all): a burst of 1,000,000 messages, drained, left
-   * its mailbox holding 32 MB of slots for as long as it lived. Both fills, so that a mailbox
-   * filling to about the same size each time keeps its slots from its second fill on, instead of
-   * growing them again each time (a copy of them all at each doubling, 40 ms past a million); one
-   * whose fills vary up to fourfold keeps them too. A mailbox that alternates a burst with small
-   * fills grows them again for each burst, as it did for its first.
+   * A store with more than SHRINK_ABOVE slots gives back those beyond twice what it needed twice
+   * in its last eight fills (the second most any took), if that is under an eighth of them: a
+   * burst of 1,000,000 messages, drained, left its mailbox holding 32 MB of slots for as long as
+   * it lived. Twice, so that a burst is given back at once, unless one as large came lately: a
+   * mailbox filled to about one size each time, or to a large size every few fills, keeps its
+   * slots instead of growing them again each time (a copy at each doubling, 40 ms past a million).
    */
   private emptied(): void {
     if (this.fixed) return;
     const took = this.used;
-    const need = Math.min(took, this.tookBefore);
-    this.tookBefore = took;
     this.used = 0;
     this.free = NIL;
     const size = this.next.length;
-    if (size <= SHRINK_ABOVE || need * 8 > size) return;
+    let fills = this.fills;
+    if (fills === null) {
+      if (size <= SHRINK_ABOVE) return;
+      fills = this.fills = [];
+    }
+    fills.push(took);
+    if (fills.length > FILLS) fills.shift();
+    if (size <= SHRINK_ABOVE) return;
+    let most = 0;
+    let need = 0;
+    for (const n of fills) {
+      if (n > most) {
+        need = most;
+        most = n;
+      } else if (n > need) need = n;
+    }
+    if (need * 8 > size) return;
     // Built afresh, at the size of the slots then, by the next selective receive.
     this.tnext = this.tprev = this.snext = this.sprev = UNINDEXED;
     if (need === 0) {
