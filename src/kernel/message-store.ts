@@ -82,16 +82,16 @@ export function selects(sel: Selection, type: number, sender: number): boolean {
 }
 
 export class MessageStore {
-  private next: Int32Array;
-  private prev: Int32Array;
+  private next!: Int32Array;
+  private prev!: Int32Array;
   private tnext: Int32Array;
   private tprev: Int32Array;
   private snext: Int32Array;
   private sprev: Int32Array;
-  private typeOf: Float64Array;
-  private offOf: Int32Array;
-  private lenOf: Int32Array;
-  private bufOf: (Buffer | undefined)[];
+  private typeOf!: Float64Array;
+  private offOf!: Int32Array;
+  private lenOf!: Int32Array;
+  private bufOf!: (Buffer | undefined)[];
   private free = NIL;
   private used = 0;
   /** A fifo store's one bucket, once it has held a message. */
@@ -128,6 +128,11 @@ export class MessageStore {
     this.bucketOf = byPriority ? new Map() : null;
     this.tnext = this.tprev = this.snext = this.sprev = UNINDEXED;
     this.fixed = slots > 0;
+    this.makeSlots(slots);
+  }
+
+  /** Slot arrays of `slots` places, empty (none made) for 0; what they held is the caller's to keep. */
+  private makeSlots(slots: number): void {
     if (slots === 0) {
       this.next = this.prev = this.offOf = this.lenOf = NO_SLOTS;
       this.typeOf = NO_TYPES;
@@ -404,20 +409,9 @@ export class MessageStore {
     if (need * 8 > size) return;
     // Built afresh, at the size of the slots then, by the next selective receive.
     this.tnext = this.tprev = this.snext = this.sprev = UNINDEXED;
-    if (need === 0) {
-      this.next = this.prev = this.offOf = this.lenOf = NO_SLOTS;
-      this.typeOf = NO_TYPES;
-      this.bufOf = [];
-      return;
-    }
-    let slots = FIRST_SLOTS;
-    while (slots < need * 2) slots *= 2;
-    this.next = new Int32Array(slots);
-    this.prev = new Int32Array(slots);
-    this.typeOf = new Float64Array(slots);
-    this.offOf = new Int32Array(slots);
-    this.lenOf = new Int32Array(slots);
-    this.bufOf = new Array<Buffer | undefined>(slots);
+    let slots = need === 0 ? 0 : FIRST_SLOTS;
+    while (slots !== 0 && slots < need * 2) slots *= 2;
+    this.makeSlots(slots);
   }
 
   /** The first message a receiver with this selection would take, or -1. Never scans the queue
