@@ -611,6 +611,28 @@ async function failsWithEproto(
   return err;
 }
 
+/**
+ * Runs `use` with a process joined to a hostile kernel that answers as {@link answering} does,
+ * and ends both after, whatever `use` did.
+ */
+async function withHostileKernel(
+  name: string,
+  answer: (f: ClientFrame) => Buffer[],
+  use: (p: PostboxProcess) => Promise<void>,
+): Promise<void> {
+  const k = await answering(name, answer);
+  try {
+    const p = await connect({ socket: k.path });
+    try {
+      await use(p);
+    } finally {
+      await p.close();
+    }
+  } finally {
+    await k.close();
+  }
+}
+
 /** A hostile kernel that welcomes properly and answers each request with `answer(frame)`. */
 async function answering(
   name: string,
@@ -665,14 +687,13 @@ test('an answer of another kind than its request, or a payload that is not JSON,
     ],
   ];
   for (const [what, frame, call, message] of cases) {
-    const k = await answering('kind', (f) => [frame(f.request)]);
-    const p = await connect({ socket: k.path });
-    try {
-      await failsWithEproto(call(p), what, message);
-    } finally {
-      await p.close();
-      await k.close();
-    }
+    await withHostileKernel(
+      'kind',
+      (f) => [frame(f.request)],
+      async (p) => {
+        await failsWithEproto(call(p), what, message);
+      },
+    );
   }
 });
 
@@ -687,36 +708,29 @@ test('a DELIVER shorter than its head, or whose headers run past it, is a bad fr
     ['short SENT', (r) => head(Op.SENT, r, 20, 0, 4), /SENT frame must be 28 bytes, got 20/],
   ];
   for (const [what, frame, message] of cases) {
-    const k = await answering('short', (f) => [
-      frame(f.request),
-      deliver(f.request, Buffer.from('next'), { codec: 1 }),
-    ]);
-    const p = await connect({ socket: k.path });
-    try {
-      await failsWithEproto(p.receive(), what, message);
-    } finally {
-      await p.close();
-      await k.close();
-    }
-  }
-  const k = await answering('headers', (f) => [
-    deliver(f.request, Buffer.from('body'), { headers: Buffer.from('{"a":') }),
-  ]);
-  const p = await connect({ socket: k.path });
-  try {
-    const m = await within(p.receive(), 5000, 'receive');
-    assert.equal(m!.text(), 'body');
-    assert.throws(
-      () => m!.headers,
-      (err: unknown) =>
-        err instanceof PostboxError &&
-        err.code === 'EPROTO' &&
-        /5 bytes of user headers are not JSON/.test(err.message),
+    await withHostileKernel(
+      'short',
+      (f) => [frame(f.request), deliver(f.request, Buffer.from('next'), { codec: 1 })],
+      async (p) => {
+        await failsWithEproto(p.receive(), what, message);
+      },
     );
-  } finally {
-    await p.close();
-    await k.close();
   }
+  await withHostileKernel(
+    'headers',
+    (f) => [deliver(f.request, Buffer.from('body'), { headers: Buffer.from('{"a":') })],
+    async (p) => {
+      const m = await within(p.receive(), 5000, 'receive');
+      assert.equal(m!.text(), 'body');
+      assert.throws(
+        () => m!.headers,
+        (err: unknown) =>
+          err instanceof PostboxError &&
+          err.code === 'EPROTO' &&
+          /5 bytes of user headers are not JSON/.test(err.message),
+      );
+    },
+  );
 });
 
 test('an ERROR whose payload is not an error (a message that is no string, a subject that is no string, sizes that are no whole numbers) is a bad frame: EPROTO saying which member', async () => {
@@ -733,43 +747,41 @@ test('an ERROR whose payload is not an error (a message that is no string, a sub
     ['{"message":"m","size":10}', /it has a size without a limit/],
   ];
   for (const [payload, message] of cases) {
-    const k = await answering('error-shape', (f) => [jsonFrame(Op.ERROR, f.request, payload, 5)]);
-    const p = await connect({ socket: k.path });
-    try {
-      await failsWithEproto(
-        p.usage(),
-        payload,
-        new RegExp(`^bad frame from the kernel: ERROR for request \\d+ is not an error: ${message.source}`),
-      );
-    } finally {
-      await p.close();
-      await k.close();
-    }
+    await withHostileKernel(
+      'error-shape',
+      (f) => [jsonFrame(Op.ERROR, f.request, payload, 5)],
+      async (p) => {
+        await failsWithEproto(
+          p.usage(),
+          payload,
+          new RegExp(`^bad frame from the kernel: ERROR for request \\d+ is not an error: ${message.source}`),
+        );
+      },
+    );
   }
   // Well formed, its members reach the error; one the client does not know is left alone.
-  const k = await answering('error-members', (f) => [
-    jsonFrame(
-      Op.ERROR,
-      f.request,
-      '{"message":"too big","mailbox":"m","process":"w","size":10,"limit":8,"newer":true}',
-      5,
-    ),
-  ]);
-  const p = await connect({ socket: k.path });
-  try {
-    const err = await within(p.usage(), 5000, 'usage').then(
-      (v) => assert.fail(`resolved with ${JSON.stringify(v)}`),
-      (e: unknown) => e,
-    );
-    assert.ok(err instanceof MessageSizeError, String(err));
-    assert.deepEqual(
-      [err.message, err.mailbox, err.process, err.size, err.limit],
-      ['too big', 'm', 'w', 10, 8],
-    );
-  } finally {
-    await p.close();
-    await k.close();
-  }
+  await withHostileKernel(
+    'error-members',
+    (f) => [
+      jsonFrame(
+        Op.ERROR,
+        f.request,
+        '{"message":"too big","mailbox":"m","process":"w","size":10,"limit":8,"newer":true}',
+        5,
+      ),
+    ],
+    async (p) => {
+      const err = await within(p.usage(), 5000, 'usage').then(
+        (v) => assert.fail(`resolved with ${JSON.stringify(v)}`),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof MessageSizeError, String(err));
+      assert.deepEqual(
+        [err.message, err.mailbox, err.process, err.size, err.limit],
+        ['too big', 'm', 'w', 10, 8],
+      );
+    },
+  );
 });
 
 test('a WELCOME whose members are not what a kernel sends fails connect() with EPROTO naming the member', async () => {
@@ -857,35 +869,34 @@ test('a WELCOME whose members are not what a kernel sends fails connect() with E
 
 test('a kernel that pushes past a stream credit fails the connection EPROTO; within it the messages are read', async () => {
   for (const extra of [0, 1, 1000]) {
-    const k = await answering('credit', (f) => {
-      if (f.op === Op.CALL) return plainAnswer(f);
-      if (f.op !== Op.RECEIVE) return [];
-      const credit = f.bytes.readUInt32LE(Off.R_CREDIT);
-      return Array.from({ length: credit + extra }, (_, i) =>
-        deliver(f.request, Buffer.from(`m${i}`), { codec: 1, seq: i + 1 }),
-      );
-    });
-    const p = await connect({ socket: k.path });
-    try {
-      const box = await p.openMailbox(7);
-      const it = box.messages({ prefetch: 4 });
-      if (extra === 0) {
-        for (let i = 0; i < 4; i++)
-          assert.equal((await within(it.next(), 5000, 'next')).value?.body, `m${i}`);
-        await it.return();
-        continue;
-      }
-      // Held without end otherwise: a queue of 4 that the kernel fills as it likes.
-      const closed = await within(p.closed, 5000, 'the connection to fail');
-      assert.ok(closed instanceof PostboxError && closed.code === 'EPROTO', String(closed));
-      assert.match(
-        closed.message,
-        /^bad frame from the kernel: DELIVER for stream \d+ past its credit of 4$/,
-      );
-    } finally {
-      await p.close();
-      await k.close();
-    }
+    await withHostileKernel(
+      'credit',
+      (f) => {
+        if (f.op === Op.CALL) return plainAnswer(f);
+        if (f.op !== Op.RECEIVE) return [];
+        const credit = f.bytes.readUInt32LE(Off.R_CREDIT);
+        return Array.from({ length: credit + extra }, (_, i) =>
+          deliver(f.request, Buffer.from(`m${i}`), { codec: 1, seq: i + 1 }),
+        );
+      },
+      async (p) => {
+        const box = await p.openMailbox(7);
+        const it = box.messages({ prefetch: 4 });
+        if (extra === 0) {
+          for (let i = 0; i < 4; i++)
+            assert.equal((await within(it.next(), 5000, 'next')).value?.body, `m${i}`);
+          await it.return();
+          return;
+        }
+        // Held without end otherwise: a queue of 4 that the kernel fills as it likes.
+        const closed = await within(p.closed, 5000, 'the connection to fail');
+        assert.ok(closed instanceof PostboxError && closed.code === 'EPROTO', String(closed));
+        assert.match(
+          closed.message,
+          /^bad frame from the kernel: DELIVER for stream \d+ past its credit of 4$/,
+        );
+      },
+    );
   }
 });
 
@@ -1001,20 +1012,19 @@ test('a RESULT of the right kind whose fields are not what the op answers fails 
     },
   ];
   for (const c of cases) {
-    const k = await answering('result', (f) => {
-      if (f.op !== Op.CALL || callOp(f) !== c.op) return plainAnswer(f);
-      return [encodeJsonFrame(Op.RESULT, 0, 0, f.request, c.result(f.request))];
-    });
-    const p = await connect({ socket: k.path });
-    try {
-      await failsWithEproto(c.call(p), c.what, c.message);
-      // The kernel cannot be trusted after it: the connection has ended with the same error.
-      const closed = await within(p.closed, 5000, `${c.what}: the connection to end`);
-      assert.match(String(closed?.message), c.message, c.what);
-    } finally {
-      await p.close();
-      await k.close();
-    }
+    await withHostileKernel(
+      'result',
+      (f) => {
+        if (f.op !== Op.CALL || callOp(f) !== c.op) return plainAnswer(f);
+        return [encodeJsonFrame(Op.RESULT, 0, 0, f.request, c.result(f.request))];
+      },
+      async (p) => {
+        await failsWithEproto(c.call(p), c.what, c.message);
+        // The kernel cannot be trusted after it: the connection has ended with the same error.
+        const closed = await within(p.closed, 5000, `${c.what}: the connection to end`);
+        assert.match(String(closed?.message), c.message, c.what);
+      },
+    );
   }
 });
 
@@ -1065,16 +1075,13 @@ test('an EVENT of another shape than the kind its call announced fails the conne
       ],
     ];
   for (const [what, op, frames, call, message] of cases) {
-    const k = await answering('event', (f) =>
-      f.op === Op.CALL && callOp(f) === op ? frames(f.request) : plainAnswer(f),
+    await withHostileKernel(
+      'event',
+      (f) => (f.op === Op.CALL && callOp(f) === op ? frames(f.request) : plainAnswer(f)),
+      async (p) => {
+        await failsWithEproto(call(p), what, message);
+      },
     );
-    const p = await connect({ socket: k.path });
-    try {
-      await failsWithEproto(call(p), what, message);
-    } finally {
-      await p.close();
-      await k.close();
-    }
   }
 });
 

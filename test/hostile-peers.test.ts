@@ -173,6 +173,7 @@ const ARGS = [
   'requireReader',
   'admission',
   'rightsAtOpen',
+  'passkey',
   'zzz',
 ];
 
