@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
+import { O_CREAT, O_RDWR, posix } from '../src/faces/posix.js';
 import { KERNEL_VERSION } from '../src/kernel/kernel.js';
 import { listenAsAnotherUser, WITHOUT_MODE_OVERRIDE } from './helpers/foreign-socket.js';
 import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
@@ -1592,6 +1593,36 @@ test('the FIFO demo: fifo read in one process, fifo write in another; rm leaves 
     kill(reader);
     kill(writer);
   }
+});
+
+test('rm of a POSIX queue unlinks it, as rm of /dev/mqueue/NAME does: an open descriptor keeps working', async () => {
+  // Made by a process that has ended, so that anyone may remove it, as a Linux user may unlink
+  // only a queue of their own: the CLI's process is not this one.
+  const maker = await connect({ socket: k.socket, name: 'mq-maker' });
+  const made = posix(maker);
+  await made.mq_close(await made.mq_open('/rmq', O_CREAT | O_RDWR, 0o666, { mq_maxmsg: 4, mq_msgsize: 16 }));
+  await maker.close();
+  const mq = posix(me);
+  const mqd = await mq.mq_open('/rmq', O_RDWR);
+  const id = (await mailboxNamed('/rmq'))!.id;
+  try {
+    const rm = await run(['rm', '/rmq', '--json']);
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.deepEqual(JSON.parse(rm.stdout), [{ ref: '/rmq', id, name: '/rmq', action: 'unlinked' }]);
+    assert.equal((await run(['stat', '/rmq'])).code, 4, 'the name is gone');
+    // The descriptor still sends and receives, where a delete would have failed it with EIDRM.
+    await mq.mq_send(mqd, 'still here', 1);
+    assert.equal((await mq.mq_receive(mqd, 16)).data.toString(), 'still here');
+  } finally {
+    await mq.mq_close(mqd);
+  }
+  // The queue goes with its last descriptor.
+  await until(
+    async () => (await me.mailboxes()).some((m) => m.id === id),
+    (present) => !present,
+    10_000,
+    'the unlinked queue to go',
+  );
 });
 
 test('recv of a FIFO whose last writer has closed exits 3 once nothing is left; fifo write whose reader has gone exits 1 (EPIPE)', async () => {

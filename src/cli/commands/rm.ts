@@ -10,20 +10,21 @@ export const rmHelp = `Usage: postbox rm NAME... [options]
 
 Removes mailboxes, like \`ipcrm -q\`. A mailbox is deleted at once: processes waiting on it fail
 with EIDRM. A FIFO (made by \`postbox mkfifo\`) is unlinked instead, like rm on a named pipe: its
-name goes now, ends already open keep working, and it goes when the last one closes; an
-anonymous pipe (#ID), which has no name, is deleted. Only the
+name goes now, ends already open keep working, and it goes when the last one closes. So is a
+POSIX queue (made by mq_open), as \`rm /dev/mqueue/NAME\` and mq_unlink do: descriptors open on
+it keep working. An anonymous pipe (#ID), which has no name, is deleted. Only the
 owner may remove a mailbox (anyone, once its owner has terminated; an anonymous pipe's, only
 the processes it was handed to). NAME may be #ID or an id.
 With several names, each is tried; the exit code is the first failure's.
 
 Options:
-  --unlink             remove only the name of a mailbox too (POSIX mq_unlink): it goes at its
-                       last close
+  --unlink             remove only the name of any mailbox: it goes at its last close
   --json               what was done to each, as a JSON array
 ${connectionHelp}
 Examples:
   postbox rm jobs
   postbox rm temp            # a FIFO: open ends keep working
+  postbox rm /jobs           # a POSIX queue: open descriptors keep working
   postbox rm '#12' '#13'
 
 ${exitCodesHelp}`;
@@ -47,8 +48,10 @@ export async function rmCommand(argv: string[]): Promise<number> {
       try {
         const mb = await findMailbox(proc, ref);
         // An anonymous pipe has no name to unlink: rm of its #ID deletes it, or nothing would be
-        // done and the command would say it was.
-        const unlink = values.unlink === true || (mb.endOnLastWriter && mb.name !== null);
+        // done and the command would say it was. A POSIX queue is the one mailbox whose rights are
+        // its descriptors' (rightsAtOpen): deleting it would fail descriptors that Linux keeps.
+        const unlink =
+          values.unlink === true || (mb.name !== null && (mb.endOnLastWriter || mb.rightsAtOpen));
         await control(proc, unlink ? 'unlink' : 'delete', mb.id);
         done.push({ ref, id: mb.id, name: mb.name, action: unlink ? 'unlinked' : 'deleted' });
       } catch (err) {
