@@ -1527,6 +1527,41 @@ test('a send waiting for its receipt is a waiting sender in ls, stat and watch, 
   }
 });
 
+test('send to a FIFO waits for a reader, as echo TEXT > fifo does; --nowait and --timeout do not wait for ever', async () => {
+  assert.equal((await run(['mkfifo', 'unread'])).code, 0);
+  const nowait = await run(['send', 'unread', 'x', '--nowait']);
+  assert.equal(nowait.code, 3, nowait.stderr);
+  assert.match(nowait.stderr, /nobody has FIFO 'unread' open for reading \(EAGAIN\)/);
+  const timed = await run(['send', 'unread', 'x', '--timeout', '50']);
+  assert.equal(timed.code, 6, timed.stderr);
+  assert.match(timed.stderr, /nobody opened FIFO 'unread' for reading within 50 ms; nothing was sent/);
+  assert.equal((await mailboxNamed('unread'))?.count, 0, 'nothing was queued');
+
+  const sender = spawnCli(['send', 'unread', 'hello'], cliEnv(), 'pipe');
+  try {
+    // The send has opened its end and waits: nothing is in the FIFO before a reader comes.
+    await until(
+      () => mailboxNamed('unread'),
+      (m) => m?.writers === 1,
+      10_000,
+      'the sender to open its end',
+    );
+    assert.equal((await mailboxNamed('unread'))?.count, 0);
+    const reader = spawnCli(['fifo', 'read', 'unread']);
+    try {
+      const s = await finish(sender, 10_000, 'send');
+      assert.equal(s.code, 0, s.stderr);
+      const r = await finish(reader, 10_000, 'fifo read');
+      assert.equal(r.stdout, 'hello\n');
+    } finally {
+      kill(reader);
+    }
+  } finally {
+    kill(sender);
+  }
+  await run(['rm', 'unread']);
+});
+
 test('fifo read ends (exit 0) when a writer opens and closes without writing a byte', async () => {
   assert.equal((await run(['mkfifo', 'quiet'])).code, 0);
   const reader = spawnCli(['fifo', 'read', 'quiet']);

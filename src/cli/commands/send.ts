@@ -1,7 +1,10 @@
 import { parseArgs } from 'node:util';
+import type { Mailbox, MailboxStat } from '../../client/mailbox.js';
+import type { PostboxProcess } from '../../client/process.js';
 import type { SendOptions } from '../../client/send-options.js';
 import type { SendResult } from '../../client/send-result.js';
-import { MessageSizeError, PostboxError } from '../../protocol/errors.js';
+import { waitForReader } from '../../faces/fifo.js';
+import { MessageSizeError, PostboxError, TimeoutError, WouldBlockError } from '../../protocol/errors.js';
 import {
   connectionHelp,
   connectionOptions,
@@ -29,14 +32,16 @@ read as UTF-8 text: bytes that are not UTF-8 arrive as U+FFFD; for binary data u
 that fails stops the command (withdrawing the sends still waiting), and its error decides the
 exit code.
 A send waits while a bounded mailbox is full (and, at capacity 0, until a receiver takes it)
-unless --nowait or --timeout. Ctrl-C withdraws every send still waiting: none of them is
+unless --nowait or --timeout; to a FIFO, it first waits until a process has it open for reading,
+as \`echo TEXT > fifo\` does. Ctrl-C withdraws every send still waiting: none of them is
 delivered later.
 
 Options:
   --type T             message type, a positive integer (System V mtype; default 1)
   --typed              read lines of 'TYPE TEXT' from standard input: each line's own type
   --priority P         0 to 32767 (default 0); priority mailboxes deliver the highest first
-  --nowait             fail at once if the mailbox is full (exit 3, EAGAIN); nothing is queued
+  --nowait             fail at once if the mailbox is full, or a FIFO has no reader (exit 3,
+                       EAGAIN); nothing is queued
   --timeout MS         give up after MS ms (exit 6, ETIMEDOUT); the message is then never
                        delivered. 0, the default, waits for ever
   --receipt            complete only when a receiver has taken each message, and say which process
@@ -58,6 +63,54 @@ ${exitCodesHelp}  141  standard output closed (\`postbox send q --json | head -1
 
 /** Sends in flight at once, at most: enough to keep the pipe full, bounded for memory. */
 const WINDOW = 4096;
+
+/**
+ * Waits until a process has the FIFO open for reading; answers the time left of the send's
+ * --timeout (which bounds the wait and the sends together), or 'interrupted' on Ctrl-C.
+ * With --nowait, a FIFO nobody reads fails at once, as open(2) with O_NONBLOCK does.
+ */
+async function awaitFifoReader(
+  proc: PostboxProcess,
+  fifo: Mailbox,
+  found: MailboxStat,
+  interrupt: AbortSignal,
+  nowait: boolean,
+  timeout: number | undefined,
+): Promise<number | 'interrupted'> {
+  if (interrupt.aborted) return 'interrupted';
+  const where = found.name === null ? `pipe #${found.id}` : `FIFO '${found.name}'`;
+  if (nowait) {
+    if (found.readers === 0) throw new WouldBlockError(`nobody has ${where} open for reading`);
+    return 0;
+  }
+  const started = performance.now();
+  // One signal for both ends of the wait (AbortSignal.any is newer than Node 20.0).
+  const stop = new AbortController();
+  const onInterrupt = (): void => stop.abort();
+  interrupt.addEventListener('abort', onInterrupt, { once: true });
+  let expired = false;
+  const timer =
+    timeout === undefined || timeout === 0
+      ? undefined
+      : setTimeout(() => {
+          expired = true;
+          stop.abort();
+        }, timeout);
+  try {
+    await waitForReader(proc, fifo, stop.signal);
+  } catch (err) {
+    if (interrupt.aborted) return 'interrupted';
+    if (expired)
+      throw new TimeoutError(`nobody opened ${where} for reading within ${timeout} ms; nothing was sent`);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    interrupt.removeEventListener('abort', onInterrupt);
+  }
+  if (timeout === undefined || timeout === 0) return timeout ?? 0;
+  // A send whose time ran out in the wait still gets a moment, not a timeout of 0 (for ever).
+  return Math.max(1, Math.ceil(timeout - (performance.now() - started)));
+}
 
 /** Room for a --typed line's TYPE and the blank after it, on top of the message size limit. */
 const TYPE_ROOM = 64;
@@ -127,10 +180,18 @@ export async function sendCommand(argv: string[]): Promise<number> {
         to.name === null ? `the inbox of process ${to.id}` : `the inbox of process ${to.id} (${to.name})`;
     } else {
       const found = await findMailbox(proc, ref!);
-      target = await proc.openMailbox<string>(found.id, { role: 'write' });
+      const mailbox = await proc.openMailbox(found.id, { role: 'write' });
+      target = mailbox;
       where = describe(found);
       limit = Math.min(limit, found.maxMessageSize);
-      if (found.endOnLastWriter) lineEnd = '\n';
+      if (found.endOnLastWriter) {
+        lineEnd = '\n';
+        // As `echo TEXT > fifo` and `postbox fifo write` do (open(2) for writing waits): lines
+        // sent with nobody reading would sit in the FIFO for whoever opens it next.
+        const waited = await awaitFifoReader(proc, mailbox, found, signal, values.nowait === true, timeout);
+        if (waited === 'interrupted') return interruptExitCode();
+        if (timeout !== undefined) base.timeout = waited;
+      }
     }
     const sender = new Pipeline(
       target,
