@@ -304,6 +304,7 @@ function description(): Record<string, unknown> {
     admission: 'in-order',
     rightsAtOpen: false,
     unlinked: false,
+    hasPasskey: false,
     mode: 438,
     owner: 2,
     system: false,
@@ -396,6 +397,8 @@ function plainResult(op: string, r: number): unknown {
     case 'notify':
     case 'awaitReader':
       return { event: r };
+    case 'passkey':
+      return { passkey: '0123456789abcdef'.repeat(2) };
     default:
       return {};
   }
@@ -512,6 +515,7 @@ async function round(seed: number): Promise<{ outcomes: string[]; uncaught: unkn
       ['processes', () => p.processes()],
       ['busiest', () => p.busiestMailboxes(3)],
       ['chmod', async () => (await p.openMailbox(7)).chmod(0o600)],
+      ['renewPasskey', async () => (await p.openMailbox(7)).renewPasskey()],
       ['notify', async () => (await p.openMailbox(7)).notify(() => {})],
       [
         'inbox batches',
@@ -995,6 +999,20 @@ test('a RESULT of the right kind whose fields are not what the op answers fails 
       result: () => ({ ...description(), mode: -1 }),
       call: async (p) => (await p.openMailbox(7)).chmod(0o600),
       message: /RESULT for chmod \(request \d+\): mode is -1, not a whole number$/,
+    },
+    {
+      what: 'passkey that is no passkey',
+      op: 'passkey',
+      result: () => ({ passkey: 'secret' }),
+      call: async (p) => (await p.openMailbox(7)).passkey(),
+      message: /RESULT for passkey \(request \d+\): passkey is "secret", not a passkey or null$/,
+    },
+    {
+      what: 'renewed passkey that is null',
+      op: 'passkey',
+      result: () => ({ passkey: null }),
+      call: async (p) => (await p.openMailbox(7)).renewPasskey(),
+      message: /RESULT for passkey \(request \d+\): passkey is null, not a passkey \(32 hex digits\)$/,
     },
     {
       what: 'notify whose event is a string',

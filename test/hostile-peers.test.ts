@@ -144,6 +144,7 @@ const OPS = [
   'transfer',
   'release',
   'set',
+  'passkey',
 ];
 const ARGS = [
   'id',
@@ -174,6 +175,7 @@ const ARGS = [
   'admission',
   'rightsAtOpen',
   'passkey',
+  'renew',
   'zzz',
 ];
 

@@ -245,6 +245,7 @@ const docMailboxDescription = {
   admission: 'in-order',
   rightsAtOpen: false,
   unlinked: false,
+  hasPasskey: false,
   mode: 0o666,
   owner: DOC_PROCESS,
   system: false,

@@ -50,6 +50,9 @@ const TIME = is('a time (ms)', (v) => typeof v === 'number' && Number.isFinite(v
 const STRING = is('a string', (v) => typeof v === 'string');
 const STRING_OR_NULL = is('a string or null', (v) => v === null || typeof v === 'string');
 const BOOLEAN = is('true or false', (v) => typeof v === 'boolean');
+// 128 bits in hex, as the kernel makes them: another string would be handed on as a passkey
+// that opens nothing.
+const PASSKEY = is('a passkey (32 hex digits)', (v) => typeof v === 'string' && /^[0-9a-f]{32}$/.test(v));
 
 function oneOf(...values: readonly string[]): Check {
   return is(`one of ${values.map((s) => `"${s}"`).join(', ')}`, (v) => values.includes(v as string));
@@ -121,7 +124,8 @@ const DESCRIPTION = {
   rightsAtOpen: BOOLEAN,
   unlinked: BOOLEAN,
   // Only in the answer to the create that asked for one.
-  passkey: optional(STRING),
+  passkey: optional(PASSKEY),
+  hasPasskey: optional(BOOLEAN),
 } as const;
 
 /** A handle's description, from the create or open that made the handle. */
@@ -229,6 +233,8 @@ const ANSWERS = {
   unlink: { result: NOTHING },
   delete: { result: NOTHING },
   release: { result: NOTHING },
+  // null: it has none. A renewal's answer is always the new one (see {@link answerOf}).
+  passkey: { result: shape({ passkey: is('a passkey or null', (v) => v === null || PASSKEY(v) === null) }) },
   stat: { result: STAT },
   list: { result: listOf(STAT) },
   busiest: { result: shape({ scanned: WHOLE, next: ID_OR_NULL, mailboxes: listOf(STAT) }) },
@@ -290,8 +296,12 @@ for (const op of Object.keys(ANSWERS) as CallOp[]) {
   if (a.cancellable === true) CANCELLING[op] = { op, result: NOTHING, events: [] };
 }
 
+/** The answer to a `passkey` call with `renew: true`: the new passkey, never null. */
+const RENEWED: CallAnswer = { op: 'passkey', result: shape({ passkey: PASSKEY }), events: [] };
+
 /** What the answers to a call of `op` with these arguments must be. */
 export function answerOf(op: CallOp, args: Record<string, unknown>): CallAnswer {
+  if (op === 'passkey' && args.renew === true) return RENEWED;
   return (args.on === false ? CANCELLING[op] : undefined) ?? CALLS[op];
 }
 

@@ -54,9 +54,15 @@ export interface MailboxInfo {
   handle?: number;
   /**
    * The secret that gives the group's rights to whoever opens the mailbox with it: only on its
-   * creator's `mailbox.info`, and only if it was created with `passkey: true`.
+   * creator's `mailbox.info`, and only if it was created with `passkey: true`; as the create
+   * said it (after {@link Mailbox.renewPasskey}, the old one). {@link Mailbox.passkey} asks again.
    */
   passkey?: string;
+  /**
+   * Whether it has a passkey (told to everyone; the passkey itself only to its owner). Absent
+   * from older kernels.
+   */
+  hasPasskey?: boolean;
 }
 
 /** A mailbox's state, like System V's msqid_ds. */
@@ -930,6 +936,37 @@ export class Mailbox<T = unknown> implements AsyncIterable<Message<T>> {
     const bad = badProcessRef(process);
     if (bad !== null) return Promise.reject(bad);
     return this.call<MailboxInfo>('revoke', { id: this.id, process });
+  }
+
+  /**
+   * The mailbox's passkey, or null if it has none: for its owner (and for an unowned one with a
+   * passkey, its group: the processes that may act as its owner), as a process that did not keep
+   * what its create was told asks again. EACCES for anyone else, a member of an owned mailbox's
+   * group too.
+   *
+   * @example
+   * ```ts
+   * const key = await jobs.passkey(); // hand it to a worker: openMailbox(jobs.id, { passkey: key })
+   * ```
+   */
+  async passkey(): Promise<string | null> {
+    return (await this.call<{ passkey: string | null }>('passkey', { id: this.id })).passkey;
+  }
+
+  /**
+   * Gives the mailbox a new passkey and resolves with it (owner only, as {@link passkey}); a
+   * mailbox that had none has one from now on. The old passkey opens nothing any more; the
+   * processes it let in stay in the group, as those inside stay when a lock is changed:
+   * `revoke(p)` puts one out.
+   *
+   * @example
+   * ```ts
+   * const fresh = await jobs.renewPasskey(); // for those to be let in from now on
+   * await jobs.revoke(7); // process 7 is out of the group, and its passkey lets it in no more
+   * ```
+   */
+  async renewPasskey(): Promise<string> {
+    return (await this.call<{ passkey: string }>('passkey', { id: this.id, renew: true })).passkey;
   }
 
   /** Passes ownership to another process (owner only). */

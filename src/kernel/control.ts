@@ -340,6 +340,22 @@ const handlers: Record<string, Handler> = {
     releaseHold(p, find(k, a));
     return {};
   },
+  passkey: (k, p, a) => {
+    const mb = find(k, a);
+    const renew = optBool(a.renew, 'renew');
+    // Whoever may act as its owner: one that lost the passkey its create was told asks again,
+    // one that handed it too far replaces it. Not a member of an owned mailbox's group: a
+    // passkey lets in whoever holds it, and letting others in is the owner's (grant).
+    ownerOnly(p, mb, renew ? 'renew the passkey of' : 'be told the passkey of');
+    if (renew) {
+      notAnInbox(mb, 'given a passkey');
+      // The old passkey opens nothing from now on; those it let in stay in the group, as those
+      // inside stay when a lock is changed (revoke is how one is put out).
+      mb.passkey = randomBytes(PASSKEY_BYTES).toString('hex');
+      mb.times.changeTime = k.now;
+    }
+    return { passkey: mb.passkey };
+  },
   set: (k, p, a) => {
     const mb = find(k, a);
     ownerOnly(p, mb, 'change the limits of');
@@ -426,6 +442,9 @@ function describe(k: Kernel, mb: Mailbox): Args {
     admission: mb.admission,
     rightsAtOpen: mb.rightsAtOpen,
     unlinked: mb.unlinked,
+    // Whether it has one, not what it is: what a process holding a passkey for some other
+    // mailbox (the command line's $POSTBOX_PASSKEY) needs, to present it only where it opens.
+    hasPasskey: mb.passkey !== null,
     mode: mb.mode,
     owner: mb.owner?.id ?? null,
     system: mb.systemOwned,
