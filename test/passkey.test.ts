@@ -30,11 +30,17 @@ describe('passkeys', () => {
     const mb = await owner.createMailbox('pk-ask', { passkey: true, mode: 0o660 });
     const key = mb.info.passkey!;
     assert.match(key, HEX_128);
+    assert.equal(mb.info.hasPasskey, true);
     assert.equal(await mb.passkey(), key);
     // Every process learns that it has one, none but the owner what it is.
     const seen = await stranger.stat(mb.id);
     assert.equal(seen.hasPasskey, true);
     assert.equal('passkey' in seen, false);
+    // A send refused says what would let it in: the passkey, not only the mode.
+    await assert.rejects(
+      stranger.sendTo(mb.id, 'forged'),
+      refused(/lacks the send right: its group is those it was handed to, with its passkey/),
+    );
     const joined = await member.openMailbox(mb.id, { passkey: key });
     await mb.grant(granted.id);
     const grantedHandle = await granted.openMailbox(mb.id);

@@ -102,12 +102,11 @@ const handlers: Record<string, Handler> = {
     }
     p.owned ??= new Set();
     p.owned.add(mb);
+    // Before the handle, whose description says the mailbox has one.
+    if (withPasskey) mb.passkey = randomBytes(PASSKEY_BYTES).toString('hex');
     const opened = openHandle(k, p, mb, a, true);
     // Only its creator learns it: an open, or a create that finds the mailbox there, does not.
-    if (withPasskey) {
-      mb.passkey = randomBytes(PASSKEY_BYTES).toString('hex');
-      opened.passkey = mb.passkey;
-    }
+    if (withPasskey) opened.passkey = mb.passkey;
     return opened;
   },
   open: (k, p, a) => {

@@ -1162,7 +1162,9 @@ export class Kernel implements MailboxHost {
     }
     if ((this.modeBits(p, mb) & right) !== 0) return null;
     const what = right === 4 ? 'receive' : 'send';
-    return `${p.label} may not ${what} ${right === 4 ? 'from' : 'to'} ${mb.label} (mode 0${mb.mode.toString(8).padStart(3, '0')}): it lacks the ${what} right`;
+    // Sent to the passkey, not only to the mode (which would send them to chmod), as an open is.
+    const passkey = mb.passkey === null ? '' : ': its group is those it was handed to, with its passkey';
+    return `${p.label} may not ${what} ${right === 4 ? 'from' : 'to'} ${mb.label} (mode 0${mb.mode.toString(8).padStart(3, '0')}): it lacks the ${what} right${passkey}`;
   }
 
   /**
