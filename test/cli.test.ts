@@ -11,14 +11,17 @@ import {
   constants as fsConstants,
   mkdtempSync,
   openSync,
+  readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect, type PostboxProcess } from '../src/client/mod.js';
+import { pipe } from '../src/faces/pipe.js';
 import { O_CREAT, O_RDWR, posix } from '../src/faces/posix.js';
 import { KERNEL_VERSION } from '../src/kernel/kernel.js';
 import { listenAsAnotherUser, WITHOUT_MODE_OVERRIDE } from './helpers/foreign-socket.js';
@@ -194,6 +197,7 @@ const commands = [
   'ps',
   'create',
   'rm',
+  'passkey',
   'send',
   'recv',
   'watch',
@@ -2278,4 +2282,147 @@ test('a failed line withdraws the sends still waiting: the command ends with its
   assert.match(json.stderr, /\(EMSGSIZE\); 2 lines still waiting were withdrawn \(never delivered\)\n$/);
   assert.equal((await run(['recv', 'stuck', '--all'])).stdout, 'abcd\n');
   await box.delete();
+});
+
+test('create --passkey: only its holders send, receive and remove it, given the passkey by $POSTBOX_PASSKEY or --passkey-file, never as an argument', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-pk-'));
+  try {
+    const made = await run(['create', 'pk-jobs', '--passkey']);
+    assert.equal(made.code, 0, made.stderr);
+    // A passkey keeps out only what the mode denies: the command line's 0666 would keep out no one.
+    assert.match(made.stdout, /^created mailbox 'pk-jobs' \(#\d+\): .*, mode 0660\npasskey [0-9a-f]{32}\n$/);
+    const key = /passkey ([0-9a-f]{32})/.exec(made.stdout)![1]!;
+    const withKey = cliEnv({ POSTBOX_PASSKEY: key });
+    const stranger = await run(['send', 'pk-jobs', 'forged']);
+    assert.equal(stranger.code, 5, stranger.stderr);
+    assert.match(
+      stranger.stderr,
+      /lacks the send right: its group is those it was handed to, with its passkey/,
+    );
+    const sent = await run(['send', 'pk-jobs', 'by env'], { env: withKey });
+    assert.equal(sent.code, 0, sent.stderr);
+    const file = join(dir, 'jobs.key');
+    writeFileSync(file, `${key}\n`);
+    const got = await run(['recv', 'pk-jobs', '--nowait', '--passkey-file', file]);
+    assert.equal(got.code, 0, got.stderr);
+    assert.equal(got.stdout, 'by env\n');
+    // The stat says it has one, and tells no one what it is.
+    const stat = await run(['stat', 'pk-jobs']);
+    assert.match(
+      stat.stdout,
+      /\n {2}passkey +yes: a process that opens it with its passkey joins its group\n/,
+    );
+    assert.match(stat.stdout, /its group \(the processes its passkey let in\) may act as owner/);
+    const json = JSON.parse((await run(['stat', 'pk-jobs', '--json'])).stdout) as Record<string, unknown>;
+    assert.equal(json.hasPasskey, true);
+    assert.equal('passkey' in json, false);
+    // $POSTBOX_PASSKEY left set is presented only where there is a passkey: other mailboxes open.
+    assert.equal((await run(['create', 'pk-plain'])).code, 0);
+    const plain = await run(['send', 'pk-plain', 'x'], { env: withKey });
+    assert.equal(plain.code, 0, plain.stderr);
+    // A file given is presented whatever the mailbox, and one that holds no passkey is said so.
+    const wrong = join(dir, 'wrong.key');
+    writeFileSync(wrong, 'not a key\n');
+    for (const [args, message] of [
+      [['send', 'pk-jobs', 'x', '--passkey-file', wrong], /'.*wrong\.key' does not hold a passkey/],
+      [['recv', 'pk-jobs', '--passkey-file', join(dir, 'none')], /cannot read '.*none' \(ENOENT\)/],
+      [['send', '--process', 'tester', 'x', '--passkey-file', file], /a process's inbox takes none/],
+    ] as const) {
+      const r = await run([...args]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, message);
+    }
+    const bad = await run(['send', 'pk-jobs', 'x'], { env: cliEnv({ POSTBOX_PASSKEY: 'hunter2' }) });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /\$POSTBOX_PASSKEY is not a passkey/);
+    // The ends of a pipe a library process made, handed to a command by its passkey.
+    const p = await pipe(me);
+    p.writer.end('through the pipe\n');
+    const refused = await run(['fifo', 'read', `#${p.id}`]);
+    assert.equal(refused.code, 5, refused.stderr);
+    const read = await run(['fifo', 'read', `#${p.id}`], { env: cliEnv({ POSTBOX_PASSKEY: p.passkey }) });
+    assert.equal(read.code, 0, read.stderr);
+    assert.equal(read.stdout, 'through the pipe\n');
+    p.reader.destroy();
+    // Unowned now, it is its holders' to remove: a command that presents the passkey is one.
+    const rmRefused = await run(['rm', 'pk-jobs']);
+    assert.equal(rmRefused.code, 5);
+    const rm = await run(['rm', 'pk-jobs', 'pk-plain'], { env: withKey });
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.equal(await mailboxNamed('pk-jobs'), undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('postbox passkey replaces a passkey, in its file (0600) or printed: the old one opens nothing; a mailbox without one gets its first', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-pk-'));
+  try {
+    const file = join(dir, 'crew.key');
+    const made = await run(['create', 'pk-crew', '--passkey-file', file, '--json']);
+    assert.equal(made.code, 0, made.stderr);
+    const info = JSON.parse(made.stdout) as Record<string, unknown>;
+    assert.equal(info.hasPasskey, true);
+    assert.equal('passkey' in info, false, 'written to the file, not printed');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const old = readFileSync(file, 'utf8');
+    assert.match(old, /^[0-9a-f]{32}\n$/);
+    assert.equal((await run(['send', 'pk-crew', 'one', '--passkey-file', file])).code, 0);
+
+    const renewed = await run(['passkey', 'pk-crew', '--passkey-file', file]);
+    assert.equal(renewed.code, 0, renewed.stderr);
+    assert.match(
+      renewed.stdout,
+      new RegExp(`^renewed the passkey of mailbox 'pk-crew' \\(#\\d+\\): it is in ${file}\n$`),
+    );
+    assert.equal(renewed.stderr, '', 'mode 0660: nothing to warn of');
+    const fresh = readFileSync(file, 'utf8');
+    assert.match(fresh, /^[0-9a-f]{32}\n$/);
+    assert.notEqual(fresh, old);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f !== 'crew.key'),
+      [],
+      'no file left beside it',
+    );
+    const stale = await run(['recv', 'pk-crew', '--nowait'], {
+      env: cliEnv({ POSTBOX_PASSKEY: old.trim() }),
+    });
+    assert.equal(stale.code, 5);
+    assert.match(stale.stderr, /the passkey does not open it/);
+    const got = await run(['recv', 'pk-crew', '--nowait'], {
+      env: cliEnv({ POSTBOX_PASSKEY: fresh.trim() }),
+    });
+    assert.equal(got.code, 0, got.stderr);
+    assert.equal(got.stdout, 'one\n');
+    // Without the passkey, not even an unowned mailbox's passkey may be replaced.
+    const refused = await run(['passkey', 'pk-crew']);
+    assert.equal(refused.code, 5);
+    assert.equal(readFileSync(file, 'utf8'), fresh);
+
+    // One made without: its first, printed alone, and a word on what its mode still lets in.
+    assert.equal((await run(['create', 'pk-open'])).code, 0);
+    const first = await run(['passkey', 'pk-open']);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^[0-9a-f]{32}\n$/);
+    assert.match(first.stderr, /mode 0666 lets any process send and receive without the passkey/);
+    const s = await me.stat('pk-open');
+    assert.equal(s.hasPasskey, true);
+    // A library process's mailbox is its owner's alone.
+    const owned = await me.createMailbox('pk-owned', { passkey: true });
+    const notOwner = await run(['passkey', 'pk-owned'], {
+      env: cliEnv({ POSTBOX_PASSKEY: owned.info.passkey! }),
+    });
+    assert.equal(notOwner.code, 5);
+    assert.match(notOwner.stderr, /may not renew the passkey of mailbox 'pk-owned': only its owner/);
+    assert.equal(await owned.passkey(), owned.info.passkey);
+    await owned.delete();
+    for (const [name, key] of [
+      ['pk-open', first.stdout.trim()],
+      ['pk-crew', fresh.trim()],
+    ] as const)
+      assert.equal((await run(['rm', name], { env: cliEnv({ POSTBOX_PASSKEY: key }) })).code, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -7,6 +7,7 @@ import { fifoCommand, fifoHelp } from './commands/fifo.js';
 import { limitsCommand, limitsHelp } from './commands/limits.js';
 import { lsCommand, lsHelp } from './commands/ls.js';
 import { mkfifoCommand, mkfifoHelp } from './commands/mkfifo.js';
+import { passkeyCommand, passkeyHelp } from './commands/passkey.js';
 import { psCommand, psHelp } from './commands/ps.js';
 import { recvCommand, recvHelp } from './commands/recv.js';
 import { rmCommand, rmHelp } from './commands/rm.js';
@@ -38,6 +39,11 @@ const commands: Record<string, Command> = {
   ps: { run: psCommand, help: psHelp, summary: 'connected processes and what each is blocked on' },
   create: { run: createCommand, help: createHelp, summary: 'create a mailbox (system-owned)' },
   rm: { run: rmCommand, help: rmHelp, summary: 'remove mailboxes; unlink FIFOs (ipcrm)' },
+  passkey: {
+    run: passkeyCommand,
+    help: passkeyHelp,
+    summary: "replace a mailbox's passkey (the old one opens nothing more)",
+  },
   send: { run: sendCommand, help: sendHelp, summary: 'send TEXT, or standard input line by line' },
   recv: { run: recvCommand, help: recvHelp, summary: 'receive messages to standard output' },
   watch: { run: watchCommand, help: watchHelp, summary: 'live view of mailboxes, processes and who waits' },
@@ -58,6 +64,8 @@ ${Object.entries(commands)
 
 Every command but kernel finds the kernel by --socket PATH or --url tcp://HOST:PORT, else
 $POSTBOX_URL, else $POSTBOX_SOCKET, else the per-user default socket; --json gives scripts JSON.
+A command that opens a mailbox presents its passkey from --passkey-file FILE, else
+$POSTBOX_PASSKEY (never an argument: every user's \`ps\` shows those).
 Run 'postbox <command> --help' for a command's options and examples; 'postbox --version' for
 the version.
 

@@ -16,6 +16,7 @@ import {
 import { Exit, exitCodesHelp } from '../exit-codes.js';
 import { interruptExitCode, interruptSignal } from '../interrupt.js';
 import { inputLines } from '../lines.js';
+import { passkeyFileHelp, passkeyFileOption, passkeyFor } from '../passkey-file.js';
 import { UsageError } from '../usage-error.js';
 
 export const fifoHelp = `Usage: postbox fifo read NAME [options]
@@ -32,7 +33,7 @@ The two ends of a FIFO made by \`postbox mkfifo NAME\`, like \`cat < fifo\` and 
 
 Options:
   --chunks             (write) send standard input as it comes in chunks, not line by line
-${connectionHelp}
+${passkeyFileHelp}${connectionHelp}
 Examples:
   postbox mkfifo temp
   postbox fifo read temp                    # terminal 1
@@ -48,7 +49,7 @@ const LINE_PIECE = 65536;
 export async function fifoCommand(argv: string[]): Promise<number> {
   const { values, positionals: rest } = parseArgs({
     args: argv,
-    options: { ...connectionOptions, chunks: { type: 'boolean' } },
+    options: { ...connectionOptions, chunks: { type: 'boolean' }, ...passkeyFileOption },
     allowPositionals: true,
     strict: true,
   });
@@ -67,10 +68,11 @@ export async function fifoCommand(argv: string[]): Promise<number> {
       throw new UsageError(
         `mailbox '${name}' is not a FIFO (make one with postbox mkfifo); use postbox send / recv for it`,
       );
+    const passkey = passkeyFor(values['passkey-file'], found);
     try {
       return action === 'read'
-        ? await readEnd(proc, found.id, signal)
-        : await writeEnd(proc, found.id, values.chunks === true, signal);
+        ? await readEnd(proc, found.id, passkey, signal)
+        : await writeEnd(proc, found.id, passkey, values.chunks === true, signal);
     } catch (err) {
       if (
         signal.aborted &&
@@ -82,8 +84,13 @@ export async function fifoCommand(argv: string[]): Promise<number> {
   });
 }
 
-async function readEnd(proc: PostboxProcess, id: number, signal: AbortSignal): Promise<number> {
-  const reader = new PipeReader(await proc.openMailbox(id, { role: 'read' }));
+async function readEnd(
+  proc: PostboxProcess,
+  id: number,
+  passkey: string | undefined,
+  signal: AbortSignal,
+): Promise<number> {
+  const reader = new PipeReader(await proc.openMailbox(id, { role: 'read', passkey }));
   const stop = (): void => {
     reader.destroy();
   };
@@ -108,10 +115,11 @@ async function readEnd(proc: PostboxProcess, id: number, signal: AbortSignal): P
 async function writeEnd(
   proc: PostboxProcess,
   id: number,
+  passkey: string | undefined,
   chunks: boolean,
   signal: AbortSignal,
 ): Promise<number> {
-  const writer = new PipeWriter(await proc.openMailbox(id, { role: 'write' }));
+  const writer = new PipeWriter(await proc.openMailbox(id, { role: 'write', passkey }));
   let failure: Error | null = null;
   writer.on('error', (err) => {
     failure ??= err;

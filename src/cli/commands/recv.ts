@@ -18,6 +18,7 @@ import { printDiagnostic } from '../diagnostic.js';
 import { Exit, exitCodesHelp } from '../exit-codes.js';
 import { interruptExitCode, interruptSignal } from '../interrupt.js';
 import { toJsonValue } from '../json-value.js';
+import { passkeyFileHelp, passkeyFileOption, passkeyFor } from '../passkey-file.js';
 import { UsageError } from '../usage-error.js';
 
 export const recvHelp = `Usage: postbox recv NAME [options]
@@ -48,7 +49,7 @@ Waiting:
 Output:
   --verbose            put the header before each body: seq=S type=T priority=P sender=ID, a tab
   --json               one JSON object per line: { seq, sender, type, priority, time, size, codec, body }
-${connectionHelp}
+${passkeyFileHelp}${connectionHelp}
 Examples:
   postbox recv jobs
   postbox recv code --all | grep factorial
@@ -73,6 +74,7 @@ export async function recvCommand(argv: string[]): Promise<number> {
       follow: { type: 'boolean', short: 'f' },
       verbose: { type: 'boolean', short: 'v' },
       json: { type: 'boolean' },
+      ...passkeyFileOption,
     },
     allowPositionals: true,
     strict: true,
@@ -101,7 +103,10 @@ export async function recvCommand(argv: string[]): Promise<number> {
   return withProcess(values, async (proc) => {
     const found = await findMailbox(proc, ref!);
     const from = typeof fromRef === 'string' ? (await proc.lookup(fromRef)).id : fromRef;
-    const mb = await proc.openMailbox(found.id, { role: 'read' });
+    const mb = await proc.openMailbox(found.id, {
+      role: 'read',
+      passkey: passkeyFor(values['passkey-file'], found),
+    });
     out.putBack = (m) =>
       proc.sendTo(found.id, sameBody(m), {
         type: m.type,

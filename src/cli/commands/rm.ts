@@ -4,6 +4,7 @@ import { PostboxError } from '../../protocol/errors.js';
 import { connectionHelp, connectionOptions, findMailbox, printJson, withOperatorProcess } from '../common.js';
 import { printDiagnostic } from '../diagnostic.js';
 import { Exit, exitCodeFor, exitCodesHelp } from '../exit-codes.js';
+import { passkeyFileHelp, passkeyFileOption, passkeyFor } from '../passkey-file.js';
 import { UsageError } from '../usage-error.js';
 
 export const rmHelp = `Usage: postbox rm NAME... [options]
@@ -13,14 +14,15 @@ with EIDRM. A FIFO (made by \`postbox mkfifo\`) is unlinked instead, like rm on 
 name goes now, ends already open keep working, and it goes when the last one closes. So is a
 POSIX queue (made by mq_open), as \`rm /dev/mqueue/NAME\` and mq_unlink do: descriptors open on
 it keep working. An anonymous pipe (#ID), which has no name, is deleted. Only the
-owner may remove a mailbox (anyone, once its owner has terminated; an anonymous pipe's, only
-the processes it was handed to). NAME may be #ID or an id.
+owner may remove a mailbox (anyone, once its owner has terminated; one with a passkey, such as
+an anonymous pipe or one made by \`postbox create --passkey\`, only the processes it was handed
+to: give this command its passkey). NAME may be #ID or an id.
 With several names, each is tried; the exit code is the first failure's.
 
 Options:
   --unlink             remove only the name of any mailbox: it goes at its last close
   --json               what was done to each, as a JSON array
-${connectionHelp}
+${passkeyFileHelp}${connectionHelp}
 Examples:
   postbox rm jobs
   postbox rm temp            # a FIFO: open ends keep working
@@ -32,7 +34,12 @@ ${exitCodesHelp}`;
 export async function rmCommand(argv: string[]): Promise<number> {
   const { values, positionals: refs } = parseArgs({
     args: argv,
-    options: { ...connectionOptions, unlink: { type: 'boolean' }, json: { type: 'boolean' } },
+    options: {
+      ...connectionOptions,
+      unlink: { type: 'boolean' },
+      json: { type: 'boolean' },
+      ...passkeyFileOption,
+    },
     allowPositionals: true,
     strict: true,
   });
@@ -52,7 +59,7 @@ export async function rmCommand(argv: string[]): Promise<number> {
         // its descriptors' (rightsAtOpen): deleting it would fail descriptors that Linux keeps.
         const unlink =
           values.unlink === true || (mb.name !== null && (mb.endOnLastWriter || mb.rightsAtOpen));
-        await control(proc, unlink ? 'unlink' : 'delete', mb.id);
+        await control(proc, unlink ? 'unlink' : 'delete', mb.id, passkeyFor(values['passkey-file'], mb));
         done.push({ ref, id: mb.id, name: mb.name, action: unlink ? 'unlinked' : 'deleted' });
       } catch (err) {
         if (!(err instanceof PostboxError)) throw err;
@@ -70,8 +77,15 @@ export async function rmCommand(argv: string[]): Promise<number> {
  * Deletes or unlinks a mailbox through a handle of role 'none': it counts as neither a reader
  * nor a writer, so opening it does not disturb a FIFO's ends.
  */
-async function control(proc: PostboxProcess, op: 'delete' | 'unlink', id: number): Promise<void> {
-  const mb = await proc.openMailbox(id, { role: 'none' });
+async function control(
+  proc: PostboxProcess,
+  op: 'delete' | 'unlink',
+  id: number,
+  passkey: string | undefined,
+): Promise<void> {
+  // The passkey makes this process one of the group, which acts as the owner of an unowned
+  // mailbox that has one.
+  const mb = await proc.openMailbox(id, { role: 'none', passkey });
   try {
     if (op === 'delete') await mb.delete();
     else await mb.unlink();

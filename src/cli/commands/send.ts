@@ -19,6 +19,7 @@ import { printDiagnostic } from '../diagnostic.js';
 import { Exit, exitCodeFor, exitCodesHelp } from '../exit-codes.js';
 import { interruptExitCode, interruptedBy, interruptSignal } from '../interrupt.js';
 import { inputLines } from '../lines.js';
+import { passkeyFileHelp, passkeyFileOption, passkeyFor } from '../passkey-file.js';
 import { UsageError } from '../usage-error.js';
 
 export const sendHelp = `Usage: postbox send NAME [TEXT] [options]
@@ -50,7 +51,7 @@ Options:
   --json               one JSON line per message: { line, outcome, seq?, receiver? } (seq when the
                        kernel gave one: a received message, or one that waited for room; a line
                        queued at once has none), or { line, outcome: 'failed', code, error }
-${connectionHelp}
+${passkeyFileHelp}${connectionHelp}
 Examples:
   postbox send jobs 'resize photo.jpg'
   cat foo.c | postbox send code
@@ -128,6 +129,7 @@ export async function sendCommand(argv: string[]): Promise<number> {
       receipt: { type: 'boolean' },
       process: { type: 'boolean' },
       json: { type: 'boolean' },
+      ...passkeyFileOption,
     },
     allowPositionals: true,
     strict: true,
@@ -146,6 +148,8 @@ export async function sendCommand(argv: string[]): Promise<number> {
   if (values.typed && type !== undefined)
     throw new UsageError('--typed takes each type from its line; drop --type');
   if (values.nowait && timeout !== undefined) throw new UsageError('give --nowait or --timeout, not both');
+  if (values.process && values['passkey-file'] !== undefined)
+    throw new UsageError("--passkey-file opens a mailbox; a process's inbox takes none");
 
   const signal = interruptSignal();
   // Every send carries the pipeline's stop signal, not only a single one: on Ctrl-C, or at the
@@ -180,7 +184,10 @@ export async function sendCommand(argv: string[]): Promise<number> {
         to.name === null ? `the inbox of process ${to.id}` : `the inbox of process ${to.id} (${to.name})`;
     } else {
       const found = await findMailbox(proc, ref!);
-      const mailbox = await proc.openMailbox(found.id, { role: 'write' });
+      const mailbox = await proc.openMailbox(found.id, {
+        role: 'write',
+        passkey: passkeyFor(values['passkey-file'], found),
+      });
       target = mailbox;
       where = describe(found);
       limit = Math.min(limit, found.maxMessageSize);

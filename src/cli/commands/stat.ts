@@ -91,7 +91,9 @@ function statText(
   };
   const owner =
     mb.owner === null
-      ? 'none: its owner terminated; any process may act as owner'
+      ? mb.hasPasskey === true
+        ? 'none: its owner terminated; its group (the processes its passkey let in) may act as owner'
+        : 'none: its owner terminated; any process may act as owner'
       : `process ${processLabel(mb.owner, names)}${pids.has(mb.owner) ? ` (OS pid ${pids.get(mb.owner)})` : ''}`;
   const capacity =
     mb.capacity === null
@@ -109,6 +111,10 @@ function statText(
     ['lifetime', mb.system ? 'system-owned: lives until deleted' : 'process-owned: removed with its owner'],
     ['mode', `${formatMode(mb.mode)} (owner/group/others; 4 receive, 2 send)`],
     ['group', who(mb.group)],
+  ];
+  if (mb.hasPasskey === true)
+    fields.push(['passkey', 'yes: a process that opens it with its passkey joins its group']);
+  fields.push(
     [
       'messages',
       `${formatCount(mb.count)} (${formatCount(mb.queued)} queued, ${formatCount(mb.inflight)} delivered not yet taken)`,
@@ -122,7 +128,7 @@ function statText(
     ],
     ['capacity', capacity],
     ['max message size', `${formatCount(mb.maxMessageSize)} bytes`],
-  ];
+  );
   if (mb.messageSize !== 0) fields.push(['fixed message size', `${formatCount(mb.messageSize)} bytes`]);
   fields.push(
     ['order', mb.order === 'priority' ? 'priority (highest first, fifo within)' : 'fifo'],
