@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MessageSizeError, type PostboxError } from '../src/client/mod.js';
+import { BusyError, MessageSizeError, type PostboxError } from '../src/client/mod.js';
 import { kernelForTests } from './helpers/kernel.js';
 
 /** Asserts `err` is a PostboxError of `code` about `process` (and `mailbox`, if given). */
@@ -77,6 +77,50 @@ describe("the kernel's errors carry their subject", () => {
     await unnamed.send('done');
     assert.equal((await waiting)?.body, 'done');
     assert.equal((await first)?.body, 'done');
+  });
+
+  test("a pair's EBUSY names both processes it links: holders, in the order they joined, and process the first", async () => {
+    const first = await join({ name: 'subjects-pair-a' });
+    const second = await join();
+    const third = await join();
+    const pair = await first.createMailbox('subjects-pair', { policy: 'pair', mode: 0o666 });
+    // A send takes a place in the pair, as a receive does.
+    await pair.send('from a');
+    const theirs = await second.openMailbox('subjects-pair');
+    assert.equal((await theirs.receive({ nowait: true }))?.body, 'from a');
+    const late = await third.openMailbox('subjects-pair');
+    const both = ['subjects-pair-a', String(second.id)];
+    for (const refused of [late.receive({ nowait: true }), late.send('from c')])
+      await assert.rejects(refused, (err: unknown) => {
+        assert.ok(err instanceof BusyError, String(err));
+        about('EBUSY', 'subjects-pair-a', 'subjects-pair')(err);
+        assert.deepEqual(err.holders, both, err.message);
+        return true;
+      });
+    // One holder is a list of one, whatever held it.
+    const excl = await first.createMailbox('subjects-excl', { policy: 'exclusive', mode: 0o666 });
+    const waiting = excl.receive();
+    await first.usage();
+    await assert.rejects(
+      (await third.openMailbox('subjects-excl')).receive({ nowait: true }),
+      (err: unknown) => {
+        assert.ok(err instanceof BusyError, String(err));
+        assert.deepEqual(err.holders, ['subjects-pair-a'], err.message);
+        return true;
+      },
+    );
+    const watched = await second.createMailbox('subjects-notify-2', { mode: 0o666 });
+    await watched.notify(() => {});
+    await assert.rejects(
+      (await third.openMailbox('subjects-notify-2')).notify(() => {}),
+      (err: unknown) => {
+        assert.ok(err instanceof BusyError, String(err));
+        assert.deepEqual(err.holders, [String(second.id)], err.message);
+        return true;
+      },
+    );
+    await excl.send('done');
+    assert.equal((await waiting)?.body, 'done');
   });
 
   test('an EMSGSIZE the kernel measured against a mailbox gives the size and the limit', async () => {

@@ -14,7 +14,13 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { connect, MessageSizeError, PostboxError, type PostboxProcess } from '../src/client/mod.js';
+import {
+  BusyError,
+  connect,
+  MessageSizeError,
+  PostboxError,
+  type PostboxProcess,
+} from '../src/client/mod.js';
 import { waitForReader } from '../src/faces/fifo.js';
 import { FrameDecoder } from '../src/protocol/decoder.js';
 import {
@@ -749,6 +755,8 @@ test('an ERROR whose payload is not an error (a message that is no string, a sub
     ['{"message":"m","size":-1,"limit":5}', /its size is -1, not a whole number of bytes/],
     ['{"message":"m","size":1,"limit":1.5}', /its limit is 1.5, not a whole number of bytes/],
     ['{"message":"m","size":10}', /it has a size without a limit/],
+    ['{"message":"m","holders":"a"}', /its holders is a string, not a list of strings/],
+    ['{"message":"m","holders":["a",2]}', /its holders is an array, not a list of strings/],
   ];
   for (const [payload, message] of cases) {
     await withHostileKernel(
@@ -784,6 +792,18 @@ test('an ERROR whose payload is not an error (a message that is no string, a sub
         [err.message, err.mailbox, err.process, err.size, err.limit],
         ['too big', 'm', 'w', 10, 8],
       );
+    },
+  );
+  await withHostileKernel(
+    'error-holders',
+    (f) => [jsonFrame(Op.ERROR, f.request, '{"message":"held","process":"a","holders":["a","7"]}', 11)],
+    async (p) => {
+      const err = await within(p.usage(), 5000, 'usage').then(
+        (v) => assert.fail(`resolved with ${JSON.stringify(v)}`),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof BusyError, String(err));
+      assert.deepEqual([err.process, err.holders], ['a', ['a', '7']]);
     },
   );
 });

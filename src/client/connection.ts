@@ -1399,11 +1399,11 @@ export class Connection {
         return this.settle(request, kernelPayload(buf, start, end), null, 'call');
       case Op.ERROR: {
         const code = buf.readUInt16LE(start + Off.AUX);
-        const { message, subject, measured } = kernelErrorPayload(buf, start, end);
+        const { message, subject, measured, holders } = kernelErrorPayload(buf, start, end);
         const err =
           this.abortReasons.size !== 0 && this.abortReasons.has(request) && code === WireErrorCode.ECANCELED
             ? new AbortedError(message, subject, { cause: this.abortReasons.get(request) })
-            : errorFromWire(code, message, subject, measured);
+            : errorFromWire(code, message, subject, measured, holders);
         if (request === 0) {
           if (this.onHelloError !== null) {
             this.onHelloError(err);

@@ -68,12 +68,13 @@ export interface KernelErrorPayload {
   message: string;
   subject: ErrorSubject;
   measured: MeasuredSize | undefined;
+  holders: readonly string[] | undefined;
 }
 
 /**
  * The payload of a kernel's ERROR: an object with a string `message`, and where present a string
- * `mailbox` and `process` and, together, whole-number `size` and `limit` (an EMSGSIZE the kernel
- * measured). Anything else is a bad frame, said so: a message that is a number, or a subject that
+ * `mailbox` and `process`, together whole-number `size` and `limit` (an EMSGSIZE the kernel
+ * measured), and a list of strings `holders` (an EBUSY's). Anything else is a bad frame, said so: a message that is a number, or a subject that
  * is an object, reached the application as an error whose fields were not what their types say.
  * Members it does not know are left alone, for a newer kernel to add.
  */
@@ -84,12 +85,19 @@ export function kernelErrorPayload(buf: Buffer, start: number, end: number): Ker
     const request = buf.readUInt32LE(start + Off.REQUEST);
     throw new FrameError(`ERROR for request ${request} is not an error: ${why}`);
   }
-  const e = v as { message: string; mailbox?: string; process?: string; size?: number; limit?: number };
+  const e = v as {
+    message: string;
+    mailbox?: string;
+    process?: string;
+    size?: number;
+    limit?: number;
+    holders?: string[];
+  };
   const subject: ErrorSubject = {};
   if (e.mailbox !== undefined) subject.mailbox = e.mailbox;
   if (e.process !== undefined) subject.process = e.process;
   const measured = e.size === undefined ? undefined : { size: e.size, limit: e.limit! };
-  return { message: e.message, subject, measured };
+  return { message: e.message, subject, measured, holders: e.holders };
 }
 
 function badErrorPayload(v: unknown): string | null {
@@ -103,6 +111,8 @@ function badErrorPayload(v: unknown): string | null {
   for (const key of ['size', 'limit'])
     if (e[key] !== undefined && !(Number.isSafeInteger(e[key]) && (e[key] as number) >= 0))
       return `its ${key} is ${shape(e[key])}, not a whole number of bytes`;
+  if (e.holders !== undefined && !(Array.isArray(e.holders) && e.holders.every((h) => typeof h === 'string')))
+    return `its holders is ${shape(e.holders)}, not a list of strings`;
   if ((e.size === undefined) !== (e.limit === undefined))
     return 'it has a size without a limit, or a limit without a size';
   return null;

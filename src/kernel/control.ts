@@ -3,7 +3,7 @@ import type { ErrorCode } from '../protocol/errors.js';
 import { badMailboxName, MAX_MAILBOX_NAME } from '../protocol/names.js';
 import type { Kernel } from './kernel.js';
 import { type MailboxAttributes, PROCESS_OWNED_MODE, STAT_IDS, SYSTEM_OWNED_MODE } from './limits.js';
-import { Mailbox } from './mailbox.js';
+import { type ErrorDetail, Mailbox } from './mailbox.js';
 import type { KernelProcess } from './process.js';
 
 /**
@@ -16,8 +16,8 @@ class CallError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly mailbox?: Mailbox,
-    /** The process the error is about, as an error names it (name, else id). */
-    readonly process?: string,
+    /** What else it says: the process it is about (name, else id), an EBUSY's holders. */
+    readonly detail?: ErrorDetail,
   ) {
     super(message);
   }
@@ -162,7 +162,7 @@ const handlers: Record<string, Handler> = {
         'EBUSY',
         `${mb.notify.peer.label} is already registered for notification on ${mb.label}`,
         mb,
-        k.processSubject(mb.notify.peer.id),
+        { process: k.processSubject(mb.notify.peer.id), holders: [k.processSubject(mb.notify.peer.id)] },
       );
     }
     const id = k.nextMonitorId++;
@@ -412,15 +412,7 @@ export function answerCall(k: Kernel, p: KernelProcess, request: number, args: A
   try {
     k.reply(p, request, handler(k, p, args));
   } catch (err) {
-    if (err instanceof CallError)
-      k.replyError(
-        p,
-        request,
-        err.code,
-        err.message,
-        err.mailbox,
-        err.process === undefined ? undefined : { process: err.process },
-      );
+    if (err instanceof CallError) k.replyError(p, request, err.code, err.message, err.mailbox, err.detail);
     else k.callFault(p, request, String(args.op), err);
   }
 }
@@ -767,12 +759,13 @@ function findProcess(k: Kernel, ref: unknown): KernelProcess {
         'ESRCH',
         target < k.nextProcessId ? `process ${target} has terminated` : `no process ${target}`,
         undefined,
-        String(target),
+        { process: String(target) },
       );
     return q;
   }
   const q = k.processByName.get(target);
-  if (q === undefined) throw new CallError('ESRCH', `no process named '${target}'`, undefined, target);
+  if (q === undefined)
+    throw new CallError('ESRCH', `no process named '${target}'`, undefined, { process: target });
   return q;
 }
 

@@ -352,7 +352,7 @@ export class Kernel implements MailboxHost {
     const kp = p as KernelProcess;
     if (kp.terminated) return;
     // Only the members that say something: most errors are a message and a mailbox.
-    const payload: Record<string, string | number> = { message };
+    const payload: Record<string, string | number | string[]> = { message };
     if (typeof mailbox === 'string') payload.mailbox = mailbox;
     else if (mailbox !== undefined) payload.mailbox = mailbox.name ?? `#${mailbox.id}`;
     if (detail?.process !== undefined) payload.process = detail.process;
@@ -360,6 +360,7 @@ export class Kernel implements MailboxHost {
       payload.size = detail.measured.size;
       payload.limit = detail.measured.limit;
     }
+    if (detail?.holders !== undefined) payload.holders = detail.holders;
     kp.writer.append(encodeJsonFrame(Op.ERROR, 0, WireErrorCode[code], request, payload));
     this.markDirty(kp);
   }
@@ -1110,7 +1111,11 @@ export class Kernel implements MailboxHost {
 
   // ── rights ──────────────────────────────────────────────────────────────────────────────────
 
-  /** Checks a right (4 receive, 2 send) for p on mb; null if granted, else the refusal (EBUSY names the holder). */
+  /**
+   * Checks a right (4 receive, 2 send) for p on mb; null if granted, else the refusal. An EBUSY
+   * names who holds mb: `holders`, each of them (a pair's two ends, in the order they joined), and
+   * `process`, the first of them, for a handler that reads one.
+   */
   checkRight(
     p: KernelProcess,
     mb: Mailbox,
@@ -1123,6 +1128,8 @@ export class Kernel implements MailboxHost {
         return {
           code: 'EBUSY',
           message: `${mb.label} is a pair already linking ${mb.holders.map((id) => this.processLabel(id)).join(' and ')}`,
+          process: this.processSubject(mb.holders[0]!),
+          holders: mb.holders.map((id) => this.processSubject(id)),
         };
       mb.holders.push(p.id);
       p.holding ??= new Set();
@@ -1133,6 +1140,7 @@ export class Kernel implements MailboxHost {
           code: 'EBUSY',
           message: `${this.processLabel(mb.holders[0]!)} holds the receive right of ${mb.label}`,
           process: this.processSubject(mb.holders[0]!),
+          holders: [this.processSubject(mb.holders[0]!)],
         };
       mb.holders.push(p.id);
       p.holding ??= new Set();

@@ -26,11 +26,13 @@ import type { Slab } from './slab.js';
 
 /**
  * What an ERROR says besides its message and mailbox, where the kernel knows it: the process it
- * is about (by name if it has one, else its id), and an EMSGSIZE's size and limit.
+ * is about (by name if it has one, else its id), an EMSGSIZE's size and limit, and every process
+ * holding what an EBUSY wanted (a pair has two, and `process` holds one).
  */
 export interface ErrorDetail {
   process?: string;
   measured?: MeasuredSize;
+  holders?: string[];
 }
 
 /**

@@ -217,11 +217,26 @@ export class InvalidArgumentError extends PostboxError {
     super('EINVAL', message, subject, options);
   }
 }
-/** Another process holds the receive right. */
+/**
+ * Another process holds what was wanted: an exclusive mailbox's receive right, a place in a pair
+ * (a pair already links two processes), a `notify` registration. Refused by the kernel, `holders`
+ * names every process holding it, each by its name if it has one, else its id: one, or a pair's
+ * two in the order they joined; `process` is the first of them, so a handler that reads one
+ * process for any error has one to read.
+ *
+ * @example
+ * ```ts
+ * try { await box.receive(); }
+ * catch (err) { if (err instanceof BusyError) console.log(`held by ${err.holders?.join(' and ')}`); }
+ * ```
+ */
 export class BusyError extends PostboxError {
   declare readonly code: 'EBUSY';
-  constructor(message: string, subject?: ErrorSubject) {
+  /** Every process holding what was wanted, where the kernel said so (see above). */
+  readonly holders: readonly string[] | undefined;
+  constructor(message: string, subject?: ErrorSubject, holders?: readonly string[]) {
     super('EBUSY', message, subject);
+    this.holders = holders;
   }
 }
 /** The selected message is larger than the receiver's maximum size. */
@@ -393,30 +408,36 @@ const classByCode: Record<ErrorCode, new (message: string, subject?: ErrorSubjec
   EIO: KernelFaultError,
 };
 
-/** Builds the error class for a code; an EMSGSIZE keeps the sizes, where they were measured. */
+/**
+ * Builds the error class for a code; an EMSGSIZE keeps the sizes, where they were measured, and
+ * an EBUSY its holders, where they were named.
+ */
 export function makeError(
   code: ErrorCode,
   message: string,
   subject?: ErrorSubject,
   measured?: MeasuredSize,
+  holders?: readonly string[],
 ): PostboxError {
   if (measured !== undefined && code === 'EMSGSIZE') return new MessageSizeError(message, subject, measured);
+  if (holders !== undefined && code === 'EBUSY') return new BusyError(message, subject, holders);
   return new classByCode[code](message, subject);
 }
 
 /**
- * Turns a wire error (number, message, subject, and an EMSGSIZE's sizes) back into its class;
- * unknown numbers (a newer kernel's) are EPROTO, still about the mailbox or process the kernel
- * named.
+ * Turns a wire error (number, message, subject, an EMSGSIZE's sizes and an EBUSY's holders) back
+ * into its class; unknown numbers (a newer kernel's) are EPROTO, still about the mailbox or
+ * process the kernel named.
  */
 export function errorFromWire(
   num: number,
   message: string,
   subject?: ErrorSubject,
   measured?: MeasuredSize,
+  holders?: readonly string[],
 ): PostboxError {
   const code = codeByWire[num];
   if (code === undefined)
     return new ProtocolError(`unknown error code ${num} from the kernel: ${message}`, subject);
-  return makeError(code, message, subject, measured);
+  return makeError(code, message, subject, measured, holders);
 }

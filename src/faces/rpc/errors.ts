@@ -8,6 +8,7 @@
  * does not await its calls.
  */
 import {
+  BusyError,
   ClosedError,
   ConnectionLostError,
   type ErrorCode,
@@ -86,7 +87,8 @@ export function rethrownAt(err: unknown, site: CallSite, prefix: string): Postbo
       err instanceof MessageSizeError && err.size !== undefined && err.limit !== undefined
         ? { size: err.size, limit: err.limit }
         : undefined;
-    again = makeError(err.code, `${prefix}: ${err.message}`, subject, measured);
+    const holders = err instanceof BusyError ? err.holders : undefined;
+    again = makeError(err.code, `${prefix}: ${err.message}`, subject, measured, holders);
   } else again = new ProtocolError(`${prefix}: ${err instanceof Error ? err.message : String(err)}`);
   // As `new Error(message, { cause })` sets it: an own property, not enumerable.
   Object.defineProperty(again, 'cause', {
