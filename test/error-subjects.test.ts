@@ -123,6 +123,37 @@ describe("the kernel's errors carry their subject", () => {
     assert.equal((await waiting)?.body, 'done');
   });
 
+  test("an owner-only operation's EACCES names the owner, who may; a refusal by the mode names no process", async () => {
+    const owner = await join({ name: 'subjects-owner' });
+    const other = await join();
+    const box = await owner.createMailbox('subjects-owned', { mode: 0o662, system: true });
+    const theirs = await other.openMailbox('subjects-owned');
+    const refusals = [
+      theirs.chmod(0o666),
+      theirs.grant(other.id),
+      theirs.revoke(other.id),
+      theirs.transfer(other.id),
+      theirs.setLimits({ capacity: 5 }),
+      theirs.delete(),
+    ];
+    for (const refused of refusals)
+      await assert.rejects(refused, about('EACCES', 'subjects-owner', 'subjects-owned'));
+    // An unnamed owner is named by its id.
+    const unnamed = await other.createMailbox('subjects-owned-2', { system: true });
+    await assert.rejects(
+      (await owner.openMailbox('subjects-owned-2')).delete(),
+      about('EACCES', String(other.id), 'subjects-owned-2'),
+    );
+    // Refused by the mode, no owner stands in the way: the caller lacks the right.
+    await assert.rejects(theirs.receive({ nowait: true }), (err: unknown) => {
+      assert.equal((err as PostboxError).code, 'EACCES');
+      assert.equal((err as PostboxError).process, undefined, (err as Error).message);
+      return true;
+    });
+    await box.delete();
+    await unnamed.delete();
+  });
+
   test('an EMSGSIZE the kernel measured against a mailbox gives the size and the limit', async () => {
     const p = await join();
     const small = await p.createMailbox('subjects-small', { maxMessageSize: 100 });

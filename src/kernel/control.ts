@@ -142,7 +142,7 @@ const handlers: Record<string, Handler> = {
     // POSIX mq_unlink / unlinking a FIFO: the name goes now, the mailbox at its last close.
     const mb = find(k, a);
     notAnInbox(mb, 'unlinked');
-    ownerOnly(p, mb, 'unlink');
+    ownerOnly(k, p, mb, 'unlink');
     if (mb.name !== null && k.mailboxByName.get(mb.name) === mb) k.mailboxByName.delete(mb.name);
     mb.unlinked = true;
     if (mb.opens === 0) k.removeMailbox(mb, `unlinked by ${p.label}`);
@@ -209,7 +209,7 @@ const handlers: Record<string, Handler> = {
   delete: (k, p, a) => {
     const mb = find(k, a);
     notAnInbox(mb, 'deleted');
-    ownerOnly(p, mb, 'delete');
+    ownerOnly(k, p, mb, 'delete');
     k.removeMailbox(mb, `deleted by ${p.label}`);
     return {};
   },
@@ -300,14 +300,14 @@ const handlers: Record<string, Handler> = {
   chmod: (k, p, a) => {
     const mb = find(k, a);
     notAnInbox(mb, 'given another mode');
-    ownerOnly(p, mb, 'change the mode of');
+    ownerOnly(k, p, mb, 'change the mode of');
     mb.mode = parseMode(a.mode);
     return rightsChanged(k, mb);
   },
   grant: (k, p, a) => {
     const mb = find(k, a);
     notAnInbox(mb, 'shared');
-    ownerOnly(p, mb, 'grant rights on');
+    ownerOnly(k, p, mb, 'grant rights on');
     const q = findProcess(k, a.process);
     mb.group ??= new Set();
     mb.group.add(q.id);
@@ -318,7 +318,7 @@ const handlers: Record<string, Handler> = {
   revoke: (k, p, a) => {
     const mb = find(k, a);
     notAnInbox(mb, 'shared or unshared');
-    ownerOnly(p, mb, 'revoke rights on');
+    ownerOnly(k, p, mb, 'revoke rights on');
     const q = findProcess(k, a.process);
     mb.group?.delete(q.id);
     q.grantedOn?.delete(mb);
@@ -327,7 +327,7 @@ const handlers: Record<string, Handler> = {
   transfer: (k, p, a) => {
     const mb = find(k, a);
     notAnInbox(mb, 'transferred');
-    ownerOnly(p, mb, 'transfer');
+    ownerOnly(k, p, mb, 'transfer');
     const q = findProcess(k, a.process);
     mb.owner?.owned?.delete(mb);
     mb.owner = q;
@@ -357,7 +357,7 @@ const handlers: Record<string, Handler> = {
   },
   set: (k, p, a) => {
     const mb = find(k, a);
-    ownerOnly(p, mb, 'change the limits of');
+    ownerOnly(k, p, mb, 'change the limits of');
     // Everything is checked before anything changes: a refused call leaves the limits as they were.
     const given = a.maxBytes === undefined ? null : parseMaxBytes(k, a.maxBytes, 0);
     if (a.capacity !== undefined && mb.messageSize !== 0)
@@ -794,7 +794,11 @@ function rightsChanged(k: Kernel, mb: Mailbox): Args {
   return describe(k, mb);
 }
 
-function ownerOnly(p: KernelProcess, mb: Mailbox, what: string): void {
+/**
+ * Refuses `what` to anyone but mb's owner: EACCES naming the owner (err.process) as the one who
+ * may, or none once it has gone.
+ */
+function ownerOnly(k: Kernel, p: KernelProcess, mb: Mailbox, what: string): void {
   if (mb.owner === p) return;
   // An unowned (system) mailbox has no one else to ask: anyone may act as its owner. One with a
   // passkey was handed to its group: an anonymous pipe whose creator has gone is its holders',
@@ -806,6 +810,7 @@ function ownerOnly(p: KernelProcess, mb: Mailbox, what: string): void {
       ? `${p.label} may not ${what} ${mb.label}: its owner has gone, and only the processes it was handed to (by its passkey) may`
       : `${p.label} may not ${what} ${mb.label}: only its owner, ${mb.owner.label}, may`,
     mb,
+    mb.owner === null ? undefined : { process: k.processSubject(mb.owner.id) },
   );
 }
 

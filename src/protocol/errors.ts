@@ -166,7 +166,11 @@ export class MessageSizeError extends PostboxError {
     this.limit = measured?.limit;
   }
 }
-/** The process lacks a right on the mailbox. */
+/**
+ * The process lacks a right on the mailbox. Refused an operation only the mailbox's owner may do
+ * (change its mode, grant, revoke, transfer, set limits, delete), `process` names that owner; a
+ * send or receive the mode withholds names no process: no one else is in the way.
+ */
 export class PermissionError extends PostboxError {
   declare readonly code: 'EACCES';
   constructor(message: string, subject?: ErrorSubject, options?: { cause?: unknown }) {
