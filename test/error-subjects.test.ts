@@ -182,4 +182,24 @@ describe("the kernel's errors carry their subject", () => {
       return true;
     });
   });
+
+  test('a fixed-size mailbox refuses a message of another size, over or under, with its size and the one size it takes as the limit', async () => {
+    const p = await join();
+    const ring = await p.createMailbox('subjects-fixed', { messageSize: 8, capacity: 4 });
+    /** Asserts a send is refused EMSGSIZE about the ring, measured at `size`. */
+    const refusedAt =
+      (size: number) =>
+      (err: unknown): boolean => {
+        assert.ok(err instanceof MessageSizeError, String(err));
+        assert.equal(err.mailbox, 'subjects-fixed');
+        assert.deepEqual([err.size, err.limit], [size, 8], err.message);
+        return true;
+      };
+    await assert.rejects(ring.send('x'.repeat(12)), refusedAt(12));
+    await assert.rejects(ring.send('x'.repeat(3)), refusedAt(3));
+    // Headers count, as they do against maxMessageSize: 5 bytes and {"a":""} are 13.
+    await assert.rejects(ring.send('x'.repeat(5), { headers: { a: '' } }), refusedAt(13));
+    await ring.send('x'.repeat(8));
+    assert.equal((await ring.receive({ nowait: true }))?.body, 'x'.repeat(8));
+  });
 });

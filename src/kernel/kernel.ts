@@ -745,6 +745,8 @@ export class Kernel implements MailboxHost {
         'EMSGSIZE',
         `${mb.label} takes messages of exactly ${mb.messageSize} bytes; this one is ${body}`,
         mb,
+        // The limit is the size it must have, which a message can be under as well as over.
+        { measured: { size: body, limit: mb.messageSize } },
       );
     }
     // A run of sends to one mailbox checks the right once: the answer holds until the mailbox's

@@ -143,10 +143,12 @@ export interface MeasuredSize {
 }
 
 /**
- * A message is larger than the mailbox or kernel allows. Where it was measured (by the client
+ * A message is larger than the mailbox or kernel allows, or not the size a fixed-size mailbox
+ * (`messageSize`, a System V or POSIX style ring) takes. Where it was measured (by the client
  * against the kernel's limit before sending, or by the kernel against the mailbox's), `size` and
  * `limit` say by how much, so a layer above can say it in its own words (an RPC answer, a stream
- * item) without reading the message.
+ * item) without reading the message. For a fixed-size mailbox `limit` is the size every message
+ * must have, exactly: a shorter message is refused too, so there `size` may be under `limit`.
  *
  * @example
  * ```ts
@@ -158,7 +160,10 @@ export class MessageSizeError extends PostboxError {
   declare readonly code: 'EMSGSIZE';
   /** The message's size in bytes (body and headers), where it was measured. */
   readonly size: number | undefined;
-  /** The largest message the kernel or mailbox takes, in bytes, where it was measured against it. */
+  /**
+   * The largest message the kernel or mailbox takes, in bytes, where it was measured against it;
+   * for a fixed-size mailbox, the one size it takes.
+   */
   readonly limit: number | undefined;
   constructor(message: string, subject?: ErrorSubject, measured?: MeasuredSize) {
     super('EMSGSIZE', message, subject);
