@@ -199,7 +199,17 @@ describe("the kernel's errors carry their subject", () => {
     await assert.rejects(ring.send('x'.repeat(3)), refusedAt(3));
     // Headers count, as they do against maxMessageSize: 5 bytes and {"a":""} are 13.
     await assert.rejects(ring.send('x'.repeat(5), { headers: { a: '' } }), refusedAt(13));
+    // sendMany checks a mailbox's sizes before it sends any, and says so as the kernel does.
+    await assert.rejects(ring.sendMany(['x'.repeat(8), 'x'.repeat(7)]), refusedAt(7));
+    const small = await p.createMailbox(null, { maxMessageSize: 10 });
+    await assert.rejects(small.sendMany(['x', 'x'.repeat(11)]), (err: unknown) => {
+      assert.ok(err instanceof MessageSizeError, String(err));
+      assert.equal(err.mailbox, `#${small.id}`);
+      assert.deepEqual([err.size, err.limit], [11, 10], err.message);
+      return true;
+    });
     await ring.send('x'.repeat(8));
     assert.equal((await ring.receive({ nowait: true }))?.body, 'x'.repeat(8));
+    assert.equal((await ring.receive({ nowait: true }))?.body, undefined, 'the refused batch sent none');
   });
 });

@@ -813,17 +813,22 @@ export class Connection {
         );
       // The mailbox's limits too: the kernel would refuse only that message, after the ones
       // before it went in, and sendMany promises a bad body sends none.
+      // Said as the kernel says it: the mailbox, the size and the limit (a fixed size's is that size).
       const size = bodyLen + plan.headLen;
       if (sizes !== undefined && size > sizes.maxMessageSize)
         return Promise.reject(
           new MessageSizeError(
             `message ${i}: a ${size}-byte message is over the ${sizes.maxMessageSize}-byte limit of ${label}`,
+            { mailbox: sizes.name ?? `#${target}` },
+            { size, limit: sizes.maxMessageSize },
           ),
         );
       if (sizes !== undefined && sizes.messageSize !== 0 && size !== sizes.messageSize)
         return Promise.reject(
           new MessageSizeError(
             `message ${i}: ${label} takes messages of exactly ${sizes.messageSize} bytes; this one is ${size}`,
+            { mailbox: sizes.name ?? `#${target}` },
+            { size, limit: sizes.messageSize },
           ),
         );
     }
