@@ -208,6 +208,7 @@ const EVENTS = {
     process: ID,
     name: STRING_OR_NULL,
     reason: oneOf(...DOWN_REASONS),
+    kernelFault: optional(is('true', (v) => v === true)),
   }),
   message: shape({ mailbox: ID }),
   reader: shape({ mailbox: ID }),

@@ -185,6 +185,11 @@ export interface DownEvent {
   process: number;
   name: string | null;
   reason: 'exit' | 'crash' | 'timeout' | 'shutdown' | 'protocol' | 'noproc';
+  /**
+   * True when the kernel ended it for a bug of the kernel's own (its reason is then 'crash', and
+   * the process was told EIO): the kernel's log has it. Absent otherwise.
+   */
+  kernelFault?: true;
 }
 
 /**
@@ -660,11 +665,15 @@ export class PostboxProcess {
       { process },
       { idOf: (result) => (result.down === true ? undefined : result.monitor), handler: down.handler },
     );
-    const downEvent = (event: Record<string, unknown>): DownEvent => ({
-      process: event.process as number,
-      name: (event.name as string | null) ?? null,
-      reason: event.reason as DownEvent['reason'],
-    });
+    const downEvent = (event: Record<string, unknown>): DownEvent => {
+      const down: DownEvent = {
+        process: event.process as number,
+        name: (event.name as string | null) ?? null,
+        reason: event.reason as DownEvent['reason'],
+      };
+      if (event.kernelFault === true) down.kernelFault = true;
+      return down;
+    };
     if (down.arrived !== null) return downEvent(down.arrived);
     if (signal?.aborted && r.down !== true) {
       // Aborted while the kernel was setting the monitor up: its 'abort' has been and gone.

@@ -143,7 +143,7 @@ export class Kernel implements MailboxHost {
   private tcpUnjoined = 0;
   /** Connections closed before HELLO: what strangers can make it say, summed up. */
   private readonly unjoinedLog: LogThrottle;
-  /** The kernel's own faults in answering CALLs, by op: a process repeating one is summed up. */
+  /** The kernel's own faults, in answering CALLs (by op) and frames: one repeated is summed up. */
   private readonly faultLog: LogThrottle;
 
   /**
@@ -168,8 +168,8 @@ export class Kernel implements MailboxHost {
     this.faultLog = new LogThrottle(
       this.log,
       FAULT_LOG_WINDOW_MS,
-      (n, last, op) =>
-        `${n} more internal ${n === 1 ? 'error' : 'errors'} in CALL '${op}' in the last ${FAULT_LOG_WINDOW_MS / 1000} s; the last: ${last}`,
+      (n, last, where) =>
+        `${n} more internal ${n === 1 ? 'error' : 'errors'} ${where} in the last ${FAULT_LOG_WINDOW_MS / 1000} s; the last: ${last}`,
     );
     this.room = new FrameRoom(this.limits.maxPartialBytes, (p) => this.mayRead(p));
     this.tick();
@@ -257,7 +257,7 @@ export class Kernel implements MailboxHost {
     } catch (err) {
       this.slab.settle();
       if (err instanceof FrameError) this.fatal(p, 'EPROTO', err.message);
-      else this.fatal(p, 'EPROTO', `${INTERNAL_ERROR} handling a frame: ${(err as Error).message}`);
+      else this.frameFault(p, err);
       return;
     }
     this.slab.settle();
@@ -415,17 +415,40 @@ export class Kernel implements MailboxHost {
    * loop does not flood the log), and answered EIO; the kernel carries on.
    */
   callFault(p: KernelProcess, request: number, op: string, err: unknown): void {
-    const what = err instanceof Error ? `${err.name}: ${err.message}` : `a thrown ${typeof err}`;
-    const at = err instanceof Error ? thrownAt(err) : null;
+    const what = thrownWhat(err);
     this.faultLog.note(
-      op,
-      `${INTERNAL_ERROR} in CALL '${op}' from ${p.label}: ${what}${at === null ? '' : ` (${at})`}`,
+      `in CALL '${op}'`,
+      `${INTERNAL_ERROR} in CALL '${op}' from ${p.label}: ${what}${thrownWhere(err)}`,
     );
     this.replyError(
       p,
       request,
       'EIO',
       `${INTERNAL_ERROR} in the kernel's '${op}': ${what} (the kernel's fault, not the request's; the kernel's log has it)`,
+    );
+  }
+
+  /**
+   * Handling a frame threw what no refusal throws (the decoder's FrameError is the peer's): a bug
+   * in the kernel, not the process's fault. Said so in the log, where it was thrown (once per
+   * window: a process can send the same frame again and again, and so can others), and to the
+   * process, ended with EIO, not the EPROTO that would send it looking for what it sent wrong;
+   * its monitors hear that the kernel ended it. Its pending operations are in an unknown state
+   * (the frame may have been half handled), so it cannot go on as if nothing happened.
+   */
+  frameFault(p: KernelProcess, err: unknown): void {
+    if (p.socket.destroyed) return;
+    const what = thrownWhat(err);
+    const from = p.id === 0 ? 'a connection before its HELLO' : p.label;
+    this.faultLog.note(
+      'handling a frame',
+      `${INTERNAL_ERROR} handling a frame from ${from}, which is ended: ${what}${thrownWhere(err)}`,
+    );
+    this.endConnection(
+      p,
+      'EIO',
+      `${INTERNAL_ERROR} in the kernel handling a frame of this process: ${what} (the kernel's fault, not the process's; the kernel's log has it)`,
+      'fault',
     );
   }
 
@@ -438,9 +461,14 @@ export class Kernel implements MailboxHost {
   ): void {
     if (p.socket.destroyed) return;
     const line = `closing connection${p.id ? ` of ${p.label}` : ''}: ${message}`;
-    // A stranger can be refused as often as it likes; a bug is said every time.
-    if (p.id === 0 && !message.startsWith(INTERNAL_ERROR)) this.unjoinedLog.note(code, line);
+    // A stranger can be refused as often as it likes.
+    if (p.id === 0) this.unjoinedLog.note(code, line);
     else this.log(line);
+    this.endConnection(p, code, message, reason);
+  }
+
+  /** Writes the fatal ERROR (request id 0), closes the connection and terminates its process. */
+  private endConnection(p: KernelProcess, code: ErrorCode, message: string, reason: TerminationReason): void {
     // Its sends already in a mailbox stay there (termination keeps what was sent): it must hear
     // so before the ERROR that fails the rest. The ACK waited for the turn's flush, which comes
     // after the end: the client failed them all, and a message it was told was not sent was
@@ -1370,9 +1398,7 @@ export class Kernel implements MailboxHost {
       for (const [monitor, watcher] of p.watchers) {
         watcher.watching?.delete(monitor);
         if (watcher.terminated) continue;
-        watcher.writer.append(
-          encodeJsonFrame(Op.EVENT, 0, 0, monitor, { event: 'down', process: p.id, name: p.name, reason }),
-        );
+        watcher.writer.append(encodeJsonFrame(Op.EVENT, 0, 0, monitor, downEvent(p, reason)));
         this.markDirty(watcher);
       }
       p.watchers = null;
@@ -1395,7 +1421,7 @@ export class Kernel implements MailboxHost {
     // message that never came.
     const unhandled = p.decoder.buffered;
     this.log(
-      `${p.label} terminated (${reason})${unhandled > 0 ? `; ${unhandled} bytes it sent were not handled (a frame begun and not finished, or held while it did not read)` : ''}`,
+      `${p.label} terminated (${reason === 'fault' ? "the kernel's fault" : reason})${unhandled > 0 ? `; ${unhandled} bytes it sent were not handled (a frame begun and not finished, or held while it did not read)` : ''}`,
     );
   }
 
@@ -1541,15 +1567,31 @@ const HELLO_BYTES_HELD = 256 * HELLO_MAX_FRAME;
 
 /** How long the log sums up connections closed before HELLO after saying the first of a kind. */
 const UNJOINED_LOG_WINDOW_MS = 10_000;
-/** How long the log sums up the kernel's faults in one CALL op after saying the first. */
+/** How long the log sums up the kernel's faults of one kind (a CALL op, frames) after saying the first. */
 const FAULT_LOG_WINDOW_MS = 10_000;
-/** How an error that is the kernel's own fault begins (a fatal one is never summed up in the log). */
+/** How an error that is the kernel's own fault begins. */
 const INTERNAL_ERROR = 'internal error';
 
-/** The stack frame an error was thrown at ("at fn (file:line:col)"), or null if it has none. */
-function thrownAt(err: Error): string | null {
-  const frame = /\n\s+(at .*)/.exec(err.stack ?? '');
-  return frame === null ? null : frame[1]!;
+/** What was thrown, as a fault's log line and error say it: its class and message. */
+function thrownWhat(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : `a thrown ${typeof err}`;
+}
+
+/** Where it was thrown, as " (at fn (file:line:col))", or nothing if it has no stack. */
+function thrownWhere(err: unknown): string {
+  const frame = err instanceof Error ? /\n\s+(at .*)/.exec(err.stack ?? '') : null;
+  return frame === null ? '' : ` (${frame[1]!})`;
+}
+
+/**
+ * A monitor's EVENT for p's end. The kernel's own fault is told as a crash that says so: a client
+ * that predates `kernelFault` lets a member it does not know through, where a reason it does not
+ * know would fail its connection.
+ */
+function downEvent(p: KernelProcess, reason: TerminationReason): Record<string, unknown> {
+  if (reason === 'fault')
+    return { event: 'down', process: p.id, name: p.name, reason: 'crash', kernelFault: true };
+  return { event: 'down', process: p.id, name: p.name, reason };
 }
 
 function tokenDigest(token: string): Buffer {

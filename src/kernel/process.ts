@@ -10,8 +10,11 @@ import type { SendWaiter } from './send-waiter.js';
 /** How a process reached the kernel. */
 export type Transport = 'unix' | 'tcp';
 
-/** Why a process terminated, as monitors are told. */
-export type TerminationReason = 'exit' | 'crash' | 'timeout' | 'shutdown' | 'protocol';
+/**
+ * Why a process terminated, as monitors are told. 'fault' (the kernel ended it for a bug of its
+ * own) is told as 'crash' with `kernelFault: true`, which clients that predate it let through.
+ */
+export type TerminationReason = 'exit' | 'crash' | 'timeout' | 'shutdown' | 'protocol' | 'fault';
 
 /**
  * A connected process as the kernel sees it: its socket, its pending operations, what it owns.

@@ -347,7 +347,10 @@ export class RemoteFailureError extends PostboxError {
 
 /**
  * The kernel failed at its own work: a bug in the kernel, not a fault of the request, which did
- * not happen. The kernel logged it and carries on; its log line is worth a bug report.
+ * not happen. The kernel logged it and carries on; its log line is worth a bug report. Met while
+ * answering a CALL, only that call fails; met while handling any other frame, the process is
+ * ended with it (its operations may have been half done), and its monitors see a `crash` with
+ * `kernelFault: true`.
  */
 export class KernelFaultError extends PostboxError {
   declare readonly code: 'EIO';

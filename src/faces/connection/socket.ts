@@ -724,7 +724,7 @@ export class Connection extends Duplex {
 
   #downError(e: DownEvent): ConnectionLostError {
     return new ConnectionLostError(
-      `the connection on port '${this.port}' was reset: ${processLabel(this.peer.id, this.peer.name ?? e.name)} ${downText(e.reason)}`,
+      `the connection on port '${this.port}' was reset: ${processLabel(this.peer.id, this.peer.name ?? e.name)} ${downText(e)}`,
       { process: this.#peerSubject() },
     );
   }

@@ -81,7 +81,8 @@ export function processLabel(id: number, name: string | null): string {
 }
 
 /** What a termination reason means, for an error message. */
-export function downText(reason: DownEvent['reason']): string {
+export function downText({ reason, kernelFault }: Pick<DownEvent, 'reason' | 'kernelFault'>): string {
+  if (kernelFault === true) return "was ended by a fault in the kernel (the kernel's bug, not its own)";
   switch (reason) {
     case 'exit':
       return 'exited without closing the connection';
