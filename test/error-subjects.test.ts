@@ -154,6 +154,42 @@ describe("the kernel's errors carry their subject", () => {
     await unnamed.delete();
   });
 
+  test('a call about a mailbox names it whatever refuses it: one not found by name or id, its arguments, a process it names', async () => {
+    const p = await join();
+    /** Asserts an error of `code` about mailbox `mailbox`. */
+    const on =
+      (code: string, mailbox: string) =>
+      (err: unknown): boolean => {
+        const e = err as PostboxError;
+        assert.equal(e.code, code, e.message);
+        assert.equal(e.mailbox, mailbox, `${e.message}: its mailbox`);
+        return true;
+      };
+    await assert.rejects(p.openMailbox('subjects-nowhere'), on('ENOENT', 'subjects-nowhere'));
+    const box = await p.createMailbox('subjects-args');
+    await assert.rejects(box.setLimits({ capacity: -1 }), on('EINVAL', 'subjects-args'));
+    await assert.rejects(box.setLimits({ maxBytes: 1.5 }), on('EINVAL', 'subjects-args'));
+    await assert.rejects(box.chmod(0o1777), on('EINVAL', 'subjects-args'));
+    await assert.rejects(box.grant(999996), (err: unknown) => {
+      on('ESRCH', 'subjects-args')(err);
+      return about('ESRCH', '999996')(err);
+    });
+    // A create's arguments name the mailbox it would have made.
+    await assert.rejects(
+      p.createMailbox('subjects-unmade', { capacity: -1 }),
+      on('EINVAL', 'subjects-unmade'),
+    );
+    await assert.rejects(
+      p.createMailbox('subjects-unmade', { messageSize: 8 }),
+      on('EINVAL', 'subjects-unmade'),
+    );
+    // Removed, it is named as a send to it names it: by the name it had.
+    const handle = await p.openMailbox('subjects-args');
+    await box.delete();
+    await assert.rejects(handle.stat(), on('ENOENT', 'subjects-args'));
+    await assert.rejects(handle.chmod(0o666), on('ENOENT', 'subjects-args'));
+  });
+
   test('an EMSGSIZE the kernel measured against a mailbox gives the size and the limit', async () => {
     const p = await join();
     const small = await p.createMailbox('subjects-small', { maxMessageSize: 100 });

@@ -15,11 +15,26 @@ class CallError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
-    readonly mailbox?: Mailbox,
+    /** The mailbox it is about: itself, or its name where there is none (not found, not made). */
+    readonly mailbox?: Mailbox | string,
     /** What else it says: the process it is about (name, else id), an EBUSY's holders. */
     readonly detail?: ErrorDetail,
   ) {
     super(message);
+  }
+}
+
+/**
+ * Runs `check`, part of a call about `mb`: a refusal it throws that names no mailbox (the argument
+ * checks are shared with calls about none) names mb, as every error of a call on a mailbox does.
+ */
+function onMailbox<T>(mb: Mailbox | string | null, check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    if (err instanceof CallError && err.mailbox === undefined && mb !== null)
+      throw new CallError(err.code, err.message, mb, err.detail);
+    throw err;
   }
 }
 
@@ -63,51 +78,8 @@ const handlers: Record<string, Handler> = {
         );
     roomForHandle(k, p);
     const name = optName(a.name);
-    const key = a.key === undefined || a.key === null || a.key === 0 ? 0 : safeInt(a.key, 'key');
-    const withPasskey = optBool(a.passkey, 'passkey');
-    const ifExists = a.ifExists ?? 'fail';
-    if (ifExists !== 'fail' && ifExists !== 'open')
-      throw new CallError('EINVAL', "ifExists must be 'fail' or 'open'");
-    const existing =
-      name !== null ? k.mailboxByName.get(name) : key !== 0 ? k.mailboxByKey.get(key) : undefined;
-    if (existing !== undefined) {
-      const what = name !== null ? `mailbox '${name}'` : `the mailbox with key ${key}`;
-      if (ifExists === 'fail') throw new CallError('EEXIST', `${what} exists (#${existing.id})`, existing);
-      return openHandle(k, p, existing, a);
-    }
-    // A key names one mailbox, as a System V key names one queue: a second, under another name,
-    // would hide the first from msgget for good.
-    const keyed = key !== 0 ? k.mailboxByKey.get(key) : undefined;
-    if (keyed !== undefined)
-      throw new CallError(
-        'EEXIST',
-        `key 0x${(key >>> 0).toString(16).padStart(8, '0')} is taken by ${keyed.label} (#${keyed.id})`,
-        keyed,
-      );
-    if (k.mailboxes.size >= k.limits.maxMailboxes) {
-      throw new CallError(
-        'ENOMEM',
-        `the kernel's limit of ${k.limits.maxMailboxes} mailboxes is reached (postbox kernel --max-mailboxes)`,
-      );
-    }
-    const system = optBool(a.system, 'system');
-    const attrs = parseAttributes(k, a, system);
-    const mb = new Mailbox(k, k.nextMailboxId++, name, attrs, p, system);
-    k.mailboxes.set(mb.id, mb);
-    k.listed.add(mb.id);
-    if (name !== null) k.mailboxByName.set(name, mb);
-    if (key !== 0) {
-      mb.key = key;
-      k.mailboxByKey.set(key, mb);
-    }
-    p.owned ??= new Set();
-    p.owned.add(mb);
-    // Before the handle, whose description says the mailbox has one.
-    if (withPasskey) mb.passkey = randomBytes(PASSKEY_BYTES).toString('hex');
-    const opened = openHandle(k, p, mb, a, true);
-    // Only its creator learns it: an open, or a create that finds the mailbox there, does not.
-    if (withPasskey) opened.passkey = mb.passkey;
-    return opened;
+    // A refusal of its arguments names the mailbox it would have made, by its name.
+    return onMailbox(name, () => create(k, p, a, name));
   },
   open: (k, p, a) => {
     if (a.passkey !== undefined && typeof a.passkey !== 'string')
@@ -176,7 +148,7 @@ const handlers: Record<string, Handler> = {
     // one EVENT when a reader opens (or the mailbox goes), instead of asking over and over.
     const mb = find(k, a);
     if (a.on === false) {
-      const id = idArg(a.event, 'event', 'the awaitReader');
+      const id = onMailbox(mb, () => idArg(a.event, 'event', 'the awaitReader'));
       if (mb.readerWaits?.get(id) === p) {
         mb.readerWaits.delete(id);
         // By its own ids: looking through every wait on the mailbox made a crowd of writers
@@ -190,7 +162,7 @@ const handlers: Record<string, Handler> = {
     }
     // `beyond`: readers the caller already counts (a popen parent's own, held until its child
     // opens the read end it was handed); the event still comes at the next reader's open.
-    const beyond = a.beyond === undefined ? 0 : positiveInt(a.beyond, 'beyond', true);
+    const beyond = a.beyond === undefined ? 0 : onMailbox(mb, () => positiveInt(a.beyond, 'beyond', true));
     if (mb.readers > beyond) return { readers: mb.readers };
     // Bounded as monitors are: unbounded, one process's CALLs in a loop grew the kernel's maps
     // without end (each wait lasts until a reader comes, which may be never).
@@ -301,14 +273,14 @@ const handlers: Record<string, Handler> = {
     const mb = find(k, a);
     notAnInbox(mb, 'given another mode');
     ownerOnly(k, p, mb, 'change the mode of');
-    mb.mode = parseMode(a.mode);
+    mb.mode = onMailbox(mb, () => parseMode(a.mode));
     return rightsChanged(k, mb);
   },
   grant: (k, p, a) => {
     const mb = find(k, a);
     notAnInbox(mb, 'shared');
     ownerOnly(k, p, mb, 'grant rights on');
-    const q = findProcess(k, a.process);
+    const q = onMailbox(mb, () => findProcess(k, a.process));
     mb.group ??= new Set();
     mb.group.add(q.id);
     q.grantedOn ??= new Set();
@@ -319,7 +291,7 @@ const handlers: Record<string, Handler> = {
     const mb = find(k, a);
     notAnInbox(mb, 'shared or unshared');
     ownerOnly(k, p, mb, 'revoke rights on');
-    const q = findProcess(k, a.process);
+    const q = onMailbox(mb, () => findProcess(k, a.process));
     mb.group?.delete(q.id);
     q.grantedOn?.delete(mb);
     return rightsChanged(k, mb);
@@ -328,7 +300,7 @@ const handlers: Record<string, Handler> = {
     const mb = find(k, a);
     notAnInbox(mb, 'transferred');
     ownerOnly(k, p, mb, 'transfer');
-    const q = findProcess(k, a.process);
+    const q = onMailbox(mb, () => findProcess(k, a.process));
     mb.owner?.owned?.delete(mb);
     mb.owner = q;
     q.owned ??= new Set();
@@ -345,7 +317,7 @@ const handlers: Record<string, Handler> = {
     // Whoever may act as its owner: one that lost the passkey its create was told asks again,
     // one that handed it too far replaces it. Not a member of an owned mailbox's group: a
     // passkey lets in whoever holds it, and letting others in is the owner's (grant).
-    ownerOnly(p, mb, renew ? 'renew the passkey of' : 'be told the passkey of');
+    ownerOnly(k, p, mb, renew ? 'renew the passkey of' : 'be told the passkey of');
     if (renew) {
       notAnInbox(mb, 'given a passkey');
       // The old passkey opens nothing from now on; those it let in stay in the group, as those
@@ -359,14 +331,14 @@ const handlers: Record<string, Handler> = {
     const mb = find(k, a);
     ownerOnly(k, p, mb, 'change the limits of');
     // Everything is checked before anything changes: a refused call leaves the limits as they were.
-    const given = a.maxBytes === undefined ? null : parseMaxBytes(k, a.maxBytes, 0);
+    const given = a.maxBytes === undefined ? null : onMailbox(mb, () => parseMaxBytes(k, a.maxBytes, 0));
     if (a.capacity !== undefined && mb.messageSize !== 0)
       throw new CallError(
         'EINVAL',
         `${mb.label} has fixed-size messages in a preallocated ring; its capacity cannot change`,
         mb,
       );
-    const capacity = a.capacity === undefined ? mb.capacity : parseCapacity(a.capacity);
+    const capacity = a.capacity === undefined ? mb.capacity : onMailbox(mb, () => parseCapacity(a.capacity));
     // A byte limit left at its capacity's default follows a new capacity, as if created with it:
     // kept, a mailbox made unbounded still held senders off at a bounded one's 64 MiB.
     const maxBytes =
@@ -382,6 +354,55 @@ const handlers: Record<string, Handler> = {
     return describe(k, mb);
   },
 };
+
+/** Makes the mailbox a `create` asks for, or opens the one it finds (`ifExists: 'open'`). */
+function create(k: Kernel, p: KernelProcess, a: Args, name: string | null): Args {
+  const key = a.key === undefined || a.key === null || a.key === 0 ? 0 : safeInt(a.key, 'key');
+  const withPasskey = optBool(a.passkey, 'passkey');
+  const ifExists = a.ifExists ?? 'fail';
+  if (ifExists !== 'fail' && ifExists !== 'open')
+    throw new CallError('EINVAL', "ifExists must be 'fail' or 'open'");
+  const existing =
+    name !== null ? k.mailboxByName.get(name) : key !== 0 ? k.mailboxByKey.get(key) : undefined;
+  if (existing !== undefined) {
+    const what = name !== null ? `mailbox '${name}'` : `the mailbox with key ${key}`;
+    if (ifExists === 'fail') throw new CallError('EEXIST', `${what} exists (#${existing.id})`, existing);
+    return openHandle(k, p, existing, a);
+  }
+  // A key names one mailbox, as a System V key names one queue: a second, under another name,
+  // would hide the first from msgget for good.
+  const keyed = key !== 0 ? k.mailboxByKey.get(key) : undefined;
+  if (keyed !== undefined)
+    throw new CallError(
+      'EEXIST',
+      `key 0x${(key >>> 0).toString(16).padStart(8, '0')} is taken by ${keyed.label} (#${keyed.id})`,
+      keyed,
+    );
+  if (k.mailboxes.size >= k.limits.maxMailboxes) {
+    throw new CallError(
+      'ENOMEM',
+      `the kernel's limit of ${k.limits.maxMailboxes} mailboxes is reached (postbox kernel --max-mailboxes)`,
+    );
+  }
+  const system = optBool(a.system, 'system');
+  const attrs = parseAttributes(k, a, system);
+  const mb = new Mailbox(k, k.nextMailboxId++, name, attrs, p, system);
+  k.mailboxes.set(mb.id, mb);
+  k.listed.add(mb.id);
+  if (name !== null) k.mailboxByName.set(name, mb);
+  if (key !== 0) {
+    mb.key = key;
+    k.mailboxByKey.set(key, mb);
+  }
+  p.owned ??= new Set();
+  p.owned.add(mb);
+  // Before the handle, whose description says the mailbox has one.
+  if (withPasskey) mb.passkey = randomBytes(PASSKEY_BYTES).toString('hex');
+  const opened = openHandle(k, p, mb, a, true);
+  // Only its creator learns it: an open, or a create that finds the mailbox there, does not.
+  if (withPasskey) opened.passkey = mb.passkey;
+  return opened;
+}
 
 /** Runs one CALL and answers it. */
 export function handleCall(k: Kernel, p: KernelProcess, request: number, payload: unknown): void {
@@ -610,7 +631,7 @@ export function overLimit(p: KernelProcess, count: number, what: string): string
 function openHandle(k: Kernel, p: KernelProcess, mb: Mailbox, a: Args, created = false): Args {
   const role = a.role ?? 'both';
   if (role !== 'read' && role !== 'write' && role !== 'both' && role !== 'none') {
-    throw new CallError('EINVAL', "role must be 'read', 'write', 'both' or 'none'");
+    throw new CallError('EINVAL', "role must be 'read', 'write', 'both' or 'none'", mb);
   }
   // 'none': a handle that only manages the mailbox (mkfifo's): it counts as neither end.
   const read = role === 'read' || role === 'both';
@@ -721,14 +742,15 @@ function find(k: Kernel, a: Args): Mailbox {
   if (a.id !== undefined && a.id !== null) {
     const id = idArg(a.id, 'id', 'a mailbox', MAX_WIRE_ID);
     const mb = k.mailboxes.get(id);
-    if (mb === undefined) throw new CallError('ENOENT', k.goneMessage(id));
+    // Named as a SEND to it is: by its old name, if it had one.
+    if (mb === undefined) throw new CallError('ENOENT', k.goneMessage(id), k.goneSubject(id));
     return mb;
   }
   if (a.name !== undefined && a.name !== null) {
     if (typeof a.name !== 'string')
       throw new CallError('EINVAL', `name must be a mailbox name (a string), not ${shown(a.name)}`);
     const mb = k.mailboxByName.get(a.name);
-    if (mb === undefined) throw new CallError('ENOENT', `no mailbox '${a.name}'`);
+    if (mb === undefined) throw new CallError('ENOENT', `no mailbox '${a.name}'`, a.name);
     return mb;
   }
   throw new CallError('EINVAL', 'name a mailbox by key (number), id (number) or name (string)');
