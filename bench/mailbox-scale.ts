@@ -2,14 +2,22 @@
 // (docs/performance.md, "What an operation costs as things grow"). A tool, like owner-end.js; not
 // part of `npm run bench`.
 //
-//   node dist/bench/mailbox-scale.js [--part typed,rendezvous,drain] [--sizes N,N…] [--runs N]
-//     [--sends N] [--messages N] [--queued N]
+//   node dist/bench/mailbox-scale.js [--part typed,from,turns,rendezvous,drain] [--sizes N,N…]
+//     [--runs N] [--sends N] [--messages N] [--queued N] [--policy first|round-robin]
 //
-// typed:      N receives wait on a 'first' mailbox, each for a type of its own (System V's
+// typed:      N receives wait on a mailbox of --policy, each for a type of its own (System V's
 //             clients, each in msgrcv for type = its pid); then --sends messages, each of the
 //             type of a receive chosen at random among those still waiting. Printed: the kernel's
 //             CPU per send (its main thread's). With --queued K, K messages of a type no receive
 //             takes are queued first (the requests the clients' server has not read yet).
+// from:       on a mailbox of --policy, N receives wait for a message from process B, then
+//             --sends receives for one from process C (an inbox's owner waiting on each of its
+//             peers); C sends --sends messages, each past B's receives. Printed: the kernel's CPU
+//             per send.
+// turns:      on a round-robin mailbox, process A has N receives waiting, then process B has N
+//             (each asked for all of its work at once); --sends messages go to them, turn by
+//             turn A's and B's. Printed: the kernel's CPU per send, and whether the turns
+//             alternated.
 // rendezvous: N sends of different priorities (random, 0…32,767) wait on a priority mailbox of
 //             capacity 0; one receiver takes them all, one receive at a time. Printed: the
 //             kernel's CPU per receive, and whether they came highest priority first.
@@ -24,14 +32,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { connect, type Message, type PostboxProcess } from '../src/client/mod.js';
+import { connect, type Mailbox, type Message, type PostboxProcess } from '../src/client/mod.js';
 import { Child, installCleanup, session } from './harness.js';
 import { stats } from './report.js';
 import { launchKernel } from './shared-kernel.js';
 import { toolArgs } from './tool-args.js';
 
 const USAGE =
-  'node dist/bench/mailbox-scale.js [--part typed,rendezvous,drain] [--sizes N,N…] [--runs N] [--sends N] [--messages N] [--queued N]';
+  'node dist/bench/mailbox-scale.js [--part typed,from,turns,rendezvous,drain] [--sizes N,N…] [--runs N] [--sends N] [--messages N] [--queued N] [--policy first|round-robin]';
 
 const { values, count } = toolArgs('mailbox-scale', USAGE, {
   part: { type: 'string', default: 'typed,rendezvous,drain' },
@@ -40,6 +48,7 @@ const { values, count } = toolArgs('mailbox-scale', USAGE, {
   sends: { type: 'string', default: '1000' },
   messages: { type: 'string', default: '1000000' },
   queued: { type: 'string', default: '0' },
+  policy: { type: 'string', default: 'first' },
   // The kernel process of the drain part (this script, started by itself).
   'serve-kernel': { type: 'string' },
   help: { type: 'boolean', default: false },
@@ -55,6 +64,8 @@ function mainThreadCpuMs(pid: number): number {
 
 /** Operations in flight at once from one client: enough to keep the kernel busy. */
 const IN_FLIGHT = 1000;
+/** The policies the typed and from parts compare. */
+type Policy = 'first' | 'round-robin';
 /** Types of the typed part start here, past the default type 1. */
 const FIRST_TYPE = 1000;
 
@@ -77,29 +88,57 @@ async function waitForCount(
  */
 function warmed<T>(
   label: string,
-  round: (kernelPid: number, a: PostboxProcess, b: PostboxProcess, name: string) => Promise<T>,
+  round: (
+    kernelPid: number,
+    a: PostboxProcess,
+    b: PostboxProcess,
+    name: string,
+    c: PostboxProcess,
+  ) => Promise<T>,
 ): Promise<T> {
   return session(label, 600_000, async ({ add, dir }) => {
     const kernel = await launchKernel(dir('postbox-mailbox-scale-'), process.env, false);
     add(kernel.child);
     const a = await connect({ socket: kernel.socket });
     const b = await connect({ socket: kernel.socket });
+    const c = await connect({ socket: kernel.socket });
     try {
-      await round(kernel.child.pid, a, b, 'warm-up');
-      return await round(kernel.child.pid, a, b, 'measured');
+      await round(kernel.child.pid, a, b, 'warm-up', c);
+      return await round(kernel.child.pid, a, b, 'measured', c);
     } finally {
-      await Promise.allSettled([a.close(), b.close()]);
+      await Promise.allSettled([a.close(), b.close(), c.close()]);
     }
   });
+}
+
+/** Kernel CPU ms per message of `bodies`, sent by `into` while receives wait for them. */
+async function sendAll(
+  pid: number,
+  a: PostboxProcess,
+  name: string,
+  into: Mailbox<string>,
+  bodies: { body: string; type?: number }[],
+): Promise<number> {
+  const before = (await a.stat(name)).received;
+  const cpu = mainThreadCpuMs(pid);
+  const sent: Promise<unknown>[] = [];
+  for (const { body, type } of bodies) {
+    sent.push(into.send(body, type === undefined ? {} : { type }));
+    if (sent.length === IN_FLIGHT) await Promise.all(sent.splice(0));
+  }
+  await Promise.all(sent);
+  // The receives' TAKEs reach the kernel after their messages reach them: counted too.
+  await waitForCount(a, name, 'received', before + bodies.length);
+  return (mainThreadCpuMs(pid) - cpu) / bodies.length;
 }
 
 /**
  * Kernel CPU ms per send with `waiting` typed receives waiting, and `queued` messages of a type
  * none of them takes (the requests a System V server has not read yet) in the queue.
  */
-function typed(waiting: number, sends: number, queued: number): Promise<number> {
+function typed(waiting: number, sends: number, queued: number, policy: Policy): Promise<number> {
   return warmed(`typed run of ${waiting}`, async (pid, a, b, name) => {
-    const box = await a.createMailbox<string>(name, { mode: 0o666 });
+    const box = await a.createMailbox<string>(name, { mode: 0o666, policy });
     const into = await b.openMailbox<string>(name);
     const got = new Map<number, Promise<Message<string> | null>>();
     for (let i = 0; i < waiting; i++) {
@@ -116,22 +155,85 @@ function typed(waiting: number, sends: number, queued: number): Promise<number> 
       [types[i], types[j]] = [types[j]!, types[i]!];
     }
     const chosen = types.slice(0, Math.min(sends, waiting));
-    const cpu = mainThreadCpuMs(pid);
-    const sent: Promise<unknown>[] = [];
-    for (const t of chosen) {
-      sent.push(into.send(`to ${t}`, { type: t }));
-      if (sent.length === IN_FLIGHT) await Promise.all(sent.splice(0));
-    }
-    await Promise.all(sent);
+    const perSend = await sendAll(
+      pid,
+      a,
+      name,
+      into,
+      chosen.map((t) => ({ body: `to ${t}`, type: t })),
+    );
     const bodies = await Promise.all(chosen.map((t) => got.get(t)!));
-    // The receives' TAKEs reach the kernel after their messages reach them: counted too.
-    await waitForCount(a, name, 'received', chosen.length);
-    const perSend = (mainThreadCpuMs(pid) - cpu) / chosen.length;
     chosen.forEach((t, i) => {
       if (bodies[i]?.body !== `to ${t}`) throw new Error(`the receive of type ${t} got ${bodies[i]?.body}`);
     });
     await box.delete();
     return perSend;
+  });
+}
+
+/** Kernel CPU ms per send from C with `waiting` receives from B ahead of C's in line. */
+function bySender(waiting: number, sends: number, policy: Policy): Promise<number> {
+  return warmed(`from run of ${waiting}`, async (pid, a, b, name, c) => {
+    const box = await a.createMailbox<string>(name, { mode: 0o666, policy });
+    const fromC = await c.openMailbox<string>(name);
+    const receive = (sender: number): Promise<Message<string> | null> => {
+      const r = box.receive({ from: sender });
+      r.catch(() => {}); // B's, still waiting when the mailbox goes
+      return r;
+    };
+    for (let i = 0; i < waiting; i++) receive(b.id);
+    const got = Array.from({ length: sends }, () => receive(c.id));
+    await waitForCount(a, name, 'waitingReceiversCount', waiting + sends);
+    const perSend = await sendAll(
+      pid,
+      a,
+      name,
+      fromC,
+      got.map((_, i) => ({ body: `m${i}` })),
+    );
+    const bodies = (await Promise.all(got)).map((m) => m?.body);
+    bodies.forEach((body, i) => {
+      if (body !== `m${i}`) throw new Error(`receive ${i} from C got ${body}`);
+    });
+    await box.delete();
+    return perSend;
+  });
+}
+
+/**
+ * Kernel CPU ms per send to a round-robin mailbox where A, then B, has `waiting` receives
+ * waiting, and whether the messages went to A and B in turn.
+ */
+function turns(waiting: number, sends: number): Promise<{ perSend: number; alternated: boolean }> {
+  return warmed(`turns run of ${waiting}`, async (pid, a, b, name, c) => {
+    const box = await a.createMailbox<string>(name, { mode: 0o666, policy: 'round-robin' });
+    const ofB = await b.openMailbox<string>(name);
+    const into = await c.openMailbox<string>(name);
+    const waitOn = (mb: Mailbox<string>): Promise<Message<string> | null>[] =>
+      Array.from({ length: waiting }, () => {
+        const r = mb.receive();
+        r.catch(() => {}); // still waiting when the mailbox goes
+        return r;
+      });
+    const gotA = waitOn(box);
+    await waitForCount(a, name, 'waitingReceiversCount', waiting);
+    const gotB = waitOn(ofB);
+    await waitForCount(a, name, 'waitingReceiversCount', 2 * waiting);
+    const n = Math.min(sends, 2 * waiting);
+    const perSend = await sendAll(
+      pid,
+      a,
+      name,
+      into,
+      Array.from({ length: n }, (_, i) => ({ body: `m${i}` })),
+    );
+    // Turn by turn: A's receives get the even messages, B's the odd, each in the order asked.
+    const ofA = await Promise.all(gotA.slice(0, Math.ceil(n / 2)));
+    const ofB2 = await Promise.all(gotB.slice(0, Math.floor(n / 2)));
+    const alternated =
+      ofA.every((m, i) => m?.body === `m${2 * i}`) && ofB2.every((m, i) => m?.body === `m${2 * i + 1}`);
+    await box.delete();
+    return { perSend, alternated };
   });
 }
 
@@ -238,19 +340,52 @@ async function main(): Promise<void> {
   const sends = count(values.sends, 'sends');
   const messages = count(values.messages, 'messages');
   const queued = count(values.queued, 'queued', 0);
+  const policy = values.policy;
+  if (policy !== 'first' && policy !== 'round-robin') {
+    console.error(`mailbox-scale: --policy must be first or round-robin, not '${policy}'\nusage: ${USAGE}`);
+    process.exit(2);
+  }
+  const perSendTable = (title: string, rs: Map<number, number[]>): void => {
+    console.log(`${title}; ${runs} runs, median (min–max)\n`);
+    console.log('| receives waiting | kernel CPU µs a send |\n|--:|--:|');
+    for (const [n, ms] of rs)
+      console.log(
+        `| ${n.toLocaleString('en-US')} | ${span(
+          ms.map((x) => x * 1000),
+          0,
+        )} |`,
+      );
+    console.log();
+  };
   if (parts.includes('typed')) {
     const results = new Map<number, number[]>(sizes.map((n) => [n, []]));
-    for (let i = 0; i < runs; i++) for (const n of sizes) results.get(n)!.push(await typed(n, sends, queued));
-    console.log(
-      `typed receives waiting, a send to a random one, ${queued} queued for no one; ${runs} runs, median (min–max)\n`,
+    for (let i = 0; i < runs; i++)
+      for (const n of sizes) results.get(n)!.push(await typed(n, sends, queued, policy));
+    perSendTable(
+      `${policy}: typed receives waiting, a send to a random one, ${queued} queued for no one`,
+      results,
     );
-    console.log('| receives waiting | kernel CPU µs a send |\n|--:|--:|');
+  }
+  if (parts.includes('from')) {
+    const results = new Map<number, number[]>(sizes.map((n) => [n, []]));
+    for (let i = 0; i < runs; i++)
+      for (const n of sizes) results.get(n)!.push(await bySender(n, sends, policy));
+    perSendTable(
+      `${policy}: receives from B waiting, ${sends} sends from C to receives from C behind them`,
+      results,
+    );
+  }
+  if (parts.includes('turns')) {
+    const results = new Map<number, { perSend: number; alternated: boolean }[]>(sizes.map((n) => [n, []]));
+    for (let i = 0; i < runs; i++) for (const n of sizes) results.get(n)!.push(await turns(n, sends));
+    console.log(`round robin: A's receives waiting, then as many of B's, ${sends} sends; ${runs} runs\n`);
+    console.log("| each's receives waiting | kernel CPU µs a send | A, B, A, B … |\n|--:|--:|:-:|");
     for (const [n, rs] of results)
       console.log(
         `| ${n.toLocaleString('en-US')} | ${span(
-          rs.map((ms) => ms * 1000),
+          rs.map((r) => r.perSend * 1000),
           0,
-        )} |`,
+        )} | ${rs.every((r) => r.alternated) ? 'yes' : 'NO'} |`,
       );
     console.log();
   }
