@@ -1,9 +1,9 @@
 /**
  * Which of the receives waiting on a mailbox gets a message that several of them select: the
- * first in line (first come), whatever each selects — one type (System V msgrcv with type > 0,
- * found by that type: src/kernel/receiver-line.ts), any, type < 0, except, a sender — and
- * whether it waits as a single receive or as a stream out of credit. Real kernel, real client
- * processes; checked by hand and against a model of the rule over a long random line.
+ * first in line (first come), or the first from the turn (round robin), whatever each selects —
+ * one type (System V msgrcv with type > 0), one sender, any, type < 0, except — and whether it
+ * waits as a single receive or as a stream out of credit. Real kernel, real client processes;
+ * checked by hand and against a model of the rule over long random lines.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -174,3 +174,130 @@ test('a long line of random selections: each message goes where the rule says', 
   assert.equal((await box.stat()).waitingReceiversCount, WAITING - served.length);
   assert.ok(served.length > SENDS / 2, `most messages found a receive (${served.length})`);
 });
+
+/**
+ * The rule, as the kernel applied it before receives were found by type and sender: a line with
+ * a turn (round robin's; first come's stays at the front), a receive that asks again joins it just
+ * before the turn, a message goes to the first from the turn that selects it, and under round
+ * robin the turn then passes to the first after the taker of another process.
+ */
+class RuleLine {
+  readonly items: { id: number; proc: number; sel: Selector }[] = [];
+  private turn = 0;
+  constructor(private readonly roundRobin: boolean) {}
+
+  join(id: number, proc: number, sel: Selector): void {
+    if (!this.roundRobin || this.items.length === 0) {
+      this.items.push({ id, proc, sel });
+      return;
+    }
+    this.items.splice(this.turn, 0, { id, proc, sel });
+    this.turn++;
+  }
+
+  /** The id of the receive that takes a message of this type and sender, which leaves the line; or -1. */
+  take(type: number, sender: number): number {
+    const n = this.items.length;
+    for (let k = 0; k < n; k++) {
+      const i = (this.turn + k) % n;
+      const w = this.items[i]!;
+      if (!selectsMessage(w.sel, type, sender)) continue;
+      if (this.roundRobin) {
+        this.turn = (i + 1) % n;
+        for (let j = 1; j < n; j++) {
+          const other = (i + j) % n;
+          if (this.items[other]!.proc !== w.proc) {
+            this.turn = other;
+            break;
+          }
+        }
+      }
+      this.items.splice(i, 1);
+      if (this.turn > i) this.turn--;
+      if (this.turn >= this.items.length) this.turn = 0;
+      return w.id;
+    }
+    return -1;
+  }
+}
+
+function selectsMessage(sel: Selector, type: number, sender: number): boolean {
+  if (sel.from !== undefined && sel.from !== sender) return false;
+  const t = sel.type ?? 0;
+  if (t === 0) return true;
+  if (t > 0) return sel.except === true ? type !== t : type === t;
+  return type <= -t;
+}
+
+for (const policy of ['first', 'round-robin'] as const) {
+  test(`${policy}: receives of three processes, of one type, from one sender or any, join as messages come; each message goes where the rule says`, async () => {
+    const owner = await join();
+    const receivers = [owner, await join(), await join()];
+    const senders = [await join(), await join()];
+    const box = await owner.createMailbox<string>(null, { mode: 0o666, policy });
+    const recvBoxes = [
+      box,
+      ...(await Promise.all(receivers.slice(1).map((p) => p.openMailbox<string>(box.id)))),
+    ];
+    const sendBoxes = await Promise.all(senders.map((p) => p.openMailbox<string>(box.id)));
+    const rand = prng(policy === 'first' ? 11 : 12);
+    const pick = (n: number): number => Math.floor(rand() * n);
+    const TYPES = 12;
+    const selection = (): Selector => {
+      const r = rand();
+      const from = rand() < 0.35 ? senders[pick(2)]!.id : undefined;
+      if (r < 0.45) return { type: 1 + pick(TYPES), from };
+      if (r < 0.65) return { from };
+      if (r < 0.8) return { type: -(1 + pick(TYPES)), from };
+      return { type: 1 + pick(TYPES), except: true, from };
+    };
+    const line = new RuleLine(policy === 'round-robin');
+    const got: Promise<Message<string> | null>[] = [];
+    /** Each receive's process and selection, by its index in `got`. */
+    const asked: { proc: number; sel: Selector }[] = [];
+    const ask = (proc: number, sel: Selector): void => {
+      const p = recvBoxes[proc]!.receive(sel);
+      p.catch(() => {}); // those no message was for end with the process
+      line.join(got.length, proc, sel);
+      got.push(p);
+      asked.push({ proc, sel });
+    };
+    // Blocks of one process's receives, each in the kernel before the next: runs of a process, and
+    // processes taking turns one by one.
+    while (line.items.length < 240) {
+      const proc = pick(3);
+      const block = rand() < 0.3 ? 30 + pick(30) : 1 + pick(3);
+      for (let i = 0; i < block; i++) ask(proc, selection());
+      await receiversWaiting(box, line.items.length);
+    }
+    const expected = new Map<number, string>();
+    for (let i = 0; i < 300 && line.items.length > 0; i++) {
+      // A message some receive waiting takes: made for one of them at random.
+      const { sel } = line.items[pick(line.items.length)]!;
+      const s = sel.from !== undefined ? senders.findIndex((p) => p.id === sel.from) : pick(2);
+      const t = sel.type ?? 0;
+      let type = 1 + pick(TYPES);
+      if (t > 0 && sel.except !== true) type = t;
+      else if (t > 0 && type === t) type = (t % TYPES) + 1;
+      else if (t < 0) type = 1 + pick(-t);
+      await sendBoxes[s]!.send(`m${i}`, { type });
+      const taker = line.take(type, senders[s]!.id);
+      assert.notEqual(taker, -1, `m${i} has a taker`);
+      expected.set(taker, `m${i}`);
+      if (rand() < 0.5) {
+        // The taker's process, or another, asks again: it joins just before the turn.
+        ask(rand() < 0.7 ? asked[taker]!.proc : pick(3), selection());
+        await receiversWaiting(box, line.items.length);
+      }
+    }
+    const served = [...expected.keys()];
+    const bodies = await within(
+      Promise.all(served.map((k) => got[k]!)),
+      20_000,
+      `the ${served.length} receives the rule serves`,
+    );
+    const wrong = served.filter((k, i) => bodies[i]?.body !== expected.get(k));
+    assert.deepEqual(wrong, [], 'receives that got another message than the rule gives them');
+    assert.equal((await box.stat()).waitingReceiversCount, line.items.length);
+  });
+}
