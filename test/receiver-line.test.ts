@@ -1,22 +1,28 @@
 /**
- * The line of receivers waiting on a mailbox (src/kernel/receiver-line.ts): pure, so checked
- * directly, and against the array with a turn index that it replaced, over random operations.
+ * The line of receivers waiting on a mailbox (src/kernel/receiver-line.ts, and the places of
+ * line-places.ts): pure, so checked directly, and against the array with a turn index that it
+ * replaced, over random operations.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ReceiverLine } from '../src/kernel/receiver-line.js';
+import { PLACE_LIMIT } from '../src/kernel/line-places.js';
+import { type ReceiverKind, ReceiverLine } from '../src/kernel/receiver-line.js';
 import { prng } from './helpers/prng.js';
 
 class Receiver {
   prevInLine: Receiver | null = null;
   nextInLine: Receiver | null = null;
+  place = 0;
+  kind: ReceiverKind<Receiver> | null = null;
   prevOfKind: Receiver | null = null;
   nextOfKind: Receiver | null = null;
-  arrival = 0;
+  runFirst: Receiver | null = null;
+  runLast: Receiver | null = null;
   constructor(
     readonly id: number,
     readonly peer: object,
     readonly exactType = 0,
+    readonly exactSender = 0,
   ) {}
 }
 
@@ -26,9 +32,6 @@ const ids = (line: ReceiverLine<Receiver>): number[] => [...line].map((r) => r.i
 class ArrayLine {
   items: Receiver[] = [];
   rr = 0;
-  push(r: Receiver): void {
-    this.items.push(r);
-  }
   insertBeforeTurn(r: Receiver): void {
     if (this.items.length === 0) {
       this.items.push(r);
@@ -44,9 +47,16 @@ class ArrayLine {
     if (this.rr >= this.items.length) this.rr = 0;
   }
   /** Round robin's order: from the turn, going round. */
-  turns(): number[] {
+  turns(): Receiver[] {
     const n = this.items.length;
-    return Array.from({ length: n }, (_, k) => this.items[(this.rr + k) % n]!.id);
+    return Array.from({ length: n }, (_, k) => this.items[(this.rr + k) % n]!);
+  }
+  /** The mailbox's nextTurn as it was: the first after r of another process, else the one after r. */
+  nextTurn(r: Receiver): Receiver {
+    const n = this.items.length;
+    const i = this.items.indexOf(r);
+    for (let k = 1; k < n; k++) if (this.items[(i + k) % n]!.peer !== r.peer) return this.items[(i + k) % n]!;
+    return this.items[(i + 1) % n]!;
   }
 }
 
@@ -57,11 +67,39 @@ function turns(line: ReceiverLine<Receiver>): number[] {
   return out;
 }
 
+/** The members of a kind, first to last. */
+function members(kind: ReceiverKind<Receiver> | null): Receiver[] {
+  const out: Receiver[] = [];
+  for (let r = kind?.head ?? null; r !== null; r = r.nextOfKind) out.push(r);
+  return out;
+}
+
+/** Each run's ends name each other, and every receiver between them is of the same process. */
+function assertRuns(line: ReceiverLine<Receiver>, where: string): void {
+  const items = [...line];
+  for (let i = 0; i < items.length; ) {
+    const first = items[i]!;
+    const last = first.runLast;
+    assert.ok(last !== null, `${where}: ${first.id} starts a run`);
+    let j = i;
+    for (; items[j] !== last; j++) {
+      assert.ok(j < items.length, `${where}: the run from ${first.id} ends in line`);
+      assert.equal(items[j]!.peer, first.peer, `${where}: one process's run`);
+      assert.equal(items[j]!.runFirst, null, `${where}: ${items[j]!.id} is not a run's last`);
+      if (j > i) assert.equal(items[j]!.runLast, null, `${where}: ${items[j]!.id} is not a run's first`);
+    }
+    assert.equal(last.peer, first.peer);
+    assert.equal(last.runFirst, first, `${where}: the last of the run from ${first.id} names it`);
+    if (last !== first) assert.equal(last.runLast, null);
+    i = j + 1;
+  }
+}
+
 test('arrival order; anyone may leave from where they stand, the turn passing on', () => {
-  const line = new ReceiverLine<Receiver>();
+  const line = new ReceiverLine<Receiver>(true);
   const peer = {};
   const r = Array.from({ length: 5 }, (_, i) => new Receiver(i, peer));
-  for (const x of r) line.push(x);
+  for (const x of r) line.join(x);
   assert.equal(line.length, 5);
   assert.equal(line.first(), r[0]);
   line.setTurn(r[2]!);
@@ -79,12 +117,13 @@ test('arrival order; anyone may leave from where they stand, the turn passing on
   assert.equal(line.length, 0);
   assert.equal(line.first(), null);
   assert.equal(line.turn(), null);
-  assert.ok(r.every((x) => x.prevInLine === null && x.nextInLine === null));
+  assert.ok(r.every((x) => x.prevInLine === null && x.nextInLine === null && x.kind === null));
+  assert.ok(r.every((x) => x.runFirst === null && x.runLast === null));
 });
 
 test('leaving while the line is walked skips nobody', () => {
-  const line = new ReceiverLine<Receiver>();
-  for (let i = 0; i < 10; i++) line.push(new Receiver(i, {}));
+  const line = new ReceiverLine<Receiver>(false);
+  for (let i = 0; i < 10; i++) line.join(new Receiver(i, {}));
   const seen: number[] = [];
   for (const x of line) {
     seen.push(x.id);
@@ -95,84 +134,103 @@ test('leaving while the line is walked skips nobody', () => {
 });
 
 test('oneProcess says whether every receiver in line is one process’s', () => {
-  const line = new ReceiverLine<Receiver>();
+  const line = new ReceiverLine<Receiver>(true);
   const a = {};
   const b = {};
   assert.ok(line.oneProcess());
   const r = [new Receiver(0, a), new Receiver(1, a), new Receiver(2, b)];
-  line.push(r[0]!);
-  line.insertBeforeTurn(r[1]!);
+  line.join(r[0]!);
+  line.join(r[1]!);
   assert.ok(line.oneProcess());
-  line.push(r[2]!);
+  line.join(r[2]!);
   assert.ok(!line.oneProcess());
   line.remove(r[2]!);
   assert.ok(line.oneProcess());
   line.clear();
-  line.push(r[2]!);
+  line.join(r[2]!);
   assert.ok(line.oneProcess(), 'clear forgets who was in line');
 });
 
-test('round robin turns match the array it replaced, over random joins, turns and leaves', () => {
-  for (let seed = 1; seed <= 50; seed++) {
+test('round robin: turns, places, kinds, runs and the next turn match the array it replaced, over random joins, turns and leaves', () => {
+  for (let seed = 1; seed <= 60; seed++) {
     const rand = prng(seed);
-    const line = new ReceiverLine<Receiver>();
+    const pick = (n: number): number => Math.floor(rand() * n);
+    const line = new ReceiverLine<Receiver>(true);
     const model = new ArrayLine();
     const peers = [{}, {}, {}];
     let next = 0;
     for (let step = 0; step < 400; step++) {
+      const where = `seed ${seed}, step ${step}`;
       const op = rand();
       if (op < 0.45 || model.items.length === 0) {
-        const r = new Receiver(next++, peers[Math.floor(rand() * peers.length)]!);
-        line.insertBeforeTurn(r);
+        // Runs of one process, and processes one by one; of one type, one sender, or neither.
+        const peer = rand() < 0.6 && next > 0 ? (model.items.at(-1)?.peer ?? peers[0]!) : peers[pick(3)]!;
+        const k = pick(4);
+        const r = new Receiver(next++, peer, k === 1 ? 1 + pick(3) : 0);
+        line.join(r);
         model.insertBeforeTurn(r);
-      } else if (op < 0.7) {
-        // A turn taken: the turn moves to someone in line, as the mailbox's nextTurn moves it.
-        const at = Math.floor(rand() * model.items.length);
+      } else if (op < 0.6) {
+        // The turn put anywhere: the line must not depend on where it stands.
+        const at = pick(model.items.length);
         line.setTurn(model.items[at]!);
         model.rr = at;
+      } else if (op < 0.8) {
+        // A turn taken, as the mailbox takes it.
+        const r = model.items[pick(model.items.length)]!;
+        const turn = model.nextTurn(r);
+        assert.equal(line.nextTurnAfter(r), turn, `${where}: the turn after ${r.id}`);
+        line.setTurn(turn);
+        model.rr = model.items.indexOf(turn);
       } else {
-        const r = model.items[Math.floor(rand() * model.items.length)]!;
+        const r = model.items[pick(model.items.length)]!;
         line.remove(r);
         model.remove(r);
+        assert.ok(r.prevOfKind === null && r.nextOfKind === null && r.kind === null, `${where}: unlinked`);
+        assert.ok(r.runFirst === null && r.runLast === null, `${where}: out of its run`);
       }
-      assert.deepEqual(turns(line), model.turns(), `seed ${seed}, step ${step}`);
+      assert.deepEqual(
+        turns(line),
+        model.turns().map((r) => r.id),
+        where,
+      );
       assert.equal(line.length, model.items.length);
+      // The array starts where the line does only going round: the line's own order, from its first.
+      const inLine = [...line];
+      for (let i = 1; i < inLine.length; i++)
+        assert.ok(inLine[i - 1]!.place < inLine[i]!.place, `${where}: places in order`);
+      assertRuns(line, where);
+      const order = model.turns();
+      for (let i = 1; i < order.length; i++)
+        assert.ok(line.rank(order[i - 1]!) < line.rank(order[i]!), `${where}: ranks from the turn`);
+      const kinds: [ReceiverKind<Receiver> | null, (r: Receiver) => boolean][] = [
+        [line.others(), (r) => r.exactSender === 0 && r.exactType === 0],
+        ...[1, 2, 3].map((t): [ReceiverKind<Receiver> | null, (r: Receiver) => boolean] => [
+          line.ofType(t),
+          (r) => r.exactSender === 0 && r.exactType === t,
+        ]),
+      ];
+      for (const [kind, isOf] of kinds) {
+        const of = inLine.filter(isOf);
+        assert.deepEqual(members(kind), of, `${where}: a kind in the line's order`);
+        if (of.length > 0)
+          assert.equal(line.firstOf(kind!), order.find(isOf), `${where}: the first from the turn`);
+      }
+      assert.equal(line.keyed, inLine.filter((r) => r.exactSender !== 0 || r.exactType !== 0).length);
     }
   }
 });
 
-test('arrival order matches a plain array over random joins and leaves', () => {
-  const rand = prng(7);
-  const line = new ReceiverLine<Receiver>();
-  const model: Receiver[] = [];
-  for (let step = 0; step < 5000; step++) {
-    if (rand() < 0.55 || model.length === 0) {
-      const r = new Receiver(step, {});
-      line.push(r);
-      model.push(r);
-    } else {
-      const r = model.splice(Math.floor(rand() * model.length), 1)[0]!;
-      line.remove(r);
-    }
-  }
-  assert.deepEqual(
-    ids(line),
-    model.map((r) => r.id),
-  );
-  assert.equal(line.first(), model[0] ?? null);
-});
-
-test('an indexed line keeps, for each type, those waiting for it, and the others, each in arrival order', () => {
+test('first come: each kind in arrival order, the first of it its head', () => {
   for (let seed = 1; seed <= 20; seed++) {
     const rand = prng(seed);
-    const line = new ReceiverLine<Receiver>(true);
+    const line = new ReceiverLine<Receiver>(false);
     const model: Receiver[] = [];
     for (let step = 0; step < 2000; step++) {
       const op = rand();
       if (op < 0.55 || model.length === 0) {
         // Types 1–5, or 0: a receive of any type, type < 0, or except.
         const r = new Receiver(step, {}, Math.floor(rand() * 6));
-        line.push(r);
+        line.join(r);
         model.push(r);
       } else if (op < 0.995) {
         const r = model.splice(Math.floor(rand() * model.length), 1)[0]!;
@@ -182,32 +240,58 @@ test('an indexed line keeps, for each type, those waiting for it, and the others
         for (const r of line.clear()) assert.ok(r.prevOfKind === null && r.nextOfKind === null);
         model.length = 0;
       }
-      const kind = (first: Receiver | null): Receiver[] => {
-        const out: Receiver[] = [];
-        for (let r = first; r !== null; r = r.nextOfKind) out.push(r);
-        return out;
-      };
-      for (let type = 1; type <= 5; type++)
-        assert.deepEqual(
-          kind(line.waitingFor(type)),
-          model.filter((r) => r.exactType === type),
-          `seed ${seed}, step ${step}, type ${type}`,
-        );
+      for (let type = 1; type <= 5; type++) {
+        const of = model.filter((r) => r.exactSender === 0 && r.exactType === type);
+        assert.deepEqual(members(line.ofType(type)), of, `seed ${seed}, step ${step}, type ${type}`);
+        if (of.length > 0) assert.equal(line.firstOf(line.ofType(type)!), of[0]);
+      }
       assert.deepEqual(
-        kind(line.others()),
-        model.filter((r) => r.exactType === 0),
+        members(line.others()),
+        model.filter((r) => r.exactSender === 0 && r.exactType === 0),
       );
-      assert.equal(line.typed, model.filter((r) => r.exactType !== 0).length);
+      assert.equal(line.keyed, model.filter((r) => r.exactSender !== 0 || r.exactType !== 0).length);
       assert.deepEqual(
         ids(line),
         model.map((r) => r.id),
       );
       for (let i = 1; i < model.length; i++)
-        assert.ok(model[i - 1]!.arrival < model[i]!.arrival, 'arrival order');
+        assert.ok(model[i - 1]!.place < model[i]!.place, 'arrival order');
     }
   }
-  const line = new ReceiverLine<Receiver>();
-  line.push(new Receiver(0, {}, 3));
-  assert.equal(line.typed, 0, 'a line not indexed keeps no lists');
-  assert.equal(line.waitingFor(3), null);
+});
+
+test('round robin: many joins at one place in the line keep their order and places, and move few places', () => {
+  const line = new ReceiverLine<Receiver>(true);
+  const peer = {};
+  const first = Array.from({ length: 1000 }, (_, i) => new Receiver(i, peer));
+  for (const r of first) line.join(r);
+  line.setTurn(first[500]!);
+  // Each joins just before the turn, which stays: each between the last to join and the turn.
+  const joined = Array.from({ length: 20_000 }, (_, i) => new Receiver(1000 + i, peer));
+  let moved = 0;
+  joined.forEach((r, i) => {
+    if (i >= 200) {
+      line.join(r);
+      return;
+    }
+    const before = new Map([...line].map((x) => [x, x.place]));
+    line.join(r);
+    for (const [x, place] of before) if (x.place !== place) moved++;
+  });
+  const order = ids(line);
+  assert.deepEqual(order.slice(0, 500), [...Array(500).keys()]);
+  assert.deepEqual(
+    order.slice(500, 500 + 20_000),
+    [...Array(20_000).keys()].map((i) => 1000 + i),
+  );
+  assert.deepEqual(
+    order.slice(20_500),
+    [...Array(500).keys()].map((i) => 500 + i),
+  );
+  const places = [...line].map((r) => r.place);
+  for (let i = 1; i < places.length; i++) assert.ok(places[i - 1]! < places[i]!, `place ${i} in order`);
+  assert.ok(places.at(-1)! < PLACE_LIMIT);
+  // List labelling moves O(log n) places a join on average; spreading the whole line over each time
+  // its places ran out between two would move 1,000 or more.
+  assert.ok(moved / 200 < 100, `${(moved / 200).toFixed(1)} places moved a join`);
 });

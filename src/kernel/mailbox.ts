@@ -19,7 +19,7 @@ import { BlockedSenders } from './blocked-senders.js';
 import type { MailboxAttributes, MailboxOrder, ReceiverPolicy } from './limits.js';
 import { MessageStore, type Selection, selects } from './message-store.js';
 import type { ReceiveWaiter } from './receive-waiter.js';
-import { ReceiverLine } from './receiver-line.js';
+import { type ReceiverKind, ReceiverLine } from './receiver-line.js';
 import { SEND_WAITER_BYTES, SendWaiter } from './send-waiter.js';
 import { SenderCounts } from './sender-counts.js';
 import type { Slab } from './slab.js';
@@ -172,7 +172,7 @@ export class Mailbox {
    * line was empty. Under admission 'fits', once not even that much fits, none does.
    */
   private smallestBlocked = 0;
-  /** Receivers waiting: in arrival order, and for round robin whose turn is next (see line). */
+  /** Receivers waiting: in line, and for round robin whose turn is next (see line). */
   readonly receivers: ReceiverLine<ReceiveWaiter>;
   /** Messages queued with a receipt pending, by store slot; made with the first. */
   private receiptBySlot: Map<number, SendWaiter> | null = null;
@@ -245,8 +245,7 @@ export class Mailbox {
     this.policy = attrs.policy;
     this.blockedByPriority = attrs.order === 'priority' ? new PriorityBlockedSenders() : null;
     this.blocked = this.blockedByPriority ?? new BlockedSenders();
-    // Round robin puts a receiver that asks again behind the cursor, out of arrival order.
-    this.receivers = new ReceiverLine(attrs.policy !== 'round-robin');
+    this.receivers = new ReceiverLine(attrs.policy === 'round-robin');
     this.mode = attrs.mode;
     this.owner = owner;
     this.systemOwned = systemOwned;
@@ -815,7 +814,7 @@ export class Mailbox {
           );
           break;
         }
-        if (roundRobin) receivers.setTurn(this.nextTurn(w));
+        if (roundRobin) receivers.setTurn(receivers.nextTurnAfter(w));
         blocked.remove(sw);
         this.accept(sw.frame!, 0, sw.peer);
         sw.state = 'inflight';
@@ -919,7 +918,7 @@ export class Mailbox {
       if (this.rendezvous && this.blocked.length > 0) {
         // A sender waiting in a rendezvous is a message there now: meet it if it matches.
         w.waiting = true;
-        this.line(w);
+        this.receivers.join(w);
         this.admitBlocked();
         if (w.inflight > 0) return;
         this.stopWaiting(w);
@@ -932,22 +931,10 @@ export class Mailbox {
       return;
     }
     w.waiting = true;
-    this.line(w);
+    this.receivers.join(w);
     if (got === 0 && w.senderGone) this.waitForGone(w);
     if (timeoutMs > 0 && !w.stream) w.timer = later(receiveTimedOut, timeoutMs, w);
     if (this.rendezvous) this.admitBlocked();
-  }
-
-  /**
-   * Puts a receiver that starts waiting at the back of the line. For first come that is the end
-   * (arrival order). For round robin it is just behind the cursor, the last to have a turn: at the
-   * end it would come ahead of receivers at the front that the cursor has not reached again, and a
-   * receiver passed over (it selects a type that did not come) would lose its turn to each taker
-   * that asks again, for as long as they do.
-   */
-  private line(w: ReceiveWaiter): void {
-    if (this.policy === 'round-robin') this.receivers.insertBeforeTurn(w);
-    else this.receivers.push(w);
   }
 
   /** Delivers queued messages to w within its credit. Returns how many, or 'error' if it ended. */
@@ -1007,7 +994,7 @@ export class Mailbox {
         }
         progress = true;
         if (roundRobin) {
-          receivers.setTurn(this.nextTurn(w));
+          receivers.setTurn(receivers.nextTurnAfter(w));
           this.deliverQueued(w, slot);
           break;
         }
@@ -1015,21 +1002,6 @@ export class Mailbox {
       }
     }
     if (this.rendezvous) this.admitBlocked();
-  }
-
-  /**
-   * Round robin takes turns by process: after receiver i, the next waiting receive of another
-   * process, so a process with many receives outstanding does not take a burst in a row.
-   */
-  private nextTurn(w: ReceiveWaiter): ReceiveWaiter {
-    const receivers = this.receivers;
-    const n = receivers.length;
-    const peer = w.peer;
-    let j = receivers.after(w);
-    // One process's receives alone (a server with many outstanding) take turns among themselves.
-    if (receivers.oneProcess()) return j;
-    for (let k = 1; k < n; k++, j = receivers.after(j)) if (j.peer !== peer) return j;
-    return receivers.after(w);
   }
 
   /** The queued message is over w's max size and w did not ask to truncate. */
@@ -1115,7 +1087,7 @@ export class Mailbox {
   private findReceiver(buf: Buffer, start: number, bodyBytes: number): ReceiveWaiter | null {
     const receivers = this.receivers;
     if (receivers.length === 0) return null;
-    const w = receivers.typed === 0 ? this.takerInLine(buf, start) : this.takerByType(buf, start);
+    const w = receivers.keyed === 0 ? this.takerInLine(buf, start) : this.takerByKind(buf, start);
     if (w === null) return null;
     if (bodyBytes > w.maxSize && (w.flags & ReceiveFlag.TRUNCATE) === 0) {
       // As Linux does for a pipelined send: the too-small receiver fails, the next is tried.
@@ -1126,7 +1098,9 @@ export class Mailbox {
       );
       return this.findReceiver(buf, start, bodyBytes);
     }
-    if (this.policy === 'round-robin') receivers.setTurn(this.nextTurn(w));
+    // Round robin takes turns by process, so a process with many receives outstanding does not
+    // take a burst in a row (one process's receives alone take turns among themselves).
+    if (this.policy === 'round-robin') receivers.setTurn(receivers.nextTurnAfter(w));
     return w;
   }
 
@@ -1157,26 +1131,40 @@ export class Mailbox {
 
   /**
    * {@link takerInLine} where receives wait for one type each (System V's clients, each in msgrcv
-   * for type = its pid): of those waiting for this message's type, the first that can take it;
-   * of the others (any type, type < 0, except), the first that can and selects it, if it came
-   * before. Walking the whole line, as Linux's pipelined_send walks every msgrcv waiting, cost a
-   * send past 10,000 of them 55 µs.
+   * for type = its pid): of those waiting for this message's type, the first from the turn that
+   * can take it; of the others (any type, type < 0, except), the first that can and selects it, if
+   * it comes sooner. Walking the whole line, as Linux's pipelined_send walks every msgrcv waiting,
+   * cost a send past 10,000 of them 55 µs.
    */
-  private takerByType(buf: Buffer, start: number): ReceiveWaiter | null {
+  private takerByKind(buf: Buffer, start: number): ReceiveWaiter | null {
     const type = readInt64(buf, start + Off.TYPE);
     const sender = buf.readUInt32LE(start + Off.SENDER);
-    let taker: ReceiveWaiter | null = null;
-    for (let w = this.receivers.waitingFor(type); w !== null; w = w.nextOfKind) {
-      if (w.credit === 0 || w.peer.congested || (w.sel.from !== 0 && w.sel.from !== sender)) continue;
-      taker = w;
-      break;
-    }
-    for (let w = this.receivers.others(); w !== null; w = w.nextOfKind) {
-      if (taker !== null && w.arrival > taker.arrival) break;
-      if (w.credit === 0 || w.peer.congested || !selects(w.sel, type, sender)) continue;
-      return w;
-    }
-    return taker;
+    const line = this.receivers;
+    const taker = this.firstTaker(line.ofType(type), type, sender, null);
+    return this.firstTaker(line.others(), type, sender, taker) ?? taker;
+  }
+
+  /**
+   * The first of `kind` from the turn that can take a message of this type and sender now, if it
+   * comes before `than` (null: wherever it stands); else null.
+   */
+  private firstTaker(
+    kind: ReceiverKind<ReceiveWaiter> | null,
+    type: number,
+    sender: number,
+    than: ReceiveWaiter | null,
+  ): ReceiveWaiter | null {
+    if (kind === null || kind.head === null) return null;
+    const line = this.receivers;
+    const before = than === null ? Number.POSITIVE_INFINITY : line.rank(than);
+    const first = line.firstOf(kind);
+    let w = first;
+    do {
+      if (line.rank(w) > before) return null;
+      if (w.credit > 0 && !w.peer.congested && selects(w.sel, type, sender)) return w;
+      w = line.kindAfter(w);
+    } while (w !== first);
+    return null;
   }
 
   /**

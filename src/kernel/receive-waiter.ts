@@ -1,6 +1,7 @@
 import { getU32, LENGTH_BYTES, ReceiveFlag } from '../protocol/frame.js';
 import { type Mailbox, type Peer, readSeq } from './mailbox.js';
 import type { Selection } from './message-store.js';
+import type { ReceiverKind } from './receiver-line.js';
 import type { SendWaiter } from './send-waiter.js';
 
 /**
@@ -13,14 +14,17 @@ export class ReceiveWaiter {
   credit: number;
   /** In the mailbox's list of waiting receivers. */
   waiting = false;
-  /** Its neighbours in that list (kept by ReceiverLine). */
+  /** Its neighbours in that list, and its place in it (kept by ReceiverLine). */
   prevInLine: ReceiveWaiter | null = null;
   nextInLine: ReceiveWaiter | null = null;
-  /** Its neighbours among those waiting for the same type, or for more than one (kept by ReceiverLine). */
+  place = 0;
+  /** Those waiting for the same one type, or for more than one, and its neighbours among them (kept by ReceiverLine). */
+  kind: ReceiverKind<ReceiveWaiter> | null = null;
   prevOfKind: ReceiveWaiter | null = null;
   nextOfKind: ReceiveWaiter | null = null;
-  /** Its place in arrival order in that list (kept by ReceiverLine). */
-  arrival = 0;
+  /** Round robin: the other end of its run of its process's receivers, at either end (kept by ReceiverLine). */
+  runFirst: ReceiveWaiter | null = null;
+  runLast: ReceiveWaiter | null = null;
   /** The one message type it takes (type > 0, not `except`), else 0: how its line indexes it. */
   readonly exactType: number;
   /** Told END while still holding untaken messages. */
