@@ -166,7 +166,7 @@ test('round robin: turns, places, kinds, runs and the next turn match the array 
         // Runs of one process, and processes one by one; of one type, one sender, or neither.
         const peer = rand() < 0.6 && next > 0 ? (model.items.at(-1)?.peer ?? peers[0]!) : peers[pick(3)]!;
         const k = pick(4);
-        const r = new Receiver(next++, peer, k === 1 ? 1 + pick(3) : 0);
+        const r = new Receiver(next++, peer, k === 1 ? 1 + pick(3) : 0, k === 2 ? 1 + pick(2) : 0);
         line.join(r);
         model.insertBeforeTurn(r);
       } else if (op < 0.6) {
@@ -204,6 +204,10 @@ test('round robin: turns, places, kinds, runs and the next turn match the array 
         assert.ok(line.rank(order[i - 1]!) < line.rank(order[i]!), `${where}: ranks from the turn`);
       const kinds: [ReceiverKind<Receiver> | null, (r: Receiver) => boolean][] = [
         [line.others(), (r) => r.exactSender === 0 && r.exactType === 0],
+        ...[1, 2].map((s): [ReceiverKind<Receiver> | null, (r: Receiver) => boolean] => [
+          line.ofSender(s),
+          (r) => r.exactSender === s,
+        ]),
         ...[1, 2, 3].map((t): [ReceiverKind<Receiver> | null, (r: Receiver) => boolean] => [
           line.ofType(t),
           (r) => r.exactSender === 0 && r.exactType === t,
@@ -228,8 +232,9 @@ test('first come: each kind in arrival order, the first of it its head', () => {
     for (let step = 0; step < 2000; step++) {
       const op = rand();
       if (op < 0.55 || model.length === 0) {
-        // Types 1–5, or 0: a receive of any type, type < 0, or except.
-        const r = new Receiver(step, {}, Math.floor(rand() * 6));
+        // Types 1–5, or 0: a receive of any type, type < 0, or except; senders 1–2 or any.
+        const sender = rand() < 0.3 ? 1 + Math.floor(rand() * 2) : 0;
+        const r = new Receiver(step, {}, Math.floor(rand() * 6), sender);
         line.join(r);
         model.push(r);
       } else if (op < 0.995) {
@@ -245,6 +250,11 @@ test('first come: each kind in arrival order, the first of it its head', () => {
         assert.deepEqual(members(line.ofType(type)), of, `seed ${seed}, step ${step}, type ${type}`);
         if (of.length > 0) assert.equal(line.firstOf(line.ofType(type)!), of[0]);
       }
+      for (let sender = 1; sender <= 2; sender++)
+        assert.deepEqual(
+          members(line.ofSender(sender)),
+          model.filter((r) => r.exactSender === sender),
+        );
       assert.deepEqual(
         members(line.others()),
         model.filter((r) => r.exactSender === 0 && r.exactType === 0),

@@ -18,7 +18,10 @@ export class ReceiveWaiter {
   prevInLine: ReceiveWaiter | null = null;
   nextInLine: ReceiveWaiter | null = null;
   place = 0;
-  /** Those waiting for the same one type, or for more than one, and its neighbours among them (kept by ReceiverLine). */
+  /**
+   * Those waiting for the same one sender, or else the same one type, or for more than one, and
+   * its neighbours among them (kept by ReceiverLine).
+   */
   kind: ReceiverKind<ReceiveWaiter> | null = null;
   prevOfKind: ReceiveWaiter | null = null;
   nextOfKind: ReceiveWaiter | null = null;
@@ -27,6 +30,8 @@ export class ReceiveWaiter {
   runLast: ReceiveWaiter | null = null;
   /** The one message type it takes (type > 0, not `except`), else 0: how its line indexes it. */
   readonly exactType: number;
+  /** The one process it takes messages from (`sel.from`), else 0: how its line indexes it first. */
+  readonly exactSender: number;
   /** Told END while still holding untaken messages. */
   ended = false;
   /**
@@ -81,6 +86,7 @@ export class ReceiveWaiter {
   ) {
     this.credit = credit;
     this.exactType = sel.type > 0 && !sel.except ? sel.type : 0;
+    this.exactSender = sel.from;
     const size = ringSize(credit);
     this.rBuf = new Array<Buffer | null>(size).fill(null);
     this.rOff = new Uint32Array(size);

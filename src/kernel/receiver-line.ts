@@ -6,12 +6,14 @@ export interface InReceiverLine<T> extends Placed<T> {
   readonly peer: object;
   /** The one message type it takes (a receive of type t > 0, not `except`), else 0. */
   readonly exactType: number;
+  /** The one process it takes messages from, else 0. */
+  readonly exactSender: number;
   /** Its neighbours in the line, or null at either end (and when not in a line). Kept by the line. */
   prevInLine: T | null;
   nextInLine: T | null;
   /**
-   * The receivers of its kind: those waiting for the same one type, or else the others. Kept by
-   * the line, as are its neighbours among them.
+   * The receivers of its kind: those waiting for messages from the same one sender; else for the
+   * same one type; else the others. Kept by the line, as are its neighbours among them.
    */
   kind: ReceiverKind<T> | null;
   prevOfKind: T | null;
@@ -52,10 +54,11 @@ const NO_RECEIVERS: readonly never[] = Object.freeze([]);
  * between two, now and then spread over afresh), so that where two stand from the turn is two
  * subtractions apart ({@link rank}).
  *
- * The line keeps too, for each type, the receivers waiting for that type only, and in one more
- * list the rest, each in the line's order ({@link ofType}, {@link others}): a message of type t
- * looks at the first from the turn of t's that can take it, and at the rest only as far as that
- * one ({@link firstOf}, {@link kindAfter}). A receiver stays where it stands
+ * The line keeps too, for each sender, the receivers waiting for messages from that sender only;
+ * for each type, the others waiting for that type only; and in one more list the rest, each in
+ * the line's order ({@link ofSender}, {@link ofType}, {@link others}): a message from s of type t
+ * looks at the first from the turn of s's and of t's that can take it, and at the rest only as far
+ * as the sooner of those two ({@link firstOf}, {@link kindAfter}). A receiver stays where it stands
  * while it waits, with credit or without, so the order in which they take is the line's.
  *
  * Round robin's turn passes, after a receiver takes, to the first after it of another process
@@ -84,11 +87,13 @@ export class ReceiverLine<T extends InReceiverLine<T>> {
    * 180 bytes even empty, and most mailboxes never have a receiver wait).
    */
   private perProcess: Map<object, number> | null = null;
-  /** Receivers by the one type they take; made with the first of them. */
+  /** Receivers by the one sender they take from; made with the first of them. */
+  private bySender: Map<number, ReceiverKind<T>> | null = null;
+  /** Receivers by the one type they take, of those that name no sender; made with the first of them. */
   private byType: Map<number, ReceiverKind<T>> | null = null;
-  /** The receivers that take more than one type (or any). */
+  /** The receivers that name no sender and take more than one type (or any). */
   private readonly rest: ReceiverKind<T> = { head: null, tail: null, finger: null };
-  /** How many receivers are in {@link byType}'s lists. */
+  /** How many receivers are in {@link bySender}'s and {@link byType}'s lists. */
   private keyedCount = 0;
 
   /** `roundRobin`: receivers join just before the turn, and the turn passes by process. */
@@ -99,17 +104,22 @@ export class ReceiverLine<T extends InReceiverLine<T>> {
     return this.size;
   }
 
-  /** How many in line take one type only ({@link ofType}). */
+  /** How many in line take from one sender only or take one type only ({@link ofSender}, {@link ofType}). */
   get keyed(): number {
     return this.keyedCount;
   }
 
-  /** The receivers waiting for `type` only, if any. */
+  /** The receivers waiting for messages from `sender` only, if any. */
+  ofSender(sender: number): ReceiverKind<T> | null {
+    return this.bySender?.get(sender) ?? null;
+  }
+
+  /** The receivers, naming no sender, waiting for `type` only, if any. */
   ofType(type: number): ReceiverKind<T> | null {
     return this.byType?.get(type) ?? null;
   }
 
-  /** The receivers that take more than one type. */
+  /** The receivers that name no sender and take more than one type. */
   others(): ReceiverKind<T> {
     return this.rest;
   }
@@ -242,12 +252,21 @@ export class ReceiverLine<T extends InReceiverLine<T>> {
   }
 
   private kindFor(w: T): ReceiverKind<T> {
-    if (w.exactType === 0) return this.rest;
-    this.byType ??= new Map();
-    let kind = this.byType.get(w.exactType);
+    let map: Map<number, ReceiverKind<T>>;
+    let key: number;
+    if (w.exactSender !== 0) {
+      this.bySender ??= new Map();
+      map = this.bySender;
+      key = w.exactSender;
+    } else if (w.exactType !== 0) {
+      this.byType ??= new Map();
+      map = this.byType;
+      key = w.exactType;
+    } else return this.rest;
+    let kind = map.get(key);
     if (kind === undefined) {
       kind = { head: null, tail: null, finger: null };
-      this.byType.set(w.exactType, kind);
+      map.set(key, kind);
     }
     return kind;
   }
@@ -293,8 +312,10 @@ export class ReceiverLine<T extends InReceiverLine<T>> {
     w.kind = null;
     if (kind === this.rest) return;
     this.keyedCount--;
-    // Types come and go (System V's clients wait each for its own pid): an empty list goes.
-    if (kind.head === null) this.byType!.delete(w.exactType);
+    // Senders and types come and go (System V's clients wait each for its own pid): an empty list goes.
+    if (kind.head !== null) return;
+    if (w.exactSender !== 0) this.bySender!.delete(w.exactSender);
+    else this.byType!.delete(w.exactType);
   }
 
   /** Round robin: w, just in line, joins the run of its process beside it, or makes one. */
@@ -395,7 +416,7 @@ export class ReceiverLine<T extends InReceiverLine<T>> {
     this.head = this.tail = this.cursor = null;
     this.size = 0;
     this.perProcess?.clear();
-    this.byType = null;
+    this.bySender = this.byType = null;
     this.rest.head = this.rest.tail = this.rest.finger = null;
     this.keyedCount = 0;
     return out;
