@@ -3,7 +3,7 @@
 // part of `npm run bench`.
 //
 //   node dist/bench/mailbox-scale.js [--part typed,from,turns,rendezvous,drain] [--sizes N,N…]
-//     [--runs N] [--sends N] [--messages N] [--queued N] [--policy first|round-robin]
+//     [--runs N] [--sends N] [--messages N] [--queued N] [--policy first|round-robin] [--left N]
 //
 // typed:      N receives wait on a mailbox of --policy, each for a type of its own (System V's
 //             clients, each in msgrcv for type = its pid); then --sends messages, each of the
@@ -23,7 +23,8 @@
 //             kernel's CPU per receive, and whether they came highest priority first.
 // drain:      --messages 1-byte messages fill a mailbox and are drained; the kernel runs in a
 //             process of its own with --expose-gc and reports its memory after a full
-//             collection, before, full and drained.
+//             collection, before, full and drained. With --left K, drained down to K, and then
+//             as many again sent and received in batches of 10,000, K or more always queued.
 //
 // Each run starts a kernel and its clients; medians of the runs.
 
@@ -39,7 +40,7 @@ import { launchKernel } from './shared-kernel.js';
 import { toolArgs } from './tool-args.js';
 
 const USAGE =
-  'node dist/bench/mailbox-scale.js [--part typed,from,turns,rendezvous,drain] [--sizes N,N…] [--runs N] [--sends N] [--messages N] [--queued N] [--policy first|round-robin]';
+  'node dist/bench/mailbox-scale.js [--part typed,from,turns,rendezvous,drain] [--sizes N,N…] [--runs N] [--sends N] [--messages N] [--queued N] [--policy first|round-robin] [--left N]';
 
 const { values, count } = toolArgs('mailbox-scale', USAGE, {
   part: { type: 'string', default: 'typed,rendezvous,drain' },
@@ -49,6 +50,7 @@ const { values, count } = toolArgs('mailbox-scale', USAGE, {
   messages: { type: 'string', default: '1000000' },
   queued: { type: 'string', default: '0' },
   policy: { type: 'string', default: 'first' },
+  left: { type: 'string', default: '0' },
   // The kernel process of the drain part (this script, started by itself).
   'serve-kernel': { type: 'string' },
   help: { type: 'boolean', default: false },
@@ -269,8 +271,19 @@ interface Memory {
   arrayBuffers: number;
 }
 
-/** The kernel's memory after a full collection, before, full and drained, in MiB. */
-function drain(messages: number): Promise<{ before: Memory; full: Memory; drained: Memory }> {
+/** What drain measures: the kernel's memory before, full, drained, and after a turnover (with --left). */
+interface Drained {
+  before: Memory;
+  full: Memory;
+  drained: Memory;
+  turned: Memory | null;
+}
+
+/**
+ * The kernel's memory after a full collection, before, full and drained (to `left` queued), and
+ * with `left` > 0 after as many again went through the queue, in MiB.
+ */
+function drain(messages: number, left: number): Promise<Drained> {
   return session(`drain run of ${messages}`, 600_000, async ({ add, dir }) => {
     const socket = join(dir('postbox-mailbox-scale-'), 'k.sock');
     const script = fileURLToPath(import.meta.url);
@@ -292,14 +305,31 @@ function drain(messages: number): Promise<{ before: Memory; full: Memory; draine
       for (let sent = 0; sent < messages; sent += batch.length) await box.sendMany(batch);
       await waitForCount(a, 'drain', 'queued', messages);
       const full = await memory();
-      let left = messages;
+      // Batches while far from `left`, then single receives: a loop's break gives back what it held.
+      let queued = messages;
       for await (const got of box.batches({ prefetch: 16_384 })) {
-        left -= got.length;
-        if (left <= 0) break;
+        queued -= got.length;
+        if (queued - left <= 2 * 16_384) break;
       }
-      await waitForCount(a, 'drain', 'queued', 0);
+      await waitForCount(a, 'drain', 'queued', queued);
+      await Promise.all(Array.from({ length: queued - left }, () => box.receive()));
+      await waitForCount(a, 'drain', 'queued', left);
       const drained = await memory();
-      return { before, full, drained };
+      if (left === 0) return { before, full, drained, turned: null };
+      // The queue never empties: each batch sent is received by a loop with less credit than what stays.
+      const prefetch = Math.max(1, Math.min(1_000, left));
+      for (let moved = 0; moved < messages; moved += batch.length) {
+        await box.sendMany(batch);
+        let got = 0;
+        for await (const b of box.batches({ prefetch })) {
+          got += b.length;
+          if (got >= batch.length - prefetch) break;
+        }
+        await waitForCount(a, 'drain', 'queued', left + batch.length - got);
+        await Promise.all(Array.from({ length: batch.length - got }, () => box.receive()));
+      }
+      await waitForCount(a, 'drain', 'queued', left);
+      return { before, full, drained, turned: await memory() };
     } finally {
       await a.close();
     }
@@ -341,6 +371,7 @@ async function main(): Promise<void> {
   const messages = count(values.messages, 'messages');
   const queued = count(values.queued, 'queued', 0);
   const policy = values.policy;
+  const left = count(values.left, 'left', 0);
   if (policy !== 'first' && policy !== 'round-robin') {
     console.error(`mailbox-scale: --policy must be first or round-robin, not '${policy}'\nusage: ${USAGE}`);
     process.exit(2);
@@ -406,17 +437,27 @@ async function main(): Promise<void> {
     console.log();
   }
   if (parts.includes('drain')) {
-    const rs: Awaited<ReturnType<typeof drain>>[] = [];
-    for (let i = 0; i < runs; i++) rs.push(await drain(messages));
+    const rs: Drained[] = [];
+    for (let i = 0; i < runs; i++) rs.push(await drain(messages, left));
     console.log(
-      `the kernel's memory after a full collection, ${messages.toLocaleString('en-US')} messages; MiB, ${runs} runs\n`,
+      `the kernel's memory after a full collection, ${messages.toLocaleString('en-US')} messages, drained to ${left}; MiB, ${runs} runs\n`,
     );
     console.log('| | RSS | heap used | array buffers |\n|--|--:|--:|--:|');
-    for (const when of ['before', 'full', 'drained'] as const)
+    const row = (when: string, ms: Memory[]): void =>
       console.log(
-        `| ${when} | ${span(rs.map((r) => mib(r[when].rss)))} | ${span(rs.map((r) => mib(r[when].heapUsed)))} | ${span(
-          rs.map((r) => mib(r[when].arrayBuffers)),
+        `| ${when} | ${span(ms.map((m) => mib(m.rss)))} | ${span(ms.map((m) => mib(m.heapUsed)))} | ${span(
+          ms.map((m) => mib(m.arrayBuffers)),
         )} |`,
+      );
+    for (const when of ['before', 'full', 'drained'] as const)
+      row(
+        when,
+        rs.map((r) => r[when]),
+      );
+    if (left > 0)
+      row(
+        'as many again through it',
+        rs.map((r) => r.turned!),
       );
   }
 }
