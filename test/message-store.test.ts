@@ -279,3 +279,117 @@ test('an emptied store gives back slots far beyond what it needed twice in its l
   for (const s of slots) ring.remove(s, 4);
   assert.equal(ring.slotRoom, 70_000, "a fixed-size mailbox's slots are its ring's places: kept");
 });
+
+for (const byPriority of [false, true]) {
+  test(`a ${byPriority ? 'priority' : 'fifo'} store that holds under an eighth of its slots while as many go through moves what it holds into fewer, in order, and says where each went`, () => {
+    const moves: Int32Array[] = [];
+    const store = new MessageStore(byPriority, 0, { slotsMoved: (to) => moves.push(to) });
+    let seq = 0;
+    const fields = (s: number): Omit<Msg, 'slot'> => ({
+      seq: s,
+      type: 1 + (s % 3),
+      sender: 1 + (s % 2),
+      priority: byPriority ? s % 4 : 0,
+    });
+    const put = (): void => {
+      const b = frame(fields(++seq));
+      store.insert(b, 0, b.length, 4);
+    };
+    /** One in, one out: a receiver just behind its senders. */
+    const through = (n: number): void => {
+      for (let i = 0; i < n; i++) {
+        put();
+        store.remove(store.oldest(), 4);
+      }
+    };
+    for (let i = 0; i < 100_000; i++) put();
+    assert.equal(store.slotRoom, 131_072);
+    while (store.count > 1_000) store.remove(store.oldest(), 4);
+    assert.notEqual(store.first({ type: 2, except: false, from: 0 }), -1, 'its lists built');
+    through(131_071);
+    assert.deepEqual(
+      [moves.length, store.slotRoom],
+      [0, 131_072],
+      'not yet: one fewer put in than it has slots',
+    );
+    const held = new Map<number, number>();
+    store.forEach((s) => {
+      held.set(s, store.seq(s));
+    });
+    through(1);
+    assert.equal(moves.length, 1, 'as many put in as it has slots, under an eighth of them');
+    assert.equal(store.slotRoom, 2_048, 'twice the most it held meanwhile (1,000), rounded up');
+    assert.equal(store.count, 1_000);
+    const to = moves[0]!;
+    // The one put in last went into a moved store; the one taken out was the oldest.
+    const oldest = Math.min(...held.values());
+    for (const [slot, s] of held) if (s !== oldest) assert.equal(store.seq(to[slot]!), s, `seq ${s}`);
+    const order: number[] = [];
+    store.forEach((slot) => {
+      order.push(store.seq(slot));
+    });
+    if (!byPriority)
+      assert.deepEqual(
+        order,
+        [...order].sort((a, b) => a - b),
+        'in order',
+      );
+    assert.deepEqual(
+      [...order].sort((a, b) => a - b),
+      [...Array(1_000).keys()].map((i) => seq - 999 + i),
+    );
+    // Selection by type and sender, and a message given back, on the moved store.
+    const model = order.map((s) => ({ ...fields(s), slot: -1 }));
+    for (const sel of [
+      { type: 2, except: false, from: 0 },
+      { type: -1, except: false, from: 0 },
+      { type: 0, except: false, from: 2 },
+      { type: 3, except: true, from: 1 },
+    ]) {
+      assert.equal(store.seq(store.first(sel)), naiveFirst(model, sel, byPriority)?.seq, JSON.stringify(sel));
+    }
+    const first = store.seq(store.oldest());
+    const b = frame({ ...fields(first - 1), priority: 3 });
+    store.insert(b, 0, b.length, 4);
+    assert.equal(store.seq(store.first(ANY)), first - 1, 'given back ahead of the rest');
+  });
+}
+
+test('a store that fills past an eighth of its slots again, or is a fixed-size ring, keeps them', () => {
+  const moves: Int32Array[] = [];
+  const store = new MessageStore(false, 0, { slotsMoved: (to) => moves.push(to) });
+  let seq = 0;
+  const put = (): void => {
+    const b = frame({ seq: ++seq, type: 1, sender: 1, priority: 0 });
+    store.insert(b, 0, b.length, 4);
+  };
+  for (let i = 0; i < 100_000; i++) put();
+  while (store.count > 1_000) store.remove(store.oldest(), 4);
+  for (let round = 0; round < 3; round++) {
+    // 100,000 one in, one out at 1,000, then a burst to 20,000 and back: never 131,072 in a row.
+    for (let i = 0; i < 100_000; i++) {
+      put();
+      store.remove(store.oldest(), 4);
+    }
+    while (store.count < 20_000) put();
+    while (store.count > 1_000) store.remove(store.oldest(), 4);
+  }
+  assert.deepEqual([moves.length, store.slotRoom], [0, 131_072]);
+
+  const ring = new MessageStore(false, 70_000, { slotsMoved: (to) => moves.push(to) });
+  const slots = Array.from({ length: 70_000 }, (_, i) => {
+    const b = frame({ seq: i + 1, type: 1, sender: 1, priority: 0 });
+    return ring.insert(b, 0, b.length, 4);
+  });
+  for (const s of slots.slice(0, 69_000)) ring.remove(s, 4);
+  for (let i = 0; i < 140_000; i++) {
+    const b = frame({ seq: 70_001 + i, type: 1, sender: 1, priority: 0 });
+    ring.insert(b, 0, b.length, 4);
+    ring.remove(ring.oldest(), 4);
+  }
+  assert.deepEqual(
+    [moves.length, ring.slotRoom],
+    [0, 70_000],
+    "a fixed-size mailbox's slots are its ring's places",
+  );
+});

@@ -13,7 +13,7 @@ import { LIST_PAGE } from '../src/client/process.js';
 import { STAT_IDS } from '../src/kernel/limits.js';
 import { Op } from '../src/protocol/frame.js';
 import { CLI, startTestKernel, type TestKernel } from './helpers/kernel.js';
-import { callFrame, framePayload, RawPeer } from './helpers/raw-peer.js';
+import { callFrame, framePayload, RawPeer, within } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
 
 const MANY = 20_000;
@@ -280,6 +280,47 @@ describe('rules at scale', () => {
     }
     assert.deepEqual(rest, bodies.slice(1));
     await worker.close();
+  });
+
+  test('a queue that never empties moves its messages into fewer slots, and the sends waiting for their receipt follow theirs', async () => {
+    const name = box();
+    const mb = await me.createMailbox<string>(name, { mode: 0o666, maxBytes: 'unbounded' });
+    const sender = await connect({ socket: kernel.socket });
+    const into = await sender.openMailbox<string>(name);
+    /** Takes n of type 1, by type: the store's lists of types are built. */
+    const take = async (n: number): Promise<void> => {
+      let got = 0;
+      for await (const batch of mb.batches({ type: 1 })) {
+        got += batch.length;
+        if (got === n) break;
+      }
+    };
+    // 100,000 queued grow the store's slots to 131,072. Two messages that no receive here takes
+    // keep the queue from emptying, their sends waiting for a receipt. Then as many again go
+    // through it, never more than 10,002 queued, under an eighth: the two move from the slots
+    // after the 100,000 to the first.
+    for (let i = 0; i < 10; i++) await into.sendMany(Array(10_000).fill('x'), { type: 1 });
+    const receipts = [
+      into.send('two', { type: 2, receipt: true }),
+      into.send('three', { type: 3, receipt: true }),
+    ];
+    await take(100_000);
+    for (let round = 0; round < 14; round++) {
+      await into.sendMany(Array(10_000).fill('x'), { type: 1 });
+      await take(10_000);
+    }
+    assert.equal((await mb.stat()).queued, 2);
+    assert.equal((await mb.receive({ type: 3 }))?.body, 'three');
+    assert.equal((await mb.receive({ type: 2 }))?.body, 'two');
+    const settled = await within(Promise.all(receipts), 10_000, 'both receipts');
+    assert.deepEqual(
+      settled.map((r) => [r.outcome, r.outcome === 'received' ? r.receiver : 0]),
+      [
+        ['received', me.id],
+        ['received', me.id],
+      ],
+    );
+    await sender.close();
   });
 
   test('the kernel lists mailboxes a page at a time, by id, and mailboxes() gathers every page', async () => {

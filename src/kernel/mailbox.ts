@@ -17,7 +17,7 @@ import type { FrameWriter } from '../transport/frame-writer.js';
 import { PriorityBlockedSenders } from './blocked-by-priority.js';
 import { BlockedSenders } from './blocked-senders.js';
 import type { MailboxAttributes, MailboxOrder, ReceiverPolicy } from './limits.js';
-import { MessageStore, type Selection, selects } from './message-store.js';
+import { MessageStore, type Selection, type SlotHolder, selects } from './message-store.js';
 import type { ReceiveWaiter } from './receive-waiter.js';
 import { type ReceiverKind, ReceiverLine } from './receiver-line.js';
 import { SEND_WAITER_BYTES, SendWaiter } from './send-waiter.js';
@@ -120,7 +120,7 @@ export interface MailboxTimes {
  * A mailbox: its attributes, its queue, and who waits on it. Every rule of the contract about
  * capacity, blocking, rendezvous, receipts, overflow and sharing is applied here.
  */
-export class Mailbox {
+export class Mailbox implements SlotHolder {
   store: MessageStore;
   /** Fixed message size, or 0 (variable). */
   readonly messageSize: number;
@@ -236,7 +236,7 @@ export class Mailbox {
       this.ring = Buffer.allocUnsafeSlow(attrs.capacity * this.frameBytes);
       this.store = new MessageStore(attrs.order === 'priority', attrs.capacity);
     } else {
-      this.store = new MessageStore(attrs.order === 'priority');
+      this.store = new MessageStore(attrs.order === 'priority', 0, this);
     }
     this.capacity = attrs.capacity;
     this.maxMessageSize = attrs.maxMessageSize;
@@ -744,6 +744,17 @@ export class Mailbox {
       this.replaced++;
     }
     return true;
+  }
+
+  /** The store moved its messages to other slots: the receipts of those queued follow them. */
+  slotsMoved(to: Int32Array): void {
+    const bySlot = this.receiptBySlot;
+    if (bySlot === null || bySlot.size === 0) return;
+    this.receiptBySlot = new Map();
+    for (const sw of bySlot.values()) {
+      sw.slot = to[sw.slot]!;
+      this.receiptBySlot.set(sw.slot, sw);
+    }
   }
 
   private discardSlot(slot: number, code: ErrorCode): void {
@@ -1671,7 +1682,7 @@ export class Mailbox {
     // once (a process's cache of the last mailbox it sent to may keep this object a while),
     // unless a receiver still holds some pushed to it, whose TAKE or RETURN settles them here.
     if (this.inflight === 0) {
-      if (!this.store.asNew) this.store = new MessageStore(this.store.byPriority);
+      if (!this.store.asNew) this.store = new MessageStore(this.store.byPriority, 0, this);
       this.ring = null;
     }
   }
