@@ -281,7 +281,7 @@ test('an emptied store gives back slots far beyond what it needed twice in its l
 });
 
 for (const byPriority of [false, true]) {
-  test(`a ${byPriority ? 'priority' : 'fifo'} store that holds under an eighth of its slots while as many go through moves what it holds into fewer, in order, and says where each went`, () => {
+  test(`a ${byPriority ? 'priority' : 'fifo'} store that holds under an eighth of its slots while as many go through moves what it holds into fewer, in order, and says where each went; filled past an eighth again now and then, or a fixed-size ring, it keeps them`, () => {
     const moves: Int32Array[] = [];
     const store = new MessageStore(byPriority, 0, { slotsMoved: (to) => moves.push(to) });
     let seq = 0;
@@ -305,6 +305,17 @@ for (const byPriority of [false, true]) {
     for (let i = 0; i < 100_000; i++) put();
     assert.equal(store.slotRoom, 131_072);
     while (store.count > 1_000) store.remove(store.oldest(), 4);
+    for (let round = 0; round < 3; round++) {
+      // 100,000 through at 1,000, then a burst to 20,000, past an eighth, and back: it keeps them.
+      through(100_000);
+      while (store.count < 20_000) put();
+      while (store.count > 1_000) store.remove(store.oldest(), 4);
+    }
+    assert.deepEqual(
+      [moves.length, store.slotRoom],
+      [0, 131_072],
+      'filled past an eighth again, every 100,000',
+    );
     assert.notEqual(store.first({ type: 2, except: false, from: 0 }), -1, 'its lists built');
     through(131_071);
     assert.deepEqual(
@@ -352,44 +363,22 @@ for (const byPriority of [false, true]) {
     const b = frame({ ...fields(first - 1), priority: 3 });
     store.insert(b, 0, b.length, 4);
     assert.equal(store.seq(store.first(ANY)), first - 1, 'given back ahead of the rest');
+
+    const ring = new MessageStore(byPriority, 70_000, { slotsMoved: (to) => moves.push(to) });
+    const slots = Array.from({ length: 70_000 }, () => {
+      const f = frame(fields(++seq));
+      return ring.insert(f, 0, f.length, 4);
+    });
+    for (const s of slots.slice(0, 69_000)) ring.remove(s, 4);
+    for (let i = 0; i < 140_000; i++) {
+      const f = frame(fields(++seq));
+      ring.insert(f, 0, f.length, 4);
+      ring.remove(ring.oldest(), 4);
+    }
+    assert.deepEqual(
+      [moves.length, ring.slotRoom],
+      [1, 70_000],
+      "a fixed-size mailbox's slots are its ring's places",
+    );
   });
 }
-
-test('a store that fills past an eighth of its slots again, or is a fixed-size ring, keeps them', () => {
-  const moves: Int32Array[] = [];
-  const store = new MessageStore(false, 0, { slotsMoved: (to) => moves.push(to) });
-  let seq = 0;
-  const put = (): void => {
-    const b = frame({ seq: ++seq, type: 1, sender: 1, priority: 0 });
-    store.insert(b, 0, b.length, 4);
-  };
-  for (let i = 0; i < 100_000; i++) put();
-  while (store.count > 1_000) store.remove(store.oldest(), 4);
-  for (let round = 0; round < 3; round++) {
-    // 100,000 one in, one out at 1,000, then a burst to 20,000 and back: never 131,072 in a row.
-    for (let i = 0; i < 100_000; i++) {
-      put();
-      store.remove(store.oldest(), 4);
-    }
-    while (store.count < 20_000) put();
-    while (store.count > 1_000) store.remove(store.oldest(), 4);
-  }
-  assert.deepEqual([moves.length, store.slotRoom], [0, 131_072]);
-
-  const ring = new MessageStore(false, 70_000, { slotsMoved: (to) => moves.push(to) });
-  const slots = Array.from({ length: 70_000 }, (_, i) => {
-    const b = frame({ seq: i + 1, type: 1, sender: 1, priority: 0 });
-    return ring.insert(b, 0, b.length, 4);
-  });
-  for (const s of slots.slice(0, 69_000)) ring.remove(s, 4);
-  for (let i = 0; i < 140_000; i++) {
-    const b = frame({ seq: 70_001 + i, type: 1, sender: 1, priority: 0 });
-    ring.insert(b, 0, b.length, 4);
-    ring.remove(ring.oldest(), 4);
-  }
-  assert.deepEqual(
-    [moves.length, ring.slotRoom],
-    [0, 70_000],
-    "a fixed-size mailbox's slots are its ring's places",
-  );
-});
