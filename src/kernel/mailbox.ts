@@ -172,7 +172,7 @@ export class Mailbox implements SlotHolder {
    * line was empty. Under admission 'fits', once not even that much fits, none does.
    */
   private smallestBlocked = 0;
-  /** Receivers waiting: in line, and for round robin whose turn is next (see line). */
+  /** Receivers waiting, in line (first come's arrival order, or round robin's with its turn). */
   readonly receivers: ReceiverLine<ReceiveWaiter>;
   /** Messages queued with a receipt pending, by store slot; made with the first. */
   private receiptBySlot: Map<number, SendWaiter> | null = null;
