@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
-import type { PostboxProcess } from '../../client/process.js';
 import { PostboxError } from '../../protocol/errors.js';
+import { asOwner } from '../as-owner.js';
 import { connectionHelp, connectionOptions, findMailbox, printJson, withOperatorProcess } from '../common.js';
 import { printDiagnostic } from '../diagnostic.js';
 import { Exit, exitCodeFor, exitCodesHelp } from '../exit-codes.js';
-import { passkeyFileHelp, passkeyFileOption, passkeyFor } from '../passkey-file.js';
+import { passkeyFileHelp, passkeyFileOption } from '../passkey-file.js';
 import { UsageError } from '../usage-error.js';
 
 export const rmHelp = `Usage: postbox rm NAME... [options]
@@ -59,7 +59,7 @@ export async function rmCommand(argv: string[]): Promise<number> {
         // its descriptors' (rightsAtOpen): deleting it would fail descriptors that Linux keeps.
         const unlink =
           values.unlink === true || (mb.name !== null && (mb.endOnLastWriter || mb.rightsAtOpen));
-        await control(proc, unlink ? 'unlink' : 'delete', mb.id, passkeyFor(values['passkey-file'], mb));
+        await asOwner(proc, mb, values['passkey-file'], (h) => (unlink ? h.unlink() : h.delete()));
         done.push({ ref, id: mb.id, name: mb.name, action: unlink ? 'unlinked' : 'deleted' });
       } catch (err) {
         if (!(err instanceof PostboxError)) throw err;
@@ -71,25 +71,4 @@ export async function rmCommand(argv: string[]): Promise<number> {
     if (values.json) printJson(done);
     return code;
   });
-}
-
-/**
- * Deletes or unlinks a mailbox through a handle of role 'none': it counts as neither a reader
- * nor a writer, so opening it does not disturb a FIFO's ends.
- */
-async function control(
-  proc: PostboxProcess,
-  op: 'delete' | 'unlink',
-  id: number,
-  passkey: string | undefined,
-): Promise<void> {
-  // The passkey makes this process one of the group, which acts as the owner of an unowned
-  // mailbox that has one.
-  const mb = await proc.openMailbox(id, { role: 'none', passkey });
-  try {
-    if (op === 'delete') await mb.delete();
-    else await mb.unlink();
-  } finally {
-    mb.close();
-  }
 }
