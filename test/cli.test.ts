@@ -198,6 +198,9 @@ const commands = [
   'create',
   'rm',
   'passkey',
+  'chmod',
+  'grant',
+  'revoke',
   'send',
   'recv',
   'watch',
@@ -2423,6 +2426,154 @@ test('postbox passkey replaces a passkey, in its file (0600) or printed: the old
     ] as const)
       assert.equal((await run(['rm', name], { env: cliEnv({ POSTBOX_PASSKEY: key }) })).code, 0);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('chmod MODE NAME... changes who may send and receive, each name in turn: a send the new mode refuses exits 5, one it lets in goes', async () => {
+  for (const name of ['cm-a', 'cm-b']) assert.equal((await run(['create', name])).code, 0);
+  try {
+    const closed = await run(['chmod', '640', 'cm-a', 'cm-none', 'cm-b', '--json']);
+    // The one that is not there is said, and the exit code is its; the others are changed.
+    assert.equal(closed.code, 4, closed.stderr);
+    assert.match(closed.stderr, /^postbox chmod: no mailbox 'cm-none' \(ENOENT\)\n$/);
+    const json = JSON.parse(closed.stdout) as { ref: string; mode?: number; error?: string }[];
+    assert.deepEqual(
+      json.map((e) => [e.ref, e.mode ?? e.error]),
+      [
+        ['cm-a', 0o640],
+        ['cm-none', 'ENOENT'],
+        ['cm-b', 0o640],
+      ],
+    );
+    assert.equal((await me.stat('cm-b')).mode, 0o640);
+    // Unowned, it has no owner for the first digit to let in, and no group: no one sends.
+    const refused = await run(['send', 'cm-a', 'x']);
+    assert.equal(refused.code, 5, refused.stderr);
+    assert.match(refused.stderr, /\(EACCES\)/);
+    const opened = await run(['chmod', '0662', 'cm-a']);
+    assert.equal(opened.code, 0, opened.stderr);
+    assert.equal(opened.stdout, '', 'silent, as chmod(1) is');
+    assert.equal((await run(['send', 'cm-a', 'x'])).code, 0);
+    const recv = await run(['recv', 'cm-a', '--nowait']);
+    assert.equal(recv.code, 5, '0662 lets others send, not receive');
+    // MODE as create --mode takes it, and a usage error otherwise, before any change.
+    for (const args of [
+      ['chmod', '68', 'cm-a'],
+      ['chmod', '0o1000', 'cm-a'],
+      ['chmod', 'rw', 'cm-a'],
+      ['chmod', '640'],
+      ['chmod'],
+    ]) {
+      const bad = await run(args);
+      assert.equal(bad.code, 2, args.join(' '));
+      assert.match(bad.stderr, /MODE must be three octal digits|missing (MODE and )?NAME/, args.join(' '));
+      noStack(bad);
+    }
+    assert.equal((await me.stat('cm-a')).mode, 0o662);
+    // A library process's mailbox is its owner's to change.
+    const owned = await me.createMailbox('cm-owned', { mode: 0o662 });
+    try {
+      const notOwner = await run(['chmod', '666', 'cm-owned']);
+      assert.equal(notOwner.code, 5);
+      assert.match(notOwner.stderr, /may not change the mode of mailbox 'cm-owned': only its owner/);
+      assert.equal((await owned.stat()).mode, 0o662);
+    } finally {
+      await owned.delete();
+    }
+  } finally {
+    await run(['rm', 'cm-a', 'cm-b']);
+  }
+});
+
+test('grant NAME PROCESS... lets a process send and receive where the mode let it not, while it lives; revoke takes it away', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbt-gr-'));
+  const worker = await connect({ socket: k.socket, name: 'gr-worker' });
+  try {
+    assert.equal((await run(['create', 'gr-jobs', '--mode', '0660'])).code, 0);
+    const jobs = await worker.openMailbox('gr-jobs');
+    await assert.rejects(jobs.send('before'), { code: 'EACCES' });
+    // Each process in turn: one that is not connected is said (exit 4), the other is granted.
+    const granted = await run(['grant', 'gr-jobs', 'gr-nobody', 'gr-worker', '--json']);
+    assert.equal(granted.code, 4, granted.stderr);
+    assert.match(granted.stderr, /^postbox grant: no process named 'gr-nobody' \(ESRCH\)\n$/);
+    const json = JSON.parse(granted.stdout) as Record<string, unknown>[];
+    assert.deepEqual(json[0], {
+      ref: 'gr-nobody',
+      error: 'ESRCH',
+      message: "no process named 'gr-nobody'",
+    });
+    assert.equal(json[1]!.process, worker.id);
+    assert.equal(json[1]!.name, 'gr-worker');
+    assert.deepEqual(json[1]!.group, [worker.id]);
+    await jobs.send('job');
+    assert.equal((await jobs.receive({ nowait: true }))?.body, 'job');
+    // By id, as ps shows it; at once, for the process's next send.
+    const revoked = await run(['revoke', 'gr-jobs', String(worker.id)]);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.equal(revoked.stdout, '');
+    await assert.rejects(jobs.send('after'), { code: 'EACCES' });
+    assert.deepEqual((await me.stat('gr-jobs')).group, []);
+
+    // Usage errors before anything is asked; an unknown mailbox is exit 4.
+    for (const [args, code, message] of [
+      [['grant', 'gr-jobs'], 2, /missing PROCESS/],
+      [['revoke'], 2, /missing NAME and PROCESS/],
+      [['grant', 'gr-jobs', '0'], 2, /PROCESS: 0 is no process id/],
+      [['grant', 'gr-jobs', ''], 2, /PROCESS needs a process name or id/],
+      [['grant', 'gr-nothere', 'gr-worker'], 4, /no mailbox 'gr-nothere' \(ENOENT\)/],
+      [['revoke', 'gr-jobs', '999999'], 4, /no process 999999 \(ESRCH\)/],
+    ] as const) {
+      const r = await run([...args]);
+      assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message, args.join(' '));
+      noStack(r);
+    }
+
+    // A library process's mailbox is its owner's: the command is refused, nothing changes.
+    const owned = await me.createMailbox('gr-owned', { mode: 0o660 });
+    try {
+      for (const op of ['grant', 'revoke']) {
+        const r = await run([op, 'gr-owned', 'gr-worker']);
+        assert.equal(r.code, 5, r.stderr);
+        assert.match(r.stderr, /only its owner, process \d+ \('tester'\), may \(EACCES\)/);
+      }
+      assert.deepEqual((await owned.stat()).group, []);
+    } finally {
+      await owned.delete();
+    }
+
+    // One with a passkey is its group's to manage: the command presents the passkey.
+    const file = join(dir, 'gr.key');
+    assert.equal((await run(['create', 'gr-pk', '--passkey-file', file])).code, 0);
+    const without = await run(['grant', 'gr-pk', 'gr-worker']);
+    assert.equal(without.code, 5, without.stderr);
+    const withKey = await run(['grant', 'gr-pk', 'gr-worker', '--passkey-file', file]);
+    assert.equal(withKey.code, 0, withKey.stderr);
+    const pk = await worker.openMailbox('gr-pk');
+    await pk.send('in');
+    assert.equal((await pk.receive({ nowait: true }))?.body, 'in');
+    const chmodded = await run(['chmod', '600', 'gr-pk'], {
+      env: cliEnv({ POSTBOX_PASSKEY: readFileSync(file, 'utf8').trim() }),
+    });
+    assert.equal(chmodded.code, 0, chmodded.stderr);
+    await assert.rejects(pk.send('no more'), { code: 'EACCES' });
+    // The grant ends with its process.
+    await worker.close();
+    await until(
+      async () => (await me.stat('gr-pk')).group,
+      (g) => g.length === 0,
+      10_000,
+      "gr-worker out of gr-pk's group once it has ended",
+    );
+    assert.equal(
+      (await run(['rm', 'gr-pk'], { env: cliEnv({ POSTBOX_PASSKEY: readFileSync(file, 'utf8').trim() }) }))
+        .code,
+      0,
+    );
+  } finally {
+    await worker.close().catch(() => {});
+    await run(['rm', 'gr-jobs']);
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -101,11 +101,14 @@ export function parseBytes(value: string | undefined, flag: string, min: 0 | 1 =
   return n;
 }
 
-/** A mode like ipc_perm: three octal digits, optionally with a leading 0 or 0o (`0662`). */
-export function parseMode(value: string | undefined, flag = 'mode'): number | undefined {
+/**
+ * A mode like ipc_perm: three octal digits, optionally with a leading 0 or 0o (`0662`). `what` is
+ * how the error names it: the flag, or `MODE` for chmod's operand.
+ */
+export function parseMode(value: string | undefined, what = '--mode'): number | undefined {
   if (value === undefined) return undefined;
   const m = /^(?:0o?)?([0-7]{3})$/i.exec(value.trim());
-  if (m === null) throw new UsageError(`--${flag} must be three octal digits such as 0662, not '${value}'`);
+  if (m === null) throw new UsageError(`${what} must be three octal digits such as 0662, not '${value}'`);
   return Number.parseInt(m[1]!, 8);
 }
 

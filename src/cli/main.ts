@@ -2,8 +2,10 @@
 import { KERNEL_VERSION } from '../kernel/kernel.js';
 import { PostboxError } from '../protocol/errors.js';
 import { PROTOCOL_VERSION } from '../protocol/frame.js';
+import { chmodCommand, chmodHelp } from './commands/chmod.js';
 import { createCommand, createHelp } from './commands/create.js';
 import { fifoCommand, fifoHelp } from './commands/fifo.js';
+import { grantCommand, grantHelp, revokeCommand, revokeHelp } from './commands/grant.js';
 import { limitsCommand, limitsHelp } from './commands/limits.js';
 import { lsCommand, lsHelp } from './commands/ls.js';
 import { mkfifoCommand, mkfifoHelp } from './commands/mkfifo.js';
@@ -44,6 +46,17 @@ const commands: Record<string, Command> = {
     help: passkeyHelp,
     summary: "replace a mailbox's passkey (the old one opens nothing more)",
   },
+  chmod: {
+    run: chmodCommand,
+    help: chmodHelp,
+    summary: "change who may send and receive (a mailbox's mode)",
+  },
+  grant: {
+    run: grantCommand,
+    help: grantHelp,
+    summary: "add processes to a mailbox's group, while they live",
+  },
+  revoke: { run: revokeCommand, help: revokeHelp, summary: "take processes out of a mailbox's group" },
   send: { run: sendCommand, help: sendHelp, summary: 'send TEXT, or standard input line by line' },
   recv: { run: recvCommand, help: recvHelp, summary: 'receive messages to standard output' },
   watch: { run: watchCommand, help: watchHelp, summary: 'live view of mailboxes, processes and who waits' },
