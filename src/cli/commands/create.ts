@@ -38,7 +38,7 @@ Options:
   --policy POLICY      how receivers share it: first (default), round-robin, exclusive, pair
   --mode MODE          three octal digits owner/group/others, 4 receive, 2 send (default 0666,
                        or 0660 with --passkey). Once this command exits the mailbox has no
-                       owner: with 0662, only processes granted the right (grant() in the API)
+                       owner: with 0662, only processes granted the right (\`postbox grant\`)
                        receive
   --key KEY            System V key, decimal or 0x hex, shown by \`postbox ls\`
   --passkey            have the kernel make a passkey, and print it. A process that opens the

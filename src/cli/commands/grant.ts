@@ -17,17 +17,19 @@ import { passkeyFileHelp, passkeyFileOption } from '../passkey-file.js';
 import { UsageError } from '../usage-error.js';
 
 /** What grant and revoke have in common: who may, and how PROCESS and NAME are read. */
-const groupHelp = `PROCESS is a connected process's name or id, as \`postbox ps\` shows it. Only the mailbox's owner
-may (EACCES, exit 5). A mailbox made by \`postbox create\` has none once that command has ended:
-then any process may, or, if it has a passkey, one that presents it. NAME may be #ID or an id.
-With several processes, each is tried; the exit code is the first failure's.`;
+const groupHelp = `PROCESS is a connected process's name or id, as \`postbox ps\` shows it. Only the mailbox's
+owner may (EACCES, exit 5). A mailbox made by \`postbox create\` has none once that command has
+ended: then any process may, or, if it has a passkey, one that presents it. NAME may be #ID or
+an id. With several processes, each is tried; the exit code is the first failure's.`;
 
 export const grantHelp = `Usage: postbox grant NAME PROCESS... [options]
 
 Adds processes to a mailbox's group: each gets the rights of the mode's middle digit (0660:
 send and receive, which others may not). A grant lasts only while its process lives: it ends
 when the process does, and a process that connects again, even under the same name, is not in
-the group. ${groupHelp}
+the group.
+
+${groupHelp}
 
 Options:
   --json               each process and the mailbox's group after it, as a JSON array
@@ -40,9 +42,11 @@ ${exitCodesHelp}`;
 
 export const revokeHelp = `Usage: postbox revoke NAME PROCESS... [options]
 
-Takes processes out of a mailbox's group, as \`postbox grant\` or its passkey put them in: at
-once, a receive or send it has waiting too, if the mode's last digit does not let it in anyway.
-A process leaves every group when it ends, without this. ${groupHelp}
+Takes processes out of a mailbox's group, as \`postbox grant\` or its passkey put them in. It
+holds at once: a receive or send one has waiting fails (EACCES), unless the mode's last digit
+lets it in anyway. A process leaves every group when it ends, without this.
+
+${groupHelp}
 
 Options:
   --json               each process and the mailbox's group after it, as a JSON array
