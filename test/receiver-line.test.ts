@@ -278,15 +278,19 @@ test('round robin: many joins at one place in the line keep their order and plac
   line.setTurn(first[500]!);
   // Each joins just before the turn, which stays: each between the last to join and the turn.
   const joined = Array.from({ length: 20_000 }, (_, i) => new Receiver(1000 + i, peer));
+  // Counted over the first 3,000 joins: spreads of ranges ever larger come now and then, and a
+  // density that did not grow with a range's size (moving ~100 places a join here) passed 200.
+  const counted = 3_000;
   let moved = 0;
   joined.forEach((r, i) => {
-    if (i >= 200) {
+    if (i >= counted) {
       line.join(r);
       return;
     }
-    const before = new Map([...line].map((x) => [x, x.place]));
+    const inLine = [...line];
+    const before = inLine.map((x) => x.place);
     line.join(r);
-    for (const [x, place] of before) if (x.place !== place) moved++;
+    for (let k = 0; k < inLine.length; k++) if (inLine[k]!.place !== before[k]) moved++;
   });
   const order = ids(line);
   assert.deepEqual(order.slice(0, 500), [...Array(500).keys()]);
@@ -303,5 +307,5 @@ test('round robin: many joins at one place in the line keep their order and plac
   assert.ok(places.at(-1)! < PLACE_LIMIT);
   // List labelling moves O(log n) places a join on average; spreading the whole line over each time
   // its places ran out between two would move 1,000 or more.
-  assert.ok(moved / 200 < 100, `${(moved / 200).toFixed(1)} places moved a join`);
+  assert.ok(moved / counted < 25, `${(moved / counted).toFixed(1)} places moved a join`);
 });
