@@ -133,6 +133,25 @@ test('leaving while the line is walked skips nobody', () => {
   assert.deepEqual(ids(line), [1, 3, 5, 7, 9]);
 });
 
+test('a sender or type no receiver waits for any more is forgotten: its list goes', () => {
+  // System V's clients each wait for their own pid: a list kept for each that ever waited would
+  // grow with every client the mailbox served.
+  for (const roundRobin of [false, true]) {
+    const line = new ReceiverLine<Receiver>(roundRobin);
+    const peer = {};
+    const bySender = [new Receiver(0, peer, 0, 7), new Receiver(1, peer, 0, 7)];
+    const byType = new Receiver(2, peer, 9);
+    for (const r of [...bySender, byType]) line.join(r);
+    line.remove(bySender[0]!);
+    assert.deepEqual(members(line.ofSender(7)), [bySender[1]], 'one left: kept');
+    line.remove(bySender[1]!);
+    line.remove(byType);
+    assert.equal(line.ofSender(7), null, `sender 7 forgotten (roundRobin ${roundRobin})`);
+    assert.equal(line.ofType(9), null, `type 9 forgotten (roundRobin ${roundRobin})`);
+    assert.equal(line.keyed, 0);
+  }
+});
+
 test('oneProcess says whether every receiver in line is one process’s', () => {
   const line = new ReceiverLine<Receiver>(true);
   const a = {};
