@@ -8,12 +8,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Mailbox, Message, PostboxError, PostboxProcess, ReceiveOptions } from '../src/client/mod.js';
+import { Op, ReceiveFlag } from '../src/protocol/frame.js';
 import { kernelForTests } from './helpers/kernel.js';
 import { prng } from './helpers/prng.js';
-import { within } from './helpers/raw-peer.js';
+import { framePayload, RawPeer, receiveFrame, within } from './helpers/raw-peer.js';
 import { until } from './helpers/wait.js';
 
-const { join } = kernelForTests();
+const { join, env } = kernelForTests();
 
 type Selector = ReceiveOptions & { from?: number };
 
@@ -301,3 +302,43 @@ for (const policy of ['first', 'round-robin'] as const) {
     assert.equal((await box.stat()).waitingReceiversCount, line.items.length);
   });
 }
+
+test('a receive of one type whose process stopped reading is passed over for the next of that type, as a receive of any type is', async () => {
+  const [q, fast] = [await join(), await join()];
+  const [box, fastBox] = await shared(q, fast);
+  const slow = await RawPeer.open(env().POSTBOX_SOCKET!);
+  try {
+    const welcome = await slow.hello({ pid: process.pid, name: 'slow-typed' });
+    assert.equal(welcome.op, Op.WELCOME, slow.describe());
+    const slowId = (framePayload(welcome) as { process: { id: number } }).process.id;
+    // First in line, of type 5, with credit for 4,096: it would take every message sent here.
+    slow.write(
+      receiveFrame({ request: 1, target: box.id, flags: ReceiveFlag.STREAM, credit: 4096, type: 5 }),
+    );
+    await until(
+      () => box.stat(),
+      (s) => s.waitingReceivers.includes(slowId),
+      10_000,
+      'the slow receive waiting',
+    );
+    slow.pause();
+    let taken = false;
+    const got = fastBox.receive({ type: 5, timeout: 60_000 }).then((m) => {
+      taken = true;
+      return m;
+    });
+    await receiversWaiting(box, 2);
+    // 64 KiB each: the slow process's socket fills after a few MiB, the kernel stops handing it
+    // messages, and the next receive of type 5 takes one. Fed to the end of its credit, it would
+    // hold all 1,000 (64 MiB) in the kernel's memory and its socket.
+    const body = 'x'.repeat(64 * 1024);
+    let sent = 0;
+    while (!taken && sent < 1_000) {
+      await box.send(`${sent++}`.padEnd(body.length, 'x'), { type: 5 });
+    }
+    assert.ok(taken, `the receive of type 5 behind a process not reading got none of ${sent}`);
+    assert.equal((await got)?.type, 5);
+  } finally {
+    slow.destroy();
+  }
+});
