@@ -382,3 +382,36 @@ for (const byPriority of [false, true]) {
     );
   });
 }
+
+test('a message given back before its store moves the messages it holds is no guide to where the next one given back goes', () => {
+  const moves: Int32Array[] = [];
+  const store = new MessageStore(false, 0, { slotsMoved: (to) => moves.push(to) });
+  let seq = 1_000; // below: room for messages given back
+  const put = (): void => {
+    const b = frame({ seq: ++seq, type: 1 + (seq % 3), sender: 1, priority: 0 });
+    store.insert(b, 0, b.length, 4);
+  };
+  for (let i = 0; i < 100_000; i++) put();
+  while (store.count > 1_000) store.remove(store.oldest(), 4);
+  // Given back, older than every one held: the place the next given back is looked for first.
+  const first = frame({ seq: 500, type: 9, sender: 1, priority: 0 });
+  assert.ok(store.insert(first, 0, first.length, 4) >= 2_048, 'in a slot the move takes away');
+  // It stays while as many as the store has slots go through, the rest a thousand at most.
+  const notIt = { type: 9, except: true, from: 0 };
+  for (let i = 0; i < 131_072 && moves.length === 0; i++) {
+    put();
+    store.remove(store.first(notIt), 4);
+  }
+  assert.equal(moves.length, 1, 'moved into fewer slots');
+  const next = frame({ seq: 400, type: 9, sender: 1, priority: 0 });
+  store.insert(next, 0, next.length, 4);
+  const order: number[] = [];
+  store.forEach((s) => {
+    order.push(store.seq(s));
+  });
+  assert.deepEqual(order.slice(0, 2), [400, 500]);
+  assert.deepEqual(
+    order,
+    [...order].sort((a, b) => a - b),
+  );
+});
