@@ -405,13 +405,25 @@ test('a message given back before its store moves the messages it holds is no gu
   assert.equal(moves.length, 1, 'moved into fewer slots');
   const next = frame({ seq: 400, type: 9, sender: 1, priority: 0 });
   store.insert(next, 0, next.length, 4);
-  const order: number[] = [];
-  store.forEach((s) => {
-    order.push(store.seq(s));
-  });
+  const held = (): [number, number][] => {
+    const out: [number, number][] = [];
+    store.forEach((s) => {
+      out.push([s, store.seq(s)]);
+    });
+    return out;
+  };
+  const order = held().map(([, s]) => s);
   assert.deepEqual(order.slice(0, 2), [400, 500]);
   assert.deepEqual(
     order,
     [...order].sort((a, b) => a - b),
   );
+  // One taken from the middle of the moved store: its neighbours are linked both ways.
+  const [slot, middle] = held()[500]!;
+  store.remove(slot, 4);
+  assert.deepEqual(
+    held().map(([, s]) => s),
+    order.filter((s) => s !== middle),
+  );
+  assert.equal(store.count, order.length - 1);
 });
