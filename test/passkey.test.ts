@@ -70,15 +70,20 @@ describe('passkeys', () => {
     const old = mb.info.passkey!;
     const box = await inside.openMailbox('pk-renew', { passkey: old });
     const changed = (await mb.stat()).changeTime;
+    // The kernel's clock and ours are one machine's: past the last change by ours, past it by its.
+    for (let i = 0; i < 1_000_000 && Date.now() <= changed; i++) await new Promise(setImmediate);
     const fresh = await mb.renewPasskey();
     assert.match(fresh, HEX_128);
     assert.notEqual(fresh, old);
     assert.equal(await mb.passkey(), fresh);
-    assert.ok((await mb.stat()).changeTime >= changed);
+    assert.ok((await mb.stat()).changeTime > changed, 'a renewal changes the mailbox');
     await assert.rejects(
       late.openMailbox('pk-renew', { passkey: old }),
       refused(/the passkey does not open it/),
     );
+    // A passkey of another length is as wrong (compared in constant time, only once as long).
+    for (const wrong of ['', fresh.slice(1), `${fresh}0`])
+      await assert.rejects(late.openMailbox('pk-renew', { passkey: wrong }), refused(/does not open it/));
     // Those inside stay: the group is as it was.
     assert.deepEqual((await mb.stat()).group, [inside.id]);
     await box.send('still in');
@@ -116,6 +121,31 @@ describe('passkeys', () => {
       code: 'EINVAL',
       message: /renew must be true or false/,
     });
+  });
+
+  test('the owner presenting its own passkey stays out of the group; one let in by it leaves the group when it ends', async () => {
+    const owner = await join();
+    const guest = await join();
+    const mb = await owner.createMailbox('pk-group', { passkey: true, mode: 0o660 });
+    const key = mb.info.passkey!;
+    // The owner has every right its group would give: no place in it.
+    await owner.openMailbox('pk-group', { passkey: key });
+    assert.deepEqual((await mb.stat()).group, []);
+    const changed = (await mb.stat()).changeTime;
+    for (let i = 0; i < 1_000_000 && Date.now() <= changed; i++) await new Promise(setImmediate);
+    await guest.openMailbox('pk-group', { passkey: key });
+    const joined = await mb.stat();
+    assert.deepEqual(joined.group, [guest.id]);
+    assert.ok(joined.changeTime > changed, 'its group changed, as a grant changes it');
+    // Its place ends with it, as a grant's does: else stat would list it for good, and the owner
+    // could not revoke it (ESRCH).
+    await guest.close();
+    await until(
+      () => mb.stat(),
+      (s) => s.group.length === 0,
+      10_000,
+      'the ended guest out of the group',
+    );
   });
 
   test('an unowned mailbox with a passkey is its group’s: a member is told it and may renew it, a stranger may not', async () => {
