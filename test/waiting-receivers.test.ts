@@ -379,3 +379,42 @@ test('round-robin: messages given back when their receiver ends go out by turns,
     holder.destroy();
   }
 });
+
+test('round-robin rendezvous: senders whose receiver ended meet the receives waiting by turns, each a process other than the last one’s', async () => {
+  const [owner, a, b] = [await join(), await join(), await join()];
+  const box = await owner.createMailbox<string>(null, { mode: 0o666, policy: 'round-robin', capacity: 0 });
+  const [fromA, fromB] = await Promise.all([a.openMailbox<string>(box.id), b.openMailbox<string>(box.id)]);
+  const holder = await RawPeer.open(env().POSTBOX_SOCKET!);
+  try {
+    const welcome = await holder.hello({ pid: process.pid, name: 'holder' });
+    assert.equal(welcome.op, Op.WELCOME, holder.describe());
+    // It takes three and never says so: they are given back when it ends.
+    holder.write(receiveFrame({ request: 1, target: box.id, flags: ReceiveFlag.STREAM, credit: 3 }));
+    await receiversWaiting(box, 1);
+    // Each send waits until its message is taken: met, not taken, they wait again when it ends.
+    const sends = ['m1', 'm2', 'm3'].map((body) => box.send(body, { timeout: 20_000 }));
+    await until(
+      () => box.stat(),
+      (s) => s.inflight === 3 || s.waitingReceipts.length === 3,
+      10_000,
+      'three in the holder’s hands',
+    );
+    // Two receives of A's, side by side in line, then B's.
+    const a1 = fromA.receive({ timeout: 20_000 });
+    await receiversWaiting(box, 1);
+    const a2 = fromA.receive({ timeout: 20_000 });
+    await receiversWaiting(box, 2);
+    const b1 = fromB.receive({ timeout: 20_000 });
+    await receiversWaiting(box, 3);
+    holder.destroy();
+    const got = await within(Promise.all([a1, a2, b1]), 10_000, 'the three met again, received');
+    await within(Promise.all(sends), 10_000, 'the sends settled');
+    // A takes one, then the turn passes A's other receive for B's: as a message sent then would go.
+    assert.deepEqual(
+      got.map((m) => m?.body),
+      ['m1', 'm3', 'm2'],
+    );
+  } finally {
+    holder.destroy();
+  }
+});
