@@ -1,16 +1,8 @@
 import { parseArgs } from 'node:util';
-import { PostboxError } from '../../protocol/errors.js';
 import { asOwner } from '../as-owner.js';
-import {
-  connectionHelp,
-  connectionOptions,
-  findMailbox,
-  parseMode,
-  printJson,
-  withOperatorProcess,
-} from '../common.js';
-import { printDiagnostic } from '../diagnostic.js';
-import { Exit, exitCodeFor, exitCodesHelp } from '../exit-codes.js';
+import { connectionHelp, connectionOptions, findMailbox, parseMode, withOperatorProcess } from '../common.js';
+import { forEachMailbox } from '../each-mailbox.js';
+import { exitCodesHelp } from '../exit-codes.js';
 import { passkeyFileHelp, passkeyFileOption } from '../passkey-file.js';
 import { UsageError } from '../usage-error.js';
 
@@ -48,22 +40,11 @@ export async function chmodCommand(argv: string[]): Promise<number> {
   if (given === undefined) throw new UsageError('missing MODE and NAME');
   const mode = parseMode(given, 'MODE')!;
   if (refs.length === 0) throw new UsageError('missing NAME');
-  return withOperatorProcess(values, async (proc) => {
-    let code: number = Exit.OK;
-    const done: Record<string, unknown>[] = [];
-    for (const ref of refs) {
-      try {
-        const found = await findMailbox(proc, ref);
-        const info = await asOwner(proc, found, values['passkey-file'], (mb) => mb.chmod(mode));
-        done.push({ ref, id: info.id, name: info.name, mode: info.mode });
-      } catch (err) {
-        if (!(err instanceof PostboxError)) throw err;
-        printDiagnostic('chmod', `${err.message} (${err.code})`);
-        done.push({ ref, error: err.code, message: err.message });
-        if (code === Exit.OK) code = exitCodeFor(err);
-      }
-    }
-    if (values.json) printJson(done);
-    return code;
-  });
+  return withOperatorProcess(values, (proc) =>
+    forEachMailbox('chmod', refs, values.json === true, async (ref) => {
+      const found = await findMailbox(proc, ref);
+      const info = await asOwner(proc, found, values['passkey-file'], (mb) => mb.chmod(mode));
+      return { id: info.id, name: info.name, mode: info.mode };
+    }),
+  );
 }

@@ -1,9 +1,8 @@
 import { parseArgs } from 'node:util';
-import { PostboxError } from '../../protocol/errors.js';
 import { asOwner } from '../as-owner.js';
-import { connectionHelp, connectionOptions, findMailbox, printJson, withOperatorProcess } from '../common.js';
-import { printDiagnostic } from '../diagnostic.js';
-import { Exit, exitCodeFor, exitCodesHelp } from '../exit-codes.js';
+import { connectionHelp, connectionOptions, findMailbox, withOperatorProcess } from '../common.js';
+import { forEachMailbox } from '../each-mailbox.js';
+import { exitCodesHelp } from '../exit-codes.js';
 import { passkeyFileHelp, passkeyFileOption } from '../passkey-file.js';
 import { UsageError } from '../usage-error.js';
 
@@ -48,27 +47,15 @@ export async function rmCommand(argv: string[]): Promise<number> {
     return 0;
   }
   if (refs.length === 0) throw new UsageError('missing NAME');
-  return withOperatorProcess(values, async (proc) => {
-    let code: number = Exit.OK;
-    const done: Record<string, unknown>[] = [];
-    for (const ref of refs) {
-      try {
-        const mb = await findMailbox(proc, ref);
-        // An anonymous pipe has no name to unlink: rm of its #ID deletes it, or nothing would be
-        // done and the command would say it was. A POSIX queue is the one mailbox whose rights are
-        // its descriptors' (rightsAtOpen): deleting it would fail descriptors that Linux keeps.
-        const unlink =
-          values.unlink === true || (mb.name !== null && (mb.endOnLastWriter || mb.rightsAtOpen));
-        await asOwner(proc, mb, values['passkey-file'], (h) => (unlink ? h.unlink() : h.delete()));
-        done.push({ ref, id: mb.id, name: mb.name, action: unlink ? 'unlinked' : 'deleted' });
-      } catch (err) {
-        if (!(err instanceof PostboxError)) throw err;
-        printDiagnostic('rm', `${err.message} (${err.code})`);
-        done.push({ ref, error: err.code, message: err.message });
-        if (code === Exit.OK) code = exitCodeFor(err);
-      }
-    }
-    if (values.json) printJson(done);
-    return code;
-  });
+  return withOperatorProcess(values, (proc) =>
+    forEachMailbox('rm', refs, values.json === true, async (ref) => {
+      const mb = await findMailbox(proc, ref);
+      // An anonymous pipe has no name to unlink: rm of its #ID deletes it, or nothing would be
+      // done and the command would say it was. A POSIX queue is the one mailbox whose rights are
+      // its descriptors' (rightsAtOpen): deleting it would fail descriptors that Linux keeps.
+      const unlink = values.unlink === true || (mb.name !== null && (mb.endOnLastWriter || mb.rightsAtOpen));
+      await asOwner(proc, mb, values['passkey-file'], (h) => (unlink ? h.unlink() : h.delete()));
+      return { id: mb.id, name: mb.name, action: unlink ? 'unlinked' : 'deleted' };
+    }),
+  );
 }
