@@ -343,6 +343,31 @@ test('a receive of one type whose process stopped reading is passed over for the
   }
 });
 
+/**
+ * Lines up two receives of A's side by side, then B's, and ends the holder of m1 to m3: A takes
+ * one, then the turn passes A's other receive for B's, as a message sent then would go.
+ */
+async function assertTakenByTurns(
+  box: Mailbox<string>,
+  fromA: Mailbox<string>,
+  fromB: Mailbox<string>,
+  holder: RawPeer,
+  what: string,
+): Promise<void> {
+  const a1 = fromA.receive({ timeout: 20_000 });
+  await receiversWaiting(box, 1);
+  const a2 = fromA.receive({ timeout: 20_000 });
+  await receiversWaiting(box, 2);
+  const b1 = fromB.receive({ timeout: 20_000 });
+  await receiversWaiting(box, 3);
+  holder.destroy();
+  const got = await within(Promise.all([a1, a2, b1]), 10_000, what);
+  assert.deepEqual(
+    got.map((m) => m?.body),
+    ['m1', 'm3', 'm2'],
+  );
+}
+
 test('round-robin: messages given back when their receiver ends go out by turns, each to a process other than the last one’s', async () => {
   const [owner, a, b] = [await join(), await join(), await join()];
   const box = await owner.createMailbox<string>(null, { mode: 0o666, policy: 'round-robin' });
@@ -361,20 +386,7 @@ test('round-robin: messages given back when their receiver ends go out by turns,
       10_000,
       'three in the holder’s hands',
     );
-    // Two receives of A's, side by side in line, then B's.
-    const a1 = fromA.receive({ timeout: 20_000 });
-    await receiversWaiting(box, 1);
-    const a2 = fromA.receive({ timeout: 20_000 });
-    await receiversWaiting(box, 2);
-    const b1 = fromB.receive({ timeout: 20_000 });
-    await receiversWaiting(box, 3);
-    holder.destroy();
-    const got = await within(Promise.all([a1, a2, b1]), 10_000, 'the three given back, received');
-    // A takes one, then the turn passes A's other receive for B's: as a message sent then would go.
-    assert.deepEqual(
-      got.map((m) => m?.body),
-      ['m1', 'm3', 'm2'],
-    );
+    await assertTakenByTurns(box, fromA, fromB, holder, 'the three given back, received');
   } finally {
     holder.destroy();
   }
@@ -399,21 +411,8 @@ test('round-robin rendezvous: senders whose receiver ended meet the receives wai
       10_000,
       'three in the holder’s hands',
     );
-    // Two receives of A's, side by side in line, then B's.
-    const a1 = fromA.receive({ timeout: 20_000 });
-    await receiversWaiting(box, 1);
-    const a2 = fromA.receive({ timeout: 20_000 });
-    await receiversWaiting(box, 2);
-    const b1 = fromB.receive({ timeout: 20_000 });
-    await receiversWaiting(box, 3);
-    holder.destroy();
-    const got = await within(Promise.all([a1, a2, b1]), 10_000, 'the three met again, received');
+    await assertTakenByTurns(box, fromA, fromB, holder, 'the three met again, received');
     await within(Promise.all(sends), 10_000, 'the sends settled');
-    // A takes one, then the turn passes A's other receive for B's: as a message sent then would go.
-    assert.deepEqual(
-      got.map((m) => m?.body),
-      ['m1', 'm3', 'm2'],
-    );
   } finally {
     holder.destroy();
   }
